@@ -1,0 +1,4 @@
+//! mist-core: what every mist-rs binary shares besides media: the config model, stream names and
+//! wildcards, the control-socket protocol between the controller and its children, logging.
+
+pub mod control;

@@ -1,0 +1,12 @@
+//! mist-media: the containers and codecs of mist-rs as sans-IO state machines.
+//!
+//! Every parser here takes bytes and returns frames, events or typed errors; none of them touches a
+//! socket, a file or a clock. Memory a parser allocates is bounded by the bytes it was given, never by a
+//! length field a peer sent.
+
+pub mod error;
+pub mod frame;
+pub mod time;
+
+pub use error::MediaError;
+pub use frame::{Codec, Frame, Track, TrackKind};

@@ -1,0 +1,65 @@
+//! Timestamps that never jump backwards across the wrap-arounds of wire clocks.
+
+/// Unwraps a wrapping clock of `bits` bits (33 for MPEG-TS, 32 for RTMP) into a monotonic i64.
+///
+/// A small step backwards (less than a quarter of the range) is kept as a step backwards, since
+/// B-frames and interleaving produce those; a large one is taken as a wrap.
+#[derive(Debug, Clone, Copy)]
+pub struct Unwrapper {
+    bits: u32,
+    last: Option<u64>,
+    epoch: i64,
+}
+
+impl Unwrapper {
+    pub fn new(bits: u32) -> Unwrapper {
+        assert!(bits > 1 && bits < 63);
+        Unwrapper { bits, last: None, epoch: 0 }
+    }
+
+    pub fn unwrap(&mut self, raw: u64) -> i64 {
+        let range = 1u64 << self.bits;
+        let raw = raw & (range - 1);
+        if let Some(last) = self.last {
+            if raw < last && last - raw > range / 2 {
+                self.epoch += range as i64;
+            } else if raw > last && raw - last > range / 2 && self.epoch >= range as i64 {
+                // a late value from before the last wrap
+                self.last = Some(raw);
+                return self.epoch - range as i64 + raw as i64;
+            }
+        }
+        self.last = Some(raw);
+        self.epoch + raw as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_forward_on_33_bits() {
+        let mut u = Unwrapper::new(33);
+        let top = (1u64 << 33) - 3000;
+        assert_eq!(u.unwrap(top), top as i64);
+        assert_eq!(u.unwrap(600), (1i64 << 33) + 600);
+        assert_eq!(u.unwrap(3600), (1i64 << 33) + 3600);
+    }
+
+    #[test]
+    fn small_backward_steps_stay_backward() {
+        let mut u = Unwrapper::new(32);
+        assert_eq!(u.unwrap(10_000), 10_000);
+        assert_eq!(u.unwrap(9_960), 9_960);
+    }
+
+    #[test]
+    fn late_value_from_before_wrap() {
+        let mut u = Unwrapper::new(32);
+        let top = (1u64 << 32) - 10;
+        u.unwrap(top);
+        assert_eq!(u.unwrap(5), (1i64 << 32) + 5);
+        assert_eq!(u.unwrap(top + 2), top as i64 + 2);
+    }
+}
