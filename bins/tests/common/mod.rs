@@ -1,0 +1,205 @@
+//! Helpers for end-to-end tests: start real binaries on free ports with their own shared-memory
+//! directory, drive them with ffmpeg/ffprobe, and clean up on drop.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_port(port: u16, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "mist-test-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A controller on free ports with its own config and shared-memory directory.
+pub struct Controller {
+    pub dir: TempDir,
+    pub api: u16,
+    pub rtmp: u16,
+    pub http: u16,
+    pub config: PathBuf,
+    pub shm: PathBuf,
+    pub proc: Proc,
+}
+
+impl Controller {
+    /// Starts MistController with stream `live` (source `push://`) plus `extra_streams`.
+    pub fn start(extra_streams: serde_json::Value) -> Controller {
+        let dir = TempDir::new("ctl");
+        let (api, rtmp, http) = (free_port(), free_port(), free_port());
+        let mut streams = serde_json::json!({"live": {"name": "live", "source": "push://"}});
+        if let serde_json::Value::Object(extra) = extra_streams {
+            for (k, v) in extra {
+                streams[k] = v;
+            }
+        }
+        let config = serde_json::json!({
+            "config": {
+                "controller": {"port": api, "interface": "127.0.0.1"},
+                "protocols": [{"connector": "RTMP", "port": rtmp, "interface": "127.0.0.1"}],
+            },
+            "streams": streams,
+        });
+        let path = dir.path().join("mistserver.conf");
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let shm = dir.path().join("shm");
+        std::fs::create_dir_all(&shm).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_MistController"))
+            .arg("-c")
+            .arg(&path)
+            .env("MIST_SHM_DIR", &shm)
+            .env("MIST_RUN_DIR", dir.path())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start MistController");
+        let proc = Proc(child);
+        assert!(wait_port(api, Duration::from_secs(10)), "API port never opened");
+        assert!(wait_port(rtmp, Duration::from_secs(10)), "RTMP port never opened");
+        Controller { dir, api, rtmp, http, config: path, shm, proc }
+    }
+
+    pub fn publish_url(&self, stream: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{stream}", self.rtmp)
+    }
+
+    pub fn play_url(&self, stream: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/play/{stream}", self.rtmp)
+    }
+
+    /// One API call from the local machine; returns the parsed answer.
+    pub fn api(&self, command: &serde_json::Value) -> serde_json::Value {
+        api_call(self.api, command, &[])
+    }
+}
+
+/// POSTs `command` to /api with extra headers; returns the JSON answer.
+pub fn api_call(port: u16, command: &serde_json::Value, headers: &[(&str, &str)]) -> serde_json::Value {
+    let body = serde_json::to_vec(command).unwrap();
+    let mut req = format!(
+        "POST /api HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    let (_, body) = text.split_once("\r\n\r\n").expect("HTTP response");
+    serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("API answer {body:?}: {e}"))
+}
+
+/// Publishes testsrc2 + sine as H.264 + AAC to `url` in real time.
+pub fn publish(url: &str, size: &str, seconds: u32) -> Proc {
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg (is it installed? scripts/test installs it)");
+    Proc(child)
+}
+
+/// ffprobe's view of a URL's streams (codec_name, width, height, …).
+pub fn probe_streams(url: &str) -> Vec<serde_json::Value> {
+    let out = Command::new("timeout")
+        .args(["15", "ffprobe", "-v", "error", "-show_streams", "-of", "json", url])
+        .output()
+        .expect("run ffprobe");
+    assert!(out.status.success(), "ffprobe {url} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["streams"].as_array().cloned().unwrap_or_default()
+}
+
+/// Decodes `url` for `wall` seconds of wall-clock time and returns the number of video frames decoded
+/// (and their size as WxH from the first frame).
+pub fn decode_video_frames(url: &str, wall: Duration) -> (usize, String) {
+    let mut child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i", url, "-map", "0:v:0"])
+        .args(["-f", "framemd5", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run ffmpeg");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    std::thread::sleep(wall);
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = reader.join().unwrap();
+    let frames = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).count();
+    let size = text
+        .lines()
+        .find(|l| l.starts_with("#dimensions 0:"))
+        .map(|l| l.trim_start_matches("#dimensions 0:").trim().replace(' ', ""))
+        .unwrap_or_default();
+    (frames, size)
+}
