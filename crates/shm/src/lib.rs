@@ -259,6 +259,8 @@ impl StreamReader {
     pub fn seek_ms(&mut self, ms: i64) {
         self.st.seek_ms(ms)
     }
+    /// The next event; never blocks.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> ReadEvent {
         self.st.next()
     }
@@ -305,16 +307,27 @@ pub struct StreamBuffer {
 impl StreamBuffer {
     /// Creates or opens the stream and registers this process as its buffer. `idle_ms` is how
     /// long readers without a buffer process wait for a gone writer before they report `Ended`.
+    /// Fails with `WriterAlive` (carrying the other buffer's pid) if another buffer process
+    /// serves the stream.
     pub fn open(stream: &str, opts: WriterOptions, idle_ms: u32) -> Result<StreamBuffer, ShmError> {
         let dir = shm_dir();
         let meta = create_meta(&dir, stream, opts.live, opts.dvr_ms)?;
         open_users(&dir, stream, true)?;
         let s = &meta.seg;
+        let me = std::process::id();
+        loop {
+            let other = s.u32(M_BUFFER_PID).load(Acquire);
+            if other != 0 && other != me && pid_alive(other) {
+                return Err(ShmError::WriterAlive(stream.to_owned(), other));
+            }
+            if s.u32(M_BUFFER_PID).compare_exchange(other, me, AcqRel, Acquire).is_ok() {
+                break;
+            }
+        }
         s.u32(M_IDLE_MS).store(idle_ms, Relaxed);
         if meta.writer_pid() == 0 {
             s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
         }
-        s.u32(M_BUFFER_PID).store(std::process::id(), Release);
         Ok(StreamBuffer { name: stream.to_owned(), meta })
     }
     pub fn status(&self) -> StreamStatus {
@@ -548,10 +561,8 @@ pub fn cleanup_stale() -> usize {
             let old = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|d| d > Duration::from_secs(5));
             let tmp_dead = n.rsplit_once(".tmp").and_then(|(_, r)| r.split('-').next()?.parse::<u32>().ok()).is_some_and(|pid| !pid_alive(pid));
             let orphan = !metas.iter().any(|s| belongs(&n, s));
-            if (orphan && old) || tmp_dead {
-                if std::fs::remove_file(e.path()).is_ok() {
-                    removed += 1;
-                }
+            if ((orphan && old) || tmp_dead) && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
             }
         }
     }

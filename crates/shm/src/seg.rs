@@ -91,7 +91,7 @@ impl Seg {
     fn check(&self, off: usize, size: usize) {
         // Offsets are either layout constants or validated against the segment size by the
         // caller; failing here is a bug in this crate, not a corrupt segment.
-        assert!(off % size == 0 && off.checked_add(size).is_some_and(|e| e <= self.len), "segment offset {off} out of range");
+        assert!(off & (size - 1) == 0 && off.checked_add(size).is_some_and(|e| e <= self.len), "segment offset {off} out of range");
     }
 
     pub fn u32(&self, off: usize) -> &AtomicU32 {
