@@ -10,3 +10,5 @@ pub mod time;
 
 pub use error::MediaError;
 pub use frame::{Codec, Frame, Track, TrackKind};
+pub mod aac;
+pub mod h264;
