@@ -12,3 +12,4 @@ pub use error::MediaError;
 pub use frame::{Codec, Frame, Track, TrackKind};
 pub mod aac;
 pub mod h264;
+pub mod amf0;
