@@ -13,3 +13,4 @@ pub use frame::{Codec, Frame, Track, TrackKind};
 pub mod aac;
 pub mod h264;
 pub mod amf0;
+pub mod flv;
