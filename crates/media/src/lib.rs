@@ -14,3 +14,4 @@ pub mod aac;
 pub mod h264;
 pub mod amf0;
 pub mod flv;
+pub mod rtmp;
