@@ -70,11 +70,9 @@ fn main() {
 
     while Instant::now() < end {
         // Open the connections spread over the ramp.
-        let due = if args.ramp_ms == 0 {
-            args.viewers
-        } else {
-            ((t0.elapsed().as_millis() as u64 * args.viewers as u64) / args.ramp_ms).min(args.viewers as u64) as usize
-        };
+        let due = (t0.elapsed().as_millis() as u64 * args.viewers as u64)
+            .checked_div(args.ramp_ms)
+            .map_or(args.viewers, |n| n.min(args.viewers as u64) as usize);
         while viewers.len() < due {
             let i = viewers.len();
             let mut session = ClientSession::new(app, &tc_url, stream, ClientMode::Play, i as u64 + 1);
