@@ -112,8 +112,7 @@ fn main() {
                 continue;
             }
             if ev.is_readable() {
-                loop {
-                    let Some(sock) = v.sock.as_mut() else { break };
+                while let Some(sock) = v.sock.as_mut() {
                     match sock.read(&mut buf) {
                         Ok(0) => {
                             v.failed = true;
