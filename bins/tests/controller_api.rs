@@ -78,6 +78,7 @@ fn start(mut ctl: Ctl, args: &[&str]) -> Ctl {
         .current_dir(ctl.dir.path())
         .env("MIST_CONTROL", ctl.sock())
         .env("MIST_SHM_DIR", ctl.dir.path().join("shm"))
+        .env("MIST_INPUT_WAIT_MS", "1000")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err)
@@ -450,7 +451,10 @@ fn control_socket_push_rules() {
         "lan": {"source": "push://10.1.0.0/16"},
         "vod": {"source": "/nonexistent/file.mp4"}
     }});
-    let ctl = start(prepare(Some(cfg), &[("MistInBuffer", &fake_input(tmp.path()))]), &["-c", "mist.conf"]);
+    let ctl = prepare(Some(cfg), &[("MistInBuffer", &fake_input(tmp.path()))]);
+    // This test (only) uses mist-shm in-process, on the controller's shm directory.
+    std::env::set_var("MIST_SHM_DIR", ctl.dir.path().join("shm"));
+    let ctl = start(ctl, &["-c", "mist.conf"]);
     let push = |stream: &str, app: &str, host: &str| {
         control(&ctl, &json!({"cmd": "push", "stream": stream, "app": app, "host": host, "connector": "RTMP", "url": "rtmp://x/"}))
     };
@@ -460,15 +464,29 @@ fn control_socket_push_rules() {
     assert_eq!(push("vod", "x", "127.0.0.1")["ok"], false);
     assert_eq!(push("secret", "wrong", "127.0.0.1")["ok"], false);
     assert_eq!(push("lan", "x", "10.2.0.1")["ok"], false);
-    // Accepted pushes start MistInBuffer -s NAME push://... and answer with the stream's config.
+    // Accepted pushes start MistInBuffer -s NAME push://... and are answered once the stream's
+    // buffer exists (the stand-in input does not create it: this test does, 400 ms later).
+    let creator = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_millis(400));
+        mist_shm::StreamWriter::create("secret", mist_shm::WriterOptions { live: true, dvr_ms: 50_000 }).unwrap()
+    });
+    let t0 = Instant::now();
     let r = push("Secret", "pw", "127.0.0.1");
+    let waited = t0.elapsed();
+    let _writer = creator.join().unwrap();
+    assert!(waited >= Duration::from_millis(350) && waited < Duration::from_secs(4), "answered after {waited:?}");
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["stream"], "secret");
     assert_eq!(r["config"]["source"], "push://@pw");
+    // Buffer already there: immediate answer.
+    let _w2 = mist_shm::StreamWriter::create("live+cam+1", mist_shm::WriterOptions { live: true, dvr_ms: 50_000 }).unwrap();
     let r = push("live+cam 1?x=y", "live", "::1");
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["stream"], "live+cam+1"); // the first space acts as +
+    // No buffer ever: answered ok after MIST_INPUT_WAIT_MS while the input runs.
+    let t0 = Instant::now();
     assert_eq!(push("lan", "", "10.1.200.3")["ok"], true);
+    assert!(t0.elapsed() >= Duration::from_millis(900), "{:?}", t0.elapsed());
     let args = std::fs::read_to_string(tmp.path().join("input.args")).unwrap();
     assert!(args.contains("-s secret push://@pw"), "{args}");
     assert!(args.contains("-s live+cam+1 push://"), "{args}");
@@ -478,7 +496,15 @@ fn control_socket_push_rules() {
     assert_eq!(args.matches("-s secret").count(), 1, "{args}");
     let v = api(&ctl, &json!({"active_streams": true}));
     let act = v["active_streams"].as_array().unwrap();
-    assert!(act.contains(&json!("secret")) && act.contains(&json!("lan")), "{v}");
+    assert!(act.contains(&json!("secret")) && act.contains(&json!("lan")) && act.contains(&json!("live+cam+1")), "{v}");
+    let v = api(&ctl, &json!({"active_streams": {"fields": ["status", "inputs", "tracks"]}}));
+    assert_eq!(v["active_streams"]["data"]["secret"], json!(["Online", 1, 0]), "{v}");
+    assert_eq!(v["active_streams"]["data"]["lan"][0], "Booting", "{v}");
+    // A viewer registered in the users table shows up in clients and totals.
+    let _viewer = mist_shm::StreamReader::open("secret", mist_shm::ReaderInfo { connector: "HLS".into(), host: "192.0.2.9".into() }).unwrap();
+    let v = api(&ctl, &json!({"clients": {"fields": ["host", "stream", "protocol"]}, "totals": {"fields": ["clients"]}}));
+    assert_eq!(v["clients"]["data"], json!([["192.0.2.9", "secret", "HLS"]]), "{v}");
+    assert_eq!(v["totals"]["data"][0][0], 1, "{v}");
     // Play of a known live stream is fine; of an unknown one is refused.
     let play = |s: &str| control(&ctl, &json!({"cmd": "play", "stream": s, "host": "1.2.3.4", "connector": "HLS", "url": "/x"}));
     assert_eq!(play("live+other")["ok"], true);
@@ -498,6 +524,12 @@ fn control_socket_push_rules() {
         let v = api(&ctl, &json!({"active_streams": true}));
         (!v["active_streams"].as_array().unwrap().contains(&json!("lan"))).then_some(())
     });
+    // SIGTERM: children stopped, the streams' shared memory removed.
+    let mut ctl = ctl;
+    unsafe { libc::kill(ctl.pid() as i32, libc::SIGTERM) };
+    assert!(wait_exit(&mut ctl, Duration::from_secs(10)).success());
+    let left: Vec<String> = std::fs::read_dir(ctl.dir.path().join("shm")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.iter().all(|f| !f.contains("secret") && !f.contains("live")), "{left:?}");
 }
 
 #[test]

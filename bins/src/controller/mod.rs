@@ -34,8 +34,15 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 pub const AUTOSAVE_DELAY: Duration = Duration::from_secs(60);
 /// Kept log lines for the `log` API command.
 pub const LOG_KEEP: usize = 500;
-/// How long a Push/Play request waits for the stream's buffer to appear.
-pub const INPUT_WAIT: Duration = Duration::from_secs(5);
+/// How long a Push/Play request waits for the stream's buffer to appear (env `MIST_INPUT_WAIT_MS`
+/// overrides).
+pub fn input_wait() -> Duration {
+    std::env::var("MIST_INPUT_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(5))
+}
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "MistController", about = "mist-rs controller: config, API, process supervision", disable_version_flag = true)]
@@ -343,7 +350,8 @@ impl Controller {
 
     /// Whether a stream's buffer exists in shared memory.
     pub fn stream_ready(&self, name: &str) -> bool {
-        self.shm_streams().is_some_and(|v| v.iter().any(|s| s.name == name && !s.ended))
+        let n = name.to_string();
+        shm_call(move || mist_shm::stream_status(&n)).is_some_and(|r| r.is_ok_and(|s| !s.ended))
     }
 }
 

@@ -523,7 +523,7 @@ fn service_ctl(ctl: &mut Controller, token: Token, c: &mut CtlConn) -> bool {
                             token,
                             stream,
                             config,
-                            deadline: Instant::now() + super::INPUT_WAIT,
+                            deadline: Instant::now() + super::input_wait(),
                             since: Instant::now(),
                         }),
                     }
@@ -568,7 +568,7 @@ fn answer_pending(ctl: &mut Controller, conns: &mut HashMap<Token, Conn>) {
             // Without shared-memory status, an input that stays up is taken as ready.
             Some(Ok(()))
         } else if now >= p.deadline {
-            warn!("stream {}: input runs but no buffer after {:?}; answering anyway", p.stream, super::INPUT_WAIT);
+            warn!("stream {}: input runs but no buffer after {:?}; answering anyway", p.stream, super::input_wait());
             Some(Ok(()))
         } else {
             None
