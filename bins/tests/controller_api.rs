@@ -509,6 +509,11 @@ fn control_socket_push_rules() {
     let play = |s: &str| control(&ctl, &json!({"cmd": "play", "stream": s, "host": "1.2.3.4", "connector": "HLS", "url": "/x"}));
     assert_eq!(play("live+other")["ok"], true);
     assert_eq!(play("unknown")["ok"], false);
+    // API commands over the control socket (for local utilities), authorised by file mode.
+    let r = control(&ctl, &json!({"cmd": "api", "command": {"addprotocol": {"connector": "NOPE", "port": 1}, "streams": true}}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["config"]["config"]["protocols"][0]["connector"], "NOPE", "{r}");
+    assert!(r["config"]["streams"]["secret"].is_object(), "{r}");
     // Garbage on the socket gets an error answer, not a crash.
     let mut s = std::os::unix::net::UnixStream::connect(ctl.sock()).unwrap();
     s.write_all(b"{\"cmd\":\"bogus\"}\n").unwrap();

@@ -318,6 +318,11 @@ impl Controller {
         let (stream, is_push, host, app) = match &req {
             Request::Push { stream, app, host, .. } => (stream.clone(), true, host.clone(), app.clone()),
             Request::Play { stream, host, .. } => (stream.clone(), false, host.clone(), String::new()),
+            Request::Api { command } => {
+                let mut sess = api::Session::default();
+                let answer = api::handle(self, &mut sess, "local", true, command);
+                return Ok(Response { ok: true, stream: String::new(), error: String::new(), config: answer });
+            }
         };
         let name = names::sanitize(&stream);
         if !names::is_valid(&name) {
@@ -352,6 +357,42 @@ impl Controller {
     pub fn stream_ready(&self, name: &str) -> bool {
         let n = name.to_string();
         shm_call(move || mist_shm::stream_status(&n)).is_some_and(|r| r.is_ok_and(|s| !s.ended))
+    }
+}
+
+/// On a terminal (stdin and stdout both ttys), asks whether to create an account and enable the
+/// default protocols when the config has none, as MistServer does. Without a terminal it never
+/// asks.
+pub fn interactive_setup(ctl: &mut Controller) {
+    use std::io::{BufRead, Write};
+    // SAFETY: isatty on the standard descriptors.
+    let tty = unsafe { libc::isatty(0) == 1 && libc::isatty(1) == 1 };
+    if !tty {
+        return;
+    }
+    let stdin = std::io::stdin();
+    let ask = |q: &str| -> String {
+        print!("{q}");
+        let _ = std::io::stdout().flush();
+        let mut l = String::new();
+        let _ = stdin.lock().read_line(&mut l);
+        l.trim().to_string()
+    };
+    if ctl.cfg.account.is_empty() && ask("Account not set, do you want to create an account? (y/n) > ").starts_with(['y', 'Y']) {
+        let user = ask("Username: ");
+        let pass = ask("Password: ");
+        if !user.is_empty() && !pass.is_empty() {
+            ctl.cfg.set_account(&user, &auth::md5hex(pass.as_bytes()));
+            ctl.mark_dirty();
+        }
+    }
+    if ctl.cfg.config.protocols.is_empty()
+        && ask("Protocols not set, do you want to enable default protocols? (y/n) > ").starts_with(['y', 'Y'])
+    {
+        for name in ctl.caps.connectors.keys() {
+            ctl.cfg.config.protocols.push(config::Protocol::new(name));
+        }
+        ctl.mark_dirty();
     }
 }
 

@@ -207,6 +207,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             info!("removed {n} stale shared-memory segments");
         }
     }
+    super::interactive_setup(&mut ctl);
     info!("API listening on {api_addr}; control socket {}", control_path.display());
     ctl.apply_protocols();
 
@@ -296,7 +297,12 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         // Children's stderr.
         while let Ok(cl) = line_rx.try_recv() {
             let p = log::parse_line(&cl.line);
-            let who = p.binary.unwrap_or_else(|| cl.binary.clone());
+            let who = p.binary.clone().unwrap_or_else(|| cl.binary.clone());
+            // "Binary: message" without a level: do not repeat the name.
+            let mut p = p;
+            if let Some(rest) = p.message.strip_prefix(&format!("{who}: ")) {
+                p.message = rest.to_string();
+            }
             let line = log::format_line(p.level, &who, &p.message);
             let _ = writeln!(std::io::stderr(), "{line}");
             push_log(&ctl.logs, p.level, format!("{who} ({}): {}", cl.pid, p.message));
