@@ -369,7 +369,7 @@ fn child_restarted_quickly_after_kill9_and_stopped_on_sigterm() {
     let script = fake_output(tmp.path());
     let port = free_port();
     let cfg = json!({"config": {"protocols": [{"connector": "FAKE", "port": port}]}, "streams": {}});
-    let mut ctl = start(prepare(Some(cfg), &[("MistOutFAKE", &script)]), &["-c", "mist.conf"]);
+    let mut ctl = start(prepare(Some(cfg), &[("MistOutFAKE", &script)]), &["-c", "mist.conf", "-S", "metrics"]);
     let pidfile = tmp.path().join("fake.pid");
     let pid1 = wait_for("first start", Duration::from_secs(10), || read_pid(&pidfile));
     // Options come from the capabilities (-j): port → --port; the control socket is in the env.
@@ -379,6 +379,11 @@ fn child_restarted_quickly_after_kill9_and_stopped_on_sigterm() {
     assert_eq!(env.trim(), ctl.sock().display().to_string());
     let v = api(&ctl, &json!({"capabilities": true}));
     assert_eq!(v["capabilities"]["connectors"]["FAKE"]["name"], "FAKE");
+    // Prometheus metrics (-S) on the API port.
+    let mut c = TcpStream::connect(("127.0.0.1", ctl.port)).unwrap();
+    let (code, body) = http(&mut c, "GET", "/metrics", &[], "");
+    assert_eq!(code, 200);
+    assert!(body.contains("mist_children{binary=\"MistOutFAKE\"} 1"), "{body}");
     // The child's stderr is collected into the log with its name.
     wait_for("child log line", Duration::from_secs(5), || {
         let v = api(&ctl, &json!({"log": true}));

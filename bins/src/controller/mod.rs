@@ -72,7 +72,7 @@ pub struct Opts {
     /// rw = both.
     #[arg(short = 'C', long = "configrw", default_value = "rw", value_parser = ["r", "w", "rw", "wr", "none"])]
     pub configrw: String,
-    /// Serve Prometheus metrics on the API port under this path (stored; not served yet).
+    /// Serve Prometheus metrics (text format) on the API port under this path.
     #[arg(short = 'S', long = "prometheus")]
     pub prometheus: Option<String>,
     /// Debug level 0-10 (3 production, 4 default).
@@ -149,6 +149,7 @@ pub struct Controller {
     /// Protocols whose binary is missing (warned once).
     pub missing: HashSet<String>,
     pub pending: Vec<Pending>,
+    pub started: Instant,
 }
 
 impl Controller {
@@ -393,6 +394,59 @@ pub fn interactive_setup(ctl: &mut Controller) {
             ctl.cfg.config.protocols.push(config::Protocol::new(name));
         }
         ctl.mark_dirty();
+    }
+}
+
+impl Controller {
+    /// The Prometheus path (`-S` or `config.prometheus`), without slashes.
+    pub fn prometheus_path(&self) -> Option<String> {
+        let p = self.opts.prometheus.clone().or_else(|| self.cfg.config.prometheus.clone())?;
+        let p = p.trim_matches('/').to_string();
+        (!p.is_empty()).then_some(p)
+    }
+
+    /// Metrics in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " ");
+        let _ = writeln!(o, "# HELP mist_uptime_seconds Seconds since the controller started.\n# TYPE mist_uptime_seconds counter");
+        let _ = writeln!(o, "mist_uptime_seconds {}", self.started.elapsed().as_secs());
+        let _ = writeln!(o, "# HELP mist_children Running child processes by binary.\n# TYPE mist_children gauge");
+        let mut by_bin: std::collections::BTreeMap<&str, (u32, u32)> = Default::default();
+        for m in &self.sup.children {
+            let e = by_bin.entry(m.name.as_str()).or_default();
+            e.0 += u32::from(m.running());
+            e.1 += m.restarts;
+        }
+        for (b, (n, _)) in &by_bin {
+            let _ = writeln!(o, "mist_children{{binary=\"{}\"}} {n}", esc(b));
+        }
+        let _ = writeln!(o, "# HELP mist_child_restarts_total Restarts of crashed children by binary.\n# TYPE mist_child_restarts_total counter");
+        for (b, (_, r)) in &by_bin {
+            let _ = writeln!(o, "mist_child_restarts_total{{binary=\"{}\"}} {r}", esc(b));
+        }
+        let streams = self.shm_streams().unwrap_or_default();
+        let _ = writeln!(o, "# HELP mist_streams_active Streams present in shared memory.\n# TYPE mist_streams_active gauge");
+        let _ = writeln!(o, "mist_streams_active {}", streams.iter().filter(|s| !s.ended).count());
+        let _ = writeln!(o, "# HELP mist_viewers Readers registered per stream.\n# TYPE mist_viewers gauge");
+        let mut bytes = Vec::new();
+        for s in &streams {
+            let n = s.name.clone();
+            let users = shm_call(move || mist_shm::users(&n)).unwrap_or_default();
+            let _ = writeln!(o, "mist_viewers{{stream=\"{}\"}} {}", esc(&s.name), users.len());
+            let (d, u) = users.iter().fold((0u64, 0u64), |(d, u), x| (d + x.bytes_down, u + x.bytes_up));
+            bytes.push((s.name.clone(), d, u));
+        }
+        let _ = writeln!(o, "# HELP mist_bytes_down Bytes sent to the current readers per stream.\n# TYPE mist_bytes_down gauge");
+        for (n, d, _) in &bytes {
+            let _ = writeln!(o, "mist_bytes_down{{stream=\"{}\"}} {d}", esc(n));
+        }
+        let _ = writeln!(o, "# HELP mist_bytes_up Bytes received from the current readers per stream.\n# TYPE mist_bytes_up gauge");
+        for (n, _, u) in &bytes {
+            let _ = writeln!(o, "mist_bytes_up{{stream=\"{}\"}} {u}", esc(n));
+        }
+        o
     }
 }
 

@@ -187,6 +187,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         shutdown: false,
         missing: Default::default(),
         pending: Vec::new(),
+        started: Instant::now(),
     };
     if ctl.apply_account_opt() {
         info!("account from --account set");
@@ -456,6 +457,14 @@ fn answer_http(ctl: &mut Controller, c: &mut ApiConn, req: &http::Request) -> ht
     };
     if req.method == "OPTIONS" {
         return cors(http::Response::new(204));
+    }
+    if let Some(p) = ctl.prometheus_path() {
+        if req.path.trim_matches('/') == p && req.method == "GET" {
+            return http::Response::new(200)
+                .header("Content-Type", "text/plain; version=0.0.4")
+                .header("Cache-Control", "no-store")
+                .body(ctl.metrics());
+        }
     }
     if req.path != "/api" && req.path != "/api2" {
         if req.path == "/" {
