@@ -228,6 +228,7 @@ fn default_config_when_none() {
     assert_eq!(protos, ["RTMP", "HTTP"]);
     assert_eq!(v["config"]["protocols"][0]["port"], 1935);
     assert!(v["version"].as_str().unwrap().starts_with("mist-rs"));
+    assert_eq!(v["config"]["protocols"][0]["online"], "Not installed", "{v}");
     // No config file was written just by starting.
     assert!(!ctl.dir.path().join("config.json").exists());
     // GET with ?command= works too, and /api2 answers the same.
@@ -379,6 +380,9 @@ fn child_restarted_quickly_after_kill9_and_stopped_on_sigterm() {
     assert_eq!(env.trim(), ctl.sock().display().to_string());
     let v = api(&ctl, &json!({"capabilities": true}));
     assert_eq!(v["capabilities"]["connectors"]["FAKE"]["name"], "FAKE");
+    // The API shows each protocol's state.
+    let v = api(&ctl, &json!({"config": true}));
+    assert_eq!(v["config"]["protocols"][0]["online"], 1, "{v}");
     // Prometheus metrics (-S) on the API port.
     let mut c = TcpStream::connect(("127.0.0.1", ctl.port)).unwrap();
     let (code, body) = http(&mut c, "GET", "/metrics", &[], "");

@@ -55,7 +55,7 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
                         out.insert("config_error".into(), json!(e));
                     }
                 }
-                out.insert("config".into(), serde_json::to_value(&ctl.cfg.config).unwrap_or(Value::Null));
+                out.insert("config".into(), ctl.config_answer());
             }
             "streams" => {
                 if let Some(set) = arg.as_object() {
@@ -132,7 +132,8 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
             }
             "addprotocol" => {
                 match serde_json::from_value::<Protocol>(arg.clone()) {
-                    Ok(p) if !p.connector.is_empty() => {
+                    Ok(mut p) if !p.connector.is_empty() => {
+                        p.options.remove("online");
                         ctl.cfg.config.protocols.push(p);
                         protocols_changed(ctl);
                     }
@@ -140,7 +141,7 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
                         out.insert("addprotocol".into(), json!({"error": "need an object with a connector"}));
                     }
                 }
-                out.insert("config".into(), serde_json::to_value(&ctl.cfg.config).unwrap_or(Value::Null));
+                out.insert("config".into(), ctl.config_answer());
             }
             "deleteprotocol" => {
                 let targets: Vec<Value> = match arg {
@@ -155,11 +156,12 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
                 if ctl.cfg.config.protocols.len() != before {
                     protocols_changed(ctl);
                 }
-                out.insert("config".into(), serde_json::to_value(&ctl.cfg.config).unwrap_or(Value::Null));
+                out.insert("config".into(), ctl.config_answer());
             }
             "updateprotocol" => {
                 if let Some([old, new]) = arg.as_array().map(Vec::as_slice) {
-                    if let Ok(np) = serde_json::from_value::<Protocol>(new.clone()) {
+                    if let Ok(mut np) = serde_json::from_value::<Protocol>(new.clone()) {
+                        np.options.remove("online");
                         let mut changed = false;
                         for p in ctl.cfg.config.protocols.iter_mut() {
                             let pv = serde_json::to_value(&*p).unwrap_or(Value::Null);
@@ -173,7 +175,7 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
                         }
                     }
                 }
-                out.insert("config".into(), serde_json::to_value(&ctl.cfg.config).unwrap_or(Value::Null));
+                out.insert("config".into(), ctl.config_answer());
             }
             "save" => {
                 let r = ctl.save();
@@ -198,9 +200,10 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
     Value::Object(out)
 }
 
+/// Whether a protocol entry matches a pattern from the API (its `online` status is ignored).
 fn protocol_matches(pattern: &Value, proto: &Value) -> bool {
     match (pattern.as_object(), proto.as_object()) {
-        (Some(p), Some(q)) => p.iter().all(|(k, v)| q.get(k) == Some(v)),
+        (Some(p), Some(q)) => p.iter().filter(|(k, _)| k.as_str() != "online").all(|(k, v)| q.get(k) == Some(v)),
         _ => false,
     }
 }
@@ -216,7 +219,10 @@ fn set_config(ctl: &mut Controller, set: &Map<String, Value>) -> Result<(), Stri
     for (k, v) in set {
         obj.insert(k.clone(), v.clone());
     }
-    let new: ServerConfig = serde_json::from_value(cur).map_err(|e| format!("invalid config: {e}"))?;
+    let mut new: ServerConfig = serde_json::from_value(cur).map_err(|e| format!("invalid config: {e}"))?;
+    for p in new.protocols.iter_mut() {
+        p.options.remove("online");
+    }
     let protocols_differ = new.protocols != ctl.cfg.config.protocols;
     ctl.cfg.config = new;
     if let Some(d) = ctl.opts.debug.or(ctl.cfg.config.debug) {

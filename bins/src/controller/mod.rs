@@ -22,6 +22,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Connectors without a port of their own, served through the HTTP(S) connector (INTERFACES §1).
+pub const HTTP_SERVED: [&str; 21] = [
+    "HLS", "CMAF", "HDS", "HTTPTS", "FLV", "MP4", "EBML", "MP3", "AAC", "FLAC", "WAV", "OGG", "JPG", "JSON",
+    "JSONLine", "H264", "SDP", "SRT", "WebRTC", "Raw", "HTTPS_HLS",
+];
+
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_CONFIG: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
@@ -246,6 +252,19 @@ impl Controller {
                 continue;
             }
             let name = format!("MistOut{}", p.connector);
+            // Connectors that depend on another (HLS, CMAF, ... on HTTP) have no listener of
+            // their own: the HTTP(S) connector serves them.
+            let deps = self.caps.connectors.get(&p.connector).and_then(|c| c.get("deps")).is_some_and(|d| match d {
+                Value::String(s) => !s.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                _ => false,
+            });
+            if deps || (self.binary(&name).is_none() && HTTP_SERVED.contains(&p.connector.as_str())) {
+                if self.missing.insert(key) {
+                    mist_core::debug!("protocol {}: served by the HTTP connector", p.connector);
+                }
+                continue;
+            }
             let Some(path) = self.binary(&name) else {
                 if self.missing.insert(key) {
                     warn!("protocol {}: {} not found in {}", p.connector, name, self.bin_dir.display());
@@ -398,6 +417,31 @@ pub fn interactive_setup(ctl: &mut Controller) {
 }
 
 impl Controller {
+    /// `config` as the API shows it: each protocol gets `online` (1 running, 0 not running,
+    /// "Not installed" when its binary is missing, "Served by HTTP" for HTTP-served ones).
+    pub fn config_answer(&self) -> Value {
+        let mut v = serde_json::to_value(&self.cfg.config).unwrap_or(Value::Null);
+        if let Some(list) = v.get_mut("protocols").and_then(Value::as_array_mut) {
+            for (p, entry) in self.cfg.config.protocols.iter().zip(list.iter_mut()) {
+                let key = serde_json::to_string(p).unwrap_or_default();
+                let running = self.sup.find(&Role::Protocol(key.clone())).is_some_and(|m| m.running());
+                let online = if running {
+                    json!(1)
+                } else if self.missing.contains(&key) && self.binary(&format!("MistOut{}", p.connector)).is_none() {
+                    if HTTP_SERVED.contains(&p.connector.as_str()) { json!("Served by HTTP") } else { json!("Not installed") }
+                } else if self.missing.contains(&key) {
+                    json!("Served by HTTP")
+                } else {
+                    json!(0)
+                };
+                if let Some(o) = entry.as_object_mut() {
+                    o.insert("online".into(), online);
+                }
+            }
+        }
+        v
+    }
+
     /// The Prometheus path (`-S` or `config.prometheus`), without slashes.
     pub fn prometheus_path(&self) -> Option<String> {
         let p = self.opts.prometheus.clone().or_else(|| self.cfg.config.prometheus.clone())?;
