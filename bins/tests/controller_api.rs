@@ -18,12 +18,19 @@ use std::time::{Duration, Instant};
 const CONTROLLER: &str = env!("CARGO_BIN_EXE_MistController");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn md5hex(s: &str) -> String {
     use md5::{Digest, Md5};
-    Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 struct Ctl {
@@ -63,7 +70,11 @@ fn prepare(config: Option<Value>, standins: &[(&str, &str)]) -> Ctl {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let port = free_port();
-    let ctl = Ctl { dir, child: None, port };
+    let ctl = Ctl {
+        dir,
+        child: None,
+        port,
+    };
     if let Some(c) = config {
         std::fs::write(ctl.config_path(), serde_json::to_vec_pretty(&c).unwrap()).unwrap();
     }
@@ -90,7 +101,11 @@ fn start(mut ctl: Ctl, args: &[&str]) -> Ctl {
         if let Some(st) = ctl.child.as_mut().unwrap().try_wait().unwrap() {
             panic!("controller exited early ({st}): {}", ctl.stderr());
         }
-        assert!(Instant::now() < deadline, "controller did not start: {}", ctl.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "controller did not start: {}",
+            ctl.stderr()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     ctl
@@ -108,19 +123,34 @@ impl Drop for Ctl {
 }
 
 /// One HTTP exchange on an existing connection; returns (status, body).
-fn http(conn: &mut TcpStream, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n", body.len());
+fn http(
+    conn: &mut TcpStream,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
     req.push_str(body);
     conn.write_all(req.as_bytes()).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut r = BufReader::new(conn);
     let mut status = String::new();
     r.read_line(&mut status).unwrap();
-    let code: u16 = status.split_whitespace().nth(1).unwrap_or("0").parse().unwrap();
+    let code: u16 = status
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap();
     let mut len = 0usize;
     loop {
         let mut l = String::new();
@@ -166,7 +196,11 @@ fn wait_exit(ctl: &mut Ctl, within: Duration) -> std::process::ExitStatus {
         if let Some(st) = ctl.child.as_mut().unwrap().try_wait().unwrap() {
             return st;
         }
-        assert!(Instant::now() < deadline, "controller did not exit: {}", ctl.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "controller did not exit: {}",
+            ctl.stderr()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -174,7 +208,12 @@ fn wait_exit(ctl: &mut Ctl, within: Duration) -> std::process::ExitStatus {
 fn alive(pid: u32) -> bool {
     // A zombie still answers kill(0); look at /proc state instead.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -222,22 +261,45 @@ fn read_pid(p: &Path) -> Option<u32> {
 #[test]
 fn default_config_when_none() {
     let ctl = start(prepare(None, &[]), &[]);
-    let v = api(&ctl, &json!({"config": true, "streams": true, "version": true}));
+    let v = api(
+        &ctl,
+        &json!({"config": true, "streams": true, "version": true}),
+    );
     assert_eq!(v["streams"]["live"]["source"], "push://");
-    let protos: Vec<&str> = v["config"]["protocols"].as_array().unwrap().iter().map(|p| p["connector"].as_str().unwrap()).collect();
+    let protos: Vec<&str> = v["config"]["protocols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["connector"].as_str().unwrap())
+        .collect();
     assert_eq!(protos, ["RTMP", "HTTP"]);
     assert_eq!(v["config"]["protocols"][0]["port"], 1935);
     assert!(v["version"].as_str().unwrap().starts_with("mist-rs"));
-    assert_eq!(v["config"]["protocols"][0]["online"], "Not installed", "{v}");
+    assert_eq!(
+        v["config"]["protocols"][0]["online"], "Not installed",
+        "{v}"
+    );
     // No config file was written just by starting.
     assert!(!ctl.dir.path().join("config.json").exists());
     // GET with ?command= works too, and /api2 answers the same.
     let mut c = TcpStream::connect(("127.0.0.1", ctl.port)).unwrap();
-    let (code, body) = http(&mut c, "GET", "/api2?command=%7B%22streams%22%3Atrue%7D", &[], "");
+    let (code, body) = http(
+        &mut c,
+        "GET",
+        "/api2?command=%7B%22streams%22%3Atrue%7D",
+        &[],
+        "",
+    );
     assert_eq!(code, 200);
     assert!(body.contains("\"live\""), "{body}");
     // Form-encoded POST.
-    let (code, body) = http(&mut c, "POST", "/api", &[("Content-Type", "application/x-www-form-urlencoded")], "command=%7B%22version%22%3A1%7D");
+    let (code, body) = http(
+        &mut c,
+        "POST",
+        "/api",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "command=%7B%22version%22%3A1%7D",
+    );
     assert_eq!(code, 200);
     assert!(body.contains("mist-rs"), "{body}");
 }
@@ -257,16 +319,28 @@ fn remote_login_challenge() {
     assert!(!chall.is_empty());
     // Wrong answer: still CHALL, no data.
     let wrong = md5hex(&format!("{}{}", md5hex("nope"), chall));
-    let v = api_on(&mut c, &json!({"authorize": {"username": "admin", "password": wrong}, "streams": true}), &remote);
+    let v = api_on(
+        &mut c,
+        &json!({"authorize": {"username": "admin", "password": wrong}, "streams": true}),
+        &remote,
+    );
     assert_eq!(v["authorize"]["status"], "CHALL");
     assert!(v.get("streams").is_none());
     // X-Real-IP is judged the same way.
-    let v = api_on(&mut c, &json!({"streams": true}), &[("X-Real-IP", "198.51.100.7")]);
+    let v = api_on(
+        &mut c,
+        &json!({"streams": true}),
+        &[("X-Real-IP", "198.51.100.7")],
+    );
     assert_eq!(v["authorize"]["status"], "CHALL");
     assert!(v.get("streams").is_none());
     // Right answer: OK and data.
     let right = md5hex(&format!("{}{}", md5hex("secret"), chall));
-    let v = api_on(&mut c, &json!({"authorize": {"username": "admin", "password": right}, "streams": true}), &remote);
+    let v = api_on(
+        &mut c,
+        &json!({"authorize": {"username": "admin", "password": right}, "streams": true}),
+        &remote,
+    );
     assert_eq!(v["authorize"]["status"], "OK", "{v}");
     assert_eq!(v["streams"]["live"]["source"], "push://");
     // The session stays authorised on this connection.
@@ -278,7 +352,11 @@ fn remote_login_challenge() {
     assert_eq!(v["authorize"]["status"], "CHALL");
     assert_eq!(v["authorize"]["challenge"], chall.as_str());
     // ... and the same answer logs it in (the web UI resends it on every request).
-    let v = api_on(&mut c2, &json!({"authorize": {"username": "admin", "password": right}, "streams": true}), &remote);
+    let v = api_on(
+        &mut c2,
+        &json!({"authorize": {"username": "admin", "password": right}, "streams": true}),
+        &remote,
+    );
     assert_eq!(v["authorize"]["status"], "OK");
     // Local without proxy headers: authorised automatically.
     let v = api(&ctl, &json!({"streams": true}));
@@ -289,12 +367,22 @@ fn remote_login_challenge() {
 #[test]
 fn account_option_and_bad_json() {
     let cfg = json!({"config": {"protocols": []}});
-    let ctl = start(prepare(Some(cfg), &[]), &["-c", "mist.conf", "-a", "bob:pw1"]);
+    let ctl = start(
+        prepare(Some(cfg), &[]),
+        &["-c", "mist.conf", "-a", "bob:pw1"],
+    );
     let remote = [("X-Forwarded-For", "192.0.2.1")];
     let mut c = TcpStream::connect(("127.0.0.1", ctl.port)).unwrap();
-    let chall = api_on(&mut c, &json!({}), &remote)["authorize"]["challenge"].as_str().unwrap().to_string();
+    let chall = api_on(&mut c, &json!({}), &remote)["authorize"]["challenge"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let right = md5hex(&format!("{}{}", md5hex("pw1"), chall));
-    let v = api_on(&mut c, &json!({"authorize": {"username": "bob", "password": right}}), &remote);
+    let v = api_on(
+        &mut c,
+        &json!({"authorize": {"username": "bob", "password": right}}),
+        &remote,
+    );
     assert_eq!(v["authorize"]["status"], "OK");
     let (code, body) = http(&mut c, "POST", "/api", &remote, "{broken");
     assert_eq!(code, 400, "{body}");
@@ -307,7 +395,10 @@ fn streams_round_trip_and_save() {
     let cfg = json!({"config": {"protocols": [], "custom_key": [1, 2]}, "streams": {"live": {"source": "push://"}},
                      "ui_settings": {"x": true}, "something_new": {"kept": 1}});
     let mut ctl = start(prepare(Some(cfg), &[]), &["-c", "mist.conf"]);
-    let v = api(&ctl, &json!({"addstream": {"Cam1": {"source": "push://@pw", "DVR": 20000}}}));
+    let v = api(
+        &ctl,
+        &json!({"addstream": {"Cam1": {"source": "push://@pw", "DVR": 20000}}}),
+    );
     assert_eq!(v["streams"]["cam1"]["source"], "push://@pw");
     assert_eq!(v["streams"]["cam1"]["name"], "cam1");
     assert_eq!(v["streams"]["live"]["source"], "push://");
@@ -324,10 +415,16 @@ fn streams_round_trip_and_save() {
     assert_eq!(disk["something_new"]["kept"], 1);
     assert_eq!(disk["config"]["custom_key"], json!([1, 2]));
     // No temp files left beside it.
-    let names: Vec<String> = std::fs::read_dir(ctl.dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(ctl.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
     // "streams" replaces the whole set.
-    let v = api(&ctl, &json!({"streams": {"a": {"source": "push://"}, "b": {"source": "/x.mp4"}}}));
+    let v = api(
+        &ctl,
+        &json!({"streams": {"a": {"source": "push://"}, "b": {"source": "/x.mp4"}}}),
+    );
     let keys: Vec<&String> = v["streams"].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["a", "b"]);
     // SIGHUP reloads the file (which still has cam1 only).
@@ -340,7 +437,11 @@ fn streams_round_trip_and_save() {
     unsafe { libc::kill(ctl.pid() as i32, libc::SIGTERM) };
     assert!(wait_exit(&mut ctl, Duration::from_secs(10)).success());
     let ctl2 = start(
-        Ctl { dir: std::mem::replace(&mut ctl.dir, tempfile::tempdir().unwrap()), child: None, port: free_port() },
+        Ctl {
+            dir: std::mem::replace(&mut ctl.dir, tempfile::tempdir().unwrap()),
+            child: None,
+            port: free_port(),
+        },
         &["-c", "mist.conf"],
     );
     let v = api(&ctl2, &json!({"streams": true}));
@@ -353,9 +454,16 @@ fn config_set_and_log() {
     let ctl = start(prepare(Some(cfg), &[]), &["-c", "mist.conf", "-C", "r"]);
     let v = api(&ctl, &json!({"config": {"serverid": "two", "debug": 4}}));
     assert_eq!(v["config"]["serverid"], "two");
-    let v = api(&ctl, &json!({"log": true, "capabilities": true, "active_streams": true, "clients": {}, "totals": {}, "push_list": true}));
+    let v = api(
+        &ctl,
+        &json!({"log": true, "capabilities": true, "active_streams": true, "clients": {}, "totals": {}, "push_list": true}),
+    );
     let log = v["log"].as_array().unwrap();
-    assert!(log.iter().any(|l| l[2].as_str().unwrap_or("").contains("API listening")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l[2].as_str().unwrap_or("").contains("API listening")),
+        "{log:?}"
+    );
     assert!(log.iter().all(|l| l[0].is_u64() && l[1].is_string()));
     assert!(v["capabilities"]["connectors"].is_object());
     assert_eq!(v["active_streams"], json!([]));
@@ -369,10 +477,16 @@ fn child_restarted_quickly_after_kill9_and_stopped_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let script = fake_output(tmp.path());
     let port = free_port();
-    let cfg = json!({"config": {"protocols": [{"connector": "FAKE", "port": port}]}, "streams": {}});
-    let mut ctl = start(prepare(Some(cfg), &[("MistOutFAKE", &script)]), &["-c", "mist.conf", "-S", "metrics"]);
+    let cfg =
+        json!({"config": {"protocols": [{"connector": "FAKE", "port": port}]}, "streams": {}});
+    let mut ctl = start(
+        prepare(Some(cfg), &[("MistOutFAKE", &script)]),
+        &["-c", "mist.conf", "-S", "metrics"],
+    );
     let pidfile = tmp.path().join("fake.pid");
-    let pid1 = wait_for("first start", Duration::from_secs(10), || read_pid(&pidfile));
+    let pid1 = wait_for("first start", Duration::from_secs(10), || {
+        read_pid(&pidfile)
+    });
     // Options come from the capabilities (-j): port → --port; the control socket is in the env.
     let args = std::fs::read_to_string(tmp.path().join("fake.args")).unwrap();
     assert!(args.contains(&format!("--port {port}")), "{args}");
@@ -387,17 +501,27 @@ fn child_restarted_quickly_after_kill9_and_stopped_on_sigterm() {
     let mut c = TcpStream::connect(("127.0.0.1", ctl.port)).unwrap();
     let (code, body) = http(&mut c, "GET", "/metrics", &[], "");
     assert_eq!(code, 200);
-    assert!(body.contains("mist_children{binary=\"MistOutFAKE\"} 1"), "{body}");
+    assert!(
+        body.contains("mist_children{binary=\"MistOutFAKE\"} 1"),
+        "{body}"
+    );
     // The child's stderr is collected into the log with its name.
     wait_for("child log line", Duration::from_secs(5), || {
         let v = api(&ctl, &json!({"log": true}));
-        v["log"].as_array().unwrap().iter().any(|l| l[1] == "WARN" && l[2].as_str().unwrap().contains("MistOutFAKE")).then_some(())
+        v["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l[1] == "WARN" && l[2].as_str().unwrap().contains("MistOutFAKE"))
+            .then_some(())
     });
     // Let it be up long enough to count as a normal start, then kill -9.
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     unsafe { libc::kill(pid1 as i32, libc::SIGKILL) };
-    let pid2 = wait_for("restart", Duration::from_secs(5), || read_pid(&pidfile).filter(|&p| p != pid1 && alive(p)));
+    let pid2 = wait_for("restart", Duration::from_secs(5), || {
+        read_pid(&pidfile).filter(|&p| p != pid1 && alive(p))
+    });
     let took = t0.elapsed();
     assert!(took < Duration::from_secs(1), "restart took {took:?}");
     eprintln!("restart after kill -9 took {took:?}");
@@ -405,9 +529,16 @@ fn child_restarted_quickly_after_kill9_and_stopped_on_sigterm() {
     unsafe { libc::kill(ctl.pid() as i32, libc::SIGTERM) };
     let st = wait_exit(&mut ctl, Duration::from_secs(10));
     assert!(st.success(), "{st}");
-    assert!(!alive(pid2), "child {pid2} still alive after controller stopped");
+    assert!(
+        !alive(pid2),
+        "child {pid2} still alive after controller stopped"
+    );
     assert!(!ctl.sock().exists(), "control socket left behind");
-    assert!(ctl.stderr().contains("killed by signal 9"), "{}", ctl.stderr());
+    assert!(
+        ctl.stderr().contains("killed by signal 9"),
+        "{}",
+        ctl.stderr()
+    );
 }
 
 #[test]
@@ -432,19 +563,34 @@ fn real_rtmp_restart() {
     let t0 = Instant::now();
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     wait_for("MistOutRTMP back", Duration::from_secs(5), || {
-        find_child(ctl.pid(), "MistOutRTMP").filter(|&p| p != pid && alive(p)).and_then(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        find_child(ctl.pid(), "MistOutRTMP")
+            .filter(|&p| p != pid && alive(p))
+            .and_then(|_| TcpStream::connect(("127.0.0.1", port)).ok())
     });
-    assert!(t0.elapsed() < Duration::from_secs(1), "restart took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "restart took {:?}",
+        t0.elapsed()
+    );
 }
 
 fn find_child(ppid: u32, comm: &str) -> Option<u32> {
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let (Some(l), Some(r)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(l), Some(r)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
         let name = &stat[l + 1..r];
         let rest: Vec<&str> = stat[r + 1..].split_whitespace().collect();
-        if name.starts_with(&comm[..comm.len().min(15)]) && rest.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(ppid) && rest[0] != "Z" {
+        if name.starts_with(&comm[..comm.len().min(15)])
+            && rest.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(ppid)
+            && rest[0] != "Z"
+        {
             return Some(pid);
         }
     }
@@ -465,11 +611,17 @@ fn control_socket_push_rules() {
     std::env::set_var("MIST_SHM_DIR", ctl.dir.path().join("shm"));
     let ctl = start(ctl, &["-c", "mist.conf"]);
     let push = |stream: &str, app: &str, host: &str| {
-        control(&ctl, &json!({"cmd": "push", "stream": stream, "app": app, "host": host, "connector": "RTMP", "url": "rtmp://x/"}))
+        control(
+            &ctl,
+            &json!({"cmd": "push", "stream": stream, "app": app, "host": host, "connector": "RTMP", "url": "rtmp://x/"}),
+        )
     };
     let r = push("nope", "live", "127.0.0.1");
     assert_eq!(r["ok"], false);
-    assert!(r["error"].as_str().unwrap().contains("not configured"), "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("not configured"),
+        "{r}"
+    );
     assert_eq!(push("vod", "x", "127.0.0.1")["ok"], false);
     assert_eq!(push("secret", "wrong", "127.0.0.1")["ok"], false);
     assert_eq!(push("lan", "x", "10.2.0.1")["ok"], false);
@@ -477,25 +629,46 @@ fn control_socket_push_rules() {
     // buffer exists (the stand-in input does not create it: this test does, 400 ms later).
     let creator = std::thread::spawn(|| {
         std::thread::sleep(Duration::from_millis(400));
-        mist_shm::StreamWriter::create("secret", mist_shm::WriterOptions { live: true, dvr_ms: 50_000 }).unwrap()
+        mist_shm::StreamWriter::create(
+            "secret",
+            mist_shm::WriterOptions {
+                live: true,
+                dvr_ms: 50_000,
+            },
+        )
+        .unwrap()
     });
     let t0 = Instant::now();
     let r = push("Secret", "pw", "127.0.0.1");
     let waited = t0.elapsed();
     let _writer = creator.join().unwrap();
-    assert!(waited >= Duration::from_millis(350) && waited < Duration::from_secs(4), "answered after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(350) && waited < Duration::from_secs(4),
+        "answered after {waited:?}"
+    );
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["stream"], "secret");
     assert_eq!(r["config"]["source"], "push://@pw");
     // Buffer already there: immediate answer.
-    let _w2 = mist_shm::StreamWriter::create("live+cam+1", mist_shm::WriterOptions { live: true, dvr_ms: 50_000 }).unwrap();
+    let _w2 = mist_shm::StreamWriter::create(
+        "live+cam+1",
+        mist_shm::WriterOptions {
+            live: true,
+            dvr_ms: 50_000,
+        },
+    )
+    .unwrap();
     let r = push("live+cam 1?x=y", "live", "::1");
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["stream"], "live+cam+1"); // the first space acts as +
-    // No buffer ever: answered ok after MIST_INPUT_WAIT_MS while the input runs.
+                                           // No buffer ever: answered ok after MIST_INPUT_WAIT_MS while the input runs.
     let t0 = Instant::now();
     assert_eq!(push("lan", "", "10.1.200.3")["ok"], true);
-    assert!(t0.elapsed() >= Duration::from_millis(900), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
     let args = std::fs::read_to_string(tmp.path().join("input.args")).unwrap();
     assert!(args.contains("-s secret push://@pw"), "{args}");
     assert!(args.contains("-s live+cam+1 push://"), "{args}");
@@ -505,23 +678,60 @@ fn control_socket_push_rules() {
     assert_eq!(args.matches("-s secret").count(), 1, "{args}");
     let v = api(&ctl, &json!({"active_streams": true}));
     let act = v["active_streams"].as_array().unwrap();
-    assert!(act.contains(&json!("secret")) && act.contains(&json!("lan")) && act.contains(&json!("live+cam+1")), "{v}");
-    let v = api(&ctl, &json!({"active_streams": {"fields": ["status", "inputs", "tracks"]}}));
-    assert_eq!(v["active_streams"]["data"]["secret"], json!(["Online", 1, 0]), "{v}");
+    assert!(
+        act.contains(&json!("secret"))
+            && act.contains(&json!("lan"))
+            && act.contains(&json!("live+cam+1")),
+        "{v}"
+    );
+    let v = api(
+        &ctl,
+        &json!({"active_streams": {"fields": ["status", "inputs", "tracks"]}}),
+    );
+    assert_eq!(
+        v["active_streams"]["data"]["secret"],
+        json!(["Online", 1, 0]),
+        "{v}"
+    );
     assert_eq!(v["active_streams"]["data"]["lan"][0], "Booting", "{v}");
     // A viewer registered in the users table shows up in clients and totals.
-    let _viewer = mist_shm::StreamReader::open("secret", mist_shm::ReaderInfo { connector: "HLS".into(), host: "192.0.2.9".into() }).unwrap();
-    let v = api(&ctl, &json!({"clients": {"fields": ["host", "stream", "protocol"]}, "totals": {"fields": ["clients"]}}));
-    assert_eq!(v["clients"]["data"], json!([["192.0.2.9", "secret", "HLS"]]), "{v}");
+    let _viewer = mist_shm::StreamReader::open(
+        "secret",
+        mist_shm::ReaderInfo {
+            connector: "HLS".into(),
+            host: "192.0.2.9".into(),
+        },
+    )
+    .unwrap();
+    let v = api(
+        &ctl,
+        &json!({"clients": {"fields": ["host", "stream", "protocol"]}, "totals": {"fields": ["clients"]}}),
+    );
+    assert_eq!(
+        v["clients"]["data"],
+        json!([["192.0.2.9", "secret", "HLS"]]),
+        "{v}"
+    );
     assert_eq!(v["totals"]["data"][0][0], 1, "{v}");
     // Play of a known live stream is fine; of an unknown one is refused.
-    let play = |s: &str| control(&ctl, &json!({"cmd": "play", "stream": s, "host": "1.2.3.4", "connector": "HLS", "url": "/x"}));
+    let play = |s: &str| {
+        control(
+            &ctl,
+            &json!({"cmd": "play", "stream": s, "host": "1.2.3.4", "connector": "HLS", "url": "/x"}),
+        )
+    };
     assert_eq!(play("live+other")["ok"], true);
     assert_eq!(play("unknown")["ok"], false);
     // API commands over the control socket (for local utilities), authorised by file mode.
-    let r = control(&ctl, &json!({"cmd": "api", "command": {"addprotocol": {"connector": "NOPE", "port": 1}, "streams": true}}));
+    let r = control(
+        &ctl,
+        &json!({"cmd": "api", "command": {"addprotocol": {"connector": "NOPE", "port": 1}, "streams": true}}),
+    );
     assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(r["config"]["config"]["protocols"][0]["connector"], "NOPE", "{r}");
+    assert_eq!(
+        r["config"]["config"]["protocols"][0]["connector"], "NOPE",
+        "{r}"
+    );
     assert!(r["config"]["streams"]["secret"].is_object(), "{r}");
     // Garbage on the socket gets an error answer, not a crash.
     let mut s = std::os::unix::net::UnixStream::connect(ctl.sock()).unwrap();
@@ -536,14 +746,25 @@ fn control_socket_push_rules() {
     api(&ctl, &json!({"deletestream": "lan"}));
     wait_for("input stopped", Duration::from_secs(8), || {
         let v = api(&ctl, &json!({"active_streams": true}));
-        (!v["active_streams"].as_array().unwrap().contains(&json!("lan"))).then_some(())
+        (!v["active_streams"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("lan")))
+        .then_some(())
     });
     // SIGTERM: children stopped, the streams' shared memory removed.
     let mut ctl = ctl;
     unsafe { libc::kill(ctl.pid() as i32, libc::SIGTERM) };
     assert!(wait_exit(&mut ctl, Duration::from_secs(10)).success());
-    let left: Vec<String> = std::fs::read_dir(ctl.dir.path().join("shm")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(left.iter().all(|f| !f.contains("secret") && !f.contains("live")), "{left:?}");
+    let left: Vec<String> = std::fs::read_dir(ctl.dir.path().join("shm"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|f| !f.contains("secret") && !f.contains("live")),
+        "{left:?}"
+    );
 }
 
 #[test]
@@ -551,19 +772,36 @@ fn exit_codes() {
     // Invalid config file → 1.
     let ctl = prepare(None, &[]);
     std::fs::write(ctl.config_path(), "{not json").unwrap();
-    let st = Command::new(ctl.bin_dir().join("MistController")).args(["-c", "mist.conf", "-p", &free_port().to_string()])
-        .current_dir(ctl.dir.path()).env("MIST_CONTROL", ctl.sock()).stderr(Stdio::null()).status().unwrap();
+    let st = Command::new(ctl.bin_dir().join("MistController"))
+        .args(["-c", "mist.conf", "-p", &free_port().to_string()])
+        .current_dir(ctl.dir.path())
+        .env("MIST_CONTROL", ctl.sock())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert_eq!(st.code(), Some(1));
     // Usage error → 2.
-    let st = Command::new(CONTROLLER).arg("--bogus").stderr(Stdio::null()).status().unwrap();
+    let st = Command::new(CONTROLLER)
+        .arg("--bogus")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert_eq!(st.code(), Some(2));
-    let st = Command::new(CONTROLLER).args(["-g", "11"]).stderr(Stdio::null()).status().unwrap();
+    let st = Command::new(CONTROLLER)
+        .args(["-g", "11"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert_eq!(st.code(), Some(2));
     // API port in use → 3.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();
-    let st = Command::new(CONTROLLER).args(["-p", &port, "-i", "127.0.0.1", "-c", "/nonexistent/x.conf"])
-        .env("MIST_CONTROL", ctl.sock()).stderr(Stdio::null()).status().unwrap();
+    let st = Command::new(CONTROLLER)
+        .args(["-p", &port, "-i", "127.0.0.1", "-c", "/nonexistent/x.conf"])
+        .env("MIST_CONTROL", ctl.sock())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert_eq!(st.code(), Some(3));
     // --version, -j.
     let out = Command::new(CONTROLLER).arg("--version").output().unwrap();
@@ -576,7 +814,10 @@ fn exit_codes() {
 
 #[test]
 fn api_shutdown_command() {
-    let mut ctl = start(prepare(Some(json!({"config": {"protocols": []}})), &[]), &["-c", "mist.conf"]);
+    let mut ctl = start(
+        prepare(Some(json!({"config": {"protocols": []}})), &[]),
+        &["-c", "mist.conf"],
+    );
     let v = api(&ctl, &json!({"shutdown": true}));
     assert!(v.get("shutdown").is_some());
     assert!(wait_exit(&mut ctl, Duration::from_secs(10)).success());

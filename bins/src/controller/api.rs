@@ -14,7 +14,13 @@ pub struct Session {
 
 /// Answers one API request object. `host` is the address the request is judged as (the peer, or
 /// the address named by a proxy header); `local` is true when it is authorised without login.
-pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool, req: &Value) -> Value {
+pub fn handle(
+    ctl: &mut Controller,
+    sess: &mut Session,
+    host: &str,
+    local: bool,
+    req: &Value,
+) -> Value {
     let mut out = Map::new();
     if local {
         sess.authorized = true;
@@ -34,7 +40,10 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
             }
         }
         if !ok {
-            out.insert("authorize".into(), json!({"status": "CHALL", "challenge": ctl.auth.challenge(host)}));
+            out.insert(
+                "authorize".into(),
+                json!({"status": "CHALL", "challenge": ctl.auth.challenge(host)}),
+            );
             return Value::Object(out);
         }
         info!("API: {host} logged in");
@@ -60,7 +69,13 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
             "streams" => {
                 if let Some(set) = arg.as_object() {
                     let keep: Vec<String> = set.keys().map(|k| names::sanitize(k)).collect();
-                    let gone: Vec<String> = ctl.cfg.streams.keys().filter(|k| !keep.contains(k)).cloned().collect();
+                    let gone: Vec<String> = ctl
+                        .cfg
+                        .streams
+                        .keys()
+                        .filter(|k| !keep.contains(k))
+                        .cloned()
+                        .collect();
                     for g in gone {
                         delete_stream(ctl, &g);
                     }
@@ -77,7 +92,11 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
             "deletestream" => {
                 let list: Vec<String> = match arg {
                     Value::String(s) => vec![s.clone()],
-                    Value::Array(a) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect(),
                     Value::Object(o) => o.keys().cloned().collect(),
                     _ => vec![],
                 };
@@ -110,25 +129,46 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
                 out.insert("push_list".into(), json!([]));
             }
             "push_auto_list" => {
-                out.insert("push_auto_list".into(), ctl.cfg.autopushes.clone().unwrap_or_else(|| json!([])));
+                out.insert(
+                    "push_auto_list".into(),
+                    ctl.cfg.autopushes.clone().unwrap_or_else(|| json!([])),
+                );
             }
             "push_settings" => {
                 if let Some(set) = arg.as_object() {
-                    let mut cur = ctl.cfg.push_settings.take().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+                    let mut cur = ctl
+                        .cfg
+                        .push_settings
+                        .take()
+                        .and_then(|v| v.as_object().cloned())
+                        .unwrap_or_default();
                     for (k, v) in set {
                         cur.insert(k.clone(), v.clone());
                     }
                     ctl.cfg.push_settings = Some(Value::Object(cur));
                     ctl.mark_dirty();
                 }
-                out.insert("push_settings".into(), ctl.cfg.push_settings.clone().unwrap_or_else(|| json!({"wait": 3, "maxspeed": 0})));
+                out.insert(
+                    "push_settings".into(),
+                    ctl.cfg
+                        .push_settings
+                        .clone()
+                        .unwrap_or_else(|| json!({"wait": 3, "maxspeed": 0})),
+                );
             }
             "ui_settings" => {
                 if arg.is_object() {
                     ctl.cfg.extra.insert("ui_settings".into(), arg.clone());
                     ctl.mark_dirty();
                 }
-                out.insert("ui_settings".into(), ctl.cfg.extra.get("ui_settings").cloned().unwrap_or_else(|| json!({})));
+                out.insert(
+                    "ui_settings".into(),
+                    ctl.cfg
+                        .extra
+                        .get("ui_settings")
+                        .cloned()
+                        .unwrap_or_else(|| json!({})),
+                );
             }
             "addprotocol" => {
                 match serde_json::from_value::<Protocol>(arg.clone()) {
@@ -138,7 +178,10 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
                         protocols_changed(ctl);
                     }
                     _ => {
-                        out.insert("addprotocol".into(), json!({"error": "need an object with a connector"}));
+                        out.insert(
+                            "addprotocol".into(),
+                            json!({"error": "need an object with a connector"}),
+                        );
                     }
                 }
                 out.insert("config".into(), ctl.config_answer());
@@ -179,13 +222,16 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
             }
             "save" => {
                 let r = ctl.save();
-                out.insert("save".into(), match r {
-                    Ok(()) => json!("OK"),
-                    Err(e) => {
-                        mist_core::error!("save failed: {e}");
-                        json!({"error": e})
-                    }
-                });
+                out.insert(
+                    "save".into(),
+                    match r {
+                        Ok(()) => json!("OK"),
+                        Err(e) => {
+                            mist_core::error!("save failed: {e}");
+                            json!({"error": e})
+                        }
+                    },
+                );
             }
             "shutdown" => {
                 info!("shutdown requested through the API from {host}");
@@ -203,7 +249,10 @@ pub fn handle(ctl: &mut Controller, sess: &mut Session, host: &str, local: bool,
 /// Whether a protocol entry matches a pattern from the API (its `online` status is ignored).
 fn protocol_matches(pattern: &Value, proto: &Value) -> bool {
     match (pattern.as_object(), proto.as_object()) {
-        (Some(p), Some(q)) => p.iter().filter(|(k, _)| k.as_str() != "online").all(|(k, v)| q.get(k) == Some(v)),
+        (Some(p), Some(q)) => p
+            .iter()
+            .filter(|(k, _)| k.as_str() != "online")
+            .all(|(k, v)| q.get(k) == Some(v)),
         _ => false,
     }
 }
@@ -219,7 +268,8 @@ fn set_config(ctl: &mut Controller, set: &Map<String, Value>) -> Result<(), Stri
     for (k, v) in set {
         obj.insert(k.clone(), v.clone());
     }
-    let mut new: ServerConfig = serde_json::from_value(cur).map_err(|e| format!("invalid config: {e}"))?;
+    let mut new: ServerConfig =
+        serde_json::from_value(cur).map_err(|e| format!("invalid config: {e}"))?;
     for p in new.protocols.iter_mut() {
         p.options.remove("online");
     }
@@ -246,7 +296,14 @@ fn add_streams(ctl: &mut Controller, set: &Map<String, Value>) {
         entry.insert("name".into(), json!(name));
         let entry = Value::Object(entry);
         if ctl.cfg.streams.get(&name) != Some(&entry) {
-            info!("stream {name} {}", if ctl.cfg.streams.contains_key(&name) { "updated" } else { "added" });
+            info!(
+                "stream {name} {}",
+                if ctl.cfg.streams.contains_key(&name) {
+                    "updated"
+                } else {
+                    "added"
+                }
+            );
             ctl.cfg.streams.insert(name, entry);
             ctl.mark_dirty();
         }
@@ -269,7 +326,11 @@ fn streams_answer(ctl: &Controller) -> Value {
 /// Names of active streams: those in shared memory plus those whose input runs.
 fn active_names(ctl: &Controller) -> (Vec<String>, Vec<mist_shm::StreamStatus>) {
     let shm = ctl.shm_streams().unwrap_or_default();
-    let mut names: Vec<String> = shm.iter().filter(|s| !s.ended).map(|s| s.name.clone()).collect();
+    let mut names: Vec<String> = shm
+        .iter()
+        .filter(|s| !s.ended)
+        .map(|s| s.name.clone())
+        .collect();
     for m in &ctl.sup.children {
         if let super::children::Role::Input(s) = &m.role {
             if m.running() && !names.contains(s) {
@@ -289,35 +350,62 @@ fn active_streams(ctl: &Controller, arg: &Value) -> Value {
     let fields: Vec<String> = req
         .get("fields")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-        .unwrap_or_else(|| vec!["status".into(), "viewers".into(), "inputs".into(), "outputs".into(), "tracks".into()]);
-    let longform = req.get("longform").and_then(Value::as_bool).unwrap_or(false);
-    let only: Option<Vec<String>> =
-        req.get("streams").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect());
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            vec![
+                "status".into(),
+                "viewers".into(),
+                "inputs".into(),
+                "outputs".into(),
+                "tracks".into(),
+            ]
+        });
+    let longform = req
+        .get("longform")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let only: Option<Vec<String>> = req.get("streams").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    });
     let mut data = Map::new();
-    for n in names.iter().filter(|n| only.as_ref().is_none_or(|o| o.contains(n))) {
+    for n in names
+        .iter()
+        .filter(|n| only.as_ref().is_none_or(|o| o.contains(n)))
+    {
         let st = shm.iter().find(|s| &s.name == n);
         let users = shm_call(|| mist_shm::users(n)).unwrap_or_default();
         let input_up = ctl.input_running(n) || st.is_some_and(|s| s.writer_alive);
-        let vals: Vec<Value> = fields
-            .iter()
-            .map(|f| match f.as_str() {
-                "status" => json!(if st.is_some() { "Online" } else { "Booting" }),
-                "viewers" | "clients" => json!(users.len()),
-                "inputs" => json!(u32::from(input_up)),
-                "outputs" => json!(users.len()),
-                "tracks" => json!(st.map(|s| s.tracks.len()).unwrap_or(0)),
-                "firstms" => json!(st.map(|s| s.first_ms).unwrap_or(0)),
-                "lastms" => json!(st.map(|s| s.last_ms).unwrap_or(0)),
-                "live" => json!(st.map(|s| s.live).unwrap_or(true)),
-                "source" => json!(names::lookup(&ctl.cfg.streams, n).and_then(|(_, c)| c.get("source").cloned())),
-                "downbps" | "upbps" | "down" | "up" => {
-                    let (d, u) = users.iter().fold((0u64, 0u64), |(d, u), x| (d + x.bytes_down, u + x.bytes_up));
-                    json!(if f.starts_with("down") { d } else { u })
-                }
-                _ => Value::Null,
-            })
-            .collect();
+        let vals: Vec<Value> =
+            fields
+                .iter()
+                .map(|f| match f.as_str() {
+                    "status" => json!(if st.is_some() { "Online" } else { "Booting" }),
+                    "viewers" | "clients" => json!(users.len()),
+                    "inputs" => json!(u32::from(input_up)),
+                    "outputs" => json!(users.len()),
+                    "tracks" => json!(st.map(|s| s.tracks.len()).unwrap_or(0)),
+                    "firstms" => json!(st.map(|s| s.first_ms).unwrap_or(0)),
+                    "lastms" => json!(st.map(|s| s.last_ms).unwrap_or(0)),
+                    "live" => json!(st.map(|s| s.live).unwrap_or(true)),
+                    "source" => json!(names::lookup(&ctl.cfg.streams, n)
+                        .and_then(|(_, c)| c.get("source").cloned())),
+                    "downbps" | "upbps" | "down" | "up" => {
+                        let (d, u) = users
+                            .iter()
+                            .fold((0u64, 0u64), |(d, u), x| (d + x.bytes_down, u + x.bytes_up));
+                        json!(if f.starts_with("down") { d } else { u })
+                    }
+                    _ => Value::Null,
+                })
+                .collect();
         let row = if longform {
             Value::Object(fields.iter().cloned().zip(vals).collect())
         } else {
@@ -346,22 +434,41 @@ fn all_users() -> Vec<(String, mist_shm::UserSlot)> {
 
 fn clients(arg: &Value) -> Value {
     let now = now_unix();
-    let default_fields = ["host", "stream", "protocol", "conntime", "position", "down", "up", "sessId", "pid"];
+    let default_fields = [
+        "host", "stream", "protocol", "conntime", "position", "down", "up", "sessId", "pid",
+    ];
     let fields: Vec<String> = arg
         .get("fields")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_else(|| default_fields.iter().map(|s| s.to_string()).collect());
-    let want_streams: Option<Vec<String>> =
-        arg.get("streams").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect());
+    let want_streams: Option<Vec<String>> = arg.get("streams").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    });
     let want_protos: Option<Vec<String>> =
-        arg.get("protocols").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect());
+        arg.get("protocols").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        });
     let mut data = Vec::new();
     for (stream, u) in all_users() {
         if want_streams.as_ref().is_some_and(|w| !w.contains(&stream)) {
             continue;
         }
-        if want_protos.as_ref().is_some_and(|w| !w.contains(&u.connector)) {
+        if want_protos
+            .as_ref()
+            .is_some_and(|w| !w.contains(&u.connector))
+        {
             continue;
         }
         let row: Vec<Value> = fields
@@ -390,10 +497,17 @@ fn totals(arg: &Value) -> Value {
     let fields: Vec<String> = arg
         .get("fields")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_else(|| vec!["clients".into(), "downbps".into(), "upbps".into()]);
     let users = all_users();
-    let (down, up) = users.iter().fold((0u64, 0u64), |(d, u), (_, x)| (d + x.bytes_down, u + x.bytes_up));
+    let (down, up) = users.iter().fold((0u64, 0u64), |(d, u), (_, x)| {
+        (d + x.bytes_down, u + x.bytes_up)
+    });
     let row: Vec<Value> = fields
         .iter()
         .map(|f| match f.as_str() {

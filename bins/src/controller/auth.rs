@@ -27,16 +27,27 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new() -> Authenticator {
         let mut b = [0u8; 16];
-        let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_ok();
+        let ok = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+            .is_ok();
         if !ok {
-            let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
             b[..16].copy_from_slice(&(t ^ (std::process::id() as u128) << 64).to_le_bytes());
         }
-        Authenticator { secret: b.iter().map(|x| format!("{x:02x}")).collect() }
+        Authenticator {
+            secret: b.iter().map(|x| format!("{x:02x}")).collect(),
+        }
     }
 
     fn bucket_now() -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() / BUCKET_SECS
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            / BUCKET_SECS
     }
 
     fn challenge_at(&self, host: &str, bucket: u64) -> String {

@@ -11,14 +11,22 @@ pub const PREFIXES: [&str; 3] = ["MistIn", "MistOut", "MistUtil"];
 pub fn find_binaries(dir: &Path) -> Vec<(String, PathBuf)> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if !PREFIXES.iter().any(|p| name.starts_with(p) && name.len() > p.len()) || name.contains('.') {
+        if !PREFIXES
+            .iter()
+            .any(|p| name.starts_with(p) && name.len() > p.len())
+            || name.contains('.')
+        {
             continue;
         }
         let path = e.path();
-        let Ok(md) = std::fs::metadata(&path) else { continue };
+        let Ok(md) = std::fs::metadata(&path) else {
+            continue;
+        };
         if md.is_file() && md.permissions().mode() & 0o111 != 0 {
             out.push((name, path));
         }
@@ -56,8 +64,12 @@ pub fn query(bin: &Path, timeout: Duration) -> Result<Value, String> {
         }
     };
     let out = reader.join().unwrap_or_default();
-    let v: Value = serde_json::from_slice(&out)
-        .map_err(|_| format!("no capabilities JSON (exit {})", status.code().unwrap_or(-1)))?;
+    let v: Value = serde_json::from_slice(&out).map_err(|_| {
+        format!(
+            "no capabilities JSON (exit {})",
+            status.code().unwrap_or(-1)
+        )
+    })?;
     if v.is_object() {
         Ok(v)
     } else {
@@ -91,7 +103,10 @@ impl Caps {
                 std::thread::spawn(move || (name, query(&path, timeout)))
             })
             .collect();
-        let mut caps = Caps { binaries: bins, ..Caps::default() };
+        let mut caps = Caps {
+            binaries: bins,
+            ..Caps::default()
+        };
         for h in handles {
             let Ok((name, res)) = h.join() else { continue };
             match res {
@@ -101,7 +116,10 @@ impl Caps {
                     } else if let Some(s) = name.strip_prefix("MistIn") {
                         (&mut caps.inputs, s)
                     } else {
-                        (&mut caps.utils, name.strip_prefix("MistUtil").unwrap_or(&name))
+                        (
+                            &mut caps.utils,
+                            name.strip_prefix("MistUtil").unwrap_or(&name),
+                        )
                     };
                     map.insert(short.to_string(), v);
                 }
@@ -196,9 +214,13 @@ pub fn option_args(entry: &Map<String, Value>, caps: Option<&Value>) -> Vec<Stri
     match caps {
         Some(c) => {
             for section in ["required", "optional"] {
-                let Some(opts) = c.get(section).and_then(Value::as_object) else { continue };
+                let Some(opts) = c.get(section).and_then(Value::as_object) else {
+                    continue;
+                };
                 for (key, spec) in opts {
-                    let Some(opt) = spec.get("option").and_then(Value::as_str) else { continue };
+                    let Some(opt) = spec.get("option").and_then(Value::as_str) else {
+                        continue;
+                    };
                     if let Some(v) = entry.get(key) {
                         push(&mut args, opt, v);
                     }
@@ -247,8 +269,12 @@ mod tests {
     #[test]
     fn input_choice() {
         let mut c = Caps::default();
-        c.inputs.insert("MP4".into(), json!({"source_match": ["/*.mp4", "/*.mov"], "priority": 9}));
-        c.inputs.insert("Other".into(), json!({"source_match": "/*", "priority": 1}));
+        c.inputs.insert(
+            "MP4".into(),
+            json!({"source_match": ["/*.mp4", "/*.mov"], "priority": 9}),
+        );
+        c.inputs
+            .insert("Other".into(), json!({"source_match": "/*", "priority": 1}));
         assert_eq!(c.input_for("push://").as_deref(), Some("Buffer"));
         assert_eq!(c.input_for("/x/y.mov").as_deref(), Some("MP4"));
         assert_eq!(c.input_for("/x/y.ts").as_deref(), Some("Other"));

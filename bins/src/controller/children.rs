@@ -69,7 +69,10 @@ pub struct Spawner {
 impl Spawner {
     pub fn spawn(&self, m: &mut Managed) -> std::io::Result<()> {
         let mut cmd = Command::new(&m.path);
-        cmd.args(&m.args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.args(&m.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -91,27 +94,36 @@ impl Spawner {
             let tx = self.lines.clone();
             let waker = self.waker.clone();
             let binary = m.name.clone();
-            std::thread::Builder::new().name(format!("stderr-{pid}")).spawn(move || {
-                let mut r = BufReader::new(err);
-                let mut buf = Vec::new();
-                loop {
-                    buf.clear();
-                    // Bound one line so a child printing garbage cannot exhaust memory.
-                    match (&mut r).take(64 * 1024).read_until(b'\n', &mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
-                            let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                            if line.is_empty() {
-                                continue;
+            std::thread::Builder::new()
+                .name(format!("stderr-{pid}"))
+                .spawn(move || {
+                    let mut r = BufReader::new(err);
+                    let mut buf = Vec::new();
+                    loop {
+                        buf.clear();
+                        // Bound one line so a child printing garbage cannot exhaust memory.
+                        match (&mut r).take(64 * 1024).read_until(b'\n', &mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {
+                                let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                                if line.is_empty() {
+                                    continue;
+                                }
+                                if tx
+                                    .send(ChildLine {
+                                        binary: binary.clone(),
+                                        pid,
+                                        line,
+                                    })
+                                    .is_err()
+                                {
+                                    break;
+                                }
+                                let _ = waker.wake();
                             }
-                            if tx.send(ChildLine { binary: binary.clone(), pid, line }).is_err() {
-                                break;
-                            }
-                            let _ = waker.wake();
                         }
                     }
-                }
-            })?;
+                })?;
         }
         m.child = Some(child);
         m.started = Instant::now();
@@ -140,7 +152,13 @@ pub fn describe_exit(s: std::process::ExitStatus) -> String {
 
 /// What happened to a child in one [`Supervisor::reap`] pass.
 pub enum Event {
-    Exited { role: Role, name: String, pid: u32, how: String, restart_in: Option<Duration> },
+    Exited {
+        role: Role,
+        name: String,
+        pid: u32,
+        how: String,
+        restart_in: Option<Duration>,
+    },
 }
 
 #[derive(Default)]
@@ -150,7 +168,9 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn find(&self, role: &Role) -> Option<&Managed> {
-        self.children.iter().find(|m| &m.role == role && m.stopping.is_none())
+        self.children
+            .iter()
+            .find(|m| &m.role == role && m.stopping.is_none())
     }
 
     /// Adds and starts a child. A spawn failure schedules a retry for restartable children.
@@ -191,7 +211,11 @@ impl Supervisor {
 
     /// Asks a child to stop (SIGTERM now, SIGKILL after `grace` in [`Supervisor::reap`]).
     pub fn stop(&mut self, role: &Role) {
-        for m in self.children.iter_mut().filter(|m| &m.role == role && m.stopping.is_none()) {
+        for m in self
+            .children
+            .iter_mut()
+            .filter(|m| &m.role == role && m.stopping.is_none())
+        {
             m.stopping = Some(Instant::now());
             m.restart_at = None;
             if let Some(pid) = m.pid() {
@@ -221,7 +245,13 @@ impl Supervisor {
                             m.restart_at = Some(now + m.backoff);
                             m.backoff = (m.backoff * 2).min(BACKOFF_MAX);
                         }
-                        events.push(Event::Exited { role: m.role.clone(), name: m.name.clone(), pid, how, restart_in });
+                        events.push(Event::Exited {
+                            role: m.role.clone(),
+                            name: m.name.clone(),
+                            pid,
+                            how,
+                            restart_in,
+                        });
                     }
                     Ok(None) => {
                         if let Some(t) = m.stopping {
@@ -235,7 +265,8 @@ impl Supervisor {
             }
         }
         // Forget stopped children and finished non-restarting ones.
-        self.children.retain(|m| m.child.is_some() || (m.restart && m.stopping.is_none()));
+        self.children
+            .retain(|m| m.child.is_some() || (m.restart && m.stopping.is_none()));
         for m in self.children.iter_mut() {
             if m.child.is_none() && m.restart_at.is_some_and(|t| t <= now) {
                 m.restarts += 1;

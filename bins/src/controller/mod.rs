@@ -24,8 +24,27 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Connectors without a port of their own, served through the HTTP(S) connector (INTERFACES §1).
 pub const HTTP_SERVED: [&str; 21] = [
-    "HLS", "CMAF", "HDS", "HTTPTS", "FLV", "MP4", "EBML", "MP3", "AAC", "FLAC", "WAV", "OGG", "JPG", "JSON",
-    "JSONLine", "H264", "SDP", "SRT", "WebRTC", "Raw", "HTTPS_HLS",
+    "HLS",
+    "CMAF",
+    "HDS",
+    "HTTPTS",
+    "FLV",
+    "MP4",
+    "EBML",
+    "MP3",
+    "AAC",
+    "FLAC",
+    "WAV",
+    "OGG",
+    "JPG",
+    "JSON",
+    "JSONLine",
+    "H264",
+    "SDP",
+    "SRT",
+    "WebRTC",
+    "Raw",
+    "HTTPS_HLS",
 ];
 
 pub const EXIT_OK: i32 = 0;
@@ -51,7 +70,11 @@ pub fn input_wait() -> Duration {
 }
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "MistController", about = "mist-rs controller: config, API, process supervision", disable_version_flag = true)]
+#[command(
+    name = "MistController",
+    about = "mist-rs controller: config, API, process supervision",
+    disable_version_flag = true
+)]
 pub struct Opts {
     /// Config file (default: config.json in the working directory).
     #[arg(short = 'c', long = "config")]
@@ -115,7 +138,10 @@ pub fn shm_call<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> 
 }
 
 pub fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 pub type LogRing = Arc<Mutex<VecDeque<(u64, String, String)>>>;
@@ -160,7 +186,10 @@ pub struct Controller {
 
 impl Controller {
     pub fn debug_level(&self) -> u8 {
-        self.opts.debug.or(self.cfg.config.debug).unwrap_or(log::DEFAULT_LEVEL)
+        self.opts
+            .debug
+            .or(self.cfg.config.debug)
+            .unwrap_or(log::DEFAULT_LEVEL)
     }
 
     pub fn mark_dirty(&mut self) {
@@ -169,7 +198,9 @@ impl Controller {
 
     /// Saves the config file now.
     pub fn save(&mut self) -> Result<(), String> {
-        self.cfg.save(&self.config_path).map_err(|e| e.to_string())?;
+        self.cfg
+            .save(&self.config_path)
+            .map_err(|e| e.to_string())?;
         self.config_mtime = mtime(&self.config_path);
         self.dirty_since = None;
         info!("config saved to {}", self.config_path.display());
@@ -178,7 +209,9 @@ impl Controller {
 
     /// Applies `-a user:pass` to the config. Returns true if it changed anything.
     pub fn apply_account_opt(&mut self) -> bool {
-        let Some((u, p)) = self.opts.account.as_deref().and_then(|a| a.split_once(':')) else { return false };
+        let Some((u, p)) = self.opts.account.as_deref().and_then(|a| a.split_once(':')) else {
+            return false;
+        };
         let hash = auth::md5hex(p.as_bytes());
         if self.cfg.account.get(u).is_some_and(|a| a.password == hash) {
             return false;
@@ -207,7 +240,10 @@ impl Controller {
                     }
                 }
             }
-            Ok(None) => warn!("config file {} is gone; keeping the running config", self.config_path.display()),
+            Ok(None) => warn!(
+                "config file {} is gone; keeping the running config",
+                self.config_path.display()
+            ),
             Err(e) => mist_core::error!("{e}; keeping the running config"),
         }
     }
@@ -254,12 +290,18 @@ impl Controller {
             let name = format!("MistOut{}", p.connector);
             // Connectors that depend on another (HLS, CMAF, ... on HTTP) have no listener of
             // their own: the HTTP(S) connector serves them.
-            let deps = self.caps.connectors.get(&p.connector).and_then(|c| c.get("deps")).is_some_and(|d| match d {
-                Value::String(s) => !s.is_empty(),
-                Value::Array(a) => !a.is_empty(),
-                _ => false,
-            });
-            if deps || (self.binary(&name).is_none() && HTTP_SERVED.contains(&p.connector.as_str())) {
+            let deps = self
+                .caps
+                .connectors
+                .get(&p.connector)
+                .and_then(|c| c.get("deps"))
+                .is_some_and(|d| match d {
+                    Value::String(s) => !s.is_empty(),
+                    Value::Array(a) => !a.is_empty(),
+                    _ => false,
+                });
+            if deps || (self.binary(&name).is_none() && HTTP_SERVED.contains(&p.connector.as_str()))
+            {
                 if self.missing.insert(key) {
                     mist_core::debug!("protocol {}: served by the HTTP connector", p.connector);
                 }
@@ -267,13 +309,24 @@ impl Controller {
             }
             let Some(path) = self.binary(&name) else {
                 if self.missing.insert(key) {
-                    warn!("protocol {}: {} not found in {}", p.connector, name, self.bin_dir.display());
+                    warn!(
+                        "protocol {}: {} not found in {}",
+                        p.connector,
+                        name,
+                        self.bin_dir.display()
+                    );
                 }
                 continue;
             };
             let mut args = vec!["-g".to_string(), debug.clone()];
-            args.extend(caps::option_args(&p.options, self.caps.connectors.get(&p.connector)));
-            match self.sup.start(&self.spawner, role, &name, path, args.clone(), true) {
+            args.extend(caps::option_args(
+                &p.options,
+                self.caps.connectors.get(&p.connector),
+            ));
+            match self
+                .sup
+                .start(&self.spawner, role, &name, path, args.clone(), true)
+            {
                 Ok(pid) => info!("started {name} (pid {pid}) {}", args.join(" ")),
                 Err(e) => mist_core::error!("cannot start {name}: {e}; will retry"),
             }
@@ -287,7 +340,9 @@ impl Controller {
             .children
             .iter()
             .filter_map(|m| match &m.role {
-                Role::Input(s) if s == name || mist_core::names::base_name(s) == name => Some(m.role.clone()),
+                Role::Input(s) if s == name || mist_core::names::base_name(s) == name => {
+                    Some(m.role.clone())
+                }
                 _ => None,
             })
             .collect();
@@ -302,14 +357,24 @@ impl Controller {
     }
 
     /// Makes sure the input for `stream` runs. Returns an error text when it cannot.
-    pub fn ensure_input(&mut self, stream: &str, source: &str, stream_cfg: &Value) -> Result<(), String> {
+    pub fn ensure_input(
+        &mut self,
+        stream: &str,
+        source: &str,
+        stream_cfg: &Value,
+    ) -> Result<(), String> {
         let role = Role::Input(stream.to_string());
         if self.sup.find(&role).is_some_and(|m| m.running()) {
             return Ok(());
         }
-        let input = self.caps.input_for(source).ok_or_else(|| format!("no input accepts source {source}"))?;
+        let input = self
+            .caps
+            .input_for(source)
+            .ok_or_else(|| format!("no input accepts source {source}"))?;
         let name = format!("MistIn{input}");
-        let path = self.binary(&name).ok_or_else(|| format!("{name} not found"))?;
+        let path = self
+            .binary(&name)
+            .ok_or_else(|| format!("{name} not found"))?;
         let mut args = vec!["-g".to_string(), self.debug_level().to_string()];
         if let (Some(obj), Some(c)) = (stream_cfg.as_object(), self.caps.inputs.get(&input)) {
             args.extend(caps::option_args(obj, Some(c)));
@@ -324,24 +389,43 @@ impl Controller {
     }
 
     pub fn input_running(&self, stream: &str) -> bool {
-        self.sup.find(&Role::Input(stream.to_string())).is_some_and(|m| m.running())
+        self.sup
+            .find(&Role::Input(stream.to_string()))
+            .is_some_and(|m| m.running())
     }
 
     /// Handles one control-socket request. `Ok(resp)`: answer now. `Err(pending)`: answer later.
-    pub fn control(&mut self, req: mist_core::control::Request) -> Result<mist_core::control::Response, (String, Value)> {
+    pub fn control(
+        &mut self,
+        req: mist_core::control::Request,
+    ) -> Result<mist_core::control::Response, (String, Value)> {
         use mist_core::control::{Request, Response};
         use mist_core::names;
         let refuse = |stream: &str, error: String| {
             warn!("control: refused {stream}: {error}");
-            Ok(Response { ok: false, stream: stream.to_string(), error, config: Value::Null })
+            Ok(Response {
+                ok: false,
+                stream: stream.to_string(),
+                error,
+                config: Value::Null,
+            })
         };
         let (stream, is_push, host, app) = match &req {
-            Request::Push { stream, app, host, .. } => (stream.clone(), true, host.clone(), app.clone()),
-            Request::Play { stream, host, .. } => (stream.clone(), false, host.clone(), String::new()),
+            Request::Push {
+                stream, app, host, ..
+            } => (stream.clone(), true, host.clone(), app.clone()),
+            Request::Play { stream, host, .. } => {
+                (stream.clone(), false, host.clone(), String::new())
+            }
             Request::Api { command } => {
                 let mut sess = api::Session::default();
                 let answer = api::handle(self, &mut sess, "local", true, command);
-                return Ok(Response { ok: true, stream: String::new(), error: String::new(), config: answer });
+                return Ok(Response {
+                    ok: true,
+                    stream: String::new(),
+                    error: String::new(),
+                    config: answer,
+                });
             }
         };
         let name = names::sanitize(&stream);
@@ -352,7 +436,11 @@ impl Controller {
             return refuse(&name, "stream not configured".into());
         };
         let scfg = scfg.clone();
-        let source = scfg.get("source").and_then(Value::as_str).unwrap_or("").to_string();
+        let source = scfg
+            .get("source")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if is_push {
             let Some(rule) = names::PushRule::parse(&source) else {
                 return refuse(&name, "stream does not accept pushes".into());
@@ -362,13 +450,23 @@ impl Controller {
             }
         } else if source.starts_with("push://") {
             // Live: known stream; the buffer exists only while someone pushes.
-            return Ok(Response { ok: true, stream: name, error: String::new(), config: scfg });
+            return Ok(Response {
+                ok: true,
+                stream: name,
+                error: String::new(),
+                config: scfg,
+            });
         }
         if let Err(e) = self.ensure_input(&name, &source, &scfg) {
             return refuse(&name, e);
         }
         if self.stream_ready(&name) {
-            return Ok(Response { ok: true, stream: name, error: String::new(), config: scfg });
+            return Ok(Response {
+                ok: true,
+                stream: name,
+                error: String::new(),
+                config: scfg,
+            });
         }
         Err((name, scfg))
     }
@@ -398,7 +496,10 @@ pub fn interactive_setup(ctl: &mut Controller) {
         let _ = stdin.lock().read_line(&mut l);
         l.trim().to_string()
     };
-    if ctl.cfg.account.is_empty() && ask("Account not set, do you want to create an account? (y/n) > ").starts_with(['y', 'Y']) {
+    if ctl.cfg.account.is_empty()
+        && ask("Account not set, do you want to create an account? (y/n) > ")
+            .starts_with(['y', 'Y'])
+    {
         let user = ask("Username: ");
         let pass = ask("Password: ");
         if !user.is_empty() && !pass.is_empty() {
@@ -407,7 +508,8 @@ pub fn interactive_setup(ctl: &mut Controller) {
         }
     }
     if ctl.cfg.config.protocols.is_empty()
-        && ask("Protocols not set, do you want to enable default protocols? (y/n) > ").starts_with(['y', 'Y'])
+        && ask("Protocols not set, do you want to enable default protocols? (y/n) > ")
+            .starts_with(['y', 'Y'])
     {
         for name in ctl.caps.connectors.keys() {
             ctl.cfg.config.protocols.push(config::Protocol::new(name));
@@ -424,11 +526,20 @@ impl Controller {
         if let Some(list) = v.get_mut("protocols").and_then(Value::as_array_mut) {
             for (p, entry) in self.cfg.config.protocols.iter().zip(list.iter_mut()) {
                 let key = serde_json::to_string(p).unwrap_or_default();
-                let running = self.sup.find(&Role::Protocol(key.clone())).is_some_and(|m| m.running());
+                let running = self
+                    .sup
+                    .find(&Role::Protocol(key.clone()))
+                    .is_some_and(|m| m.running());
                 let online = if running {
                     json!(1)
-                } else if self.missing.contains(&key) && self.binary(&format!("MistOut{}", p.connector)).is_none() {
-                    if HTTP_SERVED.contains(&p.connector.as_str()) { json!("Served by HTTP") } else { json!("Not installed") }
+                } else if self.missing.contains(&key)
+                    && self.binary(&format!("MistOut{}", p.connector)).is_none()
+                {
+                    if HTTP_SERVED.contains(&p.connector.as_str()) {
+                        json!("Served by HTTP")
+                    } else {
+                        json!("Not installed")
+                    }
                 } else if self.missing.contains(&key) {
                     json!("Served by HTTP")
                 } else {
@@ -444,7 +555,11 @@ impl Controller {
 
     /// The Prometheus path (`-S` or `config.prometheus`), without slashes.
     pub fn prometheus_path(&self) -> Option<String> {
-        let p = self.opts.prometheus.clone().or_else(|| self.cfg.config.prometheus.clone())?;
+        let p = self
+            .opts
+            .prometheus
+            .clone()
+            .or_else(|| self.cfg.config.prometheus.clone())?;
         let p = p.trim_matches('/').to_string();
         (!p.is_empty()).then_some(p)
     }
@@ -453,10 +568,21 @@ impl Controller {
     pub fn metrics(&self) -> String {
         use std::fmt::Write;
         let mut o = String::new();
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " ");
+        let esc = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', " ")
+        };
         let _ = writeln!(o, "# HELP mist_uptime_seconds Seconds since the controller started.\n# TYPE mist_uptime_seconds counter");
-        let _ = writeln!(o, "mist_uptime_seconds {}", self.started.elapsed().as_secs());
-        let _ = writeln!(o, "# HELP mist_children Running child processes by binary.\n# TYPE mist_children gauge");
+        let _ = writeln!(
+            o,
+            "mist_uptime_seconds {}",
+            self.started.elapsed().as_secs()
+        );
+        let _ = writeln!(
+            o,
+            "# HELP mist_children Running child processes by binary.\n# TYPE mist_children gauge"
+        );
         let mut by_bin: std::collections::BTreeMap<&str, (u32, u32)> = Default::default();
         for m in &self.sup.children {
             let e = by_bin.entry(m.name.as_str()).or_default();
@@ -472,14 +598,28 @@ impl Controller {
         }
         let streams = self.shm_streams().unwrap_or_default();
         let _ = writeln!(o, "# HELP mist_streams_active Streams present in shared memory.\n# TYPE mist_streams_active gauge");
-        let _ = writeln!(o, "mist_streams_active {}", streams.iter().filter(|s| !s.ended).count());
-        let _ = writeln!(o, "# HELP mist_viewers Readers registered per stream.\n# TYPE mist_viewers gauge");
+        let _ = writeln!(
+            o,
+            "mist_streams_active {}",
+            streams.iter().filter(|s| !s.ended).count()
+        );
+        let _ = writeln!(
+            o,
+            "# HELP mist_viewers Readers registered per stream.\n# TYPE mist_viewers gauge"
+        );
         let mut bytes = Vec::new();
         for s in &streams {
             let n = s.name.clone();
             let users = shm_call(move || mist_shm::users(&n)).unwrap_or_default();
-            let _ = writeln!(o, "mist_viewers{{stream=\"{}\"}} {}", esc(&s.name), users.len());
-            let (d, u) = users.iter().fold((0u64, 0u64), |(d, u), x| (d + x.bytes_down, u + x.bytes_up));
+            let _ = writeln!(
+                o,
+                "mist_viewers{{stream=\"{}\"}} {}",
+                esc(&s.name),
+                users.len()
+            );
+            let (d, u) = users
+                .iter()
+                .fold((0u64, 0u64), |(d, u), x| (d + x.bytes_down, u + x.bytes_up));
             bytes.push((s.name.clone(), d, u));
         }
         let _ = writeln!(o, "# HELP mist_bytes_down Bytes sent to the current readers per stream.\n# TYPE mist_bytes_down gauge");
@@ -538,7 +678,11 @@ pub fn main() -> i32 {
         }
     }
     if let Some(lf) = &opts.logfile {
-        match std::fs::OpenOptions::new().create(true).append(true).open(lf) {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(lf)
+        {
             Ok(f) => {
                 use std::os::fd::AsRawFd;
                 // SAFETY: dup2 onto our own stderr.
@@ -560,14 +704,20 @@ pub fn main() -> i32 {
         log::emit(Level::Error, format_args!("panic: {pi}"));
     }));
 
-    let config_path = opts.config.clone().unwrap_or_else(|| PathBuf::from("config.json"));
+    let config_path = opts
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("config.json"));
     let cfg = match Config::load(&config_path) {
         Ok(Some(c)) => {
             info!("config loaded from {}", config_path.display());
             c
         }
         Ok(None) => {
-            info!("no config at {}; starting on the built-in default", config_path.display());
+            info!(
+                "no config at {}; starting on the built-in default",
+                config_path.display()
+            );
             config::default_config()
         }
         Err(e) => {

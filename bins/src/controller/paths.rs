@@ -29,12 +29,21 @@ pub fn control_socket_path() -> PathBuf {
 
 /// Creates the socket's directory (if missing) with restrictive permissions.
 pub fn prepare_dir(sock: &Path) -> std::io::Result<()> {
-    let Some(dir) = sock.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    let Some(dir) = sock.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
     if dir.exists() {
         return Ok(());
     }
-    let mode = if dir.starts_with("/tmp") { 0o700 } else { 0o750 };
-    std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir)
+    let mode = if dir.starts_with("/tmp") {
+        0o700
+    } else {
+        0o750
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
 }
 
 pub fn set_socket_mode(sock: &Path) -> std::io::Result<()> {

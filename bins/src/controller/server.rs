@@ -2,13 +2,13 @@
 
 use super::children::{ChildLine, Event, Role, Spawner, Supervisor};
 use super::{api, caps, paths, push_log, shm_call, Controller, LogRing, Opts, Pending};
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
 use mist_core::config::{Config, DEFAULT_API_INTERFACE, DEFAULT_API_PORT};
 use mist_core::control::{Request, Response};
 use mist_core::log;
 use mist_core::{info, warn};
 use mist_net::http::{self, Limits};
-use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use mio::{Events, Interest, Poll, Token, Waker};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -74,7 +74,8 @@ fn register_signals(poll: &Poll) -> std::io::Result<(Flags, UnixStream)> {
     // SAFETY: setting a signal disposition to ignore.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let mut rx = UnixStream::from_std(rx);
-    poll.registry().register(&mut rx, SIGNALS, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut rx, SIGNALS, Interest::READABLE)?;
     Ok((Flags { term, hup }, rx))
 }
 
@@ -82,7 +83,10 @@ fn bind_control(path: &PathBuf) -> std::io::Result<UnixListener> {
     paths::prepare_dir(path)?;
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(std::io::Error::new(ErrorKind::AddrInUse, "another controller is listening there"));
+            return Err(std::io::Error::new(
+                ErrorKind::AddrInUse,
+                "another controller is listening there",
+            ));
         }
         std::fs::remove_file(path)?;
     }
@@ -100,13 +104,25 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         }
     };
     // API listener.
-    let port = opts.port.or(cfg.config.controller.port).unwrap_or(DEFAULT_API_PORT);
+    let port = opts
+        .port
+        .or(cfg.config.controller.port)
+        .unwrap_or(DEFAULT_API_PORT);
     let iface = opts
         .interface
         .clone()
-        .or_else(|| cfg.config.controller.interface.clone().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            cfg.config
+                .controller
+                .interface
+                .clone()
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or_else(|| DEFAULT_API_INTERFACE.to_string());
-    let addr: SocketAddr = match format!("{iface}:{port}").parse().or_else(|_| format!("[{iface}]:{port}").parse()) {
+    let addr: SocketAddr = match format!("{iface}:{port}")
+        .parse()
+        .or_else(|_| format!("[{iface}]:{port}").parse())
+    {
         Ok(a) => a,
         Err(_) => {
             mist_core::fail!("invalid API interface {iface:?}");
@@ -147,7 +163,10 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
     if let Err(e) = poll
         .registry()
         .register(&mut api_listener, API, Interest::READABLE)
-        .and_then(|_| poll.registry().register(&mut control, CONTROL, Interest::READABLE))
+        .and_then(|_| {
+            poll.registry()
+                .register(&mut control, CONTROL, Interest::READABLE)
+        })
     {
         mist_core::fail!("cannot register listeners: {e}");
         return super::EXIT_OTHER;
@@ -159,11 +178,21 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         .unwrap_or_else(|| PathBuf::from("."));
     let (line_tx, line_rx) = mpsc::channel::<ChildLine>();
     let mut env = vec![
-        (mist_core::control::ENV_CONTROL.to_string(), control_path.display().to_string()),
-        ("MIST_SHM_DIR".to_string(), mist_shm::shm_dir().display().to_string()),
+        (
+            mist_core::control::ENV_CONTROL.to_string(),
+            control_path.display().to_string(),
+        ),
+        (
+            "MIST_SHM_DIR".to_string(),
+            mist_shm::shm_dir().display().to_string(),
+        ),
     ];
     env.push(("MIST_CONTROLLER_PID".into(), std::process::id().to_string()));
-    let spawner = Spawner { env, lines: line_tx, waker: waker.clone() };
+    let spawner = Spawner {
+        env,
+        lines: line_tx,
+        waker: waker.clone(),
+    };
     let (read_mode, write_mode) = match opts.configrw.as_str() {
         "r" => (true, false),
         "w" => (false, true),
@@ -209,7 +238,10 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         }
     }
     super::interactive_setup(&mut ctl);
-    info!("API listening on {api_addr}; control socket {}", control_path.display());
+    info!(
+        "API listening on {api_addr}; control socket {}",
+        control_path.display()
+    );
     ctl.apply_protocols();
 
     let mut conns: HashMap<Token, Conn> = HashMap::new();
@@ -236,7 +268,11 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
                             }
                             let t = Token(next_token);
                             next_token = next_token.wrapping_add(1).max(FIRST_CONN);
-                            if poll.registry().register(&mut sock, t, Interest::READABLE | Interest::WRITABLE).is_ok() {
+                            if poll
+                                .registry()
+                                .register(&mut sock, t, Interest::READABLE | Interest::WRITABLE)
+                                .is_ok()
+                            {
                                 conns.insert(
                                     t,
                                     Conn::Api(ApiConn {
@@ -265,8 +301,20 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
                             }
                             let t = Token(next_token);
                             next_token = next_token.wrapping_add(1).max(FIRST_CONN);
-                            if poll.registry().register(&mut sock, t, Interest::READABLE | Interest::WRITABLE).is_ok() {
-                                conns.insert(t, Conn::Ctl(CtlConn { sock, inbuf: Vec::new(), outbuf: Vec::new(), done: false }));
+                            if poll
+                                .registry()
+                                .register(&mut sock, t, Interest::READABLE | Interest::WRITABLE)
+                                .is_ok()
+                            {
+                                conns.insert(
+                                    t,
+                                    Conn::Ctl(CtlConn {
+                                        sock,
+                                        inbuf: Vec::new(),
+                                        outbuf: Vec::new(),
+                                        done: false,
+                                    }),
+                                );
                             }
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -306,7 +354,11 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             }
             let line = log::format_line(p.level, &who, &p.message);
             let _ = writeln!(std::io::stderr(), "{line}");
-            push_log(&ctl.logs, p.level, format!("{who} ({}): {}", cl.pid, p.message));
+            push_log(
+                &ctl.logs,
+                p.level,
+                format!("{who} ({}): {}", cl.pid, p.message),
+            );
         }
         // Signals.
         if flags.term.swap(false, Ordering::Relaxed) {
@@ -318,16 +370,29 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         }
         // Children.
         for ev in ctl.sup.reap(&ctl.spawner, super::STOP_GRACE) {
-            let Event::Exited { role, name, pid, how, restart_in } = ev;
+            let Event::Exited {
+                role,
+                name,
+                pid,
+                how,
+                restart_in,
+            } = ev;
             match (&role, restart_in) {
-                (_, Some(d)) => warn!("{name} (pid {pid}) {how}; restarting in {} ms", d.as_millis()),
+                (_, Some(d)) => warn!(
+                    "{name} (pid {pid}) {how}; restarting in {} ms",
+                    d.as_millis()
+                ),
                 (Role::Input(s), None) => info!("{name} (pid {pid}) for stream {s} ended: {how}"),
                 (_, None) => info!("{name} (pid {pid}) stopped: {how}"),
             }
         }
         answer_pending(&mut ctl, &mut conns);
         // Config file sync.
-        if ctl.write_mode && ctl.dirty_since.is_some_and(|t| t.elapsed() >= super::AUTOSAVE_DELAY) {
+        if ctl.write_mode
+            && ctl
+                .dirty_since
+                .is_some_and(|t| t.elapsed() >= super::AUTOSAVE_DELAY)
+        {
             if let Err(e) = ctl.save() {
                 mist_core::error!("autosave failed: {e}");
                 ctl.dirty_since = Some(Instant::now());
@@ -415,11 +480,19 @@ fn fill<R: Read>(r: &mut R, buf: &mut Vec<u8>, cap: usize) -> bool {
     }
 }
 
-const API_LIMITS: Limits = Limits { max_head: 16 * 1024, max_headers: 64, max_body: 4 << 20 };
+const API_LIMITS: Limits = Limits {
+    max_head: 16 * 1024,
+    max_headers: 64,
+    max_body: 4 << 20,
+};
 
 /// Handles readiness on an API connection. Returns false to drop it.
 fn service_api(ctl: &mut Controller, c: &mut ApiConn) -> bool {
-    let open = fill(&mut c.sock, &mut c.inbuf, API_LIMITS.max_head + API_LIMITS.max_body + 1);
+    let open = fill(
+        &mut c.sock,
+        &mut c.inbuf,
+        API_LIMITS.max_head + API_LIMITS.max_body + 1,
+    );
     while !c.close {
         match http::parse_request(&c.inbuf, &API_LIMITS) {
             Ok(Some((req, used))) => {
@@ -468,7 +541,13 @@ fn answer_http(ctl: &mut Controller, c: &mut ApiConn, req: &http::Request) -> ht
     }
     if req.path != "/api" && req.path != "/api2" {
         if req.path == "/" {
-            return http::Response::text(200, &format!("MistController {}: JSON API at /api\n", super::version_string()));
+            return http::Response::text(
+                200,
+                &format!(
+                    "MistController {}: JSON API at /api\n",
+                    super::version_string()
+                ),
+            );
         }
         return http::Response::text(404, "not found\n");
     }
@@ -494,9 +573,15 @@ fn answer_http(ctl: &mut Controller, c: &mut ApiConn, req: &http::Request) -> ht
     let mut text = req.query_param("command");
     if text.is_none() && !req.body.is_empty() {
         let body = String::from_utf8_lossy(&req.body).into_owned();
-        let ctype = req.header("content-type").unwrap_or("").to_ascii_lowercase();
+        let ctype = req
+            .header("content-type")
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if ctype.starts_with("application/x-www-form-urlencoded") || body.starts_with("command=") {
-            text = http::parse_query(&body).into_iter().find(|(k, _)| k == "command").map(|(_, v)| v);
+            text = http::parse_query(&body)
+                .into_iter()
+                .find(|(k, _)| k == "command")
+                .map(|(_, v)| v);
         } else {
             text = Some(body);
         }
@@ -510,13 +595,19 @@ fn answer_http(ctl: &mut Controller, c: &mut ApiConn, req: &http::Request) -> ht
                     let v = api::handle(ctl, &mut c.session, &host, local, &json!({}));
                     return cors(http::Response::json(200, v.to_string()));
                 }
-                return cors(http::Response::json(400, json!({"error": format!("invalid JSON: {e}")}).to_string()));
+                return cors(http::Response::json(
+                    400,
+                    json!({"error": format!("invalid JSON: {e}")}).to_string(),
+                ));
             }
         },
     };
     let answer = api::handle(ctl, &mut c.session, &host, local, &cmd);
     let mut body = answer.to_string();
-    if let Some(cb) = req.query_param("callback").filter(|s| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')) {
+    if let Some(cb) = req.query_param("callback").filter(|s| {
+        s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    }) {
         body = format!("{cb}({body});");
     }
     cors(http::Response::json(200, body))
@@ -545,7 +636,12 @@ fn service_ctl(ctl: &mut Controller, token: Token, c: &mut CtlConn) -> bool {
                 }
                 Err(e) => queue_answer(
                     c,
-                    &Response { ok: false, stream: String::new(), error: format!("bad request: {e}"), config: Value::Null },
+                    &Response {
+                        ok: false,
+                        stream: String::new(),
+                        error: format!("bad request: {e}"),
+                        config: Value::Null,
+                    },
                 ),
             }
         } else if c.inbuf.len() > CONTROL_MAX || !open {
@@ -583,7 +679,11 @@ fn answer_pending(ctl: &mut Controller, conns: &mut HashMap<Token, Conn>) {
             // Without shared-memory status, an input that stays up is taken as ready.
             Some(Ok(()))
         } else if now >= p.deadline {
-            warn!("stream {}: input runs but no buffer after {:?}; answering anyway", p.stream, super::input_wait());
+            warn!(
+                "stream {}: input runs but no buffer after {:?}; answering anyway",
+                p.stream,
+                super::input_wait()
+            );
             Some(Ok(()))
         } else {
             None
@@ -595,10 +695,20 @@ fn answer_pending(ctl: &mut Controller, conns: &mut HashMap<Token, Conn>) {
     for (i, a) in done.into_iter().rev() {
         let p = ctl.pending.remove(i);
         let resp = match a {
-            Ok(()) => Response { ok: true, stream: p.stream.clone(), error: String::new(), config: p.config },
+            Ok(()) => Response {
+                ok: true,
+                stream: p.stream.clone(),
+                error: String::new(),
+                config: p.config,
+            },
             Err(e) => {
                 warn!("control: stream {}: {e}", p.stream);
-                Response { ok: false, stream: p.stream.clone(), error: e, config: Value::Null }
+                Response {
+                    ok: false,
+                    stream: p.stream.clone(),
+                    error: e,
+                    config: Value::Null,
+                }
             }
         };
         if let Some(Conn::Ctl(c)) = conns.get_mut(&p.token) {

@@ -50,13 +50,21 @@ pub struct ServerConfig {
     pub triggers: BTreeMap<String, Vec<TriggerHandler>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serverid: Option<String>,
-    #[serde(default, deserialize_with = "lenient_u8", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_u8",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub debug: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accesslog: Option<String>,
-    #[serde(default, rename = "defaultStream", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "defaultStream",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_stream: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
@@ -64,7 +72,11 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ControllerConfig {
-    #[serde(default, deserialize_with = "lenient_u16", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_u16",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
@@ -85,7 +97,10 @@ pub struct Protocol {
 
 impl Protocol {
     pub fn new(connector: &str) -> Protocol {
-        Protocol { connector: connector.to_string(), options: Extra::new() }
+        Protocol {
+            connector: connector.to_string(),
+            options: Extra::new(),
+        }
     }
     pub fn with(mut self, key: &str, v: impl Into<Value>) -> Protocol {
         self.options.insert(key.to_string(), v.into());
@@ -135,7 +150,9 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     Ok(match v {
         Some(Value::Bool(b)) => b,
         Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-        Some(Value::String(s)) => matches!(s.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"),
+        Some(Value::String(s)) => {
+            matches!(s.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+        }
         _ => false,
     })
 }
@@ -149,9 +166,15 @@ pub fn default_config() -> Config {
     let mut c = Config::default();
     c.config.controller.port = Some(DEFAULT_API_PORT);
     c.config.controller.interface = Some("127.0.0.1".to_string());
-    c.config.protocols = vec![Protocol::new("RTMP").with("port", 1935), Protocol::new("HTTP").with("port", 8080)];
+    c.config.protocols = vec![
+        Protocol::new("RTMP").with("port", 1935),
+        Protocol::new("HTTP").with("port", 8080),
+    ];
     c.config.debug = None;
-    c.streams.insert("live".to_string(), serde_json::json!({"name": "live", "source": "push://"}));
+    c.streams.insert(
+        "live".to_string(),
+        serde_json::json!({"name": "live", "source": "push://"}),
+    );
     c.push_settings = Some(serde_json::json!({"wait": 3, "maxspeed": 0}));
     c
 }
@@ -159,11 +182,20 @@ pub fn default_config() -> Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid config: {source}")]
-    Parse { path: String, source: serde_json::Error },
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl Config {
@@ -192,11 +224,19 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ConfigError::Read { path: path.display().to_string(), source }),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
         };
         Config::from_json(&text)
             .map(Some)
-            .map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })
+            .map_err(|source| ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            })
     }
 
     /// Writes the config atomically: a temp file in the same directory, fsync, rename over the
@@ -204,8 +244,10 @@ impl Config {
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let mut text = self.to_json_pretty();
         text.push('\n');
-        atomic_write(path, text.as_bytes())
-            .map_err(|source| ConfigError::Write { path: path.display().to_string(), source })
+        atomic_write(path, text.as_bytes()).map_err(|source| ConfigError::Write {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// Sets (or replaces) an account with a plain-text password (stored as md5 hex by the caller).
@@ -222,14 +264,23 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let fname = path.file_name().ok_or_else(|| std::io::Error::other("config path has no file name"))?;
+    let fname = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("config path has no file name"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(fname);
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
-    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o600);
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o600);
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
@@ -283,7 +334,10 @@ mod tests {
     #[test]
     fn parses_mistserver_config() {
         let c = Config::from_json(MIST_CONFIG).unwrap();
-        assert_eq!(c.account["admin"].password, "21232f297a57a5a743894a0e4a801fc3");
+        assert_eq!(
+            c.account["admin"].password,
+            "21232f297a57a5a743894a0e4a801fc3"
+        );
         assert_eq!(c.config.controller.port, Some(4242));
         assert_eq!(c.config.controller.interface, None);
         assert_eq!(c.config.debug, Some(3));
@@ -310,7 +364,10 @@ mod tests {
         assert_eq!(v["config"]["sessionViewerMode"], 14);
         assert_eq!(v["config"]["location"]["name"], "");
         assert_eq!(v["config"]["protocols"][0]["online"], 1);
-        assert_eq!(v["config"]["protocols"][1]["pubaddr"], json!(["https://x/"]));
+        assert_eq!(
+            v["config"]["protocols"][1]["pubaddr"],
+            json!(["https://x/"])
+        );
         assert_eq!(v["config"]["protocols"][2]["listlimit"], 0);
         assert_eq!(v["streams"]["live"]["DVR"], 50000);
         assert_eq!(v["autopushes"][0][1], "/rec/$stream.mkv");
@@ -336,7 +393,12 @@ mod tests {
         let c = default_config();
         assert_eq!(c.config.controller.port, Some(4242));
         assert_eq!(c.config.controller.interface.as_deref(), Some("127.0.0.1"));
-        let names: Vec<_> = c.config.protocols.iter().map(|p| (p.connector.as_str(), p.port())).collect();
+        let names: Vec<_> = c
+            .config
+            .protocols
+            .iter()
+            .map(|p| (p.connector.as_str(), p.port()))
+            .collect();
         assert_eq!(names, vec![("RTMP", Some(1935)), ("HTTP", Some(8080))]);
         assert_eq!(c.streams["live"]["source"], "push://");
         let back = Config::from_json(&c.to_json_pretty()).unwrap();
@@ -360,10 +422,20 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         c.streams.insert("two".into(), json!({"source": "push://"}));
         c.save(&p).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
-        let files: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let files: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(files.len(), 1, "{files:?}");
-        assert!(Config::load(&p).unwrap().unwrap().streams.contains_key("two"));
+        assert!(Config::load(&p)
+            .unwrap()
+            .unwrap()
+            .streams
+            .contains_key("two"));
         // Invalid files are reported as parse errors.
         std::fs::write(&p, "{nope").unwrap();
         assert!(matches!(Config::load(&p), Err(ConfigError::Parse { .. })));

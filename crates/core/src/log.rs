@@ -172,13 +172,25 @@ pub fn parse_line(line: &str) -> ParsedLine {
         if let Some(level) = Level::from_word(lvl) {
             if let Some((bin, msg)) = rest.split_once(": ") {
                 if !bin.is_empty() && !bin.contains(char::is_whitespace) {
-                    return ParsedLine { level, binary: Some(bin.to_string()), message: msg.to_string() };
+                    return ParsedLine {
+                        level,
+                        binary: Some(bin.to_string()),
+                        message: msg.to_string(),
+                    };
                 }
             }
-            return ParsedLine { level, binary: None, message: rest.to_string() };
+            return ParsedLine {
+                level,
+                binary: None,
+                message: rest.to_string(),
+            };
         }
     }
-    ParsedLine { level: Level::Info, binary: None, message: line.to_string() }
+    ParsedLine {
+        level: Level::Info,
+        binary: None,
+        message: line.to_string(),
+    }
 }
 
 #[macro_export]

@@ -87,7 +87,10 @@ impl PushRule {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        Some(PushRule { whitelist, password: password.filter(|p| !p.is_empty()) })
+        Some(PushRule {
+            whitelist,
+            password: password.filter(|p| !p.is_empty()),
+        })
     }
 
     /// Checks a push from `host` with app name / password part `app`.
@@ -107,7 +110,10 @@ impl PushRule {
 /// Maps an IPv4-mapped IPv6 address to IPv4, so `::ffff:1.2.3.4` matches `1.2.3.4`.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }
@@ -142,12 +148,20 @@ pub fn host_matches(rule: &str, host: &str) -> bool {
     match (net, peer) {
         (IpAddr::V4(n), IpAddr::V4(p)) => {
             let bits = prefix.unwrap_or(32).min(32) as u32;
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             (u32::from(n) & mask) == (u32::from(p) & mask)
         }
         (IpAddr::V6(n), IpAddr::V6(p)) => {
             let bits = prefix.unwrap_or(128).min(128) as u32;
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             (u128::from(n) & mask) == (u128::from(p) & mask)
         }
         _ => false,
@@ -191,7 +205,8 @@ mod tests {
 
     #[test]
     fn lookup_with_fallback() {
-        let streams = json!({"live": {"source": "push://"}, "live+special": {"source": "push://@x"}});
+        let streams =
+            json!({"live": {"source": "push://"}, "live+special": {"source": "push://@x"}});
         let m = streams.as_object().unwrap();
         assert_eq!(lookup(m, "live").unwrap().0, "live");
         assert_eq!(lookup(m, "LIVE+cam").unwrap().0, "live");

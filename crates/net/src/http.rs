@@ -16,7 +16,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_head: 16 * 1024, max_headers: 64, max_body: 1 << 20 }
+        Limits {
+            max_head: 16 * 1024,
+            max_headers: 64,
+            max_body: 1 << 20,
+        }
     }
 }
 
@@ -38,7 +42,10 @@ pub struct Request {
 impl Request {
     /// First header with that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Decoded query parameters in order.
@@ -48,7 +55,10 @@ impl Request {
 
     /// First query parameter with that name, decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query_pairs().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.query_pairs()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     /// Whether the connection stays open after the answer (HTTP/1.1 default keep-alive,
@@ -111,16 +121,26 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usi
     let version = req.version.unwrap_or(1);
     let mut hdrs = Vec::with_capacity(req.headers.len());
     for h in req.headers.iter() {
-        hdrs.push((h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()));
+        hdrs.push((
+            h.name.to_string(),
+            String::from_utf8_lossy(h.value).into_owned(),
+        ));
     }
-    let find = |n: &str| hdrs.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let find = |n: &str| {
+        hdrs.iter()
+            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
     if let Some(te) = find("transfer-encoding") {
         if !te.trim().eq_ignore_ascii_case("identity") {
             return Err(HttpError::UnsupportedEncoding);
         }
     }
     let body_len = match find("content-length") {
-        Some(cl) => cl.trim().parse::<usize>().map_err(|_| HttpError::Malformed("bad Content-Length".into()))?,
+        Some(cl) => cl
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| HttpError::Malformed("bad Content-Length".into()))?,
         None => 0,
     };
     if body_len > limits.max_body {
@@ -136,7 +156,18 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usi
         None => (without_fragment, String::new()),
     };
     let path = percent_decode(raw_path, false);
-    Ok(Some((Request { method, target, path, query, version, headers: hdrs, body }, head_len + body_len)))
+    Ok(Some((
+        Request {
+            method,
+            target,
+            path,
+            query,
+            version,
+            headers: hdrs,
+            body,
+        },
+        head_len + body_len,
+    )))
 }
 
 /// Percent-decodes `s`; with `plus_as_space`, `+` becomes a space (form/query encoding). Invalid
@@ -147,16 +178,14 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' if plus_as_space => out.push(b' '),
             c => out.push(c),
         }
@@ -234,7 +263,12 @@ pub struct Response {
 
 impl Response {
     pub fn new(status: u16) -> Response {
-        Response { status, headers: Vec::new(), body: Vec::new(), keep_alive: true }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            keep_alive: true,
+        }
     }
     pub fn header(mut self, k: &str, v: &str) -> Response {
         self.headers.push((k.to_string(), v.to_string()));
@@ -256,7 +290,9 @@ impl Response {
             .body(body)
     }
     pub fn text(status: u16, body: &str) -> Response {
-        Response::new(status).header("Content-Type", "text/plain; charset=utf-8").body(body.as_bytes())
+        Response::new(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body.as_bytes())
     }
 
     /// The head (status line and headers) only, for callers that send the body separately.
@@ -268,7 +304,11 @@ impl Response {
             let _ = write!(h, "{k}: {v}\r\n");
         }
         let _ = write!(h, "Content-Length: {}\r\n", self.body.len());
-        h.push_str(if self.keep_alive { "Connection: keep-alive\r\n" } else { "Connection: close\r\n" });
+        h.push_str(if self.keep_alive {
+            "Connection: keep-alive\r\n"
+        } else {
+            "Connection: close\r\n"
+        });
         h.push_str("\r\n");
         h.into_bytes()
     }
@@ -314,7 +354,11 @@ mod tests {
 
     #[test]
     fn limits() {
-        let l = Limits { max_head: 64, max_headers: 4, max_body: 10 };
+        let l = Limits {
+            max_head: 64,
+            max_headers: 4,
+            max_body: 10,
+        };
         let big = vec![b'a'; 100];
         assert_eq!(parse_request(&big, &l), Err(HttpError::HeadTooLarge));
         let mut head = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
@@ -326,10 +370,19 @@ mod tests {
         assert_eq!(parse_request(body, &l), Err(HttpError::BodyTooLarge));
         assert_eq!(HttpError::BodyTooLarge.status(), 413);
         let bad = b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n";
-        assert!(matches!(parse_request(bad, &l), Err(HttpError::Malformed(_))));
+        assert!(matches!(
+            parse_request(bad, &l),
+            Err(HttpError::Malformed(_))
+        ));
         let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(parse_request(chunked, &l), Err(HttpError::UnsupportedEncoding));
-        assert!(matches!(parse_request(b"\x00\x01 / HTTP/1.1\r\n\r\n", &l), Err(HttpError::Malformed(_))));
+        assert_eq!(
+            parse_request(chunked, &l),
+            Err(HttpError::UnsupportedEncoding)
+        );
+        assert!(matches!(
+            parse_request(b"\x00\x01 / HTTP/1.1\r\n\r\n", &l),
+            Err(HttpError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -341,14 +394,26 @@ mod tests {
         assert_eq!(percent_decode("%C3%A9", false), "é");
         assert_eq!(percent_decode("%41", false), "A");
         assert_eq!(percent_decode("%4", false), "%4");
-        assert_eq!(parse_query("a=1&&b&c=%3D"), vec![("a".into(), "1".into()), ("b".into(), "".into()), ("c".into(), "=".into())]);
+        assert_eq!(
+            parse_query("a=1&&b&c=%3D"),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "".into()),
+                ("c".into(), "=".into())
+            ]
+        );
         assert_eq!(percent_encode("{\"a\": 1}"), "%7B%22a%22%3A%201%7D");
         assert_eq!(percent_decode(&percent_encode("x y/é"), false), "x y/é");
     }
 
     #[test]
     fn path_decoded_and_fragment_dropped() {
-        let (r, _) = parse_request(b"GET /a%20b.mp4?x=1#frag HTTP/1.1\r\n\r\n", &Limits::default()).unwrap().unwrap();
+        let (r, _) = parse_request(
+            b"GET /a%20b.mp4?x=1#frag HTTP/1.1\r\n\r\n",
+            &Limits::default(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(r.path, "/a b.mp4");
         assert_eq!(r.query, "x=1");
     }
