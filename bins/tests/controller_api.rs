@@ -822,3 +822,62 @@ fn api_shutdown_command() {
     assert!(v.get("shutdown").is_some());
     assert!(wait_exit(&mut ctl, Duration::from_secs(10)).success());
 }
+
+#[test]
+fn triggers_fire() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().display().to_string();
+    let script = |name: &str, body: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p.display().to_string()
+    };
+    let push_no = script(
+        "push.sh",
+        &format!("cat > {d}/push.payload; echo $1 > {d}/push.name; echo false"),
+    );
+    let add_no = script("add.sh", &format!("cat > {d}/add.payload; echo no"));
+    let start = script("start.sh", &format!("echo started > {d}/start.ran"));
+    let cfg = json!({"config": {"protocols": [], "triggers": {
+        "STREAM_PUSH": [{"handler": push_no, "sync": true, "streams": ["blocked"]}],
+        "STREAM_ADD": [{"handler": add_no, "sync": true}],
+        "SYSTEM_START": [{"handler": start, "sync": false}]
+    }}, "streams": {"blocked": {"source": "push://"}, "open": {"source": "push://"}}});
+    let ctl = start_ctl(prepare(
+        Some(cfg),
+        &[("MistInBuffer", &fake_input(tmp.path()))],
+    ));
+    wait_for("SYSTEM_START handler", Duration::from_secs(5), || {
+        tmp.path().join("start.ran").exists().then_some(())
+    });
+    let push = |stream: &str| {
+        control(
+            &ctl,
+            &json!({"cmd": "push", "stream": stream, "app": "live", "host": "127.0.0.1", "connector": "RTMP", "url": "rtmp://h/live/x"}),
+        )
+    };
+    let r = push("blocked+cam");
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("STREAM_PUSH"), "{r}");
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("push.payload")).unwrap(),
+        "blocked+cam\n127.0.0.1\nRTMP\nrtmp://h/live/x"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("push.name"))
+            .unwrap()
+            .trim(),
+        "STREAM_PUSH"
+    );
+    // The trigger is limited to "blocked": other streams are not asked.
+    assert_eq!(push("open")["ok"], true);
+    let v = api(&ctl, &json!({"addstream": {"new": {"source": "push://"}}}));
+    assert!(v["streams"].get("new").is_none(), "STREAM_ADD said no: {v}");
+    let payload = std::fs::read_to_string(tmp.path().join("add.payload")).unwrap();
+    assert!(payload.starts_with("new\n{"), "{payload}");
+}
+
+fn start_ctl(ctl: Ctl) -> Ctl {
+    start(ctl, &["-c", "mist.conf"])
+}

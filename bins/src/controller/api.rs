@@ -235,8 +235,14 @@ pub fn handle(
             }
             "shutdown" => {
                 info!("shutdown requested through the API from {host}");
-                ctl.shutdown = true;
-                out.insert("shutdown".into(), json!("Shutting down"));
+                if ctl.fire_blocking("SYSTEM_STOP", None, "API shutdown").ok {
+                    ctl.shutdown = true;
+                    ctl.stop_fired = true;
+                    out.insert("shutdown".into(), json!("Shutting down"));
+                } else {
+                    warn!("shutdown aborted by the SYSTEM_STOP trigger");
+                    out.insert("shutdown".into(), json!("Aborted by SYSTEM_STOP trigger"));
+                }
             }
             other => {
                 mist_core::debug!("API: unsupported command {other}");
@@ -296,6 +302,16 @@ fn add_streams(ctl: &mut Controller, set: &Map<String, Value>) {
         entry.insert("name".into(), json!(name));
         let entry = Value::Object(entry);
         if ctl.cfg.streams.get(&name) != Some(&entry) {
+            let trig = if ctl.cfg.streams.contains_key(&name) {
+                "STREAM_CONFIG"
+            } else {
+                "STREAM_ADD"
+            };
+            let payload = mist_core::triggers::payload(&[&name, &entry.to_string()]);
+            if !ctl.fire_blocking(trig, Some(&name), &payload).ok {
+                warn!("stream {name}: change refused by the {trig} trigger");
+                continue;
+            }
             info!(
                 "stream {name} {}",
                 if ctl.cfg.streams.contains_key(&name) {
@@ -312,6 +328,12 @@ fn add_streams(ctl: &mut Controller, set: &Map<String, Value>) {
 
 fn delete_stream(ctl: &mut Controller, name: &str) {
     let name = names::sanitize(name);
+    if ctl.cfg.streams.contains_key(&name)
+        && !ctl.fire_blocking("STREAM_REMOVE", Some(&name), &name).ok
+    {
+        warn!("stream {name}: removal refused by the STREAM_REMOVE trigger");
+        return;
+    }
     if ctl.cfg.streams.remove(&name).is_some() {
         info!("stream {name} deleted");
         ctl.mark_dirty();

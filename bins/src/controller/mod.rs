@@ -14,6 +14,7 @@ use children::{Role, Spawner, Supervisor};
 use clap::Parser;
 use mist_core::config::{self, Config};
 use mist_core::log::{self, Level};
+use mist_core::triggers;
 use mist_core::{info, warn};
 use serde_json::{json, Value};
 use std::collections::{HashSet, VecDeque};
@@ -159,8 +160,30 @@ pub struct Pending {
     pub token: mio::Token,
     pub stream: String,
     pub config: Value,
+    pub source: String,
     pub deadline: Instant,
     pub since: Instant,
+    /// Waiting for a STREAM_PUSH trigger (not for the input).
+    pub trigger: bool,
+}
+
+fn refusal(stream: &str, error: String) -> mist_core::control::Response {
+    warn!("control: refused {stream}: {error}");
+    mist_core::control::Response {
+        ok: false,
+        stream: stream.to_string(),
+        error,
+        config: Value::Null,
+    }
+}
+
+fn answer_ok(stream: String, config: Value) -> mist_core::control::Response {
+    mist_core::control::Response {
+        ok: true,
+        stream,
+        error: String::new(),
+        config,
+    }
 }
 
 pub struct Controller {
@@ -182,6 +205,10 @@ pub struct Controller {
     pub missing: HashSet<String>,
     pub pending: Vec<Pending>,
     pub started: Instant,
+    /// Results of STREAM_PUSH triggers run off the loop: (connection, accepted).
+    pub trig_tx: std::sync::mpsc::Sender<(mio::Token, bool)>,
+    /// SYSTEM_STOP already fired (API shutdown).
+    pub stop_fired: bool,
 }
 
 impl Controller {
@@ -280,6 +307,9 @@ impl Controller {
             if let Some(m) = self.sup.find(&r) {
                 info!("stopping {} (protocol removed or changed)", m.name);
             }
+            if let Role::Protocol(k) = &r {
+                self.fire_background("OUTPUT_STOP", None, k.clone());
+            }
             self.sup.stop(&r);
         }
         for (key, p) in wanted {
@@ -323,11 +353,15 @@ impl Controller {
                 &p.options,
                 self.caps.connectors.get(&p.connector),
             ));
+            let pjson = serde_json::to_string(&p).unwrap_or_default();
             match self
                 .sup
                 .start(&self.spawner, role, &name, path, args.clone(), true)
             {
-                Ok(pid) => info!("started {name} (pid {pid}) {}", args.join(" ")),
+                Ok(pid) => {
+                    info!("started {name} (pid {pid}) {}", args.join(" "));
+                    self.fire_background("OUTPUT_START", None, pjson);
+                }
                 Err(e) => mist_core::error!("cannot start {name}: {e}; will retry"),
             }
         }
@@ -394,46 +428,56 @@ impl Controller {
             .is_some_and(|m| m.running())
     }
 
-    /// Handles one control-socket request. `Ok(resp)`: answer now. `Err(pending)`: answer later.
+    /// Handles one control-socket request from connection `token`. `Some(resp)`: answer now.
+    /// `None`: the answer comes later (a STREAM_PUSH trigger runs, or the input is starting; see
+    /// `self.pending`).
     pub fn control(
         &mut self,
+        token: mio::Token,
         req: mist_core::control::Request,
-    ) -> Result<mist_core::control::Response, (String, Value)> {
-        use mist_core::control::{Request, Response};
+    ) -> Option<mist_core::control::Response> {
+        use mist_core::control::Request;
         use mist_core::names;
-        let refuse = |stream: &str, error: String| {
-            warn!("control: refused {stream}: {error}");
-            Ok(Response {
-                ok: false,
-                stream: stream.to_string(),
-                error,
-                config: Value::Null,
-            })
-        };
-        let (stream, is_push, host, app) = match &req {
+        let (stream, is_push, host, app, connector, url) = match &req {
             Request::Push {
-                stream, app, host, ..
-            } => (stream.clone(), true, host.clone(), app.clone()),
-            Request::Play { stream, host, .. } => {
-                (stream.clone(), false, host.clone(), String::new())
-            }
+                stream,
+                app,
+                host,
+                connector,
+                url,
+            } => (
+                stream.clone(),
+                true,
+                host.clone(),
+                app.clone(),
+                connector.clone(),
+                url.clone(),
+            ),
+            Request::Play {
+                stream,
+                host,
+                connector,
+                url,
+            } => (
+                stream.clone(),
+                false,
+                host.clone(),
+                String::new(),
+                connector.clone(),
+                url.clone(),
+            ),
             Request::Api { command } => {
                 let mut sess = api::Session::default();
                 let answer = api::handle(self, &mut sess, "local", true, command);
-                return Ok(Response {
-                    ok: true,
-                    stream: String::new(),
-                    error: String::new(),
-                    config: answer,
-                });
+                return Some(answer_ok(String::new(), answer));
             }
         };
         let name = names::sanitize(&stream);
         if !names::is_valid(&name) {
-            return refuse(&stream, "invalid stream name".into());
+            return Some(refusal(&stream, "invalid stream name".into()));
         }
         let Some((_, scfg)) = names::lookup(&self.cfg.streams, &name) else {
-            return refuse(&name, "stream not configured".into());
+            return Some(refusal(&name, "stream not configured".into()));
         };
         let scfg = scfg.clone();
         let source = scfg
@@ -443,32 +487,110 @@ impl Controller {
             .to_string();
         if is_push {
             let Some(rule) = names::PushRule::parse(&source) else {
-                return refuse(&name, "stream does not accept pushes".into());
+                return Some(refusal(&name, "stream does not accept pushes".into()));
             };
             if let Err(e) = rule.check(&host, &app) {
-                return refuse(&name, e);
+                return Some(refusal(&name, e));
+            }
+            if triggers::exists(&self.cfg.config.triggers, "STREAM_PUSH", Some(&name)) {
+                // Run the blocking trigger off the event loop; `trigger_done` continues.
+                let trig = self.cfg.config.triggers.clone();
+                let tx = self.trig_tx.clone();
+                let waker = self.spawner.waker.clone();
+                let n = name.clone();
+                std::thread::spawn(move || {
+                    let payload = triggers::payload(&[&n, &host, &connector, &url]);
+                    let out = triggers::fire(&trig, "STREAM_PUSH", Some(&n), &payload);
+                    let _ = tx.send((token, out.ok));
+                    let _ = waker.wake();
+                });
+                self.pending.push(Pending {
+                    token,
+                    stream: name,
+                    config: scfg,
+                    source,
+                    deadline: Instant::now() + Duration::from_secs(3600),
+                    since: Instant::now(),
+                    trigger: true,
+                });
+                return None;
             }
         } else if source.starts_with("push://") {
             // Live: known stream; the buffer exists only while someone pushes.
-            return Ok(Response {
-                ok: true,
-                stream: name,
-                error: String::new(),
-                config: scfg,
-            });
+            return Some(answer_ok(name, scfg));
         }
+        self.start_and_wait(token, name, scfg, source)
+    }
+
+    /// Starts the stream's input if needed; answers now if its buffer exists, else queues.
+    fn start_and_wait(
+        &mut self,
+        token: mio::Token,
+        name: String,
+        scfg: Value,
+        source: String,
+    ) -> Option<mist_core::control::Response> {
         if let Err(e) = self.ensure_input(&name, &source, &scfg) {
-            return refuse(&name, e);
+            return Some(refusal(&name, e));
         }
         if self.stream_ready(&name) {
-            return Ok(Response {
-                ok: true,
-                stream: name,
-                error: String::new(),
-                config: scfg,
-            });
+            return Some(answer_ok(name, scfg));
         }
-        Err((name, scfg))
+        self.pending.push(Pending {
+            token,
+            stream: name,
+            config: scfg,
+            source,
+            deadline: Instant::now() + input_wait(),
+            since: Instant::now(),
+            trigger: false,
+        });
+        None
+    }
+
+    /// Fires a trigger whose answer is ignored, entirely off the event loop.
+    pub fn fire_background(&self, name: &str, stream: Option<&str>, payload: String) {
+        if !triggers::exists(&self.cfg.config.triggers, name, stream) {
+            return;
+        }
+        let (t, name, stream) = (
+            self.cfg.config.triggers.clone(),
+            name.to_string(),
+            stream.map(str::to_string),
+        );
+        std::thread::spawn(move || {
+            triggers::fire(&t, &name, stream.as_deref(), &payload);
+        });
+    }
+
+    /// Fires a trigger and waits for its blocking handlers (at most 15 s).
+    pub fn fire_blocking(
+        &self,
+        name: &str,
+        stream: Option<&str>,
+        payload: &str,
+    ) -> triggers::Outcome {
+        triggers::fire(&self.cfg.config.triggers, name, stream, payload)
+    }
+
+    /// A STREAM_PUSH trigger finished for the request of `token`.
+    pub fn trigger_done(
+        &mut self,
+        token: mio::Token,
+        ok: bool,
+    ) -> Option<mist_core::control::Response> {
+        let i = self
+            .pending
+            .iter()
+            .position(|p| p.token == token && p.trigger)?;
+        let p = self.pending.remove(i);
+        if !ok {
+            return Some(refusal(
+                &p.stream,
+                "refused by the STREAM_PUSH trigger".into(),
+            ));
+        }
+        self.start_and_wait(token, p.stream, p.config, p.source)
     }
 
     /// Whether a stream's buffer exists in shared memory.

@@ -1,7 +1,7 @@
 //! The controller's event loop: API (HTTP on TCP), control socket (Unix), signals, children.
 
 use super::children::{ChildLine, Event, Role, Spawner, Supervisor};
-use super::{api, caps, paths, push_log, shm_call, Controller, LogRing, Opts, Pending};
+use super::{api, caps, paths, push_log, shm_call, Controller, LogRing, Opts};
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use mist_core::config::{Config, DEFAULT_API_INTERFACE, DEFAULT_API_PORT};
@@ -177,6 +177,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         .and_then(|p| p.parent().map(|d| d.to_path_buf()))
         .unwrap_or_else(|| PathBuf::from("."));
     let (line_tx, line_rx) = mpsc::channel::<ChildLine>();
+    let (trig_tx, trig_rx) = mpsc::channel::<(Token, bool)>();
     let mut env = vec![
         (
             mist_core::control::ENV_CONTROL.to_string(),
@@ -217,6 +218,8 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         missing: Default::default(),
         pending: Vec::new(),
         started: Instant::now(),
+        trig_tx,
+        stop_fired: false,
     };
     if ctl.apply_account_opt() {
         info!("account from --account set");
@@ -243,6 +246,10 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         control_path.display()
     );
     ctl.apply_protocols();
+    if !ctl.fire_blocking("SYSTEM_START", None, "").ok {
+        warn!("the SYSTEM_START trigger answered false: shutting down");
+        ctl.shutdown = true;
+    }
 
     let mut conns: HashMap<Token, Conn> = HashMap::new();
     let mut next_token = FIRST_CONN;
@@ -360,6 +367,15 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
                 format!("{who} ({}): {}", cl.pid, p.message),
             );
         }
+        // STREAM_PUSH triggers that finished.
+        while let Ok((token, ok)) = trig_rx.try_recv() {
+            if let Some(resp) = ctl.trigger_done(token, ok) {
+                if let Some(Conn::Ctl(c)) = conns.get_mut(&token) {
+                    queue_answer(c, &resp);
+                    let _ = flush(&mut c.sock, &mut c.outbuf);
+                }
+            }
+        }
         // Signals.
         if flags.term.swap(false, Ordering::Relaxed) {
             info!("termination signal received");
@@ -415,6 +431,17 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             }
             break;
         }
+    }
+    if !ctl.stop_fired {
+        // A signal cannot be refused: the answer is ignored.
+        ctl.fire_blocking("SYSTEM_STOP", None, "signal");
+    }
+    for p in &ctl.cfg.config.protocols {
+        ctl.fire_blocking(
+            "OUTPUT_STOP",
+            None,
+            &serde_json::to_string(p).unwrap_or_default(),
+        );
     }
     info!("stopping {} children", ctl.sup.children.len());
     ctl.sup.stop_all(super::STOP_GRACE);
@@ -623,15 +650,8 @@ fn service_ctl(ctl: &mut Controller, token: Token, c: &mut CtlConn) -> bool {
             match serde_json::from_slice::<Request>(&line) {
                 Ok(req) => {
                     mist_core::debug!("control request: {}", String::from_utf8_lossy(&line));
-                    match ctl.control(req) {
-                        Ok(resp) => queue_answer(c, &resp),
-                        Err((stream, config)) => ctl.pending.push(Pending {
-                            token,
-                            stream,
-                            config,
-                            deadline: Instant::now() + super::input_wait(),
-                            since: Instant::now(),
-                        }),
+                    if let Some(resp) = ctl.control(token, req) {
+                        queue_answer(c, &resp);
                     }
                 }
                 Err(e) => queue_answer(
@@ -670,6 +690,9 @@ fn answer_pending(ctl: &mut Controller, conns: &mut HashMap<Token, Conn>) {
     let now = Instant::now();
     let mut done = Vec::new();
     for (i, p) in ctl.pending.iter().enumerate() {
+        if p.trigger {
+            continue;
+        }
         let running = ctl.input_running(&p.stream);
         let answer = if ctl.stream_ready(&p.stream) {
             Some(Ok(()))

@@ -5,3 +5,4 @@ pub mod config;
 pub mod control;
 pub mod log;
 pub mod names;
+pub mod triggers;
