@@ -33,6 +33,8 @@ struct ApiConn {
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     close: bool,
+    /// `100 Continue` already sent for the request being read.
+    continued: bool,
     session: api::Session,
 }
 
@@ -288,6 +290,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
                                         inbuf: Vec::new(),
                                         outbuf: Vec::new(),
                                         close: false,
+                                        continued: false,
                                         session: api::Session::default(),
                                     }),
                                 );
@@ -524,6 +527,7 @@ fn service_api(ctl: &mut Controller, c: &mut ApiConn) -> bool {
         match http::parse_request(&c.inbuf, &API_LIMITS) {
             Ok(Some((req, used))) => {
                 c.inbuf.drain(..used);
+                c.continued = false;
                 let mut resp = answer_http(ctl, c, &req);
                 if !req.keep_alive() {
                     resp.keep_alive = false;
@@ -531,7 +535,13 @@ fn service_api(ctl: &mut Controller, c: &mut ApiConn) -> bool {
                 }
                 c.outbuf.extend(resp.to_bytes());
             }
-            Ok(None) => break,
+            Ok(None) => {
+                if !c.continued && http::wants_continue(&c.inbuf) {
+                    c.outbuf.extend_from_slice(http::CONTINUE);
+                    c.continued = true;
+                }
+                break;
+            }
             Err(e) => {
                 let resp = http::Response::text(e.status(), &format!("{e}\n")).keep_alive(false);
                 c.outbuf.extend(resp.to_bytes());

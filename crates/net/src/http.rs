@@ -170,6 +170,20 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usi
     )))
 }
 
+/// Whether `buf` holds a complete request head that asks for `Expect: 100-continue` (the caller
+/// then sends `HTTP/1.1 100 Continue` once before the body arrives).
+pub fn wants_continue(buf: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    matches!(req.parse(buf), Ok(httparse::Status::Complete(_)))
+        && req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue")
+        })
+}
+
+/// The interim answer to `Expect: 100-continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// Percent-decodes `s`; with `plus_as_space`, `+` becomes a space (form/query encoding). Invalid
 /// escapes are kept literally; invalid UTF-8 is replaced.
 pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
@@ -383,6 +397,15 @@ mod tests {
             parse_request(b"\x00\x01 / HTTP/1.1\r\n\r\n", &l),
             Err(HttpError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn expect_continue() {
+        let head = b"POST /api HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
+        assert!(wants_continue(head));
+        assert!(!wants_continue(&head[..20]));
+        assert!(!wants_continue(b"POST /api HTTP/1.1\r\nContent-Length: 5\r\n\r\n"));
+        assert_eq!(parse_request(head, &Limits::default()), Ok(None));
     }
 
     #[test]
