@@ -25,6 +25,7 @@ pub(crate) struct WriterState {
     pub dir: PathBuf,
     pub meta: Arc<Meta>,
     pub epoch: u32,
+    pid: u32,
     pub table: TrackTable,
     page: Option<OpenPage>,
     next_page: u64,
@@ -83,6 +84,7 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
             dir,
             meta,
             epoch,
+            pid: me,
             table,
             page: None,
             next_page,
@@ -99,7 +101,7 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
 impl WriterState {
     fn check_owner(&self) -> Result<(), ShmError> {
         let pid = self.meta.writer_pid();
-        if pid != my_pid() || self.meta.epoch() != self.epoch {
+        if pid != self.pid || self.meta.epoch() != self.epoch {
             return Err(ShmError::WriterAlive(self.name.clone(), pid));
         }
         if self.meta.ended() {
@@ -125,7 +127,7 @@ impl WriterState {
     }
 
     pub fn heartbeat(&self) {
-        if self.meta.writer_pid() == my_pid() && self.meta.epoch() == self.epoch {
+        if self.meta.writer_pid() == self.pid && self.meta.epoch() == self.epoch {
             self.meta.seg.u64(M_HEARTBEAT).store(now_ms(), Relaxed);
         }
     }
@@ -279,7 +281,7 @@ impl WriterState {
             return;
         }
         self.done = true;
-        if self.meta.writer_pid() != my_pid() || self.meta.epoch() != self.epoch {
+        if self.meta.writer_pid() != self.pid || self.meta.epoch() != self.epoch {
             return;
         }
         if let Some(p) = &self.page {
@@ -288,7 +290,7 @@ impl WriterState {
         if end {
             self.meta.seg.u32(M_ENDED).store(1, Release);
         }
-        let _ = self.meta.seg.u32(M_WRITER_PID).compare_exchange(my_pid(), 0, AcqRel, Relaxed);
+        let _ = self.meta.seg.u32(M_WRITER_PID).compare_exchange(self.pid, 0, AcqRel, Relaxed);
         self.meta.notify();
     }
 }
