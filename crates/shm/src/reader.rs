@@ -162,7 +162,7 @@ impl ReaderState {
                                     continue;
                                 }
                                 self.error = Some(format!("page {} missing", self.page_id));
-                                self.set_pos(self.page_id + 1, PAGE_HDR);
+                                self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                                 continue;
                             }
                             return self.pending_or_ended();
@@ -170,7 +170,7 @@ impl ReaderState {
                         Err(e) => {
                             self.error = Some(e.to_string());
                             if self.meta.cur_page().is_some_and(|c| self.page_id < c) {
-                                self.set_pos(self.page_id + 1, PAGE_HDR);
+                                self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                                 continue;
                             }
                             return self.pending_or_ended();
@@ -191,7 +191,7 @@ impl ReaderState {
                     Err(e) => {
                         // Corrupt page: skip the rest of it.
                         self.error = Some(format!("page {}: {e}", self.page_id));
-                        self.set_pos(self.page_id + 1, PAGE_HDR);
+                        self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                         continue;
                     }
                 }
@@ -200,7 +200,7 @@ impl ReaderState {
                 if self.off < page.committed() {
                     continue;
                 }
-                self.set_pos(self.page_id + 1, PAGE_HDR);
+                self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                 continue;
             }
             return self.pending_or_ended();
@@ -229,6 +229,11 @@ impl ReaderState {
             return ReadEvent::Ended;
         }
         ReadEvent::Pending
+    }
+
+    pub fn keyframes(&self, track: u32) -> Vec<crate::KeyInfo> {
+        let Some(slot) = self.table.slot_of(track) else { return Vec::new() };
+        self.meta.keys(slot, self.min_page()).into_iter().map(|k| crate::KeyInfo { dts: k.dts, frames: k.frames, page: k.page }).collect()
     }
 
     pub fn wait(&self, timeout: Duration) {

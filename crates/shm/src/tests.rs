@@ -316,3 +316,83 @@ fn corrupt_meta_is_an_error() {
     assert!(matches!(StreamWriter::create("unit_corrupt", WriterOptions::default()), Err(ShmError::Corrupt(..))));
     remove_stream("unit_corrupt").unwrap();
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn is_send<T: Send>() {}
+    fn is_sync<T: Sync>() {}
+    is_send::<StreamWriter>();
+    is_send::<StreamReader>();
+    is_sync::<StreamReader>();
+    is_send::<Waiter>();
+    is_sync::<Waiter>();
+    is_send::<StreamBuffer>();
+}
+
+#[test]
+fn keyframes_and_ended_writer() {
+    setup();
+    let name = "unit_keys";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&video(1)).unwrap();
+    w.set_track(&audio(2)).unwrap();
+    for i in 0..100i64 {
+        w.push(1, i * 40, 0, i % 25 == 0, b"v").unwrap();
+        w.push(2, i * 40, 0, true, b"a").unwrap();
+    }
+    let r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    let k = r.keyframes(1);
+    assert_eq!(k.iter().map(|k| k.dts).collect::<Vec<_>>(), vec![0, 1000, 2000, 3000]);
+    assert!(k.iter().all(|k| k.frames == 25));
+    let a = r.keyframes(2);
+    assert!(a.len() >= 4 && a[0].dts == 0, "{a:?}");
+    assert_eq!(a.iter().map(|k| k.frames).sum::<u32>(), 100);
+    assert!(r.keyframes(9).is_empty());
+    // Ended under the writer (buffer or remove_stream): push fails with NoStream.
+    remove_stream(name).unwrap();
+    assert!(matches!(w.push(1, 5000, 0, true, b"v"), Err(ShmError::NoStream(_))));
+    drop(w);
+    drop(r);
+    assert!(!shm_dir().read_dir().unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains(name)));
+}
+
+#[test]
+fn corrupt_pages_and_keys_do_not_panic() {
+    setup();
+    let name = "unit_corrupt_page";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&video(1)).unwrap();
+    for i in 0..200i64 {
+        w.push(1, i * 40, 0, i % 10 == 0, &payload(1, i * 40, 3000)).unwrap();
+    }
+    let page1 = shm_dir().join(seg::page_name(name, 1));
+    // Scribble over records of page 1 (not its header), as a buggy or hostile process might.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&page1).unwrap();
+        f.seek(SeekFrom::Start(PAGE_HDR as u64 + 16)).unwrap();
+        f.write_all(&[0xff; 64]).unwrap();
+        f.seek(SeekFrom::Start(PAGE_HDR as u64 + 6000)).unwrap();
+        f.write_all(&[0x7f; 4000]).unwrap();
+    }
+    // Also corrupt key entries of the video track.
+    let meta = open_meta(&shm_dir(), name).unwrap();
+    meta.seg.u64(KEYS_OFF + 64 + 16).store(u64::MAX, Relaxed); // key 0: absurd page
+    meta.seg.u32(KEYS_OFF + 64 + 32 + 24).store(12345, Relaxed); // key 1: odd offset
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    for ms in [-5, 0, 400, 3000, 7000, 100_000] {
+        r.seek_ms(ms);
+        let frames = read_all(&mut r);
+        assert!(!frames.is_empty() || ms >= 0);
+    }
+    r.seek_ms(0);
+    let frames = read_all(&mut r);
+    assert!(frames.last().is_some_and(|f| f.dts == 199 * 40));
+    // Garbage in a whole page file: skipped with an error noted.
+    std::fs::write(shm_dir().join(seg::page_name(name, 2)), vec![0x55u8; 10_000]).unwrap();
+    r.seek_ms(0);
+    let _ = read_all(&mut r);
+    assert!(r.last_error().is_some());
+    drop(w);
+    remove_stream(name).unwrap();
+}

@@ -13,6 +13,8 @@ use std::sync::Arc;
 /// Writer-private state of the page being filled.
 pub(crate) struct OpenPage {
     page: Page,
+    /// Our own copy of the committed offset (the shared one is only ever written by us).
+    committed: usize,
     first_ms: i64,
     last_ms: i64,
     bytes: u64,
@@ -23,6 +25,7 @@ pub(crate) struct WriterState {
     pub dir: PathBuf,
     pub meta: Arc<Meta>,
     pub epoch: u32,
+    pid: u32,
     pub table: TrackTable,
     page: Option<OpenPage>,
     next_page: u64,
@@ -32,7 +35,6 @@ pub(crate) struct WriterState {
     resume_ms: Option<i64>,
     time_offset: Option<i64>,
     live: bool,
-    dvr_ms: u64,
     done: bool,
 }
 
@@ -55,9 +57,12 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
     let s = &meta.seg;
     s.u64(M_HEARTBEAT).store(now_ms(), Relaxed);
     s.u32(M_LIVE).store(opts.live as u32, Relaxed);
-    s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
+    // The buffer process's DVR setting (from the stream config) wins over the writer's.
+    if !crate::seg::pid_alive(meta.buffer_pid()) {
+        s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
+    }
     let cur = meta.cur_page();
-    let next_page = cur.map_or(meta.first_page(), |c| c + 1);
+    let next_page = cur.map_or(meta.first_page(), |c| c.saturating_add(1));
     let resume_ms = if s.u64(M_FRAMES).load(Relaxed) > 0 { Some(s.i64(M_LAST_MS).load(Relaxed)) } else { None };
     // A page file the dead writer created but never published would be mistaken for ours.
     let _ = std::fs::remove_file(dir.join(page_name(stream, next_page)));
@@ -79,6 +84,7 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
             dir,
             meta,
             epoch,
+            pid: me,
             table,
             page: None,
             next_page,
@@ -87,7 +93,6 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
             resume_ms,
             time_offset: None,
             live: opts.live,
-            dvr_ms: opts.dvr_ms,
             done: false,
         },
     })
@@ -96,8 +101,12 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
 impl WriterState {
     fn check_owner(&self) -> Result<(), ShmError> {
         let pid = self.meta.writer_pid();
-        if pid != my_pid() || self.meta.epoch() != self.epoch {
+        if pid != self.pid || self.meta.epoch() != self.epoch {
             return Err(ShmError::WriterAlive(self.name.clone(), pid));
+        }
+        if self.meta.ended() {
+            // Ended by the buffer process or removed: the publisher must stop.
+            return Err(ShmError::NoStream(self.name.clone()));
         }
         Ok(())
     }
@@ -118,7 +127,7 @@ impl WriterState {
     }
 
     pub fn heartbeat(&self) {
-        if self.meta.writer_pid() == my_pid() && self.meta.epoch() == self.epoch {
+        if self.meta.writer_pid() == self.pid && self.meta.epoch() == self.epoch {
             self.meta.seg.u64(M_HEARTBEAT).store(now_ms(), Relaxed);
         }
     }
@@ -137,7 +146,7 @@ impl WriterState {
             self.seen_key[slot] = true;
         }
         let offset = *self.time_offset.get_or_insert_with(|| match self.resume_ms {
-            Some(r) if dts <= r => r + 40 - dts,
+            Some(r) if dts <= r => r.saturating_add(40).saturating_sub(dts),
             _ => 0,
         });
         let dts = dts.saturating_add(offset);
@@ -146,9 +155,8 @@ impl WriterState {
         let need_new = match &self.page {
             None => true,
             Some(p) => {
-                let committed = p.page.seg.u64(P_COMMITTED).load(Relaxed) as usize;
-                committed + rec > p.page.seg.len()
-                    || (main && keyframe && p.bytes > 0 && (dts - p.first_ms >= PAGE_TARGET_MS || p.bytes as usize >= PAGE_SOFT_BYTES))
+                p.committed + rec > p.page.seg.len()
+                    || (main && keyframe && p.bytes > 0 && (dts.saturating_sub(p.first_ms) >= PAGE_TARGET_MS || p.bytes as usize >= PAGE_SOFT_BYTES))
             }
         };
         if need_new {
@@ -156,7 +164,7 @@ impl WriterState {
         }
         let Some(p) = self.page.as_mut() else { return Err(ShmError::Corrupt(self.name.clone(), "no page".into())) };
         let seg = &p.page.seg;
-        let off = seg.u64(P_COMMITTED).load(Relaxed) as usize;
+        let off = p.committed;
         let seq = self.meta.seg.u64(M_FRAMES).load(Relaxed);
         let mut h = [0u8; REC_HDR];
         h[R_DTS..R_DTS + 8].copy_from_slice(&dts.to_ne_bytes());
@@ -167,7 +175,8 @@ impl WriterState {
         h[R_SEQ..R_SEQ + 8].copy_from_slice(&seq.to_ne_bytes());
         seg.write_bytes(off, &h);
         seg.write_bytes(off + REC_HDR, data);
-        seg.u64(P_COMMITTED).store((off + rec) as u64, Release);
+        p.committed = off + rec;
+        seg.u64(P_COMMITTED).store(p.committed as u64, Release);
         p.last_ms = p.last_ms.max(dts);
         if p.bytes == 0 {
             p.first_ms = dts;
@@ -182,7 +191,7 @@ impl WriterState {
             _ if !keyframe => false,
             None => true,
             Some(_) if kind == TrackKind::Video => true,
-            Some((_, kdts, kpage)) => kpage != page_id || dts - kdts >= 1000,
+            Some((_, kdts, kpage)) => kpage != page_id || dts.saturating_sub(kdts) >= 1000,
         };
         if new_key {
             let num = self.meta.push_key(slot, dts, page_id, off as u32);
@@ -198,7 +207,7 @@ impl WriterState {
         if dts > s.i64(M_LAST_MS).load(Relaxed) || seq == 0 {
             s.i64(M_LAST_MS).store(dts, Relaxed);
         }
-        s.u64(M_FRAMES).store(seq + 1, Relaxed);
+        s.u64(M_FRAMES).store(seq.wrapping_add(1), Relaxed);
         s.u64(M_BYTES).fetch_add(data.len() as u64, Relaxed);
         s.u64(M_HEARTBEAT).store(now_ms(), Relaxed);
         if self.live && self.evict_due() {
@@ -217,14 +226,18 @@ impl WriterState {
         s.u64(M_CUR_PAGE).store(id, Release);
         s.u32(M_HAS_PAGE).store(1, Release);
         // Seal the previous page only now that its successor exists.
-        if let Some(old) = self.page.replace(OpenPage { page, first_ms, last_ms: first_ms, bytes: 0 }) {
+        if let Some(old) = self.page.replace(OpenPage { page, committed: PAGE_HDR, first_ms, last_ms: first_ms, bytes: 0 }) {
             old.page.seg.u32(P_FLAGS).fetch_or(PAGE_SEALED, Release);
         }
-        self.next_page = id + 1;
+        self.next_page = id.saturating_add(1);
         if self.live {
             self.evict();
         }
         Ok(())
+    }
+
+    fn dvr_ms(&self) -> i64 {
+        self.meta.seg.u64(M_DVR).load(Relaxed).min(i64::MAX as u64) as i64
     }
 
     /// Cheap check whether the oldest page has left the DVR window.
@@ -234,7 +247,7 @@ impl WriterState {
             return false;
         }
         let newest = self.meta.seg.i64(M_LAST_MS).load(Relaxed);
-        self.meta.page(first).is_none_or(|e| e.last_ms < newest.saturating_sub(self.dvr_ms as i64))
+        self.meta.page(first).is_none_or(|e| e.last_ms < newest.saturating_sub(self.dvr_ms()))
     }
 
     /// Unlinks pages whose newest frame is older than the DVR window behind the newest frame.
@@ -245,9 +258,12 @@ impl WriterState {
         let s = &self.meta.seg;
         let newest = s.i64(M_LAST_MS).load(Relaxed);
         let mut first = self.meta.first_page();
-        while first < cur {
+        // Bounded, so that a corrupt page counter cannot make us loop for ever.
+        let mut budget = 2 * PAGE_RING;
+        while first < cur && budget > 0 {
+            budget -= 1;
             match self.meta.page(first) {
-                Some(e) if e.last_ms >= newest.saturating_sub(self.dvr_ms as i64) => break,
+                Some(e) if e.last_ms >= newest.saturating_sub(self.dvr_ms()) => break,
                 _ => {}
             }
             let _ = std::fs::remove_file(self.dir.join(page_name(&self.name, first)));
@@ -265,7 +281,7 @@ impl WriterState {
             return;
         }
         self.done = true;
-        if self.check_owner().is_err() {
+        if self.meta.writer_pid() != self.pid || self.meta.epoch() != self.epoch {
             return;
         }
         if let Some(p) = &self.page {
@@ -274,7 +290,7 @@ impl WriterState {
         if end {
             self.meta.seg.u32(M_ENDED).store(1, Release);
         }
-        let _ = self.meta.seg.u32(M_WRITER_PID).compare_exchange(my_pid(), 0, AcqRel, Relaxed);
+        let _ = self.meta.seg.u32(M_WRITER_PID).compare_exchange(self.pid, 0, AcqRel, Relaxed);
         self.meta.notify();
     }
 }
