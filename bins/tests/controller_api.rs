@@ -881,3 +881,47 @@ fn triggers_fire() {
 fn start_ctl(ctl: Ctl) -> Ctl {
     start(ctl, &["-c", "mist.conf"])
 }
+
+#[test]
+fn real_buffer_push() {
+    // The workspace's real MistInBuffer, started by a push request on the control socket.
+    let cfg = json!({"config": {"protocols": []}, "streams": {"live": {"source": "push://", "DVR": 20000}}});
+    let ctl = prepare(Some(cfg), &[]);
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_MistInBuffer"),
+        ctl.bin_dir().join("MistInBuffer"),
+    )
+    .unwrap();
+    let mut ctl = start(ctl, &["-c", "mist.conf"]);
+    let v = api(&ctl, &json!({"capabilities": true}));
+    assert_eq!(
+        v["capabilities"]["inputs"]["Buffer"]["name"], "Buffer",
+        "{v}"
+    );
+    let t0 = Instant::now();
+    let r = control(
+        &ctl,
+        &json!({"cmd": "push", "stream": "live+one", "app": "live", "host": "127.0.0.1", "connector": "RTMP", "url": "rtmp://h/live/live+one"}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["stream"], "live+one");
+    assert_eq!(r["config"]["DVR"], 20000);
+    eprintln!("push answered after {:?}", t0.elapsed());
+    let v = api(
+        &ctl,
+        &json!({"active_streams": {"fields": ["status", "inputs"]}}),
+    );
+    assert_eq!(
+        v["active_streams"]["data"]["live+one"],
+        json!(["Online", 1]),
+        "{v}"
+    );
+    unsafe { libc::kill(ctl.pid() as i32, libc::SIGTERM) };
+    assert!(wait_exit(&mut ctl, Duration::from_secs(10)).success());
+    let left: Vec<String> = std::fs::read_dir(ctl.dir.path().join("shm"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(ctl.stderr().contains("MistInBuffer"), "{}", ctl.stderr());
+}
