@@ -26,6 +26,8 @@ const WAKER: Token = Token(3);
 const FIRST_CONN: usize = 16;
 const MAX_CONNS: usize = 1024;
 const CONTROL_MAX: usize = 64 * 1024;
+/// API connections idle this long are closed.
+const API_IDLE: Duration = Duration::from_secs(60);
 
 struct ApiConn {
     sock: TcpStream,
@@ -35,6 +37,7 @@ struct ApiConn {
     close: bool,
     /// `100 Continue` already sent for the request being read.
     continued: bool,
+    last_active: Instant,
     session: api::Session,
 }
 
@@ -257,6 +260,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
     let mut next_token = FIRST_CONN;
     let mut events = Events::with_capacity(256);
     let mut last_file_check = Instant::now();
+    let mut last_sweep = Instant::now();
     loop {
         let mut timeout = Duration::from_millis(100);
         if let Some(t) = ctl.sup.next_deadline() {
@@ -291,6 +295,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
                                         outbuf: Vec::new(),
                                         close: false,
                                         continued: false,
+                                        last_active: Instant::now(),
                                         session: api::Session::default(),
                                     }),
                                 );
@@ -406,6 +411,22 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             }
         }
         answer_pending(&mut ctl, &mut conns);
+        // Idle API connections.
+        if last_sweep.elapsed() >= Duration::from_secs(1) {
+            last_sweep = Instant::now();
+            let idle: Vec<Token> = conns
+                .iter()
+                .filter_map(|(t, c)| match c {
+                    Conn::Api(a) if a.last_active.elapsed() >= API_IDLE => Some(*t),
+                    _ => None,
+                })
+                .collect();
+            for t in idle {
+                if let Some(mut c) = conns.remove(&t) {
+                    deregister(&poll, &mut c);
+                }
+            }
+        }
         // Config file sync.
         if ctl.write_mode
             && ctl
@@ -518,6 +539,7 @@ const API_LIMITS: Limits = Limits {
 
 /// Handles readiness on an API connection. Returns false to drop it.
 fn service_api(ctl: &mut Controller, c: &mut ApiConn) -> bool {
+    c.last_active = Instant::now();
     let open = fill(
         &mut c.sock,
         &mut c.inbuf,
