@@ -839,11 +839,16 @@ fn triggers_fire() {
     );
     let add_no = script("add.sh", &format!("cat > {d}/add.payload; echo no"));
     let start = script("start.sh", &format!("echo started > {d}/start.ran"));
+    let source = script("source.sh", "echo push://");
+    let noload = script("noload.sh", "echo 0");
     let cfg = json!({"config": {"protocols": [], "triggers": {
         "STREAM_PUSH": [{"handler": push_no, "sync": true, "streams": ["blocked"]}],
         "STREAM_ADD": [{"handler": add_no, "sync": true}],
-        "SYSTEM_START": [{"handler": start, "sync": false}]
-    }}, "streams": {"blocked": {"source": "push://"}, "open": {"source": "push://"}}});
+        "SYSTEM_START": [{"handler": start, "sync": false}],
+        "STREAM_SOURCE": [{"handler": source, "sync": true, "streams": ["vod"]}],
+        "STREAM_LOAD": [{"handler": noload, "sync": true, "streams": ["noload"]}]
+    }}, "streams": {"blocked": {"source": "push://"}, "open": {"source": "push://"},
+                   "vod": {"source": "/nonexistent/a.mp4"}, "noload": {"source": "push://"}}});
     let ctl = start_ctl(prepare(
         Some(cfg),
         &[("MistInBuffer", &fake_input(tmp.path()))],
@@ -874,6 +879,19 @@ fn triggers_fire() {
     assert_eq!(push("open")["ok"], true);
     let v = api(&ctl, &json!({"addstream": {"new": {"source": "push://"}}}));
     assert!(v["streams"].get("new").is_none(), "STREAM_ADD said no: {v}");
+    // STREAM_SOURCE replaces the source of an input about to start; STREAM_LOAD can refuse it.
+    let play = |s: &str| {
+        control(
+            &ctl,
+            &json!({"cmd": "play", "stream": s, "host": "1.2.3.4", "connector": "HLS", "url": "/x"}),
+        )
+    };
+    assert_eq!(play("vod")["ok"], true);
+    let args = std::fs::read_to_string(tmp.path().join("input.args")).unwrap();
+    assert!(args.contains("-s vod push://"), "{args}");
+    let r = push("noload");
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("STREAM_LOAD"), "{r}");
     let payload = std::fs::read_to_string(tmp.path().join("add.payload")).unwrap();
     assert!(payload.starts_with("new\n{"), "{payload}");
 }

@@ -167,6 +167,14 @@ pub struct Pending {
     pub trigger: bool,
 }
 
+/// What the blocking triggers before an input start decided.
+pub struct TriggerResult {
+    pub ok: bool,
+    pub error: String,
+    /// A STREAM_SOURCE answer replacing the configured source.
+    pub source: Option<String>,
+}
+
 fn refusal(stream: &str, error: String) -> mist_core::control::Response {
     warn!("control: refused {stream}: {error}");
     mist_core::control::Response {
@@ -206,7 +214,7 @@ pub struct Controller {
     pub pending: Vec<Pending>,
     pub started: Instant,
     /// Results of STREAM_PUSH triggers run off the loop: (connection, accepted).
-    pub trig_tx: std::sync::mpsc::Sender<(mio::Token, bool)>,
+    pub trig_tx: std::sync::mpsc::Sender<(mio::Token, TriggerResult)>,
     /// SYSTEM_STOP already fired (API shutdown).
     pub stop_fired: bool,
 }
@@ -492,32 +500,60 @@ impl Controller {
             if let Err(e) = rule.check(&host, &app) {
                 return Some(refusal(&name, e));
             }
-            if triggers::exists(&self.cfg.config.triggers, "STREAM_PUSH", Some(&name)) {
-                // Run the blocking trigger off the event loop; `trigger_done` continues.
-                let trig = self.cfg.config.triggers.clone();
-                let tx = self.trig_tx.clone();
-                let waker = self.spawner.waker.clone();
-                let n = name.clone();
-                std::thread::spawn(move || {
-                    let payload = triggers::payload(&[&n, &host, &connector, &url]);
-                    let out = triggers::fire(&trig, "STREAM_PUSH", Some(&n), &payload);
-                    let _ = tx.send((token, out.ok));
-                    let _ = waker.wake();
-                });
-                self.pending.push(Pending {
-                    token,
-                    stream: name,
-                    config: scfg,
-                    source,
-                    deadline: Instant::now() + Duration::from_secs(3600),
-                    since: Instant::now(),
-                    trigger: true,
-                });
-                return None;
-            }
         } else if source.starts_with("push://") {
             // Live: known stream; the buffer exists only while someone pushes.
             return Some(answer_ok(name, scfg));
+        }
+        // Blocking triggers before an input starts run off the event loop; `trigger_done`
+        // continues: STREAM_PUSH (pushes), then STREAM_SOURCE and STREAM_LOAD when the input is
+        // not running yet.
+        let t = &self.cfg.config.triggers;
+        let starting = !self.input_running(&name);
+        let want_push = is_push && triggers::exists(t, "STREAM_PUSH", Some(&name));
+        let want_source = starting && triggers::exists(t, "STREAM_SOURCE", Some(&name));
+        let want_load = starting && triggers::exists(t, "STREAM_LOAD", Some(&name));
+        if want_push || want_source || want_load {
+            let trig = t.clone();
+            let tx = self.trig_tx.clone();
+            let waker = self.spawner.waker.clone();
+            let n = name.clone();
+            std::thread::spawn(move || {
+                let mut res = TriggerResult {
+                    ok: true,
+                    error: String::new(),
+                    source: None,
+                };
+                if want_push {
+                    let payload = triggers::payload(&[&n, &host, &connector, &url]);
+                    if !triggers::fire(&trig, "STREAM_PUSH", Some(&n), &payload).ok {
+                        res.ok = false;
+                        res.error = "refused by the STREAM_PUSH trigger".into();
+                    }
+                }
+                if res.ok && want_source {
+                    let out = triggers::fire(&trig, "STREAM_SOURCE", Some(&n), &n);
+                    let a = out.answer.unwrap_or_default();
+                    if !a.trim().is_empty() {
+                        res.source = Some(a.trim().to_string());
+                    }
+                }
+                if res.ok && want_load && !triggers::fire(&trig, "STREAM_LOAD", Some(&n), &n).ok {
+                    res.ok = false;
+                    res.error = "refused by the STREAM_LOAD trigger".into();
+                }
+                let _ = tx.send((token, res));
+                let _ = waker.wake();
+            });
+            self.pending.push(Pending {
+                token,
+                stream: name,
+                config: scfg,
+                source,
+                deadline: Instant::now() + Duration::from_secs(3600),
+                since: Instant::now(),
+                trigger: true,
+            });
+            return None;
         }
         self.start_and_wait(token, name, scfg, source)
     }
@@ -573,24 +609,31 @@ impl Controller {
         triggers::fire(&self.cfg.config.triggers, name, stream, payload)
     }
 
-    /// A STREAM_PUSH trigger finished for the request of `token`.
+    /// The blocking triggers for the request of `token` finished.
     pub fn trigger_done(
         &mut self,
         token: mio::Token,
-        ok: bool,
+        res: TriggerResult,
     ) -> Option<mist_core::control::Response> {
         let i = self
             .pending
             .iter()
             .position(|p| p.token == token && p.trigger)?;
         let p = self.pending.remove(i);
-        if !ok {
-            return Some(refusal(
-                &p.stream,
-                "refused by the STREAM_PUSH trigger".into(),
-            ));
+        if !res.ok {
+            return Some(refusal(&p.stream, res.error));
         }
-        self.start_and_wait(token, p.stream, p.config, p.source)
+        let source = match res.source {
+            Some(s) => {
+                info!(
+                    "stream {}: source {s} from the STREAM_SOURCE trigger",
+                    p.stream
+                );
+                s
+            }
+            None => p.source,
+        };
+        self.start_and_wait(token, p.stream, p.config, source)
     }
 
     /// Whether a stream's buffer exists in shared memory.

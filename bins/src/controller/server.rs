@@ -182,7 +182,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         .and_then(|p| p.parent().map(|d| d.to_path_buf()))
         .unwrap_or_else(|| PathBuf::from("."));
     let (line_tx, line_rx) = mpsc::channel::<ChildLine>();
-    let (trig_tx, trig_rx) = mpsc::channel::<(Token, bool)>();
+    let (trig_tx, trig_rx) = mpsc::channel::<(Token, super::TriggerResult)>();
     let mut env = vec![
         (
             mist_core::control::ENV_CONTROL.to_string(),
@@ -376,8 +376,8 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             );
         }
         // STREAM_PUSH triggers that finished.
-        while let Ok((token, ok)) = trig_rx.try_recv() {
-            if let Some(resp) = ctl.trigger_done(token, ok) {
+        while let Ok((token, res)) = trig_rx.try_recv() {
+            if let Some(resp) = ctl.trigger_done(token, res) {
                 if let Some(Conn::Ctl(c)) = conns.get_mut(&token) {
                     queue_answer(c, &resp);
                     let _ = flush(&mut c.sock, &mut c.outbuf);
