@@ -449,9 +449,10 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         if ctl.shutdown {
             // Let pending API answers (e.g. to "shutdown") go out.
             for c in conns.values_mut() {
-                if let Conn::Api(a) = c {
-                    let _ = flush(&mut a.sock, &mut a.outbuf);
-                }
+                let _ = match c {
+                    Conn::Api(a) => flush(&mut a.sock, &mut a.outbuf),
+                    Conn::Ctl(a) => flush(&mut a.sock, &mut a.outbuf),
+                };
             }
             break;
         }
