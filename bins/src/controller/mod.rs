@@ -264,7 +264,10 @@ impl Controller {
                 let old_streams = self.cfg.streams.clone();
                 self.cfg = c;
                 self.config_mtime = mtime(&self.config_path);
-                self.apply_account_opt();
+                self.dirty_since = None;
+                if self.apply_account_opt() {
+                    self.mark_dirty();
+                }
                 log::set_level(self.debug_level());
                 self.caps = caps::Caps::scan(&self.bin_dir, Duration::from_secs(3));
                 self.missing.clear();
