@@ -320,3 +320,86 @@ impl Supervisor {
         self.children.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spawner() -> (Spawner, std::sync::mpsc::Receiver<ChildLine>, mio::Poll) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        (
+            Spawner {
+                env: vec![("MIST_TEST_ENV".into(), "x".into())],
+                lines: tx,
+                waker,
+            },
+            rx,
+            poll,
+        )
+    }
+
+    #[test]
+    fn backoff_doubles_for_a_crashing_child() {
+        let (sp, rx, _poll) = spawner();
+        let mut sup = Supervisor::default();
+        let args = vec![
+            "-c".to_string(),
+            "echo \"WARN Fake: $MIST_TEST_ENV\" >&2; exit 3".to_string(),
+        ];
+        sup.start(
+            &sp,
+            Role::Protocol("k".into()),
+            "Fake",
+            "/bin/sh".into(),
+            args,
+            true,
+        )
+        .unwrap();
+        let mut delays = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while delays.len() < 3 && Instant::now() < deadline {
+            for Event::Exited {
+                how, restart_in, ..
+            } in sup.reap(&sp, Duration::from_secs(1))
+            {
+                assert_eq!(how, "exit code 3");
+                delays.push(restart_in.unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            delays,
+            [BACKOFF_START, BACKOFF_START * 2, BACKOFF_START * 4]
+        );
+        let line = rx.recv_timeout(Duration::from_secs(2)).unwrap();
+        assert_eq!(line.line, "WARN Fake: x");
+        assert_eq!(line.binary, "Fake");
+        sup.stop_all(Duration::from_secs(1));
+        assert!(sup.children.is_empty());
+    }
+
+    #[test]
+    fn stop_escalates_and_forgets() {
+        let (sp, _rx, _poll) = spawner();
+        let mut sup = Supervisor::default();
+        // Ignores SIGTERM: only SIGKILL after the grace period ends it.
+        let args = vec![
+            "-c".to_string(),
+            "trap '' TERM; while :; do sleep 0.05; done".to_string(),
+        ];
+        let role = Role::Input("s".into());
+        sup.start(&sp, role.clone(), "Stubborn", "/bin/sh".into(), args, false)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        sup.stop(&role);
+        let t0 = Instant::now();
+        while !sup.children.is_empty() {
+            sup.reap(&sp, Duration::from_millis(300));
+            assert!(t0.elapsed() < Duration::from_secs(5), "not stopped");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+    }
+}
