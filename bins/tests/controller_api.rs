@@ -81,7 +81,11 @@ fn prepare(config: Option<Value>, standins: &[(&str, &str)]) -> Ctl {
     ctl
 }
 
-fn start(mut ctl: Ctl, args: &[&str]) -> Ctl {
+fn start(ctl: Ctl, args: &[&str]) -> Ctl {
+    start_env(ctl, args, &[])
+}
+
+fn start_env(mut ctl: Ctl, args: &[&str], envs: &[(&str, &str)]) -> Ctl {
     let err = std::fs::File::create(ctl.dir.path().join("stderr.log")).unwrap();
     let child = Command::new(ctl.bin_dir().join("MistController"))
         .args(["-p", &ctl.port.to_string(), "-i", "127.0.0.1"])
@@ -90,6 +94,7 @@ fn start(mut ctl: Ctl, args: &[&str]) -> Ctl {
         .env("MIST_CONTROL", ctl.sock())
         .env("MIST_SHM_DIR", ctl.dir.path().join("shm"))
         .env("MIST_INPUT_WAIT_MS", "1000")
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err)
@@ -810,6 +815,31 @@ fn exit_codes() {
     let out = Command::new(CONTROLLER).arg("-j").output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["name"], "Controller");
+}
+
+#[test]
+fn udp_api_opt_in() {
+    let udp_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{udp_port}");
+    let cfg = json!({"config": {"protocols": []}, "streams": {"live": {"source": "push://"}}});
+    let ctl = start_env(
+        prepare(Some(cfg), &[]),
+        &["-c", "mist.conf"],
+        &[("MIST_UDP_API", &addr)],
+    );
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    u.send_to(br#"{"streams": true}"#, ("127.0.0.1", udp_port))
+        .unwrap();
+    let mut buf = [0u8; 65536];
+    let (n, _) = u.recv_from(&mut buf).unwrap();
+    let v: Value = serde_json::from_slice(&buf[..n]).unwrap();
+    assert_eq!(v["streams"]["live"]["source"], "push://", "{v}");
+    drop(ctl);
 }
 
 #[test]

@@ -23,6 +23,7 @@ const API: Token = Token(0);
 const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const WAKER: Token = Token(3);
+const UDP_API: Token = Token(4);
 const FIRST_CONN: usize = 16;
 const MAX_CONNS: usize = 1024;
 const CONTROL_MAX: usize = 64 * 1024;
@@ -151,6 +152,33 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             return super::EXIT_BIND;
         }
     };
+    // MistServer's unauthenticated local UDP API, only when asked for (env MIST_UDP_API=ADDR:PORT,
+    // loopback addresses only).
+    let mut udp = None;
+    if let Some(a) = std::env::var("MIST_UDP_API").ok().filter(|s| !s.is_empty()) {
+        match a.parse::<SocketAddr>() {
+            Ok(sa) if sa.ip().is_loopback() => match mio::net::UdpSocket::bind(sa) {
+                Ok(mut u) => {
+                    if poll
+                        .registry()
+                        .register(&mut u, UDP_API, Interest::READABLE)
+                        .is_ok()
+                    {
+                        info!("UDP API (unauthenticated, local) on {sa}");
+                        udp = Some(u);
+                    }
+                }
+                Err(e) => {
+                    mist_core::fail!("cannot bind UDP API on {sa}: {e}");
+                    return super::EXIT_BIND;
+                }
+            },
+            _ => {
+                mist_core::fail!("MIST_UDP_API must be a loopback ADDR:PORT, not {a:?}");
+                return super::EXIT_USAGE;
+            }
+        }
+    }
     let (flags, mut sigpipe) = match register_signals(&poll) {
         Ok(x) => x,
         Err(e) => {
@@ -344,6 +372,21 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
                     while matches!(sigpipe.read(&mut buf), Ok(n) if n > 0) {}
                 }
                 WAKER => {}
+                UDP_API => {
+                    let Some(u) = udp.as_ref() else { continue };
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok((n, from)) = u.recv_from(&mut buf) {
+                        if !from.ip().is_loopback() {
+                            continue;
+                        }
+                        let Ok(cmd) = serde_json::from_slice::<Value>(&buf[..n]) else {
+                            continue;
+                        };
+                        let mut sess = api::Session::default();
+                        let answer = api::handle(&mut ctl, &mut sess, "local", true, &cmd);
+                        let _ = u.send_to(answer.to_string().as_bytes(), from);
+                    }
+                }
                 t => {
                     let keep = match conns.get_mut(&t) {
                         Some(Conn::Api(c)) => service_api(&mut ctl, c),
