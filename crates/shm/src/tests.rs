@@ -396,3 +396,17 @@ fn corrupt_pages_and_keys_do_not_panic() {
     drop(w);
     remove_stream(name).unwrap();
 }
+
+#[test]
+fn writer_notices_its_metadata_was_unlinked() {
+    setup();
+    let name = "unit_unlinked";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&audio(1)).unwrap();
+    w.push(1, 0, 0, true, b"a").unwrap();
+    std::fs::remove_file(shm_dir().join(seg::meta_name(name))).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(matches!(w.push(1, 20, 0, true, b"a"), Err(ShmError::NoStream(_))));
+    drop(w);
+    let _ = remove_stream(name);
+}

@@ -36,6 +36,9 @@ pub(crate) struct WriterState {
     time_offset: Option<i64>,
     live: bool,
     done: bool,
+    /// Inode of our metadata file and when we last checked it is still linked under its name.
+    meta_ino: u64,
+    last_link_check: u64,
 }
 
 pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, ShmError> {
@@ -77,6 +80,7 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
     }
     let table = TrackTable::default();
     meta.write_tracks(&table);
+    let meta_ino = meta.seg.ino;
     meta.notify();
     Ok(StreamWriter {
         st: WriterState {
@@ -94,6 +98,8 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
             time_offset: None,
             live: opts.live,
             done: false,
+            meta_ino,
+            last_link_check: 0,
         },
     })
 }
@@ -109,6 +115,20 @@ impl WriterState {
             return Err(ShmError::NoStream(self.name.clone()));
         }
         Ok(())
+    }
+
+    /// Once a second: is our metadata file still the stream's (not removed, not replaced)?
+    fn check_linked(&mut self) -> Result<(), ShmError> {
+        let now = now_ms();
+        if now.saturating_sub(self.last_link_check) < 1000 {
+            return Ok(());
+        }
+        self.last_link_check = now;
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&self.meta.seg.path) {
+            Ok(m) if m.ino() == self.meta_ino => Ok(()),
+            _ => Err(ShmError::NoStream(self.name.clone())),
+        }
     }
 
     pub fn set_track(&mut self, track: &Track) -> Result<(), ShmError> {
@@ -137,6 +157,7 @@ impl WriterState {
             return Err(ShmError::FrameTooLarge(data.len()));
         }
         self.check_owner()?;
+        self.check_linked()?;
         let slot = self.table.slot_of(track).ok_or(ShmError::UnknownTrack(track))?;
         let kind = self.table.tracks[slot].kind();
         if kind == TrackKind::Video && !keyframe && !self.seen_key[slot] {
