@@ -135,8 +135,11 @@ fn run_role(role: &str) {
                 std::thread::sleep(Duration::from_millis(10));
             }
             println!("@evicted {}", !page0.exists());
-            // Fall further behind so that the following pages are gone too.
-            std::thread::sleep(Duration::from_millis(1000));
+            // Fall further behind, until the kept window starts 10 s (media) after us.
+            let t0 = Instant::now();
+            while stream_status(&stream).map(|s| s.first_ms).unwrap_or(0) < 10_000 && t0.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             println!("@held_ok {}", check(held.track, held.dts, &held.data));
             // Keep reading: the reader finishes its page and jumps ahead.
             let mut jumped = false;
