@@ -27,7 +27,8 @@
 //!   stored with Release after each record: readers see only complete records. Pages are
 //!   append-only and never reused; a reader maps each page once per *process* (shared by all its
 //!   readers) and hands payloads out as `Bytes` pointing into the mapping (`Bytes::from_owner`),
-//!   so there is no copy at all on the read side.
+//!   so there is no copy at all on the read side. Holding a frame's `Bytes` keeps its whole page
+//!   mapped (and its memory allocated, even after eviction): copy what you cache for long.
 //! * **Metadata**: header words (magic, version, live, ended, writer pid, buffer pid, heartbeat,
 //!   epoch, futex word, waiter count, DVR, first/current page, first/last ms, nonce, name), the
 //!   track table as a serialized blob behind a seqlock generation (writer never waits; readers
