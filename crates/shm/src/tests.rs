@@ -410,3 +410,23 @@ fn writer_notices_its_metadata_was_unlinked() {
     drop(w);
     let _ = remove_stream(name);
 }
+
+#[test]
+fn live_start_without_video_key_uses_other_tracks() {
+    setup();
+    let name = "unit_nokey";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&video(1)).unwrap();
+    w.set_track(&audio(2)).unwrap();
+    for i in 0..300i64 {
+        w.push(2, i * 20, 0, true, b"a").unwrap();
+    }
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    let f = read_all(&mut r);
+    assert!(!f.is_empty() && f[0].dts >= 299 * 20 - 1000, "starts near the live edge: {}", f[0].dts);
+    r.seek_ms(2000);
+    let f = read_all(&mut r);
+    assert!(f[0].dts <= 2000 && f[0].dts > 800, "{}", f[0].dts);
+    drop(w);
+    remove_stream(name).unwrap();
+}
