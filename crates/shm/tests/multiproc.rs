@@ -192,6 +192,27 @@ fn run_role(role: &str) {
             lat.sort();
             println!("@latency_us {} {} {:?}", lat[lat.len() / 2], lat[lat.len() - 1], lat);
         }
+        // Rewrites the track table as fast as it can for RUN_MS; every field of every track
+        // carries the same counter, so a torn read is visible.
+        "tracks" => {
+            let mut w = StreamWriter::create(&stream, WriterOptions::default()).unwrap();
+            println!("@started");
+            let t0 = Instant::now();
+            let mut i = 0u32;
+            while t0.elapsed() < Duration::from_millis(env("RUN_MS", 1000) as u64) {
+                i += 1;
+                for id in 1..=3 {
+                    let mut t = Track::new(id, Codec::H264);
+                    t.width = i;
+                    t.height = i;
+                    t.bps = i;
+                    t.init = vec![i as u8; (i % 2000) as usize].into();
+                    w.set_track(&t).unwrap();
+                }
+            }
+            println!("@done {i}");
+            w.close();
+        }
         r => panic!("unknown role {r}"),
     }
 }
@@ -418,5 +439,61 @@ fn futex_wakes_reader_promptly() {
         r = Some(p);
     });
     r.unwrap().finish(10);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn track_table_seqlock_across_processes() {
+    let dir = tmpdir("seqlock");
+    let mut w = Proc::spawn(&dir, "tracks", "seqlock", &[("RUN_MS", "1500".into())]);
+    w.expect("@started", 20);
+    let (mut changes, mut checked) = (0, 0);
+    with_dir(&dir, || {
+        let mut r = StreamReader::open("seqlock", ReaderInfo::default()).unwrap();
+        let t0 = Instant::now();
+        loop {
+            match r.next() {
+                ReadEvent::TracksChanged => {
+                    changes += 1;
+                    for t in r.tracks() {
+                        assert!(t.width == t.height && t.width == t.bps, "torn track {t:?}");
+                        assert_eq!(t.init.len() as u32, t.width % 2000);
+                        assert!(t.init.iter().all(|&b| b == t.width as u8), "torn init");
+                        checked += 1;
+                    }
+                }
+                ReadEvent::Ended => break,
+                _ => r.wait(Duration::from_millis(50)),
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30));
+        }
+    });
+    let log = w.finish(20);
+    assert!(changes > 10 && checked > 10, "changes {changes} checked {checked} {log:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn waiter_watches_streams_of_other_processes() {
+    let dir = tmpdir("waiter");
+    let mut a = Proc::spawn(&dir, "writer", "wa", &[("SLEEP_MS", "300".into()), ("COUNT", "20".into())]);
+    let mut b = Proc::spawn(&dir, "writer", "wb", &[("SLEEP_MS", "300".into()), ("COUNT", "20".into())]);
+    a.expect("@started", 20);
+    b.expect("@started", 20);
+    with_dir(&dir, || {
+        let waiter = Waiter::new();
+        waiter.add("wa").unwrap();
+        waiter.add("wb").unwrap();
+        let mut seen = std::collections::HashSet::new();
+        let t0 = Instant::now();
+        while seen.len() < 2 && t0.elapsed() < Duration::from_secs(20) {
+            for s in waiter.wait(Duration::from_secs(5)) {
+                seen.insert(s);
+            }
+        }
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(waiter.add("nope").is_err());
+    });
+    drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
