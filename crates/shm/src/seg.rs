@@ -28,9 +28,34 @@ fn seg_mode() -> u32 {
     }
 }
 
+/// `MIST_SHM_GROUP` as a gid: a number, or a group name looked up with getgrnam_r.
+fn shm_group() -> Option<u32> {
+    group_id(&std::env::var("MIST_SHM_GROUP").ok()?)
+}
+
+#[cfg(test)]
+pub fn shm_group_for_test(g: &str) -> Option<u32> {
+    group_id(g)
+}
+
+fn group_id(g: &str) -> Option<u32> {    if let Ok(n) = g.parse::<u32>() {
+        return Some(n);
+    }
+    let name = std::ffi::CString::new(g).ok()?;
+    let mut buf = vec![0 as libc::c_char; 16 << 10];
+    // SAFETY: an all-zero `struct group` is a valid value (null pointers, gid 0) for getgrnam_r
+    // to overwrite.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the call: a NUL-terminated name, a writable group
+    // struct, a writable buffer of the stated length and a writable result pointer.
+    let r = unsafe { libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
+    (r == 0 && !out.is_null()).then_some(grp.gr_gid)
+}
+
 fn apply_group(file: &File) {
     use std::os::fd::AsRawFd;
-    if let Some(g) = std::env::var("MIST_SHM_GROUP").ok().and_then(|g| g.parse::<u32>().ok()) {
+    if let Some(g) = shm_group() {
         // SAFETY: fchown on a file descriptor we own; failure is ignored (best effort).
         unsafe {
             libc::fchown(file.as_raw_fd(), u32::MAX, g);

@@ -430,3 +430,19 @@ fn live_start_without_video_key_uses_other_tracks() {
     drop(w);
     remove_stream(name).unwrap();
 }
+
+#[test]
+fn file_modes() {
+    setup();
+    use std::os::unix::fs::PermissionsExt;
+    let w = StreamWriter::create("unit_mode", WriterOptions::default()).unwrap();
+    for n in [seg::meta_name("unit_mode"), seg::users_name("unit_mode")] {
+        let m = std::fs::metadata(shm_dir().join(n)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o600);
+    }
+    assert_eq!(seg::shm_group_for_test("0"), Some(0));
+    assert_eq!(seg::shm_group_for_test("root"), Some(0));
+    assert_eq!(seg::shm_group_for_test("no-such-group-xyz"), None);
+    drop(w);
+    remove_stream("unit_mode").unwrap();
+}
