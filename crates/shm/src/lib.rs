@@ -340,7 +340,13 @@ impl StreamBuffer {
     /// serves the stream.
     pub fn open(stream: &str, opts: WriterOptions, idle_ms: u32) -> Result<StreamBuffer, ShmError> {
         let dir = shm_dir();
-        let meta = create_meta(&dir, stream, opts.live, opts.dvr_ms)?;
+        let mut meta = create_meta(&dir, stream, opts.live, opts.dvr_ms)?;
+        if meta.ended() && !meta.writer_alive() && !pid_alive(meta.buffer_pid()) {
+            // Left over from a stream that ended: start afresh (readers of the old one keep
+            // seeing it ended through their mapping).
+            remove_files(&dir, &seg::sanitise(stream));
+            meta = create_meta(&dir, stream, opts.live, opts.dvr_ms)?;
+        }
         open_users(&dir, stream, true)?;
         let s = &meta.seg;
         let me = std::process::id();

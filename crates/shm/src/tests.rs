@@ -446,3 +446,29 @@ fn file_modes() {
     drop(w);
     remove_stream("unit_mode").unwrap();
 }
+
+#[test]
+fn buffer_restarts_an_ended_stream() {
+    setup();
+    let name = "unit_buffer";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&audio(1)).unwrap();
+    w.push(1, 0, 0, true, b"a").unwrap();
+    w.close();
+    assert!(stream_status(name).unwrap().ended);
+    let b = StreamBuffer::open(name, WriterOptions { live: true, dvr_ms: 1234 }, 5000).unwrap();
+    let st = b.status();
+    assert!(!st.ended && st.tracks.is_empty() && st.epoch == 0, "{st:?}");
+    assert!(!b.writer_alive());
+    let mut w = StreamWriter::create(name, WriterOptions { live: true, dvr_ms: 99 }).unwrap();
+    assert!(b.writer_alive());
+    w.set_track(&audio(1)).unwrap();
+    // DVR from the buffer wins while it is alive.
+    assert_eq!(open_meta(&shm_dir(), name).unwrap().seg.u64(M_DVR).load(Relaxed), 1234);
+    assert_eq!(b.viewers(), 0);
+    let _r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    assert_eq!(b.viewers(), 1);
+    b.end().unwrap();
+    assert!(matches!(w.push(1, 0, 0, true, b"a"), Err(ShmError::NoStream(_))));
+    assert!(stream_status(name).is_err());
+}
