@@ -55,6 +55,12 @@ fn run_role(role: &str) {
             w.set_track(&v).unwrap();
             w.set_track(&Track::new(2, Codec::Aac)).unwrap();
             println!("@started {}", w.epoch());
+            // Optionally hold the first frame back until a reader is registered.
+            let t0 = Instant::now();
+            while env("WAIT_READER", 0) == 1 && users(&stream).is_empty() && t0.elapsed() < Duration::from_secs(20) {
+                w.heartbeat();
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let (gop, count, sleep, fms, size) = (env("GOP", 10), env("COUNT", 0), env("SLEEP_MS", 5), env("FRAME_MS", 40), env("SIZE", 3000) as usize);
             let mut i = 0i64;
             while count == 0 || i < count {
@@ -322,7 +328,7 @@ fn no_bad(log: &[String]) {
 #[test]
 fn reader_joining_mid_stream_starts_at_keyframe() {
     let dir = tmpdir("join");
-    let mut w = Proc::spawn(&dir, "writer", "join", &[("GOP", "12".into()), ("SLEEP_MS", "5".into()), ("COUNT", "400".into())]);
+    let mut w = Proc::spawn(&dir, "writer", "join", &[("GOP", "12".into()), ("SLEEP_MS", "5".into()), ("COUNT", "1200".into())]);
     w.expect("@started", 20);
     std::thread::sleep(Duration::from_millis(300));
     let mut r = Proc::spawn(&dir, "reader", "join", &[("FRAMES", "200".into())]);
@@ -346,7 +352,7 @@ fn reader_joining_mid_stream_starts_at_keyframe() {
 fn evicted_page_stays_valid_under_reader() {
     let dir = tmpdir("evict");
     // Fast media time, small DVR: page 0 is evicted within a second or so.
-    let mut w = Proc::spawn(&dir, "writer", "evict", &[("DVR", "2000".into()), ("SLEEP_MS", "1".into()), ("GOP", "10".into()), ("COUNT", "3000".into())]);
+    let mut w = Proc::spawn(&dir, "writer", "evict", &[("DVR", "2000".into()), ("SLEEP_MS", "1".into()), ("GOP", "10".into()), ("COUNT", "3000".into()), ("WAIT_READER", "1".into())]);
     w.expect("@started", 20);
     let mut h = Proc::spawn(&dir, "holder", "evict", &[]);
     h.expect("@held 1 0", 20);
