@@ -165,6 +165,9 @@ impl ReaderState {
                             p
                         }
                         Err(ShmError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                            if self.meta.ended() {
+                                return ReadEvent::Ended; // removed: its pages are gone
+                            }
                             if self.page_id < self.meta.first_page() {
                                 self.jump_oldest();
                                 continue;
