@@ -204,6 +204,11 @@ fn run_role(role: &str) {
             let mut w = StreamWriter::create(&stream, WriterOptions::default()).unwrap();
             println!("@started");
             let t0 = Instant::now();
+            while users(&stream).is_empty() && t0.elapsed() < Duration::from_secs(30) {
+                w.heartbeat();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let t0 = Instant::now();
             let mut i = 0u32;
             while t0.elapsed() < Duration::from_millis(env("RUN_MS", 1000) as u64) {
                 i += 1;
