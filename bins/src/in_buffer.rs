@@ -109,7 +109,18 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
     let mut had_publisher = false;
     let mut epoch = buf.status().epoch;
     let mut state = "EMPTY";
+    let mut viewers = 0usize;
+    let mut last_viewer_check = Instant::now();
     loop {
+        if last_viewer_check.elapsed() >= Duration::from_secs(2) {
+            // Listing the users table also frees the slots of dead viewers.
+            last_viewer_check = Instant::now();
+            let n = buf.viewers();
+            if n != viewers {
+                viewers = n;
+                log(5, &format!("stream {} has {n} viewer(s)", opts.stream));
+            }
+        }
         if stop.load(Ordering::Relaxed) {
             log(4, &format!("stopping: ending stream {}", opts.stream));
             return end(buf, &opts.stream);

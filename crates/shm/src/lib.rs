@@ -27,7 +27,8 @@
 //!   stored with Release after each record: readers see only complete records. Pages are
 //!   append-only and never reused; a reader maps each page once per *process* (shared by all its
 //!   readers) and hands payloads out as `Bytes` pointing into the mapping (`Bytes::from_owner`),
-//!   so there is no copy at all on the read side.
+//!   so there is no copy at all on the read side. Holding a frame's `Bytes` keeps its whole page
+//!   mapped (and its memory allocated, even after eviction): copy what you cache for long.
 //! * **Metadata**: header words (magic, version, live, ended, writer pid, buffer pid, heartbeat,
 //!   epoch, futex word, waiter count, DVR, first/current page, first/last ms, nonce, name), the
 //!   track table as a serialized blob behind a seqlock generation (writer never waits; readers
@@ -339,7 +340,13 @@ impl StreamBuffer {
     /// serves the stream.
     pub fn open(stream: &str, opts: WriterOptions, idle_ms: u32) -> Result<StreamBuffer, ShmError> {
         let dir = shm_dir();
-        let meta = create_meta(&dir, stream, opts.live, opts.dvr_ms)?;
+        let mut meta = create_meta(&dir, stream, opts.live, opts.dvr_ms)?;
+        if meta.ended() && !meta.writer_alive() && !pid_alive(meta.buffer_pid()) {
+            // Left over from a stream that ended: start afresh (readers of the old one keep
+            // seeing it ended through their mapping).
+            remove_files(&dir, &seg::sanitise(stream));
+            meta = create_meta(&dir, stream, opts.live, opts.dvr_ms)?;
+        }
         open_users(&dir, stream, true)?;
         let s = &meta.seg;
         let me = std::process::id();

@@ -15,10 +15,15 @@ pub(crate) struct OpenPage {
     page: Page,
     /// Our own copy of the committed offset (the shared one is only ever written by us).
     committed: usize,
+    /// Bytes of the file reserved with fallocate so far.
+    reserved: usize,
     first_ms: i64,
     last_ms: i64,
     bytes: u64,
 }
+
+/// Page memory is reserved (fallocate) in steps of this size.
+const RESERVE_STEP: usize = 1 << 20;
 
 pub(crate) struct WriterState {
     pub name: String,
@@ -36,6 +41,9 @@ pub(crate) struct WriterState {
     time_offset: Option<i64>,
     live: bool,
     done: bool,
+    /// Inode of our metadata file and when we last checked it is still linked under its name.
+    meta_ino: u64,
+    last_link_check: u64,
 }
 
 pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, ShmError> {
@@ -77,6 +85,7 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
     }
     let table = TrackTable::default();
     meta.write_tracks(&table);
+    let meta_ino = meta.seg.ino;
     meta.notify();
     Ok(StreamWriter {
         st: WriterState {
@@ -94,6 +103,8 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
             time_offset: None,
             live: opts.live,
             done: false,
+            meta_ino,
+            last_link_check: 0,
         },
     })
 }
@@ -109,6 +120,20 @@ impl WriterState {
             return Err(ShmError::NoStream(self.name.clone()));
         }
         Ok(())
+    }
+
+    /// Once a second: is our metadata file still the stream's (not removed, not replaced)?
+    fn check_linked(&mut self) -> Result<(), ShmError> {
+        let now = now_ms();
+        if now.saturating_sub(self.last_link_check) < 1000 {
+            return Ok(());
+        }
+        self.last_link_check = now;
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&self.meta.seg.path) {
+            Ok(m) if m.ino() == self.meta_ino => Ok(()),
+            _ => Err(ShmError::NoStream(self.name.clone())),
+        }
     }
 
     pub fn set_track(&mut self, track: &Track) -> Result<(), ShmError> {
@@ -137,6 +162,7 @@ impl WriterState {
             return Err(ShmError::FrameTooLarge(data.len()));
         }
         self.check_owner()?;
+        self.check_linked()?;
         let slot = self.table.slot_of(track).ok_or(ShmError::UnknownTrack(track))?;
         let kind = self.table.tracks[slot].kind();
         if kind == TrackKind::Video && !keyframe && !self.seen_key[slot] {
@@ -165,6 +191,12 @@ impl WriterState {
         let Some(p) = self.page.as_mut() else { return Err(ShmError::Corrupt(self.name.clone(), "no page".into())) };
         let seg = &p.page.seg;
         let off = p.committed;
+        if off + rec > p.reserved {
+            // Reserve memory ahead in steps (ENOSPC here rather than SIGBUS on a full tmpfs).
+            let upto = (off + rec).max(p.reserved + RESERVE_STEP).min(seg.len());
+            seg.reserve(p.reserved, upto - p.reserved)?;
+            p.reserved = upto;
+        }
         let seq = self.meta.seg.u64(M_FRAMES).load(Relaxed);
         let mut h = [0u8; REC_HDR];
         h[R_DTS..R_DTS + 8].copy_from_slice(&dts.to_ne_bytes());
@@ -221,12 +253,17 @@ impl WriterState {
         let id = self.next_page;
         let path = self.dir.join(page_name(&self.name, id));
         let page = Page::create(&path, id, self.meta.nonce(), self.epoch, PAGE_CAP.max(need), first_ms)?;
+        let reserved = need.max(RESERVE_STEP).min(page.seg.len());
+        if let Err(e) = page.seg.reserve(0, reserved) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         self.meta.set_page(PageEntry { id, first_ms, last_ms: first_ms, bytes: 0 });
         let s = &self.meta.seg;
         s.u64(M_CUR_PAGE).store(id, Release);
         s.u32(M_HAS_PAGE).store(1, Release);
         // Seal the previous page only now that its successor exists.
-        if let Some(old) = self.page.replace(OpenPage { page, committed: PAGE_HDR, first_ms, last_ms: first_ms, bytes: 0 }) {
+        if let Some(old) = self.page.replace(OpenPage { page, committed: PAGE_HDR, reserved, first_ms, last_ms: first_ms, bytes: 0 }) {
             old.page.seg.u32(P_FLAGS).fetch_or(PAGE_SEALED, Release);
         }
         self.next_page = id.saturating_add(1);
