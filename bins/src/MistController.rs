@@ -1,4 +1,8 @@
+//! MistController: reads the config, serves the JSON API, spawns and supervises the outputs and
+//! inputs, answers the children on the control socket. See man/MistController.1.
+
+mod controller;
+
 fn main() {
-    eprintln!("MistController: not built yet");
-    std::process::exit(1);
+    std::process::exit(controller::main());
 }

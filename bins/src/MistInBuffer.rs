@@ -1,4 +1,54 @@
+//! MistInBuffer: the live buffer of one pushed stream (logic in `in_buffer.rs`).
+
+mod in_buffer;
+
+use clap::{ArgAction, Parser};
+
+#[derive(Parser, Debug)]
+#[command(name = "MistInBuffer", about = "Live buffer for a pushed stream", version, disable_version_flag = true)]
+struct Args {
+    /// Stream name
+    #[arg(short = 's', long = "stream")]
+    stream: Option<String>,
+    /// Source (push://)
+    #[arg(default_value = "push://")]
+    source: String,
+    /// DVR window in ms
+    #[arg(long = "dvr", default_value_t = in_buffer::DEFAULT_DVR_MS)]
+    dvr: u64,
+    /// Publisher timeout in ms (stream option idleTime)
+    #[arg(long = "timeout", alias = "idletime")]
+    timeout: Option<u64>,
+    /// Publisher timeout in seconds (used when --timeout is not given)
+    #[arg(short = 'i', long = "inputtimeout")]
+    inputtimeout: Option<u64>,
+    /// Debug level (0-10)
+    #[arg(short = 'g', long = "debug", default_value_t = 4)]
+    debug: u8,
+    /// Print the capabilities JSON and exit
+    #[arg(short = 'j', long = "json")]
+    json: bool,
+    /// Print the version and exit
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    version: Option<bool>,
+}
+
 fn main() {
-    eprintln!("MistInBuffer: not built yet");
-    std::process::exit(1);
+    let args = Args::parse();
+    if args.json {
+        println!("{}", in_buffer::capabilities());
+        return;
+    }
+    in_buffer::set_debug(args.debug);
+    let Some(stream) = args.stream.filter(|s| !s.is_empty()) else {
+        in_buffer::log(2, "no stream name given (-s)");
+        std::process::exit(1);
+    };
+    let timeout_ms = args.timeout.or(args.inputtimeout.map(|s| s * 1000)).unwrap_or(in_buffer::DEFAULT_TIMEOUT_MS);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let opts = in_buffer::Options { stream, source: args.source, dvr_ms: args.dvr, timeout_ms };
+    std::process::exit(in_buffer::run(&opts, stop));
 }

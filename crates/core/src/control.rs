@@ -32,6 +32,11 @@ pub enum Request {
     },
     /// A connector wants to play a stream: the controller starts its input if needed.
     Play { stream: String, host: String, connector: String, url: String },
+    /// A JSON API command object, exactly as sent to the HTTP API (e.g. `{"config": true}`), from a
+    /// local utility such as MistUtilCertbot. Authorised by the socket's file permissions (this
+    /// replaces MistServer's unauthenticated local UDP API). The API answer object is returned in
+    /// `Response::config`.
+    Api { command: serde_json::Value },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

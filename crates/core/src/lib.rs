@@ -1,4 +1,8 @@
 //! mist-core: what every mist-rs binary shares besides media: the config model, stream names and
 //! wildcards, the control-socket protocol between the controller and its children, logging.
 
+pub mod config;
 pub mod control;
+pub mod log;
+pub mod names;
+pub mod triggers;

@@ -27,7 +27,8 @@
 //!   stored with Release after each record: readers see only complete records. Pages are
 //!   append-only and never reused; a reader maps each page once per *process* (shared by all its
 //!   readers) and hands payloads out as `Bytes` pointing into the mapping (`Bytes::from_owner`),
-//!   so there is no copy at all on the read side.
+//!   so there is no copy at all on the read side. Holding a frame's `Bytes` keeps its whole page
+//!   mapped (and its memory allocated, even after eviction): copy what you cache for long.
 //! * **Metadata**: header words (magic, version, live, ended, writer pid, buffer pid, heartbeat,
 //!   epoch, futex word, waiter count, DVR, first/current page, first/last ms, nonce, name), the
 //!   track table as a serialized blob behind a seqlock generation (writer never waits; readers
@@ -56,11 +57,22 @@
 //!   none, readers after the idle timeout) ends it. `remove_stream` marks it ended and unlinks
 //!   its files; `cleanup_stale` removes streams nobody alive uses.
 //!
+//! # Notes for writers
+//!
+//! * Call `heartbeat()` at least once a second even when no frames arrive (a stalled network):
+//!   a writer silent for [`WRITER_TIMEOUT_MS`] counts as gone (another writer may take over and
+//!   MistInBuffer starts its publisher timeout).
+//! * `push` fails with `WriterAlive` once another writer took over and with `NoStream` once the
+//!   stream was ended (by MistInBuffer or `remove_stream`): stop publishing then.
+//! * The DVR window set by a running buffer process (MistInBuffer `--dvr`) wins over
+//!   `WriterOptions::dvr_ms`.
+//!
 //! # Differences from the original API contract
 //!
 //! * `ShmError::InitTooLarge` and `ShmError::UnknownTrack` added.
 //! * Added: `StreamWriter::detach`, `StreamWriter::evict`, `StreamWriter::epoch`,
-//!   `StreamReader::futex_word`, `position_ms`, `epoch`, `last_error`, `name`, [`Waiter`],
+//!   `StreamReader::futex_word`, `keyframes` ([`KeyInfo`]), `position_ms`, `epoch`, `last_error`,
+//!   `name`, [`Waiter`], `WriterOptions: Default`, `ReadEvent: Debug`,
 //!   [`StreamBuffer`] (the buffer process's handle), [`stream_status`], limits as constants.
 //! * `StreamReader::open` on a VoD stream (`live: false`) starts at the first frame instead of
 //!   the newest keyframe.
@@ -163,6 +175,17 @@ pub enum ReadEvent {
     Restarted,
     /// The stream ended (writer closed it, or it is dead and nobody took over).
     Ended,
+}
+
+/// One entry of a track's key index (see [`StreamReader::keyframes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Dts of the keyframe (ms).
+    pub dts: i64,
+    /// Frames of the track from this key up to the next (so far, for the newest key).
+    pub frames: u32,
+    /// Page id holding the keyframe.
+    pub page: u64,
 }
 
 /// One row of the users table as the controller reads it for statistics.
@@ -281,6 +304,12 @@ impl StreamReader {
     pub fn futex_word(&self) -> &AtomicU32 {
         self.st.futex_word()
     }
+    /// The key index of a track in the current epoch's kept window, oldest first (for segmenters:
+    /// HLS/DASH segment boundaries). Video tracks list every keyframe; other tracks a key at
+    /// most once per second and at each page start. Empty for an unknown track.
+    pub fn keyframes(&self, track: u32) -> Vec<KeyInfo> {
+        self.st.keyframes(track)
+    }
     /// Dts of the last frame returned.
     pub fn position_ms(&self) -> i64 {
         self.st.position_ms
@@ -311,7 +340,13 @@ impl StreamBuffer {
     /// serves the stream.
     pub fn open(stream: &str, opts: WriterOptions, idle_ms: u32) -> Result<StreamBuffer, ShmError> {
         let dir = shm_dir();
-        let meta = create_meta(&dir, stream, opts.live, opts.dvr_ms)?;
+        let mut meta = create_meta(&dir, stream, opts.live, opts.dvr_ms)?;
+        if meta.ended() && !meta.writer_alive() && !pid_alive(meta.buffer_pid()) {
+            // Left over from a stream that ended: start afresh (readers of the old one keep
+            // seeing it ended through their mapping).
+            remove_files(&dir, &seg::sanitise(stream));
+            meta = create_meta(&dir, stream, opts.live, opts.dvr_ms)?;
+        }
         open_users(&dir, stream, true)?;
         let s = &meta.seg;
         let me = std::process::id();
@@ -325,9 +360,7 @@ impl StreamBuffer {
             }
         }
         s.u32(M_IDLE_MS).store(idle_ms, Relaxed);
-        if meta.writer_pid() == 0 {
-            s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
-        }
+        s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
         Ok(StreamBuffer { name: stream.to_owned(), meta })
     }
     pub fn status(&self) -> StreamStatus {

@@ -267,18 +267,20 @@ impl Meta {
         Some(e)
     }
 
-    /// Valid keys of a slot, oldest first, limited to pages >= `min_page`.
+    /// Valid keys of a slot, oldest first, limited to pages from `min_page` to the current one.
     pub fn keys(&self, slot: usize, min_page: u64) -> Vec<KeyEntry> {
         let count = self.key_count(slot);
         let start = count.saturating_sub(KEY_RING as u64 - 1);
-        (start..count).filter_map(|n| self.key(slot, n)).filter(|k| k.page >= min_page).collect()
+        let max_page = self.cur_page().unwrap_or(0);
+        (start..count).filter_map(|n| self.key(slot, n)).filter(|k| k.page >= min_page && k.page <= max_page).collect()
     }
 
     /// The newest key of a slot at or after `min_page`.
     pub fn newest_key(&self, slot: usize, min_page: u64) -> Option<KeyEntry> {
         let count = self.key_count(slot);
         let start = count.saturating_sub(KEY_RING as u64 - 1);
-        (start..count).rev().filter_map(|n| self.key(slot, n)).take_while(|k| k.page >= min_page).next()
+        let max_page = self.cur_page().unwrap_or(0);
+        (start..count).rev().filter_map(|n| self.key(slot, n)).filter(|k| k.page <= max_page).take_while(|k| k.page >= min_page).next()
     }
 
     // ---- page ring ----

@@ -99,10 +99,24 @@ impl ReaderState {
             self.error = Some(e.to_string());
         }
         let min = self.min_page();
-        match self.table.main_slot().and_then(|s| self.meta.newest_key(s, min)) {
+        // The main track's newest key; if it has none yet (video not keyed), the newest key of
+        // any track, so a live viewer does not start at the far end of the DVR window.
+        let main = self.table.main_slot().and_then(|s| self.meta.newest_key(s, min));
+        let any = || (0..self.table.tracks.len()).filter_map(|s| self.meta.newest_key(s, min)).max_by_key(|k| (k.page, k.offset));
+        match main.or_else(any) {
             Some(k) => self.set_pos(k.page, k.offset as usize),
             None => self.epoch_start(),
         }
+    }
+
+    /// Keys of the main track, or if it has none, of the first track that has some.
+    fn seek_keys(&self, min: u64) -> Vec<crate::meta::KeyEntry> {
+        let main = self.table.main_slot();
+        main.into_iter()
+            .chain(0..self.table.tracks.len())
+            .map(|s| self.meta.keys(s, min))
+            .find(|k| !k.is_empty())
+            .unwrap_or_default()
     }
 
     pub fn seek_ms(&mut self, ms: i64) {
@@ -111,7 +125,7 @@ impl ReaderState {
             self.error = Some(e.to_string());
         }
         let min = self.min_page();
-        let keys = self.table.main_slot().map(|s| self.meta.keys(s, min)).unwrap_or_default();
+        let keys = self.seek_keys(min);
         let k = keys.iter().rev().find(|k| k.dts <= ms).or(keys.first());
         match k {
             Some(k) => self.set_pos(k.page, k.offset as usize),
@@ -122,7 +136,7 @@ impl ReaderState {
     /// Fell behind the DVR window: move to the oldest keyframe still kept.
     fn jump_oldest(&mut self) {
         let min = self.min_page();
-        match self.table.main_slot().and_then(|s| self.meta.keys(s, min).into_iter().next()) {
+        match self.seek_keys(min).into_iter().next() {
             Some(k) => self.set_pos(k.page, k.offset as usize),
             None => self.epoch_start(),
         }
@@ -151,6 +165,9 @@ impl ReaderState {
                             p
                         }
                         Err(ShmError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                            if self.meta.ended() {
+                                return ReadEvent::Ended; // removed: its pages are gone
+                            }
                             if self.page_id < self.meta.first_page() {
                                 self.jump_oldest();
                                 continue;
@@ -162,7 +179,7 @@ impl ReaderState {
                                     continue;
                                 }
                                 self.error = Some(format!("page {} missing", self.page_id));
-                                self.set_pos(self.page_id + 1, PAGE_HDR);
+                                self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                                 continue;
                             }
                             return self.pending_or_ended();
@@ -170,7 +187,7 @@ impl ReaderState {
                         Err(e) => {
                             self.error = Some(e.to_string());
                             if self.meta.cur_page().is_some_and(|c| self.page_id < c) {
-                                self.set_pos(self.page_id + 1, PAGE_HDR);
+                                self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                                 continue;
                             }
                             return self.pending_or_ended();
@@ -191,7 +208,7 @@ impl ReaderState {
                     Err(e) => {
                         // Corrupt page: skip the rest of it.
                         self.error = Some(format!("page {}: {e}", self.page_id));
-                        self.set_pos(self.page_id + 1, PAGE_HDR);
+                        self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                         continue;
                     }
                 }
@@ -200,7 +217,7 @@ impl ReaderState {
                 if self.off < page.committed() {
                     continue;
                 }
-                self.set_pos(self.page_id + 1, PAGE_HDR);
+                self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                 continue;
             }
             return self.pending_or_ended();
@@ -229,6 +246,11 @@ impl ReaderState {
             return ReadEvent::Ended;
         }
         ReadEvent::Pending
+    }
+
+    pub fn keyframes(&self, track: u32) -> Vec<crate::KeyInfo> {
+        let Some(slot) = self.table.slot_of(track) else { return Vec::new() };
+        self.meta.keys(slot, self.min_page()).into_iter().map(|k| crate::KeyInfo { dts: k.dts, frames: k.frames, page: k.page }).collect()
     }
 
     pub fn wait(&self, timeout: Duration) {

@@ -15,6 +15,8 @@ pub(crate) fn io_err(path: &Path, source: std::io::Error) -> ShmError {
 pub(crate) struct Seg {
     map: MmapRaw,
     len: usize,
+    /// Kept for segments we created (the writer reserves memory for pages with fallocate).
+    file: Option<File>,
     pub path: PathBuf,
     pub ino: u64,
 }
@@ -28,9 +30,34 @@ fn seg_mode() -> u32 {
     }
 }
 
+/// `MIST_SHM_GROUP` as a gid: a number, or a group name looked up with getgrnam_r.
+fn shm_group() -> Option<u32> {
+    group_id(&std::env::var("MIST_SHM_GROUP").ok()?)
+}
+
+#[cfg(test)]
+pub fn shm_group_for_test(g: &str) -> Option<u32> {
+    group_id(g)
+}
+
+fn group_id(g: &str) -> Option<u32> {    if let Ok(n) = g.parse::<u32>() {
+        return Some(n);
+    }
+    let name = std::ffi::CString::new(g).ok()?;
+    let mut buf = vec![0 as libc::c_char; 16 << 10];
+    // SAFETY: an all-zero `struct group` is a valid value (null pointers, gid 0) for getgrnam_r
+    // to overwrite.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the call: a NUL-terminated name, a writable group
+    // struct, a writable buffer of the stated length and a writable result pointer.
+    let r = unsafe { libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
+    (r == 0 && !out.is_null()).then_some(grp.gr_gid)
+}
+
 fn apply_group(file: &File) {
     use std::os::fd::AsRawFd;
-    if let Some(g) = std::env::var("MIST_SHM_GROUP").ok().and_then(|g| g.parse::<u32>().ok()) {
+    if let Some(g) = shm_group() {
         // SAFETY: fchown on a file descriptor we own; failure is ignored (best effort).
         unsafe {
             libc::fchown(file.as_raw_fd(), u32::MAX, g);
@@ -75,13 +102,35 @@ impl Seg {
             o
         };
         let map = if write { opts.map_raw(&file) } else { opts.map_raw_read_only(&file) }.map_err(|e| io_err(path, e))?;
-        Ok(Seg { map, len, path: path.to_owned(), ino })
+        Ok(Seg { map, len, file: write.then_some(file), path: path.to_owned(), ino })
     }
 
     /// The same mapping, known under its final name (after a temp-name + link creation).
     pub fn renamed(mut self, path: &Path) -> Seg {
         self.path = path.to_owned();
         self
+    }
+
+    /// Reserves backing memory for `[off, off+len)` so that a full tmpfs is an ENOSPC error here
+    /// instead of a SIGBUS when the mapping is written.
+    pub fn reserve(&self, off: usize, len: usize) -> Result<(), ShmError> {
+        use std::os::fd::AsRawFd;
+        let Some(f) = &self.file else { return Ok(()) };
+        let len = len.min(self.len.saturating_sub(off));
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: fallocate on a file descriptor we own, within the file's size (mode 0 never
+        // shrinks or changes visible contents).
+        let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, off as libc::off_t, len as libc::off_t) };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            // File systems without fallocate: nothing to reserve with, carry on.
+            if !matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)) {
+                return Err(io_err(&self.path, e));
+            }
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {

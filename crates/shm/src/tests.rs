@@ -9,6 +9,17 @@ use std::sync::atomic::AtomicBool;
 fn setup() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
+        // Directories of earlier runs whose process is gone.
+        if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = n.strip_prefix("mist-shm-unit-").and_then(|p| p.parse::<u32>().ok()) {
+                    if !seg::pid_alive(pid) {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
         let d = std::env::temp_dir().join(format!("mist-shm-unit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
@@ -315,4 +326,241 @@ fn corrupt_meta_is_an_error() {
     assert!(matches!(StreamReader::open("unit_corrupt", ReaderInfo::default()), Err(ShmError::Corrupt(..))));
     assert!(matches!(StreamWriter::create("unit_corrupt", WriterOptions::default()), Err(ShmError::Corrupt(..))));
     remove_stream("unit_corrupt").unwrap();
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn is_send<T: Send>() {}
+    fn is_sync<T: Sync>() {}
+    is_send::<StreamWriter>();
+    is_send::<StreamReader>();
+    is_sync::<StreamReader>();
+    is_send::<Waiter>();
+    is_sync::<Waiter>();
+    is_send::<StreamBuffer>();
+}
+
+#[test]
+fn keyframes_and_ended_writer() {
+    setup();
+    let name = "unit_keys";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&video(1)).unwrap();
+    w.set_track(&audio(2)).unwrap();
+    for i in 0..100i64 {
+        w.push(1, i * 40, 0, i % 25 == 0, b"v").unwrap();
+        w.push(2, i * 40, 0, true, b"a").unwrap();
+    }
+    let r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    let k = r.keyframes(1);
+    assert_eq!(k.iter().map(|k| k.dts).collect::<Vec<_>>(), vec![0, 1000, 2000, 3000]);
+    assert!(k.iter().all(|k| k.frames == 25));
+    let a = r.keyframes(2);
+    assert!(a.len() >= 4 && a[0].dts == 0, "{a:?}");
+    assert_eq!(a.iter().map(|k| k.frames).sum::<u32>(), 100);
+    assert!(r.keyframes(9).is_empty());
+    // Ended under the writer (buffer or remove_stream): push fails with NoStream.
+    remove_stream(name).unwrap();
+    assert!(matches!(w.push(1, 5000, 0, true, b"v"), Err(ShmError::NoStream(_))));
+    drop(w);
+    drop(r);
+    assert!(!shm_dir().read_dir().unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains(name)));
+}
+
+#[test]
+fn corrupt_pages_and_keys_do_not_panic() {
+    setup();
+    let name = "unit_corrupt_page";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&video(1)).unwrap();
+    for i in 0..200i64 {
+        w.push(1, i * 40, 0, i % 10 == 0, &payload(1, i * 40, 3000)).unwrap();
+    }
+    let page1 = shm_dir().join(seg::page_name(name, 1));
+    // Scribble over records of page 1 (not its header), as a buggy or hostile process might.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&page1).unwrap();
+        f.seek(SeekFrom::Start(PAGE_HDR as u64 + 16)).unwrap();
+        f.write_all(&[0xff; 64]).unwrap();
+        f.seek(SeekFrom::Start(PAGE_HDR as u64 + 6000)).unwrap();
+        f.write_all(&[0x7f; 4000]).unwrap();
+    }
+    // Also corrupt key entries of the video track.
+    let meta = open_meta(&shm_dir(), name).unwrap();
+    meta.seg.u64(KEYS_OFF + 64 + 16).store(u64::MAX, Relaxed); // key 0: absurd page
+    meta.seg.u32(KEYS_OFF + 64 + 32 + 24).store(12345, Relaxed); // key 1: odd offset
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    for ms in [-5, 0, 400, 3000, 7000, 100_000] {
+        r.seek_ms(ms);
+        let frames = read_all(&mut r);
+        assert!(!frames.is_empty() || ms >= 0);
+    }
+    r.seek_ms(0);
+    let frames = read_all(&mut r);
+    assert!(frames.last().is_some_and(|f| f.dts == 199 * 40));
+    // Garbage in a whole page file: skipped with an error noted.
+    std::fs::write(shm_dir().join(seg::page_name(name, 2)), vec![0x55u8; 10_000]).unwrap();
+    r.seek_ms(0);
+    let _ = read_all(&mut r);
+    assert!(r.last_error().is_some());
+    drop(w);
+    remove_stream(name).unwrap();
+}
+
+#[test]
+fn writer_notices_its_metadata_was_unlinked() {
+    setup();
+    let name = "unit_unlinked";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&audio(1)).unwrap();
+    w.push(1, 0, 0, true, b"a").unwrap();
+    std::fs::remove_file(shm_dir().join(seg::meta_name(name))).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(matches!(w.push(1, 20, 0, true, b"a"), Err(ShmError::NoStream(_))));
+    drop(w);
+    let _ = remove_stream(name);
+}
+
+#[test]
+fn live_start_without_video_key_uses_other_tracks() {
+    setup();
+    let name = "unit_nokey";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&video(1)).unwrap();
+    w.set_track(&audio(2)).unwrap();
+    for i in 0..300i64 {
+        w.push(2, i * 20, 0, true, b"a").unwrap();
+    }
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    let f = read_all(&mut r);
+    assert!(!f.is_empty() && f[0].dts >= 299 * 20 - 1000, "starts near the live edge: {}", f[0].dts);
+    r.seek_ms(2000);
+    let f = read_all(&mut r);
+    assert!(f[0].dts <= 2000 && f[0].dts > 800, "{}", f[0].dts);
+    drop(w);
+    remove_stream(name).unwrap();
+}
+
+#[test]
+fn file_modes() {
+    setup();
+    use std::os::unix::fs::PermissionsExt;
+    let w = StreamWriter::create("unit_mode", WriterOptions::default()).unwrap();
+    for n in [seg::meta_name("unit_mode"), seg::users_name("unit_mode")] {
+        let m = std::fs::metadata(shm_dir().join(n)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o600);
+    }
+    assert_eq!(seg::shm_group_for_test("0"), Some(0));
+    assert_eq!(seg::shm_group_for_test("root"), Some(0));
+    assert_eq!(seg::shm_group_for_test("no-such-group-xyz"), None);
+    drop(w);
+    remove_stream("unit_mode").unwrap();
+}
+
+#[test]
+fn buffer_restarts_an_ended_stream() {
+    setup();
+    let name = "unit_buffer";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&audio(1)).unwrap();
+    w.push(1, 0, 0, true, b"a").unwrap();
+    w.close();
+    assert!(stream_status(name).unwrap().ended);
+    let b = StreamBuffer::open(name, WriterOptions { live: true, dvr_ms: 1234 }, 5000).unwrap();
+    let st = b.status();
+    assert!(!st.ended && st.tracks.is_empty() && st.epoch == 0, "{st:?}");
+    assert!(!b.writer_alive());
+    let mut w = StreamWriter::create(name, WriterOptions { live: true, dvr_ms: 99 }).unwrap();
+    assert!(b.writer_alive());
+    w.set_track(&audio(1)).unwrap();
+    // DVR from the buffer wins while it is alive.
+    assert_eq!(open_meta(&shm_dir(), name).unwrap().seg.u64(M_DVR).load(Relaxed), 1234);
+    assert_eq!(b.viewers(), 0);
+    let _r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    assert_eq!(b.viewers(), 1);
+    b.end().unwrap();
+    assert!(matches!(w.push(1, 0, 0, true, b"a"), Err(ShmError::NoStream(_))));
+    assert!(stream_status(name).is_err());
+}
+
+#[test]
+fn random_metadata_never_panics() {
+    setup();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let rounds: u32 = std::env::var("SHM_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    for round in 0..rounds {
+        let name = format!("unit_fuzz{round}");
+        {
+            let mut w = StreamWriter::create(&name, WriterOptions::default()).unwrap();
+            w.set_track(&video(1)).unwrap();
+            w.set_track(&audio(2)).unwrap();
+            for i in 0..60i64 {
+                w.push(1, i * 40, 0, i % 10 == 0, b"vvvv").unwrap();
+                w.push(2, i * 40, 0, true, b"aa").unwrap();
+            }
+            w.detach();
+        }
+        let meta = open_meta(&shm_dir(), &name).unwrap();
+        // Scribble random words over the header (keeping magic/version/size), the track table,
+        // the page ring and the key rings.
+        for _ in 0..200 {
+            let region = rnd() % 4;
+            let off = match region {
+                0 => 16 + (rnd() as usize % (META_HEADER - 16)),
+                1 => TRACK_BLOB + (rnd() as usize % 4096),
+                2 => PAGE_RING_OFF + (rnd() as usize % 4096),
+                _ => KEYS_OFF + (rnd() as usize % (2 * KEY_TRACK_SIZE)),
+            } & !7;
+            let v = match rnd() % 4 {
+                0 => 0,
+                1 => u64::MAX,
+                2 => rnd() % 8,
+                _ => rnd(),
+            };
+            if off != M_WRITER_PID - 4 && off != M_WRITER_PID {
+                meta.seg.u64(off).store(v, Relaxed);
+            }
+        }
+        meta.seg.u32(M_WRITER_PID).store(0, Relaxed);
+        meta.seg.u64(M_TRACKS_GEN).store(rnd() & !1, Relaxed);
+        // And over the first page, header included.
+        if let Ok(p) = page::Page::open_rw(&shm_dir().join(seg::page_name(&name, 0))) {
+            for _ in 0..20 {
+                let off = (rnd() as usize % 2048) & !7;
+                let v = if rnd() % 2 == 0 { rnd() } else { rnd() % 4096 };
+                if off != P_MAGIC && off != P_ID && off != P_NONCE {
+                    p.seg.u64(off).store(v, Relaxed);
+                }
+            }
+        }
+        if let Ok(mut r) = StreamReader::open(&name, ReaderInfo::default()) {
+            for ms in [0, 1000, -1, i64::MAX, i64::MIN] {
+                r.seek_ms(ms);
+                for _ in 0..200 {
+                    if matches!(r.next(), ReadEvent::Pending | ReadEvent::Ended) {
+                        break;
+                    }
+                }
+            }
+            r.seek_live();
+            let _ = r.next();
+            let _ = r.keyframes(1);
+        }
+        let _ = stream_status(&name);
+        let _ = list_streams();
+        if let Ok(mut w) = StreamWriter::create(&name, WriterOptions::default()) {
+            let _ = w.set_track(&video(1));
+            for i in 0..30i64 {
+                let _ = w.push(1, i * 40, 0, i % 10 == 0, b"v");
+            }
+        }
+        let _ = remove_stream(&name);
+    }
 }

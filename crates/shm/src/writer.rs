@@ -13,16 +13,24 @@ use std::sync::Arc;
 /// Writer-private state of the page being filled.
 pub(crate) struct OpenPage {
     page: Page,
+    /// Our own copy of the committed offset (the shared one is only ever written by us).
+    committed: usize,
+    /// Bytes of the file reserved with fallocate so far.
+    reserved: usize,
     first_ms: i64,
     last_ms: i64,
     bytes: u64,
 }
+
+/// Page memory is reserved (fallocate) in steps of this size.
+const RESERVE_STEP: usize = 1 << 20;
 
 pub(crate) struct WriterState {
     pub name: String,
     pub dir: PathBuf,
     pub meta: Arc<Meta>,
     pub epoch: u32,
+    pid: u32,
     pub table: TrackTable,
     page: Option<OpenPage>,
     next_page: u64,
@@ -32,8 +40,10 @@ pub(crate) struct WriterState {
     resume_ms: Option<i64>,
     time_offset: Option<i64>,
     live: bool,
-    dvr_ms: u64,
     done: bool,
+    /// Inode of our metadata file and when we last checked it is still linked under its name.
+    meta_ino: u64,
+    last_link_check: u64,
 }
 
 pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, ShmError> {
@@ -55,9 +65,12 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
     let s = &meta.seg;
     s.u64(M_HEARTBEAT).store(now_ms(), Relaxed);
     s.u32(M_LIVE).store(opts.live as u32, Relaxed);
-    s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
+    // The buffer process's DVR setting (from the stream config) wins over the writer's.
+    if !crate::seg::pid_alive(meta.buffer_pid()) {
+        s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
+    }
     let cur = meta.cur_page();
-    let next_page = cur.map_or(meta.first_page(), |c| c + 1);
+    let next_page = cur.map_or(meta.first_page(), |c| c.saturating_add(1));
     let resume_ms = if s.u64(M_FRAMES).load(Relaxed) > 0 { Some(s.i64(M_LAST_MS).load(Relaxed)) } else { None };
     // A page file the dead writer created but never published would be mistaken for ours.
     let _ = std::fs::remove_file(dir.join(page_name(stream, next_page)));
@@ -72,6 +85,7 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
     }
     let table = TrackTable::default();
     meta.write_tracks(&table);
+    let meta_ino = meta.seg.ino;
     meta.notify();
     Ok(StreamWriter {
         st: WriterState {
@@ -79,6 +93,7 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
             dir,
             meta,
             epoch,
+            pid: me,
             table,
             page: None,
             next_page,
@@ -87,8 +102,9 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
             resume_ms,
             time_offset: None,
             live: opts.live,
-            dvr_ms: opts.dvr_ms,
             done: false,
+            meta_ino,
+            last_link_check: 0,
         },
     })
 }
@@ -96,10 +112,28 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
 impl WriterState {
     fn check_owner(&self) -> Result<(), ShmError> {
         let pid = self.meta.writer_pid();
-        if pid != my_pid() || self.meta.epoch() != self.epoch {
+        if pid != self.pid || self.meta.epoch() != self.epoch {
             return Err(ShmError::WriterAlive(self.name.clone(), pid));
         }
+        if self.meta.ended() {
+            // Ended by the buffer process or removed: the publisher must stop.
+            return Err(ShmError::NoStream(self.name.clone()));
+        }
         Ok(())
+    }
+
+    /// Once a second: is our metadata file still the stream's (not removed, not replaced)?
+    fn check_linked(&mut self) -> Result<(), ShmError> {
+        let now = now_ms();
+        if now.saturating_sub(self.last_link_check) < 1000 {
+            return Ok(());
+        }
+        self.last_link_check = now;
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&self.meta.seg.path) {
+            Ok(m) if m.ino() == self.meta_ino => Ok(()),
+            _ => Err(ShmError::NoStream(self.name.clone())),
+        }
     }
 
     pub fn set_track(&mut self, track: &Track) -> Result<(), ShmError> {
@@ -118,7 +152,7 @@ impl WriterState {
     }
 
     pub fn heartbeat(&self) {
-        if self.meta.writer_pid() == my_pid() && self.meta.epoch() == self.epoch {
+        if self.meta.writer_pid() == self.pid && self.meta.epoch() == self.epoch {
             self.meta.seg.u64(M_HEARTBEAT).store(now_ms(), Relaxed);
         }
     }
@@ -128,6 +162,7 @@ impl WriterState {
             return Err(ShmError::FrameTooLarge(data.len()));
         }
         self.check_owner()?;
+        self.check_linked()?;
         let slot = self.table.slot_of(track).ok_or(ShmError::UnknownTrack(track))?;
         let kind = self.table.tracks[slot].kind();
         if kind == TrackKind::Video && !keyframe && !self.seen_key[slot] {
@@ -137,7 +172,7 @@ impl WriterState {
             self.seen_key[slot] = true;
         }
         let offset = *self.time_offset.get_or_insert_with(|| match self.resume_ms {
-            Some(r) if dts <= r => r + 40 - dts,
+            Some(r) if dts <= r => r.saturating_add(40).saturating_sub(dts),
             _ => 0,
         });
         let dts = dts.saturating_add(offset);
@@ -146,9 +181,8 @@ impl WriterState {
         let need_new = match &self.page {
             None => true,
             Some(p) => {
-                let committed = p.page.seg.u64(P_COMMITTED).load(Relaxed) as usize;
-                committed + rec > p.page.seg.len()
-                    || (main && keyframe && p.bytes > 0 && (dts - p.first_ms >= PAGE_TARGET_MS || p.bytes as usize >= PAGE_SOFT_BYTES))
+                p.committed + rec > p.page.seg.len()
+                    || (main && keyframe && p.bytes > 0 && (dts.saturating_sub(p.first_ms) >= PAGE_TARGET_MS || p.bytes as usize >= PAGE_SOFT_BYTES))
             }
         };
         if need_new {
@@ -156,7 +190,13 @@ impl WriterState {
         }
         let Some(p) = self.page.as_mut() else { return Err(ShmError::Corrupt(self.name.clone(), "no page".into())) };
         let seg = &p.page.seg;
-        let off = seg.u64(P_COMMITTED).load(Relaxed) as usize;
+        let off = p.committed;
+        if off + rec > p.reserved {
+            // Reserve memory ahead in steps (ENOSPC here rather than SIGBUS on a full tmpfs).
+            let upto = (off + rec).max(p.reserved + RESERVE_STEP).min(seg.len());
+            seg.reserve(p.reserved, upto - p.reserved)?;
+            p.reserved = upto;
+        }
         let seq = self.meta.seg.u64(M_FRAMES).load(Relaxed);
         let mut h = [0u8; REC_HDR];
         h[R_DTS..R_DTS + 8].copy_from_slice(&dts.to_ne_bytes());
@@ -167,7 +207,8 @@ impl WriterState {
         h[R_SEQ..R_SEQ + 8].copy_from_slice(&seq.to_ne_bytes());
         seg.write_bytes(off, &h);
         seg.write_bytes(off + REC_HDR, data);
-        seg.u64(P_COMMITTED).store((off + rec) as u64, Release);
+        p.committed = off + rec;
+        seg.u64(P_COMMITTED).store(p.committed as u64, Release);
         p.last_ms = p.last_ms.max(dts);
         if p.bytes == 0 {
             p.first_ms = dts;
@@ -182,7 +223,7 @@ impl WriterState {
             _ if !keyframe => false,
             None => true,
             Some(_) if kind == TrackKind::Video => true,
-            Some((_, kdts, kpage)) => kpage != page_id || dts - kdts >= 1000,
+            Some((_, kdts, kpage)) => kpage != page_id || dts.saturating_sub(kdts) >= 1000,
         };
         if new_key {
             let num = self.meta.push_key(slot, dts, page_id, off as u32);
@@ -198,7 +239,7 @@ impl WriterState {
         if dts > s.i64(M_LAST_MS).load(Relaxed) || seq == 0 {
             s.i64(M_LAST_MS).store(dts, Relaxed);
         }
-        s.u64(M_FRAMES).store(seq + 1, Relaxed);
+        s.u64(M_FRAMES).store(seq.wrapping_add(1), Relaxed);
         s.u64(M_BYTES).fetch_add(data.len() as u64, Relaxed);
         s.u64(M_HEARTBEAT).store(now_ms(), Relaxed);
         if self.live && self.evict_due() {
@@ -212,19 +253,28 @@ impl WriterState {
         let id = self.next_page;
         let path = self.dir.join(page_name(&self.name, id));
         let page = Page::create(&path, id, self.meta.nonce(), self.epoch, PAGE_CAP.max(need), first_ms)?;
+        let reserved = need.max(RESERVE_STEP).min(page.seg.len());
+        if let Err(e) = page.seg.reserve(0, reserved) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         self.meta.set_page(PageEntry { id, first_ms, last_ms: first_ms, bytes: 0 });
         let s = &self.meta.seg;
         s.u64(M_CUR_PAGE).store(id, Release);
         s.u32(M_HAS_PAGE).store(1, Release);
         // Seal the previous page only now that its successor exists.
-        if let Some(old) = self.page.replace(OpenPage { page, first_ms, last_ms: first_ms, bytes: 0 }) {
+        if let Some(old) = self.page.replace(OpenPage { page, committed: PAGE_HDR, reserved, first_ms, last_ms: first_ms, bytes: 0 }) {
             old.page.seg.u32(P_FLAGS).fetch_or(PAGE_SEALED, Release);
         }
-        self.next_page = id + 1;
+        self.next_page = id.saturating_add(1);
         if self.live {
             self.evict();
         }
         Ok(())
+    }
+
+    fn dvr_ms(&self) -> i64 {
+        self.meta.seg.u64(M_DVR).load(Relaxed).min(i64::MAX as u64) as i64
     }
 
     /// Cheap check whether the oldest page has left the DVR window.
@@ -234,7 +284,7 @@ impl WriterState {
             return false;
         }
         let newest = self.meta.seg.i64(M_LAST_MS).load(Relaxed);
-        self.meta.page(first).is_none_or(|e| e.last_ms < newest.saturating_sub(self.dvr_ms as i64))
+        self.meta.page(first).is_none_or(|e| e.last_ms < newest.saturating_sub(self.dvr_ms()))
     }
 
     /// Unlinks pages whose newest frame is older than the DVR window behind the newest frame.
@@ -245,9 +295,12 @@ impl WriterState {
         let s = &self.meta.seg;
         let newest = s.i64(M_LAST_MS).load(Relaxed);
         let mut first = self.meta.first_page();
-        while first < cur {
+        // Bounded, so that a corrupt page counter cannot make us loop for ever.
+        let mut budget = 2 * PAGE_RING;
+        while first < cur && budget > 0 {
+            budget -= 1;
             match self.meta.page(first) {
-                Some(e) if e.last_ms >= newest.saturating_sub(self.dvr_ms as i64) => break,
+                Some(e) if e.last_ms >= newest.saturating_sub(self.dvr_ms()) => break,
                 _ => {}
             }
             let _ = std::fs::remove_file(self.dir.join(page_name(&self.name, first)));
@@ -265,7 +318,7 @@ impl WriterState {
             return;
         }
         self.done = true;
-        if self.check_owner().is_err() {
+        if self.meta.writer_pid() != self.pid || self.meta.epoch() != self.epoch {
             return;
         }
         if let Some(p) = &self.page {
@@ -274,7 +327,7 @@ impl WriterState {
         if end {
             self.meta.seg.u32(M_ENDED).store(1, Release);
         }
-        let _ = self.meta.seg.u32(M_WRITER_PID).compare_exchange(my_pid(), 0, AcqRel, Relaxed);
+        let _ = self.meta.seg.u32(M_WRITER_PID).compare_exchange(self.pid, 0, AcqRel, Relaxed);
         self.meta.notify();
     }
 }

@@ -55,6 +55,12 @@ fn run_role(role: &str) {
             w.set_track(&v).unwrap();
             w.set_track(&Track::new(2, Codec::Aac)).unwrap();
             println!("@started {}", w.epoch());
+            // Optionally hold the first frame back until a reader is registered.
+            let t0 = Instant::now();
+            while env("WAIT_READER", 0) == 1 && users(&stream).is_empty() && t0.elapsed() < Duration::from_secs(20) {
+                w.heartbeat();
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let (gop, count, sleep, fms, size) = (env("GOP", 10), env("COUNT", 0), env("SLEEP_MS", 5), env("FRAME_MS", 40), env("SIZE", 3000) as usize);
             let mut i = 0i64;
             while count == 0 || i < count {
@@ -135,8 +141,11 @@ fn run_role(role: &str) {
                 std::thread::sleep(Duration::from_millis(10));
             }
             println!("@evicted {}", !page0.exists());
-            // Fall further behind so that the following pages are gone too.
-            std::thread::sleep(Duration::from_millis(1000));
+            // Fall further behind, until the kept window starts 10 s (media) after us.
+            let t0 = Instant::now();
+            while stream_status(&stream).map(|s| s.first_ms).unwrap_or(0) < 10_000 && t0.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             println!("@held_ok {}", check(held.track, held.dts, &held.data));
             // Keep reading: the reader finishes its page and jumps ahead.
             let mut jumped = false;
@@ -188,6 +197,32 @@ fn run_role(role: &str) {
             }
             lat.sort();
             println!("@latency_us {} {} {:?}", lat[lat.len() / 2], lat[lat.len() - 1], lat);
+        }
+        // Rewrites the track table as fast as it can for RUN_MS; every field of every track
+        // carries the same counter, so a torn read is visible.
+        "tracks" => {
+            let mut w = StreamWriter::create(&stream, WriterOptions::default()).unwrap();
+            println!("@started");
+            let t0 = Instant::now();
+            while users(&stream).is_empty() && t0.elapsed() < Duration::from_secs(30) {
+                w.heartbeat();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let t0 = Instant::now();
+            let mut i = 0u32;
+            while t0.elapsed() < Duration::from_millis(env("RUN_MS", 1000) as u64) {
+                i += 1;
+                for id in 1..=3 {
+                    let mut t = Track::new(id, Codec::H264);
+                    t.width = i;
+                    t.height = i;
+                    t.bps = i;
+                    t.init = vec![i as u8; (i % 2000) as usize].into();
+                    w.set_track(&t).unwrap();
+                }
+            }
+            println!("@done {i}");
+            w.close();
         }
         r => panic!("unknown role {r}"),
     }
@@ -298,7 +333,7 @@ fn no_bad(log: &[String]) {
 #[test]
 fn reader_joining_mid_stream_starts_at_keyframe() {
     let dir = tmpdir("join");
-    let mut w = Proc::spawn(&dir, "writer", "join", &[("GOP", "12".into()), ("SLEEP_MS", "5".into()), ("COUNT", "400".into())]);
+    let mut w = Proc::spawn(&dir, "writer", "join", &[("GOP", "12".into()), ("SLEEP_MS", "5".into()), ("COUNT", "1200".into())]);
     w.expect("@started", 20);
     std::thread::sleep(Duration::from_millis(300));
     let mut r = Proc::spawn(&dir, "reader", "join", &[("FRAMES", "200".into())]);
@@ -322,7 +357,7 @@ fn reader_joining_mid_stream_starts_at_keyframe() {
 fn evicted_page_stays_valid_under_reader() {
     let dir = tmpdir("evict");
     // Fast media time, small DVR: page 0 is evicted within a second or so.
-    let mut w = Proc::spawn(&dir, "writer", "evict", &[("DVR", "2000".into()), ("SLEEP_MS", "1".into()), ("GOP", "10".into()), ("COUNT", "3000".into())]);
+    let mut w = Proc::spawn(&dir, "writer", "evict", &[("DVR", "2000".into()), ("SLEEP_MS", "1".into()), ("GOP", "10".into()), ("COUNT", "3000".into()), ("WAIT_READER", "1".into())]);
     w.expect("@started", 20);
     let mut h = Proc::spawn(&dir, "holder", "evict", &[]);
     h.expect("@held 1 0", 20);
@@ -415,5 +450,61 @@ fn futex_wakes_reader_promptly() {
         r = Some(p);
     });
     r.unwrap().finish(10);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn track_table_seqlock_across_processes() {
+    let dir = tmpdir("seqlock");
+    let mut w = Proc::spawn(&dir, "tracks", "seqlock", &[("RUN_MS", "1500".into())]);
+    w.expect("@started", 20);
+    let (mut changes, mut checked) = (0, 0);
+    with_dir(&dir, || {
+        let mut r = StreamReader::open("seqlock", ReaderInfo::default()).unwrap();
+        let t0 = Instant::now();
+        loop {
+            match r.next() {
+                ReadEvent::TracksChanged => {
+                    changes += 1;
+                    for t in r.tracks() {
+                        assert!(t.width == t.height && t.width == t.bps, "torn track {t:?}");
+                        assert_eq!(t.init.len() as u32, t.width % 2000);
+                        assert!(t.init.iter().all(|&b| b == t.width as u8), "torn init");
+                        checked += 1;
+                    }
+                }
+                ReadEvent::Ended => break,
+                _ => r.wait(Duration::from_millis(50)),
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30));
+        }
+    });
+    let log = w.finish(20);
+    assert!(changes > 10 && checked > 10, "changes {changes} checked {checked} {log:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn waiter_watches_streams_of_other_processes() {
+    let dir = tmpdir("waiter");
+    let mut a = Proc::spawn(&dir, "writer", "wa", &[("SLEEP_MS", "300".into()), ("COUNT", "20".into())]);
+    let mut b = Proc::spawn(&dir, "writer", "wb", &[("SLEEP_MS", "300".into()), ("COUNT", "20".into())]);
+    a.expect("@started", 20);
+    b.expect("@started", 20);
+    with_dir(&dir, || {
+        let waiter = Waiter::new();
+        waiter.add("wa").unwrap();
+        waiter.add("wb").unwrap();
+        let mut seen = std::collections::HashSet::new();
+        let t0 = Instant::now();
+        while seen.len() < 2 && t0.elapsed() < Duration::from_secs(20) {
+            for s in waiter.wait(Duration::from_secs(5)) {
+                seen.insert(s);
+            }
+        }
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(waiter.add("nope").is_err());
+    });
+    drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,544 @@
+//! The JSON API commands (INTERFACES §3).
+
+use super::{now_unix, shm_call, Controller};
+use mist_core::config::{Protocol, ServerConfig};
+use mist_core::names;
+use mist_core::{info, warn};
+use serde_json::{json, Map, Value};
+
+/// Per-connection API session.
+#[derive(Default)]
+pub struct Session {
+    pub authorized: bool,
+}
+
+/// Answers one API request object. `host` is the address the request is judged as (the peer, or
+/// the address named by a proxy header); `local` is true when it is authorised without login.
+pub fn handle(
+    ctl: &mut Controller,
+    sess: &mut Session,
+    host: &str,
+    local: bool,
+    req: &Value,
+) -> Value {
+    let mut out = Map::new();
+    if local {
+        sess.authorized = true;
+    }
+    if !sess.authorized {
+        let mut ok = false;
+        if let Some(a) = req.get("authorize").and_then(Value::as_object) {
+            let user = a.get("username").and_then(Value::as_str).unwrap_or("");
+            let pass = a.get("password").and_then(Value::as_str).unwrap_or("");
+            if !pass.is_empty() {
+                if let Some(acc) = ctl.cfg.account.get(user) {
+                    ok = ctl.auth.verify(host, &acc.password, pass);
+                }
+                if !ok {
+                    warn!("API: failed login for {user:?} from {host}");
+                }
+            }
+        }
+        if !ok {
+            out.insert(
+                "authorize".into(),
+                json!({"status": "CHALL", "challenge": ctl.auth.challenge(host)}),
+            );
+            return Value::Object(out);
+        }
+        info!("API: {host} logged in");
+        sess.authorized = true;
+    }
+    let Some(obj) = req.as_object() else {
+        out.insert("error".into(), json!("request must be a JSON object"));
+        return Value::Object(out);
+    };
+    for (cmd, arg) in obj {
+        match cmd.as_str() {
+            "authorize" => {
+                out.insert("authorize".into(), json!({"status": "OK"}));
+            }
+            "config" => {
+                if let Some(set) = arg.as_object() {
+                    if let Err(e) = set_config(ctl, set) {
+                        out.insert("config_error".into(), json!(e));
+                    }
+                }
+                out.insert("config".into(), ctl.config_answer());
+            }
+            "streams" => {
+                if let Some(set) = arg.as_object() {
+                    let keep: Vec<String> = set.keys().map(|k| names::sanitize(k)).collect();
+                    let gone: Vec<String> = ctl
+                        .cfg
+                        .streams
+                        .keys()
+                        .filter(|k| !keep.contains(k))
+                        .cloned()
+                        .collect();
+                    for g in gone {
+                        delete_stream(ctl, &g);
+                    }
+                    add_streams(ctl, set);
+                }
+                out.insert("streams".into(), streams_answer(ctl));
+            }
+            "addstream" => {
+                if let Some(set) = arg.as_object() {
+                    add_streams(ctl, set);
+                }
+                out.insert("streams".into(), streams_answer(ctl));
+            }
+            "deletestream" => {
+                let list: Vec<String> = match arg {
+                    Value::String(s) => vec![s.clone()],
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect(),
+                    Value::Object(o) => o.keys().cloned().collect(),
+                    _ => vec![],
+                };
+                for n in list {
+                    delete_stream(ctl, &n);
+                }
+                out.insert("streams".into(), streams_answer(ctl));
+            }
+            "capabilities" => {
+                out.insert("capabilities".into(), ctl.caps.to_api());
+            }
+            "active_streams" => {
+                out.insert("active_streams".into(), active_streams(ctl, arg));
+            }
+            "clients" => {
+                out.insert("clients".into(), clients(arg));
+            }
+            "totals" => {
+                out.insert("totals".into(), totals(arg));
+            }
+            "log" => {
+                let ring = ctl.logs.lock().unwrap_or_else(|e| e.into_inner());
+                let v: Vec<Value> = ring.iter().map(|(t, l, m)| json!([t, l, m])).collect();
+                out.insert("log".into(), Value::Array(v));
+            }
+            "version" => {
+                out.insert("version".into(), json!(super::version_string()));
+            }
+            "push_list" => {
+                out.insert("push_list".into(), json!([]));
+            }
+            "push_auto_list" => {
+                out.insert(
+                    "push_auto_list".into(),
+                    ctl.cfg.autopushes.clone().unwrap_or_else(|| json!([])),
+                );
+            }
+            "push_settings" => {
+                if let Some(set) = arg.as_object() {
+                    let mut cur = ctl
+                        .cfg
+                        .push_settings
+                        .take()
+                        .and_then(|v| v.as_object().cloned())
+                        .unwrap_or_default();
+                    for (k, v) in set {
+                        cur.insert(k.clone(), v.clone());
+                    }
+                    ctl.cfg.push_settings = Some(Value::Object(cur));
+                    ctl.mark_dirty();
+                }
+                out.insert(
+                    "push_settings".into(),
+                    ctl.cfg
+                        .push_settings
+                        .clone()
+                        .unwrap_or_else(|| json!({"wait": 3, "maxspeed": 0})),
+                );
+            }
+            "ui_settings" => {
+                if arg.is_object() {
+                    ctl.cfg.extra.insert("ui_settings".into(), arg.clone());
+                    ctl.mark_dirty();
+                }
+                out.insert(
+                    "ui_settings".into(),
+                    ctl.cfg
+                        .extra
+                        .get("ui_settings")
+                        .cloned()
+                        .unwrap_or_else(|| json!({})),
+                );
+            }
+            "addprotocol" => {
+                match serde_json::from_value::<Protocol>(arg.clone()) {
+                    Ok(mut p) if !p.connector.is_empty() => {
+                        p.options.remove("online");
+                        ctl.cfg.config.protocols.push(p);
+                        protocols_changed(ctl);
+                    }
+                    _ => {
+                        out.insert(
+                            "addprotocol".into(),
+                            json!({"error": "need an object with a connector"}),
+                        );
+                    }
+                }
+                out.insert("config".into(), ctl.config_answer());
+            }
+            "deleteprotocol" => {
+                let targets: Vec<Value> = match arg {
+                    Value::Array(a) => a.clone(),
+                    v => vec![v.clone()],
+                };
+                let before = ctl.cfg.config.protocols.len();
+                ctl.cfg.config.protocols.retain(|p| {
+                    let pv = serde_json::to_value(p).unwrap_or(Value::Null);
+                    !targets.iter().any(|t| protocol_matches(t, &pv))
+                });
+                if ctl.cfg.config.protocols.len() != before {
+                    protocols_changed(ctl);
+                }
+                out.insert("config".into(), ctl.config_answer());
+            }
+            "updateprotocol" => {
+                if let Some([old, new]) = arg.as_array().map(Vec::as_slice) {
+                    if let Ok(mut np) = serde_json::from_value::<Protocol>(new.clone()) {
+                        np.options.remove("online");
+                        let mut changed = false;
+                        for p in ctl.cfg.config.protocols.iter_mut() {
+                            let pv = serde_json::to_value(&*p).unwrap_or(Value::Null);
+                            if !changed && protocol_matches(old, &pv) {
+                                *p = np.clone();
+                                changed = true;
+                            }
+                        }
+                        if changed {
+                            protocols_changed(ctl);
+                        }
+                    }
+                }
+                out.insert("config".into(), ctl.config_answer());
+            }
+            "save" => {
+                let r = ctl.save();
+                out.insert(
+                    "save".into(),
+                    match r {
+                        Ok(()) => json!("OK"),
+                        Err(e) => {
+                            mist_core::error!("save failed: {e}");
+                            json!({"error": e})
+                        }
+                    },
+                );
+            }
+            "shutdown" => {
+                info!("shutdown requested through the API from {host}");
+                if ctl.fire_blocking("SYSTEM_STOP", None, "API shutdown").ok {
+                    ctl.shutdown = true;
+                    ctl.stop_fired = true;
+                    out.insert("shutdown".into(), json!("Shutting down"));
+                } else {
+                    warn!("shutdown aborted by the SYSTEM_STOP trigger");
+                    out.insert("shutdown".into(), json!("Aborted by SYSTEM_STOP trigger"));
+                }
+            }
+            other => {
+                mist_core::debug!("API: unsupported command {other}");
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Whether a protocol entry matches a pattern from the API (its `online` status is ignored).
+fn protocol_matches(pattern: &Value, proto: &Value) -> bool {
+    match (pattern.as_object(), proto.as_object()) {
+        (Some(p), Some(q)) => p
+            .iter()
+            .filter(|(k, _)| k.as_str() != "online")
+            .all(|(k, v)| q.get(k) == Some(v)),
+        _ => false,
+    }
+}
+
+fn protocols_changed(ctl: &mut Controller) {
+    ctl.mark_dirty();
+    ctl.apply_protocols();
+}
+
+fn set_config(ctl: &mut Controller, set: &Map<String, Value>) -> Result<(), String> {
+    let mut cur = serde_json::to_value(&ctl.cfg.config).map_err(|e| e.to_string())?;
+    let obj = cur.as_object_mut().expect("object");
+    for (k, v) in set {
+        obj.insert(k.clone(), v.clone());
+    }
+    let mut new: ServerConfig =
+        serde_json::from_value(cur).map_err(|e| format!("invalid config: {e}"))?;
+    for p in new.protocols.iter_mut() {
+        p.options.remove("online");
+    }
+    let protocols_differ = new.protocols != ctl.cfg.config.protocols;
+    ctl.cfg.config = new;
+    if let Some(d) = ctl.opts.debug.or(ctl.cfg.config.debug) {
+        mist_core::log::set_level(d);
+    }
+    ctl.mark_dirty();
+    if protocols_differ {
+        ctl.apply_protocols();
+    }
+    Ok(())
+}
+
+fn add_streams(ctl: &mut Controller, set: &Map<String, Value>) {
+    for (k, v) in set {
+        let name = names::sanitize(k);
+        if !names::is_valid(&name) || name.contains('+') {
+            warn!("API: ignoring invalid stream name {k:?}");
+            continue;
+        }
+        let mut entry = v.as_object().cloned().unwrap_or_default();
+        entry.insert("name".into(), json!(name));
+        let entry = Value::Object(entry);
+        if ctl.cfg.streams.get(&name) != Some(&entry) {
+            let trig = if ctl.cfg.streams.contains_key(&name) {
+                "STREAM_CONFIG"
+            } else {
+                "STREAM_ADD"
+            };
+            let payload = mist_core::triggers::payload(&[&name, &entry.to_string()]);
+            if !ctl.fire_blocking(trig, Some(&name), &payload).ok {
+                warn!("stream {name}: change refused by the {trig} trigger");
+                continue;
+            }
+            info!(
+                "stream {name} {}",
+                if ctl.cfg.streams.contains_key(&name) {
+                    "updated"
+                } else {
+                    "added"
+                }
+            );
+            ctl.cfg.streams.insert(name, entry);
+            ctl.mark_dirty();
+        }
+    }
+}
+
+fn delete_stream(ctl: &mut Controller, name: &str) {
+    let name = names::sanitize(name);
+    if ctl.cfg.streams.contains_key(&name)
+        && !ctl.fire_blocking("STREAM_REMOVE", Some(&name), &name).ok
+    {
+        warn!("stream {name}: removal refused by the STREAM_REMOVE trigger");
+        return;
+    }
+    if ctl.cfg.streams.remove(&name).is_some() {
+        info!("stream {name} deleted");
+        ctl.mark_dirty();
+        ctl.stop_stream_inputs(&name);
+    }
+}
+
+fn streams_answer(ctl: &Controller) -> Value {
+    Value::Object(ctl.cfg.streams.clone())
+}
+
+/// Names of active streams: those in shared memory plus those whose input runs.
+fn active_names(ctl: &Controller) -> (Vec<String>, Vec<mist_shm::StreamStatus>) {
+    let shm = ctl.shm_streams().unwrap_or_default();
+    let mut names: Vec<String> = shm
+        .iter()
+        .filter(|s| !s.ended)
+        .map(|s| s.name.clone())
+        .collect();
+    for m in &ctl.sup.children {
+        if let super::children::Role::Input(s) = &m.role {
+            if m.running() && !names.contains(s) {
+                names.push(s.clone());
+            }
+        }
+    }
+    names.sort();
+    (names, shm)
+}
+
+fn active_streams(ctl: &Controller, arg: &Value) -> Value {
+    let (names, shm) = active_names(ctl);
+    let Some(req) = arg.as_object() else {
+        return json!(names);
+    };
+    let fields: Vec<String> = req
+        .get("fields")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            vec![
+                "status".into(),
+                "viewers".into(),
+                "inputs".into(),
+                "outputs".into(),
+                "tracks".into(),
+            ]
+        });
+    let longform = req
+        .get("longform")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let only: Option<Vec<String>> = req.get("streams").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    });
+    let mut data = Map::new();
+    for n in names
+        .iter()
+        .filter(|n| only.as_ref().is_none_or(|o| o.contains(n)))
+    {
+        let st = shm.iter().find(|s| &s.name == n);
+        let users = shm_call(|| mist_shm::users(n)).unwrap_or_default();
+        let input_up = ctl.input_running(n) || st.is_some_and(|s| s.writer_alive);
+        let vals: Vec<Value> =
+            fields
+                .iter()
+                .map(|f| match f.as_str() {
+                    "status" => json!(if st.is_some() { "Online" } else { "Booting" }),
+                    "viewers" | "clients" => json!(users.len()),
+                    "inputs" => json!(u32::from(input_up)),
+                    "outputs" => json!(users.len()),
+                    "tracks" => json!(st.map(|s| s.tracks.len()).unwrap_or(0)),
+                    "firstms" => json!(st.map(|s| s.first_ms).unwrap_or(0)),
+                    "lastms" => json!(st.map(|s| s.last_ms).unwrap_or(0)),
+                    "live" => json!(st.map(|s| s.live).unwrap_or(true)),
+                    "source" => json!(names::lookup(&ctl.cfg.streams, n)
+                        .and_then(|(_, c)| c.get("source").cloned())),
+                    "downbps" | "upbps" | "down" | "up" => {
+                        let (d, u) = users
+                            .iter()
+                            .fold((0u64, 0u64), |(d, u), x| (d + x.bytes_down, u + x.bytes_up));
+                        json!(if f.starts_with("down") { d } else { u })
+                    }
+                    _ => Value::Null,
+                })
+                .collect();
+        let row = if longform {
+            Value::Object(fields.iter().cloned().zip(vals).collect())
+        } else {
+            Value::Array(vals)
+        };
+        data.insert(n.clone(), row);
+    }
+    if longform {
+        Value::Object(data)
+    } else {
+        json!({"fields": fields, "data": data})
+    }
+}
+
+fn all_users() -> Vec<(String, mist_shm::UserSlot)> {
+    let streams = shm_call(mist_shm::list_streams).unwrap_or_default();
+    let mut out = Vec::new();
+    for s in streams {
+        let name = s.name.clone();
+        for u in shm_call(move || mist_shm::users(&s.name)).unwrap_or_default() {
+            out.push((name.clone(), u));
+        }
+    }
+    out
+}
+
+fn clients(arg: &Value) -> Value {
+    let now = now_unix();
+    let default_fields = [
+        "host", "stream", "protocol", "conntime", "position", "down", "up", "sessId", "pid",
+    ];
+    let fields: Vec<String> = arg
+        .get("fields")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_else(|| default_fields.iter().map(|s| s.to_string()).collect());
+    let want_streams: Option<Vec<String>> = arg.get("streams").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    });
+    let want_protos: Option<Vec<String>> =
+        arg.get("protocols").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        });
+    let mut data = Vec::new();
+    for (stream, u) in all_users() {
+        if want_streams.as_ref().is_some_and(|w| !w.contains(&stream)) {
+            continue;
+        }
+        if want_protos
+            .as_ref()
+            .is_some_and(|w| !w.contains(&u.connector))
+        {
+            continue;
+        }
+        let row: Vec<Value> = fields
+            .iter()
+            .map(|f| match f.as_str() {
+                "host" => json!(u.host),
+                "stream" => json!(stream),
+                "protocol" => json!(u.connector),
+                "conntime" => json!(now.saturating_sub(u.connected_unix)),
+                "position" => json!(u.position_ms),
+                "down" => json!(u.bytes_down),
+                "up" => json!(u.bytes_up),
+                "sessId" => json!(format!("{:08x}{:08x}", u.pid, u.connected_unix as u32)),
+                "pid" => json!(u.pid),
+                "lastactive" => json!(u.last_active_unix),
+                _ => Value::Null,
+            })
+            .collect();
+        data.push(Value::Array(row));
+    }
+    json!({"fields": fields, "data": data, "time": now})
+}
+
+fn totals(arg: &Value) -> Value {
+    let now = now_unix();
+    let fields: Vec<String> = arg
+        .get("fields")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_else(|| vec!["clients".into(), "downbps".into(), "upbps".into()]);
+    let users = all_users();
+    let (down, up) = users.iter().fold((0u64, 0u64), |(d, u), (_, x)| {
+        (d + x.bytes_down, u + x.bytes_up)
+    });
+    let row: Vec<Value> = fields
+        .iter()
+        .map(|f| match f.as_str() {
+            "clients" => json!(users.len()),
+            // Byte totals so far; per-second rates need history (not kept yet).
+            "downbps" | "down" => json!(down),
+            "upbps" | "up" => json!(up),
+            _ => Value::Null,
+        })
+        .collect();
+    json!({"fields": fields, "data": [row], "start": now, "end": now, "interval": [[1, 0]]})
+}

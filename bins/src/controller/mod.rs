@@ -1,0 +1,900 @@
+//! MistController: config, API, supervision of outputs and inputs, control socket.
+//!
+//! Exit codes: 0 clean shutdown, 1 config error (unreadable or invalid file), 2 usage error,
+//! 3 cannot bind the API port or the control socket, 4 other start-up failure.
+
+pub mod api;
+pub mod auth;
+pub mod caps;
+pub mod children;
+pub mod paths;
+pub mod server;
+
+use children::{Role, Spawner, Supervisor};
+use clap::Parser;
+use mist_core::config::{self, Config};
+use mist_core::log::{self, Level};
+use mist_core::triggers;
+use mist_core::{info, warn};
+use serde_json::{json, Value};
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Connectors without a port of their own, served through the HTTP(S) connector (INTERFACES §1).
+pub const HTTP_SERVED: [&str; 21] = [
+    "HLS",
+    "CMAF",
+    "HDS",
+    "HTTPTS",
+    "FLV",
+    "MP4",
+    "EBML",
+    "MP3",
+    "AAC",
+    "FLAC",
+    "WAV",
+    "OGG",
+    "JPG",
+    "JSON",
+    "JSONLine",
+    "H264",
+    "SDP",
+    "SRT",
+    "WebRTC",
+    "Raw",
+    "HTTPS_HLS",
+];
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_CONFIG: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_BIND: i32 = 3;
+pub const EXIT_OTHER: i32 = 4;
+
+/// Grace between SIGTERM and SIGKILL when stopping children.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// With `-C w`/`rw`: save this long after the last change.
+pub const AUTOSAVE_DELAY: Duration = Duration::from_secs(60);
+/// Kept log lines for the `log` API command.
+pub const LOG_KEEP: usize = 500;
+/// How long a Push/Play request waits for the stream's buffer to appear (env `MIST_INPUT_WAIT_MS`
+/// overrides).
+pub fn input_wait() -> Duration {
+    std::env::var("MIST_INPUT_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(5))
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "MistController",
+    about = "mist-rs controller: config, API, process supervision",
+    disable_version_flag = true
+)]
+pub struct Opts {
+    /// Config file (default: config.json in the working directory).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// API port (default: config, else 4242).
+    #[arg(short = 'p', long = "port")]
+    pub port: Option<u16>,
+    /// API bind address (default: config, else 0.0.0.0).
+    #[arg(short = 'i', long = "interface")]
+    pub interface: Option<String>,
+    /// Accepted for compatibility; privileges are not dropped (run under a service user instead).
+    #[arg(short = 'u', long = "username")]
+    pub username: Option<String>,
+    /// Create or replace an API account, user:password.
+    #[arg(short = 'a', long = "account")]
+    pub account: Option<String>,
+    /// Write the log to this file instead of stderr (appending).
+    #[arg(short = 'L', long = "logfile")]
+    pub logfile: Option<PathBuf>,
+    /// Access log (stored in the config; not written yet).
+    #[arg(short = 'A', long = "accesslog")]
+    pub accesslog: Option<String>,
+    /// Config file sync: r = reload when the file changes on disk, w = write 60 s after API changes,
+    /// rw = both.
+    #[arg(short = 'C', long = "configrw", default_value = "rw", value_parser = ["r", "w", "rw", "wr", "none"])]
+    pub configrw: String,
+    /// Serve Prometheus metrics (text format) on the API port under this path.
+    #[arg(short = 'S', long = "prometheus")]
+    pub prometheus: Option<String>,
+    /// Debug level 0-10 (3 production, 4 default).
+    #[arg(short = 'g', long = "debug", value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub debug: Option<u8>,
+    /// Print the capabilities JSON and exit.
+    #[arg(short = 'j', long = "json")]
+    pub json: bool,
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+}
+
+pub fn version_string() -> String {
+    format!("mist-rs {}", env!("CARGO_PKG_VERSION"))
+}
+
+static SHM_BROKEN: AtomicBool = AtomicBool::new(false);
+
+/// Calls into mist-shm, surviving a panic (the API may still be a stub): after the first panic, shm
+/// is treated as unavailable and `None` is returned.
+pub fn shm_call<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
+    if SHM_BROKEN.load(Ordering::Relaxed) {
+        return None;
+    }
+    match std::panic::catch_unwind(f) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            SHM_BROKEN.store(true, Ordering::Relaxed);
+            warn!("shared memory API unavailable; stream statistics disabled");
+            None
+        }
+    }
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+pub type LogRing = Arc<Mutex<VecDeque<(u64, String, String)>>>;
+
+pub fn push_log(ring: &LogRing, level: Level, msg: String) {
+    let mut r = ring.lock().unwrap_or_else(|e| e.into_inner());
+    if r.len() >= LOG_KEEP {
+        r.pop_front();
+    }
+    r.push_back((now_unix(), level.as_str().to_string(), msg));
+}
+
+/// A control-socket request waiting for a stream's input to come up.
+pub struct Pending {
+    pub token: mio::Token,
+    pub stream: String,
+    pub config: Value,
+    pub source: String,
+    pub deadline: Instant,
+    pub since: Instant,
+    /// Waiting for a STREAM_PUSH trigger (not for the input).
+    pub trigger: bool,
+}
+
+/// What the blocking triggers before an input start decided.
+pub struct TriggerResult {
+    pub ok: bool,
+    pub error: String,
+    /// A STREAM_SOURCE answer replacing the configured source.
+    pub source: Option<String>,
+}
+
+fn refusal(stream: &str, error: String) -> mist_core::control::Response {
+    warn!("control: refused {stream}: {error}");
+    mist_core::control::Response {
+        ok: false,
+        stream: stream.to_string(),
+        error,
+        config: Value::Null,
+    }
+}
+
+fn answer_ok(stream: String, config: Value) -> mist_core::control::Response {
+    mist_core::control::Response {
+        ok: true,
+        stream,
+        error: String::new(),
+        config,
+    }
+}
+
+pub struct Controller {
+    pub opts: Opts,
+    pub cfg: Config,
+    pub config_path: PathBuf,
+    pub config_mtime: Option<SystemTime>,
+    pub read_mode: bool,
+    pub write_mode: bool,
+    pub dirty_since: Option<Instant>,
+    pub bin_dir: PathBuf,
+    pub caps: caps::Caps,
+    pub sup: Supervisor,
+    pub spawner: Spawner,
+    pub logs: LogRing,
+    pub auth: auth::Authenticator,
+    pub shutdown: bool,
+    /// Protocols whose binary is missing (warned once).
+    pub missing: HashSet<String>,
+    pub pending: Vec<Pending>,
+    pub started: Instant,
+    /// Results of STREAM_PUSH triggers run off the loop: (connection, accepted).
+    pub trig_tx: std::sync::mpsc::Sender<(mio::Token, TriggerResult)>,
+    /// SYSTEM_STOP already fired (API shutdown).
+    pub stop_fired: bool,
+}
+
+impl Controller {
+    pub fn debug_level(&self) -> u8 {
+        self.opts
+            .debug
+            .or(self.cfg.config.debug)
+            .unwrap_or(log::DEFAULT_LEVEL)
+    }
+
+    pub fn mark_dirty(&mut self) {
+        self.dirty_since = Some(Instant::now());
+    }
+
+    /// Saves the config file now.
+    pub fn save(&mut self) -> Result<(), String> {
+        self.cfg
+            .save(&self.config_path)
+            .map_err(|e| e.to_string())?;
+        self.config_mtime = mtime(&self.config_path);
+        self.dirty_since = None;
+        info!("config saved to {}", self.config_path.display());
+        Ok(())
+    }
+
+    /// Applies `-a user:pass` to the config. Returns true if it changed anything.
+    pub fn apply_account_opt(&mut self) -> bool {
+        let Some((u, p)) = self.opts.account.as_deref().and_then(|a| a.split_once(':')) else {
+            return false;
+        };
+        let hash = auth::md5hex(p.as_bytes());
+        if self.cfg.account.get(u).is_some_and(|a| a.password == hash) {
+            return false;
+        }
+        self.cfg.set_account(u, &hash);
+        true
+    }
+
+    /// Re-reads the config file (SIGHUP/SIGUSR1, or `-C r` on change). Keeps the running config
+    /// if the file is missing or invalid.
+    pub fn reload(&mut self) {
+        match Config::load(&self.config_path) {
+            Ok(Some(c)) => {
+                info!("reloading config from {}", self.config_path.display());
+                let old_streams = self.cfg.streams.clone();
+                self.cfg = c;
+                self.config_mtime = mtime(&self.config_path);
+                self.dirty_since = None;
+                if self.apply_account_opt() {
+                    self.mark_dirty();
+                }
+                log::set_level(self.debug_level());
+                self.caps = caps::Caps::scan(&self.bin_dir, Duration::from_secs(3));
+                self.missing.clear();
+                self.apply_protocols();
+                for name in old_streams.keys() {
+                    if !self.cfg.streams.contains_key(name) {
+                        self.stop_stream_inputs(name);
+                    }
+                }
+            }
+            Ok(None) => warn!(
+                "config file {} is gone; keeping the running config",
+                self.config_path.display()
+            ),
+            Err(e) => mist_core::error!("{e}; keeping the running config"),
+        }
+    }
+
+    /// The binary path for `name` in our directory, if present.
+    pub fn binary(&self, name: &str) -> Option<PathBuf> {
+        let p = self.bin_dir.join(name);
+        p.is_file().then_some(p)
+    }
+
+    /// Starts outputs for configured protocols that are not running, stops those no longer
+    /// configured.
+    pub fn apply_protocols(&mut self) {
+        let debug = self.debug_level().to_string();
+        let wanted: Vec<(String, config::Protocol)> = self
+            .cfg
+            .config
+            .protocols
+            .iter()
+            .map(|p| (serde_json::to_string(p).unwrap_or_default(), p.clone()))
+            .collect();
+        let keys: HashSet<&String> = wanted.iter().map(|(k, _)| k).collect();
+        let stale: Vec<Role> = self
+            .sup
+            .children
+            .iter()
+            .filter(|m| m.stopping.is_none())
+            .filter_map(|m| match &m.role {
+                Role::Protocol(k) if !keys.contains(k) => Some(m.role.clone()),
+                _ => None,
+            })
+            .collect();
+        for r in stale {
+            if let Some(m) = self.sup.find(&r) {
+                info!("stopping {} (protocol removed or changed)", m.name);
+            }
+            if let Role::Protocol(k) = &r {
+                self.fire_background("OUTPUT_STOP", None, k.clone());
+            }
+            self.sup.stop(&r);
+        }
+        for (key, p) in wanted {
+            let role = Role::Protocol(key.clone());
+            if self.sup.find(&role).is_some() {
+                continue;
+            }
+            let name = format!("MistOut{}", p.connector);
+            // Connectors that depend on another (HLS, CMAF, ... on HTTP) have no listener of
+            // their own: the HTTP(S) connector serves them.
+            let deps = self
+                .caps
+                .connectors
+                .get(&p.connector)
+                .and_then(|c| c.get("deps"))
+                .is_some_and(|d| match d {
+                    Value::String(s) => !s.is_empty(),
+                    Value::Array(a) => !a.is_empty(),
+                    _ => false,
+                });
+            if deps || (self.binary(&name).is_none() && HTTP_SERVED.contains(&p.connector.as_str()))
+            {
+                if self.missing.insert(key) {
+                    mist_core::debug!("protocol {}: served by the HTTP connector", p.connector);
+                }
+                continue;
+            }
+            let Some(path) = self.binary(&name) else {
+                if self.missing.insert(key) {
+                    warn!(
+                        "protocol {}: {} not found in {}",
+                        p.connector,
+                        name,
+                        self.bin_dir.display()
+                    );
+                }
+                continue;
+            };
+            let mut args = vec!["-g".to_string(), debug.clone()];
+            args.extend(caps::option_args(
+                &p.options,
+                self.caps.connectors.get(&p.connector),
+            ));
+            let pjson = serde_json::to_string(&p).unwrap_or_default();
+            match self
+                .sup
+                .start(&self.spawner, role, &name, path, args.clone(), true)
+            {
+                Ok(pid) => {
+                    info!("started {name} (pid {pid}) {}", args.join(" "));
+                    self.fire_background("OUTPUT_START", None, pjson);
+                }
+                Err(e) => mist_core::error!("cannot start {name}: {e}; will retry"),
+            }
+        }
+    }
+
+    /// Stops the inputs of a stream and its wildcard children.
+    pub fn stop_stream_inputs(&mut self, name: &str) {
+        let roles: Vec<Role> = self
+            .sup
+            .children
+            .iter()
+            .filter_map(|m| match &m.role {
+                Role::Input(s) if s == name || mist_core::names::base_name(s) == name => {
+                    Some(m.role.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for r in roles {
+            self.sup.stop(&r);
+        }
+    }
+
+    /// Names of the streams that exist in shared memory (None when shm is unavailable).
+    pub fn shm_streams(&self) -> Option<Vec<mist_shm::StreamStatus>> {
+        shm_call(mist_shm::list_streams)
+    }
+
+    /// Makes sure the input for `stream` runs. Returns an error text when it cannot.
+    pub fn ensure_input(
+        &mut self,
+        stream: &str,
+        source: &str,
+        stream_cfg: &Value,
+    ) -> Result<(), String> {
+        let role = Role::Input(stream.to_string());
+        if self.sup.find(&role).is_some_and(|m| m.running()) {
+            return Ok(());
+        }
+        let input = self
+            .caps
+            .input_for(source)
+            .ok_or_else(|| format!("no input accepts source {source}"))?;
+        let name = format!("MistIn{input}");
+        let path = self
+            .binary(&name)
+            .ok_or_else(|| format!("{name} not found"))?;
+        let mut args = vec!["-g".to_string(), self.debug_level().to_string()];
+        if let (Some(obj), Some(c)) = (stream_cfg.as_object(), self.caps.inputs.get(&input)) {
+            args.extend(caps::option_args(obj, Some(c)));
+        }
+        args.extend(["-s".to_string(), stream.to_string(), source.to_string()]);
+        let pid = self
+            .sup
+            .start(&self.spawner, role, &name, path, args, false)
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        info!("started {name} (pid {pid}) for stream {stream}");
+        Ok(())
+    }
+
+    pub fn input_running(&self, stream: &str) -> bool {
+        self.sup
+            .find(&Role::Input(stream.to_string()))
+            .is_some_and(|m| m.running())
+    }
+
+    /// Handles one control-socket request from connection `token`. `Some(resp)`: answer now.
+    /// `None`: the answer comes later (a STREAM_PUSH trigger runs, or the input is starting; see
+    /// `self.pending`).
+    pub fn control(
+        &mut self,
+        token: mio::Token,
+        req: mist_core::control::Request,
+    ) -> Option<mist_core::control::Response> {
+        use mist_core::control::Request;
+        use mist_core::names;
+        let (stream, is_push, host, app, connector, url) = match &req {
+            Request::Push {
+                stream,
+                app,
+                host,
+                connector,
+                url,
+            } => (
+                stream.clone(),
+                true,
+                host.clone(),
+                app.clone(),
+                connector.clone(),
+                url.clone(),
+            ),
+            Request::Play {
+                stream,
+                host,
+                connector,
+                url,
+            } => (
+                stream.clone(),
+                false,
+                host.clone(),
+                String::new(),
+                connector.clone(),
+                url.clone(),
+            ),
+            Request::Api { command } => {
+                let mut sess = api::Session::default();
+                let answer = api::handle(self, &mut sess, "local", true, command);
+                return Some(answer_ok(String::new(), answer));
+            }
+        };
+        let name = names::sanitize(&stream);
+        if !names::is_valid(&name) {
+            return Some(refusal(&stream, "invalid stream name".into()));
+        }
+        let Some((_, scfg)) = names::lookup(&self.cfg.streams, &name) else {
+            return Some(refusal(&name, "stream not configured".into()));
+        };
+        let scfg = scfg.clone();
+        let source = scfg
+            .get("source")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if is_push {
+            let Some(rule) = names::PushRule::parse(&source) else {
+                return Some(refusal(&name, "stream does not accept pushes".into()));
+            };
+            if let Err(e) = rule.check(&host, &app) {
+                return Some(refusal(&name, e));
+            }
+        } else if source.starts_with("push://") {
+            // Live: known stream; the buffer exists only while someone pushes.
+            return Some(answer_ok(name, scfg));
+        }
+        // Blocking triggers before an input starts run off the event loop; `trigger_done`
+        // continues: STREAM_PUSH (pushes), then STREAM_SOURCE and STREAM_LOAD when the input is
+        // not running yet.
+        let t = &self.cfg.config.triggers;
+        let starting = !self.input_running(&name);
+        let want_push = is_push && triggers::exists(t, "STREAM_PUSH", Some(&name));
+        let want_source = starting && triggers::exists(t, "STREAM_SOURCE", Some(&name));
+        let want_load = starting && triggers::exists(t, "STREAM_LOAD", Some(&name));
+        if want_push || want_source || want_load {
+            let trig = t.clone();
+            let tx = self.trig_tx.clone();
+            let waker = self.spawner.waker.clone();
+            let n = name.clone();
+            std::thread::spawn(move || {
+                let mut res = TriggerResult {
+                    ok: true,
+                    error: String::new(),
+                    source: None,
+                };
+                if want_push {
+                    let payload = triggers::payload(&[&n, &host, &connector, &url]);
+                    if !triggers::fire(&trig, "STREAM_PUSH", Some(&n), &payload).ok {
+                        res.ok = false;
+                        res.error = "refused by the STREAM_PUSH trigger".into();
+                    }
+                }
+                if res.ok && want_source {
+                    let out = triggers::fire(&trig, "STREAM_SOURCE", Some(&n), &n);
+                    let a = out.answer.unwrap_or_default();
+                    if !a.trim().is_empty() {
+                        res.source = Some(a.trim().to_string());
+                    }
+                }
+                if res.ok && want_load && !triggers::fire(&trig, "STREAM_LOAD", Some(&n), &n).ok {
+                    res.ok = false;
+                    res.error = "refused by the STREAM_LOAD trigger".into();
+                }
+                let _ = tx.send((token, res));
+                let _ = waker.wake();
+            });
+            self.pending.push(Pending {
+                token,
+                stream: name,
+                config: scfg,
+                source,
+                deadline: Instant::now() + Duration::from_secs(3600),
+                since: Instant::now(),
+                trigger: true,
+            });
+            return None;
+        }
+        self.start_and_wait(token, name, scfg, source)
+    }
+
+    /// Starts the stream's input if needed; answers now if its buffer exists, else queues.
+    fn start_and_wait(
+        &mut self,
+        token: mio::Token,
+        name: String,
+        scfg: Value,
+        source: String,
+    ) -> Option<mist_core::control::Response> {
+        if let Err(e) = self.ensure_input(&name, &source, &scfg) {
+            return Some(refusal(&name, e));
+        }
+        if self.stream_ready(&name) {
+            return Some(answer_ok(name, scfg));
+        }
+        self.pending.push(Pending {
+            token,
+            stream: name,
+            config: scfg,
+            source,
+            deadline: Instant::now() + input_wait(),
+            since: Instant::now(),
+            trigger: false,
+        });
+        None
+    }
+
+    /// Fires a trigger whose answer is ignored, entirely off the event loop.
+    pub fn fire_background(&self, name: &str, stream: Option<&str>, payload: String) {
+        if !triggers::exists(&self.cfg.config.triggers, name, stream) {
+            return;
+        }
+        let (t, name, stream) = (
+            self.cfg.config.triggers.clone(),
+            name.to_string(),
+            stream.map(str::to_string),
+        );
+        std::thread::spawn(move || {
+            triggers::fire(&t, &name, stream.as_deref(), &payload);
+        });
+    }
+
+    /// Fires a trigger and waits for its blocking handlers (at most 15 s).
+    pub fn fire_blocking(
+        &self,
+        name: &str,
+        stream: Option<&str>,
+        payload: &str,
+    ) -> triggers::Outcome {
+        triggers::fire(&self.cfg.config.triggers, name, stream, payload)
+    }
+
+    /// The blocking triggers for the request of `token` finished.
+    pub fn trigger_done(
+        &mut self,
+        token: mio::Token,
+        res: TriggerResult,
+    ) -> Option<mist_core::control::Response> {
+        let i = self
+            .pending
+            .iter()
+            .position(|p| p.token == token && p.trigger)?;
+        let p = self.pending.remove(i);
+        if !res.ok {
+            return Some(refusal(&p.stream, res.error));
+        }
+        let source = match res.source {
+            Some(s) => {
+                info!(
+                    "stream {}: source {s} from the STREAM_SOURCE trigger",
+                    p.stream
+                );
+                s
+            }
+            None => p.source,
+        };
+        self.start_and_wait(token, p.stream, p.config, source)
+    }
+
+    /// Whether a stream's buffer exists in shared memory.
+    pub fn stream_ready(&self, name: &str) -> bool {
+        let n = name.to_string();
+        shm_call(move || mist_shm::stream_status(&n)).is_some_and(|r| r.is_ok_and(|s| !s.ended))
+    }
+}
+
+/// On a terminal (stdin and stdout both ttys), asks whether to create an account and enable the
+/// default protocols when the config has none, as MistServer does. Without a terminal it never
+/// asks.
+pub fn interactive_setup(ctl: &mut Controller) {
+    use std::io::{BufRead, Write};
+    // SAFETY: isatty on the standard descriptors.
+    let tty = unsafe { libc::isatty(0) == 1 && libc::isatty(1) == 1 };
+    if !tty {
+        return;
+    }
+    let stdin = std::io::stdin();
+    let ask = |q: &str| -> String {
+        print!("{q}");
+        let _ = std::io::stdout().flush();
+        let mut l = String::new();
+        let _ = stdin.lock().read_line(&mut l);
+        l.trim().to_string()
+    };
+    if ctl.cfg.account.is_empty()
+        && ask("Account not set, do you want to create an account? (y/n) > ")
+            .starts_with(['y', 'Y'])
+    {
+        let user = ask("Username: ");
+        let pass = ask("Password: ");
+        if !user.is_empty() && !pass.is_empty() {
+            ctl.cfg.set_account(&user, &auth::md5hex(pass.as_bytes()));
+            ctl.mark_dirty();
+        }
+    }
+    if ctl.cfg.config.protocols.is_empty()
+        && ask("Protocols not set, do you want to enable default protocols? (y/n) > ")
+            .starts_with(['y', 'Y'])
+    {
+        for name in ctl.caps.connectors.keys() {
+            ctl.cfg.config.protocols.push(config::Protocol::new(name));
+        }
+        ctl.mark_dirty();
+    }
+}
+
+impl Controller {
+    /// `config` as the API shows it: each protocol gets `online` (1 running, 0 not running,
+    /// "Not installed" when its binary is missing, "Served by HTTP" for HTTP-served ones).
+    pub fn config_answer(&self) -> Value {
+        let mut v = serde_json::to_value(&self.cfg.config).unwrap_or(Value::Null);
+        if let Some(list) = v.get_mut("protocols").and_then(Value::as_array_mut) {
+            for (p, entry) in self.cfg.config.protocols.iter().zip(list.iter_mut()) {
+                let key = serde_json::to_string(p).unwrap_or_default();
+                let running = self
+                    .sup
+                    .find(&Role::Protocol(key.clone()))
+                    .is_some_and(|m| m.running());
+                let online = if running {
+                    json!(1)
+                } else if self.missing.contains(&key)
+                    && self.binary(&format!("MistOut{}", p.connector)).is_none()
+                {
+                    if HTTP_SERVED.contains(&p.connector.as_str()) {
+                        json!("Served by HTTP")
+                    } else {
+                        json!("Not installed")
+                    }
+                } else if self.missing.contains(&key) {
+                    json!("Served by HTTP")
+                } else {
+                    json!(0)
+                };
+                if let Some(o) = entry.as_object_mut() {
+                    o.insert("online".into(), online);
+                }
+            }
+        }
+        v
+    }
+
+    /// The Prometheus path (`-S` or `config.prometheus`), without slashes.
+    pub fn prometheus_path(&self) -> Option<String> {
+        let p = self
+            .opts
+            .prometheus
+            .clone()
+            .or_else(|| self.cfg.config.prometheus.clone())?;
+        let p = p.trim_matches('/').to_string();
+        (!p.is_empty()).then_some(p)
+    }
+
+    /// Metrics in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let esc = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', " ")
+        };
+        let _ = writeln!(o, "# HELP mist_uptime_seconds Seconds since the controller started.\n# TYPE mist_uptime_seconds counter");
+        let _ = writeln!(
+            o,
+            "mist_uptime_seconds {}",
+            self.started.elapsed().as_secs()
+        );
+        let _ = writeln!(
+            o,
+            "# HELP mist_children Running child processes by binary.\n# TYPE mist_children gauge"
+        );
+        let mut by_bin: std::collections::BTreeMap<&str, (u32, u32)> = Default::default();
+        for m in &self.sup.children {
+            let e = by_bin.entry(m.name.as_str()).or_default();
+            e.0 += u32::from(m.running());
+            e.1 += m.restarts;
+        }
+        for (b, (n, _)) in &by_bin {
+            let _ = writeln!(o, "mist_children{{binary=\"{}\"}} {n}", esc(b));
+        }
+        let _ = writeln!(o, "# HELP mist_child_restarts_total Restarts of crashed children by binary.\n# TYPE mist_child_restarts_total counter");
+        for (b, (_, r)) in &by_bin {
+            let _ = writeln!(o, "mist_child_restarts_total{{binary=\"{}\"}} {r}", esc(b));
+        }
+        let streams = self.shm_streams().unwrap_or_default();
+        let _ = writeln!(o, "# HELP mist_streams_active Streams present in shared memory.\n# TYPE mist_streams_active gauge");
+        let _ = writeln!(
+            o,
+            "mist_streams_active {}",
+            streams.iter().filter(|s| !s.ended).count()
+        );
+        let _ = writeln!(
+            o,
+            "# HELP mist_viewers Readers registered per stream.\n# TYPE mist_viewers gauge"
+        );
+        let mut bytes = Vec::new();
+        for s in &streams {
+            let n = s.name.clone();
+            let users = shm_call(move || mist_shm::users(&n)).unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "mist_viewers{{stream=\"{}\"}} {}",
+                esc(&s.name),
+                users.len()
+            );
+            let (d, u) = users
+                .iter()
+                .fold((0u64, 0u64), |(d, u), x| (d + x.bytes_down, u + x.bytes_up));
+            bytes.push((s.name.clone(), d, u));
+        }
+        let _ = writeln!(o, "# HELP mist_bytes_down Bytes sent to the current readers per stream.\n# TYPE mist_bytes_down gauge");
+        for (n, d, _) in &bytes {
+            let _ = writeln!(o, "mist_bytes_down{{stream=\"{}\"}} {d}", esc(n));
+        }
+        let _ = writeln!(o, "# HELP mist_bytes_up Bytes received from the current readers per stream.\n# TYPE mist_bytes_up gauge");
+        for (n, _, u) in &bytes {
+            let _ = writeln!(o, "mist_bytes_up{{stream=\"{}\"}} {u}", esc(n));
+        }
+        o
+    }
+}
+
+pub fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+fn controller_caps() -> Value {
+    json!({
+        "name": "Controller",
+        "desc": "Config, API and process supervision",
+        "optional": {
+            "config": {"name": "Config file", "help": "Config file path", "option": "--config", "short": "c", "type": "str", "default": "config.json"},
+            "port": {"name": "API port", "help": "API port", "option": "--port", "short": "p", "type": "uint", "default": 4242},
+            "interface": {"name": "API interface", "help": "API bind address", "option": "--interface", "short": "i", "type": "str", "default": "0.0.0.0"},
+            "account": {"name": "Account", "help": "user:password to create", "option": "--account", "short": "a", "type": "str"},
+            "logfile": {"name": "Log file", "help": "Log to this file", "option": "--logfile", "short": "L", "type": "str"},
+            "configrw": {"name": "Config sync", "help": "r, w or rw", "option": "--configrw", "short": "C", "type": "str", "default": "rw"},
+            "debug": {"name": "Debug level", "help": "0-10", "option": "--debug", "short": "g", "type": "uint", "default": 4}
+        }
+    })
+}
+
+pub fn main() -> i32 {
+    let opts = match Opts::try_parse() {
+        Ok(o) => o,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if opts.version {
+        println!("MistController {}", version_string());
+        return EXIT_OK;
+    }
+    if opts.json {
+        println!("{}", controller_caps());
+        return EXIT_OK;
+    }
+    if let Some(a) = &opts.account {
+        if !a.contains(':') || a.starts_with(':') {
+            eprintln!("MistController: --account wants user:password");
+            return EXIT_USAGE;
+        }
+    }
+    if let Some(lf) = &opts.logfile {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(lf)
+        {
+            Ok(f) => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: dup2 onto our own stderr.
+                unsafe { libc::dup2(f.as_raw_fd(), 2) };
+            }
+            Err(e) => {
+                eprintln!("MistController: cannot open log file {}: {e}", lf.display());
+                return EXIT_CONFIG;
+            }
+        }
+    }
+    log::init("MistController", opts.debug.unwrap_or(log::DEFAULT_LEVEL));
+    let logs: LogRing = Arc::new(Mutex::new(VecDeque::new()));
+    {
+        let ring = logs.clone();
+        log::set_hook(move |lvl, msg| push_log(&ring, lvl, format!("MistController: {msg}")));
+    }
+    std::panic::set_hook(Box::new(|pi| {
+        log::emit(Level::Error, format_args!("panic: {pi}"));
+    }));
+
+    let config_path = opts
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("config.json"));
+    let cfg = match Config::load(&config_path) {
+        Ok(Some(c)) => {
+            info!("config loaded from {}", config_path.display());
+            c
+        }
+        Ok(None) => {
+            info!(
+                "no config at {}; starting on the built-in default",
+                config_path.display()
+            );
+            config::default_config()
+        }
+        Err(e) => {
+            mist_core::fail!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    if let Some(d) = opts.debug.or(cfg.config.debug) {
+        log::set_level(d);
+    }
+    server::run(opts, cfg, config_path, logs)
+}

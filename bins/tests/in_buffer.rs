@@ -1,0 +1,139 @@
+//! MistInBuffer end to end: the real binary with writers and readers from this process.
+
+use mist_media::{Codec, Track};
+use mist_shm::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_MistInBuffer");
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("mist-inbuffer-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn spawn(dir: &std::path::Path, stream: &str, timeout_ms: u64) -> Child {
+    Command::new(BIN)
+        .args(["-s", stream, "--timeout", &timeout_ms.to_string(), "--dvr", "5000", "-g", "5", "push://"])
+        .env("MIST_SHM_DIR", dir)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_exit(c: &mut Child, secs: u64) -> Option<i32> {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        if let Some(st) = c.try_wait().unwrap() {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn wait_for(cond: impl Fn() -> bool, secs: u64) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < Duration::from_secs(secs), "condition not met");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn writer(stream: &str) -> StreamWriter {
+    let mut w = StreamWriter::create(stream, WriterOptions { live: true, dvr_ms: 5000 }).unwrap();
+    w.set_track(&Track::new(1, Codec::Aac)).unwrap();
+    w
+}
+
+#[test]
+fn capabilities_json() {
+    let out = Command::new(BIN).arg("-j").output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["name"], "Buffer");
+    assert_eq!(v["source_match"][0], "push://*");
+    assert_eq!(v["optional"]["DVR"]["option"], "--dvr");
+}
+
+/// One test for the lifecycle (the shm directory is set process-wide).
+#[test]
+fn lifecycle() {
+    let dir = tmpdir("life");
+    std::env::set_var("MIST_SHM_DIR", &dir);
+    let meta = dir.join("mist-live-meta");
+
+    // 1. The buffer creates the stream; a second buffer for it is refused.
+    let mut b = spawn(&dir, "live", 1500);
+    wait_for(|| meta.exists(), 10);
+    let mut b2 = spawn(&dir, "live", 1500);
+    assert_eq!(wait_exit(&mut b2, 10), Some(1));
+
+    // 2. A publisher pushes, a viewer watches, the publisher leaves and returns within the timeout.
+    let mut w = writer("live");
+    for i in 0..20 {
+        w.push(1, i * 20, 0, true, b"aaaa").unwrap();
+    }
+    let mut r = StreamReader::open("live", ReaderInfo::default()).unwrap();
+    drop(w); // publisher gone (not closed)
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(b.try_wait().unwrap().is_none(), "buffer must wait for the publisher");
+    assert!(matches!(r.next(), ReadEvent::Frame(_) | ReadEvent::Pending));
+    let mut w = writer("live");
+    assert_eq!(w.epoch(), 2);
+    let t0 = Instant::now();
+    let mut i = 0;
+    while t0.elapsed() < Duration::from_millis(2500) {
+        w.push(1, i * 20, 0, true, b"bbbb").unwrap();
+        i += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(b.try_wait().unwrap().is_none(), "publisher is back: buffer keeps running");
+    let mut restarted = false;
+    loop {
+        match r.next() {
+            ReadEvent::Restarted => restarted = true,
+            ReadEvent::Frame(_) | ReadEvent::TracksChanged => {}
+            e => {
+                assert!(matches!(e, ReadEvent::Pending));
+                break;
+            }
+        }
+    }
+    assert!(restarted);
+
+    // 3. The publisher leaves for good: the stream ends after the timeout, files are removed.
+    drop(w);
+    let t0 = Instant::now();
+    assert_eq!(wait_exit(&mut b, 10), Some(0));
+    let el = t0.elapsed();
+    assert!(el >= Duration::from_millis(1300) && el < Duration::from_secs(5), "{el:?}");
+    assert!(!meta.exists());
+    assert!(matches!(r.next(), ReadEvent::Ended));
+    drop(r);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "all files removed");
+
+    // 4. Writer first, then buffer; closing the stream ends it at once.
+    let mut w = writer("second");
+    w.push(1, 0, 0, true, b"x").unwrap();
+    let mut b = spawn(&dir, "second", 60_000);
+    wait_for(|| stream_status("second").is_ok(), 10);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(b.try_wait().unwrap().is_none());
+    w.close();
+    assert_eq!(wait_exit(&mut b, 10), Some(0));
+    assert!(stream_status("second").is_err());
+
+    // 5. Nobody ever publishes: ends after the timeout; SIGTERM ends at once.
+    let mut b = spawn(&dir, "never", 500);
+    assert_eq!(wait_exit(&mut b, 10), Some(0));
+    let mut b = spawn(&dir, "term", 60_000);
+    wait_for(|| dir.join("mist-term-meta").exists(), 10);
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
+    assert_eq!(wait_exit(&mut b, 10), Some(0));
+    assert!(!dir.join("mist-term-meta").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,446 @@
+//! The MistServer JSON config file (INTERFACES §2).
+//!
+//! The typed fields are the ones mist-rs acts on; every other key, at any level we model, is kept in
+//! an `extra` map and written back unchanged, so a config written by MistServer or edited by hand
+//! survives a load/save round trip. Stream, push and trigger details that only their consumers
+//! interpret stay `serde_json::Value`.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+pub type Extra = Map<String, Value>;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    #[serde(default)]
+    pub account: BTreeMap<String, Account>,
+    #[serde(default)]
+    pub config: ServerConfig,
+    /// Stream name → stream config (`source` plus input options).
+    #[serde(default)]
+    pub streams: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_settings: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autopushes: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    /// md5 hex of the password.
+    #[serde(default)]
+    pub password: String,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerConfig {
+    #[serde(default)]
+    pub controller: ControllerConfig,
+    #[serde(default)]
+    pub protocols: Vec<Protocol>,
+    /// Trigger name → handlers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub triggers: BTreeMap<String, Vec<TriggerHandler>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serverid: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_u8",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub debug: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accesslog: Option<String>,
+    #[serde(
+        default,
+        rename = "defaultStream",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_stream: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControllerConfig {
+    #[serde(
+        default,
+        deserialize_with = "lenient_u16",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// One configured connector. Options other than `connector` are the connector's own (from its
+/// capabilities): `port`, `interface`, `pubaddr`, `cert`, `key`, `certbot`, ….
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Protocol {
+    pub connector: String,
+    #[serde(flatten)]
+    pub options: Extra,
+}
+
+impl Protocol {
+    pub fn new(connector: &str) -> Protocol {
+        Protocol {
+            connector: connector.to_string(),
+            options: Extra::new(),
+        }
+    }
+    pub fn with(mut self, key: &str, v: impl Into<Value>) -> Protocol {
+        self.options.insert(key.to_string(), v.into());
+        self
+    }
+    /// The `port` option as a number (MistServer writes numbers; strings are accepted).
+    pub fn port(&self) -> Option<u16> {
+        self.options.get("port").and_then(value_u16)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TriggerHandler {
+    #[serde(default)]
+    pub handler: String,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub sync: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Reads a number that may be written as a JSON number or a string.
+pub fn value_u16(v: &Value) -> Option<u16> {
+    match v {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn lenient_u16<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let v = Option::<Value>::deserialize(d)?;
+    Ok(v.as_ref().and_then(value_u16))
+}
+
+fn lenient_u8<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    let v = Option::<Value>::deserialize(d)?;
+    Ok(v.as_ref().and_then(value_u16).map(|n| n.min(10) as u8))
+}
+
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let v = Option::<Value>::deserialize(d)?;
+    Ok(match v {
+        Some(Value::Bool(b)) => b,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(Value::String(s)) => {
+            matches!(s.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+        }
+        _ => false,
+    })
+}
+
+pub const DEFAULT_API_PORT: u16 = 4242;
+pub const DEFAULT_API_INTERFACE: &str = "0.0.0.0";
+
+/// The built-in config: API on 127.0.0.1:4242, RTMP on 1935, HTTP on 8080, a `live` stream that
+/// accepts pushes from anyone.
+pub fn default_config() -> Config {
+    let mut c = Config::default();
+    c.config.controller.port = Some(DEFAULT_API_PORT);
+    c.config.controller.interface = Some("127.0.0.1".to_string());
+    c.config.protocols = vec![
+        Protocol::new("RTMP").with("port", 1935),
+        Protocol::new("HTTP").with("port", 8080),
+    ];
+    c.config.debug = None;
+    c.streams.insert(
+        "live".to_string(),
+        serde_json::json!({"name": "live", "source": "push://"}),
+    );
+    c.push_settings = Some(serde_json::json!({"wait": 3, "maxspeed": 0}));
+    c
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid config: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    pub fn from_json(text: &str) -> Result<Config, serde_json::Error> {
+        // An empty file is an empty config (MistServer writes "{}" for a fresh install).
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_json::from_str(text)
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("config serialises")
+    }
+
+    pub fn from_value(v: Value) -> Result<Config, serde_json::Error> {
+        serde_json::from_value(v)
+    }
+
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// Loads a file. `Ok(None)` when it does not exist.
+    pub fn load(path: &Path) -> Result<Option<Config>, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        Config::from_json(&text)
+            .map(Some)
+            .map_err(|source| ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            })
+    }
+
+    /// Writes the config atomically: a temp file in the same directory, fsync, rename over the
+    /// target, fsync the directory. A crash leaves either the old or the new file, never a torn one.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let mut text = self.to_json_pretty();
+        text.push('\n');
+        atomic_write(path, text.as_bytes()).map_err(|source| ConfigError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Sets (or replaces) an account with a plain-text password (stored as md5 hex by the caller).
+    pub fn set_account(&mut self, user: &str, password_md5_hex: &str) {
+        self.account.entry(user.to_string()).or_default().password = password_md5_hex.to_string();
+    }
+}
+
+/// Atomic file replacement (see [`Config::save`]). Keeps the old file's permissions if it exists,
+/// otherwise creates the file with mode 0600 (the config holds password hashes).
+pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let fname = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("config path has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(fname);
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o600);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tmpdir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("mist-core-cfg-{}-{}", tag, std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    const MIST_CONFIG: &str = r#"{
+      "account": {"admin": {"password": "21232f297a57a5a743894a0e4a801fc3", "ui": {"x": 1}}},
+      "autopushes": [["live+", "/rec/$stream.mkv", 0, 0]],
+      "config": {
+        "accesslog": "LOG",
+        "controller": {"interface": null, "port": "4242", "username": null},
+        "debug": 3,
+        "defaultStream": null,
+        "limits": null,
+        "location": {"lat": 0, "lon": 0, "name": ""},
+        "prometheus": "metrics",
+        "protocols": [
+          {"connector": "RTMP", "port": 1935, "online": 1},
+          {"connector": "HTTP", "pubaddr": ["https://x/"]},
+          {"connector": "HLS", "listlimit": 0}
+        ],
+        "serverid": "abc",
+        "sessionViewerMode": 14,
+        "triggers": {"STREAM_PUSH": [{"handler": "/bin/true", "sync": true, "streams": ["live"], "default": "true"}]}
+      },
+      "push_settings": {"maxspeed": 0, "wait": 3},
+      "streams": {"live": {"name": "live", "source": "push://", "DVR": 50000, "stop_sessions": false, "processes": []}},
+      "ui_settings": {"sort": "name"},
+      "variables": {"foo": {"value": "bar"}}
+    }"#;
+
+    #[test]
+    fn parses_mistserver_config() {
+        let c = Config::from_json(MIST_CONFIG).unwrap();
+        assert_eq!(
+            c.account["admin"].password,
+            "21232f297a57a5a743894a0e4a801fc3"
+        );
+        assert_eq!(c.config.controller.port, Some(4242));
+        assert_eq!(c.config.controller.interface, None);
+        assert_eq!(c.config.debug, Some(3));
+        assert_eq!(c.config.protocols.len(), 3);
+        assert_eq!(c.config.protocols[0].connector, "RTMP");
+        assert_eq!(c.config.protocols[0].port(), Some(1935));
+        assert_eq!(c.config.protocols[1].port(), None);
+        assert_eq!(c.config.triggers["STREAM_PUSH"][0].handler, "/bin/true");
+        assert!(c.config.triggers["STREAM_PUSH"][0].sync);
+        assert_eq!(c.config.prometheus.as_deref(), Some("metrics"));
+        assert_eq!(c.config.serverid.as_deref(), Some("abc"));
+        assert_eq!(c.streams["live"]["source"], "push://");
+        assert!(c.extra.contains_key("ui_settings"));
+        assert!(c.config.extra.contains_key("sessionViewerMode"));
+    }
+
+    #[test]
+    fn round_trip_keeps_unknown_keys() {
+        let c = Config::from_json(MIST_CONFIG).unwrap();
+        let v = c.to_value();
+        assert_eq!(v["ui_settings"], json!({"sort": "name"}));
+        assert_eq!(v["variables"]["foo"]["value"], "bar");
+        assert_eq!(v["account"]["admin"]["ui"], json!({"x": 1}));
+        assert_eq!(v["config"]["sessionViewerMode"], 14);
+        assert_eq!(v["config"]["location"]["name"], "");
+        assert_eq!(v["config"]["protocols"][0]["online"], 1);
+        assert_eq!(
+            v["config"]["protocols"][1]["pubaddr"],
+            json!(["https://x/"])
+        );
+        assert_eq!(v["config"]["protocols"][2]["listlimit"], 0);
+        assert_eq!(v["streams"]["live"]["DVR"], 50000);
+        assert_eq!(v["autopushes"][0][1], "/rec/$stream.mkv");
+        assert_eq!(v["push_settings"]["wait"], 3);
+        assert_eq!(v["config"]["triggers"]["STREAM_PUSH"][0]["default"], "true");
+        // A second round trip is stable.
+        let c2 = Config::from_value(v.clone()).unwrap();
+        assert_eq!(c2, c);
+        assert_eq!(c2.to_value(), v);
+    }
+
+    #[test]
+    fn empty_and_minimal() {
+        assert_eq!(Config::from_json("").unwrap(), Config::default());
+        let c = Config::from_json("{}").unwrap();
+        assert!(c.config.protocols.is_empty());
+        assert!(Config::from_json("[1]").is_err());
+        assert!(Config::from_json("{\"config\": 5}").is_err());
+    }
+
+    #[test]
+    fn default_has_expected_shape() {
+        let c = default_config();
+        assert_eq!(c.config.controller.port, Some(4242));
+        assert_eq!(c.config.controller.interface.as_deref(), Some("127.0.0.1"));
+        let names: Vec<_> = c
+            .config
+            .protocols
+            .iter()
+            .map(|p| (p.connector.as_str(), p.port()))
+            .collect();
+        assert_eq!(names, vec![("RTMP", Some(1935)), ("HTTP", Some(8080))]);
+        assert_eq!(c.streams["live"]["source"], "push://");
+        let back = Config::from_json(&c.to_json_pretty()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn atomic_save_and_load() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tmpdir("save");
+        let p = d.join("mist.conf");
+        assert!(Config::load(&p).unwrap().is_none());
+        let mut c = default_config();
+        c.set_account("admin", "abc");
+        c.save(&p).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let back = Config::load(&p).unwrap().unwrap();
+        assert_eq!(back, c);
+        // Overwrite keeps permissions and leaves no temp files behind.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        c.streams.insert("two".into(), json!({"source": "push://"}));
+        c.save(&p).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let files: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(Config::load(&p)
+            .unwrap()
+            .unwrap()
+            .streams
+            .contains_key("two"));
+        // Invalid files are reported as parse errors.
+        std::fs::write(&p, "{nope").unwrap();
+        assert!(matches!(Config::load(&p), Err(ConfigError::Parse { .. })));
+        // Unwritable directory: error, no panic.
+        assert!(c.save(&d.join("missing/dir/x.conf")).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
