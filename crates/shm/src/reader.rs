@@ -148,7 +148,8 @@ impl ReaderState {
             self.seek_live();
             return ReadEvent::Restarted;
         }
-        if self.meta.tracks_gen() != self.gen {
+        let gen = self.meta.tracks_gen();
+        if gen != self.gen && gen % 2 == 0 {
             match self.refresh_tracks() {
                 Ok(()) => return ReadEvent::TracksChanged,
                 Err(e) => self.error = Some(e.to_string()),

@@ -564,3 +564,26 @@ fn random_metadata_never_panics() {
         let _ = remove_stream(&name);
     }
 }
+
+#[test]
+fn odd_generation_does_not_block_readers() {
+    setup();
+    let name = "unit_oddgen";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&audio(1)).unwrap();
+    w.push(1, 0, 0, true, b"a").unwrap();
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    // Simulate a writer that died inside the seqlock.
+    let meta = open_meta(&shm_dir(), name).unwrap();
+    meta.seg.u64(M_TRACKS_GEN).fetch_add(1, Relaxed);
+    let t0 = std::time::Instant::now();
+    assert!(matches!(r.next(), ReadEvent::Frame(_)));
+    assert!(matches!(r.next(), ReadEvent::Pending));
+    assert!(t0.elapsed() < Duration::from_millis(200));
+    // The next set_track repairs it.
+    w.set_track(&audio(2)).unwrap();
+    assert!(matches!(r.next(), ReadEvent::TracksChanged));
+    assert_eq!(r.tracks().len(), 2);
+    drop(w);
+    remove_stream(name).unwrap();
+}
