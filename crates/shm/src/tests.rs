@@ -577,6 +577,9 @@ fn odd_generation_does_not_block_readers() {
     let meta = open_meta(&shm_dir(), name).unwrap();
     meta.seg.u64(M_TRACKS_GEN).fetch_add(1, Relaxed);
     let t0 = std::time::Instant::now();
+    let mut r2 = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    assert!(r2.tracks().is_empty() && r2.last_error().is_some());
+    assert!(matches!(r2.next(), ReadEvent::Frame(_)));
     assert!(matches!(r.next(), ReadEvent::Frame(_)));
     assert!(matches!(r.next(), ReadEvent::Pending));
     assert!(t0.elapsed() < Duration::from_millis(200));
