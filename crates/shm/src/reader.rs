@@ -153,7 +153,7 @@ impl ReaderState {
             return ReadEvent::Restarted;
         }
         let gen = self.meta.tracks_gen();
-        if gen != self.gen && gen % 2 == 0 {
+        if gen != self.gen && gen & 1 == 0 {
             match self.refresh_tracks() {
                 Ok(()) => return ReadEvent::TracksChanged,
                 Err(e) => {
