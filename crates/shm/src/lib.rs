@@ -43,8 +43,10 @@
 //!   are shifted, if needed, so they continue after the last time of the previous epoch.
 //!   Readers see `ReadEvent::Restarted` and continue at the new epoch's newest keyframe.
 //!   Video frames before a track's first keyframe are dropped by the writer.
-//! * **Live DVR**: when it opens a page the writer unlinks pages whose newest frame is older than
-//!   `dvr_ms` behind the newest frame (never the page being written). A reader holding an
+//! * **Live DVR**: after each push (a cheap check of the oldest page) the writer unlinks pages
+//!   whose newest frame is older than the DVR window behind the newest frame (never the page
+//!   being written). Page memory is reserved with fallocate in 1 MiB steps, so a full tmpfs is an
+//!   `Io` error from `push` (ENOSPC), not a SIGBUS. A reader holding an
 //!   evicted page keeps its mapping (the memory stays valid until the last `Bytes` is dropped); a
 //!   reader that reaches a page that no longer exists is moved to the oldest kept keyframe.
 //! * **Wake-ups**: every change bumps the futex word in the metadata; the FUTEX_WAKE syscall is
@@ -63,7 +65,10 @@
 //!   a writer silent for [`WRITER_TIMEOUT_MS`] counts as gone (another writer may take over and
 //!   MistInBuffer starts its publisher timeout).
 //! * `push` fails with `WriterAlive` once another writer took over and with `NoStream` once the
-//!   stream was ended (by MistInBuffer or `remove_stream`): stop publishing then.
+//!   stream was ended (by MistInBuffer or `remove_stream`) or its metadata file was unlinked or
+//!   replaced (checked once a second): stop publishing then.
+//! * Dropping a `StreamWriter` is `detach` (the stream waits for a returning publisher);
+//!   call `close` to end the stream for its viewers at once.
 //! * The DVR window set by a running buffer process (MistInBuffer `--dvr`) wins over
 //!   `WriterOptions::dvr_ms`.
 //!

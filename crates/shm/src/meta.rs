@@ -182,13 +182,22 @@ impl Meta {
     /// Reads a consistent copy of the table and its generation.
     pub fn read_tracks(&self) -> Result<(TrackTable, u64), ShmError> {
         let gen = self.seg.u64(M_TRACKS_GEN);
-        for attempt in 0..10_000u32 {
+        // Bounded: a writer that died in the middle of an update leaves the generation odd until
+        // the next writer repairs it; callers must not block on that.
+        // A live writer (possibly preempted mid-update) finishes soon: keep trying for up to
+        // 500 ms. A generation stuck while the writer is gone means it died mid-update: give up.
+        let start = std::time::Instant::now();
+        for attempt in 0u32.. {
+            if attempt % 64 == 63 {
+                let ms = std::time::Duration::from_millis;
+                let el = start.elapsed();
+                if el > ms(500) || (el > ms(2) && !self.writer_alive()) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
             let g1 = gen.load(Acquire);
             if g1 % 2 == 1 {
-                if attempt > 1000 {
-                    // A writer died in the middle of an update; the next writer repairs it.
-                    std::thread::sleep(std::time::Duration::from_micros(50));
-                }
                 std::hint::spin_loop();
                 continue;
             }

@@ -52,7 +52,7 @@ impl Page {
 
     /// Parses the record at `off`, which must be below the committed offset `committed`.
     pub fn record(&self, off: usize, committed: usize) -> Result<Rec, String> {
-        if committed > self.seg.len() || off < PAGE_HDR || off & 7 != 0 || off.checked_add(REC_HDR).is_none_or(|e| e > committed) {
+        if committed > self.seg.len() || off < PAGE_HDR || off & 7 != 0 || off.saturating_add(REC_HDR) > committed {
             return Err(format!("record offset {off} outside committed {committed}"));
         }
         let h = self.seg.published(off, REC_HDR).ok_or("record header")?;

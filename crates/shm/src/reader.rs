@@ -62,7 +62,11 @@ impl ReaderState {
             last_check: None,
             error: None,
         };
-        r.refresh_tracks()?;
+        if let Err(e) = r.refresh_tracks() {
+            // Unreadable track table (a writer died mid-update): start without tracks; the
+            // next writer's table arrives as TracksChanged.
+            r.error = Some(e.to_string());
+        }
         if r.meta.live() {
             r.seek_live();
         } else {
@@ -148,10 +152,15 @@ impl ReaderState {
             self.seek_live();
             return ReadEvent::Restarted;
         }
-        if self.meta.tracks_gen() != self.gen {
+        let gen = self.meta.tracks_gen();
+        if gen != self.gen && gen & 1 == 0 {
             match self.refresh_tracks() {
                 Ok(()) => return ReadEvent::TracksChanged,
-                Err(e) => self.error = Some(e.to_string()),
+                Err(e) => {
+                    // Do not retry this generation on every call.
+                    self.gen = gen;
+                    self.error = Some(e.to_string());
+                }
             }
         }
         for _ in 0..64 {

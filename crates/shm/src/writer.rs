@@ -280,11 +280,15 @@ impl WriterState {
     /// Cheap check whether the oldest page has left the DVR window.
     fn evict_due(&self) -> bool {
         let first = self.meta.first_page();
-        if self.meta.cur_page().is_none_or(|c| first >= c) {
-            return false;
+        match self.meta.cur_page() {
+            Some(c) if first < c => {}
+            _ => return false,
         }
         let newest = self.meta.seg.i64(M_LAST_MS).load(Relaxed);
-        self.meta.page(first).is_none_or(|e| e.last_ms < newest.saturating_sub(self.dvr_ms()))
+        match self.meta.page(first) {
+            Some(e) => e.last_ms < newest.saturating_sub(self.dvr_ms()),
+            None => true, // entry overwritten: long gone
+        }
     }
 
     /// Unlinks pages whose newest frame is older than the DVR window behind the newest frame.

@@ -508,3 +508,23 @@ fn waiter_watches_streams_of_other_processes() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn concurrent_writers_exactly_one_wins() {
+    let dir = tmpdir("race");
+    let mut ps: Vec<Proc> = (0..4).map(|_| Proc::spawn(&dir, "writer", "race", &[("SLEEP_MS", "20".into()), ("COUNT", "100".into())])).collect();
+    let mut started = 0;
+    let mut refused = 0;
+    for p in &mut ps {
+        let l = p.expect("@", 30);
+        if l.starts_with("@started") {
+            started += 1;
+        } else if l.starts_with("@error") {
+            refused += 1;
+        }
+    }
+    assert_eq!((started, refused), (1, 3));
+    with_dir(&dir, || assert_eq!(stream_status("race").unwrap().epoch, 1));
+    drop(ps);
+    let _ = std::fs::remove_dir_all(&dir);
+}
