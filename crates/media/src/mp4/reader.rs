@@ -591,7 +591,7 @@ enum State {
     /// Reading a top-level box header at `pos`.
     Header,
     Moov { offset: u64, len: u64 },
-    Moof { offset: u64, len: u64 },
+    Moof { offset: u64, len: u64, start: u64 },
     /// Sample tables of the moov.
     Samples,
     /// Samples of the last moof.
@@ -689,7 +689,7 @@ impl Mp4Reader {
                     }
                     return Ok(Need::Read { offset: self.pos, len: (self.file_len - self.pos).min(16) });
                 }
-                State::Moov { offset, len } | State::Moof { offset, len } => return Ok(Need::Read { offset, len }),
+                State::Moov { offset, len } | State::Moof { offset, len, .. } => return Ok(Need::Read { offset, len }),
                 State::Samples => match self.next_track() {
                     Some(i) => {
                         let m = self.movie.as_ref().unwrap();
@@ -771,7 +771,7 @@ impl Mp4Reader {
                         if size > self.limits.max_moof {
                             return Err(MediaError::TooLarge { what: "moof", size, limit: self.limits.max_moof });
                         }
-                        self.state = State::Moof { offset: body, len: end - body };
+                        self.state = State::Moof { offset: body, len: end - body, start: self.pos };
                         self.pos = end;
                     }
                     _ => self.pos = end,
@@ -787,10 +787,12 @@ impl Mp4Reader {
                 self.state = State::Samples;
                 Ok(None)
             }
-            State::Moof { offset, .. } => {
+            State::Moof { start, .. } => {
                 let movie = self.movie.as_ref().unwrap();
                 let mut v = Vec::new();
-                parse_moof(data, offset - 8, movie, &mut self.frag_dts, &mut v)?;
+                parse_moof(data, start, movie, &mut self.frag_dts, &mut v)?;
+                // trafs come track after track; hand samples out interleaved by decode time
+                v.sort_by_key(|s| movie.tracks[s.track].dts_ms(s.dts));
                 self.pending = v.into();
                 self.state = State::Fragment;
                 Ok(None)

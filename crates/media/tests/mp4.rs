@@ -1,0 +1,369 @@
+//! MP4 reader and writers against files made by ffmpeg, checked with ffprobe at test time.
+//!
+//! ffprobe/ffmpeg must be installed (the test script installs them); the expectations are not
+//! committed but captured from ffprobe on each run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mist_media::mp4::{read_all, FragmentOptions, FragmentWriter, Mp4Reader, Mp4Writer, Need};
+use mist_media::{Codec, Frame, MediaError, Track, TrackKind};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mp4").join(name)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mist-mp4-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Pkt {
+    stream: usize,
+    pts: Option<f64>,
+    dts: Option<f64>,
+    size: usize,
+    key: bool,
+}
+
+fn ffprobe(path: &Path) -> Vec<Pkt> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "packet=stream_index,pts_time,dts_time,flags,size", "-of", "compact=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe must be installed");
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut v = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if !line.starts_with("stream_index=") {
+            continue;
+        }
+        let mut p = Pkt { stream: 0, pts: None, dts: None, size: 0, key: false };
+        for kv in line.split('|') {
+            let Some((k, val)) = kv.split_once('=') else { continue };
+            match k {
+                "stream_index" => p.stream = val.parse().unwrap(),
+                "pts_time" => p.pts = val.parse().ok(),
+                "dts_time" => p.dts = val.parse().ok(),
+                "size" => p.size = val.parse().unwrap(),
+                "flags" => p.key = val.starts_with('K'),
+                _ => {}
+            }
+        }
+        v.push(p);
+    }
+    v
+}
+
+fn ffmpeg_decode_errors(path: &Path) -> String {
+    let out = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output().expect("ffmpeg");
+    assert!(out.status.success(), "ffmpeg failed on {}", path.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn per_track<'a>(tracks: &[Track], frames: &'a [Frame]) -> Vec<Vec<&'a Frame>> {
+    tracks.iter().map(|t| frames.iter().filter(|f| f.track == t.id).collect()).collect()
+}
+
+/// Compares our frames with ffprobe's packets, per stream in decode order; `offset_ms` is added to
+/// our times.
+fn compare(tracks: &[Track], frames: &[Frame], pkts: &[Pkt], offset_ms: i64, what: &str) {
+    let ours = per_track(tracks, frames);
+    let streams = pkts.iter().map(|p| p.stream).max().map(|m| m + 1).unwrap_or(0);
+    assert_eq!(streams, tracks.len(), "{what}: stream count");
+    for (s, fr) in ours.iter().enumerate() {
+        let theirs: Vec<&Pkt> = pkts.iter().filter(|p| p.stream == s).collect();
+        assert_eq!(fr.len(), theirs.len(), "{what}: packet count of stream {s}");
+        for (k, (f, p)) in fr.iter().zip(&theirs).enumerate() {
+            assert_eq!(f.data.len(), p.size, "{what}: size of stream {s} packet {k}");
+            assert_eq!(f.keyframe, p.key, "{what}: keyframe flag of stream {s} packet {k}");
+            let dts = (p.dts.unwrap() * 1000.0).round() as i64;
+            let pts = (p.pts.unwrap() * 1000.0).round() as i64;
+            assert!((f.dts + offset_ms - dts).abs() <= 1, "{what}: dts of stream {s} packet {k}: ours {} theirs {dts}", f.dts + offset_ms);
+            assert!((f.pts() + offset_ms - pts).abs() <= 1, "{what}: pts of stream {s} packet {k}: ours {} theirs {pts}", f.pts() + offset_ms);
+        }
+    }
+}
+
+fn read_fixture(name: &str) -> (Vec<Track>, Vec<Frame>) {
+    let data = std::fs::read(fixture(name)).unwrap();
+    read_all(&data).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+const FIXTURES: [&str; 5] = ["h264_aac.mp4", "h264_aac_faststart.mp4", "h264_aac_frag.mp4", "hevc_aac.mp4", "opus.mp4"];
+
+#[test]
+fn fixtures_match_ffprobe() {
+    for name in FIXTURES {
+        let (tracks, frames) = read_fixture(name);
+        compare(&tracks, &frames, &ffprobe(&fixture(name)), 0, name);
+        // interleaved by decode time
+        assert!(frames.windows(2).all(|w| w[0].dts <= w[1].dts + 50), "{name}: not interleaved");
+    }
+}
+
+#[test]
+fn fixture_tracks() {
+    let (t, f) = read_fixture("h264_aac.mp4");
+    assert_eq!(t.len(), 2);
+    assert_eq!((t[0].codec, t[0].width, t[0].height), (Codec::H264, 320, 240));
+    assert_eq!(t[0].init[0], 1, "avcC version");
+    assert_eq!(t[0].fpks, 25_000);
+    assert_eq!((t[1].codec, t[1].rate, t[1].channels), (Codec::Aac, 44100, 1));
+    assert!(t[1].init.len() >= 2);
+    assert!(f.iter().any(|f| f.pts_offset > 0), "B-frames give ctts");
+    // payload is 4-byte length-prefixed NAL units
+    let v = &f.iter().find(|f| f.track == t[0].id).unwrap().data;
+    let len = u32::from_be_bytes(v[..4].try_into().unwrap()) as usize;
+    assert!(len + 4 <= v.len());
+
+    let (t, _) = read_fixture("hevc_aac.mp4");
+    assert_eq!((t[0].codec, t[0].width, t[0].height), (Codec::Hevc, 320, 240));
+    let (t, _) = read_fixture("opus.mp4");
+    assert_eq!((t[0].codec, t[0].rate, t[0].channels), (Codec::Opus, 48000, 1));
+    assert_eq!(&t[0].init[..8], b"OpusHead");
+    let (t, _) = read_fixture("h264_aac_frag.mp4");
+    assert_eq!((t[0].codec, t[1].codec), (Codec::H264, Codec::Aac));
+}
+
+fn write_progressive(tracks: &[Track], frames: &[Frame], moov_first: bool) -> Vec<u8> {
+    let mut w = Mp4Writer::new(tracks.to_vec()).unwrap();
+    if moov_first {
+        for f in frames {
+            w.add(f).unwrap();
+        }
+        let mut out = w.header_moov_first().unwrap();
+        for f in frames {
+            out.extend_from_slice(&f.data);
+        }
+        out
+    } else {
+        let mut out = w.start();
+        for f in frames {
+            w.add(f).unwrap();
+            out.extend_from_slice(&f.data);
+        }
+        let (moov, patch) = w.finish().unwrap();
+        out.extend_from_slice(&moov);
+        let at = patch.offset as usize;
+        out[at..at + 8].copy_from_slice(&patch.bytes);
+        out
+    }
+}
+
+/// Fragments at every video keyframe (or every 50 frames for audio only).
+fn write_fragmented(tracks: &[Track], frames: &[Frame], offset_ms: i64, styp: bool) -> Vec<u8> {
+    let mut w = FragmentWriter::new(tracks.to_vec(), FragmentOptions { styp, time_offset_ms: offset_ms }).unwrap();
+    let mut out = w.init_segment().unwrap();
+    let has_video = tracks.iter().any(|t| t.kind() == TrackKind::Video);
+    let mut seg: Vec<Frame> = Vec::new();
+    for f in frames {
+        let video = tracks.iter().find(|t| t.id == f.track).unwrap().kind() == TrackKind::Video;
+        let cut = if has_video { video && f.keyframe } else { seg.len() >= 50 };
+        if cut && !seg.is_empty() {
+            out.extend(w.media_segment(&seg, Some(f.dts)).unwrap());
+            seg.clear();
+        }
+        seg.push(f.clone());
+    }
+    out.extend(w.media_segment(&seg, None).unwrap());
+    out
+}
+
+fn check_written(name: &str, bytes: &[u8], tracks: &[Track], frames: &[Frame], offset_ms: i64) {
+    let p = tmp(name);
+    std::fs::write(&p, bytes).unwrap();
+    let pkts = ffprobe(&p);
+    compare(tracks, frames, &pkts, offset_ms, name);
+    let errs = ffmpeg_decode_errors(&p);
+    assert!(errs.trim().is_empty(), "{name}: ffmpeg errors: {errs}");
+    // and our own reader reads back what we wrote
+    let (t2, f2) = read_all(bytes).unwrap();
+    assert_eq!(t2.len(), tracks.len());
+    for (a, b) in tracks.iter().zip(&t2) {
+        assert_eq!((a.codec, &a.init, a.width, a.height), (b.codec, &b.init, b.width, b.height), "{name}");
+    }
+    let mut f2: Vec<Frame> = f2.into_iter().map(|mut f| { f.dts -= offset_ms; f }).collect();
+    let mut f1 = frames.to_vec();
+    let key = |f: &Frame| (f.track, f.dts);
+    f1.sort_by_key(key);
+    f2.sort_by_key(key);
+    assert_eq!(f1.len(), f2.len());
+    for (a, b) in f1.iter().zip(&f2) {
+        assert_eq!((a.track, a.keyframe, &a.data), (b.track, b.keyframe, &b.data), "{name}");
+        assert!((a.dts - b.dts).abs() <= 1 && (a.pts() - b.pts()).abs() <= 1, "{name}: {a:?} vs {b:?}");
+    }
+    let _ = std::fs::remove_file(&p);
+}
+
+#[test]
+fn write_progressive_both_layouts() {
+    for name in FIXTURES {
+        let (tracks, frames) = read_fixture(name);
+        let stem = name.trim_end_matches(".mp4");
+        check_written(&format!("{stem}_moov_end.mp4"), &write_progressive(&tracks, &frames, false), &tracks, &frames, 0);
+        check_written(&format!("{stem}_moov_first.mp4"), &write_progressive(&tracks, &frames, true), &tracks, &frames, 0);
+    }
+}
+
+#[test]
+fn write_fragmented_multiplexed_and_per_track() {
+    for name in FIXTURES {
+        let (tracks, frames) = read_fixture(name);
+        let stem = name.trim_end_matches(".mp4");
+        let off = -frames.iter().map(|f| f.dts).min().unwrap().min(0);
+        check_written(&format!("{stem}_frag.mp4"), &write_fragmented(&tracks, &frames, off, false), &tracks, &frames, off);
+        // CMAF: one track per file, with styp
+        for t in &tracks {
+            let one: Vec<Frame> = frames.iter().filter(|f| f.track == t.id).cloned().collect();
+            let tr = vec![t.clone()];
+            let bytes = write_fragmented(&tr, &one, off, true);
+            check_written(&format!("{stem}_cmaf_{}.mp4", t.id), &bytes, &tr, &one, off);
+        }
+    }
+}
+
+#[test]
+fn fragment_times_do_not_drift() {
+    // 30 fps video in a 90 kHz track: 33/34 ms steps, 3000-tick durations
+    let mut t = Track::new(1, Codec::H264);
+    t.init = bytes::Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff, 0xe0, 0]);
+    let mut w = FragmentWriter::new(vec![t], FragmentOptions::default()).unwrap();
+    let mut total = 0u64;
+    for seg in 0..100 {
+        let frames: Vec<Frame> = (0..30)
+            .map(|i| {
+                let n = seg * 30 + i;
+                Frame { track: 1, dts: n * 1000 / 30, pts_offset: 0, keyframe: i == 0, data: bytes::Bytes::from_static(&[0, 0, 0, 1, 0x65]) }
+            })
+            .collect();
+        let b = w.media_segment(&frames, Some((seg + 1) * 1000)).unwrap();
+        // tfdt of segment `seg` is exactly seg * 90000
+        let i = b.windows(4).position(|x| x == b"tfdt").unwrap();
+        let tfdt = u64::from_be_bytes(b[i + 8..i + 16].try_into().unwrap());
+        assert_eq!(tfdt, seg as u64 * 90000);
+        total = tfdt;
+    }
+    assert_eq!(total, 99 * 90000);
+}
+
+#[test]
+fn seek_to_keyframe() {
+    let data = std::fs::read(fixture("h264_aac.mp4")).unwrap();
+    let (_, all) = read_all(&data).unwrap();
+    for target in [0i64, 500, 1000, 1300, 1999, 5000] {
+        let mut r = Mp4Reader::new(data.len() as u64);
+        let mut got = Vec::new();
+        let mut seeked = None;
+        loop {
+            match r.need().unwrap() {
+                Need::Read { offset, len } => {
+                    let f = r.feed(offset, &data[offset as usize..(offset + len) as usize]).unwrap();
+                    if r.has_moov() && seeked.is_none() {
+                        seeked = Some(r.seek(target).unwrap());
+                        continue;
+                    }
+                    got.extend(f);
+                }
+                Need::Done => break,
+            }
+        }
+        let t = seeked.unwrap();
+        let first_video = got.iter().find(|f| f.track == 1).unwrap();
+        assert!(first_video.keyframe);
+        assert_eq!(first_video.dts, t);
+        assert!(first_video.pts() <= target.max(0), "target {target}: keyframe pts {}", first_video.pts());
+        // the next keyframe is after the target
+        let next_key = all.iter().filter(|f| f.track == 1 && f.keyframe && f.pts() > first_video.pts()).map(|f| f.pts()).next();
+        if let Some(n) = next_key {
+            assert!(n > target, "target {target}: a later keyframe at {n} was not taken");
+        }
+        // from there on, the same frames as a full read
+        let tail: Vec<&Frame> = all.iter().filter(|f| f.track != 1 || f.dts >= t).filter(|f| f.track == 1 || f.dts >= t).collect();
+        assert_eq!(got.len(), tail.len(), "target {target}");
+    }
+}
+
+#[test]
+fn index_is_compact() {
+    let data = std::fs::read(fixture("h264_aac.mp4")).unwrap();
+    let mut r = Mp4Reader::new(data.len() as u64);
+    while !r.has_moov() {
+        let Need::Read { offset, len } = r.need().unwrap() else { panic!() };
+        r.feed(offset, &data[offset as usize..(offset + len) as usize]).unwrap();
+    }
+    for t in &r.movie().unwrap().tracks {
+        let n = t.table.len() as usize;
+        assert!(t.table.heap_bytes() <= n * 24 + 256, "{} bytes for {} samples", t.table.heap_bytes(), n);
+    }
+}
+
+fn lcg(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+#[test]
+fn hostile_truncated_and_mutated() {
+    let mut seed = 7u64;
+    for name in FIXTURES {
+        let data = std::fs::read(fixture(name)).unwrap();
+        for cut in (0..data.len()).step_by(173) {
+            let _ = read_all(&data[..cut]);
+        }
+        for _ in 0..300 {
+            let mut d = data.clone();
+            for _ in 0..1 + lcg(&mut seed) % 8 {
+                let i = (lcg(&mut seed) as usize) % d.len().min(4096);
+                d[i] = lcg(&mut seed) as u8;
+            }
+            let _ = read_all(&d);
+        }
+    }
+}
+
+fn bx(typ: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut v = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(typ);
+    v.extend_from_slice(body);
+    v
+}
+
+#[test]
+fn hostile_huge_sizes() {
+    // a moov claiming 2^60 bytes in a small file
+    let mut d = vec![0, 0, 0, 1, b'm', b'o', b'o', b'v'];
+    d.extend_from_slice(&(1u64 << 60).to_be_bytes());
+    d.extend_from_slice(&[0; 64]);
+    assert!(read_all(&d).is_err());
+    // a moov claiming more than the reader's limit, in a file that claims to be huge
+    let mut r = Mp4Reader::new(1 << 40);
+    let mut h = vec![0, 0, 0, 1, b'm', b'o', b'o', b'v'];
+    h.extend_from_slice(&(1u64 << 39).to_be_bytes());
+    assert!(matches!(r.feed(0, &h), Err(MediaError::TooLarge { .. })));
+    // stsz / trun counts of 2^32-1 with no entries behind them
+    let (_, frames) = read_fixture("h264_aac.mp4");
+    assert!(!frames.is_empty());
+    let data = std::fs::read(fixture("h264_aac.mp4")).unwrap();
+    let mut d = data.clone();
+    let i = d.windows(4).position(|w| w == b"stsz").unwrap();
+    d[i + 12..i + 16].copy_from_slice(&[0xff; 4]);
+    assert!(read_all(&d).is_err());
+    let data = std::fs::read(fixture("h264_aac_frag.mp4")).unwrap();
+    let mut d = data.clone();
+    let i = d.windows(4).position(|w| w == b"trun").unwrap();
+    d[i + 8..i + 12].copy_from_slice(&[0xff; 4]);
+    assert!(read_all(&d).is_err());
+    // a trun with no per-sample fields and 2^32-1 samples: bounded, not allocated
+    let mut m = Vec::new();
+    m.extend(bx(b"mfhd", &[0, 0, 0, 0, 0, 0, 0, 1]));
+    let mut traf = bx(b"tfhd", &[0, 2, 0, 0, 0, 0, 0, 1]);
+    traf.extend(bx(b"trun", &[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]));
+    m.extend(bx(b"traf", &traf));
+    let moov_end = data.windows(4).position(|w| w == b"moof").unwrap() - 4;
+    let mut d = data[..moov_end].to_vec();
+    d.extend(bx(b"moof", &m));
+    assert!(matches!(read_all(&d), Err(MediaError::TooLarge { .. })));
+}
