@@ -92,7 +92,15 @@ fn read_fixture(name: &str) -> (Vec<Track>, Vec<Frame>) {
     read_all(&data).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-const FIXTURES: [&str; 5] = ["h264_aac.mp4", "h264_aac_faststart.mp4", "h264_aac_frag.mp4", "hevc_aac.mp4", "opus.mp4"];
+const FIXTURES: [&str; 7] = [
+    "h264_aac.mp4",
+    "h264_aac_faststart.mp4",
+    "h264_aac_frag.mp4",
+    "hevc_aac.mp4",
+    "opus.mp4",
+    "h264_negcts.mp4",
+    "av1.mp4",
+];
 
 #[test]
 fn fixtures_match_ffprobe() {
@@ -124,6 +132,14 @@ fn fixture_tracks() {
     let (t, _) = read_fixture("opus.mp4");
     assert_eq!((t[0].codec, t[0].rate, t[0].channels), (Codec::Opus, 48000, 1));
     assert_eq!(&t[0].init[..8], b"OpusHead");
+    let (t, f) = read_fixture("h264_negcts.mp4");
+    // ctts v1 with negative offsets: decode times shift down, as ffmpeg shows them
+    assert!(f.iter().all(|f| f.pts_offset >= 0));
+    assert_eq!(f[0].dts, -40);
+    assert_eq!(t[0].codec, Codec::H264);
+    let (t, _) = read_fixture("av1.mp4");
+    assert_eq!((t[0].codec, t[0].width, t[0].height), (Codec::Av1, 160, 120));
+    assert_eq!(t[0].init[0], 0x81, "av1C marker/version");
     let (t, _) = read_fixture("h264_aac_frag.mp4");
     assert_eq!((t[0].codec, t[1].codec), (Codec::H264, Codec::Aac));
 }
@@ -366,4 +382,79 @@ fn hostile_huge_sizes() {
     let mut d = data[..moov_end].to_vec();
     d.extend(bx(b"moof", &m));
     assert!(matches!(read_all(&d), Err(MediaError::TooLarge { .. })));
+}
+
+#[test]
+fn write_with_late_start_uses_empty_edit() {
+    let (tracks, frames) = read_fixture("h264_aac.mp4");
+    let late: Vec<Frame> = frames.iter().cloned().map(|mut f| { f.dts += 500; f }).collect();
+    check_written("late_start.mp4", &write_progressive(&tracks, &late, false), &tracks, &late, 0);
+}
+
+/// Builds a moof by hand with the trun/tfhd flag combinations ffmpeg does not write.
+#[test]
+fn trun_flag_combinations() {
+    use mist_media::mp4::{parse_moof, parse_moov};
+    let data = std::fs::read(fixture("h264_aac_frag.mp4")).unwrap();
+    let i = data.windows(4).position(|w| w == b"moov").unwrap() - 4;
+    let len = u32::from_be_bytes(data[i..i + 4].try_into().unwrap()) as usize;
+    let movie = parse_moov(&data[i + 8..i + len]).unwrap();
+    let mut full = |v: u8, f: u32| -> Vec<u8> { let mut x = f.to_be_bytes().to_vec(); x[0] = v; x };
+    // traf 1 (track 1): base-data-offset 1000, default duration 512, default size 10, default flags
+    // non-sync, first-sample-flags sync; trun without data offset, no per-sample fields, 3 samples
+    let mut tfhd = full(0, 0x1 | 0x8 | 0x10 | 0x20);
+    tfhd.extend(1u32.to_be_bytes());
+    tfhd.extend(1000u64.to_be_bytes());
+    tfhd.extend(512u32.to_be_bytes());
+    tfhd.extend(10u32.to_be_bytes());
+    tfhd.extend(0x0101_0000u32.to_be_bytes());
+    let mut trun = full(0, 0x4);
+    trun.extend(3u32.to_be_bytes());
+    trun.extend(0x0200_0000u32.to_be_bytes());
+    let mut tfdt = full(0, 0);
+    tfdt.extend(5000u32.to_be_bytes());
+    let mut traf1 = bx(b"tfhd", &tfhd);
+    traf1.extend(bx(b"tfdt", &tfdt));
+    traf1.extend(bx(b"trun", &trun));
+    // second trun in the same traf: continues after the first one's data, v1 negative cts
+    let mut trun2 = full(1, 0x200 | 0x800);
+    trun2.extend(2u32.to_be_bytes());
+    for (sz, cts) in [(7u32, -512i32), (9, 1024)] {
+        trun2.extend(sz.to_be_bytes());
+        trun2.extend(cts.to_be_bytes());
+    }
+    traf1.extend(bx(b"trun", &trun2));
+    // traf 2 (track 2): no base offset, no default-base-is-moof: continues after traf 1's data;
+    // no tfdt: continues from where the track was (passed in); duration from trex (0) overridden
+    // per sample
+    let mut tfhd2 = full(0, 0);
+    tfhd2.extend(2u32.to_be_bytes());
+    let mut trun3 = full(0, 0x100 | 0x200 | 0x400);
+    trun3.extend(2u32.to_be_bytes());
+    for (d, sz) in [(1024u32, 5u32), (1024, 6)] {
+        trun3.extend(d.to_be_bytes());
+        trun3.extend(sz.to_be_bytes());
+        trun3.extend(0u32.to_be_bytes());
+    }
+    let mut traf2 = bx(b"tfhd", &tfhd2);
+    traf2.extend(bx(b"trun", &trun3));
+    let mut moof = bx(b"traf", &traf1);
+    moof.extend(bx(b"traf", &traf2));
+    let mut next = vec![0i64, 777];
+    let mut out = Vec::new();
+    parse_moof(&moof, 100, &movie, &mut next, &mut out).unwrap();
+    let got: Vec<(usize, u64, u32, i64, i32, bool)> = out.iter().map(|s| (s.track, s.offset, s.size, s.dts, s.cts, s.keyframe)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, 1000, 10, 5000, 0, true),
+            (0, 1010, 10, 5512, 0, false),
+            (0, 1020, 10, 6024, 0, false),
+            (0, 1030, 7, 6536, -512, false),
+            (0, 1037, 9, 7048, 1024, false),
+            (1, 1046, 5, 777, 0, true),
+            (1, 1051, 6, 1801, 0, true),
+        ]
+    );
+    assert_eq!(next, vec![7560, 2825]);
 }

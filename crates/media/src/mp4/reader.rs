@@ -265,12 +265,15 @@ pub struct MovieTrack {
     pub table: SampleTable,
     /// Added to track ticks to get presentation-timeline ticks (from the edit list).
     pub shift: i64,
+    /// Subtracted from decode times so that no presentation time precedes its decode time when
+    /// `ctts` has negative offsets (what ffmpeg does).
+    pub dts_shift: i64,
     pub trex: Trex,
 }
 
 impl MovieTrack {
     pub fn dts_ms(&self, ticks: i64) -> i64 {
-        ticks_to_ms(ticks.saturating_add(self.shift), self.track.timescale)
+        ticks_to_ms(ticks.saturating_add(self.shift).saturating_sub(self.dts_shift), self.track.timescale)
     }
     /// `(dts ms, pts offset ms)` from track ticks.
     pub fn times_ms(&self, dts: i64, cts: i64) -> (i64, i32) {
@@ -572,7 +575,8 @@ pub fn parse_moov_with(moov: &[u8], limits: &Limits) -> Result<Movie, MediaError
             };
             track.bps = (total * 1000 / dur_ms as u64).min(u32::MAX as u64) as u32;
         }
-        movie.tracks.push(MovieTrack { track, entry, table, shift, trex });
+        let dts_shift = table.ctts.iter().map(|e| -(e.1 as i64)).max().unwrap_or(0).max(0);
+        movie.tracks.push(MovieTrack { track, entry, table, shift, dts_shift, trex });
     }
     Ok(movie)
 }

@@ -258,6 +258,7 @@ struct TrackState {
     ts: u32,
     first_ms: Option<i64>,
     first_ticks: i64,
+    first_pts_ms: i64,
     last_ticks: i64,
     last_delta: u32,
     last_ms: i64,
@@ -342,6 +343,7 @@ impl Mp4Writer {
         let first = *s.first_ms.get_or_insert(dts);
         if s.count == 0 {
             s.first_ticks = ticks;
+            s.first_pts_ms = dts + pts_offset as i64;
         } else {
             let delta = ticks - s.last_ticks;
             if delta < 0 || delta > u32::MAX as i64 {
@@ -405,13 +407,15 @@ impl Mp4Writer {
         let next_id = self.tracks.iter().map(|t| t.id).max().unwrap_or(0) + 1;
         write_mvhd(&mut w, movie_ms, next_id);
         for ((t, s), (tb, &(dur_ticks, dur_ms))) in self.tracks.iter().zip(&self.st).zip(finals.iter().zip(&durs)) {
-            let first = s.first_ms.unwrap_or(0);
-            let edit = if first > 0 {
-                (first as u64, 0)
-            } else if first < 0 {
-                (0, -s.first_ticks)
+            // Map the first sample's presentation time to its pts in ms: an empty edit of that
+            // long (when positive) and a media_time at its composition time, as ffmpeg writes it
+            // and as both the spec and ffmpeg's reader agree on.
+            let first_pts = s.first_pts_ms;
+            let edit = if first_pts >= 0 {
+                let m = ms_to_ticks(first_pts, s.ts) - s.first_ticks;
+                (first_pts as u64, m.max(0))
             } else {
-                (0, 0)
+                (0, -s.first_ticks)
             };
             let spec = TrakSpec {
                 track: t,
