@@ -10,7 +10,9 @@ use mist_media::mp4::{read_all, FragmentOptions, FragmentWriter, Mp4Reader, Mp4W
 use mist_media::{Codec, Frame, MediaError, Track, TrackKind};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mp4").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/mp4")
+        .join(name)
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -30,19 +32,38 @@ struct Pkt {
 
 fn ffprobe(path: &Path) -> Vec<Pkt> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "packet=stream_index,pts_time,dts_time,flags,size", "-of", "compact=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,pts_time,dts_time,flags,size",
+            "-of",
+            "compact=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe must be installed");
-    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut v = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         if !line.starts_with("stream_index=") {
             continue;
         }
-        let mut p = Pkt { stream: 0, pts: None, dts: None, size: 0, key: false };
+        let mut p = Pkt {
+            stream: 0,
+            pts: None,
+            dts: None,
+            size: 0,
+            key: false,
+        };
         for kv in line.split('|') {
-            let Some((k, val)) = kv.split_once('=') else { continue };
+            let Some((k, val)) = kv.split_once('=') else {
+                continue;
+            };
             match k {
                 "stream_index" => p.stream = val.parse().unwrap(),
                 "pts_time" => p.pts = val.parse().ok(),
@@ -58,31 +79,59 @@ fn ffprobe(path: &Path) -> Vec<Pkt> {
 }
 
 fn ffmpeg_decode_errors(path: &Path) -> String {
-    let out = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output().expect("ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
     assert!(out.status.success(), "ffmpeg failed on {}", path.display());
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn per_track<'a>(tracks: &[Track], frames: &'a [Frame]) -> Vec<Vec<&'a Frame>> {
-    tracks.iter().map(|t| frames.iter().filter(|f| f.track == t.id).collect()).collect()
+    tracks
+        .iter()
+        .map(|t| frames.iter().filter(|f| f.track == t.id).collect())
+        .collect()
 }
 
 /// Compares our frames with ffprobe's packets, per stream in decode order; `offset_ms` is added to
 /// our times.
 fn compare(tracks: &[Track], frames: &[Frame], pkts: &[Pkt], offset_ms: i64, what: &str) {
     let ours = per_track(tracks, frames);
-    let streams = pkts.iter().map(|p| p.stream).max().map(|m| m + 1).unwrap_or(0);
+    let streams = pkts
+        .iter()
+        .map(|p| p.stream)
+        .max()
+        .map(|m| m + 1)
+        .unwrap_or(0);
     assert_eq!(streams, tracks.len(), "{what}: stream count");
     for (s, fr) in ours.iter().enumerate() {
         let theirs: Vec<&Pkt> = pkts.iter().filter(|p| p.stream == s).collect();
         assert_eq!(fr.len(), theirs.len(), "{what}: packet count of stream {s}");
         for (k, (f, p)) in fr.iter().zip(&theirs).enumerate() {
-            assert_eq!(f.data.len(), p.size, "{what}: size of stream {s} packet {k}");
-            assert_eq!(f.keyframe, p.key, "{what}: keyframe flag of stream {s} packet {k}");
+            assert_eq!(
+                f.data.len(),
+                p.size,
+                "{what}: size of stream {s} packet {k}"
+            );
+            assert_eq!(
+                f.keyframe, p.key,
+                "{what}: keyframe flag of stream {s} packet {k}"
+            );
             let dts = (p.dts.unwrap() * 1000.0).round() as i64;
             let pts = (p.pts.unwrap() * 1000.0).round() as i64;
-            assert!((f.dts + offset_ms - dts).abs() <= 1, "{what}: dts of stream {s} packet {k}: ours {} theirs {dts}", f.dts + offset_ms);
-            assert!((f.pts() + offset_ms - pts).abs() <= 1, "{what}: pts of stream {s} packet {k}: ours {} theirs {pts}", f.pts() + offset_ms);
+            assert!(
+                (f.dts + offset_ms - dts).abs() <= 1,
+                "{what}: dts of stream {s} packet {k}: ours {} theirs {dts}",
+                f.dts + offset_ms
+            );
+            assert!(
+                (f.pts() + offset_ms - pts).abs() <= 1,
+                "{what}: pts of stream {s} packet {k}: ours {} theirs {pts}",
+                f.pts() + offset_ms
+            );
         }
     }
 }
@@ -108,7 +157,10 @@ fn fixtures_match_ffprobe() {
         let (tracks, frames) = read_fixture(name);
         compare(&tracks, &frames, &ffprobe(&fixture(name)), 0, name);
         // interleaved by decode time
-        assert!(frames.windows(2).all(|w| w[0].dts <= w[1].dts + 50), "{name}: not interleaved");
+        assert!(
+            frames.windows(2).all(|w| w[0].dts <= w[1].dts + 50),
+            "{name}: not interleaved"
+        );
     }
 }
 
@@ -116,10 +168,16 @@ fn fixtures_match_ffprobe() {
 fn fixture_tracks() {
     let (t, f) = read_fixture("h264_aac.mp4");
     assert_eq!(t.len(), 2);
-    assert_eq!((t[0].codec, t[0].width, t[0].height), (Codec::H264, 320, 240));
+    assert_eq!(
+        (t[0].codec, t[0].width, t[0].height),
+        (Codec::H264, 320, 240)
+    );
     assert_eq!(t[0].init[0], 1, "avcC version");
     assert_eq!(t[0].fpks, 25_000);
-    assert_eq!((t[1].codec, t[1].rate, t[1].channels), (Codec::Aac, 44100, 1));
+    assert_eq!(
+        (t[1].codec, t[1].rate, t[1].channels),
+        (Codec::Aac, 44100, 1)
+    );
     assert!(t[1].init.len() >= 2);
     assert!(f.iter().any(|f| f.pts_offset > 0), "B-frames give ctts");
     // payload is 4-byte length-prefixed NAL units
@@ -128,9 +186,15 @@ fn fixture_tracks() {
     assert!(len + 4 <= v.len());
 
     let (t, _) = read_fixture("hevc_aac.mp4");
-    assert_eq!((t[0].codec, t[0].width, t[0].height), (Codec::Hevc, 320, 240));
+    assert_eq!(
+        (t[0].codec, t[0].width, t[0].height),
+        (Codec::Hevc, 320, 240)
+    );
     let (t, _) = read_fixture("opus.mp4");
-    assert_eq!((t[0].codec, t[0].rate, t[0].channels), (Codec::Opus, 48000, 1));
+    assert_eq!(
+        (t[0].codec, t[0].rate, t[0].channels),
+        (Codec::Opus, 48000, 1)
+    );
     assert_eq!(&t[0].init[..8], b"OpusHead");
     let (t, f) = read_fixture("h264_negcts.mp4");
     // ctts v1 with negative offsets: decode times shift down, as ffmpeg shows them
@@ -138,7 +202,10 @@ fn fixture_tracks() {
     assert_eq!(f[0].dts, -40);
     assert_eq!(t[0].codec, Codec::H264);
     let (t, _) = read_fixture("av1.mp4");
-    assert_eq!((t[0].codec, t[0].width, t[0].height), (Codec::Av1, 160, 120));
+    assert_eq!(
+        (t[0].codec, t[0].width, t[0].height),
+        (Codec::Av1, 160, 120)
+    );
     assert_eq!(t[0].init[0], 0x81, "av1C marker/version");
     let (t, _) = read_fixture("h264_aac_frag.mp4");
     assert_eq!((t[0].codec, t[1].codec), (Codec::H264, Codec::Aac));
@@ -171,13 +238,24 @@ fn write_progressive(tracks: &[Track], frames: &[Frame], moov_first: bool) -> Ve
 
 /// Fragments at every video keyframe (or every 50 frames for audio only).
 fn write_fragmented(tracks: &[Track], frames: &[Frame], offset_ms: i64, styp: bool) -> Vec<u8> {
-    let mut w = FragmentWriter::new(tracks.to_vec(), FragmentOptions { styp, time_offset_ms: offset_ms }).unwrap();
+    let mut w = FragmentWriter::new(
+        tracks.to_vec(),
+        FragmentOptions {
+            styp,
+            time_offset_ms: offset_ms,
+        },
+    )
+    .unwrap();
     let mut out = w.init_segment().unwrap();
     let has_video = tracks.iter().any(|t| t.kind() == TrackKind::Video);
     let mut seg: Vec<Frame> = Vec::new();
     for f in frames {
         let video = tracks.iter().find(|t| t.id == f.track).unwrap().kind() == TrackKind::Video;
-        let cut = if has_video { video && f.keyframe } else { seg.len() >= 50 };
+        let cut = if has_video {
+            video && f.keyframe
+        } else {
+            seg.len() >= 50
+        };
         if cut && !seg.is_empty() {
             out.extend(w.media_segment(&seg, Some(f.dts)).unwrap());
             seg.clear();
@@ -199,17 +277,34 @@ fn check_written(name: &str, bytes: &[u8], tracks: &[Track], frames: &[Frame], o
     let (t2, f2) = read_all(bytes).unwrap();
     assert_eq!(t2.len(), tracks.len());
     for (a, b) in tracks.iter().zip(&t2) {
-        assert_eq!((a.codec, &a.init, a.width, a.height), (b.codec, &b.init, b.width, b.height), "{name}");
+        assert_eq!(
+            (a.codec, &a.init, a.width, a.height),
+            (b.codec, &b.init, b.width, b.height),
+            "{name}"
+        );
     }
-    let mut f2: Vec<Frame> = f2.into_iter().map(|mut f| { f.dts -= offset_ms; f }).collect();
+    let mut f2: Vec<Frame> = f2
+        .into_iter()
+        .map(|mut f| {
+            f.dts -= offset_ms;
+            f
+        })
+        .collect();
     let mut f1 = frames.to_vec();
     let key = |f: &Frame| (f.track, f.dts);
     f1.sort_by_key(key);
     f2.sort_by_key(key);
     assert_eq!(f1.len(), f2.len());
     for (a, b) in f1.iter().zip(&f2) {
-        assert_eq!((a.track, a.keyframe, &a.data), (b.track, b.keyframe, &b.data), "{name}");
-        assert!((a.dts - b.dts).abs() <= 1 && (a.pts() - b.pts()).abs() <= 1, "{name}: {a:?} vs {b:?}");
+        assert_eq!(
+            (a.track, a.keyframe, &a.data),
+            (b.track, b.keyframe, &b.data),
+            "{name}"
+        );
+        assert!(
+            (a.dts - b.dts).abs() <= 1 && (a.pts() - b.pts()).abs() <= 1,
+            "{name}: {a:?} vs {b:?}"
+        );
     }
     let _ = std::fs::remove_file(&p);
 }
@@ -219,8 +314,20 @@ fn write_progressive_both_layouts() {
     for name in FIXTURES {
         let (tracks, frames) = read_fixture(name);
         let stem = name.trim_end_matches(".mp4");
-        check_written(&format!("{stem}_moov_end.mp4"), &write_progressive(&tracks, &frames, false), &tracks, &frames, 0);
-        check_written(&format!("{stem}_moov_first.mp4"), &write_progressive(&tracks, &frames, true), &tracks, &frames, 0);
+        check_written(
+            &format!("{stem}_moov_end.mp4"),
+            &write_progressive(&tracks, &frames, false),
+            &tracks,
+            &frames,
+            0,
+        );
+        check_written(
+            &format!("{stem}_moov_first.mp4"),
+            &write_progressive(&tracks, &frames, true),
+            &tracks,
+            &frames,
+            0,
+        );
     }
 }
 
@@ -230,7 +337,13 @@ fn write_fragmented_multiplexed_and_per_track() {
         let (tracks, frames) = read_fixture(name);
         let stem = name.trim_end_matches(".mp4");
         let off = -frames.iter().map(|f| f.dts).min().unwrap().min(0);
-        check_written(&format!("{stem}_frag.mp4"), &write_fragmented(&tracks, &frames, off, false), &tracks, &frames, off);
+        check_written(
+            &format!("{stem}_frag.mp4"),
+            &write_fragmented(&tracks, &frames, off, false),
+            &tracks,
+            &frames,
+            off,
+        );
         // CMAF: one track per file, with styp
         for t in &tracks {
             let one: Vec<Frame> = frames.iter().filter(|f| f.track == t.id).cloned().collect();
@@ -252,7 +365,13 @@ fn fragment_times_do_not_drift() {
         let frames: Vec<Frame> = (0..30)
             .map(|i| {
                 let n = seg * 30 + i;
-                Frame { track: 1, dts: n * 1000 / 30, pts_offset: 0, keyframe: i == 0, data: bytes::Bytes::from_static(&[0, 0, 0, 1, 0x65]) }
+                Frame {
+                    track: 1,
+                    dts: n * 1000 / 30,
+                    pts_offset: 0,
+                    keyframe: i == 0,
+                    data: bytes::Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+                }
             })
             .collect();
         let b = w.media_segment(&frames, Some((seg + 1) * 1000)).unwrap();
@@ -273,31 +392,43 @@ fn seek_to_keyframe() {
         let mut r = Mp4Reader::new(data.len() as u64);
         let mut got = Vec::new();
         let mut seeked = None;
-        loop {
-            match r.need().unwrap() {
-                Need::Read { offset, len } => {
-                    let f = r.feed(offset, &data[offset as usize..(offset + len) as usize]).unwrap();
-                    if r.has_moov() && seeked.is_none() {
-                        seeked = Some(r.seek(target).unwrap());
-                        continue;
-                    }
-                    got.extend(f);
-                }
-                Need::Done => break,
+        while let Need::Read { offset, len } = r.need().unwrap() {
+            let f = r
+                .feed(offset, &data[offset as usize..(offset + len) as usize])
+                .unwrap();
+            if r.has_moov() && seeked.is_none() {
+                seeked = Some(r.seek(target).unwrap());
+                continue;
             }
+            got.extend(f);
         }
         let t = seeked.unwrap();
         let first_video = got.iter().find(|f| f.track == 1).unwrap();
         assert!(first_video.keyframe);
         assert_eq!(first_video.dts, t);
-        assert!(first_video.pts() <= target.max(0), "target {target}: keyframe pts {}", first_video.pts());
+        assert!(
+            first_video.pts() <= target.max(0),
+            "target {target}: keyframe pts {}",
+            first_video.pts()
+        );
         // the next keyframe is after the target
-        let next_key = all.iter().filter(|f| f.track == 1 && f.keyframe && f.pts() > first_video.pts()).map(|f| f.pts()).next();
+        let next_key = all
+            .iter()
+            .filter(|f| f.track == 1 && f.keyframe && f.pts() > first_video.pts())
+            .map(|f| f.pts())
+            .next();
         if let Some(n) = next_key {
-            assert!(n > target, "target {target}: a later keyframe at {n} was not taken");
+            assert!(
+                n > target,
+                "target {target}: a later keyframe at {n} was not taken"
+            );
         }
         // from there on, the same frames as a full read
-        let tail: Vec<&Frame> = all.iter().filter(|f| f.track != 1 || f.dts >= t).filter(|f| f.track == 1 || f.dts >= t).collect();
+        let tail: Vec<&Frame> = all
+            .iter()
+            .filter(|f| f.track != 1 || f.dts >= t)
+            .filter(|f| f.track == 1 || f.dts >= t)
+            .collect();
         assert_eq!(got.len(), tail.len(), "target {target}");
     }
 }
@@ -307,17 +438,27 @@ fn index_is_compact() {
     let data = std::fs::read(fixture("h264_aac.mp4")).unwrap();
     let mut r = Mp4Reader::new(data.len() as u64);
     while !r.has_moov() {
-        let Need::Read { offset, len } = r.need().unwrap() else { panic!() };
-        r.feed(offset, &data[offset as usize..(offset + len) as usize]).unwrap();
+        let Need::Read { offset, len } = r.need().unwrap() else {
+            panic!()
+        };
+        r.feed(offset, &data[offset as usize..(offset + len) as usize])
+            .unwrap();
     }
     for t in &r.movie().unwrap().tracks {
         let n = t.table.len() as usize;
-        assert!(t.table.heap_bytes() <= n * 24 + 256, "{} bytes for {} samples", t.table.heap_bytes(), n);
+        assert!(
+            t.table.heap_bytes() <= n * 24 + 256,
+            "{} bytes for {} samples",
+            t.table.heap_bytes(),
+            n
+        );
     }
 }
 
 fn lcg(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     *seed >> 33
 }
 
@@ -387,8 +528,21 @@ fn hostile_huge_sizes() {
 #[test]
 fn write_with_late_start_uses_empty_edit() {
     let (tracks, frames) = read_fixture("h264_aac.mp4");
-    let late: Vec<Frame> = frames.iter().cloned().map(|mut f| { f.dts += 500; f }).collect();
-    check_written("late_start.mp4", &write_progressive(&tracks, &late, false), &tracks, &late, 0);
+    let late: Vec<Frame> = frames
+        .iter()
+        .cloned()
+        .map(|mut f| {
+            f.dts += 500;
+            f
+        })
+        .collect();
+    check_written(
+        "late_start.mp4",
+        &write_progressive(&tracks, &late, false),
+        &tracks,
+        &late,
+        0,
+    );
 }
 
 /// Builds a moof by hand with the trun/tfhd flag combinations ffmpeg does not write.
@@ -399,7 +553,11 @@ fn trun_flag_combinations() {
     let i = data.windows(4).position(|w| w == b"moov").unwrap() - 4;
     let len = u32::from_be_bytes(data[i..i + 4].try_into().unwrap()) as usize;
     let movie = parse_moov(&data[i + 8..i + len]).unwrap();
-    let mut full = |v: u8, f: u32| -> Vec<u8> { let mut x = f.to_be_bytes().to_vec(); x[0] = v; x };
+    let full = |v: u8, f: u32| -> Vec<u8> {
+        let mut x = f.to_be_bytes().to_vec();
+        x[0] = v;
+        x
+    };
     // traf 1 (track 1): base-data-offset 1000, default duration 512, default size 10, default flags
     // non-sync, first-sample-flags sync; trun without data offset, no per-sample fields, 3 samples
     let mut tfhd = full(0, 0x1 | 0x8 | 0x10 | 0x20);
@@ -443,7 +601,10 @@ fn trun_flag_combinations() {
     let mut next = vec![0i64, 777];
     let mut out = Vec::new();
     parse_moof(&moof, 100, &movie, &mut next, &mut out).unwrap();
-    let got: Vec<(usize, u64, u32, i64, i32, bool)> = out.iter().map(|s| (s.track, s.offset, s.size, s.dts, s.cts, s.keyframe)).collect();
+    let got: Vec<(usize, u64, u32, i64, i32, bool)> = out
+        .iter()
+        .map(|s| (s.track, s.offset, s.size, s.dts, s.cts, s.keyframe))
+        .collect();
     assert_eq!(
         got,
         vec![

@@ -44,10 +44,17 @@ impl BoxHeader {
         }
         if let Some(s) = size {
             if s < header_len as u64 {
-                return Err(MediaError::malformed("mp4 box", format!("{} size {} < header", fourcc_str(&typ), s)));
+                return Err(MediaError::malformed(
+                    "mp4 box",
+                    format!("{} size {} < header", fourcc_str(&typ), s),
+                ));
             }
         }
-        Ok(BoxHeader { typ, header_len, size })
+        Ok(BoxHeader {
+            typ,
+            header_len,
+            size,
+        })
     }
 
     pub fn body_len(&self) -> Option<u64> {
@@ -56,7 +63,15 @@ impl BoxHeader {
 }
 
 pub fn fourcc_str(t: &FourCC) -> String {
-    t.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' }).collect()
+    t.iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 /// Iterates the boxes laid end to end in `data`, yielding `(type, body)`. A box running past the end
@@ -82,7 +97,10 @@ impl<'a> Iterator for Boxes<'a> {
             Ok(h) => h,
             Err(MediaError::NeedMore) => {
                 self.done = true;
-                return Some(Err(MediaError::malformed("mp4 box", "truncated box header")));
+                return Some(Err(MediaError::malformed(
+                    "mp4 box",
+                    "truncated box header",
+                )));
             }
             Err(e) => {
                 self.done = true;
@@ -98,7 +116,12 @@ impl<'a> Iterator for Boxes<'a> {
             self.done = true;
             return Some(Err(MediaError::malformed(
                 "mp4 box",
-                format!("{} of {} bytes runs past its parent ({} left)", fourcc_str(&h.typ), size, self.data.len()),
+                format!(
+                    "{} of {} bytes runs past its parent ({} left)",
+                    fourcc_str(&h.typ),
+                    size,
+                    self.data.len()
+                ),
             )));
         }
         let size = size as usize;
@@ -123,8 +146,21 @@ pub fn find<'a>(data: &'a [u8], typ: &FourCC) -> Result<Option<&'a [u8]>, MediaE
 pub fn is_container(t: &FourCC) -> bool {
     matches!(
         t,
-        b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl" | b"edts" | b"dinf" | b"mvex" | b"moof" | b"traf" | b"mfra"
-            | b"udta" | b"skip" | b"sinf" | b"schi"
+        b"moov"
+            | b"trak"
+            | b"mdia"
+            | b"minf"
+            | b"stbl"
+            | b"edts"
+            | b"dinf"
+            | b"mvex"
+            | b"moof"
+            | b"traf"
+            | b"mfra"
+            | b"udta"
+            | b"skip"
+            | b"sinf"
+            | b"schi"
     )
 }
 
@@ -173,7 +209,10 @@ impl<'a> Rd<'a> {
         Rd { data, pos: 0, what }
     }
     fn short(&self, n: usize) -> MediaError {
-        MediaError::malformed(self.what, format!("needs {} bytes at {}, has {}", n, self.pos, self.data.len()))
+        MediaError::malformed(
+            self.what,
+            format!("needs {} bytes at {}, has {}", n, self.pos, self.data.len()),
+        )
     }
     pub fn remaining(&self) -> usize {
         self.data.len() - self.pos
@@ -223,7 +262,15 @@ impl<'a> Rd<'a> {
         let n = self.u32()? as u64;
         let fits = (self.remaining() / entry_size.max(1)) as u64;
         if n > fits {
-            return Err(MediaError::malformed(self.what, format!("{} entries of {} bytes, {} bytes left", n, entry_size, self.remaining())));
+            return Err(MediaError::malformed(
+                self.what,
+                format!(
+                    "{} entries of {} bytes, {} bytes left",
+                    n,
+                    entry_size,
+                    self.remaining()
+                ),
+            ));
         }
         Ok(n as usize)
     }
@@ -300,7 +347,10 @@ mod tests {
         assert_eq!(h.size, Some(16));
         let h = BoxHeader::parse(&[0, 0, 0, 0, b'm', b'd', b'a', b't']).unwrap();
         assert_eq!(h.size, None);
-        assert_eq!(BoxHeader::parse(&[0, 0, 0, 1, b'm', b'd', b'a', b't']), Err(MediaError::NeedMore));
+        assert_eq!(
+            BoxHeader::parse(&[0, 0, 0, 1, b'm', b'd', b'a', b't']),
+            Err(MediaError::NeedMore)
+        );
         let mut v = vec![0, 0, 0, 1, b'm', b'd', b'a', b't'];
         v.extend_from_slice(&(1u64 << 40).to_be_bytes());
         assert_eq!(BoxHeader::parse(&v).unwrap().size, Some(1 << 40));
@@ -317,7 +367,10 @@ mod tests {
             o.extend_from_slice(&b);
             b = o;
         }
-        assert!(matches!(walk(&b, 64, &mut |_, _, _| {}), Err(MediaError::TooLarge { .. })));
+        assert!(matches!(
+            walk(&b, 64, &mut |_, _, _| {}),
+            Err(MediaError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -34,7 +34,10 @@ pub fn parse_stsd(body: &[u8]) -> Result<SampleEntry, MediaError> {
 }
 
 fn parse_entry(typ: [u8; 4], body: &[u8]) -> Result<SampleEntry, MediaError> {
-    let video = matches!(&typ, b"avc1" | b"avc3" | b"hev1" | b"hvc1" | b"av01" | b"vp09" | b"vp08");
+    let video = matches!(
+        &typ,
+        b"avc1" | b"avc3" | b"hev1" | b"hvc1" | b"av01" | b"vp09" | b"vp08"
+    );
     let audio = matches!(&typ, b"mp4a" | b"Opus" | b"ac-3" | b".mp3");
     let mut e = SampleEntry {
         fourcc: typ,
@@ -77,11 +80,17 @@ fn parse_entry(typ: [u8; 4], body: &[u8]) -> Result<SampleEntry, MediaError> {
         }
         children = r.rest();
     } else {
-        return Err(MediaError::unsupported("mp4 sample entry", fourcc_str(&typ)));
+        return Err(MediaError::unsupported(
+            "mp4 sample entry",
+            fourcc_str(&typ),
+        ));
     }
     let child = |t: &[u8; 4]| -> Result<&[u8], MediaError> {
         find(children, t)?.ok_or_else(|| {
-            MediaError::malformed("mp4 sample entry", format!("{} without {}", fourcc_str(&typ), fourcc_str(t)))
+            MediaError::malformed(
+                "mp4 sample entry",
+                format!("{} without {}", fourcc_str(&typ), fourcc_str(t)),
+            )
         })
     };
     match &typ {
@@ -128,7 +137,12 @@ fn parse_entry(typ: [u8; 4], body: &[u8]) -> Result<SampleEntry, MediaError> {
                     e.init = Bytes::copy_from_slice(dsi);
                 }
                 0x69 | 0x6B => e.codec = Codec::Mp3,
-                o => return Err(MediaError::unsupported("mp4a object type", format!("0x{o:02x}"))),
+                o => {
+                    return Err(MediaError::unsupported(
+                        "mp4a object type",
+                        format!("0x{o:02x}"),
+                    ))
+                }
             }
         }
         _ => unreachable!(),
@@ -184,7 +198,9 @@ pub fn parse_esds(body: &[u8]) -> Result<(u8, &[u8]), MediaError> {
 
 /// Sample rate and channel count from an AudioSpecificConfig.
 pub fn asc_rate_channels(asc: &[u8]) -> Option<(u32, u32)> {
-    const RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+    const RATES: [u32; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
     let mut bits = 0u64;
     for (i, b) in asc.iter().take(8).enumerate() {
         bits |= (*b as u64) << (56 - 8 * i);
@@ -217,7 +233,9 @@ pub fn asc_rate_channels(asc: &[u8]) -> Option<(u32, u32)> {
 
 /// An AudioSpecificConfig for AAC-LC at `rate` Hz with `channels`.
 pub fn make_asc(rate: u32, channels: u32) -> Vec<u8> {
-    const RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+    const RATES: [u32; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
     let fi = RATES.iter().position(|&r| r == rate).unwrap_or(4) as u16;
     let v: u16 = (2 << 11) | (fi << 7) | (((channels.min(15)) as u16) << 3);
     v.to_be_bytes().to_vec()
@@ -263,7 +281,11 @@ pub fn opushead_to_dops(h: &[u8], channels: u32) -> Vec<u8> {
         }
         d
     } else {
-        let ch = if channels == 0 { 2 } else { channels.min(2) as u8 };
+        let ch = if channels == 0 {
+            2
+        } else {
+            channels.min(2) as u8
+        };
         let mut d = vec![0, ch];
         d.extend_from_slice(&312u16.to_be_bytes());
         d.extend_from_slice(&48000u32.to_be_bytes());
@@ -333,7 +355,10 @@ pub fn write_entry(w: &mut BoxWriter, t: &Track) -> Result<(), MediaError> {
     match t.codec {
         Codec::H264 | Codec::Hevc | Codec::Av1 => {
             if t.init.is_empty() {
-                return Err(MediaError::malformed("mp4 writer", format!("{} track {} has no init data", t.codec.mist_name(), t.id)));
+                return Err(MediaError::malformed(
+                    "mp4 writer",
+                    format!("{} track {} has no init data", t.codec.mist_name(), t.id),
+                ));
             }
             let (e, c) = match t.codec {
                 Codec::H264 => (b"avc1", b"avcC"),
@@ -347,7 +372,11 @@ pub fn write_entry(w: &mut BoxWriter, t: &Track) -> Result<(), MediaError> {
             w.end();
         }
         Codec::Aac => {
-            let asc: Vec<u8> = if t.init.is_empty() { make_asc(t.rate, t.channels) } else { t.init.to_vec() };
+            let asc: Vec<u8> = if t.init.is_empty() {
+                make_asc(t.rate, t.channels)
+            } else {
+                t.init.to_vec()
+            };
             let (r, c) = asc_rate_channels(&asc).unwrap_or((t.rate, t.channels));
             let rate = if t.rate != 0 { t.rate } else { r };
             let ch = if t.channels != 0 { t.channels } else { c };

@@ -42,11 +42,14 @@ pub fn parse_moof(
         if &t != b"traf" {
             continue;
         }
-        let tfhd = super::boxes::find(traf, b"tfhd")?.ok_or_else(|| MediaError::malformed("traf", "no tfhd"))?;
+        let tfhd = super::boxes::find(traf, b"tfhd")?
+            .ok_or_else(|| MediaError::malformed("traf", "no tfhd"))?;
         let mut r = Rd::new(tfhd, "tfhd");
         let (_, fl) = r.full()?;
         let id = r.u32()?;
-        let Some(idx) = movie.index_of(id) else { continue };
+        let Some(idx) = movie.index_of(id) else {
+            continue;
+        };
         let trex = movie.tracks[idx].trex;
         let base = if fl & 0x1 != 0 {
             r.u64()?
@@ -58,14 +61,22 @@ pub fn parse_moof(
         if fl & 0x2 != 0 {
             r.u32()?;
         }
-        let def_dur = if fl & 0x8 != 0 { r.u32()? } else { trex.duration };
+        let def_dur = if fl & 0x8 != 0 {
+            r.u32()?
+        } else {
+            trex.duration
+        };
         let def_size = if fl & 0x10 != 0 { r.u32()? } else { trex.size };
         let def_flags = if fl & 0x20 != 0 { r.u32()? } else { trex.flags };
         let mut dts = next_dts.get(idx).copied().unwrap_or(0);
         if let Some(tfdt) = super::boxes::find(traf, b"tfdt")? {
             let mut r = Rd::new(tfdt, "tfdt");
             let (v, _) = r.full()?;
-            dts = if v == 1 { r.u64()?.min(i64::MAX as u64 / 2) as i64 } else { r.u32()? as i64 };
+            dts = if v == 1 {
+                r.u64()?.min(i64::MAX as u64 / 2) as i64
+            } else {
+                r.u32()? as i64
+            };
         }
         let mut pos = base;
         for b in Boxes::new(traf) {
@@ -81,7 +92,10 @@ pub fn parse_moof(
                 // the entries must fit after the optional fields
                 let opt = if tf & 0x1 != 0 { 4 } else { 0 } + if tf & 0x4 != 0 { 4 } else { 0 };
                 if n.saturating_mul(entry) > r.remaining().saturating_sub(opt) {
-                    return Err(MediaError::malformed("trun", format!("{} samples of {} bytes do not fit", n, entry)));
+                    return Err(MediaError::malformed(
+                        "trun",
+                        format!("{} samples of {} bytes do not fit", n, entry),
+                    ));
                 }
             }
             if out.len() + n > MAX_FRAGMENT_SAMPLES {
@@ -111,7 +125,14 @@ pub fn parse_moof(
                     }
                 }
                 let cts = if tf & 0x800 != 0 { r.i32()? } else { 0 };
-                out.push(FragSample { track: idx, offset: pos, size, dts, cts, keyframe: flags & NON_SYNC == 0 });
+                out.push(FragSample {
+                    track: idx,
+                    offset: pos,
+                    size,
+                    dts,
+                    cts,
+                    keyframe: flags & NON_SYNC == 0,
+                });
                 pos = pos.saturating_add(size as u64);
                 dts = dts.saturating_add(dur as i64);
             }
@@ -152,12 +173,21 @@ impl FragmentWriter {
     pub fn new(tracks: Vec<Track>, opts: FragmentOptions) -> Result<Self, MediaError> {
         for (i, t) in tracks.iter().enumerate() {
             if tracks[..i].iter().any(|o| o.id == t.id) || t.id == 0 {
-                return Err(MediaError::malformed("fragment writer", format!("track id {} zero or repeated", t.id)));
+                return Err(MediaError::malformed(
+                    "fragment writer",
+                    format!("track id {} zero or repeated", t.id),
+                ));
             }
             super::entry::write_entry(&mut BoxWriter::new(), t)?;
         }
         let ts: Vec<u32> = tracks.iter().map(track_timescale).collect();
-        Ok(FragmentWriter { last_dur: vec![0; tracks.len()], tracks, ts, opts, seq: 1 })
+        Ok(FragmentWriter {
+            last_dur: vec![0; tracks.len()],
+            tracks,
+            ts,
+            opts,
+            seq: 1,
+        })
     }
 
     pub fn tracks(&self) -> &[Track] {
@@ -174,11 +204,24 @@ impl FragmentWriter {
         let mut w = BoxWriter::new();
         write_ftyp(&mut w, b"iso6", 0, &[b"iso6", b"cmfc", b"mp41"]);
         w.start(b"moov");
-        write_mvhd(&mut w, 0, self.tracks.iter().map(|t| t.id).max().unwrap_or(0) + 1);
+        write_mvhd(
+            &mut w,
+            0,
+            self.tracks.iter().map(|t| t.id).max().unwrap_or(0) + 1,
+        );
         for (t, &ts) in self.tracks.iter().zip(&self.ts) {
             write_trak(
                 &mut w,
-                &TrakSpec { track: t, timescale: ts, duration_ticks: 0, duration_ms: 0, edit: (0, 0), tables: None, base: 0, co64: false },
+                &TrakSpec {
+                    track: t,
+                    timescale: ts,
+                    duration_ticks: 0,
+                    duration_ms: 0,
+                    edit: (0, 0),
+                    tables: None,
+                    base: 0,
+                    co64: false,
+                },
             )?;
         }
         w.start(b"mvex");
@@ -199,7 +242,11 @@ impl FragmentWriter {
     /// One media segment (or CMAF chunk/part) with `frames`: [styp] moof mdat. `end_ms`, when
     /// known, is where the segment ends (the next segment's start) and sets the last sample's
     /// duration; without it the previous duration is repeated.
-    pub fn media_segment(&mut self, frames: &[Frame], end_ms: Option<i64>) -> Result<Vec<u8>, MediaError> {
+    pub fn media_segment(
+        &mut self,
+        frames: &[Frame],
+        end_ms: Option<i64>,
+    ) -> Result<Vec<u8>, MediaError> {
         let (mut head, payloads) = self.media_segment_vectored(frames, end_ms)?;
         head.reserve(payloads.iter().map(|p| p.len()).sum());
         for p in payloads {
@@ -210,14 +257,20 @@ impl FragmentWriter {
 
     /// Like [`FragmentWriter::media_segment`], but returns the boxes up to and including the mdat
     /// header, and the payloads that follow it in order (for vectored writes without copying).
-    pub fn media_segment_vectored(&mut self, frames: &[Frame], end_ms: Option<i64>) -> Result<(Vec<u8>, Vec<Bytes>), MediaError> {
+    pub fn media_segment_vectored(
+        &mut self,
+        frames: &[Frame],
+        end_ms: Option<i64>,
+    ) -> Result<(Vec<u8>, Vec<Bytes>), MediaError> {
         let mut per: Vec<Vec<&Frame>> = vec![Vec::new(); self.tracks.len()];
         for f in frames {
             let i = self
                 .tracks
                 .iter()
                 .position(|t| t.id == f.track)
-                .ok_or_else(|| MediaError::malformed("fragment writer", format!("unknown track {}", f.track)))?;
+                .ok_or_else(|| {
+                    MediaError::malformed("fragment writer", format!("unknown track {}", f.track))
+                })?;
             per[i].push(f);
         }
         let mut w = BoxWriter::new();
@@ -244,7 +297,10 @@ impl FragmentWriter {
             let off = self.opts.time_offset_ms;
             let ticks: Vec<i64> = fs.iter().map(|f| ms_to_ticks(f.dts + off, ts)).collect();
             if ticks[0] < 0 {
-                return Err(MediaError::malformed("fragment writer", "negative decode time; set time_offset_ms"));
+                return Err(MediaError::malformed(
+                    "fragment writer",
+                    "negative decode time; set time_offset_ms",
+                ));
             }
             w.start(b"traf");
             w.start_full(b"tfhd", 0, 0x20000);
@@ -253,16 +309,27 @@ impl FragmentWriter {
             w.start_full(b"tfdt", 1, 0);
             w.u64(ticks[0] as u64);
             w.end();
-            let cts: Vec<i64> = fs.iter().zip(&ticks).map(|(f, &t)| ms_to_ticks(f.pts() + off, ts) - t).collect();
+            let cts: Vec<i64> = fs
+                .iter()
+                .zip(&ticks)
+                .map(|(f, &t)| ms_to_ticks(f.pts() + off, ts) - t)
+                .collect();
             let has_cts = cts.iter().any(|&c| c != 0);
-            w.start_full(b"trun", 1, 0x1 | 0x100 | 0x200 | 0x400 | if has_cts { 0x800 } else { 0 });
+            w.start_full(
+                b"trun",
+                1,
+                0x1 | 0x100 | 0x200 | 0x400 | if has_cts { 0x800 } else { 0 },
+            );
             w.u32(fs.len() as u32);
             patches.push((w.len(), data_len));
             w.u32(0);
             for (k, f) in fs.iter().enumerate() {
                 let dur = if k + 1 < fs.len() {
                     ticks[k + 1] - ticks[k]
-                } else if let Some(e) = end_ms.map(|e| ms_to_ticks(e + off, ts) - ticks[k]).filter(|&d| d > 0) {
+                } else if let Some(e) = end_ms
+                    .map(|e| ms_to_ticks(e + off, ts) - ticks[k])
+                    .filter(|&d| d > 0)
+                {
                     e
                 } else if self.last_dur[i] > 0 {
                     self.last_dur[i] as i64
@@ -272,7 +339,10 @@ impl FragmentWriter {
                     (ts / 25).max(1) as i64
                 };
                 if !(0..=u32::MAX as i64).contains(&dur) {
-                    return Err(MediaError::malformed("fragment writer", "decode times go backwards"));
+                    return Err(MediaError::malformed(
+                        "fragment writer",
+                        "decode times go backwards",
+                    ));
                 }
                 if k + 1 < fs.len() || end_ms.is_some() {
                     self.last_dur[i] = dur as u32;
@@ -294,13 +364,21 @@ impl FragmentWriter {
         for (at, rel) in patches {
             let off = moof_len + 8 + rel;
             if off > i32::MAX as u64 {
-                return Err(MediaError::TooLarge { what: "fragment", size: off, limit: i32::MAX as u64 });
+                return Err(MediaError::TooLarge {
+                    what: "fragment",
+                    size: off,
+                    limit: i32::MAX as u64,
+                });
             }
             w.buf[at..at + 4].copy_from_slice(&(off as u32).to_be_bytes());
         }
         let mdat = 8 + data_len;
         if mdat > u32::MAX as u64 {
-            return Err(MediaError::TooLarge { what: "fragment mdat", size: mdat, limit: u32::MAX as u64 });
+            return Err(MediaError::TooLarge {
+                what: "fragment mdat",
+                size: mdat,
+                limit: u32::MAX as u64,
+            });
         }
         w.u32(mdat as u32);
         w.bytes(b"mdat");

@@ -95,7 +95,11 @@ impl SampleTable {
     }
 
     fn chunk_end(&self, i: usize) -> usize {
-        let end = self.stsc.get(i + 1).map(|e| e.0 as usize - 1).unwrap_or(self.chunks.len());
+        let end = self
+            .stsc
+            .get(i + 1)
+            .map(|e| e.0 as usize - 1)
+            .unwrap_or(self.chunks.len());
         end.min(self.chunks.len())
     }
 
@@ -162,7 +166,10 @@ impl SampleTable {
                 c.chunk_left = spc - idx;
                 let before: u64 = match &self.sizes {
                     Sizes::Const(s) => idx as u64 * *s as u64,
-                    Sizes::Table(v) => v[(n - idx) as usize..n as usize].iter().map(|&s| s as u64).sum(),
+                    Sizes::Table(v) => v[(n - idx) as usize..n as usize]
+                        .iter()
+                        .map(|&s| s as u64)
+                        .sum(),
                 };
                 c.offset = self.chunks[chunk].saturating_add(before);
                 return Some(c);
@@ -205,7 +212,9 @@ impl SampleTable {
                     c.sample = self.count;
                     return false;
                 }
-                while c.stsc_i + 1 < self.stsc.len() && self.stsc[c.stsc_i + 1].0 as usize - 1 <= c.chunk {
+                while c.stsc_i + 1 < self.stsc.len()
+                    && self.stsc[c.stsc_i + 1].0 as usize - 1 <= c.chunk
+                {
                     c.stsc_i += 1;
                 }
                 c.chunk_left = self.stsc[c.stsc_i].1;
@@ -273,12 +282,20 @@ pub struct MovieTrack {
 
 impl MovieTrack {
     pub fn dts_ms(&self, ticks: i64) -> i64 {
-        ticks_to_ms(ticks.saturating_add(self.shift).saturating_sub(self.dts_shift), self.track.timescale)
+        ticks_to_ms(
+            ticks
+                .saturating_add(self.shift)
+                .saturating_sub(self.dts_shift),
+            self.track.timescale,
+        )
     }
     /// `(dts ms, pts offset ms)` from track ticks.
     pub fn times_ms(&self, dts: i64, cts: i64) -> (i64, i32) {
         let d = self.dts_ms(dts);
-        let p = ticks_to_ms(dts.saturating_add(cts).saturating_add(self.shift), self.track.timescale);
+        let p = ticks_to_ms(
+            dts.saturating_add(cts).saturating_add(self.shift),
+            self.track.timescale,
+        );
         (d, (p - d).clamp(i32::MIN as i64, i32::MAX as i64) as i32)
     }
 }
@@ -306,7 +323,9 @@ impl Movie {
 
 fn parse_table(stbl: &[u8], max_samples: u32) -> Result<SampleTable, MediaError> {
     let need = |t: &[u8; 4]| -> Result<&[u8], MediaError> {
-        find(stbl, t)?.ok_or_else(|| MediaError::malformed("stbl", format!("no {}", String::from_utf8_lossy(t))))
+        find(stbl, t)?.ok_or_else(|| {
+            MediaError::malformed("stbl", format!("no {}", String::from_utf8_lossy(t)))
+        })
     };
     let mut r = Rd::new(need(b"stts")?, "stts");
     r.full()?;
@@ -353,7 +372,10 @@ fn parse_table(stbl: &[u8], max_samples: u32) -> Result<SampleTable, MediaError>
         let spc = r.u32()?;
         r.u32()?;
         if first == 0 || stsc.last().map(|l| l.0 >= first).unwrap_or(false) {
-            return Err(MediaError::malformed("stsc", "first chunks not increasing from 1"));
+            return Err(MediaError::malformed(
+                "stsc",
+                "first chunks not increasing from 1",
+            ));
         }
         stsc.push((first, spc));
     }
@@ -420,7 +442,11 @@ fn parse_table(stbl: &[u8], max_samples: u32) -> Result<SampleTable, MediaError>
     // capacity of the chunk layout
     let mut cap = 0u64;
     for (i, &(first, spc)) in stsc.iter().enumerate() {
-        let end = stsc.get(i + 1).map(|e| e.0 as usize - 1).unwrap_or(chunks.len()).min(chunks.len());
+        let end = stsc
+            .get(i + 1)
+            .map(|e| e.0 as usize - 1)
+            .unwrap_or(chunks.len())
+            .min(chunks.len());
         let first = first as usize - 1;
         if end > first {
             cap = cap.saturating_add((end - first) as u64 * spc as u64);
@@ -428,9 +454,21 @@ fn parse_table(stbl: &[u8], max_samples: u32) -> Result<SampleTable, MediaError>
     }
     let count = size_count.min(total).min(cap);
     if count > max_samples as u64 {
-        return Err(MediaError::TooLarge { what: "mp4 sample count", size: count, limit: max_samples as u64 });
+        return Err(MediaError::TooLarge {
+            what: "mp4 sample count",
+            size: count,
+            limit: max_samples as u64,
+        });
     }
-    Ok(SampleTable { stts, ctts, stss, stsc, chunks, sizes, count: count as u32 })
+    Ok(SampleTable {
+        stts,
+        ctts,
+        stss,
+        stsc,
+        chunks,
+        sizes,
+        count: count as u32,
+    })
 }
 
 fn parse_elst(b: &[u8], movie_ts: u32, media_ts: u32) -> Result<i64, MediaError> {
@@ -439,7 +477,11 @@ fn parse_elst(b: &[u8], movie_ts: u32, media_ts: u32) -> Result<i64, MediaError>
     let n = r.count(if v == 1 { 20 } else { 12 })?;
     let mut empty: i64 = 0;
     for _ in 0..n {
-        let (dur, mt) = if v == 1 { (r.u64()? as i64, r.u64()? as i64) } else { (r.u32()? as i64, r.i32()? as i64) };
+        let (dur, mt) = if v == 1 {
+            (r.u64()? as i64, r.u64()? as i64)
+        } else {
+            (r.u32()? as i64, r.i32()? as i64)
+        };
         r.u32()?;
         if mt == -1 {
             empty = empty.saturating_add(dur.max(0));
@@ -475,7 +517,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_moov: 256 << 20, max_moof: 64 << 20, max_sample: 64 << 20, max_samples_per_track: 50_000_000 }
+        Limits {
+            max_moov: 256 << 20,
+            max_moof: 64 << 20,
+            max_sample: 64 << 20,
+            max_samples_per_track: 50_000_000,
+        }
     }
 }
 
@@ -505,11 +552,25 @@ pub fn parse_moov_with(moov: &[u8], limits: &Limits) -> Result<Movie, MediaError
                 let mut r = Rd::new(body, "trex");
                 r.full()?;
                 let id = r.u32()?;
-                trexes.push((id, Trex { description_index: r.u32()?, duration: r.u32()?, size: r.u32()?, flags: r.u32()? }));
+                trexes.push((
+                    id,
+                    Trex {
+                        description_index: r.u32()?,
+                        duration: r.u32()?,
+                        size: r.u32()?,
+                        flags: r.u32()?,
+                    },
+                ));
             }
         }
     }
-    let mut movie = Movie { timescale, duration, tracks: Vec::new(), fragmented: mvex.is_some(), skipped: Vec::new() };
+    let mut movie = Movie {
+        timescale,
+        duration,
+        tracks: Vec::new(),
+        fragmented: mvex.is_some(),
+        skipped: Vec::new(),
+    };
     for b in Boxes::new(moov) {
         let (t, trak) = b?;
         if &t != b"trak" {
@@ -550,11 +611,19 @@ pub fn parse_moov_with(moov: &[u8], limits: &Limits) -> Result<Movie, MediaError
             Err(e) => return Err(e),
         };
         let table = parse_table(stbl, limits.max_samples_per_track)?;
-        let shift = match find(trak, b"edts")?.map(|e| find(e, b"elst")).transpose()?.flatten() {
+        let shift = match find(trak, b"edts")?
+            .map(|e| find(e, b"elst"))
+            .transpose()?
+            .flatten()
+        {
             Some(elst) => parse_elst(elst, timescale, media_ts)?,
             None => 0,
         };
-        let trex = trexes.iter().find(|t| t.0 == id).map(|t| t.1).unwrap_or_default();
+        let trex = trexes
+            .iter()
+            .find(|t| t.0 == id)
+            .map(|t| t.1)
+            .unwrap_or_default();
         let mut track = Track::new(id, entry.codec);
         track.init = entry.init.clone();
         track.timescale = media_ts;
@@ -562,12 +631,17 @@ pub fn parse_moov_with(moov: &[u8], limits: &Limits) -> Result<Movie, MediaError
         track.height = entry.height;
         track.rate = entry.rate;
         track.channels = entry.channels;
-        track.sample_size = if entry.codec.kind() == TrackKind::Audio { 16 } else { 0 };
+        track.sample_size = if entry.codec.kind() == TrackKind::Audio {
+            16
+        } else {
+            0
+        };
         track.lang = language;
         let dur_ms = ticks_to_ms(media_dur.min(i64::MAX as u64) as i64, media_ts);
         if dur_ms > 0 {
             if track.kind() == TrackKind::Video {
-                track.fpks = (table.count as u64 * 1_000_000 / dur_ms as u64).min(u32::MAX as u64) as u32;
+                track.fpks =
+                    (table.count as u64 * 1_000_000 / dur_ms as u64).min(u32::MAX as u64) as u32;
             }
             let total: u64 = match &table.sizes {
                 Sizes::Const(s) => *s as u64 * table.count as u64,
@@ -575,8 +649,21 @@ pub fn parse_moov_with(moov: &[u8], limits: &Limits) -> Result<Movie, MediaError
             };
             track.bps = (total * 1000 / dur_ms as u64).min(u32::MAX as u64) as u32;
         }
-        let dts_shift = table.ctts.iter().map(|e| -(e.1 as i64)).max().unwrap_or(0).max(0);
-        movie.tracks.push(MovieTrack { track, entry, table, shift, dts_shift, trex });
+        let dts_shift = table
+            .ctts
+            .iter()
+            .map(|e| -(e.1 as i64))
+            .max()
+            .unwrap_or(0)
+            .max(0);
+        movie.tracks.push(MovieTrack {
+            track,
+            entry,
+            table,
+            shift,
+            dts_shift,
+            trex,
+        });
     }
     Ok(movie)
 }
@@ -594,8 +681,15 @@ pub enum Need {
 enum State {
     /// Reading a top-level box header at `pos`.
     Header,
-    Moov { offset: u64, len: u64 },
-    Moof { offset: u64, len: u64, start: u64 },
+    Moov {
+        offset: u64,
+        len: u64,
+    },
+    Moof {
+        offset: u64,
+        len: u64,
+        start: u64,
+    },
     /// Sample tables of the moov.
     Samples,
     /// Samples of the last moof.
@@ -691,16 +785,24 @@ impl Mp4Reader {
                         self.state = State::Done;
                         continue;
                     }
-                    return Ok(Need::Read { offset: self.pos, len: (self.file_len - self.pos).min(16) });
+                    return Ok(Need::Read {
+                        offset: self.pos,
+                        len: (self.file_len - self.pos).min(16),
+                    });
                 }
-                State::Moov { offset, len } | State::Moof { offset, len, .. } => return Ok(Need::Read { offset, len }),
+                State::Moov { offset, len } | State::Moof { offset, len, .. } => {
+                    return Ok(Need::Read { offset, len })
+                }
                 State::Samples => match self.next_track() {
                     Some(i) => {
                         let m = self.movie.as_ref().unwrap();
                         let c = self.cursors[i].as_ref().unwrap();
                         let s = m.tracks[i].table.sample(c);
                         self.check_sample(s.offset, s.size)?;
-                        return Ok(Need::Read { offset: s.offset, len: s.size as u64 });
+                        return Ok(Need::Read {
+                            offset: s.offset,
+                            len: s.size as u64,
+                        });
                     }
                     None => {
                         if self.movie.as_ref().map(|m| m.fragmented).unwrap_or(false) {
@@ -715,7 +817,10 @@ impl Mp4Reader {
                     Some(s) => {
                         let (o, l) = (s.offset, s.size);
                         self.check_sample(o, l)?;
-                        return Ok(Need::Read { offset: o, len: l as u64 });
+                        return Ok(Need::Read {
+                            offset: o,
+                            len: l as u64,
+                        });
                     }
                     None => self.state = State::Header,
                 },
@@ -726,10 +831,21 @@ impl Mp4Reader {
 
     fn check_sample(&self, offset: u64, size: u32) -> Result<(), MediaError> {
         if size > self.limits.max_sample {
-            return Err(MediaError::TooLarge { what: "mp4 sample", size: size as u64, limit: self.limits.max_sample as u64 });
+            return Err(MediaError::TooLarge {
+                what: "mp4 sample",
+                size: size as u64,
+                limit: self.limits.max_sample as u64,
+            });
         }
-        if offset.checked_add(size as u64).map(|e| e > self.file_len).unwrap_or(true) {
-            return Err(MediaError::malformed("mp4 sample", format!("{size} bytes at {offset} past the end of the file")));
+        if offset
+            .checked_add(size as u64)
+            .map(|e| e > self.file_len)
+            .unwrap_or(true)
+        {
+            return Err(MediaError::malformed(
+                "mp4 sample",
+                format!("{size} bytes at {offset} past the end of the file"),
+            ));
         }
         Ok(())
     }
@@ -744,7 +860,13 @@ impl Mp4Reader {
         if offset != want.0 || (data.len() as u64) < want.1 {
             return Err(MediaError::malformed(
                 "mp4 reader feed",
-                format!("got {} bytes at {}, wanted {} at {}", data.len(), offset, want.1, want.0),
+                format!(
+                    "got {} bytes at {}, wanted {} at {}",
+                    data.len(),
+                    offset,
+                    want.1,
+                    want.0
+                ),
             ));
         }
         let data = &data[..want.1 as usize];
@@ -753,7 +875,10 @@ impl Mp4Reader {
                 let h = match BoxHeader::parse(data) {
                     Ok(h) => h,
                     Err(MediaError::NeedMore) => {
-                        return Err(MediaError::malformed("mp4", format!("truncated box header at {}", self.pos)))
+                        return Err(MediaError::malformed(
+                            "mp4",
+                            format!("truncated box header at {}", self.pos),
+                        ))
                     }
                     Err(e) => return Err(e),
                 };
@@ -766,16 +891,31 @@ impl Mp4Reader {
                 match &h.typ {
                     b"moov" if self.movie.is_none() => {
                         if size > self.limits.max_moov {
-                            return Err(MediaError::TooLarge { what: "moov", size, limit: self.limits.max_moov });
+                            return Err(MediaError::TooLarge {
+                                what: "moov",
+                                size,
+                                limit: self.limits.max_moov,
+                            });
                         }
-                        self.state = State::Moov { offset: body, len: end - body };
+                        self.state = State::Moov {
+                            offset: body,
+                            len: end - body,
+                        };
                         self.pos = end;
                     }
                     b"moof" if self.movie.as_ref().map(|m| m.fragmented).unwrap_or(false) => {
                         if size > self.limits.max_moof {
-                            return Err(MediaError::TooLarge { what: "moof", size, limit: self.limits.max_moof });
+                            return Err(MediaError::TooLarge {
+                                what: "moof",
+                                size,
+                                limit: self.limits.max_moof,
+                            });
                         }
-                        self.state = State::Moof { offset: body, len: end - body, start: self.pos };
+                        self.state = State::Moof {
+                            offset: body,
+                            len: end - body,
+                            start: self.pos,
+                        };
                         self.pos = end;
                     }
                     _ => self.pos = end,
@@ -786,7 +926,11 @@ impl Mp4Reader {
                 let movie = parse_moov_with(data, &self.limits)?;
                 self.after_moov = self.pos;
                 self.cursors = movie.tracks.iter().map(|t| t.table.cursor_at(0)).collect();
-                self.frag_dts = movie.tracks.iter().map(|t| t.table.dts_of(t.table.len())).collect();
+                self.frag_dts = movie
+                    .tracks
+                    .iter()
+                    .map(|t| t.table.dts_of(t.table.len()))
+                    .collect();
                 self.movie = Some(movie);
                 self.state = State::Samples;
                 Ok(None)
@@ -808,7 +952,13 @@ impl Mp4Reader {
                 let c = self.cursors[i].as_mut().unwrap();
                 let s = t.table.sample(c);
                 let (dts, pts_offset) = t.times_ms(s.dts, s.cts as i64);
-                let f = Frame { track: t.track.id, dts, pts_offset, keyframe: s.keyframe, data: Bytes::copy_from_slice(data) };
+                let f = Frame {
+                    track: t.track.id,
+                    dts,
+                    pts_offset,
+                    keyframe: s.keyframe,
+                    data: Bytes::copy_from_slice(data),
+                };
                 if !t.table.advance(c) {
                     self.cursors[i] = None;
                 }
@@ -819,7 +969,13 @@ impl Mp4Reader {
                 let m = self.movie.as_ref().unwrap();
                 let t = &m.tracks[s.track];
                 let (dts, pts_offset) = t.times_ms(s.dts, s.cts as i64);
-                Ok(Some(Frame { track: t.track.id, dts, pts_offset, keyframe: s.keyframe, data: Bytes::copy_from_slice(data) }))
+                Ok(Some(Frame {
+                    track: t.track.id,
+                    dts,
+                    pts_offset,
+                    keyframe: s.keyframe,
+                    data: Bytes::copy_from_slice(data),
+                }))
             }
             State::Done => Ok(None),
         }
@@ -830,9 +986,15 @@ impl Mp4Reader {
     /// track to its first sample at or after that keyframe's decode time. Returns the keyframe's
     /// decode time in ms.
     pub fn seek(&mut self, ms: i64) -> Result<i64, MediaError> {
-        let m = self.movie.as_ref().ok_or_else(|| MediaError::malformed("mp4 seek", "moov not read yet"))?;
+        let m = self
+            .movie
+            .as_ref()
+            .ok_or_else(|| MediaError::malformed("mp4 seek", "moov not read yet"))?;
         if m.tracks.iter().all(|t| t.table.is_empty()) {
-            return Err(MediaError::unsupported("mp4 seek", "fragmented file without sample tables"));
+            return Err(MediaError::unsupported(
+                "mp4 seek",
+                "fragmented file without sample tables",
+            ));
         }
         let refi = m
             .tracks
@@ -844,7 +1006,11 @@ impl Mp4Reader {
         // binary search over samples by pts of sync samples is awkward; sync samples are sorted by
         // decode time, so search the last sync sample whose pts <= ms.
         let syncs: Vec<u32> = match &rt.table.stss {
-            Some(v) => v.iter().filter(|&&n| n >= 1 && n <= rt.table.count).map(|n| n - 1).collect(),
+            Some(v) => v
+                .iter()
+                .filter(|&&n| n >= 1 && n <= rt.table.count)
+                .map(|n| n - 1)
+                .collect(),
             None => Vec::new(),
         };
         let pts_of = |n: u32| -> i64 {
@@ -900,15 +1066,10 @@ impl Mp4Reader {
 pub fn read_all(data: &[u8]) -> Result<(Vec<Track>, Vec<Frame>), MediaError> {
     let mut r = Mp4Reader::new(data.len() as u64);
     let mut frames = Vec::new();
-    loop {
-        match r.need()? {
-            Need::Read { offset, len } => {
-                let s = &data[offset as usize..(offset + len) as usize];
-                if let Some(f) = r.feed(offset, s)? {
-                    frames.push(f);
-                }
-            }
-            Need::Done => break,
+    while let Need::Read { offset, len } = r.need()? {
+        let s = &data[offset as usize..(offset + len) as usize];
+        if let Some(f) = r.feed(offset, s)? {
+            frames.push(f);
         }
     }
     Ok((r.tracks(), frames))

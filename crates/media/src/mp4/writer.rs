@@ -97,7 +97,11 @@ pub(crate) fn write_trak(w: &mut BoxWriter, s: &TrakSpec) -> Result<(), MediaErr
     w.zeros(8);
     w.u16(0);
     w.u16(0);
-    w.u16(if t.kind() == TrackKind::Audio { 0x0100 } else { 0 });
+    w.u16(if t.kind() == TrackKind::Audio {
+        0x0100
+    } else {
+        0
+    });
     w.u16(0);
     for m in MATRIX {
         w.u32(m);
@@ -180,7 +184,11 @@ pub(crate) fn write_trak(w: &mut BoxWriter, s: &TrakSpec) -> Result<(), MediaErr
     }
     w.end();
     if tb.ctts.iter().any(|e| e.1 != 0) {
-        let v = if tb.ctts.iter().any(|e| e.1 < 0) { 1 } else { 0 };
+        let v = if tb.ctts.iter().any(|e| e.1 < 0) {
+            1
+        } else {
+            0
+        };
         w.start_full(b"ctts", v, 0);
         w.u32(tb.ctts.len() as u32);
         for &(c, o) in &tb.ctts {
@@ -213,7 +221,11 @@ pub(crate) fn write_trak(w: &mut BoxWriter, s: &TrakSpec) -> Result<(), MediaErr
     }
     w.end();
     w.start_full(b"stsz", 0, 0);
-    let same = tb.sizes.first().copied().filter(|&f| tb.sizes.iter().all(|&s| s == f));
+    let same = tb
+        .sizes
+        .first()
+        .copied()
+        .filter(|&f| tb.sizes.iter().all(|&s| s == f));
     match same {
         Some(sz) if sz != 0 => {
             w.u32(sz);
@@ -240,7 +252,11 @@ pub(crate) fn write_trak(w: &mut BoxWriter, s: &TrakSpec) -> Result<(), MediaErr
         for &(o, _) in &tb.chunks {
             let off = s.base + o;
             if off > u32::MAX as u64 {
-                return Err(MediaError::TooLarge { what: "stco offset", size: off, limit: u32::MAX as u64 });
+                return Err(MediaError::TooLarge {
+                    what: "stco offset",
+                    size: off,
+                    limit: u32::MAX as u64,
+                });
             }
             w.u32(off as u32);
         }
@@ -299,13 +315,27 @@ impl Mp4Writer {
     pub fn new(tracks: Vec<Track>) -> Result<Self, MediaError> {
         for (i, t) in tracks.iter().enumerate() {
             if tracks[..i].iter().any(|o| o.id == t.id) || t.id == 0 {
-                return Err(MediaError::malformed("mp4 writer", format!("track id {} zero or repeated", t.id)));
+                return Err(MediaError::malformed(
+                    "mp4 writer",
+                    format!("track id {} zero or repeated", t.id),
+                ));
             }
             // fail early on codecs we cannot describe
             write_entry(&mut BoxWriter::new(), t)?;
         }
-        let st = tracks.iter().map(|t| TrackState { ts: track_timescale(t), ..Default::default() }).collect();
-        Ok(Mp4Writer { tracks, st, mdat_len: 0, last_track: None })
+        let st = tracks
+            .iter()
+            .map(|t| TrackState {
+                ts: track_timescale(t),
+                ..Default::default()
+            })
+            .collect();
+        Ok(Mp4Writer {
+            tracks,
+            st,
+            mdat_len: 0,
+            last_track: None,
+        })
     }
 
     fn ftyp(&self, w: &mut BoxWriter) {
@@ -329,10 +359,23 @@ impl Mp4Writer {
 
     /// Records a frame whose payload follows the previous one in mdat.
     pub fn add(&mut self, f: &Frame) -> Result<(), MediaError> {
-        self.add_sample(f.track, f.dts, f.pts_offset, f.keyframe, f.data.len() as u32)
+        self.add_sample(
+            f.track,
+            f.dts,
+            f.pts_offset,
+            f.keyframe,
+            f.data.len() as u32,
+        )
     }
 
-    pub fn add_sample(&mut self, track: u32, dts: i64, pts_offset: i32, keyframe: bool, size: u32) -> Result<(), MediaError> {
+    pub fn add_sample(
+        &mut self,
+        track: u32,
+        dts: i64,
+        pts_offset: i32,
+        keyframe: bool,
+        size: u32,
+    ) -> Result<(), MediaError> {
         let i = self
             .tracks
             .iter()
@@ -347,7 +390,10 @@ impl Mp4Writer {
         } else {
             let delta = ticks - s.last_ticks;
             if delta < 0 || delta > u32::MAX as i64 {
-                return Err(MediaError::malformed("mp4 writer", format!("track {track}: dts {dts} after {}", s.last_ms)));
+                return Err(MediaError::malformed(
+                    "mp4 writer",
+                    format!("track {track}: dts {dts} after {}", s.last_ms),
+                ));
             }
             push_run(&mut s.tables.stts, delta as u32);
             s.last_delta = delta as u32;
@@ -406,7 +452,12 @@ impl Mp4Writer {
         w.start(b"moov");
         let next_id = self.tracks.iter().map(|t| t.id).max().unwrap_or(0) + 1;
         write_mvhd(&mut w, movie_ms, next_id);
-        for ((t, s), (tb, &(dur_ticks, dur_ms))) in self.tracks.iter().zip(&self.st).zip(finals.iter().zip(&durs)) {
+        for ((t, s), (tb, &(dur_ticks, dur_ms))) in self
+            .tracks
+            .iter()
+            .zip(&self.st)
+            .zip(finals.iter().zip(&durs))
+        {
             // Map the first sample's presentation time to its pts in ms: an empty edit of that
             // long (when positive) and a media_time at its composition time, as ffmpeg writes it
             // and as both the spec and ffmpeg's reader agree on.
@@ -439,7 +490,13 @@ impl Mp4Writer {
         let base = ftyp_len + MDAT_HEADER;
         let co64 = base + self.mdat_len > u32::MAX as u64;
         let moov = self.moov(base, co64)?;
-        Ok((moov, Patch { offset: ftyp_len + 8, bytes: (MDAT_HEADER + self.mdat_len).to_be_bytes() }))
+        Ok((
+            moov,
+            Patch {
+                offset: ftyp_len + 8,
+                bytes: (MDAT_HEADER + self.mdat_len).to_be_bytes(),
+            },
+        ))
     }
 
     /// ftyp + moov + mdat header for moov-first writing; payloads follow in `add` order.
