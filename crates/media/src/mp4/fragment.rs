@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::boxes::{BoxWriter, Boxes, Rd};
-use super::reader::{ms_to_ticks, Movie};
+use super::reader::{check_ms, ms_to_ticks, Movie};
 use super::writer::{track_timescale, write_ftyp, write_mvhd, write_trak, TrakSpec};
 use crate::error::MediaError;
 use crate::frame::{Frame, Track, TrackKind};
@@ -207,7 +207,7 @@ impl FragmentWriter {
         write_mvhd(
             &mut w,
             0,
-            self.tracks.iter().map(|t| t.id).max().unwrap_or(0) + 1,
+            self.tracks.iter().map(|t| t.id).max().unwrap_or(0).saturating_add(1),
         );
         for (t, &ts) in self.tracks.iter().zip(&self.ts) {
             write_trak(
@@ -263,7 +263,12 @@ impl FragmentWriter {
         end_ms: Option<i64>,
     ) -> Result<(Vec<u8>, Vec<Bytes>), MediaError> {
         let mut per: Vec<Vec<&Frame>> = vec![Vec::new(); self.tracks.len()];
+        check_ms(self.opts.time_offset_ms, "fragment time offset")?;
+        if let Some(e) = end_ms {
+            check_ms(e, "fragment end")?;
+        }
         for f in frames {
+            check_ms(f.dts, "fragment dts")?;
             let i = self
                 .tracks
                 .iter()

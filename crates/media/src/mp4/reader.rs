@@ -18,6 +18,17 @@ pub fn ticks_to_ms(ticks: i64, timescale: u32) -> i64 {
     ((ticks as i128 * 2000 + ts).div_euclid(2 * ts)) as i64
 }
 
+/// Largest |time| in ms the writers accept (about 8.7 years), so that tick arithmetic at any
+/// 32-bit timescale stays far from overflowing.
+pub const MAX_WRITE_MS: i64 = 1 << 38;
+
+pub(crate) fn check_ms(ms: i64, what: &'static str) -> Result<i64, MediaError> {
+    if ms.unsigned_abs() > MAX_WRITE_MS as u64 {
+        return Err(MediaError::TooLarge { what, size: ms.unsigned_abs(), limit: MAX_WRITE_MS as u64 });
+    }
+    Ok(ms)
+}
+
 /// Milliseconds to ticks of `timescale`, rounded to nearest (half up). Convert absolute times and
 /// take differences afterwards, so durations never drift.
 pub fn ms_to_ticks(ms: i64, timescale: u32) -> i64 {
@@ -133,10 +144,10 @@ impl SampleTable {
             if rem < cnt as u64 {
                 c.stts_i = i;
                 c.stts_left = cnt - rem as u32;
-                c.dts += rem as i64 * delta as i64;
+                c.dts = c.dts.saturating_add(rem as i64 * delta as i64);
                 break;
             }
-            c.dts += cnt as i64 * delta as i64;
+            c.dts = c.dts.saturating_add(cnt as i64 * delta as i64);
             rem -= cnt as u64;
         }
         let mut rem = n as u64;
@@ -188,7 +199,7 @@ impl SampleTable {
         let size = self.size_of(c.sample);
         c.sample += 1;
         if let Some(&(_, delta)) = self.stts.get(c.stts_i) {
-            c.dts += delta as i64;
+            c.dts = c.dts.saturating_add(delta as i64);
             c.stts_left = c.stts_left.saturating_sub(1);
             while c.stts_left == 0 && c.stts_i < self.stts.len() {
                 c.stts_i += 1;
@@ -243,7 +254,7 @@ impl SampleTable {
         let mut dts = 0i64;
         for &(cnt, delta) in &self.stts {
             let k = rem.min(cnt as i64);
-            dts += k * delta as i64;
+            dts = dts.saturating_add(k * delta as i64);
             rem -= k;
             if rem == 0 {
                 break;

@@ -3,7 +3,7 @@
 
 use super::boxes::BoxWriter;
 use super::entry::write_entry;
-use super::reader::ms_to_ticks;
+use super::reader::{check_ms, ms_to_ticks};
 use crate::error::MediaError;
 use crate::frame::{Frame, Track, TrackKind};
 
@@ -381,6 +381,7 @@ impl Mp4Writer {
             .iter()
             .position(|t| t.id == track)
             .ok_or_else(|| MediaError::malformed("mp4 writer", format!("unknown track {track}")))?;
+        check_ms(dts, "mp4 writer dts")?;
         let s = &mut self.st[i];
         let ticks = ms_to_ticks(dts, s.ts);
         let first = *s.first_ms.get_or_insert(dts);
@@ -450,7 +451,7 @@ impl Mp4Writer {
         }
         let mut w = BoxWriter::new();
         w.start(b"moov");
-        let next_id = self.tracks.iter().map(|t| t.id).max().unwrap_or(0) + 1;
+        let next_id = self.tracks.iter().map(|t| t.id).max().unwrap_or(0).saturating_add(1);
         write_mvhd(&mut w, movie_ms, next_id);
         for ((t, s), (tb, &(dur_ticks, dur_ms))) in self
             .tracks
