@@ -10,7 +10,9 @@ use crate::error::MediaError;
 use crate::frame::{Frame, Track, TrackKind};
 
 /// Most samples one `moof` may describe.
-pub const MAX_FRAGMENT_SAMPLES: usize = 1 << 20;
+pub const MAX_FRAGMENT_SAMPLES: usize = 1 << 18;
+/// Most samples one `trun` without per-sample fields may describe (its size does not bound it).
+pub const MAX_DEFAULT_TRUN_SAMPLES: usize = 1 << 14;
 
 /// One sample of a fragment: file offset, size and times in track ticks (before the edit list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,13 @@ pub fn parse_moof(
             let (_, tf) = r.full()?;
             let entry = 4 * (tf & 0xF00).count_ones() as usize;
             let n = r.u32()? as usize;
+            if entry == 0 && n > MAX_DEFAULT_TRUN_SAMPLES {
+                return Err(MediaError::TooLarge {
+                    what: "trun samples without entries",
+                    size: n as u64,
+                    limit: MAX_DEFAULT_TRUN_SAMPLES as u64,
+                });
+            }
             if entry > 0 {
                 // the entries must fit after the optional fields
                 let opt = if tf & 0x1 != 0 { 4 } else { 0 } + if tf & 0x4 != 0 { 4 } else { 0 };
