@@ -11,17 +11,31 @@ use mist_media::mp4::{read_all, FragmentOptions, FragmentWriter, Mp4Reader, Mp4W
 use mist_media::Frame;
 
 fn main() {
-    let secs: i64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(600);
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mp4/h264_aac.mp4");
+    let secs: i64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/mp4/h264_aac.mp4"
+    );
     let (tracks, base) = read_all(&std::fs::read(fixture).unwrap()).unwrap();
     let span = 2100i64;
     let mut frames: Vec<Frame> = Vec::new();
     for k in 0..secs * 1000 / span {
-        frames.extend(base.iter().map(|f| Frame { dts: f.dts + k * span, ..f.clone() }));
+        frames.extend(base.iter().map(|f| Frame {
+            dts: f.dts + k * span,
+            ..f.clone()
+        }));
     }
     let payload: u64 = frames.iter().map(|f| f.data.len() as u64).sum();
     let mb = payload as f64 / 1e6;
-    println!("{} frames, {:.1} MB payload, {} s of media", frames.len(), mb, secs);
+    println!(
+        "{} frames, {:.1} MB payload, {} s of media",
+        frames.len(),
+        mb,
+        secs
+    );
 
     let t = Instant::now();
     let mut w = Mp4Writer::new(tracks.clone()).unwrap();
@@ -47,11 +61,21 @@ fn main() {
 
     let t = Instant::now();
     let head = w.header_moov_first().unwrap();
-    println!("moov-first header:               {:8.2} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "moov-first header:               {:8.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     drop(head);
 
     let t = Instant::now();
-    let mut fw = FragmentWriter::new(tracks.clone(), FragmentOptions { styp: false, time_offset_ms: 100 }).unwrap();
+    let mut fw = FragmentWriter::new(
+        tracks.clone(),
+        FragmentOptions {
+            styp: false,
+            time_offset_ms: 100,
+        },
+    )
+    .unwrap();
     let mut frag = fw.init_segment().unwrap();
     let mut seg = Vec::new();
     let mut next = 1000;
@@ -72,7 +96,9 @@ fn main() {
     let mut n = 0usize;
     let mut moov_at = None;
     while let Need::Read { offset, len } = r.need().unwrap() {
-        let f = r.feed(offset, &file[offset as usize..(offset + len) as usize]).unwrap();
+        let f = r
+            .feed(offset, &file[offset as usize..(offset + len) as usize])
+            .unwrap();
         if moov_at.is_none() && r.has_moov() {
             moov_at = Some(t.elapsed().as_secs_f64());
         }
@@ -80,7 +106,13 @@ fn main() {
     }
     let dt = t.elapsed().as_secs_f64();
     assert_eq!(n, frames.len());
-    let idx: usize = r.movie().unwrap().tracks.iter().map(|t| t.table.heap_bytes()).sum();
+    let idx: usize = r
+        .movie()
+        .unwrap()
+        .tracks
+        .iter()
+        .map(|t| t.table.heap_bytes())
+        .sum();
     println!(
         "read progressive:                {:8.0} MB/s  (moov parse {:.2} ms, index {} KB = {:.1} B/sample)",
         mb / dt,

@@ -386,7 +386,13 @@ fn fragment_times_do_not_drift() {
 
 #[test]
 fn seek_to_keyframe() {
-    let data = std::fs::read(fixture("h264_aac.mp4")).unwrap();
+    for name in ["h264_aac.mp4", "h264_aac_frag.mp4"] {
+        seek_in(name);
+    }
+}
+
+fn seek_in(name: &str) {
+    let data = std::fs::read(fixture(name)).unwrap();
     let (_, all) = read_all(&data).unwrap();
     for target in [0i64, 500, 1000, 1300, 1999, 5000] {
         let mut r = Mp4Reader::new(data.len() as u64);
@@ -402,15 +408,24 @@ fn seek_to_keyframe() {
             }
             got.extend(f);
         }
-        let t = seeked.unwrap();
         let first_video = got.iter().find(|f| f.track == 1).unwrap();
+        let t = first_video.dts;
+        if name == "h264_aac.mp4" {
+            assert_eq!(seeked.unwrap(), t);
+        }
         assert!(first_video.keyframe);
-        assert_eq!(first_video.dts, t);
-        assert!(
-            first_video.pts() <= target.max(0),
-            "target {target}: keyframe pts {}",
-            first_video.pts()
-        );
+        // the last keyframe at or before the target, or the first one
+        let keys: Vec<i64> = all
+            .iter()
+            .filter(|f| f.track == 1 && f.keyframe)
+            .map(|f| f.pts())
+            .collect();
+        let want = keys
+            .iter()
+            .rev()
+            .find(|&&p| p <= target)
+            .unwrap_or(&keys[0]);
+        assert_eq!(first_video.pts(), *want, "{name} target {target}");
         // the next keyframe is after the target
         let next_key = all
             .iter()
@@ -429,7 +444,8 @@ fn seek_to_keyframe() {
             .filter(|f| f.track != 1 || f.dts >= t)
             .filter(|f| f.track == 1 || f.dts >= t)
             .collect();
-        assert_eq!(got.len(), tail.len(), "target {target}");
+        assert_eq!(got.len(), tail.len(), "{name} target {target}");
+        assert!(got.iter().all(|f| f.dts >= t), "{name} target {target}");
     }
 }
 
@@ -618,4 +634,61 @@ fn trun_flag_combinations() {
         ]
     );
     assert_eq!(next, vec![7560, 2825]);
+}
+
+#[test]
+fn feed_bytes_is_zero_copy() {
+    let data = bytes::Bytes::from(std::fs::read(fixture("h264_aac_faststart.mp4")).unwrap());
+    let (_, all) = read_all(&data).unwrap();
+    let mut r = Mp4Reader::new(data.len() as u64);
+    let mut got = Vec::new();
+    while let Need::Read { offset, len } = r.need().unwrap() {
+        let chunk = data.slice(offset as usize..(offset + len) as usize);
+        if let Some(f) = r.feed_bytes(offset, chunk).unwrap() {
+            let p = f.data.as_ptr() as usize;
+            assert!(p >= data.as_ptr() as usize && p < data.as_ptr() as usize + data.len());
+            got.push(f);
+        }
+    }
+    assert_eq!(got, all);
+}
+
+fn ffprobe_duration(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(f64::NAN)
+}
+
+#[test]
+fn written_durations_match_source() {
+    for name in ["h264_aac.mp4", "hevc_aac.mp4", "opus.mp4", "av1.mp4"] {
+        let (tracks, frames) = read_fixture(name);
+        let src = ffprobe_duration(&fixture(name));
+        for (suffix, bytes) in [
+            ("end", write_progressive(&tracks, &frames, false)),
+            ("first", write_progressive(&tracks, &frames, true)),
+        ] {
+            let p = tmp(&format!("dur_{suffix}_{name}"));
+            std::fs::write(&p, bytes).unwrap();
+            let d = ffprobe_duration(&p);
+            assert!(
+                (d - src).abs() < 0.05,
+                "{name} {suffix}: duration {d} vs source {src}"
+            );
+            let _ = std::fs::remove_file(&p);
+        }
+    }
 }

@@ -216,7 +216,12 @@ impl FragmentWriter {
         write_mvhd(
             &mut w,
             0,
-            self.tracks.iter().map(|t| t.id).max().unwrap_or(0).saturating_add(1),
+            self.tracks
+                .iter()
+                .map(|t| t.id)
+                .max()
+                .unwrap_or(0)
+                .saturating_add(1),
         );
         for (t, &ts) in self.tracks.iter().zip(&self.ts) {
             write_trak(

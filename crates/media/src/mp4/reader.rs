@@ -24,7 +24,11 @@ pub const MAX_WRITE_MS: i64 = 1 << 38;
 
 pub(crate) fn check_ms(ms: i64, what: &'static str) -> Result<i64, MediaError> {
     if ms.unsigned_abs() > MAX_WRITE_MS as u64 {
-        return Err(MediaError::TooLarge { what, size: ms.unsigned_abs(), limit: MAX_WRITE_MS as u64 });
+        return Err(MediaError::TooLarge {
+            what,
+            size: ms.unsigned_abs(),
+            limit: MAX_WRITE_MS as u64,
+        });
     }
     Ok(ms)
 }
@@ -734,6 +738,19 @@ pub struct Mp4Reader {
     frag_dts: Vec<i64>,
     after_moov: u64,
     limits: Limits,
+    seek: Option<FragSeek>,
+    /// After a fragmented seek: samples decoded before this (ms) are dropped from the next moof.
+    drop_before: Option<i64>,
+}
+
+/// A seek in a fragmented file scans moofs for the last keyframe at or before `target`.
+#[derive(Debug, Clone)]
+struct FragSeek {
+    target: i64,
+    /// (moof start, keyframe dts ms, per-track next dts before that moof)
+    best: Option<(u64, i64, Vec<i64>)>,
+    /// per-track next dts at the first moof
+    initial_dts: Vec<i64>,
 }
 
 impl Mp4Reader {
@@ -752,6 +769,8 @@ impl Mp4Reader {
             frag_dts: Vec::new(),
             after_moov: 0,
             limits,
+            seek: None,
+            drop_before: None,
         }
     }
 
@@ -790,6 +809,10 @@ impl Mp4Reader {
             match self.state {
                 State::Header => {
                     if self.pos >= self.file_len {
+                        if self.seek.is_some() {
+                            self.finish_frag_seek(None);
+                            continue;
+                        }
                         if self.movie.is_none() {
                             return Err(MediaError::malformed("mp4", "no moov box"));
                         }
@@ -864,6 +887,20 @@ impl Mp4Reader {
     /// Hands over the bytes for the last [`Need::Read`]; `data` must start at `offset` and hold at
     /// least the requested length. Returns a frame when the bytes were a sample.
     pub fn feed(&mut self, offset: u64, data: &[u8]) -> Result<Option<Frame>, MediaError> {
+        self.feed_impl(offset, data, None)
+    }
+
+    /// Like [`Mp4Reader::feed`], but a frame's payload is a slice of `data` rather than a copy.
+    pub fn feed_bytes(&mut self, offset: u64, data: Bytes) -> Result<Option<Frame>, MediaError> {
+        self.feed_impl(offset, &data, Some(&data))
+    }
+
+    fn feed_impl(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        owned: Option<&Bytes>,
+    ) -> Result<Option<Frame>, MediaError> {
         let want = match self.need()? {
             Need::Read { offset, len } => (offset, len),
             Need::Done => return Ok(None),
@@ -881,6 +918,10 @@ impl Mp4Reader {
             ));
         }
         let data = &data[..want.1 as usize];
+        let payload = |d: &[u8]| match owned {
+            Some(b) => b.slice(..d.len()),
+            None => Bytes::copy_from_slice(d),
+        };
         match self.state {
             State::Header => {
                 let h = match BoxHeader::parse(data) {
@@ -949,11 +990,43 @@ impl Mp4Reader {
             State::Moof { start, .. } => {
                 let movie = self.movie.as_ref().unwrap();
                 let mut v = Vec::new();
+                let dts_before = self.frag_dts.clone();
                 parse_moof(data, start, movie, &mut self.frag_dts, &mut v)?;
                 // trafs come track after track; hand samples out interleaved by decode time
                 v.sort_by_key(|s| movie.tracks[s.track].dts_ms(s.dts));
-                self.pending = v.into();
                 self.state = State::Fragment;
+                if let Some(seek) = self.seek.as_mut() {
+                    let refi = movie
+                        .tracks
+                        .iter()
+                        .position(|t| t.track.kind() == TrackKind::Video)
+                        .unwrap_or(0);
+                    let mut passed = false;
+                    if let Some(rt) = movie.tracks.get(refi) {
+                        for s in v.iter().filter(|s| s.track == refi && s.keyframe) {
+                            let (d, o) = rt.times_ms(s.dts, s.cts as i64);
+                            if d + o as i64 <= seek.target {
+                                seek.best = Some((start, d, dts_before.clone()));
+                            } else {
+                                passed = true;
+                            }
+                        }
+                    }
+                    if !passed {
+                        // keep scanning moofs
+                        self.state = State::Header;
+                        return Ok(None);
+                    }
+                    self.finish_frag_seek(Some(start));
+                    if self.state != State::Fragment {
+                        return Ok(None);
+                    }
+                }
+                if let Some(kd) = self.drop_before.take() {
+                    let movie = self.movie.as_ref().unwrap();
+                    v.retain(|s| movie.tracks[s.track].dts_ms(s.dts) >= kd);
+                }
+                self.pending = v.into();
                 Ok(None)
             }
             State::Samples => {
@@ -968,7 +1041,7 @@ impl Mp4Reader {
                     dts,
                     pts_offset,
                     keyframe: s.keyframe,
-                    data: Bytes::copy_from_slice(data),
+                    data: payload(data),
                 };
                 if !t.table.advance(c) {
                     self.cursors[i] = None;
@@ -985,27 +1058,68 @@ impl Mp4Reader {
                     dts,
                     pts_offset,
                     keyframe: s.keyframe,
-                    data: Bytes::copy_from_slice(data),
+                    data: payload(data),
                 }))
             }
             State::Done => Ok(None),
         }
     }
 
-    /// Moves a progressive file's reading position to the last keyframe at or before `ms`
-    /// (presentation time) of the first video track (or of the first track), and every other
-    /// track to its first sample at or after that keyframe's decode time. Returns the keyframe's
-    /// decode time in ms.
+    /// Ends a fragmented seek: goes back to the best moof found (unless it is `current`, the moof
+    /// just parsed) and arranges for samples before the keyframe to be dropped.
+    fn finish_frag_seek(&mut self, current: Option<u64>) {
+        let Some(seek) = self.seek.take() else { return };
+        match seek.best {
+            Some((start, kd, dts)) => {
+                self.drop_before = Some(kd);
+                if current != Some(start) {
+                    self.pos = start;
+                    self.frag_dts = dts;
+                    self.state = State::Header;
+                }
+            }
+            None => {
+                // the target precedes every keyframe: start from the first fragment
+                self.drop_before = None;
+                self.pos = self.after_moov;
+                self.frag_dts = seek.initial_dts;
+                self.state = State::Header;
+            }
+        }
+    }
+
+    /// Moves the reading position to the last keyframe at or before `ms` (presentation time) of
+    /// the first video track (or of the first track), and every other track to its first sample at
+    /// or after that keyframe's decode time. Returns the keyframe's decode time in ms for a
+    /// progressive file. In a fragmented file (no samples in the moov) the reader then scans the
+    /// moofs (not the sample data) for that keyframe, and `ms` is returned: the first frame
+    /// given out tells where it landed.
     pub fn seek(&mut self, ms: i64) -> Result<i64, MediaError> {
         let m = self
             .movie
             .as_ref()
             .ok_or_else(|| MediaError::malformed("mp4 seek", "moov not read yet"))?;
         if m.tracks.iter().all(|t| t.table.is_empty()) {
-            return Err(MediaError::unsupported(
-                "mp4 seek",
-                "fragmented file without sample tables",
-            ));
+            if !m.fragmented {
+                return Err(MediaError::malformed("mp4 seek", "no samples"));
+            }
+            // Fragmented: scan moofs (headers only, no sample data) from the first one.
+            self.cursors.iter_mut().for_each(|c| *c = None);
+            self.pending.clear();
+            self.drop_before = None;
+            self.frag_dts = m
+                .tracks
+                .iter()
+                .map(|t| t.table.dts_of(t.table.len()))
+                .collect();
+            self.seek = Some(FragSeek {
+                target: ms,
+                best: None,
+                initial_dts: self.frag_dts.clone(),
+            });
+            self.pos = self.after_moov;
+            self.state = State::Header;
+            return Ok(ms);
         }
         let refi = m
             .tracks

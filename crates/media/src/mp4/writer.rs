@@ -451,7 +451,13 @@ impl Mp4Writer {
         }
         let mut w = BoxWriter::new();
         w.start(b"moov");
-        let next_id = self.tracks.iter().map(|t| t.id).max().unwrap_or(0).saturating_add(1);
+        let next_id = self
+            .tracks
+            .iter()
+            .map(|t| t.id)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1);
         write_mvhd(&mut w, movie_ms, next_id);
         for ((t, s), (tb, &(dur_ticks, dur_ms))) in self
             .tracks
