@@ -692,3 +692,35 @@ fn written_durations_match_source() {
         }
     }
 }
+
+#[test]
+fn moov_first_over_4gb_uses_co64() {
+    use mist_media::mp4::parse_moov;
+    let (tracks, _) = read_fixture("h264_aac.mp4");
+    let mut w = Mp4Writer::new(tracks.clone()).unwrap();
+    // 3000 video samples of 2 MB: 6 GB of mdat, metadata only
+    for i in 0..3000i64 {
+        w.add_sample(1, i * 40, 0, i % 25 == 0, 2 << 20).unwrap();
+        w.add_sample(2, i * 40, 0, true, 100).unwrap();
+    }
+    let head = w.header_moov_first().unwrap();
+    assert!(head.windows(4).any(|x| x == b"co64"));
+    let i = head.windows(4).position(|x| x == b"moov").unwrap() - 4;
+    let len = u32::from_be_bytes(head[i..i + 4].try_into().unwrap()) as usize;
+    let movie = parse_moov(&head[i + 8..i + len]).unwrap();
+    let v = &movie.tracks[0].table;
+    let a = &movie.tracks[1].table;
+    assert_eq!((v.len(), a.len()), (3000, 3000));
+    let last = v.sample(&v.cursor_at(2999).unwrap());
+    // each pair (video, audio) is 2 MB + 100 bytes; the header comes first
+    assert_eq!(last.offset, head.len() as u64 + 2999 * ((2 << 20) + 100));
+    assert!(last.offset > u32::MAX as u64);
+    assert!(v.is_sync(2975) && !v.is_sync(2976));
+    // and the same layout at the end
+    let (moov, patch) = w.finish().unwrap();
+    assert!(moov.windows(4).any(|x| x == b"co64"));
+    assert_eq!(
+        u64::from_be_bytes(patch.bytes),
+        16 + 3000 * ((2 << 20) + 100)
+    );
+}

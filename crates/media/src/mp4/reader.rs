@@ -926,6 +926,11 @@ impl Mp4Reader {
             State::Header => {
                 let h = match BoxHeader::parse(data) {
                     Ok(h) => h,
+                    Err(MediaError::NeedMore) if self.movie.is_some() => {
+                        // a few stray bytes at the end of a file with a moov: the end
+                        self.pos = self.file_len;
+                        return Ok(None);
+                    }
                     Err(MediaError::NeedMore) => {
                         return Err(MediaError::malformed(
                             "mp4",
@@ -1198,4 +1203,111 @@ pub fn read_all(data: &[u8]) -> Result<(Vec<Track>, Vec<Frame>), MediaError> {
         }
     }
     Ok((r.tracks(), frames))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mp4::boxes::BoxWriter;
+
+    fn stbl(field: u8) -> Vec<u8> {
+        let mut w = BoxWriter::new();
+        w.start_full(b"stts", 0, 0);
+        w.u32(2);
+        w.u32(5);
+        w.u32(100);
+        w.u32(5);
+        w.u32(50);
+        w.end();
+        w.start_full(b"ctts", 1, 0);
+        w.u32(3);
+        w.u32(1);
+        w.i32(-10);
+        w.u32(8);
+        w.i32(20);
+        w.u32(1);
+        w.i32(0);
+        w.end();
+        w.start_full(b"stss", 0, 0);
+        w.u32(2);
+        w.u32(6);
+        w.u32(1);
+        w.end();
+        // chunks 1-2: 2 samples, chunk 3: 0 samples, chunk 4: 1, chunks 5-6: 3 (capacity 12)
+        w.start_full(b"stsc", 0, 0);
+        w.u32(4);
+        for (f, n) in [(1, 2), (3, 0), (4, 1), (5, 3)] {
+            w.u32(f);
+            w.u32(n);
+            w.u32(1);
+        }
+        w.end();
+        w.start_full(b"co64", 0, 0);
+        w.u32(6);
+        for o in [1000u64, 2000, 3000, 4000, 5000, 1 << 33] {
+            w.u64(o);
+        }
+        w.end();
+        w.start_full(b"stz2", 0, 0);
+        w.u24(0);
+        w.u8(field);
+        w.u32(10);
+        match field {
+            4 => w.bytes(&[0x12, 0x34, 0x56, 0x78, 0x9a]),
+            8 => w.bytes(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+            _ => (1..=10u16).for_each(|v| w.u16(v)),
+        }
+        w.end();
+        w.into_inner()
+    }
+
+    #[test]
+    fn cursor_walk_matches_random_access() {
+        for field in [4, 8, 16] {
+            let t = parse_table(&stbl(field), 1000).unwrap();
+            assert_eq!(t.len(), 10);
+            let mut c = t.cursor_at(0).unwrap();
+            let mut seen = Vec::new();
+            loop {
+                assert_eq!(Some(c), t.cursor_at(c.sample), "sample {}", c.sample);
+                seen.push(t.sample(&c));
+                if !t.advance(&mut c) {
+                    break;
+                }
+            }
+            let offs: Vec<u64> = seen.iter().map(|s| s.offset).collect();
+            assert_eq!(
+                offs,
+                vec![
+                    1000,
+                    1001,
+                    2000,
+                    2003,
+                    4000,
+                    5000,
+                    5006,
+                    5013,
+                    1 << 33,
+                    (1 << 33) + 9
+                ]
+            );
+            let dts: Vec<i64> = seen.iter().map(|s| s.dts).collect();
+            assert_eq!(dts, vec![0, 100, 200, 300, 400, 500, 550, 600, 650, 700]);
+            let cts: Vec<i32> = seen.iter().map(|s| s.cts).collect();
+            assert_eq!(cts, vec![-10, 20, 20, 20, 20, 20, 20, 20, 20, 0]);
+            let keys: Vec<bool> = seen.iter().map(|s| s.keyframe).collect();
+            assert_eq!(keys.iter().filter(|&&k| k).count(), 2);
+            assert!(keys[0] && keys[5]);
+            assert_eq!(t.dts_of(7), 600);
+        }
+    }
+
+    #[test]
+    fn counts_are_capped_by_the_smallest_table() {
+        let mut b = stbl(8);
+        // stts claims 2^32-1 samples in its first run: still 10
+        let i = b.windows(4).position(|w| w == b"stts").unwrap();
+        b[i + 12..i + 16].copy_from_slice(&[0xff; 4]);
+        assert_eq!(parse_table(&b, 1000).unwrap().len(), 10);
+    }
 }
