@@ -253,7 +253,7 @@ impl FragmentWriter {
         Ok(w.into_inner())
     }
 
-    /// One media segment (or CMAF chunk/part) with `frames`: [styp] moof mdat. `end_ms`, when
+    /// One media segment (or CMAF chunk/part) with `frames`: `[styp] moof mdat`. `end_ms`, when
     /// known, is where the segment ends (the next segment's start) and sets the last sample's
     /// duration; without it the previous duration is repeated.
     pub fn media_segment(

@@ -29,7 +29,7 @@
 //!   [`Mp4Writer::finish`] + a [`Patch`] for the mdat size) or moov first after a first pass
 //!   ([`Mp4Writer::header_moov_first`]). stco switches to co64 past 4 GB.
 //! * [`FragmentWriter`]: CMAF init segment (ftyp iso6/cmfc, moov with mvex/trex and empty tables) and
-//!   media segments or parts ([styp] moof(mfhd, traf(tfhd default-base-is-moof, tfdt, trun)) mdat).
+//!   media segments or parts (`[styp]` moof(mfhd, traf(tfhd default-base-is-moof, tfdt, trun)) mdat).
 //!   One writer for several tracks multiplexes; one writer per track gives CMAF's one track per file.
 //!
 //! Sample entries are built from [`crate::Track`]: avc1+avcC, hvc1+hvcC, av01+av1C, mp4a+esds (from
