@@ -724,3 +724,29 @@ fn moov_first_over_4gb_uses_co64() {
         16 + 3000 * ((2 << 20) + 100)
     );
 }
+
+#[test]
+fn sample_index_matches_frames() {
+    let data = std::fs::read(fixture("h264_aac.mp4")).unwrap();
+    let (_, all) = read_all(&data).unwrap();
+    let mut r = Mp4Reader::new(data.len() as u64);
+    while !r.has_moov() {
+        let Need::Read { offset, len } = r.need().unwrap() else {
+            panic!()
+        };
+        r.feed(offset, &data[offset as usize..(offset + len) as usize])
+            .unwrap();
+    }
+    let idx: Vec<_> = r.movie().unwrap().samples().collect();
+    assert_eq!(idx.len(), all.len());
+    for (s, f) in idx.iter().zip(&all) {
+        assert_eq!(
+            (s.track, s.dts, s.pts_offset, s.keyframe),
+            (f.track, f.dts, f.pts_offset, f.keyframe)
+        );
+        assert_eq!(
+            &data[s.offset as usize..s.offset as usize + s.size as usize],
+            &f.data[..]
+        );
+    }
+}

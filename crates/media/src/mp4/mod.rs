@@ -12,7 +12,8 @@
 //! [`crate::Frame`]. It reads top-level box headers (16 bytes each) until `moov`, reads the moov whole
 //! (bounded by [`Limits`]), then asks for samples one at a time, interleaved across tracks by
 //! decode time; for fragmented files it goes on box by box: each `moof`, then its samples.
-//! [`Mp4Reader::seek`] goes to the keyframe at or before a time (progressive: from the index;
+//! [`Movie::samples`] lists a progressive file's samples (offset, size, times, keyframe) in the
+//! same order without reading them. [`Mp4Reader::seek`] goes to the keyframe at or before a time (progressive: from the index;
 //! fragmented: by scanning moofs only). [`read_all`] drives it over a buffer.
 //!
 //! The index ([`SampleTable`]) keeps the sample tables in their run-length form (stts, ctts, stsc,
@@ -44,7 +45,7 @@ pub mod writer;
 pub use boxes::{BoxHeader, Boxes};
 pub use fragment::{parse_moof, FragSample, FragmentOptions, FragmentWriter};
 pub use reader::{
-    ms_to_ticks, parse_moov, read_all, ticks_to_ms, Limits, Movie, MovieTrack, Mp4Reader, Need,
-    SampleTable,
+    ms_to_ticks, parse_moov, read_all, ticks_to_ms, IndexedSample, Limits, Movie, MovieTrack,
+    Mp4Reader, Need, SampleTable, Samples,
 };
 pub use writer::{Mp4Writer, Patch};

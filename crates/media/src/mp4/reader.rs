@@ -334,6 +334,65 @@ impl Movie {
     pub fn index_of(&self, track_id: u32) -> Option<usize> {
         self.tracks.iter().position(|t| t.track.id == track_id)
     }
+
+    /// Every sample of the moov's tables, interleaved across tracks by decode time, without
+    /// reading any sample data (for building a key index, or reading ranges yourself).
+    pub fn samples(&self) -> Samples<'_> {
+        Samples {
+            movie: self,
+            cursors: self.tracks.iter().map(|t| t.table.cursor_at(0)).collect(),
+        }
+    }
+}
+
+/// One sample of a progressive file, with times in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexedSample {
+    pub track: u32,
+    pub offset: u64,
+    pub size: u32,
+    pub dts: i64,
+    pub pts_offset: i32,
+    pub keyframe: bool,
+}
+
+/// Iterator of [`Movie::samples`].
+#[derive(Debug, Clone)]
+pub struct Samples<'a> {
+    movie: &'a Movie,
+    cursors: Vec<Option<Cursor>>,
+}
+
+impl Iterator for Samples<'_> {
+    type Item = IndexedSample;
+    fn next(&mut self) -> Option<IndexedSample> {
+        let m = self.movie;
+        let mut best: Option<(i64, usize)> = None;
+        for (i, c) in self.cursors.iter().enumerate() {
+            if let Some(c) = c {
+                let t = m.tracks[i].dts_ms(c.dts);
+                if best.map(|b| t < b.0).unwrap_or(true) {
+                    best = Some((t, i));
+                }
+            }
+        }
+        let i = best?.1;
+        let t = &m.tracks[i];
+        let c = self.cursors[i].as_mut().unwrap();
+        let s = t.table.sample(c);
+        let (dts, pts_offset) = t.times_ms(s.dts, s.cts as i64);
+        if !t.table.advance(c) {
+            self.cursors[i] = None;
+        }
+        Some(IndexedSample {
+            track: t.track.id,
+            offset: s.offset,
+            size: s.size,
+            dts,
+            pts_offset,
+            keyframe: s.keyframe,
+        })
+    }
 }
 
 fn parse_table(stbl: &[u8], max_samples: u32) -> Result<SampleTable, MediaError> {
