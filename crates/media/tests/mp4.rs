@@ -750,3 +750,48 @@ fn sample_index_matches_frames() {
         );
     }
 }
+
+#[test]
+fn demux_segments_in_memory() {
+    use mist_media::mp4::{demux_segment, parse_moov};
+    // our own CMAF output: init segment + media segments, demuxed segment by segment
+    let (tracks, frames) = read_fixture("h264_aac.mp4");
+    let mut w = FragmentWriter::new(
+        tracks.clone(),
+        FragmentOptions {
+            styp: true,
+            time_offset_ms: 100,
+        },
+    )
+    .unwrap();
+    let init = w.init_segment().unwrap();
+    let i = init.windows(4).position(|x| x == b"moov").unwrap() - 4;
+    let movie = parse_moov(&init[i + 8..]).unwrap();
+    let mut next = vec![0; movie.tracks.len()];
+    let mut got = Vec::new();
+    for chunk in frames.chunks(30) {
+        let seg = bytes::Bytes::from(w.media_segment(chunk, None).unwrap());
+        got.extend(demux_segment(&movie, seg, &mut next).unwrap());
+    }
+    assert_eq!(got.len(), frames.len());
+    let key = |f: &Frame| (f.track, f.dts);
+    let mut a = frames.clone();
+    a.sort_by_key(key);
+    got.sort_by_key(key);
+    for (x, y) in a.iter().zip(&got) {
+        assert_eq!(
+            (x.track, x.dts + 100, x.pts_offset, x.keyframe, &x.data),
+            (y.track, y.dts, y.pts_offset, y.keyframe, &y.data)
+        );
+    }
+    // ffmpeg's fragmented file, whole, as one buffer: the same frames as the sans-IO reader
+    let data = bytes::Bytes::from(std::fs::read(fixture("h264_aac_frag.mp4")).unwrap());
+    let (_, all) = read_all(&data).unwrap();
+    let i = data.windows(4).position(|x| x == b"moov").unwrap() - 4;
+    let len = u32::from_be_bytes(data[i..i + 4].try_into().unwrap()) as usize;
+    let movie = parse_moov(&data[i + 8..i + len]).unwrap();
+    let mut next = vec![0; movie.tracks.len()];
+    assert_eq!(demux_segment(&movie, data.clone(), &mut next).unwrap(), all);
+    // truncated: an error, no panic
+    assert!(demux_segment(&movie, data.slice(..data.len() - 100), &mut next).is_err());
+}

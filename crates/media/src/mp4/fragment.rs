@@ -154,6 +154,70 @@ pub fn parse_moof(
     Ok(())
 }
 
+/// Demuxes fragments held in memory (a CMAF/HLS fMP4 media segment, or several: any sequence of
+/// top-level boxes such as styp, sidx, moof, mdat) against the init segment's `movie`. Payloads are
+/// slices of `data`. `next_dts` (one per track of `movie`, start with zeros) carries decode times
+/// across segments whose trafs have no tfdt. Frames come per moof, interleaved by decode time.
+pub fn demux_segment(
+    movie: &Movie,
+    data: impl Into<Bytes>,
+    next_dts: &mut [i64],
+) -> Result<Vec<Frame>, MediaError> {
+    let data: Bytes = data.into();
+    let mut frames = Vec::new();
+    let mut pos = 0usize;
+    let mut samples = Vec::new();
+    while pos < data.len() {
+        let h = super::boxes::BoxHeader::parse(&data[pos..]).map_err(|e| match e {
+            MediaError::NeedMore => MediaError::malformed("fmp4 segment", "truncated box header"),
+            e => e,
+        })?;
+        let size = h.size.unwrap_or((data.len() - pos) as u64);
+        if size > (data.len() - pos) as u64 {
+            return Err(MediaError::malformed(
+                "fmp4 segment",
+                "box runs past the end",
+            ));
+        }
+        let size = size as usize;
+        if &h.typ == b"moof" {
+            samples.clear();
+            parse_moof(
+                &data[pos + h.header_len as usize..pos + size],
+                pos as u64,
+                movie,
+                next_dts,
+                &mut samples,
+            )?;
+            samples.sort_by_key(|s| movie.tracks[s.track].dts_ms(s.dts));
+            frames.reserve(samples.len());
+            for s in &samples {
+                let end = s
+                    .offset
+                    .checked_add(s.size as u64)
+                    .filter(|&e| e <= data.len() as u64);
+                let Some(end) = end else {
+                    return Err(MediaError::malformed(
+                        "fmp4 segment",
+                        "sample outside the segment",
+                    ));
+                };
+                let t = &movie.tracks[s.track];
+                let (dts, pts_offset) = t.times_ms(s.dts, s.cts as i64);
+                frames.push(Frame {
+                    track: t.track.id,
+                    dts,
+                    pts_offset,
+                    keyframe: s.keyframe,
+                    data: data.slice(s.offset as usize..end as usize),
+                });
+            }
+        }
+        pos += size;
+    }
+    Ok(frames)
+}
+
 /// Options of the [`FragmentWriter`].
 #[derive(Debug, Clone, Default)]
 pub struct FragmentOptions {

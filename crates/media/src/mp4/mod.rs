@@ -12,7 +12,8 @@
 //! [`crate::Frame`]. It reads top-level box headers (16 bytes each) until `moov`, reads the moov whole
 //! (bounded by [`Limits`]), then asks for samples one at a time, interleaved across tracks by
 //! decode time; for fragmented files it goes on box by box: each `moof`, then its samples.
-//! [`Movie::samples`] lists a progressive file's samples (offset, size, times, keyframe) in the
+//! [`demux_segment`] demuxes fragments already in memory (CMAF/HLS fMP4 segments) against an init
+//! segment's [`Movie`]. [`Movie::samples`] lists a progressive file's samples (offset, size, times, keyframe) in the
 //! same order without reading them. [`Mp4Reader::seek`] goes to the keyframe at or before a time (progressive: from the index;
 //! fragmented: by scanning moofs only). [`read_all`] drives it over a buffer.
 //!
@@ -43,7 +44,7 @@ pub mod reader;
 pub mod writer;
 
 pub use boxes::{BoxHeader, Boxes};
-pub use fragment::{parse_moof, FragSample, FragmentOptions, FragmentWriter};
+pub use fragment::{demux_segment, parse_moof, FragSample, FragmentOptions, FragmentWriter};
 pub use reader::{
     ms_to_ticks, parse_moov, read_all, ticks_to_ms, IndexedSample, Limits, Movie, MovieTrack,
     Mp4Reader, Need, SampleTable, Samples,
