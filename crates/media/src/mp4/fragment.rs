@@ -10,7 +10,7 @@ use crate::error::MediaError;
 use crate::frame::{Frame, Track, TrackKind};
 
 /// Most samples one `moof` may describe.
-pub const MAX_FRAGMENT_SAMPLES: usize = 1 << 18;
+pub const MAX_FRAGMENT_SAMPLES: usize = 1 << 16;
 /// Most samples one `trun` without per-sample fields may describe (its size does not bound it).
 pub const MAX_DEFAULT_TRUN_SAMPLES: usize = 1 << 14;
 

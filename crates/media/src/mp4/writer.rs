@@ -119,7 +119,9 @@ pub(crate) fn write_trak(w: &mut BoxWriter, s: &TrakSpec) -> Result<(), MediaErr
             w.u64(u64::MAX); // media_time -1
             w.u32(0x0001_0000);
         }
-        w.u64(s.duration_ms);
+        // the media from media_time to its end
+        let skipped_ms = (s.edit.1.max(0) as u128 * 1000 / s.timescale.max(1) as u128) as u64;
+        w.u64(s.duration_ms.saturating_sub(skipped_ms));
         w.u64(s.edit.1.max(0) as u64);
         w.u32(0x0001_0000);
         w.end();
