@@ -314,8 +314,8 @@ fn write_esds(w: &mut BoxWriter, asc: &[u8], bps: u32) {
     w.u8(0x40);
     w.u8(0x15);
     w.u24(0);
-    w.u32(bps * 8);
-    w.u32(bps * 8);
+    w.u32(bps.saturating_mul(8));
+    w.u32(bps.saturating_mul(8));
     if !asc.is_empty() {
         desc(w, 5, asc.len());
         w.bytes(asc);
