@@ -15,7 +15,9 @@ use crate::frame::{Frame, Track, TrackKind};
 /// Ticks of `timescale` to milliseconds, rounded to nearest (half up).
 pub fn ticks_to_ms(ticks: i64, timescale: u32) -> i64 {
     let ts = timescale.max(1) as i128;
-    ((ticks as i128 * 2000 + ts).div_euclid(2 * ts)) as i64
+    (ticks as i128 * 2000 + ts)
+        .div_euclid(2 * ts)
+        .clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 /// Largest |time| in ms the writers accept (about 8.7 years), so that tick arithmetic at any
@@ -37,7 +39,9 @@ pub(crate) fn check_ms(ms: i64, what: &'static str) -> Result<i64, MediaError> {
 /// take differences afterwards, so durations never drift.
 pub fn ms_to_ticks(ms: i64, timescale: u32) -> i64 {
     let ts = timescale as i128;
-    ((ms as i128 * ts * 2 + 1000).div_euclid(2000)) as i64
+    (ms as i128 * ts * 2 + 1000)
+        .div_euclid(2000)
+        .clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 /// Defaults from `trex` for fragments of one track.
@@ -311,7 +315,10 @@ impl MovieTrack {
             dts.saturating_add(cts).saturating_add(self.shift),
             self.track.timescale,
         );
-        (d, (p - d).clamp(i32::MIN as i64, i32::MAX as i64) as i32)
+        (
+            d,
+            p.saturating_sub(d).clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+        )
     }
 }
 
@@ -721,7 +728,7 @@ pub fn parse_moov_with(moov: &[u8], limits: &Limits) -> Result<Movie, MediaError
                 Sizes::Const(s) => *s as u64 * table.count as u64,
                 Sizes::Table(v) => v.iter().map(|&s| s as u64).sum(),
             };
-            track.bps = (total * 1000 / dur_ms as u64).min(u32::MAX as u64) as u32;
+            track.bps = (total as u128 * 1000 / dur_ms as u128).min(u32::MAX as u128) as u32;
         }
         let dts_shift = table
             .ctts
@@ -1069,7 +1076,7 @@ impl Mp4Reader {
                     if let Some(rt) = movie.tracks.get(refi) {
                         for s in v.iter().filter(|s| s.track == refi && s.keyframe) {
                             let (d, o) = rt.times_ms(s.dts, s.cts as i64);
-                            if d + o as i64 <= seek.target {
+                            if d.saturating_add(o as i64) <= seek.target {
                                 seek.best = Some((start, d, dts_before.clone()));
                             } else {
                                 passed = true;
@@ -1206,7 +1213,7 @@ impl Mp4Reader {
             let c = rt.table.cursor_at(n).unwrap();
             let s = rt.table.sample(&c);
             let (d, o) = rt.times_ms(s.dts, s.cts as i64);
-            d + o as i64
+            d.saturating_add(o as i64)
         };
         let target = if rt.table.stss.is_none() {
             // every sample is a sync sample: binary search on dts
