@@ -795,3 +795,13 @@ fn demux_segments_in_memory() {
     // truncated: an error, no panic
     assert!(demux_segment(&movie, data.slice(..data.len() - 100), &mut next).is_err());
 }
+
+#[test]
+fn stray_bytes_at_the_end_are_ignored() {
+    for name in ["h264_aac.mp4", "h264_aac_frag.mp4"] {
+        let mut data = std::fs::read(fixture(name)).unwrap();
+        let (_, all) = read_all(&data).unwrap();
+        data.extend_from_slice(&[0, 0, 0]);
+        assert_eq!(read_all(&data).unwrap().1, all, "{name}");
+    }
+}
