@@ -3,7 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mist_media::mp4::{boxes, read_all, FragmentOptions, FragmentWriter, Mp4Reader, Mp4Writer, Need};
+use mist_media::mp4::{
+    boxes, read_all, FragmentOptions, FragmentWriter, Mp4Reader, Mp4Writer, Need,
+};
 
 fuzz_target!(|data: &[u8]| {
     let _ = boxes::walk(data, boxes::MAX_DEPTH, &mut |_, _, _| {});
@@ -14,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
     let mut r = Mp4Reader::new(data.len() as u64);
     let mut n = 0;
     while let Ok(Need::Read { offset, len }) = r.need() {
-        if r.feed(offset, &data[offset as usize..(offset + len) as usize]).is_err() {
+        if r.feed(offset, &data[offset as usize..(offset + len) as usize])
+            .is_err()
+        {
             break;
         }
         if r.has_moov() && n == 0 {
@@ -45,7 +49,13 @@ fuzz_target!(|data: &[u8]| {
             let _ = w.header_moov_first();
         }
     }
-    if let Ok(mut w) = FragmentWriter::new(tracks, FragmentOptions { styp: true, time_offset_ms: 0 }) {
+    if let Ok(mut w) = FragmentWriter::new(
+        tracks,
+        FragmentOptions {
+            styp: true,
+            time_offset_ms: 0,
+        },
+    ) {
         let _ = w.init_segment();
         for chunk in frames.chunks(16) {
             let _ = w.media_segment(chunk, None);
