@@ -267,6 +267,20 @@ impl Timeline {
         t.max(1) as i64
     }
 
+    /// A VoD timeline from all frames at once (in decode order), finished.
+    pub fn from_frames<'a>(
+        cfg: TimelineConfig,
+        tracks: &[Track],
+        frames: impl IntoIterator<Item = &'a Frame>,
+    ) -> Timeline {
+        let mut tl = Timeline::new(cfg, tracks);
+        for f in frames {
+            tl.push_frame(f);
+        }
+        tl.finish();
+        tl
+    }
+
     pub fn push_frame(&mut self, f: &Frame) {
         let size = u32::try_from(f.data.len()).unwrap_or(u32::MAX);
         self.push(f.track, f.dts, f.keyframe, size);
@@ -279,7 +293,7 @@ impl Timeline {
         if self.ended {
             return None;
         }
-        let Some(ts) = self.tracks.iter_mut().find(|t| t.id == track) else { return None };
+        let ts = self.tracks.iter_mut().find(|t| t.id == track)?;
         let tot = &mut ts.totals;
         if let Some(l) = tot.last_dts {
             if dts > l {
@@ -608,6 +622,29 @@ mod tests {
         tl.finish();
         tl.finish();
         assert!(tl.segments().all(|s| s.end_ms.is_some()));
+    }
+
+    #[test]
+    fn from_frames_is_deterministic() {
+        let frames: Vec<Frame> = (0..250i64)
+            .map(|i| Frame {
+                track: 1,
+                dts: i * 40,
+                pts_offset: 80,
+                keyframe: i % 30 == 0,
+                data: bytes::Bytes::from(vec![0u8; (i % 7) as usize * 100]),
+            })
+            .collect();
+        let cfg = TimelineConfig { target_ms: 3000, ..TimelineConfig::vod() };
+        let a = Timeline::from_frames(cfg.clone(), &av(), &frames);
+        let b = Timeline::from_frames(cfg, &av(), &frames);
+        assert!(a.is_ended());
+        let sa: Vec<Segment> = a.segments().cloned().collect();
+        let sb: Vec<Segment> = b.segments().cloned().collect();
+        assert_eq!(sa, sb);
+        let starts: Vec<i64> = sa.iter().map(|s| s.start_ms).collect();
+        assert_eq!(starts, vec![0, 3600, 6000, 9600]);
+        assert_eq!(sa.last().unwrap().end_ms, Some(10_000));
     }
 
     #[test]
