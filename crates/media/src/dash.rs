@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::frame::{Track, TrackKind};
 use crate::hls::{codec_string, iso8601};
-use crate::segment::Timeline;
+use crate::segment::{Segment, Timeline};
 
 /// How clients learn the server's clock (the `UTCTiming` element).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,10 +113,10 @@ fn frame_rate(fpks: u32) -> String {
 
 /// The `S` runs of a SegmentTimeline: `(t, d, r)` with `t` present where the timeline is not
 /// contiguous with the previous run.
-pub fn timeline_runs(tl: &Timeline) -> Vec<(Option<i64>, i64, u32)> {
+pub fn timeline_runs<'a>(segments: impl IntoIterator<Item = &'a Segment>) -> Vec<(Option<i64>, i64, u32)> {
     let mut runs: Vec<(Option<i64>, i64, u32)> = Vec::new();
     let mut expect: Option<i64> = None;
-    for s in tl.segments() {
+    for s in segments {
         let d = s.duration_ms();
         let contiguous = expect == Some(s.start_ms);
         match runs.last_mut() {
@@ -160,7 +160,8 @@ pub fn mpd(tracks: &[Track], tl: &Timeline, opts: &MpdOptions) -> String {
             if tl.is_ended() {
                 let _ = write!(o, " mediaPresentationDuration=\"{}\"", xs_duration(last));
             } else {
-                let _ = write!(o, " minimumUpdatePeriod=\"{}\"", xs_duration(l.minimum_update_period_ms as i64));
+                let _ =
+                    write!(o, " minimumUpdatePeriod=\"{}\"", xs_duration(l.minimum_update_period_ms as i64));
             }
             let tsb = l.time_shift_buffer_ms.unwrap_or((last - first).max(0) as u64);
             let _ = write!(
@@ -176,123 +177,144 @@ pub fn mpd(tracks: &[Track], tl: &Timeline, opts: &MpdOptions) -> String {
     if let Some(b) = &opts.base_url {
         let _ = writeln!(o, "  <BaseURL>{}</BaseURL>", esc(b));
     }
-    o.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
-
-    // Static manifests start the period at the first segment; live ones at media time 0.
-    let pto = if live.is_none() { first } else { 0 };
-    let runs = timeline_runs(tl);
-    let template = |o: &mut String| {
-        let _ = write!(
-            o,
-            "      <SegmentTemplate timescale=\"1000\" initialization=\"{}\" media=\"{}\"",
-            esc(&opts.init_template),
-            esc(&opts.media_template)
-        );
-        if opts.media_template.contains("$Number") {
-            let _ = write!(o, " startNumber=\"{}\"", tl.media_sequence());
-        }
-        if pto != 0 {
-            let _ = write!(o, " presentationTimeOffset=\"{pto}\"");
-        }
-        o.push_str(">\n        <SegmentTimeline>\n");
-        for (t, d, r) in &runs {
-            o.push_str("          <S");
-            if let Some(t) = t {
-                let _ = write!(o, " t=\"{t}\"");
+    // One Period per run of segments without a discontinuity. Live periods start at their
+    // presentation time (0 = availabilityStartTime); static ones relative to the first segment.
+    let segs: Vec<&Segment> = tl.segments().collect();
+    let base = if live.is_none() { segs.first().map_or(0, |s| s.period_presentation_ms) } else { 0 };
+    let mut groups: Vec<&[&Segment]> = Vec::new();
+    let mut rest = &segs[..];
+    while !rest.is_empty() {
+        let n = rest.iter().position(|s| s.period != rest[0].period).unwrap_or(rest.len());
+        groups.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    if groups.is_empty() {
+        groups.push(&[]);
+    }
+    for group in groups {
+        let (period, period_start, pto, start_number) = match group.first() {
+            Some(s) => (s.period, s.period_presentation_ms - base, s.period_start_ms, s.seq),
+            None => (0, 0, 0, tl.media_sequence()),
+        };
+        let _ = writeln!(o, "  <Period id=\"{period}\" start=\"{}\">", xs_duration(period_start));
+        let runs = timeline_runs(group.iter().copied());
+        let template = |o: &mut String| {
+            let _ = write!(
+                o,
+                "      <SegmentTemplate timescale=\"1000\" initialization=\"{}\" media=\"{}\"",
+                esc(&opts.init_template),
+                esc(&opts.media_template)
+            );
+            if opts.media_template.contains("$Number") {
+                let _ = write!(o, " startNumber=\"{start_number}\"");
             }
-            let _ = write!(o, " d=\"{d}\"");
-            if *r > 0 {
-                let _ = write!(o, " r=\"{r}\"");
+            if pto != 0 {
+                let _ = write!(o, " presentationTimeOffset=\"{pto}\"");
             }
-            o.push_str("/>\n");
-        }
-        o.push_str("        </SegmentTimeline>\n      </SegmentTemplate>\n");
-    };
+            o.push_str(">\n        <SegmentTimeline>\n");
+            for (t, d, r) in &runs {
+                o.push_str("          <S");
+                if let Some(t) = t {
+                    let _ = write!(o, " t=\"{t}\"");
+                }
+                let _ = write!(o, " d=\"{d}\"");
+                if *r > 0 {
+                    let _ = write!(o, " r=\"{r}\"");
+                }
+                o.push_str("/>\n");
+            }
+            o.push_str("        </SegmentTimeline>\n      </SegmentTemplate>\n");
+        };
 
-    let video: Vec<&Track> = tracks.iter().filter(|t| t.kind() == TrackKind::Video).collect();
-    let mut set_id = 0;
-    if !video.is_empty() {
-        let max_w = video.iter().map(|t| t.width).max().unwrap_or(0);
-        let max_h = video.iter().map(|t| t.height).max().unwrap_or(0);
-        let _ = write!(
+        let video: Vec<&Track> = tracks.iter().filter(|t| t.kind() == TrackKind::Video).collect();
+        let mut set_id = 0;
+        if !video.is_empty() {
+            let max_w = video.iter().map(|t| t.width).max().unwrap_or(0);
+            let max_h = video.iter().map(|t| t.height).max().unwrap_or(0);
+            let _ = write!(
             o,
             "    <AdaptationSet id=\"{set_id}\" contentType=\"video\" mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\""
         );
-        if max_w > 0 && max_h > 0 {
-            let _ = write!(o, " maxWidth=\"{max_w}\" maxHeight=\"{max_h}\"");
+            if max_w > 0 && max_h > 0 {
+                let _ = write!(o, " maxWidth=\"{max_w}\" maxHeight=\"{max_h}\"");
+            }
+            o.push_str(">\n");
+            set_id += 1;
+            template(&mut o);
+            for v in &video {
+                let _ = write!(
+                    o,
+                    "      <Representation id=\"{}\" bandwidth=\"{}\"",
+                    v.id,
+                    bandwidth(tl, v, opts.overhead_percent)
+                );
+                if let Some(c) = codec_string(v) {
+                    let _ = write!(o, " codecs=\"{}\"", esc(&c));
+                }
+                if v.width > 0 && v.height > 0 {
+                    let _ = write!(o, " width=\"{}\" height=\"{}\" sar=\"1:1\"", v.width, v.height);
+                }
+                if v.fpks > 0 {
+                    let _ = write!(o, " frameRate=\"{}\"", frame_rate(v.fpks));
+                }
+                o.push_str("/>\n");
+            }
+            o.push_str("    </AdaptationSet>\n");
         }
-        o.push_str(">\n");
-        set_id += 1;
-        template(&mut o);
-        for v in &video {
-            let _ = write!(
-                o,
-                "      <Representation id=\"{}\" bandwidth=\"{}\"",
-                v.id,
-                bandwidth(tl, v, opts.overhead_percent)
-            );
-            if let Some(c) = codec_string(v) {
-                let _ = write!(o, " codecs=\"{}\"", esc(&c));
-            }
-            if v.width > 0 && v.height > 0 {
-                let _ = write!(o, " width=\"{}\" height=\"{}\" sar=\"1:1\"", v.width, v.height);
-            }
-            if v.fpks > 0 {
-                let _ = write!(o, " frameRate=\"{}\"", frame_rate(v.fpks));
-            }
-            o.push_str("/>\n");
-        }
-        o.push_str("    </AdaptationSet>\n");
-    }
 
-    // One audio AdaptationSet per language.
-    let mut langs: Vec<&str> = Vec::new();
-    for t in tracks.iter().filter(|t| t.kind() == TrackKind::Audio) {
-        if !langs.contains(&t.lang.as_str()) {
-            langs.push(&t.lang);
+        // One audio AdaptationSet per language.
+        let mut langs: Vec<&str> = Vec::new();
+        for t in tracks.iter().filter(|t| t.kind() == TrackKind::Audio) {
+            if !langs.contains(&t.lang.as_str()) {
+                langs.push(&t.lang);
+            }
         }
-    }
-    for lang in langs {
-        let _ = write!(
+        for lang in langs {
+            let _ = write!(
             o,
             "    <AdaptationSet id=\"{set_id}\" contentType=\"audio\" mimeType=\"audio/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\""
         );
-        if !lang.is_empty() && lang != "und" {
-            let _ = write!(o, " lang=\"{}\"", esc(lang));
-        }
-        o.push_str(">\n");
-        set_id += 1;
-        template(&mut o);
-        for a in tracks.iter().filter(|t| t.kind() == TrackKind::Audio && t.lang == lang) {
-            let _ = write!(
-                o,
-                "      <Representation id=\"{}\" bandwidth=\"{}\"",
-                a.id,
-                bandwidth(tl, a, opts.overhead_percent)
-            );
-            if let Some(c) = codec_string(a) {
-                let _ = write!(o, " codecs=\"{}\"", esc(&c));
+            if !lang.is_empty() && lang != "und" {
+                let _ = write!(o, " lang=\"{}\"", esc(lang));
             }
-            if a.rate > 0 {
-                let _ = write!(o, " audioSamplingRate=\"{}\"", a.rate);
-            }
-            if a.channels > 0 {
+            o.push_str(">\n");
+            set_id += 1;
+            template(&mut o);
+            for a in tracks.iter().filter(|t| t.kind() == TrackKind::Audio && t.lang == lang) {
                 let _ = write!(
+                    o,
+                    "      <Representation id=\"{}\" bandwidth=\"{}\"",
+                    a.id,
+                    bandwidth(tl, a, opts.overhead_percent)
+                );
+                if let Some(c) = codec_string(a) {
+                    let _ = write!(o, " codecs=\"{}\"", esc(&c));
+                }
+                if a.rate > 0 {
+                    let _ = write!(o, " audioSamplingRate=\"{}\"", a.rate);
+                }
+                if a.channels > 0 {
+                    let _ = write!(
                     o,
                     ">\n        <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>\n      </Representation>\n",
                     a.channels
                 );
-            } else {
-                o.push_str("/>\n");
+                } else {
+                    o.push_str("/>\n");
+                }
             }
+            o.push_str("    </AdaptationSet>\n");
         }
-        o.push_str("    </AdaptationSet>\n");
+        o.push_str("  </Period>\n");
     }
-    o.push_str("  </Period>\n");
     if let Some(l) = live {
         match &l.utc_timing {
             Some(UtcTiming::HttpIso(u)) => {
-                let _ = writeln!(o, "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>", esc(u));
+                let _ = writeln!(
+                    o,
+                    "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
+                    esc(u)
+                );
             }
             Some(UtcTiming::HttpXsDate(u)) => {
                 let _ = writeln!(
@@ -356,7 +378,12 @@ mod tests {
         assert!(m.contains("type=\"static\" mediaPresentationDuration=\"PT9.000S\""), "{m}");
         assert!(m.contains("<S t=\"0\" d=\"2000\" r=\"3\"/>"), "{m}");
         assert!(m.contains("<S d=\"1000\"/>"), "{m}");
-        assert!(m.contains("codecs=\"avc1.64001f\" width=\"1280\" height=\"720\" sar=\"1:1\" frameRate=\"2997/100\""), "{m}");
+        assert!(
+            m.contains(
+                "codecs=\"avc1.64001f\" width=\"1280\" height=\"720\" sar=\"1:1\" frameRate=\"2997/100\""
+            ),
+            "{m}"
+        );
         assert!(m.contains("lang=\"eng\""));
         assert!(m.contains("codecs=\"mp4a.40.2\" audioSamplingRate=\"48000\">"), "{m}");
         assert!(m.contains("value=\"2\"/>"));
@@ -365,7 +392,12 @@ mod tests {
 
     #[test]
     fn dynamic_mpd() {
-        let cfg = TimelineConfig { target_ms: 2000, window: Window::Segments(3), first_seq: 7, ..Default::default() };
+        let cfg = TimelineConfig {
+            target_ms: 2000,
+            window: Window::Segments(3),
+            first_seq: 7,
+            ..Default::default()
+        };
         let mut tl = Timeline::new(cfg, &tracks());
         feed(&mut tl, 10_000, 22_000);
         let mut o = MpdOptions::live(LiveOptions {
@@ -391,14 +423,35 @@ mod tests {
     }
 
     #[test]
-    fn runs_with_gap() {
+    fn discontinuity_opens_a_period() {
         let mut tl = Timeline::new(TimelineConfig { target_ms: 1000, ..TimelineConfig::vod() }, &tracks()[..1]);
+        for v in 0..50i64 {
+            tl.push(1, 5000 + v * 40, v % 25 == 0, 10);
+        }
+        for v in 0..50i64 {
+            tl.push(1, v * 40, v % 25 == 0, 10);
+        }
+        tl.finish();
+        let m = mpd(&tracks()[..1], &tl, &MpdOptions::vod());
+        assert!(m.contains("mediaPresentationDuration=\"PT4.000S\""), "{m}");
+        assert!(m.contains("<Period id=\"0\" start=\"PT0.000S\">"), "{m}");
+        assert!(m.contains("presentationTimeOffset=\"5000\""), "{m}");
+        assert!(m.contains("<S t=\"5000\" d=\"1000\" r=\"1\"/>"), "{m}");
+        assert!(m.contains("<Period id=\"1\" start=\"PT2.000S\">"), "{m}");
+        assert!(m.contains("<S t=\"0\" d=\"1000\" r=\"1\"/>"), "{m}");
+        assert_eq!(m.matches("<AdaptationSet").count(), 2);
+    }
+
+    #[test]
+    fn runs_with_gap() {
+        let mut tl =
+            Timeline::new(TimelineConfig { target_ms: 1000, ..TimelineConfig::vod() }, &tracks()[..1]);
         for v in 0..100i64 {
             let t = if v < 50 { v * 40 } else { v * 40 + 10_000 };
             tl.push(1, t, v % 25 == 0, 10);
         }
         tl.finish();
-        let runs = timeline_runs(&tl);
+        let runs = timeline_runs(tl.segments());
         assert_eq!(runs[0], (Some(0), 1000, 0));
         assert_eq!(runs[1], (None, 11_000, 0));
         assert_eq!(runs[2], (None, 1000, 1));

@@ -159,12 +159,7 @@ pub fn iso8601(unix_ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, (sod / 60) % 60, sod % 60)
 }
 
 fn secs3(ms: i64) -> String {
@@ -387,7 +382,8 @@ pub struct MediaOptions {
     /// EXT-X-PLAYLIST-TYPE; VOD also wants a finished timeline (EXT-X-ENDLIST is written whenever
     /// the timeline has ended).
     pub playlist_type: Option<PlaylistType>,
-    /// Unix ms of media time 0: writes EXT-X-PROGRAM-DATE-TIME before every segment.
+    /// Unix ms of presentation (= media, until a discontinuity) time 0: writes
+    /// EXT-X-PROGRAM-DATE-TIME before every segment.
     pub program_date_time: Option<i64>,
     /// LL-HLS: part URI template (`{seq}`, `{part}`, …); needs a timeline with parts.
     pub part_uri: Option<String>,
@@ -428,10 +424,18 @@ fn seg_vars(opts: &MediaOptions, seq: u64, start: i64, dur: i64, part: Option<u3
     let all = join_ids(&opts.tracks);
     let (seq, start, dur) = (seq.to_string(), start.to_string(), dur.to_string());
     let part = part.map(|p| p.to_string()).unwrap_or_default();
-    let tmpl = if part.is_empty() { &opts.segment_uri } else { opts.part_uri.as_ref().unwrap_or(&opts.segment_uri) };
+    let tmpl =
+        if part.is_empty() { &opts.segment_uri } else { opts.part_uri.as_ref().unwrap_or(&opts.segment_uri) };
     fill_template(
         tmpl,
-        &[("track", &first), ("tracks", &all), ("seq", &seq), ("start", &start), ("dur", &dur), ("part", &part)],
+        &[
+            ("track", &first),
+            ("tracks", &all),
+            ("seq", &seq),
+            ("start", &start),
+            ("dur", &dur),
+            ("part", &part),
+        ],
     )
 }
 
@@ -441,11 +445,7 @@ pub fn media_playlist(tl: &Timeline, opts: &MediaOptions) -> String {
     o.push_str("#EXTM3U\n");
     let _ = writeln!(o, "#EXT-X-VERSION:{}", opts.version);
     let max = tl.max_duration_ms();
-    let target_ms = if max > 0 {
-        max
-    } else {
-        tl.config().target_ms.max(tl.config().audio_target_ms) as i64
-    };
+    let target_ms = if max > 0 { max } else { tl.config().target_ms.max(tl.config().audio_target_ms) as i64 };
     let target = ((target_ms + 999) / 1000).max(1);
     let _ = writeln!(o, "#EXT-X-TARGETDURATION:{target}");
     let ll = opts.part_uri.is_some() && tl.config().part_target_ms.is_some();
@@ -459,14 +459,14 @@ pub fn media_playlist(tl: &Timeline, opts: &MediaOptions) -> String {
             .max()
             .unwrap_or(pt)
             .max(pt);
-        let _ = writeln!(
-            o,
-            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}",
-            secs3(max_part * 3)
-        );
+        let _ =
+            writeln!(o, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}", secs3(max_part * 3));
         let _ = writeln!(o, "#EXT-X-PART-INF:PART-TARGET={}", secs3(max_part));
     }
     let _ = writeln!(o, "#EXT-X-MEDIA-SEQUENCE:{}", tl.media_sequence());
+    if tl.discontinuity_sequence() > 0 {
+        let _ = writeln!(o, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", tl.discontinuity_sequence());
+    }
     match opts.playlist_type {
         Some(PlaylistType::Vod) => o.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n"),
         Some(PlaylistType::Event) => o.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n"),
@@ -497,10 +497,18 @@ pub fn media_playlist(tl: &Timeline, opts: &MediaOptions) -> String {
     };
     for (i, s) in tl.segments().enumerate() {
         if ll && i + opts.part_segments >= n {
+            if s.discontinuity {
+                // EXT-X-DISCONTINUITY applies to the parts that follow it too.
+                o.push_str("#EXT-X-DISCONTINUITY\n");
+            }
             write_parts(&mut o, s);
         }
+        if s.discontinuity {
+            o.push_str("#EXT-X-DISCONTINUITY\n");
+        }
         if let Some(base) = opts.program_date_time {
-            let _ = writeln!(o, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(base.saturating_add(s.start_ms)));
+            let _ =
+                writeln!(o, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(base.saturating_add(s.presentation_ms)));
         }
         let _ = writeln!(o, "#EXTINF:{},", secs3(s.duration_ms()));
         o.push_str(&seg_vars(opts, s.seq, s.start_ms, s.duration_ms(), None));
@@ -738,7 +746,8 @@ fn parse_master<'a>(lines: impl Iterator<Item = &'a str>) -> Result<MasterPlayli
                 "EXT-X-STREAM-INF" => {
                     let a = parse_attributes(val);
                     let bandwidth = parse_u64(
-                        attr(&a, "BANDWIDTH").ok_or_else(|| MediaError::malformed("m3u8", "STREAM-INF without BANDWIDTH"))?,
+                        attr(&a, "BANDWIDTH")
+                            .ok_or_else(|| MediaError::malformed("m3u8", "STREAM-INF without BANDWIDTH"))?,
                         "BANDWIDTH",
                     )?;
                     let resolution = attr(&a, "RESOLUTION").and_then(|r| {
@@ -766,8 +775,13 @@ fn parse_master<'a>(lines: impl Iterator<Item = &'a str>) -> Result<MasterPlayli
                         return Err(too_many());
                     }
                     let a = parse_attributes(val);
-                    let (Some(t), Some(g), Some(n)) = (attr(&a, "TYPE"), attr(&a, "GROUP-ID"), attr(&a, "NAME")) else {
-                        return Err(MediaError::malformed("m3u8", "EXT-X-MEDIA lacks TYPE, GROUP-ID or NAME"));
+                    let (Some(t), Some(g), Some(n)) =
+                        (attr(&a, "TYPE"), attr(&a, "GROUP-ID"), attr(&a, "NAME"))
+                    else {
+                        return Err(MediaError::malformed(
+                            "m3u8",
+                            "EXT-X-MEDIA lacks TYPE, GROUP-ID or NAME",
+                        ));
                     };
                     m.renditions.push(Rendition {
                         media_type: t.to_string(),
@@ -807,7 +821,9 @@ fn parse_media<'a>(lines: impl Iterator<Item = &'a str>) -> Result<MediaPlaylist
                 "EXT-X-VERSION" => m.version = Some(parse_u64(val, "version")?.min(u32::MAX as u64) as u32),
                 "EXT-X-TARGETDURATION" => m.target_duration = parse_u64(val, "target duration")?,
                 "EXT-X-MEDIA-SEQUENCE" => m.media_sequence = parse_u64(val, "media sequence")?,
-                "EXT-X-DISCONTINUITY-SEQUENCE" => m.discontinuity_sequence = parse_u64(val, "discontinuity sequence")?,
+                "EXT-X-DISCONTINUITY-SEQUENCE" => {
+                    m.discontinuity_sequence = parse_u64(val, "discontinuity sequence")?
+                }
                 "EXT-X-PLAYLIST-TYPE" => {
                     m.playlist_type = match val.trim() {
                         "VOD" => Some(PlaylistType::Vod),
@@ -832,7 +848,8 @@ fn parse_media<'a>(lines: impl Iterator<Item = &'a str>) -> Result<MediaPlaylist
                 "EXT-X-PROGRAM-DATE-TIME" => next.program_date_time = Some(val.to_string()),
                 "EXT-X-MAP" => {
                     let a = parse_attributes(val);
-                    let uri = attr(&a, "URI").ok_or_else(|| MediaError::malformed("m3u8", "EXT-X-MAP without URI"))?;
+                    let uri = attr(&a, "URI")
+                        .ok_or_else(|| MediaError::malformed("m3u8", "EXT-X-MAP without URI"))?;
                     map = Some(MapInfo {
                         uri: uri.to_string(),
                         byterange: attr(&a, "BYTERANGE").map(parse_byterange).transpose()?,
@@ -1022,6 +1039,33 @@ mod tests {
         assert_eq!(p.segments[0].uri, "1_2000.m4s");
         assert_eq!(p.segments[0].map.as_ref().unwrap().uri, "init.mp4");
         assert_eq!(p.segments[0].program_date_time.as_deref(), Some("2023-11-14T22:13:22.000Z"));
+    }
+
+    #[test]
+    fn discontinuity_tags() {
+        let cfg = TimelineConfig { target_ms: 1000, window: Window::Segments(3), ..Default::default() };
+        let mut tl = Timeline::new(cfg, &[h264(1, &[1, 0x64, 0, 0x1f], 640, 360)]);
+        for v in 0..100i64 {
+            tl.push(1, v * 40, v % 25 == 0, 10);
+        }
+        for v in 0..40i64 {
+            tl.push(1, v * 40, v % 25 == 0, 10);
+        }
+        let mut o = MediaOptions::ts(&[1]);
+        o.program_date_time = Some(0);
+        let text = media_playlist(&tl, &o);
+        let Playlist::Media(p) = parse(text.as_bytes()).unwrap() else { panic!() };
+        let d: Vec<(u64, bool, i64)> =
+            p.segments.iter().map(|s| (s.seq, s.discontinuity, s.duration_ms)).collect();
+        assert_eq!(d, vec![(2, false, 1000), (3, false, 1000), (4, true, 1000)], "{text}");
+        assert_eq!(p.segments[2].program_date_time.as_deref(), Some("1970-01-01T00:00:04.000Z"));
+        assert_eq!(p.discontinuity_sequence, 0);
+        for v in 40..200i64 {
+            tl.push(1, v * 40, v % 25 == 0, 10);
+        }
+        let text = media_playlist(&tl, &o);
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
+        assert!(!text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
     }
 
     #[test]

@@ -94,15 +94,18 @@ impl Protocol {
             Protocol::CmafHls | Protocol::Dash => {
                 (&[Codec::H264, Codec::Hevc, Codec::Av1], &[Codec::Aac, Codec::Opus, Codec::Ac3, Codec::Mp3])
             }
-            Protocol::Mp4 => {
-                (&[Codec::H264, Codec::Hevc, Codec::Av1, Codec::Vp9], &[Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus])
-            }
+            Protocol::Mp4 => (
+                &[Codec::H264, Codec::Hevc, Codec::Av1, Codec::Vp9],
+                &[Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus],
+            ),
             Protocol::WebM => (&[Codec::Vp8, Codec::Vp9, Codec::Av1], &[Codec::Opus]),
             Protocol::Mkv => (
                 &[Codec::H264, Codec::Hevc, Codec::Av1, Codec::Vp8, Codec::Vp9],
                 &[Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus, Codec::Pcm],
             ),
-            Protocol::Flv | Protocol::Rtmp => (&[Codec::H264, Codec::Hevc, Codec::Av1], &[Codec::Aac, Codec::Mp3]),
+            Protocol::Flv | Protocol::Rtmp => {
+                (&[Codec::H264, Codec::Hevc, Codec::Av1], &[Codec::Aac, Codec::Mp3])
+            }
             Protocol::Ts => (H264_HEVC, &[Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus]),
             Protocol::WebRtc => (&[Codec::H264, Codec::Vp8, Codec::Vp9], &[Codec::Opus]),
         }
@@ -318,7 +321,13 @@ mod tests {
         let types: Vec<&str> = src.iter().map(|s| s["type"].as_str().unwrap()).collect();
         assert_eq!(
             types,
-            ["html5/video/mp4", "html5/application/vnd.apple.mpegurl", "dash/video/mp4", "flash/10", "html5/video/mpeg"]
+            [
+                "html5/video/mp4",
+                "html5/application/vnd.apple.mpegurl",
+                "dash/video/mp4",
+                "flash/10",
+                "html5/video/mpeg"
+            ]
         );
         assert_eq!(src[1]["url"], "http://h:8080/hls/live+a%20b/index.m3u8");
         assert_eq!(src[1]["relurl"], "/hls/live+a%20b/index.m3u8");
@@ -332,7 +341,10 @@ mod tests {
         let v = offline_info("Stream is offline");
         assert_eq!(v.to_string(), r#"{"error":"Stream is offline"}"#);
         let js = info_js("a'b", &v);
-        assert_eq!(js, "if (!mistvideo){var mistvideo = {};}\nmistvideo['a\\'b'] = {\"error\":\"Stream is offline\"};\n");
+        assert_eq!(
+            js,
+            "if (!mistvideo){var mistvideo = {};}\nmistvideo['a\\'b'] = {\"error\":\"Stream is offline\"};\n"
+        );
         let js = info_js("x", &json!({"error": "</script>"}));
         assert!(!js.contains("</script>"));
     }

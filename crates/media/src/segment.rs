@@ -44,6 +44,9 @@ pub struct TimelineConfig {
     pub part_target_ms: Option<u32>,
     /// Sequence number of the first segment.
     pub first_seq: u64,
+    /// A main-track keyframe more than this many ms after the previous main-track frame, or before
+    /// the start of the open segment, starts a new segment marked as a discontinuity.
+    pub max_gap_ms: u32,
 }
 
 impl Default for TimelineConfig {
@@ -54,6 +57,7 @@ impl Default for TimelineConfig {
             window: Window::Segments(10),
             part_target_ms: None,
             first_seq: 0,
+            max_gap_ms: 30_000,
         }
     }
 }
@@ -105,11 +109,54 @@ pub struct Segment {
     /// Per track, in order of first appearance.
     pub tracks: Vec<TrackSpan>,
     pub parts: Vec<Part>,
+    /// The media time jumped before this segment (HLS EXT-X-DISCONTINUITY, a new DASH Period).
+    pub discontinuity: bool,
+    /// Continuous presentation time of the start: equals `start_ms` until the first discontinuity,
+    /// after which it continues from the end of the previous segment.
+    pub presentation_ms: i64,
+    /// Number of discontinuities before this segment since the timeline began.
+    pub period: u64,
+    /// `presentation_ms` and `start_ms` of the first segment of this segment's period.
+    pub period_presentation_ms: i64,
+    pub period_start_ms: i64,
 }
 
 impl Segment {
-    fn new(seq: u64, start_ms: i64) -> Segment {
-        Segment { seq, start_ms, end_ms: None, tracks: Vec::new(), parts: Vec::new() }
+    fn first(seq: u64, start_ms: i64) -> Segment {
+        Segment {
+            seq,
+            start_ms,
+            end_ms: None,
+            tracks: Vec::new(),
+            parts: Vec::new(),
+            discontinuity: false,
+            presentation_ms: start_ms,
+            period: 0,
+            period_presentation_ms: start_ms,
+            period_start_ms: start_ms,
+        }
+    }
+
+    /// The segment after `prev` (which has its end set), starting at `start_ms`.
+    fn after(prev: &Segment, start_ms: i64, discontinuity: bool) -> Segment {
+        let presentation_ms = prev.presentation_ms.saturating_add(prev.duration_ms());
+        let (period, period_presentation_ms, period_start_ms) = if discontinuity {
+            (prev.period + 1, presentation_ms, start_ms)
+        } else {
+            (prev.period, prev.period_presentation_ms, prev.period_start_ms)
+        };
+        Segment {
+            seq: prev.seq + 1,
+            start_ms,
+            end_ms: None,
+            tracks: Vec::new(),
+            parts: Vec::new(),
+            discontinuity,
+            presentation_ms,
+            period,
+            period_presentation_ms,
+            period_start_ms,
+        }
     }
 
     pub fn is_complete(&self) -> bool {
@@ -127,11 +174,7 @@ impl Segment {
 
     /// Payload bytes of the given tracks (all tracks when `tracks` is empty).
     pub fn bytes_of(&self, tracks: &[u32]) -> u64 {
-        self.tracks
-            .iter()
-            .filter(|t| tracks.is_empty() || tracks.contains(&t.track))
-            .map(|t| t.bytes)
-            .sum()
+        self.tracks.iter().filter(|t| tracks.is_empty() || tracks.contains(&t.track)).map(|t| t.bytes).sum()
     }
 
     /// Bits per second of the given tracks' payload over this segment (0 for an empty duration).
@@ -194,6 +237,10 @@ pub struct Timeline {
     open: Option<Segment>,
     next_seq: u64,
     last_key_bucket: Option<i64>,
+    /// Previous main-track frame dts and step (for the gap rule and for ending a segment early).
+    last_main: Option<(i64, i64)>,
+    /// Discontinuities that left the window (HLS EXT-X-DISCONTINUITY-SEQUENCE).
+    discontinuity_seq: u64,
     last_part_bucket: Option<i64>,
     ended: bool,
     /// Largest complete segment duration ever seen (HLS target duration must never shrink).
@@ -214,6 +261,8 @@ impl Timeline {
             done: VecDeque::new(),
             open: None,
             last_key_bucket: None,
+            last_main: None,
+            discontinuity_seq: 0,
             last_part_bucket: None,
             ended: false,
             max_duration_ms: 0,
@@ -311,15 +360,36 @@ impl Timeline {
         // Audio frames are all sync samples.
         let key = keyframe || (is_main && !main_is_video);
         let mut closed = None;
+        let prev_main = if is_main { self.last_main } else { None };
+        if is_main {
+            let step = match self.last_main {
+                Some((l, _)) if dts > l => dts.saturating_sub(l).min(self.cfg.max_gap_ms as i64),
+                Some((_, st)) => st,
+                None => 0,
+            };
+            self.last_main = Some((dts, step));
+        }
         if is_main && key {
             let bucket = dts.div_euclid(self.target());
-            let cut = match (&self.open, self.last_key_bucket) {
-                (Some(open), Some(b)) => bucket != b && dts > open.start_ms,
-                _ => true,
-            };
-            if cut {
-                self.last_key_bucket = Some(bucket);
-                closed = self.cut(dts);
+            let gap = self.cfg.max_gap_ms as i64;
+            match (&self.open, self.last_key_bucket) {
+                (Some(open), Some(b)) => {
+                    let back = dts < open.start_ms;
+                    let fwd = prev_main.is_some_and(|(l, _)| dts.saturating_sub(l) > gap);
+                    if back || fwd {
+                        let (l, st) = prev_main.unwrap_or((open.start_ms, 0));
+                        let end = l.saturating_add(st.max(1)).max(open.start_ms.saturating_add(1));
+                        self.last_key_bucket = Some(bucket);
+                        closed = self.cut(end, dts, true);
+                    } else if bucket != b && dts > open.start_ms {
+                        self.last_key_bucket = Some(bucket);
+                        closed = self.cut(dts, dts, false);
+                    }
+                }
+                _ => {
+                    self.last_key_bucket = Some(bucket);
+                    closed = self.cut(dts, dts, false);
+                }
             }
         }
         let part_target = self.cfg.part_target_ms.map(|p| p.max(1) as i64);
@@ -343,17 +413,22 @@ impl Timeline {
         closed
     }
 
-    fn cut(&mut self, at: i64) -> Option<u64> {
+    /// Ends the open segment at `end` and opens the next at `start`.
+    fn cut(&mut self, end: i64, start: i64, discontinuity: bool) -> Option<u64> {
+        let mut next = None;
         let closed = self.open.take().map(|mut s| {
-            s.end_ms = Some(at);
+            s.end_ms = Some(end);
             if let Some(p) = s.parts.last_mut() {
-                p.end_ms = Some(at);
+                p.end_ms = Some(end.max(p.start_ms));
             }
             let seq = s.seq;
+            next = Some(Segment::after(&s, start, discontinuity));
             self.complete(s);
             seq
         });
-        self.open = Some(Segment::new(self.next_seq, at));
+        let mut seg = next.unwrap_or_else(|| Segment::first(self.next_seq, start));
+        seg.seq = self.next_seq;
+        self.open = Some(seg);
         self.next_seq += 1;
         self.last_part_bucket = None;
         closed
@@ -377,7 +452,7 @@ impl Timeline {
             Window::Unbounded => {}
             Window::Segments(n) => {
                 while self.done.len() > n.max(1) {
-                    self.done.pop_front();
+                    self.pop_front();
                 }
             }
             Window::Ms(ms) => {
@@ -385,11 +460,19 @@ impl Timeline {
                 while self.done.len() > 1 {
                     let end = self.done[0].end_ms.unwrap_or(newest);
                     if newest.saturating_sub(end) > ms as i64 {
-                        self.done.pop_front();
+                        self.pop_front();
                     } else {
                         break;
                     }
                 }
+            }
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(s) = self.done.pop_front() {
+            if s.discontinuity {
+                self.discontinuity_seq += 1;
             }
         }
     }
@@ -464,10 +547,27 @@ impl Timeline {
         self.done.get(i)
     }
 
-    /// A complete segment by its start time, if still in the window.
+    /// A complete segment by its start time, if still in the window (the newest one with that
+    /// start, should a discontinuity have brought a start time back).
     pub fn by_start(&self, start_ms: i64) -> Option<&Segment> {
-        let i = self.done.binary_search_by_key(&start_ms, |s| s.start_ms).ok()?;
-        self.done.get(i)
+        self.done.iter().rev().find(|s| s.start_ms == start_ms)
+    }
+
+    /// Discontinuities that have left the window (HLS EXT-X-DISCONTINUITY-SEQUENCE).
+    pub fn discontinuity_sequence(&self) -> u64 {
+        self.discontinuity_seq
+    }
+
+    /// Whether a segment (`part == None`) or a part of it is complete: what an LL-HLS blocking
+    /// playlist request (`_HLS_msn`, `_HLS_part`) waits for.
+    pub fn is_available(&self, seq: u64, part: Option<u32>) -> bool {
+        if self.get(seq).is_some() || self.done.back().is_some_and(|s| s.seq > seq) {
+            return true;
+        }
+        match (self.open.as_ref(), part) {
+            (Some(o), Some(p)) if o.seq == seq => o.parts.get(p as usize).is_some_and(|p| p.end_ms.is_some()),
+            _ => false,
+        }
     }
 
     /// The longest complete segment ever seen, in ms.
@@ -499,11 +599,12 @@ impl Timeline {
         self.tracks.iter().find(|t| t.id == track).map(|t| t.totals)
     }
 
-    /// Media time covered by the complete segments in the window: (first start, last end).
+    /// Presentation time covered by the complete segments in the window: (first start, last end).
+    /// Equal to media time until the first discontinuity.
     pub fn span_ms(&self) -> Option<(i64, i64)> {
-        let first = self.done.front()?.start_ms;
-        let last = self.done.back()?.end_ms?;
-        Some((first, last))
+        let first = self.done.front()?.presentation_ms;
+        let last = self.done.back()?;
+        Some((first, last.presentation_ms.saturating_add(last.duration_ms())))
     }
 }
 
@@ -645,6 +746,56 @@ mod tests {
         let starts: Vec<i64> = sa.iter().map(|s| s.start_ms).collect();
         assert_eq!(starts, vec![0, 3600, 6000, 9600]);
         assert_eq!(sa.last().unwrap().end_ms, Some(10_000));
+    }
+
+    #[test]
+    fn discontinuities() {
+        let cfg = TimelineConfig { target_ms: 1000, window: Window::Segments(4), ..Default::default() };
+        let mut tl = Timeline::new(cfg, &av());
+        for v in 0..100i64 {
+            tl.push(1, v * 40, v % 25 == 0, 10);
+        }
+        // the publisher comes back with its clock at 0
+        for v in 0..100i64 {
+            tl.push(1, v * 40, v % 25 == 0, 10);
+        }
+        // and then jumps a minute ahead
+        for v in 0..60i64 {
+            tl.push(1, 60_000 + v * 40, v % 25 == 0, 10);
+        }
+        tl.finish();
+        let segs: Vec<&Segment> = tl.segments().collect();
+        let flags: Vec<(i64, i64, bool, u64)> =
+            segs.iter().map(|s| (s.start_ms, s.presentation_ms, s.discontinuity, s.period)).collect();
+        assert_eq!(
+            flags,
+            vec![
+                (3000, 7000, false, 1),
+                (60_000, 8000, true, 2),
+                (61_000, 9000, false, 2),
+                (62_000, 10_000, false, 2)
+            ]
+        );
+        assert_eq!(segs[0].end_ms, Some(4000));
+        assert_eq!(segs[1].period_presentation_ms, 8000);
+        assert_eq!(segs[1].period_start_ms, 60_000);
+        assert_eq!(tl.discontinuity_sequence(), 1);
+        assert_eq!(tl.span_ms(), Some((7000, 10_400)));
+    }
+
+    #[test]
+    fn availability() {
+        let cfg = TimelineConfig { target_ms: 1000, part_target_ms: Some(200), ..Default::default() };
+        let mut tl = Timeline::new(cfg, &av());
+        for v in 0..40i64 {
+            tl.push(1, v * 40, v % 25 == 0, 10);
+        }
+        assert!(tl.is_available(0, None));
+        assert!(!tl.is_available(1, None));
+        assert!(tl.is_available(1, Some(0)));
+        assert!(tl.is_available(1, Some(1)));
+        assert!(!tl.is_available(1, Some(2)));
+        assert!(!tl.is_available(2, Some(0)));
     }
 
     #[test]

@@ -26,12 +26,25 @@ fn video_frames(dir: &Path, input: &str) -> u64 {
     let (ok, out, err) = run(
         dir,
         &[
-            "ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-            "stream=nb_read_frames", "-of", "csv=p=0", input,
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            input,
         ],
     );
     assert!(ok, "ffprobe {input}: {err}");
-    out.split_whitespace().next().unwrap_or("").parse().unwrap_or_else(|_| panic!("frames of {input}: {out:?}"))
+    out.split_whitespace()
+        .next()
+        .unwrap_or("")
+        .parse()
+        .unwrap_or_else(|_| panic!("frames of {input}: {out:?}"))
 }
 
 #[test]
@@ -46,15 +59,38 @@ fn ffmpeg_decodes_our_static_mpd() {
     let (ok, _, err) = run(
         &dir,
         &[
-            "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "5", "-c:v",
-            "libx264", "-profile:v", "high", "-level", "3.1", "-g", "25", "-pix_fmt", "yuv420p", "-f", "dash",
-            "-seg_duration", "1", "out.mpd",
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=25",
+            "-t",
+            "5",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "high",
+            "-level",
+            "3.1",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "dash",
+            "-seg_duration",
+            "1",
+            "out.mpd",
         ],
     );
     assert!(ok, "ffmpeg: {err}");
 
-    let (ok, out, err) =
-        run(&dir, &["ffprobe", "-v", "error", "-show_entries", "packet=dts_time,size,flags", "-of", "json", "out.mpd"]);
+    let (ok, out, err) = run(
+        &dir,
+        &["ffprobe", "-v", "error", "-show_entries", "packet=dts_time,size,flags", "-of", "json", "out.mpd"],
+    );
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let pk = v["packets"].as_array().unwrap();
@@ -64,7 +100,8 @@ fn ffmpeg_decodes_our_static_mpd() {
     v.height = 180;
     v.fpks = 25_000;
     let tracks = [v];
-    let mut tl = Timeline::new(TimelineConfig { target_ms: 1000, first_seq: 1, ..TimelineConfig::vod() }, &tracks);
+    let mut tl =
+        Timeline::new(TimelineConfig { target_ms: 1000, first_seq: 1, ..TimelineConfig::vod() }, &tracks);
     let mut origin = None;
     for p in pk {
         let Some(d) = p["dts_time"].as_str().and_then(|s| s.parse::<f64>().ok()) else { continue };

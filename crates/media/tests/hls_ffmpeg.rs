@@ -32,12 +32,25 @@ fn video_frames(dir: &Path, input: &str) -> u64 {
     let (ok, out, err) = run(
         dir,
         &[
-            "ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-            "stream=nb_read_frames", "-of", "csv=p=0", input,
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            input,
         ],
     );
     assert!(ok, "ffprobe {input}: {err}");
-    out.split_whitespace().next().unwrap_or("").parse().unwrap_or_else(|_| panic!("frame count of {input}: {out:?}"))
+    out.split_whitespace()
+        .next()
+        .unwrap_or("")
+        .parse()
+        .unwrap_or_else(|_| panic!("frame count of {input}: {out:?}"))
 }
 
 /// Packets of `input` as (stream index, dts ms, keyframe, size), with dts relative to the first
@@ -45,7 +58,16 @@ fn video_frames(dir: &Path, input: &str) -> u64 {
 fn packets(dir: &Path, input: &str) -> Vec<(u32, i64, bool, u32)> {
     let (ok, out, err) = run(
         dir,
-        &["ffprobe", "-v", "error", "-show_entries", "packet=stream_index,dts_time,size,flags", "-of", "json", input],
+        &[
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,dts_time,size,flags",
+            "-of",
+            "json",
+            input,
+        ],
     );
     assert!(ok, "ffprobe packets: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -83,10 +105,39 @@ fn check(fmp4: bool) {
     }
     let dir = tmpdir(if fmp4 { "hls-fmp4" } else { "hls-ts" });
     let mut args = vec![
-        "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i",
-        "sine=frequency=440:sample_rate=48000", "-t", "4", "-c:v", "libx264", "-profile:v", "high", "-level", "3.1",
-        "-g", "12", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-f", "hls", "-hls_time", "1",
-        "-hls_playlist_type", "vod",
+        "ffmpeg",
+        "-v",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "4",
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "high",
+        "-level",
+        "3.1",
+        "-g",
+        "12",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+        "-f",
+        "hls",
+        "-hls_time",
+        "1",
+        "-hls_playlist_type",
+        "vod",
     ];
     if fmp4 {
         args.extend(["-hls_segment_type", "fmp4"]);

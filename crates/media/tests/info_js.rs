@@ -8,7 +8,12 @@ use mist_media::info::{info_js, offline_info, stream_info, Protocol, Source, Tra
 use mist_media::{Codec, Track};
 
 fn node(script: &str) -> Option<String> {
-    let mut c = Command::new("node").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().ok()?;
+    let mut c = Command::new("node")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
     c.stdin.take()?.write_all(script.as_bytes()).ok()?;
     let o = c.wait_with_output().ok()?;
     assert!(o.status.success(), "node failed: {}", String::from_utf8_lossy(&o.stderr));
@@ -24,11 +29,15 @@ fn info_js_evaluates_to_the_json() {
     let mut a = Track::new(2, Codec::Opus);
     a.rate = 48000;
     a.channels = 2;
-    let tracks = [TrackInfo { track: v, firstms: 1000, lastms: 61_000 }, TrackInfo { track: a, firstms: 1000, lastms: 61_010 }];
-    let srcs: Vec<Source> = [Protocol::Hls, Protocol::CmafHls, Protocol::Dash, Protocol::WebM, Protocol::WebRtc, Protocol::Flv]
-        .into_iter()
-        .map(|p| Source { protocol: p, base_url: "https://example.test:4433".into() })
-        .collect();
+    let tracks = [
+        TrackInfo { track: v, firstms: 1000, lastms: 61_000 },
+        TrackInfo { track: a, firstms: 1000, lastms: 61_010 },
+    ];
+    let srcs: Vec<Source> =
+        [Protocol::Hls, Protocol::CmafHls, Protocol::Dash, Protocol::WebM, Protocol::WebRtc, Protocol::Flv]
+            .into_iter()
+            .map(|p| Source { protocol: p, base_url: "https://example.test:4433".into() })
+            .collect();
     for (name, info) in [
         ("live+it's </script>", stream_info("live+it's </script>", false, &tracks, &srcs)),
         ("gone", offline_info("Stream is offline")),
