@@ -8,6 +8,10 @@ pub mod error;
 pub mod frame;
 pub mod mp4;
 pub mod time;
+pub mod segment;
+pub mod hls;
+pub mod dash;
+pub mod info;
 
 pub use error::MediaError;
 pub use frame::{Codec, Frame, Track, TrackKind};
