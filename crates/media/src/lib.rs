@@ -10,3 +10,6 @@ pub mod time;
 
 pub use error::MediaError;
 pub use frame::{Codec, Frame, Track, TrackKind};
+pub mod aac;
+pub mod h264;
+pub mod amf0;

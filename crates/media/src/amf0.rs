@@ -1,0 +1,381 @@
+//! AMF0, the value encoding of RTMP commands and FLV script data.
+//!
+//! Decoding is bounded: nesting deeper than [`MAX_DEPTH`] is an error, and collections are never
+//! preallocated from a count the peer sent (every element consumes at least one input byte, so
+//! memory stays proportional to the input).
+
+use crate::error::MediaError;
+
+pub const MAX_DEPTH: usize = 32;
+
+pub mod marker {
+    pub const NUMBER: u8 = 0x00;
+    pub const BOOLEAN: u8 = 0x01;
+    pub const STRING: u8 = 0x02;
+    pub const OBJECT: u8 = 0x03;
+    pub const MOVIECLIP: u8 = 0x04;
+    pub const NULL: u8 = 0x05;
+    pub const UNDEFINED: u8 = 0x06;
+    pub const REFERENCE: u8 = 0x07;
+    pub const ECMA_ARRAY: u8 = 0x08;
+    pub const OBJECT_END: u8 = 0x09;
+    pub const STRICT_ARRAY: u8 = 0x0a;
+    pub const DATE: u8 = 0x0b;
+    pub const LONG_STRING: u8 = 0x0c;
+    pub const UNSUPPORTED: u8 = 0x0d;
+    pub const XML_DOCUMENT: u8 = 0x0f;
+    pub const TYPED_OBJECT: u8 = 0x10;
+    pub const AVMPLUS: u8 = 0x11;
+}
+
+/// One AMF0 value. Objects and ECMA arrays keep their key order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Amf0 {
+    Number(f64),
+    Bool(bool),
+    String(String),
+    Object(Vec<(String, Amf0)>),
+    Null,
+    Undefined,
+    EcmaArray(Vec<(String, Amf0)>),
+    StrictArray(Vec<Amf0>),
+    /// Milliseconds since the epoch and a time zone (unused by everyone, kept for round trips).
+    Date(f64, i16),
+    LongString(String),
+    /// An XML document (a long string with its own marker).
+    Xml(String),
+    /// A typed object: class name and properties.
+    TypedObject(String, Vec<(String, Amf0)>),
+}
+
+impl Amf0 {
+    pub fn str(s: impl Into<String>) -> Amf0 {
+        Amf0::String(s.into())
+    }
+
+    pub fn object<K: Into<String>>(props: impl IntoIterator<Item = (K, Amf0)>) -> Amf0 {
+        Amf0::Object(props.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Amf0::String(s) | Amf0::LongString(s) | Amf0::Xml(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Amf0::Number(n) => Some(*n),
+            Amf0::Bool(b) => Some(*b as u8 as f64),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Amf0::Bool(b) => Some(*b),
+            Amf0::Number(n) => Some(*n != 0.0),
+            _ => None,
+        }
+    }
+
+    /// Properties of an object, ECMA array or typed object.
+    pub fn props(&self) -> Option<&[(String, Amf0)]> {
+        match self {
+            Amf0::Object(p) | Amf0::EcmaArray(p) | Amf0::TypedObject(_, p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// A property by key (first match).
+    pub fn get(&self, key: &str) -> Option<&Amf0> {
+        self.props()?.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Appends the encoding of this value to `out`. Strings of 65536 bytes or more are written as
+    /// long strings; keys longer than 65535 bytes are truncated (at a char boundary).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Amf0::Number(n) => {
+                out.push(marker::NUMBER);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            Amf0::Bool(b) => out.extend_from_slice(&[marker::BOOLEAN, *b as u8]),
+            Amf0::String(s) if s.len() <= 0xffff => {
+                out.push(marker::STRING);
+                put_short_str(out, s);
+            }
+            Amf0::String(s) | Amf0::LongString(s) => {
+                out.push(marker::LONG_STRING);
+                put_long_str(out, s);
+            }
+            Amf0::Xml(s) => {
+                out.push(marker::XML_DOCUMENT);
+                put_long_str(out, s);
+            }
+            Amf0::Object(p) => {
+                out.push(marker::OBJECT);
+                put_props(out, p);
+            }
+            Amf0::TypedObject(class, p) => {
+                out.push(marker::TYPED_OBJECT);
+                put_short_str(out, class);
+                put_props(out, p);
+            }
+            Amf0::Null => out.push(marker::NULL),
+            Amf0::Undefined => out.push(marker::UNDEFINED),
+            Amf0::EcmaArray(p) => {
+                out.push(marker::ECMA_ARRAY);
+                out.extend_from_slice(&(p.len().min(u32::MAX as usize) as u32).to_be_bytes());
+                put_props(out, p);
+            }
+            Amf0::StrictArray(v) => {
+                out.push(marker::STRICT_ARRAY);
+                let n = v.len().min(u32::MAX as usize);
+                out.extend_from_slice(&(n as u32).to_be_bytes());
+                for x in &v[..n] {
+                    x.encode(out);
+                }
+            }
+            Amf0::Date(ms, tz) => {
+                out.push(marker::DATE);
+                out.extend_from_slice(&ms.to_be_bytes());
+                out.extend_from_slice(&tz.to_be_bytes());
+            }
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.encode(&mut v);
+        v
+    }
+
+    /// Decodes one value from the start of `buf`; returns it and the bytes consumed.
+    pub fn decode(buf: &[u8]) -> Result<(Amf0, usize), MediaError> {
+        let mut r = Reader { buf, pos: 0 };
+        let v = r.value(0)?;
+        Ok((v, r.pos))
+    }
+}
+
+/// Encodes a sequence of values (a command message body).
+pub fn encode_all(values: &[Amf0]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in values {
+        v.encode(&mut out);
+    }
+    out
+}
+
+/// Decodes values until the buffer is used up.
+pub fn decode_all(buf: &[u8]) -> Result<Vec<Amf0>, MediaError> {
+    let mut r = Reader { buf, pos: 0 };
+    let mut out = Vec::new();
+    while r.pos < buf.len() {
+        out.push(r.value(0)?);
+    }
+    Ok(out)
+}
+
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn put_short_str(out: &mut Vec<u8>, s: &str) {
+    let s = truncate_at_char(s, 0xffff);
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_long_str(out: &mut Vec<u8>, s: &str) {
+    let s = truncate_at_char(s, u32::MAX as usize);
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_props(out: &mut Vec<u8>, p: &[(String, Amf0)]) {
+    for (k, v) in p {
+        put_short_str(out, k);
+        v.encode(out);
+    }
+    out.extend_from_slice(&[0, 0, marker::OBJECT_END]);
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+fn short() -> MediaError {
+    MediaError::malformed("AMF0", "truncated value")
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MediaError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(short)?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, MediaError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, MediaError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, MediaError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn f64(&mut self) -> Result<f64, MediaError> {
+        let b = self.take(8)?;
+        Ok(f64::from_be_bytes(b.try_into().map_err(|_| short())?))
+    }
+    fn short_str(&mut self) -> Result<String, MediaError> {
+        let n = self.u16()? as usize;
+        Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
+    }
+    fn long_str(&mut self) -> Result<String, MediaError> {
+        let n = self.u32()? as usize;
+        Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
+    }
+
+    /// Properties up to the object end marker (00 00 09).
+    fn props(&mut self, depth: usize) -> Result<Vec<(String, Amf0)>, MediaError> {
+        let mut p = Vec::new();
+        loop {
+            let key = self.short_str()?;
+            if key.is_empty() && self.buf.get(self.pos) == Some(&marker::OBJECT_END) {
+                self.pos += 1;
+                return Ok(p);
+            }
+            let v = self.value(depth + 1)?;
+            p.push((key, v));
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Amf0, MediaError> {
+        if depth > MAX_DEPTH {
+            return Err(MediaError::TooLarge { what: "AMF0 nesting", size: depth as u64, limit: MAX_DEPTH as u64 });
+        }
+        let m = self.u8()?;
+        Ok(match m {
+            marker::NUMBER => Amf0::Number(self.f64()?),
+            marker::BOOLEAN => Amf0::Bool(self.u8()? != 0),
+            marker::STRING => Amf0::String(self.short_str()?),
+            marker::OBJECT => Amf0::Object(self.props(depth)?),
+            marker::NULL => Amf0::Null,
+            marker::UNDEFINED | marker::UNSUPPORTED => Amf0::Undefined,
+            marker::ECMA_ARRAY => {
+                // The count is advisory (many writers get it wrong); the end marker decides.
+                self.u32()?;
+                Amf0::EcmaArray(self.props(depth)?)
+            }
+            marker::STRICT_ARRAY => {
+                let n = self.u32()? as usize;
+                // Every element takes at least one byte: a count beyond the input is a lie.
+                if n > self.buf.len() - self.pos {
+                    return Err(MediaError::malformed("AMF0", format!("strict array of {n} in {} bytes", self.buf.len() - self.pos)));
+                }
+                let mut v = Vec::new();
+                for _ in 0..n {
+                    v.push(self.value(depth + 1)?);
+                }
+                Amf0::StrictArray(v)
+            }
+            marker::DATE => {
+                let ms = self.f64()?;
+                let tz = self.u16()? as i16;
+                Amf0::Date(ms, tz)
+            }
+            marker::LONG_STRING => Amf0::LongString(self.long_str()?),
+            marker::XML_DOCUMENT => Amf0::Xml(self.long_str()?),
+            marker::TYPED_OBJECT => {
+                let class = self.short_str()?;
+                Amf0::TypedObject(class, self.props(depth)?)
+            }
+            marker::OBJECT_END => return Err(MediaError::malformed("AMF0", "object end outside an object")),
+            marker::MOVIECLIP | marker::REFERENCE | marker::AVMPLUS => {
+                return Err(MediaError::unsupported("AMF0", format!("marker {m:#04x}")))
+            }
+            _ => return Err(MediaError::malformed("AMF0", format!("unknown marker {m:#04x}"))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLV: &[u8] = include_bytes!("../tests/fixtures/flv/testsrc_320x240_1s.flv");
+
+    #[test]
+    fn on_metadata_from_ffmpeg_flv() {
+        // The first tag of ffmpeg's FLV is script data: "onMetaData" and an ECMA array.
+        assert_eq!(FLV[13], 18);
+        let len = u32::from_be_bytes([0, FLV[14], FLV[15], FLV[16]]) as usize;
+        let body = &FLV[24..24 + len];
+        let vals = decode_all(body).unwrap();
+        assert_eq!(vals[0].as_str(), Some("onMetaData"));
+        let m = &vals[1];
+        assert!(matches!(m, Amf0::EcmaArray(_)));
+        assert_eq!(m.get("width").and_then(Amf0::as_f64), Some(320.0));
+        assert_eq!(m.get("height").and_then(Amf0::as_f64), Some(240.0));
+        assert_eq!(m.get("framerate").and_then(Amf0::as_f64), Some(25.0));
+        assert_eq!(m.get("videocodecid").and_then(Amf0::as_f64), Some(7.0));
+        assert_eq!(m.get("audiocodecid").and_then(Amf0::as_f64), Some(10.0));
+        assert_eq!(m.get("audiosamplerate").and_then(Amf0::as_f64), Some(44100.0));
+        assert!(m.get("encoder").and_then(Amf0::as_str).unwrap().starts_with("Lavf"));
+        // Our encoder reproduces ffmpeg's bytes exactly.
+        assert_eq!(encode_all(&vals), body);
+    }
+
+    #[test]
+    fn round_trip_every_type() {
+        let v = Amf0::StrictArray(vec![
+            Amf0::Number(1.5),
+            Amf0::Bool(true),
+            Amf0::str("héllo"),
+            Amf0::object([("a", Amf0::Null), ("b", Amf0::Undefined)]),
+            Amf0::EcmaArray(vec![("x".into(), Amf0::Number(-2.0))]),
+            Amf0::Date(1.7e12, 0),
+            Amf0::LongString("L".repeat(70_000)),
+            Amf0::Xml("<a/>".into()),
+            Amf0::TypedObject("C".into(), vec![("k".into(), Amf0::Bool(false))]),
+        ]);
+        let b = v.to_bytes();
+        let (back, used) = Amf0::decode(&b).unwrap();
+        assert_eq!(used, b.len());
+        assert_eq!(back, v);
+        // Every strict prefix is an error, never a panic.
+        for cut in 0..b.len().min(200) {
+            assert!(Amf0::decode(&b[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn bounds() {
+        // 40 nested strict arrays of one element.
+        let mut deep = Vec::new();
+        for _ in 0..40 {
+            deep.extend_from_slice(&[marker::STRICT_ARRAY, 0, 0, 0, 1]);
+        }
+        deep.push(marker::NULL);
+        assert!(matches!(Amf0::decode(&deep), Err(MediaError::TooLarge { .. })));
+        // A strict array claiming 4 billion elements in 5 bytes.
+        assert!(Amf0::decode(&[marker::STRICT_ARRAY, 0xff, 0xff, 0xff, 0xff, 5]).is_err());
+        assert!(Amf0::decode(&[marker::LONG_STRING, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(Amf0::decode(&[marker::OBJECT_END]).is_err());
+        assert!(Amf0::decode(&[0x42]).is_err());
+    }
+}
