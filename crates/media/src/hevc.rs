@@ -1,9 +1,10 @@
 //! HEVC (H.265): NAL unit headers, SPS parsing (size, profile, level), the hvcC record, and
 //! keyframe (IRAP) detection.
 //!
-//! Annex B start-code handling is codec-independent and lives in [`crate::nal`].
+//! Annex B start-code handling is codec-independent and shared with H.264: see
+//! [`crate::h264::annexb_nals`], [`crate::h264::annexb_to_length`], [`crate::h264::length_to_annexb`].
 
-use crate::nal::{self, BitReader};
+use crate::h264::{length_nals, unescape_rbsp, BitReader};
 use crate::MediaError;
 use bytes::Bytes;
 
@@ -30,7 +31,7 @@ pub fn is_irap(nal_type: u8) -> bool {
 
 /// True when a frame in length-prefixed form (4-byte lengths) contains an IRAP picture.
 pub fn is_keyframe(frame: &[u8]) -> bool {
-    nal::length_prefixed(frame, 4).any(|n| nal_type(n).is_some_and(is_irap))
+    length_nals(frame, 4).any(|n| matches!(n, Ok(n) if nal_type(n).is_some_and(is_irap)))
 }
 
 /// What the SPS tells a container.
@@ -59,63 +60,64 @@ pub fn parse_sps(nal_unit: &[u8]) -> Result<Sps, MediaError> {
     if nal_type(nal_unit) != Some(NAL_SPS) {
         return Err(MediaError::malformed("HEVC SPS", "not an SPS NAL unit"));
     }
-    let rbsp = nal::unescape(&nal_unit[2.min(nal_unit.len())..]);
-    let err = |_| MediaError::malformed("HEVC SPS", "truncated");
+    let mut rbsp = Vec::new();
+    unescape_rbsp(&nal_unit[2.min(nal_unit.len())..], &mut rbsp);
+    let err = |_: MediaError| MediaError::malformed("HEVC SPS", "truncated");
     let mut r = BitReader::new(&rbsp);
-    let _vps_id = r.u(4).map_err(err)?;
-    let max_sub_layers_minus1 = r.u(3).map_err(err)? as u8;
-    let temporal_id_nesting = r.flag().map_err(err)?;
+    let _vps_id = r.read_bits(4).map_err(err)?;
+    let max_sub_layers_minus1 = r.read_bits(3).map_err(err)? as u8;
+    let temporal_id_nesting = r.read_flag().map_err(err)?;
     // general profile_tier_level
-    let profile_space = r.u(2).map_err(err)? as u8;
-    let tier = r.flag().map_err(err)?;
-    let profile_idc = r.u(5).map_err(err)? as u8;
-    let profile_compatibility = r.u(32).map_err(err)?;
+    let profile_space = r.read_bits(2).map_err(err)? as u8;
+    let tier = r.read_flag().map_err(err)?;
+    let profile_idc = r.read_bits(5).map_err(err)? as u8;
+    let profile_compatibility = r.read_bits(32).map_err(err)?;
     let mut constraint_flags = [0u8; 6];
     for b in &mut constraint_flags {
-        *b = r.u(8).map_err(err)? as u8;
+        *b = r.read_bits(8).map_err(err)? as u8;
     }
-    let level_idc = r.u(8).map_err(err)? as u8;
+    let level_idc = r.read_bits(8).map_err(err)? as u8;
     let mut sub_profile = [false; 8];
     let mut sub_level = [false; 8];
     for i in 0..max_sub_layers_minus1 as usize {
-        sub_profile[i] = r.flag().map_err(err)?;
-        sub_level[i] = r.flag().map_err(err)?;
+        sub_profile[i] = r.read_flag().map_err(err)?;
+        sub_level[i] = r.read_flag().map_err(err)?;
     }
     if max_sub_layers_minus1 > 0 {
         for _ in max_sub_layers_minus1..8 {
-            r.skip(2).map_err(err)?;
+            r.skip_bits(2).map_err(err)?;
         }
     }
     for i in 0..max_sub_layers_minus1 as usize {
         if sub_profile[i] {
-            r.skip(88).map_err(err)?;
+            r.skip_bits(88).map_err(err)?;
         }
         if sub_level[i] {
-            r.skip(8).map_err(err)?;
+            r.skip_bits(8).map_err(err)?;
         }
     }
-    let sps_id = r.ue().map_err(err)?;
+    let sps_id = r.read_ue().map_err(err)?;
     if sps_id > 15 {
         return Err(MediaError::malformed("HEVC SPS", format!("sps_id {sps_id}")));
     }
-    let chroma_format_idc = r.ue().map_err(err)?;
+    let chroma_format_idc = r.read_ue().map_err(err)?;
     if chroma_format_idc > 3 {
         return Err(MediaError::malformed("HEVC SPS", format!("chroma_format_idc {chroma_format_idc}")));
     }
-    let separate_planes = chroma_format_idc == 3 && r.flag().map_err(err)?;
-    let mut width = r.ue().map_err(err)?;
-    let mut height = r.ue().map_err(err)?;
+    let separate_planes = chroma_format_idc == 3 && r.read_flag().map_err(err)?;
+    let mut width = r.read_ue().map_err(err)?;
+    let mut height = r.read_ue().map_err(err)?;
     if width == 0 || height == 0 || width > 16888 || height > 16888 {
         return Err(MediaError::malformed("HEVC SPS", format!("picture size {width}x{height}")));
     }
-    if r.flag().map_err(err)? {
+    if r.read_flag().map_err(err)? {
         let (sub_w, sub_h) = match (chroma_format_idc, separate_planes) {
             (1, false) => (2, 2),
             (2, false) => (2, 1),
             _ => (1, 1),
         };
         let (left, right, top, bottom) =
-            (r.ue().map_err(err)?, r.ue().map_err(err)?, r.ue().map_err(err)?, r.ue().map_err(err)?);
+            (r.read_ue().map_err(err)?, r.read_ue().map_err(err)?, r.read_ue().map_err(err)?, r.read_ue().map_err(err)?);
         let crop_w = sub_w * (left as u64 + right as u64);
         let crop_h = sub_h * (top as u64 + bottom as u64);
         if crop_w >= width as u64 || crop_h >= height as u64 {
@@ -124,8 +126,8 @@ pub fn parse_sps(nal_unit: &[u8]) -> Result<Sps, MediaError> {
         width -= crop_w as u32;
         height -= crop_h as u32;
     }
-    let bit_depth_luma = r.ue().map_err(err)?.saturating_add(8);
-    let bit_depth_chroma = r.ue().map_err(err)?.saturating_add(8);
+    let bit_depth_luma = r.read_ue().map_err(err)?.saturating_add(8);
+    let bit_depth_chroma = r.read_ue().map_err(err)?.saturating_add(8);
     if bit_depth_luma > 16 || bit_depth_chroma > 16 {
         return Err(MediaError::malformed("HEVC SPS", "bit depth above 16"));
     }

@@ -11,8 +11,8 @@ pub mod demux;
 pub mod mux;
 pub mod psi;
 
-pub use demux::{DemuxEvent, DemuxStats, Demuxer};
-pub use mux::{Muxer, MuxerOptions};
+
+
 
 /// Every TS packet is this long.
 pub const PACKET_SIZE: usize = 188;
