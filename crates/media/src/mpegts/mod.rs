@@ -11,6 +11,8 @@ pub mod demux;
 pub mod mux;
 pub mod psi;
 
+pub use demux::{DemuxEvent, DemuxStats, Demuxer};
+
 
 
 
