@@ -12,6 +12,7 @@ pub mod mux;
 pub mod psi;
 
 pub use demux::{DemuxEvent, DemuxStats, Demuxer};
+pub use mux::{Muxer, MuxerOptions};
 
 
 
