@@ -67,6 +67,8 @@ pub struct Muxer {
     pat_cc: u8,
     pmt_cc: u8,
     version: u8,
+    /// PAT/PMT were written and no frame since.
+    fresh_tables: bool,
     scratch: Vec<u8>,
 }
 
@@ -187,7 +189,7 @@ impl Muxer {
             v.push(mux_track(t, pid)?);
         }
         let pcr = v.iter().position(|t| t.codec.kind() == TrackKind::Video).unwrap_or(0);
-        Ok(Muxer { opts, tracks: v, pcr, pat_cc: 0, pmt_cc: 0, version: 0, scratch: Vec::new() })
+        Ok(Muxer { opts, tracks: v, pcr, pat_cc: 0, pmt_cc: 0, version: 0, fresh_tables: false, scratch: Vec::new() })
     }
 
     /// The track whose PID carries the PCR (the first video track, else the first track):
@@ -236,6 +238,7 @@ impl Muxer {
         let pmt = build_pmt(&pmt, self.version);
         write_section(out, PAT_PID, &mut self.pat_cc, &pat);
         write_section(out, self.opts.pmt_pid, &mut self.pmt_cc, &pmt);
+        self.fresh_tables = true;
     }
 
     /// Appends one frame as a PES in TS packets.
@@ -246,9 +249,10 @@ impl Muxer {
             .position(|t| t.id == f.track)
             .ok_or_else(|| MediaError::malformed("MPEG-TS muxer", format!("unknown track {}", f.track)))?;
         let is_pcr = i == self.pcr;
-        if is_pcr && f.keyframe && self.opts.tables_before_keyframes {
+        if is_pcr && f.keyframe && self.opts.tables_before_keyframes && !self.fresh_tables {
             self.write_tables(out);
         }
+        self.fresh_tables = false;
         let t = &mut self.tracks[i];
         let mut pes = std::mem::take(&mut self.scratch);
         pes.clear();
