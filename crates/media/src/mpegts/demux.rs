@@ -72,12 +72,13 @@ pub struct DemuxStats {
     pub frames_before_init: u64,
 }
 
+/// What a PID carries; u16 indexes keep the 8192-entry table at 32 KiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     None,
     Pat,
-    Pmt(usize),
-    Es(usize),
+    Pmt(u16),
+    Es(u16),
 }
 
 struct PmtState {
@@ -390,7 +391,7 @@ impl Demuxer {
     /// The program numbers seen in the PAT, with their PMT PIDs.
     pub fn programs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
         self.roles.iter().enumerate().filter_map(|(pid, r)| match r {
-            Role::Pmt(i) => Some((self.pmts[*i].program, pid as u16)),
+            Role::Pmt(i) => Some((self.pmts[*i as usize].program, pid as u16)),
             _ => None,
         })
     }
@@ -466,10 +467,11 @@ impl Demuxer {
             return;
         }
         let role = self.roles[h.pid as usize];
+
         if h.transport_error {
             self.stats.transport_errors += 1;
             if let Role::Es(i) = role {
-                self.drop_pes(i);
+                self.drop_pes(i as usize);
             }
             return;
         }
@@ -514,21 +516,22 @@ impl Demuxer {
                     }
                 }
             },
-            Role::Pmt(i) => match check_cc(&mut self.pmts[i].cc, h.continuity_counter, discontinuity) {
+            Role::Pmt(i) => match check_cc(&mut self.pmts[i as usize].cc, h.continuity_counter, discontinuity) {
                 Cc::Duplicate => {}
                 cc => {
                     if matches!(cc, Cc::Error) {
                         self.stats.continuity_errors += 1;
-                        self.pmts[i].sections.reset();
+                        self.pmts[i as usize].sections.reset();
                     }
                     let mut sections = Vec::new();
-                    self.pmts[i].sections.push(payload, h.payload_unit_start, |s| sections.push(s.to_vec()));
+                    self.pmts[i as usize].sections.push(payload, h.payload_unit_start, |s| sections.push(s.to_vec()));
                     for s in sections {
-                        self.on_pmt(i, &s);
+                        self.on_pmt(i as usize, &s);
                     }
                 }
             },
             Role::Es(i) => {
+                let i = i as usize;
                 match check_cc(&mut self.es[i].cc, h.continuity_counter, discontinuity) {
                     Cc::Duplicate => return,
                     Cc::Error => {
@@ -596,9 +599,9 @@ impl Demuxer {
                 continue;
             }
             match self.roles[pid as usize] {
-                Role::Pmt(i) if self.pmts[i].program == program => {}
+                Role::Pmt(i) if self.pmts[i as usize].program == program => {}
                 Role::None if self.pmts.len() < MAX_STREAMS => {
-                    self.roles[pid as usize] = Role::Pmt(self.pmts.len());
+                    self.roles[pid as usize] = Role::Pmt(self.pmts.len() as u16);
                     self.pmts.push(PmtState {
                         program,
                         sections: SectionAssembler::default(),
@@ -635,15 +638,16 @@ impl Demuxer {
                 continue;
             }
             match self.roles[s.pid as usize] {
-                Role::Es(e) if self.es[e].kind == kind => continue,
+                Role::Es(e) if self.es[e as usize].kind == kind => continue,
                 Role::Es(e) => {
+                    let e = e as usize;
                     // the PID changed codec: start over on it
                     self.drop_pes(e);
                     let es = &mut self.es[e];
                     *es = new_es(s, i, kind, codec);
                 }
                 Role::None if self.es.len() < MAX_STREAMS => {
-                    self.roles[s.pid as usize] = Role::Es(self.es.len());
+                    self.roles[s.pid as usize] = Role::Es(self.es.len() as u16);
                     self.es.push(new_es(s, i, kind, codec));
                 }
                 _ => {}

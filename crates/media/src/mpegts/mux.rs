@@ -18,8 +18,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Every PES of the PCR track (the first video track, else the first track) carries a PCR equal to
-//! its DTS. H.264/HEVC frames get an AUD, and keyframes the parameter sets from the track's init
+//! Every PES of the PCR track (the first video track, else the first track) carries a PCR 100 ms
+//! behind its DTS (never below 0). H.264/HEVC frames get an AUD, and keyframes the parameter sets from the track's init
 //! data, in Annex B form; AAC frames get ADTS headers; Opus frames the Opus-in-TS control header.
 
 use super::psi::{build_pat, build_pmt, Pmt, PmtStream};
@@ -166,6 +166,9 @@ fn write_timestamp(out: &mut Vec<u8>, prefix: u8, ticks: u64) {
 }
 
 const TS_MASK: u64 = (1 << 33) - 1;
+
+/// How far the PCR is behind the DTS of the PCR track's frames.
+const PCR_LEAD_MS: i64 = 100;
 
 fn ticks(ms: i64) -> u64 {
     (ms.wrapping_mul(TICKS_PER_MS) as u64) & TS_MASK
@@ -325,7 +328,8 @@ impl Muxer {
         if t.codec.kind() != TrackKind::Video && plen <= 0xFFFF {
             pes[4..6].copy_from_slice(&(plen as u16).to_be_bytes());
         }
-        let pcr = is_pcr.then_some(dts);
+        // the PCR runs a little behind the DTS so decoders have the PES before it is due
+        let pcr = is_pcr.then(|| ticks((f.dts - PCR_LEAD_MS).max(f.dts.min(0))));
         packetize(out, t.pid, &mut t.cc, &pes, pcr, f.keyframe && t.codec.kind() == TrackKind::Video);
         self.scratch = pes;
         Ok(())
