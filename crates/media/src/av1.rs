@@ -247,7 +247,7 @@ mod tests {
         bits += "0"; // separate_uv_delta_q
         bits += "1"; // trailing
         let pad = (8 - bits.len() % 8) % 8;
-        bits.extend(std::iter::repeat_n('0', pad));
+        bits.push_str(&"0".repeat(pad));
         let payload: Vec<u8> = (0..bits.len() / 8).map(|i| u8::from_str_radix(&bits[i * 8..i * 8 + 8], 2).unwrap()).collect();
         let mut obu = vec![0x0A, payload.len() as u8];
         obu.extend_from_slice(&payload);
