@@ -50,12 +50,14 @@ fn demux(data: &[u8], chunk: usize) -> Demuxed {
     Demuxed { tracks, frames, stats: d.stats().clone() }
 }
 
-/// ffprobe's packets per stream index: (pts, dts, keyframe) in 90 kHz ticks.
-fn expected(csv: &str) -> BTreeMap<usize, Vec<(i64, i64, bool)>> {
-    let mut m: BTreeMap<usize, Vec<_>> = BTreeMap::new();
+type Packets = BTreeMap<u32, Vec<(i64, i64, bool)>>;
+
+/// ffprobe's packets per PID: (pts, dts, keyframe) in 90 kHz ticks.
+fn expected(csv: &str) -> Packets {
+    let mut m: Packets = BTreeMap::new();
     for line in csv.lines().filter(|l| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split(',').collect();
-        let idx: usize = f[0].parse().unwrap();
+        let idx = u32::from_str_radix(f[0].trim_start_matches("0x"), 16).unwrap();
         let pts: i64 = f[1].parse().unwrap();
         let dts: i64 = f[2].parse().unwrap_or(pts);
         m.entry(idx).or_default().push((pts, dts, f[3].starts_with('K')));
@@ -66,11 +68,11 @@ fn expected(csv: &str) -> BTreeMap<usize, Vec<(i64, i64, bool)>> {
 fn check_against_ffprobe(name: &str, d: &Demuxed) {
     let (_, csv) = fixture(name);
     let exp = expected(&csv);
-    // ffmpeg numbers PIDs in stream order, and our track ids are the PIDs
+    // our track ids are the PIDs
     let ids: Vec<u32> = d.tracks.keys().copied().collect();
-    assert_eq!(ids.len(), exp.len(), "{name}: track count");
+    assert_eq!(ids, exp.keys().copied().collect::<Vec<_>>(), "{name}: tracks");
     for (idx, packets) in &exp {
-        let id = ids[*idx];
+        let id = *idx;
         let mine: Vec<&Frame> = d.frames.iter().filter(|f| f.track == id).collect();
         assert_eq!(mine.len(), packets.len(), "{name}: frame count of stream {idx}");
         for (n, (f, &(pts, dts, key))) in mine.iter().zip(packets).enumerate() {
@@ -139,6 +141,21 @@ fn multi_video_matches_ffprobe() {
 }
 
 #[test]
+fn two_programs_match_ffprobe() {
+    let (ts, _) = fixture("programs");
+    let d = demux(&ts, 4096);
+    check_against_ffprobe("programs", &d);
+    let sizes: Vec<(u32, u32)> = d.tracks.values().map(|t| (t.width, t.height)).collect();
+    assert_eq!(sizes, vec![(160, 120), (96, 64), (0, 0), (0, 0)]);
+    let mut dm = Demuxer::new();
+    dm.push(&ts);
+    dm.flush();
+    assert_eq!(dm.programs().collect::<Vec<_>>(), vec![(1, 0x1000), (2, 0x1001)]);
+    assert_eq!([0x100, 0x101, 0x102, 0x103].map(|t| dm.program_of(t)), [Some(1), Some(2), Some(1), Some(2)]);
+    assert!(dm.pcr(1).is_some() && dm.pcr(2).is_some());
+}
+
+#[test]
 fn opus_matches_ffprobe() {
     let (ts, _) = fixture("h264_opus");
     let d = demux(&ts, 4096);
@@ -191,6 +208,7 @@ fn ffmpeg_errors(path: &PathBuf) -> String {
     s
 }
 
+/// ffprobe's packets of a file we wrote, per stream index (which is our track order).
 fn ffprobe_packets(path: &PathBuf) -> BTreeMap<usize, Vec<(i64, i64, bool)>> {
     let o = Command::new("ffprobe")
         .args(["-v", "error", "-show_entries", "packet=stream_index,pts,dts,flags", "-of", "csv=p=0"])
@@ -198,7 +216,13 @@ fn ffprobe_packets(path: &PathBuf) -> BTreeMap<usize, Vec<(i64, i64, bool)>> {
         .output()
         .unwrap();
     assert!(o.status.success());
-    expected(&String::from_utf8_lossy(&o.stdout))
+    let mut m: BTreeMap<usize, Vec<_>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split(',').collect();
+        let pts: i64 = f[1].parse().unwrap();
+        m.entry(f[0].parse().unwrap()).or_default().push((pts, f[2].parse().unwrap_or(pts), f[3].starts_with('K')));
+    }
+    m
 }
 
 fn mux_all(d: &Demuxed) -> (Vec<u8>, Muxer) {
@@ -244,8 +268,9 @@ fn round_trip(name: &str) {
     let orig = expected(&csv);
     let got = ffprobe_packets(&path);
     assert_eq!(got.len(), orig.len(), "{name}: ffprobe stream count");
-    for (idx, packets) in &orig {
-        let g = &got[idx];
+    // we mux the tracks in PID order into one program, so stream index n is the n-th PID
+    for (idx, packets) in orig.values().enumerate() {
+        let g = &got[&idx];
         assert_eq!(g.len(), packets.len(), "{name}: ffprobe packet count of stream {idx}");
         let keys = |v: &[(i64, i64, bool)]| v.iter().filter(|p| p.2).count();
         assert_eq!(keys(g), keys(packets), "{name}: keyframes of stream {idx}");
@@ -274,6 +299,11 @@ fn mux_round_trip_h264_mp3() {
 #[test]
 fn mux_round_trip_multi() {
     round_trip("multi");
+}
+
+#[test]
+fn mux_round_trip_two_programs_into_one() {
+    round_trip("programs");
 }
 
 #[test]
@@ -363,7 +393,7 @@ impl Rng {
 
 #[test]
 fn damaged_input_is_survived_and_counted() {
-    for name in ["h264_aac", "hevc_aac", "h264_mp3", "multi", "h264_opus", "ac3"] {
+    for name in ["h264_aac", "hevc_aac", "h264_mp3", "multi", "h264_opus", "ac3", "programs"] {
         let (ts, _) = fixture(name);
         let clean = demux(&ts, 65536);
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
