@@ -261,7 +261,7 @@ impl Muxer {
         pes.clear();
         // PES header, with the length patched below
         pes.extend_from_slice(&[0, 0, 1, t.stream_id, 0, 0, 0x84]);
-        let pts = ticks(f.pts());
+        let pts = ticks(f.dts.wrapping_add(i64::from(f.pts_offset)));
         let dts = ticks(f.dts);
         if pts != dts {
             pes.extend_from_slice(&[0xC0, 10]);
@@ -329,7 +329,7 @@ impl Muxer {
             pes[4..6].copy_from_slice(&(plen as u16).to_be_bytes());
         }
         // the PCR runs a little behind the DTS so decoders have the PES before it is due
-        let pcr = is_pcr.then(|| ticks((f.dts - PCR_LEAD_MS).max(f.dts.min(0))));
+        let pcr = is_pcr.then(|| ticks(f.dts.saturating_sub(PCR_LEAD_MS).max(f.dts.min(0))));
         packetize(out, t.pid, &mut t.cc, &pes, pcr, f.keyframe && t.codec.kind() == TrackKind::Video);
         self.scratch = pes;
         Ok(())
@@ -406,6 +406,19 @@ mod tests {
     use super::*;
     use crate::mpegts::{DemuxEvent, Demuxer};
     use bytes::Bytes;
+
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let t = Track::new(7, Codec::Mp3);
+        let mut mux = Muxer::new(&[t], MuxerOptions::default()).unwrap();
+        let mut out = Vec::new();
+        for dts in [i64::MIN, -1, 0, i64::MAX] {
+            let f = Frame { track: 7, dts, pts_offset: i32::MAX, keyframe: true, data: Bytes::from_static(b"x") };
+            mux.write_frame(&f, &mut out).unwrap();
+        }
+        assert!(mux.write_frame(&Frame { track: 8, dts: 0, pts_offset: 0, keyframe: true, data: Bytes::new() }, &mut out).is_err());
+        assert_eq!(out.len() % PACKET_SIZE, 0);
+    }
 
     #[test]
     fn aac_round_trip_through_demuxer() {
