@@ -325,7 +325,7 @@ fn segments(name: &str) {
     let pcr = mux.pcr_track().unwrap();
     let mut segs: Vec<(Vec<u8>, usize)> = Vec::new();
     for f in &d.frames {
-        if segs.is_empty() || (f.track == pcr && f.keyframe) {
+        if segs.is_empty() || mux.is_segment_start(f) {
             assert!(f.keyframe, "{name}: stream does not start with a keyframe");
             let mut out = Vec::new();
             mux.start_segment(&mut out);

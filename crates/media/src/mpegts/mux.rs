@@ -7,7 +7,7 @@
 //! let mut out = Vec::new();
 //! mux.write_tables(&mut out); // PAT + PMT
 //! for f in &frames {
-//!     if f.keyframe && Some(f.track) == mux.pcr_track() {
+//!     if mux.is_segment_start(f) {
 //!         // an HLS segment boundary: hand `out` over and start the next segment
 //!         let segment = std::mem::take(&mut out);
 //!         # drop(segment);
@@ -199,6 +199,11 @@ impl Muxer {
     /// segments should start at its keyframes.
     pub fn pcr_track(&self) -> Option<u32> {
         self.tracks.get(self.pcr).map(|t| t.id)
+    }
+
+    /// True for the frames a segment may start at: keyframes of the PCR track.
+    pub fn is_segment_start(&self, f: &Frame) -> bool {
+        f.keyframe && Some(f.track) == self.pcr_track()
     }
 
     /// The PID a track was given.
