@@ -24,8 +24,8 @@ impl Unwrapper {
             if raw < last && last - raw > range / 2 {
                 self.epoch += range as i64;
             } else if raw > last && raw - last > range / 2 && self.epoch >= range as i64 {
-                // a late value from before the last wrap
-                self.last = Some(raw);
+                // a late value from before the last wrap; `last` stays after the wrap, or the
+                // next value after the wrap would be taken as a second wrap
                 return self.epoch - range as i64 + raw as i64;
             }
         }
@@ -52,6 +52,19 @@ mod tests {
         let mut u = Unwrapper::new(32);
         assert_eq!(u.unwrap(10_000), 10_000);
         assert_eq!(u.unwrap(9_960), 9_960);
+    }
+
+    #[test]
+    fn interleaved_values_straddling_the_wrap() {
+        // PTS after the wrap, DTS before it, alternating (B-frames, or audio next to video)
+        let mut u = Unwrapper::new(33);
+        let top = (1i64 << 33) - 9000;
+        for n in 0..10i64 {
+            let dts = top + n * 3600;
+            let pts = dts + 7200;
+            assert_eq!(u.unwrap(dts as u64), dts);
+            assert_eq!(u.unwrap(pts as u64), pts);
+        }
     }
 
     #[test]

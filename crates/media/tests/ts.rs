@@ -436,3 +436,38 @@ fn damaged_input_is_survived_and_counted() {
         }
     }
 }
+
+#[test]
+fn timestamps_unwrap_across_the_33_bit_wrap() {
+    use bytes::Bytes;
+    let wrap_ms = (1i64 << 33) / 90; // 95443717.68 ms
+    let mut v = Track::new(1, Codec::H264);
+    let (ts, _) = fixture("h264_aac");
+    let d = demux(&ts, 65536);
+    v.init = d.tracks[&0x100].init.clone();
+    let mut a = Track::new(2, Codec::Aac);
+    a.init = Bytes::from_static(&[0x11, 0x88]);
+    let mut mux = Muxer::new(&[v, a], MuxerOptions::default()).unwrap();
+    let mut out = Vec::new();
+    let video: Vec<&Frame> = d.frames.iter().filter(|f| f.track == 0x100).collect();
+    let start = wrap_ms - 1000;
+    let mut sent = Vec::new();
+    for (n, f) in video.iter().enumerate() {
+        let mut f = (*f).clone();
+        f.track = 1;
+        f.dts = start + n as i64 * 40;
+        mux.write_frame(&f, &mut out).unwrap();
+        sent.push(f.dts);
+        let af = Frame { track: 2, dts: f.dts, pts_offset: 0, keyframe: true, data: Bytes::from_static(&[0x21, 0x10, 0x04]) };
+        mux.write_frame(&af, &mut out).unwrap();
+    }
+    let back = demux(&out, 65536);
+    let got: Vec<i64> = back.frames.iter().filter(|f| f.track == 0x100).map(|f| f.dts).collect();
+    assert_eq!(got.len(), sent.len());
+    for (g, s) in got.iter().zip(&sent) {
+        assert!((g - s).abs() <= 1, "{g} vs {s}");
+    }
+    assert!(got.windows(2).all(|w| w[1] > w[0]));
+    let audio: Vec<i64> = back.frames.iter().filter(|f| f.track == 0x101).map(|f| f.dts).collect();
+    assert!(audio.windows(2).all(|w| w[1] > w[0]) && *audio.last().unwrap() > wrap_ms);
+}
