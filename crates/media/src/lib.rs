@@ -13,6 +13,8 @@ pub use frame::{Codec, Frame, Track, TrackKind};
 pub mod aac;
 pub mod h264;
 pub mod amf0;
+pub mod flv;
+pub mod rtmp;
 pub mod av1;
 pub mod hevc;
 pub mod mp3;

@@ -24,8 +24,8 @@ impl Unwrapper {
             if raw < last && last - raw > range / 2 {
                 self.epoch += range as i64;
             } else if raw > last && raw - last > range / 2 && self.epoch >= range as i64 {
-                // a late value from before the last wrap; `last` stays after the wrap, or the
-                // next value after the wrap would be taken as a second wrap
+                // a late value from before the last wrap: `last` stays on the new side of the wrap,
+                // or the next value after the wrap would be counted as a second wrap
                 return self.epoch - range as i64 + raw as i64;
             }
         }
@@ -74,5 +74,6 @@ mod tests {
         u.unwrap(top);
         assert_eq!(u.unwrap(5), (1i64 << 32) + 5);
         assert_eq!(u.unwrap(top + 2), top as i64 + 2);
+        assert_eq!(u.unwrap(40), (1i64 << 32) + 40);
     }
 }

@@ -1,15 +1,95 @@
 //! mist-shm: the shared-memory page buffers through which inputs and outputs exchange a stream.
 //!
-//! API CONTRACT (to be implemented; see docs/architecture.md §shared memory). The signatures below are
-//! what the binaries code against. Frame times are milliseconds.
+//! Frame times are milliseconds. Segments live in a directory, `/dev/shm` by default, overridable
+//! with the environment variable `MIST_SHM_DIR` (tests use their own directory so they can run in
+//! parallel). File names start with `mist-` and carry the sanitised stream name, so `ls /dev/shm`
+//! shows what is live. Files are created with mode 0600 (0660 when `MIST_SHM_GROUP` is set; a
+//! numeric value is also applied as the file group).
 //!
-//! Segments live in a directory, `/dev/shm` by default, overridable with the environment variable
-//! `MIST_SHM_DIR` (tests use their own directory so they can run in parallel). File names start with
-//! `mist-` and carry the sanitised stream name, so `ls /dev/shm` shows what is live.
+//! # Files of a stream `S` (sanitised: `[A-Za-z0-9_+.@-]` kept, anything else becomes `_`)
+//!
+//! | file | contents |
+//! |---|---|
+//! | `mist-S-meta` | state, track table, page index, per-track key index (≈ 5 MiB, sparse) |
+//! | `mist-S-users` | 4096 reader slots of 256 bytes |
+//! | `mist-S-p<N>` | data page `N` (page ids increase for the life of the stream, across epochs) |
+//!
+//! # Design
+//!
+//! * **One page sequence per stream.** Frames of all tracks are appended in arrival order to one
+//!   sequence of pages. A page normally starts at a keyframe of the *main* track (first video
+//!   track, else the first track): the writer opens a new page at a main keyframe once the current
+//!   page holds ≥ 2 s or ≥ 4 MiB; it also opens one when a frame does not fit (page capacity 16 MiB
+//!   or the frame's size; files are sparse, so capacity costs nothing). A reader reads pages in
+//!   order, so it sees every track's frames interleaved as they arrived.
+//! * **Frame record** = 32-byte header (dts i64, pts_offset i32, track u32, flags u32 (bit 0 key),
+//!   len u32, seq u64) + payload, padded to 8 bytes. The page header's `committed` offset is
+//!   stored with Release after each record: readers see only complete records. Pages are
+//!   append-only and never reused; a reader maps each page once per *process* (shared by all its
+//!   readers) and hands payloads out as `Bytes` pointing into the mapping (`Bytes::from_owner`),
+//!   so there is no copy at all on the read side.
+//! * **Metadata**: header words (magic, version, live, ended, writer pid, buffer pid, heartbeat,
+//!   epoch, futex word, waiter count, DVR, first/current page, first/last ms, nonce, name), the
+//!   track table as a serialized blob behind a seqlock generation (writer never waits; readers
+//!   retry), a 4096-entry page ring (id, first/last ms, bytes) and per track slot a 4096-entry key
+//!   ring (dts, page, offset, frame count; validated by a per-entry sequence number). Video tracks
+//!   index every keyframe; other tracks index a key at most once a second and at each page start.
+//! * **Writer role**: the `writer pid` word is taken by compare-and-swap. A writer is alive if its
+//!   pid exists and its heartbeat (updated by `push` and `heartbeat`) is younger than
+//!   [`WRITER_TIMEOUT_MS`]. `StreamWriter::create` takes over a stream with no live writer: the
+//!   epoch is incremented, the track table is cleared (the new writer sets its tracks), the old
+//!   last page is sealed, and new pages continue the page numbering. Frame times of the new epoch
+//!   are shifted, if needed, so they continue after the last time of the previous epoch.
+//!   Readers see `ReadEvent::Restarted` and continue at the new epoch's newest keyframe.
+//!   Video frames before a track's first keyframe are dropped by the writer.
+//! * **Live DVR**: when it opens a page the writer unlinks pages whose newest frame is older than
+//!   `dvr_ms` behind the newest frame (never the page being written). A reader holding an
+//!   evicted page keeps its mapping (the memory stays valid until the last `Bytes` is dropped); a
+//!   reader that reaches a page that no longer exists is moved to the oldest kept keyframe.
+//! * **Wake-ups**: every change bumps the futex word in the metadata; the FUTEX_WAKE syscall is
+//!   made only when the waiter count is non-zero. [`StreamReader::wait`] waits on one stream;
+//!   [`Waiter`] waits on many from one helper thread (futex_waitv) and pairs with `mio::Waker`.
+//! * **Lifecycle**: the metadata is created by whoever comes first (`StreamBuffer::open` in
+//!   MistInBuffer, or `StreamWriter::create`); creation is atomic (built under a temp name, then
+//!   `link(2)`ed). `StreamWriter::close` ends the stream for everyone; dropping a writer (or
+//!   `detach`) leaves the stream open for a returning publisher, and the buffer process (or, with
+//!   none, readers after the idle timeout) ends it. `remove_stream` marks it ended and unlinks
+//!   its files; `cleanup_stale` removes streams nobody alive uses.
+//!
+//! # Differences from the original API contract
+//!
+//! * `ShmError::InitTooLarge` and `ShmError::UnknownTrack` added.
+//! * Added: `StreamWriter::detach`, `StreamWriter::evict`, `StreamWriter::epoch`,
+//!   `StreamReader::futex_word`, `position_ms`, `epoch`, `last_error`, `name`, [`Waiter`],
+//!   [`StreamBuffer`] (the buffer process's handle), [`stream_status`], limits as constants.
+//! * `StreamReader::open` on a VoD stream (`live: false`) starts at the first frame instead of
+//!   the newest keyframe.
 
-use bytes::Bytes;
+mod futex;
+mod layout;
+mod meta;
+mod page;
+mod reader;
+mod seg;
+mod users;
+mod writer;
+
+pub use futex::Waiter;
+pub use layout::{MAX_FRAME, MAX_INIT, MAX_TRACKS, USER_SLOTS};
+
+use layout::*;
+use meta::Meta;
 use mist_media::{Frame, Track};
+use seg::{now_ms, pid_alive};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
+use users::Users;
+
+/// A writer whose heartbeat is older than this is considered dead.
+pub const WRITER_TIMEOUT_MS: u64 = 2000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShmError {
@@ -25,6 +105,12 @@ pub enum ShmError {
     TooManyTracks,
     #[error("corrupt segment {0}: {1}")]
     Corrupt(String, String),
+    /// Added to the contract: init data longer than [`MAX_INIT`].
+    #[error("init data too large: {0} bytes")]
+    InitTooLarge(usize),
+    /// Added to the contract: `push` for a track id never given to `set_track`.
+    #[error("unknown track {0}")]
+    UnknownTrack(u32),
     #[error("I/O error on {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -38,6 +124,12 @@ pub struct WriterOptions {
     pub dvr_ms: u64,
 }
 
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions { live: true, dvr_ms: 50_000 }
+    }
+}
+
 /// What a reader tells the users table about itself.
 #[derive(Debug, Clone, Default)]
 pub struct ReaderInfo {
@@ -49,17 +141,18 @@ pub struct ReaderInfo {
 
 /// The writer side of a stream (one per stream at a time).
 pub struct StreamWriter {
-    _private: (),
+    st: writer::WriterState,
 }
 
 /// The reader side: one per viewer (cheap), many per process.
 pub struct StreamReader {
-    _private: (),
+    st: reader::ReaderState,
 }
 
 /// What `StreamReader::next` yields.
+#[derive(Debug)]
 pub enum ReadEvent {
-    /// The next frame; `data` borrows the mapped page (no copy) but is also available as `Bytes`.
+    /// The next frame; `data` points into the mapped page (no copy; `Bytes` keeps it mapped).
     Frame(Frame),
     /// The track table changed (a track was added or its init data changed).
     TracksChanged,
@@ -104,77 +197,377 @@ pub fn shm_dir() -> std::path::PathBuf {
 }
 
 impl StreamWriter {
-    /// Creates the stream's segments, or takes over a stream whose writer is dead (new epoch).
-    pub fn create(_stream: &str, _opts: WriterOptions) -> Result<StreamWriter, ShmError> {
-        unimplemented!()
+    /// Creates the stream's segments, or takes over a stream whose writer is dead, detached or
+    /// closed (new epoch). Fails with `WriterAlive` if another writer is alive.
+    pub fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, ShmError> {
+        writer::create(stream, opts)
     }
     /// Adds or replaces a track (matched by id); readers see `TracksChanged`.
-    pub fn set_track(&mut self, _track: &Track) -> Result<(), ShmError> {
-        unimplemented!()
+    pub fn set_track(&mut self, track: &Track) -> Result<(), ShmError> {
+        self.st.set_track(track)
     }
     /// Appends one frame (the one copy into shared memory), bumps the futex and wakes readers.
-    pub fn push(&mut self, _track: u32, _dts: i64, _pts_offset: i32, _keyframe: bool, _data: &[u8]) -> Result<(), ShmError> {
-        unimplemented!()
+    /// Fails with `WriterAlive` if this writer has been replaced by another.
+    pub fn push(&mut self, track: u32, dts: i64, pts_offset: i32, keyframe: bool, data: &[u8]) -> Result<(), ShmError> {
+        self.st.push(track, dts, pts_offset, keyframe, data)
     }
-    /// Marks the writer alive; call at least once a second.
+    /// Marks the writer alive; call at least once a second (push does it too).
     pub fn heartbeat(&mut self) {
-        unimplemented!()
+        self.st.heartbeat()
     }
     /// Marks the stream ended and wakes readers; segments stay until `remove_stream`.
-    pub fn close(self) {
-        unimplemented!()
+    pub fn close(mut self) {
+        self.st.finish(true)
+    }
+    /// Gives up the writer role without ending the stream: readers wait (Pending) for a new
+    /// writer, which continues with a new epoch. Dropping a writer does the same.
+    pub fn detach(mut self) {
+        self.st.finish(false)
+    }
+    /// Runs DVR eviction now (push does it whenever it opens a page).
+    pub fn evict(&mut self) {
+        self.st.evict()
+    }
+    pub fn epoch(&self) -> u32 {
+        self.st.epoch
+    }
+}
+
+impl Drop for StreamWriter {
+    fn drop(&mut self) {
+        self.st.finish(false)
     }
 }
 
 impl StreamReader {
-    /// Opens a stream and registers a users-table slot.
-    pub fn open(_stream: &str, _info: ReaderInfo) -> Result<StreamReader, ShmError> {
-        unimplemented!()
+    /// Opens a stream and registers a users-table slot. A live stream's reader starts at the
+    /// newest keyframe, a VoD stream's at the first frame.
+    pub fn open(stream: &str, info: ReaderInfo) -> Result<StreamReader, ShmError> {
+        Ok(StreamReader { st: reader::ReaderState::open(stream, info)? })
     }
+    /// The track table as of the last `TracksChanged`/`Restarted` (or open).
     pub fn tracks(&self) -> Vec<Track> {
-        unimplemented!()
+        self.st.table.tracks.clone()
     }
     /// Positions the reader at the newest keyframe of the main (video, else first) track, so a live
     /// viewer starts with the current GOP.
     pub fn seek_live(&mut self) {
-        unimplemented!()
+        self.st.seek_live()
     }
-    pub fn seek_ms(&mut self, _ms: i64) {
-        unimplemented!()
+    /// Positions the reader at the last main-track keyframe at or before `ms` (the oldest kept
+    /// one if `ms` is older).
+    pub fn seek_ms(&mut self, ms: i64) {
+        self.st.seek_ms(ms)
     }
+    /// The next event; never blocks.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> ReadEvent {
-        unimplemented!()
+        self.st.next()
     }
     /// The frame payload of the last `next` as a borrowed slice, valid until the next call.
     pub fn payload(&self) -> &[u8] {
-        unimplemented!()
+        &self.st.cur
     }
-    /// Blocks until the writer pushes something or the timeout passes.
-    pub fn wait(&self, _timeout: Duration) {
-        unimplemented!()
+    /// Blocks until the writer pushes something (since the last `next`) or the timeout passes.
+    pub fn wait(&self, timeout: Duration) {
+        self.st.wait(timeout)
     }
-    /// Updates this reader's users-table slot.
-    pub fn report(&mut self, _bytes_down: u64, _bytes_up: u64) {
-        unimplemented!()
+    /// Updates this reader's users-table slot with its cumulative byte counts.
+    pub fn report(&mut self, bytes_down: u64, bytes_up: u64) {
+        self.st.report(bytes_down, bytes_up)
     }
+    /// The stream's futex word: it changes on every push, track change, epoch change and end.
+    /// Use with your own futex/`Waiter` logic; `wait` is the simple way.
+    pub fn futex_word(&self) -> &AtomicU32 {
+        self.st.futex_word()
+    }
+    /// Dts of the last frame returned.
+    pub fn position_ms(&self) -> i64 {
+        self.st.position_ms
+    }
+    pub fn epoch(&self) -> u32 {
+        self.st.epoch
+    }
+    pub fn name(&self) -> &str {
+        &self.st.name
+    }
+    /// The last problem met (corrupt or missing page skipped), for logging.
+    pub fn last_error(&self) -> Option<&str> {
+        self.st.error.as_deref()
+    }
+}
+
+/// The buffer process's handle on a live stream (MistInBuffer): creates the metadata if needed,
+/// advertises its pid (readers then leave ending the stream to it) and ends the stream.
+pub struct StreamBuffer {
+    name: String,
+    meta: Arc<Meta>,
+}
+
+impl StreamBuffer {
+    /// Creates or opens the stream and registers this process as its buffer. `idle_ms` is how
+    /// long readers without a buffer process wait for a gone writer before they report `Ended`.
+    /// Fails with `WriterAlive` (carrying the other buffer's pid) if another buffer process
+    /// serves the stream.
+    pub fn open(stream: &str, opts: WriterOptions, idle_ms: u32) -> Result<StreamBuffer, ShmError> {
+        let dir = shm_dir();
+        let meta = create_meta(&dir, stream, opts.live, opts.dvr_ms)?;
+        open_users(&dir, stream, true)?;
+        let s = &meta.seg;
+        let me = std::process::id();
+        loop {
+            let other = s.u32(M_BUFFER_PID).load(Acquire);
+            if other != 0 && other != me && pid_alive(other) {
+                return Err(ShmError::WriterAlive(stream.to_owned(), other));
+            }
+            if s.u32(M_BUFFER_PID).compare_exchange(other, me, AcqRel, Acquire).is_ok() {
+                break;
+            }
+        }
+        s.u32(M_IDLE_MS).store(idle_ms, Relaxed);
+        if meta.writer_pid() == 0 {
+            s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
+        }
+        Ok(StreamBuffer { name: stream.to_owned(), meta })
+    }
+    pub fn status(&self) -> StreamStatus {
+        status_of(&self.meta)
+    }
+    /// Whether a writer is currently alive (pid exists, heartbeat fresh).
+    pub fn writer_alive(&self) -> bool {
+        self.meta.writer_alive()
+    }
+    /// Unix ms of the last writer heartbeat (or of the stream's creation).
+    pub fn last_heartbeat_ms(&self) -> u64 {
+        self.meta.heartbeat()
+    }
+    /// Number of readers alive (dead ones are reclaimed).
+    pub fn viewers(&self) -> usize {
+        users(&self.name).len()
+    }
+    /// Waits for any change on the stream, at most `timeout`.
+    pub fn wait(&self, timeout: Duration) {
+        let seen = self.meta.futex().load(SeqCst);
+        self.meta.wait(seen, timeout);
+    }
+    /// Marks the stream ended, wakes readers and removes its files.
+    pub fn end(self) -> Result<(), ShmError> {
+        self.meta.seg.u32(M_ENDED).store(1, Release);
+        self.meta.notify();
+        remove_stream(&self.name)
+    }
+}
+
+impl Drop for StreamBuffer {
+    fn drop(&mut self) {
+        let _ = self.meta.seg.u32(M_BUFFER_PID).compare_exchange(std::process::id(), 0, AcqRel, Relaxed);
+    }
+}
+
+// ---- process-wide caches of mapped metadata and users segments ----
+
+type SegCache<T> = Mutex<HashMap<PathBuf, Weak<T>>>;
+
+fn cached<T>(cache: &SegCache<T>, path: &Path, ino_of: impl Fn(&T) -> u64, open: impl FnOnce() -> Result<T, ShmError>) -> Result<Arc<T>, ShmError> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(path).map_err(|e| seg::io_err(path, e))?.ino();
+    let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(x) = c.get(path).and_then(Weak::upgrade) {
+        if ino_of(&x) == ino {
+            return Ok(x);
+        }
+    }
+    let x = Arc::new(open()?);
+    if c.len() > 64 {
+        c.retain(|_, w| w.strong_count() > 0);
+    }
+    c.insert(path.to_owned(), Arc::downgrade(&x));
+    Ok(x)
+}
+
+fn meta_cache() -> &'static SegCache<Meta> {
+    static C: OnceLock<SegCache<Meta>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+fn users_cache() -> &'static SegCache<Users> {
+    static C: OnceLock<SegCache<Users>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+pub(crate) fn tmp_name(path: &Path) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".tmp{}-{}", std::process::id(), N.fetch_add(1, Relaxed)));
+    s.into()
+}
+
+pub(crate) fn open_meta(dir: &Path, stream: &str) -> Result<Arc<Meta>, ShmError> {
+    if stream.is_empty() {
+        return Err(ShmError::NoStream(String::new()));
+    }
+    let path = dir.join(seg::meta_name(stream));
+    cached(meta_cache(), &path, |m| m.seg.ino, || Meta::open(&path)).map_err(|e| match e {
+        ShmError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => ShmError::NoStream(stream.to_owned()),
+        e => e,
+    })
+}
+
+/// Opens the metadata, creating it (atomically) if missing.
+pub(crate) fn create_meta(dir: &Path, stream: &str, live: bool, dvr_ms: u64) -> Result<Arc<Meta>, ShmError> {
+    if stream.is_empty() {
+        return Err(ShmError::NoStream(String::new()));
+    }
+    let _ = std::fs::create_dir_all(dir);
+    for _ in 0..3 {
+        match open_meta(dir, stream) {
+            Err(ShmError::NoStream(_)) => {}
+            r => return r,
+        }
+        let path = dir.join(seg::meta_name(stream));
+        let tmp = tmp_name(&path);
+        let m = Meta { seg: seg::Seg::create(&tmp, META_SIZE)? };
+        m.init(stream, live, dvr_ms);
+        let r = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match r {
+            Ok(()) => {
+                let m = Arc::new(Meta { seg: m.seg.renamed(&path) });
+                let mut c = meta_cache().lock().unwrap_or_else(|p| p.into_inner());
+                c.insert(path, Arc::downgrade(&m));
+                return Ok(m);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(seg::io_err(&path, e)),
+        }
+    }
+    open_meta(dir, stream)
+}
+
+pub(crate) fn open_users(dir: &Path, stream: &str, create: bool) -> Result<Arc<Users>, ShmError> {
+    let path = dir.join(seg::users_name(stream));
+    if create && !path.exists() {
+        Users::create_or_open(&path)?;
+    }
+    cached(users_cache(), &path, |u| u.seg.ino, || Users::open(&path))
+}
+
+fn status_of(m: &Meta) -> StreamStatus {
+    let s = &m.seg;
+    StreamStatus {
+        name: m.name(),
+        live: m.live(),
+        writer_pid: m.writer_pid(),
+        writer_alive: m.writer_alive(),
+        epoch: m.epoch(),
+        tracks: m.read_tracks().map(|(t, _)| t.tracks).unwrap_or_default(),
+        first_ms: s.i64(M_FIRST_MS).load(Relaxed),
+        last_ms: s.i64(M_LAST_MS).load(Relaxed),
+        ended: m.ended(),
+    }
+}
+
+/// Status of one stream.
+pub fn stream_status(stream: &str) -> Result<StreamStatus, ShmError> {
+    Ok(status_of(&*open_meta(&shm_dir(), stream)?))
+}
+
+/// Sanitised names (file-name part) of the streams with a metadata file.
+fn meta_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| {
+            let n = e.file_name().into_string().ok()?;
+            let s = n.strip_prefix("mist-")?.strip_suffix("-meta")?.to_owned();
+            Some((s, e.path()))
+        })
+        .collect()
 }
 
 /// Lists streams present in the shm directory.
 pub fn list_streams() -> Vec<StreamStatus> {
-    unimplemented!()
-}
-/// The users table of a stream (dead readers are reclaimed while reading it).
-pub fn users(_stream: &str) -> Vec<UserSlot> {
-    unimplemented!()
-}
-/// Removes a stream's segments.
-pub fn remove_stream(_stream: &str) -> Result<(), ShmError> {
-    unimplemented!()
-}
-/// Removes segments whose writer is dead and that no living process uses (controller start).
-pub fn cleanup_stale() -> usize {
-    unimplemented!()
+    meta_files(&shm_dir()).into_iter().filter_map(|(_, p)| Meta::open(&p).ok()).map(|m| status_of(&m)).collect()
 }
 
-#[allow(dead_code)]
-fn _uses(_: Bytes) {}
+/// The users table of a stream (dead readers are reclaimed while reading it).
+pub fn users(stream: &str) -> Vec<UserSlot> {
+    match open_users(&shm_dir(), stream, false) {
+        Ok(u) => {
+            u.reclaim();
+            u.list()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Whether `file` is one of the files of the stream whose sanitised name is `san`.
+fn belongs(file: &str, san: &str) -> bool {
+    let Some(rest) = file.strip_prefix("mist-").and_then(|r| r.strip_prefix(san)).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let base = rest.split(".tmp").next().unwrap_or(rest);
+    base == "meta" || base == "users" || base.strip_prefix('p').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn remove_files(dir: &Path, san: &str) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let mut files: Vec<(String, PathBuf)> = rd.flatten().filter_map(|e| Some((e.file_name().into_string().ok()?, e.path()))).filter(|(n, _)| belongs(n, san)).collect();
+    // Metadata last, so a concurrent reader sees `ended` rather than a half-removed stream.
+    files.sort_by_key(|(n, _)| n.ends_with("-meta"));
+    files.iter().filter(|(_, p)| std::fs::remove_file(p).is_ok()).count()
+}
+
+/// Removes a stream's segments (marking it ended first, so readers stop).
+pub fn remove_stream(stream: &str) -> Result<(), ShmError> {
+    let dir = shm_dir();
+    if let Ok(m) = open_meta(&dir, stream) {
+        m.seg.u32(M_ENDED).store(1, Release);
+        m.notify();
+    }
+    if remove_files(&dir, &seg::sanitise(stream)) == 0 {
+        return Err(ShmError::NoStream(stream.to_owned()));
+    }
+    Ok(())
+}
+
+/// Removes segments whose writer is dead and that no living process uses (controller start).
+/// Returns the number of files removed.
+pub fn cleanup_stale() -> usize {
+    let dir = shm_dir();
+    let mut removed = 0;
+    for (san, path) in meta_files(&dir) {
+        let keep = match Meta::open(&path) {
+            Ok(m) => {
+                let busy = m.writer_alive() || pid_alive(m.buffer_pid()) || Users::open(&dir.join(format!("mist-{san}-users"))).is_ok_and(|u| u.live_count() > 0);
+                busy || now_ms().saturating_sub(m.seg.u64(M_CREATED).load(Relaxed)) < 2000
+            }
+            Err(_) => false,
+        };
+        if !keep {
+            if let Ok(m) = Meta::open(&path) {
+                m.seg.u32(M_ENDED).store(1, Release);
+                m.notify();
+            }
+            removed += remove_files(&dir, &san);
+        }
+    }
+    // Files of streams without metadata (a crash during removal), and old temp files.
+    let metas: Vec<String> = meta_files(&dir).into_iter().map(|(s, _)| s).collect();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let Ok(n) = e.file_name().into_string() else { continue };
+            if !n.starts_with("mist-") {
+                continue;
+            }
+            let old = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|d| d > Duration::from_secs(5));
+            let tmp_dead = n.rsplit_once(".tmp").and_then(|(_, r)| r.split('-').next()?.parse::<u32>().ok()).is_some_and(|pid| !pid_alive(pid));
+            let orphan = !metas.iter().any(|s| belongs(&n, s));
+            if ((orphan && old) || tmp_dead) && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests;

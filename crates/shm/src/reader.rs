@@ -1,0 +1,245 @@
+//! The reader side.
+
+use crate::layout::*;
+use crate::meta::{Meta, TrackTable};
+use crate::page::{open_cached, Page};
+use crate::seg::{now_ms, page_name, pid_alive};
+use crate::users::Users;
+use crate::{ReadEvent, ReaderInfo, ShmError};
+use bytes::Bytes;
+use mist_media::Frame;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) struct ReaderState {
+    pub name: String,
+    pub dir: PathBuf,
+    pub meta: Arc<Meta>,
+    users: Arc<Users>,
+    slot: usize,
+    pub table: TrackTable,
+    gen: u64,
+    pub epoch: u32,
+    page: Option<Arc<Page>>,
+    page_id: u64,
+    off: usize,
+    pub cur: Bytes,
+    futex_seen: u32,
+    pub position_ms: i64,
+    last_check: Option<Instant>,
+    pub error: Option<String>,
+}
+
+impl Drop for ReaderState {
+    fn drop(&mut self) {
+        self.users.release(self.slot);
+    }
+}
+
+impl ReaderState {
+    pub fn open(stream: &str, info: ReaderInfo) -> Result<ReaderState, ShmError> {
+        let dir = crate::shm_dir();
+        let meta = crate::open_meta(&dir, stream)?;
+        let users = crate::open_users(&dir, stream, true)?;
+        let slot = users.claim(&info.connector, &info.host).ok_or_else(|| ShmError::UsersFull(stream.to_owned()))?;
+        let mut r = ReaderState {
+            name: stream.to_owned(),
+            dir,
+            meta,
+            users,
+            slot,
+            table: TrackTable::default(),
+            gen: 0,
+            epoch: 0,
+            page: None,
+            page_id: 0,
+            off: PAGE_HDR,
+            cur: Bytes::new(),
+            futex_seen: 0,
+            position_ms: 0,
+            last_check: None,
+            error: None,
+        };
+        r.refresh_tracks()?;
+        if r.meta.live() {
+            r.seek_live();
+        } else {
+            r.seek_ms(i64::MIN);
+        }
+        Ok(r)
+    }
+
+    fn refresh_tracks(&mut self) -> Result<(), ShmError> {
+        let (t, g) = self.meta.read_tracks()?;
+        self.table = t;
+        self.gen = g;
+        Ok(())
+    }
+
+    fn set_pos(&mut self, page: u64, off: usize) {
+        self.page = None;
+        self.page_id = page;
+        self.off = off;
+    }
+
+    fn min_page(&self) -> u64 {
+        self.meta.first_page().max(self.meta.epoch_first_page())
+    }
+
+    /// Start of the current epoch's data still on disk.
+    fn epoch_start(&mut self) {
+        self.set_pos(self.min_page(), PAGE_HDR);
+    }
+
+    pub fn seek_live(&mut self) {
+        self.epoch = self.meta.epoch();
+        if let Err(e) = self.refresh_tracks() {
+            self.error = Some(e.to_string());
+        }
+        let min = self.min_page();
+        match self.table.main_slot().and_then(|s| self.meta.newest_key(s, min)) {
+            Some(k) => self.set_pos(k.page, k.offset as usize),
+            None => self.epoch_start(),
+        }
+    }
+
+    pub fn seek_ms(&mut self, ms: i64) {
+        self.epoch = self.meta.epoch();
+        if let Err(e) = self.refresh_tracks() {
+            self.error = Some(e.to_string());
+        }
+        let min = self.min_page();
+        let keys = self.table.main_slot().map(|s| self.meta.keys(s, min)).unwrap_or_default();
+        let k = keys.iter().rev().find(|k| k.dts <= ms).or(keys.first());
+        match k {
+            Some(k) => self.set_pos(k.page, k.offset as usize),
+            None => self.epoch_start(),
+        }
+    }
+
+    /// Fell behind the DVR window: move to the oldest keyframe still kept.
+    fn jump_oldest(&mut self) {
+        let min = self.min_page();
+        match self.table.main_slot().and_then(|s| self.meta.keys(s, min).into_iter().next()) {
+            Some(k) => self.set_pos(k.page, k.offset as usize),
+            None => self.epoch_start(),
+        }
+    }
+
+    pub fn next(&mut self) -> ReadEvent {
+        self.futex_seen = self.meta.futex().load(SeqCst);
+        if self.meta.epoch() != self.epoch {
+            self.seek_live();
+            return ReadEvent::Restarted;
+        }
+        if self.meta.tracks_gen() != self.gen {
+            match self.refresh_tracks() {
+                Ok(()) => return ReadEvent::TracksChanged,
+                Err(e) => self.error = Some(e.to_string()),
+            }
+        }
+        for _ in 0..64 {
+            let page = match &self.page {
+                Some(p) => p.clone(),
+                None => {
+                    let path = self.dir.join(page_name(&self.name, self.page_id));
+                    match open_cached(&path, self.page_id, self.meta.nonce()) {
+                        Ok(p) => {
+                            self.page = Some(p.clone());
+                            p
+                        }
+                        Err(ShmError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                            if self.page_id < self.meta.first_page() {
+                                self.jump_oldest();
+                                continue;
+                            }
+                            if self.meta.cur_page().is_some_and(|c| self.page_id <= c) {
+                                // Published but missing: evicted between our two loads, or
+                                // removed by hand. Re-check on the next iteration.
+                                if self.page_id < self.meta.first_page() {
+                                    continue;
+                                }
+                                self.error = Some(format!("page {} missing", self.page_id));
+                                self.set_pos(self.page_id + 1, PAGE_HDR);
+                                continue;
+                            }
+                            return self.pending_or_ended();
+                        }
+                        Err(e) => {
+                            self.error = Some(e.to_string());
+                            if self.meta.cur_page().is_some_and(|c| self.page_id < c) {
+                                self.set_pos(self.page_id + 1, PAGE_HDR);
+                                continue;
+                            }
+                            return self.pending_or_ended();
+                        }
+                    }
+                }
+            };
+            let committed = page.committed();
+            if self.off < committed {
+                match page.record(self.off, committed) {
+                    Ok(rec) => {
+                        self.off = rec.next;
+                        self.cur = page.payload(&rec);
+                        self.position_ms = rec.dts;
+                        self.users.set_position(self.slot, rec.dts);
+                        return ReadEvent::Frame(Frame { track: rec.track, dts: rec.dts, pts_offset: rec.pts_off, keyframe: rec.key, data: self.cur.clone() });
+                    }
+                    Err(e) => {
+                        // Corrupt page: skip the rest of it.
+                        self.error = Some(format!("page {}: {e}", self.page_id));
+                        self.set_pos(self.page_id + 1, PAGE_HDR);
+                        continue;
+                    }
+                }
+            }
+            if page.sealed() {
+                if self.off < page.committed() {
+                    continue;
+                }
+                self.set_pos(self.page_id + 1, PAGE_HDR);
+                continue;
+            }
+            return self.pending_or_ended();
+        }
+        ReadEvent::Pending
+    }
+
+    fn pending_or_ended(&mut self) -> ReadEvent {
+        if self.meta.ended() {
+            return ReadEvent::Ended;
+        }
+        // Without a buffer process to end it, a stream whose writer is gone for longer than the
+        // idle timeout has ended. Checked at most twice a second (it costs kill(2) calls).
+        let now = Instant::now();
+        if self.last_check.is_some_and(|t| now - t < Duration::from_millis(500)) {
+            return ReadEvent::Pending;
+        }
+        self.last_check = Some(now);
+        let s = &self.meta.seg;
+        let buffer = s.u32(M_BUFFER_PID).load(Acquire);
+        if buffer != 0 && pid_alive(buffer) {
+            return ReadEvent::Pending;
+        }
+        let idle = s.u32(M_IDLE_MS).load(Relaxed) as u64;
+        if !self.meta.writer_alive() && now_ms().saturating_sub(self.meta.heartbeat()) > idle {
+            return ReadEvent::Ended;
+        }
+        ReadEvent::Pending
+    }
+
+    pub fn wait(&self, timeout: Duration) {
+        self.meta.wait(self.futex_seen, timeout);
+    }
+
+    pub fn futex_word(&self) -> &AtomicU32 {
+        self.meta.futex()
+    }
+
+    pub fn report(&mut self, down: u64, up: u64) {
+        self.users.report(self.slot, down, up);
+    }
+}

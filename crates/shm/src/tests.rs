@@ -1,0 +1,318 @@
+//! In-process unit tests (the multi-process ones are in tests/).
+
+use super::*;
+use bytes::Bytes;
+use mist_media::Codec;
+use std::sync::atomic::AtomicBool;
+
+/// All unit tests share one temp directory (the env var is process-wide) and use unique names.
+fn setup() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("mist-shm-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::env::set_var("MIST_SHM_DIR", &d);
+    });
+}
+
+fn video(id: u32) -> Track {
+    let mut t = Track::new(id, Codec::H264);
+    t.init = Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff]);
+    t.width = 1280;
+    t.height = 720;
+    t
+}
+fn audio(id: u32) -> Track {
+    let mut t = Track::new(id, Codec::Aac);
+    t.init = Bytes::from_static(&[0x12, 0x10]);
+    t.rate = 44100;
+    t.channels = 2;
+    t
+}
+
+fn payload(track: u32, dts: i64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (dts as usize).wrapping_mul(31).wrapping_add(i).wrapping_add(track as usize) as u8).collect()
+}
+
+fn read_all(r: &mut StreamReader) -> Vec<Frame> {
+    let mut out = Vec::new();
+    loop {
+        match r.next() {
+            ReadEvent::Frame(f) => out.push(f),
+            ReadEvent::TracksChanged | ReadEvent::Restarted => {}
+            ReadEvent::Pending | ReadEvent::Ended => return out,
+        }
+    }
+}
+
+#[test]
+fn sanitise_names() {
+    assert_eq!(seg::sanitise("live+cam1"), "live+cam1");
+    assert_eq!(seg::sanitise("a/b c"), "a_b_c");
+    assert_eq!(seg::sanitise("../x"), "_._x");
+    assert!(seg::sanitise(&"x".repeat(500)).len() < 120);
+    assert_ne!(seg::sanitise(&"x".repeat(500)), seg::sanitise(&"x".repeat(501)));
+    assert!(belongs("mist-a-meta", "a") && belongs("mist-a-p12", "a") && belongs("mist-a-users", "a"));
+    assert!(!belongs("mist-a-b-meta", "a") && !belongs("mist-x-p1-meta", "x") && !belongs("mist-a-p", "a"));
+}
+
+#[test]
+fn track_blob_roundtrip_and_corrupt() {
+    let mut a = audio(2);
+    a.lang = "eng".into();
+    let t = vec![video(1), a];
+    let b = meta::encode_tracks(&t);
+    assert_eq!(meta::decode_tracks(&b).unwrap(), t);
+    for cut in 0..b.len() {
+        assert!(meta::decode_tracks(&b[..cut]).is_err() || cut == 0);
+    }
+    let mut bad = b.clone();
+    bad[0] = 200;
+    assert!(meta::decode_tracks(&bad).is_err());
+}
+
+#[test]
+fn write_read_roundtrip() {
+    setup();
+    let name = "unit_roundtrip";
+    let mut w = StreamWriter::create(name, WriterOptions { live: true, dvr_ms: 60_000 }).unwrap();
+    w.set_track(&video(1)).unwrap();
+    w.set_track(&audio(2)).unwrap();
+    // Video before its first keyframe is dropped.
+    w.push(1, 0, 0, false, b"junk").unwrap();
+    for i in 0..100i64 {
+        w.push(1, i * 40, 80, i % 25 == 0, &payload(1, i * 40, 1000 + i as usize)).unwrap();
+        w.push(2, i * 40 + 3, 0, true, &payload(2, i * 40 + 3, 200)).unwrap();
+    }
+    let mut r = StreamReader::open(name, ReaderInfo { connector: "TEST".into(), host: "::1".into() }).unwrap();
+    assert_eq!(r.tracks(), vec![video(1), audio(2)]);
+    let frames = read_all(&mut r);
+    // Live start: the newest video keyframe (frame 75).
+    assert_eq!(frames[0].track, 1);
+    assert!(frames[0].keyframe);
+    assert_eq!(frames[0].dts, 75 * 40);
+    assert_eq!(frames.len(), 50);
+    for f in &frames {
+        assert_eq!(&f.data[..], &payload(f.track, f.dts, f.data.len())[..]);
+    }
+    assert_eq!(frames[0].pts_offset, 80);
+    // Seek back.
+    r.seek_ms(1100);
+    let frames = read_all(&mut r);
+    assert_eq!(frames[0].dts, 1000);
+    assert_eq!(frames.len(), 150);
+    assert!(matches!(r.next(), ReadEvent::Pending));
+    w.push(1, 4000, 0, false, &payload(1, 4000, 10)).unwrap();
+    match r.next() {
+        ReadEvent::Frame(f) => assert_eq!(f.dts, 4000),
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(r.payload(), &payload(1, 4000, 10)[..]);
+    let u = users(name);
+    assert_eq!(u.len(), 1);
+    assert_eq!(u[0].connector, "TEST");
+    assert_eq!(u[0].host, "::1");
+    assert_eq!(u[0].position_ms, 4000);
+    r.report(123, 4);
+    assert_eq!(users(name)[0].bytes_down, 123);
+    // A second writer is refused while the first lives.
+    assert!(matches!(StreamWriter::create(name, WriterOptions::default()), Err(ShmError::WriterAlive(_, _))));
+    w.close();
+    assert!(matches!(r.next(), ReadEvent::Ended));
+    drop(r);
+    assert!(users(name).is_empty());
+    let st = stream_status(name).unwrap();
+    assert!(st.ended && st.tracks.len() == 2 && st.last_ms == 4000);
+    assert!(list_streams().iter().any(|s| s.name == name));
+    remove_stream(name).unwrap();
+    assert!(matches!(StreamReader::open(name, ReaderInfo::default()), Err(ShmError::NoStream(_))));
+    assert!(!list_streams().iter().any(|s| s.name == name));
+}
+
+#[test]
+fn limits() {
+    setup();
+    let name = "unit_limits";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    assert!(matches!(w.push(1, 0, 0, true, b"x"), Err(ShmError::UnknownTrack(1))));
+    for i in 1..=MAX_TRACKS as u32 {
+        w.set_track(&audio(i)).unwrap();
+    }
+    assert!(matches!(w.set_track(&audio(99)), Err(ShmError::TooManyTracks)));
+    let mut big = audio(1);
+    big.init = Bytes::from(vec![0; MAX_INIT + 1]);
+    assert!(matches!(w.set_track(&big), Err(ShmError::InitTooLarge(_))));
+    assert!(matches!(w.push(1, 0, 0, true, &vec![0; MAX_FRAME + 1]), Err(ShmError::FrameTooLarge(_))));
+    // A frame larger than the default page capacity gets a page of its own.
+    let huge = payload(1, 7, 20 << 20);
+    w.push(1, 7, 0, true, &huge).unwrap();
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    r.seek_ms(0);
+    match r.next() {
+        ReadEvent::Frame(f) => assert!(f.data[..] == huge[..]),
+        e => panic!("{e:?}"),
+    }
+    drop(w);
+    remove_stream(name).unwrap();
+}
+
+#[test]
+fn eviction_keeps_mapped_pages_valid() {
+    setup();
+    let name = "unit_evict";
+    let mut w = StreamWriter::create(name, WriterOptions { live: true, dvr_ms: 3000 }).unwrap();
+    w.set_track(&video(1)).unwrap();
+    w.push(1, 0, 0, true, &payload(1, 0, 5000)).unwrap();
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    let held = match r.next() {
+        ReadEvent::Frame(f) => f,
+        e => panic!("{e:?}"),
+    };
+    let page0 = shm_dir().join(seg::page_name(name, 0));
+    assert!(page0.exists());
+    for i in 1..500i64 {
+        w.push(1, i * 40, 0, i % 10 == 0, &payload(1, i * 40, 5000)).unwrap();
+    }
+    assert!(!page0.exists(), "page 0 should be evicted");
+    // The held frame still reads correctly from the unlinked page.
+    assert_eq!(&held.data[..], &payload(1, 0, 5000)[..]);
+    // The reader finishes its mapped page, then jumps to the oldest kept keyframe.
+    let frames = read_all(&mut r);
+    let st = stream_status(name).unwrap();
+    let jump = frames.windows(2).find(|p| p[1].dts - p[0].dts > 40).expect("a jump");
+    assert!(jump[1].keyframe);
+    assert!(jump[1].dts >= st.first_ms && jump[1].dts >= 499 * 40 - 3000 - 2000 - 400, "{} {}", jump[1].dts, st.first_ms);
+    assert_eq!(frames.last().unwrap().dts, 499 * 40);
+    for f in &frames {
+        assert_eq!(&f.data[..], &payload(1, f.dts, 5000)[..]);
+    }
+    drop(w);
+    remove_stream(name).unwrap();
+}
+
+#[test]
+fn takeover_in_process() {
+    setup();
+    let name = "unit_takeover";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    assert_eq!(w.epoch(), 1);
+    w.set_track(&video(1)).unwrap();
+    for i in 0..10 {
+        w.push(1, i * 40, 0, i == 0, b"abc").unwrap();
+    }
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    assert_eq!(read_all(&mut r).len(), 10);
+    w.detach(); // publisher gone, stream stays
+    assert!(matches!(r.next(), ReadEvent::Pending));
+    let mut w2 = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    assert_eq!(w2.epoch(), 2);
+    assert!(matches!(r.next(), ReadEvent::Restarted));
+    w2.set_track(&video(1)).unwrap();
+    assert!(matches!(r.next(), ReadEvent::TracksChanged));
+    // The new publisher restarts its clock at 0: times continue after the old epoch.
+    w2.push(1, 0, 0, true, b"new").unwrap();
+    match r.next() {
+        ReadEvent::Frame(f) => {
+            assert_eq!(&f.data[..], b"new");
+            assert!(f.dts > 9 * 40, "{}", f.dts);
+        }
+        e => panic!("{e:?}"),
+    }
+    drop(w2);
+    remove_stream(name).unwrap();
+}
+
+#[test]
+fn seqlock_consistent_under_concurrent_writer() {
+    setup();
+    let name = "unit_seqlock";
+    let w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    let meta = w.st.meta.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let m2 = meta.clone();
+    let writer = std::thread::spawn(move || {
+        let mut i = 0u32;
+        while !stop2.load(Relaxed) {
+            i = i.wrapping_add(1);
+            let tracks: Vec<Track> = (1..=(1 + i % 4))
+                .map(|id| {
+                    let mut t = video(id);
+                    t.width = i;
+                    t.height = i;
+                    t.fpks = i;
+                    t.init = Bytes::from(vec![i as u8; (i % 3000) as usize]);
+                    t
+                })
+                .collect();
+            m2.write_tracks(&meta::TrackTable { tracks });
+        }
+        i
+    });
+    let mut reads = 0;
+    let mut last_gen = 0;
+    let deadline = std::time::Instant::now() + Duration::from_millis(700);
+    while std::time::Instant::now() < deadline {
+        let (t, g) = meta.read_tracks().unwrap();
+        assert!(g >= last_gen && g % 2 == 0);
+        last_gen = g;
+        if let Some(first) = t.tracks.first() {
+            let i = first.width;
+            assert_eq!(t.tracks.len() as u32, 1 + i % 4);
+            for tr in &t.tracks {
+                assert!(tr.width == i && tr.height == i && tr.fpks == i, "torn read");
+                assert_eq!(tr.init.len() as u32, i % 3000);
+                assert!(tr.init.iter().all(|&b| b == i as u8), "torn init");
+            }
+        }
+        reads += 1;
+    }
+    stop.store(true, Relaxed);
+    let writes = writer.join().unwrap();
+    assert!(reads > 10 && writes > 10, "reads {reads} writes {writes}");
+    drop(w);
+    remove_stream(name).unwrap();
+}
+
+#[test]
+fn waiter_wakes_on_push() {
+    setup();
+    let name = "unit_waiter";
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&audio(1)).unwrap();
+    let waiter = Waiter::new();
+    waiter.add(name).unwrap();
+    assert!(waiter.wait(Duration::from_millis(1)).is_empty());
+    let w2 = waiter.clone();
+    let t = std::thread::spawn(move || {
+        let t0 = std::time::Instant::now();
+        let r = w2.wait(Duration::from_secs(10));
+        (r, t0.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    w.push(1, 0, 0, true, b"a").unwrap();
+    let (r, el) = t.join().unwrap();
+    assert_eq!(r, vec![name.to_string()]);
+    assert!(el < Duration::from_secs(5));
+    // kick interrupts a wait
+    let w3 = waiter.clone();
+    let t = std::thread::spawn(move || w3.wait(Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(50));
+    waiter.kick();
+    assert!(t.join().unwrap().is_empty());
+    drop(w);
+    remove_stream(name).unwrap();
+}
+
+#[test]
+fn corrupt_meta_is_an_error() {
+    setup();
+    let p = shm_dir().join(seg::meta_name("unit_corrupt"));
+    std::fs::write(&p, vec![0u8; 100]).unwrap();
+    assert!(matches!(StreamReader::open("unit_corrupt", ReaderInfo::default()), Err(ShmError::Corrupt(..))));
+    std::fs::write(&p, vec![7u8; META_SIZE]).unwrap();
+    assert!(matches!(StreamReader::open("unit_corrupt", ReaderInfo::default()), Err(ShmError::Corrupt(..))));
+    assert!(matches!(StreamWriter::create("unit_corrupt", WriterOptions::default()), Err(ShmError::Corrupt(..))));
+    remove_stream("unit_corrupt").unwrap();
+}

@@ -1,0 +1,163 @@
+//! The users table: one segment of fixed slots per stream, claimed with atomics.
+
+use crate::layout::*;
+use crate::seg::{now_ms, pid_alive, Seg};
+use crate::{ShmError, UserSlot};
+use std::path::Path;
+use std::sync::atomic::Ordering::*;
+
+pub(crate) struct Users {
+    pub seg: Seg,
+}
+
+fn slot(i: usize) -> usize {
+    U_BASE + i * SLOT_SIZE
+}
+
+impl Users {
+    pub fn open(path: &Path) -> Result<Users, ShmError> {
+        let seg = Seg::open(path, USERS_SIZE, true)?;
+        if seg.u64(U_MAGIC).load(Acquire) != MAGIC_USERS || seg.u32(U_VERSION).load(Relaxed) != VERSION || seg.u32(U_SLOTS).load(Relaxed) as usize != USER_SLOTS {
+            return Err(ShmError::Corrupt(path.display().to_string(), "bad users header".into()));
+        }
+        Ok(Users { seg })
+    }
+
+    /// Creates the users segment if missing (atomically: built under a temp name, then linked).
+    pub fn create_or_open(path: &Path) -> Result<Users, ShmError> {
+        if let Ok(u) = Users::open(path) {
+            return Ok(u);
+        }
+        let tmp = crate::tmp_name(path);
+        let seg = Seg::create(&tmp, USERS_SIZE)?;
+        seg.u32(U_VERSION).store(VERSION, Relaxed);
+        seg.u32(U_SLOTS).store(USER_SLOTS as u32, Relaxed);
+        seg.u64(U_MAGIC).store(MAGIC_USERS, Release);
+        let r = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match r {
+            Ok(()) => Ok(Users { seg: seg.renamed(path) }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Users::open(path),
+            Err(e) => Err(crate::seg::io_err(path, e)),
+        }
+    }
+
+    /// Claims a free slot (reclaiming dead readers' slots if needed).
+    pub fn claim(&self, connector: &str, host: &str) -> Option<usize> {
+        for pass in 0..2 {
+            for i in 0..USER_SLOTS {
+                let st = self.seg.u32(slot(i) + S_STATE);
+                if st.load(Relaxed) != SLOT_FREE {
+                    continue;
+                }
+                if st.compare_exchange(SLOT_FREE, SLOT_CLAIMING, Acquire, Relaxed).is_ok() {
+                    self.fill(i, connector, host);
+                    st.store(SLOT_USED, Release);
+                    return Some(i);
+                }
+            }
+            if pass == 0 && self.reclaim() == 0 {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn fill(&self, i: usize, connector: &str, host: &str) {
+        let b = slot(i);
+        let s = &self.seg;
+        let now = now_ms() / 1000;
+        s.u32(b + S_PID).store(crate::seg::my_pid(), Relaxed);
+        s.i64(b + S_POS).store(0, Relaxed);
+        s.u64(b + S_DOWN).store(0, Relaxed);
+        s.u64(b + S_UP).store(0, Relaxed);
+        s.u64(b + S_CONNECTED).store(now, Relaxed);
+        s.u64(b + S_ACTIVE).store(now, Relaxed);
+        let c = trunc(connector, S_CONN_MAX);
+        let h = trunc(host, S_HOST_MAX);
+        s.write_words(b + S_CONN, c);
+        s.write_words(b + S_HOST, h);
+        s.u32(b + S_CONN_LEN).store(c.len() as u32, Relaxed);
+        s.u32(b + S_HOST_LEN).store(h.len() as u32, Relaxed);
+    }
+
+    pub fn release(&self, i: usize) {
+        let st = self.seg.u32(slot(i) + S_STATE);
+        // Only free it if it is still ours (it might have been reclaimed and re-claimed).
+        if st.load(Acquire) == SLOT_USED && self.seg.u32(slot(i) + S_PID).load(Relaxed) == crate::seg::my_pid() {
+            st.store(SLOT_FREE, Release);
+        }
+    }
+
+    pub fn set_position(&self, i: usize, ms: i64) {
+        self.seg.i64(slot(i) + S_POS).store(ms, Relaxed);
+    }
+
+    pub fn report(&self, i: usize, down: u64, up: u64) {
+        let b = slot(i);
+        self.seg.u64(b + S_DOWN).store(down, Relaxed);
+        self.seg.u64(b + S_UP).store(up, Relaxed);
+        self.seg.u64(b + S_ACTIVE).store(now_ms() / 1000, Relaxed);
+    }
+
+    /// Frees slots of processes that no longer exist; returns how many.
+    pub fn reclaim(&self) -> usize {
+        let mut n = 0;
+        for i in 0..USER_SLOTS {
+            let b = slot(i);
+            let st = self.seg.u32(b + S_STATE);
+            if st.load(Acquire) != SLOT_USED {
+                continue;
+            }
+            let pid = self.seg.u32(b + S_PID).load(Relaxed);
+            if !pid_alive(pid) && st.compare_exchange(SLOT_USED, SLOT_FREE, AcqRel, Relaxed).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub fn list(&self) -> Vec<UserSlot> {
+        let mut out = Vec::new();
+        for i in 0..USER_SLOTS {
+            let b = slot(i);
+            let s = &self.seg;
+            if s.u32(b + S_STATE).load(Acquire) != SLOT_USED {
+                continue;
+            }
+            let pid = s.u32(b + S_PID).load(Relaxed);
+            let cl = (s.u32(b + S_CONN_LEN).load(Relaxed) as usize).min(S_CONN_MAX);
+            let hl = (s.u32(b + S_HOST_LEN).load(Relaxed) as usize).min(S_HOST_MAX);
+            let u = UserSlot {
+                pid,
+                connector: String::from_utf8_lossy(&s.read_words(b + S_CONN, cl)).into_owned(),
+                host: String::from_utf8_lossy(&s.read_words(b + S_HOST, hl)).into_owned(),
+                position_ms: s.i64(b + S_POS).load(Relaxed),
+                bytes_down: s.u64(b + S_DOWN).load(Relaxed),
+                bytes_up: s.u64(b + S_UP).load(Relaxed),
+                connected_unix: s.u64(b + S_CONNECTED).load(Relaxed),
+                last_active_unix: s.u64(b + S_ACTIVE).load(Relaxed),
+            };
+            // Skip slots that changed hands while we read them.
+            if s.u32(b + S_STATE).load(Acquire) == SLOT_USED && s.u32(b + S_PID).load(Relaxed) == pid {
+                out.push(u);
+            }
+        }
+        out
+    }
+
+    /// Slots in use by living processes.
+    pub fn live_count(&self) -> usize {
+        (0..USER_SLOTS)
+            .filter(|&i| self.seg.u32(slot(i) + S_STATE).load(Acquire) == SLOT_USED && pid_alive(self.seg.u32(slot(i) + S_PID).load(Relaxed)))
+            .count()
+    }
+}
+
+fn trunc(s: &str, max: usize) -> &[u8] {
+    let mut n = s.len().min(max);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    &s.as_bytes()[..n]
+}

@@ -1,0 +1,280 @@
+//! The writer side.
+
+use crate::layout::*;
+use crate::meta::{Meta, PageEntry, TrackTable};
+use crate::page::Page;
+use crate::seg::{my_pid, now_ms, page_name};
+use crate::{ShmError, StreamWriter, WriterOptions};
+use mist_media::{Track, TrackKind};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::*;
+use std::sync::Arc;
+
+/// Writer-private state of the page being filled.
+pub(crate) struct OpenPage {
+    page: Page,
+    first_ms: i64,
+    last_ms: i64,
+    bytes: u64,
+}
+
+pub(crate) struct WriterState {
+    pub name: String,
+    pub dir: PathBuf,
+    pub meta: Arc<Meta>,
+    pub epoch: u32,
+    pub table: TrackTable,
+    page: Option<OpenPage>,
+    next_page: u64,
+    /// Per slot: number of the current key entry, its dts and the page it is in.
+    cur_key: [Option<(u64, i64, u64)>; MAX_TRACKS],
+    seen_key: [bool; MAX_TRACKS],
+    resume_ms: Option<i64>,
+    time_offset: Option<i64>,
+    live: bool,
+    dvr_ms: u64,
+    done: bool,
+}
+
+pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, ShmError> {
+    let dir = crate::shm_dir();
+    let meta = crate::create_meta(&dir, stream, opts.live, opts.dvr_ms)?;
+    crate::open_users(&dir, stream, true)?;
+    let me = my_pid();
+    let w = meta.seg.u32(M_WRITER_PID);
+    loop {
+        let pid = w.load(Acquire);
+        if pid != 0 && meta.writer_alive() {
+            return Err(ShmError::WriterAlive(stream.to_owned(), pid));
+        }
+        if w.compare_exchange(pid, me, AcqRel, Acquire).is_ok() {
+            break;
+        }
+    }
+    // We hold the writer role. Start a new epoch after whatever was there.
+    let s = &meta.seg;
+    s.u64(M_HEARTBEAT).store(now_ms(), Relaxed);
+    s.u32(M_LIVE).store(opts.live as u32, Relaxed);
+    s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
+    let cur = meta.cur_page();
+    let next_page = cur.map_or(meta.first_page(), |c| c + 1);
+    let resume_ms = if s.u64(M_FRAMES).load(Relaxed) > 0 { Some(s.i64(M_LAST_MS).load(Relaxed)) } else { None };
+    // A page file the dead writer created but never published would be mistaken for ours.
+    let _ = std::fs::remove_file(dir.join(page_name(stream, next_page)));
+    s.u64(M_EPOCH_FIRST_PAGE).store(next_page, Release);
+    let epoch = meta.epoch().wrapping_add(1);
+    s.u32(M_EPOCH).store(epoch, Release);
+    s.u32(M_ENDED).store(0, Release);
+    if let Some(c) = cur {
+        if let Ok(p) = Page::open_rw(&dir.join(page_name(stream, c))) {
+            p.seg.u32(P_FLAGS).fetch_or(PAGE_SEALED, Release);
+        }
+    }
+    let table = TrackTable::default();
+    meta.write_tracks(&table);
+    meta.notify();
+    Ok(StreamWriter {
+        st: WriterState {
+            name: stream.to_owned(),
+            dir,
+            meta,
+            epoch,
+            table,
+            page: None,
+            next_page,
+            cur_key: [None; MAX_TRACKS],
+            seen_key: [false; MAX_TRACKS],
+            resume_ms,
+            time_offset: None,
+            live: opts.live,
+            dvr_ms: opts.dvr_ms,
+            done: false,
+        },
+    })
+}
+
+impl WriterState {
+    fn check_owner(&self) -> Result<(), ShmError> {
+        let pid = self.meta.writer_pid();
+        if pid != my_pid() || self.meta.epoch() != self.epoch {
+            return Err(ShmError::WriterAlive(self.name.clone(), pid));
+        }
+        Ok(())
+    }
+
+    pub fn set_track(&mut self, track: &Track) -> Result<(), ShmError> {
+        self.check_owner()?;
+        if track.init.len() > MAX_INIT {
+            return Err(ShmError::InitTooLarge(track.init.len()));
+        }
+        match self.table.slot_of(track.id) {
+            Some(i) => self.table.tracks[i] = track.clone(),
+            None if self.table.tracks.len() >= MAX_TRACKS => return Err(ShmError::TooManyTracks),
+            None => self.table.tracks.push(track.clone()),
+        }
+        self.meta.write_tracks(&self.table);
+        self.meta.notify();
+        Ok(())
+    }
+
+    pub fn heartbeat(&self) {
+        if self.meta.writer_pid() == my_pid() && self.meta.epoch() == self.epoch {
+            self.meta.seg.u64(M_HEARTBEAT).store(now_ms(), Relaxed);
+        }
+    }
+
+    pub fn push(&mut self, track: u32, dts: i64, pts_offset: i32, keyframe: bool, data: &[u8]) -> Result<(), ShmError> {
+        if data.len() > MAX_FRAME {
+            return Err(ShmError::FrameTooLarge(data.len()));
+        }
+        self.check_owner()?;
+        let slot = self.table.slot_of(track).ok_or(ShmError::UnknownTrack(track))?;
+        let kind = self.table.tracks[slot].kind();
+        if kind == TrackKind::Video && !keyframe && !self.seen_key[slot] {
+            return Ok(()); // nothing can decode video before its first keyframe
+        }
+        if keyframe {
+            self.seen_key[slot] = true;
+        }
+        let offset = *self.time_offset.get_or_insert_with(|| match self.resume_ms {
+            Some(r) if dts <= r => r + 40 - dts,
+            _ => 0,
+        });
+        let dts = dts.saturating_add(offset);
+        let main = self.table.main_slot() == Some(slot);
+        let rec = rec_size(data.len());
+        let need_new = match &self.page {
+            None => true,
+            Some(p) => {
+                let committed = p.page.seg.u64(P_COMMITTED).load(Relaxed) as usize;
+                committed + rec > p.page.seg.len()
+                    || (main && keyframe && p.bytes > 0 && (dts - p.first_ms >= PAGE_TARGET_MS || p.bytes as usize >= PAGE_SOFT_BYTES))
+            }
+        };
+        if need_new {
+            self.new_page(dts, PAGE_HDR + rec)?;
+        }
+        let Some(p) = self.page.as_mut() else { return Err(ShmError::Corrupt(self.name.clone(), "no page".into())) };
+        let seg = &p.page.seg;
+        let off = seg.u64(P_COMMITTED).load(Relaxed) as usize;
+        let seq = self.meta.seg.u64(M_FRAMES).load(Relaxed);
+        let mut h = [0u8; REC_HDR];
+        h[R_DTS..R_DTS + 8].copy_from_slice(&dts.to_ne_bytes());
+        h[R_PTS_OFF..R_PTS_OFF + 4].copy_from_slice(&pts_offset.to_ne_bytes());
+        h[R_TRACK..R_TRACK + 4].copy_from_slice(&track.to_ne_bytes());
+        h[R_FLAGS..R_FLAGS + 4].copy_from_slice(&(if keyframe { REC_KEY } else { 0 }).to_ne_bytes());
+        h[R_LEN..R_LEN + 4].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+        h[R_SEQ..R_SEQ + 8].copy_from_slice(&seq.to_ne_bytes());
+        seg.write_bytes(off, &h);
+        seg.write_bytes(off + REC_HDR, data);
+        seg.u64(P_COMMITTED).store((off + rec) as u64, Release);
+        p.last_ms = p.last_ms.max(dts);
+        if p.bytes == 0 {
+            p.first_ms = dts;
+        }
+        p.bytes += data.len() as u64;
+        let page_id = p.page.id;
+        self.meta.set_page(PageEntry { id: page_id, first_ms: p.first_ms, last_ms: p.last_ms, bytes: p.bytes });
+
+        // Key index. Video: every keyframe. Other tracks: a "key" at least once per second and at
+        // the first frame of each page, so seeking and DVR jumps work for audio-only streams.
+        let new_key = match self.cur_key[slot] {
+            _ if !keyframe => false,
+            None => true,
+            Some(_) if kind == TrackKind::Video => true,
+            Some((_, kdts, kpage)) => kpage != page_id || dts - kdts >= 1000,
+        };
+        if new_key {
+            let num = self.meta.push_key(slot, dts, page_id, off as u32);
+            self.cur_key[slot] = Some((num, dts, page_id));
+        } else if let Some((num, _, _)) = self.cur_key[slot] {
+            self.meta.key_add_frame(slot, num);
+        }
+
+        let s = &self.meta.seg;
+        if seq == 0 {
+            s.i64(M_FIRST_MS).store(dts, Relaxed);
+        }
+        if dts > s.i64(M_LAST_MS).load(Relaxed) || seq == 0 {
+            s.i64(M_LAST_MS).store(dts, Relaxed);
+        }
+        s.u64(M_FRAMES).store(seq + 1, Relaxed);
+        s.u64(M_BYTES).fetch_add(data.len() as u64, Relaxed);
+        s.u64(M_HEARTBEAT).store(now_ms(), Relaxed);
+        if self.live && self.evict_due() {
+            self.evict();
+        }
+        self.meta.notify();
+        Ok(())
+    }
+
+    fn new_page(&mut self, first_ms: i64, need: usize) -> Result<(), ShmError> {
+        let id = self.next_page;
+        let path = self.dir.join(page_name(&self.name, id));
+        let page = Page::create(&path, id, self.meta.nonce(), self.epoch, PAGE_CAP.max(need), first_ms)?;
+        self.meta.set_page(PageEntry { id, first_ms, last_ms: first_ms, bytes: 0 });
+        let s = &self.meta.seg;
+        s.u64(M_CUR_PAGE).store(id, Release);
+        s.u32(M_HAS_PAGE).store(1, Release);
+        // Seal the previous page only now that its successor exists.
+        if let Some(old) = self.page.replace(OpenPage { page, first_ms, last_ms: first_ms, bytes: 0 }) {
+            old.page.seg.u32(P_FLAGS).fetch_or(PAGE_SEALED, Release);
+        }
+        self.next_page = id + 1;
+        if self.live {
+            self.evict();
+        }
+        Ok(())
+    }
+
+    /// Cheap check whether the oldest page has left the DVR window.
+    fn evict_due(&self) -> bool {
+        let first = self.meta.first_page();
+        if self.meta.cur_page().is_none_or(|c| first >= c) {
+            return false;
+        }
+        let newest = self.meta.seg.i64(M_LAST_MS).load(Relaxed);
+        self.meta.page(first).is_none_or(|e| e.last_ms < newest.saturating_sub(self.dvr_ms as i64))
+    }
+
+    /// Unlinks pages whose newest frame is older than the DVR window behind the newest frame.
+    /// Never the page being written. Readers that have a page mapped keep it (mmap survives
+    /// unlink); readers reaching a missing page jump to the oldest kept keyframe.
+    pub fn evict(&mut self) {
+        let Some(cur) = self.meta.cur_page() else { return };
+        let s = &self.meta.seg;
+        let newest = s.i64(M_LAST_MS).load(Relaxed);
+        let mut first = self.meta.first_page();
+        while first < cur {
+            match self.meta.page(first) {
+                Some(e) if e.last_ms >= newest.saturating_sub(self.dvr_ms as i64) => break,
+                _ => {}
+            }
+            let _ = std::fs::remove_file(self.dir.join(page_name(&self.name, first)));
+            first += 1;
+            s.u64(M_FIRST_PAGE).store(first, Release);
+        }
+        if let Some(e) = self.meta.page(first) {
+            s.i64(M_FIRST_MS).store(e.first_ms, Relaxed);
+        }
+    }
+
+    /// Gives up the writer role; with `end` the stream is marked ended.
+    pub fn finish(&mut self, end: bool) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if self.check_owner().is_err() {
+            return;
+        }
+        if let Some(p) = &self.page {
+            p.page.seg.u32(P_FLAGS).fetch_or(PAGE_SEALED, Release);
+        }
+        if end {
+            self.meta.seg.u32(M_ENDED).store(1, Release);
+        }
+        let _ = self.meta.seg.u32(M_WRITER_PID).compare_exchange(my_pid(), 0, AcqRel, Relaxed);
+        self.meta.notify();
+    }
+}
