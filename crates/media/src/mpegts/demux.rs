@@ -112,6 +112,8 @@ struct Es {
     pes: Vec<u8>,
     in_pes: bool,
     pes_expected: usize,
+    /// The first packet of the PES had random_access_indicator set.
+    random_access: bool,
     // video
     vps: Vec<Bytes>,
     sps: Vec<Bytes>,
@@ -477,6 +479,7 @@ impl Demuxer {
         }
         let mut pos = 4;
         let mut discontinuity = false;
+        let mut random_access = false;
         if h.has_adaptation {
             let len = usize::from(p[4]);
             pos = 5 + len;
@@ -487,6 +490,7 @@ impl Demuxer {
             if len > 0 {
                 let flags = p[5];
                 discontinuity = flags & 0x80 != 0;
+                random_access = flags & 0x40 != 0;
                 if flags & 0x10 != 0 && len >= 7 {
                     let base = read_pcr_base(&p[6..11]);
                     let ext = (u64::from(p[10] & 1) << 8 | u64::from(p[11])) as i64;
@@ -540,7 +544,7 @@ impl Demuxer {
                     }
                     Cc::Ok => {}
                 }
-                self.es_payload(i, payload, h.payload_unit_start);
+                self.es_payload(i, payload, h.payload_unit_start, random_access);
             }
         }
     }
@@ -557,13 +561,14 @@ impl Demuxer {
         es.carry.clear();
     }
 
-    fn es_payload(&mut self, i: usize, payload: &[u8], unit_start: bool) {
+    fn es_payload(&mut self, i: usize, payload: &[u8], unit_start: bool, random_access: bool) {
         if unit_start {
             if self.es[i].in_pes {
                 self.finish_pes(i);
             }
             let es = &mut self.es[i];
             es.in_pes = true;
+            es.random_access = random_access;
             es.pes_expected = 0;
             if payload.len() >= 6 && payload[..3] == [0, 0, 1] {
                 let l = usize::from(u16::from_be_bytes([payload[4], payload[5]]));
@@ -713,6 +718,9 @@ impl Demuxer {
                 }
             }
         }
+        // Streams without IDR/IRAP pictures (open GOP, recovery point SEI) still get keyframes
+        // where the muxer flagged random access and put the parameter sets.
+        key |= es.random_access && !sps.is_empty();
         let mut changed = false;
         for (have, new) in [(&mut es.vps, vps), (&mut es.sps, sps), (&mut es.pps, pps)] {
             if !new.is_empty() && (have.len() != new.len() || have.iter().zip(&new).any(|(a, b)| a != b)) {
@@ -883,6 +891,7 @@ fn new_es(s: &PmtStream, pmt: usize, kind: Kind, codec: Codec) -> Es {
         pes: Vec::new(),
         in_pes: false,
         pes_expected: 0,
+        random_access: false,
         vps: Vec::new(),
         sps: Vec::new(),
         pps: Vec::new(),
