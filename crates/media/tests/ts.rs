@@ -471,3 +471,24 @@ fn timestamps_unwrap_across_the_33_bit_wrap() {
     let audio: Vec<i64> = back.frames.iter().filter(|f| f.track == 0x101).map(|f| f.dts).collect();
     assert!(audio.windows(2).all(|w| w[1] > w[0]) && *audio.last().unwrap() > wrap_ms);
 }
+
+#[test]
+fn random_access_indicator_with_sps_is_a_keyframe() {
+    // A non-IDR picture muxed as a keyframe gets RAI + SPS/PPS: the demuxer takes it as one.
+    let (ts, _) = fixture("h264_mp3");
+    let d = demux(&ts, 65536);
+    let v = d.tracks[&0x100].clone();
+    let mut mux = Muxer::new(&[v], MuxerOptions::default()).unwrap();
+    let mut out = Vec::new();
+    mux.write_tables(&mut out);
+    let frames: Vec<Frame> = d.frames.iter().filter(|f| f.track == 0x100).take(5).cloned().collect();
+    assert!(!frames[3].keyframe);
+    for (n, f) in frames.iter().enumerate() {
+        let mut f = f.clone();
+        f.keyframe = n == 0 || n == 3;
+        mux.write_frame(&f, &mut out).unwrap();
+    }
+    let back = demux(&out, 65536);
+    let keys: Vec<bool> = back.frames.iter().map(|f| f.keyframe).collect();
+    assert_eq!(keys, vec![true, false, false, true, false]);
+}
