@@ -20,6 +20,15 @@
 //!
 //! Track ids are the elementary streams' PIDs. Frame times are milliseconds (floored from the
 //! 90 kHz clock, which is kept internally), unwrapped across the 33-bit wrap per program.
+//!
+//! Within a track, frames come in decode order. Across tracks they come in the order their PES
+//! packets end: a video PES without a length ends only when the next one starts, so video lags
+//! audio by about one frame; interleave by `dts` downstream if needed.
+//!
+//! Damage is survived and counted in [`DemuxStats`]: a continuity error or transport error drops
+//! the PES it hits; garbage between packets is skipped (two sync bytes 188 apart are required to
+//! resync); PSI sections with a bad CRC are ignored. Memory is bounded by [`MAX_PES`] per PID,
+//! [`MAX_BUFFERED`] overall and [`MAX_STREAMS`] streams and programs.
 
 use std::collections::VecDeque;
 
