@@ -8,13 +8,15 @@
 //! mux.write_tables(&mut out); // PAT + PMT
 //! for f in &frames {
 //!     if mux.is_segment_start(f) {
-//!         // an HLS segment boundary: hand `out` over and start the next segment
+//!         // an HLS segment boundary: finish `out`, hand it over and start the next segment
+//!         mux.flush(&mut out);
 //!         let segment = std::mem::take(&mut out);
 //!         # drop(segment);
 //!         mux.start_segment(&mut out);
 //!     }
 //!     mux.write_frame(f, &mut out)?;
 //! }
+//! mux.flush(&mut out);
 //! # Ok(()) }
 //! ```
 //!
@@ -37,11 +39,14 @@ pub struct MuxerOptions {
     pub first_pid: u16,
     /// Write PAT/PMT before every keyframe of the PCR track (so any keyframe is a join point).
     pub tables_before_keyframes: bool,
+    /// Audio frames gathered into one PES (1 = one PES per frame, lowest latency). Small audio
+    /// frames cost two TS packets each on their own; HLS segments are smaller with 4–8.
+    pub audio_frames_per_pes: usize,
 }
 
 impl Default for MuxerOptions {
     fn default() -> Self {
-        MuxerOptions { program: 1, pmt_pid: 0x1000, first_pid: 0x100, tables_before_keyframes: true }
+        MuxerOptions { program: 1, pmt_pid: 0x1000, first_pid: 0x100, tables_before_keyframes: true, audio_frames_per_pes: 1 }
     }
 }
 
@@ -57,6 +62,11 @@ struct MuxTrack {
     parameter_sets: Vec<u8>,
     length_size: usize,
     asc: Option<AudioSpecificConfig>,
+    /// Audio gathered for the next PES, when bundling.
+    pending: Vec<u8>,
+    pending_frames: usize,
+    pending_pts: u64,
+    pending_pcr: Option<u64>,
 }
 
 /// The MPEG-TS muxer for one program. See the module documentation for use.
@@ -84,6 +94,10 @@ fn mux_track(t: &Track, pid: u16) -> Result<MuxTrack, MediaError> {
         parameter_sets: Vec::new(),
         length_size: 4,
         asc: None,
+        pending: Vec::new(),
+        pending_frames: 0,
+        pending_pts: 0,
+        pending_pcr: None,
     };
     match t.codec {
         Codec::H264 => {
@@ -220,6 +234,10 @@ impl Muxer {
             .ok_or_else(|| MediaError::malformed("MPEG-TS muxer", format!("unknown track {}", t.id)))?;
         let mut m = mux_track(t, self.tracks[i].pid)?;
         m.cc = self.tracks[i].cc;
+        m.pending = std::mem::take(&mut self.tracks[i].pending);
+        m.pending_frames = self.tracks[i].pending_frames;
+        m.pending_pts = self.tracks[i].pending_pts;
+        m.pending_pcr = self.tracks[i].pending_pcr;
         self.tracks[i] = m;
         self.version = (self.version + 1) & 0x1F;
         Ok(())
@@ -249,7 +267,8 @@ impl Muxer {
         self.fresh_tables = true;
     }
 
-    /// Appends one frame as a PES in TS packets.
+    /// Appends one frame as a PES in TS packets (audio may wait for more frames to fill a PES,
+    /// see [`MuxerOptions::audio_frames_per_pes`]; [`Muxer::flush`] writes what waits).
     pub fn write_frame(&mut self, f: &Frame, out: &mut Vec<u8>) -> Result<(), MediaError> {
         let i = self
             .tracks
@@ -257,88 +276,142 @@ impl Muxer {
             .position(|t| t.id == f.track)
             .ok_or_else(|| MediaError::malformed("MPEG-TS muxer", format!("unknown track {}", f.track)))?;
         let is_pcr = i == self.pcr;
-        if is_pcr && f.keyframe && self.opts.tables_before_keyframes && !self.fresh_tables {
-            self.write_tables(out);
+        if is_pcr && f.keyframe {
+            // audio waiting to fill a PES belongs before the keyframe (and its tables)
+            self.flush(out);
+            if self.opts.tables_before_keyframes && !self.fresh_tables {
+                self.write_tables(out);
+            }
         }
         self.fresh_tables = false;
-        let t = &mut self.tracks[i];
-        let mut pes = std::mem::take(&mut self.scratch);
-        pes.clear();
-        // PES header, with the length patched below
-        pes.extend_from_slice(&[0, 0, 1, t.stream_id, 0, 0, 0x84]);
         let pts = ticks(f.dts.wrapping_add(i64::from(f.pts_offset)));
         let dts = ticks(f.dts);
-        if pts != dts {
-            pes.extend_from_slice(&[0xC0, 10]);
-            write_timestamp(&mut pes, 3, pts);
-            write_timestamp(&mut pes, 1, dts);
-        } else {
-            pes.extend_from_slice(&[0x80, 5]);
-            write_timestamp(&mut pes, 2, pts);
-        }
-        match t.codec {
-            Codec::H264 | Codec::Hevc => {
-                let hevc = t.codec == Codec::Hevc;
-                if hevc {
-                    pes.extend_from_slice(&[0, 0, 0, 1, hevc::NAL_AUD << 1, 1, 0x50]);
-                } else {
-                    pes.extend_from_slice(&[0, 0, 0, 1, h264::nal::AUD, 0xF0]);
-                }
-                if f.keyframe {
-                    pes.extend_from_slice(&t.parameter_sets);
-                }
-                for nal in h264::length_nals(&f.data, t.length_size) {
-                    let nal = match nal {
-                        Ok(n) => n,
-                        Err(e) => {
-                            self.scratch = pes;
-                            return Err(e);
-                        }
-                    };
-                    let aud = if hevc {
-                        hevc::nal_type(nal) == Some(hevc::NAL_AUD)
-                    } else {
-                        h264::nal_type(nal) == Some(h264::nal::AUD)
-                    };
-                    if !aud {
-                        pes.extend_from_slice(&[0, 0, 0, 1]);
-                        pes.extend_from_slice(nal);
-                    }
-                }
-            }
-            Codec::Aac => {
-                let asc = t.asc.as_ref().ok_or_else(|| MediaError::malformed("ADTS", "no config"))?;
-                match AdtsHeader::build(asc, f.data.len()) {
-                    Ok(h) => pes.extend_from_slice(&h),
-                    Err(e) => {
-                        self.scratch = pes;
-                        return Err(e);
-                    }
-                }
-                pes.extend_from_slice(&f.data);
-            }
-            Codec::Opus => {
-                pes.extend_from_slice(&[0x7F, 0xE0]);
-                let mut n = f.data.len();
-                while n >= 0xFF {
-                    pes.push(0xFF);
-                    n -= 0xFF;
-                }
-                pes.push(n as u8);
-                pes.extend_from_slice(&f.data);
-            }
-            _ => pes.extend_from_slice(&f.data),
-        }
-        let plen = pes.len() - 6;
-        if t.codec.kind() != TrackKind::Video && plen <= 0xFFFF {
-            pes[4..6].copy_from_slice(&(plen as u16).to_be_bytes());
-        }
         // the PCR runs a little behind the DTS so decoders have the PES before it is due
         let pcr = is_pcr.then(|| ticks(f.dts.saturating_sub(PCR_LEAD_MS).max(f.dts.min(0))));
-        packetize(out, t.pid, &mut t.cc, &pes, pcr, f.keyframe && t.codec.kind() == TrackKind::Video);
+        let bundle = self.opts.audio_frames_per_pes > 1 && self.tracks[i].codec.kind() == TrackKind::Audio;
+        let t = &mut self.tracks[i];
+        if bundle {
+            if t.pending_frames == 0 {
+                t.pending.clear();
+                t.pending_pts = pts;
+                t.pending_pcr = pcr;
+            }
+            let mut body = std::mem::take(&mut t.pending);
+            let before = body.len();
+            let r = frame_payload(t, f, &mut body);
+            if r.is_err() {
+                body.truncate(before);
+            }
+            t.pending = body;
+            r?;
+            t.pending_frames += 1;
+            if t.pending_frames >= self.opts.audio_frames_per_pes || t.pending.len() >= MAX_AUDIO_PES {
+                flush_track(t, out);
+            }
+            return Ok(());
+        }
+        let mut pes = std::mem::take(&mut self.scratch);
+        pes.clear();
+        pes_header(&mut pes, t.stream_id, pts, dts);
+        let r = frame_payload(t, f, &mut pes);
+        if r.is_ok() {
+            set_pes_length(&mut pes, t.codec.kind());
+            packetize(out, t.pid, &mut t.cc, &pes, pcr, f.keyframe && t.codec.kind() == TrackKind::Video);
+        }
         self.scratch = pes;
-        Ok(())
+        r
     }
+
+    /// Writes the audio that waits to fill a PES. Call it before handing a segment over.
+    pub fn flush(&mut self, out: &mut Vec<u8>) {
+        for t in &mut self.tracks {
+            flush_track(t, out);
+        }
+    }
+}
+
+/// Bundled audio PES stay below this so that PES_packet_length can say their size.
+const MAX_AUDIO_PES: usize = 0xFFFF - 64 - 8192;
+
+fn flush_track(t: &mut MuxTrack, out: &mut Vec<u8>) {
+    if t.pending_frames == 0 {
+        return;
+    }
+    let mut pes = Vec::with_capacity(t.pending.len() + 20);
+    pes_header(&mut pes, t.stream_id, t.pending_pts, t.pending_pts);
+    pes.extend_from_slice(&t.pending);
+    set_pes_length(&mut pes, t.codec.kind());
+    packetize(out, t.pid, &mut t.cc, &pes, t.pending_pcr, false);
+    t.pending.clear();
+    t.pending_frames = 0;
+}
+
+fn pes_header(pes: &mut Vec<u8>, stream_id: u8, pts: u64, dts: u64) {
+    // PES_packet_length is patched by set_pes_length
+    pes.extend_from_slice(&[0, 0, 1, stream_id, 0, 0, 0x84]);
+    if pts != dts {
+        pes.extend_from_slice(&[0xC0, 10]);
+        write_timestamp(pes, 3, pts);
+        write_timestamp(pes, 1, dts);
+    } else {
+        pes.extend_from_slice(&[0x80, 5]);
+        write_timestamp(pes, 2, pts);
+    }
+}
+
+/// Video PES say 0 (unbounded); others their length when it fits.
+fn set_pes_length(pes: &mut [u8], kind: TrackKind) {
+    let plen = pes.len() - 6;
+    if kind != TrackKind::Video && plen <= 0xFFFF {
+        pes[4..6].copy_from_slice(&(plen as u16).to_be_bytes());
+    }
+}
+
+/// Appends a frame's payload in TS form: Annex B with AUD (and parameter sets on keyframes) for
+/// video, ADTS for AAC, the control header for Opus, as is otherwise.
+fn frame_payload(t: &MuxTrack, f: &Frame, pes: &mut Vec<u8>) -> Result<(), MediaError> {
+    match t.codec {
+        Codec::H264 | Codec::Hevc => {
+            let hevc = t.codec == Codec::Hevc;
+            if hevc {
+                pes.extend_from_slice(&[0, 0, 0, 1, hevc::NAL_AUD << 1, 1, 0x50]);
+            } else {
+                pes.extend_from_slice(&[0, 0, 0, 1, h264::nal::AUD, 0xF0]);
+            }
+            if f.keyframe {
+                pes.extend_from_slice(&t.parameter_sets);
+            }
+            for nal in h264::length_nals(&f.data, t.length_size) {
+                let nal = nal?;
+                let aud = if hevc {
+                    hevc::nal_type(nal) == Some(hevc::NAL_AUD)
+                } else {
+                    h264::nal_type(nal) == Some(h264::nal::AUD)
+                };
+                if !aud {
+                    pes.extend_from_slice(&[0, 0, 0, 1]);
+                    pes.extend_from_slice(nal);
+                }
+            }
+        }
+        Codec::Aac => {
+            let asc = t.asc.as_ref().ok_or_else(|| MediaError::malformed("ADTS", "no config"))?;
+            pes.extend_from_slice(&AdtsHeader::build(asc, f.data.len())?);
+            pes.extend_from_slice(&f.data);
+        }
+        Codec::Opus => {
+            pes.extend_from_slice(&[0x7F, 0xE0]);
+            let mut n = f.data.len();
+            while n >= 0xFF {
+                pes.push(0xFF);
+                n -= 0xFF;
+            }
+            pes.push(n as u8);
+            pes.extend_from_slice(&f.data);
+        }
+        _ => pes.extend_from_slice(&f.data),
+    }
+    Ok(())
 }
 
 fn write_section(out: &mut Vec<u8>, pid: u16, cc: &mut u8, section: &[u8]) {
