@@ -37,7 +37,8 @@ pub struct MuxerOptions {
     pub pmt_pid: u16,
     /// PID of the first track; the others follow in order.
     pub first_pid: u16,
-    /// Write PAT/PMT before every keyframe of the PCR track (so any keyframe is a join point).
+    /// Write PAT/PMT before every keyframe of the PCR track (so any keyframe is a join point);
+    /// without video, once a second.
     pub tables_before_keyframes: bool,
     /// Audio frames gathered into one PES (1 = one PES per frame, lowest latency). Small audio
     /// frames cost two TS packets each on their own; HLS segments are smaller with 4–8.
@@ -79,6 +80,8 @@ pub struct Muxer {
     version: u8,
     /// PAT/PMT were written and no frame since.
     fresh_tables: bool,
+    /// DTS of the PCR track's frame after the last tables.
+    last_tables_dts: Option<i64>,
     scratch: Vec<u8>,
 }
 
@@ -206,7 +209,7 @@ impl Muxer {
             v.push(mux_track(t, pid)?);
         }
         let pcr = v.iter().position(|t| t.codec.kind() == TrackKind::Video).unwrap_or(0);
-        Ok(Muxer { opts, tracks: v, pcr, pat_cc: 0, pmt_cc: 0, version: 0, fresh_tables: false, scratch: Vec::new() })
+        Ok(Muxer { opts, tracks: v, pcr, pat_cc: 0, pmt_cc: 0, version: 0, fresh_tables: false, last_tables_dts: None, scratch: Vec::new() })
     }
 
     /// The track whose PID carries the PCR (the first video track, else the first track):
@@ -215,7 +218,8 @@ impl Muxer {
         self.tracks.get(self.pcr).map(|t| t.id)
     }
 
-    /// True for the frames a segment may start at: keyframes of the PCR track.
+    /// True for the frames a segment may start at: keyframes of the PCR track (for audio-only
+    /// streams, every frame of the first track: the caller picks by duration).
     pub fn is_segment_start(&self, f: &Frame) -> bool {
         f.keyframe && Some(f.track) == self.pcr_track()
     }
@@ -276,12 +280,21 @@ impl Muxer {
             .position(|t| t.id == f.track)
             .ok_or_else(|| MediaError::malformed("MPEG-TS muxer", format!("unknown track {}", f.track)))?;
         let is_pcr = i == self.pcr;
-        if is_pcr && f.keyframe {
+        if is_pcr && f.keyframe && self.tracks[i].codec.kind() == TrackKind::Video {
             // audio waiting to fill a PES belongs before the keyframe (and its tables)
             self.flush(out);
             if self.opts.tables_before_keyframes && !self.fresh_tables {
                 self.write_tables(out);
             }
+        } else if is_pcr && self.opts.tables_before_keyframes && !self.fresh_tables {
+            // no video: every audio frame is a keyframe, so repeat the tables once a second
+            if !matches!(self.last_tables_dts, Some(t) if (0..1000).contains(&f.dts.wrapping_sub(t))) {
+                self.flush(out);
+                self.write_tables(out);
+            }
+        }
+        if is_pcr && self.fresh_tables {
+            self.last_tables_dts = Some(f.dts);
         }
         self.fresh_tables = false;
         let pts = ticks(f.dts.wrapping_add(i64::from(f.pts_offset)));
