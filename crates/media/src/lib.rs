@@ -20,3 +20,8 @@ pub mod h264;
 pub mod amf0;
 pub mod flv;
 pub mod rtmp;
+pub mod av1;
+pub mod hevc;
+pub mod mp3;
+pub mod mpegts;
+pub mod opus;
