@@ -7,6 +7,7 @@
 pub mod error;
 pub mod frame;
 pub mod time;
+pub mod ebml;
 
 pub use error::MediaError;
 pub use frame::{Codec, Frame, Track, TrackKind};
