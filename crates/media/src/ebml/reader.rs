@@ -91,6 +91,7 @@ struct TrackBuilder {
     rate: f64,
     channels: u64,
     bit_depth: u64,
+    codec_delay: u64,
     encoded: bool,
 }
 
@@ -101,6 +102,8 @@ struct TrackState {
     /// NAL length size of H.264/HEVC payloads, rewritten to 4 when different.
     nal_len: u8,
     default_duration_ns: u64,
+    /// CodecDelay rounded to ms: block times are presentation times plus this (Opus pre-skip).
+    delay_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -392,6 +395,7 @@ impl Demuxer {
                     SAMPLING_FREQUENCY => b.rate = float(&d)?,
                     CHANNELS => b.channels = uint(&d)?,
                     BIT_DEPTH => b.bit_depth = uint(&d)?,
+                    CODEC_DELAY => b.codec_delay = uint(&d)?,
                     CONTENT_ENCODINGS => b.encoded = true,
                     _ => {}
                 }
@@ -529,7 +533,8 @@ impl Demuxer {
             Codec::Aac if t.init.is_empty() => t.init = synth_asc(&b.codec_id, t.rate, t.channels),
             _ => {}
         }
-        Ok(Some(TrackState { number: b.number, track: t, nal_len, default_duration_ns: b.default_duration }))
+        let delay_ms = (b.codec_delay.min(1 << 40) as i64 + 500_000) / 1_000_000;
+        Ok(Some(TrackState { number: b.number, track: t, nal_len, default_duration_ns: b.default_duration, delay_ms }))
     }
 
     /// The flags byte of a block (after track number and timecode).
@@ -568,6 +573,7 @@ impl Demuxer {
             let t = &self.tracks[ti];
             (t.track.id, t.nal_len, t.default_duration_ns)
         };
+        let time = time.saturating_sub(self.tracks[ti].delay_ms);
         for (i, mut data) in frames.into_iter().enumerate() {
             if nal_len != 4 {
                 data = renal(&data, nal_len)?;

@@ -71,6 +71,8 @@ struct TrackOut {
     kind: TrackKind,
     last_pts: Option<i64>,
     last_delta: i64,
+    /// Added to presentation times to get block times (Opus CodecDelay, in ms).
+    delay_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -166,6 +168,7 @@ impl Writer {
                 return Err(MediaError::malformed("Matroska writer", format!("track id {}", t.id)));
             }
             let mut e = Vec::new();
+            let mut delay_ms = 0;
             el_uint(&mut e, TRACK_NUMBER, t.id as u64);
             el_uint(&mut e, TRACK_UID, t.id as u64);
             el_uint(&mut e, TRACK_TYPE, if t.kind() == TrackKind::Video { 1 } else { 2 });
@@ -192,7 +195,9 @@ impl Writer {
                         // CodecDelay from the OpusHead pre-skip (48 kHz samples), SeekPreRoll 80 ms.
                         if t.init.len() >= 12 {
                             let pre = u16::from_le_bytes([t.init[10], t.init[11]]) as u64;
-                            el_uint(&mut e, CODEC_DELAY, pre * 1_000_000_000 / 48_000);
+                            let ns = pre * 1_000_000_000 / 48_000;
+                            delay_ms = (ns as i64 + 500_000) / 1_000_000;
+                            el_uint(&mut e, CODEC_DELAY, ns);
                         }
                         el_uint(&mut e, SEEK_PRE_ROLL, 80_000_000);
                     }
@@ -206,7 +211,7 @@ impl Writer {
                 }
             }
             el_master(&mut body, TRACK_ENTRY, &e);
-            outs.push(TrackOut { id: t.id, number: t.id as u64, kind: t.kind(), last_pts: None, last_delta: 0 });
+            outs.push(TrackOut { id: t.id, number: t.id as u64, kind: t.kind(), last_pts: None, last_delta: 0, delay_ms });
         }
         let has_video = outs.iter().any(|o| o.kind == TrackKind::Video);
         let mut w = Writer {
@@ -354,18 +359,21 @@ impl Writer {
         let Some(ti) = self.tracks.iter().position(|t| t.id == f.track) else {
             return Err(MediaError::malformed("Matroska writer", format!("frame of unknown track {}", f.track)));
         };
-        let pts = f.pts();
+        let pts = f.pts().saturating_add(self.tracks[ti].delay_ms);
         if pts < 0 {
             return Err(MediaError::unsupported("Matroska writer", format!("negative timestamp {pts}")));
         }
         let (kind, number) = (self.tracks[ti].kind, self.tracks[ti].number);
         let t = &mut self.tracks[ti];
+        // Frame duration estimate: the smallest step between consecutive times (B-frames make
+        // larger and negative steps).
         if let Some(last) = t.last_pts {
-            if pts > last {
-                t.last_delta = pts - last;
+            let step = pts - last;
+            if step > 0 && (t.last_delta == 0 || step < t.last_delta) {
+                t.last_delta = step;
             }
         }
-        t.last_pts = Some(t.last_pts.map_or(pts, |l| l.max(pts)));
+        t.last_pts = Some(pts);
         let end = pts.saturating_add(t.last_delta);
         self.max_end = self.max_end.max(end);
 
