@@ -11,7 +11,8 @@
 //! times to Cluster offsets; `seek(offset)` makes the demuxer resume at a Cluster start and the
 //! caller pushes bytes from that file offset on.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
@@ -104,6 +105,71 @@ struct TrackState {
     default_duration_ns: u64,
     /// CodecDelay rounded to ms: block times are presentation times plus this (Opus pre-skip).
     delay_ms: i64,
+    /// Decode times for codecs with B-frames (H.264, HEVC); `None` passes frames through.
+    reorder: Option<Reorder>,
+}
+
+/// Decode-time reconstruction. Matroska stores presentation times only; with a reorder depth of
+/// at most `depth` frames, the i-th decode time is the i-th smallest presentation time minus
+/// `depth` frame durations (what ffmpeg reports too). Holds `depth` frames per track.
+#[derive(Debug, Clone)]
+struct Reorder {
+    depth: usize,
+    frame_ms: i64,
+    shift: Option<i64>,
+    queue: VecDeque<Frame>,
+    times: BinaryHeap<Reverse<i64>>,
+    last_dts: Option<i64>,
+}
+
+impl Reorder {
+    fn new(depth: usize, frame_ms: i64) -> Reorder {
+        Reorder { depth, frame_ms, shift: None, queue: VecDeque::new(), times: BinaryHeap::new(), last_dts: None }
+    }
+
+    fn push(&mut self, f: Frame, out: &mut VecDeque<MkvEvent>) {
+        self.times.push(Reverse(f.dts));
+        self.queue.push_back(f);
+        while self.queue.len() > self.depth {
+            self.pop(out);
+        }
+    }
+
+    fn pop(&mut self, out: &mut VecDeque<MkvEvent>) {
+        let Some(mut f) = self.queue.pop_front() else { return };
+        if self.shift.is_none() {
+            let mut frame = self.frame_ms;
+            if frame <= 0 {
+                // No DefaultDuration: the smallest gap between the times in the window.
+                let mut v: Vec<i64> = self.times.iter().map(|r| r.0).collect();
+                v.sort_unstable();
+                frame = v.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 0).min().unwrap_or(0);
+            }
+            self.shift = Some(frame.saturating_mul(self.depth as i64));
+        }
+        let pts = f.dts;
+        let sorted = self.times.pop().map_or(pts, |r| r.0);
+        let mut dts = sorted.saturating_sub(self.shift.unwrap_or(0)).min(pts);
+        if let Some(last) = self.last_dts {
+            dts = dts.max(last);
+        }
+        self.last_dts = Some(dts);
+        f.dts = dts;
+        f.pts_offset = (pts - dts).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+        out.push_back(MkvEvent::Frame(f));
+    }
+
+    fn flush(&mut self, out: &mut VecDeque<MkvEvent>) {
+        while !self.queue.is_empty() {
+            self.pop(out);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+        self.times.clear();
+        self.last_dts = None;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +205,7 @@ pub struct Demuxer {
     cue: CueBuilder,
     cues_pending: Vec<CuePoint>,
     out: VecDeque<MkvEvent>,
+    reorder_depth: usize,
 }
 
 impl Default for Demuxer {
@@ -226,7 +293,15 @@ impl Demuxer {
             cue: CueBuilder::default(),
             cues_pending: Vec::new(),
             out: VecDeque::new(),
+            reorder_depth: 2,
         }
+    }
+
+    /// How many frames of B-frame reordering H.264/HEVC decode times are rebuilt for (default 2,
+    /// what x264/x265 use with B-pyramids; 0 makes decode times equal presentation times and
+    /// hands frames out without delay). Set it before the Tracks are read.
+    pub fn set_reorder_depth(&mut self, depth: usize) {
+        self.reorder_depth = depth.min(16);
     }
 
     /// Appends input bytes.
@@ -313,6 +388,19 @@ impl Demuxer {
         self.cluster_tc = None;
         self.group = GroupState::default();
         self.out.clear();
+        for t in &mut self.tracks {
+            if let Some(r) = t.reorder.as_mut() {
+                r.clear();
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for t in &mut self.tracks {
+            if let Some(r) = t.reorder.as_mut() {
+                r.flush(&mut self.out);
+            }
+        }
     }
 
     /// The next event, `Ok(None)` when more input is needed.
@@ -333,6 +421,7 @@ impl Demuxer {
     fn start(&mut self, h: Header) -> Result<(), MediaError> {
         match h.id {
             SEGMENT => {
+                self.flush();
                 self.segment = Some((h.data_offset(), h.size));
                 self.seek_head.clear();
                 self.out.push_back(MkvEvent::Segment { data_offset: h.data_offset(), size: h.size });
@@ -423,7 +512,10 @@ impl Demuxer {
                 self.doc_type = Some(dt);
                 self.out.push_back(MkvEvent::Header { doc_type: dt });
             }
-            SEGMENT => self.out.push_back(MkvEvent::EndOfSegment),
+            SEGMENT => {
+                self.flush();
+                self.out.push_back(MkvEvent::EndOfSegment)
+            }
             SEEK => {
                 if let (id, Some(p), Some((start, _))) = (self.seek_entry.0, self.seek_entry.1, self.segment) {
                     if self.seek_head.len() < 64 {
@@ -454,6 +546,7 @@ impl Demuxer {
                 }
             }
             TRACKS => {
+                self.flush();
                 self.tracks = std::mem::take(&mut self.pending_tracks);
                 self.out.push_back(MkvEvent::Tracks(self.tracks()));
             }
@@ -534,7 +627,16 @@ impl Demuxer {
             _ => {}
         }
         let delay_ms = (b.codec_delay.min(1 << 40) as i64 + 500_000) / 1_000_000;
-        Ok(Some(TrackState { number: b.number, track: t, nal_len, default_duration_ns: b.default_duration, delay_ms }))
+        let reorder = (matches!(codec, Codec::H264 | Codec::Hevc) && self.reorder_depth > 0)
+            .then(|| Reorder::new(self.reorder_depth, (b.default_duration / 1_000_000).min(1 << 32) as i64));
+        Ok(Some(TrackState {
+            number: b.number,
+            track: t,
+            nal_len,
+            default_duration_ns: b.default_duration,
+            delay_ms,
+            reorder,
+        }))
     }
 
     /// The flags byte of a block (after track number and timecode).
@@ -579,13 +681,11 @@ impl Demuxer {
                 data = renal(&data, nal_len)?;
             }
             let offset = ((i as u128 * dd as u128) / 1_000_000).min(i64::MAX as u128) as i64;
-            self.out.push_back(MkvEvent::Frame(Frame {
-                track: id,
-                dts: time.saturating_add(offset),
-                pts_offset: 0,
-                keyframe: key,
-                data,
-            }));
+            let f = Frame { track: id, dts: time.saturating_add(offset), pts_offset: 0, keyframe: key, data };
+            match self.tracks[ti].reorder.as_mut() {
+                Some(r) => r.push(f, &mut self.out),
+                None => self.out.push_back(MkvEvent::Frame(f)),
+            }
         }
         Ok(())
     }
