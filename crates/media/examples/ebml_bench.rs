@@ -10,7 +10,10 @@ use mist_media::ebml::{Demuxer, MkvEvent, WriteMode, Writer, WriterOptions};
 use mist_media::{Codec, Frame, Track};
 
 fn main() {
-    let mb: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let mb: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200);
     let mut v = Track::new(1, Codec::H264);
     v.width = 1280;
     v.height = 720;
@@ -28,10 +31,22 @@ fn main() {
     let mut total = 0usize;
     let mut i = 0i64;
     while total < mb << 20 {
-        frames.push(Frame { track: 1, dts: i * 40, pts_offset: 0, keyframe: i % 50 == 0, data: vdata.clone() });
+        frames.push(Frame {
+            track: 1,
+            dts: i * 40,
+            pts_offset: 0,
+            keyframe: i % 50 == 0,
+            data: vdata.clone(),
+        });
         total += vdata.len();
         for k in 0..2 {
-            frames.push(Frame { track: 2, dts: i * 40 + k * 20, pts_offset: 0, keyframe: true, data: adata.clone() });
+            frames.push(Frame {
+                track: 2,
+                dts: i * 40 + k * 20,
+                pts_offset: 0,
+                keyframe: true,
+                data: adata.clone(),
+            });
             total += adata.len();
         }
         i += 1;
@@ -41,7 +56,14 @@ fn main() {
     for mode in [WriteMode::Live, WriteMode::Finalised] {
         out = Vec::with_capacity(total + total / 10);
         let t = Instant::now();
-        let mut w = Writer::new(&tracks, WriterOptions { mode, ..Default::default() }).unwrap();
+        let mut w = Writer::new(
+            &tracks,
+            WriterOptions {
+                mode,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         for f in &frames {
             w.write_frame(f, &mut out).unwrap();
         }
@@ -51,7 +73,11 @@ fn main() {
             out[p.offset as usize..p.offset as usize + p.bytes.len()].copy_from_slice(&p.bytes);
         }
         let s = t.elapsed().as_secs_f64();
-        println!("write {mode:?}: {:.1} MB in {s:.3} s = {:.0} MB/s", out.len() as f64 / 1e6, out.len() as f64 / 1e6 / s);
+        println!(
+            "write {mode:?}: {:.1} MB in {s:.3} s = {:.0} MB/s",
+            out.len() as f64 / 1e6,
+            out.len() as f64 / 1e6 / s
+        );
     }
 
     let t = Instant::now();
@@ -69,5 +95,9 @@ fn main() {
     }
     let s = t.elapsed().as_secs_f64();
     assert_eq!(n, frames.len());
-    println!("read (64 KB chunks): {:.1} MB, {n} frames in {s:.3} s = {:.0} MB/s", out.len() as f64 / 1e6, out.len() as f64 / 1e6 / s);
+    println!(
+        "read (64 KB chunks): {:.1} MB, {n} frames in {s:.3} s = {:.0} MB/s",
+        out.len() as f64 / 1e6,
+        out.len() as f64 / 1e6 / s
+    );
 }

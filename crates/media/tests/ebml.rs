@@ -11,14 +11,25 @@ use mist_media::ebml::element::Limits;
 use mist_media::ebml::{Demuxer, DocType, MkvEvent, WriteMode, Writer, WriterOptions};
 use mist_media::{Codec, Frame, MediaError, Track};
 
-const FIXTURES: [&str; 4] = ["h264_aac.mkv", "vp9_opus.webm", "hevc_opus.mkv", "live_h264_aac.mkv"];
+const FIXTURES: [&str; 4] = [
+    "h264_aac.mkv",
+    "vp9_opus.webm",
+    "hevc_opus.mkv",
+    "live_h264_aac.mkv",
+];
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mkv").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/mkv")
+        .join(name)
 }
 
 fn have_ffprobe() -> bool {
-    let ok = Command::new("ffprobe").arg("-version").output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("ffprobe")
+        .arg("-version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !ok {
         eprintln!("ffprobe not found: skipping ffprobe comparisons");
     }
@@ -38,7 +49,7 @@ struct Demuxed {
 fn demux(data: &[u8], chunk: usize) -> Result<Demuxed, MediaError> {
     let mut d = Demuxer::new();
     let mut out = Demuxed::default();
-    let mut drain = |d: &mut Demuxer, out: &mut Demuxed| -> Result<(), MediaError> {
+    let drain = |d: &mut Demuxer, out: &mut Demuxed| -> Result<(), MediaError> {
         while let Some(ev) = d.poll()? {
             match ev {
                 MkvEvent::Header { doc_type } => out.doc_type = Some(doc_type),
@@ -55,7 +66,11 @@ fn demux(data: &[u8], chunk: usize) -> Result<Demuxed, MediaError> {
     for c in data.chunks(chunk.max(1)) {
         d.push(c);
         drain(&mut d, &mut out)?;
-        assert!(d.buffered() <= 1 << 20 || d.buffered() <= c.len() * 2, "buffered {}", d.buffered());
+        assert!(
+            d.buffered() <= 1 << 20 || d.buffered() <= c.len() * 2,
+            "buffered {}",
+            d.buffered()
+        );
     }
     d.finish();
     drain(&mut d, &mut out)?;
@@ -65,17 +80,33 @@ fn demux(data: &[u8], chunk: usize) -> Result<Demuxed, MediaError> {
 /// (stream index, pts ms, keyframe) per packet, in file order.
 fn ffprobe_packets(path: &Path) -> Vec<(usize, i64, bool)> {
     let o = Command::new("ffprobe")
-        .args(["-v", "error", "-show_packets", "-show_entries", "packet=stream_index,pts,flags", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_packets",
+            "-show_entries",
+            "packet=stream_index,pts,flags",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe");
-    assert!(o.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.trim().split(',').collect();
-            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].contains('K'))
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].contains('K'),
+            )
         })
         .collect()
 }
@@ -83,7 +114,13 @@ fn ffprobe_packets(path: &Path) -> Vec<(usize, i64, bool)> {
 fn ours(d: &Demuxed) -> Vec<(usize, i64, bool)> {
     d.frames
         .iter()
-        .map(|f| (d.tracks.iter().position(|t| t.id == f.track).unwrap(), f.pts(), f.keyframe))
+        .map(|f| {
+            (
+                d.tracks.iter().position(|t| t.id == f.track).unwrap(),
+                f.pts(),
+                f.keyframe,
+            )
+        })
         .collect()
 }
 
@@ -102,7 +139,11 @@ fn fixtures_parse_in_any_chunking() {
         let data = std::fs::read(fixture(name)).unwrap();
         let whole = demux(&data, data.len()).unwrap();
         assert_eq!(whole.tracks.len(), 2, "{name}");
-        assert!(whole.frames.len() > 100, "{name}: {} frames", whole.frames.len());
+        assert!(
+            whole.frames.len() > 100,
+            "{name}: {} frames",
+            whole.frames.len()
+        );
         for chunk in [1, 3, 188, 4096] {
             let d = demux(&data, chunk).unwrap();
             assert_eq!(d.frames, whole.frames, "{name} chunk {chunk}");
@@ -134,7 +175,11 @@ fn decode_times_match_ffprobe() {
         for t in &d.tracks {
             let mut last = i64::MIN;
             for f in d.frames.iter().filter(|f| f.track == t.id) {
-                assert!(f.dts >= last && f.pts_offset >= 0, "{name} track {}: {f:?}", t.id);
+                assert!(
+                    f.dts >= last && f.pts_offset >= 0,
+                    "{name} track {}: {f:?}",
+                    t.id
+                );
                 last = f.dts;
             }
         }
@@ -142,7 +187,16 @@ fn decode_times_match_ffprobe() {
             continue;
         }
         let o = Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v", "-show_entries", "packet=pts,dts", "-of", "csv=p=0"])
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "packet=pts,dts",
+                "-of",
+                "csv=p=0",
+            ])
             .arg(&path)
             .output()
             .unwrap();
@@ -150,10 +204,17 @@ fn decode_times_match_ffprobe() {
             .lines()
             .map(|l| {
                 let mut it = l.trim().split(',');
-                (it.next().unwrap().parse().unwrap(), it.next().unwrap().parse().ok())
+                (
+                    it.next().unwrap().parse().unwrap(),
+                    it.next().unwrap().parse().ok(),
+                )
             })
             .collect();
-        let mine: Vec<&Frame> = d.frames.iter().filter(|f| f.track == d.tracks[0].id).collect();
+        let mine: Vec<&Frame> = d
+            .frames
+            .iter()
+            .filter(|f| f.track == d.tracks[0].id)
+            .collect();
         assert_eq!(mine.len(), theirs.len());
         let mut compared = 0;
         for (f, (pts, dts)) in mine.iter().zip(&theirs) {
@@ -172,7 +233,10 @@ fn track_metadata() {
     let d = demux(&std::fs::read(fixture("h264_aac.mkv")).unwrap(), 4096).unwrap();
     assert_eq!(d.doc_type, Some(DocType::Matroska));
     let v = &d.tracks[0];
-    assert_eq!((v.codec, v.width, v.height, v.fpks), (Codec::H264, 320, 240, 25_000));
+    assert_eq!(
+        (v.codec, v.width, v.height, v.fpks),
+        (Codec::H264, 320, 240, 25_000)
+    );
     assert_eq!(v.init[0], 1, "avcC");
     let a = &d.tracks[1];
     assert_eq!((a.codec, a.rate, a.channels), (Codec::Aac, 48000, 1));
@@ -214,7 +278,11 @@ fn unknown_size_clusters() {
         n += matches!(ev, MkvEvent::Frame(_)) as usize;
     }
     // (H.264 decode times need 2 frames of look-ahead, released at the end of input.)
-    assert_eq!(n, live.frames.len() - 2, "blocks are handed out as soon as they are complete");
+    assert_eq!(
+        n,
+        live.frames.len() - 2,
+        "blocks are handed out as soon as they are complete"
+    );
 }
 
 #[test]
@@ -247,7 +315,10 @@ fn cues_and_seek() {
     let first = first.unwrap();
     assert!(first.keyframe && first.track == 1);
     assert!(first.pts() <= 1500 && first.pts() >= 900, "{}", first.pts());
-    let pos = all.iter().position(|f| *f == first).expect("same frame as in a linear read");
+    let pos = all
+        .iter()
+        .position(|f| *f == first)
+        .expect("same frame as in a linear read");
     assert!(pos > 0);
 
     // Cues reached through the SeekHead, without reading the clusters.
@@ -280,7 +351,11 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn write(tracks: &[Track], frames: &[Frame], doc_type: DocType, mode: WriteMode) -> Vec<u8> {
-    let opts = WriterOptions { doc_type, mode, ..Default::default() };
+    let opts = WriterOptions {
+        doc_type,
+        mode,
+        ..Default::default()
+    };
     let mut w = Writer::new(tracks, opts).unwrap();
     let mut out = Vec::new();
     for f in frames {
@@ -310,20 +385,40 @@ fn assert_same_frames(a: &[Frame], b: &[Frame], what: &str) {
         let y: Vec<&Frame> = b.iter().filter(|f| f.track == id).collect();
         assert_eq!(x.len(), y.len(), "{what}: track {id} frame count");
         for (i, (x, y)) in x.iter().zip(&y).enumerate() {
-            assert!(x == y, "{what}: track {id} frame {i}: {:?} != {:?}", short(x), short(y));
+            assert!(
+                x == y,
+                "{what}: track {id} frame {i}: {:?} != {:?}",
+                short(x),
+                short(y)
+            );
         }
     }
 }
 
 fn ffmpeg_errors(args: &[&str]) -> String {
-    let o = Command::new("ffmpeg").args(["-nostdin", "-v", "error"]).args(args).output().expect("ffmpeg");
-    assert!(o.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error"])
+        .args(args)
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        o.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn ffprobe_duration(path: &Path) -> Option<f64> {
     let o = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .ok()?;
@@ -345,7 +440,11 @@ fn write_live_and_finalised() {
             assert_eq!(back.doc_type, Some(dt));
             if mode == WriteMode::Finalised {
                 assert!(back.cues > 0);
-                assert!((back.duration_ms.unwrap() - 2000.0).abs() < 100.0, "{name}: {:?}", back.duration_ms);
+                assert!(
+                    (back.duration_ms.unwrap() - 2000.0).abs() < 100.0,
+                    "{name}: {:?}",
+                    back.duration_ms
+                );
             }
             if !ff {
                 continue;
@@ -364,11 +463,19 @@ fn write_live_and_finalised() {
                 assert_eq!(gk, ek, "{name} {mode:?} keyframes");
                 assert_eq!(g, e, "{name} {mode:?} timestamps");
             }
-            assert_eq!(ffmpeg_errors(&["-i", p, "-f", "null", "-"]), "", "{name} {mode:?} decode");
+            assert_eq!(
+                ffmpeg_errors(&["-i", p, "-f", "null", "-"]),
+                "",
+                "{name} {mode:?} decode"
+            );
             if mode == WriteMode::Finalised {
                 let dur = ffprobe_duration(&path).expect("finalised file has a duration");
                 assert!((dur - 2.0).abs() < 0.1, "{name} duration {dur}");
-                assert_eq!(ffmpeg_errors(&["-ss", "1", "-i", p, "-frames:v", "1", "-f", "null", "-"]), "", "{name} seek");
+                assert_eq!(
+                    ffmpeg_errors(&["-ss", "1", "-i", p, "-frames:v", "1", "-f", "null", "-"]),
+                    "",
+                    "{name} seek"
+                );
             }
             std::fs::remove_file(&path).ok();
         }
@@ -391,14 +498,24 @@ fn live_output_readable_while_growing() {
     while let Some(ev) = d.poll().unwrap() {
         n += matches!(ev, MkvEvent::Frame(_)) as usize;
     }
-    assert_eq!(n, half - 2, "all but the 2 frames H.264 decode times wait for");
+    assert_eq!(
+        n,
+        half - 2,
+        "all but the 2 frames H.264 decode times wait for"
+    );
 }
 
 #[test]
 fn webm_rejects_other_codecs() {
     let t = Track::new(1, Codec::H264);
-    let opts = WriterOptions { doc_type: DocType::Webm, ..Default::default() };
-    assert!(matches!(Writer::new(&[t], opts), Err(MediaError::Unsupported { .. })));
+    let opts = WriterOptions {
+        doc_type: DocType::Webm,
+        ..Default::default()
+    };
+    assert!(matches!(
+        Writer::new(&[t], opts),
+        Err(MediaError::Unsupported { .. })
+    ));
 }
 
 fn xorshift(s: &mut u64) -> u64 {
@@ -409,7 +526,10 @@ fn xorshift(s: &mut u64) -> u64 {
 }
 
 fn hostile_run(data: &[u8], chunk: usize) {
-    let mut d = Demuxer::with_limits(Limits { max_leaf: 1 << 20, max_depth: 16 });
+    let mut d = Demuxer::with_limits(Limits {
+        max_leaf: 1 << 20,
+        max_depth: 16,
+    });
     for c in data.chunks(chunk) {
         d.push(c);
         loop {
@@ -419,7 +539,11 @@ fn hostile_run(data: &[u8], chunk: usize) {
                 Err(_) => return,
             }
         }
-        assert!(d.buffered() <= (1 << 20) + 64 + chunk, "buffered {}", d.buffered());
+        assert!(
+            d.buffered() <= (1 << 20) + 64 + chunk,
+            "buffered {}",
+            d.buffered()
+        );
     }
     d.finish();
     while let Ok(Some(_)) = d.poll() {}
@@ -443,8 +567,13 @@ fn hostile_input_no_panic_bounded() {
         }
     }
     // Huge declared sizes: nothing is allocated for them.
-    let mut evil = vec![0x1A, 0x45, 0xDF, 0xA3, 0x80, 0x18, 0x53, 0x80, 0x67, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
-    evil.extend_from_slice(&[0x1F, 0x43, 0xB6, 0x75, 0xFF, 0xA3, 0x01, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0x81]);
+    let mut evil = vec![
+        0x1A, 0x45, 0xDF, 0xA3, 0x80, 0x18, 0x53, 0x80, 0x67, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        0xFF, 0xFF,
+    ];
+    evil.extend_from_slice(&[
+        0x1F, 0x43, 0xB6, 0x75, 0xFF, 0xA3, 0x01, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0x81,
+    ]);
     let mut d = Demuxer::new();
     d.push(&evil);
     let r = loop {
@@ -468,5 +597,8 @@ fn hostile_input_no_panic_bounded() {
             break;
         }
     }
-    assert!(r.is_ok() || matches!(r, Err(MediaError::TooLarge { .. })), "{r:?}");
+    assert!(
+        r.is_ok() || matches!(r, Err(MediaError::TooLarge { .. })),
+        "{r:?}"
+    );
 }

@@ -41,7 +41,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_leaf: 64 << 20, max_depth: 16 }
+        Limits {
+            max_leaf: 64 << 20,
+            max_depth: 16,
+        }
     }
 }
 
@@ -91,7 +94,15 @@ pub struct Reader {
 
 impl Reader {
     pub fn new(limits: Limits) -> Reader {
-        Reader { buf: BytesMut::new(), pos: 0, stack: Vec::new(), skip: 0, eof: false, limits, failed: false }
+        Reader {
+            buf: BytesMut::new(),
+            pos: 0,
+            stack: Vec::new(),
+            skip: 0,
+            eof: false,
+            limits,
+            failed: false,
+        }
     }
 
     pub fn push(&mut self, data: &[u8]) {
@@ -144,7 +155,8 @@ impl Reader {
         self.eof = false;
         self.failed = false;
         self.stack.clear();
-        self.stack.extend(open.iter().map(|&(id, end)| Open { id, end }));
+        self.stack
+            .extend(open.iter().map(|&(id, end)| Open { id, end }));
     }
 
     fn consume(&mut self, n: usize) {
@@ -183,7 +195,9 @@ impl Reader {
                 }
                 continue;
             }
-            let Some((id, id_len)) = read_id(&self.buf)? else { return self.starved() };
+            let Some((id, id_len)) = read_id(&self.buf)? else {
+                return self.starved();
+            };
             let Some((size, size_len)) = read_size(&self.buf[id_len..])? else {
                 return self.starved();
             };
@@ -204,7 +218,10 @@ impl Reader {
             let parent_end = self.stack.last().and_then(|o| o.end);
             let end = match size {
                 Some(s) => {
-                    let e = self.pos.checked_add(header_len as u64).and_then(|x| x.checked_add(s));
+                    let e = self
+                        .pos
+                        .checked_add(header_len as u64)
+                        .and_then(|x| x.checked_add(s));
                     match (e, parent_end) {
                         (Some(e), Some(pe)) if e <= pe => Some(e),
                         (Some(e), None) => Some(e),
@@ -219,9 +236,17 @@ impl Reader {
                 None => parent_end,
             };
             if parent_end.is_some_and(|pe| self.pos + header_len as u64 > pe) {
-                return Err(MediaError::malformed("EBML element", "header overruns its parent"));
+                return Err(MediaError::malformed(
+                    "EBML element",
+                    "header overruns its parent",
+                ));
             }
-            let header = Header { id, size, offset: self.pos, header_len: header_len as u8 };
+            let header = Header {
+                id,
+                size,
+                offset: self.pos,
+                header_len: header_len as u8,
+            };
 
             match schema.kind(id) {
                 Kind::Master => {
@@ -238,10 +263,17 @@ impl Reader {
                 }
                 Kind::Leaf => {
                     let Some(s) = size.or(end.map(|e| e - self.pos - header_len as u64)) else {
-                        return Err(MediaError::malformed("EBML element", format!("leaf {id:#x} of unknown size")));
+                        return Err(MediaError::malformed(
+                            "EBML element",
+                            format!("leaf {id:#x} of unknown size"),
+                        ));
                     };
                     if s > self.limits.max_leaf {
-                        return Err(MediaError::TooLarge { what: "EBML element", size: s, limit: self.limits.max_leaf });
+                        return Err(MediaError::TooLarge {
+                            what: "EBML element",
+                            size: s,
+                            limit: self.limits.max_leaf,
+                        });
                     }
                     let total = header_len + s as usize;
                     if self.buf.len() < total {
@@ -283,7 +315,10 @@ impl Reader {
             let n = self.buf.len();
             self.consume(n);
             self.skip = 0;
-            return Err(MediaError::malformed("EBML stream", "truncated element at end of input"));
+            return Err(MediaError::malformed(
+                "EBML stream",
+                "truncated element at end of input",
+            ));
         }
         Ok(None)
     }

@@ -33,13 +33,35 @@ struct MkvSchema;
 impl Schema for MkvSchema {
     fn kind(&self, id: u32) -> Kind {
         match id {
-            EBML | SEGMENT | SEEK_HEAD | SEEK | INFO | TRACKS | TRACK_ENTRY | VIDEO | AUDIO | CLUSTER
-            | BLOCK_GROUP | CUES | CUE_POINT | CUE_TRACK_POSITIONS => Kind::Master,
-            DOC_TYPE | SEEK_ID | SEEK_POSITION | TIMECODE_SCALE | DURATION | TRACK_NUMBER | TRACK_TYPE
-            | CODEC_ID | CODEC_PRIVATE | DEFAULT_DURATION | LANGUAGE | CODEC_DELAY | PIXEL_WIDTH
-            | PIXEL_HEIGHT | SAMPLING_FREQUENCY | CHANNELS | BIT_DEPTH | TIMECODE | SIMPLE_BLOCK
-            | BLOCK | BLOCK_DURATION | REFERENCE_BLOCK | CUE_TIME | CUE_TRACK | CUE_CLUSTER_POSITION
-            | CUE_RELATIVE_POSITION | CONTENT_ENCODINGS => Kind::Leaf,
+            EBML | SEGMENT | SEEK_HEAD | SEEK | INFO | TRACKS | TRACK_ENTRY | VIDEO | AUDIO
+            | CLUSTER | BLOCK_GROUP | CUES | CUE_POINT | CUE_TRACK_POSITIONS => Kind::Master,
+            DOC_TYPE
+            | SEEK_ID
+            | SEEK_POSITION
+            | TIMECODE_SCALE
+            | DURATION
+            | TRACK_NUMBER
+            | TRACK_TYPE
+            | CODEC_ID
+            | CODEC_PRIVATE
+            | DEFAULT_DURATION
+            | LANGUAGE
+            | CODEC_DELAY
+            | PIXEL_WIDTH
+            | PIXEL_HEIGHT
+            | SAMPLING_FREQUENCY
+            | CHANNELS
+            | BIT_DEPTH
+            | TIMECODE
+            | SIMPLE_BLOCK
+            | BLOCK
+            | BLOCK_DURATION
+            | REFERENCE_BLOCK
+            | CUE_TIME
+            | CUE_TRACK
+            | CUE_CLUSTER_POSITION
+            | CUE_RELATIVE_POSITION
+            | CONTENT_ENCODINGS => Kind::Leaf,
             _ => Kind::Skip,
         }
     }
@@ -63,15 +85,25 @@ pub struct CuePoint {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MkvEvent {
     /// The EBML header was read.
-    Header { doc_type: DocType },
+    Header {
+        doc_type: DocType,
+    },
     /// A Segment starts; offsets in SeekHead and Cues count from `data_offset`.
-    Segment { data_offset: u64, size: Option<u64> },
+    Segment {
+        data_offset: u64,
+        size: Option<u64>,
+    },
     /// Info was read. `duration_ms` when the file has one.
-    Info { timecode_scale_ns: u64, duration_ms: Option<f64> },
+    Info {
+        timecode_scale_ns: u64,
+        duration_ms: Option<f64>,
+    },
     /// Tracks was read (every later `Frame` refers to one of these ids = TrackNumber).
     Tracks(Vec<Track>),
     /// A Cluster starts at this absolute offset.
-    Cluster { offset: u64 },
+    Cluster {
+        offset: u64,
+    },
     Frame(Frame),
     /// The Cues were read (also kept, see [`Demuxer::cue_points`]).
     Cues(Vec<CuePoint>),
@@ -124,7 +156,14 @@ struct Reorder {
 
 impl Reorder {
     fn new(depth: usize, frame_ms: i64) -> Reorder {
-        Reorder { depth, frame_ms, shift: None, queue: VecDeque::new(), times: BinaryHeap::new(), last_dts: None }
+        Reorder {
+            depth,
+            frame_ms,
+            shift: None,
+            queue: VecDeque::new(),
+            times: BinaryHeap::new(),
+            last_dts: None,
+        }
     }
 
     fn push(&mut self, f: Frame, out: &mut VecDeque<MkvEvent>) {
@@ -136,14 +175,21 @@ impl Reorder {
     }
 
     fn pop(&mut self, out: &mut VecDeque<MkvEvent>) {
-        let Some(mut f) = self.queue.pop_front() else { return };
+        let Some(mut f) = self.queue.pop_front() else {
+            return;
+        };
         if self.shift.is_none() {
             let mut frame = self.frame_ms;
             if frame <= 0 {
                 // No DefaultDuration: the smallest gap between the times in the window.
                 let mut v: Vec<i64> = self.times.iter().map(|r| r.0).collect();
                 v.sort_unstable();
-                frame = v.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 0).min().unwrap_or(0);
+                frame = v
+                    .windows(2)
+                    .map(|w| w[1] - w[0])
+                    .filter(|d| *d > 0)
+                    .min()
+                    .unwrap_or(0);
             }
             self.shift = Some(frame.saturating_mul(self.depth as i64));
         }
@@ -216,7 +262,10 @@ impl Default for Demuxer {
 
 fn uint(d: &[u8]) -> Result<u64, MediaError> {
     if d.len() > 8 {
-        return Err(MediaError::malformed("EBML uint", format!("{} bytes", d.len())));
+        return Err(MediaError::malformed(
+            "EBML uint",
+            format!("{} bytes", d.len()),
+        ));
     }
     Ok(d.iter().fold(0u64, |a, &b| (a << 8) | b as u64))
 }
@@ -255,7 +304,9 @@ pub fn codec_from_id(id: &str) -> Option<Codec> {
 
 /// An AudioSpecificConfig for the old `A_AAC/MPEG4/LC`-style IDs that carry no CodecPrivate.
 fn synth_asc(codec_id: &str, rate: u32, channels: u32) -> Bytes {
-    const RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+    const RATES: [u32; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
     let object = if codec_id.ends_with("MAIN") {
         1
     } else if codec_id.ends_with("SSR") {
@@ -364,8 +415,12 @@ impl Demuxer {
     /// Absolute offset of the Cluster to start reading from to play from `time_ms`: the last cue
     /// point at or before it (of a video track when there is one).
     pub fn seek_offset(&self, time_ms: i64) -> Option<u64> {
-        let video: Vec<u32> =
-            self.tracks.iter().filter(|t| t.track.kind() == TrackKind::Video).map(|t| t.track.id).collect();
+        let video: Vec<u32> = self
+            .tracks
+            .iter()
+            .filter(|t| t.track.kind() == TrackKind::Video)
+            .map(|t| t.track.id)
+            .collect();
         let usable = |c: &&CuePoint| video.is_empty() || video.contains(&c.track);
         self.cues
             .iter()
@@ -409,7 +464,9 @@ impl Demuxer {
             if let Some(ev) = self.out.pop_front() {
                 return Ok(Some(ev));
             }
-            let Some(ev) = self.reader.next(&MkvSchema)? else { return Ok(None) };
+            let Some(ev) = self.reader.next(&MkvSchema)? else {
+                return Ok(None);
+            };
             match ev {
                 Event::Start(h) => self.start(h)?,
                 Event::Leaf(h, data) => self.leaf(h, data)?,
@@ -424,7 +481,10 @@ impl Demuxer {
                 self.flush();
                 self.segment = Some((h.data_offset(), h.size));
                 self.seek_head.clear();
-                self.out.push_back(MkvEvent::Segment { data_offset: h.data_offset(), size: h.size });
+                self.out.push_back(MkvEvent::Segment {
+                    data_offset: h.data_offset(),
+                    size: h.size,
+                });
             }
             TRACKS => self.pending_tracks.clear(),
             TRACK_ENTRY => self.building = Some(TrackBuilder::default()),
@@ -471,7 +531,9 @@ impl Demuxer {
                 self.duration = (v.is_finite() && v >= 0.0).then_some(v);
             }
             (TRACK_ENTRY, _) | (VIDEO, _) | (AUDIO, _) => {
-                let Some(b) = self.building.as_mut() else { return Ok(()) };
+                let Some(b) = self.building.as_mut() else {
+                    return Ok(());
+                };
                 match h.id {
                     TRACK_NUMBER => b.number = uint(&d)?,
                     TRACK_TYPE => b.ttype = uint(&d)?,
@@ -517,7 +579,9 @@ impl Demuxer {
                 self.out.push_back(MkvEvent::EndOfSegment)
             }
             SEEK => {
-                if let (id, Some(p), Some((start, _))) = (self.seek_entry.0, self.seek_entry.1, self.segment) {
+                if let (id, Some(p), Some((start, _))) =
+                    (self.seek_entry.0, self.seek_entry.1, self.segment)
+                {
                     if self.seek_head.len() < 64 {
                         if let Some(abs) = start.checked_add(p) {
                             self.seek_head.push((id, abs));
@@ -557,10 +621,14 @@ impl Demuxer {
                 }
             }
             CUE_TRACK_POSITIONS => {
-                if let (Some(t), Some(c), Some((start, _))) = (self.cue.time, self.cue.cluster, self.segment) {
+                if let (Some(t), Some(c), Some((start, _))) =
+                    (self.cue.time, self.cue.cluster, self.segment)
+                {
                     if self.cues_pending.len() < MAX_CUES {
                         let time_ms = self.ticks_to_ms(t as i128)?;
-                        if let (Some(off), Ok(track)) = (start.checked_add(c), u32::try_from(self.cue.track)) {
+                        if let (Some(off), Ok(track)) =
+                            (start.checked_add(c), u32::try_from(self.cue.track))
+                        {
                             self.cues_pending.push(CuePoint {
                                 time_ms,
                                 track,
@@ -581,7 +649,9 @@ impl Demuxer {
     }
 
     fn make_track(&self, b: TrackBuilder) -> Result<Option<TrackState>, MediaError> {
-        let Some(codec) = codec_from_id(&b.codec_id) else { return Ok(None) };
+        let Some(codec) = codec_from_id(&b.codec_id) else {
+            return Ok(None);
+        };
         if b.number == 0 || b.number > u32::MAX as u64 || b.encoded {
             // Content encodings (compression, encryption) are not handled: the track is left out.
             return Ok(None);
@@ -589,20 +659,36 @@ impl Demuxer {
         let mut t = Track::new(b.number as u32, codec);
         t.timescale = 1000;
         t.init = b.private;
-        t.lang = if b.lang.is_empty() || b.lang == "und" { String::new() } else { b.lang };
+        t.lang = if b.lang.is_empty() || b.lang == "und" {
+            String::new()
+        } else {
+            b.lang
+        };
         let mut nal_len = 4;
         match codec.kind() {
             TrackKind::Video => {
                 t.width = b.width.min(u32::MAX as u64) as u32;
                 t.height = b.height.min(u32::MAX as u64) as u32;
-                if b.default_duration > 0 {
-                    t.fpks = (1_000_000_000_000u64 / b.default_duration).min(u32::MAX as u64) as u32;
+                if let Some(fpks) = 1_000_000_000_000u64.checked_div(b.default_duration) {
+                    t.fpks = fpks.min(u32::MAX as u64) as u32;
                 }
             }
             TrackKind::Audio => {
-                t.rate = if b.rate.is_finite() && b.rate > 0.0 { b.rate.min(u32::MAX as f64) as u32 } else { 0 };
-                t.channels = if b.channels == 0 { 1 } else { b.channels.min(255) as u32 };
-                t.sample_size = if b.bit_depth > 0 { b.bit_depth.min(64) as u32 } else { 16 };
+                t.rate = if b.rate.is_finite() && b.rate > 0.0 {
+                    b.rate.min(u32::MAX as f64) as u32
+                } else {
+                    0
+                };
+                t.channels = if b.channels == 0 {
+                    1
+                } else {
+                    b.channels.min(255) as u32
+                };
+                t.sample_size = if b.bit_depth > 0 {
+                    b.bit_depth.min(64) as u32
+                } else {
+                    16
+                };
             }
             TrackKind::Meta => {}
         }
@@ -627,8 +713,13 @@ impl Demuxer {
             _ => {}
         }
         let delay_ms = (b.codec_delay.min(1 << 40) as i64 + 500_000) / 1_000_000;
-        let reorder = (matches!(codec, Codec::H264 | Codec::Hevc) && self.reorder_depth > 0)
-            .then(|| Reorder::new(self.reorder_depth, (b.default_duration / 1_000_000).min(1 << 32) as i64));
+        let reorder =
+            (matches!(codec, Codec::H264 | Codec::Hevc) && self.reorder_depth > 0).then(|| {
+                Reorder::new(
+                    self.reorder_depth,
+                    (b.default_duration / 1_000_000).min(1 << 32) as i64,
+                )
+            });
         Ok(Some(TrackState {
             number: b.number,
             track: t,
@@ -649,7 +740,8 @@ impl Demuxer {
         let ns = ticks
             .checked_mul(self.timecode_scale as i128)
             .ok_or_else(|| MediaError::malformed("Matroska timestamp", "overflow"))?;
-        i64::try_from(ns.div_euclid(1_000_000)).map_err(|_| MediaError::malformed("Matroska timestamp", "overflow"))
+        i64::try_from(ns.div_euclid(1_000_000))
+            .map_err(|_| MediaError::malformed("Matroska timestamp", "overflow"))
     }
 
     fn block(&mut self, d: Bytes, key: bool) -> Result<(), MediaError> {
@@ -657,7 +749,10 @@ impl Demuxer {
             return Err(MediaError::malformed("Matroska block", "bad track number"));
         };
         if d.len() < n + 3 {
-            return Err(MediaError::malformed("Matroska block", "shorter than its header"));
+            return Err(MediaError::malformed(
+                "Matroska block",
+                "shorter than its header",
+            ));
         }
         let rel = i16::from_be_bytes([d[n], d[n + 1]]);
         let flags = d[n + 2];
@@ -665,12 +760,19 @@ impl Demuxer {
             return Ok(()); // a track we do not expose
         };
         let Some(ctc) = self.cluster_tc else {
-            return Err(MediaError::malformed("Matroska cluster", "block before the cluster Timecode"));
+            return Err(MediaError::malformed(
+                "Matroska cluster",
+                "block before the cluster Timecode",
+            ));
         };
         let time = self.ticks_to_ms(ctc as i128 + rel as i128)?;
         let payload = d.slice(n + 3..);
         let lacing = (flags >> 1) & 3;
-        let frames = if lacing == 0 { vec![payload] } else { unlace(payload, lacing)? };
+        let frames = if lacing == 0 {
+            vec![payload]
+        } else {
+            unlace(payload, lacing)?
+        };
         let (id, nal_len, dd) = {
             let t = &self.tracks[ti];
             (t.track.id, t.nal_len, t.default_duration_ns)
@@ -681,7 +783,13 @@ impl Demuxer {
                 data = renal(&data, nal_len)?;
             }
             let offset = ((i as u128 * dd as u128) / 1_000_000).min(i64::MAX as u128) as i64;
-            let f = Frame { track: id, dts: time.saturating_add(offset), pts_offset: 0, keyframe: key, data };
+            let f = Frame {
+                track: id,
+                dts: time.saturating_add(offset),
+                pts_offset: 0,
+                keyframe: key,
+                data,
+            };
             match self.tracks[ti].reorder.as_mut() {
                 Some(r) => r.push(f, &mut self.out),
                 None => self.out.push_back(MkvEvent::Frame(f)),
@@ -694,7 +802,9 @@ impl Demuxer {
 /// Splits a laced block payload into its frames. `lacing`: 1 Xiph, 2 fixed, 3 EBML.
 pub fn unlace(p: Bytes, lacing: u8) -> Result<Vec<Bytes>, MediaError> {
     let bad = |d: &str| MediaError::malformed("Matroska lacing", d.to_string());
-    let Some(&count) = p.first() else { return Err(bad("empty")) };
+    let Some(&count) = p.first() else {
+        return Err(bad("empty"));
+    };
     let count = count as usize + 1;
     let mut pos = 1usize;
     let mut sizes: Vec<usize> = Vec::with_capacity(count);
@@ -715,29 +825,43 @@ pub fn unlace(p: Bytes, lacing: u8) -> Result<Vec<Bytes>, MediaError> {
         }
         2 => {
             let total = p.len() - 1;
-            if total % count != 0 {
+            if total / count * count != total {
                 return Err(bad("fixed lacing does not divide the payload"));
             }
-            sizes.extend(std::iter::repeat(total / count).take(count - 1));
+            sizes.extend(vec![total / count; count - 1]);
         }
         3 => {
             if count > 1 {
-                let Some((Some(first), n)) = read_size(&p[pos..])? else { return Err(bad("truncated EBML size")) };
+                let Some((Some(first), n)) = read_size(&p[pos..])? else {
+                    return Err(bad("truncated EBML size"));
+                };
                 pos += n;
                 let mut last = first as i64;
                 sizes.push(usize::try_from(first).map_err(|_| bad("size"))?);
                 for _ in 0..count - 2 {
-                    let Some((delta, n)) = read_svint(&p[pos..])? else { return Err(bad("truncated EBML delta")) };
+                    let Some((delta, n)) = read_svint(&p[pos..])? else {
+                        return Err(bad("truncated EBML delta"));
+                    };
                     pos += n;
-                    last = last.checked_add(delta).filter(|v| *v >= 0).ok_or_else(|| bad("negative size"))?;
+                    last = last
+                        .checked_add(delta)
+                        .filter(|v| *v >= 0)
+                        .ok_or_else(|| bad("negative size"))?;
                     sizes.push(last as usize);
                 }
             }
         }
         _ => return Err(bad("unknown lacing")),
     }
-    let used: usize = sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)).ok_or_else(|| bad("sizes overflow"))?;
-    let rest = p.len().checked_sub(pos).and_then(|r| r.checked_sub(used)).ok_or_else(|| bad("sizes exceed the block"))?;
+    let used: usize = sizes
+        .iter()
+        .try_fold(0usize, |a, &s| a.checked_add(s))
+        .ok_or_else(|| bad("sizes overflow"))?;
+    let rest = p
+        .len()
+        .checked_sub(pos)
+        .and_then(|r| r.checked_sub(used))
+        .ok_or_else(|| bad("sizes exceed the block"))?;
     sizes.push(rest);
     let mut out = Vec::with_capacity(count);
     for s in sizes {
@@ -756,7 +880,9 @@ fn renal(d: &[u8], len: u8) -> Result<Bytes, MediaError> {
         if d.len() - i < len {
             return Err(MediaError::malformed("NAL length", "truncated"));
         }
-        let n = d[i..i + len].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+        let n = d[i..i + len]
+            .iter()
+            .fold(0usize, |a, &b| (a << 8) | b as usize);
         i += len;
         if d.len() - i < n {
             return Err(MediaError::malformed("NAL unit", "longer than the frame"));
@@ -776,12 +902,18 @@ mod tests {
     fn lacing_kinds() {
         // Xiph: 3 frames of 2, 256, rest 1
         let mut p = vec![2u8, 2, 255, 1];
-        p.extend(std::iter::repeat(7).take(2 + 256 + 1));
+        p.extend([7u8; 2 + 256 + 1]);
         let f = unlace(Bytes::from(p), 1).unwrap();
         assert_eq!(f.iter().map(|b| b.len()).collect::<Vec<_>>(), [2, 256, 1]);
         // fixed: 2 frames of 3
         let f = unlace(Bytes::from_static(&[1, 1, 2, 3, 4, 5, 6]), 2).unwrap();
-        assert_eq!(f, [Bytes::from_static(&[1, 2, 3]), Bytes::from_static(&[4, 5, 6])]);
+        assert_eq!(
+            f,
+            [
+                Bytes::from_static(&[1, 2, 3]),
+                Bytes::from_static(&[4, 5, 6])
+            ]
+        );
         // EBML: sizes 3, 3+(-1)=2, rest
         let mut p = vec![2u8, 0x83, 0xBE];
         p.extend([0u8; 3 + 2 + 4]);

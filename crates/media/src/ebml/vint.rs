@@ -16,10 +16,17 @@ pub fn vint_len(first: u8) -> Option<usize> {
 /// Reads an element ID at the start of `buf`: `Ok(None)` when more bytes are needed, otherwise
 /// the ID (with its length marker, as the specification writes IDs: 0x1A45DFA3) and its length.
 pub fn read_id(buf: &[u8]) -> Result<Option<(u32, usize)>, MediaError> {
-    let Some(&first) = buf.first() else { return Ok(None) };
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
     let len = match vint_len(first) {
         Some(n) if n <= 4 => n,
-        _ => return Err(MediaError::malformed("EBML ID", format!("first byte {first:#04x}"))),
+        _ => {
+            return Err(MediaError::malformed(
+                "EBML ID",
+                format!("first byte {first:#04x}"),
+            ))
+        }
     };
     if buf.len() < len {
         return Ok(None);
@@ -31,7 +38,10 @@ pub fn read_id(buf: &[u8]) -> Result<Option<(u32, usize)>, MediaError> {
     // All value bits set is reserved in IDs.
     let value_mask = (1u64 << (7 * len)) - 1;
     if (id as u64) & value_mask == value_mask {
-        return Err(MediaError::malformed("EBML ID", format!("reserved id {id:#x}")));
+        return Err(MediaError::malformed(
+            "EBML ID",
+            format!("reserved id {id:#x}"),
+        ));
     }
     Ok(Some((id, len)))
 }
@@ -39,9 +49,14 @@ pub fn read_id(buf: &[u8]) -> Result<Option<(u32, usize)>, MediaError> {
 /// Reads an element size: `Ok(None)` when more bytes are needed, otherwise the size (`None` for
 /// the unknown size, all value bits set) and its length in bytes.
 pub fn read_size(buf: &[u8]) -> Result<Option<(Option<u64>, usize)>, MediaError> {
-    let Some(&first) = buf.first() else { return Ok(None) };
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
     let Some(len) = vint_len(first) else {
-        return Err(MediaError::malformed("EBML size", "VINT longer than 8 bytes"));
+        return Err(MediaError::malformed(
+            "EBML size",
+            "VINT longer than 8 bytes",
+        ));
     };
     if buf.len() < len {
         return Ok(None);
@@ -56,9 +71,14 @@ pub fn read_size(buf: &[u8]) -> Result<Option<(Option<u64>, usize)>, MediaError>
 
 /// Reads a signed VINT (EBML lacing size differences): value minus half the range.
 pub fn read_svint(buf: &[u8]) -> Result<Option<(i64, usize)>, MediaError> {
-    let Some(&first) = buf.first() else { return Ok(None) };
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
     let Some(len) = vint_len(first) else {
-        return Err(MediaError::malformed("EBML signed VINT", "longer than 8 bytes"));
+        return Err(MediaError::malformed(
+            "EBML signed VINT",
+            "longer than 8 bytes",
+        ));
     };
     if buf.len() < len {
         return Ok(None);
@@ -127,7 +147,10 @@ mod tests {
 
     #[test]
     fn ids() {
-        assert_eq!(read_id(&[0x1A, 0x45, 0xDF, 0xA3]).unwrap(), Some((0x1A45DFA3, 4)));
+        assert_eq!(
+            read_id(&[0x1A, 0x45, 0xDF, 0xA3]).unwrap(),
+            Some((0x1A45DFA3, 4))
+        );
         assert_eq!(read_id(&[0xA3]).unwrap(), Some((0xA3, 1)));
         assert_eq!(read_id(&[0x1A, 0x45]).unwrap(), None);
         assert!(read_id(&[0x00]).is_err());

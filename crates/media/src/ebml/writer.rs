@@ -159,19 +159,29 @@ impl Writer {
         let mut outs = Vec::new();
         for t in tracks {
             let Some(cid) = codec_id(t.codec) else {
-                return Err(MediaError::unsupported("Matroska codec", t.codec.mist_name()));
+                return Err(MediaError::unsupported(
+                    "Matroska codec",
+                    t.codec.mist_name(),
+                ));
             };
             if opts.doc_type == DocType::Webm && !webm_codec(t.codec) {
                 return Err(MediaError::unsupported("WebM codec", t.codec.mist_name()));
             }
             if t.id == 0 || outs.iter().any(|o: &TrackOut| o.id == t.id) {
-                return Err(MediaError::malformed("Matroska writer", format!("track id {}", t.id)));
+                return Err(MediaError::malformed(
+                    "Matroska writer",
+                    format!("track id {}", t.id),
+                ));
             }
             let mut e = Vec::new();
             let mut delay_ms = 0;
             el_uint(&mut e, TRACK_NUMBER, t.id as u64);
             el_uint(&mut e, TRACK_UID, t.id as u64);
-            el_uint(&mut e, TRACK_TYPE, if t.kind() == TrackKind::Video { 1 } else { 2 });
+            el_uint(
+                &mut e,
+                TRACK_TYPE,
+                if t.kind() == TrackKind::Video { 1 } else { 2 },
+            );
             el_uint(&mut e, FLAG_LACING, 0);
             el_bytes(&mut e, CODEC_ID, cid.as_bytes());
             if !t.lang.is_empty() {
@@ -183,7 +193,11 @@ impl Writer {
             match t.kind() {
                 TrackKind::Video => {
                     if t.fpks > 0 {
-                        el_uint(&mut e, DEFAULT_DURATION, 1_000_000_000_000u64 / t.fpks as u64);
+                        el_uint(
+                            &mut e,
+                            DEFAULT_DURATION,
+                            1_000_000_000_000u64 / t.fpks as u64,
+                        );
                     }
                     let mut v = Vec::new();
                     el_uint(&mut v, PIXEL_WIDTH, t.width as u64);
@@ -211,7 +225,14 @@ impl Writer {
                 }
             }
             el_master(&mut body, TRACK_ENTRY, &e);
-            outs.push(TrackOut { id: t.id, number: t.id as u64, kind: t.kind(), last_pts: None, last_delta: 0, delay_ms });
+            outs.push(TrackOut {
+                id: t.id,
+                number: t.id as u64,
+                kind: t.kind(),
+                last_pts: None,
+                last_delta: 0,
+                delay_ms,
+            });
         }
         let has_video = outs.iter().any(|o| o.kind == TrackKind::Video);
         let mut w = Writer {
@@ -243,7 +264,11 @@ impl Writer {
 
     fn seek_head(&self, cues_rel: u64) -> Vec<u8> {
         let mut s = Vec::new();
-        for (id, pos) in [(INFO, self.info_rel), (TRACKS, self.tracks_rel), (CUES, cues_rel)] {
+        for (id, pos) in [
+            (INFO, self.info_rel),
+            (TRACKS, self.tracks_rel),
+            (CUES, cues_rel),
+        ] {
             let mut e = Vec::new();
             el_bytes(&mut e, SEEK_ID, &id.to_be_bytes());
             // Fixed 8-byte position so the SeekHead can be rewritten in place.
@@ -357,11 +382,17 @@ impl Writer {
     pub fn write_frame(&mut self, f: &Frame, out: &mut Vec<u8>) -> Result<(), MediaError> {
         self.write_header(out);
         let Some(ti) = self.tracks.iter().position(|t| t.id == f.track) else {
-            return Err(MediaError::malformed("Matroska writer", format!("frame of unknown track {}", f.track)));
+            return Err(MediaError::malformed(
+                "Matroska writer",
+                format!("frame of unknown track {}", f.track),
+            ));
         };
         let pts = f.pts().saturating_add(self.tracks[ti].delay_ms);
         if pts < 0 {
-            return Err(MediaError::unsupported("Matroska writer", format!("negative timestamp {pts}")));
+            return Err(MediaError::unsupported(
+                "Matroska writer",
+                format!("negative timestamp {pts}"),
+            ));
         }
         let (kind, number) = (self.tracks[ti].kind, self.tracks[ti].number);
         let t = &mut self.tracks[ti];
@@ -410,10 +441,19 @@ impl Writer {
         write_size(&mut hdr, (bh.len() + f.data.len()) as u64);
         hdr.extend_from_slice(&bh);
 
-        let cue_track = if self.has_video { kind == TrackKind::Video } else { first_track };
+        let cue_track = if self.has_video {
+            kind == TrackKind::Video
+        } else {
+            first_track
+        };
         if self.finalised() && f.keyframe && cue_track {
             let cluster = self.cluster_start - self.segment_data_at;
-            self.cues.push(Cue { time: pts_u, track: number, cluster, relative: self.cluster_buf.len() as u64 });
+            self.cues.push(Cue {
+                time: pts_u,
+                track: number,
+                cluster,
+                relative: self.cluster_buf.len() as u64,
+            });
         }
         if self.finalised() {
             self.cluster_buf.extend_from_slice(&hdr);
@@ -434,7 +474,11 @@ impl Writer {
         let mut tail = Vec::new();
         self.write_header(&mut tail);
         if !self.finalised() {
-            return Finished { tail, patches: Vec::new(), duration_ms: 0.0 };
+            return Finished {
+                tail,
+                patches: Vec::new(),
+                duration_ms: 0.0,
+            };
         }
         self.close_cluster(&mut tail);
         let cues_rel = self.written - self.segment_data_at;
@@ -456,10 +500,23 @@ impl Writer {
         let segment_size = self.written - self.segment_data_at;
         let duration = self.max_end.max(0) as f64;
         let patches = vec![
-            Patch { offset: self.segment_size_at, bytes: size8(segment_size).to_vec() },
-            Patch { offset: self.seek_head_at, bytes: self.seek_head(cues_rel) },
-            Patch { offset: self.duration_at, bytes: duration.to_be_bytes().to_vec() },
+            Patch {
+                offset: self.segment_size_at,
+                bytes: size8(segment_size).to_vec(),
+            },
+            Patch {
+                offset: self.seek_head_at,
+                bytes: self.seek_head(cues_rel),
+            },
+            Patch {
+                offset: self.duration_at,
+                bytes: duration.to_be_bytes().to_vec(),
+            },
         ];
-        Finished { tail, patches, duration_ms: duration }
+        Finished {
+            tail,
+            patches,
+            duration_ms: duration,
+        }
     }
 }
