@@ -760,10 +760,7 @@ impl Demuxer {
             return Ok(()); // a track we do not expose
         };
         let Some(ctc) = self.cluster_tc else {
-            return Err(MediaError::malformed(
-                "Matroska cluster",
-                "block before the cluster Timecode",
-            ));
+            return Ok(()); // a block before its Cluster's Timecode has no time: dropped
         };
         let time = self.ticks_to_ms(ctc as i128 + rel as i128)?;
         let payload = d.slice(n + 3..);
@@ -931,5 +928,181 @@ mod tests {
         let out = renal(&[0, 2, 0xAA, 0xBB, 0, 1, 0xCC], 2).unwrap();
         assert_eq!(&out[..], &[0, 0, 0, 2, 0xAA, 0xBB, 0, 0, 0, 1, 0xCC]);
         assert!(renal(&[0, 9, 1], 2).is_err());
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::super::writer::{el_bytes, el_master, el_uint};
+    use super::*;
+    use crate::ebml::vint::{write_id, UNKNOWN_SIZE};
+
+    fn events(data: &[u8]) -> Vec<MkvEvent> {
+        let mut d = Demuxer::new();
+        d.push(data);
+        d.finish();
+        let mut v = Vec::new();
+        while let Some(e) = d.poll().unwrap() {
+            v.push(e);
+        }
+        v
+    }
+
+    fn frames(ev: &[MkvEvent]) -> Vec<(u32, i64, bool, usize)> {
+        ev.iter()
+            .filter_map(|e| match e {
+                MkvEvent::Frame(f) => Some((f.track, f.pts(), f.keyframe, f.data.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// EBML header, Segment of unknown size, Tracks with one MP3 track (20 ms DefaultDuration).
+    fn head(out: &mut Vec<u8>) {
+        let mut e = Vec::new();
+        el_bytes(&mut e, DOC_TYPE, b"matroska");
+        el_master(out, EBML, &e);
+        write_id(out, SEGMENT);
+        out.extend_from_slice(&UNKNOWN_SIZE);
+        let mut t = Vec::new();
+        el_uint(&mut t, TRACK_NUMBER, 3);
+        el_uint(&mut t, TRACK_TYPE, 2);
+        el_bytes(&mut t, CODEC_ID, b"A_MPEG/L3");
+        el_uint(&mut t, DEFAULT_DURATION, 20_000_000);
+        let mut entry = Vec::new();
+        el_master(&mut entry, TRACK_ENTRY, &t);
+        el_master(out, TRACKS, &entry);
+    }
+
+    #[test]
+    fn block_groups_and_lacing() {
+        let mut f = Vec::new();
+        head(&mut f);
+        let mut c = Vec::new();
+        el_uint(&mut c, TIMECODE, 100);
+        // BlockGroup: Xiph-laced Block of 3 frames (2, 3, 4 bytes), no ReferenceBlock = key.
+        let mut g = Vec::new();
+        el_bytes(
+            &mut g,
+            BLOCK,
+            &[0x83, 0, 0, 0x02, 2, 2, 3, 1, 1, 2, 2, 2, 3, 3, 3, 3],
+        );
+        el_uint(&mut g, BLOCK_DURATION, 60);
+        el_master(&mut c, BLOCK_GROUP, &g);
+        // BlockGroup with a ReferenceBlock: not a keyframe; relative time -5.
+        let mut g = Vec::new();
+        el_bytes(&mut g, BLOCK, &[0x83, 0xFF, 0xFB, 0x00, 9, 9]);
+        write_id(&mut g, REFERENCE_BLOCK);
+        g.extend_from_slice(&[0x81, 0xEC]);
+        el_master(&mut c, BLOCK_GROUP, &g);
+        // SimpleBlock, EBML lacing: 2 frames of 1 and 2 bytes, keyframe flag.
+        el_bytes(&mut c, SIMPLE_BLOCK, &[0x83, 0, 10, 0x86, 1, 0x81, 7, 8, 8]);
+        // A block of a track that does not exist is skipped.
+        el_bytes(&mut c, SIMPLE_BLOCK, &[0x85, 0, 10, 0x80, 1]);
+        el_master(&mut f, CLUSTER, &c);
+        let ev = events(&f);
+        assert_eq!(
+            frames(&ev),
+            [
+                (3, 100, true, 2),
+                (3, 120, true, 3),
+                (3, 140, true, 4),
+                (3, 95, false, 2),
+                (3, 110, true, 1),
+                (3, 130, true, 2)
+            ]
+        );
+        assert!(matches!(ev.last(), Some(MkvEvent::EndOfSegment)));
+    }
+
+    #[test]
+    fn unknown_size_cluster_ended_by_top_level_elements() {
+        let mut f = Vec::new();
+        head(&mut f);
+        for tc in [0u64, 1000] {
+            write_id(&mut f, CLUSTER);
+            f.extend_from_slice(&[0xFF]); // 1-byte unknown size
+            el_uint(&mut f, TIMECODE, tc);
+            el_bytes(&mut f, SIMPLE_BLOCK, &[0x83, 0, 5, 0x80, 1, 2]);
+            // An unknown element inside the cluster is skipped.
+            el_bytes(&mut f, 0x4321, &[0; 10]);
+        }
+        // Cues after an unknown-size Cluster end it.
+        let mut tp = Vec::new();
+        el_uint(&mut tp, CUE_TRACK, 3);
+        el_uint(&mut tp, CUE_CLUSTER_POSITION, 77);
+        let mut p = Vec::new();
+        el_uint(&mut p, CUE_TIME, 1000);
+        el_master(&mut p, CUE_TRACK_POSITIONS, &tp);
+        let mut cp = Vec::new();
+        el_master(&mut cp, CUE_POINT, &p);
+        el_master(&mut f, CUES, &cp);
+        // A new EBML header (a chained stream) ends the Segment.
+        let mut e = Vec::new();
+        el_bytes(&mut e, DOC_TYPE, b"webm");
+        el_master(&mut f, EBML, &e);
+        for chunk in [1, 2, 5, f.len()] {
+            let mut d = Demuxer::new();
+            let mut ev = Vec::new();
+            for c in f.chunks(chunk) {
+                d.push(c);
+                while let Some(e) = d.poll().unwrap() {
+                    ev.push(e);
+                }
+            }
+            assert_eq!(
+                frames(&ev),
+                [(3, 5, true, 2), (3, 1005, true, 2)],
+                "chunk {chunk}"
+            );
+            let cues: Vec<&MkvEvent> = ev
+                .iter()
+                .filter(|e| matches!(e, MkvEvent::Cues(_)))
+                .collect();
+            assert_eq!(cues.len(), 1);
+            assert_eq!(d.cue_points()[0].time_ms, 1000);
+            let data_offset = d.segment_data_offset().unwrap();
+            assert_eq!(d.cue_points()[0].cluster_offset, data_offset + 77);
+            let tail: Vec<&MkvEvent> = ev.iter().rev().take(2).collect();
+            assert_eq!(tail[1], &MkvEvent::EndOfSegment);
+            assert_eq!(
+                tail[0],
+                &MkvEvent::Header {
+                    doc_type: DocType::Webm
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_headers() {
+        // Deeper than the limit.
+        let mut d = Demuxer::with_limits(Limits {
+            max_leaf: 1000,
+            max_depth: 4,
+        });
+        d.push(&[0xE0, 0xFF].repeat(6));
+        let mut r = Ok(None);
+        for _ in 0..10 {
+            r = d.poll();
+            if !matches!(r, Ok(Some(_))) {
+                break;
+            }
+        }
+        assert!(matches!(r, Err(MediaError::TooLarge { .. })), "{r:?}");
+        // A child larger than its parent.
+        let mut d = Demuxer::new();
+        d.push(&[0x1A, 0x45, 0xDF, 0xA3, 0x83, 0x42, 0x82, 0x85]);
+        assert!(matches!(d.poll(), Err(MediaError::Malformed { .. })));
+        assert_eq!(d.poll(), Ok(None), "stays failed");
+        // A 2^56 byte Void is skipped without buffering.
+        let mut d = Demuxer::new();
+        d.push(&[0xEC, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE]);
+        d.push(&[0u8; 100_000]);
+        assert_eq!(d.poll(), Ok(None));
+        d.push(&[0u8; 100_000]);
+        assert_eq!(d.poll(), Ok(None));
+        assert_eq!(d.buffered(), 0);
+        assert_eq!(d.position(), 200_009);
     }
 }

@@ -105,26 +105,26 @@ pub struct Writer {
     max_end: i64,
 }
 
-fn el_uint(out: &mut Vec<u8>, id: u32, v: u64) {
+pub(crate) fn el_uint(out: &mut Vec<u8>, id: u32, v: u64) {
     write_id(out, id);
     let n = (8 - (v.leading_zeros() as usize / 8)).max(1);
     write_size(out, n as u64);
     out.extend_from_slice(&v.to_be_bytes()[8 - n..]);
 }
 
-fn el_bytes(out: &mut Vec<u8>, id: u32, b: &[u8]) {
+pub(crate) fn el_bytes(out: &mut Vec<u8>, id: u32, b: &[u8]) {
     write_id(out, id);
     write_size(out, b.len() as u64);
     out.extend_from_slice(b);
 }
 
-fn el_float(out: &mut Vec<u8>, id: u32, v: f64) {
+pub(crate) fn el_float(out: &mut Vec<u8>, id: u32, v: f64) {
     write_id(out, id);
     write_size(out, 8);
     out.extend_from_slice(&v.to_be_bytes());
 }
 
-fn el_master(out: &mut Vec<u8>, id: u32, body: &[u8]) {
+pub(crate) fn el_master(out: &mut Vec<u8>, id: u32, body: &[u8]) {
     el_bytes(out, id, body);
 }
 
