@@ -441,10 +441,11 @@ impl Writer {
         write_size(&mut hdr, (bh.len() + f.data.len()) as u64);
         hdr.extend_from_slice(&bh);
 
+        // Cues: every video keyframe; without video, the first track's Cluster starts.
         let cue_track = if self.has_video {
             kind == TrackKind::Video
         } else {
-            first_track
+            first_track && cut
         };
         if self.finalised() && f.keyframe && cue_track {
             let cluster = self.cluster_start - self.segment_data_at;
@@ -518,5 +519,115 @@ impl Writer {
             patches,
             duration_ms: duration,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ebml::reader::{Demuxer, MkvEvent};
+    use bytes::Bytes;
+
+    fn run(tracks: &[Track], frames: &[Frame], mode: WriteMode) -> Vec<u8> {
+        let opts = WriterOptions {
+            mode,
+            doc_type: DocType::Webm,
+            ..Default::default()
+        };
+        let mut w = Writer::new(tracks, opts).unwrap();
+        let mut out = Vec::new();
+        for f in frames {
+            let before = w.bytes_written();
+            w.write_frame(f, &mut out).unwrap();
+            assert_eq!(w.bytes_written() - before, out.len() as u64 - before);
+        }
+        let fin = w.finish();
+        out.extend_from_slice(&fin.tail);
+        for p in fin.patches {
+            out[p.offset as usize..p.offset as usize + p.bytes.len()].copy_from_slice(&p.bytes);
+        }
+        out
+    }
+
+    fn read(data: &[u8]) -> (Vec<MkvEvent>, Demuxer) {
+        let mut d = Demuxer::new();
+        d.push(data);
+        d.finish();
+        let mut v = Vec::new();
+        while let Some(e) = d.poll().unwrap() {
+            v.push(e);
+        }
+        (v, d)
+    }
+
+    fn frame(track: u32, dts: i64, keyframe: bool) -> Frame {
+        Frame {
+            track,
+            dts,
+            pts_offset: 0,
+            keyframe,
+            data: Bytes::from_static(&[1, 2, 3]),
+        }
+    }
+
+    #[test]
+    fn cluster_cut_when_relative_time_overflows() {
+        let t = Track::new(1, Codec::Vp9);
+        let frames: Vec<Frame> = (0..100).map(|i| frame(1, i * 1000, i == 0)).collect();
+        for mode in [WriteMode::Live, WriteMode::Finalised] {
+            let (ev, _) = read(&run(&[t.clone()], &frames, mode));
+            let clusters = ev
+                .iter()
+                .filter(|e| matches!(e, MkvEvent::Cluster { .. }))
+                .count();
+            assert_eq!(clusters, 4, "{mode:?}"); // 0, 33000, 66000, 99000
+            let got: Vec<Frame> = ev
+                .into_iter()
+                .filter_map(|e| {
+                    if let MkvEvent::Frame(f) = e {
+                        Some(f)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            assert_eq!(got, frames);
+        }
+    }
+
+    #[test]
+    fn audio_only_clusters_and_finalised_fields() {
+        let mut t = Track::new(1, Codec::Opus);
+        t.rate = 48000;
+        t.channels = 2;
+        let frames: Vec<Frame> = (0..150).map(|i| frame(1, i * 20, true)).collect();
+        let out = run(&[t], &frames, WriteMode::Finalised);
+        let (ev, d) = read(&out);
+        let clusters = ev
+            .iter()
+            .filter(|e| matches!(e, MkvEvent::Cluster { .. }))
+            .count();
+        assert_eq!(clusters, 3);
+        assert!(ev.iter().any(
+            |e| matches!(e, MkvEvent::Segment { size: Some(s), data_offset }
+            if *data_offset + *s == out.len() as u64)
+        ));
+        assert_eq!(d.duration_ms(), Some(3000.0));
+        assert_eq!(d.cue_points().len(), 3);
+        assert_eq!(d.doc_type(), Some(DocType::Webm));
+        let off = d.seek_offset(2100).unwrap();
+        assert!(ev.iter().any(|e| *e == MkvEvent::Cluster { offset: off }));
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_write() {
+        assert!(Writer::new(&[], WriterOptions::default()).is_err());
+        let dup = [Track::new(1, Codec::Aac), Track::new(1, Codec::H264)];
+        assert!(Writer::new(&dup, WriterOptions::default()).is_err());
+        assert!(Writer::new(&[Track::new(1, Codec::Meta)], WriterOptions::default()).is_err());
+        let mut w = Writer::new(&[Track::new(1, Codec::Aac)], WriterOptions::default()).unwrap();
+        let mut out = Vec::new();
+        assert!(w.write_frame(&frame(2, 0, true), &mut out).is_err());
+        assert!(w.write_frame(&frame(1, -5, true), &mut out).is_err());
     }
 }
