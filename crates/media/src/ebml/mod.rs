@@ -4,6 +4,11 @@
 //! Times are milliseconds (Matroska's default TimecodeScale of 1 ms is what the writer uses; the
 //! reader converts any scale). H.264/HEVC payloads are 4-byte length-prefixed NAL units, which is
 //! Matroska's block format too, and `Track::init` is the track's CodecPrivate.
+//!
+//! Matroska stores presentation times only; the demuxer rebuilds H.264/HEVC decode times with a
+//! 2-frame reorder window (as ffmpeg does), so those tracks' frames come out 2 frames late and
+//! the last ones at the end of the Segment or input. Opus CodecDelay is taken off block times on
+//! reading and added back on writing, so times match what ffprobe reports.
 
 pub mod element;
 pub mod ids;
@@ -11,6 +16,7 @@ pub mod reader;
 pub mod vint;
 pub mod writer;
 
+pub use element::Limits;
 pub use reader::{CuePoint, Demuxer, MkvEvent};
 pub use writer::{Finished, Patch, WriteMode, Writer, WriterOptions};
 

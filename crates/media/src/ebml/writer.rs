@@ -5,8 +5,8 @@
 //!   final, so a player can read the output while it grows (HTTP progressive, pipes).
 //! - [`WriteMode::Finalised`]: a recording. Clusters have known sizes (each is handed out when it
 //!   closes), the Segment size, the SeekHead's Cues entry and Info's Duration are placeholders
-//!   that [`Writer::finish`] tells the caller to patch, and Cues (one per video keyframe) follow
-//!   the last Cluster.
+//!   that [`Writer::finish`] tells the caller to patch, and Cues (one per video keyframe, or per
+//!   Cluster without video) follow the last Cluster.
 //!
 //! A new Cluster starts at every video keyframe (at every keyframe of the first track for audio-
 //! only streams once the Cluster is a second old), and whenever a block's time relative to the
