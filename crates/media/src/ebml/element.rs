@@ -150,7 +150,9 @@ impl Reader {
     /// inside the masters `open` (id, absolute end offset), outermost first.
     pub fn reset(&mut self, offset: u64, open: &[(u32, Option<u64>)]) {
         self.buf.clear();
-        self.pos = offset;
+        // Positions only grow by bytes received; a bound far above any file keeps them from
+        // overflowing whatever offset a hostile Cue pointed at.
+        self.pos = offset.min(1 << 62);
         self.skip = 0;
         self.eof = false;
         self.failed = false;
