@@ -186,7 +186,7 @@ impl Reorder {
                 v.sort_unstable();
                 frame = v
                     .windows(2)
-                    .map(|w| w[1] - w[0])
+                    .map(|w| w[1].saturating_sub(w[0]))
                     .filter(|d| *d > 0)
                     .min()
                     .unwrap_or(0);
@@ -201,7 +201,7 @@ impl Reorder {
         }
         self.last_dts = Some(dts);
         f.dts = dts;
-        f.pts_offset = (pts - dts).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+        f.pts_offset = pts.saturating_sub(dts).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
         out.push_back(MkvEvent::Frame(f));
     }
 
