@@ -201,7 +201,9 @@ impl Reorder {
         }
         self.last_dts = Some(dts);
         f.dts = dts;
-        f.pts_offset = pts.saturating_sub(dts).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+        f.pts_offset = pts
+            .saturating_sub(dts)
+            .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
         out.push_back(MkvEvent::Frame(f));
     }
 

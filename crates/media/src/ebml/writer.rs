@@ -575,7 +575,7 @@ mod tests {
         let t = Track::new(1, Codec::Vp9);
         let frames: Vec<Frame> = (0..100).map(|i| frame(1, i * 1000, i == 0)).collect();
         for mode in [WriteMode::Live, WriteMode::Finalised] {
-            let (ev, _) = read(&run(&[t.clone()], &frames, mode));
+            let (ev, _) = read(&run(std::slice::from_ref(&t), &frames, mode));
             let clusters = ev
                 .iter()
                 .filter(|e| matches!(e, MkvEvent::Cluster { .. }))
