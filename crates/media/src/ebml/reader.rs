@@ -125,7 +125,10 @@ struct TrackBuilder {
     channels: u64,
     bit_depth: u64,
     codec_delay: u64,
+    /// ContentEncodings we cannot undo (zlib, encryption …).
     encoded: bool,
+    /// Header-stripping compression: bytes to put back in front of every frame.
+    strip_prefix: Bytes,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +142,8 @@ struct TrackState {
     delay_ms: i64,
     /// Decode times for codecs with B-frames (H.264, HEVC); `None` passes frames through.
     reorder: Option<Reorder>,
+    /// Header-stripping compression prefix, empty when none.
+    prefix: Bytes,
 }
 
 /// Decode-time reconstruction. Matroska stores presentation times only; with a reorder depth of
@@ -549,7 +554,10 @@ impl Demuxer {
                     CHANNELS => b.channels = uint(&d)?,
                     BIT_DEPTH => b.bit_depth = uint(&d)?,
                     CODEC_DELAY => b.codec_delay = uint(&d)?,
-                    CONTENT_ENCODINGS => b.encoded = true,
+                    CONTENT_ENCODINGS => match header_stripping(&d) {
+                        Some(prefix) => b.strip_prefix = prefix,
+                        None => b.encoded = true,
+                    },
                     _ => {}
                 }
             }
@@ -729,6 +737,7 @@ impl Demuxer {
             default_duration_ns: b.default_duration,
             delay_ms,
             reorder,
+            prefix: b.strip_prefix,
         }))
     }
 
@@ -777,7 +786,14 @@ impl Demuxer {
             (t.track.id, t.nal_len, t.default_duration_ns)
         };
         let time = time.saturating_sub(self.tracks[ti].delay_ms);
+        let prefix = self.tracks[ti].prefix.clone();
         for (i, mut data) in frames.into_iter().enumerate() {
+            if !prefix.is_empty() {
+                let mut v = BytesMut::with_capacity(prefix.len() + data.len());
+                v.extend_from_slice(&prefix);
+                v.extend_from_slice(&data);
+                data = v.freeze();
+            }
             if nal_len != 4 {
                 data = renal(&data, nal_len)?;
             }
@@ -796,6 +812,58 @@ impl Demuxer {
         }
         Ok(())
     }
+}
+
+/// The children of a master element's payload as (id, payload); stops at the first bad one.
+fn children(mut d: &[u8]) -> Vec<(u32, &[u8])> {
+    let mut v = Vec::new();
+    while let Ok(Some((id, n))) = super::vint::read_id(d) {
+        let Ok(Some((Some(size), m))) = read_size(&d[n..]) else {
+            break;
+        };
+        let Some(body) = usize::try_from(size)
+            .ok()
+            .and_then(|s| d.get(n + m..n + m + s))
+        else {
+            break;
+        };
+        v.push((id, body));
+        d = &d[n + m + body.len()..];
+    }
+    v
+}
+
+/// The prefix of header-stripping compression (ContentCompAlgo 3) when that is the track's only
+/// content encoding; `None` for anything we cannot undo (zlib, bzlib, lzo, encryption).
+fn header_stripping(encodings: &[u8]) -> Option<Bytes> {
+    const CONTENT_ENCODING: u32 = 0x6240;
+    const CONTENT_ENCODING_TYPE: u32 = 0x5033;
+    const CONTENT_COMPRESSION: u32 = 0x5034;
+    const CONTENT_COMP_ALGO: u32 = 0x4254;
+    const CONTENT_COMP_SETTINGS: u32 = 0x4255;
+    let list = children(encodings);
+    let [(CONTENT_ENCODING, enc)] = list.as_slice() else {
+        return None;
+    };
+    let mut compression = None;
+    for (id, body) in children(enc) {
+        match id {
+            CONTENT_ENCODING_TYPE if uint(body).ok()? != 0 => return None,
+            CONTENT_COMPRESSION => compression = Some(body),
+            _ => {}
+        }
+    }
+    let mut algo = 0; // the default is zlib
+    let mut settings: &[u8] = &[];
+    for (id, body) in children(compression?) {
+        match id {
+            CONTENT_COMP_ALGO => algo = uint(body).ok()?,
+            CONTENT_COMP_SETTINGS => settings = body,
+            _ => {}
+        }
+    }
+    // Real prefixes are a few bytes (a codec's frame header); a long one would multiply memory.
+    (algo == 3 && settings.len() <= 64).then(|| Bytes::copy_from_slice(settings))
 }
 
 /// Splits a laced block payload into its frames. `lacing`: 1 Xiph, 2 fixed, 3 EBML.
@@ -1074,6 +1142,60 @@ mod stream_tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn header_stripping_is_undone() {
+        let mut f = Vec::new();
+        let mut e = Vec::new();
+        el_bytes(&mut e, DOC_TYPE, b"matroska");
+        el_master(&mut f, EBML, &e);
+        write_id(&mut f, SEGMENT);
+        f.extend_from_slice(&UNKNOWN_SIZE);
+        let encodings = |algo: u64| {
+            let mut c = Vec::new();
+            el_uint(&mut c, 0x4254, algo);
+            el_bytes(&mut c, 0x4255, &[0xFF, 0xFB]);
+            let mut enc = Vec::new();
+            el_master(&mut enc, 0x5034, &c);
+            let mut list = Vec::new();
+            el_master(&mut list, 0x6240, &enc);
+            list
+        };
+        let mut entries = Vec::new();
+        for (n, algo) in [(1u64, 3u64), (2, 0)] {
+            let mut t = Vec::new();
+            el_uint(&mut t, TRACK_NUMBER, n);
+            el_bytes(&mut t, CODEC_ID, b"A_MPEG/L3");
+            el_master(&mut t, CONTENT_ENCODINGS, &encodings(algo));
+            el_master(&mut entries, TRACK_ENTRY, &t);
+        }
+        el_master(&mut f, TRACKS, &entries);
+        let mut c = Vec::new();
+        el_uint(&mut c, TIMECODE, 0);
+        el_bytes(&mut c, SIMPLE_BLOCK, &[0x81, 0, 0, 0x80, 0x90, 0x64]);
+        el_bytes(&mut c, SIMPLE_BLOCK, &[0x82, 0, 0, 0x80, 0x90, 0x64]);
+        el_master(&mut f, CLUSTER, &c);
+        let ev = events(&f);
+        let tracks: Vec<&MkvEvent> = ev
+            .iter()
+            .filter(|e| matches!(e, MkvEvent::Tracks(_)))
+            .collect();
+        assert!(
+            matches!(tracks[0], MkvEvent::Tracks(t) if t.len() == 1),
+            "zlib track left out"
+        );
+        let data: Vec<Bytes> = ev
+            .into_iter()
+            .filter_map(|e| {
+                if let MkvEvent::Frame(f) = e {
+                    Some(f.data)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(data, [Bytes::from_static(&[0xFF, 0xFB, 0x90, 0x64])]);
     }
 
     #[test]
