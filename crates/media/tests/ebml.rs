@@ -503,6 +503,17 @@ fn live_output_readable_while_growing() {
         half - 2,
         "all but the 2 frames H.264 decode times wait for"
     );
+    // ffmpeg reads the unfinished file too: every packet, no errors.
+    if have_ffprobe() {
+        let path = tmp("growing.mkv");
+        std::fs::write(&path, &out).unwrap();
+        assert_eq!(ffprobe_packets(&path).len(), half);
+        assert_eq!(
+            ffmpeg_errors(&["-i", path.to_str().unwrap(), "-f", "null", "-"]),
+            ""
+        );
+        std::fs::remove_file(&path).ok();
+    }
 }
 
 #[test]
