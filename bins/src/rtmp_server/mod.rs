@@ -72,7 +72,7 @@ pub fn stream_name(raw: &str) -> String {
 
 enum Role {
     None,
-    Publisher { stream: String, stream_id: u32, writer: Option<StreamWriter>, frames: u64 },
+    Publisher { stream: String, stream_id: u32, writer: Option<Box<StreamWriter>>, frames: u64 },
     Viewer { stream: String, stream_id: u32, stats: Option<StreamReader> },
 }
 
@@ -451,7 +451,7 @@ impl Server {
             Ok(w) => {
                 c.session.accept_publish(stream_id, &stream).map_err(|e| e.to_string())?;
                 log!(INFO, "{} publishes {stream}", c.peer);
-                c.role = Role::Publisher { stream, stream_id, writer: Some(w), frames: 0 };
+                c.role = Role::Publisher { stream, stream_id, writer: Some(Box::new(w)), frames: 0 };
                 Ok(())
             }
             Err(e) => self.refuse_publish(c, stream_id, &stream, &e.to_string()),

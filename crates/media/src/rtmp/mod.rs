@@ -511,10 +511,10 @@ impl ClientSession {
                 Message::Command(c) => self.command(c)?,
                 Message::Audio(b) if self.mode == ClientMode::Play => self.media(flv::TAG_AUDIO, raw.timestamp, b)?,
                 Message::Video(b) if self.mode == ClientMode::Play => self.media(flv::TAG_VIDEO, raw.timestamp, b)?,
-                Message::Data { raw: body, values } if self.mode == ClientMode::Play => {
-                    if values.first().and_then(Amf0::as_str) != Some("|RtmpSampleAccess") {
-                        self.media(flv::TAG_SCRIPT, raw.timestamp, body)?;
-                    }
+                Message::Data { raw: body, values }
+                    if self.mode == ClientMode::Play && values.first().and_then(Amf0::as_str) != Some("|RtmpSampleAccess") =>
+                {
+                    self.media(flv::TAG_SCRIPT, raw.timestamp, body)?;
                 }
                 _ => {}
             }
