@@ -113,3 +113,82 @@ fn ffmpeg_publish_ffprobe_play() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With MIST_CONTROL set, MistOutRTMP asks the controller before accepting a push or a play and
+/// uses the stream name it answers. A fake controller answers here: pushes need app "secret".
+#[test]
+fn controller_decides_push_and_play() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+    if !have("ffmpeg") || !have("ffprobe") {
+        eprintln!("SKIP: ffmpeg/ffprobe not installed");
+        return;
+    }
+    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-ctl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock_path = dir.join("control.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    {
+        let requests = requests.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let mut line = String::new();
+                if BufReader::new(&conn).read_line(&mut line).is_err() {
+                    continue;
+                }
+                let req: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let answer = match (req["cmd"].as_str(), req["app"].as_str()) {
+                    (Some("push"), Some("secret")) | (Some("play"), _) => serde_json::json!({"ok": true, "stream": "renamed+x"}),
+                    _ => serde_json::json!({"ok": false, "error": "bad push password"}),
+                };
+                requests.lock().unwrap().push(req);
+                let _ = conn.write_all(format!("{answer}\n").as_bytes());
+            }
+        });
+    }
+    let port = free_port();
+    let server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
+            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
+            .env("MIST_SHM_DIR", &dir)
+            .env("MIST_CONTROL", &sock_path)
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let publish = |app: &str| {
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine"])
+            .args(["-c:v", "libx264", "-g", "25", "-c:a", "aac", "-t", "5", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{port}/{app}/cam1"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Wrong password: refused, ffmpeg fails.
+    let mut wrong = Killed(publish("wrong"));
+    let st = wrong.0.wait().unwrap();
+    assert!(!st.success(), "push with a wrong password must fail");
+    let mut good = Killed(publish("secret"));
+    std::thread::sleep(Duration::from_millis(2000));
+    let out = Command::new("timeout")
+        .args(["20", "ffprobe", "-v", "error", "-read_intervals", "%+2", "-count_frames"])
+        .args(["-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "compact"])
+        .arg(format!("rtmp://127.0.0.1:{port}/play/whatever"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("viewer: {text}");
+    assert!(text.contains("codec_name=h264|width=320|height=240"), "viewer got the renamed stream");
+    assert!(good.0.wait().unwrap().success());
+    let reqs = requests.lock().unwrap().clone();
+    assert!(reqs.iter().any(|r| r["cmd"] == "push" && r["app"] == "wrong" && r["stream"] == "cam1" && r["connector"] == "RTMP"));
+    assert!(reqs.iter().any(|r| r["cmd"] == "push" && r["app"] == "secret"
+        && r["url"].as_str() == Some(&format!("rtmp://127.0.0.1:{port}/secret/cam1")[..])));
+    assert!(reqs.iter().any(|r| r["cmd"] == "play" && r["stream"] == "whatever"));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
