@@ -192,3 +192,27 @@ fn controller_decides_push_and_play() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn capabilities_version_and_bad_arguments() {
+    let bin = env!("CARGO_BIN_EXE_MistOutRTMP");
+    let out = Command::new(bin).arg("-j").output().unwrap();
+    assert!(out.status.success());
+    let caps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(caps["name"], "RTMP");
+    for k in ["desc", "codecs", "methods", "push_urls", "priority"] {
+        assert!(caps.get(k).is_some(), "capabilities lack {k}");
+    }
+    let port = &caps["optional"]["port"];
+    assert_eq!((port["option"].as_str(), port["short"].as_str(), port["default"].as_u64()), (Some("--port"), Some("p"), Some(1935)));
+    assert_eq!(caps["optional"]["interface"]["default"], "0.0.0.0");
+    let v = Command::new(bin).arg("--version").output().unwrap();
+    assert!(v.status.success() && String::from_utf8_lossy(&v.stdout).contains("MistOutRTMP"));
+    assert_eq!(Command::new(bin).arg("--bogus").stderr(Stdio::null()).status().unwrap().code(), Some(2));
+    // A port that is taken: exit code 1.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = taken.local_addr().unwrap().port().to_string();
+    let out = Command::new(bin).args(["-p", &p, "-i", "127.0.0.1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("FAIL MistOutRTMP: cannot listen"));
+}

@@ -384,7 +384,10 @@ impl Server {
                 ServerEvent::Play { stream_id, name } => self.play(c, stream_id, &name),
                 ServerEvent::Track(t) => match &mut c.role {
                     Role::Publisher { writer: Some(w), stream, .. } => {
-                        log!(INFO, "{stream}: track {} {} {}x{} {}Hz {}ch", t.id, t.codec.mist_name(), t.width, t.height, t.rate, t.channels);
+                        match t.kind() {
+                            TrackKind::Video => log!(INFO, "{stream}: track {} {} {}x{}", t.id, t.codec.mist_name(), t.width, t.height),
+                            _ => log!(INFO, "{stream}: track {} {} {} Hz {} ch", t.id, t.codec.mist_name(), t.rate, t.channels),
+                        }
                         w.set_track(&t).map_err(|e| format!("{stream}: set_track: {e}"))
                     }
                     _ => Ok(()),

@@ -674,6 +674,35 @@ mod tests {
     }
 
     #[test]
+    fn acknowledgements_and_pings() {
+        // After the peer announces a window, the session acknowledges once that many bytes came.
+        let (hello, _) = handshake::client_hello(false, 1);
+        let mut s = ServerSession::new(2);
+        s.feed(&hello);
+        s.feed(&[0u8; handshake::PACKET]);
+        assert_eq!(s.poll().unwrap(), None);
+        let _ = s.take_output();
+        let w = Writer::new();
+        let mut b = Vec::new();
+        w.window_ack_size(&mut b, 1000);
+        w.user_control(&mut b, UserControl::PingRequest(77));
+        for i in 0..10u32 {
+            w.raw(&mut b, 3, i, msg_type::SHARED_OBJECT_AMF0, 0, &[&[0u8; 120]]).unwrap();
+        }
+        s.feed(&b);
+        assert_eq!(s.poll().unwrap(), None);
+        let mut d = ChunkDecoder::new();
+        d.feed(&s.take_output());
+        let msgs: Vec<_> = std::iter::from_fn(|| d.next_message().unwrap()).map(|m| Message::parse(&m).unwrap()).collect();
+        assert_eq!(msgs[0], Message::UserControl(UserControl::PingResponse(77)));
+        // 16 + 18 + 10 * 132 bytes: one acknowledgement, sent when the total passed 1000.
+        let acks: Vec<_> = msgs.iter().filter_map(|m| if let Message::Ack(n) = m { Some(*n) } else { None }).collect();
+        assert_eq!(acks.len(), 1);
+        assert!(acks[0] >= 1000 && acks[0] < 1000 + 132, "ack at {}", acks[0]);
+        assert_eq!(s.bytes_in(), b.len() as u64);
+    }
+
+    #[test]
     fn server_takes_ffprobe_play() {
         let (events, _) = serve(PLAY, 333);
         assert_eq!(events[0], ServerEvent::Connect { app: "play".into(), tc_url: "rtmp://127.0.0.1:19352/play".into() });
