@@ -76,6 +76,14 @@ enum Role {
     Viewer { stream: String, stream_id: u32, stats: Option<StreamReader> },
 }
 
+/// A publish or play waiting for a decision.
+enum Ask {
+    Publish { stream_id: u32, name: String },
+    Play { stream_id: u32, name: String },
+}
+
+type Decision = (usize, Ask, Result<String, String>);
+
 struct Conn {
     token: usize,
     sock: TcpStream,
@@ -85,6 +93,8 @@ struct Conn {
     out_off: usize,
     backlog: usize,
     role: Role,
+    /// A controller decision on publish/play is outstanding.
+    waiting: bool,
     closing: bool,
     created: Instant,
     last_rx: Instant,
@@ -168,6 +178,8 @@ pub struct Server {
     waiter: mist_shm::Waiter,
     next_token: usize,
     seed: u64,
+    waker: Arc<Waker>,
+    decisions: (std::sync::mpsc::Sender<Decision>, std::sync::mpsc::Receiver<Decision>),
 }
 
 impl Server {
@@ -175,6 +187,7 @@ impl Server {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(cfg.addr)?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) ^ std::process::id() as u64;
         Ok(Server {
             cfg,
@@ -185,6 +198,8 @@ impl Server {
             waiter: mist_shm::Waiter::new(),
             next_token: FIRST_CONN,
             seed,
+            waker,
+            decisions: std::sync::mpsc::channel(),
         })
     }
 
@@ -194,9 +209,8 @@ impl Server {
 
     /// Runs until `stop` is set.
     pub fn run(&mut self, stop: Arc<AtomicBool>) -> io::Result<()> {
-        let waker = Arc::new(Waker::new(self.poll.registry(), WAKER)?);
         {
-            let (w, k, stop) = (self.waiter.clone(), waker.clone(), stop.clone());
+            let (w, k, stop) = (self.waiter.clone(), self.waker.clone(), stop.clone());
             std::thread::Builder::new().name("shm-waiter".into()).spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     if !w.wait(Duration::from_millis(500)).is_empty() {
@@ -230,6 +244,7 @@ impl Server {
                     }
                 }
             }
+            self.apply_decisions();
             busy = self.pump_streams();
             if last_tick.elapsed() >= Duration::from_millis(500) {
                 last_tick = Instant::now();
@@ -271,6 +286,7 @@ impl Server {
                             out_off: 0,
                             backlog: 0,
                             role: Role::None,
+                            waiting: false,
                             closing: false,
                             created: now,
                             last_rx: now,
@@ -370,6 +386,10 @@ impl Server {
 
     fn handle_events(&mut self, c: &mut Conn) -> Result<(), String> {
         loop {
+            if c.waiting {
+                // Later events wait for the controller's answer (clients wait for it anyway).
+                return Ok(());
+            }
             let ev = match c.session.poll() {
                 Ok(Some(ev)) => ev,
                 Ok(None) => return Ok(()),
@@ -380,8 +400,8 @@ impl Server {
                     log!(HIGH, "{} connect app={app:?} tcUrl={tc_url:?}", c.peer);
                     c.session.accept_connect().map_err(|e| e.to_string())
                 }
-                ServerEvent::Publish { stream_id, name, .. } => self.publish(c, stream_id, &name),
-                ServerEvent::Play { stream_id, name } => self.play(c, stream_id, &name),
+                ServerEvent::Publish { stream_id, name, .. } => self.decide(c, Ask::Publish { stream_id, name }),
+                ServerEvent::Play { stream_id, name } => self.decide(c, Ask::Play { stream_id, name }),
                 ServerEvent::Track(t) => match &mut c.role {
                     Role::Publisher { writer: Some(w), stream, .. } => {
                         match t.kind() {
@@ -423,33 +443,75 @@ impl Server {
         }
     }
 
-    fn publish(&mut self, c: &mut Conn, stream_id: u32, name: &str) -> Result<(), String> {
-        if !matches!(c.role, Role::None) {
-            c.session.reject_publish(stream_id, "already publishing or playing").map_err(|e| e.to_string())?;
-            c.closing = true;
-            return Ok(());
-        }
-        let app = c.session.connect.app.clone();
-        let url = format!("{}/{}", c.session.connect.tc_url.trim_end_matches('/'), name);
-        let stream = if self.cfg.controlled {
-            let req = Request::Push { stream: name.to_string(), app, host: c.peer.clone(), connector: "RTMP".into(), url };
-            match control::request(&req, Duration::from_secs(5)) {
-                Ok(r) if r.ok => {
-                    if r.stream.is_empty() {
-                        stream_name(name)
-                    } else {
-                        r.stream
-                    }
-                }
-                Ok(r) => return self.refuse_publish(c, stream_id, name, &format!("refused: {}", r.error)),
-                Err(e) => return self.refuse_publish(c, stream_id, name, &format!("controller: {e}")),
-            }
-        } else {
-            stream_name(name)
+    /// Starts the decision on a push or play: standalone at once, under a controller on a helper
+    /// thread (the loop goes on serving everyone else; this connection's later events wait).
+    fn decide(&mut self, c: &mut Conn, what: Ask) -> Result<(), String> {
+        let (stream_id, name) = match &what {
+            Ask::Publish { stream_id, name } | Ask::Play { stream_id, name } => (*stream_id, name.clone()),
         };
-        if stream.is_empty() {
-            return self.refuse_publish(c, stream_id, name, "empty stream name");
+        if !matches!(c.role, Role::None) || c.waiting {
+            c.closing = true;
+            return match what {
+                Ask::Publish { .. } => c.session.reject_publish(stream_id, "already publishing or playing"),
+                Ask::Play { .. } => c.session.reject_play(stream_id, "already publishing or playing"),
+            }
+            .map_err(|e| e.to_string());
         }
+        if !self.cfg.controlled {
+            let answer = Ok(stream_name(&name));
+            return self.finish(c, what, answer);
+        }
+        let url = format!("{}/{}", c.session.connect.tc_url.trim_end_matches('/'), name);
+        let (req, timeout) = match &what {
+            Ask::Publish { .. } => (
+                Request::Push { stream: name.clone(), app: c.session.connect.app.clone(), host: c.peer.clone(), connector: "RTMP".into(), url },
+                Duration::from_secs(5),
+            ),
+            Ask::Play { .. } => (Request::Play { stream: name.clone(), host: c.peer.clone(), connector: "RTMP".into(), url }, Duration::from_secs(10)),
+        };
+        c.waiting = true;
+        let (tx, waker, token) = (self.decisions.0.clone(), self.waker.clone(), c.token);
+        let spawned = std::thread::Builder::new().name("control-request".into()).spawn(move || {
+            let answer = match control::request(&req, timeout) {
+                Ok(r) if r.ok && r.stream.is_empty() => Ok(stream_name(&name)),
+                Ok(r) if r.ok => Ok(r.stream),
+                Ok(r) => Err(format!("refused: {}", r.error)),
+                Err(e) => Err(format!("controller: {e}")),
+            };
+            let _ = tx.send((token, what, answer));
+            let _ = waker.wake();
+        });
+        spawned.map(|_| ()).map_err(|e| format!("cannot ask the controller: {e}"))
+    }
+
+    /// Applies decisions that helper threads have brought back.
+    fn apply_decisions(&mut self) {
+        while let Ok((token, what, answer)) = self.decisions.1.try_recv() {
+            self.with_conn(token, |s, c| {
+                c.waiting = false;
+                s.finish(c, what, answer)?;
+                s.handle_events(c)?;
+                c.flush().map_err(|e| format!("write: {e}"))
+            });
+        }
+    }
+
+    fn finish(&mut self, c: &mut Conn, what: Ask, answer: Result<String, String>) -> Result<(), String> {
+        match what {
+            Ask::Publish { stream_id, name } => match answer {
+                Ok(stream) if !stream.is_empty() => self.start_publish(c, stream_id, stream),
+                Ok(_) => self.refuse_publish(c, stream_id, &name, "empty stream name"),
+                Err(why) => self.refuse_publish(c, stream_id, &name, &why),
+            },
+            Ask::Play { stream_id, name } => match answer {
+                Ok(stream) if !stream.is_empty() => self.start_play(c, stream_id, stream),
+                Ok(_) => self.refuse_play(c, stream_id, &name, "empty stream name"),
+                Err(why) => self.refuse_play(c, stream_id, &name, &why),
+            },
+        }
+    }
+
+    fn start_publish(&mut self, c: &mut Conn, stream_id: u32, stream: String) -> Result<(), String> {
         match StreamWriter::create(&stream, WriterOptions { live: true, dvr_ms: 50_000 }) {
             Ok(w) => {
                 c.session.accept_publish(stream_id, &stream).map_err(|e| e.to_string())?;
@@ -468,29 +530,7 @@ impl Server {
         Ok(())
     }
 
-    fn play(&mut self, c: &mut Conn, stream_id: u32, name: &str) -> Result<(), String> {
-        if !matches!(c.role, Role::None) {
-            c.session.reject_play(stream_id, "already publishing or playing").map_err(|e| e.to_string())?;
-            c.closing = true;
-            return Ok(());
-        }
-        let url = format!("{}/{}", c.session.connect.tc_url.trim_end_matches('/'), name);
-        let stream = if self.cfg.controlled {
-            let req = Request::Play { stream: name.to_string(), host: c.peer.clone(), connector: "RTMP".into(), url };
-            match control::request(&req, Duration::from_secs(10)) {
-                Ok(r) if r.ok => {
-                    if r.stream.is_empty() {
-                        stream_name(name)
-                    } else {
-                        r.stream
-                    }
-                }
-                Ok(r) => return self.refuse_play(c, stream_id, name, &format!("refused: {}", r.error)),
-                Err(e) => return self.refuse_play(c, stream_id, name, &format!("controller: {e}")),
-            }
-        } else {
-            stream_name(name)
-        };
+    fn start_play(&mut self, c: &mut Conn, stream_id: u32, stream: String) -> Result<(), String> {
         if !self.streams.contains_key(&stream) {
             let info = ReaderInfo { connector: "RTMP-mux".into(), host: String::new() };
             let reader = match StreamReader::open(&stream, info) {
@@ -656,7 +696,7 @@ impl Server {
                     }
                 }
                 Role::Viewer { stats: Some(r), .. } => r.report(c.bytes_out, c.bytes_in),
-                Role::None if now.duration_since(c.created) > SETUP_TIMEOUT => dead.push((*t, "no publish or play in time")),
+                Role::None if !c.waiting && now.duration_since(c.created) > SETUP_TIMEOUT => dead.push((*t, "no publish or play in time")),
                 _ => {}
             }
         }
