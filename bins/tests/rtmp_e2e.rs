@@ -216,3 +216,108 @@ fn capabilities_version_and_bad_arguments() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("FAIL MistOutRTMP: cannot listen"));
 }
+
+/// Drives a ClientSession over a blocking socket until `done` says so.
+fn drive(
+    sock: &mut TcpStream,
+    c: &mut mist_media::rtmp::ClientSession,
+    mut done: impl FnMut(&mist_media::rtmp::ClientEvent) -> bool,
+) {
+    let t = Instant::now();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        while let Some(e) = c.poll().unwrap() {
+            if let mist_media::rtmp::ClientEvent::Refused(r) = &e {
+                panic!("refused: {r}");
+            }
+            if done(&e) {
+                sock.write_all(&c.take_output()).unwrap();
+                return;
+            }
+        }
+        sock.write_all(&c.take_output()).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10), "session did not get ready");
+        let n = sock.read(&mut buf).unwrap();
+        assert!(n > 0, "server closed");
+        c.feed(&buf[..n]);
+    }
+}
+
+/// A viewer that stops reading is disconnected once its backlog passes the bound, and the publisher
+/// and the stream carry on.
+#[test]
+fn slow_viewer_is_disconnected() {
+    use bytes::Bytes;
+    use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
+    use mist_media::{Codec, Frame, Track};
+    const FLV: &[u8] = include_bytes!("../../crates/media/tests/fixtures/flv/testsrc_320x240_1s.flv");
+
+    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-slow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
+            .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-g", "5"])
+            .env("MIST_SHM_DIR", &dir)
+            .env_remove("MIST_CONTROL")
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+
+    // The avcC of the ffmpeg fixture describes the track; the frames are 1 MiB of filler NAL units.
+    let mut d = mist_media::flv::Demuxer::new();
+    d.feed(FLV);
+    let mut video: Option<Track> = None;
+    while let Some(t) = d.next_tag().unwrap() {
+        if let Some(tr) = t.converted.track.filter(|t| t.codec == Codec::H264) {
+            video = Some(tr);
+        }
+    }
+    let video = video.unwrap();
+    let mut payload = vec![0u8; 1 << 20];
+    payload[..4].copy_from_slice(&((1u32 << 20) - 4).to_be_bytes());
+    payload[4] = 0x65; // IDR slice header byte
+    let payload = Bytes::from(payload);
+
+    let mut pubsock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut publisher = ClientSession::new("live", &format!("rtmp://127.0.0.1:{port}/live"), "big", ClientMode::Publish, 1);
+    drive(&mut pubsock, &mut publisher, |e| matches!(e, ClientEvent::Ready { .. }));
+    publisher.send_tracks(std::slice::from_ref(&video)).unwrap();
+    let frame = |i: i64| Frame { track: video.id, dts: i * 40, pts_offset: 0, keyframe: i % 10 == 0, data: payload.clone() };
+    publisher.send_frame(&video, &frame(0)).unwrap();
+    pubsock.write_all(&publisher.take_output()).unwrap();
+
+    let mut viewsock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    viewsock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut viewer = ClientSession::new("play", &format!("rtmp://127.0.0.1:{port}/play"), "big", ClientMode::Play, 2);
+    drive(&mut viewsock, &mut viewer, |e| matches!(e, ClientEvent::Ready { .. }));
+    // The viewer stops reading; the publisher sends 60 MiB more.
+    for i in 1..=60 {
+        publisher.send_frame(&video, &frame(i)).unwrap();
+        pubsock.write_all(&publisher.take_output()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    // The server closed the viewer: reading drains what was buffered and then hits the end.
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0usize;
+    let closed = loop {
+        match viewsock.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "slow viewer still connected after {total} bytes");
+    assert!(total < 60 << 20, "the viewer got everything ({total} bytes): no backlog bound");
+    // The publisher is still connected and a fresh viewer still gets the stream.
+    publisher.send_frame(&video, &frame(61)).unwrap();
+    pubsock.write_all(&publisher.take_output()).unwrap();
+    let mut v2 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    v2.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut viewer2 = ClientSession::new("play", &format!("rtmp://127.0.0.1:{port}/play"), "big", ClientMode::Play, 3);
+    drive(&mut v2, &mut viewer2, |e| matches!(e, ClientEvent::Track(t) if t.width == 320));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
