@@ -1,7 +1,7 @@
 //! RTMP chunk decoder, message parser and server session on arbitrary bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mist_media::rtmp::{chunk::ChunkDecoder, message::Message, ServerEvent, ServerSession};
+use mist_media::rtmp::{chunk::ChunkDecoder, message::Message, ClientMode, ClientSession, ServerEvent, ServerSession};
 
 fuzz_target!(|data: &[u8]| {
     // 1. The chunk decoder alone, fed in pieces whose size the first byte picks.
@@ -33,5 +33,12 @@ fuzz_target!(|data: &[u8]| {
             _ => Ok(()),
         };
         let _ = s.take_output();
+    }
+    // 3. A playing client session after a valid S0 S1 S2, fed the bytes as server output.
+    let mut c = ClientSession::new("app", "rtmp://h/app", "s", ClientMode::Play, 1);
+    c.feed(&[3u8; 3073]);
+    c.feed(data);
+    while let Ok(Some(_)) = c.poll() {
+        let _ = c.take_output();
     }
 });

@@ -323,9 +323,9 @@ impl ServerSession {
         self.writer.command(&mut self.out, csid::STREAM, stream_id, &st)
     }
 
-    /// Answers `play`: Stream Begin, `Play.Reset`, `Play.Start`, `|RtmpSampleAccess`.
+    /// Answers `play` of a live stream: Stream Begin, `Play.Reset`, `Play.Start`,
+    /// `|RtmpSampleAccess`.
     pub fn accept_play(&mut self, stream_id: u32, name: &str) -> Result<(), MediaError> {
-        self.writer.user_control(&mut self.out, UserControl::StreamIsRecorded(stream_id));
         self.writer.user_control(&mut self.out, UserControl::StreamBegin(stream_id));
         let w = &self.writer;
         w.command(&mut self.out, csid::STREAM, stream_id, &message::on_status("status", "NetStream.Play.Reset", &format!("Playing and resetting {name}.")))?;

@@ -1,4 +1,4 @@
-//! End to end: MistOutRTMP standalone, ffmpeg publishes, ffprobe plays (two viewers, one joining
+//! MistOutRTMP run alone (no controller, or a fake one): ffmpeg publishes, ffprobe plays (two viewers, one joining
 //! late for the GOP burst), a hostile peer sends garbage meanwhile.
 
 use std::io::{Read, Write};
