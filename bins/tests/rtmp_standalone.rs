@@ -321,3 +321,78 @@ fn slow_viewer_is_disconnected() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The publisher is killed mid-stream and a new one (another picture size) takes the same name: a
+/// viewer that stays connected sees the new picture, and a new viewer gets it at once.
+#[test]
+fn killed_publisher_replaced_while_viewer_watches() {
+    if !have("ffmpeg") || !have("ffprobe") {
+        eprintln!("SKIP: ffmpeg/ffprobe not installed");
+        return;
+    }
+    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
+            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
+            .env("MIST_SHM_DIR", &dir)
+            .env_remove("MIST_CONTROL")
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let publish = |size: &str| {
+        Killed(
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
+                .arg(format!("testsrc2=size={size}:rate=25"))
+                .args(["-c:v", "libx264", "-g", "25", "-t", "20", "-f", "flv"])
+                .arg(format!("rtmp://127.0.0.1:{port}/live/live+k"))
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let url = format!("rtmp://127.0.0.1:{port}/play/live+k");
+    let mut first = publish("320x240");
+    std::thread::sleep(Duration::from_millis(2500));
+    // A viewer that stays through the switch: it writes the frame sizes it decodes.
+    let watcher = Command::new("timeout")
+        .args(["12", "ffprobe", "-v", "error", "-show_entries", "frame=width", "-select_streams", "v", "-of", "csv=p=0", &url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let _second = publish("640x360");
+    std::thread::sleep(Duration::from_millis(3500));
+    let late = Command::new("timeout")
+        .args(["20", "ffprobe", "-v", "error", "-read_intervals", "%+2", "-count_frames"])
+        .args(["-show_entries", "stream=width,height,nb_read_frames", "-of", "compact", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&late.stdout);
+    assert!(text.contains("width=640|height=360"), "new viewer got {text}");
+    let out = watcher.wait_with_output_fix();
+    let widths: Vec<&str> = out.lines().collect();
+    assert!(widths.contains(&"320"), "watcher never saw the first publisher: {widths:?}");
+    assert!(widths.contains(&"640"), "watcher never saw the second publisher: {:?}", &widths[widths.len().saturating_sub(5)..]);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+trait WaitOutput {
+    fn wait_with_output_fix(self) -> String;
+}
+impl WaitOutput for Child {
+    fn wait_with_output_fix(mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut o) = self.stdout.take() {
+            let _ = o.read_to_string(&mut s);
+        }
+        let _ = self.wait();
+        s
+    }
+}
