@@ -531,6 +531,11 @@ impl Server {
     }
 
     fn start_play(&mut self, c: &mut Conn, stream_id: u32, stream: String) -> Result<(), String> {
+        if self.streams.get(&stream).is_some_and(|ps| ps.ended) {
+            // The old state only waits for its viewers to drain; a new viewer needs a fresh reader
+            // (a new publisher may have taken the name over).
+            self.streams.remove(&stream);
+        }
         if !self.streams.contains_key(&stream) {
             let info = ReaderInfo { connector: "RTMP-mux".into(), host: String::new() };
             let reader = match StreamReader::open(&stream, info) {
