@@ -62,11 +62,23 @@ fn main() {
     let mut server = match rtmp_server::Server::bind(cfg) {
         Ok(s) => s,
         Err(e) => {
-            log!(FAIL, "cannot listen on {}:{}: {e}", args.interface, args.port);
+            log!(
+                FAIL,
+                "cannot listen on {}:{}: {e}",
+                args.interface,
+                args.port
+            );
             std::process::exit(1);
         }
     };
-    log!(INFO, "listening on {}", server.local_addr().map(|a| a.to_string()).unwrap_or_default());
+    log!(
+        INFO,
+        "listening on {}",
+        server
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
     if let Err(e) = server.run(stop) {
         log!(FAIL, "event loop failed: {e}");
         std::process::exit(1);

@@ -8,11 +8,20 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn have(tool: &str) -> bool {
-    Command::new(tool).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new(tool)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Killed(Child);
@@ -26,20 +35,35 @@ impl Drop for Killed {
 fn wait_listening(port: u16) {
     let t = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "MistOutRTMP did not listen");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "MistOutRTMP did not listen"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn probe(url: &str) -> Output {
     Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "compact", url])
+        .args([
+            "30",
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "compact",
+            url,
+        ])
         .output()
         .unwrap()
 }
 
 fn field(line: &str, key: &str) -> Option<String> {
-    line.split('|').find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_string))
+    line.split('|')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_string))
 }
 
 #[test]
@@ -62,8 +86,23 @@ fn ffmpeg_publish_ffprobe_play() {
     wait_listening(port);
 
     let publisher = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine"])
-        .args(["-c:v", "libx264", "-g", "50", "-c:a", "aac", "-t", "6", "-f", "flv"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine",
+        ])
+        .args([
+            "-c:v", "libx264", "-g", "50", "-c:a", "aac", "-t", "6", "-f", "flv",
+        ])
         .arg(format!("rtmp://127.0.0.1:{port}/live/live+alice"))
         .stdin(Stdio::null())
         .spawn()
@@ -100,16 +139,31 @@ fn ffmpeg_publish_ffprobe_play() {
         let text = String::from_utf8_lossy(&out.stdout);
         eprintln!("{who}: {text}{}", String::from_utf8_lossy(&out.stderr));
         let lines: Vec<&str> = text.lines().collect();
-        let video = lines.iter().find(|l| field(l, "codec_name").as_deref() == Some("h264")).unwrap_or_else(|| panic!("{who}: no h264 stream"));
+        let video = lines
+            .iter()
+            .find(|l| field(l, "codec_name").as_deref() == Some("h264"))
+            .unwrap_or_else(|| panic!("{who}: no h264 stream"));
         assert_eq!(field(video, "width").as_deref(), Some("640"), "{who}");
         assert_eq!(field(video, "height").as_deref(), Some("360"), "{who}");
-        let frames: u32 = field(video, "nb_read_frames").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let frames: u32 = field(video, "nb_read_frames")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         assert!(frames >= 50, "{who}: only {frames} video frames decoded");
         counts.push(frames);
-        assert!(lines.iter().any(|l| field(l, "codec_name").as_deref() == Some("aac")), "{who}: no aac stream");
+        assert!(
+            lines
+                .iter()
+                .any(|l| field(l, "codec_name").as_deref() == Some("aac")),
+            "{who}: no aac stream"
+        );
     }
     // The late viewer starts at the newest keyframe, not at the beginning of the stream.
-    assert!(counts[1] < counts[0], "late viewer got {} frames, first {}", counts[1], counts[0]);
+    assert!(
+        counts[1] < counts[0],
+        "late viewer got {} frames, first {}",
+        counts[1],
+        counts[0]
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -140,7 +194,9 @@ fn controller_decides_push_and_play() {
                 }
                 let req: serde_json::Value = serde_json::from_str(&line).unwrap();
                 let answer = match (req["cmd"].as_str(), req["app"].as_str()) {
-                    (Some("push"), Some("secret")) | (Some("play"), _) => serde_json::json!({"ok": true, "stream": "renamed+x"}),
+                    (Some("push"), Some("secret")) | (Some("play"), _) => {
+                        serde_json::json!({"ok": true, "stream": "renamed+x"})
+                    }
                     _ => serde_json::json!({"ok": false, "error": "bad push password"}),
                 };
                 requests.lock().unwrap().push(req);
@@ -160,8 +216,23 @@ fn controller_decides_push_and_play() {
     wait_listening(port);
     let publish = |app: &str| {
         Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine"])
-            .args(["-c:v", "libx264", "-g", "25", "-c:a", "aac", "-t", "5", "-f", "flv"])
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine",
+            ])
+            .args([
+                "-c:v", "libx264", "-g", "25", "-c:a", "aac", "-t", "5", "-f", "flv",
+            ])
             .arg(format!("rtmp://127.0.0.1:{port}/{app}/cam1"))
             .stdin(Stdio::null())
             .stderr(Stdio::null())
@@ -175,20 +246,42 @@ fn controller_decides_push_and_play() {
     let mut good = Killed(publish("secret"));
     std::thread::sleep(Duration::from_millis(2000));
     let out = Command::new("timeout")
-        .args(["20", "ffprobe", "-v", "error", "-read_intervals", "%+2", "-count_frames"])
-        .args(["-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "compact"])
+        .args([
+            "20",
+            "ffprobe",
+            "-v",
+            "error",
+            "-read_intervals",
+            "%+2",
+            "-count_frames",
+        ])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "compact",
+        ])
         .arg(format!("rtmp://127.0.0.1:{port}/play/whatever"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("viewer: {text}");
-    assert!(text.contains("codec_name=h264|width=320|height=240"), "viewer got the renamed stream");
+    assert!(
+        text.contains("codec_name=h264|width=320|height=240"),
+        "viewer got the renamed stream"
+    );
     assert!(good.0.wait().unwrap().success());
     let reqs = requests.lock().unwrap().clone();
-    assert!(reqs.iter().any(|r| r["cmd"] == "push" && r["app"] == "wrong" && r["stream"] == "cam1" && r["connector"] == "RTMP"));
-    assert!(reqs.iter().any(|r| r["cmd"] == "push" && r["app"] == "secret"
+    assert!(reqs.iter().any(|r| r["cmd"] == "push"
+        && r["app"] == "wrong"
+        && r["stream"] == "cam1"
+        && r["connector"] == "RTMP"));
+    assert!(reqs.iter().any(|r| r["cmd"] == "push"
+        && r["app"] == "secret"
         && r["url"].as_str() == Some(&format!("rtmp://127.0.0.1:{port}/secret/cam1")[..])));
-    assert!(reqs.iter().any(|r| r["cmd"] == "play" && r["stream"] == "whatever"));
+    assert!(reqs
+        .iter()
+        .any(|r| r["cmd"] == "play" && r["stream"] == "whatever"));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -204,15 +297,33 @@ fn capabilities_version_and_bad_arguments() {
         assert!(caps.get(k).is_some(), "capabilities lack {k}");
     }
     let port = &caps["optional"]["port"];
-    assert_eq!((port["option"].as_str(), port["short"].as_str(), port["default"].as_u64()), (Some("--port"), Some("p"), Some(1935)));
+    assert_eq!(
+        (
+            port["option"].as_str(),
+            port["short"].as_str(),
+            port["default"].as_u64()
+        ),
+        (Some("--port"), Some("p"), Some(1935))
+    );
     assert_eq!(caps["optional"]["interface"]["default"], "0.0.0.0");
     let v = Command::new(bin).arg("--version").output().unwrap();
     assert!(v.status.success() && String::from_utf8_lossy(&v.stdout).contains("MistOutRTMP"));
-    assert_eq!(Command::new(bin).arg("--bogus").stderr(Stdio::null()).status().unwrap().code(), Some(2));
+    assert_eq!(
+        Command::new(bin)
+            .arg("--bogus")
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .code(),
+        Some(2)
+    );
     // A port that is taken: exit code 1.
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let p = taken.local_addr().unwrap().port().to_string();
-    let out = Command::new(bin).args(["-p", &p, "-i", "127.0.0.1"]).output().unwrap();
+    let out = Command::new(bin)
+        .args(["-p", &p, "-i", "127.0.0.1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("FAIL MistOutRTMP: cannot listen"));
 }
@@ -236,7 +347,10 @@ fn drive(
             }
         }
         sock.write_all(&c.take_output()).unwrap();
-        assert!(t.elapsed() < Duration::from_secs(10), "session did not get ready");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "session did not get ready"
+        );
         let n = sock.read(&mut buf).unwrap();
         assert!(n > 0, "server closed");
         c.feed(&buf[..n]);
@@ -250,7 +364,8 @@ fn slow_viewer_is_disconnected() {
     use bytes::Bytes;
     use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
     use mist_media::{Codec, Frame, Track};
-    const FLV: &[u8] = include_bytes!("../../crates/media/tests/fixtures/flv/testsrc_320x240_1s.flv");
+    const FLV: &[u8] =
+        include_bytes!("../../crates/media/tests/fixtures/flv/testsrc_320x240_1s.flv");
 
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-slow-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -281,17 +396,41 @@ fn slow_viewer_is_disconnected() {
     let payload = Bytes::from(payload);
 
     let mut pubsock = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut publisher = ClientSession::new("live", &format!("rtmp://127.0.0.1:{port}/live"), "big", ClientMode::Publish, 1);
-    drive(&mut pubsock, &mut publisher, |e| matches!(e, ClientEvent::Ready { .. }));
+    let mut publisher = ClientSession::new(
+        "live",
+        &format!("rtmp://127.0.0.1:{port}/live"),
+        "big",
+        ClientMode::Publish,
+        1,
+    );
+    drive(&mut pubsock, &mut publisher, |e| {
+        matches!(e, ClientEvent::Ready { .. })
+    });
     publisher.send_tracks(std::slice::from_ref(&video)).unwrap();
-    let frame = |i: i64| Frame { track: video.id, dts: i * 40, pts_offset: 0, keyframe: i % 10 == 0, data: payload.clone() };
+    let frame = |i: i64| Frame {
+        track: video.id,
+        dts: i * 40,
+        pts_offset: 0,
+        keyframe: i % 10 == 0,
+        data: payload.clone(),
+    };
     publisher.send_frame(&video, &frame(0)).unwrap();
     pubsock.write_all(&publisher.take_output()).unwrap();
 
     let mut viewsock = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    viewsock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut viewer = ClientSession::new("play", &format!("rtmp://127.0.0.1:{port}/play"), "big", ClientMode::Play, 2);
-    drive(&mut viewsock, &mut viewer, |e| matches!(e, ClientEvent::Ready { .. }));
+    viewsock
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut viewer = ClientSession::new(
+        "play",
+        &format!("rtmp://127.0.0.1:{port}/play"),
+        "big",
+        ClientMode::Play,
+        2,
+    );
+    drive(&mut viewsock, &mut viewer, |e| {
+        matches!(e, ClientEvent::Ready { .. })
+    });
     // The viewer stops reading; the publisher sends 60 MiB more.
     for i in 1..=60 {
         publisher.send_frame(&video, &frame(i)).unwrap();
@@ -310,14 +449,27 @@ fn slow_viewer_is_disconnected() {
         }
     };
     assert!(closed, "slow viewer still connected after {total} bytes");
-    assert!(total < 60 << 20, "the viewer got everything ({total} bytes): no backlog bound");
+    assert!(
+        total < 60 << 20,
+        "the viewer got everything ({total} bytes): no backlog bound"
+    );
     // The publisher is still connected and a fresh viewer still gets the stream.
     publisher.send_frame(&video, &frame(61)).unwrap();
     pubsock.write_all(&publisher.take_output()).unwrap();
     let mut v2 = TcpStream::connect(("127.0.0.1", port)).unwrap();
     v2.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut viewer2 = ClientSession::new("play", &format!("rtmp://127.0.0.1:{port}/play"), "big", ClientMode::Play, 3);
-    drive(&mut v2, &mut viewer2, |e| matches!(e, ClientEvent::Track(t) if t.width == 320));
+    let mut viewer2 = ClientSession::new(
+        "play",
+        &format!("rtmp://127.0.0.1:{port}/play"),
+        "big",
+        ClientMode::Play,
+        3,
+    );
+    drive(
+        &mut v2,
+        &mut viewer2,
+        |e| matches!(e, ClientEvent::Track(t) if t.width == 320),
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -345,7 +497,15 @@ fn killed_publisher_replaced_while_viewer_watches() {
     let publish = |size: &str| {
         Killed(
             Command::new("ffmpeg")
-                .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
+                .args([
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-re",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                ])
                 .arg(format!("testsrc2=size={size}:rate=25"))
                 .args(["-c:v", "libx264", "-g", "25", "-t", "20", "-f", "flv"])
                 .arg(format!("rtmp://127.0.0.1:{port}/live/live+k"))
@@ -359,7 +519,19 @@ fn killed_publisher_replaced_while_viewer_watches() {
     std::thread::sleep(Duration::from_millis(2500));
     // A viewer that stays through the switch: it writes the frame sizes it decodes.
     let watcher = Command::new("timeout")
-        .args(["12", "ffprobe", "-v", "error", "-show_entries", "frame=width", "-select_streams", "v", "-of", "csv=p=0", &url])
+        .args([
+            "12",
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "frame=width",
+            "-select_streams",
+            "v",
+            "-of",
+            "csv=p=0",
+            &url,
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -369,16 +541,40 @@ fn killed_publisher_replaced_while_viewer_watches() {
     let _second = publish("640x360");
     std::thread::sleep(Duration::from_millis(3500));
     let late = Command::new("timeout")
-        .args(["20", "ffprobe", "-v", "error", "-read_intervals", "%+2", "-count_frames"])
-        .args(["-show_entries", "stream=width,height,nb_read_frames", "-of", "compact", &url])
+        .args([
+            "20",
+            "ffprobe",
+            "-v",
+            "error",
+            "-read_intervals",
+            "%+2",
+            "-count_frames",
+        ])
+        .args([
+            "-show_entries",
+            "stream=width,height,nb_read_frames",
+            "-of",
+            "compact",
+            &url,
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&late.stdout);
-    assert!(text.contains("width=640|height=360"), "new viewer got {text}");
+    assert!(
+        text.contains("width=640|height=360"),
+        "new viewer got {text}"
+    );
     let out = watcher.wait_with_output_fix();
     let widths: Vec<&str> = out.lines().collect();
-    assert!(widths.contains(&"320"), "watcher never saw the first publisher: {widths:?}");
-    assert!(widths.contains(&"640"), "watcher never saw the second publisher: {:?}", &widths[widths.len().saturating_sub(5)..]);
+    assert!(
+        widths.contains(&"320"),
+        "watcher never saw the first publisher: {widths:?}"
+    );
+    assert!(
+        widths.contains(&"640"),
+        "watcher never saw the second publisher: {:?}",
+        &widths[widths.len().saturating_sub(5)..]
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

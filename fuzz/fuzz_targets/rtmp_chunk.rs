@@ -1,7 +1,9 @@
 //! RTMP chunk decoder, message parser and server session on arbitrary bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mist_media::rtmp::{chunk::ChunkDecoder, message::Message, ClientMode, ClientSession, ServerEvent, ServerSession};
+use mist_media::rtmp::{
+    chunk::ChunkDecoder, message::Message, ClientMode, ClientSession, ServerEvent, ServerSession,
+};
 
 fuzz_target!(|data: &[u8]| {
     // 1. The chunk decoder alone, fed in pieces whose size the first byte picks.
@@ -28,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
     while let Ok(Some(e)) = s.poll() {
         let _ = match e {
             ServerEvent::Connect { .. } => s.accept_connect(),
-            ServerEvent::Publish { stream_id, name, .. } => s.accept_publish(stream_id, &name),
+            ServerEvent::Publish {
+                stream_id, name, ..
+            } => s.accept_publish(stream_id, &name),
             ServerEvent::Play { stream_id, name } => s.accept_play(stream_id, &name),
             _ => Ok(()),
         };

@@ -62,18 +62,33 @@ pub fn stream_name(raw: &str) -> String {
         Some((b, w)) => (b, Some(w)),
         None => (raw.as_str(), None),
     };
-    let base: String =
-        base.chars().filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c)).map(|c| c.to_ascii_lowercase()).take(100).collect();
+    let base: String = base
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
+        .map(|c| c.to_ascii_lowercase())
+        .take(100)
+        .collect();
     match wild {
-        Some(w) if !base.is_empty() => format!("{base}+{}", w.chars().take(100).collect::<String>()),
+        Some(w) if !base.is_empty() => {
+            format!("{base}+{}", w.chars().take(100).collect::<String>())
+        }
         _ => base,
     }
 }
 
 enum Role {
     None,
-    Publisher { stream: String, stream_id: u32, writer: Option<Box<StreamWriter>>, frames: u64 },
-    Viewer { stream: String, stream_id: u32, stats: Option<StreamReader> },
+    Publisher {
+        stream: String,
+        stream_id: u32,
+        writer: Option<Box<StreamWriter>>,
+        frames: u64,
+    },
+    Viewer {
+        stream: String,
+        stream_id: u32,
+        stats: Option<StreamReader>,
+    },
 }
 
 /// A publish or play waiting for a decision.
@@ -166,7 +181,11 @@ struct PlayStream {
 }
 
 fn main_track(tracks: &[Track]) -> u32 {
-    tracks.iter().find(|t| t.kind() == TrackKind::Video).or(tracks.first()).map_or(0, |t| t.id)
+    tracks
+        .iter()
+        .find(|t| t.kind() == TrackKind::Video)
+        .or(tracks.first())
+        .map_or(0, |t| t.id)
 }
 
 pub struct Server {
@@ -179,16 +198,23 @@ pub struct Server {
     next_token: usize,
     seed: u64,
     waker: Arc<Waker>,
-    decisions: (std::sync::mpsc::Sender<Decision>, std::sync::mpsc::Receiver<Decision>),
+    decisions: (
+        std::sync::mpsc::Sender<Decision>,
+        std::sync::mpsc::Receiver<Decision>,
+    ),
 }
 
 impl Server {
     pub fn bind(cfg: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(cfg.addr)?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) ^ std::process::id() as u64;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ std::process::id() as u64;
         Ok(Server {
             cfg,
             poll,
@@ -211,19 +237,25 @@ impl Server {
     pub fn run(&mut self, stop: Arc<AtomicBool>) -> io::Result<()> {
         {
             let (w, k, stop) = (self.waiter.clone(), self.waker.clone(), stop.clone());
-            std::thread::Builder::new().name("shm-waiter".into()).spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if !w.wait(Duration::from_millis(500)).is_empty() {
-                        let _ = k.wake();
+            std::thread::Builder::new()
+                .name("shm-waiter".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if !w.wait(Duration::from_millis(500)).is_empty() {
+                            let _ = k.wake();
+                        }
                     }
-                }
-            })?;
+                })?;
         }
         let mut events = Events::with_capacity(1024);
         let mut last_tick = Instant::now();
         let mut busy = false;
         while !stop.load(Ordering::Relaxed) {
-            let timeout = if busy { Duration::ZERO } else { Duration::from_millis(100) };
+            let timeout = if busy {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -267,12 +299,19 @@ impl Server {
                 Ok((mut sock, addr)) => {
                     let token = self.next_token;
                     self.next_token += 1;
-                    if let Err(e) = self.poll.registry().register(&mut sock, Token(token), Interest::READABLE | Interest::WRITABLE) {
+                    if let Err(e) = self.poll.registry().register(
+                        &mut sock,
+                        Token(token),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
                         log!(WARN, "register {addr}: {e}");
                         continue;
                     }
                     let _ = sock.set_nodelay(true);
-                    self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    self.seed = self
+                        .seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     log!(MEDIUM, "connection from {addr}");
                     let now = Instant::now();
                     self.conns.insert(
@@ -308,13 +347,23 @@ impl Server {
 
     /// Runs `f` on a connection taken out of the table; drops the connection on error, panic, or
     /// when it is closing and everything was sent.
-    fn with_conn(&mut self, token: usize, f: impl FnOnce(&mut Server, &mut Conn) -> Result<(), String>) {
-        let Some(mut c) = self.conns.remove(&token) else { return };
+    fn with_conn(
+        &mut self,
+        token: usize,
+        f: impl FnOnce(&mut Server, &mut Conn) -> Result<(), String>,
+    ) {
+        let Some(mut c) = self.conns.remove(&token) else {
+            return;
+        };
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self, &mut c)));
         let r = match r {
             Ok(r) => r,
             Err(_) => {
-                log!(ERROR, "panic while handling {}; dropping that connection only", c.peer);
+                log!(
+                    ERROR,
+                    "panic while handling {}; dropping that connection only",
+                    c.peer
+                );
                 Err("internal error (panic)".into())
             }
         };
@@ -337,14 +386,29 @@ impl Server {
         let _ = c.flush();
         let _ = self.poll.registry().deregister(&mut c.sock);
         match std::mem::replace(&mut c.role, Role::None) {
-            Role::Publisher { stream, writer, frames, .. } => {
-                log!(INFO, "publisher {} of {stream} left ({why}); {frames} frames, {} bytes in", c.peer, c.bytes_in);
+            Role::Publisher {
+                stream,
+                writer,
+                frames,
+                ..
+            } => {
+                log!(
+                    INFO,
+                    "publisher {} of {stream} left ({why}); {frames} frames, {} bytes in",
+                    c.peer,
+                    c.bytes_in
+                );
                 if let Some(w) = writer {
                     w.detach();
                 }
             }
             Role::Viewer { stream, .. } => {
-                log!(MEDIUM, "viewer {} of {stream} left ({why}); {} bytes out", c.peer, c.bytes_out);
+                log!(
+                    MEDIUM,
+                    "viewer {} of {stream} left ({why}); {} bytes out",
+                    c.peer,
+                    c.bytes_out
+                );
                 self.remove_viewer(&stream, c.token);
             }
             Role::None => log!(HIGH, "connection {} closed ({why})", c.peer),
@@ -400,28 +464,63 @@ impl Server {
                     log!(HIGH, "{} connect app={app:?} tcUrl={tc_url:?}", c.peer);
                     c.session.accept_connect().map_err(|e| e.to_string())
                 }
-                ServerEvent::Publish { stream_id, name, .. } => self.decide(c, Ask::Publish { stream_id, name }),
-                ServerEvent::Play { stream_id, name } => self.decide(c, Ask::Play { stream_id, name }),
+                ServerEvent::Publish {
+                    stream_id, name, ..
+                } => self.decide(c, Ask::Publish { stream_id, name }),
+                ServerEvent::Play { stream_id, name } => {
+                    self.decide(c, Ask::Play { stream_id, name })
+                }
                 ServerEvent::Track(t) => match &mut c.role {
-                    Role::Publisher { writer: Some(w), stream, .. } => {
+                    Role::Publisher {
+                        writer: Some(w),
+                        stream,
+                        ..
+                    } => {
                         match t.kind() {
-                            TrackKind::Video => log!(INFO, "{stream}: track {} {} {}x{}", t.id, t.codec.mist_name(), t.width, t.height),
-                            _ => log!(INFO, "{stream}: track {} {} {} Hz {} ch", t.id, t.codec.mist_name(), t.rate, t.channels),
+                            TrackKind::Video => log!(
+                                INFO,
+                                "{stream}: track {} {} {}x{}",
+                                t.id,
+                                t.codec.mist_name(),
+                                t.width,
+                                t.height
+                            ),
+                            _ => log!(
+                                INFO,
+                                "{stream}: track {} {} {} Hz {} ch",
+                                t.id,
+                                t.codec.mist_name(),
+                                t.rate,
+                                t.channels
+                            ),
                         }
-                        w.set_track(&t).map_err(|e| format!("{stream}: set_track: {e}"))
+                        w.set_track(&t)
+                            .map_err(|e| format!("{stream}: set_track: {e}"))
                     }
                     _ => Ok(()),
                 },
                 ServerEvent::Frame(f) => match &mut c.role {
-                    Role::Publisher { writer: Some(w), frames, stream, .. } => {
+                    Role::Publisher {
+                        writer: Some(w),
+                        frames,
+                        stream,
+                        ..
+                    } => {
                         *frames += 1;
-                        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data).map_err(|e| format!("{stream}: push: {e}"))
+                        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
+                            .map_err(|e| format!("{stream}: push: {e}"))
                     }
                     _ => Ok(()),
                 },
                 ServerEvent::Metadata(_) => Ok(()),
                 ServerEvent::StreamClosed { stream_id } => {
-                    if let Role::Publisher { stream_id: sid, writer, stream, .. } = &mut c.role {
+                    if let Role::Publisher {
+                        stream_id: sid,
+                        writer,
+                        stream,
+                        ..
+                    } = &mut c.role
+                    {
                         if *sid == stream_id {
                             if let Some(w) = writer.take() {
                                 // Standalone, an explicit unpublish ends the stream; under a
@@ -447,13 +546,19 @@ impl Server {
     /// thread (the loop goes on serving everyone else; this connection's later events wait).
     fn decide(&mut self, c: &mut Conn, what: Ask) -> Result<(), String> {
         let (stream_id, name) = match &what {
-            Ask::Publish { stream_id, name } | Ask::Play { stream_id, name } => (*stream_id, name.clone()),
+            Ask::Publish { stream_id, name } | Ask::Play { stream_id, name } => {
+                (*stream_id, name.clone())
+            }
         };
         if !matches!(c.role, Role::None) || c.waiting {
             c.closing = true;
             return match what {
-                Ask::Publish { .. } => c.session.reject_publish(stream_id, "already publishing or playing"),
-                Ask::Play { .. } => c.session.reject_play(stream_id, "already publishing or playing"),
+                Ask::Publish { .. } => c
+                    .session
+                    .reject_publish(stream_id, "already publishing or playing"),
+                Ask::Play { .. } => c
+                    .session
+                    .reject_play(stream_id, "already publishing or playing"),
             }
             .map_err(|e| e.to_string());
         }
@@ -461,27 +566,49 @@ impl Server {
             let answer = Ok(stream_name(&name));
             return self.finish(c, what, answer);
         }
-        let url = format!("{}/{}", c.session.connect.tc_url.trim_end_matches('/'), name);
+        let url = format!(
+            "{}/{}",
+            c.session.connect.tc_url.trim_end_matches('/'),
+            name
+        );
         let (req, timeout) = match &what {
             Ask::Publish { .. } => (
-                Request::Push { stream: name.clone(), app: c.session.connect.app.clone(), host: c.peer.clone(), connector: "RTMP".into(), url },
+                Request::Push {
+                    stream: name.clone(),
+                    app: c.session.connect.app.clone(),
+                    host: c.peer.clone(),
+                    connector: "RTMP".into(),
+                    url,
+                },
                 Duration::from_secs(5),
             ),
-            Ask::Play { .. } => (Request::Play { stream: name.clone(), host: c.peer.clone(), connector: "RTMP".into(), url }, Duration::from_secs(10)),
+            Ask::Play { .. } => (
+                Request::Play {
+                    stream: name.clone(),
+                    host: c.peer.clone(),
+                    connector: "RTMP".into(),
+                    url,
+                },
+                Duration::from_secs(10),
+            ),
         };
         c.waiting = true;
         let (tx, waker, token) = (self.decisions.0.clone(), self.waker.clone(), c.token);
-        let spawned = std::thread::Builder::new().name("control-request".into()).spawn(move || {
-            let answer = match control::request(&req, timeout) {
-                Ok(r) if r.ok && r.stream.is_empty() => Ok(stream_name(&name)),
-                Ok(r) if r.ok => Ok(r.stream),
-                Ok(r) => Err(format!("refused: {}", r.error)),
-                Err(e) => Err(format!("controller: {e}")),
-            };
-            let _ = tx.send((token, what, answer));
-            let _ = waker.wake();
-        });
-        spawned.map(|_| ()).map_err(|e| format!("cannot ask the controller: {e}"))
+        let spawned = std::thread::Builder::new()
+            .name("control-request".into())
+            .spawn(move || {
+                let answer = match control::request(&req, timeout) {
+                    Ok(r) if r.ok && r.stream.is_empty() => Ok(stream_name(&name)),
+                    Ok(r) if r.ok => Ok(r.stream),
+                    Ok(r) => Err(format!("refused: {}", r.error)),
+                    Err(e) => Err(format!("controller: {e}")),
+                };
+                let _ = tx.send((token, what, answer));
+                let _ = waker.wake();
+            });
+        spawned
+            .map(|_| ())
+            .map_err(|e| format!("cannot ask the controller: {e}"))
     }
 
     /// Applies decisions that helper threads have brought back.
@@ -496,7 +623,12 @@ impl Server {
         }
     }
 
-    fn finish(&mut self, c: &mut Conn, what: Ask, answer: Result<String, String>) -> Result<(), String> {
+    fn finish(
+        &mut self,
+        c: &mut Conn,
+        what: Ask,
+        answer: Result<String, String>,
+    ) -> Result<(), String> {
         match what {
             Ask::Publish { stream_id, name } => match answer {
                 Ok(stream) if !stream.is_empty() => self.start_publish(c, stream_id, stream),
@@ -511,21 +643,47 @@ impl Server {
         }
     }
 
-    fn start_publish(&mut self, c: &mut Conn, stream_id: u32, stream: String) -> Result<(), String> {
-        match StreamWriter::create(&stream, WriterOptions { live: true, dvr_ms: 50_000 }) {
+    fn start_publish(
+        &mut self,
+        c: &mut Conn,
+        stream_id: u32,
+        stream: String,
+    ) -> Result<(), String> {
+        match StreamWriter::create(
+            &stream,
+            WriterOptions {
+                live: true,
+                dvr_ms: 50_000,
+            },
+        ) {
             Ok(w) => {
-                c.session.accept_publish(stream_id, &stream).map_err(|e| e.to_string())?;
+                c.session
+                    .accept_publish(stream_id, &stream)
+                    .map_err(|e| e.to_string())?;
                 log!(INFO, "{} publishes {stream}", c.peer);
-                c.role = Role::Publisher { stream, stream_id, writer: Some(Box::new(w)), frames: 0 };
+                c.role = Role::Publisher {
+                    stream,
+                    stream_id,
+                    writer: Some(Box::new(w)),
+                    frames: 0,
+                };
                 Ok(())
             }
             Err(e) => self.refuse_publish(c, stream_id, &stream, &e.to_string()),
         }
     }
 
-    fn refuse_publish(&mut self, c: &mut Conn, stream_id: u32, name: &str, why: &str) -> Result<(), String> {
+    fn refuse_publish(
+        &mut self,
+        c: &mut Conn,
+        stream_id: u32,
+        name: &str,
+        why: &str,
+    ) -> Result<(), String> {
         log!(WARN, "push of {name:?} from {} refused: {why}", c.peer);
-        c.session.reject_publish(stream_id, why).map_err(|e| e.to_string())?;
+        c.session
+            .reject_publish(stream_id, why)
+            .map_err(|e| e.to_string())?;
         c.closing = true;
         Ok(())
     }
@@ -537,7 +695,10 @@ impl Server {
             self.streams.remove(&stream);
         }
         if !self.streams.contains_key(&stream) {
-            let info = ReaderInfo { connector: "RTMP-mux".into(), host: String::new() };
+            let info = ReaderInfo {
+                connector: "RTMP-mux".into(),
+                host: String::new(),
+            };
             let reader = match StreamReader::open(&stream, info) {
                 Ok(r) => r,
                 Err(e) => return self.refuse_play(c, stream_id, &stream, &e.to_string()),
@@ -549,16 +710,36 @@ impl Server {
             let main = main_track(&tracks);
             self.streams.insert(
                 stream.clone(),
-                PlayStream { reader, tracks, main_track: main, gop: Vec::new(), gop_bytes: 0, gop_valid: true, viewers: Vec::new(), ended: false },
+                PlayStream {
+                    reader,
+                    tracks,
+                    main_track: main,
+                    gop: Vec::new(),
+                    gop_bytes: 0,
+                    gop_valid: true,
+                    viewers: Vec::new(),
+                    ended: false,
+                },
             );
         }
-        let stats = StreamReader::open(&stream, ReaderInfo { connector: "RTMP".into(), host: c.peer.clone() }).ok();
-        c.session.accept_play(stream_id, &stream).map_err(|e| e.to_string())?;
+        let stats = StreamReader::open(
+            &stream,
+            ReaderInfo {
+                connector: "RTMP".into(),
+                host: c.peer.clone(),
+            },
+        )
+        .ok();
+        c.session
+            .accept_play(stream_id, &stream)
+            .map_err(|e| e.to_string())?;
         let token = c.token;
         let ps = self.streams.get_mut(&stream).ok_or("stream vanished")?;
         if !ps.tracks.is_empty() {
             let start = ps.gop.first().map_or(0, |(f, _)| f.dts);
-            c.session.send_tracks(stream_id, &ps.tracks, start).map_err(|e| e.to_string())?;
+            c.session
+                .send_tracks(stream_id, &ps.tracks, start)
+                .map_err(|e| e.to_string())?;
             c.drain_session();
             if ps.gop_valid {
                 for (f, enc) in &ps.gop {
@@ -567,14 +748,31 @@ impl Server {
             }
         }
         ps.viewers.push(token);
-        log!(INFO, "{} plays {stream} (GOP burst of {} frames)", c.peer, ps.gop.len());
-        c.role = Role::Viewer { stream, stream_id, stats };
+        log!(
+            INFO,
+            "{} plays {stream} (GOP burst of {} frames)",
+            c.peer,
+            ps.gop.len()
+        );
+        c.role = Role::Viewer {
+            stream,
+            stream_id,
+            stats,
+        };
         Ok(())
     }
 
-    fn refuse_play(&mut self, c: &mut Conn, stream_id: u32, name: &str, why: &str) -> Result<(), String> {
+    fn refuse_play(
+        &mut self,
+        c: &mut Conn,
+        stream_id: u32,
+        name: &str,
+        why: &str,
+    ) -> Result<(), String> {
         log!(WARN, "play of {name:?} by {} refused: {why}", c.peer);
-        c.session.reject_play(stream_id, why).map_err(|e| e.to_string())?;
+        c.session
+            .reject_play(stream_id, why)
+            .map_err(|e| e.to_string())?;
         c.closing = true;
         Ok(())
     }
@@ -598,7 +796,9 @@ impl Server {
                 n += 1;
                 match ps.reader.next() {
                     ReadEvent::Frame(f) => {
-                        let Some(track) = ps.tracks.iter().find(|t| t.id == f.track) else { continue };
+                        let Some(track) = ps.tracks.iter().find(|t| t.id == f.track) else {
+                            continue;
+                        };
                         let enc = match media_message(OUT_CHUNK_SIZE, 1, track, &f) {
                             Ok(b) => b,
                             Err(e) => {
@@ -624,7 +824,8 @@ impl Server {
                         for t in &ps.viewers {
                             if let Some(c) = self.conns.get_mut(t) {
                                 if let Role::Viewer { stream_id, .. } = c.role {
-                                    if let Err(e) = queue_frame(c, stream_id, &ps.tracks, &f, &enc) {
+                                    if let Err(e) = queue_frame(c, stream_id, &ps.tracks, &f, &enc)
+                                    {
                                         log!(WARN, "{name}: {e}");
                                         c.closing = true;
                                     }
@@ -680,7 +881,11 @@ impl Server {
             self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
         }
         for name in ended {
-            if self.streams.get(&name).is_some_and(|s| s.viewers.iter().all(|t| !self.conns.contains_key(t))) {
+            if self
+                .streams
+                .get(&name)
+                .is_some_and(|s| s.viewers.iter().all(|t| !self.conns.contains_key(t)))
+            {
                 self.streams.remove(&name);
                 self.waiter.remove(&name);
             }
@@ -694,14 +899,18 @@ impl Server {
         let mut dead = Vec::new();
         for (t, c) in self.conns.iter_mut() {
             match &mut c.role {
-                Role::Publisher { writer: Some(w), .. } => {
+                Role::Publisher {
+                    writer: Some(w), ..
+                } => {
                     w.heartbeat();
                     if now.duration_since(c.last_rx) > PUBLISH_IDLE {
                         dead.push((*t, "publisher idle"));
                     }
                 }
                 Role::Viewer { stats: Some(r), .. } => r.report(c.bytes_out, c.bytes_in),
-                Role::None if !c.waiting && now.duration_since(c.created) > SETUP_TIMEOUT => dead.push((*t, "no publish or play in time")),
+                Role::None if !c.waiting && now.duration_since(c.created) > SETUP_TIMEOUT => {
+                    dead.push((*t, "no publish or play in time"))
+                }
                 _ => {}
             }
         }
@@ -711,7 +920,12 @@ impl Server {
             }
         }
         // Closing connections whose queue drained while no event came.
-        let done: Vec<usize> = self.conns.iter().filter(|(_, c)| c.closing && c.outq.is_empty()).map(|(t, _)| *t).collect();
+        let done: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.closing && c.outq.is_empty())
+            .map(|(t, _)| *t)
+            .collect();
         for t in done {
             self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
         }
@@ -720,12 +934,21 @@ impl Server {
 
 /// Queues a frame for a viewer: the shared encoding when the viewer plays on stream id 1 (every
 /// client we know), a private one otherwise.
-fn queue_frame(c: &mut Conn, stream_id: u32, tracks: &[Track], f: &Frame, enc: &Bytes) -> Result<(), String> {
+fn queue_frame(
+    c: &mut Conn,
+    stream_id: u32,
+    tracks: &[Track],
+    f: &Frame,
+    enc: &Bytes,
+) -> Result<(), String> {
     c.drain_session();
     if stream_id == 1 {
         c.queue(enc.clone());
     } else {
-        let track = tracks.iter().find(|t| t.id == f.track).ok_or("frame of an unknown track")?;
+        let track = tracks
+            .iter()
+            .find(|t| t.id == f.track)
+            .ok_or("frame of an unknown track")?;
         c.queue(media_message(OUT_CHUNK_SIZE, stream_id, track, f).map_err(|e| e.to_string())?);
     }
     Ok(())

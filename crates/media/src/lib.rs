@@ -4,14 +4,14 @@
 //! socket, a file or a clock. Memory a parser allocates is bounded by the bytes it was given, never by a
 //! length field a peer sent.
 
+pub mod aac;
+pub mod amf0;
 pub mod error;
+pub mod flv;
 pub mod frame;
+pub mod h264;
+pub mod rtmp;
 pub mod time;
 
 pub use error::MediaError;
 pub use frame::{Codec, Frame, Track, TrackKind};
-pub mod aac;
-pub mod h264;
-pub mod amf0;
-pub mod flv;
-pub mod rtmp;

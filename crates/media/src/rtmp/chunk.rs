@@ -93,7 +93,13 @@ fn u24(b: &[u8]) -> u32 {
 
 impl ChunkDecoder {
     pub fn new() -> ChunkDecoder {
-        ChunkDecoder { buf: BytesMut::new(), chunk_size: DEFAULT_CHUNK_SIZE, streams: HashMap::new(), pending: 0, bytes_in: 0 }
+        ChunkDecoder {
+            buf: BytesMut::new(),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            streams: HashMap::new(),
+            pending: 0,
+            bytes_in: 0,
+        }
     }
 
     pub fn chunk_size(&self) -> usize {
@@ -116,7 +122,11 @@ impl ChunkDecoder {
             return Err(MediaError::malformed("RTMP Set Chunk Size", "0"));
         }
         if size > MAX_CHUNK_SIZE {
-            return Err(MediaError::TooLarge { what: "RTMP chunk size", size: size as u64, limit: MAX_CHUNK_SIZE as u64 });
+            return Err(MediaError::TooLarge {
+                what: "RTMP chunk size",
+                size: size as u64,
+                limit: MAX_CHUNK_SIZE as u64,
+            });
         }
         self.chunk_size = size;
         Ok(())
@@ -133,13 +143,26 @@ impl ChunkDecoder {
                     match m.type_id {
                         msg_type::SET_CHUNK_SIZE => {
                             if m.payload.len() < 4 {
-                                return Err(MediaError::malformed("RTMP Set Chunk Size", "short payload"));
+                                return Err(MediaError::malformed(
+                                    "RTMP Set Chunk Size",
+                                    "short payload",
+                                ));
                             }
-                            let s = u32::from_be_bytes([m.payload[0], m.payload[1], m.payload[2], m.payload[3]]);
+                            let s = u32::from_be_bytes([
+                                m.payload[0],
+                                m.payload[1],
+                                m.payload[2],
+                                m.payload[3],
+                            ]);
                             self.set_chunk_size(s)?;
                         }
                         msg_type::ABORT if m.payload.len() >= 4 => {
-                            let csid = u32::from_be_bytes([m.payload[0], m.payload[1], m.payload[2], m.payload[3]]);
+                            let csid = u32::from_be_bytes([
+                                m.payload[0],
+                                m.payload[1],
+                                m.payload[2],
+                                m.payload[3],
+                            ]);
                             if let Some(st) = self.streams.get_mut(&csid) {
                                 if let Some(p) = st.partial.take() {
                                     self.pending -= p.len();
@@ -158,7 +181,9 @@ impl ChunkDecoder {
     #[allow(clippy::option_option)]
     fn next_chunk(&mut self) -> Result<Option<Option<RawMessage>>, MediaError> {
         let b = &self.buf[..];
-        let Some(&b0) = b.first() else { return Ok(None) };
+        let Some(&b0) = b.first() else {
+            return Ok(None);
+        };
         let fmt = b0 >> 6;
         let (csid, mut pos) = match b0 & 0x3f {
             0 => match b.get(1) {
@@ -178,7 +203,10 @@ impl ChunkDecoder {
         let is_new = !self.streams.contains_key(&csid);
         if is_new {
             if fmt != 0 {
-                return Err(MediaError::malformed("RTMP chunk", format!("format {fmt} header on new chunk stream {csid}")));
+                return Err(MediaError::malformed(
+                    "RTMP chunk",
+                    format!("format {fmt} header on new chunk stream {csid}"),
+                ));
             }
             if self.streams.len() >= MAX_CHUNK_STREAMS {
                 return Err(MediaError::TooLarge {
@@ -212,7 +240,11 @@ impl ChunkDecoder {
             st.stream_id = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
         }
         pos += hlen;
-        let extended = if fmt <= 2 { field == 0xff_ffff } else { st.extended };
+        let extended = if fmt <= 2 {
+            field == 0xff_ffff
+        } else {
+            st.extended
+        };
         if extended {
             if b.len() < pos + 4 {
                 return Ok(None);
@@ -232,9 +264,17 @@ impl ChunkDecoder {
         if !continuing {
             st.ts_field = field;
             st.extended = extended;
-            st.timestamp = if fmt == 0 { field } else { st.timestamp.wrapping_add(field) };
+            st.timestamp = if fmt == 0 {
+                field
+            } else {
+                st.timestamp.wrapping_add(field)
+            };
             if st.length > MAX_MESSAGE_SIZE {
-                return Err(MediaError::TooLarge { what: "RTMP message", size: st.length as u64, limit: MAX_MESSAGE_SIZE as u64 });
+                return Err(MediaError::TooLarge {
+                    what: "RTMP message",
+                    size: st.length as u64,
+                    limit: MAX_MESSAGE_SIZE as u64,
+                });
             }
         }
         let have = st.partial.as_ref().map_or(0, |p| p.len());
@@ -251,20 +291,38 @@ impl ChunkDecoder {
         if have == 0 && want == st.length {
             // A message in one chunk: no copy.
             st.partial = None;
-            let m = RawMessage { csid, timestamp: st.timestamp, type_id: st.type_id, stream_id: st.stream_id, payload: chunk.freeze() };
+            let m = RawMessage {
+                csid,
+                timestamp: st.timestamp,
+                type_id: st.type_id,
+                stream_id: st.stream_id,
+                payload: chunk.freeze(),
+            };
             self.streams.insert(csid, st);
             return Ok(Some(Some(m)));
         }
         if self.pending + want > MAX_PENDING {
-            return Err(MediaError::TooLarge { what: "RTMP unfinished messages", size: (self.pending + want) as u64, limit: MAX_PENDING as u64 });
+            return Err(MediaError::TooLarge {
+                what: "RTMP unfinished messages",
+                size: (self.pending + want) as u64,
+                limit: MAX_PENDING as u64,
+            });
         }
         self.pending += want;
-        let p = st.partial.get_or_insert_with(|| BytesMut::with_capacity(st.length.min(1 << 16)));
+        let p = st
+            .partial
+            .get_or_insert_with(|| BytesMut::with_capacity(st.length.min(1 << 16)));
         p.extend_from_slice(&chunk);
         if p.len() == st.length {
             let payload = st.partial.take().map(BytesMut::freeze).unwrap_or_default();
             self.pending -= payload.len();
-            let m = RawMessage { csid, timestamp: st.timestamp, type_id: st.type_id, stream_id: st.stream_id, payload };
+            let m = RawMessage {
+                csid,
+                timestamp: st.timestamp,
+                type_id: st.type_id,
+                stream_id: st.stream_id,
+                payload,
+            };
             self.streams.insert(csid, st);
             return Ok(Some(Some(m)));
         }
@@ -310,7 +368,11 @@ pub fn encode_message(
 ) -> Result<(), MediaError> {
     let total: usize = payload.iter().map(|p| p.len()).sum();
     if total > MAX_MESSAGE_SIZE {
-        return Err(MediaError::TooLarge { what: "RTMP message", size: total as u64, limit: MAX_MESSAGE_SIZE as u64 });
+        return Err(MediaError::TooLarge {
+            what: "RTMP message",
+            size: total as u64,
+            limit: MAX_MESSAGE_SIZE as u64,
+        });
     }
     let chunk_size = chunk_size.clamp(1, MAX_CHUNK_SIZE);
     let csid = csid.max(2);
@@ -384,7 +446,11 @@ mod tests {
         // 25 frames + sequence header + end of sequence; 45 frames + sequence header (ffprobe
         // counts 25 and 45 packets in the same encode written to a file).
         assert_eq!((video, audio), (27, 46));
-        let vts: Vec<u32> = msgs.iter().filter(|m| m.type_id == msg_type::VIDEO).map(|m| m.timestamp).collect();
+        let vts: Vec<u32> = msgs
+            .iter()
+            .filter(|m| m.type_id == msg_type::VIDEO)
+            .map(|m| m.timestamp)
+            .collect();
         assert_eq!(&vts[..4], &[0, 0, 40, 80]);
         assert_eq!(*vts.last().unwrap(), 960);
         // Re-encoding every message at several chunk sizes decodes to the same messages.
@@ -392,7 +458,16 @@ mod tests {
             let mut enc = Vec::new();
             let mut dec_msgs = Vec::new();
             for m in &msgs {
-                encode_message(&mut enc, cs, m.csid, m.timestamp, m.type_id, m.stream_id, &[&m.payload]).unwrap();
+                encode_message(
+                    &mut enc,
+                    cs,
+                    m.csid,
+                    m.timestamp,
+                    m.type_id,
+                    m.stream_id,
+                    &[&m.payload],
+                )
+                .unwrap();
             }
             let mut d = ChunkDecoder::new();
             d.chunk_size = cs;
@@ -435,8 +510,18 @@ mod tests {
         b.extend_from_slice(&[0xc0, 10, 0x11, 0x22]);
         let mut d = ChunkDecoder::new();
         d.feed(&b);
-        let got: Vec<_> = std::iter::from_fn(|| d.next_message().unwrap()).map(|m| (m.csid, m.timestamp, m.type_id, m.payload.len())).collect();
-        assert_eq!(got, vec![(74, 100, 8, 1), (74, 120, 9, 2), (74, 150, 9, 2), (74, 180, 9, 2)]);
+        let got: Vec<_> = std::iter::from_fn(|| d.next_message().unwrap())
+            .map(|m| (m.csid, m.timestamp, m.type_id, m.payload.len()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (74, 100, 8, 1),
+                (74, 120, 9, 2),
+                (74, 150, 9, 2),
+                (74, 180, 9, 2)
+            ]
+        );
     }
 
     #[test]
