@@ -19,6 +19,8 @@ use rtmp_server::log::{FAIL, INFO};
     name = "MistOutRTMP",
     version,
     disable_version_flag = true,
+    // The controller may pass -g twice (its own and the protocol's `debug`): the last one wins.
+    args_override_self = true,
     about = "RTMP connector of mist-rs: accepts pushes (publish) and serves viewers (play).",
     after_help = "Exit codes: 0 clean shutdown, 1 cannot listen / loop failure, 2 bad arguments.\n\
                   Environment: MIST_CONTROL (controller socket; without it any push is accepted), MIST_SHM_DIR."

@@ -37,6 +37,8 @@ use log::{ERROR, HIGH, INFO, MEDIUM, WARN};
 pub const MAX_BACKLOG: usize = 16 << 20;
 /// Largest GOP kept for new viewers; beyond it new viewers wait for the next keyframe.
 pub const MAX_GOP_BYTES: usize = 32 << 20;
+/// DVR window when the controller does not say (MistServer's default).
+pub const DEFAULT_DVR_MS: u64 = 50_000;
 /// Time a connection has to get to publish or play.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// A publisher that sends nothing for this long is dropped.
@@ -97,7 +99,20 @@ enum Ask {
     Play { stream_id: u32, name: String },
 }
 
-type Decision = (usize, Ask, Result<String, String>);
+/// The stream name to use and its DVR window (ms), or why not.
+type Answer = Result<(String, u64), String>;
+type Decision = (usize, Ask, Answer);
+
+/// DVR window from a stream config (`DVR`, ms), MistServer's default otherwise.
+fn dvr_ms(config: &serde_json::Value) -> u64 {
+    config
+        .get("DVR")
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .unwrap_or(DEFAULT_DVR_MS)
+}
 
 struct Conn {
     token: usize,
@@ -563,7 +578,7 @@ impl Server {
             .map_err(|e| e.to_string());
         }
         if !self.cfg.controlled {
-            let answer = Ok(stream_name(&name));
+            let answer = Ok((stream_name(&name), DEFAULT_DVR_MS));
             return self.finish(c, what, answer);
         }
         let url = format!(
@@ -598,8 +613,10 @@ impl Server {
             .name("control-request".into())
             .spawn(move || {
                 let answer = match control::request(&req, timeout) {
-                    Ok(r) if r.ok && r.stream.is_empty() => Ok(stream_name(&name)),
-                    Ok(r) if r.ok => Ok(r.stream),
+                    Ok(r) if r.ok && r.stream.is_empty() => {
+                        Ok((stream_name(&name), dvr_ms(&r.config)))
+                    }
+                    Ok(r) if r.ok => Ok((r.stream, dvr_ms(&r.config))),
                     Ok(r) => Err(format!("refused: {}", r.error)),
                     Err(e) => Err(format!("controller: {e}")),
                 };
@@ -623,20 +640,17 @@ impl Server {
         }
     }
 
-    fn finish(
-        &mut self,
-        c: &mut Conn,
-        what: Ask,
-        answer: Result<String, String>,
-    ) -> Result<(), String> {
+    fn finish(&mut self, c: &mut Conn, what: Ask, answer: Answer) -> Result<(), String> {
         match what {
             Ask::Publish { stream_id, name } => match answer {
-                Ok(stream) if !stream.is_empty() => self.start_publish(c, stream_id, stream),
+                Ok((stream, dvr)) if !stream.is_empty() => {
+                    self.start_publish(c, stream_id, stream, dvr)
+                }
                 Ok(_) => self.refuse_publish(c, stream_id, &name, "empty stream name"),
                 Err(why) => self.refuse_publish(c, stream_id, &name, &why),
             },
             Ask::Play { stream_id, name } => match answer {
-                Ok(stream) if !stream.is_empty() => self.start_play(c, stream_id, stream),
+                Ok((stream, _)) if !stream.is_empty() => self.start_play(c, stream_id, stream),
                 Ok(_) => self.refuse_play(c, stream_id, &name, "empty stream name"),
                 Err(why) => self.refuse_play(c, stream_id, &name, &why),
             },
@@ -648,14 +662,9 @@ impl Server {
         c: &mut Conn,
         stream_id: u32,
         stream: String,
+        dvr_ms: u64,
     ) -> Result<(), String> {
-        match StreamWriter::create(
-            &stream,
-            WriterOptions {
-                live: true,
-                dvr_ms: 50_000,
-            },
-        ) {
+        match StreamWriter::create(&stream, WriterOptions { live: true, dvr_ms }) {
             Ok(w) => {
                 c.session
                     .accept_publish(stream_id, &stream)
@@ -959,7 +968,6 @@ pub fn capabilities() -> serde_json::Value {
     serde_json::json!({
         "name": "RTMP",
         "desc": "Real time streaming over Adobe RTMP: publish (push) into a stream and play from it. Enhanced RTMP (hvc1, av01) accepted.",
-        "deps": "",
         "optional": {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 1935, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
