@@ -592,3 +592,75 @@ impl WaitOutput for Child {
         s
     }
 }
+
+/// A viewer that connects before the publisher waits for the stream (up to 10 s) instead of being
+/// refused.
+#[test]
+fn viewer_waits_for_the_publisher() {
+    if !have("ffmpeg") || !have("ffprobe") {
+        eprintln!("SKIP: ffmpeg/ffprobe not installed");
+        return;
+    }
+    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-wait-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
+            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
+            .env("MIST_SHM_DIR", &dir)
+            .env_remove("MIST_CONTROL")
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let url = format!("rtmp://127.0.0.1:{port}/play/early");
+    let viewer = std::thread::spawn(move || {
+        Command::new("timeout")
+            .args([
+                "25",
+                "ffprobe",
+                "-v",
+                "error",
+                "-read_intervals",
+                "%+2",
+                "-count_frames",
+            ])
+            .args([
+                "-show_entries",
+                "stream=codec_name,width,height,nb_read_frames",
+                "-of",
+                "compact",
+                &url,
+            ])
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(2000));
+    let mut publisher = Killed(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+            ])
+            .args(["-c:v", "libx264", "-g", "25", "-t", "5", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/early"))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = viewer.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("codec_name=h264|width=320|height=240"),
+        "early viewer got {text:?}"
+    );
+    assert!(publisher.0.wait().unwrap().success());
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -37,6 +37,8 @@ use log::{ERROR, HIGH, INFO, MEDIUM, WARN};
 pub const MAX_BACKLOG: usize = 16 << 20;
 /// Largest GOP kept for new viewers; beyond it new viewers wait for the next keyframe.
 pub const MAX_GOP_BYTES: usize = 32 << 20;
+/// How long a play of a live stream that has not started yet waits for it.
+pub const PLAY_WAIT: Duration = Duration::from_secs(10);
 /// DVR window when the controller does not say (MistServer's default).
 pub const DEFAULT_DVR_MS: u64 = 50_000;
 /// Time a connection has to get to publish or play.
@@ -90,6 +92,12 @@ enum Role {
         stream: String,
         stream_id: u32,
         stats: Option<StreamReader>,
+    },
+    /// Play of a live stream that has no buffer yet: retried until [`PLAY_WAIT`] passes.
+    AwaitingStream {
+        stream: String,
+        stream_id: u32,
+        since: Instant,
     },
 }
 
@@ -426,7 +434,9 @@ impl Server {
                 );
                 self.remove_viewer(&stream, c.token);
             }
-            Role::None => log!(HIGH, "connection {} closed ({why})", c.peer),
+            Role::None | Role::AwaitingStream { .. } => {
+                log!(HIGH, "connection {} closed ({why})", c.peer)
+            }
         }
     }
 
@@ -710,6 +720,24 @@ impl Server {
             };
             let reader = match StreamReader::open(&stream, info) {
                 Ok(r) => r,
+                Err(mist_shm::ShmError::NoStream(_)) => {
+                    let since = match c.role {
+                        Role::AwaitingStream { since, .. } => since,
+                        _ => Instant::now(),
+                    };
+                    if since.elapsed() < PLAY_WAIT {
+                        if matches!(c.role, Role::None) {
+                            log!(MEDIUM, "{} waits for {stream} to start", c.peer);
+                        }
+                        c.role = Role::AwaitingStream {
+                            stream,
+                            stream_id,
+                            since,
+                        };
+                        return Ok(());
+                    }
+                    return self.refuse_play(c, stream_id, &stream, "stream is not live");
+                }
                 Err(e) => return self.refuse_play(c, stream_id, &stream, &e.to_string()),
             };
             if let Err(e) = self.waiter.add(&stream) {
@@ -927,6 +955,25 @@ impl Server {
             if let Some(c) = self.conns.remove(&t) {
                 self.drop_conn(c, why);
             }
+        }
+        // Viewers waiting for a stream to start: try again.
+        let waiting: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.role, Role::AwaitingStream { .. }) && !c.closing)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in waiting {
+            self.with_conn(t, |s, c| {
+                if let Role::AwaitingStream {
+                    stream, stream_id, ..
+                } = &c.role
+                {
+                    let (stream, stream_id) = (stream.clone(), *stream_id);
+                    s.start_play(c, stream_id, stream)?;
+                }
+                c.flush().map_err(|e| format!("write: {e}"))
+            });
         }
         // Closing connections whose queue drained while no event came.
         let done: Vec<usize> = self
