@@ -16,6 +16,14 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The ffmpeg tests run one at a time: several real-time x264 encoders at once on a small machine
+/// would make their timing assumptions flaky.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -72,6 +80,7 @@ fn ffmpeg_publish_ffprobe_play() {
         eprintln!("SKIP: ffmpeg/ffprobe not installed");
         return;
     }
+    let _serial = serial();
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
@@ -178,6 +187,7 @@ fn controller_decides_push_and_play() {
         eprintln!("SKIP: ffmpeg/ffprobe not installed");
         return;
     }
+    let _serial = serial();
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-ctl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sock_path = dir.join("control.sock");
@@ -361,6 +371,7 @@ fn drive(
 /// and the stream carry on.
 #[test]
 fn slow_viewer_is_disconnected() {
+    let _serial = serial();
     use bytes::Bytes;
     use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
     use mist_media::{Codec, Frame, Track};
@@ -482,6 +493,7 @@ fn killed_publisher_replaced_while_viewer_watches() {
         eprintln!("SKIP: ffmpeg/ffprobe not installed");
         return;
     }
+    let _serial = serial();
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-kill-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
@@ -601,6 +613,7 @@ fn viewer_waits_for_the_publisher() {
         eprintln!("SKIP: ffmpeg/ffprobe not installed");
         return;
     }
+    let _serial = serial();
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-wait-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
