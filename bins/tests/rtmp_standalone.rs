@@ -677,3 +677,122 @@ fn viewer_waits_for_the_publisher() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Forty viewers of one stream: each receives, from a keyframe on, exactly the frames that were
+/// published (same order, times and bytes), through the per-process shared encodings.
+#[test]
+fn many_viewers_get_exactly_the_published_frames() {
+    use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
+    use mist_media::{Frame, Track};
+    const FLV: &[u8] =
+        include_bytes!("../../crates/media/tests/fixtures/flv/testsrc_320x240_1s.flv");
+    const VIEWERS: usize = 40;
+    const LOOPS: i64 = 6;
+    let _serial = serial();
+
+    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-many-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
+            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
+            .env("MIST_SHM_DIR", &dir)
+            .env_remove("MIST_CONTROL")
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+
+    // ffmpeg's 1 s of H.264 + AAC, repeated LOOPS times with shifted times.
+    let mut d = mist_media::flv::Demuxer::new();
+    d.feed(FLV);
+    let (mut tracks, mut frames): (Vec<Track>, Vec<Frame>) = (Vec::new(), Vec::new());
+    while let Some(t) = d.next_tag().unwrap() {
+        tracks.extend(t.converted.track);
+        frames.extend(t.converted.frame);
+    }
+    let published: Vec<Frame> = (0..LOOPS)
+        .flat_map(|i| {
+            frames.iter().map(move |f| Frame {
+                dts: f.dts + 1000 * i,
+                ..f.clone()
+            })
+        })
+        .collect();
+
+    let mut pubsock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut publisher = ClientSession::new(
+        "live",
+        &format!("rtmp://127.0.0.1:{port}/live"),
+        "many",
+        ClientMode::Publish,
+        9,
+    );
+    drive(&mut pubsock, &mut publisher, |e| {
+        matches!(e, ClientEvent::Ready { .. })
+    });
+    publisher.send_tracks(&tracks).unwrap();
+    let per_loop = frames.len();
+    let mut send = |range: std::ops::Range<usize>, publisher: &mut ClientSession| {
+        for f in &published[range] {
+            let t = tracks.iter().find(|t| t.id == f.track).unwrap();
+            publisher.send_frame(t, f).unwrap();
+        }
+        pubsock.write_all(&publisher.take_output()).unwrap();
+    };
+    send(0..per_loop / 2, &mut publisher);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let viewers: Vec<_> = (0..VIEWERS)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut c = ClientSession::new(
+                    "play",
+                    &format!("rtmp://127.0.0.1:{port}/play"),
+                    "many",
+                    ClientMode::Play,
+                    100 + i as u64,
+                );
+                let mut got: Vec<Frame> = Vec::new();
+                let last_dts = 1000 * (LOOPS - 1) + 960;
+                drive(&mut s, &mut c, |e| {
+                    if let ClientEvent::Frame(f) = e {
+                        got.push(f.clone());
+                        return f.track == 1 && f.dts == last_dts;
+                    }
+                    false
+                });
+                got
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    for l in 0..(2 * LOOPS as usize - 1) {
+        let start = per_loop / 2 + l * per_loop / 2;
+        let end = (start + per_loop / 2).min(published.len());
+        send(start..end, &mut publisher);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for v in viewers {
+        let got = v.join().unwrap();
+        assert!(
+            got[0].keyframe && got[0].track == 1,
+            "viewer starts at a video keyframe"
+        );
+        let at = published
+            .iter()
+            .position(|f| f == &got[0])
+            .expect("first frame was published");
+        assert_eq!(
+            &published[at..at + got.len()],
+            &got[..],
+            "viewer frames differ from the published ones"
+        );
+        // ... up to the last video frame published.
+        assert_eq!(got.last(), published.iter().rev().find(|f| f.track == 1));
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
