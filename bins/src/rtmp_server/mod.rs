@@ -37,6 +37,8 @@ use log::{ERROR, HIGH, INFO, MEDIUM, WARN};
 pub const MAX_BACKLOG: usize = 16 << 20;
 /// Largest GOP kept for new viewers; beyond it new viewers wait for the next keyframe.
 pub const MAX_GOP_BYTES: usize = 32 << 20;
+/// How long a closing connection may take to receive its last bytes.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// How long a play of a live stream that has not started yet waits for it.
 pub const PLAY_WAIT: Duration = Duration::from_secs(10);
 /// DVR window when the controller does not say (MistServer's default).
@@ -134,6 +136,8 @@ struct Conn {
     /// A controller decision on publish/play is outstanding.
     waiting: bool,
     closing: bool,
+    /// When a closing connection is dropped even if the peer has not read everything.
+    close_deadline: Option<Instant>,
     created: Instant,
     last_rx: Instant,
     bytes_in: u64,
@@ -350,6 +354,7 @@ impl Server {
                             role: Role::None,
                             waiting: false,
                             closing: false,
+                            close_deadline: None,
                             created: now,
                             last_rx: now,
                             bytes_in: 0,
@@ -935,6 +940,13 @@ impl Server {
         let now = Instant::now();
         let mut dead = Vec::new();
         for (t, c) in self.conns.iter_mut() {
+            if c.closing {
+                match c.close_deadline {
+                    None => c.close_deadline = Some(now + CLOSE_LINGER),
+                    Some(d) if now > d => dead.push((*t, "closing peer does not read")),
+                    _ => {}
+                }
+            }
             match &mut c.role {
                 Role::Publisher {
                     writer: Some(w), ..
