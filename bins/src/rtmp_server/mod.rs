@@ -164,11 +164,13 @@ impl Conn {
     fn flush(&mut self) -> io::Result<()> {
         self.drain_session();
         while !self.outq.is_empty() {
-            let mut slices = Vec::with_capacity(self.outq.len().min(64));
+            let mut slices = [IoSlice::new(&[]); 64];
+            let mut n_slices = 0;
             for (i, b) in self.outq.iter().take(64).enumerate() {
-                slices.push(IoSlice::new(if i == 0 { &b[self.out_off..] } else { b }));
+                slices[i] = IoSlice::new(if i == 0 { &b[self.out_off..] } else { b });
+                n_slices = i + 1;
             }
-            match self.sock.write_vectored(&slices) {
+            match self.sock.write_vectored(&slices[..n_slices]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
                     self.bytes_out += n as u64;
