@@ -796,3 +796,145 @@ fn many_viewers_get_exactly_the_published_frames() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Push mode against a real third-party server (nginx-rtmp from Debian): ffmpeg publishes into
+/// MistOutRTMP, `MistOutRTMP -s src rtmp://nginx/live/dst` pushes it on, ffprobe and our own
+/// ClientSession play it back from nginx.
+#[test]
+fn push_to_nginx_rtmp() {
+    use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
+    let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+    if !have("ffmpeg") || !have("ffprobe") || !std::path::Path::new(module).exists() {
+        eprintln!("SKIP: ffmpeg/ffprobe or nginx-rtmp (libnginx-mod-rtmp) not installed");
+        return;
+    }
+    let _serial = serial();
+    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-nginx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pa, pn) = (free_port(), free_port());
+    let conf = format!(
+        "load_module {module};\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+         events {{ worker_connections 64; }}\n\
+         rtmp {{ server {{ listen 127.0.0.1:{pn}; chunk_size 4096; application live {{ live on; record off; }} }} }}\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let _nginx = Killed(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
+            .args(["-p", &pa.to_string(), "-i", "127.0.0.1"])
+            .env("MIST_SHM_DIR", &dir)
+            .env_remove("MIST_CONTROL")
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(pa);
+    wait_listening(pn);
+    let mut publisher = Killed(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=640x360:rate=25",
+            ])
+            .args([
+                "-f", "lavfi", "-i", "sine", "-c:v", "libx264", "-g", "25", "-c:a", "aac", "-t",
+                "8", "-f", "flv",
+            ])
+            .arg(format!("rtmp://127.0.0.1:{pa}/live/src"))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut pusher = Killed(
+        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
+            .args(["-s", "src", &format!("rtmp://127.0.0.1:{pn}/live/dst")])
+            .env("MIST_SHM_DIR", &dir)
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let out = Command::new("timeout")
+        .args([
+            "20",
+            "ffprobe",
+            "-v",
+            "error",
+            "-read_intervals",
+            "%+2",
+            "-count_frames",
+        ])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "compact",
+        ])
+        .arg(format!("rtmp://127.0.0.1:{pn}/live/dst"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("ffprobe via nginx: {text}");
+    assert!(
+        text.contains("codec_name=h264|width=640|height=360"),
+        "no h264 640x360 via nginx"
+    );
+    assert!(text.contains("codec_name=aac"), "no aac via nginx");
+
+    // Our client session playing from nginx.
+    let mut s = TcpStream::connect(("127.0.0.1", pn)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = ClientSession::new(
+        "live",
+        &format!("rtmp://127.0.0.1:{pn}/live"),
+        "dst",
+        ClientMode::Play,
+        4,
+    );
+    let (mut video, mut frames) = (None, 0);
+    drive(&mut s, &mut c, |e| {
+        match e {
+            ClientEvent::Track(t) if t.codec == mist_media::Codec::H264 => {
+                video = Some((t.width, t.height))
+            }
+            ClientEvent::Frame(f) if f.track == 1 => frames += 1,
+            _ => {}
+        }
+        frames >= 25
+    });
+    assert_eq!(video, Some((640, 360)));
+
+    assert!(publisher.0.wait().unwrap().success());
+    // The source stream ends with the publisher's unpublish; the pusher then exits 0.
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = pusher.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "pusher did not exit after the stream ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "pusher exit status {status}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

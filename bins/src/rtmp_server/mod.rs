@@ -14,6 +14,7 @@
 
 #[macro_use]
 pub mod log;
+pub mod push;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
@@ -564,7 +565,8 @@ impl Server {
                                 }
                                 log!(INFO, "{stream}: unpublished by {}", c.peer);
                             }
-                            c.closing = true;
+                            // The client closes the connection itself (closing it first makes
+                            // ffmpeg report a broken pipe); an idle one is dropped by `tick`.
                         }
                     }
                     Ok(())
@@ -950,10 +952,10 @@ impl Server {
                 }
             }
             match &mut c.role {
-                Role::Publisher {
-                    writer: Some(w), ..
-                } => {
-                    w.heartbeat();
+                Role::Publisher { writer, .. } => {
+                    if let Some(w) = writer {
+                        w.heartbeat();
+                    }
                     if now.duration_since(c.last_rx) > PUBLISH_IDLE {
                         dead.push((*t, "publisher idle"));
                     }
@@ -1036,7 +1038,7 @@ pub fn capabilities() -> serde_json::Value {
         },
         "codecs": [[["H264", "HEVC", "AV1"], ["AAC", "MP3"]]],
         "methods": [{"handler": "rtmp", "type": "flash/10", "hrn": "RTMP", "priority": 7}],
-        "push_urls": [],
+        "push_urls": ["rtmp://*"],
         "url_rel": "/play/$",
         "priority": 7
     })

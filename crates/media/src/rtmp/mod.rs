@@ -649,6 +649,11 @@ impl ClientSession {
         self.phase == ClientPhase::Ready
     }
 
+    /// Bytes queued for sending.
+    pub fn pending_output(&self) -> usize {
+        self.out.len()
+    }
+
     pub fn poll(&mut self) -> Result<Option<ClientEvent>, MediaError> {
         loop {
             if let Some(e) = self.events.pop_front() {
