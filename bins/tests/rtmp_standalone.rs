@@ -938,3 +938,90 @@ fn push_to_nginx_rtmp() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// rtmpdump (librtmp, a different client implementation than ffmpeg's) records a live stream.
+#[test]
+fn rtmpdump_records_a_live_stream() {
+    if !have("ffmpeg") || !have("ffprobe") || Command::new("rtmpdump").arg("-h").output().is_err() {
+        eprintln!("SKIP: ffmpeg/ffprobe/rtmpdump not installed");
+        return;
+    }
+    let _serial = serial();
+    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-rd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
+            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
+            .env("MIST_SHM_DIR", &dir)
+            .env_remove("MIST_CONTROL")
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let mut publisher = Killed(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+            ])
+            .args([
+                "-f", "lavfi", "-i", "sine", "-c:v", "libx264", "-g", "25", "-c:a", "aac", "-t",
+                "5", "-f", "flv",
+            ])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/rd"))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let file = dir.join("rd.flv");
+    let st = Command::new("timeout")
+        .args([
+            "20",
+            "rtmpdump",
+            "-q",
+            "-v",
+            "-r",
+            &format!("rtmp://127.0.0.1:{port}/play/rd"),
+            "-o",
+        ])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(st.success(), "rtmpdump: {st}");
+    assert!(publisher.0.wait().unwrap().success());
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "compact",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("rtmpdump recording: {text}");
+    let video = text
+        .lines()
+        .find(|l| l.contains("codec_name=h264"))
+        .expect("h264 in the recording");
+    assert!(video.contains("width=320|height=240"));
+    let frames: u32 = field(video, "nb_read_frames")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(frames >= 50, "only {frames} frames recorded");
+    assert!(text.contains("codec_name=aac"));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -885,6 +885,7 @@ mod tests {
 
     const PUBLISH: &[u8] = include_bytes!("../../tests/fixtures/rtmp/ffmpeg_publish.bin");
     const PLAY: &[u8] = include_bytes!("../../tests/fixtures/rtmp/ffprobe_play.bin");
+    const RTMPDUMP: &[u8] = include_bytes!("../../tests/fixtures/rtmp/rtmpdump_play.bin");
 
     /// Runs a server session over a capture, accepting everything; returns the events.
     fn serve(capture: &[u8], step: usize) -> (Vec<ServerEvent>, Vec<u8>) {
@@ -1045,6 +1046,24 @@ mod tests {
             acks[0]
         );
         assert_eq!(s.bytes_in(), b.len() as u64);
+    }
+
+    #[test]
+    fn server_takes_rtmpdump_play() {
+        // rtmpdump (librtmp) uses the simple handshake (zero version in C1): S2 echoes C1.
+        let (events, out) = serve(RTMPDUMP, 100);
+        assert_eq!(&out[1537..3073], &RTMPDUMP[1..1537]);
+        assert_eq!(
+            events[0],
+            ServerEvent::Connect {
+                app: "play".into(),
+                tc_url: "rtmp://127.0.0.1:19353/play".into()
+            }
+        );
+        assert!(events.contains(&ServerEvent::Play {
+            stream_id: 1,
+            name: "stream1".into()
+        }));
     }
 
     #[test]
