@@ -55,7 +55,7 @@ pub struct RawMessage {
     pub payload: Bytes,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct ChunkStream {
     timestamp: u32,
     /// The timestamp field of the last header: absolute for format 0, a delta otherwise. Format 3
@@ -67,7 +67,6 @@ struct ChunkStream {
     stream_id: u32,
     /// Payload gathered so far for the message in progress.
     partial: Option<BytesMut>,
-    have_header: bool,
 }
 
 /// Decodes a chunk stream into messages.
@@ -178,6 +177,9 @@ impl ChunkDecoder {
     }
 
     /// Consumes one chunk. `None`: need more bytes; `Some(None)`: a chunk of an unfinished message.
+    ///
+    /// Nothing is changed until the whole chunk is in the buffer, so a partial chunk can be retried
+    /// when more bytes arrive.
     #[allow(clippy::option_option)]
     fn next_chunk(&mut self) -> Result<Option<Option<RawMessage>>, MediaError> {
         let b = &self.buf[..];
@@ -200,8 +202,8 @@ impl ChunkDecoder {
         if b.len() < pos + hlen {
             return Ok(None);
         }
-        let is_new = !self.streams.contains_key(&csid);
-        if is_new {
+        let prev = self.streams.get(&csid);
+        if prev.is_none() {
             if fmt != 0 {
                 return Err(MediaError::malformed(
                     "RTMP chunk",
@@ -216,44 +218,48 @@ impl ChunkDecoder {
                 });
             }
         }
-        let prev = self.streams.get(&csid).cloned().unwrap_or_default();
-        let mut st = prev.clone();
+        let (prev_field, prev_extended, prev_length, prev_type, prev_sid, have_partial) = match prev
+        {
+            Some(st) => (
+                st.ts_field,
+                st.extended,
+                st.length,
+                st.type_id,
+                st.stream_id,
+                st.partial.as_ref().map(|p| p.len()),
+            ),
+            None => (0, false, 0, 0, 0, None),
+        };
+        // A format 3 chunk continues a message in progress; any other header starts a new message
+        // (in the middle of one it drops the unfinished message, like an implicit abort).
+        let continuing = fmt == 3 && have_partial.is_some();
         let h = &b[pos..pos + hlen];
-        let continuing = st.partial.is_some();
-        if continuing && fmt != 3 {
-            // A new header in the middle of a message: the spec does not allow it. Drop the partial
-            // message (like an implicit abort) rather than mixing two messages.
-            if let Some(p) = st.partial.take() {
-                self.pending -= p.len();
-            }
-        }
-        let continuing = st.partial.is_some();
-        let mut field = st.ts_field;
-        if fmt <= 2 {
-            field = u24(&h[0..3]);
-        }
-        if fmt <= 1 {
-            st.length = u24(&h[3..6]) as usize;
-            st.type_id = h[6];
-        }
-        if fmt == 0 {
-            st.stream_id = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
-        }
+        let mut field = if fmt <= 2 { u24(&h[0..3]) } else { prev_field };
+        let (length, type_id) = if fmt <= 1 {
+            (u24(&h[3..6]) as usize, h[6])
+        } else {
+            (prev_length, prev_type)
+        };
+        let stream_id = if fmt == 0 {
+            u32::from_le_bytes([h[7], h[8], h[9], h[10]])
+        } else {
+            prev_sid
+        };
         pos += hlen;
         let extended = if fmt <= 2 {
             field == 0xff_ffff
         } else {
-            st.extended
+            prev_extended
         };
         if extended {
             if b.len() < pos + 4 {
                 return Ok(None);
             }
             let ext = u32::from_be_bytes([b[pos], b[pos + 1], b[pos + 2], b[pos + 3]]);
-            if fmt == 3 && continuing {
+            if continuing {
                 // Continuation chunks may or may not repeat the extended timestamp; take it only
                 // when it is the value we already have.
-                if ext == st.ts_field {
+                if ext == prev_field {
                     pos += 4;
                 }
             } else {
@@ -261,7 +267,40 @@ impl ChunkDecoder {
                 pos += 4;
             }
         }
+        if length > MAX_MESSAGE_SIZE {
+            return Err(MediaError::TooLarge {
+                what: "RTMP message",
+                size: length as u64,
+                limit: MAX_MESSAGE_SIZE as u64,
+            });
+        }
+        let have = if continuing {
+            have_partial.unwrap_or(0)
+        } else {
+            0
+        };
+        let want = (length - have).min(self.chunk_size);
+        if b.len() < pos + want {
+            return Ok(None);
+        }
+        if want < length - have && self.pending + want > MAX_PENDING {
+            return Err(MediaError::TooLarge {
+                what: "RTMP unfinished messages",
+                size: (self.pending + want) as u64,
+                limit: MAX_PENDING as u64,
+            });
+        }
+
+        // Commit: update the chunk stream and consume the header and the chunk payload.
+        let whole = pos + want;
+        self.bytes_in = self.bytes_in.wrapping_add(whole as u64);
+        let mut chunk = self.buf.split_to(whole);
+        chunk.advance(pos);
+        let st = self.streams.entry(csid).or_default();
         if !continuing {
+            if let Some(p) = st.partial.take() {
+                self.pending -= p.len();
+            }
             st.ts_field = field;
             st.extended = extended;
             st.timestamp = if fmt == 0 {
@@ -269,64 +308,31 @@ impl ChunkDecoder {
             } else {
                 st.timestamp.wrapping_add(field)
             };
-            if st.length > MAX_MESSAGE_SIZE {
-                return Err(MediaError::TooLarge {
-                    what: "RTMP message",
-                    size: st.length as u64,
-                    limit: MAX_MESSAGE_SIZE as u64,
-                });
-            }
+            st.length = length;
+            st.type_id = type_id;
+            st.stream_id = stream_id;
         }
-        let have = st.partial.as_ref().map_or(0, |p| p.len());
-        let want = (st.length - have).min(self.chunk_size);
-        if b.len() < pos + want {
-            return Ok(None);
-        }
-        // Commit: consume the header and the chunk payload.
-        let whole = pos + want;
-        self.bytes_in = self.bytes_in.wrapping_add(whole as u64);
-        let mut chunk = self.buf.split_to(whole);
-        chunk.advance(pos);
-        st.have_header = true;
-        if have == 0 && want == st.length {
+        let message = |st: &ChunkStream, payload: Bytes| RawMessage {
+            csid,
+            timestamp: st.timestamp,
+            type_id: st.type_id,
+            stream_id: st.stream_id,
+            payload,
+        };
+        if have == 0 && want == length {
             // A message in one chunk: no copy.
-            st.partial = None;
-            let m = RawMessage {
-                csid,
-                timestamp: st.timestamp,
-                type_id: st.type_id,
-                stream_id: st.stream_id,
-                payload: chunk.freeze(),
-            };
-            self.streams.insert(csid, st);
-            return Ok(Some(Some(m)));
+            return Ok(Some(Some(message(st, chunk.freeze()))));
         }
-        if self.pending + want > MAX_PENDING {
-            return Err(MediaError::TooLarge {
-                what: "RTMP unfinished messages",
-                size: (self.pending + want) as u64,
-                limit: MAX_PENDING as u64,
-            });
-        }
-        self.pending += want;
         let p = st
             .partial
-            .get_or_insert_with(|| BytesMut::with_capacity(st.length.min(1 << 16)));
+            .get_or_insert_with(|| BytesMut::with_capacity(length.min(1 << 16)));
         p.extend_from_slice(&chunk);
-        if p.len() == st.length {
+        self.pending += want;
+        if p.len() == length {
             let payload = st.partial.take().map(BytesMut::freeze).unwrap_or_default();
             self.pending -= payload.len();
-            let m = RawMessage {
-                csid,
-                timestamp: st.timestamp,
-                type_id: st.type_id,
-                stream_id: st.stream_id,
-                payload,
-            };
-            self.streams.insert(csid, st);
-            return Ok(Some(Some(m)));
+            return Ok(Some(Some(message(st, payload))));
         }
-        self.streams.insert(csid, st);
         Ok(Some(None))
     }
 }
@@ -522,6 +528,26 @@ mod tests {
                 (74, 180, 9, 2)
             ]
         );
+    }
+
+    #[test]
+    fn new_header_inside_a_message_fed_byte_by_byte() {
+        // 128 bytes of a 200-byte message on csid 4, then a format-0 header starting a 1-byte
+        // message on the same csid: the unfinished message is dropped exactly once.
+        let mut b = vec![0x04, 0, 0, 0, 0, 0, 200, 8, 1, 0, 0, 0];
+        b.extend_from_slice(&[0u8; 128]);
+        b.extend_from_slice(&[0x04, 0, 0, 9, 0, 0, 1, 8, 1, 0, 0, 0, 0x77]);
+        let mut d = ChunkDecoder::new();
+        let mut got = Vec::new();
+        for x in &b {
+            d.feed(&[*x]);
+            while let Some(m) = d.next_message().unwrap() {
+                got.push(m);
+            }
+        }
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].timestamp, &got[0].payload[..]), (9, &[0x77][..]));
+        assert_eq!(d.pending, 0);
     }
 
     #[test]
