@@ -5,22 +5,33 @@ use mist_media::rtmp::{
     chunk::ChunkDecoder, message::Message, ClientMode, ClientSession, ServerEvent, ServerSession,
 };
 
-fuzz_target!(|data: &[u8]| {
-    // 1. The chunk decoder alone, fed in pieces whose size the first byte picks.
-    let step = data.first().map_or(1, |&b| b as usize + 1);
+/// Messages decoded (and parsed) until the first error, and whether there was one.
+fn decode(data: &[u8], step: usize) -> (Vec<mist_media::rtmp::chunk::RawMessage>, bool) {
     let mut d = ChunkDecoder::new();
-    'outer: for piece in data.chunks(step) {
+    let mut out = Vec::new();
+    for piece in data.chunks(step) {
         d.feed(piece);
         loop {
             match d.next_message() {
                 Ok(Some(m)) => {
                     let _ = Message::parse(&m);
+                    out.push(m);
                 }
                 Ok(None) => break,
-                Err(_) => break 'outer,
+                Err(_) => return (out, true),
             }
         }
     }
+    (out, false)
+}
+
+fuzz_target!(|data: &[u8]| {
+    // 1. The chunk decoder alone, fed at once and in pieces whose size the first byte picks: how
+    //    the bytes are split must not change the messages (or where an error is found).
+    let step = data.first().map_or(1, |&b| b as usize % 64 + 1);
+    let whole = decode(data, data.len().max(1));
+    let pieces = decode(data, step);
+    assert_eq!(whole, pieces);
     // 2. A server session after a valid simple handshake, accepting everything.
     let mut s = ServerSession::new(1);
     let mut hs = vec![3u8; 1537 + 1536];
