@@ -102,7 +102,7 @@ impl Controller {
             .arg("-c")
             .arg(&path)
             .env("MIST_SHM_DIR", &shm)
-            .env("MIST_RUN_DIR", dir.path())
+            .env("MIST_CONTROL", dir.path().join("control.sock"))
             .stdin(Stdio::null())
             .spawn()
             .expect("start MistController");
