@@ -41,7 +41,7 @@ fn main() {
     }
     in_buffer::set_debug(args.debug);
     let Some(stream) = args.stream.filter(|s| !s.is_empty()) else {
-        in_buffer::log(2, "no stream name given (-s)");
+        mist_core::error!("no stream name given (-s)");
         std::process::exit(1);
     };
     let timeout_ms = args.timeout.or(args.inputtimeout.map(|s| s * 1000)).unwrap_or(in_buffer::DEFAULT_TIMEOUT_MS);

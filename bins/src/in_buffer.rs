@@ -15,32 +15,15 @@
 
 use mist_shm::{StreamBuffer, WriterOptions};
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_DVR_MS: u64 = 50_000;
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
-static LEVEL: AtomicU8 = AtomicU8::new(4);
-
 pub fn set_debug(level: u8) {
-    LEVEL.store(level, Ordering::Relaxed);
-}
-
-pub fn log(level: u8, msg: &str) {
-    if level <= LEVEL.load(Ordering::Relaxed) {
-        let tag = match level {
-            0 | 1 => "FAIL",
-            2 => "ERROR",
-            3 => "WARN",
-            4 => "INFO",
-            5 => "MEDIUM",
-            6 => "HIGH",
-            _ => "DEBUG",
-        };
-        eprintln!("{tag} MistInBuffer: {msg}");
-    }
+    mist_core::log::init("MistInBuffer", level);
 }
 
 #[derive(Debug, Clone)]
@@ -88,22 +71,22 @@ pub fn capabilities() -> serde_json::Value {
 /// Runs the buffer until the stream ends; returns the process exit code.
 pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
     if !opts.source.starts_with("push://") {
-        log(2, &format!("unsupported source {:?} (only push://)", opts.source));
+        mist_core::error!("unsupported source {:?} (only push://)", opts.source);
         return 1;
     }
     let idle = opts.timeout_ms.min(u32::MAX as u64) as u32;
     let buf = match StreamBuffer::open(&opts.stream, WriterOptions { live: true, dvr_ms: opts.dvr_ms }, idle) {
         Ok(b) => b,
         Err(mist_shm::ShmError::WriterAlive(_, pid)) => {
-            log(2, &format!("stream {} already has a buffer process (pid {pid})", opts.stream));
+            mist_core::error!("stream {} already has a buffer process (pid {pid})", opts.stream);
             return 1;
         }
         Err(e) => {
-            log(2, &format!("cannot open buffer for stream {}: {e}", opts.stream));
+            mist_core::error!("cannot open buffer for stream {}: {e}", opts.stream);
             return 1;
         }
     };
-    log(4, &format!("buffer for stream {} ready (DVR {} ms, publisher timeout {} ms)", opts.stream, opts.dvr_ms, opts.timeout_ms));
+    mist_core::info!("buffer for stream {} ready (DVR {} ms, publisher timeout {} ms)", opts.stream, opts.dvr_ms, opts.timeout_ms);
     let timeout = Duration::from_millis(opts.timeout_ms);
     let mut gone_since = Some(Instant::now());
     let mut had_publisher = false;
@@ -118,53 +101,53 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
             let n = buf.viewers();
             if n != viewers {
                 viewers = n;
-                log(5, &format!("stream {} has {n} viewer(s)", opts.stream));
+                mist_core::debug!("stream {} has {n} viewer(s)", opts.stream);
             }
         }
         if stop.load(Ordering::Relaxed) {
-            log(4, &format!("stopping: ending stream {}", opts.stream));
+            mist_core::info!("stopping: ending stream {}", opts.stream);
             return end(buf, &opts.stream);
         }
         let st = buf.status();
         if st.ended {
-            log(4, &format!("publisher closed stream {}", opts.stream));
+            mist_core::info!("publisher closed stream {}", opts.stream);
             return end(buf, &opts.stream);
         }
         if buf.writer_alive() {
             if gone_since.take().is_some() {
                 if had_publisher {
-                    log(4, &format!("publisher returned to stream {} (pid {}, epoch {})", opts.stream, st.writer_pid, st.epoch));
+                    mist_core::info!("publisher returned to stream {} (pid {}, epoch {})", opts.stream, st.writer_pid, st.epoch);
                 } else {
-                    log(4, &format!("publisher connected to stream {} (pid {}, epoch {})", opts.stream, st.writer_pid, st.epoch));
+                    mist_core::info!("publisher connected to stream {} (pid {}, epoch {})", opts.stream, st.writer_pid, st.epoch);
                 }
                 had_publisher = true;
             }
             if st.epoch != epoch {
                 epoch = st.epoch;
-                log(5, &format!("stream {} epoch {epoch}", opts.stream));
+                mist_core::debug!("stream {} epoch {epoch}", opts.stream);
             }
             let new_state = if st.last_ms > st.first_ms { if state == "DRY" { "RECOVER" } else { "FULL" } } else { state };
             if new_state != state {
                 state = new_state;
-                log(4, &format!("stream {} buffer {state}", opts.stream));
+                mist_core::info!("stream {} buffer {state}", opts.stream);
             }
         } else {
             let since = *gone_since.get_or_insert_with(|| {
                 if had_publisher {
-                    log(4, &format!("publisher of stream {} gone; waiting {} ms for it to return", opts.stream, opts.timeout_ms));
+                    mist_core::info!("publisher of stream {} gone; waiting {} ms for it to return", opts.stream, opts.timeout_ms);
                 }
                 Instant::now()
             });
             if had_publisher && state != "DRY" {
                 state = "DRY";
-                log(4, &format!("stream {} buffer {state}", opts.stream));
+                mist_core::info!("stream {} buffer {state}", opts.stream);
             }
             // Gone since the last sign of a publisher: its last heartbeat (push), or the moment
             // we noticed it gone (or our start), whichever is more recent.
             let hb_age = Duration::from_millis(now_ms().saturating_sub(buf.last_heartbeat_ms()));
             let gone = since.elapsed().min(hb_age);
             if gone >= timeout {
-                log(4, &format!("no publisher for stream {} in {} ms: ending it", opts.stream, opts.timeout_ms));
+                mist_core::info!("no publisher for stream {} in {} ms: ending it", opts.stream, opts.timeout_ms);
                 return end(buf, &opts.stream);
             }
         }
@@ -179,11 +162,11 @@ fn now_ms() -> u64 {
 fn end(buf: StreamBuffer, stream: &str) -> i32 {
     match buf.end() {
         Ok(()) | Err(mist_shm::ShmError::NoStream(_)) => {
-            log(4, &format!("stream {stream} ended"));
+            mist_core::info!("stream {stream} ended");
             0
         }
         Err(e) => {
-            log(2, &format!("ending stream {stream}: {e}"));
+            mist_core::error!("ending stream {stream}: {e}");
             1
         }
     }

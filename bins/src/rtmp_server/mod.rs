@@ -28,6 +28,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use mist_core::control::{self, Request};
+use mist_core::names::sanitize;
 use mist_media::rtmp::{media_message, ServerEvent, ServerSession, OUT_CHUNK_SIZE};
 use mist_media::{Frame, Track, TrackKind};
 use mist_shm::{ReadEvent, ReaderInfo, StreamReader, StreamWriter, WriterOptions};
@@ -70,27 +71,6 @@ pub const MERGE_BYTES: usize = 256 << 10;
 /// Default merge interval of `--merge-ms`.
 pub const DEFAULT_MERGE_MS: u64 = 100;
 
-/// MistServer's stream-name rules: the base keeps letters, digits, `_`, `.`, `-`, lower-cased;
-/// `?…` is dropped; a space counts as `+`; after `+` the wildcard part is kept as given.
-pub fn stream_name(raw: &str) -> String {
-    let raw = raw.split('?').next().unwrap_or("").replace(' ', "+");
-    let (base, wild) = match raw.split_once('+') {
-        Some((b, w)) => (b, Some(w)),
-        None => (raw.as_str(), None),
-    };
-    let base: String = base
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
-        .map(|c| c.to_ascii_lowercase())
-        .take(100)
-        .collect();
-    match wild {
-        Some(w) if !base.is_empty() => {
-            format!("{base}+{}", w.chars().take(100).collect::<String>())
-        }
-        _ => base,
-    }
-}
 
 enum Role {
     None,
@@ -616,7 +596,7 @@ impl Server {
             .map_err(|e| e.to_string());
         }
         if !self.cfg.controlled {
-            let answer = Ok((stream_name(&name), DEFAULT_DVR_MS));
+            let answer = Ok((sanitize(&name), DEFAULT_DVR_MS));
             return self.finish(c, what, answer);
         }
         let url = format!(
@@ -652,7 +632,7 @@ impl Server {
             .spawn(move || {
                 let answer = match control::request(&req, timeout) {
                     Ok(r) if r.ok && r.stream.is_empty() => {
-                        Ok((stream_name(&name), dvr_ms(&r.config)))
+                        Ok((sanitize(&name), dvr_ms(&r.config)))
                     }
                     Ok(r) if r.ok => Ok((r.stream, dvr_ms(&r.config))),
                     Ok(r) => Err(format!("refused: {}", r.error)),
@@ -1083,17 +1063,4 @@ pub fn capabilities() -> serde_json::Value {
         "url_rel": "/play/$",
         "priority": 7
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_names() {
-        assert_eq!(stream_name("Live+Alice"), "live+Alice");
-        assert_eq!(stream_name("my stream?key=1"), "my+stream");
-        assert_eq!(stream_name("a/b*c"), "abc");
-        assert_eq!(stream_name("+x"), "");
-    }
 }

@@ -21,15 +21,23 @@ pub fn sanitize(name: &str) -> String {
     };
     let name = name.replacen(' ', "+", 1);
     match name.split_once('+') {
-        Some((base, wild)) => format!("{}+{}", sanitize_base(base), wild),
+        // A wildcard without a base names no stream.
+        Some((base, wild)) => match sanitize_base(base) {
+            base if base.is_empty() => base,
+            base => format!("{base}+{}", wild.chars().take(MAX_PART).collect::<String>()),
+        },
         None => sanitize_base(&name),
     }
 }
+
+/// Longest base and wildcard part kept: names come from peers and end up in file names.
+const MAX_PART: usize = 100;
 
 fn sanitize_base(base: &str) -> String {
     base.chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         .map(|c| c.to_ascii_lowercase())
+        .take(MAX_PART)
         .collect()
 }
 
@@ -190,6 +198,8 @@ mod tests {
         assert_eq!(sanitize("live cam"), "live+cam");
         assert_eq!(sanitize("Li!ve+A/B"), "live+A/B");
         assert_eq!(sanitize("?x"), "");
+        assert_eq!(sanitize("my stream?key=1"), "my+stream");
+        assert_eq!(sanitize("+x"), "");
         assert!(!is_valid("?x"));
         assert!(is_valid("a+b"));
     }
