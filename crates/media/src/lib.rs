@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod frame;
+pub mod mp4;
 pub mod time;
 
 pub use error::MediaError;
