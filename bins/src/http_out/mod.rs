@@ -165,8 +165,8 @@ impl App {
             }
         }
         let feed = self.feeds.get_mut(&key).expect("inserted");
-        feed.poll(io);
         feed.attach(io, id);
+        feed.poll(io);
         self.conn_feed.insert(id, key);
         self.gc(io);
     }

@@ -203,3 +203,99 @@ pub fn decode_video_frames(url: &str, wall: Duration) -> (usize, String) {
         .unwrap_or_default();
     (frames, size)
 }
+
+/// Makes an FLV file (testsrc2 + sine, H.264 + AAC, keyframe every 2 s) with ffmpeg, as fast as
+/// it can encode (no `-re`).
+pub fn make_flv(path: &Path, size: &str, seconds: u32) {
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv"])
+        .arg(path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(st.success(), "ffmpeg could not make {}", path.display());
+}
+
+/// A stand-in publisher: writes the frames of an FLV file into the stream's shared-memory
+/// buffer in real time (as MistOutRTMP does for an RTMP publish), through mist_media::flv and
+/// mist_shm. Uses the process's `MIST_SHM_DIR`. Closes the stream at the end of the file
+/// (or on drop).
+pub struct ShmPublisher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ShmPublisher {
+    pub fn start(stream: &str, flv: &Path) -> ShmPublisher {
+        use std::sync::atomic::AtomicBool;
+        let data = std::fs::read(flv).expect("read FLV");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let stream = stream.to_string();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut w = mist_shm::StreamWriter::create(&stream, mist_shm::WriterOptions::default()).expect("create stream");
+            let mut d = mist_media::flv::Demuxer::new();
+            d.feed(&data);
+            let start = Instant::now();
+            let mut first_dts = None;
+            let mut ready = Some(ready_tx);
+            while let Ok(Some(tag)) = d.next_tag() {
+                if stop2.load(Ordering::Relaxed) {
+                    return; // drop = detach
+                }
+                if let Some(t) = tag.converted.track {
+                    w.set_track(&t).expect("set track");
+                }
+                if let Some(f) = tag.converted.frame {
+                    let base = *first_dts.get_or_insert(f.dts);
+                    let due = start + Duration::from_millis((f.dts - base).max(0) as u64);
+                    while Instant::now() < due {
+                        if stop2.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        w.heartbeat();
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)));
+                    }
+                    w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data).expect("push");
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+            w.close();
+        });
+        let _ = ready_rx.recv_timeout(Duration::from_secs(10));
+        ShmPublisher { stop, thread: Some(thread) }
+    }
+
+    /// Waits for the end of the file (the stream is then closed).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ShmPublisher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One raw HTTP/1.1 exchange on a fresh connection: sends `raw`, reads until the peer closes or
+/// `timeout`; returns everything read.
+pub fn http_raw(port: u16, raw: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    let _ = s.write_all(raw);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
