@@ -1,4 +1,74 @@
+//! MistOutRTMP: RTMP publish and play for mist-rs. See `rtmp_server` for the design.
+//!
+//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM) or after `-j`/`--version`/`--help`;
+//! 1 when the listening socket cannot be opened or the event loop fails; 2 on bad command-line
+//! arguments.
+
+#[macro_use]
+mod rtmp_server;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{ArgAction, Parser};
+use rtmp_server::log::{FAIL, INFO};
+
+#[derive(Parser)]
+#[command(
+    name = "MistOutRTMP",
+    version,
+    disable_version_flag = true,
+    about = "RTMP connector of mist-rs: accepts pushes (publish) and serves viewers (play).",
+    after_help = "Exit codes: 0 clean shutdown, 1 cannot listen / loop failure, 2 bad arguments.\n\
+                  Environment: MIST_CONTROL (controller socket; without it any push is accepted), MIST_SHM_DIR."
+)]
+struct Args {
+    /// TCP port to listen on
+    #[arg(short = 'p', long, default_value_t = 1935)]
+    port: u16,
+    /// Address to listen on (0.0.0.0 for all interfaces)
+    #[arg(short = 'i', long, default_value = "0.0.0.0")]
+    interface: IpAddr,
+    /// Debug level 0-10 (3 production, 4 default)
+    #[arg(short = 'g', long, default_value_t = 4)]
+    debug: u8,
+    /// Print the capabilities JSON and exit
+    #[arg(short = 'j', long)]
+    json: bool,
+    /// Print the version and exit
+    #[arg(short = 'v', long, action = ArgAction::Version)]
+    version: Option<bool>,
+}
+
 fn main() {
-    eprintln!("MistOutRTMP: not built yet");
-    std::process::exit(1);
+    let args = Args::parse();
+    if args.json {
+        println!("{}", rtmp_server::capabilities());
+        return;
+    }
+    rtmp_server::log::set_level(args.debug);
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            log!(FAIL, "cannot handle signal {sig}: {e}");
+            std::process::exit(1);
+        }
+    }
+    let cfg = rtmp_server::Config {
+        addr: SocketAddr::new(args.interface, args.port),
+        controlled: mist_core::control::socket_path().is_some(),
+    };
+    let mut server = match rtmp_server::Server::bind(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            log!(FAIL, "cannot listen on {}:{}: {e}", args.interface, args.port);
+            std::process::exit(1);
+        }
+    };
+    log!(INFO, "listening on {}", server.local_addr().map(|a| a.to_string()).unwrap_or_default());
+    if let Err(e) = server.run(stop) {
+        log!(FAIL, "event loop failed: {e}");
+        std::process::exit(1);
+    }
 }

@@ -55,6 +55,19 @@ mod tests {
     }
 
     #[test]
+    fn interleaved_values_straddling_the_wrap() {
+        // PTS after the wrap, DTS before it, alternating (B-frames, or audio next to video)
+        let mut u = Unwrapper::new(33);
+        let top = (1i64 << 33) - 9000;
+        for n in 0..10i64 {
+            let dts = top + n * 3600;
+            let pts = dts + 7200;
+            assert_eq!(u.unwrap(dts as u64), dts);
+            assert_eq!(u.unwrap(pts as u64), pts);
+        }
+    }
+
+    #[test]
     fn late_value_from_before_wrap() {
         let mut u = Unwrapper::new(32);
         let top = (1u64 << 32) - 10;
