@@ -68,9 +68,11 @@ fn assert_h264_aac(streams: &[serde_json::Value], what: &str) {
 #[test]
 fn progressive_forms_decode() {
     shm();
-    let _pub = ShmPublisher::start("prog", flv20());
+    let long = shm().join("src45.flv");
+    make_flv(&long, "320x240", 45);
+    let _pub = ShmPublisher::start("prog", &long);
     let (_srv, port) = http_server(&[]);
-    for ext in ["flv", "mp4", "fmp4"] {
+    for ext in ["ts", "flv", "mp4", "fmp4"] {
         let u = url(port, &format!("/prog.{ext}"));
         assert_h264_aac(&probe_streams(&u), &u);
         let (frames, size) = decode_video_frames(&u, Duration::from_secs(5));
@@ -206,7 +208,7 @@ fn hostile_clients_cost_only_their_connection() {
     shm();
     let _pub = ShmPublisher::start("hostile", flv20());
     let (_srv, port) = http_server(&[]);
-    let u = url(port, "/hostile.flv");
+    let u = url(port, "/hostile.ts");
     let viewer = std::thread::spawn(move || decode_video_frames(&u, Duration::from_secs(6)));
     std::thread::sleep(Duration::from_millis(500));
     // Huge headers → 431.
@@ -242,11 +244,12 @@ fn hostile_clients_cost_only_their_connection() {
 }
 
 #[test]
-fn standalone_flv_to_stdout_and_file() {
+fn standalone_ts_flv_to_stdout_and_mp4_file() {
     shm();
     let _pub = ShmPublisher::start("alone", flv20());
-    // MistOutFLV -s alone - | ffprobe -
-    let mut out = Command::new(env!("CARGO_BIN_EXE_MistOutFLV"))
+    // MistOutTS -s alone - | ffprobe -, then the same with MistOutFLV.
+    for bin in [env!("CARGO_BIN_EXE_MistOutTS"), env!("CARGO_BIN_EXE_MistOutFLV")] {
+    let mut out = Command::new(bin)
         .args(["-s", "alone", "-"])
         .env("MIST_SHM_DIR", shm())
         .env_remove("MIST_CONTROL")
@@ -262,7 +265,8 @@ fn standalone_flv_to_stdout_and_file() {
     let _ = out.kill();
     let _ = out.wait();
     let v: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
-    assert_h264_aac(v["streams"].as_array().unwrap(), "MistOutFLV | ffprobe");
+    assert_h264_aac(v["streams"].as_array().unwrap(), bin);
+    }
     // MistOutMP4 -s alone file.mp4, stopped with SIGTERM after 3 s.
     let file = shm().join("rec.mp4");
     let child = Command::new(env!("CARGO_BIN_EXE_MistOutMP4")).args(["-s", "alone"]).arg(&file).env("MIST_SHM_DIR", shm()).env_remove("MIST_CONTROL").spawn().unwrap();

@@ -59,33 +59,54 @@ pub fn capabilities() -> Value {
     })
 }
 
-/// Which connectors are enabled; refreshed from the controller in the background.
+/// Which connectors are enabled (and their ports, for RTMP sources in the stream info);
+/// refreshed from the controller in the background. `None` = everything, no ports known.
 #[derive(Clone)]
-pub struct Enabled(Arc<Mutex<Option<HashSet<String>>>>);
+pub struct Enabled(Arc<Mutex<Option<HashMap<String, Option<u16>>>>>);
 
 impl Enabled {
     pub fn all() -> Enabled {
         Enabled(Arc::new(Mutex::new(None)))
     }
     pub fn fixed(list: &[String]) -> Enabled {
-        Enabled(Arc::new(Mutex::new(Some(list.iter().map(|s| s.trim().to_string()).collect()))))
+        Enabled(Arc::new(Mutex::new(Some(list.iter().map(|s| (s.trim().to_string(), None)).collect()))))
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, Option<u16>>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
     pub fn has(&self, connector: &str) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(true, |s| s.contains(connector))
+        self.lock().as_ref().map_or(true, |s| s.contains_key(connector))
     }
-    pub fn set(&self, s: HashSet<String>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    /// The configured port of a connector, when known.
+    pub fn port_of(&self, connector: &str) -> Option<u16> {
+        self.lock().as_ref().and_then(|s| s.get(connector).copied().flatten())
+    }
+    /// Sets the list from the config's `protocols` array.
+    pub fn set_protocols(&self, list: &[Value]) {
+        let mut m = HashMap::new();
+        for p in list {
+            if let Some(c) = p.get("connector").and_then(Value::as_str) {
+                let port = p.get("port").and_then(Value::as_u64).and_then(|x| u16::try_from(x).ok()).or(match c {
+                    "RTMP" => Some(1935),
+                    _ => None,
+                });
+                m.insert(c.to_string(), port);
+            }
+        }
+        *self.lock() = Some(m);
     }
     /// Asks the controller for the config's protocol list now and every few seconds.
     pub fn follow_controller(&self) {
         let me = self.clone();
         std::thread::spawn(move || loop {
             let req = Request::Api { command: json!({"config": true}) };
-            if let Ok(r) = control::request(&req, Duration::from_secs(5)) {
-                if let Some(list) = r.config.pointer("/config/protocols").and_then(Value::as_array) {
-                    let s: HashSet<String> = list.iter().filter_map(|p| p.get("connector").and_then(Value::as_str)).map(str::to_string).collect();
-                    me.set(s);
+            match control::request(&req, Duration::from_secs(5)) {
+                Ok(r) => {
+                    if let Some(list) = r.config.pointer("/config/protocols").and_then(Value::as_array) {
+                        me.set_protocols(list);
+                    }
                 }
+                Err(e) => mist_core::debug!("asking the controller for the protocol list: {e}"),
             }
             std::thread::sleep(Duration::from_secs(3));
         });

@@ -206,13 +206,55 @@ impl Mux for Fmp4Mux {
 
 // ---- MPEG-TS and Matroska: filled in from mist_media once those modules are merged ----
 
-fn ts_muxer(_tracks: &[Track]) -> Result<Box<dyn Mux>, String> {
-    Err("MPEG-TS muxing is not available in this build".into())
+fn ts_muxer(tracks: &[Track]) -> Result<Box<dyn Mux>, String> {
+    use mist_media::mpegts::{Muxer, MuxerOptions};
+    let mut m = Muxer::new(tracks, MuxerOptions::default()).map_err(|e| e.to_string())?;
+    let mut tables = Vec::new();
+    m.write_tables(&mut tables);
+    Ok(Box::new(TsMux { m, tables: Bytes::from(tables) }))
+}
+
+/// MPEG-TS: PAT/PMT before every keyframe of the main track (the muxer's
+/// `tables_before_keyframes`), so each keyframe is a join point.
+pub struct TsMux {
+    m: mist_media::mpegts::Muxer,
+    tables: Bytes,
+}
+
+impl Mux for TsMux {
+    fn header(&self) -> Vec<Bytes> {
+        vec![self.tables.clone()]
+    }
+
+    fn frame(&mut self, f: &Frame, main_key: bool) -> Out {
+        let mut out = Vec::with_capacity(f.data.len() + f.data.len() / 8 + 400);
+        if self.m.write_frame(f, &mut out).is_err() || out.is_empty() {
+            return Out::default();
+        }
+        Out { chunks: vec![Bytes::from(out)], join: main_key }
+    }
+
+    fn flush(&mut self) -> Out {
+        let mut out = Vec::new();
+        self.m.flush(&mut out);
+        Out { chunks: if out.is_empty() { vec![] } else { vec![Bytes::from(out)] }, join: false }
+    }
 }
 
 fn ebml_muxer(_tracks: &[Track], _webm: bool) -> Result<Box<dyn Mux>, String> {
     Err("Matroska/WebM muxing is not available in this build".into())
 }
+
+/// Whether this build can serve a connector's format.
+pub fn available(connector: &str) -> bool {
+    match connector {
+        "HTTPTS" | "FLV" | "MP4" => true,
+        "EBML" => ebml_muxer(&[], false).is_ok() || EBML_BUILT,
+        _ => false,
+    }
+}
+
+const EBML_BUILT: bool = false;
 
 /// Picks the tracks to send: `video`/`audio` are the `?video=`/`?audio=` query values (track
 /// id, codec name, `all`/`*`, `none`/`-1`, comma-separated lists); absent = the first track of

@@ -5,7 +5,6 @@ use super::Enabled;
 use bytes::Bytes;
 use mist_net::http::Request;
 use mist_net::server::{ConnId, Io};
-use serde_json::{json, Value};
 
 #[derive(Debug, Clone)]
 pub enum Route {
@@ -79,60 +78,38 @@ pub fn segmented(io: &mut Io, id: ConnId) {
     io.respond_text(id, 501, "HLS/CMAF are not implemented by this build of MistOutHTTP");
 }
 
-/// Protocols listed in `source`, with the connector that enables them and their details.
-fn sources(stream: &str, host: &str, enabled: &Enabled, tracks: &[mist_media::Track]) -> Vec<Value> {
-    let enc = mist_net::http::percent_encode(stream).replace("%2B", "+");
+/// The protocols announced in `source`, for the connectors enabled on this server.
+fn sources(host: &str, enabled: &Enabled) -> Vec<mist_media::info::Source> {
+    use mist_media::info::{Protocol, Source};
     let base = if host.is_empty() { String::new() } else { format!("http://{host}") };
     let mut out = Vec::new();
-    let list: [(Format, &str, &str, u32); 5] = [
-        (Format::Fmp4, "mp4", "html5/video/mp4", 9),
-        (Format::Webm, "webm", "html5/video/webm", 9),
-        (Format::Ts, "ts", "html5/video/mpeg", 1),
-        (Format::Flv, "flv", "flash/7", 5),
-        (Format::Mkv, "mkv", "html5/video/x-matroska", 2),
-    ];
-    for (f, ext, ty, prio) in list {
-        if !enabled.has(f.connector()) {
-            continue;
+    for (p, connector) in [(Protocol::Mp4, "MP4"), (Protocol::WebM, "EBML"), (Protocol::Mkv, "EBML"), (Protocol::Flv, "FLV"), (Protocol::Ts, "HTTPTS")] {
+        if enabled.has(connector) && super::mux::available(connector) {
+            out.push(Source { protocol: p, base_url: base.clone() });
         }
-        let n = tracks.iter().filter(|t| f.codecs().contains(&t.codec)).count();
-        if n == 0 {
-            continue;
-        }
-        let rel = format!("/{enc}.{ext}");
-        out.push(json!({"url": format!("{base}{rel}"), "relurl": rel, "type": ty, "priority": prio, "simul_tracks": n.min(2), "total_matches": n}));
     }
-    out.sort_by(|a, b| b["simul_tracks"].as_u64().cmp(&a["simul_tracks"].as_u64()).then(b["priority"].as_u64().cmp(&a["priority"].as_u64())));
+    if let Some(port) = enabled.port_of("RTMP") {
+        let h = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let h = if h.is_empty() { "127.0.0.1" } else { h };
+        out.push(Source { protocol: Protocol::Rtmp, base_url: format!("rtmp://{h}:{port}") });
+    }
     out
 }
 
 /// The stream info body (`json_`), or its `info_` JavaScript form.
 pub fn info(stream: &str, js: bool, host: &str, enabled: &Enabled) -> String {
+    use mist_media::info::{info_js, offline_info, stream_info, TrackInfo};
     let name = mist_core::names::sanitize(stream);
     let v = match mist_shm::stream_status(&name) {
         Ok(st) if !st.ended && !st.tracks.is_empty() => {
-            let mut tracks = serde_json::Map::new();
-            let (mut w, mut h) = (0, 0);
-            for t in &st.tracks {
-                let kind = t.kind().as_str();
-                let key = format!("{kind}_{}_{}", t.codec.mist_name(), t.id);
-                if t.kind() == mist_media::TrackKind::Video && w == 0 {
-                    (w, h) = (t.width, t.height);
-                }
-                tracks.insert(
-                    key,
-                    json!({"type": kind, "codec": t.codec.mist_name(), "idx": t.id, "trackid": t.id, "width": t.width, "height": t.height,
-                           "fpks": t.fpks, "bps": t.bps, "rate": t.rate, "channels": t.channels, "size": t.sample_size,
-                           "firstms": st.first_ms, "lastms": st.last_ms, "lang": if t.lang.is_empty() { "und" } else { t.lang.as_str() }}),
-                );
-            }
-            json!({"type": if st.live { "live" } else { "vod" }, "width": w, "height": h,
-                   "meta": {"tracks": tracks, "live": st.live as u8}, "source": sources(&name, host, enabled, &st.tracks)})
+            let tracks: Vec<TrackInfo> = st.tracks.iter().map(|t| TrackInfo { track: t.clone(), firstms: st.first_ms, lastms: st.last_ms }).collect();
+            stream_info(&name, st.live, &tracks, &sources(host, enabled))
         }
-        _ => json!({"error": "Stream is offline", "on_error": "Stream is offline"}),
+        Ok(_) => offline_info("Stream is offline"),
+        Err(_) => offline_info("Stream is offline"),
     };
     if js {
-        format!("if (!mistvideo){{var mistvideo = {{}};}}\nmistvideo['{}'] = {};\n", name.replace(['\'', '\\'], ""), v)
+        info_js(&name, &v)
     } else {
         v.to_string()
     }
