@@ -297,3 +297,40 @@ fn capabilities_json() {
         assert!(v["url_match"].as_array().is_some_and(|a| !a.is_empty()), "{bin}");
     }
 }
+
+#[test]
+fn under_controller_formats_follow_the_config() {
+    shm();
+    let ctl = Controller::start_http(
+        serde_json::json!({"ctlhttp": {"name": "ctlhttp", "source": "push://"}}),
+        serde_json::json!([{"connector": "FLV"}, {"connector": "MP4"}]),
+        Some(shm()),
+    );
+    let port = ctl.http;
+    // Not configured: refused by the controller at once.
+    let t0 = Instant::now();
+    let raw = http_raw(port, b"GET /unconfigured.flv HTTP/1.0\r\n\r\n", Duration::from_secs(15));
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 404") && text.contains("not configured"), "{text}");
+    assert!(t0.elapsed() < Duration::from_secs(4));
+    // Configured but nobody publishes: 503 after the wait.
+    let raw = http_raw(port, b"GET /ctlhttp.flv HTTP/1.0\r\n\r\n", Duration::from_secs(15));
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 503") && text.contains("offline"), "{text}");
+    // HTTPTS is not in the protocol list: /$.ts is not served.
+    let raw = http_raw(port, b"GET /ctlhttp.ts HTTP/1.0\r\n\r\n", Duration::from_secs(15));
+    assert!(String::from_utf8_lossy(&raw).contains("not enabled"), "{}", String::from_utf8_lossy(&raw));
+    // A viewer that asks before the publisher starts gets the stream once it does.
+    let u = url(port, "/ctlhttp.flv");
+    let viewer = std::thread::spawn(move || decode_video_frames(&u, Duration::from_secs(7)));
+    std::thread::sleep(Duration::from_millis(300));
+    let _pub = ShmPublisher::start("ctlhttp", flv20());
+    let (frames, size) = viewer.join().unwrap();
+    assert_eq!(size, "320x240");
+    assert!(frames >= 100, "decoded only {frames} frames");
+    assert_h264_aac(&probe_streams(&url(port, "/ctlhttp.mp4")), "mp4 under the controller");
+    // The per-format binaries got no listener of their own.
+    let caps = ctl.api(&serde_json::json!({"capabilities": true}));
+    assert_eq!(caps["capabilities"]["connectors"]["FLV"]["deps"], "HTTP");
+    assert_eq!(caps["capabilities"]["connectors"]["HTTP"]["name"], "HTTP");
+}

@@ -79,24 +79,45 @@ pub struct Controller {
 impl Controller {
     /// Starts MistController with stream `live` (source `push://`) plus `extra_streams`.
     pub fn start(extra_streams: serde_json::Value) -> Controller {
+        Controller::start_with(extra_streams, None, None)
+    }
+
+    /// Like [`Controller::start`], plus an HTTP protocol entry on the free port `self.http`
+    /// (`{"connector": "HTTP", "port": …}`) and the given extra protocol entries (e.g.
+    /// `{"connector": "HTTPTS"}`); `shm` overrides the shared-memory directory.
+    pub fn start_http(extra_streams: serde_json::Value, extra_protocols: serde_json::Value, shm: Option<&Path>) -> Controller {
+        let c = Controller::start_with(extra_streams, Some(extra_protocols), shm);
+        assert!(wait_port(c.http, Duration::from_secs(10)), "HTTP port never opened");
+        c
+    }
+
+    /// `http`: None = no HTTP entry; Some(extra protocol entries) = an HTTP entry plus those.
+    fn start_with(extra_streams: serde_json::Value, http: Option<serde_json::Value>, shm_dir: Option<&Path>) -> Controller {
         let dir = TempDir::new("ctl");
-        let (api, rtmp, http) = (free_port(), free_port(), free_port());
+        let (api, rtmp, http_port) = (free_port(), free_port(), free_port());
         let mut streams = serde_json::json!({"live": {"name": "live", "source": "push://"}});
         if let serde_json::Value::Object(extra) = extra_streams {
             for (k, v) in extra {
                 streams[k] = v;
             }
         }
+        let mut protocols = vec![serde_json::json!({"connector": "RTMP", "port": rtmp, "interface": "127.0.0.1"})];
+        if let Some(extra) = http {
+            protocols.push(serde_json::json!({"connector": "HTTP", "port": http_port, "interface": "127.0.0.1"}));
+            if let serde_json::Value::Array(extra) = extra {
+                protocols.extend(extra);
+            }
+        }
         let config = serde_json::json!({
             "config": {
                 "controller": {"port": api, "interface": "127.0.0.1"},
-                "protocols": [{"connector": "RTMP", "port": rtmp, "interface": "127.0.0.1"}],
+                "protocols": protocols,
             },
             "streams": streams,
         });
         let path = dir.path().join("mistserver.conf");
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        let shm = dir.path().join("shm");
+        let shm = shm_dir.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("shm"));
         std::fs::create_dir_all(&shm).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_MistController"))
             .arg("-c")
@@ -109,7 +130,7 @@ impl Controller {
         let proc = Proc(child);
         assert!(wait_port(api, Duration::from_secs(10)), "API port never opened");
         assert!(wait_port(rtmp, Duration::from_secs(10)), "RTMP port never opened");
-        Controller { dir, api, rtmp, http, config: path, shm, proc }
+        Controller { dir, api, rtmp, http: http_port, config: path, shm, proc }
     }
 
     pub fn publish_url(&self, stream: &str) -> String {
