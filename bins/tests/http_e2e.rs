@@ -334,3 +334,36 @@ fn under_controller_formats_follow_the_config() {
     assert_eq!(caps["capabilities"]["connectors"]["FLV"]["deps"], "HTTP");
     assert_eq!(caps["capabilities"]["connectors"]["HTTP"]["name"], "HTTP");
 }
+
+fn http_get_body(port: u16, path: &str) -> (String, Vec<u8>) {
+    let raw = http_raw(port, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes(), Duration::from_secs(20));
+    let p = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP answer");
+    (String::from_utf8_lossy(&raw[..p]).into_owned(), raw[p + 4..].to_vec())
+}
+
+#[test]
+fn hls_ts_segments_shared_and_decodable() {
+    shm();
+    let long = shm().join("src30.flv");
+    make_flv(&long, "320x240", 30);
+    let _pub = ShmPublisher::start("hlsx", &long);
+    let (_srv, port) = http_server(&[]);
+    let (head, master) = http_get_body(port, "/hls/hlsx/index.m3u8");
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("application/vnd.apple.mpegurl"), "{head}");
+    let master = String::from_utf8(master).unwrap();
+    assert!(master.starts_with("#EXTM3U") && master.contains("#EXT-X-STREAM-INF"), "{master}");
+    let variant = master.lines().find(|l| !l.starts_with('#') && !l.is_empty()).unwrap().to_string();
+    let (_, media) = http_get_body(port, &format!("/hls/hlsx/{variant}"));
+    let media = String::from_utf8(media).unwrap();
+    let seg = media.lines().find(|l| l.ends_with(".ts")).unwrap_or_else(|| panic!("{media}")).to_string();
+    let dir = variant.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    let (h1, a) = http_get_body(port, &format!("/hls/hlsx/{dir}/{seg}"));
+    let (_, b) = http_get_body(port, &format!("/hls/hlsx/{dir}/{seg}"));
+    assert!(h1.starts_with("HTTP/1.1 200") && h1.contains("video/mp2t"), "{h1}");
+    assert!(a.len() > 10_000 && a == b, "segment muxed once, same bytes for everyone");
+    let u = url(port, "/hls/hlsx/index.m3u8");
+    assert_h264_aac(&probe_streams(&u), &u);
+    let (frames, size) = decode_video_frames(&u, Duration::from_secs(5));
+    assert_eq!(size, "320x240");
+    assert!(frames >= 100, "decoded only {frames} frames from HLS");
+}

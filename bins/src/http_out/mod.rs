@@ -5,6 +5,7 @@
 //! Also the muxing front end of the standalone binaries (MistOutTS, MistOutFLV, …; see
 //! [`standalone`]).
 
+pub mod hls;
 pub mod mux;
 pub mod routes;
 pub mod source;
@@ -136,6 +137,7 @@ pub struct App {
     opts: Options,
     enabled: Enabled,
     feeds: HashMap<FeedKey, Feed>,
+    hls: HashMap<String, hls::HlsStream>,
     conn_feed: HashMap<ConnId, FeedKey>,
     waiting: Vec<Waiting>,
     waiter: mist_shm::Waiter,
@@ -152,6 +154,7 @@ impl App {
             opts,
             enabled,
             feeds: HashMap::new(),
+            hls: HashMap::new(),
             conn_feed: HashMap::new(),
             waiting: Vec::new(),
             waiter: mist_shm::Waiter::new(),
@@ -196,9 +199,62 @@ impl App {
     fn dispatch(&mut self, io: &mut Io, id: ConnId, stream: &str, route: routes::Route) {
         match route {
             routes::Route::Progressive { format, video, audio, .. } => self.play(io, id, stream, format, video, audio),
+            routes::Route::Segmented { kind: "hls", rest, .. } => self.hls_request(io, id, stream, &rest),
             routes::Route::Segmented { .. } => routes::segmented(io, id),
             _ => io.respond_text(id, 500, "unexpected route"),
         }
+    }
+
+    /// An HLS request for an active stream.
+    fn hls_request(&mut self, io: &mut Io, id: ConnId, stream: &str, rest: &str) {
+        if self.hls.get(stream).is_some_and(|h| h.ended) && Self::active(stream) {
+            self.hls.remove(stream);
+        }
+        if !self.hls.contains_key(stream) {
+            let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
+            match hls::HlsStream::open(stream, &host) {
+                Ok(h) => {
+                    if self.watched.insert(stream.to_string()) {
+                        let _ = self.waiter.add(stream);
+                    }
+                    self.hls.insert(stream.to_string(), h);
+                }
+                Err(e) => return io.respond_text(id, 503, &format!("stream offline: {e}")),
+            }
+        }
+        let h = self.hls.get_mut(stream).expect("inserted");
+        h.poll();
+        match h.answer(rest) {
+            hls::Answer::Ready { ctype, cache, body } => {
+                let r = mist_net::http::Response::new(200).header("Content-Type", ctype).header("Cache-Control", cache);
+                io.respond(id, r, body)
+            }
+            hls::Answer::NotFound(m) => io.respond_text(id, 404, &m),
+            hls::Answer::Wait => h.waiting.push((id, rest.to_string(), Instant::now())),
+        }
+    }
+
+    /// Polls the HLS streams and answers their waiting requests.
+    fn poll_hls(&mut self, io: &mut Io) {
+        let now = Instant::now();
+        for h in self.hls.values_mut() {
+            h.poll();
+            for (id, rest, since) in std::mem::take(&mut h.waiting) {
+                if !io.is_open(id) {
+                    continue;
+                }
+                match h.answer(&rest) {
+                    hls::Answer::Ready { ctype, cache, body } => {
+                        let r = mist_net::http::Response::new(200).header("Content-Type", ctype).header("Cache-Control", cache);
+                        io.respond(id, r, body)
+                    }
+                    hls::Answer::NotFound(m) => io.respond_text(id, 404, &m),
+                    hls::Answer::Wait if now.duration_since(since) > hls::WAIT => io.respond_text(id, 503, "not enough segments yet"),
+                    hls::Answer::Wait => h.waiting.push((id, rest, since)),
+                }
+            }
+        }
+        self.hls.retain(|_, h| !h.waiting.is_empty() || now.duration_since(h.last_used) < hls::IDLE);
     }
 
     /// Polls every feed (new frames) and drops finished or unwatched ones.
@@ -206,12 +262,13 @@ impl App {
         for f in self.feeds.values_mut() {
             f.poll(io);
         }
+        self.poll_hls(io);
         self.gc(io);
     }
 
     fn gc(&mut self, _io: &mut Io) {
         self.feeds.retain(|_, f| !f.done && !f.is_idle());
-        let live: HashSet<String> = self.feeds.keys().map(|k| k.stream.clone()).collect();
+        let live: HashSet<String> = self.feeds.keys().map(|k| k.stream.clone()).chain(self.hls.keys().cloned()).collect();
         let gone: Vec<String> = self.watched.difference(&live).cloned().collect();
         for s in gone {
             self.waiter.remove(&s);

@@ -248,7 +248,7 @@ fn ebml_muxer(_tracks: &[Track], _webm: bool) -> Result<Box<dyn Mux>, String> {
 /// Whether this build can serve a connector's format.
 pub fn available(connector: &str) -> bool {
     match connector {
-        "HTTPTS" | "FLV" | "MP4" => true,
+        "HTTPTS" | "FLV" | "MP4" | "HLS" => true,
         "EBML" => ebml_muxer(&[], false).is_ok() || EBML_BUILT,
         _ => false,
     }

@@ -48,6 +48,9 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
     for (prefix, kind, connector) in [("/hls/", "hls", "HLS"), ("/cmaf/", "cmaf", "CMAF")] {
         if let Some(r) = path.strip_prefix(prefix) {
             let (stream, rest) = r.split_once('/').unwrap_or((r, ""));
+            if stream.is_empty() {
+                return Route::Error(404, "no stream name".into());
+            }
             if !enabled.has(connector) {
                 return Route::Error(404, format!("{connector} is not enabled on this server"));
             }
@@ -71,11 +74,12 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
     Route::Error(404, "not found".into())
 }
 
-/// Extension point for HLS (`/hls/$/…`, TS segments) and CMAF (`/cmaf/$/…`): playlists built
-/// with mist_media::{segment, hls, dash} and segments muxed once, cached by URL and served to
-/// every viewer with [`Io::respond`]. Not implemented yet.
+/// Extension point for CMAF (`/cmaf/$/…`: fMP4 HLS and DASH): like `super::hls`, playlists built
+/// with mist_media::{segment, hls, dash} and fragments muxed once (mist_media::mp4
+/// FragmentWriter), cached by URL and served to every viewer with [`Io::respond`]. Not
+/// implemented yet.
 pub fn segmented(io: &mut Io, id: ConnId) {
-    io.respond_text(id, 501, "HLS/CMAF are not implemented by this build of MistOutHTTP");
+    io.respond_text(id, 501, "CMAF is not implemented by this build of MistOutHTTP");
 }
 
 /// The protocols announced in `source`, for the connectors enabled on this server.
@@ -83,7 +87,7 @@ fn sources(host: &str, enabled: &Enabled) -> Vec<mist_media::info::Source> {
     use mist_media::info::{Protocol, Source};
     let base = if host.is_empty() { String::new() } else { format!("http://{host}") };
     let mut out = Vec::new();
-    for (p, connector) in [(Protocol::Mp4, "MP4"), (Protocol::WebM, "EBML"), (Protocol::Mkv, "EBML"), (Protocol::Flv, "FLV"), (Protocol::Ts, "HTTPTS")] {
+    for (p, connector) in [(Protocol::Hls, "HLS"), (Protocol::Mp4, "MP4"), (Protocol::WebM, "EBML"), (Protocol::Mkv, "EBML"), (Protocol::Flv, "FLV"), (Protocol::Ts, "HTTPTS")] {
         if enabled.has(connector) && super::mux::available(connector) {
             out.push(Source { protocol: p, base_url: base.clone() });
         }
