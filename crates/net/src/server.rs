@@ -746,6 +746,60 @@ mod tests {
         assert!(parts[3].contains("Transfer-Encoding: chunked") && parts[3].ends_with("\r\n\r\n6\r\nabcdef\r\n0\r\n\r\n"), "{}", parts[3]);
     }
 
+    /// Streams 64 KiB chunks forever on every tick to `/flood`; records closed connections.
+    struct Flood {
+        viewers: Vec<ConnId>,
+        closed: Arc<std::sync::Mutex<Vec<ConnId>>>,
+    }
+    impl Handler for Flood {
+        fn request(&mut self, io: &mut Io, id: ConnId, _req: Request) {
+            if io.start_stream(id, 200, &[]) {
+                self.viewers.push(id);
+            }
+        }
+        fn closed(&mut self, _io: &mut Io, id: ConnId) {
+            self.viewers.retain(|&v| v != id);
+            self.closed.lock().unwrap().push(id);
+        }
+        fn tick(&mut self, io: &mut Io) {
+            let chunk = Bytes::from(vec![0u8; 64 << 10]);
+            for &v in &self.viewers.clone() {
+                for _ in 0..8 {
+                    io.send(v, &[chunk.clone()]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_dropped() {
+        let cfg = ServerConfig { max_backlog: 1 << 20, tick: Duration::from_millis(10), ..ServerConfig::default() };
+        let mut srv = Server::bind("127.0.0.1:0".parse().unwrap(), cfg).unwrap();
+        let addr = srv.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut h = Flood { viewers: Vec::new(), closed: closed.clone() };
+        let s2 = stop.clone();
+        let t = std::thread::spawn(move || srv.run(&mut h, &s2).unwrap());
+        let mut stuck = std::net::TcpStream::connect(addr).unwrap();
+        stuck.write_all(b"GET /flood HTTP/1.1\r\n\r\n").unwrap();
+        // A reading client on the same server keeps getting data meanwhile.
+        let mut good = std::net::TcpStream::connect(addr).unwrap();
+        good.write_all(b"GET /flood HTTP/1.1\r\n\r\n").unwrap();
+        good.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        while closed.lock().unwrap().is_empty() && Instant::now() < end {
+            got += good.read(&mut buf).unwrap();
+        }
+        assert_eq!(closed.lock().unwrap().len(), 1, "the stuck client was not dropped");
+        assert!(got > 1 << 20, "the reading client got only {got} bytes");
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+        drop(stuck);
+    }
+
     #[test]
     fn hostile_requests() {
         assert!(exchange(b"\x00\x01\x02garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
