@@ -63,7 +63,10 @@ pub fn capabilities() -> Value {
 /// Which connectors are enabled (and their ports, for RTMP sources in the stream info);
 /// refreshed from the controller in the background. `None` = everything, no ports known.
 #[derive(Clone)]
-pub struct Enabled(Arc<Mutex<Option<HashMap<String, Option<u16>>>>>);
+pub struct Enabled(Arc<Mutex<Option<Ports>>>);
+
+/// Enabled connector → its configured port (if any).
+type Ports = HashMap<String, Option<u16>>;
 
 impl Enabled {
     pub fn all() -> Enabled {
@@ -72,11 +75,14 @@ impl Enabled {
     pub fn fixed(list: &[String]) -> Enabled {
         Enabled(Arc::new(Mutex::new(Some(list.iter().map(|s| (s.trim().to_string(), None)).collect()))))
     }
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, Option<u16>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Ports>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
     pub fn has(&self, connector: &str) -> bool {
-        self.lock().as_ref().map_or(true, |s| s.contains_key(connector))
+        match self.lock().as_ref() {
+            None => true,
+            Some(s) => s.contains_key(connector),
+        }
     }
     /// The configured port of a connector, when known.
     pub fn port_of(&self, connector: &str) -> Option<u16> {
@@ -337,7 +343,10 @@ impl App {
             let ans = match control::request(&req, STREAM_WAIT + Duration::from_secs(5)) {
                 Ok(r) if r.ok => Ok(()),
                 Ok(r) => Err(r.error),
-                Err(e) => Ok(mist_core::warn!("control socket: {e}")),
+                Err(e) => {
+                    mist_core::warn!("control socket: {e}");
+                    Ok(())
+                }
             };
             let _ = tx.send((id, ans));
             if let Some(w) = waker {

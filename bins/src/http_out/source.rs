@@ -248,9 +248,8 @@ impl Feed {
                     for v in std::mem::take(&mut self.viewers) {
                         io.end_stream(v);
                     }
-                    let status = if self.format == Format::Webm { 415 } else { 415 };
                     for (id, _) in std::mem::take(&mut self.waiting) {
-                        io.respond_text(id, status, &e);
+                        io.respond_text(id, 415, &e);
                     }
                     self.done = true;
                     return;

@@ -137,28 +137,32 @@ fn common_headers(r: Response) -> Response {
         .header("Server", concat!("mist-rs/", env!("CARGO_PKG_VERSION")))
 }
 
+/// A `Range` that cannot be satisfied (416).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// Parses a single `bytes=a-b` range against a body length: `Ok(None)` when absent or not a
-/// single bytes range (answer 200), `Err(())` when unsatisfiable (416).
-pub fn parse_range(h: &str, len: usize) -> Result<Option<(usize, usize)>, ()> {
+/// single bytes range (answer 200), `Err(Unsatisfiable)` when unsatisfiable (416).
+pub fn parse_range(h: &str, len: usize) -> Result<Option<(usize, usize)>, Unsatisfiable> {
     let Some(spec) = h.trim().strip_prefix("bytes=") else { return Ok(None) };
     if spec.contains(',') {
         return Ok(None);
     }
-    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
     let (a, b) = (a.trim(), b.trim());
     let (start, end) = if a.is_empty() {
-        let n: usize = b.parse().map_err(|_| ())?;
+        let n: usize = b.parse().map_err(|_| Unsatisfiable)?;
         if n == 0 {
-            return Err(());
+            return Err(Unsatisfiable);
         }
         (len.saturating_sub(n), len.saturating_sub(1))
     } else {
-        let s: usize = a.parse().map_err(|_| ())?;
-        let e = if b.is_empty() { len.saturating_sub(1) } else { b.parse::<usize>().map_err(|_| ())?.min(len.saturating_sub(1)) };
+        let s: usize = a.parse().map_err(|_| Unsatisfiable)?;
+        let e = if b.is_empty() { len.saturating_sub(1) } else { b.parse::<usize>().map_err(|_| Unsatisfiable)?.min(len.saturating_sub(1)) };
         (s, e)
     };
     if len == 0 || start >= len || end < start {
-        return Err(());
+        return Err(Unsatisfiable);
     }
     Ok(Some((start, end)))
 }
@@ -212,7 +216,7 @@ impl Io {
                         body = body.slice(s..=e);
                     }
                     Ok(None) => {}
-                    Err(()) => {
+                    Err(Unsatisfiable) => {
                         let len = body.len();
                         resp.status = 416;
                         resp = resp.header("Content-Range", &format!("bytes */{len}"));
@@ -695,11 +699,11 @@ mod tests {
         assert_eq!(parse_range("bytes=90-", 100), Ok(Some((90, 99))));
         assert_eq!(parse_range("bytes=-10", 100), Ok(Some((90, 99))));
         assert_eq!(parse_range("bytes=50-500", 100), Ok(Some((50, 99))));
-        assert_eq!(parse_range("bytes=100-", 100), Err(()));
-        assert_eq!(parse_range("bytes=5-2", 100), Err(()));
+        assert_eq!(parse_range("bytes=100-", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=5-2", 100), Err(Unsatisfiable));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(parse_range("items=0-1", 100), Ok(None));
-        assert_eq!(parse_range("bytes=x-1", 100), Err(()));
+        assert_eq!(parse_range("bytes=x-1", 100), Err(Unsatisfiable));
     }
 
     struct Echo;
@@ -765,7 +769,7 @@ mod tests {
             let chunk = Bytes::from(vec![0u8; 64 << 10]);
             for &v in &self.viewers.clone() {
                 for _ in 0..8 {
-                    io.send(v, &[chunk.clone()]);
+                    io.send(v, std::slice::from_ref(&chunk));
                 }
             }
         }
@@ -810,7 +814,7 @@ mod tests {
         big.extend_from_slice(b"\r\n");
         assert!(exchange(&big).starts_with("HTTP/1.1 431"));
         let mut url = b"GET /".to_vec();
-        url.extend(std::iter::repeat(b'a').take(100_000));
+        url.extend(vec![b'a'; 100_000]);
         url.extend_from_slice(b" HTTP/1.1\r\n\r\n");
         assert!(exchange(&url).starts_with("HTTP/1.1 414"));
         assert!(exchange(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").starts_with("HTTP/1.1 501"));
