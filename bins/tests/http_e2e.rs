@@ -367,3 +367,41 @@ fn hls_ts_segments_shared_and_decodable() {
     assert_eq!(size, "320x240");
     assert!(frames >= 100, "decoded only {frames} frames from HLS");
 }
+
+#[test]
+fn rtmp_push_played_over_http() {
+    let ctl = Controller::start_http(
+        serde_json::json!({}),
+        serde_json::json!([{"connector": "HTTPTS"}, {"connector": "FLV"}, {"connector": "MP4"}, {"connector": "HLS"}]),
+        None,
+    );
+    let _pub = publish(&ctl.publish_url("live+rtmp"), "640x360", 40);
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let a = ctl.api(&serde_json::json!({"active_streams": true}));
+        if a["active_streams"].as_array().is_some_and(|l| l.iter().any(|s| s == "live+rtmp")) {
+            break;
+        }
+        assert!(Instant::now() < end, "the RTMP push never became active");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let port = ctl.http;
+    for path in ["/live+rtmp.ts", "/live+rtmp.flv", "/live+rtmp.mp4"] {
+        let u = url(port, path);
+        let s = probe_streams(&u);
+        let v = s.iter().find(|s| s["codec_type"] == "video").unwrap_or_else(|| panic!("{u}: {s:?}"));
+        assert_eq!((v["codec_name"].as_str(), v["width"].as_u64(), v["height"].as_u64()), (Some("h264"), Some(640), Some(360)), "{u}");
+        assert!(s.iter().any(|s| s["codec_name"] == "aac"), "{u}: {s:?}");
+    }
+    let (frames, size) = decode_video_frames(&url(port, "/live+rtmp.ts"), Duration::from_secs(5));
+    assert_eq!(size, "640x360");
+    assert!(frames >= 100, "decoded only {frames} frames of the RTMP push over HTTP-TS");
+    let s = probe_streams(&url(port, "/live+rtmp.ts?audio=none"));
+    assert!(s.iter().all(|s| s["codec_type"] != "audio"), "{s:?}");
+    // The info JSON lists the RTMP play URL from the config.
+    let (_, body) = http_get_body(port, "/json_live+rtmp.js");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let urls: Vec<&str> = v["source"].as_array().unwrap().iter().filter_map(|s| s["url"].as_str()).collect();
+    assert!(urls.iter().any(|u| u.starts_with("rtmp://") && u.ends_with(&format!(":{}/play/live+rtmp", ctl.rtmp))), "{urls:?}");
+    assert!(urls.iter().any(|u| u.ends_with("/hls/live+rtmp/index.m3u8")), "{urls:?}");
+}
