@@ -41,7 +41,10 @@ impl Source {
     /// Opens the stream at its newest keyframe.
     pub fn open(stream: &str, format: Format, video: Option<String>, audio: Option<String>, connector: &str, host: &str) -> Result<Source, ShmError> {
         let mut reader = StreamReader::open(stream, ReaderInfo { connector: connector.into(), host: host.into() })?;
-        reader.seek_live();
+        // Live: start at the newest keyframe (the current GOP). VoD readers start at the beginning.
+        if !matches!(mist_shm::stream_status(stream), Ok(s) if !s.live) {
+            reader.seek_live();
+        }
         Ok(Source { reader, format, video, audio, tracks: Vec::new(), main: None, mux: None, held: None, ended: false, bytes: 0 })
     }
 

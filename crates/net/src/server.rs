@@ -646,7 +646,17 @@ impl Server {
                         }
                         continue;
                     }
-                    h.request(&mut self.io, id, req);
+                    // A bug in the application must cost this connection only.
+                    let io = &mut self.io;
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.request(io, id, req)));
+                    if r.is_err() {
+                        if self.io.conns.get(&id).is_some_and(|c| c.state == State::Pending) {
+                            self.io.fail(id, 500, "internal error");
+                        } else {
+                            self.io.drop_conn(id);
+                        }
+                        return;
+                    }
                     // Answered at once (keep-alive)? Then go on with pipelined requests.
                     continue;
                 }
