@@ -224,7 +224,7 @@ impl Feed {
                         }
                     }
                     let before = self.viewers.len();
-                    self.viewers.retain(|&v| io.send(v, &out.chunks));
+                    io.send_all(&mut self.viewers, &out.chunks);
                     if before > 0 {
                         self.src.report((n * self.viewers.len()) as u64);
                     }

@@ -313,6 +313,37 @@ impl Io {
         self.conns.contains_key(&id)
     }
 
+    /// [`Io::send`] to many connections: the chunk framing is built once and shared, like the
+    /// body bytes. Connections that were dropped are removed from `ids`.
+    pub fn send_all(&mut self, ids: &mut Vec<ConnId>, chunks: &[Bytes]) {
+        let n: usize = chunks.iter().map(Bytes::len).sum();
+        if n == 0 {
+            return;
+        }
+        let head = Bytes::from(format!("{n:x}\r\n"));
+        let tail = Bytes::from_static(b"\r\n");
+        let max = self.cfg.max_backlog;
+        ids.retain(|&id| {
+            let Some(c) = self.conns.get_mut(&id) else { return false };
+            let State::Streaming { chunked } = c.state else { return false };
+            if c.out_len + n > max {
+                self.drop_conn(id);
+                return false;
+            }
+            if chunked {
+                push_out(c, head.clone());
+            }
+            for b in chunks.iter().filter(|b| !b.is_empty()) {
+                push_out(c, b.clone());
+            }
+            if chunked {
+                push_out(c, tail.clone());
+            }
+            self.flush(id);
+            self.conns.contains_key(&id)
+        });
+    }
+
     /// Ends a live answer cleanly (chunked terminator, or close for close-delimited bodies).
     pub fn end_stream(&mut self, id: ConnId) {
         let Some(c) = self.conns.get_mut(&id) else { return };
