@@ -29,6 +29,17 @@ impl Format {
         })
     }
 
+    /// Human-readable name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Ts => "MPEG-TS",
+            Format::Flv => "FLV",
+            Format::Fmp4 => "MP4",
+            Format::Mkv => "Matroska",
+            Format::Webm => "WebM",
+        }
+    }
+
     pub fn mime(self) -> &'static str {
         match self {
             Format::Ts => "video/mp2t",
@@ -204,7 +215,7 @@ impl Mux for Fmp4Mux {
     }
 }
 
-// ---- MPEG-TS and Matroska: filled in from mist_media once those modules are merged ----
+// ---- MPEG-TS and Matroska ----
 
 fn ts_muxer(tracks: &[Track]) -> Result<Box<dyn Mux>, String> {
     use mist_media::mpegts::{Muxer, MuxerOptions};
@@ -241,20 +252,47 @@ impl Mux for TsMux {
     }
 }
 
-fn ebml_muxer(_tracks: &[Track], _webm: bool) -> Result<Box<dyn Mux>, String> {
-    Err("Matroska/WebM muxing is not available in this build".into())
+fn ebml_muxer(tracks: &[Track], webm: bool) -> Result<Box<dyn Mux>, String> {
+    use mist_media::ebml::{DocType, WriteMode, Writer, WriterOptions};
+    let opts = WriterOptions { doc_type: if webm { DocType::Webm } else { DocType::Matroska }, mode: WriteMode::Live, ..WriterOptions::default() };
+    let mut w = Writer::new(tracks, opts).map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    w.write_header(&mut head);
+    Ok(Box::new(EbmlMux { w, head: Bytes::from(head) }))
+}
+
+/// Matroska/WebM, live mode (unknown-size Segment and Clusters). A Cluster starts at every video
+/// keyframe: those are the join points.
+pub struct EbmlMux {
+    w: mist_media::ebml::Writer,
+    head: Bytes,
+}
+
+/// The Cluster element ID.
+const CLUSTER_ID: [u8; 4] = [0x1F, 0x43, 0xB6, 0x75];
+
+impl Mux for EbmlMux {
+    fn header(&self) -> Vec<Bytes> {
+        vec![self.head.clone()]
+    }
+
+    fn frame(&mut self, f: &Frame, main_key: bool) -> Out {
+        let mut out = Vec::with_capacity(f.data.len() + 64);
+        if self.w.write_frame(f, &mut out).is_err() || out.is_empty() {
+            return Out::default();
+        }
+        let join = main_key && out.starts_with(&CLUSTER_ID);
+        Out { chunks: vec![Bytes::from(out)], join }
+    }
 }
 
 /// Whether this build can serve a connector's format.
 pub fn available(connector: &str) -> bool {
     match connector {
-        "HTTPTS" | "FLV" | "MP4" | "HLS" => true,
-        "EBML" => ebml_muxer(&[], false).is_ok() || EBML_BUILT,
+        "HTTPTS" | "FLV" | "MP4" | "HLS" | "EBML" => true,
         _ => false,
     }
 }
-
-const EBML_BUILT: bool = false;
 
 /// Picks the tracks to send: `video`/`audio` are the `?video=`/`?audio=` query values (track
 /// id, codec name, `all`/`*`, `none`/`-1`, comma-separated lists); absent = the first track of
@@ -368,6 +406,15 @@ mod tests {
         assert!(joins >= 1);
         assert_eq!(&out[4..8], b"ftyp");
         assert!(out.windows(4).any(|w| w == b"moof"));
+    }
+
+    #[test]
+    fn mkv_clusters_at_keyframes_and_webm_refuses_h264() {
+        let (out, joins) = run(Format::Mkv);
+        assert_eq!(joins, 1);
+        assert_eq!(&out[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
+        let (tracks, _) = fixture_frames();
+        assert!(Format::Webm.muxer(&tracks).is_err());
     }
 
     #[test]

@@ -81,7 +81,8 @@ impl Source {
                         if sel.is_empty() {
                             if !all.is_empty() && all.iter().any(|t| t.id == f.track) {
                                 let have: Vec<&str> = all.iter().map(|t| t.codec.mist_name()).collect();
-                                return Step::Error(format!("none of the selected tracks ({}) can be sent as {:?}", have.join(", "), self.format));
+                                let can: Vec<&str> = self.format.codecs().iter().map(|c| c.mist_name()).collect();
+                                return Step::Error(format!("none of the selected tracks of this stream ({}) can be sent as {} (it carries {})", have.join(", "), self.format.name(), can.join(", ")));
                             }
                             continue;
                         }
