@@ -405,3 +405,36 @@ fn rtmp_push_played_over_http() {
     assert!(urls.iter().any(|u| u.starts_with("rtmp://") && u.ends_with(&format!(":{}/play/live+rtmp", ctl.rtmp))), "{urls:?}");
     assert!(urls.iter().any(|u| u.ends_with("/hls/live+rtmp/index.m3u8")), "{urls:?}");
 }
+
+#[test]
+fn certbot_option_through_the_controller() {
+    let ctl = Controller::start_http(serde_json::json!({}), serde_json::json!([]), None);
+    let port = ctl.http;
+    let old = serde_json::json!({"connector": "HTTP", "port": port, "interface": "127.0.0.1"});
+    let new = serde_json::json!({"connector": "HTTP", "port": port, "interface": "127.0.0.1", "certbot": "tokTOK:valVAL"});
+    ctl.api(&serde_json::json!({"updateprotocol": [old, new]}));
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let raw = std::panic::catch_unwind(|| http_raw(port, b"GET /.well-known/acme-challenge/tokTOK HTTP/1.0\r\n\r\n", Duration::from_secs(3))).unwrap_or_default();
+        if raw.starts_with(b"HTTP/1.1 200") && raw.ends_with(b"\r\n\r\nvalVAL") {
+            break;
+        }
+        assert!(Instant::now() < end, "the challenge never answered: {}", String::from_utf8_lossy(&raw));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn viewer_continues_across_a_publisher_restart() {
+    shm();
+    let a = ShmPublisher::start("restart", flv20());
+    let (_srv, port) = http_server(&[]);
+    let u = url(port, "/restart.ts");
+    let viewer = std::thread::spawn(move || decode_video_frames(&u, Duration::from_secs(8)));
+    std::thread::sleep(Duration::from_secs(3));
+    drop(a); // detach: the stream waits for a returning publisher
+    let _b = ShmPublisher::start("restart", flv20());
+    let (frames, size) = viewer.join().unwrap();
+    assert_eq!(size, "320x240");
+    assert!(frames >= 150, "decoded only {frames} frames across the restart");
+}
