@@ -1,8 +1,11 @@
 //! MistOutRTMP: RTMP publish and play for mist-rs. See `rtmp_server` for the design.
 //!
-//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM) or after `-j`/`--version`/`--help`;
-//! 1 when the listening socket cannot be opened or the event loop fails; 2 on bad command-line
-//! arguments.
+//! Server mode (default) listens for RTMP clients; push mode (`-s STREAM rtmp://…`) publishes a
+//! stream to another RTMP server.
+//!
+//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), after `-j`/`--version`/`--help`, or when a
+//! pushed stream ended; 1 when the listening socket cannot be opened, the event loop fails or a
+//! push fails; 2 on bad command-line arguments.
 
 #[macro_use]
 mod rtmp_server;
@@ -19,8 +22,11 @@ use rtmp_server::log::{FAIL, INFO};
     name = "MistOutRTMP",
     version,
     disable_version_flag = true,
+    // The controller may pass -g twice (its own and the protocol's `debug`): the last one wins.
+    args_override_self = true,
     about = "RTMP connector of mist-rs: accepts pushes (publish) and serves viewers (play).",
-    after_help = "Exit codes: 0 clean shutdown, 1 cannot listen / loop failure, 2 bad arguments.\n\
+    after_help = "Push mode: MistOutRTMP -s STREAM rtmp://HOST[:PORT]/APP/KEY\n\
+                  Exit codes: 0 clean shutdown or pushed stream ended, 1 cannot listen / loop failure / push failed, 2 bad arguments.\n\
                   Environment: MIST_CONTROL (controller socket; without it any push is accepted), MIST_SHM_DIR."
 )]
 struct Args {
@@ -36,6 +42,12 @@ struct Args {
     /// Print the capabilities JSON and exit
     #[arg(short = 'j', long)]
     json: bool,
+    /// Push mode: the stream to read from shared memory and publish to TARGET
+    #[arg(short = 's', long, requires = "target")]
+    stream: Option<String>,
+    /// Push mode: rtmp://HOST[:PORT]/APP/KEY to publish the stream to
+    #[arg(requires = "stream")]
+    target: Option<String>,
     /// Print the version and exit
     #[arg(short = 'v', long, action = ArgAction::Version)]
     version: Option<bool>,
@@ -55,6 +67,15 @@ fn main() {
             std::process::exit(1);
         }
     }
+    if let (Some(stream), Some(target)) = (&args.stream, &args.target) {
+        match rtmp_server::push::run(stream, target, stop) {
+            Ok(()) => return,
+            Err(e) => {
+                log!(FAIL, "push of {stream} to {target} failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let cfg = rtmp_server::Config {
         addr: SocketAddr::new(args.interface, args.port),
         controlled: mist_core::control::socket_path().is_some(),
@@ -62,11 +83,23 @@ fn main() {
     let mut server = match rtmp_server::Server::bind(cfg) {
         Ok(s) => s,
         Err(e) => {
-            log!(FAIL, "cannot listen on {}:{}: {e}", args.interface, args.port);
+            log!(
+                FAIL,
+                "cannot listen on {}:{}: {e}",
+                args.interface,
+                args.port
+            );
             std::process::exit(1);
         }
     };
-    log!(INFO, "listening on {}", server.local_addr().map(|a| a.to_string()).unwrap_or_default());
+    log!(
+        INFO,
+        "listening on {}",
+        server
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
     if let Err(e) = server.run(stop) {
         log!(FAIL, "event loop failed: {e}");
         std::process::exit(1);

@@ -34,7 +34,6 @@ pub fn name(l: u8) -> &'static str {
     }
 }
 
-
 macro_rules! log {
     ($lvl:expr, $($arg:tt)*) => {
         if $crate::rtmp_server::log::enabled($lvl) {

@@ -14,6 +14,7 @@
 
 #[macro_use]
 pub mod log;
+pub mod push;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
@@ -37,6 +38,12 @@ use log::{ERROR, HIGH, INFO, MEDIUM, WARN};
 pub const MAX_BACKLOG: usize = 16 << 20;
 /// Largest GOP kept for new viewers; beyond it new viewers wait for the next keyframe.
 pub const MAX_GOP_BYTES: usize = 32 << 20;
+/// How long a closing connection may take to receive its last bytes.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
+/// How long a play of a live stream that has not started yet waits for it.
+pub const PLAY_WAIT: Duration = Duration::from_secs(10);
+/// DVR window when the controller does not say (MistServer's default).
+pub const DEFAULT_DVR_MS: u64 = 50_000;
 /// Time a connection has to get to publish or play.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// A publisher that sends nothing for this long is dropped.
@@ -62,18 +69,60 @@ pub fn stream_name(raw: &str) -> String {
         Some((b, w)) => (b, Some(w)),
         None => (raw.as_str(), None),
     };
-    let base: String =
-        base.chars().filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c)).map(|c| c.to_ascii_lowercase()).take(100).collect();
+    let base: String = base
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
+        .map(|c| c.to_ascii_lowercase())
+        .take(100)
+        .collect();
     match wild {
-        Some(w) if !base.is_empty() => format!("{base}+{}", w.chars().take(100).collect::<String>()),
+        Some(w) if !base.is_empty() => {
+            format!("{base}+{}", w.chars().take(100).collect::<String>())
+        }
         _ => base,
     }
 }
 
 enum Role {
     None,
-    Publisher { stream: String, stream_id: u32, writer: Option<StreamWriter>, frames: u64 },
-    Viewer { stream: String, stream_id: u32, stats: Option<StreamReader> },
+    Publisher {
+        stream: String,
+        stream_id: u32,
+        writer: Option<Box<StreamWriter>>,
+        frames: u64,
+    },
+    Viewer {
+        stream: String,
+        stream_id: u32,
+        stats: Option<StreamReader>,
+    },
+    /// Play of a live stream that has no buffer yet: retried until [`PLAY_WAIT`] passes.
+    AwaitingStream {
+        stream: String,
+        stream_id: u32,
+        since: Instant,
+    },
+}
+
+/// A publish or play waiting for a decision.
+enum Ask {
+    Publish { stream_id: u32, name: String },
+    Play { stream_id: u32, name: String },
+}
+
+/// The stream name to use and its DVR window (ms), or why not.
+type Answer = Result<(String, u64), String>;
+type Decision = (usize, Ask, Answer);
+
+/// DVR window from a stream config (`DVR`, ms), MistServer's default otherwise.
+fn dvr_ms(config: &serde_json::Value) -> u64 {
+    config
+        .get("DVR")
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .unwrap_or(DEFAULT_DVR_MS)
 }
 
 struct Conn {
@@ -85,7 +134,11 @@ struct Conn {
     out_off: usize,
     backlog: usize,
     role: Role,
+    /// A controller decision on publish/play is outstanding.
+    waiting: bool,
     closing: bool,
+    /// When a closing connection is dropped even if the peer has not read everything.
+    close_deadline: Option<Instant>,
     created: Instant,
     last_rx: Instant,
     bytes_in: u64,
@@ -112,11 +165,13 @@ impl Conn {
     fn flush(&mut self) -> io::Result<()> {
         self.drain_session();
         while !self.outq.is_empty() {
-            let mut slices = Vec::with_capacity(self.outq.len().min(64));
+            let mut slices = [IoSlice::new(&[]); 64];
+            let mut n_slices = 0;
             for (i, b) in self.outq.iter().take(64).enumerate() {
-                slices.push(IoSlice::new(if i == 0 { &b[self.out_off..] } else { b }));
+                slices[i] = IoSlice::new(if i == 0 { &b[self.out_off..] } else { b });
+                n_slices = i + 1;
             }
-            match self.sock.write_vectored(&slices) {
+            match self.sock.write_vectored(&slices[..n_slices]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
                     self.bytes_out += n as u64;
@@ -156,7 +211,11 @@ struct PlayStream {
 }
 
 fn main_track(tracks: &[Track]) -> u32 {
-    tracks.iter().find(|t| t.kind() == TrackKind::Video).or(tracks.first()).map_or(0, |t| t.id)
+    tracks
+        .iter()
+        .find(|t| t.kind() == TrackKind::Video)
+        .or(tracks.first())
+        .map_or(0, |t| t.id)
 }
 
 pub struct Server {
@@ -168,14 +227,24 @@ pub struct Server {
     waiter: mist_shm::Waiter,
     next_token: usize,
     seed: u64,
+    waker: Arc<Waker>,
+    decisions: (
+        std::sync::mpsc::Sender<Decision>,
+        std::sync::mpsc::Receiver<Decision>,
+    ),
 }
 
 impl Server {
     pub fn bind(cfg: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(cfg.addr)?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) ^ std::process::id() as u64;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ std::process::id() as u64;
         Ok(Server {
             cfg,
             poll,
@@ -185,6 +254,8 @@ impl Server {
             waiter: mist_shm::Waiter::new(),
             next_token: FIRST_CONN,
             seed,
+            waker,
+            decisions: std::sync::mpsc::channel(),
         })
     }
 
@@ -194,22 +265,27 @@ impl Server {
 
     /// Runs until `stop` is set.
     pub fn run(&mut self, stop: Arc<AtomicBool>) -> io::Result<()> {
-        let waker = Arc::new(Waker::new(self.poll.registry(), WAKER)?);
         {
-            let (w, k, stop) = (self.waiter.clone(), waker.clone(), stop.clone());
-            std::thread::Builder::new().name("shm-waiter".into()).spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if !w.wait(Duration::from_millis(500)).is_empty() {
-                        let _ = k.wake();
+            let (w, k, stop) = (self.waiter.clone(), self.waker.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("shm-waiter".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if !w.wait(Duration::from_millis(500)).is_empty() {
+                            let _ = k.wake();
+                        }
                     }
-                }
-            })?;
+                })?;
         }
         let mut events = Events::with_capacity(1024);
         let mut last_tick = Instant::now();
         let mut busy = false;
         while !stop.load(Ordering::Relaxed) {
-            let timeout = if busy { Duration::ZERO } else { Duration::from_millis(100) };
+            let timeout = if busy {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -230,6 +306,7 @@ impl Server {
                     }
                 }
             }
+            self.apply_decisions();
             busy = self.pump_streams();
             if last_tick.elapsed() >= Duration::from_millis(500) {
                 last_tick = Instant::now();
@@ -252,12 +329,19 @@ impl Server {
                 Ok((mut sock, addr)) => {
                     let token = self.next_token;
                     self.next_token += 1;
-                    if let Err(e) = self.poll.registry().register(&mut sock, Token(token), Interest::READABLE | Interest::WRITABLE) {
+                    if let Err(e) = self.poll.registry().register(
+                        &mut sock,
+                        Token(token),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
                         log!(WARN, "register {addr}: {e}");
                         continue;
                     }
                     let _ = sock.set_nodelay(true);
-                    self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    self.seed = self
+                        .seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     log!(MEDIUM, "connection from {addr}");
                     let now = Instant::now();
                     self.conns.insert(
@@ -271,7 +355,9 @@ impl Server {
                             out_off: 0,
                             backlog: 0,
                             role: Role::None,
+                            waiting: false,
                             closing: false,
+                            close_deadline: None,
                             created: now,
                             last_rx: now,
                             bytes_in: 0,
@@ -292,13 +378,23 @@ impl Server {
 
     /// Runs `f` on a connection taken out of the table; drops the connection on error, panic, or
     /// when it is closing and everything was sent.
-    fn with_conn(&mut self, token: usize, f: impl FnOnce(&mut Server, &mut Conn) -> Result<(), String>) {
-        let Some(mut c) = self.conns.remove(&token) else { return };
+    fn with_conn(
+        &mut self,
+        token: usize,
+        f: impl FnOnce(&mut Server, &mut Conn) -> Result<(), String>,
+    ) {
+        let Some(mut c) = self.conns.remove(&token) else {
+            return;
+        };
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self, &mut c)));
         let r = match r {
             Ok(r) => r,
             Err(_) => {
-                log!(ERROR, "panic while handling {}; dropping that connection only", c.peer);
+                log!(
+                    ERROR,
+                    "panic while handling {}; dropping that connection only",
+                    c.peer
+                );
                 Err("internal error (panic)".into())
             }
         };
@@ -321,17 +417,34 @@ impl Server {
         let _ = c.flush();
         let _ = self.poll.registry().deregister(&mut c.sock);
         match std::mem::replace(&mut c.role, Role::None) {
-            Role::Publisher { stream, writer, frames, .. } => {
-                log!(INFO, "publisher {} of {stream} left ({why}); {frames} frames, {} bytes in", c.peer, c.bytes_in);
+            Role::Publisher {
+                stream,
+                writer,
+                frames,
+                ..
+            } => {
+                log!(
+                    INFO,
+                    "publisher {} of {stream} left ({why}); {frames} frames, {} bytes in",
+                    c.peer,
+                    c.bytes_in
+                );
                 if let Some(w) = writer {
                     w.detach();
                 }
             }
             Role::Viewer { stream, .. } => {
-                log!(MEDIUM, "viewer {} of {stream} left ({why}); {} bytes out", c.peer, c.bytes_out);
+                log!(
+                    MEDIUM,
+                    "viewer {} of {stream} left ({why}); {} bytes out",
+                    c.peer,
+                    c.bytes_out
+                );
                 self.remove_viewer(&stream, c.token);
             }
-            Role::None => log!(HIGH, "connection {} closed ({why})", c.peer),
+            Role::None | Role::AwaitingStream { .. } => {
+                log!(HIGH, "connection {} closed ({why})", c.peer)
+            }
         }
     }
 
@@ -370,6 +483,10 @@ impl Server {
 
     fn handle_events(&mut self, c: &mut Conn) -> Result<(), String> {
         loop {
+            if c.waiting {
+                // Later events wait for the controller's answer (clients wait for it anyway).
+                return Ok(());
+            }
             let ev = match c.session.poll() {
                 Ok(Some(ev)) => ev,
                 Ok(None) => return Ok(()),
@@ -380,25 +497,63 @@ impl Server {
                     log!(HIGH, "{} connect app={app:?} tcUrl={tc_url:?}", c.peer);
                     c.session.accept_connect().map_err(|e| e.to_string())
                 }
-                ServerEvent::Publish { stream_id, name, .. } => self.publish(c, stream_id, &name),
-                ServerEvent::Play { stream_id, name } => self.play(c, stream_id, &name),
+                ServerEvent::Publish {
+                    stream_id, name, ..
+                } => self.decide(c, Ask::Publish { stream_id, name }),
+                ServerEvent::Play { stream_id, name } => {
+                    self.decide(c, Ask::Play { stream_id, name })
+                }
                 ServerEvent::Track(t) => match &mut c.role {
-                    Role::Publisher { writer: Some(w), stream, .. } => {
-                        log!(INFO, "{stream}: track {} {} {}x{} {}Hz {}ch", t.id, t.codec.mist_name(), t.width, t.height, t.rate, t.channels);
-                        w.set_track(&t).map_err(|e| format!("{stream}: set_track: {e}"))
+                    Role::Publisher {
+                        writer: Some(w),
+                        stream,
+                        ..
+                    } => {
+                        match t.kind() {
+                            TrackKind::Video => log!(
+                                INFO,
+                                "{stream}: track {} {} {}x{}",
+                                t.id,
+                                t.codec.mist_name(),
+                                t.width,
+                                t.height
+                            ),
+                            _ => log!(
+                                INFO,
+                                "{stream}: track {} {} {} Hz {} ch",
+                                t.id,
+                                t.codec.mist_name(),
+                                t.rate,
+                                t.channels
+                            ),
+                        }
+                        w.set_track(&t)
+                            .map_err(|e| format!("{stream}: set_track: {e}"))
                     }
                     _ => Ok(()),
                 },
                 ServerEvent::Frame(f) => match &mut c.role {
-                    Role::Publisher { writer: Some(w), frames, stream, .. } => {
+                    Role::Publisher {
+                        writer: Some(w),
+                        frames,
+                        stream,
+                        ..
+                    } => {
                         *frames += 1;
-                        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data).map_err(|e| format!("{stream}: push: {e}"))
+                        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
+                            .map_err(|e| format!("{stream}: push: {e}"))
                     }
                     _ => Ok(()),
                 },
                 ServerEvent::Metadata(_) => Ok(()),
                 ServerEvent::StreamClosed { stream_id } => {
-                    if let Role::Publisher { stream_id: sid, writer, stream, .. } = &mut c.role {
+                    if let Role::Publisher {
+                        stream_id: sid,
+                        writer,
+                        stream,
+                        ..
+                    } = &mut c.role
+                    {
                         if *sid == stream_id {
                             if let Some(w) = writer.take() {
                                 // Standalone, an explicit unpublish ends the stream; under a
@@ -410,7 +565,8 @@ impl Server {
                                 }
                                 log!(INFO, "{stream}: unpublished by {}", c.peer);
                             }
-                            c.closing = true;
+                            // The client closes the connection itself (closing it first makes
+                            // ffmpeg report a broken pipe); an idle one is dropped by `tick`.
                         }
                     }
                     Ok(())
@@ -420,78 +576,177 @@ impl Server {
         }
     }
 
-    fn publish(&mut self, c: &mut Conn, stream_id: u32, name: &str) -> Result<(), String> {
-        if !matches!(c.role, Role::None) {
-            c.session.reject_publish(stream_id, "already publishing or playing").map_err(|e| e.to_string())?;
-            c.closing = true;
-            return Ok(());
-        }
-        let app = c.session.connect.app.clone();
-        let url = format!("{}/{}", c.session.connect.tc_url.trim_end_matches('/'), name);
-        let stream = if self.cfg.controlled {
-            let req = Request::Push { stream: name.to_string(), app, host: c.peer.clone(), connector: "RTMP".into(), url };
-            match control::request(&req, Duration::from_secs(5)) {
-                Ok(r) if r.ok => {
-                    if r.stream.is_empty() {
-                        stream_name(name)
-                    } else {
-                        r.stream
-                    }
-                }
-                Ok(r) => return self.refuse_publish(c, stream_id, name, &format!("refused: {}", r.error)),
-                Err(e) => return self.refuse_publish(c, stream_id, name, &format!("controller: {e}")),
+    /// Starts the decision on a push or play: standalone at once, under a controller on a helper
+    /// thread (the loop goes on serving everyone else; this connection's later events wait).
+    fn decide(&mut self, c: &mut Conn, what: Ask) -> Result<(), String> {
+        let (stream_id, name) = match &what {
+            Ask::Publish { stream_id, name } | Ask::Play { stream_id, name } => {
+                (*stream_id, name.clone())
             }
-        } else {
-            stream_name(name)
         };
-        if stream.is_empty() {
-            return self.refuse_publish(c, stream_id, name, "empty stream name");
+        if !matches!(c.role, Role::None) || c.waiting {
+            c.closing = true;
+            return match what {
+                Ask::Publish { .. } => c
+                    .session
+                    .reject_publish(stream_id, "already publishing or playing"),
+                Ask::Play { .. } => c
+                    .session
+                    .reject_play(stream_id, "already publishing or playing"),
+            }
+            .map_err(|e| e.to_string());
         }
-        match StreamWriter::create(&stream, WriterOptions { live: true, dvr_ms: 50_000 }) {
+        if !self.cfg.controlled {
+            let answer = Ok((stream_name(&name), DEFAULT_DVR_MS));
+            return self.finish(c, what, answer);
+        }
+        let url = format!(
+            "{}/{}",
+            c.session.connect.tc_url.trim_end_matches('/'),
+            name
+        );
+        let (req, timeout) = match &what {
+            Ask::Publish { .. } => (
+                Request::Push {
+                    stream: name.clone(),
+                    app: c.session.connect.app.clone(),
+                    host: c.peer.clone(),
+                    connector: "RTMP".into(),
+                    url,
+                },
+                Duration::from_secs(5),
+            ),
+            Ask::Play { .. } => (
+                Request::Play {
+                    stream: name.clone(),
+                    host: c.peer.clone(),
+                    connector: "RTMP".into(),
+                    url,
+                },
+                Duration::from_secs(10),
+            ),
+        };
+        c.waiting = true;
+        let (tx, waker, token) = (self.decisions.0.clone(), self.waker.clone(), c.token);
+        let spawned = std::thread::Builder::new()
+            .name("control-request".into())
+            .spawn(move || {
+                let answer = match control::request(&req, timeout) {
+                    Ok(r) if r.ok && r.stream.is_empty() => {
+                        Ok((stream_name(&name), dvr_ms(&r.config)))
+                    }
+                    Ok(r) if r.ok => Ok((r.stream, dvr_ms(&r.config))),
+                    Ok(r) => Err(format!("refused: {}", r.error)),
+                    Err(e) => Err(format!("controller: {e}")),
+                };
+                let _ = tx.send((token, what, answer));
+                let _ = waker.wake();
+            });
+        spawned
+            .map(|_| ())
+            .map_err(|e| format!("cannot ask the controller: {e}"))
+    }
+
+    /// Applies decisions that helper threads have brought back.
+    fn apply_decisions(&mut self) {
+        while let Ok((token, what, answer)) = self.decisions.1.try_recv() {
+            self.with_conn(token, |s, c| {
+                c.waiting = false;
+                s.finish(c, what, answer)?;
+                s.handle_events(c)?;
+                c.flush().map_err(|e| format!("write: {e}"))
+            });
+        }
+    }
+
+    fn finish(&mut self, c: &mut Conn, what: Ask, answer: Answer) -> Result<(), String> {
+        match what {
+            Ask::Publish { stream_id, name } => match answer {
+                Ok((stream, dvr)) if !stream.is_empty() => {
+                    self.start_publish(c, stream_id, stream, dvr)
+                }
+                Ok(_) => self.refuse_publish(c, stream_id, &name, "empty stream name"),
+                Err(why) => self.refuse_publish(c, stream_id, &name, &why),
+            },
+            Ask::Play { stream_id, name } => match answer {
+                Ok((stream, _)) if !stream.is_empty() => self.start_play(c, stream_id, stream),
+                Ok(_) => self.refuse_play(c, stream_id, &name, "empty stream name"),
+                Err(why) => self.refuse_play(c, stream_id, &name, &why),
+            },
+        }
+    }
+
+    fn start_publish(
+        &mut self,
+        c: &mut Conn,
+        stream_id: u32,
+        stream: String,
+        dvr_ms: u64,
+    ) -> Result<(), String> {
+        match StreamWriter::create(&stream, WriterOptions { live: true, dvr_ms }) {
             Ok(w) => {
-                c.session.accept_publish(stream_id, &stream).map_err(|e| e.to_string())?;
+                c.session
+                    .accept_publish(stream_id, &stream)
+                    .map_err(|e| e.to_string())?;
                 log!(INFO, "{} publishes {stream}", c.peer);
-                c.role = Role::Publisher { stream, stream_id, writer: Some(w), frames: 0 };
+                c.role = Role::Publisher {
+                    stream,
+                    stream_id,
+                    writer: Some(Box::new(w)),
+                    frames: 0,
+                };
                 Ok(())
             }
             Err(e) => self.refuse_publish(c, stream_id, &stream, &e.to_string()),
         }
     }
 
-    fn refuse_publish(&mut self, c: &mut Conn, stream_id: u32, name: &str, why: &str) -> Result<(), String> {
+    fn refuse_publish(
+        &mut self,
+        c: &mut Conn,
+        stream_id: u32,
+        name: &str,
+        why: &str,
+    ) -> Result<(), String> {
         log!(WARN, "push of {name:?} from {} refused: {why}", c.peer);
-        c.session.reject_publish(stream_id, why).map_err(|e| e.to_string())?;
+        c.session
+            .reject_publish(stream_id, why)
+            .map_err(|e| e.to_string())?;
         c.closing = true;
         Ok(())
     }
 
-    fn play(&mut self, c: &mut Conn, stream_id: u32, name: &str) -> Result<(), String> {
-        if !matches!(c.role, Role::None) {
-            c.session.reject_play(stream_id, "already publishing or playing").map_err(|e| e.to_string())?;
-            c.closing = true;
-            return Ok(());
+    fn start_play(&mut self, c: &mut Conn, stream_id: u32, stream: String) -> Result<(), String> {
+        if self.streams.get(&stream).is_some_and(|ps| ps.ended) {
+            // The old state only waits for its viewers to drain; a new viewer needs a fresh reader
+            // (a new publisher may have taken the name over).
+            self.streams.remove(&stream);
         }
-        let url = format!("{}/{}", c.session.connect.tc_url.trim_end_matches('/'), name);
-        let stream = if self.cfg.controlled {
-            let req = Request::Play { stream: name.to_string(), host: c.peer.clone(), connector: "RTMP".into(), url };
-            match control::request(&req, Duration::from_secs(10)) {
-                Ok(r) if r.ok => {
-                    if r.stream.is_empty() {
-                        stream_name(name)
-                    } else {
-                        r.stream
-                    }
-                }
-                Ok(r) => return self.refuse_play(c, stream_id, name, &format!("refused: {}", r.error)),
-                Err(e) => return self.refuse_play(c, stream_id, name, &format!("controller: {e}")),
-            }
-        } else {
-            stream_name(name)
-        };
         if !self.streams.contains_key(&stream) {
-            let info = ReaderInfo { connector: "RTMP-mux".into(), host: String::new() };
+            let info = ReaderInfo {
+                connector: "RTMP-mux".into(),
+                host: String::new(),
+            };
             let reader = match StreamReader::open(&stream, info) {
                 Ok(r) => r,
+                Err(mist_shm::ShmError::NoStream(_)) => {
+                    let since = match c.role {
+                        Role::AwaitingStream { since, .. } => since,
+                        _ => Instant::now(),
+                    };
+                    if since.elapsed() < PLAY_WAIT {
+                        if matches!(c.role, Role::None) {
+                            log!(MEDIUM, "{} waits for {stream} to start", c.peer);
+                        }
+                        c.role = Role::AwaitingStream {
+                            stream,
+                            stream_id,
+                            since,
+                        };
+                        return Ok(());
+                    }
+                    return self.refuse_play(c, stream_id, &stream, "stream is not live");
+                }
                 Err(e) => return self.refuse_play(c, stream_id, &stream, &e.to_string()),
             };
             if let Err(e) = self.waiter.add(&stream) {
@@ -501,16 +756,36 @@ impl Server {
             let main = main_track(&tracks);
             self.streams.insert(
                 stream.clone(),
-                PlayStream { reader, tracks, main_track: main, gop: Vec::new(), gop_bytes: 0, gop_valid: true, viewers: Vec::new(), ended: false },
+                PlayStream {
+                    reader,
+                    tracks,
+                    main_track: main,
+                    gop: Vec::new(),
+                    gop_bytes: 0,
+                    gop_valid: true,
+                    viewers: Vec::new(),
+                    ended: false,
+                },
             );
         }
-        let stats = StreamReader::open(&stream, ReaderInfo { connector: "RTMP".into(), host: c.peer.clone() }).ok();
-        c.session.accept_play(stream_id, &stream).map_err(|e| e.to_string())?;
+        let stats = StreamReader::open(
+            &stream,
+            ReaderInfo {
+                connector: "RTMP".into(),
+                host: c.peer.clone(),
+            },
+        )
+        .ok();
+        c.session
+            .accept_play(stream_id, &stream)
+            .map_err(|e| e.to_string())?;
         let token = c.token;
         let ps = self.streams.get_mut(&stream).ok_or("stream vanished")?;
         if !ps.tracks.is_empty() {
             let start = ps.gop.first().map_or(0, |(f, _)| f.dts);
-            c.session.send_tracks(stream_id, &ps.tracks, start).map_err(|e| e.to_string())?;
+            c.session
+                .send_tracks(stream_id, &ps.tracks, start)
+                .map_err(|e| e.to_string())?;
             c.drain_session();
             if ps.gop_valid {
                 for (f, enc) in &ps.gop {
@@ -519,14 +794,31 @@ impl Server {
             }
         }
         ps.viewers.push(token);
-        log!(INFO, "{} plays {stream} (GOP burst of {} frames)", c.peer, ps.gop.len());
-        c.role = Role::Viewer { stream, stream_id, stats };
+        log!(
+            INFO,
+            "{} plays {stream} (GOP burst of {} frames)",
+            c.peer,
+            ps.gop.len()
+        );
+        c.role = Role::Viewer {
+            stream,
+            stream_id,
+            stats,
+        };
         Ok(())
     }
 
-    fn refuse_play(&mut self, c: &mut Conn, stream_id: u32, name: &str, why: &str) -> Result<(), String> {
+    fn refuse_play(
+        &mut self,
+        c: &mut Conn,
+        stream_id: u32,
+        name: &str,
+        why: &str,
+    ) -> Result<(), String> {
         log!(WARN, "play of {name:?} by {} refused: {why}", c.peer);
-        c.session.reject_play(stream_id, why).map_err(|e| e.to_string())?;
+        c.session
+            .reject_play(stream_id, why)
+            .map_err(|e| e.to_string())?;
         c.closing = true;
         Ok(())
     }
@@ -550,7 +842,9 @@ impl Server {
                 n += 1;
                 match ps.reader.next() {
                     ReadEvent::Frame(f) => {
-                        let Some(track) = ps.tracks.iter().find(|t| t.id == f.track) else { continue };
+                        let Some(track) = ps.tracks.iter().find(|t| t.id == f.track) else {
+                            continue;
+                        };
                         let enc = match media_message(OUT_CHUNK_SIZE, 1, track, &f) {
                             Ok(b) => b,
                             Err(e) => {
@@ -576,7 +870,8 @@ impl Server {
                         for t in &ps.viewers {
                             if let Some(c) = self.conns.get_mut(t) {
                                 if let Role::Viewer { stream_id, .. } = c.role {
-                                    if let Err(e) = queue_frame(c, stream_id, &ps.tracks, &f, &enc) {
+                                    if let Err(e) = queue_frame(c, stream_id, &ps.tracks, &f, &enc)
+                                    {
                                         log!(WARN, "{name}: {e}");
                                         c.closing = true;
                                     }
@@ -632,7 +927,11 @@ impl Server {
             self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
         }
         for name in ended {
-            if self.streams.get(&name).is_some_and(|s| s.viewers.iter().all(|t| !self.conns.contains_key(t))) {
+            if self
+                .streams
+                .get(&name)
+                .is_some_and(|s| s.viewers.iter().all(|t| !self.conns.contains_key(t)))
+            {
                 self.streams.remove(&name);
                 self.waiter.remove(&name);
             }
@@ -645,15 +944,26 @@ impl Server {
         let now = Instant::now();
         let mut dead = Vec::new();
         for (t, c) in self.conns.iter_mut() {
+            if c.closing {
+                match c.close_deadline {
+                    None => c.close_deadline = Some(now + CLOSE_LINGER),
+                    Some(d) if now > d => dead.push((*t, "closing peer does not read")),
+                    _ => {}
+                }
+            }
             match &mut c.role {
-                Role::Publisher { writer: Some(w), .. } => {
-                    w.heartbeat();
+                Role::Publisher { writer, .. } => {
+                    if let Some(w) = writer {
+                        w.heartbeat();
+                    }
                     if now.duration_since(c.last_rx) > PUBLISH_IDLE {
                         dead.push((*t, "publisher idle"));
                     }
                 }
                 Role::Viewer { stats: Some(r), .. } => r.report(c.bytes_out, c.bytes_in),
-                Role::None if now.duration_since(c.created) > SETUP_TIMEOUT => dead.push((*t, "no publish or play in time")),
+                Role::None if !c.waiting && now.duration_since(c.created) > SETUP_TIMEOUT => {
+                    dead.push((*t, "no publish or play in time"))
+                }
                 _ => {}
             }
         }
@@ -662,8 +972,32 @@ impl Server {
                 self.drop_conn(c, why);
             }
         }
+        // Viewers waiting for a stream to start: try again.
+        let waiting: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.role, Role::AwaitingStream { .. }) && !c.closing)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in waiting {
+            self.with_conn(t, |s, c| {
+                if let Role::AwaitingStream {
+                    stream, stream_id, ..
+                } = &c.role
+                {
+                    let (stream, stream_id) = (stream.clone(), *stream_id);
+                    s.start_play(c, stream_id, stream)?;
+                }
+                c.flush().map_err(|e| format!("write: {e}"))
+            });
+        }
         // Closing connections whose queue drained while no event came.
-        let done: Vec<usize> = self.conns.iter().filter(|(_, c)| c.closing && c.outq.is_empty()).map(|(t, _)| *t).collect();
+        let done: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.closing && c.outq.is_empty())
+            .map(|(t, _)| *t)
+            .collect();
         for t in done {
             self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
         }
@@ -672,12 +1006,21 @@ impl Server {
 
 /// Queues a frame for a viewer: the shared encoding when the viewer plays on stream id 1 (every
 /// client we know), a private one otherwise.
-fn queue_frame(c: &mut Conn, stream_id: u32, tracks: &[Track], f: &Frame, enc: &Bytes) -> Result<(), String> {
+fn queue_frame(
+    c: &mut Conn,
+    stream_id: u32,
+    tracks: &[Track],
+    f: &Frame,
+    enc: &Bytes,
+) -> Result<(), String> {
     c.drain_session();
     if stream_id == 1 {
         c.queue(enc.clone());
     } else {
-        let track = tracks.iter().find(|t| t.id == f.track).ok_or("frame of an unknown track")?;
+        let track = tracks
+            .iter()
+            .find(|t| t.id == f.track)
+            .ok_or("frame of an unknown track")?;
         c.queue(media_message(OUT_CHUNK_SIZE, stream_id, track, f).map_err(|e| e.to_string())?);
     }
     Ok(())
@@ -688,7 +1031,6 @@ pub fn capabilities() -> serde_json::Value {
     serde_json::json!({
         "name": "RTMP",
         "desc": "Real time streaming over Adobe RTMP: publish (push) into a stream and play from it. Enhanced RTMP (hvc1, av01) accepted.",
-        "deps": "",
         "optional": {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 1935, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
@@ -696,7 +1038,7 @@ pub fn capabilities() -> serde_json::Value {
         },
         "codecs": [[["H264", "HEVC", "AV1"], ["AAC", "MP3"]]],
         "methods": [{"handler": "rtmp", "type": "flash/10", "hrn": "RTMP", "priority": 7}],
-        "push_urls": [],
+        "push_urls": ["rtmp://*"],
         "url_rel": "/play/$",
         "priority": 7
     })

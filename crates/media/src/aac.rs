@@ -4,10 +4,15 @@
 use crate::error::MediaError;
 
 /// Sampling frequencies by index (ISO 14496-3 table 1.18).
-pub const SAMPLE_RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+pub const SAMPLE_RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
 
 pub fn rate_index(rate: u32) -> Option<u8> {
-    SAMPLE_RATES.iter().position(|&r| r == rate).map(|i| i as u8)
+    SAMPLE_RATES
+        .iter()
+        .position(|&r| r == rate)
+        .map(|i| i as u8)
 }
 
 /// The fields of an AudioSpecificConfig that muxers need.
@@ -42,14 +47,21 @@ impl AudioSpecificConfig {
         let e = |_| MediaError::malformed("AudioSpecificConfig", "truncated");
         let read_aot = |r: &mut crate::h264::BitReader| -> Result<u8, MediaError> {
             let a = r.read_bits(5).map_err(e)? as u8;
-            Ok(if a == 31 { 32 + r.read_bits(6).map_err(e)? as u8 } else { a })
+            Ok(if a == 31 {
+                32 + r.read_bits(6).map_err(e)? as u8
+            } else {
+                a
+            })
         };
         let read_rate = |r: &mut crate::h264::BitReader| -> Result<u32, MediaError> {
             let i = r.read_bits(4).map_err(e)? as usize;
             match i {
                 15 => Ok(r.read_bits(24).map_err(e)?),
                 i if i < SAMPLE_RATES.len() => Ok(SAMPLE_RATES[i]),
-                _ => Err(MediaError::malformed("AudioSpecificConfig", format!("reserved sampling index {i}"))),
+                _ => Err(MediaError::malformed(
+                    "AudioSpecificConfig",
+                    format!("reserved sampling index {i}"),
+                )),
             }
         };
         let mut object_type = read_aot(&mut r)?;
@@ -61,23 +73,42 @@ impl AudioSpecificConfig {
             object_type = read_aot(&mut r)?;
         }
         if object_type == 0 {
-            return Err(MediaError::malformed("AudioSpecificConfig", "object type 0"));
+            return Err(MediaError::malformed(
+                "AudioSpecificConfig",
+                "object type 0",
+            ));
         }
         if rate == 0 {
-            return Err(MediaError::malformed("AudioSpecificConfig", "sample rate 0"));
+            return Err(MediaError::malformed(
+                "AudioSpecificConfig",
+                "sample rate 0",
+            ));
         }
-        Ok(AudioSpecificConfig { object_type, rate, channel_config, ext_rate })
+        Ok(AudioSpecificConfig {
+            object_type,
+            rate,
+            channel_config,
+            ext_rate,
+        })
     }
 
     /// Builds the two-byte (or five-byte, for a rate not in the table) config for a plain object type.
     pub fn build(object_type: u8, rate: u32, channels: u32) -> Result<Vec<u8>, MediaError> {
         if object_type == 0 || object_type > 30 {
-            return Err(MediaError::unsupported("AudioSpecificConfig", format!("object type {object_type}")));
+            return Err(MediaError::unsupported(
+                "AudioSpecificConfig",
+                format!("object type {object_type}"),
+            ));
         }
         let cc = match channels {
             1..=6 => channels as u64,
             8 => 7,
-            _ => return Err(MediaError::unsupported("AudioSpecificConfig", format!("{channels} channels"))),
+            _ => {
+                return Err(MediaError::unsupported(
+                    "AudioSpecificConfig",
+                    format!("{channels} channels"),
+                ))
+            }
         };
         match rate_index(rate) {
             Some(i) => {
@@ -86,10 +117,14 @@ impl AudioSpecificConfig {
             }
             None => {
                 if rate == 0 || rate >= 1 << 24 {
-                    return Err(MediaError::unsupported("AudioSpecificConfig", format!("rate {rate}")));
+                    return Err(MediaError::unsupported(
+                        "AudioSpecificConfig",
+                        format!("rate {rate}"),
+                    ));
                 }
                 // 5 + 4 + 24 + 4 bits = 37 bits, padded to 40.
-                let v: u64 = ((object_type as u64) << 35) | (15u64 << 31) | ((rate as u64) << 7) | (cc << 3);
+                let v: u64 =
+                    ((object_type as u64) << 35) | (15u64 << 31) | ((rate as u64) << 7) | (cc << 3);
                 Ok(v.to_be_bytes()[3..].to_vec())
             }
         }
@@ -126,15 +161,29 @@ impl AdtsHeader {
         let object_type = (b[2] >> 6) + 1;
         let rate_index = (b[2] >> 2) & 0xf;
         if rate_index as usize >= SAMPLE_RATES.len() {
-            return Err(MediaError::malformed("ADTS", format!("reserved sampling index {rate_index}")));
+            return Err(MediaError::malformed(
+                "ADTS",
+                format!("reserved sampling index {rate_index}"),
+            ));
         }
         let channel_config = ((b[2] & 1) << 2) | (b[3] >> 6);
-        let frame_length = (((b[3] & 3) as usize) << 11) | ((b[4] as usize) << 3) | ((b[5] >> 5) as usize);
+        let frame_length =
+            (((b[3] & 3) as usize) << 11) | ((b[4] as usize) << 3) | ((b[5] >> 5) as usize);
         let header_length = if protection_absent { 7 } else { 9 };
         if frame_length < header_length {
-            return Err(MediaError::malformed("ADTS", format!("frame length {frame_length} shorter than the header")));
+            return Err(MediaError::malformed(
+                "ADTS",
+                format!("frame length {frame_length} shorter than the header"),
+            ));
         }
-        Ok(AdtsHeader { object_type, rate_index, channel_config, frame_length, header_length, blocks: (b[6] & 3) + 1 })
+        Ok(AdtsHeader {
+            object_type,
+            rate_index,
+            channel_config,
+            frame_length,
+            header_length,
+            blocks: (b[6] & 3) + 1,
+        })
     }
 
     pub fn rate(&self) -> u32 {
@@ -143,21 +192,31 @@ impl AdtsHeader {
 
     /// The AudioSpecificConfig this header implies.
     pub fn asc(&self) -> AudioSpecificConfig {
-        AudioSpecificConfig { object_type: self.object_type, rate: self.rate(), channel_config: self.channel_config, ext_rate: None }
+        AudioSpecificConfig {
+            object_type: self.object_type,
+            rate: self.rate(),
+            channel_config: self.channel_config,
+            ext_rate: None,
+        }
     }
 
     /// Builds a 7-byte header (no CRC) for a raw frame of `payload_len` bytes.
     pub fn build(asc: &AudioSpecificConfig, payload_len: usize) -> Result<[u8; 7], MediaError> {
         let len = payload_len + ADTS_HEADER_LEN;
         if len >= 1 << 13 {
-            return Err(MediaError::TooLarge { what: "ADTS frame", size: len as u64, limit: (1 << 13) - 1 });
+            return Err(MediaError::TooLarge {
+                what: "ADTS frame",
+                size: len as u64,
+                limit: (1 << 13) - 1,
+            });
         }
         let profile = match asc.object_type {
             1..=4 => asc.object_type - 1,
             // ADTS cannot say SBR/PS; the core type (LC) is what decoders expect there.
             _ => 1,
         };
-        let ri = rate_index(asc.rate).ok_or_else(|| MediaError::unsupported("ADTS", format!("rate {}", asc.rate)))?;
+        let ri = rate_index(asc.rate)
+            .ok_or_else(|| MediaError::unsupported("ADTS", format!("rate {}", asc.rate)))?;
         let cc = asc.channel_config & 7;
         Ok([
             0xff,
@@ -179,7 +238,10 @@ pub struct AdtsIter<'a> {
 }
 
 pub fn adts_frames(data: &[u8]) -> AdtsIter<'_> {
-    AdtsIter { data, failed: false }
+    AdtsIter {
+        data,
+        failed: false,
+    }
 }
 
 impl<'a> Iterator for AdtsIter<'a> {
@@ -249,13 +311,19 @@ mod tests {
         let pos = FLV.windows(2).position(|w| w == [0xaf, 0x00]).unwrap();
         let asc = AudioSpecificConfig::parse(&FLV[pos + 2..pos + 4]).unwrap();
         assert_eq!((asc.object_type, asc.rate, asc.channels()), (2, 44100, 1));
-        assert_eq!(AudioSpecificConfig::build(2, 44100, 1).unwrap(), &FLV[pos + 2..pos + 4]);
+        assert_eq!(
+            AudioSpecificConfig::build(2, 44100, 1).unwrap(),
+            &FLV[pos + 2..pos + 4]
+        );
         let odd = AudioSpecificConfig::build(2, 12345, 2).unwrap();
         let p = AudioSpecificConfig::parse(&odd).unwrap();
         assert_eq!((p.rate, p.channels()), (12345, 2));
         // HE-AAC explicit signalling: aot 5, core 24000, ext 48000, core aot 2.
         let he = AudioSpecificConfig::parse(&[0x2b, 0x92, 0x08]).unwrap();
-        assert_eq!((he.object_type, he.rate, he.output_rate(), he.channel_config), (2, 22050, 44100, 2));
+        assert_eq!(
+            (he.object_type, he.rate, he.output_rate(), he.channel_config),
+            (2, 22050, 44100, 2)
+        );
         assert!(AudioSpecificConfig::parse(&[0x12]).is_err());
         assert!(AudioSpecificConfig::parse(&[0x17, 0x90]).is_err()); // index 14
     }

@@ -221,7 +221,11 @@ fn short() -> MediaError {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], MediaError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(short)?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(short)?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -266,7 +270,11 @@ impl<'a> Reader<'a> {
 
     fn value(&mut self, depth: usize) -> Result<Amf0, MediaError> {
         if depth > MAX_DEPTH {
-            return Err(MediaError::TooLarge { what: "AMF0 nesting", size: depth as u64, limit: MAX_DEPTH as u64 });
+            return Err(MediaError::TooLarge {
+                what: "AMF0 nesting",
+                size: depth as u64,
+                limit: MAX_DEPTH as u64,
+            });
         }
         let m = self.u8()?;
         Ok(match m {
@@ -285,7 +293,10 @@ impl<'a> Reader<'a> {
                 let n = self.u32()? as usize;
                 // Every element takes at least one byte: a count beyond the input is a lie.
                 if n > self.buf.len() - self.pos {
-                    return Err(MediaError::malformed("AMF0", format!("strict array of {n} in {} bytes", self.buf.len() - self.pos)));
+                    return Err(MediaError::malformed(
+                        "AMF0",
+                        format!("strict array of {n} in {} bytes", self.buf.len() - self.pos),
+                    ));
                 }
                 let mut v = Vec::new();
                 for _ in 0..n {
@@ -304,11 +315,21 @@ impl<'a> Reader<'a> {
                 let class = self.short_str()?;
                 Amf0::TypedObject(class, self.props(depth)?)
             }
-            marker::OBJECT_END => return Err(MediaError::malformed("AMF0", "object end outside an object")),
+            marker::OBJECT_END => {
+                return Err(MediaError::malformed(
+                    "AMF0",
+                    "object end outside an object",
+                ))
+            }
             marker::MOVIECLIP | marker::REFERENCE | marker::AVMPLUS => {
                 return Err(MediaError::unsupported("AMF0", format!("marker {m:#04x}")))
             }
-            _ => return Err(MediaError::malformed("AMF0", format!("unknown marker {m:#04x}"))),
+            _ => {
+                return Err(MediaError::malformed(
+                    "AMF0",
+                    format!("unknown marker {m:#04x}"),
+                ))
+            }
         })
     }
 }
@@ -334,8 +355,15 @@ mod tests {
         assert_eq!(m.get("framerate").and_then(Amf0::as_f64), Some(25.0));
         assert_eq!(m.get("videocodecid").and_then(Amf0::as_f64), Some(7.0));
         assert_eq!(m.get("audiocodecid").and_then(Amf0::as_f64), Some(10.0));
-        assert_eq!(m.get("audiosamplerate").and_then(Amf0::as_f64), Some(44100.0));
-        assert!(m.get("encoder").and_then(Amf0::as_str).unwrap().starts_with("Lavf"));
+        assert_eq!(
+            m.get("audiosamplerate").and_then(Amf0::as_f64),
+            Some(44100.0)
+        );
+        assert!(m
+            .get("encoder")
+            .and_then(Amf0::as_str)
+            .unwrap()
+            .starts_with("Lavf"));
         // Our encoder reproduces ffmpeg's bytes exactly.
         assert_eq!(encode_all(&vals), body);
     }
@@ -371,7 +399,10 @@ mod tests {
             deep.extend_from_slice(&[marker::STRICT_ARRAY, 0, 0, 0, 1]);
         }
         deep.push(marker::NULL);
-        assert!(matches!(Amf0::decode(&deep), Err(MediaError::TooLarge { .. })));
+        assert!(matches!(
+            Amf0::decode(&deep),
+            Err(MediaError::TooLarge { .. })
+        ));
         // A strict array claiming 4 billion elements in 5 bytes.
         assert!(Amf0::decode(&[marker::STRICT_ARRAY, 0xff, 0xff, 0xff, 0xff, 5]).is_err());
         assert!(Amf0::decode(&[marker::LONG_STRING, 0xff, 0xff, 0xff, 0xff]).is_err());

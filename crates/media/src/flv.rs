@@ -50,7 +50,10 @@ impl TagHeader {
             return Err(MediaError::NeedMore);
         }
         if b[0] & 0x20 != 0 {
-            return Err(MediaError::unsupported("FLV tag", "encrypted (filter) tags"));
+            return Err(MediaError::unsupported(
+                "FLV tag",
+                "encrypted (filter) tags",
+            ));
         }
         Ok(TagHeader {
             tag_type: b[0] & 0x1f,
@@ -63,7 +66,11 @@ impl TagHeader {
     /// The header bytes. `data_size` above 2^24 - 1 cannot be expressed: an error.
     pub fn build(tag_type: u8, data_size: usize, timestamp: u32) -> Result<[u8; 11], MediaError> {
         if data_size >= 1 << 24 {
-            return Err(MediaError::TooLarge { what: "FLV tag", size: data_size as u64, limit: (1 << 24) - 1 });
+            return Err(MediaError::TooLarge {
+                what: "FLV tag",
+                size: data_size as u64,
+                limit: (1 << 24) - 1,
+            });
         }
         let s = (data_size as u32).to_be_bytes();
         let t = timestamp.to_be_bytes();
@@ -79,10 +86,20 @@ pub fn prev_tag_size(body_len: usize) -> [u8; 4] {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VideoBody {
     /// Decoder configuration (avcC, hvcC, av1C, vpcC).
-    SequenceHeader { codec: Codec, config: Bytes },
+    SequenceHeader {
+        codec: Codec,
+        config: Bytes,
+    },
     /// Coded frame data: for AVC/HEVC NAL units with length prefixes.
-    Frame { codec: Codec, keyframe: bool, cts: i32, data: Bytes },
-    SequenceEnd { codec: Codec },
+    Frame {
+        codec: Codec,
+        keyframe: bool,
+        cts: i32,
+        data: Bytes,
+    },
+    SequenceEnd {
+        codec: Codec,
+    },
     /// Video info/command frames, metadata packets and other things with no media.
     Other,
 }
@@ -90,8 +107,16 @@ pub enum VideoBody {
 /// What an audio tag body says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AudioBody {
-    SequenceHeader { codec: Codec, config: Bytes },
-    Frame { codec: Codec, rate: u32, channels: u32, data: Bytes },
+    SequenceHeader {
+        codec: Codec,
+        config: Bytes,
+    },
+    Frame {
+        codec: Codec,
+        rate: u32,
+        channels: u32,
+        data: Bytes,
+    },
 }
 
 fn fourcc_codec(f: &[u8]) -> Result<Codec, MediaError> {
@@ -101,7 +126,12 @@ fn fourcc_codec(f: &[u8]) -> Result<Codec, MediaError> {
         b"av01" => Codec::Av1,
         b"vp09" => Codec::Vp9,
         b"vp08" => Codec::Vp8,
-        _ => return Err(MediaError::unsupported("FLV video", format!("FourCC {:?}", String::from_utf8_lossy(f)))),
+        _ => {
+            return Err(MediaError::unsupported(
+                "FLV video",
+                format!("FourCC {:?}", String::from_utf8_lossy(f)),
+            ))
+        }
     })
 }
 
@@ -137,22 +167,45 @@ pub fn parse_video(body: &Bytes) -> Result<VideoBody, MediaError> {
         let codec = fourcc_codec(&body[1..5])?;
         let keyframe = frame_type == 1;
         return Ok(match packet_type {
-            0 => VideoBody::SequenceHeader { codec, config: body.slice(5..) },
+            0 => VideoBody::SequenceHeader {
+                codec,
+                config: body.slice(5..),
+            },
             1 => {
                 // CodedFrames: AVC and HEVC carry a composition time, the others do not.
                 if matches!(codec, Codec::H264 | Codec::Hevc) {
                     if body.len() < 8 {
                         return Err(short());
                     }
-                    VideoBody::Frame { codec, keyframe, cts: si24(&body[5..8]), data: body.slice(8..) }
+                    VideoBody::Frame {
+                        codec,
+                        keyframe,
+                        cts: si24(&body[5..8]),
+                        data: body.slice(8..),
+                    }
                 } else {
-                    VideoBody::Frame { codec, keyframe, cts: 0, data: body.slice(5..) }
+                    VideoBody::Frame {
+                        codec,
+                        keyframe,
+                        cts: 0,
+                        data: body.slice(5..),
+                    }
                 }
             }
             2 => VideoBody::SequenceEnd { codec },
-            3 => VideoBody::Frame { codec, keyframe, cts: 0, data: body.slice(5..) },
+            3 => VideoBody::Frame {
+                codec,
+                keyframe,
+                cts: 0,
+                data: body.slice(5..),
+            },
             4 | 5 => VideoBody::Other,
-            _ => return Err(MediaError::unsupported("FLV video", format!("enhanced packet type {packet_type}"))),
+            _ => {
+                return Err(MediaError::unsupported(
+                    "FLV video",
+                    format!("enhanced packet type {packet_type}"),
+                ))
+            }
         });
     }
     let frame_type = b0 >> 4;
@@ -163,17 +216,35 @@ pub fn parse_video(body: &Bytes) -> Result<VideoBody, MediaError> {
     let codec = match codec_id {
         7 => Codec::H264,
         12 => Codec::Hevc, // the widespread pre-enhanced-RTMP extension
-        _ => return Err(MediaError::unsupported("FLV video", format!("codec id {codec_id}"))),
+        _ => {
+            return Err(MediaError::unsupported(
+                "FLV video",
+                format!("codec id {codec_id}"),
+            ))
+        }
     };
     if body.len() < 5 {
         return Err(short());
     }
     let cts = si24(&body[2..5]);
     Ok(match body[1] {
-        0 => VideoBody::SequenceHeader { codec, config: body.slice(5..) },
-        1 => VideoBody::Frame { codec, keyframe: frame_type == 1, cts, data: body.slice(5..) },
+        0 => VideoBody::SequenceHeader {
+            codec,
+            config: body.slice(5..),
+        },
+        1 => VideoBody::Frame {
+            codec,
+            keyframe: frame_type == 1,
+            cts,
+            data: body.slice(5..),
+        },
         2 => VideoBody::SequenceEnd { codec },
-        t => return Err(MediaError::malformed("FLV video", format!("AVC packet type {t}"))),
+        t => {
+            return Err(MediaError::malformed(
+                "FLV video",
+                format!("AVC packet type {t}"),
+            ))
+        }
     })
 }
 
@@ -189,16 +260,37 @@ pub fn parse_audio(body: &Bytes) -> Result<AudioBody, MediaError> {
         10 => {
             let pt = *body.get(1).ok_or_else(short)?;
             Ok(match pt {
-                0 => AudioBody::SequenceHeader { codec: Codec::Aac, config: body.slice(2..) },
-                1 => AudioBody::Frame { codec: Codec::Aac, rate, channels, data: body.slice(2..) },
-                t => return Err(MediaError::malformed("FLV audio", format!("AAC packet type {t}"))),
+                0 => AudioBody::SequenceHeader {
+                    codec: Codec::Aac,
+                    config: body.slice(2..),
+                },
+                1 => AudioBody::Frame {
+                    codec: Codec::Aac,
+                    rate,
+                    channels,
+                    data: body.slice(2..),
+                },
+                t => {
+                    return Err(MediaError::malformed(
+                        "FLV audio",
+                        format!("AAC packet type {t}"),
+                    ))
+                }
             })
         }
         2 | 14 => {
             let rate = if format == 14 { 8000 } else { rate };
-            Ok(AudioBody::Frame { codec: Codec::Mp3, rate, channels, data: body.slice(1..) })
+            Ok(AudioBody::Frame {
+                codec: Codec::Mp3,
+                rate,
+                channels,
+                data: body.slice(1..),
+            })
         }
-        _ => Err(MediaError::unsupported("FLV audio", format!("sound format {format}"))),
+        _ => Err(MediaError::unsupported(
+            "FLV audio",
+            format!("sound format {format}"),
+        )),
     }
 }
 
@@ -230,7 +322,13 @@ impl Default for TagConverter {
 
 impl TagConverter {
     pub fn new() -> TagConverter {
-        TagConverter { video: None, video_length_size: 4, audio: None, clock: Unwrapper::new(32), scratch: Vec::new() }
+        TagConverter {
+            video: None,
+            video_length_size: 4,
+            audio: None,
+            clock: Unwrapper::new(32),
+            scratch: Vec::new(),
+        }
     }
 
     pub fn video_track(&self) -> Option<&Track> {
@@ -245,7 +343,12 @@ impl TagConverter {
 
     /// Converts one tag. `timestamp` is the tag's 32-bit wire timestamp (ms); it is unwrapped.
     /// Media with no track description yet (AVC frames before the sequence header) is dropped.
-    pub fn convert(&mut self, tag_type: u8, timestamp: u32, body: Bytes) -> Result<Converted, MediaError> {
+    pub fn convert(
+        &mut self,
+        tag_type: u8,
+        timestamp: u32,
+        body: Bytes,
+    ) -> Result<Converted, MediaError> {
         let mut out = Converted::default();
         match tag_type {
             TAG_VIDEO => match parse_video(&body)? {
@@ -278,16 +381,29 @@ impl TagConverter {
                         out.track = Some(t);
                     }
                 }
-                VideoBody::Frame { codec, keyframe, cts, data } => {
-                    let Some(track) = &self.video else { return Ok(out) };
+                VideoBody::Frame {
+                    codec,
+                    keyframe,
+                    cts,
+                    data,
+                } => {
+                    let Some(track) = &self.video else {
+                        return Ok(out);
+                    };
                     if track.codec != codec {
-                        return Err(MediaError::malformed("FLV video", "codec changed without a sequence header"));
+                        return Err(MediaError::malformed(
+                            "FLV video",
+                            "codec changed without a sequence header",
+                        ));
                     }
-                    let data = if matches!(codec, Codec::H264 | Codec::Hevc) && self.video_length_size != 4 {
+                    let data = if matches!(codec, Codec::H264 | Codec::Hevc)
+                        && self.video_length_size != 4
+                    {
                         self.scratch.clear();
                         for n in h264::length_nals(&data, self.video_length_size) {
                             let n = n?;
-                            self.scratch.extend_from_slice(&(n.len() as u32).to_be_bytes());
+                            self.scratch
+                                .extend_from_slice(&(n.len() as u32).to_be_bytes());
                             self.scratch.extend_from_slice(n);
                         }
                         Bytes::copy_from_slice(&self.scratch)
@@ -295,7 +411,13 @@ impl TagConverter {
                         data
                     };
                     let dts = self.clock.unwrap(timestamp as u64);
-                    out.frame = Some(Frame { track: VIDEO_TRACK, dts, pts_offset: cts, keyframe, data });
+                    out.frame = Some(Frame {
+                        track: VIDEO_TRACK,
+                        dts,
+                        pts_offset: cts,
+                        keyframe,
+                        data,
+                    });
                 }
                 VideoBody::SequenceEnd { .. } | VideoBody::Other => {}
             },
@@ -312,11 +434,19 @@ impl TagConverter {
                         out.track = Some(t);
                     }
                 }
-                AudioBody::Frame { codec, rate, channels, data } => {
+                AudioBody::Frame {
+                    codec,
+                    rate,
+                    channels,
+                    data,
+                } => {
                     match &self.audio {
                         Some(t) if t.codec == codec => {}
                         Some(_) if codec == Codec::Aac => {
-                            return Err(MediaError::malformed("FLV audio", "codec changed without a sequence header"))
+                            return Err(MediaError::malformed(
+                                "FLV audio",
+                                "codec changed without a sequence header",
+                            ))
                         }
                         None if codec == Codec::Aac => return Ok(out),
                         _ => {
@@ -329,7 +459,13 @@ impl TagConverter {
                         }
                     }
                     let dts = self.clock.unwrap(timestamp as u64);
-                    out.frame = Some(Frame { track: AUDIO_TRACK, dts, pts_offset: 0, keyframe: true, data });
+                    out.frame = Some(Frame {
+                        track: AUDIO_TRACK,
+                        dts,
+                        pts_offset: 0,
+                        keyframe: true,
+                        data,
+                    });
                 }
             },
             TAG_SCRIPT => {
@@ -394,7 +530,8 @@ impl Demuxer {
             if &self.buf[..3] != b"FLV" {
                 return Err(MediaError::malformed("FLV", "no FLV signature"));
             }
-            let off = u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
+            let off =
+                u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
             if !(FILE_HEADER_LEN..=1024).contains(&off) {
                 return Err(MediaError::malformed("FLV", format!("header size {off}")));
             }
@@ -425,10 +562,17 @@ impl Demuxer {
                 continue;
             }
             let converted = match header.tag_type {
-                TAG_AUDIO | TAG_VIDEO | TAG_SCRIPT => self.conv.convert(header.tag_type, header.timestamp, body.clone())?,
+                TAG_AUDIO | TAG_VIDEO | TAG_SCRIPT => {
+                    self.conv
+                        .convert(header.tag_type, header.timestamp, body.clone())?
+                }
                 _ => Converted::default(),
             };
-            return Ok(Some(DemuxedTag { header, body, converted }));
+            return Ok(Some(DemuxedTag {
+                header,
+                body,
+                converted,
+            }));
         }
     }
 }
@@ -448,7 +592,10 @@ impl std::fmt::Debug for Head {
 
 impl Head {
     fn new() -> Head {
-        Head { buf: [0; 24], len: 0 }
+        Head {
+            buf: [0; 24],
+            len: 0,
+        }
     }
     fn push(&mut self, b: &[u8]) {
         let l = self.len as usize;
@@ -481,7 +628,10 @@ pub fn tag_type(track: &Track) -> Result<u8, MediaError> {
     match track.codec {
         Codec::H264 | Codec::Hevc | Codec::Av1 | Codec::Vp9 | Codec::Vp8 => Ok(TAG_VIDEO),
         Codec::Aac | Codec::Mp3 => Ok(TAG_AUDIO),
-        c => Err(MediaError::unsupported("FLV mux", format!("codec {}", c.mist_name()))),
+        c => Err(MediaError::unsupported(
+            "FLV mux",
+            format!("codec {}", c.mist_name()),
+        )),
     }
 }
 
@@ -498,9 +648,18 @@ fn mp3_flags(track: &Track) -> u8 {
 /// The codec bytes that precede a frame's payload in a tag body / RTMP media message.
 pub fn frame_prefix(track: &Track, frame: &Frame) -> Result<Head, MediaError> {
     let mut h = Head::new();
-    let cts = frame.pts_offset.clamp(-(1 << 23), (1 << 23) - 1).to_be_bytes();
+    let cts = frame
+        .pts_offset
+        .clamp(-(1 << 23), (1 << 23) - 1)
+        .to_be_bytes();
     match track.codec {
-        Codec::H264 => h.push(&[if frame.keyframe { 0x17 } else { 0x27 }, 1, cts[1], cts[2], cts[3]]),
+        Codec::H264 => h.push(&[
+            if frame.keyframe { 0x17 } else { 0x27 },
+            1,
+            cts[1],
+            cts[2],
+            cts[3],
+        ]),
         Codec::Hevc | Codec::Av1 | Codec::Vp9 | Codec::Vp8 => {
             let ft = if frame.keyframe { 1 } else { 2 };
             let four = codec_fourcc(track.codec).unwrap_or(b"    ");
@@ -517,7 +676,12 @@ pub fn frame_prefix(track: &Track, frame: &Frame) -> Result<Head, MediaError> {
         }
         Codec::Aac => h.push(&[0xaf, 1]),
         Codec::Mp3 => h.push(&[mp3_flags(track)]),
-        c => return Err(MediaError::unsupported("FLV mux", format!("codec {}", c.mist_name()))),
+        c => {
+            return Err(MediaError::unsupported(
+                "FLV mux",
+                format!("codec {}", c.mist_name()),
+            ))
+        }
     }
     Ok(h)
 }
@@ -533,7 +697,12 @@ pub fn sequence_header_body(track: &Track) -> Result<Option<Vec<u8>>, MediaError
         }
         Codec::Aac => b.extend_from_slice(&[0xaf, 0]),
         Codec::Mp3 => return Ok(None),
-        c => return Err(MediaError::unsupported("FLV mux", format!("codec {}", c.mist_name()))),
+        c => {
+            return Err(MediaError::unsupported(
+                "FLV mux",
+                format!("codec {}", c.mist_name()),
+            ))
+        }
     }
     b.extend_from_slice(&track.init);
     Ok(Some(b))
@@ -578,7 +747,9 @@ pub fn metadata_body(tracks: &[Track]) -> Vec<u8> {
                 }
                 let id = match t.codec {
                     Codec::H264 => Amf0::Number(7.0),
-                    c => Amf0::Number(u32::from_be_bytes(*codec_fourcc(c).unwrap_or(b"    ")) as f64),
+                    c => {
+                        Amf0::Number(u32::from_be_bytes(*codec_fourcc(c).unwrap_or(b"    ")) as f64)
+                    }
                 };
                 props.push(("videocodecid".into(), id));
             }
@@ -586,7 +757,10 @@ pub fn metadata_body(tracks: &[Track]) -> Vec<u8> {
                 props.push(("audiosamplerate".into(), Amf0::Number(t.rate as f64)));
                 props.push(("audiosamplesize".into(), Amf0::Number(16.0)));
                 props.push(("stereo".into(), Amf0::Bool(t.channels >= 2)));
-                props.push(("audiocodecid".into(), Amf0::Number(if t.codec == Codec::Aac { 10.0 } else { 2.0 })));
+                props.push((
+                    "audiocodecid".into(),
+                    Amf0::Number(if t.codec == Codec::Aac { 10.0 } else { 2.0 }),
+                ));
             }
             _ => {}
         }
@@ -616,13 +790,19 @@ mod tests {
     #[test]
     fn ffmpeg_flv_matches_ffprobe() {
         let tags = demux_all(FLV, 977);
-        let tracks: Vec<_> = tags.iter().filter_map(|t| t.converted.track.clone()).collect();
+        let tracks: Vec<_> = tags
+            .iter()
+            .filter_map(|t| t.converted.track.clone())
+            .collect();
         assert_eq!(tracks.len(), 2);
         let v = tracks.iter().find(|t| t.codec == Codec::H264).unwrap();
         assert_eq!((v.width, v.height), (320, 240));
         let a = tracks.iter().find(|t| t.codec == Codec::Aac).unwrap();
         assert_eq!((a.rate, a.channels), (44100, 1));
-        let frames: Vec<_> = tags.iter().filter_map(|t| t.converted.frame.clone()).collect();
+        let frames: Vec<_> = tags
+            .iter()
+            .filter_map(|t| t.converted.frame.clone())
+            .collect();
         let video: Vec<_> = frames.iter().filter(|f| f.track == VIDEO_TRACK).collect();
         let audio: Vec<_> = frames.iter().filter(|f| f.track == AUDIO_TRACK).collect();
         // ffprobe -show_packets: 25 video packets (one keyframe, at 0) and 45 audio packets.
@@ -630,9 +810,14 @@ mod tests {
         assert_eq!(audio.len(), 45);
         assert_eq!(video.iter().filter(|f| f.keyframe).count(), 1);
         assert!(video[0].keyframe);
-        assert!(video.iter().all(|f| h264::is_keyframe(&f.data, 4) == f.keyframe));
+        assert!(video
+            .iter()
+            .all(|f| h264::is_keyframe(&f.data, 4) == f.keyframe));
         // ffprobe: video dts 0,40,80...; pts 80, 240, 160 (B-frames).
-        assert_eq!(video.iter().map(|f| f.dts).take(3).collect::<Vec<_>>(), vec![0, 40, 80]);
+        assert_eq!(
+            video.iter().map(|f| f.dts).take(3).collect::<Vec<_>>(),
+            vec![0, 40, 80]
+        );
         assert_eq!(video[1].pts(), 240);
         assert_eq!(video[2].pts(), 160);
         assert_eq!(video[0].pts(), 80);
@@ -654,7 +839,10 @@ mod tests {
                 let tr = &tracks[&f.track];
                 let (head, body_len) = frame_tag_head(tr, f).unwrap();
                 assert_eq!(body_len, t.body.len());
-                assert_eq!(&head[..11], &TagHeader::build(t.header.tag_type, body_len, t.header.timestamp).unwrap());
+                assert_eq!(
+                    &head[..11],
+                    &TagHeader::build(t.header.tag_type, body_len, t.header.timestamp).unwrap()
+                );
                 let mut body = head[11..].to_vec();
                 body.extend_from_slice(&f.data);
                 assert_eq!(body, &t.body[..]);
@@ -666,17 +854,45 @@ mod tests {
     fn enhanced_rtmp_bodies() {
         // Enhanced RTMP hvc1 sequence start, coded frames (with CT) and av01 coded frames (no CT).
         let hv = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1, 2, 3]);
-        assert_eq!(parse_video(&hv).unwrap(), VideoBody::SequenceHeader { codec: Codec::Hevc, config: Bytes::from_static(&[1, 2, 3]) });
+        assert_eq!(
+            parse_video(&hv).unwrap(),
+            VideoBody::SequenceHeader {
+                codec: Codec::Hevc,
+                config: Bytes::from_static(&[1, 2, 3])
+            }
+        );
         let f = Bytes::from_static(&[0xa1, b'h', b'v', b'c', b'1', 0xff, 0xff, 0xd8, 9]);
-        assert_eq!(parse_video(&f).unwrap(), VideoBody::Frame { codec: Codec::Hevc, keyframe: false, cts: -40, data: Bytes::from_static(&[9]) });
+        assert_eq!(
+            parse_video(&f).unwrap(),
+            VideoBody::Frame {
+                codec: Codec::Hevc,
+                keyframe: false,
+                cts: -40,
+                data: Bytes::from_static(&[9])
+            }
+        );
         let av = Bytes::from_static(&[0x91, b'a', b'v', b'0', b'1', 7]);
-        assert_eq!(parse_video(&av).unwrap(), VideoBody::Frame { codec: Codec::Av1, keyframe: true, cts: 0, data: Bytes::from_static(&[7]) });
+        assert_eq!(
+            parse_video(&av).unwrap(),
+            VideoBody::Frame {
+                codec: Codec::Av1,
+                keyframe: true,
+                cts: 0,
+                data: Bytes::from_static(&[7])
+            }
+        );
         assert!(parse_video(&Bytes::from_static(&[0x91, b'x', b'x', b'x', b'x'])).is_err());
         assert!(parse_video(&Bytes::from_static(&[0x91, b'a'])).is_err());
         // And the muxer's prefix parses back.
         let mut t = Track::new(1, Codec::Hevc);
         t.init = Bytes::from_static(&[1, 2, 3]);
-        let fr = Frame { track: 1, dts: 0, pts_offset: -40, keyframe: false, data: Bytes::from_static(&[9]) };
+        let fr = Frame {
+            track: 1,
+            dts: 0,
+            pts_offset: -40,
+            keyframe: false,
+            data: Bytes::from_static(&[9]),
+        };
         let p = frame_prefix(&t, &fr).unwrap();
         assert_eq!(&p[..], &f[..8]);
         assert_eq!(sequence_header_body(&t).unwrap().unwrap(), &hv[..]);
@@ -693,8 +909,14 @@ mod tests {
         d.feed(b"FLV\x01\x05\xff\xff\xff\xff");
         assert!(d.next_tag().is_err());
         let mut c = TagConverter::new();
-        assert!(c.convert(TAG_VIDEO, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1])).is_err());
+        assert!(c
+            .convert(TAG_VIDEO, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]))
+            .is_err());
         // AVC frames before any sequence header are dropped, not an error.
-        assert_eq!(c.convert(TAG_VIDEO, 0, Bytes::from_static(&[0x27, 1, 0, 0, 0, 0])).unwrap(), Converted::default());
+        assert_eq!(
+            c.convert(TAG_VIDEO, 0, Bytes::from_static(&[0x27, 1, 0, 0, 0, 0]))
+                .unwrap(),
+            Converted::default()
+        );
     }
 }

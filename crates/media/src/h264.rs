@@ -59,7 +59,10 @@ impl<'a> BitReader<'a> {
     /// Reads up to 32 bits.
     pub fn read_bits(&mut self, n: u32) -> Result<u32, MediaError> {
         if n > 32 {
-            return Err(MediaError::malformed("bitstream", "read of more than 32 bits"));
+            return Err(MediaError::malformed(
+                "bitstream",
+                "read of more than 32 bits",
+            ));
         }
         if (n as usize) > self.bits_left() {
             return Err(Self::eof());
@@ -85,7 +88,10 @@ impl<'a> BitReader<'a> {
         while self.read_bit()? == 0 {
             zeros += 1;
             if zeros > 31 {
-                return Err(MediaError::malformed("exp-golomb", "more than 31 leading zeros"));
+                return Err(MediaError::malformed(
+                    "exp-golomb",
+                    "more than 31 leading zeros",
+                ));
             }
         }
         if zeros == 0 {
@@ -158,11 +164,20 @@ impl Sps {
     /// Parses an SPS NAL unit (with its one-byte NAL header, escaped as on the wire).
     pub fn parse(nal: &[u8]) -> Result<Sps, MediaError> {
         if nal.len() > MAX_SPS {
-            return Err(MediaError::TooLarge { what: "SPS", size: nal.len() as u64, limit: MAX_SPS as u64 });
+            return Err(MediaError::TooLarge {
+                what: "SPS",
+                size: nal.len() as u64,
+                limit: MAX_SPS as u64,
+            });
         }
         match nal_type(nal) {
             Some(nal::SPS) => {}
-            Some(t) => return Err(MediaError::malformed("SPS", format!("NAL type {t} is not an SPS"))),
+            Some(t) => {
+                return Err(MediaError::malformed(
+                    "SPS",
+                    format!("NAL type {t} is not an SPS"),
+                ))
+            }
             None => return Err(MediaError::malformed("SPS", "empty")),
         }
         let mut rbsp = Vec::new();
@@ -182,7 +197,10 @@ impl Sps {
             return Err(MediaError::malformed("SPS", "seq_parameter_set_id > 31"));
         }
         let mut separate_colour_plane = false;
-        if matches!(s.profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
+        if matches!(
+            s.profile_idc,
+            100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+        ) {
             s.chroma_format_idc = r.read_ue()?;
             if s.chroma_format_idc > 3 {
                 return Err(MediaError::malformed("SPS", "chroma_format_idc > 3"));
@@ -208,7 +226,10 @@ impl Sps {
         }
         let l2mfn = r.read_ue()?;
         if l2mfn > 12 {
-            return Err(MediaError::malformed("SPS", "log2_max_frame_num_minus4 > 12"));
+            return Err(MediaError::malformed(
+                "SPS",
+                "log2_max_frame_num_minus4 > 12",
+            ));
         }
         s.log2_max_frame_num = l2mfn + 4;
         s.pic_order_cnt_type = r.read_ue()?;
@@ -222,7 +243,10 @@ impl Sps {
                 r.read_se()?;
                 let n = r.read_ue()?;
                 if n > 255 {
-                    return Err(MediaError::malformed("SPS", "num_ref_frames_in_pic_order_cnt_cycle > 255"));
+                    return Err(MediaError::malformed(
+                        "SPS",
+                        "num_ref_frames_in_pic_order_cnt_cycle > 255",
+                    ));
                 }
                 for _ in 0..n {
                     r.read_se()?;
@@ -244,8 +268,17 @@ impl Sps {
         let mut height = h_map * 16 * if s.frame_mbs_only { 1 } else { 2 };
         if r.read_flag()? {
             // frame_cropping_flag
-            let (l, rr, t, b) = (r.read_ue()? as u64, r.read_ue()? as u64, r.read_ue()? as u64, r.read_ue()? as u64);
-            let chroma_array_type = if separate_colour_plane { 0 } else { s.chroma_format_idc };
+            let (l, rr, t, b) = (
+                r.read_ue()? as u64,
+                r.read_ue()? as u64,
+                r.read_ue()? as u64,
+                r.read_ue()? as u64,
+            );
+            let chroma_array_type = if separate_colour_plane {
+                0
+            } else {
+                s.chroma_format_idc
+            };
             let (sub_w, sub_h) = match chroma_array_type {
                 1 => (2, 2),
                 2 => (2, 1),
@@ -256,7 +289,10 @@ impl Sps {
             let cw = (l + rr) * crop_x;
             let ch = (t + b) * crop_y;
             if cw >= width || ch >= height {
-                return Err(MediaError::malformed("SPS", "cropping larger than the picture"));
+                return Err(MediaError::malformed(
+                    "SPS",
+                    "cropping larger than the picture",
+                ));
             }
             width -= cw;
             height -= ch;
@@ -344,7 +380,13 @@ impl AvcC {
         if b[0] != 1 {
             return Err(err("configurationVersion is not 1"));
         }
-        let mut a = AvcC { profile: b[1], compat: b[2], level: b[3], length_size: (b[4] & 3) + 1, ..AvcC::default() };
+        let mut a = AvcC {
+            profile: b[1],
+            compat: b[2],
+            level: b[3],
+            length_size: (b[4] & 3) + 1,
+            ..AvcC::default()
+        };
         if a.length_size == 3 {
             return Err(err("NAL length size 3"));
         }
@@ -352,12 +394,20 @@ impl AvcC {
         let nsps = (b[pos] & 0x1f) as usize;
         pos += 1;
         for _ in 0..nsps {
-            a.sps.push(read_u16_prefixed(b, &mut pos).ok_or_else(|| err("truncated SPS"))?.to_vec());
+            a.sps.push(
+                read_u16_prefixed(b, &mut pos)
+                    .ok_or_else(|| err("truncated SPS"))?
+                    .to_vec(),
+            );
         }
         let npps = *b.get(pos).ok_or_else(|| err("missing PPS count"))? as usize;
         pos += 1;
         for _ in 0..npps {
-            a.pps.push(read_u16_prefixed(b, &mut pos).ok_or_else(|| err("truncated PPS"))?.to_vec());
+            a.pps.push(
+                read_u16_prefixed(b, &mut pos)
+                    .ok_or_else(|| err("truncated PPS"))?
+                    .to_vec(),
+            );
         }
         a.ext = b[pos..].to_vec();
         Ok(a)
@@ -365,7 +415,9 @@ impl AvcC {
 
     /// Builds a record from SPS and PPS NAL units (4-byte lengths; profile/level from the first SPS).
     pub fn from_parameter_sets(sps: &[&[u8]], pps: &[&[u8]]) -> Result<AvcC, MediaError> {
-        let first = sps.first().ok_or_else(|| MediaError::malformed("avcC", "no SPS"))?;
+        let first = sps
+            .first()
+            .ok_or_else(|| MediaError::malformed("avcC", "no SPS"))?;
         if first.len() < 4 {
             return Err(MediaError::malformed("avcC", "SPS shorter than 4 bytes"));
         }
@@ -393,10 +445,29 @@ impl AvcC {
             1 => 0,
             2 => 1,
             4 => 3,
-            _ => return Err(MediaError::malformed("avcC", "NAL length size must be 1, 2 or 4")),
+            _ => {
+                return Err(MediaError::malformed(
+                    "avcC",
+                    "NAL length size must be 1, 2 or 4",
+                ))
+            }
         };
-        let mut out = Vec::with_capacity(16 + self.sps.iter().chain(&self.pps).map(|s| s.len() + 2).sum::<usize>());
-        out.extend_from_slice(&[1, self.profile, self.compat, self.level, 0xfc | len_code, 0xe0 | self.sps.len() as u8]);
+        let mut out = Vec::with_capacity(
+            16 + self
+                .sps
+                .iter()
+                .chain(&self.pps)
+                .map(|s| s.len() + 2)
+                .sum::<usize>(),
+        );
+        out.extend_from_slice(&[
+            1,
+            self.profile,
+            self.compat,
+            self.level,
+            0xfc | len_code,
+            0xe0 | self.sps.len() as u8,
+        ]);
         for s in &self.sps {
             push_u16_prefixed(&mut out, s)?;
         }
@@ -410,7 +481,11 @@ impl AvcC {
 
     /// The first SPS, parsed.
     pub fn parse_sps(&self) -> Result<Sps, MediaError> {
-        Sps::parse(self.sps.first().ok_or_else(|| MediaError::malformed("avcC", "no SPS"))?)
+        Sps::parse(
+            self.sps
+                .first()
+                .ok_or_else(|| MediaError::malformed("avcC", "no SPS"))?,
+        )
     }
 
     /// SPS and PPS as an Annex B byte string (for TS muxers that prepend them to keyframes).
@@ -433,7 +508,8 @@ fn read_u16_prefixed<'a>(b: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
 }
 
 fn push_u16_prefixed(out: &mut Vec<u8>, s: &[u8]) -> Result<(), MediaError> {
-    let len = u16::try_from(s.len()).map_err(|_| MediaError::malformed("avcC", "parameter set longer than 65535"))?;
+    let len = u16::try_from(s.len())
+        .map_err(|_| MediaError::malformed("avcC", "parameter set longer than 65535"))?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(s);
     Ok(())
@@ -447,7 +523,9 @@ pub struct AnnexBIter<'a> {
 }
 
 pub fn annexb_nals(data: &[u8]) -> AnnexBIter<'_> {
-    let pos = find_start_code(data, 0).map(|(_, end)| end).unwrap_or(data.len());
+    let pos = find_start_code(data, 0)
+        .map(|(_, end)| end)
+        .unwrap_or(data.len());
     AnnexBIter { data, pos }
 }
 
@@ -498,7 +576,11 @@ pub struct LengthIter<'a> {
 }
 
 pub fn length_nals(data: &[u8], length_size: usize) -> LengthIter<'_> {
-    LengthIter { data, size: length_size, failed: !(1..=4).contains(&length_size) }
+    LengthIter {
+        data,
+        size: length_size,
+        failed: !(1..=4).contains(&length_size),
+    }
 }
 
 impl<'a> Iterator for LengthIter<'a> {
@@ -509,13 +591,21 @@ impl<'a> Iterator for LengthIter<'a> {
         }
         if self.data.len() < self.size {
             self.failed = true;
-            return Some(Err(MediaError::malformed("NAL length", "truncated length prefix")));
+            return Some(Err(MediaError::malformed(
+                "NAL length",
+                "truncated length prefix",
+            )));
         }
-        let len = self.data[..self.size].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+        let len = self.data[..self.size]
+            .iter()
+            .fold(0usize, |a, &b| (a << 8) | b as usize);
         let rest = &self.data[self.size..];
         if len > rest.len() {
             self.failed = true;
-            return Some(Err(MediaError::malformed("NAL length", format!("{len} exceeds the {} bytes left", rest.len()))));
+            return Some(Err(MediaError::malformed(
+                "NAL length",
+                format!("{len} exceeds the {} bytes left", rest.len()),
+            )));
         }
         self.data = &rest[len..];
         Some(Ok(&rest[..len]))
@@ -532,7 +622,11 @@ pub fn annexb_to_length(data: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Length prefixes (of `length_size` bytes) -> Annex B with 4-byte start codes, appended to `out`.
-pub fn length_to_annexb(data: &[u8], length_size: usize, out: &mut Vec<u8>) -> Result<(), MediaError> {
+pub fn length_to_annexb(
+    data: &[u8],
+    length_size: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), MediaError> {
     out.reserve(data.len() + 16);
     for n in length_nals(data, length_size) {
         out.extend_from_slice(&[0, 0, 0, 1]);
@@ -577,7 +671,9 @@ mod tests {
     #[test]
     fn sps_of_ffmpeg_stream_with_cropping() {
         // ffmpeg's trace_headers: profile 100, level 12, 20x12 MBs, crop bottom 6, tick 1/50.
-        let sps = annexb_nals(CROP).find(|n| nal_type(n) == Some(nal::SPS)).unwrap();
+        let sps = annexb_nals(CROP)
+            .find(|n| nal_type(n) == Some(nal::SPS))
+            .unwrap();
         let s = Sps::parse(sps).unwrap();
         assert_eq!((s.profile_idc, s.level_idc), (100, 12));
         assert_eq!((s.width, s.height), (320, 180));
@@ -590,9 +686,24 @@ mod tests {
     fn annexb_round_trip_and_keyframes() {
         let nals: Vec<_> = annexb_nals(CROP).collect();
         // ffmpeg's trace_headers counts: 10 slices (1 IDR), 1 SEI, 1 SPS, 1 PPS.
-        assert_eq!(nals.iter().filter(|n| nal_type(n) == Some(nal::IDR)).count(), 1);
-        assert_eq!(nals.iter().filter(|n| nal_type(n) == Some(nal::SLICE)).count(), 9);
-        assert_eq!(nals.iter().filter(|n| nal_type(n) == Some(nal::SPS)).count(), 1);
+        assert_eq!(
+            nals.iter()
+                .filter(|n| nal_type(n) == Some(nal::IDR))
+                .count(),
+            1
+        );
+        assert_eq!(
+            nals.iter()
+                .filter(|n| nal_type(n) == Some(nal::SLICE))
+                .count(),
+            9
+        );
+        assert_eq!(
+            nals.iter()
+                .filter(|n| nal_type(n) == Some(nal::SPS))
+                .count(),
+            1
+        );
         let mut lp = Vec::new();
         annexb_to_length(CROP, &mut lp);
         assert!(is_keyframe(&lp, 4));
@@ -602,7 +713,10 @@ mod tests {
         assert_eq!(annexb_nals(&back).collect::<Vec<_>>(), nals);
         assert!(is_keyframe_annexb(CROP));
         // A P-slice alone is not a keyframe.
-        let p = nals.iter().find(|n| nal_type(n) == Some(nal::SLICE)).unwrap();
+        let p = nals
+            .iter()
+            .find(|n| nal_type(n) == Some(nal::SLICE))
+            .unwrap();
         let mut one = Vec::new();
         annexb_to_length(&[&[0, 0, 1][..], p].concat(), &mut one);
         assert!(!is_keyframe(&one, 4));

@@ -55,7 +55,7 @@ pub struct RawMessage {
     pub payload: Bytes,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct ChunkStream {
     timestamp: u32,
     /// The timestamp field of the last header: absolute for format 0, a delta otherwise. Format 3
@@ -67,7 +67,6 @@ struct ChunkStream {
     stream_id: u32,
     /// Payload gathered so far for the message in progress.
     partial: Option<BytesMut>,
-    have_header: bool,
 }
 
 /// Decodes a chunk stream into messages.
@@ -93,7 +92,13 @@ fn u24(b: &[u8]) -> u32 {
 
 impl ChunkDecoder {
     pub fn new() -> ChunkDecoder {
-        ChunkDecoder { buf: BytesMut::new(), chunk_size: DEFAULT_CHUNK_SIZE, streams: HashMap::new(), pending: 0, bytes_in: 0 }
+        ChunkDecoder {
+            buf: BytesMut::new(),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            streams: HashMap::new(),
+            pending: 0,
+            bytes_in: 0,
+        }
     }
 
     pub fn chunk_size(&self) -> usize {
@@ -116,7 +121,11 @@ impl ChunkDecoder {
             return Err(MediaError::malformed("RTMP Set Chunk Size", "0"));
         }
         if size > MAX_CHUNK_SIZE {
-            return Err(MediaError::TooLarge { what: "RTMP chunk size", size: size as u64, limit: MAX_CHUNK_SIZE as u64 });
+            return Err(MediaError::TooLarge {
+                what: "RTMP chunk size",
+                size: size as u64,
+                limit: MAX_CHUNK_SIZE as u64,
+            });
         }
         self.chunk_size = size;
         Ok(())
@@ -133,13 +142,26 @@ impl ChunkDecoder {
                     match m.type_id {
                         msg_type::SET_CHUNK_SIZE => {
                             if m.payload.len() < 4 {
-                                return Err(MediaError::malformed("RTMP Set Chunk Size", "short payload"));
+                                return Err(MediaError::malformed(
+                                    "RTMP Set Chunk Size",
+                                    "short payload",
+                                ));
                             }
-                            let s = u32::from_be_bytes([m.payload[0], m.payload[1], m.payload[2], m.payload[3]]);
+                            let s = u32::from_be_bytes([
+                                m.payload[0],
+                                m.payload[1],
+                                m.payload[2],
+                                m.payload[3],
+                            ]);
                             self.set_chunk_size(s)?;
                         }
                         msg_type::ABORT if m.payload.len() >= 4 => {
-                            let csid = u32::from_be_bytes([m.payload[0], m.payload[1], m.payload[2], m.payload[3]]);
+                            let csid = u32::from_be_bytes([
+                                m.payload[0],
+                                m.payload[1],
+                                m.payload[2],
+                                m.payload[3],
+                            ]);
                             if let Some(st) = self.streams.get_mut(&csid) {
                                 if let Some(p) = st.partial.take() {
                                     self.pending -= p.len();
@@ -155,10 +177,15 @@ impl ChunkDecoder {
     }
 
     /// Consumes one chunk. `None`: need more bytes; `Some(None)`: a chunk of an unfinished message.
+    ///
+    /// Nothing is changed until the whole chunk is in the buffer, so a partial chunk can be retried
+    /// when more bytes arrive.
     #[allow(clippy::option_option)]
     fn next_chunk(&mut self) -> Result<Option<Option<RawMessage>>, MediaError> {
         let b = &self.buf[..];
-        let Some(&b0) = b.first() else { return Ok(None) };
+        let Some(&b0) = b.first() else {
+            return Ok(None);
+        };
         let fmt = b0 >> 6;
         let (csid, mut pos) = match b0 & 0x3f {
             0 => match b.get(1) {
@@ -175,10 +202,13 @@ impl ChunkDecoder {
         if b.len() < pos + hlen {
             return Ok(None);
         }
-        let is_new = !self.streams.contains_key(&csid);
-        if is_new {
+        let prev = self.streams.get(&csid);
+        if prev.is_none() {
             if fmt != 0 {
-                return Err(MediaError::malformed("RTMP chunk", format!("format {fmt} header on new chunk stream {csid}")));
+                return Err(MediaError::malformed(
+                    "RTMP chunk",
+                    format!("format {fmt} header on new chunk stream {csid}"),
+                ));
             }
             if self.streams.len() >= MAX_CHUNK_STREAMS {
                 return Err(MediaError::TooLarge {
@@ -188,40 +218,48 @@ impl ChunkDecoder {
                 });
             }
         }
-        let prev = self.streams.get(&csid).cloned().unwrap_or_default();
-        let mut st = prev.clone();
+        let (prev_field, prev_extended, prev_length, prev_type, prev_sid, have_partial) = match prev
+        {
+            Some(st) => (
+                st.ts_field,
+                st.extended,
+                st.length,
+                st.type_id,
+                st.stream_id,
+                st.partial.as_ref().map(|p| p.len()),
+            ),
+            None => (0, false, 0, 0, 0, None),
+        };
+        // A format 3 chunk continues a message in progress; any other header starts a new message
+        // (in the middle of one it drops the unfinished message, like an implicit abort).
+        let continuing = fmt == 3 && have_partial.is_some();
         let h = &b[pos..pos + hlen];
-        let continuing = st.partial.is_some();
-        if continuing && fmt != 3 {
-            // A new header in the middle of a message: the spec does not allow it. Drop the partial
-            // message (like an implicit abort) rather than mixing two messages.
-            if let Some(p) = st.partial.take() {
-                self.pending -= p.len();
-            }
-        }
-        let continuing = st.partial.is_some();
-        let mut field = st.ts_field;
-        if fmt <= 2 {
-            field = u24(&h[0..3]);
-        }
-        if fmt <= 1 {
-            st.length = u24(&h[3..6]) as usize;
-            st.type_id = h[6];
-        }
-        if fmt == 0 {
-            st.stream_id = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
-        }
+        let mut field = if fmt <= 2 { u24(&h[0..3]) } else { prev_field };
+        let (length, type_id) = if fmt <= 1 {
+            (u24(&h[3..6]) as usize, h[6])
+        } else {
+            (prev_length, prev_type)
+        };
+        let stream_id = if fmt == 0 {
+            u32::from_le_bytes([h[7], h[8], h[9], h[10]])
+        } else {
+            prev_sid
+        };
         pos += hlen;
-        let extended = if fmt <= 2 { field == 0xff_ffff } else { st.extended };
+        let extended = if fmt <= 2 {
+            field == 0xff_ffff
+        } else {
+            prev_extended
+        };
         if extended {
             if b.len() < pos + 4 {
                 return Ok(None);
             }
             let ext = u32::from_be_bytes([b[pos], b[pos + 1], b[pos + 2], b[pos + 3]]);
-            if fmt == 3 && continuing {
+            if continuing {
                 // Continuation chunks may or may not repeat the extended timestamp; take it only
                 // when it is the value we already have.
-                if ext == st.ts_field {
+                if ext == prev_field {
                     pos += 4;
                 }
             } else {
@@ -229,46 +267,72 @@ impl ChunkDecoder {
                 pos += 4;
             }
         }
-        if !continuing {
-            st.ts_field = field;
-            st.extended = extended;
-            st.timestamp = if fmt == 0 { field } else { st.timestamp.wrapping_add(field) };
-            if st.length > MAX_MESSAGE_SIZE {
-                return Err(MediaError::TooLarge { what: "RTMP message", size: st.length as u64, limit: MAX_MESSAGE_SIZE as u64 });
-            }
+        if length > MAX_MESSAGE_SIZE {
+            return Err(MediaError::TooLarge {
+                what: "RTMP message",
+                size: length as u64,
+                limit: MAX_MESSAGE_SIZE as u64,
+            });
         }
-        let have = st.partial.as_ref().map_or(0, |p| p.len());
-        let want = (st.length - have).min(self.chunk_size);
+        let have = if continuing {
+            have_partial.unwrap_or(0)
+        } else {
+            0
+        };
+        let want = (length - have).min(self.chunk_size);
         if b.len() < pos + want {
             return Ok(None);
         }
-        // Commit: consume the header and the chunk payload.
+        if want < length - have && self.pending + want > MAX_PENDING {
+            return Err(MediaError::TooLarge {
+                what: "RTMP unfinished messages",
+                size: (self.pending + want) as u64,
+                limit: MAX_PENDING as u64,
+            });
+        }
+
+        // Commit: update the chunk stream and consume the header and the chunk payload.
         let whole = pos + want;
         self.bytes_in = self.bytes_in.wrapping_add(whole as u64);
         let mut chunk = self.buf.split_to(whole);
         chunk.advance(pos);
-        st.have_header = true;
-        if have == 0 && want == st.length {
+        let st = self.streams.entry(csid).or_default();
+        if !continuing {
+            if let Some(p) = st.partial.take() {
+                self.pending -= p.len();
+            }
+            st.ts_field = field;
+            st.extended = extended;
+            st.timestamp = if fmt == 0 {
+                field
+            } else {
+                st.timestamp.wrapping_add(field)
+            };
+            st.length = length;
+            st.type_id = type_id;
+            st.stream_id = stream_id;
+        }
+        let message = |st: &ChunkStream, payload: Bytes| RawMessage {
+            csid,
+            timestamp: st.timestamp,
+            type_id: st.type_id,
+            stream_id: st.stream_id,
+            payload,
+        };
+        if have == 0 && want == length {
             // A message in one chunk: no copy.
-            st.partial = None;
-            let m = RawMessage { csid, timestamp: st.timestamp, type_id: st.type_id, stream_id: st.stream_id, payload: chunk.freeze() };
-            self.streams.insert(csid, st);
-            return Ok(Some(Some(m)));
+            return Ok(Some(Some(message(st, chunk.freeze()))));
         }
-        if self.pending + want > MAX_PENDING {
-            return Err(MediaError::TooLarge { what: "RTMP unfinished messages", size: (self.pending + want) as u64, limit: MAX_PENDING as u64 });
-        }
-        self.pending += want;
-        let p = st.partial.get_or_insert_with(|| BytesMut::with_capacity(st.length.min(1 << 16)));
+        let p = st
+            .partial
+            .get_or_insert_with(|| BytesMut::with_capacity(length.min(1 << 16)));
         p.extend_from_slice(&chunk);
-        if p.len() == st.length {
+        self.pending += want;
+        if p.len() == length {
             let payload = st.partial.take().map(BytesMut::freeze).unwrap_or_default();
             self.pending -= payload.len();
-            let m = RawMessage { csid, timestamp: st.timestamp, type_id: st.type_id, stream_id: st.stream_id, payload };
-            self.streams.insert(csid, st);
-            return Ok(Some(Some(m)));
+            return Ok(Some(Some(message(st, payload))));
         }
-        self.streams.insert(csid, st);
         Ok(Some(None))
     }
 }
@@ -310,7 +374,11 @@ pub fn encode_message(
 ) -> Result<(), MediaError> {
     let total: usize = payload.iter().map(|p| p.len()).sum();
     if total > MAX_MESSAGE_SIZE {
-        return Err(MediaError::TooLarge { what: "RTMP message", size: total as u64, limit: MAX_MESSAGE_SIZE as u64 });
+        return Err(MediaError::TooLarge {
+            what: "RTMP message",
+            size: total as u64,
+            limit: MAX_MESSAGE_SIZE as u64,
+        });
     }
     let chunk_size = chunk_size.clamp(1, MAX_CHUNK_SIZE);
     let csid = csid.max(2);
@@ -384,7 +452,11 @@ mod tests {
         // 25 frames + sequence header + end of sequence; 45 frames + sequence header (ffprobe
         // counts 25 and 45 packets in the same encode written to a file).
         assert_eq!((video, audio), (27, 46));
-        let vts: Vec<u32> = msgs.iter().filter(|m| m.type_id == msg_type::VIDEO).map(|m| m.timestamp).collect();
+        let vts: Vec<u32> = msgs
+            .iter()
+            .filter(|m| m.type_id == msg_type::VIDEO)
+            .map(|m| m.timestamp)
+            .collect();
         assert_eq!(&vts[..4], &[0, 0, 40, 80]);
         assert_eq!(*vts.last().unwrap(), 960);
         // Re-encoding every message at several chunk sizes decodes to the same messages.
@@ -392,7 +464,16 @@ mod tests {
             let mut enc = Vec::new();
             let mut dec_msgs = Vec::new();
             for m in &msgs {
-                encode_message(&mut enc, cs, m.csid, m.timestamp, m.type_id, m.stream_id, &[&m.payload]).unwrap();
+                encode_message(
+                    &mut enc,
+                    cs,
+                    m.csid,
+                    m.timestamp,
+                    m.type_id,
+                    m.stream_id,
+                    &[&m.payload],
+                )
+                .unwrap();
             }
             let mut d = ChunkDecoder::new();
             d.chunk_size = cs;
@@ -435,8 +516,38 @@ mod tests {
         b.extend_from_slice(&[0xc0, 10, 0x11, 0x22]);
         let mut d = ChunkDecoder::new();
         d.feed(&b);
-        let got: Vec<_> = std::iter::from_fn(|| d.next_message().unwrap()).map(|m| (m.csid, m.timestamp, m.type_id, m.payload.len())).collect();
-        assert_eq!(got, vec![(74, 100, 8, 1), (74, 120, 9, 2), (74, 150, 9, 2), (74, 180, 9, 2)]);
+        let got: Vec<_> = std::iter::from_fn(|| d.next_message().unwrap())
+            .map(|m| (m.csid, m.timestamp, m.type_id, m.payload.len()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (74, 100, 8, 1),
+                (74, 120, 9, 2),
+                (74, 150, 9, 2),
+                (74, 180, 9, 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn new_header_inside_a_message_fed_byte_by_byte() {
+        // 128 bytes of a 200-byte message on csid 4, then a format-0 header starting a 1-byte
+        // message on the same csid: the unfinished message is dropped exactly once.
+        let mut b = vec![0x04, 0, 0, 0, 0, 0, 200, 8, 1, 0, 0, 0];
+        b.extend_from_slice(&[0u8; 128]);
+        b.extend_from_slice(&[0x04, 0, 0, 9, 0, 0, 1, 8, 1, 0, 0, 0, 0x77]);
+        let mut d = ChunkDecoder::new();
+        let mut got = Vec::new();
+        for x in &b {
+            d.feed(&[*x]);
+            while let Some(m) = d.next_message().unwrap() {
+                got.push(m);
+            }
+        }
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].timestamp, &got[0].payload[..]), (9, &[0x77][..]));
+        assert_eq!(d.pending, 0);
     }
 
     #[test]

@@ -44,7 +44,10 @@ impl UserControl {
             0 => UserControl::StreamBegin(arg(0)?),
             1 => UserControl::StreamEof(arg(0)?),
             2 => UserControl::StreamDry(arg(0)?),
-            3 => UserControl::SetBufferLength { stream_id: arg(0)?, ms: arg(1)? },
+            3 => UserControl::SetBufferLength {
+                stream_id: arg(0)?,
+                ms: arg(1)?,
+            },
             4 => UserControl::StreamIsRecorded(arg(0)?),
             6 => UserControl::PingRequest(arg(0)?),
             7 => UserControl::PingResponse(arg(0)?),
@@ -83,7 +86,12 @@ pub struct Command {
 
 impl Command {
     pub fn new(name: &str, transaction: f64, object: Amf0, args: Vec<Amf0>) -> Command {
-        Command { name: name.into(), transaction, object, args }
+        Command {
+            name: name.into(),
+            transaction,
+            object,
+            args,
+        }
     }
 
     pub fn parse(payload: &[u8]) -> Result<Command, MediaError> {
@@ -94,7 +102,12 @@ impl Command {
         };
         let transaction = vals.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
         let object = vals.next().unwrap_or(Amf0::Null);
-        Ok(Command { name, transaction, object, args: vals.collect() })
+        Ok(Command {
+            name,
+            transaction,
+            object,
+            args: vals.collect(),
+        })
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -122,13 +135,19 @@ pub enum Message {
     Ack(u32),
     UserControl(UserControl),
     WindowAckSize(u32),
-    SetPeerBandwidth { size: u32, limit: u8 },
+    SetPeerBandwidth {
+        size: u32,
+        limit: u8,
+    },
     /// FLV audio tag body.
     Audio(Bytes),
     /// FLV video tag body.
     Video(Bytes),
     /// Data message (AMF0 values, e.g. `@setDataFrame`, `onMetaData`); `raw` is the AMF0 body.
-    Data { values: Vec<Amf0>, raw: Bytes },
+    Data {
+        values: Vec<Amf0>,
+        raw: Bytes,
+    },
     Command(Command),
     /// Aggregate message: a run of FLV tags.
     Aggregate(Bytes),
@@ -137,7 +156,9 @@ pub enum Message {
 }
 
 fn be32(b: &[u8], what: &'static str) -> Result<u32, MediaError> {
-    let s = b.get(..4).ok_or_else(|| MediaError::malformed(what, "short payload"))?;
+    let s = b
+        .get(..4)
+        .ok_or_else(|| MediaError::malformed(what, "short payload"))?;
     Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
 
@@ -145,21 +166,32 @@ impl Message {
     pub fn parse(m: &RawMessage) -> Result<Message, MediaError> {
         let p = &m.payload;
         Ok(match m.type_id {
-            msg_type::SET_CHUNK_SIZE => Message::SetChunkSize(be32(p, "RTMP Set Chunk Size")? & 0x7fff_ffff),
+            msg_type::SET_CHUNK_SIZE => {
+                Message::SetChunkSize(be32(p, "RTMP Set Chunk Size")? & 0x7fff_ffff)
+            }
             msg_type::ABORT => Message::Abort(be32(p, "RTMP Abort")?),
             msg_type::ACK => Message::Ack(be32(p, "RTMP Acknowledgement")?),
             msg_type::USER_CONTROL => Message::UserControl(UserControl::parse(p)?),
-            msg_type::WINDOW_ACK_SIZE => Message::WindowAckSize(be32(p, "RTMP Window Acknowledgement Size")?),
-            msg_type::SET_PEER_BANDWIDTH => {
-                Message::SetPeerBandwidth { size: be32(p, "RTMP Set Peer Bandwidth")?, limit: p.get(4).copied().unwrap_or(2) }
+            msg_type::WINDOW_ACK_SIZE => {
+                Message::WindowAckSize(be32(p, "RTMP Window Acknowledgement Size")?)
             }
+            msg_type::SET_PEER_BANDWIDTH => Message::SetPeerBandwidth {
+                size: be32(p, "RTMP Set Peer Bandwidth")?,
+                limit: p.get(4).copied().unwrap_or(2),
+            },
             msg_type::AUDIO => Message::Audio(m.payload.clone()),
             msg_type::VIDEO => Message::Video(m.payload.clone()),
-            msg_type::DATA_AMF0 => Message::Data { values: amf0::decode_all(p)?, raw: m.payload.clone() },
+            msg_type::DATA_AMF0 => Message::Data {
+                values: amf0::decode_all(p)?,
+                raw: m.payload.clone(),
+            },
             msg_type::DATA_AMF3 => {
                 // AMF3 data messages from Flash start with a format byte 0 and carry AMF0.
                 let raw = m.payload.slice(1.min(p.len())..);
-                Message::Data { values: amf0::decode_all(&raw)?, raw }
+                Message::Data {
+                    values: amf0::decode_all(&raw)?,
+                    raw,
+                }
             }
             msg_type::COMMAND_AMF0 => Message::Command(Command::parse(p)?),
             msg_type::COMMAND_AMF3 => Message::Command(Command::parse(p.get(1..).unwrap_or(&[]))?),
@@ -181,9 +213,15 @@ pub fn split_aggregate(agg: &Bytes, timestamp: u32) -> Result<Vec<(u8, u32, Byte
         let end = start
             .checked_add(h.data_size as usize)
             .filter(|&e| e <= agg.len())
-            .ok_or_else(|| MediaError::malformed("RTMP aggregate", "sub-message runs past the end"))?;
+            .ok_or_else(|| {
+                MediaError::malformed("RTMP aggregate", "sub-message runs past the end")
+            })?;
         let first = *base.get_or_insert(h.timestamp);
-        out.push((h.tag_type, timestamp.wrapping_add(h.timestamp.wrapping_sub(first)), agg.slice(start..end)));
+        out.push((
+            h.tag_type,
+            timestamp.wrapping_add(h.timestamp.wrapping_sub(first)),
+            agg.slice(start..end),
+        ));
         pos = (end + 4).min(agg.len());
     }
     Ok(out)
@@ -197,16 +235,34 @@ pub struct Writer {
 
 impl Writer {
     pub fn new() -> Writer {
-        Writer { chunk_size: super::chunk::DEFAULT_CHUNK_SIZE }
+        Writer {
+            chunk_size: super::chunk::DEFAULT_CHUNK_SIZE,
+        }
     }
 
-    pub fn raw(&self, out: &mut Vec<u8>, csid: u32, ts: u32, type_id: u8, stream_id: u32, payload: &[&[u8]]) -> Result<(), MediaError> {
+    pub fn raw(
+        &self,
+        out: &mut Vec<u8>,
+        csid: u32,
+        ts: u32,
+        type_id: u8,
+        stream_id: u32,
+        payload: &[&[u8]],
+    ) -> Result<(), MediaError> {
         encode_message(out, self.chunk_size, csid, ts, type_id, stream_id, payload)
     }
 
     fn control(&self, out: &mut Vec<u8>, type_id: u8, payload: &[u8]) {
         // Control payloads are a few bytes: cannot exceed the message limit.
-        let _ = encode_message(out, self.chunk_size, csid::CONTROL, 0, type_id, 0, &[payload]);
+        let _ = encode_message(
+            out,
+            self.chunk_size,
+            csid::CONTROL,
+            0,
+            type_id,
+            0,
+            &[payload],
+        );
     }
 
     /// Sends Set Chunk Size and starts using it for what follows.
@@ -229,11 +285,39 @@ impl Writer {
     pub fn user_control(&self, out: &mut Vec<u8>, ev: UserControl) {
         self.control(out, msg_type::USER_CONTROL, &ev.encode());
     }
-    pub fn command(&self, out: &mut Vec<u8>, csid: u32, stream_id: u32, cmd: &Command) -> Result<(), MediaError> {
-        encode_message(out, self.chunk_size, csid, 0, msg_type::COMMAND_AMF0, stream_id, &[&cmd.encode()])
+    pub fn command(
+        &self,
+        out: &mut Vec<u8>,
+        csid: u32,
+        stream_id: u32,
+        cmd: &Command,
+    ) -> Result<(), MediaError> {
+        encode_message(
+            out,
+            self.chunk_size,
+            csid,
+            0,
+            msg_type::COMMAND_AMF0,
+            stream_id,
+            &[&cmd.encode()],
+        )
     }
-    pub fn data(&self, out: &mut Vec<u8>, stream_id: u32, ts: u32, values: &[Amf0]) -> Result<(), MediaError> {
-        encode_message(out, self.chunk_size, csid::STREAM, ts, msg_type::DATA_AMF0, stream_id, &[&amf0::encode_all(values)])
+    pub fn data(
+        &self,
+        out: &mut Vec<u8>,
+        stream_id: u32,
+        ts: u32,
+        values: &[Amf0],
+    ) -> Result<(), MediaError> {
+        encode_message(
+            out,
+            self.chunk_size,
+            csid::STREAM,
+            ts,
+            msg_type::DATA_AMF0,
+            stream_id,
+            &[&amf0::encode_all(values)],
+        )
     }
 }
 
@@ -245,13 +329,25 @@ impl Default for Writer {
 
 /// `{level, code, description}` as onStatus and _result carry it.
 pub fn status(level: &str, code: &str, description: &str) -> Amf0 {
-    Amf0::object([("level", Amf0::str(level)), ("code", Amf0::str(code)), ("description", Amf0::str(description))])
+    Amf0::object([
+        ("level", Amf0::str(level)),
+        ("code", Amf0::str(code)),
+        ("description", Amf0::str(description)),
+    ])
 }
 
 /// `_result` for `connect`.
 pub fn connect_result(transaction: f64, object_encoding: f64) -> Command {
-    let props = Amf0::object([("fmsVer", Amf0::str("FMS/3,5,7,7009")), ("capabilities", Amf0::Number(31.0)), ("mode", Amf0::Number(1.0))]);
-    let mut info = status("status", "NetConnection.Connect.Success", "Connection succeeded.");
+    let props = Amf0::object([
+        ("fmsVer", Amf0::str("FMS/3,5,7,7009")),
+        ("capabilities", Amf0::Number(31.0)),
+        ("mode", Amf0::Number(1.0)),
+    ]);
+    let mut info = status(
+        "status",
+        "NetConnection.Connect.Success",
+        "Connection succeeded.",
+    );
     if let Amf0::Object(p) = &mut info {
         p.push(("objectEncoding".into(), Amf0::Number(object_encoding)));
     }
@@ -260,17 +356,32 @@ pub fn connect_result(transaction: f64, object_encoding: f64) -> Command {
 
 /// `_error` for a command.
 pub fn error_result(transaction: f64, code: &str, description: &str) -> Command {
-    Command::new("_error", transaction, Amf0::Null, vec![status("error", code, description)])
+    Command::new(
+        "_error",
+        transaction,
+        Amf0::Null,
+        vec![status("error", code, description)],
+    )
 }
 
 /// `_result` for `createStream`.
 pub fn create_stream_result(transaction: f64, stream_id: u32) -> Command {
-    Command::new("_result", transaction, Amf0::Null, vec![Amf0::Number(stream_id as f64)])
+    Command::new(
+        "_result",
+        transaction,
+        Amf0::Null,
+        vec![Amf0::Number(stream_id as f64)],
+    )
 }
 
 /// `onStatus` on a stream.
 pub fn on_status(level: &str, code: &str, description: &str) -> Command {
-    Command::new("onStatus", 0.0, Amf0::Null, vec![status(level, code, description)])
+    Command::new(
+        "onStatus",
+        0.0,
+        Amf0::Null,
+        vec![status(level, code, description)],
+    )
 }
 
 /// The body of `@setDataFrame` + `onMetaData` (as publishers send) from an `onMetaData` body.
@@ -291,7 +402,9 @@ mod tests {
     fn messages(capture: &[u8]) -> Vec<Message> {
         let mut d = ChunkDecoder::new();
         d.feed(&capture[3073..]);
-        std::iter::from_fn(|| d.next_message().unwrap()).map(|m| Message::parse(&m).unwrap()).collect()
+        std::iter::from_fn(|| d.next_message().unwrap())
+            .map(|m| Message::parse(&m).unwrap())
+            .collect()
     }
 
     fn commands(msgs: &[Message]) -> Vec<&Command> {
@@ -308,10 +421,25 @@ mod tests {
         let msgs = messages(PUBLISH);
         let cmds = commands(&msgs);
         let names: Vec<_> = cmds.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(&names[..5], &["connect", "releaseStream", "FCPublish", "createStream", "publish"]);
+        assert_eq!(
+            &names[..5],
+            &[
+                "connect",
+                "releaseStream",
+                "FCPublish",
+                "createStream",
+                "publish"
+            ]
+        );
         assert_eq!(cmds[0].transaction, 1.0);
-        assert_eq!(cmds[0].object.get("app").and_then(Amf0::as_str), Some("live"));
-        assert_eq!(cmds[0].object.get("tcUrl").and_then(Amf0::as_str), Some("rtmp://127.0.0.1:19351/live"));
+        assert_eq!(
+            cmds[0].object.get("app").and_then(Amf0::as_str),
+            Some("live")
+        );
+        assert_eq!(
+            cmds[0].object.get("tcUrl").and_then(Amf0::as_str),
+            Some("rtmp://127.0.0.1:19351/live")
+        );
         assert_eq!(cmds[4].arg_str(0), Some("stream1"));
         assert_eq!(cmds[4].arg_str(1), Some("live"));
         // ffmpeg ends with FCUnpublish and deleteStream.
@@ -326,7 +454,9 @@ mod tests {
         // Re-encoding the commands gives ffmpeg's bytes back.
         let mut d = ChunkDecoder::new();
         d.feed(&PUBLISH[3073..]);
-        let raw = std::iter::from_fn(|| d.next_message().unwrap()).find(|m| m.type_id == msg_type::COMMAND_AMF0).unwrap();
+        let raw = std::iter::from_fn(|| d.next_message().unwrap())
+            .find(|m| m.type_id == msg_type::COMMAND_AMF0)
+            .unwrap();
         assert_eq!(cmds[0].encode(), &raw.payload[..]);
     }
 
@@ -339,7 +469,9 @@ mod tests {
         assert!(names.contains(&"createStream"));
         let play = cmds.iter().find(|c| c.name == "play").unwrap();
         assert_eq!(play.arg_str(0), Some("stream1"));
-        assert!(msgs.iter().any(|m| matches!(m, Message::UserControl(UserControl::SetBufferLength { .. }))));
+        assert!(msgs
+            .iter()
+            .any(|m| matches!(m, Message::UserControl(UserControl::SetBufferLength { .. }))));
     }
 
     #[test]
@@ -349,17 +481,38 @@ mod tests {
         w.window_ack_size(&mut out, 2_500_000);
         w.set_peer_bandwidth(&mut out, 2_500_000, 2);
         w.user_control(&mut out, UserControl::StreamBegin(1));
-        w.user_control(&mut out, UserControl::SetBufferLength { stream_id: 1, ms: 3000 });
+        w.user_control(
+            &mut out,
+            UserControl::SetBufferLength {
+                stream_id: 1,
+                ms: 3000,
+            },
+        );
         w.set_chunk_size(&mut out, 4096);
-        w.command(&mut out, csid::COMMAND, 0, &connect_result(1.0, 0.0)).unwrap();
+        w.command(&mut out, csid::COMMAND, 0, &connect_result(1.0, 0.0))
+            .unwrap();
         w.ack(&mut out, 12345);
         let mut d = ChunkDecoder::new();
         d.feed(&out);
-        let msgs: Vec<_> = std::iter::from_fn(|| d.next_message().unwrap()).map(|m| Message::parse(&m).unwrap()).collect();
+        let msgs: Vec<_> = std::iter::from_fn(|| d.next_message().unwrap())
+            .map(|m| Message::parse(&m).unwrap())
+            .collect();
         assert_eq!(msgs[0], Message::WindowAckSize(2_500_000));
-        assert_eq!(msgs[1], Message::SetPeerBandwidth { size: 2_500_000, limit: 2 });
+        assert_eq!(
+            msgs[1],
+            Message::SetPeerBandwidth {
+                size: 2_500_000,
+                limit: 2
+            }
+        );
         assert_eq!(msgs[2], Message::UserControl(UserControl::StreamBegin(1)));
-        assert_eq!(msgs[3], Message::UserControl(UserControl::SetBufferLength { stream_id: 1, ms: 3000 }));
+        assert_eq!(
+            msgs[3],
+            Message::UserControl(UserControl::SetBufferLength {
+                stream_id: 1,
+                ms: 3000
+            })
+        );
         assert_eq!(msgs[4], Message::SetChunkSize(4096));
         assert!(matches!(&msgs[5], Message::Command(c) if c.name == "_result"));
         assert_eq!(msgs[6], Message::Ack(12345));
@@ -371,7 +524,13 @@ mod tests {
         let mut agg = crate::flv::tag_bytes(9, 1000, &[0x17, 1, 0, 0, 0]).unwrap();
         agg.extend(crate::flv::tag_bytes(8, 1020, &[0xaf, 1, 9]).unwrap());
         let parts = split_aggregate(&Bytes::from(agg.clone()), 50).unwrap();
-        assert_eq!(parts.iter().map(|p| (p.0, p.1, p.2.len())).collect::<Vec<_>>(), vec![(9, 50, 5), (8, 70, 3)]);
+        assert_eq!(
+            parts
+                .iter()
+                .map(|p| (p.0, p.1, p.2.len()))
+                .collect::<Vec<_>>(),
+            vec![(9, 50, 5), (8, 70, 3)]
+        );
         agg.truncate(25);
         assert!(split_aggregate(&Bytes::from(agg), 0).is_err());
     }

@@ -34,18 +34,30 @@ const HS_C0C1: usize = 1 + handshake::PACKET;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {
     /// `connect`: call [`ServerSession::accept_connect`] or [`ServerSession::reject_connect`].
-    Connect { app: String, tc_url: String },
+    Connect {
+        app: String,
+        tc_url: String,
+    },
     /// `publish`: call [`ServerSession::accept_publish`] or [`ServerSession::reject_publish`].
-    Publish { stream_id: u32, name: String, kind: String },
+    Publish {
+        stream_id: u32,
+        name: String,
+        kind: String,
+    },
     /// `play`: call [`ServerSession::accept_play`] or [`ServerSession::reject_play`].
-    Play { stream_id: u32, name: String },
+    Play {
+        stream_id: u32,
+        name: String,
+    },
     /// A published track appeared or changed.
     Track(Track),
     Frame(Frame),
     /// `@setDataFrame`/`onMetaData` from the publisher.
     Metadata(Vec<Amf0>),
     /// `deleteStream`, `closeStream` or `FCUnpublish`: the stream is over.
-    StreamClosed { stream_id: u32 },
+    StreamClosed {
+        stream_id: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +178,9 @@ impl ServerSession {
                     self.phase = Phase::Chunks;
                 }
                 Phase::Chunks => {
-                    let Some(raw) = self.decoder.next_message()? else { return Ok(None) };
+                    let Some(raw) = self.decoder.next_message()? else {
+                        return Ok(None);
+                    };
                     self.maybe_ack();
                     let msg = Message::parse(&raw)?;
                     self.handle(msg, raw.timestamp, raw.stream_id)?;
@@ -176,7 +190,9 @@ impl ServerSession {
     }
 
     fn maybe_ack(&mut self) {
-        if self.peer_window > 0 && self.decoder.bytes_in.wrapping_sub(self.last_ack) >= self.peer_window as u64 {
+        if self.peer_window > 0
+            && self.decoder.bytes_in.wrapping_sub(self.last_ack) >= self.peer_window as u64
+        {
             self.last_ack = self.decoder.bytes_in;
             self.writer.ack(&mut self.out, self.decoder.bytes_in as u32);
         }
@@ -200,7 +216,9 @@ impl ServerSession {
         let publishing = self.publishing == Some(stream_id) && stream_id != 0;
         match msg {
             Message::WindowAckSize(w) => self.peer_window = w,
-            Message::UserControl(UserControl::PingRequest(t)) => self.writer.user_control(&mut self.out, UserControl::PingResponse(t)),
+            Message::UserControl(UserControl::PingRequest(t)) => self
+                .writer
+                .user_control(&mut self.out, UserControl::PingResponse(t)),
             Message::Audio(b) if publishing => self.media(flv::TAG_AUDIO, ts, b)?,
             Message::Video(b) if publishing => self.media(flv::TAG_VIDEO, ts, b)?,
             Message::Data { raw, .. } if publishing => self.media(flv::TAG_SCRIPT, ts, raw)?,
@@ -223,40 +241,85 @@ impl ServerSession {
                 if self.connect_txn.is_some() {
                     return Err(MediaError::malformed("RTMP connect", "second connect"));
                 }
-                let s = |k: &str| c.object.get(k).and_then(Amf0::as_str).unwrap_or("").to_string();
+                let s = |k: &str| {
+                    c.object
+                        .get(k)
+                        .and_then(Amf0::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
                 self.connect = ConnectInfo {
                     app: s("app"),
                     tc_url: s("tcUrl"),
-                    object_encoding: c.object.get("objectEncoding").and_then(Amf0::as_f64).unwrap_or(0.0),
+                    object_encoding: c
+                        .object
+                        .get("objectEncoding")
+                        .and_then(Amf0::as_f64)
+                        .unwrap_or(0.0),
                 };
                 self.connect_txn = Some(c.transaction);
-                self.events.push_back(ServerEvent::Connect { app: self.connect.app.clone(), tc_url: self.connect.tc_url.clone() });
+                self.events.push_back(ServerEvent::Connect {
+                    app: self.connect.app.clone(),
+                    tc_url: self.connect.tc_url.clone(),
+                });
             }
             "createStream" => {
                 if self.next_stream > MAX_STREAMS {
-                    self.writer.command(&mut self.out, csid::COMMAND, 0, &message::error_result(c.transaction, "NetConnection.Call.Failed", "too many streams"))?;
+                    self.writer.command(
+                        &mut self.out,
+                        csid::COMMAND,
+                        0,
+                        &message::error_result(
+                            c.transaction,
+                            "NetConnection.Call.Failed",
+                            "too many streams",
+                        ),
+                    )?;
                 } else {
                     let id = self.next_stream;
                     self.next_stream += 1;
-                    self.writer.command(&mut self.out, csid::COMMAND, 0, &message::create_stream_result(c.transaction, id))?;
+                    self.writer.command(
+                        &mut self.out,
+                        csid::COMMAND,
+                        0,
+                        &message::create_stream_result(c.transaction, id),
+                    )?;
                 }
             }
             "publish" => {
                 let name = c.arg_str(0).unwrap_or("").to_string();
                 let kind = c.arg_str(1).unwrap_or("live").to_string();
-                if stream_id == 0 || stream_id >= self.next_stream || self.publishing.is_some() || self.pending_publish.is_some() {
-                    let st = message::on_status("error", "NetStream.Publish.BadName", "cannot publish here");
-                    self.writer.command(&mut self.out, csid::STREAM, stream_id, &st)?;
+                if stream_id == 0
+                    || stream_id >= self.next_stream
+                    || self.publishing.is_some()
+                    || self.pending_publish.is_some()
+                {
+                    let st = message::on_status(
+                        "error",
+                        "NetStream.Publish.BadName",
+                        "cannot publish here",
+                    );
+                    self.writer
+                        .command(&mut self.out, csid::STREAM, stream_id, &st)?;
                 } else {
                     self.pending_publish = Some(stream_id);
-                    self.events.push_back(ServerEvent::Publish { stream_id, name, kind });
+                    self.events.push_back(ServerEvent::Publish {
+                        stream_id,
+                        name,
+                        kind,
+                    });
                 }
             }
             "play" => {
                 let name = c.arg_str(0).unwrap_or("").to_string();
                 if stream_id == 0 || stream_id >= self.next_stream {
-                    let st = message::on_status("error", "NetStream.Play.Failed", "play on an unknown stream");
-                    self.writer.command(&mut self.out, csid::STREAM, stream_id, &st)?;
+                    let st = message::on_status(
+                        "error",
+                        "NetStream.Play.Failed",
+                        "play on an unknown stream",
+                    );
+                    self.writer
+                        .command(&mut self.out, csid::STREAM, stream_id, &st)?;
                 } else {
                     self.events.push_back(ServerEvent::Play { stream_id, name });
                 }
@@ -273,7 +336,12 @@ impl ServerSession {
             }
             "FCPublish" => {
                 let name = c.arg_str(0).unwrap_or("").to_string();
-                let st = Command::new("onFCPublish", 0.0, Amf0::Null, vec![message::status("status", "NetStream.Publish.Start", &name)]);
+                let st = Command::new(
+                    "onFCPublish",
+                    0.0,
+                    Amf0::Null,
+                    vec![message::status("status", "NetStream.Publish.Start", &name)],
+                );
                 self.writer.command(&mut self.out, csid::COMMAND, 0, &st)?;
             }
             // releaseStream, getStreamLength, _checkbw, pause, receiveAudio …: nothing to do.
@@ -290,7 +358,8 @@ impl ServerSession {
             self.pending_publish = None;
         }
         if id != 0 {
-            self.events.push_back(ServerEvent::StreamClosed { stream_id: id });
+            self.events
+                .push_back(ServerEvent::StreamClosed { stream_id: id });
         }
     }
 
@@ -299,52 +368,109 @@ impl ServerSession {
         let txn = self.connect_txn.unwrap_or(1.0);
         self.writer.window_ack_size(&mut self.out, 2_500_000);
         self.writer.set_peer_bandwidth(&mut self.out, 2_500_000, 2);
-        self.writer.set_chunk_size(&mut self.out, self.chunk_size_out);
-        self.writer.command(&mut self.out, csid::COMMAND, 0, &message::connect_result(txn, self.connect.object_encoding))?;
+        self.writer
+            .set_chunk_size(&mut self.out, self.chunk_size_out);
+        self.writer.command(
+            &mut self.out,
+            csid::COMMAND,
+            0,
+            &message::connect_result(txn, self.connect.object_encoding),
+        )?;
         Ok(())
     }
 
     pub fn reject_connect(&mut self, reason: &str) -> Result<(), MediaError> {
         let txn = self.connect_txn.unwrap_or(1.0);
-        self.writer.command(&mut self.out, csid::COMMAND, 0, &message::error_result(txn, "NetConnection.Connect.Rejected", reason))
+        self.writer.command(
+            &mut self.out,
+            csid::COMMAND,
+            0,
+            &message::error_result(txn, "NetConnection.Connect.Rejected", reason),
+        )
     }
 
     pub fn accept_publish(&mut self, stream_id: u32, name: &str) -> Result<(), MediaError> {
         self.pending_publish = None;
         self.publishing = Some(stream_id);
-        self.writer.user_control(&mut self.out, UserControl::StreamBegin(stream_id));
-        let st = message::on_status("status", "NetStream.Publish.Start", &format!("{name} is now published."));
-        self.writer.command(&mut self.out, csid::STREAM, stream_id, &st)
+        self.writer
+            .user_control(&mut self.out, UserControl::StreamBegin(stream_id));
+        let st = message::on_status(
+            "status",
+            "NetStream.Publish.Start",
+            &format!("{name} is now published."),
+        );
+        self.writer
+            .command(&mut self.out, csid::STREAM, stream_id, &st)
     }
 
     pub fn reject_publish(&mut self, stream_id: u32, reason: &str) -> Result<(), MediaError> {
         self.pending_publish = None;
         let st = message::on_status("error", "NetStream.Publish.BadName", reason);
-        self.writer.command(&mut self.out, csid::STREAM, stream_id, &st)
+        self.writer
+            .command(&mut self.out, csid::STREAM, stream_id, &st)
     }
 
-    /// Answers `play`: Stream Begin, `Play.Reset`, `Play.Start`, `|RtmpSampleAccess`.
+    /// Answers `play` of a live stream: Stream Begin, `Play.Reset`, `Play.Start`,
+    /// `|RtmpSampleAccess`.
     pub fn accept_play(&mut self, stream_id: u32, name: &str) -> Result<(), MediaError> {
-        self.writer.user_control(&mut self.out, UserControl::StreamIsRecorded(stream_id));
-        self.writer.user_control(&mut self.out, UserControl::StreamBegin(stream_id));
+        self.writer
+            .user_control(&mut self.out, UserControl::StreamBegin(stream_id));
         let w = &self.writer;
-        w.command(&mut self.out, csid::STREAM, stream_id, &message::on_status("status", "NetStream.Play.Reset", &format!("Playing and resetting {name}.")))?;
-        w.command(&mut self.out, csid::STREAM, stream_id, &message::on_status("status", "NetStream.Play.Start", &format!("Started playing {name}.")))?;
-        w.data(&mut self.out, stream_id, 0, &[Amf0::str("|RtmpSampleAccess"), Amf0::Bool(true), Amf0::Bool(true)])
+        w.command(
+            &mut self.out,
+            csid::STREAM,
+            stream_id,
+            &message::on_status(
+                "status",
+                "NetStream.Play.Reset",
+                &format!("Playing and resetting {name}."),
+            ),
+        )?;
+        w.command(
+            &mut self.out,
+            csid::STREAM,
+            stream_id,
+            &message::on_status(
+                "status",
+                "NetStream.Play.Start",
+                &format!("Started playing {name}."),
+            ),
+        )?;
+        w.data(
+            &mut self.out,
+            stream_id,
+            0,
+            &[
+                Amf0::str("|RtmpSampleAccess"),
+                Amf0::Bool(true),
+                Amf0::Bool(true),
+            ],
+        )
     }
 
     pub fn reject_play(&mut self, stream_id: u32, reason: &str) -> Result<(), MediaError> {
         let st = message::on_status("error", "NetStream.Play.StreamNotFound", reason);
-        self.writer.command(&mut self.out, csid::STREAM, stream_id, &st)
+        self.writer
+            .command(&mut self.out, csid::STREAM, stream_id, &st)
     }
 
     /// Queues `onMetaData` and the sequence headers of `tracks` at time `ts` (ms).
-    pub fn send_tracks(&mut self, stream_id: u32, tracks: &[Track], ts: i64) -> Result<(), MediaError> {
+    pub fn send_tracks(
+        &mut self,
+        stream_id: u32,
+        tracks: &[Track],
+        ts: i64,
+    ) -> Result<(), MediaError> {
         queue_tracks(&self.writer, &mut self.out, stream_id, tracks, ts)
     }
 
     /// Queues a frame (per-session encoding; servers with many viewers use [`media_message`]).
-    pub fn send_frame(&mut self, stream_id: u32, track: &Track, frame: &Frame) -> Result<(), MediaError> {
+    pub fn send_frame(
+        &mut self,
+        stream_id: u32,
+        track: &Track,
+        frame: &Frame,
+    ) -> Result<(), MediaError> {
         let m = media_message(self.writer.chunk_size, stream_id, track, frame)?;
         self.out.extend_from_slice(&m);
         Ok(())
@@ -352,17 +478,40 @@ impl ServerSession {
 
     /// Queues Stream EOF and `Play.Stop`/`Unpublish` status for a stream that ended.
     pub fn end_stream(&mut self, stream_id: u32) -> Result<(), MediaError> {
-        self.writer.user_control(&mut self.out, UserControl::StreamEof(stream_id));
-        self.writer.command(&mut self.out, csid::STREAM, stream_id, &message::on_status("status", "NetStream.Play.UnpublishNotify", "stream ended"))
+        self.writer
+            .user_control(&mut self.out, UserControl::StreamEof(stream_id));
+        self.writer.command(
+            &mut self.out,
+            csid::STREAM,
+            stream_id,
+            &message::on_status("status", "NetStream.Play.UnpublishNotify", "stream ended"),
+        )
     }
 }
 
-fn queue_tracks(w: &Writer, out: &mut Vec<u8>, stream_id: u32, tracks: &[Track], ts: i64) -> Result<(), MediaError> {
+fn queue_tracks(
+    w: &Writer,
+    out: &mut Vec<u8>,
+    stream_id: u32,
+    tracks: &[Track],
+    ts: i64,
+) -> Result<(), MediaError> {
     let meta = flv::metadata_body(tracks);
-    w.raw(out, csid::STREAM, 0, msg_type::DATA_AMF0, stream_id, &[&meta])?;
+    w.raw(
+        out,
+        csid::STREAM,
+        0,
+        msg_type::DATA_AMF0,
+        stream_id,
+        &[&meta],
+    )?;
     for t in tracks {
         if let Some(body) = flv::sequence_header_body(t)? {
-            let (c, ty) = if flv::tag_type(t)? == flv::TAG_VIDEO { (csid::VIDEO, msg_type::VIDEO) } else { (csid::AUDIO, msg_type::AUDIO) };
+            let (c, ty) = if flv::tag_type(t)? == flv::TAG_VIDEO {
+                (csid::VIDEO, msg_type::VIDEO)
+            } else {
+                (csid::AUDIO, msg_type::AUDIO)
+            };
             w.raw(out, c, flv::wire_time(ts), ty, stream_id, &[&body])?;
         }
     }
@@ -371,11 +520,33 @@ fn queue_tracks(w: &Writer, out: &mut Vec<u8>, stream_id: u32, tracks: &[Track],
 
 /// Encodes a frame as an RTMP audio/video message in chunks of `chunk_size` with a format-0 header:
 /// the bytes depend only on (chunk size, stream id, track, frame), so they can be shared.
-pub fn media_message(chunk_size: usize, stream_id: u32, track: &Track, frame: &Frame) -> Result<Bytes, MediaError> {
+pub fn media_message(
+    chunk_size: usize,
+    stream_id: u32,
+    track: &Track,
+    frame: &Frame,
+) -> Result<Bytes, MediaError> {
     let prefix = flv::frame_prefix(track, frame)?;
-    let (c, ty) = if flv::tag_type(track)? == flv::TAG_VIDEO { (csid::VIDEO, msg_type::VIDEO) } else { (csid::AUDIO, msg_type::AUDIO) };
-    let mut out = Vec::with_capacity(chunk::encoded_len(c, flv::wire_time(frame.dts), prefix.len() + frame.data.len(), chunk_size));
-    chunk::encode_message(&mut out, chunk_size, c, flv::wire_time(frame.dts), ty, stream_id, &[&prefix, &frame.data])?;
+    let (c, ty) = if flv::tag_type(track)? == flv::TAG_VIDEO {
+        (csid::VIDEO, msg_type::VIDEO)
+    } else {
+        (csid::AUDIO, msg_type::AUDIO)
+    };
+    let mut out = Vec::with_capacity(chunk::encoded_len(
+        c,
+        flv::wire_time(frame.dts),
+        prefix.len() + frame.data.len(),
+        chunk_size,
+    ));
+    chunk::encode_message(
+        &mut out,
+        chunk_size,
+        c,
+        flv::wire_time(frame.dts),
+        ty,
+        stream_id,
+        &[&prefix, &frame.data],
+    )?;
     Ok(Bytes::from(out))
 }
 
@@ -392,9 +563,15 @@ pub enum ClientEvent {
     /// `connect` succeeded.
     Connected,
     /// Publishing may start / playback started.
-    Ready { stream_id: u32 },
+    Ready {
+        stream_id: u32,
+    },
     /// An `onStatus` (level, code, description).
-    Status { level: String, code: String, description: String },
+    Status {
+        level: String,
+        code: String,
+        description: String,
+    },
     Track(Track),
     Frame(Frame),
     Metadata(Vec<Amf0>),
@@ -431,7 +608,13 @@ pub struct ClientSession {
 
 impl ClientSession {
     /// Starts a session: the C0 C1 bytes are queued at once.
-    pub fn new(app: &str, tc_url: &str, stream: &str, mode: ClientMode, seed: u64) -> ClientSession {
+    pub fn new(
+        app: &str,
+        tc_url: &str,
+        stream: &str,
+        mode: ClientMode,
+        seed: u64,
+    ) -> ClientSession {
         let (hello, _) = handshake::client_hello(true, seed);
         ClientSession {
             phase: ClientPhase::S0S1S2,
@@ -466,6 +649,11 @@ impl ClientSession {
         self.phase == ClientPhase::Ready
     }
 
+    /// Bytes queued for sending.
+    pub fn pending_output(&self) -> usize {
+        self.out.len()
+    }
+
     pub fn poll(&mut self) -> Result<Option<ClientEvent>, MediaError> {
         loop {
             if let Some(e) = self.events.pop_front() {
@@ -476,10 +664,14 @@ impl ClientSession {
                     return Ok(None);
                 }
                 if self.inbuf[0] != handshake::VERSION {
-                    return Err(MediaError::malformed("RTMP handshake", format!("server version {}", self.inbuf[0])));
+                    return Err(MediaError::malformed(
+                        "RTMP handshake",
+                        format!("server version {}", self.inbuf[0]),
+                    ));
                 }
                 // C2 = echo of S1.
-                self.out.extend_from_slice(&self.inbuf[1..1 + handshake::PACKET]);
+                self.out
+                    .extend_from_slice(&self.inbuf[1..1 + handshake::PACKET]);
                 self.inbuf.advance(1 + 2 * handshake::PACKET);
                 self.decoder.feed(&self.inbuf);
                 self.inbuf = BytesMut::new();
@@ -496,25 +688,41 @@ impl ClientSession {
                     ("videoFunction", Amf0::Number(1.0)),
                     ("objectEncoding", Amf0::Number(0.0)),
                 ]);
-                self.writer.command(&mut self.out, csid::COMMAND, 0, &Command::new("connect", 1.0, obj, vec![]))?;
+                self.writer.command(
+                    &mut self.out,
+                    csid::COMMAND,
+                    0,
+                    &Command::new("connect", 1.0, obj, vec![]),
+                )?;
                 self.phase = ClientPhase::Connecting;
                 continue;
             }
-            let Some(raw) = self.decoder.next_message()? else { return Ok(None) };
-            if self.peer_window > 0 && self.decoder.bytes_in.wrapping_sub(self.last_ack) >= self.peer_window as u64 {
+            let Some(raw) = self.decoder.next_message()? else {
+                return Ok(None);
+            };
+            if self.peer_window > 0
+                && self.decoder.bytes_in.wrapping_sub(self.last_ack) >= self.peer_window as u64
+            {
                 self.last_ack = self.decoder.bytes_in;
                 self.writer.ack(&mut self.out, self.decoder.bytes_in as u32);
             }
             match Message::parse(&raw)? {
                 Message::WindowAckSize(w) => self.peer_window = w,
-                Message::UserControl(UserControl::PingRequest(t)) => self.writer.user_control(&mut self.out, UserControl::PingResponse(t)),
+                Message::UserControl(UserControl::PingRequest(t)) => self
+                    .writer
+                    .user_control(&mut self.out, UserControl::PingResponse(t)),
                 Message::Command(c) => self.command(c)?,
-                Message::Audio(b) if self.mode == ClientMode::Play => self.media(flv::TAG_AUDIO, raw.timestamp, b)?,
-                Message::Video(b) if self.mode == ClientMode::Play => self.media(flv::TAG_VIDEO, raw.timestamp, b)?,
-                Message::Data { raw: body, values } if self.mode == ClientMode::Play => {
-                    if values.first().and_then(Amf0::as_str) != Some("|RtmpSampleAccess") {
-                        self.media(flv::TAG_SCRIPT, raw.timestamp, body)?;
-                    }
+                Message::Audio(b) if self.mode == ClientMode::Play => {
+                    self.media(flv::TAG_AUDIO, raw.timestamp, b)?
+                }
+                Message::Video(b) if self.mode == ClientMode::Play => {
+                    self.media(flv::TAG_VIDEO, raw.timestamp, b)?
+                }
+                Message::Data { raw: body, values }
+                    if self.mode == ClientMode::Play
+                        && values.first().and_then(Amf0::as_str) != Some("|RtmpSampleAccess") =>
+                {
+                    self.media(flv::TAG_SCRIPT, raw.timestamp, body)?;
                 }
                 _ => {}
             }
@@ -542,27 +750,58 @@ impl ClientSession {
                 let w = &self.writer;
                 if self.mode == ClientMode::Publish {
                     let s = Amf0::str(self.stream.clone());
-                    w.command(&mut self.out, csid::COMMAND, 0, &Command::new("releaseStream", 2.0, Amf0::Null, vec![s.clone()]))?;
-                    w.command(&mut self.out, csid::COMMAND, 0, &Command::new("FCPublish", 3.0, Amf0::Null, vec![s]))?;
+                    w.command(
+                        &mut self.out,
+                        csid::COMMAND,
+                        0,
+                        &Command::new("releaseStream", 2.0, Amf0::Null, vec![s.clone()]),
+                    )?;
+                    w.command(
+                        &mut self.out,
+                        csid::COMMAND,
+                        0,
+                        &Command::new("FCPublish", 3.0, Amf0::Null, vec![s]),
+                    )?;
                 }
-                w.command(&mut self.out, csid::COMMAND, 0, &Command::new("createStream", 4.0, Amf0::Null, vec![]))?;
+                w.command(
+                    &mut self.out,
+                    csid::COMMAND,
+                    0,
+                    &Command::new("createStream", 4.0, Amf0::Null, vec![]),
+                )?;
                 self.phase = ClientPhase::Creating;
             }
             ("_result", ClientPhase::Creating) if c.transaction == 4.0 => {
                 self.stream_id = c.args.first().and_then(Amf0::as_f64).unwrap_or(1.0) as u32;
                 let s = Amf0::str(self.stream.clone());
                 let cmd = match self.mode {
-                    ClientMode::Publish => Command::new("publish", 5.0, Amf0::Null, vec![s, Amf0::str("live")]),
-                    ClientMode::Play => Command::new("play", 5.0, Amf0::Null, vec![s, Amf0::Number(-2000.0)]),
+                    ClientMode::Publish => {
+                        Command::new("publish", 5.0, Amf0::Null, vec![s, Amf0::str("live")])
+                    }
+                    ClientMode::Play => {
+                        Command::new("play", 5.0, Amf0::Null, vec![s, Amf0::Number(-2000.0)])
+                    }
                 };
-                self.writer.command(&mut self.out, csid::STREAM, self.stream_id, &cmd)?;
+                self.writer
+                    .command(&mut self.out, csid::STREAM, self.stream_id, &cmd)?;
                 if self.mode == ClientMode::Play {
-                    self.writer.user_control(&mut self.out, UserControl::SetBufferLength { stream_id: self.stream_id, ms: 3000 });
+                    self.writer.user_control(
+                        &mut self.out,
+                        UserControl::SetBufferLength {
+                            stream_id: self.stream_id,
+                            ms: 3000,
+                        },
+                    );
                 }
                 self.phase = ClientPhase::Starting;
             }
             ("_error", _) => {
-                let d = c.args.first().and_then(|a| a.get("description")).and_then(Amf0::as_str).unwrap_or("refused");
+                let d = c
+                    .args
+                    .first()
+                    .and_then(|a| a.get("description"))
+                    .and_then(Amf0::as_str)
+                    .unwrap_or("refused");
                 self.events.push_back(ClientEvent::Refused(d.to_string()));
             }
             ("onStatus", _) => {
@@ -570,12 +809,21 @@ impl ClientSession {
                 let g = |k: &str| info.get(k).and_then(Amf0::as_str).unwrap_or("").to_string();
                 let (level, code, description) = (g("level"), g("code"), g("description"));
                 if level == "error" {
-                    self.events.push_back(ClientEvent::Refused(format!("{code}: {description}")));
-                } else if self.phase == ClientPhase::Starting && (code == "NetStream.Publish.Start" || code == "NetStream.Play.Start") {
+                    self.events
+                        .push_back(ClientEvent::Refused(format!("{code}: {description}")));
+                } else if self.phase == ClientPhase::Starting
+                    && (code == "NetStream.Publish.Start" || code == "NetStream.Play.Start")
+                {
                     self.phase = ClientPhase::Ready;
-                    self.events.push_back(ClientEvent::Ready { stream_id: self.stream_id });
+                    self.events.push_back(ClientEvent::Ready {
+                        stream_id: self.stream_id,
+                    });
                 }
-                self.events.push_back(ClientEvent::Status { level, code, description });
+                self.events.push_back(ClientEvent::Status {
+                    level,
+                    code,
+                    description,
+                });
             }
             _ => {}
         }
@@ -583,13 +831,19 @@ impl ClientSession {
     }
 
     /// Queues a media message (an FLV tag body) while publishing.
-    pub fn send_tag(&mut self, tag_type: u8, timestamp: u32, body: &[u8]) -> Result<(), MediaError> {
+    pub fn send_tag(
+        &mut self,
+        tag_type: u8,
+        timestamp: u32,
+        body: &[u8],
+    ) -> Result<(), MediaError> {
         let (c, ty) = match tag_type {
             flv::TAG_AUDIO => (csid::AUDIO, msg_type::AUDIO),
             flv::TAG_VIDEO => (csid::VIDEO, msg_type::VIDEO),
             _ => (csid::STREAM, msg_type::DATA_AMF0),
         };
-        self.writer.raw(&mut self.out, c, timestamp, ty, self.stream_id, &[body])
+        self.writer
+            .raw(&mut self.out, c, timestamp, ty, self.stream_id, &[body])
     }
 
     /// Queues track headers and frames while publishing.
@@ -607,10 +861,20 @@ impl ClientSession {
     pub fn close(&mut self) -> Result<(), MediaError> {
         let s = Amf0::str(self.stream.clone());
         if self.mode == ClientMode::Publish {
-            self.writer.command(&mut self.out, csid::COMMAND, 0, &Command::new("FCUnpublish", 6.0, Amf0::Null, vec![s]))?;
+            self.writer.command(
+                &mut self.out,
+                csid::COMMAND,
+                0,
+                &Command::new("FCUnpublish", 6.0, Amf0::Null, vec![s]),
+            )?;
         }
         let id = Amf0::Number(self.stream_id as f64);
-        self.writer.command(&mut self.out, csid::COMMAND, 0, &Command::new("deleteStream", 7.0, Amf0::Null, vec![id]))
+        self.writer.command(
+            &mut self.out,
+            csid::COMMAND,
+            0,
+            &Command::new("deleteStream", 7.0, Amf0::Null, vec![id]),
+        )
     }
 }
 
@@ -621,6 +885,7 @@ mod tests {
 
     const PUBLISH: &[u8] = include_bytes!("../../tests/fixtures/rtmp/ffmpeg_publish.bin");
     const PLAY: &[u8] = include_bytes!("../../tests/fixtures/rtmp/ffprobe_play.bin");
+    const RTMPDUMP: &[u8] = include_bytes!("../../tests/fixtures/rtmp/rtmpdump_play.bin");
 
     /// Runs a server session over a capture, accepting everything; returns the events.
     fn serve(capture: &[u8], step: usize) -> (Vec<ServerEvent>, Vec<u8>) {
@@ -632,8 +897,12 @@ mod tests {
             while let Some(e) = s.poll().unwrap() {
                 match &e {
                     ServerEvent::Connect { .. } => s.accept_connect().unwrap(),
-                    ServerEvent::Publish { stream_id, name, .. } => s.accept_publish(*stream_id, name).unwrap(),
-                    ServerEvent::Play { stream_id, name } => s.accept_play(*stream_id, name).unwrap(),
+                    ServerEvent::Publish {
+                        stream_id, name, ..
+                    } => s.accept_publish(*stream_id, name).unwrap(),
+                    ServerEvent::Play { stream_id, name } => {
+                        s.accept_play(*stream_id, name).unwrap()
+                    }
                     _ => {}
                 }
                 events.push(e);
@@ -648,36 +917,169 @@ mod tests {
         let (events, out) = serve(PUBLISH, 1000);
         let (events2, _) = serve(PUBLISH, 1);
         assert_eq!(events, events2);
-        assert_eq!(events[0], ServerEvent::Connect { app: "live".into(), tc_url: "rtmp://127.0.0.1:19351/live".into() });
-        assert!(events.contains(&ServerEvent::Publish { stream_id: 1, name: "stream1".into(), kind: "live".into() }));
-        let tracks: Vec<_> = events.iter().filter_map(|e| if let ServerEvent::Track(t) = e { Some(t) } else { None }).collect();
+        assert_eq!(
+            events[0],
+            ServerEvent::Connect {
+                app: "live".into(),
+                tc_url: "rtmp://127.0.0.1:19351/live".into()
+            }
+        );
+        assert!(events.contains(&ServerEvent::Publish {
+            stream_id: 1,
+            name: "stream1".into(),
+            kind: "live".into()
+        }));
+        let tracks: Vec<_> = events
+            .iter()
+            .filter_map(|e| {
+                if let ServerEvent::Track(t) = e {
+                    Some(t)
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(tracks.len(), 2);
         let v = tracks.iter().find(|t| t.codec == Codec::H264).unwrap();
         assert_eq!((v.width, v.height), (160, 120));
         let a = tracks.iter().find(|t| t.codec == Codec::Aac).unwrap();
         assert_eq!((a.rate, a.channels), (44100, 1));
-        let frames: Vec<_> = events.iter().filter_map(|e| if let ServerEvent::Frame(f) = e { Some(f) } else { None }).collect();
-        assert_eq!(frames.iter().filter(|f| f.track == flv::VIDEO_TRACK).count(), 25);
-        assert_eq!(frames.iter().filter(|f| f.track == flv::AUDIO_TRACK).count(), 45);
-        assert_eq!(frames.iter().filter(|f| f.keyframe && f.track == flv::VIDEO_TRACK).count(), 1);
-        assert!(events.iter().any(|e| matches!(e, ServerEvent::Metadata(m) if m[0].as_str() == Some("onMetaData"))));
+        let frames: Vec<_> = events
+            .iter()
+            .filter_map(|e| {
+                if let ServerEvent::Frame(f) = e {
+                    Some(f)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(
+            frames
+                .iter()
+                .filter(|f| f.track == flv::VIDEO_TRACK)
+                .count(),
+            25
+        );
+        assert_eq!(
+            frames
+                .iter()
+                .filter(|f| f.track == flv::AUDIO_TRACK)
+                .count(),
+            45
+        );
+        assert_eq!(
+            frames
+                .iter()
+                .filter(|f| f.keyframe && f.track == flv::VIDEO_TRACK)
+                .count(),
+            1
+        );
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Metadata(m) if m[0].as_str() == Some("onMetaData"))));
         assert!(events.contains(&ServerEvent::StreamClosed { stream_id: 1 }));
         // Our reply starts with S0 S1 S2 answering ffmpeg's digest, then the connect replies.
         let cd = handshake::find_client_digest(&PUBLISH[1..1537]).unwrap().1;
         assert!(handshake::verify_s2(&out[1537..3073], &cd));
         let mut d = ChunkDecoder::new();
         d.feed(&out[3073..]);
-        let msgs: Vec<_> = std::iter::from_fn(|| d.next_message().unwrap()).map(|m| Message::parse(&m).unwrap()).collect();
-        assert!(msgs.iter().any(|m| matches!(m, Message::Command(c) if c.name == "_result" && c.transaction == 1.0)));
-        assert!(msgs.iter().any(|m| matches!(m, Message::Command(c) if c.name == "onStatus"
+        let msgs: Vec<_> = std::iter::from_fn(|| d.next_message().unwrap())
+            .map(|m| Message::parse(&m).unwrap())
+            .collect();
+        assert!(msgs.iter().any(
+            |m| matches!(m, Message::Command(c) if c.name == "_result" && c.transaction == 1.0)
+        ));
+        assert!(msgs
+            .iter()
+            .any(|m| matches!(m, Message::Command(c) if c.name == "onStatus"
             && c.args[0].get("code").and_then(Amf0::as_str) == Some("NetStream.Publish.Start"))));
+    }
+
+    #[test]
+    fn acknowledgements_and_pings() {
+        // After the peer announces a window, the session acknowledges once that many bytes came.
+        let (hello, _) = handshake::client_hello(false, 1);
+        let mut s = ServerSession::new(2);
+        s.feed(&hello);
+        s.feed(&[0u8; handshake::PACKET]);
+        assert_eq!(s.poll().unwrap(), None);
+        let _ = s.take_output();
+        let w = Writer::new();
+        let mut b = Vec::new();
+        w.window_ack_size(&mut b, 1000);
+        w.user_control(&mut b, UserControl::PingRequest(77));
+        for i in 0..10u32 {
+            w.raw(
+                &mut b,
+                3,
+                i,
+                msg_type::SHARED_OBJECT_AMF0,
+                0,
+                &[&[0u8; 120]],
+            )
+            .unwrap();
+        }
+        s.feed(&b);
+        assert_eq!(s.poll().unwrap(), None);
+        let mut d = ChunkDecoder::new();
+        d.feed(&s.take_output());
+        let msgs: Vec<_> = std::iter::from_fn(|| d.next_message().unwrap())
+            .map(|m| Message::parse(&m).unwrap())
+            .collect();
+        assert_eq!(msgs[0], Message::UserControl(UserControl::PingResponse(77)));
+        // 16 + 18 + 10 * 132 bytes: one acknowledgement, sent when the total passed 1000.
+        let acks: Vec<_> = msgs
+            .iter()
+            .filter_map(|m| {
+                if let Message::Ack(n) = m {
+                    Some(*n)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(acks.len(), 1);
+        assert!(
+            acks[0] >= 1000 && acks[0] < 1000 + 132,
+            "ack at {}",
+            acks[0]
+        );
+        assert_eq!(s.bytes_in(), b.len() as u64);
+    }
+
+    #[test]
+    fn server_takes_rtmpdump_play() {
+        // rtmpdump (librtmp) uses the simple handshake (zero version in C1): S2 echoes C1.
+        let (events, out) = serve(RTMPDUMP, 100);
+        assert_eq!(&out[1537..3073], &RTMPDUMP[1..1537]);
+        assert_eq!(
+            events[0],
+            ServerEvent::Connect {
+                app: "play".into(),
+                tc_url: "rtmp://127.0.0.1:19353/play".into()
+            }
+        );
+        assert!(events.contains(&ServerEvent::Play {
+            stream_id: 1,
+            name: "stream1".into()
+        }));
     }
 
     #[test]
     fn server_takes_ffprobe_play() {
         let (events, _) = serve(PLAY, 333);
-        assert_eq!(events[0], ServerEvent::Connect { app: "play".into(), tc_url: "rtmp://127.0.0.1:19352/play".into() });
-        assert!(events.contains(&ServerEvent::Play { stream_id: 1, name: "stream1".into() }));
+        assert_eq!(
+            events[0],
+            ServerEvent::Connect {
+                app: "play".into(),
+                tc_url: "rtmp://127.0.0.1:19352/play".into()
+            }
+        );
+        assert!(events.contains(&ServerEvent::Play {
+            stream_id: 1,
+            name: "stream1".into()
+        }));
     }
 
     #[test]
@@ -703,8 +1105,26 @@ mod tests {
         // Publish the ffmpeg capture's media through ClientSession -> ServerSession, then play it
         // back to a second client.
         let (events, _) = serve(PUBLISH, 4096);
-        let tracks: Vec<Track> = events.iter().filter_map(|e| if let ServerEvent::Track(t) = e { Some(t.clone()) } else { None }).collect();
-        let frames: Vec<Frame> = events.iter().filter_map(|e| if let ServerEvent::Frame(f) = e { Some(f.clone()) } else { None }).collect();
+        let tracks: Vec<Track> = events
+            .iter()
+            .filter_map(|e| {
+                if let ServerEvent::Track(t) = e {
+                    Some(t.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let frames: Vec<Frame> = events
+            .iter()
+            .filter_map(|e| {
+                if let ServerEvent::Frame(f) = e {
+                    Some(f.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
 
         let mut c = ClientSession::new("live", "rtmp://x/live", "s", ClientMode::Publish, 5);
         let mut s = ServerSession::new(6);
@@ -715,7 +1135,9 @@ mod tests {
             while let Some(e) = s.poll().unwrap() {
                 match &e {
                     ServerEvent::Connect { .. } => s.accept_connect().unwrap(),
-                    ServerEvent::Publish { stream_id, name, .. } => s.accept_publish(*stream_id, name).unwrap(),
+                    ServerEvent::Publish {
+                        stream_id, name, ..
+                    } => s.accept_publish(*stream_id, name).unwrap(),
                     _ => {}
                 }
                 got.push(e);
@@ -734,7 +1156,16 @@ mod tests {
             }
         }
         assert!(sent);
-        let got_frames: Vec<_> = got.iter().filter_map(|e| if let ServerEvent::Frame(f) = e { Some(f.clone()) } else { None }).collect();
+        let got_frames: Vec<_> = got
+            .iter()
+            .filter_map(|e| {
+                if let ServerEvent::Frame(f) = e {
+                    Some(f.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(got_frames, frames);
         assert!(got.contains(&ServerEvent::StreamClosed { stream_id: 1 }));
 
@@ -753,7 +1184,9 @@ mod tests {
                         let mut bytes = s.take_output();
                         for f in &frames {
                             let t = tracks.iter().find(|t| t.id == f.track).unwrap();
-                            bytes.extend_from_slice(&media_message(s.out_chunk_size(), *stream_id, t, f).unwrap());
+                            bytes.extend_from_slice(
+                                &media_message(s.out_chunk_size(), *stream_id, t, f).unwrap(),
+                            );
                         }
                         p.feed(&bytes);
                     }
@@ -765,10 +1198,30 @@ mod tests {
                 played.push(e);
             }
         }
-        assert!(played.iter().any(|e| matches!(e, ClientEvent::Ready { stream_id: 1 })));
-        let pf: Vec<_> = played.iter().filter_map(|e| if let ClientEvent::Frame(f) = e { Some(f.clone()) } else { None }).collect();
+        assert!(played
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Ready { stream_id: 1 })));
+        let pf: Vec<_> = played
+            .iter()
+            .filter_map(|e| {
+                if let ClientEvent::Frame(f) = e {
+                    Some(f.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(pf, frames);
-        let pt: Vec<_> = played.iter().filter_map(|e| if let ClientEvent::Track(t) = e { Some(t.clone()) } else { None }).collect();
+        let pt: Vec<_> = played
+            .iter()
+            .filter_map(|e| {
+                if let ClientEvent::Track(t) = e {
+                    Some(t.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(pt, tracks);
     }
 }
