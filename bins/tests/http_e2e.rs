@@ -94,6 +94,31 @@ fn track_selection() {
     assert!(s.iter().any(|s| s["codec_name"] == "aac"), "{s:?}");
     let s = probe_streams(&url(port, "/sel.flv?video=h264&audio=aac"));
     assert_h264_aac(&s, "by codec");
+    // HEAD of a live route: the head only, and the connection stays usable.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"HEAD /sel.flv HTTP/1.1\r\n\r\nGET /crossdomain.xml HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("Content-Type: video/x-flv"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert!(!text.contains("FLV\x01"), "HEAD got a body");
+    // HTTP/1.0: a close-delimited body (no chunk framing), starting with the FLV header.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /sel.flv HTTP/1.0\r\n\r\n").unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while got.windows(4).position(|w| w == b"\r\n\r\n").map_or(true, |p| got.len() < p + 7) {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let p = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&got[..p]);
+    assert!(!head.contains("chunked") && head.contains("Connection: close"), "{head}");
+    assert_eq!(&got[p + 4..p + 7], b"FLV");
 }
 
 #[test]
