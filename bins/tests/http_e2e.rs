@@ -463,3 +463,28 @@ fn viewer_continues_across_a_publisher_restart() {
     assert_eq!(size, "320x240");
     assert!(frames >= 150, "decoded only {frames} frames across the restart");
 }
+
+#[test]
+fn users_table_counts_every_http_viewer() {
+    shm();
+    let _pub = ShmPublisher::start("count", flv20());
+    let (_srv, port) = http_server(&[]);
+    let open = || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /count.ts HTTP/1.1\r\n\r\n").unwrap();
+        let mut buf = [0u8; 4096];
+        assert!(c.read(&mut buf).unwrap() > 0);
+        c
+    };
+    let http_users = || mist_shm::users("count").iter().filter(|u| u.connector == "HTTPTS").count();
+    let viewers: Vec<TcpStream> = (0..3).map(|_| open()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(http_users(), 3, "one users-table slot per viewer");
+    drop(viewers);
+    let end = Instant::now() + Duration::from_secs(5);
+    while http_users() > 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(http_users(), 0, "slots are released when viewers leave");
+}

@@ -154,11 +154,14 @@ pub struct Feed {
     pub viewers: Vec<ConnId>,
     pub waiting: Vec<(ConnId, Instant)>,
     pub done: bool,
+    /// Users-table slots for viewers beyond the first (the source's reader counts as the first),
+    /// so the controller's viewer counts see every HTTP viewer.
+    slots: Vec<StreamReader>,
 }
 
 impl Feed {
     pub fn new(src: Source, format: Format) -> Feed {
-        Feed { src, format, header: None, gop: Vec::new(), gop_bytes: 0, gop_ok: false, viewers: Vec::new(), waiting: Vec::new(), done: false }
+        Feed { src, format, header: None, gop: Vec::new(), gop_bytes: 0, gop_ok: false, viewers: Vec::new(), waiting: Vec::new(), done: false, slots: Vec::new() }
     }
 
     /// Adds a viewer: started at once when the feed has started, else when it does.
@@ -173,6 +176,20 @@ impl Feed {
     pub fn detach(&mut self, id: ConnId) {
         self.viewers.retain(|&v| v != id);
         self.waiting.retain(|&(v, _)| v != id);
+        self.sync_slots();
+    }
+
+    /// One users-table slot per viewer (the source's reader is the first).
+    fn sync_slots(&mut self) {
+        let want = self.viewers.len().saturating_sub(1);
+        self.slots.truncate(want);
+        while self.slots.len() < want {
+            let info = ReaderInfo { connector: self.format.connector().into(), host: String::new() };
+            match StreamReader::open(self.src.stream(), info) {
+                Ok(r) => self.slots.push(r),
+                Err(_) => break,
+            }
+        }
     }
 
     pub fn is_idle(&self) -> bool {
@@ -191,6 +208,7 @@ impl Feed {
         if io.send(id, &first) {
             self.viewers.push(id);
             self.src.report(n as u64);
+            self.sync_slots();
         }
     }
 
@@ -229,11 +247,15 @@ impl Feed {
                     if before > 0 {
                         self.src.report((n * self.viewers.len()) as u64);
                     }
+                    if self.viewers.len() != before {
+                        self.sync_slots();
+                    }
                 }
                 Step::Reset => {
                     for v in std::mem::take(&mut self.viewers) {
                         io.end_stream(v);
                     }
+                    self.sync_slots();
                     self.header = None;
                     self.gop.clear();
                     self.gop_ok = false;
