@@ -123,9 +123,6 @@ impl Controller {
             .arg("-c")
             .arg(&path)
             .env("MIST_SHM_DIR", &shm)
-            .env("MIST_RUN_DIR", dir.path())
-            // Its own control socket: the default path is per user (/run/mist-rs as root), so
-            // controllers of parallel tests would otherwise refuse to start next to each other.
             .env("MIST_CONTROL", dir.path().join("control.sock"))
             .stdin(Stdio::null())
             .spawn()
