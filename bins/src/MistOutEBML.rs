@@ -7,6 +7,12 @@ mod http_out;
 use http_out::mux::Format;
 
 fn main() {
-    let caps = http_out::standalone::capabilities("EBML", "Matroska/WebM output: MistOutEBML -s STREAM out.mkv; /$.mkv and /$.webm over HTTP", &["/$.mkv", "/$.webm"], &["/*.mkv", "/*.webm", "mkv-exec:*"], Format::Mkv);
+    let caps = http_out::standalone::capabilities(
+        "EBML",
+        "Matroska/WebM output: MistOutEBML -s STREAM out.mkv; /$.mkv and /$.webm over HTTP",
+        &["/$.mkv", "/$.webm"],
+        &["/*.mkv", "/*.webm", "mkv-exec:*"],
+        Format::Mkv,
+    );
     std::process::exit(http_out::standalone::main("MistOutEBML", Format::Mkv, caps));
 }

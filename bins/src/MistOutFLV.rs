@@ -7,6 +7,12 @@ mod http_out;
 use http_out::mux::Format;
 
 fn main() {
-    let caps = http_out::standalone::capabilities("FLV", "FLV output: MistOutFLV -s STREAM out.flv records the stream; /$.flv over HTTP", &["/$.flv"], &["/*.flv"], Format::Flv);
+    let caps = http_out::standalone::capabilities(
+        "FLV",
+        "FLV output: MistOutFLV -s STREAM out.flv records the stream; /$.flv over HTTP",
+        &["/$.flv"],
+        &["/*.flv"],
+        Format::Flv,
+    );
     std::process::exit(http_out::standalone::main("MistOutFLV", Format::Flv, caps));
 }

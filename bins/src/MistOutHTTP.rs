@@ -6,7 +6,11 @@ mod http_out;
 use clap::{ArgAction, Parser};
 
 #[derive(Parser, Debug)]
-#[command(name = "MistOutHTTP", about = "HTTP connector: progressive formats, stream info, static files", disable_version_flag = true)]
+#[command(
+    name = "MistOutHTTP",
+    about = "HTTP connector: progressive formats, stream info, static files",
+    disable_version_flag = true
+)]
 struct Args {
     /// TCP port to listen on
     #[arg(short = 'p', long = "port", default_value_t = 8080)]
@@ -50,7 +54,12 @@ fn main() {
         port: args.port,
         interface: args.interface,
         certbot: args.certbot.filter(|c| !c.is_empty()),
-        formats: args.formats.map(|f| f.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+        formats: args.formats.map(|f| {
+            f.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        }),
     };
     std::process::exit(http_out::run(opts));
 }

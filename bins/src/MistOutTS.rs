@@ -7,6 +7,12 @@ mod http_out;
 use http_out::mux::Format;
 
 fn main() {
-    let caps = http_out::standalone::capabilities("TS", "MPEG-TS output: MistOutTS -s STREAM - writes the stream to stdout; /$.ts over HTTP", &["/$.ts"], &["/*.ts", "ts-exec:*"], Format::Ts);
+    let caps = http_out::standalone::capabilities(
+        "TS",
+        "MPEG-TS output: MistOutTS -s STREAM - writes the stream to stdout; /$.ts over HTTP",
+        &["/$.ts"],
+        &["/*.ts", "ts-exec:*"],
+        Format::Ts,
+    );
     std::process::exit(http_out::standalone::main("MistOutTS", Format::Ts, caps));
 }

@@ -29,7 +29,11 @@ pub const IDLE: Duration = Duration::from_secs(30);
 
 /// What a request gets.
 pub enum Answer {
-    Ready { ctype: &'static str, cache: &'static str, body: Bytes },
+    Ready {
+        ctype: &'static str,
+        cache: &'static str,
+        body: Bytes,
+    },
     Wait,
     NotFound(String),
 }
@@ -49,9 +53,17 @@ pub struct HlsStream {
 
 impl HlsStream {
     pub fn open(stream: &str, host: &str) -> Result<HlsStream, mist_shm::ShmError> {
-        let mut reader = StreamReader::open(stream, ReaderInfo { connector: "HLS".into(), host: host.into() })?;
+        let mut reader = StreamReader::open(
+            stream,
+            ReaderInfo {
+                connector: "HLS".into(),
+                host: host.into(),
+            },
+        )?;
         // Start in the DVR window so the first playlist already lists recent segments.
-        let last = mist_shm::stream_status(stream).map(|s| s.last_ms).unwrap_or(0);
+        let last = mist_shm::stream_status(stream)
+            .map(|s| s.last_ms)
+            .unwrap_or(0);
         reader.seek_ms(last.saturating_sub((TARGET_MS as i64) * (WINDOW as i64 + 1)));
         Ok(HlsStream {
             reader,
@@ -89,26 +101,42 @@ impl HlsStream {
                         if sel.is_empty() || Some(f.track) != main || !f.keyframe {
                             continue;
                         }
-                        let Ok(m) = Muxer::new(&sel, MuxerOptions::default()) else { continue };
-                        let cfg = TimelineConfig { target_ms: TARGET_MS, audio_target_ms: TARGET_MS, window: Window::Segments(WINDOW), ..TimelineConfig::default() };
+                        let Ok(m) = Muxer::new(&sel, MuxerOptions::default()) else {
+                            continue;
+                        };
+                        let cfg = TimelineConfig {
+                            target_ms: TARGET_MS,
+                            audio_target_ms: TARGET_MS,
+                            window: Window::Segments(WINDOW),
+                            ..TimelineConfig::default()
+                        };
                         self.tl = Some(Timeline::new(cfg, &sel));
-                        self.ids = sel.iter().map(|t| t.id.to_string()).collect::<Vec<_>>().join("_");
+                        self.ids = sel
+                            .iter()
+                            .map(|t| t.id.to_string())
+                            .collect::<Vec<_>>()
+                            .join("_");
                         self.tracks = sel;
                         self.mux = Some(m);
                     }
                     if !self.tracks.iter().any(|t| t.id == f.track) {
                         continue;
                     }
-                    let (Some(tl), Some(mux)) = (self.tl.as_mut(), self.mux.as_mut()) else { continue };
+                    let (Some(tl), Some(mux)) = (self.tl.as_mut(), self.mux.as_mut()) else {
+                        continue;
+                    };
                     if let Some(done) = tl.push_frame_seq(&f) {
                         mux.flush(&mut self.cur);
-                        self.cache.insert(done, Bytes::from(std::mem::take(&mut self.cur)));
+                        self.cache
+                            .insert(done, Bytes::from(std::mem::take(&mut self.cur)));
                         self.cache.retain(|s, _| tl.get(*s).is_some());
                     }
                     let _ = mux.write_frame(&f, &mut self.cur);
                 }
                 ReadEvent::TracksChanged | ReadEvent::Restarted => {
-                    if self.tl.is_some() && select(&self.reader.tracks(), Format::Ts, None, None) != self.tracks {
+                    if self.tl.is_some()
+                        && select(&self.reader.tracks(), Format::Ts, None, None) != self.tracks
+                    {
                         self.reset();
                     }
                 }
@@ -119,7 +147,8 @@ impl HlsStream {
                         tl.finish();
                         mux.flush(&mut self.cur);
                         if let Some(seq) = open {
-                            self.cache.insert(seq, Bytes::from(std::mem::take(&mut self.cur)));
+                            self.cache
+                                .insert(seq, Bytes::from(std::mem::take(&mut self.cur)));
                         }
                     }
                     self.ended = true;
@@ -133,7 +162,11 @@ impl HlsStream {
     pub fn answer(&mut self, rest: &str) -> Answer {
         self.last_used = Instant::now();
         let Some(tl) = self.tl.as_ref() else {
-            return if self.ended { Answer::NotFound("stream ended".into()) } else { Answer::Wait };
+            return if self.ended {
+                Answer::NotFound("stream ended".into())
+            } else {
+                Answer::Wait
+            };
         };
         let ready = self.ended || tl.len() >= MIN_SEGMENTS;
         const PLAYLIST: &str = "application/vnd.apple.mpegurl";
@@ -142,9 +175,15 @@ impl HlsStream {
                 return Answer::Wait;
             }
             let body = master_playlist(&self.tracks, tl, &MasterOptions::ts());
-            return Answer::Ready { ctype: PLAYLIST, cache: "no-cache", body: Bytes::from(body) };
+            return Answer::Ready {
+                ctype: PLAYLIST,
+                cache: "no-cache",
+                body: Bytes::from(body),
+            };
         }
-        let Some((ids, file)) = rest.split_once('/') else { return Answer::NotFound("no such playlist".into()) };
+        let Some((ids, file)) = rest.split_once('/') else {
+            return Answer::NotFound("no such playlist".into());
+        };
         if ids != self.ids {
             return Answer::NotFound("no such track combination".into());
         }
@@ -154,13 +193,25 @@ impl HlsStream {
             }
             let ids: Vec<u32> = self.tracks.iter().map(|t| t.id).collect();
             let body = media_playlist(tl, &MediaOptions::ts(&ids));
-            return Answer::Ready { ctype: PLAYLIST, cache: "no-cache", body: Bytes::from(body) };
+            return Answer::Ready {
+                ctype: PLAYLIST,
+                cache: "no-cache",
+                body: Bytes::from(body),
+            };
         }
-        let Some(seq) = file.strip_suffix(".ts").and_then(|f| f.split('_').next()).and_then(|s| s.parse::<u64>().ok()) else {
+        let Some(seq) = file
+            .strip_suffix(".ts")
+            .and_then(|f| f.split('_').next())
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
             return Answer::NotFound("no such segment".into());
         };
         if let Some(b) = self.cache.get(&seq) {
-            return Answer::Ready { ctype: "video/mp2t", cache: "public, max-age=60", body: b.clone() };
+            return Answer::Ready {
+                ctype: "video/mp2t",
+                cache: "public, max-age=60",
+                body: b.clone(),
+            };
         }
         // The segment being muxed (or the next one) is worth a short wait.
         let open = tl.open_segment().map(|s| s.seq);

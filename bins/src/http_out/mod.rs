@@ -73,7 +73,9 @@ impl Enabled {
         Enabled(Arc::new(Mutex::new(None)))
     }
     pub fn fixed(list: &[String]) -> Enabled {
-        Enabled(Arc::new(Mutex::new(Some(list.iter().map(|s| (s.trim().to_string(), None)).collect()))))
+        Enabled(Arc::new(Mutex::new(Some(
+            list.iter().map(|s| (s.trim().to_string(), None)).collect(),
+        ))))
     }
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Ports>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
@@ -86,17 +88,23 @@ impl Enabled {
     }
     /// The configured port of a connector, when known.
     pub fn port_of(&self, connector: &str) -> Option<u16> {
-        self.lock().as_ref().and_then(|s| s.get(connector).copied().flatten())
+        self.lock()
+            .as_ref()
+            .and_then(|s| s.get(connector).copied().flatten())
     }
     /// Sets the list from the config's `protocols` array.
     pub fn set_protocols(&self, list: &[Value]) {
         let mut m = HashMap::new();
         for p in list {
             if let Some(c) = p.get("connector").and_then(Value::as_str) {
-                let port = p.get("port").and_then(Value::as_u64).and_then(|x| u16::try_from(x).ok()).or(match c {
-                    "RTMP" => Some(1935),
-                    _ => None,
-                });
+                let port = p
+                    .get("port")
+                    .and_then(Value::as_u64)
+                    .and_then(|x| u16::try_from(x).ok())
+                    .or(match c {
+                        "RTMP" => Some(1935),
+                        _ => None,
+                    });
                 m.insert(c.to_string(), port);
             }
         }
@@ -106,10 +114,16 @@ impl Enabled {
     pub fn follow_controller(&self) {
         let me = self.clone();
         std::thread::spawn(move || loop {
-            let req = Request::Api { command: json!({"config": true}) };
+            let req = Request::Api {
+                command: json!({"config": true}),
+            };
             match control::request(&req, Duration::from_secs(5)) {
                 Ok(r) => {
-                    if let Some(list) = r.config.pointer("/config/protocols").and_then(Value::as_array) {
+                    if let Some(list) = r
+                        .config
+                        .pointer("/config/protocols")
+                        .and_then(Value::as_array)
+                    {
                         me.set_protocols(list);
                     }
                 }
@@ -177,8 +191,21 @@ impl App {
     }
 
     /// Starts a progressive viewer of an active stream.
-    fn play(&mut self, io: &mut Io, id: ConnId, stream: &str, format: Format, video: Option<String>, audio: Option<String>) {
-        let key = FeedKey { stream: stream.to_string(), format, video: video.clone(), audio: audio.clone() };
+    fn play(
+        &mut self,
+        io: &mut Io,
+        id: ConnId,
+        stream: &str,
+        format: Format,
+        video: Option<String>,
+        audio: Option<String>,
+    ) {
+        let key = FeedKey {
+            stream: stream.to_string(),
+            format,
+            video: video.clone(),
+            audio: audio.clone(),
+        };
         if !self.feeds.contains_key(&key) {
             let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
             match Source::open(stream, format, video, audio, format.connector(), &host) {
@@ -204,8 +231,15 @@ impl App {
     /// Dispatches a route whose stream is active.
     fn dispatch(&mut self, io: &mut Io, id: ConnId, stream: &str, route: routes::Route) {
         match route {
-            routes::Route::Progressive { format, video, audio, .. } => self.play(io, id, stream, format, video, audio),
-            routes::Route::Segmented { kind: "hls", rest, .. } => self.hls_request(io, id, stream, &rest),
+            routes::Route::Progressive {
+                format,
+                video,
+                audio,
+                ..
+            } => self.play(io, id, stream, format, video, audio),
+            routes::Route::Segmented {
+                kind: "hls", rest, ..
+            } => self.hls_request(io, id, stream, &rest),
             routes::Route::Segmented { .. } => routes::segmented(io, id),
             _ => io.respond_text(id, 500, "unexpected route"),
         }
@@ -232,7 +266,9 @@ impl App {
         h.poll();
         match h.answer(rest) {
             hls::Answer::Ready { ctype, cache, body } => {
-                let r = mist_net::http::Response::new(200).header("Content-Type", ctype).header("Cache-Control", cache);
+                let r = mist_net::http::Response::new(200)
+                    .header("Content-Type", ctype)
+                    .header("Cache-Control", cache);
                 io.respond(id, r, body)
             }
             hls::Answer::NotFound(m) => io.respond_text(id, 404, &m),
@@ -251,16 +287,21 @@ impl App {
                 }
                 match h.answer(&rest) {
                     hls::Answer::Ready { ctype, cache, body } => {
-                        let r = mist_net::http::Response::new(200).header("Content-Type", ctype).header("Cache-Control", cache);
+                        let r = mist_net::http::Response::new(200)
+                            .header("Content-Type", ctype)
+                            .header("Cache-Control", cache);
                         io.respond(id, r, body)
                     }
                     hls::Answer::NotFound(m) => io.respond_text(id, 404, &m),
-                    hls::Answer::Wait if now.duration_since(since) > hls::WAIT => io.respond_text(id, 503, "not enough segments yet"),
+                    hls::Answer::Wait if now.duration_since(since) > hls::WAIT => {
+                        io.respond_text(id, 503, "not enough segments yet")
+                    }
                     hls::Answer::Wait => h.waiting.push((id, rest, since)),
                 }
             }
         }
-        self.hls.retain(|_, h| !h.waiting.is_empty() || now.duration_since(h.last_used) < hls::IDLE);
+        self.hls
+            .retain(|_, h| !h.waiting.is_empty() || now.duration_since(h.last_used) < hls::IDLE);
     }
 
     /// Polls every feed (new frames) and drops finished or unwatched ones.
@@ -274,14 +315,23 @@ impl App {
 
     fn gc(&mut self, _io: &mut Io) {
         self.feeds.retain(|_, f| !f.done && !f.is_idle());
-        let live: HashSet<String> = self.feeds.keys().map(|k| k.stream.clone()).chain(self.hls.keys().cloned()).collect();
+        let live: HashSet<String> = self
+            .feeds
+            .keys()
+            .map(|k| k.stream.clone())
+            .chain(self.hls.keys().cloned())
+            .collect();
         let gone: Vec<String> = self.watched.difference(&live).cloned().collect();
         for s in gone {
             self.waiter.remove(&s);
             self.watched.remove(&s);
         }
         let feeds = &self.feeds;
-        self.conn_feed.retain(|id, k| feeds.get(k).is_some_and(|f| f.viewers.contains(id) || f.waiting.iter().any(|(w, _)| w == id)));
+        self.conn_feed.retain(|id, k| {
+            feeds
+                .get(k)
+                .is_some_and(|f| f.viewers.contains(id) || f.waiting.iter().any(|(w, _)| w == id))
+        });
     }
 
     /// Requests waiting for a stream: dispatch, refuse or time out.
@@ -316,7 +366,8 @@ impl App {
                     let id = w.id;
                     // Standalone, a stream without a buffer at all is unknown; with a controller
                     // that accepted the request it is configured but offline.
-                    let unknown = control::socket_path().is_none() && mist_shm::stream_status(&w.stream).is_err();
+                    let unknown = control::socket_path().is_none()
+                        && mist_shm::stream_status(&w.stream).is_err();
                     self.waiting.swap_remove(i);
                     if unknown {
                         io.respond_text(id, 404, "stream not found");
@@ -338,7 +389,12 @@ impl App {
         }
         let tx = self.play_tx.clone();
         let waker = self.waker.clone();
-        let req = Request::Play { stream: stream.to_string(), host, connector: "HTTP".into(), url };
+        let req = Request::Play {
+            stream: stream.to_string(),
+            host,
+            connector: "HTTP".into(),
+            url,
+        };
         std::thread::spawn(move || {
             let ans = match control::request(&req, STREAM_WAIT + Duration::from_secs(5)) {
                 Ok(r) if r.ok => Ok(()),
@@ -365,21 +421,31 @@ impl Handler for App {
                 io.respond(id, r, body)
             }
             routes::Route::Error(status, text) => io.respond_text(id, status, &text),
-            routes::Route::Acme(token) => match self.opts.certbot.as_deref().and_then(|c| c.split_once(':')) {
-                Some((t, v)) if t == token && !t.is_empty() => {
-                    let r = mist_net::http::Response::new(200).header("Content-Type", "text/plain");
-                    io.respond(id, r, bytes::Bytes::from(v.to_string()))
+            routes::Route::Acme(token) => {
+                match self.opts.certbot.as_deref().and_then(|c| c.split_once(':')) {
+                    Some((t, v)) if t == token && !t.is_empty() => {
+                        let r =
+                            mist_net::http::Response::new(200).header("Content-Type", "text/plain");
+                        io.respond(id, r, bytes::Bytes::from(v.to_string()))
+                    }
+                    _ => io.respond_text(id, 404, "no such challenge"),
                 }
-                _ => io.respond_text(id, 404, "no such challenge"),
-            },
+            }
             routes::Route::Info { ref stream, js } => {
                 let host = req.header("host").unwrap_or("").to_string();
                 let body = routes::info(stream, js, &host, &self.enabled);
-                let ctype = if js { "application/javascript" } else { "application/json" };
-                let r = mist_net::http::Response::new(200).header("Content-Type", ctype).header("Cache-Control", "no-store");
+                let ctype = if js {
+                    "application/javascript"
+                } else {
+                    "application/json"
+                };
+                let r = mist_net::http::Response::new(200)
+                    .header("Content-Type", ctype)
+                    .header("Cache-Control", "no-store");
                 io.respond(id, r, bytes::Bytes::from(body))
             }
-            routes::Route::Progressive { ref stream, .. } | routes::Route::Segmented { ref stream, .. } => {
+            routes::Route::Progressive { ref stream, .. }
+            | routes::Route::Segmented { ref stream, .. } => {
                 let name = names::sanitize(stream);
                 if !names::is_valid(&name) {
                     return io.respond_text(id, 404, "stream not found: invalid stream name");
@@ -389,7 +455,17 @@ impl Handler for App {
                 }
                 let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
                 self.ask_controller(id, &name, host, req.target.clone());
-                self.waiting.push(Waiting { id, stream: name, route: route.clone(), since: Instant::now(), answer: if control::socket_path().is_none() { Some(Ok(())) } else { None } });
+                self.waiting.push(Waiting {
+                    id,
+                    stream: name,
+                    route: route.clone(),
+                    since: Instant::now(),
+                    answer: if control::socket_path().is_none() {
+                        Some(Ok(()))
+                    } else {
+                        None
+                    },
+                });
             }
         }
     }
@@ -417,7 +493,17 @@ impl Handler for App {
 
 /// Runs MistOutHTTP until SIGINT/SIGTERM. Returns the exit code.
 pub fn run(opts: Options) -> i32 {
-    let addr = match format!("{}:{}", if opts.interface.contains(':') { format!("[{}]", opts.interface) } else { opts.interface.clone() }, opts.port).parse() {
+    let addr = match format!(
+        "{}:{}",
+        if opts.interface.contains(':') {
+            format!("[{}]", opts.interface)
+        } else {
+            opts.interface.clone()
+        },
+        opts.port
+    )
+    .parse()
+    {
         Ok(a) => a,
         Err(_) => {
             mist_core::error!("bad interface address {}", opts.interface);

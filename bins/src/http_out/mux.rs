@@ -63,10 +63,43 @@ impl Format {
     /// Codecs the format carries.
     pub fn codecs(self) -> &'static [Codec] {
         match self {
-            Format::Ts => &[Codec::H264, Codec::Hevc, Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus],
-            Format::Flv => &[Codec::H264, Codec::Hevc, Codec::Av1, Codec::Vp9, Codec::Aac, Codec::Mp3],
-            Format::Fmp4 => &[Codec::H264, Codec::Hevc, Codec::Av1, Codec::Vp9, Codec::Aac, Codec::Mp3, Codec::Opus, Codec::Ac3],
-            Format::Mkv => &[Codec::H264, Codec::Hevc, Codec::Av1, Codec::Vp8, Codec::Vp9, Codec::Aac, Codec::Mp3, Codec::Opus, Codec::Ac3],
+            Format::Ts => &[
+                Codec::H264,
+                Codec::Hevc,
+                Codec::Aac,
+                Codec::Mp3,
+                Codec::Ac3,
+                Codec::Opus,
+            ],
+            Format::Flv => &[
+                Codec::H264,
+                Codec::Hevc,
+                Codec::Av1,
+                Codec::Vp9,
+                Codec::Aac,
+                Codec::Mp3,
+            ],
+            Format::Fmp4 => &[
+                Codec::H264,
+                Codec::Hevc,
+                Codec::Av1,
+                Codec::Vp9,
+                Codec::Aac,
+                Codec::Mp3,
+                Codec::Opus,
+                Codec::Ac3,
+            ],
+            Format::Mkv => &[
+                Codec::H264,
+                Codec::Hevc,
+                Codec::Av1,
+                Codec::Vp8,
+                Codec::Vp9,
+                Codec::Aac,
+                Codec::Mp3,
+                Codec::Opus,
+                Codec::Ac3,
+            ],
             Format::Webm => &[Codec::Vp8, Codec::Vp9, Codec::Av1, Codec::Opus],
         }
     }
@@ -115,7 +148,9 @@ pub struct FlvMux {
 
 impl FlvMux {
     pub fn new(tracks: &[Track]) -> FlvMux {
-        FlvMux { tracks: tracks.to_vec() }
+        FlvMux {
+            tracks: tracks.to_vec(),
+        }
     }
 }
 
@@ -140,10 +175,18 @@ impl Mux for FlvMux {
 
     fn frame(&mut self, f: &Frame, main_key: bool) -> Out {
         use mist_media::flv;
-        let Some(t) = self.tracks.iter().find(|t| t.id == f.track) else { return Out::default() };
-        let Ok((head, body_len)) = flv::frame_tag_head(t, f) else { return Out::default() };
+        let Some(t) = self.tracks.iter().find(|t| t.id == f.track) else {
+            return Out::default();
+        };
+        let Ok((head, body_len)) = flv::frame_tag_head(t, f) else {
+            return Out::default();
+        };
         Out {
-            chunks: vec![Bytes::copy_from_slice(&head), f.data.clone(), Bytes::copy_from_slice(&flv::prev_tag_size(body_len))],
+            chunks: vec![
+                Bytes::copy_from_slice(&head),
+                f.data.clone(),
+                Bytes::copy_from_slice(&flv::prev_tag_size(body_len)),
+            ],
             join: main_key,
         }
     }
@@ -169,9 +212,16 @@ const FRAG_MS: i64 = 1000;
 impl Fmp4Mux {
     pub fn new(tracks: &[Track]) -> Result<Fmp4Mux, String> {
         let opts = mist_media::mp4::FragmentOptions::default();
-        let w = mist_media::mp4::FragmentWriter::new(tracks.to_vec(), opts).map_err(|e| e.to_string())?;
+        let w = mist_media::mp4::FragmentWriter::new(tracks.to_vec(), opts)
+            .map_err(|e| e.to_string())?;
         let init = Bytes::from(w.init_segment().map_err(|e| e.to_string())?);
-        Ok(Fmp4Mux { w, pending: Vec::new(), pending_join: false, first_ms: 0, init })
+        Ok(Fmp4Mux {
+            w,
+            pending: Vec::new(),
+            pending_join: false,
+            first_ms: 0,
+            init,
+        })
     }
 
     fn emit(&mut self, end_ms: Option<i64>) -> Out {
@@ -222,7 +272,10 @@ fn ts_muxer(tracks: &[Track]) -> Result<Box<dyn Mux>, String> {
     let mut m = Muxer::new(tracks, MuxerOptions::default()).map_err(|e| e.to_string())?;
     let mut tables = Vec::new();
     m.write_tables(&mut tables);
-    Ok(Box::new(TsMux { m, tables: Bytes::from(tables) }))
+    Ok(Box::new(TsMux {
+        m,
+        tables: Bytes::from(tables),
+    }))
 }
 
 /// MPEG-TS: PAT/PMT before every keyframe of the main track (the muxer's
@@ -242,23 +295,44 @@ impl Mux for TsMux {
         if self.m.write_frame(f, &mut out).is_err() || out.is_empty() {
             return Out::default();
         }
-        Out { chunks: vec![Bytes::from(out)], join: main_key }
+        Out {
+            chunks: vec![Bytes::from(out)],
+            join: main_key,
+        }
     }
 
     fn flush(&mut self) -> Out {
         let mut out = Vec::new();
         self.m.flush(&mut out);
-        Out { chunks: if out.is_empty() { vec![] } else { vec![Bytes::from(out)] }, join: false }
+        Out {
+            chunks: if out.is_empty() {
+                vec![]
+            } else {
+                vec![Bytes::from(out)]
+            },
+            join: false,
+        }
     }
 }
 
 fn ebml_muxer(tracks: &[Track], webm: bool) -> Result<Box<dyn Mux>, String> {
     use mist_media::ebml::{DocType, WriteMode, Writer, WriterOptions};
-    let opts = WriterOptions { doc_type: if webm { DocType::Webm } else { DocType::Matroska }, mode: WriteMode::Live, ..WriterOptions::default() };
+    let opts = WriterOptions {
+        doc_type: if webm {
+            DocType::Webm
+        } else {
+            DocType::Matroska
+        },
+        mode: WriteMode::Live,
+        ..WriterOptions::default()
+    };
     let mut w = Writer::new(tracks, opts).map_err(|e| e.to_string())?;
     let mut head = Vec::new();
     w.write_header(&mut head);
-    Ok(Box::new(EbmlMux { w, head: Bytes::from(head) }))
+    Ok(Box::new(EbmlMux {
+        w,
+        head: Bytes::from(head),
+    }))
 }
 
 /// Matroska/WebM, live mode (unknown-size Segment and Clusters). A Cluster starts at every video
@@ -282,7 +356,10 @@ impl Mux for EbmlMux {
             return Out::default();
         }
         let join = main_key && out.starts_with(&CLUSTER_ID);
-        Out { chunks: vec![Bytes::from(out)], join }
+        Out {
+            chunks: vec![Bytes::from(out)],
+            join,
+        }
     }
 }
 
@@ -297,11 +374,20 @@ pub fn available(connector: &str) -> bool {
 /// Picks the tracks to send: `video`/`audio` are the `?video=`/`?audio=` query values (track
 /// id, codec name, `all`/`*`, `none`/`-1`, comma-separated lists); absent = the first track of
 /// that kind the format carries. Only tracks the format carries are picked.
-pub fn select(tracks: &[Track], format: Format, video: Option<&str>, audio: Option<&str>) -> Vec<Track> {
+pub fn select(
+    tracks: &[Track],
+    format: Format,
+    video: Option<&str>,
+    audio: Option<&str>,
+) -> Vec<Track> {
     let ok = |t: &&Track| format.codecs().contains(&t.codec);
     let mut out = Vec::new();
     for (kind, q) in [(TrackKind::Video, video), (TrackKind::Audio, audio)] {
-        let of_kind: Vec<&Track> = tracks.iter().filter(|t| t.kind() == kind).filter(ok).collect();
+        let of_kind: Vec<&Track> = tracks
+            .iter()
+            .filter(|t| t.kind() == kind)
+            .filter(ok)
+            .collect();
         match q.map(str::trim) {
             None | Some("") => out.extend(of_kind.first().map(|t| (*t).clone())),
             Some(q) => {
@@ -312,7 +398,12 @@ pub fn select(tracks: &[Track], format: Format, video: Option<&str>, audio: Opti
                         "all" | "*" => of_kind.clone(),
                         _ => match part.parse::<u32>() {
                             Ok(id) => of_kind.iter().copied().filter(|t| t.id == id).collect(),
-                            Err(_) => of_kind.iter().copied().filter(|t| t.codec.mist_name().eq_ignore_ascii_case(part)).take(1).collect(),
+                            Err(_) => of_kind
+                                .iter()
+                                .copied()
+                                .filter(|t| t.codec.mist_name().eq_ignore_ascii_case(part))
+                                .take(1)
+                                .collect(),
                         },
                     };
                     for t in picked {
@@ -329,7 +420,11 @@ pub fn select(tracks: &[Track], format: Format, video: Option<&str>, audio: Opti
 
 /// The track whose keyframes are join points: the first selected video track, else the first.
 pub fn main_track(tracks: &[Track]) -> Option<u32> {
-    tracks.iter().find(|t| t.kind() == TrackKind::Video).or(tracks.first()).map(|t| t.id)
+    tracks
+        .iter()
+        .find(|t| t.kind() == TrackKind::Video)
+        .or(tracks.first())
+        .map(|t| t.id)
 }
 
 #[cfg(test)]
@@ -337,7 +432,12 @@ mod tests {
     use super::*;
 
     fn tracks() -> Vec<Track> {
-        let mut v = vec![Track::new(1, Codec::H264), Track::new(2, Codec::Aac), Track::new(3, Codec::Opus), Track::new(4, Codec::Vp9)];
+        let mut v = vec![
+            Track::new(1, Codec::H264),
+            Track::new(2, Codec::Aac),
+            Track::new(3, Codec::Opus),
+            Track::new(4, Codec::Vp9),
+        ];
         v[0].width = 64;
         v
     }
@@ -348,16 +448,32 @@ mod tests {
         let t = tracks();
         assert_eq!(ids(select(&t, Format::Ts, None, None)), vec![1, 2]);
         assert_eq!(ids(select(&t, Format::Ts, None, Some("none"))), vec![1]);
-        assert_eq!(ids(select(&t, Format::Ts, Some("none"), Some("all"))), vec![2, 3]);
+        assert_eq!(
+            ids(select(&t, Format::Ts, Some("none"), Some("all"))),
+            vec![2, 3]
+        );
         assert_eq!(ids(select(&t, Format::Ts, None, Some("opus"))), vec![1, 3]);
-        assert_eq!(ids(select(&t, Format::Mkv, Some("4"), Some("3"))), vec![4, 3]);
+        assert_eq!(
+            ids(select(&t, Format::Mkv, Some("4"), Some("3"))),
+            vec![4, 3]
+        );
         assert_eq!(ids(select(&t, Format::Webm, None, None)), vec![4, 3]);
-        assert_eq!(ids(select(&t, Format::Flv, Some("vp9,1"), None)), vec![4, 1, 2]);
-        assert_eq!(main_track(&select(&t, Format::Ts, Some("none"), None)), Some(2));
+        assert_eq!(
+            ids(select(&t, Format::Flv, Some("vp9,1"), None)),
+            vec![4, 1, 2]
+        );
+        assert_eq!(
+            main_track(&select(&t, Format::Ts, Some("none"), None)),
+            Some(2)
+        );
     }
 
     fn fixture_frames() -> (Vec<Track>, Vec<Frame>) {
-        let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/media/tests/fixtures/flv/testsrc_320x240_1s.flv")).unwrap();
+        let data = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crates/media/tests/fixtures/flv/testsrc_320x240_1s.flv"
+        ))
+        .unwrap();
         let mut d = mist_media::flv::Demuxer::new();
         d.feed(&data);
         let (mut tracks, mut frames) = (Vec::new(), Vec::new());

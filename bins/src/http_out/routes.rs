@@ -17,9 +17,18 @@ pub enum Route {
     /// `/json_$.js` (js = false) or `/info_$.js` (js = true).
     Info { stream: String, js: bool },
     /// `/$.ts`, `/$.flv`, `/$.mp4`, `/$.fmp4`, `/$.mkv`, `/$.webm`.
-    Progressive { stream: String, format: Format, video: Option<String>, audio: Option<String> },
+    Progressive {
+        stream: String,
+        format: Format,
+        video: Option<String>,
+        audio: Option<String>,
+    },
     /// `/hls/$/…` and `/cmaf/$/…`: playlists and segments (see [`segmented`]).
-    Segmented { stream: String, kind: &'static str, rest: String },
+    Segmented {
+        stream: String,
+        kind: &'static str,
+        rest: String,
+    },
 }
 
 pub const CROSSDOMAIN: &str = "<?xml version=\"1.0\"?><!DOCTYPE cross-domain-policy SYSTEM \"http://www.adobe.com/xml/dtds/cross-domain-policy.dtd\"><cross-domain-policy><allow-access-from domain=\"*\" /><site-control permitted-cross-domain-policies=\"all\"/></cross-domain-policy>";
@@ -29,19 +38,35 @@ pub const CLIENTACCESS: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?><acces
 pub fn route(req: &Request, enabled: &Enabled) -> Route {
     let path = req.path.as_str();
     match path {
-        "/crossdomain.xml" => return Route::Static(200, "text/xml", Bytes::from_static(CROSSDOMAIN.as_bytes())),
-        "/clientaccesspolicy.xml" => return Route::Static(200, "text/xml", Bytes::from_static(CLIENTACCESS.as_bytes())),
+        "/crossdomain.xml" => {
+            return Route::Static(200, "text/xml", Bytes::from_static(CROSSDOMAIN.as_bytes()))
+        }
+        "/clientaccesspolicy.xml" => {
+            return Route::Static(200, "text/xml", Bytes::from_static(CLIENTACCESS.as_bytes()))
+        }
         "/favicon.ico" => return Route::Error(404, "no favicon".into()),
-        "/" => return Route::Static(200, "text/plain; charset=utf-8", Bytes::from_static(b"mist-rs HTTP connector\n")),
+        "/" => {
+            return Route::Static(
+                200,
+                "text/plain; charset=utf-8",
+                Bytes::from_static(b"mist-rs HTTP connector\n"),
+            )
+        }
         _ => {}
     }
     if let Some(token) = path.strip_prefix("/.well-known/acme-challenge/") {
         return Route::Acme(token.to_string());
     }
     for (prefix, js) in [("/json_", false), ("/info_", true)] {
-        if let Some(s) = path.strip_prefix(prefix).and_then(|r| r.strip_suffix(".js")) {
+        if let Some(s) = path
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(".js"))
+        {
             if !s.is_empty() {
-                return Route::Info { stream: s.to_string(), js };
+                return Route::Info {
+                    stream: s.to_string(),
+                    js,
+                };
             }
         }
     }
@@ -54,7 +79,11 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
             if !enabled.has(connector) {
                 return Route::Error(404, format!("{connector} is not enabled on this server"));
             }
-            return Route::Segmented { stream: stream.to_string(), kind, rest: rest.to_string() };
+            return Route::Segmented {
+                stream: stream.to_string(),
+                kind,
+                rest: rest.to_string(),
+            };
         }
     }
     let file = path.trim_start_matches('/');
@@ -65,9 +94,17 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
                     return Route::Error(404, "no stream name".into());
                 }
                 if !enabled.has(format.connector()) {
-                    return Route::Error(404, format!("{} is not enabled on this server", format.connector()));
+                    return Route::Error(
+                        404,
+                        format!("{} is not enabled on this server", format.connector()),
+                    );
                 }
-                return Route::Progressive { stream: stream.to_string(), format, video: req.query_param("video"), audio: req.query_param("audio") };
+                return Route::Progressive {
+                    stream: stream.to_string(),
+                    format,
+                    video: req.query_param("video"),
+                    audio: req.query_param("audio"),
+                };
             }
         }
     }
@@ -79,23 +116,44 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
 /// FragmentWriter), cached by URL and served to every viewer with [`Io::respond`]. Not
 /// implemented yet.
 pub fn segmented(io: &mut Io, id: ConnId) {
-    io.respond_text(id, 501, "CMAF is not implemented by this build of MistOutHTTP");
+    io.respond_text(
+        id,
+        501,
+        "CMAF is not implemented by this build of MistOutHTTP",
+    );
 }
 
 /// The protocols announced in `source`, for the connectors enabled on this server.
 fn sources(host: &str, enabled: &Enabled) -> Vec<mist_media::info::Source> {
     use mist_media::info::{Protocol, Source};
-    let base = if host.is_empty() { String::new() } else { format!("http://{host}") };
+    let base = if host.is_empty() {
+        String::new()
+    } else {
+        format!("http://{host}")
+    };
     let mut out = Vec::new();
-    for (p, connector) in [(Protocol::Hls, "HLS"), (Protocol::Mp4, "MP4"), (Protocol::WebM, "EBML"), (Protocol::Mkv, "EBML"), (Protocol::Flv, "FLV"), (Protocol::Ts, "HTTPTS")] {
+    for (p, connector) in [
+        (Protocol::Hls, "HLS"),
+        (Protocol::Mp4, "MP4"),
+        (Protocol::WebM, "EBML"),
+        (Protocol::Mkv, "EBML"),
+        (Protocol::Flv, "FLV"),
+        (Protocol::Ts, "HTTPTS"),
+    ] {
         if enabled.has(connector) && super::mux::available(connector) {
-            out.push(Source { protocol: p, base_url: base.clone() });
+            out.push(Source {
+                protocol: p,
+                base_url: base.clone(),
+            });
         }
     }
     if let Some(port) = enabled.port_of("RTMP") {
         let h = host.rsplit_once(':').map_or(host, |(h, _)| h);
         let h = if h.is_empty() { "127.0.0.1" } else { h };
-        out.push(Source { protocol: Protocol::Rtmp, base_url: format!("rtmp://{h}:{port}") });
+        out.push(Source {
+            protocol: Protocol::Rtmp,
+            base_url: format!("rtmp://{h}:{port}"),
+        });
     }
     out
 }
@@ -106,7 +164,15 @@ pub fn info(stream: &str, js: bool, host: &str, enabled: &Enabled) -> String {
     let name = mist_core::names::sanitize(stream);
     let v = match mist_shm::stream_status(&name) {
         Ok(st) if !st.ended && !st.tracks.is_empty() => {
-            let tracks: Vec<TrackInfo> = st.tracks.iter().map(|t| TrackInfo { track: t.clone(), firstms: st.first_ms, lastms: st.last_ms }).collect();
+            let tracks: Vec<TrackInfo> = st
+                .tracks
+                .iter()
+                .map(|t| TrackInfo {
+                    track: t.clone(),
+                    firstms: st.first_ms,
+                    lastms: st.last_ms,
+                })
+                .collect();
             stream_info(&name, st.live, &tracks, &sources(host, enabled))
         }
         Ok(_) => offline_info("Stream is offline"),

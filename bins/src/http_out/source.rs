@@ -39,13 +39,37 @@ pub struct Source {
 
 impl Source {
     /// Opens the stream at its newest keyframe.
-    pub fn open(stream: &str, format: Format, video: Option<String>, audio: Option<String>, connector: &str, host: &str) -> Result<Source, ShmError> {
-        let mut reader = StreamReader::open(stream, ReaderInfo { connector: connector.into(), host: host.into() })?;
+    pub fn open(
+        stream: &str,
+        format: Format,
+        video: Option<String>,
+        audio: Option<String>,
+        connector: &str,
+        host: &str,
+    ) -> Result<Source, ShmError> {
+        let mut reader = StreamReader::open(
+            stream,
+            ReaderInfo {
+                connector: connector.into(),
+                host: host.into(),
+            },
+        )?;
         // Live: start at the newest keyframe (the current GOP). VoD readers start at the beginning.
         if !matches!(mist_shm::stream_status(stream), Ok(s) if !s.live) {
             reader.seek_live();
         }
-        Ok(Source { reader, format, video, audio, tracks: Vec::new(), main: None, mux: None, held: None, ended: false, bytes: 0 })
+        Ok(Source {
+            reader,
+            format,
+            video,
+            audio,
+            tracks: Vec::new(),
+            main: None,
+            mux: None,
+            held: None,
+            ended: false,
+            bytes: 0,
+        })
     }
 
     pub fn stream(&self) -> &str {
@@ -59,7 +83,12 @@ impl Source {
     }
 
     fn selection(&self) -> Vec<Track> {
-        select(&self.reader.tracks(), self.format, self.video.as_deref(), self.audio.as_deref())
+        select(
+            &self.reader.tracks(),
+            self.format,
+            self.video.as_deref(),
+            self.audio.as_deref(),
+        )
     }
 
     /// The next step; never blocks.
@@ -80,8 +109,10 @@ impl Source {
                         let sel = self.selection();
                         if sel.is_empty() {
                             if !all.is_empty() && all.iter().any(|t| t.id == f.track) {
-                                let have: Vec<&str> = all.iter().map(|t| t.codec.mist_name()).collect();
-                                let can: Vec<&str> = self.format.codecs().iter().map(|c| c.mist_name()).collect();
+                                let have: Vec<&str> =
+                                    all.iter().map(|t| t.codec.mist_name()).collect();
+                                let can: Vec<&str> =
+                                    self.format.codecs().iter().map(|c| c.mist_name()).collect();
                                 return Step::Error(format!("none of the selected tracks of this stream ({}) can be sent as {} (it carries {})", have.join(", "), self.format.name(), can.join(", ")));
                             }
                             continue;
@@ -161,7 +192,18 @@ pub struct Feed {
 
 impl Feed {
     pub fn new(src: Source, format: Format) -> Feed {
-        Feed { src, format, header: None, gop: Vec::new(), gop_bytes: 0, gop_ok: false, viewers: Vec::new(), waiting: Vec::new(), done: false, slots: Vec::new() }
+        Feed {
+            src,
+            format,
+            header: None,
+            gop: Vec::new(),
+            gop_bytes: 0,
+            gop_ok: false,
+            viewers: Vec::new(),
+            waiting: Vec::new(),
+            done: false,
+            slots: Vec::new(),
+        }
     }
 
     /// Adds a viewer: started at once when the feed has started, else when it does.
@@ -184,7 +226,10 @@ impl Feed {
         let want = self.viewers.len().saturating_sub(1);
         self.slots.truncate(want);
         while self.slots.len() < want {
-            let info = ReaderInfo { connector: self.format.connector().into(), host: String::new() };
+            let info = ReaderInfo {
+                connector: self.format.connector().into(),
+                host: String::new(),
+            };
             match StreamReader::open(self.src.stream(), info) {
                 Ok(r) => self.slots.push(r),
                 Err(_) => break,
@@ -284,7 +329,10 @@ impl Feed {
         }
         // Viewers that waited too long for a first keyframe.
         let now = Instant::now();
-        let (late, keep): (Vec<_>, Vec<_>) = self.waiting.drain(..).partition(|(_, t)| now.duration_since(*t) > START_WAIT);
+        let (late, keep): (Vec<_>, Vec<_>) = self
+            .waiting
+            .drain(..)
+            .partition(|(_, t)| now.duration_since(*t) > START_WAIT);
         self.waiting = keep;
         for (id, _) in late {
             io.respond_text(id, 503, "stream has no playable data yet");

@@ -43,7 +43,13 @@ struct Args {
 }
 
 /// The capabilities of a per-format binary: served through MistOutHTTP (`deps: "HTTP"`).
-pub fn capabilities(name: &str, desc: &str, url_match: &[&str], push_urls: &[&str], format: Format) -> Value {
+pub fn capabilities(
+    name: &str,
+    desc: &str,
+    url_match: &[&str],
+    push_urls: &[&str],
+    format: Format,
+) -> Value {
     let codecs: Vec<&str> = format.codecs().iter().map(|c| c.mist_name()).collect();
     json!({
         "name": name,
@@ -88,7 +94,12 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
     }
     // The stream may need its input started (controller) or may appear shortly.
     if control::socket_path().is_some() && mist_shm::stream_status(&name).is_err() {
-        let req = Request::Play { stream: name.clone(), host: String::new(), connector: bin.trim_start_matches("MistOut").into(), url: target.clone() };
+        let req = Request::Play {
+            stream: name.clone(),
+            host: String::new(),
+            connector: bin.trim_start_matches("MistOut").into(),
+            url: target.clone(),
+        };
         match control::request(&req, Duration::from_secs(args.wait + 5)) {
             Ok(r) if !r.ok => {
                 mist_core::error!("stream {name}: {}", r.error);
@@ -100,7 +111,14 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(args.wait);
     let mut src = loop {
         match mist_shm::stream_status(&name) {
-            Ok(s) if !s.ended => match Source::open(&name, format, args.video.clone(), args.audio.clone(), bin.trim_start_matches("MistOut"), "local") {
+            Ok(s) if !s.ended => match Source::open(
+                &name,
+                format,
+                args.video.clone(),
+                args.audio.clone(),
+                bin.trim_start_matches("MistOut"),
+                "local",
+            ) {
                 Ok(s) => break s,
                 Err(e) => mist_core::debug!("open {name}: {e}"),
             },
@@ -113,7 +131,10 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut out: Box<dyn Write> = if target == "-" {
-        Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()))
+        Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stdout().lock(),
+        ))
     } else {
         if let Some(dir) = std::path::Path::new(&target).parent() {
             let _ = std::fs::create_dir_all(dir);

@@ -144,7 +144,9 @@ pub struct Unsatisfiable;
 /// Parses a single `bytes=a-b` range against a body length: `Ok(None)` when absent or not a
 /// single bytes range (answer 200), `Err(Unsatisfiable)` when unsatisfiable (416).
 pub fn parse_range(h: &str, len: usize) -> Result<Option<(usize, usize)>, Unsatisfiable> {
-    let Some(spec) = h.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
     if spec.contains(',') {
         return Ok(None);
     }
@@ -158,7 +160,13 @@ pub fn parse_range(h: &str, len: usize) -> Result<Option<(usize, usize)>, Unsati
         (len.saturating_sub(n), len.saturating_sub(1))
     } else {
         let s: usize = a.parse().map_err(|_| Unsatisfiable)?;
-        let e = if b.is_empty() { len.saturating_sub(1) } else { b.parse::<usize>().map_err(|_| Unsatisfiable)?.min(len.saturating_sub(1)) };
+        let e = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            b.parse::<usize>()
+                .map_err(|_| Unsatisfiable)?
+                .min(len.saturating_sub(1))
+        };
         (s, e)
     };
     if len == 0 || start >= len || end < start {
@@ -198,7 +206,9 @@ impl Io {
     /// Answers the pending request with a complete body. HEAD gets the head only; a single
     /// `Range` on a 200 answer gets 206 (or 416). `resp.body` is ignored in favour of `body`.
     pub fn respond(&mut self, id: ConnId, resp: Response, body: Bytes) {
-        let Some(c) = self.conns.get_mut(&id) else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         if c.state != State::Pending {
             return;
         }
@@ -212,7 +222,8 @@ impl Io {
                 match parse_range(&r, body.len()) {
                     Ok(Some((s, e))) => {
                         resp.status = 206;
-                        resp = resp.header("Content-Range", &format!("bytes {s}-{e}/{}", body.len()));
+                        resp =
+                            resp.header("Content-Range", &format!("bytes {s}-{e}/{}", body.len()));
                         body = body.slice(s..=e);
                     }
                     Ok(None) => {}
@@ -245,14 +256,18 @@ impl Io {
     /// Shortcut: a plain-text answer.
     pub fn respond_text(&mut self, id: ConnId, status: u16, text: &str) {
         let close = status >= 400 && status != 404 && status != 416;
-        let r = Response::new(status).header("Content-Type", "text/plain; charset=utf-8").keep_alive(!close);
+        let r = Response::new(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .keep_alive(!close);
         self.respond(id, r, Bytes::from(format!("{text}\n")));
     }
 
     /// Starts a live body: chunked for HTTP/1.1, close-delimited for HTTP/1.0. For HEAD the head
     /// is sent and the answer ends at once (returns false: send nothing).
     pub fn start_stream(&mut self, id: ConnId, status: u16, headers: &[(&str, &str)]) -> bool {
-        let Some(c) = self.conns.get_mut(&id) else { return false };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return false;
+        };
         if c.state != State::Pending {
             return false;
         }
@@ -262,10 +277,18 @@ impl Io {
             h.push_str(&format!("{k}: {}\r\n", v.replace(['\r', '\n'], " ")));
         }
         h.push_str("Access-Control-Allow-Origin: *\r\nCache-Control: no-cache\r\n");
-        h.push_str(concat!("Server: mist-rs/", env!("CARGO_PKG_VERSION"), "\r\n"));
+        h.push_str(concat!(
+            "Server: mist-rs/",
+            env!("CARGO_PKG_VERSION"),
+            "\r\n"
+        ));
         if c.head_only {
             let keep = c.keep_alive && !c.peer_closed;
-            h.push_str(if keep { "Connection: keep-alive\r\n\r\n" } else { "Connection: close\r\n\r\n" });
+            h.push_str(if keep {
+                "Connection: keep-alive\r\n\r\n"
+            } else {
+                "Connection: close\r\n\r\n"
+            });
             c.state = if keep { State::Reading } else { State::Closing };
             push_out(c, Bytes::from(h));
             self.after_answer(id, keep);
@@ -273,7 +296,11 @@ impl Io {
         }
         if chunked {
             h.push_str("Transfer-Encoding: chunked\r\n");
-            h.push_str(if c.keep_alive { "Connection: keep-alive\r\n\r\n" } else { "Connection: close\r\n\r\n" });
+            h.push_str(if c.keep_alive {
+                "Connection: keep-alive\r\n\r\n"
+            } else {
+                "Connection: close\r\n\r\n"
+            });
         } else {
             c.keep_alive = false;
             h.push_str("Connection: close\r\n\r\n");
@@ -288,8 +315,12 @@ impl Io {
     /// client's backlog is over the bound, or when the connection is gone.
     pub fn send(&mut self, id: ConnId, chunks: &[Bytes]) -> bool {
         let max = self.cfg.max_backlog;
-        let Some(c) = self.conns.get_mut(&id) else { return false };
-        let State::Streaming { chunked } = c.state else { return false };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        let State::Streaming { chunked } = c.state else {
+            return false;
+        };
         let n: usize = chunks.iter().map(Bytes::len).sum();
         if n == 0 {
             return true;
@@ -324,8 +355,12 @@ impl Io {
         let tail = Bytes::from_static(b"\r\n");
         let max = self.cfg.max_backlog;
         ids.retain(|&id| {
-            let Some(c) = self.conns.get_mut(&id) else { return false };
-            let State::Streaming { chunked } = c.state else { return false };
+            let Some(c) = self.conns.get_mut(&id) else {
+                return false;
+            };
+            let State::Streaming { chunked } = c.state else {
+                return false;
+            };
             if c.out_len + n > max {
                 self.drop_conn(id);
                 return false;
@@ -346,8 +381,12 @@ impl Io {
 
     /// Ends a live answer cleanly (chunked terminator, or close for close-delimited bodies).
     pub fn end_stream(&mut self, id: ConnId) {
-        let Some(c) = self.conns.get_mut(&id) else { return };
-        let State::Streaming { chunked } = c.state else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let State::Streaming { chunked } = c.state else {
+            return;
+        };
         let keep = chunked && c.keep_alive && !c.peer_closed;
         if chunked {
             push_out(c, Bytes::from_static(b"0\r\n\r\n"));
@@ -382,7 +421,9 @@ impl Io {
 
     /// Writes as much queued output as the socket takes.
     fn flush(&mut self, id: ConnId) {
-        let Some(c) = self.conns.get_mut(&id) else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         let mut dead = false;
         while !c.out.is_empty() {
             let mut slices: [IoSlice; 64] = [IoSlice::new(&[]); 64];
@@ -426,13 +467,17 @@ impl Io {
 
     /// Answers a framing error and closes.
     fn fail(&mut self, id: ConnId, status: u16, text: &str) {
-        let Some(c) = self.conns.get_mut(&id) else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         c.state = State::Pending;
         c.keep_alive = false;
         c.head_only = false;
         c.range = None;
         c.rbuf.clear();
-        let r = Response::new(status).header("Content-Type", "text/plain; charset=utf-8").keep_alive(false);
+        let r = Response::new(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .keep_alive(false);
         self.respond(id, r, Bytes::from(format!("{text}\n")));
     }
 }
@@ -462,13 +507,20 @@ impl Server {
     pub fn bind(addr: SocketAddr, cfg: ServerConfig) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(addr)?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let registry = poll.registry().try_clone()?;
         Ok(Server {
             poll,
             listener,
-            io: Io { registry, conns: HashMap::new(), closed: Vec::new(), cfg, resume: Vec::new() },
+            io: Io {
+                registry,
+                conns: HashMap::new(),
+                closed: Vec::new(),
+                cfg,
+                resume: Vec::new(),
+            },
             next_id: FIRST_CONN,
             waker,
         })
@@ -550,7 +602,16 @@ impl Server {
                     let id = self.next_id;
                     self.next_id += 1;
                     let _ = sock.set_nodelay(true);
-                    if self.io.registry.register(&mut sock, Token(id), Interest::READABLE | Interest::WRITABLE).is_err() {
+                    if self
+                        .io
+                        .registry
+                        .register(
+                            &mut sock,
+                            Token(id),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .is_err()
+                    {
                         continue;
                     }
                     let now = Instant::now();
@@ -585,7 +646,9 @@ impl Server {
     /// Reads what the socket has (bounded while an answer is in progress).
     fn read(&mut self, id: ConnId) {
         let cap = self.io.cfg.max_head + self.io.cfg.max_body + 4096;
-        let Some(c) = self.io.conns.get_mut(&id) else { return };
+        let Some(c) = self.io.conns.get_mut(&id) else {
+            return;
+        };
         let mut buf = [0u8; 16384];
         let mut gone = false;
         loop {
@@ -624,7 +687,9 @@ impl Server {
     fn process<H: Handler>(&mut self, h: &mut H, id: ConnId) {
         loop {
             let cfg = self.io.cfg.clone();
-            let Some(c) = self.io.conns.get_mut(&id) else { return };
+            let Some(c) = self.io.conns.get_mut(&id) else {
+                return;
+            };
             match c.state {
                 State::Reading => {}
                 State::Streaming { .. } | State::Pending => {
@@ -643,7 +708,11 @@ impl Server {
                 c_req_reset(&mut self.io, id);
                 return;
             }
-            let limits = Limits { max_head: cfg.max_head, max_headers: 100, max_body: cfg.max_body };
+            let limits = Limits {
+                max_head: cfg.max_head,
+                max_headers: 100,
+                max_body: cfg.max_body,
+            };
             // A request line longer than the bound: 414 (before the head limit gives 431).
             let line_end = c.rbuf.iter().position(|&b| b == b'\n');
             if line_end.map_or(c.rbuf.len(), |p| p) > cfg.max_line {
@@ -659,7 +728,11 @@ impl Server {
                 }
                 Ok(Some((req, used))) => {
                     c.rbuf.drain(..used);
-                    c.req_start = if c.rbuf.is_empty() { None } else { Some(Instant::now()) };
+                    c.req_start = if c.rbuf.is_empty() {
+                        None
+                    } else {
+                        Some(Instant::now())
+                    };
                     c.head_only = req.method == "HEAD";
                     c.keep_alive = req.keep_alive();
                     c.http10 = req.version == 0;
@@ -672,16 +745,26 @@ impl Server {
                                 .header("Access-Control-Allow-Headers", "*");
                             self.io.respond(id, r, Bytes::new());
                         } else {
-                            let r = Response::new(405).header("Allow", "GET, HEAD, OPTIONS").header("Content-Type", "text/plain");
-                            self.io.respond(id, r, Bytes::from_static(b"method not allowed\n"));
+                            let r = Response::new(405)
+                                .header("Allow", "GET, HEAD, OPTIONS")
+                                .header("Content-Type", "text/plain");
+                            self.io
+                                .respond(id, r, Bytes::from_static(b"method not allowed\n"));
                         }
                         continue;
                     }
                     // A bug in the application must cost this connection only.
                     let io = &mut self.io;
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.request(io, id, req)));
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        h.request(io, id, req)
+                    }));
                     if r.is_err() {
-                        if self.io.conns.get(&id).is_some_and(|c| c.state == State::Pending) {
+                        if self
+                            .io
+                            .conns
+                            .get(&id)
+                            .is_some_and(|c| c.state == State::Pending)
+                        {
                             self.io.fail(id, 500, "internal error");
                         } else {
                             self.io.drop_conn(id);
@@ -693,9 +776,13 @@ impl Server {
                 }
                 Err(e) => {
                     let (status, text) = match &e {
-                        HttpError::HeadTooLarge => (431, "request header fields too large".to_string()),
+                        HttpError::HeadTooLarge => {
+                            (431, "request header fields too large".to_string())
+                        }
                         HttpError::BodyTooLarge => (413, "request body too large".to_string()),
-                        HttpError::UnsupportedEncoding => (501, "transfer encoding not supported".to_string()),
+                        HttpError::UnsupportedEncoding => {
+                            (501, "transfer encoding not supported".to_string())
+                        }
                         HttpError::Malformed(m) => (400, format!("bad request: {m}")),
                     };
                     self.io.fail(id, status, &text);
@@ -710,10 +797,17 @@ impl Server {
         let cfg = &self.io.cfg;
         let mut expired = Vec::new();
         for (&id, c) in &self.io.conns {
-            let stalled_write = !c.out.is_empty() && now.duration_since(c.last_write) > cfg.write_timeout;
-            let slow_request = c.state == State::Reading && c.req_start.is_some_and(|t| now.duration_since(t) > cfg.request_timeout);
-            let idle = c.state == State::Reading && c.out.is_empty() && c.rbuf.is_empty() && now.duration_since(c.last_read) > cfg.idle_timeout;
-            let closing_stuck = c.state == State::Closing && now.duration_since(c.last_write) > Duration::from_secs(5);
+            let stalled_write =
+                !c.out.is_empty() && now.duration_since(c.last_write) > cfg.write_timeout;
+            let slow_request = c.state == State::Reading
+                && c.req_start
+                    .is_some_and(|t| now.duration_since(t) > cfg.request_timeout);
+            let idle = c.state == State::Reading
+                && c.out.is_empty()
+                && c.rbuf.is_empty()
+                && now.duration_since(c.last_read) > cfg.idle_timeout;
+            let closing_stuck = c.state == State::Closing
+                && now.duration_since(c.last_write) > Duration::from_secs(5);
             if stalled_write || slow_request || idle || closing_stuck {
                 expired.push(id);
             }
@@ -753,18 +847,26 @@ mod tests {
             match req.path.as_str() {
                 "/live" => {
                     if io.start_stream(id, 200, &[("Content-Type", "text/plain")]) {
-                        io.send(id, &[Bytes::from_static(b"abc"), Bytes::from_static(b"def")]);
+                        io.send(
+                            id,
+                            &[Bytes::from_static(b"abc"), Bytes::from_static(b"def")],
+                        );
                         io.end_stream(id);
                     }
                 }
-                p => io.respond(id, Response::new(200).header("Content-Type", "text/plain"), Bytes::from(p.to_string())),
+                p => io.respond(
+                    id,
+                    Response::new(200).header("Content-Type", "text/plain"),
+                    Bytes::from(p.to_string()),
+                ),
             }
         }
         fn closed(&mut self, _io: &mut Io, _id: ConnId) {}
     }
 
     fn exchange(req: &[u8]) -> String {
-        let mut srv = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+        let mut srv =
+            Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
         let addr = srv.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
@@ -784,11 +886,30 @@ mod tests {
         let out = exchange(b"GET /abcdef HTTP/1.1\r\n\r\nHEAD /xyz HTTP/1.1\r\n\r\nGET /0123456789 HTTP/1.1\r\nRange: bytes=2-4\r\n\r\nGET /live HTTP/1.1\r\nConnection: close\r\n\r\n");
         let parts: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
         assert_eq!(parts.len(), 4, "{out}");
-        assert!(parts[0].starts_with("200") && parts[0].ends_with("\r\n\r\n/abcdef"), "{}", parts[0]);
+        assert!(
+            parts[0].starts_with("200") && parts[0].ends_with("\r\n\r\n/abcdef"),
+            "{}",
+            parts[0]
+        );
         assert!(parts[0].contains("Access-Control-Allow-Origin: *"));
-        assert!(parts[1].contains("Content-Length: 4\r\n") && parts[1].ends_with("\r\n\r\n"), "{}", parts[1]);
-        assert!(parts[2].starts_with("206") && parts[2].contains("Content-Range: bytes 2-4/11") && parts[2].ends_with("\r\n\r\n123"), "{}", parts[2]);
-        assert!(parts[3].contains("Transfer-Encoding: chunked") && parts[3].ends_with("\r\n\r\n6\r\nabcdef\r\n0\r\n\r\n"), "{}", parts[3]);
+        assert!(
+            parts[1].contains("Content-Length: 4\r\n") && parts[1].ends_with("\r\n\r\n"),
+            "{}",
+            parts[1]
+        );
+        assert!(
+            parts[2].starts_with("206")
+                && parts[2].contains("Content-Range: bytes 2-4/11")
+                && parts[2].ends_with("\r\n\r\n123"),
+            "{}",
+            parts[2]
+        );
+        assert!(
+            parts[3].contains("Transfer-Encoding: chunked")
+                && parts[3].ends_with("\r\n\r\n6\r\nabcdef\r\n0\r\n\r\n"),
+            "{}",
+            parts[3]
+        );
     }
 
     /// Streams 64 KiB chunks forever on every tick to `/flood`; records closed connections.
@@ -818,12 +939,19 @@ mod tests {
 
     #[test]
     fn a_client_that_does_not_read_is_dropped() {
-        let cfg = ServerConfig { max_backlog: 1 << 20, tick: Duration::from_millis(10), ..ServerConfig::default() };
+        let cfg = ServerConfig {
+            max_backlog: 1 << 20,
+            tick: Duration::from_millis(10),
+            ..ServerConfig::default()
+        };
         let mut srv = Server::bind("127.0.0.1:0".parse().unwrap(), cfg).unwrap();
         let addr = srv.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let closed = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut h = Flood { viewers: Vec::new(), closed: closed.clone() };
+        let mut h = Flood {
+            viewers: Vec::new(),
+            closed: closed.clone(),
+        };
         let s2 = stop.clone();
         let t = std::thread::spawn(move || srv.run(&mut h, &s2).unwrap());
         let mut stuck = std::net::TcpStream::connect(addr).unwrap();
@@ -838,7 +966,11 @@ mod tests {
         while closed.lock().unwrap().is_empty() && Instant::now() < end {
             got += good.read(&mut buf).unwrap();
         }
-        assert_eq!(closed.lock().unwrap().len(), 1, "the stuck client was not dropped");
+        assert_eq!(
+            closed.lock().unwrap().len(),
+            1,
+            "the stuck client was not dropped"
+        );
         assert!(got > 1 << 20, "the reading client got only {got} bytes");
         stop.store(true, Ordering::Relaxed);
         t.join().unwrap();
@@ -858,7 +990,13 @@ mod tests {
         url.extend(vec![b'a'; 100_000]);
         url.extend_from_slice(b" HTTP/1.1\r\n\r\n");
         assert!(exchange(&url).starts_with("HTTP/1.1 414"));
-        assert!(exchange(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").starts_with("HTTP/1.1 501"));
-        assert!(exchange(b"GET /x HTTP/1.1\r\nRange: bytes=10-\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 416"));
+        assert!(
+            exchange(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+                .starts_with("HTTP/1.1 501")
+        );
+        assert!(
+            exchange(b"GET /x HTTP/1.1\r\nRange: bytes=10-\r\nConnection: close\r\n\r\n")
+                .starts_with("HTTP/1.1 416")
+        );
     }
 }
