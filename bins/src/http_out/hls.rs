@@ -49,6 +49,7 @@ pub struct HlsStream {
     pub waiting: Vec<(ConnId, String, Instant)>,
     pub last_used: Instant,
     pub ended: bool,
+    recheck: bool,
 }
 
 impl HlsStream {
@@ -76,6 +77,7 @@ impl HlsStream {
             waiting: Vec::new(),
             last_used: Instant::now(),
             ended: false,
+            recheck: false,
         })
     }
 
@@ -95,6 +97,11 @@ impl HlsStream {
         for _ in 0..5000 {
             match self.reader.next() {
                 ReadEvent::Frame(f) => {
+                    if std::mem::take(&mut self.recheck)
+                        && select(&self.reader.tracks(), Format::Ts, None, None) != self.tracks
+                    {
+                        self.reset();
+                    }
                     if self.tl.is_none() {
                         let sel = select(&self.reader.tracks(), Format::Ts, None, None);
                         let main = main_track(&sel);
@@ -134,11 +141,8 @@ impl HlsStream {
                     let _ = mux.write_frame(&f, &mut self.cur);
                 }
                 ReadEvent::TracksChanged | ReadEvent::Restarted => {
-                    if self.tl.is_some()
-                        && select(&self.reader.tracks(), Format::Ts, None, None) != self.tracks
-                    {
-                        self.reset();
-                    }
+                    // Judged at the next frame: a new writer sets its tracks one by one first.
+                    self.recheck = self.tl.is_some();
                 }
                 ReadEvent::Pending => break,
                 ReadEvent::Ended => {

@@ -33,6 +33,9 @@ pub struct Source {
     main: Option<u32>,
     mux: Option<Box<dyn Mux>>,
     held: Option<Frame>,
+    /// The track table changed: compare the selection at the next frame (a new writer sets its
+    /// tracks one by one before its first frame, so judging at once would see a partial table).
+    recheck: bool,
     ended: bool,
     bytes: u64,
 }
@@ -67,6 +70,7 @@ impl Source {
             main: None,
             mux: None,
             held: None,
+            recheck: false,
             ended: false,
             bytes: 0,
         })
@@ -97,52 +101,35 @@ impl Source {
             return Step::Ended;
         }
         if let Some(f) = self.held.take() {
-            if let Some(s) = self.mux_frame(&f) {
+            if self.mux.is_some() {
+                if let Some(s) = self.mux_frame(&f) {
+                    return s;
+                }
+            } else if let Some(s) = self.start(f) {
                 return s;
             }
         }
         loop {
             match self.reader.next() {
                 ReadEvent::Frame(f) => {
+                    if std::mem::take(&mut self.recheck) && self.selection() != self.tracks {
+                        self.mux = None;
+                        self.tracks.clear();
+                        self.held = Some(f);
+                        return Step::Reset;
+                    }
                     if self.mux.is_none() {
-                        let all = self.reader.tracks();
-                        let sel = self.selection();
-                        if sel.is_empty() {
-                            if !all.is_empty() && all.iter().any(|t| t.id == f.track) {
-                                let have: Vec<&str> =
-                                    all.iter().map(|t| t.codec.mist_name()).collect();
-                                let can: Vec<&str> =
-                                    self.format.codecs().iter().map(|c| c.mist_name()).collect();
-                                return Step::Error(format!("none of the selected tracks of this stream ({}) can be sent as {} (it carries {})", have.join(", "), self.format.name(), can.join(", ")));
-                            }
-                            continue;
+                        if let Some(s) = self.start(f) {
+                            return s;
                         }
-                        let main = main_track(&sel);
-                        if Some(f.track) != main || !f.keyframe {
-                            continue;
-                        }
-                        match self.format.muxer(&sel) {
-                            Ok(m) => {
-                                let h = m.header();
-                                self.mux = Some(m);
-                                self.tracks = sel;
-                                self.main = main;
-                                self.held = Some(f);
-                                return Step::Header(h);
-                            }
-                            Err(e) => return Step::Error(e),
-                        }
+                        continue;
                     }
                     if let Some(s) = self.mux_frame(&f) {
                         return s;
                     }
                 }
                 ReadEvent::TracksChanged | ReadEvent::Restarted => {
-                    if self.mux.is_some() && self.selection() != self.tracks {
-                        self.mux = None;
-                        self.tracks.clear();
-                        return Step::Reset;
-                    }
+                    self.recheck = self.mux.is_some();
                 }
                 ReadEvent::Pending => return Step::Pending,
                 ReadEvent::Ended => {
@@ -156,6 +143,35 @@ impl Source {
                     return Step::Ended;
                 }
             }
+        }
+    }
+
+    /// Starts muxing at `f` if it is a keyframe of the main selected track.
+    fn start(&mut self, f: Frame) -> Option<Step> {
+        let all = self.reader.tracks();
+        let sel = self.selection();
+        if sel.is_empty() {
+            if !all.is_empty() && all.iter().any(|t| t.id == f.track) {
+                let have: Vec<&str> = all.iter().map(|t| t.codec.mist_name()).collect();
+                let can: Vec<&str> = self.format.codecs().iter().map(|c| c.mist_name()).collect();
+                return Some(Step::Error(format!("none of the selected tracks of this stream ({}) can be sent as {} (it carries {})", have.join(", "), self.format.name(), can.join(", "))));
+            }
+            return None;
+        }
+        let main = main_track(&sel);
+        if Some(f.track) != main || !f.keyframe {
+            return None;
+        }
+        match self.format.muxer(&sel) {
+            Ok(m) => {
+                let h = m.header();
+                self.mux = Some(m);
+                self.tracks = sel;
+                self.main = main;
+                self.held = Some(f);
+                return Some(Step::Header(h));
+            }
+            Err(e) => return Some(Step::Error(e)),
         }
     }
 
