@@ -125,11 +125,11 @@ fn track_selection() {
     c.write_all(b"GET /sel.flv HTTP/1.0\r\n\r\n").unwrap();
     let mut buf = vec![0u8; 4096];
     let mut got = Vec::new();
-    while got
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(true, |p| got.len() < p + 7)
-    {
+    let complete = |got: &[u8]| {
+        let p = got.windows(4).position(|w| w == b"\r\n\r\n");
+        matches!(p, Some(p) if got.len() >= p + 7)
+    };
+    while !complete(&got) {
         let n = c.read(&mut buf).unwrap();
         assert!(n > 0);
         got.extend_from_slice(&buf[..n]);

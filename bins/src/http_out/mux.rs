@@ -365,10 +365,7 @@ impl Mux for EbmlMux {
 
 /// Whether this build can serve a connector's format.
 pub fn available(connector: &str) -> bool {
-    match connector {
-        "HTTPTS" | "FLV" | "MP4" | "HLS" | "EBML" => true,
-        _ => false,
-    }
+    matches!(connector, "HTTPTS" | "FLV" | "MP4" | "HLS" | "EBML")
 }
 
 /// Picks the tracks to send: `video`/`audio` are the `?video=`/`?audio=` query values (track

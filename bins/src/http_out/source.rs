@@ -169,9 +169,9 @@ impl Source {
                 self.tracks = sel;
                 self.main = main;
                 self.held = Some(f);
-                return Some(Step::Header(h));
+                Some(Step::Header(h))
             }
-            Err(e) => return Some(Step::Error(e)),
+            Err(e) => Some(Step::Error(e)),
         }
     }
 
