@@ -752,3 +752,25 @@ fn users_table_counts_every_http_viewer() {
     }
     assert_eq!(http_users(), 0, "slots are released when viewers leave");
 }
+
+#[test]
+fn webm_and_mkv_of_a_vp9_opus_stream() {
+    shm();
+    let src = shm().join("src_vp9.webm");
+    make_webm(&src, "320x240", 30);
+    let _pub = ShmPublisher::start("vp9", &src);
+    let (_srv, port) = http_server(&[]);
+    for ext in ["webm", "mkv"] {
+        let u = url(port, &format!("/vp9.{ext}"));
+        let s = probe_streams(&u);
+        let v = s.iter().find(|s| s["codec_type"] == "video").unwrap_or_else(|| panic!("{u}: {s:?}"));
+        assert_eq!((v["codec_name"].as_str(), v["width"].as_u64()), (Some("vp9"), Some(320)), "{u}");
+        assert!(s.iter().any(|s| s["codec_name"] == "opus"), "{u}: {s:?}");
+        let (frames, size) = decode_video_frames(&u, Duration::from_secs(5));
+        assert_eq!(size, "320x240", "{u}");
+        assert!(frames >= 100, "{u}: decoded only {frames} frames");
+    }
+    // TS cannot carry VP9: only the Opus track goes out.
+    let s = probe_streams(&url(port, "/vp9.ts"));
+    assert!(s.iter().all(|s| s["codec_type"] != "video"), "{s:?}");
+}

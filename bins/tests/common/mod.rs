@@ -240,7 +240,53 @@ pub fn make_flv(path: &Path, size: &str, seconds: u32) {
     assert!(st.success(), "ffmpeg could not make {}", path.display());
 }
 
-/// A stand-in publisher: writes the frames of an FLV file into the stream's shared-memory
+pub enum MediaEvent {
+    Track(mist_media::Track),
+    Frame(mist_media::Frame),
+}
+
+/// The tracks and frames of an FLV or Matroska/WebM file, in file order.
+pub fn media_events(file: &Path) -> Vec<MediaEvent> {
+    let data = std::fs::read(file).expect("read media file");
+    let mut out = Vec::new();
+    if data.starts_with(b"FLV") {
+        let mut d = mist_media::flv::Demuxer::new();
+        d.feed(&data);
+        while let Ok(Some(tag)) = d.next_tag() {
+            out.extend(tag.converted.track.map(MediaEvent::Track));
+            out.extend(tag.converted.frame.map(MediaEvent::Frame));
+        }
+    } else {
+        let mut d = mist_media::ebml::Demuxer::new();
+        d.push(&data);
+        d.finish();
+        while let Ok(Some(ev)) = d.poll() {
+            match ev {
+                mist_media::ebml::MkvEvent::Tracks(ts) => out.extend(ts.into_iter().map(MediaEvent::Track)),
+                mist_media::ebml::MkvEvent::Frame(f) => out.push(MediaEvent::Frame(f)),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Makes a WebM file (testsrc2 + sine, VP9 + Opus, keyframe every 2 s) with ffmpeg.
+pub fn make_webm(path: &Path, size: &str, seconds: u32) {
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-g", "50"])
+        .args(["-c:a", "libopus", "-f", "webm"])
+        .arg(path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(st.success(), "ffmpeg could not make {}", path.display());
+}
+
+/// A stand-in publisher: writes the frames of an FLV or WebM file into the stream's shared-memory
 /// buffer in real time (as MistOutRTMP does for an RTMP publish), through mist_media::flv and
 /// mist_shm. Uses the process's `MIST_SHM_DIR`. Closes the stream at the end of the file
 /// (or on drop).
@@ -250,40 +296,39 @@ pub struct ShmPublisher {
 }
 
 impl ShmPublisher {
-    pub fn start(stream: &str, flv: &Path) -> ShmPublisher {
+    /// `file`: FLV (`.flv`) or Matroska/WebM (`.mkv`, `.webm`).
+    pub fn start(stream: &str, file: &Path) -> ShmPublisher {
         use std::sync::atomic::AtomicBool;
-        let data = std::fs::read(flv).expect("read FLV");
+        let events = media_events(file);
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let stream = stream.to_string();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let mut w = mist_shm::StreamWriter::create(&stream, mist_shm::WriterOptions::default()).expect("create stream");
-            let mut d = mist_media::flv::Demuxer::new();
-            d.feed(&data);
             let start = Instant::now();
             let mut first_dts = None;
             let mut ready = Some(ready_tx);
-            while let Ok(Some(tag)) = d.next_tag() {
+            for ev in events {
                 if stop2.load(Ordering::Relaxed) {
                     return; // drop = detach
                 }
-                if let Some(t) = tag.converted.track {
-                    w.set_track(&t).expect("set track");
-                }
-                if let Some(f) = tag.converted.frame {
-                    let base = *first_dts.get_or_insert(f.dts);
-                    let due = start + Duration::from_millis((f.dts - base).max(0) as u64);
-                    while Instant::now() < due {
-                        if stop2.load(Ordering::Relaxed) {
-                            return;
+                match ev {
+                    MediaEvent::Track(t) => w.set_track(&t).expect("set track"),
+                    MediaEvent::Frame(f) => {
+                        let base = *first_dts.get_or_insert(f.dts);
+                        let due = start + Duration::from_millis((f.dts - base).max(0) as u64);
+                        while Instant::now() < due {
+                            if stop2.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            w.heartbeat();
+                            std::thread::sleep(due.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)));
                         }
-                        w.heartbeat();
-                        std::thread::sleep(due.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)));
-                    }
-                    w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data).expect("push");
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(());
+                        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data).expect("push");
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(());
+                        }
                     }
                 }
             }
