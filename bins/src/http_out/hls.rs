@@ -6,15 +6,14 @@
 //! track ids joined by `_`), `/hls/$/<tracks>/<seq>_<start>.ts` (segments).
 
 use super::mux::{main_track, select, Format};
+use super::segmented::{Answer, SegmentedStream};
 use bytes::Bytes;
 use mist_media::hls::{master_playlist, media_playlist, MasterOptions, MediaOptions};
 use mist_media::mpegts::{Muxer, MuxerOptions};
 use mist_media::segment::{Timeline, TimelineConfig, Window};
 use mist_media::Track;
-use mist_net::server::ConnId;
 use mist_shm::{ReadEvent, ReaderInfo, StreamReader};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 /// Segment duration target (segments start at keyframes, so they hold whole GOPs).
 const TARGET_MS: u32 = 2000;
@@ -22,22 +21,6 @@ const TARGET_MS: u32 = 2000;
 const WINDOW: usize = 10;
 /// Complete segments needed before a live playlist is served.
 const MIN_SEGMENTS: usize = 2;
-/// How long a request waits for a playlist or the segment being muxed.
-pub const WAIT: Duration = Duration::from_secs(15);
-/// A stream nobody asked for during this long is dropped.
-pub const IDLE: Duration = Duration::from_secs(30);
-
-/// What a request gets.
-pub enum Answer {
-    Ready {
-        ctype: &'static str,
-        cache: &'static str,
-        body: Bytes,
-    },
-    Wait,
-    NotFound(String),
-}
-
 pub struct HlsStream {
     reader: StreamReader,
     tracks: Vec<Track>,
@@ -46,9 +29,7 @@ pub struct HlsStream {
     mux: Option<Muxer>,
     cur: Vec<u8>,
     cache: HashMap<u64, Bytes>,
-    pub waiting: Vec<(ConnId, String, Instant)>,
-    pub last_used: Instant,
-    pub ended: bool,
+    ended: bool,
     recheck: bool,
 }
 
@@ -74,8 +55,6 @@ impl HlsStream {
             mux: None,
             cur: Vec::new(),
             cache: HashMap::new(),
-            waiting: Vec::new(),
-            last_used: Instant::now(),
             ended: false,
             recheck: false,
         })
@@ -90,7 +69,7 @@ impl HlsStream {
     }
 
     /// Reads what is new: cuts, muxes and caches segments. Bounded work per call.
-    pub fn poll(&mut self) {
+    fn read(&mut self) {
         if self.ended {
             return;
         }
@@ -163,8 +142,7 @@ impl HlsStream {
     }
 
     /// The answer for the path below `/hls/$/`.
-    pub fn answer(&mut self, rest: &str) -> Answer {
-        self.last_used = Instant::now();
+    fn respond(&mut self, rest: &str) -> Answer {
         let Some(tl) = self.tl.as_ref() else {
             return if self.ended {
                 Answer::NotFound("stream ended".into())
@@ -223,6 +201,18 @@ impl HlsStream {
             return Answer::Wait;
         }
         Answer::NotFound("segment not available".into())
+    }
+}
+
+impl SegmentedStream for HlsStream {
+    fn poll(&mut self) {
+        self.read()
+    }
+    fn answer(&mut self, rest: &str) -> Answer {
+        self.respond(rest)
+    }
+    fn ended(&self) -> bool {
+        self.ended
     }
 }
 

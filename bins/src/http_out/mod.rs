@@ -8,6 +8,7 @@
 pub mod hls;
 pub mod mux;
 pub mod routes;
+pub mod segmented;
 pub mod source;
 pub mod standalone;
 
@@ -157,7 +158,8 @@ pub struct App {
     opts: Options,
     enabled: Enabled,
     feeds: HashMap<FeedKey, Feed>,
-    hls: HashMap<String, hls::HlsStream>,
+    /// Segmented outputs by (kind, stream).
+    segmented: HashMap<(String, String), segmented::Slot>,
     conn_feed: HashMap<ConnId, FeedKey>,
     waiting: Vec<Waiting>,
     waiter: mist_shm::Waiter,
@@ -174,7 +176,7 @@ impl App {
             opts,
             enabled,
             feeds: HashMap::new(),
-            hls: HashMap::new(),
+            segmented: HashMap::new(),
             conn_feed: HashMap::new(),
             waiting: Vec::new(),
             waiter: mist_shm::Waiter::new(),
@@ -237,71 +239,79 @@ impl App {
                 audio,
                 ..
             } => self.play(io, id, stream, format, video, audio),
-            routes::Route::Segmented {
-                kind: "hls", rest, ..
-            } => self.hls_request(io, id, stream, &rest),
-            routes::Route::Segmented { .. } => routes::segmented(io, id),
+            routes::Route::Segmented { kind, rest, .. } => {
+                self.segmented_request(io, id, kind, stream, &rest)
+            }
             _ => io.respond_text(id, 500, "unexpected route"),
         }
     }
 
-    /// An HLS request for an active stream.
-    fn hls_request(&mut self, io: &mut Io, id: ConnId, stream: &str, rest: &str) {
-        if self.hls.get(stream).is_some_and(|h| h.ended) && Self::active(stream) {
-            self.hls.remove(stream);
+    /// A playlist/segment request for an active stream.
+    fn segmented_request(&mut self, io: &mut Io, id: ConnId, kind: &str, stream: &str, rest: &str) {
+        let key = (kind.to_string(), stream.to_string());
+        if self.segmented.get(&key).is_some_and(|s| s.stream.ended()) && Self::active(stream) {
+            self.segmented.remove(&key);
         }
-        if !self.hls.contains_key(stream) {
+        if !self.segmented.contains_key(&key) {
             let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
-            match hls::HlsStream::open(stream, &host) {
-                Ok(h) => {
+            match segmented::open(kind, stream, &host) {
+                None => return routes::segmented(io, id),
+                Some(Err(e)) => return io.respond_text(id, 503, &format!("stream offline: {e}")),
+                Some(Ok(s)) => {
                     if self.watched.insert(stream.to_string()) {
                         let _ = self.waiter.add(stream);
                     }
-                    self.hls.insert(stream.to_string(), h);
+                    let slot = segmented::Slot {
+                        stream: s,
+                        waiting: Vec::new(),
+                        last_used: Instant::now(),
+                    };
+                    self.segmented.insert(key.clone(), slot);
                 }
-                Err(e) => return io.respond_text(id, 503, &format!("stream offline: {e}")),
             }
         }
-        let h = self.hls.get_mut(stream).expect("inserted");
-        h.poll();
-        match h.answer(rest) {
-            hls::Answer::Ready { ctype, cache, body } => {
+        let slot = self.segmented.get_mut(&key).expect("inserted");
+        slot.last_used = Instant::now();
+        slot.stream.poll();
+        match slot.stream.answer(rest) {
+            segmented::Answer::Ready { ctype, cache, body } => {
                 let r = mist_net::http::Response::new(200)
                     .header("Content-Type", ctype)
                     .header("Cache-Control", cache);
                 io.respond(id, r, body)
             }
-            hls::Answer::NotFound(m) => io.respond_text(id, 404, &m),
-            hls::Answer::Wait => h.waiting.push((id, rest.to_string(), Instant::now())),
+            segmented::Answer::NotFound(m) => io.respond_text(id, 404, &m),
+            segmented::Answer::Wait => slot.waiting.push((id, rest.to_string(), Instant::now())),
         }
     }
 
-    /// Polls the HLS streams and answers their waiting requests.
-    fn poll_hls(&mut self, io: &mut Io) {
+    /// Polls the segmented streams, answers their waiting requests, drops idle ones.
+    fn poll_segmented(&mut self, io: &mut Io) {
         let now = Instant::now();
-        for h in self.hls.values_mut() {
-            h.poll();
-            for (id, rest, since) in std::mem::take(&mut h.waiting) {
+        for slot in self.segmented.values_mut() {
+            slot.stream.poll();
+            for (id, rest, since) in std::mem::take(&mut slot.waiting) {
                 if !io.is_open(id) {
                     continue;
                 }
-                match h.answer(&rest) {
-                    hls::Answer::Ready { ctype, cache, body } => {
+                match slot.stream.answer(&rest) {
+                    segmented::Answer::Ready { ctype, cache, body } => {
                         let r = mist_net::http::Response::new(200)
                             .header("Content-Type", ctype)
                             .header("Cache-Control", cache);
                         io.respond(id, r, body)
                     }
-                    hls::Answer::NotFound(m) => io.respond_text(id, 404, &m),
-                    hls::Answer::Wait if now.duration_since(since) > hls::WAIT => {
+                    segmented::Answer::NotFound(m) => io.respond_text(id, 404, &m),
+                    segmented::Answer::Wait if now.duration_since(since) > segmented::WAIT => {
                         io.respond_text(id, 503, "not enough segments yet")
                     }
-                    hls::Answer::Wait => h.waiting.push((id, rest, since)),
+                    segmented::Answer::Wait => slot.waiting.push((id, rest, since)),
                 }
             }
         }
-        self.hls
-            .retain(|_, h| !h.waiting.is_empty() || now.duration_since(h.last_used) < hls::IDLE);
+        self.segmented.retain(|_, s| {
+            !s.waiting.is_empty() || now.duration_since(s.last_used) < segmented::IDLE
+        });
     }
 
     /// Polls every feed (new frames) and drops finished or unwatched ones.
@@ -309,7 +319,7 @@ impl App {
         for f in self.feeds.values_mut() {
             f.poll(io);
         }
-        self.poll_hls(io);
+        self.poll_segmented(io);
         self.gc(io);
     }
 
@@ -319,7 +329,7 @@ impl App {
             .feeds
             .keys()
             .map(|k| k.stream.clone())
-            .chain(self.hls.keys().cloned())
+            .chain(self.segmented.keys().map(|(_, s)| s.clone()))
             .collect();
         let gone: Vec<String> = self.watched.difference(&live).cloned().collect();
         for s in gone {

@@ -79,6 +79,12 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
             if !enabled.has(connector) {
                 return Route::Error(404, format!("{connector} is not enabled on this server"));
             }
+            if !super::segmented::has(kind) {
+                return Route::Error(
+                    501,
+                    format!("{connector} is not implemented by this build of MistOutHTTP"),
+                );
+            }
             return Route::Segmented {
                 stream: stream.to_string(),
                 kind,
@@ -111,10 +117,7 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
     Route::Error(404, "not found".into())
 }
 
-/// Extension point for CMAF (`/cmaf/$/…`: fMP4 HLS and DASH): like `super::hls`, playlists built
-/// with mist_media::{segment, hls, dash} and fragments muxed once (mist_media::mp4
-/// FragmentWriter), cached by URL and served to every viewer with [`Io::respond`]. Not
-/// implemented yet.
+/// The answer for a segmented kind this build does not implement (see `super::segmented`).
 pub fn segmented(io: &mut Io, id: ConnId) {
     io.respond_text(
         id,
