@@ -39,6 +39,9 @@ struct Args {
     /// Debug level 0-10 (3 production, 4 default)
     #[arg(short = 'g', long, default_value_t = 4)]
     debug: u8,
+    /// Merged writes: write each viewer at most every MS milliseconds (0: every frame at once)
+    #[arg(long = "merge-ms", default_value_t = rtmp_server::DEFAULT_MERGE_MS)]
+    merge_ms: u64,
     /// Print the capabilities JSON and exit
     #[arg(short = 'j', long)]
     json: bool,
@@ -79,6 +82,7 @@ fn main() {
     let cfg = rtmp_server::Config {
         addr: SocketAddr::new(args.interface, args.port),
         controlled: mist_core::control::socket_path().is_some(),
+        merge: std::time::Duration::from_millis(args.merge_ms),
     };
     let mut server = match rtmp_server::Server::bind(cfg) {
         Ok(s) => s,

@@ -59,7 +59,16 @@ pub struct Config {
     pub addr: SocketAddr,
     /// Ask the controller (MIST_CONTROL is set).
     pub controlled: bool,
+    /// Merged writes: media for a viewer is written at most this often (0 = every frame at once),
+    /// unless its queue reaches [`MERGE_BYTES`]. Fewer, larger writes cost the server (and, on the
+    /// same host, the viewer) less CPU per delivered byte at the price of up to this much latency.
+    pub merge: Duration,
 }
+
+/// Queued bytes at which a viewer is written to without waiting for the merge interval.
+pub const MERGE_BYTES: usize = 256 << 10;
+/// Default merge interval of `--merge-ms`.
+pub const DEFAULT_MERGE_MS: u64 = 100;
 
 /// MistServer's stream-name rules: the base keeps letters, digits, `_`, `.`, `-`, lower-cased;
 /// `?…` is dropped; a space counts as `+`; after `+` the wildcard part is kept as given.
@@ -228,6 +237,9 @@ pub struct Server {
     next_token: usize,
     seed: u64,
     waker: Arc<Waker>,
+    /// Viewers with media queued and not yet written (merged writes).
+    dirty: Vec<usize>,
+    next_merge: Instant,
     decisions: (
         std::sync::mpsc::Sender<Decision>,
         std::sync::mpsc::Receiver<Decision>,
@@ -255,6 +267,8 @@ impl Server {
             next_token: FIRST_CONN,
             seed,
             waker,
+            dirty: Vec::new(),
+            next_merge: Instant::now(),
             decisions: std::sync::mpsc::channel(),
         })
     }
@@ -283,6 +297,8 @@ impl Server {
         while !stop.load(Ordering::Relaxed) {
             let timeout = if busy {
                 Duration::ZERO
+            } else if !self.dirty.is_empty() {
+                self.next_merge.saturating_duration_since(Instant::now())
             } else {
                 Duration::from_millis(100)
             };
@@ -308,6 +324,9 @@ impl Server {
             }
             self.apply_decisions();
             busy = self.pump_streams();
+            if !self.dirty.is_empty() && Instant::now() >= self.next_merge {
+                self.flush_dirty();
+            }
             if last_tick.elapsed() >= Duration::from_millis(500) {
                 last_tick = Instant::now();
                 self.tick();
@@ -924,7 +943,16 @@ impl Server {
         touched.sort_unstable();
         touched.dedup();
         for t in touched {
-            self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
+            let now = self.cfg.merge.is_zero()
+                || self.conns.get(&t).is_none_or(|c| c.closing || c.backlog >= MERGE_BYTES);
+            if now {
+                self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
+            } else {
+                if self.dirty.is_empty() {
+                    self.next_merge = Instant::now() + self.cfg.merge;
+                }
+                self.dirty.push(t);
+            }
         }
         for name in ended {
             if self
@@ -937,6 +965,18 @@ impl Server {
             }
         }
         busy
+    }
+
+    /// Writes every viewer whose media waited for the merge interval.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for t in dirty.drain(..) {
+            self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
+        }
+        // Keep the allocation for the next round.
+        self.dirty = dirty;
     }
 
     /// Twice a second: heartbeats, statistics, timeouts.
@@ -1034,7 +1074,8 @@ pub fn capabilities() -> serde_json::Value {
         "optional": {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 1935, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
-            "debug": {"name": "debug", "help": "The debug level at which messages need to be printed.", "type": "debug", "option": "--debug", "short": "g"}
+            "debug": {"name": "debug", "help": "The debug level at which messages need to be printed.", "type": "debug", "option": "--debug", "short": "g"},
+            "merge_ms": {"name": "Merged writes (ms)", "help": "Write media to each viewer at most this often, in milliseconds; 0 writes every frame at once. Larger values cost less CPU per viewer and add up to that much latency.", "type": "uint", "default": DEFAULT_MERGE_MS, "option": "--merge-ms"}
         },
         "codecs": [[["H264", "HEVC", "AV1"], ["AAC", "MP3"]]],
         "methods": [{"handler": "rtmp", "type": "flash/10", "hrn": "RTMP", "priority": 7}],
