@@ -79,24 +79,45 @@ pub struct Controller {
 impl Controller {
     /// Starts MistController with stream `live` (source `push://`) plus `extra_streams`.
     pub fn start(extra_streams: serde_json::Value) -> Controller {
+        Controller::start_with(extra_streams, None, None)
+    }
+
+    /// Like [`Controller::start`], plus an HTTP protocol entry on the free port `self.http`
+    /// (`{"connector": "HTTP", "port": …}`) and the given extra protocol entries (e.g.
+    /// `{"connector": "HTTPTS"}`); `shm` overrides the shared-memory directory.
+    pub fn start_http(extra_streams: serde_json::Value, extra_protocols: serde_json::Value, shm: Option<&Path>) -> Controller {
+        let c = Controller::start_with(extra_streams, Some(extra_protocols), shm);
+        assert!(wait_port(c.http, Duration::from_secs(10)), "HTTP port never opened");
+        c
+    }
+
+    /// `http`: None = no HTTP entry; Some(extra protocol entries) = an HTTP entry plus those.
+    fn start_with(extra_streams: serde_json::Value, http: Option<serde_json::Value>, shm_dir: Option<&Path>) -> Controller {
         let dir = TempDir::new("ctl");
-        let (api, rtmp, http) = (free_port(), free_port(), free_port());
+        let (api, rtmp, http_port) = (free_port(), free_port(), free_port());
         let mut streams = serde_json::json!({"live": {"name": "live", "source": "push://"}});
         if let serde_json::Value::Object(extra) = extra_streams {
             for (k, v) in extra {
                 streams[k] = v;
             }
         }
+        let mut protocols = vec![serde_json::json!({"connector": "RTMP", "port": rtmp, "interface": "127.0.0.1"})];
+        if let Some(extra) = http {
+            protocols.push(serde_json::json!({"connector": "HTTP", "port": http_port, "interface": "127.0.0.1"}));
+            if let serde_json::Value::Array(extra) = extra {
+                protocols.extend(extra);
+            }
+        }
         let config = serde_json::json!({
             "config": {
                 "controller": {"port": api, "interface": "127.0.0.1"},
-                "protocols": [{"connector": "RTMP", "port": rtmp, "interface": "127.0.0.1"}],
+                "protocols": protocols,
             },
             "streams": streams,
         });
         let path = dir.path().join("mistserver.conf");
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        let shm = dir.path().join("shm");
+        let shm = shm_dir.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("shm"));
         std::fs::create_dir_all(&shm).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_MistController"))
             .arg("-c")
@@ -109,7 +130,7 @@ impl Controller {
         let proc = Proc(child);
         assert!(wait_port(api, Duration::from_secs(10)), "API port never opened");
         assert!(wait_port(rtmp, Duration::from_secs(10)), "RTMP port never opened");
-        Controller { dir, api, rtmp, http, config: path, shm, proc }
+        Controller { dir, api, rtmp, http: http_port, config: path, shm, proc }
     }
 
     pub fn publish_url(&self, stream: &str) -> String {
@@ -202,4 +223,145 @@ pub fn decode_video_frames(url: &str, wall: Duration) -> (usize, String) {
         .map(|l| l.trim_start_matches("#dimensions 0:").trim().replace(' ', ""))
         .unwrap_or_default();
     (frames, size)
+}
+
+/// Makes an FLV file (testsrc2 + sine, H.264 + AAC, keyframe every 2 s) with ffmpeg, as fast as
+/// it can encode (no `-re`).
+pub fn make_flv(path: &Path, size: &str, seconds: u32) {
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv"])
+        .arg(path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(st.success(), "ffmpeg could not make {}", path.display());
+}
+
+pub enum MediaEvent {
+    Track(mist_media::Track),
+    Frame(mist_media::Frame),
+}
+
+/// The tracks and frames of an FLV or Matroska/WebM file, in file order.
+pub fn media_events(file: &Path) -> Vec<MediaEvent> {
+    let data = std::fs::read(file).expect("read media file");
+    let mut out = Vec::new();
+    if data.starts_with(b"FLV") {
+        let mut d = mist_media::flv::Demuxer::new();
+        d.feed(&data);
+        while let Ok(Some(tag)) = d.next_tag() {
+            out.extend(tag.converted.track.map(MediaEvent::Track));
+            out.extend(tag.converted.frame.map(MediaEvent::Frame));
+        }
+    } else {
+        let mut d = mist_media::ebml::Demuxer::new();
+        d.push(&data);
+        d.finish();
+        while let Ok(Some(ev)) = d.poll() {
+            match ev {
+                mist_media::ebml::MkvEvent::Tracks(ts) => out.extend(ts.into_iter().map(MediaEvent::Track)),
+                mist_media::ebml::MkvEvent::Frame(f) => out.push(MediaEvent::Frame(f)),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Makes a WebM file (testsrc2 + sine, VP9 + Opus, keyframe every 2 s) with ffmpeg.
+pub fn make_webm(path: &Path, size: &str, seconds: u32) {
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-g", "50"])
+        .args(["-c:a", "libopus", "-f", "webm"])
+        .arg(path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(st.success(), "ffmpeg could not make {}", path.display());
+}
+
+/// A stand-in publisher: writes the frames of an FLV or WebM file into the stream's shared-memory
+/// buffer in real time (as MistOutRTMP does for an RTMP publish), through mist_media::flv and
+/// mist_shm. Uses the process's `MIST_SHM_DIR`. Closes the stream at the end of the file
+/// (or on drop).
+pub struct ShmPublisher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ShmPublisher {
+    /// `file`: FLV (`.flv`) or Matroska/WebM (`.mkv`, `.webm`).
+    pub fn start(stream: &str, file: &Path) -> ShmPublisher {
+        use std::sync::atomic::AtomicBool;
+        let events = media_events(file);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let stream = stream.to_string();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut w = mist_shm::StreamWriter::create(&stream, mist_shm::WriterOptions::default()).expect("create stream");
+            let start = Instant::now();
+            let mut first_dts = None;
+            let mut ready = Some(ready_tx);
+            for ev in events {
+                if stop2.load(Ordering::Relaxed) {
+                    return; // drop = detach
+                }
+                match ev {
+                    MediaEvent::Track(t) => w.set_track(&t).expect("set track"),
+                    MediaEvent::Frame(f) => {
+                        let base = *first_dts.get_or_insert(f.dts);
+                        let due = start + Duration::from_millis((f.dts - base).max(0) as u64);
+                        while Instant::now() < due {
+                            if stop2.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            w.heartbeat();
+                            std::thread::sleep(due.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)));
+                        }
+                        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data).expect("push");
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+            }
+            w.close();
+        });
+        let _ = ready_rx.recv_timeout(Duration::from_secs(10));
+        ShmPublisher { stop, thread: Some(thread) }
+    }
+
+    /// Waits for the end of the file (the stream is then closed).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ShmPublisher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One raw HTTP/1.1 exchange on a fresh connection: sends `raw`, reads until the peer closes or
+/// `timeout`; returns everything read.
+pub fn http_raw(port: u16, raw: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    let _ = s.write_all(raw);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
 }

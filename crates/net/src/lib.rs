@@ -2,3 +2,4 @@
 //! controller's API.
 
 pub mod http;
+pub mod server;

@@ -1,0 +1,18 @@
+//! MistOutTS: one stream as MPEG-TS to stdout or a file; over HTTP, `/$.ts` is served by
+//! MistOutHTTP with the same muxing code.
+
+#[allow(dead_code)]
+mod http_out;
+
+use http_out::mux::Format;
+
+fn main() {
+    let caps = http_out::standalone::capabilities(
+        "TS",
+        "MPEG-TS output: MistOutTS -s STREAM - writes the stream to stdout; /$.ts over HTTP",
+        &["/$.ts"],
+        &["/*.ts", "ts-exec:*"],
+        Format::Ts,
+    );
+    std::process::exit(http_out::standalone::main("MistOutTS", Format::Ts, caps));
+}

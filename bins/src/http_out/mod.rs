@@ -1,0 +1,563 @@
+//! MistOutHTTP: the HTTP connector. One mio loop (mist_net::server) serves every HTTP-based
+//! format of every stream; per (stream, format, track selection) one shared-memory reader and one
+//! muxer feed all viewers ([`source::Feed`]).
+//!
+//! Also the muxing front end of the standalone binaries (MistOutTS, MistOutFLV, …; see
+//! [`standalone`]).
+
+pub mod hls;
+pub mod mux;
+pub mod routes;
+pub mod segmented;
+pub mod source;
+pub mod standalone;
+
+use mist_core::control::{self, Request};
+use mist_core::names;
+use mist_net::http::Request as HttpRequest;
+use mist_net::server::{ConnId, Handler, Io, Server, ServerConfig};
+use mux::Format;
+use serde_json::{json, Value};
+use source::{Feed, Source};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Connector names (config protocols) MistOutHTTP can serve.
+pub const SERVED: [&str; 6] = ["HTTPTS", "FLV", "MP4", "EBML", "HLS", "CMAF"];
+
+/// How long a request for a stream that is not active waits for it.
+pub const STREAM_WAIT: Duration = Duration::from_secs(5);
+
+/// Options of MistOutHTTP.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub port: u16,
+    pub interface: String,
+    /// `TOKEN:VALIDATION` for `/.well-known/acme-challenge/TOKEN`.
+    pub certbot: Option<String>,
+    /// Fixed list of enabled connectors (`--formats`); None: ask the controller, or all.
+    pub formats: Option<Vec<String>>,
+}
+
+/// The capabilities JSON (`-j`).
+pub fn capabilities() -> Value {
+    json!({
+        "name": "HTTP",
+        "friendly": "HTTP",
+        "desc": "HTTP connector: progressive MPEG-TS, FLV, fragmented MP4, Matroska/WebM, stream info (json_/info_), static files and ACME challenges. Serves the HTTP-based protocols enabled in the config (HTTPTS, FLV, MP4, EBML, HLS, CMAF).",
+        "optional": {
+            "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 8080, "option": "--port", "short": "p"},
+            "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
+            "certbot": {"name": "Certbot validation token", "help": "Answer /.well-known/acme-challenge/TOKEN with VALIDATION (set as TOKEN:VALIDATION, usually by MistUtilCertbot)", "type": "str", "option": "--certbot"},
+            "formats": {"name": "Formats", "help": "Comma-separated connectors to serve (default: those in the config's protocol list; all when run without a controller)", "type": "str", "option": "--formats"}
+        },
+        "url_rel": "/$",
+        "url_prefix": "/",
+        "methods": [],
+        "codecs": [[["H264", "HEVC", "AV1", "VP8", "VP9"], ["AAC", "MP3", "opus", "AC3"]]],
+    })
+}
+
+/// Which connectors are enabled (and their ports, for RTMP sources in the stream info);
+/// refreshed from the controller in the background. `None` = everything, no ports known.
+#[derive(Clone)]
+pub struct Enabled(Arc<Mutex<Option<Ports>>>);
+
+/// Enabled connector → its configured port (if any).
+type Ports = HashMap<String, Option<u16>>;
+
+impl Enabled {
+    pub fn all() -> Enabled {
+        Enabled(Arc::new(Mutex::new(None)))
+    }
+    pub fn fixed(list: &[String]) -> Enabled {
+        Enabled(Arc::new(Mutex::new(Some(
+            list.iter().map(|s| (s.trim().to_string(), None)).collect(),
+        ))))
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Ports>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub fn has(&self, connector: &str) -> bool {
+        match self.lock().as_ref() {
+            None => true,
+            Some(s) => s.contains_key(connector),
+        }
+    }
+    /// The configured port of a connector, when known.
+    pub fn port_of(&self, connector: &str) -> Option<u16> {
+        self.lock()
+            .as_ref()
+            .and_then(|s| s.get(connector).copied().flatten())
+    }
+    /// Sets the list from the config's `protocols` array.
+    pub fn set_protocols(&self, list: &[Value]) {
+        let mut m = HashMap::new();
+        for p in list {
+            if let Some(c) = p.get("connector").and_then(Value::as_str) {
+                let port = p
+                    .get("port")
+                    .and_then(Value::as_u64)
+                    .and_then(|x| u16::try_from(x).ok())
+                    .or(match c {
+                        "RTMP" => Some(1935),
+                        _ => None,
+                    });
+                m.insert(c.to_string(), port);
+            }
+        }
+        *self.lock() = Some(m);
+    }
+    /// Asks the controller for the config's protocol list now and every few seconds.
+    pub fn follow_controller(&self) {
+        let me = self.clone();
+        std::thread::spawn(move || loop {
+            let req = Request::Api {
+                command: json!({"config": true}),
+            };
+            match control::request(&req, Duration::from_secs(5)) {
+                Ok(r) => {
+                    if let Some(list) = r
+                        .config
+                        .pointer("/config/protocols")
+                        .and_then(Value::as_array)
+                    {
+                        me.set_protocols(list);
+                    }
+                }
+                Err(e) => mist_core::debug!("asking the controller for the protocol list: {e}"),
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        });
+    }
+}
+
+/// A request waiting for its stream to become active.
+struct Waiting {
+    id: ConnId,
+    stream: String,
+    route: routes::Route,
+    since: Instant,
+    /// The controller's answer, once it came: Err = refused (404).
+    answer: Option<Result<(), String>>,
+}
+
+/// The key of a shared feed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FeedKey {
+    stream: String,
+    format: Format,
+    video: Option<String>,
+    audio: Option<String>,
+}
+
+pub struct App {
+    opts: Options,
+    enabled: Enabled,
+    feeds: HashMap<FeedKey, Feed>,
+    /// Segmented outputs by (kind, stream).
+    segmented: HashMap<(String, String), segmented::Slot>,
+    conn_feed: HashMap<ConnId, FeedKey>,
+    waiting: Vec<Waiting>,
+    waiter: mist_shm::Waiter,
+    watched: HashSet<String>,
+    play_tx: Sender<(ConnId, Result<(), String>)>,
+    play_rx: Receiver<(ConnId, Result<(), String>)>,
+    waker: Option<Arc<mio::Waker>>,
+}
+
+impl App {
+    pub fn new(opts: Options, enabled: Enabled) -> App {
+        let (play_tx, play_rx) = channel();
+        App {
+            opts,
+            enabled,
+            feeds: HashMap::new(),
+            segmented: HashMap::new(),
+            conn_feed: HashMap::new(),
+            waiting: Vec::new(),
+            waiter: mist_shm::Waiter::new(),
+            watched: HashSet::new(),
+            play_tx,
+            play_rx,
+            waker: None,
+        }
+    }
+
+    /// Whether a stream's buffer exists and has not ended.
+    fn active(stream: &str) -> bool {
+        mist_shm::stream_status(stream).is_ok_and(|s| !s.ended)
+    }
+
+    /// Starts a progressive viewer of an active stream.
+    fn play(
+        &mut self,
+        io: &mut Io,
+        id: ConnId,
+        stream: &str,
+        format: Format,
+        video: Option<String>,
+        audio: Option<String>,
+    ) {
+        let key = FeedKey {
+            stream: stream.to_string(),
+            format,
+            video: video.clone(),
+            audio: audio.clone(),
+        };
+        if !self.feeds.contains_key(&key) {
+            let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
+            match Source::open(stream, format, video, audio, format.connector(), &host) {
+                Ok(src) => {
+                    if self.watched.insert(stream.to_string()) {
+                        let _ = self.waiter.add(stream);
+                    }
+                    self.feeds.insert(key.clone(), Feed::new(src, format));
+                }
+                Err(e) => {
+                    io.respond_text(id, 503, &format!("stream offline: {e}"));
+                    return;
+                }
+            }
+        }
+        let feed = self.feeds.get_mut(&key).expect("inserted");
+        feed.attach(io, id);
+        feed.poll(io);
+        self.conn_feed.insert(id, key);
+        self.gc(io);
+    }
+
+    /// Dispatches a route whose stream is active.
+    fn dispatch(&mut self, io: &mut Io, id: ConnId, stream: &str, route: routes::Route) {
+        match route {
+            routes::Route::Progressive {
+                format,
+                video,
+                audio,
+                ..
+            } => self.play(io, id, stream, format, video, audio),
+            routes::Route::Segmented { kind, rest, .. } => {
+                self.segmented_request(io, id, kind, stream, &rest)
+            }
+            _ => io.respond_text(id, 500, "unexpected route"),
+        }
+    }
+
+    /// A playlist/segment request for an active stream.
+    fn segmented_request(&mut self, io: &mut Io, id: ConnId, kind: &str, stream: &str, rest: &str) {
+        let key = (kind.to_string(), stream.to_string());
+        if self.segmented.get(&key).is_some_and(|s| s.stream.ended()) && Self::active(stream) {
+            self.segmented.remove(&key);
+        }
+        if !self.segmented.contains_key(&key) {
+            let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
+            match segmented::open(kind, stream, &host) {
+                None => return routes::segmented(io, id),
+                Some(Err(e)) => return io.respond_text(id, 503, &format!("stream offline: {e}")),
+                Some(Ok(s)) => {
+                    if self.watched.insert(stream.to_string()) {
+                        let _ = self.waiter.add(stream);
+                    }
+                    let slot = segmented::Slot {
+                        stream: s,
+                        waiting: Vec::new(),
+                        last_used: Instant::now(),
+                    };
+                    self.segmented.insert(key.clone(), slot);
+                }
+            }
+        }
+        let slot = self.segmented.get_mut(&key).expect("inserted");
+        slot.last_used = Instant::now();
+        slot.stream.poll();
+        match slot.stream.answer(rest) {
+            segmented::Answer::Ready { ctype, cache, body } => {
+                let r = mist_net::http::Response::new(200)
+                    .header("Content-Type", ctype)
+                    .header("Cache-Control", cache);
+                io.respond(id, r, body)
+            }
+            segmented::Answer::NotFound(m) => io.respond_text(id, 404, &m),
+            segmented::Answer::Wait => slot.waiting.push((id, rest.to_string(), Instant::now())),
+        }
+    }
+
+    /// Polls the segmented streams, answers their waiting requests, drops idle ones.
+    fn poll_segmented(&mut self, io: &mut Io) {
+        let now = Instant::now();
+        for slot in self.segmented.values_mut() {
+            slot.stream.poll();
+            for (id, rest, since) in std::mem::take(&mut slot.waiting) {
+                if !io.is_open(id) {
+                    continue;
+                }
+                match slot.stream.answer(&rest) {
+                    segmented::Answer::Ready { ctype, cache, body } => {
+                        let r = mist_net::http::Response::new(200)
+                            .header("Content-Type", ctype)
+                            .header("Cache-Control", cache);
+                        io.respond(id, r, body)
+                    }
+                    segmented::Answer::NotFound(m) => io.respond_text(id, 404, &m),
+                    segmented::Answer::Wait if now.duration_since(since) > segmented::WAIT => {
+                        io.respond_text(id, 503, "not enough segments yet")
+                    }
+                    segmented::Answer::Wait => slot.waiting.push((id, rest, since)),
+                }
+            }
+        }
+        self.segmented.retain(|_, s| {
+            !s.waiting.is_empty() || now.duration_since(s.last_used) < segmented::IDLE
+        });
+    }
+
+    /// Polls every feed (new frames) and drops finished or unwatched ones.
+    fn poll_all(&mut self, io: &mut Io) {
+        for f in self.feeds.values_mut() {
+            f.poll(io);
+        }
+        self.poll_segmented(io);
+        self.gc(io);
+    }
+
+    fn gc(&mut self, _io: &mut Io) {
+        self.feeds.retain(|_, f| !f.done && !f.is_idle());
+        let live: HashSet<String> = self
+            .feeds
+            .keys()
+            .map(|k| k.stream.clone())
+            .chain(self.segmented.keys().map(|(_, s)| s.clone()))
+            .collect();
+        let gone: Vec<String> = self.watched.difference(&live).cloned().collect();
+        for s in gone {
+            self.waiter.remove(&s);
+            self.watched.remove(&s);
+        }
+        let feeds = &self.feeds;
+        self.conn_feed.retain(|id, k| {
+            feeds
+                .get(k)
+                .is_some_and(|f| f.viewers.contains(id) || f.waiting.iter().any(|(w, _)| w == id))
+        });
+    }
+
+    /// Requests waiting for a stream: dispatch, refuse or time out.
+    fn check_waiting(&mut self, io: &mut Io) {
+        while let Ok((id, ans)) = self.play_rx.try_recv() {
+            if let Some(w) = self.waiting.iter_mut().find(|w| w.id == id) {
+                w.answer = Some(ans);
+            }
+        }
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let w = &self.waiting[i];
+            if !io.is_open(w.id) {
+                self.waiting.swap_remove(i);
+                continue;
+            }
+            if Self::active(&w.stream) {
+                let w = self.waiting.swap_remove(i);
+                self.dispatch(io, w.id, &w.stream, w.route);
+                continue;
+            }
+            match &w.answer {
+                Some(Err(e)) => {
+                    let msg = format!("stream not found: {e}");
+                    let id = w.id;
+                    self.waiting.swap_remove(i);
+                    io.respond_text(id, 404, &msg);
+                    continue;
+                }
+                _ if now.duration_since(w.since) > STREAM_WAIT => {
+                    let id = w.id;
+                    // Standalone, a stream without a buffer at all is unknown; with a controller
+                    // that accepted the request it is configured but offline.
+                    let unknown = control::socket_path().is_none()
+                        && mist_shm::stream_status(&w.stream).is_err();
+                    self.waiting.swap_remove(i);
+                    if unknown {
+                        io.respond_text(id, 404, "stream not found");
+                    } else {
+                        io.respond_text(id, 503, "stream offline");
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+
+    /// Asks the controller to start the stream (in a thread: the answer may take seconds).
+    fn ask_controller(&self, id: ConnId, stream: &str, host: String, url: String) {
+        if control::socket_path().is_none() {
+            return;
+        }
+        let tx = self.play_tx.clone();
+        let waker = self.waker.clone();
+        let req = Request::Play {
+            stream: stream.to_string(),
+            host,
+            connector: "HTTP".into(),
+            url,
+        };
+        std::thread::spawn(move || {
+            let ans = match control::request(&req, STREAM_WAIT + Duration::from_secs(5)) {
+                Ok(r) if r.ok => Ok(()),
+                Ok(r) => Err(r.error),
+                Err(e) => {
+                    mist_core::warn!("control socket: {e}");
+                    Ok(())
+                }
+            };
+            let _ = tx.send((id, ans));
+            if let Some(w) = waker {
+                let _ = w.wake();
+            }
+        });
+    }
+}
+
+impl Handler for App {
+    fn request(&mut self, io: &mut Io, id: ConnId, req: HttpRequest) {
+        let route = routes::route(&req, &self.enabled);
+        match route {
+            routes::Route::Static(status, ctype, body) => {
+                let r = mist_net::http::Response::new(status).header("Content-Type", ctype);
+                io.respond(id, r, body)
+            }
+            routes::Route::Error(status, text) => io.respond_text(id, status, &text),
+            routes::Route::Acme(token) => {
+                match self.opts.certbot.as_deref().and_then(|c| c.split_once(':')) {
+                    Some((t, v)) if t == token && !t.is_empty() => {
+                        let r =
+                            mist_net::http::Response::new(200).header("Content-Type", "text/plain");
+                        io.respond(id, r, bytes::Bytes::from(v.to_string()))
+                    }
+                    _ => io.respond_text(id, 404, "no such challenge"),
+                }
+            }
+            routes::Route::Info { ref stream, js } => {
+                let host = req.header("host").unwrap_or("").to_string();
+                let body = routes::info(stream, js, &host, &self.enabled);
+                let ctype = if js {
+                    "application/javascript"
+                } else {
+                    "application/json"
+                };
+                let r = mist_net::http::Response::new(200)
+                    .header("Content-Type", ctype)
+                    .header("Cache-Control", "no-store");
+                io.respond(id, r, bytes::Bytes::from(body))
+            }
+            routes::Route::Progressive { ref stream, .. }
+            | routes::Route::Segmented { ref stream, .. } => {
+                let name = names::sanitize(stream);
+                if !names::is_valid(&name) {
+                    return io.respond_text(id, 404, "stream not found: invalid stream name");
+                }
+                if Self::active(&name) {
+                    return self.dispatch(io, id, &name, route.clone());
+                }
+                let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
+                self.ask_controller(id, &name, host, req.target.clone());
+                self.waiting.push(Waiting {
+                    id,
+                    stream: name,
+                    route: route.clone(),
+                    since: Instant::now(),
+                    answer: if control::socket_path().is_none() {
+                        Some(Ok(()))
+                    } else {
+                        None
+                    },
+                });
+            }
+        }
+    }
+
+    fn closed(&mut self, io: &mut Io, id: ConnId) {
+        if let Some(k) = self.conn_feed.remove(&id) {
+            if let Some(f) = self.feeds.get_mut(&k) {
+                f.detach(id);
+            }
+        }
+        self.waiting.retain(|w| w.id != id);
+        self.gc(io);
+    }
+
+    fn wake(&mut self, io: &mut Io) {
+        self.poll_all(io);
+        self.check_waiting(io);
+    }
+
+    fn tick(&mut self, io: &mut Io) {
+        self.poll_all(io);
+        self.check_waiting(io);
+    }
+}
+
+/// Runs MistOutHTTP until SIGINT/SIGTERM. Returns the exit code.
+pub fn run(opts: Options) -> i32 {
+    let addr = match format!(
+        "{}:{}",
+        if opts.interface.contains(':') {
+            format!("[{}]", opts.interface)
+        } else {
+            opts.interface.clone()
+        },
+        opts.port
+    )
+    .parse()
+    {
+        Ok(a) => a,
+        Err(_) => {
+            mist_core::error!("bad interface address {}", opts.interface);
+            return 2;
+        }
+    };
+    let mut server = match Server::bind(addr, ServerConfig::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            mist_core::error!("cannot listen on {addr}: {e}");
+            return 3;
+        }
+    };
+    mist_core::info!("listening on {addr}");
+    let enabled = match &opts.formats {
+        Some(l) => Enabled::fixed(l),
+        None => {
+            let e = Enabled::all();
+            if control::socket_path().is_some() {
+                e.follow_controller();
+            }
+            e
+        }
+    };
+    let mut app = App::new(opts, enabled);
+    let waker = server.waker();
+    app.waker = Some(waker.clone());
+    // Helper thread: shared-memory futex wake-ups → mio waker.
+    let w = app.waiter.clone();
+    std::thread::spawn(move || loop {
+        let ready = w.wait(Duration::from_secs(1));
+        if !ready.is_empty() {
+            let _ = waker.wake();
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    match server.run(&mut app, &stop) {
+        Ok(()) => 0,
+        Err(e) => {
+            mist_core::error!("event loop: {e}");
+            4
+        }
+    }
+}

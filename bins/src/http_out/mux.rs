@@ -1,0 +1,540 @@
+//! Progressive formats as one interface, shared by MistOutHTTP (one muxer per stream, format and
+//! track selection, its output shared by every viewer) and the standalone binaries (MistOutTS,
+//! MistOutFLV, … writing one muxer's output to stdout or a file).
+
+use bytes::Bytes;
+use mist_media::{Codec, Frame, Track, TrackKind};
+
+/// A progressive container format served over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    Ts,
+    Flv,
+    /// Fragmented MP4 (`.mp4` and `.fmp4` of a live stream).
+    Fmp4,
+    Mkv,
+    Webm,
+}
+
+impl Format {
+    /// The format for a URL extension.
+    pub fn from_ext(ext: &str) -> Option<Format> {
+        Some(match ext {
+            "ts" => Format::Ts,
+            "flv" => Format::Flv,
+            "mp4" | "fmp4" | "3gp" => Format::Fmp4,
+            "mkv" => Format::Mkv,
+            "webm" => Format::Webm,
+            _ => return None,
+        })
+    }
+
+    /// Human-readable name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Ts => "MPEG-TS",
+            Format::Flv => "FLV",
+            Format::Fmp4 => "MP4",
+            Format::Mkv => "Matroska",
+            Format::Webm => "WebM",
+        }
+    }
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            Format::Ts => "video/mp2t",
+            Format::Flv => "video/x-flv",
+            Format::Fmp4 => "video/mp4",
+            Format::Mkv => "video/x-matroska",
+            Format::Webm => "video/webm",
+        }
+    }
+
+    /// The config protocol (connector) that enables this format in MistOutHTTP.
+    pub fn connector(self) -> &'static str {
+        match self {
+            Format::Ts => "HTTPTS",
+            Format::Flv => "FLV",
+            Format::Fmp4 => "MP4",
+            Format::Mkv | Format::Webm => "EBML",
+        }
+    }
+
+    /// Codecs the format carries.
+    pub fn codecs(self) -> &'static [Codec] {
+        match self {
+            Format::Ts => &[
+                Codec::H264,
+                Codec::Hevc,
+                Codec::Aac,
+                Codec::Mp3,
+                Codec::Ac3,
+                Codec::Opus,
+            ],
+            Format::Flv => &[
+                Codec::H264,
+                Codec::Hevc,
+                Codec::Av1,
+                Codec::Vp9,
+                Codec::Aac,
+                Codec::Mp3,
+            ],
+            Format::Fmp4 => &[
+                Codec::H264,
+                Codec::Hevc,
+                Codec::Av1,
+                Codec::Vp9,
+                Codec::Aac,
+                Codec::Mp3,
+                Codec::Opus,
+                Codec::Ac3,
+            ],
+            Format::Mkv => &[
+                Codec::H264,
+                Codec::Hevc,
+                Codec::Av1,
+                Codec::Vp8,
+                Codec::Vp9,
+                Codec::Aac,
+                Codec::Mp3,
+                Codec::Opus,
+                Codec::Ac3,
+            ],
+            Format::Webm => &[Codec::Vp8, Codec::Vp9, Codec::Av1, Codec::Opus],
+        }
+    }
+
+    /// A muxer for these tracks (already selected and supported).
+    pub fn muxer(self, tracks: &[Track]) -> Result<Box<dyn Mux>, String> {
+        match self {
+            Format::Flv => Ok(Box::new(FlvMux::new(tracks))),
+            Format::Fmp4 => Ok(Box::new(Fmp4Mux::new(tracks)?)),
+            Format::Ts => ts_muxer(tracks),
+            Format::Mkv | Format::Webm => ebml_muxer(tracks, self == Format::Webm),
+        }
+    }
+}
+
+/// Output of one muxer step.
+#[derive(Debug, Default)]
+pub struct Out {
+    pub chunks: Vec<Bytes>,
+    /// The chunks start a point where a new viewer can join (a keyframe of the main track with
+    /// whatever the format needs before it).
+    pub join: bool,
+}
+
+/// One muxer instance; its output is shared by everyone watching the same selection.
+pub trait Mux: Send {
+    /// What every viewer gets first (file header, init segment, tables).
+    fn header(&self) -> Vec<Bytes>;
+    /// Muxes one frame of a selected track. `main_key`: a keyframe of the main track.
+    fn frame(&mut self, f: &Frame, main_key: bool) -> Out;
+    /// Emits buffered frames (end of stream).
+    fn flush(&mut self) -> Out {
+        Out::default()
+    }
+    /// Whether the track set may change mid-stream by sending [`Mux::header`] again.
+    fn can_reheader(&self) -> bool {
+        false
+    }
+}
+
+// ---- FLV ----
+
+pub struct FlvMux {
+    tracks: Vec<Track>,
+}
+
+impl FlvMux {
+    pub fn new(tracks: &[Track]) -> FlvMux {
+        FlvMux {
+            tracks: tracks.to_vec(),
+        }
+    }
+}
+
+impl Mux for FlvMux {
+    fn header(&self) -> Vec<Bytes> {
+        use mist_media::flv;
+        let has_a = self.tracks.iter().any(|t| t.kind() == TrackKind::Audio);
+        let has_v = self.tracks.iter().any(|t| t.kind() == TrackKind::Video);
+        let mut v = flv::file_header(has_a, has_v).to_vec();
+        if let Ok(t) = flv::tag_bytes(18, 0, &flv::metadata_body(&self.tracks)) {
+            v.extend_from_slice(&t);
+        }
+        for t in &self.tracks {
+            if let (Ok(Some(body)), Ok(tt)) = (flv::sequence_header_body(t), flv::tag_type(t)) {
+                if let Ok(tag) = flv::tag_bytes(tt, 0, &body) {
+                    v.extend_from_slice(&tag);
+                }
+            }
+        }
+        vec![Bytes::from(v)]
+    }
+
+    fn frame(&mut self, f: &Frame, main_key: bool) -> Out {
+        use mist_media::flv;
+        let Some(t) = self.tracks.iter().find(|t| t.id == f.track) else {
+            return Out::default();
+        };
+        let Ok((head, body_len)) = flv::frame_tag_head(t, f) else {
+            return Out::default();
+        };
+        Out {
+            chunks: vec![
+                Bytes::copy_from_slice(&head),
+                f.data.clone(),
+                Bytes::copy_from_slice(&flv::prev_tag_size(body_len)),
+            ],
+            join: main_key,
+        }
+    }
+
+    fn can_reheader(&self) -> bool {
+        false
+    }
+}
+
+// ---- fragmented MP4 ----
+
+/// One `moof`+`mdat` per GOP of the main track, or sooner once ~1 s is buffered.
+pub struct Fmp4Mux {
+    w: mist_media::mp4::FragmentWriter,
+    pending: Vec<Frame>,
+    pending_join: bool,
+    first_ms: i64,
+    init: Bytes,
+}
+
+const FRAG_MS: i64 = 1000;
+
+impl Fmp4Mux {
+    pub fn new(tracks: &[Track]) -> Result<Fmp4Mux, String> {
+        let opts = mist_media::mp4::FragmentOptions::default();
+        let w = mist_media::mp4::FragmentWriter::new(tracks.to_vec(), opts)
+            .map_err(|e| e.to_string())?;
+        let init = Bytes::from(w.init_segment().map_err(|e| e.to_string())?);
+        Ok(Fmp4Mux {
+            w,
+            pending: Vec::new(),
+            pending_join: false,
+            first_ms: 0,
+            init,
+        })
+    }
+
+    fn emit(&mut self, end_ms: Option<i64>) -> Out {
+        if self.pending.is_empty() {
+            return Out::default();
+        }
+        let frames = std::mem::take(&mut self.pending);
+        let join = std::mem::replace(&mut self.pending_join, false);
+        match self.w.media_segment_vectored(&frames, end_ms) {
+            Ok((head, payloads)) => {
+                let mut chunks = Vec::with_capacity(payloads.len() + 1);
+                chunks.push(Bytes::from(head));
+                chunks.extend(payloads);
+                Out { chunks, join }
+            }
+            Err(_) => Out::default(),
+        }
+    }
+}
+
+impl Mux for Fmp4Mux {
+    fn header(&self) -> Vec<Bytes> {
+        vec![self.init.clone()]
+    }
+
+    fn frame(&mut self, f: &Frame, main_key: bool) -> Out {
+        let mut out = Out::default();
+        if !self.pending.is_empty() && (main_key || f.dts - self.first_ms >= FRAG_MS) {
+            out = self.emit(Some(f.dts));
+        }
+        if self.pending.is_empty() {
+            self.first_ms = f.dts;
+            self.pending_join = main_key;
+        }
+        self.pending.push(f.clone());
+        out
+    }
+
+    fn flush(&mut self) -> Out {
+        self.emit(None)
+    }
+}
+
+// ---- MPEG-TS and Matroska ----
+
+fn ts_muxer(tracks: &[Track]) -> Result<Box<dyn Mux>, String> {
+    use mist_media::mpegts::{Muxer, MuxerOptions};
+    let mut m = Muxer::new(tracks, MuxerOptions::default()).map_err(|e| e.to_string())?;
+    let mut tables = Vec::new();
+    m.write_tables(&mut tables);
+    Ok(Box::new(TsMux {
+        m,
+        tables: Bytes::from(tables),
+    }))
+}
+
+/// MPEG-TS: PAT/PMT before every keyframe of the main track (the muxer's
+/// `tables_before_keyframes`), so each keyframe is a join point.
+pub struct TsMux {
+    m: mist_media::mpegts::Muxer,
+    tables: Bytes,
+}
+
+impl Mux for TsMux {
+    fn header(&self) -> Vec<Bytes> {
+        vec![self.tables.clone()]
+    }
+
+    fn frame(&mut self, f: &Frame, main_key: bool) -> Out {
+        let mut out = Vec::with_capacity(f.data.len() + f.data.len() / 8 + 400);
+        if self.m.write_frame(f, &mut out).is_err() || out.is_empty() {
+            return Out::default();
+        }
+        Out {
+            chunks: vec![Bytes::from(out)],
+            join: main_key,
+        }
+    }
+
+    fn flush(&mut self) -> Out {
+        let mut out = Vec::new();
+        self.m.flush(&mut out);
+        Out {
+            chunks: if out.is_empty() {
+                vec![]
+            } else {
+                vec![Bytes::from(out)]
+            },
+            join: false,
+        }
+    }
+}
+
+fn ebml_muxer(tracks: &[Track], webm: bool) -> Result<Box<dyn Mux>, String> {
+    use mist_media::ebml::{DocType, WriteMode, Writer, WriterOptions};
+    let opts = WriterOptions {
+        doc_type: if webm {
+            DocType::Webm
+        } else {
+            DocType::Matroska
+        },
+        mode: WriteMode::Live,
+        ..WriterOptions::default()
+    };
+    let mut w = Writer::new(tracks, opts).map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    w.write_header(&mut head);
+    Ok(Box::new(EbmlMux {
+        w,
+        head: Bytes::from(head),
+    }))
+}
+
+/// Matroska/WebM, live mode (unknown-size Segment and Clusters). A Cluster starts at every video
+/// keyframe: those are the join points.
+pub struct EbmlMux {
+    w: mist_media::ebml::Writer,
+    head: Bytes,
+}
+
+/// The Cluster element ID.
+const CLUSTER_ID: [u8; 4] = [0x1F, 0x43, 0xB6, 0x75];
+
+impl Mux for EbmlMux {
+    fn header(&self) -> Vec<Bytes> {
+        vec![self.head.clone()]
+    }
+
+    fn frame(&mut self, f: &Frame, main_key: bool) -> Out {
+        let mut out = Vec::with_capacity(f.data.len() + 64);
+        if self.w.write_frame(f, &mut out).is_err() || out.is_empty() {
+            return Out::default();
+        }
+        let join = main_key && out.starts_with(&CLUSTER_ID);
+        Out {
+            chunks: vec![Bytes::from(out)],
+            join,
+        }
+    }
+}
+
+/// Whether this build can serve a connector's format.
+pub fn available(connector: &str) -> bool {
+    matches!(connector, "HTTPTS" | "FLV" | "MP4" | "HLS" | "EBML")
+}
+
+/// Picks the tracks to send: `video`/`audio` are the `?video=`/`?audio=` query values (track
+/// id, codec name, `all`/`*`, `none`/`-1`, comma-separated lists); absent = the first track of
+/// that kind the format carries. Only tracks the format carries are picked.
+pub fn select(
+    tracks: &[Track],
+    format: Format,
+    video: Option<&str>,
+    audio: Option<&str>,
+) -> Vec<Track> {
+    let ok = |t: &&Track| format.codecs().contains(&t.codec);
+    let mut out = Vec::new();
+    for (kind, q) in [(TrackKind::Video, video), (TrackKind::Audio, audio)] {
+        let of_kind: Vec<&Track> = tracks
+            .iter()
+            .filter(|t| t.kind() == kind)
+            .filter(ok)
+            .collect();
+        match q.map(str::trim) {
+            None | Some("") => out.extend(of_kind.first().map(|t| (*t).clone())),
+            Some(q) => {
+                for part in q.split(',').map(str::trim) {
+                    let lp = part.to_ascii_lowercase();
+                    let picked: Vec<&Track> = match lp.as_str() {
+                        "none" | "-1" | "0" => Vec::new(),
+                        "all" | "*" => of_kind.clone(),
+                        _ => match part.parse::<u32>() {
+                            Ok(id) => of_kind.iter().copied().filter(|t| t.id == id).collect(),
+                            Err(_) => of_kind
+                                .iter()
+                                .copied()
+                                .filter(|t| t.codec.mist_name().eq_ignore_ascii_case(part))
+                                .take(1)
+                                .collect(),
+                        },
+                    };
+                    for t in picked {
+                        if !out.iter().any(|o: &Track| o.id == t.id) {
+                            out.push(t.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The track whose keyframes are join points: the first selected video track, else the first.
+pub fn main_track(tracks: &[Track]) -> Option<u32> {
+    tracks
+        .iter()
+        .find(|t| t.kind() == TrackKind::Video)
+        .or(tracks.first())
+        .map(|t| t.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracks() -> Vec<Track> {
+        let mut v = vec![
+            Track::new(1, Codec::H264),
+            Track::new(2, Codec::Aac),
+            Track::new(3, Codec::Opus),
+            Track::new(4, Codec::Vp9),
+        ];
+        v[0].width = 64;
+        v
+    }
+
+    #[test]
+    fn selection() {
+        let ids = |v: Vec<Track>| v.iter().map(|t| t.id).collect::<Vec<_>>();
+        let t = tracks();
+        assert_eq!(ids(select(&t, Format::Ts, None, None)), vec![1, 2]);
+        assert_eq!(ids(select(&t, Format::Ts, None, Some("none"))), vec![1]);
+        assert_eq!(
+            ids(select(&t, Format::Ts, Some("none"), Some("all"))),
+            vec![2, 3]
+        );
+        assert_eq!(ids(select(&t, Format::Ts, None, Some("opus"))), vec![1, 3]);
+        assert_eq!(
+            ids(select(&t, Format::Mkv, Some("4"), Some("3"))),
+            vec![4, 3]
+        );
+        assert_eq!(ids(select(&t, Format::Webm, None, None)), vec![4, 3]);
+        assert_eq!(
+            ids(select(&t, Format::Flv, Some("vp9,1"), None)),
+            vec![4, 1, 2]
+        );
+        assert_eq!(
+            main_track(&select(&t, Format::Ts, Some("none"), None)),
+            Some(2)
+        );
+    }
+
+    fn fixture_frames() -> (Vec<Track>, Vec<Frame>) {
+        let data = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crates/media/tests/fixtures/flv/testsrc_320x240_1s.flv"
+        ))
+        .unwrap();
+        let mut d = mist_media::flv::Demuxer::new();
+        d.feed(&data);
+        let (mut tracks, mut frames) = (Vec::new(), Vec::new());
+        while let Ok(Some(t)) = d.next_tag() {
+            if let Some(t) = t.converted.track {
+                tracks.retain(|o: &Track| o.id != t.id);
+                tracks.push(t);
+            }
+            frames.extend(t.converted.frame);
+        }
+        (tracks, frames)
+    }
+
+    fn run(format: Format) -> (Vec<u8>, usize) {
+        let (tracks, frames) = fixture_frames();
+        let sel = select(&tracks, format, None, None);
+        let main = main_track(&sel);
+        let mut m = format.muxer(&sel).unwrap();
+        let mut out: Vec<u8> = m.header().concat();
+        let mut joins = 0;
+        for f in &frames {
+            let o = m.frame(f, Some(f.track) == main && f.keyframe);
+            joins += o.join as usize;
+            out.extend(o.chunks.concat());
+        }
+        out.extend(m.flush().chunks.concat());
+        (out, joins)
+    }
+
+    #[test]
+    fn flv_output_reads_back() {
+        let (out, joins) = run(Format::Flv);
+        assert_eq!(joins, 1);
+        let mut d = mist_media::flv::Demuxer::new();
+        d.feed(&out);
+        let mut n = 0;
+        while let Ok(Some(t)) = d.next_tag() {
+            n += t.converted.frame.is_some() as usize;
+        }
+        assert_eq!(n, fixture_frames().1.len());
+    }
+
+    #[test]
+    fn fmp4_fragments_start_at_keyframes() {
+        let (out, joins) = run(Format::Fmp4);
+        assert!(joins >= 1);
+        assert_eq!(&out[4..8], b"ftyp");
+        assert!(out.windows(4).any(|w| w == b"moof"));
+    }
+
+    #[test]
+    fn mkv_clusters_at_keyframes_and_webm_refuses_h264() {
+        let (out, joins) = run(Format::Mkv);
+        assert_eq!(joins, 1);
+        assert_eq!(&out[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
+        let (tracks, _) = fixture_frames();
+        assert!(Format::Webm.muxer(&tracks).is_err());
+    }
+
+    #[test]
+    fn ts_output_is_packets() {
+        let (out, joins) = run(Format::Ts);
+        assert_eq!(joins, 1);
+        assert_eq!(out.len() % 188, 0);
+        assert!(out.chunks(188).all(|p| p[0] == 0x47));
+    }
+}

@@ -1,0 +1,65 @@
+//! Segmented outputs (`/hls/$/…`, `/cmaf/$/…`): the extension point for playlist + segment
+//! formats. An implementation keeps one reader per stream, cuts segments with
+//! mist_media::segment, muxes each segment once and answers requests from its cache; MistOutHTTP
+//! handles waiting requests, timeouts and idle streams around it.
+//!
+//! To add a format (CMAF: fMP4 HLS and DASH with mist_media::{mp4, hls, dash}): implement
+//! [`SegmentedStream`] in a module and add its `kind` (the first URL component) to [`open`].
+
+use bytes::Bytes;
+use mist_net::server::ConnId;
+use std::time::{Duration, Instant};
+
+/// How long a request waits for a playlist or the segment being muxed.
+pub const WAIT: Duration = Duration::from_secs(15);
+/// A stream nobody asked for during this long is dropped.
+pub const IDLE: Duration = Duration::from_secs(30);
+
+/// What a request gets.
+pub enum Answer {
+    Ready {
+        ctype: &'static str,
+        cache: &'static str,
+        body: Bytes,
+    },
+    /// Not available yet (not enough segments, segment being muxed): ask again after `poll`.
+    Wait,
+    NotFound(String),
+}
+
+/// One stream of one segmented format.
+pub trait SegmentedStream: Send {
+    /// Reads what is new from shared memory (never blocks; bounded work).
+    fn poll(&mut self);
+    /// The answer for the path below `/<kind>/<stream>/`.
+    fn answer(&mut self, rest: &str) -> Answer;
+    /// The stream ended (answers come from what is cached).
+    fn ended(&self) -> bool;
+}
+
+/// Whether this build implements `kind`.
+pub fn has(kind: &str) -> bool {
+    kind == "hls"
+}
+
+/// Opens `kind` for a stream; `None` when this build has no such format.
+pub fn open(
+    kind: &str,
+    stream: &str,
+    host: &str,
+) -> Option<Result<Box<dyn SegmentedStream>, mist_shm::ShmError>> {
+    match kind {
+        "hls" => Some(
+            super::hls::HlsStream::open(stream, host)
+                .map(|h| Box::new(h) as Box<dyn SegmentedStream>),
+        ),
+        _ => None,
+    }
+}
+
+/// A segmented stream with the requests waiting on it.
+pub struct Slot {
+    pub stream: Box<dyn SegmentedStream>,
+    pub waiting: Vec<(ConnId, String, Instant)>,
+    pub last_used: Instant,
+}

@@ -1,0 +1,364 @@
+//! A stream read from shared memory and muxed into one format ([`Source`], used by both front
+//! ends), and the HTTP side's sharing of one source among many viewers ([`Feed`]).
+
+use super::mux::{main_track, select, Format, Mux, Out};
+use bytes::Bytes;
+use mist_media::{Frame, Track};
+use mist_net::server::{ConnId, Io};
+use mist_shm::{ReadEvent, ReaderInfo, ShmError, StreamReader};
+use std::time::{Duration, Instant};
+
+/// What [`Source::step`] produced.
+pub enum Step {
+    /// A (new) start: send these bytes first. Everything before is void.
+    Header(Vec<Bytes>),
+    Data(Out),
+    /// Nothing new for now.
+    Pending,
+    /// The track set changed in a way the format cannot follow: viewers must start over.
+    Reset,
+    /// The stream ended.
+    Ended,
+    /// The selected tracks cannot be sent in this format.
+    Error(String),
+}
+
+/// One reader + one muxer.
+pub struct Source {
+    reader: StreamReader,
+    format: Format,
+    video: Option<String>,
+    audio: Option<String>,
+    tracks: Vec<Track>,
+    main: Option<u32>,
+    mux: Option<Box<dyn Mux>>,
+    held: Option<Frame>,
+    /// The track table changed: compare the selection at the next frame (a new writer sets its
+    /// tracks one by one before its first frame, so judging at once would see a partial table).
+    recheck: bool,
+    ended: bool,
+    bytes: u64,
+}
+
+impl Source {
+    /// Opens the stream at its newest keyframe.
+    pub fn open(
+        stream: &str,
+        format: Format,
+        video: Option<String>,
+        audio: Option<String>,
+        connector: &str,
+        host: &str,
+    ) -> Result<Source, ShmError> {
+        let mut reader = StreamReader::open(
+            stream,
+            ReaderInfo {
+                connector: connector.into(),
+                host: host.into(),
+            },
+        )?;
+        // Live: start at the newest keyframe (the current GOP). VoD readers start at the beginning.
+        if !matches!(mist_shm::stream_status(stream), Ok(s) if !s.live) {
+            reader.seek_live();
+        }
+        Ok(Source {
+            reader,
+            format,
+            video,
+            audio,
+            tracks: Vec::new(),
+            main: None,
+            mux: None,
+            held: None,
+            recheck: false,
+            ended: false,
+            bytes: 0,
+        })
+    }
+
+    pub fn stream(&self) -> &str {
+        self.reader.name()
+    }
+
+    /// Counts bytes sent for the users table.
+    pub fn report(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        self.reader.report(self.bytes, 0);
+    }
+
+    fn selection(&self) -> Vec<Track> {
+        select(
+            &self.reader.tracks(),
+            self.format,
+            self.video.as_deref(),
+            self.audio.as_deref(),
+        )
+    }
+
+    /// The next step; never blocks.
+    pub fn step(&mut self) -> Step {
+        if self.ended {
+            return Step::Ended;
+        }
+        if let Some(f) = self.held.take() {
+            if self.mux.is_some() {
+                if let Some(s) = self.mux_frame(&f) {
+                    return s;
+                }
+            } else if let Some(s) = self.start(f) {
+                return s;
+            }
+        }
+        loop {
+            match self.reader.next() {
+                ReadEvent::Frame(f) => {
+                    if std::mem::take(&mut self.recheck) && self.selection() != self.tracks {
+                        self.mux = None;
+                        self.tracks.clear();
+                        self.held = Some(f);
+                        return Step::Reset;
+                    }
+                    if self.mux.is_none() {
+                        if let Some(s) = self.start(f) {
+                            return s;
+                        }
+                        continue;
+                    }
+                    if let Some(s) = self.mux_frame(&f) {
+                        return s;
+                    }
+                }
+                ReadEvent::TracksChanged | ReadEvent::Restarted => {
+                    self.recheck = self.mux.is_some();
+                }
+                ReadEvent::Pending => return Step::Pending,
+                ReadEvent::Ended => {
+                    self.ended = true;
+                    if let Some(m) = self.mux.as_mut() {
+                        let out = m.flush();
+                        if !out.chunks.is_empty() {
+                            return Step::Data(out);
+                        }
+                    }
+                    return Step::Ended;
+                }
+            }
+        }
+    }
+
+    /// Starts muxing at `f` if it is a keyframe of the main selected track.
+    fn start(&mut self, f: Frame) -> Option<Step> {
+        let all = self.reader.tracks();
+        let sel = self.selection();
+        if sel.is_empty() {
+            if !all.is_empty() && all.iter().any(|t| t.id == f.track) {
+                let have: Vec<&str> = all.iter().map(|t| t.codec.mist_name()).collect();
+                let can: Vec<&str> = self.format.codecs().iter().map(|c| c.mist_name()).collect();
+                return Some(Step::Error(format!("none of the selected tracks of this stream ({}) can be sent as {} (it carries {})", have.join(", "), self.format.name(), can.join(", "))));
+            }
+            return None;
+        }
+        let main = main_track(&sel);
+        if Some(f.track) != main || !f.keyframe {
+            return None;
+        }
+        match self.format.muxer(&sel) {
+            Ok(m) => {
+                let h = m.header();
+                self.mux = Some(m);
+                self.tracks = sel;
+                self.main = main;
+                self.held = Some(f);
+                Some(Step::Header(h))
+            }
+            Err(e) => Some(Step::Error(e)),
+        }
+    }
+
+    fn mux_frame(&mut self, f: &Frame) -> Option<Step> {
+        if !self.tracks.iter().any(|t| t.id == f.track) {
+            return None;
+        }
+        let main_key = Some(f.track) == self.main && f.keyframe;
+        let out = self.mux.as_mut()?.frame(f, main_key);
+        (!out.chunks.is_empty()).then_some(Step::Data(out))
+    }
+}
+
+/// Bound of the per-feed GOP cache (beyond it new viewers wait for the next keyframe).
+const GOP_CACHE_MAX: usize = 32 << 20;
+/// How long a viewer waits for the first keyframe of a stream that exists.
+pub const START_WAIT: Duration = Duration::from_secs(10);
+
+/// One source shared by every viewer of the same stream, format and track selection.
+pub struct Feed {
+    pub src: Source,
+    format: Format,
+    header: Option<Vec<Bytes>>,
+    gop: Vec<Bytes>,
+    gop_bytes: usize,
+    gop_ok: bool,
+    pub viewers: Vec<ConnId>,
+    pub waiting: Vec<(ConnId, Instant)>,
+    pub done: bool,
+    /// Users-table slots for viewers beyond the first (the source's reader counts as the first),
+    /// so the controller's viewer counts see every HTTP viewer.
+    slots: Vec<StreamReader>,
+}
+
+impl Feed {
+    pub fn new(src: Source, format: Format) -> Feed {
+        Feed {
+            src,
+            format,
+            header: None,
+            gop: Vec::new(),
+            gop_bytes: 0,
+            gop_ok: false,
+            viewers: Vec::new(),
+            waiting: Vec::new(),
+            done: false,
+            slots: Vec::new(),
+        }
+    }
+
+    /// Adds a viewer: started at once when the feed has started, else when it does.
+    pub fn attach(&mut self, io: &mut Io, id: ConnId) {
+        if self.header.is_some() {
+            self.start_viewer(io, id);
+        } else {
+            self.waiting.push((id, Instant::now()));
+        }
+    }
+
+    pub fn detach(&mut self, id: ConnId) {
+        self.viewers.retain(|&v| v != id);
+        self.waiting.retain(|&(v, _)| v != id);
+        self.sync_slots();
+    }
+
+    /// One users-table slot per viewer (the source's reader is the first).
+    fn sync_slots(&mut self) {
+        let want = self.viewers.len().saturating_sub(1);
+        self.slots.truncate(want);
+        while self.slots.len() < want {
+            let info = ReaderInfo {
+                connector: self.format.connector().into(),
+                host: String::new(),
+            };
+            match StreamReader::open(self.src.stream(), info) {
+                Ok(r) => self.slots.push(r),
+                Err(_) => break,
+            }
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.viewers.is_empty() && self.waiting.is_empty()
+    }
+
+    fn start_viewer(&mut self, io: &mut Io, id: ConnId) {
+        if !io.start_stream(id, 200, &[("Content-Type", self.format.mime())]) {
+            return; // HEAD, or gone
+        }
+        let mut first: Vec<Bytes> = self.header.clone().unwrap_or_default();
+        if self.gop_ok {
+            first.extend(self.gop.iter().cloned());
+        }
+        let n: usize = first.iter().map(Bytes::len).sum();
+        if io.send(id, &first) {
+            self.viewers.push(id);
+            self.src.report(n as u64);
+            self.sync_slots();
+        }
+    }
+
+    /// Reads and muxes what is new and hands it to the viewers. Bounded work per call.
+    pub fn poll(&mut self, io: &mut Io) {
+        for _ in 0..2000 {
+            match self.src.step() {
+                Step::Pending => break,
+                Step::Header(h) => {
+                    self.header = Some(h);
+                    self.gop.clear();
+                    self.gop_bytes = 0;
+                    self.gop_ok = false;
+                    for (id, _) in std::mem::take(&mut self.waiting) {
+                        self.start_viewer(io, id);
+                    }
+                }
+                Step::Data(out) => {
+                    if out.join {
+                        self.gop.clear();
+                        self.gop_bytes = 0;
+                        self.gop_ok = true;
+                    }
+                    let n: usize = out.chunks.iter().map(Bytes::len).sum();
+                    if self.gop_ok {
+                        self.gop_bytes += n;
+                        if self.gop_bytes > GOP_CACHE_MAX {
+                            self.gop.clear();
+                            self.gop_ok = false;
+                        } else {
+                            self.gop.extend(out.chunks.iter().cloned());
+                        }
+                    }
+                    let before = self.viewers.len();
+                    io.send_all(&mut self.viewers, &out.chunks);
+                    if before > 0 {
+                        self.src.report((n * self.viewers.len()) as u64);
+                    }
+                    if self.viewers.len() != before {
+                        self.sync_slots();
+                    }
+                }
+                Step::Reset => {
+                    for v in std::mem::take(&mut self.viewers) {
+                        io.end_stream(v);
+                    }
+                    self.sync_slots();
+                    self.header = None;
+                    self.gop.clear();
+                    self.gop_ok = false;
+                }
+                Step::Ended => {
+                    for v in std::mem::take(&mut self.viewers) {
+                        io.end_stream(v);
+                    }
+                    for (id, _) in std::mem::take(&mut self.waiting) {
+                        io.respond_text(id, 503, "stream offline");
+                    }
+                    self.done = true;
+                    return;
+                }
+                Step::Error(e) => {
+                    for v in std::mem::take(&mut self.viewers) {
+                        io.end_stream(v);
+                    }
+                    for (id, _) in std::mem::take(&mut self.waiting) {
+                        io.respond_text(id, 415, &e);
+                    }
+                    self.done = true;
+                    return;
+                }
+            }
+        }
+        // Viewers that waited too long for a first keyframe.
+        let now = Instant::now();
+        let (late, keep): (Vec<_>, Vec<_>) = self
+            .waiting
+            .drain(..)
+            .partition(|(_, t)| now.duration_since(*t) > START_WAIT);
+        self.waiting = keep;
+        for (id, _) in late {
+            io.respond_text(id, 503, "stream has no playable data yet");
+        }
+    }
+}
+
+impl Source {
+    /// Blocks until the stream changes or the timeout passes (standalone front ends).
+    pub fn wait(&self, timeout: Duration) {
+        self.reader.wait(timeout)
+    }
+}

@@ -1,0 +1,195 @@
+//! The standalone front end: `MistOutTS -s STREAM -` writes one stream to stdout (or a file)
+//! with the same muxing code MistOutHTTP shares among its viewers.
+//!
+//! Exit codes: 0 the stream ended, the reader went away (EPIPE) or SIGINT/SIGTERM; 1 the stream
+//! does not exist or cannot be muxed in this format; 2 usage error.
+
+use super::mux::Format;
+use super::source::{Source, Step};
+use clap::{ArgAction, Parser};
+use mist_core::control::{self, Request};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(disable_version_flag = true)]
+struct Args {
+    /// Stream name
+    #[arg(short = 's', long = "stream")]
+    stream: Option<String>,
+    /// Where to write: a file path, or - for stdout
+    target: Option<String>,
+    /// Video track selection (id, codec, all, none)
+    #[arg(long = "video")]
+    video: Option<String>,
+    /// Audio track selection (id, codec, all, none)
+    #[arg(long = "audio")]
+    audio: Option<String>,
+    /// How long to wait for the stream to appear, in seconds
+    #[arg(long = "wait", default_value_t = 10)]
+    wait: u64,
+    /// Debug level (0-10)
+    #[arg(short = 'g', long = "debug", default_value_t = 4)]
+    debug: u8,
+    /// Print the capabilities JSON and exit
+    #[arg(short = 'j', long = "json")]
+    json: bool,
+    /// Print the version and exit
+    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
+    version: bool,
+}
+
+/// The capabilities of a per-format binary: served through MistOutHTTP (`deps: "HTTP"`).
+pub fn capabilities(
+    name: &str,
+    desc: &str,
+    url_match: &[&str],
+    push_urls: &[&str],
+    format: Format,
+) -> Value {
+    let codecs: Vec<&str> = format.codecs().iter().map(|c| c.mist_name()).collect();
+    json!({
+        "name": name,
+        "desc": desc,
+        "deps": "HTTP",
+        "url_match": url_match,
+        "url_rel": url_match.first().copied().unwrap_or("/$"),
+        "push_urls": push_urls,
+        "codecs": [[codecs]],
+        "methods": [{"handler": "http", "type": format.mime(), "hrn": name, "priority": 5}],
+        "optional": {},
+    })
+}
+
+/// Runs a per-format binary. Returns the exit code.
+pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if args.json {
+        println!("{caps}");
+        return 0;
+    }
+    if args.version {
+        println!("{bin} mist-rs {}", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    mist_core::log::init(bin, args.debug);
+    let (Some(stream), Some(target)) = (args.stream.filter(|s| !s.is_empty()), args.target) else {
+        mist_core::error!("usage: {bin} -s STREAM TARGET (a file, or - for stdout)");
+        return 2;
+    };
+    let name = mist_core::names::sanitize(&stream);
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    // The stream may need its input started (controller) or may appear shortly.
+    if control::socket_path().is_some() && mist_shm::stream_status(&name).is_err() {
+        let req = Request::Play {
+            stream: name.clone(),
+            host: String::new(),
+            connector: bin.trim_start_matches("MistOut").into(),
+            url: target.clone(),
+        };
+        match control::request(&req, Duration::from_secs(args.wait + 5)) {
+            Ok(r) if !r.ok => {
+                mist_core::error!("stream {name}: {}", r.error);
+                return 1;
+            }
+            _ => {}
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.wait);
+    let mut src = loop {
+        match mist_shm::stream_status(&name) {
+            Ok(s) if !s.ended => match Source::open(
+                &name,
+                format,
+                args.video.clone(),
+                args.audio.clone(),
+                bin.trim_start_matches("MistOut"),
+                "local",
+            ) {
+                Ok(s) => break s,
+                Err(e) => mist_core::debug!("open {name}: {e}"),
+            },
+            _ => {}
+        }
+        if Instant::now() > deadline || stop.load(Ordering::Relaxed) {
+            mist_core::error!("stream {name} not found");
+            return 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out: Box<dyn Write> = if target == "-" {
+        Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stdout().lock(),
+        ))
+    } else {
+        if let Some(dir) = std::path::Path::new(&target).parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match std::fs::File::create(&target) {
+            Ok(f) => Box::new(std::io::BufWriter::with_capacity(1 << 16, f)),
+            Err(e) => {
+                mist_core::error!("cannot create {target}: {e}");
+                return 1;
+            }
+        }
+    };
+    let mut started = false;
+    let mut total = 0u64;
+    let code = loop {
+        if stop.load(Ordering::Relaxed) {
+            break 0;
+        }
+        let chunks = match src.step() {
+            Step::Header(h) if !started => {
+                started = true;
+                h
+            }
+            Step::Header(_) | Step::Reset => {
+                mist_core::info!("stream {name}: tracks changed; ending the output");
+                break 0;
+            }
+            Step::Data(d) => d.chunks,
+            Step::Pending => {
+                if out.flush().is_err() {
+                    break 0;
+                }
+                src.wait(Duration::from_millis(500));
+                continue;
+            }
+            Step::Ended => break 0,
+            Step::Error(e) => {
+                mist_core::error!("stream {name}: {e}");
+                break 1;
+            }
+        };
+        let mut failed = false;
+        for c in &chunks {
+            if out.write_all(c).is_err() {
+                failed = true;
+                break;
+            }
+            total += c.len() as u64;
+        }
+        if failed {
+            break 0; // the reader went away (EPIPE)
+        }
+        src.report(total);
+    };
+    let _ = out.flush();
+    mist_core::info!("stream {name}: wrote {total} bytes");
+    code
+}

@@ -1,0 +1,1002 @@
+//! An HTTP/1.1 server in one mio event loop, for outputs that serve many viewers.
+//!
+//! The [`Server`] owns the listener and the connections; an application implements [`Handler`]
+//! and answers requests through [`Io`]:
+//!
+//! * [`Io::respond`]: a complete answer (static or generated body as one `Bytes`) with HEAD,
+//!   single-range `Range` (206/416) and keep-alive handled here;
+//! * [`Io::start_stream`] + [`Io::send`] + [`Io::end_stream`]: a live body of unknown length,
+//!   chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0 ones;
+//! * or nothing yet: the request stays pending (the connection reads no further request) until
+//!   the handler answers later, e.g. when a stream becomes available.
+//!
+//! Bodies are queues of `bytes::Bytes` written with vectored writes, so bytes muxed once can be
+//! queued on many connections without copies. Every connection is bounded: request head
+//! ([`ServerConfig::max_head`], 431), request line ([`ServerConfig::max_line`], 414), unparsable
+//! bytes (400, then close), bodies (413), `Transfer-Encoding` (501), idle keep-alive and
+//! half-sent requests (timeouts), and the queued output ([`ServerConfig::max_backlog`]: a client
+//! that does not read is dropped). Every answer carries `Access-Control-Allow-Origin: *`.
+
+use crate::http::{self, HttpError, Limits, Request, Response};
+use bytes::Bytes;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Identifies a connection for the lifetime of the server (ids are never reused).
+pub type ConnId = usize;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Maximum request line plus headers (431 beyond).
+    pub max_head: usize,
+    /// Maximum request line (414 beyond).
+    pub max_line: usize,
+    /// Maximum request body (413 beyond).
+    pub max_body: usize,
+    /// Queued output per connection beyond which the client is dropped.
+    pub max_backlog: usize,
+    /// Keep-alive idle time between requests.
+    pub idle_timeout: Duration,
+    /// Time allowed to finish sending a request head/body once started.
+    pub request_timeout: Duration,
+    /// Time a connection with queued output may make no write progress.
+    pub write_timeout: Duration,
+    /// Maximum simultaneous connections (further ones are accepted and closed at once).
+    pub max_conns: usize,
+    /// How often [`Handler::tick`] runs.
+    pub tick: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_head: 16 * 1024,
+            max_line: 8 * 1024,
+            max_body: 64 * 1024,
+            max_backlog: 8 << 20,
+            idle_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            max_conns: 10_000,
+            tick: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What the application does with requests.
+pub trait Handler {
+    /// A complete request arrived. Answer now or later through `io` (the connection handles no
+    /// further request until then).
+    fn request(&mut self, io: &mut Io, id: ConnId, req: Request);
+    /// A connection was closed (by the peer, a timeout, a backlog overflow or the server).
+    fn closed(&mut self, io: &mut Io, id: ConnId);
+    /// The waker returned by [`Server::waker`] was woken.
+    fn wake(&mut self, _io: &mut Io) {}
+    /// Called every [`ServerConfig::tick`].
+    fn tick(&mut self, _io: &mut Io) {}
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading the next request.
+    Reading,
+    /// A request was handed to the handler; no answer yet.
+    Pending,
+    /// A live body is being sent.
+    Streaming { chunked: bool },
+    /// The answer is queued; close once it is written.
+    Closing,
+}
+
+struct Conn {
+    sock: TcpStream,
+    peer: SocketAddr,
+    rbuf: Vec<u8>,
+    out: VecDeque<Bytes>,
+    /// Bytes of `out[0]` already written.
+    out_off: usize,
+    out_len: usize,
+    state: State,
+    /// Answer of the current request: HEAD, keep-alive, Range header.
+    head_only: bool,
+    keep_alive: bool,
+    http10: bool,
+    range: Option<String>,
+    /// Last time a request byte arrived or an answer finished (idle timer).
+    last_read: Instant,
+    /// When the current partial request started (request timer).
+    req_start: Option<Instant>,
+    /// Last write progress while output is queued.
+    last_write: Instant,
+    peer_closed: bool,
+}
+
+/// The connections, for the handler to answer on.
+pub struct Io {
+    registry: Registry,
+    conns: HashMap<ConnId, Conn>,
+    closed: Vec<ConnId>,
+    cfg: ServerConfig,
+    /// Connections that became readable again (answer done) and may hold pipelined requests.
+    resume: Vec<ConnId>,
+}
+
+/// Common headers on every answer.
+fn common_headers(r: Response) -> Response {
+    r.header("Access-Control-Allow-Origin", "*")
+        .header("Server", concat!("mist-rs/", env!("CARGO_PKG_VERSION")))
+}
+
+/// A `Range` that cannot be satisfied (416).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
+/// Parses a single `bytes=a-b` range against a body length: `Ok(None)` when absent or not a
+/// single bytes range (answer 200), `Err(Unsatisfiable)` when unsatisfiable (416).
+pub fn parse_range(h: &str, len: usize) -> Result<Option<(usize, usize)>, Unsatisfiable> {
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = if a.is_empty() {
+        let n: usize = b.parse().map_err(|_| Unsatisfiable)?;
+        if n == 0 {
+            return Err(Unsatisfiable);
+        }
+        (len.saturating_sub(n), len.saturating_sub(1))
+    } else {
+        let s: usize = a.parse().map_err(|_| Unsatisfiable)?;
+        let e = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            b.parse::<usize>()
+                .map_err(|_| Unsatisfiable)?
+                .min(len.saturating_sub(1))
+        };
+        (s, e)
+    };
+    if len == 0 || start >= len || end < start {
+        return Err(Unsatisfiable);
+    }
+    Ok(Some((start, end)))
+}
+
+impl Io {
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.conns.contains_key(&id)
+    }
+
+    pub fn peer(&self, id: ConnId) -> Option<SocketAddr> {
+        self.conns.get(&id).map(|c| c.peer)
+    }
+
+    /// Bytes queued for the connection and not yet written.
+    pub fn backlog(&self, id: ConnId) -> usize {
+        self.conns.get(&id).map_or(0, |c| c.out_len)
+    }
+
+    /// Number of open connections.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Answers the pending request with a complete body. HEAD gets the head only; a single
+    /// `Range` on a 200 answer gets 206 (or 416). `resp.body` is ignored in favour of `body`.
+    pub fn respond(&mut self, id: ConnId, resp: Response, body: Bytes) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.state != State::Pending {
+            return;
+        }
+        let mut resp = common_headers(resp);
+        let keep = resp.keep_alive && c.keep_alive && !c.peer_closed;
+        resp.keep_alive = keep;
+        let mut body = body;
+        if resp.status == 200 {
+            resp = resp.header("Accept-Ranges", "bytes");
+            if let Some(r) = c.range.take() {
+                match parse_range(&r, body.len()) {
+                    Ok(Some((s, e))) => {
+                        resp.status = 206;
+                        resp =
+                            resp.header("Content-Range", &format!("bytes {s}-{e}/{}", body.len()));
+                        body = body.slice(s..=e);
+                    }
+                    Ok(None) => {}
+                    Err(Unsatisfiable) => {
+                        let len = body.len();
+                        resp.status = 416;
+                        resp = resp.header("Content-Range", &format!("bytes */{len}"));
+                        body = Bytes::new();
+                    }
+                }
+            }
+        }
+        // Content-Length comes from `resp.body`: give it a body of the right length cheaply.
+        let mut head = resp.clone();
+        head.body = Vec::new();
+        let mut h = head.head_bytes();
+        let cl = format!("Content-Length: {}\r\n", body.len());
+        if let Some(p) = find(&h, b"Content-Length: 0\r\n") {
+            h.splice(p..p + 19, cl.bytes());
+        }
+        let head_only = c.head_only;
+        c.state = if keep { State::Reading } else { State::Closing };
+        push_out(c, Bytes::from(h));
+        if !head_only && !body.is_empty() {
+            push_out(c, body);
+        }
+        self.after_answer(id, keep);
+    }
+
+    /// Shortcut: a plain-text answer.
+    pub fn respond_text(&mut self, id: ConnId, status: u16, text: &str) {
+        let close = status >= 400 && status != 404 && status != 416;
+        let r = Response::new(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .keep_alive(!close);
+        self.respond(id, r, Bytes::from(format!("{text}\n")));
+    }
+
+    /// Starts a live body: chunked for HTTP/1.1, close-delimited for HTTP/1.0. For HEAD the head
+    /// is sent and the answer ends at once (returns false: send nothing).
+    pub fn start_stream(&mut self, id: ConnId, status: u16, headers: &[(&str, &str)]) -> bool {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        if c.state != State::Pending {
+            return false;
+        }
+        let chunked = !c.http10;
+        let mut h = format!("HTTP/1.1 {status} {}\r\n", http::reason(status));
+        for (k, v) in headers {
+            h.push_str(&format!("{k}: {}\r\n", v.replace(['\r', '\n'], " ")));
+        }
+        h.push_str("Access-Control-Allow-Origin: *\r\nCache-Control: no-cache\r\n");
+        h.push_str(concat!(
+            "Server: mist-rs/",
+            env!("CARGO_PKG_VERSION"),
+            "\r\n"
+        ));
+        if c.head_only {
+            let keep = c.keep_alive && !c.peer_closed;
+            h.push_str(if keep {
+                "Connection: keep-alive\r\n\r\n"
+            } else {
+                "Connection: close\r\n\r\n"
+            });
+            c.state = if keep { State::Reading } else { State::Closing };
+            push_out(c, Bytes::from(h));
+            self.after_answer(id, keep);
+            return false;
+        }
+        if chunked {
+            h.push_str("Transfer-Encoding: chunked\r\n");
+            h.push_str(if c.keep_alive {
+                "Connection: keep-alive\r\n\r\n"
+            } else {
+                "Connection: close\r\n\r\n"
+            });
+        } else {
+            c.keep_alive = false;
+            h.push_str("Connection: close\r\n\r\n");
+        }
+        c.state = State::Streaming { chunked };
+        push_out(c, Bytes::from(h));
+        self.flush(id);
+        self.conns.contains_key(&id)
+    }
+
+    /// Queues body bytes of a live answer. Returns false (and drops the connection) when the
+    /// client's backlog is over the bound, or when the connection is gone.
+    pub fn send(&mut self, id: ConnId, chunks: &[Bytes]) -> bool {
+        let max = self.cfg.max_backlog;
+        let Some(c) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        let State::Streaming { chunked } = c.state else {
+            return false;
+        };
+        let n: usize = chunks.iter().map(Bytes::len).sum();
+        if n == 0 {
+            return true;
+        }
+        if c.out_len + n > max {
+            self.drop_conn(id);
+            return false;
+        }
+        if chunked {
+            push_out(c, Bytes::from(format!("{n:x}\r\n")));
+        }
+        for b in chunks {
+            if !b.is_empty() {
+                push_out(c, b.clone());
+            }
+        }
+        if chunked {
+            push_out(c, Bytes::from_static(b"\r\n"));
+        }
+        self.flush(id);
+        self.conns.contains_key(&id)
+    }
+
+    /// [`Io::send`] to many connections: the chunk framing is built once and shared, like the
+    /// body bytes. Connections that were dropped are removed from `ids`.
+    pub fn send_all(&mut self, ids: &mut Vec<ConnId>, chunks: &[Bytes]) {
+        let n: usize = chunks.iter().map(Bytes::len).sum();
+        if n == 0 {
+            return;
+        }
+        let head = Bytes::from(format!("{n:x}\r\n"));
+        let tail = Bytes::from_static(b"\r\n");
+        let max = self.cfg.max_backlog;
+        ids.retain(|&id| {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return false;
+            };
+            let State::Streaming { chunked } = c.state else {
+                return false;
+            };
+            if c.out_len + n > max {
+                self.drop_conn(id);
+                return false;
+            }
+            if chunked {
+                push_out(c, head.clone());
+            }
+            for b in chunks.iter().filter(|b| !b.is_empty()) {
+                push_out(c, b.clone());
+            }
+            if chunked {
+                push_out(c, tail.clone());
+            }
+            self.flush(id);
+            self.conns.contains_key(&id)
+        });
+    }
+
+    /// Ends a live answer cleanly (chunked terminator, or close for close-delimited bodies).
+    pub fn end_stream(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let State::Streaming { chunked } = c.state else {
+            return;
+        };
+        let keep = chunked && c.keep_alive && !c.peer_closed;
+        if chunked {
+            push_out(c, Bytes::from_static(b"0\r\n\r\n"));
+        }
+        c.state = if keep { State::Reading } else { State::Closing };
+        self.after_answer(id, keep);
+    }
+
+    /// Closes a connection now (queued output is discarded).
+    pub fn close(&mut self, id: ConnId) {
+        self.drop_conn(id);
+    }
+
+    fn after_answer(&mut self, id: ConnId, keep: bool) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.last_read = Instant::now();
+            c.range = None;
+        }
+        self.flush(id);
+        if keep && self.conns.contains_key(&id) {
+            self.resume.push(id);
+        }
+    }
+
+    fn drop_conn(&mut self, id: ConnId) {
+        if let Some(mut c) = self.conns.remove(&id) {
+            let _ = self.registry.deregister(&mut c.sock);
+            let _ = c.sock.shutdown(std::net::Shutdown::Both);
+            self.closed.push(id);
+        }
+    }
+
+    /// Writes as much queued output as the socket takes.
+    fn flush(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut dead = false;
+        while !c.out.is_empty() {
+            let mut slices: [IoSlice; 64] = [IoSlice::new(&[]); 64];
+            let mut n = 0;
+            for (i, b) in c.out.iter().take(64).enumerate() {
+                slices[n] = IoSlice::new(if i == 0 { &b[c.out_off..] } else { &b[..] });
+                n += 1;
+            }
+            match c.sock.write_vectored(&slices[..n]) {
+                Ok(0) => {
+                    dead = true;
+                    break;
+                }
+                Ok(mut w) => {
+                    c.last_write = Instant::now();
+                    c.out_len -= w;
+                    while w > 0 {
+                        let left = c.out[0].len() - c.out_off;
+                        if w >= left {
+                            w -= left;
+                            c.out.pop_front();
+                            c.out_off = 0;
+                        } else {
+                            c.out_off += w;
+                            w = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    dead = true;
+                    break;
+                }
+            }
+        }
+        if dead || (c.out.is_empty() && c.state == State::Closing) {
+            self.drop_conn(id);
+        }
+    }
+
+    /// Answers a framing error and closes.
+    fn fail(&mut self, id: ConnId, status: u16, text: &str) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.state = State::Pending;
+        c.keep_alive = false;
+        c.head_only = false;
+        c.range = None;
+        c.rbuf.clear();
+        let r = Response::new(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .keep_alive(false);
+        self.respond(id, r, Bytes::from(format!("{text}\n")));
+    }
+}
+
+fn push_out(c: &mut Conn, b: Bytes) {
+    if c.out.is_empty() {
+        c.last_write = Instant::now();
+    }
+    c.out_len += b.len();
+    c.out.push_back(b);
+}
+
+fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
+    h.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The listener and its event loop.
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    io: Io,
+    next_id: ConnId,
+    waker: Arc<Waker>,
+}
+
+impl Server {
+    pub fn bind(addr: SocketAddr, cfg: ServerConfig) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(addr)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let registry = poll.registry().try_clone()?;
+        Ok(Server {
+            poll,
+            listener,
+            io: Io {
+                registry,
+                conns: HashMap::new(),
+                closed: Vec::new(),
+                cfg,
+                resume: Vec::new(),
+            },
+            next_id: FIRST_CONN,
+            waker,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Wakes the loop from another thread ([`Handler::wake`] runs).
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    /// Runs until `stop` is set.
+    pub fn run<H: Handler>(&mut self, h: &mut H, stop: &AtomicBool) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now() + self.io.cfg.tick;
+        while !stop.load(Ordering::Relaxed) {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => h.wake(&mut self.io),
+                    Token(id) => {
+                        if ev.is_writable() {
+                            self.io.flush(id);
+                        }
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.read(id);
+                        }
+                        self.process(h, id);
+                    }
+                }
+                self.drain(h);
+            }
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + self.io.cfg.tick;
+                h.tick(&mut self.io);
+                self.timeouts();
+                self.drain(h);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports closed connections and handles pipelined requests of finished answers.
+    fn drain<H: Handler>(&mut self, h: &mut H) {
+        loop {
+            if !self.io.resume.is_empty() {
+                for id in std::mem::take(&mut self.io.resume) {
+                    self.read(id);
+                    self.process(h, id);
+                }
+                continue;
+            }
+            if !self.io.closed.is_empty() {
+                for id in std::mem::take(&mut self.io.closed) {
+                    h.closed(&mut self.io, id);
+                }
+                continue;
+            }
+            break;
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut sock, peer)) => {
+                    if self.io.conns.len() >= self.io.cfg.max_conns {
+                        continue; // dropped: closes the socket
+                    }
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let _ = sock.set_nodelay(true);
+                    if self
+                        .io
+                        .registry
+                        .register(
+                            &mut sock,
+                            Token(id),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    self.io.conns.insert(
+                        id,
+                        Conn {
+                            sock,
+                            peer,
+                            rbuf: Vec::new(),
+                            out: VecDeque::new(),
+                            out_off: 0,
+                            out_len: 0,
+                            state: State::Reading,
+                            head_only: false,
+                            keep_alive: true,
+                            http10: false,
+                            range: None,
+                            last_read: now,
+                            req_start: None,
+                            last_write: now,
+                            peer_closed: false,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break, // EMFILE and the like: try again on the next event
+            }
+        }
+    }
+
+    /// Reads what the socket has (bounded while an answer is in progress).
+    fn read(&mut self, id: ConnId) {
+        let cap = self.io.cfg.max_head + self.io.cfg.max_body + 4096;
+        let Some(c) = self.io.conns.get_mut(&id) else {
+            return;
+        };
+        let mut buf = [0u8; 16384];
+        let mut gone = false;
+        loop {
+            if c.rbuf.len() >= cap {
+                break;
+            }
+            match c.sock.read(&mut buf) {
+                Ok(0) => {
+                    c.peer_closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    if c.state == State::Closing {
+                        continue; // discard what follows a fatal error
+                    }
+                    if c.req_start.is_none() && c.state == State::Reading {
+                        c.req_start = Some(Instant::now());
+                    }
+                    c.rbuf.extend_from_slice(&buf[..n]);
+                    c.last_read = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    gone = true;
+                    break;
+                }
+            }
+        }
+        if gone {
+            self.io.drop_conn(id);
+        }
+    }
+
+    /// Parses and dispatches requests while the connection is reading.
+    fn process<H: Handler>(&mut self, h: &mut H, id: ConnId) {
+        loop {
+            let cfg = self.io.cfg.clone();
+            let Some(c) = self.io.conns.get_mut(&id) else {
+                return;
+            };
+            match c.state {
+                State::Reading => {}
+                State::Streaming { .. } | State::Pending => {
+                    if c.peer_closed {
+                        // The viewer went away.
+                        self.io.drop_conn(id);
+                    }
+                    return;
+                }
+                State::Closing => return,
+            }
+            if c.rbuf.is_empty() {
+                if c.peer_closed {
+                    self.io.drop_conn(id);
+                }
+                c_req_reset(&mut self.io, id);
+                return;
+            }
+            let limits = Limits {
+                max_head: cfg.max_head,
+                max_headers: 100,
+                max_body: cfg.max_body,
+            };
+            // A request line longer than the bound: 414 (before the head limit gives 431).
+            let line_end = c.rbuf.iter().position(|&b| b == b'\n');
+            if line_end.map_or(c.rbuf.len(), |p| p) > cfg.max_line {
+                self.io.fail(id, 414, "URI too long");
+                return;
+            }
+            match http::parse_request(&c.rbuf, &limits) {
+                Ok(None) => {
+                    if c.peer_closed {
+                        self.io.drop_conn(id);
+                    }
+                    return;
+                }
+                Ok(Some((req, used))) => {
+                    c.rbuf.drain(..used);
+                    c.req_start = if c.rbuf.is_empty() {
+                        None
+                    } else {
+                        Some(Instant::now())
+                    };
+                    c.head_only = req.method == "HEAD";
+                    c.keep_alive = req.keep_alive();
+                    c.http10 = req.version == 0;
+                    c.range = req.header("range").map(str::to_owned);
+                    c.state = State::Pending;
+                    if req.method != "GET" && req.method != "HEAD" {
+                        if req.method == "OPTIONS" {
+                            let r = Response::new(204)
+                                .header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+                                .header("Access-Control-Allow-Headers", "*");
+                            self.io.respond(id, r, Bytes::new());
+                        } else {
+                            let r = Response::new(405)
+                                .header("Allow", "GET, HEAD, OPTIONS")
+                                .header("Content-Type", "text/plain");
+                            self.io
+                                .respond(id, r, Bytes::from_static(b"method not allowed\n"));
+                        }
+                        continue;
+                    }
+                    // A bug in the application must cost this connection only.
+                    let io = &mut self.io;
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        h.request(io, id, req)
+                    }));
+                    if r.is_err() {
+                        if self
+                            .io
+                            .conns
+                            .get(&id)
+                            .is_some_and(|c| c.state == State::Pending)
+                        {
+                            self.io.fail(id, 500, "internal error");
+                        } else {
+                            self.io.drop_conn(id);
+                        }
+                        return;
+                    }
+                    // Answered at once (keep-alive)? Then go on with pipelined requests.
+                    continue;
+                }
+                Err(e) => {
+                    let (status, text) = match &e {
+                        HttpError::HeadTooLarge => {
+                            (431, "request header fields too large".to_string())
+                        }
+                        HttpError::BodyTooLarge => (413, "request body too large".to_string()),
+                        HttpError::UnsupportedEncoding => {
+                            (501, "transfer encoding not supported".to_string())
+                        }
+                        HttpError::Malformed(m) => (400, format!("bad request: {m}")),
+                    };
+                    self.io.fail(id, status, &text);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn timeouts(&mut self) {
+        let now = Instant::now();
+        let cfg = &self.io.cfg;
+        let mut expired = Vec::new();
+        for (&id, c) in &self.io.conns {
+            let stalled_write =
+                !c.out.is_empty() && now.duration_since(c.last_write) > cfg.write_timeout;
+            let slow_request = c.state == State::Reading
+                && c.req_start
+                    .is_some_and(|t| now.duration_since(t) > cfg.request_timeout);
+            let idle = c.state == State::Reading
+                && c.out.is_empty()
+                && c.rbuf.is_empty()
+                && now.duration_since(c.last_read) > cfg.idle_timeout;
+            let closing_stuck = c.state == State::Closing
+                && now.duration_since(c.last_write) > Duration::from_secs(5);
+            if stalled_write || slow_request || idle || closing_stuck {
+                expired.push(id);
+            }
+        }
+        for id in expired {
+            self.io.drop_conn(id);
+        }
+    }
+}
+
+fn c_req_reset(io: &mut Io, id: ConnId) {
+    if let Some(c) = io.conns.get_mut(&id) {
+        c.req_start = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some((0, 9))));
+        assert_eq!(parse_range("bytes=90-", 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range("bytes=-10", 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range("bytes=50-500", 100), Ok(Some((50, 99))));
+        assert_eq!(parse_range("bytes=100-", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=5-2", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(parse_range("items=0-1", 100), Ok(None));
+        assert_eq!(parse_range("bytes=x-1", 100), Err(Unsatisfiable));
+    }
+
+    struct Echo;
+    impl Handler for Echo {
+        fn request(&mut self, io: &mut Io, id: ConnId, req: Request) {
+            match req.path.as_str() {
+                "/live" => {
+                    if io.start_stream(id, 200, &[("Content-Type", "text/plain")]) {
+                        io.send(
+                            id,
+                            &[Bytes::from_static(b"abc"), Bytes::from_static(b"def")],
+                        );
+                        io.end_stream(id);
+                    }
+                }
+                p => io.respond(
+                    id,
+                    Response::new(200).header("Content-Type", "text/plain"),
+                    Bytes::from(p.to_string()),
+                ),
+            }
+        }
+        fn closed(&mut self, _io: &mut Io, _id: ConnId) {}
+    }
+
+    fn exchange(req: &[u8]) -> String {
+        let mut srv =
+            Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
+        let addr = srv.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let t = std::thread::spawn(move || srv.run(&mut Echo, &s2).unwrap());
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(req).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn pipelining_head_range_chunked() {
+        let out = exchange(b"GET /abcdef HTTP/1.1\r\n\r\nHEAD /xyz HTTP/1.1\r\n\r\nGET /0123456789 HTTP/1.1\r\nRange: bytes=2-4\r\n\r\nGET /live HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let parts: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(parts.len(), 4, "{out}");
+        assert!(
+            parts[0].starts_with("200") && parts[0].ends_with("\r\n\r\n/abcdef"),
+            "{}",
+            parts[0]
+        );
+        assert!(parts[0].contains("Access-Control-Allow-Origin: *"));
+        assert!(
+            parts[1].contains("Content-Length: 4\r\n") && parts[1].ends_with("\r\n\r\n"),
+            "{}",
+            parts[1]
+        );
+        assert!(
+            parts[2].starts_with("206")
+                && parts[2].contains("Content-Range: bytes 2-4/11")
+                && parts[2].ends_with("\r\n\r\n123"),
+            "{}",
+            parts[2]
+        );
+        assert!(
+            parts[3].contains("Transfer-Encoding: chunked")
+                && parts[3].ends_with("\r\n\r\n6\r\nabcdef\r\n0\r\n\r\n"),
+            "{}",
+            parts[3]
+        );
+    }
+
+    /// Streams 64 KiB chunks forever on every tick to `/flood`; records closed connections.
+    struct Flood {
+        viewers: Vec<ConnId>,
+        closed: Arc<std::sync::Mutex<Vec<ConnId>>>,
+    }
+    impl Handler for Flood {
+        fn request(&mut self, io: &mut Io, id: ConnId, _req: Request) {
+            if io.start_stream(id, 200, &[]) {
+                self.viewers.push(id);
+            }
+        }
+        fn closed(&mut self, _io: &mut Io, id: ConnId) {
+            self.viewers.retain(|&v| v != id);
+            self.closed.lock().unwrap().push(id);
+        }
+        fn tick(&mut self, io: &mut Io) {
+            let chunk = Bytes::from(vec![0u8; 64 << 10]);
+            for &v in &self.viewers.clone() {
+                for _ in 0..8 {
+                    io.send(v, std::slice::from_ref(&chunk));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_dropped() {
+        let cfg = ServerConfig {
+            max_backlog: 1 << 20,
+            tick: Duration::from_millis(10),
+            ..ServerConfig::default()
+        };
+        let mut srv = Server::bind("127.0.0.1:0".parse().unwrap(), cfg).unwrap();
+        let addr = srv.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut h = Flood {
+            viewers: Vec::new(),
+            closed: closed.clone(),
+        };
+        let s2 = stop.clone();
+        let t = std::thread::spawn(move || srv.run(&mut h, &s2).unwrap());
+        let mut stuck = std::net::TcpStream::connect(addr).unwrap();
+        stuck.write_all(b"GET /flood HTTP/1.1\r\n\r\n").unwrap();
+        // A reading client on the same server keeps getting data meanwhile.
+        let mut good = std::net::TcpStream::connect(addr).unwrap();
+        good.write_all(b"GET /flood HTTP/1.1\r\n\r\n").unwrap();
+        good.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        while closed.lock().unwrap().is_empty() && Instant::now() < end {
+            got += good.read(&mut buf).unwrap();
+        }
+        assert_eq!(
+            closed.lock().unwrap().len(),
+            1,
+            "the stuck client was not dropped"
+        );
+        assert!(got > 1 << 20, "the reading client got only {got} bytes");
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+        drop(stuck);
+    }
+
+    #[test]
+    fn hostile_requests() {
+        assert!(exchange(b"\x00\x01\x02garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
+        let mut big = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..2000 {
+            big.extend_from_slice(format!("X-H{i}: aaaaaaaaaaaaaaaaaaaa\r\n").as_bytes());
+        }
+        big.extend_from_slice(b"\r\n");
+        assert!(exchange(&big).starts_with("HTTP/1.1 431"));
+        let mut url = b"GET /".to_vec();
+        url.extend(vec![b'a'; 100_000]);
+        url.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        assert!(exchange(&url).starts_with("HTTP/1.1 414"));
+        assert!(
+            exchange(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+                .starts_with("HTTP/1.1 501")
+        );
+        assert!(
+            exchange(b"GET /x HTTP/1.1\r\nRange: bytes=10-\r\nConnection: close\r\n\r\n")
+                .starts_with("HTTP/1.1 416")
+        );
+    }
+}
