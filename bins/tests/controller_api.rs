@@ -277,7 +277,10 @@ fn default_config_when_none() {
         .iter()
         .map(|p| p["connector"].as_str().unwrap())
         .collect();
-    assert_eq!(protos, ["RTMP", "HTTP"]);
+    assert_eq!(
+        protos,
+        ["RTMP", "HTTP", "HLS", "CMAF", "HTTPTS", "FLV", "MP4", "EBML"]
+    );
     assert_eq!(v["config"]["protocols"][0]["port"], 1935);
     assert!(v["version"].as_str().unwrap().starts_with("mist-rs"));
     assert_eq!(

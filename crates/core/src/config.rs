@@ -169,6 +169,14 @@ pub fn default_config() -> Config {
     c.config.protocols = vec![
         Protocol::new("RTMP").with("port", 1935),
         Protocol::new("HTTP").with("port", 8080),
+        // The formats MistOutHTTP serves on the HTTP port (MistServer's default enables every
+        // connector it finds).
+        Protocol::new("HLS"),
+        Protocol::new("CMAF"),
+        Protocol::new("HTTPTS"),
+        Protocol::new("FLV"),
+        Protocol::new("MP4"),
+        Protocol::new("EBML"),
     ];
     c.config.debug = None;
     c.streams.insert(
@@ -399,7 +407,19 @@ mod tests {
             .iter()
             .map(|p| (p.connector.as_str(), p.port()))
             .collect();
-        assert_eq!(names, vec![("RTMP", Some(1935)), ("HTTP", Some(8080))]);
+        assert_eq!(
+            names,
+            vec![
+                ("RTMP", Some(1935)),
+                ("HTTP", Some(8080)),
+                ("HLS", None),
+                ("CMAF", None),
+                ("HTTPTS", None),
+                ("FLV", None),
+                ("MP4", None),
+                ("EBML", None)
+            ]
+        );
         assert_eq!(c.streams["live"]["source"], "push://");
         let back = Config::from_json(&c.to_json_pretty()).unwrap();
         assert_eq!(back, c);
