@@ -58,6 +58,20 @@ impl Ctl {
 }
 
 /// Prepares a directory with `bin/MistController` (a copy) and optional stand-ins.
+/// Spawns `cmd`, retrying while the executable is still open for writing in a process forked by
+/// another test thread (ETXTBSY: the binaries are copied into each test's own directory).
+fn spawn_retrying(cmd: &mut Command) -> std::process::Child {
+    for _ in 0..100 {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            r => return r.unwrap(),
+        }
+    }
+    panic!("executable stayed busy (ETXTBSY)");
+}
+
 fn prepare(config: Option<Value>, standins: &[(&str, &str)]) -> Ctl {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
@@ -87,8 +101,8 @@ fn start(ctl: Ctl, args: &[&str]) -> Ctl {
 
 fn start_env(mut ctl: Ctl, args: &[&str], envs: &[(&str, &str)]) -> Ctl {
     let err = std::fs::File::create(ctl.dir.path().join("stderr.log")).unwrap();
-    let child = Command::new(ctl.bin_dir().join("MistController"))
-        .args(["-p", &ctl.port.to_string(), "-i", "127.0.0.1"])
+    let mut cmd = Command::new(ctl.bin_dir().join("MistController"));
+    cmd.args(["-p", &ctl.port.to_string(), "-i", "127.0.0.1"])
         .args(args)
         .current_dir(ctl.dir.path())
         .env("MIST_CONTROL", ctl.sock())
@@ -97,9 +111,8 @@ fn start_env(mut ctl: Ctl, args: &[&str], envs: &[(&str, &str)]) -> Ctl {
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap();
+        .stderr(err);
+    let child = spawn_retrying(&mut cmd);
     ctl.child = Some(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", ctl.port)).is_err() {
