@@ -89,7 +89,12 @@ impl CmafStream {
     }
 
     fn selection(&self) -> Vec<Track> {
-        select(&self.reader.tracks(), Format::Fmp4, Some("all"), Some("all"))
+        select(
+            &self.reader.tracks(),
+            Format::Fmp4,
+            Some("all"),
+            Some("all"),
+        )
     }
 
     fn reset(&mut self) {
@@ -132,7 +137,10 @@ impl CmafStream {
     /// Muxes the buffered frames of segment `seq` into one fragment per track.
     fn complete(&mut self, seq: u64) {
         let Some(tl) = self.tl.as_ref() else { return };
-        let Some(seg) = tl.get(seq).or_else(|| tl.open_segment().filter(|s| s.seq == seq)) else {
+        let Some(seg) = tl
+            .get(seq)
+            .or_else(|| tl.open_segment().filter(|s| s.seq == seq))
+        else {
             for c in &mut self.cur {
                 c.clear();
             }
@@ -183,7 +191,11 @@ impl CmafStream {
                     if let Some(done) = tl.push(f.track, f.dts, f.keyframe, size) {
                         self.complete(done);
                     }
-                    if self.tl.as_ref().is_some_and(|tl| tl.open_segment().is_some()) {
+                    if self
+                        .tl
+                        .as_ref()
+                        .is_some_and(|tl| tl.open_segment().is_some())
+                    {
                         self.cur[i].push(f);
                     }
                 }
@@ -320,7 +332,8 @@ impl CmafStream {
                 }
                 // The segment being muxed is worth a short wait (a player a bit ahead of us).
                 let open = tl.open_segment().map(|s| s.start_ms);
-                if !self.ended && open.is_some_and(|o| start >= o && start <= o + 4 * TARGET_MS as i64)
+                if !self.ended
+                    && open.is_some_and(|o| start >= o && start <= o + 4 * TARGET_MS as i64)
                 {
                     return Answer::Wait;
                 }

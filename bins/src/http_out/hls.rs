@@ -120,7 +120,8 @@ impl HlsStream {
                     if let Some(done) = tl.push_frame_seq(&f) {
                         for v in &mut self.variants {
                             v.mux.flush(&mut v.cur);
-                            v.cache.insert(done, Bytes::from(std::mem::take(&mut v.cur)));
+                            v.cache
+                                .insert(done, Bytes::from(std::mem::take(&mut v.cur)));
                             v.cache.retain(|s, _| tl.get(*s).is_some());
                         }
                     }
@@ -232,7 +233,10 @@ impl SegmentedStream for HlsStream {
 fn variants_of(sel: &[Track]) -> Option<Vec<Variant>> {
     use mist_media::TrackKind;
     let audio = sel.iter().find(|t| t.kind() == TrackKind::Audio);
-    let video: Vec<&Track> = sel.iter().filter(|t| t.kind() == TrackKind::Video).collect();
+    let video: Vec<&Track> = sel
+        .iter()
+        .filter(|t| t.kind() == TrackKind::Video)
+        .collect();
     let groups: Vec<Vec<Track>> = if video.is_empty() {
         audio.map(|a| vec![vec![a.clone()]]).unwrap_or_default()
     } else {

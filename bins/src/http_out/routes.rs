@@ -48,13 +48,7 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
         }
         "/favicon.ico" => return Route::Error(404, "no favicon".into()),
         // The server clock for DASH players (the MPD's UTCTiming, urn:mpeg:dash:utc:http-iso:2014).
-        "/time" => {
-            return Route::Static(
-                200,
-                "text/plain",
-                Bytes::from(super::cmaf::time_body()),
-            )
-        }
+        "/time" => return Route::Static(200, "text/plain", Bytes::from(super::cmaf::time_body())),
         "/" => {
             return Route::Static(
                 200,
