@@ -174,6 +174,9 @@ impl CmafStream {
                         self.reset();
                     }
                     if self.tl.is_none() {
+                        if f.dts < 0 {
+                            continue;
+                        }
                         let sel = self.selection();
                         if sel.is_empty() || Some(f.track) != main_track(&sel) || !f.keyframe {
                             continue;
@@ -181,6 +184,11 @@ impl CmafStream {
                         if !self.start(sel) {
                             continue;
                         }
+                    }
+                    // tfdt is unsigned and MPD times are too: media before time 0 (a stream
+                    // that starts slightly negative) is left out.
+                    if f.dts < 0 {
+                        continue;
                     }
                     let Some(i) = self.tracks.iter().position(|t| t.id == f.track) else {
                         continue;
