@@ -276,7 +276,11 @@ impl CmafStream {
                         publish_unix_ms: now,
                         minimum_update_period_ms: TARGET_MS,
                         time_shift_buffer_ms: None,
-                        suggested_presentation_delay_ms: TARGET_MS * 2,
+                        // Behind the live edge by the open segment, one MPD refresh and
+                        // a segment of margin: three of the longest segments.
+                        suggested_presentation_delay_ms: (3 * tl.max_duration_ms())
+                            .clamp(3 * TARGET_MS as i64, 30_000)
+                            as u32,
                         utc_timing: Some(utc),
                     })
                 };
