@@ -2,6 +2,9 @@
 //! stream; every segment is muxed once, cached by sequence number while it is in the playlist
 //! window, and served to every viewer as the same `Bytes`.
 //!
+//! Every video track is a variant (with the first audio track muxed in), so a stream with several
+//! resolutions gets a master playlist with one variant each; all variants share one timeline.
+//!
 //! URLs: `/hls/$/index.m3u8` (master), `/hls/$/<tracks>/index.m3u8` (media playlist, `<tracks>` =
 //! track ids joined by `_`), `/hls/$/<tracks>/<seq>_<start>.ts` (segments).
 
@@ -21,16 +24,29 @@ const TARGET_MS: u32 = 2000;
 const WINDOW: usize = 10;
 /// Complete segments needed before a live playlist is served.
 const MIN_SEGMENTS: usize = 2;
+/// One variant: a video track (or the audio track of an audio-only stream) with the first audio
+/// track, muxed into its own TS segments.
+struct Variant {
+    /// Track ids joined by `_` (the playlist's directory).
+    ids: String,
+    tracks: Vec<u32>,
+    mux: Muxer,
+    cur: Vec<u8>,
+    cache: HashMap<u64, Bytes>,
+}
+
 pub struct HlsStream {
     reader: StreamReader,
     tracks: Vec<Track>,
-    ids: String,
+    variants: Vec<Variant>,
     tl: Option<Timeline>,
-    mux: Option<Muxer>,
-    cur: Vec<u8>,
-    cache: HashMap<u64, Bytes>,
     ended: bool,
     recheck: bool,
+}
+
+/// The tracks HLS serves: every video track and the first audio track the TS muxer carries.
+fn selection(tracks: &[Track]) -> Vec<Track> {
+    select(tracks, Format::Ts, Some("all"), None)
 }
 
 impl HlsStream {
@@ -50,11 +66,8 @@ impl HlsStream {
         Ok(HlsStream {
             reader,
             tracks: Vec::new(),
-            ids: String::new(),
+            variants: Vec::new(),
             tl: None,
-            mux: None,
-            cur: Vec::new(),
-            cache: HashMap::new(),
             ended: false,
             recheck: false,
         })
@@ -62,9 +75,7 @@ impl HlsStream {
 
     fn reset(&mut self) {
         self.tl = None;
-        self.mux = None;
-        self.cur.clear();
-        self.cache.clear();
+        self.variants.clear();
         self.tracks.clear();
     }
 
@@ -77,17 +88,17 @@ impl HlsStream {
             match self.reader.next() {
                 ReadEvent::Frame(f) => {
                     if std::mem::take(&mut self.recheck)
-                        && select(&self.reader.tracks(), Format::Ts, None, None) != self.tracks
+                        && selection(&self.reader.tracks()) != self.tracks
                     {
                         self.reset();
                     }
                     if self.tl.is_none() {
-                        let sel = select(&self.reader.tracks(), Format::Ts, None, None);
+                        let sel = selection(&self.reader.tracks());
                         let main = main_track(&sel);
                         if sel.is_empty() || Some(f.track) != main || !f.keyframe {
                             continue;
                         }
-                        let Ok(m) = Muxer::new(&sel, MuxerOptions::default()) else {
+                        let Some(variants) = variants_of(&sel) else {
                             continue;
                         };
                         let cfg = TimelineConfig {
@@ -97,27 +108,28 @@ impl HlsStream {
                             ..TimelineConfig::default()
                         };
                         self.tl = Some(Timeline::new(cfg, &sel));
-                        self.ids = sel
-                            .iter()
-                            .map(|t| t.id.to_string())
-                            .collect::<Vec<_>>()
-                            .join("_");
                         self.tracks = sel;
-                        self.mux = Some(m);
+                        self.variants = variants;
                     }
                     if !self.tracks.iter().any(|t| t.id == f.track) {
                         continue;
                     }
-                    let (Some(tl), Some(mux)) = (self.tl.as_mut(), self.mux.as_mut()) else {
+                    let Some(tl) = self.tl.as_mut() else {
                         continue;
                     };
                     if let Some(done) = tl.push_frame_seq(&f) {
-                        mux.flush(&mut self.cur);
-                        self.cache
-                            .insert(done, Bytes::from(std::mem::take(&mut self.cur)));
-                        self.cache.retain(|s, _| tl.get(*s).is_some());
+                        for v in &mut self.variants {
+                            v.mux.flush(&mut v.cur);
+                            v.cache
+                                .insert(done, Bytes::from(std::mem::take(&mut v.cur)));
+                            v.cache.retain(|s, _| tl.get(*s).is_some());
+                        }
                     }
-                    let _ = mux.write_frame(&f, &mut self.cur);
+                    for v in &mut self.variants {
+                        if v.tracks.contains(&f.track) {
+                            let _ = v.mux.write_frame(&f, &mut v.cur);
+                        }
+                    }
                 }
                 ReadEvent::TracksChanged | ReadEvent::Restarted => {
                     // Judged at the next frame: a new writer sets its tracks one by one first.
@@ -125,13 +137,14 @@ impl HlsStream {
                 }
                 ReadEvent::Pending => break,
                 ReadEvent::Ended => {
-                    if let (Some(tl), Some(mux)) = (self.tl.as_mut(), self.mux.as_mut()) {
+                    if let Some(tl) = self.tl.as_mut() {
                         let open = tl.open_segment().map(|s| s.seq);
                         tl.finish();
-                        mux.flush(&mut self.cur);
-                        if let Some(seq) = open {
-                            self.cache
-                                .insert(seq, Bytes::from(std::mem::take(&mut self.cur)));
+                        for v in &mut self.variants {
+                            v.mux.flush(&mut v.cur);
+                            if let Some(seq) = open {
+                                v.cache.insert(seq, Bytes::from(std::mem::take(&mut v.cur)));
+                            }
                         }
                     }
                     self.ended = true;
@@ -166,15 +179,14 @@ impl HlsStream {
         let Some((ids, file)) = rest.split_once('/') else {
             return Answer::NotFound("no such playlist".into());
         };
-        if ids != self.ids {
+        let Some(v) = self.variants.iter().find(|v| v.ids == ids) else {
             return Answer::NotFound("no such track combination".into());
-        }
+        };
         if file == "index.m3u8" {
             if !ready {
                 return Answer::Wait;
             }
-            let ids: Vec<u32> = self.tracks.iter().map(|t| t.id).collect();
-            let body = media_playlist(tl, &MediaOptions::ts(&ids));
+            let body = media_playlist(tl, &MediaOptions::ts(&v.tracks));
             return Answer::Ready {
                 ctype: PLAYLIST,
                 cache: "no-cache",
@@ -188,7 +200,7 @@ impl HlsStream {
         else {
             return Answer::NotFound("no such segment".into());
         };
-        if let Some(b) = self.cache.get(&seq) {
+        if let Some(b) = v.cache.get(&seq) {
             return Answer::Ready {
                 ctype: "video/mp2t",
                 cache: "public, max-age=60",
@@ -208,12 +220,48 @@ impl SegmentedStream for HlsStream {
     fn poll(&mut self) {
         self.read()
     }
-    fn answer(&mut self, rest: &str) -> Answer {
+    fn answer(&mut self, rest: &str, _host: &str) -> Answer {
         self.respond(rest)
     }
     fn ended(&self) -> bool {
         self.ended
     }
+}
+
+/// One variant per video track (with the first audio track), or one audio-only variant; each
+/// with its own TS muxer. `None` when a muxer cannot be made.
+fn variants_of(sel: &[Track]) -> Option<Vec<Variant>> {
+    use mist_media::TrackKind;
+    let audio = sel.iter().find(|t| t.kind() == TrackKind::Audio);
+    let video: Vec<&Track> = sel
+        .iter()
+        .filter(|t| t.kind() == TrackKind::Video)
+        .collect();
+    let groups: Vec<Vec<Track>> = if video.is_empty() {
+        audio.map(|a| vec![vec![a.clone()]]).unwrap_or_default()
+    } else {
+        video
+            .iter()
+            .map(|v| std::iter::once(*v).chain(audio).cloned().collect())
+            .collect()
+    };
+    let mut out = Vec::new();
+    for g in groups {
+        let mux = Muxer::new(&g, MuxerOptions::default()).ok()?;
+        let tracks: Vec<u32> = g.iter().map(|t| t.id).collect();
+        out.push(Variant {
+            ids: tracks
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join("_"),
+            tracks,
+            mux,
+            cur: Vec::new(),
+            cache: HashMap::new(),
+        });
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// `Timeline::push_frame` with the completed segment's sequence number.

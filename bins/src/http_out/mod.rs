@@ -8,6 +8,7 @@
 pub mod hls;
 pub mod mux;
 pub mod routes;
+pub mod cmaf;
 pub mod segmented;
 pub mod source;
 pub mod standalone;
@@ -239,15 +240,23 @@ impl App {
                 audio,
                 ..
             } => self.play(io, id, stream, format, video, audio),
-            routes::Route::Segmented { kind, rest, .. } => {
-                self.segmented_request(io, id, kind, stream, &rest)
-            }
+            routes::Route::Segmented {
+                kind, rest, host, ..
+            } => self.segmented_request(io, id, kind, stream, &rest, &host),
             _ => io.respond_text(id, 500, "unexpected route"),
         }
     }
 
     /// A playlist/segment request for an active stream.
-    fn segmented_request(&mut self, io: &mut Io, id: ConnId, kind: &str, stream: &str, rest: &str) {
+    fn segmented_request(
+        &mut self,
+        io: &mut Io,
+        id: ConnId,
+        kind: &str,
+        stream: &str,
+        rest: &str,
+        host: &str,
+    ) {
         let key = (kind.to_string(), stream.to_string());
         if self.segmented.get(&key).is_some_and(|s| s.stream.ended()) && Self::active(stream) {
             self.segmented.remove(&key);
@@ -273,7 +282,7 @@ impl App {
         let slot = self.segmented.get_mut(&key).expect("inserted");
         slot.last_used = Instant::now();
         slot.stream.poll();
-        match slot.stream.answer(rest) {
+        match slot.stream.answer(rest, host) {
             segmented::Answer::Ready { ctype, cache, body } => {
                 let r = mist_net::http::Response::new(200)
                     .header("Content-Type", ctype)
@@ -281,7 +290,10 @@ impl App {
                 io.respond(id, r, body)
             }
             segmented::Answer::NotFound(m) => io.respond_text(id, 404, &m),
-            segmented::Answer::Wait => slot.waiting.push((id, rest.to_string(), Instant::now())),
+            segmented::Answer::Wait => {
+                slot.waiting
+                    .push((id, rest.to_string(), host.to_string(), Instant::now()))
+            }
         }
     }
 
@@ -290,11 +302,11 @@ impl App {
         let now = Instant::now();
         for slot in self.segmented.values_mut() {
             slot.stream.poll();
-            for (id, rest, since) in std::mem::take(&mut slot.waiting) {
+            for (id, rest, host, since) in std::mem::take(&mut slot.waiting) {
                 if !io.is_open(id) {
                     continue;
                 }
-                match slot.stream.answer(&rest) {
+                match slot.stream.answer(&rest, &host) {
                     segmented::Answer::Ready { ctype, cache, body } => {
                         let r = mist_net::http::Response::new(200)
                             .header("Content-Type", ctype)
@@ -303,9 +315,12 @@ impl App {
                     }
                     segmented::Answer::NotFound(m) => io.respond_text(id, 404, &m),
                     segmented::Answer::Wait if now.duration_since(since) > segmented::WAIT => {
-                        io.respond_text(id, 503, "not enough segments yet")
+                        let r = mist_net::http::Response::new(503)
+                            .header("Content-Type", "text/plain")
+                            .header("Retry-After", "2");
+                        io.respond(id, r, bytes::Bytes::from_static(b"not enough segments yet\n"))
                     }
-                    segmented::Answer::Wait => slot.waiting.push((id, rest, since)),
+                    segmented::Answer::Wait => slot.waiting.push((id, rest, host, since)),
                 }
             }
         }
@@ -462,6 +477,14 @@ impl Handler for App {
                 }
                 if Self::active(&name) {
                     return self.dispatch(io, id, &name, route.clone());
+                }
+                // A segmented stream that ended is still answered from its cache (static MPD,
+                // ENDLIST playlists) while its slot lives.
+                if let routes::Route::Segmented { kind, .. } = &route {
+                    let key = (kind.to_string(), name.clone());
+                    if self.segmented.get(&key).is_some_and(|s| s.stream.ended()) {
+                        return self.dispatch(io, id, &name, route.clone());
+                    }
                 }
                 let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
                 self.ask_controller(id, &name, host, req.target.clone());

@@ -28,6 +28,8 @@ pub enum Route {
         stream: String,
         kind: &'static str,
         rest: String,
+        /// The Host header (absolute URLs in manifests).
+        host: String,
     },
 }
 
@@ -45,6 +47,8 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
             return Route::Static(200, "text/xml", Bytes::from_static(CLIENTACCESS.as_bytes()))
         }
         "/favicon.ico" => return Route::Error(404, "no favicon".into()),
+        // The server clock for DASH players (the MPD's UTCTiming, urn:mpeg:dash:utc:http-iso:2014).
+        "/time" => return Route::Static(200, "text/plain", Bytes::from(super::cmaf::time_body())),
         "/" => {
             return Route::Static(
                 200,
@@ -89,6 +93,7 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
                 stream: stream.to_string(),
                 kind,
                 rest: rest.to_string(),
+                host: req.header("host").unwrap_or("").to_string(),
             };
         }
     }
@@ -137,6 +142,8 @@ fn sources(host: &str, enabled: &Enabled) -> Vec<mist_media::info::Source> {
     let mut out = Vec::new();
     for (p, connector) in [
         (Protocol::Hls, "HLS"),
+        (Protocol::Dash, "CMAF"),
+        (Protocol::CmafHls, "CMAF"),
         (Protocol::Mp4, "MP4"),
         (Protocol::WebM, "EBML"),
         (Protocol::Mkv, "EBML"),

@@ -3,8 +3,9 @@
 //! mist_media::segment, muxes each segment once and answers requests from its cache; MistOutHTTP
 //! handles waiting requests, timeouts and idle streams around it.
 //!
-//! To add a format (CMAF: fMP4 HLS and DASH with mist_media::{mp4, hls, dash}): implement
-//! [`SegmentedStream`] in a module and add its `kind` (the first URL component) to [`open`].
+//! Formats: `hls` (MPEG-TS segments, hls.rs) and `cmaf` (DASH + fMP4 HLS, cmaf.rs). To add one,
+//! implement [`SegmentedStream`] in a module and add its `kind` (the first URL component) to
+//! [`has`] and [`open`].
 
 use bytes::Bytes;
 use mist_net::server::ConnId;
@@ -31,15 +32,15 @@ pub enum Answer {
 pub trait SegmentedStream: Send {
     /// Reads what is new from shared memory (never blocks; bounded work).
     fn poll(&mut self);
-    /// The answer for the path below `/<kind>/<stream>/`.
-    fn answer(&mut self, rest: &str) -> Answer;
+    /// The answer for the path below `/<kind>/<stream>/`; `host` is the request's Host header.
+    fn answer(&mut self, rest: &str, host: &str) -> Answer;
     /// The stream ended (answers come from what is cached).
     fn ended(&self) -> bool;
 }
 
 /// Whether this build implements `kind`.
 pub fn has(kind: &str) -> bool {
-    kind == "hls"
+    kind == "hls" || kind == "cmaf"
 }
 
 /// Opens `kind` for a stream; `None` when this build has no such format.
@@ -53,6 +54,10 @@ pub fn open(
             super::hls::HlsStream::open(stream, host)
                 .map(|h| Box::new(h) as Box<dyn SegmentedStream>),
         ),
+        "cmaf" => Some(
+            super::cmaf::CmafStream::open(stream, host)
+                .map(|c| Box::new(c) as Box<dyn SegmentedStream>),
+        ),
         _ => None,
     }
 }
@@ -60,6 +65,7 @@ pub fn open(
 /// A segmented stream with the requests waiting on it.
 pub struct Slot {
     pub stream: Box<dyn SegmentedStream>,
-    pub waiting: Vec<(ConnId, String, Instant)>,
+    /// (connection, path below the stream, Host header, since)
+    pub waiting: Vec<(ConnId, String, String, Instant)>,
     pub last_used: Instant,
 }

@@ -1,0 +1,143 @@
+//! Real players in a real browser: a live RTMP push (H.264 + AAC) through MistController, played
+//! in headless Chromium with hls.js (`/hls/` MPEG-TS and `/cmaf/` fMP4 playlists) and dash.js
+//! (`/cmaf/` MPD) by tests/browser/play.js.
+//!
+//! Installs what it needs when missing: Debian `chromium` (apt-get, as root; scripts/test installs
+//! it too) and the npm packages pinned in tests/browser/package-lock.json (`npm ci` into
+//! target/browser-node_modules). Fails (never skips) when they cannot be had.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// Seconds each player is watched after it started playing.
+const WATCH_S: u32 = 12;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn ensure_chromium() {
+    if Path::new(CHROMIUM).exists() {
+        return;
+    }
+    let st = Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", "chromium"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    assert!(
+        st.is_ok_and(|s| s.success()) && Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing and apt-get could not install it (run scripts/test as root)"
+    );
+}
+
+/// The pinned npm packages (playwright-core, hls.js, dashjs); returns the node_modules path.
+fn ensure_node_modules() -> PathBuf {
+    let src = root().join("tests/browser");
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("browser-node_modules");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::read(src.join("package-lock.json")).expect("tests/browser/package-lock.json");
+    let installed = std::fs::read(dir.join("package-lock.json")).ok();
+    let modules = dir.join("node_modules");
+    if installed.as_deref() != Some(&lock[..]) || !modules.join("playwright-core").exists() {
+        for f in ["package.json", "package-lock.json"] {
+            std::fs::copy(src.join(f), dir.join(f)).unwrap();
+        }
+        let st = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .current_dir(&dir)
+            .status()
+            .expect("run npm (is nodejs installed? scripts/test installs it)");
+        assert!(st.success(), "npm ci failed in {}", dir.display());
+    }
+    modules
+}
+
+/// Waits until `path` answers 200.
+fn wait_ready(port: u16, path: &str) {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let raw = http_raw(
+            port,
+            format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes(),
+            Duration::from_secs(20),
+        );
+        if raw.starts_with(b"HTTP/1.1 200") {
+            return;
+        }
+        assert!(Instant::now() < end, "{path} never became ready: {}", String::from_utf8_lossy(&raw));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn hls_js_and_dash_js_play_live_in_chromium() {
+    ensure_chromium();
+    let modules = ensure_node_modules();
+    let ctl = Controller::start_http(
+        serde_json::json!({}),
+        serde_json::json!([{"connector": "HLS"}, {"connector": "CMAF"}]),
+        None,
+    );
+    let _pub = publish(&ctl.publish_url("live+web"), "640x360", 120);
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let a = ctl.api(&serde_json::json!({"active_streams": true}));
+        if a["active_streams"].as_array().is_some_and(|l| l.iter().any(|s| s == "live+web")) {
+            break;
+        }
+        assert!(Instant::now() < end, "the RTMP push never became active");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let port = ctl.http;
+    let base = format!("http://127.0.0.1:{port}");
+    let jobs = [
+        ("hls", "/hls/live+web/index.m3u8"),
+        ("hls", "/cmaf/live+web/index.m3u8"),
+        ("dash", "/cmaf/live+web/index.mpd"),
+    ];
+    for (_, path) in jobs {
+        wait_ready(port, path);
+    }
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg("node")
+        .arg(root().join("tests/browser/play.js"))
+        .arg(&modules)
+        .arg(WATCH_S.to_string())
+        .args(jobs.iter().map(|(p, path)| format!("{p}={base}{path}")))
+        .env("CHROMIUM", CHROMIUM)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "play.js failed:\n{stdout}\n{stderr}");
+    if std::env::var_os("PLAY_DEBUG").is_some() {
+        eprintln!("{stderr}");
+    }
+    let results: Vec<serde_json::Value> =
+        stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(results.len(), jobs.len(), "{stdout}\n{stderr}");
+    for r in &results {
+        eprintln!("{r}");
+    }
+    for r in &results {
+        assert_eq!(r["started"], true, "never started playing: {r}");
+        assert!(
+            r["advanced"].as_f64().unwrap_or(0.0) >= (WATCH_S - 4) as f64,
+            "currentTime advanced too little in {WATCH_S} s: {r}"
+        );
+        assert_eq!((r["width"].as_u64(), r["height"].as_u64()), (Some(640), Some(360)), "{r}");
+        assert!(r["fatal"].as_array().is_some_and(|a| a.is_empty()), "player errors: {r}");
+        assert!(r["errors"].as_array().is_some_and(|a| a.is_empty()), "non-fatal player errors: {r}");
+    }
+}
