@@ -137,7 +137,7 @@ fn rtmp_push_played_as_dash_and_fmp4_hls() {
     let media = String::from_utf8_lossy(&body).into_owned();
     assert!(media.contains("#EXT-X-MAP:URI=\"init.mp4\""), "{media}");
     // Segments: shared URL, long-lived caching, identical bytes on every request.
-    let seg = media.lines().filter(|l| l.ends_with(".m4s")).last().expect("a segment").to_string();
+    let seg = media.lines().rfind(|l| l.ends_with(".m4s")).expect("a segment").to_string();
     let track = v[0].3.split('/').next().unwrap();
     let (h1, b1) = get(port, &format!("/cmaf/live+cmaf/{track}/{seg}"));
     let (_, b2) = get(port, &format!("/cmaf/live+cmaf/{track}/{seg}"));
