@@ -25,3 +25,4 @@ pub mod hevc;
 pub mod mp3;
 pub mod mpegts;
 pub mod opus;
+pub mod remux;
