@@ -128,19 +128,58 @@ pub fn remux_path(input: &Path, output: &Path, frag: bool) -> io::Result<Stats> 
 pub fn remux_file(input: &Path, i: Input, output: &Path, o: Output) -> io::Result<Stats> {
     let file = File::open(input)?;
     let len = file.metadata()?.len();
-    let mut src: Box<dyn Source> = match i {
-        Input::Ts => Box::new(TsSource { d: mpegts::Demuxer::new(), file, buf: vec![0; READ_CHUNK], eof: false, flushed: false, read: 0 }),
-        Input::Flv => Box::new(FlvSource { d: flv::Demuxer::new(), file, buf: vec![0; READ_CHUNK], eof: false, pending: VecDeque::new(), read: 0 }),
-        Input::Mp4 => Box::new(Mp4Source::new(file, len)),
-    };
     let out = BufWriter::with_capacity(WRITE_BUF, File::create(output)?);
-    let mut stats = run(src.as_mut(), o, out)?;
-    stats.bytes_in = src.bytes_read();
+    remux(file, len, i, out, o)
+}
+
+/// Remuxes `len` bytes of `input` (format `i`) into `out` (format `o`). `out` gets large writes;
+/// wrap it in a `BufWriter` if it is a file.
+pub fn remux<R: Read + Seek + 'static, W: Write + 'static>(input: R, len: u64, i: Input, out: W, o: Output) -> io::Result<Stats> {
+    let mut src = Demux::new(input, len, i);
+    let mut stats = run(src.0.as_mut(), o, out)?;
+    stats.bytes_in = src.0.bytes_read();
     Ok(stats)
 }
 
-/// What a source yields.
-enum Event {
+/// A demuxer over a reader: tracks and frames as the container gives them.
+pub struct Demux(Box<dyn Source>);
+
+impl Demux {
+    pub fn new<R: Read + Seek + 'static>(input: R, len: u64, i: Input) -> Demux {
+        let file: Reader = Box::new(input);
+        Demux(match i {
+            Input::Ts => Box::new(TsSource { d: mpegts::Demuxer::new(), file, buf: vec![0; READ_CHUNK], eof: false, flushed: false, read: 0 }),
+            Input::Flv => Box::new(FlvSource { d: flv::Demuxer::new(), file, buf: vec![0; READ_CHUNK], eof: false, pending: VecDeque::new(), read: 0 }),
+            Input::Mp4 => Box::new(Mp4Source::new(file, len)),
+        })
+    }
+
+    /// The next event, `None` at the end of the input.
+    pub fn next_event(&mut self) -> io::Result<Option<Event>> {
+        self.0.next()
+    }
+}
+
+/// A muxer over a writer; it takes every track up front.
+pub struct Mux(Box<dyn Sink>);
+
+impl Mux {
+    pub fn new<W: Write + 'static>(o: Output, tracks: &[Track], out: W) -> io::Result<Mux> {
+        make_sink(o, tracks, out).map(Mux)
+    }
+    /// Frames in decode order across tracks (as [`remux`] interleaves them).
+    pub fn frame(&mut self, f: Frame) -> io::Result<()> {
+        self.0.frame(f)
+    }
+    /// Ends the output (progressive MP4: writes everything); returns the bytes written.
+    pub fn finish(self) -> io::Result<u64> {
+        self.0.finish()
+    }
+}
+
+/// What a demuxer yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
     Track(Track),
     /// Every track has been announced.
     TracksComplete,
@@ -152,7 +191,13 @@ trait Source {
     fn bytes_read(&self) -> u64;
 }
 
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+/// Any seekable byte source (a file, a `Cursor` over memory).
+pub trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
+
+type Reader = Box<dyn ReadSeek>;
+
+fn read_full(file: &mut Reader, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match file.read(&mut buf[n..]) {
@@ -167,7 +212,7 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 
 struct TsSource {
     d: mpegts::Demuxer,
-    file: File,
+    file: Reader,
     buf: Vec<u8>,
     eof: bool,
     flushed: bool,
@@ -207,7 +252,7 @@ impl Source for TsSource {
 
 struct FlvSource {
     d: flv::Demuxer,
-    file: File,
+    file: Reader,
     buf: Vec<u8>,
     eof: bool,
     pending: VecDeque<Event>,
@@ -259,7 +304,7 @@ impl Source for FlvSource {
 /// interleaved and non-interleaved progressive files alike are read in large sequential pieces.
 struct Mp4Source {
     r: mp4::Mp4Reader,
-    file: File,
+    file: Reader,
     len: u64,
     windows: Vec<(u64, Bytes, u64)>,
     tick: u64,
@@ -272,7 +317,7 @@ const MP4_WINDOW: u64 = 2 << 20;
 const MP4_WINDOWS: usize = 4;
 
 impl Mp4Source {
-    fn new(file: File, len: u64) -> Mp4Source {
+    fn new(file: Reader, len: u64) -> Mp4Source {
         Mp4Source {
             r: mp4::Mp4Reader::new(len),
             file,
