@@ -6,23 +6,29 @@
 //! container bytes (the bytes read for demux, the bytes written for mux); 1 MB = 10^6 bytes.
 
 use std::cell::RefCell;
-use std::io::{Cursor, Write};
+use std::io::{Cursor, Seek, SeekFrom, Write};
 use std::rc::Rc;
 use std::time::Instant;
 
 use mist_media::remux::{Demux, Event, Input, Mux, Output};
 use mist_media::{Frame, Track};
 
+/// An in-memory output the muxer writes (and seeks, for Matroska's patches) while we keep a handle.
 #[derive(Clone, Default)]
-struct Shared(Rc<RefCell<Vec<u8>>>);
+struct Shared(Rc<RefCell<Cursor<Vec<u8>>>>);
 
 impl Write for Shared {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(b);
-        Ok(b.len())
+        self.0.borrow_mut().write(b)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+impl Seek for Shared {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.0.borrow_mut().seek(to)
     }
 }
 
@@ -77,7 +83,7 @@ fn main() {
     );
     let mut rows = vec![("TS".to_string(), ts.len(), ts.len() as f64 / 1e6 / secs, f64::NAN)];
     frames.sort_by_key(|f| f.dts); // decode order across tracks, as remux interleaves
-    let outputs = [(Output::Ts, Input::Ts, "TS"), (Output::Flv, Input::Flv, "FLV"), (Output::Mp4, Input::Mp4, "MP4 (progressive)"), (Output::Fmp4, Input::Mp4, "fMP4")];
+    let outputs = [(Output::Ts, Input::Ts, "TS"), (Output::Flv, Input::Flv, "FLV"), (Output::Mp4, Input::Mp4, "MP4 (progressive)"), (Output::Fmp4, Input::Mp4, "fMP4"), (Output::Mkv, Input::Mkv, "MKV")];
     for (o, i, name) in outputs {
         let (msecs, bytes) = best(runs, || {
             let buf = Shared::default();
@@ -86,7 +92,7 @@ fn main() {
                 m.frame(f.clone()).expect("frame");
             }
             m.finish().expect("finish");
-            buf.0.take()
+            buf.0.take().into_inner()
         });
         let bytes = Rc::new(bytes);
         let (dsecs, (_, back)) = best(runs, || demux(&bytes, i));

@@ -1,7 +1,8 @@
 //! Remuxes a file: `cargo run --release -p mist-media --example remux IN OUT [--frag]`.
 //!
-//! Input by extension: `.ts`, `.flv`, `.mp4`/`.mov`. Output by extension: `.ts`, `.flv`,
-//! `.mp4` (progressive, moov first; fragmented with `--frag`), `.fmp4` (fragmented).
+//! Input by extension: `.ts`, `.flv`, `.mp4`/`.mov`, `.mkv`/`.webm`. Output by extension: `.ts`,
+//! `.flv`, `.mp4` (progressive, moov first; fragmented with `--frag`), `.fmp4` (fragmented), `.mkv`,
+//! `.webm`.
 //! See `mist_media::remux`. Prints the tracks and counters to stderr unless `-q`.
 
 use std::path::Path;

@@ -14,7 +14,7 @@
 //! keeps every frame until the end, since the moov (written first) needs the whole index.
 //!
 //! Tracks: muxers need every track up front. Frames are held until the input has announced its
-//! tracks (MP4, Matroska) or until held frames span [`PROBE_MS`] (TS, FLV), then the muxer starts
+//! tracks (MP4, Matroska) and each has a frame, or until held frames span [`PROBE_MS`], then the muxer starts
 //! with the tracks known then; frames of later tracks, and tracks the output cannot carry, are
 //! dropped and counted in [`Stats`]. Frames are interleaved by decode time (a bounded queue per
 //! track), and when the input starts at a negative time, every time is shifted up so that outputs
@@ -27,7 +27,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use crate::{flv, mp4, mpegts, Codec, Frame, MediaError, Track, TrackKind};
+use crate::{ebml, flv, mp4, mpegts, Codec, Frame, MediaError, Track, TrackKind};
 
 /// Frames are held until they span this long (or the input names its tracks) before muxing starts.
 pub const PROBE_MS: i64 = 1500;
@@ -42,15 +42,19 @@ pub enum Input {
     Ts,
     Flv,
     Mp4,
+    /// Matroska or WebM.
+    Mkv,
 }
 
 impl Input {
-    /// By file extension: `.ts`/`.m2ts`/`.mts`, `.flv`, `.mp4`/`.m4v`/`.m4a`/`.mov`/`.fmp4`/`.m4s`.
+    /// By file extension: `.ts`/`.m2ts`/`.mts`, `.flv`, `.mp4`/`.m4v`/`.m4a`/`.mov`/`.fmp4`/`.m4s`,
+    /// `.mkv`/`.mka`/`.webm`.
     pub fn from_path(p: &Path) -> Option<Input> {
         Some(match ext(p).as_str() {
             "ts" | "m2ts" | "mts" => Input::Ts,
             "flv" => Input::Flv,
             "mp4" | "m4v" | "m4a" | "mov" | "fmp4" | "m4s" | "cmfv" => Input::Mp4,
+            "mkv" | "mka" | "webm" => Input::Mkv,
             _ => return None,
         })
     }
@@ -65,11 +69,15 @@ pub enum Output {
     Mp4,
     /// Fragmented MP4: empty moov, a fragment per keyframe.
     Fmp4,
+    /// Matroska, finalised (Cues, Duration).
+    Mkv,
+    /// WebM (VP8/VP9/AV1 and Opus only), finalised.
+    Webm,
 }
 
 impl Output {
     /// By file extension: `.ts`, `.flv`, `.mp4`/`.m4v`/`.mov` (progressive, or fragmented when
-    /// `frag`), `.fmp4`/`.m4s`/`.cmfv` (fragmented).
+    /// `frag`), `.fmp4`/`.m4s`/`.cmfv` (fragmented), `.mkv`/`.mka`, `.webm`.
     pub fn from_path(p: &Path, frag: bool) -> Option<Output> {
         Some(match ext(p).as_str() {
             "ts" | "m2ts" | "mts" => Output::Ts,
@@ -77,6 +85,8 @@ impl Output {
             "mp4" | "m4v" | "m4a" | "mov" if frag => Output::Fmp4,
             "mp4" | "m4v" | "m4a" | "mov" => Output::Mp4,
             "fmp4" | "m4s" | "cmfv" => Output::Fmp4,
+            "mkv" | "mka" => Output::Mkv,
+            "webm" => Output::Webm,
             _ => return None,
         })
     }
@@ -88,6 +98,8 @@ impl Output {
             Output::Mp4 | Output::Fmp4 => {
                 matches!(c, Codec::H264 | Codec::Hevc | Codec::Av1 | Codec::Aac | Codec::Opus)
             }
+            Output::Mkv => c != Codec::Meta,
+            Output::Webm => matches!(c, Codec::Vp8 | Codec::Vp9 | Codec::Av1 | Codec::Opus),
         }
     }
 }
@@ -134,7 +146,7 @@ pub fn remux_file(input: &Path, i: Input, output: &Path, o: Output) -> io::Resul
 
 /// Remuxes `len` bytes of `input` (format `i`) into `out` (format `o`). `out` gets large writes;
 /// wrap it in a `BufWriter` if it is a file.
-pub fn remux<R: Read + Seek + 'static, W: Write + 'static>(input: R, len: u64, i: Input, out: W, o: Output) -> io::Result<Stats> {
+pub fn remux<R: Read + Seek + 'static, W: Write + Seek + 'static>(input: R, len: u64, i: Input, out: W, o: Output) -> io::Result<Stats> {
     let mut src = Demux::new(input, len, i);
     let mut stats = run(src.0.as_mut(), o, out)?;
     stats.bytes_in = src.0.bytes_read();
@@ -151,6 +163,7 @@ impl Demux {
             Input::Ts => Box::new(TsSource { d: mpegts::Demuxer::new(), file, buf: vec![0; READ_CHUNK], eof: false, flushed: false, read: 0 }),
             Input::Flv => Box::new(FlvSource { d: flv::Demuxer::new(), file, buf: vec![0; READ_CHUNK], eof: false, pending: VecDeque::new(), read: 0 }),
             Input::Mp4 => Box::new(Mp4Source::new(file, len)),
+            Input::Mkv => Box::new(MkvSource { d: ebml::Demuxer::new(), file, buf: vec![0; READ_CHUNK], eof: false, pending: VecDeque::new(), read: 0 }),
         })
     }
 
@@ -164,7 +177,7 @@ impl Demux {
 pub struct Mux(Box<dyn Sink>);
 
 impl Mux {
-    pub fn new<W: Write + 'static>(o: Output, tracks: &[Track], out: W) -> io::Result<Mux> {
+    pub fn new<W: Write + Seek + 'static>(o: Output, tracks: &[Track], out: W) -> io::Result<Mux> {
         make_sink(o, tracks, out).map(Mux)
     }
     /// Frames in decode order across tracks (as [`remux`] interleaves them).
@@ -292,6 +305,47 @@ impl Source for FlvSource {
                 self.eof = true;
             } else {
                 self.d.feed(&self.buf[..n]);
+            }
+        }
+    }
+    fn bytes_read(&self) -> u64 {
+        self.read
+    }
+}
+
+struct MkvSource {
+    d: ebml::Demuxer,
+    file: Reader,
+    buf: Vec<u8>,
+    eof: bool,
+    pending: VecDeque<Event>,
+    read: u64,
+}
+
+impl Source for MkvSource {
+    fn next(&mut self) -> io::Result<Option<Event>> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Ok(Some(ev));
+            }
+            match self.d.poll().map_err(media)? {
+                Some(ebml::MkvEvent::Tracks(ts)) => {
+                    self.pending.extend(ts.into_iter().map(Event::Track));
+                    self.pending.push_back(Event::TracksComplete);
+                    continue;
+                }
+                Some(ebml::MkvEvent::Frame(f)) => return Ok(Some(Event::Frame(f))),
+                Some(_) => continue,
+                None if self.eof => return Ok(None),
+                None => {}
+            }
+            let n = read_full(&mut self.file, &mut self.buf)?;
+            self.read += n as u64;
+            if n == 0 {
+                self.eof = true;
+                self.d.finish();
+            } else {
+                self.d.push(&self.buf[..n]);
             }
         }
     }
@@ -548,7 +602,38 @@ impl<W: Write> Sink for Fmp4Sink<W> {
     }
 }
 
-fn make_sink<W: Write + 'static>(o: Output, tracks: &[Track], w: W) -> io::Result<Box<dyn Sink>> {
+struct MkvSink<W: Write + Seek> {
+    w: ebml::Writer,
+    buf: Vec<u8>,
+    out: Counting<W>,
+}
+
+impl<W: Write + Seek> Sink for MkvSink<W> {
+    fn frame(&mut self, f: Frame) -> io::Result<()> {
+        self.w.write_frame(&f, &mut self.buf).map_err(media)?;
+        if self.buf.len() >= WRITE_BUF {
+            self.out.put(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+    fn finish(mut self: Box<Self>) -> io::Result<u64> {
+        let fin = self.w.finish();
+        let buf = std::mem::take(&mut self.buf);
+        self.out.put(&buf)?;
+        self.out.put(&fin.tail)?;
+        let end = self.out.n;
+        for p in fin.patches {
+            self.out.w.seek(SeekFrom::Start(p.offset))?;
+            self.out.w.write_all(&p.bytes)?;
+        }
+        self.out.w.seek(SeekFrom::Start(end))?;
+        self.out.w.flush()?;
+        Ok(end)
+    }
+}
+
+fn make_sink<W: Write + Seek + 'static>(o: Output, tracks: &[Track], w: W) -> io::Result<Box<dyn Sink>> {
     let mut out = Counting { w, n: 0 };
     Ok(match o {
         Output::Ts => {
@@ -578,6 +663,14 @@ fn make_sink<W: Write + 'static>(o: Output, tracks: &[Track], w: W) -> io::Resul
             out.put(&fw.init_segment().map_err(media)?)?;
             let cut_track = tracks.iter().find(|t| t.kind() == TrackKind::Video).map(|t| t.id);
             Box::new(Fmp4Sink { fw, cut_track, pending: Vec::new(), out })
+        }
+        Output::Mkv | Output::Webm => {
+            let doc_type = if o == Output::Webm { ebml::DocType::Webm } else { ebml::DocType::Matroska };
+            let opts = ebml::WriterOptions { doc_type, mode: ebml::WriteMode::Finalised, ..Default::default() };
+            let mut w = ebml::Writer::new(tracks, opts).map_err(media)?;
+            let mut buf = Vec::with_capacity(WRITE_BUF + 65536);
+            w.write_header(&mut buf);
+            Box::new(MkvSink { w, buf, out })
         }
     })
 }
@@ -612,7 +705,7 @@ impl Interleaver {
     }
 }
 
-fn run<W: Write + 'static>(src: &mut dyn Source, o: Output, w: W) -> io::Result<Stats> {
+fn run<W: Write + Seek + 'static>(src: &mut dyn Source, o: Output, w: W) -> io::Result<Stats> {
     let mut stats = Stats::default();
     let mut tracks: Vec<Track> = Vec::new();
     let mut held: Vec<Frame> = Vec::new();
@@ -635,7 +728,10 @@ fn run<W: Write + 'static>(src: &mut dyn Source, o: Output, w: W) -> io::Result<
             }
         }
         let span = last_dts.zip(first_dts).map_or(0, |(l, f)| l - f);
-        if (complete && !held.is_empty()) || span >= PROBE_MS {
+        // every announced track has a frame (the first decode times are known: Matroska's rebuilt
+        // H.264 times come after the audio's and may be lower), or the window is full
+        let all_seen = complete && tracks.iter().all(|t| held.iter().any(|f| f.track == t.id));
+        if all_seen || span >= PROBE_MS {
             eof = false;
             break;
         }
