@@ -31,6 +31,11 @@ use crate::{ebml, flv, mp4, mpegts, Codec, Frame, MediaError, Track, TrackKind};
 
 /// Frames are held until they span this long (or the input names its tracks) before muxing starts.
 pub const PROBE_MS: i64 = 1500;
+/// The probe window also ends at this many held payload bytes (hostile timestamps must not make
+/// it grow without bound).
+const PROBE_MAX_BYTES: usize = 64 << 20;
+/// A fragment is also cut (at any frame) when it holds this many payload bytes.
+const FRAGMENT_MAX_BYTES: usize = 32 << 20;
 /// At most this many frames wait in the interleaving queue.
 const MAX_QUEUED: usize = 1024;
 const READ_CHUNK: usize = 1 << 20;
@@ -565,6 +570,7 @@ struct Fmp4Sink<W: Write> {
     /// The track whose keyframes start fragments (the first video track).
     cut_track: Option<u32>,
     pending: Vec<Frame>,
+    pending_bytes: usize,
     out: Counting<W>,
 }
 
@@ -579,6 +585,7 @@ impl<W: Write> Fmp4Sink<W> {
             self.out.put(&p)?;
         }
         self.pending.clear();
+        self.pending_bytes = 0;
         Ok(())
     }
 }
@@ -589,9 +596,10 @@ impl<W: Write> Sink for Fmp4Sink<W> {
             Some(v) => f.track == v && f.keyframe,
             None => self.pending.first().is_some_and(|p| f.dts - p.dts >= 1000),
         };
-        if cut && !self.pending.is_empty() {
+        if (cut || self.pending_bytes >= FRAGMENT_MAX_BYTES) && !self.pending.is_empty() {
             self.write_fragment(Some(f.dts))?;
         }
+        self.pending_bytes += f.data.len();
         self.pending.push(f);
         Ok(())
     }
@@ -662,7 +670,7 @@ fn make_sink<W: Write + Seek + 'static>(o: Output, tracks: &[Track], w: W) -> io
             let fw = mp4::FragmentWriter::new(tracks.to_vec(), mp4::FragmentOptions::default()).map_err(media)?;
             out.put(&fw.init_segment().map_err(media)?)?;
             let cut_track = tracks.iter().find(|t| t.kind() == TrackKind::Video).map(|t| t.id);
-            Box::new(Fmp4Sink { fw, cut_track, pending: Vec::new(), out })
+            Box::new(Fmp4Sink { fw, cut_track, pending: Vec::new(), pending_bytes: 0, out })
         }
         Output::Mkv | Output::Webm => {
             let doc_type = if o == Output::Webm { ebml::DocType::Webm } else { ebml::DocType::Matroska };
@@ -712,6 +720,7 @@ fn run<W: Write + Seek + 'static>(src: &mut dyn Source, o: Output, w: W) -> io::
     let mut first_dts: Option<i64> = None;
     let mut last_dts: Option<i64> = None;
     let mut complete = false;
+    let mut held_bytes = 0usize;
     // probe: hold frames until the tracks are known
     let mut eof = true;
     while let Some(ev) = src.next()? {
@@ -724,6 +733,7 @@ fn run<W: Write + Seek + 'static>(src: &mut dyn Source, o: Output, w: W) -> io::
             Event::Frame(f) => {
                 first_dts = Some(first_dts.map_or(f.dts, |d: i64| d.min(f.dts)));
                 last_dts = Some(last_dts.map_or(f.dts, |d: i64| d.max(f.dts)));
+                held_bytes += f.data.len();
                 held.push(f);
             }
         }
@@ -731,7 +741,7 @@ fn run<W: Write + Seek + 'static>(src: &mut dyn Source, o: Output, w: W) -> io::
         // every announced track has a frame (the first decode times are known: Matroska's rebuilt
         // H.264 times come after the audio's and may be lower), or the window is full
         let all_seen = complete && tracks.iter().all(|t| held.iter().any(|f| f.track == t.id));
-        if all_seen || span >= PROBE_MS {
+        if all_seen || span >= PROBE_MS || held_bytes >= PROBE_MAX_BYTES {
             eof = false;
             break;
         }
