@@ -127,8 +127,8 @@ struct Case {
     fixture: &'static str,
     input: Input,
     /// The outputs that can carry every track of the fixture, and that Debian's ffmpeg 5.1 reads:
-    /// it cannot read HEVC/VP9 in (enhanced) FLV, VP9 is neither in our TS nor in our MP4 writer,
-    /// and WebM takes only VP8/VP9/AV1 and Opus.
+    /// it cannot read HEVC/VP9 in (enhanced) FLV, FLV has no Opus, VP9 is neither in our TS nor in
+    /// our MP4 writer, our MP4 writer has no MP3, and WebM takes only VP8/VP9/AV1 and Opus.
     outputs: &'static [Output],
 }
 
@@ -137,6 +137,8 @@ use Output::{Flv, Fmp4, Mkv, Mp4, Ts, Webm};
 const INPUTS: &[Case] = &[
     Case { fixture: "ts/h264_aac.ts", input: Input::Ts, outputs: &[Ts, Flv, Mp4, Fmp4, Mkv] },
     Case { fixture: "ts/hevc_aac.ts", input: Input::Ts, outputs: &[Ts, Mp4, Fmp4, Mkv] },
+    Case { fixture: "ts/h264_opus.ts", input: Input::Ts, outputs: &[Ts, Mp4, Fmp4, Mkv] },
+    Case { fixture: "ts/h264_mp3.ts", input: Input::Ts, outputs: &[Ts, Flv, Mkv] },
     Case { fixture: "flv/testsrc_320x240_1s.flv", input: Input::Flv, outputs: &[Ts, Flv, Mp4, Fmp4, Mkv] },
     Case { fixture: "mp4/h264_aac.mp4", input: Input::Mp4, outputs: &[Ts, Flv, Mp4, Fmp4, Mkv] },
     Case { fixture: "mp4/h264_aac_frag.mp4", input: Input::Mp4, outputs: &[Ts, Flv, Mp4, Fmp4, Mkv] },
