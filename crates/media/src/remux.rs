@@ -9,9 +9,10 @@
 //!   `-movflags frag_keyframe+empty_moov`), Matroska and WebM (finalised: Cues, Duration).
 //!
 //! Streaming: input is read in 1 MiB pieces (MP4: a few 2 MiB windows over the byte ranges the
-//! reader asks for), output goes through a 1 MiB buffer. Everything but progressive MP4 output
-//! runs in memory bounded by the probe window and the interleaving queue; progressive MP4 output
-//! keeps every frame until the end, since the moov (written first) needs the whole index.
+//! reader asks for), output goes through a 1 MiB buffer, and memory stays bounded by the probe
+//! window and the interleaving queue. Progressive MP4 output (moov first) needs the whole index
+//! before the first payload byte: [`remux`] reads the input twice (index, then payloads) and holds
+//! only the index; [`Mux`], which sees each frame once, holds the frames.
 //!
 //! Tracks: muxers need every track up front. Frames are held until the input has announced its
 //! tracks (MP4, Matroska) and each has a frame, or until held frames span [`PROBE_MS`], then the muxer starts
@@ -20,7 +21,9 @@
 //! track), and when the input starts at a negative time, every time is shifted up so that outputs
 //! without negative times (TS, FLV, fragmented MP4, Matroska) start at 0.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -153,9 +156,97 @@ pub fn remux_file(input: &Path, i: Input, output: &Path, o: Output) -> io::Resul
 /// wrap it in a `BufWriter` if it is a file.
 pub fn remux<R: Read + Seek + 'static, W: Write + Seek + 'static>(input: R, len: u64, i: Input, out: W, o: Output) -> io::Result<Stats> {
     let mut src = Demux::new(input, len, i);
-    let mut stats = run(src.0.as_mut(), o, out)?;
+    if o == Output::Mp4 {
+        return remux_progressive(src, len, i, out);
+    }
+    let mut out = Some(out);
+    let mut stats = run(src.0.as_mut(), o, &mut |tracks| make_sink(o, tracks, out.take().expect("one sink")))?;
     stats.bytes_in = src.0.bytes_read();
     Ok(stats)
+}
+
+/// Progressive MP4 (moov first) in two passes over the input, so that only the sample index is
+/// held: the first pass builds the moov from frame sizes and times, the second (the same demuxing
+/// and interleaving from the start of the input again) writes the payloads after it.
+fn remux_progressive<W: Write + Seek + 'static>(mut src: Demux, len: u64, i: Input, out: W) -> io::Result<Stats> {
+    let index: SharedIndex = Rc::default();
+    let mut first_tracks = Vec::new();
+    let stats1 = run(src.0.as_mut(), Output::Mp4, &mut |tracks| {
+        first_tracks = tracks.to_vec();
+        *index.borrow_mut() = Some((mp4::Mp4Writer::new(tracks.to_vec()).map_err(media)?, Vec::new()));
+        Ok(Box::new(Mp4IndexSink { index: index.clone() }) as Box<dyn Sink>)
+    })?;
+    let read1 = src.0.bytes_read();
+    let mut reader = src.0.into_reader();
+    reader.seek(SeekFrom::Start(0))?;
+    let (w, sizes) = index.borrow_mut().take().expect("index built");
+    let mut out = Counting { w: out, n: 0 };
+    out.put(&w.header_moov_first().map_err(media)?)?;
+    drop(w);
+    let mut src = Demux::from_reader(reader, len, i);
+    let mut parts = Some((out, sizes));
+    let mut stats = run(src.0.as_mut(), Output::Mp4, &mut |tracks| {
+        if tracks != first_tracks.as_slice() {
+            return Err(changed());
+        }
+        let (out, sizes) = parts.take().expect("one sink");
+        Ok(Box::new(Mp4PayloadSink { out, sizes, next: 0 }) as Box<dyn Sink>)
+    })?;
+    if stats.frames != stats1.frames {
+        return Err(changed());
+    }
+    stats.bytes_in += read1;
+    stats.bytes_in += src.0.bytes_read();
+    Ok(stats)
+}
+
+fn changed() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "mp4: the input read differently the second time")
+}
+
+/// The MP4 index and the payload sizes of the first pass, shared with its sink.
+type SharedIndex = Rc<RefCell<Option<(mp4::Mp4Writer, Vec<u32>)>>>;
+
+/// First pass of progressive MP4 output: the index only.
+struct Mp4IndexSink {
+    index: SharedIndex,
+}
+
+impl Sink for Mp4IndexSink {
+    fn frame(&mut self, f: Frame) -> io::Result<()> {
+        let mut ix = self.index.borrow_mut();
+        let (w, sizes) = ix.as_mut().expect("index");
+        w.add(&f).map_err(media)?;
+        sizes.push(f.data.len() as u32);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> io::Result<u64> {
+        Ok(0)
+    }
+}
+
+/// Second pass: payloads, checked against the first pass's sizes.
+struct Mp4PayloadSink<W: Write> {
+    out: Counting<W>,
+    sizes: Vec<u32>,
+    next: usize,
+}
+
+impl<W: Write> Sink for Mp4PayloadSink<W> {
+    fn frame(&mut self, f: Frame) -> io::Result<()> {
+        if self.sizes.get(self.next) != Some(&(f.data.len() as u32)) {
+            return Err(changed());
+        }
+        self.next += 1;
+        self.out.put(&f.data)
+    }
+    fn finish(mut self: Box<Self>) -> io::Result<u64> {
+        if self.next != self.sizes.len() {
+            return Err(changed());
+        }
+        self.out.w.flush()?;
+        Ok(self.out.n)
+    }
 }
 
 /// A demuxer over a reader: tracks and frames as the container gives them.
@@ -163,7 +254,10 @@ pub struct Demux(Box<dyn Source>);
 
 impl Demux {
     pub fn new<R: Read + Seek + 'static>(input: R, len: u64, i: Input) -> Demux {
-        let file: Reader = Box::new(input);
+        Demux::from_reader(Box::new(input), len, i)
+    }
+
+    fn from_reader(file: Reader, len: u64, i: Input) -> Demux {
         Demux(match i {
             Input::Ts => Box::new(TsSource { d: mpegts::Demuxer::new(), file, buf: vec![0; READ_CHUNK], eof: false, flushed: false, read: 0 }),
             Input::Flv => Box::new(FlvSource { d: flv::Demuxer::new(), file, buf: vec![0; READ_CHUNK], eof: false, pending: VecDeque::new(), read: 0 }),
@@ -207,6 +301,7 @@ pub enum Event {
 trait Source {
     fn next(&mut self) -> io::Result<Option<Event>>;
     fn bytes_read(&self) -> u64;
+    fn into_reader(self: Box<Self>) -> Reader;
 }
 
 /// Any seekable byte source (a file, a `Cursor` over memory).
@@ -266,6 +361,9 @@ impl Source for TsSource {
     fn bytes_read(&self) -> u64 {
         self.read
     }
+    fn into_reader(self: Box<Self>) -> Reader {
+        self.file
+    }
 }
 
 struct FlvSource {
@@ -316,6 +414,9 @@ impl Source for FlvSource {
     fn bytes_read(&self) -> u64 {
         self.read
     }
+    fn into_reader(self: Box<Self>) -> Reader {
+        self.file
+    }
 }
 
 struct MkvSource {
@@ -356,6 +457,9 @@ impl Source for MkvSource {
     }
     fn bytes_read(&self) -> u64 {
         self.read
+    }
+    fn into_reader(self: Box<Self>) -> Reader {
+        self.file
     }
 }
 
@@ -450,6 +554,9 @@ impl Source for Mp4Source {
     fn bytes_read(&self) -> u64 {
         self.read
     }
+    fn into_reader(self: Box<Self>) -> Reader {
+        self.file
+    }
 }
 
 /// A muxer writing to `W`.
@@ -539,13 +646,14 @@ impl<W: Write> Sink for FlvSink<W> {
     }
 }
 
-struct Mp4Sink<W: Write> {
+/// Progressive MP4 for [`Mux`], which sees the frames only once: they are held until `finish`.
+struct Mp4BufferSink<W: Write> {
     tracks: Vec<Track>,
     frames: Vec<Frame>,
     out: Counting<W>,
 }
 
-impl<W: Write> Sink for Mp4Sink<W> {
+impl<W: Write> Sink for Mp4BufferSink<W> {
     fn frame(&mut self, f: Frame) -> io::Result<()> {
         self.frames.push(f);
         Ok(())
@@ -555,8 +663,7 @@ impl<W: Write> Sink for Mp4Sink<W> {
         for f in &self.frames {
             w.add(f).map_err(media)?;
         }
-        let head = w.header_moov_first().map_err(media)?;
-        self.out.put(&head)?;
+        self.out.put(&w.header_moov_first().map_err(media)?)?;
         for f in std::mem::take(&mut self.frames) {
             self.out.put(&f.data)?;
         }
@@ -663,8 +770,10 @@ fn make_sink<W: Write + Seek + 'static>(o: Output, tracks: &[Track], w: W) -> io
             Box::new(s)
         }
         Output::Mp4 => {
+            // needs all frames before the first payload byte: buffered here ([`remux`] makes
+            // two passes over the input instead)
             mp4::Mp4Writer::new(tracks.to_vec()).map_err(media)?;
-            Box::new(Mp4Sink { tracks: tracks.to_vec(), frames: Vec::new(), out })
+            Box::new(Mp4BufferSink { tracks: tracks.to_vec(), frames: Vec::new(), out })
         }
         Output::Fmp4 => {
             let fw = mp4::FragmentWriter::new(tracks.to_vec(), mp4::FragmentOptions::default()).map_err(media)?;
@@ -713,7 +822,9 @@ impl Interleaver {
     }
 }
 
-fn run<W: Write + Seek + 'static>(src: &mut dyn Source, o: Output, w: W) -> io::Result<Stats> {
+type MakeSink<'a> = dyn FnMut(&[Track]) -> io::Result<Box<dyn Sink>> + 'a;
+
+fn run(src: &mut dyn Source, o: Output, make: &mut MakeSink<'_>) -> io::Result<Stats> {
     let mut stats = Stats::default();
     let mut tracks: Vec<Track> = Vec::new();
     let mut held: Vec<Frame> = Vec::new();
@@ -769,7 +880,7 @@ fn run<W: Write + Seek + 'static>(src: &mut dyn Source, o: Output, w: W) -> io::
     }
     let shift = if o == Output::Mp4 { 0 } else { first_dts.map_or(0, |d| (-d).max(0)) };
     stats.shift_ms = shift;
-    let mut sink = make_sink(o, &tracks, w)?;
+    let mut sink = make(&tracks)?;
     let mut il = Interleaver { ids: tracks.iter().map(|t| t.id).collect(), queues: vec![VecDeque::new(); tracks.len()], queued: 0 };
     let feed = |f: Frame, il: &mut Interleaver, stats: &mut Stats, sink: &mut Box<dyn Sink>| -> io::Result<()> {
         if !il.ids.contains(&f.track) {
