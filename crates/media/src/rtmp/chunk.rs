@@ -192,11 +192,14 @@ impl ChunkDecoder {
         let mut st = prev.clone();
         let h = &b[pos..pos + hlen];
         let continuing = st.partial.is_some();
+        // bytes of a dropped partial message, taken off `pending` only when this chunk commits
+        // (`st` is a copy that is thrown away when more bytes are needed)
+        let mut dropped = 0;
         if continuing && fmt != 3 {
             // A new header in the middle of a message: the spec does not allow it. Drop the partial
             // message (like an implicit abort) rather than mixing two messages.
             if let Some(p) = st.partial.take() {
-                self.pending -= p.len();
+                dropped = p.len();
             }
         }
         let continuing = st.partial.is_some();
@@ -243,6 +246,7 @@ impl ChunkDecoder {
             return Ok(None);
         }
         // Commit: consume the header and the chunk payload.
+        self.pending -= dropped;
         let whole = pos + want;
         self.bytes_in = self.bytes_in.wrapping_add(whole as u64);
         let mut chunk = self.buf.split_to(whole);
@@ -351,6 +355,25 @@ mod tests {
 
     const PUBLISH: &[u8] = include_bytes!("../../tests/fixtures/rtmp/ffmpeg_publish.bin");
     const HS: usize = 1 + 2 * 1536;
+
+    /// Fuzz find (rtmp_chunk, 2026-11-26): a new header in the middle of a message whose chunk was
+    /// not complete yet took the dropped partial off `pending` once per attempt, down past 0.
+    #[test]
+    fn new_header_mid_message_split_across_reads() {
+        let mut d = ChunkDecoder::new();
+        // csid 3, fmt 0, 300-byte audio message: its first 128-byte chunk
+        let mut b = vec![0x03, 0, 0, 0, 0, 0x01, 0x2c, 8, 0, 0, 0, 0];
+        b.extend_from_slice(&[0u8; 128]);
+        // a fmt 0 header for a new 10-byte message on the same stream, payload not there yet
+        b.extend_from_slice(&[0x03, 0, 0, 0, 0, 0, 10, 8, 0, 0, 0, 0]);
+        d.feed(&b);
+        assert!(d.next_message().unwrap().is_none());
+        assert!(d.next_message().unwrap().is_none());
+        d.feed(&[7u8; 10]);
+        let m = d.next_message().unwrap().unwrap();
+        assert_eq!(&m.payload[..], &[7u8; 10]);
+        assert_eq!(d.pending, 0);
+    }
 
     fn decode_all(data: &[u8], step: usize) -> Vec<RawMessage> {
         let mut d = ChunkDecoder::new();
