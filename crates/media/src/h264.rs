@@ -319,7 +319,8 @@ fn skip_scaling_list(r: &mut BitReader, size: usize) -> Result<(), MediaError> {
     for _ in 0..size {
         if next != 0 {
             let delta = r.read_se()?;
-            next = (last + delta).rem_euclid(256);
+            // delta_scale is -128..=127 in a valid stream; a hostile one may be any i32
+            next = last.wrapping_add(delta).rem_euclid(256);
         }
         if next != 0 {
             last = next;
@@ -651,6 +652,16 @@ mod tests {
 
     const CROP: &[u8] = include_bytes!("../tests/fixtures/h264/testsrc_320x180_crop.h264");
     const FLV: &[u8] = include_bytes!("../tests/fixtures/flv/testsrc_320x240_1s.flv");
+
+    /// Fuzz find (h264_sps, 2026-11-26): a scaling list delta near i32::MAX overflowed `last + delta`.
+    #[test]
+    fn huge_scaling_list_delta_is_no_panic() {
+        let data = b"\x00\x00\xff\x01\x00\x67\x1e\x2d\x00\x00\x01\x00\x45\x00\x00\x01\x67\x56\x56\x56\x56\x54\x62\x66\xea\x01\x09\x08\x00\x00\x01\x67\x56\x56\x56\x56\x54\x62\x66\xea\x01\x09\x08\x00\x00\x00\x00\xff\xff\xff\x2c\xfd\xff";
+        let _ = Sps::parse(data);
+        for n in annexb_nals(data) {
+            let _ = Sps::parse(n);
+        }
+    }
 
     #[test]
     fn exp_golomb() {

@@ -20,6 +20,7 @@ pub mod mp3;
 pub mod mp4;
 pub mod mpegts;
 pub mod opus;
+pub mod remux;
 pub mod rtmp;
 pub mod segment;
 pub mod time;

@@ -2,7 +2,7 @@
 //! ffmpeg cuts audio on its own boundaries, while our MPD shares one timeline between adaptation
 //! sets); our Timeline, fed the packets, must find the same segment durations, and ffmpeg must decode
 //! OUR manifest over ffmpeg's segments with the same frame count as its own manifest.
-//! Skipped (with a note) when ffmpeg/ffprobe are not installed.
+//! Fails when ffmpeg/ffprobe are not installed (scripts/test installs them).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,9 +12,10 @@ use mist_media::dash::{self, MpdOptions};
 use mist_media::segment::{Timeline, TimelineConfig};
 use mist_media::{Codec, Track};
 
-fn have_ffmpeg() -> bool {
+/// Panics when ffmpeg or ffprobe is missing: a skipped check would pass silently (scripts/test installs them).
+fn require_ffmpeg() {
     let ok = |b: &str| Command::new(b).arg("-version").output().map(|o| o.status.success()).unwrap_or(false);
-    ok("ffmpeg") && ok("ffprobe")
+    assert!(ok("ffmpeg") && ok("ffprobe"), "ffmpeg/ffprobe not installed (scripts/test installs them)");
 }
 
 fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
@@ -49,10 +50,7 @@ fn video_frames(dir: &Path, input: &str) -> u64 {
 
 #[test]
 fn ffmpeg_decodes_our_static_mpd() {
-    if !have_ffmpeg() {
-        eprintln!("ffmpeg/ffprobe not found: skipping");
-        return;
-    }
+    require_ffmpeg();
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-dash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

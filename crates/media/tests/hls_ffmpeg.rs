@@ -1,7 +1,7 @@
 //! Our HLS writer against ffmpeg: segments that ffmpeg's HLS muxer cut are fed (as ffprobe sees their
 //! packets) through our Timeline, which must find the same boundaries, and ffmpeg must decode OUR
 //! playlists (media and master) over ffmpeg's segments with the same frame count as its own.
-//! Skipped (with a note) when ffmpeg/ffprobe are not installed.
+//! Fails when ffmpeg/ffprobe are not installed (scripts/test installs them).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,9 +11,10 @@ use mist_media::hls::{self, MasterOptions, MediaOptions, Playlist, PlaylistType}
 use mist_media::segment::{Timeline, TimelineConfig};
 use mist_media::{Codec, Track};
 
-fn have_ffmpeg() -> bool {
+/// Panics when ffmpeg or ffprobe is missing: a skipped check would pass silently (scripts/test installs them).
+fn require_ffmpeg() {
     let ok = |b: &str| Command::new(b).arg("-version").output().map(|o| o.status.success()).unwrap_or(false);
-    ok("ffmpeg") && ok("ffprobe")
+    assert!(ok("ffmpeg") && ok("ffprobe"), "ffmpeg/ffprobe not installed (scripts/test installs them)");
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
@@ -99,10 +100,7 @@ fn tracks() -> Vec<Track> {
 }
 
 fn check(fmp4: bool) {
-    if !have_ffmpeg() {
-        eprintln!("ffmpeg/ffprobe not found: skipping");
-        return;
-    }
+    require_ffmpeg();
     let dir = tmpdir(if fmp4 { "hls-fmp4" } else { "hls-ts" });
     let mut args = vec![
         "ffmpeg",

@@ -178,13 +178,11 @@ fn ac3_matches_ffprobe() {
 
 use mist_media::mpegts::{Muxer, MuxerOptions};
 
-fn have_ffmpeg() -> bool {
+/// Panics when ffmpeg or ffprobe is missing: a skipped check would pass silently (scripts/test installs them).
+fn require_ffmpeg() {
     let ok = Command::new("ffmpeg").arg("-version").output().is_ok_and(|o| o.status.success())
         && Command::new("ffprobe").arg("-version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("ffmpeg/ffprobe not installed: skipping the external check");
-    }
-    ok
+    assert!(ok, "ffmpeg/ffprobe not installed (scripts/test installs them)");
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -274,9 +272,7 @@ fn round_trip_with(name: &str, audio_frames_per_pes: usize) {
     for (a, b) in d.tracks.values().zip(back.tracks.values()) {
         assert_eq!((a.codec, &a.init, a.width, a.height, a.rate, a.channels), (b.codec, &b.init, b.width, b.height, b.rate, b.channels));
     }
-    if !have_ffmpeg() {
-        return;
-    }
+    require_ffmpeg();
     let path = tmp(&format!("{name}-{audio_frames_per_pes}.ts"));
     std::fs::write(&path, &out).unwrap();
     assert_eq!(ffmpeg_errors(&path), "", "{name}: ffmpeg decode errors");
@@ -370,9 +366,7 @@ fn segments_with(name: &str, audio_frames_per_pes: usize) {
         assert!(first.keyframe);
         assert_eq!(back.frames.iter().filter(|f| f.track == 0x100).count(), *n);
     }
-    if !have_ffmpeg() {
-        return;
-    }
+    require_ffmpeg();
     for (i, (seg, n)) in segs.iter().enumerate() {
         let path = tmp(&format!("{name}-{audio_frames_per_pes}-seg{i}.ts"));
         std::fs::write(&path, seg).unwrap();

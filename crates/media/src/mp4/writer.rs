@@ -280,6 +280,8 @@ struct TrackState {
     last_ticks: i64,
     last_delta: u32,
     last_ms: i64,
+    /// Latest presentation time (ticks) of any sample: with B-frames it is not the last sample's.
+    max_pts_ticks: Option<i64>,
     count: u32,
     tables: Tables,
 }
@@ -404,6 +406,8 @@ impl Mp4Writer {
         let _ = first;
         let cts = ms_to_ticks(dts + pts_offset as i64, s.ts) - ticks;
         let cts = cts.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+        let pts_ticks = ticks + cts as i64;
+        s.max_pts_ticks = Some(s.max_pts_ticks.map_or(pts_ticks, |m| m.max(pts_ticks)));
         match s.tables.ctts.last_mut() {
             Some(l) if l.1 == cts => l.0 += 1,
             _ => s.tables.ctts.push((1, cts)),
@@ -442,7 +446,10 @@ impl Mp4Writer {
                 push_run(&mut tb.stts, last);
                 let dur_ticks = (s.last_ticks - s.first_ticks) as u64 + last as u64;
                 let first = s.first_ms.unwrap_or(0);
-                let dur_ms = ((dur_ticks as u128 * 1000) / s.ts as u128) as u64;
+                // tkhd and the edit list cover the presentation, which with B-frames ends after
+                // the last decoded sample's time: up to the latest pts plus a sample duration.
+                let pres_end = s.max_pts_ticks.unwrap_or(s.last_ticks).max(s.last_ticks) - s.first_ticks + last as i64;
+                let dur_ms = ((pres_end.max(0) as u128 * 1000) / s.ts as u128) as u64;
                 let end = first + dur_ms as i64;
                 movie_ms = movie_ms.max(end.max(0) as u64);
                 durs.push((dur_ticks, dur_ms));
@@ -533,5 +540,37 @@ fn push_run(v: &mut Vec<(u32, u32)>, d: u32) {
     match v.last_mut() {
         Some(l) if l.1 == d && l.0 < u32::MAX => l.0 += 1,
         _ => v.push((1, d)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Codec;
+    use bytes::Bytes;
+
+    /// With B-frames the last sample in decode order is not the last shown: the edit list must
+    /// still reach the end of the latest presentation time, or players drop the last frames.
+    #[test]
+    fn edit_list_covers_reordered_tail() {
+        let mut t = Track::new(1, Codec::H264);
+        t.init = Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff, 0xe0, 0]);
+        t.width = 16;
+        t.height = 16;
+        let mut w = Mp4Writer::new(vec![t]).unwrap();
+        // I P B B at 40 ms, decode order, B-pyramid offsets as x264 writes them (pts 80 120 40 80 … shifted)
+        let offs = [80, 120, 40, 40];
+        for (i, &o) in offs.iter().enumerate() {
+            w.add(&Frame { track: 1, dts: -80 + 40 * i as i64, pts_offset: o, keyframe: i == 0, data: Bytes::from_static(&[0; 8]) })
+                .unwrap();
+        }
+        let head = w.header_moov_first().unwrap();
+        let at = head.windows(4).position(|b| b == b"elst").unwrap();
+        // version 1: flags(4) count(4) then segment_duration(8) media_time(8)
+        let seg = u64::from_be_bytes(head[at + 12..at + 20].try_into().unwrap());
+        let media_time = i64::from_be_bytes(head[at + 20..at + 28].try_into().unwrap());
+        // pts run from 0 to 80 (the P frame at dts -40 + 120), so 120 ms are shown
+        assert_eq!(seg, 120, "segment duration");
+        assert_eq!(media_time, 80 * 90);
     }
 }

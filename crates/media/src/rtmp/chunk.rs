@@ -417,6 +417,24 @@ pub fn encode_message(
 mod tests {
     use super::*;
 
+    /// Found by fuzzing with overflow checks: the dropped message was taken off `pending` twice.
+    #[test]
+    fn new_header_mid_message_split_across_reads() {
+        let mut d = ChunkDecoder::new();
+        // csid 3, fmt 0, 300-byte audio message: its first 128-byte chunk
+        let mut b = vec![0x03, 0, 0, 0, 0, 0x01, 0x2c, 8, 0, 0, 0, 0];
+        b.extend_from_slice(&[0u8; 128]);
+        // a fmt 0 header for a new 10-byte message on the same stream, payload not there yet
+        b.extend_from_slice(&[0x03, 0, 0, 0, 0, 0, 10, 8, 0, 0, 0, 0]);
+        d.feed(&b);
+        assert!(d.next_message().unwrap().is_none());
+        assert!(d.next_message().unwrap().is_none());
+        d.feed(&[7u8; 10]);
+        let m = d.next_message().unwrap().unwrap();
+        assert_eq!(&m.payload[..], &[7u8; 10]);
+        assert_eq!(d.pending, 0);
+    }
+
     const PUBLISH: &[u8] = include_bytes!("../../tests/fixtures/rtmp/ffmpeg_publish.bin");
     const HS: usize = 1 + 2 * 1536;
 

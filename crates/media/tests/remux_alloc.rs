@@ -1,0 +1,107 @@
+//! `remux` on damaged input: every fixture, truncated and with bytes overwritten (deterministic
+//! pseudo-random mutations), remuxed in memory to every output. Nothing may panic, and the peak of
+//! allocated memory must stay within a fixed amount (the 1 MiB read buffer, MP4 read windows
+//! clamped to the file, output buffers) plus a small multiple of the input. (Its own test binary, so
+//! that no other test's allocations count.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mist_media::remux::{remux, Input, Output};
+
+struct Counting;
+static CUR: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let n = CUR.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+        PEAK.fetch_max(n, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        CUR.fetch_sub(l.size(), Ordering::Relaxed);
+        System.dealloc(p, l)
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn peak_of(f: impl FnOnce()) -> usize {
+    let base = CUR.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    f();
+    PEAK.load(Ordering::Relaxed) - base
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const FIXTURES: &[(&str, Input)] = &[
+    ("ts/h264_aac.ts", Input::Ts),
+    ("ts/hevc_aac.ts", Input::Ts),
+    ("flv/testsrc_320x240_1s.flv", Input::Flv),
+    ("mp4/h264_aac.mp4", Input::Mp4),
+    ("mp4/h264_aac_frag.mp4", Input::Mp4),
+    ("mkv/h264_aac.mkv", Input::Mkv),
+    ("mkv/vp9_opus.webm", Input::Mkv),
+];
+
+const OUTPUTS: &[Output] = &[Output::Ts, Output::Flv, Output::Mp4, Output::Fmp4, Output::Mkv, Output::Webm];
+
+#[test]
+fn damaged_input_never_panics_and_allocates_in_proportion() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut runs = 0;
+    let mut worst = (0usize, String::new());
+    for &(name, input) in FIXTURES {
+        let orig = std::fs::read(dir.join(name)).unwrap();
+        for round in 0..24 {
+            let mut data = orig.clone();
+            if round > 0 {
+                // overwrite a few bytes (with 0xff runs: large lengths), sometimes truncate
+                for _ in 0..1 + rng.below(8) {
+                    let at = rng.below(data.len());
+                    let n = 1 + rng.below(4);
+                    let v = if rng.below(2) == 0 { 0xff } else { rng.next() as u8 };
+                    for b in data.iter_mut().skip(at).take(n) {
+                        *b = v;
+                    }
+                }
+                if round % 3 == 0 {
+                    data.truncate(rng.below(data.len()));
+                }
+            }
+            for &o in OUTPUTS {
+                let len = data.len() as u64;
+                let d = data.clone();
+                let peak = peak_of(|| {
+                    let _ = remux(Cursor::new(d), len, input, Cursor::new(Vec::new()), o);
+                });
+                runs += 1;
+                // fixed: read buffer (1 MiB), Vec growth of the output and TS/MKV write buffers
+                // (1 MiB + slack each); proportional: frames held, output, copies of the input
+                let bound = (4 << 20) + 8 * data.len();
+                assert!(peak <= bound, "{name} round {round} -> {o:?}: peak {peak} > {bound}");
+                if peak > worst.0 {
+                    worst = (peak, format!("{name} round {round} -> {o:?}"));
+                }
+            }
+        }
+    }
+    eprintln!("{runs} remuxes of damaged input, worst peak {} bytes ({})", worst.0, worst.1);
+}
