@@ -57,8 +57,16 @@ fn main() {
     let rest = args.url.strip_prefix("rtmp://").expect("rtmp:// URL");
     let (hostport, path) = rest.split_once('/').expect("rtmp://HOST/APP/STREAM");
     let (app, stream) = path.rsplit_once('/').expect("rtmp://HOST/APP/STREAM");
-    let hostport = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:1935") };
-    let addr = hostport.to_socket_addrs().expect("resolve").next().expect("address");
+    let hostport = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:1935")
+    };
+    let addr = hostport
+        .to_socket_addrs()
+        .expect("resolve")
+        .next()
+        .expect("address");
     let tc_url = format!("rtmp://{hostport}/{app}");
 
     let mut poll = Poll::new().expect("poll");
@@ -75,7 +83,8 @@ fn main() {
             .map_or(args.viewers, |n| n.min(args.viewers as u64) as usize);
         while viewers.len() < due {
             let i = viewers.len();
-            let mut session = ClientSession::new(app, &tc_url, stream, ClientMode::Play, i as u64 + 1);
+            let mut session =
+                ClientSession::new(app, &tc_url, stream, ClientMode::Play, i as u64 + 1);
             let out = session.take_output();
             let mut v = Viewer {
                 sock: None,
@@ -104,7 +113,8 @@ fn main() {
             viewers.push(v);
         }
 
-        poll.poll(&mut events, Some(Duration::from_millis(20))).expect("poll");
+        poll.poll(&mut events, Some(Duration::from_millis(20)))
+            .expect("poll");
         let now_ms = t0.elapsed().as_millis() as i64;
         for ev in events.iter() {
             let v = &mut viewers[ev.token().0];
@@ -131,7 +141,9 @@ fn main() {
                 }
                 loop {
                     match v.session.poll() {
-                        Ok(Some(ClientEvent::Track(t))) if t.kind() == TrackKind::Video => v.video_track = Some(t.id),
+                        Ok(Some(ClientEvent::Track(t))) if t.kind() == TrackKind::Video => {
+                            v.video_track = Some(t.id)
+                        }
                         Ok(Some(ClientEvent::Frame(f))) if Some(f.track) == v.video_track => {
                             if v.first_frame.is_none() {
                                 v.first_frame = Some(v.started.elapsed());
@@ -189,7 +201,13 @@ fn main() {
         }
     }
     ttff.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let pct = |p: f64| if ttff.is_empty() { 0.0 } else { ttff[((ttff.len() - 1) as f64 * p) as usize] };
+    let pct = |p: f64| {
+        if ttff.is_empty() {
+            0.0
+        } else {
+            ttff[((ttff.len() - 1) as f64 * p) as usize]
+        }
+    };
     println!(
         "{}",
         serde_json::json!({

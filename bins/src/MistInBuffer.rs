@@ -5,7 +5,12 @@ mod in_buffer;
 use clap::{ArgAction, Parser};
 
 #[derive(Parser, Debug)]
-#[command(name = "MistInBuffer", about = "Live buffer for a pushed stream", version, disable_version_flag = true)]
+#[command(
+    name = "MistInBuffer",
+    about = "Live buffer for a pushed stream",
+    version,
+    disable_version_flag = true
+)]
 struct Args {
     /// Stream name
     #[arg(short = 's', long = "stream")]
@@ -44,11 +49,19 @@ fn main() {
         mist_core::error!("no stream name given (-s)");
         std::process::exit(1);
     };
-    let timeout_ms = args.timeout.or(args.inputtimeout.map(|s| s * 1000)).unwrap_or(in_buffer::DEFAULT_TIMEOUT_MS);
+    let timeout_ms = args
+        .timeout
+        .or(args.inputtimeout.map(|s| s * 1000))
+        .unwrap_or(in_buffer::DEFAULT_TIMEOUT_MS);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
-    let opts = in_buffer::Options { stream, source: args.source, dvr_ms: args.dvr, timeout_ms };
+    let opts = in_buffer::Options {
+        stream,
+        source: args.source,
+        dvr_ms: args.dvr,
+        timeout_ms,
+    };
     std::process::exit(in_buffer::run(&opts, stop));
 }

@@ -75,10 +75,20 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
         return 1;
     }
     let idle = opts.timeout_ms.min(u32::MAX as u64) as u32;
-    let buf = match StreamBuffer::open(&opts.stream, WriterOptions { live: true, dvr_ms: opts.dvr_ms }, idle) {
+    let buf = match StreamBuffer::open(
+        &opts.stream,
+        WriterOptions {
+            live: true,
+            dvr_ms: opts.dvr_ms,
+        },
+        idle,
+    ) {
         Ok(b) => b,
         Err(mist_shm::ShmError::WriterAlive(_, pid)) => {
-            mist_core::error!("stream {} already has a buffer process (pid {pid})", opts.stream);
+            mist_core::error!(
+                "stream {} already has a buffer process (pid {pid})",
+                opts.stream
+            );
             return 1;
         }
         Err(e) => {
@@ -86,7 +96,12 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
             return 1;
         }
     };
-    mist_core::info!("buffer for stream {} ready (DVR {} ms, publisher timeout {} ms)", opts.stream, opts.dvr_ms, opts.timeout_ms);
+    mist_core::info!(
+        "buffer for stream {} ready (DVR {} ms, publisher timeout {} ms)",
+        opts.stream,
+        opts.dvr_ms,
+        opts.timeout_ms
+    );
     let timeout = Duration::from_millis(opts.timeout_ms);
     let mut gone_since = Some(Instant::now());
     let mut had_publisher = false;
@@ -116,9 +131,19 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
         if buf.writer_alive() {
             if gone_since.take().is_some() {
                 if had_publisher {
-                    mist_core::info!("publisher returned to stream {} (pid {}, epoch {})", opts.stream, st.writer_pid, st.epoch);
+                    mist_core::info!(
+                        "publisher returned to stream {} (pid {}, epoch {})",
+                        opts.stream,
+                        st.writer_pid,
+                        st.epoch
+                    );
                 } else {
-                    mist_core::info!("publisher connected to stream {} (pid {}, epoch {})", opts.stream, st.writer_pid, st.epoch);
+                    mist_core::info!(
+                        "publisher connected to stream {} (pid {}, epoch {})",
+                        opts.stream,
+                        st.writer_pid,
+                        st.epoch
+                    );
                 }
                 had_publisher = true;
             }
@@ -126,7 +151,15 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
                 epoch = st.epoch;
                 mist_core::debug!("stream {} epoch {epoch}", opts.stream);
             }
-            let new_state = if st.last_ms > st.first_ms { if state == "DRY" { "RECOVER" } else { "FULL" } } else { state };
+            let new_state = if st.last_ms > st.first_ms {
+                if state == "DRY" {
+                    "RECOVER"
+                } else {
+                    "FULL"
+                }
+            } else {
+                state
+            };
             if new_state != state {
                 state = new_state;
                 mist_core::info!("stream {} buffer {state}", opts.stream);
@@ -134,7 +167,11 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
         } else {
             let since = *gone_since.get_or_insert_with(|| {
                 if had_publisher {
-                    mist_core::info!("publisher of stream {} gone; waiting {} ms for it to return", opts.stream, opts.timeout_ms);
+                    mist_core::info!(
+                        "publisher of stream {} gone; waiting {} ms for it to return",
+                        opts.stream,
+                        opts.timeout_ms
+                    );
                 }
                 Instant::now()
             });
@@ -147,7 +184,11 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
             let hb_age = Duration::from_millis(now_ms().saturating_sub(buf.last_heartbeat_ms()));
             let gone = since.elapsed().min(hb_age);
             if gone >= timeout {
-                mist_core::info!("no publisher for stream {} in {} ms: ending it", opts.stream, opts.timeout_ms);
+                mist_core::info!(
+                    "no publisher for stream {} in {} ms: ending it",
+                    opts.stream,
+                    opts.timeout_ms
+                );
                 return end(buf, &opts.stream);
             }
         }
@@ -156,7 +197,10 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn end(buf: StreamBuffer, stream: &str) -> i32 {

@@ -18,7 +18,10 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const WATCH_S: u32 = 12;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn ensure_chromium() {
@@ -43,7 +46,8 @@ fn ensure_node_modules() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
         .join("browser-node_modules");
     std::fs::create_dir_all(&dir).unwrap();
-    let lock = std::fs::read(src.join("package-lock.json")).expect("tests/browser/package-lock.json");
+    let lock =
+        std::fs::read(src.join("package-lock.json")).expect("tests/browser/package-lock.json");
     let installed = std::fs::read(dir.join("package-lock.json")).ok();
     let modules = dir.join("node_modules");
     if installed.as_deref() != Some(&lock[..]) || !modules.join("playwright-core").exists() {
@@ -73,7 +77,11 @@ fn wait_ready(port: u16, path: &str) {
         if raw.starts_with(b"HTTP/1.1 200") {
             return;
         }
-        assert!(Instant::now() < end, "{path} never became ready: {}", String::from_utf8_lossy(&raw));
+        assert!(
+            Instant::now() < end,
+            "{path} never became ready: {}",
+            String::from_utf8_lossy(&raw)
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -91,7 +99,10 @@ fn hls_js_and_dash_js_play_live_in_chromium() {
     let end = Instant::now() + Duration::from_secs(15);
     loop {
         let a = ctl.api(&serde_json::json!({"active_streams": true}));
-        if a["active_streams"].as_array().is_some_and(|l| l.iter().any(|s| s == "live+web")) {
+        if a["active_streams"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s == "live+web"))
+        {
             break;
         }
         assert!(Instant::now() < end, "the RTMP push never became active");
@@ -124,8 +135,10 @@ fn hls_js_and_dash_js_play_live_in_chromium() {
     if std::env::var_os("PLAY_DEBUG").is_some() {
         eprintln!("{stderr}");
     }
-    let results: Vec<serde_json::Value> =
-        stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let results: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     assert_eq!(results.len(), jobs.len(), "{stdout}\n{stderr}");
     for r in &results {
         eprintln!("{r}");
@@ -136,8 +149,18 @@ fn hls_js_and_dash_js_play_live_in_chromium() {
             r["advanced"].as_f64().unwrap_or(0.0) >= (WATCH_S - 4) as f64,
             "currentTime advanced too little in {WATCH_S} s: {r}"
         );
-        assert_eq!((r["width"].as_u64(), r["height"].as_u64()), (Some(640), Some(360)), "{r}");
-        assert!(r["fatal"].as_array().is_some_and(|a| a.is_empty()), "player errors: {r}");
-        assert!(r["errors"].as_array().is_some_and(|a| a.is_empty()), "non-fatal player errors: {r}");
+        assert_eq!(
+            (r["width"].as_u64(), r["height"].as_u64()),
+            (Some(640), Some(360)),
+            "{r}"
+        );
+        assert!(
+            r["fatal"].as_array().is_some_and(|a| a.is_empty()),
+            "player errors: {r}"
+        );
+        assert!(
+            r["errors"].as_array().is_some_and(|a| a.is_empty()),
+            "non-fatal player errors: {r}"
+        );
     }
 }

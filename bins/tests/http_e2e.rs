@@ -763,8 +763,15 @@ fn webm_and_mkv_of_a_vp9_opus_stream() {
     for ext in ["webm", "mkv"] {
         let u = url(port, &format!("/vp9.{ext}"));
         let s = probe_streams(&u);
-        let v = s.iter().find(|s| s["codec_type"] == "video").unwrap_or_else(|| panic!("{u}: {s:?}"));
-        assert_eq!((v["codec_name"].as_str(), v["width"].as_u64()), (Some("vp9"), Some(320)), "{u}");
+        let v = s
+            .iter()
+            .find(|s| s["codec_type"] == "video")
+            .unwrap_or_else(|| panic!("{u}: {s:?}"));
+        assert_eq!(
+            (v["codec_name"].as_str(), v["width"].as_u64()),
+            (Some("vp9"), Some(320)),
+            "{u}"
+        );
         assert!(s.iter().any(|s| s["codec_name"] == "opus"), "{u}: {s:?}");
         let (frames, size) = decode_video_frames(&u, Duration::from_secs(5));
         assert_eq!(size, "320x240", "{u}");

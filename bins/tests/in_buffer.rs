@@ -16,7 +16,17 @@ fn tmpdir(name: &str) -> std::path::PathBuf {
 
 fn spawn(dir: &std::path::Path, stream: &str, timeout_ms: u64) -> Child {
     Command::new(BIN)
-        .args(["-s", stream, "--timeout", &timeout_ms.to_string(), "--dvr", "5000", "-g", "5", "push://"])
+        .args([
+            "-s",
+            stream,
+            "--timeout",
+            &timeout_ms.to_string(),
+            "--dvr",
+            "5000",
+            "-g",
+            "5",
+            "push://",
+        ])
         .env("MIST_SHM_DIR", dir)
         .stderr(Stdio::inherit())
         .spawn()
@@ -37,13 +47,23 @@ fn wait_exit(c: &mut Child, secs: u64) -> Option<i32> {
 fn wait_for(cond: impl Fn() -> bool, secs: u64) {
     let t0 = Instant::now();
     while !cond() {
-        assert!(t0.elapsed() < Duration::from_secs(secs), "condition not met");
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "condition not met"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn writer(stream: &str) -> StreamWriter {
-    let mut w = StreamWriter::create(stream, WriterOptions { live: true, dvr_ms: 5000 }).unwrap();
+    let mut w = StreamWriter::create(
+        stream,
+        WriterOptions {
+            live: true,
+            dvr_ms: 5000,
+        },
+    )
+    .unwrap();
     w.set_track(&Track::new(1, Codec::Aac)).unwrap();
     w
 }
@@ -79,7 +99,10 @@ fn lifecycle() {
     let mut r = StreamReader::open("live", ReaderInfo::default()).unwrap();
     drop(w); // publisher gone (not closed)
     std::thread::sleep(Duration::from_millis(700));
-    assert!(b.try_wait().unwrap().is_none(), "buffer must wait for the publisher");
+    assert!(
+        b.try_wait().unwrap().is_none(),
+        "buffer must wait for the publisher"
+    );
     assert!(matches!(r.next(), ReadEvent::Frame(_) | ReadEvent::Pending));
     let mut w = writer("live");
     assert_eq!(w.epoch(), 2);
@@ -90,7 +113,10 @@ fn lifecycle() {
         i += 1;
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(b.try_wait().unwrap().is_none(), "publisher is back: buffer keeps running");
+    assert!(
+        b.try_wait().unwrap().is_none(),
+        "publisher is back: buffer keeps running"
+    );
     let mut restarted = false;
     loop {
         match r.next() {
@@ -109,11 +135,18 @@ fn lifecycle() {
     let t0 = Instant::now();
     assert_eq!(wait_exit(&mut b, 10), Some(0));
     let el = t0.elapsed();
-    assert!(el >= Duration::from_millis(1300) && el < Duration::from_secs(5), "{el:?}");
+    assert!(
+        el >= Duration::from_millis(1300) && el < Duration::from_secs(5),
+        "{el:?}"
+    );
     assert!(!meta.exists());
     assert!(matches!(r.next(), ReadEvent::Ended));
     drop(r);
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "all files removed");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "all files removed"
+    );
 
     // 4. Writer first, then buffer; closing the stream ends it at once.
     let mut w = writer("second");

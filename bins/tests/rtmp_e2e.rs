@@ -11,7 +11,10 @@ fn wait_for_stream(ctl: &Controller, name: &str) {
     let end = Instant::now() + Duration::from_secs(15);
     while Instant::now() < end {
         let a = ctl.api(&serde_json::json!({"active_streams": true}));
-        if a["active_streams"].as_array().is_some_and(|l| l.iter().any(|s| s == name)) {
+        if a["active_streams"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s == name))
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -26,8 +29,14 @@ fn publish_and_play_h264_aac() {
     wait_for_stream(&ctl, "live+alice");
 
     let streams = probe_streams(&ctl.play_url("live+alice"));
-    let video = streams.iter().find(|s| s["codec_type"] == "video").expect("video stream");
-    let audio = streams.iter().find(|s| s["codec_type"] == "audio").expect("audio stream");
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("video stream");
+    let audio = streams
+        .iter()
+        .find(|s| s["codec_type"] == "audio")
+        .expect("audio stream");
     assert_eq!(video["codec_name"], "h264");
     assert_eq!(video["width"], 640);
     assert_eq!(video["height"], 360);
@@ -52,12 +61,17 @@ fn two_wildcard_streams_at_once() {
     let (small_frames, small_size) = small.join().unwrap();
     assert_eq!(small_size, "320x240");
     assert_eq!(big_size, "640x360");
-    assert!(small_frames >= 50 && big_frames >= 50, "{small_frames} / {big_frames} frames");
+    assert!(
+        small_frames >= 50 && big_frames >= 50,
+        "{small_frames} / {big_frames} frames"
+    );
 }
 
 #[test]
 fn push_refused_for_unknown_stream_and_non_push_source() {
-    let ctl = Controller::start(serde_json::json!({"vod": {"name": "vod", "source": "/nonexistent.mp4"}}));
+    let ctl = Controller::start(
+        serde_json::json!({"vod": {"name": "vod", "source": "/nonexistent.mp4"}}),
+    );
     for stream in ["nosuchstream", "vod"] {
         let mut p = publish(&ctl.publish_url(stream), "320x240", 3);
         let status = p.0.wait().unwrap();
@@ -73,7 +87,15 @@ fn killed_viewer_and_publisher_then_new_publisher() {
 
     // A viewer killed with SIGKILL mid-stream.
     let mut viewer = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i", &ctl.play_url("live+k"), "-f", "null", "-"])
+        .args([
+            "-v",
+            "error",
+            "-i",
+            &ctl.play_url("live+k"),
+            "-f",
+            "null",
+            "-",
+        ])
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -116,7 +138,10 @@ fn garbage_on_rtmp_port_does_not_disturb_a_viewer() {
         }
     }
     let (frames, _) = viewer.join().unwrap();
-    assert!(frames >= 75, "viewer decoded only {frames} frames in 6 s while garbage was sent");
+    assert!(
+        frames >= 75,
+        "viewer decoded only {frames} frames in 6 s while garbage was sent"
+    );
 }
 
 #[test]
@@ -126,23 +151,42 @@ fn killed_rtmp_output_is_restarted_within_a_second() {
     kill9(pid);
     let start = Instant::now();
     // Wait until the old process is gone, then for the port to answer again.
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(2) {
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && start.elapsed() < Duration::from_secs(2)
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(wait_port(ctl.rtmp, Duration::from_secs(1)), "RTMP port not back within 1 s");
+    assert!(
+        wait_port(ctl.rtmp, Duration::from_secs(1)),
+        "RTMP port not back within 1 s"
+    );
     let new_pid = find_child(ctl.proc.pid(), "MistOutRTMP").expect("restarted MistOutRTMP");
     assert_ne!(new_pid, pid);
-    assert!(start.elapsed() < Duration::from_secs(1), "restart took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "restart took {:?}",
+        start.elapsed()
+    );
 }
 
 fn find_child(parent: u32, name: &str) -> Option<u32> {
     for entry in std::fs::read_dir("/proc").ok()? {
         let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some((left, right)) = stat.rsplit_once(')') else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((left, right)) = stat.rsplit_once(')') else {
+            continue;
+        };
         let comm = left.split_once('(').map(|x| x.1).unwrap_or("");
-        let ppid: u32 = right.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let ppid: u32 = right
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         // comm is cut to 15 characters by the kernel.
         if ppid == parent && name.starts_with(comm) && !comm.is_empty() {
             return Some(pid);
@@ -152,6 +196,9 @@ fn find_child(parent: u32, name: &str) -> Option<u32> {
 }
 
 fn kill9(pid: u32) {
-    let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }

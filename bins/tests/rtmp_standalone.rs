@@ -76,7 +76,10 @@ fn field(line: &str, key: &str) -> Option<String> {
 
 #[test]
 fn ffmpeg_publish_ffprobe_play() {
-    assert!(have("ffmpeg") && have("ffprobe"), "ffmpeg/ffprobe not installed (scripts/test installs it)");
+    assert!(
+        have("ffmpeg") && have("ffprobe"),
+        "ffmpeg/ffprobe not installed (scripts/test installs it)"
+    );
     let _serial = serial();
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -180,7 +183,10 @@ fn ffmpeg_publish_ffprobe_play() {
 fn controller_decides_push_and_play() {
     use std::io::{BufRead, BufReader};
     use std::os::unix::net::UnixListener;
-    assert!(have("ffmpeg") && have("ffprobe"), "ffmpeg/ffprobe not installed (scripts/test installs it)");
+    assert!(
+        have("ffmpeg") && have("ffprobe"),
+        "ffmpeg/ffprobe not installed (scripts/test installs it)"
+    );
     let _serial = serial();
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-ctl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -483,7 +489,10 @@ fn slow_viewer_is_disconnected() {
 /// viewer that stays connected sees the new picture, and a new viewer gets it at once.
 #[test]
 fn killed_publisher_replaced_while_viewer_watches() {
-    assert!(have("ffmpeg") && have("ffprobe"), "ffmpeg/ffprobe not installed (scripts/test installs it)");
+    assert!(
+        have("ffmpeg") && have("ffprobe"),
+        "ffmpeg/ffprobe not installed (scripts/test installs it)"
+    );
     let _serial = serial();
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-kill-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -600,7 +609,10 @@ impl WaitOutput for Child {
 /// refused.
 #[test]
 fn viewer_waits_for_the_publisher() {
-    assert!(have("ffmpeg") && have("ffprobe"), "ffmpeg/ffprobe not installed (scripts/test installs it)");
+    assert!(
+        have("ffmpeg") && have("ffprobe"),
+        "ffmpeg/ffprobe not installed (scripts/test installs it)"
+    );
     let _serial = serial();
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-wait-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -792,7 +804,10 @@ fn many_viewers_get_exactly_the_published_frames() {
 fn push_to_nginx_rtmp() {
     use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
     let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
-    assert!(have("ffmpeg") && have("ffprobe") && std::path::Path::new(module).exists(), "ffmpeg/ffprobe or nginx-rtmp (libnginx-mod-rtmp) not installed (scripts/test installs it)");
+    assert!(
+        have("ffmpeg") && have("ffprobe") && std::path::Path::new(module).exists(),
+        "ffmpeg/ffprobe or nginx-rtmp (libnginx-mod-rtmp) not installed (scripts/test installs it)"
+    );
     let _serial = serial();
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-nginx-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -927,7 +942,10 @@ fn push_to_nginx_rtmp() {
 /// rtmpdump (librtmp, a different client implementation than ffmpeg's) records a live stream.
 #[test]
 fn rtmpdump_records_a_live_stream() {
-    assert!(have("ffmpeg") && have("ffprobe") && Command::new("rtmpdump").arg("-h").output().is_ok(), "ffmpeg/ffprobe/rtmpdump not installed (scripts/test installs it)");
+    assert!(
+        have("ffmpeg") && have("ffprobe") && Command::new("rtmpdump").arg("-h").output().is_ok(),
+        "ffmpeg/ffprobe/rtmpdump not installed (scripts/test installs it)"
+    );
     let _serial = serial();
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-rd-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

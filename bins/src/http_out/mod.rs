@@ -5,10 +5,10 @@
 //! Also the muxing front end of the standalone binaries (MistOutTS, MistOutFLV, …; see
 //! [`standalone`]).
 
+pub mod cmaf;
 pub mod hls;
 pub mod mux;
 pub mod routes;
-pub mod cmaf;
 pub mod segmented;
 pub mod source;
 pub mod standalone;
@@ -318,7 +318,11 @@ impl App {
                         let r = mist_net::http::Response::new(503)
                             .header("Content-Type", "text/plain")
                             .header("Retry-After", "2");
-                        io.respond(id, r, bytes::Bytes::from_static(b"not enough segments yet\n"))
+                        io.respond(
+                            id,
+                            r,
+                            bytes::Bytes::from_static(b"not enough segments yet\n"),
+                        )
                     }
                     segmented::Answer::Wait => slot.waiting.push((id, rest, host, since)),
                 }

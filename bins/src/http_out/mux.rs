@@ -365,7 +365,10 @@ impl Mux for EbmlMux {
 
 /// Whether this build can serve a connector's format.
 pub fn available(connector: &str) -> bool {
-    matches!(connector, "HTTPTS" | "FLV" | "MP4" | "HLS" | "CMAF" | "EBML")
+    matches!(
+        connector,
+        "HTTPTS" | "FLV" | "MP4" | "HLS" | "CMAF" | "EBML"
+    )
 }
 
 /// Picks the tracks to send: `video`/`audio` are the `?video=`/`?audio=` query values (track

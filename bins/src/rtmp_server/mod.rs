@@ -71,7 +71,6 @@ pub const MERGE_BYTES: usize = 256 << 10;
 /// Default merge interval of `--merge-ms`.
 pub const DEFAULT_MERGE_MS: u64 = 100;
 
-
 enum Role {
     None,
     Publisher {
@@ -924,7 +923,10 @@ impl Server {
         touched.dedup();
         for t in touched {
             let now = self.cfg.merge.is_zero()
-                || self.conns.get(&t).is_none_or(|c| c.closing || c.backlog >= MERGE_BYTES);
+                || self
+                    .conns
+                    .get(&t)
+                    .is_none_or(|c| c.closing || c.backlog >= MERGE_BYTES);
             if now {
                 self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
             } else {

@@ -10,7 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn wait_port(port: u16, timeout: Duration) -> bool {
@@ -85,14 +89,25 @@ impl Controller {
     /// Like [`Controller::start`], plus an HTTP protocol entry on the free port `self.http`
     /// (`{"connector": "HTTP", "port": …}`) and the given extra protocol entries (e.g.
     /// `{"connector": "HTTPTS"}`); `shm` overrides the shared-memory directory.
-    pub fn start_http(extra_streams: serde_json::Value, extra_protocols: serde_json::Value, shm: Option<&Path>) -> Controller {
+    pub fn start_http(
+        extra_streams: serde_json::Value,
+        extra_protocols: serde_json::Value,
+        shm: Option<&Path>,
+    ) -> Controller {
         let c = Controller::start_with(extra_streams, Some(extra_protocols), shm);
-        assert!(wait_port(c.http, Duration::from_secs(10)), "HTTP port never opened");
+        assert!(
+            wait_port(c.http, Duration::from_secs(10)),
+            "HTTP port never opened"
+        );
         c
     }
 
     /// `http`: None = no HTTP entry; Some(extra protocol entries) = an HTTP entry plus those.
-    fn start_with(extra_streams: serde_json::Value, http: Option<serde_json::Value>, shm_dir: Option<&Path>) -> Controller {
+    fn start_with(
+        extra_streams: serde_json::Value,
+        http: Option<serde_json::Value>,
+        shm_dir: Option<&Path>,
+    ) -> Controller {
         let dir = TempDir::new("ctl");
         let (api, rtmp, http_port) = (free_port(), free_port(), free_port());
         let mut streams = serde_json::json!({"live": {"name": "live", "source": "push://"}});
@@ -101,7 +116,8 @@ impl Controller {
                 streams[k] = v;
             }
         }
-        let mut protocols = vec![serde_json::json!({"connector": "RTMP", "port": rtmp, "interface": "127.0.0.1"})];
+        let mut protocols =
+            vec![serde_json::json!({"connector": "RTMP", "port": rtmp, "interface": "127.0.0.1"})];
         if let Some(extra) = http {
             protocols.push(serde_json::json!({"connector": "HTTP", "port": http_port, "interface": "127.0.0.1"}));
             if let serde_json::Value::Array(extra) = extra {
@@ -117,7 +133,9 @@ impl Controller {
         });
         let path = dir.path().join("mistserver.conf");
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        let shm = shm_dir.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("shm"));
+        let shm = shm_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.path().join("shm"));
         std::fs::create_dir_all(&shm).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_MistController"))
             .arg("-c")
@@ -128,9 +146,23 @@ impl Controller {
             .spawn()
             .expect("start MistController");
         let proc = Proc(child);
-        assert!(wait_port(api, Duration::from_secs(10)), "API port never opened");
-        assert!(wait_port(rtmp, Duration::from_secs(10)), "RTMP port never opened");
-        Controller { dir, api, rtmp, http: http_port, config: path, shm, proc }
+        assert!(
+            wait_port(api, Duration::from_secs(10)),
+            "API port never opened"
+        );
+        assert!(
+            wait_port(rtmp, Duration::from_secs(10)),
+            "RTMP port never opened"
+        );
+        Controller {
+            dir,
+            api,
+            rtmp,
+            http: http_port,
+            config: path,
+            shm,
+            proc,
+        }
     }
 
     pub fn publish_url(&self, stream: &str) -> String {
@@ -148,7 +180,11 @@ impl Controller {
 }
 
 /// POSTs `command` to /api with extra headers; returns the JSON answer.
-pub fn api_call(port: u16, command: &serde_json::Value, headers: &[(&str, &str)]) -> serde_json::Value {
+pub fn api_call(
+    port: u16,
+    command: &serde_json::Value,
+    headers: &[(&str, &str)],
+) -> serde_json::Value {
     let body = serde_json::to_vec(command).unwrap();
     let mut req = format!(
         "POST /api HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -173,10 +209,24 @@ pub fn api_call(port: u16, command: &serde_json::Value, headers: &[(&str, &str)]
 pub fn publish(url: &str, size: &str, seconds: u32) -> Proc {
     let child = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25"),
+        ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "50",
+        ])
         .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv", url])
         .stdin(Stdio::null())
         .spawn()
@@ -187,10 +237,23 @@ pub fn publish(url: &str, size: &str, seconds: u32) -> Proc {
 /// ffprobe's view of a URL's streams (codec_name, width, height, …).
 pub fn probe_streams(url: &str) -> Vec<serde_json::Value> {
     let out = Command::new("timeout")
-        .args(["15", "ffprobe", "-v", "error", "-show_streams", "-of", "json", url])
+        .args([
+            "15",
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_streams",
+            "-of",
+            "json",
+            url,
+        ])
         .output()
         .expect("run ffprobe");
-    assert!(out.status.success(), "ffprobe {url} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe {url} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["streams"].as_array().cloned().unwrap_or_default()
 }
@@ -199,7 +262,15 @@ pub fn probe_streams(url: &str) -> Vec<serde_json::Value> {
 /// (and their size as WxH from the first frame).
 pub fn decode_video_frames(url: &str, wall: Duration) -> (usize, String) {
     let mut child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i", url, "-map", "0:v:0"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            url,
+            "-map",
+            "0:v:0",
+        ])
         .args(["-f", "framemd5", "-"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -216,11 +287,18 @@ pub fn decode_video_frames(url: &str, wall: Duration) -> (usize, String) {
     let _ = child.kill();
     let _ = child.wait();
     let text = reader.join().unwrap();
-    let frames = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).count();
+    let frames = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count();
     let size = text
         .lines()
         .find(|l| l.starts_with("#dimensions 0:"))
-        .map(|l| l.trim_start_matches("#dimensions 0:").trim().replace(' ', ""))
+        .map(|l| {
+            l.trim_start_matches("#dimensions 0:")
+                .trim()
+                .replace(' ', "")
+        })
         .unwrap_or_default();
     (frames, size)
 }
@@ -230,10 +308,28 @@ pub fn decode_video_frames(url: &str, wall: Duration) -> (usize, String) {
 pub fn make_flv(path: &Path, size: &str, seconds: u32) {
     let st = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25"),
+        ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
+        ])
         .arg(path)
         .status()
         .expect("run ffmpeg");
@@ -262,7 +358,9 @@ pub fn media_events(file: &Path) -> Vec<MediaEvent> {
         d.finish();
         while let Ok(Some(ev)) = d.poll() {
             match ev {
-                mist_media::ebml::MkvEvent::Tracks(ts) => out.extend(ts.into_iter().map(MediaEvent::Track)),
+                mist_media::ebml::MkvEvent::Tracks(ts) => {
+                    out.extend(ts.into_iter().map(MediaEvent::Track))
+                }
                 mist_media::ebml::MkvEvent::Frame(f) => out.push(MediaEvent::Frame(f)),
                 _ => {}
             }
@@ -275,10 +373,26 @@ pub fn media_events(file: &Path) -> Vec<MediaEvent> {
 pub fn make_webm(path: &Path, size: &str, seconds: u32) {
     let st = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25"),
+        ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-g", "50"])
+        .args([
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "300k",
+            "-g",
+            "50",
+        ])
         .args(["-c:a", "libopus", "-f", "webm"])
         .arg(path)
         .status()
@@ -305,7 +419,8 @@ impl ShmPublisher {
         let stream = stream.to_string();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let mut w = mist_shm::StreamWriter::create(&stream, mist_shm::WriterOptions::default()).expect("create stream");
+            let mut w = mist_shm::StreamWriter::create(&stream, mist_shm::WriterOptions::default())
+                .expect("create stream");
             let start = Instant::now();
             let mut first_dts = None;
             let mut ready = Some(ready_tx);
@@ -323,9 +438,13 @@ impl ShmPublisher {
                                 return;
                             }
                             w.heartbeat();
-                            std::thread::sleep(due.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)));
+                            std::thread::sleep(
+                                due.saturating_duration_since(Instant::now())
+                                    .min(Duration::from_millis(100)),
+                            );
                         }
-                        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data).expect("push");
+                        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
+                            .expect("push");
                         if let Some(tx) = ready.take() {
                             let _ = tx.send(());
                         }
@@ -335,7 +454,10 @@ impl ShmPublisher {
             w.close();
         });
         let _ = ready_rx.recv_timeout(Duration::from_secs(10));
-        ShmPublisher { stop, thread: Some(thread) }
+        ShmPublisher {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// Waits for the end of the file (the stream is then closed).

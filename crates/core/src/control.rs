@@ -31,7 +31,12 @@ pub enum Request {
         url: String,
     },
     /// A connector wants to play a stream: the controller starts its input if needed.
-    Play { stream: String, host: String, connector: String, url: String },
+    Play {
+        stream: String,
+        host: String,
+        connector: String,
+        url: String,
+    },
     /// A JSON API command object, exactly as sent to the HTTP API (e.g. `{"config": true}`), from a
     /// local utility such as MistUtilCertbot. Authorised by the socket's file permissions (this
     /// replaces MistServer's unauthenticated local UDP API). The API answer object is returned in
@@ -58,7 +63,10 @@ pub enum ControlError {
     #[error("no controller: {0} is not set")]
     NotSet(&'static str),
     #[error("control socket {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("bad answer from controller: {0}")]
     BadAnswer(String),
 }
@@ -71,7 +79,10 @@ pub fn socket_path() -> Option<PathBuf> {
 /// Sends one request and waits for the answer (bounded by `timeout`).
 pub fn request(req: &Request, timeout: Duration) -> Result<Response, ControlError> {
     let path = socket_path().ok_or(ControlError::NotSet(ENV_CONTROL))?;
-    let io = |source| ControlError::Io { path: path.display().to_string(), source };
+    let io = |source| ControlError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let mut sock = UnixStream::connect(&path).map_err(io)?;
     sock.set_read_timeout(Some(timeout)).map_err(io)?;
     sock.set_write_timeout(Some(timeout)).map_err(io)?;
@@ -80,6 +91,8 @@ pub fn request(req: &Request, timeout: Duration) -> Result<Response, ControlErro
     sock.write_all(&line).map_err(io)?;
     let mut answer = String::new();
     // One line of at most 1 MiB: the controller is trusted, but a wrong socket path must not hang us.
-    BufReader::new((&sock).take(1 << 20)).read_line(&mut answer).map_err(io)?;
+    BufReader::new((&sock).take(1 << 20))
+        .read_line(&mut answer)
+        .map_err(io)?;
     serde_json::from_str(&answer).map_err(|e| ControlError::BadAnswer(e.to_string()))
 }

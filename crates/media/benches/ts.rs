@@ -9,7 +9,10 @@ use mist_media::mpegts::{DemuxEvent, Demuxer, Muxer, MuxerOptions};
 use mist_media::{Frame, Track};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let name = args.first().map_or("h264_aac", |s| s.as_str());
     let megabytes: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);
     let path = format!("{}/tests/fixtures/ts/{name}.ts", env!("CARGO_MANIFEST_DIR"));

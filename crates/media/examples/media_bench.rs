@@ -81,9 +81,20 @@ fn main() {
         frames.len(),
         payload as f64 / 1e6
     );
-    let mut rows = vec![("TS".to_string(), ts.len(), ts.len() as f64 / 1e6 / secs, f64::NAN)];
+    let mut rows = vec![(
+        "TS".to_string(),
+        ts.len(),
+        ts.len() as f64 / 1e6 / secs,
+        f64::NAN,
+    )];
     frames.sort_by_key(|f| f.dts); // decode order across tracks, as remux interleaves
-    let outputs = [(Output::Ts, Input::Ts, "TS"), (Output::Flv, Input::Flv, "FLV"), (Output::Mp4, Input::Mp4, "MP4 (progressive)"), (Output::Fmp4, Input::Mp4, "fMP4"), (Output::Mkv, Input::Mkv, "MKV")];
+    let outputs = [
+        (Output::Ts, Input::Ts, "TS"),
+        (Output::Flv, Input::Flv, "FLV"),
+        (Output::Mp4, Input::Mp4, "MP4 (progressive)"),
+        (Output::Fmp4, Input::Mp4, "fMP4"),
+        (Output::Mkv, Input::Mkv, "MKV"),
+    ];
     for (o, i, name) in outputs {
         let (msecs, bytes) = best(runs, || {
             let buf = Shared::default();
@@ -103,8 +114,17 @@ fn main() {
             None => rows.push((name.to_string(), bytes.len(), mb / dsecs, mb / msecs)),
         }
     }
-    println!("{:<18} {:>10} {:>12} {:>12}", "container", "MB", "demux MB/s", "mux MB/s");
+    println!(
+        "{:<18} {:>10} {:>12} {:>12}",
+        "container", "MB", "demux MB/s", "mux MB/s"
+    );
     for (name, len, d, m) in rows {
-        println!("{:<18} {:>10.1} {:>12.0} {:>12.0}", name, len as f64 / 1e6, d, m);
+        println!(
+            "{:<18} {:>10.1} {:>12.0} {:>12.0}",
+            name,
+            len as f64 / 1e6,
+            d,
+            m
+        );
     }
 }

@@ -20,10 +20,22 @@ fn main() {
         Ok(s) => {
             if !quiet {
                 for t in &s.tracks {
-                    eprintln!("track {}: {} {}x{} {} Hz {} ch", t.id, t.codec.mist_name(), t.width, t.height, t.rate, t.channels);
+                    eprintln!(
+                        "track {}: {} {}x{} {} Hz {} ch",
+                        t.id,
+                        t.codec.mist_name(),
+                        t.width,
+                        t.height,
+                        t.rate,
+                        t.channels
+                    );
                 }
                 for t in &s.tracks_dropped {
-                    eprintln!("dropped track {}: {} (not carried by the output)", t.id, t.codec.mist_name());
+                    eprintln!(
+                        "dropped track {}: {} (not carried by the output)",
+                        t.id,
+                        t.codec.mist_name()
+                    );
                 }
                 eprintln!(
                     "{} frames ({} dropped), {} bytes in, {} bytes out, times shifted by {} ms",

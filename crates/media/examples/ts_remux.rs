@@ -21,12 +21,24 @@ fn main() {
     d.flush();
     drain(&mut d, &mut tracks, &mut frames);
     for t in tracks.values() {
-        eprintln!("track {:#x}: {:?} {}x{} {} Hz {} ch, init {} bytes", t.id, t.codec, t.width, t.height, t.rate, t.channels, t.init.len());
+        eprintln!(
+            "track {:#x}: {:?} {}x{} {} Hz {} ch, init {} bytes",
+            t.id,
+            t.codec,
+            t.width,
+            t.height,
+            t.rate,
+            t.channels,
+            t.init.len()
+        );
     }
     eprintln!("{:?}", d.stats());
     let tracks: Vec<_> = tracks.into_values().collect();
     let audio_frames_per_pes = args.get(3).map_or(1, |a| a.parse().expect("a number"));
-    let opts = MuxerOptions { audio_frames_per_pes, ..MuxerOptions::default() };
+    let opts = MuxerOptions {
+        audio_frames_per_pes,
+        ..MuxerOptions::default()
+    };
     let mut mux = Muxer::new(&tracks, opts).expect("muxer");
     let mut out = Vec::new();
     mux.write_tables(&mut out);
@@ -37,7 +49,11 @@ fn main() {
     std::fs::write(&args[2], out).expect("write output");
 }
 
-fn drain(d: &mut Demuxer, tracks: &mut std::collections::BTreeMap<u32, mist_media::Track>, frames: &mut Vec<mist_media::Frame>) {
+fn drain(
+    d: &mut Demuxer,
+    tracks: &mut std::collections::BTreeMap<u32, mist_media::Track>,
+    frames: &mut Vec<mist_media::Frame>,
+) {
     while let Some(ev) = d.poll() {
         match ev {
             DemuxEvent::Track(t) => {

@@ -54,7 +54,11 @@ pub fn obus(mut data: &[u8]) -> impl Iterator<Item = Obu<'_>> {
             data = &[];
             return None;
         };
-        let obu = Obu { obu_type, bytes: &data[..end], payload: &data[pos..end] };
+        let obu = Obu {
+            obu_type,
+            bytes: &data[..end],
+            payload: &data[pos..end],
+        };
         data = &data[end..];
         Some(obu)
     })
@@ -82,7 +86,10 @@ pub fn parse_sequence_header(payload: &[u8]) -> Result<SequenceHeader, MediaErro
     let e = |_: MediaError| MediaError::malformed("AV1 sequence header", "truncated");
     let profile = r.read_bits(3).map_err(e)? as u8;
     if profile > 2 {
-        return Err(MediaError::unsupported("AV1 sequence header", format!("profile {profile}")));
+        return Err(MediaError::unsupported(
+            "AV1 sequence header",
+            format!("profile {profile}"),
+        ));
     }
     let _still = r.read_flag().map_err(e)?;
     let reduced = r.read_flag().map_err(e)?;
@@ -102,7 +109,10 @@ pub fn parse_sequence_header(payload: &[u8]) -> Result<SequenceHeader, MediaErro
                 while !r.read_flag().map_err(e)? {
                     zeros += 1;
                     if zeros >= 32 {
-                        return Err(MediaError::malformed("AV1 sequence header", "uvlc too long"));
+                        return Err(MediaError::malformed(
+                            "AV1 sequence header",
+                            "uvlc too long",
+                        ));
                     }
                 }
                 r.skip_bits(zeros).map_err(e)?;
@@ -144,7 +154,11 @@ pub fn parse_sequence_header(payload: &[u8]) -> Result<SequenceHeader, MediaErro
         if order_hint {
             r.skip_bits(2).map_err(e)?;
         }
-        let force_sct = if r.read_flag().map_err(e)? { 2 } else { r.read_bits(1).map_err(e)? };
+        let force_sct = if r.read_flag().map_err(e)? {
+            2
+        } else {
+            r.read_bits(1).map_err(e)?
+        };
         if force_sct > 0 && !r.read_flag().map_err(e)? {
             r.skip_bits(1).map_err(e)?;
         }
@@ -153,7 +167,7 @@ pub fn parse_sequence_header(payload: &[u8]) -> Result<SequenceHeader, MediaErro
         }
     }
     r.skip_bits(3).map_err(e)?; // superres, cdef, restoration
-    // color_config
+                                // color_config
     let high_bitdepth = r.read_flag().map_err(e)?;
     let twelve_bit = profile == 2 && high_bitdepth && r.read_flag().map_err(e)?;
     let monochrome = profile != 1 && r.read_flag().map_err(e)?;
@@ -234,27 +248,46 @@ mod tests {
         // seq_profile 0, still 0, reduced 0, timing 0, initial_display_delay 0, 1 op,
         // idc 0, level 4 (seq_tier absent), frame_width_bits 9, height_bits 8, 319, 239, ...
         let mut bits = String::new();
-        bits += "000" ; bits += "0"; bits += "0"; bits += "0"; bits += "0"; bits += "00000";
-        bits += "000000000000"; bits += "00100";
-        bits += "1000"; bits += "0111"; bits += &format!("{:09b}", 319); bits += &format!("{:08b}", 239);
+        bits += "000";
+        bits += "0";
+        bits += "0";
+        bits += "0";
+        bits += "0";
+        bits += "00000";
+        bits += "000000000000";
+        bits += "00100";
+        bits += "1000";
+        bits += "0111";
+        bits += &format!("{:09b}", 319);
+        bits += &format!("{:08b}", 239);
         bits += "0"; // frame_id_numbers_present
-        bits += "000"; bits += "0000"; bits += "0"; // no order hint
+        bits += "000";
+        bits += "0000";
+        bits += "0"; // no order hint
         bits += "1"; // seq_choose_screen_content_tools -> 2
         bits += "1"; // seq_choose_integer_mv
         bits += "000"; // superres cdef restoration
-        bits += "0"; bits += "0"; bits += "0"; bits += "0"; // hbd, mono, no color desc, range
+        bits += "0";
+        bits += "0";
+        bits += "0";
+        bits += "0"; // hbd, mono, no color desc, range
         bits += "00"; // chroma_sample_position
         bits += "0"; // separate_uv_delta_q
         bits += "1"; // trailing
         let pad = (8 - bits.len() % 8) % 8;
         bits.push_str(&"0".repeat(pad));
-        let payload: Vec<u8> = (0..bits.len() / 8).map(|i| u8::from_str_radix(&bits[i * 8..i * 8 + 8], 2).unwrap()).collect();
+        let payload: Vec<u8> = (0..bits.len() / 8)
+            .map(|i| u8::from_str_radix(&bits[i * 8..i * 8 + 8], 2).unwrap())
+            .collect();
         let mut obu = vec![0x0A, payload.len() as u8];
         obu.extend_from_slice(&payload);
         let mut tu = vec![0x12, 0x00];
         tu.extend_from_slice(&obu);
         let (s, bytes) = find_sequence_header(&tu).unwrap();
-        assert_eq!((s.width, s.height, s.profile, s.level_idx), (320, 240, 0, 4));
+        assert_eq!(
+            (s.width, s.height, s.profile, s.level_idx),
+            (320, 240, 0, 4)
+        );
         assert!(s.subsampling_x && s.subsampling_y);
         assert_eq!(bytes, &obu[..]);
         let c = build_av1c(&s, bytes);

@@ -67,7 +67,10 @@ impl MpdOptions {
     }
 
     pub fn live(live: LiveOptions) -> Self {
-        MpdOptions { mpd_type: MpdType::Dynamic(live), ..MpdOptions::vod() }
+        MpdOptions {
+            mpd_type: MpdType::Dynamic(live),
+            ..MpdOptions::vod()
+        }
     }
 }
 
@@ -113,7 +116,9 @@ fn frame_rate(fpks: u32) -> String {
 
 /// The `S` runs of a SegmentTimeline: `(t, d, r)` with `t` present where the timeline is not
 /// contiguous with the previous run.
-pub fn timeline_runs<'a>(segments: impl IntoIterator<Item = &'a Segment>) -> Vec<(Option<i64>, i64, u32)> {
+pub fn timeline_runs<'a>(
+    segments: impl IntoIterator<Item = &'a Segment>,
+) -> Vec<(Option<i64>, i64, u32)> {
     let mut runs: Vec<(Option<i64>, i64, u32)> = Vec::new();
     let mut expect: Option<i64> = None;
     for s in segments {
@@ -147,7 +152,11 @@ pub fn mpd(tracks: &[Track], tl: &Timeline, opts: &MpdOptions) -> String {
     let (first, last) = span.unwrap_or((0, 0));
     let live = match &opts.mpd_type {
         MpdType::Static => {
-            let _ = write!(o, " type=\"static\" mediaPresentationDuration=\"{}\"", xs_duration(last - first));
+            let _ = write!(
+                o,
+                " type=\"static\" mediaPresentationDuration=\"{}\"",
+                xs_duration(last - first)
+            );
             None
         }
         MpdType::Dynamic(l) => {
@@ -160,10 +169,15 @@ pub fn mpd(tracks: &[Track], tl: &Timeline, opts: &MpdOptions) -> String {
             if tl.is_ended() {
                 let _ = write!(o, " mediaPresentationDuration=\"{}\"", xs_duration(last));
             } else {
-                let _ =
-                    write!(o, " minimumUpdatePeriod=\"{}\"", xs_duration(l.minimum_update_period_ms as i64));
+                let _ = write!(
+                    o,
+                    " minimumUpdatePeriod=\"{}\"",
+                    xs_duration(l.minimum_update_period_ms as i64)
+                );
             }
-            let tsb = l.time_shift_buffer_ms.unwrap_or((last - first).max(0) as u64);
+            let tsb = l
+                .time_shift_buffer_ms
+                .unwrap_or((last - first).max(0) as u64);
             let _ = write!(
                 o,
                 " timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\"",
@@ -173,18 +187,29 @@ pub fn mpd(tracks: &[Track], tl: &Timeline, opts: &MpdOptions) -> String {
             Some(l)
         }
     };
-    let _ = writeln!(o, " minBufferTime=\"{}\">", xs_duration(opts.min_buffer_ms as i64));
+    let _ = writeln!(
+        o,
+        " minBufferTime=\"{}\">",
+        xs_duration(opts.min_buffer_ms as i64)
+    );
     if let Some(b) = &opts.base_url {
         let _ = writeln!(o, "  <BaseURL>{}</BaseURL>", esc(b));
     }
     // One Period per run of segments without a discontinuity. Live periods start at their
     // presentation time (0 = availabilityStartTime); static ones relative to the first segment.
     let segs: Vec<&Segment> = tl.segments().collect();
-    let base = if live.is_none() { segs.first().map_or(0, |s| s.period_presentation_ms) } else { 0 };
+    let base = if live.is_none() {
+        segs.first().map_or(0, |s| s.period_presentation_ms)
+    } else {
+        0
+    };
     let mut groups: Vec<&[&Segment]> = Vec::new();
     let mut rest = &segs[..];
     while !rest.is_empty() {
-        let n = rest.iter().position(|s| s.period != rest[0].period).unwrap_or(rest.len());
+        let n = rest
+            .iter()
+            .position(|s| s.period != rest[0].period)
+            .unwrap_or(rest.len());
         groups.push(&rest[..n]);
         rest = &rest[n..];
     }
@@ -193,10 +218,19 @@ pub fn mpd(tracks: &[Track], tl: &Timeline, opts: &MpdOptions) -> String {
     }
     for group in groups {
         let (period, period_start, pto, start_number) = match group.first() {
-            Some(s) => (s.period, s.period_presentation_ms - base, s.period_start_ms, s.seq),
+            Some(s) => (
+                s.period,
+                s.period_presentation_ms - base,
+                s.period_start_ms,
+                s.seq,
+            ),
             None => (0, 0, 0, tl.media_sequence()),
         };
-        let _ = writeln!(o, "  <Period id=\"{period}\" start=\"{}\">", xs_duration(period_start));
+        let _ = writeln!(
+            o,
+            "  <Period id=\"{period}\" start=\"{}\">",
+            xs_duration(period_start)
+        );
         let runs = timeline_runs(group.iter().copied());
         let template = |o: &mut String| {
             let _ = write!(
@@ -226,7 +260,10 @@ pub fn mpd(tracks: &[Track], tl: &Timeline, opts: &MpdOptions) -> String {
             o.push_str("        </SegmentTimeline>\n      </SegmentTemplate>\n");
         };
 
-        let video: Vec<&Track> = tracks.iter().filter(|t| t.kind() == TrackKind::Video).collect();
+        let video: Vec<&Track> = tracks
+            .iter()
+            .filter(|t| t.kind() == TrackKind::Video)
+            .collect();
         let mut set_id = 0;
         if !video.is_empty() {
             let max_w = video.iter().map(|t| t.width).max().unwrap_or(0);
@@ -252,7 +289,11 @@ pub fn mpd(tracks: &[Track], tl: &Timeline, opts: &MpdOptions) -> String {
                     let _ = write!(o, " codecs=\"{}\"", esc(&c));
                 }
                 if v.width > 0 && v.height > 0 {
-                    let _ = write!(o, " width=\"{}\" height=\"{}\" sar=\"1:1\"", v.width, v.height);
+                    let _ = write!(
+                        o,
+                        " width=\"{}\" height=\"{}\" sar=\"1:1\"",
+                        v.width, v.height
+                    );
                 }
                 if v.fpks > 0 {
                     let _ = write!(o, " frameRate=\"{}\"", frame_rate(v.fpks));
@@ -280,7 +321,10 @@ pub fn mpd(tracks: &[Track], tl: &Timeline, opts: &MpdOptions) -> String {
             o.push_str(">\n");
             set_id += 1;
             template(&mut o);
-            for a in tracks.iter().filter(|t| t.kind() == TrackKind::Audio && t.lang == lang) {
+            for a in tracks
+                .iter()
+                .filter(|t| t.kind() == TrackKind::Audio && t.lang == lang)
+            {
                 let _ = write!(
                     o,
                     "      <Representation id=\"{}\" bandwidth=\"{}\"",
@@ -371,11 +415,20 @@ mod tests {
 
     #[test]
     fn static_mpd() {
-        let mut tl = Timeline::new(TimelineConfig { target_ms: 2000, ..TimelineConfig::vod() }, &tracks());
+        let mut tl = Timeline::new(
+            TimelineConfig {
+                target_ms: 2000,
+                ..TimelineConfig::vod()
+            },
+            &tracks(),
+        );
         feed(&mut tl, 0, 9000);
         tl.finish();
         let m = mpd(&tracks(), &tl, &MpdOptions::vod());
-        assert!(m.contains("type=\"static\" mediaPresentationDuration=\"PT9.000S\""), "{m}");
+        assert!(
+            m.contains("type=\"static\" mediaPresentationDuration=\"PT9.000S\""),
+            "{m}"
+        );
         assert!(m.contains("<S t=\"0\" d=\"2000\" r=\"3\"/>"), "{m}");
         assert!(m.contains("<S d=\"1000\"/>"), "{m}");
         assert!(
@@ -385,7 +438,10 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("lang=\"eng\""));
-        assert!(m.contains("codecs=\"mp4a.40.2\" audioSamplingRate=\"48000\">"), "{m}");
+        assert!(
+            m.contains("codecs=\"mp4a.40.2\" audioSamplingRate=\"48000\">"),
+            "{m}"
+        );
         assert!(m.contains("value=\"2\"/>"));
         assert!(!m.contains("UTCTiming"));
     }
@@ -410,7 +466,10 @@ mod tests {
         });
         o.media_template = "$RepresentationID$/$Number$.m4s".into();
         let m = mpd(&tracks(), &tl, &o);
-        assert!(m.contains("type=\"dynamic\" availabilityStartTime=\"2023-11-14T22:13:20.000Z\""), "{m}");
+        assert!(
+            m.contains("type=\"dynamic\" availabilityStartTime=\"2023-11-14T22:13:20.000Z\""),
+            "{m}"
+        );
         assert!(m.contains("minimumUpdatePeriod=\"PT2.000S\""));
         assert!(m.contains("timeShiftBufferDepth=\"PT6.000S\""), "{m}");
         assert!(m.contains("<S t=\"14000\" d=\"2000\" r=\"2\"/>"), "{m}");
@@ -424,7 +483,13 @@ mod tests {
 
     #[test]
     fn discontinuity_opens_a_period() {
-        let mut tl = Timeline::new(TimelineConfig { target_ms: 1000, ..TimelineConfig::vod() }, &tracks()[..1]);
+        let mut tl = Timeline::new(
+            TimelineConfig {
+                target_ms: 1000,
+                ..TimelineConfig::vod()
+            },
+            &tracks()[..1],
+        );
         for v in 0..50i64 {
             tl.push(1, 5000 + v * 40, v % 25 == 0, 10);
         }
@@ -444,8 +509,13 @@ mod tests {
 
     #[test]
     fn runs_with_gap() {
-        let mut tl =
-            Timeline::new(TimelineConfig { target_ms: 1000, ..TimelineConfig::vod() }, &tracks()[..1]);
+        let mut tl = Timeline::new(
+            TimelineConfig {
+                target_ms: 1000,
+                ..TimelineConfig::vod()
+            },
+            &tracks()[..1],
+        );
         for v in 0..100i64 {
             let t = if v < 50 { v * 40 } else { v * 40 + 10_000 };
             tl.push(1, t, v % 25 == 0, 10);

@@ -14,14 +14,24 @@ pub enum MediaError {
     Unsupported { what: &'static str, detail: String },
     /// A length or count exceeds the bound we accept from a peer.
     #[error("{what} too large: {size} > {limit}")]
-    TooLarge { what: &'static str, size: u64, limit: u64 },
+    TooLarge {
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl MediaError {
     pub fn malformed(what: &'static str, detail: impl Into<String>) -> Self {
-        MediaError::Malformed { what, detail: detail.into() }
+        MediaError::Malformed {
+            what,
+            detail: detail.into(),
+        }
     }
     pub fn unsupported(what: &'static str, detail: impl Into<String>) -> Self {
-        MediaError::Unsupported { what, detail: detail.into() }
+        MediaError::Unsupported {
+            what,
+            detail: detail.into(),
+        }
     }
 }

@@ -98,17 +98,26 @@ pub fn parse_sps(nal_unit: &[u8]) -> Result<Sps, MediaError> {
     }
     let sps_id = r.read_ue().map_err(err)?;
     if sps_id > 15 {
-        return Err(MediaError::malformed("HEVC SPS", format!("sps_id {sps_id}")));
+        return Err(MediaError::malformed(
+            "HEVC SPS",
+            format!("sps_id {sps_id}"),
+        ));
     }
     let chroma_format_idc = r.read_ue().map_err(err)?;
     if chroma_format_idc > 3 {
-        return Err(MediaError::malformed("HEVC SPS", format!("chroma_format_idc {chroma_format_idc}")));
+        return Err(MediaError::malformed(
+            "HEVC SPS",
+            format!("chroma_format_idc {chroma_format_idc}"),
+        ));
     }
     let separate_planes = chroma_format_idc == 3 && r.read_flag().map_err(err)?;
     let mut width = r.read_ue().map_err(err)?;
     let mut height = r.read_ue().map_err(err)?;
     if width == 0 || height == 0 || width > 16888 || height > 16888 {
-        return Err(MediaError::malformed("HEVC SPS", format!("picture size {width}x{height}")));
+        return Err(MediaError::malformed(
+            "HEVC SPS",
+            format!("picture size {width}x{height}"),
+        ));
     }
     if r.read_flag().map_err(err)? {
         let (sub_w, sub_h) = match (chroma_format_idc, separate_planes) {
@@ -116,12 +125,19 @@ pub fn parse_sps(nal_unit: &[u8]) -> Result<Sps, MediaError> {
             (2, false) => (2, 1),
             _ => (1, 1),
         };
-        let (left, right, top, bottom) =
-            (r.read_ue().map_err(err)?, r.read_ue().map_err(err)?, r.read_ue().map_err(err)?, r.read_ue().map_err(err)?);
+        let (left, right, top, bottom) = (
+            r.read_ue().map_err(err)?,
+            r.read_ue().map_err(err)?,
+            r.read_ue().map_err(err)?,
+            r.read_ue().map_err(err)?,
+        );
         let crop_w = sub_w * (left as u64 + right as u64);
         let crop_h = sub_h * (top as u64 + bottom as u64);
         if crop_w >= width as u64 || crop_h >= height as u64 {
-            return Err(MediaError::malformed("HEVC SPS", "conformance window larger than picture"));
+            return Err(MediaError::malformed(
+                "HEVC SPS",
+                "conformance window larger than picture",
+            ));
         }
         width -= crop_w as u32;
         height -= crop_h as u32;
@@ -174,8 +190,14 @@ pub struct Hvcc {
 
 impl Hvcc {
     /// Builds the record from parameter sets; the first SPS supplies profile, level and format.
-    pub fn from_parameter_sets(vps: &[&[u8]], sps: &[&[u8]], pps: &[&[u8]]) -> Result<Hvcc, MediaError> {
-        let first = sps.first().ok_or_else(|| MediaError::malformed("hvcC", "no SPS"))?;
+    pub fn from_parameter_sets(
+        vps: &[&[u8]],
+        sps: &[&[u8]],
+        pps: &[&[u8]],
+    ) -> Result<Hvcc, MediaError> {
+        let first = sps
+            .first()
+            .ok_or_else(|| MediaError::malformed("hvcC", "no SPS"))?;
         if vps.is_empty() || pps.is_empty() {
             return Err(MediaError::malformed("hvcC", "VPS and PPS are required"));
         }
@@ -207,7 +229,10 @@ impl Hvcc {
             return Err(short());
         }
         if data[0] != 1 {
-            return Err(MediaError::unsupported("hvcC", format!("configurationVersion {}", data[0])));
+            return Err(MediaError::unsupported(
+                "hvcC",
+                format!("configurationVersion {}", data[0]),
+            ));
         }
         let length_size = (data[21] & 3) + 1;
         if length_size == 3 {
@@ -263,7 +288,9 @@ impl Hvcc {
     pub fn to_bytes(&self) -> Bytes {
         let mut o = Vec::with_capacity(64);
         o.push(1);
-        o.push((self.profile_space & 3) << 6 | u8::from(self.tier) << 5 | (self.profile_idc & 0x1F));
+        o.push(
+            (self.profile_space & 3) << 6 | u8::from(self.tier) << 5 | (self.profile_idc & 0x1F),
+        );
         o.extend_from_slice(&self.profile_compatibility.to_be_bytes());
         o.extend_from_slice(&self.constraint_flags);
         o.push(self.level_idc);
@@ -278,8 +305,16 @@ impl Hvcc {
             2 => 1,
             _ => 3,
         };
-        o.push((self.num_temporal_layers & 7) << 3 | u8::from(self.temporal_id_nested) << 2 | len_minus1);
-        let mut arrays: Vec<(u8, &[Bytes])> = vec![(NAL_VPS, &self.vps), (NAL_SPS, &self.sps), (NAL_PPS, &self.pps)];
+        o.push(
+            (self.num_temporal_layers & 7) << 3
+                | u8::from(self.temporal_id_nested) << 2
+                | len_minus1,
+        );
+        let mut arrays: Vec<(u8, &[Bytes])> = vec![
+            (NAL_VPS, &self.vps),
+            (NAL_SPS, &self.sps),
+            (NAL_PPS, &self.pps),
+        ];
         arrays.extend(self.other.iter().map(|(t, u)| (*t, u.as_slice())));
         arrays.retain(|(_, u)| !u.is_empty());
         o.push(arrays.len() as u8);
@@ -332,20 +367,28 @@ mod tests {
 
     // Parameter sets written by x265 for 320x240 main profile (from the hevc_aac fixture).
     const VPS: &[u8] = &[
-        0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03,
-        0x00, 0x00, 0x03, 0x00, 0x3c, 0x95, 0x90, 0x09,
+        0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00,
+        0x03, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x95, 0x90, 0x09,
     ];
     const SPS: &[u8] = &[
-        0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03,
-        0x00, 0x3c, 0xa0, 0x0a, 0x08, 0x0f, 0x16, 0x59, 0x59, 0x24, 0x93, 0x2b, 0xc0, 0x5a, 0x02, 0x00,
-        0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x32, 0x10,
+        0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00,
+        0x03, 0x00, 0x3c, 0xa0, 0x0a, 0x08, 0x0f, 0x16, 0x59, 0x59, 0x24, 0x93, 0x2b, 0xc0, 0x5a,
+        0x02, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x32, 0x10,
     ];
 
     #[test]
     fn sps_size_profile_level() {
         let s = parse_sps(SPS).unwrap();
         assert_eq!((s.width, s.height), (320, 240));
-        assert_eq!((s.profile_idc, s.level_idc, s.chroma_format_idc, s.bit_depth_luma), (1, 60, 1, 8));
+        assert_eq!(
+            (
+                s.profile_idc,
+                s.level_idc,
+                s.chroma_format_idc,
+                s.bit_depth_luma
+            ),
+            (1, 60, 1, 8)
+        );
     }
 
     #[test]

@@ -80,7 +80,12 @@ fn hevc_codec_string(i: &[u8]) -> Option<String> {
     if space > 0 {
         s.push((b'A' + space - 1) as char);
     }
-    let _ = write!(s, "{profile}.{compat:X}.{}{}", if tier == 1 { 'H' } else { 'L' }, i[12]);
+    let _ = write!(
+        s,
+        "{profile}.{compat:X}.{}{}",
+        if tier == 1 { 'H' } else { 'L' },
+        i[12]
+    );
     let cons = &i[6..12];
     let n = cons.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
     for b in &cons[..n] {
@@ -159,7 +164,12 @@ pub fn iso8601(unix_ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, (sod / 60) % 60, sod % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
 }
 
 fn secs3(ms: i64) -> String {
@@ -169,11 +179,16 @@ fn secs3(ms: i64) -> String {
 }
 
 fn join_ids(ids: &[u32]) -> String {
-    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("_")
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 fn quote_safe(s: &str) -> String {
-    s.chars().filter(|&c| c != '"' && c != '\n' && c != '\r').collect()
+    s.chars()
+        .filter(|&c| c != '"' && c != '\n' && c != '\r')
+        .collect()
 }
 
 /// Frame rate text from fpks with up to three decimals and no trailing zeros.
@@ -273,8 +288,14 @@ fn codecs_of<'a>(tracks: impl Iterator<Item = &'a Track>) -> String {
 
 /// Writes the master playlist for `tracks` (meta tracks are skipped).
 pub fn master_playlist(tracks: &[Track], tl: &Timeline, opts: &MasterOptions) -> String {
-    let video: Vec<&Track> = tracks.iter().filter(|t| t.kind() == TrackKind::Video).collect();
-    let audio: Vec<&Track> = tracks.iter().filter(|t| t.kind() == TrackKind::Audio).collect();
+    let video: Vec<&Track> = tracks
+        .iter()
+        .filter(|t| t.kind() == TrackKind::Video)
+        .collect();
+    let audio: Vec<&Track> = tracks
+        .iter()
+        .filter(|t| t.kind() == TrackKind::Audio)
+        .collect();
     let mut o = String::new();
     o.push_str("#EXTM3U\n");
     let _ = writeln!(o, "#EXT-X-VERSION:{}", opts.version);
@@ -326,7 +347,12 @@ pub fn master_playlist(tracks: &[Track], tl: &Timeline, opts: &MasterOptions) ->
             let _ = write!(o, ",RESOLUTION={}x{}", main.width, main.height);
         }
         if main.kind() == TrackKind::Video && main.fpks > 0 {
-            let _ = write!(o, ",FRAME-RATE={}.{:03}", main.fpks / 1000, main.fpks % 1000);
+            let _ = write!(
+                o,
+                ",FRAME-RATE={}.{:03}",
+                main.fpks / 1000,
+                main.fpks % 1000
+            );
         }
         let codecs = codecs_of(std::iter::once(main).chain(with.iter().copied()));
         if !codecs.is_empty() {
@@ -337,7 +363,11 @@ pub fn master_playlist(tracks: &[Track], tl: &Timeline, opts: &MasterOptions) ->
         }
         o.push('\n');
         let id = main.id.to_string();
-        let all = if group.is_some() { id.clone() } else { join_ids(&ids) };
+        let all = if group.is_some() {
+            id.clone()
+        } else {
+            join_ids(&ids)
+        };
         let uri = fill_template(&opts.variant_uri, &[("track", &id), ("tracks", &all)]);
         o.push_str(&uri);
         o.push('\n');
@@ -420,12 +450,19 @@ impl MediaOptions {
 }
 
 fn seg_vars(opts: &MediaOptions, seq: u64, start: i64, dur: i64, part: Option<u32>) -> String {
-    let first = opts.tracks.first().map(|t| t.to_string()).unwrap_or_default();
+    let first = opts
+        .tracks
+        .first()
+        .map(|t| t.to_string())
+        .unwrap_or_default();
     let all = join_ids(&opts.tracks);
     let (seq, start, dur) = (seq.to_string(), start.to_string(), dur.to_string());
     let part = part.map(|p| p.to_string()).unwrap_or_default();
-    let tmpl =
-        if part.is_empty() { &opts.segment_uri } else { opts.part_uri.as_ref().unwrap_or(&opts.segment_uri) };
+    let tmpl = if part.is_empty() {
+        &opts.segment_uri
+    } else {
+        opts.part_uri.as_ref().unwrap_or(&opts.segment_uri)
+    };
     fill_template(
         tmpl,
         &[
@@ -445,7 +482,11 @@ pub fn media_playlist(tl: &Timeline, opts: &MediaOptions) -> String {
     o.push_str("#EXTM3U\n");
     let _ = writeln!(o, "#EXT-X-VERSION:{}", opts.version);
     let max = tl.max_duration_ms();
-    let target_ms = if max > 0 { max } else { tl.config().target_ms.max(tl.config().audio_target_ms) as i64 };
+    let target_ms = if max > 0 {
+        max
+    } else {
+        tl.config().target_ms.max(tl.config().audio_target_ms) as i64
+    };
     let target = ((target_ms + 999) / 1000).max(1);
     let _ = writeln!(o, "#EXT-X-TARGETDURATION:{target}");
     let ll = opts.part_uri.is_some() && tl.config().part_target_ms.is_some();
@@ -459,13 +500,20 @@ pub fn media_playlist(tl: &Timeline, opts: &MediaOptions) -> String {
             .max()
             .unwrap_or(pt)
             .max(pt);
-        let _ =
-            writeln!(o, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}", secs3(max_part * 3));
+        let _ = writeln!(
+            o,
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}",
+            secs3(max_part * 3)
+        );
         let _ = writeln!(o, "#EXT-X-PART-INF:PART-TARGET={}", secs3(max_part));
     }
     let _ = writeln!(o, "#EXT-X-MEDIA-SEQUENCE:{}", tl.media_sequence());
     if tl.discontinuity_sequence() > 0 {
-        let _ = writeln!(o, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", tl.discontinuity_sequence());
+        let _ = writeln!(
+            o,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            tl.discontinuity_sequence()
+        );
     }
     match opts.playlist_type {
         Some(PlaylistType::Vod) => o.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n"),
@@ -474,7 +522,11 @@ pub fn media_playlist(tl: &Timeline, opts: &MediaOptions) -> String {
     }
     o.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     if let Some(init) = &opts.init_uri {
-        let first = opts.tracks.first().map(|t| t.to_string()).unwrap_or_default();
+        let first = opts
+            .tracks
+            .first()
+            .map(|t| t.to_string())
+            .unwrap_or_default();
         let all = join_ids(&opts.tracks);
         let uri = fill_template(init, &[("track", &first), ("tracks", &all)]);
         let _ = writeln!(o, "#EXT-X-MAP:URI=\"{}\"", quote_safe(&uri));
@@ -487,7 +539,13 @@ pub fn media_playlist(tl: &Timeline, opts: &MediaOptions) -> String {
                 o,
                 "#EXT-X-PART:DURATION={},URI=\"{}\"",
                 secs3(d),
-                quote_safe(&seg_vars(opts, s.seq, s.start_ms, s.duration_ms(), Some(p.index)))
+                quote_safe(&seg_vars(
+                    opts,
+                    s.seq,
+                    s.start_ms,
+                    s.duration_ms(),
+                    Some(p.index)
+                ))
             );
             if p.independent {
                 o.push_str(",INDEPENDENT=YES");
@@ -507,8 +565,11 @@ pub fn media_playlist(tl: &Timeline, opts: &MediaOptions) -> String {
             o.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if let Some(base) = opts.program_date_time {
-            let _ =
-                writeln!(o, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(base.saturating_add(s.presentation_ms)));
+            let _ = writeln!(
+                o,
+                "#EXT-X-PROGRAM-DATE-TIME:{}",
+                iso8601(base.saturating_add(s.presentation_ms))
+            );
         }
         let _ = writeln!(o, "#EXTINF:{},", secs3(s.duration_ms()));
         o.push_str(&seg_vars(opts, s.seq, s.start_ms, s.duration_ms(), None));
@@ -519,7 +580,12 @@ pub fn media_playlist(tl: &Timeline, opts: &MediaOptions) -> String {
     } else if ll {
         if let Some(open) = tl.open_segment() {
             write_parts(&mut o, open);
-            let next = open.parts.iter().find(|p| p.end_ms.is_none()).map(|p| p.index).unwrap_or(0);
+            let next = open
+                .parts
+                .iter()
+                .find(|p| p.end_ms.is_none())
+                .map(|p| p.index)
+                .unwrap_or(0);
             let _ = writeln!(
                 o,
                 "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
@@ -683,15 +749,22 @@ fn attr<'a>(a: &'a [(String, String)], k: &str) -> Option<&'a str> {
 /// Decimal seconds to ms; rejects negatives, NaN, infinities and absurd values.
 fn parse_secs_ms(s: &str) -> Result<i64, MediaError> {
     let s = s.trim();
-    let v: f64 = s.parse().map_err(|_| MediaError::malformed("m3u8", format!("bad duration {s:.40}")))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| MediaError::malformed("m3u8", format!("bad duration {s:.40}")))?;
     if !v.is_finite() || !(0.0..=1.0e9).contains(&v) {
-        return Err(MediaError::malformed("m3u8", format!("duration out of range {s:.40}")));
+        return Err(MediaError::malformed(
+            "m3u8",
+            format!("duration out of range {s:.40}"),
+        ));
     }
     Ok((v * 1000.0).round() as i64)
 }
 
 fn parse_u64(s: &str, what: &str) -> Result<u64, MediaError> {
-    s.trim().parse().map_err(|_| MediaError::malformed("m3u8", format!("bad {what}")))
+    s.trim()
+        .parse()
+        .map_err(|_| MediaError::malformed("m3u8", format!("bad {what}")))
 }
 
 fn parse_byterange(s: &str) -> Result<ByteRange, MediaError> {
@@ -699,7 +772,10 @@ fn parse_byterange(s: &str) -> Result<ByteRange, MediaError> {
         Some((l, o)) => (l, Some(parse_u64(o, "byterange offset")?)),
         None => (s, None),
     };
-    Ok(ByteRange { length: parse_u64(len, "byterange")?, offset: off })
+    Ok(ByteRange {
+        length: parse_u64(len, "byterange")?,
+        offset: off,
+    })
 }
 
 fn yes(v: Option<&str>) -> bool {
@@ -715,7 +791,8 @@ pub fn parse(input: &[u8]) -> Result<Playlist, MediaError> {
             limit: MAX_PLAYLIST_BYTES as u64,
         });
     }
-    let text = std::str::from_utf8(input).map_err(|_| MediaError::malformed("m3u8", "not UTF-8"))?;
+    let text =
+        std::str::from_utf8(input).map_err(|_| MediaError::malformed("m3u8", "not UTF-8"))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     match lines.next() {
@@ -731,7 +808,11 @@ pub fn parse(input: &[u8]) -> Result<Playlist, MediaError> {
 }
 
 fn too_many() -> MediaError {
-    MediaError::TooLarge { what: "m3u8 entries", size: MAX_ENTRIES as u64 + 1, limit: MAX_ENTRIES as u64 }
+    MediaError::TooLarge {
+        what: "m3u8 entries",
+        size: MAX_ENTRIES as u64 + 1,
+        limit: MAX_ENTRIES as u64,
+    }
 }
 
 fn parse_master<'a>(lines: impl Iterator<Item = &'a str>) -> Result<MasterPlaylist, MediaError> {
@@ -741,13 +822,16 @@ fn parse_master<'a>(lines: impl Iterator<Item = &'a str>) -> Result<MasterPlayli
         if let Some(rest) = line.strip_prefix('#') {
             let (tag, val) = rest.split_once(':').unwrap_or((rest, ""));
             match tag {
-                "EXT-X-VERSION" => m.version = Some(parse_u64(val, "version")?.min(u32::MAX as u64) as u32),
+                "EXT-X-VERSION" => {
+                    m.version = Some(parse_u64(val, "version")?.min(u32::MAX as u64) as u32)
+                }
                 "EXT-X-INDEPENDENT-SEGMENTS" => m.independent_segments = true,
                 "EXT-X-STREAM-INF" => {
                     let a = parse_attributes(val);
                     let bandwidth = parse_u64(
-                        attr(&a, "BANDWIDTH")
-                            .ok_or_else(|| MediaError::malformed("m3u8", "STREAM-INF without BANDWIDTH"))?,
+                        attr(&a, "BANDWIDTH").ok_or_else(|| {
+                            MediaError::malformed("m3u8", "STREAM-INF without BANDWIDTH")
+                        })?,
                         "BANDWIDTH",
                     )?;
                     let resolution = attr(&a, "RESOLUTION").and_then(|r| {
@@ -761,7 +845,8 @@ fn parse_master<'a>(lines: impl Iterator<Item = &'a str>) -> Result<MasterPlayli
                     pending = Some(VariantStream {
                         uri: String::new(),
                         bandwidth,
-                        average_bandwidth: attr(&a, "AVERAGE-BANDWIDTH").and_then(|v| v.parse().ok()),
+                        average_bandwidth: attr(&a, "AVERAGE-BANDWIDTH")
+                            .and_then(|v| v.parse().ok()),
                         codecs: attr(&a, "CODECS").map(str::to_string),
                         resolution,
                         frame_rate_milli,
@@ -818,7 +903,9 @@ fn parse_media<'a>(lines: impl Iterator<Item = &'a str>) -> Result<MediaPlaylist
         if let Some(rest) = line.strip_prefix('#') {
             let (tag, val) = rest.split_once(':').unwrap_or((rest, ""));
             match tag {
-                "EXT-X-VERSION" => m.version = Some(parse_u64(val, "version")?.min(u32::MAX as u64) as u32),
+                "EXT-X-VERSION" => {
+                    m.version = Some(parse_u64(val, "version")?.min(u32::MAX as u64) as u32)
+                }
                 "EXT-X-TARGETDURATION" => m.target_duration = parse_u64(val, "target duration")?,
                 "EXT-X-MEDIA-SEQUENCE" => m.media_sequence = parse_u64(val, "media sequence")?,
                 "EXT-X-DISCONTINUITY-SEQUENCE" => {
@@ -865,7 +952,10 @@ fn parse_media<'a>(lines: impl Iterator<Item = &'a str>) -> Result<MediaPlaylist
                     }
                     let a = parse_attributes(val);
                     let (Some(uri), Some(d)) = (attr(&a, "URI"), attr(&a, "DURATION")) else {
-                        return Err(MediaError::malformed("m3u8", "EXT-X-PART lacks URI or DURATION"));
+                        return Err(MediaError::malformed(
+                            "m3u8",
+                            "EXT-X-PART lacks URI or DURATION",
+                        ));
                     };
                     parts.push(PartInfo {
                         uri: uri.to_string(),
@@ -920,8 +1010,14 @@ mod tests {
 
     #[test]
     fn codec_strings() {
-        assert_eq!(codec_string(&h264(1, &[1, 0x64, 0, 0x1f, 0xff], 0, 0)).unwrap(), "avc1.64001f");
-        assert_eq!(codec_string(&h264(1, &[1, 0x42, 0xc0, 0x1e], 0, 0)).unwrap(), "avc1.42c01e");
+        assert_eq!(
+            codec_string(&h264(1, &[1, 0x64, 0, 0x1f, 0xff], 0, 0)).unwrap(),
+            "avc1.64001f"
+        );
+        assert_eq!(
+            codec_string(&h264(1, &[1, 0x42, 0xc0, 0x1e], 0, 0)).unwrap(),
+            "avc1.42c01e"
+        );
         assert_eq!(codec_string(&h264(1, &[], 0, 0)), None);
         assert_eq!(codec_string(&aac(2)).unwrap(), "mp4a.40.2");
         let mut he = aac(2);
@@ -943,7 +1039,10 @@ mod tests {
         av1.init = Bytes::from_static(&[0x81, 0x2d, 0xc0, 0x00]);
         assert_eq!(codec_string(&av1).unwrap(), "av01.1.13H.10");
         assert_eq!(codec_string(&Track::new(5, Codec::Opus)).unwrap(), "opus");
-        assert_eq!(codec_string(&Track::new(5, Codec::Mp3)).unwrap(), "mp4a.40.34");
+        assert_eq!(
+            codec_string(&Track::new(5, Codec::Mp3)).unwrap(),
+            "mp4a.40.34"
+        );
     }
 
     #[test]
@@ -961,14 +1060,23 @@ mod tests {
     fn timeline(secs: i64, live: bool) -> Timeline {
         let cfg = TimelineConfig {
             target_ms: 2000,
-            window: if live { Window::Segments(3) } else { Window::Unbounded },
+            window: if live {
+                Window::Segments(3)
+            } else {
+                Window::Unbounded
+            },
             ..Default::default()
         };
         let mut tl = Timeline::new(cfg, &[h264(1, &[1, 0x64, 0, 0x1f], 640, 360), aac(2)]);
         let (mut v, mut a) = (0i64, 0i64);
         while v * 40 < secs * 1000 {
             if v * 40 <= a * 1024 / 44 {
-                tl.push(1, v * 40, v % 25 == 0, if v % 25 == 0 { 20_000 } else { 2_000 });
+                tl.push(
+                    1,
+                    v * 40,
+                    v % 25 == 0,
+                    if v % 25 == 0 { 20_000 } else { 2_000 },
+                );
                 v += 1;
             } else {
                 tl.push(2, a * 1024 / 44, true, 400);
@@ -989,16 +1097,24 @@ mod tests {
         assert!(m.contains("CODECS=\"avc1.64001f,mp4a.40.2\""), "{m}");
         assert!(m.contains("RESOLUTION=640x360"));
         assert!(m.contains("\n1_2/index.m3u8\n"), "{m}");
-        let Playlist::Master(p) = parse(m.as_bytes()).unwrap() else { panic!() };
+        let Playlist::Master(p) = parse(m.as_bytes()).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.variants.len(), 1);
         assert_eq!(p.variants[0].resolution, Some((640, 360)));
         assert_eq!(p.variants[0].frame_rate_milli, Some(25_000));
         assert!(p.variants[0].bandwidth >= p.variants[0].average_bandwidth.unwrap());
         // payload: per second 20000 + 24*2000 video bytes and ~43 * 400 audio bytes
-        assert!(p.variants[0].bandwidth > (68_000 + 17_000) * 8, "{}", p.variants[0].bandwidth);
+        assert!(
+            p.variants[0].bandwidth > (68_000 + 17_000) * 8,
+            "{}",
+            p.variants[0].bandwidth
+        );
 
         let m = master_playlist(&tracks, &tl, &MasterOptions::cmaf());
-        let Playlist::Master(p) = parse(m.as_bytes()).unwrap() else { panic!() };
+        let Playlist::Master(p) = parse(m.as_bytes()).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.renditions.len(), 1);
         assert_eq!(p.renditions[0].uri.as_deref(), Some("2/index.m3u8"));
         assert!(p.renditions[0].default);
@@ -1007,7 +1123,9 @@ mod tests {
 
         // audio only
         let m = master_playlist(&tracks[1..], &tl, &MasterOptions::cmaf());
-        let Playlist::Master(p) = parse(m.as_bytes()).unwrap() else { panic!() };
+        let Playlist::Master(p) = parse(m.as_bytes()).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.variants.len(), 1);
         assert_eq!(p.variants[0].codecs.as_deref(), Some("mp4a.40.2"));
     }
@@ -1021,29 +1139,43 @@ mod tests {
         let text = media_playlist(&tl, &o);
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
         assert!(text.ends_with("#EXT-X-ENDLIST\n"));
-        let Playlist::Media(p) = parse(text.as_bytes()).unwrap() else { panic!() };
+        let Playlist::Media(p) = parse(text.as_bytes()).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.target_duration, 2);
         assert_eq!(p.segments.len(), 5);
         assert_eq!(p.segments[4].uri, "seg_1_2_4.ts");
-        assert_eq!(p.segments.iter().map(|s| s.duration_ms).sum::<i64>(), 10_000);
+        assert_eq!(
+            p.segments.iter().map(|s| s.duration_ms).sum::<i64>(),
+            10_000
+        );
 
         let tl = timeline(10, true);
         let mut o = MediaOptions::cmaf(&[1]);
         o.program_date_time = Some(1_700_000_000_000);
         let text = media_playlist(&tl, &o);
         assert!(!text.contains("ENDLIST"));
-        let Playlist::Media(p) = parse(text.as_bytes()).unwrap() else { panic!() };
+        let Playlist::Media(p) = parse(text.as_bytes()).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.media_sequence, 1);
         assert_eq!(p.segments.len(), 3);
         assert_eq!(p.segments[0].seq, 1);
         assert_eq!(p.segments[0].uri, "1_2000.m4s");
         assert_eq!(p.segments[0].map.as_ref().unwrap().uri, "init.mp4");
-        assert_eq!(p.segments[0].program_date_time.as_deref(), Some("2023-11-14T22:13:22.000Z"));
+        assert_eq!(
+            p.segments[0].program_date_time.as_deref(),
+            Some("2023-11-14T22:13:22.000Z")
+        );
     }
 
     #[test]
     fn discontinuity_tags() {
-        let cfg = TimelineConfig { target_ms: 1000, window: Window::Segments(3), ..Default::default() };
+        let cfg = TimelineConfig {
+            target_ms: 1000,
+            window: Window::Segments(3),
+            ..Default::default()
+        };
         let mut tl = Timeline::new(cfg, &[h264(1, &[1, 0x64, 0, 0x1f], 640, 360)]);
         for v in 0..100i64 {
             tl.push(1, v * 40, v % 25 == 0, 10);
@@ -1054,11 +1186,23 @@ mod tests {
         let mut o = MediaOptions::ts(&[1]);
         o.program_date_time = Some(0);
         let text = media_playlist(&tl, &o);
-        let Playlist::Media(p) = parse(text.as_bytes()).unwrap() else { panic!() };
-        let d: Vec<(u64, bool, i64)> =
-            p.segments.iter().map(|s| (s.seq, s.discontinuity, s.duration_ms)).collect();
-        assert_eq!(d, vec![(2, false, 1000), (3, false, 1000), (4, true, 1000)], "{text}");
-        assert_eq!(p.segments[2].program_date_time.as_deref(), Some("1970-01-01T00:00:04.000Z"));
+        let Playlist::Media(p) = parse(text.as_bytes()).unwrap() else {
+            panic!()
+        };
+        let d: Vec<(u64, bool, i64)> = p
+            .segments
+            .iter()
+            .map(|s| (s.seq, s.discontinuity, s.duration_ms))
+            .collect();
+        assert_eq!(
+            d,
+            vec![(2, false, 1000), (3, false, 1000), (4, true, 1000)],
+            "{text}"
+        );
+        assert_eq!(
+            p.segments[2].program_date_time.as_deref(),
+            Some("1970-01-01T00:00:04.000Z")
+        );
         assert_eq!(p.discontinuity_sequence, 0);
         for v in 40..200i64 {
             tl.push(1, v * 40, v % 25 == 0, 10);
@@ -1083,10 +1227,21 @@ mod tests {
         let mut o = MediaOptions::cmaf(&[1]);
         o.part_uri = Some("{seq}.{part}.m4s".into());
         let text = media_playlist(&tl, &o);
-        assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.520\n"), "{text}");
-        assert!(text.contains("#EXT-X-PART:DURATION=0.520,URI=\"0.0.m4s\",INDEPENDENT=YES\n"), "{text}");
-        assert!(text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"2.2.m4s\""), "{text}");
-        let Playlist::Media(p) = parse(text.as_bytes()).unwrap() else { panic!() };
+        assert!(
+            text.contains("#EXT-X-PART-INF:PART-TARGET=0.520\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("#EXT-X-PART:DURATION=0.520,URI=\"0.0.m4s\",INDEPENDENT=YES\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"2.2.m4s\""),
+            "{text}"
+        );
+        let Playlist::Media(p) = parse(text.as_bytes()).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.segments[0].parts.len(), 4);
         assert_eq!(p.part_target_ms, Some(520));
     }

@@ -91,9 +91,10 @@ impl Protocol {
     pub fn codecs(self) -> (&'static [Codec], &'static [Codec]) {
         match self {
             Protocol::Hls => (H264_HEVC, &[Codec::Aac, Codec::Mp3, Codec::Ac3]),
-            Protocol::CmafHls | Protocol::Dash => {
-                (&[Codec::H264, Codec::Hevc, Codec::Av1], &[Codec::Aac, Codec::Opus, Codec::Ac3, Codec::Mp3])
-            }
+            Protocol::CmafHls | Protocol::Dash => (
+                &[Codec::H264, Codec::Hevc, Codec::Av1],
+                &[Codec::Aac, Codec::Opus, Codec::Ac3, Codec::Mp3],
+            ),
             Protocol::Mp4 => (
                 &[Codec::H264, Codec::Hevc, Codec::Av1, Codec::Vp9],
                 &[Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus],
@@ -103,10 +104,14 @@ impl Protocol {
                 &[Codec::H264, Codec::Hevc, Codec::Av1, Codec::Vp8, Codec::Vp9],
                 &[Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus, Codec::Pcm],
             ),
-            Protocol::Flv | Protocol::Rtmp => {
-                (&[Codec::H264, Codec::Hevc, Codec::Av1], &[Codec::Aac, Codec::Mp3])
-            }
-            Protocol::Ts => (H264_HEVC, &[Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus]),
+            Protocol::Flv | Protocol::Rtmp => (
+                &[Codec::H264, Codec::Hevc, Codec::Av1],
+                &[Codec::Aac, Codec::Mp3],
+            ),
+            Protocol::Ts => (
+                H264_HEVC,
+                &[Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus],
+            ),
             Protocol::WebRtc => (&[Codec::H264, Codec::Vp8, Codec::Vp9], &[Codec::Opus]),
         }
     }
@@ -144,7 +149,9 @@ pub struct TrackInfo {
 pub fn track_key(t: &Track) -> String {
     let mut k = format!("{}_{}_", t.kind().as_str(), t.codec.mist_name());
     match t.kind() {
-        TrackKind::Video => k.push_str(&format!("{}x{}_{}fps", t.width, t.height, fps_text(t.fpks))),
+        TrackKind::Video => {
+            k.push_str(&format!("{}x{}_{}fps", t.width, t.height, fps_text(t.fpks)))
+        }
         TrackKind::Audio => k.push_str(&format!("{}ch_{}hz", t.channels, t.rate)),
         TrackKind::Meta => {
             k.pop();
@@ -190,8 +197,14 @@ fn track_json(idx: usize, ti: &TrackInfo) -> Value {
 /// `(simul_tracks, total_matches)` of a protocol for these tracks.
 pub fn matches(p: Protocol, tracks: &[TrackInfo]) -> (u32, u32) {
     let (vc, ac) = p.codecs();
-    let v = tracks.iter().filter(|t| vc.contains(&t.track.codec)).count() as u32;
-    let a = tracks.iter().filter(|t| ac.contains(&t.track.codec)).count() as u32;
+    let v = tracks
+        .iter()
+        .filter(|t| vc.contains(&t.track.codec))
+        .count() as u32;
+    let a = tracks
+        .iter()
+        .filter(|t| ac.contains(&t.track.codec))
+        .count() as u32;
     ((v > 0) as u32 + (a > 0) as u32, v + a)
 }
 
@@ -225,7 +238,12 @@ pub fn stream_info(name: &str, live: bool, tracks: &[TrackInfo], sources: &[Sour
         });
         list.push((simul, s.protocol.priority(), total, url, v));
     }
-    list.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)).then(a.3.cmp(&b.3)));
+    list.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(b.1.cmp(&a.1))
+            .then(b.2.cmp(&a.2))
+            .then(a.3.cmp(&b.3))
+    });
     list.dedup_by(|a, b| a.3 == b.3 && a.4["type"] == b.4["type"]);
     json!({
         "type": if live { "live" } else { "vod" },
@@ -279,9 +297,21 @@ mod tests {
         a.lang = "eng".into();
         let m = Track::new(3, Codec::Meta);
         vec![
-            TrackInfo { track: v, firstms: 0, lastms: 9960 },
-            TrackInfo { track: a, firstms: 0, lastms: 9980 },
-            TrackInfo { track: m, firstms: 0, lastms: 0 },
+            TrackInfo {
+                track: v,
+                firstms: 0,
+                lastms: 9960,
+            },
+            TrackInfo {
+                track: a,
+                firstms: 0,
+                lastms: 9980,
+            },
+            TrackInfo {
+                track: m,
+                firstms: 0,
+                lastms: 0,
+            },
         ]
     }
 
@@ -299,12 +329,30 @@ mod tests {
     #[test]
     fn info_json() {
         let srcs = [
-            Source { protocol: Protocol::Ts, base_url: "http://h:8080/".into() },
-            Source { protocol: Protocol::Hls, base_url: "http://h:8080".into() },
-            Source { protocol: Protocol::WebM, base_url: "http://h:8080".into() },
-            Source { protocol: Protocol::Rtmp, base_url: "rtmp://h:1935".into() },
-            Source { protocol: Protocol::Mp4, base_url: "http://h:8080".into() },
-            Source { protocol: Protocol::Dash, base_url: "http://h:8080".into() },
+            Source {
+                protocol: Protocol::Ts,
+                base_url: "http://h:8080/".into(),
+            },
+            Source {
+                protocol: Protocol::Hls,
+                base_url: "http://h:8080".into(),
+            },
+            Source {
+                protocol: Protocol::WebM,
+                base_url: "http://h:8080".into(),
+            },
+            Source {
+                protocol: Protocol::Rtmp,
+                base_url: "rtmp://h:1935".into(),
+            },
+            Source {
+                protocol: Protocol::Mp4,
+                base_url: "http://h:8080".into(),
+            },
+            Source {
+                protocol: Protocol::Dash,
+                base_url: "http://h:8080".into(),
+            },
         ];
         let v = stream_info("live+a b", true, &tracks(), &srcs);
         assert_eq!(v["type"], "live");

@@ -30,12 +30,20 @@ pub struct Header {
 pub const HEADER_LEN: usize = 4;
 
 const BITRATES_V1: [[u16; 15]; 3] = [
-    [0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448],
-    [0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384],
-    [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320],
+    [
+        0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448,
+    ],
+    [
+        0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384,
+    ],
+    [
+        0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    ],
 ];
 const BITRATES_V2: [[u16; 15]; 2] = [
-    [0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256],
+    [
+        0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256,
+    ],
     [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
 ];
 
@@ -53,7 +61,12 @@ impl Header {
             0 => Version::Mpeg25,
             2 => Version::Mpeg2,
             3 => Version::Mpeg1,
-            _ => return Err(MediaError::malformed("MPEG audio header", "reserved version")),
+            _ => {
+                return Err(MediaError::malformed(
+                    "MPEG audio header",
+                    "reserved version",
+                ))
+            }
         };
         let layer = match (b[1] >> 1) & 3 {
             1 => 3,
@@ -64,10 +77,16 @@ impl Header {
         let crc = b[1] & 1 == 0;
         let bi = (b[2] >> 4) as usize;
         if bi == 0 {
-            return Err(MediaError::unsupported("MPEG audio header", "free format bitrate"));
+            return Err(MediaError::unsupported(
+                "MPEG audio header",
+                "free format bitrate",
+            ));
         }
         if bi == 15 {
-            return Err(MediaError::malformed("MPEG audio header", "bitrate index 15"));
+            return Err(MediaError::malformed(
+                "MPEG audio header",
+                "bitrate index 15",
+            ));
         }
         let kbps = match version {
             Version::Mpeg1 => BITRATES_V1[layer as usize - 1][bi],
@@ -75,7 +94,10 @@ impl Header {
         } as u32;
         let ri = ((b[2] >> 2) & 3) as usize;
         if ri == 3 {
-            return Err(MediaError::malformed("MPEG audio header", "reserved sample rate"));
+            return Err(MediaError::malformed(
+                "MPEG audio header",
+                "reserved sample rate",
+            ));
         }
         let rate = [44100, 48000, 32000][ri]
             / match version {
@@ -96,7 +118,17 @@ impl Header {
         } else {
             samples / 8 * bitrate / rate + u32::from(padding)
         } as usize;
-        Ok(Header { version, layer, crc, bitrate, rate, padding, channels, frame_length, samples })
+        Ok(Header {
+            version,
+            layer,
+            crc,
+            bitrate,
+            rate,
+            padding,
+            channels,
+            frame_length,
+            samples,
+        })
     }
 }
 
@@ -131,13 +163,19 @@ mod tests {
     fn layer3_headers() {
         // 128 kbit/s, 44.1 kHz, stereo, MPEG-1 layer III: 417 bytes (418 padded)
         let h = Header::parse(&[0xFF, 0xFB, 0x90, 0x00]).unwrap();
-        assert_eq!((h.version, h.layer, h.bitrate, h.rate, h.channels), (Version::Mpeg1, 3, 128_000, 44100, 2));
+        assert_eq!(
+            (h.version, h.layer, h.bitrate, h.rate, h.channels),
+            (Version::Mpeg1, 3, 128_000, 44100, 2)
+        );
         assert_eq!((h.frame_length, h.samples), (417, 1152));
         let h = Header::parse(&[0xFF, 0xFB, 0x92, 0xC0]).unwrap();
         assert_eq!((h.frame_length, h.channels), (418, 1));
         // MPEG-2 layer III, 64 kbit/s, 24 kHz: 72 * 64000 / 24000 = 192
         let h = Header::parse(&[0xFF, 0xF3, 0x84, 0x00]).unwrap();
-        assert_eq!((h.version, h.rate, h.frame_length, h.samples), (Version::Mpeg2, 24000, 192, 576));
+        assert_eq!(
+            (h.version, h.rate, h.frame_length, h.samples),
+            (Version::Mpeg2, 24000, 192, 576)
+        );
         assert!(Header::parse(&[0xFF, 0xFB, 0xF0, 0x00]).is_err());
         assert!(Header::parse(&[0xFF, 0xFB, 0x0C, 0x00]).is_err());
         assert_eq!(Header::parse(&[0xFF]), Err(MediaError::NeedMore));

@@ -37,7 +37,12 @@ impl OpusHead {
                 let (s, c, m) = VORBIS_MAPPINGS[channels as usize - 3];
                 (1, s, c, m.to_vec())
             }
-            _ => return Err(MediaError::unsupported("OpusHead", format!("{channels} channels"))),
+            _ => {
+                return Err(MediaError::unsupported(
+                    "OpusHead",
+                    format!("{channels} channels"),
+                ))
+            }
         };
         Ok(OpusHead {
             channels,
@@ -67,7 +72,10 @@ impl OpusHead {
                 coupled_count: 0,
                 mapping: vec![0, 1],
             }),
-            _ => Err(MediaError::unsupported("Opus channel_config_code", format!("{code:#x}"))),
+            _ => Err(MediaError::unsupported(
+                "Opus channel_config_code",
+                format!("{code:#x}"),
+            )),
         }
     }
 
@@ -79,7 +87,10 @@ impl OpusHead {
             return Err(MediaError::malformed("OpusHead", "bad magic"));
         }
         if b[8] >> 4 != 0 {
-            return Err(MediaError::unsupported("OpusHead", format!("version {}", b[8])));
+            return Err(MediaError::unsupported(
+                "OpusHead",
+                format!("version {}", b[8]),
+            ));
         }
         let channels = b[9];
         if channels == 0 {
@@ -106,7 +117,10 @@ impl OpusHead {
                 return Err(MediaError::malformed("OpusHead", "bad stream counts"));
             }
         } else if channels > 2 {
-            return Err(MediaError::malformed("OpusHead", "family 0 with more than 2 channels"));
+            return Err(MediaError::malformed(
+                "OpusHead",
+                "family 0 with more than 2 channels",
+            ));
         }
         Ok(h)
     }
@@ -134,7 +148,8 @@ impl OpusHead {
             (0, c @ 1..=2) => Some(c),
             (1, c @ 3..=8) => {
                 let (s, cp, m) = VORBIS_MAPPINGS[c as usize - 3];
-                (s == self.stream_count && cp == self.coupled_count && m == self.mapping.as_slice()).then_some(c)
+                (s == self.stream_count && cp == self.coupled_count && m == self.mapping.as_slice())
+                    .then_some(c)
             }
             (255, 2) if self.stream_count == 2 && self.coupled_count == 0 => Some(0x80),
             _ => None,
@@ -172,7 +187,12 @@ mod tests {
             assert_eq!(OpusHead::parse(&b).unwrap(), h);
             assert_eq!(h.ts_channel_config(), Some(c));
         }
-        assert_eq!(OpusHead::from_ts_channel_config(0x80).unwrap().ts_channel_config(), Some(0x80));
+        assert_eq!(
+            OpusHead::from_ts_channel_config(0x80)
+                .unwrap()
+                .ts_channel_config(),
+            Some(0x80)
+        );
         assert!(OpusHead::parse(b"OpusHead\x01\x06\0\0\0\0\0\0\0\0\x01").is_err());
         assert!(OpusHead::for_channels(9).is_err());
     }

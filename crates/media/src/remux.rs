@@ -23,10 +23,10 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::rc::Rc;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::rc::Rc;
 
 use bytes::Bytes;
 
@@ -101,10 +101,19 @@ impl Output {
 
     fn carries(self, c: Codec) -> bool {
         match self {
-            Output::Ts => matches!(c, Codec::H264 | Codec::Hevc | Codec::Aac | Codec::Mp3 | Codec::Opus | Codec::Ac3),
-            Output::Flv => matches!(c, Codec::H264 | Codec::Hevc | Codec::Av1 | Codec::Vp9 | Codec::Aac | Codec::Mp3),
+            Output::Ts => matches!(
+                c,
+                Codec::H264 | Codec::Hevc | Codec::Aac | Codec::Mp3 | Codec::Opus | Codec::Ac3
+            ),
+            Output::Flv => matches!(
+                c,
+                Codec::H264 | Codec::Hevc | Codec::Av1 | Codec::Vp9 | Codec::Aac | Codec::Mp3
+            ),
             Output::Mp4 | Output::Fmp4 => {
-                matches!(c, Codec::H264 | Codec::Hevc | Codec::Av1 | Codec::Aac | Codec::Opus)
+                matches!(
+                    c,
+                    Codec::H264 | Codec::Hevc | Codec::Av1 | Codec::Aac | Codec::Opus
+                )
             }
             Output::Mkv => c != Codec::Meta,
             Output::Webm => matches!(c, Codec::Vp8 | Codec::Vp9 | Codec::Av1 | Codec::Opus),
@@ -113,7 +122,10 @@ impl Output {
 }
 
 fn ext(p: &Path) -> String {
-    p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase()
+    p.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 /// What a remux did.
@@ -137,10 +149,18 @@ fn media(e: MediaError) -> io::Error {
 
 /// Remuxes `input` into `output`, formats chosen by extension (`frag`: `.mp4` out is fragmented).
 pub fn remux_path(input: &Path, output: &Path, frag: bool) -> io::Result<Stats> {
-    let i = Input::from_path(input)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("unknown input type: {}", input.display())))?;
-    let o = Output::from_path(output, frag)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("unknown output type: {}", output.display())))?;
+    let i = Input::from_path(input).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("unknown input type: {}", input.display()),
+        )
+    })?;
+    let o = Output::from_path(output, frag).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("unknown output type: {}", output.display()),
+        )
+    })?;
     remux_file(input, i, output, o)
 }
 
@@ -154,13 +174,21 @@ pub fn remux_file(input: &Path, i: Input, output: &Path, o: Output) -> io::Resul
 
 /// Remuxes `len` bytes of `input` (format `i`) into `out` (format `o`). `out` gets large writes;
 /// wrap it in a `BufWriter` if it is a file.
-pub fn remux<R: Read + Seek + 'static, W: Write + Seek + 'static>(input: R, len: u64, i: Input, out: W, o: Output) -> io::Result<Stats> {
+pub fn remux<R: Read + Seek + 'static, W: Write + Seek + 'static>(
+    input: R,
+    len: u64,
+    i: Input,
+    out: W,
+    o: Output,
+) -> io::Result<Stats> {
     let mut src = Demux::new(input, len, i);
     if o == Output::Mp4 {
         return remux_progressive(src, len, i, out);
     }
     let mut out = Some(out);
-    let mut stats = run(src.0.as_mut(), o, &mut |tracks| make_sink(o, tracks, out.take().expect("one sink")))?;
+    let mut stats = run(src.0.as_mut(), o, &mut |tracks| {
+        make_sink(o, tracks, out.take().expect("one sink"))
+    })?;
     stats.bytes_in = src.0.bytes_read();
     Ok(stats)
 }
@@ -168,13 +196,23 @@ pub fn remux<R: Read + Seek + 'static, W: Write + Seek + 'static>(input: R, len:
 /// Progressive MP4 (moov first) in two passes over the input, so that only the sample index is
 /// held: the first pass builds the moov from frame sizes and times, the second (the same demuxing
 /// and interleaving from the start of the input again) writes the payloads after it.
-fn remux_progressive<W: Write + Seek + 'static>(mut src: Demux, len: u64, i: Input, out: W) -> io::Result<Stats> {
+fn remux_progressive<W: Write + Seek + 'static>(
+    mut src: Demux,
+    len: u64,
+    i: Input,
+    out: W,
+) -> io::Result<Stats> {
     let index: SharedIndex = Rc::default();
     let mut first_tracks = Vec::new();
     let stats1 = run(src.0.as_mut(), Output::Mp4, &mut |tracks| {
         first_tracks = tracks.to_vec();
-        *index.borrow_mut() = Some((mp4::Mp4Writer::new(tracks.to_vec()).map_err(media)?, Vec::new()));
-        Ok(Box::new(Mp4IndexSink { index: index.clone() }) as Box<dyn Sink>)
+        *index.borrow_mut() = Some((
+            mp4::Mp4Writer::new(tracks.to_vec()).map_err(media)?,
+            Vec::new(),
+        ));
+        Ok(Box::new(Mp4IndexSink {
+            index: index.clone(),
+        }) as Box<dyn Sink>)
     })?;
     let read1 = src.0.bytes_read();
     let mut reader = src.0.into_reader();
@@ -190,7 +228,11 @@ fn remux_progressive<W: Write + Seek + 'static>(mut src: Demux, len: u64, i: Inp
             return Err(changed());
         }
         let (out, sizes) = parts.take().expect("one sink");
-        Ok(Box::new(Mp4PayloadSink { out, sizes, next: 0 }) as Box<dyn Sink>)
+        Ok(Box::new(Mp4PayloadSink {
+            out,
+            sizes,
+            next: 0,
+        }) as Box<dyn Sink>)
     })?;
     if stats.frames != stats1.frames {
         return Err(changed());
@@ -201,7 +243,10 @@ fn remux_progressive<W: Write + Seek + 'static>(mut src: Demux, len: u64, i: Inp
 }
 
 fn changed() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, "mp4: the input read differently the second time")
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "mp4: the input read differently the second time",
+    )
 }
 
 /// The MP4 index and the payload sizes of the first pass, shared with its sink.
@@ -259,10 +304,31 @@ impl Demux {
 
     fn from_reader(file: Reader, len: u64, i: Input) -> Demux {
         Demux(match i {
-            Input::Ts => Box::new(TsSource { d: mpegts::Demuxer::new(), file, buf: vec![0; READ_CHUNK], eof: false, flushed: false, read: 0 }),
-            Input::Flv => Box::new(FlvSource { d: flv::Demuxer::new(), file, buf: vec![0; READ_CHUNK], eof: false, pending: VecDeque::new(), read: 0 }),
+            Input::Ts => Box::new(TsSource {
+                d: mpegts::Demuxer::new(),
+                file,
+                buf: vec![0; READ_CHUNK],
+                eof: false,
+                flushed: false,
+                read: 0,
+            }),
+            Input::Flv => Box::new(FlvSource {
+                d: flv::Demuxer::new(),
+                file,
+                buf: vec![0; READ_CHUNK],
+                eof: false,
+                pending: VecDeque::new(),
+                read: 0,
+            }),
             Input::Mp4 => Box::new(Mp4Source::new(file, len)),
-            Input::Mkv => Box::new(MkvSource { d: ebml::Demuxer::new(), file, buf: vec![0; READ_CHUNK], eof: false, pending: VecDeque::new(), read: 0 }),
+            Input::Mkv => Box::new(MkvSource {
+                d: ebml::Demuxer::new(),
+                file,
+                buf: vec![0; READ_CHUNK],
+                eof: false,
+                pending: VecDeque::new(),
+                read: 0,
+            }),
         })
     }
 
@@ -495,9 +561,15 @@ impl Mp4Source {
 
     fn range(&mut self, offset: u64, len: u64) -> io::Result<Bytes> {
         self.tick += 1;
-        let end = offset.checked_add(len).filter(|&e| e <= self.len).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::UnexpectedEof, format!("mp4: {len} bytes at {offset} past the end"))
-        })?;
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= self.len)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("mp4: {len} bytes at {offset} past the end"),
+                )
+            })?;
         for w in &mut self.windows {
             if w.0 <= offset && end <= w.0 + w.1.len() as u64 {
                 w.2 = self.tick;
@@ -510,14 +582,19 @@ impl Mp4Source {
         let n = read_full(&mut self.file, &mut v)?;
         self.read += n as u64;
         if (n as u64) < len {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "mp4: file shrank"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "mp4: file shrank",
+            ));
         }
         v.truncate(n);
         let b = Bytes::from(v);
         let out = b.slice(0..len as usize);
         if len < MP4_WINDOW {
             if self.windows.len() >= MP4_WINDOWS {
-                let old = (0..self.windows.len()).min_by_key(|&i| self.windows[i].2).unwrap_or(0);
+                let old = (0..self.windows.len())
+                    .min_by_key(|&i| self.windows[i].2)
+                    .unwrap_or(0);
                 self.windows.swap_remove(old);
             }
             self.windows.push((offset, b, self.tick));
@@ -615,7 +692,8 @@ struct FlvSink<W: Write> {
 impl<W: Write> FlvSink<W> {
     fn sequence_header(&mut self, t: &Track, time: u32) -> io::Result<()> {
         if let Some(body) = flv::sequence_header_body(t).map_err(media)? {
-            let tag = flv::tag_bytes(flv::tag_type(t).map_err(media)?, time, &body).map_err(media)?;
+            let tag =
+                flv::tag_bytes(flv::tag_type(t).map_err(media)?, time, &body).map_err(media)?;
             self.out.put(&tag)?;
         }
         Ok(())
@@ -624,7 +702,9 @@ impl<W: Write> FlvSink<W> {
 
 impl<W: Write> Sink for FlvSink<W> {
     fn frame(&mut self, f: Frame) -> io::Result<()> {
-        let Some(t) = self.tracks.iter().find(|t| t.id == f.track) else { return Ok(()) };
+        let Some(t) = self.tracks.iter().find(|t| t.id == f.track) else {
+            return Ok(());
+        };
         let (head, body_len) = flv::frame_tag_head(t, &f).map_err(media)?;
         self.out.put(&head)?;
         self.out.put(&f.data)?;
@@ -686,7 +766,10 @@ impl<W: Write> Fmp4Sink<W> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let (head, payloads) = self.fw.media_segment_vectored(&self.pending, end).map_err(media)?;
+        let (head, payloads) = self
+            .fw
+            .media_segment_vectored(&self.pending, end)
+            .map_err(media)?;
         self.out.put(&head)?;
         for p in payloads {
             self.out.put(&p)?;
@@ -748,11 +831,16 @@ impl<W: Write + Seek> Sink for MkvSink<W> {
     }
 }
 
-fn make_sink<W: Write + Seek + 'static>(o: Output, tracks: &[Track], w: W) -> io::Result<Box<dyn Sink>> {
+fn make_sink<W: Write + Seek + 'static>(
+    o: Output,
+    tracks: &[Track],
+    w: W,
+) -> io::Result<Box<dyn Sink>> {
     let mut out = Counting { w, n: 0 };
     Ok(match o {
         Output::Ts => {
-            let mut mux = mpegts::Muxer::new(tracks, mpegts::MuxerOptions::default()).map_err(media)?;
+            let mut mux =
+                mpegts::Muxer::new(tracks, mpegts::MuxerOptions::default()).map_err(media)?;
             let mut buf = Vec::with_capacity(WRITE_BUF + 65536);
             mux.write_tables(&mut buf);
             Box::new(TsSink { mux, buf, out })
@@ -763,7 +851,10 @@ fn make_sink<W: Write + Seek + 'static>(o: Output, tracks: &[Track], w: W) -> io
             out.put(&flv::file_header(has_audio, has_video))?;
             let meta = flv::metadata_body(tracks);
             out.put(&flv::tag_bytes(flv::TAG_SCRIPT, 0, &meta).map_err(media)?)?;
-            let mut s = FlvSink { tracks: tracks.to_vec(), out };
+            let mut s = FlvSink {
+                tracks: tracks.to_vec(),
+                out,
+            };
             for t in tracks {
                 s.sequence_header(t, 0)?;
             }
@@ -773,17 +864,39 @@ fn make_sink<W: Write + Seek + 'static>(o: Output, tracks: &[Track], w: W) -> io
             // needs all frames before the first payload byte: buffered here ([`remux`] makes
             // two passes over the input instead)
             mp4::Mp4Writer::new(tracks.to_vec()).map_err(media)?;
-            Box::new(Mp4BufferSink { tracks: tracks.to_vec(), frames: Vec::new(), out })
+            Box::new(Mp4BufferSink {
+                tracks: tracks.to_vec(),
+                frames: Vec::new(),
+                out,
+            })
         }
         Output::Fmp4 => {
-            let fw = mp4::FragmentWriter::new(tracks.to_vec(), mp4::FragmentOptions::default()).map_err(media)?;
+            let fw = mp4::FragmentWriter::new(tracks.to_vec(), mp4::FragmentOptions::default())
+                .map_err(media)?;
             out.put(&fw.init_segment().map_err(media)?)?;
-            let cut_track = tracks.iter().find(|t| t.kind() == TrackKind::Video).map(|t| t.id);
-            Box::new(Fmp4Sink { fw, cut_track, pending: Vec::new(), pending_bytes: 0, out })
+            let cut_track = tracks
+                .iter()
+                .find(|t| t.kind() == TrackKind::Video)
+                .map(|t| t.id);
+            Box::new(Fmp4Sink {
+                fw,
+                cut_track,
+                pending: Vec::new(),
+                pending_bytes: 0,
+                out,
+            })
         }
         Output::Mkv | Output::Webm => {
-            let doc_type = if o == Output::Webm { ebml::DocType::Webm } else { ebml::DocType::Matroska };
-            let opts = ebml::WriterOptions { doc_type, mode: ebml::WriteMode::Finalised, ..Default::default() };
+            let doc_type = if o == Output::Webm {
+                ebml::DocType::Webm
+            } else {
+                ebml::DocType::Matroska
+            };
+            let opts = ebml::WriterOptions {
+                doc_type,
+                mode: ebml::WriteMode::Finalised,
+                ..Default::default()
+            };
             let mut w = ebml::Writer::new(tracks, opts).map_err(media)?;
             let mut buf = Vec::with_capacity(WRITE_BUF + 65536);
             w.write_header(&mut buf);
@@ -857,7 +970,8 @@ fn run(src: &mut dyn Source, o: Output, make: &mut MakeSink<'_>) -> io::Result<S
             break;
         }
     }
-    let (carried, dropped): (Vec<Track>, Vec<Track>) = tracks.into_iter().partition(|t| o.carries(t.codec));
+    let (carried, dropped): (Vec<Track>, Vec<Track>) =
+        tracks.into_iter().partition(|t| o.carries(t.codec));
     let mut tracks = carried;
     if o == Output::Flv {
         // FLV carries one video and one audio track
@@ -876,13 +990,28 @@ fn run(src: &mut dyn Source, o: Output, make: &mut MakeSink<'_>) -> io::Result<S
     }
     stats.tracks_dropped.extend(dropped);
     if tracks.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "no track the output can carry"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no track the output can carry",
+        ));
     }
-    let shift = if o == Output::Mp4 { 0 } else { first_dts.map_or(0, |d| (-d).max(0)) };
+    let shift = if o == Output::Mp4 {
+        0
+    } else {
+        first_dts.map_or(0, |d| (-d).max(0))
+    };
     stats.shift_ms = shift;
     let mut sink = make(&tracks)?;
-    let mut il = Interleaver { ids: tracks.iter().map(|t| t.id).collect(), queues: vec![VecDeque::new(); tracks.len()], queued: 0 };
-    let feed = |f: Frame, il: &mut Interleaver, stats: &mut Stats, sink: &mut Box<dyn Sink>| -> io::Result<()> {
+    let mut il = Interleaver {
+        ids: tracks.iter().map(|t| t.id).collect(),
+        queues: vec![VecDeque::new(); tracks.len()],
+        queued: 0,
+    };
+    let feed = |f: Frame,
+                il: &mut Interleaver,
+                stats: &mut Stats,
+                sink: &mut Box<dyn Sink>|
+     -> io::Result<()> {
         if !il.ids.contains(&f.track) {
             stats.frames_dropped += 1;
             return Ok(());

@@ -65,7 +65,10 @@ impl Default for TimelineConfig {
 impl TimelineConfig {
     /// Settings for a VoD: default targets, keep every segment.
     pub fn vod() -> Self {
-        TimelineConfig { window: Window::Unbounded, ..Default::default() }
+        TimelineConfig {
+            window: Window::Unbounded,
+            ..Default::default()
+        }
     }
 }
 
@@ -143,7 +146,11 @@ impl Segment {
         let (period, period_presentation_ms, period_start_ms) = if discontinuity {
             (prev.period + 1, presentation_ms, start_ms)
         } else {
-            (prev.period, prev.period_presentation_ms, prev.period_start_ms)
+            (
+                prev.period,
+                prev.period_presentation_ms,
+                prev.period_start_ms,
+            )
         };
         Segment {
             seq: prev.seq + 1,
@@ -165,7 +172,9 @@ impl Segment {
 
     /// Duration in ms; 0 while open.
     pub fn duration_ms(&self) -> i64 {
-        self.end_ms.map(|e| e.saturating_sub(self.start_ms).max(0)).unwrap_or(0)
+        self.end_ms
+            .map(|e| e.saturating_sub(self.start_ms).max(0))
+            .unwrap_or(0)
     }
 
     pub fn track(&self, id: u32) -> Option<&TrackSpan> {
@@ -174,7 +183,11 @@ impl Segment {
 
     /// Payload bytes of the given tracks (all tracks when `tracks` is empty).
     pub fn bytes_of(&self, tracks: &[u32]) -> u64 {
-        self.tracks.iter().filter(|t| tracks.is_empty() || tracks.contains(&t.track)).map(|t| t.bytes).sum()
+        self.tracks
+            .iter()
+            .filter(|t| tracks.is_empty() || tracks.contains(&t.track))
+            .map(|t| t.bytes)
+            .sum()
     }
 
     /// Bits per second of the given tracks' payload over this segment (0 for an empty duration).
@@ -281,7 +294,11 @@ impl Timeline {
         if self.tracks.iter().any(|t| t.id == id) {
             return;
         }
-        self.tracks.push(TrackState { id, kind, totals: TrackTotals::default() });
+        self.tracks.push(TrackState {
+            id,
+            kind,
+            totals: TrackTotals::default(),
+        });
         let started = self.open.is_some() || !self.done.is_empty();
         let main_kind = self.main.and_then(|m| self.kind_of(m));
         match (kind, main_kind) {
@@ -378,7 +395,9 @@ impl Timeline {
                     let fwd = prev_main.is_some_and(|(l, _)| dts.saturating_sub(l) > gap);
                     if back || fwd {
                         let (l, st) = prev_main.unwrap_or((open.start_ms, 0));
-                        let end = l.saturating_add(st.max(1)).max(open.start_ms.saturating_add(1));
+                        let end = l
+                            .saturating_add(st.max(1))
+                            .max(open.start_ms.saturating_add(1));
                         self.last_key_bucket = Some(bucket);
                         closed = self.cut(end, dts, true);
                     } else if bucket != b && dts > open.start_ms {
@@ -393,7 +412,9 @@ impl Timeline {
             }
         }
         let part_target = self.cfg.part_target_ms.map(|p| p.max(1) as i64);
-        let Some(seg) = self.open.as_mut() else { return closed };
+        let Some(seg) = self.open.as_mut() else {
+            return closed;
+        };
         if let (Some(pt), true) = (part_target, is_main) {
             let pb = dts.div_euclid(pt);
             let new_part = match seg.parts.last() {
@@ -405,7 +426,13 @@ impl Timeline {
                     p.end_ms = Some(dts);
                 }
                 let index = seg.parts.len() as u32;
-                seg.parts.push(Part { index, start_ms: dts, end_ms: None, independent: key, bytes: 0 });
+                seg.parts.push(Part {
+                    index,
+                    start_ms: dts,
+                    end_ms: None,
+                    independent: key,
+                    bytes: 0,
+                });
                 self.last_part_bucket = Some(pb);
             }
         }
@@ -537,7 +564,11 @@ impl Timeline {
     /// Sequence number of the oldest complete segment in the window (HLS EXT-X-MEDIA-SEQUENCE); the
     /// next number to be assigned when none is complete.
     pub fn media_sequence(&self) -> u64 {
-        self.done.front().map(|s| s.seq).or(self.open.as_ref().map(|s| s.seq)).unwrap_or(self.next_seq)
+        self.done
+            .front()
+            .map(|s| s.seq)
+            .or(self.open.as_ref().map(|s| s.seq))
+            .unwrap_or(self.next_seq)
     }
 
     /// A complete segment by sequence number, if still in the window.
@@ -565,7 +596,9 @@ impl Timeline {
             return true;
         }
         match (self.open.as_ref(), part) {
-            (Some(o), Some(p)) if o.seq == seq => o.parts.get(p as usize).is_some_and(|p| p.end_ms.is_some()),
+            (Some(o), Some(p)) if o.seq == seq => {
+                o.parts.get(p as usize).is_some_and(|p| p.end_ms.is_some())
+            }
             _ => false,
         }
     }
@@ -577,12 +610,20 @@ impl Timeline {
 
     /// Peak bits per second of a track over all complete segments seen.
     pub fn peak_bps(&self, track: u32) -> u64 {
-        self.peak_bps.iter().find(|(id, _)| *id == track).map(|(_, b)| *b).unwrap_or(0)
+        self.peak_bps
+            .iter()
+            .find(|(id, _)| *id == track)
+            .map(|(_, b)| *b)
+            .unwrap_or(0)
     }
 
     /// Peak over complete segments in the window of the combined bitrate of several tracks.
     pub fn peak_bps_of(&self, tracks: &[u32]) -> u64 {
-        self.done.iter().map(|s| s.bitrate_of(tracks)).max().unwrap_or(0)
+        self.done
+            .iter()
+            .map(|s| s.bitrate_of(tracks))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Average bits per second of the given tracks over the complete segments in the window.
@@ -604,7 +645,10 @@ impl Timeline {
     pub fn span_ms(&self) -> Option<(i64, i64)> {
         let first = self.done.front()?.presentation_ms;
         let last = self.done.back()?;
-        Some((first, last.presentation_ms.saturating_add(last.duration_ms())))
+        Some((
+            first,
+            last.presentation_ms.saturating_add(last.duration_ms()),
+        ))
     }
 }
 
@@ -640,7 +684,13 @@ mod tests {
 
     #[test]
     fn cuts_at_first_keyframe_of_each_bucket() {
-        let mut tl = Timeline::new(TimelineConfig { target_ms: 2000, ..TimelineConfig::vod() }, &av());
+        let mut tl = Timeline::new(
+            TimelineConfig {
+                target_ms: 2000,
+                ..TimelineConfig::vod()
+            },
+            &av(),
+        );
         feed(&mut tl, 10, 25, 0);
         tl.finish();
         let starts: Vec<i64> = tl.segments().map(|s| s.start_ms).collect();
@@ -656,7 +706,13 @@ mod tests {
 
     #[test]
     fn long_gop_gives_one_gop_per_segment() {
-        let mut tl = Timeline::new(TimelineConfig { target_ms: 2000, ..TimelineConfig::vod() }, &av());
+        let mut tl = Timeline::new(
+            TimelineConfig {
+                target_ms: 2000,
+                ..TimelineConfig::vod()
+            },
+            &av(),
+        );
         feed(&mut tl, 12, 75, 0); // keyframe every 3 s
         tl.finish();
         let starts: Vec<i64> = tl.segments().map(|s| s.start_ms).collect();
@@ -665,20 +721,35 @@ mod tests {
 
     #[test]
     fn late_starter_agrees_on_boundaries() {
-        let cfg = TimelineConfig { target_ms: 3000, ..TimelineConfig::vod() };
+        let cfg = TimelineConfig {
+            target_ms: 3000,
+            ..TimelineConfig::vod()
+        };
         let mut a = Timeline::new(cfg.clone(), &av());
         feed(&mut a, 20, 20, 0); // keyframe every 0.8 s
         let mut b = Timeline::new(cfg, &av());
         feed(&mut b, 13, 20, 7000);
-        let sa: Vec<i64> = a.segments().map(|s| s.start_ms).filter(|&s| s > 8000).collect();
-        let sb: Vec<i64> = b.segments().map(|s| s.start_ms).filter(|&s| s > 8000).collect();
+        let sa: Vec<i64> = a
+            .segments()
+            .map(|s| s.start_ms)
+            .filter(|&s| s > 8000)
+            .collect();
+        let sb: Vec<i64> = b
+            .segments()
+            .map(|s| s.start_ms)
+            .filter(|&s| s > 8000)
+            .collect();
         assert!(!sa.is_empty());
         assert_eq!(sa, sb);
     }
 
     #[test]
     fn sliding_window_keeps_sequence() {
-        let cfg = TimelineConfig { target_ms: 1000, window: Window::Segments(3), ..Default::default() };
+        let cfg = TimelineConfig {
+            target_ms: 1000,
+            window: Window::Segments(3),
+            ..Default::default()
+        };
         let mut tl = Timeline::new(cfg, &av());
         feed(&mut tl, 10, 25, 0);
         assert_eq!(tl.len(), 3);
@@ -686,7 +757,11 @@ mod tests {
         assert!(tl.get(5).is_none());
         assert_eq!(tl.get(8).unwrap().start_ms, 8000);
         assert_eq!(tl.open_segment().unwrap().seq, 9);
-        let cfg = TimelineConfig { target_ms: 1000, window: Window::Ms(2500), ..Default::default() };
+        let cfg = TimelineConfig {
+            target_ms: 1000,
+            window: Window::Ms(2500),
+            ..Default::default()
+        };
         let mut tl = Timeline::new(cfg, &av());
         feed(&mut tl, 10, 25, 0);
         let starts: Vec<i64> = tl.segments().map(|s| s.start_ms).collect();
@@ -696,7 +771,10 @@ mod tests {
     #[test]
     fn audio_only_cuts_by_time() {
         let mut tl = Timeline::new(
-            TimelineConfig { audio_target_ms: 1000, ..TimelineConfig::vod() },
+            TimelineConfig {
+                audio_target_ms: 1000,
+                ..TimelineConfig::vod()
+            },
             &[Track::new(3, Codec::Aac)],
         );
         for i in 0..200i64 {
@@ -736,7 +814,10 @@ mod tests {
                 data: bytes::Bytes::from(vec![0u8; (i % 7) as usize * 100]),
             })
             .collect();
-        let cfg = TimelineConfig { target_ms: 3000, ..TimelineConfig::vod() };
+        let cfg = TimelineConfig {
+            target_ms: 3000,
+            ..TimelineConfig::vod()
+        };
         let a = Timeline::from_frames(cfg.clone(), &av(), &frames);
         let b = Timeline::from_frames(cfg, &av(), &frames);
         assert!(a.is_ended());
@@ -750,7 +831,11 @@ mod tests {
 
     #[test]
     fn discontinuities() {
-        let cfg = TimelineConfig { target_ms: 1000, window: Window::Segments(4), ..Default::default() };
+        let cfg = TimelineConfig {
+            target_ms: 1000,
+            window: Window::Segments(4),
+            ..Default::default()
+        };
         let mut tl = Timeline::new(cfg, &av());
         for v in 0..100i64 {
             tl.push(1, v * 40, v % 25 == 0, 10);
@@ -765,8 +850,10 @@ mod tests {
         }
         tl.finish();
         let segs: Vec<&Segment> = tl.segments().collect();
-        let flags: Vec<(i64, i64, bool, u64)> =
-            segs.iter().map(|s| (s.start_ms, s.presentation_ms, s.discontinuity, s.period)).collect();
+        let flags: Vec<(i64, i64, bool, u64)> = segs
+            .iter()
+            .map(|s| (s.start_ms, s.presentation_ms, s.discontinuity, s.period))
+            .collect();
         assert_eq!(
             flags,
             vec![
@@ -785,7 +872,11 @@ mod tests {
 
     #[test]
     fn availability() {
-        let cfg = TimelineConfig { target_ms: 1000, part_target_ms: Some(200), ..Default::default() };
+        let cfg = TimelineConfig {
+            target_ms: 1000,
+            part_target_ms: Some(200),
+            ..Default::default()
+        };
         let mut tl = Timeline::new(cfg, &av());
         for v in 0..40i64 {
             tl.push(1, v * 40, v % 25 == 0, 10);
@@ -800,7 +891,11 @@ mod tests {
 
     #[test]
     fn parts() {
-        let cfg = TimelineConfig { target_ms: 2000, part_target_ms: Some(500), ..Default::default() };
+        let cfg = TimelineConfig {
+            target_ms: 2000,
+            part_target_ms: Some(500),
+            ..Default::default()
+        };
         let mut tl = Timeline::new(cfg, &av());
         feed(&mut tl, 5, 50, 0);
         let s = tl.get(0).unwrap();

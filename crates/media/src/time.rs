@@ -14,7 +14,11 @@ pub struct Unwrapper {
 impl Unwrapper {
     pub fn new(bits: u32) -> Unwrapper {
         assert!(bits > 1 && bits < 63);
-        Unwrapper { bits, last: None, epoch: 0 }
+        Unwrapper {
+            bits,
+            last: None,
+            epoch: 0,
+        }
     }
 
     pub fn unwrap(&mut self, raw: u64) -> i64 {

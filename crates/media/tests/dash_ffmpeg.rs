@@ -14,13 +14,30 @@ use mist_media::{Codec, Track};
 
 /// Panics when ffmpeg or ffprobe is missing: a skipped check would pass silently (scripts/test installs them).
 fn require_ffmpeg() {
-    let ok = |b: &str| Command::new(b).arg("-version").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(ok("ffmpeg") && ok("ffprobe"), "ffmpeg/ffprobe not installed (scripts/test installs them)");
+    let ok = |b: &str| {
+        Command::new(b)
+            .arg("-version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    assert!(
+        ok("ffmpeg") && ok("ffprobe"),
+        "ffmpeg/ffprobe not installed (scripts/test installs them)"
+    );
 }
 
 fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(args[0]).args(&args[1..]).current_dir(dir).output().unwrap();
-    (o.status.success(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
 }
 
 fn video_frames(dir: &Path, input: &str) -> u64 {
@@ -87,7 +104,16 @@ fn ffmpeg_decodes_our_static_mpd() {
 
     let (ok, out, err) = run(
         &dir,
-        &["ffprobe", "-v", "error", "-show_entries", "packet=dts_time,size,flags", "-of", "json", "out.mpd"],
+        &[
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=dts_time,size,flags",
+            "-of",
+            "json",
+            "out.mpd",
+        ],
     );
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -98,14 +124,27 @@ fn ffmpeg_decodes_our_static_mpd() {
     v.height = 180;
     v.fpks = 25_000;
     let tracks = [v];
-    let mut tl =
-        Timeline::new(TimelineConfig { target_ms: 1000, first_seq: 1, ..TimelineConfig::vod() }, &tracks);
+    let mut tl = Timeline::new(
+        TimelineConfig {
+            target_ms: 1000,
+            first_seq: 1,
+            ..TimelineConfig::vod()
+        },
+        &tracks,
+    );
     let mut origin = None;
     for p in pk {
-        let Some(d) = p["dts_time"].as_str().and_then(|s| s.parse::<f64>().ok()) else { continue };
+        let Some(d) = p["dts_time"].as_str().and_then(|s| s.parse::<f64>().ok()) else {
+            continue;
+        };
         let o = *origin.get_or_insert(d);
         let size = p["size"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-        tl.push(0, ((d - o) * 1000.0).round() as i64, p["flags"].as_str().unwrap_or("").contains('K'), size);
+        tl.push(
+            0,
+            ((d - o) * 1000.0).round() as i64,
+            p["flags"].as_str().unwrap_or("").contains('K'),
+            size,
+        );
     }
     tl.finish();
     let d: Vec<i64> = tl.segments().map(|s| s.duration_ms()).collect();
@@ -114,15 +153,24 @@ fn ffmpeg_decodes_our_static_mpd() {
     // ours, which follow fixed target buckets like its HLS muxer).
     assert_eq!(d, [1000; 5]);
     let theirs = std::fs::read_to_string(dir.join("out.mpd")).unwrap();
-    assert!(theirs.contains("<S t=\"0\" d=\"12800\" r=\"4\" />"), "{theirs}");
+    assert!(
+        theirs.contains("<S t=\"0\" d=\"12800\" r=\"4\" />"),
+        "{theirs}"
+    );
 
     let mut o = MpdOptions::vod();
     o.init_template = "init-stream$RepresentationID$.m4s".into();
     o.media_template = "chunk-stream$RepresentationID$-$Number%05d$.m4s".into();
     let mpd = dash::mpd(&tracks, &tl, &o);
     std::fs::write(dir.join("ours.mpd"), &mpd).unwrap();
-    let (ok, _, err) = run(&dir, &["ffmpeg", "-v", "error", "-i", "ours.mpd", "-f", "null", "-"]);
-    assert!(ok && err.trim().is_empty(), "ffmpeg decoding ours.mpd:\n{err}\n{mpd}");
+    let (ok, _, err) = run(
+        &dir,
+        &["ffmpeg", "-v", "error", "-i", "ours.mpd", "-f", "null", "-"],
+    );
+    assert!(
+        ok && err.trim().is_empty(),
+        "ffmpeg decoding ours.mpd:\n{err}\n{mpd}"
+    );
     let want = video_frames(&dir, "out.mpd");
     assert_eq!(want, 125);
     assert_eq!(video_frames(&dir, "ours.mpd"), want);

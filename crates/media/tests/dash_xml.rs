@@ -39,18 +39,35 @@ fn tracks() -> Vec<Track> {
 }
 
 fn check(mpd_text: &str) -> Option<String> {
-    let f = std::env::temp_dir().join(format!("mist-dash-xml-{}-{}.mpd", std::process::id(), mpd_text.len()));
+    let f = std::env::temp_dir().join(format!(
+        "mist-dash-xml-{}-{}.mpd",
+        std::process::id(),
+        mpd_text.len()
+    ));
     std::fs::write(&f, mpd_text).unwrap();
-    let o = Command::new("python3").arg("-c").arg(CHECK).arg(&f).output().ok()?;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(CHECK)
+        .arg(&f)
+        .output()
+        .ok()?;
     let _ = std::fs::remove_file(&f);
-    assert!(o.status.success(), "{}\n{mpd_text}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{}\n{mpd_text}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     Some(String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 #[test]
 fn mpds_are_well_formed() {
     let tr = tracks();
-    let cfg = TimelineConfig { target_ms: 2000, window: Window::Ms(8000), ..Default::default() };
+    let cfg = TimelineConfig {
+        target_ms: 2000,
+        window: Window::Ms(8000),
+        ..Default::default()
+    };
     let mut tl = Timeline::new(cfg, &tr);
     for i in 0..1500i64 {
         tl.push(1, i * 20, i % 100 == 0, 4000);

@@ -13,8 +13,17 @@ use mist_media::{Codec, Track};
 
 /// Panics when ffmpeg or ffprobe is missing: a skipped check would pass silently (scripts/test installs them).
 fn require_ffmpeg() {
-    let ok = |b: &str| Command::new(b).arg("-version").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(ok("ffmpeg") && ok("ffprobe"), "ffmpeg/ffprobe not installed (scripts/test installs them)");
+    let ok = |b: &str| {
+        Command::new(b)
+            .arg("-version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    assert!(
+        ok("ffmpeg") && ok("ffprobe"),
+        "ffmpeg/ffprobe not installed (scripts/test installs them)"
+    );
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
@@ -25,8 +34,16 @@ fn tmpdir(tag: &str) -> PathBuf {
 }
 
 fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(args[0]).args(&args[1..]).current_dir(dir).output().unwrap();
-    (o.status.success(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
 }
 
 fn video_frames(dir: &Path, input: &str) -> u64 {
@@ -74,7 +91,9 @@ fn packets(dir: &Path, input: &str) -> Vec<(u32, i64, bool, u32)> {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let mut r: Vec<(u32, f64, bool, u32)> = Vec::new();
     for p in v["packets"].as_array().unwrap() {
-        let Some(dts) = p["dts_time"].as_str().and_then(|s| s.parse::<f64>().ok()) else { continue };
+        let Some(dts) = p["dts_time"].as_str().and_then(|s| s.parse::<f64>().ok()) else {
+            continue;
+        };
         r.push((
             p["stream_index"].as_u64().unwrap() as u32,
             dts,
@@ -83,7 +102,9 @@ fn packets(dir: &Path, input: &str) -> Vec<(u32, i64, bool, u32)> {
         ));
     }
     let origin = r.iter().find(|p| p.0 == 0).map(|p| p.1).unwrap();
-    r.into_iter().map(|(s, d, k, z)| (s, ((d - origin) * 1000.0).round() as i64, k, z)).collect()
+    r.into_iter()
+        .map(|(s, d, k, z)| (s, ((d - origin) * 1000.0).round() as i64, k, z))
+        .collect()
 }
 
 fn tracks() -> Vec<Track> {
@@ -146,7 +167,13 @@ fn check(fmp4: bool) {
 
     // Feed our timeline the packets ffmpeg segmented.
     let tr = tracks();
-    let mut tl = Timeline::new(TimelineConfig { target_ms: 1000, ..TimelineConfig::vod() }, &tr);
+    let mut tl = Timeline::new(
+        TimelineConfig {
+            target_ms: 1000,
+            ..TimelineConfig::vod()
+        },
+        &tr,
+    );
     for (stream, dts, key, size) in packets(&dir, "out.m3u8") {
         tl.push(stream + 1, dts, key, size);
     }
@@ -159,27 +186,55 @@ fn check(fmp4: bool) {
     };
     let ours: Vec<i64> = tl.segments().map(|s| s.duration_ms()).collect();
     let theirs_d: Vec<i64> = theirs.segments.iter().map(|s| s.duration_ms).collect();
-    assert_eq!(ours.len(), theirs_d.len(), "ours {ours:?} theirs {theirs_d:?}");
+    assert_eq!(
+        ours.len(),
+        theirs_d.len(),
+        "ours {ours:?} theirs {theirs_d:?}"
+    );
     let n = ours.len();
     assert_eq!(ours[..n - 1], theirs_d[..n - 1]);
-    assert!((ours[n - 1] - theirs_d[n - 1]).abs() <= 40, "ours {ours:?} theirs {theirs_d:?}");
+    assert!(
+        (ours[n - 1] - theirs_d[n - 1]).abs() <= 40,
+        "ours {ours:?} theirs {theirs_d:?}"
+    );
 
     // Our playlists over ffmpeg's segments.
-    let mut mo = if fmp4 { MediaOptions::cmaf(&[1, 2]) } else { MediaOptions::ts(&[1, 2]) };
-    mo.segment_uri = if fmp4 { "out{seq}.m4s".into() } else { "out{seq}.ts".into() };
+    let mut mo = if fmp4 {
+        MediaOptions::cmaf(&[1, 2])
+    } else {
+        MediaOptions::ts(&[1, 2])
+    };
+    mo.segment_uri = if fmp4 {
+        "out{seq}.m4s".into()
+    } else {
+        "out{seq}.ts".into()
+    };
     mo.playlist_type = Some(PlaylistType::Vod);
     let media = hls::media_playlist(&tl, &mo);
     std::fs::write(dir.join("ours.m3u8"), &media).unwrap();
-    let mut ma = if fmp4 { MasterOptions::cmaf() } else { MasterOptions::ts() };
+    let mut ma = if fmp4 {
+        MasterOptions::cmaf()
+    } else {
+        MasterOptions::ts()
+    };
     ma.audio = hls::AudioMode::Muxed;
     ma.variant_uri = "ours.m3u8".into();
     let master = hls::master_playlist(&tr, &tl, &ma);
-    assert!(master.contains("CODECS=\"avc1.64001f,mp4a.40.2\""), "{master}");
+    assert!(
+        master.contains("CODECS=\"avc1.64001f,mp4a.40.2\""),
+        "{master}"
+    );
     std::fs::write(dir.join("master.m3u8"), &master).unwrap();
 
     for pl in ["ours.m3u8", "master.m3u8"] {
-        let (ok, _, err) = run(&dir, &["ffmpeg", "-v", "error", "-i", pl, "-f", "null", "-"]);
-        assert!(ok && err.trim().is_empty(), "ffmpeg decoding {pl}:\n{err}\n{media}");
+        let (ok, _, err) = run(
+            &dir,
+            &["ffmpeg", "-v", "error", "-i", pl, "-f", "null", "-"],
+        );
+        assert!(
+            ok && err.trim().is_empty(),
+            "ffmpeg decoding {pl}:\n{err}\n{media}"
+        );
     }
     let want = video_frames(&dir, "out.m3u8");
     assert_eq!(want, 100);

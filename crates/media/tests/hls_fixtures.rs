@@ -44,7 +44,11 @@ fn ts_live_window() {
     assert_eq!(m.segments.len(), 3);
     assert_eq!(m.segments[0].seq, 3);
     assert_eq!(m.segments[2].uri, "live5.ts");
-    assert!(m.segments[0].program_date_time.as_deref().unwrap().ends_with("+0000"));
+    assert!(m.segments[0]
+        .program_date_time
+        .as_deref()
+        .unwrap()
+        .ends_with("+0000"));
 }
 
 #[test]
@@ -55,7 +59,10 @@ fn variants() {
     assert_eq!(m.variants[0].bandwidth, 70400);
     assert_eq!(m.variants[0].resolution, Some((320, 180)));
     assert_eq!(m.variants[1].resolution, Some((160, 90)));
-    assert_eq!(m.variants[1].codecs.as_deref(), Some("avc1.64000b,mp4a.40.2"));
+    assert_eq!(
+        m.variants[1].codecs.as_deref(),
+        Some("avc1.64000b,mp4a.40.2")
+    );
     let v = media("variants_out_0.m3u8");
     assert_eq!(v.segments.len(), 3);
     assert!(v.endlist);
@@ -66,7 +73,10 @@ fn fmp4_and_cmaf() {
     let m = media("fmp4_vod.m3u8");
     assert_eq!(m.version, Some(7));
     assert_eq!(m.segments.len(), 4);
-    assert!(m.segments.iter().all(|s| s.map.as_ref().unwrap().uri == "init.mp4"));
+    assert!(m
+        .segments
+        .iter()
+        .all(|s| s.map.as_ref().unwrap().uri == "init.mp4"));
     let m = master("cmaf_master.m3u8");
     assert_eq!(m.renditions.len(), 1);
     let r = &m.renditions[0];
@@ -76,7 +86,10 @@ fn fmp4_and_cmaf() {
     assert_eq!(r.uri.as_deref(), Some("out_english.m3u8"));
     assert!(r.default);
     assert_eq!(m.variants.len(), 3);
-    assert!(m.variants.iter().all(|v| v.audio.as_deref() == Some("group_aud")));
+    assert!(m
+        .variants
+        .iter()
+        .all(|v| v.audio.as_deref() == Some("group_aud")));
     let a = media("cmaf_audio.m3u8");
     assert_eq!(a.segments[0].duration_ms, 1003);
     assert_eq!(a.segments[3].duration_ms, 21);

@@ -16,7 +16,11 @@ fn node(script: &str) -> Option<String> {
         .ok()?;
     c.stdin.take()?.write_all(script.as_bytes()).ok()?;
     let o = c.wait_with_output().ok()?;
-    assert!(o.status.success(), "node failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "node failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     Some(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
@@ -30,16 +34,36 @@ fn info_js_evaluates_to_the_json() {
     a.rate = 48000;
     a.channels = 2;
     let tracks = [
-        TrackInfo { track: v, firstms: 1000, lastms: 61_000 },
-        TrackInfo { track: a, firstms: 1000, lastms: 61_010 },
+        TrackInfo {
+            track: v,
+            firstms: 1000,
+            lastms: 61_000,
+        },
+        TrackInfo {
+            track: a,
+            firstms: 1000,
+            lastms: 61_010,
+        },
     ];
-    let srcs: Vec<Source> =
-        [Protocol::Hls, Protocol::CmafHls, Protocol::Dash, Protocol::WebM, Protocol::WebRtc, Protocol::Flv]
-            .into_iter()
-            .map(|p| Source { protocol: p, base_url: "https://example.test:4433".into() })
-            .collect();
+    let srcs: Vec<Source> = [
+        Protocol::Hls,
+        Protocol::CmafHls,
+        Protocol::Dash,
+        Protocol::WebM,
+        Protocol::WebRtc,
+        Protocol::Flv,
+    ]
+    .into_iter()
+    .map(|p| Source {
+        protocol: p,
+        base_url: "https://example.test:4433".into(),
+    })
+    .collect();
     for (name, info) in [
-        ("live+it's </script>", stream_info("live+it's </script>", false, &tracks, &srcs)),
+        (
+            "live+it's </script>",
+            stream_info("live+it's </script>", false, &tracks, &srcs),
+        ),
         ("gone", offline_info("Stream is offline")),
     ] {
         let js = info_js(name, &info);
@@ -58,9 +82,16 @@ fn info_js_evaluates_to_the_json() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["type"].as_str().unwrap().to_string(), s["simul_tracks"].as_u64().unwrap()))
+        .map(|s| {
+            (
+                s["type"].as_str().unwrap().to_string(),
+                s["simul_tracks"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(simul[0].1, 2);
-    assert!(simul.iter().any(|(t, n)| t == "html5/application/vnd.apple.mpegurl" && *n == 1));
+    assert!(simul
+        .iter()
+        .any(|(t, n)| t == "html5/application/vnd.apple.mpegurl" && *n == 1));
     assert!(simul.iter().any(|(t, n)| t == "webrtc" && *n == 2));
 }

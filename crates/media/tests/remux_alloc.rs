@@ -60,7 +60,14 @@ const FIXTURES: &[(&str, Input)] = &[
     ("mkv/vp9_opus.webm", Input::Mkv),
 ];
 
-const OUTPUTS: &[Output] = &[Output::Ts, Output::Flv, Output::Mp4, Output::Fmp4, Output::Mkv, Output::Webm];
+const OUTPUTS: &[Output] = &[
+    Output::Ts,
+    Output::Flv,
+    Output::Mp4,
+    Output::Fmp4,
+    Output::Mkv,
+    Output::Webm,
+];
 
 #[test]
 fn damaged_input_never_panics_and_allocates_in_proportion() {
@@ -77,7 +84,11 @@ fn damaged_input_never_panics_and_allocates_in_proportion() {
                 for _ in 0..1 + rng.below(8) {
                     let at = rng.below(data.len());
                     let n = 1 + rng.below(4);
-                    let v = if rng.below(2) == 0 { 0xff } else { rng.next() as u8 };
+                    let v = if rng.below(2) == 0 {
+                        0xff
+                    } else {
+                        rng.next() as u8
+                    };
                     for b in data.iter_mut().skip(at).take(n) {
                         *b = v;
                     }
@@ -96,12 +107,18 @@ fn damaged_input_never_panics_and_allocates_in_proportion() {
                 // fixed: read buffer (1 MiB), Vec growth of the output and TS/MKV write buffers
                 // (1 MiB + slack each); proportional: frames held, output, copies of the input
                 let bound = (4 << 20) + 8 * data.len();
-                assert!(peak <= bound, "{name} round {round} -> {o:?}: peak {peak} > {bound}");
+                assert!(
+                    peak <= bound,
+                    "{name} round {round} -> {o:?}: peak {peak} > {bound}"
+                );
                 if peak > worst.0 {
                     worst = (peak, format!("{name} round {round} -> {o:?}"));
                 }
             }
         }
     }
-    eprintln!("{runs} remuxes of damaged input, worst peak {} bytes ({})", worst.0, worst.1);
+    eprintln!(
+        "{runs} remuxes of damaged input, worst peak {} bytes ({})",
+        worst.0, worst.1
+    );
 }

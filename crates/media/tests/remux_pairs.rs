@@ -12,12 +12,22 @@ use std::process::Command;
 use mist_media::remux::{remux_file, Input, Output};
 
 fn require_ffmpeg() {
-    let ok = |b: &str| Command::new(b).arg("-version").output().is_ok_and(|o| o.status.success());
-    assert!(ok("ffmpeg") && ok("ffprobe"), "ffmpeg/ffprobe not installed (scripts/test installs them)");
+    let ok = |b: &str| {
+        Command::new(b)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(
+        ok("ffmpeg") && ok("ffprobe"),
+        "ffmpeg/ffprobe not installed (scripts/test installs them)"
+    );
 }
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 fn tmpdir() -> PathBuf {
@@ -47,8 +57,13 @@ struct Probe {
 impl StreamInfo {
     fn same(&self, o: &StreamInfo) -> bool {
         // times in the model are whole milliseconds: allow 2 ms of rounding at either end
-        (self.codec.as_str(), self.width, self.height, self.packets, self.keyframes)
-            == (o.codec.as_str(), o.width, o.height, o.packets, o.keyframes)
+        (
+            self.codec.as_str(),
+            self.width,
+            self.height,
+            self.packets,
+            self.keyframes,
+        ) == (o.codec.as_str(), o.width, o.height, o.packets, o.keyframes)
             && (self.span_ms - o.span_ms).abs() <= 2.5
     }
 }
@@ -62,7 +77,16 @@ fn run(cmd: &mut Command) -> (String, String) {
 }
 
 fn probe(path: &Path) -> Probe {
-    let (out, err) = run(Command::new("ffprobe").args(["-v", "error", "-show_entries", "stream=index,codec_type,codec_name,width,height", "-of", "default=nw=0"]).arg(path));
+    let (out, err) = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=index,codec_type,codec_name,width,height",
+            "-of",
+            "default=nw=0",
+        ])
+        .arg(path));
     assert_eq!(err, "", "ffprobe errors on {}", path.display());
     let mut by_index: BTreeMap<usize, (String, StreamInfo)> = BTreeMap::new();
     let mut cur: BTreeMap<String, String> = BTreeMap::new();
@@ -76,7 +100,14 @@ fn probe(path: &Path) -> Probe {
                     idx,
                     (
                         cur["codec_type"].clone(),
-                        StreamInfo { codec: cur["codec_name"].clone(), width: num("width"), height: num("height"), packets: 0, keyframes: 0, span_ms: 0.0 },
+                        StreamInfo {
+                            codec: cur["codec_name"].clone(),
+                            width: num("width"),
+                            height: num("height"),
+                            packets: 0,
+                            keyframes: 0,
+                            span_ms: 0.0,
+                        },
                     ),
                 );
             }
@@ -87,12 +118,29 @@ fn probe(path: &Path) -> Probe {
             }
         }
     }
-    let (out, _) = run(Command::new("ffprobe").args(["-v", "error", "-show_entries", "packet=stream_index,pts_time,flags", "-of", "csv=p=0"]).arg(path));
+    let (out, _) = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,pts_time,flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path));
     let mut spans: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
         let mut it = line.split(',');
-        let idx: usize = it.next().unwrap().parse().unwrap_or_else(|_| panic!("ffprobe packet line {line:?}"));
-        let pts: f64 = it.next().unwrap_or("").parse().unwrap_or_else(|_| panic!("no pts: {line:?}"));
+        let idx: usize = it
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("ffprobe packet line {line:?}"));
+        let pts: f64 = it
+            .next()
+            .unwrap_or("")
+            .parse()
+            .unwrap_or_else(|_| panic!("no pts: {line:?}"));
         let flags = it.next().unwrap_or("");
         let s = &mut by_index.get_mut(&idx).unwrap().1;
         s.packets += 1;
@@ -106,21 +154,36 @@ fn probe(path: &Path) -> Probe {
     }
     let mut streams = BTreeMap::new();
     for (_, (kind, s)) in by_index {
-        assert!(streams.insert(kind.clone(), s).is_none(), "two {kind} streams in {}", path.display());
+        assert!(
+            streams.insert(kind.clone(), s).is_none(),
+            "two {kind} streams in {}",
+            path.display()
+        );
     }
     Probe { streams }
 }
 
 fn decode_errors(path: &Path) -> String {
-    let o = Command::new("ffmpeg").args(["-nostdin", "-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output().expect("ffmpeg");
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
     assert!(o.status.success(), "ffmpeg failed on {}", path.display());
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The md5 of every decoded video frame, in order (timestamps left out).
 fn video_md5s(path: &Path) -> Vec<String> {
-    let (out, _) = run(Command::new("ffmpeg").args(["-nostdin", "-v", "error", "-i"]).arg(path).args(["-map", "0:v:0", "-f", "framemd5", "-"]));
-    out.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit(',').next().unwrap().trim().to_string()).collect()
+    let (out, _) = run(Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0:v:0", "-f", "framemd5", "-"]));
+    out.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_string())
+        .collect()
 }
 
 struct Case {
@@ -135,18 +198,66 @@ struct Case {
 use Output::{Flv, Fmp4, Mkv, Mp4, Ts, Webm};
 
 const INPUTS: &[Case] = &[
-    Case { fixture: "ts/h264_aac.ts", input: Input::Ts, outputs: &[Ts, Flv, Mp4, Fmp4, Mkv] },
-    Case { fixture: "ts/hevc_aac.ts", input: Input::Ts, outputs: &[Ts, Mp4, Fmp4, Mkv] },
-    Case { fixture: "ts/h264_opus.ts", input: Input::Ts, outputs: &[Ts, Mp4, Fmp4, Mkv] },
-    Case { fixture: "ts/h264_mp3.ts", input: Input::Ts, outputs: &[Ts, Flv, Mkv] },
-    Case { fixture: "flv/testsrc_320x240_1s.flv", input: Input::Flv, outputs: &[Ts, Flv, Mp4, Fmp4, Mkv] },
-    Case { fixture: "mp4/h264_aac.mp4", input: Input::Mp4, outputs: &[Ts, Flv, Mp4, Fmp4, Mkv] },
-    Case { fixture: "mp4/h264_aac_frag.mp4", input: Input::Mp4, outputs: &[Ts, Flv, Mp4, Fmp4, Mkv] },
-    Case { fixture: "mp4/hevc_aac.mp4", input: Input::Mp4, outputs: &[Ts, Mp4, Fmp4, Mkv] },
-    Case { fixture: "mkv/h264_aac.mkv", input: Input::Mkv, outputs: &[Ts, Flv, Mp4, Fmp4, Mkv] },
-    Case { fixture: "mkv/live_h264_aac.mkv", input: Input::Mkv, outputs: &[Ts, Flv, Mp4, Fmp4, Mkv] },
-    Case { fixture: "mkv/hevc_opus.mkv", input: Input::Mkv, outputs: &[Ts, Mp4, Fmp4, Mkv] },
-    Case { fixture: "mkv/vp9_opus.webm", input: Input::Mkv, outputs: &[Mkv, Webm] },
+    Case {
+        fixture: "ts/h264_aac.ts",
+        input: Input::Ts,
+        outputs: &[Ts, Flv, Mp4, Fmp4, Mkv],
+    },
+    Case {
+        fixture: "ts/hevc_aac.ts",
+        input: Input::Ts,
+        outputs: &[Ts, Mp4, Fmp4, Mkv],
+    },
+    Case {
+        fixture: "ts/h264_opus.ts",
+        input: Input::Ts,
+        outputs: &[Ts, Mp4, Fmp4, Mkv],
+    },
+    Case {
+        fixture: "ts/h264_mp3.ts",
+        input: Input::Ts,
+        outputs: &[Ts, Flv, Mkv],
+    },
+    Case {
+        fixture: "flv/testsrc_320x240_1s.flv",
+        input: Input::Flv,
+        outputs: &[Ts, Flv, Mp4, Fmp4, Mkv],
+    },
+    Case {
+        fixture: "mp4/h264_aac.mp4",
+        input: Input::Mp4,
+        outputs: &[Ts, Flv, Mp4, Fmp4, Mkv],
+    },
+    Case {
+        fixture: "mp4/h264_aac_frag.mp4",
+        input: Input::Mp4,
+        outputs: &[Ts, Flv, Mp4, Fmp4, Mkv],
+    },
+    Case {
+        fixture: "mp4/hevc_aac.mp4",
+        input: Input::Mp4,
+        outputs: &[Ts, Mp4, Fmp4, Mkv],
+    },
+    Case {
+        fixture: "mkv/h264_aac.mkv",
+        input: Input::Mkv,
+        outputs: &[Ts, Flv, Mp4, Fmp4, Mkv],
+    },
+    Case {
+        fixture: "mkv/live_h264_aac.mkv",
+        input: Input::Mkv,
+        outputs: &[Ts, Flv, Mp4, Fmp4, Mkv],
+    },
+    Case {
+        fixture: "mkv/hevc_opus.mkv",
+        input: Input::Mkv,
+        outputs: &[Ts, Mp4, Fmp4, Mkv],
+    },
+    Case {
+        fixture: "mkv/vp9_opus.webm",
+        input: Input::Mkv,
+        outputs: &[Mkv, Webm],
+    },
 ];
 
 fn ext(o: Output) -> &'static str {
@@ -159,13 +270,28 @@ fn ext(o: Output) -> &'static str {
     }
 }
 
-fn check_pair(case: &Case, o: Output, dir: &Path, reference: &Probe, ref_md5: &[String]) -> Result<(), String> {
-    let name = format!("{}-{:?}.{}", case.fixture.replace(['/', '.'], "_"), o, ext(o));
+fn check_pair(
+    case: &Case,
+    o: Output,
+    dir: &Path,
+    reference: &Probe,
+    ref_md5: &[String],
+) -> Result<(), String> {
+    let name = format!(
+        "{}-{:?}.{}",
+        case.fixture.replace(['/', '.'], "_"),
+        o,
+        ext(o)
+    );
     let out = dir.join(&name);
-    let stats = remux_file(&fixture(case.fixture), case.input, &out, o).map_err(|e| format!("{name}: remux: {e}"))?;
+    let stats = remux_file(&fixture(case.fixture), case.input, &out, o)
+        .map_err(|e| format!("{name}: remux: {e}"))?;
     let mut errs = Vec::new();
     if stats.frames_dropped != 0 || !stats.tracks_dropped.is_empty() {
-        errs.push(format!("dropped {} frames, tracks {:?}", stats.frames_dropped, stats.tracks_dropped));
+        errs.push(format!(
+            "dropped {} frames, tracks {:?}",
+            stats.frames_dropped, stats.tracks_dropped
+        ));
     }
     let e = decode_errors(&out);
     if !e.is_empty() {
@@ -173,13 +299,23 @@ fn check_pair(case: &Case, o: Output, dir: &Path, reference: &Probe, ref_md5: &[
     }
     let p = probe(&out);
     let same = p.streams.len() == reference.streams.len()
-        && p.streams.iter().zip(&reference.streams).all(|((k, a), (l, b))| k == l && a.same(b));
+        && p.streams
+            .iter()
+            .zip(&reference.streams)
+            .all(|((k, a), (l, b))| k == l && a.same(b));
     if !same {
-        errs.push(format!("streams {:?} != input {:?}", p.streams, reference.streams));
+        errs.push(format!(
+            "streams {:?} != input {:?}",
+            p.streams, reference.streams
+        ));
     }
     let md5 = video_md5s(&out);
     if md5 != ref_md5 {
-        errs.push(format!("decoded video differs: {} frames vs {} in the input", md5.len(), ref_md5.len()));
+        errs.push(format!(
+            "decoded video differs: {} frames vs {} in the input",
+            md5.len(),
+            ref_md5.len()
+        ));
     }
     if errs.is_empty() {
         Ok(())
@@ -197,7 +333,11 @@ fn every_pair_decodes_with_ffmpeg_to_the_same_frames() {
     for case in INPUTS {
         let input = fixture(case.fixture);
         let reference = probe(&input);
-        assert!(reference.streams.contains_key("video") && reference.streams.contains_key("audio"), "{}", case.fixture);
+        assert!(
+            reference.streams.contains_key("video") && reference.streams.contains_key("audio"),
+            "{}",
+            case.fixture
+        );
         let ref_md5 = video_md5s(&input);
         assert!(!ref_md5.is_empty());
         for &o in case.outputs {
@@ -208,7 +348,12 @@ fn every_pair_decodes_with_ffmpeg_to_the_same_frames() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(failures.is_empty(), "{} of {checked} pairs failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} pairs failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{checked} pairs checked");
 }
 

@@ -47,7 +47,11 @@ fn demux(data: &[u8], chunk: usize) -> Demuxed {
     }
     d.flush();
     take(&mut d);
-    Demuxed { tracks, frames, stats: d.stats().clone() }
+    Demuxed {
+        tracks,
+        frames,
+        stats: d.stats().clone(),
+    }
 }
 
 type Packets = BTreeMap<u32, Vec<(i64, i64, bool)>>;
@@ -60,7 +64,9 @@ fn expected(csv: &str) -> Packets {
         let idx = u32::from_str_radix(f[0].trim_start_matches("0x"), 16).unwrap();
         let pts: i64 = f[1].parse().unwrap();
         let dts: i64 = f[2].parse().unwrap_or(pts);
-        m.entry(idx).or_default().push((pts, dts, f[3].starts_with('K')));
+        m.entry(idx)
+            .or_default()
+            .push((pts, dts, f[3].starts_with('K')));
     }
     m
 }
@@ -70,14 +76,32 @@ fn check_against_ffprobe(name: &str, d: &Demuxed) {
     let exp = expected(&csv);
     // our track ids are the PIDs
     let ids: Vec<u32> = d.tracks.keys().copied().collect();
-    assert_eq!(ids, exp.keys().copied().collect::<Vec<_>>(), "{name}: tracks");
+    assert_eq!(
+        ids,
+        exp.keys().copied().collect::<Vec<_>>(),
+        "{name}: tracks"
+    );
     for (idx, packets) in &exp {
         let id = *idx;
         let mine: Vec<&Frame> = d.frames.iter().filter(|f| f.track == id).collect();
-        assert_eq!(mine.len(), packets.len(), "{name}: frame count of stream {idx}");
+        assert_eq!(
+            mine.len(),
+            packets.len(),
+            "{name}: frame count of stream {idx}"
+        );
         for (n, (f, &(pts, dts, key))) in mine.iter().zip(packets).enumerate() {
-            assert!((f.dts - dts / 90).abs() <= 1, "{name} s{idx} #{n}: dts {} vs {}", f.dts, dts / 90);
-            assert!((f.pts() - pts / 90).abs() <= 1, "{name} s{idx} #{n}: pts {} vs {}", f.pts(), pts / 90);
+            assert!(
+                (f.dts - dts / 90).abs() <= 1,
+                "{name} s{idx} #{n}: dts {} vs {}",
+                f.dts,
+                dts / 90
+            );
+            assert!(
+                (f.pts() - pts / 90).abs() <= 1,
+                "{name} s{idx} #{n}: pts {} vs {}",
+                f.pts(),
+                pts / 90
+            );
             assert_eq!(f.keyframe, key, "{name} s{idx} #{n}: keyframe");
         }
     }
@@ -150,8 +174,14 @@ fn two_programs_match_ffprobe() {
     let mut dm = Demuxer::new();
     dm.push(&ts);
     dm.flush();
-    assert_eq!(dm.programs().collect::<Vec<_>>(), vec![(1, 0x1000), (2, 0x1001)]);
-    assert_eq!([0x100, 0x101, 0x102, 0x103].map(|t| dm.program_of(t)), [Some(1), Some(2), Some(1), Some(2)]);
+    assert_eq!(
+        dm.programs().collect::<Vec<_>>(),
+        vec![(1, 0x1000), (2, 0x1001)]
+    );
+    assert_eq!(
+        [0x100, 0x101, 0x102, 0x103].map(|t| dm.program_of(t)),
+        [Some(1), Some(2), Some(1), Some(2)]
+    );
     assert!(dm.pcr(1).is_some() && dm.pcr(2).is_some());
 }
 
@@ -180,9 +210,18 @@ use mist_media::mpegts::{Muxer, MuxerOptions};
 
 /// Panics when ffmpeg or ffprobe is missing: a skipped check would pass silently (scripts/test installs them).
 fn require_ffmpeg() {
-    let ok = Command::new("ffmpeg").arg("-version").output().is_ok_and(|o| o.status.success())
-        && Command::new("ffprobe").arg("-version").output().is_ok_and(|o| o.status.success());
-    assert!(ok, "ffmpeg/ffprobe not installed (scripts/test installs them)");
+    let ok = Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && Command::new("ffprobe")
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "ffmpeg/ffprobe not installed (scripts/test installs them)"
+    );
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -209,22 +248,39 @@ fn ffmpeg_errors(path: &PathBuf) -> String {
 /// ffprobe's packets of a file we wrote, per stream index (which is our track order).
 fn ffprobe_packets(path: &PathBuf) -> BTreeMap<usize, Vec<(i64, i64, bool)>> {
     let o = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "packet=stream_index,pts,dts,flags", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,pts,dts,flags",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .unwrap();
     assert!(o.status.success());
     let mut m: BTreeMap<usize, Vec<_>> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.trim().is_empty()) {
+    for line in String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
         let f: Vec<&str> = line.split(',').collect();
         let pts: i64 = f[1].parse().unwrap();
-        m.entry(f[0].parse().unwrap()).or_default().push((pts, f[2].parse().unwrap_or(pts), f[3].starts_with('K')));
+        m.entry(f[0].parse().unwrap()).or_default().push((
+            pts,
+            f[2].parse().unwrap_or(pts),
+            f[3].starts_with('K'),
+        ));
     }
     m
 }
 
 fn opts(audio_frames_per_pes: usize) -> MuxerOptions {
-    MuxerOptions { audio_frames_per_pes, ..MuxerOptions::default() }
+    MuxerOptions {
+        audio_frames_per_pes,
+        ..MuxerOptions::default()
+    }
 }
 
 fn mux_all(d: &Demuxed, audio_frames_per_pes: usize) -> (Vec<u8>, Muxer) {
@@ -252,25 +308,44 @@ fn round_trip_with(name: &str, audio_frames_per_pes: usize) {
     // our own demuxer gives the same frames back (track ids become the new PIDs 0x100…)
     let back = demux(&out, 65536);
     assert_eq!(back.stats.continuity_errors, 0);
-    assert_eq!(back.frames.len(), d.frames.len(), "{name}: frame count after round trip");
-    let id_map: BTreeMap<u32, u32> = d.tracks.keys().zip(back.tracks.keys()).map(|(a, b)| (*a, *b)).collect();
+    assert_eq!(
+        back.frames.len(),
+        d.frames.len(),
+        "{name}: frame count after round trip"
+    );
+    let id_map: BTreeMap<u32, u32> = d
+        .tracks
+        .keys()
+        .zip(back.tracks.keys())
+        .map(|(a, b)| (*a, *b))
+        .collect();
     // frames are compared per track: across tracks the demuxer's output order follows PES ends
     let mut a_sorted: Vec<&Frame> = d.frames.iter().collect();
     a_sorted.sort_by_key(|f| id_map[&f.track]);
     let mut b_sorted: Vec<&Frame> = back.frames.iter().collect();
     b_sorted.sort_by_key(|f| f.track);
     for (a, b) in a_sorted.into_iter().zip(b_sorted) {
-        assert_eq!((id_map[&a.track], a.pts_offset, a.keyframe), (b.track, b.pts_offset, b.keyframe));
+        assert_eq!(
+            (id_map[&a.track], a.pts_offset, a.keyframe),
+            (b.track, b.pts_offset, b.keyframe)
+        );
         if audio_frames_per_pes == 1 {
             assert_eq!(a.dts, b.dts);
         } else {
             // frames after the first of a PES get times interpolated from the sample rate
             assert!((a.dts - b.dts).abs() <= 1, "{name}: {} vs {}", a.dts, b.dts);
         }
-        assert_eq!(a.data, b.data, "{name}: payload of track {} at {}", a.track, a.dts);
+        assert_eq!(
+            a.data, b.data,
+            "{name}: payload of track {} at {}",
+            a.track, a.dts
+        );
     }
     for (a, b) in d.tracks.values().zip(back.tracks.values()) {
-        assert_eq!((a.codec, &a.init, a.width, a.height, a.rate, a.channels), (b.codec, &b.init, b.width, b.height, b.rate, b.channels));
+        assert_eq!(
+            (a.codec, &a.init, a.width, a.height, a.rate, a.channels),
+            (b.codec, &b.init, b.width, b.height, b.rate, b.channels)
+        );
     }
     require_ffmpeg();
     let path = tmp(&format!("{name}-{audio_frames_per_pes}.ts"));
@@ -283,11 +358,18 @@ fn round_trip_with(name: &str, audio_frames_per_pes: usize) {
     // we mux the tracks in PID order into one program, so stream index n is the n-th PID
     for (idx, packets) in orig.values().enumerate() {
         let g = &got[&idx];
-        assert_eq!(g.len(), packets.len(), "{name}: ffprobe packet count of stream {idx}");
+        assert_eq!(
+            g.len(),
+            packets.len(),
+            "{name}: ffprobe packet count of stream {idx}"
+        );
         let keys = |v: &[(i64, i64, bool)]| v.iter().filter(|p| p.2).count();
         assert_eq!(keys(g), keys(packets), "{name}: keyframes of stream {idx}");
         for (a, b) in g.iter().zip(packets) {
-            assert!((a.1 - b.1).abs() <= 90 && (a.0 - b.0).abs() <= 90, "{name}: timestamps {a:?} vs {b:?}");
+            assert!(
+                (a.1 - b.1).abs() <= 90 && (a.0 - b.0).abs() <= 90,
+                "{name}: timestamps {a:?} vs {b:?}"
+            );
         }
     }
     let _ = std::fs::remove_file(&path);
@@ -370,14 +452,35 @@ fn segments_with(name: &str, audio_frames_per_pes: usize) {
     for (i, (seg, n)) in segs.iter().enumerate() {
         let path = tmp(&format!("{name}-{audio_frames_per_pes}-seg{i}.ts"));
         std::fs::write(&path, seg).unwrap();
-        assert_eq!(ffmpeg_errors(&path), "", "{name}: segment {i} does not decode alone");
+        assert_eq!(
+            ffmpeg_errors(&path),
+            "",
+            "{name}: segment {i} does not decode alone"
+        );
         let o = Command::new("ffprobe")
-            .args(["-v", "error", "-count_frames", "-select_streams", "0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+            .args([
+                "-v",
+                "error",
+                "-count_frames",
+                "-select_streams",
+                "0",
+                "-show_entries",
+                "stream=nb_read_frames",
+                "-of",
+                "csv=p=0",
+            ])
             .arg(&path)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&o.stdout);
-        let decoded: usize = text.lines().find(|l| !l.trim().is_empty()).unwrap().trim().trim_end_matches(',').parse().unwrap();
+        let decoded: usize = text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap()
+            .trim()
+            .trim_end_matches(',')
+            .parse()
+            .unwrap();
         assert_eq!(decoded, *n, "{name}: segment {i} decoded frames");
         let _ = std::fs::remove_file(&path);
     }
@@ -412,7 +515,15 @@ impl Rng {
 
 #[test]
 fn damaged_input_is_survived_and_counted() {
-    for name in ["h264_aac", "hevc_aac", "h264_mp3", "multi", "h264_opus", "ac3", "programs"] {
+    for name in [
+        "h264_aac",
+        "hevc_aac",
+        "h264_mp3",
+        "multi",
+        "h264_opus",
+        "ac3",
+        "programs",
+    ] {
         let (ts, _) = fixture(name);
         let clean = demux(&ts, 65536);
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -443,8 +554,18 @@ fn damaged_input_is_survived_and_counted() {
         let d = demux(&bad, 1 + (rng.next() % 5000) as usize);
         assert!(d.stats.continuity_errors > 0, "{name}: {:?}", d.stats);
         assert!(d.stats.bytes_skipped > 0, "{name}: {:?}", d.stats);
-        eprintln!("{name}: {} of {} frames, {:?}", d.frames.len(), clean.frames.len(), d.stats);
-        assert!(d.frames.len() >= clean.frames.len() / 4 && d.frames.len() <= clean.frames.len(), "{name}: {} of {} frames", d.frames.len(), clean.frames.len());
+        eprintln!(
+            "{name}: {} of {} frames, {:?}",
+            d.frames.len(),
+            clean.frames.len(),
+            d.stats
+        );
+        assert!(
+            d.frames.len() >= clean.frames.len() / 4 && d.frames.len() <= clean.frames.len(),
+            "{name}: {} of {} frames",
+            d.frames.len(),
+            clean.frames.len()
+        );
         // what survives still muxes
         if !d.tracks.is_empty() {
             let _ = mux_all(&d, 4);
@@ -477,17 +598,33 @@ fn timestamps_unwrap_across_the_33_bit_wrap() {
         f.dts = start + n as i64 * 40;
         mux.write_frame(&f, &mut out).unwrap();
         sent.push(f.dts);
-        let af = Frame { track: 2, dts: f.dts, pts_offset: 0, keyframe: true, data: Bytes::from_static(&[0x21, 0x10, 0x04]) };
+        let af = Frame {
+            track: 2,
+            dts: f.dts,
+            pts_offset: 0,
+            keyframe: true,
+            data: Bytes::from_static(&[0x21, 0x10, 0x04]),
+        };
         mux.write_frame(&af, &mut out).unwrap();
     }
     let back = demux(&out, 65536);
-    let got: Vec<i64> = back.frames.iter().filter(|f| f.track == 0x100).map(|f| f.dts).collect();
+    let got: Vec<i64> = back
+        .frames
+        .iter()
+        .filter(|f| f.track == 0x100)
+        .map(|f| f.dts)
+        .collect();
     assert_eq!(got.len(), sent.len());
     for (g, s) in got.iter().zip(&sent) {
         assert!((g - s).abs() <= 1, "{g} vs {s}");
     }
     assert!(got.windows(2).all(|w| w[1] > w[0]));
-    let audio: Vec<i64> = back.frames.iter().filter(|f| f.track == 0x101).map(|f| f.dts).collect();
+    let audio: Vec<i64> = back
+        .frames
+        .iter()
+        .filter(|f| f.track == 0x101)
+        .map(|f| f.dts)
+        .collect();
     assert!(audio.windows(2).all(|w| w[1] > w[0]) && *audio.last().unwrap() > wrap_ms);
 }
 
@@ -500,7 +637,13 @@ fn random_access_indicator_with_sps_is_a_keyframe() {
     let mut mux = Muxer::new(&[v], MuxerOptions::default()).unwrap();
     let mut out = Vec::new();
     mux.write_tables(&mut out);
-    let frames: Vec<Frame> = d.frames.iter().filter(|f| f.track == 0x100).take(5).cloned().collect();
+    let frames: Vec<Frame> = d
+        .frames
+        .iter()
+        .filter(|f| f.track == 0x100)
+        .take(5)
+        .cloned()
+        .collect();
     assert!(!frames[3].keyframe);
     for (n, f) in frames.iter().enumerate() {
         let mut f = f.clone();

@@ -404,7 +404,9 @@ mod tests {
         let head = b"POST /api HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
         assert!(wants_continue(head));
         assert!(!wants_continue(&head[..20]));
-        assert!(!wants_continue(b"POST /api HTTP/1.1\r\nContent-Length: 5\r\n\r\n"));
+        assert!(!wants_continue(
+            b"POST /api HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
+        ));
         assert_eq!(parse_request(head, &Limits::default()), Ok(None));
     }
 

@@ -8,12 +8,25 @@ use std::time::{Duration, Instant};
 
 /// FUTEX_WAIT (shared, not PRIVATE: the word lives in a MAP_SHARED file mapping).
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    let ts = timeout.map(|d| libc::timespec { tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long });
-    let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `word` is a valid, aligned 4-byte atomic that outlives the call; FUTEX_WAIT only
     // reads it; `tsp` is null or points to a timespec on this stack frame.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, tsp, std::ptr::null::<u32>(), 0u32);
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            tsp,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
     }
 }
 
@@ -22,7 +35,15 @@ pub(crate) fn wake(word: &AtomicU32) {
     // SAFETY: `word` is a valid, aligned 4-byte atomic; FUTEX_WAKE does not access user memory
     // beyond looking up the futex key of the address.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, std::ptr::null::<libc::timespec>(), std::ptr::null::<u32>(), 0u32);
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
     }
 }
 
@@ -38,8 +59,19 @@ const SYS_FUTEX_WAITV: libc::c_long = 449; // same number on x86_64 and the gene
 
 /// futex_waitv (Linux 5.16+). Returns false if the kernel lacks it.
 fn waitv(words: &[(&AtomicU32, u32)], timeout: Duration) -> bool {
-    let v: Vec<FutexWaitv> = words.iter().map(|(w, val)| FutexWaitv { val: *val as u64, uaddr: w.as_ptr() as u64, flags: FUTEX2_SIZE_U32, reserved: 0 }).collect();
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let v: Vec<FutexWaitv> = words
+        .iter()
+        .map(|(w, val)| FutexWaitv {
+            val: *val as u64,
+            uaddr: w.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        })
+        .collect();
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     let mut dl_ns = now.tv_nsec as u64 + timeout.subsec_nanos() as u64;
@@ -48,10 +80,22 @@ fn waitv(words: &[(&AtomicU32, u32)], timeout: Duration) -> bool {
     if dl_s > i64::MAX as u64 {
         dl_s = i64::MAX as u64;
     }
-    let dl = libc::timespec { tv_sec: dl_s as libc::time_t, tv_nsec: dl_ns as libc::c_long };
+    let dl = libc::timespec {
+        tv_sec: dl_s as libc::time_t,
+        tv_nsec: dl_ns as libc::c_long,
+    };
     // SAFETY: `v` is a valid array of futex_waitv structs whose addresses point to live aligned
     // 4-byte atomics (the caller holds the mappings); `dl` is a valid absolute timespec.
-    let r = unsafe { libc::syscall(SYS_FUTEX_WAITV, v.as_ptr(), v.len() as libc::c_uint, 0u32, &dl as *const libc::timespec, libc::CLOCK_MONOTONIC) };
+    let r = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            v.as_ptr(),
+            v.len() as libc::c_uint,
+            0u32,
+            &dl as *const libc::timespec,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
     !(r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
 }
 
@@ -99,7 +143,12 @@ impl Default for Waiter {
 
 impl Waiter {
     pub fn new() -> Waiter {
-        Waiter { inner: Arc::new(Inner { entries: Mutex::new(Vec::new()), kick: AtomicU32::new(0) }) }
+        Waiter {
+            inner: Arc::new(Inner {
+                entries: Mutex::new(Vec::new()),
+                kick: AtomicU32::new(0),
+            }),
+        }
     }
 
     /// Starts watching a stream (no-op if already watched).
@@ -108,7 +157,11 @@ impl Waiter {
         let mut e = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
         if !e.iter().any(|x| x.stream == stream) {
             let seen = meta.futex().load(SeqCst);
-            e.push(Entry { stream: stream.to_owned(), meta, seen });
+            e.push(Entry {
+                stream: stream.to_owned(),
+                meta,
+                seen,
+            });
         }
         drop(e);
         self.kick();
@@ -116,7 +169,11 @@ impl Waiter {
     }
 
     pub fn remove(&self, stream: &str) {
-        self.inner.entries.lock().unwrap_or_else(|p| p.into_inner()).retain(|x| x.stream != stream);
+        self.inner
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|x| x.stream != stream);
         self.kick();
     }
 
@@ -139,14 +196,17 @@ impl Waiter {
             m.seg.u32(crate::layout::M_WAITERS).fetch_add(1, SeqCst);
         }
         loop {
-            let changed = metas.iter().any(|(m, seen)| m.futex().load(SeqCst) != *seen);
+            let changed = metas
+                .iter()
+                .any(|(m, seen)| m.futex().load(SeqCst) != *seen);
             let now = Instant::now();
             if changed || now >= deadline || self.inner.kick.load(SeqCst) != kick_seen {
                 break;
             }
             let left = deadline - now;
             if metas.len() < 128 {
-                let mut words: Vec<(&AtomicU32, u32)> = metas.iter().map(|(m, s)| (m.futex(), *s)).collect();
+                let mut words: Vec<(&AtomicU32, u32)> =
+                    metas.iter().map(|(m, s)| (m.futex(), *s)).collect();
                 words.push((&self.inner.kick, kick_seen));
                 if waitv(&words, left) {
                     continue;

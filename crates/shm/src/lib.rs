@@ -129,7 +129,10 @@ pub enum ShmError {
     #[error("unknown track {0}")]
     UnknownTrack(u32),
     #[error("I/O error on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Options a writer creates a stream with.
@@ -143,7 +146,10 @@ pub struct WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { live: true, dvr_ms: 50_000 }
+        WriterOptions {
+            live: true,
+            dvr_ms: 50_000,
+        }
     }
 }
 
@@ -221,7 +227,9 @@ pub struct StreamStatus {
 }
 
 pub fn shm_dir() -> std::path::PathBuf {
-    std::env::var_os("MIST_SHM_DIR").map(Into::into).unwrap_or_else(|| "/dev/shm".into())
+    std::env::var_os("MIST_SHM_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| "/dev/shm".into())
 }
 
 impl StreamWriter {
@@ -236,7 +244,14 @@ impl StreamWriter {
     }
     /// Appends one frame (the one copy into shared memory), bumps the futex and wakes readers.
     /// Fails with `WriterAlive` if this writer has been replaced by another.
-    pub fn push(&mut self, track: u32, dts: i64, pts_offset: i32, keyframe: bool, data: &[u8]) -> Result<(), ShmError> {
+    pub fn push(
+        &mut self,
+        track: u32,
+        dts: i64,
+        pts_offset: i32,
+        keyframe: bool,
+        data: &[u8],
+    ) -> Result<(), ShmError> {
         self.st.push(track, dts, pts_offset, keyframe, data)
     }
     /// Marks the writer alive; call at least once a second (push does it too).
@@ -271,7 +286,9 @@ impl StreamReader {
     /// Opens a stream and registers a users-table slot. A live stream's reader starts at the
     /// newest keyframe, a VoD stream's at the first frame.
     pub fn open(stream: &str, info: ReaderInfo) -> Result<StreamReader, ShmError> {
-        Ok(StreamReader { st: reader::ReaderState::open(stream, info)? })
+        Ok(StreamReader {
+            st: reader::ReaderState::open(stream, info)?,
+        })
     }
     /// The track table as of the last `TracksChanged`/`Restarted` (or open).
     pub fn tracks(&self) -> Vec<Track> {
@@ -360,13 +377,19 @@ impl StreamBuffer {
             if other != 0 && other != me && pid_alive(other) {
                 return Err(ShmError::WriterAlive(stream.to_owned(), other));
             }
-            if s.u32(M_BUFFER_PID).compare_exchange(other, me, AcqRel, Acquire).is_ok() {
+            if s.u32(M_BUFFER_PID)
+                .compare_exchange(other, me, AcqRel, Acquire)
+                .is_ok()
+            {
                 break;
             }
         }
         s.u32(M_IDLE_MS).store(idle_ms, Relaxed);
         s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
-        Ok(StreamBuffer { name: stream.to_owned(), meta })
+        Ok(StreamBuffer {
+            name: stream.to_owned(),
+            meta,
+        })
     }
     pub fn status(&self) -> StreamStatus {
         status_of(&self.meta)
@@ -398,7 +421,12 @@ impl StreamBuffer {
 
 impl Drop for StreamBuffer {
     fn drop(&mut self) {
-        let _ = self.meta.seg.u32(M_BUFFER_PID).compare_exchange(std::process::id(), 0, AcqRel, Relaxed);
+        let _ = self.meta.seg.u32(M_BUFFER_PID).compare_exchange(
+            std::process::id(),
+            0,
+            AcqRel,
+            Relaxed,
+        );
     }
 }
 
@@ -406,9 +434,16 @@ impl Drop for StreamBuffer {
 
 type SegCache<T> = Mutex<HashMap<PathBuf, Weak<T>>>;
 
-fn cached<T>(cache: &SegCache<T>, path: &Path, ino_of: impl Fn(&T) -> u64, open: impl FnOnce() -> Result<T, ShmError>) -> Result<Arc<T>, ShmError> {
+fn cached<T>(
+    cache: &SegCache<T>,
+    path: &Path,
+    ino_of: impl Fn(&T) -> u64,
+    open: impl FnOnce() -> Result<T, ShmError>,
+) -> Result<Arc<T>, ShmError> {
     use std::os::unix::fs::MetadataExt;
-    let ino = std::fs::metadata(path).map_err(|e| seg::io_err(path, e))?.ino();
+    let ino = std::fs::metadata(path)
+        .map_err(|e| seg::io_err(path, e))?
+        .ino();
     let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(x) = c.get(path).and_then(Weak::upgrade) {
         if ino_of(&x) == ino {
@@ -435,7 +470,11 @@ fn users_cache() -> &'static SegCache<Users> {
 pub(crate) fn tmp_name(path: &Path) -> PathBuf {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut s = path.as_os_str().to_owned();
-    s.push(format!(".tmp{}-{}", std::process::id(), N.fetch_add(1, Relaxed)));
+    s.push(format!(
+        ".tmp{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Relaxed)
+    ));
     s.into()
 }
 
@@ -445,13 +484,20 @@ pub(crate) fn open_meta(dir: &Path, stream: &str) -> Result<Arc<Meta>, ShmError>
     }
     let path = dir.join(seg::meta_name(stream));
     cached(meta_cache(), &path, |m| m.seg.ino, || Meta::open(&path)).map_err(|e| match e {
-        ShmError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => ShmError::NoStream(stream.to_owned()),
+        ShmError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            ShmError::NoStream(stream.to_owned())
+        }
         e => e,
     })
 }
 
 /// Opens the metadata, creating it (atomically) if missing.
-pub(crate) fn create_meta(dir: &Path, stream: &str, live: bool, dvr_ms: u64) -> Result<Arc<Meta>, ShmError> {
+pub(crate) fn create_meta(
+    dir: &Path,
+    stream: &str,
+    live: bool,
+    dvr_ms: u64,
+) -> Result<Arc<Meta>, ShmError> {
     if stream.is_empty() {
         return Err(ShmError::NoStream(String::new()));
     }
@@ -463,13 +509,17 @@ pub(crate) fn create_meta(dir: &Path, stream: &str, live: bool, dvr_ms: u64) -> 
         }
         let path = dir.join(seg::meta_name(stream));
         let tmp = tmp_name(&path);
-        let m = Meta { seg: seg::Seg::create(&tmp, META_SIZE)? };
+        let m = Meta {
+            seg: seg::Seg::create(&tmp, META_SIZE)?,
+        };
         m.init(stream, live, dvr_ms);
         let r = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
         match r {
             Ok(()) => {
-                let m = Arc::new(Meta { seg: m.seg.renamed(&path) });
+                let m = Arc::new(Meta {
+                    seg: m.seg.renamed(&path),
+                });
                 let mut c = meta_cache().lock().unwrap_or_else(|p| p.into_inner());
                 c.insert(path, Arc::downgrade(&m));
                 return Ok(m);
@@ -511,7 +561,9 @@ pub fn stream_status(stream: &str) -> Result<StreamStatus, ShmError> {
 
 /// Sanitised names (file-name part) of the streams with a metadata file.
 fn meta_files(dir: &Path) -> Vec<(String, PathBuf)> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     rd.flatten()
         .filter_map(|e| {
             let n = e.file_name().into_string().ok()?;
@@ -523,7 +575,11 @@ fn meta_files(dir: &Path) -> Vec<(String, PathBuf)> {
 
 /// Lists streams present in the shm directory.
 pub fn list_streams() -> Vec<StreamStatus> {
-    meta_files(&shm_dir()).into_iter().filter_map(|(_, p)| Meta::open(&p).ok()).map(|m| status_of(&m)).collect()
+    meta_files(&shm_dir())
+        .into_iter()
+        .filter_map(|(_, p)| Meta::open(&p).ok())
+        .map(|m| status_of(&m))
+        .collect()
 }
 
 /// The users table of a stream (dead readers are reclaimed while reading it).
@@ -539,19 +595,36 @@ pub fn users(stream: &str) -> Vec<UserSlot> {
 
 /// Whether `file` is one of the files of the stream whose sanitised name is `san`.
 fn belongs(file: &str, san: &str) -> bool {
-    let Some(rest) = file.strip_prefix("mist-").and_then(|r| r.strip_prefix(san)).and_then(|r| r.strip_prefix('-')) else {
+    let Some(rest) = file
+        .strip_prefix("mist-")
+        .and_then(|r| r.strip_prefix(san))
+        .and_then(|r| r.strip_prefix('-'))
+    else {
         return false;
     };
     let base = rest.split(".tmp").next().unwrap_or(rest);
-    base == "meta" || base == "users" || base.strip_prefix('p').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    base == "meta"
+        || base == "users"
+        || base
+            .strip_prefix('p')
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn remove_files(dir: &Path, san: &str) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
-    let mut files: Vec<(String, PathBuf)> = rd.flatten().filter_map(|e| Some((e.file_name().into_string().ok()?, e.path()))).filter(|(n, _)| belongs(n, san)).collect();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut files: Vec<(String, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+        .filter(|(n, _)| belongs(n, san))
+        .collect();
     // Metadata last, so a concurrent reader sees `ended` rather than a half-removed stream.
     files.sort_by_key(|(n, _)| n.ends_with("-meta"));
-    files.iter().filter(|(_, p)| std::fs::remove_file(p).is_ok()).count()
+    files
+        .iter()
+        .filter(|(_, p)| std::fs::remove_file(p).is_ok())
+        .count()
 }
 
 /// Removes a stream's segments (marking it ended first, so readers stop).
@@ -575,7 +648,10 @@ pub fn cleanup_stale() -> usize {
     for (san, path) in meta_files(&dir) {
         let keep = match Meta::open(&path) {
             Ok(m) => {
-                let busy = m.writer_alive() || pid_alive(m.buffer_pid()) || Users::open(&dir.join(format!("mist-{san}-users"))).is_ok_and(|u| u.live_count() > 0);
+                let busy = m.writer_alive()
+                    || pid_alive(m.buffer_pid())
+                    || Users::open(&dir.join(format!("mist-{san}-users")))
+                        .is_ok_and(|u| u.live_count() > 0);
                 busy || now_ms().saturating_sub(m.seg.u64(M_CREATED).load(Relaxed)) < 2000
             }
             Err(_) => false,
@@ -592,12 +668,22 @@ pub fn cleanup_stale() -> usize {
     let metas: Vec<String> = meta_files(&dir).into_iter().map(|(s, _)| s).collect();
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {
-            let Ok(n) = e.file_name().into_string() else { continue };
+            let Ok(n) = e.file_name().into_string() else {
+                continue;
+            };
             if !n.starts_with("mist-") {
                 continue;
             }
-            let old = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|d| d > Duration::from_secs(5));
-            let tmp_dead = n.rsplit_once(".tmp").and_then(|(_, r)| r.split('-').next()?.parse::<u32>().ok()).is_some_and(|pid| !pid_alive(pid));
+            let old = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|d| d > Duration::from_secs(5));
+            let tmp_dead = n
+                .rsplit_once(".tmp")
+                .and_then(|(_, r)| r.split('-').next()?.parse::<u32>().ok())
+                .is_some_and(|pid| !pid_alive(pid));
             let orphan = !metas.iter().any(|s| belongs(&n, s));
             if ((orphan && old) || tmp_dead) && std::fs::remove_file(e.path()).is_ok() {
                 removed += 1;

@@ -24,11 +24,14 @@ impl TrackTable {
     }
     /// The track a reader starts from: the first video track, else the first track.
     pub fn main_slot(&self) -> Option<usize> {
-        self.tracks.iter().position(|t| t.kind() == mist_media::TrackKind::Video).or(if self.tracks.is_empty() {
-            None
-        } else {
-            Some(0)
-        })
+        self.tracks
+            .iter()
+            .position(|t| t.kind() == mist_media::TrackKind::Video)
+            .or(if self.tracks.is_empty() {
+                None
+            } else {
+                Some(0)
+            })
     }
 }
 
@@ -138,7 +141,9 @@ impl Meta {
     /// The writer is present: pid set, process exists and heartbeat recent.
     pub fn writer_alive(&self) -> bool {
         let pid = self.writer_pid();
-        pid != 0 && pid_alive(pid) && now_ms().saturating_sub(self.heartbeat()) < crate::WRITER_TIMEOUT_MS
+        pid != 0
+            && pid_alive(pid)
+            && now_ms().saturating_sub(self.heartbeat()) < crate::WRITER_TIMEOUT_MS
     }
     pub fn buffer_pid(&self) -> u32 {
         self.seg.u32(M_BUFFER_PID).load(Acquire)
@@ -214,7 +219,9 @@ impl Meta {
             if gen.load(Relaxed) != g1 {
                 continue;
             }
-            return decode_tracks(&blob).map(|tracks| (TrackTable { tracks }, g1)).map_err(|e| corrupt(&self.seg.path, e));
+            return decode_tracks(&blob)
+                .map(|tracks| (TrackTable { tracks }, g1))
+                .map_err(|e| corrupt(&self.seg.path, e));
         }
         Err(corrupt(&self.seg.path, "track table never stable"))
     }
@@ -281,7 +288,10 @@ impl Meta {
         let count = self.key_count(slot);
         let start = count.saturating_sub(KEY_RING as u64 - 1);
         let max_page = self.cur_page().unwrap_or(0);
-        (start..count).filter_map(|n| self.key(slot, n)).filter(|k| k.page >= min_page && k.page <= max_page).collect()
+        (start..count)
+            .filter_map(|n| self.key(slot, n))
+            .filter(|k| k.page >= min_page && k.page <= max_page)
+            .collect()
     }
 
     /// The newest key of a slot at or after `min_page`.
@@ -289,7 +299,12 @@ impl Meta {
         let count = self.key_count(slot);
         let start = count.saturating_sub(KEY_RING as u64 - 1);
         let max_page = self.cur_page().unwrap_or(0);
-        (start..count).rev().filter_map(|n| self.key(slot, n)).filter(|k| k.page <= max_page).take_while(|k| k.page >= min_page).next()
+        (start..count)
+            .rev()
+            .filter_map(|n| self.key(slot, n))
+            .filter(|k| k.page <= max_page)
+            .take_while(|k| k.page >= min_page)
+            .next()
     }
 
     // ---- page ring ----
@@ -313,7 +328,12 @@ impl Meta {
         if s.u64(o).load(Acquire) != id {
             return None;
         }
-        let e = PageEntry { id, first_ms: s.i64(o + 8).load(Relaxed), last_ms: s.i64(o + 16).load(Relaxed), bytes: s.u64(o + 24).load(Relaxed) };
+        let e = PageEntry {
+            id,
+            first_ms: s.i64(o + 8).load(Relaxed),
+            last_ms: s.i64(o + 16).load(Relaxed),
+            bytes: s.u64(o + 24).load(Relaxed),
+        };
         fence(Acquire);
         if s.u64(o).load(Relaxed) != id {
             return None;
@@ -323,7 +343,10 @@ impl Meta {
 }
 
 fn nonce() -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     let mut h = t ^ ((std::process::id() as u64) << 32);
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51afd7ed558ccd);
@@ -343,7 +366,16 @@ pub(crate) fn encode_tracks(tracks: &[Track]) -> Vec<u8> {
         let name = t.codec.mist_name().as_bytes();
         b.push(name.len() as u8);
         b.extend_from_slice(name);
-        for v in [t.timescale, t.width, t.height, t.fpks, t.rate, t.channels, t.sample_size, t.bps] {
+        for v in [
+            t.timescale,
+            t.width,
+            t.height,
+            t.fpks,
+            t.rate,
+            t.channels,
+            t.sample_size,
+            t.bps,
+        ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         let lang = &t.lang.as_bytes()[..t.lang.len().min(255)];
@@ -367,7 +399,9 @@ pub(crate) fn decode_tracks(b: &[u8]) -> Result<Vec<Track>, String> {
             Ok(a)
         }
         fn u32(&mut self) -> Result<u32, String> {
-            Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap_or([0; 4])))
+            Ok(u32::from_le_bytes(
+                self.take(4)?.try_into().unwrap_or([0; 4]),
+            ))
         }
         fn u8(&mut self) -> Result<u8, String> {
             Ok(self.take(1)?[0])

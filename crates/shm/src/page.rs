@@ -52,7 +52,11 @@ impl Page {
 
     /// Parses the record at `off`, which must be below the committed offset `committed`.
     pub fn record(&self, off: usize, committed: usize) -> Result<Rec, String> {
-        if committed > self.seg.len() || off < PAGE_HDR || off & 7 != 0 || off.saturating_add(REC_HDR) > committed {
+        if committed > self.seg.len()
+            || off < PAGE_HDR
+            || off & 7 != 0
+            || off.saturating_add(REC_HDR) > committed
+        {
             return Err(format!("record offset {off} outside committed {committed}"));
         }
         let h = self.seg.published(off, REC_HDR).ok_or("record header")?;
@@ -66,18 +70,37 @@ impl Page {
         if next > committed {
             return Err(format!("record at {off} ends past committed {committed}"));
         }
-        Ok(Rec { dts: rd8(R_DTS), pts_off: rd4(R_PTS_OFF) as i32, track: rd4(R_TRACK), key: rd4(R_FLAGS) & REC_KEY != 0, off: off + REC_HDR, len, next })
+        Ok(Rec {
+            dts: rd8(R_DTS),
+            pts_off: rd4(R_PTS_OFF) as i32,
+            track: rd4(R_TRACK),
+            key: rd4(R_FLAGS) & REC_KEY != 0,
+            off: off + REC_HDR,
+            len,
+            next,
+        })
     }
 
     pub fn payload(self: &Arc<Page>, rec: &Rec) -> Bytes {
         if rec.len == 0 {
             return Bytes::new();
         }
-        Bytes::from_owner(Payload { page: self.clone(), off: rec.off, len: rec.len })
+        Bytes::from_owner(Payload {
+            page: self.clone(),
+            off: rec.off,
+            len: rec.len,
+        })
     }
 
     /// Writer: creates page `id` (replacing a stale file of that name).
-    pub fn create(path: &Path, id: u64, nonce: u64, epoch: u32, cap: usize, first_ms: i64) -> Result<Page, ShmError> {
+    pub fn create(
+        path: &Path,
+        id: u64,
+        nonce: u64,
+        epoch: u32,
+        cap: usize,
+        first_ms: i64,
+    ) -> Result<Page, ShmError> {
         let _ = std::fs::remove_file(path);
         let seg = Seg::create(path, cap)?;
         seg.u64(P_ID).store(id, Relaxed);
@@ -121,7 +144,9 @@ pub(crate) fn open_cached(path: &Path, id: u64, nonce: u64) -> Result<Arc<Page>,
     use std::os::unix::fs::MetadataExt;
     // The file must still exist under this name (an evicted page is gone for new readers), and be
     // the same file as the cached mapping.
-    let ino = std::fs::metadata(path).map_err(|e| crate::seg::io_err(path, e))?.ino();
+    let ino = std::fs::metadata(path)
+        .map_err(|e| crate::seg::io_err(path, e))?
+        .ino();
     let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
     if let Some(p) = c.get(path).and_then(Weak::upgrade) {
         if p.id == id && p.seg.ino == ino && p.seg.u64(P_NONCE).load(Relaxed) == nonce {

@@ -43,7 +43,9 @@ impl ReaderState {
         let dir = crate::shm_dir();
         let meta = crate::open_meta(&dir, stream)?;
         let users = crate::open_users(&dir, stream, true)?;
-        let slot = users.claim(&info.connector, &info.host).ok_or_else(|| ShmError::UsersFull(stream.to_owned()))?;
+        let slot = users
+            .claim(&info.connector, &info.host)
+            .ok_or_else(|| ShmError::UsersFull(stream.to_owned()))?;
         let mut r = ReaderState {
             name: stream.to_owned(),
             dir,
@@ -105,8 +107,15 @@ impl ReaderState {
         let min = self.min_page();
         // The main track's newest key; if it has none yet (video not keyed), the newest key of
         // any track, so a live viewer does not start at the far end of the DVR window.
-        let main = self.table.main_slot().and_then(|s| self.meta.newest_key(s, min));
-        let any = || (0..self.table.tracks.len()).filter_map(|s| self.meta.newest_key(s, min)).max_by_key(|k| (k.page, k.offset));
+        let main = self
+            .table
+            .main_slot()
+            .and_then(|s| self.meta.newest_key(s, min));
+        let any = || {
+            (0..self.table.tracks.len())
+                .filter_map(|s| self.meta.newest_key(s, min))
+                .max_by_key(|k| (k.page, k.offset))
+        };
         match main.or_else(any) {
             Some(k) => self.set_pos(k.page, k.offset as usize),
             None => self.epoch_start(),
@@ -173,7 +182,9 @@ impl ReaderState {
                             self.page = Some(p.clone());
                             p
                         }
-                        Err(ShmError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                        Err(ShmError::Io { source, .. })
+                            if source.kind() == std::io::ErrorKind::NotFound =>
+                        {
                             if self.meta.ended() {
                                 return ReadEvent::Ended; // removed: its pages are gone
                             }
@@ -212,7 +223,13 @@ impl ReaderState {
                         self.cur = page.payload(&rec);
                         self.position_ms = rec.dts;
                         self.users.set_position(self.slot, rec.dts);
-                        return ReadEvent::Frame(Frame { track: rec.track, dts: rec.dts, pts_offset: rec.pts_off, keyframe: rec.key, data: self.cur.clone() });
+                        return ReadEvent::Frame(Frame {
+                            track: rec.track,
+                            dts: rec.dts,
+                            pts_offset: rec.pts_off,
+                            keyframe: rec.key,
+                            data: self.cur.clone(),
+                        });
                     }
                     Err(e) => {
                         // Corrupt page: skip the rest of it.
@@ -241,7 +258,10 @@ impl ReaderState {
         // Without a buffer process to end it, a stream whose writer is gone for longer than the
         // idle timeout has ended. Checked at most twice a second (it costs kill(2) calls).
         let now = Instant::now();
-        if self.last_check.is_some_and(|t| now - t < Duration::from_millis(500)) {
+        if self
+            .last_check
+            .is_some_and(|t| now - t < Duration::from_millis(500))
+        {
             return ReadEvent::Pending;
         }
         self.last_check = Some(now);
@@ -258,8 +278,18 @@ impl ReaderState {
     }
 
     pub fn keyframes(&self, track: u32) -> Vec<crate::KeyInfo> {
-        let Some(slot) = self.table.slot_of(track) else { return Vec::new() };
-        self.meta.keys(slot, self.min_page()).into_iter().map(|k| crate::KeyInfo { dts: k.dts, frames: k.frames, page: k.page }).collect()
+        let Some(slot) = self.table.slot_of(track) else {
+            return Vec::new();
+        };
+        self.meta
+            .keys(slot, self.min_page())
+            .into_iter()
+            .map(|k| crate::KeyInfo {
+                dts: k.dts,
+                frames: k.frames,
+                page: k.page,
+            })
+            .collect()
     }
 
     pub fn wait(&self, timeout: Duration) {

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 pub(crate) fn io_err(path: &Path, source: std::io::Error) -> ShmError {
-    ShmError::Io { path: path.display().to_string(), source }
+    ShmError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// A shared mapping of a whole segment file.
@@ -40,7 +43,8 @@ pub fn shm_group_for_test(g: &str) -> Option<u32> {
     group_id(g)
 }
 
-fn group_id(g: &str) -> Option<u32> {    if let Ok(n) = g.parse::<u32>() {
+fn group_id(g: &str) -> Option<u32> {
+    if let Ok(n) = g.parse::<u32>() {
         return Some(n);
     }
     let name = std::ffi::CString::new(g).ok()?;
@@ -51,7 +55,15 @@ fn group_id(g: &str) -> Option<u32> {    if let Ok(n) = g.parse::<u32>() {
     let mut out: *mut libc::group = std::ptr::null_mut();
     // SAFETY: all pointers are valid for the call: a NUL-terminated name, a writable group
     // struct, a writable buffer of the stated length and a writable result pointer.
-    let r = unsafe { libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
+    let r = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        )
+    };
     (r == 0 && !out.is_null()).then_some(grp.gr_gid)
 }
 
@@ -86,10 +98,17 @@ impl Seg {
 
     /// Opens an existing segment; `min_len` is the size the caller will access.
     pub fn open(path: &Path, min_len: usize, write: bool) -> Result<Seg, ShmError> {
-        let file = OpenOptions::new().read(true).write(write).open(path).map_err(|e| io_err(path, e))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(path)
+            .map_err(|e| io_err(path, e))?;
         let len = file.metadata().map_err(|e| io_err(path, e))?.len();
         if len < min_len as u64 || len > usize::MAX as u64 / 2 {
-            return Err(ShmError::Corrupt(path.display().to_string(), format!("size {len} < {min_len}")));
+            return Err(ShmError::Corrupt(
+                path.display().to_string(),
+                format!("size {len} < {min_len}"),
+            ));
         }
         Self::map(file, path, len as usize, write)
     }
@@ -101,8 +120,19 @@ impl Seg {
             o.len(len);
             o
         };
-        let map = if write { opts.map_raw(&file) } else { opts.map_raw_read_only(&file) }.map_err(|e| io_err(path, e))?;
-        Ok(Seg { map, len, file: write.then_some(file), path: path.to_owned(), ino })
+        let map = if write {
+            opts.map_raw(&file)
+        } else {
+            opts.map_raw_read_only(&file)
+        }
+        .map_err(|e| io_err(path, e))?;
+        Ok(Seg {
+            map,
+            len,
+            file: write.then_some(file),
+            path: path.to_owned(),
+            ino,
+        })
     }
 
     /// The same mapping, known under its final name (after a temp-name + link creation).
@@ -122,11 +152,15 @@ impl Seg {
         }
         // SAFETY: fallocate on a file descriptor we own, within the file's size (mode 0 never
         // shrinks or changes visible contents).
-        let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, off as libc::off_t, len as libc::off_t) };
+        let r =
+            unsafe { libc::fallocate(f.as_raw_fd(), 0, off as libc::off_t, len as libc::off_t) };
         if r != 0 {
             let e = std::io::Error::last_os_error();
             // File systems without fallocate: nothing to reserve with, carry on.
-            if !matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)) {
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+            ) {
                 return Err(io_err(&self.path, e));
             }
         }
@@ -140,7 +174,10 @@ impl Seg {
     fn check(&self, off: usize, size: usize) {
         // Offsets are either layout constants or validated against the segment size by the
         // caller; failing here is a bug in this crate, not a corrupt segment.
-        assert!(off & (size - 1) == 0 && off.checked_add(size).is_some_and(|e| e <= self.len), "segment offset {off} out of range");
+        assert!(
+            off & (size - 1) == 0 && off.checked_add(size).is_some_and(|e| e <= self.len),
+            "segment offset {off} out of range"
+        );
     }
 
     pub fn u32(&self, off: usize) -> &AtomicU32 {
@@ -180,18 +217,24 @@ impl Seg {
         for (i, chunk) in data.chunks(8).enumerate() {
             let mut w = [0u8; 8];
             w[..chunk.len()].copy_from_slice(chunk);
-            self.u64(off + i * 8).store(u64::from_ne_bytes(w), Ordering::Relaxed);
+            self.u64(off + i * 8)
+                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
         }
     }
 
     /// Copies `data` into the segment at `off` with a plain memcpy. Only for regions no other
     /// process reads until they are published with a Release store (page records).
     pub fn write_bytes(&self, off: usize, data: &[u8]) {
-        assert!(off.checked_add(data.len()).is_some_and(|e| e <= self.len), "write out of range");
+        assert!(
+            off.checked_add(data.len()).is_some_and(|e| e <= self.len),
+            "write out of range"
+        );
         // SAFETY: in range (checked); the region is past the page's committed offset, so no reader
         // looks at it until the writer publishes it with a Release store of the committed offset;
         // only the single writer (holder of the writer lock) writes there.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(off), data.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(off), data.len())
+        }
     }
 
     /// A shared slice of published, immutable bytes.
@@ -214,7 +257,13 @@ impl Seg {
 pub fn sanitise(stream: &str) -> String {
     let mut s: String = stream
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.' | '@') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.' | '@') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.starts_with('.') {
         s.replace_range(0..1, "_");
@@ -242,7 +291,10 @@ pub fn page_name(stream: &str, id: u64) -> String {
 }
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Whether a process with this pid exists (EPERM counts as alive).

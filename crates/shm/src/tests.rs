@@ -13,7 +13,10 @@ fn setup() {
         if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if let Some(pid) = n.strip_prefix("mist-shm-unit-").and_then(|p| p.parse::<u32>().ok()) {
+                if let Some(pid) = n
+                    .strip_prefix("mist-shm-unit-")
+                    .and_then(|p| p.parse::<u32>().ok())
+                {
                     if !seg::pid_alive(pid) {
                         let _ = std::fs::remove_dir_all(e.path());
                     }
@@ -43,7 +46,14 @@ fn audio(id: u32) -> Track {
 }
 
 fn payload(track: u32, dts: i64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (dts as usize).wrapping_mul(31).wrapping_add(i).wrapping_add(track as usize) as u8).collect()
+    (0..len)
+        .map(|i| {
+            (dts as usize)
+                .wrapping_mul(31)
+                .wrapping_add(i)
+                .wrapping_add(track as usize) as u8
+        })
+        .collect()
 }
 
 fn read_all(r: &mut StreamReader) -> Vec<Frame> {
@@ -63,9 +73,18 @@ fn sanitise_names() {
     assert_eq!(seg::sanitise("a/b c"), "a_b_c");
     assert_eq!(seg::sanitise("../x"), "_._x");
     assert!(seg::sanitise(&"x".repeat(500)).len() < 120);
-    assert_ne!(seg::sanitise(&"x".repeat(500)), seg::sanitise(&"x".repeat(501)));
-    assert!(belongs("mist-a-meta", "a") && belongs("mist-a-p12", "a") && belongs("mist-a-users", "a"));
-    assert!(!belongs("mist-a-b-meta", "a") && !belongs("mist-x-p1-meta", "x") && !belongs("mist-a-p", "a"));
+    assert_ne!(
+        seg::sanitise(&"x".repeat(500)),
+        seg::sanitise(&"x".repeat(501))
+    );
+    assert!(
+        belongs("mist-a-meta", "a") && belongs("mist-a-p12", "a") && belongs("mist-a-users", "a")
+    );
+    assert!(
+        !belongs("mist-a-b-meta", "a")
+            && !belongs("mist-x-p1-meta", "x")
+            && !belongs("mist-a-p", "a")
+    );
 }
 
 #[test]
@@ -87,16 +106,38 @@ fn track_blob_roundtrip_and_corrupt() {
 fn write_read_roundtrip() {
     setup();
     let name = "unit_roundtrip";
-    let mut w = StreamWriter::create(name, WriterOptions { live: true, dvr_ms: 60_000 }).unwrap();
+    let mut w = StreamWriter::create(
+        name,
+        WriterOptions {
+            live: true,
+            dvr_ms: 60_000,
+        },
+    )
+    .unwrap();
     w.set_track(&video(1)).unwrap();
     w.set_track(&audio(2)).unwrap();
     // Video before its first keyframe is dropped.
     w.push(1, 0, 0, false, b"junk").unwrap();
     for i in 0..100i64 {
-        w.push(1, i * 40, 80, i % 25 == 0, &payload(1, i * 40, 1000 + i as usize)).unwrap();
-        w.push(2, i * 40 + 3, 0, true, &payload(2, i * 40 + 3, 200)).unwrap();
+        w.push(
+            1,
+            i * 40,
+            80,
+            i % 25 == 0,
+            &payload(1, i * 40, 1000 + i as usize),
+        )
+        .unwrap();
+        w.push(2, i * 40 + 3, 0, true, &payload(2, i * 40 + 3, 200))
+            .unwrap();
     }
-    let mut r = StreamReader::open(name, ReaderInfo { connector: "TEST".into(), host: "::1".into() }).unwrap();
+    let mut r = StreamReader::open(
+        name,
+        ReaderInfo {
+            connector: "TEST".into(),
+            host: "::1".into(),
+        },
+    )
+    .unwrap();
     assert_eq!(r.tracks(), vec![video(1), audio(2)]);
     let frames = read_all(&mut r);
     // Live start: the newest video keyframe (frame 75).
@@ -128,7 +169,10 @@ fn write_read_roundtrip() {
     r.report(123, 4);
     assert_eq!(users(name)[0].bytes_down, 123);
     // A second writer is refused while the first lives.
-    assert!(matches!(StreamWriter::create(name, WriterOptions::default()), Err(ShmError::WriterAlive(_, _))));
+    assert!(matches!(
+        StreamWriter::create(name, WriterOptions::default()),
+        Err(ShmError::WriterAlive(_, _))
+    ));
     w.close();
     assert!(matches!(r.next(), ReadEvent::Ended));
     drop(r);
@@ -137,7 +181,10 @@ fn write_read_roundtrip() {
     assert!(st.ended && st.tracks.len() == 2 && st.last_ms == 4000);
     assert!(list_streams().iter().any(|s| s.name == name));
     remove_stream(name).unwrap();
-    assert!(matches!(StreamReader::open(name, ReaderInfo::default()), Err(ShmError::NoStream(_))));
+    assert!(matches!(
+        StreamReader::open(name, ReaderInfo::default()),
+        Err(ShmError::NoStream(_))
+    ));
     assert!(!list_streams().iter().any(|s| s.name == name));
 }
 
@@ -146,15 +193,24 @@ fn limits() {
     setup();
     let name = "unit_limits";
     let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
-    assert!(matches!(w.push(1, 0, 0, true, b"x"), Err(ShmError::UnknownTrack(1))));
+    assert!(matches!(
+        w.push(1, 0, 0, true, b"x"),
+        Err(ShmError::UnknownTrack(1))
+    ));
     for i in 1..=MAX_TRACKS as u32 {
         w.set_track(&audio(i)).unwrap();
     }
-    assert!(matches!(w.set_track(&audio(99)), Err(ShmError::TooManyTracks)));
+    assert!(matches!(
+        w.set_track(&audio(99)),
+        Err(ShmError::TooManyTracks)
+    ));
     let mut big = audio(1);
     big.init = Bytes::from(vec![0; MAX_INIT + 1]);
     assert!(matches!(w.set_track(&big), Err(ShmError::InitTooLarge(_))));
-    assert!(matches!(w.push(1, 0, 0, true, &vec![0; MAX_FRAME + 1]), Err(ShmError::FrameTooLarge(_))));
+    assert!(matches!(
+        w.push(1, 0, 0, true, &vec![0; MAX_FRAME + 1]),
+        Err(ShmError::FrameTooLarge(_))
+    ));
     // A frame larger than the default page capacity gets a page of its own.
     let huge = payload(1, 7, 20 << 20);
     w.push(1, 7, 0, true, &huge).unwrap();
@@ -172,7 +228,14 @@ fn limits() {
 fn eviction_keeps_mapped_pages_valid() {
     setup();
     let name = "unit_evict";
-    let mut w = StreamWriter::create(name, WriterOptions { live: true, dvr_ms: 3000 }).unwrap();
+    let mut w = StreamWriter::create(
+        name,
+        WriterOptions {
+            live: true,
+            dvr_ms: 3000,
+        },
+    )
+    .unwrap();
     w.set_track(&video(1)).unwrap();
     w.push(1, 0, 0, true, &payload(1, 0, 5000)).unwrap();
     let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
@@ -183,7 +246,8 @@ fn eviction_keeps_mapped_pages_valid() {
     let page0 = shm_dir().join(seg::page_name(name, 0));
     assert!(page0.exists());
     for i in 1..500i64 {
-        w.push(1, i * 40, 0, i % 10 == 0, &payload(1, i * 40, 5000)).unwrap();
+        w.push(1, i * 40, 0, i % 10 == 0, &payload(1, i * 40, 5000))
+            .unwrap();
     }
     assert!(!page0.exists(), "page 0 should be evicted");
     // The held frame still reads correctly from the unlinked page.
@@ -191,9 +255,17 @@ fn eviction_keeps_mapped_pages_valid() {
     // The reader finishes its mapped page, then jumps to the oldest kept keyframe.
     let frames = read_all(&mut r);
     let st = stream_status(name).unwrap();
-    let jump = frames.windows(2).find(|p| p[1].dts - p[0].dts > 40).expect("a jump");
+    let jump = frames
+        .windows(2)
+        .find(|p| p[1].dts - p[0].dts > 40)
+        .expect("a jump");
     assert!(jump[1].keyframe);
-    assert!(jump[1].dts >= st.first_ms && jump[1].dts >= 499 * 40 - 3000 - 2000 - 400, "{} {}", jump[1].dts, st.first_ms);
+    assert!(
+        jump[1].dts >= st.first_ms && jump[1].dts >= 499 * 40 - 3000 - 2000 - 400,
+        "{} {}",
+        jump[1].dts,
+        st.first_ms
+    );
     assert_eq!(frames.last().unwrap().dts, 499 * 40);
     for f in &frames {
         assert_eq!(&f.data[..], &payload(1, f.dts, 5000)[..]);
@@ -290,7 +362,10 @@ fn seqlock_consistent_under_concurrent_writer() {
     stop.store(true, Relaxed);
     let writes = writer.join().unwrap();
     eprintln!("seqlock: reads {reads} writes {writes} starved {starved}");
-    assert!(reads > 10 && writes > 10, "reads {reads} writes {writes} starved {starved}");
+    assert!(
+        reads > 10 && writes > 10,
+        "reads {reads} writes {writes} starved {starved}"
+    );
     drop(w);
     remove_stream(name).unwrap();
 }
@@ -330,10 +405,19 @@ fn corrupt_meta_is_an_error() {
     setup();
     let p = shm_dir().join(seg::meta_name("unit_corrupt"));
     std::fs::write(&p, vec![0u8; 100]).unwrap();
-    assert!(matches!(StreamReader::open("unit_corrupt", ReaderInfo::default()), Err(ShmError::Corrupt(..))));
+    assert!(matches!(
+        StreamReader::open("unit_corrupt", ReaderInfo::default()),
+        Err(ShmError::Corrupt(..))
+    ));
     std::fs::write(&p, vec![7u8; META_SIZE]).unwrap();
-    assert!(matches!(StreamReader::open("unit_corrupt", ReaderInfo::default()), Err(ShmError::Corrupt(..))));
-    assert!(matches!(StreamWriter::create("unit_corrupt", WriterOptions::default()), Err(ShmError::Corrupt(..))));
+    assert!(matches!(
+        StreamReader::open("unit_corrupt", ReaderInfo::default()),
+        Err(ShmError::Corrupt(..))
+    ));
+    assert!(matches!(
+        StreamWriter::create("unit_corrupt", WriterOptions::default()),
+        Err(ShmError::Corrupt(..))
+    ));
     remove_stream("unit_corrupt").unwrap();
 }
 
@@ -362,7 +446,10 @@ fn keyframes_and_ended_writer() {
     }
     let r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     let k = r.keyframes(1);
-    assert_eq!(k.iter().map(|k| k.dts).collect::<Vec<_>>(), vec![0, 1000, 2000, 3000]);
+    assert_eq!(
+        k.iter().map(|k| k.dts).collect::<Vec<_>>(),
+        vec![0, 1000, 2000, 3000]
+    );
     assert!(k.iter().all(|k| k.frames == 25));
     let a = r.keyframes(2);
     assert!(a.len() >= 4 && a[0].dts == 0, "{a:?}");
@@ -370,10 +457,17 @@ fn keyframes_and_ended_writer() {
     assert!(r.keyframes(9).is_empty());
     // Ended under the writer (buffer or remove_stream): push fails with NoStream.
     remove_stream(name).unwrap();
-    assert!(matches!(w.push(1, 5000, 0, true, b"v"), Err(ShmError::NoStream(_))));
+    assert!(matches!(
+        w.push(1, 5000, 0, true, b"v"),
+        Err(ShmError::NoStream(_))
+    ));
     drop(w);
     drop(r);
-    assert!(!shm_dir().read_dir().unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains(name)));
+    assert!(!shm_dir()
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains(name)));
 }
 
 #[test]
@@ -383,13 +477,17 @@ fn corrupt_pages_and_keys_do_not_panic() {
     let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
     w.set_track(&video(1)).unwrap();
     for i in 0..200i64 {
-        w.push(1, i * 40, 0, i % 10 == 0, &payload(1, i * 40, 3000)).unwrap();
+        w.push(1, i * 40, 0, i % 10 == 0, &payload(1, i * 40, 3000))
+            .unwrap();
     }
     let page1 = shm_dir().join(seg::page_name(name, 1));
     // Scribble over records of page 1 (not its header), as a buggy or hostile process might.
     {
         use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new().write(true).open(&page1).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&page1)
+            .unwrap();
         f.seek(SeekFrom::Start(PAGE_HDR as u64 + 16)).unwrap();
         f.write_all(&[0xff; 64]).unwrap();
         f.seek(SeekFrom::Start(PAGE_HDR as u64 + 6000)).unwrap();
@@ -409,7 +507,11 @@ fn corrupt_pages_and_keys_do_not_panic() {
     let frames = read_all(&mut r);
     assert!(frames.last().is_some_and(|f| f.dts == 199 * 40));
     // Garbage in a whole page file: skipped with an error noted.
-    std::fs::write(shm_dir().join(seg::page_name(name, 2)), vec![0x55u8; 10_000]).unwrap();
+    std::fs::write(
+        shm_dir().join(seg::page_name(name, 2)),
+        vec![0x55u8; 10_000],
+    )
+    .unwrap();
     r.seek_ms(0);
     let _ = read_all(&mut r);
     assert!(r.last_error().is_some());
@@ -426,7 +528,10 @@ fn writer_notices_its_metadata_was_unlinked() {
     w.push(1, 0, 0, true, b"a").unwrap();
     std::fs::remove_file(shm_dir().join(seg::meta_name(name))).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    assert!(matches!(w.push(1, 20, 0, true, b"a"), Err(ShmError::NoStream(_))));
+    assert!(matches!(
+        w.push(1, 20, 0, true, b"a"),
+        Err(ShmError::NoStream(_))
+    ));
     drop(w);
     let _ = remove_stream(name);
 }
@@ -443,7 +548,11 @@ fn live_start_without_video_key_uses_other_tracks() {
     }
     let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     let f = read_all(&mut r);
-    assert!(!f.is_empty() && f[0].dts >= 299 * 20 - 1000, "starts near the live edge: {}", f[0].dts);
+    assert!(
+        !f.is_empty() && f[0].dts >= 299 * 20 - 1000,
+        "starts near the live edge: {}",
+        f[0].dts
+    );
     r.seek_ms(2000);
     let f = read_all(&mut r);
     assert!(f[0].dts <= 2000 && f[0].dts > 800, "{}", f[0].dts);
@@ -457,7 +566,11 @@ fn file_modes() {
     use std::os::unix::fs::PermissionsExt;
     let w = StreamWriter::create("unit_mode", WriterOptions::default()).unwrap();
     for n in [seg::meta_name("unit_mode"), seg::users_name("unit_mode")] {
-        let m = std::fs::metadata(shm_dir().join(n)).unwrap().permissions().mode() & 0o777;
+        let m = std::fs::metadata(shm_dir().join(n))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(m, 0o600);
     }
     assert_eq!(seg::shm_group_for_test("0"), Some(0));
@@ -476,20 +589,45 @@ fn buffer_restarts_an_ended_stream() {
     w.push(1, 0, 0, true, b"a").unwrap();
     w.close();
     assert!(stream_status(name).unwrap().ended);
-    let b = StreamBuffer::open(name, WriterOptions { live: true, dvr_ms: 1234 }, 5000).unwrap();
+    let b = StreamBuffer::open(
+        name,
+        WriterOptions {
+            live: true,
+            dvr_ms: 1234,
+        },
+        5000,
+    )
+    .unwrap();
     let st = b.status();
     assert!(!st.ended && st.tracks.is_empty() && st.epoch == 0, "{st:?}");
     assert!(!b.writer_alive());
-    let mut w = StreamWriter::create(name, WriterOptions { live: true, dvr_ms: 99 }).unwrap();
+    let mut w = StreamWriter::create(
+        name,
+        WriterOptions {
+            live: true,
+            dvr_ms: 99,
+        },
+    )
+    .unwrap();
     assert!(b.writer_alive());
     w.set_track(&audio(1)).unwrap();
     // DVR from the buffer wins while it is alive.
-    assert_eq!(open_meta(&shm_dir(), name).unwrap().seg.u64(M_DVR).load(Relaxed), 1234);
+    assert_eq!(
+        open_meta(&shm_dir(), name)
+            .unwrap()
+            .seg
+            .u64(M_DVR)
+            .load(Relaxed),
+        1234
+    );
     assert_eq!(b.viewers(), 0);
     let _r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     assert_eq!(b.viewers(), 1);
     b.end().unwrap();
-    assert!(matches!(w.push(1, 0, 0, true, b"a"), Err(ShmError::NoStream(_))));
+    assert!(matches!(
+        w.push(1, 0, 0, true, b"a"),
+        Err(ShmError::NoStream(_))
+    ));
     assert!(stream_status(name).is_err());
 }
 
@@ -503,7 +641,10 @@ fn random_metadata_never_panics() {
         x ^= x << 17;
         x
     };
-    let rounds: u32 = std::env::var("SHM_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let rounds: u32 = std::env::var("SHM_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
     for round in 0..rounds {
         let name = format!("unit_fuzz{round}");
         {

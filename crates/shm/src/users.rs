@@ -17,8 +17,14 @@ fn slot(i: usize) -> usize {
 impl Users {
     pub fn open(path: &Path) -> Result<Users, ShmError> {
         let seg = Seg::open(path, USERS_SIZE, true)?;
-        if seg.u64(U_MAGIC).load(Acquire) != MAGIC_USERS || seg.u32(U_VERSION).load(Relaxed) != VERSION || seg.u32(U_SLOTS).load(Relaxed) as usize != USER_SLOTS {
-            return Err(ShmError::Corrupt(path.display().to_string(), "bad users header".into()));
+        if seg.u64(U_MAGIC).load(Acquire) != MAGIC_USERS
+            || seg.u32(U_VERSION).load(Relaxed) != VERSION
+            || seg.u32(U_SLOTS).load(Relaxed) as usize != USER_SLOTS
+        {
+            return Err(ShmError::Corrupt(
+                path.display().to_string(),
+                "bad users header".into(),
+            ));
         }
         Ok(Users { seg })
     }
@@ -36,7 +42,9 @@ impl Users {
         let r = std::fs::hard_link(&tmp, path);
         let _ = std::fs::remove_file(&tmp);
         match r {
-            Ok(()) => Ok(Users { seg: seg.renamed(path) }),
+            Ok(()) => Ok(Users {
+                seg: seg.renamed(path),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Users::open(path),
             Err(e) => Err(crate::seg::io_err(path, e)),
         }
@@ -50,7 +58,10 @@ impl Users {
                 if st.load(Relaxed) != SLOT_FREE {
                     continue;
                 }
-                if st.compare_exchange(SLOT_FREE, SLOT_CLAIMING, Acquire, Relaxed).is_ok() {
+                if st
+                    .compare_exchange(SLOT_FREE, SLOT_CLAIMING, Acquire, Relaxed)
+                    .is_ok()
+                {
                     self.fill(i, connector, host);
                     st.store(SLOT_USED, Release);
                     return Some(i);
@@ -84,7 +95,9 @@ impl Users {
     pub fn release(&self, i: usize) {
         let st = self.seg.u32(slot(i) + S_STATE);
         // Only free it if it is still ours (it might have been reclaimed and re-claimed).
-        if st.load(Acquire) == SLOT_USED && self.seg.u32(slot(i) + S_PID).load(Relaxed) == crate::seg::my_pid() {
+        if st.load(Acquire) == SLOT_USED
+            && self.seg.u32(slot(i) + S_PID).load(Relaxed) == crate::seg::my_pid()
+        {
             st.store(SLOT_FREE, Release);
         }
     }
@@ -110,7 +123,11 @@ impl Users {
                 continue;
             }
             let pid = self.seg.u32(b + S_PID).load(Relaxed);
-            if !pid_alive(pid) && st.compare_exchange(SLOT_USED, SLOT_FREE, AcqRel, Relaxed).is_ok() {
+            if !pid_alive(pid)
+                && st
+                    .compare_exchange(SLOT_USED, SLOT_FREE, AcqRel, Relaxed)
+                    .is_ok()
+            {
                 n += 1;
             }
         }
@@ -139,7 +156,9 @@ impl Users {
                 last_active_unix: s.u64(b + S_ACTIVE).load(Relaxed),
             };
             // Skip slots that changed hands while we read them.
-            if s.u32(b + S_STATE).load(Acquire) == SLOT_USED && s.u32(b + S_PID).load(Relaxed) == pid {
+            if s.u32(b + S_STATE).load(Acquire) == SLOT_USED
+                && s.u32(b + S_PID).load(Relaxed) == pid
+            {
                 out.push(u);
             }
         }
@@ -149,7 +168,10 @@ impl Users {
     /// Slots in use by living processes.
     pub fn live_count(&self) -> usize {
         (0..USER_SLOTS)
-            .filter(|&i| self.seg.u32(slot(i) + S_STATE).load(Acquire) == SLOT_USED && pid_alive(self.seg.u32(slot(i) + S_PID).load(Relaxed)))
+            .filter(|&i| {
+                self.seg.u32(slot(i) + S_STATE).load(Acquire) == SLOT_USED
+                    && pid_alive(self.seg.u32(slot(i) + S_PID).load(Relaxed))
+            })
             .count()
     }
 }

@@ -71,7 +71,11 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
     }
     let cur = meta.cur_page();
     let next_page = cur.map_or(meta.first_page(), |c| c.saturating_add(1));
-    let resume_ms = if s.u64(M_FRAMES).load(Relaxed) > 0 { Some(s.i64(M_LAST_MS).load(Relaxed)) } else { None };
+    let resume_ms = if s.u64(M_FRAMES).load(Relaxed) > 0 {
+        Some(s.i64(M_LAST_MS).load(Relaxed))
+    } else {
+        None
+    };
     // A page file the dead writer created but never published would be mistaken for ours.
     let _ = std::fs::remove_file(dir.join(page_name(stream, next_page)));
     s.u64(M_EPOCH_FIRST_PAGE).store(next_page, Release);
@@ -157,13 +161,23 @@ impl WriterState {
         }
     }
 
-    pub fn push(&mut self, track: u32, dts: i64, pts_offset: i32, keyframe: bool, data: &[u8]) -> Result<(), ShmError> {
+    pub fn push(
+        &mut self,
+        track: u32,
+        dts: i64,
+        pts_offset: i32,
+        keyframe: bool,
+        data: &[u8],
+    ) -> Result<(), ShmError> {
         if data.len() > MAX_FRAME {
             return Err(ShmError::FrameTooLarge(data.len()));
         }
         self.check_owner()?;
         self.check_linked()?;
-        let slot = self.table.slot_of(track).ok_or(ShmError::UnknownTrack(track))?;
+        let slot = self
+            .table
+            .slot_of(track)
+            .ok_or(ShmError::UnknownTrack(track))?;
         let kind = self.table.tracks[slot].kind();
         if kind == TrackKind::Video && !keyframe && !self.seen_key[slot] {
             return Ok(()); // nothing can decode video before its first keyframe
@@ -171,10 +185,12 @@ impl WriterState {
         if keyframe {
             self.seen_key[slot] = true;
         }
-        let offset = *self.time_offset.get_or_insert_with(|| match self.resume_ms {
-            Some(r) if dts <= r => r.saturating_add(40).saturating_sub(dts),
-            _ => 0,
-        });
+        let offset = *self
+            .time_offset
+            .get_or_insert_with(|| match self.resume_ms {
+                Some(r) if dts <= r => r.saturating_add(40).saturating_sub(dts),
+                _ => 0,
+            });
         let dts = dts.saturating_add(offset);
         let main = self.table.main_slot() == Some(slot);
         let rec = rec_size(data.len());
@@ -182,13 +198,19 @@ impl WriterState {
             None => true,
             Some(p) => {
                 p.committed + rec > p.page.seg.len()
-                    || (main && keyframe && p.bytes > 0 && (dts.saturating_sub(p.first_ms) >= PAGE_TARGET_MS || p.bytes as usize >= PAGE_SOFT_BYTES))
+                    || (main
+                        && keyframe
+                        && p.bytes > 0
+                        && (dts.saturating_sub(p.first_ms) >= PAGE_TARGET_MS
+                            || p.bytes as usize >= PAGE_SOFT_BYTES))
             }
         };
         if need_new {
             self.new_page(dts, PAGE_HDR + rec)?;
         }
-        let Some(p) = self.page.as_mut() else { return Err(ShmError::Corrupt(self.name.clone(), "no page".into())) };
+        let Some(p) = self.page.as_mut() else {
+            return Err(ShmError::Corrupt(self.name.clone(), "no page".into()));
+        };
         let seg = &p.page.seg;
         let off = p.committed;
         if off + rec > p.reserved {
@@ -202,7 +224,8 @@ impl WriterState {
         h[R_DTS..R_DTS + 8].copy_from_slice(&dts.to_ne_bytes());
         h[R_PTS_OFF..R_PTS_OFF + 4].copy_from_slice(&pts_offset.to_ne_bytes());
         h[R_TRACK..R_TRACK + 4].copy_from_slice(&track.to_ne_bytes());
-        h[R_FLAGS..R_FLAGS + 4].copy_from_slice(&(if keyframe { REC_KEY } else { 0 }).to_ne_bytes());
+        h[R_FLAGS..R_FLAGS + 4]
+            .copy_from_slice(&(if keyframe { REC_KEY } else { 0 }).to_ne_bytes());
         h[R_LEN..R_LEN + 4].copy_from_slice(&(data.len() as u32).to_ne_bytes());
         h[R_SEQ..R_SEQ + 8].copy_from_slice(&seq.to_ne_bytes());
         seg.write_bytes(off, &h);
@@ -215,7 +238,12 @@ impl WriterState {
         }
         p.bytes += data.len() as u64;
         let page_id = p.page.id;
-        self.meta.set_page(PageEntry { id: page_id, first_ms: p.first_ms, last_ms: p.last_ms, bytes: p.bytes });
+        self.meta.set_page(PageEntry {
+            id: page_id,
+            first_ms: p.first_ms,
+            last_ms: p.last_ms,
+            bytes: p.bytes,
+        });
 
         // Key index. Video: every keyframe. Other tracks: a "key" at least once per second and at
         // the first frame of each page, so seeking and DVR jumps work for audio-only streams.
@@ -252,18 +280,37 @@ impl WriterState {
     fn new_page(&mut self, first_ms: i64, need: usize) -> Result<(), ShmError> {
         let id = self.next_page;
         let path = self.dir.join(page_name(&self.name, id));
-        let page = Page::create(&path, id, self.meta.nonce(), self.epoch, PAGE_CAP.max(need), first_ms)?;
+        let page = Page::create(
+            &path,
+            id,
+            self.meta.nonce(),
+            self.epoch,
+            PAGE_CAP.max(need),
+            first_ms,
+        )?;
         let reserved = need.max(RESERVE_STEP).min(page.seg.len());
         if let Err(e) = page.seg.reserve(0, reserved) {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        self.meta.set_page(PageEntry { id, first_ms, last_ms: first_ms, bytes: 0 });
+        self.meta.set_page(PageEntry {
+            id,
+            first_ms,
+            last_ms: first_ms,
+            bytes: 0,
+        });
         let s = &self.meta.seg;
         s.u64(M_CUR_PAGE).store(id, Release);
         s.u32(M_HAS_PAGE).store(1, Release);
         // Seal the previous page only now that its successor exists.
-        if let Some(old) = self.page.replace(OpenPage { page, committed: PAGE_HDR, reserved, first_ms, last_ms: first_ms, bytes: 0 }) {
+        if let Some(old) = self.page.replace(OpenPage {
+            page,
+            committed: PAGE_HDR,
+            reserved,
+            first_ms,
+            last_ms: first_ms,
+            bytes: 0,
+        }) {
             old.page.seg.u32(P_FLAGS).fetch_or(PAGE_SEALED, Release);
         }
         self.next_page = id.saturating_add(1);
@@ -295,7 +342,9 @@ impl WriterState {
     /// Never the page being written. Readers that have a page mapped keep it (mmap survives
     /// unlink); readers reaching a missing page jump to the oldest kept keyframe.
     pub fn evict(&mut self) {
-        let Some(cur) = self.meta.cur_page() else { return };
+        let Some(cur) = self.meta.cur_page() else {
+            return;
+        };
         let s = &self.meta.seg;
         let newest = s.i64(M_LAST_MS).load(Relaxed);
         let mut first = self.meta.first_page();
@@ -331,7 +380,11 @@ impl WriterState {
         if end {
             self.meta.seg.u32(M_ENDED).store(1, Release);
         }
-        let _ = self.meta.seg.u32(M_WRITER_PID).compare_exchange(self.pid, 0, AcqRel, Relaxed);
+        let _ = self
+            .meta
+            .seg
+            .u32(M_WRITER_PID)
+            .compare_exchange(self.pid, 0, AcqRel, Relaxed);
         self.meta.notify();
     }
 }

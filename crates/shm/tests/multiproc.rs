@@ -10,19 +10,31 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn env(k: &str, d: i64) -> i64 {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn payload(track: u32, dts: i64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (dts as usize).wrapping_mul(31).wrapping_add(i).wrapping_add(track as usize) as u8).collect()
+    (0..len)
+        .map(|i| {
+            (dts as usize)
+                .wrapping_mul(31)
+                .wrapping_add(i)
+                .wrapping_add(track as usize) as u8
+        })
+        .collect()
 }
 
 fn check(track: u32, dts: i64, data: &[u8]) -> bool {
     // The writer may shift times of a later epoch; the payload carries the original dts.
-    data.len() >= 8 && {
-        let orig = i64::from_le_bytes(data[..8].try_into().unwrap());
-        data[8..] == payload(track, orig, data.len())[8..]
-    } && dts >= 0
+    data.len() >= 8
+        && {
+            let orig = i64::from_le_bytes(data[..8].try_into().unwrap());
+            data[8..] == payload(track, orig, data.len())[8..]
+        }
+        && dts >= 0
 }
 
 fn frame_bytes(track: u32, dts: i64, len: usize) -> Vec<u8> {
@@ -32,7 +44,10 @@ fn frame_bytes(track: u32, dts: i64, len: usize) -> Vec<u8> {
 }
 
 fn now_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
 }
 
 /// Child roles. Parameters come from the environment.
@@ -42,7 +57,13 @@ fn run_role(role: &str) {
         // Pushes a video track (keyframe every GOP frames) and an audio track, FRAME_MS apart
         // in media time, sleeping SLEEP_MS between frames, COUNT frames (forever if 0).
         "writer" => {
-            let mut w = match StreamWriter::create(&stream, WriterOptions { live: true, dvr_ms: env("DVR", 50_000) as u64 }) {
+            let mut w = match StreamWriter::create(
+                &stream,
+                WriterOptions {
+                    live: true,
+                    dvr_ms: env("DVR", 50_000) as u64,
+                },
+            ) {
                 Ok(w) => w,
                 Err(e) => {
                     println!("@error {e}");
@@ -57,16 +78,33 @@ fn run_role(role: &str) {
             println!("@started {}", w.epoch());
             // Optionally hold the first frame back until a reader is registered.
             let t0 = Instant::now();
-            while env("WAIT_READER", 0) == 1 && users(&stream).is_empty() && t0.elapsed() < Duration::from_secs(20) {
+            while env("WAIT_READER", 0) == 1
+                && users(&stream).is_empty()
+                && t0.elapsed() < Duration::from_secs(20)
+            {
                 w.heartbeat();
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let (gop, count, sleep, fms, size) = (env("GOP", 10), env("COUNT", 0), env("SLEEP_MS", 5), env("FRAME_MS", 40), env("SIZE", 3000) as usize);
+            let (gop, count, sleep, fms, size) = (
+                env("GOP", 10),
+                env("COUNT", 0),
+                env("SLEEP_MS", 5),
+                env("FRAME_MS", 40),
+                env("SIZE", 3000) as usize,
+            );
             let mut i = 0i64;
             while count == 0 || i < count {
                 let dts = i * fms;
-                w.push(1, dts, 0, i % gop == 0, &frame_bytes(1, dts, size + (i as usize % 500))).unwrap();
-                w.push(2, dts + 1, 0, true, &frame_bytes(2, dts + 1, 300)).unwrap();
+                w.push(
+                    1,
+                    dts,
+                    0,
+                    i % gop == 0,
+                    &frame_bytes(1, dts, size + (i as usize % 500)),
+                )
+                .unwrap();
+                w.push(2, dts + 1, 0, true, &frame_bytes(2, dts + 1, 300))
+                    .unwrap();
                 i += 1;
                 if sleep > 0 {
                     std::thread::sleep(Duration::from_millis(sleep as u64));
@@ -80,7 +118,14 @@ fn run_role(role: &str) {
         // Reads: reports the first frame, restarts, bad payloads; exits after FRAMES frames in epoch
         // WANT_EPOCH (or on Ended).
         "reader" => {
-            let mut r = StreamReader::open(&stream, ReaderInfo { connector: "TEST".into(), host: "child".into() }).unwrap();
+            let mut r = StreamReader::open(
+                &stream,
+                ReaderInfo {
+                    connector: "TEST".into(),
+                    host: "child".into(),
+                },
+            )
+            .unwrap();
             println!("@open");
             let (want_frames, want_epoch) = (env("FRAMES", 50), env("WANT_EPOCH", 1) as u32);
             let mut n = 0;
@@ -143,7 +188,9 @@ fn run_role(role: &str) {
             println!("@evicted {}", !page0.exists());
             // Fall further behind, until the kept window starts 10 s (media) after us.
             let t0 = Instant::now();
-            while stream_status(&stream).map(|s| s.first_ms).unwrap_or(0) < 10_000 && t0.elapsed() < Duration::from_secs(20) {
+            while stream_status(&stream).map(|s| s.first_ms).unwrap_or(0) < 10_000
+                && t0.elapsed() < Duration::from_secs(20)
+            {
                 std::thread::sleep(Duration::from_millis(10));
             }
             println!("@held_ok {}", check(held.track, held.dts, &held.data));
@@ -175,7 +222,14 @@ fn run_role(role: &str) {
         }
         // Registers and sleeps forever (to be killed).
         "sleeper" => {
-            let _r = StreamReader::open(&stream, ReaderInfo { connector: "SLEEP".into(), host: "x".into() }).unwrap();
+            let _r = StreamReader::open(
+                &stream,
+                ReaderInfo {
+                    connector: "SLEEP".into(),
+                    host: "x".into(),
+                },
+            )
+            .unwrap();
             println!("@open");
             std::thread::sleep(Duration::from_secs(60));
         }
@@ -196,7 +250,12 @@ fn run_role(role: &str) {
                 }
             }
             lat.sort();
-            println!("@latency_us {} {} {:?}", lat[lat.len() / 2], lat[lat.len() - 1], lat);
+            println!(
+                "@latency_us {} {} {:?}",
+                lat[lat.len() / 2],
+                lat[lat.len() - 1],
+                lat
+            );
         }
         // Rewrites the track table as fast as it can for RUN_MS; every field of every track
         // carries the same counter, so a torn read is visible.
@@ -262,7 +321,11 @@ impl Proc {
                 }
             }
         });
-        Proc { child, rx, log: Vec::new() }
+        Proc {
+            child,
+            rx,
+            log: Vec::new(),
+        }
     }
 
     /// Waits for a line starting with `prefix`; panics after `secs`.
@@ -289,7 +352,11 @@ impl Proc {
                 assert!(st.success(), "child failed: {st:?} {:?}", self.log);
                 break;
             }
-            assert!(Instant::now() < deadline, "child did not exit: {:?}", self.log);
+            assert!(
+                Instant::now() < deadline,
+                "child did not exit: {:?}",
+                self.log
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -327,13 +394,26 @@ fn with_dir<T>(dir: &std::path::Path, f: impl FnOnce() -> T) -> T {
 }
 
 fn no_bad(log: &[String]) {
-    assert!(!log.iter().any(|l| l.starts_with("@bad") || l.starts_with("@backwards")), "{log:?}");
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with("@bad") || l.starts_with("@backwards")),
+        "{log:?}"
+    );
 }
 
 #[test]
 fn reader_joining_mid_stream_starts_at_keyframe() {
     let dir = tmpdir("join");
-    let mut w = Proc::spawn(&dir, "writer", "join", &[("GOP", "12".into()), ("SLEEP_MS", "5".into()), ("COUNT", "1200".into())]);
+    let mut w = Proc::spawn(
+        &dir,
+        "writer",
+        "join",
+        &[
+            ("GOP", "12".into()),
+            ("SLEEP_MS", "5".into()),
+            ("COUNT", "1200".into()),
+        ],
+    );
     w.expect("@started", 20);
     std::thread::sleep(Duration::from_millis(300));
     let mut r = Proc::spawn(&dir, "reader", "join", &[("FRAMES", "200".into())]);
@@ -341,7 +421,10 @@ fn reader_joining_mid_stream_starts_at_keyframe() {
     let f: Vec<&str> = first.split(' ').collect();
     assert_eq!(f[1], "1", "first frame is video: {first}");
     assert_eq!(f[2], "true", "first frame is a keyframe: {first}");
-    assert!(f[3].parse::<i64>().unwrap() > 0, "joined mid-stream: {first}");
+    assert!(
+        f[3].parse::<i64>().unwrap() > 0,
+        "joined mid-stream: {first}"
+    );
     let log = r.finish(30);
     assert!(log.iter().any(|l| l.starts_with("@done")), "{log:?}");
     no_bad(&log);
@@ -357,7 +440,18 @@ fn reader_joining_mid_stream_starts_at_keyframe() {
 fn evicted_page_stays_valid_under_reader() {
     let dir = tmpdir("evict");
     // Fast media time, small DVR: page 0 is evicted within a second or so.
-    let mut w = Proc::spawn(&dir, "writer", "evict", &[("DVR", "2000".into()), ("SLEEP_MS", "1".into()), ("GOP", "10".into()), ("COUNT", "3000".into()), ("WAIT_READER", "1".into())]);
+    let mut w = Proc::spawn(
+        &dir,
+        "writer",
+        "evict",
+        &[
+            ("DVR", "2000".into()),
+            ("SLEEP_MS", "1".into()),
+            ("GOP", "10".into()),
+            ("COUNT", "3000".into()),
+            ("WAIT_READER", "1".into()),
+        ],
+    );
     w.expect("@started", 20);
     let mut h = Proc::spawn(&dir, "holder", "evict", &[]);
     h.expect("@held 1 0", 20);
@@ -376,7 +470,12 @@ fn killed_writer_is_taken_over_and_readers_restart() {
     let dir = tmpdir("kill");
     let mut w1 = Proc::spawn(&dir, "writer", "kill", &[("SLEEP_MS", "10".into())]);
     assert_eq!(w1.expect("@started", 20), "@started 1");
-    let mut r = Proc::spawn(&dir, "reader", "kill", &[("WANT_EPOCH", "2".into()), ("FRAMES", "40".into())]);
+    let mut r = Proc::spawn(
+        &dir,
+        "reader",
+        "kill",
+        &[("WANT_EPOCH", "2".into()), ("FRAMES", "40".into())],
+    );
     r.expect("@first", 20);
     // A second writer is refused while the first lives.
     let mut w_no = Proc::spawn(&dir, "writer", "kill", &[]);
@@ -402,7 +501,12 @@ fn killed_writer_is_taken_over_and_readers_restart() {
 #[test]
 fn dead_reader_slot_is_reclaimed_and_stale_cleaned() {
     let dir = tmpdir("slots");
-    let mut w = Proc::spawn(&dir, "writer", "slots", &[("COUNT", "20".into()), ("CLOSE", "0".into())]);
+    let mut w = Proc::spawn(
+        &dir,
+        "writer",
+        "slots",
+        &[("COUNT", "20".into()), ("CLOSE", "0".into())],
+    );
     w.expect("@done", 20);
     w.finish(10);
     let mut s = Proc::spawn(&dir, "sleeper", "slots", &[]);
@@ -443,7 +547,12 @@ fn futex_wakes_reader_promptly() {
         let l = p.expect("@latency_us", 20);
         // The reader waits with a 30 s timeout: finishing quickly means the futex woke it.
         assert!(t0.elapsed() < Duration::from_secs(10));
-        let v: Vec<i64> = l.split(' ').skip(1).take(2).map(|x| x.parse().unwrap()).collect();
+        let v: Vec<i64> = l
+            .split(' ')
+            .skip(1)
+            .take(2)
+            .map(|x| x.parse().unwrap())
+            .collect();
         eprintln!("futex wake latency: {l}");
         assert!(v[0] < 200_000, "{l}");
         w.close();
@@ -480,15 +589,28 @@ fn track_table_seqlock_across_processes() {
         }
     });
     let log = w.finish(20);
-    assert!(changes > 10 && checked > 10, "changes {changes} checked {checked} {log:?}");
+    assert!(
+        changes > 10 && checked > 10,
+        "changes {changes} checked {checked} {log:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn waiter_watches_streams_of_other_processes() {
     let dir = tmpdir("waiter");
-    let mut a = Proc::spawn(&dir, "writer", "wa", &[("SLEEP_MS", "300".into()), ("COUNT", "20".into())]);
-    let mut b = Proc::spawn(&dir, "writer", "wb", &[("SLEEP_MS", "300".into()), ("COUNT", "20".into())]);
+    let mut a = Proc::spawn(
+        &dir,
+        "writer",
+        "wa",
+        &[("SLEEP_MS", "300".into()), ("COUNT", "20".into())],
+    );
+    let mut b = Proc::spawn(
+        &dir,
+        "writer",
+        "wb",
+        &[("SLEEP_MS", "300".into()), ("COUNT", "20".into())],
+    );
     a.expect("@started", 20);
     b.expect("@started", 20);
     with_dir(&dir, || {
@@ -512,7 +634,16 @@ fn waiter_watches_streams_of_other_processes() {
 #[test]
 fn concurrent_writers_exactly_one_wins() {
     let dir = tmpdir("race");
-    let mut ps: Vec<Proc> = (0..4).map(|_| Proc::spawn(&dir, "writer", "race", &[("SLEEP_MS", "20".into()), ("COUNT", "100".into())])).collect();
+    let mut ps: Vec<Proc> = (0..4)
+        .map(|_| {
+            Proc::spawn(
+                &dir,
+                "writer",
+                "race",
+                &[("SLEEP_MS", "20".into()), ("COUNT", "100".into())],
+            )
+        })
+        .collect();
     let mut started = 0;
     let mut refused = 0;
     for p in &mut ps {

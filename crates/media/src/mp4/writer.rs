@@ -448,7 +448,9 @@ impl Mp4Writer {
                 let first = s.first_ms.unwrap_or(0);
                 // tkhd and the edit list cover the presentation, which with B-frames ends after
                 // the last decoded sample's time: up to the latest pts plus a sample duration.
-                let pres_end = s.max_pts_ticks.unwrap_or(s.last_ticks).max(s.last_ticks) - s.first_ticks + last as i64;
+                let pres_end = s.max_pts_ticks.unwrap_or(s.last_ticks).max(s.last_ticks)
+                    - s.first_ticks
+                    + last as i64;
                 let dur_ms = ((pres_end.max(0) as u128 * 1000) / s.ts as u128) as u64;
                 let end = first + dur_ms as i64;
                 movie_ms = movie_ms.max(end.max(0) as u64);
@@ -561,8 +563,14 @@ mod tests {
         // I P B B at 40 ms, decode order, B-pyramid offsets as x264 writes them (pts 80 120 40 80 … shifted)
         let offs = [80, 120, 40, 40];
         for (i, &o) in offs.iter().enumerate() {
-            w.add(&Frame { track: 1, dts: -80 + 40 * i as i64, pts_offset: o, keyframe: i == 0, data: Bytes::from_static(&[0; 8]) })
-                .unwrap();
+            w.add(&Frame {
+                track: 1,
+                dts: -80 + 40 * i as i64,
+                pts_offset: o,
+                keyframe: i == 0,
+                data: Bytes::from_static(&[0; 8]),
+            })
+            .unwrap();
         }
         let head = w.header_moov_first().unwrap();
         let at = head.windows(4).position(|b| b == b"elst").unwrap();

@@ -35,7 +35,9 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::psi::{self, Pmt, PmtStream, SectionAssembler};
-use super::{stream_type as st, PacketHeader, NULL_PID, PACKET_SIZE, PAT_PID, SYNC_BYTE, TICKS_PER_MS};
+use super::{
+    stream_type as st, PacketHeader, NULL_PID, PACKET_SIZE, PAT_PID, SYNC_BYTE, TICKS_PER_MS,
+};
 use crate::aac::{AdtsHeader, AudioSpecificConfig};
 use crate::h264::{self, AvcC};
 use crate::time::Unwrapper;
@@ -183,7 +185,11 @@ fn parse_pes(d: &[u8]) -> Option<(Option<u64>, Option<u64>, std::ops::Range<usiz
         return None;
     }
     let plen = usize::from(u16::from_be_bytes([d[4], d[5]]));
-    let end = if plen > 0 { (6 + plen).min(d.len()) } else { d.len() };
+    let end = if plen > 0 {
+        (6 + plen).min(d.len())
+    } else {
+        d.len()
+    };
     if matches!(d[3], 0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xF2 | 0xF8 | 0xFF) {
         return Some((None, None, 6..end));
     }
@@ -223,7 +229,9 @@ enum AudioParse {
     Garbage,
 }
 
-const AC3_KBPS: [u32; 19] = [32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 576, 640];
+const AC3_KBPS: [u32; 19] = [
+    32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 576, 640,
+];
 
 /// Parses an AC-3 sync frame header: (frame bytes, rate, channels).
 pub(crate) fn ac3_header(b: &[u8]) -> Result<(usize, u32, u32), MediaError> {
@@ -237,10 +245,18 @@ pub(crate) fn ac3_header(b: &[u8]) -> Result<(usize, u32, u32), MediaError> {
     let frmsizecod = usize::from(b[4] & 0x3F);
     let bsid = b[5] >> 3;
     if fscod == 3 || frmsizecod >= 38 || bsid > 10 {
-        return Err(MediaError::unsupported("AC-3", "reserved rate/size or E-AC-3"));
+        return Err(MediaError::unsupported(
+            "AC-3",
+            "reserved rate/size or E-AC-3",
+        ));
     }
     let rate = [48000, 44100, 32000][fscod as usize];
-    let words = AC3_KBPS[frmsizecod / 2] * 96_000 / rate + if fscod == 1 { (frmsizecod & 1) as u32 } else { 0 };
+    let words = AC3_KBPS[frmsizecod / 2] * 96_000 / rate
+        + if fscod == 1 {
+            (frmsizecod & 1) as u32
+        } else {
+            0
+        };
     let mut r = h264::BitReader::new(&b[6..]);
     let acmod = r.read_bits(3)?;
     if acmod & 1 != 0 && acmod != 1 {
@@ -325,9 +341,14 @@ impl Es {
                 Err(MediaError::NeedMore) => AudioParse::NeedMore,
                 Err(_) => AudioParse::Garbage,
                 Ok((len, _, _)) if len > b.len() => AudioParse::NeedMore,
-                Ok((len, rate, channels)) => {
-                    AudioParse::Frame(AudioFrame { len, skip: 0, samples: 1536, rate, channels, init: None })
-                }
+                Ok((len, rate, channels)) => AudioParse::Frame(AudioFrame {
+                    len,
+                    skip: 0,
+                    samples: 1536,
+                    rate,
+                    channels,
+                    init: None,
+                }),
             },
             Kind::Opus => match opus_control_header(b) {
                 None if b.len() < 16 => AudioParse::NeedMore,
@@ -401,20 +422,29 @@ impl Demuxer {
 
     /// The program numbers seen in the PAT, with their PMT PIDs.
     pub fn programs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
-        self.roles.iter().enumerate().filter_map(|(pid, r)| match r {
-            Role::Pmt(i) => Some((self.pmts[*i as usize].program, pid as u16)),
-            _ => None,
-        })
+        self.roles
+            .iter()
+            .enumerate()
+            .filter_map(|(pid, r)| match r {
+                Role::Pmt(i) => Some((self.pmts[*i as usize].program, pid as u16)),
+                _ => None,
+            })
     }
 
     /// The program a track belongs to.
     pub fn program_of(&self, track: u32) -> Option<u16> {
-        self.es.iter().find(|e| u32::from(e.pid) == track).map(|e| self.pmts[e.pmt].program)
+        self.es
+            .iter()
+            .find(|e| u32::from(e.pid) == track)
+            .map(|e| self.pmts[e.pmt].program)
     }
 
     /// The last PCR of `program` on the 27 MHz clock, unwrapped.
     pub fn pcr(&self, program: u16) -> Option<i64> {
-        self.pmts.iter().find(|p| p.program == program).and_then(|p| p.pcr)
+        self.pmts
+            .iter()
+            .find(|p| p.program == program)
+            .and_then(|p| p.pcr)
     }
 
     /// Feeds bytes in any chunking.
@@ -464,7 +494,10 @@ impl Demuxer {
                 self.synced = false;
                 self.stats.sync_losses += 1;
             }
-            let next = d[i + 1..].iter().position(|&b| b == SYNC_BYTE).map_or(d.len(), |p| i + 1 + p);
+            let next = d[i + 1..]
+                .iter()
+                .position(|&b| b == SYNC_BYTE)
+                .map_or(d.len(), |p| i + 1 + p);
             self.stats.bytes_skipped += (next - i) as u64;
             i = next;
         }
@@ -472,7 +505,9 @@ impl Demuxer {
     }
 
     fn packet(&mut self, p: &[u8]) {
-        let Some(h) = PacketHeader::parse(p) else { return };
+        let Some(h) = PacketHeader::parse(p) else {
+            return;
+        };
         self.stats.packets += 1;
         if h.pid == NULL_PID {
             return;
@@ -523,13 +558,18 @@ impl Demuxer {
                         self.pat.reset();
                     }
                     let mut sections = Vec::new();
-                    self.pat.push(payload, h.payload_unit_start, |s| sections.push(s.to_vec()));
+                    self.pat
+                        .push(payload, h.payload_unit_start, |s| sections.push(s.to_vec()));
                     for s in sections {
                         self.on_pat(&s);
                     }
                 }
             },
-            Role::Pmt(i) => match check_cc(&mut self.pmts[i as usize].cc, h.continuity_counter, discontinuity) {
+            Role::Pmt(i) => match check_cc(
+                &mut self.pmts[i as usize].cc,
+                h.continuity_counter,
+                discontinuity,
+            ) {
                 Cc::Duplicate => {}
                 cc => {
                     if matches!(cc, Cc::Error) {
@@ -537,7 +577,9 @@ impl Demuxer {
                         self.pmts[i as usize].sections.reset();
                     }
                     let mut sections = Vec::new();
-                    self.pmts[i as usize].sections.push(payload, h.payload_unit_start, |s| sections.push(s.to_vec()));
+                    self.pmts[i as usize]
+                        .sections
+                        .push(payload, h.payload_unit_start, |s| sections.push(s.to_vec()));
                     for s in sections {
                         self.on_pmt(i as usize, &s);
                     }
@@ -647,7 +689,9 @@ impl Demuxer {
         self.pmts[i].last = Some(sec.to_vec());
         self.pmts[i].pcr_pid = pmt.pcr_pid;
         for s in &pmt.streams {
-            let Some((kind, codec)) = codec_of(s) else { continue };
+            let Some((kind, codec)) = codec_of(s) else {
+                continue;
+            };
             if s.pid == PAT_PID || s.pid == NULL_PID {
                 continue;
             }
@@ -732,7 +776,9 @@ impl Demuxer {
         key |= es.random_access && !sps.is_empty();
         let mut changed = false;
         for (have, new) in [(&mut es.vps, vps), (&mut es.sps, sps), (&mut es.pps, pps)] {
-            if !new.is_empty() && (have.len() != new.len() || have.iter().zip(&new).any(|(a, b)| a != b)) {
+            if !new.is_empty()
+                && (have.len() != new.len() || have.iter().zip(&new).any(|(a, b)| a != b))
+            {
                 *have = new.into_iter().map(Bytes::copy_from_slice).collect();
                 changed = true;
             }
@@ -742,12 +788,16 @@ impl Demuxer {
             let pps: Vec<&[u8]> = es.pps.iter().map(|b| &b[..]).collect();
             let built = if hevc {
                 let vps: Vec<&[u8]> = es.vps.iter().map(|b| &b[..]).collect();
-                hevc::Hvcc::from_parameter_sets(&vps, &sps, &pps)
-                    .and_then(|h| hevc::parse_sps(sps[0]).map(|s| (h.to_bytes(), s.width, s.height, 0)))
-            } else {
-                AvcC::from_parameter_sets(&sps, &pps).and_then(|a| a.build()).and_then(|b| {
-                    h264::Sps::parse(sps[0]).map(|s| (Bytes::from(b), s.width, s.height, s.fpks()))
+                hevc::Hvcc::from_parameter_sets(&vps, &sps, &pps).and_then(|h| {
+                    hevc::parse_sps(sps[0]).map(|s| (h.to_bytes(), s.width, s.height, 0))
                 })
+            } else {
+                AvcC::from_parameter_sets(&sps, &pps)
+                    .and_then(|a| a.build())
+                    .and_then(|b| {
+                        h264::Sps::parse(sps[0])
+                            .map(|s| (Bytes::from(b), s.width, s.height, s.fpks()))
+                    })
             };
             match built {
                 Ok((init, w, h, fpks)) => {
@@ -800,7 +850,11 @@ impl Demuxer {
         } else {
             payload
         };
-        let Some(start) = (if had_carry { es.next_ts.or(pts) } else { pts.or(es.next_ts) }) else {
+        let Some(start) = (if had_carry {
+            es.next_ts.or(pts)
+        } else {
+            pts.or(es.next_ts)
+        }) else {
             self.stats.pes_dropped += 1;
             return;
         };
@@ -832,7 +886,11 @@ impl Demuxer {
                         Some(init) => es.track.init[..] != init[..],
                         None => false,
                     };
-                    if !es.announced || init_changed || es.track.rate != f.rate || es.track.channels != f.channels {
+                    if !es.announced
+                        || init_changed
+                        || es.track.rate != f.rate
+                        || es.track.channels != f.channels
+                    {
                         if let Some(init) = f.init {
                             es.track.init = Bytes::from(init);
                         }
@@ -870,7 +928,11 @@ impl Demuxer {
 }
 
 fn read_pcr_base(b: &[u8]) -> u64 {
-    u64::from(b[0]) << 25 | u64::from(b[1]) << 17 | u64::from(b[2]) << 9 | u64::from(b[3]) << 1 | u64::from(b[4] >> 7)
+    u64::from(b[0]) << 25
+        | u64::from(b[1]) << 17
+        | u64::from(b[2]) << 9
+        | u64::from(b[3]) << 1
+        | u64::from(b[4] >> 7)
 }
 
 fn new_es(s: &PmtStream, pmt: usize, kind: Kind, codec: Codec) -> Es {
@@ -883,7 +945,8 @@ fn new_es(s: &PmtStream, pmt: usize, kind: Kind, codec: Codec) -> Es {
         let code = psi::descriptors(&s.descriptors)
             .find(|(t, d)| *t == 0x7F && d.len() >= 2 && d[0] == 0x80)
             .map_or(2, |(_, d)| d[1]);
-        let head = opus::OpusHead::from_ts_channel_config(code).or_else(|_| opus::OpusHead::for_channels(2));
+        let head = opus::OpusHead::from_ts_channel_config(code)
+            .or_else(|_| opus::OpusHead::for_channels(2));
         if let Ok(head) = head {
             track.channels = u32::from(head.channels);
             track.init = Bytes::from(head.to_bytes());
@@ -926,7 +989,10 @@ mod tests {
 
     #[test]
     fn opus_control() {
-        assert_eq!(opus_control_header(&[0x7F, 0xE0, 0xFF, 0x10]), Some((4, 0x10F)));
+        assert_eq!(
+            opus_control_header(&[0x7F, 0xE0, 0xFF, 0x10]),
+            Some((4, 0x10F))
+        );
         assert_eq!(opus_control_header(&[0x7F, 0xF0, 0x05, 0, 0]), Some((5, 5)));
         assert_eq!(opus_control_header(&[0x7F, 0xE0, 0xFF]), None);
     }
@@ -940,7 +1006,11 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
-                if i % 188 == 0 { 0x47 } else { x as u8 }
+                if i % 188 == 0 {
+                    0x47
+                } else {
+                    x as u8
+                }
             })
             .collect();
         for c in data.chunks(1000) {

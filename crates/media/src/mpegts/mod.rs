@@ -14,9 +14,6 @@ pub mod psi;
 pub use demux::{DemuxEvent, DemuxStats, Demuxer};
 pub use mux::{Muxer, MuxerOptions};
 
-
-
-
 /// Every TS packet is this long.
 pub const PACKET_SIZE: usize = 188;
 /// The first byte of every TS packet.
@@ -88,7 +85,11 @@ const CRC_TABLE: [u32; 256] = {
         let mut c = (i as u32) << 24;
         let mut k = 0;
         while k < 8 {
-            c = if c & 0x8000_0000 != 0 { (c << 1) ^ 0x04C1_1DB7 } else { c << 1 };
+            c = if c & 0x8000_0000 != 0 {
+                (c << 1) ^ 0x04C1_1DB7
+            } else {
+                c << 1
+            };
             k += 1;
         }
         t[i] = c;
@@ -104,7 +105,9 @@ mod tests {
     #[test]
     fn crc_of_known_pat() {
         // PAT written by ffmpeg: one program, PMT on PID 0x1000.
-        let pat = [0x00, 0xB0, 0x0D, 0x00, 0x01, 0xC1, 0x00, 0x00, 0x00, 0x01, 0xF0, 0x00];
+        let pat = [
+            0x00, 0xB0, 0x0D, 0x00, 0x01, 0xC1, 0x00, 0x00, 0x00, 0x01, 0xF0, 0x00,
+        ];
         assert_eq!(crc32(&pat), 0x2AB1_04B2);
         let mut whole = pat.to_vec();
         whole.extend_from_slice(&0x2AB1_04B2u32.to_be_bytes());

@@ -47,7 +47,13 @@ pub struct MuxerOptions {
 
 impl Default for MuxerOptions {
     fn default() -> Self {
-        MuxerOptions { program: 1, pmt_pid: 0x1000, first_pid: 0x100, tables_before_keyframes: true, audio_frames_per_pes: 1 }
+        MuxerOptions {
+            program: 1,
+            pmt_pid: 0x1000,
+            first_pid: 0x100,
+            tables_before_keyframes: true,
+            audio_frames_per_pes: 1,
+        }
     }
 }
 
@@ -127,12 +133,20 @@ fn mux_track(t: &Track, pid: u16) -> Result<MuxTrack, MediaError> {
         Codec::Aac => {
             m.stream_type = st::AAC_ADTS;
             let asc = if t.init.is_empty() {
-                AudioSpecificConfig { object_type: 2, rate: t.rate, channel_config: t.channels as u8, ext_rate: None }
+                AudioSpecificConfig {
+                    object_type: 2,
+                    rate: t.rate,
+                    channel_config: t.channels as u8,
+                    ext_rate: None,
+                }
             } else {
                 AudioSpecificConfig::parse(&t.init)?
             };
             if crate::aac::rate_index(asc.rate).is_none() {
-                return Err(MediaError::unsupported("ADTS", format!("rate {}", asc.rate)));
+                return Err(MediaError::unsupported(
+                    "ADTS",
+                    format!("rate {}", asc.rate),
+                ));
             }
             m.asc = Some(asc);
         }
@@ -156,13 +170,18 @@ fn mux_track(t: &Track, pid: u16) -> Result<MuxTrack, MediaError> {
             } else {
                 opus::OpusHead::parse(&t.init)?
             };
-            let code = head
-                .ts_channel_config()
-                .ok_or_else(|| MediaError::unsupported("Opus in TS", "channel mapping without a TS code"))?;
+            let code = head.ts_channel_config().ok_or_else(|| {
+                MediaError::unsupported("Opus in TS", "channel mapping without a TS code")
+            })?;
             m.descriptors.extend_from_slice(b"\x05\x04Opus\x7f\x02\x80");
             m.descriptors.push(code);
         }
-        c => return Err(MediaError::unsupported("MPEG-TS muxer", c.mist_name().to_string())),
+        c => {
+            return Err(MediaError::unsupported(
+                "MPEG-TS muxer",
+                c.mist_name().to_string(),
+            ))
+        }
     }
     if t.lang.len() == 3 && t.lang.is_ascii() && t.kind() == TrackKind::Audio {
         m.descriptors.extend_from_slice(&[0x0A, 4]);
@@ -198,18 +217,38 @@ impl Muxer {
             return Err(MediaError::malformed("MPEG-TS muxer", "no tracks"));
         }
         if tracks.len() > 0x1000 {
-            return Err(MediaError::TooLarge { what: "MPEG-TS tracks", size: tracks.len() as u64, limit: 0x1000 });
+            return Err(MediaError::TooLarge {
+                what: "MPEG-TS tracks",
+                size: tracks.len() as u64,
+                limit: 0x1000,
+            });
         }
         let mut v = Vec::with_capacity(tracks.len());
         for (i, t) in tracks.iter().enumerate() {
             let pid = opts.first_pid.wrapping_add(i as u16);
             if !(0x10..0x1FFF).contains(&pid) || pid == opts.pmt_pid {
-                return Err(MediaError::malformed("MPEG-TS muxer", format!("PID {pid:#x} unusable")));
+                return Err(MediaError::malformed(
+                    "MPEG-TS muxer",
+                    format!("PID {pid:#x} unusable"),
+                ));
             }
             v.push(mux_track(t, pid)?);
         }
-        let pcr = v.iter().position(|t| t.codec.kind() == TrackKind::Video).unwrap_or(0);
-        Ok(Muxer { opts, tracks: v, pcr, pat_cc: 0, pmt_cc: 0, version: 0, fresh_tables: false, last_tables_dts: None, scratch: Vec::new() })
+        let pcr = v
+            .iter()
+            .position(|t| t.codec.kind() == TrackKind::Video)
+            .unwrap_or(0);
+        Ok(Muxer {
+            opts,
+            tracks: v,
+            pcr,
+            pat_cc: 0,
+            pmt_cc: 0,
+            version: 0,
+            fresh_tables: false,
+            last_tables_dts: None,
+            scratch: Vec::new(),
+        })
     }
 
     /// The track whose PID carries the PCR (the first video track, else the first track):
@@ -235,7 +274,9 @@ impl Muxer {
             .tracks
             .iter()
             .position(|m| m.id == t.id)
-            .ok_or_else(|| MediaError::malformed("MPEG-TS muxer", format!("unknown track {}", t.id)))?;
+            .ok_or_else(|| {
+                MediaError::malformed("MPEG-TS muxer", format!("unknown track {}", t.id))
+            })?;
         let mut m = mux_track(t, self.tracks[i].pid)?;
         m.cc = self.tracks[i].cc;
         m.pending = std::mem::take(&mut self.tracks[i].pending);
@@ -262,7 +303,11 @@ impl Muxer {
             streams: self
                 .tracks
                 .iter()
-                .map(|t| PmtStream { stream_type: t.stream_type, pid: t.pid, descriptors: t.descriptors.clone() })
+                .map(|t| PmtStream {
+                    stream_type: t.stream_type,
+                    pid: t.pid,
+                    descriptors: t.descriptors.clone(),
+                })
                 .collect(),
         };
         let pmt = build_pmt(&pmt, self.version);
@@ -278,7 +323,9 @@ impl Muxer {
             .tracks
             .iter()
             .position(|t| t.id == f.track)
-            .ok_or_else(|| MediaError::malformed("MPEG-TS muxer", format!("unknown track {}", f.track)))?;
+            .ok_or_else(|| {
+                MediaError::malformed("MPEG-TS muxer", format!("unknown track {}", f.track))
+            })?;
         let is_pcr = i == self.pcr;
         if is_pcr && f.keyframe && self.tracks[i].codec.kind() == TrackKind::Video {
             // audio waiting to fill a PES belongs before the keyframe (and its tables)
@@ -288,7 +335,8 @@ impl Muxer {
             }
         } else if is_pcr && self.opts.tables_before_keyframes && !self.fresh_tables {
             // no video: every audio frame is a keyframe, so repeat the tables once a second
-            if !matches!(self.last_tables_dts, Some(t) if (0..1000).contains(&f.dts.wrapping_sub(t))) {
+            if !matches!(self.last_tables_dts, Some(t) if (0..1000).contains(&f.dts.wrapping_sub(t)))
+            {
                 self.flush(out);
                 self.write_tables(out);
             }
@@ -301,7 +349,8 @@ impl Muxer {
         let dts = ticks(f.dts);
         // the PCR runs a little behind the DTS so decoders have the PES before it is due
         let pcr = is_pcr.then(|| ticks(f.dts.saturating_sub(PCR_LEAD_MS).max(f.dts.min(0))));
-        let bundle = self.opts.audio_frames_per_pes > 1 && self.tracks[i].codec.kind() == TrackKind::Audio;
+        let bundle =
+            self.opts.audio_frames_per_pes > 1 && self.tracks[i].codec.kind() == TrackKind::Audio;
         let t = &mut self.tracks[i];
         if bundle {
             if t.pending_frames == 0 {
@@ -318,7 +367,9 @@ impl Muxer {
             t.pending = body;
             r?;
             t.pending_frames += 1;
-            if t.pending_frames >= self.opts.audio_frames_per_pes || t.pending.len() >= MAX_AUDIO_PES {
+            if t.pending_frames >= self.opts.audio_frames_per_pes
+                || t.pending.len() >= MAX_AUDIO_PES
+            {
                 flush_track(t, out);
             }
             return Ok(());
@@ -329,7 +380,14 @@ impl Muxer {
         let r = frame_payload(t, f, &mut pes);
         if r.is_ok() {
             set_pes_length(&mut pes, t.codec.kind());
-            packetize(out, t.pid, &mut t.cc, &pes, pcr, f.keyframe && t.codec.kind() == TrackKind::Video);
+            packetize(
+                out,
+                t.pid,
+                &mut t.cc,
+                &pes,
+                pcr,
+                f.keyframe && t.codec.kind() == TrackKind::Video,
+            );
         }
         self.scratch = pes;
         r
@@ -408,7 +466,10 @@ fn frame_payload(t: &MuxTrack, f: &Frame, pes: &mut Vec<u8>) -> Result<(), Media
             }
         }
         Codec::Aac => {
-            let asc = t.asc.as_ref().ok_or_else(|| MediaError::malformed("ADTS", "no config"))?;
+            let asc = t
+                .asc
+                .as_ref()
+                .ok_or_else(|| MediaError::malformed("ADTS", "no config"))?;
             pes.extend_from_slice(&AdtsHeader::build(asc, f.data.len())?);
             pes.extend_from_slice(&f.data);
         }
@@ -433,7 +494,12 @@ fn write_section(out: &mut Vec<u8>, pid: u16, cc: &mut u8, section: &[u8]) {
     data.extend_from_slice(section);
     let mut first = true;
     for chunk in data.chunks(PACKET_SIZE - 4) {
-        out.extend_from_slice(&[SYNC_BYTE, u8::from(first) << 6 | (pid >> 8) as u8, pid as u8, 0x10 | *cc]);
+        out.extend_from_slice(&[
+            SYNC_BYTE,
+            u8::from(first) << 6 | (pid >> 8) as u8,
+            pid as u8,
+            0x10 | *cc,
+        ]);
         out.extend_from_slice(chunk);
         out.resize(out.len() + (PACKET_SIZE - 4 - chunk.len()), 0xFF);
         *cc = (*cc + 1) & 0x0F;
@@ -443,7 +509,14 @@ fn write_section(out: &mut Vec<u8>, pid: u16, cc: &mut u8, section: &[u8]) {
 
 /// Splits a PES into TS packets, with the PCR and random access flag in the first one and
 /// adaptation-field stuffing in the last.
-fn packetize(out: &mut Vec<u8>, pid: u16, cc: &mut u8, pes: &[u8], pcr: Option<u64>, random_access: bool) {
+fn packetize(
+    out: &mut Vec<u8>,
+    pid: u16,
+    cc: &mut u8,
+    pes: &[u8],
+    pcr: Option<u64>,
+    random_access: bool,
+) {
     out.reserve((pes.len() / 184 + 2) * PACKET_SIZE);
     let mut rest = pes;
     let mut first = true;
@@ -504,10 +577,27 @@ mod tests {
         let mut mux = Muxer::new(&[t], MuxerOptions::default()).unwrap();
         let mut out = Vec::new();
         for dts in [i64::MIN, -1, 0, i64::MAX] {
-            let f = Frame { track: 7, dts, pts_offset: i32::MAX, keyframe: true, data: Bytes::from_static(b"x") };
+            let f = Frame {
+                track: 7,
+                dts,
+                pts_offset: i32::MAX,
+                keyframe: true,
+                data: Bytes::from_static(b"x"),
+            };
             mux.write_frame(&f, &mut out).unwrap();
         }
-        assert!(mux.write_frame(&Frame { track: 8, dts: 0, pts_offset: 0, keyframe: true, data: Bytes::new() }, &mut out).is_err());
+        assert!(mux
+            .write_frame(
+                &Frame {
+                    track: 8,
+                    dts: 0,
+                    pts_offset: 0,
+                    keyframe: true,
+                    data: Bytes::new()
+                },
+                &mut out
+            )
+            .is_err());
         assert_eq!(out.len() % PACKET_SIZE, 0);
     }
 

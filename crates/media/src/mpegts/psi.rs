@@ -27,7 +27,9 @@ impl SectionAssembler {
     pub fn push(&mut self, payload: &[u8], unit_start: bool, mut f: impl FnMut(&[u8])) {
         let mut data = payload;
         if unit_start {
-            let Some((&pointer, rest)) = data.split_first() else { return };
+            let Some((&pointer, rest)) = data.split_first() else {
+                return;
+            };
             let pointer = pointer as usize;
             if pointer > rest.len() {
                 self.reset();
@@ -77,10 +79,16 @@ impl SectionAssembler {
 /// where body is what follows last_section_number and precedes the CRC.
 pub fn parse_long_section(sec: &[u8]) -> Result<(u8, u16, &[u8]), MediaError> {
     if sec.len() < 12 {
-        return Err(MediaError::malformed("PSI section", "shorter than 12 bytes"));
+        return Err(MediaError::malformed(
+            "PSI section",
+            "shorter than 12 bytes",
+        ));
     }
     if sec[1] & 0x80 == 0 {
-        return Err(MediaError::malformed("PSI section", "section_syntax_indicator not set"));
+        return Err(MediaError::malformed(
+            "PSI section",
+            "section_syntax_indicator not set",
+        ));
     }
     if crc32(sec) != 0 {
         return Err(MediaError::malformed("PSI section", "CRC mismatch"));
@@ -121,7 +129,9 @@ pub struct PmtStream {
 impl PmtStream {
     /// The payload of the first descriptor with `tag`, if any.
     pub fn descriptor(&self, tag: u8) -> Option<&[u8]> {
-        descriptors(&self.descriptors).find(|(t, _)| *t == tag).map(|(_, d)| d)
+        descriptors(&self.descriptors)
+            .find(|(t, _)| *t == tag)
+            .map(|(_, d)| d)
     }
 
     /// The format_identifier of a registration descriptor (tag 5), e.g. `b"Opus"`.
@@ -135,7 +145,9 @@ impl PmtStream {
     pub fn language(&self) -> Option<String> {
         let d = self.descriptor(0x0A)?;
         let code = d.get(..3)?;
-        code.iter().all(u8::is_ascii_alphabetic).then(|| String::from_utf8_lossy(code).into_owned())
+        code.iter()
+            .all(u8::is_ascii_alphabetic)
+            .then(|| String::from_utf8_lossy(code).into_owned())
     }
 }
 
@@ -182,10 +194,18 @@ pub fn parse_pmt(sec: &[u8]) -> Result<Pmt, MediaError> {
         let desc = rest
             .get(5..5 + es_len)
             .ok_or_else(|| MediaError::malformed("PMT", "ES_info overruns section"))?;
-        streams.push(PmtStream { stream_type, pid, descriptors: desc.to_vec() });
+        streams.push(PmtStream {
+            stream_type,
+            pid,
+            descriptors: desc.to_vec(),
+        });
         rest = &rest[5 + es_len..];
     }
-    Ok(Pmt { program, pcr_pid, streams })
+    Ok(Pmt {
+        program,
+        pcr_pid,
+        streams,
+    })
 }
 
 fn finish_section(sec: &mut Vec<u8>) {
@@ -246,13 +266,24 @@ mod tests {
             program: 1,
             pcr_pid: 0x100,
             streams: vec![
-                PmtStream { stream_type: 0x1B, pid: 0x100, descriptors: vec![] },
-                PmtStream { stream_type: 0x06, pid: 0x101, descriptors: b"\x05\x04Opus".to_vec() },
+                PmtStream {
+                    stream_type: 0x1B,
+                    pid: 0x100,
+                    descriptors: vec![],
+                },
+                PmtStream {
+                    stream_type: 0x06,
+                    pid: 0x101,
+                    descriptors: b"\x05\x04Opus".to_vec(),
+                },
             ],
         };
         let s = build_pmt(&pmt, 3);
         assert_eq!(parse_pmt(&s).unwrap(), pmt);
-        assert_eq!(parse_pmt(&s).unwrap().streams[1].registration(), Some(*b"Opus"));
+        assert_eq!(
+            parse_pmt(&s).unwrap().streams[1].registration(),
+            Some(*b"Opus")
+        );
         let mut asm = SectionAssembler::default();
         let mut got = Vec::new();
         let mut first = vec![0u8];
