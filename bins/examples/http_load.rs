@@ -1,0 +1,259 @@
+//! HTTP-FLV progressive load generator for `scripts/bench-http`: N viewers of one `/STREAM.flv` URL
+//! from one thread (mio), so the load costs little CPU next to the server under test. Modelled on
+//! `rtmp_load.rs` and prints the same JSON object: viewers asked, connected, stall_free, bytes
+//! received in total, and the median and 95th percentile time to first video tag in ms.
+//!
+//! Each viewer sends `GET` with `Connection: close`, skips the response head (must be 200), then walks
+//! the FLV tags by their headers (no body parsing). A viewer stalls when its media (video tag
+//! timestamps) falls more than `--stall-ms` behind the wall clock (relative to the least lag it had),
+//! or when it never gets a video tag.
+
+use clap::Parser;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use std::io::{ErrorKind, Read, Write};
+use std::net::ToSocketAddrs;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "HTTP-FLV load generator")]
+struct Args {
+    /// http://HOST:PORT/PATH
+    #[arg(long)]
+    url: String,
+    #[arg(long, default_value_t = 100)]
+    viewers: usize,
+    /// Seconds to keep the viewers connected.
+    #[arg(long, default_value_t = 15)]
+    duration: u64,
+    /// Milliseconds over which the connections are opened.
+    #[arg(long, default_value_t = 1000)]
+    ramp_ms: u64,
+    #[arg(long, default_value_t = 1500)]
+    stall_ms: i64,
+}
+
+/// Where a viewer is in the response.
+enum Parse {
+    /// Collecting the response head.
+    Head(Vec<u8>),
+    /// Skipping the 13-byte FLV file header (bytes left).
+    FileHeader(usize),
+    /// Collecting an 11-byte tag header.
+    TagHeader(Vec<u8>),
+    /// Skipping a tag body plus its 4-byte PreviousTagSize (bytes left).
+    Body(usize),
+}
+
+struct Viewer {
+    sock: Option<TcpStream>,
+    out: Vec<u8>,
+    parse: Parse,
+    started: Instant,
+    first_frame: Option<Duration>,
+    origin: Option<(i64, i64)>,
+    min_lag: i64,
+    last_lag: i64,
+    last_frame_ms: i64,
+    stalled: bool,
+    bytes: u64,
+    failed: bool,
+}
+
+impl Viewer {
+    /// Walks `data`; calls `video(ts)` for each video tag header.
+    fn feed(&mut self, mut data: &[u8], mut video: impl FnMut(&mut Viewer, i64)) {
+        while !data.is_empty() && !self.failed {
+            match &mut self.parse {
+                Parse::Head(h) => {
+                    h.extend_from_slice(data);
+                    data = &[];
+                    if let Some(pos) = h.windows(4).position(|w| w == b"\r\n\r\n") {
+                        if !h.starts_with(b"HTTP/1.1 200") && !h.starts_with(b"HTTP/1.0 200") {
+                            self.failed = true;
+                            return;
+                        }
+                        let rest = h.split_off(pos + 4);
+                        self.parse = Parse::FileHeader(13);
+                        self.feed(&rest, video);
+                        return;
+                    } else if h.len() > 16384 {
+                        self.failed = true;
+                    }
+                }
+                Parse::FileHeader(left) | Parse::Body(left) => {
+                    let n = (*left).min(data.len());
+                    *left -= n;
+                    data = &data[n..];
+                    if *left == 0 {
+                        self.parse = Parse::TagHeader(Vec::with_capacity(11));
+                    }
+                }
+                Parse::TagHeader(h) => {
+                    let n = (11 - h.len()).min(data.len());
+                    h.extend_from_slice(&data[..n]);
+                    data = &data[n..];
+                    if h.len() == 11 {
+                        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+                        let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]) as i64;
+                        let is_video = h[0] & 0x1f == 9;
+                        self.parse = Parse::Body(size + 4);
+                        if is_video && size > 0 {
+                            video(self, ts);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let rest = args.url.strip_prefix("http://").expect("http:// URL");
+    let (hostport, path) = rest.split_once('/').expect("http://HOST/PATH");
+    let hostport = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
+    let addr = hostport
+        .to_socket_addrs()
+        .expect("resolve")
+        .next()
+        .expect("address");
+    let request =
+        format!("GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").into_bytes();
+
+    let mut poll = Poll::new().expect("poll");
+    let mut events = Events::with_capacity(4096);
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs(args.duration);
+    let mut viewers: Vec<Viewer> = Vec::with_capacity(args.viewers);
+    let mut buf = vec![0u8; 256 * 1024];
+    let stall_ms = args.stall_ms;
+
+    while Instant::now() < end {
+        let due = (t0.elapsed().as_millis() as u64 * args.viewers as u64)
+            .checked_div(args.ramp_ms)
+            .map_or(args.viewers, |n| n.min(args.viewers as u64) as usize);
+        while viewers.len() < due {
+            let i = viewers.len();
+            let mut v = Viewer {
+                sock: None,
+                out: request.clone(),
+                parse: Parse::Head(Vec::new()),
+                started: Instant::now(),
+                first_frame: None,
+                origin: None,
+                min_lag: i64::MAX,
+                last_lag: 0,
+                last_frame_ms: 0,
+                stalled: false,
+                bytes: 0,
+                failed: false,
+            };
+            match TcpStream::connect(addr) {
+                Ok(mut s) => {
+                    poll.registry()
+                        .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)
+                        .expect("register");
+                    v.sock = Some(s);
+                }
+                Err(_) => v.failed = true,
+            }
+            viewers.push(v);
+        }
+
+        poll.poll(&mut events, Some(Duration::from_millis(20)))
+            .expect("poll");
+        let now_ms = t0.elapsed().as_millis() as i64;
+        for ev in events.iter() {
+            let v = &mut viewers[ev.token().0];
+            if v.failed {
+                continue;
+            }
+            if !v.out.is_empty() {
+                if let Some(sock) = v.sock.as_mut() {
+                    match sock.write(&v.out) {
+                        Ok(n) => {
+                            v.out.drain(..n);
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(_) => v.failed = true,
+                    }
+                }
+            }
+            if ev.is_readable() {
+                while let Some(sock) = v.sock.as_mut() {
+                    match sock.read(&mut buf) {
+                        Ok(0) => {
+                            v.failed = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            v.bytes += n as u64;
+                            v.feed(&buf[..n], |v, ts| {
+                                if v.first_frame.is_none() {
+                                    v.first_frame = Some(v.started.elapsed());
+                                }
+                                let (w0, m0) = *v.origin.get_or_insert((now_ms, ts));
+                                let lag = (now_ms - w0) - (ts - m0);
+                                v.min_lag = v.min_lag.min(lag);
+                                v.last_lag = lag;
+                                v.last_frame_ms = now_ms;
+                                if lag - v.min_lag > stall_ms {
+                                    v.stalled = true;
+                                }
+                            });
+                            if v.failed {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            v.failed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if v.failed {
+                v.sock = None;
+            }
+        }
+    }
+
+    let end_ms = t0.elapsed().as_millis() as i64;
+    let mut ttff: Vec<f64> = Vec::new();
+    let (mut connected, mut stall_free, mut bytes) = (0usize, 0usize, 0u64);
+    for v in &viewers {
+        bytes += v.bytes;
+        let Some(first) = v.first_frame else { continue };
+        connected += 1;
+        ttff.push(first.as_secs_f64() * 1000.0);
+        let final_lag = v.last_lag + (end_ms - v.last_frame_ms);
+        if !v.failed && !v.stalled && final_lag - v.min_lag <= args.stall_ms {
+            stall_free += 1;
+        }
+    }
+    ttff.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| {
+        if ttff.is_empty() {
+            0.0
+        } else {
+            ttff[((ttff.len() - 1) as f64 * p) as usize]
+        }
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "viewers": args.viewers,
+            "connected": connected,
+            "stall_free": stall_free,
+            "bytes": bytes,
+            "ttff_ms_median": pct(0.5),
+            "ttff_ms_p95": pct(0.95),
+        })
+    );
+}
