@@ -3,8 +3,8 @@
 //! `rtmp_load.rs` and prints the same JSON object: viewers asked, connected, stall_free, bytes
 //! received in total, and the median and 95th percentile time to first video tag in ms.
 //!
-//! Each viewer sends `GET` with `Connection: close`, skips the response head (must be 200), then walks
-//! the FLV tags by their headers (no body parsing). A viewer stalls when its media (video tag
+//! Each viewer sends `GET` with `Connection: close`, skips the response head (must be 200) and the
+//! chunked framing if any, then walks the FLV tags by their headers (no body parsing). A viewer stalls when its media (video tag
 //! timestamps) falls more than `--stall-ms` behind the wall clock (relative to the least lag it had),
 //! or when it never gets a video tag.
 
@@ -33,10 +33,8 @@ struct Args {
     stall_ms: i64,
 }
 
-/// Where a viewer is in the response.
+/// Where a viewer is in the FLV body.
 enum Parse {
-    /// Collecting the response head.
-    Head(Vec<u8>),
     /// Skipping the 13-byte FLV file header (bytes left).
     FileHeader(usize),
     /// Collecting an 11-byte tag header.
@@ -45,9 +43,23 @@ enum Parse {
     Body(usize),
 }
 
+/// Where a viewer is in the HTTP framing.
+enum Framing {
+    /// Collecting the response head.
+    Head(Vec<u8>),
+    /// Plain body to the end of the connection.
+    Raw,
+    /// Chunked: collecting a chunk-size line.
+    ChunkSize(Vec<u8>),
+    /// Chunked: chunk data bytes left, then the CRLF after it (bytes left).
+    ChunkData(usize),
+    ChunkEnd(usize),
+}
+
 struct Viewer {
     sock: Option<TcpStream>,
     out: Vec<u8>,
+    framing: Framing,
     parse: Parse,
     started: Instant,
     first_frame: Option<Duration>,
@@ -61,11 +73,11 @@ struct Viewer {
 }
 
 impl Viewer {
-    /// Walks `data`; calls `video(ts)` for each video tag header.
-    fn feed(&mut self, mut data: &[u8], mut video: impl FnMut(&mut Viewer, i64)) {
+    /// Takes bytes off the socket: strips the HTTP head and chunked framing, passes the body on.
+    fn feed(&mut self, mut data: &[u8], video: &mut impl FnMut(&mut Viewer, i64)) {
         while !data.is_empty() && !self.failed {
-            match &mut self.parse {
-                Parse::Head(h) => {
+            match &mut self.framing {
+                Framing::Head(h) => {
                     h.extend_from_slice(data);
                     data = &[];
                     if let Some(pos) = h.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -74,13 +86,65 @@ impl Viewer {
                             return;
                         }
                         let rest = h.split_off(pos + 4);
-                        self.parse = Parse::FileHeader(13);
+                        let head = String::from_utf8_lossy(h).to_ascii_lowercase();
+                        self.framing = if head.contains("transfer-encoding: chunked") {
+                            Framing::ChunkSize(Vec::new())
+                        } else {
+                            Framing::Raw
+                        };
                         self.feed(&rest, video);
                         return;
                     } else if h.len() > 16384 {
                         self.failed = true;
                     }
                 }
+                Framing::Raw => {
+                    self.body(data, video);
+                    data = &[];
+                }
+                Framing::ChunkSize(line) => match data.iter().position(|&b| b == b'\n') {
+                    Some(nl) => {
+                        line.extend_from_slice(&data[..nl]);
+                        data = &data[nl + 1..];
+                        let text = String::from_utf8_lossy(line);
+                        let hex = text.split([';', '\r']).next().unwrap_or("").trim();
+                        match usize::from_str_radix(hex, 16) {
+                            Ok(0) | Err(_) => self.failed = true,
+                            Ok(n) => self.framing = Framing::ChunkData(n),
+                        }
+                    }
+                    None => {
+                        line.extend_from_slice(data);
+                        data = &[];
+                    }
+                },
+                Framing::ChunkData(left) => {
+                    let n = (*left).min(data.len());
+                    *left -= n;
+                    let done = *left == 0;
+                    let (now, rest) = data.split_at(n);
+                    data = rest;
+                    if done {
+                        self.framing = Framing::ChunkEnd(2);
+                    }
+                    self.body(now, video);
+                }
+                Framing::ChunkEnd(left) => {
+                    let n = (*left).min(data.len());
+                    *left -= n;
+                    data = &data[n..];
+                    if *left == 0 {
+                        self.framing = Framing::ChunkSize(Vec::new());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Walks the FLV body; calls `video(ts)` for each video tag header.
+    fn body(&mut self, mut data: &[u8], video: &mut impl FnMut(&mut Viewer, i64)) {
+        while !data.is_empty() {
+            match &mut self.parse {
                 Parse::FileHeader(left) | Parse::Body(left) => {
                     let n = (*left).min(data.len());
                     *left -= n;
@@ -142,7 +206,8 @@ fn main() {
             let mut v = Viewer {
                 sock: None,
                 out: request.clone(),
-                parse: Parse::Head(Vec::new()),
+                framing: Framing::Head(Vec::new()),
+                parse: Parse::FileHeader(13),
                 started: Instant::now(),
                 first_frame: None,
                 origin: None,
@@ -193,7 +258,7 @@ fn main() {
                         }
                         Ok(n) => {
                             v.bytes += n as u64;
-                            v.feed(&buf[..n], |v, ts| {
+                            v.feed(&buf[..n], &mut |v, ts| {
                                 if v.first_frame.is_none() {
                                     v.first_frame = Some(v.started.elapsed());
                                 }
