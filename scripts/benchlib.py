@@ -187,11 +187,11 @@ class Mist(Server):
         self.play_url = f"rtmp://127.0.0.1:{self.port}/play/live+bench"
 
 
-def measure(server, feed, steps, duration, load=None):
+def measure(server, feed, steps, duration, loadgen=None):
     """Publishes `feed` to `server`, then per step runs a load generator for N viewers and returns one
-    row per step. `load`: the generator's argv up to `--viewers` (default: rtmp_load on play_url)."""
-    if load is None:
-        load = [os.path.join(ROOT, "target", "release", "examples", "rtmp_load"), "--url", server.play_url]
+    row per step. `loadgen`: the generator's argv up to `--viewers` (default: rtmp_load on play_url)."""
+    if loadgen is None:
+        loadgen = [os.path.join(ROOT, "target", "release", "examples", "rtmp_load"), "--url", server.play_url]
     publisher = subprocess.Popen(["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", feed,
                                   "-c", "copy", "-f", "flv", server.publish_url],
                                  stdin=subprocess.DEVNULL)
@@ -203,7 +203,7 @@ def measure(server, feed, steps, duration, load=None):
             pids = tree(server.proc.pid)
             cpu0 = cpu_seconds(pids)
             load = subprocess.Popen(
-                [*load, "--viewers", str(n), "--duration", str(duration)],
+                [*loadgen, "--viewers", str(n), "--duration", str(duration)],
                 stdout=subprocess.PIPE, text=True)
             time.sleep(duration * 0.7)
             pss = pss_kib(tree(server.proc.pid))
