@@ -186,8 +186,8 @@ fn main() {
         .expect("resolve")
         .next()
         .expect("address");
-    let request =
-        format!("GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").into_bytes();
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n")
+        .into_bytes();
 
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(4096);
