@@ -161,7 +161,7 @@ class Mist(Server):
     def __init__(self, work, http=None):
         """`http`: extra protocol entries; when given, an HTTP listener is added (self.http_port)."""
         self.port = free_port()
-        api = free_port()
+        api = self.api_port = free_port()
         protocols = [{"connector": "RTMP", "port": self.port, "interface": "127.0.0.1"}]
         if http is not None:
             self.http_port = free_port()
