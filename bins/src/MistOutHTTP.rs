@@ -28,6 +28,9 @@ struct Args {
     /// Accepted for compatibility (privileges are not dropped)
     #[arg(short = 'u', long = "username")]
     username: Option<String>,
+    /// Merged writes: write each progressive viewer at most every MS milliseconds (0: every frame)
+    #[arg(long = "merge-ms", default_value_t = 100)]
+    merge_ms: u64,
     /// Debug level (0-10)
     #[arg(short = 'g', long = "debug", default_value_t = 4)]
     debug: u8,
@@ -60,6 +63,7 @@ fn main() {
                 .filter(|s| !s.is_empty())
                 .collect()
         }),
+        merge: std::time::Duration::from_millis(args.merge_ms),
     };
     std::process::exit(http_out::run(opts));
 }

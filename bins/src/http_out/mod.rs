@@ -41,6 +41,8 @@ pub struct Options {
     pub certbot: Option<String>,
     /// Fixed list of enabled connectors (`--formats`); None: ask the controller, or all.
     pub formats: Option<Vec<String>>,
+    /// Merged writes of progressive streams (`--merge-ms`).
+    pub merge: std::time::Duration,
 }
 
 /// The capabilities JSON (`-j`).
@@ -53,7 +55,8 @@ pub fn capabilities() -> Value {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 8080, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
             "certbot": {"name": "Certbot validation token", "help": "Answer /.well-known/acme-challenge/TOKEN with VALIDATION (set as TOKEN:VALIDATION, usually by MistUtilCertbot)", "type": "str", "option": "--certbot"},
-            "formats": {"name": "Formats", "help": "Comma-separated connectors to serve (default: those in the config's protocol list; all when run without a controller)", "type": "str", "option": "--formats"}
+            "formats": {"name": "Formats", "help": "Comma-separated connectors to serve (default: those in the config's protocol list; all when run without a controller)", "type": "str", "option": "--formats"},
+            "merge_ms": {"name": "Merged writes (ms)", "help": "Write progressive streams to each viewer at most this often, in milliseconds; 0 writes every frame at once. Larger values cost less CPU per viewer and add up to that much latency.", "type": "uint", "default": 100, "option": "--merge-ms"}
         },
         "url_rel": "/$",
         "url_prefix": "/",
@@ -547,7 +550,11 @@ pub fn run(opts: Options) -> i32 {
             return 2;
         }
     };
-    let mut server = match Server::bind(addr, ServerConfig::default()) {
+    let cfg = ServerConfig {
+        merge: opts.merge,
+        ..ServerConfig::default()
+    };
+    let mut server = match Server::bind(addr, cfg) {
         Ok(s) => s,
         Err(e) => {
             mist_core::error!("cannot listen on {addr}: {e}");

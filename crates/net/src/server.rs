@@ -55,7 +55,14 @@ pub struct ServerConfig {
     pub max_conns: usize,
     /// How often [`Handler::tick`] runs.
     pub tick: Duration,
+    /// Merged writes for fan-out ([`Io::send_all`]): a connection is written at most this often
+    /// unless [`MERGE_BYTES`] are queued for it (zero: at once). Fewer, larger writes cost much less
+    /// CPU per delivered byte, at the price of up to this much latency.
+    pub merge: Duration,
 }
+
+/// Queued bytes at which a fan-out connection is written without waiting for the merge interval.
+pub const MERGE_BYTES: usize = 256 << 10;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -69,6 +76,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             max_conns: 10_000,
             tick: Duration::from_millis(100),
+            merge: Duration::from_millis(100),
         }
     }
 }
@@ -129,6 +137,9 @@ pub struct Io {
     cfg: ServerConfig,
     /// Connections that became readable again (answer done) and may hold pipelined requests.
     resume: Vec<ConnId>,
+    /// Fan-out connections with output waiting for the merge interval, and when it ends.
+    merged: Vec<ConnId>,
+    next_merge: Instant,
 }
 
 /// Common headers on every answer.
@@ -374,9 +385,29 @@ impl Io {
             if chunked {
                 push_out(c, tail.clone());
             }
-            self.flush(id);
+            if self.cfg.merge.is_zero() || c.out_len >= MERGE_BYTES {
+                self.flush(id);
+            } else {
+                if self.merged.is_empty() {
+                    self.next_merge = Instant::now() + self.cfg.merge;
+                }
+                self.merged.push(id);
+            }
             self.conns.contains_key(&id)
         });
+    }
+
+    /// Writes the fan-out connections whose merge interval has ended.
+    fn flush_merged(&mut self) {
+        let mut ids = std::mem::take(&mut self.merged);
+        ids.sort_unstable();
+        ids.dedup();
+        for &id in &ids {
+            self.flush(id);
+        }
+        ids.clear();
+        // Keep the allocation for the next round.
+        self.merged = ids;
     }
 
     /// Ends a live answer cleanly (chunked terminator, or close for close-delimited bodies).
@@ -520,6 +551,8 @@ impl Server {
                 closed: Vec::new(),
                 cfg,
                 resume: Vec::new(),
+                merged: Vec::new(),
+                next_merge: Instant::now(),
             },
             next_id: FIRST_CONN,
             waker,
@@ -540,7 +573,11 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + self.io.cfg.tick;
         while !stop.load(Ordering::Relaxed) {
-            let timeout = next_tick.saturating_duration_since(Instant::now());
+            let mut deadline = next_tick;
+            if !self.io.merged.is_empty() {
+                deadline = deadline.min(self.io.next_merge);
+            }
+            let timeout = deadline.saturating_duration_since(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
@@ -560,6 +597,10 @@ impl Server {
                         self.process(h, id);
                     }
                 }
+                self.drain(h);
+            }
+            if !self.io.merged.is_empty() && Instant::now() >= self.io.next_merge {
+                self.io.flush_merged();
                 self.drain(h);
             }
             if Instant::now() >= next_tick {
