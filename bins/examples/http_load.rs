@@ -8,7 +8,11 @@
 //! timestamps) falls more than `--stall-ms` behind the wall clock (relative to the least lag it had),
 //! or when it never gets a video tag.
 
+#[path = "load_stats/mod.rs"]
+mod load_stats;
+
 use clap::Parser;
+use load_stats::ViewerStats;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{ErrorKind, Read, Write};
@@ -61,28 +65,20 @@ struct Viewer {
     out: Vec<u8>,
     framing: Framing,
     parse: Parse,
-    started: Instant,
-    first_frame: Option<Duration>,
-    origin: Option<(i64, i64)>,
-    min_lag: i64,
-    last_lag: i64,
-    last_frame_ms: i64,
-    stalled: bool,
-    bytes: u64,
-    failed: bool,
+    stats: ViewerStats,
 }
 
 impl Viewer {
     /// Takes bytes off the socket: strips the HTTP head and chunked framing, passes the body on.
     fn feed(&mut self, mut data: &[u8], video: &mut impl FnMut(&mut Viewer, i64)) {
-        while !data.is_empty() && !self.failed {
+        while !data.is_empty() && !self.stats.failed {
             match &mut self.framing {
                 Framing::Head(h) => {
                     h.extend_from_slice(data);
                     data = &[];
                     if let Some(pos) = h.windows(4).position(|w| w == b"\r\n\r\n") {
                         if !h.starts_with(b"HTTP/1.1 200") && !h.starts_with(b"HTTP/1.0 200") {
-                            self.failed = true;
+                            self.stats.failed = true;
                             return;
                         }
                         let rest = h.split_off(pos + 4);
@@ -95,7 +91,7 @@ impl Viewer {
                         self.feed(&rest, video);
                         return;
                     } else if h.len() > 16384 {
-                        self.failed = true;
+                        self.stats.failed = true;
                     }
                 }
                 Framing::Raw => {
@@ -109,7 +105,7 @@ impl Viewer {
                         let text = String::from_utf8_lossy(line);
                         let hex = text.split([';', '\r']).next().unwrap_or("").trim();
                         match usize::from_str_radix(hex, 16) {
-                            Ok(0) | Err(_) => self.failed = true,
+                            Ok(0) | Err(_) => self.stats.failed = true,
                             Ok(n) => self.framing = Framing::ChunkData(n),
                         }
                     }
@@ -208,15 +204,7 @@ fn main() {
                 out: request.clone(),
                 framing: Framing::Head(Vec::new()),
                 parse: Parse::FileHeader(13),
-                started: Instant::now(),
-                first_frame: None,
-                origin: None,
-                min_lag: i64::MAX,
-                last_lag: 0,
-                last_frame_ms: 0,
-                stalled: false,
-                bytes: 0,
-                failed: false,
+                stats: ViewerStats::new(),
             };
             match TcpStream::connect(addr) {
                 Ok(mut s) => {
@@ -225,7 +213,7 @@ fn main() {
                         .expect("register");
                     v.sock = Some(s);
                 }
-                Err(_) => v.failed = true,
+                Err(_) => v.stats.failed = true,
             }
             viewers.push(v);
         }
@@ -235,7 +223,7 @@ fn main() {
         let now_ms = t0.elapsed().as_millis() as i64;
         for ev in events.iter() {
             let v = &mut viewers[ev.token().0];
-            if v.failed {
+            if v.stats.failed {
                 continue;
             }
             if !v.out.is_empty() {
@@ -245,7 +233,7 @@ fn main() {
                             v.out.drain(..n);
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(_) => v.failed = true,
+                        Err(_) => v.stats.failed = true,
                     }
                 }
             }
@@ -253,72 +241,37 @@ fn main() {
                 while let Some(sock) = v.sock.as_mut() {
                     match sock.read(&mut buf) {
                         Ok(0) => {
-                            v.failed = true;
+                            v.stats.failed = true;
                             break;
                         }
                         Ok(n) => {
-                            v.bytes += n as u64;
+                            v.stats.bytes += n as u64;
                             v.feed(&buf[..n], &mut |v, ts| {
-                                if v.first_frame.is_none() {
-                                    v.first_frame = Some(v.started.elapsed());
-                                }
-                                let (w0, m0) = *v.origin.get_or_insert((now_ms, ts));
-                                let lag = (now_ms - w0) - (ts - m0);
-                                v.min_lag = v.min_lag.min(lag);
-                                v.last_lag = lag;
-                                v.last_frame_ms = now_ms;
-                                if lag - v.min_lag > stall_ms {
-                                    v.stalled = true;
-                                }
+                                v.stats.video_frame(now_ms, ts, stall_ms);
                             });
-                            if v.failed {
+                            if v.stats.failed {
                                 break;
                             }
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(_) => {
-                            v.failed = true;
+                            v.stats.failed = true;
                             break;
                         }
                     }
                 }
             }
-            if v.failed {
+            if v.stats.failed {
                 v.sock = None;
             }
         }
     }
 
     let end_ms = t0.elapsed().as_millis() as i64;
-    let mut ttff: Vec<f64> = Vec::new();
-    let (mut connected, mut stall_free, mut bytes) = (0usize, 0usize, 0u64);
-    for v in &viewers {
-        bytes += v.bytes;
-        let Some(first) = v.first_frame else { continue };
-        connected += 1;
-        ttff.push(first.as_secs_f64() * 1000.0);
-        let final_lag = v.last_lag + (end_ms - v.last_frame_ms);
-        if !v.failed && !v.stalled && final_lag - v.min_lag <= args.stall_ms {
-            stall_free += 1;
-        }
-    }
-    ttff.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let pct = |p: f64| {
-        if ttff.is_empty() {
-            0.0
-        } else {
-            ttff[((ttff.len() - 1) as f64 * p) as usize]
-        }
-    };
-    println!(
-        "{}",
-        serde_json::json!({
-            "viewers": args.viewers,
-            "connected": connected,
-            "stall_free": stall_free,
-            "bytes": bytes,
-            "ttff_ms_median": pct(0.5),
-            "ttff_ms_p95": pct(0.95),
-        })
+    load_stats::print_report(
+        args.viewers,
+        viewers.iter().map(|v| &v.stats),
+        end_ms,
+        args.stall_ms,
     );
 }

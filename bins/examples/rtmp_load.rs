@@ -7,7 +7,11 @@
 //! A viewer stalls when its media falls more than `--stall-ms` behind the wall clock (measured from
 //! its first video frame, relative to the least lag it had), or when it never gets a video frame.
 
+#[path = "load_stats/mod.rs"]
+mod load_stats;
+
 use clap::Parser;
+use load_stats::ViewerStats;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
@@ -38,18 +42,8 @@ struct Viewer {
     sock: Option<TcpStream>,
     session: ClientSession,
     out: Vec<u8>,
-    started: Instant,
-    first_frame: Option<Duration>,
     video_track: Option<u32>,
-    /// (wall ms, media ms) of the first video frame.
-    origin: Option<(i64, i64)>,
-    min_lag: i64,
-    last_lag: i64,
-    /// Wall ms of the last video frame.
-    last_frame_ms: i64,
-    stalled: bool,
-    bytes: u64,
-    failed: bool,
+    stats: ViewerStats,
 }
 
 fn main() {
@@ -90,16 +84,8 @@ fn main() {
                 sock: None,
                 session,
                 out,
-                started: Instant::now(),
-                first_frame: None,
                 video_track: None,
-                origin: None,
-                min_lag: i64::MAX,
-                last_lag: 0,
-                last_frame_ms: 0,
-                stalled: false,
-                bytes: 0,
-                failed: false,
+                stats: ViewerStats::new(),
             };
             match TcpStream::connect(addr) {
                 Ok(mut s) => {
@@ -108,7 +94,7 @@ fn main() {
                         .expect("register");
                     v.sock = Some(s);
                 }
-                Err(_) => v.failed = true,
+                Err(_) => v.stats.failed = true,
             }
             viewers.push(v);
         }
@@ -118,23 +104,23 @@ fn main() {
         let now_ms = t0.elapsed().as_millis() as i64;
         for ev in events.iter() {
             let v = &mut viewers[ev.token().0];
-            if v.failed {
+            if v.stats.failed {
                 continue;
             }
             if ev.is_readable() {
                 while let Some(sock) = v.sock.as_mut() {
                     match sock.read(&mut buf) {
                         Ok(0) => {
-                            v.failed = true;
+                            v.stats.failed = true;
                             break;
                         }
                         Ok(n) => {
-                            v.bytes += n as u64;
+                            v.stats.bytes += n as u64;
                             v.session.feed(&buf[..n]);
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(_) => {
-                            v.failed = true;
+                            v.stats.failed = true;
                             break;
                         }
                     }
@@ -145,20 +131,10 @@ fn main() {
                             v.video_track = Some(t.id)
                         }
                         Ok(Some(ClientEvent::Frame(f))) if Some(f.track) == v.video_track => {
-                            if v.first_frame.is_none() {
-                                v.first_frame = Some(v.started.elapsed());
-                            }
-                            let (w0, m0) = *v.origin.get_or_insert((now_ms, f.dts));
-                            let lag = (now_ms - w0) - (f.dts - m0);
-                            v.min_lag = v.min_lag.min(lag);
-                            v.last_lag = lag;
-                            v.last_frame_ms = now_ms;
-                            if lag - v.min_lag > args.stall_ms {
-                                v.stalled = true;
-                            }
+                            v.stats.video_frame(now_ms, f.dts, args.stall_ms);
                         }
                         Ok(Some(ClientEvent::Refused(_))) | Err(_) => {
-                            v.failed = true;
+                            v.stats.failed = true;
                             break;
                         }
                         Ok(Some(_)) => {}
@@ -175,11 +151,11 @@ fn main() {
                             v.out.drain(..n);
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(_) => v.failed = true,
+                        Err(_) => v.stats.failed = true,
                     }
                 }
             }
-            if v.failed {
+            if v.stats.failed {
                 v.sock = None;
             }
         }
@@ -187,36 +163,10 @@ fn main() {
 
     // A viewer whose media stopped arriving before the end also stalled.
     let end_ms = t0.elapsed().as_millis() as i64;
-    let mut ttff: Vec<f64> = Vec::new();
-    let (mut connected, mut stall_free, mut bytes) = (0usize, 0usize, 0u64);
-    for v in &viewers {
-        bytes += v.bytes;
-        let Some(first) = v.first_frame else { continue };
-        connected += 1;
-        ttff.push(first.as_secs_f64() * 1000.0);
-        // The lag keeps growing while nothing arrives after the last frame.
-        let final_lag = v.last_lag + (end_ms - v.last_frame_ms);
-        if !v.failed && !v.stalled && final_lag - v.min_lag <= args.stall_ms {
-            stall_free += 1;
-        }
-    }
-    ttff.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let pct = |p: f64| {
-        if ttff.is_empty() {
-            0.0
-        } else {
-            ttff[((ttff.len() - 1) as f64 * p) as usize]
-        }
-    };
-    println!(
-        "{}",
-        serde_json::json!({
-            "viewers": args.viewers,
-            "connected": connected,
-            "stall_free": stall_free,
-            "bytes": bytes,
-            "ttff_ms_median": pct(0.5),
-            "ttff_ms_p95": pct(0.95),
-        })
+    load_stats::print_report(
+        args.viewers,
+        viewers.iter().map(|v| &v.stats),
+        end_ms,
+        args.stall_ms,
     );
 }

@@ -1,0 +1,92 @@
+//! What `rtmp_load` and `http_load` measure per viewer, and the JSON line they print.
+//!
+//! A viewer stalls when its media falls more than `stall_ms` behind the wall clock (measured from its
+//! first video frame, relative to the least lag it had), or when it never gets a video frame.
+
+use std::time::{Duration, Instant};
+
+pub struct ViewerStats {
+    started: Instant,
+    first_frame: Option<Duration>,
+    /// (wall ms, media ms) of the first video frame.
+    origin: Option<(i64, i64)>,
+    min_lag: i64,
+    last_lag: i64,
+    /// Wall ms of the last video frame.
+    last_frame_ms: i64,
+    stalled: bool,
+    pub bytes: u64,
+    pub failed: bool,
+}
+
+impl ViewerStats {
+    pub fn new() -> ViewerStats {
+        ViewerStats {
+            started: Instant::now(),
+            first_frame: None,
+            origin: None,
+            min_lag: i64::MAX,
+            last_lag: 0,
+            last_frame_ms: 0,
+            stalled: false,
+            bytes: 0,
+            failed: false,
+        }
+    }
+
+    /// A video frame with media time `dts_ms` arrived at wall time `now_ms` (since the run began).
+    pub fn video_frame(&mut self, now_ms: i64, dts_ms: i64, stall_ms: i64) {
+        if self.first_frame.is_none() {
+            self.first_frame = Some(self.started.elapsed());
+        }
+        let (w0, m0) = *self.origin.get_or_insert((now_ms, dts_ms));
+        let lag = (now_ms - w0) - (dts_ms - m0);
+        self.min_lag = self.min_lag.min(lag);
+        self.last_lag = lag;
+        self.last_frame_ms = now_ms;
+        if lag - self.min_lag > stall_ms {
+            self.stalled = true;
+        }
+    }
+}
+
+/// Prints the run's summary as one JSON object.
+pub fn print_report<'a>(
+    asked: usize,
+    viewers: impl Iterator<Item = &'a ViewerStats>,
+    end_ms: i64,
+    stall_ms: i64,
+) {
+    let mut ttff: Vec<f64> = Vec::new();
+    let (mut connected, mut stall_free, mut bytes) = (0usize, 0usize, 0u64);
+    for v in viewers {
+        bytes += v.bytes;
+        let Some(first) = v.first_frame else { continue };
+        connected += 1;
+        ttff.push(first.as_secs_f64() * 1000.0);
+        // The lag keeps growing while nothing arrives after the last frame.
+        let final_lag = v.last_lag + (end_ms - v.last_frame_ms);
+        if !v.failed && !v.stalled && final_lag - v.min_lag <= stall_ms {
+            stall_free += 1;
+        }
+    }
+    ttff.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        if ttff.is_empty() {
+            0.0
+        } else {
+            ttff[((ttff.len() - 1) as f64 * p) as usize]
+        }
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "viewers": asked,
+            "connected": connected,
+            "stall_free": stall_free,
+            "bytes": bytes,
+            "ttff_ms_median": pct(0.5),
+            "ttff_ms_p95": pct(0.95),
+        })
+    );
+}
