@@ -1,8 +1,7 @@
 //! MistOutEBML: one stream as Matroska (live mode) to stdout or a file; over HTTP, `/$.mkv` and
 //! `/$.webm` are served by MistOutHTTP with the same muxing code.
 
-#[allow(dead_code)]
-mod http_out;
+use mist_bins::http_out;
 
 use http_out::mux::Format;
 

@@ -1,8 +1,7 @@
 //! MistOutFLV: one stream as FLV to stdout or a file; over HTTP, `/$.flv` is served by
 //! MistOutHTTP with the same muxing code.
 
-#[allow(dead_code)]
-mod http_out;
+use mist_bins::http_out;
 
 use http_out::mux::Format;
 

@@ -1,7 +1,6 @@
 //! MistOutHTTP: the HTTP connector (logic in `http_out/`).
 
-#[allow(dead_code)]
-mod http_out;
+use mist_bins::http_out;
 
 use clap::{ArgAction, Parser};
 

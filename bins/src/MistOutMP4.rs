@@ -1,8 +1,7 @@
 //! MistOutMP4: one live stream as fragmented MP4 to stdout or a file; over HTTP, `/$.mp4` and
 //! `/$.fmp4` are served by MistOutHTTP with the same muxing code.
 
-#[allow(dead_code)]
-mod http_out;
+use mist_bins::http_out;
 
 use http_out::mux::Format;
 

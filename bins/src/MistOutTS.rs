@@ -1,8 +1,7 @@
 //! MistOutTS: one stream as MPEG-TS to stdout or a file; over HTTP, `/$.ts` is served by
 //! MistOutHTTP with the same muxing code.
 
-#[allow(dead_code)]
-mod http_out;
+use mist_bins::http_out;
 
 use http_out::mux::Format;
 
