@@ -205,10 +205,18 @@ pub fn api_call(
     serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("API answer {body:?}: {e}"))
 }
 
-/// Publishes testsrc2 + sine as H.264 + AAC to `url` in real time.
-pub fn publish(url: &str, size: &str, seconds: u32) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
+/// ffmpeg encoding testsrc2 + sine as H.264 (keyframe every 2 s) + AAC in FLV to `out`;
+/// `extra` goes before the inputs (`-re`, `-y`), `encoder` before the output (`-tune …`).
+fn testsrc_flv(
+    extra: &[&str],
+    encoder: &[&str],
+    size: &str,
+    seconds: u32,
+    out: &std::ffi::OsStr,
+) -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-loglevel", "error"])
+        .args(extra)
         .args([
             "-f",
             "lavfi",
@@ -217,20 +225,25 @@ pub fn publish(url: &str, size: &str, seconds: u32) -> Proc {
         ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
         .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "50",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start ffmpeg (is it installed? scripts/test installs it)");
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50"])
+        .args(encoder)
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv"])
+        .arg(out);
+    c
+}
+
+/// Publishes testsrc2 + sine as H.264 + AAC to `url` in real time.
+pub fn publish(url: &str, size: &str, seconds: u32) -> Proc {
+    let child = testsrc_flv(
+        &["-re"],
+        &["-tune", "zerolatency"],
+        size,
+        seconds,
+        url.as_ref(),
+    )
+    .stdin(Stdio::null())
+    .spawn()
+    .expect("start ffmpeg (is it installed? scripts/test installs it)");
     Proc(child)
 }
 
@@ -306,31 +319,7 @@ pub fn decode_video_frames(url: &str, wall: Duration) -> (usize, String) {
 /// Makes an FLV file (testsrc2 + sine, H.264 + AAC, keyframe every 2 s) with ffmpeg, as fast as
 /// it can encode (no `-re`).
 pub fn make_flv(path: &Path, size: &str, seconds: u32) {
-    let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={size}:rate=25"),
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "50",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-f",
-            "flv",
-        ])
-        .arg(path)
+    let st = testsrc_flv(&["-y"], &[], size, seconds, path.as_os_str())
         .status()
         .expect("run ffmpeg");
     assert!(st.success(), "ffmpeg could not make {}", path.display());
