@@ -51,6 +51,7 @@ pub const M_NAME: usize = 136; // [u8; MAX_NAME]
 pub const M_BLOB_LEN: usize = M_NAME + MAX_NAME; // u64, inside the seqlock
 pub const M_FRAMES: usize = M_BLOB_LEN + 8; // u64 frames pushed in total
 pub const M_BYTES: usize = M_FRAMES + 8; // u64 payload bytes pushed in total
+pub const M_COMPLETE: usize = M_BYTES + 8; // u32 VoD: every frame of the source is written
 pub const META_HEADER: usize = 4096;
 
 const fn round4k(n: usize) -> usize {

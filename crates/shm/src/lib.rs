@@ -224,6 +224,8 @@ pub struct StreamStatus {
     pub first_ms: i64,
     pub last_ms: i64,
     pub ended: bool,
+    /// VoD with every frame written.
+    pub complete: bool,
 }
 
 pub fn shm_dir() -> std::path::PathBuf {
@@ -266,6 +268,11 @@ impl StreamWriter {
     /// writer, which continues with a new epoch. Dropping a writer does the same.
     pub fn detach(mut self) {
         self.st.finish(false)
+    }
+    /// VoD: every frame has been pushed. Readers that reach the end get `Ended`; the stream
+    /// stays for new readers until it is closed or removed.
+    pub fn complete(&mut self) {
+        self.st.complete()
     }
     /// Runs DVR eviction now (push does it whenever it opens a page).
     pub fn evict(&mut self) {
@@ -335,6 +342,19 @@ impl StreamReader {
     /// Dts of the last frame returned.
     pub fn position_ms(&self) -> i64 {
         self.st.position_ms
+    }
+    /// Live stream (`false`: VoD, whose readers start at the first frame).
+    pub fn is_live(&self) -> bool {
+        self.st.meta.live()
+    }
+    /// VoD whose input has written every frame (see [`StreamWriter::complete`]).
+    pub fn is_complete(&self) -> bool {
+        self.st.meta.complete()
+    }
+    /// Oldest and newest frame time kept (ms).
+    pub fn range_ms(&self) -> (i64, i64) {
+        let s = &self.st.meta.seg;
+        (s.i64(M_FIRST_MS).load(Relaxed), s.i64(M_LAST_MS).load(Relaxed))
     }
     pub fn epoch(&self) -> u32 {
         self.st.epoch
@@ -551,6 +571,7 @@ fn status_of(m: &Meta) -> StreamStatus {
         first_ms: s.i64(M_FIRST_MS).load(Relaxed),
         last_ms: s.i64(M_LAST_MS).load(Relaxed),
         ended: m.ended(),
+        complete: m.complete(),
     }
 }
 

@@ -129,6 +129,10 @@ impl Meta {
     pub fn ended(&self) -> bool {
         self.seg.u32(M_ENDED).load(Acquire) != 0
     }
+    /// A VoD stream whose input has written every frame.
+    pub fn complete(&self) -> bool {
+        self.seg.u32(M_COMPLETE).load(Acquire) != 0
+    }
     pub fn live(&self) -> bool {
         self.seg.u32(M_LIVE).load(Relaxed) != 0
     }

@@ -252,7 +252,8 @@ impl ReaderState {
     }
 
     fn pending_or_ended(&mut self) -> ReadEvent {
-        if self.meta.ended() {
+        // A complete VoD stream has every page sealed: being here means past its last frame.
+        if self.meta.ended() || self.meta.complete() {
             return ReadEvent::Ended;
         }
         // Without a buffer process to end it, a stream whose writer is gone for longer than the

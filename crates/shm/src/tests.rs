@@ -743,3 +743,43 @@ fn odd_generation_does_not_block_readers() {
     drop(w);
     remove_stream(name).unwrap();
 }
+
+#[test]
+fn vod_complete_ends_readers_at_the_end() {
+    setup();
+    let name = "unit_vod_complete";
+    let mut w = StreamWriter::create(
+        name,
+        WriterOptions {
+            live: false,
+            dvr_ms: 1000,
+        },
+    )
+    .unwrap();
+    w.set_track(&video(1)).unwrap();
+    // 40 s of 1 s GOPs: far past the DVR window, which VoD ignores.
+    for i in 0..400 {
+        let dts = i * 100;
+        w.push(1, dts, 0, i % 10 == 0, &payload(1, dts, 300)).unwrap();
+    }
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    assert!(!r.is_live() && !r.is_complete());
+    // Before completion the end of the data is Pending (the input is still loading).
+    let first = read_all(&mut r);
+    assert_eq!(first.len(), 400);
+    assert_eq!(first[0].dts, 0);
+    assert!(matches!(r.next(), ReadEvent::Pending));
+    w.complete();
+    assert!(r.is_complete());
+    assert!(matches!(r.next(), ReadEvent::Ended));
+    assert_eq!(r.range_ms(), (0, 39_900));
+    // A new reader starts at the first frame and also ends after the last.
+    let mut r2 = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    let all = read_all(&mut r2);
+    assert_eq!(all.len(), 400);
+    assert!(matches!(r2.next(), ReadEvent::Ended));
+    assert_eq!(r2.keyframes(1).len(), 40);
+    assert!(stream_status(name).unwrap().complete);
+    drop(w);
+    remove_stream(name).unwrap();
+}

@@ -365,6 +365,16 @@ impl WriterState {
         }
     }
 
+    /// VoD: every frame is written. Seals the last page and marks the stream complete, so a
+    /// reader that reaches the end gets `Ended` instead of waiting.
+    pub fn complete(&mut self) {
+        if let Some(p) = &self.page {
+            p.page.seg.u32(P_FLAGS).fetch_or(PAGE_SEALED, Release);
+        }
+        self.meta.seg.u32(M_COMPLETE).store(1, Release);
+        self.meta.notify();
+    }
+
     /// Gives up the writer role; with `end` the stream is marked ended.
     pub fn finish(&mut self, end: bool) {
         if self.done {
