@@ -311,6 +311,30 @@ fn two_resolutions_give_two_variants() {
             assert!(frames >= 70, "{u}: only {frames} video frames in 3 s");
         }
     }
+    // Track selectors by measured bit rate and by size pick the right picture.
+    for (query, want) in [
+        ("video=maxbps", "640x360"),
+        ("video=minbps", "320x180"),
+        ("video=~300x170", "320x180"),
+        ("video=%3E400kbps", "640x360"),
+    ] {
+        let u = url(port, &format!("/two.ts?{query}"));
+        let (frames, size, err) = decode(&u, 2);
+        assert!(err.trim().is_empty(), "{u}: ffmpeg reported errors:\n{err}");
+        assert_eq!(size, want, "{u}");
+        assert!(frames >= 40, "{u}: only {frames} video frames in 2 s");
+    }
+    // The stream info carries the measured rates (bytes per second).
+    let (_, body) = get(port, "/json_two.js");
+    let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let tracks = info["meta"]["tracks"].as_object().unwrap();
+    assert_eq!(tracks.len(), 3, "{info}");
+    assert!(
+        tracks
+            .values()
+            .all(|t| t["bps"].as_u64().unwrap_or(0) > 1000),
+        "{info}"
+    );
     // DASH: both representations in one video AdaptationSet.
     let (_, body) = get(port, "/cmaf/two/index.mpd");
     let mpd = String::from_utf8_lossy(&body).into_owned();

@@ -392,20 +392,7 @@ pub fn select(
             None | Some("") => out.extend(of_kind.first().map(|t| (*t).clone())),
             Some(q) => {
                 for part in q.split(',').map(str::trim) {
-                    let lp = part.to_ascii_lowercase();
-                    let picked: Vec<&Track> = match lp.as_str() {
-                        "none" | "-1" | "0" => Vec::new(),
-                        "all" | "*" => of_kind.clone(),
-                        _ => match part.parse::<u32>() {
-                            Ok(id) => of_kind.iter().copied().filter(|t| t.id == id).collect(),
-                            Err(_) => of_kind
-                                .iter()
-                                .copied()
-                                .filter(|t| t.codec.mist_name().eq_ignore_ascii_case(part))
-                                .take(1)
-                                .collect(),
-                        },
-                    };
+                    let picked = pick(&of_kind, part);
                     for t in picked {
                         if !out.iter().any(|o: &Track| o.id == t.id) {
                             out.push(t.clone());
@@ -416,6 +403,88 @@ pub fn select(
         }
     }
     out
+}
+
+/// The tracks one selector names, as MistServer's track selectors do: `all`/`*`, `none`/`-1`, a
+/// track id, a codec name, a language code (`eng`), `maxbps`/`highbps`/`bestbps`,
+/// `minbps`/`lowbps`/`worstbps`, `maxres`/`highres`/`bestres`, `minres`/`lowres`/`worstres`, and
+/// comparisons `>N`, `<N`, `~N` (closest) where N is a bit rate (`2000000`, `1500kbps`, `2mbps`)
+/// or a size (`1280x720`, compared by pixel count). Unknown selectors pick nothing.
+fn pick<'a>(of_kind: &[&'a Track], part: &str) -> Vec<&'a Track> {
+    let lp = part.to_ascii_lowercase();
+    let bits = |t: &Track| t.bps as u64 * 8;
+    let pixels = |t: &Track| t.width as u64 * t.height as u64;
+    let best = |key: &dyn Fn(&Track) -> u64, max: bool| -> Vec<&'a Track> {
+        let it = of_kind.iter().copied();
+        let t = if max {
+            // max_by_key keeps the last of equals; prefer the first, as MistServer does
+            it.rev().max_by_key(|t| key(t))
+        } else {
+            it.min_by_key(|t| key(t))
+        };
+        t.into_iter().collect()
+    };
+    match lp.as_str() {
+        "none" | "-1" | "0" => return Vec::new(),
+        "all" | "*" => return of_kind.to_vec(),
+        "maxbps" | "highbps" | "bestbps" => return best(&bits, true),
+        "minbps" | "lowbps" | "worstbps" => return best(&bits, false),
+        "maxres" | "highres" | "bestres" => return best(&pixels, true),
+        "minres" | "lowres" | "worstres" => return best(&pixels, false),
+        _ => {}
+    }
+    if let Ok(id) = part.parse::<u32>() {
+        return of_kind.iter().copied().filter(|t| t.id == id).collect();
+    }
+    if let Some(op @ ('<' | '>' | '~')) = lp.chars().next() {
+        let arg = &lp[1..];
+        let (key, want): (&dyn Fn(&Track) -> u64, u64) = match parse_size(arg) {
+            Some(px) => (&pixels, px),
+            None => match parse_bits(arg) {
+                Some(b) => (&bits, b),
+                None => return Vec::new(),
+            },
+        };
+        return match op {
+            '>' => of_kind.iter().copied().filter(|t| key(t) > want).collect(),
+            '<' => of_kind.iter().copied().filter(|t| key(t) < want).collect(),
+            _ => of_kind
+                .iter()
+                .copied()
+                .min_by_key(|t| key(t).abs_diff(want))
+                .into_iter()
+                .collect(),
+        };
+    }
+    if let Some(t) = of_kind
+        .iter()
+        .copied()
+        .find(|t| t.codec.mist_name().eq_ignore_ascii_case(part))
+    {
+        return vec![t];
+    }
+    of_kind
+        .iter()
+        .copied()
+        .filter(|t| !t.lang.is_empty() && t.lang.eq_ignore_ascii_case(part))
+        .collect()
+}
+
+/// `1280x720` → pixel count.
+fn parse_size(s: &str) -> Option<u64> {
+    let (w, h) = s.split_once('x')?;
+    Some(w.parse::<u64>().ok()? * h.parse::<u64>().ok()?)
+}
+
+/// `2000000`, `2000000bps`, `1500kbps`, `1500k`, `2mbps`, `2m` → bits per second.
+fn parse_bits(s: &str) -> Option<u64> {
+    let s = s.strip_suffix("bps").unwrap_or(s);
+    let (num, mul) = match s.as_bytes().last()? {
+        b'k' => (&s[..s.len() - 1], 1_000),
+        b'm' => (&s[..s.len() - 1], 1_000_000),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mul)
 }
 
 /// The track whose keyframes are join points: the first selected video track, else the first.
@@ -466,6 +535,37 @@ mod tests {
             main_track(&select(&t, Format::Ts, Some("none"), None)),
             Some(2)
         );
+    }
+
+    #[test]
+    fn selectors_by_rate_size_and_language() {
+        let ids = |v: Vec<Track>| v.iter().map(|t| t.id).collect::<Vec<_>>();
+        let mut t = Vec::new();
+        for (id, w, h, kbit) in [
+            (1, 1280, 720, 3000),
+            (2, 640, 360, 800),
+            (3, 1920, 1080, 6000),
+        ] {
+            let mut v = Track::new(id, Codec::H264);
+            (v.width, v.height, v.bps) = (w, h, kbit * 1000 / 8);
+            t.push(v);
+        }
+        for (id, kbit, lang) in [(4, 128, "eng"), (5, 64, "dut")] {
+            let mut a = Track::new(id, Codec::Aac);
+            (a.bps, a.lang) = (kbit * 1000 / 8, lang.to_string());
+            t.push(a);
+        }
+        let sel = |v: &str, a: &str| ids(select(&t, Format::Ts, Some(v), Some(a)));
+        assert_eq!(sel("maxbps", "minbps"), vec![3, 5]);
+        assert_eq!(sel("lowres", "highbps"), vec![2, 4]);
+        assert_eq!(sel(">1000kbps", "dut"), vec![1, 3, 5]);
+        assert_eq!(sel("<4mbps", "ENG"), vec![1, 2, 4]);
+        assert_eq!(sel("~2500000", "none"), vec![1]);
+        assert_eq!(sel("~1000x600", "none"), vec![1]);
+        assert_eq!(sel(">640x360", "none"), vec![1, 3]);
+        assert_eq!(sel("bogus,~x", "fra"), Vec::<u32>::new());
+        assert_eq!(parse_bits("2m"), Some(2_000_000));
+        assert_eq!(parse_bits("99999999999999999999"), None);
     }
 
     fn fixture_frames() -> (Vec<Track>, Vec<Frame>) {

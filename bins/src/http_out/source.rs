@@ -86,13 +86,19 @@ impl Source {
         self.reader.report(self.bytes, 0);
     }
 
+    /// The selected tracks as the track table has them. Selectors such as `maxbps` choose by
+    /// the measured rates, which change without a track change, so they are not compared.
     fn selection(&self) -> Vec<Track> {
+        let table = self.reader.tracks();
         select(
-            &self.reader.tracks(),
+            &self.reader.tracks_with_rates(),
             self.format,
             self.video.as_deref(),
             self.audio.as_deref(),
         )
+        .iter()
+        .filter_map(|p| table.iter().find(|t| t.id == p.id).cloned())
+        .collect()
     }
 
     /// The next step; never blocks.

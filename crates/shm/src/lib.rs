@@ -301,6 +301,13 @@ impl StreamReader {
     pub fn tracks(&self) -> Vec<Track> {
         self.st.table.tracks.clone()
     }
+    /// [`tracks`](Self::tracks) with `bps` set to the measured rate (bytes/s) where the writer
+    /// gave none: measured after a track's first second, then every 5 s of media; the
+    /// whole-stream average once a VoD is complete. Rates change without `TracksChanged`, so
+    /// compare tracks from [`tracks`](Self::tracks), not from this.
+    pub fn tracks_with_rates(&self) -> Vec<Track> {
+        self.st.meta.with_rates(self.st.table.tracks.clone())
+    }
     /// Positions the reader at the newest keyframe of the main (video, else first) track, so a live
     /// viewer starts with the current GOP.
     pub fn seek_live(&mut self) {
@@ -354,7 +361,10 @@ impl StreamReader {
     /// Oldest and newest frame time kept (ms).
     pub fn range_ms(&self) -> (i64, i64) {
         let s = &self.st.meta.seg;
-        (s.i64(M_FIRST_MS).load(Relaxed), s.i64(M_LAST_MS).load(Relaxed))
+        (
+            s.i64(M_FIRST_MS).load(Relaxed),
+            s.i64(M_LAST_MS).load(Relaxed),
+        )
     }
     pub fn epoch(&self) -> u32 {
         self.st.epoch
@@ -567,7 +577,7 @@ fn status_of(m: &Meta) -> StreamStatus {
         writer_pid: m.writer_pid(),
         writer_alive: m.writer_alive(),
         epoch: m.epoch(),
-        tracks: m.read_tracks().map(|(t, _)| t.tracks).unwrap_or_default(),
+        tracks: m.with_rates(m.read_tracks().map(|(t, _)| t.tracks).unwrap_or_default()),
         first_ms: s.i64(M_FIRST_MS).load(Relaxed),
         last_ms: s.i64(M_LAST_MS).load(Relaxed),
         ended: m.ended(),

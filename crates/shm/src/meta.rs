@@ -242,6 +242,27 @@ impl Meta {
         Self::key_base(slot) + 64 + (num as usize % KEY_RING) * KEY_ENTRY
     }
 
+    /// Measured bit rate of a track slot in bytes per second (0: not measured yet). Stored in the
+    /// slot's key-ring header, outside the track table, so updating it does not make readers
+    /// see a track change.
+    pub fn track_rate(&self, slot: usize) -> u64 {
+        self.seg.u64(Self::key_base(slot) + 8).load(Relaxed)
+    }
+    pub fn set_track_rate(&self, slot: usize, bytes_per_s: u64) {
+        self.seg
+            .u64(Self::key_base(slot) + 8)
+            .store(bytes_per_s, Relaxed);
+    }
+    /// Tracks with `bps` filled in from the measured rate where the writer gave none.
+    pub fn with_rates(&self, mut t: Vec<mist_media::Track>) -> Vec<mist_media::Track> {
+        for (slot, t) in t.iter_mut().enumerate() {
+            if t.bps == 0 {
+                t.bps = self.track_rate(slot).min(u32::MAX as u64) as u32;
+            }
+        }
+        t
+    }
+
     /// Writer only: appends key number `key_count`.
     pub fn push_key(&self, slot: usize, dts: i64, page: u64, offset: u32) -> u64 {
         let num = self.key_count(slot);

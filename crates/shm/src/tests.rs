@@ -760,10 +760,14 @@ fn vod_complete_ends_readers_at_the_end() {
     // 40 s of 1 s GOPs: far past the DVR window, which VoD ignores.
     for i in 0..400 {
         let dts = i * 100;
-        w.push(1, dts, 0, i % 10 == 0, &payload(1, dts, 300)).unwrap();
+        w.push(1, dts, 0, i % 10 == 0, &payload(1, dts, 300))
+            .unwrap();
     }
     let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     assert!(!r.is_live() && !r.is_complete());
+    // 300 bytes every 100 ms: measured over 5 s windows while loading.
+    assert_eq!(r.tracks_with_rates()[0].bps, 3000);
+    assert_eq!(r.tracks()[0].bps, 0);
     // Before completion the end of the data is Pending (the input is still loading).
     let first = read_all(&mut r);
     assert_eq!(first.len(), 400);
@@ -773,6 +777,9 @@ fn vod_complete_ends_readers_at_the_end() {
     assert!(r.is_complete());
     assert!(matches!(r.next(), ReadEvent::Ended));
     assert_eq!(r.range_ms(), (0, 39_900));
+    // Complete: the whole-stream average (400 × 300 bytes over 39.9 s).
+    assert_eq!(r.tracks_with_rates()[0].bps, 120_000 * 1000 / 39_900);
+    assert_eq!(stream_status(name).unwrap().tracks[0].bps, 3007);
     // A new reader starts at the first frame and also ends after the last.
     let mut r2 = StreamReader::open(name, ReaderInfo::default()).unwrap();
     let all = read_all(&mut r2);

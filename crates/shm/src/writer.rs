@@ -37,6 +37,9 @@ pub(crate) struct WriterState {
     /// Per slot: number of the current key entry, its dts and the page it is in.
     cur_key: [Option<(u64, i64, u64)>; MAX_TRACKS],
     seen_key: [bool; MAX_TRACKS],
+    /// Per track slot: the rate window (start dts, bytes since) and totals (first dts, last
+    /// dts, bytes) for the whole-stream average a complete VoD publishes.
+    rate: [RateWindow; MAX_TRACKS],
     resume_ms: Option<i64>,
     time_offset: Option<i64>,
     live: bool,
@@ -103,6 +106,7 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
             next_page,
             cur_key: [None; MAX_TRACKS],
             seen_key: [false; MAX_TRACKS],
+            rate: [RateWindow::default(); MAX_TRACKS],
             resume_ms,
             time_offset: None,
             live: opts.live,
@@ -111,6 +115,57 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
             last_link_check: 0,
         },
     })
+}
+
+/// A track's bit rate is published after its first second, then every 5 s of media.
+const RATE_FIRST_MS: i64 = 1000;
+const RATE_WINDOW_MS: i64 = 5000;
+
+#[derive(Clone, Copy, Default)]
+struct RateWindow {
+    started: bool,
+    start: i64,
+    bytes: u64,
+    published: bool,
+    first: i64,
+    last: i64,
+    total: u64,
+}
+
+impl RateWindow {
+    /// Counts a frame; returns a rate in bytes/s to publish, if due.
+    fn add(&mut self, dts: i64, len: usize) -> Option<u64> {
+        if !self.started {
+            *self = RateWindow {
+                started: true,
+                start: dts,
+                first: dts,
+                last: dts,
+                ..*self
+            };
+        }
+        self.bytes += len as u64;
+        self.total += len as u64;
+        self.last = self.last.max(dts);
+        let span = dts.saturating_sub(self.start);
+        let due = if self.published {
+            RATE_WINDOW_MS
+        } else {
+            RATE_FIRST_MS
+        };
+        if span < due {
+            return None;
+        }
+        let rate = self.bytes.saturating_mul(1000) / span as u64;
+        (self.start, self.bytes, self.published) = (dts, 0, true);
+        Some(rate)
+    }
+
+    /// The average over everything counted (bytes/s), if it spans any time.
+    fn average(&self) -> Option<u64> {
+        let span = self.last.saturating_sub(self.first);
+        (span > 0).then(|| self.total.saturating_mul(1000) / span as u64)
+    }
 }
 
 impl WriterState {
@@ -148,7 +203,12 @@ impl WriterState {
         match self.table.slot_of(track.id) {
             Some(i) => self.table.tracks[i] = track.clone(),
             None if self.table.tracks.len() >= MAX_TRACKS => return Err(ShmError::TooManyTracks),
-            None => self.table.tracks.push(track.clone()),
+            None => {
+                self.table.tracks.push(track.clone());
+                let slot = self.table.tracks.len() - 1;
+                self.rate[slot] = RateWindow::default();
+                self.meta.set_track_rate(slot, 0);
+            }
         }
         self.meta.write_tracks(&self.table);
         self.meta.notify();
@@ -238,6 +298,9 @@ impl WriterState {
         }
         p.bytes += data.len() as u64;
         let page_id = p.page.id;
+        if let Some(rate) = self.rate[slot].add(dts, data.len()) {
+            self.meta.set_track_rate(slot, rate);
+        }
         self.meta.set_page(PageEntry {
             id: page_id,
             first_ms: p.first_ms,
@@ -370,6 +433,12 @@ impl WriterState {
     pub fn complete(&mut self) {
         if let Some(p) = &self.page {
             p.page.seg.u32(P_FLAGS).fetch_or(PAGE_SEALED, Release);
+        }
+        // The whole file's average describes a VoD track better than its last window.
+        for slot in 0..self.table.tracks.len() {
+            if let Some(avg) = self.rate[slot].average() {
+                self.meta.set_track_rate(slot, avg);
+            }
         }
         self.meta.seg.u32(M_COMPLETE).store(1, Release);
         self.meta.notify();
