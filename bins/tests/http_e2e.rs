@@ -442,6 +442,21 @@ fn standalone_ts_flv_to_stdout_and_mp4_file() {
     let st = child.0.wait().unwrap();
     assert_eq!(st.code(), Some(0));
     assert_h264_aac(&probe_streams(file.to_str().unwrap()), "MistOutMP4 file");
+    // ts-exec:COMMAND pipes the stream into a shell command (here a plain copy to a file),
+    // which gets end of input when the output stops.
+    let piped = shm().join("piped.ts");
+    let child = Command::new(env!("CARGO_BIN_EXE_MistOutTS"))
+        .args(["-s", "alone"])
+        .arg(format!("ts-exec:cat > {}", piped.display()))
+        .env("MIST_SHM_DIR", shm())
+        .env_remove("MIST_CONTROL")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut child = Proc(child);
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+    assert_h264_aac(&probe_streams(piped.to_str().unwrap()), "ts-exec:cat");
     // An unknown stream: exit 1 quickly.
     let st = Command::new(env!("CARGO_BIN_EXE_MistOutFLV"))
         .args(["-s", "nothing", "--wait", "1", "-"])
@@ -776,6 +791,49 @@ fn webm_and_mkv_of_a_vp9_opus_stream() {
         let (frames, size) = decode_video_frames(&u, Duration::from_secs(5));
         assert_eq!(size, "320x240", "{u}");
         assert!(frames >= 100, "{u}: decoded only {frames} frames");
+    }
+    // MistOutEBML to a .webm file writes the WebM DocType, to .mkv Matroska.
+    for ext in ["webm", "mkv"] {
+        let file = shm().join(format!("rec_vp9.{ext}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_MistOutEBML"))
+            .args(["-s", "vp9"])
+            .arg(&file)
+            .env("MIST_SHM_DIR", shm())
+            .env_remove("MIST_CONTROL")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let mut child = Proc(child);
+        assert_eq!(child.0.wait().unwrap().code(), Some(0));
+        let head = std::fs::read(&file).unwrap();
+        let doc = if ext == "webm" {
+            &b"webm"[..]
+        } else {
+            &b"matroska"[..]
+        };
+        assert!(
+            head[..64.min(head.len())]
+                .windows(doc.len())
+                .any(|w| w == doc),
+            "{ext}: DocType missing"
+        );
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=format_name",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("webm"),
+            "{ext}"
+        );
     }
     // TS cannot carry VP9: only the Opus track goes out.
     let s = probe_streams(&url(port, "/vp9.ts"));

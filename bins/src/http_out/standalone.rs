@@ -1,6 +1,9 @@
 //! The standalone front end: `MistOutTS -s STREAM -` writes one stream to stdout (or a file)
 //! with the same muxing code MistOutHTTP shares among its viewers.
 //!
+//! Targets: a file, `-` for stdout, or `ts-exec:COMMAND`/`mkv-exec:COMMAND` (the stream goes to
+//! the stdin of `sh -c COMMAND`). A `.webm` file target of MistOutEBML gets the WebM DocType.
+//!
 //! Exit codes: 0 the stream ended, the reader went away (EPIPE) or SIGINT/SIGTERM; 1 the stream
 //! does not exist or cannot be muxed in this format; 2 usage error.
 
@@ -88,6 +91,11 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
         return 2;
     };
     let name = mist_core::names::sanitize(&stream);
+    // A .webm target gets the WebM DocType (and only WebM codecs); .mkv stays Matroska.
+    let format = match (format, target.rsplit('.').next()) {
+        (Format::Mkv, Some(ext)) if ext.eq_ignore_ascii_case("webm") => Format::Webm,
+        _ => format,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, stop.clone());
@@ -130,7 +138,26 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut out: Box<dyn Write> = if target == "-" {
+    let mut child = None;
+    let mut out: Box<dyn Write> = if let Some(cmd) = exec_command(&target) {
+        // ts-exec:/mkv-exec: the stream goes to the command's stdin (run by sh, as MistServer
+        // does); its stdout and stderr stay ours.
+        match std::process::Command::new("/bin/sh")
+            .args(["-c", cmd])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(mut c) => {
+                let stdin = c.stdin.take().expect("piped stdin");
+                child = Some(c);
+                Box::new(std::io::BufWriter::with_capacity(1 << 16, stdin))
+            }
+            Err(e) => {
+                mist_core::error!("cannot run {cmd:?}: {e}");
+                return 1;
+            }
+        }
+    } else if target == "-" {
         Box::new(std::io::BufWriter::with_capacity(
             1 << 16,
             std::io::stdout().lock(),
@@ -190,6 +217,25 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
         src.report(total);
     };
     let _ = out.flush();
+    drop(out); // closes the command's stdin: its end of input
     mist_core::info!("stream {name}: wrote {total} bytes");
+    if let Some(mut c) = child {
+        match c.wait() {
+            Ok(st) if !st.success() => {
+                mist_core::warn!("stream {name}: {target:?} exited with {st}")
+            }
+            Err(e) => mist_core::warn!("stream {name}: waiting for {target:?}: {e}"),
+            Ok(_) => {}
+        }
+    }
     code
+}
+
+/// The command of a `ts-exec:COMMAND` or `mkv-exec:COMMAND` target.
+fn exec_command(target: &str) -> Option<&str> {
+    ["ts-exec:", "mkv-exec:"]
+        .iter()
+        .find_map(|p| target.strip_prefix(p))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
 }
