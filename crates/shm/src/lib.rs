@@ -41,7 +41,8 @@
 //!   epoch is incremented, the track table is cleared (the new writer sets its tracks), the old
 //!   last page is sealed, and new pages continue the page numbering. Frame times of the new epoch
 //!   are shifted, if needed, so they continue after the last time of the previous epoch.
-//!   Readers see `ReadEvent::Restarted` and continue at the new epoch's newest keyframe.
+//!   Readers see `ReadEvent::Restarted` and continue at the new epoch's newest keyframe (VoD: at its
+//!   first frame).
 //!   Video frames before a track's first keyframe are dropped by the writer.
 //! * **Live DVR**: after each push (a cheap check of the oldest page) the writer unlinks pages
 //!   whose newest frame is older than the DVR window behind the newest frame (never the page
@@ -182,7 +183,7 @@ pub enum ReadEvent {
     /// Nothing new yet: wait on the futex (see `StreamReader::wait`) or the wake-up thread.
     Pending,
     /// The writer was replaced (new epoch); the reader has been moved to the new writer's newest
-    /// keyframe and should re-send headers.
+    /// keyframe (VoD: its first frame) and should re-send headers.
     Restarted,
     /// The stream ended (writer closed it, or it is dead and nobody took over).
     Ended,
@@ -354,7 +355,10 @@ impl StreamReader {
     /// Oldest and newest frame time kept (ms).
     pub fn range_ms(&self) -> (i64, i64) {
         let s = &self.st.meta.seg;
-        (s.i64(M_FIRST_MS).load(Relaxed), s.i64(M_LAST_MS).load(Relaxed))
+        (
+            s.i64(M_FIRST_MS).load(Relaxed),
+            s.i64(M_LAST_MS).load(Relaxed),
+        )
     }
     pub fn epoch(&self) -> u32 {
         self.st.epoch
