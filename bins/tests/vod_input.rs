@@ -415,6 +415,43 @@ fn errors_are_one_line_and_leave_nothing() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A write error into shared memory while loading (here the file-size limit, standing in for a
+/// full tmpfs: both fail the page reservation): one error line, the stream removed, exit 5.
+#[test]
+fn shm_write_failure_is_one_error_and_removes_the_stream() {
+    use std::os::unix::process::CommandExt;
+    shm();
+    let mut cmd = Command::new(MP4);
+    cmd.args(["-s", "vodfull", "-i", "1"])
+        .arg(file("src.mp4"))
+        .env("MIST_SHM_DIR", shm())
+        .env_remove("MIST_CONTROL")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls (signal, setrlimit) between fork and exec. The
+    // metadata segment (about 5 MiB) fits under 8 MiB; a data page (16 MiB capacity) does not.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: 8 << 20,
+                rlim_max: 8 << 20,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("start input");
+    let code = wait_exit(&mut child, Duration::from_secs(20));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(code, Some(5), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("shared memory"), "{err}");
+    assert!(stream_files(shm(), "vodfull").is_empty());
+}
+
 #[test]
 fn capabilities_json() {
     for (bin, name, first) in [
@@ -475,8 +512,8 @@ fn decode_all(url: &str) -> (usize, f64, String) {
     (rows.len(), (end - first) as f64 * tb, size)
 }
 
-/// The video duration of a file (ffprobe's stream duration).
-fn file_video_duration(file: &Path) -> f64 {
+/// The video frame count of a file and its duration (frames × frame duration), by ffprobe.
+fn file_video_duration(file: &Path) -> (usize, f64) {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
         .args(["-show_entries", "stream=nb_read_packets,r_frame_rate"])
@@ -488,7 +525,8 @@ fn file_video_duration(file: &Path) -> f64 {
     let s = &v["streams"][0];
     let n: f64 = s["nb_read_packets"].as_str().unwrap().parse().unwrap();
     let (a, b) = s["r_frame_rate"].as_str().unwrap().split_once('/').unwrap();
-    n * b.parse::<f64>().unwrap() / a.parse::<f64>().unwrap()
+    let dur = n * b.parse::<f64>().unwrap() / a.parse::<f64>().unwrap();
+    (n as usize, dur)
 }
 
 #[test]
@@ -516,16 +554,22 @@ fn controller_starts_the_input_and_http_plays_it() {
             "{name}: {caps}"
         );
     }
-    let want = file_video_duration(&mp4);
+    let (want_frames, want) = file_video_duration(&mp4);
     for (stream, ext) in [("vod", "ts"), ("vodts", "flv"), ("vodts", "mkv")] {
         let url = format!("http://127.0.0.1:{}/{stream}.{ext}", ctl.http);
         let (frames, dur, size) = decode_all(&url);
         assert_eq!(size, "320x240", "{url}");
+        assert_eq!(frames, want_frames, "{url}: every frame decoded");
         assert!(
             (dur - want).abs() <= 0.2,
             "{url}: {frames} frames, {dur} s of video, file {want} s"
         );
     }
+    // RTMP plays it too (the input is still loaded from the HTTP viewers).
+    let url = ctl.play_url("vodts");
+    let (frames, dur, size) = decode_all(&url);
+    assert_eq!((frames, size.as_str()), (want_frames, "320x240"), "{url}");
+    assert!((dur - want).abs() <= 0.2, "{url}: {dur} s");
     // Nobody watches now: both inputs end their streams after 2 s.
     let t0 = Instant::now();
     while !(stream_files(&ctl.shm, "vod").is_empty() && stream_files(&ctl.shm, "vodts").is_empty())
