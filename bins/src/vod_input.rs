@@ -453,10 +453,7 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
                 Ok(None) => eof = true,
                 Err(e) => {
                     // A damaged tail (a truncated file): serve what was read before it.
-                    mist_core::warn!(
-                        "{path}: read error after {} frames, serving them: {e}",
-                        loaded.frames
-                    );
+                    mist_core::warn!("{path}: read error, serving the frames before it: {e}");
                     eof = true;
                 }
             }
@@ -518,7 +515,7 @@ fn flush(
     stop: &AtomicBool,
 ) -> Result<(), Abort> {
     while let Some(f) = il.pop(drain) {
-        if loaded.frames % 256 == 0 && stop.load(Ordering::Relaxed) {
+        if loaded.frames.is_multiple_of(256) && stop.load(Ordering::Relaxed) {
             return Err(Abort::Stopped);
         }
         match w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data) {

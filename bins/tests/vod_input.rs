@@ -564,6 +564,17 @@ fn controller_starts_the_input_and_http_plays_it() {
             (dur - want).abs() <= 0.2,
             "{url}: {frames} frames, {dur} s of video, file {want} s"
         );
+        // The stream info (still loaded: the timeout is 2 s) says VoD.
+        let raw = http_raw(
+            ctl.http,
+            format!("GET /json_{stream}.js HTTP/1.0\r\n\r\n").as_bytes(),
+            Duration::from_secs(10),
+        );
+        let text = String::from_utf8_lossy(&raw);
+        let (_, body) = text.split_once("\r\n\r\n").expect("HTTP answer");
+        let info: serde_json::Value = serde_json::from_str(body).expect("info JSON");
+        assert_eq!(info["type"], "vod", "{info}");
+        assert_eq!(info["width"], 320, "{info}");
     }
     // RTMP plays it too (the input is still loaded from the HTTP viewers).
     let url = ctl.play_url("vodts");
