@@ -415,6 +415,30 @@ fn errors_are_one_line_and_leave_nothing() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A file cut short (a recording that was interrupted) is served up to the damage; an MP4 whose
+/// index (`moov`, at the end as ffmpeg writes it) is missing is not an MP4 file.
+#[test]
+fn damaged_tail_is_served() {
+    shm();
+    let tmp = TempDir::new("vod-cut");
+    for (bin, name, stream) in [(TS, "src.ts", "vodcutts"), (EBML, "src.mkv", "vodcutmkv")] {
+        let data = std::fs::read(file(name)).unwrap();
+        let cut = tmp.path().join(name);
+        std::fs::write(&cut, &data[..data.len() * 2 / 3]).unwrap();
+        let mut input = spawn_input(bin, stream, &cut, 1);
+        let got = read_stream(stream);
+        let video = got.iter().filter(|f| f.video).count();
+        assert!((60..150).contains(&video), "{name}: {video} video frames");
+        assert_eq!(wait_exit(&mut input, Duration::from_secs(15)), Some(0));
+    }
+    let data = std::fs::read(file("src.mp4")).unwrap();
+    let cut = tmp.path().join("cut.mp4");
+    std::fs::write(&cut, &data[..data.len() * 2 / 3]).unwrap();
+    let (code, err) = run_failing(MP4, "vodcutmp4", &cut);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("moov"), "{err}");
+}
+
 /// A write error into shared memory while loading (here the file-size limit, standing in for a
 /// full tmpfs: both fail the page reservation): one error line, the stream removed, exit 5.
 #[test]
