@@ -80,8 +80,8 @@
 //!   `StreamReader::futex_word`, `keyframes` ([`KeyInfo`]), `position_ms`, `epoch`, `last_error`,
 //!   `name`, [`Waiter`], `WriterOptions: Default`, `ReadEvent: Debug`,
 //!   [`StreamBuffer`] (the buffer process's handle), [`stream_status`], limits as constants.
-//! * `StreamReader::open` on a VoD stream (`live: false`) starts at the first frame instead of
-//!   the newest keyframe.
+//! * `StreamReader::open` on a VoD stream (`live: false`) starts at the first frame (of any
+//!   track: audio before the first video keyframe is not skipped) instead of the newest keyframe.
 
 mod futex;
 mod layout;
