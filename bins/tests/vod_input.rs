@@ -17,12 +17,36 @@ const TS: &str = env!("CARGO_BIN_EXE_MistInTS");
 const FLV: &str = env!("CARGO_BIN_EXE_MistInFLV");
 const EBML: &str = env!("CARGO_BIN_EXE_MistInEBML");
 
+/// Removes the scratch directories (`mist-test-vodin-*-PID`) of earlier runs whose process is gone:
+/// the shared ones of this binary live as long as the process and cannot be removed on exit.
+fn remove_stale_dirs() {
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("mist-test-vodin-") else {
+            continue;
+        };
+        let Some(pid) = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// One shared-memory directory for this test binary (the in-process readers use
 /// `MIST_SHM_DIR`); every test uses its own stream names.
 fn shm() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("mist-test-vod-shm-{}", std::process::id()));
+        remove_stale_dirs();
+        let d = std::env::temp_dir().join(format!("mist-test-vodin-shm-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         std::env::set_var("MIST_SHM_DIR", &d);
         d
@@ -35,7 +59,8 @@ fn shm() -> &'static PathBuf {
 fn media() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("mist-test-vod-media-{}", std::process::id()));
+        remove_stale_dirs();
+        let d = std::env::temp_dir().join(format!("mist-test-vodin-media-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         let mp4 = d.join("src.mp4");
         let st = Command::new("ffmpeg")
