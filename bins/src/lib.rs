@@ -1,4 +1,6 @@
 //! Code that several binaries of this package share: the HTTP output's routes, muxers and the
-//! standalone writer behind MistOutHTTP, MistOutTS, MistOutFLV, MistOutMP4 and MistOutEBML.
+//! standalone writer behind MistOutHTTP, MistOutTS, MistOutFLV, MistOutMP4 and MistOutEBML; and the
+//! VoD file input behind MistInMP4, MistInTS, MistInFLV and MistInEBML.
 
 pub mod http_out;
+pub mod vod_input;

@@ -639,10 +639,13 @@ impl Controller {
         self.start_and_wait(token, p.stream, p.config, source)
     }
 
-    /// Whether a stream's buffer exists in shared memory.
+    /// Whether a stream's buffer exists in shared memory. A live buffer is ready as soon as it
+    /// exists (a publisher sets the tracks later); a VoD stream once its input has set the track
+    /// table, so that a viewer answered now finds something to play.
     pub fn stream_ready(&self, name: &str) -> bool {
         let n = name.to_string();
-        shm_call(move || mist_shm::stream_status(&n)).is_some_and(|r| r.is_ok_and(|s| !s.ended))
+        shm_call(move || mist_shm::stream_status(&n))
+            .is_some_and(|r| r.is_ok_and(|s| !s.ended && (s.live || !s.tracks.is_empty())))
     }
 }
 

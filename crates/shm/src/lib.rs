@@ -41,7 +41,8 @@
 //!   epoch is incremented, the track table is cleared (the new writer sets its tracks), the old
 //!   last page is sealed, and new pages continue the page numbering. Frame times of the new epoch
 //!   are shifted, if needed, so they continue after the last time of the previous epoch.
-//!   Readers see `ReadEvent::Restarted` and continue at the new epoch's newest keyframe.
+//!   Readers see `ReadEvent::Restarted` and continue at the new epoch's newest keyframe (VoD: at its
+//!   first frame).
 //!   Video frames before a track's first keyframe are dropped by the writer.
 //! * **Live DVR**: after each push (a cheap check of the oldest page) the writer unlinks pages
 //!   whose newest frame is older than the DVR window behind the newest frame (never the page
@@ -79,8 +80,8 @@
 //!   `StreamReader::futex_word`, `keyframes` ([`KeyInfo`]), `position_ms`, `epoch`, `last_error`,
 //!   `name`, [`Waiter`], `WriterOptions: Default`, `ReadEvent: Debug`,
 //!   [`StreamBuffer`] (the buffer process's handle), [`stream_status`], limits as constants.
-//! * `StreamReader::open` on a VoD stream (`live: false`) starts at the first frame instead of
-//!   the newest keyframe.
+//! * `StreamReader::open` on a VoD stream (`live: false`) starts at the first frame (of any
+//!   track: audio before the first video keyframe is not skipped) instead of the newest keyframe.
 
 mod futex;
 mod layout;
@@ -182,7 +183,7 @@ pub enum ReadEvent {
     /// Nothing new yet: wait on the futex (see `StreamReader::wait`) or the wake-up thread.
     Pending,
     /// The writer was replaced (new epoch); the reader has been moved to the new writer's newest
-    /// keyframe and should re-send headers.
+    /// keyframe (VoD: its first frame) and should re-send headers.
     Restarted,
     /// The stream ended (writer closed it, or it is dead and nobody took over).
     Ended,

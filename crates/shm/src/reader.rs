@@ -72,7 +72,7 @@ impl ReaderState {
         if r.meta.live() {
             r.seek_live();
         } else {
-            r.seek_ms(i64::MIN);
+            r.seek_start();
         }
         Ok(r)
     }
@@ -97,6 +97,16 @@ impl ReaderState {
     /// Start of the current epoch's data still on disk.
     fn epoch_start(&mut self) {
         self.set_pos(self.min_page(), PAGE_HDR);
+    }
+
+    /// VoD: the first frame of the current epoch, whatever its track (an audio frame may come
+    /// before the first video keyframe; seeking to a key would skip it).
+    fn seek_start(&mut self) {
+        self.epoch = self.meta.epoch();
+        if let Err(e) = self.refresh_tracks() {
+            self.error = Some(e.to_string());
+        }
+        self.epoch_start();
     }
 
     pub fn seek_live(&mut self) {
@@ -158,7 +168,13 @@ impl ReaderState {
     pub fn next(&mut self) -> ReadEvent {
         self.futex_seen = self.meta.futex().load(SeqCst);
         if self.meta.epoch() != self.epoch {
-            self.seek_live();
+            // A new writer: live viewers continue at its newest keyframe; a VoD stream (reloaded
+            // by a new input) is read from its start.
+            if self.meta.live() {
+                self.seek_live();
+            } else {
+                self.seek_start();
+            }
             return ReadEvent::Restarted;
         }
         let gen = self.meta.tracks_gen();

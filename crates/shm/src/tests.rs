@@ -790,3 +790,33 @@ fn vod_complete_ends_readers_at_the_end() {
     drop(w);
     remove_stream(name).unwrap();
 }
+
+#[test]
+fn vod_reader_starts_at_the_first_frame_of_any_track() {
+    setup();
+    let name = "unit_vod_first_frame";
+    let mut w = StreamWriter::create(
+        name,
+        WriterOptions {
+            live: false,
+            dvr_ms: 0,
+        },
+    )
+    .unwrap();
+    w.set_track(&video(1)).unwrap();
+    w.set_track(&audio(2)).unwrap();
+    // Audio (Opus codec delay) decodes before the first video keyframe.
+    w.push(2, 0, 0, true, &payload(2, 0, 100)).unwrap();
+    w.push(1, 7, 0, true, &payload(1, 7, 300)).unwrap();
+    w.push(2, 20, 0, true, &payload(2, 20, 100)).unwrap();
+    w.complete();
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    let all = read_all(&mut r);
+    assert_eq!(
+        all.iter().map(|f| (f.track, f.dts)).collect::<Vec<_>>(),
+        vec![(2, 0), (1, 7), (2, 20)]
+    );
+    assert!(matches!(r.next(), ReadEvent::Ended));
+    drop(w);
+    remove_stream(name).unwrap();
+}

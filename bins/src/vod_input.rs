@@ -1,0 +1,677 @@
+//! VoD file inputs: the code behind `MistInMP4`, `MistInTS`, `MistInFLV` and `MistInEBML`.
+//!
+//! One process serves one stream from one file:
+//!
+//! * It opens the file and demuxes it with [`mist_media::remux::Demux`] (read in 1 MiB pieces;
+//!   MP4 through a few 2 MiB windows). Frames are held until every track is known (or they span
+//!   [`PROBE_MS`]), as `remux` does; only then is the stream created, so a file that is missing,
+//!   unreadable or not of the input's container never leaves anything in shared memory.
+//! * It creates the stream as VoD: [`StreamBuffer::open`] with `live: false` (this process owns the
+//!   stream's lifetime, as MistInBuffer does for a live stream) and [`StreamWriter::create`]; sets
+//!   every track, then pushes every frame **in decode-time order across tracks** (a bounded queue
+//!   per track, [`MAX_QUEUED`] frames in all) with times shifted so that the first is ≥ 0, and
+//!   calls [`StreamWriter::complete`]. Viewers may start while it loads: a VoD reader starts at the
+//!   first frame and waits for more, and gets `Ended` past the last frame once the stream is
+//!   complete.
+//! * Then it waits: it heartbeats the writer twice a second and ends the stream (removing its
+//!   files) and exits 0 when no viewer has been connected for the input timeout (`-i SECONDS`,
+//!   stream option `inputtimeout`, default [`DEFAULT_TIMEOUT_S`], counted from the end of the
+//!   load), on SIGINT/SIGTERM, or when somebody else ended the stream.
+//!
+//! **Memory:** the file is streamed through, but every frame's payload is copied into the stream's
+//! shared-memory pages, so the whole file's payload stays in `/dev/shm` (tmpfs, i.e. RAM) while
+//! the stream is active. Loading pages on demand (MistServer keeps only the pages viewers need) is
+//! not built. A tmpfs that fills up while loading is a clear error (exit [`EXIT_SHM`]) and the
+//! partial stream is removed.
+
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use mist_media::remux::{Demux, Event, Input, PROBE_MS};
+use mist_media::{Frame, Track};
+use mist_shm::{ShmError, StreamBuffer, StreamWriter, WriterOptions};
+use serde_json::json;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Seconds without a viewer (after loading) before the stream is ended.
+pub const DEFAULT_TIMEOUT_S: u64 = 30;
+/// At most this many frames wait in the decode-time interleaving queue.
+pub const MAX_QUEUED: usize = 1024;
+/// The probe window also ends at this many held payload bytes.
+const PROBE_MAX_BYTES: usize = 64 << 20;
+
+/// Exit status: the stream ended normally (idle timeout, signal, ended by someone else).
+pub const EXIT_OK: i32 = 0;
+/// Exit status: the stream could not be created or was taken over while loading (another process
+/// serves it, shared memory unusable).
+pub const EXIT_STREAM: i32 = 1;
+/// Exit status: usage error (bad or missing option, no stream name, no source).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit status: the source file is missing, unreadable or not a regular file.
+pub const EXIT_SOURCE: i32 = 3;
+/// Exit status: the file is not of this input's container, or has no playable track.
+pub const EXIT_FORMAT: i32 = 4;
+/// Exit status: writing into shared memory failed while loading (a full tmpfs).
+pub const EXIT_SHM: i32 = 5;
+
+/// Which container an input binary reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Mp4,
+    Ts,
+    Flv,
+    /// Matroska and WebM.
+    Ebml,
+}
+
+impl Kind {
+    /// The input's name as MistServer spells it (`MistIn<name>`, the `name` of `-j`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Mp4 => "MP4",
+            Kind::Ts => "TS",
+            Kind::Flv => "FLV",
+            Kind::Ebml => "EBML",
+        }
+    }
+
+    pub fn binary(self) -> &'static str {
+        match self {
+            Kind::Mp4 => "MistInMP4",
+            Kind::Ts => "MistInTS",
+            Kind::Flv => "MistInFLV",
+            Kind::Ebml => "MistInEBML",
+        }
+    }
+
+    pub fn source_match(self) -> &'static [&'static str] {
+        match self {
+            Kind::Mp4 => &["/*.mp4", "/*.mov", "/*.m4v", "/*.m4a"],
+            Kind::Ts => &["/*.ts", "/*.m2ts", "/*.mts"],
+            Kind::Flv => &["/*.flv"],
+            Kind::Ebml => &["/*.mkv", "/*.mka", "/*.webm"],
+        }
+    }
+
+    fn desc(self) -> &'static str {
+        match self {
+            Kind::Mp4 => "VoD input for MP4/MOV files (progressive or fragmented): loads the file into shared memory for the outputs.",
+            Kind::Ts => "VoD input for MPEG-TS files: loads the file into shared memory for the outputs.",
+            Kind::Flv => "VoD input for FLV files: loads the file into shared memory for the outputs.",
+            Kind::Ebml => "VoD input for Matroska and WebM files: loads the file into shared memory for the outputs.",
+        }
+    }
+
+    fn about(self) -> &'static str {
+        match self {
+            Kind::Mp4 => "VoD input: serves an MP4/MOV file as a stream",
+            Kind::Ts => "VoD input: serves an MPEG-TS file as a stream",
+            Kind::Flv => "VoD input: serves an FLV file as a stream",
+            Kind::Ebml => "VoD input: serves a Matroska/WebM file as a stream",
+        }
+    }
+
+    fn input(self) -> Input {
+        match self {
+            Kind::Mp4 => Input::Mp4,
+            Kind::Ts => Input::Ts,
+            Kind::Flv => Input::Flv,
+            Kind::Ebml => Input::Mkv,
+        }
+    }
+}
+
+/// The capabilities JSON printed by `-j`.
+pub fn capabilities(kind: Kind) -> serde_json::Value {
+    json!({
+        "name": kind.name(),
+        "desc": kind.desc(),
+        "source_match": kind.source_match(),
+        "priority": 9,
+        "optional": {
+            "inputtimeout": {
+                "name": "Input timeout (s)",
+                "help": "How long the stream stays loaded without viewers, in seconds.",
+                "type": "uint",
+                "default": DEFAULT_TIMEOUT_S,
+                "option": "--inputtimeout",
+                "short": "i"
+            }
+        }
+    })
+}
+
+#[derive(Parser, Debug)]
+#[command(version, disable_version_flag = true)]
+struct Args {
+    /// Stream name
+    #[arg(short = 's', long = "stream")]
+    stream: Option<String>,
+    /// Source file
+    source: Option<PathBuf>,
+    /// Seconds without viewers (after loading) before the stream is ended
+    #[arg(short = 'i', long = "inputtimeout", default_value_t = DEFAULT_TIMEOUT_S)]
+    inputtimeout: u64,
+    /// Debug level (0-10)
+    #[arg(short = 'g', long = "debug", default_value_t = 4)]
+    debug: u8,
+    /// Print the capabilities JSON and exit
+    #[arg(short = 'j', long = "json")]
+    json: bool,
+    /// Print the version and exit
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    version: Option<bool>,
+}
+
+/// What [`run`] needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub kind: Kind,
+    pub stream: String,
+    pub source: PathBuf,
+    /// How long the stream stays without viewers after loading.
+    pub timeout: Duration,
+}
+
+/// The whole `main` of an input binary: parses the command line, runs, exits.
+pub fn main(kind: Kind) -> ! {
+    let cmd = Args::command().name(kind.binary()).about(kind.about());
+    let args = match Args::from_arg_matches(&cmd.get_matches()) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    if args.json {
+        println!("{}", capabilities(kind));
+        std::process::exit(EXIT_OK);
+    }
+    mist_core::log::init(kind.binary(), args.debug);
+    let Some(stream) = args.stream.filter(|s| !s.is_empty()) else {
+        mist_core::error!("no stream name given (-s)");
+        std::process::exit(EXIT_USAGE);
+    };
+    let name = mist_core::names::sanitize(&stream);
+    if !mist_core::names::is_valid(&name) {
+        mist_core::error!("invalid stream name {stream:?}");
+        std::process::exit(EXIT_USAGE);
+    }
+    let Some(source) = args.source else {
+        mist_core::error!("no source file given");
+        std::process::exit(EXIT_USAGE);
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let opts = Options {
+        kind,
+        stream: name,
+        source,
+        timeout: Duration::from_secs(args.inputtimeout),
+    };
+    std::process::exit(run(&opts, stop))
+}
+
+/// Per-track queues merged by decode time (as `mist_media::remux` interleaves).
+struct Interleaver {
+    ids: Vec<u32>,
+    queues: Vec<VecDeque<Frame>>,
+    queued: usize,
+}
+
+impl Interleaver {
+    fn new(ids: Vec<u32>) -> Interleaver {
+        let queues = vec![VecDeque::new(); ids.len()];
+        Interleaver {
+            ids,
+            queues,
+            queued: 0,
+        }
+    }
+
+    fn add_track(&mut self, id: u32) {
+        if !self.ids.contains(&id) {
+            self.ids.push(id);
+            self.queues.push(VecDeque::new());
+        }
+    }
+
+    /// Queues a frame; false if its track is unknown.
+    fn push(&mut self, f: Frame) -> bool {
+        match self.ids.iter().position(|&id| id == f.track) {
+            Some(i) => {
+                self.queues[i].push_back(f);
+                self.queued += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The frame with the lowest decode time, once every track has one queued (or the queue is
+    /// full, or `drain`).
+    fn pop(&mut self, drain: bool) -> Option<Frame> {
+        let all = self.queues.iter().all(|q| !q.is_empty());
+        if !(all || drain || self.queued > MAX_QUEUED) {
+            return None;
+        }
+        let i = (0..self.queues.len())
+            .filter(|&i| !self.queues[i].is_empty())
+            .min_by_key(|&i| self.queues[i].front().map(|f| f.dts))?;
+        self.queued -= 1;
+        self.queues[i].pop_front()
+    }
+}
+
+/// Totals of a load, for the log.
+#[derive(Default)]
+struct Loaded {
+    frames: u64,
+    bytes: u64,
+    skipped: u64,
+}
+
+/// Why loading stopped early.
+enum Abort {
+    /// SIGINT/SIGTERM.
+    Stopped,
+    /// Exit with this status (the error is logged).
+    Exit(i32),
+}
+
+/// Opens the source: a readable regular file.
+fn open_source(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
+    let f = std::fs::File::open(path)?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok((f, md.len()))
+}
+
+/// Creates the stream's buffer (as its owner). A leftover of an earlier run of this stream with
+/// no live writer (a crashed input) is removed first, so that the new load starts clean instead of
+/// continuing the old one's page numbers and times.
+fn open_stream(stream: &str, idle_ms: u32) -> Result<StreamBuffer, i32> {
+    let opts = WriterOptions {
+        live: false,
+        dvr_ms: 0,
+    };
+    let open = || {
+        StreamBuffer::open(stream, opts.clone(), idle_ms).map_err(|e| {
+            match e {
+                ShmError::WriterAlive(_, pid) => mist_core::error!(
+                    "stream {stream} is already served by another process (pid {pid})"
+                ),
+                e => mist_core::error!("cannot create stream {stream}: {e}"),
+            }
+            EXIT_STREAM
+        })
+    };
+    let buf = open()?;
+    let st = buf.status();
+    if st.writer_alive {
+        mist_core::error!(
+            "stream {stream} already has a writer (pid {})",
+            st.writer_pid
+        );
+        return Err(EXIT_STREAM);
+    }
+    if st.epoch != 0 || !st.tracks.is_empty() {
+        mist_core::info!("removing the leftovers of an earlier stream {stream}");
+        let _ = buf.end();
+        return open();
+    }
+    Ok(buf)
+}
+
+/// Loads the file and serves it until idle; returns the exit status.
+pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
+    let path = opts.source.display().to_string();
+    let kind = opts.kind;
+    let (file, len) = match open_source(&opts.source) {
+        Ok(f) => f,
+        Err(e) => {
+            mist_core::error!("cannot open {path}: {e}");
+            return EXIT_SOURCE;
+        }
+    };
+    let t0 = Instant::now();
+    mist_core::info!("loading {path} ({len} bytes) as stream {}", opts.stream);
+    let mut demux = Demux::new(file, len, kind.input());
+
+    // Probe: hold frames until every track is known and has a frame, or the window is full.
+    let mut tracks: Vec<Track> = Vec::new();
+    let mut held: Vec<Frame> = Vec::new();
+    let (mut first_dts, mut last_dts) = (None::<i64>, None::<i64>);
+    let mut complete = false;
+    let mut held_bytes = 0usize;
+    let mut eof = false;
+    loop {
+        match demux.next_event() {
+            Ok(Some(Event::Track(t))) => match tracks.iter_mut().find(|o| o.id == t.id) {
+                Some(o) => *o = t,
+                None => tracks.push(t),
+            },
+            Ok(Some(Event::TracksComplete)) => complete = true,
+            Ok(Some(Event::Frame(f))) => {
+                first_dts = Some(first_dts.map_or(f.dts, |d| d.min(f.dts)));
+                last_dts = Some(last_dts.map_or(f.dts, |d| d.max(f.dts)));
+                held_bytes += f.data.len();
+                held.push(f);
+            }
+            Ok(None) => {
+                eof = true;
+                break;
+            }
+            Err(e) => {
+                mist_core::error!("{path} is not a readable {} file: {e}", kind.name());
+                return EXIT_FORMAT;
+            }
+        }
+        let span = last_dts.zip(first_dts).map_or(0, |(l, f)| l - f);
+        let all_seen = complete && tracks.iter().all(|t| held.iter().any(|f| f.track == t.id));
+        if all_seen || span >= PROBE_MS || held_bytes >= PROBE_MAX_BYTES {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return EXIT_OK;
+        }
+    }
+    if tracks.is_empty() || !held.iter().any(|f| tracks.iter().any(|t| t.id == f.track)) {
+        mist_core::error!(
+            "{path}: no playable track found (not a {} file?)",
+            kind.name()
+        );
+        return EXIT_FORMAT;
+    }
+    let shift = first_dts.map_or(0, |d| (-d).max(0));
+
+    let idle_ms = opts.timeout.as_millis().min(u32::MAX as u128) as u32;
+    let buf = match open_stream(&opts.stream, idle_ms) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let mut w = match StreamWriter::create(
+        &opts.stream,
+        WriterOptions {
+            live: false,
+            dvr_ms: 0,
+        },
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            mist_core::error!("cannot write stream {}: {e}", opts.stream);
+            let _ = buf.end();
+            return EXIT_STREAM;
+        }
+    };
+    let mut il = Interleaver::new(Vec::new());
+    for t in &tracks {
+        set_track(&mut w, &mut il, t, &opts.stream);
+    }
+    if il.ids.is_empty() {
+        mist_core::error!("{path}: none of its tracks can be stored");
+        let _ = buf.end();
+        return EXIT_FORMAT;
+    }
+    let mut loaded = Loaded::default();
+    let result = (|| -> Result<(), Abort> {
+        for mut f in held {
+            f.dts += shift;
+            if il.push(f) {
+                flush(&mut w, &mut il, false, &mut loaded, opts, &stop)?;
+            } else {
+                loaded.skipped += 1;
+            }
+        }
+        while !eof {
+            match demux.next_event() {
+                Ok(Some(Event::Frame(mut f))) => {
+                    f.dts += shift;
+                    if il.push(f) {
+                        flush(&mut w, &mut il, false, &mut loaded, opts, &stop)?;
+                    } else {
+                        loaded.skipped += 1;
+                    }
+                }
+                Ok(Some(Event::Track(t))) => {
+                    let known = tracks.iter().position(|o| o.id == t.id);
+                    if known.is_none_or(|i| tracks[i] != t) {
+                        set_track(&mut w, &mut il, &t, &opts.stream);
+                        match known {
+                            Some(i) => tracks[i] = t,
+                            None => tracks.push(t),
+                        }
+                    }
+                }
+                Ok(Some(Event::TracksComplete)) => {}
+                Ok(None) => eof = true,
+                Err(e) => {
+                    // A damaged tail (a truncated file): serve what was read before it.
+                    mist_core::warn!("{path}: read error, serving the frames before it: {e}");
+                    eof = true;
+                }
+            }
+        }
+        flush(&mut w, &mut il, true, &mut loaded, opts, &stop)
+    })();
+    match result {
+        Ok(()) => {}
+        Err(Abort::Stopped) => {
+            mist_core::info!("stopped while loading: ending stream {}", opts.stream);
+            w.close();
+            return end(buf, &opts.stream, EXIT_OK);
+        }
+        Err(Abort::Exit(code)) => {
+            w.close();
+            return end(buf, &opts.stream, code);
+        }
+    }
+    w.complete();
+    let st = buf.status();
+    mist_core::info!(
+        "stream {} loaded in {} ms: {} tracks, {} frames, {} bytes in shared memory, {}..{} ms{}",
+        opts.stream,
+        t0.elapsed().as_millis(),
+        st.tracks.len(),
+        loaded.frames,
+        loaded.bytes,
+        st.first_ms,
+        st.last_ms,
+        if loaded.skipped > 0 {
+            format!(", {} frames skipped", loaded.skipped)
+        } else {
+            String::new()
+        }
+    );
+    serve(opts, buf, w, &stop)
+}
+
+/// Sets a track on the writer and the interleaver; a track shared memory cannot hold is skipped
+/// (its frames are dropped) with a warning.
+fn set_track(w: &mut StreamWriter, il: &mut Interleaver, t: &Track, stream: &str) {
+    match w.set_track(t) {
+        Ok(()) => il.add_track(t.id),
+        Err(e) => mist_core::warn!(
+            "stream {stream}: track {} ({}) skipped: {e}",
+            t.id,
+            t.codec.mist_name()
+        ),
+    }
+}
+
+/// Pushes the frames the interleaver releases.
+fn flush(
+    w: &mut StreamWriter,
+    il: &mut Interleaver,
+    drain: bool,
+    loaded: &mut Loaded,
+    opts: &Options,
+    stop: &AtomicBool,
+) -> Result<(), Abort> {
+    while let Some(f) = il.pop(drain) {
+        if loaded.frames.is_multiple_of(256) && stop.load(Ordering::Relaxed) {
+            return Err(Abort::Stopped);
+        }
+        match w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data) {
+            Ok(()) => {
+                loaded.frames += 1;
+                loaded.bytes += f.data.len() as u64;
+            }
+            Err(ShmError::FrameTooLarge(n)) => {
+                mist_core::warn!(
+                    "stream {}: frame of {n} bytes (track {}, {} ms) too large, skipped",
+                    opts.stream,
+                    f.track,
+                    f.dts
+                );
+                loaded.skipped += 1;
+            }
+            Err(e @ ShmError::Io { .. }) => {
+                mist_core::error!(
+                    "stream {}: cannot store the file in shared memory (full?): {e}",
+                    opts.stream
+                );
+                return Err(Abort::Exit(EXIT_SHM));
+            }
+            Err(e) => {
+                mist_core::error!("stream {} taken away while loading: {e}", opts.stream);
+                return Err(Abort::Exit(EXIT_STREAM));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the loaded stream until no viewer has been connected for the timeout.
+fn serve(opts: &Options, buf: StreamBuffer, mut w: StreamWriter, stop: &AtomicBool) -> i32 {
+    let mut idle_since = Some(Instant::now());
+    let mut last_hb = Instant::now();
+    let mut last_check: Option<Instant> = None;
+    let mut viewers = 0usize;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            mist_core::info!("stopping: ending stream {}", opts.stream);
+            w.close();
+            return end(buf, &opts.stream, EXIT_OK);
+        }
+        if buf.status().ended {
+            mist_core::info!("stream {} was ended", opts.stream);
+            w.close();
+            return end(buf, &opts.stream, EXIT_OK);
+        }
+        if last_hb.elapsed() >= Duration::from_millis(500) {
+            last_hb = Instant::now();
+            w.heartbeat();
+        }
+        if last_check.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+            // Listing the users table also frees the slots of dead viewers.
+            last_check = Some(Instant::now());
+            let n = buf.viewers();
+            if n != viewers {
+                mist_core::debug!("stream {} has {n} viewer(s)", opts.stream);
+                viewers = n;
+            }
+            if n > 0 {
+                idle_since = None;
+            } else {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= opts.timeout {
+                    mist_core::info!(
+                        "no viewers of stream {} for {} s: ending it",
+                        opts.stream,
+                        opts.timeout.as_secs()
+                    );
+                    w.close();
+                    return end(buf, &opts.stream, EXIT_OK);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Ends the stream (marks it ended, removes its files); returns `code`, or [`EXIT_STREAM`] if the
+/// files could not be removed.
+fn end(buf: StreamBuffer, stream: &str, code: i32) -> i32 {
+    match buf.end() {
+        Ok(()) | Err(ShmError::NoStream(_)) => {
+            mist_core::info!("stream {stream} ended");
+            code
+        }
+        Err(e) => {
+            mist_core::error!("ending stream {stream}: {e}");
+            if code == EXIT_OK {
+                EXIT_STREAM
+            } else {
+                code
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn frame(track: u32, dts: i64) -> Frame {
+        Frame {
+            track,
+            dts,
+            pts_offset: 0,
+            keyframe: true,
+            data: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn interleaves_by_decode_time() {
+        let mut il = Interleaver::new(vec![1, 2]);
+        let mut out = Vec::new();
+        for f in [
+            frame(1, 0),
+            frame(1, 40),
+            frame(1, 80),
+            frame(2, 0),
+            frame(2, 23),
+        ] {
+            il.push(f);
+            while let Some(f) = il.pop(false) {
+                out.push((f.track, f.dts));
+            }
+        }
+        while let Some(f) = il.pop(true) {
+            out.push((f.track, f.dts));
+        }
+        assert_eq!(out, vec![(1, 0), (2, 0), (2, 23), (1, 40), (1, 80)]);
+        assert!(!il.push(frame(3, 0)));
+    }
+
+    #[test]
+    fn bounded_queue() {
+        let mut il = Interleaver::new(vec![1, 2]);
+        let mut popped = 0;
+        for i in 0..(MAX_QUEUED as i64 + 10) {
+            il.push(frame(1, i));
+            while il.pop(false).is_some() {
+                popped += 1;
+            }
+        }
+        assert!(il.queued <= MAX_QUEUED + 1);
+        assert!(popped >= 9);
+    }
+
+    #[test]
+    fn caps() {
+        let c = capabilities(Kind::Ebml);
+        assert_eq!(c["name"], "EBML");
+        assert_eq!(c["source_match"][2], "/*.webm");
+        assert_eq!(c["optional"]["inputtimeout"]["option"], "--inputtimeout");
+    }
+}
