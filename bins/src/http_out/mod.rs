@@ -12,6 +12,7 @@ pub mod routes;
 pub mod segmented;
 pub mod source;
 pub mod standalone;
+pub mod to_dir;
 
 use mist_core::control::{self, Request};
 use mist_core::names;
