@@ -354,7 +354,10 @@ impl StreamReader {
     /// Oldest and newest frame time kept (ms).
     pub fn range_ms(&self) -> (i64, i64) {
         let s = &self.st.meta.seg;
-        (s.i64(M_FIRST_MS).load(Relaxed), s.i64(M_LAST_MS).load(Relaxed))
+        (
+            s.i64(M_FIRST_MS).load(Relaxed),
+            s.i64(M_LAST_MS).load(Relaxed),
+        )
     }
     pub fn epoch(&self) -> u32 {
         self.st.epoch

@@ -760,7 +760,8 @@ fn vod_complete_ends_readers_at_the_end() {
     // 40 s of 1 s GOPs: far past the DVR window, which VoD ignores.
     for i in 0..400 {
         let dts = i * 100;
-        w.push(1, dts, 0, i % 10 == 0, &payload(1, dts, 300)).unwrap();
+        w.push(1, dts, 0, i % 10 == 0, &payload(1, dts, 300))
+            .unwrap();
     }
     let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     assert!(!r.is_live() && !r.is_complete());
