@@ -359,3 +359,51 @@ fn progressive_formats_of_a_vod_end_after_the_whole_file() {
     assert_eq!(v["type"], "vod", "{v}");
     assert!(v["meta"].get("live").is_none(), "{v}");
 }
+
+#[test]
+fn requests_wait_until_the_vod_stream_is_complete() {
+    shm();
+    let (tracks, frames) = vod_media(&media().0);
+    let mut w = mist_shm::StreamWriter::create(
+        "vodwait",
+        mist_shm::WriterOptions {
+            live: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for t in &tracks {
+        w.set_track(t).unwrap();
+    }
+    let half = frames.len() / 2;
+    for f in &frames[..half] {
+        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
+            .unwrap();
+    }
+    let (_srv, port) = http_server();
+    let hls = std::thread::spawn(move || get(port, "/hls/vodwait/index.m3u8"));
+    let mp4 = std::thread::spawn(move || get(port, "/vodwait.mp4"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !hls.is_finished() && !mp4.is_finished(),
+        "answered before the stream was complete"
+    );
+    for f in &frames[half..] {
+        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
+            .unwrap();
+    }
+    w.complete();
+    let (head, master) = hls.join().unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let master = String::from_utf8(master).unwrap();
+    let uri = master
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
+        .unwrap();
+    let (_, pl) = get(port, &format!("/hls/vodwait/{uri}"));
+    assert_vod_playlist(&String::from_utf8(pl).unwrap());
+    let (head, body) = mp4.join().unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(top_boxes(&body), ["ftyp", "moov", "mdat"]);
+    drop(w);
+}

@@ -507,10 +507,9 @@ pub struct VodStream {
     pub frames: std::collections::HashMap<u32, usize>,
 }
 
-/// Loads `file` (any container `mist_media::remux::Demux` reads) into shared memory as the VoD
-/// stream `stream`, the way a VoD input does: `WriterOptions { live: false }`, every frame in
-/// decode order across tracks in one go, then `complete()`. Uses the process's `MIST_SHM_DIR`.
-pub fn load_vod(stream: &str, file: &Path) -> VodStream {
+/// The tracks and frames of `file` (any container `mist_media::remux::Demux` reads), frames in
+/// decode order across tracks.
+pub fn vod_media(file: &Path) -> (Vec<mist_media::Track>, Vec<mist_media::Frame>) {
     use mist_media::remux::{Demux, Event, Input};
     let input = Input::from_path(file).expect("a container remux reads");
     let f = std::fs::File::open(file).expect("open media file");
@@ -526,6 +525,14 @@ pub fn load_vod(stream: &str, file: &Path) -> VodStream {
         }
     }
     frames.sort_by_key(|f| f.dts); // stable: each track keeps its order
+    (tracks, frames)
+}
+
+/// Loads `file` (any container `mist_media::remux::Demux` reads) into shared memory as the VoD
+/// stream `stream`, the way a VoD input does: `WriterOptions { live: false }`, every frame in
+/// decode order across tracks in one go, then `complete()`. Uses the process's `MIST_SHM_DIR`.
+pub fn load_vod(stream: &str, file: &Path) -> VodStream {
+    let (tracks, frames) = vod_media(file);
     let mut w = mist_shm::StreamWriter::create(
         stream,
         mist_shm::WriterOptions {

@@ -1034,6 +1034,10 @@ mod tests {
                         io.end_stream(id);
                     }
                 }
+                p if p.starts_with("/body/") => {
+                    let n = p[6..].parse().unwrap();
+                    io.respond_body(id, Response::new(200), Box::new(Pattern(n)));
+                }
                 p => io.respond(
                     id,
                     Response::new(200).header("Content-Type", "text/plain"),
@@ -1044,7 +1048,75 @@ mod tests {
         fn closed(&mut self, _io: &mut Io, _id: ConnId) {}
     }
 
+    /// A generated body: byte `i` is `i % 251`, produced in pieces of at most 1000 bytes.
+    struct Pattern(u64);
+    impl Body for Pattern {
+        fn len(&self) -> u64 {
+            self.0
+        }
+        fn read(&mut self, offset: u64, max: usize) -> Vec<Bytes> {
+            let mut out = Vec::new();
+            let mut at = offset;
+            let end = self.0.min(offset + max as u64);
+            while at < end {
+                let n = (end - at).min(1000);
+                out.push(Bytes::from(
+                    (at..at + n).map(|i| (i % 251) as u8).collect::<Vec<u8>>(),
+                ));
+                at += n;
+            }
+            out
+        }
+    }
+
+    fn pattern(a: u64, b: u64) -> Vec<u8> {
+        (a..b).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn generated_bodies_with_ranges_head_and_pipelining() {
+        let big = 3_000_000u64;
+        let req = format!(
+            "GET /body/{big} HTTP/1.1\r\n\r\nGET /body/{big} HTTP/1.1\r\nRange: bytes=1000-1999\r\n\r\nHEAD /body/{big} HTTP/1.1\r\n\r\nGET /body/{big} HTTP/1.1\r\nRange: bytes=-700000\r\n\r\nGET /body/10 HTTP/1.1\r\nRange: bytes=10-\r\n\r\nGET /after HTTP/1.1\r\nConnection: close\r\n\r\n"
+        );
+        let out = exchange_bytes(req.as_bytes());
+        // Split the answers by their Content-Length.
+        let mut at = 0;
+        let mut answers = Vec::new();
+        while at < out.len() {
+            let h = find(&out[at..], b"\r\n\r\n").expect("head") + at + 4;
+            let head = String::from_utf8_lossy(&out[at..h]).into_owned();
+            let n: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            let body_len = if answers.len() == 2 { 0 } else { n };
+            answers.push((head, out[h..h + body_len].to_vec()));
+            at = h + body_len;
+        }
+        assert_eq!(answers.len(), 6);
+        assert!(answers[0].0.starts_with("HTTP/1.1 200"), "{}", answers[0].0);
+        assert!(answers[0].0.contains("Accept-Ranges: bytes"));
+        assert_eq!(answers[0].1, pattern(0, big));
+        assert!(answers[1].0.starts_with("HTTP/1.1 206"));
+        assert!(answers[1]
+            .0
+            .contains(&format!("Content-Range: bytes 1000-1999/{big}")));
+        assert_eq!(answers[1].1, pattern(1000, 2000));
+        assert!(answers[2].0.contains(&format!("Content-Length: {big}")));
+        assert_eq!(answers[3].1, pattern(big - 700_000, big));
+        assert!(answers[4].0.starts_with("HTTP/1.1 416"), "{}", answers[4].0);
+        assert!(answers[4].0.contains("Content-Range: bytes */10"));
+        assert_eq!(answers[5].1, b"/after");
+    }
+
     fn exchange(req: &[u8]) -> String {
+        String::from_utf8_lossy(&exchange_bytes(req)).into_owned()
+    }
+
+    fn exchange_bytes(req: &[u8]) -> Vec<u8> {
         let mut srv =
             Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
         let addr = srv.local_addr().unwrap();
@@ -1058,7 +1130,7 @@ mod tests {
         let _ = s.read_to_end(&mut out);
         stop.store(true, Ordering::Relaxed);
         t.join().unwrap();
-        String::from_utf8_lossy(&out).into_owned()
+        out
     }
 
     #[test]
