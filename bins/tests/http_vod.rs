@@ -219,8 +219,7 @@ fn hls_vod_lists_every_segment_and_plays() {
     // Segments are made on request: fetch one out of order first.
     let last = pl
         .lines()
-        .filter(|l| l.ends_with(".ts"))
-        .last()
+        .rfind(|l| l.ends_with(".ts"))
         .unwrap()
         .to_string();
     let dir = media_uri.rsplit_once('/').unwrap().0;
