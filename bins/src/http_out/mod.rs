@@ -316,7 +316,8 @@ impl App {
         };
         self.mp4_plans.insert(key, (now, plan.clone()));
         let r = mist_net::http::Response::new(200).header("Content-Type", "video/mp4");
-        io.respond_body(id, r, Box::new(vod::Mp4Body(plan)));
+        let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
+        io.respond_body(id, r, Box::new(vod::Mp4Body::new(plan, stream, &host)));
     }
 
     /// VoD `/$.mp4` requests waiting for their index; plans nobody used for a while.

@@ -54,10 +54,10 @@ pub fn open(
     if super::vod::is_vod(stream) {
         return match kind {
             "hls" => Some(Ok(
-                Box::new(super::vod::VodHls::open(stream)) as Box<dyn SegmentedStream>
+                Box::new(super::vod::VodHls::open(stream, host)) as Box<dyn SegmentedStream>
             )),
             "cmaf" => Some(Ok(
-                Box::new(super::vod::VodCmaf::open(stream)) as Box<dyn SegmentedStream>
+                Box::new(super::vod::VodCmaf::open(stream, host)) as Box<dyn SegmentedStream>
             )),
             _ => None,
         };

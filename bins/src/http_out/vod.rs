@@ -297,9 +297,23 @@ struct TsVariant {
     next: Option<(u64, Muxer)>,
 }
 
+/// A users-table slot (a reader that is never read), so the controller's viewer counts see the
+/// VoD viewers of a format as they see the live ones (one per stream and format, as live).
+fn slot(stream: &str, connector: &str, host: &str) -> Option<StreamReader> {
+    StreamReader::open(
+        stream,
+        ReaderInfo {
+            connector: connector.into(),
+            host: host.into(),
+        },
+    )
+    .ok()
+}
+
 /// `/hls/$/…` of a VoD stream.
 pub struct VodHls {
     stream: String,
+    _slot: Option<StreamReader>,
     loaded: Option<Loaded>,
     variants: Vec<TsVariant>,
     cache: ByteLru<(usize, u64)>,
@@ -307,9 +321,10 @@ pub struct VodHls {
 }
 
 impl VodHls {
-    pub fn open(stream: &str) -> VodHls {
+    pub fn open(stream: &str, host: &str) -> VodHls {
         VodHls {
             stream: stream.to_string(),
+            _slot: slot(stream, "HLS", host),
             loaded: None,
             variants: Vec::new(),
             cache: ByteLru::new(SEGMENT_CACHE_BYTES),
@@ -430,7 +445,8 @@ impl SegmentedStream for VodHls {
     }
 
     fn ended(&self) -> bool {
-        false
+        // A failed slot (the stream went away or became live) is replaced by the next request.
+        self.failed.is_some()
     }
 }
 
@@ -439,6 +455,7 @@ impl SegmentedStream for VodHls {
 /// `/cmaf/$/…` of a VoD stream.
 pub struct VodCmaf {
     stream: String,
+    _slot: Option<StreamReader>,
     loaded: Option<Loaded>,
     writers: Vec<FragmentWriter>,
     inits: HashMap<u32, Bytes>,
@@ -447,9 +464,10 @@ pub struct VodCmaf {
 }
 
 impl VodCmaf {
-    pub fn open(stream: &str) -> VodCmaf {
+    pub fn open(stream: &str, host: &str) -> VodCmaf {
         VodCmaf {
             stream: stream.to_string(),
+            _slot: slot(stream, "CMAF", host),
             loaded: None,
             writers: Vec::new(),
             inits: HashMap::new(),
@@ -600,7 +618,8 @@ impl SegmentedStream for VodCmaf {
     }
 
     fn ended(&self) -> bool {
-        false
+        // A failed slot (the stream went away or became live) is replaced by the next request.
+        self.failed.is_some()
     }
 }
 
@@ -701,15 +720,35 @@ impl Mp4Plan {
     }
 }
 
-/// A [`Mp4Plan`] as an HTTP body.
-pub struct Mp4Body(pub Arc<Mp4Plan>);
+/// A [`Mp4Plan`] as an HTTP body; while it is sent, the viewer has a users-table slot that
+/// counts the bytes sent.
+pub struct Mp4Body {
+    plan: Arc<Mp4Plan>,
+    slot: Option<StreamReader>,
+    sent: u64,
+}
+
+impl Mp4Body {
+    pub fn new(plan: Arc<Mp4Plan>, stream: &str, host: &str) -> Mp4Body {
+        Mp4Body {
+            plan,
+            slot: slot(stream, "MP4", host),
+            sent: 0,
+        }
+    }
+}
 
 impl mist_net::server::Body for Mp4Body {
     fn len(&self) -> u64 {
-        self.0.len()
+        self.plan.len()
     }
     fn read(&mut self, offset: u64, max: usize) -> Vec<Bytes> {
-        self.0.read(offset, max)
+        let out = self.plan.read(offset, max);
+        self.sent += out.iter().map(|b| b.len() as u64).sum::<u64>();
+        if let Some(s) = self.slot.as_mut() {
+            s.report(self.sent, 0);
+        }
+        out
     }
 }
 
