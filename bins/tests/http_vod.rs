@@ -406,3 +406,68 @@ fn requests_wait_until_the_vod_stream_is_complete() {
     assert_eq!(top_boxes(&body), ["ftyp", "moov", "mdat"]);
     drop(w);
 }
+
+/// A progressive VoD body larger than the 8 MiB a viewer may have unsent is muxed at the pace
+/// the viewer reads (not all at once, which would get a slow viewer dropped), and ends cleanly.
+#[test]
+fn progressive_vod_follows_a_slow_reader() {
+    use std::io::{Read, Write};
+    shm();
+    let dir = TempDir::new("vodbig");
+    let file = dir.path().join("big.mp4");
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=25",
+            "-t",
+            "16",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "8",
+            "-g",
+            "50",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-f", "mp4"])
+        .arg(&file)
+        .status()
+        .expect("run ffmpeg");
+    assert!(st.success());
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size > 20 << 20, "test file too small: {size}");
+    let _v = load_vod("vodbig", &file);
+    let (_srv, port) = http_server();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /vodbig.ts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e} after {} bytes", got.len()),
+        }
+        // At most about 6 MB/s: several seconds for the file, far more than the socket
+        // buffers and the 8 MiB backlog bound hold.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        got.ends_with(b"\r\n0\r\n\r\n"),
+        "the body did not end cleanly after {} bytes",
+        got.len()
+    );
+    assert!(
+        got.len() as u64 > size,
+        "{} bytes of TS for {size} of MP4",
+        got.len()
+    );
+}
