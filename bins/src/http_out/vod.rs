@@ -188,13 +188,17 @@ impl VodIndex {
         };
         let mut tl = Timeline::new(cfg, sel);
         let main = tl.main_track()?;
+        // Audio frames are all sync samples (as the timeline counts them).
+        let video_main = sel
+            .iter()
+            .any(|t| t.id == main && t.kind() == TrackKind::Video);
         let mut starts = Vec::new();
         let mut open = None;
         for (i, f) in self.frames.iter().enumerate() {
             if !sel.iter().any(|t| t.id == f.track) {
                 continue;
             }
-            if open.is_none() && (f.track != main || !f.keyframe) {
+            if open.is_none() && (f.track != main || (video_main && !f.keyframe)) {
                 continue;
             }
             let size = u32::try_from(f.data.len()).unwrap_or(u32::MAX);
@@ -803,6 +807,29 @@ mod tests {
                 assert_eq!(got, &whole[off as usize..end], "off {off} max {max}");
             }
         }
+    }
+
+    #[test]
+    fn audio_only_is_cut_without_keyframe_flags() {
+        let mut t = Track::new(1, Codec::Aac);
+        t.init = Bytes::from_static(&[0x12, 0x10]);
+        t.rate = 44100;
+        t.channels = 2;
+        let frames = (0..500)
+            .map(|i| Frame {
+                track: 1,
+                dts: 23 * i as i64,
+                pts_offset: 0,
+                keyframe: false,
+                data: Bytes::from_static(&[1, 2, 3]),
+            })
+            .collect();
+        let idx = build(vec![t.clone()], frames);
+        let cut = idx.cut(&[t]).expect("cut");
+        assert!(cut.tl.len() >= 5, "{} segments", cut.tl.len());
+        assert_eq!(cut.ranges.len(), cut.tl.len());
+        assert_eq!(cut.ranges[0].0, 0);
+        assert_eq!(cut.ranges.last().unwrap().1, 500);
     }
 
     #[test]
