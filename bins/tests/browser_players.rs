@@ -1,4 +1,5 @@
-//! Real players in a real browser: a live RTMP push (H.264 + AAC) through MistController, played
+//! Real players in a real browser: a live RTMP push (H.264 + AAC) through MistController, and a
+//! VoD stream (an MP4 loaded into shared memory as a VoD input does) from MistOutHTTP, played
 //! in headless Chromium with hls.js (`/hls/` MPEG-TS and `/cmaf/` fMP4 playlists) and dash.js
 //! (`/cmaf/` MPD) by tests/browser/play.js.
 //!
@@ -148,6 +149,87 @@ fn hls_js_and_dash_js_play_live_in_chromium() {
         assert!(
             r["advanced"].as_f64().unwrap_or(0.0) >= (WATCH_S - 4) as f64,
             "currentTime advanced too little in {WATCH_S} s: {r}"
+        );
+        assert_eq!(
+            (r["width"].as_u64(), r["height"].as_u64()),
+            (Some(640), Some(360)),
+            "{r}"
+        );
+        assert!(
+            r["fatal"].as_array().is_some_and(|a| a.is_empty()),
+            "player errors: {r}"
+        );
+        assert!(
+            r["errors"].as_array().is_some_and(|a| a.is_empty()),
+            "non-fatal player errors: {r}"
+        );
+    }
+}
+
+/// A VoD stream (an ffmpeg-made MP4 loaded into shared memory as a VoD input does) played with
+/// hls.js (`/hls/` and `/cmaf/` playlists) and dash.js (static MPD) from MistOutHTTP.
+#[test]
+fn hls_js_and_dash_js_play_vod_in_chromium() {
+    ensure_chromium();
+    let modules = ensure_node_modules();
+    let dir = TempDir::new("browser-vod");
+    let shm = dir.path().join("shm");
+    std::fs::create_dir_all(&shm).unwrap();
+    std::env::set_var("MIST_SHM_DIR", &shm);
+    let file = dir.path().join("vod.mp4");
+    make_mp4(&file, "640x360", 20);
+    let _vod = load_vod("vodweb", &file);
+    let port = free_port();
+    let _srv = Proc(
+        Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
+            .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-g", "3"])
+            .env("MIST_SHM_DIR", &shm)
+            .env_remove("MIST_CONTROL")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start MistOutHTTP"),
+    );
+    assert!(
+        wait_port(port, Duration::from_secs(10)),
+        "MistOutHTTP never listened"
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let jobs = [
+        ("hls", "/hls/vodweb/index.m3u8"),
+        ("hls", "/cmaf/vodweb/index.m3u8"),
+        ("dash", "/cmaf/vodweb/index.mpd"),
+    ];
+    for (_, path) in jobs {
+        wait_ready(port, path);
+    }
+    let watch = 8;
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg("node")
+        .arg(root().join("tests/browser/play.js"))
+        .arg(&modules)
+        .arg(watch.to_string())
+        .args(jobs.iter().map(|(p, path)| format!("{p}={base}{path}")))
+        .env("CHROMIUM", CHROMIUM)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "play.js failed:\n{stdout}\n{stderr}");
+    let results: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(results.len(), jobs.len(), "{stdout}\n{stderr}");
+    for r in &results {
+        eprintln!("{r}");
+    }
+    for r in &results {
+        assert_eq!(r["started"], true, "never started playing: {r}");
+        assert!(
+            r["advanced"].as_f64().unwrap_or(0.0) >= 5.0,
+            "currentTime advanced too little in {watch} s: {r}"
         );
         assert_eq!(
             (r["width"].as_u64(), r["height"].as_u64()),

@@ -13,6 +13,7 @@ pub mod segmented;
 pub mod source;
 pub mod standalone;
 pub mod to_dir;
+pub mod vod;
 
 use mist_core::control::{self, Request};
 use mist_core::names;
@@ -51,7 +52,7 @@ pub fn capabilities() -> Value {
     json!({
         "name": "HTTP",
         "friendly": "HTTP",
-        "desc": "HTTP connector: progressive MPEG-TS, FLV, fragmented MP4, Matroska/WebM, stream info (json_/info_), static files and ACME challenges. Serves the HTTP-based protocols enabled in the config (HTTPTS, FLV, MP4, EBML, HLS, CMAF).",
+        "desc": "HTTP connector: progressive MPEG-TS, FLV, MP4 (fragmented for live, moov first with Range requests for VoD), Matroska/WebM, stream info (json_/info_), static files and ACME challenges. Serves the HTTP-based protocols enabled in the config (HTTPTS, FLV, MP4, EBML, HLS, CMAF).",
         "optional": {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 8080, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
@@ -157,7 +158,21 @@ struct FeedKey {
     format: Format,
     video: Option<String>,
     audio: Option<String>,
+    /// VoD feeds are per viewer (each starts at the first frame and goes at its own pace).
+    viewer: Option<ConnId>,
 }
+
+/// A `/$.mp4` request of a VoD stream waiting for its index.
+struct Mp4Waiting {
+    id: ConnId,
+    stream: String,
+    video: Option<String>,
+    audio: Option<String>,
+    since: Instant,
+}
+
+/// Progressive MP4 plans of VoD streams by (stream, video, audio), with their last use.
+type Mp4Plans = HashMap<(String, Option<String>, Option<String>), (Instant, Arc<vod::Mp4Plan>)>;
 
 pub struct App {
     opts: Options,
@@ -167,6 +182,8 @@ pub struct App {
     segmented: HashMap<(String, String), segmented::Slot>,
     conn_feed: HashMap<ConnId, FeedKey>,
     waiting: Vec<Waiting>,
+    mp4_waiting: Vec<Mp4Waiting>,
+    mp4_plans: Mp4Plans,
     waiter: mist_shm::Waiter,
     watched: HashSet<String>,
     play_tx: Sender<(ConnId, Result<(), String>)>,
@@ -184,6 +201,8 @@ impl App {
             segmented: HashMap::new(),
             conn_feed: HashMap::new(),
             waiting: Vec::new(),
+            mp4_waiting: Vec::new(),
+            mp4_plans: HashMap::new(),
             waiter: mist_shm::Waiter::new(),
             watched: HashSet::new(),
             play_tx,
@@ -207,11 +226,13 @@ impl App {
         video: Option<String>,
         audio: Option<String>,
     ) {
+        let vod = vod::is_vod(stream);
         let key = FeedKey {
             stream: stream.to_string(),
             format,
             video: video.clone(),
             audio: audio.clone(),
+            viewer: vod.then_some(id),
         };
         if !self.feeds.contains_key(&key) {
             let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
@@ -220,7 +241,9 @@ impl App {
                     if self.watched.insert(stream.to_string()) {
                         let _ = self.waiter.add(stream);
                     }
-                    self.feeds.insert(key.clone(), Feed::new(src, format));
+                    let mut feed = Feed::new(src, format);
+                    feed.vod = vod;
+                    self.feeds.insert(key.clone(), feed);
                 }
                 Err(e) => {
                     io.respond_text(id, 503, &format!("stream offline: {e}"));
@@ -239,6 +262,12 @@ impl App {
     fn dispatch(&mut self, io: &mut Io, id: ConnId, stream: &str, route: routes::Route) {
         match route {
             routes::Route::Progressive {
+                moov: true,
+                video,
+                audio,
+                ..
+            } if vod::is_vod(stream) => self.vod_mp4(io, id, stream, video, audio, Instant::now()),
+            routes::Route::Progressive {
                 format,
                 video,
                 audio,
@@ -249,6 +278,71 @@ impl App {
             } => self.segmented_request(io, id, kind, stream, &rest, &host),
             _ => io.respond_text(id, 500, "unexpected route"),
         }
+    }
+
+    /// `/$.mp4` of a VoD stream: a progressive file with its moov first, Range requests
+    /// answered from the stream's index (see vod.rs). Waits while the stream is not complete.
+    fn vod_mp4(
+        &mut self,
+        io: &mut Io,
+        id: ConnId,
+        stream: &str,
+        video: Option<String>,
+        audio: Option<String>,
+        since: Instant,
+    ) {
+        let idx = match vod::index(stream) {
+            vod::VodState::Ready(i) => i,
+            vod::VodState::Wait => {
+                return self.mp4_waiting.push(Mp4Waiting {
+                    id,
+                    stream: stream.to_string(),
+                    video,
+                    audio,
+                    since,
+                })
+            }
+            vod::VodState::Failed(e) => {
+                return io.respond_text(id, 503, &format!("stream offline: {e}"))
+            }
+        };
+        let key = (stream.to_string(), video, audio);
+        let now = Instant::now();
+        let plan = match self.mp4_plans.get(&key) {
+            Some((_, p)) if p.is_of(&idx) => p.clone(),
+            _ => match vod::Mp4Plan::new(idx, key.1.as_deref(), key.2.as_deref()) {
+                Ok(p) => Arc::new(p),
+                Err(e) => return io.respond_text(id, 415, &e),
+            },
+        };
+        self.mp4_plans.insert(key, (now, plan.clone()));
+        let r = mist_net::http::Response::new(200).header("Content-Type", "video/mp4");
+        let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
+        io.respond_body(id, r, Box::new(vod::Mp4Body::new(plan, stream, &host)));
+    }
+
+    /// VoD `/$.mp4` requests waiting for their index; plans nobody used for a while.
+    fn check_mp4_waiting(&mut self, io: &mut Io) {
+        let now = Instant::now();
+        for w in std::mem::take(&mut self.mp4_waiting) {
+            if !io.is_open(w.id) {
+                continue;
+            }
+            if now.duration_since(w.since) > segmented::WAIT {
+                let r = mist_net::http::Response::new(503)
+                    .header("Content-Type", "text/plain")
+                    .header("Retry-After", "2");
+                io.respond(
+                    w.id,
+                    r,
+                    bytes::Bytes::from_static(b"the VoD stream is not loaded yet\n"),
+                );
+                continue;
+            }
+            self.vod_mp4(io, w.id, &w.stream, w.video, w.audio, w.since);
+        }
+        self.mp4_plans
+            .retain(|_, (used, _)| now.duration_since(*used) < segmented::IDLE);
     }
 
     /// A playlist/segment request for an active stream.
@@ -518,17 +612,29 @@ impl Handler for App {
             }
         }
         self.waiting.retain(|w| w.id != id);
+        self.mp4_waiting.retain(|w| w.id != id);
         self.gc(io);
+    }
+
+    fn drained(&mut self, io: &mut Io, id: ConnId) {
+        // A VoD viewer read what was queued: mux the next part of its file.
+        if let Some(k) = self.conn_feed.get(&id) {
+            if let Some(f) = self.feeds.get_mut(k).filter(|f| f.vod) {
+                f.poll(io);
+            }
+        }
     }
 
     fn wake(&mut self, io: &mut Io) {
         self.poll_all(io);
         self.check_waiting(io);
+        self.check_mp4_waiting(io);
     }
 
     fn tick(&mut self, io: &mut Io) {
         self.poll_all(io);
         self.check_waiting(io);
+        self.check_mp4_waiting(io);
     }
 }
 

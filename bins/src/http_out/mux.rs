@@ -205,6 +205,10 @@ pub struct Fmp4Mux {
     pending_join: bool,
     first_ms: i64,
     init: Bytes,
+    /// Added to every time: a stream that starts before 0 (a VoD file with B-frames or audio
+    /// priming) is shifted up by its first frame's time, since fragment decode times are
+    /// unsigned. Set at the first frame.
+    shift: Option<i64>,
 }
 
 const FRAG_MS: i64 = 1000;
@@ -221,6 +225,7 @@ impl Fmp4Mux {
             pending_join: false,
             first_ms: 0,
             init,
+            shift: None,
         })
     }
 
@@ -248,6 +253,12 @@ impl Mux for Fmp4Mux {
     }
 
     fn frame(&mut self, f: &Frame, main_key: bool) -> Out {
+        let shift = *self.shift.get_or_insert((-f.dts).max(0));
+        let mut f = f.clone();
+        f.dts += shift;
+        if f.dts < 0 {
+            return Out::default();
+        }
         let mut out = Out::default();
         if !self.pending.is_empty() && (main_key || f.dts - self.first_ms >= FRAG_MS) {
             out = self.emit(Some(f.dts));
@@ -256,7 +267,7 @@ impl Mux for Fmp4Mux {
             self.first_ms = f.dts;
             self.pending_join = main_key;
         }
-        self.pending.push(f.clone());
+        self.pending.push(f);
         out
     }
 

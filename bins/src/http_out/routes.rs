@@ -20,6 +20,8 @@ pub enum Route {
     Progressive {
         stream: String,
         format: Format,
+        /// `.mp4`/`.3gp` (not `.fmp4`): a VoD stream gets a progressive file with its moov first.
+        moov: bool,
         video: Option<String>,
         audio: Option<String>,
     },
@@ -110,9 +112,11 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
                         format!("{} is not enabled on this server", format.connector()),
                     );
                 }
+                let ext = ext.to_ascii_lowercase();
                 return Route::Progressive {
                     stream: stream.to_string(),
                     format,
+                    moov: ext == "mp4" || ext == "3gp",
                     video: req.query_param("video"),
                     audio: req.query_param("audio"),
                 };

@@ -3,7 +3,8 @@
 //! mist_media::segment, muxes each segment once and answers requests from its cache; MistOutHTTP
 //! handles waiting requests, timeouts and idle streams around it.
 //!
-//! Formats: `hls` (MPEG-TS segments, hls.rs) and `cmaf` (DASH + fMP4 HLS, cmaf.rs). To add one,
+//! Formats: `hls` (MPEG-TS segments, hls.rs) and `cmaf` (DASH + fMP4 HLS, cmaf.rs); for VoD
+//! streams both are served from the stream's index (vod.rs), at the same URLs. To add one,
 //! implement [`SegmentedStream`] in a module and add its `kind` (the first URL component) to
 //! [`has`] and [`open`].
 
@@ -49,6 +50,18 @@ pub fn open(
     stream: &str,
     host: &str,
 ) -> Option<Result<Box<dyn SegmentedStream>, mist_shm::ShmError>> {
+    // A VoD stream is served from its index (vod.rs), a live one from a reader.
+    if super::vod::is_vod(stream) {
+        return match kind {
+            "hls" => Some(Ok(
+                Box::new(super::vod::VodHls::open(stream, host)) as Box<dyn SegmentedStream>
+            )),
+            "cmaf" => Some(Ok(
+                Box::new(super::vod::VodCmaf::open(stream, host)) as Box<dyn SegmentedStream>
+            )),
+            _ => None,
+        };
+    }
     match kind {
         "hls" => Some(
             super::hls::HlsStream::open(stream, host)

@@ -210,7 +210,13 @@ pub struct Feed {
     /// Users-table slots for viewers beyond the first (the source's reader counts as the first),
     /// so the controller's viewer counts see every HTTP viewer.
     slots: Vec<StreamReader>,
+    /// A VoD feed (one viewer, from the first frame): muxes only while the viewer's unsent
+    /// backlog is below [`VOD_BACKLOG`], and goes on when it drains.
+    pub vod: bool,
 }
+
+/// Unsent bytes a VoD viewer may have queued before its feed pauses.
+pub const VOD_BACKLOG: usize = 1 << 20;
 
 impl Feed {
     pub fn new(src: Source, format: Format) -> Feed {
@@ -225,6 +231,7 @@ impl Feed {
             waiting: Vec::new(),
             done: false,
             slots: Vec::new(),
+            vod: false,
         }
     }
 
@@ -282,6 +289,9 @@ impl Feed {
     /// Reads and muxes what is new and hands it to the viewers. Bounded work per call.
     pub fn poll(&mut self, io: &mut Io) {
         for _ in 0..2000 {
+            if self.vod && self.viewers.iter().any(|&v| io.backlog(v) > VOD_BACKLOG) {
+                break;
+            }
             match self.src.step() {
                 Step::Pending => break,
                 Step::Header(h) => {
@@ -300,7 +310,7 @@ impl Feed {
                         self.gop_ok = true;
                     }
                     let n: usize = out.chunks.iter().map(Bytes::len).sum();
-                    if self.gop_ok {
+                    if self.gop_ok && !self.vod {
                         self.gop_bytes += n;
                         if self.gop_bytes > GOP_CACHE_MAX {
                             self.gop.clear();

@@ -476,3 +476,84 @@ pub fn http_raw(port: u16, raw: &[u8], timeout: Duration) -> Vec<u8> {
     let _ = s.read_to_end(&mut out);
     out
 }
+
+/// Makes an MP4 file (testsrc2 + sine, H.264 with B-frames + AAC, keyframe every 2 s, 25 fps)
+/// with ffmpeg: the kind of file a VoD input serves.
+pub fn make_mp4(path: &Path, size: &str, seconds: u32) {
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25"),
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "50"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mp4"])
+        .arg(path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(st.success(), "ffmpeg could not make {}", path.display());
+}
+
+/// A VoD stream in shared memory, made as a VoD input makes one (see [`load_vod`]). Holds the
+/// writer: the stream stays (complete) until this is dropped.
+pub struct VodStream {
+    pub writer: mist_shm::StreamWriter,
+    pub tracks: Vec<mist_media::Track>,
+    /// Frames written per track id.
+    pub frames: std::collections::HashMap<u32, usize>,
+}
+
+/// The tracks and frames of `file` (any container `mist_media::remux::Demux` reads), frames in
+/// decode order across tracks.
+pub fn vod_media(file: &Path) -> (Vec<mist_media::Track>, Vec<mist_media::Frame>) {
+    use mist_media::remux::{Demux, Event, Input};
+    let input = Input::from_path(file).expect("a container remux reads");
+    let f = std::fs::File::open(file).expect("open media file");
+    let len = f.metadata().unwrap().len();
+    let mut d = Demux::new(f, len, input);
+    let mut tracks = Vec::new();
+    let mut frames = Vec::new();
+    while let Some(ev) = d.next_event().expect("demux") {
+        match ev {
+            Event::Track(t) => tracks.push(t),
+            Event::Frame(f) => frames.push(f),
+            Event::TracksComplete => {}
+        }
+    }
+    frames.sort_by_key(|f| f.dts); // stable: each track keeps its order
+    (tracks, frames)
+}
+
+/// Loads `file` (any container `mist_media::remux::Demux` reads) into shared memory as the VoD
+/// stream `stream`, the way a VoD input does: `WriterOptions { live: false }`, every frame in
+/// decode order across tracks in one go, then `complete()`. Uses the process's `MIST_SHM_DIR`.
+pub fn load_vod(stream: &str, file: &Path) -> VodStream {
+    let (tracks, frames) = vod_media(file);
+    let mut w = mist_shm::StreamWriter::create(
+        stream,
+        mist_shm::WriterOptions {
+            live: false,
+            ..Default::default()
+        },
+    )
+    .expect("create VoD stream");
+    for t in &tracks {
+        w.set_track(t).expect("set track");
+    }
+    let mut count = std::collections::HashMap::new();
+    for f in &frames {
+        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
+            .expect("push");
+        *count.entry(f.track).or_insert(0) += 1;
+    }
+    w.complete();
+    VodStream {
+        writer: w,
+        tracks,
+        frames: count,
+    }
+}

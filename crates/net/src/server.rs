@@ -5,6 +5,9 @@
 //!
 //! * [`Io::respond`]: a complete answer (static or generated body as one `Bytes`) with HEAD,
 //!   single-range `Range` (206/416) and keep-alive handled here;
+//! * [`Io::respond_body`]: a large body of known length produced on demand ([`Body`]: e.g. a
+//!   progressive file made of headers and shared-memory payloads), pulled as the socket drains,
+//!   with HEAD and single-range `Range` handled the same way;
 //! * [`Io::start_stream`] + [`Io::send`] + [`Io::end_stream`]: a live body of unknown length,
 //!   chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0 ones;
 //! * or nothing yet: the request stays pending (the connection reads no further request) until
@@ -92,6 +95,9 @@ pub trait Handler {
     fn wake(&mut self, _io: &mut Io) {}
     /// Called every [`ServerConfig::tick`].
     fn tick(&mut self, _io: &mut Io) {}
+    /// A live body's queued output fell below [`BODY_LOW`] after the socket took some of it:
+    /// a sender that paces itself (a VoD file sent as fast as the viewer reads) can send more.
+    fn drained(&mut self, _io: &mut Io, _id: ConnId) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +110,34 @@ enum State {
     Streaming { chunked: bool },
     /// The answer is queued; close once it is written.
     Closing,
+    /// A [`Body`] is being sent; afterwards keep-alive (`true`) or close.
+    Body { keep: bool },
+}
+
+/// A body of known length produced on demand ([`Io::respond_body`]): the server asks for the
+/// next bytes whenever less than [`BODY_LOW`] bytes are queued, so a large answer never sits in
+/// memory whole.
+pub trait Body: Send {
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+    /// Whether the body is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Bytes from `offset` on, about `max` of them (more is cut off, fewer is fine; nothing
+    /// before the end ends the answer and closes the connection).
+    fn read(&mut self, offset: u64, max: usize) -> Vec<Bytes>;
+}
+
+/// Queued bytes below which a [`Body`] is asked for more.
+pub const BODY_LOW: usize = 512 << 10;
+/// How much is asked of a [`Body`] at once.
+const BODY_STEP: usize = 256 << 10;
+
+struct BodyState {
+    body: Box<dyn Body>,
+    pos: u64,
+    end: u64,
 }
 
 struct Conn {
@@ -120,6 +154,8 @@ struct Conn {
     keep_alive: bool,
     http10: bool,
     range: Option<String>,
+    /// The [`Body`] being sent (state `Body`).
+    body: Option<BodyState>,
     /// Last time a request byte arrived or an answer finished (idle timer).
     last_read: Instant,
     /// When the current partial request started (request timer).
@@ -262,6 +298,59 @@ impl Io {
             push_out(c, body);
         }
         self.after_answer(id, keep);
+    }
+
+    /// Answers the pending request with a [`Body`] of known length, sent as the socket drains
+    /// (`Content-Length`, `Accept-Ranges`; a single `Range` gets 206 with exactly those bytes,
+    /// or 416; HEAD gets the head only). The connection handles no further request until the
+    /// body is sent.
+    pub fn respond_body(&mut self, id: ConnId, resp: Response, body: Box<dyn Body>) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.state != State::Pending {
+            return;
+        }
+        let mut resp = common_headers(resp).header("Accept-Ranges", "bytes");
+        let keep = resp.keep_alive && c.keep_alive && !c.peer_closed;
+        resp.keep_alive = keep;
+        let total = body.len();
+        let (mut start, mut end) = (0u64, total);
+        if let Some(r) = c.range.take() {
+            match parse_range(&r, usize::try_from(total).unwrap_or(usize::MAX)) {
+                Ok(Some((s, e))) => {
+                    resp.status = 206;
+                    resp = resp.header("Content-Range", &format!("bytes {s}-{e}/{total}"));
+                    (start, end) = (s as u64, e as u64 + 1);
+                }
+                Ok(None) => {}
+                Err(Unsatisfiable) => {
+                    resp.status = 416;
+                    resp = resp.header("Content-Range", &format!("bytes */{total}"));
+                    (start, end) = (0, 0);
+                }
+            }
+        }
+        let mut head = resp.clone();
+        head.body = Vec::new();
+        let mut h = head.head_bytes();
+        let cl = format!("Content-Length: {}\r\n", end - start);
+        if let Some(p) = find(&h, b"Content-Length: 0\r\n") {
+            h.splice(p..p + 19, cl.bytes());
+        }
+        push_out(c, Bytes::from(h));
+        if c.head_only || start >= end {
+            c.state = if keep { State::Reading } else { State::Closing };
+            self.after_answer(id, keep);
+            return;
+        }
+        c.state = State::Body { keep };
+        c.body = Some(BodyState {
+            body,
+            pos: start,
+            end,
+        });
+        self.flush(id);
     }
 
     /// Shortcut: a plain-text answer.
@@ -456,7 +545,46 @@ impl Io {
             return;
         };
         let mut dead = false;
-        while !c.out.is_empty() {
+        let mut body_done = None;
+        loop {
+            if let Some(mut b) = c.body.take() {
+                while c.out_len < BODY_LOW && b.pos < b.end {
+                    let want = (b.end - b.pos).min(BODY_STEP as u64) as usize;
+                    let mut n = 0usize;
+                    for ch in b.body.read(b.pos, want) {
+                        if n >= want {
+                            break;
+                        }
+                        let ch = if n + ch.len() > want {
+                            ch.slice(..want - n)
+                        } else {
+                            ch
+                        };
+                        n += ch.len();
+                        if !ch.is_empty() {
+                            push_out(c, ch);
+                        }
+                    }
+                    if n == 0 {
+                        // The body cannot give what it promised: close after what is queued.
+                        b.end = b.pos;
+                        c.state = State::Closing;
+                        break;
+                    }
+                    b.pos += n as u64;
+                }
+                if b.pos >= b.end {
+                    if let State::Body { keep } = c.state {
+                        c.state = if keep { State::Reading } else { State::Closing };
+                        body_done = Some(keep);
+                    }
+                } else {
+                    c.body = Some(b);
+                }
+            }
+            if c.out.is_empty() {
+                break;
+            }
             let mut slices: [IoSlice; 64] = [IoSlice::new(&[]); 64];
             let mut n = 0;
             for (i, b) in c.out.iter().take(64).enumerate() {
@@ -493,6 +621,11 @@ impl Io {
         }
         if dead || (c.out.is_empty() && c.state == State::Closing) {
             self.drop_conn(id);
+            return;
+        }
+        if body_done == Some(true) {
+            c.last_read = Instant::now();
+            self.resume.push(id);
         }
     }
 
@@ -590,6 +723,11 @@ impl Server {
                     Token(id) => {
                         if ev.is_writable() {
                             self.io.flush(id);
+                            if self.io.conns.get(&id).is_some_and(|c| {
+                                matches!(c.state, State::Streaming { .. }) && c.out_len < BODY_LOW
+                            }) {
+                                h.drained(&mut self.io, id);
+                            }
                         }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.read(id);
@@ -670,6 +808,7 @@ impl Server {
                             keep_alive: true,
                             http10: false,
                             range: None,
+                            body: None,
                             last_read: now,
                             req_start: None,
                             last_write: now,
@@ -733,7 +872,7 @@ impl Server {
             };
             match c.state {
                 State::Reading => {}
-                State::Streaming { .. } | State::Pending => {
+                State::Streaming { .. } | State::Pending | State::Body { .. } => {
                     if c.peer_closed {
                         // The viewer went away.
                         self.io.drop_conn(id);
@@ -895,6 +1034,10 @@ mod tests {
                         io.end_stream(id);
                     }
                 }
+                p if p.starts_with("/body/") => {
+                    let n = p[6..].parse().unwrap();
+                    io.respond_body(id, Response::new(200), Box::new(Pattern(n)));
+                }
                 p => io.respond(
                     id,
                     Response::new(200).header("Content-Type", "text/plain"),
@@ -905,7 +1048,75 @@ mod tests {
         fn closed(&mut self, _io: &mut Io, _id: ConnId) {}
     }
 
+    /// A generated body: byte `i` is `i % 251`, produced in pieces of at most 1000 bytes.
+    struct Pattern(u64);
+    impl Body for Pattern {
+        fn len(&self) -> u64 {
+            self.0
+        }
+        fn read(&mut self, offset: u64, max: usize) -> Vec<Bytes> {
+            let mut out = Vec::new();
+            let mut at = offset;
+            let end = self.0.min(offset + max as u64);
+            while at < end {
+                let n = (end - at).min(1000);
+                out.push(Bytes::from(
+                    (at..at + n).map(|i| (i % 251) as u8).collect::<Vec<u8>>(),
+                ));
+                at += n;
+            }
+            out
+        }
+    }
+
+    fn pattern(a: u64, b: u64) -> Vec<u8> {
+        (a..b).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn generated_bodies_with_ranges_head_and_pipelining() {
+        let big = 3_000_000u64;
+        let req = format!(
+            "GET /body/{big} HTTP/1.1\r\n\r\nGET /body/{big} HTTP/1.1\r\nRange: bytes=1000-1999\r\n\r\nHEAD /body/{big} HTTP/1.1\r\n\r\nGET /body/{big} HTTP/1.1\r\nRange: bytes=-700000\r\n\r\nGET /body/10 HTTP/1.1\r\nRange: bytes=10-\r\n\r\nGET /after HTTP/1.1\r\nConnection: close\r\n\r\n"
+        );
+        let out = exchange_bytes(req.as_bytes());
+        // Split the answers by their Content-Length.
+        let mut at = 0;
+        let mut answers = Vec::new();
+        while at < out.len() {
+            let h = find(&out[at..], b"\r\n\r\n").expect("head") + at + 4;
+            let head = String::from_utf8_lossy(&out[at..h]).into_owned();
+            let n: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            let body_len = if answers.len() == 2 { 0 } else { n };
+            answers.push((head, out[h..h + body_len].to_vec()));
+            at = h + body_len;
+        }
+        assert_eq!(answers.len(), 6);
+        assert!(answers[0].0.starts_with("HTTP/1.1 200"), "{}", answers[0].0);
+        assert!(answers[0].0.contains("Accept-Ranges: bytes"));
+        assert_eq!(answers[0].1, pattern(0, big));
+        assert!(answers[1].0.starts_with("HTTP/1.1 206"));
+        assert!(answers[1]
+            .0
+            .contains(&format!("Content-Range: bytes 1000-1999/{big}")));
+        assert_eq!(answers[1].1, pattern(1000, 2000));
+        assert!(answers[2].0.contains(&format!("Content-Length: {big}")));
+        assert_eq!(answers[3].1, pattern(big - 700_000, big));
+        assert!(answers[4].0.starts_with("HTTP/1.1 416"), "{}", answers[4].0);
+        assert!(answers[4].0.contains("Content-Range: bytes */10"));
+        assert_eq!(answers[5].1, b"/after");
+    }
+
     fn exchange(req: &[u8]) -> String {
+        String::from_utf8_lossy(&exchange_bytes(req)).into_owned()
+    }
+
+    fn exchange_bytes(req: &[u8]) -> Vec<u8> {
         let mut srv =
             Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).unwrap();
         let addr = srv.local_addr().unwrap();
@@ -919,7 +1130,7 @@ mod tests {
         let _ = s.read_to_end(&mut out);
         stop.store(true, Ordering::Relaxed);
         t.join().unwrap();
-        String::from_utf8_lossy(&out).into_owned()
+        out
     }
 
     #[test]
