@@ -229,3 +229,44 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn vod_file_written_whole_then_exit() {
+    shm();
+    let file = shm().join("vod_src.mp4");
+    make_mp4(&file, "320x240", 10);
+    let _input = Proc(
+        Command::new(env!("CARGO_BIN_EXE_MistInMP4"))
+            .args(["-s", "dirvod", "-i", "5", "-g", "3"])
+            .arg(&file)
+            .env("MIST_SHM_DIR", shm())
+            .env_remove("MIST_CONTROL")
+            .spawn()
+            .unwrap(),
+    );
+    let want = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
+        .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let want: usize = String::from_utf8_lossy(&want.stdout).trim().parse().unwrap();
+    for (bin, target) in [
+        (env!("CARGO_BIN_EXE_MistOutHLS"), "hls/index.m3u8"),
+        (env!("CARGO_BIN_EXE_MistOutCMAF"), "cmaf/index.mpd"),
+    ] {
+        let out = TempDir::new("voddir");
+        let manifest = out.path().join(target);
+        let st = Command::new(bin)
+            .args(["-s", "dirvod", "-g", "3"])
+            .arg(&manifest)
+            .env("MIST_SHM_DIR", shm())
+            .env_remove("MIST_CONTROL")
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(0), "{bin}");
+        let (frames, size) = decode_file(&manifest, None);
+        assert_eq!(size, "320x240", "{target}");
+        assert_eq!(frames, want, "{target}: every frame of the file");
+    }
+}
