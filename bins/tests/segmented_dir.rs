@@ -250,7 +250,10 @@ fn vod_file_written_whole_then_exit() {
         .arg(&file)
         .output()
         .unwrap();
-    let want: usize = String::from_utf8_lossy(&want.stdout).trim().parse().unwrap();
+    let want: usize = String::from_utf8_lossy(&want.stdout)
+        .trim()
+        .parse()
+        .unwrap();
     for (bin, target) in [
         (env!("CARGO_BIN_EXE_MistOutHLS"), "hls/index.m3u8"),
         (env!("CARGO_BIN_EXE_MistOutCMAF"), "cmaf/index.mpd"),

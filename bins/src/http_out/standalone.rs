@@ -67,35 +67,43 @@ pub fn capabilities(
     })
 }
 
-/// Runs a per-format binary. Returns the exit code.
-pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return code;
-        }
-    };
-    if args.json {
+/// What every standalone output binary is given.
+pub(crate) struct Common {
+    pub stream: Option<String>,
+    pub target: Option<String>,
+    pub wait: u64,
+    pub debug: u8,
+    pub json: bool,
+    pub version: bool,
+}
+
+/// A standalone output ready to read its stream.
+pub(crate) struct Started {
+    /// Sanitised stream name.
+    pub name: String,
+    pub target: String,
+    /// Set by SIGINT/SIGTERM.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// The start every standalone output shares: `-j`, `-v`, logging, the usage check, the stop flag
+/// for SIGINT/SIGTERM, and (under the controller) asking it to start the stream's input.
+/// `Err(code)`: exit with that code.
+pub(crate) fn start(bin: &str, caps: &Value, a: Common, usage: &str) -> Result<Started, i32> {
+    if a.json {
         println!("{caps}");
-        return 0;
+        return Err(0);
     }
-    if args.version {
+    if a.version {
         println!("{bin} mist-rs {}", env!("CARGO_PKG_VERSION"));
-        return 0;
+        return Err(0);
     }
-    mist_core::log::init(bin, args.debug);
-    let (Some(stream), Some(target)) = (args.stream.filter(|s| !s.is_empty()), args.target) else {
-        mist_core::error!("usage: {bin} -s STREAM TARGET (a file, or - for stdout)");
-        return 2;
+    mist_core::log::init(bin, a.debug);
+    let (Some(stream), Some(target)) = (a.stream.filter(|s| !s.is_empty()), a.target) else {
+        mist_core::error!("usage: {bin} -s STREAM TARGET ({usage})");
+        return Err(2);
     };
     let name = mist_core::names::sanitize(&stream);
-    // A .webm target gets the WebM DocType (and only WebM codecs); .mkv stays Matroska.
-    let format = match (format, target.rsplit('.').next()) {
-        (Format::Mkv, Some(ext)) if ext.eq_ignore_ascii_case("webm") => Format::Webm,
-        _ => format,
-    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, stop.clone());
@@ -108,22 +116,64 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
             connector: bin.trim_start_matches("MistOut").into(),
             url: target.clone(),
         };
-        match control::request(&req, Duration::from_secs(args.wait + 5)) {
+        match control::request(&req, Duration::from_secs(a.wait + 5)) {
             Ok(r) if !r.ok => {
                 mist_core::error!("stream {name}: {}", r.error);
-                return 1;
+                return Err(1);
             }
             _ => {}
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(args.wait);
+    Ok(Started { name, target, stop })
+}
+
+/// Parses the arguments; `Err(code)` after clap printed help (0) or a usage error (2).
+pub(crate) fn parse<A: Parser>() -> Result<A, i32> {
+    A::try_parse().map_err(|e| {
+        let code = if e.use_stderr() { 2 } else { 0 };
+        let _ = e.print();
+        code
+    })
+}
+
+/// Runs a per-format binary. Returns the exit code.
+pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
+    let args: Args = match parse() {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let wait = args.wait;
+    let (video, audio) = (args.video, args.audio);
+    let common = Common {
+        stream: args.stream,
+        target: args.target,
+        wait,
+        debug: args.debug,
+        json: args.json,
+        version: args.version,
+    };
+    let Started { name, target, stop } = match start(
+        bin,
+        &caps,
+        common,
+        "a file, - for stdout, or ts-exec:COMMAND",
+    ) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // A .webm target gets the WebM DocType (and only WebM codecs); .mkv stays Matroska.
+    let format = match (format, target.rsplit('.').next()) {
+        (Format::Mkv, Some(ext)) if ext.eq_ignore_ascii_case("webm") => Format::Webm,
+        _ => format,
+    };
+    let deadline = Instant::now() + Duration::from_secs(wait);
     let mut src = loop {
         match mist_shm::stream_status(&name) {
             Ok(s) if !s.ended => match Source::open(
                 &name,
                 format,
-                args.video.clone(),
-                args.audio.clone(),
+                video.clone(),
+                audio.clone(),
                 bin.trim_start_matches("MistOut"),
                 "local",
             ) {

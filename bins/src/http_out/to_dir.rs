@@ -16,13 +16,12 @@
 //! served in this format, or a file cannot be written; 2 usage error.
 
 use super::segmented::{self, Answer, SegmentedStream};
+use super::standalone;
 use clap::{ArgAction, Parser};
-use mist_core::control::{self, Request};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How long a segment that left every playlist stays on disk.
@@ -250,55 +249,31 @@ impl DirWriter {
 
 /// Runs a segmented-format binary (`kind` "hls" or "cmaf"). Returns the exit code.
 pub fn main(bin: &str, kind: &str, caps: Value) -> i32 {
-    let args = match Args::try_parse() {
+    let args: Args = match standalone::parse() {
         Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return code;
-        }
+        Err(code) => return code,
     };
-    if args.json {
-        println!("{caps}");
-        return 0;
-    }
-    if args.version {
-        println!("{bin} mist-rs {}", env!("CARGO_PKG_VERSION"));
-        return 0;
-    }
-    mist_core::log::init(bin, args.debug);
-    let (Some(stream), Some(target)) = (args.stream.filter(|s| !s.is_empty()), args.target) else {
-        mist_core::error!(
-            "usage: {bin} -s STREAM TARGET (a .m3u8 file, or a directory ending in /)"
-        );
-        return 2;
+    let wait = args.wait;
+    let common = standalone::Common {
+        stream: args.stream,
+        target: args.target,
+        wait,
+        debug: args.debug,
+        json: args.json,
+        version: args.version,
     };
-    let name = mist_core::names::sanitize(&stream);
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
-    if control::socket_path().is_some() && mist_shm::stream_status(&name).is_err() {
-        let req = Request::Play {
-            stream: name.clone(),
-            host: String::new(),
-            connector: bin.trim_start_matches("MistOut").into(),
-            url: target.clone(),
+    let usage = "a .m3u8 or .mpd file, or a directory ending in /";
+    let standalone::Started { name, target, stop } =
+        match standalone::start(bin, &caps, common, usage) {
+            Ok(s) => s,
+            Err(code) => return code,
         };
-        match control::request(&req, Duration::from_secs(args.wait + 5)) {
-            Ok(r) if !r.ok => {
-                mist_core::error!("stream {name}: {}", r.error);
-                return 1;
-            }
-            _ => {}
-        }
-    }
     let (dir, master, mpd) = layout(&target);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         mist_core::error!("cannot create {}: {e}", dir.display());
         return 1;
     }
-    let deadline = Instant::now() + Duration::from_secs(args.wait);
+    let deadline = Instant::now() + Duration::from_secs(wait);
     let mut s: Box<dyn SegmentedStream> = loop {
         if matches!(mist_shm::stream_status(&name), Ok(st) if !st.ended) {
             match segmented::open(kind, &name, "local") {
