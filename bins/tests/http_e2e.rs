@@ -839,3 +839,91 @@ fn webm_and_mkv_of_a_vp9_opus_stream() {
     let s = probe_streams(&url(port, "/vp9.ts"));
     assert!(s.iter().all(|s| s["codec_type"] != "video"), "{s:?}");
 }
+
+/// Audio frames ffmpeg decodes from `url` in `secs` seconds of media; panics on any error.
+fn decode_audio(url: &str, secs: u32) -> usize {
+    let out = Command::new("timeout")
+        .args(["30", "ffmpeg", "-hide_banner", "-v", "error", "-i", url])
+        .args([
+            "-t",
+            &secs.to_string(),
+            "-map",
+            "0:a:0",
+            "-f",
+            "framemd5",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffmpeg");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.trim().is_empty(),
+        "{url}: ffmpeg reported errors:\n{err}"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count()
+}
+
+#[test]
+fn audio_only_mp3_and_aac() {
+    shm();
+    // H.264 + MP3 in FLV, made by ffmpeg's libmp3lame.
+    let mp3src = shm().join("src_mp3.flv");
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args([
+            "-t",
+            "20",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "libmp3lame", "-b:a", "128k"])
+        .args(["-f", "flv"])
+        .arg(&mp3src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _p1 = ShmPublisher::start("withmp3", &mp3src);
+    let _p2 = ShmPublisher::start("withaac", flv20());
+    let (_srv, port) = http_server(&[]);
+    for (path, codec, per_s) in [("/withmp3.mp3", "mp3", 38), ("/withaac.aac", "aac", 43)] {
+        let u = url(port, path);
+        let s = probe_streams(&u);
+        assert_eq!(s.len(), 1, "{u}: {s:?}");
+        assert_eq!(s[0]["codec_name"], codec, "{u}: {s:?}");
+        assert_eq!(s[0]["sample_rate"], "44100", "{u}: {s:?}");
+        // 4 s of media, every frame decodable (MP3: 1152 samples a frame, AAC: 1024).
+        let frames = decode_audio(&u, 4);
+        assert!(frames >= per_s * 4 - 10, "{u}: only {frames} frames in 4 s");
+    }
+    // The standalone binary writes the same to stdout.
+    let out = Command::new("timeout")
+        .args(["5", env!("CARGO_BIN_EXE_MistOutAAC"), "-s", "withaac", "-"])
+        .env("MIST_SHM_DIR", shm())
+        .env_remove("MIST_CONTROL")
+        .output()
+        .unwrap();
+    assert!(out.stdout.len() > 10_000, "{} bytes", out.stdout.len());
+    assert_eq!(out.stdout[0], 0xFF, "ADTS sync word");
+    assert_eq!(out.stdout[1] & 0xF6, 0xF0, "ADTS sync word");
+    // A stream without MP3 audio cannot be sent as MP3.
+    let raw = http_raw(
+        port,
+        b"GET /withaac.mp3 HTTP/1.0\r\n\r\n",
+        Duration::from_secs(15),
+    );
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.starts_with("HTTP/1.1 415") && text.contains("MP3"),
+        "{text}"
+    );
+}

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Connector names (config protocols) MistOutHTTP can serve.
-pub const SERVED: [&str; 6] = ["HTTPTS", "FLV", "MP4", "EBML", "HLS", "CMAF"];
+pub const SERVED: [&str; 8] = ["HTTPTS", "FLV", "MP4", "EBML", "MP3", "AAC", "HLS", "CMAF"];
 
 /// How long a request for a stream that is not active waits for it.
 pub const STREAM_WAIT: Duration = Duration::from_secs(5);

@@ -14,6 +14,10 @@ pub enum Format {
     Fmp4,
     Mkv,
     Webm,
+    /// MPEG audio layer III frames as they are (`.mp3`).
+    Mp3,
+    /// AAC in ADTS frames (`.aac`).
+    Aac,
 }
 
 impl Format {
@@ -25,6 +29,8 @@ impl Format {
             "mp4" | "fmp4" | "3gp" => Format::Fmp4,
             "mkv" => Format::Mkv,
             "webm" => Format::Webm,
+            "mp3" => Format::Mp3,
+            "aac" => Format::Aac,
             _ => return None,
         })
     }
@@ -37,6 +43,8 @@ impl Format {
             Format::Fmp4 => "MP4",
             Format::Mkv => "Matroska",
             Format::Webm => "WebM",
+            Format::Mp3 => "MP3",
+            Format::Aac => "AAC (ADTS)",
         }
     }
 
@@ -47,6 +55,8 @@ impl Format {
             Format::Fmp4 => "video/mp4",
             Format::Mkv => "video/x-matroska",
             Format::Webm => "video/webm",
+            Format::Mp3 => "audio/mpeg",
+            Format::Aac => "audio/aac",
         }
     }
 
@@ -57,6 +67,8 @@ impl Format {
             Format::Flv => "FLV",
             Format::Fmp4 => "MP4",
             Format::Mkv | Format::Webm => "EBML",
+            Format::Mp3 => "MP3",
+            Format::Aac => "AAC",
         }
     }
 
@@ -101,6 +113,8 @@ impl Format {
                 Codec::Ac3,
             ],
             Format::Webm => &[Codec::Vp8, Codec::Vp9, Codec::Av1, Codec::Opus],
+            Format::Mp3 => &[Codec::Mp3],
+            Format::Aac => &[Codec::Aac],
         }
     }
 
@@ -111,6 +125,7 @@ impl Format {
             Format::Fmp4 => Ok(Box::new(Fmp4Mux::new(tracks)?)),
             Format::Ts => ts_muxer(tracks),
             Format::Mkv | Format::Webm => ebml_muxer(tracks, self == Format::Webm),
+            Format::Mp3 | Format::Aac => audio_muxer(self, tracks),
         }
     }
 }
@@ -374,11 +389,62 @@ impl Mux for EbmlMux {
     }
 }
 
+// ---- audio only: MP3 and AAC (ADTS) ----
+
+fn audio_muxer(format: Format, tracks: &[Track]) -> Result<Box<dyn Mux>, String> {
+    let audio: Vec<&Track> = tracks
+        .iter()
+        .filter(|t| t.kind() == TrackKind::Audio)
+        .collect();
+    let [t] = audio[..] else {
+        return Err(format!(
+            "{} carries exactly one audio track ({} selected)",
+            format.name(),
+            audio.len()
+        ));
+    };
+    let adts = match format {
+        Format::Aac => Some(
+            mist_media::aac::AudioSpecificConfig::parse(&t.init)
+                .map_err(|e| format!("AAC track {}: {e}", t.id))?,
+        ),
+        _ => None,
+    };
+    Ok(Box::new(AudioMux { track: t.id, adts }))
+}
+
+/// An elementary audio stream: MP3 frames as they are, AAC with an ADTS header before each
+/// access unit. Every frame is a join point.
+pub struct AudioMux {
+    track: u32,
+    adts: Option<mist_media::aac::AudioSpecificConfig>,
+}
+
+impl Mux for AudioMux {
+    fn header(&self) -> Vec<Bytes> {
+        Vec::new()
+    }
+
+    fn frame(&mut self, f: &Frame, _main_key: bool) -> Out {
+        if f.track != self.track || f.data.is_empty() {
+            return Out::default();
+        }
+        let chunks = match &self.adts {
+            None => vec![f.data.clone()],
+            Some(asc) => match mist_media::aac::AdtsHeader::build(asc, f.data.len()) {
+                Ok(h) => vec![Bytes::copy_from_slice(&h), f.data.clone()],
+                Err(_) => return Out::default(), // too long for ADTS's 13-bit length
+            },
+        };
+        Out { chunks, join: true }
+    }
+}
+
 /// Whether this build can serve a connector's format.
 pub fn available(connector: &str) -> bool {
     matches!(
         connector,
-        "HTTPTS" | "FLV" | "MP4" | "HLS" | "CMAF" | "EBML"
+        "HTTPTS" | "FLV" | "MP4" | "HLS" | "CMAF" | "EBML" | "MP3" | "AAC"
     )
 }
 

@@ -177,6 +177,8 @@ pub fn default_config() -> Config {
         Protocol::new("FLV"),
         Protocol::new("MP4"),
         Protocol::new("EBML"),
+        Protocol::new("MP3"),
+        Protocol::new("AAC"),
     ];
     c.config.debug = None;
     c.streams.insert(
@@ -417,7 +419,9 @@ mod tests {
                 ("HTTPTS", None),
                 ("FLV", None),
                 ("MP4", None),
-                ("EBML", None)
+                ("EBML", None),
+                ("MP3", None),
+                ("AAC", None)
             ]
         );
         assert_eq!(c.streams["live"]["source"], "push://");
