@@ -760,6 +760,12 @@ fn users_table_counts_every_http_viewer() {
     let viewers: Vec<TcpStream> = (0..3).map(|_| open()).collect();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(http_users(), 3, "one users-table slot per viewer");
+    let hosts: Vec<String> = mist_shm::users("count")
+        .into_iter()
+        .filter(|u| u.connector == "HTTPTS")
+        .map(|u| u.host)
+        .collect();
+    assert!(hosts.iter().all(|h| h == "127.0.0.1"), "{hosts:?}");
     drop(viewers);
     let end = Instant::now() + Duration::from_secs(5);
     while http_users() > 0 && Instant::now() < end {

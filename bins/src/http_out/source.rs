@@ -208,8 +208,8 @@ pub struct Feed {
     pub waiting: Vec<(ConnId, Instant)>,
     pub done: bool,
     /// Users-table slots for viewers beyond the first (the source's reader counts as the first),
-    /// so the controller's viewer counts see every HTTP viewer.
-    slots: Vec<StreamReader>,
+    /// so the controller's viewer counts see every HTTP viewer, each with its own address.
+    slots: Vec<(ConnId, StreamReader)>,
     /// A VoD feed (one viewer, from the first frame): muxes only while the viewer's unsent
     /// backlog is below [`VOD_BACKLOG`], and goes on when it drains.
     pub vod: bool,
@@ -247,20 +247,33 @@ impl Feed {
     pub fn detach(&mut self, id: ConnId) {
         self.viewers.retain(|&v| v != id);
         self.waiting.retain(|&(v, _)| v != id);
-        self.sync_slots();
+        self.sync_slots(None);
     }
 
-    /// One users-table slot per viewer (the source's reader is the first).
-    fn sync_slots(&mut self) {
-        let want = self.viewers.len().saturating_sub(1);
-        self.slots.truncate(want);
-        while self.slots.len() < want {
+    /// One users-table slot per viewer (the source's reader is the first). `io` gives new slots
+    /// their viewer's address; without it (a viewer left) slots are only dropped.
+    fn sync_slots(&mut self, io: Option<&Io>) {
+        let extra: std::collections::HashSet<ConnId> =
+            self.viewers.iter().skip(1).copied().collect();
+        self.slots.retain(|(id, _)| extra.contains(id));
+        let Some(io) = io else {
+            return;
+        };
+        if self.slots.len() == extra.len() {
+            return;
+        }
+        let have: std::collections::HashSet<ConnId> =
+            self.slots.iter().map(|(id, _)| *id).collect();
+        for id in self.viewers.iter().skip(1).copied() {
+            if have.contains(&id) {
+                continue;
+            }
             let info = ReaderInfo {
                 connector: self.format.connector().into(),
-                host: String::new(),
+                host: io.peer(id).map(|a| a.ip().to_string()).unwrap_or_default(),
             };
             match StreamReader::open(self.src.stream(), info) {
-                Ok(r) => self.slots.push(r),
+                Ok(r) => self.slots.push((id, r)),
                 Err(_) => break,
             }
         }
@@ -282,7 +295,7 @@ impl Feed {
         if io.send(id, &first) {
             self.viewers.push(id);
             self.src.report(n as u64);
-            self.sync_slots();
+            self.sync_slots(Some(io));
         }
     }
 
@@ -325,14 +338,14 @@ impl Feed {
                         self.src.report((n * self.viewers.len()) as u64);
                     }
                     if self.viewers.len() != before {
-                        self.sync_slots();
+                        self.sync_slots(None);
                     }
                 }
                 Step::Reset => {
                     for v in std::mem::take(&mut self.viewers) {
                         io.end_stream(v);
                     }
-                    self.sync_slots();
+                    self.sync_slots(None);
                     self.header = None;
                     self.gop.clear();
                     self.gop_ok = false;
