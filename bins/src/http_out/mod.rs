@@ -547,6 +547,12 @@ impl Handler for App {
                 let r = mist_net::http::Response::new(status).header("Content-Type", ctype);
                 io.respond(id, r, body)
             }
+            routes::Route::Page { ctype, cache, body } => {
+                let r = mist_net::http::Response::new(200)
+                    .header("Content-Type", ctype)
+                    .header("Cache-Control", cache);
+                io.respond(id, r, body)
+            }
             routes::Route::Error(status, text) => io.respond_text(id, status, &text),
             routes::Route::Acme(token) => {
                 match self.opts.certbot.as_deref().and_then(|c| c.split_once(':')) {
