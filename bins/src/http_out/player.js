@@ -38,7 +38,9 @@
     const codecs = [];
     for (const kind of ['video', 'audio']) {
       const t = tracks.find((x) => x.type === kind && fmt.codecs.includes(x.codec));
-      if (t) codecs.push(RFC6381[t.codec] || '');
+      // The server's string (from the init data: real profile and level) where it has one.
+      const exact = ['H264', 'HEVC', 'AV1', 'VP9', 'AAC'].includes(t && t.codec) && t.codecstring;
+      if (t) codecs.push(exact || RFC6381[t.codec] || '');
     }
     if (!codecs.length) return null;
     if (codecs.includes('')) return fmt.mime;
