@@ -60,19 +60,36 @@ fn player_pages_play_live_in_chromium() {
 
     // The three routes: types, caching, CORS.
     for (path, ctype, cache) in [
-        ("/player.js", "application/javascript", "public, max-age=600"),
+        (
+            "/player.js",
+            "application/javascript",
+            "public, max-age=600",
+        ),
         (
             &format!("/embed_{stream}.js"),
             "application/javascript",
             "no-cache",
         ),
-        (&format!("/{stream}.html"), "text/html; charset=utf-8", "no-cache"),
+        (
+            &format!("/{stream}.html"),
+            "text/html; charset=utf-8",
+            "no-cache",
+        ),
     ] {
         let (head, body) = get(port, path);
         assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
-        assert!(head.contains(&format!("Content-Type: {ctype}\r\n")), "{path}: {head}");
-        assert!(head.contains(&format!("Cache-Control: {cache}\r\n")), "{path}: {head}");
-        assert!(head.contains("Access-Control-Allow-Origin: *"), "{path}: {head}");
+        assert!(
+            head.contains(&format!("Content-Type: {ctype}\r\n")),
+            "{path}: {head}"
+        );
+        assert!(
+            head.contains(&format!("Cache-Control: {cache}\r\n")),
+            "{path}: {head}"
+        );
+        assert!(
+            head.contains("Access-Control-Allow-Origin: *"),
+            "{path}: {head}"
+        );
         assert!(!body.is_empty(), "{path}");
     }
     // The info JSON lists the progressive MP4 the player picks, with the '+' kept.
@@ -118,7 +135,12 @@ fn player_pages_play_live_in_chromium() {
             "currentTime advanced too little in {WATCH_S} s: {r}"
         );
         assert_eq!(r["source"], "html5/video/mp4", "{r}");
-        assert!(r["src"].as_str().is_some_and(|u| u.starts_with(&base) && u.ends_with(".mp4")), "{r}");
+        assert!(
+            r["src"]
+                .as_str()
+                .is_some_and(|u| u.starts_with(&base) && u.ends_with(".mp4")),
+            "{r}"
+        );
         assert_eq!(
             (r["width"].as_u64(), r["height"].as_u64()),
             (Some(640), Some(360)),

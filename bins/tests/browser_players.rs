@@ -11,7 +11,6 @@ mod common;
 
 use common::browser::*;
 use common::*;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

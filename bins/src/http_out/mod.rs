@@ -52,7 +52,7 @@ pub fn capabilities() -> Value {
     json!({
         "name": "HTTP",
         "friendly": "HTTP",
-        "desc": "HTTP connector: progressive MPEG-TS, FLV, MP4 (fragmented for live, moov first with Range requests for VoD), Matroska/WebM, stream info (json_/info_), static files and ACME challenges. Serves the HTTP-based protocols enabled in the config (HTTPTS, FLV, MP4, EBML, HLS, CMAF).",
+        "desc": "HTTP connector: progressive MPEG-TS, FLV, MP4 (fragmented for live, moov first with Range requests for VoD), Matroska/WebM, stream info (json_/info_), the player (/player.js, /embed_$.js, /$.html), static files and ACME challenges. Serves the HTTP-based protocols enabled in the config (HTTPTS, FLV, MP4, EBML, HLS, CMAF).",
         "optional": {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 8080, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},

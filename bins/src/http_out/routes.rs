@@ -376,7 +376,10 @@ mod tests {
         let (_, _, body) = page("/live+a%20b.html");
         assert!(body.contains(r#"mistPlay("live+a+b", "#), "{body}");
         // Other routes are unchanged; no name → 404.
-        assert!(matches!(get("/json_live.js"), Route::Info { js: false, .. }));
+        assert!(matches!(
+            get("/json_live.js"),
+            Route::Info { js: false, .. }
+        ));
         assert!(matches!(get("/live.mp4"), Route::Progressive { .. }));
         assert!(matches!(get("/.html"), Route::Error(404, _)));
         assert!(matches!(get("/embed_.js"), Route::Error(404, _)));
@@ -414,10 +417,19 @@ mod tests {
         assert!(js.contains(&format!("var stream = {lit};")), "{js}");
         // A name with '/' cannot be a page, but can be an embed script: no "</script>" in it.
         let evil = r#"x+"</script><script>alert(1)</script>"#;
-        assert!(matches!(get(&format!("/{}.html", encode(evil))), Route::Error(404, _)));
+        assert!(matches!(
+            get(&format!("/{}.html", encode(evil))),
+            Route::Error(404, _)
+        ));
         let (_, _, js) = page(&format!("/embed_{}.js", encode(evil)));
-        assert!(!js.contains("</script>") && !js.contains("<script>"), "{js}");
-        assert!(js.contains(r#"var stream = "x+\"\u003c/script\u003e"#), "{js}");
+        assert!(
+            !js.contains("</script>") && !js.contains("<script>"),
+            "{js}"
+        );
+        assert!(
+            js.contains(r#"var stream = "x+\"\u003c/script\u003e"#),
+            "{js}"
+        );
         assert_eq!(js_string("\u{2028}"), r#""\u2028""#);
     }
 
