@@ -43,6 +43,8 @@ fn player_pages_play_live_in_chromium() {
     let stream = "live+page";
     let _pub = ShmPublisher::start(stream, &flv);
     let flv = flv.clone();
+    let short = dir.path().join("short.flv");
+    make_flv(&short, "640x360", 8);
     let port = free_port();
     let _srv = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
@@ -121,7 +123,10 @@ fn player_pages_play_live_in_chromium() {
         format!("offline={base}/nothing.html"),
         // Offline when the page opens, published a few seconds later: the player retries.
         format!("page={base}/late.html"),
+        // Plays a few seconds, then ends: the player reloads the info and shows it is offline.
+        format!("offline={base}/short.html"),
     ];
+    let _short = ShmPublisher::start("short", &short);
     let late = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(4));
         ShmPublisher::start("late", &flv)
@@ -171,5 +176,21 @@ fn player_pages_play_live_in_chromium() {
     assert!(
         off["fatal"].as_array().is_some_and(|a| a.is_empty()),
         "errors: {off}"
+    );
+    let short = &results[4];
+    assert_eq!(
+        short["started"], true,
+        "the short stream never played: {short}"
+    );
+    assert!(
+        short["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Stream is offline")),
+        "no offline message after the end: {short}"
+    );
+    assert_eq!(short["videos"], 0, "{short}");
+    assert!(
+        short["fatal"].as_array().is_some_and(|a| a.is_empty()),
+        "errors: {short}"
     );
 }

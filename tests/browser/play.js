@@ -4,7 +4,7 @@
 // player: hls | dash (this script's page plays url with that library); page (opens url, a page
 // such as MistOutHTTP's /STREAM.html, as it is); embed (a local page holding only
 // <script src="url"></script>, e.g. MistOutHTTP's /embed_STREAM.js); offline (opens url and
-// reports its text after a few seconds, for pages of streams that are not there).
+// reports its text once it has some, for pages of streams that are not there or end).
 // Serves a tiny page plus the players' dist files on a local port, opens one page per stream,
 // waits for playback, then watches the first <video>'s currentTime for SECONDS. Prints one JSON
 // line per stream: {player, url, started, advanced, source, text, errors: [...], fatal: [...]}
@@ -129,7 +129,8 @@ const server = http.createServer((req, res) => {
       const r = { ...(await p.evaluate(() => report)), ...(await p.evaluate(video)) };
       const videos = await p.evaluate(() => document.querySelectorAll('video').length);
       await p.close();
-      return { player, url, text: r.text, videos, errors: r.errors, fatal: r.fatal.concat(console_errors) };
+      return { player, url, started: r.started, text: r.text, videos, errors: r.errors,
+        fatal: r.fatal.concat(console_errors) };
     }
     const until = Date.now() + 20000;
     while (Date.now() < until && !(await p.evaluate(() => report.started)

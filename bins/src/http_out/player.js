@@ -89,6 +89,7 @@
     let timer = null;
     let stalled = null;
     let stopped = false;
+    let fails = 0; // restarts since the video last played: the retry delay grows with them
 
     const show = (text) => { msg.textContent = text; msg.style.display = text ? '' : 'none'; };
     const retry = (ms) => { clearTimeout(timer); if (!stopped) timer = setTimeout(load, ms); };
@@ -144,14 +145,15 @@
         if (video !== v || stopped) return;
         console.warn(`mistPlay(${stream}): ${why}`);
         show(`${why}; reloading…`);
-        retry(1000);
+        retry(Math.min(1000 << fails, 10000));
+        fails = Math.min(fails + 1, 4);
       };
       v.addEventListener('error', () => {
         const e = v.error;
         restart(`Playback error${e ? ` ${e.code}${e.message ? `: ${e.message}` : ''}` : ''}`);
       });
       v.addEventListener('ended', () => { if (live) restart('The stream ended'); });
-      v.addEventListener('playing', () => show(''));
+      v.addEventListener('playing', () => { fails = 0; show(''); });
       if (live) {
         // A live stream that stops advancing while it should play: start over.
         let last = -1;

@@ -131,13 +131,15 @@ pub fn html_page(name: &str) -> String {
 <title>{name_html}</title>
 <style>html,body{{margin:0;width:100%;height:100%;background:#000;overflow:hidden}}#mistvideo{{width:100%;height:100%}}</style>
 </head><body>
-<div id="mistvideo"></div>
+<div id="mistvideo"><noscript><video controls autoplay muted playsinline style="width:100%;height:100%"><source src="/hls/{name_url}/index.m3u8" type="application/vnd.apple.mpegurl"><source src="/{name_url}.mp4" type="video/mp4"></video></noscript></div>
 <script src="/player.js"></script>
 <script>mistPlay({name_js}, {{ target: document.getElementById('mistvideo') }});</script>
 </body></html>
 "#,
         name_html = html_escape(name),
         name_js = js_string(name),
+        // Percent-encoded: only [A-Za-z0-9+._~-] and %XX remain, safe in an attribute.
+        name_url = mist_media::info::url_encode(name),
     )
 }
 
@@ -408,6 +410,7 @@ mod tests {
             ),
             "{html}"
         );
+        assert!(html.contains(r#"<source src="/x+a%22%3Cimg+src%3Dx%20onerror%3Dalert%281%29%3E%3Cx%3E%27%26%5C.mp4""#), "{html}");
         let lit = r#""x+a\"\u003cimg+src=x onerror=alert(1)\u003e\u003cx\u003e'\u0026\\""#;
         assert!(html.contains(&format!("mistPlay({lit}, ")), "{html}");
         // The literal decodes back to the name.
