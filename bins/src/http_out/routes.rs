@@ -133,7 +133,8 @@ pub fn html_page(name: &str) -> String {
 </head><body>
 <div id="mistvideo"><noscript><video controls autoplay muted playsinline style="width:100%;height:100%"><source src="/hls/{name_url}/index.m3u8" type="application/vnd.apple.mpegurl"><source src="/{name_url}.mp4" type="video/mp4"></video></noscript></div>
 <script src="/player.js"></script>
-<script>mistPlay({name_js}, {{ target: document.getElementById('mistvideo') }});</script>
+<script>mistPlay({name_js}, {{ target: document.getElementById('mistvideo'),
+  forceType: new URLSearchParams(location.search).get('forcetype') || '' }});</script>
 </body></html>
 "#,
         name_html = html_escape(name),
