@@ -122,7 +122,8 @@ pub fn embed_js(name: &str, host: &str) -> String {
     )
 }
 
-/// `/$.html`: a page that plays the stream in the whole window with `/player.js`.
+/// `/$.html`: a page that plays the stream in the whole window with `/player.js`. URLs are
+/// relative, so the page also works behind a reverse proxy that adds a path prefix.
 pub fn html_page(name: &str) -> String {
     format!(
         r#"<!doctype html>
@@ -131,8 +132,8 @@ pub fn html_page(name: &str) -> String {
 <title>{name_html}</title>
 <style>html,body{{margin:0;width:100%;height:100%;background:#000;overflow:hidden}}#mistvideo{{width:100%;height:100%}}</style>
 </head><body>
-<div id="mistvideo"><noscript><video controls autoplay muted playsinline style="width:100%;height:100%"><source src="/hls/{name_url}/index.m3u8" type="application/vnd.apple.mpegurl"><source src="/{name_url}.mp4" type="video/mp4"></video></noscript></div>
-<script src="/player.js"></script>
+<div id="mistvideo"><noscript><video controls autoplay muted playsinline style="width:100%;height:100%"><source src="hls/{name_url}/index.m3u8" type="application/vnd.apple.mpegurl"><source src="{name_url}.mp4" type="video/mp4"></video></noscript></div>
+<script src="player.js"></script>
 <script>mistPlay({name_js}, {{ target: document.getElementById('mistvideo'),
   forceType: new URLSearchParams(location.search).get('forcetype') || '' }});</script>
 </body></html>
@@ -374,7 +375,7 @@ mod tests {
         // Names are sanitised as everywhere else.
         assert!(body.contains("<title>live</title>"), "{body}");
         assert!(body.contains(r#"mistPlay("live", "#), "{body}");
-        assert!(body.contains(r#"<script src="/player.js"></script>"#));
+        assert!(body.contains(r#"<script src="player.js"></script>"#));
         // Wildcard names keep their '+' part (the first space becomes '+').
         let (_, _, body) = page("/live+a%20b.html");
         assert!(body.contains(r#"mistPlay("live+a+b", "#), "{body}");
@@ -411,7 +412,7 @@ mod tests {
             ),
             "{html}"
         );
-        assert!(html.contains(r#"<source src="/x+a%22%3Cimg+src%3Dx%20onerror%3Dalert%281%29%3E%3Cx%3E%27%26%5C.mp4""#), "{html}");
+        assert!(html.contains(r#"<source src="x+a%22%3Cimg+src%3Dx%20onerror%3Dalert%281%29%3E%3Cx%3E%27%26%5C.mp4""#), "{html}");
         let lit = r#""x+a\"\u003cimg+src=x onerror=alert(1)\u003e\u003cx\u003e'\u0026\\""#;
         assert!(html.contains(&format!("mistPlay({lit}, ")), "{html}");
         // The literal decodes back to the name.
