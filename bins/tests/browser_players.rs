@@ -9,62 +9,13 @@
 
 mod common;
 
+use common::browser::*;
 use common::*;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// Seconds each player is watched after it started playing.
 const WATCH_S: u32 = 12;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn ensure_chromium() {
-    if Path::new(CHROMIUM).exists() {
-        return;
-    }
-    let st = Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends", "chromium"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status();
-    assert!(
-        st.is_ok_and(|s| s.success()) && Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing and apt-get could not install it (run scripts/test as root)"
-    );
-}
-
-/// The pinned npm packages (playwright-core, hls.js, dashjs); returns the node_modules path.
-fn ensure_node_modules() -> PathBuf {
-    let src = root().join("tests/browser");
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-        .join("browser-node_modules");
-    std::fs::create_dir_all(&dir).unwrap();
-    let lock =
-        std::fs::read(src.join("package-lock.json")).expect("tests/browser/package-lock.json");
-    let installed = std::fs::read(dir.join("package-lock.json")).ok();
-    let modules = dir.join("node_modules");
-    if installed.as_deref() != Some(&lock[..]) || !modules.join("playwright-core").exists() {
-        for f in ["package.json", "package-lock.json"] {
-            std::fs::copy(src.join(f), dir.join(f)).unwrap();
-        }
-        let st = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .current_dir(&dir)
-            .status()
-            .expect("run npm (is nodejs installed? scripts/test installs it)");
-        assert!(st.success(), "npm ci failed in {}", dir.display());
-    }
-    modules
-}
 
 /// Waits until `path` answers 200.
 fn wait_ready(port: u16, path: &str) {

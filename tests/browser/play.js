@@ -1,10 +1,14 @@
 // Plays live streams in headless Chromium with hls.js and dash.js (run by
 // bins/tests/browser_players.rs). Usage:
-//   node play.js NODE_MODULES SECONDS player=url [player=url ...]     (player: hls | dash)
+//   node play.js NODE_MODULES SECONDS player=url [player=url ...]
+// player: hls | dash (this script's page plays url with that library); page (opens url, a page
+// such as MistOutHTTP's /STREAM.html, as it is); embed (a local page holding only
+// <script src="url"></script>, e.g. MistOutHTTP's /embed_STREAM.js); offline (opens url and
+// reports its text once it has some, for pages of streams that are not there or end).
 // Serves a tiny page plus the players' dist files on a local port, opens one page per stream,
-// waits for playback, then watches video.currentTime for SECONDS. Prints one JSON line per
-// stream: {player, url, started, advanced, errors: [...], fatal: [...]} and exits 0 (the Rust
-// test judges the numbers).
+// waits for playback, then watches the first <video>'s currentTime for SECONDS. Prints one JSON
+// line per stream: {player, url, started, advanced, source, text, errors: [...], fatal: [...]}
+// and exits 0 (the Rust test judges the numbers).
 'use strict';
 const http = require('http');
 const fs = require('fs');
@@ -55,6 +59,11 @@ const server = http.createServer((req, res) => {
   if (files[u]) {
     res.writeHead(200, { 'Content-Type': 'application/javascript' });
     fs.createReadStream(files[u]).pipe(res);
+  } else if (u === '/embed') {
+    const src = new URL(req.url, 'http://x').searchParams.get('src');
+    const esc = (t) => t.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+    res.writeHead(200, { 'Content-Type': 'text/html' });
+    res.end(`<!doctype html><html><body><h1>embedded</h1><script src="${esc(src)}"></script><p>after</p></body></html>`);
   } else if (u === '/') {
     res.writeHead(200, { 'Content-Type': 'text/html' });
     res.end(page);
@@ -74,30 +83,67 @@ const server = http.createServer((req, res) => {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--autoplay-policy=no-user-gesture-required'],
   });
+  // Pages not written by this script: report playing/error events of any media element
+  // (they do not bubble, but the capture phase at window sees them).
+  const watch = () => {
+    window.report = { errors: [], fatal: [], started: false };
+    window.addEventListener('playing', () => { report.started = true; }, true);
+    window.addEventListener('error', (e) => {
+      const v = e.target;
+      if (v instanceof HTMLMediaElement) {
+        report.fatal.push('video element: ' + (v.error && (v.error.code + ' ' + v.error.message)));
+      }
+    }, true);
+  };
+  const video = () => {
+    const v = document.querySelector('video');
+    return { t: v ? v.currentTime : 0, w: v ? v.videoWidth : 0, h: v ? v.videoHeight : 0,
+      source: v && v.getAttribute('data-source'), src: v && v.getAttribute('data-url'),
+      embedded: !!document.querySelector('h1 + div.mistvideo'),
+      text: document.body ? document.body.innerText.trim() : '' };
+  };
   const run = async (job) => {
     const [player, url] = [job.slice(0, job.indexOf('=')), job.slice(job.indexOf('=') + 1)];
     const p = await ctx.newPage();
     const console_errors = [];
+    const warnings = [];
     p.on('pageerror', (e) => console_errors.push(String(e)));
+    // The mist-rs player logs each restart (error, end or stall of the video) as a warning.
+    p.on('console', (m) => { if (m.text().startsWith('mistPlay(')) warnings.push(m.text()); });
     if (process.env.PLAY_DEBUG) {
       // Every request the player makes with its status, and the page's console, on stderr.
       p.on('console', (m) => console.error(`[${player}] console ${m.type()}: ${m.text()}`));
       p.on('response', (r) => console.error(`[${player}] ${Date.now() % 100000} ${r.status()} ${r.url()}`));
     }
-    await p.goto(base);
+    const own = player === 'hls' || player === 'dash';
+    if (!own) await p.addInitScript(watch);
+    if (own) await p.goto(base);
+    else if (player === 'embed') await p.goto(`${base}embed?src=${encodeURIComponent(url)}`);
+    else await p.goto(url);
     if (process.env.PLAY_DEBUG) await p.evaluate(() => { window.PLAY_DEBUG = true; });
-    await p.evaluate(([pl, u]) => start(pl, u), [player, url]);
+    if (own) await p.evaluate(([pl, u]) => start(pl, u), [player, url]);
+    if (player === 'offline') {
+      const until = Date.now() + 10000;
+      while (Date.now() < until && !(await p.evaluate(video)).text) await p.waitForTimeout(200);
+      await p.waitForTimeout(2000);
+      const r = { ...(await p.evaluate(() => report)), ...(await p.evaluate(video)) };
+      const videos = await p.evaluate(() => document.querySelectorAll('video').length);
+      await p.close();
+      return { player, url, started: r.started, text: r.text, videos, errors: r.errors,
+        fatal: r.fatal.concat(console_errors) };
+    }
     const until = Date.now() + 20000;
-    while (Date.now() < until && !(await p.evaluate(() => report.started && document.getElementById('v').currentTime > 0))) {
+    while (Date.now() < until && !(await p.evaluate(() => report.started)
+      && (await p.evaluate(video)).t > 0)) {
       await p.waitForTimeout(200);
     }
-    const t0 = await p.evaluate(() => document.getElementById('v').currentTime);
+    const t0 = (await p.evaluate(video)).t;
     await p.waitForTimeout(Number(secs) * 1000);
-    const r = await p.evaluate(() => ({ ...report, t: document.getElementById('v').currentTime,
-      w: document.getElementById('v').videoWidth, h: document.getElementById('v').videoHeight }));
+    const r = { ...(await p.evaluate(() => report)), ...(await p.evaluate(video)) };
     await p.close();
     return { player, url, started: r.started, t0, advanced: r.t - t0, width: r.w, height: r.h,
-      errors: r.errors, fatal: r.fatal.concat(console_errors) };
+      source: r.source, src: r.src, embedded: r.embedded, text: r.text,
+      errors: own ? r.errors : r.errors.concat(warnings), fatal: r.fatal.concat(console_errors) };
   };
   const results = await Promise.all(jobs.map(run));
   for (const r of results) console.log(JSON.stringify(r));

@@ -52,7 +52,7 @@ pub fn capabilities() -> Value {
     json!({
         "name": "HTTP",
         "friendly": "HTTP",
-        "desc": "HTTP connector: progressive MPEG-TS, FLV, MP4 (fragmented for live, moov first with Range requests for VoD), Matroska/WebM, stream info (json_/info_), static files and ACME challenges. Serves the HTTP-based protocols enabled in the config (HTTPTS, FLV, MP4, EBML, HLS, CMAF).",
+        "desc": "HTTP connector: progressive MPEG-TS, FLV, MP4 (fragmented for live, moov first with Range requests for VoD), Matroska/WebM, stream info (json_/info_), the player (/player.js, /embed_$.js, /$.html), static files and ACME challenges. Serves the HTTP-based protocols enabled in the config (HTTPTS, FLV, MP4, EBML, HLS, CMAF).",
         "optional": {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 8080, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
@@ -545,6 +545,12 @@ impl Handler for App {
         match route {
             routes::Route::Static(status, ctype, body) => {
                 let r = mist_net::http::Response::new(status).header("Content-Type", ctype);
+                io.respond(id, r, body)
+            }
+            routes::Route::Page { ctype, cache, body } => {
+                let r = mist_net::http::Response::new(200)
+                    .header("Content-Type", ctype)
+                    .header("Cache-Control", cache);
                 io.respond(id, r, body)
             }
             routes::Route::Error(status, text) => io.respond_text(id, status, &text),

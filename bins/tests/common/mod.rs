@@ -2,6 +2,8 @@
 //! directory, drive them with ffmpeg/ffprobe, and clean up on drop.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -91,8 +91,9 @@ impl Protocol {
     pub fn codecs(self) -> (&'static [Codec], &'static [Codec]) {
         match self {
             Protocol::Hls => (H264_HEVC, &[Codec::Aac, Codec::Mp3, Codec::Ac3]),
+            // The fMP4 muxer's codecs (the CMAF output selects tracks as progressive MP4 does).
             Protocol::CmafHls | Protocol::Dash => (
-                &[Codec::H264, Codec::Hevc, Codec::Av1],
+                &[Codec::H264, Codec::Hevc, Codec::Av1, Codec::Vp9],
                 &[Codec::Aac, Codec::Opus, Codec::Ac3, Codec::Mp3],
             ),
             Protocol::Mp4 => (
@@ -100,9 +101,10 @@ impl Protocol {
                 &[Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus],
             ),
             Protocol::WebM => (&[Codec::Vp8, Codec::Vp9, Codec::Av1], &[Codec::Opus]),
+            // No PCM: MistOutHTTP's Matroska muxer does not carry it.
             Protocol::Mkv => (
                 &[Codec::H264, Codec::Hevc, Codec::Av1, Codec::Vp8, Codec::Vp9],
-                &[Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus, Codec::Pcm],
+                &[Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus],
             ),
             Protocol::Flv | Protocol::Rtmp => (
                 &[Codec::H264, Codec::Hevc, Codec::Av1],
@@ -182,6 +184,11 @@ fn track_json(idx: usize, ti: &TrackInfo) -> Value {
             m.insert("size".into(), json!(t.sample_size));
         }
         TrackKind::Meta => {}
+    }
+    // Not in MistServer's JSON: the RFC 6381 string from the init data, for players'
+    // canPlayType checks (our /player.js).
+    if let Some(c) = crate::hls::codec_string(t) {
+        m.insert("codecstring".into(), json!(c));
     }
     m.insert("bps".into(), json!(t.bps));
     m.insert("firstms".into(), json!(ti.firstms));
@@ -290,6 +297,7 @@ mod tests {
         v.height = 360;
         v.fpks = 25_000;
         v.bps = 100_000;
+        v.init = bytes::Bytes::from_static(&[1, 0x64, 0x00, 0x1f]);
         let mut a = Track::new(2, Codec::Aac);
         a.rate = 48000;
         a.channels = 2;
@@ -361,6 +369,7 @@ mod tests {
         assert_eq!(tr["fpks"], 25000);
         assert_eq!(tr["bps"], 100000);
         assert_eq!(tr["idx"], 0);
+        assert_eq!(tr["codecstring"], "avc1.64001f");
         let au = &v["meta"]["tracks"]["audio_AAC_2ch_48000hz_eng_2"];
         assert_eq!(au["lang"], "eng");
         assert_eq!(au["trackid"], 2);
