@@ -921,6 +921,19 @@ fn audio_only_mp3_and_aac() {
     assert!(out.stdout.len() > 10_000, "{} bytes", out.stdout.len());
     assert_eq!(out.stdout[0], 0xFF, "ADTS sync word");
     assert_eq!(out.stdout[1] & 0xF6, 0xF0, "ADTS sync word");
+    // The stream info lists the audio-only URL for players (after the audio+video sources).
+    let (_, body) = http_get_body(port, "/json_withaac.js");
+    let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let src = info["source"].as_array().unwrap();
+    let aac = src
+        .iter()
+        .position(|s| s["type"] == "html5/audio/aac")
+        .unwrap_or_else(|| panic!("{info}"));
+    assert!(src[aac]["relurl"] == "/withaac.aac" && aac > 0, "{info}");
+    assert!(
+        !src.iter().any(|s| s["type"] == "html5/audio/mpeg"),
+        "{info}"
+    );
     // A stream without MP3 audio cannot be sent as MP3.
     let raw = http_raw(
         port,

@@ -292,6 +292,8 @@ fn sources(host: &str, enabled: &Enabled) -> Vec<mist_media::info::Source> {
         (Protocol::Mkv, "EBML"),
         (Protocol::Flv, "FLV"),
         (Protocol::Ts, "HTTPTS"),
+        (Protocol::Mp3, "MP3"),
+        (Protocol::Aac, "AAC"),
     ] {
         if enabled.has(connector) && super::mux::available(connector) {
             out.push(Source {

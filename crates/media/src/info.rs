@@ -33,6 +33,10 @@ pub enum Protocol {
     Flv,
     /// HTTP-TS: `/$.ts`.
     Ts,
+    /// The MP3 audio alone: `/$.mp3`.
+    Mp3,
+    /// The AAC audio alone, ADTS: `/$.aac`.
+    Aac,
     /// RTMP play: `rtmp://HOST:PORT/play/$`.
     Rtmp,
     /// WebRTC (WHEP-style signalling): `/webrtc/$`.
@@ -53,6 +57,8 @@ impl Protocol {
             Protocol::Mkv => "html5/video/x-matroska",
             Protocol::Flv => "flash/7",
             Protocol::Ts => "html5/video/mpeg",
+            Protocol::Mp3 => "html5/audio/mpeg",
+            Protocol::Aac => "html5/audio/aac",
             Protocol::Rtmp => "flash/10",
             Protocol::WebRtc => "webrtc",
         }
@@ -66,7 +72,7 @@ impl Protocol {
             Protocol::Rtmp | Protocol::Mkv => 7,
             Protocol::Flv => 5,
             Protocol::WebRtc => 2,
-            Protocol::Ts => 1,
+            Protocol::Ts | Protocol::Mp3 | Protocol::Aac => 1,
         }
     }
 
@@ -82,6 +88,8 @@ impl Protocol {
             Protocol::Mkv => format!("/{n}.mkv"),
             Protocol::Flv => format!("/{n}.flv"),
             Protocol::Ts => format!("/{n}.ts"),
+            Protocol::Mp3 => format!("/{n}.mp3"),
+            Protocol::Aac => format!("/{n}.aac"),
             Protocol::Rtmp => format!("/play/{n}"),
             Protocol::WebRtc => format!("/webrtc/{n}"),
         }
@@ -115,6 +123,8 @@ impl Protocol {
                 &[Codec::Aac, Codec::Mp3, Codec::Ac3, Codec::Opus],
             ),
             Protocol::WebRtc => (&[Codec::H264, Codec::Vp8, Codec::Vp9], &[Codec::Opus]),
+            Protocol::Mp3 => (&[], &[Codec::Mp3]),
+            Protocol::Aac => (&[], &[Codec::Aac]),
         }
     }
 }
