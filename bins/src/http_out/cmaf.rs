@@ -10,7 +10,7 @@
 //! `<track>/<start ms>.m4s` (DASH `$RepresentationID$/$Time$.m4s`).
 
 use super::mux::{main_track, select, Format};
-use super::segmented::{Answer, SegmentedStream};
+use super::segmented::{Answer, Cached, SegmentedStream};
 use bytes::Bytes;
 use mist_media::dash::{mpd, LiveOptions, MpdOptions, UtcTiming};
 use mist_media::hls::{master_playlist, media_playlist, MasterOptions, MediaOptions};
@@ -39,7 +39,7 @@ pub struct CmafStream {
     /// Frames of the open segment, per track (same order as `tracks`).
     cur: Vec<Vec<Frame>>,
     /// Fragments by (track, segment start ms).
-    cache: HashMap<(u32, i64), Bytes>,
+    cache: HashMap<(u32, i64), Cached>,
     /// Unix ms of media time 0 (set once, when the reader first caught up with the live edge).
     avail_start: Option<i64>,
     newest_dts: Option<i64>,
@@ -156,7 +156,8 @@ impl CmafStream {
             // last frame duration (their frames may run a little past the boundary).
             let end_ms = if Some(t.id) == main { end } else { None };
             if let Ok(b) = w.media_segment(&frames, end_ms) {
-                self.cache.insert((t.id, start), Bytes::from(b));
+                self.cache
+                    .insert((t.id, start), Cached::new("cmaf", Bytes::from(b)));
             }
         }
         self.cache.retain(|(_, s), _| tl.by_start(*s).is_some());
@@ -331,15 +332,15 @@ impl CmafStream {
                 else {
                     return Answer::NotFound("no such file".into());
                 };
-                if let Some(b) = self.cache.get(&(track, start)) {
+                if let Some(c) = self.cache.get(&(track, start)) {
                     let audio = self
                         .tracks
                         .iter()
                         .any(|t| t.id == track && t.kind() == mist_media::TrackKind::Audio);
-                    return Answer::Ready {
+                    return Answer::Cached {
                         ctype: if audio { "audio/mp4" } else { "video/mp4" },
                         cache: SEGMENT_CACHE,
-                        body: b.clone(),
+                        seg: c.clone(),
                     };
                 }
                 // The segment being muxed is worth a short wait (a player a bit ahead of us).

@@ -9,7 +9,7 @@
 //! track ids joined by `_`), `/hls/$/<tracks>/<seq>_<start>.ts` (segments).
 
 use super::mux::{main_track, select, Format};
-use super::segmented::{Answer, SegmentedStream};
+use super::segmented::{Answer, Cached, SegmentedStream};
 use bytes::Bytes;
 use mist_media::hls::{master_playlist, media_playlist, MasterOptions, MediaOptions};
 use mist_media::mpegts::{Muxer, MuxerOptions};
@@ -22,8 +22,10 @@ use std::collections::HashMap;
 const TARGET_MS: u32 = 2000;
 /// Complete segments kept in the playlists (and in the cache).
 const WINDOW: usize = 10;
-/// Complete segments needed before a live playlist is served.
-const MIN_SEGMENTS: usize = 2;
+/// Complete segments needed before a live playlist is served. One: the first playlist comes one
+/// segment duration after the stream starts (players wait for the next segment as they would at
+/// any live edge); with two it came at about two segment durations.
+const MIN_SEGMENTS: usize = 1;
 /// One variant: a video track (or the audio track of an audio-only stream) with the first audio
 /// track, muxed into its own TS segments.
 struct Variant {
@@ -32,7 +34,7 @@ struct Variant {
     tracks: Vec<u32>,
     mux: Muxer,
     cur: Vec<u8>,
-    cache: HashMap<u64, Bytes>,
+    cache: HashMap<u64, Cached>,
 }
 
 pub struct HlsStream {
@@ -120,8 +122,8 @@ impl HlsStream {
                     if let Some(done) = tl.push_frame_seq(&f) {
                         for v in &mut self.variants {
                             v.mux.flush(&mut v.cur);
-                            v.cache
-                                .insert(done, Bytes::from(std::mem::take(&mut v.cur)));
+                            let seg = Bytes::from(std::mem::take(&mut v.cur));
+                            v.cache.insert(done, Cached::new("hls", seg));
                             v.cache.retain(|s, _| tl.get(*s).is_some());
                         }
                     }
@@ -143,7 +145,8 @@ impl HlsStream {
                         for v in &mut self.variants {
                             v.mux.flush(&mut v.cur);
                             if let Some(seq) = open {
-                                v.cache.insert(seq, Bytes::from(std::mem::take(&mut v.cur)));
+                                let seg = Bytes::from(std::mem::take(&mut v.cur));
+                                v.cache.insert(seq, Cached::new("hls", seg));
                             }
                         }
                     }
@@ -200,11 +203,11 @@ impl HlsStream {
         else {
             return Answer::NotFound("no such segment".into());
         };
-        if let Some(b) = v.cache.get(&seq) {
-            return Answer::Ready {
+        if let Some(c) = v.cache.get(&seq) {
+            return Answer::Cached {
                 ctype: "video/mp2t",
                 cache: "public, max-age=60",
-                body: b.clone(),
+                seg: c.clone(),
             };
         }
         // The segment being muxed (or the next one) is worth a short wait.

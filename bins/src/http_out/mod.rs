@@ -387,6 +387,15 @@ impl App {
                     .header("Cache-Control", cache);
                 io.respond(id, r, body)
             }
+            segmented::Answer::Cached { ctype, cache, seg } => {
+                let r = mist_net::http::Response::new(200)
+                    .header("Content-Type", ctype)
+                    .header("Cache-Control", cache);
+                match seg.file {
+                    Some(f) => io.respond_body(id, r, Box::new(f)),
+                    None => io.respond(id, r, seg.bytes),
+                }
+            }
             segmented::Answer::NotFound(m) => io.respond_text(id, 404, &m),
             segmented::Answer::Wait => {
                 slot.waiting
@@ -410,6 +419,15 @@ impl App {
                             .header("Content-Type", ctype)
                             .header("Cache-Control", cache);
                         io.respond(id, r, body)
+                    }
+                    segmented::Answer::Cached { ctype, cache, seg } => {
+                        let r = mist_net::http::Response::new(200)
+                            .header("Content-Type", ctype)
+                            .header("Cache-Control", cache);
+                        match seg.file {
+                            Some(f) => io.respond_body(id, r, Box::new(f)),
+                            None => io.respond(id, r, seg.bytes),
+                        }
                     }
                     segmented::Answer::NotFound(m) => io.respond_text(id, 404, &m),
                     segmented::Answer::Wait if now.duration_since(since) > segmented::WAIT => {

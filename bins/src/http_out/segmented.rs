@@ -24,9 +24,32 @@ pub enum Answer {
         cache: &'static str,
         body: Bytes,
     },
+    /// A cached segment: MistOutHTTP sends its file with sendfile(2).
+    Cached {
+        ctype: &'static str,
+        cache: &'static str,
+        seg: Cached,
+    },
     /// Not available yet (not enough segments, segment being muxed): ask again after `poll`.
     Wait,
     NotFound(String),
+}
+
+/// A muxed segment as it is cached: its bytes, and the same bytes in an in-memory file
+/// (`memfd`) that MistOutHTTP sends with sendfile(2), so a request costs no copy through user
+/// space (as nginx serves static files). The file is written once, when the segment is cached.
+#[derive(Clone)]
+pub struct Cached {
+    pub bytes: Bytes,
+    /// `None` if the file could not be made (the bytes are sent instead).
+    pub file: Option<mist_net::server::FileBody>,
+}
+
+impl Cached {
+    pub fn new(name: &str, bytes: Bytes) -> Cached {
+        let file = mist_net::server::FileBody::from_bytes(name, &bytes).ok();
+        Cached { bytes, file }
+    }
 }
 
 /// One stream of one segmented format.
