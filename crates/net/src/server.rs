@@ -197,6 +197,23 @@ impl Body for FileBody {
     }
 }
 
+/// `sendmsg(2)` of `slices` with `MSG_MORE` (more data follows at once).
+fn send_more(sock: &TcpStream, slices: &[IoSlice]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed msghdr is valid; msg_iov points at `slices`, whose IoSlice layout is
+    // guaranteed to match iovec, and it outlives the call.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = slices.len() as _;
+        libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// Queued bytes below which a [`Body`] is asked for more.
 pub const BODY_LOW: usize = 512 << 10;
 /// How much is asked of a [`Body`] at once.
@@ -693,7 +710,15 @@ impl Io {
                 slices[n] = IoSlice::new(if i == 0 { &b[c.out_off..] } else { &b[..] });
                 n += 1;
             }
-            match c.sock.write_vectored(&slices[..n]) {
+            // A file body follows this head: MSG_MORE lets the kernel put the head into the
+            // body's first packet instead of sending a small packet of its own.
+            let more = c.body.as_ref().is_some_and(|b| b.body.file().is_some());
+            let res = if more {
+                send_more(&c.sock, &slices[..n])
+            } else {
+                c.sock.write_vectored(&slices[..n])
+            };
+            match res {
                 Ok(0) => {
                     dead = true;
                     break;
