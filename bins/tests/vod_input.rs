@@ -647,3 +647,74 @@ fn controller_starts_the_input_and_http_plays_it() {
     let (_, dur, _) = decode_all(&url);
     assert!((dur - want).abs() <= 0.2, "{url}: {dur} s");
 }
+
+/// Every frame of a stream with its payload, until `Ended`.
+fn read_frames(stream: &str) -> Vec<mist_media::Frame> {
+    let t0 = Instant::now();
+    while !mist_shm::stream_status(stream).is_ok_and(|s| s.complete) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{stream} never complete"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut r = StreamReader::open(stream, ReaderInfo::default()).expect("open reader");
+    let mut out = Vec::new();
+    loop {
+        match r.next() {
+            ReadEvent::Frame(f) => out.push(f),
+            ReadEvent::Ended => break,
+            ReadEvent::Pending => r.wait(Duration::from_millis(100)),
+            ReadEvent::TracksChanged | ReadEvent::Restarted => {}
+        }
+    }
+    assert!(r.last_error().is_none(), "{:?}", r.last_error());
+    out
+}
+
+/// MistInMP4 leaves the payloads in the file (external records: shared memory holds the frame
+/// records only), and readers get exactly what the copying path (the demuxer's frames, shifted to
+/// start at 0, pushed inline) gave: same frames, same times, same payload bytes.
+#[test]
+fn mp4_payloads_stay_in_the_file_and_read_back_identical() {
+    use mist_media::remux::{Demux, Event, Input};
+    shm();
+    let src = file("src.mp4");
+    let mut input = spawn_input(MP4, "vodext", &src, 1);
+    let got = read_frames("vodext");
+    // The pages hold ~40 bytes per frame: nothing near the file's payload size.
+    let pages: u64 = stream_files(shm(), "vodext")
+        .iter()
+        .filter(|n| n.contains("-p"))
+        .map(|n| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(shm().join(n)).map_or(0, |m| m.blocks() * 512)
+        })
+        .sum();
+    let payload: usize = got.iter().map(|f| f.data.len()).sum();
+    assert!(payload > 200_000, "{payload} payload bytes");
+    assert!(
+        pages < (payload / 4) as u64,
+        "{pages} bytes of pages for {payload} payload bytes"
+    );
+    let f = std::fs::File::open(&src).unwrap();
+    let len = f.metadata().unwrap().len();
+    let mut d = Demux::new(f, len, Input::Mp4);
+    let mut want = Vec::new();
+    while let Some(ev) = d.next_event().unwrap() {
+        if let Event::Frame(f) = ev {
+            want.push(f);
+        }
+    }
+    let shift = (-want.iter().map(|f| f.dts).min().unwrap()).max(0);
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(
+            (g.track, g.dts, g.pts_offset, g.keyframe),
+            (w.track, w.dts + shift, w.pts_offset, w.keyframe),
+            "frame {i}"
+        );
+        assert!(g.data == w.data, "frame {i}: payload differs");
+    }
+    assert_eq!(wait_exit(&mut input, Duration::from_secs(15)), Some(0));
+}

@@ -25,7 +25,7 @@ pub(crate) struct OpenPage {
 /// Page memory is reserved (fallocate) in steps of this size.
 const RESERVE_STEP: usize = 1 << 20;
 /// …or of this size for external records (40 bytes each: a page of them stays small).
-const RESERVE_STEP_EXT: usize = 64 << 10;
+const RESERVE_STEP_EXT: usize = 16 << 10;
 
 /// What a record carries.
 enum Body<'a> {
