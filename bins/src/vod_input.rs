@@ -18,11 +18,14 @@
 //!   stream option `inputtimeout`, default [`DEFAULT_TIMEOUT_S`], counted from the end of the
 //!   load), on SIGINT/SIGTERM, or when somebody else ended the stream.
 //!
-//! **Memory:** the file is streamed through, but every frame's payload is copied into the stream's
-//! shared-memory pages, so the whole file's payload stays in `/dev/shm` (tmpfs, i.e. RAM) while
-//! the stream is active. Loading pages on demand (MistServer keeps only the pages viewers need) is
-//! not built. A tmpfs that fills up while loading is a clear error (exit [`EXIT_SHM`]) and the
-//! partial stream is removed.
+//! **Memory:** a progressive MP4 is not copied: only its box headers and `moov` are read, and
+//! every sample becomes an *external* record (file offset and size, ~40 bytes of shared memory per
+//! frame; [`StreamWriter::push_external`]); readers read payloads from the file. TS, FLV,
+//! Matroska/WebM and fragmented MP4 files are streamed through and every frame's payload is
+//! copied into the stream's shared-memory pages, so their whole payload stays in `/dev/shm`
+//! (tmpfs, i.e. RAM) while the stream is active. Loading pages on demand (MistServer keeps only
+//! the pages viewers need) is not built. A tmpfs that fills up while loading is a clear error
+//! (exit [`EXIT_SHM`]) and the partial stream is removed.
 
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use mist_media::mp4::{Movie, Mp4Reader, Need};
