@@ -101,7 +101,7 @@ impl Kind {
 
     fn desc(self) -> &'static str {
         match self {
-            Kind::Mp4 => "VoD input for MP4/MOV files (progressive or fragmented): loads the file into shared memory for the outputs.",
+            Kind::Mp4 => "VoD input for MP4/MOV files (progressive or fragmented): indexes the file in shared memory for the outputs (progressive files: the payloads are read from the file, not copied).",
             Kind::Ts => "VoD input for MPEG-TS files: loads the file into shared memory for the outputs.",
             Kind::Flv => "VoD input for FLV files: loads the file into shared memory for the outputs.",
             Kind::Ebml => "VoD input for Matroska and WebM files: loads the file into shared memory for the outputs.",

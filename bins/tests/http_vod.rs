@@ -47,10 +47,6 @@ fn vod_as(name: &str, external: bool) -> VodStream {
     }
 }
 
-fn vod(name: &str) -> VodStream {
-    vod_as(name, false)
-}
-
 /// MistOutHTTP alone on a free port.
 fn http_server() -> (Proc, u16) {
     let port = free_port();
