@@ -351,7 +351,10 @@ impl WriterState {
         let off = p.committed;
         if off + rec > p.reserved {
             // Reserve memory ahead in steps (ENOSPC here rather than SIGBUS on a full tmpfs).
-            let upto = (off + rec).max(p.reserved + step).min(seg.len());
+            // Grow by the record kind's step, but at most double: a page of external records
+            // that meets an inline one does not jump to the inline step at once.
+            let grow = step.min(p.reserved.max(RESERVE_STEP_EXT));
+            let upto = (off + rec).max(p.reserved + grow).min(seg.len());
             seg.reserve(p.reserved, upto - p.reserved)?;
             p.reserved = upto;
         }
