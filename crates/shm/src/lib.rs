@@ -80,7 +80,10 @@
 //!
 //! # Differences from the original API contract
 //!
-//! * `ShmError::InitTooLarge` and `ShmError::UnknownTrack` added.
+//! * `ShmError::InitTooLarge`, `ShmError::UnknownTrack` and `ShmError::SourcePath` added.
+//! * Added for VoD files: external records (`StreamWriter::set_source_file`, `push_external`),
+//!   `StreamReader::next_record` ([`RecordEvent`], [`FrameRecord`], [`Payload`]) and
+//!   `StreamReader::source_file` ([`SourceFile`]).
 //! * Added: `StreamWriter::detach`, `StreamWriter::evict`, `StreamWriter::epoch`,
 //!   `StreamReader::futex_word`, `keyframes` ([`KeyInfo`]), `position_ms`, `epoch`, `last_error`,
 //!   `name`, [`Waiter`], `WriterOptions: Default`, `ReadEvent: Debug`,
@@ -308,7 +311,8 @@ impl StreamWriter {
         self.st.push(track, dts, pts_offset, keyframe, data)
     }
     /// Records the file that external records ([`push_external`](Self::push_external)) point
-    /// into (VoD inputs: the file being served). Readers open it by path and check its inode.
+    /// into (VoD inputs: the file being served). Stored as an absolute path (canonicalised);
+    /// readers open it by that path and check its inode.
     pub fn set_source_file(&mut self, path: &Path) -> Result<(), ShmError> {
         self.st.set_source_file(path)
     }

@@ -69,6 +69,8 @@ pub(crate) fn source_of(meta: &Meta) -> Option<(PathBuf, u64, u64)> {
 /// file cannot be examined.
 pub(crate) fn set_source(meta: &Meta, path: &Path) -> Result<(), crate::ShmError> {
     use std::os::unix::ffi::OsStrExt;
+    // Readers in other processes (other working directories) open it by this path.
+    let path = &std::fs::canonicalize(path).map_err(|e| crate::seg::io_err(path, e))?;
     let bytes = path.as_os_str().as_bytes();
     if bytes.is_empty() || bytes.len() > MAX_SRC_PATH {
         return Err(crate::ShmError::SourcePath(format!(
