@@ -18,13 +18,17 @@
 //!   stream option `inputtimeout`, default [`DEFAULT_TIMEOUT_S`], counted from the end of the
 //!   load), on SIGINT/SIGTERM, or when somebody else ended the stream.
 //!
-//! **Memory:** the file is streamed through, but every frame's payload is copied into the stream's
-//! shared-memory pages, so the whole file's payload stays in `/dev/shm` (tmpfs, i.e. RAM) while
-//! the stream is active. Loading pages on demand (MistServer keeps only the pages viewers need) is
-//! not built. A tmpfs that fills up while loading is a clear error (exit [`EXIT_SHM`]) and the
-//! partial stream is removed.
+//! **Memory:** a progressive MP4 is not copied: only its box headers and `moov` are read, and
+//! every sample becomes an *external* record (file offset and size, ~40 bytes of shared memory per
+//! frame; [`StreamWriter::push_external`]); readers read payloads from the file. TS, FLV,
+//! Matroska/WebM and fragmented MP4 files are streamed through and every frame's payload is
+//! copied into the stream's shared-memory pages, so their whole payload stays in `/dev/shm`
+//! (tmpfs, i.e. RAM) while the stream is active. Loading pages on demand (MistServer keeps only
+//! the pages viewers need) is not built. A tmpfs that fills up while loading is a clear error
+//! (exit [`EXIT_SHM`]) and the partial stream is removed.
 
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use mist_media::mp4::{Movie, Mp4Reader, Need};
 use mist_media::remux::{Demux, Event, Input, PROBE_MS};
 use mist_media::{Frame, Track};
 use mist_shm::{ShmError, StreamBuffer, StreamWriter, WriterOptions};
@@ -97,7 +101,7 @@ impl Kind {
 
     fn desc(self) -> &'static str {
         match self {
-            Kind::Mp4 => "VoD input for MP4/MOV files (progressive or fragmented): loads the file into shared memory for the outputs.",
+            Kind::Mp4 => "VoD input for MP4/MOV files (progressive or fragmented): indexes the file in shared memory for the outputs (progressive files: the payloads are read from the file, not copied).",
             Kind::Ts => "VoD input for MPEG-TS files: loads the file into shared memory for the outputs.",
             Kind::Flv => "VoD input for FLV files: loads the file into shared memory for the outputs.",
             Kind::Ebml => "VoD input for Matroska and WebM files: loads the file into shared memory for the outputs.",
@@ -342,6 +346,12 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
     };
     let t0 = Instant::now();
     mist_core::info!("loading {path} ({len} bytes) as stream {}", opts.stream);
+    if kind == Kind::Mp4 {
+        if let Some(movie) = read_moov(&file, len) {
+            return run_external(opts, &movie, len, t0, stop);
+        }
+        // Fragmented, or no readable moov: the copying path (which also reports the errors).
+    }
     let mut demux = Demux::new(file, len, kind.input());
 
     // Probe: hold frames until every track is known and has a frame, or the window is full.
@@ -476,6 +486,163 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
     let st = buf.status();
     mist_core::info!(
         "stream {} loaded in {} ms: {} tracks, {} frames, {} bytes in shared memory, {}..{} ms{}",
+        opts.stream,
+        t0.elapsed().as_millis(),
+        st.tracks.len(),
+        loaded.frames,
+        loaded.bytes,
+        st.first_ms,
+        st.last_ms,
+        if loaded.skipped > 0 {
+            format!(", {} frames skipped", loaded.skipped)
+        } else {
+            String::new()
+        }
+    );
+    serve(opts, buf, w, &stop)
+}
+
+/// Reads the moov of a progressive MP4 file (top-level box headers and the moov only, no sample
+/// data). `None` for a fragmented file, a file without a readable moov or without tracks.
+fn read_moov(file: &std::fs::File, len: u64) -> Option<Movie> {
+    use std::os::unix::fs::FileExt;
+    let mut r = Mp4Reader::new(len);
+    while !r.has_moov() {
+        match r.need().ok()? {
+            Need::Done => return None,
+            Need::Read { offset, len } => {
+                let mut v = vec![0u8; usize::try_from(len).ok()?];
+                file.read_exact_at(&mut v, offset).ok()?;
+                r.feed(offset, &v).ok()?;
+            }
+        }
+    }
+    let m = r.movie()?;
+    (!m.fragmented && !m.tracks.is_empty()).then(|| m.clone())
+}
+
+/// MP4 without copying payloads: every sample of the moov's tables becomes an *external* record
+/// (file offset and size) in decode order across tracks, with the same times as the copying path
+/// gives ([`Mp4Reader`] interleaves and times samples the same way). Readers read payloads from
+/// the file when they need them, so shared memory holds about 40 bytes per frame.
+fn run_external(
+    opts: &Options,
+    movie: &Movie,
+    file_len: u64,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+) -> i32 {
+    let path = opts.source.display().to_string();
+    // Readers open the file by this path from their own working directory.
+    let abs = match std::fs::canonicalize(&opts.source) {
+        Ok(p) => p,
+        Err(e) => {
+            mist_core::error!("cannot open {path}: {e}");
+            return EXIT_SOURCE;
+        }
+    };
+    let Some(first) = movie.samples().next() else {
+        mist_core::error!("{path}: no playable track found (no samples)");
+        return EXIT_FORMAT;
+    };
+    // The first sample has the lowest decode time (samples come in decode order).
+    let shift = (-first.dts).max(0);
+    let idle_ms = opts.timeout.as_millis().min(u32::MAX as u128) as u32;
+    let buf = match open_stream(&opts.stream, idle_ms) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let mut w = match StreamWriter::create(
+        &opts.stream,
+        WriterOptions {
+            live: false,
+            dvr_ms: 0,
+        },
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            mist_core::error!("cannot write stream {}: {e}", opts.stream);
+            let _ = buf.end();
+            return EXIT_STREAM;
+        }
+    };
+    let mut il = Interleaver::new(Vec::new());
+    for t in &movie.tracks() {
+        set_track(&mut w, &mut il, t, &opts.stream);
+    }
+    if il.ids.is_empty() {
+        mist_core::error!("{path}: none of its tracks can be stored");
+        let _ = buf.end();
+        return EXIT_FORMAT;
+    }
+    if let Err(e) = w.set_source_file(&abs) {
+        mist_core::error!("stream {}: {e}", opts.stream);
+        w.close();
+        return end(buf, &opts.stream, EXIT_STREAM);
+    }
+    let mut loaded = Loaded::default();
+    for s in movie.samples() {
+        if loaded.frames.is_multiple_of(256) && stop.load(Ordering::Relaxed) {
+            mist_core::info!("stopped while loading: ending stream {}", opts.stream);
+            w.close();
+            return end(buf, &opts.stream, EXIT_OK);
+        }
+        if !il.ids.contains(&s.track) {
+            loaded.skipped += 1;
+            continue;
+        }
+        if s.offset
+            .checked_add(s.size as u64)
+            .is_none_or(|e| e > file_len)
+        {
+            // A truncated file: serve the samples before the first one past its end.
+            mist_core::warn!(
+                "{path}: sample of {} bytes at {} past the end of the file, serving the frames before it",
+                s.size,
+                s.offset
+            );
+            break;
+        }
+        match w.push_external(
+            s.track,
+            s.dts + shift,
+            s.pts_offset,
+            s.keyframe,
+            s.offset,
+            s.size,
+        ) {
+            Ok(()) => {
+                loaded.frames += 1;
+                loaded.bytes += s.size as u64;
+            }
+            Err(ShmError::FrameTooLarge(n)) => {
+                mist_core::warn!(
+                    "stream {}: frame of {n} bytes (track {}, {} ms) too large, skipped",
+                    opts.stream,
+                    s.track,
+                    s.dts
+                );
+                loaded.skipped += 1;
+            }
+            Err(e @ ShmError::Io { .. }) => {
+                mist_core::error!(
+                    "stream {}: cannot write its index in shared memory (full?): {e}",
+                    opts.stream
+                );
+                w.close();
+                return end(buf, &opts.stream, EXIT_SHM);
+            }
+            Err(e) => {
+                mist_core::error!("stream {} taken away while loading: {e}", opts.stream);
+                w.close();
+                return end(buf, &opts.stream, EXIT_STREAM);
+            }
+        }
+    }
+    w.complete();
+    let st = buf.status();
+    mist_core::info!(
+        "stream {} loaded in {} ms: {} tracks, {} frames, {} payload bytes left in {path}, {}..{} ms{}",
         opts.stream,
         t0.elapsed().as_millis(),
         st.tracks.len(),

@@ -36,10 +36,15 @@ fn media() -> &'static (PathBuf, usize, f64) {
     })
 }
 
-/// A VoD stream `name` loaded from the test file.
-fn vod(name: &str) -> VodStream {
+/// A VoD stream `name` loaded from the test file: payloads copied into shared memory (as the
+/// TS/FLV/MKV inputs do), or with `external`, left in the file (as MistInMP4 does).
+fn vod_as(name: &str, external: bool) -> VodStream {
     shm();
-    load_vod(name, &media().0)
+    if external {
+        load_vod_external(name, &media().0)
+    } else {
+        load_vod(name, &media().0)
+    }
 }
 
 /// MistOutHTTP alone on a free port.
@@ -202,9 +207,18 @@ fn assert_vod_playlist(p: &str) {
 
 #[test]
 fn hls_vod_lists_every_segment_and_plays() {
-    let _v = vod("vodhls");
+    hls_vod("vodhls", false);
+}
+
+#[test]
+fn hls_vod_of_external_records_plays() {
+    hls_vod("vodhlsx", true);
+}
+
+fn hls_vod(name: &str, external: bool) {
+    let _v = vod_as(name, external);
     let (_srv, port) = http_server();
-    let (head, master) = get(port, "/hls/vodhls/index.m3u8");
+    let (head, master) = get(port, &format!("/hls/{name}/index.m3u8"));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let master = String::from_utf8(master).unwrap();
     assert!(master.contains("BANDWIDTH="), "{master}");
@@ -212,7 +226,7 @@ fn hls_vod_lists_every_segment_and_plays() {
         .lines()
         .find(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
         .expect("a variant");
-    let (head, pl) = get(port, &format!("/hls/vodhls/{media_uri}"));
+    let (head, pl) = get(port, &format!("/hls/{name}/{media_uri}"));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let pl = String::from_utf8(pl).unwrap();
     assert_vod_playlist(&pl);
@@ -223,15 +237,16 @@ fn hls_vod_lists_every_segment_and_plays() {
         .unwrap()
         .to_string();
     let dir = media_uri.rsplit_once('/').unwrap().0;
-    let (head, seg) = get(port, &format!("/hls/vodhls/{dir}/{last}"));
+    let (head, seg) = get(port, &format!("/hls/{name}/{dir}/{last}"));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(seg.first(), Some(&0x47), "a TS segment");
-    assert_decodes_fully(&url(port, "/hls/vodhls/index.m3u8"));
+    assert_decodes_fully(&url(port, &format!("/hls/{name}/index.m3u8")));
 }
 
 #[test]
 fn cmaf_vod_is_static_and_plays_as_dash_and_hls() {
-    let _v = vod("vodcmaf");
+    // External records (as MistInMP4 writes them): fragments read their payloads from the file.
+    let _v = vod_as("vodcmaf", true);
     let (_srv, port) = http_server();
     let (head, m) = get(port, "/cmaf/vodcmaf/index.mpd");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -282,9 +297,19 @@ fn top_boxes(b: &[u8]) -> Vec<String> {
 
 #[test]
 fn progressive_mp4_vod_has_moov_first_and_ranges() {
-    let _v = vod("vodmp4");
+    progressive_mp4("vodmp4", false);
+}
+
+#[test]
+fn progressive_mp4_vod_of_external_records_has_ranges() {
+    progressive_mp4("vodmp4x", true);
+}
+
+fn progressive_mp4(name: &str, external: bool) {
+    let _v = vod_as(name, external);
     let (_srv, port) = http_server();
-    let (head, full) = get(port, "/vodmp4.mp4");
+    let path = format!("/{name}.mp4");
+    let (head, full) = get(port, &path);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(header(&head, "Accept-Ranges"), Some("bytes"), "{head}");
     let len: usize = header(&head, "Content-Length")
@@ -294,7 +319,7 @@ fn progressive_mp4_vod_has_moov_first_and_ranges() {
     assert_eq!(full.len(), len);
     assert_eq!(top_boxes(&full), ["ftyp", "moov", "mdat"]);
 
-    let (head, part) = get_with(port, "/vodmp4.mp4", "Range: bytes=1000-1999\r\n");
+    let (head, part) = get_with(port, &path, "Range: bytes=1000-1999\r\n");
     assert!(head.starts_with("HTTP/1.1 206"), "{head}");
     assert_eq!(
         header(&head, "Content-Range"),
@@ -302,16 +327,16 @@ fn progressive_mp4_vod_has_moov_first_and_ranges() {
     );
     assert_eq!(part, &full[1000..2000]);
     let from = len - 12345;
-    let (head, part) = get_with(port, "/vodmp4.mp4", &format!("Range: bytes={from}-\r\n"));
+    let (head, part) = get_with(port, &path, &format!("Range: bytes={from}-\r\n"));
     assert!(head.starts_with("HTTP/1.1 206"), "{head}");
     assert_eq!(part, &full[from..]);
-    let (head, part) = get_with(port, "/vodmp4.mp4", "Range: bytes=-500\r\n");
+    let (head, part) = get_with(port, &path, "Range: bytes=-500\r\n");
     assert!(head.starts_with("HTTP/1.1 206"), "{head}");
     assert_eq!(part, &full[len - 500..]);
-    let (head, _) = get_with(port, "/vodmp4.mp4", &format!("Range: bytes={len}-\r\n"));
+    let (head, _) = get_with(port, &path, &format!("Range: bytes={len}-\r\n"));
     assert!(head.starts_with("HTTP/1.1 416"), "{head}");
 
-    let u = url(port, "/vodmp4.mp4");
+    let u = url(port, &path);
     assert_decodes_fully(&u);
     let (ok, err) = ffmpeg_null(&["-ss", "5"], &u, &["-frames:v", "10"]);
     assert!(ok && err.trim().is_empty(), "seeking: {err}");
@@ -328,7 +353,8 @@ fn progressive_mp4_vod_has_moov_first_and_ranges() {
 
 #[test]
 fn progressive_formats_of_a_vod_end_after_the_whole_file() {
-    let _v = vod("vodprog");
+    // External records: each output's reader preads the payloads from the file.
+    let _v = vod_as("vodprog", true);
     let (_srv, port) = http_server();
     let want = media().1;
     for ext in ["ts", "flv", "mkv", "fmp4"] {

@@ -647,3 +647,186 @@ fn controller_starts_the_input_and_http_plays_it() {
     let (_, dur, _) = decode_all(&url);
     assert!((dur - want).abs() <= 0.2, "{url}: {dur} s");
 }
+
+/// Every frame of a stream with its payload, until `Ended`.
+fn read_frames(stream: &str) -> Vec<mist_media::Frame> {
+    let t0 = Instant::now();
+    while !mist_shm::stream_status(stream).is_ok_and(|s| s.complete) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{stream} never complete"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut r = StreamReader::open(stream, ReaderInfo::default()).expect("open reader");
+    let mut out = Vec::new();
+    loop {
+        match r.next() {
+            ReadEvent::Frame(f) => out.push(f),
+            ReadEvent::Ended => break,
+            ReadEvent::Pending => r.wait(Duration::from_millis(100)),
+            ReadEvent::TracksChanged | ReadEvent::Restarted => {}
+        }
+    }
+    assert!(r.last_error().is_none(), "{:?}", r.last_error());
+    out
+}
+
+/// MistInMP4 leaves the payloads in the file (external records: shared memory holds the frame
+/// records only), and readers get exactly what the copying path (the demuxer's frames, shifted to
+/// start at 0, pushed inline) gave: same frames, same times, same payload bytes.
+#[test]
+fn mp4_payloads_stay_in_the_file_and_read_back_identical() {
+    use mist_media::remux::{Demux, Event, Input};
+    shm();
+    let src = file("src.mp4");
+    let mut input = spawn_input(MP4, "vodext", &src, 1);
+    let got = read_frames("vodext");
+    // The pages hold ~40 bytes per frame: nothing near the file's payload size.
+    let pages: u64 = stream_files(shm(), "vodext")
+        .iter()
+        .filter(|n| n.contains("-p"))
+        .map(|n| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(shm().join(n)).map_or(0, |m| m.blocks() * 512)
+        })
+        .sum();
+    let payload: usize = got.iter().map(|f| f.data.len()).sum();
+    assert!(payload > 200_000, "{payload} payload bytes");
+    assert!(
+        pages < (payload / 4) as u64,
+        "{pages} bytes of pages for {payload} payload bytes"
+    );
+    let f = std::fs::File::open(&src).unwrap();
+    let len = f.metadata().unwrap().len();
+    let mut d = Demux::new(f, len, Input::Mp4);
+    let mut want = Vec::new();
+    while let Some(ev) = d.next_event().unwrap() {
+        if let Event::Frame(f) = ev {
+            want.push(f);
+        }
+    }
+    let shift = (-want.iter().map(|f| f.dts).min().unwrap()).max(0);
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(
+            (g.track, g.dts, g.pts_offset, g.keyframe),
+            (w.track, w.dts + shift, w.pts_offset, w.keyframe),
+            "frame {i}"
+        );
+        assert!(g.data == w.data, "frame {i}: payload differs");
+    }
+    assert_eq!(wait_exit(&mut input, Duration::from_secs(15)), Some(0));
+}
+
+/// Bytes of memory the files of `stream` in the shared-memory directory use (allocated blocks).
+fn shm_bytes(stream: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    stream_files(shm(), stream)
+        .iter()
+        .map(|n| std::fs::metadata(shm().join(n)).map_or(0, |m| m.blocks() * 512))
+        .sum()
+}
+
+/// Peak resident set size of a process (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Decodes the video of `url` (`-v error`: nothing may be printed); returns the frames decoded.
+fn decode_count(url: &str) -> usize {
+    let out = Command::new("timeout")
+        .args(["180", "ffmpeg", "-hide_banner", "-nostdin", "-v", "error"])
+        .args(["-i", url, "-map", "0:v:0", "-f", "framecrc", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffmpeg");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg {url}: {err}");
+    assert!(err.trim().is_empty(), "ffmpeg {url} complained: {err}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count()
+}
+
+/// A big MP4 (~150 MB: 80 s of 720p at 20 Mbit/s) served by MistInMP4 + MistOutHTTP: shared
+/// memory holds the frame records only (< 10 MB), and MistOutHTTP, while ffmpeg reads the whole
+/// progressive MP4 and the whole HLS presentation, stays below 150 MB resident at its peak.
+#[test]
+fn big_mp4_is_served_without_its_payload_in_memory() {
+    shm();
+    let tmp = TempDir::new("vod-big");
+    let src = tmp.path().join("big.mp4");
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "80", "-c:v", "libx264", "-preset", "ultrafast"])
+        .args([
+            "-b:v", "20M", "-maxrate", "20M", "-bufsize", "20M", "-g", "50",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
+        .arg(&src)
+        .status()
+        .expect("run ffmpeg");
+    assert!(st.success());
+    let size = std::fs::metadata(&src).unwrap().len();
+    assert!(size > 120 << 20, "test file of {size} bytes");
+    // ffprobe's video frame count (packets, without decoding).
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
+        .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    let want: usize = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_end_matches(',')
+        .parse()
+        .expect("frame count");
+
+    let mut input = spawn_input(MP4, "vodbig", &src, 5);
+    let t0 = Instant::now();
+    while !mist_shm::stream_status("vodbig").is_ok_and(|s| s.complete) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "never loaded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let shm_used = shm_bytes("vodbig");
+    eprintln!("big MP4: {size} bytes, {want} video frames; shared memory used: {shm_used} bytes");
+    assert!(shm_used < 10 << 20, "{shm_used} bytes of shared memory");
+
+    let port = free_port();
+    let http = Proc(
+        Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
+            .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-g", "3"])
+            .env("MIST_SHM_DIR", shm())
+            .env_remove("MIST_CONTROL")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start MistOutHTTP"),
+    );
+    assert!(wait_port(port, Duration::from_secs(10)));
+    let base = format!("http://127.0.0.1:{port}");
+    let mp4 = decode_count(&format!("{base}/vodbig.mp4"));
+    let rss_mp4 = peak_rss(http.pid());
+    let hls = decode_count(&format!("{base}/hls/vodbig/index.m3u8"));
+    let rss = peak_rss(http.pid());
+    eprintln!(
+        "MistOutHTTP peak RSS: {rss_mp4} bytes after /vodbig.mp4, {rss} bytes after HLS too; \
+         decoded {mp4} (MP4) and {hls} (HLS) frames"
+    );
+    assert_eq!(mp4, want, "progressive MP4 frames");
+    assert_eq!(hls, want, "HLS frames");
+    assert!(
+        rss > 0 && rss < 150 << 20,
+        "MistOutHTTP peak RSS {rss} bytes"
+    );
+    assert!(shm_bytes("vodbig") < 10 << 20);
+    drop(http);
+    assert_eq!(wait_exit(&mut input, Duration::from_secs(30)), Some(0));
+}

@@ -2,15 +2,19 @@
 //! written every frame ([`mist_shm::StreamWriter::complete`]), shared by HLS, CMAF and
 //! progressive MP4.
 //!
-//! The index ([`VodIndex`]) holds the track table and every frame as a [`Frame`] whose payload
-//! points into the shared-memory pages (no copy: about 60 bytes per frame plus the mapped
-//! pages, which the input keeps in shared memory anyway). Segmented formats cut it with the
-//! same [`Timeline`] settings as live (2 s target, cut at main-track keyframes, nothing evicted)
-//! and mux a segment only when it is asked for; muxed segments sit in a small LRU
-//! ([`SEGMENT_CACHE_BYTES`] per stream and format). Progressive MP4 is a real moov-first file
-//! ([`Mp4Plan`]): the moov is built once from the index, the body is the moov + mdat header + the
-//! frames' payloads, produced on demand by offset ([`mist_net::server::Body`]), so Range
-//! requests cost a binary search and never a copy of the file.
+//! The index ([`VodIndex`]) holds the track table and every frame's metadata (track, times,
+//! keyframe, length: about 60 bytes per frame) and where its payload is: a `Bytes` into the
+//! shared-memory pages for inline records (no copy, the input keeps those pages anyway), or the
+//! offset in the stream's source file for external records (MP4 inputs), read with `pread` only
+//! when needed. Building the index reads no payload ([`StreamReader::next_record`]). Segmented
+//! formats cut it with the same [`Timeline`] settings as live (2 s target, cut at main-track
+//! keyframes, nothing evicted) and mux a segment only when it is asked for, loading that
+//! segment's payloads then; muxed segments sit in a small LRU ([`SEGMENT_CACHE_BYTES`] per stream
+//! and format). Progressive MP4 is a real moov-first file ([`Mp4Plan`]): the moov is built once
+//! from the index, the body is the moov + mdat header + the frames' payloads, produced on demand
+//! by offset ([`mist_net::server::Body`]) as the socket drains (external payloads read from the
+//! file, about one send step at a time), so Range requests cost a binary search and never a copy
+//! of the file.
 //!
 //! URLs are the live ones (`/hls/$/…`, `/cmaf/$/…`), so players need nothing special; manifests
 //! are complete (VOD playlist type, EXT-X-ENDLIST, static MPD with mediaPresentationDuration).
@@ -24,7 +28,7 @@ use mist_media::mp4::{FragmentOptions, FragmentWriter, Mp4Writer};
 use mist_media::mpegts::{Muxer, MuxerOptions};
 use mist_media::segment::{Timeline, TimelineConfig, Window};
 use mist_media::{Frame, Track, TrackKind};
-use mist_shm::{ReadEvent, ReaderInfo, StreamReader};
+use mist_shm::{Payload, ReadEvent, ReaderInfo, RecordEvent, SourceFile, StreamReader};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -35,12 +39,33 @@ pub const SEGMENT_CACHE_BYTES: usize = 16 << 20;
 /// Frames read from shared memory per call while an index is being built.
 const LOAD_STEP: usize = 50_000;
 
-/// Every frame of a complete VoD stream, in stream (decode) order.
+/// One frame of a [`VodIndex`]: its metadata and where its payload is.
+#[derive(Debug, Clone)]
+pub struct VodFrame {
+    pub track: u32,
+    pub dts: i64,
+    pub pts_offset: i32,
+    pub keyframe: bool,
+    pub payload: Payload,
+}
+
+impl VodFrame {
+    pub fn len(&self) -> usize {
+        self.payload.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.payload.is_empty()
+    }
+}
+
+/// Every frame of a complete VoD stream, in stream (decode) order, without external payloads.
 pub struct VodIndex {
     pub tracks: Vec<Track>,
-    /// Payloads point into the shared-memory pages. Times are shifted so the earliest is ≥ 0
-    /// (as `mist_media::remux` does): fragmented MP4 and MPD times are unsigned.
-    pub frames: Vec<Frame>,
+    /// Times are shifted so the earliest is ≥ 0 (as `mist_media::remux` does): fragmented MP4
+    /// and MPD times are unsigned.
+    pub frames: Vec<VodFrame>,
+    /// The stream's source file, when frames are external.
+    pub source: Option<Arc<SourceFile>>,
     /// Earliest and latest frame time (ms).
     pub first_ms: i64,
     pub last_ms: i64,
@@ -57,7 +82,7 @@ pub enum VodState {
 
 struct Loader {
     reader: StreamReader,
-    frames: Vec<Frame>,
+    frames: Vec<VodFrame>,
     epoch: u32,
 }
 
@@ -130,16 +155,41 @@ pub fn index(stream: &str) -> VodState {
         return VodState::Wait;
     };
     for _ in 0..LOAD_STEP {
-        match l.reader.next() {
-            ReadEvent::Frame(f) => l.frames.push(f),
-            ReadEvent::TracksChanged => {}
-            ReadEvent::Pending => return VodState::Wait,
-            ReadEvent::Restarted => {
+        match l.reader.next_record() {
+            RecordEvent::Record(r) => l.frames.push(VodFrame {
+                track: r.track,
+                dts: r.dts,
+                pts_offset: r.pts_offset,
+                keyframe: r.keyframe,
+                payload: r.payload,
+            }),
+            RecordEvent::Event(ReadEvent::Frame(_) | ReadEvent::TracksChanged) => {}
+            RecordEvent::Event(ReadEvent::Pending) => return VodState::Wait,
+            RecordEvent::Event(ReadEvent::Restarted) => {
                 reg.remove(stream);
                 return VodState::Wait;
             }
-            ReadEvent::Ended => {
-                let idx = Arc::new(build(l.reader.tracks(), std::mem::take(&mut l.frames)));
+            RecordEvent::Event(ReadEvent::Ended) => {
+                let external = l
+                    .frames
+                    .iter()
+                    .any(|f| matches!(f.payload, Payload::External { .. }));
+                let source = if external {
+                    match l.reader.source_file() {
+                        Ok(f) => Some(f),
+                        Err(e) => {
+                            reg.remove(stream);
+                            return VodState::Failed(format!("source file: {e}"));
+                        }
+                    }
+                } else {
+                    None
+                };
+                let idx = Arc::new(build(
+                    l.reader.tracks(),
+                    std::mem::take(&mut l.frames),
+                    source,
+                ));
                 let epoch = l.epoch;
                 reg.insert(
                     stream.to_string(),
@@ -152,7 +202,11 @@ pub fn index(stream: &str) -> VodState {
     VodState::Wait
 }
 
-fn build(tracks: Vec<Track>, mut frames: Vec<Frame>) -> VodIndex {
+fn build(
+    tracks: Vec<Track>,
+    mut frames: Vec<VodFrame>,
+    source: Option<Arc<SourceFile>>,
+) -> VodIndex {
     let min = frames.iter().map(|f| f.dts).min().unwrap_or(0);
     if min < 0 {
         for f in &mut frames {
@@ -164,6 +218,7 @@ fn build(tracks: Vec<Track>, mut frames: Vec<Frame>) -> VodIndex {
     VodIndex {
         tracks,
         frames,
+        source,
         first_ms,
         last_ms,
     }
@@ -201,7 +256,7 @@ impl VodIndex {
             if open.is_none() && (f.track != main || (video_main && !f.keyframe)) {
                 continue;
             }
-            let size = u32::try_from(f.data.len()).unwrap_or(u32::MAX);
+            let size = u32::try_from(f.len()).unwrap_or(u32::MAX);
             tl.push(f.track, f.dts, f.keyframe, size);
             let now = tl.open_segment().map(|s| s.seq);
             if now != open {
@@ -220,6 +275,43 @@ impl VodIndex {
             .map(|(k, &s)| (s, starts.get(k + 1).copied().unwrap_or(n)))
             .collect();
         Some(Cut { tl, ranges })
+    }
+
+    /// Frame `i` with its payload (read from the source file if it is external); `None` if it
+    /// cannot be read (logged).
+    pub fn frame(&self, i: usize) -> Option<Frame> {
+        let f = self.frames.get(i)?;
+        let data = match &f.payload {
+            Payload::Inline(b) => b.clone(),
+            Payload::External { offset, len } => {
+                let r = match &self.source {
+                    Some(src) => src.read(*offset, *len as usize),
+                    None => Err(std::io::Error::other("no source file")),
+                };
+                match r {
+                    Ok(b) => b,
+                    Err(e) => {
+                        mist_core::warn!("VoD frame at {} ms skipped: {e}", f.dts);
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(Frame {
+            track: f.track,
+            dts: f.dts,
+            pts_offset: f.pts_offset,
+            keyframe: f.keyframe,
+            data,
+        })
+    }
+
+    /// The frames `a..b` of the given tracks, with payloads (unreadable ones left out).
+    pub fn load(&self, a: usize, b: usize, keep: impl Fn(u32) -> bool) -> Vec<Frame> {
+        (a..b.min(self.frames.len()))
+            .filter(|&i| keep(self.frames[i].track))
+            .filter_map(|i| self.frame(i))
+            .collect()
     }
 
     /// Duration of the stream in ms (for messages and the info).
@@ -348,10 +440,8 @@ impl VodHls {
             _ => Muxer::new(&var.tracks, MuxerOptions::default()).ok()?,
         };
         let mut out = Vec::new();
-        for f in &l.idx.frames[a..b] {
-            if var.tracks.iter().any(|t| t.id == f.track) {
-                let _ = mux.write_frame(f, &mut out);
-            }
+        for f in l.idx.load(a, b, |id| var.tracks.iter().any(|t| t.id == id)) {
+            let _ = mux.write_frame(&f, &mut out);
         }
         mux.flush(&mut out);
         var.next = Some((seq + 1, mux));
@@ -489,11 +579,7 @@ impl VodCmaf {
         }
         let k = usize::try_from(seq).ok()?;
         let &(a, b) = l.cut.ranges.get(k)?;
-        let frames: Vec<Frame> = l.idx.frames[a..b]
-            .iter()
-            .filter(|f| f.track == id)
-            .cloned()
-            .collect();
+        let frames: Vec<Frame> = l.idx.load(a, b, |t| t == id);
         // The last frame lasts until the track's next frame (in the next segment); at the very
         // end, the main track ends with its segment and others repeat their last duration.
         let end = l.idx.frames[b..]
@@ -655,7 +741,9 @@ impl Mp4Plan {
         let mut frames = Vec::new();
         for (i, f) in idx.frames.iter().enumerate() {
             if sel.iter().any(|t| t.id == f.track) {
-                w.add(f).map_err(|e| e.to_string())?;
+                let size = u32::try_from(f.len()).map_err(|_| "frame too large".to_string())?;
+                w.add_sample(f.track, f.dts, f.pts_offset, f.keyframe, size)
+                    .map_err(|e| e.to_string())?;
                 frames.push(u32::try_from(i).map_err(|_| "too many frames".to_string())?);
             }
         }
@@ -664,7 +752,7 @@ impl Mp4Plan {
         let mut at = header.len() as u64;
         for &i in &frames {
             offsets.push(at);
-            at += idx.frames[i as usize].data.len() as u64;
+            at += idx.frames[i as usize].len() as u64;
         }
         Ok(Mp4Plan {
             idx,
@@ -688,7 +776,9 @@ impl Mp4Plan {
         self.len == 0
     }
 
-    /// Bytes from `offset` on, about `max` of them (slices of the header and the payloads).
+    /// Bytes from `offset` on, about `max` of them (slices of the header and of inline payloads;
+    /// external payloads read from the source file, adjacent ones in one `pread`). Stops early
+    /// (the connection then ends) if a payload cannot be read.
     pub fn read(&self, offset: u64, max: usize) -> Vec<Bytes> {
         let mut out = Vec::new();
         let mut want = max as u64;
@@ -708,19 +798,62 @@ impl Mp4Plan {
             Ok(k) => k,
             Err(k) => k.saturating_sub(1),
         };
+        // A run of external bytes not read yet: (file offset, length).
+        let mut run: Option<(u64, usize)> = None;
         while want > 0 && k < self.frames.len() {
-            let data = &self.idx.frames[self.frames[k] as usize].data;
+            let f = &self.idx.frames[self.frames[k] as usize];
             let start = self.offsets[k];
             let from = (pos - start) as usize;
-            let to = data.len().min(from + want as usize);
+            let to = f.len().min(from + want as usize);
             if to > from {
-                out.push(data.slice(from..to));
+                match &f.payload {
+                    Payload::Inline(data) => {
+                        if !self.flush_run(&mut run, &mut out) {
+                            return out;
+                        }
+                        out.push(data.slice(from..to));
+                    }
+                    Payload::External { offset, .. } => {
+                        let at = offset + from as u64;
+                        match &mut run {
+                            Some((o, n)) if *o + *n as u64 == at => *n += to - from,
+                            _ => {
+                                if !self.flush_run(&mut run, &mut out) {
+                                    return out;
+                                }
+                                run = Some((at, to - from));
+                            }
+                        }
+                    }
+                }
                 want -= (to - from) as u64;
                 pos += (to - from) as u64;
             }
             k += 1;
         }
+        self.flush_run(&mut run, &mut out);
         out
+    }
+
+    /// Reads a pending run of external bytes into `out`; false if it could not be read.
+    fn flush_run(&self, run: &mut Option<(u64, usize)>, out: &mut Vec<Bytes>) -> bool {
+        let Some((offset, len)) = run.take() else {
+            return true;
+        };
+        let r = match &self.idx.source {
+            Some(src) => src.read(offset, len),
+            None => Err(std::io::Error::other("no source file")),
+        };
+        match r {
+            Ok(b) => {
+                out.push(b);
+                true
+            }
+            Err(e) => {
+                mist_core::warn!("VoD MP4 body: {e}");
+                false
+            }
+        }
     }
 }
 
@@ -769,15 +902,17 @@ mod tests {
         let frames = sizes
             .iter()
             .enumerate()
-            .map(|(i, &n)| Frame {
+            .map(|(i, &n)| VodFrame {
                 track: 1,
                 dts: 40 * i as i64,
                 pts_offset: 0,
                 keyframe: i % 5 == 0,
-                data: Bytes::from((0..n).map(|b| (b + i) as u8).collect::<Vec<u8>>()),
+                payload: Payload::Inline(Bytes::from(
+                    (0..n).map(|b| (b + i) as u8).collect::<Vec<u8>>(),
+                )),
             })
             .collect();
-        let idx = Arc::new(build(vec![t], frames));
+        let idx = Arc::new(build(vec![t], frames, None));
         Mp4Plan::new(idx, None, None).unwrap()
     }
 
@@ -816,15 +951,15 @@ mod tests {
         t.rate = 44100;
         t.channels = 2;
         let frames = (0..500)
-            .map(|i| Frame {
+            .map(|i| VodFrame {
                 track: 1,
                 dts: 23 * i as i64,
                 pts_offset: 0,
                 keyframe: false,
-                data: Bytes::from_static(&[1, 2, 3]),
+                payload: Payload::Inline(Bytes::from_static(&[1, 2, 3])),
             })
             .collect();
-        let idx = build(vec![t.clone()], frames);
+        let idx = build(vec![t.clone()], frames, None);
         let cut = idx.cut(&[t]).expect("cut");
         assert!(cut.tl.len() >= 5, "{} segments", cut.tl.len());
         assert_eq!(cut.ranges.len(), cut.tl.len());

@@ -82,7 +82,8 @@ enum Role {
     Viewer {
         stream: String,
         stream_id: u32,
-        stats: Option<StreamReader>,
+        /// Boxed: a reader is large next to the other roles.
+        stats: Option<Box<StreamReader>>,
     },
     /// Play of a live stream that has no buffer yet: retried until [`PLAY_WAIT`] passes.
     AwaitingStream {
@@ -773,7 +774,8 @@ impl Server {
                 host: c.peer.clone(),
             },
         )
-        .ok();
+        .ok()
+        .map(Box::new);
         c.session
             .accept_play(stream_id, &stream)
             .map_err(|e| e.to_string())?;

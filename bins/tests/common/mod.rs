@@ -559,3 +559,50 @@ pub fn load_vod(stream: &str, file: &Path) -> VodStream {
         frames: count,
     }
 }
+
+/// Like [`load_vod`] for a progressive MP4 file, as MistInMP4 loads it: the moov only is read and
+/// every sample becomes an *external* record (the payload stays in the file).
+pub fn load_vod_external(stream: &str, file: &Path) -> VodStream {
+    use mist_media::mp4::{Mp4Reader, Need};
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::canonicalize(file).expect("canonical path");
+    let f = std::fs::File::open(&file).expect("open media file");
+    let len = f.metadata().unwrap().len();
+    let mut r = Mp4Reader::new(len);
+    while !r.has_moov() {
+        match r.need().expect("mp4") {
+            Need::Read { offset, len } => {
+                let mut v = vec![0u8; len as usize];
+                f.read_exact_at(&mut v, offset).expect("read");
+                r.feed(offset, &v).expect("mp4 feed");
+            }
+            Need::Done => panic!("no moov"),
+        }
+    }
+    let movie = r.movie().unwrap().clone();
+    let tracks = movie.tracks();
+    let mut w = mist_shm::StreamWriter::create(
+        stream,
+        mist_shm::WriterOptions {
+            live: false,
+            ..Default::default()
+        },
+    )
+    .expect("create VoD stream");
+    for t in &tracks {
+        w.set_track(t).expect("set track");
+    }
+    w.set_source_file(&file).expect("source file");
+    let mut count = std::collections::HashMap::new();
+    for s in movie.samples() {
+        w.push_external(s.track, s.dts, s.pts_offset, s.keyframe, s.offset, s.size)
+            .expect("push");
+        *count.entry(s.track).or_insert(0) += 1;
+    }
+    w.complete();
+    VodStream {
+        writer: w,
+        tracks,
+        frames: count,
+    }
+}

@@ -52,6 +52,17 @@ pub const M_BLOB_LEN: usize = M_NAME + MAX_NAME; // u64, inside the seqlock
 pub const M_FRAMES: usize = M_BLOB_LEN + 8; // u64 frames pushed in total
 pub const M_BYTES: usize = M_FRAMES + 8; // u64 payload bytes pushed in total
 pub const M_COMPLETE: usize = M_BYTES + 8; // u32 VoD: every frame of the source is written
+/// Source file of external frame records (VoD): path length (0 = none; stored last, Release),
+/// its inode and size when it was set, and the path bytes (8-byte words) from M_SRC_PATH.
+pub const M_SRC_LEN: usize = 424; // u32
+pub const M_SRC_INO: usize = 432; // u64
+pub const M_SRC_SIZE: usize = 440; // u64
+pub const M_SRC_PATH: usize = 512; // [u8; MAX_SRC_PATH]
+/// Longest source file path the metadata holds.
+pub const MAX_SRC_PATH: usize = 2048;
+const _: () = assert!(M_COMPLETE + 4 <= M_SRC_LEN);
+const _: () = assert!(M_SRC_SIZE + 8 <= M_SRC_PATH);
+const _: () = assert!(M_SRC_PATH + MAX_SRC_PATH <= META_HEADER);
 pub const META_HEADER: usize = 4096;
 
 const fn round4k(n: usize) -> usize {
@@ -95,11 +106,16 @@ pub const PAGE_SOFT_BYTES: usize = 4 << 20;
 pub const R_DTS: usize = 0; // i64
 pub const R_PTS_OFF: usize = 8; // i32
 pub const R_TRACK: usize = 12; // u32
-pub const R_FLAGS: usize = 16; // u32, bit 0 = keyframe
+pub const R_FLAGS: usize = 16; // u32, bit 0 = keyframe, bit 1 = external
 pub const R_LEN: usize = 20; // u32
 pub const R_SEQ: usize = 24; // u64 frame number in the stream
 pub const REC_HDR: usize = 32;
 pub const REC_KEY: u32 = 1;
+/// External record: the payload is `len` bytes at a file offset (u64, the record body) in the
+/// stream's source file (`M_SRC_PATH`), not in the page.
+pub const REC_EXT: u32 = 2;
+/// Body size of an external record (the u64 file offset).
+pub const REC_EXT_BODY: usize = 8;
 
 pub const fn rec_size(len: usize) -> usize {
     (REC_HDR + len + 7) & !7

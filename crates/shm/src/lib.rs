@@ -27,7 +27,12 @@
 //!   stored with Release after each record: readers see only complete records. Pages are
 //!   append-only and never reused; a reader maps each page once per *process* (shared by all its
 //!   readers) and hands payloads out as `Bytes` pointing into the mapping (`Bytes::from_owner`),
-//!   so there is no copy at all on the read side. Holding a frame's `Bytes` keeps its whole page
+//!   so there is no copy at all on the read side. An *external* record (flags bit 1; VoD inputs
+//!   of MP4 files) holds a file offset instead of the payload: the payload is `len` bytes at
+//!   that offset of the stream's source file ([`StreamWriter::set_source_file`],
+//!   [`StreamWriter::push_external`]); readers `pread` it when they reach the frame (one copy),
+//!   or get the offset from [`StreamReader::next_record`]. An unreadable payload (file gone,
+//!   replaced or truncated) skips the frame and sets `last_error`. Holding a frame's `Bytes` keeps its whole page
 //!   mapped (and its memory allocated, even after eviction): copy what you cache for long.
 //! * **Metadata**: header words (magic, version, live, ended, writer pid, buffer pid, heartbeat,
 //!   epoch, futex word, waiter count, DVR, first/current page, first/last ms, nonce, name), the
@@ -75,7 +80,10 @@
 //!
 //! # Differences from the original API contract
 //!
-//! * `ShmError::InitTooLarge` and `ShmError::UnknownTrack` added.
+//! * `ShmError::InitTooLarge`, `ShmError::UnknownTrack` and `ShmError::SourcePath` added.
+//! * Added for VoD files: external records (`StreamWriter::set_source_file`, `push_external`),
+//!   `StreamReader::next_record` ([`RecordEvent`], [`FrameRecord`], [`Payload`]) and
+//!   `StreamReader::source_file` ([`SourceFile`]).
 //! * Added: `StreamWriter::detach`, `StreamWriter::evict`, `StreamWriter::epoch`,
 //!   `StreamReader::futex_word`, `keyframes` ([`KeyInfo`]), `position_ms`, `epoch`, `last_error`,
 //!   `name`, [`Waiter`], `WriterOptions: Default`, `ReadEvent: Debug`,
@@ -89,12 +97,15 @@ mod meta;
 mod page;
 mod reader;
 mod seg;
+mod source;
 mod users;
 mod writer;
 
 pub use futex::Waiter;
-pub use layout::{MAX_FRAME, MAX_INIT, MAX_TRACKS, USER_SLOTS};
+pub use layout::{MAX_FRAME, MAX_INIT, MAX_SRC_PATH, MAX_TRACKS, USER_SLOTS};
+pub use source::SourceFile;
 
+use bytes::Bytes;
 use layout::*;
 use meta::Meta;
 use mist_media::{Frame, Track};
@@ -129,6 +140,9 @@ pub enum ShmError {
     /// Added to the contract: `push` for a track id never given to `set_track`.
     #[error("unknown track {0}")]
     UnknownTrack(u32),
+    /// Added: `push_external` without a source file, or an unusable source file path.
+    #[error("source file: {0}")]
+    SourcePath(String),
     #[error("I/O error on {path}: {source}")]
     Io {
         path: String,
@@ -187,6 +201,45 @@ pub enum ReadEvent {
     Restarted,
     /// The stream ended (writer closed it, or it is dead and nobody took over).
     Ended,
+}
+
+/// Where a record's payload is (see [`StreamReader::next_record`]).
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// In a page: a `Bytes` into the mapping (no copy).
+    Inline(Bytes),
+    /// `len` bytes at `offset` of the stream's source file ([`StreamReader::source_file`]).
+    External { offset: u64, len: u32 },
+}
+
+impl Payload {
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Inline(b) => b.len(),
+            Payload::External { len, .. } => *len as usize,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A frame record without its payload read (see [`StreamReader::next_record`]).
+#[derive(Debug, Clone)]
+pub struct FrameRecord {
+    pub track: u32,
+    pub dts: i64,
+    pub pts_offset: i32,
+    pub keyframe: bool,
+    pub payload: Payload,
+}
+
+/// What `StreamReader::next_record` yields.
+#[derive(Debug)]
+pub enum RecordEvent {
+    Record(FrameRecord),
+    /// Anything but a frame (`ReadEvent::Frame` never comes here).
+    Event(ReadEvent),
 }
 
 /// One entry of a track's key index (see [`StreamReader::keyframes`]).
@@ -257,6 +310,27 @@ impl StreamWriter {
     ) -> Result<(), ShmError> {
         self.st.push(track, dts, pts_offset, keyframe, data)
     }
+    /// Records the file that external records ([`push_external`](Self::push_external)) point
+    /// into (VoD inputs: the file being served). Stored as an absolute path (canonicalised);
+    /// readers open it by that path and check its inode.
+    pub fn set_source_file(&mut self, path: &Path) -> Result<(), ShmError> {
+        self.st.set_source_file(path)
+    }
+    /// Appends an *external* record: the payload is `len` bytes at `offset` of the source file
+    /// ([`set_source_file`](Self::set_source_file)), read by readers when they reach the frame.
+    /// Pages, keys and rates as [`push`](Self::push); `MAX_FRAME` bounds `len`.
+    pub fn push_external(
+        &mut self,
+        track: u32,
+        dts: i64,
+        pts_offset: i32,
+        keyframe: bool,
+        offset: u64,
+        len: u32,
+    ) -> Result<(), ShmError> {
+        self.st
+            .push_external(track, dts, pts_offset, keyframe, offset, len)
+    }
     /// Marks the writer alive; call at least once a second (push does it too).
     pub fn heartbeat(&mut self) {
         self.st.heartbeat()
@@ -324,6 +398,16 @@ impl StreamReader {
     pub fn next(&mut self) -> ReadEvent {
         self.st.next()
     }
+    /// The next frame *record*, without reading an external payload from the source file (for
+    /// indexes: the offset is enough). Inline payloads are `Bytes` into the page as with `next`.
+    pub fn next_record(&mut self) -> RecordEvent {
+        self.st.next_record()
+    }
+    /// The stream's source file (for the payloads of external records), opened once per
+    /// process. An error if there is none or it is gone or was replaced.
+    pub fn source_file(&self) -> Result<Arc<SourceFile>, String> {
+        source::open_source(&self.st.meta)
+    }
     /// The frame payload of the last `next` as a borrowed slice, valid until the next call.
     pub fn payload(&self) -> &[u8] {
         &self.st.cur
@@ -373,7 +457,8 @@ impl StreamReader {
     pub fn name(&self) -> &str {
         &self.st.name
     }
-    /// The last problem met (corrupt or missing page skipped), for logging.
+    /// The last problem met (corrupt or missing page skipped, external payload unreadable and
+    /// its frame skipped), for logging.
     pub fn last_error(&self) -> Option<&str> {
         self.st.error.as_deref()
     }

@@ -37,9 +37,13 @@ pub(crate) struct Rec {
     pub pts_off: i32,
     pub track: u32,
     pub key: bool,
+    /// Offset of the payload in the page (inline records) or of the body (external records).
     pub off: usize,
+    /// Payload length.
     pub len: usize,
     pub next: usize,
+    /// External record: the payload's offset in the stream's source file.
+    pub ext: Option<u64>,
 }
 
 impl Page {
@@ -66,23 +70,36 @@ impl Page {
         if len > MAX_FRAME {
             return Err(format!("record length {len}"));
         }
-        let next = off + rec_size(len);
+        let flags = rd4(R_FLAGS);
+        let external = flags & REC_EXT != 0;
+        let next = off + rec_size(if external { REC_EXT_BODY } else { len });
         if next > committed {
             return Err(format!("record at {off} ends past committed {committed}"));
         }
+        let ext = if external {
+            let b = self
+                .seg
+                .published(off + REC_HDR, REC_EXT_BODY)
+                .ok_or("record body")?;
+            Some(u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
+        } else {
+            None
+        };
         Ok(Rec {
             dts: rd8(R_DTS),
             pts_off: rd4(R_PTS_OFF) as i32,
             track: rd4(R_TRACK),
-            key: rd4(R_FLAGS) & REC_KEY != 0,
+            key: flags & REC_KEY != 0,
             off: off + REC_HDR,
             len,
             next,
+            ext,
         })
     }
 
+    /// The payload of an inline record (empty for an external one).
     pub fn payload(self: &Arc<Page>, rec: &Rec) -> Bytes {
-        if rec.len == 0 {
+        if rec.len == 0 || rec.ext.is_some() {
             return Bytes::new();
         }
         Bytes::from_owner(Payload {

@@ -2,10 +2,11 @@
 
 use crate::layout::*;
 use crate::meta::{Meta, TrackTable};
-use crate::page::{open_cached, Page};
+use crate::page::{open_cached, Page, Rec};
 use crate::seg::{now_ms, page_name, pid_alive};
+use crate::source::SourceFile;
 use crate::users::Users;
-use crate::{ReadEvent, ReaderInfo, ShmError};
+use crate::{FrameRecord, Payload, ReadEvent, ReaderInfo, RecordEvent, ShmError};
 use bytes::Bytes;
 use mist_media::Frame;
 use std::path::PathBuf;
@@ -30,6 +31,14 @@ pub(crate) struct ReaderState {
     pub position_ms: i64,
     last_check: Option<Instant>,
     pub error: Option<String>,
+    /// The source file of external records, opened in this epoch.
+    src: Option<(u32, Arc<SourceFile>)>,
+}
+
+/// One step of reading: a record (its page kept for the inline payload) or an event.
+enum Step {
+    Rec(Arc<Page>, Rec),
+    Event(ReadEvent),
 }
 
 impl Drop for ReaderState {
@@ -63,6 +72,7 @@ impl ReaderState {
             position_ms: 0,
             last_check: None,
             error: None,
+            src: None,
         };
         if let Err(e) = r.refresh_tracks() {
             // Unreadable track table (a writer died mid-update): start without tracks; the
@@ -166,6 +176,69 @@ impl ReaderState {
     }
 
     pub fn next(&mut self) -> ReadEvent {
+        loop {
+            let (page, rec) = match self.step() {
+                Step::Event(e) => return e,
+                Step::Rec(p, r) => (p, r),
+            };
+            self.cur = match rec.ext {
+                None => page.payload(&rec),
+                Some(offset) => match self.read_external(offset, rec.len) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // Skip the frame (the position already moved past it).
+                        self.error = Some(format!("frame at {} ms skipped: {e}", rec.dts));
+                        continue;
+                    }
+                },
+            };
+            return ReadEvent::Frame(Frame {
+                track: rec.track,
+                dts: rec.dts,
+                pts_offset: rec.pts_off,
+                keyframe: rec.key,
+                data: self.cur.clone(),
+            });
+        }
+    }
+
+    pub fn next_record(&mut self) -> RecordEvent {
+        let (page, rec) = match self.step() {
+            Step::Event(e) => return RecordEvent::Event(e),
+            Step::Rec(p, r) => (p, r),
+        };
+        let payload = match rec.ext {
+            None => Payload::Inline(page.payload(&rec)),
+            Some(offset) => Payload::External {
+                offset,
+                len: rec.len as u32,
+            },
+        };
+        RecordEvent::Record(FrameRecord {
+            track: rec.track,
+            dts: rec.dts,
+            pts_offset: rec.pts_off,
+            keyframe: rec.key,
+            payload,
+        })
+    }
+
+    /// Reads an external payload from the source file (opened once per epoch; retried while it
+    /// cannot be opened).
+    fn read_external(&mut self, offset: u64, len: usize) -> Result<Bytes, String> {
+        let src = match &self.src {
+            Some((e, f)) if *e == self.epoch => f.clone(),
+            _ => {
+                let f = crate::source::open_source(&self.meta)?;
+                self.src = Some((self.epoch, f.clone()));
+                f
+            }
+        };
+        src.read(offset, len).map_err(|e| e.to_string())
+    }
+
+    /// The next record (position moved past it) or another event.
+    fn step(&mut self) -> Step {
         self.futex_seen = self.meta.futex().load(SeqCst);
         if self.meta.epoch() != self.epoch {
             // A new writer: live viewers continue at its newest keyframe; a VoD stream (reloaded
@@ -175,12 +248,12 @@ impl ReaderState {
             } else {
                 self.seek_start();
             }
-            return ReadEvent::Restarted;
+            return Step::Event(ReadEvent::Restarted);
         }
         let gen = self.meta.tracks_gen();
         if gen != self.gen && gen & 1 == 0 {
             match self.refresh_tracks() {
-                Ok(()) => return ReadEvent::TracksChanged,
+                Ok(()) => return Step::Event(ReadEvent::TracksChanged),
                 Err(e) => {
                     // Do not retry this generation on every call.
                     self.gen = gen;
@@ -202,7 +275,7 @@ impl ReaderState {
                             if source.kind() == std::io::ErrorKind::NotFound =>
                         {
                             if self.meta.ended() {
-                                return ReadEvent::Ended; // removed: its pages are gone
+                                return Step::Event(ReadEvent::Ended); // removed: its pages are gone
                             }
                             if self.page_id < self.meta.first_page() {
                                 self.jump_oldest();
@@ -218,7 +291,7 @@ impl ReaderState {
                                 self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                                 continue;
                             }
-                            return self.pending_or_ended();
+                            return Step::Event(self.pending_or_ended());
                         }
                         Err(e) => {
                             self.error = Some(e.to_string());
@@ -226,7 +299,7 @@ impl ReaderState {
                                 self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                                 continue;
                             }
-                            return self.pending_or_ended();
+                            return Step::Event(self.pending_or_ended());
                         }
                     }
                 }
@@ -236,16 +309,9 @@ impl ReaderState {
                 match page.record(self.off, committed) {
                     Ok(rec) => {
                         self.off = rec.next;
-                        self.cur = page.payload(&rec);
                         self.position_ms = rec.dts;
                         self.users.set_position(self.slot, rec.dts);
-                        return ReadEvent::Frame(Frame {
-                            track: rec.track,
-                            dts: rec.dts,
-                            pts_offset: rec.pts_off,
-                            keyframe: rec.key,
-                            data: self.cur.clone(),
-                        });
+                        return Step::Rec(page, rec);
                     }
                     Err(e) => {
                         // Corrupt page: skip the rest of it.
@@ -262,9 +328,9 @@ impl ReaderState {
                 self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                 continue;
             }
-            return self.pending_or_ended();
+            return Step::Event(self.pending_or_ended());
         }
-        ReadEvent::Pending
+        Step::Event(ReadEvent::Pending)
     }
 
     fn pending_or_ended(&mut self) -> ReadEvent {

@@ -820,3 +820,174 @@ fn vod_reader_starts_at_the_first_frame_of_any_track() {
     drop(w);
     remove_stream(name).unwrap();
 }
+
+fn vod_writer(name: &str) -> StreamWriter {
+    StreamWriter::create(
+        name,
+        WriterOptions {
+            live: false,
+            dvr_ms: 0,
+        },
+    )
+    .unwrap()
+}
+
+/// A source file of `n` frames of 1000 + 37 i bytes each (frame i at offset `offs[i]`).
+fn source_file(name: &str, n: usize) -> (PathBuf, Vec<(u64, Vec<u8>)>) {
+    let path = shm_dir().join(format!("{name}.src"));
+    let mut all = Vec::new();
+    let mut frames = Vec::new();
+    for i in 0..n {
+        let data = payload(1, i as i64 * 40, 1000 + 37 * i);
+        frames.push((all.len() as u64 + 5, data.clone()));
+        all.extend_from_slice(&[0xee; 5]);
+        all.extend_from_slice(&data);
+    }
+    std::fs::write(&path, &all).unwrap();
+    (path, frames)
+}
+
+#[test]
+fn external_records_round_trip_mixed_with_inline() {
+    setup();
+    let name = "unit_external";
+    let (path, src) = source_file(name, 300);
+    let mut w = vod_writer(name);
+    w.set_track(&video(1)).unwrap();
+    w.set_track(&audio(2)).unwrap();
+    // Without a source file, external records are refused.
+    assert!(matches!(
+        w.push_external(1, 0, 0, true, 0, 10),
+        Err(ShmError::SourcePath(_))
+    ));
+    w.set_source_file(&path).unwrap();
+    let mut want = Vec::new();
+    for (i, (off, data)) in src.iter().enumerate() {
+        let dts = i as i64 * 40;
+        let key = i % 25 == 0;
+        w.push_external(1, dts, 80, key, *off, data.len() as u32)
+            .unwrap();
+        want.push((1u32, dts, 80, key, data.clone()));
+        // Inline audio frames between the external video ones.
+        let a = payload(2, dts, 200 + i);
+        w.push(2, dts + 1, 0, true, &a).unwrap();
+        want.push((2, dts + 1, 0, true, a));
+    }
+    assert!(matches!(
+        w.push_external(1, 20_000, 0, false, 0, (MAX_FRAME + 1) as u32),
+        Err(ShmError::FrameTooLarge(_))
+    ));
+    w.complete();
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    let got: Vec<_> = read_all(&mut r)
+        .into_iter()
+        .map(|f| (f.track, f.dts, f.pts_offset, f.keyframe, f.data.to_vec()))
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "frames differ");
+    assert!(r.last_error().is_none(), "{:?}", r.last_error());
+    // Rates count external payloads as well.
+    let total: usize = want.iter().map(|f| f.4.len()).sum();
+    let st = stream_status(name).unwrap();
+    assert!(st.tracks[0].bps > 0);
+    assert_eq!(
+        meta_bytes(name),
+        total as u64,
+        "payload bytes pushed count external ones"
+    );
+    // Records without the payloads: offsets of external ones, bytes of inline ones.
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    let mut n = 0;
+    loop {
+        match r.next_record() {
+            RecordEvent::Record(rec) => {
+                let w = &want[n];
+                assert_eq!((rec.track, rec.dts, rec.keyframe), (w.0, w.1, w.3));
+                match rec.payload {
+                    Payload::External { offset, len } => {
+                        assert_eq!(rec.track, 1);
+                        assert_eq!(offset, src[n / 2].0);
+                        assert_eq!(len as usize, w.4.len());
+                        let f = r.source_file().unwrap();
+                        assert_eq!(f.read(offset, len as usize).unwrap(), w.4);
+                    }
+                    Payload::Inline(b) => {
+                        assert_eq!(rec.track, 2);
+                        assert_eq!(b, w.4);
+                    }
+                }
+                n += 1;
+            }
+            RecordEvent::Event(ReadEvent::Ended) => break,
+            RecordEvent::Event(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(n, want.len());
+    // The pages hold records, not the external payloads.
+    let pages: u64 = std::fs::read_dir(shm_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("mist-{name}-p"))
+        })
+        .map(|e| {
+            use std::os::unix::fs::MetadataExt;
+            e.metadata().unwrap().blocks() * 512
+        })
+        .sum();
+    assert!(pages < 1 << 20, "{pages} bytes of pages");
+    drop(w);
+    remove_stream(name).unwrap();
+    let _ = std::fs::remove_file(path);
+}
+
+fn meta_bytes(name: &str) -> u64 {
+    let m = open_meta(&shm_dir(), name).unwrap();
+    m.seg.u64(M_BYTES).load(Relaxed)
+}
+
+#[test]
+fn truncated_or_missing_source_file_skips_frames() {
+    setup();
+    let name = "unit_external_trunc";
+    let (path, src) = source_file(name, 100);
+    let mut w = vod_writer(name);
+    w.set_track(&video(1)).unwrap();
+    w.set_source_file(&path).unwrap();
+    for (i, (off, data)) in src.iter().enumerate() {
+        w.push_external(1, i as i64 * 40, 0, i % 10 == 0, *off, data.len() as u32)
+            .unwrap();
+    }
+    w.complete();
+    // Cut the file in the middle of frame 60: frames 60.. are skipped, with an error.
+    let cut = src[60].0 + 10;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    let got = read_all(&mut r);
+    assert_eq!(got.len(), 60);
+    for (f, (_, d)) in got.iter().zip(&src) {
+        assert_eq!(&f.data[..], &d[..]);
+    }
+    assert!(matches!(r.next(), ReadEvent::Ended));
+    assert!(r.last_error().is_some());
+    // A missing file: every frame skipped, no panic.
+    std::fs::remove_file(&path).unwrap();
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    assert!(read_all(&mut r).is_empty());
+    assert!(r.last_error().unwrap().contains("skipped"));
+    assert!(r.source_file().is_err());
+    // A different file under the same name is not read (records point into the old one).
+    std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+    let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+    assert!(read_all(&mut r).is_empty());
+    drop(w);
+    remove_stream(name).unwrap();
+    let _ = std::fs::remove_file(path);
+}

@@ -24,6 +24,37 @@ pub(crate) struct OpenPage {
 
 /// Page memory is reserved (fallocate) in steps of this size.
 const RESERVE_STEP: usize = 1 << 20;
+/// …or of this size for external records (40 bytes each: a page of them stays small).
+const RESERVE_STEP_EXT: usize = 16 << 10;
+
+/// What a record carries.
+enum Body<'a> {
+    Inline(&'a [u8]),
+    External { offset: u64, len: u32 },
+}
+
+impl Body<'_> {
+    /// Payload length.
+    fn len(&self) -> usize {
+        match self {
+            Body::Inline(d) => d.len(),
+            Body::External { len, .. } => *len as usize,
+        }
+    }
+    /// Bytes of the record in the page.
+    fn rec_size(&self) -> usize {
+        match self {
+            Body::Inline(d) => rec_size(d.len()),
+            Body::External { .. } => rec_size(REC_EXT_BODY),
+        }
+    }
+    fn reserve_step(&self) -> usize {
+        match self {
+            Body::Inline(_) => RESERVE_STEP,
+            Body::External { .. } => RESERVE_STEP_EXT,
+        }
+    }
+}
 
 pub(crate) struct WriterState {
     pub name: String,
@@ -44,6 +75,8 @@ pub(crate) struct WriterState {
     time_offset: Option<i64>,
     live: bool,
     done: bool,
+    /// `set_source_file` was called in this epoch.
+    has_source: bool,
     /// Inode of our metadata file and when we last checked it is still linked under its name.
     meta_ino: u64,
     last_link_check: u64,
@@ -92,6 +125,7 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
     }
     let table = TrackTable::default();
     meta.write_tracks(&table);
+    crate::source::clear_source(&meta);
     let meta_ino = meta.seg.ino;
     meta.notify();
     Ok(StreamWriter {
@@ -111,6 +145,7 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
             time_offset: None,
             live: opts.live,
             done: false,
+            has_source: false,
             meta_ino,
             last_link_check: 0,
         },
@@ -221,6 +256,13 @@ impl WriterState {
         }
     }
 
+    pub fn set_source_file(&mut self, path: &std::path::Path) -> Result<(), ShmError> {
+        self.check_owner()?;
+        crate::source::set_source(&self.meta, path)?;
+        self.has_source = true;
+        Ok(())
+    }
+
     pub fn push(
         &mut self,
         track: u32,
@@ -229,8 +271,41 @@ impl WriterState {
         keyframe: bool,
         data: &[u8],
     ) -> Result<(), ShmError> {
-        if data.len() > MAX_FRAME {
-            return Err(ShmError::FrameTooLarge(data.len()));
+        self.append(track, dts, pts_offset, keyframe, Body::Inline(data))
+    }
+
+    pub fn push_external(
+        &mut self,
+        track: u32,
+        dts: i64,
+        pts_offset: i32,
+        keyframe: bool,
+        offset: u64,
+        len: u32,
+    ) -> Result<(), ShmError> {
+        if !self.has_source {
+            return Err(ShmError::SourcePath("no source file set".into()));
+        }
+        self.append(
+            track,
+            dts,
+            pts_offset,
+            keyframe,
+            Body::External { offset, len },
+        )
+    }
+
+    fn append(
+        &mut self,
+        track: u32,
+        dts: i64,
+        pts_offset: i32,
+        keyframe: bool,
+        body: Body,
+    ) -> Result<(), ShmError> {
+        let len = body.len();
+        if len > MAX_FRAME {
+            return Err(ShmError::FrameTooLarge(len));
         }
         self.check_owner()?;
         self.check_linked()?;
@@ -253,7 +328,8 @@ impl WriterState {
             });
         let dts = dts.saturating_add(offset);
         let main = self.table.main_slot() == Some(slot);
-        let rec = rec_size(data.len());
+        let rec = body.rec_size();
+        let step = body.reserve_step();
         let need_new = match &self.page {
             None => true,
             Some(p) => {
@@ -266,7 +342,7 @@ impl WriterState {
             }
         };
         if need_new {
-            self.new_page(dts, PAGE_HDR + rec)?;
+            self.new_page(dts, PAGE_HDR + rec, step)?;
         }
         let Some(p) = self.page.as_mut() else {
             return Err(ShmError::Corrupt(self.name.clone(), "no page".into()));
@@ -275,7 +351,10 @@ impl WriterState {
         let off = p.committed;
         if off + rec > p.reserved {
             // Reserve memory ahead in steps (ENOSPC here rather than SIGBUS on a full tmpfs).
-            let upto = (off + rec).max(p.reserved + RESERVE_STEP).min(seg.len());
+            // Grow by the record kind's step, but at most double: a page of external records
+            // that meets an inline one does not jump to the inline step at once.
+            let grow = step.min(p.reserved.max(RESERVE_STEP_EXT));
+            let upto = (off + rec).max(p.reserved + grow).min(seg.len());
             seg.reserve(p.reserved, upto - p.reserved)?;
             p.reserved = upto;
         }
@@ -284,21 +363,27 @@ impl WriterState {
         h[R_DTS..R_DTS + 8].copy_from_slice(&dts.to_ne_bytes());
         h[R_PTS_OFF..R_PTS_OFF + 4].copy_from_slice(&pts_offset.to_ne_bytes());
         h[R_TRACK..R_TRACK + 4].copy_from_slice(&track.to_ne_bytes());
-        h[R_FLAGS..R_FLAGS + 4]
-            .copy_from_slice(&(if keyframe { REC_KEY } else { 0 }).to_ne_bytes());
-        h[R_LEN..R_LEN + 4].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+        let mut flags = if keyframe { REC_KEY } else { 0 };
+        if matches!(body, Body::External { .. }) {
+            flags |= REC_EXT;
+        }
+        h[R_FLAGS..R_FLAGS + 4].copy_from_slice(&flags.to_ne_bytes());
+        h[R_LEN..R_LEN + 4].copy_from_slice(&(len as u32).to_ne_bytes());
         h[R_SEQ..R_SEQ + 8].copy_from_slice(&seq.to_ne_bytes());
         seg.write_bytes(off, &h);
-        seg.write_bytes(off + REC_HDR, data);
+        match body {
+            Body::Inline(data) => seg.write_bytes(off + REC_HDR, data),
+            Body::External { offset, .. } => seg.write_bytes(off + REC_HDR, &offset.to_ne_bytes()),
+        }
         p.committed = off + rec;
         seg.u64(P_COMMITTED).store(p.committed as u64, Release);
         p.last_ms = p.last_ms.max(dts);
         if p.bytes == 0 {
             p.first_ms = dts;
         }
-        p.bytes += data.len() as u64;
+        p.bytes += len as u64;
         let page_id = p.page.id;
-        if let Some(rate) = self.rate[slot].add(dts, data.len()) {
+        if let Some(rate) = self.rate[slot].add(dts, len) {
             self.meta.set_track_rate(slot, rate);
         }
         self.meta.set_page(PageEntry {
@@ -331,7 +416,7 @@ impl WriterState {
             s.i64(M_LAST_MS).store(dts, Relaxed);
         }
         s.u64(M_FRAMES).store(seq.wrapping_add(1), Relaxed);
-        s.u64(M_BYTES).fetch_add(data.len() as u64, Relaxed);
+        s.u64(M_BYTES).fetch_add(len as u64, Relaxed);
         s.u64(M_HEARTBEAT).store(now_ms(), Relaxed);
         if self.live && self.evict_due() {
             self.evict();
@@ -340,7 +425,7 @@ impl WriterState {
         Ok(())
     }
 
-    fn new_page(&mut self, first_ms: i64, need: usize) -> Result<(), ShmError> {
+    fn new_page(&mut self, first_ms: i64, need: usize, step: usize) -> Result<(), ShmError> {
         let id = self.next_page;
         let path = self.dir.join(page_name(&self.name, id));
         let page = Page::create(
@@ -351,7 +436,7 @@ impl WriterState {
             PAGE_CAP.max(need),
             first_ms,
         )?;
-        let reserved = need.max(RESERVE_STEP).min(page.seg.len());
+        let reserved = need.max(step).min(page.seg.len());
         if let Err(e) = page.seg.reserve(0, reserved) {
             let _ = std::fs::remove_file(&path);
             return Err(e);

@@ -1,0 +1,130 @@
+//! Source files of external frame records: a VoD input writes records that point into the file it
+//! serves (`StreamWriter::push_external`), and readers read those payloads with `pread`.
+//!
+//! The file is never mapped: a file truncated while mapped would turn a read into SIGBUS, while
+//! `pread` past its end is a plain short read (an error, the frame is skipped).
+
+use crate::layout::*;
+use crate::meta::Meta;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::*;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+/// An open source file, shared by all readers of a process (one descriptor per file).
+#[derive(Debug)]
+pub struct SourceFile {
+    file: File,
+    path: PathBuf,
+    ino: u64,
+}
+
+impl SourceFile {
+    /// `len` bytes at `offset` (one copy into a new buffer). A short file is an error.
+    pub fn read(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut v = vec![0u8; len];
+        self.file.read_exact_at(&mut v, offset).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("{}: {len} bytes at {offset}: {e}", self.path.display()),
+            )
+        })?;
+        Ok(Bytes::from(v))
+    }
+
+    /// Reads into `buf` (its length) at `offset`.
+    pub fn read_into(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The source file recorded in a stream's metadata: (path, inode, size), if any.
+pub(crate) fn source_of(meta: &Meta) -> Option<(PathBuf, u64, u64)> {
+    let s = &meta.seg;
+    let len = s.u32(M_SRC_LEN).load(Acquire) as usize;
+    if len == 0 || len > MAX_SRC_PATH {
+        return None;
+    }
+    let bytes = s.read_words(M_SRC_PATH, len);
+    use std::os::unix::ffi::OsStrExt;
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+    Some((
+        path,
+        s.u64(M_SRC_INO).load(Relaxed),
+        s.u64(M_SRC_SIZE).load(Relaxed),
+    ))
+}
+
+/// Records `path` as the stream's source file (writer). Fails if the path is too long or the
+/// file cannot be examined.
+pub(crate) fn set_source(meta: &Meta, path: &Path) -> Result<(), crate::ShmError> {
+    use std::os::unix::ffi::OsStrExt;
+    // Readers in other processes (other working directories) open it by this path.
+    let path = &std::fs::canonicalize(path).map_err(|e| crate::seg::io_err(path, e))?;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_SRC_PATH {
+        return Err(crate::ShmError::SourcePath(format!(
+            "{}: path of {} bytes (1..{MAX_SRC_PATH})",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    let md = std::fs::metadata(path).map_err(|e| crate::seg::io_err(path, e))?;
+    let s = &meta.seg;
+    s.u32(M_SRC_LEN).store(0, Release);
+    s.write_words(M_SRC_PATH, bytes);
+    s.u64(M_SRC_INO).store(md.ino(), Relaxed);
+    s.u64(M_SRC_SIZE).store(md.len(), Relaxed);
+    s.u32(M_SRC_LEN).store(bytes.len() as u32, Release);
+    Ok(())
+}
+
+/// Forgets the source file (a new writer's epoch).
+pub(crate) fn clear_source(meta: &Meta) {
+    meta.seg.u32(M_SRC_LEN).store(0, Release);
+}
+
+type Cache = Mutex<HashMap<(PathBuf, u64), Weak<SourceFile>>>;
+fn cache() -> &'static Cache {
+    static C: OnceLock<Cache> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+/// Opens the stream's source file, sharing one descriptor per file and process. The file must
+/// still be the one the writer recorded (same inode).
+pub(crate) fn open_source(meta: &Meta) -> Result<Arc<SourceFile>, String> {
+    let (path, ino, _) = source_of(meta).ok_or("the stream has no source file")?;
+    let md = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if ino != 0 && md.ino() != ino {
+        return Err(format!(
+            "{}: replaced since the stream was loaded",
+            path.display()
+        ));
+    }
+    let key = (path.clone(), md.ino());
+    let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(f) = c.get(&key).and_then(Weak::upgrade) {
+        return Ok(f);
+    }
+    let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let ino = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .ino();
+    let f = Arc::new(SourceFile { file, path, ino });
+    if c.len() > 64 {
+        c.retain(|_, w| w.strong_count() > 0);
+    }
+    c.insert((f.path.clone(), f.ino), Arc::downgrade(&f));
+    Ok(f)
+}
