@@ -291,7 +291,24 @@ impl VodIndex {
                 match r {
                     Ok(b) => b,
                     Err(e) => {
-                        mist_core::warn!("VoD frame at {} ms skipped: {e}", f.dts);
+                        // A vanished source file fails every frame: one line per 5 s, not per frame.
+                        static LAST: std::sync::atomic::AtomicU64 =
+                            std::sync::atomic::AtomicU64::new(0);
+                        static SKIPPED: std::sync::atomic::AtomicU64 =
+                            std::sync::atomic::AtomicU64::new(0);
+                        use std::sync::atomic::Ordering::Relaxed;
+                        let skipped = SKIPPED.fetch_add(1, Relaxed) + 1;
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        if now >= LAST.load(Relaxed) + 5 {
+                            LAST.store(now, Relaxed);
+                            SKIPPED.store(0, Relaxed);
+                            mist_core::warn!(
+                                "VoD frame at {} ms skipped: {e} ({skipped} frames skipped since the last such line)",
+                                f.dts
+                            );
+                        }
                         return None;
                     }
                 }
