@@ -189,7 +189,13 @@ pub struct App {
     play_tx: Sender<(ConnId, Result<(), String>)>,
     play_rx: Receiver<(ConnId, Result<(), String>)>,
     waker: Option<Arc<mio::Waker>>,
+    /// Recent answers of [`App::active`] per stream: reading a stream's status maps its
+    /// metadata file, which cost about 7% of a cached segment request when done every time.
+    active_cache: HashMap<String, (Instant, bool)>,
 }
+
+/// How long an [`App::active_cached`] answer is reused.
+const ACTIVE_TTL: Duration = Duration::from_millis(250);
 
 impl App {
     pub fn new(opts: Options, enabled: Enabled) -> App {
@@ -208,7 +214,25 @@ impl App {
             play_tx,
             play_rx,
             waker: None,
+            active_cache: HashMap::new(),
         }
+    }
+
+    /// [`App::active`], reusing an answer for [`ACTIVE_TTL`] (per request paths).
+    fn active_cached(&mut self, stream: &str) -> bool {
+        let now = Instant::now();
+        if let Some((at, a)) = self.active_cache.get(stream) {
+            if now.duration_since(*at) < ACTIVE_TTL {
+                return *a;
+            }
+        }
+        if self.active_cache.len() > 4096 {
+            self.active_cache
+                .retain(|_, (at, _)| now.duration_since(*at) < ACTIVE_TTL);
+        }
+        let a = Self::active(stream);
+        self.active_cache.insert(stream.to_string(), (now, a));
+        a
     }
 
     /// Whether a stream's buffer exists and has not ended.
@@ -356,6 +380,8 @@ impl App {
         host: &str,
     ) {
         let key = (kind.to_string(), stream.to_string());
+        // An ended slot is replaced only by a stream that really runs again (not a cached answer
+        // from before it ended: that would drop the cache still serving its last segments).
         if self.segmented.get(&key).is_some_and(|s| s.stream.ended()) && Self::active(stream) {
             self.segmented.remove(&key);
         }
@@ -601,7 +627,7 @@ impl Handler for App {
                 if !names::is_valid(&name) {
                     return io.respond_text(id, 404, "stream not found: invalid stream name");
                 }
-                if Self::active(&name) {
+                if self.active_cached(&name) {
                     return self.dispatch(io, id, &name, route.clone());
                 }
                 // A segmented stream that ended is still answered from its cache (static MPD,
