@@ -292,7 +292,7 @@ fn default_config_when_none() {
         .collect();
     assert_eq!(
         protos,
-        ["RTMP", "HTTP", "HLS", "CMAF", "HTTPTS", "FLV", "MP4", "EBML"]
+        ["RTMP", "HTTP", "HLS", "CMAF", "HTTPTS", "FLV", "MP4", "EBML", "MP3", "AAC"]
     );
     assert_eq!(v["config"]["protocols"][0]["port"], 1935);
     assert!(v["version"].as_str().unwrap().starts_with("mist-rs"));
