@@ -646,6 +646,31 @@ fn controller_starts_the_input_and_http_plays_it() {
     let url = format!("http://127.0.0.1:{}/vod.flv", ctl.http);
     let (_, dur, _) = decode_all(&url);
     assert!((dur - want).abs() <= 0.2, "{url}: {dur} s");
+    // The stream info of a configured VoD stream that is not loaded starts its input (the player
+    // polls it): the first answer may be offline, a later one says vod.
+    while !stream_files(&ctl.shm, "vodts").is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(40), "vodts not removed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t1 = Instant::now();
+    loop {
+        let raw = http_raw(
+            ctl.http,
+            b"GET /json_vodts.js HTTP/1.0\r\n\r\n",
+            Duration::from_secs(10),
+        );
+        let text = String::from_utf8_lossy(&raw);
+        let (_, body) = text.split_once("\r\n\r\n").expect("HTTP answer");
+        let info: serde_json::Value = serde_json::from_str(body).expect("info JSON");
+        if info["type"] == "vod" {
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(10),
+            "the info request did not start the input: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Every frame of a stream with its payload, until `Ended`.

@@ -192,6 +192,8 @@ pub struct App {
     /// Recent answers of [`App::active`] per stream: reading a stream's status maps its
     /// metadata file, which cost about 7% of a cached segment request when done every time.
     active_cache: HashMap<String, (Instant, bool)>,
+    /// When a stream info request last asked the controller to start a stream.
+    info_starts: HashMap<String, Instant>,
 }
 
 /// How long an [`App::active_cached`] answer is reused.
@@ -215,6 +217,7 @@ impl App {
             play_rx,
             waker: None,
             active_cache: HashMap::new(),
+            info_starts: HashMap::new(),
         }
     }
 
@@ -554,6 +557,46 @@ impl App {
     }
 
     /// Asks the controller to start the stream (in a thread: the answer may take seconds).
+    /// Stream info of a stream that is not running (a VoD file nobody watches yet): asks the
+    /// controller to start its input in the background, so the player's next poll finds it.
+    /// The answer is not waited for; at most one request per stream per 5 s and 8 at a time.
+    fn start_for_info(&mut self, stream: &str) {
+        static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        use std::sync::atomic::Ordering::Relaxed;
+        let name = names::sanitize(stream);
+        if control::socket_path().is_none()
+            || !names::is_valid(&name)
+            || self.active_cached(&name)
+            || IN_FLIGHT.load(Relaxed) >= 8
+        {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .info_starts
+            .get(&name)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(5))
+        {
+            return;
+        }
+        if self.info_starts.len() > 4096 {
+            self.info_starts
+                .retain(|_, t| now.duration_since(*t) < Duration::from_secs(5));
+        }
+        self.info_starts.insert(name.clone(), now);
+        IN_FLIGHT.fetch_add(1, Relaxed);
+        let req = Request::Play {
+            stream: name,
+            host: String::new(),
+            connector: "HTTP".into(),
+            url: String::new(),
+        };
+        std::thread::spawn(move || {
+            let _ = control::request(&req, STREAM_WAIT + Duration::from_secs(5));
+            IN_FLIGHT.fetch_sub(1, Relaxed);
+        });
+    }
+
     fn ask_controller(&self, id: ConnId, stream: &str, host: String, url: String) {
         if control::socket_path().is_none() {
             return;
@@ -610,6 +653,7 @@ impl Handler for App {
             }
             routes::Route::Info { ref stream, js } => {
                 let host = req.header("host").unwrap_or("").to_string();
+                self.start_for_info(stream);
                 let body = routes::info(stream, js, &host, &self.enabled);
                 let ctype = if js {
                     "application/javascript"
