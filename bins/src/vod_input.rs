@@ -482,24 +482,8 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
             return end(buf, &opts.stream, code);
         }
     }
-    w.complete();
-    let st = buf.status();
-    mist_core::info!(
-        "stream {} loaded in {} ms: {} tracks, {} frames, {} bytes in shared memory, {}..{} ms{}",
-        opts.stream,
-        t0.elapsed().as_millis(),
-        st.tracks.len(),
-        loaded.frames,
-        loaded.bytes,
-        st.first_ms,
-        st.last_ms,
-        if loaded.skipped > 0 {
-            format!(", {} frames skipped", loaded.skipped)
-        } else {
-            String::new()
-        }
-    );
-    serve(opts, buf, w, &stop)
+    let t = t0.elapsed();
+    loaded_then_serve(opts, buf, w, &stop, t, &loaded, "bytes in shared memory")
 }
 
 /// Reads the moov of a progressive MP4 file (top-level box headers and the moov only, no sample
@@ -639,24 +623,9 @@ fn run_external(
             }
         }
     }
-    w.complete();
-    let st = buf.status();
-    mist_core::info!(
-        "stream {} loaded in {} ms: {} tracks, {} frames, {} payload bytes left in {path}, {}..{} ms{}",
-        opts.stream,
-        t0.elapsed().as_millis(),
-        st.tracks.len(),
-        loaded.frames,
-        loaded.bytes,
-        st.first_ms,
-        st.last_ms,
-        if loaded.skipped > 0 {
-            format!(", {} frames skipped", loaded.skipped)
-        } else {
-            String::new()
-        }
-    );
-    serve(opts, buf, w, &stop)
+    let t = t0.elapsed();
+    let place = format!("payload bytes left in {path}");
+    loaded_then_serve(opts, buf, w, &stop, t, &loaded, &place)
 }
 
 /// Sets a track on the writer and the interleaver; a track shared memory cannot hold is skipped
@@ -716,6 +685,37 @@ fn flush(
 }
 
 /// Keeps the loaded stream until no viewer has been connected for the timeout.
+/// Marks the stream complete, logs what was loaded (`bytes_where`: what its byte count means),
+/// and serves it until idle.
+fn loaded_then_serve(
+    opts: &Options,
+    buf: StreamBuffer,
+    mut w: StreamWriter,
+    stop: &AtomicBool,
+    took: std::time::Duration,
+    loaded: &Loaded,
+    bytes_where: &str,
+) -> i32 {
+    w.complete();
+    let st = buf.status();
+    mist_core::info!(
+        "stream {} loaded in {} ms: {} tracks, {} frames, {} {bytes_where}, {}..{} ms{}",
+        opts.stream,
+        took.as_millis(),
+        st.tracks.len(),
+        loaded.frames,
+        loaded.bytes,
+        st.first_ms,
+        st.last_ms,
+        if loaded.skipped > 0 {
+            format!(", {} frames skipped", loaded.skipped)
+        } else {
+            String::new()
+        }
+    );
+    serve(opts, buf, w, stop)
+}
+
 fn serve(opts: &Options, buf: StreamBuffer, mut w: StreamWriter, stop: &AtomicBool) -> i32 {
     let mut idle_since = Some(Instant::now());
     let mut last_hb = Instant::now();

@@ -70,31 +70,11 @@ fn hls_js_and_dash_js_play_live_in_chromium() {
     for (_, path) in jobs {
         wait_ready(port, path);
     }
-    let out = Command::new("timeout")
-        .arg("120")
-        .arg("node")
-        .arg(root().join("tests/browser/play.js"))
-        .arg(&modules)
-        .arg(WATCH_S.to_string())
-        .args(jobs.iter().map(|(p, path)| format!("{p}={base}{path}")))
-        .env("CHROMIUM", CHROMIUM)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "play.js failed:\n{stdout}\n{stderr}");
-    if std::env::var_os("PLAY_DEBUG").is_some() {
-        eprintln!("{stderr}");
-    }
-    let results: Vec<serde_json::Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    let urls: Vec<String> = jobs
+        .iter()
+        .map(|(p, path)| format!("{p}={base}{path}"))
         .collect();
-    assert_eq!(results.len(), jobs.len(), "{stdout}\n{stderr}");
-    for r in &results {
-        eprintln!("{r}");
-    }
+    let results = play_js(&modules, WATCH_S, &urls);
     for r in &results {
         assert_eq!(r["started"], true, "never started playing: {r}");
         assert!(
@@ -154,28 +134,11 @@ fn hls_js_and_dash_js_play_vod_in_chromium() {
         wait_ready(port, path);
     }
     let watch = 8;
-    let out = Command::new("timeout")
-        .arg("120")
-        .arg("node")
-        .arg(root().join("tests/browser/play.js"))
-        .arg(&modules)
-        .arg(watch.to_string())
-        .args(jobs.iter().map(|(p, path)| format!("{p}={base}{path}")))
-        .env("CHROMIUM", CHROMIUM)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "play.js failed:\n{stdout}\n{stderr}");
-    let results: Vec<serde_json::Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    let urls: Vec<String> = jobs
+        .iter()
+        .map(|(p, path)| format!("{p}={base}{path}"))
         .collect();
-    assert_eq!(results.len(), jobs.len(), "{stdout}\n{stderr}");
-    for r in &results {
-        eprintln!("{r}");
-    }
+    let results = play_js(&modules, watch, &urls);
     for r in &results {
         assert_eq!(r["started"], true, "never started playing: {r}");
         assert!(
