@@ -300,6 +300,41 @@ fn open_source(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
 /// Creates the stream's buffer (as its owner). A leftover of an earlier run of this stream with
 /// no live writer (a crashed input) is removed first, so that the new load starts clean instead of
 /// continuing the old one's page numbers and times.
+/// Creates the VoD stream (buffer role and writer) and sets the tracks shared memory can hold.
+/// `Err(code)`: exit with it (the error is logged, nothing is left behind).
+fn create_vod(
+    opts: &Options,
+    tracks: &[Track],
+    path: &str,
+) -> Result<(StreamBuffer, StreamWriter, Interleaver), i32> {
+    let idle_ms = opts.timeout.as_millis().min(u32::MAX as u128) as u32;
+    let buf = open_stream(&opts.stream, idle_ms)?;
+    let mut w = match StreamWriter::create(
+        &opts.stream,
+        WriterOptions {
+            live: false,
+            dvr_ms: 0,
+        },
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            mist_core::error!("cannot write stream {}: {e}", opts.stream);
+            let _ = buf.end();
+            return Err(EXIT_STREAM);
+        }
+    };
+    let mut il = Interleaver::new(Vec::new());
+    for t in tracks {
+        set_track(&mut w, &mut il, t, &opts.stream);
+    }
+    if il.ids.is_empty() {
+        mist_core::error!("{path}: none of its tracks can be stored");
+        let _ = buf.end();
+        return Err(EXIT_FORMAT);
+    }
+    Ok((buf, w, il))
+}
+
 fn open_stream(stream: &str, idle_ms: u32) -> Result<StreamBuffer, i32> {
     let opts = WriterOptions {
         live: false,
@@ -401,34 +436,10 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
     }
     let shift = first_dts.map_or(0, |d| (-d).max(0));
 
-    let idle_ms = opts.timeout.as_millis().min(u32::MAX as u128) as u32;
-    let buf = match open_stream(&opts.stream, idle_ms) {
-        Ok(b) => b,
+    let (buf, mut w, mut il) = match create_vod(opts, &tracks, &path) {
+        Ok(v) => v,
         Err(code) => return code,
     };
-    let mut w = match StreamWriter::create(
-        &opts.stream,
-        WriterOptions {
-            live: false,
-            dvr_ms: 0,
-        },
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            mist_core::error!("cannot write stream {}: {e}", opts.stream);
-            let _ = buf.end();
-            return EXIT_STREAM;
-        }
-    };
-    let mut il = Interleaver::new(Vec::new());
-    for t in &tracks {
-        set_track(&mut w, &mut il, t, &opts.stream);
-    }
-    if il.ids.is_empty() {
-        mist_core::error!("{path}: none of its tracks can be stored");
-        let _ = buf.end();
-        return EXIT_FORMAT;
-    }
     let mut loaded = Loaded::default();
     let result = (|| -> Result<(), Abort> {
         for mut f in held {
@@ -531,34 +542,10 @@ fn run_external(
     };
     // The first sample has the lowest decode time (samples come in decode order).
     let shift = (-first.dts).max(0);
-    let idle_ms = opts.timeout.as_millis().min(u32::MAX as u128) as u32;
-    let buf = match open_stream(&opts.stream, idle_ms) {
-        Ok(b) => b,
+    let (buf, mut w, il) = match create_vod(opts, &movie.tracks(), &path) {
+        Ok(v) => v,
         Err(code) => return code,
     };
-    let mut w = match StreamWriter::create(
-        &opts.stream,
-        WriterOptions {
-            live: false,
-            dvr_ms: 0,
-        },
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            mist_core::error!("cannot write stream {}: {e}", opts.stream);
-            let _ = buf.end();
-            return EXIT_STREAM;
-        }
-    };
-    let mut il = Interleaver::new(Vec::new());
-    for t in &movie.tracks() {
-        set_track(&mut w, &mut il, t, &opts.stream);
-    }
-    if il.ids.is_empty() {
-        mist_core::error!("{path}: none of its tracks can be stored");
-        let _ = buf.end();
-        return EXIT_FORMAT;
-    }
     if let Err(e) = w.set_source_file(&abs) {
         mist_core::error!("stream {}: {e}", opts.stream);
         w.close();
