@@ -25,24 +25,7 @@ fn shm() -> &'static PathBuf {
 
 /// MistOutHTTP alone on a free port.
 fn http_server() -> (Proc, u16) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
-        .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-g", "3"])
-        .env("MIST_SHM_DIR", shm())
-        .env_remove("MIST_CONTROL")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start MistOutHTTP");
-    let p = Proc(child);
-    assert!(
-        wait_port(port, Duration::from_secs(10)),
-        "MistOutHTTP never listened"
-    );
-    (p, port)
-}
-
-fn url(port: u16, path: &str) -> String {
-    format!("http://127.0.0.1:{port}{path}")
+    http_out(shm(), &[])
 }
 
 /// GET `path`: (status line + headers, body).

@@ -606,3 +606,28 @@ pub fn load_vod_external(stream: &str, file: &Path) -> VodStream {
         frames: count,
     }
 }
+
+/// MistOutHTTP alone (no controller) on a free loopback port, reading `shm`; `extra` arguments
+/// are appended. Killed on drop.
+pub fn http_out(shm: &Path, extra: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
+        .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-g", "3"])
+        .args(extra)
+        .env("MIST_SHM_DIR", shm)
+        .env_remove("MIST_CONTROL")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start MistOutHTTP");
+    let p = Proc(child);
+    assert!(
+        wait_port(port, Duration::from_secs(10)),
+        "MistOutHTTP never listened"
+    );
+    (p, port)
+}
+
+/// `http://127.0.0.1:PORT/PATH`.
+pub fn url(port: u16, path: &str) -> String {
+    format!("http://127.0.0.1:{port}{path}")
+}
