@@ -97,16 +97,30 @@ pub fn run_handler(h: &TriggerHandler, name: &str, payload: &str) -> String {
 }
 
 fn run_exec(path: &str, name: &str, payload: &str, def: &str) -> Result<String, String> {
-    let mut child = Command::new(path)
+    let mut command = Command::new(path);
+    command
         .arg(name)
         .env("MIST_TRIGGER", name)
         .env("MIST_TRIG_DEF", def)
         .env("MIST_PID", std::process::id().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run: {e}"))?;
+        .stderr(Stdio::null());
+    // ETXTBSY is transient: the script was just written (a deploy tool
+    // replacing it, or another thread of ours forking while its write
+    // descriptor was open, so a child holds it until its exec). Retry
+    // briefly instead of answering the default for a handler that is fine.
+    let mut attempts = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Ok(child) => break child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(format!("cannot run: {e}")),
+        }
+    };
     let mut stdin = child.stdin.take().expect("piped");
     let data = payload.as_bytes().to_vec();
     // Write from a thread: a handler that does not read its stdin must not block us.
