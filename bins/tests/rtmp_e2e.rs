@@ -202,3 +202,47 @@ fn kill9(pid: u32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// A buffer killed with SIGKILL cannot end its stream. While the publisher still sends, the
+/// controller starts a new buffer and viewers go on; once the publisher is gone too, a killed
+/// buffer's stream is ended and its shared memory removed (before this, it stayed "active" with
+/// nobody keeping it, and every HLS request re-muxed it).
+#[test]
+fn killed_buffer_is_replaced_while_publishing_and_cleaned_up_after() {
+    let ctl = Controller::start(serde_json::json!({}));
+    let mut publisher = publish(&ctl.publish_url("live+kb"), "320x240", 60);
+    wait_for_stream(&ctl, "live+kb");
+    let first = find_child(ctl.proc.pid(), "MistInBuffer").expect("MistInBuffer child");
+    kill9(first);
+    let start = Instant::now();
+    let second = loop {
+        match find_child(ctl.proc.pid(), "MistInBuffer") {
+            Some(p) if p != first => break p,
+            _ if start.elapsed() > Duration::from_secs(5) => panic!("no new MistInBuffer"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let (frames, size) = decode_video_frames(&ctl.play_url("live+kb"), Duration::from_secs(3));
+    assert!(frames >= 40, "after the buffer was replaced decoded only {frames} frames");
+    assert_eq!(size, "320x240");
+
+    // Publisher gone, then the buffer killed while it waits for the publisher to return.
+    publisher.0.kill().unwrap();
+    publisher.0.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(3)); // the writer counts as gone after 2 s
+    kill9(second);
+    let start = Instant::now();
+    let meta = ctl.shm.join("mist-live+kb-meta");
+    while meta.exists() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!meta.exists(), "the killed buffer's stream was left in shared memory");
+    let a = ctl.api(&serde_json::json!({"active_streams": true}));
+    assert!(
+        !a["active_streams"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s == "live+kb")),
+        "{a}"
+    );
+    assert!(find_child(ctl.proc.pid(), "MistInBuffer").is_none());
+}

@@ -17,7 +17,7 @@ use mist_core::log::{self, Level};
 use mist_core::triggers;
 use mist_core::{info, warn};
 use serde_json::{json, Value};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -217,6 +217,9 @@ pub struct Controller {
     pub trig_tx: std::sync::mpsc::Sender<(mio::Token, TriggerResult)>,
     /// SYSTEM_STOP already fired (API shutdown).
     pub stop_fired: bool,
+    /// The source and stream config each running input was started with (to start a buffer
+    /// again whose publisher outlived it).
+    pub input_sources: HashMap<String, (String, Value)>,
 }
 
 impl Controller {
@@ -430,7 +433,37 @@ impl Controller {
             .start(&self.spawner, role, &name, path, args, false)
             .map_err(|e| format!("cannot start {name}: {e}"))?;
         info!("started {name} (pid {pid}) for stream {stream}");
+        self.input_sources
+            .insert(stream.to_string(), (source.to_string(), stream_cfg.clone()));
         Ok(())
+    }
+
+    /// After the input of `stream` exited: what it left in shared memory is cleaned up. A live
+    /// stream whose publisher is still sending gets a new buffer; anything else left behind (the
+    /// input was killed before it could end the stream) is ended and removed, so viewers and
+    /// outputs see it end instead of waiting on a stream that nobody keeps.
+    pub fn input_exited(&mut self, stream: &str, how: &str) {
+        let source = self.input_sources.remove(stream);
+        if self.input_running(stream) {
+            return;
+        }
+        let Some(Ok(st)) = shm_call(|| mist_shm::stream_status(stream)) else {
+            return; // removed: the input ended the stream itself
+        };
+        if st.live && st.writer_alive {
+            if let Some((source, cfg)) = source {
+                warn!("the buffer of stream {stream} {how} while its publisher is still sending; starting it again");
+                if let Err(e) = self.ensure_input(stream, &source, &cfg) {
+                    mist_core::error!("stream {stream}: {e}");
+                }
+                return;
+            }
+        }
+        if st.writer_alive {
+            return; // a writer of its own (a standalone publisher): it ends the stream
+        }
+        warn!("the input of stream {stream} {how} without ending it; ending the stream");
+        let _ = mist_shm::remove_stream(stream);
     }
 
     pub fn input_running(&self, stream: &str) -> bool {

@@ -253,6 +253,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         started: Instant::now(),
         trig_tx,
         stop_fired: false,
+        input_sources: HashMap::new(),
     };
     if ctl.apply_account_opt() {
         info!("account from --account set");
@@ -449,7 +450,10 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
                     "{name} (pid {pid}) {how}; restarting in {} ms",
                     d.as_millis()
                 ),
-                (Role::Input(s), None) => info!("{name} (pid {pid}) for stream {s} ended: {how}"),
+                (Role::Input(s), None) => {
+                    info!("{name} (pid {pid}) for stream {s} ended: {how}");
+                    ctl.input_exited(s, &how);
+                }
                 (_, None) => info!("{name} (pid {pid}) stopped: {how}"),
             }
         }

@@ -666,7 +666,7 @@ fn status_of(m: &Meta) -> StreamStatus {
         tracks: m.with_rates(m.read_tracks().map(|(t, _)| t.tracks).unwrap_or_default()),
         first_ms: s.i64(M_FIRST_MS).load(Relaxed),
         last_ms: s.i64(M_LAST_MS).load(Relaxed),
-        ended: m.ended(),
+        ended: m.ended() || m.abandoned(),
         complete: m.complete(),
     }
 }

@@ -152,6 +152,17 @@ impl Meta {
     pub fn buffer_pid(&self) -> u32 {
         self.seg.u32(M_BUFFER_PID).load(Acquire)
     }
+    /// Nobody keeps the stream any more: no living buffer process, and the writer gone for
+    /// longer than the idle timeout (a buffer or input killed before it could end the stream).
+    /// Readers treat it as ended, and so does [`crate::stream_status`]. Costs kill(2) calls.
+    pub fn abandoned(&self) -> bool {
+        let buffer = self.buffer_pid();
+        if buffer != 0 && pid_alive(buffer) {
+            return false;
+        }
+        let idle = self.seg.u32(M_IDLE_MS).load(Relaxed) as u64;
+        !self.writer_alive() && now_ms().saturating_sub(self.heartbeat()) > idle
+    }
     pub fn first_page(&self) -> u64 {
         self.seg.u64(M_FIRST_PAGE).load(Acquire)
     }

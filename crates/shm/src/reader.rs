@@ -3,7 +3,7 @@
 use crate::layout::*;
 use crate::meta::{Meta, TrackTable};
 use crate::page::{open_cached, Page, Rec};
-use crate::seg::{now_ms, page_name, pid_alive};
+use crate::seg::page_name;
 use crate::source::SourceFile;
 use crate::users::Users;
 use crate::{FrameRecord, Payload, ReadEvent, ReaderInfo, RecordEvent, ShmError};
@@ -348,13 +348,7 @@ impl ReaderState {
             return ReadEvent::Pending;
         }
         self.last_check = Some(now);
-        let s = &self.meta.seg;
-        let buffer = s.u32(M_BUFFER_PID).load(Acquire);
-        if buffer != 0 && pid_alive(buffer) {
-            return ReadEvent::Pending;
-        }
-        let idle = s.u32(M_IDLE_MS).load(Relaxed) as u64;
-        if !self.meta.writer_alive() && now_ms().saturating_sub(self.meta.heartbeat()) > idle {
+        if self.meta.abandoned() {
             return ReadEvent::Ended;
         }
         ReadEvent::Pending
