@@ -178,7 +178,7 @@ class Mist(Server):
             }, f)
         env = dict(os.environ, MIST_SHM_DIR=shm)
         binary = os.path.join(ROOT, "target", "release", "MistController")
-        self.proc = subprocess.Popen([binary, "-c", conf, "-g", "2"], env=env,
+        self.proc = subprocess.Popen([binary, "-c", conf, "-g", os.environ.get("MIST_BENCH_LOG", "2")], env=env,
                                      stdin=subprocess.DEVNULL)
         wait_port(self.port)
         if http is not None:

@@ -223,7 +223,10 @@ fn killed_buffer_is_replaced_while_publishing_and_cleaned_up_after() {
         }
     };
     let (frames, size) = decode_video_frames(&ctl.play_url("live+kb"), Duration::from_secs(3));
-    assert!(frames >= 40, "after the buffer was replaced decoded only {frames} frames");
+    assert!(
+        frames >= 40,
+        "after the buffer was replaced decoded only {frames} frames"
+    );
     assert_eq!(size, "320x240");
 
     // Publisher gone, then the buffer killed while it waits for the publisher to return.
@@ -236,7 +239,10 @@ fn killed_buffer_is_replaced_while_publishing_and_cleaned_up_after() {
     while meta.exists() && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!meta.exists(), "the killed buffer's stream was left in shared memory");
+    assert!(
+        !meta.exists(),
+        "the killed buffer's stream was left in shared memory"
+    );
     let a = ctl.api(&serde_json::json!({"active_streams": true}));
     assert!(
         !a["active_streams"]

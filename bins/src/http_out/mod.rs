@@ -385,7 +385,10 @@ impl App {
         let key = (kind.to_string(), stream.to_string());
         // An ended slot is replaced only by a stream that really runs again (not a cached answer
         // from before it ended: that would drop the cache still serving its last segments).
-        if self.segmented.get(&key).is_some_and(|s| s.stream.ended()) && Self::active(stream) {
+        // The cached status (250 ms): every request for the last segments of an ended stream
+        // would otherwise cost a lookup in shared memory.
+        if self.segmented.get(&key).is_some_and(|s| s.stream.ended()) && self.active_cached(stream)
+        {
             self.segmented.remove(&key);
         }
         if !self.segmented.contains_key(&key) {

@@ -248,6 +248,9 @@ struct Conn {
     /// Last write progress while output is queued.
     last_write: Instant,
     peer_closed: bool,
+    /// The socket may hold bytes we have not read: the last read stopped at the buffer cap.
+    /// (Otherwise it ended short or with WouldBlock, and epoll reports any new bytes.)
+    unread: bool,
 }
 
 /// The connections, for the handler to answer on.
@@ -883,7 +886,9 @@ impl Server {
         loop {
             if !self.io.resume.is_empty() {
                 for id in std::mem::take(&mut self.io.resume) {
-                    self.read(id);
+                    if self.io.conns.get(&id).is_some_and(|c| c.unread) {
+                        self.read(id);
+                    }
                     self.process(h, id);
                 }
                 continue;
@@ -940,6 +945,7 @@ impl Server {
                             req_start: None,
                             last_write: now,
                             peer_closed: false,
+                            unread: true,
                         },
                     );
                 }
@@ -958,8 +964,10 @@ impl Server {
         };
         let mut buf = [0u8; 16384];
         let mut gone = false;
+        c.unread = false;
         loop {
             if c.rbuf.len() >= cap {
+                c.unread = true;
                 break;
             }
             match c.sock.read(&mut buf) {
@@ -968,14 +976,19 @@ impl Server {
                     break;
                 }
                 Ok(n) => {
-                    if c.state == State::Closing {
-                        continue; // discard what follows a fatal error
+                    if c.state != State::Closing {
+                        if c.req_start.is_none() && c.state == State::Reading {
+                            c.req_start = Some(Instant::now());
+                        }
+                        c.rbuf.extend_from_slice(&buf[..n]);
+                        c.last_read = Instant::now();
+                    } // else: discard what follows a fatal error
+                    if n < buf.len() {
+                        // A short read emptied the socket: epoll (edge-triggered) reports the
+                        // next bytes or the peer's close, so a read just to see WouldBlock (one
+                        // more syscall per request) is not needed.
+                        break;
                     }
-                    if c.req_start.is_none() && c.state == State::Reading {
-                        c.req_start = Some(Instant::now());
-                    }
-                    c.rbuf.extend_from_slice(&buf[..n]);
-                    c.last_read = Instant::now();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
