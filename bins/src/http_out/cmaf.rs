@@ -156,8 +156,13 @@ impl CmafStream {
             // last frame duration (their frames may run a little past the boundary).
             let end_ms = if Some(t.id) == main { end } else { None };
             if let Ok(b) = w.media_segment(&frames, end_ms) {
-                self.cache
-                    .insert((t.id, start), Cached::new("cmaf", Bytes::from(b)));
+                let ctype = if t.kind() == mist_media::TrackKind::Audio {
+                    "audio/mp4"
+                } else {
+                    "video/mp4"
+                };
+                let seg = Cached::new("cmaf", ctype, SEGMENT_CACHE, Bytes::from(b));
+                self.cache.insert((t.id, start), seg);
             }
         }
         self.cache.retain(|(_, s), _| tl.by_start(*s).is_some());
@@ -333,15 +338,7 @@ impl CmafStream {
                     return Answer::NotFound("no such file".into());
                 };
                 if let Some(c) = self.cache.get(&(track, start)) {
-                    let audio = self
-                        .tracks
-                        .iter()
-                        .any(|t| t.id == track && t.kind() == mist_media::TrackKind::Audio);
-                    return Answer::Cached {
-                        ctype: if audio { "audio/mp4" } else { "video/mp4" },
-                        cache: SEGMENT_CACHE,
-                        seg: c.clone(),
-                    };
+                    return Answer::Cached(c.clone());
                 }
                 // The segment being muxed is worth a short wait (a player a bit ahead of us).
                 let open = tl.open_segment().map(|s| s.start_ms);

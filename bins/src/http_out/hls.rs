@@ -22,6 +22,8 @@ use std::collections::HashMap;
 const TARGET_MS: u32 = 2000;
 /// Complete segments kept in the playlists (and in the cache).
 const WINDOW: usize = 10;
+const TS: &str = "video/mp2t";
+const SEGMENT_CACHE: &str = "public, max-age=60";
 /// Complete segments needed before a live playlist is served. One: the first playlist comes one
 /// segment duration after the stream starts (players wait for the next segment as they would at
 /// any live edge); with two it came at about two segment durations.
@@ -123,7 +125,8 @@ impl HlsStream {
                         for v in &mut self.variants {
                             v.mux.flush(&mut v.cur);
                             let seg = Bytes::from(std::mem::take(&mut v.cur));
-                            v.cache.insert(done, Cached::new("hls", seg));
+                            v.cache
+                                .insert(done, Cached::new("hls", TS, SEGMENT_CACHE, seg));
                             v.cache.retain(|s, _| tl.get(*s).is_some());
                         }
                     }
@@ -146,7 +149,8 @@ impl HlsStream {
                             v.mux.flush(&mut v.cur);
                             if let Some(seq) = open {
                                 let seg = Bytes::from(std::mem::take(&mut v.cur));
-                                v.cache.insert(seq, Cached::new("hls", seg));
+                                v.cache
+                                    .insert(seq, Cached::new("hls", TS, SEGMENT_CACHE, seg));
                             }
                         }
                     }
@@ -204,11 +208,7 @@ impl HlsStream {
             return Answer::NotFound("no such segment".into());
         };
         if let Some(c) = v.cache.get(&seq) {
-            return Answer::Cached {
-                ctype: "video/mp2t",
-                cache: "public, max-age=60",
-                seg: c.clone(),
-            };
+            return Answer::Cached(c.clone());
         }
         // The segment being muxed (or the next one) is worth a short wait.
         let open = tl.open_segment().map(|s| s.seq);

@@ -419,15 +419,7 @@ impl App {
                     .header("Cache-Control", cache);
                 io.respond(id, r, body)
             }
-            segmented::Answer::Cached { ctype, cache, seg } => {
-                let r = mist_net::http::Response::new(200)
-                    .header("Content-Type", ctype)
-                    .header("Cache-Control", cache);
-                match seg.file {
-                    Some(f) => io.respond_body(id, r, Box::new(f)),
-                    None => io.respond(id, r, seg.bytes),
-                }
-            }
+            segmented::Answer::Cached(seg) => seg.respond(io, id),
             segmented::Answer::NotFound(m) => io.respond_text(id, 404, &m),
             segmented::Answer::Wait => {
                 slot.waiting
@@ -452,15 +444,7 @@ impl App {
                             .header("Cache-Control", cache);
                         io.respond(id, r, body)
                     }
-                    segmented::Answer::Cached { ctype, cache, seg } => {
-                        let r = mist_net::http::Response::new(200)
-                            .header("Content-Type", ctype)
-                            .header("Cache-Control", cache);
-                        match seg.file {
-                            Some(f) => io.respond_body(id, r, Box::new(f)),
-                            None => io.respond(id, r, seg.bytes),
-                        }
-                    }
+                    segmented::Answer::Cached(seg) => seg.respond(io, id),
                     segmented::Answer::NotFound(m) => io.respond_text(id, 404, &m),
                     segmented::Answer::Wait if now.duration_since(since) > segmented::WAIT => {
                         let r = mist_net::http::Response::new(503)

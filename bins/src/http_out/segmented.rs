@@ -25,30 +25,51 @@ pub enum Answer {
         body: Bytes,
     },
     /// A cached segment: MistOutHTTP sends its file with sendfile(2).
-    Cached {
-        ctype: &'static str,
-        cache: &'static str,
-        seg: Cached,
-    },
+    Cached(Cached),
     /// Not available yet (not enough segments, segment being muxed): ask again after `poll`.
     Wait,
     NotFound(String),
 }
 
-/// A muxed segment as it is cached: its bytes, and the same bytes in an in-memory file
-/// (`memfd`) that MistOutHTTP sends with sendfile(2), so a request costs no copy through user
-/// space (as nginx serves static files). The file is written once, when the segment is cached.
+/// A muxed segment as it is cached: its bytes, and the whole answer (head and bytes) in an
+/// in-memory file (`memfd`) that MistOutHTTP sends with one sendfile(2) per request, so a request
+/// costs no copy through user space and no head to build (as nginx serves static files, minus
+/// the open(2) and the head). The file is written once, when the segment is cached.
 #[derive(Clone)]
 pub struct Cached {
     pub bytes: Bytes,
+    pub ctype: &'static str,
+    /// Cache-Control
+    pub cache: &'static str,
     /// `None` if the file could not be made (the bytes are sent instead).
     pub file: Option<mist_net::server::FileBody>,
 }
 
 impl Cached {
-    pub fn new(name: &str, bytes: Bytes) -> Cached {
-        let file = mist_net::server::FileBody::from_bytes(name, &bytes).ok();
-        Cached { bytes, file }
+    pub fn new(name: &str, ctype: &'static str, cache: &'static str, bytes: Bytes) -> Cached {
+        let file =
+            mist_net::server::FileBody::answer(name, Cached::response(ctype, cache), &bytes).ok();
+        Cached {
+            bytes,
+            ctype,
+            cache,
+            file,
+        }
+    }
+
+    fn response(ctype: &str, cache: &str) -> mist_net::http::Response {
+        mist_net::http::Response::new(200)
+            .header("Content-Type", ctype)
+            .header("Cache-Control", cache)
+    }
+
+    /// Answers request `id` with this segment.
+    pub fn respond(self, io: &mut mist_net::server::Io, id: ConnId) {
+        let r = Cached::response(self.ctype, self.cache);
+        match self.file {
+            Some(f) => io.respond_file(id, r, f),
+            None => io.respond(id, r, self.bytes),
+        }
     }
 }
 

@@ -163,7 +163,7 @@ impl DirWriter {
     fn fetch(s: &mut dyn SegmentedStream, rel: &str) -> Result<Option<bytes::Bytes>, String> {
         match s.answer(rel, "") {
             Answer::Ready { body, .. } => Ok(Some(body)),
-            Answer::Cached { seg, .. } => Ok(Some(seg.bytes)),
+            Answer::Cached(seg) => Ok(Some(seg.bytes)),
             Answer::Wait => Ok(None),
             Answer::NotFound(e) => Err(format!("{rel}: {e}")),
         }

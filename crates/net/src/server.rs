@@ -138,36 +138,46 @@ pub trait Body: Send {
 #[derive(Clone)]
 pub struct FileBody {
     file: Arc<std::fs::File>,
+    /// Bytes of the body (after the head, if any).
     len: u64,
+    /// The answer whose head is stored in the file before the body (see [`FileBody::answer`]).
+    head: Option<Arc<(Response, u64)>>,
 }
 
 impl FileBody {
     /// Copies `bytes` once into an anonymous in-memory file (`memfd_create`), to be sent to any
     /// number of sockets without further copies.
     pub fn from_bytes(name: &str, bytes: &[u8]) -> io::Result<FileBody> {
-        use std::os::fd::FromRawFd;
-        let cname = std::ffi::CString::new(name.replace('\0', "_"))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        // SAFETY: memfd_create with a valid NUL-terminated name; the fd it returns is owned by
-        // the File created right after (and only then).
-        let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+        let mut file = memfd(name)?;
         file.write_all(bytes)?;
         Ok(FileBody {
             file: Arc::new(file),
             len: bytes.len() as u64,
+            head: None,
         })
     }
 
-    /// Sends bytes `pos..end` of the file to `sock` until done or the socket is full. Returns
-    /// the bytes sent (0 with `WouldBlock` pending is an `Err`).
+    /// Like [`from_bytes`](FileBody::from_bytes), with the whole keep-alive answer `resp` stored:
+    /// its head before the body in the file. [`Io::respond_file`] then answers a plain GET with
+    /// one `sendfile(2)` of head and body, and no per-request head to build or send.
+    pub fn answer(name: &str, resp: Response, bytes: &[u8]) -> io::Result<FileBody> {
+        let head = standard_head(resp.clone(), 0, bytes.len() as u64);
+        let mut file = memfd(name)?;
+        file.write_all(&head)?;
+        file.write_all(bytes)?;
+        Ok(FileBody {
+            file: Arc::new(file),
+            len: bytes.len() as u64,
+            head: Some(Arc::new((resp, head.len() as u64))),
+        })
+    }
+
+    /// Sends body bytes `pos..end` to `sock` until done or the socket is full. Returns the
+    /// bytes sent (0 with `WouldBlock` pending is an `Err`).
     fn send_to(&self, sock: &TcpStream, pos: u64, end: u64) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        let mut off = pos as libc::off_t;
+        let skip = self.head.as_ref().map_or(0, |h| h.1);
+        let mut off = (pos + skip) as libc::off_t;
         let count = (end - pos).min(1 << 30) as usize;
         // SAFETY: both descriptors are open for the duration of the call (the socket is borrowed,
         // the file is held by `self`); `off` is a valid off_t the kernel updates.
@@ -177,6 +187,44 @@ impl FileBody {
         }
         Ok(n as usize)
     }
+
+    /// The stored head and body as one body (for [`Io::respond_file`]).
+    fn whole(&self) -> Option<FileBody> {
+        let h = self.head.as_ref()?;
+        Some(FileBody {
+            file: self.file.clone(),
+            len: h.1 + self.len,
+            head: None,
+        })
+    }
+}
+
+/// An anonymous in-memory file (`memfd_create`).
+fn memfd(name: &str) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let cname = std::ffi::CString::new(name.replace('\0', "_"))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: memfd_create with a valid NUL-terminated name; the fd it returns is owned by
+    // the File created right after (and only then).
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// The head of a [`Body`] answer: `resp` with the common headers, `Accept-Ranges` and a
+/// `Content-Length` of `start..end`.
+fn standard_head(resp: Response, start: u64, end: u64) -> Vec<u8> {
+    let mut head = common_headers(resp).header("Accept-Ranges", "bytes");
+    head.body = Vec::new();
+    let mut h = head.head_bytes();
+    let cl = format!("Content-Length: {}\r\n", end - start);
+    if let Some(p) = find(&h, b"Content-Length: 0\r\n") {
+        h.splice(p..p + 19, cl.bytes());
+    }
+    h
 }
 
 impl Body for FileBody {
@@ -187,7 +235,8 @@ impl Body for FileBody {
         use std::os::unix::fs::FileExt;
         let n = (self.len.saturating_sub(offset)).min(max as u64) as usize;
         let mut buf = vec![0; n];
-        match self.file.read_exact_at(&mut buf, offset) {
+        let skip = self.head.as_ref().map_or(0, |h| h.1);
+        match self.file.read_exact_at(&mut buf, offset + skip) {
             Ok(()) => vec![Bytes::from(buf)],
             Err(_) => Vec::new(),
         }
@@ -399,7 +448,7 @@ impl Io {
         if c.state != State::Pending {
             return;
         }
-        let mut resp = common_headers(resp).header("Accept-Ranges", "bytes");
+        let mut resp = resp;
         let keep = resp.keep_alive && c.keep_alive && !c.peer_closed;
         resp.keep_alive = keep;
         let total = body.len();
@@ -419,14 +468,7 @@ impl Io {
                 }
             }
         }
-        let mut head = resp.clone();
-        head.body = Vec::new();
-        let mut h = head.head_bytes();
-        let cl = format!("Content-Length: {}\r\n", end - start);
-        if let Some(p) = find(&h, b"Content-Length: 0\r\n") {
-            h.splice(p..p + 19, cl.bytes());
-        }
-        push_out(c, Bytes::from(h));
+        push_out(c, Bytes::from(standard_head(resp, start, end)));
         if c.head_only || start >= end {
             c.state = if keep { State::Reading } else { State::Closing };
             self.after_answer(id, keep);
@@ -439,6 +481,36 @@ impl Io {
             end,
         });
         self.flush(id);
+    }
+
+    /// Answers with a [`FileBody`]: made by [`FileBody::answer`], a plain GET on a keep-alive
+    /// connection gets the stored head and body in one `sendfile(2)`; anything else (HEAD,
+    /// Range, closing connections, or a body without a stored answer) is answered by
+    /// [`respond_body`](Io::respond_body) with `resp` (or the stored answer).
+    pub fn respond_file(&mut self, id: ConnId, resp: Response, file: FileBody) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.state != State::Pending {
+            return;
+        }
+        let plain = !c.head_only && c.range.is_none() && c.keep_alive && !c.peer_closed;
+        match (plain, file.whole()) {
+            (true, Some(whole)) => {
+                c.state = State::Body { keep: true };
+                let end = whole.len;
+                c.body = Some(BodyState {
+                    body: Box::new(whole),
+                    pos: 0,
+                    end,
+                });
+                self.flush(id);
+            }
+            _ => {
+                let resp = file.head.as_ref().map_or(resp, |h| h.0.clone());
+                self.respond_body(id, resp, Box::new(file))
+            }
+        }
     }
 
     /// Shortcut: a plain-text answer.
@@ -1183,6 +1255,13 @@ mod tests {
                     let f = FileBody::from_bytes("test", &pattern(0, n)).unwrap();
                     io.respond_body(id, Response::new(200), Box::new(f));
                 }
+                p if p.starts_with("/answer/") => {
+                    // The whole answer stored in the file (one sendfile for a plain GET).
+                    let n = p[8..].parse().unwrap();
+                    let r = Response::new(200).header("Content-Type", "video/mp2t");
+                    let f = FileBody::answer("test", r, &pattern(0, n)).unwrap();
+                    io.respond_file(id, Response::new(500), f);
+                }
                 p => io.respond(
                     id,
                     Response::new(200).header("Content-Type", "text/plain"),
@@ -1270,6 +1349,26 @@ mod tests {
         // The fallback read path gives the same bytes.
         let mut f = FileBody::from_bytes("x", b"hello world").unwrap();
         assert_eq!(f.read(6, 100), vec![Bytes::from_static(b"world")]);
+    }
+
+    #[test]
+    fn stored_answers_with_ranges_head_and_pipelining() {
+        check_bodies("/answer/");
+        let mut f = FileBody::answer("x", Response::new(200), b"hello world").unwrap();
+        assert_eq!(f.read(6, 100), vec![Bytes::from_static(b"world")]);
+        // A plain GET gets exactly the head respond_body would have built, from the file.
+        let end = "GET /end HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let stored = exchange(format!("GET /answer/5 HTTP/1.1\r\n\r\n{end}").as_bytes());
+        let built = exchange(format!("GET /file/5 HTTP/1.1\r\n\r\n{end}").as_bytes());
+        assert_eq!(
+            stored.replace("Content-Type: video/mp2t\r\n", ""),
+            built,
+            "{stored}"
+        );
+        // A closing connection is answered with Connection: close, not the stored head.
+        let close = exchange(b"GET /answer/5 HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(close.contains("Connection: close\r\n"), "{close}");
+        assert!(close.contains("Content-Type: video/mp2t\r\n"), "{close}");
     }
 
     fn exchange(req: &[u8]) -> String {
