@@ -161,6 +161,8 @@ impl FileBody {
     /// its head before the body in the file. [`Io::respond_file`] then answers a plain GET with
     /// one `sendfile(2)` of head and body, and no per-request head to build or send.
     pub fn answer(name: &str, resp: Response, bytes: &[u8]) -> io::Result<FileBody> {
+        // The stored head is only sent on keep-alive connections, so it must say so.
+        let resp = resp.keep_alive(true);
         let head = standard_head(resp.clone(), 0, bytes.len() as u64);
         let mut file = memfd(name)?;
         file.write_all(&head)?;
