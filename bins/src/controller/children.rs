@@ -158,6 +158,8 @@ pub enum Event {
         pid: u32,
         how: String,
         restart_in: Option<Duration>,
+        /// The controller asked it to stop.
+        requested: bool,
     },
 }
 
@@ -251,6 +253,7 @@ impl Supervisor {
                             pid,
                             how,
                             restart_in,
+                            requested: m.stopping.is_some(),
                         });
                     }
                     Ok(None) => {

@@ -441,8 +441,9 @@ impl Controller {
     /// After the input of `stream` exited: what it left in shared memory is cleaned up. A live
     /// stream whose publisher is still sending gets a new buffer; anything else left behind (the
     /// input was killed before it could end the stream) is ended and removed, so viewers and
-    /// outputs see it end instead of waiting on a stream that nobody keeps.
-    pub fn input_exited(&mut self, stream: &str, how: &str) {
+    /// outputs see it end instead of waiting on a stream that nobody keeps. An input the
+    /// controller stopped (`requested`) is not started again.
+    pub fn input_exited(&mut self, stream: &str, how: &str, requested: bool) {
         let source = self.input_sources.remove(stream);
         if self.input_running(stream) {
             return;
@@ -450,7 +451,7 @@ impl Controller {
         let Some(Ok(st)) = shm_call(|| mist_shm::stream_status(stream)) else {
             return; // removed: the input ended the stream itself
         };
-        if st.live && st.writer_alive {
+        if st.live && st.writer_alive && !st.ended && !requested {
             if let Some((source, cfg)) = source {
                 warn!("the buffer of stream {stream} {how} while its publisher is still sending; starting it again");
                 if let Err(e) = self.ensure_input(stream, &source, &cfg) {
@@ -459,7 +460,7 @@ impl Controller {
                 return;
             }
         }
-        if st.writer_alive {
+        if st.writer_alive && !st.ended && !requested {
             return; // a writer of its own (a standalone publisher): it ends the stream
         }
         warn!("the input of stream {stream} {how} without ending it; ending the stream");

@@ -444,6 +444,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
                 pid,
                 how,
                 restart_in,
+                requested,
             } = ev;
             match (&role, restart_in) {
                 (_, Some(d)) => warn!(
@@ -452,7 +453,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
                 ),
                 (Role::Input(s), None) => {
                     info!("{name} (pid {pid}) for stream {s} ended: {how}");
-                    ctl.input_exited(s, &how);
+                    ctl.input_exited(s, &how, requested);
                 }
                 (_, None) => info!("{name} (pid {pid}) stopped: {how}"),
             }
