@@ -297,9 +297,6 @@ fn open_source(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
     Ok((f, md.len()))
 }
 
-/// Creates the stream's buffer (as its owner). A leftover of an earlier run of this stream with
-/// no live writer (a crashed input) is removed first, so that the new load starts clean instead of
-/// continuing the old one's page numbers and times.
 /// Creates the VoD stream (buffer role and writer) and sets the tracks shared memory can hold.
 /// `Err(code)`: exit with it (the error is logged, nothing is left behind).
 fn create_vod(
@@ -335,6 +332,9 @@ fn create_vod(
     Ok((buf, w, il))
 }
 
+/// Creates the stream's buffer (as its owner). A leftover of an earlier run of this stream with
+/// no live writer (a crashed input) is removed first, so that the new load starts clean instead of
+/// continuing the old one's page numbers and times.
 fn open_stream(stream: &str, idle_ms: u32) -> Result<StreamBuffer, i32> {
     let opts = WriterOptions {
         live: false,

@@ -451,17 +451,15 @@ impl Controller {
         let Some(Ok(st)) = shm_call(|| mist_shm::stream_status(stream)) else {
             return; // removed: the input ended the stream itself
         };
-        if st.live && st.writer_alive && !st.ended && !requested {
-            if let Some((source, cfg)) = source {
+        if st.writer_alive && !st.ended && !requested {
+            if let (true, Some((source, cfg))) = (st.live, source) {
                 warn!("the buffer of stream {stream} {how} while its publisher is still sending; starting it again");
                 if let Err(e) = self.ensure_input(stream, &source, &cfg) {
                     mist_core::error!("stream {stream}: {e}");
                 }
-                return;
             }
-        }
-        if st.writer_alive && !st.ended && !requested {
-            return; // a writer of its own (a standalone publisher): it ends the stream
+            // Otherwise a writer of its own (a standalone publisher) ends the stream.
+            return;
         }
         warn!("the input of stream {stream} {how} without ending it; ending the stream");
         let _ = mist_shm::remove_stream(stream);

@@ -543,7 +543,6 @@ impl App {
         }
     }
 
-    /// Asks the controller to start the stream (in a thread: the answer may take seconds).
     /// Stream info of a stream that is not running (a VoD file nobody watches yet): asks the
     /// controller to start its input in the background, so the player's next poll finds it.
     /// The answer is not waited for; at most one request per stream per 5 s and 8 at a time.
@@ -584,6 +583,7 @@ impl App {
         });
     }
 
+    /// Asks the controller to start the stream (in a thread: the answer may take seconds).
     fn ask_controller(&self, id: ConnId, stream: &str, host: String, url: String) {
         if control::socket_path().is_none() {
             return;

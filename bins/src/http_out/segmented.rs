@@ -63,12 +63,11 @@ impl Cached {
             .header("Cache-Control", cache)
     }
 
-    /// Answers request `id` with this segment.
+    /// Answers request `id` with this segment (from the stored answer when there is a file).
     pub fn respond(self, io: &mut mist_net::server::Io, id: ConnId) {
-        let r = Cached::response(self.ctype, self.cache);
         match self.file {
-            Some(f) => io.respond_file(id, r, f),
-            None => io.respond(id, r, self.bytes),
+            Some(f) => io.respond_file(id, f),
+            None => io.respond(id, Cached::response(self.ctype, self.cache), self.bytes),
         }
     }
 }

@@ -485,11 +485,11 @@ impl Io {
         self.flush(id);
     }
 
-    /// Answers with a [`FileBody`]: made by [`FileBody::answer`], a plain GET on a keep-alive
+    /// Answers with a [`FileBody`] made by [`FileBody::answer`]: a plain GET on a keep-alive
     /// connection gets the stored head and body in one `sendfile(2)`; anything else (HEAD,
-    /// Range, closing connections, or a body without a stored answer) is answered by
-    /// [`respond_body`](Io::respond_body) with `resp` (or the stored answer).
-    pub fn respond_file(&mut self, id: ConnId, resp: Response, file: FileBody) {
+    /// Range, closing connections) is answered by [`respond_body`](Io::respond_body) with the
+    /// stored answer (a body without one gets a bare 200).
+    pub fn respond_file(&mut self, id: ConnId, file: FileBody) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
@@ -509,7 +509,10 @@ impl Io {
                 self.flush(id);
             }
             _ => {
-                let resp = file.head.as_ref().map_or(resp, |h| h.0.clone());
+                let resp = file
+                    .head
+                    .as_ref()
+                    .map_or_else(|| Response::new(200), |h| h.0.clone());
                 self.respond_body(id, resp, Box::new(file))
             }
         }
@@ -1262,7 +1265,7 @@ mod tests {
                     let n = p[8..].parse().unwrap();
                     let r = Response::new(200).header("Content-Type", "video/mp2t");
                     let f = FileBody::answer("test", r, &pattern(0, n)).unwrap();
-                    io.respond_file(id, Response::new(500), f);
+                    io.respond_file(id, f);
                 }
                 p => io.respond(
                     id,
