@@ -385,6 +385,77 @@ fn remote_login_challenge() {
     assert_eq!(v["streams"]["live"]["source"], "push://");
 }
 
+/// The reverse-proxy attack of the security issue: nginx's `$proxy_add_x_forwarded_for` appends the
+/// real client to whatever the client sent, so a spoofed `127.0.0.1` arrives first in the list.
+#[test]
+fn forwarded_requests_are_never_local() {
+    let cfg = json!({"account": {"admin": {"password": md5hex("secret")}}, "config": {"protocols": []},
+                     "streams": {"live": {"source": "push://"}}});
+    let ctl = start(prepare(Some(cfg), &[]), &["-c", "mist.conf"]);
+    let mut c = TcpStream::connect(("127.0.0.1", ctl.port)).unwrap();
+    for h in [
+        ("X-Forwarded-For", "127.0.0.1, 1.2.3.4"),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("X-Real-IP", "127.0.0.1"),
+        ("Forwarded", "for=127.0.0.1"),
+        ("X-Forwarded-For", ""),
+    ] {
+        let v = api_on(&mut c, &json!({"config": true}), &[h]);
+        assert_eq!(v["authorize"]["status"], "CHALL", "{h:?}: {v}");
+        assert!(v.get("config").is_none(), "{h:?}: {v}");
+    }
+    // The client named last (the one nginx appended) is the one the challenge is for.
+    let v = api_on(
+        &mut c,
+        &json!({"config": true}),
+        &[("X-Forwarded-For", "127.0.0.1, 1.2.3.4")],
+    );
+    let spoofed = v["authorize"]["challenge"].as_str().unwrap().to_string();
+    let v = api_on(
+        &mut c,
+        &json!({"config": true}),
+        &[("X-Forwarded-For", "1.2.3.4")],
+    );
+    assert_eq!(v["authorize"]["challenge"], spoofed.as_str());
+    // Two X-Forwarded-For headers are one list: the last entry of the last header is the client.
+    let (code, body) = http(
+        &mut c,
+        "POST",
+        "/api",
+        &[
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-For", "127.0.0.1"),
+        ],
+        &json!({"config": true}).to_string(),
+    );
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("CHALL") && !body.contains("protocols"),
+        "{body}"
+    );
+
+    // A proxy reusing one upstream connection for two clients: the first logs in, the second
+    // gets no admin from that login.
+    let alice = [("X-Forwarded-For", "203.0.113.5")];
+    let mallory = [("X-Forwarded-For", "198.51.100.66")];
+    let mut up = TcpStream::connect(("127.0.0.1", ctl.port)).unwrap();
+    let v = api_on(&mut up, &json!({"config": true}), &alice);
+    let chall = v["authorize"]["challenge"].as_str().unwrap().to_string();
+    let right = md5hex(&format!("{}{}", md5hex("secret"), chall));
+    let v = api_on(
+        &mut up,
+        &json!({"authorize": {"username": "admin", "password": right}, "config": true}),
+        &alice,
+    );
+    assert_eq!(v["authorize"]["status"], "OK", "{v}");
+    let v = api_on(&mut up, &json!({"config": true}), &mallory);
+    assert_eq!(v["authorize"]["status"], "CHALL", "{v}");
+    assert!(v.get("config").is_none(), "{v}");
+    // Alice's next request on the same upstream connection is still logged in.
+    let v = api_on(&mut up, &json!({"config": true}), &alice);
+    assert!(v["config"]["protocols"].is_array(), "{v}");
+}
+
 #[test]
 fn account_option_and_bad_json() {
     let cfg = json!({"config": {"protocols": []}});

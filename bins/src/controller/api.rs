@@ -6,10 +6,19 @@ use mist_core::names;
 use mist_core::{info, warn};
 use serde_json::{json, Map, Value};
 
-/// Per-connection API session.
+/// Per-connection API session. A login belongs to the client address that made it, not to the TCP
+/// connection: a reverse proxy reuses one upstream connection for many clients.
 #[derive(Default)]
 pub struct Session {
-    pub authorized: bool,
+    /// The client address that logged in (or was auto-authorised) on this connection.
+    authorized: Option<String>,
+}
+
+impl Session {
+    /// True when `host` has logged in on this connection.
+    pub fn is_authorized(&self, host: &str) -> bool {
+        self.authorized.as_deref() == Some(host)
+    }
 }
 
 /// Answers one API request object. `host` is the address the request is judged as (the peer, or
@@ -23,9 +32,9 @@ pub fn handle(
 ) -> Value {
     let mut out = Map::new();
     if local {
-        sess.authorized = true;
+        sess.authorized = Some(host.to_string());
     }
-    if !sess.authorized {
+    if !sess.is_authorized(host) {
         let mut ok = false;
         if let Some(a) = req.get("authorize").and_then(Value::as_object) {
             let user = a.get("username").and_then(Value::as_str).unwrap_or("");
@@ -47,7 +56,7 @@ pub fn handle(
             return Value::Object(out);
         }
         info!("API: {host} logged in");
-        sess.authorized = true;
+        sess.authorized = Some(host.to_string());
     }
     let Some(obj) = req.as_object() else {
         out.insert("error".into(), json!("request must be a JSON object"));

@@ -662,21 +662,19 @@ fn answer_http(ctl: &mut Controller, c: &mut ApiConn, req: &http::Request) -> ht
     if req.method != "GET" && req.method != "POST" {
         return http::Response::text(405, "method not allowed\n");
     }
-    // Who is asking: the peer, or the address a proxy header names.
-    let peer = c.peer.ip().to_string();
-    let proxied = req
-        .header("x-forwarded-for")
-        .map(|v| v.split(',').next().unwrap_or("").trim().to_string())
-        .or_else(|| req.header("x-real-ip").map(|v| v.trim().to_string()));
-    let peer_local = mist_core::names::is_local(&peer);
-    let (host, local) = match proxied {
-        // A proxy header from a local peer (a reverse proxy on this machine) names the client.
-        Some(h) => {
-            let l = peer_local && mist_core::names::is_local(&h);
-            (h, l)
-        }
-        None => (peer.clone(), peer_local),
+    // Who is asking: the peer, or the client a trusted proxy names (mist_core::proxy).
+    let xff = req.header_joined("x-forwarded-for");
+    let fwd = mist_core::proxy::Forwarding {
+        x_forwarded_for: xff.as_deref(),
+        x_real_ip: req.header("x-real-ip"),
+        forwarded: req.header("forwarded"),
     };
+    let who = mist_core::proxy::client(
+        &c.peer.ip().to_string(),
+        &fwd,
+        &ctl.cfg.config.trusted_proxies(),
+    );
+    let (host, local) = (who.host, who.local);
     // The command: ?command=, form body command=, or a raw JSON body.
     let mut text = req.query_param("command");
     if text.is_none() && !req.body.is_empty() {
@@ -699,7 +697,7 @@ fn answer_http(ctl: &mut Controller, c: &mut ApiConn, req: &http::Request) -> ht
         Some(t) => match serde_json::from_str(t) {
             Ok(v) => v,
             Err(e) => {
-                if !(local || c.session.authorized) {
+                if !(local || c.session.is_authorized(&host)) {
                     let v = api::handle(ctl, &mut c.session, &host, local, &json!({}));
                     return cors(http::Response::json(200, v.to_string()));
                 }

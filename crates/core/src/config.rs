@@ -66,8 +66,29 @@ pub struct ServerConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub default_stream: Option<String>,
+    /// Reverse proxies whose forwarding headers are believed: an array or a space-separated string
+    /// of addresses and `addr/prefix` subnets (loopback is always trusted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trustedproxy: Option<Value>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+impl ServerConfig {
+    /// The `trustedproxy` entries, from either form (array of strings, or one space-separated
+    /// string).
+    pub fn trusted_proxies(&self) -> Vec<String> {
+        match &self.trustedproxy {
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .flat_map(str::split_whitespace)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

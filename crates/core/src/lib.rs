@@ -5,4 +5,5 @@ pub mod config;
 pub mod control;
 pub mod log;
 pub mod names;
+pub mod proxy;
 pub mod triggers;

@@ -48,6 +48,18 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every header with that name (case-insensitive), joined with `, ` as RFC 9110 §5.3 allows for
+    /// list-valued fields; None when there is none.
+    pub fn header_joined(&self, name: &str) -> Option<String> {
+        let mut all = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        let first = all.next()?;
+        Some(all.fold(first.to_string(), |acc, v| acc + ", " + v))
+    }
+
     /// Decoded query parameters in order.
     pub fn query_pairs(&self) -> Vec<(String, String)> {
         parse_query(&self.query)
