@@ -4,3 +4,4 @@
 
 pub mod http_out;
 pub mod vod_input;
+pub mod util;

@@ -39,7 +39,7 @@ pub const STREAM_WAIT: Duration = Duration::from_secs(5);
 pub struct Options {
     pub port: u16,
     pub interface: String,
-    /// `TOKEN:VALIDATION` for `/.well-known/acme-challenge/TOKEN`.
+    /// `TOKEN:VALIDATION` pairs (space-separated) for `/.well-known/acme-challenge/TOKEN`.
     pub certbot: Option<String>,
     /// Fixed list of enabled connectors (`--formats`); None: ask the controller, or all.
     pub formats: Option<Vec<String>>,
@@ -56,7 +56,7 @@ pub fn capabilities() -> Value {
         "optional": {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 8080, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
-            "certbot": {"name": "Certbot validation token", "help": "Answer /.well-known/acme-challenge/TOKEN with VALIDATION (set as TOKEN:VALIDATION, usually by MistUtilCertbot)", "type": "str", "option": "--certbot"},
+            "certbot": {"name": "Certbot validation token", "help": "Answer /.well-known/acme-challenge/TOKEN with VALIDATION (set as TOKEN:VALIDATION, several separated by spaces; usually set by MistUtilCertbot)", "type": "str", "option": "--certbot"},
             "formats": {"name": "Formats", "help": "Comma-separated connectors to serve (default: those in the config's protocol list; all when run without a controller)", "type": "str", "option": "--formats"},
             "merge_ms": {"name": "Merged writes (ms)", "help": "Write progressive streams to each viewer at most this often, in milliseconds; 0 writes every frame at once. Larger values cost less CPU per viewer and add up to that much latency.", "type": "uint", "default": 100, "option": "--merge-ms"}
         },
@@ -629,8 +629,12 @@ impl Handler for App {
             }
             routes::Route::Error(status, text) => io.respond_text(id, status, &text),
             routes::Route::Acme(token) => {
-                match self.opts.certbot.as_deref().and_then(|c| c.split_once(':')) {
-                    Some((t, v)) if t == token && !t.is_empty() => {
+                // One or more TOKEN:VALIDATION pairs (one per name of a certificate).
+                let answer = self.opts.certbot.as_deref().and_then(|c| {
+                    crate::util::certbot::challenge_answer(c, &token)
+                });
+                match answer {
+                    Some(v) => {
                         let r =
                             mist_net::http::Response::new(200).header("Content-Type", "text/plain");
                         io.respond(id, r, bytes::Bytes::from(v.to_string()))

@@ -1,0 +1,81 @@
+//! MistUtilCertbot: certbot's `--manual-auth-hook` and `--deploy-hook` for mist-rs
+//! (logic in `util/certbot.rs`).
+//!
+//! Exit codes: 0 done; 1 usage (neither hook's environment set) or the hook failed.
+
+use clap::{ArgAction, Parser};
+use mist_bins::util::{certbot, client::Client};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "MistUtilCertbot",
+    about = "certbot hook: serves http-01 challenges on the HTTP listener (auth hook) and installs the certificate in every HTTPS protocol (deploy hook)",
+    after_help = "Environment (set by certbot):\n  CERTBOT_TOKEN, CERTBOT_VALIDATION  auth hook: answer /.well-known/acme-challenge/TOKEN\n  RENEWED_LINEAGE                    deploy hook: use RENEWED_LINEAGE/fullchain.pem and privkey.pem\n\nExample:\n  certbot certonly --manual --preferred-challenges=http --manual-auth-hook MistUtilCertbot --deploy-hook MistUtilCertbot -d example.com",
+    disable_version_flag = true
+)]
+struct Args {
+    /// The HTTP API to use (HOST:PORT) instead of the control socket
+    #[arg(short = 'a', long = "api")]
+    api: Option<String>,
+    /// Port the ACME server's http-01 validation reaches
+    #[arg(short = 'p', long = "port", default_value_t = 80)]
+    port: u16,
+    /// Debug level (0-10)
+    #[arg(short = 'g', long = "debug", default_value_t = 4)]
+    debug: u8,
+    /// Print the capabilities JSON and exit
+    #[arg(short = 'j', long = "json")]
+    json: bool,
+    /// Print the version and exit
+    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
+    version: bool,
+}
+
+const USAGE: &str = "MistUtilCertbot is run by certbot as a hook, which sets its environment:\n  certbot certonly --manual --preferred-challenges=http --manual-auth-hook MistUtilCertbot --deploy-hook MistUtilCertbot -d example.com\nNeither CERTBOT_TOKEN+CERTBOT_VALIDATION (auth hook) nor RENEWED_LINEAGE (deploy hook) is set.";
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+fn main() {
+    let args = Args::parse();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"name": "Certbot", "desc": "certbot auth and deploy hook (CERTBOT_TOKEN/CERTBOT_VALIDATION, RENEWED_LINEAGE)"})
+        );
+        return;
+    }
+    if args.version {
+        println!("MistUtilCertbot mist-rs {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    mist_core::log::init("MistUtilCertbot", args.debug);
+    let auth = env("CERTBOT_TOKEN").zip(env("CERTBOT_VALIDATION"));
+    let deploy = env("RENEWED_LINEAGE").map(PathBuf::from);
+    if auth.is_none() && deploy.is_none() {
+        eprintln!("{USAGE}");
+        std::process::exit(1);
+    }
+    let client = match Client::discover(args.api.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            mist_core::fail!("{e}");
+            std::process::exit(1);
+        }
+    };
+    mist_core::debug!("using the {}", client.describe());
+    let res = if let Some((token, validation)) = auth {
+        certbot::auth_hook(&client, args.port, &token, &validation)
+    } else {
+        let lineage = deploy.expect("checked above");
+        certbot::deploy_hook(&client, &lineage).map(|()| {
+            mist_core::info!("HTTPS protocols use {}", lineage.display());
+        })
+    };
+    if let Err(e) = res {
+        mist_core::fail!("{e} (through the {})", client.describe());
+        std::process::exit(1);
+    }
+}
