@@ -21,8 +21,8 @@ struct Args {
     /// Port the ACME server's http-01 validation reaches
     #[arg(short = 'p', long = "port", default_value_t = 80)]
     port: u16,
-    /// Debug level (0-10)
-    #[arg(short = 'g', long = "debug", default_value_t = 4)]
+    /// Debug level (0-10; 3 prints only problems, which certbot shows as the hook's error output)
+    #[arg(short = 'g', long = "debug", default_value_t = 3)]
     debug: u8,
     /// Print the capabilities JSON and exit
     #[arg(short = 'j', long = "json")]
@@ -66,13 +66,15 @@ fn main() {
         }
     };
     mist_core::debug!("using the {}", client.describe());
-    let res = if let Some((token, validation)) = auth {
-        certbot::auth_hook(&client, args.port, &token, &validation)
-    } else {
-        let lineage = deploy.expect("checked above");
+    // certbot keeps CERTBOT_TOKEN/CERTBOT_VALIDATION of the last challenge in the environment of
+    // the deploy hook, so RENEWED_LINEAGE decides.
+    let res = if let Some(lineage) = deploy {
         certbot::deploy_hook(&client, &lineage).map(|()| {
             mist_core::info!("HTTPS protocols use {}", lineage.display());
         })
+    } else {
+        let (token, validation) = auth.expect("checked above");
+        certbot::auth_hook(&client, args.port, &token, &validation)
     };
     if let Err(e) = res {
         mist_core::fail!("{e} (through the {})", client.describe());
