@@ -411,8 +411,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             if let Some(rest) = p.message.strip_prefix(&format!("{who}: ")) {
                 p.message = rest.to_string();
             }
-            let line = log::format_line(p.level, &who, &p.message);
-            let _ = writeln!(std::io::stderr(), "{line}");
+            log::write_stderr(p.level, &who, &p.message);
             push_log(
                 &ctl.logs,
                 p.level,

@@ -126,20 +126,144 @@ pub fn format_line(level: Level, binary: &str, msg: &str) -> String {
     format!("{level} {binary}: {msg}")
 }
 
+/// How lines written to stderr are decorated (decided once per process, see [`style`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// `LEVEL Binary: message` (a terminal, or a pipe to the controller that parses it back).
+    Plain,
+    /// `<P>LEVEL Binary: message` with a syslog priority P that journald takes as the entry's
+    /// priority, and no timestamp of ours (journald adds its own).
+    Journal,
+    /// `[YYYY-MM-DD HH:MM:SS] LEVEL Binary: message` (local time), for log files.
+    Timestamped,
+}
+
+/// The syslog priority of a level, as journald reads it from a `<P>` prefix: FAIL and ERROR 3
+/// (err), WARN 4 (warning), INFO 6 (info), the debug levels 7 (debug).
+pub fn priority(level: Level) -> u8 {
+    match level {
+        Level::Fail | Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        _ => 7,
+    }
+}
+
+/// Whether `journal_stream` (the `JOURNAL_STREAM` value systemd sets, `DEVICE:INODE`) names this
+/// `(device, inode)`.
+pub fn is_journal_stream(journal_stream: &str, dev: u64, ino: u64) -> bool {
+    journal_stream
+        .split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((dev, ino))
+}
+
+/// Picks the style for stderr: [`Style::Journal`] when stderr is the stream systemd named in
+/// `JOURNAL_STREAM` (so children, whose stderr is a pipe to the controller, stay plain) or when
+/// `MIST_LOG_SYSTEMD` is set; [`Style::Timestamped`] when stderr is a regular file
+/// (`MistController -L FILE`, `2>>file`); else [`Style::Plain`].
+pub fn detect_style() -> Style {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a stat struct for a valid fd (2) into memory we own.
+    let stat = (unsafe { libc::fstat(2, st.as_mut_ptr()) } == 0)
+        // SAFETY: fstat succeeded, so it initialised the struct.
+        .then(|| unsafe { st.assume_init() });
+    if let (Some(st), Ok(js)) = (stat.as_ref(), std::env::var("JOURNAL_STREAM")) {
+        if is_journal_stream(&js, st.st_dev as u64, st.st_ino as u64) {
+            return Style::Journal;
+        }
+    }
+    if std::env::var_os("MIST_LOG_SYSTEMD").is_some_and(|v| !v.is_empty() && v != "0") {
+        return Style::Journal;
+    }
+    if stat.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) {
+        return Style::Timestamped;
+    }
+    Style::Plain
+}
+
+static STYLE: OnceLock<Style> = OnceLock::new();
+
+/// This process's stderr style (detected on first use).
+pub fn style() -> Style {
+    *STYLE.get_or_init(detect_style)
+}
+
+/// Local time now as `YYYY-MM-DD HH:MM:SS`.
+pub fn timestamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as libc::time_t)
+        .unwrap_or(0);
+    let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
+    // SAFETY: localtime_r reads `now` and fills `tm`, both valid for the call; it is thread-safe.
+    let ok = !unsafe { libc::localtime_r(&now, tm.as_mut_ptr()) }.is_null();
+    // SAFETY: zero-initialised, and filled by localtime_r when it succeeded.
+    let tm = unsafe { tm.assume_init() };
+    if !ok {
+        return "0000-00-00 00:00:00".into();
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// A line as written in `style` (without newline).
+pub fn decorate(style: Style, level: Level, binary: &str, msg: &str) -> String {
+    let line = format_line(level, binary, msg);
+    match style {
+        Style::Plain => line,
+        Style::Journal => format!("<{}>{line}", priority(level)),
+        Style::Timestamped => format!("[{}] {line}", timestamp()),
+    }
+}
+
+/// Writes one line to stderr in this process's [`style`] (the controller uses it for its
+/// children's lines too).
+pub fn write_stderr(level: Level, binary: &str, msg: &str) {
+    let line = decorate(style(), level, binary, msg);
+    let stderr = std::io::stderr();
+    let mut e = stderr.lock();
+    let _ = writeln!(e, "{line}");
+}
+
 /// Prints a message if its level is enabled.
 pub fn emit(level: Level, args: fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
     }
     let msg = args.to_string();
-    let line = format_line(level, binary_name(), &msg);
-    let stderr = std::io::stderr();
-    let mut e = stderr.lock();
-    let _ = writeln!(e, "{line}");
-    drop(e);
+    write_stderr(level, binary_name(), &msg);
     if let Some(h) = HOOK.get() {
         h(level, &msg);
     }
+}
+
+/// Strips what [`decorate`] adds: a `<P>` priority or a `[YYYY-MM-DD HH:MM:SS] ` timestamp.
+pub fn strip_decoration(line: &str) -> &str {
+    let b = line.as_bytes();
+    if b.len() >= 3 && b[0] == b'<' && b[1].is_ascii_digit() && b[2] == b'>' {
+        return &line[3..];
+    }
+    if b.len() >= 22 && b[0] == b'[' && b[20] == b']' && b[21] == b' ' {
+        let ts = &b[1..20];
+        let shape = ts.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        });
+        if shape {
+            return &line[22..];
+        }
+    }
+    line
 }
 
 /// A line parsed from a child's stderr.
@@ -151,10 +275,10 @@ pub struct ParsedLine {
     pub message: String,
 }
 
-/// Parses `LEVEL Binary: message` (also MistServer's `LEVEL|Binary|pid|...|message` form). A line
-/// in neither form is kept as an INFO message without binary name.
+/// Parses `LEVEL Binary: message` (also MistServer's `LEVEL|Binary|pid|...|message` form, and
+/// either after a `<P>` priority or `[timestamp] `, see [`decorate`]). A line in neither form is kept as an INFO message without binary name.
 pub fn parse_line(line: &str) -> ParsedLine {
-    let line = line.trim_end_matches(['\n', '\r']);
+    let line = strip_decoration(line.trim_end_matches(['\n', '\r']));
     // MistServer's pipe form: LEVEL|Binary|pid|file:line|stream|message
     if let Some((lvl, rest)) = line.split_once('|') {
         if let Some(level) = Level::from_word(lvl) {
@@ -249,6 +373,28 @@ mod tests {
         assert_eq!(p.level, Level::Warn);
         assert_eq!(p.binary.as_deref(), Some("MistOutRTMP"));
         assert_eq!(p.message, "peer 1.2.3.4 gone");
+    }
+
+    #[test]
+    fn journal_and_timestamps() {
+        assert_eq!(
+            decorate(Style::Journal, Level::Error, "MistController", "x"),
+            "<3>ERROR MistController: x"
+        );
+        assert_eq!(decorate(Style::Journal, Level::Warn, "B", "x"), "<4>WARN B: x");
+        assert_eq!(decorate(Style::Journal, Level::Info, "B", "x"), "<6>INFO B: x");
+        assert_eq!(decorate(Style::Journal, Level::High, "B", "x"), "<7>HIGH B: x");
+        let t = decorate(Style::Timestamped, Level::Info, "B", "x");
+        assert!(t.starts_with('[') && t.ends_with("] INFO B: x"), "{t}");
+        for l in [t.as_str(), "<3>ERROR B: x"] {
+            let p = parse_line(l);
+            assert_eq!(p.binary.as_deref(), Some("B"), "{l}");
+            assert_eq!(p.message, "x");
+        }
+        assert!(is_journal_stream("8:1234", 8, 1234));
+        assert!(!is_journal_stream("8:1234", 8, 1235));
+        assert!(!is_journal_stream("garbage", 8, 1234));
+        assert_eq!(strip_decoration("[not a time] x"), "[not a time] x");
     }
 
     #[test]
