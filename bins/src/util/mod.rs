@@ -2,3 +2,7 @@
 
 pub mod certbot;
 pub mod client;
+pub mod health;
+pub mod logtool;
+pub mod nuke;
+pub mod writer;
