@@ -35,7 +35,11 @@ fn main() {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            std::process::exit(if e.use_stderr() { writer::EXIT_USAGE } else { 0 });
+            std::process::exit(if e.use_stderr() {
+                writer::EXIT_USAGE
+            } else {
+                0
+            });
         }
     };
     if args.json {

@@ -3,5 +3,5 @@
 //! VoD file input behind MistInMP4, MistInTS, MistInFLV and MistInEBML.
 
 pub mod http_out;
-pub mod vod_input;
 pub mod util;
+pub mod vod_input;

@@ -45,12 +45,29 @@ fn certbot_gets_a_certificate_through_the_running_server() {
     // Pebble's own HTTPS listener (the ACME directory) gets a throwaway certificate that certbot
     // trusts through REQUESTS_CA_BUNDLE.
     run(Command::new("openssl").current_dir(d).args([
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", "pebble.key", "-out",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-keyout",
+        "pebble.key",
+        "-out",
         "pebble.pem",
     ]));
-    let (dns, chall_mgmt, acme, acme_mgmt, tls_port) =
-        (free_port(), free_port(), free_port(), free_port(), free_port());
+    let (dns, chall_mgmt, acme, acme_mgmt, tls_port) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let _dns = spawn(
         Command::new("pebble-challtestsrv").args([
             "-dns01",
@@ -92,7 +109,10 @@ fn certbot_gets_a_certificate_through_the_running_server() {
             .env_remove("PEBBLE_VA_ALWAYS_VALID"),
         &d.join("pebble.log"),
     );
-    assert!(wait_port(acme, Duration::from_secs(10)), "pebble never listened");
+    assert!(
+        wait_port(acme, Duration::from_secs(10)),
+        "pebble never listened"
+    );
 
     // The server: an HTTPS protocol without a certificate, no HTTP listener on port 80.
     let api = free_port();
@@ -116,10 +136,15 @@ fn certbot_gets_a_certificate_through_the_running_server() {
             .env("MIST_CONTROL", &sock),
         &d.join("controller.log"),
     );
-    assert!(wait_port(api, Duration::from_secs(10)), "API never listened");
+    assert!(
+        wait_port(api, Duration::from_secs(10)),
+        "API never listened"
+    );
 
     // certbot with the command line of the documentation; the hook found on PATH.
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_MistUtilCertbot")).parent().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_MistUtilCertbot"))
+        .parent()
+        .unwrap();
     let path = format!(
         "{}:{}",
         bin_dir.display(),
@@ -133,7 +158,11 @@ fn certbot_gets_a_certificate_through_the_running_server() {
         .args(["--deploy-hook", "MistUtilCertbot"])
         .args(["-d", names[0], "-d", names[1]])
         .args(["--server", &format!("https://127.0.0.1:{acme}/dir")])
-        .args(["--non-interactive", "--agree-tos", "--register-unsafely-without-email"])
+        .args([
+            "--non-interactive",
+            "--agree-tos",
+            "--register-unsafely-without-email",
+        ])
         .arg("--config-dir")
         .arg(d.join("le"))
         .arg("--work-dir")

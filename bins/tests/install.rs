@@ -17,12 +17,18 @@ fn bin_names() -> Vec<String> {
     std::fs::read_to_string(repo().join("bins/Cargo.toml"))
         .unwrap()
         .lines()
-        .filter_map(|l| l.strip_prefix("name = \"Mist")?.strip_suffix('"').map(|n| format!("Mist{n}")))
+        .filter_map(|l| {
+            l.strip_prefix("name = \"Mist")?
+                .strip_suffix('"')
+                .map(|n| format!("Mist{n}"))
+        })
         .collect()
 }
 
 fn install(dest: &Path) -> String {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_MistController")).parent().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_MistController"))
+        .parent()
+        .unwrap();
     let o = Command::new(repo().join("scripts/install"))
         .env("PREFIX", "/usr")
         .env("DESTDIR", dest)
@@ -44,16 +50,31 @@ fn install_into_a_destdir_and_upgrade() {
     let root = dir.path();
     install(root);
     let names = bin_names();
-    assert!(names.len() >= 20 && names.contains(&"MistUtilCertbot".to_string()), "{names:?}");
+    assert!(
+        names.len() >= 20 && names.contains(&"MistUtilCertbot".to_string()),
+        "{names:?}"
+    );
     for n in &names {
         let p = root.join("usr/bin").join(n);
-        let mode = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode();
+        let mode = std::fs::metadata(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755, "{n}");
-        assert!(root.join("usr/share/man/man1").join(format!("{n}.1")).is_file(), "no man page for {n}");
+        assert!(
+            root.join("usr/share/man/man1")
+                .join(format!("{n}.1"))
+                .is_file(),
+            "no man page for {n}"
+        );
     }
     assert!(root.join("usr/share/man/man5/mistserver.conf.5").is_file());
-    let unit = std::fs::read_to_string(root.join("usr/lib/systemd/system/mistserver.service")).unwrap();
-    assert!(unit.contains("/usr/bin/MistController -c /etc/mistserver.conf"), "{unit}");
+    let unit =
+        std::fs::read_to_string(root.join("usr/lib/systemd/system/mistserver.service")).unwrap();
+    assert!(
+        unit.contains("/usr/bin/MistController -c /etc/mistserver.conf"),
+        "{unit}"
+    );
     assert!(root.join("var/lib/mist-rs").is_dir());
     // The default config is the controller's built-in default.
     let conf = root.join("etc/mistserver.conf");
@@ -67,7 +88,9 @@ fn install_into_a_destdir_and_upgrade() {
     assert!(root.join("etc/mistserver.conf.dist").is_file());
     // PREFIX=/usr/local: the unit starts the binary where it is.
     let dir2 = TempDir::new("install-local");
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_MistController")).parent().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_MistController"))
+        .parent()
+        .unwrap();
     let o = Command::new(repo().join("scripts/install"))
         .env("DESTDIR", dir2.path())
         .env_remove("PREFIX")
@@ -75,8 +98,15 @@ fn install_into_a_destdir_and_upgrade() {
         .output()
         .unwrap();
     assert!(o.status.success());
-    let unit = std::fs::read_to_string(dir2.path().join("usr/local/lib/systemd/system/mistserver.service")).unwrap();
-    assert!(unit.contains("ExecStart=/usr/local/bin/MistController "), "{unit}");
+    let unit = std::fs::read_to_string(
+        dir2.path()
+            .join("usr/local/lib/systemd/system/mistserver.service"),
+    )
+    .unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/MistController "),
+        "{unit}"
+    );
     assert!(dir2.path().join("usr/local/bin/MistUtilHealth").is_file());
 }
 
@@ -111,7 +141,9 @@ fn man_pages_render_without_warnings() {
 
 #[test]
 fn every_binary_answers_help_and_version() {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_MistController")).parent().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_MistController"))
+        .parent()
+        .unwrap();
     for n in bin_names() {
         for flag in ["--help", "--version"] {
             let o = Command::new(bin_dir.join(&n)).arg(flag).output().unwrap();

@@ -42,7 +42,10 @@ fn certbot_hook(ctl: &Controller, envs: &[(&str, &str)], args: &[&str]) -> Outpu
 
 fn saved_protocols(ctl: &Controller) -> Vec<Value> {
     let v: Value = serde_json::from_slice(&std::fs::read(&ctl.config).unwrap()).unwrap();
-    v["config"]["protocols"].as_array().cloned().unwrap_or_default()
+    v["config"]["protocols"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn curl(url: &str) -> (String, String) {
@@ -83,20 +86,32 @@ fn certbot_auth_hook_adds_http_and_serves_every_challenge() {
     let api = format!("127.0.0.1:{}", ctl.api);
     let o = certbot_hook(
         &ctl,
-        &[("CERTBOT_TOKEN", "tokA"), ("CERTBOT_VALIDATION", "tokA.valA")],
+        &[
+            ("CERTBOT_TOKEN", "tokA"),
+            ("CERTBOT_VALIDATION", "tokA.valA"),
+        ],
         &["--port", &port, "--api", &api],
     );
     assert!(o.status.success(), "{}", out_text(&o));
     // ... and the control socket for the second, which keeps the first.
     let o = certbot_hook(
         &ctl,
-        &[("CERTBOT_TOKEN", "tokB"), ("CERTBOT_VALIDATION", "tokB.valB")],
+        &[
+            ("CERTBOT_TOKEN", "tokB"),
+            ("CERTBOT_VALIDATION", "tokB.valB"),
+        ],
         &["--port", &port],
     );
     assert!(o.status.success(), "{}", out_text(&o));
     let base = format!("http://127.0.0.1:{port}/.well-known/acme-challenge");
-    assert_eq!(curl(&format!("{base}/tokA")), ("tokA.valA".into(), "200".into()));
-    assert_eq!(curl(&format!("{base}/tokB")), ("tokB.valB".into(), "200".into()));
+    assert_eq!(
+        curl(&format!("{base}/tokA")),
+        ("tokA.valA".into(), "200".into())
+    );
+    assert_eq!(
+        curl(&format!("{base}/tokB")),
+        ("tokB.valB".into(), "200".into())
+    );
     assert_eq!(curl(&format!("{base}/tokC")).1, "404");
     let protos = saved_protocols(&ctl);
     let http: Vec<&Value> = protos.iter().filter(|p| p["connector"] == "HTTP").collect();
@@ -106,7 +121,10 @@ fn certbot_auth_hook_adds_http_and_serves_every_challenge() {
     // Asked again for a challenge already served: nothing changes, exit 0 at once.
     let o = certbot_hook(
         &ctl,
-        &[("CERTBOT_TOKEN", "tokB"), ("CERTBOT_VALIDATION", "tokB.valB")],
+        &[
+            ("CERTBOT_TOKEN", "tokB"),
+            ("CERTBOT_VALIDATION", "tokB.valB"),
+        ],
         &["--port", &port],
     );
     assert!(o.status.success(), "{}", out_text(&o));
@@ -163,16 +181,26 @@ fn certbot_deploy_hook_installs_the_certificate() {
     let want = json!({"connector": "HTTPS", "port": 443, "cert": cert, "key": key});
     let protos = saved_protocols(&ctl);
     assert!(protos.contains(&want), "{protos:?}");
-    assert!(!protos.iter().any(|p| p.get("certbot").is_some()), "{protos:?}");
+    assert!(
+        !protos.iter().any(|p| p.get("certbot").is_some()),
+        "{protos:?}"
+    );
     // A second HTTPS protocol with its own certificate: both point at the lineage afterwards.
-    let own = json!({"connector": "HTTPS", "port": 4433, "cert": "/etc/own.pem", "key": "/etc/own.key"});
+    let own =
+        json!({"connector": "HTTPS", "port": 4433, "cert": "/etc/own.pem", "key": "/etc/own.key"});
     ctl.api(&json!({"addprotocol": own}));
     let o = certbot_hook(&ctl, &[("RENEWED_LINEAGE", &lin)], &[]);
     assert!(o.status.success(), "{}", out_text(&o));
     let protos = saved_protocols(&ctl);
-    let https: Vec<&Value> = protos.iter().filter(|p| p["connector"] == "HTTPS").collect();
+    let https: Vec<&Value> = protos
+        .iter()
+        .filter(|p| p["connector"] == "HTTPS")
+        .collect();
     assert_eq!(https.len(), 2, "{protos:?}");
-    assert!(https.iter().all(|p| p["cert"] == cert && p["key"] == key), "{protos:?}");
+    assert!(
+        https.iter().all(|p| p["cert"] == cert && p["key"] == key),
+        "{protos:?}"
+    );
 }
 
 fn health(ctl: Option<&Controller>, args: &[&str]) -> Output {
@@ -192,8 +220,14 @@ fn health_healthy_and_degraded() {
     let o = health(Some(&ctl), &["--max-cpu", "0"]);
     assert_eq!(o.status.code(), Some(0), "{}", out_text(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains(&format!("OK       protocol RTMP:{}", ctl.rtmp)), "{text}");
-    assert!(text.contains(&format!("OK       protocol HTTP:{}", ctl.http)), "{text}");
+    assert!(
+        text.contains(&format!("OK       protocol RTMP:{}", ctl.rtmp)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("OK       protocol HTTP:{}", ctl.http)),
+        "{text}"
+    );
     assert!(text.trim_end().ends_with("healthy"), "{text}");
     // Over a limit.
     let o = health(Some(&ctl), &["--max-cpu", "0", "--max-mem", "0.001"]);
@@ -202,10 +236,15 @@ fn health_healthy_and_degraded() {
     // A listener that cannot run (its port is taken).
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = squatter.local_addr().unwrap().port();
-    ctl.api(&json!({"addprotocol": {"connector": "RTMP", "port": taken, "interface": "127.0.0.1"}}));
+    ctl.api(
+        &json!({"addprotocol": {"connector": "RTMP", "port": taken, "interface": "127.0.0.1"}}),
+    );
     let end = Instant::now() + Duration::from_secs(15);
     loop {
-        let o = health(Some(&ctl), &["--max-cpu", "0", "--max-mem", "0", "--max-shm", "0"]);
+        let o = health(
+            Some(&ctl),
+            &["--max-cpu", "0", "--max-mem", "0", "--max-shm", "0"],
+        );
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
         if o.status.code() == Some(1) && text.contains(&format!("DEGRADED protocol RTMP:{taken}")) {
             break;
@@ -214,7 +253,10 @@ fn health_healthy_and_degraded() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // No controller at all.
-    let o = health(None, &["--api", &format!("127.0.0.1:{}", free_port()), "-q"]);
+    let o = health(
+        None,
+        &["--api", &format!("127.0.0.1:{}", free_port()), "-q"],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", out_text(&o));
     assert!(o.stdout.is_empty(), "{}", out_text(&o));
 }
@@ -259,7 +301,11 @@ fn nuke_stops_only_the_stream_and_removes_its_shm() {
     while !shm_files(&shm).contains(&format!("mist-{stuck}-meta"))
         || !shm_files(&shm).contains(&format!("mist-{other}-meta"))
     {
-        assert!(Instant::now() < end, "buffers never created: {:?}", shm_files(&shm));
+        assert!(
+            Instant::now() < end,
+            "buffers never created: {:?}",
+            shm_files(&shm)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // The stuck input no longer reacts to SIGTERM; a push process of the stream ignores it.
@@ -286,8 +332,14 @@ fn nuke_stops_only_the_stream_and_removes_its_shm() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", out_text(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains(&format!("killed MistInBuffer (pid {})", stuck_buf.pid())), "{text}");
-    assert!(text.contains(&format!("killed MistOutFLV (pid {})", push.pid())), "{text}");
+    assert!(
+        text.contains(&format!("killed MistInBuffer (pid {})", stuck_buf.pid())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("killed MistOutFLV (pid {})", push.pid())),
+        "{text}"
+    );
     assert!(text.contains("removed the shared memory"), "{text}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(!alive(stuck_buf.pid()) && !alive(push.pid()));
@@ -323,12 +375,21 @@ fn log_pretty_prints_and_wraps_commands() {
     let text = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
-    assert!(lines[0].starts_with("[20") && lines[0].ends_with("] MistOutRTMP WARN: peer gone"), "{text}");
+    assert!(
+        lines[0].starts_with("[20") && lines[0].ends_with("] MistOutRTMP WARN: peer gone"),
+        "{text}"
+    );
     assert!(lines[1].ends_with("] MistController ERROR: bad"), "{text}");
     assert!(lines[2].ends_with("] MistInBuffer FAIL: died"), "{text}");
     // A command: its output lines become INFO lines under its name; its exit code is ours.
     let o = Command::new(bin("MistUtilLog"))
-        .args(["-n", "myjob", "sh", "-c", "echo to-out; echo to-err >&2; exit 3"])
+        .args([
+            "-n",
+            "myjob",
+            "sh",
+            "-c",
+            "echo to-out; echo to-err >&2; exit 3",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", out_text(&o));
@@ -398,13 +459,20 @@ http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; 
             .spawn()
             .unwrap(),
     );
-    assert!(wait_port(port, Duration::from_secs(10)), "nginx never listened");
+    assert!(
+        wait_port(port, Duration::from_secs(10)),
+        "nginx never listened"
+    );
     let o = writer(&format!("http://127.0.0.1:{port}/up/a/seg.ts"), &data);
     assert_eq!(o.status.code(), Some(0), "{}", out_text(&o));
     assert_eq!(std::fs::read(d.join("www/up/a/seg.ts")).unwrap(), data);
     let o = writer(&format!("http://127.0.0.1:{port}/elsewhere.ts"), &data);
     assert_eq!(o.status.code(), Some(2), "{}", out_text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("405"), "{}", out_text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("405"),
+        "{}",
+        out_text(&o)
+    );
     // Nobody listening: 2.
     let o = writer(&format!("http://127.0.0.1:{}/x", free_port()), b"x");
     assert_eq!(o.status.code(), Some(2), "{}", out_text(&o));
@@ -416,7 +484,8 @@ fn controller_log(dir: &Path, args: &[&str], envs: &[(&str, String)], stderr_fil
     let conf = dir.join("c.conf");
     std::fs::write(
         &conf,
-        json!({"config": {"controller": {"port": api, "interface": "127.0.0.1"}, "protocols": []}}).to_string(),
+        json!({"config": {"controller": {"port": api, "interface": "127.0.0.1"}, "protocols": []}})
+            .to_string(),
     )
     .unwrap();
     let mut c = Command::new(bin("MistController"));
@@ -451,7 +520,10 @@ fn controller_logs_to_a_file_and_to_journald() {
     let line = text.lines().nth(1).unwrap_or("");
     let b = line.as_bytes();
     assert!(
-        b.len() > 22 && b[0] == b'[' && b[20] == b']' && line[22..].starts_with("INFO MistController: "),
+        b.len() > 22
+            && b[0] == b'['
+            && b[20] == b']'
+            && line[22..].starts_with("INFO MistController: "),
         "{text}"
     );
     // stderr is the journal stream (systemd's JOURNAL_STREAM names its device:inode): priority
@@ -466,9 +538,16 @@ fn controller_logs_to_a_file_and_to_journald() {
     assert!(!text.is_empty());
     for l in text.lines() {
         assert!(
-            ["<3>", "<4>", "<6>", "<7>"].iter().any(|p| l.starts_with(p)) && !l.contains("[20"),
+            ["<3>", "<4>", "<6>", "<7>"]
+                .iter()
+                .any(|p| l.starts_with(p))
+                && !l.contains("[20"),
             "{text}"
         );
     }
-    assert!(text.lines().any(|l| l.starts_with("<6>INFO MistController: ")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("<6>INFO MistController: ")),
+        "{text}"
+    );
 }

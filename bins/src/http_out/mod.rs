@@ -630,9 +630,11 @@ impl Handler for App {
             routes::Route::Error(status, text) => io.respond_text(id, status, &text),
             routes::Route::Acme(token) => {
                 // One or more TOKEN:VALIDATION pairs (one per name of a certificate).
-                let answer = self.opts.certbot.as_deref().and_then(|c| {
-                    crate::util::certbot::challenge_answer(c, &token)
-                });
+                let answer = self
+                    .opts
+                    .certbot
+                    .as_deref()
+                    .and_then(|c| crate::util::certbot::challenge_answer(c, &token));
                 match answer {
                     Some(v) => {
                         let r =

@@ -90,9 +90,11 @@ pub fn listen_port(p: &Value, caps: &Value) -> Option<u16> {
         return Some(port);
     }
     let default = c.and_then(|c| {
-        ["optional", "required"]
-            .iter()
-            .find_map(|k| c.get(*k).and_then(|o| o.get("port")).and_then(|p| p.get("default")))
+        ["optional", "required"].iter().find_map(|k| {
+            c.get(*k)
+                .and_then(|o| o.get("port"))
+                .and_then(|p| p.get("default"))
+        })
     });
     match default.and_then(num) {
         Some(p) => Some(p),
@@ -308,7 +310,12 @@ fn check_addr(p: &Value, port: u16) -> Option<SocketAddr> {
 }
 
 /// The auth hook: make the HTTP listener on `port` answer the challenge, and wait until it does.
-pub fn auth_hook(client: &Client, port: u16, token: &str, validation: &str) -> Result<(), CertbotError> {
+pub fn auth_hook(
+    client: &Client,
+    port: u16,
+    token: &str,
+    validation: &str,
+) -> Result<(), CertbotError> {
     let answer = client.call(&json!({"config": true, "capabilities": true}))?;
     let protocols = protocols_of(&answer)?;
     let caps = answer.get("capabilities").cloned().unwrap_or(Value::Null);
@@ -330,14 +337,19 @@ pub fn auth_hook(client: &Client, port: u16, token: &str, validation: &str) -> R
     let path = format!("/.well-known/acme-challenge/{token}");
     let end = Instant::now() + SERVE_WAIT;
     loop {
-        if let Ok((200, body)) = super::client::http_get(addr, "localhost", &path, Duration::from_secs(3)) {
+        if let Ok((200, body)) =
+            super::client::http_get(addr, "localhost", &path, Duration::from_secs(3))
+        {
             if body == validation.as_bytes() {
                 mist_core::info!("http://{addr}{path} answers the validation");
                 return Ok(());
             }
         }
         if Instant::now() >= end {
-            return Err(CertbotError::NotServed(format!("http://{addr}{path}"), SERVE_WAIT));
+            return Err(CertbotError::NotServed(
+                format!("http://{addr}{path}"),
+                SERVE_WAIT,
+            ));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -354,11 +366,7 @@ pub fn deploy_hook(client: &Client, lineage: &Path) -> Result<(), CertbotError> 
     }
     let answer = client.call(&json!({"config": true}))?;
     let protocols = protocols_of(&answer)?;
-    let changes = plan_deploy(
-        &protocols,
-        &cert.to_string_lossy(),
-        &key.to_string_lossy(),
-    );
+    let changes = plan_deploy(&protocols, &cert.to_string_lossy(), &key.to_string_lossy());
     if changes.is_empty() {
         mist_core::info!("every HTTPS protocol already uses {}", cert.display());
     }
@@ -380,10 +388,19 @@ mod tests {
     #[test]
     fn ports_explicit_default_and_served() {
         let c = caps();
-        assert_eq!(listen_port(&json!({"connector": "HTTP", "port": 80}), &c), Some(80));
-        assert_eq!(listen_port(&json!({"connector": "HTTP", "port": "80"}), &c), Some(80));
+        assert_eq!(
+            listen_port(&json!({"connector": "HTTP", "port": 80}), &c),
+            Some(80)
+        );
+        assert_eq!(
+            listen_port(&json!({"connector": "HTTP", "port": "80"}), &c),
+            Some(80)
+        );
         assert_eq!(listen_port(&json!({"connector": "HTTP"}), &c), Some(8080));
-        assert_eq!(listen_port(&json!({"connector": "HLS", "port": 80}), &c), None);
+        assert_eq!(
+            listen_port(&json!({"connector": "HLS", "port": 80}), &c),
+            None
+        );
         assert_eq!(listen_port(&json!({"connector": "HTTPS"}), &c), Some(4433));
     }
 
@@ -393,7 +410,9 @@ mod tests {
         let add = plan_auth(&[json!({"connector": "RTMP"})], &c, 80, "T", "V").unwrap();
         assert_eq!(
             add,
-            Some(Change::Add(json!({"connector": "HTTP", "port": 80, "certbot": "T:V"})))
+            Some(Change::Add(
+                json!({"connector": "HTTP", "port": 80, "certbot": "T:V"})
+            ))
         );
         let http = json!({"connector": "HTTP", "port": 80, "online": 1});
         let up = plan_auth(&[http], &c, 80, "T", "V").unwrap();
@@ -439,10 +458,13 @@ mod tests {
         let (c, k) = ("/le/live/a/fullchain.pem", "/le/live/a/privkey.pem");
         assert_eq!(
             plan_deploy(&[json!({"connector": "HTTP"})], c, k),
-            vec![Change::Add(json!({"connector": "HTTPS", "port": 443, "cert": c, "key": k}))]
+            vec![Change::Add(
+                json!({"connector": "HTTPS", "port": 443, "cert": c, "key": k})
+            )]
         );
         // A self-made certificate is replaced.
-        let own = json!({"connector": "HTTPS", "port": 4433, "cert": "/etc/x.pem", "key": "/etc/x.key"});
+        let own =
+            json!({"connector": "HTTPS", "port": 4433, "cert": "/etc/x.pem", "key": "/etc/x.key"});
         let ch = plan_deploy(&[own], c, k);
         assert_eq!(ch.len(), 1);
         assert_eq!(ch[0].result()["cert"], json!(c));
@@ -450,7 +472,10 @@ mod tests {
         // Another lineage is kept beside ours (SNI).
         let other = json!({"connector": "HTTPS", "cert": "/le/live/b/fullchain.pem", "key": "/le/live/b/privkey.pem"});
         let ch = plan_deploy(&[other], c, k);
-        assert_eq!(ch[0].result()["cert"], json!(["/le/live/b/fullchain.pem", c]));
+        assert_eq!(
+            ch[0].result()["cert"],
+            json!(["/le/live/b/fullchain.pem", c])
+        );
         assert_eq!(ch[0].result()["key"], json!(["/le/live/b/privkey.pem", k]));
         // Already ours: nothing to do.
         let ours = json!({"connector": "HTTPS", "cert": c, "key": k, "online": 0});

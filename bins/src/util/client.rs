@@ -112,7 +112,8 @@ impl Client {
                     .map_err(|e| ClientError::Unreachable(format!("{}: {e}", p.display())))?;
                 s.set_read_timeout(Some(TIMEOUT))?;
                 s.set_write_timeout(Some(TIMEOUT))?;
-                let mut line = serde_json::to_vec(&req).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+                let mut line =
+                    serde_json::to_vec(&req).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
                 line.push(b'\n');
                 s.write_all(&line)?;
                 let mut buf = Vec::new();
@@ -173,7 +174,8 @@ pub fn split_http(buf: &[u8]) -> Result<(u16, &[u8]), ClientError> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| ClientError::BadAnswer("no HTTP header end".into()))?;
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| ClientError::BadAnswer("head".into()))?;
+    let head =
+        std::str::from_utf8(&buf[..end]).map_err(|_| ClientError::BadAnswer("head".into()))?;
     let status = head
         .split_whitespace()
         .nth(1)
@@ -183,7 +185,12 @@ pub fn split_http(buf: &[u8]) -> Result<(u16, &[u8]), ClientError> {
 }
 
 /// One plain HTTP GET (HTTP/1.0, close-delimited); returns status and body.
-pub fn http_get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>), ClientError> {
+pub fn http_get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), ClientError> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;

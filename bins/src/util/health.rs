@@ -34,8 +34,15 @@ pub struct Limits {
 /// The protocol checks from a config answer: a listener whose `online` is 1 (or one served by
 /// the HTTP connector) is fine; one not running, or whose binary is missing, is not.
 pub fn protocol_checks(config: &Value) -> Vec<Check> {
-    let Some(list) = config.pointer("/config/protocols").and_then(Value::as_array) else {
-        return vec![Check::new(false, "protocols", "the controller sent no protocol list")];
+    let Some(list) = config
+        .pointer("/config/protocols")
+        .and_then(Value::as_array)
+    else {
+        return vec![Check::new(
+            false,
+            "protocols",
+            "the controller sent no protocol list",
+        )];
     };
     list.iter()
         .filter_map(|p| {
@@ -102,7 +109,11 @@ fn limit_check(what: &str, used: Option<f64>, limit: f64) -> Option<Check> {
         return None;
     }
     Some(match used {
-        Some(u) => Check::new(u <= limit, what, format!("{u:.0}% used (limit {limit:.0}%)")),
+        Some(u) => Check::new(
+            u <= limit,
+            what,
+            format!("{u:.0}% used (limit {limit:.0}%)"),
+        ),
         None => Check::new(false, what, "cannot be measured"),
     })
 }
@@ -117,7 +128,11 @@ pub fn run(api: Option<&str>, limits: Limits) -> Vec<Check> {
     match answer {
         Ok((c, v)) => {
             let version = v.get("version").and_then(Value::as_str).unwrap_or("?");
-            out.push(Check::new(true, "controller", format!("{version}, {}", c.describe())));
+            out.push(Check::new(
+                true,
+                "controller",
+                format!("{version}, {}", c.describe()),
+            ));
             out.extend(protocol_checks(&v));
         }
         Err(e) => out.push(Check::new(false, "controller", e.to_string())),

@@ -23,7 +23,11 @@ pub fn pretty(line: &str, time: &str, colour: bool) -> String {
 }
 
 /// Reads log lines from `input` until EOF and writes them pretty to `out`.
-pub fn pretty_stream(input: impl BufRead, mut out: impl Write, colour: bool) -> std::io::Result<()> {
+pub fn pretty_stream(
+    input: impl BufRead,
+    mut out: impl Write,
+    colour: bool,
+) -> std::io::Result<()> {
     for line in input.split(b'\n') {
         let line = line?;
         let line = String::from_utf8_lossy(&line);
@@ -54,7 +58,10 @@ pub fn run_command(argv: &[String], name: &str) -> i32 {
     };
     let forward = |r: Box<dyn std::io::Read + Send>, name: String| {
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(r).split(b'\n').map_while(Result::ok) {
+            for line in std::io::BufReader::new(r)
+                .split(b'\n')
+                .map_while(Result::ok)
+            {
                 let line = String::from_utf8_lossy(&line);
                 let line = line.trim_end_matches('\r');
                 if !line.is_empty() {
@@ -63,8 +70,14 @@ pub fn run_command(argv: &[String], name: &str) -> i32 {
             }
         })
     };
-    let a = forward(Box::new(child.stdout.take().expect("piped")), name.to_string());
-    let b = forward(Box::new(child.stderr.take().expect("piped")), name.to_string());
+    let a = forward(
+        Box::new(child.stdout.take().expect("piped")),
+        name.to_string(),
+    );
+    let b = forward(
+        Box::new(child.stderr.take().expect("piped")),
+        name.to_string(),
+    );
     let status = child.wait();
     let _ = a.join();
     let _ = b.join();

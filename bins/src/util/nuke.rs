@@ -61,10 +61,8 @@ pub fn is_stream_process(argv: &[String], stream: &str) -> bool {
             it.next().map(String::as_str)
         } else if let Some(v) = a.strip_prefix("--stream=") {
             Some(v)
-        } else if let Some(v) = a.strip_prefix("-s").filter(|v| !v.is_empty() && !a.starts_with("--")) {
-            Some(v)
         } else {
-            None
+            a.strip_prefix("-s").filter(|v| !v.is_empty())
         };
         if named == Some(stream) {
             return true;
@@ -138,14 +136,41 @@ mod tests {
 
     #[test]
     fn stream_processes() {
-        assert!(is_stream_process(&v(&["/usr/bin/MistInBuffer", "-g", "4", "-s", "live", "push://"]), "live"));
-        assert!(is_stream_process(&v(&["MistOutFLV", "--stream", "live", "/rec.flv"]), "live"));
-        assert!(is_stream_process(&v(&["MistInMP4", "--stream=live", "/a.mp4"]), "live"));
-        assert!(is_stream_process(&v(&["MistInMP4", "-slive", "/a.mp4"]), "live"));
-        assert!(!is_stream_process(&v(&["MistInBuffer", "-s", "live2"]), "live"));
-        assert!(!is_stream_process(&v(&["MistOutHTTP", "-p", "8080"]), "live"));
-        assert!(!is_stream_process(&v(&["MistController", "-s", "live"]), "live"));
-        assert!(!is_stream_process(&v(&["bash", "-c", "MistInBuffer -s live"]), "live"));
-        assert!(!is_stream_process(&v(&["MistInBuffer", "push://live"]), "live"));
+        assert!(is_stream_process(
+            &v(&["/usr/bin/MistInBuffer", "-g", "4", "-s", "live", "push://"]),
+            "live"
+        ));
+        assert!(is_stream_process(
+            &v(&["MistOutFLV", "--stream", "live", "/rec.flv"]),
+            "live"
+        ));
+        assert!(is_stream_process(
+            &v(&["MistInMP4", "--stream=live", "/a.mp4"]),
+            "live"
+        ));
+        assert!(is_stream_process(
+            &v(&["MistInMP4", "-slive", "/a.mp4"]),
+            "live"
+        ));
+        assert!(!is_stream_process(
+            &v(&["MistInBuffer", "-s", "live2"]),
+            "live"
+        ));
+        assert!(!is_stream_process(
+            &v(&["MistOutHTTP", "-p", "8080"]),
+            "live"
+        ));
+        assert!(!is_stream_process(
+            &v(&["MistController", "-s", "live"]),
+            "live"
+        ));
+        assert!(!is_stream_process(
+            &v(&["bash", "-c", "MistInBuffer -s live"]),
+            "live"
+        ));
+        assert!(!is_stream_process(
+            &v(&["MistInBuffer", "push://live"]),
+            "live"
+        ));
     }
 }

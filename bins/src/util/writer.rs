@@ -105,9 +105,15 @@ pub fn put(mut input: impl Read, host: &str, port: u16, path: &str) -> Result<u6
         .next()
         .ok_or_else(|| io(std::io::Error::other("no address")))?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(io)?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(io)?;
-    s.set_write_timeout(Some(Duration::from_secs(30))).map_err(io)?;
-    let host_hdr = if port == 80 { host.to_string() } else { format!("{host}:{port}") };
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(io)?;
+    s.set_write_timeout(Some(Duration::from_secs(30)))
+        .map_err(io)?;
+    let host_hdr = if port == 80 {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    };
     let head = format!(
         "PUT {path} HTTP/1.1\r\nHost: {host_hdr}\r\nUser-Agent: MistUtilWriter/{}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION")
@@ -152,23 +158,53 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(parse_target("/a/b.ts").unwrap(), Target::File("/a/b.ts".into()));
-        assert_eq!(parse_target("rel.ts").unwrap(), Target::File("rel.ts".into()));
-        assert_eq!(parse_target("file:///x").unwrap(), Target::File("/x".into()));
+        assert_eq!(
+            parse_target("/a/b.ts").unwrap(),
+            Target::File("/a/b.ts".into())
+        );
+        assert_eq!(
+            parse_target("rel.ts").unwrap(),
+            Target::File("rel.ts".into())
+        );
+        assert_eq!(
+            parse_target("file:///x").unwrap(),
+            Target::File("/x".into())
+        );
         assert_eq!(
             parse_target("http://h:8080/up/x.ts").unwrap(),
-            Target::Http { host: "h".into(), port: 8080, path: "/up/x.ts".into() }
+            Target::Http {
+                host: "h".into(),
+                port: 8080,
+                path: "/up/x.ts".into()
+            }
         );
         assert_eq!(
             parse_target("http://h").unwrap(),
-            Target::Http { host: "h".into(), port: 80, path: "/".into() }
+            Target::Http {
+                host: "h".into(),
+                port: 80,
+                path: "/".into()
+            }
         );
         assert_eq!(
             parse_target("http://[::1]:81/x").unwrap(),
-            Target::Http { host: "[::1]".into(), port: 81, path: "/x".into() }
+            Target::Http {
+                host: "[::1]".into(),
+                port: 81,
+                path: "/x".into()
+            }
         );
-        for bad in ["", "https://h/x", "s3://b/k", "http://:80/x", "http://h:port/x"] {
-            assert!(matches!(parse_target(bad), Err(WriterError::Unsupported(_))), "{bad}");
+        for bad in [
+            "",
+            "https://h/x",
+            "s3://b/k",
+            "http://:80/x",
+            "http://h:port/x",
+        ] {
+            assert!(
+                matches!(parse_target(bad), Err(WriterError::Unsupported(_))),
+                "{bad}"
+            );
         }
     }
 }

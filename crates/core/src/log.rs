@@ -169,7 +169,10 @@ pub fn detect_style() -> Style {
         // SAFETY: fstat succeeded, so it initialised the struct.
         .then(|| unsafe { st.assume_init() });
     if let (Some(st), Ok(js)) = (stat.as_ref(), std::env::var("JOURNAL_STREAM")) {
-        if is_journal_stream(&js, st.st_dev as u64, st.st_ino as u64) {
+        // Not u64 on every platform.
+        #[allow(clippy::unnecessary_cast)]
+        let (dev, ino) = (st.st_dev as u64, st.st_ino as u64);
+        if is_journal_stream(&js, dev, ino) {
             return Style::Journal;
         }
     }
@@ -381,9 +384,18 @@ mod tests {
             decorate(Style::Journal, Level::Error, "MistController", "x"),
             "<3>ERROR MistController: x"
         );
-        assert_eq!(decorate(Style::Journal, Level::Warn, "B", "x"), "<4>WARN B: x");
-        assert_eq!(decorate(Style::Journal, Level::Info, "B", "x"), "<6>INFO B: x");
-        assert_eq!(decorate(Style::Journal, Level::High, "B", "x"), "<7>HIGH B: x");
+        assert_eq!(
+            decorate(Style::Journal, Level::Warn, "B", "x"),
+            "<4>WARN B: x"
+        );
+        assert_eq!(
+            decorate(Style::Journal, Level::Info, "B", "x"),
+            "<6>INFO B: x"
+        );
+        assert_eq!(
+            decorate(Style::Journal, Level::High, "B", "x"),
+            "<7>HIGH B: x"
+        );
         let t = decorate(Style::Timestamped, Level::Info, "B", "x");
         assert!(t.starts_with('[') && t.ends_with("] INFO B: x"), "{t}");
         for l in [t.as_str(), "<3>ERROR B: x"] {
