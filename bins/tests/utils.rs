@@ -551,3 +551,53 @@ fn controller_logs_to_a_file_and_to_journald() {
         "{text}"
     );
 }
+
+#[test]
+fn controller_tells_systemd_when_every_listener_listens() {
+    let dir = TempDir::new("notify");
+    let d = dir.path();
+    let sock_path = d.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (api, rtmp, http) = (free_port(), free_port(), free_port());
+    let conf = d.join("c.conf");
+    std::fs::write(
+        &conf,
+        json!({"config": {"controller": {"port": api, "interface": "127.0.0.1"}, "protocols": [
+            {"connector": "RTMP", "port": rtmp, "interface": "127.0.0.1"},
+            {"connector": "HTTP", "port": http, "interface": "127.0.0.1"},
+            {"connector": "HLS"},
+        ]}})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("shm")).unwrap();
+    let _ctl = Proc(
+        Command::new(bin("MistController"))
+            .arg("-c")
+            .arg(&conf)
+            .env("MIST_CONTROL", d.join("control.sock"))
+            .env("MIST_SHM_DIR", d.join("shm"))
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("no READY=1 within 30 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
+    assert!(
+        msg.contains("STATUS=API and every protocol listening"),
+        "{msg}"
+    );
+    // When it said so, the API and both listeners accept connections.
+    for port in [api, rtmp, http] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "port {port} not listening after READY=1"
+        );
+    }
+}

@@ -290,7 +290,9 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
     let mut events = Events::with_capacity(256);
     let mut last_file_check = Instant::now();
     let mut last_sweep = Instant::now();
+    let mut ready = super::notify::Readiness::new();
     loop {
+        ready.tick(&ctl);
         let mut timeout = Duration::from_millis(100);
         if let Some(t) = ctl.sup.next_deadline() {
             timeout = timeout.min(t.saturating_duration_since(Instant::now()));

@@ -1,0 +1,119 @@
+//! systemd readiness (`Type=notify`): `READY=1` to `$NOTIFY_SOCKET` once the API listens and
+//! every protocol listener the controller started accepts connections (or after [`READY_MAX`],
+//! with a STATUS naming the ones that do not, so a broken protocol does not fail the start).
+
+use super::children::Role;
+use super::Controller;
+use serde_json::Value;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+/// Longest wait for the listeners before READY=1 is sent anyway.
+pub const READY_MAX: Duration = Duration::from_secs(30);
+
+/// Sends one notification (`KEY=VALUE` lines) to `$NOTIFY_SOCKET`; false when there is none or it
+/// fails. A leading `@` is Linux's abstract namespace.
+pub fn sd_notify(msg: &str) -> bool {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET").filter(|p| !p.is_empty()) else {
+        return false;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return false;
+    };
+    let bytes = path.as_encoded_bytes();
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        match std::os::unix::net::SocketAddr::from_abstract_name(name) {
+            Ok(a) => sock.send_to_addr(msg.as_bytes(), &a).is_ok(),
+            Err(_) => false,
+        }
+    } else {
+        sock.send_to(msg.as_bytes(), &path).is_ok()
+    }
+}
+
+/// Tracks whether READY=1 was sent.
+pub struct Readiness {
+    done: bool,
+    since: Instant,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness::new()
+    }
+}
+
+impl Readiness {
+    pub fn new() -> Readiness {
+        Readiness {
+            done: std::env::var_os("NOTIFY_SOCKET").is_none_or(|p| p.is_empty()),
+            since: Instant::now(),
+        }
+    }
+
+    /// Called from the loop: sends READY=1 once every started listener accepts connections.
+    pub fn tick(&mut self, ctl: &Controller) {
+        if self.done {
+            return;
+        }
+        let waiting = waiting_listeners(ctl);
+        if waiting.is_empty() {
+            sd_notify("READY=1\nSTATUS=API and every protocol listening");
+        } else if self.since.elapsed() >= READY_MAX {
+            let names = waiting.join(", ");
+            sd_notify(&format!("READY=1\nSTATUS=not listening: {names}"));
+            mist_core::warn!("told systemd we are ready; still not listening: {names}");
+        } else {
+            return;
+        }
+        self.done = true;
+    }
+}
+
+/// Where a protocol entry's listener can be reached from here.
+fn listen_addr(ctl: &Controller, p: &mist_core::config::Protocol) -> Option<SocketAddr> {
+    let default = ctl
+        .caps
+        .connectors
+        .get(&p.connector)
+        .and_then(|c| {
+            c.pointer("/optional/port/default")
+                .or(c.pointer("/required/port/default"))
+        })
+        .and_then(Value::as_u64)
+        .and_then(|n| u16::try_from(n).ok());
+    let port = p.port().or(default)?;
+    let iface = p
+        .options
+        .get("interface")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let host = match iface {
+        None | Some("0.0.0.0") => "127.0.0.1".to_string(),
+        Some("::") => "[::1]".to_string(),
+        Some(i) if i.contains(':') && !i.starts_with('[') => format!("[{i}]"),
+        Some(i) => i.to_string(),
+    };
+    format!("{host}:{port}").to_socket_addrs().ok()?.next()
+}
+
+/// The started protocol listeners that do not accept connections yet.
+fn waiting_listeners(ctl: &Controller) -> Vec<String> {
+    ctl.cfg
+        .config
+        .protocols
+        .iter()
+        .filter(|p| {
+            let key = serde_json::to_string(p).unwrap_or_default();
+            ctl.sup.find(&Role::Protocol(key)).is_some()
+        })
+        .filter_map(|p| {
+            let addr = listen_addr(ctl, p)?;
+            TcpStream::connect_timeout(&addr, Duration::from_millis(100))
+                .is_err()
+                .then(|| format!("{} on {addr}", p.connector))
+        })
+        .collect()
+}
