@@ -226,6 +226,56 @@ fn certbot_gets_a_certificate_through_the_running_server() {
         assert!(text.contains(&format!("DNS:{n}")), "{text}");
     }
     assert!(text.contains("Pebble"), "issuer is not pebble's CA: {text}");
+    // A renewal reuses the stored hooks: the auth hook now updates the HTTP protocol on port 80,
+    // the deploy hook finds the HTTPS protocol already pointing at the lineage.
+    let before = std::fs::read(lineage.join("cert.pem")).unwrap();
+    let mut renew = Command::new("certbot");
+    renew
+        .args([
+            "renew",
+            "--force-renewal",
+            "--non-interactive",
+            "--no-random-sleep-on-renew",
+        ])
+        .args(["--server", &format!("https://127.0.0.1:{acme}/dir")])
+        .arg("--config-dir")
+        .arg(d.join("le"))
+        .arg("--work-dir")
+        .arg(d.join("le-work"))
+        .arg("--logs-dir")
+        .arg(d.join("le-logs"))
+        .env("PATH", &path)
+        .env("MIST_CONTROL", &sock)
+        .env("REQUESTS_CA_BUNDLE", d.join("pebble.pem"));
+    let out = renew.output().expect("run certbot renew");
+    assert!(
+        out.status.success(),
+        "certbot renew failed:\n{}\n{}\n--- controller\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        log("controller.log"),
+    );
+    assert_ne!(
+        std::fs::read(lineage.join("cert.pem")).unwrap(),
+        before,
+        "renewal kept the old certificate"
+    );
+    let saved: Value = serde_json::from_slice(&std::fs::read(&conf).unwrap()).unwrap();
+    let protocols = saved["config"]["protocols"].as_array().unwrap();
+    assert_eq!(
+        protocols
+            .iter()
+            .filter(|p| p["connector"] == "HTTP" && p["port"] == json!(80))
+            .count(),
+        1,
+        "{protocols:?}"
+    );
+    assert!(
+        protocols.iter().any(|p| p["connector"] == "HTTPS"
+            && p["cert"] == json!(lineage.join("fullchain.pem").to_string_lossy())),
+        "{protocols:?}"
+    );
+
     let root = run(Command::new("curl")
         .args(["-sf", "--cacert"])
         .arg(d.join("pebble.pem"))
