@@ -1,0 +1,251 @@
+//! Requests to the controller, asked off the loop with a bounded number in flight.
+//!
+//! A connector asks the controller before it lets a peer play or publish. The question goes over
+//! the control socket, which may take a while (the controller may start an input first), so it
+//! must not block the event loop; and it must not cost a thread per request either. [`Asker`]
+//! keeps a small fixed pool of worker threads (at most [`MAX_IN_FLIGHT`]) and a bounded queue.
+//!
+//! One policy decides every answer ([`decide`]):
+//! - **standalone** (the process was started without `MIST_CONTROL`, so no controller is
+//!   configured): **allowed**, as the stream name asked for; there is nobody to ask.
+//! - **controller configured but unreachable** (connect error, timeout, garbage answer):
+//!   **refused**, since the controller's rules (push whitelists, passwords, triggers) cannot be
+//!   checked. Allowing here would turn a controller outage into an open door.
+//! - a queue overflow (more than `queue` requests waiting) is refused too.
+//! - otherwise the controller's answer stands.
+
+use crate::runtime::Remote;
+use mist_core::control::{ControlError, Request, Response};
+use std::collections::VecDeque;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Most controller requests in flight at once, per process.
+pub const MAX_IN_FLIGHT: usize = 8;
+
+/// How long one request may take.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The outcome of a controller request, after the policy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Go ahead; the controller's answer (or a made-up one when standalone).
+    Allow(Response),
+    /// Refused, with the reason for the log and the peer.
+    Refuse(String),
+}
+
+/// Applies the one policy to a request's result (see the module docs).
+pub fn decide(req: &Request, r: Result<Response, ControlError>) -> Verdict {
+    match r {
+        Ok(resp) if resp.ok => Verdict::Allow(resp),
+        Ok(resp) => Verdict::Refuse(if resp.error.is_empty() {
+            "refused by the controller".into()
+        } else {
+            resp.error
+        }),
+        Err(ControlError::NotSet(_)) => Verdict::Allow(Response {
+            ok: true,
+            stream: requested_stream(req),
+            error: String::new(),
+            config: Default::default(),
+        }),
+        Err(e) => Verdict::Refuse(format!("controller unreachable: {e}")),
+    }
+}
+
+fn requested_stream(req: &Request) -> String {
+    match req {
+        Request::Push { stream, .. } | Request::Play { stream, .. } => stream.clone(),
+        Request::Api { .. } => String::new(),
+    }
+}
+
+/// How a request reaches the controller (the real one: [`mist_core::control::request`]).
+pub type Requester = Arc<dyn Fn(&Request) -> Result<Response, ControlError> + Send + Sync>;
+
+type Job<K> = (K, Request);
+
+/// A bounded pool of controller requests. `K` says whom an answer is for (e.g. a `ConnId`).
+pub struct Asker<K: Send + 'static> {
+    jobs: SyncSender<Job<K>>,
+    results: Receiver<(K, Verdict)>,
+    standalone: bool,
+    /// Answers decided without asking (standalone, queue full), handed out with the others.
+    ready: VecDeque<(K, Verdict)>,
+}
+
+impl<K: Send + 'static> Asker<K> {
+    /// Asks the controller named in the environment; standalone when `MIST_CONTROL` is unset.
+    pub fn from_env(remote: Remote) -> Asker<K> {
+        let standalone = mist_core::control::socket_path().is_none();
+        Asker::with(
+            remote,
+            Arc::new(|r: &Request| mist_core::control::request(r, TIMEOUT)),
+            standalone,
+            MAX_IN_FLIGHT,
+            256,
+        )
+    }
+
+    /// An asker with its own requester, `workers` (at most [`MAX_IN_FLIGHT`]) threads and
+    /// room for `queue` waiting requests. Results wake the loop through `remote`.
+    pub fn with(
+        remote: Remote,
+        requester: Requester,
+        standalone: bool,
+        workers: usize,
+        queue: usize,
+    ) -> Asker<K> {
+        let (jobs, rx) = mpsc::sync_channel::<Job<K>>(queue);
+        let (tx, results) = mpsc::channel();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers.clamp(1, MAX_IN_FLIGHT) {
+            let rx = rx.clone();
+            let tx: Sender<(K, Verdict)> = tx.clone();
+            let requester = requester.clone();
+            let remote = remote.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("ask-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((k, req)) = job else { return };
+                    let v = decide(&req, requester(&req));
+                    if tx.send((k, v)).is_err() {
+                        return;
+                    }
+                    remote.wake_loop();
+                });
+        }
+        Asker {
+            jobs,
+            results,
+            standalone,
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// Asks; the verdict comes out of [`Asker::take`] later (at once when standalone).
+    pub fn ask(&mut self, key: K, req: Request) {
+        if self.standalone {
+            let v = decide(&req, Err(ControlError::NotSet(mist_core::control::ENV_CONTROL)));
+            self.ready.push_back((key, v));
+            return;
+        }
+        match self.jobs.try_send((key, req)) {
+            Ok(()) => {}
+            Err(TrySendError::Full((k, _))) | Err(TrySendError::Disconnected((k, _))) => {
+                self.ready.push_back((
+                    k,
+                    Verdict::Refuse("too many controller requests waiting".into()),
+                ));
+            }
+        }
+    }
+
+    /// The next verdict that is in, if any.
+    pub fn take(&mut self) -> Option<(K, Verdict)> {
+        self.ready.pop_front().or_else(|| self.results.try_recv().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{App, Runtime};
+    use crate::session::{Io, Session};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Nothing;
+    struct NoSession;
+    impl Session<Nothing> for NoSession {
+        fn on_read(&mut self, _: &mut Nothing, _: &mut Io<'_>) {}
+    }
+    impl App for Nothing {
+        type Session = NoSession;
+        fn accept(
+            &mut self,
+            _: crate::ListenerId,
+            _: crate::Peer,
+            _: std::time::Instant,
+        ) -> Option<NoSession> {
+            None
+        }
+    }
+
+    fn play(s: &str) -> Request {
+        Request::Play {
+            stream: s.into(),
+            host: "127.0.0.1".into(),
+            connector: "test".into(),
+            url: String::new(),
+        }
+    }
+
+    fn drain(a: &mut Asker<usize>, n: usize) -> Vec<(usize, Verdict)> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            match a.take() {
+                Some(x) => got.push(x),
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        got.sort_by_key(|x| x.0);
+        got
+    }
+
+    #[test]
+    fn standalone_allows_and_unreachable_refuses() {
+        let rt = Runtime::<Nothing>::new().unwrap();
+        let unreachable: Requester = Arc::new(|_| {
+            Err(ControlError::Io {
+                path: "/nonexistent".into(),
+                source: std::io::ErrorKind::ConnectionRefused.into(),
+            })
+        });
+        let mut a = Asker::with(rt.remote(), unreachable.clone(), true, 2, 4);
+        a.ask(1, play("s1"));
+        match drain(&mut a, 1).pop().unwrap().1 {
+            Verdict::Allow(r) => assert_eq!(r.stream, "s1"),
+            v => panic!("standalone must allow, got {v:?}"),
+        }
+        let mut a = Asker::with(rt.remote(), unreachable, false, 2, 4);
+        a.ask(1, play("s1"));
+        match drain(&mut a, 1).pop().unwrap().1 {
+            Verdict::Refuse(why) => assert!(why.contains("unreachable"), "{why}"),
+            v => panic!("unreachable must refuse, got {v:?}"),
+        }
+    }
+
+    #[test]
+    fn in_flight_is_bounded() {
+        let rt = Runtime::<Nothing>::new().unwrap();
+        let now = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (n2, p2) = (now.clone(), peak.clone());
+        let slow: Requester = Arc::new(move |r| {
+            let c = n2.fetch_add(1, Ordering::SeqCst) + 1;
+            p2.fetch_max(c, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(20));
+            n2.fetch_sub(1, Ordering::SeqCst);
+            Ok(Response {
+                ok: true,
+                stream: requested_stream(r),
+                error: String::new(),
+                config: Default::default(),
+            })
+        });
+        let mut a = Asker::with(rt.remote(), slow, false, 100, 100);
+        for i in 0..40 {
+            a.ask(i, play(&format!("s{i}")));
+        }
+        let got = drain(&mut a, 40);
+        assert!(got.iter().all(|(_, v)| matches!(v, Verdict::Allow(_))));
+        let p = peak.load(Ordering::SeqCst);
+        assert!(p <= MAX_IN_FLIGHT, "peak {p} in flight");
+    }
+}
