@@ -19,6 +19,11 @@ impl Session {
     pub fn is_authorized(&self, host: &str) -> bool {
         self.authorized.as_deref() == Some(host)
     }
+
+    /// True when anyone has logged in on this connection (it may then send large requests).
+    pub fn has_login(&self) -> bool {
+        self.authorized.is_some()
+    }
 }
 
 /// Answers one API request object. `host` is the address the request is judged as (the peer, or

@@ -1,17 +1,21 @@
-//! The controller's event loop: API (HTTP on TCP), control socket (Unix), signals, children.
+//! The controller's event loop on the connector runtime: API (HTTP on TCP), control socket (Unix),
+//! signals, children. The API listener and the control socket have separate limits, so API clients
+//! can never use up what the children's requests need.
 
 use super::children::{ChildLine, Event, Role, Spawner, Supervisor};
 use super::{api, caps, paths, push_log, shm_call, Controller, LogRing, Opts};
-use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use bytes::Bytes;
+use mio::net::{TcpListener, UnixListener};
+use mio::Token;
+use mist_connector::{App, ConnId, Ctl, Flow, Io, Limits, ListenerId, Peer, Runtime, Session};
 use mist_core::config::{Config, DEFAULT_API_INTERFACE, DEFAULT_API_PORT};
 use mist_core::control::{Request, Response};
 use mist_core::log;
 use mist_core::{info, warn};
-use mist_net::http::{self, Limits};
+use mist_net::http::{self, Limits as HttpLimits};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,38 +23,54 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const API: Token = Token(0);
-const CONTROL: Token = Token(1);
-const SIGNALS: Token = Token(2);
-const WAKER: Token = Token(3);
-const UDP_API: Token = Token(4);
-const FIRST_CONN: usize = 16;
 const MAX_CONNS: usize = 1024;
 const CONTROL_MAX: usize = 64 * 1024;
 /// API connections idle this long are closed.
 const API_IDLE: Duration = Duration::from_secs(60);
+/// Input an API connection may buffer before it logged in (a remote peer).
+const API_PRELOGIN_MAX: usize = 64 * 1024;
+/// Longest an API request (head and body) may take to arrive.
+const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-struct ApiConn {
-    sock: TcpStream,
+/// The public API listener's limits: before login a remote connection may buffer little
+/// ([`API_PRELOGIN_MAX`]); a logged-in or local one up to a whole config upload.
+fn api_limits() -> Limits {
+    Limits {
+        max_conns: MAX_CONNS,
+        max_per_ip: 64,
+        max_input: API_LIMITS.max_head + API_LIMITS.max_body + 1,
+        header_timeout: Some(API_REQUEST_TIMEOUT),
+        idle_timeout: Some(API_IDLE),
+        ..Limits::default()
+    }
+}
+
+/// The control socket's limits: its own connection cap, one small request line each, and no
+/// idle timeout (an answer may wait for an input to come up).
+fn control_limits() -> Limits {
+    Limits {
+        max_conns: MAX_CONNS,
+        max_per_ip: usize::MAX,
+        max_input: CONTROL_MAX,
+        header_timeout: Some(API_REQUEST_TIMEOUT),
+        idle_timeout: None,
+        ..Limits::default()
+    }
+}
+
+pub(super) struct ApiConn {
     peer: SocketAddr,
-    inbuf: Vec<u8>,
-    outbuf: Vec<u8>,
     close: bool,
     /// `100 Continue` already sent for the request being read.
     continued: bool,
-    last_active: Instant,
     session: api::Session,
 }
 
-struct CtlConn {
-    sock: UnixStream,
-    inbuf: Vec<u8>,
-    outbuf: Vec<u8>,
-    /// Answered (or waiting for an answer): read no more.
-    done: bool,
+pub(super) struct CtlConn {
+    token: Token,
 }
 
-enum Conn {
+pub(super) enum Conn {
     Api(ApiConn),
     Ctl(CtlConn),
 }
@@ -60,7 +80,7 @@ struct Flags {
     hup: Arc<AtomicBool>,
 }
 
-fn register_signals(poll: &Poll) -> std::io::Result<(Flags, UnixStream)> {
+fn register_signals() -> std::io::Result<(Flags, mio::net::UnixStream)> {
     use signal_hook::consts::*;
     let (rx, tx) = std::os::unix::net::UnixStream::pair()?;
     rx.set_nonblocking(true)?;
@@ -79,10 +99,7 @@ fn register_signals(poll: &Poll) -> std::io::Result<(Flags, UnixStream)> {
     // SIGPIPE: a child or peer that went away must not kill us.
     // SAFETY: setting a signal disposition to ignore.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    let mut rx = UnixStream::from_std(rx);
-    poll.registry()
-        .register(&mut rx, SIGNALS, Interest::READABLE)?;
-    Ok((Flags { term, hup }, rx))
+    Ok((Flags { term, hup }, mio::net::UnixStream::from_std(rx)))
 }
 
 fn bind_control(path: &PathBuf) -> std::io::Result<UnixListener> {
@@ -101,9 +118,24 @@ fn bind_control(path: &PathBuf) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
+/// The controller as a runtime application: sessions for its two listeners, and the work of
+/// each loop turn (children, signals, triggers, waiting answers, config sync).
+struct Server {
+    ctl: Controller,
+    api: ListenerId,
+    control: ListenerId,
+    udp: Option<ListenerId>,
+    flags: Flags,
+    line_rx: mpsc::Receiver<ChildLine>,
+    trig_rx: mpsc::Receiver<(Token, super::TriggerResult)>,
+    last_file_check: Instant,
+    /// Tells systemd when the API and the protocol listeners are up.
+    ready: super::notify::Readiness,
+}
+
 pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 {
-    let mut poll = match Poll::new() {
-        Ok(p) => p,
+    let mut rt = match Runtime::<Server>::new() {
+        Ok(r) => r,
         Err(e) => {
             mist_core::fail!("cannot create poll: {e}");
             return super::EXIT_OTHER;
@@ -135,7 +167,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             return super::EXIT_USAGE;
         }
     };
-    let mut api_listener = match TcpListener::bind(addr) {
+    let api_listener = match TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
             mist_core::fail!("cannot bind API on {addr}: {e}");
@@ -145,7 +177,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
     let api_addr = api_listener.local_addr().unwrap_or(addr);
     // Control socket.
     let control_path = paths::control_socket_path();
-    let mut control = match bind_control(&control_path) {
+    let control = match bind_control(&control_path) {
         Ok(l) => l,
         Err(e) => {
             mist_core::fail!("cannot bind control socket {}: {e}", control_path.display());
@@ -158,14 +190,10 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
     if let Some(a) = std::env::var("MIST_UDP_API").ok().filter(|s| !s.is_empty()) {
         match a.parse::<SocketAddr>() {
             Ok(sa) if sa.ip().is_loopback() => match mio::net::UdpSocket::bind(sa) {
-                Ok(mut u) => {
-                    if poll
-                        .registry()
-                        .register(&mut u, UDP_API, Interest::READABLE)
-                        .is_ok()
-                    {
+                Ok(u) => {
+                    if let Ok(id) = rt.listen_udp(u, "UDP API") {
                         info!("UDP API (unauthenticated, local) on {sa}");
-                        udp = Some(u);
+                        udp = Some(id);
                     }
                 }
                 Err(e) => {
@@ -179,31 +207,27 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             }
         }
     }
-    let (flags, mut sigpipe) = match register_signals(&poll) {
-        Ok(x) => x,
+    let flags = match register_signals().and_then(|(f, pipe)| rt.watch(pipe, "signals").map(|_| f))
+    {
+        Ok(f) => f,
         Err(e) => {
             mist_core::fail!("cannot set up signals: {e}");
             return super::EXIT_OTHER;
         }
     };
-    let waker = match Waker::new(poll.registry(), WAKER) {
-        Ok(w) => Arc::new(w),
+    let waker = rt.remote().waker();
+    let (api_id, control_id) = match rt
+        .listen_tcp(api_listener, "API", api_limits())
+        .and_then(|a| {
+            rt.listen_unix(control, "control socket", control_limits())
+                .map(|c| (a, c))
+        }) {
+        Ok(x) => x,
         Err(e) => {
-            mist_core::fail!("cannot create waker: {e}");
+            mist_core::fail!("cannot register listeners: {e}");
             return super::EXIT_OTHER;
         }
     };
-    if let Err(e) = poll
-        .registry()
-        .register(&mut api_listener, API, Interest::READABLE)
-        .and_then(|_| {
-            poll.registry()
-                .register(&mut control, CONTROL, Interest::READABLE)
-        })
-    {
-        mist_core::fail!("cannot register listeners: {e}");
-        return super::EXIT_OTHER;
-    }
 
     let bin_dir = std::env::current_exe()
         .ok()
@@ -225,7 +249,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
     let spawner = Spawner {
         env,
         lines: line_tx,
-        waker: waker.clone(),
+        waker,
     };
     let (read_mode, write_mode) = match opts.configrw.as_str() {
         "r" => (true, false),
@@ -285,227 +309,21 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         ctl.shutdown = true;
     }
 
-    let mut conns: HashMap<Token, Conn> = HashMap::new();
-    let mut next_token = FIRST_CONN;
-    let mut events = Events::with_capacity(256);
-    let mut last_file_check = Instant::now();
-    let mut last_sweep = Instant::now();
-    let mut ready = super::notify::Readiness::new();
-    loop {
-        ready.tick(&ctl);
-        let mut timeout = Duration::from_millis(100);
-        if let Some(t) = ctl.sup.next_deadline() {
-            timeout = timeout.min(t.saturating_duration_since(Instant::now()));
-        }
-        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
-            if e.kind() != ErrorKind::Interrupted {
-                mist_core::error!("poll: {e}");
-            }
-        }
-        for ev in events.iter() {
-            match ev.token() {
-                API => loop {
-                    match api_listener.accept() {
-                        Ok((mut sock, peer)) => {
-                            if conns.len() >= MAX_CONNS {
-                                continue;
-                            }
-                            let t = Token(next_token);
-                            next_token = next_token.wrapping_add(1).max(FIRST_CONN);
-                            if poll
-                                .registry()
-                                .register(&mut sock, t, Interest::READABLE | Interest::WRITABLE)
-                                .is_ok()
-                            {
-                                conns.insert(
-                                    t,
-                                    Conn::Api(ApiConn {
-                                        sock,
-                                        peer,
-                                        inbuf: Vec::new(),
-                                        outbuf: Vec::new(),
-                                        close: false,
-                                        continued: false,
-                                        last_active: Instant::now(),
-                                        session: api::Session::default(),
-                                    }),
-                                );
-                            }
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            warn!("API accept: {e}");
-                            break;
-                        }
-                    }
-                },
-                CONTROL => loop {
-                    match control.accept() {
-                        Ok((mut sock, _)) => {
-                            if conns.len() >= MAX_CONNS {
-                                continue;
-                            }
-                            let t = Token(next_token);
-                            next_token = next_token.wrapping_add(1).max(FIRST_CONN);
-                            if poll
-                                .registry()
-                                .register(&mut sock, t, Interest::READABLE | Interest::WRITABLE)
-                                .is_ok()
-                            {
-                                conns.insert(
-                                    t,
-                                    Conn::Ctl(CtlConn {
-                                        sock,
-                                        inbuf: Vec::new(),
-                                        outbuf: Vec::new(),
-                                        done: false,
-                                    }),
-                                );
-                            }
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            warn!("control accept: {e}");
-                            break;
-                        }
-                    }
-                },
-                SIGNALS => {
-                    let mut buf = [0u8; 64];
-                    while matches!(sigpipe.read(&mut buf), Ok(n) if n > 0) {}
-                }
-                WAKER => {}
-                UDP_API => {
-                    let Some(u) = udp.as_ref() else { continue };
-                    let mut buf = vec![0u8; 65536];
-                    while let Ok((n, from)) = u.recv_from(&mut buf) {
-                        if !from.ip().is_loopback() {
-                            continue;
-                        }
-                        let Ok(cmd) = serde_json::from_slice::<Value>(&buf[..n]) else {
-                            continue;
-                        };
-                        let mut sess = api::Session::default();
-                        let answer = api::handle(&mut ctl, &mut sess, "local", true, &cmd);
-                        let _ = u.send_to(answer.to_string().as_bytes(), from);
-                    }
-                }
-                t => {
-                    let keep = match conns.get_mut(&t) {
-                        Some(Conn::Api(c)) => service_api(&mut ctl, c),
-                        Some(Conn::Ctl(c)) => service_ctl(&mut ctl, t, c),
-                        None => true,
-                    };
-                    if !keep {
-                        if let Some(mut c) = conns.remove(&t) {
-                            deregister(&poll, &mut c);
-                        }
-                    }
-                }
-            }
-        }
-        // Children's stderr.
-        while let Ok(cl) = line_rx.try_recv() {
-            let p = log::parse_line(&cl.line);
-            let who = p.binary.clone().unwrap_or_else(|| cl.binary.clone());
-            // "Binary: message" without a level: do not repeat the name.
-            let mut p = p;
-            if let Some(rest) = p.message.strip_prefix(&format!("{who}: ")) {
-                p.message = rest.to_string();
-            }
-            log::write_stderr(p.level, &who, &p.message);
-            push_log(
-                &ctl.logs,
-                p.level,
-                format!("{who} ({}): {}", cl.pid, p.message),
-            );
-        }
-        // STREAM_PUSH triggers that finished.
-        while let Ok((token, res)) = trig_rx.try_recv() {
-            if let Some(resp) = ctl.trigger_done(token, res) {
-                if let Some(Conn::Ctl(c)) = conns.get_mut(&token) {
-                    queue_answer(c, &resp);
-                    let _ = flush(&mut c.sock, &mut c.outbuf);
-                }
-            }
-        }
-        // Signals.
-        if flags.term.swap(false, Ordering::Relaxed) {
-            info!("termination signal received");
-            ctl.shutdown = true;
-        }
-        if flags.hup.swap(false, Ordering::Relaxed) {
-            ctl.reload();
-        }
-        // Children.
-        for ev in ctl.sup.reap(&ctl.spawner, super::STOP_GRACE) {
-            let Event::Exited {
-                role,
-                name,
-                pid,
-                how,
-                restart_in,
-                requested,
-            } = ev;
-            match (&role, restart_in) {
-                (_, Some(d)) => warn!(
-                    "{name} (pid {pid}) {how}; restarting in {} ms",
-                    d.as_millis()
-                ),
-                (Role::Input(s), None) => {
-                    info!("{name} (pid {pid}) for stream {s} ended: {how}");
-                    ctl.input_exited(s, &how, requested);
-                }
-                (_, None) => info!("{name} (pid {pid}) stopped: {how}"),
-            }
-        }
-        answer_pending(&mut ctl, &mut conns);
-        // Idle API connections.
-        if last_sweep.elapsed() >= Duration::from_secs(1) {
-            last_sweep = Instant::now();
-            let idle: Vec<Token> = conns
-                .iter()
-                .filter_map(|(t, c)| match c {
-                    Conn::Api(a) if a.last_active.elapsed() >= API_IDLE => Some(*t),
-                    _ => None,
-                })
-                .collect();
-            for t in idle {
-                if let Some(mut c) = conns.remove(&t) {
-                    deregister(&poll, &mut c);
-                }
-            }
-        }
-        // Config file sync.
-        if ctl.write_mode
-            && ctl
-                .dirty_since
-                .is_some_and(|t| t.elapsed() >= super::AUTOSAVE_DELAY)
-        {
-            if let Err(e) = ctl.save() {
-                mist_core::error!("autosave failed: {e}");
-                ctl.dirty_since = Some(Instant::now());
-            }
-        }
-        if ctl.read_mode && last_file_check.elapsed() >= Duration::from_secs(2) {
-            last_file_check = Instant::now();
-            let m = super::mtime(&ctl.config_path);
-            if m.is_some() && m != ctl.config_mtime {
-                info!("config file changed on disk");
-                ctl.reload();
-            }
-        }
-        if ctl.shutdown {
-            // Let pending API answers (e.g. to "shutdown") go out.
-            for c in conns.values_mut() {
-                let _ = match c {
-                    Conn::Api(a) => flush(&mut a.sock, &mut a.outbuf),
-                    Conn::Ctl(a) => flush(&mut a.sock, &mut a.outbuf),
-                };
-            }
-            break;
-        }
+    let mut server = Server {
+        ctl,
+        api: api_id,
+        control: control_id,
+        udp,
+        flags,
+        line_rx,
+        trig_rx,
+        last_file_check: Instant::now(),
+        ready: super::notify::Readiness::new(),
+    };
+    if let Err(e) = rt.run(&mut server) {
+        mist_core::error!("poll: {e}");
     }
+    let mut ctl = server.ctl;
     if !ctl.stop_fired {
         // A signal cannot be refused: the answer is ignored.
         ctl.fire_blocking("SYSTEM_STOP", None, "signal");
@@ -539,96 +357,187 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
     super::EXIT_OK
 }
 
-fn deregister(poll: &Poll, c: &mut Conn) {
-    let _ = match c {
-        Conn::Api(a) => poll.registry().deregister(&mut a.sock),
-        Conn::Ctl(a) => poll.registry().deregister(&mut a.sock),
-    };
-}
+impl App for Server {
+    type Session = Conn;
 
-/// Writes as much of `out` as the socket takes. Err on a dead peer.
-fn flush<W: Write>(w: &mut W, out: &mut Vec<u8>) -> std::io::Result<()> {
-    while !out.is_empty() {
-        match w.write(out) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                out.drain(..n);
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    fn accept(&mut self, listener: ListenerId, peer: Peer, _now: Instant) -> Option<Conn> {
+        if listener == self.api {
+            let Peer::Tcp(peer) = peer else { return None };
+            Some(Conn::Api(ApiConn {
+                peer,
+                close: false,
+                continued: false,
+                session: api::Session::default(),
+            }))
+        } else if listener == self.control {
+            // The token is set on the first read (it is the connection id).
+            Some(Conn::Ctl(CtlConn { token: Token(0) }))
+        } else {
+            None
         }
     }
-    Ok(())
-}
 
-/// Reads everything available. Returns false when the peer closed or errored.
-fn fill<R: Read>(r: &mut R, buf: &mut Vec<u8>, cap: usize) -> bool {
-    let mut tmp = [0u8; 8192];
-    loop {
-        match r.read(&mut tmp) {
-            Ok(0) => return false,
-            Ok(n) => {
-                buf.extend_from_slice(&tmp[..n]);
-                if buf.len() > cap {
-                    return true;
+    fn datagram(
+        &mut self,
+        listener: ListenerId,
+        data: &[u8],
+        from: SocketAddr,
+        _now: Instant,
+    ) -> Option<Vec<u8>> {
+        if Some(listener) != self.udp || !from.ip().is_loopback() {
+            return None;
+        }
+        let cmd = serde_json::from_slice::<Value>(data).ok()?;
+        let mut sess = api::Session::default();
+        let answer = api::handle(&mut self.ctl, &mut sess, "local", true, &cmd);
+        Some(answer.to_string().into_bytes())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.ctl.sup.next_deadline()
+    }
+
+    fn turn(&mut self, conns: &mut Ctl<'_, Self>, _now: Instant) -> Flow {
+        self.ready.tick(&self.ctl);
+        let ctl = &mut self.ctl;
+        // Children's stderr.
+        while let Ok(cl) = self.line_rx.try_recv() {
+            let p = log::parse_line(&cl.line);
+            let who = p.binary.clone().unwrap_or_else(|| cl.binary.clone());
+            // "Binary: message" without a level: do not repeat the name.
+            let mut p = p;
+            if let Some(rest) = p.message.strip_prefix(&format!("{who}: ")) {
+                p.message = rest.to_string();
+            }
+            log::write_stderr(p.level, &who, &p.message);
+            push_log(
+                &ctl.logs,
+                p.level,
+                format!("{who} ({}): {}", cl.pid, p.message),
+            );
+        }
+        // STREAM_PUSH triggers that finished.
+        while let Ok((token, res)) = self.trig_rx.try_recv() {
+            if let Some(resp) = ctl.trigger_done(token, res) {
+                queue_answer(conns, token, &resp);
+            }
+        }
+        // Signals.
+        if self.flags.term.swap(false, Ordering::Relaxed) {
+            info!("termination signal received");
+            ctl.shutdown = true;
+        }
+        if self.flags.hup.swap(false, Ordering::Relaxed) {
+            ctl.reload();
+        }
+        // Children.
+        for ev in ctl.sup.reap(&ctl.spawner, super::STOP_GRACE) {
+            let Event::Exited {
+                role,
+                name,
+                pid,
+                how,
+                restart_in,
+                requested,
+            } = ev;
+            match (&role, restart_in) {
+                (_, Some(d)) => warn!(
+                    "{name} (pid {pid}) {how}; restarting in {} ms",
+                    d.as_millis()
+                ),
+                (Role::Input(s), None) => {
+                    info!("{name} (pid {pid}) for stream {s} ended: {how}");
+                    ctl.input_exited(s, &how, requested);
                 }
+                (_, None) => info!("{name} (pid {pid}) stopped: {how}"),
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return false,
+        }
+        answer_pending(ctl, conns);
+        // Config file sync.
+        if ctl.write_mode
+            && ctl
+                .dirty_since
+                .is_some_and(|t| t.elapsed() >= super::AUTOSAVE_DELAY)
+        {
+            if let Err(e) = ctl.save() {
+                mist_core::error!("autosave failed: {e}");
+                ctl.dirty_since = Some(Instant::now());
+            }
+        }
+        if ctl.read_mode && self.last_file_check.elapsed() >= Duration::from_secs(2) {
+            self.last_file_check = Instant::now();
+            let m = super::mtime(&ctl.config_path);
+            if m.is_some() && m != ctl.config_mtime {
+                info!("config file changed on disk");
+                ctl.reload();
+            }
+        }
+        // On shutdown the runtime writes pending API answers (e.g. to "shutdown") and returns.
+        if ctl.shutdown {
+            Flow::Stop
+        } else {
+            Flow::Continue
         }
     }
 }
 
-const API_LIMITS: Limits = Limits {
+impl Session<Server> for Conn {
+    fn on_read(&mut self, app: &mut Server, io: &mut Io<'_>) {
+        match self {
+            Conn::Api(c) => service_api(&mut app.ctl, c, io),
+            Conn::Ctl(c) => service_ctl(&mut app.ctl, c, io),
+        }
+    }
+}
+
+const API_LIMITS: HttpLimits = HttpLimits {
     max_head: 16 * 1024,
     max_headers: 64,
     max_body: 4 << 20,
 };
 
-/// Handles readiness on an API connection. Returns false to drop it.
-fn service_api(ctl: &mut Controller, c: &mut ApiConn) -> bool {
-    c.last_active = Instant::now();
-    let open = fill(
-        &mut c.sock,
-        &mut c.inbuf,
-        API_LIMITS.max_head + API_LIMITS.max_body + 1,
-    );
+/// Answers the complete requests an API connection sent.
+fn service_api(ctl: &mut Controller, c: &mut ApiConn, io: &mut Io<'_>) {
     while !c.close {
-        match http::parse_request(&c.inbuf, &API_LIMITS) {
+        match http::parse_request(io.input(), &API_LIMITS) {
             Ok(Some((req, used))) => {
-                c.inbuf.drain(..used);
+                io.consume(used);
                 c.continued = false;
                 let mut resp = answer_http(ctl, c, &req);
                 if !req.keep_alive() {
                     resp.keep_alive = false;
                     c.close = true;
                 }
-                c.outbuf.extend(resp.to_bytes());
+                io.send(Bytes::from(resp.to_bytes()));
             }
             Ok(None) => {
-                if !c.continued && http::wants_continue(&c.inbuf) {
-                    c.outbuf.extend_from_slice(http::CONTINUE);
+                if !c.continued && http::wants_continue(io.input()) {
+                    io.write(http::CONTINUE);
                     c.continued = true;
+                }
+                // Before login a remote peer may only send small requests.
+                let trusted = c.peer.ip().is_loopback() || c.session.has_login();
+                if !trusted && io.input().len() > API_PRELOGIN_MAX {
+                    let resp = http::Response::text(413, "request too large before login\n")
+                        .keep_alive(false);
+                    io.send(Bytes::from(resp.to_bytes()));
+                    c.close = true;
+                    io.clear_input();
                 }
                 break;
             }
             Err(e) => {
                 let resp = http::Response::text(e.status(), &format!("{e}\n")).keep_alive(false);
-                c.outbuf.extend(resp.to_bytes());
+                io.send(Bytes::from(resp.to_bytes()));
                 c.close = true;
-                c.inbuf.clear();
+                io.clear_input();
             }
         }
     }
-    if flush(&mut c.sock, &mut c.outbuf).is_err() {
-        return false;
+    if c.close {
+        io.clear_input();
+        io.close();
     }
-    if c.close && c.outbuf.is_empty() {
-        return false;
-    }
-    open || !c.outbuf.is_empty()
 }
 
 fn answer_http(ctl: &mut Controller, c: &mut ApiConn, req: &http::Request) -> http::Response {
@@ -720,49 +629,51 @@ fn answer_http(ctl: &mut Controller, c: &mut ApiConn, req: &http::Request) -> ht
     cors(http::Response::json(200, body))
 }
 
-/// Handles readiness on a control connection. Returns false to drop it.
-fn service_ctl(ctl: &mut Controller, token: Token, c: &mut CtlConn) -> bool {
-    if !c.done {
-        let open = fill(&mut c.sock, &mut c.inbuf, CONTROL_MAX);
-        if let Some(nl) = c.inbuf.iter().position(|&b| b == b'\n') {
-            c.done = true;
-            let line = c.inbuf[..nl].to_vec();
-            match serde_json::from_slice::<Request>(&line) {
-                Ok(req) => {
-                    mist_core::debug!("control request: {}", String::from_utf8_lossy(&line));
-                    if let Some(resp) = ctl.control(token, req) {
-                        queue_answer(c, &resp);
-                    }
-                }
-                Err(e) => queue_answer(
-                    c,
-                    &Response {
-                        ok: false,
-                        stream: String::new(),
-                        error: format!("bad request: {e}"),
-                        config: Value::Null,
-                    },
-                ),
-            }
-        } else if c.inbuf.len() > CONTROL_MAX || !open {
-            return false;
+/// Reads a control connection's one request line and answers it, now or (waiting for an input
+/// or a trigger) later from [`answer_pending`] or the trigger results.
+fn service_ctl(ctl: &mut Controller, c: &mut CtlConn, io: &mut Io<'_>) {
+    let Some(nl) = io.input().iter().position(|&b| b == b'\n') else {
+        return;
+    };
+    c.token = Token(io.id().0);
+    let line = io.input()[..nl].to_vec();
+    io.clear_input();
+    // One request per connection: read no more; the answer closes it.
+    io.pause_reading(true);
+    let resp = match serde_json::from_slice::<Request>(&line) {
+        Ok(req) => {
+            mist_core::debug!("control request: {}", String::from_utf8_lossy(&line));
+            ctl.control(c.token, req)
         }
+        Err(e) => Some(Response {
+            ok: false,
+            stream: String::new(),
+            error: format!("bad request: {e}"),
+            config: Value::Null,
+        }),
+    };
+    if let Some(resp) = resp {
+        io.send(answer_line(&resp));
+        io.close();
     }
-    if flush(&mut c.sock, &mut c.outbuf).is_err() {
-        return false;
-    }
-    // Answered and written: close. Waiting: keep.
-    !(c.done && c.outbuf.is_empty() && !ctl.pending.iter().any(|p| p.token == token))
 }
 
-fn queue_answer(c: &mut CtlConn, resp: &Response) {
+fn answer_line(resp: &Response) -> Bytes {
     let mut b = serde_json::to_vec(resp).unwrap_or_default();
     b.push(b'\n');
-    c.outbuf.extend(b);
+    Bytes::from(b)
+}
+
+/// Sends a late answer on control connection `token` and closes it once written.
+fn queue_answer(conns: &mut Ctl<'_, Server>, token: Token, resp: &Response) {
+    let id = ConnId(token.0);
+    if conns.send(id, answer_line(resp)) {
+        conns.close(id);
+    }
 }
 
 /// Answers control requests that wait for an input to come up.
-fn answer_pending(ctl: &mut Controller, conns: &mut HashMap<Token, Conn>) {
+fn answer_pending(ctl: &mut Controller, conns: &mut Ctl<'_, Server>) {
     if ctl.pending.is_empty() {
         return;
     }
@@ -814,11 +725,6 @@ fn answer_pending(ctl: &mut Controller, conns: &mut HashMap<Token, Conn>) {
                 }
             }
         };
-        if let Some(Conn::Ctl(c)) = conns.get_mut(&p.token) {
-            queue_answer(c, &resp);
-            if flush(&mut c.sock, &mut c.outbuf).is_err() || c.outbuf.is_empty() {
-                conns.remove(&p.token);
-            }
-        }
+        queue_answer(conns, p.token, &resp);
     }
 }
