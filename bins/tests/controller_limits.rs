@@ -9,8 +9,37 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CONTROLLER: &str = env!("CARGO_BIN_EXE_MistController");
-/// The API listener's per-address cap (bins/src/controller/server.rs).
+/// The API listener's caps (bins/src/controller/server.rs): per address and in total.
 const API_PER_IP: usize = 64;
+const API_MAX: usize = 1024;
+
+/// A TCP connection to 127.0.0.1:`port` from the local address 127.0.0.`src`, so that one test
+/// can fill the listener's total cap without hitting its per-address cap first.
+fn connect_from(src: u8, port: u16) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let sin = |a: [u8; 4], p: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: p.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(a),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket syscalls on a fresh descriptor with valid sockaddr_in values; the
+    // descriptor is owned by the TcpStream afterwards.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let local = sin([127, 0, 0, src], 0);
+        let r = libc::bind(fd, &local as *const _ as *const libc::sockaddr, len);
+        assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+        let remote = sin([127, 0, 0, 1], port);
+        let r = libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len);
+        assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
+        TcpStream::from_raw_fd(fd)
+    }
+}
 
 struct Controller {
     child: Child,
@@ -95,16 +124,17 @@ fn refused(s: &mut TcpStream) -> bool {
 #[test]
 fn control_socket_answers_while_the_api_is_saturated() {
     let c = start();
-    // Fill the API listener's per-address cap with connections that never finish a request.
+    // Fill the API listener's total cap with connections that never finish a request, from as
+    // many local addresses as the per-address cap requires.
     let mut hogs = Vec::new();
-    for _ in 0..API_PER_IP {
-        let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    for i in 0..API_MAX {
+        let mut s = connect_from(2 + (i / API_PER_IP) as u8, c.port);
         s.write_all(b"GET /api HTTP/1.1\r\nHost: x\r\n").unwrap();
         hogs.push(s);
     }
-    // One more is refused: the cap is reached (a connect may still succeed in the kernel backlog,
-    // but the controller closes it at once).
-    let mut extra = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    // One more is refused, even from a fresh address: the listener's cap is reached (a connect
+    // may still succeed in the kernel backlog, but the controller closes it at once).
+    let mut extra = connect_from(100, c.port);
     assert!(refused(&mut extra), "the API must refuse beyond its cap");
     // The control socket has its own limit and still answers.
     let r = control(&c, &json!({"cmd": "api", "command": {"config": true}}));
@@ -118,7 +148,7 @@ fn control_socket_answers_while_the_api_is_saturated() {
         "{r}"
     );
     let log = c.stderr();
-    assert!(log.contains("per-address cap"), "no cap log line in:\n{log}");
+    assert!(log.contains("API: connection cap"), "no cap log line in:\n{log}");
     // Once the hogs go, the API answers again.
     drop(hogs);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -130,6 +160,24 @@ fn control_socket_answers_while_the_api_is_saturated() {
         assert!(Instant::now() < deadline, "the API did not recover");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn one_address_is_capped_below_the_listener() {
+    let c = start();
+    let mut hogs = Vec::new();
+    for _ in 0..API_PER_IP {
+        let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+        s.write_all(b"GET /api HTTP/1.1\r\nHost: x\r\n").unwrap();
+        hogs.push(s);
+    }
+    let mut extra = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    assert!(refused(&mut extra), "the address must be capped");
+    // Another address still gets in.
+    let mut other = connect_from(3, c.port);
+    assert!(!refused(&mut other), "another address must be served");
+    let log = c.stderr();
+    assert!(log.contains("per-address cap"), "no cap log line in:\n{log}");
 }
 
 #[test]
