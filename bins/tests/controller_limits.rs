@@ -78,7 +78,14 @@ fn start() -> Controller {
         .port();
     let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
     let child = Command::new(CONTROLLER)
-        .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-c", "mist.conf"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-i",
+            "127.0.0.1",
+            "-c",
+            "mist.conf",
+        ])
         .current_dir(dir.path())
         .env("MIST_CONTROL", dir.path().join("control.sock"))
         .env("MIST_SHM_DIR", dir.path().join("shm"))
@@ -143,12 +150,12 @@ fn control_socket_answers_while_the_api_is_saturated() {
     // A malformed control request is refused with the same clear answer as before.
     let r = control(&c, &json!({"cmd": "nonsense"}));
     assert_eq!(r["ok"], false, "{r}");
-    assert!(
-        r["error"].as_str().unwrap().contains("bad request"),
-        "{r}"
-    );
+    assert!(r["error"].as_str().unwrap().contains("bad request"), "{r}");
     let log = c.stderr();
-    assert!(log.contains("API: connection cap"), "no cap log line in:\n{log}");
+    assert!(
+        log.contains("API: connection cap"),
+        "no cap log line in:\n{log}"
+    );
     // Once the hogs go, the API answers again.
     drop(hogs);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -177,7 +184,10 @@ fn one_address_is_capped_below_the_listener() {
     let mut other = connect_from(3, c.port);
     assert!(!refused(&mut other), "another address must be served");
     let log = c.stderr();
-    assert!(log.contains("per-address cap"), "no cap log line in:\n{log}");
+    assert!(
+        log.contains("per-address cap"),
+        "no cap log line in:\n{log}"
+    );
 }
 
 #[test]

@@ -216,18 +216,19 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         }
     };
     let waker = rt.remote().waker();
-    let (api_id, control_id) = match rt
-        .listen_tcp(api_listener, "API", api_limits())
-        .and_then(|a| {
-            rt.listen_unix(control, "control socket", control_limits())
-                .map(|c| (a, c))
-        }) {
-        Ok(x) => x,
-        Err(e) => {
-            mist_core::fail!("cannot register listeners: {e}");
-            return super::EXIT_OTHER;
-        }
-    };
+    let (api_id, control_id) =
+        match rt
+            .listen_tcp(api_listener, "API", api_limits())
+            .and_then(|a| {
+                rt.listen_unix(control, "control socket", control_limits())
+                    .map(|c| (a, c))
+            }) {
+            Ok(x) => x,
+            Err(e) => {
+                mist_core::fail!("cannot register listeners: {e}");
+                return super::EXIT_OTHER;
+            }
+        };
 
     let bin_dir = std::env::current_exe()
         .ok()

@@ -132,7 +132,10 @@ impl<K: Send + 'static> Asker<K> {
     /// Asks; the verdict comes out of [`Asker::take`] later (at once when standalone).
     pub fn ask(&mut self, key: K, req: Request) {
         if self.standalone {
-            let v = decide(&req, Err(ControlError::NotSet(mist_core::control::ENV_CONTROL)));
+            let v = decide(
+                &req,
+                Err(ControlError::NotSet(mist_core::control::ENV_CONTROL)),
+            );
             self.ready.push_back((key, v));
             return;
         }
@@ -149,7 +152,9 @@ impl<K: Send + 'static> Asker<K> {
 
     /// The next verdict that is in, if any.
     pub fn take(&mut self) -> Option<(K, Verdict)> {
-        self.ready.pop_front().or_else(|| self.results.try_recv().ok())
+        self.ready
+            .pop_front()
+            .or_else(|| self.results.try_recv().ok())
     }
 }
 

@@ -248,7 +248,12 @@ impl<A: App> Runtime<A> {
     }
 
     /// Listens on a bound TCP listener, under its own `limits`.
-    pub fn listen_tcp(&mut self, l: TcpListener, name: &str, limits: Limits) -> io::Result<ListenerId> {
+    pub fn listen_tcp(
+        &mut self,
+        l: TcpListener,
+        name: &str,
+        limits: Limits,
+    ) -> io::Result<ListenerId> {
         self.add(Source::Tcp(l), name, limits)
     }
 
@@ -381,8 +386,7 @@ impl<A: App> Runtime<A> {
             return;
         };
         let mut accepted: Vec<(Box<dyn Stream>, Peer)> = Vec::new();
-        let more;
-        match &mut l.src {
+        let more = match &mut l.src {
             Source::Watch(s) => {
                 let mut buf = [0u8; 64];
                 while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
@@ -432,7 +436,7 @@ impl<A: App> Runtime<A> {
                         }
                     }
                 }
-                more = accepted.len() == ACCEPT_BUDGET;
+                accepted.len() == ACCEPT_BUDGET
             }
             Source::Unix(s) => {
                 for _ in 0..ACCEPT_BUDGET {
@@ -446,9 +450,9 @@ impl<A: App> Runtime<A> {
                         }
                     }
                 }
-                more = accepted.len() == ACCEPT_BUDGET;
+                accepted.len() == ACCEPT_BUDGET
             }
-        }
+        };
         if more {
             self.again_listeners.push(i);
         }
@@ -457,7 +461,14 @@ impl<A: App> Runtime<A> {
         }
     }
 
-    fn admit(&mut self, app: &mut A, i: usize, mut stream: Box<dyn Stream>, peer: Peer, now: Instant) {
+    fn admit(
+        &mut self,
+        app: &mut A,
+        i: usize,
+        mut stream: Box<dyn Stream>,
+        peer: Peer,
+        now: Instant,
+    ) {
         let l = &mut self.listeners[i];
         if let Err(why) = l.caps.admit(&l.limits, peer.ip()) {
             if let Some(n) = l.caps.refused(now) {

@@ -120,7 +120,10 @@ fn a_panicking_session_closes_only_its_connection() {
     assert_eq!(roundtrip(&mut a, "one\n"), "one\n");
     assert_eq!(roundtrip(&mut b, "two\n"), "two\n");
     b.write_all(b"boom\n").unwrap();
-    assert!(closed_by_server(&mut b), "the panicking connection must be closed");
+    assert!(
+        closed_by_server(&mut b),
+        "the panicking connection must be closed"
+    );
     // The other connection and the listener go on.
     assert_eq!(roundtrip(&mut a, "three\n"), "three\n");
     let mut c = connect(r.addr);
@@ -138,7 +141,10 @@ fn per_address_cap_refuses_and_the_listener_goes_on() {
     assert_eq!(roundtrip(&mut a, "a\n"), "a\n");
     assert_eq!(roundtrip(&mut b, "b\n"), "b\n");
     let mut c = connect(r.addr);
-    assert!(closed_by_server(&mut c), "the third connection must be refused");
+    assert!(
+        closed_by_server(&mut c),
+        "the third connection must be refused"
+    );
     drop(b);
     // Room again once one closed (the close is seen by the loop a moment later).
     let mut ok = false;
@@ -196,4 +202,33 @@ fn a_flooding_peer_does_not_stall_others() {
     }
     drop(r);
     let _ = t.join();
+}
+
+/// Says "tick" once a second after the first byte, in simulated time.
+struct Ticker;
+
+impl Session<()> for Ticker {
+    fn on_read(&mut self, _: &mut (), io: &mut Io<'_>) {
+        io.clear_input();
+        let at = io.now() + Duration::from_secs(1);
+        io.set_timer(Some(at));
+    }
+    fn on_timer(&mut self, _: &mut (), io: &mut Io<'_>) {
+        io.write(b"tick\n");
+        let at = io.now() + Duration::from_secs(1);
+        io.set_timer(Some(at));
+    }
+}
+
+#[test]
+fn sessions_run_on_simulated_time() {
+    let t0 = Instant::now();
+    let mut h = mist_connector::Harness::new(Ticker, Peer::Unix);
+    assert!(h.feed(&mut (), b"go", t0).is_empty());
+    assert_eq!(h.timer(), Some(t0 + Duration::from_secs(1)));
+    assert!(h
+        .advance(&mut (), t0 + Duration::from_millis(999))
+        .is_empty());
+    assert_eq!(h.advance(&mut (), t0 + Duration::from_secs(1)), b"tick\n");
+    assert_eq!(h.advance(&mut (), t0 + Duration::from_secs(2)), b"tick\n");
 }
