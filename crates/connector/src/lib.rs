@@ -8,6 +8,39 @@
 //! and output bounds (slow-viewer cut), a per-turn read budget and timeouts.
 //!
 //! [`ask`] runs requests to the controller off the loop with a bounded number in flight.
+//!
+//! A new protocol on the runtime (each line in is answered with its length):
+//!
+//! ```
+//! use mist_connector::{App, Io, Limits, ListenerId, Peer, Runtime, Session};
+//! use std::time::Instant;
+//!
+//! struct LineLen; // per connection: no state needed
+//! struct Counter { lines: u64 } // per process, handed to every session call
+//!
+//! impl Session<Counter> for LineLen {
+//!     fn on_read(&mut self, app: &mut Counter, io: &mut Io<'_>) {
+//!         while let Some(nl) = io.input().iter().position(|&b| b == b'\n') {
+//!             io.consume(nl + 1); // a partial line stays buffered for the next call
+//!             io.write(format!("{nl}\n").as_bytes());
+//!             app.lines += 1;
+//!         }
+//!     }
+//! }
+//!
+//! impl App for Counter {
+//!     type Session = LineLen;
+//!     fn accept(&mut self, _: ListenerId, _: Peer, _: Instant) -> Option<LineLen> {
+//!         Some(LineLen)
+//!     }
+//! }
+//!
+//! let mut rt = Runtime::<Counter>::new()?;
+//! let l = mist_connector::mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap())?;
+//! rt.listen_tcp(l, "linelen", Limits::default())?;
+//! // rt.run(&mut Counter { lines: 0 })?; // until App::turn answers Flow::Stop
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 pub mod ask;
 pub mod limits;
@@ -16,6 +49,7 @@ pub mod session;
 pub mod transport;
 
 pub use limits::Limits;
+pub use mio;
 pub use runtime::{App, Ctl, Flow, Remote, Runtime};
 pub use session::{ConnId, Harness, Io, ListenerId, Session};
 pub use transport::{OutQueue, Peer, Stream};
