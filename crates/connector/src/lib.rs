@@ -42,6 +42,9 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
 pub mod ask;
 pub mod limits;
 pub mod runtime;
