@@ -24,7 +24,6 @@ use serde_json::{json, Value};
 use source::{Feed, Source};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -186,8 +185,8 @@ pub struct App {
     mp4_plans: Mp4Plans,
     waiter: mist_shm::Waiter,
     watched: HashSet<String>,
-    play_tx: Sender<(ConnId, Result<(), String>)>,
-    play_rx: Receiver<(ConnId, Result<(), String>)>,
+    /// Play requests to the controller (bounded in flight, one policy: `mist_connector::ask`).
+    asker: Option<mist_connector::ask::Asker<ConnId>>,
     waker: Option<Arc<mio::Waker>>,
     /// Recent answers of [`App::active`] per stream: reading a stream's status maps its
     /// metadata file, which cost about 7% of a cached segment request when done every time.
@@ -201,7 +200,6 @@ const ACTIVE_TTL: Duration = Duration::from_millis(250);
 
 impl App {
     pub fn new(opts: Options, enabled: Enabled) -> App {
-        let (play_tx, play_rx) = channel();
         App {
             opts,
             enabled,
@@ -213,8 +211,7 @@ impl App {
             mp4_plans: HashMap::new(),
             waiter: mist_shm::Waiter::new(),
             watched: HashSet::new(),
-            play_tx,
-            play_rx,
+            asker: None,
             waker: None,
             active_cache: HashMap::new(),
             info_starts: HashMap::new(),
@@ -497,7 +494,11 @@ impl App {
 
     /// Requests waiting for a stream: dispatch, refuse or time out.
     fn check_waiting(&mut self, io: &mut Io) {
-        while let Ok((id, ans)) = self.play_rx.try_recv() {
+        while let Some((id, v)) = self.asker.as_mut().and_then(|a| a.take()) {
+            let ans = match v {
+                mist_connector::ask::Verdict::Allow(_) => Ok(()),
+                mist_connector::ask::Verdict::Refuse(why) => Err(why),
+            };
             if let Some(w) = self.waiting.iter_mut().find(|w| w.id == id) {
                 w.answer = Some(ans);
             }
@@ -583,33 +584,21 @@ impl App {
         });
     }
 
-    /// Asks the controller to start the stream (in a thread: the answer may take seconds).
-    fn ask_controller(&self, id: ConnId, stream: &str, host: String, url: String) {
+    /// Asks the controller to start the stream (off the loop: the answer may take seconds).
+    /// Standalone: nothing to ask. A controller that cannot be reached refuses.
+    fn ask_controller(&mut self, id: ConnId, stream: &str, host: String, url: String) {
         if control::socket_path().is_none() {
             return;
         }
-        let tx = self.play_tx.clone();
-        let waker = self.waker.clone();
         let req = Request::Play {
             stream: stream.to_string(),
             host,
             connector: "HTTP".into(),
             url,
         };
-        std::thread::spawn(move || {
-            let ans = match control::request(&req, STREAM_WAIT + Duration::from_secs(5)) {
-                Ok(r) if r.ok => Ok(()),
-                Ok(r) => Err(r.error),
-                Err(e) => {
-                    mist_core::warn!("control socket: {e}");
-                    Ok(())
-                }
-            };
-            let _ = tx.send((id, ans));
-            if let Some(w) = waker {
-                let _ = w.wake();
-            }
-        });
+        if let Some(a) = self.asker.as_mut() {
+            a.ask(id, req);
+        }
     }
 }
 
@@ -769,6 +758,10 @@ pub fn run(opts: Options) -> i32 {
     let mut app = App::new(opts, enabled);
     let waker = server.waker();
     app.waker = Some(waker.clone());
+    app.asker = Some(mist_connector::ask::Asker::from_env(
+        waker.clone(),
+        STREAM_WAIT + Duration::from_secs(5),
+    ));
     // Helper thread: shared-memory futex wake-ups → mio waker.
     let w = app.waiter.clone();
     std::thread::spawn(move || loop {

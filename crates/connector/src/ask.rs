@@ -14,18 +14,16 @@
 //! - a queue overflow (more than `queue` requests waiting) is refused too.
 //! - otherwise the controller's answer stands.
 
-use crate::runtime::Remote;
 use mist_core::control::{ControlError, Request, Response};
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use mio::Waker;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Most controller requests in flight at once, per process.
 pub const MAX_IN_FLIGHT: usize = 8;
 
-/// How long one request may take.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The outcome of a controller request, after the policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,12 +75,13 @@ pub struct Asker<K: Send + 'static> {
 }
 
 impl<K: Send + 'static> Asker<K> {
-    /// Asks the controller named in the environment; standalone when `MIST_CONTROL` is unset.
-    pub fn from_env(remote: Remote) -> Asker<K> {
+    /// Asks the controller named in the environment, each request bounded by `timeout`;
+    /// standalone when `MIST_CONTROL` is unset. Answers wake the loop through `waker`.
+    pub fn from_env(waker: Arc<Waker>, timeout: Duration) -> Asker<K> {
         let standalone = mist_core::control::socket_path().is_none();
         Asker::with(
-            remote,
-            Arc::new(|r: &Request| mist_core::control::request(r, TIMEOUT)),
+            waker,
+            Arc::new(move |r: &Request| mist_core::control::request(r, timeout)),
             standalone,
             MAX_IN_FLIGHT,
             256,
@@ -90,9 +89,9 @@ impl<K: Send + 'static> Asker<K> {
     }
 
     /// An asker with its own requester, `workers` (at most [`MAX_IN_FLIGHT`]) threads and
-    /// room for `queue` waiting requests. Results wake the loop through `remote`.
+    /// room for `queue` waiting requests. Results wake the loop through `waker`.
     pub fn with(
-        remote: Remote,
+        waker: Arc<Waker>,
         requester: Requester,
         standalone: bool,
         workers: usize,
@@ -105,7 +104,7 @@ impl<K: Send + 'static> Asker<K> {
             let rx = rx.clone();
             let tx: Sender<(K, Verdict)> = tx.clone();
             let requester = requester.clone();
-            let remote = remote.clone();
+            let waker = waker.clone();
             let _ = std::thread::Builder::new()
                 .name(format!("ask-{i}"))
                 .spawn(move || loop {
@@ -115,10 +114,13 @@ impl<K: Send + 'static> Asker<K> {
                     };
                     let Ok((k, req)) = job else { return };
                     let v = decide(&req, requester(&req));
+                    if let Verdict::Refuse(why) = &v {
+                        mist_core::warn!("controller request refused: {why}");
+                    }
                     if tx.send((k, v)).is_err() {
                         return;
                     }
-                    remote.wake_loop();
+                    let _ = waker.wake();
                 });
         }
         Asker {
@@ -212,13 +214,13 @@ mod tests {
                 source: std::io::ErrorKind::ConnectionRefused.into(),
             })
         });
-        let mut a = Asker::with(rt.remote(), unreachable.clone(), true, 2, 4);
+        let mut a = Asker::with(rt.remote().waker(), unreachable.clone(), true, 2, 4);
         a.ask(1, play("s1"));
         match drain(&mut a, 1).pop().unwrap().1 {
             Verdict::Allow(r) => assert_eq!(r.stream, "s1"),
             v => panic!("standalone must allow, got {v:?}"),
         }
-        let mut a = Asker::with(rt.remote(), unreachable, false, 2, 4);
+        let mut a = Asker::with(rt.remote().waker(), unreachable, false, 2, 4);
         a.ask(1, play("s1"));
         match drain(&mut a, 1).pop().unwrap().1 {
             Verdict::Refuse(why) => assert!(why.contains("unreachable"), "{why}"),
@@ -244,7 +246,7 @@ mod tests {
                 config: Default::default(),
             })
         });
-        let mut a = Asker::with(rt.remote(), slow, false, 100, 100);
+        let mut a = Asker::with(rt.remote().waker(), slow, false, 100, 100);
         for i in 0..40 {
             a.ask(i, play(&format!("s{i}")));
         }
