@@ -27,7 +27,8 @@ use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use mist_core::control::{self, Request};
+use mist_connector::ask::Verdict;
+use mist_core::control::Request;
 use mist_core::names::sanitize;
 use mist_media::rtmp::{media_message, ServerEvent, ServerSession, OUT_CHUNK_SIZE};
 use mist_media::{Frame, Track, TrackKind};
@@ -99,9 +100,15 @@ enum Ask {
     Play { stream_id: u32, name: String },
 }
 
+/// The stream name asked for.
+fn ask_name(a: &Ask) -> &str {
+    match a {
+        Ask::Publish { name, .. } | Ask::Play { name, .. } => name,
+    }
+}
+
 /// The stream name to use and its DVR window (ms), or why not.
 type Answer = Result<(String, u64), String>;
-type Decision = (usize, Ask, Answer);
 
 /// DVR window from a stream config (`DVR`, ms), MistServer's default otherwise.
 fn dvr_ms(config: &serde_json::Value) -> u64 {
@@ -220,10 +227,9 @@ pub struct Server {
     /// Viewers with media queued and not yet written (merged writes).
     dirty: Vec<usize>,
     next_merge: Instant,
-    decisions: (
-        std::sync::mpsc::Sender<Decision>,
-        std::sync::mpsc::Receiver<Decision>,
-    ),
+    /// Push and play requests to the controller (bounded in flight, one policy:
+    /// `mist_connector::ask`), keyed by connection and what was asked.
+    decisions: mist_connector::ask::Asker<(usize, Ask)>,
 }
 
 impl Server {
@@ -246,10 +252,10 @@ impl Server {
             waiter: mist_shm::Waiter::new(),
             next_token: FIRST_CONN,
             seed,
-            waker,
+            waker: waker.clone(),
             dirty: Vec::new(),
             next_merge: Instant::now(),
-            decisions: std::sync::mpsc::channel(),
+            decisions: mist_connector::ask::Asker::from_env(waker.clone(), Duration::from_secs(10)),
         })
     }
 
@@ -626,29 +632,20 @@ impl Server {
             ),
         };
         c.waiting = true;
-        let (tx, waker, token) = (self.decisions.0.clone(), self.waker.clone(), c.token);
-        let spawned = std::thread::Builder::new()
-            .name("control-request".into())
-            .spawn(move || {
-                let answer = match control::request(&req, timeout) {
-                    Ok(r) if r.ok && r.stream.is_empty() => {
-                        Ok((sanitize(&name), dvr_ms(&r.config)))
-                    }
-                    Ok(r) if r.ok => Ok((r.stream, dvr_ms(&r.config))),
-                    Ok(r) => Err(format!("refused: {}", r.error)),
-                    Err(e) => Err(format!("controller: {e}")),
-                };
-                let _ = tx.send((token, what, answer));
-                let _ = waker.wake();
-            });
-        spawned
-            .map(|_| ())
-            .map_err(|e| format!("cannot ask the controller: {e}"))
+        self.decisions.ask_within((c.token, what), req, timeout);
+        Ok(())
     }
 
     /// Applies decisions that helper threads have brought back.
     fn apply_decisions(&mut self) {
-        while let Ok((token, what, answer)) = self.decisions.1.try_recv() {
+        while let Some(((token, what), verdict)) = self.decisions.take() {
+            let answer = match verdict {
+                Verdict::Allow(r) if r.stream.is_empty() => {
+                    Ok((sanitize(ask_name(&what)), dvr_ms(&r.config)))
+                }
+                Verdict::Allow(r) => Ok((r.stream, dvr_ms(&r.config))),
+                Verdict::Refuse(why) => Err(why),
+            };
             self.with_conn(token, |s, c| {
                 c.waiting = false;
                 s.finish(c, what, answer)?;

@@ -14,16 +14,15 @@
 //! - a queue overflow (more than `queue` requests waiting) is refused too.
 //! - otherwise the controller's answer stands.
 
+use mio::Waker;
 use mist_core::control::{ControlError, Request, Response};
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
-use mio::Waker;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Most controller requests in flight at once, per process.
 pub const MAX_IN_FLIGHT: usize = 8;
-
 
 /// The outcome of a controller request, after the policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,15 +60,18 @@ fn requested_stream(req: &Request) -> String {
 }
 
 /// How a request reaches the controller (the real one: [`mist_core::control::request`]).
-pub type Requester = Arc<dyn Fn(&Request) -> Result<Response, ControlError> + Send + Sync>;
+pub type Requester =
+    Arc<dyn Fn(&Request, Duration) -> Result<Response, ControlError> + Send + Sync>;
 
-type Job<K> = (K, Request);
+type Job<K> = (K, Request, Duration);
 
 /// A bounded pool of controller requests. `K` says whom an answer is for (e.g. a `ConnId`).
 pub struct Asker<K: Send + 'static> {
     jobs: SyncSender<Job<K>>,
     results: Receiver<(K, Verdict)>,
     standalone: bool,
+    /// Time limit of [`Asker::ask`].
+    timeout: Duration,
     /// Answers decided without asking (standalone, queue full), handed out with the others.
     ready: VecDeque<(K, Verdict)>,
 }
@@ -81,11 +83,12 @@ impl<K: Send + 'static> Asker<K> {
         let standalone = mist_core::control::socket_path().is_none();
         Asker::with(
             waker,
-            Arc::new(move |r: &Request| mist_core::control::request(r, timeout)),
+            Arc::new(mist_core::control::request),
             standalone,
             MAX_IN_FLIGHT,
             256,
         )
+        .timeout(timeout)
     }
 
     /// An asker with its own requester, `workers` (at most [`MAX_IN_FLIGHT`]) threads and
@@ -112,8 +115,8 @@ impl<K: Send + 'static> Asker<K> {
                         Ok(r) => r.recv(),
                         Err(_) => return,
                     };
-                    let Ok((k, req)) = job else { return };
-                    let v = decide(&req, requester(&req));
+                    let Ok((k, req, timeout)) = job else { return };
+                    let v = decide(&req, requester(&req, timeout));
                     if let Verdict::Refuse(why) = &v {
                         mist_core::warn!("controller request refused: {why}");
                     }
@@ -127,12 +130,25 @@ impl<K: Send + 'static> Asker<K> {
             jobs,
             results,
             standalone,
+            timeout: Duration::from_secs(10),
             ready: VecDeque::new(),
         }
     }
 
+    /// Sets the time limit of [`Asker::ask`] (10 s unless set).
+    pub fn timeout(mut self, timeout: Duration) -> Asker<K> {
+        self.timeout = timeout;
+        self
+    }
+
     /// Asks; the verdict comes out of [`Asker::take`] later (at once when standalone).
     pub fn ask(&mut self, key: K, req: Request) {
+        let t = self.timeout;
+        self.ask_within(key, req, t)
+    }
+
+    /// [`Asker::ask`] with its own time limit.
+    pub fn ask_within(&mut self, key: K, req: Request, timeout: Duration) {
         if self.standalone {
             let v = decide(
                 &req,
@@ -141,9 +157,9 @@ impl<K: Send + 'static> Asker<K> {
             self.ready.push_back((key, v));
             return;
         }
-        match self.jobs.try_send((key, req)) {
+        match self.jobs.try_send((key, req, timeout)) {
             Ok(()) => {}
-            Err(TrySendError::Full((k, _))) | Err(TrySendError::Disconnected((k, _))) => {
+            Err(TrySendError::Full((k, ..))) | Err(TrySendError::Disconnected((k, ..))) => {
                 self.ready.push_back((
                     k,
                     Verdict::Refuse("too many controller requests waiting".into()),
@@ -208,7 +224,7 @@ mod tests {
     #[test]
     fn standalone_allows_and_unreachable_refuses() {
         let rt = Runtime::<Nothing>::new().unwrap();
-        let unreachable: Requester = Arc::new(|_| {
+        let unreachable: Requester = Arc::new(|_, _| {
             Err(ControlError::Io {
                 path: "/nonexistent".into(),
                 source: std::io::ErrorKind::ConnectionRefused.into(),
@@ -234,7 +250,7 @@ mod tests {
         let now = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
         let (n2, p2) = (now.clone(), peak.clone());
-        let slow: Requester = Arc::new(move |r| {
+        let slow: Requester = Arc::new(move |r, _| {
             let c = n2.fetch_add(1, Ordering::SeqCst) + 1;
             p2.fetch_max(c, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(20));
