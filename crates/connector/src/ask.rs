@@ -17,6 +17,7 @@
 use mio::Waker;
 use mist_core::control::{ControlError, Request, Response};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,6 +75,58 @@ pub struct Asker<K: Send + 'static> {
     timeout: Duration,
     /// Answers decided without asking (standalone, queue full), handed out with the others.
     ready: VecDeque<(K, Verdict)>,
+    pool: Pool<K>,
+}
+
+/// The worker threads: started one by one while all started ones are busy, up to `max`.
+struct Pool<K> {
+    rx: Arc<Mutex<Receiver<Job<K>>>>,
+    tx: Sender<(K, Verdict)>,
+    requester: Requester,
+    waker: Arc<Waker>,
+    max: usize,
+    started: usize,
+    /// Requests sent and not yet answered.
+    busy: Arc<AtomicUsize>,
+}
+
+impl<K: Send + 'static> Pool<K> {
+    /// One more request was queued: start a worker if every started one is busy.
+    fn grow(&mut self) {
+        let busy = self.busy.fetch_add(1, Ordering::SeqCst) + 1;
+        if busy <= self.started || self.started >= self.max {
+            return;
+        }
+        let (rx, tx, requester, waker, busy) = (
+            self.rx.clone(),
+            self.tx.clone(),
+            self.requester.clone(),
+            self.waker.clone(),
+            self.busy.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("ask-{}", self.started))
+            .spawn(move || loop {
+                let job = match rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => return,
+                };
+                let Ok((k, req, timeout)) = job else { return };
+                let v = decide(&req, requester(&req, timeout));
+                if let Verdict::Refuse(why) = &v {
+                    mist_core::warn!("controller request refused: {why}");
+                }
+                busy.fetch_sub(1, Ordering::SeqCst);
+                if tx.send((k, v)).is_err() {
+                    return;
+                }
+                let _ = waker.wake();
+            });
+        match spawned {
+            Ok(_) => self.started += 1,
+            Err(e) => mist_core::warn!("cannot start a controller request thread: {e}"),
+        }
+    }
 }
 
 impl<K: Send + 'static> Asker<K> {
@@ -91,8 +144,9 @@ impl<K: Send + 'static> Asker<K> {
         .timeout(timeout)
     }
 
-    /// An asker with its own requester, `workers` (at most [`MAX_IN_FLIGHT`]) threads and
-    /// room for `queue` waiting requests. Results wake the loop through `waker`.
+    /// An asker with its own requester, at most `workers` (and at most [`MAX_IN_FLIGHT`])
+    /// threads, started as requests need them, and room for `queue` waiting requests. Results
+    /// wake the loop through `waker`.
     pub fn with(
         waker: Arc<Waker>,
         requester: Requester,
@@ -102,36 +156,21 @@ impl<K: Send + 'static> Asker<K> {
     ) -> Asker<K> {
         let (jobs, rx) = mpsc::sync_channel::<Job<K>>(queue);
         let (tx, results) = mpsc::channel();
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..workers.clamp(1, MAX_IN_FLIGHT) {
-            let rx = rx.clone();
-            let tx: Sender<(K, Verdict)> = tx.clone();
-            let requester = requester.clone();
-            let waker = waker.clone();
-            let _ = std::thread::Builder::new()
-                .name(format!("ask-{i}"))
-                .spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((k, req, timeout)) = job else { return };
-                    let v = decide(&req, requester(&req, timeout));
-                    if let Verdict::Refuse(why) = &v {
-                        mist_core::warn!("controller request refused: {why}");
-                    }
-                    if tx.send((k, v)).is_err() {
-                        return;
-                    }
-                    let _ = waker.wake();
-                });
-        }
         Asker {
             jobs,
             results,
             standalone,
             timeout: Duration::from_secs(10),
             ready: VecDeque::new(),
+            pool: Pool {
+                rx: Arc::new(Mutex::new(rx)),
+                tx,
+                requester,
+                waker,
+                max: workers.clamp(1, MAX_IN_FLIGHT),
+                started: 0,
+                busy: Arc::new(AtomicUsize::new(0)),
+            },
         }
     }
 
@@ -158,7 +197,7 @@ impl<K: Send + 'static> Asker<K> {
             return;
         }
         match self.jobs.try_send((key, req, timeout)) {
-            Ok(()) => {}
+            Ok(()) => self.pool.grow(),
             Err(TrySendError::Full((k, ..))) | Err(TrySendError::Disconnected((k, ..))) => {
                 self.ready.push_back((
                     k,
@@ -181,7 +220,6 @@ mod tests {
     use super::*;
     use crate::runtime::{App, Runtime};
     use crate::session::{Io, Session};
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     struct Nothing;
     struct NoSession;
