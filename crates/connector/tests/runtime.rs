@@ -19,9 +19,17 @@ impl Session<Lines> for Echo {
             if line == b"boom\n" {
                 panic!("injected panic");
             }
+            if line == b"timer boom\n" {
+                let now = io.now();
+                io.set_timer(Some(now));
+                continue;
+            }
             app.lines += 1;
             io.write(&line);
         }
+    }
+    fn on_timer(&mut self, _: &mut Lines, _: &mut Io<'_>) {
+        panic!("injected panic in a timer");
     }
 }
 
@@ -128,6 +136,13 @@ fn a_panicking_session_closes_only_its_connection() {
     assert_eq!(roundtrip(&mut a, "three\n"), "three\n");
     let mut c = connect(r.addr);
     assert_eq!(roundtrip(&mut c, "four\n"), "four\n");
+    // A panic in a timer callback: the same.
+    c.write_all(b"timer boom\n").unwrap();
+    assert!(
+        closed_by_server(&mut c),
+        "the connection whose timer panicked must be closed"
+    );
+    assert_eq!(roundtrip(&mut a, "five\n"), "five\n");
 }
 
 #[test]
@@ -231,4 +246,102 @@ fn sessions_run_on_simulated_time() {
         .is_empty());
     assert_eq!(h.advance(&mut (), t0 + Duration::from_secs(1)), b"tick\n");
     assert_eq!(h.advance(&mut (), t0 + Duration::from_secs(2)), b"tick\n");
+}
+
+#[test]
+fn a_partial_message_times_out_and_others_go_on() {
+    let r = start(Limits {
+        header_timeout: Some(Duration::from_millis(200)),
+        ..Limits::default()
+    });
+    let mut slow = connect(r.addr);
+    slow.write_all(b"no newline yet").unwrap();
+    let mut a = connect(r.addr);
+    assert_eq!(roundtrip(&mut a, "fine\n"), "fine\n");
+    // Cut by the runtime (the read timeout of 10 s is only a safety net).
+    assert!(closed_by_server(&mut slow), "a slowloris must be cut");
+    assert_eq!(roundtrip(&mut a, "still\n"), "still\n");
+}
+
+#[test]
+fn an_idle_connection_is_closed() {
+    let r = start(Limits {
+        idle_timeout: Some(Duration::from_millis(200)),
+        ..Limits::default()
+    });
+    let mut idle = connect(r.addr);
+    assert_eq!(roundtrip(&mut idle, "hello\n"), "hello\n");
+    assert!(
+        closed_by_server(&mut idle),
+        "an idle connection must be closed"
+    );
+}
+
+/// Answers "woken" on each wake-up from another thread.
+struct Wakee;
+
+impl Session<Waking> for Wakee {
+    fn on_read(&mut self, app: &mut Waking, io: &mut Io<'_>) {
+        io.clear_input();
+        let _ = app.ids.send(io.id());
+    }
+    fn on_wake(&mut self, _: &mut Waking, io: &mut Io<'_>) {
+        io.write(b"woken\n");
+    }
+}
+
+struct Waking {
+    ids: std::sync::mpsc::Sender<mist_connector::ConnId>,
+    stop: Arc<AtomicBool>,
+}
+
+impl App for Waking {
+    type Session = Wakee;
+    fn accept(&mut self, _: ListenerId, _: Peer, _: Instant) -> Option<Wakee> {
+        Some(Wakee)
+    }
+    fn turn(&mut self, _: &mut Ctl<'_, Self>, _: Instant) -> Flow {
+        if self.stop.load(Ordering::Relaxed) {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}
+
+#[test]
+fn another_thread_wakes_one_connection() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let l = mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().unwrap();
+    let (rtx, rrx) = std::sync::mpsc::channel();
+    let (itx, irx) = std::sync::mpsc::channel();
+    let s2 = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut rt = Runtime::<Waking>::new().unwrap();
+        rt.listen_tcp(l, "wake", Limits::default()).unwrap();
+        rtx.send(rt.remote()).unwrap();
+        rt.run(&mut Waking { ids: itx, stop: s2 }).unwrap();
+    });
+    let remote = rrx.recv().unwrap();
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    a.write_all(b"id?\n").unwrap();
+    let id_a = irx.recv_timeout(Duration::from_secs(10)).unwrap();
+    b.write_all(b"id?\n").unwrap();
+    let _ = irx.recv_timeout(Duration::from_secs(10)).unwrap();
+    remote.wake(id_a);
+    let mut buf = [0u8; 16];
+    let n = a.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"woken\n");
+    // b was not woken: nothing for it.
+    b.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(
+        b.read(&mut buf).is_err(),
+        "only the woken connection answers"
+    );
+    stop.store(true, Ordering::Relaxed);
+    remote.wake_loop();
+    t.join().unwrap();
 }
