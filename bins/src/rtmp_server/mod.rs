@@ -16,8 +16,8 @@
 pub mod log;
 pub mod push;
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice, Read, Write};
+use std::collections::HashMap;
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use mist_connector::ask::Verdict;
+use mist_connector::OutQueue;
 use mist_core::control::Request;
 use mist_core::names::sanitize;
 use mist_media::rtmp::{media_message, ServerEvent, ServerSession, OUT_CHUNK_SIZE};
@@ -126,9 +127,8 @@ struct Conn {
     sock: TcpStream,
     peer: String,
     session: ServerSession,
-    outq: VecDeque<Bytes>,
-    out_off: usize,
-    backlog: usize,
+    /// Output, written with merged vectored writes (the runtime's one implementation).
+    out: OutQueue,
     role: Role,
     /// A controller decision on publish/play is outstanding.
     waiting: bool,
@@ -143,10 +143,7 @@ struct Conn {
 
 impl Conn {
     fn queue(&mut self, b: Bytes) {
-        if !b.is_empty() {
-            self.backlog += b.len();
-            self.outq.push_back(b);
-        }
+        self.out.push(b);
     }
 
     /// Moves the session's replies into the send queue (before any media queued after them).
@@ -160,35 +157,7 @@ impl Conn {
     /// Writes as much as the socket takes. Err: the connection is dead.
     fn flush(&mut self) -> io::Result<()> {
         self.drain_session();
-        while !self.outq.is_empty() {
-            let mut slices = [IoSlice::new(&[]); 64];
-            let mut n_slices = 0;
-            for (i, b) in self.outq.iter().take(64).enumerate() {
-                slices[i] = IoSlice::new(if i == 0 { &b[self.out_off..] } else { b });
-                n_slices = i + 1;
-            }
-            match self.sock.write_vectored(&slices[..n_slices]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(mut n) => {
-                    self.bytes_out += n as u64;
-                    self.backlog -= n;
-                    while n > 0 {
-                        let left = self.outq[0].len() - self.out_off;
-                        if n >= left {
-                            n -= left;
-                            self.outq.pop_front();
-                            self.out_off = 0;
-                        } else {
-                            self.out_off += n;
-                            n = 0;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        self.bytes_out += self.out.flush_to(&mut self.sock)? as u64;
         Ok(())
     }
 }
@@ -356,9 +325,7 @@ impl Server {
                             sock,
                             peer: addr.ip().to_string(),
                             session: ServerSession::new(self.seed),
-                            outq: VecDeque::new(),
-                            out_off: 0,
-                            backlog: 0,
+                            out: OutQueue::default(),
                             role: Role::None,
                             waiting: false,
                             closing: false,
@@ -407,11 +374,11 @@ impl Server {
             self.drop_conn(c, &e);
             return;
         }
-        if c.backlog > MAX_BACKLOG {
+        if c.out.len() > MAX_BACKLOG {
             self.drop_conn(c, "viewer too slow (backlog over limit)");
             return;
         }
-        if c.closing && c.outq.is_empty() && !c.session.has_output() {
+        if c.closing && c.out.is_empty() && !c.session.has_output() {
             self.drop_conn(c, "closed");
             return;
         }
@@ -925,7 +892,7 @@ impl Server {
                 || self
                     .conns
                     .get(&t)
-                    .is_none_or(|c| c.closing || c.backlog >= MERGE_BYTES);
+                    .is_none_or(|c| c.closing || c.out.len() >= MERGE_BYTES);
             if now {
                 self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
             } else {
@@ -1016,7 +983,7 @@ impl Server {
         let done: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.closing && c.outq.is_empty())
+            .filter(|(_, c)| c.closing && c.out.is_empty())
             .map(|(t, _)| *t)
             .collect();
         for t in done {
