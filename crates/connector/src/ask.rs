@@ -112,10 +112,11 @@ impl<K: Send + 'static> Pool<K> {
                     Err(_) => return,
                 };
                 let Ok((k, req, timeout)) = job else { return };
-                let v = decide(&req, requester(&req, timeout));
-                if let Verdict::Refuse(why) = &v {
-                    mist_core::warn!("controller request refused: {why}");
+                let r = requester(&req, timeout);
+                if let Err(e) = &r {
+                    mist_core::warn!("control socket: {e}");
                 }
+                let v = decide(&req, r);
                 busy.fetch_sub(1, Ordering::SeqCst);
                 if tx.send((k, v)).is_err() {
                     return;
