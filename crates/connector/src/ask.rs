@@ -91,9 +91,19 @@ struct Pool<K> {
 }
 
 impl<K: Send + 'static> Pool<K> {
-    /// One more request was queued: start a worker if every started one is busy.
-    fn grow(&mut self) {
-        let busy = self.busy.fetch_add(1, Ordering::SeqCst) + 1;
+    /// Counts a request about to be queued (before a worker can take it, so the count never
+    /// goes below zero). Returns the requests in flight, this one included.
+    fn reserve(&self) -> usize {
+        self.busy.fetch_add(1, Ordering::SeqCst).saturating_add(1)
+    }
+
+    /// A reserved request could not be queued.
+    fn unreserve(&self) {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A request was queued with `busy` in flight: start a worker if every started one is busy.
+    fn grow(&mut self, busy: usize) {
         if busy <= self.started || self.started >= self.max {
             return;
         }
@@ -197,9 +207,11 @@ impl<K: Send + 'static> Asker<K> {
             self.ready.push_back((key, v));
             return;
         }
+        let busy = self.pool.reserve();
         match self.jobs.try_send((key, req, timeout)) {
-            Ok(()) => self.pool.grow(),
+            Ok(()) => self.pool.grow(busy),
             Err(TrySendError::Full((k, ..))) | Err(TrySendError::Disconnected((k, ..))) => {
+                self.pool.unreserve();
                 self.ready.push_back((
                     k,
                     Verdict::Refuse("too many controller requests waiting".into()),
@@ -281,6 +293,33 @@ mod tests {
             Verdict::Refuse(why) => assert!(why.contains("unreachable"), "{why}"),
             v => panic!("unreachable must refuse, got {v:?}"),
         }
+    }
+
+    #[test]
+    fn one_after_another_reuses_a_worker() {
+        // Each answer is in before the next ask: an idle worker may take a job before the
+        // asker counted it (this once made the in-flight count wrap below zero).
+        let rt = Runtime::<Nothing>::new().unwrap();
+        let fast: Requester = Arc::new(|r, _| {
+            Ok(Response {
+                ok: true,
+                stream: requested_stream(r),
+                error: String::new(),
+                config: Default::default(),
+            })
+        });
+        let mut a = Asker::with(rt.remote().waker(), fast, false, 8, 8);
+        for i in 0..200 {
+            a.ask(i, play("s"));
+            let (k, v) = drain(&mut a, 1).pop().unwrap();
+            assert_eq!(k, i);
+            assert!(matches!(v, Verdict::Allow(_)));
+        }
+        assert!(
+            a.pool.started <= 2,
+            "{} workers for one request at a time",
+            a.pool.started
+        );
     }
 
     #[test]

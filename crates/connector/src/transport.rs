@@ -121,23 +121,32 @@ impl OutQueue {
         }
     }
 
+    /// One vectored write of the queue's head through `write` (which gets up to 64 slices and
+    /// returns what it wrote, like `writev`); the written bytes leave the queue. Errors,
+    /// including `WouldBlock`, are returned as they come.
+    pub fn write_with<F>(&mut self, write: F) -> io::Result<usize>
+    where
+        F: FnOnce(&[IoSlice<'_>]) -> io::Result<usize>,
+    {
+        let mut slices: [IoSlice; MAX_SLICES] = [IoSlice::new(&[]); MAX_SLICES];
+        let mut n = 0;
+        for (i, c) in self.chunks.iter().take(MAX_SLICES).enumerate() {
+            slices[n] = IoSlice::new(if i == 0 { &c[self.off..] } else { &c[..] });
+            n += 1;
+        }
+        let k = write(&slices[..n])?;
+        self.advance(k.min(self.len));
+        Ok(k)
+    }
+
     /// Writes as much as `w` takes, merged into vectored writes. Returns the bytes written;
     /// `Ok` with the queue non-empty means the writer would block. Err: the peer is gone.
     pub fn flush_to<W: Write + ?Sized>(&mut self, w: &mut W) -> io::Result<usize> {
         let mut total = 0;
         while !self.is_empty() {
-            let mut slices: [IoSlice; MAX_SLICES] = [IoSlice::new(&[]); MAX_SLICES];
-            let mut n = 0;
-            for (i, c) in self.chunks.iter().take(MAX_SLICES).enumerate() {
-                slices[n] = IoSlice::new(if i == 0 { &c[self.off..] } else { &c[..] });
-                n += 1;
-            }
-            match w.write_vectored(&slices[..n]) {
+            match self.write_with(|sl| w.write_vectored(sl)) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(k) => {
-                    self.advance(k);
-                    total += k;
-                }
+                Ok(k) => total += k,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

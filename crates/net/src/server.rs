@@ -24,7 +24,8 @@ use crate::http::{self, HttpError, Limits, Request, Response};
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use std::collections::{HashMap, VecDeque};
+use mist_connector::OutQueue;
+use std::collections::HashMap;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -280,10 +281,7 @@ struct Conn {
     sock: TcpStream,
     peer: SocketAddr,
     rbuf: Vec<u8>,
-    out: VecDeque<Bytes>,
-    /// Bytes of `out[0]` already written.
-    out_off: usize,
-    out_len: usize,
+    out: OutQueue,
     state: State,
     /// Answer of the current request: HEAD, keep-alive, Range header.
     head_only: bool,
@@ -377,7 +375,7 @@ impl Io {
 
     /// Bytes queued for the connection and not yet written.
     pub fn backlog(&self, id: ConnId) -> usize {
-        self.conns.get(&id).map_or(0, |c| c.out_len)
+        self.conns.get(&id).map_or(0, |c| c.out.len())
     }
 
     /// Number of open connections.
@@ -590,7 +588,7 @@ impl Io {
         if n == 0 {
             return true;
         }
-        if c.out_len + n > max {
+        if c.out.len() + n > max {
             self.drop_conn(id);
             return false;
         }
@@ -626,7 +624,7 @@ impl Io {
             let State::Streaming { chunked } = c.state else {
                 return false;
             };
-            if c.out_len + n > max {
+            if c.out.len() + n > max {
                 self.drop_conn(id);
                 return false;
             }
@@ -639,7 +637,7 @@ impl Io {
             if chunked {
                 push_out(c, tail.clone());
             }
-            if self.cfg.merge.is_zero() || c.out_len >= MERGE_BYTES {
+            if self.cfg.merge.is_zero() || c.out.len() >= MERGE_BYTES {
                 self.flush(id);
             } else {
                 if self.merged.is_empty() {
@@ -747,7 +745,7 @@ impl Io {
                     }
                     continue;
                 }
-                while c.out_len < BODY_LOW && b.pos < b.end && b.body.file().is_none() {
+                while c.out.len() < BODY_LOW && b.pos < b.end && b.body.file().is_none() {
                     let want = (b.end - b.pos).min(BODY_STEP as u64) as usize;
                     let mut n = 0usize;
                     for ch in b.body.read(b.pos, want) {
@@ -784,40 +782,24 @@ impl Io {
             if c.out.is_empty() {
                 break;
             }
-            let mut slices: [IoSlice; 64] = [IoSlice::new(&[]); 64];
-            let mut n = 0;
-            for (i, b) in c.out.iter().take(64).enumerate() {
-                slices[n] = IoSlice::new(if i == 0 { &b[c.out_off..] } else { &b[..] });
-                n += 1;
-            }
             // A file body follows this head: MSG_MORE lets the kernel put the head into the
             // body's first packet instead of sending a small packet of its own.
             let more = c.body.as_ref().is_some_and(|b| b.body.file().is_some());
-            let res = if more {
-                send_more(&c.sock, &slices[..n])
-            } else {
-                c.sock.write_vectored(&slices[..n])
-            };
+            let sock = &c.sock;
+            let res = c.out.write_with(|slices| {
+                if more {
+                    send_more(sock, slices)
+                } else {
+                    let mut s: &TcpStream = sock;
+                    s.write_vectored(slices)
+                }
+            });
             match res {
                 Ok(0) => {
                     dead = true;
                     break;
                 }
-                Ok(mut w) => {
-                    c.last_write = Instant::now();
-                    c.out_len -= w;
-                    while w > 0 {
-                        let left = c.out[0].len() - c.out_off;
-                        if w >= left {
-                            w -= left;
-                            c.out.pop_front();
-                            c.out_off = 0;
-                        } else {
-                            c.out_off += w;
-                            w = 0;
-                        }
-                    }
-                }
+                Ok(_) => c.last_write = Instant::now(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -857,8 +839,7 @@ fn push_out(c: &mut Conn, b: Bytes) {
     if c.out.is_empty() {
         c.last_write = Instant::now();
     }
-    c.out_len += b.len();
-    c.out.push_back(b);
+    c.out.push(b);
 }
 
 fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
@@ -931,7 +912,7 @@ impl Server {
                         if ev.is_writable() {
                             self.io.flush(id);
                             if self.io.conns.get(&id).is_some_and(|c| {
-                                matches!(c.state, State::Streaming { .. }) && c.out_len < BODY_LOW
+                                matches!(c.state, State::Streaming { .. }) && c.out.len() < BODY_LOW
                             }) {
                                 h.drained(&mut self.io, id);
                             }
@@ -1009,9 +990,7 @@ impl Server {
                             sock,
                             peer,
                             rbuf: Vec::new(),
-                            out: VecDeque::new(),
-                            out_off: 0,
-                            out_len: 0,
+                            out: OutQueue::default(),
                             state: State::Reading,
                             head_only: false,
                             keep_alive: true,
