@@ -182,6 +182,16 @@ impl<S> Harness<S> {
         self.st.out.take_all()
     }
 
+    /// Wakes the session at time `now` (as [`crate::Remote::wake`] would), returns what it wrote.
+    pub fn wake<A>(&mut self, app: &mut A, now: Instant) -> Vec<u8>
+    where
+        S: Session<A>,
+    {
+        let (s, mut io) = self.io(now);
+        s.on_wake(app, &mut io);
+        self.st.out.take_all()
+    }
+
     /// The timer the session has set.
     pub fn timer(&self) -> Option<Instant> {
         self.st.timer
