@@ -167,15 +167,8 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             return super::EXIT_USAGE;
         }
     };
-    let api_listener = match TcpListener::bind(addr) {
-        Ok(l) => l,
-        Err(e) => {
-            mist_core::fail!("cannot bind API on {addr}: {e}");
-            return super::EXIT_BIND;
-        }
-    };
-    let api_addr = api_listener.local_addr().unwrap_or(addr);
-    // Control socket.
+    // The control socket and the UDP API are bound before the API listener: a client that
+    // sees the API port open can use them at once.
     let control_path = paths::control_socket_path();
     let control = match bind_control(&control_path) {
         Ok(l) => l,
@@ -198,15 +191,26 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
                 }
                 Err(e) => {
                     mist_core::fail!("cannot bind UDP API on {sa}: {e}");
+                    let _ = std::fs::remove_file(&control_path);
                     return super::EXIT_BIND;
                 }
             },
             _ => {
                 mist_core::fail!("MIST_UDP_API must be a loopback ADDR:PORT, not {a:?}");
+                let _ = std::fs::remove_file(&control_path);
                 return super::EXIT_USAGE;
             }
         }
     }
+    let api_listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            mist_core::fail!("cannot bind API on {addr}: {e}");
+            let _ = std::fs::remove_file(&control_path);
+            return super::EXIT_BIND;
+        }
+    };
+    let api_addr = api_listener.local_addr().unwrap_or(addr);
     let flags = match register_signals().and_then(|(f, pipe)| rt.watch(pipe, "signals").map(|_| f))
     {
         Ok(f) => f,
