@@ -63,7 +63,31 @@ impl Controller {
     }
 }
 
+/// Raises this process's open-file limit (inherited by the controller) so that both ends of
+/// more than [`API_MAX`] connections fit.
+fn raise_fd_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut r), 0);
+        let want = (4 * API_MAX as libc::rlim_t).min(r.rlim_max);
+        if r.rlim_cur < want {
+            r.rlim_cur = want;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &r), 0);
+        }
+    }
+    assert!(
+        r.rlim_cur >= 2 * API_MAX as libc::rlim_t + 64,
+        "open-file limit {} too low for this test (raise the hard limit: ulimit -Hn)",
+        r.rlim_cur
+    );
+}
+
 fn start() -> Controller {
+    raise_fd_limit();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("shm")).unwrap();
     std::fs::write(
