@@ -222,6 +222,10 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         ),
     ];
     env.push(("MIST_CONTROLLER_PID".into(), std::process::id().to_string()));
+    env.push((
+        mist_core::triggers::ENV_TRIGGERS.into(),
+        super::ingest::triggers_file().display().to_string(),
+    ));
     let spawner = Spawner {
         env,
         lines: line_tx,
@@ -279,6 +283,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         "API listening on {api_addr}; control socket {}",
         control_path.display()
     );
+    ctl.sync_triggers();
     ctl.apply_protocols();
     if !ctl.fire_blocking("SYSTEM_START", None, "").ok {
         warn!("the SYSTEM_START trigger answered false: shutting down");
@@ -293,6 +298,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
     let mut ready = super::notify::Readiness::new();
     loop {
         ready.tick(&ctl);
+        ctl.sync_triggers();
         let mut timeout = Duration::from_millis(100);
         if let Some(t) = ctl.sup.next_deadline() {
             timeout = timeout.min(t.saturating_duration_since(Instant::now()));
@@ -535,6 +541,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         }
     }
     let _ = std::fs::remove_file(&control_path);
+    let _ = std::fs::remove_file(super::ingest::triggers_file());
     info!("shut down");
     super::EXIT_OK
 }

@@ -613,7 +613,8 @@ impl Server {
                     connector: "RTMP".into(),
                     url,
                 },
-                Duration::from_secs(5),
+                // Blocking push triggers (rewrite, STREAM_PUSH) may take up to 15 s each.
+                Duration::from_secs(40),
             ),
             Ask::Play { .. } => (
                 Request::Play {

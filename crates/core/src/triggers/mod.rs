@@ -365,21 +365,26 @@ impl Engine {
         self.fire_with(&c.triggers, name, stream, tags, &payload(lines))
     }
 
-    /// Fires `name` without waiting for anything.
+    /// Fires `name` without waiting for anything: every handler (sync ones too, their answers
+    /// ignored) is queued on the worker pool, in per-stream order.
     pub fn emit(&self, name: &str, stream: Option<&str>, lines: &[&str]) {
         let c = self.config();
-        let list = handlers(&c.triggers, name, stream);
+        self.emit_with(&c.triggers, name, stream, &payload(lines));
+    }
+
+    /// [`Engine::emit`] with an explicit config and payload.
+    pub fn emit_with(&self, triggers: &Triggers, name: &str, stream: Option<&str>, payload: &str) {
+        let list = handlers(triggers, name, stream);
         if list.is_empty() {
             return;
         }
-        let p = payload(lines);
         let key = stream.map_or_else(|| format!("#{name}"), str::to_string);
         let id = self.identity();
         let jobs: Vec<TriggerHandler> = list.into_iter().cloned().collect();
-        let name = name.to_string();
-        self.submit(&key, &name.clone(), move || {
+        let (n, p) = (name.to_string(), payload.to_string());
+        self.submit(&key, name, move || {
             for h in &jobs {
-                run_handler_as(h, &name, &p, &id);
+                run_handler_as(h, &n, &p, &id);
             }
         });
     }

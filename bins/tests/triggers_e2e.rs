@@ -1,0 +1,290 @@
+//! End to end: triggers fired by the processes that own the events, with real handler scripts
+//! (which write their argv and stdin to files) and ffmpeg publishing over RTMP.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn active(ctl: &Controller) -> Vec<String> {
+    let a = ctl.api(&serde_json::json!({"active_streams": true}));
+    a["active_streams"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_for_stream(ctl: &Controller, name: &str) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        if active(ctl).iter().any(|s| s == name) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "stream {name} never became active (active: {:?})",
+        active(ctl)
+    );
+}
+
+/// Waits until `path` exists and `pred` holds for its text; returns the text.
+fn wait_file(path: &Path, pred: impl Fn(&str) -> bool) -> String {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = std::fs::read_to_string(path).unwrap_or_default();
+        if pred(&t) {
+            return t;
+        }
+        assert!(
+            Instant::now() < end,
+            "{} never matched; it holds {t:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A handler script: records `argv[1]` and the payload (one record per call, ended by a line
+/// `--`) in `DIR/NAME.log`, then runs `answer` (shell, with the payload in `$p`).
+fn handler(dir: &Path, name: &str, answer: &str) -> String {
+    let path = dir.join(format!("{name}.sh"));
+    let log = dir.join(format!("{name}.log"));
+    let body = format!(
+        "#!/bin/sh\np=$(cat)\nprintf '%s\\n%s\\n--\\n' \"$1\" \"$p\" >> '{}'\n{answer}\n",
+        log.display()
+    );
+    // Written to a temporary name and renamed: never exec a file still open for writing.
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, body).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    path.display().to_string()
+}
+
+fn log_of(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.log"))
+}
+
+/// The records of a handler log: (argv[1], payload lines).
+fn records(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut cur: Vec<String> = Vec::new();
+    for l in text.lines() {
+        if l == "--" {
+            if !cur.is_empty() {
+                let name = cur.remove(0);
+                out.push((name, std::mem::take(&mut cur)));
+            }
+        } else {
+            cur.push(l.to_string());
+        }
+    }
+    out
+}
+
+fn trig(handler: &str, sync: bool) -> serde_json::Value {
+    serde_json::json!({"handler": handler, "sync": sync, "streams": [], "default": ""})
+}
+
+#[test]
+fn stream_key_is_rewritten_to_a_wildcard_stream_and_wrong_keys_are_refused() {
+    let dir = TempDir::new("trig-rw");
+    let d = dir.path();
+    // The seed's Twitch-like setup: the key in the URL is looked up, the push goes to live+USER.
+    let rtmp_rw = handler(
+        d,
+        "rtmp_rw",
+        "case \"$p\" in *'/live/SECRETKEY'*) printf 'rtmp://127.0.0.1/live/live+alice' ;; esac",
+    );
+    let push_rw = handler(d, "push_rw", "printf '%s' \"$p\" | sed -n 3p | tr -d '\\n'");
+    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["triggers"] = serde_json::json!({
+            "RTMP_PUSH_REWRITE": [trig(&rtmp_rw, true)],
+            "PUSH_REWRITE": [trig(&push_rw, true)],
+        });
+        c["streamkeys"] = serde_json::json!({"BOBSKEY": "live+bob"});
+    });
+
+    let _alice = publish(&ctl.publish_url("SECRETKEY"), "320x240", 30);
+    wait_for_stream(&ctl, "live+alice");
+    let streams = probe_streams(&ctl.play_url("live+alice"));
+    assert!(
+        streams.iter().any(|s| s["codec_name"] == "h264"),
+        "{streams:?}"
+    );
+
+    let rtmp_log = wait_file(&log_of(d, "rtmp_rw"), |t| t.contains("SECRETKEY"));
+    let recs = records(&rtmp_log);
+    let url = format!("rtmp://127.0.0.1:{}/live/SECRETKEY", ctl.rtmp);
+    let r = recs
+        .iter()
+        .find(|r| r.1[0] == url)
+        .expect("RTMP_PUSH_REWRITE record");
+    assert_eq!(r.0, "RTMP_PUSH_REWRITE");
+    assert_eq!(r.1, [url.as_str(), "127.0.0.1"], "RTMP URL, peer");
+    // PUSH_REWRITE sees the rewritten URL and the stream it names.
+    let push_log = wait_file(&log_of(d, "push_rw"), |t| t.contains("live+alice"));
+    let recs = records(&push_log);
+    assert_eq!(recs[0].0, "PUSH_REWRITE");
+    assert_eq!(
+        recs[0].1,
+        [
+            "rtmp://127.0.0.1/live/live+alice",
+            "127.0.0.1",
+            "live+alice"
+        ],
+        "URL, peer, stream"
+    );
+
+    // A wrong key: RTMP_PUSH_REWRITE answers nothing, the publisher is refused.
+    let mut wrong = publish(&ctl.publish_url("WRONGKEY"), "320x240", 5);
+    let status = wrong.0.wait().unwrap();
+    assert!(!status.success(), "a push with a wrong key was accepted");
+    assert!(!active(&ctl).iter().any(|s| s.contains("WRONGKEY")));
+
+    // A `streamkeys` entry maps without any trigger.
+    let _bob = publish(&ctl.publish_url("BOBSKEY"), "320x240", 30);
+    wait_for_stream(&ctl, "live+bob");
+    let all = std::fs::read_to_string(log_of(d, "rtmp_rw")).unwrap();
+    assert!(
+        !all.contains("BOBSKEY"),
+        "stream key went through the rewrite: {all}"
+    );
+}
+
+#[test]
+fn a_hung_rewrite_handler_delays_only_its_own_publish() {
+    let dir = TempDir::new("trig-hung");
+    let d = dir.path();
+    let started = d.join("slow-started");
+    let rw = handler(
+        d,
+        "rw",
+        &format!(
+            "case \"$p\" in *slow*) touch '{}'; sleep 60 ;; esac\nprintf '%s' \"$p\" | head -n 1 | tr -d '\\n'",
+            started.display()
+        ),
+    );
+    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["triggers"] = serde_json::json!({"RTMP_PUSH_REWRITE": [trig(&rw, true)]});
+    });
+    let _slow = publish(&ctl.publish_url("live+slow"), "320x240", 60);
+    wait_file(&started, |_| true);
+    // While that handler hangs, another stream publishes and plays.
+    let _fast = publish(&ctl.publish_url("live+fast"), "320x240", 30);
+    wait_for_stream(&ctl, "live+fast");
+    let (frames, size) = decode_video_frames(&ctl.play_url("live+fast"), Duration::from_secs(3));
+    assert!(frames > 0, "no frames from live+fast");
+    assert_eq!(size, "320x240");
+    assert!(
+        !active(&ctl).iter().any(|s| s == "live+slow"),
+        "the hung handler's publish went through"
+    );
+    // The API (the controller's event loop) answers meanwhile.
+    assert!(ctl.api(&serde_json::json!({"config": true}))["config"].is_object());
+}
+
+/// A tiny HTTP handler server: answers each request from `answers` in turn (status, body) and
+/// keeps the raw requests.
+fn http_handler(answers: Vec<(u16, &'static str)>) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        let mut answers = answers.into_iter();
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = Vec::new();
+            let mut tmp = [0u8; 4096];
+            // Read the head, then Content-Length bytes of body.
+            loop {
+                let n = c.read(&mut tmp).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&tmp[..n]);
+                let t = String::from_utf8_lossy(&buf).to_string();
+                if let Some(i) = t.find("\r\n\r\n") {
+                    let len = t[..i]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= i + 4 + len {
+                        break;
+                    }
+                }
+            }
+            s.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf).to_string());
+            let (code, body) = answers.next().unwrap_or((200, ""));
+            let _ = write!(
+                c,
+                "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn http_handler_gets_the_headers_and_is_retried() {
+    // First attempt fails (503), the second renames the push.
+    let (port, seen) = http_handler(vec![(503, "busy"), (200, "live+carol")]);
+    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["serverid"] = serde_json::json!("mist-test");
+        c["config"]["triggers"] = serde_json::json!({
+            "PUSH_REWRITE": [trig(&format!("http://127.0.0.1:{port}/hook"), true)],
+        });
+    });
+    let _p = publish(&ctl.publish_url("anything"), "320x240", 30);
+    wait_for_stream(&ctl, "live+carol");
+    let reqs = seen.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    for (i, r) in reqs.iter().enumerate() {
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        let head_l = head.to_ascii_lowercase();
+        assert!(head.starts_with("POST /hook HTTP/1.1\r\n"), "{head}");
+        for h in [
+            "x-trigger: push_rewrite",
+            "x-name: mist-test",
+            "content-type: text/plain",
+            &format!("x-attempt: {}", i + 1),
+        ] {
+            assert!(head_l.contains(h), "{h} missing in {head}");
+        }
+        for h in [
+            "x-instance: ",
+            "x-pid: ",
+            "x-trigger-uuid: ",
+            "x-trigger-unixmillis: ",
+            "date: ",
+        ] {
+            assert!(head_l.contains(h), "{h} missing in {head}");
+        }
+        assert_eq!(
+            body,
+            format!(
+                "rtmp://127.0.0.1:{}/live/anything\n127.0.0.1\nanything",
+                ctl.rtmp
+            )
+        );
+    }
+}
