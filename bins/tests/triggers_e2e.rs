@@ -288,3 +288,179 @@ fn http_handler_gets_the_headers_and_is_retried() {
         );
     }
 }
+
+fn find_child(parent: u32, name: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let entry = entry.ok()?;
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((left, right)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = left.split_once('(').map(|x| x.1).unwrap_or("");
+        let ppid: u32 = right
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if ppid == parent && name.starts_with(comm) && !comm.is_empty() {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// The live buffer's life as handlers see it, in order per stream: STREAM_READY, LIVE_TRACK_LIST,
+/// STREAM_BUFFER FULL … DRY … EMPTY, STREAM_UNLOAD, STREAM_END; payload lines per §5.3.
+#[test]
+fn buffer_lifecycle_triggers_fire_in_order_with_their_payloads() {
+    let dir = TempDir::new("trig-life");
+    let d = dir.path();
+    let h = handler(d, "life", "echo true");
+    let names = [
+        "STREAM_READY",
+        "LIVE_TRACK_LIST",
+        "STREAM_BUFFER",
+        "STREAM_UNLOAD",
+        "STREAM_END",
+    ];
+    let ctl = Controller::start_edited(
+        serde_json::json!({"live": {"name": "live", "source": "push://", "idleTime": 2000}}),
+        |c| {
+            let mut t = serde_json::Map::new();
+            for n in names {
+                t.insert(
+                    n.into(),
+                    serde_json::json!([{"handler": h, "sync": n == "STREAM_READY", "streams": ["live"]}]),
+                );
+            }
+            c["config"]["triggers"] = serde_json::Value::Object(t);
+        },
+    );
+    let mut p = publish(&ctl.publish_url("live+life"), "320x240", 4);
+    let _ = p.0.wait();
+    let text = wait_file(&log_of(d, "life"), |t| t.contains("STREAM_END\n"));
+    let recs = records(&text);
+    let order: Vec<String> = recs
+        .iter()
+        .map(|(n, l)| {
+            if n == "STREAM_BUFFER" {
+                format!("{n} {}", l[1])
+            } else {
+                n.clone()
+            }
+        })
+        .collect();
+    let pos = |x: &str| {
+        order
+            .iter()
+            .position(|o| o == x)
+            .unwrap_or_else(|| panic!("{x} missing in {order:?}"))
+    };
+    assert!(pos("STREAM_READY") < pos("STREAM_BUFFER FULL"), "{order:?}");
+    assert!(pos("STREAM_BUFFER FULL") < pos("STREAM_BUFFER EMPTY"), "{order:?}");
+    assert!(pos("STREAM_BUFFER EMPTY") < pos("STREAM_UNLOAD"), "{order:?}");
+    assert!(pos("STREAM_UNLOAD") < pos("STREAM_END"), "{order:?}");
+    for (n, l) in &recs {
+        assert_eq!(l[0], "live+life", "{n}: first line is the stream");
+        match n.as_str() {
+            "STREAM_READY" => assert_eq!(l[1..], ["Buffer"]),
+            "STREAM_BUFFER" if l[1] == "EMPTY" => assert_eq!(l.len(), 2, "{l:?}"),
+            "STREAM_BUFFER" => {
+                assert!(["FULL", "DRY", "RECOVER"].contains(&l[1].as_str()), "{l:?}");
+                let health: serde_json::Value = serde_json::from_str(&l[2]).unwrap();
+                assert!(health["buffer"].is_i64(), "{health}");
+                assert_eq!(l.len(), 3);
+            }
+            "LIVE_TRACK_LIST" => {
+                let tracks: serde_json::Value = serde_json::from_str(&l[1]).unwrap();
+                let codecs: Vec<&str> = tracks
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .filter_map(|t| t["codec"].as_str())
+                    .collect();
+                assert!(codecs.contains(&"H264") && codecs.contains(&"AAC"), "{tracks}");
+            }
+            "STREAM_UNLOAD" => {
+                assert_eq!(l[1], "Buffer");
+                assert!(l[2].starts_with("uncancelable"), "{l:?}");
+            }
+            "STREAM_END" => {
+                assert_eq!(l.len(), 7, "{l:?}");
+                for x in &l[1..] {
+                    assert!(x.parse::<u64>().is_ok(), "{l:?}");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn default_stream_trigger_and_key_give_a_fallback_and_input_abort_fires() {
+    let dir = TempDir::new("trig-def");
+    let d = dir.path();
+    let def = handler(
+        d,
+        "def",
+        "case \"$p\" in *refuse*) ;; *) printf 'live+main' ;; esac",
+    );
+    let abort = handler(d, "abort", "");
+    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["defaultStream"] = serde_json::json!("live+main");
+        c["config"]["triggers"] = serde_json::json!({
+            "DEFAULT_STREAM": [trig(&def, true)],
+            "INPUT_ABORT": [trig(&abort, false)],
+        });
+    });
+    let _p = publish(&ctl.publish_url("live+main"), "320x240", 60);
+    wait_for_stream(&ctl, "live+main");
+    let streams = probe_streams(&ctl.play_url("nosuchstream"));
+    assert!(
+        streams.iter().any(|s| s["codec_name"] == "h264"),
+        "the fallback did not play: {streams:?}"
+    );
+    let text = wait_file(&log_of(d, "def"), |t| t.contains("nosuchstream"));
+    let r = &records(&text)[0];
+    assert_eq!(r.0, "DEFAULT_STREAM");
+    assert_eq!(r.1[0], "live+main", "defaultStream");
+    assert_eq!(r.1[1], "nosuchstream", "requested");
+    assert_eq!(r.1[2], "127.0.0.1", "peer");
+    assert_eq!(r.1[3], "RTMP", "connector");
+    assert!(r.1[4].starts_with("rtmp://127.0.0.1:"), "{:?}", r.1);
+    // An empty answer is an error for the viewer.
+    let out = std::process::Command::new("timeout")
+        .args(["15", "ffprobe", "-v", "error", &ctl.play_url("refuseme")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DEFAULT_STREAM gave no fallback"), "{err}");
+
+    // A buffer killed by SIGSEGV: INPUT_ABORT.
+    let buf = find_child(ctl.proc.pid(), "MistInBuffer").expect("MistInBuffer child");
+    assert!(std::process::Command::new("kill")
+        .args(["-SEGV", &buf.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let text = wait_file(&log_of(d, "abort"), |t| t.contains("SEGFAULT"));
+    let r = &records(&text)[0];
+    assert_eq!(r.0, "INPUT_ABORT");
+    assert_eq!(
+        r.1,
+        [
+            "live+main",
+            "push://",
+            "MistInBuffer",
+            &buf.to_string(),
+            "SEGFAULT",
+            "killed by signal 11"
+        ]
+    );
+}

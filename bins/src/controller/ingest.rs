@@ -173,13 +173,16 @@ impl Controller {
                     }
                 }
             }
-            res.rewritten = Some(Request::Push {
-                stream,
-                app,
-                host,
-                connector,
-                url,
-            });
+            res.rewritten = Some((
+                Request::Push {
+                    stream,
+                    app,
+                    host,
+                    connector,
+                    url,
+                },
+                false,
+            ));
             let _ = tx.send((token, res));
             let _ = waker.wake();
         };

@@ -9,6 +9,7 @@ pub mod caps;
 pub mod children;
 pub mod notify;
 pub mod ingest;
+pub mod lifecycle;
 pub mod paths;
 pub mod server;
 
@@ -175,8 +176,9 @@ pub struct TriggerResult {
     pub error: String,
     /// A STREAM_SOURCE answer replacing the configured source.
     pub source: Option<String>,
-    /// The push request after RTMP_PUSH_REWRITE/PUSH_REWRITE (`ingest.rs`): continue with it.
-    pub rewritten: Option<mist_core::control::Request>,
+    /// The push request after RTMP_PUSH_REWRITE/PUSH_REWRITE (`ingest.rs`), or the play request
+    /// after DEFAULT_STREAM (`lifecycle.rs`, then `true`): continue with it.
+    pub rewritten: Option<(mist_core::control::Request, bool)>,
 }
 
 fn refusal(stream: &str, error: String) -> mist_core::control::Response {
@@ -484,7 +486,7 @@ impl Controller {
         req: mist_core::control::Request,
     ) -> Option<mist_core::control::Response> {
         match self.resolve_push(token, req) {
-            ingest::Resolve::Now(r) => self.control_resolved(token, r.req, r.via_key),
+            ingest::Resolve::Now(r) => self.control_resolved(token, r.req, r.via_key, false),
             ingest::Resolve::Answer(a) => Some(a),
             ingest::Resolve::Queued => None,
         }
@@ -496,6 +498,7 @@ impl Controller {
         token: mio::Token,
         req: mist_core::control::Request,
         via_key: bool,
+        fallback: bool,
     ) -> Option<mist_core::control::Response> {
         use mist_core::control::Request;
         use mist_core::names;
@@ -538,6 +541,11 @@ impl Controller {
             return Some(refusal(&stream, "invalid stream name".into()));
         }
         let Some((_, scfg)) = names::lookup(&self.cfg.streams, &name) else {
+            if !is_push && !fallback {
+                if let Some(r) = self.default_stream(token, &name, &host, &connector, &url) {
+                    return r;
+                }
+            }
             return Some(refusal(&name, "stream not configured".into()));
         };
         let scfg = scfg.clone();
@@ -680,8 +688,8 @@ impl Controller {
         if !res.ok {
             return Some(refusal(&p.stream, res.error));
         }
-        if let Some(req) = res.rewritten {
-            return self.control_resolved(token, req, false);
+        if let Some((req, fallback)) = res.rewritten {
+            return self.control_resolved(token, req, false, fallback);
         }
         let source = match res.source {
             Some(s) => {

@@ -285,7 +285,10 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
     );
     ctl.sync_triggers();
     ctl.apply_protocols();
-    if !ctl.fire_blocking("SYSTEM_START", None, "").ok {
+    if !ctl
+        .fire_blocking("SYSTEM_START", None, env!("CARGO_PKG_VERSION"))
+        .ok
+    {
         warn!("the SYSTEM_START trigger answered false: shutting down");
         ctl.shutdown = true;
     }
@@ -460,6 +463,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
                 ),
                 (Role::Input(s), None) => {
                     info!("{name} (pid {pid}) for stream {s} ended: {how}");
+                    ctl.input_aborted(s, &name, pid, &how, requested);
                     ctl.input_exited(s, &how, requested);
                 }
                 (_, None) => info!("{name} (pid {pid}) stopped: {how}"),

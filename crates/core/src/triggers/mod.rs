@@ -389,6 +389,12 @@ impl Engine {
         });
     }
 
+    /// Waits (at most `timeout`) until the queued non-blocking handlers have run: call before a
+    /// process exits after firing.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.pool.wait_idle(timeout)
+    }
+
     fn submit(&self, key: &str, name: &str, job: impl FnOnce() + Send + 'static) {
         if let Err(e) = self.pool.submit(key, job) {
             crate::warn!("trigger {name}: {e}; event dropped");

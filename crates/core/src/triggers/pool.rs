@@ -66,6 +66,25 @@ impl Pool {
         Ok(())
     }
 
+    /// Waits until every queued job has run (or `timeout` passed); returns whether it did. A
+    /// process that exits right after firing calls this so its last events are not lost.
+    pub fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            {
+                let (lock, _) = &*self.shared;
+                let st = lock.lock().unwrap_or_else(|e| e.into_inner());
+                if st.queued == 0 && st.busy.is_empty() {
+                    return true;
+                }
+            }
+            if std::time::Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Jobs queued and not started yet.
     pub fn queued(&self) -> usize {
         let (lock, _) = &*self.shared;
