@@ -261,7 +261,12 @@ impl Events {
 
     /// STREAM_READY (blocking): false means the buffer must not serve.
     fn ready(&self) -> bool {
-        triggers::fire_event("STREAM_READY", Some(&self.stream), &[&self.stream, "Buffer"]).ok
+        triggers::fire_event(
+            "STREAM_READY",
+            Some(&self.stream),
+            &[&self.stream, "Buffer"],
+        )
+        .ok
     }
 
     fn viewers(&mut self, n: usize) {
@@ -314,7 +319,11 @@ impl Events {
                 })
                 .collect();
             let j = info::tracks_object(&list).to_string();
-            triggers::emit("LIVE_TRACK_LIST", Some(&self.stream), &[&self.stream, &j, ""]);
+            triggers::emit(
+                "LIVE_TRACK_LIST",
+                Some(&self.stream),
+                &[&self.stream, &j, ""],
+            );
         }
         if self.last_bandwidth.elapsed() >= Duration::from_secs(5) {
             self.last_bandwidth = Instant::now();
