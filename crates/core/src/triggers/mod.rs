@@ -140,7 +140,11 @@ pub fn handlers_tagged<'a>(
             l.iter()
                 .filter(|h| {
                     !h.handler.is_empty()
-                        && (global || stream.map_or(true, |s| stream_matches(&h.streams, s, tags)))
+                        && (global
+                            || match stream {
+                                None => true,
+                                Some(s) => stream_matches(&h.streams, s, tags),
+                            })
                 })
                 .collect()
         })
