@@ -474,3 +474,51 @@ fn default_stream_trigger_gives_a_fallback_and_input_abort_fires() {
         ]
     );
 }
+
+/// Controller-owned triggers: SYSTEM_START (version), OUTPUT_START (protocol JSON), STREAM_ADD /
+/// STREAM_CONFIG (name, config JSON; false rejects), STREAM_REMOVE (name; false keeps).
+#[test]
+fn controller_triggers_system_output_and_stream_changes() {
+    let dir = TempDir::new("trig-ctl");
+    let d = dir.path();
+    let note = handler(d, "note", "echo true");
+    let keep = handler(d, "keep", "echo false");
+    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["triggers"] = serde_json::json!({
+            "SYSTEM_START": [trig(&note, true)],
+            "OUTPUT_START": [trig(&note, false)],
+            "STREAM_ADD": [trig(&note, true)],
+            "STREAM_CONFIG": [trig(&note, true)],
+            "STREAM_REMOVE": [trig(&keep, true)],
+        });
+    });
+    ctl.api(&serde_json::json!({"addstream": {"cam": {"source": "push://"}}}));
+    ctl.api(&serde_json::json!({"addstream": {"cam": {"source": "push://10.0.0.1"}}}));
+    ctl.api(&serde_json::json!({"deletestream": "cam"}));
+    let text = wait_file(&log_of(d, "note"), |t| {
+        t.contains("STREAM_CONFIG\n") && t.contains("OUTPUT_START\n")
+    });
+    let recs = records(&text);
+    let get = |n: &str| {
+        recs.iter()
+            .find(|r| r.0 == n)
+            .unwrap_or_else(|| panic!("{n} missing: {recs:?}"))
+            .1
+            .clone()
+    };
+    assert_eq!(get("SYSTEM_START"), [env!("CARGO_PKG_VERSION")]);
+    let proto: serde_json::Value = serde_json::from_str(&get("OUTPUT_START")[0]).unwrap();
+    assert_eq!(proto["connector"], "RTMP");
+    let add = get("STREAM_ADD");
+    assert_eq!(add[0], "cam");
+    let cfg: serde_json::Value = serde_json::from_str(&add[1]).unwrap();
+    assert_eq!(cfg["source"], "push://");
+    let change = get("STREAM_CONFIG");
+    let cfg: serde_json::Value = serde_json::from_str(&change[1]).unwrap();
+    assert_eq!(cfg["source"], "push://10.0.0.1");
+    // STREAM_REMOVE answered false: the stream stays.
+    let keep_log = wait_file(&log_of(d, "keep"), |t| t.contains("STREAM_REMOVE"));
+    assert_eq!(records(&keep_log)[0].1, ["cam"]);
+    let streams = ctl.api(&serde_json::json!({"streams": true}));
+    assert!(streams["streams"]["cam"].is_object(), "{streams}");
+}
