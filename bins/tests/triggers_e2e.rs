@@ -522,3 +522,72 @@ fn controller_triggers_system_output_and_stream_changes() {
     let streams = ctl.api(&serde_json::json!({"streams": true}));
     assert!(streams["streams"]["cam"].is_object(), "{streams}");
 }
+
+/// RTMP viewers: CONN_OPEN, USER_NEW (once per session; false refuses), CONN_PLAY, CONN_CLOSE.
+#[test]
+fn rtmp_viewer_triggers_and_user_new_refusal() {
+    let dir = TempDir::new("trig-view");
+    let d = dir.path();
+    let conn = handler(d, "conn", "echo true");
+    let user = handler(
+        d,
+        "user",
+        "case \"$p\" in live+secret*) echo false ;; *) echo true ;; esac",
+    );
+    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["triggers"] = serde_json::json!({
+            "CONN_OPEN": [trig(&conn, true)],
+            "CONN_PLAY": [trig(&conn, true)],
+            "CONN_CLOSE": [trig(&conn, false)],
+            "USER_NEW": [trig(&user, true)],
+        });
+    });
+    let _a = publish(&ctl.publish_url("live+open"), "320x240", 60);
+    let _b = publish(&ctl.publish_url("live+secret"), "320x240", 60);
+    wait_for_stream(&ctl, "live+open");
+    wait_for_stream(&ctl, "live+secret");
+    for _ in 0..2 {
+        let streams = probe_streams(&ctl.play_url("live+open"));
+        assert!(
+            streams.iter().any(|s| s["codec_name"] == "h264"),
+            "{streams:?}"
+        );
+    }
+    let out = std::process::Command::new("timeout")
+        .args(["15", "ffprobe", "-v", "error", &ctl.play_url("live+secret")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "USER_NEW false did not refuse");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("USER_NEW"), "{err}");
+
+    let text = wait_file(&log_of(d, "conn"), |t| {
+        records(t)
+            .iter()
+            .filter(|r| r.0 == "CONN_CLOSE" && r.1[0] == "live+open")
+            .count()
+            == 2
+    });
+    let recs = records(&text);
+    let url = format!("rtmp://127.0.0.1:{}/play/live+open", ctl.rtmp);
+    for n in ["CONN_OPEN", "CONN_PLAY", "CONN_CLOSE"] {
+        let of: Vec<_> = recs
+            .iter()
+            .filter(|r| r.0 == n && r.1[0] == "live+open")
+            .collect();
+        assert_eq!(of.len(), 2, "{n}: {recs:?}");
+        assert_eq!(
+            of[0].1,
+            ["live+open", "127.0.0.1", "RTMP", url.as_str()],
+            "{n}"
+        );
+    }
+    // USER_NEW: once for the two plays of live+open (same session), once for live+secret.
+    let urecs = records(&std::fs::read_to_string(log_of(d, "user")).unwrap());
+    let open: Vec<_> = urecs.iter().filter(|r| r.1[0] == "live+open").collect();
+    assert_eq!(open.len(), 1, "{urecs:?}");
+    let l = &open[0].1;
+    assert_eq!(l[..5], ["live+open", "127.0.0.1", "", "RTMP", url.as_str()]);
+    assert_eq!(l[5].len(), 16, "session id {l:?}");
+    assert!(urecs.iter().any(|r| r.1[0] == "live+secret"));
+}

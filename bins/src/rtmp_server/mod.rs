@@ -433,6 +433,8 @@ impl Server {
                 }
             }
             Role::Viewer { stream, .. } => {
+                let url = url_of(&c, &stream);
+                mist_core::triggers::viewers::closed(&stream, &c.peer, "RTMP", &url);
                 log!(
                     MEDIUM,
                     "viewer {} of {stream} left ({why}); {} bytes out",
@@ -628,6 +630,7 @@ impl Server {
         };
         c.waiting = true;
         let (tx, waker, token) = (self.decisions.0.clone(), self.waker.clone(), c.token);
+        let (peer, play_url) = (c.peer.clone(), url_of(c, ""));
         let spawned = std::thread::Builder::new()
             .name("control-request".into())
             .spawn(move || {
@@ -638,6 +641,15 @@ impl Server {
                     Ok(r) if r.ok => Ok((r.stream, dvr_ms(&r.config))),
                     Ok(r) => Err(format!("refused: {}", r.error)),
                     Err(e) => Err(format!("controller: {e}")),
+                };
+                // Viewer triggers (CONN_OPEN, USER_NEW, CONN_PLAY) for the stream to be played.
+                let answer = match (&what, answer) {
+                    (Ask::Play { .. }, Ok((stream, dvr))) => {
+                        let url = format!("{play_url}{stream}");
+                        mist_core::triggers::viewers::admit(&stream, &peer, "RTMP", &url, "")
+                            .map(|_| (stream, dvr))
+                    }
+                    (_, a) => a,
                 };
                 let _ = tx.send((token, what, answer));
                 let _ = waker.wake();
@@ -1068,4 +1080,12 @@ pub fn capabilities() -> serde_json::Value {
         "url_rel": "/play/$",
         "priority": 7
     })
+}
+
+/// The connection's tcUrl with `/` and `stream` appended (the viewer URL of the viewer triggers).
+fn url_of(c: &Conn, stream: &str) -> String {
+    format!(
+        "{}/{stream}",
+        c.session.connect.tc_url.trim_end_matches('/')
+    )
 }

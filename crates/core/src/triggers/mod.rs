@@ -19,6 +19,7 @@
 
 mod handler;
 pub mod pool;
+pub mod viewers;
 
 pub use handler::{
     http_date, run_exec, run_http, uuid_v4, HandlerError, Identity, GIVE_UP_AFTER, HTTP_TIMEOUT,
