@@ -239,7 +239,6 @@ fn end(buf: StreamBuffer, stream: &str) -> i32 {
 struct Events {
     stream: String,
     track_keys: Vec<String>,
-    started: Instant,
     peak_viewers: usize,
     viewer_secs: u64,
     last_viewers: (Instant, usize),
@@ -251,7 +250,6 @@ impl Events {
         Events {
             stream: stream.to_string(),
             track_keys: Vec::new(),
-            started: Instant::now(),
             peak_viewers: 0,
             viewer_secs: 0,
             last_viewers: (Instant::now(), 0),
@@ -361,7 +359,6 @@ impl Events {
             Some(&s),
             &[&s, "0", "0", &peak, "1", &peak, &vsecs],
         );
-        let _ = self.started;
         if !triggers::Engine::global().flush(Duration::from_secs(30)) {
             mist_core::warn!("stream {s}: trigger handlers still running at exit");
         }
