@@ -591,3 +591,55 @@ fn rtmp_viewer_triggers_and_user_new_refusal() {
     assert_eq!(l[5].len(), 16, "session id {l:?}");
     assert!(urecs.iter().any(|r| r.1[0] == "live+secret"));
 }
+
+/// HTTP players: USER_NEW once per session (an HLS player's playlist and segment requests are
+/// one session), false refuses with 403 (HTTP-TS and HLS alike).
+#[test]
+fn http_user_new_once_per_session_and_refusal() {
+    let dir = TempDir::new("trig-http");
+    let d = dir.path();
+    let user = handler(
+        d,
+        "user",
+        "case \"$p\" in live+secret*) echo false ;; *) echo true ;; esac",
+    );
+    let ctl = Controller::start_full(
+        serde_json::json!({}),
+        Some(serde_json::json!([{"connector": "HTTPTS"}, {"connector": "HLS"}])),
+        None,
+        |c| {
+            c["config"]["triggers"] = serde_json::json!({"USER_NEW": [trig(&user, true)]});
+        },
+    );
+    assert!(wait_port(ctl.http, Duration::from_secs(10)));
+    let _a = publish(&ctl.publish_url("live+open"), "320x240", 60);
+    let _b = publish(&ctl.publish_url("live+secret"), "320x240", 60);
+    wait_for_stream(&ctl, "live+open");
+    wait_for_stream(&ctl, "live+secret");
+    let hls = url(ctl.http, "/hls/live+open/index.m3u8");
+    let (frames, _) = decode_video_frames(&hls, Duration::from_secs(4));
+    assert!(frames > 0, "no frames over HLS");
+    let ts = url(ctl.http, "/live+open.ts");
+    assert!(probe_streams(&ts).iter().any(|s| s["codec_name"] == "h264"));
+    for path in ["/live+secret.ts", "/hls/live+secret/index.m3u8"] {
+        let raw = http_raw(
+            ctl.http,
+            format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes(),
+            Duration::from_secs(20),
+        );
+        let head = String::from_utf8_lossy(&raw);
+        assert!(head.starts_with("HTTP/1.1 403"), "{path}: {head}");
+    }
+    let recs = records(&std::fs::read_to_string(log_of(d, "user")).unwrap());
+    let hls_open: Vec<_> = recs
+        .iter()
+        .filter(|r| r.1[0] == "live+open" && r.1[3] == "HLS")
+        .collect();
+    assert_eq!(hls_open.len(), 1, "USER_NEW per HLS request: {recs:?}");
+    assert!(
+        recs.iter()
+            .any(|r| r.1[0] == "live+open" && r.1[3] == "HTTP"),
+        "{recs:?}"
+    );
+    assert!(recs.iter().all(|r| r.0 == "USER_NEW" && r.1.len() == 6));
+}

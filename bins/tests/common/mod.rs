@@ -122,7 +122,7 @@ impl Controller {
         Controller::start_full(extra_streams, http, shm_dir, |_| {})
     }
 
-    fn start_full(
+    pub fn start_full(
         extra_streams: serde_json::Value,
         http: Option<serde_json::Value>,
         shm_dir: Option<&Path>,

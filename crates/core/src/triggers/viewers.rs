@@ -27,6 +27,31 @@ fn cache() -> &'static Mutex<HashMap<String, (Instant, bool)>> {
     C.get_or_init(Default::default)
 }
 
+/// The cached USER_NEW answer of a session, if still fresh.
+pub fn cached(sid: &str) -> Option<bool> {
+    let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
+    c.retain(|_, (t, _)| t.elapsed() < USER_NEW_CACHE);
+    c.get(sid).map(|(_, ok)| *ok)
+}
+
+/// Fires USER_NEW for a new session (blocking; the answer is cached for the session) and
+/// returns whether the viewer is admitted. Call it off the event loop.
+pub fn user_new(stream: &str, host: &str, connector: &str, url: &str, token: &str) -> bool {
+    let sid = session_id(stream, host, connector, token);
+    let ok = Engine::global()
+        .fire(
+            "USER_NEW",
+            Some(stream),
+            &[stream, host, token, connector, url, &sid],
+        )
+        .ok;
+    cache()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(sid, (Instant::now(), ok));
+    ok
+}
+
 /// Runs the blocking viewer triggers for a viewer about to play `stream`: CONN_OPEN, USER_NEW
 /// (once per session in 10 minutes), CONN_PLAY. `Err(reason)` refuses the viewer. Blocks on
 /// handlers: call it off the event loop.
@@ -44,27 +69,9 @@ pub fn admit(
     }
     let sid = session_id(stream, host, connector, token);
     if e.exists("USER_NEW", Some(stream)) {
-        let cached = {
-            let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
-            c.retain(|_, (t, _)| t.elapsed() < USER_NEW_CACHE);
-            c.get(&sid).map(|(_, ok)| *ok)
-        };
-        let ok = match cached {
+        let ok = match cached(&sid) {
             Some(ok) => ok,
-            None => {
-                let ok = e
-                    .fire(
-                        "USER_NEW",
-                        Some(stream),
-                        &[stream, host, token, connector, url, &sid],
-                    )
-                    .ok;
-                cache()
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(sid.clone(), (Instant::now(), ok));
-                ok
-            }
+            None => user_new(stream, host, connector, url, token),
         };
         if !ok {
             return Err("refused by the USER_NEW trigger".into());
