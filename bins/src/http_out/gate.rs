@@ -119,3 +119,9 @@ impl<R: Send + 'static> Gate<R> {
         }
     }
 }
+
+impl<R: Send + 'static> Default for Gate<R> {
+    fn default() -> Self {
+        Gate::new()
+    }
+}
