@@ -472,8 +472,19 @@ impl Default for Engine {
 }
 
 fn write_shared(path: &Path, s: &Shared) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(s).map_err(std::io::Error::other)?)?;
+    // Handler URLs may carry secrets: readable by the controller's user and group only, like
+    // the control socket.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(&tmp)?;
+    f.write_all(&serde_json::to_vec(s).map_err(std::io::Error::other)?)?;
+    drop(f);
     std::fs::rename(&tmp, path)
 }
 
