@@ -525,7 +525,7 @@ fn controller_triggers_system_output_and_stream_changes() {
 
 /// RTMP viewers: CONN_OPEN, USER_NEW (once per session; false refuses), CONN_PLAY, CONN_CLOSE.
 #[test]
-fn rtmp_viewer_triggers_and_user_new_refusal() {
+fn rtmp_viewer_triggers_play_rewrite_and_user_new_refusal() {
     let dir = TempDir::new("trig-view");
     let d = dir.path();
     let conn = handler(d, "conn", "echo true");
@@ -534,12 +534,19 @@ fn rtmp_viewer_triggers_and_user_new_refusal() {
         "user",
         "case \"$p\" in live+secret*) echo false ;; *) echo true ;; esac",
     );
+    // PLAY_REWRITE: `alias` plays live+open, `gone` is refused, other names stay.
+    let rewrite = handler(
+        d,
+        "rewrite",
+        "case \"$p\" in alias*) printf 'live+open' ;; gone*) ;; *) printf '%s' \"$p\" | head -n 1 ;; esac",
+    );
     let ctl = Controller::start_edited(serde_json::json!({}), |c| {
         c["config"]["triggers"] = serde_json::json!({
             "CONN_OPEN": [trig(&conn, true)],
             "CONN_PLAY": [trig(&conn, true)],
             "CONN_CLOSE": [trig(&conn, false)],
             "USER_NEW": [trig(&user, true)],
+            "PLAY_REWRITE": [trig(&rewrite, true)],
         });
     });
     let _a = publish(&ctl.publish_url("live+open"), "320x240", 60);
@@ -561,12 +568,31 @@ fn rtmp_viewer_triggers_and_user_new_refusal() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("USER_NEW"), "{err}");
 
+    let aliased = probe_streams(&ctl.play_url("alias"));
+    assert!(
+        aliased.iter().any(|s| s["codec_name"] == "h264"),
+        "{aliased:?}"
+    );
+    let out = std::process::Command::new("timeout")
+        .args(["15", "ffprobe", "-v", "error", &ctl.play_url("gone")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "PLAY_REWRITE empty did not refuse");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PLAY_REWRITE"));
+    let rw = records(&std::fs::read_to_string(log_of(d, "rewrite")).unwrap());
+    let alias_url = format!("rtmp://127.0.0.1:{}/play/alias", ctl.rtmp);
+    assert!(
+        rw.iter()
+            .any(|r| r.0 == "PLAY_REWRITE"
+                && r.1 == ["alias", "127.0.0.1", "RTMP", alias_url.as_str()]),
+        "{rw:?}"
+    );
     let text = wait_file(&log_of(d, "conn"), |t| {
         records(t)
             .iter()
             .filter(|r| r.0 == "CONN_CLOSE" && r.1[0] == "live+open")
             .count()
-            == 2
+            == 3
     });
     let recs = records(&text);
     let url = format!("rtmp://127.0.0.1:{}/play/live+open", ctl.rtmp);
@@ -575,7 +601,7 @@ fn rtmp_viewer_triggers_and_user_new_refusal() {
             .iter()
             .filter(|r| r.0 == n && r.1[0] == "live+open")
             .collect();
-        assert_eq!(of.len(), 2, "{n}: {recs:?}");
+        assert_eq!(of.len(), 3, "{n}: {recs:?}");
         assert_eq!(
             of[0].1,
             ["live+open", "127.0.0.1", "RTMP", url.as_str()],

@@ -634,6 +634,19 @@ impl Server {
         let spawned = std::thread::Builder::new()
             .name("control-request".into())
             .spawn(move || {
+                let mut req = req;
+                if let Request::Play { stream, .. } = &mut req {
+                    let url = format!("{play_url}{stream}");
+                    match mist_core::triggers::viewers::play_rewrite(stream, &peer, "RTMP", &url) {
+                        Ok(Some(new)) => *stream = new,
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = tx.send((token, what, Err(e)));
+                            let _ = waker.wake();
+                            return;
+                        }
+                    }
+                }
                 let answer = match control::request(&req, timeout) {
                     Ok(r) if r.ok && r.stream.is_empty() => {
                         Ok((sanitize(&name), dvr_ms(&r.config)))

@@ -83,6 +83,31 @@ pub fn admit(
     Ok(sid)
 }
 
+/// PLAY_REWRITE before a viewer's stream is looked up: `Ok(Some(name))` plays that stream
+/// instead, `Ok(None)` leaves it (no blocking handler), `Err` refuses (empty answer). Blocks on
+/// handlers: call it off the event loop.
+pub fn play_rewrite(
+    stream: &str,
+    host: &str,
+    connector: &str,
+    url: &str,
+) -> Result<Option<String>, String> {
+    let o = Engine::global().fire(
+        "PLAY_REWRITE",
+        Some(stream),
+        &[stream, host, connector, url],
+    );
+    if !o.handled {
+        return Ok(None);
+    }
+    let a = o.answer.unwrap_or_default();
+    let name = a.trim();
+    if name.is_empty() {
+        return Err("refused by the PLAY_REWRITE trigger".into());
+    }
+    Ok(Some(name.to_string()))
+}
+
 /// A viewer admitted by [`admit`] left: CONN_CLOSE (never waits).
 pub fn closed(stream: &str, host: &str, connector: &str, url: &str) {
     Engine::global().emit("CONN_CLOSE", Some(stream), &[stream, host, connector, url]);
