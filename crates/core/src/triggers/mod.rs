@@ -696,6 +696,25 @@ mod engine_tests {
         assert_eq!(handlers(&t, "STREAM_END", Some("other")).len(), 0);
     }
 
+    #[test]
+    fn both_config_forms() {
+        let t: Triggers = serde_json::from_str(
+            r##"{"STREAM_BUFFER": [["/a", true, ["live", "#vip"]]],
+                "PUSH_REWRITE": [{"handler": "http://x/", "sync": "1", "default": "no", "params": 5}]}"##,
+        )
+        .unwrap();
+        let a = &t["STREAM_BUFFER"][0];
+        assert_eq!((a.handler.as_str(), a.sync), ("/a", true));
+        assert_eq!(a.streams, ["live", "#vip"]);
+        let b = &t["PUSH_REWRITE"][0];
+        assert!(b.sync);
+        assert_eq!(b.default.as_deref(), Some("no"));
+        assert_eq!(params(b).as_deref(), Some("5"));
+        // Written back as objects.
+        let back = serde_json::to_value(&t).unwrap();
+        assert_eq!(back["STREAM_BUFFER"][0]["handler"], "/a");
+    }
+
     fn script(body: &str, tag: &str) -> (PathBuf, String) {
         let d = std::env::temp_dir().join(format!("mist-eng-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
