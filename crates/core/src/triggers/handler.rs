@@ -1,7 +1,9 @@
 //! Running one handler (INTERFACES §5.2): an executable (no shell) or an `http(s)://` URL.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A sync executable handler still running after this gets SIGTERM.
@@ -129,7 +131,8 @@ pub fn run_exec(
         .env("MIST_DATE", http_date((now / 1000) as u64))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::null())
+        .process_group(0);
     // ETXTBSY is transient: the script was just written (a deploy tool replacing it, or another
     // thread of ours forking while its write descriptor was open, so a child holds it until its
     // exec). Retry briefly instead of answering the default for a handler that is fine.
@@ -144,22 +147,41 @@ pub fn run_exec(
             Err(e) => return Err(HandlerError::Spawn(e)),
         }
     };
-    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+    let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
         let _ = child.kill();
         let _ = child.wait();
         return Err(HandlerError::Spawn(std::io::Error::other("no pipes")));
     };
     let data = payload.as_bytes().to_vec();
-    // Write from a thread: a handler that does not read its stdin must not block us.
-    let writer = std::thread::spawn(move || {
+    // Write from a thread, never joined: a handler that does not read its stdin must not block
+    // us.
+    std::thread::spawn(move || {
         let _ = stdin.write_all(&data);
     });
-    // Read at most MAX_ANSWER + 1 bytes: one more than allowed means "too large".
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.take(MAX_ANSWER as u64 + 1).read_to_end(&mut out);
-        out
+    // Read from a thread into a shared buffer, at most MAX_ANSWER + 1 bytes (one more than
+    // allowed means "too large"). Never joined: a process the handler left behind may hold
+    // its stdout open long after the handler is gone.
+    let out = Arc::new(Mutex::new((Vec::new(), false)));
+    let shared = out.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        loop {
+            let n = stdout.read(&mut buf).unwrap_or(0);
+            let mut o = shared.lock().unwrap_or_else(|e| e.into_inner());
+            o.0.extend_from_slice(&buf[..n]);
+            if n == 0 || o.0.len() > MAX_ANSWER {
+                o.1 = true;
+                return;
+            }
+        }
     });
+    let read_done = || out.lock().map(|o| o.1).unwrap_or(true);
+    let pid = child.id() as libc::pid_t;
+    // The handler runs in its own process group: a timeout stops what it started too.
+    let signal_group = |sig| {
+        // SAFETY: kill(2) on the process group of our own child (created by process_group(0)).
+        unsafe { libc::kill(-pid, sig) };
+    };
     let start = Instant::now();
     let mut termed = false;
     let mut killed = false;
@@ -171,34 +193,36 @@ pub fn run_exec(
         }
         let t = start.elapsed();
         if t >= KILL_AFTER && !killed {
-            let _ = child.kill();
+            signal_group(libc::SIGKILL);
             killed = true;
         }
         if t >= STOP_AFTER && !termed {
-            // SAFETY: kill(2) on our own child, which has not been reaped yet.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            signal_group(libc::SIGTERM);
             termed = true;
         }
         if t >= GIVE_UP_AFTER {
             break None;
         }
-        if reader.is_finished() && !termed {
+        if read_done() && !termed {
             // stdout is closed or the cap was hit: a handler flooding us is stopped right away.
-            // SAFETY: kill(2) on our own child, which has not been reaped yet.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+            signal_group(libc::SIGKILL);
             termed = true;
         }
         std::thread::sleep(Duration::from_millis(5));
     };
     if status.is_none() {
-        let _ = child.kill();
+        signal_group(libc::SIGKILL);
         // Reap in the background: a process stuck in the kernel must not hold us.
         std::thread::spawn(move || {
             let _ = child.wait();
         });
     }
-    let _ = writer.join();
-    let out = reader.join().unwrap_or_default();
+    // The handler exited: give its output a moment to drain, not more (see above).
+    let drain = Instant::now();
+    while !read_done() && drain.elapsed() < Duration::from_millis(500) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = std::mem::take(&mut out.lock().unwrap_or_else(|e| e.into_inner()).0);
     if out.len() > MAX_ANSWER {
         return Err(HandlerError::TooLarge);
     }

@@ -768,6 +768,32 @@ mod engine_tests {
     }
 
     #[test]
+    fn a_hung_handler_and_what_it_started_are_stopped() {
+        // The handler's child keeps stdout open: the answer still comes at the 15 s bound, and
+        // the child is killed with the handler's process group.
+        let marker = std::env::temp_dir().join(format!("mist-eng-hungpid-{}", std::process::id()));
+        let (_d, s) = script(
+            &format!("sleep 60 & echo $! > {}; wait", marker.display()),
+            "hung",
+        );
+        let e = Engine::new();
+        let mut t = Triggers::new();
+        t.insert("STREAM_PUSH".into(), vec![h(&s, true, &[], Some("late"))]);
+        let o = e.fire_with(&t, "STREAM_PUSH", Some("s"), &[], "a");
+        assert_eq!(o.answer.as_deref(), Some("late"));
+        let pid = std::fs::read_to_string(&marker).unwrap();
+        let _ = std::fs::remove_file(&marker);
+        // Reaped by init once killed; give it a moment.
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            !Path::new(&format!("/proc/{}", pid.trim())).exists()
+                || std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+                    .is_ok_and(|st| st.contains(") Z "))
+        });
+        assert!(gone, "the handler's child {pid} survived");
+    }
+
+    #[test]
     fn huge_output_gives_default() {
         let (_d, s) = script("head -c 10000000 /dev/zero | tr '\\0' y; sleep 30", "huge");
         let e = Engine::new();
