@@ -7,9 +7,9 @@ pub mod api;
 pub mod auth;
 pub mod caps;
 pub mod children;
-pub mod notify;
 pub mod ingest;
 pub mod lifecycle;
+pub mod notify;
 pub mod paths;
 pub mod server;
 
