@@ -108,4 +108,6 @@ fn main() {
         log!(FAIL, "event loop failed: {e}");
         std::process::exit(1);
     }
+    // Queued CONN_CLOSE handlers still run (bounded).
+    mist_core::triggers::Engine::global().flush(std::time::Duration::from_secs(5));
 }

@@ -12,7 +12,13 @@
 //!   the timeout takes the stream over (new epoch) and viewers continue.
 //! * A writer that closes the stream (`StreamWriter::close`) ends it at once. SIGINT/SIGTERM end
 //!   it too.
+//! * It fires the triggers of the stream's life it owns (INTERFACES §5.3, `docs/triggers.md`):
+//!   STREAM_READY (false: the buffer exits), STREAM_BUFFER `FULL`/`DRY`/`RECOVER` with the health
+//!   JSON and `EMPTY` at the end, LIVE_TRACK_LIST when the track set changes, LIVE_BANDWIDTH,
+//!   STREAM_UNLOAD and STREAM_END.
 
+use mist_core::triggers;
+use mist_media::info;
 use mist_shm::{StreamBuffer, WriterOptions};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,6 +108,14 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
         opts.dvr_ms,
         opts.timeout_ms
     );
+    let mut ev = Events::new(&opts.stream);
+    if !ev.ready() {
+        mist_core::warn!(
+            "the STREAM_READY trigger refused stream {}: ending it",
+            opts.stream
+        );
+        return ev.end(buf, "STREAM_READY trigger refused", 0);
+    }
     let timeout = Duration::from_millis(opts.timeout_ms);
     let mut gone_since = Some(Instant::now());
     let mut had_publisher = false;
@@ -114,6 +128,7 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
             // Listing the users table also frees the slots of dead viewers.
             last_viewer_check = Instant::now();
             let n = buf.viewers();
+            ev.viewers(n);
             if n != viewers {
                 viewers = n;
                 mist_core::debug!("stream {} has {n} viewer(s)", opts.stream);
@@ -121,12 +136,12 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
         }
         if stop.load(Ordering::Relaxed) {
             mist_core::info!("stopping: ending stream {}", opts.stream);
-            return end(buf, &opts.stream);
+            return ev.end(buf, "stop signal", viewers);
         }
         let st = buf.status();
         if st.ended {
             mist_core::info!("publisher closed stream {}", opts.stream);
-            return end(buf, &opts.stream);
+            return ev.end(buf, "publisher closed the stream", viewers);
         }
         if buf.writer_alive() {
             if gone_since.take().is_some() {
@@ -163,7 +178,9 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
             if new_state != state {
                 state = new_state;
                 mist_core::info!("stream {} buffer {state}", opts.stream);
+                ev.buffer(state, &st);
             }
+            ev.tracks(&st);
         } else {
             let since = *gone_since.get_or_insert_with(|| {
                 if had_publisher {
@@ -178,6 +195,7 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
             if had_publisher && state != "DRY" {
                 state = "DRY";
                 mist_core::info!("stream {} buffer {state}", opts.stream);
+                ev.buffer(state, &buf.status());
             }
             // Gone since the last sign of a publisher: its last heartbeat (push), or the moment
             // we noticed it gone (or our start), whichever is more recent.
@@ -189,7 +207,7 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
                     opts.stream,
                     opts.timeout_ms
                 );
-                return end(buf, &opts.stream);
+                return ev.end(buf, "no publisher", viewers);
             }
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -213,5 +231,137 @@ fn end(buf: StreamBuffer, stream: &str) -> i32 {
             mist_core::error!("ending stream {stream}: {e}");
             1
         }
+    }
+}
+
+/// The triggers of the stream's life this process owns (fired through the trigger engine, whose
+/// config the controller shares through `MIST_TRIGGERS`).
+struct Events {
+    stream: String,
+    track_keys: Vec<String>,
+    peak_viewers: usize,
+    viewer_secs: u64,
+    last_viewers: (Instant, usize),
+    last_bandwidth: Instant,
+}
+
+impl Events {
+    fn new(stream: &str) -> Events {
+        Events {
+            stream: stream.to_string(),
+            track_keys: Vec::new(),
+            peak_viewers: 0,
+            viewer_secs: 0,
+            last_viewers: (Instant::now(), 0),
+            last_bandwidth: Instant::now(),
+        }
+    }
+
+    /// STREAM_READY (blocking): false means the buffer must not serve.
+    fn ready(&self) -> bool {
+        triggers::fire_event(
+            "STREAM_READY",
+            Some(&self.stream),
+            &[&self.stream, "Buffer"],
+        )
+        .ok
+    }
+
+    fn viewers(&mut self, n: usize) {
+        let (t, prev) = self.last_viewers;
+        self.viewer_secs += t.elapsed().as_secs() * prev as u64;
+        self.last_viewers = (Instant::now(), n);
+        self.peak_viewers = self.peak_viewers.max(n);
+    }
+
+    /// STREAM_BUFFER with the health JSON: the buffered media time and per track its codec and
+    /// rate.
+    fn buffer(&self, state: &str, st: &mist_shm::StreamStatus) {
+        let tracks: serde_json::Map<String, serde_json::Value> = st
+            .tracks
+            .iter()
+            .map(|t| {
+                (
+                    t.id.to_string(),
+                    json!({"codec": t.codec.mist_name(), "kbits": u64::from(t.bps) * 8 / 1000}),
+                )
+            })
+            .collect();
+        let mut health = json!({
+            "buffer": (st.last_ms - st.first_ms).max(0),
+            "tracks": tracks,
+        });
+        if state == "DRY" {
+            health["issues"] = json!("publisher gone");
+        }
+        triggers::emit(
+            "STREAM_BUFFER",
+            Some(&self.stream),
+            &[&self.stream, state, &health.to_string()],
+        );
+    }
+
+    /// LIVE_TRACK_LIST when the set of tracks changed; LIVE_BANDWIDTH (every 5 s at most) when
+    /// the stream's rate reaches a handler's `params` threshold.
+    fn tracks(&mut self, st: &mist_shm::StreamStatus) {
+        let keys: Vec<String> = st.tracks.iter().map(info::track_key).collect();
+        if !keys.is_empty() && keys != self.track_keys {
+            self.track_keys = keys;
+            let list: Vec<info::TrackInfo> = st
+                .tracks
+                .iter()
+                .map(|t| info::TrackInfo {
+                    track: t.clone(),
+                    firstms: st.first_ms,
+                    lastms: st.last_ms,
+                })
+                .collect();
+            let j = info::tracks_object(&list).to_string();
+            triggers::emit(
+                "LIVE_TRACK_LIST",
+                Some(&self.stream),
+                &[&self.stream, &j, ""],
+            );
+        }
+        if self.last_bandwidth.elapsed() >= Duration::from_secs(5) {
+            self.last_bandwidth = Instant::now();
+            let bps: u64 = st.tracks.iter().map(|t| u64::from(t.bps)).sum();
+            let engine = triggers::Engine::global();
+            let cfg = engine.config();
+            for h in triggers::handlers(&cfg.triggers, "LIVE_BANDWIDTH", Some(&self.stream)) {
+                let limit = triggers::params(h).and_then(|p| p.trim().parse::<u64>().ok());
+                if limit.is_some_and(|l| bps >= l) {
+                    let mut one = triggers::Triggers::new();
+                    one.insert("LIVE_BANDWIDTH".into(), vec![h.clone()]);
+                    let p = triggers::payload(&[&self.stream, &bps.to_string()]);
+                    engine.emit_with(&one, "LIVE_BANDWIDTH", Some(&self.stream), &p);
+                }
+            }
+        }
+    }
+
+    /// Ends the stream: STREAM_BUFFER `EMPTY`, STREAM_UNLOAD (uncancelable, directly followed by
+    /// the reason, as MistServer writes it), STREAM_END, waiting (bounded) for their handlers.
+    fn end(mut self, buf: StreamBuffer, reason: &str, viewers: usize) -> i32 {
+        self.viewers(viewers);
+        let s = self.stream.clone();
+        let code = end(buf, &s);
+        triggers::emit("STREAM_BUFFER", Some(&s), &[&s, "EMPTY"]);
+        triggers::emit(
+            "STREAM_UNLOAD",
+            Some(&s),
+            &[&s, "Buffer", &format!("uncancelable{reason}")],
+        );
+        // Byte counts are not tracked by the buffer yet: 0.
+        let (peak, vsecs) = (self.peak_viewers.to_string(), self.viewer_secs.to_string());
+        triggers::emit(
+            "STREAM_END",
+            Some(&s),
+            &[&s, "0", "0", &peak, "1", &peak, &vsecs],
+        );
+        if !triggers::Engine::global().flush(Duration::from_secs(30)) {
+            mist_core::warn!("stream {s}: trigger handlers still running at exit");
+        }
+        code
     }
 }

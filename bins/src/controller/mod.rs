@@ -7,6 +7,8 @@ pub mod api;
 pub mod auth;
 pub mod caps;
 pub mod children;
+pub mod ingest;
+pub mod lifecycle;
 pub mod notify;
 pub mod paths;
 pub mod server;
@@ -174,6 +176,9 @@ pub struct TriggerResult {
     pub error: String,
     /// A STREAM_SOURCE answer replacing the configured source.
     pub source: Option<String>,
+    /// The push request after RTMP_PUSH_REWRITE/PUSH_REWRITE (`ingest.rs`), or the play request
+    /// after DEFAULT_STREAM (`lifecycle.rs`, then `true`): continue with it.
+    pub rewritten: Option<(mist_core::control::Request, bool)>,
 }
 
 fn refusal(stream: &str, error: String) -> mist_core::control::Response {
@@ -480,6 +485,21 @@ impl Controller {
         token: mio::Token,
         req: mist_core::control::Request,
     ) -> Option<mist_core::control::Response> {
+        match self.resolve_push(token, req) {
+            ingest::Resolve::Now(r) => self.control_resolved(token, r.req, r.via_key, false),
+            ingest::Resolve::Answer(a) => Some(a),
+            ingest::Resolve::Queued => None,
+        }
+    }
+
+    /// [`Controller::control`] after the stream key and push rewrite rules (§7.1 steps 3–4).
+    fn control_resolved(
+        &mut self,
+        token: mio::Token,
+        req: mist_core::control::Request,
+        via_key: bool,
+        fallback: bool,
+    ) -> Option<mist_core::control::Response> {
         use mist_core::control::Request;
         use mist_core::names;
         let (stream, is_push, host, app, connector, url) = match &req {
@@ -521,15 +541,32 @@ impl Controller {
             return Some(refusal(&stream, "invalid stream name".into()));
         }
         let Some((_, scfg)) = names::lookup(&self.cfg.streams, &name) else {
+            if !is_push && !fallback {
+                if let Some(r) = self.default_stream(token, &name, &host, &connector, &url) {
+                    return r;
+                }
+            }
             return Some(refusal(&name, "stream not configured".into()));
         };
         let scfg = scfg.clone();
-        let source = scfg
+        let mut source = scfg
             .get("source")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        if is_push {
+        if is_push && via_key {
+            // A stream key skips the IP and password checks; the stream is started as a push
+            // buffer whatever its configured source, unless that source is already running.
+            if !source.starts_with("push://") {
+                if self.input_running(&name) {
+                    return Some(refusal(
+                        &name,
+                        "stream is running from a non-push source".into(),
+                    ));
+                }
+                source = "push://".to_string();
+            }
+        } else if is_push {
             let Some(rule) = names::PushRule::parse(&source) else {
                 return Some(refusal(&name, "stream does not accept pushes".into()));
             };
@@ -558,6 +595,7 @@ impl Controller {
                     ok: true,
                     error: String::new(),
                     source: None,
+                    rewritten: None,
                 };
                 if want_push {
                     let payload = triggers::payload(&[&n, &host, &connector, &url]);
@@ -622,17 +660,8 @@ impl Controller {
 
     /// Fires a trigger whose answer is ignored, entirely off the event loop.
     pub fn fire_background(&self, name: &str, stream: Option<&str>, payload: String) {
-        if !triggers::exists(&self.cfg.config.triggers, name, stream) {
-            return;
-        }
-        let (t, name, stream) = (
-            self.cfg.config.triggers.clone(),
-            name.to_string(),
-            stream.map(str::to_string),
-        );
-        std::thread::spawn(move || {
-            triggers::fire(&t, &name, stream.as_deref(), &payload);
-        });
+        // Queued on the engine's worker pool, in per-stream order.
+        triggers::Engine::global().emit_with(&self.cfg.config.triggers, name, stream, &payload);
     }
 
     /// Fires a trigger and waits for its blocking handlers (at most 15 s).
@@ -658,6 +687,9 @@ impl Controller {
         let p = self.pending.remove(i);
         if !res.ok {
             return Some(refusal(&p.stream, res.error));
+        }
+        if let Some((req, fallback)) = res.rewritten {
+            return self.control_resolved(token, req, false, fallback);
         }
         let source = match res.source {
             Some(s) => {

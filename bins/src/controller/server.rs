@@ -251,6 +251,10 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         ),
     ];
     env.push(("MIST_CONTROLLER_PID".into(), std::process::id().to_string()));
+    env.push((
+        mist_core::triggers::ENV_TRIGGERS.into(),
+        super::ingest::triggers_file().display().to_string(),
+    ));
     let spawner = Spawner {
         env,
         lines: line_tx,
@@ -308,8 +312,12 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         "API listening on {api_addr}; control socket {}",
         control_path.display()
     );
+    ctl.sync_triggers();
     ctl.apply_protocols();
-    if !ctl.fire_blocking("SYSTEM_START", None, "").ok {
+    if !ctl
+        .fire_blocking("SYSTEM_START", None, env!("CARGO_PKG_VERSION"))
+        .ok
+    {
         warn!("the SYSTEM_START trigger answered false: shutting down");
         ctl.shutdown = true;
     }
@@ -358,6 +366,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         }
     }
     let _ = std::fs::remove_file(&control_path);
+    let _ = std::fs::remove_file(super::ingest::triggers_file());
     info!("shut down");
     super::EXIT_OK
 }
@@ -404,6 +413,7 @@ impl App for Server {
 
     fn turn(&mut self, conns: &mut Ctl<'_, Self>, _now: Instant) -> Flow {
         self.ready.tick(&self.ctl);
+        self.ctl.sync_triggers();
         let ctl = &mut self.ctl;
         // Children's stderr.
         while let Ok(cl) = self.line_rx.try_recv() {
@@ -452,6 +462,7 @@ impl App for Server {
                 ),
                 (Role::Input(s), None) => {
                     info!("{name} (pid {pid}) for stream {s} ended: {how}");
+                    ctl.input_aborted(s, &name, pid, &how, requested);
                     ctl.input_exited(s, &how, requested);
                 }
                 (_, None) => info!("{name} (pid {pid}) stopped: {how}"),

@@ -6,6 +6,7 @@
 //! [`standalone`]).
 
 pub mod cmaf;
+pub mod gate;
 pub mod hls;
 pub mod mux;
 pub mod routes;
@@ -193,6 +194,8 @@ pub struct App {
     active_cache: HashMap<String, (Instant, bool)>,
     /// When a stream info request last asked the controller to start a stream.
     info_starts: HashMap<String, Instant>,
+    /// USER_NEW decisions per viewer session (`gate.rs`).
+    gate: gate::Gate<routes::Route>,
 }
 
 /// How long an [`App::active_cached`] answer is reused.
@@ -215,6 +218,7 @@ impl App {
             waker: None,
             active_cache: HashMap::new(),
             info_starts: HashMap::new(),
+            gate: gate::Gate::new(),
         }
     }
 
@@ -584,6 +588,55 @@ impl App {
         });
     }
 
+    /// A stream request admitted by the viewer gate: serve it, or ask the controller first.
+    fn open_stream(
+        &mut self,
+        io: &mut Io,
+        id: ConnId,
+        name: String,
+        route: routes::Route,
+        target: &str,
+    ) {
+        if self.active_cached(&name) {
+            return self.dispatch(io, id, &name, route);
+        }
+        // A segmented stream that ended is still answered from its cache (static MPD,
+        // ENDLIST playlists) while its slot lives.
+        if let routes::Route::Segmented { kind, .. } = &route {
+            let key = (kind.to_string(), name.clone());
+            if self.segmented.get(&key).is_some_and(|s| s.stream.ended()) {
+                return self.dispatch(io, id, &name, route.clone());
+            }
+        }
+        let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
+        self.ask_controller(id, &name, host, target.to_string());
+        self.waiting.push(Waiting {
+            id,
+            stream: name,
+            route: route.clone(),
+            since: Instant::now(),
+            answer: if control::socket_path().is_none() {
+                Some(Ok(()))
+            } else {
+                None
+            },
+        });
+    }
+
+    /// Continues the requests whose viewer session USER_NEW decided.
+    fn check_gate(&mut self, io: &mut Io) {
+        for (p, ok) in self.gate.decided() {
+            if !io.is_open(p.id) {
+                continue;
+            }
+            if ok {
+                self.open_stream(io, p.id, p.stream, p.route, &p.target);
+            } else {
+                io.respond_text(p.id, 403, "refused by the USER_NEW trigger");
+            }
+        }
+    }
+
     /// Asks the controller to start the stream (off the loop: the answer may take seconds).
     /// Standalone: nothing to ask. A controller that cannot be reached refuses.
     fn ask_controller(&mut self, id: ConnId, stream: &str, host: String, url: String) {
@@ -653,30 +706,30 @@ impl Handler for App {
                 if !names::is_valid(&name) {
                     return io.respond_text(id, 404, "stream not found: invalid stream name");
                 }
-                if self.active_cached(&name) {
-                    return self.dispatch(io, id, &name, route.clone());
-                }
-                // A segmented stream that ended is still answered from its cache (static MPD,
-                // ENDLIST playlists) while its slot lives.
-                if let routes::Route::Segmented { kind, .. } = &route {
-                    let key = (kind.to_string(), name.clone());
-                    if self.segmented.get(&key).is_some_and(|s| s.stream.ended()) {
-                        return self.dispatch(io, id, &name, route.clone());
-                    }
-                }
                 let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
-                self.ask_controller(id, &name, host, req.target.clone());
-                self.waiting.push(Waiting {
+                let connector = match &route {
+                    routes::Route::Segmented { kind, .. } => kind.to_ascii_uppercase(),
+                    _ => "HTTP".to_string(),
+                };
+                let parked = gate::Parked {
                     id,
-                    stream: name,
+                    stream: name.clone(),
                     route: route.clone(),
-                    since: Instant::now(),
-                    answer: if control::socket_path().is_none() {
-                        Some(Ok(()))
-                    } else {
-                        None
-                    },
-                });
+                    target: req.target.clone(),
+                };
+                let token = gate::token(&req);
+                match self
+                    .gate
+                    .check(parked, &host, &connector, &token, self.waker.clone())
+                {
+                    gate::Verdict::Pass(route) => {
+                        self.open_stream(io, id, name, route, &req.target)
+                    }
+                    gate::Verdict::Refuse => {
+                        io.respond_text(id, 403, "refused by the USER_NEW trigger")
+                    }
+                    gate::Verdict::Parked => {}
+                }
             }
         }
     }
@@ -689,6 +742,7 @@ impl Handler for App {
         }
         self.waiting.retain(|w| w.id != id);
         self.mp4_waiting.retain(|w| w.id != id);
+        self.gate.closed(id);
         self.gc(io);
     }
 
@@ -702,12 +756,14 @@ impl Handler for App {
     }
 
     fn wake(&mut self, io: &mut Io) {
+        self.check_gate(io);
         self.poll_all(io);
         self.check_waiting(io);
         self.check_mp4_waiting(io);
     }
 
     fn tick(&mut self, io: &mut Io) {
+        self.check_gate(io);
         self.poll_all(io);
         self.check_waiting(io);
         self.check_mp4_waiting(io);

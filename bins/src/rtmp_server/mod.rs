@@ -29,8 +29,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use mist_connector::ask::Verdict;
 use mist_connector::OutQueue;
-use mist_core::control::Request;
+use mist_core::control::{ControlError, Request, Response};
 use mist_core::names::sanitize;
+use mist_core::triggers;
 use mist_media::rtmp::{media_message, ServerEvent, ServerSession, OUT_CHUNK_SIZE};
 use mist_media::{Frame, Track, TrackKind};
 use mist_shm::{ReadEvent, ReaderInfo, StreamReader, StreamWriter, WriterOptions};
@@ -106,6 +107,53 @@ fn ask_name(a: &Ask) -> &str {
     match a {
         Ask::Publish { name, .. } | Ask::Play { name, .. } => name,
     }
+}
+
+/// The controller request of a publish or play, run on an [`mist_connector::ask::Asker`]
+/// worker. A play also runs the viewer triggers around it: PLAY_REWRITE before (it may rename
+/// the stream or refuse), then CONN_OPEN, USER_NEW and CONN_PLAY once the stream is known.
+fn ask_with_viewer_triggers(req: &Request, timeout: Duration) -> Result<Response, ControlError> {
+    let Request::Play {
+        stream,
+        host,
+        connector,
+        url,
+    } = req
+    else {
+        return mist_core::control::request(req, timeout);
+    };
+    let refuse = |error: String| {
+        Ok(Response {
+            ok: false,
+            stream: String::new(),
+            error,
+            config: Default::default(),
+        })
+    };
+    // The play URL without the stream name, to name a rewritten stream's URL.
+    let base = url.strip_suffix(stream.as_str()).unwrap_or(url);
+    let stream = match triggers::viewers::play_rewrite(stream, host, connector, url) {
+        Ok(Some(new)) => new,
+        Ok(None) => stream.clone(),
+        Err(e) => return refuse(e),
+    };
+    let asked = Request::Play {
+        stream: stream.clone(),
+        host: host.clone(),
+        connector: connector.clone(),
+        url: format!("{base}{stream}"),
+    };
+    let mut resp = mist_core::control::request(&asked, timeout)?;
+    if resp.ok {
+        if resp.stream.is_empty() {
+            resp.stream = sanitize(&stream);
+        }
+        let url = format!("{base}{}", resp.stream);
+        if let Err(e) = triggers::viewers::admit(&resp.stream, host, connector, &url, "") {
+            return refuse(e);
+        }
+    }
+    Ok(resp)
 }
 
 /// The stream name to use and its DVR window (ms), or why not.
@@ -224,7 +272,14 @@ impl Server {
             waker: waker.clone(),
             dirty: Vec::new(),
             next_merge: Instant::now(),
-            decisions: mist_connector::ask::Asker::from_env(waker.clone(), Duration::from_secs(10)),
+            decisions: mist_connector::ask::Asker::with(
+                waker.clone(),
+                Arc::new(ask_with_viewer_triggers),
+                mist_core::control::socket_path().is_none(),
+                mist_connector::ask::MAX_IN_FLIGHT,
+                256,
+            )
+            .timeout(Duration::from_secs(10)),
         })
     }
 
@@ -406,6 +461,8 @@ impl Server {
                 }
             }
             Role::Viewer { stream, .. } => {
+                let url = url_of(&c, &stream);
+                mist_core::triggers::viewers::closed(&stream, &c.peer, "RTMP", &url);
                 log!(
                     MEDIUM,
                     "viewer {} of {stream} left ({why}); {} bytes out",
@@ -586,7 +643,8 @@ impl Server {
                     connector: "RTMP".into(),
                     url,
                 },
-                Duration::from_secs(5),
+                // Blocking push triggers (rewrite, STREAM_PUSH) may take up to 15 s each.
+                Duration::from_secs(40),
             ),
             Ask::Play { .. } => (
                 Request::Play {
@@ -1031,4 +1089,12 @@ pub fn capabilities() -> serde_json::Value {
         "url_rel": "/play/$",
         "priority": 7
     })
+}
+
+/// The connection's tcUrl with `/` and `stream` appended (the viewer URL of the viewer triggers).
+fn url_of(c: &Conn, stream: &str) -> String {
+    format!(
+        "{}/{stream}",
+        c.session.connect.tc_url.trim_end_matches('/')
+    )
 }

@@ -88,6 +88,15 @@ impl Controller {
         Controller::start_with(extra_streams, None, None)
     }
 
+    /// Like [`Controller::start`], with `edit` applied to the config JSON before it is written
+    /// (to add `config.triggers`, `streamkeys`, …).
+    pub fn start_edited(
+        extra_streams: serde_json::Value,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Controller {
+        Controller::start_full(extra_streams, None, None, edit)
+    }
+
     /// Like [`Controller::start`], plus an HTTP protocol entry on the free port `self.http`
     /// (`{"connector": "HTTP", "port": …}`) and the given extra protocol entries (e.g.
     /// `{"connector": "HTTPTS"}`); `shm` overrides the shared-memory directory.
@@ -110,6 +119,15 @@ impl Controller {
         http: Option<serde_json::Value>,
         shm_dir: Option<&Path>,
     ) -> Controller {
+        Controller::start_full(extra_streams, http, shm_dir, |_| {})
+    }
+
+    pub fn start_full(
+        extra_streams: serde_json::Value,
+        http: Option<serde_json::Value>,
+        shm_dir: Option<&Path>,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Controller {
         let dir = TempDir::new("ctl");
         let (api, rtmp, http_port) = (free_port(), free_port(), free_port());
         let mut streams = serde_json::json!({"live": {"name": "live", "source": "push://"}});
@@ -126,13 +144,14 @@ impl Controller {
                 protocols.extend(extra);
             }
         }
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "config": {
                 "controller": {"port": api, "interface": "127.0.0.1"},
                 "protocols": protocols,
             },
             "streams": streams,
         });
+        edit(&mut config);
         let path = dir.path().join("mistserver.conf");
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         let shm = shm_dir

@@ -133,18 +133,67 @@ impl Protocol {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One trigger handler: `{handler, sync, streams, default, params}`, or MistServer's older
+/// array form `[handler, sync, [streams]]` (read, written back as an object).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TriggerHandler {
-    #[serde(default)]
     pub handler: String,
-    #[serde(default, deserialize_with = "lenient_bool")]
     pub sync: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+#[derive(Deserialize)]
+struct TriggerHandlerObject {
+    #[serde(default)]
+    handler: String,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    sync: bool,
+    #[serde(default)]
+    streams: Vec<String>,
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(flatten)]
+    extra: Extra,
+}
+
+impl<'de> Deserialize<'de> for TriggerHandler {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Array(a) => Ok(TriggerHandler {
+                handler: a.first().and_then(Value::as_str).unwrap_or("").to_string(),
+                sync: a
+                    .get(1)
+                    .is_some_and(|v| lenient_bool(v.clone()).unwrap_or(false)),
+                streams: a
+                    .get(2)
+                    .and_then(Value::as_array)
+                    .map(|l| {
+                        l.iter()
+                            .filter_map(|s| s.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                default: None,
+                extra: Extra::new(),
+            }),
+            v => {
+                let o: TriggerHandlerObject =
+                    serde_json::from_value(v).map_err(serde::de::Error::custom)?;
+                Ok(TriggerHandler {
+                    handler: o.handler,
+                    sync: o.sync,
+                    streams: o.streams,
+                    default: o.default,
+                    extra: o.extra,
+                })
+            }
+        }
+    }
 }
 
 /// Reads a number that may be written as a JSON number or a string.

@@ -211,6 +211,18 @@ fn track_json(idx: usize, ti: &TrackInfo) -> Value {
     Value::Object(m)
 }
 
+/// The `tracks` object of MistServer's stream metadata, `{track_key: {...}}` (also the
+/// LIVE_TRACK_LIST trigger's payload).
+pub fn tracks_object(tracks: &[TrackInfo]) -> Value {
+    Value::Object(
+        tracks
+            .iter()
+            .enumerate()
+            .map(|(i, ti)| (track_key(&ti.track), track_json(i, ti)))
+            .collect(),
+    )
+}
+
 /// `(simul_tracks, total_matches)` of a protocol for these tracks.
 pub fn matches(p: Protocol, tracks: &[TrackInfo]) -> (u32, u32) {
     let (vc, ac) = p.codecs();

@@ -1,0 +1,129 @@
+//! Viewer triggers for the connector serving the viewer (INTERFACES §5.3): CONN_OPEN, USER_NEW
+//! (answer cached per session for 10 minutes), CONN_PLAY before playback, CONN_CLOSE after.
+
+use super::Engine;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a USER_NEW answer is reused for the same session.
+pub const USER_NEW_CACHE: Duration = Duration::from_secs(600);
+
+/// A session id as MistServer's default `sessionViewerMode` counts viewers: one per host,
+/// stream, connector and token. 16 hex digits (FNV-1a 64).
+pub fn session_id(stream: &str, host: &str, connector: &str, token: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [stream, host, connector, token] {
+        for b in part.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+fn cache() -> &'static Mutex<HashMap<String, (Instant, bool)>> {
+    static C: OnceLock<Mutex<HashMap<String, (Instant, bool)>>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+/// The cached USER_NEW answer of a session, if still fresh.
+pub fn cached(sid: &str) -> Option<bool> {
+    let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
+    c.retain(|_, (t, _)| t.elapsed() < USER_NEW_CACHE);
+    c.get(sid).map(|(_, ok)| *ok)
+}
+
+/// Fires USER_NEW for a new session (blocking; the answer is cached for the session) and
+/// returns whether the viewer is admitted. Call it off the event loop.
+pub fn user_new(stream: &str, host: &str, connector: &str, url: &str, token: &str) -> bool {
+    let sid = session_id(stream, host, connector, token);
+    let ok = Engine::global()
+        .fire(
+            "USER_NEW",
+            Some(stream),
+            &[stream, host, token, connector, url, &sid],
+        )
+        .ok;
+    cache()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(sid, (Instant::now(), ok));
+    ok
+}
+
+/// Runs the blocking viewer triggers for a viewer about to play `stream`: CONN_OPEN, USER_NEW
+/// (once per session in 10 minutes), CONN_PLAY. `Err(reason)` refuses the viewer. Blocks on
+/// handlers: call it off the event loop.
+pub fn admit(
+    stream: &str,
+    host: &str,
+    connector: &str,
+    url: &str,
+    token: &str,
+) -> Result<String, String> {
+    let e = Engine::global();
+    let base = [stream, host, connector, url];
+    if !e.fire("CONN_OPEN", Some(stream), &base).ok {
+        return Err("refused by the CONN_OPEN trigger".into());
+    }
+    let sid = session_id(stream, host, connector, token);
+    if e.exists("USER_NEW", Some(stream)) {
+        let ok = match cached(&sid) {
+            Some(ok) => ok,
+            None => user_new(stream, host, connector, url, token),
+        };
+        if !ok {
+            return Err("refused by the USER_NEW trigger".into());
+        }
+    }
+    if !e.fire("CONN_PLAY", Some(stream), &base).ok {
+        return Err("refused by the CONN_PLAY trigger".into());
+    }
+    Ok(sid)
+}
+
+/// PLAY_REWRITE before a viewer's stream is looked up: `Ok(Some(name))` plays that stream
+/// instead, `Ok(None)` leaves it (no blocking handler), `Err` refuses (empty answer). Blocks on
+/// handlers: call it off the event loop.
+pub fn play_rewrite(
+    stream: &str,
+    host: &str,
+    connector: &str,
+    url: &str,
+) -> Result<Option<String>, String> {
+    let o = Engine::global().fire(
+        "PLAY_REWRITE",
+        Some(stream),
+        &[stream, host, connector, url],
+    );
+    if !o.handled {
+        return Ok(None);
+    }
+    let a = o.answer.unwrap_or_default();
+    let name = a.trim();
+    if name.is_empty() {
+        return Err("refused by the PLAY_REWRITE trigger".into());
+    }
+    Ok(Some(name.to_string()))
+}
+
+/// A viewer admitted by [`admit`] left: CONN_CLOSE (never waits).
+pub fn closed(stream: &str, host: &str, connector: &str, url: &str) {
+    Engine::global().emit("CONN_CLOSE", Some(stream), &[stream, host, connector, url]);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn session_ids() {
+        let a = super::session_id("s", "1.2.3.4", "RTMP", "");
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, super::session_id("s", "1.2.3.4", "RTMP", ""));
+        assert_ne!(a, super::session_id("s", "1.2.3.4", "RTMP", "t"));
+        assert_ne!(
+            super::session_id("ab", "c", "", ""),
+            super::session_id("a", "bc", "", "")
+        );
+    }
+}
