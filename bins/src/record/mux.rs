@@ -1,0 +1,406 @@
+//! Muxers for recordings: each hands out bytes that are appended to the file as one unit, learns
+//! which units reached the disk ([`FileMux::committed`]), and at the end gives a tail to append
+//! and patches to apply in place (Matroska Duration/Cues/SeekHead, MP4 moov and mdat size, FLV
+//! duration and filesize).
+//!
+//! Crash safety: Matroska Clusters are handed out whole with their size (a file cut anywhere
+//! plays up to its last whole Cluster; the Segment stays of unknown size until the close), TS is
+//! whole packets, FLV whole tags. Progressive MP4 needs its moov: it is only playable once closed
+//! (`.fmp4` writes self-contained fragments instead).
+
+use crate::http_out::mux::{Format, Mux};
+use mist_media::{Frame, Track};
+
+/// One in-place rewrite at an absolute file offset.
+pub type Patch = (u64, Vec<u8>);
+
+/// How a recording ends.
+#[derive(Debug, Default)]
+pub struct Finish {
+    /// Appended after the last unit.
+    pub tail: Vec<u8>,
+    /// Applied after the tail is written.
+    pub patches: Vec<Patch>,
+    /// Applied when the tail could not be written (the disk is full): patches that are valid
+    /// without the tail.
+    pub patches_without_tail: Vec<Patch>,
+}
+
+pub trait FileMux {
+    /// The file's first unit.
+    fn header(&mut self) -> Vec<u8>;
+    /// The unit for one frame (maybe empty: buffered).
+    fn frame(&mut self, f: &Frame, main_key: bool) -> Vec<u8>;
+    /// The last unit handed out is on disk.
+    fn committed(&mut self);
+    /// The end of the file. `lost`: the last unit handed out did not reach the disk (it was cut
+    /// off again).
+    fn finish(&mut self, lost: bool) -> Finish;
+}
+
+/// What a recording file is written as, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Mkv,
+    Webm,
+    /// Progressive MP4, moov at the end.
+    Mp4,
+    /// Fragmented MP4 (`.fmp4`).
+    Fmp4,
+    Ts,
+    Flv,
+    Aac,
+    Mp3,
+}
+
+impl Kind {
+    pub fn from_path(path: &str) -> Option<Kind> {
+        let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "mkv" => Kind::Mkv,
+            "webm" => Kind::Webm,
+            "mp4" | "m4v" | "mov" => Kind::Mp4,
+            "fmp4" => Kind::Fmp4,
+            "ts" => Kind::Ts,
+            "flv" => Kind::Flv,
+            "aac" => Kind::Aac,
+            "mp3" => Kind::Mp3,
+            _ => return None,
+        })
+    }
+
+    /// The live format with the same codecs (track selection).
+    pub fn format(self) -> Format {
+        match self {
+            Kind::Mkv => Format::Mkv,
+            Kind::Webm => Format::Webm,
+            Kind::Mp4 | Kind::Fmp4 => Format::Fmp4,
+            Kind::Ts => Format::Ts,
+            Kind::Flv => Format::Flv,
+            Kind::Aac => Format::Aac,
+            Kind::Mp3 => Format::Mp3,
+        }
+    }
+
+    /// Whether appending to an existing file makes a valid file (concatenated streams).
+    pub fn appendable(self) -> bool {
+        matches!(self, Kind::Ts | Kind::Aac | Kind::Mp3)
+    }
+}
+
+/// The recording muxer for a kind of file.
+pub fn for_kind(kind: Kind, tracks: &[Track]) -> Result<Box<dyn FileMux>, String> {
+    Ok(match kind {
+        Kind::Mkv | Kind::Webm => Box::new(MkvRec::new(tracks, kind == Kind::Webm)?),
+        Kind::Flv => Box::new(FlvRec::new(tracks)),
+        Kind::Mp4 => Box::new(Mp4Rec::new(tracks)?),
+        other => Box::new(Stream(other.format().muxer(tracks)?)),
+    })
+}
+
+// ---- formats without an index: TS, fragmented MP4, ADTS, MP3 ----
+
+/// A live muxer written as is: every unit stands alone.
+struct Stream(Box<dyn Mux>);
+
+impl FileMux for Stream {
+    fn header(&mut self) -> Vec<u8> {
+        self.0.header().concat()
+    }
+    fn frame(&mut self, f: &Frame, main_key: bool) -> Vec<u8> {
+        self.0.frame(f, main_key).chunks.concat()
+    }
+    fn committed(&mut self) {}
+    fn finish(&mut self, lost: bool) -> Finish {
+        Finish {
+            tail: if lost {
+                Vec::new()
+            } else {
+                self.0.flush().chunks.concat()
+            },
+            ..Finish::default()
+        }
+    }
+}
+
+// ---- Matroska / WebM ----
+
+struct MkvRec {
+    w: Option<mist_media::ebml::Writer>,
+    duration_at: u64,
+    /// End time of the Clusters on disk, and of the one handed out last.
+    end_committed: i64,
+    end_pending: i64,
+    first: Option<i64>,
+}
+
+impl MkvRec {
+    fn new(tracks: &[Track], webm: bool) -> Result<MkvRec, String> {
+        use mist_media::ebml::{DocType, WriteMode, Writer, WriterOptions};
+        let opts = WriterOptions {
+            doc_type: if webm {
+                DocType::Webm
+            } else {
+                DocType::Matroska
+            },
+            mode: WriteMode::Finalised,
+            ..WriterOptions::default()
+        };
+        let w = Writer::new(tracks, opts).map_err(|e| e.to_string())?;
+        Ok(MkvRec {
+            w: Some(w),
+            duration_at: 0,
+            end_committed: 0,
+            end_pending: 0,
+            first: None,
+        })
+    }
+}
+
+/// The offset of Info's Duration float in a finalised Matroska header (found by its element
+/// head: ID 0x4489, size 8).
+fn find_duration(head: &[u8]) -> Option<u64> {
+    head.windows(3)
+        .position(|w| w == [0x44, 0x89, 0x88])
+        .map(|i| i as u64 + 3)
+}
+
+impl FileMux for MkvRec {
+    fn header(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(w) = self.w.as_mut() {
+            w.write_header(&mut out);
+        }
+        self.duration_at = find_duration(&out).unwrap_or(0);
+        out
+    }
+
+    fn frame(&mut self, f: &Frame, _main_key: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let Some(w) = self.w.as_mut() else {
+            return out;
+        };
+        // The file starts at time 0 (Duration is the last end time).
+        let first = *self.first.get_or_insert(f.dts);
+        let mut g = f.clone();
+        g.dts -= first;
+        if w.write_frame(&g, &mut out).is_ok() && !out.is_empty() {
+            // A Cluster closed: everything before this frame.
+            self.end_pending = g.pts();
+        }
+        out
+    }
+
+    fn committed(&mut self) {
+        self.end_committed = self.end_committed.max(self.end_pending);
+    }
+
+    fn finish(&mut self, lost: bool) -> Finish {
+        let Some(w) = self.w.take() else {
+            return Finish::default();
+        };
+        let end = if lost {
+            self.end_committed
+        } else {
+            self.end_pending.max(self.end_committed)
+        };
+        let without = vec![(
+            self.duration_at,
+            (end.max(0) as f64).to_be_bytes().to_vec(),
+        )];
+        if lost || self.duration_at == 0 {
+            return Finish {
+                patches_without_tail: if self.duration_at == 0 {
+                    Vec::new()
+                } else {
+                    without
+                },
+                ..Finish::default()
+            };
+        }
+        let fin = w.finish();
+        Finish {
+            tail: fin.tail,
+            patches: fin
+                .patches
+                .into_iter()
+                .map(|p| (p.offset, p.bytes))
+                .collect(),
+            patches_without_tail: without,
+        }
+    }
+}
+
+// ---- FLV ----
+
+struct FlvRec {
+    tracks: Vec<Track>,
+    duration_at: u64,
+    filesize_at: u64,
+    size: u64,
+    size_pending: u64,
+    first: Option<i64>,
+    last_committed: i64,
+    last_pending: i64,
+    step: i64,
+}
+
+impl FlvRec {
+    fn new(tracks: &[Track]) -> FlvRec {
+        FlvRec {
+            tracks: tracks.to_vec(),
+            duration_at: 0,
+            filesize_at: 0,
+            size: 0,
+            size_pending: 0,
+            first: None,
+            last_committed: 0,
+            last_pending: 0,
+            step: 0,
+        }
+    }
+}
+
+/// The offset just after an AMF0 property name followed by a Number marker.
+fn find_number(b: &[u8], key: &str) -> Option<u64> {
+    let mut pat = (key.len() as u16).to_be_bytes().to_vec();
+    pat.extend_from_slice(key.as_bytes());
+    pat.push(0x00);
+    b.windows(pat.len())
+        .position(|w| w == pat)
+        .map(|i| (i + pat.len()) as u64)
+}
+
+impl FileMux for FlvRec {
+    fn header(&mut self) -> Vec<u8> {
+        use mist_media::amf0::Amf0;
+        use mist_media::{flv, TrackKind};
+        let has_a = self.tracks.iter().any(|t| t.kind() == TrackKind::Audio);
+        let has_v = self.tracks.iter().any(|t| t.kind() == TrackKind::Video);
+        let mut v = flv::file_header(has_a, has_v).to_vec();
+        // onMetaData with duration and filesize first, patched at the close.
+        let mut body = flv::metadata_body(&self.tracks);
+        if let Ok((name, n)) = Amf0::decode(&body) {
+            if let Ok((Amf0::EcmaArray(mut props), _)) = Amf0::decode(&body[n..]) {
+                props.insert(0, ("filesize".into(), Amf0::Number(0.0)));
+                props.insert(0, ("duration".into(), Amf0::Number(0.0)));
+                body = mist_media::amf0::encode_all(&[name, Amf0::EcmaArray(props)]);
+            }
+        }
+        if let Ok(t) = flv::tag_bytes(18, 0, &body) {
+            let at = v.len() as u64 + 11;
+            self.duration_at = find_number(&body, "duration").map_or(0, |o| at + o);
+            self.filesize_at = find_number(&body, "filesize").map_or(0, |o| at + o);
+            v.extend_from_slice(&t);
+        }
+        for t in &self.tracks {
+            if let (Ok(Some(body)), Ok(tt)) = (flv::sequence_header_body(t), flv::tag_type(t)) {
+                if let Ok(tag) = flv::tag_bytes(tt, 0, &body) {
+                    v.extend_from_slice(&tag);
+                }
+            }
+        }
+        self.size_pending = v.len() as u64;
+        v
+    }
+
+    fn frame(&mut self, f: &Frame, _main_key: bool) -> Vec<u8> {
+        use mist_media::flv;
+        let Some(t) = self.tracks.iter().find(|t| t.id == f.track) else {
+            return Vec::new();
+        };
+        let Ok((head, body_len)) = flv::frame_tag_head(t, f) else {
+            return Vec::new();
+        };
+        let first = *self.first.get_or_insert(f.dts);
+        let rel = f.dts - first;
+        if rel > self.last_pending && (self.step == 0 || rel - self.last_pending < self.step) {
+            self.step = rel - self.last_pending;
+        }
+        self.last_pending = self.last_pending.max(rel);
+        let mut out = Vec::with_capacity(head.len() + f.data.len() + 4);
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&f.data);
+        out.extend_from_slice(&flv::prev_tag_size(body_len));
+        self.size_pending = self.size + out.len() as u64;
+        out
+    }
+
+    fn committed(&mut self) {
+        self.size = self.size_pending;
+        self.last_committed = self.last_pending;
+    }
+
+    fn finish(&mut self, _lost: bool) -> Finish {
+        let mut patches = Vec::new();
+        if self.duration_at > 0 {
+            let secs = (self.last_committed + self.step).max(0) as f64 / 1000.0;
+            patches.push((self.duration_at, secs.to_be_bytes().to_vec()));
+        }
+        if self.filesize_at > 0 {
+            patches.push((self.filesize_at, (self.size as f64).to_be_bytes().to_vec()));
+        }
+        Finish {
+            tail: Vec::new(),
+            patches: patches.clone(),
+            patches_without_tail: patches,
+        }
+    }
+}
+
+// ---- progressive MP4 (moov at the end) ----
+
+struct Mp4Rec {
+    w: mist_media::mp4::Mp4Writer,
+    pending: Option<Frame>,
+    shift: Option<i64>,
+}
+
+impl Mp4Rec {
+    fn new(tracks: &[Track]) -> Result<Mp4Rec, String> {
+        Ok(Mp4Rec {
+            w: mist_media::mp4::Mp4Writer::new(tracks.to_vec()).map_err(|e| e.to_string())?,
+            pending: None,
+            shift: None,
+        })
+    }
+}
+
+impl FileMux for Mp4Rec {
+    fn header(&mut self) -> Vec<u8> {
+        self.w.start()
+    }
+
+    fn frame(&mut self, f: &Frame, _main_key: bool) -> Vec<u8> {
+        // The file starts at time 0.
+        let shift = *self.shift.get_or_insert(f.dts);
+        let mut g = f.clone();
+        g.dts -= shift;
+        let data = f.data.to_vec();
+        self.pending = Some(g);
+        data
+    }
+
+    fn committed(&mut self) {
+        if let Some(f) = self.pending.take() {
+            if let Err(e) = self.w.add(&f) {
+                mist_core::warn!("mp4 recording: frame dropped from the index: {e}");
+            }
+        }
+    }
+
+    fn finish(&mut self, _lost: bool) -> Finish {
+        self.pending = None;
+        match self.w.finish() {
+            Ok((moov, p)) => Finish {
+                tail: moov,
+                patches: vec![(p.offset, p.bytes.to_vec())],
+                patches_without_tail: Vec::new(),
+            },
+            Err(e) => {
+                mist_core::error!("mp4 recording: cannot write the moov: {e}");
+                Finish::default()
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Recordings (crate::record) end to end: ffmpeg publishes over RTMP to the controller, the
+//! MistOut* binaries record the stream's shared memory to files standalone, ffprobe judges.
+
+mod common;
+
+use common::{publish, Controller, Proc, TempDir};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn bin(name: &str) -> &'static str {
+    match name {
+        "MistOutEBML" => env!("CARGO_BIN_EXE_MistOutEBML"),
+        "MistOutTS" => env!("CARGO_BIN_EXE_MistOutTS"),
+        "MistOutFLV" => env!("CARGO_BIN_EXE_MistOutFLV"),
+        "MistOutMP4" => env!("CARGO_BIN_EXE_MistOutMP4"),
+        _ => panic!("{name}"),
+    }
+}
+
+/// A recorder of `stream` to `target` with extra arguments, in the controller's shm.
+fn recorder(c: &Controller, out: &str, stream: &str, target: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(bin(out));
+    cmd.args(["-s", stream])
+        .args(extra)
+        .arg(target)
+        .env("MIST_SHM_DIR", &c.shm)
+        .env_remove("MIST_CONTROL")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Waits until the controller lists the stream as active (and a second more for a keyframe).
+fn wait_stream(c: &Controller, stream: &str) {
+    let t = Instant::now();
+    loop {
+        let v = c.api(&serde_json::json!({"active_streams": true}));
+        if v["active_streams"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s == stream))
+        {
+            std::thread::sleep(Duration::from_secs(1));
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{stream} never appeared: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+struct Probe {
+    duration: f64,
+    streams: Vec<String>,
+    /// ffmpeg decoding the whole file: stderr at level error.
+    decode_errors: String,
+    /// Pts (s) of the first video frame and whether it is a keyframe.
+    first_video: Option<(f64, bool)>,
+    last_video: Option<f64>,
+}
+
+fn probe(file: &Path) -> Probe {
+    let out = Command::new("timeout")
+        .args(["30", "ffprobe", "-v", "error", "-of", "json"])
+        .args(["-show_entries", "format=duration:stream=codec_name"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let duration = v["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(-1.0);
+    let streams = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["codec_name"].as_str().unwrap_or("").to_string())
+        .collect();
+    let frames = Command::new("timeout")
+        .args(["30", "ffprobe", "-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&frames.stdout);
+    let mut pk: Vec<(f64, bool)> = text
+        .lines()
+        .filter_map(|l| {
+            let (t, f) = l.split_once(',')?;
+            Some((t.parse().ok()?, f.contains('K')))
+        })
+        .collect();
+    let first_in_file = pk.first().copied();
+    pk.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let dec = Command::new("timeout")
+        .args(["60", "ffmpeg", "-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    Probe {
+        duration,
+        streams,
+        decode_errors: String::from_utf8_lossy(&dec.stderr).into_owned(),
+        first_video: first_in_file,
+        last_video: pk.last().map(|p| p.0),
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walk(dir);
+    v.sort();
+    v
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            v.extend(walk(&p));
+        } else {
+            v.push(p);
+        }
+    }
+    v
+}
+
+fn sig(p: &Proc, s: &str) {
+    Command::new("kill")
+        .args([&format!("-{s}"), &p.pid().to_string()])
+        .status()
+        .unwrap();
+}
+
+fn wait_exit(p: &mut Proc, within: Duration) -> Option<i32> {
+    let t = Instant::now();
+    loop {
+        if let Some(st) = p.0.try_wait().unwrap() {
+            return st.code();
+        }
+        assert!(t.elapsed() < within, "recorder did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Two wildcard streams recorded by every file output to `$wildcard/$datetime.EXT` for 6 s:
+/// each file exits 0 with a Duration within 1 s of 6 s and decodes without errors.
+#[test]
+fn duration_recordings_in_every_format() {
+    let _g = serial();
+    let c = Controller::start(serde_json::json!({}));
+    let dir = TempDir::new("rec");
+    let _a = publish(&c.publish_url("live+alice"), "320x240", 30);
+    let _b = publish(&c.publish_url("live+bob"), "320x240", 30);
+    wait_stream(&c, "live+alice");
+    wait_stream(&c, "live+bob");
+    let mut procs = Vec::new();
+    for stream in ["live+alice", "live+bob"] {
+        for (out, ext) in [
+            ("MistOutEBML", "mkv"),
+            ("MistOutTS", "ts"),
+            ("MistOutFLV", "flv"),
+            ("MistOutMP4", "mp4"),
+        ] {
+            let target = format!("{}/$wildcard/$datetime.{ext}", dir.path().display());
+            let child = recorder(&c, out, stream, &target, &["--duration", "6"])
+                .spawn()
+                .unwrap();
+            procs.push((out, stream, Proc(child)));
+        }
+    }
+    for (out, stream, p) in &mut procs {
+        assert_eq!(
+            wait_exit(p, Duration::from_secs(40)),
+            Some(0),
+            "{out} {stream}"
+        );
+    }
+    let files = files_in(dir.path());
+    assert_eq!(files.len(), 8, "{files:?}");
+    for who in ["alice", "bob"] {
+        assert_eq!(
+            files
+                .iter()
+                .filter(|f| f.parent().unwrap().ends_with(who))
+                .count(),
+            4
+        );
+    }
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        // $datetime: YYYY.MM.DD.hh.mm.ss
+        assert_eq!(name.split('.').count(), 7, "{name}");
+        let p = probe(f);
+        assert!(
+            (p.duration - 6.0).abs() <= 1.0,
+            "{}: duration {}",
+            f.display(),
+            p.duration
+        );
+        assert!(p.streams.contains(&"h264".to_string()), "{f:?} {:?}", p.streams);
+        assert!(p.streams.contains(&"aac".to_string()), "{f:?} {:?}", p.streams);
+        assert!(p.decode_errors.is_empty(), "{f:?}: {}", p.decode_errors);
+        assert!(p.first_video.is_some_and(|v| v.1), "{f:?} starts without a keyframe");
+    }
+}
+
+/// `--split 4` with a keyframe every 2 s: files of 4 s each starting at a keyframe, their
+/// timestamps following on without gap or overlap.
+#[test]
+fn split_files_start_at_keyframes() {
+    let _g = serial();
+    let c = Controller::start(serde_json::json!({}));
+    let dir = TempDir::new("split");
+    let _a = publish(&c.publish_url("live+s"), "320x240", 30);
+    wait_stream(&c, "live+s");
+    for (out, ext) in [("MistOutEBML", "mkv"), ("MistOutTS", "ts")] {
+        let target = format!("{}/{ext}/$stream-$hour$minute$second.{ext}?split=4", dir.path().display());
+        let mut p = Proc(
+            recorder(&c, out, "live+s", &target, &["--duration", "12"])
+                .spawn()
+                .unwrap(),
+        );
+        assert_eq!(wait_exit(&mut p, Duration::from_secs(40)), Some(0));
+        let files = files_in(&dir.path().join(ext));
+        assert!(files.len() >= 3, "{ext}: {files:?}");
+        let mut prev_end: Option<f64> = None;
+        for f in &files {
+            let p = probe(f);
+            assert!(p.decode_errors.is_empty(), "{f:?}: {}", p.decode_errors);
+            let (start, key) = p.first_video.unwrap();
+            assert!(key, "{f:?} starts without a keyframe");
+            if let Some(end) = prev_end {
+                // The next file starts one frame (40 ms) after the last frame of the previous one.
+                assert!(
+                    (start - end - 0.04).abs() < 0.021,
+                    "{f:?}: starts at {start}, previous ended at {end}"
+                );
+            }
+            prev_end = p.last_video;
+        }
+    }
+}
+
+/// SIGTERM: exit 0 with a complete file; SIGKILL: a file ffprobe reads up to the last flushed
+/// Cluster / tag / packet.
+#[test]
+fn signals_leave_playable_files() {
+    let _g = serial();
+    let c = Controller::start(serde_json::json!({}));
+    let dir = TempDir::new("sig");
+    let _a = publish(&c.publish_url("live+k"), "320x240", 30);
+    wait_stream(&c, "live+k");
+    let mut procs = Vec::new();
+    for (out, ext) in [
+        ("MistOutEBML", "mkv"),
+        ("MistOutTS", "ts"),
+        ("MistOutFLV", "flv"),
+        ("MistOutMP4", "mp4"),
+    ] {
+        for s in ["TERM", "KILL"] {
+            if s == "KILL" && ext == "mp4" {
+                continue; // progressive MP4 needs its moov; .mkv/.ts/.flv/.fmp4 survive SIGKILL
+            }
+            let target = format!("{}/{s}.{ext}", dir.path().display());
+            let child = recorder(&c, out, "live+k", &target, &[]).spawn().unwrap();
+            procs.push((s, ext, target, Proc(child)));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(7));
+    for (s, _, _, p) in &procs {
+        sig(p, s);
+    }
+    for (s, ext, target, p) in &mut procs {
+        let code = wait_exit(p, Duration::from_secs(20));
+        if *s == "TERM" {
+            assert_eq!(code, Some(0), "{ext}");
+        }
+        let pr = probe(Path::new(target));
+        assert!(pr.streams.contains(&"h264".to_string()), "{target}");
+        assert!(pr.decode_errors.is_empty(), "{target}: {}", pr.decode_errors);
+        if *s == "TERM" {
+            let last = pr.last_video.unwrap();
+            assert!(
+                (pr.duration - last).abs() < 1.0 && last > 4.0,
+                "{target}: duration {} last frame {last}",
+                pr.duration
+            );
+        } else {
+            // Up to the last flushed second or GOP (keyframes every 2 s).
+            assert!(pr.last_video.unwrap() > 3.0, "{target}");
+        }
+    }
+}
+
+/// A file size limit (RLIMIT_FSIZE, as a full disk) hit mid-recording: exit code 4 and a
+/// file ffprobe reads, with its index.
+#[test]
+fn file_size_limit_leaves_a_valid_file() {
+    let _g = serial();
+    let c = Controller::start(serde_json::json!({}));
+    let dir = TempDir::new("full");
+    let _a = publish(&c.publish_url("live+f"), "640x480", 30);
+    wait_stream(&c, "live+f");
+    let mut procs = Vec::new();
+    for (out, ext) in [
+        ("MistOutEBML", "mkv"),
+        ("MistOutTS", "ts"),
+        ("MistOutFLV", "flv"),
+    ] {
+        let target = format!("{}/full.{ext}", dir.path().display());
+        // 2000 blocks of 512 bytes: about 1 MB.
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                &format!("ulimit -f 2000; exec {} -s live+f '{target}'", bin(out)),
+            ])
+            .env("MIST_SHM_DIR", &c.shm)
+            .env_remove("MIST_CONTROL")
+            .spawn()
+            .unwrap();
+        procs.push((ext, target, Proc(child)));
+    }
+    for (ext, target, p) in &mut procs {
+        assert_eq!(wait_exit(p, Duration::from_secs(40)), Some(4), "{ext}");
+        let len = std::fs::metadata(&target).unwrap().len();
+        assert!(len <= 2000 * 512 && len > 100_000, "{target}: {len} bytes");
+        let pr = probe(Path::new(target));
+        assert!(pr.decode_errors.is_empty(), "{target}: {}", pr.decode_errors);
+        assert!(pr.duration > 0.5, "{target}: duration {}", pr.duration);
+    }
+}
