@@ -48,7 +48,10 @@ fn wait_stream(c: &Controller, stream: &str) {
             std::thread::sleep(Duration::from_secs(1));
             return;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "{stream} never appeared: {v}");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{stream} never appeared: {v}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -210,10 +213,21 @@ fn duration_recordings_in_every_format() {
             f.display(),
             p.duration
         );
-        assert!(p.streams.contains(&"h264".to_string()), "{f:?} {:?}", p.streams);
-        assert!(p.streams.contains(&"aac".to_string()), "{f:?} {:?}", p.streams);
+        assert!(
+            p.streams.contains(&"h264".to_string()),
+            "{f:?} {:?}",
+            p.streams
+        );
+        assert!(
+            p.streams.contains(&"aac".to_string()),
+            "{f:?} {:?}",
+            p.streams
+        );
         assert!(p.decode_errors.is_empty(), "{f:?}: {}", p.decode_errors);
-        assert!(p.first_video.is_some_and(|v| v.1), "{f:?} starts without a keyframe");
+        assert!(
+            p.first_video.is_some_and(|v| v.1),
+            "{f:?} starts without a keyframe"
+        );
     }
 }
 
@@ -227,7 +241,10 @@ fn split_files_start_at_keyframes() {
     let _a = publish(&c.publish_url("live+s"), "320x240", 30);
     wait_stream(&c, "live+s");
     for (out, ext) in [("MistOutEBML", "mkv"), ("MistOutTS", "ts")] {
-        let target = format!("{}/{ext}/$stream-$hour$minute$second.{ext}?split=4", dir.path().display());
+        let target = format!(
+            "{}/{ext}/$stream-$hour$minute$second.{ext}?split=4",
+            dir.path().display()
+        );
         let mut p = Proc(
             recorder(&c, out, "live+s", &target, &["--duration", "12"])
                 .spawn()
@@ -237,20 +254,42 @@ fn split_files_start_at_keyframes() {
         let files = files_in(&dir.path().join(ext));
         assert!(files.len() >= 3, "{ext}: {files:?}");
         let mut prev_end: Option<f64> = None;
+        let mut total = 0.0;
         for f in &files {
             let p = probe(f);
             assert!(p.decode_errors.is_empty(), "{f:?}: {}", p.decode_errors);
             let (start, key) = p.first_video.unwrap();
             assert!(key, "{f:?} starts without a keyframe");
-            if let Some(end) = prev_end {
-                // The next file starts one frame (40 ms) after the last frame of the previous one.
+            let end = p.last_video.unwrap();
+            if ext == "ts" {
+                // TS keeps the stream's times: the next file starts one frame (40 ms) after
+                // the last frame of the previous one.
+                if let Some(prev) = prev_end {
+                    assert!(
+                        (start - prev - 0.04).abs() < 0.021,
+                        "{f:?}: starts at {start}, previous ended at {prev}"
+                    );
+                }
+            } else {
+                // Matroska files start at 0 and each covers its frames.
+                assert!(start.abs() < 0.001, "{f:?} starts at {start}");
                 assert!(
-                    (start - end - 0.04).abs() < 0.021,
-                    "{f:?}: starts at {start}, previous ended at {end}"
+                    (p.duration - (end + 0.04)).abs() < 0.1,
+                    "{f:?}: {} vs {end}",
+                    p.duration
                 );
             }
-            prev_end = p.last_video;
+            if f != files.last().unwrap() {
+                // Full files are one split long (keyframes every 2 s, split=4).
+                assert!(
+                    (end - start + 0.04 - 4.0).abs() < 0.05,
+                    "{f:?}: {start}..{end}"
+                );
+            }
+            total += end - start + 0.04;
+            prev_end = Some(end);
         }
+        assert!((total - 12.0).abs() < 1.0, "{ext}: {total} s in all");
     }
 }
 
@@ -290,7 +329,11 @@ fn signals_leave_playable_files() {
         }
         let pr = probe(Path::new(target));
         assert!(pr.streams.contains(&"h264".to_string()), "{target}");
-        assert!(pr.decode_errors.is_empty(), "{target}: {}", pr.decode_errors);
+        assert!(
+            pr.decode_errors.is_empty(),
+            "{target}: {}",
+            pr.decode_errors
+        );
         if *s == "TERM" {
             let last = pr.last_video.unwrap();
             assert!(
@@ -338,7 +381,11 @@ fn file_size_limit_leaves_a_valid_file() {
         let len = std::fs::metadata(&target).unwrap().len();
         assert!(len <= 2000 * 512 && len > 100_000, "{target}: {len} bytes");
         let pr = probe(Path::new(target));
-        assert!(pr.decode_errors.is_empty(), "{target}: {}", pr.decode_errors);
+        assert!(
+            pr.decode_errors.is_empty(),
+            "{target}: {}",
+            pr.decode_errors
+        );
         assert!(pr.duration > 0.5, "{target}: duration {}", pr.duration);
     }
 }

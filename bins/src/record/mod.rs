@@ -145,7 +145,10 @@ impl FileOut {
         let patches = if tail_ok {
             fin.patches
         } else {
-            mist_core::warn!("{}: no room for the index; the file is kept without it", self.path);
+            mist_core::warn!(
+                "{}: no room for the index; the file is kept without it",
+                self.path
+            );
             fin.patches_without_tail
         };
         let mut res = Ok(());
@@ -431,8 +434,7 @@ pub fn run(a: RecArgs) -> i32 {
         if rec.is_none() {
             let sel = selection(&reader);
             if sel.is_empty() {
-                if !reader.tracks().is_empty() && reader.tracks().iter().any(|t| t.id == f.track)
-                {
+                if !reader.tracks().is_empty() && reader.tracks().iter().any(|t| t.id == f.track) {
                     mist_core::error!(
                         "stream {name}: none of its tracks can be recorded as {}",
                         format.name()

@@ -204,18 +204,17 @@ impl FileMux for MkvRec {
         } else {
             self.end_pending.max(self.end_committed)
         };
-        let without = vec![(
-            self.duration_at,
-            (end.max(0) as f64).to_be_bytes().to_vec(),
-        )];
+        let without = vec![(self.duration_at, (end.max(0) as f64).to_be_bytes().to_vec())];
         if lost || self.duration_at == 0 {
+            let p = if self.duration_at == 0 {
+                Vec::new()
+            } else {
+                without
+            };
             return Finish {
-                patches_without_tail: if self.duration_at == 0 {
-                    Vec::new()
-                } else {
-                    without
-                },
-                ..Finish::default()
+                tail: Vec::new(),
+                patches: p.clone(),
+                patches_without_tail: p,
             };
         }
         let fin = w.finish();

@@ -161,10 +161,7 @@ fn pass(s: &str, v: &Vars, t: &LocalTime) -> (String, bool) {
         let value = if name.is_empty() || name.len() > MAX_NAME {
             None
         } else {
-            v.custom
-                .get(name)
-                .cloned()
-                .or_else(|| builtin(name, v, t))
+            v.custom.get(name).cloned().or_else(|| builtin(name, v, t))
         };
         match value {
             Some(val) => {
@@ -320,14 +317,21 @@ mod tests {
             "live+alice|live|+alice|alicex"
         );
         assert_eq!(
-            expand("$year-$month-$day $hour:$minute:$second w$wday d$yday W$week", &v, &t()),
+            expand(
+                "$year-$month-$day $hour:$minute:$second w$wday d$yday W$week",
+                &v,
+                &t()
+            ),
             "2024-01-05 13:45:07 w5 d005 W01"
         );
         let plain = Vars {
             stream: "live",
             ..Default::default()
         };
-        assert_eq!(expand("$wildcard|$pluswildcard|$source", &plain, &t()), "||");
+        assert_eq!(
+            expand("$wildcard|$pluswildcard|$source", &plain, &t()),
+            "||"
+        );
         // Unknown variables and lone dollars stay.
         assert_eq!(expand("$nope $ ${x", &plain, &t()), "$nope $ ${x");
     }
