@@ -247,6 +247,26 @@ fn report_end(stream: &str, payload: &str) {
     }
 }
 
+/// How often a push tells the controller how far it is.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Tells the controller (if any) the file being written and how far it is (`push_list`).
+fn report_status(path: &str, bytes: u64, media_ms: i64) {
+    if mist_core::control::socket_path().is_none() {
+        return;
+    }
+    let req = mist_core::control::Request::Api {
+        command: serde_json::json!({
+            "push_status_update": {
+                "pid": std::process::id(), "target": path, "bytes": bytes, "media_ms": media_ms
+            }
+        }),
+    };
+    if let Err(e) = mist_core::control::request(&req, Duration::from_secs(2)) {
+        mist_core::debug!("push status not reported: {e}");
+    }
+}
+
 /// Records until done. Returns the exit code.
 pub fn run(a: RecArgs) -> i32 {
     let connector = a.bin.trim_start_matches("MistOut").to_string();
@@ -318,10 +338,17 @@ pub fn run(a: RecArgs) -> i32 {
         .filter_map(|s| table.iter().find(|t| t.id == s.id).cloned())
         .collect()
     };
+    // Custom variables from the controller (config `variables`).
+    let custom: std::collections::BTreeMap<String, String> = std::env::var("MIST_VARIABLES")
+        .ok()
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default();
     let vars_for = |_: ()| Vars {
         stream: &name,
+        custom: custom.clone(),
         ..Default::default()
     };
+    let mut last_status = Instant::now();
     let mut tracks: Vec<Track> = Vec::new();
     let mut main = None;
     let mut rec: Option<Rec> = None;
@@ -383,6 +410,7 @@ pub fn run(a: RecArgs) -> i32 {
             EXIT_OPEN
         })?;
         mist_core::info!("stream {name}: recording to {path}");
+        report_status(&path, 0, 0);
         Ok(Rec {
             out,
             mux,
@@ -505,6 +533,10 @@ pub fn run(a: RecArgs) -> i32 {
                 r.mux.committed();
                 r.last_ms = r.last_ms.max(f.dts);
                 reader.report(r.out.written, 0);
+                if last_status.elapsed() >= STATUS_EVERY {
+                    last_status = Instant::now();
+                    report_status(&r.out.path, r.out.written, r.last_ms - r.first_ms);
+                }
             }
             Err(e) => {
                 mist_core::error!("{}: write failed: {e}", r.out.path);
