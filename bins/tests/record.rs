@@ -389,3 +389,179 @@ fn file_size_limit_leaves_a_valid_file() {
         assert!(pr.duration > 0.5, "{target}: duration {}", pr.duration);
     }
 }
+
+/// Waits until `f` holds, polling.
+fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < within, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The controller's auto-push rule for `live+` records two wildcard streams to
+/// `$wildcard/$datetime.mkv` (and .ts/.flv/.mp4); push_list shows them with bytes; when the
+/// publishers stop the files are complete and RECORDING_END gets the §5.3 payload lines; the
+/// rules are saved in the config and survive a restart.
+#[test]
+fn auto_push_records_wildcard_streams() {
+    let _g = serial();
+    let c = Controller::start(serde_json::json!({}));
+    let dir = TempDir::new("auto");
+    let trig = dir.path().join("recording_end.sh");
+    let got = dir.path().join("ends");
+    std::fs::create_dir_all(&got).unwrap();
+    // Handlers run concurrently: one file per payload.
+    std::fs::write(
+        &trig,
+        format!("#!/bin/sh\ncat > '{}/end.'$$\n", got.display()),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&trig).status().unwrap();
+    let cfg = c.api(&serde_json::json!({"config": {"triggers": {
+        "RECORDING_END": [{"handler": trig.to_str().unwrap(), "sync": false, "streams": []}]
+    }}}));
+    assert!(
+        cfg["config"]["triggers"]["RECORDING_END"].is_array(),
+        "{cfg}"
+    );
+    let rec = dir.path().join("rec");
+    let mut rules = Vec::new();
+    for ext in ["mkv", "ts", "flv", "mp4"] {
+        rules.push(serde_json::json!([
+            "live+",
+            format!("{}/$wildcard/$datetime.{ext}", rec.display())
+        ]));
+    }
+    // The object form, with its stored extra fields.
+    rules.push(serde_json::json!({
+        "stream": "other+", "target": "/nonexistent/$stream.mkv",
+        "scheduletime": 1, "completetime": 0, "start_rule": ["x", 2, "y"], "inhibit": "z"
+    }));
+    let v = c.api(&serde_json::json!({"push_auto_add": rules}));
+    assert_eq!(v["auto_push"].as_object().unwrap().len(), 5, "{v}");
+    assert_eq!(v["push_auto_list"].as_array().unwrap().len(), 5, "{v}");
+    let v = c.api(&serde_json::json!({"push_auto_list": true}));
+    let other = v["auto_push"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| r["stream"] == "other+")
+        .unwrap()
+        .clone();
+    assert_eq!(other["inhibit"], "z");
+    assert_eq!(other["start_rule"], serde_json::json!(["x", 2, "y"]));
+
+    let a = publish(&c.publish_url("live+alice"), "320x240", 8);
+    let b = publish(&c.publish_url("live+bob"), "320x240", 8);
+    let started = Instant::now();
+    wait_for("8 pushes", Duration::from_secs(20), || {
+        let v = c.api(&serde_json::json!({"push_list": true}));
+        v["push_list"].as_array().unwrap().len() == 8
+    });
+    wait_for("bytes in push_list", Duration::from_secs(20), || {
+        let v = c.api(&serde_json::json!({"push_list": true}));
+        v["push_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p[5]["bytes"].as_u64().unwrap_or(0) > 0 && p[3].as_str().unwrap_or("") != "")
+    });
+    let list = c.api(&serde_json::json!({"push_list": true}));
+    for p in list["push_list"].as_array().unwrap() {
+        assert!(p[0].as_u64().unwrap() > 0, "{p}");
+        assert_eq!(p[5]["state"], "active", "{p}");
+        let stream = p[1].as_str().unwrap();
+        let who = stream.strip_prefix("live+").unwrap();
+        assert!(p[3].as_str().unwrap().contains(&format!("/{who}/")), "{p}");
+    }
+    drop((a, b));
+    // The streams end; every recording finishes and RECORDING_END fires once per file.
+    wait_for("8 RECORDING_END", Duration::from_secs(40), || {
+        files_in(&got).len() == 8
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let wall = started.elapsed().as_secs_f64();
+    for f in files_in(&got) {
+        let rec_end = std::fs::read_to_string(&f).unwrap();
+        let lines: Vec<&str> = rec_end.split('\n').collect();
+        // 12 lines, each ending with \n (so the split leaves one empty string).
+        assert_eq!(lines.len(), 13, "{rec_end:?}");
+        assert_eq!(lines[12], "");
+        assert!(
+            lines[0] == "live+alice" || lines[0] == "live+bob",
+            "{rec_end:?}"
+        );
+        let file = Path::new(lines[1]);
+        assert!(file.exists(), "{rec_end:?}");
+        assert!(
+            ["EBML", "TS", "FLV", "MP4"].contains(&lines[2]),
+            "{rec_end:?}"
+        );
+        assert_eq!(
+            lines[3].parse::<u64>().unwrap(),
+            std::fs::metadata(file).unwrap().len(),
+            "{rec_end:?}"
+        );
+        let (start, stop): (u64, u64) = (lines[5].parse().unwrap(), lines[6].parse().unwrap());
+        assert!(stop >= start && stop - start <= 30, "{rec_end:?}");
+        let media: i64 = lines[7].parse().unwrap();
+        let (first, last): (i64, i64) = (lines[8].parse().unwrap(), lines[9].parse().unwrap());
+        assert_eq!(media, last - first, "{rec_end:?}");
+        assert_eq!(lines[10], "0", "{rec_end:?}");
+        assert_eq!(lines[11], "completed", "{rec_end:?}");
+        let p = probe(file);
+        assert!(p.decode_errors.is_empty(), "{file:?}: {}", p.decode_errors);
+        assert!(
+            p.duration > 4.0 && p.duration <= wall,
+            "{file:?}: duration {} (wall {wall})",
+            p.duration
+        );
+        assert!(
+            (p.duration - media as f64 / 1000.0).abs() <= 1.0,
+            "{file:?}: duration {} media {media} ms",
+            p.duration
+        );
+    }
+    // Saved and restored: the rules survive a restart.
+    c.api(&serde_json::json!({"save": true}));
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&c.config).unwrap()).unwrap();
+    assert_eq!(saved["auto_push"].as_object().unwrap().len(), 5, "{saved}");
+    let v = c.api(&serde_json::json!({"push_auto_remove": "other+"}));
+    assert_eq!(v["auto_push"].as_object().unwrap().len(), 4, "{v}");
+}
+
+/// A target that cannot be opened: one error in the log and in push_list, retried with a
+/// backoff (no crash loop), and the controller keeps serving.
+#[test]
+fn unopenable_target_is_one_error() {
+    let _g = serial();
+    let c = Controller::start(serde_json::json!({}));
+    c.api(&serde_json::json!({"push_settings": {"wait": 2}}));
+    c.api(&serde_json::json!({"push_auto_add": ["live+", "/proc/nope/$wildcard.mkv"]}));
+    let _a = publish(&c.publish_url("live+x"), "320x240", 20);
+    wait_for("an error in push_list", Duration::from_secs(20), || {
+        let v = c.api(&serde_json::json!({"push_list": true}));
+        v["push_list"].as_array().unwrap().iter().any(|p| {
+            p[5]["state"] == "error"
+                && p[5]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("cannot open the target"))
+        })
+    });
+    std::thread::sleep(Duration::from_secs(8));
+    let v = c.api(&serde_json::json!({"log": true, "push_list": true}));
+    let errors = v["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            l[2].as_str().is_some_and(|m| {
+                m.starts_with("MistController: push ") && m.contains("cannot open the target")
+            })
+        })
+        .count();
+    assert_eq!(errors, 1, "{}", v["log"]);
+    assert_eq!(v["push_list"].as_array().unwrap().len(), 1, "{v}");
+}
