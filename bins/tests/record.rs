@@ -461,11 +461,9 @@ fn auto_push_records_wildcard_streams() {
     });
     wait_for("bytes in push_list", Duration::from_secs(20), || {
         let v = c.api(&serde_json::json!({"push_list": true}));
-        v["push_list"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|p| p[5]["bytes"].as_u64().unwrap_or(0) > 0 && p[3].as_str().unwrap_or("") != "")
+        v["push_list"].as_array().unwrap().iter().all(|p| {
+            p[5]["bytes"].as_u64().unwrap_or(0) > 0 && !p[3].as_str().unwrap_or("").is_empty()
+        })
     });
     let list = c.api(&serde_json::json!({"push_list": true}));
     for p in list["push_list"].as_array().unwrap() {
