@@ -563,3 +563,79 @@ fn unopenable_target_is_one_error() {
     assert_eq!(errors, 1, "{}", v["log"]);
     assert_eq!(v["push_list"].as_array().unwrap().len(), 1, "{v}");
 }
+
+/// Mounts a 5 MB tmpfs on `dir` (root, or passwordless sudo); unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path) -> Tmpfs {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut cmd = if root {
+            Command::new("mount")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "mount"]);
+            c
+        };
+        let st = cmd
+            .args(["-t", "tmpfs", "-o", "size=5m,mode=0777", "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "this test mounts a 5 MB tmpfs: it needs root or passwordless sudo"
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = Command::new("sudo")
+            .args(["-n", "umount"])
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A 5 MB tmpfs filling up mid-recording (ENOSPC): every recorder exits with code 4 and leaves
+/// a file ffprobe reads; the progressive MP4 still gets its moov (kept room past the end).
+#[test]
+fn full_disk_leaves_valid_files() {
+    let _g = serial();
+    let c = Controller::start(serde_json::json!({}));
+    let dir = TempDir::new("tmpfs");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _fs = Tmpfs::mount(&mnt);
+    let _a = publish(&c.publish_url("live+d"), "640x480", 60);
+    wait_stream(&c, "live+d");
+    let mut procs = Vec::new();
+    for (out, ext) in [
+        ("MistOutEBML", "mkv"),
+        ("MistOutTS", "ts"),
+        ("MistOutFLV", "flv"),
+        ("MistOutMP4", "mp4"),
+    ] {
+        let target = format!("{}/d.{ext}", mnt.display());
+        let child = recorder(&c, out, "live+d", &target, &[]).spawn().unwrap();
+        procs.push((ext, target, Proc(child)));
+    }
+    for (ext, target, p) in &mut procs {
+        assert_eq!(wait_exit(p, Duration::from_secs(60)), Some(4), "{ext}");
+        let pr = probe(Path::new(target));
+        assert!(
+            pr.decode_errors.is_empty(),
+            "{target}: {}",
+            pr.decode_errors
+        );
+        assert!(pr.duration > 1.0, "{target}: duration {}", pr.duration);
+        assert!(pr.streams.contains(&"h264".to_string()), "{target}");
+    }
+}

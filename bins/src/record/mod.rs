@@ -7,7 +7,7 @@
 //!
 //! * Every unit (Matroska Cluster, FLV tag, TS packets, MP4 sample) is written whole with
 //!   `pwrite` at the end of what is known to be on disk; a failed write is cut off again.
-//! * 1 MiB past the end of the file is kept allocated (`fallocate` with `KEEP_SIZE`) so that the
+//! * 256 KiB past the end of the file is kept allocated (`fallocate` with `KEEP_SIZE`) so that the
 //!   index (Cues, moov) still fits when the disk fills up.
 //! * On SIGINT/SIGTERM, end of stream, `duration`/`recstop`, a track change, a split or a write
 //!   error the file gets its tail and patches (Duration, Cues, SeekHead, moov, FLV metadata) and
@@ -40,7 +40,7 @@ pub const EXIT_OPEN: i32 = 3;
 pub const EXIT_WRITE: i32 = 4;
 
 /// Bytes kept allocated past the end of the file for the index.
-const RESERVE: u64 = 1 << 20;
+const RESERVE: u64 = 256 << 10;
 
 /// Whether a push target is a recording file this module writes: not stdout, not a URL, not an
 /// `*-exec:` command, and with a known extension (after the parameters are taken off).
