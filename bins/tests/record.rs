@@ -639,3 +639,86 @@ fn full_disk_leaves_valid_files() {
         assert!(pr.streams.contains(&"h264".to_string()), "{target}");
     }
 }
+
+/// push_start/push_stop with PUSH_END's payload lines; SIGTERM of the controller finishes the
+/// recordings it runs; the auto-push rules are back after a restart.
+#[test]
+fn push_start_stop_push_end_and_restart() {
+    let _g = serial();
+    let mut c = Controller::start(serde_json::json!({}));
+    let dir = TempDir::new("pstart");
+    let ends = dir.path().join("ends");
+    std::fs::create_dir_all(&ends).unwrap();
+    let trig = dir.path().join("push_end.sh");
+    std::fs::write(
+        &trig,
+        format!("#!/bin/sh\ncat > '{}/end.'$$\n", ends.display()),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&trig).status().unwrap();
+    c.api(&serde_json::json!({"config": {"triggers": {
+        "PUSH_END": [{"handler": trig.to_str().unwrap(), "sync": false}]
+    }}}));
+    let auto = format!("{}/auto/$wildcard.ts", dir.path().display());
+    c.api(&serde_json::json!({"push_auto_add": {"stream": "live+", "target": auto}}));
+    let _a = publish(&c.publish_url("live+p"), "320x240", 60);
+    wait_stream(&c, "live+p");
+    let manual = format!("{}/manual.mkv", dir.path().display());
+    let v = c.api(&serde_json::json!({"push_start": ["live+p", manual]}));
+    assert!(v.get("push_start_error").is_none(), "{v}");
+    wait_for("two pushes writing", Duration::from_secs(20), || {
+        let v = c.api(&serde_json::json!({"push_list": true}));
+        let l = v["push_list"].as_array().unwrap();
+        l.len() == 2 && l.iter().all(|p| p[5]["bytes"].as_u64().unwrap_or(0) > 0)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let v = c.api(&serde_json::json!({"push_list": true}));
+    let m = v["push_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[2] == manual.as_str())
+        .unwrap()
+        .clone();
+    c.api(&serde_json::json!({"push_stop": [m[0].clone()]}));
+    wait_for("PUSH_END", Duration::from_secs(20), || {
+        files_in(&ends).len() == 1
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let payload = std::fs::read_to_string(&files_in(&ends)[0]).unwrap();
+    let lines: Vec<&str> = payload.split('\n').collect();
+    assert_eq!(lines.len(), 6, "{payload:?}");
+    assert_eq!(lines[0], m[5]["id"].to_string(), "{payload:?}");
+    assert_eq!(lines[1], "live+p");
+    assert_eq!(lines[2], manual);
+    assert_eq!(lines[3], manual);
+    let logs: serde_json::Value = serde_json::from_str(lines[4]).unwrap();
+    assert!(logs.is_array(), "{payload:?}");
+    let status: serde_json::Value = serde_json::from_str(lines[5]).unwrap();
+    assert_eq!(status["state"], "finished", "{payload:?}");
+    assert!(status["bytes"].as_u64().unwrap() > 0, "{payload:?}");
+    let p = probe(Path::new(&manual));
+    assert!(p.duration > 2.0 && p.decode_errors.is_empty(), "{manual}");
+
+    // SIGTERM of the controller: the auto recording is finished, the rule is saved.
+    c.api(&serde_json::json!({"save": true}));
+    sig(&c.proc, "TERM");
+    wait_exit(&mut c.proc, Duration::from_secs(30));
+    let ts = dir.path().join("auto/p.ts");
+    let p = probe(&ts);
+    assert!(p.duration > 2.0 && p.decode_errors.is_empty(), "{ts:?}");
+    let child = Command::new(env!("CARGO_BIN_EXE_MistController"))
+        .arg("-c")
+        .arg(&c.config)
+        .env("MIST_SHM_DIR", &c.shm)
+        .env("MIST_CONTROL", c.dir.path().join("control.sock"))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.proc = Proc(child);
+    assert!(common::wait_port(c.api, Duration::from_secs(10)));
+    let v = c.api(&serde_json::json!({"push_auto_list": true}));
+    let rules = v["auto_push"].as_object().unwrap();
+    assert_eq!(rules.len(), 1, "{v}");
+    assert_eq!(rules.values().next().unwrap()["target"], auto.as_str());
+}
