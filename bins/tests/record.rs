@@ -176,6 +176,7 @@ fn duration_recordings_in_every_format() {
             ("MistOutTS", "ts"),
             ("MistOutFLV", "flv"),
             ("MistOutMP4", "mp4"),
+            ("MistOutMP4", "fmp4"),
         ] {
             let target = format!("{}/$wildcard/$datetime.{ext}", dir.path().display());
             let child = recorder(&c, out, stream, &target, &["--duration", "6"])
@@ -192,14 +193,14 @@ fn duration_recordings_in_every_format() {
         );
     }
     let files = files_in(dir.path());
-    assert_eq!(files.len(), 8, "{files:?}");
+    assert_eq!(files.len(), 10, "{files:?}");
     for who in ["alice", "bob"] {
         assert_eq!(
             files
                 .iter()
                 .filter(|f| f.parent().unwrap().ends_with(who))
                 .count(),
-            4
+            5
         );
     }
     for f in &files {

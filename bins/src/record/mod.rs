@@ -9,6 +9,8 @@
 //!   `pwrite` at the end of what is known to be on disk; a failed write is cut off again.
 //! * 256 KiB past the end of the file is kept allocated (`fallocate` with `KEEP_SIZE`) so that the
 //!   index (Cues, moov) still fits when the disk fills up.
+//! * Data is flushed to the disk (`fdatasync`) every 2 s, so a power loss keeps all but the
+//!   last seconds.
 //! * On SIGINT/SIGTERM, end of stream, `duration`/`recstop`, a track change, a split or a write
 //!   error the file gets its tail and patches (Duration, Cues, SeekHead, moov, FLV metadata) and
 //!   is fsync'd.
@@ -38,6 +40,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const EXIT_OPEN: i32 = 3;
 /// Exit code: a write failed; the file was finalised up to its last complete unit.
 pub const EXIT_WRITE: i32 = 4;
+
+/// How often what was written is flushed to the disk (`fdatasync`).
+const SYNC_EVERY: Duration = Duration::from_secs(2);
 
 /// Bytes kept allocated past the end of the file for the index.
 const RESERVE: u64 = 256 << 10;
@@ -80,6 +85,7 @@ struct FileOut {
     /// Bytes known to be on disk (the end of the last complete unit).
     written: u64,
     reserved_to: u64,
+    synced: Instant,
 }
 
 impl FileOut {
@@ -100,6 +106,7 @@ impl FileOut {
             path: path.to_string(),
             written,
             reserved_to: written,
+            synced: Instant::now(),
         };
         o.reserve();
         Ok(o)
@@ -135,6 +142,11 @@ impl FileOut {
         }
         self.written += b.len() as u64;
         self.reserve();
+        // What is written reaches the disk within a few seconds (power loss).
+        if self.synced.elapsed() >= SYNC_EVERY {
+            self.synced = Instant::now();
+            self.f.sync_data()?;
+        }
         Ok(())
     }
 

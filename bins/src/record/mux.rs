@@ -94,20 +94,31 @@ pub fn for_kind(kind: Kind, tracks: &[Track]) -> Result<Box<dyn FileMux>, String
         Kind::Mkv | Kind::Webm => Box::new(MkvRec::new(tracks, kind == Kind::Webm)?),
         Kind::Flv => Box::new(FlvRec::new(tracks)),
         Kind::Mp4 => Box::new(Mp4Rec::new(tracks)?),
-        other => Box::new(Stream(other.format().muxer(tracks)?)),
+        other => Box::new(Stream(
+            other.format().muxer(tracks)?,
+            other == Kind::Fmp4,
+            None,
+        )),
     })
 }
 
 // ---- formats without an index: TS, fragmented MP4, ADTS, MP3 ----
 
-/// A live muxer written as is: every unit stands alone.
-struct Stream(Box<dyn Mux>);
+/// A live muxer written as is: every unit stands alone. `zero`: the file starts at time 0
+/// (fragmented MP4; TS keeps the stream's times, so split files follow on).
+struct Stream(Box<dyn Mux>, bool, Option<i64>);
 
 impl FileMux for Stream {
     fn header(&mut self) -> Vec<u8> {
         self.0.header().concat()
     }
     fn frame(&mut self, f: &Frame, main_key: bool) -> Vec<u8> {
+        if self.1 {
+            let first = *self.2.get_or_insert(f.dts);
+            let mut g = f.clone();
+            g.dts -= first;
+            return self.0.frame(&g, main_key).chunks.concat();
+        }
         self.0.frame(f, main_key).chunks.concat()
     }
     fn committed(&mut self) {}
