@@ -641,7 +641,7 @@ fn full_disk_leaves_valid_files() {
     }
 }
 
-/// push_start/push_stop with PUSH_END's payload lines; SIGTERM of the controller finishes the
+/// push_start/push_stop with PUSH_END's payload lines, PUSH_OUT_START rewriting a target; SIGTERM of the controller finishes the
 /// recordings it runs; the auto-push rules are back after a restart.
 #[test]
 fn push_start_stop_push_end_and_restart() {
@@ -657,8 +657,17 @@ fn push_start_stop_push_end_and_restart() {
     )
     .unwrap();
     Command::new("chmod").arg("+x").arg(&trig).status().unwrap();
+    // PUSH_OUT_START rewrites .mkv targets to …-rw.mkv.
+    let rw = dir.path().join("push_out_start.sh");
+    std::fs::write(
+        &rw,
+        "#!/bin/sh\nread s; read t\ncase \"$t\" in *.mkv) echo \"${t%.mkv}-rw.mkv\";; *) printf '%s' \"$t\";; esac\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&rw).status().unwrap();
     c.api(&serde_json::json!({"config": {"triggers": {
-        "PUSH_END": [{"handler": trig.to_str().unwrap(), "sync": false}]
+        "PUSH_END": [{"handler": trig.to_str().unwrap(), "sync": false}],
+        "PUSH_OUT_START": [{"handler": rw.to_str().unwrap(), "sync": true}]
     }}}));
     let auto = format!("{}/auto/$wildcard.ts", dir.path().display());
     c.api(&serde_json::json!({"push_auto_add": {"stream": "live+", "target": auto}}));
@@ -691,15 +700,18 @@ fn push_start_stop_push_end_and_restart() {
     assert_eq!(lines.len(), 6, "{payload:?}");
     assert_eq!(lines[0], m[5]["id"].to_string(), "{payload:?}");
     assert_eq!(lines[1], "live+p");
+    let used = format!("{}/manual-rw.mkv", dir.path().display());
     assert_eq!(lines[2], manual);
-    assert_eq!(lines[3], manual);
+    assert_eq!(lines[3], used);
+    assert_eq!(m[3], used.as_str());
     let logs: serde_json::Value = serde_json::from_str(lines[4]).unwrap();
     assert!(logs.is_array(), "{payload:?}");
     let status: serde_json::Value = serde_json::from_str(lines[5]).unwrap();
     assert_eq!(status["state"], "finished", "{payload:?}");
     assert!(status["bytes"].as_u64().unwrap() > 0, "{payload:?}");
-    let p = probe(Path::new(&manual));
-    assert!(p.duration > 2.0 && p.decode_errors.is_empty(), "{manual}");
+    assert!(!Path::new(&manual).exists());
+    let p = probe(Path::new(&used));
+    assert!(p.duration > 2.0 && p.decode_errors.is_empty(), "{used}");
 
     // SIGTERM of the controller: the auto recording is finished, the rule is saved.
     c.api(&serde_json::json!({"save": true}));

@@ -31,6 +31,8 @@ pub struct Push {
     pub stream: String,
     /// The target as given (with `$variables` and parameters).
     pub target: String,
+    /// The target PUSH_OUT_START gave instead.
+    pub rewritten: Option<String>,
     /// The file being written, as the process last reported it.
     pub actual: String,
     /// The auto-push rule that made it.
@@ -48,8 +50,14 @@ pub struct Push {
     pub stopping: bool,
 }
 
-#[derive(Default)]
+type TriggerAnswer = (u64, Option<String>);
+
 pub struct Pushes {
+    /// PUSH_OUT_START answers from their threads: (push id, answer).
+    trig: (
+        std::sync::mpsc::Sender<TriggerAnswer>,
+        std::sync::mpsc::Receiver<TriggerAnswer>,
+    ),
     pub list: Vec<Push>,
     next_id: u64,
     last_scan: Option<Instant>,
@@ -59,6 +67,20 @@ pub struct Pushes {
     second: Option<(Instant, u32)>,
     /// When each rule was added (for `wait` on streams already active).
     rule_seen: HashMap<String, Instant>,
+}
+
+impl Default for Pushes {
+    fn default() -> Pushes {
+        Pushes {
+            trig: std::sync::mpsc::channel(),
+            list: Vec::new(),
+            next_id: 0,
+            last_scan: None,
+            active: HashMap::new(),
+            second: None,
+            rule_seen: HashMap::new(),
+        }
+    }
 }
 
 /// Fires a trigger whose answer is ignored (the trigger engine's entry point for pushes).
@@ -297,9 +319,65 @@ impl Pushes {
     }
 }
 
+/// Starts a push: through PUSH_OUT_START first when a handler is configured (run off the
+/// loop; its answer rewrites the target, an empty answer aborts), else at once.
+fn launch(ctl: &mut Controller, p: &mut Push) {
+    let t = &ctl.cfg.config.triggers;
+    if !mist_core::triggers::exists(t, "PUSH_OUT_START", Some(&p.stream)) {
+        spawn(ctl, p);
+        return;
+    }
+    p.state = "trigger";
+    p.retry_at = None;
+    let (t, id, stream, target) = (t.clone(), p.id, p.stream.clone(), p.target.clone());
+    let tx = ctl.pushes.trig.0.clone();
+    let waker = ctl.spawner.waker.clone();
+    std::thread::spawn(move || {
+        let payload = mist_core::triggers::payload(&[&stream, &target]);
+        let out = mist_core::triggers::fire(&t, "PUSH_OUT_START", Some(&stream), &payload);
+        let _ = tx.send((id, out.answer));
+        let _ = waker.wake();
+    });
+}
+
+/// PUSH_OUT_START answers that came back.
+fn trigger_answers(ctl: &mut Controller, wait: Duration) {
+    while let Ok((id, answer)) = ctl.pushes.trig.1.try_recv() {
+        let Some(i) = ctl.pushes.list.iter().position(|p| p.id == id) else {
+            continue;
+        };
+        let mut p = std::mem::replace(&mut ctl.pushes.list[i], new_push_placeholder());
+        match answer {
+            Some(a) if a.trim().is_empty() => {
+                p.state = "error";
+                p.error = "aborted by PUSH_OUT_START".into();
+                info!("push {} of {}: {}", p.id, p.stream, p.error);
+                p.done_at = Some(Instant::now());
+                if p.rule.is_some() {
+                    p.backoff = (p.backoff * 2).clamp(wait.max(Duration::from_secs(1)), RETRY_MAX);
+                    p.retry_at = Some(Instant::now() + p.backoff);
+                }
+            }
+            Some(a) => {
+                let a = a.trim();
+                if a != p.target {
+                    info!(
+                        "push {} of {}: PUSH_OUT_START rewrote the target to {a}",
+                        p.id, p.stream
+                    );
+                    p.rewritten = Some(a.to_string());
+                }
+                spawn(ctl, &mut p);
+            }
+            None => spawn(ctl, &mut p),
+        }
+        ctl.pushes.list[i] = p;
+    }
+}
+
 /// Starts the process of a push (a new one, or a retry).
 fn spawn(ctl: &mut Controller, p: &mut Push) {
-    let Some((bin, target)) = output_for(ctl, &p.target) else {
+    let Some((bin, target)) = output_for(ctl, p.rewritten.as_deref().unwrap_or(&p.target)) else {
         p.state = "error";
         p.error = format!("no output can push to {}", p.target);
         if p.logs.last() != Some(&p.error) {
@@ -335,6 +413,7 @@ fn spawn(ctl: &mut Controller, p: &mut Push) {
     };
     let mut env = ctl.spawner.env.clone();
     env.push(("MST_ORIG_TARGET".into(), p.target.clone()));
+    p.rewritten = None;
     env.push(("MIST_VARIABLES".into(), variables_env(ctl)));
     let sp = super::children::Spawner {
         env,
@@ -369,6 +448,7 @@ fn new_push(ctl: &mut Controller, stream: &str, target: &str, rule: Option<Strin
         id: ctl.pushes.next_id,
         stream: stream.to_string(),
         target: target.to_string(),
+        rewritten: None,
         actual: String::new(),
         rule,
         proc: None,
@@ -418,7 +498,7 @@ pub fn start(ctl: &mut Controller, arg: &Value) -> Result<(), String> {
     };
     for s in streams {
         let mut p = new_push(ctl, &s, target, None);
-        spawn(ctl, &mut p);
+        launch(ctl, &mut p);
         ctl.pushes.list.push(p);
     }
     Ok(())
@@ -544,6 +624,7 @@ pub fn recording_end(ctl: &mut Controller, arg: &Value) {
 pub fn tick(ctl: &mut Controller) {
     let now = Instant::now();
     let (wait, maxspeed) = settings(ctl);
+    trigger_answers(ctl, wait);
     // Reap.
     let mut ended = Vec::new();
     for p in ctl.pushes.list.iter_mut() {
@@ -637,6 +718,7 @@ pub fn tick(ctl: &mut Controller) {
     // Forget auto-pushes of streams that went away, of removed rules, and old finished ones.
     ctl.pushes.list.retain(|p| {
         p.proc.is_some()
+            || p.state == "trigger"
             || match &p.rule {
                 Some(r) => !p.stopping && rules.contains_key(r) && active.contains(&p.stream),
                 None => p.done_at.is_some_and(|t| {
@@ -671,7 +753,7 @@ pub fn tick(ctl: &mut Controller) {
             break;
         }
         let mut p = std::mem::replace(&mut ctl.pushes.list[i], new_push_placeholder());
-        spawn(ctl, &mut p);
+        launch(ctl, &mut p);
         ctl.pushes.list[i] = p;
     }
     // Auto-pushes missing on active streams.
@@ -713,7 +795,7 @@ pub fn tick(ctl: &mut Controller) {
                 return;
             }
             let mut p = new_push(ctl, s, target, Some(id.clone()));
-            spawn(ctl, &mut p);
+            launch(ctl, &mut p);
             if p.proc.is_none() {
                 p.backoff = wait.max(Duration::from_secs(1));
                 p.retry_at = Some(now + p.backoff);
@@ -728,6 +810,7 @@ fn new_push_placeholder() -> Push {
         id: 0,
         stream: String::new(),
         target: String::new(),
+        rewritten: None,
         actual: String::new(),
         rule: None,
         proc: None,
