@@ -570,3 +570,29 @@ pub fn run(a: RecArgs) -> i32 {
     }
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_targets() {
+        assert!(is_file_target("/rec/$stream.mkv"));
+        assert!(is_file_target("/rec/a.ts?split=60&x=?"));
+        assert!(!is_file_target("-"));
+        assert!(!is_file_target("rtmp://h/app/key.flv"));
+        assert!(!is_file_target("ts-exec:ffmpeg -i - x.ts"));
+        assert!(!is_file_target("/rec/a.txt"));
+    }
+
+    #[test]
+    fn recording_end_lines() {
+        let p = recording_end_payload(
+            "live+a", "/r/a.mkv", "EBML", 10, 2, 100, 102, 500, 2500, 0, "done\nx",
+        );
+        assert_eq!(
+            p,
+            "live+a\n/r/a.mkv\nEBML\n10\n2\n100\n102\n2000\n500\n2500\n0\ndone x\n"
+        );
+    }
+}

@@ -414,3 +414,102 @@ impl FileMux for Mp4Rec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use mist_media::Codec;
+
+    fn tracks() -> Vec<Track> {
+        let mut a = Track::new(2, Codec::Aac);
+        a.init = Bytes::from_static(&[0x12, 0x10]);
+        a.rate = 44100;
+        a.channels = 2;
+        vec![a]
+    }
+
+    fn frames() -> Vec<Frame> {
+        (0..50)
+            .map(|i| Frame {
+                track: 2,
+                dts: 1000 + i * 23,
+                pts_offset: 0,
+                keyframe: true,
+                data: Bytes::from_static(&[0x21, 0x10, 0x05]),
+            })
+            .collect()
+    }
+
+    /// Writes a file as the recorder does; `lose_last`: the last unit does not reach the disk.
+    fn record(kind: Kind, lose_last: bool) -> Vec<u8> {
+        let mut m = for_kind(kind, &tracks()).unwrap();
+        let mut file = m.header();
+        m.committed();
+        let fs = frames();
+        for (i, f) in fs.iter().enumerate() {
+            let u = m.frame(f, i == 0);
+            if lose_last && i == fs.len() - 1 {
+                break;
+            }
+            file.extend_from_slice(&u);
+            m.committed();
+        }
+        let fin = m.finish(lose_last);
+        file.extend_from_slice(&fin.tail);
+        for (at, b) in fin.patches {
+            file[at as usize..at as usize + b.len()].copy_from_slice(&b);
+        }
+        file
+    }
+
+    #[test]
+    fn flv_metadata_gets_duration_and_filesize() {
+        use mist_media::amf0::Amf0;
+        for lose in [false, true] {
+            let file = record(Kind::Flv, lose);
+            // The onMetaData tag follows the 13-byte file header and its 11-byte tag header.
+            let body = &file[13 + 11..];
+            let (_, n) = Amf0::decode(body).unwrap();
+            let (meta, _) = Amf0::decode(&body[n..]).unwrap();
+            let dur = meta.get("duration").and_then(Amf0::as_f64).unwrap();
+            let size = meta.get("filesize").and_then(Amf0::as_f64).unwrap();
+            assert_eq!(size as usize, file.len(), "lose {lose}");
+            let want = if lose {
+                48.0 * 23.0 + 23.0
+            } else {
+                49.0 * 23.0 + 23.0
+            };
+            assert!((dur - want / 1000.0).abs() < 1e-9, "lose {lose}: {dur}");
+        }
+    }
+
+    #[test]
+    fn mkv_duration_and_index() {
+        let file = record(Kind::Mkv, false);
+        let mut d = mist_media::ebml::reader::Demuxer::new();
+        d.push(&file);
+        d.finish();
+        let mut n = 0;
+        while let Some(e) = d.poll().unwrap() {
+            n += matches!(e, mist_media::ebml::reader::MkvEvent::Frame(_)) as usize;
+        }
+        assert_eq!(n, 50);
+        // Times start at 0: 50 frames 23 ms apart.
+        assert_eq!(d.duration_ms(), Some(50.0 * 23.0));
+        assert!(!d.cue_points().is_empty());
+        // Lost tail: the Duration covers the Clusters on disk only.
+        let file = record(Kind::Mkv, true);
+        let at = find_duration(&file).unwrap() as usize;
+        let dur = f64::from_be_bytes(file[at..at + 8].try_into().unwrap());
+        assert!(dur < 50.0 * 23.0, "{dur}");
+    }
+
+    #[test]
+    fn extensions() {
+        assert_eq!(Kind::from_path("/a/b.MKV"), Some(Kind::Mkv));
+        assert_eq!(Kind::from_path("/a/b.fmp4"), Some(Kind::Fmp4));
+        assert_eq!(Kind::from_path("/a/b"), None);
+        assert!(Kind::Ts.appendable() && !Kind::Mp4.appendable());
+    }
+}
