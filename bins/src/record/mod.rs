@@ -578,7 +578,7 @@ mod tests {
     #[test]
     fn file_targets() {
         assert!(is_file_target("/rec/$stream.mkv"));
-        assert!(is_file_target("/rec/a.ts?split=60&x=?"));
+        assert!(is_file_target("/rec/a.ts?split=60&append"));
         assert!(!is_file_target("-"));
         assert!(!is_file_target("rtmp://h/app/key.flv"));
         assert!(!is_file_target("ts-exec:ffmpeg -i - x.ts"));
