@@ -94,11 +94,14 @@ pub fn for_kind(kind: Kind, tracks: &[Track]) -> Result<Box<dyn FileMux>, String
         Kind::Mkv | Kind::Webm => Box::new(MkvRec::new(tracks, kind == Kind::Webm)?),
         Kind::Flv => Box::new(FlvRec::new(tracks)),
         Kind::Mp4 => Box::new(Mp4Rec::new(tracks)?),
-        other => Box::new(Stream(
-            other.format().muxer(tracks)?,
-            other == Kind::Fmp4,
-            None,
-        )),
+        Kind::Fmp4 => Box::new(Fmp4Rec {
+            s: Stream(Kind::Fmp4.format().muxer(tracks)?, true, None),
+            offset: 0,
+            pending: 0,
+            frags: Vec::new(),
+            pending_frags: Vec::new(),
+        }),
+        other => Box::new(Stream(other.format().muxer(tracks)?, false, None)),
     })
 }
 
@@ -130,6 +133,135 @@ impl FileMux for Stream {
                 self.0.flush().chunks.concat()
             },
             ..Finish::default()
+        }
+    }
+}
+
+// ---- fragmented MP4 with an `mfra` index ----
+
+/// Fragmented MP4: every fragment stands alone (a file cut off plays up to its last whole
+/// fragment); the close appends `mfra` (a `tfra` per track: time and offset of each fragment).
+struct Fmp4Rec {
+    s: Stream,
+    /// File offset of the next unit; of the unit handed out last.
+    offset: u64,
+    pending: u64,
+    /// (track id, decode time in track ticks, moof offset) of the fragments on disk.
+    frags: Vec<(u32, u64, u64)>,
+    pending_frags: Vec<(u32, u64, u64)>,
+}
+
+/// (track id, tfdt time) of every `traf` of the `moof`s in `unit`.
+fn frag_times(unit: &[u8]) -> Vec<(u32, u64, u64)> {
+    use mist_media::mp4::Boxes;
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    for b in Boxes::new(unit) {
+        let Ok((t, body)) = b else { break };
+        let start = at;
+        at += (body.as_ptr() as usize - unit[at as usize..].as_ptr() as usize + body.len()) as u64;
+        if &t != b"moof" {
+            continue;
+        }
+        for tb in Boxes::new(body) {
+            let Ok((tt, traf)) = tb else { break };
+            if &tt != b"traf" {
+                continue;
+            }
+            let (mut id, mut time) = (None, None);
+            for x in Boxes::new(traf) {
+                let Ok((xt, xb)) = x else { break };
+                match &xt {
+                    b"tfhd" if xb.len() >= 8 => {
+                        id = Some(u32::from_be_bytes([xb[4], xb[5], xb[6], xb[7]]))
+                    }
+                    b"tfdt" if xb.len() >= 12 && xb[0] == 1 => {
+                        time = xb[4..12].try_into().ok().map(u64::from_be_bytes)
+                    }
+                    b"tfdt" if xb.len() >= 8 => {
+                        time = Some(u32::from_be_bytes([xb[4], xb[5], xb[6], xb[7]]) as u64)
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(i), Some(t)) = (id, time) {
+                out.push((i, t, start));
+            }
+        }
+    }
+    out
+}
+
+fn mp4_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut b = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+    b.extend_from_slice(kind);
+    b.extend_from_slice(body);
+    b
+}
+
+impl FileMux for Fmp4Rec {
+    fn header(&mut self) -> Vec<u8> {
+        let h = self.s.header();
+        self.pending = h.len() as u64;
+        h
+    }
+    fn frame(&mut self, f: &Frame, main_key: bool) -> Vec<u8> {
+        let u = self.s.frame(f, main_key);
+        self.pending_frags = frag_times(&u)
+            .into_iter()
+            .map(|(i, t, at)| (i, t, self.offset + at))
+            .collect();
+        self.pending = self.offset + u.len() as u64;
+        u
+    }
+    fn committed(&mut self) {
+        self.offset = self.pending;
+        self.frags.append(&mut self.pending_frags);
+    }
+    fn finish(&mut self, lost: bool) -> Finish {
+        let mut tail = Vec::new();
+        if !lost {
+            tail = self.s.finish(false).tail;
+            for (i, t, at) in frag_times(&tail) {
+                self.frags.push((i, t, self.offset + at));
+            }
+        }
+        let mut ids: Vec<u32> = self.frags.iter().map(|f| f.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut body = Vec::new();
+        for id in ids {
+            let entries: Vec<_> = self.frags.iter().filter(|f| f.0 == id).collect();
+            let mut t = vec![1, 0, 0, 0]; // version 1, flags 0
+            t.extend_from_slice(&id.to_be_bytes());
+            t.extend_from_slice(&0u32.to_be_bytes()); // 1-byte traf/trun/sample numbers
+            t.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+            for (_, time, at) in entries {
+                t.extend_from_slice(&time.to_be_bytes());
+                t.extend_from_slice(&at.to_be_bytes());
+                t.extend_from_slice(&[1, 1, 1]);
+            }
+            body.extend_from_slice(&mp4_box(b"tfra", &t));
+        }
+        // mfro: the size of the whole mfra, so a reader finds it from the end.
+        let mfra_len = (8 + body.len() + 16) as u32;
+        let mut mfro = vec![0, 0, 0, 0];
+        mfro.extend_from_slice(&mfra_len.to_be_bytes());
+        body.extend_from_slice(&mp4_box(b"mfro", &mfro));
+        let mfra = mp4_box(b"mfra", &body);
+        if lost {
+            // The fragments on disk still play; the index goes where the lost one was.
+            return Finish {
+                tail: mfra,
+                patches: Vec::new(),
+                patches_without_tail: Vec::new(),
+            };
+        }
+        tail.extend_from_slice(&mfra);
+        Finish {
+            tail,
+            patches: Vec::new(),
+            patches_without_tail: Vec::new(),
         }
     }
 }
@@ -503,6 +635,35 @@ mod tests {
         let at = find_duration(&file).unwrap() as usize;
         let dur = f64::from_be_bytes(file[at..at + 8].try_into().unwrap());
         assert!(dur < 50.0 * 23.0, "{dur}");
+    }
+
+    #[test]
+    fn fmp4_gets_mfra() {
+        let file = record(Kind::Fmp4, false);
+        let moofs: Vec<usize> = file
+            .windows(4)
+            .enumerate()
+            .filter(|(_, w)| w == b"moof")
+            .map(|(i, _)| i - 4)
+            .collect();
+        assert!(!moofs.is_empty());
+        let n = file.len();
+        assert_eq!(&file[n - 12..n - 8], b"mfro");
+        let mfra_len = u32::from_be_bytes(file[n - 4..].try_into().unwrap()) as usize;
+        let mfra = &file[n - mfra_len..];
+        assert_eq!(&mfra[4..8], b"mfra");
+        assert_eq!(&mfra[12..16], b"tfra");
+        let count = u32::from_be_bytes(mfra[16 + 12..16 + 16].try_into().unwrap()) as usize;
+        assert_eq!(count, moofs.len());
+        // Each entry: time (8), moof offset (8), three 1-byte numbers.
+        for (k, m) in moofs.iter().enumerate() {
+            let e = 16 + 16 + k * 19;
+            let at = u64::from_be_bytes(mfra[e + 8..e + 16].try_into().unwrap());
+            assert_eq!(at as usize, *m);
+        }
+        // The lost case still ends with an index of the fragments on disk.
+        let file = record(Kind::Fmp4, true);
+        assert_eq!(&file[file.len() - 12..file.len() - 8], b"mfro");
     }
 
     #[test]
