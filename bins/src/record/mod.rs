@@ -18,9 +18,9 @@
 //!   the current one, its name from the target with the `$variables` evaluated again.
 //!
 //! Exit codes: 0 the recording is complete (stream ended, duration/recstop reached, signal);
-//! 1 the stream does not exist or cannot be recorded in this format; 2 usage error; 3 the target
-//! cannot be opened; 4 a write failed (disk full, file size limit, I/O error): the file was
-//! finalised up to the last complete unit.
+//! 1 the stream does not exist, cannot be recorded in this format, or ended before a keyframe;
+//! 2 usage error; 3 the target cannot be opened; 4 a write failed (disk full, file size limit,
+//! I/O error): the file was finalised up to the last complete unit.
 
 pub mod mux;
 
@@ -339,6 +339,9 @@ pub fn run(a: RecArgs) -> i32 {
         while unix_now() < at && !a.stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
         }
+        if matches!(mist_shm::stream_status(&name), Ok(s) if s.live) {
+            reader.seek_live();
+        }
     }
     let started = Instant::now();
     let selection = |r: &StreamReader| -> Vec<Track> {
@@ -565,8 +568,9 @@ pub fn run(a: RecArgs) -> i32 {
     if let Some(r) = rec.take() {
         finish_file(r, End::Done, false, 0);
     }
-    if files == 0 && code == 0 {
-        mist_core::warn!("stream {name}: nothing was recorded");
+    if files == 0 && code == 0 && !a.stop.load(Ordering::Relaxed) {
+        mist_core::error!("stream {name}: nothing was recorded (no keyframe before its end)");
+        return 1;
     }
     code
 }
