@@ -248,7 +248,8 @@ pub fn recording_end_payload(
 }
 
 /// Tells the controller (if any) that a file is done, for RECORDING_END and push_list.
-fn report_end(stream: &str, payload: &str) {
+/// `stopping`: on SIGTERM (the controller may be shutting down and not answer), wait briefly.
+fn report_end(stream: &str, payload: &str, stopping: bool) {
     if mist_core::control::socket_path().is_none() {
         return;
     }
@@ -257,7 +258,8 @@ fn report_end(stream: &str, payload: &str) {
             "recording_end": {"stream": stream, "payload": payload, "pid": std::process::id()}
         }),
     };
-    if let Err(e) = mist_core::control::request(&req, Duration::from_secs(5)) {
+    let timeout = Duration::from_millis(if stopping { 500 } else { 5000 });
+    if let Err(e) = mist_core::control::request(&req, timeout) {
         mist_core::debug!("recording end not reported: {e}");
     }
 }
@@ -415,7 +417,7 @@ pub fn run(a: RecArgs) -> i32 {
             code,
             text,
         );
-        report_end(&name, &payload);
+        report_end(&name, &payload, a.stop.load(Ordering::Relaxed));
     };
     let open_file = |tracks: &[Track]| -> Result<Rec, i32> {
         let path = expand(&template, &vars_for(()), &LocalTime::now());
