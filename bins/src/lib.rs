@@ -3,5 +3,6 @@
 //! VoD file input behind MistInMP4, MistInTS, MistInFLV and MistInEBML.
 
 pub mod http_out;
+pub mod record;
 pub mod util;
 pub mod vod_input;

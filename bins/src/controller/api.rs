@@ -140,14 +140,23 @@ pub fn handle(
                 out.insert("version".into(), json!(super::version_string()));
             }
             "push_list" => {
-                out.insert("push_list".into(), json!([]));
+                out.insert("push_list".into(), super::push::list(ctl));
             }
-            "push_auto_list" => {
-                out.insert(
-                    "push_auto_list".into(),
-                    ctl.cfg.autopushes.clone().unwrap_or_else(|| json!([])),
-                );
+            "push_start" => {
+                if let Err(e) = super::push::start(ctl, arg) {
+                    out.insert("push_start_error".into(), json!(e));
+                }
+                out.insert("push_list".into(), super::push::list(ctl));
             }
+            "push_stop" | "push_stop_graceful" => {
+                super::push::stop(ctl, arg);
+                out.insert("push_list".into(), super::push::list(ctl));
+            }
+            "push_auto_list" => out.extend(super::push::auto_list(ctl)),
+            "push_auto_add" => out.extend(super::push::auto_add(ctl, arg)),
+            "push_auto_remove" => out.extend(super::push::auto_remove(ctl, arg)),
+            "push_status_update" => super::push::status_update(ctl, arg),
+            "recording_end" => super::push::recording_end(ctl, arg),
             "push_settings" => {
                 if let Some(set) = arg.as_object() {
                     let mut cur = ctl

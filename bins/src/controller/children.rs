@@ -23,6 +23,8 @@ pub enum Role {
     Protocol(String),
     /// The input of a stream.
     Input(String),
+    /// A push process (supervised by `controller::push`, not by the [`Supervisor`]).
+    Push(u64),
 }
 
 /// A line a child wrote on stderr.

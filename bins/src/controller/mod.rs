@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod notify;
 pub mod paths;
+pub mod push;
 pub mod server;
 
 use children::{Role, Spawner, Supervisor};
@@ -226,6 +227,8 @@ pub struct Controller {
     /// The source and stream config each running input was started with (to start a buffer
     /// again whose publisher outlived it).
     pub input_sources: HashMap<String, (String, Value)>,
+    /// Pushes and recordings (controller::push).
+    pub pushes: push::Pushes,
 }
 
 impl Controller {

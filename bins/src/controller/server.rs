@@ -287,6 +287,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         trig_tx,
         stop_fired: false,
         input_sources: HashMap::new(),
+        pushes: Default::default(),
     };
     if ctl.apply_account_opt() {
         info!("account from --account set");
@@ -348,6 +349,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             &serde_json::to_string(p).unwrap_or_default(),
         );
     }
+    super::push::shutdown(&mut ctl, super::STOP_GRACE);
     info!("stopping {} children", ctl.sup.children.len());
     ctl.sup.stop_all(super::STOP_GRACE);
     if let Some(list) = ctl.shm_streams() {
@@ -468,6 +470,7 @@ impl App for Server {
                 (_, None) => info!("{name} (pid {pid}) stopped: {how}"),
             }
         }
+        super::push::tick(ctl);
         answer_pending(ctl, conns);
         // Config file sync.
         if ctl.write_mode

@@ -43,6 +43,21 @@ struct Args {
     /// Print the version and exit
     #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
     version: bool,
+    /// Recordings: seconds to record (of media time), then finish the file and exit 0
+    #[arg(long = "duration")]
+    duration: Option<u64>,
+    /// Recordings: start a new file every N seconds, at a keyframe ($variables re-evaluated)
+    #[arg(long = "split")]
+    split: Option<u64>,
+    /// Recordings: media time (ms) to start at
+    #[arg(long = "recstart")]
+    recstart: Option<i64>,
+    /// Recordings: media time (ms) to stop at
+    #[arg(long = "recstop")]
+    recstop: Option<i64>,
+    /// Recordings: append to an existing file (.ts, .aac, .mp3)
+    #[arg(long = "append")]
+    append: bool,
 }
 
 /// The capabilities of a per-format binary: served through MistOutHTTP (`deps: "HTTP"`).
@@ -144,6 +159,16 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
     };
     let wait = args.wait;
     let (video, audio) = (args.video, args.audio);
+    let rec_params = mist_core::push::PushParams {
+        video: video.clone(),
+        audio: audio.clone(),
+        duration: args.duration,
+        split: args.split,
+        recstart: args.recstart,
+        recstop: args.recstop,
+        append: args.append,
+        ..Default::default()
+    };
     let common = Common {
         stream: args.stream,
         target: args.target,
@@ -161,6 +186,17 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
+    // Files of a recording format: complete files whatever happens (crate::record).
+    if crate::record::is_file_target(&target) {
+        return crate::record::run(crate::record::RecArgs {
+            bin: bin.to_string(),
+            stream: name,
+            target,
+            params: rec_params,
+            wait,
+            stop,
+        });
+    }
     // A .webm target gets the WebM DocType (and only WebM codecs); .mkv stays Matroska.
     let format = match (format, target.rsplit('.').next()) {
         (Format::Mkv, Some(ext)) if ext.eq_ignore_ascii_case("webm") => Format::Webm,

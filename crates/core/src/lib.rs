@@ -6,4 +6,5 @@ pub mod control;
 pub mod log;
 pub mod names;
 pub mod proxy;
+pub mod push;
 pub mod triggers;
