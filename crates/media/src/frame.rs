@@ -65,9 +65,13 @@ impl Codec {
     pub fn kind(self) -> TrackKind {
         match self {
             Codec::H264 | Codec::Hevc | Codec::Av1 | Codec::Vp8 | Codec::Vp9 => TrackKind::Video,
-            Codec::Aac | Codec::Mp3 | Codec::Opus | Codec::Ac3 | Codec::Pcm | Codec::Alaw | Codec::Ulaw => {
-                TrackKind::Audio
-            },
+            Codec::Aac
+            | Codec::Mp3
+            | Codec::Opus
+            | Codec::Ac3
+            | Codec::Pcm
+            | Codec::Alaw
+            | Codec::Ulaw => TrackKind::Audio,
             Codec::Meta => TrackKind::Meta,
         }
     }

@@ -34,6 +34,9 @@ pub struct SessionDescription {
     pub media: Vec<MediaDescription>,
 }
 
+/// An `a=rtpmap:` entry: (payload type, encoding name, clock rate, channels).
+pub type RtpMap = (u8, String, u32, Option<u32>);
+
 /// One `m=` section.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MediaDescription {
@@ -48,7 +51,7 @@ pub struct MediaDescription {
     pub bandwidth_kbps: Option<u32>,
     pub control: Option<String>,
     /// `a=rtpmap:` entries: (payload type, encoding name, clock rate, channels).
-    pub rtpmap: Vec<(u8, String, u32, Option<u32>)>,
+    pub rtpmap: Vec<RtpMap>,
     /// `a=fmtp:` entries: (payload type, parameters as written).
     pub fmtp: Vec<(u8, String)>,
     /// Other attributes (name, value).
@@ -196,7 +199,10 @@ fn parse_m(v: &str) -> Result<MediaDescription, MediaError> {
         .and_then(|p| p.split('/').next())
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| bad("bad m= port"))?;
-    let proto = it.next().ok_or_else(|| bad("m= without proto"))?.to_string();
+    let proto = it
+        .next()
+        .ok_or_else(|| bad("m= without proto"))?
+        .to_string();
     let formats = it.take(MAX_ATTRS).filter_map(|f| f.parse().ok()).collect();
     Ok(MediaDescription {
         media,
@@ -207,7 +213,7 @@ fn parse_m(v: &str) -> Result<MediaDescription, MediaError> {
     })
 }
 
-fn parse_rtpmap(r: &str) -> Option<(u8, String, u32, Option<u32>)> {
+fn parse_rtpmap(r: &str) -> Option<RtpMap> {
     let (pt, rest) = r.split_once(' ')?;
     let pt = pt.trim().parse().ok()?;
     let mut p = rest.trim().split('/');
@@ -234,7 +240,7 @@ pub fn fmtp_params(f: &str) -> Vec<(String, String)> {
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -253,7 +259,7 @@ fn hex(b: &[u8]) -> String {
 
 impl MediaDescription {
     /// The first payload type of the section and its rtpmap/fmtp.
-    fn first_format(&self) -> Option<(u8, Option<&(u8, String, u32, Option<u32>)>, Option<&str>)> {
+    fn first_format(&self) -> Option<(u8, Option<&RtpMap>, Option<&str>)> {
         let pt = *self.formats.first()?;
         let map = self.rtpmap.iter().find(|e| e.0 == pt);
         let fmtp = self.fmtp.iter().find(|e| e.0 == pt).map(|e| e.1.as_str());
@@ -262,7 +268,9 @@ impl MediaDescription {
 
     /// Interprets the section's first payload format as a track with id `id`.
     pub fn rtp_track(&self, id: u32) -> Result<RtpTrack, MediaError> {
-        let (pt, map, fmtp) = self.first_format().ok_or_else(|| bad("m= without formats"))?;
+        let (pt, map, fmtp) = self
+            .first_format()
+            .ok_or_else(|| bad("m= without formats"))?;
         let params = fmtp.map(fmtp_params).unwrap_or_default();
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let (name, rate, channels) = match (map, pt) {
@@ -282,7 +290,8 @@ impl MediaDescription {
                     let mut sps = Vec::new();
                     let mut pps = Vec::new();
                     for s in sets.split(',').take(16) {
-                        let nal = base64_decode(s.trim()).ok_or_else(|| bad("bad sprop-parameter-sets"))?;
+                        let nal = base64_decode(s.trim())
+                            .ok_or_else(|| bad("bad sprop-parameter-sets"))?;
                         match nal.first().map(|b| b & 0x1f) {
                             Some(7) => sps.push(nal),
                             Some(8) => pps.push(nal),
@@ -303,7 +312,10 @@ impl MediaDescription {
                 }
                 if let Some(m) = get("packetization-mode") {
                     if m != "0" && m != "1" {
-                        return Err(MediaError::unsupported("H.264 packetization-mode", m.to_string()));
+                        return Err(MediaError::unsupported(
+                            "H.264 packetization-mode",
+                            m.to_string(),
+                        ));
                     }
                 }
                 (RtpEncoding::H264, t)
@@ -315,7 +327,9 @@ impl MediaDescription {
                         .map(|v| {
                             v.split(',')
                                 .take(16)
-                                .map(|s| base64_decode(s.trim()).ok_or_else(|| bad(format!("bad {k}"))))
+                                .map(|s| {
+                                    base64_decode(s.trim()).ok_or_else(|| bad(format!("bad {k}")))
+                                })
                                 .collect()
                         })
                         .unwrap_or(Ok(Vec::new()))
@@ -337,19 +351,28 @@ impl MediaDescription {
             "MPEG4-GENERIC" => {
                 let mode = get("mode").unwrap_or("");
                 if !mode.eq_ignore_ascii_case("AAC-hbr") && !mode.eq_ignore_ascii_case("AAC-lbr") {
-                    return Err(MediaError::unsupported("mpeg4-generic mode", mode.to_string()));
+                    return Err(MediaError::unsupported(
+                        "mpeg4-generic mode",
+                        mode.to_string(),
+                    ));
                 }
                 let num = |k: &str, d: u8| -> Result<u8, MediaError> {
                     match get(k) {
                         None => Ok(d),
-                        Some(v) => v.parse().ok().filter(|n: &u8| *n <= 16).ok_or_else(|| bad(format!("bad {k}"))),
+                        Some(v) => v
+                            .parse()
+                            .ok()
+                            .filter(|n: &u8| *n <= 16)
+                            .ok_or_else(|| bad(format!("bad {k}"))),
                     }
                 };
                 let size_length = num("sizelength", 0)?;
                 if size_length == 0 {
                     return Err(MediaError::unsupported("mpeg4-generic", "no sizelength"));
                 }
-                let config = get("config").and_then(hex_decode).ok_or_else(|| bad("AAC without config"))?;
+                let config = get("config")
+                    .and_then(hex_decode)
+                    .ok_or_else(|| bad("AAC without config"))?;
                 let asc = AudioSpecificConfig::parse(&config)?;
                 let mut t = Track::new(id, Codec::Aac);
                 t.rate = asc.output_rate();
@@ -367,20 +390,30 @@ impl MediaDescription {
             }
             "MP4A-LATM" => {
                 if get("cpresent").unwrap_or("1") != "0" {
-                    return Err(MediaError::unsupported("MP4A-LATM", "in-band config (cpresent=1)"));
+                    return Err(MediaError::unsupported(
+                        "MP4A-LATM",
+                        "in-band config (cpresent=1)",
+                    ));
                 }
-                let smc = get("config").and_then(hex_decode).ok_or_else(|| bad("LATM without config"))?;
+                let smc = get("config")
+                    .and_then(hex_decode)
+                    .ok_or_else(|| bad("LATM without config"))?;
                 let asc_bytes = latm_asc(&smc)?;
                 let asc = AudioSpecificConfig::parse(&asc_bytes)?;
                 let mut t = Track::new(id, Codec::Aac);
                 t.rate = asc.output_rate();
                 t.channels = asc.channels();
                 t.sample_size = 16;
-                t.init = Bytes::from(AudioSpecificConfig::build(asc.object_type, asc.rate, asc.channel_config as u32)?);
+                t.init = Bytes::from(AudioSpecificConfig::build(
+                    asc.object_type,
+                    asc.rate,
+                    asc.channel_config as u32,
+                )?);
                 (RtpEncoding::AacLatm, t)
             }
             "OPUS" => {
-                let stereo = get("sprop-stereo") == Some("1") || channels == Some(2) && get("sprop-stereo").is_none();
+                let stereo = get("sprop-stereo") == Some("1")
+                    || channels == Some(2) && get("sprop-stereo").is_none();
                 let ch = if stereo { 2 } else { 1 };
                 let mut t = Track::new(id, Codec::Opus);
                 t.rate = 48000;
@@ -390,7 +423,11 @@ impl MediaDescription {
             }
             "MPA" => (RtpEncoding::Mpa, Track::new(id, Codec::Mp3)),
             "PCMA" | "PCMU" => {
-                let (e, c) = if name == "PCMA" { (RtpEncoding::Pcma, Codec::Alaw) } else { (RtpEncoding::Pcmu, Codec::Ulaw) };
+                let (e, c) = if name == "PCMA" {
+                    (RtpEncoding::Pcma, Codec::Alaw)
+                } else {
+                    (RtpEncoding::Pcmu, Codec::Ulaw)
+                };
                 let mut t = Track::new(id, c);
                 t.rate = rate;
                 t.channels = channels.unwrap_or(1).clamp(1, 8);
@@ -458,10 +495,19 @@ pub fn media_section(track: &Track, pt: u8, control: &str) -> Result<String, Med
             if let Ok(a) = AvcC::parse(&track.init) {
                 if let Some(sps) = a.sps.first() {
                     if sps.len() >= 4 {
-                        let _ = write!(f, ";profile-level-id={}", hex(&sps[1..4]).to_ascii_uppercase());
+                        let _ = write!(
+                            f,
+                            ";profile-level-id={}",
+                            hex(&sps[1..4]).to_ascii_uppercase()
+                        );
                     }
                 }
-                let sets: Vec<String> = a.sps.iter().chain(a.pps.iter()).map(|n| base64_encode(n)).collect();
+                let sets: Vec<String> = a
+                    .sps
+                    .iter()
+                    .chain(a.pps.iter())
+                    .map(|n| base64_encode(n))
+                    .collect();
                 if !sets.is_empty() {
                     let _ = write!(f, ";sprop-parameter-sets={}", sets.join(","));
                 }
@@ -471,7 +517,12 @@ pub fn media_section(track: &Track, pt: u8, control: &str) -> Result<String, Med
         Codec::Hevc => {
             let _ = write!(s, "a=rtpmap:{pt} H265/90000\r\n");
             if let Ok(h) = Hvcc::parse(&track.init) {
-                let j = |v: &[Bytes]| v.iter().map(|n| base64_encode(n)).collect::<Vec<_>>().join(",");
+                let j = |v: &[Bytes]| {
+                    v.iter()
+                        .map(|n| base64_encode(n))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
                 let _ = write!(
                     s,
                     "a=fmtp:{pt} sprop-vps={}; sprop-sps={}; sprop-pps={}\r\n",
@@ -501,8 +552,17 @@ pub fn media_section(track: &Track, pt: u8, control: &str) -> Result<String, Med
             let _ = write!(s, "a=rtpmap:14 MPA/90000\r\n");
         }
         Codec::Alaw | Codec::Ulaw => {
-            let name = if track.codec == Codec::Alaw { "PCMA" } else { "PCMU" };
-            let _ = write!(s, "a=rtpmap:{pt} {name}/{}/{}\r\n", track.rate.max(8000), track.channels.max(1));
+            let name = if track.codec == Codec::Alaw {
+                "PCMA"
+            } else {
+                "PCMU"
+            };
+            let _ = write!(
+                s,
+                "a=rtpmap:{pt} {name}/{}/{}\r\n",
+                track.rate.max(8000),
+                track.channels.max(1)
+            );
         }
         c => return Err(MediaError::unsupported("RTP codec", c.mist_name())),
     }
@@ -547,9 +607,16 @@ mod tests {
         let a = s.media[1].rtp_track(2).unwrap();
         assert_eq!(
             a.encoding,
-            RtpEncoding::AacGeneric { size_length: 13, index_length: 3, index_delta_length: 3 }
+            RtpEncoding::AacGeneric {
+                size_length: 13,
+                index_length: 3,
+                index_delta_length: 3
+            }
         );
-        assert_eq!((a.track.rate, a.track.channels, a.clock_rate), (44100, 2, 44100));
+        assert_eq!(
+            (a.track.rate, a.track.channels, a.clock_rate),
+            (44100, 2, 44100)
+        );
         let l = s.media[2].rtp_track(3).unwrap();
         assert_eq!(l.encoding, RtpEncoding::AacLatm);
         assert_eq!((l.track.rate, l.track.channels), (44100, 2));
@@ -572,7 +639,8 @@ mod tests {
         assert!(SessionDescription::parse(&[0xff, 0xfe]).is_err());
         let many = "v=0\r\n".to_string() + &"m=audio 0 RTP/AVP 0\r\n".repeat(100);
         assert!(SessionDescription::parse(many.as_bytes()).is_err());
-        let s = SessionDescription::parse(b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/0\r\n").unwrap();
+        let s = SessionDescription::parse(b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/0\r\n")
+            .unwrap();
         assert!(s.media[0].rtp_track(1).is_err());
         let s = SessionDescription::parse(b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 sprop-parameter-sets=!!!\r\n").unwrap();
         assert!(s.media[0].rtp_track(1).is_err());

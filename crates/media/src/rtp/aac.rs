@@ -32,7 +32,10 @@ impl GenericDepacketizer {
     }
 
     pub(crate) fn push(&mut self, pkt: &Packet) -> Result<(), RtpError> {
-        let mal = |detail| RtpError::Malformed { what: "RFC 3640 AAC", detail };
+        let mal = |detail| RtpError::Malformed {
+            what: "RFC 3640 AAC",
+            detail,
+        };
         let gap = self
             .last_seq
             .is_some_and(|l| pkt.sequence != l.wrapping_add(1));
@@ -56,12 +59,20 @@ impl GenericDepacketizer {
         let per_next = self.size_length as usize + self.index_delta_length as usize;
         let e = |_| mal("AU header truncated");
         while used < header_bits && sizes.len() < 256 {
-            let per = if sizes.is_empty() { per_first } else { per_next };
+            let per = if sizes.is_empty() {
+                per_first
+            } else {
+                per_next
+            };
             if per == 0 || used + per > header_bits {
                 break;
             }
             let size = r.read_bits(self.size_length as u32).map_err(e)? as usize;
-            let idx_bits = if sizes.is_empty() { self.index_length } else { self.index_delta_length };
+            let idx_bits = if sizes.is_empty() {
+                self.index_length
+            } else {
+                self.index_delta_length
+            };
             r.read_bits(idx_bits as u32).map_err(e)?;
             used += per;
             sizes.push(size);
@@ -81,7 +92,9 @@ impl GenericDepacketizer {
         }
         if sizes.len() == 1 && sizes[0] > data.len() {
             if sizes[0] > MAX_ACCESS_UNIT {
-                return Err(RtpError::TooLarge { limit: MAX_ACCESS_UNIT });
+                return Err(RtpError::TooLarge {
+                    limit: MAX_ACCESS_UNIT,
+                });
             }
             self.frag = Some((pkt.timestamp, sizes[0], data.to_vec()));
             return Ok(());
@@ -157,7 +170,9 @@ impl LatmDepacketizer {
         self.ts = Some(pkt.timestamp);
         if self.buf.len() + pkt.payload.len() > MAX_ACCESS_UNIT {
             self.buf.clear();
-            return Err(RtpError::TooLarge { limit: MAX_ACCESS_UNIT });
+            return Err(RtpError::TooLarge {
+                limit: MAX_ACCESS_UNIT,
+            });
         }
         self.buf.extend_from_slice(&pkt.payload);
         if !pkt.marker {
@@ -184,7 +199,10 @@ impl LatmDepacketizer {
                 }
             }
             if rest.len() < k + len {
-                return Err(RtpError::Malformed { what: "LATM", detail: "PayloadMux shorter than its length" });
+                return Err(RtpError::Malformed {
+                    what: "LATM",
+                    detail: "PayloadMux shorter than its length",
+                });
             }
             if self.out.len() >= 256 {
                 self.out.pop_front();

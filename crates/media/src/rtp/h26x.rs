@@ -165,7 +165,10 @@ impl H26xDepacketizer {
     fn payload(&mut self, p: &[u8]) -> Result<(), RtpError> {
         let f = self.flavor;
         let hl = f.header_len();
-        let malformed = |detail| RtpError::Malformed { what: f.what(), detail };
+        let malformed = |detail| RtpError::Malformed {
+            what: f.what(),
+            detail,
+        };
         if p.len() < hl {
             return Err(malformed("empty payload"));
         }
@@ -210,7 +213,9 @@ impl H26xDepacketizer {
                     Some(nal) => {
                         if self.au.len() + nal.len() + data.len() > MAX_ACCESS_UNIT {
                             self.fu = None;
-                            return Err(RtpError::TooLarge { limit: MAX_ACCESS_UNIT });
+                            return Err(RtpError::TooLarge {
+                                limit: MAX_ACCESS_UNIT,
+                            });
                         }
                         nal.extend_from_slice(data);
                     }
@@ -238,7 +243,7 @@ impl H26xDepacketizer {
                     detail: "interleaved packetization (STAP-B/MTAP/FU-B/PACI)",
                 });
             }
-            if f == Flavor::H264 && t == 0 || t >= 30 && f == Flavor::H264 {
+            if f == Flavor::H264 && (t == 0 || t >= 30) {
                 return Err(malformed("reserved NAL type"));
             }
             self.add_nal(p);

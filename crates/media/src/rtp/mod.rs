@@ -34,9 +34,15 @@ pub enum RtpError {
     #[error("bad RTP/RTCP padding")]
     BadPadding,
     #[error("malformed {what} payload: {detail}")]
-    Malformed { what: &'static str, detail: &'static str },
+    Malformed {
+        what: &'static str,
+        detail: &'static str,
+    },
     #[error("unsupported {what}: {detail}")]
-    Unsupported { what: &'static str, detail: &'static str },
+    Unsupported {
+        what: &'static str,
+        detail: &'static str,
+    },
     #[error("access unit larger than {limit} bytes")]
     TooLarge { limit: usize },
 }

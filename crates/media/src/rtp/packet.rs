@@ -133,13 +133,19 @@ mod tests {
         let mut b = PacketBuilder::new(96, 0x1234, 65535);
         let p = b.build(90000, true, &[b"ab", b"c"]);
         let q = Packet::parse(p.clone()).unwrap();
-        assert_eq!((q.marker, q.payload_type, q.sequence, q.timestamp, q.ssrc), (true, 96, 65535, 90000, 0x1234));
+        assert_eq!(
+            (q.marker, q.payload_type, q.sequence, q.timestamp, q.ssrc),
+            (true, 96, 65535, 90000, 0x1234)
+        );
         assert_eq!(&q.payload[..], b"abc");
         assert_eq!(b.sequence, 0);
         // Extension whose length lies, padding longer than the packet, CSRCs past the end.
         let mut x = p.to_vec();
         x[0] |= 0x10;
-        assert_eq!(Packet::parse(Bytes::from(x.clone())), Err(RtpError::Truncated));
+        assert_eq!(
+            Packet::parse(Bytes::from(x.clone())),
+            Err(RtpError::Truncated)
+        );
         x.extend_from_slice(&[0xbe, 0xde, 0, 0]);
         let mut y = x[..12].to_vec();
         y.extend_from_slice(&[0xbe, 0xde, 0xff, 0xff, 1, 2]);

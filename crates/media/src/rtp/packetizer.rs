@@ -25,7 +25,12 @@ impl Packetizer {
 
     /// Packets of one frame (canonical form: 4-byte length-prefixed NAL units for H.264/HEVC, a
     /// raw access unit for AAC, one packet for Opus, MP3 frames, G.711 samples) at RTP time `ts`.
-    pub fn packetize(&mut self, ts: u32, frame: &[u8], out: &mut Vec<Bytes>) -> Result<(), RtpError> {
+    pub fn packetize(
+        &mut self,
+        ts: u32,
+        frame: &[u8],
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), RtpError> {
         let room = self.mtu - 12;
         let mut payloads = Vec::new();
         match self.encoding {
@@ -109,7 +114,9 @@ mod tests {
 
     #[test]
     fn h264_single_stap_fu() {
-        let big: Vec<u8> = std::iter::once(0x65).chain((0..5000).map(|i| i as u8)).collect();
+        let big: Vec<u8> = std::iter::once(0x65)
+            .chain((0..5000).map(|i| i as u8))
+            .collect();
         let frames = vec![
             au(&[&[0x67, 1, 2, 3], &[0x68, 4], &big]),
             au(&[&[0x41, 9, 9, 9]]),
@@ -119,18 +126,31 @@ mod tests {
 
     #[test]
     fn hevc_ap_fu() {
-        let big: Vec<u8> = [0x26, 0x01].into_iter().chain((0..3000).map(|i| (i * 7) as u8)).collect();
-        let frames = vec![au(&[&[0x40, 1, 5], &[0x42, 1, 6], &[0x44, 1, 7], &big]), au(&[&[0x02, 1, 8]])];
+        let big: Vec<u8> = [0x26, 0x01]
+            .into_iter()
+            .chain((0..3000).map(|i| (i * 7) as u8))
+            .collect();
+        let frames = vec![
+            au(&[&[0x40, 1, 5], &[0x42, 1, 6], &[0x44, 1, 7], &big]),
+            au(&[&[0x02, 1, 8]]),
+        ];
         assert_eq!(round_trip(RtpEncoding::Hevc, &frames, 300), frames);
     }
 
     #[test]
     fn aac_latm_mpa_opus() {
         let frames: Vec<Vec<u8>> = (0..4).map(|i| vec![i as u8; 300 + i * 200]).collect();
-        let generic = RtpEncoding::AacGeneric { size_length: 13, index_length: 3, index_delta_length: 3 };
+        let generic = RtpEncoding::AacGeneric {
+            size_length: 13,
+            index_length: 3,
+            index_delta_length: 3,
+        };
         assert_eq!(round_trip(generic, &frames, 400), frames);
         assert_eq!(round_trip(RtpEncoding::AacLatm, &frames, 400), frames);
-        assert_eq!(round_trip(RtpEncoding::Opus, &frames[..2], 1400), frames[..2].to_vec());
+        assert_eq!(
+            round_trip(RtpEncoding::Opus, &frames[..2], 1400),
+            frames[..2].to_vec()
+        );
         // Two MPEG-1 layer III frames of 417 bytes (128 kbit/s, 44.1 kHz), one fragmented.
         let mut f = vec![0xFF, 0xFB, 0x90, 0x00];
         f.resize(417, 0x11);
@@ -182,7 +202,11 @@ mod tests {
         assert!(d.push(&pkt(&[28], 2)).is_err());
         assert!(d.push(&pkt(&[26, 1, 1], 3)).is_err());
         assert!(d.push(&pkt(&[], 4)).is_err());
-        let mut a = Depacketizer::new(RtpEncoding::AacGeneric { size_length: 13, index_length: 3, index_delta_length: 3 });
+        let mut a = Depacketizer::new(RtpEncoding::AacGeneric {
+            size_length: 13,
+            index_length: 3,
+            index_delta_length: 3,
+        });
         assert!(a.push(&pkt(&[0xff, 0xff, 1], 1)).is_err());
         assert!(a.push(&pkt(&[0x00, 0x10, 0xff, 0xf8, 1], 2)).is_ok()); // fragment start, never completed
         let mut m = Depacketizer::new(RtpEncoding::Mpa);

@@ -216,9 +216,17 @@ mod tests {
             rtp_time: 12345,
             packets: 10,
             octets: 1000,
-            reports: vec![ReportBlock { ssrc: 9, cumulative_lost: -3, fraction_lost: 12, ..Default::default() }],
+            reports: vec![ReportBlock {
+                ssrc: 9,
+                cumulative_lost: -3,
+                fraction_lost: 12,
+                ..Default::default()
+            }],
         };
-        let rr = ReceiverReport { ssrc: 8, reports: vec![] };
+        let rr = ReceiverReport {
+            ssrc: 8,
+            reports: vec![],
+        };
         let mut compound = sr.build();
         compound.extend(sdes_cname(7, "mist"));
         compound.extend(rr.build());

@@ -72,7 +72,10 @@ mod tests {
         assert_eq!(t.millis(start.wrapping_add(180_000)), 2000);
         assert_eq!(t.millis(start.wrapping_add(90_000)), 1000);
         assert_eq!(t.wallclock(start), None);
-        t.sender_report(ntp_from_unix_micros(1_000_000_000), start.wrapping_add(180_000));
+        t.sender_report(
+            ntp_from_unix_micros(1_000_000_000),
+            start.wrapping_add(180_000),
+        );
         assert_eq!(t.wallclock(start.wrapping_add(270_000)), Some(1_001_000));
         assert_eq!(t.wallclock(start), Some(998_000));
     }

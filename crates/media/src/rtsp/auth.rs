@@ -24,7 +24,10 @@ impl BasicCredentials {
         if value.len() > MAX_AUTH {
             return Err(bad("too long"));
         }
-        let (scheme, rest) = value.trim().split_once(' ').ok_or_else(|| bad("no scheme"))?;
+        let (scheme, rest) = value
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| bad("no scheme"))?;
         if !scheme.eq_ignore_ascii_case("Basic") {
             return Err(bad("not Basic"));
         }
@@ -61,7 +64,11 @@ impl DigestChallenge {
     /// Parses a `Digest` challenge; other algorithms than MD5 are refused.
     pub fn parse(value: &str) -> Result<DigestChallenge, RtspError> {
         let p = digest_params(value)?;
-        let get = |k: &str| p.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            p.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
         if let Some(a) = get("algorithm") {
             if !a.eq_ignore_ascii_case("MD5") {
                 return Err(RtspError::BadAuth {
@@ -108,7 +115,15 @@ impl DigestChallenge {
 
     /// The `Authorization` value a client sends for `method` on `uri`. `cnonce` and `nc` are used
     /// only when the challenge offers `qop=auth`.
-    pub fn respond(&self, user: &str, password: &str, method: &str, uri: &str, cnonce: &str, nc: u32) -> String {
+    pub fn respond(
+        &self,
+        user: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+        cnonce: &str,
+        nc: u32,
+    ) -> String {
         let ha1 = md5_hex(format!("{user}:{}:{password}", self.realm).as_bytes());
         let ha2 = md5_hex(format!("{method}:{uri}").as_bytes());
         let nc_s = format!("{nc:08x}");
@@ -125,7 +140,10 @@ impl DigestChallenge {
             quote_safe(uri)
         );
         if self.qop_auth {
-            s.push_str(&format!(", qop=auth, nc={nc_s}, cnonce=\"{}\"", quote_safe(cnonce)));
+            s.push_str(&format!(
+                ", qop=auth, nc={nc_s}, cnonce=\"{}\"",
+                quote_safe(cnonce)
+            ));
         }
         if let Some(o) = &self.opaque {
             s.push_str(&format!(", opaque=\"{}\"", quote_safe(o)));
@@ -151,7 +169,11 @@ pub struct DigestCredentials {
 impl DigestCredentials {
     pub fn parse(value: &str) -> Result<DigestCredentials, RtspError> {
         let p = digest_params(value)?;
-        let get = |k: &str| p.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            p.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
         let need = |k: &str| {
             get(k).ok_or_else(|| RtspError::BadAuth {
                 what: "Digest",
@@ -182,7 +204,10 @@ impl DigestCredentials {
             (None, _, _) => md5_hex(format!("{ha1}:{}:{ha2}", self.nonce).as_bytes()),
             _ => return false,
         };
-        ct_eq(expect.as_bytes(), self.response.to_ascii_lowercase().as_bytes())
+        ct_eq(
+            expect.as_bytes(),
+            self.response.to_ascii_lowercase().as_bytes(),
+        )
     }
 }
 
@@ -248,7 +273,9 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn quote_safe(s: &str) -> String {
-    s.chars().filter(|c| !matches!(c, '"' | '\\' | '\r' | '\n')).collect()
+    s.chars()
+        .filter(|c| !matches!(c, '"' | '\\' | '\r' | '\n'))
+        .collect()
 }
 
 /// The lower-case hex MD5 of `data`.
@@ -346,11 +373,21 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64_encode(data: &[u8]) -> String {
     let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         s.push(B64[(n >> 18) as usize & 63] as char);
         s.push(B64[(n >> 12) as usize & 63] as char);
-        s.push(if c.len() > 1 { B64[(n >> 6) as usize & 63] as char } else { '=' });
-        s.push(if c.len() > 2 { B64[n as usize & 63] as char } else { '=' });
+        s.push(if c.len() > 1 {
+            B64[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        s.push(if c.len() > 2 {
+            B64[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     s
 }
@@ -396,8 +433,18 @@ mod tests {
         )
         .unwrap();
         assert!(c.qop_auth);
-        let h = c.respond("Mufasa", "Circle Of Life", "GET", "/dir/index.html", "0a4f113b", 1);
-        assert!(h.contains("response=\"6629fae49393a05397450978507c4ef1\""), "{h}");
+        let h = c.respond(
+            "Mufasa",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            "0a4f113b",
+            1,
+        );
+        assert!(
+            h.contains("response=\"6629fae49393a05397450978507c4ef1\""),
+            "{h}"
+        );
         let creds = DigestCredentials::parse(&h).unwrap();
         assert!(creds.verify("GET", "Circle Of Life"));
         assert!(!creds.verify("GET", "circle of life"));
@@ -418,11 +465,23 @@ mod tests {
         assert!(a.check("DESCRIBE", Some(&h)));
         assert!(!a.check("SETUP", Some(&h)));
         assert!(!a.check("DESCRIBE", None));
-        let basic = BasicCredentials { user: "cam".into(), password: "s3cret".into() }.header();
+        let basic = BasicCredentials {
+            user: "cam".into(),
+            password: "s3cret".into(),
+        }
+        .header();
         assert!(!a.check("DESCRIBE", Some(&basic)));
-        let a = Authenticator { allow_basic: true, ..a };
+        let a = Authenticator {
+            allow_basic: true,
+            ..a
+        };
         assert!(a.check("DESCRIBE", Some(&basic)));
-        assert_eq!(BasicCredentials::parse("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==").unwrap().password, "open sesame");
+        assert_eq!(
+            BasicCredentials::parse("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")
+                .unwrap()
+                .password,
+            "open sesame"
+        );
     }
 
     #[test]

@@ -275,7 +275,13 @@ impl Response {
             .chars()
             .filter(|c| *c != '\r' && *c != '\n')
             .collect();
-        let _ = write!(s, "{} {} {}\r\n", self.version.as_str(), self.status, reason);
+        let _ = write!(
+            s,
+            "{} {} {}\r\n",
+            self.version.as_str(),
+            self.status,
+            reason
+        );
         finish(s, &self.headers, &self.body)
     }
 }
@@ -336,7 +342,10 @@ pub enum Message {
 pub enum Item {
     Message(Message),
     /// A `$`-framed binary packet (RFC 2326 section 10.12): RTP or RTCP on `channel`.
-    Interleaved { channel: u8, data: Bytes },
+    Interleaved {
+        channel: u8,
+        data: Bytes,
+    },
 }
 
 /// Builds the `$` frame of an interleaved packet. Packets longer than 65 535 bytes cannot be
@@ -547,7 +556,9 @@ fn parse_head(head: &[u8], limits: &Limits) -> Result<(Message, usize), RtspErro
     } else {
         if a.is_empty()
             || b.is_empty()
-            || !a.bytes().all(|x| x.is_ascii_uppercase() || x == b'_' || x.is_ascii_digit())
+            || !a
+                .bytes()
+                .all(|x| x.is_ascii_uppercase() || x == b'_' || x.is_ascii_digit())
         {
             return Err(RtspError::BadStartLine(truncate(start)));
         }

@@ -180,11 +180,13 @@ impl ServerSession {
 
     /// The track (index into the SDP) and kind (`true` for RTCP) an interleaved channel carries.
     pub fn channel(&self, channel: u8) -> Option<(usize, bool)> {
-        self.tracks.iter().find_map(|t| match t.transport.interleaved {
-            Some((rtp, _)) if rtp == channel => Some((t.index, false)),
-            Some((_, rtcp)) if rtcp == channel => Some((t.index, true)),
-            _ => None,
-        })
+        self.tracks
+            .iter()
+            .find_map(|t| match t.transport.interleaved {
+                Some((rtp, _)) if rtp == channel => Some((t.index, false)),
+                Some((_, rtcp)) if rtcp == channel => Some((t.index, true)),
+                _ => None,
+            })
     }
 
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
@@ -502,18 +504,28 @@ mod tests {
             session_id: "abc".into(),
             ..ServerConfig::default()
         });
-        let Step::Reply(r) = s.handle(&req("OPTIONS rtsp://h/live RTSP/1.0\r\nCSeq: 1\r\n\r\n")) else { panic!() };
+        let Step::Reply(r) = s.handle(&req("OPTIONS rtsp://h/live RTSP/1.0\r\nCSeq: 1\r\n\r\n"))
+        else {
+            panic!()
+        };
         assert_eq!(r.status, 200);
         let ann = format!("ANNOUNCE rtsp://h/live RTSP/1.0\r\nCSeq: 2\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}", SDP.len());
-        let Step::Ask(Ask::Announce { path, .. }) = s.handle(&req(&ann)) else { panic!() };
+        let Step::Ask(Ask::Announce { path, .. }) = s.handle(&req(&ann)) else {
+            panic!()
+        };
         assert_eq!(path, "/live");
         assert_eq!(s.answer(Answer::Announce(Ok(()))).status, 200);
         // RECORD before SETUP is out of state.
-        let Step::Reply(r) = s.handle(&req("RECORD rtsp://h/live RTSP/1.0\r\nCSeq: 3\r\n\r\n")) else { panic!() };
+        let Step::Reply(r) = s.handle(&req("RECORD rtsp://h/live RTSP/1.0\r\nCSeq: 3\r\n\r\n"))
+        else {
+            panic!()
+        };
         assert_eq!(r.status, 455);
         for (i, c) in [(0, 4), (1, 5)] {
             let text = format!("SETUP rtsp://h/live/streamid={i} RTSP/1.0\r\nCSeq: {c}\r\nTransport: RTP/AVP/TCP;unicast;interleaved={}-{};mode=record\r\n\r\n", i * 2, i * 2 + 1);
-            let Step::Ask(Ask::Setup { track, transport }) = s.handle(&req(&text)) else { panic!() };
+            let Step::Ask(Ask::Setup { track, transport }) = s.handle(&req(&text)) else {
+                panic!()
+            };
             assert_eq!(track, i);
             let r = s.answer(Answer::Setup(Ok(transport)));
             assert_eq!(r.status, 200);
@@ -522,12 +534,24 @@ mod tests {
         assert_eq!(s.channel(3), Some((1, true)));
         assert_eq!(s.channel(0), Some((0, false)));
         assert_eq!(s.channel(7), None);
-        let Step::Reply(r) = s.handle(&req("RECORD rtsp://h/live RTSP/1.0\r\nCSeq: 6\r\nSession: wrong\r\n\r\n")) else { panic!() };
+        let Step::Reply(r) = s.handle(&req(
+            "RECORD rtsp://h/live RTSP/1.0\r\nCSeq: 6\r\nSession: wrong\r\n\r\n",
+        )) else {
+            panic!()
+        };
         assert_eq!(r.status, 454);
-        let Step::Ask(Ask::Record) = s.handle(&req("RECORD rtsp://h/live RTSP/1.0\r\nCSeq: 7\r\nSession: abc\r\n\r\n")) else { panic!() };
+        let Step::Ask(Ask::Record) = s.handle(&req(
+            "RECORD rtsp://h/live RTSP/1.0\r\nCSeq: 7\r\nSession: abc\r\n\r\n",
+        )) else {
+            panic!()
+        };
         assert_eq!(s.answer(Answer::Record(Ok(()))).status, 200);
         assert_eq!(s.poll_event(), Some(SessionEvent::Record));
-        let Step::Reply(r) = s.handle(&req("TEARDOWN rtsp://h/live RTSP/1.0\r\nCSeq: 8\r\nSession: abc\r\n\r\n")) else { panic!() };
+        let Step::Reply(r) = s.handle(&req(
+            "TEARDOWN rtsp://h/live RTSP/1.0\r\nCSeq: 8\r\nSession: abc\r\n\r\n",
+        )) else {
+            panic!()
+        };
         assert_eq!(r.status, 200);
         assert_eq!(s.poll_event(), Some(SessionEvent::Teardown));
     }
@@ -545,32 +569,54 @@ mod tests {
             auth: Some(auth),
             ..ServerConfig::default()
         });
-        let Step::Reply(r) = s.handle(&req("DESCRIBE rtsp://h/live RTSP/1.0\r\nCSeq: 1\r\n\r\n")) else { panic!() };
+        let Step::Reply(r) = s.handle(&req("DESCRIBE rtsp://h/live RTSP/1.0\r\nCSeq: 1\r\n\r\n"))
+        else {
+            panic!()
+        };
         assert_eq!(r.status, 401);
-        let ch = crate::rtsp::DigestChallenge::parse(r.headers.get("WWW-Authenticate").unwrap()).unwrap();
+        let ch = crate::rtsp::DigestChallenge::parse(r.headers.get("WWW-Authenticate").unwrap())
+            .unwrap();
         let a = ch.respond("u", "p", "DESCRIBE", "rtsp://h/live", "", 1);
-        let text = format!("DESCRIBE rtsp://h/live RTSP/1.0\r\nCSeq: 2\r\nAuthorization: {a}\r\n\r\n");
-        let Step::Ask(Ask::Describe { path }) = s.handle(&req(&text)) else { panic!() };
+        let text =
+            format!("DESCRIBE rtsp://h/live RTSP/1.0\r\nCSeq: 2\r\nAuthorization: {a}\r\n\r\n");
+        let Step::Ask(Ask::Describe { path }) = s.handle(&req(&text)) else {
+            panic!()
+        };
         assert_eq!(path, "/live");
         let r = s.answer(Answer::Describe(Ok(SDP.into())));
         assert_eq!(r.status, 200);
         assert_eq!(r.headers.get("Content-Base"), Some("rtsp://h/live/"));
         let a = ch.respond("u", "p", "SETUP", "rtsp://h/live/streamid=1", "", 1);
         let text = format!("SETUP rtsp://h/live/streamid=1 RTSP/1.0\r\nCSeq: 3\r\nAuthorization: {a}\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n");
-        let Step::Ask(Ask::Setup { track, mut transport }) = s.handle(&req(&text)) else { panic!() };
+        let Step::Ask(Ask::Setup {
+            track,
+            mut transport,
+        }) = s.handle(&req(&text))
+        else {
+            panic!()
+        };
         assert_eq!(track, 1);
         transport.server_port = Some((6000, 6001));
         let r = s.answer(Answer::Setup(Ok(transport)));
-        assert!(r.headers.get("Transport").unwrap().contains("server_port=6000-6001"));
+        assert!(r
+            .headers
+            .get("Transport")
+            .unwrap()
+            .contains("server_port=6000-6001"));
         let a = ch.respond("u", "p", "PLAY", "rtsp://h/live/", "", 1);
         let text = format!("PLAY rtsp://h/live/ RTSP/1.0\r\nCSeq: 4\r\nAuthorization: {a}\r\nSession: 00000000\r\nRange: npt=0.000-\r\n\r\n");
-        let Step::Ask(Ask::Play { range }) = s.handle(&req(&text)) else { panic!() };
+        let Step::Ask(Ask::Play { range }) = s.handle(&req(&text)) else {
+            panic!()
+        };
         assert_eq!(range.as_deref(), Some("npt=0.000-"));
         let r = s.answer(Answer::Play(Ok(PlayInfo {
             range: Some("npt=0.000-".into()),
             rtp_info: vec![(1, 100, 9000)],
         })));
-        assert_eq!(r.headers.get("RTP-Info"), Some("url=rtsp://h/live/streamid=1;seq=100;rtptime=9000"));
+        assert_eq!(
+            r.headers.get("RTP-Info"),
+            Some("url=rtsp://h/live/streamid=1;seq=100;rtptime=9000")
+        );
         assert_eq!(s.poll_event(), Some(SessionEvent::Play));
         assert_eq!(s.state(), State::Playing);
     }
@@ -578,11 +624,19 @@ mod tests {
     #[test]
     fn out_of_order_and_unknown() {
         let mut s = ServerSession::new(ServerConfig::default());
-        let Step::Reply(r) = s.handle(&req("SETUP rtsp://h/x RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP\r\n\r\n")) else { panic!() };
+        let Step::Reply(r) = s.handle(&req(
+            "SETUP rtsp://h/x RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP\r\n\r\n",
+        )) else {
+            panic!()
+        };
         assert_eq!(r.status, 455);
-        let Step::Reply(r) = s.handle(&req("PLAY rtsp://h/x RTSP/1.0\r\nCSeq: 2\r\n\r\n")) else { panic!() };
+        let Step::Reply(r) = s.handle(&req("PLAY rtsp://h/x RTSP/1.0\r\nCSeq: 2\r\n\r\n")) else {
+            panic!()
+        };
         assert_eq!(r.status, 455);
-        let Step::Reply(r) = s.handle(&req("FOO rtsp://h/x RTSP/1.0\r\nCSeq: 3\r\n\r\n")) else { panic!() };
+        let Step::Reply(r) = s.handle(&req("FOO rtsp://h/x RTSP/1.0\r\nCSeq: 3\r\n\r\n")) else {
+            panic!()
+        };
         assert_eq!(r.status, 501);
         assert_eq!(s.answer(Answer::Record(Ok(()))).status, 500);
     }

@@ -123,8 +123,12 @@ impl Transport {
                         u8::try_from(b).map_err(|_| bad("channel > 255"))?,
                     ));
                 }
-                ("client_port", Some(v)) => t.client_port = Some(ports(v).ok_or_else(|| bad("bad client_port"))?),
-                ("server_port", Some(v)) => t.server_port = Some(ports(v).ok_or_else(|| bad("bad server_port"))?),
+                ("client_port", Some(v)) => {
+                    t.client_port = Some(ports(v).ok_or_else(|| bad("bad client_port"))?)
+                }
+                ("server_port", Some(v)) => {
+                    t.server_port = Some(ports(v).ok_or_else(|| bad("bad server_port"))?)
+                }
                 ("port", Some(v)) => t.port = Some(ports(v).ok_or_else(|| bad("bad port"))?),
                 ("ttl", Some(v)) => t.ttl = Some(v.parse().map_err(|_| bad("bad ttl"))?),
                 ("ssrc", Some(v)) => {
@@ -155,7 +159,11 @@ impl std::fmt::Display for Transport {
         if self.lower == Lower::Tcp {
             s.push_str("/TCP");
         }
-        s.push_str(if self.unicast { ";unicast" } else { ";multicast" });
+        s.push_str(if self.unicast {
+            ";unicast"
+        } else {
+            ";multicast"
+        });
         let clean = |v: &str| -> String {
             v.chars()
                 .filter(|c| !matches!(c, ';' | ',' | '\r' | '\n' | '"'))
@@ -227,7 +235,8 @@ mod tests {
 
     #[test]
     fn ffmpeg_and_gstreamer_specs() {
-        let t = Transport::parse_list("RTP/AVP/UDP;unicast;client_port=5000-5001;mode=record").unwrap();
+        let t =
+            Transport::parse_list("RTP/AVP/UDP;unicast;client_port=5000-5001;mode=record").unwrap();
         assert_eq!(t[0].lower, Lower::Udp);
         assert_eq!(t[0].client_port, Some((5000, 5001)));
         assert!(t[0].is_record());
@@ -243,7 +252,10 @@ mod tests {
         assert_eq!(t[1].ssrc, Some(0x1a2b3c4d));
         assert_eq!(t[1].mode.as_deref(), Some("PLAY"));
         let s = t[1].to_string();
-        assert_eq!(s, "RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=1A2B3C4D;mode=PLAY");
+        assert_eq!(
+            s,
+            "RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=1A2B3C4D;mode=PLAY"
+        );
         assert_eq!(Transport::parse(&s).unwrap(), t[1]);
     }
 
