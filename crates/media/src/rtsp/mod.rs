@@ -23,5 +23,5 @@ pub mod transport;
 pub use auth::{Authenticator, BasicCredentials, DigestChallenge, DigestCredentials};
 pub use error::RtspError;
 pub use message::{Decoder, Headers, Item, Limits, Message, Method, Request, Response, Version};
-pub use server::{Answer, Ask, ServerConfig, ServerSession, SessionEvent, Step};
+pub use server::{Answer, Ask, PlayInfo, ServerConfig, ServerSession, SessionEvent, Step};
 pub use transport::{Lower, Transport};
