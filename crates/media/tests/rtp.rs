@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
-use mist_media::rtp::{Depacketizer, Packet, PacketBuilder, Packetizer, ReorderBuffer};
+use mist_media::rtp::rtcp::{self, RtcpPacket};
+use mist_media::rtp::{Depacketizer, Packet, PacketBuilder, Packetizer, ReorderBuffer, Timeline};
 use mist_media::sdp::{self, RtpEncoding, SessionDescription};
 use mist_media::Codec;
 
@@ -65,8 +66,8 @@ fn framemd5(args: &[&str]) -> Vec<(usize, String)> {
 }
 
 /// Receives what ffmpeg's RTP muxer sends for `map` of `input` (with `extra` output options),
-/// and returns the SDP it wrote and the RTP datagrams in arrival order.
-fn ffmpeg_rtp(input: &Path, map: &str, extra: &[&str]) -> (String, Vec<Bytes>) {
+/// and returns the SDP it wrote, the RTP datagrams in arrival order and the RTCP ones.
+fn ffmpeg_rtp(input: &Path, map: &str, extra: &[&str]) -> (String, Vec<Bytes>, Vec<Vec<u8>>) {
     let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let rtcp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = rtp.local_addr().unwrap().port();
@@ -107,8 +108,14 @@ fn ffmpeg_rtp(input: &Path, map: &str, extra: &[&str]) -> (String, Vec<Bytes>) {
     );
     done_tx.send(()).unwrap();
     let got = reader.join().unwrap();
-    drop(rtcp);
-    (std::fs::read_to_string(&sdp_path).unwrap(), got)
+    rtcp.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut reports = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = rtcp.recv(&mut buf) {
+        reports.push(buf[..n].to_vec());
+    }
+    (std::fs::read_to_string(&sdp_path).unwrap(), got, reports)
 }
 
 /// ffmpeg sends `map` of `input` over RTP; our depacketised units must be ffmpeg's packets.
@@ -126,7 +133,22 @@ fn depacketise_matches_ffmpeg_but_tail(
     expect: RtpEncoding,
     unsent: usize,
 ) {
-    let (sdp_text, datagrams) = ffmpeg_rtp(input, map, extra);
+    let (sdp_text, datagrams, reports) = ffmpeg_rtp(input, map, extra);
+    // ffmpeg sends a sender report with its first packet: same SSRC, an RTP time of the stream.
+    let first = Packet::parse(datagrams[0].clone()).unwrap();
+    let srs: Vec<_> = reports
+        .iter()
+        .flat_map(|r| rtcp::parse(r).unwrap())
+        .filter_map(|p| match p {
+            RtcpPacket::SenderReport(sr) => Some(sr),
+            _ => None,
+        })
+        .collect();
+    assert!(!srs.is_empty(), "no RTCP sender report from ffmpeg");
+    assert_eq!(srs[0].ssrc, first.ssrc);
+    let mut timeline = Timeline::new(90_000);
+    timeline.sender_report(srs[0].ntp, srs[0].rtp_time);
+    assert!(timeline.wallclock(srs[0].rtp_time).is_some());
     let sdp = SessionDescription::parse(sdp_text.as_bytes()).unwrap();
     assert_eq!(sdp.media.len(), 1, "{sdp_text}");
     let track = sdp.media[0].rtp_track(1).unwrap();

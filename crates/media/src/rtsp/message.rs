@@ -372,6 +372,10 @@ pub struct Decoder {
     limits: Limits,
     /// A head already parsed, waiting for `body_len` bytes of body.
     pending: Option<(Message, usize)>,
+    /// How far the head at the front of `buf` has been scanned, and where its current line
+    /// starts: a head trickling in byte by byte is scanned once, not once per byte.
+    scanned: usize,
+    line_start: usize,
     /// Bytes of junk skipped between messages (some cameras send stray CRLFs).
     pub skipped: u64,
 }
@@ -433,6 +437,8 @@ impl Decoder {
             return Ok(None);
         };
         let head = self.buf.split_to(head_len);
+        self.scanned = 0;
+        self.line_start = 0;
         let (msg, body_len) = parse_head(&head, &self.limits)?;
         if body_len == 0 {
             return Ok(Some(Item::Message(msg)));
@@ -443,10 +449,10 @@ impl Decoder {
 
     /// The length of the head (through its blank line) if it is complete; errors if the head is
     /// already too large or a line too long.
-    fn find_head_end(&self) -> Result<Option<usize>, RtspError> {
-        let mut line_start = 0;
+    fn find_head_end(&mut self) -> Result<Option<usize>, RtspError> {
+        let mut line_start = self.line_start;
         let limit = self.buf.len().min(self.limits.max_head + 2);
-        let mut i = 0;
+        let mut i = self.scanned;
         while i < limit {
             if self.buf[i] == b'\n' {
                 let mut line = &self.buf[line_start..i];
@@ -465,6 +471,8 @@ impl Decoder {
             }
             i += 1;
         }
+        self.scanned = i;
+        self.line_start = line_start;
         if i - line_start > self.limits.max_line + 1 {
             return Err(RtspError::LineTooLong {
                 limit: self.limits.max_line,
