@@ -403,3 +403,53 @@ fn ffmpeg_decodes_our_aac() {
 fn ffmpeg_decodes_our_opus() {
     ffmpeg_decodes_ours("opus.mp4", Codec::Opus, "0:a");
 }
+
+/// G.711 from ffmpeg: the samples we take out of its RTP are the bytes its encoder made.
+fn g711_from_ffmpeg(encoder: &str, format: &str, expect: RtpEncoding) {
+    let input = fixture("mp4", "h264_aac.mp4");
+    let transcode = ["-c:a", encoder, "-ar", "8000", "-ac", "1"];
+    let (sdp_text, datagrams, _) = ffmpeg_rtp(&input, "0:a", &transcode);
+    let sdp = SessionDescription::parse(sdp_text.as_bytes()).unwrap();
+    let track = sdp.media[0].rtp_track(1).unwrap();
+    assert_eq!(
+        (track.encoding, track.clock_rate),
+        (expect, 8000),
+        "{sdp_text}"
+    );
+    let mut depack = Depacketizer::new(track.encoding);
+    let mut ours = Vec::new();
+    let mut next_ts = None;
+    for d in datagrams {
+        depack.push(&Packet::parse(d).unwrap()).unwrap();
+        while let Some(au) = depack.pull() {
+            // One sample per byte: each packet starts where the previous one ended.
+            if let Some(t) = next_ts {
+                assert_eq!(au.timestamp, t);
+            }
+            next_ts = Some(au.timestamp.wrapping_add(au.data.len() as u32));
+            ours.extend_from_slice(&au.data);
+        }
+    }
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(&input)
+        .args(["-map", "0:a"])
+        .args(transcode)
+        .args(["-f", format, "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!ours.is_empty());
+    assert_eq!(ours.len(), out.stdout.len());
+    assert!(ours == out.stdout, "samples differ");
+}
+
+#[test]
+fn pcma_from_ffmpeg() {
+    g711_from_ffmpeg("pcm_alaw", "alaw", RtpEncoding::Pcma);
+}
+
+#[test]
+fn pcmu_from_ffmpeg() {
+    g711_from_ffmpeg("pcm_mulaw", "mulaw", RtpEncoding::Pcmu);
+}

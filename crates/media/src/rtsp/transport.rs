@@ -107,9 +107,12 @@ impl Transport {
                 continue;
             }
             let (k, v) = match param.split_once('=') {
-                Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+                Some((k, v)) => (k, Some(v.trim().trim_matches('"').trim())),
                 None => (param, None),
             };
+            // Quotes are not part of a name (and are dropped when writing one).
+            let k: String = k.chars().filter(|c| *c != '"').collect();
+            let k = k.trim();
             let key = k.to_ascii_lowercase();
             match (key.as_str(), v) {
                 ("unicast", None) => t.unicast = true,
