@@ -215,3 +215,159 @@ fn hostile_streams_end_in_errors_not_growth() {
     d.push(&[0x80; 1000]);
     assert_eq!(d.next_item().unwrap(), None);
 }
+
+/// The whole sans-IO stack as a server, with ffmpeg as the player: our decoder and session
+/// answer ffmpeg's OPTIONS/DESCRIBE/SETUP/PLAY on a real TCP socket, the SDP comes from
+/// `sdp::session_for_tracks`, and the frames of `h264_aac.mp4` go out interleaved through our
+/// packetisers. ffmpeg's decoded pictures must be its decode of the file, its AAC packets the
+/// file's.
+#[test]
+fn ffmpeg_plays_our_session_over_tcp() {
+    use mist_media::rtp::{PacketBuilder, Packetizer};
+    use mist_media::rtsp::message::interleaved_frame;
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mp4/h264_aac.mp4");
+    let data = std::fs::read(&path).unwrap();
+    let (tracks, mut frames) = mist_media::mp4::read_all(&data).unwrap();
+    frames.sort_by_key(|f| f.dts);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("mist-rtsp-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (vout, aout) = (dir.join("v.md5"), dir.join("a.md5"));
+    let mut child = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+        ])
+        .arg(format!("rtsp://127.0.0.1:{port}/live"))
+        .args(["-map", "0:v", "-vsync", "0", "-f", "framemd5"])
+        .arg(&vout)
+        .args(["-map", "0:a", "-c:a", "copy", "-f", "framemd5"])
+        .arg(&aout)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg must be installed");
+    let (mut conn, _) = listener.accept().unwrap();
+    let mut s = ServerSession::new(ServerConfig::default());
+    let mut d = Decoder::new(Limits::default());
+    let mut buf = vec![0u8; 4096];
+    let mut playing = false;
+    while !playing {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "ffmpeg closed before PLAY");
+        d.push(&buf[..n]);
+        while let Some(item) = d.next_item().unwrap() {
+            let Item::Message(Message::Request(req)) = item else {
+                continue;
+            };
+            let resp = match s.handle(&req) {
+                Step::Reply(r) => r,
+                Step::Ask(Ask::Describe { path }) => {
+                    assert_eq!(path, "/live");
+                    let sdp = mist_media::sdp::session_for_tracks(&tracks, "live", "127.0.0.1");
+                    s.answer(Answer::Describe(Ok(sdp)))
+                }
+                Step::Ask(Ask::Setup { transport, .. }) => {
+                    assert!(transport.interleaved.is_some());
+                    s.answer(Answer::Setup(Ok(transport)))
+                }
+                Step::Ask(Ask::Play { .. }) => {
+                    let info = PlayInfo {
+                        range: Some("npt=0.000-".into()),
+                        rtp_info: (0..tracks.len()).map(|i| (i, 0, 0)).collect(),
+                    };
+                    s.answer(Answer::Play(Ok(info)))
+                }
+                Step::Ask(other) => panic!("unexpected {other:?}"),
+            };
+            assert_eq!(
+                resp.status,
+                200,
+                "{} answered {resp:?}",
+                req.method.as_str()
+            );
+            conn.write_all(&resp.to_bytes()).unwrap();
+        }
+        playing = s.poll_event() == Some(SessionEvent::Play) || playing;
+    }
+    // Media: each set-up track's frames through its packetiser, on its RTP channel.
+    let mut out = Vec::new();
+    let mut packers: Vec<_> = s
+        .tracks()
+        .iter()
+        .map(|t| {
+            let section =
+                mist_media::sdp::media_section(&tracks[t.index], 96 + t.index as u8, "x").unwrap();
+            let desc = SessionDescription::parse(format!("v=0\r\n{section}").as_bytes()).unwrap();
+            let rt = desc.media[0].rtp_track(1).unwrap();
+            let pb = PacketBuilder::new(rt.payload_type, 0x1000 + t.index as u32, 0);
+            (
+                tracks[t.index].id,
+                t.transport.interleaved.unwrap().0,
+                rt.clock_rate,
+                Packetizer::new(rt.encoding, pb, 1400),
+            )
+        })
+        .collect();
+    for f in &frames {
+        let Some((_, ch, rate, p)) = packers.iter_mut().find(|(id, ..)| *id == f.track) else {
+            continue;
+        };
+        let mut pkts = Vec::new();
+        p.packetize((f.pts() * *rate as i64 / 1000) as u32, &f.data, &mut pkts)
+            .unwrap();
+        for pkt in pkts {
+            out.extend_from_slice(&interleaved_frame(*ch, &pkt).unwrap());
+        }
+    }
+    conn.write_all(&out).unwrap();
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    // Drain whatever ffmpeg still says (RTCP receiver reports) until it closes.
+    while conn.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+    let result = child.wait_with_output().unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let md5s = |text: &str| -> Vec<(String, String)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').map(str::trim).collect();
+                (f[4].to_string(), f[5].to_string())
+            })
+            .collect()
+    };
+    let reference = |args: &[&str]| {
+        let o = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-i"])
+            .arg(&path)
+            .args(args)
+            .args(["-f", "framemd5", "-"])
+            .output()
+            .unwrap();
+        md5s(&String::from_utf8_lossy(&o.stdout))
+    };
+    let v = md5s(&std::fs::read_to_string(&vout).unwrap());
+    let a = md5s(&std::fs::read_to_string(&aout).unwrap());
+    assert_eq!(
+        v,
+        reference(&["-map", "0:v", "-vsync", "0"]),
+        "decoded video differs"
+    );
+    assert_eq!(
+        a,
+        reference(&["-map", "0:a", "-c:a", "copy"]),
+        "AAC packets differ"
+    );
+}
