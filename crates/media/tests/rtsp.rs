@@ -237,7 +237,7 @@ fn ffmpeg_plays_our_session_over_tcp() {
     let dir = std::env::temp_dir().join(format!("mist-rtsp-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (vout, aout) = (dir.join("v.md5"), dir.join("a.md5"));
-    let mut child = Command::new("ffmpeg")
+    let child = Command::new("ffmpeg")
         .args([
             "-hide_banner",
             "-loglevel",
