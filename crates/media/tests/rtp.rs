@@ -273,10 +273,29 @@ fn mp3_from_ffmpeg() {
 /// first pass's decoded pictures must be ffmpeg's decode of the file. Audio: ffmpeg's demux of
 /// our RTP (`-c copy`) must give the file's packets (decoded audio differs by the priming and
 /// pre-skip the MP4 edit list removes, which RTP does not carry).
-fn ffmpeg_decodes_ours(mp4: &str, codec: Codec, map: &str) {
-    let path = fixture("mp4", mp4);
-    let data = std::fs::read(&path).unwrap();
-    let (tracks, frames) = mist_media::mp4::read_all(&data).unwrap();
+fn ffmpeg_decodes_ours(file: &str, codec: Codec, map: &str) {
+    let (path, tracks, frames) = if file.ends_with(".ts") {
+        // Through the remux demuxer (MPEG-TS), for codecs no MP4 fixture has.
+        use mist_media::remux::{Demux, Event, Input};
+        let path = fixture("ts", file);
+        let f = std::fs::File::open(&path).unwrap();
+        let len = f.metadata().unwrap().len();
+        let mut d = Demux::new(f, len, Input::from_path(&path).unwrap());
+        let (mut tracks, mut frames) = (Vec::new(), Vec::new());
+        while let Some(e) = d.next_event().unwrap() {
+            match e {
+                Event::Track(t) => tracks.push(t),
+                Event::Frame(f) => frames.push(f),
+                Event::TracksComplete => {}
+            }
+        }
+        (path, tracks, frames)
+    } else {
+        let path = fixture("mp4", file);
+        let data = std::fs::read(&path).unwrap();
+        let (tracks, frames) = mist_media::mp4::read_all(&data).unwrap();
+        (path, tracks, frames)
+    };
     let track = tracks.iter().find(|t| t.codec == codec).unwrap().clone();
     let frames: Vec<_> = frames.into_iter().filter(|f| f.track == track.id).collect();
     let port = {
@@ -347,7 +366,7 @@ fn ffmpeg_decodes_ours(mp4: &str, codec: Codec, map: &str) {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut pack = Packetizer::new(
         rtp_track.encoding,
-        PacketBuilder::new(96, 0x4d495354, 1000),
+        PacketBuilder::new(rtp_track.payload_type, 0x4d495354, 1000),
         1200,
     );
     let rate = rtp_track.clock_rate as i64;
@@ -397,6 +416,11 @@ fn ffmpeg_decodes_our_hevc() {
 #[test]
 fn ffmpeg_decodes_our_aac() {
     ffmpeg_decodes_ours("h264_aac.mp4", Codec::Aac, "0:a");
+}
+
+#[test]
+fn ffmpeg_decodes_our_mp3() {
+    ffmpeg_decodes_ours("h264_mp3.ts", Codec::Mp3, "0:a");
 }
 
 #[test]
