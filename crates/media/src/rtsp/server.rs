@@ -14,7 +14,7 @@
 //! edge when to start or stop sending or accepting media.
 
 use super::auth::Authenticator;
-use super::message::{Method, Request, Response};
+use super::message::{Method, Request, Response, Version};
 use super::transport::{Lower, Transport};
 use crate::sdp::SessionDescription;
 use bytes::Bytes;
@@ -144,6 +144,8 @@ pub struct ServerSession {
     pending: Option<Pending>,
     events: VecDeque<SessionEvent>,
     session_given: bool,
+    /// The version of the request being answered (RTSP/2.0 clients get 2.0 answers).
+    version: Version,
 }
 
 impl ServerSession {
@@ -157,6 +159,7 @@ impl ServerSession {
             pending: None,
             events: VecDeque::new(),
             session_given: false,
+            version: Version::V1_0,
         }
     }
 
@@ -196,6 +199,9 @@ impl ServerSession {
     /// Handles one request.
     pub fn handle(&mut self, req: &Request) -> Step {
         let cseq = req.headers.cseq();
+        if self.pending.is_none() {
+            self.version = req.version;
+        }
         if self.pending.is_some() {
             // A pipelining client: the previous request is still with the edge.
             return Step::Reply(self.reply(503, cseq));
@@ -458,6 +464,7 @@ impl ServerSession {
 
     fn reply(&self, status: u16, cseq: Option<u32>) -> Response {
         let mut r = Response::new(status, cseq);
+        r.version = self.version;
         r.headers.push("Server", self.config.server.clone());
         if self.session_given {
             r.headers.push(
@@ -634,6 +641,10 @@ mod tests {
             panic!()
         };
         assert_eq!(r.status, 455);
+        let Step::Reply(r) = s.handle(&req("OPTIONS * RTSP/2.0\r\nCSeq: 9\r\n\r\n")) else {
+            panic!()
+        };
+        assert_eq!(r.version, Version::V2_0);
         let Step::Reply(r) = s.handle(&req("FOO rtsp://h/x RTSP/1.0\r\nCSeq: 3\r\n\r\n")) else {
             panic!()
         };
