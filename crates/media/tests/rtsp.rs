@@ -256,7 +256,24 @@ fn ffmpeg_plays_our_session_over_tcp() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ffmpeg must be installed");
-    let (mut conn, _) = listener.accept().unwrap();
+    // Wait for ffmpeg to connect, failing (not hanging) if it exits first.
+    listener.set_nonblocking(true).unwrap();
+    let mut child = child;
+    let mut conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("ffmpeg exited before connecting: {status}");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
     let mut s = ServerSession::new(ServerConfig::default());
     let mut d = Decoder::new(Limits::default());
     let mut buf = vec![0u8; 4096];

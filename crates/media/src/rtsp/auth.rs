@@ -333,8 +333,10 @@ fn digest_params(value: &str) -> Result<Vec<(String, String)>, RtspError> {
             while i < b.len() {
                 match b[i] {
                     b'\\' if i + 1 < b.len() => {
-                        val.push(b[i + 1] as char);
-                        i += 2;
+                        // The escaped character, whole (it may be multi-byte UTF-8).
+                        let ch = rest[i + 1..].chars().next().unwrap_or('?');
+                        val.push(ch);
+                        i += 1 + ch.len_utf8();
                     }
                     b'"' => {
                         i += 1;
@@ -494,6 +496,9 @@ mod tests {
         assert!(base64_decode("a").is_none());
         assert!(base64_decode("ab c").is_none());
         assert!(DigestChallenge::parse("Digest realm=\"x").is_err());
+        // An escaped multi-byte character (found by reading, not by the fuzzer).
+        let c = DigestChallenge::parse("Digest realm=\"a\\é\", nonce=\"n\"").unwrap();
+        assert_eq!(c.realm, "aé");
         assert!(DigestChallenge::parse("Digest realm=x, nonce=y, algorithm=SHA-256").is_err());
     }
 }
