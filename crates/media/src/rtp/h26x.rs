@@ -52,7 +52,8 @@ impl Flavor {
 
 /// Reassembles access units: NAL units of one RTP timestamp, ended by the marker bit or by a
 /// packet of a new timestamp. A loss inside a unit drops that unit and every following one until
-/// a keyframe (a decoder cannot use them anyway).
+/// a keyframe (a decoder cannot use them anyway); so are the units before the first keyframe
+/// (a camera joined mid-GOP). Nothing is requested from the sender: the next keyframe is waited for.
 #[derive(Debug)]
 pub(crate) struct H26xDepacketizer {
     flavor: Flavor,
@@ -80,7 +81,7 @@ impl H26xDepacketizer {
             au_broken: false,
             fu: None,
             last_seq: None,
-            wait_key: false,
+            wait_key: true,
             out: VecDeque::new(),
             dropped: 0,
         }

@@ -186,6 +186,15 @@ mod tests {
     }
 
     #[test]
+    fn starts_at_a_keyframe() {
+        let frames = vec![au(&[&[0x41, 1]]), au(&[&[0x65, 2]]), au(&[&[0x41, 3]])];
+        assert_eq!(
+            round_trip(RtpEncoding::H264, &frames, 1400),
+            frames[1..].to_vec()
+        );
+    }
+
+    #[test]
     fn hostile_payloads() {
         let mut d = Depacketizer::new(RtpEncoding::H264);
         let pkt = |payload: &'static [u8], seq| Packet {
