@@ -326,6 +326,7 @@ pub fn reason(status: u16) -> &'static str {
         501 => "Not Implemented",
         503 => "Service Unavailable",
         505 => "RTSP Version Not Supported",
+        551 => "Option not supported",
         _ => "Unknown",
     }
 }

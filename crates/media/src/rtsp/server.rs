@@ -222,6 +222,12 @@ impl ServerSession {
                 return Step::Reply(self.reply(454, cseq));
             }
         }
+        if let Some(required) = req.headers.get("Require") {
+            // We implement no option tags (RFC 2326 section 12.32).
+            let mut r = self.reply(551, cseq);
+            r.headers.push("Unsupported", required.to_string());
+            return Step::Reply(r);
+        }
         let ask = match &req.method {
             Method::Options => {
                 let mut r = self.reply(200, cseq);
@@ -645,6 +651,15 @@ mod tests {
             panic!()
         };
         assert_eq!(r.version, Version::V2_0);
+        let Step::Reply(r) = s.handle(&req(
+            "DESCRIBE rtsp://h/x RTSP/1.0\r\nCSeq: 10\r\nRequire: play.basic\r\n\r\n",
+        )) else {
+            panic!()
+        };
+        assert_eq!(
+            (r.status, r.headers.get("Unsupported")),
+            (551, Some("play.basic"))
+        );
         let Step::Reply(r) = s.handle(&req("FOO rtsp://h/x RTSP/1.0\r\nCSeq: 3\r\n\r\n")) else {
             panic!()
         };
