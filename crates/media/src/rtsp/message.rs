@@ -503,6 +503,10 @@ fn parse_head(head: &[u8], limits: &Limits) -> Result<(Message, usize), RtspErro
         if line.is_empty() {
             break;
         }
+        if line.contains('\r') {
+            // A bare CR inside a line: some parsers end the line there, we would not.
+            return Err(RtspError::BadHeader(truncate(line)));
+        }
         if line.starts_with([' ', '\t']) {
             // Folded continuation of the previous header (RFC 2326 section 4.2 allows it).
             match headers.0.last_mut() {
@@ -671,6 +675,9 @@ mod tests {
         let mut d = Decoder::default();
         d.push(&vec![b'A'; 5000]);
         assert!(matches!(d.next_item(), Err(RtspError::LineTooLong { .. })));
+        let mut d = Decoder::default();
+        d.push(b"OPTIONS * RTSP/1.0\r\nCSeq: 1\rX-Injected: 1\r\n\r\n");
+        assert!(matches!(d.next_item(), Err(RtspError::BadHeader(_))));
         let mut d = Decoder::default();
         d.push(b"GET / HTTP/1.1\r\n\r\n");
         assert!(matches!(d.next_item(), Err(RtspError::BadVersion(_))));

@@ -111,7 +111,10 @@ impl Transport {
                 None => (param, None),
             };
             // Quotes are not part of a name (and are dropped when writing one).
-            let k: String = k.chars().filter(|c| *c != '"').collect();
+            let k: String = k
+                .chars()
+                .filter(|c| !matches!(c, '"' | '\r' | '\n'))
+                .collect();
             let k = k.trim();
             let key = k.to_ascii_lowercase();
             match (key.as_str(), v) {
@@ -269,5 +272,8 @@ mod tests {
         assert!(Transport::parse("RTP/AVP/TCP;interleaved=300-301").is_err());
         assert!(Transport::parse("RTP/AVP;client_port=70000").is_err());
         assert!(Transport::parse_list(",,").is_err());
+        // A name with stray CRs (fuzzer input) is read as it is written: without them.
+        let t = Transport::parse("RTP/AVP/TCP;inte\r\rrleaved=0-1").unwrap();
+        assert_eq!(t.interleaved, Some((0, 1)));
     }
 }
