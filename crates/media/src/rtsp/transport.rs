@@ -116,6 +116,10 @@ impl Transport {
                 .filter(|c| !matches!(c, '"' | '\r' | '\n'))
                 .collect();
             let k = k.trim();
+            if k.is_empty() && v.is_none() {
+                // Nothing but quotes: nothing to keep (and nothing would be written).
+                continue;
+            }
             let key = k.to_ascii_lowercase();
             match (key.as_str(), v) {
                 ("unicast", None) => t.unicast = true,
@@ -275,5 +279,7 @@ mod tests {
         // A name with stray CRs (fuzzer input) is read as it is written: without them.
         let t = Transport::parse("RTP/AVP/TCP;inte\r\rrleaved=0-1").unwrap();
         assert_eq!(t.interleaved, Some((0, 1)));
+        let t = Transport::parse("RTP/;\";x").unwrap();
+        assert_eq!(t.to_string(), "RTP/;unicast;x");
     }
 }
