@@ -15,6 +15,10 @@ pub enum Codec {
     Opus,
     Ac3,
     Pcm,
+    /// G.711 A-law (RTP payload type 8, `PCMA`).
+    Alaw,
+    /// G.711 µ-law (RTP payload type 0, `PCMU`).
+    Ulaw,
     /// Timed metadata or subtitles carried as opaque bytes.
     Meta,
 }
@@ -33,6 +37,8 @@ impl Codec {
             Codec::Opus => "opus",
             Codec::Ac3 => "AC3",
             Codec::Pcm => "PCM",
+            Codec::Alaw => "ALAW",
+            Codec::Ulaw => "ULAW",
             Codec::Meta => "JSON",
         }
     }
@@ -49,6 +55,8 @@ impl Codec {
             "opus" => Codec::Opus,
             "AC3" => Codec::Ac3,
             "PCM" => Codec::Pcm,
+            "ALAW" => Codec::Alaw,
+            "ULAW" => Codec::Ulaw,
             "JSON" => Codec::Meta,
             _ => return None,
         })
@@ -57,7 +65,13 @@ impl Codec {
     pub fn kind(self) -> TrackKind {
         match self {
             Codec::H264 | Codec::Hevc | Codec::Av1 | Codec::Vp8 | Codec::Vp9 => TrackKind::Video,
-            Codec::Aac | Codec::Mp3 | Codec::Opus | Codec::Ac3 | Codec::Pcm => TrackKind::Audio,
+            Codec::Aac
+            | Codec::Mp3
+            | Codec::Opus
+            | Codec::Ac3
+            | Codec::Pcm
+            | Codec::Alaw
+            | Codec::Ulaw => TrackKind::Audio,
             Codec::Meta => TrackKind::Meta,
         }
     }

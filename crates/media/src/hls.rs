@@ -49,7 +49,7 @@ pub fn codec_string(track: &Track) -> Option<String> {
             }
         }
         Codec::Vp8 => Some("vp8".into()),
-        Codec::Pcm | Codec::Meta => None,
+        Codec::Pcm | Codec::Alaw | Codec::Ulaw | Codec::Meta => None,
     }
 }
 

@@ -22,6 +22,9 @@ pub mod mpegts;
 pub mod opus;
 pub mod remux;
 pub mod rtmp;
+pub mod rtp;
+pub mod rtsp;
+pub mod sdp;
 pub mod segment;
 pub mod time;
 

@@ -141,7 +141,7 @@ pub fn codec_id(codec: Codec) -> Option<&'static str> {
         Codec::Opus => "A_OPUS",
         Codec::Ac3 => "A_AC3",
         Codec::Pcm => "A_PCM/INT/LIT",
-        Codec::Meta => return None,
+        Codec::Alaw | Codec::Ulaw | Codec::Meta => return None,
     })
 }
 

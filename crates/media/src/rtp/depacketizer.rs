@@ -1,0 +1,163 @@
+//! One depacketiser type for every RTP encoding of [`RtpEncoding`].
+
+use super::aac::{GenericDepacketizer, LatmDepacketizer};
+use super::h26x::{Flavor, H26xDepacketizer};
+use super::{Packet, RtpError, MAX_ACCESS_UNIT};
+use crate::sdp::RtpEncoding;
+use bytes::Bytes;
+use std::collections::VecDeque;
+
+/// One frame out of RTP, in the track's canonical form, at its RTP time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessUnit {
+    pub timestamp: u32,
+    pub data: Bytes,
+    pub keyframe: bool,
+}
+
+/// Turns in-order RTP packets of one track into access units.
+///
+/// Gaps in the sequence numbers are treated as loss: the unit they hit is dropped (and for video,
+/// everything up to the next keyframe). Malformed payloads give an error and are otherwise
+/// skipped; the depacketiser stays usable.
+#[derive(Debug)]
+pub struct Depacketizer(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    H26x(H26xDepacketizer),
+    Generic(GenericDepacketizer),
+    Latm(LatmDepacketizer),
+    /// One packet = one frame (Opus, G.711).
+    Whole(VecDeque<AccessUnit>),
+    Mpa(MpaDepacketizer),
+}
+
+impl Depacketizer {
+    pub fn new(encoding: RtpEncoding) -> Depacketizer {
+        Depacketizer(match encoding {
+            RtpEncoding::H264 => Inner::H26x(H26xDepacketizer::new(Flavor::H264)),
+            RtpEncoding::Hevc => Inner::H26x(H26xDepacketizer::new(Flavor::Hevc)),
+            RtpEncoding::AacGeneric {
+                size_length,
+                index_length,
+                index_delta_length,
+            } => Inner::Generic(GenericDepacketizer::new(
+                size_length,
+                index_length,
+                index_delta_length,
+            )),
+            RtpEncoding::AacLatm => Inner::Latm(LatmDepacketizer::default()),
+            RtpEncoding::Opus | RtpEncoding::Pcma | RtpEncoding::Pcmu => {
+                Inner::Whole(VecDeque::new())
+            }
+            RtpEncoding::Mpa => Inner::Mpa(MpaDepacketizer::default()),
+        })
+    }
+
+    /// Feeds the next packet (in sequence order).
+    pub fn push(&mut self, pkt: &Packet) -> Result<(), RtpError> {
+        match &mut self.0 {
+            Inner::H26x(d) => d.push(pkt),
+            Inner::Generic(d) => d.push(pkt),
+            Inner::Latm(d) => d.push(pkt),
+            Inner::Whole(q) => {
+                if pkt.payload.is_empty() {
+                    return Ok(());
+                }
+                if q.len() >= 256 {
+                    q.pop_front();
+                }
+                q.push_back(AccessUnit {
+                    timestamp: pkt.timestamp,
+                    data: pkt.payload.clone(),
+                    keyframe: true,
+                });
+                Ok(())
+            }
+            Inner::Mpa(d) => d.push(pkt),
+        }
+    }
+
+    /// The next finished access unit.
+    pub fn pull(&mut self) -> Option<AccessUnit> {
+        match &mut self.0 {
+            Inner::H26x(d) => d.pull(),
+            Inner::Generic(d) => d.pull(),
+            Inner::Latm(d) => d.pull(),
+            Inner::Whole(q) => q.pop_front(),
+            Inner::Mpa(d) => d.out.pop_front(),
+        }
+    }
+
+    /// Ends a unit still waiting for its marker or a next timestamp (end of stream).
+    pub fn flush(&mut self) {
+        if let Inner::H26x(d) = &mut self.0 {
+            d.flush()
+        }
+    }
+}
+
+/// RFC 2250 MPEG audio: a 4-byte header (16 bits zero, 16 bits fragment offset), then whole frames
+/// or one fragment of a frame. Timestamps are on a 90 kHz clock.
+#[derive(Debug, Default)]
+struct MpaDepacketizer {
+    buf: Vec<u8>,
+    ts: u32,
+    last_seq: Option<u16>,
+    out: VecDeque<AccessUnit>,
+}
+
+impl MpaDepacketizer {
+    fn push(&mut self, pkt: &Packet) -> Result<(), RtpError> {
+        let p = &pkt.payload[..];
+        if p.len() < 4 {
+            return Err(RtpError::Malformed {
+                what: "MPA RTP",
+                detail: "no RFC 2250 header",
+            });
+        }
+        let offset = u16::from_be_bytes([p[2], p[3]]) as usize;
+        let gap = self
+            .last_seq
+            .is_some_and(|l| pkt.sequence != l.wrapping_add(1));
+        self.last_seq = Some(pkt.sequence);
+        if offset == 0 {
+            self.buf.clear();
+            self.ts = pkt.timestamp;
+        } else if gap || offset != self.buf.len() {
+            // A fragment whose start we did not get.
+            self.buf.clear();
+            return Ok(());
+        }
+        if self.buf.len() + p.len() > MAX_ACCESS_UNIT {
+            self.buf.clear();
+            return Err(RtpError::TooLarge {
+                limit: MAX_ACCESS_UNIT,
+            });
+        }
+        self.buf.extend_from_slice(&p[4..]);
+        let (frames, rest) = crate::mp3::frames(&self.buf);
+        let mut ts = self.ts;
+        for (h, f) in &frames {
+            if self.out.len() >= 256 {
+                self.out.pop_front();
+            }
+            self.out.push_back(AccessUnit {
+                timestamp: ts,
+                data: Bytes::copy_from_slice(f),
+                keyframe: true,
+            });
+            if h.rate > 0 {
+                ts = ts.wrapping_add((h.samples as u64 * 90_000 / h.rate as u64) as u32);
+            }
+        }
+        let rest_len = rest.len();
+        if !frames.is_empty() {
+            let start = self.buf.len() - rest_len;
+            self.buf.drain(..start);
+            self.ts = ts;
+        }
+        Ok(())
+    }
+}
