@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod caps;
 pub mod children;
+pub mod gate;
 pub mod ingest;
 pub mod lifecycle;
 pub mod notify;

@@ -107,12 +107,18 @@ impl PushRule {
             return Err(format!("push from {host} not allowed by whitelist"));
         }
         if let Some(pw) = &self.password {
-            if app != pw {
+            // Constant time: the comparison must not tell a guesser how much of it was right.
+            if !constant_time_eq(app.as_bytes(), pw.as_bytes()) {
                 return Err("push password mismatch".to_string());
             }
         }
         Ok(())
     }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Maps an IPv4-mapped IPv6 address to IPv4, so `::ffff:1.2.3.4` matches `1.2.3.4`.

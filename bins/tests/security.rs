@@ -1,0 +1,316 @@
+//! Security tests (issue 10): each one is an attack tried against the real MistController (and
+//! the other binaries where the attack needs them), with what the server must answer.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONTROLLER: &str = env!("CARGO_BIN_EXE_MistController");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn md5hex(s: &str) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+struct Ctl {
+    dir: tempfile::TempDir,
+    child: Child,
+    port: u16,
+}
+
+impl Ctl {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("mist.conf")
+    }
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Ctl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts MistController (no children: its directory has no other binaries) with `config`.
+fn start(config: Value) -> Ctl {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("shm")).unwrap();
+    std::fs::write(
+        dir.path().join("mist.conf"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    let port = free_port();
+    let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let child = Command::new(CONTROLLER)
+        .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-c", "mist.conf"])
+        .current_dir(dir.path())
+        .env("MIST_CONTROL", dir.path().join("control.sock"))
+        .env("MIST_SHM_DIR", dir.path().join("shm"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let mut ctl = Ctl { dir, child, port };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(st) = ctl.child.try_wait().unwrap() {
+            panic!("controller exited early ({st}): {}", ctl.stderr());
+        }
+        assert!(Instant::now() < deadline, "no start: {}", ctl.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ctl
+}
+
+fn admin_config() -> Value {
+    json!({"account": {"admin": {"password": md5hex("secret")}}, "config": {"protocols": []},
+           "streams": {"live": {"source": "push://"}}})
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+    fn is_challenge(&self) -> bool {
+        self.json()["authorize"]["status"] == "CHALL"
+    }
+}
+
+/// Sends raw request bytes on `conn` and reads one answer.
+fn exchange(conn: &mut TcpStream, raw: &[u8]) -> Answer {
+    conn.write_all(raw).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut r = BufReader::new(conn);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap();
+    let mut headers = Vec::new();
+    let mut len = 0usize;
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        let l = l.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap();
+            }
+            headers.push((k.to_string(), v.trim().to_string()));
+        }
+    }
+    let mut b = vec![0u8; len];
+    r.read_exact(&mut b).unwrap();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&b).into_owned(),
+    }
+}
+
+/// POSTs an API command with `headers` (Host is given among them, or defaults to the API's own).
+fn api(ctl: &Ctl, conn: &mut TcpStream, cmd: &Value, headers: &[(&str, &str)]) -> Answer {
+    api_target(ctl, conn, "/api", cmd, headers)
+}
+
+fn api_target(
+    ctl: &Ctl,
+    conn: &mut TcpStream,
+    target: &str,
+    cmd: &Value,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let body = cmd.to_string();
+    let mut req = format!("POST {target} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {}\r\n", ctl.host()));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    exchange(conn, req.as_bytes())
+}
+
+fn connect(ctl: &Ctl) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", ctl.port)).unwrap()
+}
+
+fn login_answer(chall: &str, password: &str) -> String {
+    md5hex(&format!("{}{}", md5hex(password), chall))
+}
+
+/// A page on another site, loaded in a browser on the server's host, must not drive the API; a
+/// valid challenge answer still logs it in.
+#[test]
+fn cross_origin_requests_get_no_auto_login() {
+    let ctl = start(admin_config());
+    let mut c = connect(&ctl);
+    let cfg = json!({"config": true});
+    // Control: a plain local request is auto-authorised, and its answer names no origin at all.
+    let a = api(&ctl, &mut c, &cfg, &[]);
+    assert!(a.json()["config"]["protocols"].is_array(), "{}", a.body);
+    assert_eq!(a.header("Access-Control-Allow-Origin"), None);
+    // The API's own origin is fine.
+    let own = format!("http://{}", ctl.host());
+    let a = api(&ctl, &mut c, &cfg, &[("Origin", &own)]);
+    assert!(a.json().get("config").is_some(), "{}", a.body);
+    // Cross-origin in every way a browser says it.
+    for h in [
+        ("Origin", "http://evil.example"),
+        ("Origin", "null"),
+        ("Referer", "http://evil.example/attack.html"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let a = api(&ctl, &mut c, &cfg, &[h]);
+        assert!(a.is_challenge(), "{h:?}: {}", a.body);
+        assert!(a.json().get("config").is_none(), "{h:?}: {}", a.body);
+    }
+    // DNS rebinding: evil.example resolves to 127.0.0.1; same origin, but not our name.
+    let rebound = format!("evil.example:{}", ctl.port);
+    let a = api(
+        &ctl,
+        &mut c,
+        &cfg,
+        &[
+            ("Host", &rebound),
+            ("Origin", &format!("http://{rebound}")),
+        ],
+    );
+    assert!(a.is_challenge(), "{}", a.body);
+    let a = api(&ctl, &mut c, &cfg, &[("Host", &rebound)]);
+    assert!(a.is_challenge(), "{}", a.body);
+    // JSONP (a <script> tag sends no Origin) needs a login.
+    let target = "/api?callback=steal";
+    let a = api_target(&ctl, &mut c, target, &cfg, &[]);
+    assert!(!a.body.starts_with("steal("), "{}", a.body);
+    assert!(a.is_challenge(), "{}", a.body);
+    // A valid challenge answer from the other origin logs in; the answer names that origin only.
+    let evil = [("Origin", "http://ui.example")];
+    let a = api(&ctl, &mut c, &cfg, &evil);
+    let chall = a.json()["authorize"]["challenge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let login = json!({"authorize": {"username": "admin", "password": login_answer(&chall, "secret")},
+                       "config": true});
+    let a = api(&ctl, &mut c, &login, &evil);
+    assert!(a.json()["config"]["protocols"].is_array(), "{}", a.body);
+    assert_eq!(
+        a.header("Access-Control-Allow-Origin"),
+        Some("http://ui.example")
+    );
+    // The login holds for that origin on this connection, not for another page's.
+    let a = api(&ctl, &mut c, &cfg, &evil);
+    assert!(a.json().get("config").is_some(), "{}", a.body);
+    let a = api(&ctl, &mut c, &cfg, &[("Origin", "http://evil.example")]);
+    assert!(a.is_challenge(), "{}", a.body);
+    // JSONP after a password login is answered as JSONP.
+    let a = api_target(&ctl, &mut c, "/api?callback=cb", &login, &evil);
+    assert!(a.body.starts_with("cb("), "{}", a.body);
+}
+
+/// Guessing passwords: after a few failures an address's logins are refused (even the right one)
+/// for a while, while other addresses still log in.
+#[test]
+fn repeated_bad_logins_are_rate_limited() {
+    let ctl = start(admin_config());
+    let mut c = connect(&ctl);
+    let me = [("X-Forwarded-For", "203.0.113.5")];
+    let a = api(&ctl, &mut c, &json!({}), &me);
+    let chall = a.json()["authorize"]["challenge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..5 {
+        let wrong = json!({"authorize": {"username": "admin",
+                                         "password": login_answer(&chall, &format!("guess{i}"))}});
+        assert!(api(&ctl, &mut c, &wrong, &me).is_challenge());
+    }
+    let right = json!({"authorize": {"username": "admin", "password": login_answer(&chall, "secret")},
+                       "config": true});
+    let a = api(&ctl, &mut c, &right, &me);
+    assert!(a.is_challenge(), "the limit must hold: {}", a.body);
+    assert!(a.json().get("config").is_none());
+    assert!(ctl.stderr().contains("failed logins"), "{}", ctl.stderr());
+    // Another address is not affected (its challenge differs: it is bound to the address).
+    let other = [("X-Forwarded-For", "198.51.100.7")];
+    let a = api(&ctl, &mut c, &json!({}), &other);
+    let chall2 = a.json()["authorize"]["challenge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(chall, chall2);
+    // The first address's answer is no good for the second one.
+    let a = api(&ctl, &mut c, &right, &other);
+    assert!(a.is_challenge(), "{}", a.body);
+    let right2 = json!({"authorize": {"username": "admin", "password": login_answer(&chall2, "secret")},
+                        "config": true});
+    let a = api(&ctl, &mut c, &right2, &other);
+    assert!(a.json()["config"].is_object(), "{}", a.body);
+}
+
+/// An account stored without a password: the answer md5(md5("") ...) is computable by anyone, so
+/// it must not log in; neither may an empty stored hash.
+#[test]
+fn account_without_password_cannot_log_in() {
+    let ctl = start(json!({"account": {"nopass": {"password": ""}}, "config": {"protocols": []}}));
+    let mut c = connect(&ctl);
+    let me = [("X-Forwarded-For", "203.0.113.9")];
+    let a = api(&ctl, &mut c, &json!({}), &me);
+    let chall = a.json()["authorize"]["challenge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for answer in [md5hex(&chall), login_answer(&chall, "")] {
+        let a = api(
+            &ctl,
+            &mut c,
+            &json!({"authorize": {"username": "nopass", "password": answer}, "config": true}),
+            &me,
+        );
+        assert!(a.is_challenge(), "{}", a.body);
+    }
+    let _ = ctl.config_path();
+}
