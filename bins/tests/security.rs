@@ -314,3 +314,100 @@ fn account_without_password_cannot_log_in() {
     }
     let _ = ctl.config_path();
 }
+
+fn control(ctl: &Ctl, req: &Value) -> Value {
+    let mut s = std::os::unix::net::UnixStream::connect(ctl.dir.path().join("control.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("{req}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+/// A stream name with a line break (from an RTMP publish, an HTTP path or the API) would inject
+/// lines into trigger payloads and logs: it names no stream anywhere.
+#[test]
+fn control_characters_in_stream_names_are_refused() {
+    let ctl = start(admin_config());
+    // What MistOutRTMP asks the controller when a peer publishes to `live+a\nb`.
+    for name in ["live+a\nb", "live+x\r\nSTREAM_END", "li\u{0}ve", "live+\u{7f}"] {
+        let r = control(
+            &ctl,
+            &json!({"cmd": "push", "stream": name, "app": "live", "host": "127.0.0.1",
+                    "connector": "RTMP", "url": format!("rtmp://127.0.0.1/live/{name}")}),
+        );
+        assert_eq!(r["ok"], false, "{name:?}: {r}");
+        assert!(
+            r["error"].as_str().unwrap().contains("invalid"),
+            "{name:?}: {r}"
+        );
+    }
+    // The API refuses to add one.
+    let mut c = connect(&ctl);
+    let a = api(
+        &ctl,
+        &mut c,
+        &json!({"addstream": {"bad\nname": {"source": "push://"}}}),
+        &[],
+    );
+    let streams = a.json()["streams"].clone();
+    assert!(
+        streams.as_object().unwrap().keys().all(|k| !k.contains('\n')) && streams.get("badname").is_none(),
+        "{streams}"
+    );
+}
+
+/// The same name in an HTTP path of MistOutHTTP: refused as an invalid name, not looked up.
+#[test]
+fn control_characters_in_http_stream_paths_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
+        .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
+        .env("MIST_SHM_DIR", dir.path())
+        .env_remove("MIST_CONTROL")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "MistOutHTTP never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for path in ["/hls/live+a%0Ab/index.m3u8", "/live+a%0D%0Ab.ts"] {
+        let a = exchange(
+            &mut c,
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(a.status, 404, "{path}: {}", a.body);
+        assert!(a.body.contains("invalid stream name"), "{path}: {}", a.body);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Request smuggling: two Content-Length headers (or a signed one) are refused with 400 and the
+/// connection is closed, so the "second request" hidden in the body is never run.
+#[test]
+fn conflicting_content_lengths_are_refused() {
+    let ctl = start(admin_config());
+    for (cl, body) in [
+        ("Content-Length: 2\r\nContent-Length: 40", "{}"),
+        ("Content-Length: 2\r\nContent-Length: 2", "{}"),
+        ("Content-Length: +2", "{}"),
+    ] {
+        let mut c = connect(&ctl);
+        let raw = format!(
+            "POST /api HTTP/1.1\r\nHost: {}\r\n{cl}\r\n\r\n{body}",
+            ctl.host()
+        );
+        let a = exchange(&mut c, raw.as_bytes());
+        assert_eq!(a.status, 400, "{cl}: {}", a.body);
+        // Closed: nothing more is read from this connection.
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+    }
+}
