@@ -411,3 +411,108 @@ fn conflicting_content_lengths_are_refused() {
         assert!(rest.is_empty());
     }
 }
+
+/// The control socket's directory: created 0700, and one owned by another user is refused (the
+/// controller exits with the bind error code instead of listening where someone else can swap
+/// the socket).
+#[test]
+fn control_socket_directory_is_ours_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut ctl = start(admin_config());
+    let _ = ctl.child.kill();
+    let _ = ctl.child.wait();
+    // A fresh directory is created 0700.
+    let fresh = ctl.dir.path().join("run/sub");
+    let err = std::fs::File::create(ctl.dir.path().join("stderr2.log")).unwrap();
+    let mut child = Command::new(CONTROLLER)
+        .args(["-p", &free_port().to_string(), "-i", "127.0.0.1", "-c", "mist.conf"])
+        .current_dir(ctl.dir.path())
+        .env("MIST_CONTROL", fresh.join("control.sock"))
+        .env("MIST_SHM_DIR", ctl.dir.path().join("shm"))
+        .stdin(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !fresh.join("control.sock").exists() {
+        assert!(Instant::now() < deadline, "no control socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+    let _ = child.kill();
+    let _ = child.wait();
+    // A directory owned by `nobody` (the sandbox runs as root and can hand it over).
+    let foreign = ctl.dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let c = std::ffi::CString::new(foreign.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    let r = unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
+    assert_eq!(r, 0, "chown to nobody (run the tests as root)");
+    let out = Command::new(CONTROLLER)
+        .args(["-p", &free_port().to_string(), "-i", "127.0.0.1", "-c", "mist.conf"])
+        .current_dir(ctl.dir.path())
+        .env("MIST_CONTROL", foreign.join("control.sock"))
+        .env("MIST_SHM_DIR", ctl.dir.path().join("shm"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("owned by uid 65534"), "{log}");
+    assert!(!foreign.join("control.sock").exists());
+}
+
+/// `-u nobody` as root: once bound, the controller runs as nobody (and still answers), and the
+/// control socket was handed to that user.
+#[test]
+fn user_option_drops_root() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "run the tests as root");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mist.conf"),
+        admin_config().to_string(),
+    )
+    .unwrap();
+    let sockdir = dir.path().join("run");
+    let port = free_port();
+    let mut child = Command::new(CONTROLLER)
+        .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-c", "mist.conf", "-C", "none", "-u", "nobody"])
+        .current_dir(dir.path())
+        .env("MIST_CONTROL", sockdir.join("control.sock"))
+        .env("MIST_SHM_DIR", dir.path().join("shm"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "controller exited");
+        assert!(Instant::now() < deadline, "no start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
+    assert_eq!(
+        uids.split_whitespace().skip(1).collect::<Vec<_>>(),
+        ["65534"; 4],
+        "{uids}"
+    );
+    assert_eq!(std::fs::metadata(&sockdir).unwrap().uid(), 65534);
+    assert_eq!(
+        std::fs::symlink_metadata(sockdir.join("control.sock")).unwrap().uid(),
+        65534
+    );
+    // Still serving: a local request gets its answer.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let a = exchange(
+        &mut c,
+        format!("GET /api?command=%7B%22config%22%3Atrue%7D HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
+    );
+    assert!(a.body.contains("protocols"), "{}", a.body);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod notify;
 pub mod paths;
+pub mod privs;
 pub mod server;
 
 use children::{Role, Spawner, Supervisor};
@@ -90,8 +91,9 @@ pub struct Opts {
     /// API bind address (default: config, else 0.0.0.0).
     #[arg(short = 'i', long = "interface")]
     pub interface: Option<String>,
-    /// Accepted for compatibility; privileges are not dropped (run under a service user instead).
-    #[arg(short = 'u', long = "username")]
+    /// When started as root: switch to this user once the API port and control socket are bound
+    /// (default: the config's controller username, if any).
+    #[arg(short = 'u', long = "username", visible_alias = "user")]
     pub username: Option<String>,
     /// Create or replace an API account, user:password.
     #[arg(short = 'a', long = "account")]

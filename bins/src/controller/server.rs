@@ -177,6 +177,10 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             return super::EXIT_BIND;
         }
     };
+    if let Err(e) = super::privs::drop_after_bind(&opts, &cfg, &control_path) {
+        mist_core::fail!("{e}");
+        return super::EXIT_OTHER;
+    }
     // MistServer's unauthenticated local UDP API, only when asked for (env MIST_UDP_API=ADDR:PORT,
     // loopback addresses only).
     let mut udp = None;

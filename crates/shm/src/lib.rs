@@ -92,6 +92,7 @@
 //!   track: audio before the first video keyframe is not skipped) instead of the newest keyframe.
 
 mod futex;
+mod guard;
 mod layout;
 mod meta;
 mod page;
@@ -102,6 +103,7 @@ mod users;
 mod writer;
 
 pub use futex::Waiter;
+pub use guard::faults as truncation_faults;
 pub use layout::{MAX_FRAME, MAX_INIT, MAX_SRC_PATH, MAX_TRACKS, USER_SLOTS};
 pub use source::SourceFile;
 

@@ -991,3 +991,66 @@ fn truncated_or_missing_source_file_skips_frames() {
     remove_stream(name).unwrap();
     let _ = std::fs::remove_file(path);
 }
+
+/// A segment file owned by another user (planted in the shared directory) is refused, never
+/// mapped: whoever owns it could change what we read at any time.
+#[test]
+fn foreign_owned_segment_is_refused() {
+    setup();
+    let dir = shm_dir();
+    let path = dir.join("foreign-seg-test");
+    let _ = std::fs::remove_file(&path);
+    let seg = seg::Seg::create(&path, 8192).unwrap();
+    drop(seg);
+    assert!(seg::Seg::open(&path, 4096, false).is_ok());
+    // The sandbox runs as root: hand the file to `nobody`. As another user, chown is refused;
+    // the test then cannot create the situation and says so loudly.
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    let r = unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
+    assert_eq!(r, 0, "chown to nobody failed (run as root): {}", std::io::Error::last_os_error());
+    let err = seg::Seg::open(&path, 4096, false).err().expect("foreign file was opened");
+    assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+    // A whole stream whose metadata file another user planted (a valid copy of a real one): no
+    // status, no reader.
+    let mut w = StreamWriter::create("foreign-meta", WriterOptions::default()).unwrap();
+    w.set_track(&video(1)).unwrap();
+    let meta = dir.join(seg::meta_name("foreign-planted"));
+    std::fs::copy(dir.join(seg::meta_name("foreign-meta")), &meta).unwrap();
+    assert!(stream_status("foreign-planted").is_ok());
+    std::fs::remove_file(&meta).unwrap();
+    std::fs::copy(dir.join(seg::meta_name("foreign-meta")), &meta).unwrap();
+    let c = std::ffi::CString::new(meta.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    assert!(stream_status("foreign-planted").is_err());
+    assert!(StreamReader::open("foreign-planted", ReaderInfo::default()).is_err());
+    let _ = std::fs::remove_file(&meta);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// A mapped segment truncated under a reader: reading past the new end gives zeros, counted by
+/// `truncation_faults`, instead of killing the process with SIGBUS.
+#[test]
+fn truncated_mapping_does_not_sigbus() {
+    setup();
+    let path = shm_dir().join("truncated-seg-test");
+    let _ = std::fs::remove_file(&path);
+    let w = seg::Seg::create(&path, 65536).unwrap();
+    w.u64(40960).store(0x1234_5678, std::sync::atomic::Ordering::Relaxed);
+    let r = seg::Seg::open(&path, 4096, false).unwrap();
+    assert_eq!(r.u64(40960).load(std::sync::atomic::Ordering::Relaxed), 0x1234_5678);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let before = truncation_faults();
+    assert_eq!(r.u64(49152).load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(r.u64(40960).load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(truncation_faults() > before);
+    drop(r);
+    drop(w);
+    let _ = std::fs::remove_file(&path);
+}
