@@ -46,6 +46,13 @@ impl Ctl {
 
 impl Drop for Ctl {
     fn drop(&mut self) {
+        // SIGTERM first: the controller stops the children it started (buffers).
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -515,4 +522,31 @@ fn user_option_drops_root() {
     assert!(a.body.contains("protocols"), "{}", a.body);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Wildcard children per base stream are capped: a publisher inventing `live+1`, `live+2`, …
+/// gets a buffer for the first ones only (here the limit is 2), with a log line.
+#[test]
+fn wildcard_children_are_capped() {
+    let mut cfg = admin_config();
+    cfg["config"]["limits"] = json!({"wildcard_children": 2});
+    let ctl = start(cfg);
+    let push = |name: &str| {
+        control(
+            &ctl,
+            &json!({"cmd": "push", "stream": name, "app": "live", "host": "127.0.0.1",
+                    "connector": "RTMP", "url": format!("rtmp://127.0.0.1/live/{name}")}),
+        )
+    };
+    for n in ["live+1", "live+2"] {
+        let r = push(n);
+        assert_eq!(r["ok"], true, "{n}: {r} {}", ctl.stderr());
+    }
+    let r = push("live+3");
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("limit"), "{r}");
+    assert!(ctl.stderr().contains("wildcard stream limit"), "{}", ctl.stderr());
+    // The base stream itself is not a child.
+    let r = push("live");
+    assert_eq!(r["ok"], true, "{r}");
 }

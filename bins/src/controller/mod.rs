@@ -10,6 +10,7 @@ pub mod children;
 pub mod gate;
 pub mod ingest;
 pub mod lifecycle;
+pub mod limits;
 pub mod notify;
 pub mod paths;
 pub mod privs;
@@ -423,6 +424,16 @@ impl Controller {
         let role = Role::Input(stream.to_string());
         if self.sup.find(&role).is_some_and(|m| m.running()) {
             return Ok(());
+        }
+        let limits = limits::Limits::from_config(self.cfg.config.extra.get("limits"));
+        let running = self.sup.children.iter().filter(|m| m.running());
+        let running = running.filter_map(|m| match &m.role {
+            Role::Input(s) => Some(s.as_str()),
+            _ => None,
+        });
+        if let Err(e) = limits.check(stream, running) {
+            warn!("stream {stream}: not started: {e}");
+            return Err(e);
         }
         let input = self
             .caps
