@@ -296,6 +296,12 @@ impl StreamWriter {
     pub fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, ShmError> {
         writer::create(stream, opts)
     }
+    /// Caps the bytes a live stream keeps for DVR behind the page being written (default
+    /// `MIST_DVR_MAX_BYTES`, else 1 GiB): older pages are dropped past it even inside the DVR
+    /// window in time (frozen timestamps never leave it).
+    pub fn set_max_dvr_bytes(&mut self, bytes: u64) {
+        self.st.max_dvr_bytes = bytes.max(1);
+    }
     /// Adds or replaces a track (matched by id); readers see `TracksChanged`.
     pub fn set_track(&mut self, track: &Track) -> Result<(), ShmError> {
         self.st.set_track(track)

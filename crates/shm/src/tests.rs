@@ -1054,3 +1054,40 @@ fn truncated_mapping_does_not_sigbus() {
     drop(w);
     let _ = std::fs::remove_file(&path);
 }
+
+/// Frozen timestamps never leave the DVR window in time; the byte cap still drops the oldest
+/// pages, so a publisher cannot pin the whole page ring in shared memory.
+#[test]
+fn dvr_bytes_are_capped_with_frozen_timestamps() {
+    setup();
+    let name = "dvr-frozen";
+    let mut w = StreamWriter::create(
+        name,
+        WriterOptions {
+            live: true,
+            dvr_ms: 50_000,
+        },
+    )
+    .unwrap();
+    w.set_max_dvr_bytes(10 << 20);
+    w.set_track(&video(1)).unwrap();
+    let frame = vec![7u8; 1 << 20];
+    for _ in 0..100 {
+        w.push(1, 1000, 0, true, &frame).unwrap();
+    }
+    let pages = std::fs::read_dir(shm_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(&format!("mist-{name}-p"))
+        })
+        .count();
+    // 100 MiB pushed; at most the cap (10 MiB) behind the current page plus that page (< 16 MiB)
+    // are kept: pages of 4-5 MiB, so a handful.
+    assert!(pages <= 5, "{pages} page files kept");
+    let st = stream_status(name).unwrap();
+    assert!(!st.ended);
+    w.close();
+    let _ = remove_stream(name);
+}
