@@ -70,7 +70,14 @@ fn start(config: Value) -> Ctl {
     let port = free_port();
     let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
     let child = Command::new(CONTROLLER)
-        .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-c", "mist.conf"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-i",
+            "127.0.0.1",
+            "-c",
+            "mist.conf",
+        ])
         .current_dir(dir.path())
         .env("MIST_CONTROL", dir.path().join("control.sock"))
         .env("MIST_SHM_DIR", dir.path().join("shm"))
@@ -220,10 +227,7 @@ fn cross_origin_requests_get_no_auto_login() {
         &ctl,
         &mut c,
         &cfg,
-        &[
-            ("Host", &rebound),
-            ("Origin", &format!("http://{rebound}")),
-        ],
+        &[("Host", &rebound), ("Origin", &format!("http://{rebound}"))],
     );
     assert!(a.is_challenge(), "{}", a.body);
     let a = api(&ctl, &mut c, &cfg, &[("Host", &rebound)]);
@@ -323,7 +327,8 @@ fn account_without_password_cannot_log_in() {
 }
 
 fn control(ctl: &Ctl, req: &Value) -> Value {
-    let mut s = std::os::unix::net::UnixStream::connect(ctl.dir.path().join("control.sock")).unwrap();
+    let mut s =
+        std::os::unix::net::UnixStream::connect(ctl.dir.path().join("control.sock")).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(format!("{req}\n").as_bytes()).unwrap();
     let mut line = String::new();
@@ -337,7 +342,12 @@ fn control(ctl: &Ctl, req: &Value) -> Value {
 fn control_characters_in_stream_names_are_refused() {
     let ctl = start(admin_config());
     // What MistOutRTMP asks the controller when a peer publishes to `live+a\nb`.
-    for name in ["live+a\nb", "live+x\r\nSTREAM_END", "li\u{0}ve", "live+\u{7f}"] {
+    for name in [
+        "live+a\nb",
+        "live+x\r\nSTREAM_END",
+        "li\u{0}ve",
+        "live+\u{7f}",
+    ] {
         let r = control(
             &ctl,
             &json!({"cmd": "push", "stream": name, "app": "live", "host": "127.0.0.1",
@@ -359,7 +369,12 @@ fn control_characters_in_stream_names_are_refused() {
     );
     let streams = a.json()["streams"].clone();
     assert!(
-        streams.as_object().unwrap().keys().all(|k| !k.contains('\n')) && streams.get("badname").is_none(),
+        streams
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.contains('\n'))
+            && streams.get("badname").is_none(),
         "{streams}"
     );
 }
@@ -432,7 +447,14 @@ fn control_socket_directory_is_ours_and_private() {
     let fresh = ctl.dir.path().join("run/sub");
     let err = std::fs::File::create(ctl.dir.path().join("stderr2.log")).unwrap();
     let mut child = Command::new(CONTROLLER)
-        .args(["-p", &free_port().to_string(), "-i", "127.0.0.1", "-c", "mist.conf"])
+        .args([
+            "-p",
+            &free_port().to_string(),
+            "-i",
+            "127.0.0.1",
+            "-c",
+            "mist.conf",
+        ])
         .current_dir(ctl.dir.path())
         .env("MIST_CONTROL", fresh.join("control.sock"))
         .env("MIST_SHM_DIR", ctl.dir.path().join("shm"))
@@ -458,7 +480,14 @@ fn control_socket_directory_is_ours_and_private() {
     let r = unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
     assert_eq!(r, 0, "chown to nobody (run the tests as root)");
     let out = Command::new(CONTROLLER)
-        .args(["-p", &free_port().to_string(), "-i", "127.0.0.1", "-c", "mist.conf"])
+        .args([
+            "-p",
+            &free_port().to_string(),
+            "-i",
+            "127.0.0.1",
+            "-c",
+            "mist.conf",
+        ])
         .current_dir(ctl.dir.path())
         .env("MIST_CONTROL", foreign.join("control.sock"))
         .env("MIST_SHM_DIR", ctl.dir.path().join("shm"))
@@ -479,15 +508,22 @@ fn user_option_drops_root() {
     // SAFETY: geteuid cannot fail.
     assert_eq!(unsafe { libc::geteuid() }, 0, "run the tests as root");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mist.conf"),
-        admin_config().to_string(),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("mist.conf"), admin_config().to_string()).unwrap();
     let sockdir = dir.path().join("run");
     let port = free_port();
     let mut child = Command::new(CONTROLLER)
-        .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-c", "mist.conf", "-C", "none", "-u", "nobody"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-i",
+            "127.0.0.1",
+            "-c",
+            "mist.conf",
+            "-C",
+            "none",
+            "-u",
+            "nobody",
+        ])
         .current_dir(dir.path())
         .env("MIST_CONTROL", sockdir.join("control.sock"))
         .env("MIST_SHM_DIR", dir.path().join("shm"))
@@ -502,7 +538,11 @@ fn user_option_drops_root() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
+    let uids = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
     assert_eq!(
         uids.split_whitespace().skip(1).collect::<Vec<_>>(),
         ["65534"; 4],
@@ -510,14 +550,19 @@ fn user_option_drops_root() {
     );
     assert_eq!(std::fs::metadata(&sockdir).unwrap().uid(), 65534);
     assert_eq!(
-        std::fs::symlink_metadata(sockdir.join("control.sock")).unwrap().uid(),
+        std::fs::symlink_metadata(sockdir.join("control.sock"))
+            .unwrap()
+            .uid(),
         65534
     );
     // Still serving: a local request gets its answer.
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let a = exchange(
         &mut c,
-        format!("GET /api?command=%7B%22config%22%3Atrue%7D HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
+        format!(
+            "GET /api?command=%7B%22config%22%3Atrue%7D HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+        )
+        .as_bytes(),
     );
     assert!(a.body.contains("protocols"), "{}", a.body);
     let _ = child.kill();
@@ -545,7 +590,11 @@ fn wildcard_children_are_capped() {
     let r = push("live+3");
     assert_eq!(r["ok"], false, "{r}");
     assert!(r["error"].as_str().unwrap().contains("limit"), "{r}");
-    assert!(ctl.stderr().contains("wildcard stream limit"), "{}", ctl.stderr());
+    assert!(
+        ctl.stderr().contains("wildcard stream limit"),
+        "{}",
+        ctl.stderr()
+    );
     // The base stream itself is not a child.
     let r = push("live");
     assert_eq!(r["ok"], true, "{r}");

@@ -68,9 +68,7 @@ pub fn drop_to(user: &str, owned: &[&Path]) -> Result<(), String> {
     let gid = ids.gid as libc::gid_t;
     // SAFETY: plain system calls with valid arguments (one supplementary group: the user's own).
     let ok = unsafe {
-        libc::setgroups(1, &gid) == 0
-            && libc::setgid(ids.gid) == 0
-            && libc::setuid(ids.uid) == 0
+        libc::setgroups(1, &gid) == 0 && libc::setgid(ids.gid) == 0 && libc::setuid(ids.uid) == 0
     };
     if !ok {
         return Err(format!(

@@ -187,7 +187,11 @@ fn insert_bounded<K: std::hash::Hash + Eq + Clone, V>(
 ) {
     map.insert(key, value);
     while map.len() > cap.max(1) {
-        let Some(oldest) = map.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| k.clone()) else {
+        let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, (t, _))| *t)
+            .map(|(k, _)| k.clone())
+        else {
             break;
         };
         map.remove(&oldest);
@@ -867,8 +871,8 @@ mod bound_tests {
     /// and the ones that differ only in spelling share one key.
     #[test]
     fn selector_cache_is_bounded() {
-        let mut plans: HashMap<(String, Option<String>, Option<String>), (Instant, Vec<u8>)> =
-            HashMap::new();
+        type Key = (String, Option<String>, Option<String>);
+        let mut plans: HashMap<Key, (Instant, Vec<u8>)> = HashMap::new();
         let t0 = Instant::now();
         for i in 0..10_000u64 {
             let v = mux::normalize_selector(&format!("{i},ALL, {i}"));

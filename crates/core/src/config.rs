@@ -522,7 +522,10 @@ mod tests {
         atomic_write(&path, b"{}\n").unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
-        assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert!(!std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         assert!(std::fs::symlink_metadata(&tmp).is_err());
         let _ = std::fs::remove_dir_all(&d);
     }

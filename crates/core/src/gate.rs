@@ -187,12 +187,18 @@ mod tests {
 
     #[test]
     fn host_names() {
-        for h in ["127.0.0.1", "[::1]:4242", "localhost", "a.localhost:1", "box", "10.0.0.1:80"] {
+        for h in [
+            "127.0.0.1",
+            "[::1]:4242",
+            "localhost",
+            "a.localhost:1",
+            "box",
+            "10.0.0.1:80",
+        ] {
             assert!(host_is_local(h, &[]), "{h}");
         }
         for h in ["evil.example", "127.0.0.1.nip.io:4242", "", "a b"] {
             assert!(!host_is_local(h, &[]), "{h}");
         }
     }
-
 }

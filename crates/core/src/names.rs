@@ -205,7 +205,14 @@ mod tests {
 
     #[test]
     fn control_characters_name_no_stream() {
-        for bad in ["live+a\nb", "live\r", "li\0ve", "live+x\u{7f}", "live+\u{85}", "\tlive"] {
+        for bad in [
+            "live+a\nb",
+            "live\r",
+            "li\0ve",
+            "live+x\u{7f}",
+            "live+\u{85}",
+            "\tlive",
+        ] {
             assert_eq!(sanitize(bad), "", "{bad:?}");
             assert!(!is_valid(bad), "{bad:?}");
         }

@@ -1008,8 +1008,15 @@ fn foreign_owned_segment_is_refused() {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path.
     let r = unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
-    assert_eq!(r, 0, "chown to nobody failed (run as root): {}", std::io::Error::last_os_error());
-    let err = seg::Seg::open(&path, 4096, false).err().expect("foreign file was opened");
+    assert_eq!(
+        r,
+        0,
+        "chown to nobody failed (run as root): {}",
+        std::io::Error::last_os_error()
+    );
+    let err = seg::Seg::open(&path, 4096, false)
+        .err()
+        .expect("foreign file was opened");
     assert!(err.to_string().contains("owned by uid 65534"), "{err}");
     // A whole stream whose metadata file another user planted (a valid copy of a real one): no
     // status, no reader.
@@ -1037,9 +1044,13 @@ fn truncated_mapping_does_not_sigbus() {
     let path = shm_dir().join("truncated-seg-test");
     let _ = std::fs::remove_file(&path);
     let w = seg::Seg::create(&path, 65536).unwrap();
-    w.u64(40960).store(0x1234_5678, std::sync::atomic::Ordering::Relaxed);
+    w.u64(40960)
+        .store(0x1234_5678, std::sync::atomic::Ordering::Relaxed);
     let r = seg::Seg::open(&path, 4096, false).unwrap();
-    assert_eq!(r.u64(40960).load(std::sync::atomic::Ordering::Relaxed), 0x1234_5678);
+    assert_eq!(
+        r.u64(40960).load(std::sync::atomic::Ordering::Relaxed),
+        0x1234_5678
+    );
     std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
