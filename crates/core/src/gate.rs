@@ -59,20 +59,26 @@ pub fn judge(client: Client, h: &Headers<'_>, api_hosts: &[String]) -> Verdict {
 
 /// True when the request comes from a page of another origin than the API's own.
 fn cross_site(h: &Headers<'_>) -> bool {
-    let own = |url: &str| {
+    // `whole`: an Origin is exactly `scheme://authority`; a Referer goes on with a path.
+    let own = |url: &str, whole: bool| {
         let authority = url
             .strip_prefix("http://")
             .or_else(|| url.strip_prefix("https://"))
-            .map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+            .and_then(|r| match r.find(['/', '?', '#']) {
+                Some(_) if whole => None,
+                Some(i) if r[i..].starts_with('/') => Some(&r[..i]),
+                Some(_) => None,
+                None => Some(r),
+            });
         match (authority, h.host) {
             (Some(a), Some(host)) => !a.is_empty() && a.eq_ignore_ascii_case(host.trim()),
             _ => false,
         }
     };
-    if h.origin.is_some_and(|o| !own(o.trim())) {
+    if h.origin.is_some_and(|o| !own(o.trim(), true)) {
         return true;
     }
-    if h.referer.is_some_and(|r| !own(r.trim())) {
+    if h.referer.is_some_and(|r| !own(r.trim(), false)) {
         return true;
     }
     h.sec_fetch_site
@@ -156,6 +162,15 @@ mod tests {
         );
         assert!(!v.local && v.refused.is_some());
         assert!(!judge(local(), &hdr("127.0.0.1:4242", Some("null")), &[]).local);
+        // An Origin is scheme://authority and nothing else (found by the api_request fuzzer).
+        let o = Some("https://127.0.0.1:4242?x");
+        assert!(!judge(local(), &hdr("127.0.0.1:4242", o), &[]).local);
+        let h = Headers {
+            host: Some("127.0.0.1:4242"),
+            referer: Some("http://127.0.0.1:4242/ui/index.html?x"),
+            ..Default::default()
+        };
+        assert!(judge(local(), &h, &[]).local);
         // DNS rebinding: same origin, but the name is not ours.
         let v = judge(
             local(),
