@@ -97,6 +97,14 @@ pub fn drop_after_bind(
         .or_else(|| cfg.config.controller.username.clone())
         .filter(|u| !u.is_empty());
     let Some(user) = user else { return Ok(()) };
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        // Not root: nothing to drop; a different user cannot be had (and is not needed).
+        if let Err(e) = drop_to(&user, &[]) {
+            mist_core::warn!("{e}; running as the current user");
+        }
+        return Ok(());
+    }
     let dir = control.parent().filter(|d| !d.as_os_str().is_empty());
     let owned: Vec<&Path> = dir.into_iter().chain([control]).collect();
     drop_to(&user, &owned)?;
