@@ -1,6 +1,8 @@
 //! Security tests (issue 10): each one is an attack tried against the real MistController (and
 //! the other binaries where the attack needs them), with what the server must answer.
 
+mod common;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -598,4 +600,50 @@ fn wildcard_children_are_capped() {
     // The base stream itself is not a child.
     let r = push("live");
     assert_eq!(r["ok"], true, "{r}");
+}
+
+/// Reads an answer's status line and head only (the body of a live stream never ends).
+fn head_of(conn: &mut TcpStream) -> String {
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Each distinct `?video=`/`?audio=` selection of a live stream is a feed with a reader slot of
+/// its own; a peer inventing selections gets 503 past 16 of them per stream instead of using up
+/// the stream's reader slots. The same selection spelled differently shares one feed.
+#[test]
+fn distinct_selections_per_stream_are_capped() {
+    let shm = tempfile::tempdir().unwrap();
+    std::env::set_var("MIST_SHM_DIR", shm.path());
+    let flv = shm.path().join("src.flv");
+    common::make_flv(&flv, "160x120", 20);
+    let _publisher = common::ShmPublisher::start("selcap", &flv);
+    let (_http, port) = common::http_out(shm.path(), &[]);
+    let get = |q: &str| {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(format!("GET /selcap.ts?{q} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .unwrap();
+        let h = head_of(&mut c);
+        (c, h)
+    };
+    let mut open = Vec::new();
+    for i in 1..=16 {
+        let (c, h) = get(&format!("audio={i}"));
+        assert!(h.starts_with("HTTP/1.1 200"), "selection {i}: {h}");
+        open.push(c);
+    }
+    let (_c, h) = get("audio=17");
+    assert!(h.starts_with("HTTP/1.1 503"), "{h}");
+    // `audio=0001, 1` is `audio=1`: the existing feed.
+    let (_c2, h) = get("audio=0001,%201");
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
 }

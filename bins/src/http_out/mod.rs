@@ -174,6 +174,9 @@ struct Mp4Waiting {
 /// Progressive MP4 plans of VoD streams by (stream, video, audio), with their last use.
 type Mp4Plans = HashMap<(String, Option<String>, Option<String>), (Instant, Arc<vod::Mp4Plan>)>;
 
+/// Live feeds (distinct format and track selections) served at once per stream.
+const MAX_FEEDS_PER_STREAM: usize = 16;
+
 /// MP4 plans kept at most (each holds a VoD file's sample tables): a peer asking for many distinct
 /// selectors evicts the least recently used plans instead of growing the process.
 const MAX_MP4_PLANS: usize = 64;
@@ -287,6 +290,24 @@ impl App {
             viewer: vod.then_some(id),
         };
         if !self.feeds.contains_key(&key) {
+            // Each distinct selector of a live stream is a feed with a reader slot of its own:
+            // a peer inventing selectors must not use up the stream's slots.
+            let shared = self
+                .feeds
+                .keys()
+                .filter(|k| k.stream == key.stream && k.viewer.is_none())
+                .count();
+            if !vod && shared >= MAX_FEEDS_PER_STREAM {
+                mist_core::warn!(
+                    "stream {stream}: {MAX_FEEDS_PER_STREAM} track selections already served; refusing another"
+                );
+                io.respond_text(
+                    id,
+                    503,
+                    "too many different track selections of this stream",
+                );
+                return;
+            }
             let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
             match Source::open(stream, format, video, audio, format.connector(), &host) {
                 Ok(src) => {
