@@ -60,6 +60,16 @@ impl Drop for Ctl {
     }
 }
 
+/// Kills a child process when dropped (also when a test fails half-way).
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts MistController (no children: its directory has no other binaries) with `config`.
 fn start(config: Value) -> Ctl {
     let dir = tempfile::tempdir().unwrap();
@@ -386,14 +396,16 @@ fn control_characters_in_stream_names_are_refused() {
 fn control_characters_in_http_stream_paths_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
-        .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
-        .env("MIST_SHM_DIR", dir.path())
-        .env_remove("MIST_CONTROL")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _child = Guard(
+        Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
+            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
+            .env("MIST_SHM_DIR", dir.path())
+            .env_remove("MIST_CONTROL")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "MistOutHTTP never listened");
@@ -408,8 +420,6 @@ fn control_characters_in_http_stream_paths_are_refused() {
         assert_eq!(a.status, 404, "{path}: {}", a.body);
         assert!(a.body.contains("invalid stream name"), "{path}: {}", a.body);
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Request smuggling: two Content-Length headers (or a signed one) are refused with 400 and the
@@ -445,25 +455,25 @@ fn control_socket_directory_is_ours_and_private() {
     let mut ctl = start(admin_config());
     let _ = ctl.child.kill();
     let _ = ctl.child.wait();
-    // A fresh directory is created 0700.
-    let fresh = ctl.dir.path().join("run/sub");
-    let err = std::fs::File::create(ctl.dir.path().join("stderr2.log")).unwrap();
-    let mut child = Command::new(CONTROLLER)
-        .args([
-            "-p",
-            &free_port().to_string(),
-            "-i",
-            "127.0.0.1",
-            "-c",
-            "mist.conf",
-        ])
-        .current_dir(ctl.dir.path())
-        .env("MIST_CONTROL", fresh.join("control.sock"))
-        .env("MIST_SHM_DIR", ctl.dir.path().join("shm"))
-        .stdin(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap();
+    // A fresh directory is created 0700 (outside /tmp, where the old code used 0750).
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let fresh = scratch.path().join("run/sub");
+    let spawn = |sock: &std::path::Path, log: &str| {
+        let err = std::fs::File::create(ctl.dir.path().join(log)).unwrap();
+        Guard(
+            Command::new(CONTROLLER)
+                .args(["-p", &free_port().to_string(), "-i", "127.0.0.1"])
+                .args(["-c", "mist.conf"])
+                .current_dir(ctl.dir.path())
+                .env("MIST_CONTROL", sock)
+                .env("MIST_SHM_DIR", ctl.dir.path().join("shm"))
+                .stdin(Stdio::null())
+                .stderr(err)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let child = spawn(&fresh.join("control.sock"), "stderr2.log");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !fresh.join("control.sock").exists() {
         assert!(Instant::now() < deadline, "no control socket");
@@ -471,8 +481,7 @@ fn control_socket_directory_is_ours_and_private() {
     }
     let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{mode:o}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     // A directory owned by `nobody` (the sandbox runs as root and can hand it over).
     let foreign = ctl.dir.path().join("foreign");
     std::fs::create_dir(&foreign).unwrap();
@@ -481,23 +490,20 @@ fn control_socket_directory_is_ours_and_private() {
     // SAFETY: a valid NUL-terminated path.
     let r = unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
     assert_eq!(r, 0, "chown to nobody (run the tests as root)");
-    let out = Command::new(CONTROLLER)
-        .args([
-            "-p",
-            &free_port().to_string(),
-            "-i",
-            "127.0.0.1",
-            "-c",
-            "mist.conf",
-        ])
-        .current_dir(ctl.dir.path())
-        .env("MIST_CONTROL", foreign.join("control.sock"))
-        .env("MIST_SHM_DIR", ctl.dir.path().join("shm"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{out:?}");
-    let log = String::from_utf8_lossy(&out.stderr);
+    let mut child = spawn(&foreign.join("control.sock"), "stderr3.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controller took the foreign directory and runs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(3), "{status:?}");
+    let log = std::fs::read_to_string(ctl.dir.path().join("stderr3.log")).unwrap();
     assert!(log.contains("owned by uid 65534"), "{log}");
     assert!(!foreign.join("control.sock").exists());
 }
@@ -513,33 +519,35 @@ fn user_option_drops_root() {
     std::fs::write(dir.path().join("mist.conf"), admin_config().to_string()).unwrap();
     let sockdir = dir.path().join("run");
     let port = free_port();
-    let mut child = Command::new(CONTROLLER)
-        .args([
-            "-p",
-            &port.to_string(),
-            "-i",
-            "127.0.0.1",
-            "-c",
-            "mist.conf",
-            "-C",
-            "none",
-            "-u",
-            "nobody",
-        ])
-        .current_dir(dir.path())
-        .env("MIST_CONTROL", sockdir.join("control.sock"))
-        .env("MIST_SHM_DIR", dir.path().join("shm"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Guard(
+        Command::new(CONTROLLER)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-i",
+                "127.0.0.1",
+                "-c",
+                "mist.conf",
+                "-C",
+                "none",
+                "-u",
+                "nobody",
+            ])
+            .current_dir(dir.path())
+            .env("MIST_CONTROL", sockdir.join("control.sock"))
+            .env("MIST_SHM_DIR", dir.path().join("shm"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "controller exited");
+        assert!(child.0.try_wait().unwrap().is_none(), "controller exited");
         assert!(Instant::now() < deadline, "no start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
     let uids = status
         .lines()
         .find(|l| l.starts_with("Uid:"))
@@ -567,8 +575,6 @@ fn user_option_drops_root() {
         .as_bytes(),
     );
     assert!(a.body.contains("protocols"), "{}", a.body);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Wildcard children per base stream are capped: a publisher inventing `live+1`, `live+2`, …
