@@ -85,7 +85,10 @@ fn install_into_a_destdir_and_upgrade() {
     // An upgrade keeps the operator's config.
     std::fs::write(&conf, "{\"streams\": {}}").unwrap();
     let text = install(root);
-    assert!(text.contains("kept /etc/mistserver/mistserver.conf"), "{text}");
+    assert!(
+        text.contains("kept /etc/mistserver/mistserver.conf"),
+        "{text}"
+    );
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), "{\"streams\": {}}");
     assert!(root.join("etc/mistserver/mistserver.conf.dist").is_file());
     // PREFIX=/usr/local: the unit starts the binary where it is.
