@@ -92,15 +92,16 @@ pub(crate) struct WriterState {
 /// up to 16 MiB) in shared memory.
 pub const DEFAULT_MAX_DVR_BYTES: u64 = 1 << 30;
 
-/// The DVR byte cap: `MIST_DVR_MAX_BYTES` (bytes, 0 = none) or [`DEFAULT_MAX_DVR_BYTES`].
+/// The DVR byte cap: `MIST_DVR_MAX_BYTES` (bytes; unset or 0 = none). Off by default for now:
+/// with [`DEFAULT_MAX_DVR_BYTES`] as the default, http_e2e `rtmp_push_played_over_http` failed
+/// (nothing decodable from a live TS), not understood yet.
 pub fn max_dvr_bytes() -> u64 {
     match std::env::var("MIST_DVR_MAX_BYTES")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
     {
-        Some(0) => u64::MAX,
+        Some(0) | None => u64::MAX,
         Some(n) => n,
-        None => DEFAULT_MAX_DVR_BYTES,
     }
 }
 
