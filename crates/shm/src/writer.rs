@@ -90,6 +90,7 @@ pub(crate) struct WriterState {
 /// Default cap on the bytes a live stream keeps for DVR: 1 GiB. Frozen or bogus timestamps never
 /// leave the DVR window in time; this keeps them from pinning the whole page ring (4096 pages of
 /// up to 16 MiB) in shared memory.
+#[allow(dead_code)]
 pub const DEFAULT_MAX_DVR_BYTES: u64 = 1 << 30;
 
 /// The DVR byte cap: `MIST_DVR_MAX_BYTES` (bytes; unset or 0 = none). Off by default for now:
