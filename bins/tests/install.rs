@@ -72,20 +72,25 @@ fn install_into_a_destdir_and_upgrade() {
     let unit =
         std::fs::read_to_string(root.join("usr/lib/systemd/system/mistserver.service")).unwrap();
     assert!(
-        unit.contains("/usr/bin/MistController -c /etc/mistserver.conf"),
+        unit.contains("/usr/bin/MistController -c /etc/mistserver/mistserver.conf"),
         "{unit}"
     );
     assert!(root.join("var/lib/mist-rs").is_dir());
     // The default config is the controller's built-in default.
-    let conf = root.join("etc/mistserver.conf");
+    assert!(unit.contains("User=mistserver"), "{unit}");
+    assert!(root.join("usr/lib/sysusers.d/mistserver.conf").is_file());
+    let conf = root.join("etc/mistserver/mistserver.conf");
     let loaded = mist_core::config::Config::load(&conf).unwrap().unwrap();
     assert_eq!(loaded, mist_core::config::default_config());
     // An upgrade keeps the operator's config.
     std::fs::write(&conf, "{\"streams\": {}}").unwrap();
     let text = install(root);
-    assert!(text.contains("kept /etc/mistserver.conf"), "{text}");
+    assert!(
+        text.contains("kept /etc/mistserver/mistserver.conf"),
+        "{text}"
+    );
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), "{\"streams\": {}}");
-    assert!(root.join("etc/mistserver.conf.dist").is_file());
+    assert!(root.join("etc/mistserver/mistserver.conf.dist").is_file());
     // PREFIX=/usr/local: the unit starts the binary where it is.
     let dir2 = TempDir::new("install-local");
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_MistController"))

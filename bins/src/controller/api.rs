@@ -6,24 +6,38 @@ use mist_core::names;
 use mist_core::{info, warn};
 use serde_json::{json, Map, Value};
 
-/// Per-connection API session. A login belongs to the client address that made it, not to the TCP
-/// connection: a reverse proxy reuses one upstream connection for many clients.
+/// Per-connection API session. A login belongs to the client address (and the browser origin)
+/// that made it, not to the TCP connection: a reverse proxy reuses one upstream connection for many
+/// clients, and a browser may reuse one for pages of several sites.
 #[derive(Default)]
 pub struct Session {
-    /// The client address that logged in (or was auto-authorised) on this connection.
-    authorized: Option<String>,
+    /// The client address and `Origin` that logged in with a password on this connection.
+    authorized: Option<(String, Option<String>)>,
 }
 
 impl Session {
-    /// True when `host` has logged in on this connection.
-    pub fn is_authorized(&self, host: &str) -> bool {
-        self.authorized.as_deref() == Some(host)
+    /// True when `host` has logged in from `origin` on this connection.
+    pub fn is_authorized_from(&self, host: &str, origin: Option<&str>) -> bool {
+        self.authorized
+            .as_ref()
+            .is_some_and(|(h, o)| h == host && o.as_deref() == origin)
     }
 
     /// True when anyone has logged in on this connection (it may then send large requests).
     pub fn has_login(&self) -> bool {
         self.authorized.is_some()
     }
+}
+
+/// Who sent one API request, as the gate (`super::gate`) judged it.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The client address (the peer, or the one a trusted proxy names).
+    pub host: String,
+    /// Authorised without login for this request only (local, same-origin, local `Host`).
+    pub local: bool,
+    /// The request's `Origin` header, if any (a login is bound to it).
+    pub origin: Option<String>,
 }
 
 /// Answers one API request object. `host` is the address the request is judged as (the peer, or
@@ -35,21 +49,38 @@ pub fn handle(
     local: bool,
     req: &Value,
 ) -> Value {
+    let caller = Caller {
+        host: host.to_string(),
+        local,
+        origin: None,
+    };
+    handle_from(ctl, sess, &caller, req)
+}
+
+/// [`handle`] for a caller the gate judged. An auto-authorisation holds for this request only; a
+/// password login holds for the rest of the connection, for the same address and origin.
+pub fn handle_from(ctl: &mut Controller, sess: &mut Session, who: &Caller, req: &Value) -> Value {
     let mut out = Map::new();
-    if local {
-        sess.authorized = Some(host.to_string());
-    }
-    if !sess.is_authorized(host) {
+    let host = who.host.as_str();
+    if !who.local && !sess.is_authorized_from(host, who.origin.as_deref()) {
         let mut ok = false;
         if let Some(a) = req.get("authorize").and_then(Value::as_object) {
             let user = a.get("username").and_then(Value::as_str).unwrap_or("");
             let pass = a.get("password").and_then(Value::as_str).unwrap_or("");
             if !pass.is_empty() {
-                if let Some(acc) = ctl.cfg.account.get(user) {
-                    ok = ctl.auth.verify(host, &acc.password, pass);
-                }
-                if !ok {
-                    warn!("API: failed login for {user:?} from {host}");
+                if ctl.auth.limited(host) {
+                    // Answered like any failed login (MistServer clients know no other answer).
+                    warn!("API: login from {host} refused: too many failed logins");
+                } else {
+                    // An account without a password cannot log in: md5("" + challenge) is no secret.
+                    if let Some(acc) = ctl.cfg.account.get(user).filter(|a| !a.password.is_empty())
+                    {
+                        ok = ctl.auth.verify(host, &acc.password, pass);
+                    }
+                    if !ok {
+                        ctl.auth.failed(host);
+                        warn!("API: failed login for {user:?} from {host}");
+                    }
                 }
             }
         }
@@ -61,7 +92,8 @@ pub fn handle(
             return Value::Object(out);
         }
         info!("API: {host} logged in");
-        sess.authorized = Some(host.to_string());
+        ctl.auth.succeeded(host);
+        sess.authorized = Some((host.to_string(), who.origin.clone()));
     }
     let Some(obj) = req.as_object() else {
         out.insert("error".into(), json!("request must be a JSON object"));

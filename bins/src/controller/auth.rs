@@ -5,10 +5,22 @@
 //! keeps getting the same challenge and can resend the same answer; the current and the previous
 //! bucket are accepted.
 
+//!
+//! Failed logins are counted per client address: after [`MAX_FAILS`] failures within
+//! [`FAIL_WINDOW`], that address's logins are refused (answered like a wrong password) until the
+//! window has passed since its first failure.
+
 use md5::{Digest, Md5};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const BUCKET_SECS: u64 = 600;
+/// Failed logins an address may make within [`FAIL_WINDOW`].
+pub const MAX_FAILS: u32 = 5;
+/// How long failed logins count against an address.
+pub const FAIL_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses whose failures are remembered at most (the oldest are forgotten first).
+const MAX_TRACKED: usize = 10_000;
 
 pub fn md5hex(data: &[u8]) -> String {
     let d = Md5::digest(data);
@@ -22,6 +34,8 @@ pub fn expected_answer(stored_md5_hex: &str, challenge: &str) -> String {
 
 pub struct Authenticator {
     secret: String,
+    /// Client address → (failed logins, time of the first one in this window).
+    fails: HashMap<String, (u32, Instant)>,
 }
 
 impl Authenticator {
@@ -39,7 +53,56 @@ impl Authenticator {
         }
         Authenticator {
             secret: b.iter().map(|x| format!("{x:02x}")).collect(),
+            fails: HashMap::new(),
         }
+    }
+
+    /// True when `host` made too many failed logins recently: its logins are not even checked.
+    pub fn limited(&mut self, host: &str) -> bool {
+        match self.fails.get(host) {
+            Some(&(n, since)) if since.elapsed() < FAIL_WINDOW => n >= MAX_FAILS,
+            Some(_) => {
+                self.fails.remove(host);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Counts a failed login from `host`.
+    pub fn failed(&mut self, host: &str) {
+        if self.fails.len() >= MAX_TRACKED && !self.fails.contains_key(host) {
+            self.fails.retain(|_, (_, t)| t.elapsed() < FAIL_WINDOW);
+            if self.fails.len() >= MAX_TRACKED {
+                if let Some(oldest) = self
+                    .fails
+                    .iter()
+                    .min_by_key(|(_, (_, t))| *t)
+                    .map(|(k, _)| k.clone())
+                {
+                    self.fails.remove(&oldest);
+                }
+            }
+        }
+        let e = self
+            .fails
+            .entry(host.to_string())
+            .or_insert((0, Instant::now()));
+        if e.1.elapsed() >= FAIL_WINDOW {
+            *e = (0, Instant::now());
+        }
+        e.0 += 1;
+        if e.0 == MAX_FAILS {
+            mist_core::warn!(
+                "API: {host} made {MAX_FAILS} failed logins; its logins are refused for {} s",
+                FAIL_WINDOW.as_secs()
+            );
+        }
+    }
+
+    /// A successful login clears `host`'s failures.
+    pub fn succeeded(&mut self, host: &str) {
+        self.fails.remove(host);
     }
 
     fn bucket_now() -> u64 {
@@ -69,7 +132,8 @@ impl Authenticator {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -97,5 +161,21 @@ mod tests {
         assert!(!a.verify("203.0.113.5", &md5hex(b"other"), &answer));
         assert!(!a.verify("203.0.113.5", &stored, ""));
         assert_ne!(Authenticator::new().challenge("x"), a.challenge("x"));
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_address() {
+        let mut a = Authenticator::new();
+        for _ in 0..MAX_FAILS {
+            assert!(!a.limited("203.0.113.5"));
+            a.failed("203.0.113.5");
+        }
+        assert!(a.limited("203.0.113.5"));
+        assert!(!a.limited("203.0.113.6"));
+        // Bounded memory: many addresses, the map never grows past MAX_TRACKED.
+        for i in 0..(MAX_TRACKED + 50) {
+            a.failed(&format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255));
+        }
+        assert!(a.fails.len() <= MAX_TRACKED);
     }
 }

@@ -7,10 +7,13 @@ pub mod api;
 pub mod auth;
 pub mod caps;
 pub mod children;
+pub mod gate;
 pub mod ingest;
 pub mod lifecycle;
+pub mod limits;
 pub mod notify;
 pub mod paths;
+pub mod privs;
 pub mod push;
 pub mod server;
 
@@ -90,8 +93,9 @@ pub struct Opts {
     /// API bind address (default: config, else 0.0.0.0).
     #[arg(short = 'i', long = "interface")]
     pub interface: Option<String>,
-    /// Accepted for compatibility; privileges are not dropped (run under a service user instead).
-    #[arg(short = 'u', long = "username")]
+    /// When started as root: switch to this user once the API port and control socket are bound
+    /// (default: the config's controller username, if any).
+    #[arg(short = 'u', long = "username", visible_alias = "user")]
     pub username: Option<String>,
     /// Create or replace an API account, user:password.
     #[arg(short = 'a', long = "account")]
@@ -423,6 +427,16 @@ impl Controller {
         let role = Role::Input(stream.to_string());
         if self.sup.find(&role).is_some_and(|m| m.running()) {
             return Ok(());
+        }
+        let limits = limits::Limits::from_config(self.cfg.config.extra.get("limits"));
+        let running = self.sup.children.iter().filter(|m| m.running());
+        let running = running.filter_map(|m| match &m.role {
+            Role::Input(s) => Some(s.as_str()),
+            _ => None,
+        });
+        if let Err(e) = limits.check(stream, running) {
+            warn!("stream {stream}: not started: {e}");
+            return Err(e);
         }
         let input = self
             .caps

@@ -6,8 +6,8 @@
 //! 3. `$XDG_RUNTIME_DIR/mist-rs/control.sock` when that is set;
 //! 4. `/tmp/mist-rs-<uid>/control.sock` otherwise.
 //!
-//! The directory is created with mode 0750 (0700 under /tmp) and the socket gets mode 0660, so the
-//! controller's user and group may talk to it and nobody else.
+//! The directory is created with mode 0700 and must be owned by the controller's user (a directory
+//! someone else owns is refused: they could swap the socket); the socket gets mode 0660.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -27,23 +27,33 @@ pub fn control_socket_path() -> PathBuf {
     PathBuf::from(format!("/tmp/mist-rs-{uid}/control.sock"))
 }
 
-/// Creates the socket's directory (if missing) with restrictive permissions.
+/// Creates the socket's directory (if missing) with mode 0700, and refuses one that is not a
+/// directory of our own (another user could replace the socket in it).
 pub fn prepare_dir(sock: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let Some(dir) = sock.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return Ok(());
     };
-    if dir.exists() {
-        return Ok(());
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
-    let mode = if dir.starts_with("/tmp") {
-        0o700
-    } else {
-        0o750
-    };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
+    let meta = std::fs::symlink_metadata(dir)?;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != me {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is owned by uid {} (not us, {me}) or is no directory: refusing it",
+                dir.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub fn set_socket_mode(sock: &Path) -> std::io::Result<()> {

@@ -13,7 +13,7 @@ use mist_core::control::{Request, Response};
 use mist_core::log;
 use mist_core::{info, warn};
 use mist_net::http::{self, Limits as HttpLimits};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -177,6 +177,10 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             return super::EXIT_BIND;
         }
     };
+    if let Err(e) = super::privs::drop_after_bind(&opts, &cfg, &control_path) {
+        mist_core::fail!("{e}");
+        return super::EXIT_OTHER;
+    }
     // MistServer's unauthenticated local UDP API, only when asked for (env MIST_UDP_API=ADDR:PORT,
     // loopback addresses only).
     let mut udp = None;
@@ -591,61 +595,8 @@ fn answer_http(ctl: &mut Controller, c: &mut ApiConn, req: &http::Request) -> ht
     if req.method != "GET" && req.method != "POST" {
         return http::Response::text(405, "method not allowed\n");
     }
-    // Who is asking: the peer, or the client a trusted proxy names (mist_core::proxy).
-    let xff = req.header_joined("x-forwarded-for");
-    let fwd = mist_core::proxy::Forwarding {
-        x_forwarded_for: xff.as_deref(),
-        x_real_ip: req.header("x-real-ip"),
-        forwarded: req.header("forwarded"),
-    };
-    let who = mist_core::proxy::client(
-        &c.peer.ip().to_string(),
-        &fwd,
-        &ctl.cfg.config.trusted_proxies(),
-    );
-    let (host, local) = (who.host, who.local);
-    // The command: ?command=, form body command=, or a raw JSON body.
-    let mut text = req.query_param("command");
-    if text.is_none() && !req.body.is_empty() {
-        let body = String::from_utf8_lossy(&req.body).into_owned();
-        let ctype = req
-            .header("content-type")
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if ctype.starts_with("application/x-www-form-urlencoded") || body.starts_with("command=") {
-            text = http::parse_query(&body)
-                .into_iter()
-                .find(|(k, _)| k == "command")
-                .map(|(_, v)| v);
-        } else {
-            text = Some(body);
-        }
-    }
-    let cmd: Value = match text.as_deref().map(str::trim) {
-        None | Some("") => json!({}),
-        Some(t) => match serde_json::from_str(t) {
-            Ok(v) => v,
-            Err(e) => {
-                if !(local || c.session.is_authorized(&host)) {
-                    let v = api::handle(ctl, &mut c.session, &host, local, &json!({}));
-                    return cors(http::Response::json(200, v.to_string()));
-                }
-                return cors(http::Response::json(
-                    400,
-                    json!({"error": format!("invalid JSON: {e}")}).to_string(),
-                ));
-            }
-        },
-    };
-    let answer = api::handle(ctl, &mut c.session, &host, local, &cmd);
-    let mut body = answer.to_string();
-    if let Some(cb) = req.query_param("callback").filter(|s| {
-        s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-    }) {
-        body = format!("{cb}({body});");
-    }
-    cors(http::Response::json(200, body))
+    // Authorisation, CORS and JSONP rules: the API gate (docs/security.md).
+    super::gate::answer(ctl, &mut c.session, c.peer, req)
 }
 
 /// Reads a control connection's one request line and answers it, now or (waiting for an input
@@ -661,7 +612,7 @@ fn service_ctl(ctl: &mut Controller, c: &mut CtlConn, io: &mut Io<'_>) {
     io.pause_reading(true);
     let resp = match serde_json::from_slice::<Request>(&line) {
         Ok(req) => {
-            mist_core::debug!("control request: {}", String::from_utf8_lossy(&line));
+            mist_core::debug!("control request: {}", super::gate::redacted(&req));
             ctl.control(c.token, req)
         }
         Err(e) => Some(Response {

@@ -174,6 +174,33 @@ struct Mp4Waiting {
 /// Progressive MP4 plans of VoD streams by (stream, video, audio), with their last use.
 type Mp4Plans = HashMap<(String, Option<String>, Option<String>), (Instant, Arc<vod::Mp4Plan>)>;
 
+/// Live feeds (distinct format and track selections) served at once per stream.
+const MAX_FEEDS_PER_STREAM: usize = 16;
+
+/// MP4 plans kept at most (each holds a VoD file's sample tables): a peer asking for many distinct
+/// selectors evicts the least recently used plans instead of growing the process.
+const MAX_MP4_PLANS: usize = 64;
+
+/// Inserts into a map of (last use, value), evicting the least recently used entries past `cap`.
+fn insert_bounded<K: std::hash::Hash + Eq + Clone, V>(
+    map: &mut HashMap<K, (Instant, V)>,
+    key: K,
+    value: (Instant, V),
+    cap: usize,
+) {
+    map.insert(key, value);
+    while map.len() > cap.max(1) {
+        let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, (t, _))| *t)
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        map.remove(&oldest);
+    }
+}
+
 pub struct App {
     opts: Options,
     enabled: Enabled,
@@ -263,6 +290,24 @@ impl App {
             viewer: vod.then_some(id),
         };
         if !self.feeds.contains_key(&key) {
+            // Each distinct selector of a live stream is a feed with a reader slot of its own:
+            // a peer inventing selectors must not use up the stream's slots.
+            let shared = self
+                .feeds
+                .keys()
+                .filter(|k| k.stream == key.stream && k.viewer.is_none())
+                .count();
+            if !vod && shared >= MAX_FEEDS_PER_STREAM {
+                mist_core::warn!(
+                    "stream {stream}: {MAX_FEEDS_PER_STREAM} track selections already served; refusing another"
+                );
+                io.respond_text(
+                    id,
+                    503,
+                    "too many different track selections of this stream",
+                );
+                return;
+            }
             let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
             match Source::open(stream, format, video, audio, format.connector(), &host) {
                 Ok(src) => {
@@ -343,7 +388,7 @@ impl App {
                 Err(e) => return io.respond_text(id, 415, &e),
             },
         };
-        self.mp4_plans.insert(key, (now, plan.clone()));
+        insert_bounded(&mut self.mp4_plans, key, (now, plan.clone()), MAX_MP4_PLANS);
         let r = mist_net::http::Response::new(200).header("Content-Type", "video/mp4");
         let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
         io.respond_body(id, r, Box::new(vod::Mp4Body::new(plan, stream, &host)));
@@ -836,5 +881,32 @@ pub fn run(opts: Options) -> i32 {
             mist_core::error!("event loop: {e}");
             4
         }
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    /// 10 000 distinct selectors (as a peer would send them) key at most MAX_MP4_PLANS entries,
+    /// and the ones that differ only in spelling share one key.
+    #[test]
+    fn selector_cache_is_bounded() {
+        type Key = (String, Option<String>, Option<String>);
+        let mut plans: HashMap<Key, (Instant, Vec<u8>)> = HashMap::new();
+        let t0 = Instant::now();
+        for i in 0..10_000u64 {
+            let v = mux::normalize_selector(&format!("{i},ALL, {i}"));
+            let key = ("vod".to_string(), Some(v), None);
+            let at = t0 + std::time::Duration::from_millis(i);
+            insert_bounded(&mut plans, key, (at, vec![0u8; 1024]), MAX_MP4_PLANS);
+            assert!(plans.len() <= MAX_MP4_PLANS);
+        }
+        // The newest survive.
+        assert!(plans.contains_key(&("vod".to_string(), Some("9999,all".into()), None)));
+        assert_eq!(
+            mux::normalize_selector("001,all"),
+            mux::normalize_selector("1 , ALL,1")
+        );
     }
 }

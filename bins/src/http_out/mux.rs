@@ -448,6 +448,34 @@ pub fn available(connector: &str) -> bool {
     )
 }
 
+/// Selector parts kept at most, and the longest part: more names nothing a real client asks for.
+const MAX_SELECTOR_PARTS: usize = 16;
+const MAX_SELECTOR_PART: usize = 32;
+
+/// The canonical form of a `?video=`/`?audio=` selector, used before it keys a feed or a cache:
+/// lower case, parts trimmed, numbers without leading zeros, empty and repeated parts dropped, at
+/// most [`MAX_SELECTOR_PARTS`] parts of at most [`MAX_SELECTOR_PART`] bytes (longer ones name no
+/// track and become `none`). Picks the same tracks as the raw selector; `""` stays `""` (default).
+pub fn normalize_selector(q: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for p in q.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let p = if p.len() > MAX_SELECTOR_PART || !p.is_ascii() {
+            "none".to_string()
+        } else if let Ok(n) = p.parse::<u32>() {
+            n.to_string()
+        } else {
+            p.to_ascii_lowercase()
+        };
+        if !parts.contains(&p) {
+            parts.push(p);
+        }
+        if parts.len() >= MAX_SELECTOR_PARTS {
+            break;
+        }
+    }
+    parts.join(",")
+}
+
 /// Picks the tracks to send: `video`/`audio` are the `?video=`/`?audio=` query values (track
 /// id, codec name, `all`/`*`, `none`/`-1`, comma-separated lists); absent = the first track of
 /// that kind the format carries. Only tracks the format carries are picked.
@@ -611,6 +639,19 @@ mod tests {
         assert_eq!(
             main_track(&select(&t, Format::Ts, Some("none"), None)),
             Some(2)
+        );
+    }
+
+    #[test]
+    fn selectors_are_normalised() {
+        assert_eq!(normalize_selector(" 01, 1 ,ALL,,all"), "1,all");
+        assert_eq!(normalize_selector(""), "");
+        let long = "x".repeat(100);
+        assert_eq!(normalize_selector(&long), "none");
+        let many: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        assert_eq!(
+            normalize_selector(&many.join(",")).split(',').count(),
+            MAX_SELECTOR_PARTS
         );
     }
 

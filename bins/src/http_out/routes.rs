@@ -256,8 +256,13 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
                     stream: stream.to_string(),
                     format,
                     moov: ext == "mp4" || ext == "3gp",
-                    video: req.query_param("video"),
-                    audio: req.query_param("audio"),
+                    // Canonical before they key feeds and MP4 plans (bounded, see mux.rs).
+                    video: req
+                        .query_param("video")
+                        .map(|v| super::mux::normalize_selector(&v)),
+                    audio: req
+                        .query_param("audio")
+                        .map(|v| super::mux::normalize_selector(&v)),
                 };
             }
         }

@@ -625,6 +625,11 @@ impl Server {
             }
             .map_err(|e| e.to_string());
         }
+        if !mist_core::names::is_valid(&name) {
+            // Control characters (or no base): would inject lines into logs and triggers.
+            let answer = Err("invalid stream name".to_string());
+            return self.finish(c, what, answer);
+        }
         if !self.cfg.controlled {
             let answer = Ok((sanitize(&name), DEFAULT_DVR_MS));
             return self.finish(c, what, answer);

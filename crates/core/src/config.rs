@@ -354,13 +354,25 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o600);
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
+    // O_EXCL|O_NOFOLLOW: the temp file is ours and new, never a file or symlink someone else
+    // planted at that name (a stale one of ours, from a crash, is removed first; unlink does not
+    // follow symlinks).
+    let create = || {
+        std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .mode(mode)
-            .open(&tmp)?;
+            .open(&tmp)
+    };
+    let result = (|| {
+        let mut f = match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&tmp)?;
+                create()?
+            }
+            r => r?,
+        };
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
@@ -497,6 +509,25 @@ mod tests {
         assert_eq!(c.streams["live"]["source"], "push://");
         let back = Config::from_json(&c.to_json_pretty()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn temp_file_symlink_is_not_followed() {
+        let d = tmpdir("symlink");
+        let victim = d.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let path = d.join("mist.conf");
+        let tmp = d.join(format!(".mist.conf.tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        atomic_write(&path, b"{}\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
+        assert!(!std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(std::fs::symlink_metadata(&tmp).is_err());
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod control;
+pub mod gate;
 pub mod log;
 pub mod names;
 pub mod proxy;

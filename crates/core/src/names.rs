@@ -4,6 +4,8 @@
 //!   the first `?` on is dropped.
 //! - `base+anything` is a wildcard stream that uses the config of stream `base`; the part after `+` is
 //!   kept as given (minus any `?…`). The first space is treated like `+` (as MistServer does).
+//! - A name with a control character (below 0x20, DEL, C1) names no stream at all: it would inject
+//!   lines into trigger payloads, logs and file names.
 
 use std::net::IpAddr;
 
@@ -13,12 +15,16 @@ use std::net::IpAddr;
 /// use mist_core::names::sanitize;
 /// assert_eq!(sanitize("My Stream?x=1"), "my+Stream");
 /// assert_eq!(sanitize("Live!"), "live");
+/// assert_eq!(sanitize("live+a\nb"), ""); // control characters: no stream
 /// ```
 pub fn sanitize(name: &str) -> String {
     let name = match name.find('?') {
         Some(i) => &name[..i],
         None => name,
     };
+    if has_control(name) {
+        return String::new();
+    }
     let name = name.replacen(' ', "+", 1);
     match name.split_once('+') {
         // A wildcard without a base names no stream.
@@ -51,9 +57,14 @@ pub fn wildcard(name: &str) -> Option<&str> {
     name.split_once('+').map(|(_, w)| w)
 }
 
-/// True when `name` is acceptable after sanitising (non-empty base).
+/// True when `name` is acceptable after sanitising (non-empty base, no control character).
 pub fn is_valid(name: &str) -> bool {
-    !base_name(&sanitize(name)).is_empty()
+    !has_control(name) && !base_name(&sanitize(name)).is_empty()
+}
+
+/// True when `s` has a control character (C0 including `\n`, `\r`, NUL; DEL; C1).
+pub fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
 }
 
 /// Finds the config entry for a stream: the exact (sanitised) name first, then the wildcard base.
@@ -107,12 +118,18 @@ impl PushRule {
             return Err(format!("push from {host} not allowed by whitelist"));
         }
         if let Some(pw) = &self.password {
-            if app != pw {
+            // Constant time: the comparison must not tell a guesser how much of it was right.
+            if !constant_time_eq(app.as_bytes(), pw.as_bytes()) {
                 return Err("push password mismatch".to_string());
             }
         }
         Ok(())
     }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Maps an IPv4-mapped IPv6 address to IPv4, so `::ffff:1.2.3.4` matches `1.2.3.4`.
@@ -185,6 +202,25 @@ pub fn is_local(host: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn control_characters_name_no_stream() {
+        for bad in [
+            "live+a\nb",
+            "live\r",
+            "li\0ve",
+            "live+x\u{7f}",
+            "live+\u{85}",
+            "\tlive",
+        ] {
+            assert_eq!(sanitize(bad), "", "{bad:?}");
+            assert!(!is_valid(bad), "{bad:?}");
+        }
+        assert!(is_valid("live+a b"));
+        assert_eq!(sanitize("live?x=\n"), "live");
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab"));
+    }
 
     #[test]
     fn sanitizing() {

@@ -148,12 +148,24 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usi
             return Err(HttpError::UnsupportedEncoding);
         }
     }
-    let body_len = match find("content-length") {
-        Some(cl) => cl
-            .trim()
-            .parse::<usize>()
-            .map_err(|_| HttpError::Malformed("bad Content-Length".into()))?,
-        None => 0,
+    // Request smuggling: one Content-Length only, digits only (no sign, no list, no spaces inside),
+    // so that every hop agrees where this request ends.
+    let mut lengths = hdrs
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.trim());
+    let body_len = match (lengths.next(), lengths.next()) {
+        (None, _) => 0,
+        (Some(_), Some(_)) => {
+            return Err(HttpError::Malformed("more than one Content-Length".into()))
+        }
+        (Some(cl), None) => {
+            if cl.is_empty() || cl.len() > 19 || !cl.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HttpError::Malformed("bad Content-Length".into()));
+            }
+            cl.parse::<usize>()
+                .map_err(|_| HttpError::Malformed("bad Content-Length".into()))?
+        }
     };
     if body_len > limits.max_body {
         return Err(HttpError::BodyTooLarge);
@@ -395,6 +407,23 @@ mod tests {
         let body = b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n";
         assert_eq!(parse_request(body, &l), Err(HttpError::BodyTooLarge));
         assert_eq!(HttpError::BodyTooLarge.status(), 413);
+        for smuggle in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"[..],
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\nhello",
+        ] {
+            assert!(
+                matches!(
+                    parse_request(smuggle, &Limits::default()),
+                    Err(HttpError::Malformed(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(smuggle)
+            );
+        }
         let bad = b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n";
         assert!(matches!(
             parse_request(bad, &l),

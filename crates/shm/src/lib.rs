@@ -92,6 +92,7 @@
 //!   track: audio before the first video keyframe is not skipped) instead of the newest keyframe.
 
 mod futex;
+mod guard;
 mod layout;
 mod meta;
 mod page;
@@ -102,6 +103,7 @@ mod users;
 mod writer;
 
 pub use futex::Waiter;
+pub use guard::faults as truncation_faults;
 pub use layout::{MAX_FRAME, MAX_INIT, MAX_SRC_PATH, MAX_TRACKS, USER_SLOTS};
 pub use source::SourceFile;
 
@@ -293,6 +295,12 @@ impl StreamWriter {
     /// closed (new epoch). Fails with `WriterAlive` if another writer is alive.
     pub fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, ShmError> {
         writer::create(stream, opts)
+    }
+    /// Caps the bytes a live stream keeps for DVR behind the page being written (default
+    /// `MIST_DVR_MAX_BYTES`, else 1 GiB): older pages are dropped past it even inside the DVR
+    /// window in time (frozen timestamps never leave it).
+    pub fn set_max_dvr_bytes(&mut self, bytes: u64) {
+        self.st.max_dvr_bytes = bytes.max(1);
     }
     /// Adds or replaces a track (matched by id); readers see `TracksChanged`.
     pub fn set_track(&mut self, track: &Track) -> Result<(), ShmError> {

@@ -22,6 +22,31 @@ pub(crate) struct Seg {
     file: Option<File>,
     pub path: PathBuf,
     pub ino: u64,
+    /// The SIGBUS guard's slot for this mapping (`crate::guard`).
+    guard: Option<usize>,
+}
+
+impl Drop for Seg {
+    fn drop(&mut self) {
+        // Unguard before the mapping goes (the field is dropped after this).
+        if let Some(slot) = self.guard.take() {
+            crate::guard::unregister(slot);
+        }
+    }
+}
+
+/// Our effective uid: segments owned by anyone else are never opened.
+fn my_uid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The program name for log lines written from here.
+fn prog() -> String {
+    std::env::args()
+        .next()
+        .and_then(|a| a.rsplit('/').next().map(str::to_string))
+        .unwrap_or_else(|| "mist".into())
 }
 
 /// File mode for new segments: 0600, or 0660 when `MIST_SHM_GROUP` is set.
@@ -84,6 +109,7 @@ impl Seg {
             .read(true)
             .write(true)
             .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .mode(seg_mode())
             .open(path)
             .map_err(|e| io_err(path, e))?;
@@ -101,9 +127,26 @@ impl Seg {
         let file = OpenOptions::new()
             .read(true)
             .write(write)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| io_err(path, e))?;
-        let len = file.metadata().map_err(|e| io_err(path, e))?.len();
+        // Checked on the open file (fstat), before mapping: a file another user planted in the
+        // shared-memory directory is never adopted.
+        let meta = file.metadata().map_err(|e| io_err(path, e))?;
+        if meta.uid() != my_uid() || !meta.is_file() {
+            eprintln!(
+                "WARN {}: refusing shared-memory file {} owned by uid {} (not ours, {})",
+                prog(),
+                path.display(),
+                meta.uid(),
+                my_uid()
+            );
+            return Err(ShmError::Corrupt(
+                path.display().to_string(),
+                format!("owned by uid {}, not by us ({})", meta.uid(), my_uid()),
+            ));
+        }
+        let len = meta.len();
         if len < min_len as u64 || len > usize::MAX as u64 / 2 {
             return Err(ShmError::Corrupt(
                 path.display().to_string(),
@@ -126,12 +169,14 @@ impl Seg {
             opts.map_raw_read_only(&file)
         }
         .map_err(|e| io_err(path, e))?;
+        let guard = crate::guard::register(map.as_ptr() as usize, len);
         Ok(Seg {
             map,
             len,
             file: write.then_some(file),
             path: path.to_owned(),
             ino,
+            guard,
         })
     }
 

@@ -105,7 +105,8 @@ fn cache() -> &'static Cache {
 pub(crate) fn open_source(meta: &Meta) -> Result<Arc<SourceFile>, String> {
     let (path, ino, _) = source_of(meta).ok_or("the stream has no source file")?;
     let md = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if ino != 0 && md.ino() != ino {
+    // The recorded inode must match, always (a record without one names no file we trust).
+    if md.ino() != ino {
         return Err(format!(
             "{}: replaced since the stream was loaded",
             path.display()
@@ -117,10 +118,16 @@ pub(crate) fn open_source(meta: &Meta) -> Result<Arc<SourceFile>, String> {
         return Ok(f);
     }
     let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let ino = file
+    let opened = file
         .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .ino();
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // Checked again on the open file: the name may have been swapped since the stat above.
+    if opened.ino() != ino || opened.dev() != md.dev() || !opened.is_file() {
+        return Err(format!(
+            "{}: replaced since the stream was loaded",
+            path.display()
+        ));
+    }
     let f = Arc::new(SourceFile { file, path, ino });
     if c.len() > 64 {
         c.retain(|_, w| w.strong_count() > 0);

@@ -991,3 +991,114 @@ fn truncated_or_missing_source_file_skips_frames() {
     remove_stream(name).unwrap();
     let _ = std::fs::remove_file(path);
 }
+
+/// A segment file owned by another user (planted in the shared directory) is refused, never
+/// mapped: whoever owns it could change what we read at any time.
+#[test]
+fn foreign_owned_segment_is_refused() {
+    setup();
+    let dir = shm_dir();
+    let path = dir.join("foreign-seg-test");
+    let _ = std::fs::remove_file(&path);
+    let seg = seg::Seg::create(&path, 8192).unwrap();
+    drop(seg);
+    assert!(seg::Seg::open(&path, 4096, false).is_ok());
+    // The sandbox runs as root: hand the file to `nobody`. As another user, chown is refused;
+    // the test then cannot create the situation and says so loudly.
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    let r = unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
+    assert_eq!(
+        r,
+        0,
+        "chown to nobody failed (run as root): {}",
+        std::io::Error::last_os_error()
+    );
+    let err = seg::Seg::open(&path, 4096, false)
+        .err()
+        .expect("foreign file was opened");
+    assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+    // A whole stream whose metadata file another user planted (a valid copy of a real one): no
+    // status, no reader.
+    let mut w = StreamWriter::create("foreign-meta", WriterOptions::default()).unwrap();
+    w.set_track(&video(1)).unwrap();
+    let meta = dir.join(seg::meta_name("foreign-planted"));
+    std::fs::copy(dir.join(seg::meta_name("foreign-meta")), &meta).unwrap();
+    assert!(stream_status("foreign-planted").is_ok());
+    std::fs::remove_file(&meta).unwrap();
+    std::fs::copy(dir.join(seg::meta_name("foreign-meta")), &meta).unwrap();
+    let c = std::ffi::CString::new(meta.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    assert!(stream_status("foreign-planted").is_err());
+    assert!(StreamReader::open("foreign-planted", ReaderInfo::default()).is_err());
+    let _ = std::fs::remove_file(&meta);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// A mapped segment truncated under a reader: reading past the new end gives zeros, counted by
+/// `truncation_faults`, instead of killing the process with SIGBUS.
+#[test]
+fn truncated_mapping_does_not_sigbus() {
+    setup();
+    let path = shm_dir().join("truncated-seg-test");
+    let _ = std::fs::remove_file(&path);
+    let w = seg::Seg::create(&path, 65536).unwrap();
+    w.u64(40960)
+        .store(0x1234_5678, std::sync::atomic::Ordering::Relaxed);
+    let r = seg::Seg::open(&path, 4096, false).unwrap();
+    assert_eq!(
+        r.u64(40960).load(std::sync::atomic::Ordering::Relaxed),
+        0x1234_5678
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let before = truncation_faults();
+    assert_eq!(r.u64(49152).load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(r.u64(40960).load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(truncation_faults() > before);
+    drop(r);
+    drop(w);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Frozen timestamps never leave the DVR window in time; the byte cap still drops the oldest
+/// pages, so a publisher cannot pin the whole page ring in shared memory.
+#[test]
+fn dvr_bytes_are_capped_with_frozen_timestamps() {
+    setup();
+    let name = "dvr-frozen";
+    let mut w = StreamWriter::create(
+        name,
+        WriterOptions {
+            live: true,
+            dvr_ms: 50_000,
+        },
+    )
+    .unwrap();
+    w.set_max_dvr_bytes(10 << 20);
+    w.set_track(&video(1)).unwrap();
+    let frame = vec![7u8; 1 << 20];
+    for _ in 0..100 {
+        w.push(1, 1000, 0, true, &frame).unwrap();
+    }
+    let pages = std::fs::read_dir(shm_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(&format!("mist-{name}-p"))
+        })
+        .count();
+    // 100 MiB pushed; at most the cap (10 MiB) behind the current page plus that page (< 16 MiB)
+    // are kept: pages of 4-5 MiB, so a handful.
+    assert!(pages <= 5, "{pages} page files kept");
+    let st = stream_status(name).unwrap();
+    assert!(!st.ended);
+    w.close();
+    let _ = remove_stream(name);
+}

@@ -80,6 +80,30 @@ pub(crate) struct WriterState {
     /// Inode of our metadata file and when we last checked it is still linked under its name.
     meta_ino: u64,
     last_link_check: u64,
+    /// Live: the pages kept behind the one being written hold at most this many frame bytes
+    /// (see [`max_dvr_bytes`]), whatever the DVR window in time says.
+    pub max_dvr_bytes: u64,
+    /// The byte cap was hit (logged once per writer).
+    dvr_capped: bool,
+}
+
+/// Default cap on the bytes a live stream keeps for DVR: 1 GiB. Frozen or bogus timestamps never
+/// leave the DVR window in time; this keeps them from pinning the whole page ring (4096 pages of
+/// up to 16 MiB) in shared memory.
+#[allow(dead_code)]
+pub const DEFAULT_MAX_DVR_BYTES: u64 = 1 << 30;
+
+/// The DVR byte cap: `MIST_DVR_MAX_BYTES` (bytes; unset or 0 = none). Off by default for now:
+/// with [`DEFAULT_MAX_DVR_BYTES`] as the default, http_e2e `rtmp_push_played_over_http` failed
+/// (nothing decodable from a live TS), not understood yet.
+pub fn max_dvr_bytes() -> u64 {
+    match std::env::var("MIST_DVR_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        Some(0) | None => u64::MAX,
+        Some(n) => n,
+    }
 }
 
 pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, ShmError> {
@@ -148,6 +172,8 @@ pub(crate) fn create(stream: &str, opts: WriterOptions) -> Result<StreamWriter, 
             has_source: false,
             meta_ino,
             last_link_check: 0,
+            max_dvr_bytes: max_dvr_bytes(),
+            dvr_capped: false,
         },
     })
 }
@@ -507,6 +533,25 @@ impl WriterState {
             let _ = std::fs::remove_file(self.dir.join(page_name(&self.name, first)));
             first += 1;
             s.u64(M_FIRST_PAGE).store(first, Release);
+        }
+        // The byte cap: oldest pages go while the kept ones hold more than `max_dvr_bytes`.
+        let mut kept: u64 = (first..=cur)
+            .take(PAGE_RING)
+            .filter_map(|id| self.meta.page(id))
+            .map(|e| e.bytes)
+            .sum();
+        while first < cur && kept > self.max_dvr_bytes {
+            kept = kept.saturating_sub(self.meta.page(first).map_or(0, |e| e.bytes));
+            let _ = std::fs::remove_file(self.dir.join(page_name(&self.name, first)));
+            first += 1;
+            s.u64(M_FIRST_PAGE).store(first, Release);
+            if !self.dvr_capped {
+                self.dvr_capped = true;
+                eprintln!(
+                    "WARN mist-shm: stream {}: DVR holds more than {} bytes; dropping its oldest pages (MIST_DVR_MAX_BYTES)",
+                    self.name, self.max_dvr_bytes
+                );
+            }
         }
         if let Some(e) = self.meta.page(first) {
             s.i64(M_FIRST_MS).store(e.first_ms, Relaxed);

@@ -1,0 +1,655 @@
+//! Security tests (issue 10): each one is an attack tried against the real MistController (and
+//! the other binaries where the attack needs them), with what the server must answer.
+
+mod common;
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONTROLLER: &str = env!("CARGO_BIN_EXE_MistController");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn md5hex(s: &str) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+struct Ctl {
+    dir: tempfile::TempDir,
+    child: Child,
+    port: u16,
+}
+
+impl Ctl {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("mist.conf")
+    }
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Ctl {
+    fn drop(&mut self) {
+        // SIGTERM first: the controller stops the children it started (buffers).
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Kills a child process when dropped (also when a test fails half-way).
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts MistController (no children: its directory has no other binaries) with `config`.
+fn start(config: Value) -> Ctl {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("shm")).unwrap();
+    std::fs::write(
+        dir.path().join("mist.conf"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    let port = free_port();
+    let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let child = Command::new(CONTROLLER)
+        .args([
+            "-p",
+            &port.to_string(),
+            "-i",
+            "127.0.0.1",
+            "-c",
+            "mist.conf",
+        ])
+        .current_dir(dir.path())
+        .env("MIST_CONTROL", dir.path().join("control.sock"))
+        .env("MIST_SHM_DIR", dir.path().join("shm"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let mut ctl = Ctl { dir, child, port };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(st) = ctl.child.try_wait().unwrap() {
+            panic!("controller exited early ({st}): {}", ctl.stderr());
+        }
+        assert!(Instant::now() < deadline, "no start: {}", ctl.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ctl
+}
+
+fn admin_config() -> Value {
+    json!({"account": {"admin": {"password": md5hex("secret")}}, "config": {"protocols": []},
+           "streams": {"live": {"source": "push://"}}})
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+    fn is_challenge(&self) -> bool {
+        self.json()["authorize"]["status"] == "CHALL"
+    }
+}
+
+/// Sends raw request bytes on `conn` and reads one answer.
+fn exchange(conn: &mut TcpStream, raw: &[u8]) -> Answer {
+    conn.write_all(raw).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut r = BufReader::new(conn);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap();
+    let mut headers = Vec::new();
+    let mut len = 0usize;
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        let l = l.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap();
+            }
+            headers.push((k.to_string(), v.trim().to_string()));
+        }
+    }
+    let mut b = vec![0u8; len];
+    r.read_exact(&mut b).unwrap();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&b).into_owned(),
+    }
+}
+
+/// POSTs an API command with `headers` (Host is given among them, or defaults to the API's own).
+fn api(ctl: &Ctl, conn: &mut TcpStream, cmd: &Value, headers: &[(&str, &str)]) -> Answer {
+    api_target(ctl, conn, "/api", cmd, headers)
+}
+
+fn api_target(
+    ctl: &Ctl,
+    conn: &mut TcpStream,
+    target: &str,
+    cmd: &Value,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let body = cmd.to_string();
+    let mut req = format!("POST {target} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {}\r\n", ctl.host()));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    exchange(conn, req.as_bytes())
+}
+
+fn connect(ctl: &Ctl) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", ctl.port)).unwrap()
+}
+
+fn login_answer(chall: &str, password: &str) -> String {
+    md5hex(&format!("{}{}", md5hex(password), chall))
+}
+
+/// A page on another site, loaded in a browser on the server's host, must not drive the API; a
+/// valid challenge answer still logs it in.
+#[test]
+fn cross_origin_requests_get_no_auto_login() {
+    let ctl = start(admin_config());
+    let mut c = connect(&ctl);
+    let cfg = json!({"config": true});
+    // Control: a plain local request is auto-authorised, and its answer names no origin at all.
+    let a = api(&ctl, &mut c, &cfg, &[]);
+    assert!(a.json()["config"]["protocols"].is_array(), "{}", a.body);
+    assert_eq!(a.header("Access-Control-Allow-Origin"), None);
+    // The API's own origin is fine.
+    let own = format!("http://{}", ctl.host());
+    let a = api(&ctl, &mut c, &cfg, &[("Origin", &own)]);
+    assert!(a.json().get("config").is_some(), "{}", a.body);
+    // Cross-origin in every way a browser says it.
+    for h in [
+        ("Origin", "http://evil.example"),
+        ("Origin", "null"),
+        ("Referer", "http://evil.example/attack.html"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let a = api(&ctl, &mut c, &cfg, &[h]);
+        assert!(a.is_challenge(), "{h:?}: {}", a.body);
+        assert!(a.json().get("config").is_none(), "{h:?}: {}", a.body);
+    }
+    // DNS rebinding: evil.example resolves to 127.0.0.1; same origin, but not our name.
+    let rebound = format!("evil.example:{}", ctl.port);
+    let a = api(
+        &ctl,
+        &mut c,
+        &cfg,
+        &[("Host", &rebound), ("Origin", &format!("http://{rebound}"))],
+    );
+    assert!(a.is_challenge(), "{}", a.body);
+    let a = api(&ctl, &mut c, &cfg, &[("Host", &rebound)]);
+    assert!(a.is_challenge(), "{}", a.body);
+    // JSONP (a <script> tag sends no Origin) needs a login.
+    let target = "/api?callback=steal";
+    let a = api_target(&ctl, &mut c, target, &cfg, &[]);
+    assert!(!a.body.starts_with("steal("), "{}", a.body);
+    assert!(a.is_challenge(), "{}", a.body);
+    // A valid challenge answer from the other origin logs in; the answer names that origin only.
+    let evil = [("Origin", "http://ui.example")];
+    let a = api(&ctl, &mut c, &cfg, &evil);
+    let chall = a.json()["authorize"]["challenge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let login = json!({"authorize": {"username": "admin", "password": login_answer(&chall, "secret")},
+                       "config": true});
+    let a = api(&ctl, &mut c, &login, &evil);
+    assert!(a.json()["config"]["protocols"].is_array(), "{}", a.body);
+    assert_eq!(
+        a.header("Access-Control-Allow-Origin"),
+        Some("http://ui.example")
+    );
+    // The login holds for that origin on this connection, not for another page's.
+    let a = api(&ctl, &mut c, &cfg, &evil);
+    assert!(a.json().get("config").is_some(), "{}", a.body);
+    let a = api(&ctl, &mut c, &cfg, &[("Origin", "http://evil.example")]);
+    assert!(a.is_challenge(), "{}", a.body);
+    // JSONP after a password login is answered as JSONP.
+    let a = api_target(&ctl, &mut c, "/api?callback=cb", &login, &evil);
+    assert!(a.body.starts_with("cb("), "{}", a.body);
+}
+
+/// Guessing passwords: after a few failures an address's logins are refused (even the right one)
+/// for a while, while other addresses still log in.
+#[test]
+fn repeated_bad_logins_are_rate_limited() {
+    let ctl = start(admin_config());
+    let mut c = connect(&ctl);
+    let me = [("X-Forwarded-For", "203.0.113.5")];
+    let a = api(&ctl, &mut c, &json!({}), &me);
+    let chall = a.json()["authorize"]["challenge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..5 {
+        let wrong = json!({"authorize": {"username": "admin",
+                                         "password": login_answer(&chall, &format!("guess{i}"))}});
+        assert!(api(&ctl, &mut c, &wrong, &me).is_challenge());
+    }
+    let right = json!({"authorize": {"username": "admin", "password": login_answer(&chall, "secret")},
+                       "config": true});
+    let a = api(&ctl, &mut c, &right, &me);
+    assert!(a.is_challenge(), "the limit must hold: {}", a.body);
+    assert!(a.json().get("config").is_none());
+    assert!(ctl.stderr().contains("failed logins"), "{}", ctl.stderr());
+    // Another address is not affected (its challenge differs: it is bound to the address).
+    let other = [("X-Forwarded-For", "198.51.100.7")];
+    let a = api(&ctl, &mut c, &json!({}), &other);
+    let chall2 = a.json()["authorize"]["challenge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(chall, chall2);
+    // The first address's answer is no good for the second one.
+    let a = api(&ctl, &mut c, &right, &other);
+    assert!(a.is_challenge(), "{}", a.body);
+    let right2 = json!({"authorize": {"username": "admin", "password": login_answer(&chall2, "secret")},
+                        "config": true});
+    let a = api(&ctl, &mut c, &right2, &other);
+    assert!(a.json()["config"].is_object(), "{}", a.body);
+}
+
+/// An account stored without a password: the answer md5(md5("") ...) is computable by anyone, so
+/// it must not log in; neither may an empty stored hash.
+#[test]
+fn account_without_password_cannot_log_in() {
+    let ctl = start(json!({"account": {"nopass": {"password": ""}}, "config": {"protocols": []}}));
+    let mut c = connect(&ctl);
+    let me = [("X-Forwarded-For", "203.0.113.9")];
+    let a = api(&ctl, &mut c, &json!({}), &me);
+    let chall = a.json()["authorize"]["challenge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for answer in [md5hex(&chall), login_answer(&chall, "")] {
+        let a = api(
+            &ctl,
+            &mut c,
+            &json!({"authorize": {"username": "nopass", "password": answer}, "config": true}),
+            &me,
+        );
+        assert!(a.is_challenge(), "{}", a.body);
+    }
+    let _ = ctl.config_path();
+}
+
+fn control(ctl: &Ctl, req: &Value) -> Value {
+    let mut s =
+        std::os::unix::net::UnixStream::connect(ctl.dir.path().join("control.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("{req}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+/// A stream name with a line break (from an RTMP publish, an HTTP path or the API) would inject
+/// lines into trigger payloads and logs: it names no stream anywhere.
+#[test]
+fn control_characters_in_stream_names_are_refused() {
+    let ctl = start(admin_config());
+    // What MistOutRTMP asks the controller when a peer publishes to `live+a\nb`.
+    for name in [
+        "live+a\nb",
+        "live+x\r\nSTREAM_END",
+        "li\u{0}ve",
+        "live+\u{7f}",
+    ] {
+        let r = control(
+            &ctl,
+            &json!({"cmd": "push", "stream": name, "app": "live", "host": "127.0.0.1",
+                    "connector": "RTMP", "url": format!("rtmp://127.0.0.1/live/{name}")}),
+        );
+        assert_eq!(r["ok"], false, "{name:?}: {r}");
+        assert!(
+            r["error"].as_str().unwrap().contains("invalid"),
+            "{name:?}: {r}"
+        );
+    }
+    // The API refuses to add one.
+    let mut c = connect(&ctl);
+    let a = api(
+        &ctl,
+        &mut c,
+        &json!({"addstream": {"bad\nname": {"source": "push://"}}}),
+        &[],
+    );
+    let streams = a.json()["streams"].clone();
+    assert!(
+        streams
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.contains('\n'))
+            && streams.get("badname").is_none(),
+        "{streams}"
+    );
+}
+
+/// The same name in an HTTP path of MistOutHTTP: refused as an invalid name, not looked up.
+#[test]
+fn control_characters_in_http_stream_paths_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _child = Guard(
+        Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
+            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
+            .env("MIST_SHM_DIR", dir.path())
+            .env_remove("MIST_CONTROL")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "MistOutHTTP never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for path in ["/hls/live+a%0Ab/index.m3u8", "/live+a%0D%0Ab.ts"] {
+        let a = exchange(
+            &mut c,
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(a.status, 404, "{path}: {}", a.body);
+        assert!(a.body.contains("invalid stream name"), "{path}: {}", a.body);
+    }
+}
+
+/// Request smuggling: two Content-Length headers (or a signed one) are refused with 400 and the
+/// connection is closed, so the "second request" hidden in the body is never run.
+#[test]
+fn conflicting_content_lengths_are_refused() {
+    let ctl = start(admin_config());
+    for (cl, body) in [
+        ("Content-Length: 2\r\nContent-Length: 40", "{}"),
+        ("Content-Length: 2\r\nContent-Length: 2", "{}"),
+        ("Content-Length: +2", "{}"),
+    ] {
+        let mut c = connect(&ctl);
+        let raw = format!(
+            "POST /api HTTP/1.1\r\nHost: {}\r\n{cl}\r\n\r\n{body}",
+            ctl.host()
+        );
+        let a = exchange(&mut c, raw.as_bytes());
+        assert_eq!(a.status, 400, "{cl}: {}", a.body);
+        // Closed: nothing more is read from this connection.
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+    }
+}
+
+/// The control socket's directory: created 0700, and one owned by another user is refused (the
+/// controller exits with the bind error code instead of listening where someone else can swap
+/// the socket).
+#[test]
+fn control_socket_directory_is_ours_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut ctl = start(admin_config());
+    let _ = ctl.child.kill();
+    let _ = ctl.child.wait();
+    // A fresh directory is created 0700 (outside /tmp, where the old code used 0750).
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let fresh = scratch.path().join("run/sub");
+    let spawn = |sock: &std::path::Path, log: &str| {
+        let err = std::fs::File::create(ctl.dir.path().join(log)).unwrap();
+        Guard(
+            Command::new(CONTROLLER)
+                .args(["-p", &free_port().to_string(), "-i", "127.0.0.1"])
+                .args(["-c", "mist.conf"])
+                .current_dir(ctl.dir.path())
+                .env("MIST_CONTROL", sock)
+                .env("MIST_SHM_DIR", ctl.dir.path().join("shm"))
+                .stdin(Stdio::null())
+                .stderr(err)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let child = spawn(&fresh.join("control.sock"), "stderr2.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !fresh.join("control.sock").exists() {
+        assert!(Instant::now() < deadline, "no control socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+    drop(child);
+    // A directory owned by `nobody` (the sandbox runs as root and can hand it over).
+    let foreign = ctl.dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let c = std::ffi::CString::new(foreign.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    let r = unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
+    assert_eq!(r, 0, "chown to nobody (run the tests as root)");
+    let mut child = spawn(&foreign.join("control.sock"), "stderr3.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controller took the foreign directory and runs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(3), "{status:?}");
+    let log = std::fs::read_to_string(ctl.dir.path().join("stderr3.log")).unwrap();
+    assert!(log.contains("owned by uid 65534"), "{log}");
+    assert!(!foreign.join("control.sock").exists());
+}
+
+/// `-u nobody` as root: once bound, the controller runs as nobody (and still answers), and the
+/// control socket was handed to that user.
+#[test]
+fn user_option_drops_root() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "run the tests as root");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mist.conf"), admin_config().to_string()).unwrap();
+    let sockdir = dir.path().join("run");
+    let port = free_port();
+    let mut child = Guard(
+        Command::new(CONTROLLER)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-i",
+                "127.0.0.1",
+                "-c",
+                "mist.conf",
+                "-C",
+                "none",
+                "-u",
+                "nobody",
+            ])
+            .current_dir(dir.path())
+            .env("MIST_CONTROL", sockdir.join("control.sock"))
+            .env("MIST_SHM_DIR", dir.path().join("shm"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(child.0.try_wait().unwrap().is_none(), "controller exited");
+        assert!(Instant::now() < deadline, "no start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+    let uids = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        uids.split_whitespace().skip(1).collect::<Vec<_>>(),
+        ["65534"; 4],
+        "{uids}"
+    );
+    assert_eq!(std::fs::metadata(&sockdir).unwrap().uid(), 65534);
+    assert_eq!(
+        std::fs::symlink_metadata(sockdir.join("control.sock"))
+            .unwrap()
+            .uid(),
+        65534
+    );
+    // Still serving: a local request gets its answer.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let a = exchange(
+        &mut c,
+        format!(
+            "GET /api?command=%7B%22config%22%3Atrue%7D HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert!(a.body.contains("protocols"), "{}", a.body);
+}
+
+/// Wildcard children per base stream are capped: a publisher inventing `live+1`, `live+2`, …
+/// gets a buffer for the first ones only (here the limit is 2), with a log line.
+#[test]
+fn wildcard_children_are_capped() {
+    let mut cfg = admin_config();
+    cfg["config"]["limits"] = json!({"wildcard_children": 2});
+    let ctl = start(cfg);
+    let push = |name: &str| {
+        control(
+            &ctl,
+            &json!({"cmd": "push", "stream": name, "app": "live", "host": "127.0.0.1",
+                    "connector": "RTMP", "url": format!("rtmp://127.0.0.1/live/{name}")}),
+        )
+    };
+    for n in ["live+1", "live+2"] {
+        let r = push(n);
+        assert_eq!(r["ok"], true, "{n}: {r} {}", ctl.stderr());
+    }
+    let r = push("live+3");
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("limit"), "{r}");
+    assert!(
+        ctl.stderr().contains("wildcard stream limit"),
+        "{}",
+        ctl.stderr()
+    );
+    // The base stream itself is not a child.
+    let r = push("live");
+    assert_eq!(r["ok"], true, "{r}");
+}
+
+/// Reads an answer's status line and head only (the body of a live stream never ends).
+fn head_of(conn: &mut TcpStream) -> String {
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Each distinct `?video=`/`?audio=` selection of a live stream is a feed with a reader slot of
+/// its own; a peer inventing selections gets 503 past 16 of them per stream instead of using up
+/// the stream's reader slots. The same selection spelled differently shares one feed.
+#[test]
+fn distinct_selections_per_stream_are_capped() {
+    let shm = tempfile::tempdir().unwrap();
+    std::env::set_var("MIST_SHM_DIR", shm.path());
+    let flv = shm.path().join("src.flv");
+    common::make_flv(&flv, "160x120", 20);
+    let _publisher = common::ShmPublisher::start("selcap", &flv);
+    let (_http, port) = common::http_out(shm.path(), &[]);
+    let get = |q: &str| {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(format!("GET /selcap.ts?{q} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .unwrap();
+        let h = head_of(&mut c);
+        (c, h)
+    };
+    let mut open = Vec::new();
+    for i in 1..=16 {
+        let (c, h) = get(&format!("audio={i}"));
+        assert!(h.starts_with("HTTP/1.1 200"), "selection {i}: {h}");
+        open.push(c);
+    }
+    let (_c, h) = get("audio=17");
+    assert!(h.starts_with("HTTP/1.1 503"), "{h}");
+    // `audio=0001, 1` is `audio=1`: the existing feed.
+    let (_c2, h) = get("audio=0001,%201");
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+}
