@@ -1102,3 +1102,68 @@ fn dvr_bytes_are_capped_with_frozen_timestamps() {
     w.close();
     let _ = remove_stream(name);
 }
+
+/// The byte cap must be inert for a short stream far below it (issue 10: with a 1 GiB default,
+/// an RTMP push of a few MiB was suspected of losing its pages). A stream shaped like that push
+/// (25 fps video keyed every 2 s, audio, several pages) under a 1 GiB cap keeps every page; a
+/// reader from the start and a live reader get every frame, starting on a video keyframe.
+/// With a cap below one page, the page being written is never dropped and a reader that follows
+/// the stream still gets every frame of it.
+#[test]
+fn dvr_byte_cap_is_inert_below_the_cap_and_never_drops_the_current_page() {
+    setup();
+    for (name, cap) in [
+        ("dvr-cap-default", writer::DEFAULT_MAX_DVR_BYTES),
+        ("dvr-cap-tiny", 1u64),
+    ] {
+        let mut w = StreamWriter::create(
+            name,
+            WriterOptions {
+                live: true,
+                dvr_ms: 50_000,
+            },
+        )
+        .unwrap();
+        w.set_max_dvr_bytes(cap);
+        w.set_track(&video(1)).unwrap();
+        w.set_track(&audio(2)).unwrap();
+        let mut live = StreamReader::open(name, ReaderInfo::default()).unwrap();
+        live.seek_live();
+        let mut got = Vec::new();
+        let mut pushed = 0usize;
+        // 12 s: 300 video frames of 20 KiB, 6 keyframes, audio every 23 ms.
+        for i in 0..300i64 {
+            let dts = i * 40;
+            w.push(1, dts, 0, i % 50 == 0, &payload(1, dts, 20 << 10))
+                .unwrap();
+            w.push(2, dts + 1, 0, true, &payload(2, dts + 1, 300))
+                .unwrap();
+            pushed += 2;
+            got.extend(read_all(&mut live));
+        }
+        assert_eq!(got.len(), pushed, "{name}: the live reader lost frames");
+        assert!(got[0].keyframe && got[0].track == 1, "{name}");
+        let cur = w.st.meta.cur_page().unwrap();
+        assert!(cur >= 5, "{name}: only {cur} pages");
+        let first = w.st.meta.first_page();
+        if cap == writer::DEFAULT_MAX_DVR_BYTES {
+            assert_eq!(first, 0, "{name}: pages dropped under a 1 GiB cap");
+            let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+            r.seek_ms(0);
+            let all = read_all(&mut r);
+            assert_eq!(all.len(), pushed, "{name}");
+            assert!(all[0].keyframe && all[0].dts == 0, "{name}");
+        } else {
+            // Only the page being written is kept, and it starts on a video key.
+            assert_eq!(first, cur, "{name}");
+            assert!(shm_dir().join(seg::page_name(name, cur)).exists());
+            let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
+            r.seek_ms(0);
+            let all = read_all(&mut r);
+            assert!(!all.is_empty(), "{name}");
+            assert!(all[0].keyframe && all[0].track == 1, "{name}: {:?}", all[0]);
+        }
+        w.close();
+        let _ = remove_stream(name);
+    }
+}
