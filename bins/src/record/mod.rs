@@ -6,9 +6,10 @@
 //! push to a file the controller starts.
 //!
 //! * Every unit (Matroska Cluster, FLV tag, TS packets, MP4 sample) is written whole with
-//!   `pwrite` at the end of what is known to be on disk; a failed write is cut off again.
-//! * 256 KiB past the end of the file is kept allocated (`fallocate` with `KEEP_SIZE`) so that the
-//!   index (Cues, moov) still fits when the disk fills up.
+//!   `pwrite` at the end of what is known to be on disk; a failed write is cut off at the close.
+//! * 256 KiB past the end of the file is kept allocated (`fallocate` with `KEEP_SIZE`) and media
+//!   never writes into it, so that the index (Cues, moov) still fits when the disk fills up, even
+//!   with other writers taking every free block.
 //! * Data is flushed to the disk (`fdatasync`) every 2 s, so a power loss keeps all but the
 //!   last seconds.
 //! * On SIGINT/SIGTERM, end of stream, `duration`/`recstop`, a track change, a split or a write
@@ -84,7 +85,11 @@ struct FileOut {
     path: String,
     /// Bytes known to be on disk (the end of the last complete unit).
     written: u64,
+    /// Allocated up to here (`fallocate` with `KEEP_SIZE`); media never eats into the last
+    /// [`RESERVE`] bytes of it, which are the index's.
     reserved_to: u64,
+    /// The filesystem keeps allocations for us (`fallocate` worked at the open).
+    reserving: bool,
     synced: Instant,
 }
 
@@ -106,42 +111,57 @@ impl FileOut {
             path: path.to_string(),
             written,
             reserved_to: written,
+            reserving: false,
             synced: Instant::now(),
         };
-        o.reserve();
+        // Best effort: a filesystem without fallocate records without a reserve.
+        o.reserving = o.allocate(written + 2 * RESERVE);
         Ok(o)
     }
 
-    /// Keeps [`RESERVE`] bytes allocated past the end (best effort).
-    fn reserve(&mut self) {
-        if self.written + RESERVE / 2 < self.reserved_to {
-            return;
+    /// Allocates the file's blocks up to `to` (past the end: `KEEP_SIZE`). False when the
+    /// filesystem cannot (full, or no fallocate).
+    fn allocate(&mut self, to: u64) -> bool {
+        if to <= self.reserved_to {
+            return true;
         }
         // SAFETY: fallocate on our own open descriptor; KEEP_SIZE changes no visible data.
         let r = unsafe {
             libc::fallocate(
                 self.f.as_raw_fd(),
                 libc::FALLOC_FL_KEEP_SIZE,
-                self.written as libc::off_t,
-                RESERVE as libc::off_t,
+                self.reserved_to as libc::off_t,
+                (to - self.reserved_to) as libc::off_t,
             )
         };
         if r == 0 {
-            self.reserved_to = self.written + RESERVE;
+            self.reserved_to = to;
         }
+        r == 0
     }
 
-    /// Writes one unit whole, or cuts the file back to before it.
+    /// Writes one media unit whole. It must leave the whole [`RESERVE`] allocated behind it, so
+    /// that on a full disk media stops (ENOSPC) before it eats the room the index needs. A unit
+    /// that fails is cut off at the close (not here: truncating would free the reserve too).
     fn unit(&mut self, b: &[u8]) -> std::io::Result<()> {
+        let end = self.written + b.len() as u64;
+        if self.reserving
+            && end + RESERVE > self.reserved_to
+            && !self.allocate(end + 2 * RESERVE)
+            && !self.allocate(end + RESERVE)
+        {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        self.write_unit(b)
+    }
+
+    /// Writes bytes at the end of what is known to be on disk, reserve or not.
+    fn write_unit(&mut self, b: &[u8]) -> std::io::Result<()> {
         if b.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.f.write_all_at(b, self.written) {
-            let _ = self.f.set_len(self.written);
-            return Err(e);
-        }
+        self.f.write_all_at(b, self.written)?;
         self.written += b.len() as u64;
-        self.reserve();
         // What is written reaches the disk within a few seconds (power loss).
         if self.synced.elapsed() >= SYNC_EVERY {
             self.synced = Instant::now();
@@ -156,7 +176,8 @@ impl FileOut {
     /// Tail, patches, release of the reserve, fsync.
     fn close(mut self, mux: &mut dyn FileMux, lost: bool) -> std::io::Result<u64> {
         let fin = mux.finish(lost);
-        let tail_ok = self.unit(&fin.tail).is_ok();
+        // The tail (index) goes into the reserve that media left for it.
+        let tail_ok = self.write_unit(&fin.tail).is_ok();
         let patches = if tail_ok {
             fin.patches
         } else {
@@ -175,7 +196,7 @@ impl FileOut {
             }
         }
         if self.reserved_to > self.written {
-            // SAFETY: as in `reserve`; frees the blocks kept past the end.
+            // SAFETY: as in `allocate`; frees the blocks kept past the end.
             unsafe {
                 libc::fallocate(
                     self.f.as_raw_fd(),
