@@ -2,6 +2,7 @@
 
 use crate::limits::{Caps, Limits, Refusal};
 use crate::session::{ConnId, ConnState, Io, ListenerId, Session};
+use crate::tls::TlsConfigHandle;
 use crate::transport::{Peer, Stream};
 use bytes::Bytes;
 use mio::net::{TcpListener, UdpSocket, UnixListener, UnixStream};
@@ -75,6 +76,8 @@ struct Listener {
     name: String,
     limits: Limits,
     caps: Caps,
+    /// A TCP listener with this is a TLS listener.
+    tls: Option<TlsConfigHandle>,
 }
 
 struct Conn<S> {
@@ -243,6 +246,7 @@ impl<A: App> Runtime<A> {
             name: name.to_string(),
             limits,
             caps: Caps::default(),
+            tls: None,
         });
         Ok(ListenerId(i))
     }
@@ -255,6 +259,19 @@ impl<A: App> Runtime<A> {
         limits: Limits,
     ) -> io::Result<ListenerId> {
         self.add(Source::Tcp(l), name, limits)
+    }
+
+    /// Listens on a bound TCP listener as a TLS server ([`crate::tls`]): sessions see plaintext.
+    pub fn listen_tcp_tls(
+        &mut self,
+        l: TcpListener,
+        name: &str,
+        limits: Limits,
+        tls: TlsConfigHandle,
+    ) -> io::Result<ListenerId> {
+        let id = self.add(Source::Tcp(l), name, limits)?;
+        self.listeners[id.0].tls = Some(tls);
+        Ok(id)
     }
 
     /// Listens on a bound Unix listener, under its own `limits`.
@@ -426,7 +443,17 @@ impl<A: App> Runtime<A> {
                     match s.accept() {
                         Ok((sock, peer)) => {
                             let _ = sock.set_nodelay(true);
-                            accepted.push((Box::new(sock), Peer::Tcp(peer)));
+                            let stream: Box<dyn Stream> = match &l.tls {
+                                None => Box::new(sock),
+                                Some(tls) => match tls.accept(sock, peer, &l.name) {
+                                    Ok(s) => Box::new(s),
+                                    Err(e) => {
+                                        warn!("{}: TLS for {peer}: {e}", l.name);
+                                        continue;
+                                    }
+                                },
+                            };
+                            accepted.push((stream, Peer::Tcp(peer)));
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -660,7 +687,16 @@ impl<A: App> Runtime<A> {
             return;
         };
         let l = &self.listeners[c.listener.0];
-        match c.st.out.flush_to(&mut c.stream) {
+        // Then what the stream itself holds (TLS records): `held` while some is left.
+        let mut held = false;
+        let written = c.st.out.flush_to(&mut c.stream).and_then(|n| {
+            match c.stream.flush() {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => held = true,
+                r => r?,
+            }
+            Ok(n)
+        });
+        match written {
             Ok(n) if n > 0 => {
                 c.last_write = now;
                 c.last_io = now;
@@ -681,7 +717,7 @@ impl<A: App> Runtime<A> {
             self.drop_conn(app, id);
             return;
         }
-        if c.st.out.is_empty() {
+        if c.st.out.is_empty() && !held {
             if c.st.closing {
                 self.drop_conn(app, id);
                 return;
@@ -705,7 +741,9 @@ impl<A: App> Runtime<A> {
         for (id, c) in &self.conns {
             let l = &self.listeners[c.listener.0];
             let lim = &l.limits;
-            let why = if lim
+            let why = if c.stream.deadline().is_some_and(|t| now >= t) {
+                Some("TLS handshake timeout")
+            } else if lim
                 .header_timeout
                 .zip(c.partial_since)
                 .is_some_and(|(d, t)| now.duration_since(t) >= d)
