@@ -362,7 +362,8 @@ impl TlsConfigHandle {
     /// Starts the server side of a TLS connection over an accepted socket. `name` (the
     /// listener's) and `peer` go into log lines.
     pub fn accept(&self, tcp: TcpStream, peer: SocketAddr, name: &str) -> io::Result<TlsStream> {
-        let mut conn = ServerConnection::new(self.shared.config.clone()).map_err(io::Error::other)?;
+        let mut conn =
+            ServerConnection::new(self.shared.config.clone()).map_err(io::Error::other)?;
         conn.set_buffer_limit(Some(TLS_BUFFER));
         Ok(TlsStream {
             tcp,
@@ -374,7 +375,6 @@ impl TlsConfigHandle {
             failed: false,
         })
     }
-
 }
 
 impl Shared {
@@ -383,7 +383,9 @@ impl Shared {
             return;
         };
         let now = Instant::now();
-        if g.last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        if g.last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
             g.quiet += 1;
             return;
         }

@@ -3,7 +3,7 @@
 //! symlinked files with an old connection kept, and bad handshakes closed without harm to others.
 
 use mist_connector::{
-    App, Ctl, Flow, Io, Limits, ListenerId, PemPair, Peer, Runtime, Session, TlsConfigHandle,
+    App, Ctl, Flow, Io, Limits, ListenerId, Peer, PemPair, Runtime, Session, TlsConfigHandle,
     TlsSettings,
 };
 use std::io::{BufRead, BufReader, Read, Write};
@@ -29,6 +29,11 @@ impl Session<Srv> for Web {
                 let head = String::from_utf8_lossy(&input[..end]).to_string();
                 io.consume(end + 4);
                 let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                if let Some(n) = path.strip_prefix("/big/").and_then(|n| n.parse().ok()) {
+                    io.write(format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").as_bytes());
+                    io.write(&pattern(n));
+                    continue;
+                }
                 let body = format!("hello over TLS: {path}\n");
                 io.write(
                     format!(
@@ -46,6 +51,11 @@ impl Session<Srv> for Web {
             }
         }
     }
+}
+
+/// `n` bytes nobody would get by accident.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
 }
 
 struct Srv {
@@ -125,7 +135,9 @@ fn make_cert(dir: &Path, stem: &str, cn: &str, names: &[&str], rsa: bool) -> (Pa
     } else {
         c.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
     }
-    let out = c.output().expect("openssl is needed (scripts/test installs it)");
+    let out = c
+        .output()
+        .expect("openssl is needed (scripts/test installs it)");
     assert!(
         out.status.success(),
         "openssl req: {}",
@@ -135,8 +147,18 @@ fn make_cert(dir: &Path, stem: &str, cn: &str, names: &[&str], rsa: bool) -> (Pa
 }
 
 fn curl(addr: SocketAddr, ca: &Path, path: &str) -> String {
+    String::from_utf8(curl_bytes(addr, ca, path)).unwrap()
+}
+
+fn curl_bytes(addr: SocketAddr, ca: &Path, path: &str) -> Vec<u8> {
+    curl_with(addr, ca, path, &[])
+}
+
+fn curl_with(addr: SocketAddr, ca: &Path, path: &str, extra: &[&str]) -> Vec<u8> {
     let out = Command::new("curl")
-        .args(["-sS", "--http1.1", "--max-time", "20", "--cacert"])
+        .args(["-sS", "--http1.1", "--max-time", "30"])
+        .args(extra)
+        .arg("--cacert")
         .arg(ca)
         .arg("--resolve")
         .arg(format!("localhost:{}:127.0.0.1", addr.port()))
@@ -148,7 +170,7 @@ fn curl(addr: SocketAddr, ca: &Path, path: &str) -> String {
         "curl failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    out.stdout
 }
 
 /// `openssl s_client` handshake only (stdin empty): its report, spaces removed.
@@ -175,7 +197,12 @@ impl LineClient {
     fn open(addr: SocketAddr, ca: &Path) -> LineClient {
         let mut child = Command::new("openssl")
             .args(["s_client", "-quiet", "-connect", &addr.to_string()])
-            .args(["-servername", "localhost", "-verify_return_error", "-CAfile"])
+            .args([
+                "-servername",
+                "localhost",
+                "-verify_return_error",
+                "-CAfile",
+            ])
             .arg(ca)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -245,9 +272,25 @@ fn curl_fetches_a_page_over_tls_with_rsa_and_alpn() {
     );
     // Two in a row on fresh connections, then s_client for the details.
     assert_eq!(curl(srv.addr, &cert, "/2"), "hello over TLS: /2\n");
+    // Larger than socket buffers: TLS records wait in rustls while the socket is full, and
+    // the last of them must still leave once the output queue is empty.
+    // A reader slower than the server keeps the socket full, so the last records wait too.
+    for n in [3 << 20, 100_000, 16_385] {
+        let got = curl_with(
+            srv.addr,
+            &cert,
+            &format!("/big/{n}"),
+            &["--limit-rate", "4M"],
+        );
+        assert_eq!(got.len(), n);
+        assert!(got == pattern(n), "{n} bytes arrived corrupted");
+    }
     let rep = s_client(srv.addr, "localhost", &cert);
     assert!(rep.contains("ALPNprotocol:http/1.1"), "no ALPN: {rep}");
-    assert!(rep.contains("Verifyreturncode:0(ok)"), "not verified: {rep}");
+    assert!(
+        rep.contains("Verifyreturncode:0(ok)"),
+        "not verified: {rep}"
+    );
     assert!(rep.contains("subject=CN=rsa-server"), "wrong leaf: {rep}");
 }
 
@@ -306,7 +349,10 @@ fn renewed_certificate_serves_new_connections_and_old_ones_keep_going() {
     link(&c2, &fullchain);
     link(&k2, &privkey);
     let rep = s_client(srv.addr, "localhost", &c2);
-    assert!(rep.contains("subject=CN=second"), "new leaf not served: {rep}");
+    assert!(
+        rep.contains("subject=CN=second"),
+        "new leaf not served: {rep}"
+    );
     assert!(rep.contains("Verifyreturncode:0(ok)"), "{rep}");
     assert_eq!(curl(srv.addr, &c2, "/after"), "hello over TLS: /after\n");
     // The connection made before the renewal still works.
@@ -346,7 +392,9 @@ fn garbage_and_stalled_handshakes_are_closed_without_harm_to_others() {
     assert!(closed_by_server(&mut junk), "random bytes not closed");
     // A truncated ClientHello: a handshake record header announcing more than ever comes.
     let mut stalled = TcpStream::connect(srv.addr).unwrap();
-    stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
     // Nothing at all.
     let mut silent = TcpStream::connect(srv.addr).unwrap();
     assert!(
