@@ -1,5 +1,5 @@
 //! scripts/package builds a Debian package from the tree (binaries from this build): lintian
-//! reports no errors or warnings (the overrides it ships carry their reasons), the layout is
+//! reports no errors or warnings (and no tag is overridden), the layout is
 //! Debian's (binaries in /usr/bin, compressed man pages, the unit in /lib/systemd/system, the
 //! sysusers.d entry, copyright), Depends comes from the binaries' libraries, and the maintainer
 //! scripts are valid shell.
