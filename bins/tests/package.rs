@@ -53,7 +53,12 @@ fn debian_package_is_lintian_clean_with_the_install_layout() {
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
     let ctl = dir.path().join("control");
     run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&ctl));
-    for n in ["MistController", "MistUtilCertbot", "MistOutHTTP", "MistInBuffer"] {
+    for n in [
+        "MistController",
+        "MistUtilCertbot",
+        "MistOutHTTP",
+        "MistInBuffer",
+    ] {
         assert!(root.join("usr/bin").join(n).is_file(), "{n}");
         assert!(
             root.join(format!("usr/share/man/man1/{n}.1.gz")).is_file(),
