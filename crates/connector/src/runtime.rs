@@ -392,6 +392,7 @@ impl<A: App> Runtime<A> {
             if flow == Flow::Stop {
                 for c in self.conns.values_mut() {
                     let _ = c.st.out.flush_to(&mut c.stream);
+                    let _ = c.stream.flush();
                 }
                 return Ok(());
             }

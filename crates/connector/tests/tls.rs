@@ -6,6 +6,7 @@ use mist_connector::{
     App, Ctl, Flow, Io, Limits, ListenerId, Peer, PemPair, Runtime, Session, TlsConfigHandle,
     TlsSettings,
 };
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -175,9 +176,15 @@ fn curl_with(addr: SocketAddr, ca: &Path, path: &str, extra: &[&str]) -> Vec<u8>
 
 /// `openssl s_client` handshake only (stdin empty): its report, spaces removed.
 fn s_client(addr: SocketAddr, sni: &str, ca: &Path) -> String {
+    s_client_with(addr, sni, ca, &[])
+}
+
+fn s_client_with(addr: SocketAddr, sni: &str, ca: &Path, extra: &[&OsStr]) -> String {
     let out = Command::new("openssl")
         .args(["s_client", "-connect", &addr.to_string(), "-showcerts"])
-        .args(["-servername", sni, "-alpn", "http/1.1", "-CAfile"])
+        .args(["-servername", sni, "-alpn", "http/1.1"])
+        .args(extra)
+        .arg("-CAfile")
         .arg(ca)
         .stdin(Stdio::null())
         .output()
@@ -292,6 +299,23 @@ fn curl_fetches_a_page_over_tls_with_rsa_and_alpn() {
         "not verified: {rep}"
     );
     assert!(rep.contains("subject=CN=rsa-server"), "wrong leaf: {rep}");
+    // Session resumption (TLS 1.2 here: s_client with an empty stdin leaves before a TLS 1.3
+    // ticket arrives).
+    let sess = dir.path().join("session.pem");
+    let save = [
+        OsStr::new("-tls1_2"),
+        OsStr::new("-sess_out"),
+        sess.as_os_str(),
+    ];
+    let rep = s_client_with(srv.addr, "localhost", &cert, &save);
+    assert!(rep.contains("New,TLSv1.2"), "{rep}");
+    let reuse = [
+        OsStr::new("-tls1_2"),
+        OsStr::new("-sess_in"),
+        sess.as_os_str(),
+    ];
+    let rep = s_client_with(srv.addr, "localhost", &cert, &reuse);
+    assert!(rep.contains("Reused,TLSv1.2"), "not resumed: {rep}");
 }
 
 #[test]
