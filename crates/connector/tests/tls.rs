@@ -446,3 +446,108 @@ fn key_not_matching_its_certificate_is_refused_at_load() {
     let err = TlsConfigHandle::from_pem_files(&k2, &k2).unwrap_err();
     assert!(err.to_string().contains("no CERTIFICATE"), "{err}");
 }
+
+/// The contract the runtime relies on: when the socket is full, rustls keeps the records of
+/// the last accepted write, `write` takes nothing more (`WouldBlock`), and `flush` answers
+/// `WouldBlock` until they are out, then `Ok`; every byte accepted reaches the client.
+#[test]
+fn records_held_while_the_socket_is_full_leave_on_flush() {
+    use mist_connector::Stream;
+    let dir = tempfile::tempdir().unwrap();
+    // rustls (webpki) takes a self-signed leaf as its own trust anchor only when it is no CA.
+    let (cert, key) = (dir.path().join("h.crt"), dir.path().join("h.key"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=held"])
+        .args(["-addext", "subjectAltName=DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is needed");
+    assert!(out.status.success());
+    let tls = TlsConfigHandle::from_pem_files(&cert, &key).unwrap();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+
+    // The client: handshake, then wait for the go, then read `n` bytes.
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&cert).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let (go_tx, go_rx) = mpsc::channel::<usize>();
+    let client = std::thread::spawn(move || {
+        let sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let conn =
+            rustls::ClientConnection::new(Arc::new(cfg), "localhost".try_into().unwrap()).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock).unwrap();
+        }
+        let n = go_rx.recv().unwrap();
+        let mut got = vec![0u8; n];
+        s.read_exact(&mut got).map(|()| got)
+    });
+    let (sock, peer) = l.accept().unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let mut server = tls
+        .accept(mio::net::TcpStream::from_std(sock), peer, "held-test")
+        .unwrap();
+    let guard = Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 4096];
+    while server.deadline().is_some() {
+        assert!(Instant::now() < guard, "handshake never finished");
+        match server.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            r => panic!("handshake: {r:?}"),
+        }
+        let _ = server.flush();
+    }
+    // Fill the socket while the client does not read.
+    let data = pattern(64 << 20);
+    let mut sent = 0;
+    loop {
+        match server.write(&data[sent..(sent + (64 << 10)).min(data.len())]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("write: {e}"),
+        }
+        assert!(sent < data.len(), "the socket never filled up");
+    }
+    let held = server.flush();
+    assert!(
+        matches!(&held, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "records should be held: {held:?}"
+    );
+    go_tx.send(sent).unwrap();
+    loop {
+        match server.flush() {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    Instant::now() < guard + Duration::from_secs(30),
+                    "never flushed"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("flush: {e}"),
+        }
+    }
+    let got = client.join().unwrap().expect("client read");
+    assert!(got == data[..sent], "bytes lost or corrupted");
+}
