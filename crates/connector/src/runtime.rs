@@ -688,16 +688,7 @@ impl<A: App> Runtime<A> {
             return;
         };
         let l = &self.listeners[c.listener.0];
-        // Then what the stream itself holds (TLS records): `held` while some is left.
-        let mut held = false;
-        let written = c.st.out.flush_to(&mut c.stream).and_then(|n| {
-            match c.stream.flush() {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => held = true,
-                r => r?,
-            }
-            Ok(n)
-        });
-        match written {
+        match c.st.out.flush_to(&mut c.stream) {
             Ok(n) if n > 0 => {
                 c.last_write = now;
                 c.last_io = now;
@@ -708,6 +699,15 @@ impl<A: App> Runtime<A> {
                 return;
             }
         }
+        // Then what the stream itself holds (TLS records): `held` while some is left.
+        let held = match c.stream.flush() {
+            Ok(()) => false,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => true,
+            Err(_) => {
+                self.drop_conn(app, id);
+                return;
+            }
+        };
         if c.st.out.len() > l.limits.max_output {
             warn!(
                 "{}: {} is too slow ({} bytes queued); cut",
