@@ -95,6 +95,10 @@ impl Drop for Running {
 }
 
 fn start(tls: TlsConfigHandle) -> Running {
+    start_with(tls, Limits::default())
+}
+
+fn start_with(tls: TlsConfigHandle, limits: Limits) -> Running {
     let stop = Arc::new(AtomicBool::new(false));
     let l = mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = l.local_addr().unwrap();
@@ -102,8 +106,7 @@ fn start(tls: TlsConfigHandle) -> Running {
     let s2 = stop.clone();
     let thread = std::thread::spawn(move || {
         let mut rt = Runtime::<Srv>::new().unwrap();
-        rt.listen_tcp_tls(l, "https-test", Limits::default(), tls)
-            .unwrap();
+        rt.listen_tcp_tls(l, "https-test", limits, tls).unwrap();
         tx.send(rt.remote()).unwrap();
         rt.run(&mut Srv { stop: s2 }).unwrap();
     });
@@ -550,4 +553,42 @@ fn records_held_while_the_socket_is_full_leave_on_flush() {
     }
     let got = client.join().unwrap().expect("client read");
     assert!(got == data[..sent], "bytes lost or corrupted");
+}
+
+#[test]
+fn a_flood_of_half_open_handshakes_leaves_viewers_served_and_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = make_cert(dir.path(), "f", "flood", &["localhost"], false);
+    let tls = TlsConfigHandle::new(TlsSettings {
+        pairs: vec![PemPair::new(&cert, &key)],
+        handshake_timeout: Duration::from_secs(2),
+        ..TlsSettings::default()
+    })
+    .unwrap();
+    let limits = Limits {
+        max_conns: 1000,
+        max_per_ip: 1000,
+        ..Limits::default()
+    };
+    let srv = start_with(tls, limits);
+    let mut viewer = LineClient::open(srv.addr, &cert);
+    assert_eq!(viewer.echo("before"), "before");
+    // Half-open: a record header announcing a ClientHello that never comes.
+    let mut flood: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(srv.addr).unwrap();
+            s.write_all(&[0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00])
+                .unwrap();
+            s
+        })
+        .collect();
+    assert_eq!(viewer.echo("during"), "during");
+    assert_eq!(
+        curl(srv.addr, &cert, "/during"),
+        "hello over TLS: /during\n"
+    );
+    for (i, s) in flood.iter_mut().enumerate() {
+        assert!(closed_by_server(s), "half-open handshake {i} not closed");
+    }
+    assert_eq!(viewer.echo("after"), "after");
 }
