@@ -49,10 +49,12 @@ pub mod ask;
 pub mod limits;
 pub mod runtime;
 pub mod session;
+pub mod tls;
 pub mod transport;
 
 pub use limits::Limits;
 pub use mio;
 pub use runtime::{App, Ctl, Flow, Remote, Runtime};
 pub use session::{ConnId, Harness, Io, ListenerId, Session};
+pub use tls::{PemPair, TlsConfigHandle, TlsSettings};
 pub use transport::{OutQueue, Peer, Stream};

@@ -2,6 +2,7 @@
 
 use crate::limits::{Caps, Limits, Refusal};
 use crate::session::{ConnId, ConnState, Io, ListenerId, Session};
+use crate::tls::TlsConfigHandle;
 use crate::transport::{Peer, Stream};
 use bytes::Bytes;
 use mio::net::{TcpListener, UdpSocket, UnixListener, UnixStream};
@@ -75,6 +76,8 @@ struct Listener {
     name: String,
     limits: Limits,
     caps: Caps,
+    /// A TCP listener with this is a TLS listener.
+    tls: Option<TlsConfigHandle>,
 }
 
 struct Conn<S> {
@@ -243,6 +246,7 @@ impl<A: App> Runtime<A> {
             name: name.to_string(),
             limits,
             caps: Caps::default(),
+            tls: None,
         });
         Ok(ListenerId(i))
     }
@@ -255,6 +259,19 @@ impl<A: App> Runtime<A> {
         limits: Limits,
     ) -> io::Result<ListenerId> {
         self.add(Source::Tcp(l), name, limits)
+    }
+
+    /// Listens on a bound TCP listener as a TLS server ([`crate::tls`]): sessions see plaintext.
+    pub fn listen_tcp_tls(
+        &mut self,
+        l: TcpListener,
+        name: &str,
+        limits: Limits,
+        tls: TlsConfigHandle,
+    ) -> io::Result<ListenerId> {
+        let id = self.add(Source::Tcp(l), name, limits)?;
+        self.listeners[id.0].tls = Some(tls);
+        Ok(id)
     }
 
     /// Listens on a bound Unix listener, under its own `limits`.
@@ -375,6 +392,7 @@ impl<A: App> Runtime<A> {
             if flow == Flow::Stop {
                 for c in self.conns.values_mut() {
                     let _ = c.st.out.flush_to(&mut c.stream);
+                    let _ = c.stream.flush();
                 }
                 return Ok(());
             }
@@ -426,7 +444,17 @@ impl<A: App> Runtime<A> {
                     match s.accept() {
                         Ok((sock, peer)) => {
                             let _ = sock.set_nodelay(true);
-                            accepted.push((Box::new(sock), Peer::Tcp(peer)));
+                            let stream: Box<dyn Stream> = match &l.tls {
+                                None => Box::new(sock),
+                                Some(tls) => match tls.accept(sock, peer, &l.name) {
+                                    Ok(s) => Box::new(s),
+                                    Err(e) => {
+                                        warn!("{}: TLS for {peer}: {e}", l.name);
+                                        continue;
+                                    }
+                                },
+                            };
+                            accepted.push((stream, Peer::Tcp(peer)));
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -671,6 +699,15 @@ impl<A: App> Runtime<A> {
                 return;
             }
         }
+        // Then what the stream itself holds (TLS records): `held` while some is left.
+        let held = match c.stream.flush() {
+            Ok(()) => false,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => true,
+            Err(_) => {
+                self.drop_conn(app, id);
+                return;
+            }
+        };
         if c.st.out.len() > l.limits.max_output {
             warn!(
                 "{}: {} is too slow ({} bytes queued); cut",
@@ -681,7 +718,7 @@ impl<A: App> Runtime<A> {
             self.drop_conn(app, id);
             return;
         }
-        if c.st.out.is_empty() {
+        if c.st.out.is_empty() && !held {
             if c.st.closing {
                 self.drop_conn(app, id);
                 return;
@@ -705,7 +742,9 @@ impl<A: App> Runtime<A> {
         for (id, c) in &self.conns {
             let l = &self.listeners[c.listener.0];
             let lim = &l.limits;
-            let why = if lim
+            let why = if c.stream.deadline().is_some_and(|t| now >= t) {
+                Some("TLS handshake timeout")
+            } else if lim
                 .header_timeout
                 .zip(c.partial_since)
                 .is_some_and(|(d, t)| now.duration_since(t) >= d)

@@ -38,10 +38,18 @@ impl std::fmt::Display for Peer {
     }
 }
 
-/// A non-blocking byte stream the runtime can poll: TCP, Unix, later TLS over TCP.
+/// A non-blocking byte stream the runtime can poll: TCP, Unix, TLS over TCP ([`crate::tls`]).
+///
+/// `flush` writes what the stream itself still holds (TLS records) and answers `WouldBlock`
+/// while some is left; the runtime calls it after each write of the output queue.
 pub trait Stream: Read + Write + Source + Send {
     /// Closes both directions (best effort).
     fn shutdown(&self);
+    /// A setup phase (the TLS handshake) must be over by then, or the runtime closes the
+    /// connection. None: no such phase, or it is over.
+    fn deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
 }
 
 impl Stream for mio::net::TcpStream {
