@@ -1,0 +1,323 @@
+//! End to end: ffmpeg publishes over RTMP into MistController, MistOutRTSP (started by the
+//! controller from its `RTSP` protocol entry) serves the stream; ffprobe, ffmpeg and GStreamer
+//! play it over interleaved TCP and UDP; hostile requests lose their own connection only.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A controller with an RTSP protocol entry on a free port, and a 640x360 H.264 + AAC publish
+/// into `live+STREAM` running for `seconds`.
+fn setup(stream: &str, seconds: u32) -> (Controller, u16, Proc) {
+    let rtsp = free_port();
+    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["protocols"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
+    });
+    assert!(
+        wait_port(rtsp, Duration::from_secs(10)),
+        "RTSP port never opened (is MistOutRTSP started by the controller?)"
+    );
+    let p = publish(&ctl.publish_url(stream), "640x360", seconds);
+    wait_for_stream(&ctl, stream);
+    (ctl, rtsp, p)
+}
+
+fn wait_for_stream(ctl: &Controller, name: &str) {
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end {
+        let a = ctl.api(&serde_json::json!({"active_streams": true}));
+        if a["active_streams"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s == name))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("stream {name} never became active");
+}
+
+fn rtsp_url(port: u16, stream: &str) -> String {
+    format!("rtsp://127.0.0.1:{port}/{stream}")
+}
+
+/// ffprobe's streams of an RTSP URL over `transport`.
+fn probe(url: &str, transport: &str) -> Vec<serde_json::Value> {
+    let out = Command::new("timeout")
+        .args(["20", "ffprobe", "-v", "error", "-rtsp_transport", transport])
+        .args(["-show_streams", "-of", "json", url])
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe -rtsp_transport {transport} {url} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["streams"].as_array().cloned().unwrap_or_default()
+}
+
+/// Decodes 4 s of media of `url` over `transport` with ffmpeg; returns (video frames, audio
+/// frames) decoded.
+fn decode(url: &str, transport: &str) -> (usize, usize) {
+    let out = Command::new("timeout")
+        .args(["40", "ffmpeg", "-hide_banner", "-loglevel", "error"])
+        .args(["-rtsp_transport", transport, "-i", url, "-t", "4"])
+        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffmpeg");
+    let video = frames(&out.stdout);
+    let out = Command::new("timeout")
+        .args(["40", "ffmpeg", "-hide_banner", "-loglevel", "error"])
+        .args(["-rtsp_transport", transport, "-i", url, "-t", "4"])
+        .args(["-map", "0:a:0", "-f", "framemd5", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffmpeg");
+    (video, frames(&out.stdout))
+}
+
+fn frames(framemd5: &[u8]) -> usize {
+    String::from_utf8_lossy(framemd5)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count()
+}
+
+fn check_tracks(streams: &[serde_json::Value]) {
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .unwrap_or_else(|| panic!("no video stream in {streams:?}"));
+    let audio = streams
+        .iter()
+        .find(|s| s["codec_type"] == "audio")
+        .unwrap_or_else(|| panic!("no audio stream in {streams:?}"));
+    assert_eq!(video["codec_name"], "h264");
+    assert_eq!(video["width"], 640);
+    assert_eq!(video["height"], 360);
+    assert_eq!(audio["codec_name"], "aac");
+    assert_eq!(audio["sample_rate"], "44100");
+}
+
+#[test]
+fn play_over_tcp_and_udp() {
+    let (_ctl, port, _pub) = setup("live+rtsp", 60);
+    let url = rtsp_url(port, "live+rtsp");
+    for transport in ["tcp", "udp"] {
+        check_tracks(&probe(&url, transport));
+        let (video, audio) = decode(&url, transport);
+        // 4 s of 25 fps video and 44.1 kHz AAC (43 frames/s).
+        assert!(
+            video >= 90,
+            "{transport}: decoded only {video} video frames of 4 s"
+        );
+        assert!(
+            audio >= 150,
+            "{transport}: decoded only {audio} audio frames of 4 s"
+        );
+    }
+}
+
+#[test]
+fn unknown_stream_is_not_found() {
+    let rtsp = free_port();
+    let _ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["protocols"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
+    });
+    assert!(wait_port(rtsp, Duration::from_secs(10)));
+    let mut s = TcpStream::connect(("127.0.0.1", rtsp)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(
+        format!("DESCRIBE rtsp://127.0.0.1:{rtsp}/nosuchstream RTSP/1.0\r\nCSeq: 2\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        text.starts_with("RTSP/1.0 403") || text.starts_with("RTSP/1.0 404"),
+        "{text}"
+    );
+    assert!(text.contains("CSeq: 2"), "{text}");
+}
+
+#[test]
+fn gstreamer_plays() {
+    let (_ctl, port, _pub) = setup("live+gst", 60);
+    let url = rtsp_url(port, "live+gst");
+    for protocols in ["tcp", "udp"] {
+        let out = Command::new("timeout")
+            .args(["40", "gst-launch-1.0", "-q"])
+            .arg("rtspsrc")
+            .arg(format!("location={url}"))
+            .arg(format!("protocols={protocols}"))
+            .args(["!", "rtph264depay", "!", "h264parse", "!"])
+            .args(["fakesink", "num-buffers=50"])
+            .output()
+            .expect("run gst-launch-1.0 (scripts/test installs gstreamer1.0-tools)");
+        assert!(
+            out.status.success(),
+            "gst-launch-1.0 rtspsrc protocols={protocols} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Sends `data` on a new connection and reads until the server closes it (or 30 s pass).
+fn send_and_read_to_close(port: u16, data: &[u8]) -> (Vec<u8>, bool) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // The server may close before it has read everything: a reset is a close too.
+    let _ = s.write_all(data);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (got, false)
+            }
+            Err(_) => return (got, true),
+        }
+    }
+}
+
+#[test]
+fn hostile_input_closes_only_that_connection() {
+    let (ctl, port, _pub) = setup("live+hostile", 60);
+    let url = rtsp_url(port, "live+hostile");
+    // A viewer plays the whole time.
+    let viewer = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let out = Command::new("timeout")
+                .args(["60", "ffmpeg", "-hide_banner", "-loglevel", "error"])
+                .args(["-rtsp_transport", "tcp", "-i", &url, "-t", "15"])
+                .args(["-map", "0:v:0", "-f", "framemd5", "-"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run ffmpeg");
+            frames(&out.stdout)
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+
+    // A body far beyond any limit.
+    let (got, closed) = send_and_read_to_close(
+        port,
+        b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(closed, "huge Content-Length: connection left open");
+    assert!(text.starts_with("RTSP/1.0 413"), "{text}");
+
+    // 10 000 headers.
+    let mut many = String::from("OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n");
+    for i in 0..10_000 {
+        many.push_str(&format!("X-{i}: y\r\n"));
+    }
+    many.push_str("\r\n");
+    let (got, closed) = send_and_read_to_close(port, many.as_bytes());
+    let text = String::from_utf8_lossy(&got);
+    assert!(closed, "10 000 headers: connection left open");
+    // The server closes with most of the headers unread, which may reset the connection before
+    // the answer is read; when it arrives it must be the error.
+    assert!(
+        text.is_empty() || text.starts_with("RTSP/1.0 400") || text.starts_with("RTSP/1.0 414"),
+        "{text}"
+    );
+
+    // An interleaved frame on a channel nobody set up.
+    let (_, closed) = send_and_read_to_close(port, b"$\x07\x00\x04abcdOPTIONS * RTSP/1.0\r\n\r\n");
+    assert!(closed, "frame on a channel not set up: connection left open");
+
+    // A frame whose length lies (longer than what follows): the requests after it are swallowed
+    // as frame data and the connection is closed when the frame never completes.
+    let describe = format!(
+        "DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\nSETUP {url}/trackID=1 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+    );
+    let mut lying = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    lying
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    lying.write_all(describe.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !String::from_utf8_lossy(&head).contains("CSeq: 2") {
+        let n = lying.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before SETUP was answered");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        String::from_utf8_lossy(&head).matches("200 OK").count() >= 2,
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    lying
+        .write_all(b"$\x01\xff\xff\x80\xc9\x00\x01PLAY x RTSP/1.0\r\nCSeq: 3\r\n\r\n")
+        .unwrap();
+    let closed = loop {
+        match lying.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break false
+            }
+            Err(_) => break true,
+        }
+    };
+    assert!(closed, "lying interleaved length: connection left open");
+
+    let decoded = viewer.join().unwrap();
+    assert!(
+        decoded >= 200,
+        "the other viewer decoded only {decoded} frames of 15 s"
+    );
+
+    // Each closed connection left a warning in the log.
+    let v = ctl.api(&serde_json::json!({"log": true}));
+    let lines: Vec<String> = v["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l[1] == "WARN")
+        .filter_map(|l| l[2].as_str().map(str::to_string))
+        .filter(|m| m.contains("connection closed"))
+        .collect();
+    for what in [
+        "exceeds the limit",
+        "head",
+        "not set up",
+        "stayed incomplete",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(what)),
+            "no log line about {what:?} in {lines:#?}"
+        );
+    }
+}
