@@ -9,7 +9,10 @@ use std::time::Duration;
 /// The controller request of a publish or play, run on an [`mist_connector::ask::Asker`]
 /// worker. A play also runs the viewer triggers around it: PLAY_REWRITE before (it may rename
 /// the stream or refuse), then CONN_OPEN, USER_NEW and CONN_PLAY once the stream is known.
-pub fn ask_with_viewer_triggers(req: &Request, timeout: Duration) -> Result<Response, ControlError> {
+pub fn ask_with_viewer_triggers(
+    req: &Request,
+    timeout: Duration,
+) -> Result<Response, ControlError> {
     let Request::Play {
         stream,
         host,
@@ -52,4 +55,3 @@ pub fn ask_with_viewer_triggers(req: &Request, timeout: Duration) -> Result<Resp
     }
     Ok(resp)
 }
-

@@ -249,7 +249,10 @@ fn hostile_input_closes_only_that_connection() {
 
     // An interleaved frame on a channel nobody set up.
     let (_, closed) = send_and_read_to_close(port, b"$\x07\x00\x04abcdOPTIONS * RTSP/1.0\r\n\r\n");
-    assert!(closed, "frame on a channel not set up: connection left open");
+    assert!(
+        closed,
+        "frame on a channel not set up: connection left open"
+    );
 
     // A frame whose length lies (longer than what follows): the requests after it are swallowed
     // as frame data and the connection is closed when the frame never completes.

@@ -20,6 +20,9 @@ const FRAMES_PER_TURN: usize = 2000;
 /// A stream without viewers is dropped after this long (a PLAY may be on its way).
 const LINGER: Duration = Duration::from_secs(5);
 
+/// Hands packets to viewers: (viewers, track, packets, whether they are RTCP).
+pub type Deliver<'a> = dyn FnMut(&[ConnId], u32, &[Bytes], bool) + 'a;
+
 /// Where one set-up track's packets go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Out {
@@ -306,11 +309,7 @@ impl PlayStream {
 
     /// Reads new frames and hands their packets to `send(viewers, track, packets, is_rtcp)`;
     /// sends sender reports when due. Returns true when the stream ended.
-    pub fn pump(
-        &mut self,
-        now: Instant,
-        send: &mut dyn FnMut(&[ConnId], u32, &[Bytes], bool),
-    ) -> bool {
+    pub fn pump(&mut self, now: Instant, send: &mut Deliver<'_>) -> bool {
         if self.ended {
             return true;
         }

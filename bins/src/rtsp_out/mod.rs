@@ -111,9 +111,14 @@ impl UdpPair {
 enum Stage {
     Idle,
     /// The controller was asked about the stream of a DESCRIBE.
-    Asking { name: String },
+    Asking {
+        name: String,
+    },
     /// Allowed; waiting for the stream to have tracks.
-    Waiting { stream: String, since: Instant },
+    Waiting {
+        stream: String,
+        since: Instant,
+    },
 }
 
 /// One RTSP connection.
@@ -441,9 +446,11 @@ impl Conn {
             }
             self.stage = Stage::Idle;
             io.pause_reading(false);
-            let r = self
-                .rtsp
-                .answer(Answer::Describe(Err(if tracks.is_empty() { 404 } else { 415 })));
+            let r = self.rtsp.answer(Answer::Describe(Err(if tracks.is_empty() {
+                404
+            } else {
+                415
+            })));
             self.reply(io, r);
             return self.process(app, io);
         }
