@@ -55,3 +55,17 @@ pub fn ask_with_viewer_triggers(
     }
     Ok(resp)
 }
+
+/// DVR window when the controller does not say (MistServer's default).
+pub const DEFAULT_DVR_MS: u64 = 50_000;
+
+/// DVR window from a stream config (`DVR`, ms), MistServer's default otherwise.
+pub fn dvr_ms(config: &serde_json::Value) -> u64 {
+    config
+        .get("DVR")
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .unwrap_or(DEFAULT_DVR_MS)
+}

@@ -324,3 +324,44 @@ fn hostile_input_closes_only_that_connection() {
         );
     }
 }
+
+/// ffmpeg publishing testsrc2 + sine (H.264 + AAC) over RTSP with interleaved TCP.
+fn publish_rtsp(url: &str, seconds: u32) -> Proc {
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50"])
+        .args(["-tune", "zerolatency", "-pix_fmt", "yuv420p", "-c:a", "aac"])
+        .args(["-f", "rtsp", "-rtsp_transport", "tcp", url])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg");
+    Proc(child)
+}
+
+#[test]
+fn publish_over_tcp_plays_over_rtmp_and_rtsp() {
+    let rtsp = free_port();
+    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["protocols"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
+    });
+    assert!(wait_port(rtsp, Duration::from_secs(10)));
+    let _pub = publish_rtsp(&rtsp_url(rtsp, "live+pub"), 60);
+    wait_for_stream(&ctl, "live+pub");
+    check_tracks(&probe_streams(&ctl.play_url("live+pub")));
+    let (frames, size) = decode_video_frames(&ctl.play_url("live+pub"), Duration::from_secs(4));
+    assert!(frames >= 90, "decoded only {frames} video frames of 4 s");
+    assert_eq!(size, "640x360");
+    let (video, audio) = decode(&rtsp_url(rtsp, "live+pub"), "tcp");
+    assert!(video >= 90 && audio >= 150, "{video} / {audio} frames");
+
+    // The same push acceptance as RTMP: a stream that is not configured is refused.
+    let mut refused = publish_rtsp(&rtsp_url(rtsp, "nosuchstream"), 3);
+    let status = refused.0.wait().unwrap();
+    assert!(!status.success(), "push to nosuchstream was accepted");
+}

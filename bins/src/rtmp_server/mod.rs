@@ -27,6 +27,7 @@ use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use mist_bins::access::dvr_ms;
 use mist_connector::ask::Verdict;
 use mist_connector::OutQueue;
 use mist_core::control::Request;
@@ -46,7 +47,7 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// How long a play of a live stream that has not started yet waits for it.
 pub const PLAY_WAIT: Duration = Duration::from_secs(10);
 /// DVR window when the controller does not say (MistServer's default).
-pub const DEFAULT_DVR_MS: u64 = 50_000;
+pub const DEFAULT_DVR_MS: u64 = mist_bins::access::DEFAULT_DVR_MS;
 /// Time a connection has to get to publish or play.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// A publisher that sends nothing for this long is dropped.
@@ -110,17 +111,6 @@ fn ask_name(a: &Ask) -> &str {
 
 /// The stream name to use and its DVR window (ms), or why not.
 type Answer = Result<(String, u64), String>;
-
-/// DVR window from a stream config (`DVR`, ms), MistServer's default otherwise.
-fn dvr_ms(config: &serde_json::Value) -> u64 {
-    config
-        .get("DVR")
-        .and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        })
-        .unwrap_or(DEFAULT_DVR_MS)
-}
 
 struct Conn {
     token: usize,

@@ -23,9 +23,11 @@
 //!   too. Other connections are not affected (and the runtime fences every session call).
 
 mod feed;
+mod publish;
 
 use crate::access::ask_with_viewer_triggers;
 use feed::{Out, PlayStream, Viewer};
+use publish::Publisher;
 use mist_connector::ask::{Asker, Verdict};
 use mist_connector::{App, ConnId, Ctl, Flow, Io, Limits, ListenerId, Peer, Runtime, Session};
 use mist_core::control::Request;
@@ -35,6 +37,7 @@ use mist_media::rtsp::{
     Answer, Ask, Decoder, Item, Lower, Message, Method, PlayInfo, ServerConfig, ServerSession,
     SessionEvent, Step,
 };
+use mist_media::sdp::RtpTrack;
 use mist_media::Track;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -68,6 +71,9 @@ pub struct RtspApp {
     verdicts: HashMap<ConnId, Verdict>,
     streams: HashMap<String, PlayStream>,
     viewers: HashMap<ConnId, Viewer>,
+    publishers: HashMap<ConnId, Publisher>,
+    /// A controller decides (MIST_CONTROL is set).
+    controlled: bool,
     udp: Option<UdpPair>,
     waiter: mist_shm::Waiter,
     stop: Arc<AtomicBool>,
@@ -114,6 +120,11 @@ enum Stage {
     Asking {
         name: String,
     },
+    /// The controller was asked whether the ANNOUNCE of `tracks` into `name` is accepted.
+    AskingPush {
+        name: String,
+        tracks: Vec<(usize, RtpTrack)>,
+    },
     /// Allowed; waiting for the stream to have tracks.
     Waiting {
         stream: String,
@@ -148,6 +159,15 @@ pub fn stream_of(path: &str) -> String {
     let path = path.split(['?', '#']).next().unwrap_or("");
     let seg = path.trim_start_matches('/').split('/').next().unwrap_or("");
     percent_decode(seg)
+}
+
+/// The value of `key` in the query of an RTSP path (`?pass=…`), percent-decoded.
+fn query_param(path: &str, key: &str) -> Option<String> {
+    let q = path.split_once('?')?.1;
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| percent_decode(v))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -227,7 +247,7 @@ impl Conn {
                 }
                 Ok(None) => break,
                 Ok(Some(Item::Interleaved { channel, data })) => {
-                    if self.rtsp.channel(channel).is_none() {
+                    let Some((index, is_rtcp)) = self.rtsp.channel(channel) else {
                         warn!(
                             "RTSP from {}: interleaved frame of {} bytes on channel {channel}, which is not set up; connection closed",
                             self.peer,
@@ -235,8 +255,15 @@ impl Conn {
                         );
                         self.close(io);
                         return;
+                    };
+                    if let Some(p) = app.publishers.get_mut(&io.id()) {
+                        if let Err(e) = p.packet(index, is_rtcp, data) {
+                            warn!("RTSP publish of {}: {e}; connection closed", self.peer);
+                            self.close(io);
+                            return;
+                        }
                     }
-                    // Client RTCP (receiver reports): nothing to do.
+                    // Otherwise client RTCP (receiver reports): nothing to do.
                 }
                 Ok(Some(Item::Message(Message::Response(_)))) => {}
                 Ok(Some(Item::Message(Message::Request(req)))) => self.request(app, io, req),
@@ -332,6 +359,20 @@ impl Conn {
                 self.stage = Stage::Asking { name };
                 io.pause_reading(true);
             }
+            Ask::Setup { track, transport } if self.rtsp.is_publishing() => {
+                let ok = app
+                    .publishers
+                    .get(&io.id())
+                    .is_some_and(|p| p.has_track(track));
+                let answer = match transport.lower {
+                    _ if !ok => Err(404),
+                    Lower::Tcp => Ok(transport),
+                    // Publishing over UDP is not offered: the packets would come from anywhere.
+                    Lower::Udp => Err(461),
+                };
+                let r = self.rtsp.answer(Answer::Setup(answer));
+                self.reply(io, r);
+            }
             Ask::Setup {
                 track,
                 mut transport,
@@ -383,17 +424,52 @@ impl Conn {
                 let r = self.rtsp.answer(Answer::Play(Ok(info)));
                 self.reply(io, r);
             }
-            Ask::Announce { path, .. } => {
-                warn!(
-                    "ANNOUNCE of {path:?} by {}: publishing over RTSP is not supported yet",
-                    self.peer
+            Ask::Announce { path, sdp } => {
+                let name = stream_of(&path);
+                let tracks = publish::announced_tracks(&sdp);
+                if !mist_core::names::is_valid(&name) || tracks.is_empty() {
+                    warn!(
+                        "ANNOUNCE of {name:?} by {}: {}",
+                        self.peer,
+                        if tracks.is_empty() {
+                            "no track we can take in the SDP"
+                        } else {
+                            "invalid stream name"
+                        }
+                    );
+                    let status = if tracks.is_empty() { 415 } else { 404 };
+                    let r = self.rtsp.answer(Answer::Announce(Err(status)));
+                    return self.reply(io, r);
+                }
+                if app.publishers.contains_key(&io.id()) || self.stream.is_some() {
+                    let r = self.rtsp.answer(Answer::Announce(Err(455)));
+                    return self.reply(io, r);
+                }
+                self.url = req.uri.clone();
+                app.asker.ask_within(
+                    io.id(),
+                    Request::Push {
+                        stream: name.clone(),
+                        app: query_param(&path, "pass").unwrap_or_default(),
+                        host: self.host.clone(),
+                        connector: "RTSP".into(),
+                        url: req.uri.clone(),
+                    },
+                    // Blocking push triggers (rewrite, STREAM_PUSH) may take up to 15 s each.
+                    Duration::from_secs(40),
                 );
-                let r = self.rtsp.answer(Answer::Announce(Err(501)));
-                self.reply(io, r);
+                self.stage = Stage::AskingPush { name, tracks };
+                io.pause_reading(true);
             }
             Ask::Record => {
-                let r = self.rtsp.answer(Answer::Record(Err(501)));
+                let ok = app.publishers.contains_key(&io.id());
+                let r = self
+                    .rtsp
+                    .answer(Answer::Record(if ok { Ok(()) } else { Err(455) }));
                 self.reply(io, r);
+                if let (true, Some(p)) = (ok, app.publishers.get(&io.id())) {
+                    info!("{} publishes {} over RTSP", self.peer, p.stream);
+                }
             }
         }
     }
@@ -412,6 +488,7 @@ impl Conn {
                 SessionEvent::Pause => app.detach(io.id()),
                 SessionEvent::Teardown => {
                     app.detach(io.id());
+                    app.end_publish(io.id());
                     self.setups.clear();
                 }
                 SessionEvent::Record => {}
@@ -473,8 +550,42 @@ impl Session<RtspApp> for Conn {
         let Some(v) = app.verdicts.remove(&io.id()) else {
             return;
         };
-        let Stage::Asking { name } = std::mem::replace(&mut self.stage, Stage::Idle) else {
-            return;
+        let name = match std::mem::replace(&mut self.stage, Stage::Idle) {
+            Stage::Asking { name } => name,
+            Stage::AskingPush { name, tracks } => {
+                io.pause_reading(false);
+                let answer = match v {
+                    Verdict::Allow(r) => {
+                        let stream = if r.stream.is_empty() {
+                            sanitize(&name)
+                        } else {
+                            r.stream
+                        };
+                        let dvr = crate::access::dvr_ms(&r.config);
+                        match Publisher::new(&stream, dvr, &tracks) {
+                            Ok(p) => {
+                                app.publishers.insert(io.id(), p);
+                                Ok(())
+                            }
+                            Err(e) => {
+                                warn!("push of {stream:?} by {} failed: {e}", self.peer);
+                                Err(503)
+                            }
+                        }
+                    }
+                    Verdict::Refuse(why) => {
+                        warn!("push of {name:?} by {} refused: {why}", self.peer);
+                        Err(403)
+                    }
+                };
+                let r = self.rtsp.answer(Answer::Announce(answer));
+                self.reply(io, r);
+                return self.process(app, io);
+            }
+            other => {
+                self.stage = other;
+                return;
+            }
         };
         match v {
             Verdict::Allow(r) => {
@@ -524,6 +635,7 @@ impl Session<RtspApp> for Conn {
 
     fn on_close(&mut self, app: &mut RtspApp, id: ConnId, _peer: Peer) {
         app.detach(id);
+        app.end_publish(id);
         app.verdicts.remove(&id);
         if self.admitted {
             if let Some(s) = &self.stream {
@@ -588,6 +700,17 @@ impl RtspApp {
         ps.start_viewer(&mut v, udp, &mut |b| io.send(b));
         ps.viewers.push(id);
         self.viewers.insert(id, v);
+    }
+
+    /// A publisher left (TEARDOWN or closed).
+    fn end_publish(&mut self, id: ConnId) {
+        if let Some(p) = self.publishers.remove(&id) {
+            info!(
+                "publisher of {} left; {} frames, {} bad packets",
+                p.stream, p.frames, p.bad_packets
+            );
+            p.end(self.controlled);
+        }
     }
 
     fn detach(&mut self, id: ConnId) {
@@ -677,6 +800,9 @@ impl App for RtspApp {
             self.next_stats = now + Duration::from_secs(1);
             for v in self.viewers.values_mut() {
                 v.report();
+            }
+            for p in self.publishers.values_mut() {
+                p.heartbeat();
             }
         }
         Flow::Continue
@@ -770,6 +896,8 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         verdicts: HashMap::new(),
         streams: HashMap::new(),
         viewers: HashMap::new(),
+        publishers: HashMap::new(),
+        controlled: mist_core::control::socket_path().is_some(),
         udp,
         waiter,
         stop: stop.clone(),
