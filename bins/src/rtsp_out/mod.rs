@@ -1,4 +1,4 @@
-//! MistOutRTSP: RTSP play on the connector runtime.
+//! MistOutRTSP: RTSP play and publish on the connector runtime.
 //!
 //! One [`Runtime`] serves every RTSP connection of the process. Each connection is a [`Conn`]
 //! session around the sans-IO pieces of `mist_media`: [`Decoder`] splits the byte stream into
@@ -14,6 +14,9 @@
 //!   packet, the packet itself shared) or UDP unicast from one shared server port pair. The
 //!   packets since the newest keyframe are kept, so a new viewer starts at once with a decodable
 //!   picture; its `RTP-Info` names their first sequence number and RTP time.
+//! * **Publish**: ANNOUNCE (push acceptance by the controller, `Request::Push`, as for RTMP), SETUP
+//!   over interleaved TCP, RECORD; RTP is depacketised into the stream's buffer
+//!   ([`publish::Publisher`]).
 //! * **Sync**: RTP times are the frames' presentation times in the track's clock; RTCP sender
 //!   reports map them to one NTP timeline per stream (at PLAY and every [`SR_EVERY`]), so players
 //!   line audio up with video.
@@ -27,7 +30,6 @@ mod publish;
 
 use crate::access::ask_with_viewer_triggers;
 use feed::{Out, PlayStream, Viewer};
-use publish::Publisher;
 use mist_connector::ask::{Asker, Verdict};
 use mist_connector::{App, ConnId, Ctl, Flow, Io, Limits, ListenerId, Peer, Runtime, Session};
 use mist_core::control::Request;
@@ -39,6 +41,7 @@ use mist_media::rtsp::{
 };
 use mist_media::sdp::RtpTrack;
 use mist_media::Track;
+use publish::Publisher;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -913,7 +916,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
 pub fn capabilities() -> serde_json::Value {
     serde_json::json!({
         "name": "RTSP",
-        "desc": "Real-Time Streaming Protocol: play live streams over RTP, interleaved in the RTSP TCP connection or over UDP unicast, with RTCP sender reports.",
+        "desc": "Real-Time Streaming Protocol: play live streams over RTP, interleaved in the RTSP TCP connection or over UDP unicast, with RTCP sender reports; accepts pushes (ANNOUNCE/RECORD over TCP).",
         "optional": {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 5554, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},

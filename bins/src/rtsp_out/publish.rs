@@ -40,7 +40,11 @@ pub struct Publisher {
 
 impl Publisher {
     /// Takes the stream's writer role and announces the tracks.
-    pub fn new(stream: &str, dvr_ms: u64, tracks: &[(usize, RtpTrack)]) -> Result<Publisher, String> {
+    pub fn new(
+        stream: &str,
+        dvr_ms: u64,
+        tracks: &[(usize, RtpTrack)],
+    ) -> Result<Publisher, String> {
         let mut writer = StreamWriter::create(stream, WriterOptions { live: true, dvr_ms })
             .map_err(|e| e.to_string())?;
         let mut inputs = Vec::new();
