@@ -365,3 +365,36 @@ fn publish_over_tcp_plays_over_rtmp_and_rtsp() {
     let status = refused.0.wait().unwrap();
     assert!(!status.success(), "push to nosuchstream was accepted");
 }
+
+#[test]
+fn vod_file_plays_from_the_start() {
+    let dir = TempDir::new("rtsp-vod");
+    let file = dir.path().join("clip.mp4");
+    // veryfast: B-frames, so RTP times (presentation) and decode order differ.
+    make_mp4(&file, "320x240", 8);
+    let rtsp = free_port();
+    let _ctl = Controller::start_edited(
+        serde_json::json!({"clip": {"name": "clip", "source": file.to_str().unwrap()}}),
+        |c| {
+            c["config"]["protocols"].as_array_mut().unwrap().push(
+                serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}),
+            );
+        },
+    );
+    assert!(wait_port(rtsp, Duration::from_secs(10)));
+    let url = rtsp_url(rtsp, "clip");
+    let streams = probe(&url, "tcp");
+    assert!(
+        streams
+            .iter()
+            .any(|s| s["codec_name"] == "h264" && s["width"] == 320),
+        "{streams:?}"
+    );
+    for transport in ["tcp", "udp"] {
+        let (video, audio) = decode(&url, transport);
+        assert!(
+            video >= 90 && audio >= 150,
+            "{transport}: {video} video / {audio} audio frames of 4 s"
+        );
+    }
+}

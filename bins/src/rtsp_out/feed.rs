@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 const GOP_MAX: usize = 32 << 20;
 /// Frames read from one stream per loop turn before others get a go.
 const FRAMES_PER_TURN: usize = 2000;
+/// How far ahead of real time a VoD feed sends.
+const VOD_AHEAD_MS: i64 = 500;
 /// A stream without viewers is dropped after this long (a PLAY may be on its way).
 const LINGER: Duration = Duration::from_secs(5);
 
@@ -34,7 +36,8 @@ pub enum Out {
 
 /// One playing connection.
 pub struct Viewer {
-    pub stream: String,
+    /// The feed (key of the app's feed table) this viewer is attached to.
+    pub feed: String,
     outs: Vec<(u32, Out)>,
     /// A users-table slot, so the controller counts this viewer with its address.
     stats: Option<StreamReader>,
@@ -42,7 +45,7 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    pub fn new(stream: &str, outs: Vec<(u32, Out)>, host: &str) -> Viewer {
+    pub fn new(feed: &str, stream: &str, outs: Vec<(u32, Out)>, host: &str) -> Viewer {
         let stats = StreamReader::open(
             stream,
             ReaderInfo {
@@ -52,7 +55,7 @@ impl Viewer {
         )
         .ok();
         Viewer {
-            stream: stream.to_string(),
+            feed: feed.to_string(),
             outs,
             stats,
             bytes: 0,
@@ -155,7 +158,13 @@ impl TrackOut {
 
 /// A stream played by this process.
 pub struct PlayStream {
-    name: String,
+    pub name: String,
+    /// A live stream (shared by its viewers); VoD feeds are paced in real time.
+    live: bool,
+    /// VoD pacing: when the first frame was sent, and its time.
+    clock: Option<(Instant, i64)>,
+    /// A VoD frame that is not due yet.
+    held: Option<mist_media::Frame>,
     seed: u64,
     reader: StreamReader,
     outs: HashMap<u32, TrackOut>,
@@ -195,9 +204,15 @@ impl PlayStream {
                 host: String::new(),
             },
         )?;
-        reader.seek_live();
+        let live = reader.is_live();
+        if live {
+            reader.seek_live();
+        }
         let mut ps = PlayStream {
             name: name.to_string(),
+            live,
+            clock: None,
+            held: None,
             seed,
             reader,
             outs: HashMap::new(),
@@ -314,8 +329,20 @@ impl PlayStream {
             return true;
         }
         for _ in 0..FRAMES_PER_TURN {
-            match self.reader.next() {
+            let ev = match self.held.take() {
+                Some(f) => ReadEvent::Frame(f),
+                None => self.reader.next(),
+            };
+            match ev {
                 ReadEvent::Frame(f) => {
+                    if !self.live {
+                        let (t0, ms0) = *self.clock.get_or_insert((now, f.dts));
+                        let due = now.duration_since(t0).as_millis() as i64 + VOD_AHEAD_MS;
+                        if f.dts - ms0 > due {
+                            self.held = Some(f);
+                            break;
+                        }
+                    }
                     let Some(o) = self.outs.get_mut(&f.track) else {
                         continue;
                     };

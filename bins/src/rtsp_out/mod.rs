@@ -150,6 +150,8 @@ pub struct Conn {
     sdp_tracks: Vec<u32>,
     /// Set-up tracks: (SDP index, track id, where its packets go).
     setups: Vec<(usize, u32, Out)>,
+    /// The feed this connection plays (the stream name, or a VoD viewer's own feed).
+    feed: Option<String>,
     /// CONN_CLOSE is due when the connection ends.
     admitted: bool,
     partial_since: Option<Instant>,
@@ -231,6 +233,7 @@ impl Conn {
             url: String::new(),
             sdp_tracks: Vec::new(),
             setups: Vec::new(),
+            feed: None,
             admitted: false,
             partial_since: None,
             closed: false,
@@ -416,7 +419,11 @@ impl Conn {
                     let r = self.rtsp.answer(Answer::Play(Err(455)));
                     return self.reply(io, r);
                 };
-                let info = match app.play_info(&stream, &self.setups) {
+                let key = self
+                    .feed
+                    .get_or_insert_with(|| RtspApp::feed_key(&stream, io.id()))
+                    .clone();
+                let info = match app.play_info(&key, &stream, &self.setups) {
                     Ok(i) => i,
                     Err(why) => {
                         warn!("PLAY of {stream} by {}: {why}", self.peer);
@@ -482,9 +489,9 @@ impl Conn {
         while let Some(ev) = self.rtsp.poll_event() {
             match ev {
                 SessionEvent::Play => {
-                    if let Some(stream) = self.stream.clone() {
+                    if let (Some(stream), Some(key)) = (self.stream.clone(), self.feed.clone()) {
                         let outs = self.setups.iter().map(|(_, t, o)| (*t, *o)).collect();
-                        app.attach(io, &stream, outs, &self.host);
+                        app.attach(io, &key, &stream, outs, &self.host);
                         info!("{} plays {stream} over RTSP", self.peer);
                     }
                 }
@@ -661,23 +668,33 @@ impl RtspApp {
         }
     }
 
-    /// Makes sure the stream is being read, and says where a PLAY of `setups` starts.
+    /// The feed a viewer of `stream` joins: the stream's shared one when it is live; a VoD
+    /// viewer gets its own, from the start, paced in real time.
+    fn feed_key(stream: &str, id: ConnId) -> String {
+        match mist_shm::stream_status(stream) {
+            Ok(s) if !s.live => format!("{stream}\u{0}{}", id.0),
+            _ => stream.to_string(),
+        }
+    }
+
+    /// Makes sure feed `key` of `stream` is being read, and says where a PLAY of `setups` starts.
     fn play_info(
         &mut self,
+        key: &str,
         stream: &str,
         setups: &[(usize, u32, Out)],
     ) -> Result<PlayInfo, String> {
-        if self.streams.get(stream).is_some_and(|p| p.ended) {
-            self.streams.remove(stream);
+        if self.streams.get(key).is_some_and(|p| p.ended) {
+            self.streams.remove(key);
         }
-        if !self.streams.contains_key(stream) {
+        if !self.streams.contains_key(key) {
             let ps = PlayStream::open(stream, self.seed).map_err(|e| e.to_string())?;
             if let Err(e) = self.waiter.add(stream) {
                 warn!("{stream}: cannot watch for wake-ups ({e}); polling");
             }
-            self.streams.insert(stream.to_string(), ps);
+            self.streams.insert(key.to_string(), ps);
         }
-        let ps = self.streams.get_mut(stream).ok_or("stream vanished")?;
+        let ps = self.streams.get_mut(key).ok_or("stream vanished")?;
         ps.pump_pending();
         let rtp_info = setups
             .iter()
@@ -691,14 +708,21 @@ impl RtspApp {
 
     /// Starts sending `stream` to connection `io.id()`: sender reports, then the packets since
     /// the newest keyframe, then live.
-    fn attach(&mut self, io: &mut Io<'_>, stream: &str, outs: Vec<(u32, Out)>, host: &str) {
+    fn attach(
+        &mut self,
+        io: &mut Io<'_>,
+        key: &str,
+        stream: &str,
+        outs: Vec<(u32, Out)>,
+        host: &str,
+    ) {
         let id = io.id();
         self.detach(id);
-        let Some(ps) = self.streams.get_mut(stream) else {
+        let Some(ps) = self.streams.get_mut(key) else {
             io.close();
             return;
         };
-        let mut v = Viewer::new(stream, outs, host);
+        let mut v = Viewer::new(key, stream, outs, host);
         let udp = self.udp.as_ref();
         ps.start_viewer(&mut v, udp, &mut |b| io.send(b));
         ps.viewers.push(id);
@@ -718,7 +742,7 @@ impl RtspApp {
 
     fn detach(&mut self, id: ConnId) {
         if let Some(v) = self.viewers.remove(&id) {
-            if let Some(ps) = self.streams.get_mut(&v.stream) {
+            if let Some(ps) = self.streams.get_mut(&v.feed) {
                 ps.viewers.retain(|x| *x != id);
             }
         }
@@ -734,7 +758,7 @@ impl RtspApp {
             ..
         } = self;
         let udp = udp.as_ref();
-        for (name, ps) in streams.iter_mut() {
+        for ps in streams.values_mut() {
             let ended = ps.pump(now, &mut |ids, track, pkts, rtcp| {
                 for id in ids {
                     if let Some(v) = viewers.get_mut(id) {
@@ -745,21 +769,27 @@ impl RtspApp {
                 }
             });
             if ended {
-                info!("{name}: stream ended");
+                info!("{}: stream ended", ps.name);
                 for id in ps.viewers.drain(..) {
                     viewers.remove(&id);
                     ctl.close(id);
                 }
             }
         }
-        streams.retain(|name, ps| {
+        let mut gone = Vec::new();
+        streams.retain(|_, ps| {
             let keep = ps.keep(now);
             if !keep {
-                waiter.remove(name);
-                debug!("{name}: no RTSP viewers left");
+                debug!("{}: a feed without RTSP viewers closed", ps.name);
+                gone.push(ps.name.clone());
             }
             keep
         });
+        for name in gone {
+            if !streams.values().any(|ps| ps.name == name) {
+                waiter.remove(&name);
+            }
+        }
     }
 }
 
