@@ -657,6 +657,28 @@ impl Session<RtspApp> for Conn {
 }
 
 impl RtspApp {
+    pub fn new(
+        asker: Asker<ConnId>,
+        udp: Option<UdpPair>,
+        waiter: mist_shm::Waiter,
+        stop: Arc<AtomicBool>,
+        seed: u64,
+    ) -> RtspApp {
+        RtspApp {
+            asker,
+            verdicts: HashMap::new(),
+            streams: HashMap::new(),
+            viewers: HashMap::new(),
+            publishers: HashMap::new(),
+            controlled: mist_core::control::socket_path().is_some(),
+            udp,
+            waiter,
+            stop,
+            seed,
+            next_stats: Instant::now(),
+        }
+    }
+
     /// The tracks of a live stream (empty when it is not live).
     fn tracks_of(&self, stream: &str) -> Vec<Track> {
         if let Some(ps) = self.streams.get(stream).filter(|p| !p.ended) {
@@ -917,26 +939,15 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         ^ ((std::process::id() as u64) << 32);
-    let mut app = RtspApp {
-        asker: Asker::with(
-            remote.waker(),
-            Arc::new(ask_with_viewer_triggers),
-            mist_core::control::socket_path().is_none(),
-            mist_connector::ask::MAX_IN_FLIGHT,
-            256,
-        )
-        .timeout(Duration::from_secs(10)),
-        verdicts: HashMap::new(),
-        streams: HashMap::new(),
-        viewers: HashMap::new(),
-        publishers: HashMap::new(),
-        controlled: mist_core::control::socket_path().is_some(),
-        udp,
-        waiter,
-        stop: stop.clone(),
-        seed,
-        next_stats: Instant::now(),
-    };
+    let asker = Asker::with(
+        remote.waker(),
+        Arc::new(ask_with_viewer_triggers),
+        mist_core::control::socket_path().is_none(),
+        mist_connector::ask::MAX_IN_FLIGHT,
+        256,
+    )
+    .timeout(Duration::from_secs(10));
+    let mut app = RtspApp::new(asker, udp, waiter, stop.clone(), seed);
     let r = rt.run(&mut app);
     stop.store(true, Ordering::Relaxed);
     r
@@ -971,5 +982,98 @@ mod tests {
         assert_eq!(stream_of("/a%2Bb?pass=x"), "a+b");
         assert_eq!(stream_of("/%zz%4"), "%zz%4");
         assert_eq!(stream_of("/"), "");
+        assert_eq!(
+            query_param("/s?a=1&pass=p%40ss", "pass").as_deref(),
+            Some("p@ss")
+        );
+        assert_eq!(query_param("/s", "pass"), None);
+    }
+
+    /// A connection as the runtime would drive it, with a standalone app (no controller).
+    fn harness() -> (RtspApp, mist_connector::Harness<Conn>) {
+        let rt = Runtime::<RtspApp>::new().unwrap();
+        let refuse: mist_connector::ask::Requester =
+            Arc::new(|_, _| Err(mist_core::control::ControlError::NotSet("MIST_CONTROL")));
+        let asker = Asker::with(rt.remote().waker(), refuse, true, 1, 4);
+        let app = RtspApp::new(
+            asker,
+            None,
+            mist_shm::Waiter::new(),
+            Arc::new(AtomicBool::new(false)),
+            7,
+        );
+        let peer = Peer::Tcp("127.0.0.1:5000".parse().unwrap());
+        let h = mist_connector::Harness::new(Conn::new(peer, "abc".into()), peer);
+        (app, h)
+    }
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    #[test]
+    fn options_and_keepalive_are_answered() {
+        let (mut app, mut h) = harness();
+        let now = Instant::now();
+        let out = text(&h.feed(
+            &mut app,
+            b"OPTIONS rtsp://h/live RTSP/1.0\r\nCSeq: 1\r\n\r\nGET_PARAMETER rtsp://h/live RTSP/1.0\r\nCSeq: 2\r\n\r\n",
+            now,
+        ));
+        assert!(out.starts_with("RTSP/1.0 200 OK\r\n"), "{out}");
+        assert!(out.contains("Public: OPTIONS, DESCRIBE"), "{out}");
+        assert!(out.contains("CSeq: 2"), "{out}");
+        assert!(!h.closing());
+    }
+
+    #[test]
+    fn hostile_heads_and_frames_close_the_connection() {
+        let (mut app, mut h) = harness();
+        let out = text(&h.feed(
+            &mut app,
+            b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\n",
+            Instant::now(),
+        ));
+        assert!(out.starts_with("RTSP/1.0 413"), "{out}");
+        assert!(h.closing());
+
+        let (mut app, mut h) = harness();
+        let mut many = String::from("OPTIONS * RTSP/1.0\r\n");
+        for i in 0..10_000 {
+            many.push_str(&format!("X-{i}: y\r\n"));
+        }
+        let out = text(&h.feed(&mut app, many.as_bytes(), Instant::now()));
+        assert!(out.starts_with("RTSP/1.0 414"), "{out}");
+        assert!(h.closing());
+
+        let (mut app, mut h) = harness();
+        h.feed(&mut app, b"$\x03\x00\x02ab", Instant::now());
+        assert!(h.closing(), "frame on a channel that is not set up");
+    }
+
+    #[test]
+    fn lying_frame_length_times_out() {
+        let (mut app, mut h) = harness();
+        let t0 = Instant::now();
+        h.feed(&mut app, b"$\x00\xff\xffOPTIONS * RTSP/1.0\r\n\r\n", t0);
+        assert!(!h.closing());
+        let at = h.timer().expect("a timer for the incomplete frame");
+        assert!(at <= t0 + PARTIAL_TIMEOUT);
+        h.advance(&mut app, t0 + PARTIAL_TIMEOUT);
+        assert!(h.closing());
+    }
+
+    #[test]
+    fn sdp_lists_supported_tracks() {
+        let mut v = Track::new(1, mist_media::Codec::H264);
+        v.width = 64;
+        let av1 = Track::new(2, mist_media::Codec::Av1);
+        let alaw = Track::new(3, mist_media::Codec::Alaw);
+        let (sdp, ids) = describe_sdp("live", &[v, av1, alaw]);
+        // AV1 has no RTP mapping here: left out, the others keep their track ids as controls.
+        assert_eq!(ids, vec![1, 3]);
+        assert!(sdp.contains("m=audio 0 RTP/AVP 8\r\n"), "{sdp}");
+        assert!(sdp.contains("a=control:trackID=1\r\n"), "{sdp}");
+        assert!(sdp.contains("m=video 0 RTP/AVP 97\r\n"), "{sdp}");
     }
 }
