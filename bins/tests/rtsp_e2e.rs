@@ -325,8 +325,8 @@ fn hostile_input_closes_only_that_connection() {
     }
 }
 
-/// ffmpeg publishing testsrc2 + sine (H.264 + AAC) over RTSP with interleaved TCP.
-fn publish_rtsp(url: &str, seconds: u32) -> Proc {
+/// ffmpeg publishing testsrc2 + sine (H.264 + AAC) over RTSP (`transport` tcp or udp).
+fn publish_rtsp(url: &str, seconds: u32, transport: &str) -> Proc {
     let child = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
@@ -334,7 +334,7 @@ fn publish_rtsp(url: &str, seconds: u32) -> Proc {
         .args(["-t", &seconds.to_string()])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50"])
         .args(["-tune", "zerolatency", "-pix_fmt", "yuv420p", "-c:a", "aac"])
-        .args(["-f", "rtsp", "-rtsp_transport", "tcp", url])
+        .args(["-f", "rtsp", "-rtsp_transport", transport, url])
         .stdin(Stdio::null())
         .spawn()
         .expect("start ffmpeg");
@@ -343,6 +343,15 @@ fn publish_rtsp(url: &str, seconds: u32) -> Proc {
 
 #[test]
 fn publish_over_tcp_plays_over_rtmp_and_rtsp() {
+    publish_plays("tcp");
+}
+
+#[test]
+fn publish_over_udp_plays_over_rtmp_and_rtsp() {
+    publish_plays("udp");
+}
+
+fn publish_plays(transport: &str) {
     let rtsp = free_port();
     let ctl = Controller::start_edited(serde_json::json!({}), |c| {
         c["config"]["protocols"]
@@ -351,17 +360,23 @@ fn publish_over_tcp_plays_over_rtmp_and_rtsp() {
             .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
     });
     assert!(wait_port(rtsp, Duration::from_secs(10)));
-    let _pub = publish_rtsp(&rtsp_url(rtsp, "live+pub"), 60);
+    let _pub = publish_rtsp(&rtsp_url(rtsp, "live+pub"), 60, transport);
     wait_for_stream(&ctl, "live+pub");
     check_tracks(&probe_streams(&ctl.play_url("live+pub")));
     let (frames, size) = decode_video_frames(&ctl.play_url("live+pub"), Duration::from_secs(4));
-    assert!(frames >= 90, "decoded only {frames} video frames of 4 s");
+    assert!(
+        frames >= 90,
+        "{transport}: decoded only {frames} video frames of 4 s"
+    );
     assert_eq!(size, "640x360");
-    let (video, audio) = decode(&rtsp_url(rtsp, "live+pub"), "tcp");
-    assert!(video >= 90 && audio >= 150, "{video} / {audio} frames");
+    let (video, audio) = decode(&rtsp_url(rtsp, "live+pub"), transport);
+    assert!(
+        video >= 90 && audio >= 150,
+        "{transport}: {video} / {audio} frames"
+    );
 
     // The same push acceptance as RTMP: a stream that is not configured is refused.
-    let mut refused = publish_rtsp(&rtsp_url(rtsp, "nosuchstream"), 3);
+    let mut refused = publish_rtsp(&rtsp_url(rtsp, "nosuchstream"), 3, transport);
     let status = refused.0.wait().unwrap();
     assert!(!status.success(), "push to nosuchstream was accepted");
 }

@@ -15,7 +15,7 @@
 //!   packets since the newest keyframe are kept, so a new viewer starts at once with a decodable
 //!   picture; its `RTP-Info` names their first sequence number and RTP time.
 //! * **Publish**: ANNOUNCE (push acceptance by the controller, `Request::Push`, as for RTMP), SETUP
-//!   over interleaved TCP, RECORD; RTP is depacketised into the stream's buffer
+//!   over interleaved TCP or UDP (taken only from the client's address and set-up ports), RECORD; RTP is depacketised into the stream's buffer
 //!   ([`publish::Publisher`]).
 //! * **Sync**: RTP times are the frames' presentation times in the track's clock; RTCP sender
 //!   reports map them to one NTP timeline per stream (at PLAY and every [`SR_EVERY`]), so players
@@ -56,6 +56,8 @@ pub const PARTIAL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SR_EVERY: Duration = Duration::from_secs(2);
 /// The session timeout announced (`Session: …;timeout=`); the connection's idle limit is above it.
 pub const SESSION_TIMEOUT: u32 = 60;
+/// A session without a request or packet from the client for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(SESSION_TIMEOUT as u64 + 30);
 /// Largest RTP packet sent (header included).
 pub const MTU: usize = 1400;
 
@@ -75,6 +77,12 @@ pub struct RtspApp {
     streams: HashMap<String, PlayStream>,
     viewers: HashMap<ConnId, Viewer>,
     publishers: HashMap<ConnId, Publisher>,
+    /// Client UDP addresses set up: (connection, media section, is RTCP).
+    udp_routes: HashMap<SocketAddr, (ConnId, usize, bool)>,
+    /// When a connection's client last sent a UDP packet.
+    udp_seen: HashMap<ConnId, Instant>,
+    /// Publishers whose stream cannot be written any more: closed at the next turn.
+    failed: Vec<ConnId>,
     /// A controller decides (MIST_CONTROL is set).
     controlled: bool,
     udp: Option<UdpPair>,
@@ -152,6 +160,8 @@ pub struct Conn {
     setups: Vec<(usize, u32, Out)>,
     /// The feed this connection plays (the stream name, or a VoD viewer's own feed).
     feed: Option<String>,
+    /// When the client last sent anything on the connection.
+    last_active: Instant,
     /// CONN_CLOSE is due when the connection ends.
     admitted: bool,
     partial_since: Option<Instant>,
@@ -217,7 +227,7 @@ pub fn describe_sdp(stream: &str, tracks: &[Track]) -> (String, Vec<u32>) {
 }
 
 impl Conn {
-    fn new(peer: Peer, session_id: String) -> Conn {
+    fn new(peer: Peer, session_id: String, now: Instant) -> Conn {
         Conn {
             dec: Decoder::default(),
             rtsp: ServerSession::new(ServerConfig {
@@ -234,6 +244,7 @@ impl Conn {
             sdp_tracks: Vec::new(),
             setups: Vec::new(),
             feed: None,
+            last_active: now,
             admitted: false,
             partial_since: None,
             closed: false,
@@ -263,7 +274,7 @@ impl Conn {
                         return;
                     };
                     if let Some(p) = app.publishers.get_mut(&io.id()) {
-                        if let Err(e) = p.packet(index, is_rtcp, data) {
+                        if let Err(e) = p.packet(index, is_rtcp, data, false) {
                             warn!("RTSP publish of {}: {e}; connection closed", self.peer);
                             self.close(io);
                             return;
@@ -278,10 +289,26 @@ impl Conn {
                 return;
             }
         }
-        self.arm_timer(io);
+        self.arm_timer(app, io);
     }
 
-    fn arm_timer(&mut self, io: &mut Io<'_>) {
+    /// When the session counts as gone: [`IDLE`] after the last request, interleaved frame or
+    /// UDP packet from the client. A viewer playing over interleaved TCP is exempt (it is alive
+    /// while it reads; the runtime cuts one that stops reading).
+    fn idle_deadline(&self, app: &RtspApp, id: ConnId) -> Option<Instant> {
+        let tcp_viewer = app.viewers.contains_key(&id)
+            && self
+                .setups
+                .iter()
+                .all(|(_, _, o)| matches!(o, Out::Tcp(..)));
+        if tcp_viewer {
+            return None;
+        }
+        let udp = app.udp_seen.get(&id).copied();
+        Some(udp.map_or(self.last_active, |u| u.max(self.last_active)) + IDLE)
+    }
+
+    fn arm_timer(&mut self, app: &RtspApp, io: &mut Io<'_>) {
         let now = io.now();
         if self.dec.buffered() > 0 {
             self.partial_since.get_or_insert(now);
@@ -293,10 +320,10 @@ impl Conn {
             Stage::Waiting { .. } => Some(now + Duration::from_millis(100)),
             _ => None,
         };
-        let at = match (partial, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let at = [partial, retry, self.idle_deadline(app, io.id())]
+            .into_iter()
+            .flatten()
+            .min();
         io.set_timer(at);
     }
 
@@ -370,11 +397,27 @@ impl Conn {
                     .publishers
                     .get(&io.id())
                     .is_some_and(|p| p.has_track(track));
-                let answer = match transport.lower {
+                let answer = match (
+                    transport.lower,
+                    &app.udp,
+                    transport.client_port,
+                    self.peer.ip(),
+                ) {
                     _ if !ok => Err(404),
-                    Lower::Tcp => Ok(transport),
-                    // Publishing over UDP is not offered: the packets would come from anywhere.
-                    Lower::Udp => Err(461),
+                    (Lower::Tcp, ..) => Ok(transport),
+                    // Packets are taken from the client's own address and the ports it named.
+                    (Lower::Udp, Some(u), Some((rtp, rtcp)), Some(ip)) => {
+                        let mut t = transport;
+                        t.server_port = Some((u.port, u.port.wrapping_add(1)));
+                        t.destination = None;
+                        let id = io.id();
+                        app.udp_routes
+                            .insert(SocketAddr::new(ip, rtp), (id, track, false));
+                        app.udp_routes
+                            .insert(SocketAddr::new(ip, rtcp), (id, track, true));
+                        Ok(t)
+                    }
+                    (Lower::Udp, ..) => Err(461),
                 };
                 let r = self.rtsp.answer(Answer::Setup(answer));
                 self.reply(io, r);
@@ -405,6 +448,8 @@ impl Conn {
                         transport.server_port = Some((u.port, u.port.wrapping_add(1)));
                         // Media goes to the peer's address only (never a `destination` it names).
                         transport.destination = None;
+                        app.udp_routes
+                            .insert(SocketAddr::new(ip, rtcp), (io.id(), track, true));
                         Out::Udp(SocketAddr::new(ip, rtp), SocketAddr::new(ip, rtcp))
                     }
                 };
@@ -541,7 +586,7 @@ impl Conn {
             self.reply(io, r);
             return self.process(app, io);
         }
-        self.arm_timer(io);
+        self.arm_timer(app, io);
     }
 }
 
@@ -553,6 +598,7 @@ impl Session<RtspApp> for Conn {
         }
         self.dec.push(io.input());
         io.clear_input();
+        self.last_active = io.now();
         self.process(app, io);
     }
 
@@ -636,14 +682,28 @@ impl Session<RtspApp> for Conn {
             self.close(io);
             return;
         }
+        if self
+            .idle_deadline(app, io.id())
+            .is_some_and(|t| io.now() >= t)
+        {
+            info!(
+                "RTSP session of {} timed out ({} s without a request or packet); connection closed",
+                self.peer,
+                IDLE.as_secs()
+            );
+            self.close(io);
+            return;
+        }
         if matches!(self.stage, Stage::Waiting { .. }) {
             self.try_describe(app, io);
         } else {
-            self.arm_timer(io);
+            self.arm_timer(app, io);
         }
     }
 
     fn on_close(&mut self, app: &mut RtspApp, id: ConnId, _peer: Peer) {
+        app.udp_routes.retain(|_, r| r.0 != id);
+        app.udp_seen.remove(&id);
         app.detach(id);
         app.end_publish(id);
         app.verdicts.remove(&id);
@@ -670,6 +730,9 @@ impl RtspApp {
             streams: HashMap::new(),
             viewers: HashMap::new(),
             publishers: HashMap::new(),
+            udp_routes: HashMap::new(),
+            udp_seen: HashMap::new(),
+            failed: Vec::new(),
             controlled: mist_core::control::socket_path().is_some(),
             udp,
             waiter,
@@ -818,13 +881,17 @@ impl RtspApp {
 impl App for RtspApp {
     type Session = Conn;
 
-    fn accept(&mut self, _l: ListenerId, peer: Peer, _now: Instant) -> Option<Conn> {
+    fn accept(&mut self, _l: ListenerId, peer: Peer, now: Instant) -> Option<Conn> {
         self.seed = self
             .seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         debug!("RTSP connection from {peer}");
-        Some(Conn::new(peer, format!("{:016x}", self.seed ^ 0x5bd1_e995)))
+        Some(Conn::new(
+            peer,
+            format!("{:016x}", self.seed ^ 0x5bd1_e995),
+            now,
+        ))
     }
 
     fn datagram(
@@ -832,10 +899,22 @@ impl App for RtspApp {
         _l: ListenerId,
         data: &[u8],
         from: SocketAddr,
-        _now: Instant,
+        now: Instant,
     ) -> Option<Vec<u8>> {
-        // Client RTCP receiver reports and NAT hole punches: nothing to answer.
-        trace!("{} bytes of UDP from {from}", data.len());
+        // Media of a publisher, or RTCP of a viewer (keeps its session alive); nothing is
+        // answered. Packets from addresses nobody set up are dropped.
+        let Some(&(id, index, is_rtcp)) = self.udp_routes.get(&from) else {
+            trace!("{} bytes of UDP from {from}, not set up", data.len());
+            return None;
+        };
+        self.udp_seen.insert(id, now);
+        if let Some(p) = self.publishers.get_mut(&id) {
+            if let Err(e) = p.packet(index, is_rtcp, bytes::Bytes::copy_from_slice(data), true) {
+                warn!("RTSP publish from {from}: {e}; connection closed");
+                self.publishers.remove(&id);
+                self.failed.push(id);
+            }
+        }
         None
     }
 
@@ -849,6 +928,9 @@ impl App for RtspApp {
                 self.verdicts.insert(id, v);
                 ctl.wake(id);
             }
+        }
+        for id in std::mem::take(&mut self.failed) {
+            ctl.close(id);
         }
         self.pump(ctl, now);
         if now >= self.next_stats {
@@ -885,7 +967,8 @@ fn register_signals(stop: &Arc<AtomicBool>) -> std::io::Result<mio::net::UnixStr
 /// Limits of the RTSP listener: a UDP viewer's connection is quiet but for keep-alives.
 fn limits() -> Limits {
     Limits {
-        idle_timeout: Some(Duration::from_secs(SESSION_TIMEOUT as u64 + 30)),
+        // Sessions time themselves out (see `Conn::idle_deadline`): UDP packets count as life.
+        idle_timeout: None,
         header_timeout: Some(PARTIAL_TIMEOUT),
         ..Limits::default()
     }
@@ -957,7 +1040,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
 pub fn capabilities() -> serde_json::Value {
     serde_json::json!({
         "name": "RTSP",
-        "desc": "Real-Time Streaming Protocol: play live streams over RTP, interleaved in the RTSP TCP connection or over UDP unicast, with RTCP sender reports; accepts pushes (ANNOUNCE/RECORD over TCP).",
+        "desc": "Real-Time Streaming Protocol: play live streams over RTP, interleaved in the RTSP TCP connection or over UDP unicast, with RTCP sender reports; accepts pushes (ANNOUNCE/RECORD over TCP or UDP).",
         "optional": {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 5554, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
@@ -1003,7 +1086,7 @@ mod tests {
             7,
         );
         let peer = Peer::Tcp("127.0.0.1:5000".parse().unwrap());
-        let h = mist_connector::Harness::new(Conn::new(peer, "abc".into()), peer);
+        let h = mist_connector::Harness::new(Conn::new(peer, "abc".into(), Instant::now()), peer);
         (app, h)
     }
 
@@ -1060,6 +1143,18 @@ mod tests {
         let at = h.timer().expect("a timer for the incomplete frame");
         assert!(at <= t0 + PARTIAL_TIMEOUT);
         h.advance(&mut app, t0 + PARTIAL_TIMEOUT);
+        assert!(h.closing());
+    }
+
+    #[test]
+    fn silent_session_times_out() {
+        let (mut app, mut h) = harness();
+        let t0 = Instant::now();
+        h.feed(&mut app, b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n", t0);
+        assert_eq!(h.timer(), Some(t0 + IDLE));
+        h.advance(&mut app, t0 + IDLE - Duration::from_secs(1));
+        assert!(!h.closing());
+        h.advance(&mut app, t0 + IDLE);
         assert!(h.closing());
     }
 

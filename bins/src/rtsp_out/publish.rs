@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use mist_core::debug;
-use mist_media::rtp::{rtcp, Depacketizer, Packet, Timeline};
+use mist_media::rtp::{rtcp, Depacketizer, Packet, ReorderBuffer, Timeline};
 use mist_media::sdp::{RtpTrack, SessionDescription};
 use mist_shm::{StreamWriter, WriterOptions};
 
@@ -25,7 +25,12 @@ struct Input {
     depack: Depacketizer,
     timeline: Timeline,
     last_ms: Option<i64>,
+    /// UDP only: packets put back in order (up to [`REORDER`] held).
+    reorder: Option<ReorderBuffer>,
 }
+
+/// Packets a UDP track holds to repair reordering; a gap is given up once this many wait.
+const REORDER: usize = 64;
 
 /// One publishing connection's writer and depacketisers.
 pub struct Publisher {
@@ -56,6 +61,7 @@ impl Publisher {
                 depack: Depacketizer::new(t.encoding),
                 timeline: Timeline::new(t.clock_rate),
                 last_ms: None,
+                reorder: None,
             });
         }
         Ok(Publisher {
@@ -73,9 +79,16 @@ impl Publisher {
         self.inputs.iter().any(|i| i.index == index)
     }
 
-    /// One RTP or RTCP packet of media section `index`. Malformed packets are counted and
-    /// skipped; an error means the stream cannot be written any more.
-    pub fn packet(&mut self, index: usize, is_rtcp: bool, data: Bytes) -> Result<(), String> {
+    /// One RTP or RTCP packet of media section `index` (`udp`: it may come out of order).
+    /// Malformed packets are counted and skipped; an error means the stream cannot be written
+    /// any more.
+    pub fn packet(
+        &mut self,
+        index: usize,
+        is_rtcp: bool,
+        data: Bytes,
+        udp: bool,
+    ) -> Result<(), String> {
         let Some(inp) = self.inputs.iter_mut().find(|i| i.index == index) else {
             return Ok(());
         };
@@ -97,9 +110,23 @@ impl Publisher {
                 return Ok(());
             }
         };
-        if let Err(e) = inp.depack.push(&pkt) {
-            self.bad_packets += 1;
-            debug!("{}: bad RTP payload: {e}", self.stream);
+        let mut ready = Vec::new();
+        if udp {
+            let r = inp
+                .reorder
+                .get_or_insert_with(|| ReorderBuffer::new(REORDER));
+            r.push(pkt);
+            while let Some(p) = r.pop() {
+                ready.push(p);
+            }
+        } else {
+            ready.push(pkt);
+        }
+        for pkt in &ready {
+            if let Err(e) = inp.depack.push(pkt) {
+                self.bad_packets += 1;
+                debug!("{}: bad RTP payload: {e}", self.stream);
+            }
         }
         let Some(w) = self.writer.as_mut() else {
             return Ok(());
