@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
     disable_version_flag = true,
     // The controller may pass -g twice (its own and the protocol's `debug`): the last one wins.
     args_override_self = true,
-    about = "RTSP connector of mist-rs: serves live streams to RTSP players over RTP (interleaved TCP or UDP unicast).",
+    about = "RTSP connector of mist-rs: serves streams to RTSP players over RTP (interleaved TCP or UDP unicast) and accepts RTSP pushes (ANNOUNCE/RECORD).",
     after_help = "Play URL: rtsp://HOST:PORT/STREAM\n\
                   Exit codes: 0 clean shutdown, 1 cannot listen / loop failure, 2 bad arguments.\n\
                   Environment: MIST_CONTROL (controller socket; without it every stream may be played), MIST_SHM_DIR."

@@ -413,3 +413,52 @@ fn vod_file_plays_from_the_start() {
         );
     }
 }
+
+#[test]
+fn udp_flood_does_not_disturb_a_udp_viewer() {
+    let (_ctl, port, _pub) = setup("live+flood", 60);
+    let url = rtsp_url(port, "live+flood");
+    // The server's UDP ports, from a SETUP of our own.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\nSETUP {url}/trackID=1 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;unicast;client_port=40000-40001\r\n\r\n").as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let server_port: u16 = loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before SETUP was answered");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some(i) = text.find("server_port=") {
+            let rest = &text[i + 12..];
+            if let Some(end) = rest.find(|c: char| !c.is_ascii_digit()) {
+                break rest[..end].parse().unwrap();
+            }
+        }
+    };
+    let viewer = {
+        let url = url.clone();
+        std::thread::spawn(move || decode(&url, "udp"))
+    };
+    // Random datagrams (and RTP-looking ones) at both server ports while the viewer plays.
+    let flood = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut x: u32 = 12345;
+    let end = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < end {
+        for _ in 0..200 {
+            x = x.wrapping_mul(1664525).wrapping_add(1013904223);
+            let mut d = vec![0u8; 20 + (x % 1200) as usize];
+            for (i, b) in d.iter_mut().enumerate() {
+                *b = (x >> (i % 24)) as u8;
+            }
+            d[0] = 0x80 | (x as u8 & 0x3f);
+            let _ = flood.send_to(&d, ("127.0.0.1", server_port + (x % 2) as u16));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (video, audio) = viewer.join().unwrap();
+    assert!(
+        video >= 90 && audio >= 150,
+        "under a UDP flood: {video} video / {audio} audio frames of 4 s"
+    );
+}
