@@ -462,3 +462,96 @@ fn udp_flood_does_not_disturb_a_udp_viewer() {
         "under a UDP flood: {video} video / {audio} audio frames of 4 s"
     );
 }
+
+/// Other codecs through RTSP both ways: ffmpeg publishes each pair over RTSP, ffprobe and ffmpeg
+/// play it back over RTSP (packetisers and depacketisers of HEVC, Opus, G.711 and MP3).
+#[test]
+fn hevc_opus_pcma_mp3_round_trip() {
+    let rtsp = free_port();
+    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["protocols"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
+    });
+    assert!(wait_port(rtsp, Duration::from_secs(10)));
+    let cases: [(&str, &[&str], &[&str], &str, &str); 3] = [
+        (
+            "live+hevc",
+            &[
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                "log-level=error:keyint=50:bframes=0",
+            ],
+            &["-ar", "48000", "-c:a", "libopus"],
+            "hevc",
+            "opus",
+        ),
+        (
+            "live+alaw",
+            &[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "50",
+                "-tune",
+                "zerolatency",
+            ],
+            &["-ar", "8000", "-c:a", "pcm_alaw"],
+            "h264",
+            "pcm_alaw",
+        ),
+        (
+            "live+mp3",
+            &[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "50",
+                "-tune",
+                "zerolatency",
+            ],
+            &["-ar", "44100", "-c:a", "libmp3lame"],
+            "h264",
+            "mp3",
+        ),
+    ];
+    for (stream, video, audio, vname, aname) in cases {
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440"])
+            .args(["-t", "30", "-pix_fmt", "yuv420p"])
+            .args(video)
+            .args(audio)
+            .args(["-f", "rtsp", "-rtsp_transport", "tcp"])
+            .arg(rtsp_url(rtsp, stream))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start ffmpeg");
+        let _p = Proc(child);
+        wait_for_stream(&ctl, stream);
+        let url = rtsp_url(rtsp, stream);
+        let streams = probe(&url, "tcp");
+        let names: Vec<&str> = streams
+            .iter()
+            .filter_map(|s| s["codec_name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&vname) && names.contains(&aname),
+            "{stream}: {names:?}"
+        );
+        let (v, a) = decode(&url, "tcp");
+        assert!(
+            v >= 90 && a >= 20,
+            "{stream}: {v} video / {a} audio frames of 4 s"
+        );
+    }
+}
