@@ -463,6 +463,9 @@ fn udp_flood_does_not_disturb_a_udp_viewer() {
     );
 }
 
+/// Stream, ffmpeg video arguments, audio arguments, expected video and audio codec names.
+type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a str, &'a str);
+
 /// Other codecs through RTSP both ways: ffmpeg publishes each pair over RTSP, ffprobe and ffmpeg
 /// play it back over RTSP (packetisers and depacketisers of HEVC, Opus, G.711 and MP3).
 #[test]
@@ -475,7 +478,7 @@ fn hevc_opus_pcma_mp3_round_trip() {
             .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
     });
     assert!(wait_port(rtsp, Duration::from_secs(10)));
-    let cases: [(&str, &[&str], &[&str], &str, &str); 3] = [
+    let cases: [Case; 3] = [
         (
             "live+hevc",
             &[
