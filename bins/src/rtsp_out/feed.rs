@@ -63,31 +63,33 @@ impl Viewer {
     }
 
     /// Sends `pkts` of `track` (RTP, or RTCP when `rtcp`) the way this viewer set the track up:
-    /// interleaved frames through `tcp`, datagrams from the shared UDP pair.
+    /// interleaved frames through `tcp`, datagrams from the shared UDP pair. `framed` holds the
+    /// `$`-framed packets per channel, built once and shared by every viewer of that channel.
     pub fn send(
         &mut self,
         track: u32,
         pkts: &[Bytes],
         rtcp: bool,
         udp: Option<&super::UdpPair>,
+        framed: &mut Framed,
         tcp: &mut dyn FnMut(Bytes),
     ) {
         for (t, out) in &self.outs {
             if *t != track {
                 continue;
             }
+            if let Out::Tcp(a, b) = *out {
+                let ch = if rtcp { b } else { a };
+                for f in framed.get(ch, pkts) {
+                    self.bytes += f.len() as u64;
+                    tcp(f.clone());
+                }
+                continue;
+            }
             for p in pkts {
-                let Ok(len) = u16::try_from(p.len()) else {
-                    continue;
-                };
                 self.bytes += p.len() as u64;
                 match *out {
-                    Out::Tcp(a, b) => {
-                        let ch = if rtcp { b } else { a };
-                        let l = len.to_be_bytes();
-                        tcp(Bytes::copy_from_slice(&[b'$', ch, l[0], l[1]]));
-                        tcp(p.clone());
-                    }
+                    Out::Tcp(..) => {}
                     Out::Udp(to_rtp, to_rtcp) => {
                         if let Some(u) = udp {
                             let (s, to): (&UdpSocket, _) = if rtcp {
@@ -108,6 +110,31 @@ impl Viewer {
         if let Some(s) = &mut self.stats {
             s.report(self.bytes, 0);
         }
+    }
+}
+
+/// Packets framed for interleaving (`$`, channel, length, packet), per channel, built on first
+/// use for one batch of packets.
+#[derive(Default)]
+pub struct Framed(Vec<(u8, Vec<Bytes>)>);
+
+impl Framed {
+    fn get(&mut self, ch: u8, pkts: &[Bytes]) -> &[Bytes] {
+        let i = match self.0.iter().position(|(c, _)| *c == ch) {
+            Some(i) => i,
+            None => {
+                let v = pkts
+                    .iter()
+                    .filter_map(|p| {
+                        let f = mist_media::rtsp::message::interleaved_frame(ch, p)?;
+                        Some(Bytes::from(f))
+                    })
+                    .collect();
+                self.0.push((ch, v));
+                self.0.len() - 1
+            }
+        };
+        &self.0[i].1
     }
 }
 
@@ -313,11 +340,11 @@ impl PlayStream {
         tcp: &mut dyn FnMut(Bytes),
     ) {
         for (track, sr) in self.sender_reports() {
-            v.send(track, &[sr], true, udp, tcp);
+            v.send(track, &[sr], true, udp, &mut Framed::default(), tcp);
         }
         if self.gop_ok {
             for (track, pkts) in &self.gop {
-                v.send(*track, pkts, false, udp, tcp);
+                v.send(*track, pkts, false, udp, &mut Framed::default(), tcp);
             }
         }
     }

@@ -845,9 +845,10 @@ impl RtspApp {
         let udp = udp.as_ref();
         for ps in streams.values_mut() {
             let ended = ps.pump(now, &mut |ids, track, pkts, rtcp| {
+                let mut framed = feed::Framed::default();
                 for id in ids {
                     if let Some(v) = viewers.get_mut(id) {
-                        v.send(track, pkts, rtcp, udp, &mut |b| {
+                        v.send(track, pkts, rtcp, udp, &mut framed, &mut |b| {
                             ctl.send(*id, b);
                         });
                     }
