@@ -2,7 +2,9 @@
 //! standalone writer behind MistOutHTTP, MistOutTS, MistOutFLV, MistOutMP4 and MistOutEBML; and the
 //! VoD file input behind MistInMP4, MistInTS, MistInFLV and MistInEBML.
 
+pub mod access;
 pub mod http_out;
 pub mod record;
+pub mod rtsp_out;
 pub mod util;
 pub mod vod_input;

@@ -27,11 +27,11 @@ use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use mist_bins::access::dvr_ms;
 use mist_connector::ask::Verdict;
 use mist_connector::OutQueue;
-use mist_core::control::{ControlError, Request, Response};
+use mist_core::control::Request;
 use mist_core::names::sanitize;
-use mist_core::triggers;
 use mist_media::rtmp::{media_message, ServerEvent, ServerSession, OUT_CHUNK_SIZE};
 use mist_media::{Frame, Track, TrackKind};
 use mist_shm::{ReadEvent, ReaderInfo, StreamReader, StreamWriter, WriterOptions};
@@ -47,7 +47,7 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// How long a play of a live stream that has not started yet waits for it.
 pub const PLAY_WAIT: Duration = Duration::from_secs(10);
 /// DVR window when the controller does not say (MistServer's default).
-pub const DEFAULT_DVR_MS: u64 = 50_000;
+pub const DEFAULT_DVR_MS: u64 = mist_bins::access::DEFAULT_DVR_MS;
 /// Time a connection has to get to publish or play.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// A publisher that sends nothing for this long is dropped.
@@ -109,66 +109,8 @@ fn ask_name(a: &Ask) -> &str {
     }
 }
 
-/// The controller request of a publish or play, run on an [`mist_connector::ask::Asker`]
-/// worker. A play also runs the viewer triggers around it: PLAY_REWRITE before (it may rename
-/// the stream or refuse), then CONN_OPEN, USER_NEW and CONN_PLAY once the stream is known.
-fn ask_with_viewer_triggers(req: &Request, timeout: Duration) -> Result<Response, ControlError> {
-    let Request::Play {
-        stream,
-        host,
-        connector,
-        url,
-    } = req
-    else {
-        return mist_core::control::request(req, timeout);
-    };
-    let refuse = |error: String| {
-        Ok(Response {
-            ok: false,
-            stream: String::new(),
-            error,
-            config: Default::default(),
-        })
-    };
-    // The play URL without the stream name, to name a rewritten stream's URL.
-    let base = url.strip_suffix(stream.as_str()).unwrap_or(url);
-    let stream = match triggers::viewers::play_rewrite(stream, host, connector, url) {
-        Ok(Some(new)) => new,
-        Ok(None) => stream.clone(),
-        Err(e) => return refuse(e),
-    };
-    let asked = Request::Play {
-        stream: stream.clone(),
-        host: host.clone(),
-        connector: connector.clone(),
-        url: format!("{base}{stream}"),
-    };
-    let mut resp = mist_core::control::request(&asked, timeout)?;
-    if resp.ok {
-        if resp.stream.is_empty() {
-            resp.stream = sanitize(&stream);
-        }
-        let url = format!("{base}{}", resp.stream);
-        if let Err(e) = triggers::viewers::admit(&resp.stream, host, connector, &url, "") {
-            return refuse(e);
-        }
-    }
-    Ok(resp)
-}
-
 /// The stream name to use and its DVR window (ms), or why not.
 type Answer = Result<(String, u64), String>;
-
-/// DVR window from a stream config (`DVR`, ms), MistServer's default otherwise.
-fn dvr_ms(config: &serde_json::Value) -> u64 {
-    config
-        .get("DVR")
-        .and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        })
-        .unwrap_or(DEFAULT_DVR_MS)
-}
 
 struct Conn {
     token: usize,
@@ -274,7 +216,7 @@ impl Server {
             next_merge: Instant::now(),
             decisions: mist_connector::ask::Asker::with(
                 waker.clone(),
-                Arc::new(ask_with_viewer_triggers),
+                Arc::new(mist_bins::access::ask_with_viewer_triggers),
                 mist_core::control::socket_path().is_none(),
                 mist_connector::ask::MAX_IN_FLIGHT,
                 256,

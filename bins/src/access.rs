@@ -1,0 +1,71 @@
+//! Who may play: the controller's answer and the viewer triggers around it, shared by the
+//! connectors that serve viewers (MistOutRTMP, MistOutRTSP).
+
+use mist_core::control::{ControlError, Request, Response};
+use mist_core::names::sanitize;
+use mist_core::triggers;
+use std::time::Duration;
+
+/// The controller request of a publish or play, run on an [`mist_connector::ask::Asker`]
+/// worker. A play also runs the viewer triggers around it: PLAY_REWRITE before (it may rename
+/// the stream or refuse), then CONN_OPEN, USER_NEW and CONN_PLAY once the stream is known.
+pub fn ask_with_viewer_triggers(
+    req: &Request,
+    timeout: Duration,
+) -> Result<Response, ControlError> {
+    let Request::Play {
+        stream,
+        host,
+        connector,
+        url,
+    } = req
+    else {
+        return mist_core::control::request(req, timeout);
+    };
+    let refuse = |error: String| {
+        Ok(Response {
+            ok: false,
+            stream: String::new(),
+            error,
+            config: Default::default(),
+        })
+    };
+    // The play URL without the stream name, to name a rewritten stream's URL.
+    let base = url.strip_suffix(stream.as_str()).unwrap_or(url);
+    let stream = match triggers::viewers::play_rewrite(stream, host, connector, url) {
+        Ok(Some(new)) => new,
+        Ok(None) => stream.clone(),
+        Err(e) => return refuse(e),
+    };
+    let asked = Request::Play {
+        stream: stream.clone(),
+        host: host.clone(),
+        connector: connector.clone(),
+        url: format!("{base}{stream}"),
+    };
+    let mut resp = mist_core::control::request(&asked, timeout)?;
+    if resp.ok {
+        if resp.stream.is_empty() {
+            resp.stream = sanitize(&stream);
+        }
+        let url = format!("{base}{}", resp.stream);
+        if let Err(e) = triggers::viewers::admit(&resp.stream, host, connector, &url, "") {
+            return refuse(e);
+        }
+    }
+    Ok(resp)
+}
+
+/// DVR window when the controller does not say (MistServer's default).
+pub const DEFAULT_DVR_MS: u64 = 50_000;
+
+/// DVR window from a stream config (`DVR`, ms), MistServer's default otherwise.
+pub fn dvr_ms(config: &serde_json::Value) -> u64 {
+    config
+        .get("DVR")
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .unwrap_or(DEFAULT_DVR_MS)
+}

@@ -1,0 +1,1175 @@
+//! MistOutRTSP: RTSP play and publish on the connector runtime.
+//!
+//! One [`Runtime`] serves every RTSP connection of the process. Each connection is a [`Conn`]
+//! session around the sans-IO pieces of `mist_media`: [`Decoder`] splits the byte stream into
+//! requests and `$`-interleaved frames, [`ServerSession`] runs the RTSP state machine and asks this
+//! edge what only it knows (the SDP of a stream, the transports, where playback starts).
+//!
+//! * **Access**: a DESCRIBE asks the controller (`Request::Play`, through
+//!   [`crate::access::ask_with_viewer_triggers`], the same policy and triggers as RTMP play), off
+//!   the loop on a bounded [`Asker`]; the answer wakes the connection.
+//! * **Media**: one [`StreamReader`] per played stream per process ([`feed::PlayStream`]); each
+//!   frame is packetised once (one packetiser per track, shared SSRC and sequence numbers) and the
+//!   same packets go to every viewer, over interleaved TCP (a 4-byte `$` header per viewer and
+//!   packet, the packet itself shared) or UDP unicast from one shared server port pair. The
+//!   packets since the newest keyframe are kept, so a new viewer starts at once with a decodable
+//!   picture; its `RTP-Info` names their first sequence number and RTP time.
+//! * **Publish**: ANNOUNCE (push acceptance by the controller, `Request::Push`, as for RTMP), SETUP
+//!   over interleaved TCP or UDP (taken only from the client's address and set-up ports), RECORD; RTP is depacketised into the stream's buffer
+//!   ([`publish::Publisher`]).
+//! * **Sync**: RTP times are the frames' presentation times in the track's clock; RTCP sender
+//!   reports map them to one NTP timeline per stream (at PLAY and every [`SR_EVERY`]), so players
+//!   line audio up with video.
+//! * **Hostile input**: the decoder bounds heads and bodies; a framing error is answered with its
+//!   status and closes that connection with a log line; an interleaved frame on a channel that
+//!   was never set up, or a message or frame left incomplete for [`PARTIAL_TIMEOUT`], closes it
+//!   too. Other connections are not affected (and the runtime fences every session call).
+
+mod feed;
+mod publish;
+
+use crate::access::ask_with_viewer_triggers;
+use feed::{Out, PlayStream, Viewer};
+use mist_connector::ask::{Asker, Verdict};
+use mist_connector::{App, ConnId, Ctl, Flow, Io, Limits, ListenerId, Peer, Runtime, Session};
+use mist_core::control::Request;
+use mist_core::names::sanitize;
+use mist_core::{debug, info, trace, warn};
+use mist_media::rtsp::{
+    Answer, Ask, Decoder, Item, Lower, Message, Method, PlayInfo, ServerConfig, ServerSession,
+    SessionEvent, Step,
+};
+use mist_media::sdp::RtpTrack;
+use mist_media::Track;
+use publish::Publisher;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a DESCRIBE of a stream that is not live yet waits for it.
+pub const PLAY_WAIT: Duration = Duration::from_secs(10);
+/// A message or interleaved frame may stay incomplete this long.
+pub const PARTIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sender reports of a played stream are sent this often.
+pub const SR_EVERY: Duration = Duration::from_secs(2);
+/// The session timeout announced (`Session: …;timeout=`); the connection's idle limit is above it.
+pub const SESSION_TIMEOUT: u32 = 60;
+/// A session without a request or packet from the client for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(SESSION_TIMEOUT as u64 + 30);
+/// Largest RTP packet sent (header included).
+pub const MTU: usize = 1400;
+
+/// What the binary configures.
+pub struct Config {
+    /// TCP address of the RTSP listener.
+    pub addr: SocketAddr,
+    /// First port of the UDP pair (RTP, RTCP = +1); 0 picks a free even pair.
+    pub udp_port: u16,
+}
+
+/// Process state shared by all connections.
+pub struct RtspApp {
+    asker: Asker<ConnId>,
+    /// Controller verdicts waiting for their connection's `on_wake`.
+    verdicts: HashMap<ConnId, Verdict>,
+    streams: HashMap<String, PlayStream>,
+    viewers: HashMap<ConnId, Viewer>,
+    publishers: HashMap<ConnId, Publisher>,
+    /// Client UDP addresses set up: (connection, media section, is RTCP).
+    udp_routes: HashMap<SocketAddr, (ConnId, usize, bool)>,
+    /// When a connection's client last sent a UDP packet.
+    udp_seen: HashMap<ConnId, Instant>,
+    /// Publishers whose stream cannot be written any more: closed at the next turn.
+    failed: Vec<ConnId>,
+    /// A controller decides (MIST_CONTROL is set).
+    controlled: bool,
+    udp: Option<UdpPair>,
+    waiter: mist_shm::Waiter,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+    next_stats: Instant,
+}
+
+/// The shared server UDP ports: media leaves from them, client RTCP and hole punches arrive.
+pub struct UdpPair {
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+    pub port: u16,
+}
+
+impl UdpPair {
+    /// Binds `port` and `port + 1` on `ip`; `port` 0 finds a free even pair.
+    pub fn bind(ip: IpAddr, port: u16) -> std::io::Result<UdpPair> {
+        if port != 0 {
+            let rtp = UdpSocket::bind((ip, port))?;
+            let rtcp = UdpSocket::bind((ip, port.wrapping_add(1)))?;
+            return Ok(UdpPair { rtp, rtcp, port });
+        }
+        let mut last = std::io::Error::other("no free UDP port pair");
+        for _ in 0..64 {
+            let rtp = UdpSocket::bind((ip, 0))?;
+            let p = rtp.local_addr()?.port();
+            if p % 2 != 0 || p == u16::MAX {
+                continue;
+            }
+            match UdpSocket::bind((ip, p + 1)) {
+                Ok(rtcp) => return Ok(UdpPair { rtp, rtcp, port: p }),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Where a connection is in its exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stage {
+    Idle,
+    /// The controller was asked about the stream of a DESCRIBE.
+    Asking {
+        name: String,
+    },
+    /// The controller was asked whether the ANNOUNCE of `tracks` into `name` is accepted.
+    AskingPush {
+        name: String,
+        tracks: Vec<(usize, RtpTrack)>,
+    },
+    /// Allowed; waiting for the stream to have tracks.
+    Waiting {
+        stream: String,
+        since: Instant,
+    },
+}
+
+/// One RTSP connection.
+pub struct Conn {
+    dec: Decoder,
+    rtsp: ServerSession,
+    peer: Peer,
+    host: String,
+    stage: Stage,
+    /// The stream allowed by the controller (after rewrites).
+    stream: Option<String>,
+    /// The URL of the DESCRIBE (for the viewer triggers).
+    url: String,
+    /// Track id of each media section of the SDP we described.
+    sdp_tracks: Vec<u32>,
+    /// Set-up tracks: (SDP index, track id, where its packets go).
+    setups: Vec<(usize, u32, Out)>,
+    /// The feed this connection plays (the stream name, or a VoD viewer's own feed).
+    feed: Option<String>,
+    /// When the client last sent anything on the connection.
+    last_active: Instant,
+    /// CONN_CLOSE is due when the connection ends.
+    admitted: bool,
+    partial_since: Option<Instant>,
+    /// The connection closes once its output is written; nothing more is handled.
+    closed: bool,
+}
+
+/// The stream named by an RTSP path: its first segment, percent-decoded, without a query.
+pub fn stream_of(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let seg = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    percent_decode(seg)
+}
+
+/// The value of `key` in the query of an RTSP path (`?pass=…`), percent-decoded.
+fn query_param(path: &str, key: &str) -> Option<String> {
+    let q = path.split_once('?')?.1;
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| percent_decode(v))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The payload type of a track in our SDP (static types for G.711 and MP3 are applied by
+/// `media_section` and the packetiser's description alike).
+pub fn pt_for(track: &Track) -> u8 {
+    96 + (track.id % 32) as u8
+}
+
+/// The SDP of `tracks` as we describe it, and the track id of each media section.
+pub fn describe_sdp(stream: &str, tracks: &[Track]) -> (String, Vec<u32>) {
+    let clean: String = stream.chars().filter(|c| !c.is_control()).collect();
+    let mut s = format!(
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns={clean}\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=tool:mist-rs\r\na=control:*\r\na=range:npt=0-\r\n"
+    );
+    let mut ids = Vec::new();
+    for t in tracks {
+        if let Ok(m) = mist_media::sdp::media_section(t, pt_for(t), &format!("trackID={}", t.id)) {
+            s.push_str(&m);
+            ids.push(t.id);
+        }
+    }
+    (s, ids)
+}
+
+impl Conn {
+    fn new(peer: Peer, session_id: String, now: Instant) -> Conn {
+        Conn {
+            dec: Decoder::default(),
+            rtsp: ServerSession::new(ServerConfig {
+                session_id,
+                timeout: SESSION_TIMEOUT,
+                server: format!("mist-rs/{}", env!("CARGO_PKG_VERSION")),
+                auth: None,
+            }),
+            host: peer.ip().map(|i| i.to_string()).unwrap_or_default(),
+            peer,
+            stage: Stage::Idle,
+            stream: None,
+            url: String::new(),
+            sdp_tracks: Vec::new(),
+            setups: Vec::new(),
+            feed: None,
+            last_active: now,
+            admitted: false,
+            partial_since: None,
+            closed: false,
+        }
+    }
+
+    /// Handles what the decoder holds, unless a question is outstanding.
+    fn process(&mut self, app: &mut RtspApp, io: &mut Io<'_>) {
+        while self.stage == Stage::Idle {
+            match self.dec.next_item() {
+                Err(e) => {
+                    warn!("RTSP from {}: {e}; connection closed", self.peer);
+                    let r = mist_media::rtsp::Response::new(e.status(), None);
+                    io.write(&r.to_bytes());
+                    self.close(io);
+                    return;
+                }
+                Ok(None) => break,
+                Ok(Some(Item::Interleaved { channel, data })) => {
+                    let Some((index, is_rtcp)) = self.rtsp.channel(channel) else {
+                        warn!(
+                            "RTSP from {}: interleaved frame of {} bytes on channel {channel}, which is not set up; connection closed",
+                            self.peer,
+                            data.len()
+                        );
+                        self.close(io);
+                        return;
+                    };
+                    if let Some(p) = app.publishers.get_mut(&io.id()) {
+                        if let Err(e) = p.packet(index, is_rtcp, data, false) {
+                            warn!("RTSP publish of {}: {e}; connection closed", self.peer);
+                            self.close(io);
+                            return;
+                        }
+                    }
+                    // Otherwise client RTCP (receiver reports): nothing to do.
+                }
+                Ok(Some(Item::Message(Message::Response(_)))) => {}
+                Ok(Some(Item::Message(Message::Request(req)))) => self.request(app, io, req),
+            }
+            if self.closed {
+                return;
+            }
+        }
+        self.arm_timer(app, io);
+    }
+
+    /// When the session counts as gone: [`IDLE`] after the last request, interleaved frame or
+    /// UDP packet from the client. A viewer playing over interleaved TCP is exempt (it is alive
+    /// while it reads; the runtime cuts one that stops reading).
+    fn idle_deadline(&self, app: &RtspApp, id: ConnId) -> Option<Instant> {
+        let tcp_viewer = app.viewers.contains_key(&id)
+            && self
+                .setups
+                .iter()
+                .all(|(_, _, o)| matches!(o, Out::Tcp(..)));
+        if tcp_viewer {
+            return None;
+        }
+        let udp = app.udp_seen.get(&id).copied();
+        Some(udp.map_or(self.last_active, |u| u.max(self.last_active)) + IDLE)
+    }
+
+    fn arm_timer(&mut self, app: &RtspApp, io: &mut Io<'_>) {
+        let now = io.now();
+        if self.dec.buffered() > 0 {
+            self.partial_since.get_or_insert(now);
+        } else {
+            self.partial_since = None;
+        }
+        let partial = self.partial_since.map(|t| t + PARTIAL_TIMEOUT);
+        let retry = match self.stage {
+            Stage::Waiting { .. } => Some(now + Duration::from_millis(100)),
+            _ => None,
+        };
+        let at = [partial, retry, self.idle_deadline(app, io.id())]
+            .into_iter()
+            .flatten()
+            .min();
+        io.set_timer(at);
+    }
+
+    fn close(&mut self, io: &mut Io<'_>) {
+        self.closed = true;
+        io.close();
+    }
+
+    fn reply(&mut self, io: &mut Io<'_>, r: mist_media::rtsp::Response) {
+        io.write(&r.to_bytes());
+    }
+
+    fn request(&mut self, app: &mut RtspApp, io: &mut Io<'_>, req: mist_media::rtsp::Request) {
+        trace!("{} {} {}", self.peer, req.method.as_str(), req.uri);
+        let teardown = req.method == Method::Teardown;
+        match self.rtsp.handle(&req) {
+            Step::Reply(r) => {
+                self.reply(io, r);
+                if teardown {
+                    self.close(io);
+                }
+            }
+            Step::Ask(ask) => self.ask(app, io, ask, &req),
+        }
+        self.events(app, io);
+    }
+
+    fn ask(
+        &mut self,
+        app: &mut RtspApp,
+        io: &mut Io<'_>,
+        ask: Ask,
+        req: &mist_media::rtsp::Request,
+    ) {
+        match ask {
+            Ask::Describe { path } => {
+                let name = stream_of(&path);
+                if !mist_core::names::is_valid(&name) {
+                    warn!("DESCRIBE of {name:?} by {}: invalid stream name", self.peer);
+                    let r = self.rtsp.answer(Answer::Describe(Err(404)));
+                    return self.reply(io, r);
+                }
+                if let Some(s) = &self.stream {
+                    // Asked before (a second DESCRIBE on the connection): same stream only.
+                    if sanitize(&name) == *s || name == *s {
+                        self.stage = Stage::Waiting {
+                            stream: s.clone(),
+                            since: io.now(),
+                        };
+                        self.try_describe(app, io);
+                        return;
+                    }
+                    let r = self.rtsp.answer(Answer::Describe(Err(455)));
+                    return self.reply(io, r);
+                }
+                self.url = req.uri.clone();
+                app.asker.ask(
+                    io.id(),
+                    Request::Play {
+                        stream: name.clone(),
+                        host: self.host.clone(),
+                        connector: "RTSP".into(),
+                        url: req.uri.clone(),
+                    },
+                );
+                self.stage = Stage::Asking { name };
+                io.pause_reading(true);
+            }
+            Ask::Setup { track, transport } if self.rtsp.is_publishing() => {
+                let ok = app
+                    .publishers
+                    .get(&io.id())
+                    .is_some_and(|p| p.has_track(track));
+                let answer = match (
+                    transport.lower,
+                    &app.udp,
+                    transport.client_port,
+                    self.peer.ip(),
+                ) {
+                    _ if !ok => Err(404),
+                    (Lower::Tcp, ..) => Ok(transport),
+                    // Packets are taken from the client's own address and the ports it named.
+                    (Lower::Udp, Some(u), Some((rtp, rtcp)), Some(ip)) => {
+                        let mut t = transport;
+                        t.server_port = Some((u.port, u.port.wrapping_add(1)));
+                        t.destination = None;
+                        let id = io.id();
+                        app.udp_routes
+                            .insert(SocketAddr::new(ip, rtp), (id, track, false));
+                        app.udp_routes
+                            .insert(SocketAddr::new(ip, rtcp), (id, track, true));
+                        Ok(t)
+                    }
+                    (Lower::Udp, ..) => Err(461),
+                };
+                let r = self.rtsp.answer(Answer::Setup(answer));
+                self.reply(io, r);
+            }
+            Ask::Setup {
+                track,
+                mut transport,
+            } => {
+                let (Some(&tid), Some(stream)) = (self.sdp_tracks.get(track), &self.stream) else {
+                    let r = self.rtsp.answer(Answer::Setup(Err(404)));
+                    return self.reply(io, r);
+                };
+                let out = match transport.lower {
+                    Lower::Tcp => match transport.interleaved {
+                        Some((a, b)) => Out::Tcp(a, b),
+                        None => {
+                            let r = self.rtsp.answer(Answer::Setup(Err(461)));
+                            return self.reply(io, r);
+                        }
+                    },
+                    Lower::Udp => {
+                        let (Some(u), Some((rtp, rtcp)), Some(ip)) =
+                            (&app.udp, transport.client_port, self.peer.ip())
+                        else {
+                            let r = self.rtsp.answer(Answer::Setup(Err(461)));
+                            return self.reply(io, r);
+                        };
+                        transport.server_port = Some((u.port, u.port.wrapping_add(1)));
+                        // Media goes to the peer's address only (never a `destination` it names).
+                        transport.destination = None;
+                        app.udp_routes
+                            .insert(SocketAddr::new(ip, rtcp), (io.id(), track, true));
+                        Out::Udp(SocketAddr::new(ip, rtp), SocketAddr::new(ip, rtcp))
+                    }
+                };
+                transport.ssrc = Some(feed::ssrc_for(app.seed, stream, tid));
+                self.setups.retain(|(i, _, _)| *i != track);
+                self.setups.push((track, tid, out));
+                let r = self.rtsp.answer(Answer::Setup(Ok(transport)));
+                self.reply(io, r);
+            }
+            Ask::Play { .. } => {
+                let Some(stream) = self.stream.clone() else {
+                    let r = self.rtsp.answer(Answer::Play(Err(455)));
+                    return self.reply(io, r);
+                };
+                let key = self
+                    .feed
+                    .get_or_insert_with(|| RtspApp::feed_key(&stream, io.id()))
+                    .clone();
+                let info = match app.play_info(&key, &stream, &self.setups) {
+                    Ok(i) => i,
+                    Err(why) => {
+                        warn!("PLAY of {stream} by {}: {why}", self.peer);
+                        let r = self.rtsp.answer(Answer::Play(Err(503)));
+                        return self.reply(io, r);
+                    }
+                };
+                let r = self.rtsp.answer(Answer::Play(Ok(info)));
+                self.reply(io, r);
+            }
+            Ask::Announce { path, sdp } => {
+                let name = stream_of(&path);
+                let tracks = publish::announced_tracks(&sdp);
+                if !mist_core::names::is_valid(&name) || tracks.is_empty() {
+                    warn!(
+                        "ANNOUNCE of {name:?} by {}: {}",
+                        self.peer,
+                        if tracks.is_empty() {
+                            "no track we can take in the SDP"
+                        } else {
+                            "invalid stream name"
+                        }
+                    );
+                    let status = if tracks.is_empty() { 415 } else { 404 };
+                    let r = self.rtsp.answer(Answer::Announce(Err(status)));
+                    return self.reply(io, r);
+                }
+                if app.publishers.contains_key(&io.id()) || self.stream.is_some() {
+                    let r = self.rtsp.answer(Answer::Announce(Err(455)));
+                    return self.reply(io, r);
+                }
+                self.url = req.uri.clone();
+                app.asker.ask_within(
+                    io.id(),
+                    Request::Push {
+                        stream: name.clone(),
+                        app: query_param(&path, "pass").unwrap_or_default(),
+                        host: self.host.clone(),
+                        connector: "RTSP".into(),
+                        url: req.uri.clone(),
+                    },
+                    // Blocking push triggers (rewrite, STREAM_PUSH) may take up to 15 s each.
+                    Duration::from_secs(40),
+                );
+                self.stage = Stage::AskingPush { name, tracks };
+                io.pause_reading(true);
+            }
+            Ask::Record => {
+                let ok = app.publishers.contains_key(&io.id());
+                let r = self
+                    .rtsp
+                    .answer(Answer::Record(if ok { Ok(()) } else { Err(455) }));
+                self.reply(io, r);
+                if let (true, Some(p)) = (ok, app.publishers.get(&io.id())) {
+                    info!("{} publishes {} over RTSP", self.peer, p.stream);
+                }
+            }
+        }
+    }
+
+    /// Acts on what the state machine decided (start or stop sending).
+    fn events(&mut self, app: &mut RtspApp, io: &mut Io<'_>) {
+        while let Some(ev) = self.rtsp.poll_event() {
+            match ev {
+                SessionEvent::Play => {
+                    if let (Some(stream), Some(key)) = (self.stream.clone(), self.feed.clone()) {
+                        let outs = self.setups.iter().map(|(_, t, o)| (*t, *o)).collect();
+                        app.attach(io, &key, &stream, outs, &self.host);
+                        info!("{} plays {stream} over RTSP", self.peer);
+                    }
+                }
+                SessionEvent::Pause => app.detach(io.id()),
+                SessionEvent::Teardown => {
+                    app.detach(io.id());
+                    app.end_publish(io.id());
+                    self.setups.clear();
+                }
+                SessionEvent::Record => {}
+            }
+        }
+    }
+
+    /// Answers the pending DESCRIBE once the allowed stream has tracks, or gives up after
+    /// [`PLAY_WAIT`].
+    fn try_describe(&mut self, app: &mut RtspApp, io: &mut Io<'_>) {
+        let Stage::Waiting { stream, since } = self.stage.clone() else {
+            return;
+        };
+        let tracks = app.tracks_of(&stream);
+        let (sdp, ids) = describe_sdp(&stream, &tracks);
+        if !ids.is_empty() {
+            self.sdp_tracks = ids;
+            self.stage = Stage::Idle;
+            io.pause_reading(false);
+            let r = self.rtsp.answer(Answer::Describe(Ok(sdp)));
+            self.reply(io, r);
+            return self.process(app, io);
+        }
+        if io.now().duration_since(since) >= PLAY_WAIT {
+            if tracks.is_empty() {
+                warn!("DESCRIBE of {stream} by {}: stream is not live", self.peer);
+            } else {
+                warn!(
+                    "DESCRIBE of {stream} by {}: no track can be sent over RTP",
+                    self.peer
+                );
+            }
+            self.stage = Stage::Idle;
+            io.pause_reading(false);
+            let r = self.rtsp.answer(Answer::Describe(Err(if tracks.is_empty() {
+                404
+            } else {
+                415
+            })));
+            self.reply(io, r);
+            return self.process(app, io);
+        }
+        self.arm_timer(app, io);
+    }
+}
+
+impl Session<RtspApp> for Conn {
+    fn on_read(&mut self, app: &mut RtspApp, io: &mut Io<'_>) {
+        if self.closed {
+            io.clear_input();
+            return;
+        }
+        self.dec.push(io.input());
+        io.clear_input();
+        self.last_active = io.now();
+        self.process(app, io);
+    }
+
+    fn on_wake(&mut self, app: &mut RtspApp, io: &mut Io<'_>) {
+        let Some(v) = app.verdicts.remove(&io.id()) else {
+            return;
+        };
+        let name = match std::mem::replace(&mut self.stage, Stage::Idle) {
+            Stage::Asking { name } => name,
+            Stage::AskingPush { name, tracks } => {
+                io.pause_reading(false);
+                let answer = match v {
+                    Verdict::Allow(r) => {
+                        let stream = if r.stream.is_empty() {
+                            sanitize(&name)
+                        } else {
+                            r.stream
+                        };
+                        let dvr = crate::access::dvr_ms(&r.config);
+                        match Publisher::new(&stream, dvr, &tracks) {
+                            Ok(p) => {
+                                app.publishers.insert(io.id(), p);
+                                Ok(())
+                            }
+                            Err(e) => {
+                                warn!("push of {stream:?} by {} failed: {e}", self.peer);
+                                Err(503)
+                            }
+                        }
+                    }
+                    Verdict::Refuse(why) => {
+                        warn!("push of {name:?} by {} refused: {why}", self.peer);
+                        Err(403)
+                    }
+                };
+                let r = self.rtsp.answer(Answer::Announce(answer));
+                self.reply(io, r);
+                return self.process(app, io);
+            }
+            other => {
+                self.stage = other;
+                return;
+            }
+        };
+        match v {
+            Verdict::Allow(r) => {
+                let stream = if r.stream.is_empty() {
+                    sanitize(&name)
+                } else {
+                    r.stream
+                };
+                self.admitted = true;
+                self.stream = Some(stream.clone());
+                self.stage = Stage::Waiting {
+                    stream,
+                    since: io.now(),
+                };
+                self.try_describe(app, io);
+            }
+            Verdict::Refuse(why) => {
+                warn!("play of {name:?} by {} refused: {why}", self.peer);
+                io.pause_reading(false);
+                let r = self.rtsp.answer(Answer::Describe(Err(403)));
+                self.reply(io, r);
+                self.process(app, io);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, app: &mut RtspApp, io: &mut Io<'_>) {
+        if self
+            .partial_since
+            .is_some_and(|t| io.now().duration_since(t) >= PARTIAL_TIMEOUT)
+        {
+            warn!(
+                "RTSP from {}: a message or interleaved frame stayed incomplete for {} s ({} bytes); connection closed",
+                self.peer,
+                PARTIAL_TIMEOUT.as_secs(),
+                self.dec.buffered()
+            );
+            self.close(io);
+            return;
+        }
+        if self
+            .idle_deadline(app, io.id())
+            .is_some_and(|t| io.now() >= t)
+        {
+            info!(
+                "RTSP session of {} timed out ({} s without a request or packet); connection closed",
+                self.peer,
+                IDLE.as_secs()
+            );
+            self.close(io);
+            return;
+        }
+        if matches!(self.stage, Stage::Waiting { .. }) {
+            self.try_describe(app, io);
+        } else {
+            self.arm_timer(app, io);
+        }
+    }
+
+    fn on_close(&mut self, app: &mut RtspApp, id: ConnId, _peer: Peer) {
+        app.udp_routes.retain(|_, r| r.0 != id);
+        app.udp_seen.remove(&id);
+        app.detach(id);
+        app.end_publish(id);
+        app.verdicts.remove(&id);
+        if self.admitted {
+            if let Some(s) = &self.stream {
+                mist_core::triggers::viewers::closed(s, &self.host, "RTSP", &self.url);
+            }
+        }
+        debug!("RTSP connection of {} closed", self.peer);
+    }
+}
+
+impl RtspApp {
+    pub fn new(
+        asker: Asker<ConnId>,
+        udp: Option<UdpPair>,
+        waiter: mist_shm::Waiter,
+        stop: Arc<AtomicBool>,
+        seed: u64,
+    ) -> RtspApp {
+        RtspApp {
+            asker,
+            verdicts: HashMap::new(),
+            streams: HashMap::new(),
+            viewers: HashMap::new(),
+            publishers: HashMap::new(),
+            udp_routes: HashMap::new(),
+            udp_seen: HashMap::new(),
+            failed: Vec::new(),
+            controlled: mist_core::control::socket_path().is_some(),
+            udp,
+            waiter,
+            stop,
+            seed,
+            next_stats: Instant::now(),
+        }
+    }
+
+    /// The tracks of a live stream (empty when it is not live).
+    fn tracks_of(&self, stream: &str) -> Vec<Track> {
+        if let Some(ps) = self.streams.get(stream).filter(|p| !p.ended) {
+            return ps.tracks();
+        }
+        match mist_shm::stream_status(stream) {
+            Ok(s) if !s.ended => s.tracks,
+            _ => Vec::new(),
+        }
+    }
+
+    /// The feed a viewer of `stream` joins: the stream's shared one when it is live; a VoD
+    /// viewer gets its own, from the start, paced in real time.
+    fn feed_key(stream: &str, id: ConnId) -> String {
+        match mist_shm::stream_status(stream) {
+            Ok(s) if !s.live => format!("{stream}\u{0}{}", id.0),
+            _ => stream.to_string(),
+        }
+    }
+
+    /// Makes sure feed `key` of `stream` is being read, and says where a PLAY of `setups` starts.
+    fn play_info(
+        &mut self,
+        key: &str,
+        stream: &str,
+        setups: &[(usize, u32, Out)],
+    ) -> Result<PlayInfo, String> {
+        if self.streams.get(key).is_some_and(|p| p.ended) {
+            self.streams.remove(key);
+        }
+        if !self.streams.contains_key(key) {
+            let ps = PlayStream::open(stream, self.seed).map_err(|e| e.to_string())?;
+            if let Err(e) = self.waiter.add(stream) {
+                warn!("{stream}: cannot watch for wake-ups ({e}); polling");
+            }
+            self.streams.insert(key.to_string(), ps);
+        }
+        let ps = self.streams.get_mut(key).ok_or("stream vanished")?;
+        ps.pump_pending();
+        let rtp_info = setups
+            .iter()
+            .filter_map(|(i, t, _)| ps.start_of(*t).map(|(seq, ts)| (*i, seq, ts)))
+            .collect();
+        Ok(PlayInfo {
+            range: Some("npt=0.000-".into()),
+            rtp_info,
+        })
+    }
+
+    /// Starts sending `stream` to connection `io.id()`: sender reports, then the packets since
+    /// the newest keyframe, then live.
+    fn attach(
+        &mut self,
+        io: &mut Io<'_>,
+        key: &str,
+        stream: &str,
+        outs: Vec<(u32, Out)>,
+        host: &str,
+    ) {
+        let id = io.id();
+        self.detach(id);
+        let Some(ps) = self.streams.get_mut(key) else {
+            io.close();
+            return;
+        };
+        let mut v = Viewer::new(key, stream, outs, host);
+        let udp = self.udp.as_ref();
+        ps.start_viewer(&mut v, udp, &mut |b| io.send(b));
+        ps.viewers.push(id);
+        self.viewers.insert(id, v);
+    }
+
+    /// A publisher left (TEARDOWN or closed).
+    fn end_publish(&mut self, id: ConnId) {
+        if let Some(p) = self.publishers.remove(&id) {
+            info!(
+                "publisher of {} left; {} frames, {} bad packets",
+                p.stream, p.frames, p.bad_packets
+            );
+            p.end(self.controlled);
+        }
+    }
+
+    fn detach(&mut self, id: ConnId) {
+        if let Some(v) = self.viewers.remove(&id) {
+            if let Some(ps) = self.streams.get_mut(&v.feed) {
+                ps.viewers.retain(|x| *x != id);
+            }
+        }
+    }
+
+    /// Reads new frames of every played stream and sends them; drops unwatched streams.
+    fn pump(&mut self, ctl: &mut Ctl<'_, RtspApp>, now: Instant) {
+        let RtspApp {
+            streams,
+            viewers,
+            udp,
+            waiter,
+            ..
+        } = self;
+        let udp = udp.as_ref();
+        for ps in streams.values_mut() {
+            let ended = ps.pump(now, &mut |ids, track, pkts, rtcp| {
+                let mut framed = feed::Framed::default();
+                for id in ids {
+                    if let Some(v) = viewers.get_mut(id) {
+                        v.send(track, pkts, rtcp, udp, &mut framed, &mut |b| {
+                            ctl.send(*id, b);
+                        });
+                    }
+                }
+            });
+            if ended {
+                info!("{}: stream ended", ps.name);
+                for id in ps.viewers.drain(..) {
+                    viewers.remove(&id);
+                    ctl.close(id);
+                }
+            }
+        }
+        let mut gone = Vec::new();
+        streams.retain(|_, ps| {
+            let keep = ps.keep(now);
+            if !keep {
+                debug!("{}: a feed without RTSP viewers closed", ps.name);
+                gone.push(ps.name.clone());
+            }
+            keep
+        });
+        for name in gone {
+            if !streams.values().any(|ps| ps.name == name) {
+                waiter.remove(&name);
+            }
+        }
+    }
+}
+
+impl App for RtspApp {
+    type Session = Conn;
+
+    fn accept(&mut self, _l: ListenerId, peer: Peer, now: Instant) -> Option<Conn> {
+        self.seed = self
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        debug!("RTSP connection from {peer}");
+        Some(Conn::new(
+            peer,
+            format!("{:016x}", self.seed ^ 0x5bd1_e995),
+            now,
+        ))
+    }
+
+    fn datagram(
+        &mut self,
+        _l: ListenerId,
+        data: &[u8],
+        from: SocketAddr,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        // Media of a publisher, or RTCP of a viewer (keeps its session alive); nothing is
+        // answered. Packets from addresses nobody set up are dropped.
+        let Some(&(id, index, is_rtcp)) = self.udp_routes.get(&from) else {
+            trace!("{} bytes of UDP from {from}, not set up", data.len());
+            return None;
+        };
+        self.udp_seen.insert(id, now);
+        if let Some(p) = self.publishers.get_mut(&id) {
+            if let Err(e) = p.packet(index, is_rtcp, bytes::Bytes::copy_from_slice(data), true) {
+                warn!("RTSP publish from {from}: {e}; connection closed");
+                self.publishers.remove(&id);
+                self.failed.push(id);
+            }
+        }
+        None
+    }
+
+    fn turn(&mut self, ctl: &mut Ctl<'_, Self>, now: Instant) -> Flow {
+        if self.stop.load(Ordering::Relaxed) {
+            info!("shutting down, {} connections", ctl.len());
+            return Flow::Stop;
+        }
+        while let Some((id, v)) = self.asker.take() {
+            if ctl.is_open(id) {
+                self.verdicts.insert(id, v);
+                ctl.wake(id);
+            }
+        }
+        for id in std::mem::take(&mut self.failed) {
+            ctl.close(id);
+        }
+        self.pump(ctl, now);
+        if now >= self.next_stats {
+            self.next_stats = now + Duration::from_secs(1);
+            for v in self.viewers.values_mut() {
+                v.report();
+            }
+            for p in self.publishers.values_mut() {
+                p.heartbeat();
+            }
+        }
+        Flow::Continue
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.streams.values().map(PlayStream::next_sr).min()
+    }
+}
+
+fn register_signals(stop: &Arc<AtomicBool>) -> std::io::Result<mio::net::UnixStream> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let (rx, tx) = std::os::unix::net::UnixStream::pair()?;
+    rx.set_nonblocking(true)?;
+    tx.set_nonblocking(true)?;
+    for s in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(s, stop.clone())?;
+        signal_hook::low_level::pipe::register(s, tx.try_clone()?)?;
+    }
+    // SAFETY: setting a signal disposition to ignore; a viewer that went away must not kill us.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    Ok(mio::net::UnixStream::from_std(rx))
+}
+
+/// Limits of the RTSP listener: a UDP viewer's connection is quiet but for keep-alives.
+fn limits() -> Limits {
+    Limits {
+        // Sessions time themselves out (see `Conn::idle_deadline`): UDP packets count as life.
+        idle_timeout: None,
+        header_timeout: Some(PARTIAL_TIMEOUT),
+        ..Limits::default()
+    }
+}
+
+/// Binds, serves until SIGINT/SIGTERM. Errors: the listener or the loop failed.
+pub fn run(cfg: Config) -> std::io::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut rt = Runtime::<RtspApp>::new()?;
+    rt.set_max_wait(Duration::from_millis(50));
+    let signals = register_signals(&stop)?;
+    rt.watch(signals, "signals")?;
+    let listener = mio::net::TcpListener::bind(cfg.addr)?;
+    let local = listener.local_addr()?;
+    rt.listen_tcp(listener, "RTSP", limits())?;
+    let udp = match UdpPair::bind(cfg.addr.ip(), cfg.udp_port) {
+        Ok(u) => {
+            for (s, what) in [(&u.rtp, "RTP"), (&u.rtcp, "RTCP")] {
+                s.set_nonblocking(true)?;
+                rt.listen_udp(mio::net::UdpSocket::from_std(s.try_clone()?), what)?;
+            }
+            Some(u)
+        }
+        Err(e) => {
+            warn!("no UDP ports for RTP ({e}); only interleaved TCP is offered");
+            None
+        }
+    };
+    info!(
+        "listening on {local}{}",
+        udp.as_ref()
+            .map(|u| format!(", RTP/RTCP over UDP from ports {}-{}", u.port, u.port + 1))
+            .unwrap_or_default()
+    );
+    let remote = rt.remote();
+    let waiter = mist_shm::Waiter::new();
+    {
+        let (w, stop) = (waiter.clone(), stop.clone());
+        let r = remote.clone();
+        std::thread::Builder::new()
+            .name("shm-waiter".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if !w.wait(Duration::from_millis(500)).is_empty() {
+                        r.wake_loop();
+                    }
+                }
+            })?;
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        ^ ((std::process::id() as u64) << 32);
+    let asker = Asker::with(
+        remote.waker(),
+        Arc::new(ask_with_viewer_triggers),
+        mist_core::control::socket_path().is_none(),
+        mist_connector::ask::MAX_IN_FLIGHT,
+        256,
+    )
+    .timeout(Duration::from_secs(10));
+    let mut app = RtspApp::new(asker, udp, waiter, stop.clone(), seed);
+    let r = rt.run(&mut app);
+    stop.store(true, Ordering::Relaxed);
+    r
+}
+
+/// Capabilities JSON for `-j` (MistServer's connector description).
+pub fn capabilities() -> serde_json::Value {
+    serde_json::json!({
+        "name": "RTSP",
+        "desc": "Real-Time Streaming Protocol: play live streams over RTP, interleaved in the RTSP TCP connection or over UDP unicast, with RTCP sender reports; accepts pushes (ANNOUNCE/RECORD over TCP or UDP).",
+        "optional": {
+            "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 5554, "option": "--port", "short": "p"},
+            "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
+            "udpport": {"name": "UDP port", "help": "First of the two UDP ports (RTP, RTCP) media is sent from; 0 picks a free pair.", "type": "uint", "default": 0, "option": "--udp-port"},
+            "debug": {"name": "debug", "help": "The debug level at which messages need to be printed.", "type": "debug", "option": "--debug", "short": "g"}
+        },
+        "codecs": [[["H264", "HEVC"], ["AAC", "MP3", "opus", "ALAW", "ULAW"]]],
+        "methods": [{"handler": "rtsp", "type": "rtsp", "hrn": "RTSP", "priority": 2}],
+        "url_rel": "/$",
+        "priority": 2
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_from_paths() {
+        assert_eq!(stream_of("/live"), "live");
+        assert_eq!(stream_of("/live+cam/trackID=1"), "live+cam");
+        assert_eq!(stream_of("/a%2Bb?pass=x"), "a+b");
+        assert_eq!(stream_of("/%zz%4"), "%zz%4");
+        assert_eq!(stream_of("/"), "");
+        assert_eq!(
+            query_param("/s?a=1&pass=p%40ss", "pass").as_deref(),
+            Some("p@ss")
+        );
+        assert_eq!(query_param("/s", "pass"), None);
+    }
+
+    /// A connection as the runtime would drive it, with a standalone app (no controller).
+    fn harness() -> (RtspApp, mist_connector::Harness<Conn>) {
+        let rt = Runtime::<RtspApp>::new().unwrap();
+        let refuse: mist_connector::ask::Requester =
+            Arc::new(|_, _| Err(mist_core::control::ControlError::NotSet("MIST_CONTROL")));
+        let asker = Asker::with(rt.remote().waker(), refuse, true, 1, 4);
+        let app = RtspApp::new(
+            asker,
+            None,
+            mist_shm::Waiter::new(),
+            Arc::new(AtomicBool::new(false)),
+            7,
+        );
+        let peer = Peer::Tcp("127.0.0.1:5000".parse().unwrap());
+        let h = mist_connector::Harness::new(Conn::new(peer, "abc".into(), Instant::now()), peer);
+        (app, h)
+    }
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    #[test]
+    fn options_and_keepalive_are_answered() {
+        let (mut app, mut h) = harness();
+        let now = Instant::now();
+        let out = text(&h.feed(
+            &mut app,
+            b"OPTIONS rtsp://h/live RTSP/1.0\r\nCSeq: 1\r\n\r\nGET_PARAMETER rtsp://h/live RTSP/1.0\r\nCSeq: 2\r\n\r\n",
+            now,
+        ));
+        assert!(out.starts_with("RTSP/1.0 200 OK\r\n"), "{out}");
+        assert!(out.contains("Public: OPTIONS, DESCRIBE"), "{out}");
+        assert!(out.contains("CSeq: 2"), "{out}");
+        assert!(!h.closing());
+    }
+
+    #[test]
+    fn hostile_heads_and_frames_close_the_connection() {
+        let (mut app, mut h) = harness();
+        let out = text(&h.feed(
+            &mut app,
+            b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\n",
+            Instant::now(),
+        ));
+        assert!(out.starts_with("RTSP/1.0 413"), "{out}");
+        assert!(h.closing());
+
+        let (mut app, mut h) = harness();
+        let mut many = String::from("OPTIONS * RTSP/1.0\r\n");
+        for i in 0..10_000 {
+            many.push_str(&format!("X-{i}: y\r\n"));
+        }
+        let out = text(&h.feed(&mut app, many.as_bytes(), Instant::now()));
+        assert!(out.starts_with("RTSP/1.0 414"), "{out}");
+        assert!(h.closing());
+
+        let (mut app, mut h) = harness();
+        h.feed(&mut app, b"$\x03\x00\x02ab", Instant::now());
+        assert!(h.closing(), "frame on a channel that is not set up");
+    }
+
+    #[test]
+    fn lying_frame_length_times_out() {
+        let (mut app, mut h) = harness();
+        let t0 = Instant::now();
+        h.feed(&mut app, b"$\x00\xff\xffOPTIONS * RTSP/1.0\r\n\r\n", t0);
+        assert!(!h.closing());
+        let at = h.timer().expect("a timer for the incomplete frame");
+        assert!(at <= t0 + PARTIAL_TIMEOUT);
+        h.advance(&mut app, t0 + PARTIAL_TIMEOUT);
+        assert!(h.closing());
+    }
+
+    #[test]
+    fn silent_session_times_out() {
+        let (mut app, mut h) = harness();
+        let t0 = Instant::now();
+        h.feed(&mut app, b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n", t0);
+        assert_eq!(h.timer(), Some(t0 + IDLE));
+        h.advance(&mut app, t0 + IDLE - Duration::from_secs(1));
+        assert!(!h.closing());
+        h.advance(&mut app, t0 + IDLE);
+        assert!(h.closing());
+    }
+
+    #[test]
+    fn sdp_lists_supported_tracks() {
+        let mut v = Track::new(1, mist_media::Codec::H264);
+        v.width = 64;
+        let av1 = Track::new(2, mist_media::Codec::Av1);
+        let alaw = Track::new(3, mist_media::Codec::Alaw);
+        let (sdp, ids) = describe_sdp("live", &[v, av1, alaw]);
+        // AV1 has no RTP mapping here: left out, the others keep their track ids as controls.
+        assert_eq!(ids, vec![1, 3]);
+        assert!(sdp.contains("m=audio 0 RTP/AVP 8\r\n"), "{sdp}");
+        assert!(sdp.contains("a=control:trackID=1\r\n"), "{sdp}");
+        assert!(sdp.contains("m=video 0 RTP/AVP 97\r\n"), "{sdp}");
+    }
+}

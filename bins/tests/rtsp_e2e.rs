@@ -1,0 +1,560 @@
+//! End to end: ffmpeg publishes over RTMP into MistController, MistOutRTSP (started by the
+//! controller from its `RTSP` protocol entry) serves the stream; ffprobe, ffmpeg and GStreamer
+//! play it over interleaved TCP and UDP; hostile requests lose their own connection only.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A controller with an RTSP protocol entry on a free port, and a 640x360 H.264 + AAC publish
+/// into `live+STREAM` running for `seconds`.
+fn setup(stream: &str, seconds: u32) -> (Controller, u16, Proc) {
+    let rtsp = free_port();
+    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["protocols"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
+    });
+    assert!(
+        wait_port(rtsp, Duration::from_secs(10)),
+        "RTSP port never opened (is MistOutRTSP started by the controller?)"
+    );
+    let p = publish(&ctl.publish_url(stream), "640x360", seconds);
+    wait_for_stream(&ctl, stream);
+    (ctl, rtsp, p)
+}
+
+fn wait_for_stream(ctl: &Controller, name: &str) {
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end {
+        let a = ctl.api(&serde_json::json!({"active_streams": true}));
+        if a["active_streams"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s == name))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("stream {name} never became active");
+}
+
+fn rtsp_url(port: u16, stream: &str) -> String {
+    format!("rtsp://127.0.0.1:{port}/{stream}")
+}
+
+/// ffprobe's streams of an RTSP URL over `transport`.
+fn probe(url: &str, transport: &str) -> Vec<serde_json::Value> {
+    let out = Command::new("timeout")
+        .args(["20", "ffprobe", "-v", "error", "-rtsp_transport", transport])
+        .args(["-show_streams", "-of", "json", url])
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe -rtsp_transport {transport} {url} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["streams"].as_array().cloned().unwrap_or_default()
+}
+
+/// Decodes 4 s of media of `url` over `transport` with ffmpeg; returns (video frames, audio
+/// frames) decoded.
+fn decode(url: &str, transport: &str) -> (usize, usize) {
+    let out = Command::new("timeout")
+        .args(["40", "ffmpeg", "-hide_banner", "-loglevel", "error"])
+        .args(["-rtsp_transport", transport, "-i", url, "-t", "4"])
+        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffmpeg");
+    let video = frames(&out.stdout);
+    let out = Command::new("timeout")
+        .args(["40", "ffmpeg", "-hide_banner", "-loglevel", "error"])
+        .args(["-rtsp_transport", transport, "-i", url, "-t", "4"])
+        .args(["-map", "0:a:0", "-f", "framemd5", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffmpeg");
+    (video, frames(&out.stdout))
+}
+
+fn frames(framemd5: &[u8]) -> usize {
+    String::from_utf8_lossy(framemd5)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count()
+}
+
+fn check_tracks(streams: &[serde_json::Value]) {
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .unwrap_or_else(|| panic!("no video stream in {streams:?}"));
+    let audio = streams
+        .iter()
+        .find(|s| s["codec_type"] == "audio")
+        .unwrap_or_else(|| panic!("no audio stream in {streams:?}"));
+    assert_eq!(video["codec_name"], "h264");
+    assert_eq!(video["width"], 640);
+    assert_eq!(video["height"], 360);
+    assert_eq!(audio["codec_name"], "aac");
+    assert_eq!(audio["sample_rate"], "44100");
+}
+
+#[test]
+fn play_over_tcp_and_udp() {
+    let (_ctl, port, _pub) = setup("live+rtsp", 60);
+    let url = rtsp_url(port, "live+rtsp");
+    for transport in ["tcp", "udp"] {
+        check_tracks(&probe(&url, transport));
+        let (video, audio) = decode(&url, transport);
+        // 4 s of 25 fps video and 44.1 kHz AAC (43 frames/s).
+        assert!(
+            video >= 90,
+            "{transport}: decoded only {video} video frames of 4 s"
+        );
+        assert!(
+            audio >= 150,
+            "{transport}: decoded only {audio} audio frames of 4 s"
+        );
+    }
+}
+
+#[test]
+fn unknown_stream_is_not_found() {
+    let rtsp = free_port();
+    let _ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["protocols"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
+    });
+    assert!(wait_port(rtsp, Duration::from_secs(10)));
+    let mut s = TcpStream::connect(("127.0.0.1", rtsp)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(
+        format!("DESCRIBE rtsp://127.0.0.1:{rtsp}/nosuchstream RTSP/1.0\r\nCSeq: 2\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        text.starts_with("RTSP/1.0 403") || text.starts_with("RTSP/1.0 404"),
+        "{text}"
+    );
+    assert!(text.contains("CSeq: 2"), "{text}");
+}
+
+#[test]
+fn gstreamer_plays() {
+    let (_ctl, port, _pub) = setup("live+gst", 60);
+    let url = rtsp_url(port, "live+gst");
+    for protocols in ["tcp", "udp"] {
+        let out = Command::new("timeout")
+            .args(["40", "gst-launch-1.0", "-q"])
+            .arg("rtspsrc")
+            .arg(format!("location={url}"))
+            .arg(format!("protocols={protocols}"))
+            .args(["!", "rtph264depay", "!", "h264parse", "!"])
+            .args(["fakesink", "num-buffers=50"])
+            .output()
+            .expect("run gst-launch-1.0 (scripts/test installs gstreamer1.0-tools)");
+        assert!(
+            out.status.success(),
+            "gst-launch-1.0 rtspsrc protocols={protocols} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Sends `data` on a new connection and reads until the server closes it (or 30 s pass).
+fn send_and_read_to_close(port: u16, data: &[u8]) -> (Vec<u8>, bool) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // The server may close before it has read everything: a reset is a close too.
+    let _ = s.write_all(data);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (got, false)
+            }
+            Err(_) => return (got, true),
+        }
+    }
+}
+
+#[test]
+fn hostile_input_closes_only_that_connection() {
+    let (ctl, port, _pub) = setup("live+hostile", 60);
+    let url = rtsp_url(port, "live+hostile");
+    // A viewer plays the whole time.
+    let viewer = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let out = Command::new("timeout")
+                .args(["60", "ffmpeg", "-hide_banner", "-loglevel", "error"])
+                .args(["-rtsp_transport", "tcp", "-i", &url, "-t", "15"])
+                .args(["-map", "0:v:0", "-f", "framemd5", "-"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run ffmpeg");
+            frames(&out.stdout)
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+
+    // A body far beyond any limit.
+    let (got, closed) = send_and_read_to_close(
+        port,
+        b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(closed, "huge Content-Length: connection left open");
+    assert!(text.starts_with("RTSP/1.0 413"), "{text}");
+
+    // 10 000 headers.
+    let mut many = String::from("OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n");
+    for i in 0..10_000 {
+        many.push_str(&format!("X-{i}: y\r\n"));
+    }
+    many.push_str("\r\n");
+    let (got, closed) = send_and_read_to_close(port, many.as_bytes());
+    let text = String::from_utf8_lossy(&got);
+    assert!(closed, "10 000 headers: connection left open");
+    // The server closes with most of the headers unread, which may reset the connection before
+    // the answer is read; when it arrives it must be the error.
+    assert!(
+        text.is_empty() || text.starts_with("RTSP/1.0 400") || text.starts_with("RTSP/1.0 414"),
+        "{text}"
+    );
+
+    // An interleaved frame on a channel nobody set up.
+    let (_, closed) = send_and_read_to_close(port, b"$\x07\x00\x04abcdOPTIONS * RTSP/1.0\r\n\r\n");
+    assert!(
+        closed,
+        "frame on a channel not set up: connection left open"
+    );
+
+    // A frame whose length lies (longer than what follows): the requests after it are swallowed
+    // as frame data and the connection is closed when the frame never completes.
+    let describe = format!(
+        "DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\nSETUP {url}/trackID=1 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+    );
+    let mut lying = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    lying
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    lying.write_all(describe.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !String::from_utf8_lossy(&head).contains("CSeq: 2") {
+        let n = lying.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before SETUP was answered");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        String::from_utf8_lossy(&head).matches("200 OK").count() >= 2,
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    lying
+        .write_all(b"$\x01\xff\xff\x80\xc9\x00\x01PLAY x RTSP/1.0\r\nCSeq: 3\r\n\r\n")
+        .unwrap();
+    let closed = loop {
+        match lying.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break false
+            }
+            Err(_) => break true,
+        }
+    };
+    assert!(closed, "lying interleaved length: connection left open");
+
+    let decoded = viewer.join().unwrap();
+    assert!(
+        decoded >= 200,
+        "the other viewer decoded only {decoded} frames of 15 s"
+    );
+
+    // Each closed connection left a warning in the log.
+    let v = ctl.api(&serde_json::json!({"log": true}));
+    let lines: Vec<String> = v["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l[1] == "WARN")
+        .filter_map(|l| l[2].as_str().map(str::to_string))
+        .filter(|m| m.contains("connection closed"))
+        .collect();
+    for what in [
+        "exceeds the limit",
+        "head",
+        "not set up",
+        "stayed incomplete",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(what)),
+            "no log line about {what:?} in {lines:#?}"
+        );
+    }
+}
+
+/// ffmpeg publishing testsrc2 + sine (H.264 + AAC) over RTSP (`transport` tcp or udp).
+fn publish_rtsp(url: &str, seconds: u32, transport: &str) -> Proc {
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50"])
+        .args(["-tune", "zerolatency", "-pix_fmt", "yuv420p", "-c:a", "aac"])
+        .args(["-f", "rtsp", "-rtsp_transport", transport, url])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg");
+    Proc(child)
+}
+
+#[test]
+fn publish_over_tcp_plays_over_rtmp_and_rtsp() {
+    publish_plays("tcp");
+}
+
+#[test]
+fn publish_over_udp_plays_over_rtmp_and_rtsp() {
+    publish_plays("udp");
+}
+
+fn publish_plays(transport: &str) {
+    let rtsp = free_port();
+    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["protocols"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
+    });
+    assert!(wait_port(rtsp, Duration::from_secs(10)));
+    let _pub = publish_rtsp(&rtsp_url(rtsp, "live+pub"), 60, transport);
+    wait_for_stream(&ctl, "live+pub");
+    check_tracks(&probe_streams(&ctl.play_url("live+pub")));
+    let (frames, size) = decode_video_frames(&ctl.play_url("live+pub"), Duration::from_secs(4));
+    assert!(
+        frames >= 90,
+        "{transport}: decoded only {frames} video frames of 4 s"
+    );
+    assert_eq!(size, "640x360");
+    let (video, audio) = decode(&rtsp_url(rtsp, "live+pub"), transport);
+    assert!(
+        video >= 90 && audio >= 150,
+        "{transport}: {video} / {audio} frames"
+    );
+
+    // The same push acceptance as RTMP: a stream that is not configured is refused.
+    let mut refused = publish_rtsp(&rtsp_url(rtsp, "nosuchstream"), 3, transport);
+    let status = refused.0.wait().unwrap();
+    assert!(!status.success(), "push to nosuchstream was accepted");
+}
+
+#[test]
+fn vod_file_plays_from_the_start() {
+    let dir = TempDir::new("rtsp-vod");
+    let file = dir.path().join("clip.mp4");
+    // veryfast: B-frames, so RTP times (presentation) and decode order differ.
+    make_mp4(&file, "320x240", 8);
+    let rtsp = free_port();
+    let _ctl = Controller::start_edited(
+        serde_json::json!({"clip": {"name": "clip", "source": file.to_str().unwrap()}}),
+        |c| {
+            c["config"]["protocols"].as_array_mut().unwrap().push(
+                serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}),
+            );
+        },
+    );
+    assert!(wait_port(rtsp, Duration::from_secs(10)));
+    let url = rtsp_url(rtsp, "clip");
+    let streams = probe(&url, "tcp");
+    assert!(
+        streams
+            .iter()
+            .any(|s| s["codec_name"] == "h264" && s["width"] == 320),
+        "{streams:?}"
+    );
+    for transport in ["tcp", "udp"] {
+        let (video, audio) = decode(&url, transport);
+        assert!(
+            video >= 90 && audio >= 150,
+            "{transport}: {video} video / {audio} audio frames of 4 s"
+        );
+    }
+}
+
+#[test]
+fn udp_flood_does_not_disturb_a_udp_viewer() {
+    let (_ctl, port, _pub) = setup("live+flood", 60);
+    let url = rtsp_url(port, "live+flood");
+    // The server's UDP ports, from a SETUP of our own.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\nSETUP {url}/trackID=1 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;unicast;client_port=40000-40001\r\n\r\n").as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let server_port: u16 = loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before SETUP was answered");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some(i) = text.find("server_port=") {
+            let rest = &text[i + 12..];
+            if let Some(end) = rest.find(|c: char| !c.is_ascii_digit()) {
+                break rest[..end].parse().unwrap();
+            }
+        }
+    };
+    let viewer = {
+        let url = url.clone();
+        std::thread::spawn(move || decode(&url, "udp"))
+    };
+    // Random datagrams (and RTP-looking ones) at both server ports while the viewer plays.
+    let flood = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut x: u32 = 12345;
+    let end = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < end {
+        for _ in 0..200 {
+            x = x.wrapping_mul(1664525).wrapping_add(1013904223);
+            let mut d = vec![0u8; 20 + (x % 1200) as usize];
+            for (i, b) in d.iter_mut().enumerate() {
+                *b = (x >> (i % 24)) as u8;
+            }
+            d[0] = 0x80 | (x as u8 & 0x3f);
+            let _ = flood.send_to(&d, ("127.0.0.1", server_port + (x % 2) as u16));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (video, audio) = viewer.join().unwrap();
+    assert!(
+        video >= 90 && audio >= 150,
+        "under a UDP flood: {video} video / {audio} audio frames of 4 s"
+    );
+}
+
+/// Stream, ffmpeg video arguments, audio arguments, expected video and audio codec names.
+type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a str, &'a str);
+
+/// Other codecs through RTSP both ways: ffmpeg publishes each pair over RTSP, ffprobe and ffmpeg
+/// play it back over RTSP (packetisers and depacketisers of HEVC, Opus, G.711 and MP3).
+#[test]
+fn hevc_opus_pcma_mp3_round_trip() {
+    let rtsp = free_port();
+    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
+        c["config"]["protocols"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
+    });
+    assert!(wait_port(rtsp, Duration::from_secs(10)));
+    let cases: [Case; 3] = [
+        (
+            "live+hevc",
+            &[
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                "log-level=error:keyint=50:bframes=0",
+            ],
+            &["-ar", "48000", "-c:a", "libopus"],
+            "hevc",
+            "opus",
+        ),
+        (
+            "live+alaw",
+            &[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "50",
+                "-tune",
+                "zerolatency",
+            ],
+            &["-ar", "8000", "-c:a", "pcm_alaw"],
+            "h264",
+            "pcm_alaw",
+        ),
+        (
+            "live+mp3",
+            &[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "50",
+                "-tune",
+                "zerolatency",
+            ],
+            &["-ar", "44100", "-c:a", "libmp3lame"],
+            "h264",
+            "mp3",
+        ),
+    ];
+    for (stream, video, audio, vname, aname) in cases {
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440"])
+            .args(["-t", "30", "-pix_fmt", "yuv420p"])
+            .args(video)
+            .args(audio)
+            .args(["-f", "rtsp", "-rtsp_transport", "tcp"])
+            .arg(rtsp_url(rtsp, stream))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start ffmpeg");
+        let _p = Proc(child);
+        wait_for_stream(&ctl, stream);
+        let url = rtsp_url(rtsp, stream);
+        let streams = probe(&url, "tcp");
+        let names: Vec<&str> = streams
+            .iter()
+            .filter_map(|s| s["codec_name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&vname) && names.contains(&aname),
+            "{stream}: {names:?}"
+        );
+        let (v, a) = decode(&url, "tcp");
+        assert!(
+            v >= 90 && a >= 20,
+            "{stream}: {v} video / {a} audio frames of 4 s"
+        );
+    }
+}
