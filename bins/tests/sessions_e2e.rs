@@ -225,7 +225,19 @@ fn hls_and_rtmp_players_are_one_session_each_and_end_once() {
         let want = format!("mist_sessions{{protocol={p},sessType=viewers,stream=live+a}} 1.0");
         assert!(samples.contains(&want), "{want} not in {samples:?}");
     }
-    assert!(samples.iter().any(|s| s.starts_with("mist_viewcount{stream=live+a}")));
+    // prometheus_client names counter samples `…_total`.
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.starts_with("mist_viewcount_total{stream=live+a}")),
+        "{samples:?}"
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.starts_with("mist_bw_total{direction=up,stream=live+a}")),
+        "{samples:?}"
+    );
     let (status, json_text) = http_get(ctl.api, "/s3cret.json");
     assert_eq!(status, 200);
     let j: Value = serde_json::from_str(&json_text).unwrap();
@@ -303,7 +315,9 @@ fn tagged_sessions_are_stopped_and_metrics_are_off_without_a_path() {
         assert!(Instant::now() < end, "the player never showed up");
         std::thread::sleep(Duration::from_millis(300));
     };
-    let v = ctl.api(&json!({"tag_sessid": {&sid: "vip"}}));
+    let mut tag = serde_json::Map::new();
+    tag.insert(sid.clone(), json!("vip"));
+    let v = ctl.api(&json!({ "tag_sessid": tag }));
     assert_eq!(v["tag_sessid"], 1, "{v}");
     let v = ctl.api(&json!({"stop_tag": "nobody"}));
     assert_eq!(v["stop_tag"], 0, "{v}");

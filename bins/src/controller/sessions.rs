@@ -160,11 +160,20 @@ impl Session {
     }
 }
 
+/// What is remembered of an ended session, so that its rows do not start it again.
+struct Tomb {
+    last: u64,
+    at: Instant,
+    parts: std::collections::HashSet<(u32, usize, u64)>,
+    /// Ended by a stop command: its rows are ignored while they last, active or not.
+    stopped: bool,
+}
+
 #[derive(Default)]
 pub struct Sessions {
     pub live: BTreeMap<String, Session>,
     /// Ended sessions: id → last activity, so their lingering rows do not start them again.
-    ended: HashMap<String, (u64, Instant)>,
+    ended: HashMap<String, Tomb>,
     last_poll: Option<Instant>,
     /// Sessions ended since the controller started, per stream (for the metrics).
     pub ended_total: BTreeMap<String, u64>,
@@ -187,7 +196,7 @@ impl Sessions {
 
     fn merge(&mut self, rows: Vec<SessionRow>, now_unix: u64) {
         self.ended
-            .retain(|_, (_, at)| at.elapsed() < Duration::from_secs(600));
+            .retain(|_, t| t.at.elapsed() < Duration::from_secs(600));
         for s in self.live.values_mut() {
             for p in s.parts.values_mut() {
                 p.present = false;
@@ -197,8 +206,9 @@ impl Sessions {
             if r.sid.is_empty() {
                 continue;
             }
-            if let Some((last, _)) = self.ended.get(&r.sid) {
-                if (r.last_unix <= *last && r.conns == 0) || !r.alive {
+            if let Some(t) = self.ended.get(&r.sid) {
+                let old = t.parts.contains(&(r.pid, r.slot, r.first_unix));
+                if !r.alive || (old && (t.stopped || (r.last_unix <= t.last && r.conns == 0))) {
                     continue; // what is left of a session that already ended
                 }
                 self.ended.remove(&r.sid);
@@ -258,6 +268,10 @@ impl Sessions {
 
     /// Ends a session now: USER_END, forgotten. Returns whether it existed.
     pub fn end(&mut self, sid: &str) -> bool {
+        self.end_as(sid, false)
+    }
+
+    fn end_as(&mut self, sid: &str, stopped: bool) -> bool {
         let Some(s) = self.live.remove(sid) else {
             return false;
         };
@@ -283,8 +297,15 @@ impl Sessions {
             e.0 += p.up;
             e.1 += p.down;
         }
-        self.ended
-            .insert(s.sid.clone(), (s.last(), Instant::now()));
+        self.ended.insert(
+            s.sid.clone(),
+            Tomb {
+                last: s.last(),
+                at: Instant::now(),
+                parts: s.parts.keys().copied().collect(),
+                stopped,
+            },
+        );
         true
     }
 
@@ -300,7 +321,7 @@ impl Sessions {
         for sid in &ids {
             let id = sid.clone();
             shm_call(move || shm_sessions::kill(&id));
-            self.end(sid);
+            self.end_as(sid, true);
         }
         ids.len()
     }
@@ -320,7 +341,7 @@ impl Sessions {
             let mut by: BTreeMap<(&str, &str, &str), ClientRow<'_>> = BTreeMap::new();
             for p in s.parts.values() {
                 let e = by
-                    .entry((&p.stream, &p.connector, &p.host))
+                    .entry((p.stream.as_str(), p.connector.as_str(), p.host.as_str()))
                     .or_insert_with(|| ClientRow {
                         session: s,
                         stream: &p.stream,
