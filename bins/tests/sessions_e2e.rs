@@ -98,7 +98,9 @@ fn player(url: &str, secs: u32) -> Proc {
 
 /// `clients` rows of `stream` as objects.
 fn clients(ctl: &Controller, stream: &str) -> Vec<Value> {
-    let fields = ["sessid", "stream", "protocol", "host", "up", "down", "conntime"];
+    let fields = [
+        "sessid", "stream", "protocol", "host", "up", "down", "conntime",
+    ];
     let v = ctl.api(&json!({"clients": {"streams": [stream], "fields": fields}}));
     assert_eq!(v["clients"]["fields"], json!(fields), "{v}");
     v["clients"]["data"]
@@ -241,7 +243,10 @@ fn hls_and_rtmp_players_are_one_session_each_and_end_once() {
     let (status, json_text) = http_get(ctl.api, "/s3cret.json");
     assert_eq!(status, 200);
     let j: Value = serde_json::from_str(&json_text).unwrap();
-    assert!(j["streams"]["live+a"]["sessions"].as_u64() >= Some(2), "{j}");
+    assert!(
+        j["streams"]["live+a"]["sessions"].as_u64() >= Some(2),
+        "{j}"
+    );
     for wrong in ["/metrics", "/s3cre", "/s3cret2", "/S3CRET"] {
         let (status, body) = http_get(ctl.api, wrong);
         assert_ne!(status, 200, "{wrong} answered: {body}");
@@ -338,7 +343,11 @@ fn tagged_sessions_are_stopped_and_metrics_are_off_without_a_path() {
     // Its connection was closed: the player ends long before its 60 s (`timeout 40` would
     // end it with status 124).
     let st = p.0.wait().unwrap();
-    assert_ne!(st.code(), Some(124), "the stopped session's player kept playing");
+    assert_ne!(
+        st.code(),
+        Some(124),
+        "the stopped session's player kept playing"
+    );
     // No prometheus path configured: nothing answers metrics.
     for path in ["/metrics", "/", "/koekjes"] {
         let (_, body) = http_get(ctl.api, path);

@@ -624,13 +624,11 @@ fn totals(ctl: &Controller, arg: &Value) -> Value {
         })
         .collect();
     let inputs = ctl
-            .shm_streams()
-            .unwrap_or_default()
-            .iter()
-            .filter(|s| {
-                s.writer_alive && want_streams.as_ref().is_none_or(|w| w.contains(&s.name))
-            })
-            .count();
+        .shm_streams()
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| s.writer_alive && want_streams.as_ref().is_none_or(|w| w.contains(&s.name)))
+        .count();
     let row: Vec<Value> = fields
         .iter()
         .map(|f| match f.as_str() {

@@ -135,10 +135,7 @@ impl Session {
         for p in self.parts.values() {
             *m.entry(f(p).to_string()).or_default() += p.last.saturating_sub(p.first);
         }
-        m.values()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
+        m.values().map(u64::to_string).collect::<Vec<_>>().join(",")
     }
 
     /// The 12 lines of USER_END (INTERFACES §5.3).
@@ -329,9 +326,11 @@ impl Sessions {
     /// Whether process `pid` reports sessions of `stream` (its users-table readers are then
     /// shared feeds, not viewers).
     pub fn reported(&self, pid: u32, stream: &str) -> bool {
-        self.live
-            .values()
-            .any(|s| s.parts.iter().any(|((p, _, _), x)| *p == pid && x.stream == stream))
+        self.live.values().any(|s| {
+            s.parts
+                .iter()
+                .any(|((p, _, _), x)| *p == pid && x.stream == stream)
+        })
     }
 
     /// Rows for `clients`: one per session and stream/connector/host it used.
@@ -424,7 +423,11 @@ impl Sessions {
         let _ = writeln!(o, "# HELP mist_bw Bytes of viewer sessions per stream since the controller started (up = sent to viewers).\n# TYPE mist_bw counter");
         for (st, (_, _, up, down)) in &m {
             let _ = writeln!(o, "mist_bw{{stream=\"{}\",direction=\"up\"}} {up}", esc(st));
-            let _ = writeln!(o, "mist_bw{{stream=\"{}\",direction=\"down\"}} {down}", esc(st));
+            let _ = writeln!(
+                o,
+                "mist_bw{{stream=\"{}\",direction=\"down\"}} {down}",
+                esc(st)
+            );
         }
         o
     }
@@ -498,7 +501,8 @@ pub fn api(ctl: &mut super::Controller, cmd: &str, arg: &Value) -> Value {
         }
         "stop_tag" => {
             let tags = strings(arg);
-            ctl.sessions.stop(|s| tags.iter().any(|t| s.tags.contains(t)))
+            ctl.sessions
+                .stop(|s| tags.iter().any(|t| s.tags.contains(t)))
         }
         "tag_sessid" => {
             let mut n = 0;
@@ -574,7 +578,10 @@ mod tests {
     #[test]
     fn rows_of_one_id_are_one_session_that_ends_once() {
         let mut s = Sessions::default();
-        s.merge(vec![row("a", 1, 0, 0, 500, 105), row("a", 2, 3, 1, 700, 106)], 107);
+        s.merge(
+            vec![row("a", 1, 0, 0, 500, 105), row("a", 2, 3, 1, 700, 106)],
+            107,
+        );
         assert_eq!(s.live.len(), 1);
         assert_eq!(s.live["a"].up(), 1200);
         s.expire(200, Duration::from_secs(20));
@@ -607,7 +614,9 @@ mod tests {
         assert!(!stop_sessions_matcher(&json!("other"))(&s.live["a"]));
         assert!(stop_sessions_matcher(&json!("live"))(&s.live["a"]));
         assert!(stop_sessions_matcher(&json!(["hls"]))(&s.live["a"]));
-        assert!(!stop_sessions_matcher(&json!({"live": "RTMP"}))(&s.live["a"]));
+        assert!(!stop_sessions_matcher(&json!({"live": "RTMP"}))(
+            &s.live["a"]
+        ));
         assert!(stop_sessions_matcher(&json!({"live": "HLS"}))(&s.live["a"]));
     }
 }

@@ -7,7 +7,6 @@
 
 pub mod cmaf;
 pub mod gate;
-pub mod viewer_sessions;
 pub mod hls;
 pub mod mux;
 pub mod routes;
@@ -15,6 +14,7 @@ pub mod segmented;
 pub mod source;
 pub mod standalone;
 pub mod to_dir;
+pub mod viewer_sessions;
 pub mod vod;
 
 use mist_core::control::{self, Request};

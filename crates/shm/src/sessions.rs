@@ -146,7 +146,10 @@ impl Table {
                 if st.load(Relaxed) != FREE {
                     continue;
                 }
-                if st.compare_exchange(FREE, CLAIMING, Acquire, Relaxed).is_ok() {
+                if st
+                    .compare_exchange(FREE, CLAIMING, Acquire, Relaxed)
+                    .is_ok()
+                {
                     self.fill(i, k);
                     st.store(USED, Release);
                     return Some(i);
