@@ -218,6 +218,16 @@ fn hls_and_rtmp_players_are_one_session_each_and_end_once() {
     };
     let t = ctl.api(&json!({"totals": {"streams": ["live+a"], "fields": ["clients", "upbps"]}}));
     assert!(t["totals"]["data"][0][0].as_u64() >= Some(2), "{t}");
+    let a = ctl.api(
+        &json!({"active_streams": {"streams": ["live+a"], "fields": ["viewers", "views", "upbytes"]}}),
+    );
+    let row = &a["active_streams"]["data"]["live+a"];
+    assert_eq!(
+        row[0], 2,
+        "viewers = the two sessions, not the shared readers: {a}"
+    );
+    assert_eq!(row[1], 2, "{a}");
+    assert!(row[2].as_u64() > Some(0), "{a}");
 
     // The metrics count them, under the configured path only.
     let (status, text) = http_get(ctl.api, "/s3cret");

@@ -455,6 +455,7 @@ fn active_streams(ctl: &Controller, arg: &Value) -> Value {
             .map(str::to_string)
             .collect()
     });
+    let stats = ctl.sessions.stream_stats();
     let mut data = Map::new();
     for n in names
         .iter()
@@ -468,7 +469,17 @@ fn active_streams(ctl: &Controller, arg: &Value) -> Value {
                 .iter()
                 .map(|f| match f.as_str() {
                     "status" => json!(if st.is_some() { "Online" } else { "Booting" }),
-                    "viewers" | "clients" => json!(users.len()),
+                    // Viewer sessions, plus readers of processes that report none.
+                    "viewers" | "clients" => json!(
+                        ctl.sessions.count(n)
+                            + users
+                                .iter()
+                                .filter(|u| !ctl.sessions.reported(u.pid, n))
+                                .count()
+                    ),
+                    "views" => json!(stats.get(n.as_str()).map_or(0, |x| x.1)),
+                    "upbytes" => json!(stats.get(n.as_str()).map_or(0, |x| x.2)),
+                    "downbytes" => json!(stats.get(n.as_str()).map_or(0, |x| x.3)),
                     "inputs" => json!(u32::from(input_up)),
                     "outputs" => json!(users.len()),
                     "tracks" => json!(st.map(|s| s.tracks.len()).unwrap_or(0)),

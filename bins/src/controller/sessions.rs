@@ -333,6 +333,14 @@ impl Sessions {
         })
     }
 
+    /// Current sessions that used `stream`.
+    pub fn count(&self, stream: &str) -> usize {
+        self.live
+            .values()
+            .filter(|s| s.parts.values().any(|p| p.stream == stream))
+            .count()
+    }
+
     /// Rows for `clients`: one per session and stream/connector/host it used.
     pub fn client_rows(&self) -> Vec<ClientRow<'_>> {
         let mut out = Vec::new();
@@ -363,10 +371,10 @@ impl Sessions {
 }
 
 /// Per stream: (current sessions per protocol, views = ended + current, bytes up, bytes down).
-type StreamStats = BTreeMap<String, (BTreeMap<String, u64>, u64, u64, u64)>;
+pub type StreamStats = BTreeMap<String, (BTreeMap<String, u64>, u64, u64, u64)>;
 
 impl Sessions {
-    fn stream_stats(&self) -> StreamStats {
+    pub fn stream_stats(&self) -> StreamStats {
         let mut m: StreamStats = BTreeMap::new();
         for (st, n) in &self.ended_total {
             m.entry(st.clone()).or_default().1 += n;
