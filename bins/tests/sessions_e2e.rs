@@ -364,3 +364,74 @@ fn tagged_sessions_are_stopped_and_metrics_are_off_without_a_path() {
         assert!(!body.contains("mist_"), "{path}: {body}");
     }
 }
+
+/// The child of `parent` whose command name `name` starts with (as /proc shortens it).
+fn find_child(parent: u32, name: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((left, right)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = left.split_once('(').map(|x| x.1).unwrap_or("");
+        let ppid: u32 = right
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if ppid == parent && !comm.is_empty() && name.starts_with(comm) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_session_whose_output_was_killed_still_ends_once() {
+    let dir = TempDir::new("sess-kill");
+    let d = dir.path();
+    let ctl = start(d, None);
+    let _pub = publish(&ctl.publish_url("live+c"), "320x240", 90);
+    wait_stream(&ctl, "live+c");
+    let mut p = player(&url(ctl.http, "/live+c.ts?tkn=gone"), 60);
+    let end = Instant::now() + Duration::from_secs(30);
+    let sid = loop {
+        let rows = clients(&ctl, "live+c");
+        if let Some(r) = rows.iter().find(|r| r["protocol"] == "HTTP") {
+            break r["sessid"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < end, "the player never showed up");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // The output dies with the connection open: its row still says one connection.
+    let http = find_child(ctl.proc.pid(), "MistOutHTTP").expect("MistOutHTTP child");
+    // SAFETY: kill(2) on a pid we just found as our controller's child.
+    assert_eq!(unsafe { libc::kill(http as i32, libc::SIGKILL) }, 0);
+    let _ = p.0.wait();
+    let end = Instant::now() + Duration::from_secs(40);
+    let rec = loop {
+        if let Some(r) = records(d, "user_end")
+            .into_iter()
+            .find(|r| r.1.last() == Some(&sid))
+        {
+            break r;
+        }
+        assert!(
+            Instant::now() < end,
+            "no USER_END for the killed output's session {sid}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(rec.1[0], "gone", "{rec:?}");
+    assert_eq!(rec.1[2], "HTTP", "{rec:?}");
+    std::thread::sleep(Duration::from_secs(7));
+    let n = records(d, "user_end")
+        .iter()
+        .filter(|r| r.1.last() == Some(&sid))
+        .count();
+    assert_eq!(n, 1, "USER_END once");
+}
