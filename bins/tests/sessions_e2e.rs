@@ -324,10 +324,14 @@ fn tagged_sessions_are_stopped_and_metrics_are_off_without_a_path() {
     let end = Instant::now() + Duration::from_secs(30);
     let sid = loop {
         let rows = clients(&ctl, "live+b");
-        if let Some(r) = rows.iter().find(|r| r["protocol"] == "HTTP") {
+        // Progressive bytes are counted too.
+        if let Some(r) = rows
+            .iter()
+            .find(|r| r["protocol"] == "HTTP" && r["up"].as_u64() > Some(0))
+        {
             break r["sessid"].as_str().unwrap().to_string();
         }
-        assert!(Instant::now() < end, "the player never showed up");
+        assert!(Instant::now() < end, "the player never showed up: {rows:?}");
         std::thread::sleep(Duration::from_millis(300));
     };
     let mut tag = serde_json::Map::new();
@@ -350,6 +354,7 @@ fn tagged_sessions_are_stopped_and_metrics_are_off_without_a_path() {
     assert_eq!(rec.1[0], "viewer1", "token: {rec:?}");
     assert_eq!(rec.1[7], "vip", "tags: {rec:?}");
     assert_eq!(rec.1[11], sid);
+    assert!(rec.1[5].parse::<u64>().unwrap() > 0, "up bytes: {rec:?}");
     // Its connection was closed: the player ends long before its 60 s (`timeout 40` would
     // end it with status 124).
     let st = p.0.wait().unwrap();
@@ -401,10 +406,14 @@ fn a_session_whose_output_was_killed_still_ends_once() {
     let end = Instant::now() + Duration::from_secs(30);
     let sid = loop {
         let rows = clients(&ctl, "live+c");
-        if let Some(r) = rows.iter().find(|r| r["protocol"] == "HTTP") {
+        // Progressive bytes are counted too.
+        if let Some(r) = rows
+            .iter()
+            .find(|r| r["protocol"] == "HTTP" && r["up"].as_u64() > Some(0))
+        {
             break r["sessid"].as_str().unwrap().to_string();
         }
-        assert!(Instant::now() < end, "the player never showed up");
+        assert!(Instant::now() < end, "the player never showed up: {rows:?}");
         std::thread::sleep(Duration::from_millis(300));
     };
     // The output dies with the connection open: its row still says one connection.

@@ -10,7 +10,26 @@ use mist_core::triggers::viewers;
 use mist_net::server::ConnId;
 use mist_shm::sessions::{self, SessionKey};
 use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// Bytes queued to progressive viewers by the shared feeds since the last
+/// [`ViewerSessions::tick`] (the feeds do not know the sessions).
+fn fanned() -> &'static Mutex<HashMap<ConnId, u64>> {
+    static F: OnceLock<Mutex<HashMap<ConnId, u64>>> = OnceLock::new();
+    F.get_or_init(Default::default)
+}
+
+/// A feed queued `bytes` to each of `ids`.
+pub fn fanout(ids: &[ConnId], bytes: u64) {
+    if ids.is_empty() || bytes == 0 {
+        return;
+    }
+    let mut f = fanned().lock().unwrap_or_else(|p| p.into_inner());
+    for id in ids {
+        *f.entry(*id).or_default() += bytes;
+    }
+}
 
 #[derive(Default)]
 pub struct ViewerSessions {
@@ -71,6 +90,13 @@ impl ViewerSessions {
 
     pub fn closed(&mut self, id: ConnId) {
         self.asked.remove(&id);
+        let fed = fanned()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let Some(n) = fed {
+            self.sent(id, n);
+        }
         if let Some((_, key, _)) = self.open.remove(&id) {
             sessions::conn_close(key);
         }
@@ -86,6 +112,10 @@ impl ViewerSessions {
             return Vec::new();
         }
         self.last_tick = Some(Instant::now());
+        let fanned = std::mem::take(&mut *fanned().lock().unwrap_or_else(|p| p.into_inner()));
+        for (id, n) in fanned {
+            self.sent(id, n);
+        }
         let killed = sessions::tick();
         if killed.is_empty() {
             return Vec::new();
