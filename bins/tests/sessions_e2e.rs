@@ -38,10 +38,15 @@ fn start(d: &Path, prometheus: Option<&str>) -> Controller {
 
 /// A handler script appending its argv[1] and payload, then a line `--`, to `DIR/NAME.log`.
 fn handler(dir: &Path, name: &str) -> String {
+    handler_answering(dir, name, "")
+}
+
+/// [`handler`] that then prints `answer`.
+fn handler_answering(dir: &Path, name: &str, answer: &str) -> String {
     let path = dir.join(format!("{name}.sh"));
     let log = dir.join(format!("{name}.log"));
     let body = format!(
-        "#!/bin/sh\np=$(cat)\nprintf '%s\\n%s\\n--\\n' \"$1\" \"$p\" >> '{}'\n",
+        "#!/bin/sh\np=$(cat)\nprintf '%s\\n%s\\n--\\n' \"$1\" \"$p\" >> '{}'\n{answer}\n",
         log.display()
     );
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -443,4 +448,48 @@ fn a_session_whose_output_was_killed_still_ends_once() {
         .filter(|r| r.1.last() == Some(&sid))
         .count();
     assert_eq!(n, 1, "USER_END once");
+}
+
+#[test]
+fn invalidated_sessions_run_user_new_again() {
+    let dir = TempDir::new("sess-inval");
+    let d = dir.path();
+    std::env::set_var("MIST_SESSION_TIMEOUT", TIMEOUT);
+    let user_new = handler_answering(d, "user_new", "echo true");
+    let ctl = Controller::start_full(json!({}), Some(json!([{"connector": "HLS"}])), None, |c| {
+        c["config"]["triggers"] = json!({"USER_NEW": [
+            {"handler": user_new, "sync": true, "streams": [], "default": "true"}
+        ]});
+    });
+    assert!(wait_port(ctl.http, Duration::from_secs(10)));
+    let _pub = publish(&ctl.publish_url("live+d"), "320x240", 90);
+    wait_stream(&ctl, "live+d");
+    let _p = player(&url(ctl.http, "/hls/live+d/index.m3u8"), 60);
+    let hls_user_new = || {
+        records(d, "user_new")
+            .into_iter()
+            .filter(|r| r.1.first().map(String::as_str) == Some("live+d") && r.1[3] == "HLS")
+            .count()
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    while clients(&ctl, "live+d")
+        .iter()
+        .all(|r| r["protocol"] != "HLS")
+    {
+        assert!(Instant::now() < end, "the player never showed up");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(hls_user_new(), 1, "once per session");
+    let v = ctl.api(&json!({"invalidate_sessions": "live+d"}));
+    assert_eq!(v["invalidate_sessions"], 1, "{v}");
+    // The player's next playlist request decides the session again.
+    let end = Instant::now() + Duration::from_secs(30);
+    while hls_user_new() < 2 {
+        assert!(
+            Instant::now() < end,
+            "USER_NEW did not run again: {:?}",
+            records(d, "user_new")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

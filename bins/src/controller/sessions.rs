@@ -496,7 +496,9 @@ pub fn stop_sessions_matcher(arg: &Value) -> impl Fn(&Session) -> bool {
 }
 
 /// The session commands: `stop_sessions`, `stop_sessid` (id or ids), `stop_tag` (tag or tags),
-/// `tag_sessid` (`{sessid: tag | [tags]}`). Answers how many sessions were ended or tagged.
+/// `tag_sessid` (`{sessid: tag | [tags]}`), `invalidate_sessions` (stream or streams: MistOutHTTP
+/// runs USER_NEW again at the sessions' next request). Answers how many sessions were ended,
+/// tagged or invalidated.
 pub fn api(ctl: &mut super::Controller, cmd: &str, arg: &Value) -> Value {
     let n = match cmd {
         "stop_sessions" => {
@@ -512,6 +514,10 @@ pub fn api(ctl: &mut super::Controller, cmd: &str, arg: &Value) -> Value {
             ctl.sessions
                 .stop(|s| tags.iter().any(|t| s.tags.contains(t)))
         }
+        "invalidate_sessions" => strings(arg)
+            .into_iter()
+            .map(|st| shm_call(move || shm_sessions::invalidate(&st)).unwrap_or(0))
+            .sum(),
         "tag_sessid" => {
             let mut n = 0;
             for (sid, tags) in arg.as_object().into_iter().flatten() {

@@ -103,7 +103,7 @@ impl ViewerSessions {
     }
 
     /// Now and then: frees idle sessions' slots; returns the connections of sessions the
-    /// controller ended, to be closed.
+    /// controller ended, to be closed. Sessions the controller invalidated decide USER_NEW again.
     pub fn tick(&mut self) -> Vec<ConnId> {
         if self
             .last_tick
@@ -116,13 +116,16 @@ impl ViewerSessions {
         for (id, n) in fanned {
             self.sent(id, n);
         }
-        let killed = sessions::tick();
-        if killed.is_empty() {
+        let asked = sessions::tick();
+        for sid in &asked.invalidated {
+            viewers::forget(sid);
+        }
+        if asked.killed.is_empty() {
             return Vec::new();
         }
         self.open
             .iter()
-            .filter(|(_, (sid, _, _))| killed.contains(sid))
+            .filter(|(_, (sid, _, _))| asked.killed.contains(sid))
             .map(|(id, _)| *id)
             .collect()
     }

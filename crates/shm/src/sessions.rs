@@ -34,7 +34,9 @@ const SIZE: usize = BASE + SLOTS * SLOT;
 const S_STATE: usize = 0; // u32 0 free, 1 being claimed, 2 in use
 const S_PID: usize = 4; // u32
 const S_CONNS: usize = 8; // u32 open connections of this process in the session
-const S_KILL: usize = 12; // u32 set by the controller: end this session
+const S_KILL: usize = 12; // u32 flags set by the controller: KILL (end it), INVALIDATE
+const KILL: u32 = 1;
+const INVALIDATE: u32 = 2;
 const S_DOWN: usize = 16; // u64 bytes received from the viewer
 const S_UP: usize = 24; // u64 bytes sent to the viewer
 const S_FIRST: usize = 32; // u64 unix s
@@ -281,11 +283,36 @@ pub fn kill(sid: &str) -> usize {
     let mut n = 0;
     for i in 0..SLOTS {
         if t.read(i).is_some_and(|r| r.sid == sid) {
-            t.seg.u32(slot(i) + S_KILL).store(1, Release);
+            t.seg.u32(slot(i) + S_KILL).fetch_or(KILL, AcqRel);
             n += 1;
         }
     }
     n
+}
+
+/// Asks the processes serving sessions of `stream` to decide them again (`invalidate_sessions`:
+/// their next request runs USER_NEW again); returns how many slots were marked.
+pub fn invalidate(stream: &str) -> usize {
+    let Ok(t) = Table::open() else {
+        return 0;
+    };
+    let mut n = 0;
+    for i in 0..SLOTS {
+        if t.read(i).is_some_and(|r| r.stream == stream) {
+            t.seg.u32(slot(i) + S_KILL).fetch_or(INVALIDATE, AcqRel);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// What the controller asked of this process's sessions ([`tick`]).
+#[derive(Debug, Default, PartialEq)]
+pub struct Asked {
+    /// Sessions to end: close their connections.
+    pub killed: Vec<String>,
+    /// Sessions to decide again (each reported once).
+    pub invalidated: Vec<String>,
 }
 
 /// A process's part of one session.
@@ -420,16 +447,21 @@ pub fn hit(k: &SessionKey, down: u64, up: u64) {
     })
 }
 
-/// Frees the slots of sessions idle in this process for [`LINGER`]; returns the ids of the
-/// sessions the controller asked to end (`stop_sessid`), for the caller to close.
-pub fn tick() -> Vec<String> {
+/// Frees the slots of sessions idle in this process for [`LINGER`]; returns what the
+/// controller asked of its sessions (`stop_sessid`, `invalidate_sessions`).
+pub fn tick() -> Asked {
     with(|l| {
         let mut gone = Vec::new();
-        let mut killed = Vec::new();
+        let mut asked = Asked::default();
         for (sid, (_, e)) in &l.by_sid {
             if let (Some(i), Some(t)) = (e.slot, l.table.as_ref()) {
-                if t.seg.u32(slot(i) + S_KILL).load(Acquire) != 0 {
-                    killed.push(sid.clone());
+                let f = t.seg.u32(slot(i) + S_KILL);
+                if f.load(Acquire) & KILL != 0 {
+                    asked.killed.push(sid.clone());
+                }
+                if f.load(Acquire) & INVALIDATE != 0 {
+                    f.fetch_and(!INVALIDATE, AcqRel);
+                    asked.invalidated.push(sid.clone());
                 }
             }
             if e.open.is_empty() && e.last.elapsed() >= LINGER {
@@ -443,7 +475,7 @@ pub fn tick() -> Vec<String> {
                 }
             }
         }
-        killed
+        asked
     })
 }
 

@@ -1192,6 +1192,10 @@ fn sessions_requests_and_connections_add_up_in_one_row() {
     conn_close(c);
     let r = rows().into_iter().find(|r| r.sid == "abc").unwrap();
     assert_eq!((r.bytes_up, r.conns), (3500, 0));
+    assert_eq!(invalidate("live"), 1);
     assert_eq!(kill("abc"), 1);
-    assert_eq!(tick(), vec!["abc".to_string()]);
+    let a = tick();
+    assert_eq!(a.killed, vec!["abc".to_string()]);
+    assert_eq!(a.invalidated, vec!["abc".to_string()]);
+    assert!(tick().invalidated.is_empty(), "reported once");
 }
