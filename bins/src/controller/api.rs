@@ -158,10 +158,13 @@ pub fn handle_from(ctl: &mut Controller, sess: &mut Session, who: &Caller, req: 
                 out.insert("active_streams".into(), active_streams(ctl, arg));
             }
             "clients" => {
-                out.insert("clients".into(), clients(arg));
+                out.insert("clients".into(), clients(ctl, arg));
             }
             "totals" => {
-                out.insert("totals".into(), totals(arg));
+                out.insert("totals".into(), totals(ctl, arg));
+            }
+            "stop_sessions" | "stop_sessid" | "stop_tag" | "tag_sessid" | "invalidate_sessions" => {
+                out.insert(cmd.clone(), super::sessions::api(ctl, cmd, arg));
             }
             "log" => {
                 let ring = ctl.logs.lock().unwrap_or_else(|e| e.into_inner());
@@ -452,6 +455,7 @@ fn active_streams(ctl: &Controller, arg: &Value) -> Value {
             .map(str::to_string)
             .collect()
     });
+    let stats = ctl.sessions.stream_stats();
     let mut data = Map::new();
     for n in names
         .iter()
@@ -465,7 +469,17 @@ fn active_streams(ctl: &Controller, arg: &Value) -> Value {
                 .iter()
                 .map(|f| match f.as_str() {
                     "status" => json!(if st.is_some() { "Online" } else { "Booting" }),
-                    "viewers" | "clients" => json!(users.len()),
+                    // Viewer sessions, plus readers of processes that report none.
+                    "viewers" | "clients" => json!(
+                        ctl.sessions.count(n)
+                            + users
+                                .iter()
+                                .filter(|u| !ctl.sessions.reported(u.pid, n))
+                                .count()
+                    ),
+                    "views" => json!(stats.get(n.as_str()).map_or(0, |x| x.1)),
+                    "upbytes" => json!(stats.get(n.as_str()).map_or(0, |x| x.2)),
+                    "downbytes" => json!(stats.get(n.as_str()).map_or(0, |x| x.3)),
                     "inputs" => json!(u32::from(input_up)),
                     "outputs" => json!(users.len()),
                     "tracks" => json!(st.map(|s| s.tracks.len()).unwrap_or(0)),
@@ -509,43 +523,58 @@ fn all_users() -> Vec<(String, mist_shm::UserSlot)> {
     out
 }
 
-fn clients(arg: &Value) -> Value {
-    let now = now_unix();
-    let default_fields = [
-        "host", "stream", "protocol", "conntime", "position", "down", "up", "sessId", "pid",
-    ];
-    let fields: Vec<String> = arg
-        .get("fields")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_else(|| default_fields.iter().map(|s| s.to_string()).collect());
-    let want_streams: Option<Vec<String>> = arg.get("streams").and_then(Value::as_array).map(|a| {
+fn str_list(arg: &Value, key: &str) -> Option<Vec<String>> {
+    arg.get(key).and_then(Value::as_array).map(|a| {
         a.iter()
             .filter_map(Value::as_str)
             .map(str::to_string)
             .collect()
-    });
-    let want_protos: Option<Vec<String>> =
-        arg.get("protocols").and_then(Value::as_array).map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        });
+    })
+}
+
+/// `clients`: one row per viewer session and stream/protocol/host it used (the sessions the
+/// outputs report, `controller::sessions`), plus the users-table readers of processes that do
+/// not report sessions. `time` (unix, <0 = seconds ago, 0 = now) is answered with now: no
+/// history is kept.
+fn clients(ctl: &Controller, arg: &Value) -> Value {
+    let now = now_unix();
+    let default_fields = [
+        "host", "stream", "protocol", "conntime", "position", "down", "up", "downbps", "upbps",
+        "sessid",
+    ];
+    // The array form is the field list.
+    let fields: Vec<String> = match arg {
+        Value::Array(_) => super::sessions::strings(arg),
+        _ => str_list(arg, "fields").unwrap_or_default(),
+    };
+    let fields = if fields.is_empty() {
+        default_fields.iter().map(|s| s.to_string()).collect()
+    } else {
+        fields
+    };
+    let want_streams = str_list(arg, "streams");
+    let want_protos = str_list(arg, "protocols");
+    let keep = |stream: &str, proto: &str| {
+        want_streams
+            .as_ref()
+            .is_none_or(|w| w.iter().any(|x| x == stream))
+            && want_protos
+                .as_ref()
+                .is_none_or(|w| w.iter().any(|x| x.eq_ignore_ascii_case(proto)))
+    };
     let mut data = Vec::new();
-    for (stream, u) in all_users() {
-        if want_streams.as_ref().is_some_and(|w| !w.contains(&stream)) {
+    for r in ctl.sessions.client_rows() {
+        if !keep(r.stream, r.connector) {
             continue;
         }
-        if want_protos
-            .as_ref()
-            .is_some_and(|w| !w.contains(&u.connector))
-        {
+        let row: Vec<Value> = fields
+            .iter()
+            .map(|f| super::sessions::client_field(&r, f, now))
+            .collect();
+        data.push(Value::Array(row));
+    }
+    for (stream, u) in all_users() {
+        if ctl.sessions.reported(u.pid, &stream) || !keep(&stream, &u.connector) {
             continue;
         }
         let row: Vec<Value> = fields
@@ -558,7 +587,10 @@ fn clients(arg: &Value) -> Value {
                 "position" => json!(u.position_ms),
                 "down" => json!(u.bytes_down),
                 "up" => json!(u.bytes_up),
-                "sessId" => json!(format!("{:08x}{:08x}", u.pid, u.connected_unix as u32)),
+                "downbps" | "upbps" => json!(0),
+                "sessid" | "sessId" => {
+                    json!(format!("{:08x}{:08x}", u.pid, u.connected_unix as u32))
+                }
                 "pid" => json!(u.pid),
                 "lastactive" => json!(u.last_active_unix),
                 _ => Value::Null,
@@ -569,29 +601,56 @@ fn clients(arg: &Value) -> Value {
     json!({"fields": fields, "data": data, "time": now})
 }
 
-fn totals(arg: &Value) -> Value {
+/// `totals`: the current values (no history is kept: `start` = `end` = now, one interval).
+fn totals(ctl: &Controller, arg: &Value) -> Value {
     let now = now_unix();
-    let fields: Vec<String> = arg
-        .get("fields")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
+    let fields = str_list(arg, "fields")
+        .filter(|f| !f.is_empty())
         .unwrap_or_else(|| vec!["clients".into(), "downbps".into(), "upbps".into()]);
-    let users = all_users();
-    let (down, up) = users.iter().fold((0u64, 0u64), |(d, u), (_, x)| {
-        (d + x.bytes_down, u + x.bytes_up)
-    });
+    let want_streams = str_list(arg, "streams");
+    let want_protos = str_list(arg, "protocols");
+    let sessions: Vec<&super::sessions::Session> = ctl
+        .sessions
+        .live
+        .values()
+        .filter(|s| {
+            want_streams
+                .as_ref()
+                .is_none_or(|w| s.streams().iter().any(|x| w.contains(x)))
+                && want_protos.as_ref().is_none_or(|w| {
+                    s.connectors()
+                        .iter()
+                        .any(|c| w.iter().any(|x| x.eq_ignore_ascii_case(c)))
+                })
+        })
+        .collect();
+    let users: Vec<(String, mist_shm::UserSlot)> = all_users()
+        .into_iter()
+        .filter(|(st, u)| {
+            !ctl.sessions.reported(u.pid, st)
+                && want_streams.as_ref().is_none_or(|w| w.contains(st))
+                && want_protos
+                    .as_ref()
+                    .is_none_or(|w| w.iter().any(|x| x.eq_ignore_ascii_case(&u.connector)))
+        })
+        .collect();
+    let inputs = ctl
+        .shm_streams()
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| s.writer_alive && want_streams.as_ref().is_none_or(|w| w.contains(&s.name)))
+        .count();
     let row: Vec<Value> = fields
         .iter()
         .map(|f| match f.as_str() {
-            "clients" => json!(users.len()),
-            // Byte totals so far; per-second rates need history (not kept yet).
-            "downbps" | "down" => json!(down),
-            "upbps" | "up" => json!(up),
+            "clients" => json!(sessions.len() + users.len()),
+            "inputs" => json!(inputs),
+            "outputs" => json!(users.len()),
+            "downbps" => json!(sessions.iter().map(|s| s.downbps).sum::<u64>()),
+            "upbps" => json!(sessions.iter().map(|s| s.upbps).sum::<u64>()),
+            "down" => json!(sessions.iter().map(|s| s.down()).sum::<u64>()),
+            "up" => json!(sessions.iter().map(|s| s.up()).sum::<u64>()),
+            "perc_lost" | "perc_retrans" => json!(0),
             _ => Value::Null,
         })
         .collect();

@@ -16,6 +16,7 @@ pub mod paths;
 pub mod privs;
 pub mod push;
 pub mod server;
+pub mod sessions;
 
 use children::{Role, Spawner, Supervisor};
 use clap::Parser;
@@ -233,6 +234,8 @@ pub struct Controller {
     pub input_sources: HashMap<String, (String, Value)>,
     /// Pushes and recordings (controller::push).
     pub pushes: push::Pushes,
+    /// Viewer sessions across processes (controller::sessions).
+    pub sessions: sessions::Sessions,
 }
 
 impl Controller {
@@ -883,6 +886,7 @@ impl Controller {
         for (n, _, u) in &bytes {
             let _ = writeln!(o, "mist_bytes_up{{stream=\"{}\"}} {u}", esc(n));
         }
+        o.push_str(&self.sessions.metrics());
         o
     }
 }

@@ -292,6 +292,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         stop_fired: false,
         input_sources: HashMap::new(),
         pushes: Default::default(),
+        sessions: Default::default(),
     };
     if ctl.apply_account_opt() {
         info!("account from --account set");
@@ -475,6 +476,7 @@ impl App for Server {
             }
         }
         super::push::tick(ctl);
+        ctl.sessions.tick(super::now_unix());
         answer_pending(ctl, conns);
         // Config file sync.
         if ctl.write_mode
@@ -578,6 +580,12 @@ fn answer_http(ctl: &mut Controller, c: &mut ApiConn, req: &http::Request) -> ht
                 .header("Content-Type", "text/plain; version=0.0.4")
                 .header("Cache-Control", "no-store")
                 .body(ctl.metrics());
+        }
+        if req.path.trim_matches('/') == format!("{p}.json") && req.method == "GET" {
+            return http::Response::new(200)
+                .header("Content-Type", "application/json")
+                .header("Cache-Control", "no-store")
+                .body(ctl.sessions.metrics_json().to_string());
         }
     }
     if req.path != "/api" && req.path != "/api2" {

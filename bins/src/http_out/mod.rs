@@ -14,6 +14,7 @@ pub mod segmented;
 pub mod source;
 pub mod standalone;
 pub mod to_dir;
+pub mod viewer_sessions;
 pub mod vod;
 
 use mist_core::control::{self, Request};
@@ -223,6 +224,8 @@ pub struct App {
     info_starts: HashMap<String, Instant>,
     /// USER_NEW decisions per viewer session (`gate.rs`).
     gate: gate::Gate<routes::Route>,
+    /// Viewer sessions reported to the controller (`viewer_sessions.rs`).
+    vs: viewer_sessions::ViewerSessions,
 }
 
 /// How long an [`App::active_cached`] answer is reused.
@@ -246,6 +249,7 @@ impl App {
             active_cache: HashMap::new(),
             info_starts: HashMap::new(),
             gate: gate::Gate::new(),
+            vs: Default::default(),
         }
     }
 
@@ -458,7 +462,9 @@ impl App {
         let slot = self.segmented.get_mut(&key).expect("inserted");
         slot.last_used = Instant::now();
         slot.stream.poll();
-        match slot.stream.answer(rest, host) {
+        let answer = slot.stream.answer(rest, host);
+        self.vs.answered(id, &answer);
+        match answer {
             segmented::Answer::Ready { ctype, cache, body } => {
                 let r = mist_net::http::Response::new(200)
                     .header("Content-Type", ctype)
@@ -483,7 +489,9 @@ impl App {
                 if !io.is_open(id) {
                     continue;
                 }
-                match slot.stream.answer(&rest, &host) {
+                let answer = slot.stream.answer(&rest, &host);
+                self.vs.answered(id, &answer);
+                match answer {
                     segmented::Answer::Ready { ctype, cache, body } => {
                         let r = mist_net::http::Response::new(200)
                             .header("Content-Type", ctype)
@@ -642,6 +650,7 @@ impl App {
         route: routes::Route,
         target: &str,
     ) {
+        self.vs.admitted(id);
         if self.active_cached(&name) {
             return self.dispatch(io, id, &name, route);
         }
@@ -763,6 +772,7 @@ impl Handler for App {
                     target: req.target.clone(),
                 };
                 let token = gate::token(&req);
+                self.vs.request(id, &name, &host, &connector, &token);
                 match self
                     .gate
                     .check(parked, &host, &connector, &token, self.waker.clone())
@@ -788,6 +798,7 @@ impl Handler for App {
         self.waiting.retain(|w| w.id != id);
         self.mp4_waiting.retain(|w| w.id != id);
         self.gate.closed(id);
+        self.vs.closed(id);
         self.gc(io);
     }
 
@@ -808,6 +819,9 @@ impl Handler for App {
     }
 
     fn tick(&mut self, io: &mut Io) {
+        for id in self.vs.tick() {
+            io.close(id);
+        }
         self.check_gate(io);
         self.poll_all(io);
         self.check_waiting(io);

@@ -98,6 +98,7 @@ mod meta;
 mod page;
 mod reader;
 mod seg;
+pub mod sessions;
 mod source;
 mod users;
 mod writer;

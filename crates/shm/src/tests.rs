@@ -1167,3 +1167,35 @@ fn dvr_byte_cap_is_inert_below_the_cap_and_never_drops_the_current_page() {
         let _ = remove_stream(name);
     }
 }
+
+#[test]
+fn sessions_requests_and_connections_add_up_in_one_row() {
+    use sessions::*;
+    setup();
+    let k = SessionKey {
+        sid: "abc".into(),
+        stream: "live".into(),
+        connector: "HLS".into(),
+        host: "::1".into(),
+        token: "t".repeat(200),
+    };
+    hit(&k, 10, 1000);
+    hit(&k, 10, 2000);
+    let c = conn_open(&k);
+    conn_bytes(c, 5, 500);
+    let r: Vec<SessionRow> = rows().into_iter().filter(|r| r.sid == "abc").collect();
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].bytes_down, r[0].bytes_up, r[0].conns), (25, 3500, 1));
+    assert_eq!(r[0].token.len(), 128, "token truncated to its capacity");
+    assert_eq!(r[0].connector, "HLS");
+    assert_eq!(conn_session(c).as_deref(), Some("abc"));
+    conn_close(c);
+    let r = rows().into_iter().find(|r| r.sid == "abc").unwrap();
+    assert_eq!((r.bytes_up, r.conns), (3500, 0));
+    assert_eq!(invalidate("live"), 1);
+    assert_eq!(kill("abc"), 1);
+    let a = tick();
+    assert_eq!(a.killed, vec!["abc".to_string()]);
+    assert_eq!(a.invalidated, vec!["abc".to_string()]);
+    assert!(tick().invalidated.is_empty(), "reported once");
+}

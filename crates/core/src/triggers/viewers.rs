@@ -34,6 +34,15 @@ pub fn cached(sid: &str) -> Option<bool> {
     c.get(sid).map(|(_, ok)| *ok)
 }
 
+/// Forgets the cached USER_NEW answer of a session (`invalidate_sessions`): its next request
+/// fires USER_NEW again.
+pub fn forget(sid: &str) {
+    cache()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(sid);
+}
+
 /// Fires USER_NEW for a new session (blocking; the answer is cached for the session) and
 /// returns whether the viewer is admitted. Call it off the event loop.
 pub fn user_new(stream: &str, host: &str, connector: &str, url: &str, token: &str) -> bool {
