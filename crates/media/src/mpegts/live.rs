@@ -197,6 +197,11 @@ impl LiveTs {
         }
     }
 
+    /// Tracks announced so far, and streams in a PMT still waiting for their init data.
+    pub fn track_counts(&self) -> (usize, usize) {
+        (self.demux.tracks().count(), self.demux.unannounced())
+    }
+
     /// The demuxer underneath (programs, tracks, its own counters).
     pub fn demuxer(&self) -> &Demuxer {
         &self.demux

@@ -1,0 +1,235 @@
+//! MistInTS as a live input, end to end: ffmpeg sends MPEG-TS over UDP (unicast and multicast on
+//! `lo`) or runs as a `ts-exec:` child; the controller starts MistInTS for the stream's source;
+//! ffmpeg/ffprobe play it back over HLS and HTTP-TS.
+//!
+//! Run: `cargo test -p mist-bins --test ts_live`
+mod common;
+
+use common::*;
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// ffmpeg sending testsrc2 + sine (H.264 + AAC) as TS over UDP in real time.
+fn send_udp(target: &str, size: &str, seconds: u32) -> Proc {
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"])
+        .args(["-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac"])
+        .args(["-f", "mpegts", target])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg (scripts/test installs it)");
+    Proc(child)
+}
+
+/// A free UDP port on loopback.
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Decodes video from `url`, retrying while the input starts (the first request starts
+/// MistInTS; the stream exists once its tracks are known).
+fn decode_when_up(url: &str) -> (usize, String) {
+    let t = Instant::now();
+    loop {
+        let (frames, size) = decode_video_frames(url, Duration::from_secs(4));
+        if frames > 0 || t.elapsed() > Duration::from_secs(40) {
+            return (frames, size);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn http_get(port: u16, path: &str) -> (String, String) {
+    let raw = http_raw(
+        port,
+        format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes(),
+        Duration::from_secs(20),
+    );
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (h.to_string(), b.to_string())
+}
+
+fn protocols() -> serde_json::Value {
+    serde_json::json!([{"connector": "HTTPTS"}, {"connector": "HLS"}])
+}
+
+#[test]
+fn udp_unicast_plays_over_http_ts_and_hls_despite_a_flood() {
+    let udp = free_udp_port();
+    let ctl = Controller::start_http(
+        serde_json::json!({"udpin": {"name": "udpin", "source": format!("tsudp://127.0.0.1:{udp}")}}),
+        protocols(),
+        None,
+    );
+    let _ff = send_udp(
+        &format!("udp://127.0.0.1:{udp}?pkt_size=1316"),
+        "320x240",
+        90,
+    );
+    let (frames, size) = decode_when_up(&url(ctl.http, "/udpin.ts"));
+    assert!(frames >= 50, "HTTP-TS decoded only {frames} frames");
+    assert_eq!(size, "320x240");
+
+    // Random datagrams next to the real source: playback goes on.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let flood = std::thread::spawn(move || {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut x = 0x1234_5678u32;
+        let mut sent = 0u64;
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut d = vec![0u8; 1316];
+            for b in d.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *b = x as u8;
+            }
+            // Every other datagram looks like TS (sync bytes in place, random everything else).
+            if sent % 2 == 0 {
+                for p in d.chunks_mut(188) {
+                    p[0] = 0x47;
+                }
+            }
+            let _ = tx.send_to(&d, ("127.0.0.1", udp));
+            sent += 1;
+            if sent % 64 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        sent
+    });
+    let hls = url(ctl.http, "/hls/udpin/index.m3u8");
+    let (frames, size) = decode_when_up(&hls);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert!(sent > 1000, "the flood sent only {sent} datagrams");
+    assert!(frames >= 50, "HLS decoded only {frames} frames during the flood");
+    assert_eq!(size, "320x240");
+    let (frames, _) = decode_when_up(&url(ctl.http, "/udpin.ts"));
+    assert!(frames >= 50, "HTTP-TS after the flood: {frames} frames");
+}
+
+/// Whether a multicast datagram sent on `lo` comes back to a member on `lo`.
+fn lo_multicast_works(group: &str) -> bool {
+    let port = free_udp_port();
+    let Ok(rx) = UdpSocket::bind((group, port)) else {
+        return false;
+    };
+    let g: std::net::Ipv4Addr = group.parse().unwrap();
+    if rx
+        .join_multicast_v4(&g, &std::net::Ipv4Addr::LOCALHOST)
+        .is_err()
+    {
+        return false;
+    }
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let _ = tx.set_multicast_if_v4(&std::net::Ipv4Addr::LOCALHOST);
+    let _ = tx.set_multicast_loop_v4(true);
+    rx.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let _ = tx.send_to(b"ping", (group, port));
+    let mut b = [0u8; 8];
+    rx.recv(&mut b).is_ok()
+}
+
+#[test]
+fn udp_multicast_on_lo_plays_over_hls() {
+    let group = "239.1.1.1";
+    if !lo_multicast_works(group) {
+        // Loopback has no MULTICAST flag by default; as root the test turns it on.
+        let _ = Command::new("ip")
+            .args(["link", "set", "lo", "multicast", "on"])
+            .status();
+        let _ = Command::new("ip")
+            .args(["route", "add", "239.0.0.0/8", "dev", "lo"])
+            .status();
+    }
+    assert!(
+        lo_multicast_works(group),
+        "multicast on lo does not work here (needs `ip link set lo multicast on` as root)"
+    );
+    let udp = free_udp_port();
+    let ctl = Controller::start_http(
+        serde_json::json!({"mc": {"name": "mc", "source": format!("tsudp://{group}:{udp}/lo")}}),
+        protocols(),
+        None,
+    );
+    let _ff = send_udp(
+        &format!("udp://{group}:{udp}?pkt_size=1316&localaddr=127.0.0.1&ttl=1"),
+        "320x240",
+        60,
+    );
+    let (frames, size) = decode_when_up(&url(ctl.http, "/hls/mc/index.m3u8"));
+    assert!(frames >= 50, "HLS of the multicast source: {frames} frames");
+    assert_eq!(size, "320x240");
+    let (frames, _) = decode_when_up(&url(ctl.http, "/mc.ts"));
+    assert!(frames >= 50, "HTTP-TS of the multicast source: {frames} frames");
+}
+
+#[test]
+fn ts_exec_multivideogen_gives_two_variants_and_two_audio_tracks() {
+    let gen = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/multivideogen");
+    let ctl = Controller::start_http(
+        serde_json::json!({"multi": {"name": "multi", "source": format!("ts-exec:{gen} -t 120 -f mpegts -")}}),
+        protocols(),
+        None,
+    );
+    let hls = url(ctl.http, "/hls/multi/index.m3u8");
+    // The first request starts the input; the master lists both renditions once the stream is up.
+    let t = Instant::now();
+    let master = loop {
+        let (head, body) = http_get(ctl.http, "/hls/multi/index.m3u8");
+        if head.starts_with("HTTP/1.1 200") && body.matches("#EXT-X-STREAM-INF").count() >= 2 {
+            break body;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "no master playlist with two variants: {head}\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(master.contains("RESOLUTION=1280x720"), "{master}");
+    assert!(master.contains("RESOLUTION=640x360"), "{master}");
+    let audio = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA") && l.contains("TYPE=AUDIO"))
+        .count();
+    assert!(audio >= 2, "two audio renditions expected:\n{master}");
+    // Each variant decodes at its own size.
+    let variants: Vec<String> = master
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(String::from)
+        .collect();
+    let mut sizes = Vec::new();
+    for v in &variants {
+        let (frames, size) = decode_when_up(&url(ctl.http, &format!("/hls/multi/{v}")));
+        assert!(frames >= 25, "variant {v}: {frames} frames");
+        sizes.push(size);
+    }
+    sizes.sort();
+    sizes.dedup();
+    assert!(
+        sizes.contains(&"1280x720".to_string()) && sizes.contains(&"640x360".to_string()),
+        "variant sizes {sizes:?}"
+    );
+    let (frames, _) = decode_when_up(&hls);
+    assert!(frames >= 25);
+    // Stream info: two video and two audio tracks.
+    let (_, info) = http_get(ctl.http, "/json_multi.js");
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap_or_else(|e| panic!("{e}: {info}"));
+    let tracks = v["meta"]["tracks"].as_object().cloned().unwrap_or_default();
+    let count = |ty: &str| tracks.values().filter(|t| t["type"] == ty).count();
+    assert_eq!((count("video"), count("audio")), (2, 2), "{info}");
+}
