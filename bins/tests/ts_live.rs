@@ -134,7 +134,22 @@ fn lo_multicast_works(group: &str) -> bool {
         return false;
     }
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let _ = tx.set_multicast_if_v4(&std::net::Ipv4Addr::LOCALHOST);
+    {
+        use std::os::fd::AsRawFd;
+        let lo = libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        };
+        // SAFETY: IP_MULTICAST_IF with a live in_addr of the size passed, on our own socket.
+        unsafe {
+            libc::setsockopt(
+                tx.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_IF,
+                (&lo as *const libc::in_addr).cast(),
+                std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
+            );
+        }
+    }
     let _ = tx.set_multicast_loop_v4(true);
     rx.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();

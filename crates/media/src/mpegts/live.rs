@@ -21,6 +21,8 @@ use std::collections::HashMap;
 pub const JUMP_AHEAD_MS: i64 = 10_000;
 /// See [`JUMP_AHEAD_MS`].
 pub const JUMP_BACK_MS: i64 = 1_000;
+/// RTP sequence gaps up to this count as lost packets; larger ones as a new sequence.
+const MAX_RTP_GAP: u16 = 1_000;
 /// Gap (ms) put between the last time before a discontinuity and the first one after it.
 const SPLICE_GAP_MS: i64 = 40;
 
@@ -136,10 +138,14 @@ impl LiveTs {
     pub fn push_datagram(&mut self, d: &[u8]) {
         self.stats.datagrams += 1;
         let mut body = d;
-        if let Some((seq, p)) = rtp_payload(d) {
+        // RTP only when what follows the header is TS: random bytes are not taken for RTP.
+        let rtp = rtp_payload(d)
+            .filter(|(_, p)| !p.is_empty() && p.len() % PACKET_SIZE == 0 && p[0] == SYNC_BYTE);
+        if let Some((seq, p)) = rtp {
             if let Some(last) = self.rtp_seq {
                 let gap = seq.wrapping_sub(last).wrapping_sub(1);
-                if gap < 0x8000 {
+                // A big jump is a new sender (or a stray packet), not loss.
+                if gap < MAX_RTP_GAP {
                     self.stats.rtp_lost += u64::from(gap);
                 }
             }
