@@ -14,10 +14,22 @@ use std::time::{Duration, Instant};
 fn send_udp(target: &str, size: &str, seconds: u32) -> Proc {
     let child = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25"),
+        ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
         .args(["-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac"])
         .args(["-f", "mpegts", target])
         .stdin(Stdio::null())
@@ -96,14 +108,14 @@ fn udp_unicast_plays_over_http_ts_and_hls_despite_a_flood() {
                 *b = x as u8;
             }
             // Every other datagram looks like TS (sync bytes in place, random everything else).
-            if sent % 2 == 0 {
+            if sent.is_multiple_of(2) {
                 for p in d.chunks_mut(188) {
                     p[0] = 0x47;
                 }
             }
             let _ = tx.send_to(&d, ("127.0.0.1", udp));
             sent += 1;
-            if sent % 64 == 0 {
+            if sent.is_multiple_of(64) {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
@@ -114,7 +126,10 @@ fn udp_unicast_plays_over_http_ts_and_hls_despite_a_flood() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = flood.join().unwrap();
     assert!(sent > 1000, "the flood sent only {sent} datagrams");
-    assert!(frames >= 50, "HLS decoded only {frames} frames during the flood");
+    assert!(
+        frames >= 50,
+        "HLS decoded only {frames} frames during the flood"
+    );
     assert_eq!(size, "320x240");
     let (frames, _) = decode_when_up(&url(ctl.http, "/udpin.ts"));
     assert!(frames >= 50, "HTTP-TS after the flood: {frames} frames");
@@ -189,7 +204,10 @@ fn udp_multicast_on_lo_plays_over_hls() {
     assert!(frames >= 50, "HLS of the multicast source: {frames} frames");
     assert_eq!(size, "320x240");
     let (frames, _) = decode_when_up(&url(ctl.http, "/mc.ts"));
-    assert!(frames >= 50, "HTTP-TS of the multicast source: {frames} frames");
+    assert!(
+        frames >= 50,
+        "HTTP-TS of the multicast source: {frames} frames"
+    );
 }
 
 #[test]
@@ -243,7 +261,8 @@ fn ts_exec_multivideogen_gives_two_variants_and_two_audio_tracks() {
     assert!(frames >= 25);
     // Stream info: two video and two audio tracks.
     let (_, info) = http_get(ctl.http, "/json_multi.js");
-    let v: serde_json::Value = serde_json::from_str(&info).unwrap_or_else(|e| panic!("{e}: {info}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&info).unwrap_or_else(|e| panic!("{e}: {info}"));
     let tracks = v["meta"]["tracks"].as_object().cloned().unwrap_or_default();
     let count = |ty: &str| tracks.values().filter(|t| t["type"] == ty).count();
     assert_eq!((count("video"), count("audio")), (2, 2), "{info}");

@@ -51,7 +51,10 @@ impl Ingest {
         let open = || {
             StreamBuffer::open(&self.stream, opts.clone(), self.idle_ms).map_err(|e| match e {
                 ShmError::WriterAlive(_, pid) => {
-                    format!("stream {} is served by another process (pid {pid})", self.stream)
+                    format!(
+                        "stream {} is served by another process (pid {pid})",
+                        self.stream
+                    )
                 }
                 e => format!("cannot create stream {}: {e}", self.stream),
             })

@@ -154,7 +154,9 @@ impl Session<Live> for Conn {
             }
             Conn::Log => {
                 while let Some(nl) = io.input().iter().position(|&b| b == b'\n') {
-                    let line = String::from_utf8_lossy(&io.input()[..nl]).trim_end().to_string();
+                    let line = String::from_utf8_lossy(&io.input()[..nl])
+                        .trim_end()
+                        .to_string();
                     if !line.is_empty() {
                         mist_core::info!("ts-exec: {line}");
                     }
@@ -319,7 +321,10 @@ impl Live {
             Source::Stdin => self.stdin_done = true,
             Source::Exec(_) => {} // the child is reaped (and restarted) in `turn`
             _ => {
-                mist_core::warn!("the TS source closed; opening it again in {:?}", self.backoff);
+                mist_core::warn!(
+                    "the TS source closed; opening it again in {:?}",
+                    self.backoff
+                );
                 self.want_open = Some(Instant::now() + self.backoff);
             }
         }
@@ -446,18 +451,14 @@ impl Live {
                 .last_frame
                 .is_none_or(|t| now.duration_since(t) >= self.opts.idle)
         {
-            self.end_stream(&format!(
-                "no media for {} ms",
-                self.opts.idle.as_millis()
-            ));
+            self.end_stream(&format!("no media for {} ms", self.opts.idle.as_millis()));
         }
         if self.stdin_done && self.child.is_none() {
             self.end_stream("the source ended");
             self.exit = Some(0);
             return Flow::Stop;
         }
-        if !self.ingest.is_open() && now.duration_since(self.last_data) >= self.opts.input_timeout
-        {
+        if !self.ingest.is_open() && now.duration_since(self.last_data) >= self.opts.input_timeout {
             mist_core::info!(
                 "no data from the source for {} s: exiting",
                 self.opts.input_timeout.as_secs()
@@ -485,7 +486,13 @@ impl App for Live {
         Some(Conn::Data)
     }
 
-    fn datagram(&mut self, _l: ListenerId, d: &[u8], _from: SocketAddr, now: Instant) -> Option<Vec<u8>> {
+    fn datagram(
+        &mut self,
+        _l: ListenerId,
+        d: &[u8],
+        _from: SocketAddr,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
         self.on_datagram(d, now);
         None
     }
@@ -572,7 +579,13 @@ fn open_source(live: &mut Live, rt: &mut Runtime<Live>) -> std::io::Result<()> {
                 .next()
                 .ok_or_else(|| std::io::Error::other(format!("{host}: no address")))?;
             let s = mist_connector::mio::net::TcpStream::connect(addr)?;
-            rt.adopt(Box::new(s), Peer::Tcp(addr), "tstcp", source_limits(), Conn::Data)?;
+            rt.adopt(
+                Box::new(s),
+                Peer::Tcp(addr),
+                "tstcp",
+                source_limits(),
+                Conn::Data,
+            )?;
             live.src_open = true;
         }
         Source::Pipe(path) => {
@@ -583,7 +596,13 @@ fn open_source(live: &mut Live, rt: &mut Runtime<Live>) -> std::io::Result<()> {
                 .write(true)
                 .custom_flags(libc::O_NONBLOCK)
                 .open(&path)?;
-            rt.adopt(Box::new(pipe_from(OwnedFd::from(f))?), Peer::Unix, "pipe", source_limits(), Conn::Data)?;
+            rt.adopt(
+                Box::new(pipe_from(OwnedFd::from(f))?),
+                Peer::Unix,
+                "pipe",
+                source_limits(),
+                Conn::Data,
+            )?;
             live.src_open = true;
         }
         Source::Stdin => {
@@ -594,7 +613,13 @@ fn open_source(live: &mut Live, rt: &mut Runtime<Live>) -> std::io::Result<()> {
             }
             // SAFETY: fd is a fresh descriptor nobody else owns.
             let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            rt.adopt(Box::new(pipe_from(fd)?), Peer::Unix, "stdin", source_limits(), Conn::Data)?;
+            rt.adopt(
+                Box::new(pipe_from(fd)?),
+                Peer::Unix,
+                "stdin",
+                source_limits(),
+                Conn::Data,
+            )?;
             live.src_open = true;
         }
         Source::Exec(cmd) => {
@@ -611,11 +636,23 @@ fn open_source(live: &mut Live, rt: &mut Runtime<Live>) -> std::io::Result<()> {
             live.child_started = Instant::now();
             live.child = Some(child);
             if let Some(fd) = out {
-                rt.adopt(Box::new(pipe_from(fd)?), Peer::Unix, "ts-exec", source_limits(), Conn::Data)?;
+                rt.adopt(
+                    Box::new(pipe_from(fd)?),
+                    Peer::Unix,
+                    "ts-exec",
+                    source_limits(),
+                    Conn::Data,
+                )?;
                 live.src_open = true;
             }
             if let Some(fd) = err {
-                rt.adopt(Box::new(pipe_from(fd)?), Peer::Unix, "ts-exec stderr", source_limits(), Conn::Log)?;
+                rt.adopt(
+                    Box::new(pipe_from(fd)?),
+                    Peer::Unix,
+                    "ts-exec stderr",
+                    source_limits(),
+                    Conn::Log,
+                )?;
             }
         }
     }
@@ -634,8 +671,13 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> i32 {
     match &opts.source {
         Source::Udp { host, port, ifaces } => match udp::bind(host, *port, ifaces) {
             Ok(s) => {
-                mist_core::info!("listening for TS on udp {}:{port}", if host.is_empty() { "*" } else { host });
-                if let Err(e) = rt.listen_udp(mist_connector::mio::net::UdpSocket::from_std(s), "tsudp") {
+                mist_core::info!(
+                    "listening for TS on udp {}:{port}",
+                    if host.is_empty() { "*" } else { host }
+                );
+                if let Err(e) =
+                    rt.listen_udp(mist_connector::mio::net::UdpSocket::from_std(s), "tsudp")
+                {
                     mist_core::error!("{e}");
                     return 1;
                 }
@@ -671,7 +713,10 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> i32 {
         }
         if live.want_open.take().is_some() {
             if let Err(e) = open_source(&mut live, &mut rt) {
-                mist_core::warn!("cannot open the TS source: {e}; trying again in {:?}", live.backoff);
+                mist_core::warn!(
+                    "cannot open the TS source: {e}; trying again in {:?}",
+                    live.backoff
+                );
                 if matches!(live.opts.source, Source::Stdin) {
                     live.exit = Some(3);
                     break;
@@ -723,7 +768,10 @@ mod tests {
             parse("ts-exec:ffmpeg -i x -f mpegts -").unwrap(),
             Source::Exec("ffmpeg -i x -f mpegts -".into())
         );
-        assert_eq!(parse("stream:///tmp/a.ts").unwrap(), Source::Pipe("/tmp/a.ts".into()));
+        assert_eq!(
+            parse("stream:///tmp/a.ts").unwrap(),
+            Source::Pipe("/tmp/a.ts".into())
+        );
         assert_eq!(parse("-").unwrap(), Source::Stdin);
         assert!(parse("tsudp://host:notaport").is_err());
         assert!(parse("ts-exec:").is_err());

@@ -139,8 +139,9 @@ impl LiveTs {
         self.stats.datagrams += 1;
         let mut body = d;
         // RTP only when what follows the header is TS: random bytes are not taken for RTP.
-        let rtp = rtp_payload(d)
-            .filter(|(_, p)| !p.is_empty() && p.len() % PACKET_SIZE == 0 && p[0] == SYNC_BYTE);
+        let rtp = rtp_payload(d).filter(|(_, p)| {
+            !p.is_empty() && p.len().is_multiple_of(PACKET_SIZE) && p[0] == SYNC_BYTE
+        });
         if let Some((seq, p)) = rtp {
             if let Some(last) = self.rtp_seq {
                 let gap = seq.wrapping_sub(last).wrapping_sub(1);
@@ -152,7 +153,7 @@ impl LiveTs {
             self.rtp_seq = Some(seq);
             body = p;
         }
-        if body.is_empty() || body.len() % PACKET_SIZE != 0 {
+        if body.is_empty() || !body.len().is_multiple_of(PACKET_SIZE) {
             self.stats.bad_datagrams += 1;
             return;
         }
