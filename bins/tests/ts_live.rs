@@ -267,3 +267,86 @@ fn ts_exec_multivideogen_gives_two_variants_and_two_audio_tracks() {
     let count = |ty: &str| tracks.values().filter(|t| t["type"] == ty).count();
     assert_eq!((count("video"), count("audio")), (2, 2), "{info}");
 }
+
+/// MistInTS run by hand; its log lines come through a channel.
+fn mistints(shm: &std::path::Path, args: &[&str]) -> (Proc, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_MistInTS"))
+        .args(args)
+        .env("MIST_SHM_DIR", shm)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start MistInTS");
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(err)).map_while(Result::ok) {
+            eprintln!("{line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (Proc(child), rx)
+}
+
+/// Waits (at most 40 s) for a log line containing `what`.
+fn wait_line(rx: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    let end = Instant::now() + Duration::from_secs(40);
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return l,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    panic!("no log line with {what:?}");
+}
+
+#[test]
+fn quiet_source_ends_the_stream_and_a_returning_one_resumes_it() {
+    let dir = TempDir::new("tsq");
+    let udp = free_udp_port();
+    let src = format!("tsudp://127.0.0.1:{udp}");
+    let (_p, rx) = mistints(
+        dir.path(),
+        &["-s", "q", "--timeout", "1500", "-i", "30", &src],
+    );
+    let target = format!("udp://127.0.0.1:{udp}?pkt_size=1316");
+    let ff = send_udp(&target, "160x120", 4);
+    let l = wait_line(&rx, "stream q is live");
+    assert!(l.contains("H264 160x120") && l.contains("AAC"), "{l}");
+    drop(ff);
+    wait_line(&rx, "no media for 1500 ms; ending it");
+    let _ff = send_udp(&target, "160x120", 4);
+    wait_line(&rx, "stream q is live");
+}
+
+#[test]
+fn stdin_source_is_ingested_until_it_ends() {
+    let dir = TempDir::new("tsstdin");
+    let (mut p, rx) = mistints(dir.path(), &["-s", "piped", "-"]);
+    let mut stdin = p.0.stdin.take().unwrap();
+    let ts = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine", "-t", "3"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
+        .args(["-f", "mpegts", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(ts.status.success() && ts.stdout.len() > 10_000);
+    std::io::Write::write_all(&mut stdin, &ts.stdout).unwrap();
+    drop(stdin);
+    wait_line(&rx, "stream piped is live");
+    let l = wait_line(&rx, "the source ended; ending it");
+    // 3 s at 25 fps, plus the audio frames.
+    let frames: u64 = l
+        .split('(')
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(frames >= 75 + 100, "{l}");
+    assert_eq!(p.0.wait().unwrap().code(), Some(0));
+}
