@@ -350,3 +350,23 @@ fn stdin_source_is_ingested_until_it_ends() {
     assert!(frames >= 75 + 100, "{l}");
     assert_eq!(p.0.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn tstcp_listen_and_connect() {
+    let dir = TempDir::new("tstcp");
+    // Listening: ffmpeg connects to us.
+    let port = free_port();
+    let src = format!("tstcp://:{port}");
+    let (_p, rx) = mistints(dir.path(), &["-s", "tcpl", &src]);
+    wait_line(&rx, "waiting for a TS sender");
+    let _ff = send_udp(&format!("tcp://127.0.0.1:{port}"), "160x120", 5);
+    let l = wait_line(&rx, "stream tcpl is live");
+    assert!(l.contains("H264 160x120") && l.contains("AAC"), "{l}");
+    // Connecting: ffmpeg listens, we connect (and retry until it does).
+    let port = free_port();
+    let _ff = send_udp(&format!("tcp://127.0.0.1:{port}?listen=1"), "160x120", 5);
+    let src = format!("tstcp://127.0.0.1:{port}");
+    let (_p2, rx) = mistints(dir.path(), &["-s", "tcpc", &src]);
+    let l = wait_line(&rx, "stream tcpc is live");
+    assert!(l.contains("H264 160x120"), "{l}");
+}
