@@ -6,5 +6,6 @@ pub mod access;
 pub mod http_out;
 pub mod record;
 pub mod rtsp_out;
+pub mod ts_live;
 pub mod util;
 pub mod vod_input;

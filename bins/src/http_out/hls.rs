@@ -48,9 +48,21 @@ pub struct HlsStream {
     recheck: bool,
 }
 
-/// The tracks HLS serves: every video track and the first audio track the TS muxer carries.
+/// The tracks HLS serves: every video track and the first audio track the TS muxer carries, plus
+/// the stream's other audio tracks as renditions of their own (audio-only playlists).
 fn selection(tracks: &[Track]) -> Vec<Track> {
-    select(tracks, Format::Ts, Some("all"), None)
+    let mut sel = select(tracks, Format::Ts, Some("all"), None);
+    if sel.iter().any(|t| t.kind() == mist_media::TrackKind::Video) {
+        let more: Vec<Track> = tracks
+            .iter()
+            .filter(|t| t.kind() == mist_media::TrackKind::Audio)
+            .filter(|t| !sel.iter().any(|s| s.id == t.id))
+            .filter(|t| Muxer::new(std::slice::from_ref(*t), MuxerOptions::default()).is_ok())
+            .cloned()
+            .collect();
+        sel.extend(more);
+    }
+    sel
 }
 
 impl HlsStream {
@@ -240,7 +252,7 @@ fn variants_of(sel: &[Track]) -> Option<Vec<Variant>> {
         .iter()
         .filter(|t| t.kind() == TrackKind::Video)
         .collect();
-    let groups: Vec<Vec<Track>> = if video.is_empty() {
+    let mut groups: Vec<Vec<Track>> = if video.is_empty() {
         audio.map(|a| vec![vec![a.clone()]]).unwrap_or_default()
     } else {
         video
@@ -248,6 +260,14 @@ fn variants_of(sel: &[Track]) -> Option<Vec<Variant>> {
             .map(|v| std::iter::once(*v).chain(audio).cloned().collect())
             .collect()
     };
+    // Further audio tracks: audio-only renditions (EXT-X-MEDIA in the master).
+    if !video.is_empty() {
+        groups.extend(
+            sel.iter()
+                .filter(|t| t.kind() == TrackKind::Audio && Some(t.id) != audio.map(|a| a.id))
+                .map(|t| vec![t.clone()]),
+        );
+    }
     let mut out = Vec::new();
     for g in groups {
         let mux = Muxer::new(&g, MuxerOptions::default()).ok()?;

@@ -69,6 +69,8 @@ enum Source {
     Udp(UdpSocket),
     /// A pipe that only wakes the loop (e.g. signals); drained and otherwise ignored.
     Watch(UnixStream),
+    /// No socket: the limits and name of streams handed in with [`Runtime::adopt`].
+    Adopted,
 }
 
 struct Listener {
@@ -240,6 +242,7 @@ impl<A: App> Runtime<A> {
             Source::Unix(l) => r.register(l, t, Interest::READABLE)?,
             Source::Udp(l) => r.register(l, t, Interest::READABLE)?,
             Source::Watch(l) => r.register(l, t, Interest::READABLE)?,
+            Source::Adopted => {}
         }
         self.listeners.push(Listener {
             src,
@@ -292,6 +295,58 @@ impl<A: App> Runtime<A> {
     /// Wakes the loop when `s` becomes readable (its bytes are discarded): a signal pipe.
     pub fn watch(&mut self, s: UnixStream, name: &str) -> io::Result<ListenerId> {
         self.add(Source::Watch(s), name, Limits::default())
+    }
+
+    /// Runs `session` on a stream that is already open (a TCP connection this process made, a
+    /// child's pipe), under `limits` as if it had been accepted on a listener called `name`.
+    /// The session sees [`Session::on_close`] when the stream ends, as accepted ones do.
+    pub fn adopt(
+        &mut self,
+        mut stream: Box<dyn Stream>,
+        peer: Peer,
+        name: &str,
+        limits: Limits,
+        session: A::Session,
+    ) -> io::Result<ConnId> {
+        let i = match self
+            .listeners
+            .iter()
+            .position(|l| matches!(l.src, Source::Adopted) && l.name == name)
+        {
+            Some(i) => {
+                self.listeners[i].limits = limits;
+                i
+            }
+            None => self.add(Source::Adopted, name, limits)?.0,
+        };
+        let id = ConnId(self.next_id);
+        self.next_id = self.next_id.wrapping_add(1).max(CONN_BASE);
+        self.poll.registry().register(
+            &mut stream,
+            Token(id.0),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let now = Instant::now();
+        let l = &mut self.listeners[i];
+        let _ = l.caps.admit(&Limits::default(), peer.ip());
+        self.conns.insert(
+            id,
+            Conn {
+                stream,
+                session,
+                st: ConnState::default(),
+                peer,
+                listener: ListenerId(i),
+                last_io: now,
+                last_write: now,
+                partial_since: None,
+                unread: false,
+                had_output: false,
+            },
+        );
+        // Bytes may already wait (a pipe filled before registration): read them this turn.
+        self.again.push(id);
+        Ok(id)
     }
 
     /// Open connections.
@@ -410,6 +465,7 @@ impl<A: App> Runtime<A> {
                 while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
                 return;
             }
+            Source::Adopted => return,
             Source::Udp(s) => {
                 let mut buf = vec![0u8; 65536];
                 for _ in 0..ACCEPT_BUDGET {

@@ -303,7 +303,10 @@ pub fn master_playlist(tracks: &[Track], tl: &Timeline, opts: &MasterOptions) ->
 
     let group = quote_safe(&opts.audio_group);
     let renditions = opts.audio == AudioMode::Renditions && !audio.is_empty() && !video.is_empty();
-    if renditions {
+    // Muxed audio with several audio tracks: the first travels in the variants (a rendition
+    // without URI), the others are renditions with playlists of their own.
+    let muxed_group = opts.audio == AudioMode::Muxed && audio.len() > 1 && !video.is_empty();
+    if renditions || muxed_group {
         for (n, a) in audio.iter().enumerate() {
             let name = if a.lang.is_empty() || a.lang == "und" {
                 format!("audio {}", a.id)
@@ -323,6 +326,10 @@ pub fn master_playlist(tracks: &[Track], tl: &Timeline, opts: &MasterOptions) ->
                 let _ = write!(o, ",CHANNELS=\"{}\"", a.channels);
             }
             let id = a.id.to_string();
+            if muxed_group && n == 0 {
+                o.push('\n');
+                continue;
+            }
             let uri = fill_template(&opts.audio_uri, &[("track", &id), ("tracks", &id)]);
             let _ = writeln!(o, ",URI=\"{}\"", quote_safe(&uri));
         }
@@ -363,7 +370,7 @@ pub fn master_playlist(tracks: &[Track], tl: &Timeline, opts: &MasterOptions) ->
         }
         o.push('\n');
         let id = main.id.to_string();
-        let all = if group.is_some() {
+        let all = if group.is_some() && !muxed_group {
             id.clone()
         } else {
             join_ids(&ids)
@@ -383,7 +390,7 @@ pub fn master_playlist(tracks: &[Track], tl: &Timeline, opts: &MasterOptions) ->
                 variant(&mut o, v, &audio, Some(&group));
             } else {
                 let with: Vec<&Track> = audio.iter().take(1).copied().collect();
-                variant(&mut o, v, &with, None);
+                variant(&mut o, v, &with, muxed_group.then_some(group.as_str()));
             }
         }
     }
@@ -1120,6 +1127,19 @@ mod tests {
         assert!(p.renditions[0].default);
         assert_eq!(p.variants[0].audio.as_deref(), Some("audio"));
         assert_eq!(p.variants[0].uri, "1/index.m3u8");
+
+        // two audio tracks in TS HLS: the first muxed, the second a rendition of its own
+        let mut two = tracks.clone();
+        two.push(aac(3));
+        let m = master_playlist(&two, &tl, &MasterOptions::ts());
+        let Playlist::Master(p) = parse(m.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.renditions.len(), 2, "{m}");
+        assert_eq!(p.renditions[0].uri, None);
+        assert_eq!(p.renditions[1].uri.as_deref(), Some("3/index.m3u8"));
+        assert_eq!(p.variants[0].uri, "1_2/index.m3u8");
+        assert_eq!(p.variants[0].audio.as_deref(), Some("audio"));
 
         // audio only
         let m = master_playlist(&tracks[1..], &tl, &MasterOptions::cmaf());

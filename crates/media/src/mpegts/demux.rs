@@ -420,6 +420,11 @@ impl Demuxer {
         self.es.iter().filter(|e| e.announced).map(|e| &e.track)
     }
 
+    /// Elementary streams listed in a PMT whose track is not announced yet (init data unknown).
+    pub fn unannounced(&self) -> usize {
+        self.es.iter().filter(|e| !e.announced).count()
+    }
+
     /// The program numbers seen in the PAT, with their PMT PIDs.
     pub fn programs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
         self.roles

@@ -8,6 +8,7 @@
 //!   [`Muxer::start_segment`] at a keyframe to begin a segment that plays on its own (HLS).
 
 pub mod demux;
+pub mod live;
 pub mod mux;
 pub mod psi;
 

@@ -1,0 +1,780 @@
+//! MistInTS as a live input: MPEG-TS from UDP (unicast or multicast), TCP, a supervised child
+//! (`ts-exec:`), a named pipe (`stream://`) or stdin, into a live stream in shared memory.
+//!
+//! * Sockets and pipes run on the connector runtime ([`mist_connector::Runtime`]): UDP through
+//!   [`App::datagram`], the TCP connection / child pipes / FIFO / stdin as sessions adopted with
+//!   [`Runtime::adopt`]. Demuxing is [`mist_media::mpegts::live::LiveTs`] (sans-IO), frames go
+//!   to shared memory through [`ingest::Ingest`].
+//! * The stream is created once the source's tracks are known (every stream of the PMT, or
+//!   [`PROBE_MS`] of media); every elementary stream becomes a track.
+//! * No frame for the stream timeout (`--timeout` ms, stream option `idleTime`) ends the stream;
+//!   a source that comes back within the input timeout (`-i` s) starts it again. No data for the
+//!   input timeout while no stream is up ends the process (exit 0).
+//! * `ts-exec:` runs `sh -c COMMAND`, logs its stderr and restarts it (`--restart always`, the
+//!   default; `onfail`; `never`) with a back-off of 1 s doubling to 10 s while it keeps failing.
+
+pub mod ingest;
+pub mod udp;
+
+use ingest::Ingest;
+use mist_connector::{App, Flow, Io, Limits, ListenerId, Peer, Runtime, Session};
+use mist_media::mpegts::live::{LiveStats, LiveTs};
+use mist_media::mpegts::DemuxEvent;
+use mist_media::Track;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Media time buffered before the stream is created when some PMT stream has no init data yet.
+pub const PROBE_MS: i64 = 5_000;
+/// Default stream timeout (ms): no frame for this long ends the stream.
+pub const DEFAULT_IDLE_MS: u64 = 10_000;
+/// Default DVR window (ms).
+pub const DEFAULT_DVR_MS: u64 = 50_000;
+/// Frames held while probing at most.
+const MAX_PROBE_FRAMES: usize = 4096;
+
+/// Where the TS comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `tsudp://[host:]port[/iface,...]`
+    Udp {
+        host: String,
+        port: u16,
+        ifaces: Vec<String>,
+    },
+    /// `tstcp://host:port` (connect) or `tstcp://:port` (listen for one sender at a time).
+    Tcp { host: String, port: u16 },
+    /// `ts-exec:COMMAND`
+    Exec(String),
+    /// `stream://PATH`: a named pipe.
+    Pipe(String),
+    /// `-`
+    Stdin,
+}
+
+/// Whether `s` is a live TS source (else MistInTS reads a file).
+pub fn is_live(s: &str) -> bool {
+    s == "-"
+        || ["tsudp://", "tstcp://", "ts-exec:", "stream://"]
+            .iter()
+            .any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p))
+}
+
+fn host_port(s: &str) -> Result<(String, u16), String> {
+    let (h, p) = match s.rsplit_once(':') {
+        Some((h, p)) => (h.trim_matches(|c| c == '[' || c == ']'), p),
+        None => ("", s),
+    };
+    let port = p.parse().map_err(|_| format!("bad port in {s:?}"))?;
+    Ok((h.to_string(), port))
+}
+
+/// Parses a live source.
+pub fn parse(s: &str) -> Result<Source, String> {
+    let lower = s.to_ascii_lowercase();
+    if s == "-" {
+        Ok(Source::Stdin)
+    } else if lower.starts_with("tsudp://") {
+        let rest = &s[8..];
+        let (hp, ifs) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = host_port(hp)?;
+        let ifaces = ifs
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(String::from)
+            .collect();
+        Ok(Source::Udp { host, port, ifaces })
+    } else if lower.starts_with("tstcp://") {
+        let (host, port) = host_port(s[8..].trim_end_matches('/'))?;
+        Ok(Source::Tcp { host, port })
+    } else if lower.starts_with("ts-exec:") {
+        let cmd = s[8..].trim();
+        if cmd.is_empty() {
+            return Err("ts-exec: without a command".into());
+        }
+        Ok(Source::Exec(cmd.to_string()))
+    } else if lower.starts_with("stream://") {
+        Ok(Source::Pipe(s[9..].to_string()))
+    } else {
+        Err(format!("{s:?} is not a live TS source"))
+    }
+}
+
+/// When a `ts-exec:` child is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    Always,
+    OnFail,
+    Never,
+}
+
+impl std::str::FromStr for Restart {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Restart, String> {
+        match s {
+            "" | "always" | "1" | "true" => Ok(Restart::Always),
+            "onfail" | "on-failure" => Ok(Restart::OnFail),
+            "never" | "0" | "false" => Ok(Restart::Never),
+            _ => Err(format!("--restart {s:?}: always, onfail or never")),
+        }
+    }
+}
+
+/// What [`run`] needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub stream: String,
+    pub source: Source,
+    /// No frame for this long ends the stream.
+    pub idle: Duration,
+    /// No source data for this long (while no stream is up) ends the process.
+    pub input_timeout: Duration,
+    pub dvr_ms: u64,
+    pub restart: Restart,
+}
+
+/// A source connection on the runtime.
+pub enum Conn {
+    /// TS bytes.
+    Data,
+    /// A child's stderr, logged line by line.
+    Log,
+}
+
+impl Session<Live> for Conn {
+    fn on_read(&mut self, app: &mut Live, io: &mut Io<'_>) {
+        match self {
+            Conn::Data => {
+                app.bytes(io.input(), io.now());
+                io.clear_input();
+            }
+            Conn::Log => {
+                while let Some(nl) = io.input().iter().position(|&b| b == b'\n') {
+                    let line = String::from_utf8_lossy(&io.input()[..nl])
+                        .trim_end()
+                        .to_string();
+                    if !line.is_empty() {
+                        mist_core::info!("ts-exec: {line}");
+                    }
+                    io.consume(nl + 1);
+                }
+                if io.input().len() > 4096 {
+                    io.clear_input();
+                }
+            }
+        }
+    }
+
+    fn on_close(&mut self, app: &mut Live, _id: mist_connector::ConnId, _peer: Peer) {
+        if matches!(self, Conn::Data) {
+            app.source_closed();
+        }
+    }
+}
+
+/// The input's state, shared by its sessions.
+pub struct Live {
+    opts: Options,
+    ts: LiveTs,
+    ingest: Ingest,
+    /// Events held until the stream is created.
+    probe: Vec<DemuxEvent>,
+    probe_first: Option<i64>,
+    last_data: Instant,
+    last_frame: Option<Instant>,
+    /// A stream source (TCP, pipe, child) is connected.
+    src_open: bool,
+    /// The loop should return so that `run` can (re)open the source.
+    want_open: Option<Instant>,
+    child: Option<Child>,
+    child_started: Instant,
+    backoff: Duration,
+    stop: Arc<AtomicBool>,
+    exit: Option<i32>,
+    last_hb: Instant,
+    last_report: Instant,
+    reported: LiveStats,
+    stdin_done: bool,
+}
+
+impl Live {
+    fn new(opts: Options, stop: Arc<AtomicBool>) -> Live {
+        let now = Instant::now();
+        Live {
+            ingest: Ingest::new(
+                &opts.stream,
+                opts.dvr_ms,
+                opts.idle.as_millis().min(u32::MAX as u128) as u32,
+            ),
+            opts,
+            ts: LiveTs::new(),
+            probe: Vec::new(),
+            probe_first: None,
+            last_data: now,
+            last_frame: None,
+            src_open: false,
+            want_open: None,
+            child: None,
+            child_started: now,
+            backoff: Duration::from_secs(1),
+            stop,
+            exit: None,
+            last_hb: now,
+            last_report: now,
+            reported: LiveStats::default(),
+            stdin_done: false,
+        }
+    }
+
+    fn bytes(&mut self, d: &[u8], now: Instant) {
+        self.last_data = now;
+        self.ts.push_bytes(d);
+        self.drain(now);
+    }
+
+    fn on_datagram(&mut self, d: &[u8], now: Instant) {
+        self.last_data = now;
+        self.ts.push_datagram(d);
+        self.drain(now);
+    }
+
+    /// Takes what the demuxer produced: probes, then writes.
+    fn drain(&mut self, now: Instant) {
+        while let Some(ev) = self.ts.poll() {
+            if let DemuxEvent::Frame(_) = ev {
+                self.last_frame = Some(now);
+            }
+            if self.ingest.is_open() {
+                self.write(ev);
+            } else {
+                if let DemuxEvent::Frame(f) = &ev {
+                    self.probe_first.get_or_insert(f.dts);
+                }
+                let span = match (&ev, self.probe_first) {
+                    (DemuxEvent::Frame(f), Some(first)) => f.dts - first,
+                    _ => 0,
+                };
+                self.probe.push(ev);
+                let (known, waiting) = self.ts.track_counts();
+                if known > 0
+                    && (waiting == 0 || span >= PROBE_MS || self.probe.len() >= MAX_PROBE_FRAMES)
+                {
+                    self.start_stream();
+                }
+            }
+        }
+    }
+
+    fn start_stream(&mut self) {
+        let tracks: Vec<Track> = self.ts.demuxer().tracks().cloned().collect();
+        if let Err(e) = self.ingest.start(&tracks) {
+            mist_core::error!("{e}");
+            self.exit = Some(1);
+            self.probe.clear();
+            return;
+        }
+        let desc: Vec<String> = tracks
+            .iter()
+            .map(|t| {
+                if t.width > 0 {
+                    format!("{} {} {}x{}", t.id, t.codec.mist_name(), t.width, t.height)
+                } else {
+                    format!("{} {}", t.id, t.codec.mist_name())
+                }
+            })
+            .collect();
+        mist_core::info!(
+            "stream {} is live: {} track(s): {}",
+            self.opts.stream,
+            tracks.len(),
+            desc.join(", ")
+        );
+        for ev in std::mem::take(&mut self.probe) {
+            self.write(ev);
+        }
+        self.probe_first = None;
+    }
+
+    fn write(&mut self, ev: DemuxEvent) {
+        let r = match ev {
+            DemuxEvent::Track(t) => {
+                self.ingest.set_track(&t);
+                Ok(())
+            }
+            DemuxEvent::Frame(f) => self.ingest.push(f),
+        };
+        if let Err(e) = r {
+            mist_core::error!("{e}");
+            self.exit = Some(1);
+        }
+    }
+
+    fn source_closed(&mut self) {
+        self.src_open = false;
+        self.ts.flush();
+        self.drain(Instant::now());
+        match &self.opts.source {
+            Source::Stdin => self.stdin_done = true,
+            Source::Exec(_) => {} // the child is reaped (and restarted) in `turn`
+            _ => {
+                mist_core::warn!(
+                    "the TS source closed; opening it again in {:?}",
+                    self.backoff
+                );
+                self.want_open = Some(Instant::now() + self.backoff);
+            }
+        }
+    }
+
+    fn end_stream(&mut self, why: &str) {
+        if self.ingest.is_open() {
+            mist_core::info!(
+                "stream {}: {why}; ending it ({} frames, {} bytes)",
+                self.opts.stream,
+                self.ingest.frames,
+                self.ingest.bytes
+            );
+            self.report(true);
+            self.ingest.end();
+        }
+        self.probe.clear();
+        self.probe_first = None;
+        self.last_frame = None;
+        // A new stream starts with a fresh demuxer and clock.
+        self.ts = LiveTs::new();
+    }
+
+    /// Logs loss counters when they changed (at most every 10 s, or `now`).
+    fn report(&mut self, force: bool) {
+        let s = self.ts.stats();
+        if s == self.reported || (!force && self.last_report.elapsed() < Duration::from_secs(10)) {
+            return;
+        }
+        self.last_report = Instant::now();
+        let lost = s.continuity_errors + s.rtp_lost;
+        let was = self.reported.continuity_errors + self.reported.rtp_lost;
+        let bad = s.bad_datagrams > self.reported.bad_datagrams;
+        let line = format!(
+            "stream {}: {} datagrams ({} not TS), {} packets, {} continuity gaps, {} RTP packets lost, {} time discontinuities, {} frames",
+            self.opts.stream,
+            s.datagrams,
+            s.bad_datagrams,
+            s.packets,
+            s.continuity_errors,
+            s.rtp_lost,
+            s.discontinuities,
+            s.frames
+        );
+        if lost > was || bad {
+            mist_core::warn!("{line}");
+        } else {
+            mist_core::debug!("{line}");
+        }
+        self.reported = s;
+    }
+
+    fn kill_child(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(2) {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Reaps the `ts-exec:` child; schedules its restart per `--restart`.
+    fn check_child(&mut self, now: Instant) {
+        let Some(c) = &mut self.child else { return };
+        let Ok(Some(status)) = c.try_wait() else {
+            return;
+        };
+        self.child = None;
+        let ran = now.duration_since(self.child_started);
+        let restart = match self.opts.restart {
+            Restart::Always => true,
+            Restart::OnFail => !status.success(),
+            Restart::Never => false,
+        };
+        if ran > Duration::from_secs(10) {
+            self.backoff = Duration::from_secs(1);
+        }
+        if restart {
+            mist_core::warn!(
+                "ts-exec child {status} after {} s; starting it again in {:?}",
+                ran.as_secs(),
+                self.backoff
+            );
+            self.want_open = Some(now + self.backoff);
+            self.backoff = (self.backoff * 2).min(Duration::from_secs(10));
+        } else {
+            mist_core::info!("ts-exec child {status}; not restarted (--restart)");
+            self.stdin_done = true;
+        }
+    }
+
+    /// Once per loop turn: heartbeats, timeouts, the child; Stop to leave the loop.
+    fn tick(&mut self, now: Instant) -> Flow {
+        if self.stop.load(Ordering::Relaxed) {
+            self.end_stream("stopped by a signal");
+            self.exit.get_or_insert(0);
+        }
+        if self.exit.is_some() {
+            return Flow::Stop;
+        }
+        self.check_child(now);
+        if now.duration_since(self.last_hb) >= Duration::from_millis(500) {
+            self.last_hb = now;
+            self.ingest.heartbeat();
+            if self.ingest.ended_elsewhere() {
+                mist_core::info!("stream {} was ended", self.opts.stream);
+                self.ingest.end();
+                self.exit = Some(0);
+                return Flow::Stop;
+            }
+            self.report(false);
+        }
+        if self.ingest.is_open()
+            && self
+                .last_frame
+                .is_none_or(|t| now.duration_since(t) >= self.opts.idle)
+        {
+            self.end_stream(&format!("no media for {} ms", self.opts.idle.as_millis()));
+        }
+        if self.stdin_done && self.child.is_none() {
+            self.end_stream("the source ended");
+            self.exit = Some(0);
+            return Flow::Stop;
+        }
+        if !self.ingest.is_open() && now.duration_since(self.last_data) >= self.opts.input_timeout {
+            mist_core::info!(
+                "no data from the source for {} s: exiting",
+                self.opts.input_timeout.as_secs()
+            );
+            self.exit = Some(0);
+            return Flow::Stop;
+        }
+        if self.want_open.is_some_and(|t| t <= now) {
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+}
+
+impl App for Live {
+    type Session = Conn;
+
+    fn accept(&mut self, _l: ListenerId, peer: Peer, _now: Instant) -> Option<Conn> {
+        if self.src_open {
+            mist_core::warn!("{peer}: refused, a TS sender is already connected");
+            return None;
+        }
+        mist_core::info!("{peer} sends TS");
+        self.src_open = true;
+        Some(Conn::Data)
+    }
+
+    fn datagram(
+        &mut self,
+        _l: ListenerId,
+        d: &[u8],
+        _from: SocketAddr,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        self.on_datagram(d, now);
+        None
+    }
+
+    fn turn(&mut self, _ctl: &mut mist_connector::Ctl<'_, Self>, now: Instant) -> Flow {
+        self.tick(now)
+    }
+}
+
+/// A non-blocking pipe (child output, FIFO, stdin) as a runtime stream.
+struct Pipe(mist_connector::mio::unix::pipe::Receiver);
+
+impl std::io::Read for Pipe {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(b)
+    }
+}
+
+impl std::io::Write for Pipe {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        Ok(b.len()) // nothing is ever sent back to a source
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl mist_connector::mio::event::Source for Pipe {
+    fn register(
+        &mut self,
+        r: &mist_connector::mio::Registry,
+        t: mist_connector::mio::Token,
+        _i: mist_connector::mio::Interest,
+    ) -> std::io::Result<()> {
+        self.0
+            .register(r, t, mist_connector::mio::Interest::READABLE)
+    }
+    fn reregister(
+        &mut self,
+        r: &mist_connector::mio::Registry,
+        t: mist_connector::mio::Token,
+        _i: mist_connector::mio::Interest,
+    ) -> std::io::Result<()> {
+        self.0
+            .reregister(r, t, mist_connector::mio::Interest::READABLE)
+    }
+    fn deregister(&mut self, r: &mist_connector::mio::Registry) -> std::io::Result<()> {
+        self.0.deregister(r)
+    }
+}
+
+impl mist_connector::Stream for Pipe {
+    fn shutdown(&self) {}
+}
+
+/// Limits of a source stream: no idle cut (the stream timeout handles a quiet source).
+fn source_limits() -> Limits {
+    Limits {
+        max_input: 64 << 20,
+        read_budget: 4 << 20,
+        header_timeout: None,
+        idle_timeout: None,
+        write_timeout: None,
+        ..Limits::default()
+    }
+}
+
+fn pipe_from(fd: std::os::fd::OwnedFd) -> std::io::Result<Pipe> {
+    let r = mist_connector::mio::unix::pipe::Receiver::from(fd);
+    r.set_nonblocking(true)?;
+    Ok(Pipe(r))
+}
+
+/// Opens (or re-opens) a stream source on the runtime.
+fn open_source(live: &mut Live, rt: &mut Runtime<Live>) -> std::io::Result<()> {
+    use std::os::fd::OwnedFd;
+    match live.opts.source.clone() {
+        Source::Udp { .. } => {}
+        Source::Tcp { host, port } => {
+            if host.is_empty() {
+                return Ok(()); // listening
+            }
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))?
+                .next()
+                .ok_or_else(|| std::io::Error::other(format!("{host}: no address")))?;
+            let s = mist_connector::mio::net::TcpStream::connect(addr)?;
+            rt.adopt(
+                Box::new(s),
+                Peer::Tcp(addr),
+                "tstcp",
+                source_limits(),
+                Conn::Data,
+            )?;
+            live.src_open = true;
+        }
+        Source::Pipe(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Read-write: the FIFO never reports end of file when a writer goes away.
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path)?;
+            rt.adopt(
+                Box::new(pipe_from(OwnedFd::from(f))?),
+                Peer::Unix,
+                "pipe",
+                source_limits(),
+                Conn::Data,
+            )?;
+            live.src_open = true;
+        }
+        Source::Stdin => {
+            // SAFETY: dup of fd 0, owned by the OwnedFd made from it.
+            let fd = unsafe { libc::dup(0) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: fd is a fresh descriptor nobody else owns.
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            rt.adopt(
+                Box::new(pipe_from(fd)?),
+                Peer::Unix,
+                "stdin",
+                source_limits(),
+                Conn::Data,
+            )?;
+            live.src_open = true;
+        }
+        Source::Exec(cmd) => {
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            let out = child.stdout.take().map(OwnedFd::from);
+            let err = child.stderr.take().map(OwnedFd::from);
+            mist_core::info!("started ts-exec child (pid {}): {cmd}", child.id());
+            live.child_started = Instant::now();
+            live.child = Some(child);
+            if let Some(fd) = out {
+                rt.adopt(
+                    Box::new(pipe_from(fd)?),
+                    Peer::Unix,
+                    "ts-exec",
+                    source_limits(),
+                    Conn::Data,
+                )?;
+                live.src_open = true;
+            }
+            if let Some(fd) = err {
+                rt.adopt(
+                    Box::new(pipe_from(fd)?),
+                    Peer::Unix,
+                    "ts-exec stderr",
+                    source_limits(),
+                    Conn::Log,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the live input until the source is gone for good or a signal; returns the exit status.
+pub fn run(opts: Options, stop: Arc<AtomicBool>) -> i32 {
+    let mut rt = match Runtime::<Live>::new() {
+        Ok(r) => r,
+        Err(e) => {
+            mist_core::error!("cannot start the event loop: {e}");
+            return 1;
+        }
+    };
+    match &opts.source {
+        Source::Udp { host, port, ifaces } => match udp::bind(host, *port, ifaces) {
+            Ok(s) => {
+                mist_core::info!(
+                    "listening for TS on udp {}:{port}",
+                    if host.is_empty() { "*" } else { host }
+                );
+                if let Err(e) =
+                    rt.listen_udp(mist_connector::mio::net::UdpSocket::from_std(s), "tsudp")
+                {
+                    mist_core::error!("{e}");
+                    return 1;
+                }
+            }
+            Err(e) => {
+                mist_core::error!("cannot receive on udp {host}:{port}: {e}");
+                return 3;
+            }
+        },
+        Source::Tcp { host, port } if host.is_empty() => {
+            let l = match std::net::TcpListener::bind(("0.0.0.0", *port)) {
+                Ok(l) => l,
+                Err(e) => {
+                    mist_core::error!("cannot listen on tcp port {port}: {e}");
+                    return 3;
+                }
+            };
+            let _ = l.set_nonblocking(true);
+            let l = mist_connector::mio::net::TcpListener::from_std(l);
+            if let Err(e) = rt.listen_tcp(l, "tstcp", source_limits()) {
+                mist_core::error!("{e}");
+                return 1;
+            }
+            mist_core::info!("waiting for a TS sender on tcp port {port}");
+        }
+        _ => {}
+    }
+    let mut live = Live::new(opts, stop);
+    live.want_open = Some(Instant::now());
+    loop {
+        if live.exit.is_some() {
+            break;
+        }
+        if live.want_open.take().is_some() {
+            if let Err(e) = open_source(&mut live, &mut rt) {
+                mist_core::warn!(
+                    "cannot open the TS source: {e}; trying again in {:?}",
+                    live.backoff
+                );
+                if matches!(live.opts.source, Source::Stdin) {
+                    live.exit = Some(3);
+                    break;
+                }
+                live.want_open = Some(Instant::now() + live.backoff);
+                live.backoff = (live.backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        if let Err(e) = rt.run(&mut live) {
+            mist_core::error!("event loop: {e}");
+            live.exit = Some(1);
+        }
+    }
+    live.kill_child();
+    live.end_stream("the input stops");
+    live.exit.unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources() {
+        assert_eq!(
+            parse("tsudp://239.1.1.1:5000/lo,eth0").unwrap(),
+            Source::Udp {
+                host: "239.1.1.1".into(),
+                port: 5000,
+                ifaces: vec!["lo".into(), "eth0".into()]
+            }
+        );
+        assert_eq!(
+            parse("tsudp://5000").unwrap(),
+            Source::Udp {
+                host: String::new(),
+                port: 5000,
+                ifaces: vec![]
+            }
+        );
+        assert_eq!(
+            parse("tstcp://:9000").unwrap(),
+            Source::Tcp {
+                host: String::new(),
+                port: 9000
+            }
+        );
+        assert_eq!(
+            parse("ts-exec:ffmpeg -i x -f mpegts -").unwrap(),
+            Source::Exec("ffmpeg -i x -f mpegts -".into())
+        );
+        assert_eq!(
+            parse("stream:///tmp/a.ts").unwrap(),
+            Source::Pipe("/tmp/a.ts".into())
+        );
+        assert_eq!(parse("-").unwrap(), Source::Stdin);
+        assert!(parse("tsudp://host:notaport").is_err());
+        assert!(parse("ts-exec:").is_err());
+        assert!(is_live("TSUDP://1234") && !is_live("/a/b.ts"));
+    }
+}

@@ -1,0 +1,372 @@
+//! MistInTS as a live input, end to end: ffmpeg sends MPEG-TS over UDP (unicast and multicast on
+//! `lo`) or runs as a `ts-exec:` child; the controller starts MistInTS for the stream's source;
+//! ffmpeg/ffprobe play it back over HLS and HTTP-TS.
+//!
+//! Run: `cargo test -p mist-bins --test ts_live`
+mod common;
+
+use common::*;
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// ffmpeg sending testsrc2 + sine (H.264 + AAC) as TS over UDP in real time.
+fn send_udp(target: &str, size: &str, seconds: u32) -> Proc {
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25"),
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac"])
+        .args(["-f", "mpegts", target])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg (scripts/test installs it)");
+    Proc(child)
+}
+
+/// A free UDP port on loopback.
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Decodes video from `url`, retrying while the input starts (the first request starts
+/// MistInTS; the stream exists once its tracks are known).
+fn decode_when_up(url: &str) -> (usize, String) {
+    let t = Instant::now();
+    loop {
+        let (frames, size) = decode_video_frames(url, Duration::from_secs(4));
+        if frames > 0 || t.elapsed() > Duration::from_secs(40) {
+            return (frames, size);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn http_get(port: u16, path: &str) -> (String, String) {
+    let raw = http_raw(
+        port,
+        format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes(),
+        Duration::from_secs(20),
+    );
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (h.to_string(), b.to_string())
+}
+
+fn protocols() -> serde_json::Value {
+    serde_json::json!([{"connector": "HTTPTS"}, {"connector": "HLS"}])
+}
+
+#[test]
+fn udp_unicast_plays_over_http_ts_and_hls_despite_a_flood() {
+    let udp = free_udp_port();
+    let ctl = Controller::start_http(
+        serde_json::json!({"udpin": {"name": "udpin", "source": format!("tsudp://127.0.0.1:{udp}")}}),
+        protocols(),
+        None,
+    );
+    let _ff = send_udp(
+        &format!("udp://127.0.0.1:{udp}?pkt_size=1316"),
+        "320x240",
+        90,
+    );
+    let (frames, size) = decode_when_up(&url(ctl.http, "/udpin.ts"));
+    assert!(frames >= 50, "HTTP-TS decoded only {frames} frames");
+    assert_eq!(size, "320x240");
+
+    // Random datagrams next to the real source: playback goes on.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let flood = std::thread::spawn(move || {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut x = 0x1234_5678u32;
+        let mut sent = 0u64;
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut d = vec![0u8; 1316];
+            for b in d.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *b = x as u8;
+            }
+            // Every other datagram looks like TS (sync bytes in place, random everything else).
+            if sent.is_multiple_of(2) {
+                for p in d.chunks_mut(188) {
+                    p[0] = 0x47;
+                }
+            }
+            let _ = tx.send_to(&d, ("127.0.0.1", udp));
+            sent += 1;
+            if sent.is_multiple_of(64) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        sent
+    });
+    let hls = url(ctl.http, "/hls/udpin/index.m3u8");
+    let (frames, size) = decode_when_up(&hls);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert!(sent > 1000, "the flood sent only {sent} datagrams");
+    assert!(
+        frames >= 50,
+        "HLS decoded only {frames} frames during the flood"
+    );
+    assert_eq!(size, "320x240");
+    let (frames, _) = decode_when_up(&url(ctl.http, "/udpin.ts"));
+    assert!(frames >= 50, "HTTP-TS after the flood: {frames} frames");
+}
+
+/// Whether a multicast datagram sent on `lo` comes back to a member on `lo`.
+fn lo_multicast_works(group: &str) -> bool {
+    let port = free_udp_port();
+    let Ok(rx) = UdpSocket::bind((group, port)) else {
+        return false;
+    };
+    let g: std::net::Ipv4Addr = group.parse().unwrap();
+    if rx
+        .join_multicast_v4(&g, &std::net::Ipv4Addr::LOCALHOST)
+        .is_err()
+    {
+        return false;
+    }
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        let lo = libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        };
+        // SAFETY: IP_MULTICAST_IF with a live in_addr of the size passed, on our own socket.
+        unsafe {
+            libc::setsockopt(
+                tx.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_IF,
+                (&lo as *const libc::in_addr).cast(),
+                std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
+            );
+        }
+    }
+    let _ = tx.set_multicast_loop_v4(true);
+    rx.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let _ = tx.send_to(b"ping", (group, port));
+    let mut b = [0u8; 8];
+    rx.recv(&mut b).is_ok()
+}
+
+#[test]
+fn udp_multicast_on_lo_plays_over_hls() {
+    let group = "239.1.1.1";
+    if !lo_multicast_works(group) {
+        // Loopback has no MULTICAST flag by default; as root the test turns it on.
+        let _ = Command::new("ip")
+            .args(["link", "set", "lo", "multicast", "on"])
+            .status();
+        let _ = Command::new("ip")
+            .args(["route", "add", "239.0.0.0/8", "dev", "lo"])
+            .status();
+    }
+    assert!(
+        lo_multicast_works(group),
+        "multicast on lo does not work here (needs `ip link set lo multicast on` as root)"
+    );
+    let udp = free_udp_port();
+    let ctl = Controller::start_http(
+        serde_json::json!({"mc": {"name": "mc", "source": format!("tsudp://{group}:{udp}/lo")}}),
+        protocols(),
+        None,
+    );
+    let _ff = send_udp(
+        &format!("udp://{group}:{udp}?pkt_size=1316&localaddr=127.0.0.1&ttl=1"),
+        "320x240",
+        60,
+    );
+    let (frames, size) = decode_when_up(&url(ctl.http, "/hls/mc/index.m3u8"));
+    assert!(frames >= 50, "HLS of the multicast source: {frames} frames");
+    assert_eq!(size, "320x240");
+    let (frames, _) = decode_when_up(&url(ctl.http, "/mc.ts"));
+    assert!(
+        frames >= 50,
+        "HTTP-TS of the multicast source: {frames} frames"
+    );
+}
+
+#[test]
+fn ts_exec_multivideogen_gives_two_variants_and_two_audio_tracks() {
+    let gen = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/multivideogen");
+    let ctl = Controller::start_http(
+        serde_json::json!({"multi": {"name": "multi", "source": format!("ts-exec:{gen} -t 120 -f mpegts -")}}),
+        protocols(),
+        None,
+    );
+    let hls = url(ctl.http, "/hls/multi/index.m3u8");
+    // The first request starts the input; the master lists both renditions once the stream is up.
+    let t = Instant::now();
+    let master = loop {
+        let (head, body) = http_get(ctl.http, "/hls/multi/index.m3u8");
+        if head.starts_with("HTTP/1.1 200") && body.matches("#EXT-X-STREAM-INF").count() >= 2 {
+            break body;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "no master playlist with two variants: {head}\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(master.contains("RESOLUTION=1280x720"), "{master}");
+    assert!(master.contains("RESOLUTION=640x360"), "{master}");
+    let audio = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA") && l.contains("TYPE=AUDIO"))
+        .count();
+    assert!(audio >= 2, "two audio renditions expected:\n{master}");
+    // Each variant decodes at its own size.
+    let variants: Vec<String> = master
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(String::from)
+        .collect();
+    let mut sizes = Vec::new();
+    for v in &variants {
+        let (frames, size) = decode_when_up(&url(ctl.http, &format!("/hls/multi/{v}")));
+        assert!(frames >= 25, "variant {v}: {frames} frames");
+        sizes.push(size);
+    }
+    sizes.sort();
+    sizes.dedup();
+    assert!(
+        sizes.contains(&"1280x720".to_string()) && sizes.contains(&"640x360".to_string()),
+        "variant sizes {sizes:?}"
+    );
+    let (frames, _) = decode_when_up(&hls);
+    assert!(frames >= 25);
+    // Stream info: two video and two audio tracks.
+    let (_, info) = http_get(ctl.http, "/json_multi.js");
+    let v: serde_json::Value =
+        serde_json::from_str(&info).unwrap_or_else(|e| panic!("{e}: {info}"));
+    let tracks = v["meta"]["tracks"].as_object().cloned().unwrap_or_default();
+    let count = |ty: &str| tracks.values().filter(|t| t["type"] == ty).count();
+    assert_eq!((count("video"), count("audio")), (2, 2), "{info}");
+}
+
+/// MistInTS run by hand; its log lines come through a channel.
+fn mistints(shm: &std::path::Path, args: &[&str]) -> (Proc, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_MistInTS"))
+        .args(args)
+        .env("MIST_SHM_DIR", shm)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start MistInTS");
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(err)).map_while(Result::ok) {
+            eprintln!("{line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (Proc(child), rx)
+}
+
+/// Waits (at most 40 s) for a log line containing `what`.
+fn wait_line(rx: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    let end = Instant::now() + Duration::from_secs(40);
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return l,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    panic!("no log line with {what:?}");
+}
+
+#[test]
+fn quiet_source_ends_the_stream_and_a_returning_one_resumes_it() {
+    let dir = TempDir::new("tsq");
+    let udp = free_udp_port();
+    let src = format!("tsudp://127.0.0.1:{udp}");
+    let (_p, rx) = mistints(
+        dir.path(),
+        &["-s", "q", "--timeout", "1500", "-i", "30", &src],
+    );
+    let target = format!("udp://127.0.0.1:{udp}?pkt_size=1316");
+    let ff = send_udp(&target, "160x120", 4);
+    let l = wait_line(&rx, "stream q is live");
+    assert!(l.contains("H264 160x120") && l.contains("AAC"), "{l}");
+    drop(ff);
+    wait_line(&rx, "no media for 1500 ms; ending it");
+    let _ff = send_udp(&target, "160x120", 4);
+    wait_line(&rx, "stream q is live");
+}
+
+#[test]
+fn stdin_source_is_ingested_until_it_ends() {
+    let dir = TempDir::new("tsstdin");
+    let (mut p, rx) = mistints(dir.path(), &["-s", "piped", "-"]);
+    let mut stdin = p.0.stdin.take().unwrap();
+    let ts = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine", "-t", "3"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
+        .args(["-f", "mpegts", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(ts.status.success() && ts.stdout.len() > 10_000);
+    std::io::Write::write_all(&mut stdin, &ts.stdout).unwrap();
+    drop(stdin);
+    wait_line(&rx, "stream piped is live");
+    let l = wait_line(&rx, "the source ended; ending it");
+    // 3 s at 25 fps, plus the audio frames.
+    let frames: u64 = l
+        .split('(')
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(frames >= 75 + 100, "{l}");
+    assert_eq!(p.0.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn tstcp_listen_and_connect() {
+    let dir = TempDir::new("tstcp");
+    // Listening: ffmpeg connects to us.
+    let port = free_port();
+    let src = format!("tstcp://:{port}");
+    let (_p, rx) = mistints(dir.path(), &["-s", "tcpl", &src]);
+    wait_line(&rx, "waiting for a TS sender");
+    let _ff = send_udp(&format!("tcp://127.0.0.1:{port}"), "160x120", 5);
+    let l = wait_line(&rx, "stream tcpl is live");
+    assert!(l.contains("H264 160x120") && l.contains("AAC"), "{l}");
+    // Connecting: ffmpeg listens, we connect (and retry until it does).
+    let port = free_port();
+    let _ff = send_udp(&format!("tcp://127.0.0.1:{port}?listen=1"), "160x120", 5);
+    let src = format!("tstcp://127.0.0.1:{port}");
+    let (_p2, rx) = mistints(dir.path(), &["-s", "tcpc", &src]);
+    let l = wait_line(&rx, "stream tcpc is live");
+    assert!(l.contains("H264 160x120"), "{l}");
+}
