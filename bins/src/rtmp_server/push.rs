@@ -184,15 +184,18 @@ impl Link {
 pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String> {
     let start_unix = unix_now();
     let started = Instant::now();
-    let mut prog = Progress::default();
-    let r = push(stream, url, &stop, &mut prog);
+    let mut prog = Progress {
+        actual: expand_target(stream, url),
+        ..Default::default()
+    };
+    let r = push(stream, &stop, &mut prog);
     let (code, text) = match &r {
         Ok(()) => (0, "completed".to_string()),
         Err(e) => (1, e.clone()),
     };
     let payload = mist_bins::record::recording_end_payload(
         stream,
-        url,
+        &prog.actual,
         "RTMP",
         prog.sent,
         started.elapsed().as_secs(),
@@ -214,9 +217,28 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The target with its `$variables` evaluated (custom ones from the controller's
+/// `MIST_VARIABLES`) and its Mist parameters (after the last `?`) taken off: a query meant for
+/// the remote needs a trailing `?` (INTERFACES §4.3).
+fn expand_target(stream: &str, url: &str) -> String {
+    let (template, _params) = mist_core::push::split_target(url, unix_now());
+    let custom = std::env::var("MIST_VARIABLES")
+        .ok()
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default();
+    let vars = mist_core::push::Vars {
+        stream,
+        custom,
+        ..Default::default()
+    };
+    mist_core::push::expand(&template, &vars, &mist_core::push::LocalTime::now())
+}
+
 /// How far a push got.
 #[derive(Default)]
 struct Progress {
+    /// The target being pushed to (variables evaluated, parameters off).
+    actual: String,
     sent: u64,
     first_ms: Option<i64>,
     last_ms: i64,
@@ -240,10 +262,11 @@ fn report_end(stream: &str, payload: &str, stopping: bool) {
 
 fn push(
     stream: &str,
-    url: &str,
     stop: &Arc<AtomicBool>,
     prog: &mut Progress,
 ) -> Result<(), String> {
+    let url = prog.actual.clone();
+    let url = url.as_str();
     let target = parse_target(url)?;
     // The stream may not be live yet.
     let started = Instant::now();
@@ -390,6 +413,8 @@ mod tests {
             ("example.com", 1935, "live", "key1")
         );
         assert_eq!(t.tc_url, "rtmp://example.com/live");
+        assert_eq!(expand_target("live+a", "rtmp://h/app/$wildcard?video=0"), "rtmp://h/app/a");
+        assert_eq!(expand_target("live+a", "rtmp://h/a/k?x=1?"), "rtmp://h/a/k?x=1");
         let t = parse_target("rtmp://10.0.0.1:1940/app/inst/k?x=1").unwrap();
         assert_eq!(
             (t.port, t.app.as_str(), t.key.as_str()),
