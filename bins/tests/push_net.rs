@@ -48,11 +48,24 @@ fn receiver(port: u16, out: &Path) -> Proc {
         .spawn()
         .expect("start ffmpeg (scripts/test installs it)");
     let p = Proc(child);
-    assert!(
-        common::wait_port(port, Duration::from_secs(10)),
-        "receiver never listened"
-    );
+    // Not by connecting: `-listen 1` takes one connection only.
+    wait_for("the receiver to listen", Duration::from_secs(10), || {
+        listening(port)
+    });
     p
+}
+
+/// Whether some socket listens on TCP `port` (from /proc/net/tcp, state 0A).
+fn listening(port: u16) -> bool {
+    let hex = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f).is_ok_and(|t| {
+            t.lines().skip(1).any(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                c.len() > 3 && c[1].ends_with(&hex) && c[3] == "0A"
+            })
+        })
+    })
 }
 
 /// Waits for a receiver to exit on its own (the push closed the connection).
