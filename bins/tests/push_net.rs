@@ -83,7 +83,14 @@ fn wait_exit(p: &mut Proc, within: Duration) -> bool {
 /// Packets per codec type in a file, as ffprobe counts them.
 fn packets(file: &Path) -> (u64, u64, Vec<String>) {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_packets", "-show_streams", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-count_packets",
+            "-show_streams",
+            "-of",
+            "json",
+        ])
         .arg(file)
         .output()
         .expect("run ffprobe");
@@ -257,6 +264,182 @@ fn auto_push_retries_and_restreams_to_mist() {
         "the second receiver did not see the end of the push"
     );
     let (video, audio, codecs) = packets(&second);
+    assert!(codecs.contains(&"h264".to_string()), "{codecs:?}");
+    assert!(video >= 30 && audio >= 50, "{video} / {audio}");
+}
+
+/// A TLS terminator in front of a plain RTMP receiver (ffmpeg cannot listen on rtmps://):
+/// accepts one connection on `port` with `cert`/`key` and relays it to `to`.
+fn tls_relay(port: u16, cert: &Path, key: &Path, to: u16) -> std::thread::JoinHandle<()> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        let (mut tcp, _) = l.accept().unwrap();
+        let mut conn = rustls::ServerConnection::new(std::sync::Arc::new(cfg)).unwrap();
+        while conn.is_handshaking() {
+            if conn.complete_io(&mut tcp).is_err() {
+                return;
+            }
+        }
+        tcp.set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut plain = std::net::TcpStream::connect(("127.0.0.1", to)).unwrap();
+        plain
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        let quiet = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        };
+        loop {
+            match tls.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if plain.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if quiet(&e) => {}
+                Err(_) => break,
+            }
+            match plain.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tls.write_all(&buf[..n]).and_then(|_| tls.flush()).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if quiet(&e) => {}
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+/// `MistOutRTMP -s STREAM rtmps://…` standalone: TLS to the receiver (its certificate checked
+/// against MIST_TLS_CA_FILE; without it, refused), video and audio arrive; SIGTERM ends it with
+/// exit 0 and a clean end for the receiver.
+#[test]
+fn rtmps_push_standalone() {
+    let _g = serial();
+    let dir = TempDir::new("pushnet-tls");
+    // A private CA and a certificate it signed for localhost.
+    let d = dir.path();
+    let (ca, cert, key) = (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"));
+    std::fs::write(d.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (scripts/test installs it)");
+        assert!(ok.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "cert.pem",
+    ]);
+    let c = Controller::start(serde_json::json!({}));
+    let _pub = publish(&c.publish_url("live+t"), "320x240", 60);
+    wait_stream(&c, "live+t");
+    let pusher = |port: u16, ca: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"));
+        cmd.args(["-s", "live+t"])
+            .arg(format!("rtmps://localhost:{port}/app/key"))
+            .env("MIST_SHM_DIR", &c.shm)
+            .env_remove("MIST_CONTROL")
+            .env_remove("MIST_TLS_CA_FILE")
+            .stdin(Stdio::null());
+        if let Some(ca) = ca {
+            cmd.env("MIST_TLS_CA_FILE", ca);
+        }
+        Proc(cmd.spawn().unwrap())
+    };
+    // An unknown certificate authority: refused.
+    let tls_port = free_port();
+    let _relay = tls_relay(tls_port, &cert, &key, free_port());
+    let mut bad = pusher(tls_port, None);
+    assert!(wait_exit(&mut bad, Duration::from_secs(20)));
+    assert_eq!(bad.0.wait().unwrap().code(), Some(1));
+    // Trusted: the receiver gets the stream.
+    let (rx_port, tls_port) = (free_port(), free_port());
+    let out = dir.path().join("tls.flv");
+    let mut rx = receiver(rx_port, &out);
+    let _relay = tls_relay(tls_port, &cert, &key, rx_port);
+    let mut p = pusher(tls_port, Some(&ca));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(matches!(p.0.try_wait(), Ok(None)), "the push ended early");
+    Command::new("kill")
+        .args(["-TERM", &p.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_exit(&mut p, Duration::from_secs(20)));
+    assert_eq!(p.0.wait().unwrap().code(), Some(0));
+    assert!(
+        wait_exit(&mut rx, Duration::from_secs(20)),
+        "the receiver did not see the end of the push"
+    );
+    let (video, audio, codecs) = packets(&out);
     assert!(codecs.contains(&"h264".to_string()), "{codecs:?}");
     assert!(video >= 30 && audio >= 50, "{video} / {audio}");
 }

@@ -18,7 +18,7 @@ use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
 use mist_media::Track;
 use mist_shm::{ReadEvent, ReaderInfo, ShmError, StreamReader};
 
-use super::log::{INFO, MEDIUM, WARN};
+use super::log::{INFO, MEDIUM};
 use super::PLAY_WAIT;
 
 /// An `rtmp://` target split into what the protocol needs.
@@ -85,6 +85,18 @@ impl<T: Read + Write + Send> Conn for T {}
 fn tls_client(mut sock: TcpStream, host: &str) -> Result<Box<dyn Conn>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // A private RTMPS server's CA, in addition to the Mozilla roots.
+    if let Some(f) = std::env::var_os("MIST_TLS_CA_FILE").filter(|f| !f.is_empty()) {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&f)
+            .map_err(|e| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy()))?;
+        for c in certs {
+            let c = c.map_err(|e| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy()))?;
+        }
+    }
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -94,8 +106,8 @@ fn tls_client(mut sock: TcpStream, host: &str) -> Result<Box<dyn Conn>, String> 
     .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| format!("{host}: {e}"))?;
-    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name)
-        .map_err(|e| format!("TLS: {e}"))?;
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| format!("TLS: {e}"))?;
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     while conn.is_handshaking() {
@@ -260,11 +272,7 @@ fn report_end(stream: &str, payload: &str, stopping: bool) {
     let _ = mist_core::control::request(&req, timeout);
 }
 
-fn push(
-    stream: &str,
-    stop: &Arc<AtomicBool>,
-    prog: &mut Progress,
-) -> Result<(), String> {
+fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(), String> {
     let url = prog.actual.clone();
     let url = url.as_str();
     let target = parse_target(url)?;
@@ -392,7 +400,7 @@ fn push(
         }
     }
     log!(
-        WARN,
+        INFO,
         "push of {stream} to {url} stopped by a signal after {frames} frames"
     );
     let _ = link.session.close();
@@ -413,8 +421,14 @@ mod tests {
             ("example.com", 1935, "live", "key1")
         );
         assert_eq!(t.tc_url, "rtmp://example.com/live");
-        assert_eq!(expand_target("live+a", "rtmp://h/app/$wildcard?video=0"), "rtmp://h/app/a");
-        assert_eq!(expand_target("live+a", "rtmp://h/a/k?x=1?"), "rtmp://h/a/k?x=1");
+        assert_eq!(
+            expand_target("live+a", "rtmp://h/app/$wildcard?video=0"),
+            "rtmp://h/app/a"
+        );
+        assert_eq!(
+            expand_target("live+a", "rtmp://h/a/k?x=1?"),
+            "rtmp://h/a/k?x=1"
+        );
         let t = parse_target("rtmp://10.0.0.1:1940/app/inst/k?x=1").unwrap();
         assert_eq!(
             (t.port, t.app.as_str(), t.key.as_str()),
@@ -422,7 +436,10 @@ mod tests {
         );
         let t = parse_target("rtmps://live.example.com/app/key").unwrap();
         assert!(t.tls);
-        assert_eq!((t.port, t.tc_url.as_str()), (443, "rtmps://live.example.com/app"));
+        assert_eq!(
+            (t.port, t.tc_url.as_str()),
+            (443, "rtmps://live.example.com/app")
+        );
         let t = parse_target("rtmp://[::1]:1936/a/b").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 1936));
         for bad in [
