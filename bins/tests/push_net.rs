@@ -149,9 +149,13 @@ fn push_start_to_ffmpeg_receiver() {
     let _g = serial();
     let dir = TempDir::new("pushnet");
     let (h, ends) = collector(dir.path(), "push_end");
+    let (oh, output_ends) = collector(dir.path(), "output_end");
+    let (rh, rec_ends) = collector(dir.path(), "recording_end");
     let c = Controller::start(serde_json::json!({}));
     c.api(&serde_json::json!({"config": {"triggers": {
-        "PUSH_END": [{"handler": h.to_str().unwrap(), "sync": false}]
+        "PUSH_END": [{"handler": h.to_str().unwrap(), "sync": false}],
+        "OUTPUT_END": [{"handler": oh.to_str().unwrap(), "sync": false}],
+        "RECORDING_END": [{"handler": rh.to_str().unwrap(), "sync": false}]
     }}}));
     let _pub = publish(&c.publish_url("live+a"), "320x240", 60);
     wait_stream(&c, "live+a");
@@ -188,6 +192,23 @@ fn push_start_to_ffmpeg_receiver() {
     assert_eq!(lines[2], target);
     let status: serde_json::Value = serde_json::from_str(lines[5]).unwrap();
     assert_eq!(status["state"], "finished", "{payload:?}");
+    // OUTPUT_END (§5.3 lines, each ending in \n), and no RECORDING_END: this is no file.
+    wait_for("OUTPUT_END", Duration::from_secs(20), || {
+        !files_in(&output_ends).is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let payload = std::fs::read_to_string(&files_in(&output_ends)[0]).unwrap();
+    let lines: Vec<&str> = payload.split('\n').collect();
+    assert_eq!(lines.len(), 13, "{payload:?}");
+    assert_eq!(
+        &lines[..3],
+        &["live+a", target.as_str(), "RTMP"],
+        "{payload:?}"
+    );
+    assert!(lines[3].parse::<u64>().unwrap() > 10_000, "{payload:?}");
+    assert!(lines[7].parse::<u64>().unwrap() >= 3000, "{payload:?}");
+    assert_eq!(lines[10], "0", "{payload:?}");
+    assert!(files_in(&rec_ends).is_empty());
     let (video, audio, codecs) = packets(&out);
     assert!(codecs.contains(&"h264".to_string()), "{codecs:?}");
     assert!(codecs.contains(&"aac".to_string()), "{codecs:?}");
