@@ -590,7 +590,8 @@ pub fn status_update(ctl: &mut Controller, arg: &Value) {
     }
 }
 
-/// `recording_end` from a push process: fires RECORDING_END and OUTPUT_END with its payload.
+/// `recording_end` from a push process: fires RECORDING_END (files only) and OUTPUT_END with
+/// its payload.
 pub fn recording_end(ctl: &mut Controller, arg: &Value) {
     let (Some(stream), Some(payload)) = (
         arg.get("stream").and_then(Value::as_str),
@@ -615,7 +616,10 @@ pub fn recording_end(ctl: &mut Controller, arg: &Value) {
             p.error = lines.get(11).unwrap_or(&"").to_string();
         }
     }
-    fire(ctl, "RECORDING_END", stream, payload.to_string());
+    // A network push (`network`: true) is no recording: OUTPUT_END only.
+    if !arg.get("network").and_then(Value::as_bool).unwrap_or(false) {
+        fire(ctl, "RECORDING_END", stream, payload.to_string());
+    }
     fire(ctl, "OUTPUT_END", stream, payload.to_string());
 }
 

@@ -1032,7 +1032,7 @@ pub fn capabilities() -> serde_json::Value {
         },
         "codecs": [[["H264", "HEVC", "AV1"], ["AAC", "MP3"]]],
         "methods": [{"handler": "rtmp", "type": "flash/10", "hrn": "RTMP", "priority": 7}],
-        "push_urls": ["rtmp://*"],
+        "push_urls": ["rtmp://*", "rtmps://*"],
         "url_rel": "/play/$",
         "priority": 7
     })

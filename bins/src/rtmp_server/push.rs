@@ -1,5 +1,12 @@
-//! Push mode: `MistOutRTMP -s STREAM rtmp://HOST[:PORT]/APP/KEY` reads a stream from shared memory
+//! Push mode: `MistOutRTMP -s STREAM rtmp://HOST[:PORT]/APP/KEY` (or `rtmps://`, port 443 by
+//! default, certificates checked against the Mozilla roots) reads a stream from shared memory
 //! and publishes it to another RTMP server, starting at the newest keyframe.
+//!
+//! The protocol is the sans-IO `mist_media::rtmp::ClientSession` (handshake, connect,
+//! releaseStream/FCPublish/createStream, publish, FLV-tagged audio/video); this file is its IO
+//! edge. Under a controller the push reports the target and the bytes sent every 5 s
+//! (`push_status_update`, shown by `push_list`); a target that cannot be reached or that goes
+//! away ends the push with exit code 1, which the controller retries per its auto-push rules.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -11,12 +18,14 @@ use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
 use mist_media::Track;
 use mist_shm::{ReadEvent, ReaderInfo, ShmError, StreamReader};
 
-use super::log::{INFO, MEDIUM, WARN};
+use super::log::{INFO, MEDIUM};
 use super::PLAY_WAIT;
 
 /// An `rtmp://` target split into what the protocol needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// `rtmps://`: TLS to the target.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub app: String,
@@ -26,15 +35,20 @@ pub struct Target {
 
 /// Parses `rtmp://host[:port]/app[/more]/key`: the last path part is the stream key, the rest the app.
 pub fn parse_target(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("rtmp://")
-        .ok_or_else(|| format!("{url}: not an rtmp:// URL"))?;
+    let (tls, rest) = if let Some(r) = url.strip_prefix("rtmp://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("rtmps://") {
+        (true, r)
+    } else {
+        return Err(format!("{url}: not an rtmp:// or rtmps:// URL"));
+    };
+    let default_port = if tls { 443 } else { 1935 };
     let (hostport, path) = rest
         .split_once('/')
         .ok_or_else(|| format!("{url}: no application"))?;
     let (host, port) = match hostport.rsplit_once(':') {
         _ if hostport.starts_with('[') && hostport.ends_with(']') => {
-            (hostport[1..hostport.len() - 1].to_string(), 1935)
+            (hostport[1..hostport.len() - 1].to_string(), default_port)
         }
         Some((h, p)) => (
             h.trim_matches(|c| c == '[' || c == ']').to_string(),
@@ -42,7 +56,7 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         ),
         _ => (
             hostport.trim_matches(|c| c == '[' || c == ']').to_string(),
-            1935,
+            default_port,
         ),
     };
     let (app, key) = path
@@ -52,7 +66,8 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         return Err(format!("{url}: needs host, application and stream key"));
     }
     Ok(Target {
-        tc_url: format!("rtmp://{hostport}/{app}"),
+        tc_url: format!("{}://{hostport}/{app}", if tls { "rtmps" } else { "rtmp" }),
+        tls,
         host,
         port,
         app: app.into(),
@@ -60,10 +75,74 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
     })
 }
 
+/// The connection to the target: plain TCP or TLS over it.
+trait Conn: Read + Write + Send {}
+impl<T: Read + Write + Send> Conn for T {}
+
+/// Wraps a connected socket in a TLS client for `host` (Mozilla roots, SNI = host).
+/// The TLS handshake is done here, with the socket's 10 s timeouts, before the short read
+/// timeout of the push loop is set.
+fn tls_client(mut sock: TcpStream, host: &str) -> Result<Box<dyn Conn>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // A private RTMPS server's CA, in addition to the Mozilla roots.
+    if let Some(f) = std::env::var_os("MIST_TLS_CA_FILE").filter(|f| !f.is_empty()) {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&f)
+            .map_err(|e| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy()))?;
+        for c in certs {
+            let c = c.map_err(|e| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy()))?;
+        }
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host}: {e}"))?;
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| format!("TLS: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)
+            .map_err(|e| format!("TLS handshake with {host}: {e}"))?;
+    }
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .map_err(|e| e.to_string())?;
+    Ok(Box::new(rustls::StreamOwned::new(conn, sock)))
+}
+
+/// Tells the controller (if any) where the push goes and how far it is (`push_list`).
+fn report_status(target: &str, bytes: u64, media_ms: i64) {
+    if mist_core::control::socket_path().is_none() {
+        return;
+    }
+    let req = mist_core::control::Request::Api {
+        command: serde_json::json!({
+            "push_status_update": {
+                "pid": std::process::id(), "target": target, "bytes": bytes, "media_ms": media_ms
+            }
+        }),
+    };
+    let _ = mist_core::control::request(&req, Duration::from_secs(2));
+}
+
+/// How often a push tells the controller how far it is.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
 struct Link {
-    sock: TcpStream,
+    sock: Box<dyn Conn>,
     session: ClientSession,
     buf: Vec<u8>,
+    /// Bytes written to the target.
+    sent: u64,
 }
 
 impl Link {
@@ -75,7 +154,9 @@ impl Link {
         let out = self.session.take_output();
         if !out.is_empty() {
             self.sock.write_all(&out)?;
+            self.sent += out.len() as u64;
         }
+        self.sock.flush()?;
         Ok(())
     }
 
@@ -110,7 +191,90 @@ impl Link {
 }
 
 /// Runs a push until the stream ends (Ok) or something fails (Err, with the reason).
+/// Then tells the controller (if any) for OUTPUT_END (INTERFACES §5.3 payload; no
+/// RECORDING_END: this is not a file).
 pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String> {
+    let start_unix = unix_now();
+    let started = Instant::now();
+    let mut prog = Progress {
+        actual: expand_target(stream, url),
+        ..Default::default()
+    };
+    let r = push(stream, &stop, &mut prog);
+    let (code, text) = match &r {
+        Ok(()) => (0, "completed".to_string()),
+        Err(e) => (1, e.clone()),
+    };
+    let payload = mist_bins::record::recording_end_payload(
+        stream,
+        &prog.actual,
+        "RTMP",
+        prog.sent,
+        started.elapsed().as_secs(),
+        start_unix,
+        unix_now(),
+        prog.first_ms.unwrap_or(0),
+        prog.last_ms,
+        code,
+        &text,
+    );
+    report_end(stream, &payload, stop.load(Ordering::Relaxed));
+    r
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The target with its `$variables` evaluated (custom ones from the controller's
+/// `MIST_VARIABLES`) and its Mist parameters (after the last `?`) taken off: a query meant for
+/// the remote needs a trailing `?` (INTERFACES §4.3).
+fn expand_target(stream: &str, url: &str) -> String {
+    let (template, _params) = mist_core::push::split_target(url, unix_now());
+    let custom = std::env::var("MIST_VARIABLES")
+        .ok()
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default();
+    let vars = mist_core::push::Vars {
+        stream,
+        custom,
+        ..Default::default()
+    };
+    mist_core::push::expand(&template, &vars, &mist_core::push::LocalTime::now())
+}
+
+/// How far a push got.
+#[derive(Default)]
+struct Progress {
+    /// The target being pushed to (variables evaluated, parameters off).
+    actual: String,
+    sent: u64,
+    first_ms: Option<i64>,
+    last_ms: i64,
+}
+
+/// Tells the controller that the push ended (`recording_end` with `network`: OUTPUT_END only).
+fn report_end(stream: &str, payload: &str, stopping: bool) {
+    if mist_core::control::socket_path().is_none() {
+        return;
+    }
+    let req = mist_core::control::Request::Api {
+        command: serde_json::json!({
+            "recording_end": {
+                "stream": stream, "payload": payload, "pid": std::process::id(), "network": true
+            }
+        }),
+    };
+    let timeout = Duration::from_millis(if stopping { 500 } else { 5000 });
+    let _ = mist_core::control::request(&req, timeout);
+}
+
+fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(), String> {
+    let url = prog.actual.clone();
+    let url = url.as_str();
     let target = parse_target(url)?;
     // The stream may not be live yet.
     let started = Instant::now();
@@ -143,6 +307,11 @@ pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String>
         .map_err(|e| e.to_string())?;
     sock.set_read_timeout(Some(Duration::from_millis(20)))
         .map_err(|e| e.to_string())?;
+    let sock: Box<dyn Conn> = if target.tls {
+        tls_client(sock, &target.host)?
+    } else {
+        Box::new(sock)
+    };
     let seed = std::process::id() as u64 ^ 0x5eed;
     let session = ClientSession::new(
         &target.app,
@@ -155,6 +324,7 @@ pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String>
         sock,
         session,
         buf: vec![0; 65536],
+        sent: 0,
     };
     link.flush().map_err(|e| format!("write: {e}"))?;
     let t = Instant::now();
@@ -165,6 +335,7 @@ pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String>
         link.service()?;
     }
     log!(INFO, "pushing {stream} to {url}");
+    report_status(url, 0, 0);
     let mut tracks: Vec<Track> = reader.tracks();
     if !tracks.is_empty() {
         link.session
@@ -174,7 +345,9 @@ pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String>
     let mut frames = 0u64;
     let mut bytes_out = 0u64;
     let mut last_report = Instant::now();
+    let mut last_status = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        prog.sent = link.sent;
         match reader.next() {
             ReadEvent::Frame(f) => {
                 let Some(track) = tracks.iter().find(|t| t.id == f.track) else {
@@ -185,6 +358,8 @@ pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String>
                     .map_err(|e| e.to_string())?;
                 frames += 1;
                 bytes_out += f.data.len() as u64;
+                prog.first_ms.get_or_insert(f.dts);
+                prog.last_ms = prog.last_ms.max(f.dts);
                 // Write in batches of a few hundred KiB while catching up.
                 if link.session_output_len() >= 256 * 1024 {
                     link.flush().map_err(|e| format!("write: {e}"))?;
@@ -206,6 +381,7 @@ pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String>
                 log!(INFO, "{stream} ended; {frames} frames pushed to {url}");
                 link.session.close().map_err(|e| e.to_string())?;
                 link.flush().map_err(|e| format!("write: {e}"))?;
+                prog.sent = link.sent;
                 return Ok(());
             }
         }
@@ -213,13 +389,23 @@ pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String>
             last_report = Instant::now();
             reader.report(bytes_out, 0);
         }
+        if last_status.elapsed() >= STATUS_EVERY {
+            last_status = Instant::now();
+            prog.sent = link.sent;
+            report_status(
+                url,
+                link.sent,
+                prog.last_ms - prog.first_ms.unwrap_or(prog.last_ms),
+            );
+        }
     }
     log!(
-        WARN,
+        INFO,
         "push of {stream} to {url} stopped by a signal after {frames} frames"
     );
     let _ = link.session.close();
     let _ = link.flush();
+    prog.sent = link.sent;
     Ok(())
 }
 
@@ -235,10 +421,24 @@ mod tests {
             ("example.com", 1935, "live", "key1")
         );
         assert_eq!(t.tc_url, "rtmp://example.com/live");
+        assert_eq!(
+            expand_target("live+a", "rtmp://h/app/$wildcard?video=0"),
+            "rtmp://h/app/a"
+        );
+        assert_eq!(
+            expand_target("live+a", "rtmp://h/a/k?x=1?"),
+            "rtmp://h/a/k?x=1"
+        );
         let t = parse_target("rtmp://10.0.0.1:1940/app/inst/k?x=1").unwrap();
         assert_eq!(
             (t.port, t.app.as_str(), t.key.as_str()),
             (1940, "app/inst", "k?x=1")
+        );
+        let t = parse_target("rtmps://live.example.com/app/key").unwrap();
+        assert!(t.tls);
+        assert_eq!(
+            (t.port, t.tc_url.as_str()),
+            (443, "rtmps://live.example.com/app")
         );
         let t = parse_target("rtmp://[::1]:1936/a/b").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 1936));
