@@ -3,7 +3,7 @@
 use crate::limits::{Caps, Limits, Refusal};
 use crate::session::{ConnId, ConnState, Io, ListenerId, Session};
 use crate::tls::TlsConfigHandle;
-use crate::transport::{Peer, Stream};
+use crate::transport::{OutQueue, Peer, Stream};
 use bytes::Bytes;
 use mio::net::{TcpListener, UdpSocket, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -130,6 +130,8 @@ pub struct Ctl<'a, A: App> {
     conns: &'a mut HashMap<ConnId, Conn<A::Session>>,
     wakes: &'a mut Vec<ConnId>,
     dirty: &'a mut Vec<ConnId>,
+    /// The waker ([`Remote`]) woke the loop since the last turn.
+    woken: bool,
 }
 
 impl<A: App> Ctl<'_, A> {
@@ -154,6 +156,24 @@ impl<A: App> Ctl<'_, A> {
     /// Calls [`Session::on_wake`] of `id` later in this turn.
     pub fn wake(&mut self, id: ConnId) {
         self.wakes.push(id);
+    }
+
+    /// The output queue of `id` (None if it is gone). What is queued here is written at the
+    /// next write event or [`Ctl::flush`], not at once: callers merge writes this way.
+    pub fn out(&mut self, id: ConnId) -> Option<&mut OutQueue> {
+        self.conns.get_mut(&id).map(|c| &mut c.st.out)
+    }
+
+    /// Writes what is queued on `id` at the end of this turn.
+    pub fn flush(&mut self, id: ConnId) {
+        if self.conns.contains_key(&id) {
+            self.dirty.push(id);
+        }
+    }
+
+    /// Whether the waker ([`Remote`]) woke the loop since the last turn.
+    pub fn woken(&self) -> bool {
+        self.woken
     }
 
     /// Whether `id` is open.
@@ -195,6 +215,8 @@ pub struct Runtime<A: App> {
     wakes: Vec<ConnId>,
     dirty: Vec<ConnId>,
     remote: Remote,
+    /// The waker fired since the last turn ([`Ctl::woken`]).
+    woken: bool,
     max_wait: Duration,
     next_sweep: Instant,
 }
@@ -218,6 +240,7 @@ impl<A: App> Runtime<A> {
                 waker,
                 wakes: Arc::new(Mutex::new(Vec::new())),
             },
+            woken: false,
             max_wait: Duration::from_millis(100),
             next_sweep: Instant::now(),
         })
@@ -381,6 +404,7 @@ impl<A: App> Runtime<A> {
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
+                    self.woken = true;
                     continue;
                 }
                 if t.0 < CONN_BASE {
@@ -432,6 +456,7 @@ impl<A: App> Runtime<A> {
                     conns: &mut self.conns,
                     wakes: &mut self.wakes,
                     dirty: &mut self.dirty,
+                    woken: std::mem::take(&mut self.woken),
                 };
                 match catch_unwind(AssertUnwindSafe(|| app.turn(&mut ctl, now))) {
                     Ok(f) => f,
@@ -446,7 +471,7 @@ impl<A: App> Runtime<A> {
             }
             if flow == Flow::Stop {
                 for c in self.conns.values_mut() {
-                    let _ = c.st.out.flush_to(&mut c.stream);
+                    let _ = c.st.out.flush_stream(&mut *c.stream);
                     let _ = c.stream.flush();
                 }
                 return Ok(());
@@ -744,7 +769,7 @@ impl<A: App> Runtime<A> {
             return;
         };
         let l = &self.listeners[c.listener.0];
-        match c.st.out.flush_to(&mut c.stream) {
+        match c.st.out.flush_stream(&mut *c.stream) {
             Ok(n) if n > 0 => {
                 c.last_write = now;
                 c.last_io = now;
@@ -779,7 +804,7 @@ impl<A: App> Runtime<A> {
                 self.drop_conn(app, id);
                 return;
             }
-            if std::mem::take(&mut c.had_output) {
+            if std::mem::take(&mut c.had_output) | std::mem::take(&mut c.st.want_drained) {
                 if c.unread && !c.st.read_paused {
                     self.again.push(id);
                 }
