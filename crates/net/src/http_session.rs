@@ -15,8 +15,8 @@
 
 use crate::http::{self, HttpError, Limits as HttpLimits, Request, Response};
 use crate::server::{
-    common_headers, find, parse_range, standard_head, Body, ServerConfig, Unsatisfiable,
-    BODY_LOW, BODY_STEP, MERGE_BYTES,
+    common_headers, find, parse_range, standard_head, Body, ServerConfig, Unsatisfiable, BODY_LOW,
+    BODY_STEP, MERGE_BYTES,
 };
 use bytes::Bytes;
 use mist_connector::{self as rt, App, Ctl, FileRange, Flow, ListenerId, OutQueue, Peer};
@@ -361,9 +361,7 @@ impl Io<'_> {
                 self.start_body(id, Box::new(whole), 0, end, true);
             }
             _ => {
-                let resp = file
-                    .stored_response()
-                    .unwrap_or_else(|| Response::new(200));
+                let resp = file.stored_response().unwrap_or_else(|| Response::new(200));
                 self.respond_body(id, resp, Box::new(file))
             }
         }

@@ -333,7 +333,9 @@ fn limits(cfg: &ServerConfig) -> Limits {
             cfg.max_per_ip
         },
         // The session moves every read into its own request buffer, bounded there.
-        max_input: d.max_input.max(cfg.max_head + cfg.max_body + 4096 + d.read_budget),
+        max_input: d
+            .max_input
+            .max(cfg.max_head + cfg.max_body + 4096 + d.read_budget),
         read_budget: d.read_budget,
         max_output: cfg.max_backlog,
         pause_output: d.pause_output.min(cfg.max_backlog),
@@ -508,14 +510,20 @@ mod tests {
         check_bodies("/file/");
         // The fallback read path gives the same bytes.
         let mut f = FileBody::from_bytes("x", b"hello world").unwrap();
-        assert_eq!(Body::read(&mut f, 6, 100), vec![Bytes::from_static(b"world")]);
+        assert_eq!(
+            Body::read(&mut f, 6, 100),
+            vec![Bytes::from_static(b"world")]
+        );
     }
 
     #[test]
     fn stored_answers_with_ranges_head_and_pipelining() {
         check_bodies("/answer/");
         let mut f = FileBody::answer("x", Response::new(200), b"hello world").unwrap();
-        assert_eq!(Body::read(&mut f, 6, 100), vec![Bytes::from_static(b"world")]);
+        assert_eq!(
+            Body::read(&mut f, 6, 100),
+            vec![Bytes::from_static(b"world")]
+        );
         // A plain GET gets exactly the head respond_body would have built, from the file.
         let end = "GET /end HTTP/1.1\r\nConnection: close\r\n\r\n";
         let stored = exchange(format!("GET /answer/5 HTTP/1.1\r\n\r\n{end}").as_bytes());
@@ -746,6 +754,54 @@ mod tests {
             assert!(n > 0, "the good viewer was closed");
             more += n;
         }
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+    }
+
+    /// The per-address cap: a third connection from 127.0.0.1 is closed at once while two are
+    /// open, and admitted again once one of them closed.
+    #[test]
+    fn connections_per_address_are_capped() {
+        let cfg = ServerConfig {
+            max_per_ip: 2,
+            ..ServerConfig::default()
+        };
+        let mut srv = Server::bind("127.0.0.1:0".parse().unwrap(), cfg).unwrap();
+        let addr = srv.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let t = std::thread::spawn(move || srv.run(Echo, s2).unwrap());
+        let ask = |s: &mut std::net::TcpStream| -> String {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(b"GET /hi HTTP/1.1\r\n\r\n");
+            let mut buf = vec![0u8; 4096];
+            match s.read(&mut buf) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Err(e) => format!("error {e}"),
+            }
+        };
+        let mut a = std::net::TcpStream::connect(addr).unwrap();
+        let mut b = std::net::TcpStream::connect(addr).unwrap();
+        assert!(ask(&mut a).starts_with("HTTP/1.1 200"));
+        assert!(ask(&mut b).starts_with("HTTP/1.1 200"));
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        let refused = ask(&mut c);
+        assert!(!refused.contains("HTTP/1.1"), "over the cap: {refused}");
+        drop(a);
+        // The slot is released once the server sees the close.
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut d = std::net::TcpStream::connect(addr).unwrap();
+            if ask(&mut d).starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "the closed connection's slot was not released"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(ask(&mut b).starts_with("HTTP/1.1 200"));
         stop.store(true, Ordering::Relaxed);
         t.join().unwrap();
     }
