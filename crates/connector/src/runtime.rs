@@ -171,6 +171,15 @@ impl<A: App> Ctl<'_, A> {
         }
     }
 
+    /// Calls [`Session::on_drained`] of `id` once its queue is written, even when the next
+    /// write takes it all (as [`Io::notify_drained`](crate::Io::notify_drained)).
+    pub fn notify_drained(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.st.want_drained = true;
+            self.dirty.push(id);
+        }
+    }
+
     /// Whether the waker ([`Remote`]) woke the loop since the last turn.
     pub fn woken(&self) -> bool {
         self.woken
@@ -217,6 +226,8 @@ pub struct Runtime<A: App> {
     remote: Remote,
     /// The waker fired since the last turn ([`Ctl::woken`]).
     woken: bool,
+    /// Connections whose asked-for `on_drained` runs in the next round.
+    drained_soon: Vec<ConnId>,
     max_wait: Duration,
     next_sweep: Instant,
 }
@@ -241,6 +252,7 @@ impl<A: App> Runtime<A> {
                 wakes: Arc::new(Mutex::new(Vec::new())),
             },
             woken: false,
+            drained_soon: Vec::new(),
             max_wait: Duration::from_millis(100),
             next_sweep: Instant::now(),
         })
@@ -385,7 +397,8 @@ impl<A: App> Runtime<A> {
             let mut wait = self.max_wait;
             let pending = !self.again.is_empty()
                 || !self.again_listeners.is_empty()
-                || !self.wakes.is_empty();
+                || !self.wakes.is_empty()
+                || !self.drained_soon.is_empty();
             if pending {
                 wait = Duration::ZERO;
             }
@@ -430,6 +443,16 @@ impl<A: App> Runtime<A> {
             }
             for id in std::mem::take(&mut self.wakes) {
                 self.call(app, id, Phase::Wake, now);
+            }
+            for id in std::mem::take(&mut self.drained_soon) {
+                let Some(c) = self.conns.get_mut(&id) else {
+                    continue;
+                };
+                if c.st.out.is_empty() {
+                    self.call(app, id, Phase::Drained, now);
+                } else {
+                    c.st.want_drained = true;
+                }
             }
             while let Some(Reverse((t, id))) = self.timers.peek().copied() {
                 if t > now {
@@ -804,11 +827,17 @@ impl<A: App> Runtime<A> {
                 self.drop_conn(app, id);
                 return;
             }
-            if std::mem::take(&mut c.had_output) | std::mem::take(&mut c.st.want_drained) {
+            let asked = std::mem::take(&mut c.st.want_drained);
+            if std::mem::take(&mut c.had_output) {
                 if c.unread && !c.st.read_paused {
                     self.again.push(id);
                 }
                 self.call(app, id, Phase::Drained, now);
+            } else if asked {
+                // Asked for (`Io::notify_drained`) and written at once: called in the next
+                // round, not from here, so a session that produces on every drain does not
+                // recurse for as long as the socket takes what it writes.
+                self.drained_soon.push(id);
             }
         } else {
             if c.st.out.len() < l.limits.pause_output && c.unread && !c.st.read_paused {

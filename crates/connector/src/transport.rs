@@ -381,4 +381,54 @@ mod tests {
         assert!(q.is_empty());
         assert_eq!(w.got, want);
     }
+
+    struct MemFile(Vec<u8>);
+
+    impl crate::file::FileSource for MemFile {
+        fn send(&self, _: BorrowedFd<'_>, _: u64, _: u64) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn send_before(&self, _: BorrowedFd<'_>, _: &[IoSlice<'_>]) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn read(&self, pos: u64, max: usize) -> io::Result<Bytes> {
+            let a = (pos as usize).min(self.0.len());
+            let b = (a + max).min(self.0.len());
+            Ok(Bytes::copy_from_slice(&self.0[a..b]))
+        }
+    }
+
+    /// File ranges between chunks keep their place; without a descriptor they are read.
+    #[test]
+    fn file_ranges_in_order_through_a_plain_writer() {
+        let file: std::sync::Arc<dyn crate::file::FileSource> =
+            std::sync::Arc::new(MemFile((0..=255u8).cycle().take(1 << 20).collect()));
+        let mut q = OutQueue::default();
+        q.push(Bytes::from_static(b"head"));
+        q.push_file(FileRange {
+            src: file.clone(),
+            pos: 10,
+            end: 700_010,
+        });
+        q.push(Bytes::from_static(b"tail"));
+        assert_eq!(q.len(), 8, "file ranges cost no memory");
+        let mut want = b"head".to_vec();
+        want.extend((0..=255u8).cycle().skip(10).take(700_000));
+        want.extend_from_slice(b"tail");
+        let mut w = Trickle {
+            got: Vec::new(),
+            cap: 100_000,
+            calls: usize::MAX,
+        };
+        q.flush_to(&mut w).unwrap();
+        assert!(q.is_empty());
+        assert_eq!(w.got, want);
+        // A file shorter than promised is an error, not a silent short answer.
+        q.push_file(FileRange {
+            src: file,
+            pos: (1 << 20) - 5,
+            end: (1 << 20) + 5,
+        });
+        assert!(q.flush_to(&mut w).is_err());
+    }
 }

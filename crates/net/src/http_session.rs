@@ -91,6 +91,7 @@ struct Staged {
     flush: bool,
     close: bool,
     wake: bool,
+    drained: bool,
 }
 
 /// The HTTP state of every connection.
@@ -115,8 +116,8 @@ trait Sink {
     fn wake(&mut self, id: ConnId);
     /// The connection whose session runs (None: the application turn, or a close).
     fn own(&self) -> Option<ConnId>;
-    /// Ask for `on_drained` of the own connection once its queue is written.
-    fn notify_drained(&mut self);
+    /// Ask for `on_drained` of `id` once its queue is written.
+    fn notify_drained(&mut self, id: ConnId);
     /// The application turn: fan-out writes may wait for the merge interval.
     fn in_turn(&self) -> bool;
 }
@@ -152,9 +153,10 @@ impl Sink for SessionSink<'_, '_> {
     fn own(&self) -> Option<ConnId> {
         self.own.as_ref().map(|io| io.id().0)
     }
-    fn notify_drained(&mut self) {
-        if let Some(io) = &mut self.own {
-            io.notify_drained();
+    fn notify_drained(&mut self, id: ConnId) {
+        match &mut self.own {
+            Some(io) if io.id().0 == id => io.notify_drained(),
+            _ => self.staged.entry(id).or_default().drained = true,
         }
     }
     fn in_turn(&self) -> bool {
@@ -180,7 +182,9 @@ impl<A: App> Sink for TurnSink<'_, '_, A> {
     fn own(&self) -> Option<ConnId> {
         None
     }
-    fn notify_drained(&mut self) {}
+    fn notify_drained(&mut self, id: ConnId) {
+        self.0.notify_drained(rt::ConnId(id));
+    }
     fn in_turn(&self) -> bool {
         true
     }
@@ -499,6 +503,20 @@ impl Io<'_> {
         });
     }
 
+    /// Asks for [`Handler::drained`] of a live answer once what is queued on it is written,
+    /// even if the first write takes it all: a sender that paces itself (a VoD file sent as fast
+    /// as the viewer reads) calls this after each batch.
+    pub fn notify_drained(&mut self, id: ConnId) {
+        if self
+            .st
+            .conns
+            .get(&id)
+            .is_some_and(|c| matches!(c.state, State::Streaming { .. }))
+        {
+            self.sink.notify_drained(id);
+        }
+    }
+
     /// Ends a live answer cleanly (chunked terminator, or close for close-delimited bodies).
     pub fn end_stream(&mut self, id: ConnId) {
         let Some(c) = self.st.conns.get(&id) else {
@@ -581,7 +599,7 @@ impl Io<'_> {
             if let Some(c) = self.st.conns.get_mut(&id) {
                 c.body = Some(b);
             }
-            self.sink.notify_drained();
+            self.sink.notify_drained(id);
             return;
         }
         let mut failed = false;
@@ -616,7 +634,7 @@ impl Io<'_> {
         if let Some(c) = self.st.conns.get_mut(&id) {
             c.body = Some(b);
         }
-        self.sink.notify_drained();
+        self.sink.notify_drained(id);
     }
 
     /// Answers a framing error and closes.
@@ -961,6 +979,9 @@ impl<H: Handler> App for HttpApp<H> {
             }
             if s.wake {
                 ctl.wake(rid);
+            }
+            if s.drained {
+                ctl.notify_drained(rid);
             }
         }
         let woken = ctl.woken();
