@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 /// Seconds each player is watched after it started playing.
 const WATCH_S: u32 = 12;
 
+/// One headless Chromium at a time: two players decoding side by side on a 2-core machine starve the
+/// real-time feeds and the segment answers (hls.js then reports fragment load errors).
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Waits until `path` answers 200.
 fn wait_ready(port: u16, path: &str) {
     let end = Instant::now() + Duration::from_secs(30);
@@ -40,6 +44,7 @@ fn wait_ready(port: u16, path: &str) {
 
 #[test]
 fn hls_js_and_dash_js_play_live_in_chromium() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     ensure_chromium();
     let modules = ensure_node_modules();
     let ctl = Controller::start_http(
@@ -101,6 +106,7 @@ fn hls_js_and_dash_js_play_live_in_chromium() {
 /// hls.js (`/hls/` and `/cmaf/` playlists) and dash.js (static MPD) from MistOutHTTP.
 #[test]
 fn hls_js_and_dash_js_play_vod_in_chromium() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     ensure_chromium();
     let modules = ensure_node_modules();
     let dir = TempDir::new("browser-vod");
