@@ -219,6 +219,9 @@ def measure(server, feed, steps, duration, loadgen=None):
                 "pss_kib_per_viewer": max(0, pss - base_pss) / n,
                 "ttff_ms": res["ttff_ms_median"],
                 "mbit_s": res["bytes"] * 8 / 1e6 / duration,
+                # The load generator's own CPU: it must stay well below one core, or the client,
+                # not the server, is what saturates.
+                "loadgen_cpu_pct": 100 * res.get("loadgen_cpu_s", float("nan")) / duration,
             })
             log(f"{server.name} {rows[-1]}")
             if publisher.poll() is not None:
