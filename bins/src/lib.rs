@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod http_out;
+pub mod ingest;
 pub mod record;
 pub mod rtsp_out;
 pub mod ts_live;
