@@ -868,7 +868,4 @@ pub fn capabilities() -> serde_json::Value {
 }
 
 #[cfg(test)]
-mod tests {
-    /// A play of this name panics inside the session (test builds only).
-    pub const PANIC_NAME: &str = "__panic_in_session__";
-}
+mod tests;
