@@ -1,7 +1,7 @@
 //! A stream read from shared memory and muxed into one format ([`Source`], used by both front
 //! ends), and the HTTP side's sharing of one source among many viewers ([`Feed`]).
 
-use super::mux::{main_track, select, Format, Mux, Out};
+use crate::http_out::mux::{main_track, select, Format, Mux, Out};
 use bytes::Bytes;
 use mist_media::{Frame, Track};
 use mist_net::server::{ConnId, Io};
