@@ -162,7 +162,8 @@ class Mist(Server):
         """`http`: extra protocol entries; when given, an HTTP listener is added (self.http_port)."""
         self.port = free_port()
         api = self.api_port = free_port()
-        protocols = [{"connector": "RTMP", "port": self.port, "interface": "127.0.0.1"}]
+        # Every viewer comes from 127.0.0.1: no per-address cap.
+        protocols = [{"connector": "RTMP", "port": self.port, "interface": "127.0.0.1", "max_per_ip": 0}]
         if http is not None:
             self.http_port = free_port()
             protocols.append({"connector": "HTTP", "port": self.http_port, "interface": "127.0.0.1"})

@@ -1,7 +1,20 @@
-//! A stream read from shared memory and muxed into one format ([`Source`], used by both front
-//! ends), and the HTTP side's sharing of one source among many viewers ([`Feed`]).
+//! One reader per stream per process, shared by all its viewers, whatever their protocol.
+//!
+//! * [`main_track`]: the rule every connector uses to pick the track whose keyframes start a
+//!   viewer, a GOP, a segment (the first video track, else the first track).
+//! * [`GopCache`]: the frames since the newest main-track keyframe, bounded by bytes, so that a new
+//!   viewer starts at once with a decodable picture. HTTP caches muxed chunks, RTMP encoded
+//!   messages; both share them with every viewer (`Bytes`, no copy per viewer).
+//! * [`Source`]: a stream read from shared memory and muxed into one HTTP format, with track
+//!   selection (`?video=`/`?audio=`) and the recheck when the track table changes (used by the
+//!   HTTP server and the standalone writers); [`Feed`]: one source shared by every HTTP viewer of
+//!   the same stream, format and selection, with the users-table slots of its viewers.
+//!
+//! MistOutRTMP's per-stream reader (`rtmp_server::PlayStream`) uses `main_track` and `GopCache`
+//! from here; RTMP needs no muxer choice (one encoding per frame), so it does not go through
+//! `Source`.
 
-use crate::http_out::mux::{main_track, select, Format, Mux, Out};
+use crate::http_out::mux::{select, Format, Mux, Out};
 use bytes::Bytes;
 use mist_media::{Frame, Track};
 use mist_net::server::{ConnId, Io};
@@ -21,6 +34,70 @@ pub enum Step {
     Ended,
     /// The selected tracks cannot be sent in this format.
     Error(String),
+}
+
+/// The track whose keyframes start a viewer, a GOP or a segment: the first video track, else the
+/// first track. The one place this rule lives.
+pub fn main_track(tracks: &[Track]) -> Option<u32> {
+    tracks
+        .iter()
+        .find(|t| t.kind() == mist_media::TrackKind::Video)
+        .or(tracks.first())
+        .map(|t| t.id)
+}
+
+/// The items since the newest main-track keyframe (muxed chunks, encoded messages...), bounded
+/// by bytes: beyond the bound the cache is dropped and new viewers wait for the next keyframe.
+pub struct GopCache<T> {
+    items: Vec<T>,
+    bytes: usize,
+    valid: bool,
+    max: usize,
+}
+
+impl<T> GopCache<T> {
+    /// An empty cache of at most `max_bytes`; `valid`: whether what comes before the first
+    /// keyframe counts (a new viewer gets it).
+    pub fn new(max_bytes: usize, valid: bool) -> GopCache<T> {
+        GopCache {
+            items: Vec::new(),
+            bytes: 0,
+            valid,
+            max: max_bytes,
+        }
+    }
+
+    /// A main-track keyframe (or a restart): a new GOP begins.
+    pub fn restart(&mut self) {
+        self.items.clear();
+        self.bytes = 0;
+        self.valid = true;
+    }
+
+    /// Forgets everything until the next [`GopCache::restart`].
+    pub fn invalidate(&mut self) {
+        self.items.clear();
+        self.bytes = 0;
+        self.valid = false;
+    }
+
+    /// Adds an item of `len` bytes to a valid GOP; over the bound the GOP is dropped.
+    pub fn push(&mut self, item: T, len: usize) {
+        if !self.valid {
+            return;
+        }
+        self.bytes += len;
+        if self.bytes > self.max {
+            self.invalidate();
+        } else {
+            self.items.push(item);
+        }
+    }
+
+    /// What a new viewer gets first (nothing when the GOP is not valid).
+    pub fn items(&self) -> &[T] {
+        &self.items
+    }
 }
 
 /// One reader + one muxer.
@@ -201,9 +278,7 @@ pub struct Feed {
     pub src: Source,
     format: Format,
     header: Option<Vec<Bytes>>,
-    gop: Vec<Bytes>,
-    gop_bytes: usize,
-    gop_ok: bool,
+    gop: GopCache<Bytes>,
     pub viewers: Vec<ConnId>,
     pub waiting: Vec<(ConnId, Instant)>,
     pub done: bool,
@@ -224,9 +299,7 @@ impl Feed {
             src,
             format,
             header: None,
-            gop: Vec::new(),
-            gop_bytes: 0,
-            gop_ok: false,
+            gop: GopCache::new(GOP_CACHE_MAX, false),
             viewers: Vec::new(),
             waiting: Vec::new(),
             done: false,
@@ -288,9 +361,7 @@ impl Feed {
             return; // HEAD, or gone
         }
         let mut first: Vec<Bytes> = self.header.clone().unwrap_or_default();
-        if self.gop_ok {
-            first.extend(self.gop.iter().cloned());
-        }
+        first.extend(self.gop.items().iter().cloned());
         let n: usize = first.iter().map(Bytes::len).sum();
         if io.send(id, &first) {
             super::viewer_sessions::fanout(&[id], n as u64);
@@ -310,27 +381,19 @@ impl Feed {
                 Step::Pending => break,
                 Step::Header(h) => {
                     self.header = Some(h);
-                    self.gop.clear();
-                    self.gop_bytes = 0;
-                    self.gop_ok = false;
+                    self.gop.invalidate();
                     for (id, _) in std::mem::take(&mut self.waiting) {
                         self.start_viewer(io, id);
                     }
                 }
                 Step::Data(out) => {
                     if out.join {
-                        self.gop.clear();
-                        self.gop_bytes = 0;
-                        self.gop_ok = true;
+                        self.gop.restart();
                     }
                     let n: usize = out.chunks.iter().map(Bytes::len).sum();
-                    if self.gop_ok && !self.vod {
-                        self.gop_bytes += n;
-                        if self.gop_bytes > GOP_CACHE_MAX {
-                            self.gop.clear();
-                            self.gop_ok = false;
-                        } else {
-                            self.gop.extend(out.chunks.iter().cloned());
+                    if !self.vod {
+                        for c in &out.chunks {
+                            self.gop.push(c.clone(), c.len());
                         }
                     }
                     let before = self.viewers.len();
@@ -349,8 +412,7 @@ impl Feed {
                     }
                     self.sync_slots(None);
                     self.header = None;
-                    self.gop.clear();
-                    self.gop_ok = false;
+                    self.gop.invalidate();
                 }
                 Step::Ended => {
                     for v in std::mem::take(&mut self.viewers) {
@@ -391,5 +453,38 @@ impl Source {
     /// Blocks until the stream changes or the timeout passes (standalone front ends).
     pub fn wait(&self, timeout: Duration) {
         self.reader.wait(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mist_media::Codec;
+
+    #[test]
+    fn main_track_is_the_first_video_else_the_first() {
+        let a = Track::new(1, Codec::Aac);
+        let v = Track::new(2, Codec::H264);
+        assert_eq!(main_track(&[a.clone(), v.clone()]), Some(2));
+        assert_eq!(main_track(&[a]), Some(1));
+        assert_eq!(main_track(&[]), None);
+    }
+
+    #[test]
+    fn gop_cache_is_bounded_and_restarts_at_keyframes() {
+        let mut g = GopCache::new(10, false);
+        g.push(1, 4); // before the first keyframe: not kept
+        assert!(g.items().is_empty());
+        g.restart();
+        g.push(2, 4);
+        g.push(3, 4);
+        assert_eq!(g.items(), &[2, 3]);
+        g.push(4, 4); // over the bound: dropped until the next keyframe
+        assert!(g.items().is_empty());
+        g.push(5, 1);
+        assert!(g.items().is_empty());
+        g.restart();
+        g.push(6, 4);
+        assert_eq!(g.items(), &[6]);
     }
 }

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use mist_bins::feed::{main_track, GopCache};
 use mist_bins::ingest::{self, Answer, Ingest};
 use mist_connector::ask::Asker;
 use mist_connector::{
@@ -39,7 +40,7 @@ use mist_core::triggers;
 use mist_media::rtmp::{
     end_message, media_message, tracks_message, ServerEvent, ServerSession, OUT_CHUNK_SIZE,
 };
-use mist_media::{Frame, Track, TrackKind};
+use mist_media::{Frame, Track};
 use mist_shm::{ReadEvent, ReaderInfo, StreamReader};
 
 use log::{HIGH, INFO, MEDIUM, WARN};
@@ -143,21 +144,11 @@ struct Viewer {
 struct PlayStream {
     reader: StreamReader,
     tracks: Vec<Track>,
-    main_track: u32,
+    main_track: Option<u32>,
     /// Frames since the newest main-track keyframe, with their shared encoding (stream id 1).
-    gop: Vec<(Frame, Bytes)>,
-    gop_bytes: usize,
-    gop_valid: bool,
+    gop: GopCache<(Frame, Bytes)>,
     viewers: Vec<ConnId>,
     ended: bool,
-}
-
-fn main_track(tracks: &[Track]) -> u32 {
-    tracks
-        .iter()
-        .find(|t| t.kind() == TrackKind::Video)
-        .or(tracks.first())
-        .map_or(0, |t| t.id)
 }
 
 /// The process-wide state every RTMP session shares.
@@ -219,21 +210,10 @@ impl RtmpApp {
                                 continue;
                             }
                         };
-                        if f.track == ps.main_track && f.keyframe {
-                            ps.gop.clear();
-                            ps.gop_bytes = 0;
-                            ps.gop_valid = true;
+                        if Some(f.track) == ps.main_track && f.keyframe {
+                            ps.gop.restart();
                         }
-                        if ps.gop_valid {
-                            ps.gop_bytes += enc.len();
-                            if ps.gop_bytes > MAX_GOP_BYTES {
-                                ps.gop.clear();
-                                ps.gop_bytes = 0;
-                                ps.gop_valid = false;
-                            } else {
-                                ps.gop.push((f.clone(), enc.clone()));
-                            }
-                        }
+                        ps.gop.push((f.clone(), enc.clone()), enc.len());
                         for id in &ps.viewers {
                             let Some(v) = viewers.get_mut(id) else {
                                 continue;
@@ -254,9 +234,7 @@ impl RtmpApp {
                         ps.tracks = ps.reader.tracks();
                         ps.main_track = main_track(&ps.tracks);
                         if matches!(ev, ReadEvent::Restarted) {
-                            ps.gop.clear();
-                            ps.gop_bytes = 0;
-                            ps.gop_valid = true;
+                            ps.gop.restart();
                         }
                         log!(MEDIUM, "{name}: {} tracks", ps.tracks.len());
                         let at = ps.reader.position_ms().max(0);
@@ -708,9 +686,7 @@ impl Rtmp {
                     reader,
                     tracks,
                     main_track: main,
-                    gop: Vec::new(),
-                    gop_bytes: 0,
-                    gop_valid: true,
+                    gop: GopCache::new(MAX_GOP_BYTES, true),
                     viewers: Vec::new(),
                     ended: false,
                 },
@@ -731,26 +707,24 @@ impl Rtmp {
         let ps = app.streams.get_mut(&stream).ok_or("stream vanished")?;
         let before = io.backlog();
         if !ps.tracks.is_empty() {
-            let start = ps.gop.first().map_or(0, |(f, _)| f.dts);
+            let start = ps.gop.items().first().map_or(0, |(f, _)| f.dts);
             self.session
                 .send_tracks(stream_id, &ps.tracks, start)
                 .map_err(|e| e.to_string())?;
             self.drain(io);
-            if ps.gop_valid {
-                for (f, enc) in &ps.gop {
-                    if stream_id == 1 {
-                        io.send(enc.clone());
-                    } else {
-                        let track = ps
-                            .tracks
-                            .iter()
-                            .find(|t| t.id == f.track)
-                            .ok_or("frame of an unknown track")?;
-                        io.send(
-                            media_message(OUT_CHUNK_SIZE, stream_id, track, f)
-                                .map_err(|e| e.to_string())?,
-                        );
-                    }
+            for (f, enc) in ps.gop.items() {
+                if stream_id == 1 {
+                    io.send(enc.clone());
+                } else {
+                    let track = ps
+                        .tracks
+                        .iter()
+                        .find(|t| t.id == f.track)
+                        .ok_or("frame of an unknown track")?;
+                    io.send(
+                        media_message(OUT_CHUNK_SIZE, stream_id, track, f)
+                            .map_err(|e| e.to_string())?,
+                    );
                 }
             }
         }
@@ -759,7 +733,7 @@ impl Rtmp {
             INFO,
             "{} plays {stream} (GOP burst of {} frames)",
             self.peer,
-            ps.gop.len()
+            ps.gop.items().len()
         );
         let url = format!(
             "{}/{stream}",
