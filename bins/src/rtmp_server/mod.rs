@@ -100,7 +100,8 @@ enum Role {
     None,
     Publisher {
         stream_id: u32,
-        ingest: Ingest,
+        /// Boxed: a writer is large next to the other roles.
+        ingest: Box<Ingest>,
     },
     Viewer {
         stream: String,
@@ -607,7 +608,10 @@ impl Rtmp {
                     .accept_publish(stream_id, &stream)
                     .map_err(|e| e.to_string())?;
                 log!(INFO, "{} publishes {stream}", self.peer);
-                self.role = Role::Publisher { stream_id, ingest };
+                self.role = Role::Publisher {
+                    stream_id,
+                    ingest: Box::new(ingest),
+                };
                 Ok(())
             }
             Err(e) => self.refuse(io, stream_id, &stream, &e.to_string(), true),
