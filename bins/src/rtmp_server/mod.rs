@@ -306,6 +306,9 @@ impl App for RtmpApp {
             return Flow::Stop;
         }
         while let Some(((id, what), verdict)) = self.decisions.take() {
+            if !ctl.is_open(id) {
+                continue; // the peer left while the controller decided
+            }
             let answer = ingest::admitted(ask_name(&what), verdict);
             self.answers.insert(id, (what, answer));
             ctl.wake(id);
