@@ -46,6 +46,64 @@ pub fn main_track(tracks: &[Track]) -> Option<u32> {
         .map(|t| t.id)
 }
 
+/// The tracks of `reader`'s stream that `video`/`audio` select (`?video=`/`?audio=`, see
+/// [`select`]) and `format` can carry, as the track table has them. Selectors such as `maxbps`
+/// choose by the measured rates, which change without a track change.
+pub fn selected(
+    reader: &StreamReader,
+    format: Format,
+    video: Option<&str>,
+    audio: Option<&str>,
+) -> Vec<Track> {
+    let table = reader.tracks();
+    select(&reader.tracks_with_rates(), format, video, audio)
+        .iter()
+        .filter_map(|p| table.iter().find(|t| t.id == p.id).cloned())
+        .collect()
+}
+
+/// A viewer's track selection, normalised so that one selection spelled differently shares its
+/// reader (and a peer cannot grow a cache with endless spellings).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Selection {
+    pub video: Option<String>,
+    pub audio: Option<String>,
+}
+
+impl Selection {
+    /// From what follows the `?` of a URL or a stream name (`video=1&audio=none`); other keys
+    /// are ignored.
+    pub fn from_query(q: &str) -> Selection {
+        let mut s = Selection::default();
+        for kv in q.split('&') {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let v = Some(crate::http_out::mux::normalize_selector(v));
+            match k {
+                "video" => s.video = v,
+                "audio" => s.audio = v,
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// The selection of a stream name with a query (`stream?video=1`); default without one.
+    pub fn from_name(name: &str) -> Selection {
+        name.split_once('?')
+            .map_or_else(Selection::default, |(_, q)| Selection::from_query(q))
+    }
+
+    /// No `video`/`audio` given.
+    pub fn is_default(&self) -> bool {
+        self.video.is_none() && self.audio.is_none()
+    }
+
+    /// The selected tracks of `reader`'s stream that `format` can carry.
+    pub fn tracks(&self, reader: &StreamReader, format: Format) -> Vec<Track> {
+        selected(reader, format, self.video.as_deref(), self.audio.as_deref())
+    }
+}
+
 /// The items since the newest main-track keyframe (muxed chunks, encoded messages...), bounded
 /// by bytes: beyond the bound the cache is dropped and new viewers wait for the next keyframe.
 pub struct GopCache<T> {
@@ -166,16 +224,12 @@ impl Source {
     /// The selected tracks as the track table has them. Selectors such as `maxbps` choose by
     /// the measured rates, which change without a track change, so they are not compared.
     fn selection(&self) -> Vec<Track> {
-        let table = self.reader.tracks();
-        select(
-            &self.reader.tracks_with_rates(),
+        selected(
+            &self.reader,
             self.format,
             self.video.as_deref(),
             self.audio.as_deref(),
         )
-        .iter()
-        .filter_map(|p| table.iter().find(|t| t.id == p.id).cloned())
-        .collect()
     }
 
     /// The next step; never blocks.
@@ -468,6 +522,15 @@ mod tests {
         assert_eq!(main_track(&[a.clone(), v.clone()]), Some(2));
         assert_eq!(main_track(&[a]), Some(1));
         assert_eq!(main_track(&[]), None);
+    }
+
+    #[test]
+    fn selections_from_names() {
+        assert!(Selection::from_name("live+a").is_default());
+        let s = Selection::from_name("live+a?audio=NONE&video= 01&x=y");
+        assert_eq!(s.video.as_deref(), Some("1"));
+        assert_eq!(s.audio.as_deref(), Some("none"));
+        assert_eq!(s, Selection::from_query("video=1,1&audio=none"));
     }
 
     #[test]

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use mist_bins::feed::{main_track, GopCache};
+use mist_bins::feed::{main_track, GopCache, Selection};
+use mist_bins::http_out::mux::Format;
 use mist_bins::ingest::{self, Answer, Ingest};
 use mist_connector::ask::Asker;
 use mist_connector::{
@@ -53,6 +54,9 @@ pub const MAX_GOP_BYTES: usize = 32 << 20;
 pub const PLAY_WAIT: Duration = Duration::from_secs(10);
 /// Time a connection has to get to publish or play.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Distinct track selections (`?video=`/`?audio=`) played at once per stream, each with its own
+/// reader and GOP.
+pub const MAX_SELECTIONS: usize = 16;
 /// Frames read from one stream per loop turn before other work gets a go.
 const FRAMES_PER_TURN: usize = 2000;
 /// How often a connection that is not a viewer checks its timeouts (and a publisher heartbeats).
@@ -104,7 +108,8 @@ enum Role {
         ingest: Box<Ingest>,
     },
     Viewer {
-        stream: String,
+        /// The played stream's key (name and selection).
+        key: String,
     },
     /// Play of a live stream that has no buffer yet: retried until [`PLAY_WAIT`] passes.
     AwaitingStream {
@@ -141,8 +146,12 @@ struct Viewer {
     peer: String,
 }
 
-/// A stream being played by this process: one reader, the current GOP, the viewers.
+/// A stream being played by this process: one reader, the current GOP, the viewers. One per
+/// stream and track selection (the default selection: every track).
 struct PlayStream {
+    /// The stream's name (the map key adds the selection).
+    name: String,
+    sel: Selection,
     reader: StreamReader,
     tracks: Vec<Track>,
     main_track: Option<u32>,
@@ -150,6 +159,29 @@ struct PlayStream {
     gop: GopCache<(Frame, Bytes)>,
     viewers: Vec<ConnId>,
     ended: bool,
+}
+
+impl PlayStream {
+    /// The tracks sent: all of them, or those the selection picks that RTMP (FLV) carries.
+    fn read_tracks(reader: &StreamReader, sel: &Selection) -> Vec<Track> {
+        if sel.is_default() {
+            reader.tracks()
+        } else {
+            sel.tracks(reader, Format::Flv)
+        }
+    }
+}
+
+/// The key of a played stream: its name, plus the selection when there is one.
+fn play_key(stream: &str, sel: &Selection) -> String {
+    if sel.is_default() {
+        return stream.to_string();
+    }
+    format!(
+        "{stream}?video={}&audio={}",
+        sel.video.as_deref().unwrap_or(""),
+        sel.audio.as_deref().unwrap_or("")
+    )
 }
 
 /// The process-wide state every RTMP session shares.
@@ -171,14 +203,17 @@ pub struct RtmpApp {
 }
 
 impl RtmpApp {
-    fn remove_viewer(&mut self, stream: &str, id: ConnId) {
+    fn remove_viewer(&mut self, key: &str, id: ConnId) {
         self.viewers.remove(&id);
-        if let Some(ps) = self.streams.get_mut(stream) {
+        if let Some(ps) = self.streams.get_mut(key) {
             ps.viewers.retain(|t| *t != id);
             if ps.viewers.is_empty() {
-                self.streams.remove(stream);
-                self.waiter.remove(stream);
-                log!(HIGH, "no viewers left on {stream}");
+                if let Some(ps) = self.streams.remove(key) {
+                    if !self.streams.values().any(|p| p.name == ps.name) {
+                        self.waiter.remove(&ps.name);
+                    }
+                }
+                log!(HIGH, "no viewers left on {key}");
             }
         }
     }
@@ -232,7 +267,7 @@ impl RtmpApp {
                         }
                     }
                     ev @ (ReadEvent::TracksChanged | ReadEvent::Restarted) => {
-                        ps.tracks = ps.reader.tracks();
+                        ps.tracks = PlayStream::read_tracks(&ps.reader, &ps.sel);
                         ps.main_track = main_track(&ps.tracks);
                         if matches!(ev, ReadEvent::Restarted) {
                             ps.gop.restart();
@@ -344,6 +379,8 @@ pub struct Rtmp {
     bytes_in: u64,
     /// Why the session closed the connection (for the log line when it goes).
     why: Option<String>,
+    /// The track selection of a play (`NAME?video=…&audio=…`).
+    sel: Selection,
 }
 
 impl Session<RtmpApp> for Rtmp {
@@ -413,7 +450,7 @@ impl Session<RtmpApp> for Rtmp {
                 );
                 // Dropping the ingest detaches its writer.
             }
-            Role::Viewer { stream } => {
+            Role::Viewer { key } => {
                 let mut out = 0;
                 if let Some(v) = app.viewers.get(&id) {
                     out = v.bytes_out;
@@ -421,10 +458,10 @@ impl Session<RtmpApp> for Rtmp {
                 }
                 log!(
                     MEDIUM,
-                    "viewer {} of {stream} left ({why}); {out} bytes out",
+                    "viewer {} of {key} left ({why}); {out} bytes out",
                     self.peer
                 );
-                app.remove_viewer(&stream, id);
+                app.remove_viewer(&key, id);
             }
             Role::None | Role::AwaitingStream { .. } => {
                 log!(HIGH, "connection {} closed ({why})", self.peer)
@@ -443,6 +480,7 @@ impl Rtmp {
             peer: peer.ip().map(|a| a.to_string()).unwrap_or_default(),
             bytes_in: 0,
             why: None,
+            sel: Selection::default(),
         }
     }
 
@@ -541,6 +579,9 @@ impl Rtmp {
         #[cfg(test)]
         if name == tests::PANIC_NAME {
             panic!("injected panic in the session of {}", self.peer);
+        }
+        if matches!(what, Ask::Play { .. }) {
+            self.sel = Selection::from_name(&name);
         }
         if !app.cfg.controlled || !mist_core::names::is_valid(&name) {
             let answer = ingest::standalone(&name);
@@ -650,12 +691,16 @@ impl Rtmp {
         stream_id: u32,
         stream: String,
     ) -> Result<(), String> {
-        if app.streams.get(&stream).is_some_and(|ps| ps.ended) {
+        let key = play_key(&stream, &self.sel);
+        if app.streams.get(&key).is_some_and(|ps| ps.ended) {
             // The old state only waits for its viewers to drain; a new viewer needs a fresh reader
             // (a new publisher may have taken the name over).
-            app.streams.remove(&stream);
+            app.streams.remove(&key);
         }
-        if !app.streams.contains_key(&stream) {
+        if !app.streams.contains_key(&key) {
+            if app.streams.values().filter(|p| p.name == stream).count() >= MAX_SELECTIONS {
+                return self.refuse(io, stream_id, &key, "too many track selections", false);
+            }
             let info = ReaderInfo {
                 connector: "RTMP-mux".into(),
                 host: String::new(),
@@ -685,11 +730,13 @@ impl Rtmp {
             if let Err(e) = app.waiter.add(&stream) {
                 log!(WARN, "{stream}: cannot watch for wake-ups ({e}); polling");
             }
-            let tracks = reader.tracks();
+            let tracks = PlayStream::read_tracks(&reader, &self.sel);
             let main = main_track(&tracks);
             app.streams.insert(
-                stream.clone(),
+                key.clone(),
                 PlayStream {
+                    name: stream.clone(),
+                    sel: self.sel.clone(),
                     reader,
                     tracks,
                     main_track: main,
@@ -711,7 +758,7 @@ impl Rtmp {
         self.session
             .accept_play(stream_id, &stream)
             .map_err(|e| e.to_string())?;
-        let ps = app.streams.get_mut(&stream).ok_or("stream vanished")?;
+        let ps = app.streams.get_mut(&key).ok_or("stream vanished")?;
         let before = io.backlog();
         if !ps.tracks.is_empty() {
             let start = ps.gop.items().first().map_or(0, |(f, _)| f.dts);
@@ -758,7 +805,7 @@ impl Rtmp {
                 peer: self.peer.clone(),
             },
         );
-        self.role = Role::Viewer { stream };
+        self.role = Role::Viewer { key };
         io.set_timer(None);
         Ok(())
     }

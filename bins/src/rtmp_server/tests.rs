@@ -279,3 +279,55 @@ fn connections_over_the_per_address_cap_are_refused() {
         "a connection after one left was refused"
     );
 }
+
+#[test]
+fn a_track_selection_gets_only_its_tracks() {
+    let srv = start(0);
+    let (tracks, frames) = fixture();
+    assert!(tracks
+        .iter()
+        .any(|t| t.kind() == mist_media::TrackKind::Audio));
+    let mut p = publisher(srv.addr, "sel", &tracks);
+    publish(&mut p, &tracks, &frames, 0);
+    let mut all = Client::new(srv.addr, "play", "sel", ClientMode::Play, 2);
+    let mut video = Client::new(srv.addr, "play", "sel?audio=none", ClientMode::Play, 3);
+    all.flush();
+    video.flush();
+    for v in [&mut all, &mut video] {
+        v.until(|e| matches!(e, ClientEvent::Ready { .. }))
+            .expect("plays");
+    }
+    publish(&mut p, &tracks, &frames, 1);
+    // Every event up to a frame of the second loop, by kind of track.
+    let kinds = |v: &mut Client| {
+        let mut ids = std::collections::HashMap::new();
+        let mut got = Vec::new();
+        let done = v.until(|e| {
+            match e {
+                ClientEvent::Track(t) => {
+                    ids.insert(t.id, t.kind());
+                }
+                ClientEvent::Frame(f) => got.push(ids.get(&f.track).copied()),
+                _ => {}
+            }
+            matches!(e, ClientEvent::Frame(f) if f.dts >= 1000)
+        });
+        assert!(done.is_some(), "no frame of the second loop");
+        (ids, got)
+    };
+    let (ids, got) = kinds(&mut all);
+    assert!(
+        ids.values().any(|k| *k == mist_media::TrackKind::Audio),
+        "{ids:?}"
+    );
+    assert!(got.contains(&Some(mist_media::TrackKind::Audio)));
+    let (ids, got) = kinds(&mut video);
+    assert!(
+        ids.values().all(|k| *k == mist_media::TrackKind::Video) && !ids.is_empty(),
+        "?audio=none announced {ids:?}"
+    );
+    assert!(
+        got.iter().all(|k| *k == Some(mist_media::TrackKind::Video)),
+        "?audio=none got other frames: {got:?}"
+    );
+}
