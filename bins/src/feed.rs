@@ -418,7 +418,7 @@ impl Feed {
         first.extend(self.gop.items().iter().cloned());
         let n: usize = first.iter().map(Bytes::len).sum();
         if io.send(id, &first) {
-            super::viewer_sessions::fanout(&[id], n as u64);
+            crate::http_out::viewer_sessions::fanout(&[id], n as u64);
             self.viewers.push(id);
             self.src.report(n as u64);
             self.sync_slots(Some(io));
@@ -452,7 +452,7 @@ impl Feed {
                     }
                     let before = self.viewers.len();
                     io.send_all(&mut self.viewers, &out.chunks);
-                    super::viewer_sessions::fanout(&self.viewers, n as u64);
+                    crate::http_out::viewer_sessions::fanout(&self.viewers, n as u64);
                     if before > 0 {
                         self.src.report((n * self.viewers.len()) as u64);
                     }
