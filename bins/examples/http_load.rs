@@ -66,6 +66,8 @@ struct Viewer {
     framing: Framing,
     parse: Parse,
     stats: ViewerStats,
+    /// SO_RCVLOWAT is set (once the viewer plays).
+    lowat: bool,
 }
 
 impl Viewer {
@@ -205,6 +207,7 @@ fn main() {
                 framing: Framing::Head(Vec::new()),
                 parse: Parse::FileHeader(13),
                 stats: ViewerStats::new(),
+                lowat: false,
             };
             match TcpStream::connect(addr) {
                 Ok(mut s) => {
@@ -259,6 +262,12 @@ fn main() {
                             break;
                         }
                     }
+                }
+            }
+            if !v.lowat && v.stats.playing() {
+                if let Some(sock) = v.sock.as_ref() {
+                    load_stats::set_rcvlowat(sock, load_stats::RCVLOWAT);
+                    v.lowat = true;
                 }
             }
             if v.stats.failed {

@@ -44,6 +44,8 @@ struct Viewer {
     out: Vec<u8>,
     video_track: Option<u32>,
     stats: ViewerStats,
+    /// SO_RCVLOWAT is set (once the viewer plays).
+    lowat: bool,
 }
 
 fn main() {
@@ -86,6 +88,7 @@ fn main() {
                 out,
                 video_track: None,
                 stats: ViewerStats::new(),
+                lowat: false,
             };
             match TcpStream::connect(addr) {
                 Ok(mut s) => {
@@ -153,6 +156,12 @@ fn main() {
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                         Err(_) => v.stats.failed = true,
                     }
+                }
+            }
+            if !v.lowat && v.stats.playing() {
+                if let Some(sock) = v.sock.as_ref() {
+                    load_stats::set_rcvlowat(sock, load_stats::RCVLOWAT);
+                    v.lowat = true;
                 }
             }
             if v.stats.failed {

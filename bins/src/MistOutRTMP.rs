@@ -42,6 +42,12 @@ struct Args {
     /// Merged writes: write each viewer at most every MS milliseconds (0: every frame at once)
     #[arg(long = "merge-ms", default_value_t = rtmp_server::DEFAULT_MERGE_MS)]
     merge_ms: u64,
+    /// Most connections to the RTMP port at once (0: no cap)
+    #[arg(long = "max-conns", default_value_t = rtmp_server::DEFAULT_MAX_CONNS)]
+    max_conns: usize,
+    /// Most connections from one remote address at once (0: no cap)
+    #[arg(long = "max-per-ip", default_value_t = rtmp_server::DEFAULT_MAX_PER_IP)]
+    max_per_ip: usize,
     /// Print the capabilities JSON and exit
     #[arg(short = 'j', long)]
     json: bool,
@@ -83,6 +89,8 @@ fn main() {
         addr: SocketAddr::new(args.interface, args.port),
         controlled: mist_core::control::socket_path().is_some(),
         merge: std::time::Duration::from_millis(args.merge_ms),
+        max_conns: args.max_conns,
+        max_per_ip: args.max_per_ip,
     };
     let mut server = match rtmp_server::Server::bind(cfg) {
         Ok(s) => s,

@@ -3,7 +3,9 @@
 //! VoD file input behind MistInMP4, MistInTS, MistInFLV and MistInEBML.
 
 pub mod access;
+pub mod feed;
 pub mod http_out;
+pub mod ingest;
 pub mod record;
 pub mod rtsp_out;
 pub mod ts_live;

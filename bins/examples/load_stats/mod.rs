@@ -3,7 +3,37 @@
 //! A viewer stalls when its media falls more than `stall_ms` behind the wall clock (measured from its
 //! first video frame, relative to the least lag it had), or when it never gets a video frame.
 
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
+
+/// Receive low-water mark set once a viewer plays: the kernel wakes the generator when this much is
+/// buffered (a few times a second per viewer) rather than on every message, so the receive work
+/// charged to the machine is the generator's own and small, and the server is what saturates.
+pub const RCVLOWAT: libc::c_int = 16 << 10;
+
+/// Sets `SO_RCVLOWAT` on a socket (best effort: a kernel without it keeps waking per message).
+pub fn set_rcvlowat(sock: &impl AsRawFd, bytes: libc::c_int) {
+    // SAFETY: setsockopt on a socket we own, with a pointer to a c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            &bytes as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// CPU seconds (user + system) this process has used so far.
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
 
 pub struct ViewerStats {
     started: Instant,
@@ -35,6 +65,10 @@ impl ViewerStats {
     }
 
     /// A video frame with media time `dts_ms` arrived at wall time `now_ms` (since the run began).
+    pub fn playing(&self) -> bool {
+        self.first_frame.is_some()
+    }
+
     pub fn video_frame(&mut self, now_ms: i64, dts_ms: i64, stall_ms: i64) {
         if self.first_frame.is_none() {
             self.first_frame = Some(self.started.elapsed());
@@ -87,6 +121,7 @@ pub fn print_report<'a>(
             "bytes": bytes,
             "ttff_ms_median": pct(0.5),
             "ttff_ms_p95": pct(0.95),
+            "loadgen_cpu_s": own_cpu_seconds(),
         })
     );
 }

@@ -11,7 +11,8 @@ pub mod hls;
 pub mod mux;
 pub mod routes;
 pub mod segmented;
-pub mod source;
+/// Moved to [`crate::feed`] (shared by every connector); the old path stays.
+pub use crate::feed as source;
 pub mod standalone;
 pub mod to_dir;
 pub mod viewer_sessions;

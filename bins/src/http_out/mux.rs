@@ -592,14 +592,8 @@ fn parse_bits(s: &str) -> Option<u64> {
     num.parse::<u64>().ok()?.checked_mul(mul)
 }
 
-/// The track whose keyframes are join points: the first selected video track, else the first.
-pub fn main_track(tracks: &[Track]) -> Option<u32> {
-    tracks
-        .iter()
-        .find(|t| t.kind() == TrackKind::Video)
-        .or(tracks.first())
-        .map(|t| t.id)
-}
+/// The main-track rule lives in [`crate::feed`] (one place for every connector).
+pub use crate::feed::main_track;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,6 @@
 pub use mist_core::log::Level;
 
 pub const FAIL: Level = Level::Fail;
-pub const ERROR: Level = Level::Error;
 pub const WARN: Level = Level::Warn;
 pub const INFO: Level = Level::Info;
 pub const MEDIUM: Level = Level::Medium;

@@ -1,92 +1,115 @@
-//! MistOutRTMP: the RTMP connector. One mio event loop serves every connection of the process.
+//! MistOutRTMP: the RTMP connector, a [`Session`] on the connector runtime (`mist_connector`).
+//!
+//! The runtime owns the socket work (accepting under per-listener and per-address caps, reads,
+//! merged vectored writes, the slow-viewer cut, timeouts, the panic fence); this module is the
+//! protocol: handshake, chunk stream and commands ([`ServerSession`]), publish and play.
 //!
 //! * **Publish**: `rtmp://HOST/APP/STREAM`; the stream name is the last part, the app is the push
 //!   password the controller checks. With `MIST_CONTROL` set, the controller is asked first
 //!   (`Request::Push`) and answers with the stream name to write to; without it any push is
-//!   accepted. Frames go into the stream's shared-memory buffer through `mist_shm::StreamWriter`.
+//!   accepted. Frames go into the stream's shared-memory buffer through [`Ingest`].
 //! * **Play**: `rtmp://HOST/ANYAPP/STREAM`. One `StreamReader` per stream per process reads each
 //!   frame once; the frame is encoded once into RTMP chunk bytes (`Bytes`) and the same bytes are
 //!   queued to every viewer. The current GOP is kept so a new viewer starts at the newest keyframe.
 //!   Each viewer also holds a users-table slot for statistics.
 //! * **Limits**: a viewer whose unsent backlog exceeds [`MAX_BACKLOG`] is disconnected; a peer
-//!   that breaks the protocol loses its connection only (protocol errors are typed errors, and
-//!   connection handling runs under `catch_unwind` as a last line of defence).
+//!   that breaks the protocol loses its connection only (protocol errors close that connection,
+//!   and a panic in session code is caught by the runtime and closes that connection only).
 
 #[macro_use]
 pub mod log;
 pub mod push;
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
 
-use mist_bins::access::dvr_ms;
-use mist_connector::ask::Verdict;
-use mist_connector::OutQueue;
+use mist_bins::feed::{main_track, GopCache, Selection};
+use mist_bins::http_out::mux::Format;
+use mist_bins::ingest::{self, Answer, Ingest};
+use mist_connector::ask::Asker;
+use mist_connector::{
+    App, ConnId, Ctl, Flow, Io, Limits, ListenerId, Peer, Remote, Runtime, Session,
+};
 use mist_core::control::Request;
-use mist_core::names::sanitize;
-use mist_media::rtmp::{media_message, ServerEvent, ServerSession, OUT_CHUNK_SIZE};
-use mist_media::{Frame, Track, TrackKind};
-use mist_shm::{ReadEvent, ReaderInfo, StreamReader, StreamWriter, WriterOptions};
+use mist_core::triggers;
+use mist_media::rtmp::{
+    end_message, media_message, tracks_message, ServerEvent, ServerSession, OUT_CHUNK_SIZE,
+};
+use mist_media::{Frame, Track};
+use mist_shm::{ReadEvent, ReaderInfo, StreamReader};
 
-use log::{ERROR, HIGH, INFO, MEDIUM, WARN};
+use log::{HIGH, INFO, MEDIUM, WARN};
 
 /// Unsent bytes a viewer may accumulate before it is disconnected.
 pub const MAX_BACKLOG: usize = 16 << 20;
 /// Largest GOP kept for new viewers; beyond it new viewers wait for the next keyframe.
 pub const MAX_GOP_BYTES: usize = 32 << 20;
-/// How long a closing connection may take to receive its last bytes.
-pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// How long a play of a live stream that has not started yet waits for it.
 pub const PLAY_WAIT: Duration = Duration::from_secs(10);
-/// DVR window when the controller does not say (MistServer's default).
-pub const DEFAULT_DVR_MS: u64 = mist_bins::access::DEFAULT_DVR_MS;
 /// Time a connection has to get to publish or play.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
-/// A publisher that sends nothing for this long is dropped.
-pub const PUBLISH_IDLE: Duration = Duration::from_secs(30);
+/// Distinct track selections (`?video=`/`?audio=`) played at once per stream, each with its own
+/// reader and GOP.
+pub const MAX_SELECTIONS: usize = 16;
 /// Frames read from one stream per loop turn before other work gets a go.
 const FRAMES_PER_TURN: usize = 2000;
-
-const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
-const FIRST_CONN: usize = 2;
+/// How often a connection that is not a viewer checks its timeouts (and a publisher heartbeats).
+const TICK: Duration = Duration::from_millis(500);
+/// Default cap on connections to the RTMP listener (`--max-conns`).
+pub const DEFAULT_MAX_CONNS: usize = 20_000;
+/// Default cap on connections from one remote address (`--max-per-ip`).
+pub const DEFAULT_MAX_PER_IP: usize = 1_000;
 
 pub struct Config {
     pub addr: SocketAddr,
     /// Ask the controller (MIST_CONTROL is set).
     pub controlled: bool,
-    /// Merged writes: media for a viewer is written at most this often (0 = every frame at once),
-    /// unless its queue reaches [`MERGE_BYTES`]. Fewer, larger writes cost the server (and, on the
-    /// same host, the viewer) less CPU per delivered byte at the price of up to this much latency.
+    /// Merged writes: new media is read and queued to the viewers at most this often (0 = every
+    /// frame at once), so each viewer gets it in one vectored write. Fewer, larger writes cost the
+    /// server (and, on the same host, the viewer) less CPU per delivered byte at the price of up
+    /// to this much latency.
     pub merge: Duration,
+    /// Connections in total (0: no cap).
+    pub max_conns: usize,
+    /// Connections from one remote address (0: no cap).
+    pub max_per_ip: usize,
 }
 
-/// Queued bytes at which a viewer is written to without waiting for the merge interval.
-pub const MERGE_BYTES: usize = 256 << 10;
 /// Default merge interval of `--merge-ms`.
 pub const DEFAULT_MERGE_MS: u64 = 100;
 
+/// The runtime limits of the RTMP listener.
+pub fn limits(cfg: &Config) -> Limits {
+    let cap = |n: usize| if n == 0 { usize::MAX } else { n };
+    Limits {
+        max_conns: cap(cfg.max_conns),
+        max_per_ip: cap(cfg.max_per_ip),
+        max_output: MAX_BACKLOG,
+        // The session takes all input at once (the chunk decoder buffers), so no partial-message
+        // timeout; setup and publisher idleness have their own rules (SETUP_TIMEOUT, PUBLISH_IDLE).
+        header_timeout: None,
+        idle_timeout: Some(Duration::from_secs(120)),
+        ..Limits::default()
+    }
+}
+
+/// What a connection does.
 enum Role {
     None,
     Publisher {
-        stream: String,
         stream_id: u32,
-        writer: Option<Box<StreamWriter>>,
-        frames: u64,
+        /// Boxed: a writer is large next to the other roles.
+        ingest: Box<Ingest>,
     },
     Viewer {
-        stream: String,
-        stream_id: u32,
-        /// Boxed: a reader is large next to the other roles.
-        stats: Option<Box<StreamReader>>,
+        /// The played stream's key (name and selection).
+        key: String,
     },
     /// Play of a live stream that has no buffer yet: retried until [`PLAY_WAIT`] passes.
     AwaitingStream {
@@ -97,7 +120,7 @@ enum Role {
 }
 
 /// A publish or play waiting for a decision.
-enum Ask {
+pub enum Ask {
     Publish { stream_id: u32, name: String },
     Play { stream_id: u32, name: String },
 }
@@ -109,695 +132,97 @@ fn ask_name(a: &Ask) -> &str {
     }
 }
 
-/// The stream name to use and its DVR window (ms), or why not.
-type Answer = Result<(String, u64), String>;
-
-struct Conn {
-    token: usize,
-    sock: TcpStream,
-    peer: String,
-    session: ServerSession,
-    /// Output, written with merged vectored writes (the runtime's one implementation).
-    out: OutQueue,
-    role: Role,
-    /// A controller decision on publish/play is outstanding.
-    waiting: bool,
-    closing: bool,
-    /// When a closing connection is dropped even if the peer has not read everything.
-    close_deadline: Option<Instant>,
-    created: Instant,
-    last_rx: Instant,
-    bytes_in: u64,
+/// A viewer as the fan-out sees it.
+struct Viewer {
+    /// The RTMP stream id it plays on (1 for every client we know: shares the encoding).
+    stream_id: u32,
+    /// Users-table slot for statistics (boxed: a reader is large).
+    stats: Option<Box<StreamReader>>,
     bytes_out: u64,
+    bytes_in: u64,
+    stream: String,
+    /// The viewer URL of the viewer triggers.
+    url: String,
+    peer: String,
 }
 
-impl Conn {
-    fn queue(&mut self, b: Bytes) {
-        self.out.push(b);
-    }
-
-    /// Moves the session's replies into the send queue (before any media queued after them).
-    fn drain_session(&mut self) {
-        if self.session.has_output() {
-            let b = Bytes::from(self.session.take_output());
-            self.queue(b);
-        }
-    }
-
-    /// Writes as much as the socket takes. Err: the connection is dead.
-    fn flush(&mut self) -> io::Result<()> {
-        self.drain_session();
-        self.bytes_out += self.out.flush_to(&mut self.sock)? as u64;
-        Ok(())
-    }
-}
-
-/// A stream being played by this process: one reader, the current GOP, the viewers.
+/// A stream being played by this process: one reader, the current GOP, the viewers. One per
+/// stream and track selection (the default selection: every track).
 struct PlayStream {
+    /// The stream's name (the map key adds the selection).
+    name: String,
+    sel: Selection,
     reader: StreamReader,
     tracks: Vec<Track>,
-    main_track: u32,
+    main_track: Option<u32>,
     /// Frames since the newest main-track keyframe, with their shared encoding (stream id 1).
-    gop: Vec<(Frame, Bytes)>,
-    gop_bytes: usize,
-    gop_valid: bool,
-    viewers: Vec<usize>,
+    gop: GopCache<(Frame, Bytes)>,
+    viewers: Vec<ConnId>,
     ended: bool,
 }
 
-fn main_track(tracks: &[Track]) -> u32 {
-    tracks
-        .iter()
-        .find(|t| t.kind() == TrackKind::Video)
-        .or(tracks.first())
-        .map_or(0, |t| t.id)
+impl PlayStream {
+    /// The tracks sent: all of them, or those the selection picks that RTMP (FLV) carries.
+    fn read_tracks(reader: &StreamReader, sel: &Selection) -> Vec<Track> {
+        if sel.is_default() {
+            reader.tracks()
+        } else {
+            sel.tracks(reader, Format::Flv)
+        }
+    }
 }
 
-pub struct Server {
+/// The key of a played stream: its name, plus the selection when there is one.
+fn play_key(stream: &str, sel: &Selection) -> String {
+    if sel.is_default() {
+        return stream.to_string();
+    }
+    format!(
+        "{stream}?video={}&audio={}",
+        sel.video.as_deref().unwrap_or(""),
+        sel.audio.as_deref().unwrap_or("")
+    )
+}
+
+/// The process-wide state every RTMP session shares.
+pub struct RtmpApp {
     cfg: Config,
-    poll: Poll,
-    listener: TcpListener,
-    conns: HashMap<usize, Conn>,
     streams: HashMap<String, PlayStream>,
-    waiter: mist_shm::Waiter,
-    next_token: usize,
-    seed: u64,
-    waker: Arc<Waker>,
-    /// Viewers with media queued and not yet written (merged writes).
-    dirty: Vec<usize>,
-    next_merge: Instant,
+    viewers: HashMap<ConnId, Viewer>,
+    /// Decisions brought back from the controller, for the session to pick up when woken.
+    answers: HashMap<ConnId, (Ask, Answer)>,
     /// Push and play requests to the controller (bounded in flight, one policy:
     /// `mist_connector::ask`), keyed by connection and what was asked.
-    decisions: mist_connector::ask::Asker<(usize, Ask)>,
+    decisions: Asker<(ConnId, Ask)>,
+    waiter: mist_shm::Waiter,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    next_pump: Instant,
+    busy: bool,
+    next_report: Instant,
 }
 
-impl Server {
-    pub fn bind(cfg: Config) -> io::Result<Server> {
-        let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(cfg.addr)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            ^ std::process::id() as u64;
-        Ok(Server {
-            cfg,
-            poll,
-            listener,
-            conns: HashMap::new(),
-            streams: HashMap::new(),
-            waiter: mist_shm::Waiter::new(),
-            next_token: FIRST_CONN,
-            seed,
-            waker: waker.clone(),
-            dirty: Vec::new(),
-            next_merge: Instant::now(),
-            decisions: mist_connector::ask::Asker::with(
-                waker.clone(),
-                Arc::new(mist_bins::access::ask_with_viewer_triggers),
-                mist_core::control::socket_path().is_none(),
-                mist_connector::ask::MAX_IN_FLIGHT,
-                256,
-            )
-            .timeout(Duration::from_secs(10)),
-        })
-    }
-
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Runs until `stop` is set.
-    pub fn run(&mut self, stop: Arc<AtomicBool>) -> io::Result<()> {
-        {
-            let (w, k, stop) = (self.waiter.clone(), self.waker.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("shm-waiter".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        if !w.wait(Duration::from_millis(500)).is_empty() {
-                            let _ = k.wake();
-                        }
-                    }
-                })?;
-        }
-        let mut events = Events::with_capacity(1024);
-        let mut last_tick = Instant::now();
-        let mut busy = false;
-        while !stop.load(Ordering::Relaxed) {
-            let timeout = if busy {
-                Duration::ZERO
-            } else if !self.dirty.is_empty() {
-                self.next_merge.saturating_duration_since(Instant::now())
-            } else {
-                Duration::from_millis(100)
-            };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            for ev in events.iter() {
-                match ev.token() {
-                    LISTENER => self.accept(),
-                    WAKER => {}
-                    Token(t) => {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.with_conn(t, |s, c| s.read_conn(c));
-                        }
-                        if ev.is_writable() {
-                            self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
-                        }
-                    }
-                }
-            }
-            self.apply_decisions();
-            busy = self.pump_streams();
-            if !self.dirty.is_empty() && Instant::now() >= self.next_merge {
-                self.flush_dirty();
-            }
-            if last_tick.elapsed() >= Duration::from_millis(500) {
-                last_tick = Instant::now();
-                self.tick();
-            }
-        }
-        log!(INFO, "shutting down, {} connections", self.conns.len());
-        let tokens: Vec<usize> = self.conns.keys().copied().collect();
-        for t in tokens {
-            if let Some(c) = self.conns.remove(&t) {
-                self.drop_conn(c, "shutdown");
-            }
-        }
-        Ok(())
-    }
-
-    fn accept(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((mut sock, addr)) => {
-                    let token = self.next_token;
-                    self.next_token += 1;
-                    if let Err(e) = self.poll.registry().register(
-                        &mut sock,
-                        Token(token),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        log!(WARN, "register {addr}: {e}");
-                        continue;
-                    }
-                    let _ = sock.set_nodelay(true);
-                    self.seed = self
-                        .seed
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    log!(MEDIUM, "connection from {addr}");
-                    let now = Instant::now();
-                    self.conns.insert(
-                        token,
-                        Conn {
-                            token,
-                            sock,
-                            peer: addr.ip().to_string(),
-                            session: ServerSession::new(self.seed),
-                            out: OutQueue::default(),
-                            role: Role::None,
-                            waiting: false,
-                            closing: false,
-                            close_deadline: None,
-                            created: now,
-                            last_rx: now,
-                            bytes_in: 0,
-                            bytes_out: 0,
-                        },
-                    );
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // EMFILE and friends: try again on the next readiness event.
-                    log!(WARN, "accept: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Runs `f` on a connection taken out of the table; drops the connection on error, panic, or
-    /// when it is closing and everything was sent.
-    fn with_conn(
-        &mut self,
-        token: usize,
-        f: impl FnOnce(&mut Server, &mut Conn) -> Result<(), String>,
-    ) {
-        let Some(mut c) = self.conns.remove(&token) else {
-            return;
-        };
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self, &mut c)));
-        let r = match r {
-            Ok(r) => r,
-            Err(_) => {
-                log!(
-                    ERROR,
-                    "panic while handling {}; dropping that connection only",
-                    c.peer
-                );
-                Err("internal error (panic)".into())
-            }
-        };
-        if let Err(e) = r {
-            self.drop_conn(c, &e);
-            return;
-        }
-        if c.out.len() > MAX_BACKLOG {
-            self.drop_conn(c, "viewer too slow (backlog over limit)");
-            return;
-        }
-        if c.closing && c.out.is_empty() && !c.session.has_output() {
-            self.drop_conn(c, "closed");
-            return;
-        }
-        self.conns.insert(token, c);
-    }
-
-    fn drop_conn(&mut self, mut c: Conn, why: &str) {
-        let _ = c.flush();
-        let _ = self.poll.registry().deregister(&mut c.sock);
-        match std::mem::replace(&mut c.role, Role::None) {
-            Role::Publisher {
-                stream,
-                writer,
-                frames,
-                ..
-            } => {
-                log!(
-                    INFO,
-                    "publisher {} of {stream} left ({why}); {frames} frames, {} bytes in",
-                    c.peer,
-                    c.bytes_in
-                );
-                if let Some(w) = writer {
-                    w.detach();
-                }
-            }
-            Role::Viewer { stream, .. } => {
-                let url = url_of(&c, &stream);
-                mist_core::triggers::viewers::closed(&stream, &c.peer, "RTMP", &url);
-                log!(
-                    MEDIUM,
-                    "viewer {} of {stream} left ({why}); {} bytes out",
-                    c.peer,
-                    c.bytes_out
-                );
-                self.remove_viewer(&stream, c.token);
-            }
-            Role::None | Role::AwaitingStream { .. } => {
-                log!(HIGH, "connection {} closed ({why})", c.peer)
-            }
-        }
-    }
-
-    fn remove_viewer(&mut self, stream: &str, token: usize) {
-        if let Some(ps) = self.streams.get_mut(stream) {
-            ps.viewers.retain(|t| *t != token);
+impl RtmpApp {
+    fn remove_viewer(&mut self, key: &str, id: ConnId) {
+        self.viewers.remove(&id);
+        if let Some(ps) = self.streams.get_mut(key) {
+            ps.viewers.retain(|t| *t != id);
             if ps.viewers.is_empty() {
-                self.streams.remove(stream);
-                self.waiter.remove(stream);
-                log!(HIGH, "no viewers left on {stream}");
-            }
-        }
-    }
-
-    fn read_conn(&mut self, c: &mut Conn) -> Result<(), String> {
-        let mut buf = [0u8; 65536];
-        loop {
-            match c.sock.read(&mut buf) {
-                Ok(0) => {
-                    self.handle_events(c)?;
-                    return Err("peer closed".into());
-                }
-                Ok(n) => {
-                    c.bytes_in += n as u64;
-                    c.last_rx = Instant::now();
-                    c.session.feed(&buf[..n]);
-                    self.handle_events(c)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("read: {e}")),
-            }
-        }
-        c.flush().map_err(|e| format!("write: {e}"))
-    }
-
-    fn handle_events(&mut self, c: &mut Conn) -> Result<(), String> {
-        loop {
-            if c.waiting {
-                // Later events wait for the controller's answer (clients wait for it anyway).
-                return Ok(());
-            }
-            let ev = match c.session.poll() {
-                Ok(Some(ev)) => ev,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(format!("protocol error: {e}")),
-            };
-            let r = match ev {
-                ServerEvent::Connect { app, tc_url } => {
-                    log!(HIGH, "{} connect app={app:?} tcUrl={tc_url:?}", c.peer);
-                    c.session.accept_connect().map_err(|e| e.to_string())
-                }
-                ServerEvent::Publish {
-                    stream_id, name, ..
-                } => self.decide(c, Ask::Publish { stream_id, name }),
-                ServerEvent::Play { stream_id, name } => {
-                    self.decide(c, Ask::Play { stream_id, name })
-                }
-                ServerEvent::Track(t) => match &mut c.role {
-                    Role::Publisher {
-                        writer: Some(w),
-                        stream,
-                        ..
-                    } => {
-                        match t.kind() {
-                            TrackKind::Video => log!(
-                                INFO,
-                                "{stream}: track {} {} {}x{}",
-                                t.id,
-                                t.codec.mist_name(),
-                                t.width,
-                                t.height
-                            ),
-                            _ => log!(
-                                INFO,
-                                "{stream}: track {} {} {} Hz {} ch",
-                                t.id,
-                                t.codec.mist_name(),
-                                t.rate,
-                                t.channels
-                            ),
-                        }
-                        w.set_track(&t)
-                            .map_err(|e| format!("{stream}: set_track: {e}"))
+                if let Some(ps) = self.streams.remove(key) {
+                    if !self.streams.values().any(|p| p.name == ps.name) {
+                        self.waiter.remove(&ps.name);
                     }
-                    _ => Ok(()),
-                },
-                ServerEvent::Frame(f) => match &mut c.role {
-                    Role::Publisher {
-                        writer: Some(w),
-                        frames,
-                        stream,
-                        ..
-                    } => {
-                        *frames += 1;
-                        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
-                            .map_err(|e| format!("{stream}: push: {e}"))
-                    }
-                    _ => Ok(()),
-                },
-                ServerEvent::Metadata(_) => Ok(()),
-                ServerEvent::StreamClosed { stream_id } => {
-                    if let Role::Publisher {
-                        stream_id: sid,
-                        writer,
-                        stream,
-                        ..
-                    } = &mut c.role
-                    {
-                        if *sid == stream_id {
-                            if let Some(w) = writer.take() {
-                                // Standalone, an explicit unpublish ends the stream; under a
-                                // controller the buffer process decides.
-                                if self.cfg.controlled {
-                                    w.detach();
-                                } else {
-                                    w.close();
-                                }
-                                log!(INFO, "{stream}: unpublished by {}", c.peer);
-                            }
-                            // The client closes the connection itself (closing it first makes
-                            // ffmpeg report a broken pipe); an idle one is dropped by `tick`.
-                        }
-                    }
-                    Ok(())
                 }
-            };
-            r?;
-        }
-    }
-
-    /// Starts the decision on a push or play: standalone at once, under a controller on a helper
-    /// thread (the loop goes on serving everyone else; this connection's later events wait).
-    fn decide(&mut self, c: &mut Conn, what: Ask) -> Result<(), String> {
-        let (stream_id, name) = match &what {
-            Ask::Publish { stream_id, name } | Ask::Play { stream_id, name } => {
-                (*stream_id, name.clone())
-            }
-        };
-        if !matches!(c.role, Role::None) || c.waiting {
-            c.closing = true;
-            return match what {
-                Ask::Publish { .. } => c
-                    .session
-                    .reject_publish(stream_id, "already publishing or playing"),
-                Ask::Play { .. } => c
-                    .session
-                    .reject_play(stream_id, "already publishing or playing"),
-            }
-            .map_err(|e| e.to_string());
-        }
-        if !mist_core::names::is_valid(&name) {
-            // Control characters (or no base): would inject lines into logs and triggers.
-            let answer = Err("invalid stream name".to_string());
-            return self.finish(c, what, answer);
-        }
-        if !self.cfg.controlled {
-            let answer = Ok((sanitize(&name), DEFAULT_DVR_MS));
-            return self.finish(c, what, answer);
-        }
-        let url = format!(
-            "{}/{}",
-            c.session.connect.tc_url.trim_end_matches('/'),
-            name
-        );
-        let (req, timeout) = match &what {
-            Ask::Publish { .. } => (
-                Request::Push {
-                    stream: name.clone(),
-                    app: c.session.connect.app.clone(),
-                    host: c.peer.clone(),
-                    connector: "RTMP".into(),
-                    url,
-                },
-                // Blocking push triggers (rewrite, STREAM_PUSH) may take up to 15 s each.
-                Duration::from_secs(40),
-            ),
-            Ask::Play { .. } => (
-                Request::Play {
-                    stream: name.clone(),
-                    host: c.peer.clone(),
-                    connector: "RTMP".into(),
-                    url,
-                },
-                Duration::from_secs(10),
-            ),
-        };
-        c.waiting = true;
-        self.decisions.ask_within((c.token, what), req, timeout);
-        Ok(())
-    }
-
-    /// Applies decisions that helper threads have brought back.
-    fn apply_decisions(&mut self) {
-        while let Some(((token, what), verdict)) = self.decisions.take() {
-            let answer = match verdict {
-                Verdict::Allow(r) if r.stream.is_empty() => {
-                    Ok((sanitize(ask_name(&what)), dvr_ms(&r.config)))
-                }
-                Verdict::Allow(r) => Ok((r.stream, dvr_ms(&r.config))),
-                Verdict::Refuse(why) => Err(why),
-            };
-            self.with_conn(token, |s, c| {
-                c.waiting = false;
-                s.finish(c, what, answer)?;
-                s.handle_events(c)?;
-                c.flush().map_err(|e| format!("write: {e}"))
-            });
-        }
-    }
-
-    fn finish(&mut self, c: &mut Conn, what: Ask, answer: Answer) -> Result<(), String> {
-        match what {
-            Ask::Publish { stream_id, name } => match answer {
-                Ok((stream, dvr)) if !stream.is_empty() => {
-                    self.start_publish(c, stream_id, stream, dvr)
-                }
-                Ok(_) => self.refuse_publish(c, stream_id, &name, "empty stream name"),
-                Err(why) => self.refuse_publish(c, stream_id, &name, &why),
-            },
-            Ask::Play { stream_id, name } => match answer {
-                Ok((stream, _)) if !stream.is_empty() => self.start_play(c, stream_id, stream),
-                Ok(_) => self.refuse_play(c, stream_id, &name, "empty stream name"),
-                Err(why) => self.refuse_play(c, stream_id, &name, &why),
-            },
-        }
-    }
-
-    fn start_publish(
-        &mut self,
-        c: &mut Conn,
-        stream_id: u32,
-        stream: String,
-        dvr_ms: u64,
-    ) -> Result<(), String> {
-        match StreamWriter::create(&stream, WriterOptions { live: true, dvr_ms }) {
-            Ok(w) => {
-                c.session
-                    .accept_publish(stream_id, &stream)
-                    .map_err(|e| e.to_string())?;
-                log!(INFO, "{} publishes {stream}", c.peer);
-                c.role = Role::Publisher {
-                    stream,
-                    stream_id,
-                    writer: Some(Box::new(w)),
-                    frames: 0,
-                };
-                Ok(())
-            }
-            Err(e) => self.refuse_publish(c, stream_id, &stream, &e.to_string()),
-        }
-    }
-
-    fn refuse_publish(
-        &mut self,
-        c: &mut Conn,
-        stream_id: u32,
-        name: &str,
-        why: &str,
-    ) -> Result<(), String> {
-        log!(WARN, "push of {name:?} from {} refused: {why}", c.peer);
-        c.session
-            .reject_publish(stream_id, why)
-            .map_err(|e| e.to_string())?;
-        c.closing = true;
-        Ok(())
-    }
-
-    fn start_play(&mut self, c: &mut Conn, stream_id: u32, stream: String) -> Result<(), String> {
-        if self.streams.get(&stream).is_some_and(|ps| ps.ended) {
-            // The old state only waits for its viewers to drain; a new viewer needs a fresh reader
-            // (a new publisher may have taken the name over).
-            self.streams.remove(&stream);
-        }
-        if !self.streams.contains_key(&stream) {
-            let info = ReaderInfo {
-                connector: "RTMP-mux".into(),
-                host: String::new(),
-            };
-            let reader = match StreamReader::open(&stream, info) {
-                Ok(r) => r,
-                Err(mist_shm::ShmError::NoStream(_)) => {
-                    let since = match c.role {
-                        Role::AwaitingStream { since, .. } => since,
-                        _ => Instant::now(),
-                    };
-                    if since.elapsed() < PLAY_WAIT {
-                        if matches!(c.role, Role::None) {
-                            log!(MEDIUM, "{} waits for {stream} to start", c.peer);
-                        }
-                        c.role = Role::AwaitingStream {
-                            stream,
-                            stream_id,
-                            since,
-                        };
-                        return Ok(());
-                    }
-                    return self.refuse_play(c, stream_id, &stream, "stream is not live");
-                }
-                Err(e) => return self.refuse_play(c, stream_id, &stream, &e.to_string()),
-            };
-            if let Err(e) = self.waiter.add(&stream) {
-                log!(WARN, "{stream}: cannot watch for wake-ups ({e}); polling");
-            }
-            let tracks = reader.tracks();
-            let main = main_track(&tracks);
-            self.streams.insert(
-                stream.clone(),
-                PlayStream {
-                    reader,
-                    tracks,
-                    main_track: main,
-                    gop: Vec::new(),
-                    gop_bytes: 0,
-                    gop_valid: true,
-                    viewers: Vec::new(),
-                    ended: false,
-                },
-            );
-        }
-        let stats = StreamReader::open(
-            &stream,
-            ReaderInfo {
-                connector: "RTMP".into(),
-                host: c.peer.clone(),
-            },
-        )
-        .ok()
-        .map(Box::new);
-        c.session
-            .accept_play(stream_id, &stream)
-            .map_err(|e| e.to_string())?;
-        let token = c.token;
-        let ps = self.streams.get_mut(&stream).ok_or("stream vanished")?;
-        if !ps.tracks.is_empty() {
-            let start = ps.gop.first().map_or(0, |(f, _)| f.dts);
-            c.session
-                .send_tracks(stream_id, &ps.tracks, start)
-                .map_err(|e| e.to_string())?;
-            c.drain_session();
-            if ps.gop_valid {
-                for (f, enc) in &ps.gop {
-                    queue_frame(c, stream_id, &ps.tracks, f, enc)?;
-                }
+                log!(HIGH, "no viewers left on {key}");
             }
         }
-        ps.viewers.push(token);
-        log!(
-            INFO,
-            "{} plays {stream} (GOP burst of {} frames)",
-            c.peer,
-            ps.gop.len()
-        );
-        c.role = Role::Viewer {
-            stream,
-            stream_id,
-            stats,
-        };
-        Ok(())
     }
 
-    fn refuse_play(
-        &mut self,
-        c: &mut Conn,
-        stream_id: u32,
-        name: &str,
-        why: &str,
-    ) -> Result<(), String> {
-        log!(WARN, "play of {name:?} by {} refused: {why}", c.peer);
-        c.session
-            .reject_play(stream_id, why)
-            .map_err(|e| e.to_string())?;
-        c.closing = true;
-        Ok(())
-    }
-
-    /// Reads new frames of every played stream and queues them to the viewers. Returns true when a
-    /// stream still had frames waiting (call again soon).
-    fn pump_streams(&mut self) -> bool {
+    /// Reads new frames of every played stream and queues them to the viewers (shared bytes, no
+    /// copy per viewer). Returns true when a stream still had frames waiting (call again soon).
+    fn pump(&mut self, ctl: &mut Ctl<'_, RtmpApp>) -> bool {
         let mut busy = false;
-        let mut ended = Vec::new();
-        let mut touched: Vec<usize> = Vec::new();
+        let viewers = &mut self.viewers;
         for (name, ps) in self.streams.iter_mut() {
             if ps.ended {
                 continue;
@@ -821,53 +246,47 @@ impl Server {
                                 continue;
                             }
                         };
-                        if f.track == ps.main_track && f.keyframe {
-                            ps.gop.clear();
-                            ps.gop_bytes = 0;
-                            ps.gop_valid = true;
+                        if Some(f.track) == ps.main_track && f.keyframe {
+                            ps.gop.restart();
                         }
-                        if ps.gop_valid {
-                            ps.gop_bytes += enc.len();
-                            if ps.gop_bytes > MAX_GOP_BYTES {
-                                ps.gop.clear();
-                                ps.gop_bytes = 0;
-                                ps.gop_valid = false;
+                        ps.gop.push((f.clone(), enc.clone()), enc.len());
+                        for id in &ps.viewers {
+                            let Some(v) = viewers.get_mut(id) else {
+                                continue;
+                            };
+                            let b = if v.stream_id == 1 {
+                                enc.clone()
                             } else {
-                                ps.gop.push((f.clone(), enc.clone()));
-                            }
-                        }
-                        for t in &ps.viewers {
-                            if let Some(c) = self.conns.get_mut(t) {
-                                if let Role::Viewer { stream_id, .. } = c.role {
-                                    if let Err(e) = queue_frame(c, stream_id, &ps.tracks, &f, &enc)
-                                    {
-                                        log!(WARN, "{name}: {e}");
-                                        c.closing = true;
-                                    }
+                                match media_message(OUT_CHUNK_SIZE, v.stream_id, track, &f) {
+                                    Ok(b) => b,
+                                    Err(_) => continue,
                                 }
-                                touched.push(*t);
-                            }
+                            };
+                            v.bytes_out += b.len() as u64;
+                            ctl.send(*id, b);
                         }
                     }
                     ev @ (ReadEvent::TracksChanged | ReadEvent::Restarted) => {
-                        ps.tracks = ps.reader.tracks();
+                        ps.tracks = PlayStream::read_tracks(&ps.reader, &ps.sel);
                         ps.main_track = main_track(&ps.tracks);
                         if matches!(ev, ReadEvent::Restarted) {
-                            ps.gop.clear();
-                            ps.gop_bytes = 0;
-                            ps.gop_valid = true;
+                            ps.gop.restart();
                         }
                         log!(MEDIUM, "{name}: {} tracks", ps.tracks.len());
                         let at = ps.reader.position_ms().max(0);
-                        for t in &ps.viewers {
-                            if let Some(c) = self.conns.get_mut(t) {
-                                if let Role::Viewer { stream_id, .. } = c.role {
-                                    if c.session.send_tracks(stream_id, &ps.tracks, at).is_err() {
-                                        c.closing = true;
-                                    }
-                                    c.drain_session();
+                        for id in &ps.viewers {
+                            let Some(v) = viewers.get_mut(id) else {
+                                continue;
+                            };
+                            match tracks_message(OUT_CHUNK_SIZE, v.stream_id, &ps.tracks, at) {
+                                Ok(b) => {
+                                    v.bytes_out += b.len() as u64;
+                                    ctl.send(*id, b);
                                 }
-                                touched.push(*t);
+                                Err(e) => {
+                                    log!(WARN, "{name}: {e}");
+                                    ctl.close(*id);
+                                }
                             }
                         }
                     }
@@ -875,148 +294,584 @@ impl Server {
                     ReadEvent::Ended => {
                         log!(INFO, "{name}: stream ended");
                         ps.ended = true;
-                        for t in &ps.viewers {
-                            if let Some(c) = self.conns.get_mut(t) {
-                                if let Role::Viewer { stream_id, .. } = c.role {
-                                    let _ = c.session.end_stream(stream_id);
+                        for id in &ps.viewers {
+                            if let Some(v) = viewers.get(id) {
+                                if let Ok(b) = end_message(OUT_CHUNK_SIZE, v.stream_id) {
+                                    ctl.send(*id, b);
                                 }
-                                c.closing = true;
-                                touched.push(*t);
                             }
+                            ctl.close(*id);
                         }
-                        ended.push(name.clone());
                         break;
                     }
                 }
             }
         }
-        touched.sort_unstable();
-        touched.dedup();
-        for t in touched {
-            let now = self.cfg.merge.is_zero()
-                || self
-                    .conns
-                    .get(&t)
-                    .is_none_or(|c| c.closing || c.out.len() >= MERGE_BYTES);
-            if now {
-                self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
-            } else {
-                if self.dirty.is_empty() {
-                    self.next_merge = Instant::now() + self.cfg.merge;
-                }
-                self.dirty.push(t);
-            }
-        }
-        for name in ended {
-            if self
-                .streams
-                .get(&name)
-                .is_some_and(|s| s.viewers.iter().all(|t| !self.conns.contains_key(t)))
-            {
-                self.streams.remove(&name);
-                self.waiter.remove(&name);
-            }
-        }
         busy
     }
 
-    /// Writes every viewer whose media waited for the merge interval.
-    fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
-        for t in dirty.drain(..) {
-            self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
-        }
-        // Keep the allocation for the next round.
-        self.dirty = dirty;
-    }
-
-    /// Twice a second: heartbeats, statistics, timeouts.
-    fn tick(&mut self) {
-        let now = Instant::now();
-        let mut dead = Vec::new();
-        for (t, c) in self.conns.iter_mut() {
-            if c.closing {
-                match c.close_deadline {
-                    None => c.close_deadline = Some(now + CLOSE_LINGER),
-                    Some(d) if now > d => dead.push((*t, "closing peer does not read")),
-                    _ => {}
-                }
+    /// Once a second: the viewers' users-table statistics.
+    fn report(&mut self) {
+        for v in self.viewers.values_mut() {
+            if let Some(r) = v.stats.as_mut() {
+                r.report(v.bytes_out, v.bytes_in);
             }
-            match &mut c.role {
-                Role::Publisher { writer, .. } => {
-                    if let Some(w) = writer {
-                        w.heartbeat();
-                    }
-                    if now.duration_since(c.last_rx) > PUBLISH_IDLE {
-                        dead.push((*t, "publisher idle"));
-                    }
-                }
-                Role::Viewer { stats: Some(r), .. } => r.report(c.bytes_out, c.bytes_in),
-                Role::None if !c.waiting && now.duration_since(c.created) > SETUP_TIMEOUT => {
-                    dead.push((*t, "no publish or play in time"))
-                }
-                _ => {}
-            }
-        }
-        for (t, why) in dead {
-            if let Some(c) = self.conns.remove(&t) {
-                self.drop_conn(c, why);
-            }
-        }
-        // Viewers waiting for a stream to start: try again.
-        let waiting: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c.role, Role::AwaitingStream { .. }) && !c.closing)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in waiting {
-            self.with_conn(t, |s, c| {
-                if let Role::AwaitingStream {
-                    stream, stream_id, ..
-                } = &c.role
-                {
-                    let (stream, stream_id) = (stream.clone(), *stream_id);
-                    s.start_play(c, stream_id, stream)?;
-                }
-                c.flush().map_err(|e| format!("write: {e}"))
-            });
-        }
-        // Closing connections whose queue drained while no event came.
-        let done: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.closing && c.out.is_empty())
-            .map(|(t, _)| *t)
-            .collect();
-        for t in done {
-            self.with_conn(t, |_, c| c.flush().map_err(|e| format!("write: {e}")));
         }
     }
 }
 
-/// Queues a frame for a viewer: the shared encoding when the viewer plays on stream id 1 (every
-/// client we know), a private one otherwise.
-fn queue_frame(
-    c: &mut Conn,
-    stream_id: u32,
-    tracks: &[Track],
-    f: &Frame,
-    enc: &Bytes,
-) -> Result<(), String> {
-    c.drain_session();
-    if stream_id == 1 {
-        c.queue(enc.clone());
-    } else {
-        let track = tracks
-            .iter()
-            .find(|t| t.id == f.track)
-            .ok_or("frame of an unknown track")?;
-        c.queue(media_message(OUT_CHUNK_SIZE, stream_id, track, f).map_err(|e| e.to_string())?);
+impl App for RtmpApp {
+    type Session = Rtmp;
+
+    fn accept(&mut self, _: ListenerId, peer: Peer, now: Instant) -> Option<Rtmp> {
+        self.seed = self
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        log!(MEDIUM, "connection from {peer}");
+        Some(Rtmp::new(self.seed, peer, now))
     }
-    Ok(())
+
+    fn turn(&mut self, ctl: &mut Ctl<'_, Self>, now: Instant) -> Flow {
+        if self.stop.load(Ordering::Relaxed) {
+            log!(INFO, "shutting down, {} connections", ctl.len());
+            for v in std::mem::take(&mut self.viewers).into_values() {
+                triggers::viewers::closed(&v.stream, &v.peer, "RTMP", &v.url);
+            }
+            return Flow::Stop;
+        }
+        while let Some(((id, what), verdict)) = self.decisions.take() {
+            if !ctl.is_open(id) {
+                continue; // the peer left while the controller decided
+            }
+            let answer = ingest::admitted(ask_name(&what), verdict);
+            self.answers.insert(id, (what, answer));
+            ctl.wake(id);
+        }
+        if now >= self.next_pump {
+            self.busy = self.pump(ctl);
+            self.next_pump = if self.busy { now } else { now + self.cfg.merge };
+        }
+        if now >= self.next_report {
+            self.next_report = now + Duration::from_secs(1);
+            self.report();
+        }
+        Flow::Continue
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.busy {
+            return Some(self.next_pump);
+        }
+        (!self.streams.is_empty() && !self.cfg.merge.is_zero()).then_some(self.next_pump)
+    }
+}
+
+/// One RTMP connection.
+pub struct Rtmp {
+    session: ServerSession,
+    role: Role,
+    /// A controller decision on publish/play is outstanding.
+    waiting: bool,
+    created: Instant,
+    /// The peer's address (without port) for logs, triggers and the users table.
+    peer: String,
+    bytes_in: u64,
+    /// Why the session closed the connection (for the log line when it goes).
+    why: Option<String>,
+    /// The track selection of a play (`NAME?video=…&audio=…`).
+    sel: Selection,
+}
+
+impl Session<RtmpApp> for Rtmp {
+    fn on_read(&mut self, app: &mut RtmpApp, io: &mut Io<'_>) {
+        let n = io.input().len();
+        self.bytes_in += n as u64;
+        self.session.feed(io.input());
+        io.clear_input();
+        if let Role::Publisher { ingest, .. } = &mut self.role {
+            ingest.touch(io.now());
+        }
+        if let Some(v) = app.viewers.get_mut(&io.id()) {
+            v.bytes_in = self.bytes_in;
+        }
+        let r = self.handle_events(app, io);
+        self.done(io, r);
+    }
+
+    fn on_timer(&mut self, app: &mut RtmpApp, io: &mut Io<'_>) {
+        let now = io.now();
+        let r = match &mut self.role {
+            Role::Publisher { ingest, .. } => {
+                if ingest.tick(now) {
+                    Ok(())
+                } else {
+                    Err("publisher idle".into())
+                }
+            }
+            Role::None if !self.waiting && now.duration_since(self.created) > SETUP_TIMEOUT => {
+                Err("no publish or play in time".into())
+            }
+            Role::AwaitingStream {
+                stream, stream_id, ..
+            } => {
+                let (stream, stream_id) = (stream.clone(), *stream_id);
+                self.start_play(app, io, stream_id, stream)
+            }
+            _ => Ok(()),
+        };
+        self.done(io, r);
+    }
+
+    fn on_wake(&mut self, app: &mut RtmpApp, io: &mut Io<'_>) {
+        let Some((what, answer)) = app.answers.remove(&io.id()) else {
+            return;
+        };
+        self.waiting = false;
+        io.pause_reading(false);
+        let r = self
+            .finish(app, io, what, answer)
+            .and_then(|()| self.handle_events(app, io));
+        self.done(io, r);
+    }
+
+    fn on_close(&mut self, app: &mut RtmpApp, id: ConnId, _peer: Peer) {
+        app.answers.remove(&id);
+        let why = self.why.take().unwrap_or_else(|| "closed".into());
+        match std::mem::replace(&mut self.role, Role::None) {
+            Role::Publisher { ingest, .. } => {
+                log!(
+                    INFO,
+                    "publisher {} of {} left ({why}); {} frames, {} bytes in",
+                    self.peer,
+                    ingest.stream(),
+                    ingest.frames(),
+                    self.bytes_in
+                );
+                // Dropping the ingest detaches its writer.
+            }
+            Role::Viewer { key } => {
+                let mut out = 0;
+                if let Some(v) = app.viewers.get(&id) {
+                    out = v.bytes_out;
+                    triggers::viewers::closed(&v.stream, &v.peer, "RTMP", &v.url);
+                }
+                log!(
+                    MEDIUM,
+                    "viewer {} of {key} left ({why}); {out} bytes out",
+                    self.peer
+                );
+                app.remove_viewer(&key, id);
+            }
+            Role::None | Role::AwaitingStream { .. } => {
+                log!(HIGH, "connection {} closed ({why})", self.peer)
+            }
+        }
+    }
+}
+
+impl Rtmp {
+    fn new(seed: u64, peer: Peer, now: Instant) -> Rtmp {
+        Rtmp {
+            session: ServerSession::new(seed),
+            role: Role::None,
+            waiting: false,
+            created: now,
+            peer: peer.ip().map(|a| a.to_string()).unwrap_or_default(),
+            bytes_in: 0,
+            why: None,
+            sel: Selection::default(),
+        }
+    }
+
+    /// Moves the session's replies into the output queue (before any media queued after them).
+    fn drain(&mut self, io: &mut Io<'_>) {
+        if self.session.has_output() {
+            io.send(Bytes::from(self.session.take_output()));
+        }
+    }
+
+    /// Ends a call: queues the session's replies, closes on error, arms the tick timer.
+    fn done(&mut self, io: &mut Io<'_>, r: Result<(), String>) {
+        self.drain(io);
+        if let Err(e) = r {
+            self.why = Some(e);
+            io.close();
+            return;
+        }
+        let tick = !matches!(self.role, Role::Viewer { .. });
+        if tick {
+            io.set_timer(Some(io.now() + TICK));
+        }
+    }
+
+    fn handle_events(&mut self, app: &mut RtmpApp, io: &mut Io<'_>) -> Result<(), String> {
+        loop {
+            if self.waiting {
+                // Later events wait for the controller's answer (clients wait for it anyway).
+                return Ok(());
+            }
+            let ev = match self.session.poll() {
+                Ok(Some(ev)) => ev,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(format!("protocol error: {e}")),
+            };
+            match ev {
+                ServerEvent::Connect { app: a, tc_url } => {
+                    log!(HIGH, "{} connect app={a:?} tcUrl={tc_url:?}", self.peer);
+                    self.session.accept_connect().map_err(|e| e.to_string())?;
+                }
+                ServerEvent::Publish {
+                    stream_id, name, ..
+                } => self.decide(app, io, Ask::Publish { stream_id, name })?,
+                ServerEvent::Play { stream_id, name } => {
+                    self.decide(app, io, Ask::Play { stream_id, name })?
+                }
+                ServerEvent::Track(t) => {
+                    if let Role::Publisher { ingest, .. } = &mut self.role {
+                        ingest.set_track(&t)?;
+                    }
+                }
+                ServerEvent::Frame(f) => {
+                    if let Role::Publisher { ingest, .. } = &mut self.role {
+                        ingest.push(&f)?;
+                    }
+                }
+                ServerEvent::Metadata(_) => {}
+                ServerEvent::StreamClosed { stream_id } => {
+                    if let Role::Publisher {
+                        stream_id: sid,
+                        ingest,
+                    } = &mut self.role
+                    {
+                        if *sid == stream_id && ingest.unpublish() {
+                            log!(INFO, "{}: unpublished by {}", ingest.stream(), self.peer);
+                        }
+                        // The client closes the connection itself (closing it first makes
+                        // ffmpeg report a broken pipe); an idle one is dropped by the tick.
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts the decision on a push or play: standalone at once, under a controller off the loop
+    /// (the loop goes on serving everyone else; this connection's later events wait).
+    fn decide(&mut self, app: &mut RtmpApp, io: &mut Io<'_>, what: Ask) -> Result<(), String> {
+        let (stream_id, name) = match &what {
+            Ask::Publish { stream_id, name } | Ask::Play { stream_id, name } => {
+                (*stream_id, name.clone())
+            }
+        };
+        if !matches!(self.role, Role::None) || self.waiting {
+            self.why = Some("second publish or play".into());
+            io.close();
+            return match what {
+                Ask::Publish { .. } => self
+                    .session
+                    .reject_publish(stream_id, "already publishing or playing"),
+                Ask::Play { .. } => self
+                    .session
+                    .reject_play(stream_id, "already publishing or playing"),
+            }
+            .map_err(|e| e.to_string());
+        }
+        #[cfg(test)]
+        if name == tests::PANIC_NAME {
+            panic!("injected panic in the session of {}", self.peer);
+        }
+        if matches!(what, Ask::Play { .. }) {
+            self.sel = Selection::from_name(&name);
+        }
+        if !app.cfg.controlled || !mist_core::names::is_valid(&name) {
+            let answer = ingest::standalone(&name);
+            return self.finish(app, io, what, answer);
+        }
+        let url = format!(
+            "{}/{}",
+            self.session.connect.tc_url.trim_end_matches('/'),
+            name
+        );
+        let (req, timeout) = match &what {
+            Ask::Publish { .. } => (
+                ingest::push_request(&name, &self.session.connect.app, &self.peer, "RTMP", &url),
+                ingest::PUSH_TIMEOUT,
+            ),
+            Ask::Play { .. } => (
+                Request::Play {
+                    stream: name.clone(),
+                    host: self.peer.clone(),
+                    connector: "RTMP".into(),
+                    url,
+                },
+                Duration::from_secs(10),
+            ),
+        };
+        self.waiting = true;
+        io.pause_reading(true);
+        app.decisions.ask_within((io.id(), what), req, timeout);
+        Ok(())
+    }
+
+    fn finish(
+        &mut self,
+        app: &mut RtmpApp,
+        io: &mut Io<'_>,
+        what: Ask,
+        answer: Answer,
+    ) -> Result<(), String> {
+        match what {
+            Ask::Publish { stream_id, name } => match answer {
+                Ok((stream, dvr)) if !stream.is_empty() => {
+                    self.start_publish(app, io, stream_id, stream, dvr)
+                }
+                Ok(_) => self.refuse(io, stream_id, &name, "empty stream name", true),
+                Err(why) => self.refuse(io, stream_id, &name, &why, true),
+            },
+            Ask::Play { stream_id, name } => match answer {
+                Ok((stream, _)) if !stream.is_empty() => {
+                    self.start_play(app, io, stream_id, stream)
+                }
+                Ok(_) => self.refuse(io, stream_id, &name, "empty stream name", false),
+                Err(why) => self.refuse(io, stream_id, &name, &why, false),
+            },
+        }
+    }
+
+    fn start_publish(
+        &mut self,
+        app: &mut RtmpApp,
+        io: &mut Io<'_>,
+        stream_id: u32,
+        stream: String,
+        dvr_ms: u64,
+    ) -> Result<(), String> {
+        match Ingest::open(&stream, dvr_ms, app.cfg.controlled, io.now()) {
+            Ok(ingest) => {
+                self.session
+                    .accept_publish(stream_id, &stream)
+                    .map_err(|e| e.to_string())?;
+                log!(INFO, "{} publishes {stream}", self.peer);
+                self.role = Role::Publisher {
+                    stream_id,
+                    ingest: Box::new(ingest),
+                };
+                Ok(())
+            }
+            Err(e) => self.refuse(io, stream_id, &stream, &e.to_string(), true),
+        }
+    }
+
+    /// Refuses a publish (`publish`) or a play with `why`, and closes once that is sent.
+    fn refuse(
+        &mut self,
+        io: &mut Io<'_>,
+        stream_id: u32,
+        name: &str,
+        why: &str,
+        publish: bool,
+    ) -> Result<(), String> {
+        if publish {
+            log!(WARN, "push of {name:?} from {} refused: {why}", self.peer);
+            self.session.reject_publish(stream_id, why)
+        } else {
+            log!(WARN, "play of {name:?} by {} refused: {why}", self.peer);
+            self.session.reject_play(stream_id, why)
+        }
+        .map_err(|e| e.to_string())?;
+        self.why = Some(format!("refused: {why}"));
+        io.close();
+        Ok(())
+    }
+
+    fn start_play(
+        &mut self,
+        app: &mut RtmpApp,
+        io: &mut Io<'_>,
+        stream_id: u32,
+        stream: String,
+    ) -> Result<(), String> {
+        let key = play_key(&stream, &self.sel);
+        if app.streams.get(&key).is_some_and(|ps| ps.ended) {
+            // The old state only waits for its viewers to drain; a new viewer needs a fresh reader
+            // (a new publisher may have taken the name over).
+            app.streams.remove(&key);
+        }
+        if !app.streams.contains_key(&key) {
+            if app.streams.values().filter(|p| p.name == stream).count() >= MAX_SELECTIONS {
+                return self.refuse(io, stream_id, &key, "too many track selections", false);
+            }
+            let info = ReaderInfo {
+                connector: "RTMP-mux".into(),
+                host: String::new(),
+            };
+            let reader = match StreamReader::open(&stream, info) {
+                Ok(r) => r,
+                Err(mist_shm::ShmError::NoStream(_)) => {
+                    let since = match self.role {
+                        Role::AwaitingStream { since, .. } => since,
+                        _ => io.now(),
+                    };
+                    if io.now().duration_since(since) < PLAY_WAIT {
+                        if matches!(self.role, Role::None) {
+                            log!(MEDIUM, "{} waits for {stream} to start", self.peer);
+                        }
+                        self.role = Role::AwaitingStream {
+                            stream,
+                            stream_id,
+                            since,
+                        };
+                        return Ok(());
+                    }
+                    return self.refuse(io, stream_id, &stream, "stream is not live", false);
+                }
+                Err(e) => return self.refuse(io, stream_id, &stream, &e.to_string(), false),
+            };
+            if let Err(e) = app.waiter.add(&stream) {
+                log!(WARN, "{stream}: cannot watch for wake-ups ({e}); polling");
+            }
+            let tracks = PlayStream::read_tracks(&reader, &self.sel);
+            let main = main_track(&tracks);
+            app.streams.insert(
+                key.clone(),
+                PlayStream {
+                    name: stream.clone(),
+                    sel: self.sel.clone(),
+                    reader,
+                    tracks,
+                    main_track: main,
+                    gop: GopCache::new(MAX_GOP_BYTES, true),
+                    viewers: Vec::new(),
+                    ended: false,
+                },
+            );
+        }
+        let stats = StreamReader::open(
+            &stream,
+            ReaderInfo {
+                connector: "RTMP".into(),
+                host: self.peer.clone(),
+            },
+        )
+        .ok()
+        .map(Box::new);
+        self.session
+            .accept_play(stream_id, &stream)
+            .map_err(|e| e.to_string())?;
+        let ps = app.streams.get_mut(&key).ok_or("stream vanished")?;
+        let before = io.backlog();
+        if !ps.tracks.is_empty() {
+            let start = ps.gop.items().first().map_or(0, |(f, _)| f.dts);
+            self.session
+                .send_tracks(stream_id, &ps.tracks, start)
+                .map_err(|e| e.to_string())?;
+            self.drain(io);
+            for (f, enc) in ps.gop.items() {
+                if stream_id == 1 {
+                    io.send(enc.clone());
+                } else {
+                    let track = ps
+                        .tracks
+                        .iter()
+                        .find(|t| t.id == f.track)
+                        .ok_or("frame of an unknown track")?;
+                    io.send(
+                        media_message(OUT_CHUNK_SIZE, stream_id, track, f)
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+            }
+        }
+        ps.viewers.push(io.id());
+        log!(
+            INFO,
+            "{} plays {stream} (GOP burst of {} frames)",
+            self.peer,
+            ps.gop.items().len()
+        );
+        let url = format!(
+            "{}/{stream}",
+            self.session.connect.tc_url.trim_end_matches('/')
+        );
+        app.viewers.insert(
+            io.id(),
+            Viewer {
+                stream_id,
+                stats,
+                bytes_out: (io.backlog() - before) as u64,
+                bytes_in: self.bytes_in,
+                stream: stream.clone(),
+                url,
+                peer: self.peer.clone(),
+            },
+        );
+        self.role = Role::Viewer { key };
+        io.set_timer(None);
+        Ok(())
+    }
+}
+
+/// The RTMP listener on the connector runtime.
+pub struct Server {
+    rt: Runtime<RtmpApp>,
+    app: RtmpApp,
+    addr: SocketAddr,
+}
+
+impl Server {
+    pub fn bind(cfg: Config) -> io::Result<Server> {
+        let mut rt = Runtime::new()?;
+        let listener = mist_connector::mio::net::TcpListener::bind(cfg.addr)?;
+        let addr = listener.local_addr()?;
+        rt.listen_tcp(listener, "RTMP", limits(&cfg))?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ std::process::id() as u64;
+        let now = Instant::now();
+        let app = RtmpApp {
+            cfg,
+            streams: HashMap::new(),
+            viewers: HashMap::new(),
+            answers: HashMap::new(),
+            decisions: Asker::with(
+                rt.remote().waker(),
+                Arc::new(mist_bins::access::ask_with_viewer_triggers),
+                mist_core::control::socket_path().is_none(),
+                mist_connector::ask::MAX_IN_FLIGHT,
+                256,
+            )
+            .timeout(Duration::from_secs(10)),
+            waiter: mist_shm::Waiter::new(),
+            seed,
+            stop: Arc::new(AtomicBool::new(false)),
+            next_pump: now,
+            busy: false,
+            next_report: now,
+        };
+        Ok(Server { rt, app, addr })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+
+    /// Runs until `stop` is set.
+    pub fn run(&mut self, stop: Arc<AtomicBool>) -> io::Result<()> {
+        self.app.stop = stop.clone();
+        let remote: Remote = self.rt.remote();
+        let w = self.app.waiter.clone();
+        std::thread::Builder::new()
+            .name("shm-waiter".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if !w.wait(Duration::from_millis(500)).is_empty() {
+                        remote.wake_loop();
+                    }
+                }
+            })?;
+        self.rt.run(&mut self.app)
+    }
 }
 
 /// Capabilities JSON for `-j` (MistServer's connector description).
@@ -1028,7 +883,9 @@ pub fn capabilities() -> serde_json::Value {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 1935, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
             "debug": {"name": "debug", "help": "The debug level at which messages need to be printed.", "type": "debug", "option": "--debug", "short": "g"},
-            "merge_ms": {"name": "Merged writes (ms)", "help": "Write media to each viewer at most this often, in milliseconds; 0 writes every frame at once. Larger values cost less CPU per viewer and add up to that much latency.", "type": "uint", "default": DEFAULT_MERGE_MS, "option": "--merge-ms"}
+            "merge_ms": {"name": "Merged writes (ms)", "help": "Write media to each viewer at most this often, in milliseconds; 0 writes every frame at once. Larger values cost less CPU per viewer and add up to that much latency.", "type": "uint", "default": DEFAULT_MERGE_MS, "option": "--merge-ms"},
+            "max_conns": {"name": "Connection cap", "help": "Most connections to this port at once; more are refused with a log line. 0: no cap.", "type": "uint", "default": DEFAULT_MAX_CONNS, "option": "--max-conns"},
+            "max_per_ip": {"name": "Per-address connection cap", "help": "Most connections from one remote address at once; more are refused with a log line. 0: no cap.", "type": "uint", "default": DEFAULT_MAX_PER_IP, "option": "--max-per-ip"}
         },
         "codecs": [[["H264", "HEVC", "AV1"], ["AAC", "MP3"]]],
         "methods": [{"handler": "rtmp", "type": "flash/10", "hrn": "RTMP", "priority": 7}],
@@ -1038,10 +895,5 @@ pub fn capabilities() -> serde_json::Value {
     })
 }
 
-/// The connection's tcUrl with `/` and `stream` appended (the viewer URL of the viewer triggers).
-fn url_of(c: &Conn, stream: &str) -> String {
-    format!(
-        "{}/{stream}",
-        c.session.connect.tc_url.trim_end_matches('/')
-    )
-}
+#[cfg(test)]
+mod tests;

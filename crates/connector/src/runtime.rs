@@ -489,7 +489,11 @@ impl<A: App> Runtime<A> {
                     }
                 }
             };
-            for id in std::mem::take(&mut self.dirty) {
+            // A fan-out sends many chunks to each viewer in one turn: one flush per connection.
+            let mut dirty = std::mem::take(&mut self.dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            for id in dirty {
                 self.flush(app, id, now);
             }
             if flow == Flow::Stop {

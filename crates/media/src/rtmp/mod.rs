@@ -478,15 +478,38 @@ impl ServerSession {
 
     /// Queues Stream EOF and `Play.Stop`/`Unpublish` status for a stream that ended.
     pub fn end_stream(&mut self, stream_id: u32) -> Result<(), MediaError> {
-        self.writer
-            .user_control(&mut self.out, UserControl::StreamEof(stream_id));
-        self.writer.command(
-            &mut self.out,
-            csid::STREAM,
-            stream_id,
-            &message::on_status("status", "NetStream.Play.UnpublishNotify", "stream ended"),
-        )
+        queue_end(&self.writer, &mut self.out, stream_id)
     }
+}
+
+fn queue_end(w: &Writer, out: &mut Vec<u8>, stream_id: u32) -> Result<(), MediaError> {
+    w.user_control(out, UserControl::StreamEof(stream_id));
+    w.command(
+        out,
+        csid::STREAM,
+        stream_id,
+        &message::on_status("status", "NetStream.Play.UnpublishNotify", "stream ended"),
+    )
+}
+
+/// What [`ServerSession::send_tracks`] queues, as one buffer that many viewers can share: the
+/// bytes depend only on (chunk size, stream id, tracks, time), as [`media_message`]'s do.
+pub fn tracks_message(
+    chunk_size: usize,
+    stream_id: u32,
+    tracks: &[Track],
+    ts: i64,
+) -> Result<Bytes, MediaError> {
+    let mut out = Vec::new();
+    queue_tracks(&Writer { chunk_size }, &mut out, stream_id, tracks, ts)?;
+    Ok(Bytes::from(out))
+}
+
+/// What [`ServerSession::end_stream`] queues, as one shareable buffer.
+pub fn end_message(chunk_size: usize, stream_id: u32) -> Result<Bytes, MediaError> {
+    let mut out = Vec::new();
+    queue_end(&Writer { chunk_size }, &mut out, stream_id)?;
+    Ok(Bytes::from(out))
 }
 
 fn queue_tracks(

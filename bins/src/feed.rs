@@ -1,7 +1,20 @@
-//! A stream read from shared memory and muxed into one format ([`Source`], used by both front
-//! ends), and the HTTP side's sharing of one source among many viewers ([`Feed`]).
+//! One reader per stream per process, shared by all its viewers, whatever their protocol.
+//!
+//! * [`main_track`]: the rule every connector uses to pick the track whose keyframes start a
+//!   viewer, a GOP, a segment (the first video track, else the first track).
+//! * [`GopCache`]: the frames since the newest main-track keyframe, bounded by bytes, so that a new
+//!   viewer starts at once with a decodable picture. HTTP caches muxed chunks, RTMP encoded
+//!   messages; both share them with every viewer (`Bytes`, no copy per viewer).
+//! * [`Source`]: a stream read from shared memory and muxed into one HTTP format, with track
+//!   selection (`?video=`/`?audio=`) and the recheck when the track table changes (used by the
+//!   HTTP server and the standalone writers); [`Feed`]: one source shared by every HTTP viewer of
+//!   the same stream, format and selection, with the users-table slots of its viewers.
+//!
+//! MistOutRTMP's per-stream reader (`rtmp_server::PlayStream`) uses `main_track` and `GopCache`
+//! from here; RTMP needs no muxer choice (one encoding per frame), so it does not go through
+//! `Source`.
 
-use super::mux::{main_track, select, Format, Mux, Out};
+use crate::http_out::mux::{select, Format, Mux, Out};
 use bytes::Bytes;
 use mist_media::{Frame, Track};
 use mist_net::server::{ConnId, Io};
@@ -21,6 +34,128 @@ pub enum Step {
     Ended,
     /// The selected tracks cannot be sent in this format.
     Error(String),
+}
+
+/// The track whose keyframes start a viewer, a GOP or a segment: the first video track, else the
+/// first track. The one place this rule lives.
+pub fn main_track(tracks: &[Track]) -> Option<u32> {
+    tracks
+        .iter()
+        .find(|t| t.kind() == mist_media::TrackKind::Video)
+        .or(tracks.first())
+        .map(|t| t.id)
+}
+
+/// The tracks of `reader`'s stream that `video`/`audio` select (`?video=`/`?audio=`, see
+/// [`select`]) and `format` can carry, as the track table has them. Selectors such as `maxbps`
+/// choose by the measured rates, which change without a track change.
+pub fn selected(
+    reader: &StreamReader,
+    format: Format,
+    video: Option<&str>,
+    audio: Option<&str>,
+) -> Vec<Track> {
+    let table = reader.tracks();
+    select(&reader.tracks_with_rates(), format, video, audio)
+        .iter()
+        .filter_map(|p| table.iter().find(|t| t.id == p.id).cloned())
+        .collect()
+}
+
+/// A viewer's track selection, normalised so that one selection spelled differently shares its
+/// reader (and a peer cannot grow a cache with endless spellings).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Selection {
+    pub video: Option<String>,
+    pub audio: Option<String>,
+}
+
+impl Selection {
+    /// From what follows the `?` of a URL or a stream name (`video=1&audio=none`); other keys
+    /// are ignored.
+    pub fn from_query(q: &str) -> Selection {
+        let mut s = Selection::default();
+        for kv in q.split('&') {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let v = Some(crate::http_out::mux::normalize_selector(v));
+            match k {
+                "video" => s.video = v,
+                "audio" => s.audio = v,
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// The selection of a stream name with a query (`stream?video=1`); default without one.
+    pub fn from_name(name: &str) -> Selection {
+        name.split_once('?')
+            .map_or_else(Selection::default, |(_, q)| Selection::from_query(q))
+    }
+
+    /// No `video`/`audio` given.
+    pub fn is_default(&self) -> bool {
+        self.video.is_none() && self.audio.is_none()
+    }
+
+    /// The selected tracks of `reader`'s stream that `format` can carry.
+    pub fn tracks(&self, reader: &StreamReader, format: Format) -> Vec<Track> {
+        selected(reader, format, self.video.as_deref(), self.audio.as_deref())
+    }
+}
+
+/// The items since the newest main-track keyframe (muxed chunks, encoded messages...), bounded
+/// by bytes: beyond the bound the cache is dropped and new viewers wait for the next keyframe.
+pub struct GopCache<T> {
+    items: Vec<T>,
+    bytes: usize,
+    valid: bool,
+    max: usize,
+}
+
+impl<T> GopCache<T> {
+    /// An empty cache of at most `max_bytes`; `valid`: whether what comes before the first
+    /// keyframe counts (a new viewer gets it).
+    pub fn new(max_bytes: usize, valid: bool) -> GopCache<T> {
+        GopCache {
+            items: Vec::new(),
+            bytes: 0,
+            valid,
+            max: max_bytes,
+        }
+    }
+
+    /// A main-track keyframe (or a restart): a new GOP begins.
+    pub fn restart(&mut self) {
+        self.items.clear();
+        self.bytes = 0;
+        self.valid = true;
+    }
+
+    /// Forgets everything until the next [`GopCache::restart`].
+    pub fn invalidate(&mut self) {
+        self.items.clear();
+        self.bytes = 0;
+        self.valid = false;
+    }
+
+    /// Adds an item of `len` bytes to a valid GOP; over the bound the GOP is dropped.
+    pub fn push(&mut self, item: T, len: usize) {
+        if !self.valid {
+            return;
+        }
+        self.bytes += len;
+        if self.bytes > self.max {
+            self.invalidate();
+        } else {
+            self.items.push(item);
+        }
+    }
+
+    /// What a new viewer gets first (nothing when the GOP is not valid).
+    pub fn items(&self) -> &[T] {
+        &self.items
+    }
 }
 
 /// One reader + one muxer.
@@ -89,16 +224,12 @@ impl Source {
     /// The selected tracks as the track table has them. Selectors such as `maxbps` choose by
     /// the measured rates, which change without a track change, so they are not compared.
     fn selection(&self) -> Vec<Track> {
-        let table = self.reader.tracks();
-        select(
-            &self.reader.tracks_with_rates(),
+        selected(
+            &self.reader,
             self.format,
             self.video.as_deref(),
             self.audio.as_deref(),
         )
-        .iter()
-        .filter_map(|p| table.iter().find(|t| t.id == p.id).cloned())
-        .collect()
     }
 
     /// The next step; never blocks.
@@ -201,9 +332,7 @@ pub struct Feed {
     pub src: Source,
     format: Format,
     header: Option<Vec<Bytes>>,
-    gop: Vec<Bytes>,
-    gop_bytes: usize,
-    gop_ok: bool,
+    gop: GopCache<Bytes>,
     pub viewers: Vec<ConnId>,
     pub waiting: Vec<(ConnId, Instant)>,
     pub done: bool,
@@ -224,9 +353,7 @@ impl Feed {
             src,
             format,
             header: None,
-            gop: Vec::new(),
-            gop_bytes: 0,
-            gop_ok: false,
+            gop: GopCache::new(GOP_CACHE_MAX, false),
             viewers: Vec::new(),
             waiting: Vec::new(),
             done: false,
@@ -288,12 +415,10 @@ impl Feed {
             return; // HEAD, or gone
         }
         let mut first: Vec<Bytes> = self.header.clone().unwrap_or_default();
-        if self.gop_ok {
-            first.extend(self.gop.iter().cloned());
-        }
+        first.extend(self.gop.items().iter().cloned());
         let n: usize = first.iter().map(Bytes::len).sum();
         if io.send(id, &first) {
-            super::viewer_sessions::fanout(&[id], n as u64);
+            crate::http_out::viewer_sessions::fanout(&[id], n as u64);
             self.viewers.push(id);
             self.src.report(n as u64);
             self.sync_slots(Some(io));
@@ -311,33 +436,25 @@ impl Feed {
                 Step::Pending => break,
                 Step::Header(h) => {
                     self.header = Some(h);
-                    self.gop.clear();
-                    self.gop_bytes = 0;
-                    self.gop_ok = false;
+                    self.gop.invalidate();
                     for (id, _) in std::mem::take(&mut self.waiting) {
                         self.start_viewer(io, id);
                     }
                 }
                 Step::Data(out) => {
                     if out.join {
-                        self.gop.clear();
-                        self.gop_bytes = 0;
-                        self.gop_ok = true;
+                        self.gop.restart();
                     }
                     let n: usize = out.chunks.iter().map(Bytes::len).sum();
-                    if self.gop_ok && !self.vod {
-                        self.gop_bytes += n;
-                        if self.gop_bytes > GOP_CACHE_MAX {
-                            self.gop.clear();
-                            self.gop_ok = false;
-                        } else {
-                            self.gop.extend(out.chunks.iter().cloned());
+                    if !self.vod {
+                        for c in &out.chunks {
+                            self.gop.push(c.clone(), c.len());
                         }
                     }
                     let before = self.viewers.len();
                     sent |= n > 0;
                     io.send_all(&mut self.viewers, &out.chunks);
-                    super::viewer_sessions::fanout(&self.viewers, n as u64);
+                    crate::http_out::viewer_sessions::fanout(&self.viewers, n as u64);
                     if before > 0 {
                         self.src.report((n * self.viewers.len()) as u64);
                     }
@@ -351,8 +468,7 @@ impl Feed {
                     }
                     self.sync_slots(None);
                     self.header = None;
-                    self.gop.clear();
-                    self.gop_ok = false;
+                    self.gop.invalidate();
                 }
                 Step::Ended => {
                     for v in std::mem::take(&mut self.viewers) {
@@ -399,5 +515,47 @@ impl Source {
     /// Blocks until the stream changes or the timeout passes (standalone front ends).
     pub fn wait(&self, timeout: Duration) {
         self.reader.wait(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mist_media::Codec;
+
+    #[test]
+    fn main_track_is_the_first_video_else_the_first() {
+        let a = Track::new(1, Codec::Aac);
+        let v = Track::new(2, Codec::H264);
+        assert_eq!(main_track(&[a.clone(), v.clone()]), Some(2));
+        assert_eq!(main_track(&[a]), Some(1));
+        assert_eq!(main_track(&[]), None);
+    }
+
+    #[test]
+    fn selections_from_names() {
+        assert!(Selection::from_name("live+a").is_default());
+        let s = Selection::from_name("live+a?audio=NONE&video= 01&x=y");
+        assert_eq!(s.video.as_deref(), Some("1"));
+        assert_eq!(s.audio.as_deref(), Some("none"));
+        assert_eq!(s, Selection::from_query("video=1,1&audio=none"));
+    }
+
+    #[test]
+    fn gop_cache_is_bounded_and_restarts_at_keyframes() {
+        let mut g = GopCache::new(10, false);
+        g.push(1, 4); // before the first keyframe: not kept
+        assert!(g.items().is_empty());
+        g.restart();
+        g.push(2, 4);
+        g.push(3, 4);
+        assert_eq!(g.items(), &[2, 3]);
+        g.push(4, 4); // over the bound: dropped until the next keyframe
+        assert!(g.items().is_empty());
+        g.push(5, 1);
+        assert!(g.items().is_empty());
+        g.restart();
+        g.push(6, 4);
+        assert_eq!(g.items(), &[6]);
     }
 }
