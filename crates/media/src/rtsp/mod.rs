@@ -15,11 +15,13 @@
 //! (see [`Limits`]); interleaved frames are at most 65 535 bytes by construction.
 
 pub mod auth;
+pub mod client;
 mod error;
 pub mod message;
 pub mod server;
 pub mod transport;
 
+pub use client::{Client, ClientError, ClientEvent, RtspUrl};
 pub use auth::{Authenticator, BasicCredentials, DigestChallenge, DigestCredentials};
 pub use error::RtspError;
 pub use message::{Decoder, Headers, Item, Limits, Message, Method, Request, Response, Version};
