@@ -5,6 +5,7 @@
 pub mod access;
 pub mod http_out;
 pub mod record;
+pub mod rtsp_in;
 pub mod rtsp_out;
 pub mod ts_live;
 pub mod util;
