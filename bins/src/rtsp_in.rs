@@ -178,7 +178,8 @@ pub fn run(opts: Options) -> std::io::Result<()> {
     while !stop.load(Ordering::Relaxed) {
         match connect(&url) {
             Ok(sock) => {
-                let client = Client::new(url.clone(), concat!("mist-rs/", env!("CARGO_PKG_VERSION")));
+                let client =
+                    Client::new(url.clone(), concat!("mist-rs/", env!("CARGO_PKG_VERSION")));
                 let pull = Pull {
                     client,
                     publisher: None,
@@ -196,7 +197,11 @@ pub fn run(opts: Options) -> std::io::Result<()> {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        info!("{}: reconnecting in {} s", app.opts.stream, backoff.as_secs());
+        info!(
+            "{}: reconnecting in {} s",
+            app.opts.stream,
+            backoff.as_secs()
+        );
         let until = Instant::now() + backoff;
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));

@@ -30,8 +30,24 @@ fn help_and_version() {
 /// Decoded audio frames of `wall` of `url`.
 fn decode_audio_frames(url: &str, wall: Duration) -> usize {
     let out = Command::new("timeout")
-        .args(["40", "ffmpeg", "-hide_banner", "-loglevel", "error", "-i", url])
-        .args(["-t", &wall.as_secs().to_string(), "-map", "0:a:0", "-f", "framemd5", "-"])
+        .args([
+            "40",
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            url,
+        ])
+        .args([
+            "-t",
+            &wall.as_secs().to_string(),
+            "-map",
+            "0:a:0",
+            "-f",
+            "framemd5",
+            "-",
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("run ffmpeg");
@@ -65,7 +81,10 @@ fn pulls_an_rtsp_source_and_plays_it_over_rtmp() {
         {
             break;
         }
-        assert!(std::time::Instant::now() < end, "live+cam never became active");
+        assert!(
+            std::time::Instant::now() < end,
+            "live+cam never became active"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 

@@ -463,8 +463,8 @@ impl Client {
         {
             self.base = b.trim().to_string();
         }
-        let sdp = SessionDescription::parse(&r.body)
-            .map_err(|e| ClientError::NoTracks(e.to_string()))?;
+        let sdp =
+            SessionDescription::parse(&r.body).map_err(|e| ClientError::NoTracks(e.to_string()))?;
         let mut tracks = Vec::new();
         for (i, m) in sdp.media.iter().enumerate() {
             if let Ok(t) = m.rtp_track(i as u32 + 1) {
@@ -576,11 +576,22 @@ a=control:trackID=2\r\n";
         let url = RtspUrl::parse("rtsp://u:pw@127.0.0.1:8554/cam").unwrap();
         let mut c = Client::new(url, "test");
         let o = all_out(&mut c);
-        assert!(o.starts_with("OPTIONS rtsp://127.0.0.1:8554/cam RTSP/1.0\r\n"), "{o}");
+        assert!(
+            o.starts_with("OPTIONS rtsp://127.0.0.1:8554/cam RTSP/1.0\r\n"),
+            "{o}"
+        );
         assert!(o.contains("CSeq: 1\r\n"));
-        answer(&mut c, t0, "RTSP/1.0 200 OK\r\nCSeq: 1\r\nPublic: DESCRIBE, SETUP", "");
+        answer(
+            &mut c,
+            t0,
+            "RTSP/1.0 200 OK\r\nCSeq: 1\r\nPublic: DESCRIBE, SETUP",
+            "",
+        );
         let o = all_out(&mut c);
-        assert!(o.starts_with("DESCRIBE rtsp://127.0.0.1:8554/cam RTSP/1.0"), "{o}");
+        assert!(
+            o.starts_with("DESCRIBE rtsp://127.0.0.1:8554/cam RTSP/1.0"),
+            "{o}"
+        );
         assert!(!o.contains("Authorization"));
         answer(
             &mut c,
@@ -607,8 +618,14 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
             e => panic!("{e:?}"),
         }
         let o = all_out(&mut c);
-        assert!(o.starts_with("SETUP rtsp://127.0.0.1:8554/cam/trackID=1 RTSP/1.0"), "{o}");
-        assert!(o.contains("Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n"), "{o}");
+        assert!(
+            o.starts_with("SETUP rtsp://127.0.0.1:8554/cam/trackID=1 RTSP/1.0"),
+            "{o}"
+        );
+        assert!(
+            o.contains("Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n"),
+            "{o}"
+        );
         assert!(o.contains("Authorization: Digest username=\"u\""), "{o}");
         answer(
             &mut c,
@@ -617,7 +634,10 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
             "",
         );
         let o = all_out(&mut c);
-        assert!(o.starts_with("SETUP rtsp://127.0.0.1:8554/cam/trackID=2 "), "{o}");
+        assert!(
+            o.starts_with("SETUP rtsp://127.0.0.1:8554/cam/trackID=2 "),
+            "{o}"
+        );
         assert!(o.contains("interleaved=2-3"), "{o}");
         assert!(o.contains("Session: s1\r\n"), "{o}");
         answer(
@@ -632,7 +652,8 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
         assert_eq!(c.poll_event(), Some(ClientEvent::Playing));
         assert!(c.is_playing());
         // Media: channel 2 is track index 1's RTP, channel 1 track 0's RTCP; channel 9 is nobody's.
-        c.feed(b"$\x02\x00\x03abc$\x01\x00\x01x$\x09\x00\x01y", t0).unwrap();
+        c.feed(b"$\x02\x00\x03abc$\x01\x00\x01x$\x09\x00\x01y", t0)
+            .unwrap();
         assert_eq!(
             c.poll_event(),
             Some(ClientEvent::Packet {
@@ -657,7 +678,10 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
         let t1 = t0 + Duration::from_secs(10);
         c.tick(t1);
         let o = all_out(&mut c);
-        assert!(o.starts_with("GET_PARAMETER rtsp://127.0.0.1:8554/cam/ "), "{o}");
+        assert!(
+            o.starts_with("GET_PARAMETER rtsp://127.0.0.1:8554/cam/ "),
+            "{o}"
+        );
         assert!(o.contains("Session: s1\r\n"));
         answer(&mut c, t1, "RTSP/1.0 501 Not Implemented\r\nCSeq: 7", "");
         let t2 = t1 + Duration::from_secs(10);
@@ -677,7 +701,12 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
         all_out(&mut c);
         answer(&mut c, t0, "RTSP/1.0 200 OK\r\nCSeq: 1", "");
         all_out(&mut c);
-        answer(&mut c, t0, "RTSP/1.0 401 Unauthorized\r\nCSeq: 2\r\nWWW-Authenticate: Basic realm=\"x\"", "");
+        answer(
+            &mut c,
+            t0,
+            "RTSP/1.0 401 Unauthorized\r\nCSeq: 2\r\nWWW-Authenticate: Basic realm=\"x\"",
+            "",
+        );
         let o = all_out(&mut c);
         assert!(o.contains("Authorization: Basic dTpwdw==\r\n"), "{o}");
         // Wrong password: a second 401 ends the pull.
@@ -705,8 +734,11 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
         answer(&mut c, t0, "RTSP/1.0 200 OK\r\nCSeq: 1", "");
         let sdp = "v=0\r\ns=x\r\nm=text 0 RTP/AVP 98\r\na=rtpmap:98 T140/1000\r\n";
         let r = c.feed(
-            format!("RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len())
-                .as_bytes(),
+            format!(
+                "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            )
+            .as_bytes(),
             t0,
         );
         assert!(matches!(r, Err(ClientError::NoTracks(_))), "{r:?}");
@@ -718,7 +750,10 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
         let mut c = Client::new(RtspUrl::parse("rtsp://h/c").unwrap(), "t");
         assert!(c.feed(&[b'x'; 100_000], t0).is_err());
         let mut c = Client::new(RtspUrl::parse("rtsp://h/c").unwrap(), "t");
-        let _ = c.feed(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\n", t0);
+        let _ = c.feed(
+            b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\n",
+            t0,
+        );
         let mut seed = 7u32;
         for _ in 0..200 {
             let mut c = Client::new(RtspUrl::parse("rtsp://h/c").unwrap(), "t");

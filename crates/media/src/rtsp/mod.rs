@@ -21,8 +21,8 @@ pub mod message;
 pub mod server;
 pub mod transport;
 
-pub use client::{Client, ClientError, ClientEvent, RtspUrl};
 pub use auth::{Authenticator, BasicCredentials, DigestChallenge, DigestCredentials};
+pub use client::{Client, ClientError, ClientEvent, RtspUrl};
 pub use error::RtspError;
 pub use message::{Decoder, Headers, Item, Limits, Message, Method, Request, Response, Version};
 pub use server::{Answer, Ask, PlayInfo, ServerConfig, ServerSession, SessionEvent, Step};
