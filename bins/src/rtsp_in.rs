@@ -1,7 +1,7 @@
 //! MistInRTSP: pulls an RTSP camera (`rtsp://[user[:pass]@]host[:port]/path`) into a live stream.
 //!
 //! The protocol is [`mist_media::rtsp::Client`] (sans-IO); here it runs on the connector runtime
-//! over one outgoing TCP connection ([`Runtime::connect_tcp`]), with RTP interleaved on it. The
+//! over one outgoing TCP connection ([`Runtime::adopt`]), with RTP interleaved on it. The
 //! packets go through the same [`Publisher`] as an RTSP publish into MistOutRTSP. When the camera
 //! goes away the connection is made again, after 1 s, then 2, 4 … up to 30 s.
 
@@ -186,7 +186,12 @@ pub fn run(opts: Options) -> std::io::Result<()> {
                 };
                 app.closed = false;
                 app.played = false;
-                app.conn = Some(rt.connect_tcp(sock, "RTSP pull", limits(), pull)?);
+                let _ = sock.set_nodelay(true);
+                let peer = Peer::Tcp(sock.peer_addr()?);
+                let id = rt.adopt(Box::new(sock), peer, "RTSP pull", limits(), pull)?;
+                // The client speaks first: OPTIONS goes out from on_wake.
+                rt.remote().wake(id);
+                app.conn = Some(id);
                 rt.run(&mut app)?;
                 if app.played {
                     backoff = Duration::from_secs(1);
