@@ -107,3 +107,59 @@ fn pulls_an_rtsp_source_and_plays_it_over_rtmp() {
     let audio = decode_audio_frames(&ctl.play_url("pulled"), Duration::from_secs(4));
     assert!(audio >= 120, "decoded only {audio} audio frames of 4 s");
 }
+
+/// The camera goes away and comes back: MistInRTSP reconnects and the pulled stream plays again.
+#[test]
+fn reconnects_when_the_camera_comes_back() {
+    let rtsp = free_port();
+    let src = format!("rtsp://127.0.0.1:{rtsp}/live+cam");
+    let ctl = Controller::start_edited(
+        serde_json::json!({"pulled": {"name": "pulled", "source": src}}),
+        |c| {
+            c["config"]["protocols"].as_array_mut().unwrap().push(
+                serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}),
+            );
+        },
+    );
+    assert!(wait_port(rtsp, Duration::from_secs(10)), "no RTSP port");
+    let mut first = publish(&ctl.publish_url("live+cam"), "320x240", 8);
+    let (frames, size) = decode_video_frames(&ctl.play_url("pulled"), Duration::from_secs(2));
+    assert!(frames >= 30, "first camera: {frames} frames");
+    assert_eq!(size, "320x240");
+    first.0.wait().unwrap();
+    // Past the buffer's publisher timeout (10 s) the camera's stream ends, and the pull with it.
+    std::thread::sleep(Duration::from_secs(13));
+    // The camera is back, with another picture size.
+    let _second = publish(&ctl.publish_url("live+cam"), "640x360", 90);
+    let end = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let streams = Command::new("timeout")
+            .args([
+                "10",
+                "ffprobe",
+                "-v",
+                "error",
+                "-show_streams",
+                "-of",
+                "json",
+            ])
+            .arg(ctl.play_url("pulled"))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&streams.stdout).unwrap_or_default();
+        let w = v["streams"]
+            .as_array()
+            .and_then(|l| l.iter().find(|s| s["codec_type"] == "video").cloned());
+        if w.is_some_and(|s| s["width"] == 640) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the pull never came back with the new camera"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (frames, size) = decode_video_frames(&ctl.play_url("pulled"), Duration::from_secs(3));
+    assert!(frames >= 50, "second camera: {frames} frames");
+    assert_eq!(size, "640x360");
+}
