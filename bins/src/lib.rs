@@ -7,6 +7,7 @@ pub mod feed;
 pub mod http_out;
 pub mod ingest;
 pub mod record;
+pub mod rtsp_in;
 pub mod rtsp_out;
 pub mod ts_live;
 pub mod util;

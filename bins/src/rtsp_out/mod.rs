@@ -26,7 +26,7 @@
 //!   too. Other connections are not affected (and the runtime fences every session call).
 
 mod feed;
-mod publish;
+pub mod publish;
 
 use crate::access::ask_with_viewer_triggers;
 use feed::{Out, PlayStream, Viewer};
@@ -951,7 +951,7 @@ impl App for RtspApp {
     }
 }
 
-fn register_signals(stop: &Arc<AtomicBool>) -> std::io::Result<mio::net::UnixStream> {
+pub fn register_signals(stop: &Arc<AtomicBool>) -> std::io::Result<mio::net::UnixStream> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let (rx, tx) = std::os::unix::net::UnixStream::pair()?;
     rx.set_nonblocking(true)?;

@@ -15,12 +15,14 @@
 //! (see [`Limits`]); interleaved frames are at most 65 535 bytes by construction.
 
 pub mod auth;
+pub mod client;
 mod error;
 pub mod message;
 pub mod server;
 pub mod transport;
 
 pub use auth::{Authenticator, BasicCredentials, DigestChallenge, DigestCredentials};
+pub use client::{Client, ClientError, ClientEvent, RtspUrl};
 pub use error::RtspError;
 pub use message::{Decoder, Headers, Item, Limits, Message, Method, Request, Response, Version};
 pub use server::{Answer, Ask, PlayInfo, ServerConfig, ServerSession, SessionEvent, Step};

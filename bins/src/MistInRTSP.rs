@@ -1,0 +1,62 @@
+//! MistInRTSP: pulls an RTSP camera into a live stream (see `mist_bins::rtsp_in`).
+//!
+//! Exit codes: 0 after SIGINT/SIGTERM or after `-j`/`--version`/`--help`; 1 when the URL is bad
+//! or the event loop fails; 2 on bad arguments.
+
+use clap::{ArgAction, Parser};
+
+#[derive(Parser)]
+#[command(
+    name = "MistInRTSP",
+    version,
+    disable_version_flag = true,
+    args_override_self = true,
+    about = "RTSP pull input of mist-rs: plays rtsp://[user[:pass]@]host[:port]/path (RTP interleaved over TCP, Digest/Basic auth, keep-alive) into a live stream, reconnecting with backoff.",
+    after_help = "Example: MistInRTSP -s cam rtsp://admin:secret@192.168.1.20/stream1\n\
+                  Exit codes: 0 clean shutdown, 1 bad URL / loop failure, 2 bad arguments.\n\
+                  Environment: MIST_SHM_DIR."
+)]
+struct Args {
+    /// Stream name to write
+    #[arg(short = 's', long = "stream", required_unless_present = "json")]
+    stream: Option<String>,
+    /// Source URL: rtsp://[user[:pass]@]host[:port]/path
+    #[arg(required_unless_present = "json")]
+    source: Option<String>,
+    /// Live buffer (DVR window) in milliseconds
+    #[arg(long = "buffer", default_value_t = 50_000)]
+    buffer: u64,
+    /// Debug level 0-10 (3 production, 4 default)
+    #[arg(short = 'g', long, default_value_t = 4)]
+    debug: u8,
+    /// Print the capabilities JSON and exit
+    #[arg(short = 'j', long)]
+    json: bool,
+    /// Print the version and exit
+    #[arg(short = 'v', long, action = ArgAction::Version)]
+    version: Option<bool>,
+}
+
+fn main() {
+    let args = Args::parse();
+    if args.json {
+        println!("{}", mist_bins::rtsp_in::capabilities());
+        return;
+    }
+    mist_core::log::init("MistInRTSP", args.debug);
+    let (Some(stream), Some(url)) = (args.stream, args.source) else {
+        std::process::exit(2);
+    };
+    let opts = mist_bins::rtsp_in::Options {
+        stream: stream.clone(),
+        url,
+        dvr_ms: args.buffer,
+        // This process is the stream's input: nothing else keeps the buffer, so a lost camera
+        // ends the stream and the reconnect starts it again.
+        controlled: false,
+    };
+    if let Err(e) = mist_bins::rtsp_in::run(opts) {
+        mist_core::fail!("RTSP pull of {stream}: {e}");
+        std::process::exit(1);
+    }
+}
