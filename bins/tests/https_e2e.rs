@@ -16,8 +16,15 @@ use std::time::{Duration, Instant};
 fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("fullchain.pem"), dir.join("privkey.pem"));
     let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -85,7 +92,10 @@ fn rtmp_publish_played_over_https() {
     assert!(text.starts_with("#EXTM3U"), "{text}");
     // Without the CA the handshake is refused: the certificate really is the configured one.
     let (ok, _, _) = curl(&[&playlist]);
-    assert!(!ok, "curl without --cacert accepted a self-signed certificate");
+    assert!(
+        !ok,
+        "curl without --cacert accepted a self-signed certificate"
+    );
 
     // ffmpeg decodes the HLS stream over TLS.
     let (frames, size) = decode_video_frames(&playlist, Duration::from_secs(5));
