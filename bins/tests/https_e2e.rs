@@ -144,4 +144,18 @@ fn rtmp_publish_played_over_https() {
         "TLS viewer got {} bytes of TS",
         out.stdout.len()
     );
+
+    // A renewal (new files moved over the configured paths, as certbot's links switch) is used
+    // by the next handshake, with no restart and no config change.
+    let renewed = TempDir::new("https-renew");
+    let (new_cert, new_key) = self_signed(renewed.path());
+    let old_ca = renewed.path().join("old-ca.pem");
+    std::fs::copy(&cert, &old_ca).unwrap();
+    std::fs::rename(&new_key, &key).unwrap();
+    std::fs::rename(&new_cert, &cert).unwrap();
+    let (ok, body, err) = curl(&["--cacert", cert.to_str().unwrap(), &playlist]);
+    assert!(ok, "curl with the renewed certificate: {err}");
+    assert!(body.starts_with(b"#EXTM3U"));
+    let (ok, _, _) = curl(&["--cacert", old_ca.to_str().unwrap(), &playlist]);
+    assert!(!ok, "the old certificate is still served after the renewal");
 }
