@@ -453,7 +453,11 @@ impl Controller {
         if let (Some(obj), Some(c)) = (stream_cfg.as_object(), self.caps.inputs.get(&input)) {
             args.extend(caps::option_args(obj, Some(c)));
         }
-        args.extend(["-s".to_string(), stream.to_string(), input_source.to_string()]);
+        args.extend([
+            "-s".to_string(),
+            stream.to_string(),
+            input_source.to_string(),
+        ]);
         let pid = self
             .sup
             .start(&self.spawner, role, &name, path, args, false)

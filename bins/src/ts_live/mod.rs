@@ -409,7 +409,10 @@ impl Live {
         .collect();
         match mist_shm::health::write_input_health(&self.opts.stream, &h) {
             Ok(()) => self.published = Some(s),
-            Err(e) => mist_core::debug!("stream {}: input health not published: {e}", self.opts.stream),
+            Err(e) => mist_core::debug!(
+                "stream {}: input health not published: {e}",
+                self.opts.stream
+            ),
         }
     }
 
