@@ -407,7 +407,7 @@ fn send_ts_file(
                     for p in c.chunks_mut(188) {
                         let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
                         // Payload unit start on an elementary stream: a lying PES header.
-                        if p.len() == 188 && p[1] & 0x40 != 0 && pid >= 0x100 && pid < 0x1FFF {
+                        if p.len() == 188 && p[1] & 0x40 != 0 && (0x100..0x1FFF).contains(&pid) {
                             let at = if p[3] & 0x20 != 0 {
                                 5 + usize::from(p[4])
                             } else {
