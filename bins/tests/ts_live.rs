@@ -370,3 +370,235 @@ fn tstcp_listen_and_connect() {
     let l = wait_line(&rx, "stream tcpc is live");
     assert!(l.contains("H264 160x120"), "{l}");
 }
+
+/// An ffmpeg-made TS file (H.264 + AAC) of `seconds`.
+fn ts_file(dir: &std::path::Path, name: &str, seconds: u32) -> Vec<u8> {
+    let path = dir.join(name);
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts"])
+        .arg(&path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(st.success());
+    std::fs::read(&path).unwrap()
+}
+
+/// Sends `ts` over UDP in 7-packet datagrams spread over `seconds`, skipping every `skip`th
+/// datagram (0: none) and, when `corrupt`, breaking every PES header. Runs on a thread.
+fn send_ts_file(
+    ts: Vec<u8>,
+    port: u16,
+    seconds: u32,
+    skip: usize,
+    corrupt: bool,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let chunks: Vec<Vec<u8>> = ts
+            .chunks(1316)
+            .map(|c| {
+                let mut c = c.to_vec();
+                if corrupt {
+                    for p in c.chunks_mut(188) {
+                        let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+                        // Payload unit start on an elementary stream: a lying PES header.
+                        if p.len() == 188 && p[1] & 0x40 != 0 && (0x100..0x1FFF).contains(&pid) {
+                            let at = if p[3] & 0x20 != 0 {
+                                5 + usize::from(p[4])
+                            } else {
+                                4
+                            };
+                            for b in p.iter_mut().skip(at).take(14) {
+                                *b ^= 0xA5;
+                            }
+                        }
+                    }
+                }
+                c
+            })
+            .collect();
+        let pause = Duration::from_secs(u64::from(seconds)) / chunks.len().max(1) as u32;
+        let mut sent = 0;
+        for (i, c) in chunks.iter().enumerate() {
+            if skip == 0 || (i + 1) % skip != 0 {
+                let _ = tx.send_to(c, ("127.0.0.1", port));
+                sent += 1;
+            }
+            std::thread::sleep(pause);
+        }
+        sent
+    })
+}
+
+/// `active_streams` longform answer for `stream`.
+fn stream_row(ctl: &Controller, stream: &str) -> serde_json::Value {
+    let a = ctl.api(&serde_json::json!({"active_streams": {
+        "fields": ["status", "loss", "health"], "longform": true}}));
+    a["active_streams"][stream].clone()
+}
+
+#[test]
+fn udp_loss_is_reported_in_active_streams_and_a_clean_feed_shows_none() {
+    let dir = TempDir::new("tsloss");
+    let ts = ts_file(dir.path(), "a.ts", 40);
+    let (lossy, clean) = (free_udp_port(), free_udp_port());
+    // `ts:` forces MistInTS (INTERFACES §4.2); the input gets the source without it.
+    let ctl = Controller::start_http(
+        serde_json::json!({
+            "lossy": {"name": "lossy", "source": format!("ts:tsudp://127.0.0.1:{lossy}")},
+            "clean": {"name": "clean", "source": format!("tsudp://127.0.0.1:{clean}")},
+        }),
+        protocols(),
+        None,
+    );
+    let a = send_ts_file(ts.clone(), lossy, 40, 50, false);
+    let b = send_ts_file(ts, clean, 40, 0, false);
+    let (frames, size) = decode_when_up(&url(ctl.http, "/lossy.ts"));
+    assert!(frames >= 25, "lossy feed decoded only {frames} frames");
+    assert_eq!(size, "160x120");
+    let (frames, _) = decode_when_up(&url(ctl.http, "/clean.ts"));
+    assert!(frames >= 25, "clean feed decoded only {frames} frames");
+    // Counters are published every half second; wait for some loss to show.
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut row = stream_row(&ctl, "lossy");
+    while row["loss"].as_u64().unwrap_or(0) == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(500));
+        row = stream_row(&ctl, "lossy");
+    }
+    assert!(row["loss"].as_u64().unwrap_or(0) > 0, "lossy: {row}");
+    assert!(row["health"]["packets"].as_u64().unwrap_or(0) > 0, "{row}");
+    let row = stream_row(&ctl, "clean");
+    assert_eq!(row["loss"], serde_json::json!(0), "clean: {row}");
+    assert!(row["health"]["packets"].as_u64().unwrap_or(0) > 0, "{row}");
+    assert!(row["health"]["frames"].as_u64().unwrap_or(0) > 0, "{row}");
+    drop(ctl);
+    let _ = (a.join(), b.join());
+}
+
+/// The stream's input health file (`mist_shm::health`) in `shm`.
+fn health_file(shm: &std::path::Path, stream: &str) -> std::collections::BTreeMap<String, u64> {
+    std::fs::read_to_string(shm.join(format!("mist-{stream}-health")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn ts_exec_restarts_are_not_counted_as_loss() {
+    let dir = TempDir::new("tsrestart");
+    let cmd = "ts-exec:ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=160x120:rate=25 \
+               -t 2 -c:v libx264 -preset ultrafast -g 25 -pix_fmt yuv420p -f mpegts -";
+    let (_p, rx) = mistints(dir.path(), &["-s", "rs", "--timeout", "8000", cmd]);
+    wait_line(&rx, "stream rs is live");
+    let mut restarts = 0;
+    let end = Instant::now() + Duration::from_secs(60);
+    while restarts < 2 {
+        let l = rx
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+            .expect("two ts-exec restarts");
+        assert!(!l.contains("ending it"), "the stream ended: {l}");
+        if l.contains("started ts-exec child") {
+            restarts += 1;
+        }
+    }
+    // The third run delivers frames: the stream went on across the restarts.
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut h = health_file(dir.path(), "rs");
+    while h.get("frames").copied().unwrap_or(0) < 120 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(300));
+        h = health_file(dir.path(), "rs");
+    }
+    assert!(h.get("frames").copied().unwrap_or(0) >= 120, "{h:?}");
+    assert_eq!(h.get("loss"), Some(&0), "restarts counted as loss: {h:?}");
+}
+
+#[test]
+fn corrupt_pes_headers_next_to_a_real_source_do_not_stop_playback() {
+    let dir = TempDir::new("tscorrupt");
+    let bad = ts_file(dir.path(), "bad.ts", 30);
+    let udp = free_udp_port();
+    let ctl = Controller::start_http(
+        serde_json::json!({"mix": {"name": "mix", "source": format!("tsudp://127.0.0.1:{udp}")}}),
+        protocols(),
+        None,
+    );
+    let _ff = send_udp(
+        &format!("udp://127.0.0.1:{udp}?pkt_size=1316"),
+        "320x240",
+        90,
+    );
+    let (frames, _) = decode_when_up(&url(ctl.http, "/mix.ts"));
+    assert!(frames >= 50, "before: {frames} frames");
+    let junk = send_ts_file(bad, udp, 25, 0, true);
+    let (frames, size) = decode_when_up(&url(ctl.http, "/hls/mix/index.m3u8"));
+    assert!(frames >= 50, "HLS during the corrupt feed: {frames} frames");
+    assert_eq!(size, "320x240");
+    // The junk shares the real source's PIDs, so while it runs most PES packets break on
+    // continuity errors; once it stops the stream is whole again.
+    assert!(junk.join().unwrap() > 100);
+    let (frames, _) = decode_when_up(&url(ctl.http, "/mix.ts"));
+    assert!(
+        frames >= 50,
+        "HTTP-TS after the corrupt feed: {frames} frames"
+    );
+    // MistInTS is still the same process: nothing panicked.
+    let row = stream_row(&ctl, "mix");
+    assert_eq!(row["status"], "Online", "{row}");
+}
+
+#[test]
+fn fifo_writer_that_leaves_and_returns_continues_the_stream() {
+    let dir = TempDir::new("tsfifo");
+    let ts = ts_file(dir.path(), "a.ts", 3);
+    let fifo = dir.path().join("in.ts");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let src = format!("stream://{}", fifo.display());
+    let (_p, rx) = mistints(dir.path(), &["-s", "ff", "--timeout", "20000", &src]);
+    let write = |ts: &[u8]| {
+        let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        std::io::Write::write_all(&mut w, ts).unwrap();
+    };
+    write(&ts);
+    wait_line(&rx, "stream ff is live");
+    let frames =
+        |h: &std::collections::BTreeMap<String, u64>| h.get("frames").copied().unwrap_or(0);
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut first = health_file(dir.path(), "ff");
+    while frames(&first) < 100 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(300));
+        first = health_file(dir.path(), "ff");
+    }
+    assert!(frames(&first) >= 100, "first writer: {first:?}");
+    // The writer left (closed the FIFO); a new one comes back with more.
+    std::thread::sleep(Duration::from_secs(1));
+    write(&ts);
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut h = health_file(dir.path(), "ff");
+    while frames(&h) < frames(&first) + 100 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(300));
+        h = health_file(dir.path(), "ff");
+    }
+    assert!(
+        frames(&h) >= frames(&first) + 100,
+        "second writer: {h:?} after {first:?}"
+    );
+    while let Ok(l) = rx.try_recv() {
+        assert!(
+            !l.contains("ending it"),
+            "the stream ended between writers: {l}"
+        );
+    }
+}

@@ -486,6 +486,9 @@ fn active_streams(ctl: &Controller, arg: &Value) -> Value {
                     "firstms" => json!(st.map(|s| s.first_ms).unwrap_or(0)),
                     "lastms" => json!(st.map(|s| s.last_ms).unwrap_or(0)),
                     "live" => json!(st.map(|s| s.live).unwrap_or(true)),
+                    // Input counters (`mist_shm::health`): `loss` = packets the input saw lost.
+                    "loss" => json!(input_health(n).and_then(|h| h.get("loss").copied())),
+                    "health" => json!(input_health(n)),
                     "source" => json!(names::lookup(&ctl.cfg.streams, n)
                         .and_then(|(_, c)| c.get("source").cloned())),
                     "downbps" | "upbps" | "down" | "up" => {
@@ -509,6 +512,11 @@ fn active_streams(ctl: &Controller, arg: &Value) -> Value {
     } else {
         json!({"fields": fields, "data": data})
     }
+}
+
+/// The input health a stream's input publishes in shm (MistInTS: loss counters), if any.
+fn input_health(stream: &str) -> Option<mist_shm::health::InputHealth> {
+    mist_shm::health::input_health(stream)
 }
 
 fn all_users() -> Vec<(String, mist_shm::UserSlot)> {

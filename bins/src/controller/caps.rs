@@ -162,6 +162,23 @@ impl Caps {
     }
 }
 
+impl Caps {
+    /// INTERFACES §4.2: an `<inputname>:` prefix (case-insensitive, e.g. `ts:tsudp://:5000`,
+    /// `TS:/media/a.ts`) forces that input; the input gets the source without the prefix.
+    /// Otherwise [`Caps::input_for`] on the whole source. `name://…` is a URL scheme, never a
+    /// prefix.
+    pub fn input_and_source<'a>(&self, source: &'a str) -> Option<(String, &'a str)> {
+        if let Some((pre, rest)) = source.split_once(':') {
+            if !rest.starts_with("//") && !pre.is_empty() {
+                if let Some(name) = self.inputs.keys().find(|n| n.eq_ignore_ascii_case(pre)) {
+                    return Some((name.clone(), rest));
+                }
+            }
+        }
+        self.input_for(source).map(|n| (n, source))
+    }
+}
+
 /// `*` matches any run of characters (MistServer's `source_match`/`push_urls` patterns).
 pub fn glob_match(pat: &str, s: &str) -> bool {
     let (p, s) = (pat.as_bytes(), s.as_bytes());
@@ -279,5 +296,15 @@ mod tests {
         assert_eq!(c.input_for("/x/y.mov").as_deref(), Some("MP4"));
         assert_eq!(c.input_for("/x/y.ts").as_deref(), Some("Other"));
         assert_eq!(c.input_for("rtsp://x"), None);
+        // A forced input: `name:` prefix, case-insensitive, stripped for the input.
+        assert_eq!(
+            c.input_and_source("mp4:/x/y.ts"),
+            Some(("MP4".to_string(), "/x/y.ts"))
+        );
+        assert_eq!(
+            c.input_and_source("/x/y.mov"),
+            Some(("MP4".to_string(), "/x/y.mov"))
+        );
+        assert_eq!(c.input_and_source("mp4://x"), None);
     }
 }

@@ -441,9 +441,9 @@ impl Controller {
             warn!("stream {stream}: not started: {e}");
             return Err(e);
         }
-        let input = self
+        let (input, input_source) = self
             .caps
-            .input_for(source)
+            .input_and_source(source)
             .ok_or_else(|| format!("no input accepts source {source}"))?;
         let name = format!("MistIn{input}");
         let path = self
@@ -453,7 +453,11 @@ impl Controller {
         if let (Some(obj), Some(c)) = (stream_cfg.as_object(), self.caps.inputs.get(&input)) {
             args.extend(caps::option_args(obj, Some(c)));
         }
-        args.extend(["-s".to_string(), stream.to_string(), source.to_string()]);
+        args.extend([
+            "-s".to_string(),
+            stream.to_string(),
+            input_source.to_string(),
+        ]);
         let pid = self
             .sup
             .start(&self.spawner, role, &name, path, args, false)

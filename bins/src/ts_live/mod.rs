@@ -198,6 +198,8 @@ pub struct Live {
     last_hb: Instant,
     last_report: Instant,
     reported: LiveStats,
+    /// The counters last written as the stream's input health.
+    published: Option<LiveStats>,
     stdin_done: bool,
 }
 
@@ -226,6 +228,7 @@ impl Live {
             last_hb: now,
             last_report: now,
             reported: LiveStats::default(),
+            published: None,
             stdin_done: false,
         }
     }
@@ -317,6 +320,8 @@ impl Live {
         self.src_open = false;
         self.ts.flush();
         self.drain(Instant::now());
+        // Whatever comes next (a restarted child, a reconnect) starts its own counters.
+        self.ts.source_restarted();
         match &self.opts.source {
             Source::Stdin => self.stdin_done = true,
             Source::Exec(_) => {} // the child is reaped (and restarted) in `turn`
@@ -340,7 +345,9 @@ impl Live {
             );
             self.report(true);
             self.ingest.end();
+            mist_shm::health::remove_input_health(&self.opts.stream);
         }
+        self.published = None;
         self.probe.clear();
         self.probe_first = None;
         self.last_frame = None;
@@ -375,6 +382,38 @@ impl Live {
             mist_core::debug!("{line}");
         }
         self.reported = s;
+    }
+
+    /// Publishes the loss counters as the stream's input health (`mist_shm::health`), read by
+    /// the controller for `active_streams` (`loss`, `health`). Only while the stream is live.
+    fn publish_health(&mut self) {
+        if !self.ingest.is_open() {
+            return;
+        }
+        let s = self.ts.stats();
+        if self.published.as_ref() == Some(&s) {
+            return;
+        }
+        let h: mist_shm::health::InputHealth = [
+            ("loss", s.continuity_errors + s.rtp_lost),
+            ("continuity_errors", s.continuity_errors),
+            ("rtp_lost", s.rtp_lost),
+            ("bad_datagrams", s.bad_datagrams),
+            ("datagrams", s.datagrams),
+            ("packets", s.packets),
+            ("discontinuities", s.discontinuities),
+            ("frames", s.frames),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        match mist_shm::health::write_input_health(&self.opts.stream, &h) {
+            Ok(()) => self.published = Some(s),
+            Err(e) => mist_core::debug!(
+                "stream {}: input health not published: {e}",
+                self.opts.stream
+            ),
+        }
     }
 
     fn kill_child(&mut self) {
@@ -445,6 +484,7 @@ impl Live {
                 return Flow::Stop;
             }
             self.report(false);
+            self.publish_health();
         }
         if self.ingest.is_open()
             && self

@@ -13,6 +13,7 @@
 //! | `mist-S-meta` | state, track table, page index, per-track key index (≈ 5 MiB, sparse) |
 //! | `mist-S-users` | 4096 reader slots of 256 bytes |
 //! | `mist-S-p<N>` | data page `N` (page ids increase for the life of the stream, across epochs) |
+//! | `mist-S-health` | optional input counters (`loss`, …), text; see [`health`] |
 //!
 //! # Design
 //!
@@ -93,6 +94,7 @@
 
 mod futex;
 mod guard;
+pub mod health;
 mod layout;
 mod meta;
 mod page;
@@ -731,6 +733,7 @@ fn belongs(file: &str, san: &str) -> bool {
     let base = rest.split(".tmp").next().unwrap_or(rest);
     base == "meta"
         || base == "users"
+        || base == "health"
         || base
             .strip_prefix('p')
             .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))

@@ -410,6 +410,24 @@ impl Demuxer {
         &self.stats
     }
 
+    /// Forgets the last continuity counter of every PID and any partial packet or PES: the
+    /// byte stream restarts (a new sender process, a reconnect), so its first counters are not
+    /// gaps. Tracks, programs and counters are kept.
+    pub fn reset_continuity(&mut self) {
+        self.carry.clear();
+        self.synced = false;
+        self.pat_cc = None;
+        for p in &mut self.pmts {
+            p.cc = None;
+        }
+        for e in &mut self.es {
+            e.cc = None;
+            e.in_pes = false;
+            self.buffered -= e.pes.len();
+            e.pes.clear();
+        }
+    }
+
     /// The next track or frame, if one is ready.
     pub fn poll(&mut self) -> Option<DemuxEvent> {
         self.events.pop_front()

@@ -209,6 +209,13 @@ impl LiveTs {
         (self.demux.tracks().count(), self.demux.unannounced())
     }
 
+    /// The source restarted (a `ts-exec:` child started again, a sender reconnected): its new
+    /// continuity counters (and RTP sequence) are not loss. Tracks, times and counters are kept.
+    pub fn source_restarted(&mut self) {
+        self.demux.reset_continuity();
+        self.rtp_seq = None;
+    }
+
     /// The demuxer underneath (programs, tracks, its own counters).
     pub fn demuxer(&self) -> &Demuxer {
         &self.demux
