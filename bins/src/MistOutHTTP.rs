@@ -30,6 +30,10 @@ struct Args {
     /// Merged writes: write each progressive viewer at most every MS milliseconds (0: every frame)
     #[arg(long = "merge-ms", default_value_t = 100)]
     merge_ms: u64,
+    /// Most simultaneous connections from one remote IP address, 0 for no cap [default:
+    /// $MIST_HTTP_MAX_PER_IP, else 1024]
+    #[arg(long = "max-conns-per-ip")]
+    max_conns_per_ip: Option<usize>,
     /// Debug level (0-10)
     #[arg(short = 'g', long = "debug", default_value_t = 4)]
     debug: u8,
@@ -63,6 +67,12 @@ fn main() {
                 .collect()
         }),
         merge: std::time::Duration::from_millis(args.merge_ms),
+        max_per_ip: args.max_conns_per_ip.unwrap_or_else(|| {
+            std::env::var("MIST_HTTP_MAX_PER_IP")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(mist_net::server::DEFAULT_MAX_PER_IP)
+        }),
     };
     std::process::exit(http_out::run(opts));
 }

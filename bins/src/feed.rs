@@ -427,6 +427,7 @@ impl Feed {
 
     /// Reads and muxes what is new and hands it to the viewers. Bounded work per call.
     pub fn poll(&mut self, io: &mut Io) {
+        let mut sent = false;
         for _ in 0..2000 {
             if self.vod && self.viewers.iter().any(|&v| io.backlog(v) > VOD_BACKLOG) {
                 break;
@@ -451,6 +452,7 @@ impl Feed {
                         }
                     }
                     let before = self.viewers.len();
+                    sent |= n > 0;
                     io.send_all(&mut self.viewers, &out.chunks);
                     crate::http_out::viewer_sessions::fanout(&self.viewers, n as u64);
                     if before > 0 {
@@ -488,6 +490,12 @@ impl Feed {
                     self.done = true;
                     return;
                 }
+            }
+        }
+        if self.vod && sent {
+            // Paced by the viewers: mux more as soon as what is queued is written.
+            for &v in &self.viewers {
+                io.notify_drained(v);
             }
         }
         // Viewers that waited too long for a first keyframe.

@@ -1,4 +1,4 @@
-//! MistOutHTTP: the HTTP connector. One mio loop (mist_net::server) serves every HTTP-based
+//! MistOutHTTP: the HTTP connector. One connector runtime loop (mist_net::server) serves every HTTP-based
 //! format of every stream; per (stream, format, track selection) one shared-memory reader and one
 //! muxer feed all viewers ([`source::Feed`]).
 //!
@@ -47,6 +47,8 @@ pub struct Options {
     pub formats: Option<Vec<String>>,
     /// Merged writes of progressive streams (`--merge-ms`).
     pub merge: std::time::Duration,
+    /// Connections per remote IP address (`--max-conns-per-ip`, `MIST_HTTP_MAX_PER_IP`; 0: no cap).
+    pub max_per_ip: usize,
 }
 
 /// The capabilities JSON (`-j`).
@@ -60,7 +62,8 @@ pub fn capabilities() -> Value {
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
             "certbot": {"name": "Certbot validation token", "help": "Answer /.well-known/acme-challenge/TOKEN with VALIDATION (set as TOKEN:VALIDATION, several separated by spaces; usually set by MistUtilCertbot)", "type": "str", "option": "--certbot"},
             "formats": {"name": "Formats", "help": "Comma-separated connectors to serve (default: those in the config's protocol list; all when run without a controller)", "type": "str", "option": "--formats"},
-            "merge_ms": {"name": "Merged writes (ms)", "help": "Write progressive streams to each viewer at most this often, in milliseconds; 0 writes every frame at once. Larger values cost less CPU per viewer and add up to that much latency.", "type": "uint", "default": 100, "option": "--merge-ms"}
+            "merge_ms": {"name": "Merged writes (ms)", "help": "Write progressive streams to each viewer at most this often, in milliseconds; 0 writes every frame at once. Larger values cost less CPU per viewer and add up to that much latency.", "type": "uint", "default": 100, "option": "--merge-ms"},
+            "max_conns_per_ip": {"name": "Connections per address", "help": "Most simultaneous connections from one remote IP address; 0 for no cap.", "type": "uint", "default": mist_net::server::DEFAULT_MAX_PER_IP, "option": "--max-conns-per-ip"}
         },
         "url_rel": "/$",
         "url_prefix": "/",
@@ -851,6 +854,7 @@ pub fn run(opts: Options) -> i32 {
     };
     let cfg = ServerConfig {
         merge: opts.merge,
+        max_per_ip: opts.max_per_ip,
         ..ServerConfig::default()
     };
     let mut server = match Server::bind(addr, cfg) {
@@ -890,7 +894,7 @@ pub fn run(opts: Options) -> i32 {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
-    match server.run(&mut app, &stop) {
+    match server.run(app, stop) {
         Ok(()) => 0,
         Err(e) => {
             mist_core::error!("event loop: {e}");

@@ -46,12 +46,14 @@
 #![forbid(unsafe_code)]
 
 pub mod ask;
+pub mod file;
 pub mod limits;
 pub mod runtime;
 pub mod session;
 pub mod tls;
 pub mod transport;
 
+pub use file::{FileRange, FileSource};
 pub use limits::Limits;
 pub use mio;
 pub use runtime::{App, Ctl, Flow, Remote, Runtime};

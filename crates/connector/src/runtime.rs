@@ -3,7 +3,7 @@
 use crate::limits::{Caps, Limits, Refusal};
 use crate::session::{ConnId, ConnState, Io, ListenerId, Session};
 use crate::tls::TlsConfigHandle;
-use crate::transport::{Peer, Stream};
+use crate::transport::{OutQueue, Peer, Stream};
 use bytes::Bytes;
 use mio::net::{TcpListener, UdpSocket, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -130,6 +130,8 @@ pub struct Ctl<'a, A: App> {
     conns: &'a mut HashMap<ConnId, Conn<A::Session>>,
     wakes: &'a mut Vec<ConnId>,
     dirty: &'a mut Vec<ConnId>,
+    /// The waker ([`Remote`]) woke the loop since the last turn.
+    woken: bool,
 }
 
 impl<A: App> Ctl<'_, A> {
@@ -154,6 +156,33 @@ impl<A: App> Ctl<'_, A> {
     /// Calls [`Session::on_wake`] of `id` later in this turn.
     pub fn wake(&mut self, id: ConnId) {
         self.wakes.push(id);
+    }
+
+    /// The output queue of `id` (None if it is gone). What is queued here is written at the
+    /// next write event or [`Ctl::flush`], not at once: callers merge writes this way.
+    pub fn out(&mut self, id: ConnId) -> Option<&mut OutQueue> {
+        self.conns.get_mut(&id).map(|c| &mut c.st.out)
+    }
+
+    /// Writes what is queued on `id` at the end of this turn.
+    pub fn flush(&mut self, id: ConnId) {
+        if self.conns.contains_key(&id) {
+            self.dirty.push(id);
+        }
+    }
+
+    /// Calls [`Session::on_drained`] of `id` once its queue is written, even when the next
+    /// write takes it all (as [`Io::notify_drained`](crate::Io::notify_drained)).
+    pub fn notify_drained(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.st.want_drained = true;
+            self.dirty.push(id);
+        }
+    }
+
+    /// Whether the waker ([`Remote`]) woke the loop since the last turn.
+    pub fn woken(&self) -> bool {
+        self.woken
     }
 
     /// Whether `id` is open.
@@ -195,6 +224,10 @@ pub struct Runtime<A: App> {
     wakes: Vec<ConnId>,
     dirty: Vec<ConnId>,
     remote: Remote,
+    /// The waker fired since the last turn ([`Ctl::woken`]).
+    woken: bool,
+    /// Connections whose asked-for `on_drained` runs in the next round.
+    drained_soon: Vec<ConnId>,
     max_wait: Duration,
     next_sweep: Instant,
 }
@@ -218,6 +251,8 @@ impl<A: App> Runtime<A> {
                 waker,
                 wakes: Arc::new(Mutex::new(Vec::new())),
             },
+            woken: false,
+            drained_soon: Vec::new(),
             max_wait: Duration::from_millis(100),
             next_sweep: Instant::now(),
         })
@@ -362,7 +397,8 @@ impl<A: App> Runtime<A> {
             let mut wait = self.max_wait;
             let pending = !self.again.is_empty()
                 || !self.again_listeners.is_empty()
-                || !self.wakes.is_empty();
+                || !self.wakes.is_empty()
+                || !self.drained_soon.is_empty();
             if pending {
                 wait = Duration::ZERO;
             }
@@ -381,6 +417,7 @@ impl<A: App> Runtime<A> {
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
+                    self.woken = true;
                     continue;
                 }
                 if t.0 < CONN_BASE {
@@ -407,6 +444,16 @@ impl<A: App> Runtime<A> {
             for id in std::mem::take(&mut self.wakes) {
                 self.call(app, id, Phase::Wake, now);
             }
+            for id in std::mem::take(&mut self.drained_soon) {
+                let Some(c) = self.conns.get_mut(&id) else {
+                    continue;
+                };
+                if c.st.out.is_empty() {
+                    self.call(app, id, Phase::Drained, now);
+                } else {
+                    c.st.want_drained = true;
+                }
+            }
             while let Some(Reverse((t, id))) = self.timers.peek().copied() {
                 if t > now {
                     break;
@@ -432,6 +479,7 @@ impl<A: App> Runtime<A> {
                     conns: &mut self.conns,
                     wakes: &mut self.wakes,
                     dirty: &mut self.dirty,
+                    woken: std::mem::take(&mut self.woken),
                 };
                 match catch_unwind(AssertUnwindSafe(|| app.turn(&mut ctl, now))) {
                     Ok(f) => f,
@@ -450,7 +498,7 @@ impl<A: App> Runtime<A> {
             }
             if flow == Flow::Stop {
                 for c in self.conns.values_mut() {
-                    let _ = c.st.out.flush_to(&mut c.stream);
+                    let _ = c.st.out.flush_stream(&mut *c.stream);
                     let _ = c.stream.flush();
                 }
                 return Ok(());
@@ -748,7 +796,7 @@ impl<A: App> Runtime<A> {
             return;
         };
         let l = &self.listeners[c.listener.0];
-        match c.st.out.flush_to(&mut c.stream) {
+        match c.st.out.flush_stream(&mut *c.stream) {
             Ok(n) if n > 0 => {
                 c.last_write = now;
                 c.last_io = now;
@@ -783,11 +831,17 @@ impl<A: App> Runtime<A> {
                 self.drop_conn(app, id);
                 return;
             }
+            let asked = std::mem::take(&mut c.st.want_drained);
             if std::mem::take(&mut c.had_output) {
                 if c.unread && !c.st.read_paused {
                     self.again.push(id);
                 }
                 self.call(app, id, Phase::Drained, now);
+            } else if asked {
+                // Asked for (`Io::notify_drained`) and written at once: called in the next
+                // round, not from here, so a session that produces on every drain does not
+                // recurse for as long as the socket takes what it writes.
+                self.drained_soon.push(id);
             }
         } else {
             if c.st.out.len() < l.limits.pause_output && c.unread && !c.st.read_paused {

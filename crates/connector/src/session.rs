@@ -47,6 +47,9 @@ pub(crate) struct ConnState {
     pub closing: bool,
     /// Stop reading (the session waits for something else).
     pub read_paused: bool,
+    /// Call `on_drained` once the output queue is empty, even if it never held data after a
+    /// flush ([`Io::notify_drained`]).
+    pub want_drained: bool,
 }
 
 /// What a session sees of its connection during one call.
@@ -103,6 +106,22 @@ impl Io<'_> {
     /// Queues a shared chunk out (not copied).
     pub fn send(&mut self, b: Bytes) {
         self.st.out.push(b);
+    }
+
+    /// Queues a file range out, sent with `sendfile(2)` where the stream allows it (not copied).
+    pub fn send_file(&mut self, f: crate::file::FileRange) {
+        self.st.out.push_file(f);
+    }
+
+    /// The connection's output queue.
+    pub fn out(&mut self) -> &mut OutQueue {
+        &mut self.st.out
+    }
+
+    /// Asks for [`Session::on_drained`] once everything queued so far is written, even when
+    /// the first write takes it all (a body produced step by step, a file range).
+    pub fn notify_drained(&mut self) {
+        self.st.want_drained = true;
     }
 
     /// Bytes queued and not yet written (for backpressure decisions).

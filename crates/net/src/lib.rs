@@ -1,5 +1,6 @@
-//! mist-net: the mio event loop pieces, listeners and HTTP/1.1 framing shared by the outputs and the
-//! controller's API.
+//! mist-net: HTTP/1.1 framing shared by the outputs and the controller's API, and the HTTP server
+//! (a sans-IO session on the connector runtime) the outputs serve viewers with.
 
 pub mod http;
+pub mod http_session;
 pub mod server;
