@@ -73,6 +73,7 @@ fn main() {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(mist_net::server::DEFAULT_MAX_PER_IP)
         }),
+        tls: None,
     };
     std::process::exit(http_out::run(opts));
 }

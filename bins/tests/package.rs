@@ -57,6 +57,7 @@ fn debian_package_is_lintian_clean_with_the_install_layout() {
         "MistController",
         "MistUtilCertbot",
         "MistOutHTTP",
+        "MistOutHTTPS",
         "MistInBuffer",
     ] {
         assert!(root.join("usr/bin").join(n).is_file(), "{n}");

@@ -8,6 +8,7 @@
 pub mod cmaf;
 pub mod gate;
 pub mod hls;
+pub mod https;
 pub mod mux;
 pub mod routes;
 pub mod segmented;
@@ -49,6 +50,8 @@ pub struct Options {
     pub merge: std::time::Duration,
     /// Connections per remote IP address (`--max-conns-per-ip`, `MIST_HTTP_MAX_PER_IP`; 0: no cap).
     pub max_per_ip: usize,
+    /// TLS (MistOutHTTPS): certificate/key pairs, the first the default, others by SNI.
+    pub tls: Option<Vec<mist_connector::PemPair>>,
 }
 
 /// The capabilities JSON (`-j`).
@@ -857,14 +860,31 @@ pub fn run(opts: Options) -> i32 {
         max_per_ip: opts.max_per_ip,
         ..ServerConfig::default()
     };
-    let mut server = match Server::bind(addr, cfg) {
+    let bound = match &opts.tls {
+        None => Server::bind(addr, cfg),
+        Some(pairs) => {
+            let settings = mist_connector::TlsSettings {
+                pairs: pairs.clone(),
+                ..mist_connector::TlsSettings::default()
+            };
+            match mist_connector::TlsConfigHandle::new(settings) {
+                Ok(h) => Server::bind_tls(addr, cfg, h),
+                Err(e) => {
+                    mist_core::error!("TLS certificate: {e}");
+                    return 1;
+                }
+            }
+        }
+    };
+    let mut server = match bound {
         Ok(s) => s,
         Err(e) => {
             mist_core::error!("cannot listen on {addr}: {e}");
             return 3;
         }
     };
-    mist_core::info!("listening on {addr}");
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    mist_core::info!("listening on {addr} ({scheme})");
     let enabled = match &opts.formats {
         Some(l) => Enabled::fixed(l),
         None => {

@@ -357,6 +357,20 @@ impl<H: Handler> Server<H> {
         Ok(Server { rt, addr, cfg })
     }
 
+    /// Listens on `addr` with TLS (HTTPS): the same sessions over the connector's TLS transport
+    /// (certificate files hot-reloaded by `tls`; file bodies are read instead of sendfile'd).
+    pub fn bind_tls(
+        addr: SocketAddr,
+        cfg: ServerConfig,
+        tls: mist_connector::TlsConfigHandle,
+    ) -> io::Result<Server<H>> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let mut rt = Runtime::new()?;
+        rt.listen_tcp_tls(listener, "HTTPS", limits(&cfg), tls)?;
+        Ok(Server { rt, addr, cfg })
+    }
+
     /// The address listened on.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.addr)
