@@ -2,7 +2,7 @@
 
 use mist_bins::http_out;
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,48 +21,21 @@ struct Args {
     /// Private key (PEM) of each certificate, in the same order
     #[arg(short = 'K', long = "key", required_unless_present_any = ["json", "version"])]
     key: Vec<String>,
-    /// Address to listen on
-    #[arg(short = 'i', long = "interface", default_value = "0.0.0.0")]
-    interface: String,
-    /// ACME http-01 answer, TOKEN:VALIDATION
-    #[arg(long = "certbot")]
-    certbot: Option<String>,
-    /// Connectors to serve, comma-separated (HTTPTS,FLV,MP4,EBML,HLS,CMAF); default: the
-    /// controller's protocol list, or all when standalone
-    #[arg(long = "formats")]
-    formats: Option<String>,
-    /// Accepted for compatibility (privileges are not dropped)
-    #[arg(short = 'u', long = "username")]
-    username: Option<String>,
-    /// Merged writes: write each progressive viewer at most every MS milliseconds (0: every frame)
-    #[arg(long = "merge-ms", default_value_t = 100)]
-    merge_ms: u64,
-    /// Most simultaneous connections from one remote IP address, 0 for no cap [default:
-    /// $MIST_HTTP_MAX_PER_IP, else 1024]
-    #[arg(long = "max-conns-per-ip")]
-    max_conns_per_ip: Option<usize>,
-    /// Debug level (0-10)
-    #[arg(short = 'g', long = "debug", default_value_t = 4)]
-    debug: u8,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
-    version: bool,
+    #[command(flatten)]
+    common: http_out::cli::CommonArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    if args.json {
+    if args.common.json {
         println!("{}", http_out::https::capabilities());
         return;
     }
-    if args.version {
+    if args.common.version {
         println!("MistOutHTTPS mist-rs {}", env!("CARGO_PKG_VERSION"));
         return;
     }
-    mist_core::log::init("MistOutHTTPS", args.debug);
+    mist_core::log::init("MistOutHTTPS", args.common.debug);
     let pairs = match http_out::https::pairs(&args.cert, &args.key) {
         Ok(p) => p,
         Err(e) => {
@@ -70,24 +43,6 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let opts = http_out::Options {
-        port: args.port,
-        interface: args.interface,
-        certbot: args.certbot.filter(|c| !c.is_empty()),
-        formats: args.formats.map(|f| {
-            f.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        }),
-        merge: std::time::Duration::from_millis(args.merge_ms),
-        max_per_ip: args.max_conns_per_ip.unwrap_or_else(|| {
-            std::env::var("MIST_HTTP_MAX_PER_IP")
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(mist_net::server::DEFAULT_MAX_PER_IP)
-        }),
-        tls: Some(pairs),
-    };
+    let opts = args.common.options(args.port, Some(pairs));
     std::process::exit(http_out::run(opts));
 }

@@ -5,6 +5,7 @@
 //! Also the muxing front end of the standalone binaries (MistOutTS, MistOutFLV, …; see
 //! [`standalone`]).
 
+pub mod cli;
 pub mod cmaf;
 pub mod gate;
 pub mod hls;
