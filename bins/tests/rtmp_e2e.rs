@@ -169,32 +169,6 @@ fn killed_rtmp_output_is_restarted_within_a_second() {
     );
 }
 
-fn find_child(parent: u32, name: &str) -> Option<u32> {
-    for entry in std::fs::read_dir("/proc").ok()? {
-        let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((left, right)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let comm = left.split_once('(').map(|x| x.1).unwrap_or("");
-        let ppid: u32 = right
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        // comm is cut to 15 characters by the kernel.
-        if ppid == parent && name.starts_with(comm) && !comm.is_empty() {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 fn kill9(pid: u32) {
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])

@@ -289,31 +289,6 @@ fn http_handler_gets_the_headers_and_is_retried() {
     }
 }
 
-fn find_child(parent: u32, name: &str) -> Option<u32> {
-    for entry in std::fs::read_dir("/proc").ok()? {
-        let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((left, right)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let comm = left.split_once('(').map(|x| x.1).unwrap_or("");
-        let ppid: u32 = right
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        if ppid == parent && name.starts_with(comm) && !comm.is_empty() {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 /// The live buffer's life as handlers see it, in order per stream: STREAM_READY, LIVE_TRACK_LIST,
 /// STREAM_BUFFER FULL … DRY … EMPTY, STREAM_UNLOAD, STREAM_END; payload lines per §5.3.
 #[test]

@@ -672,3 +672,29 @@ pub fn http_out(shm: &Path, extra: &[&str]) -> (Proc, u16) {
 pub fn url(port: u16, path: &str) -> String {
     format!("http://127.0.0.1:{port}{path}")
 }
+
+/// The child of `parent` whose command name `name` starts with (the kernel cuts `comm` to 15
+/// characters).
+pub fn find_child(parent: u32, name: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((left, right)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = left.split_once('(').map(|x| x.1).unwrap_or("");
+        let ppid: u32 = right
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if ppid == parent && !comm.is_empty() && name.starts_with(comm) {
+            return Some(pid);
+        }
+    }
+    None
+}
