@@ -25,6 +25,10 @@ const ACCEPT_BUDGET: usize = 128;
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// Read chunk size.
 const READ_CHUNK: usize = 16 << 10;
+/// Input capacity a connection keeps once everything it sent was consumed. A viewer sends a few
+/// bytes now and then (RTMP acknowledgements): holding a read-sized buffer for each of thousands
+/// of viewers would cost more memory than the viewer's share of the stream.
+const IDLE_INPUT_CAP: usize = 4 << 10;
 
 /// What the application does besides its sessions: makes them, answers datagrams, and does its
 /// own work once per loop turn.
@@ -230,6 +234,9 @@ pub struct Runtime<A: App> {
     drained_soon: Vec<ConnId>,
     max_wait: Duration,
     next_sweep: Instant,
+    /// Where reads land before they are appended to a connection's input: one buffer for the
+    /// process, so a connection's input grows only by what its peer really sent.
+    scratch: Box<[u8]>,
 }
 
 impl<A: App> Runtime<A> {
@@ -255,6 +262,7 @@ impl<A: App> Runtime<A> {
             drained_soon: Vec::new(),
             max_wait: Duration::from_millis(100),
             next_sweep: Instant::now(),
+            scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
         })
     }
 
@@ -689,20 +697,16 @@ impl<A: App> Runtime<A> {
                 self.again.push(id);
                 break;
             }
-            let start = c.st.input.len();
-            c.st.input.resize(start + READ_CHUNK, 0);
-            match c.stream.read(&mut c.st.input[start..]) {
+            match c.stream.read(&mut self.scratch) {
                 Ok(0) => {
-                    c.st.input.truncate(start);
                     eof = true;
                     break;
                 }
                 Ok(n) => {
-                    c.st.input.truncate(start + n);
+                    c.st.input.extend_from_slice(&self.scratch[..n]);
                     got += n;
                 }
                 Err(e) => {
-                    c.st.input.truncate(start);
                     match e.kind() {
                         ErrorKind::WouldBlock => break,
                         ErrorKind::Interrupted => {}
@@ -724,6 +728,9 @@ impl<A: App> Runtime<A> {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
+        if c.st.input.is_empty() && c.st.input.capacity() > IDLE_INPUT_CAP {
+            c.st.input = Vec::new();
+        }
         let limits = &self.listeners[c.listener.0].limits;
         if c.st.input.len() > limits.max_input {
             warn!(
