@@ -426,9 +426,11 @@ fn socket_buffer(s: &std::net::UdpSocket) -> std::io::Result<()> {
 }
 
 /// Pulls until SIGINT/SIGTERM, reconnecting with backoff. Errors: bad URL, or the loop failed.
-pub fn run(opts: Options) -> std::io::Result<()> {
+pub fn run(mut opts: Options) -> std::io::Result<()> {
     let url = RtspUrl::parse(&opts.url)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    // What the log shows: the URL without its credentials.
+    opts.url = url.url.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let mut rt = Runtime::<PullApp>::new()?;
     rt.set_max_wait(Duration::from_millis(100));
