@@ -254,3 +254,163 @@ fn falls_back_to_tcp_and_keeps_viewers_across_a_camera_restart() {
     }
     drop(viewer);
 }
+
+/// Reads one RTSP response head (and nothing after it) from `s`.
+fn read_head(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An RTSP publisher sending hostile RTP (sequence jumps, bogus header extensions, CSRC counts
+/// beyond the packet, FU-A fragments of nothing, lying interleaved lengths at the end) into
+/// MistOutRTSP: nothing panics, the process's memory stays bounded, and a viewer of another
+/// stream keeps playing.
+#[test]
+fn hostile_rtp_from_a_publisher_costs_only_that_publisher() {
+    use std::io::Write;
+    let (ctl, rtsp) = controller(serde_json::json!({}));
+    let _good = publish(&ctl.publish_url("live+ok"), "320x240", 40);
+    let ok = format!("rtsp://127.0.0.1:{rtsp}/live+ok");
+    probe(&ok);
+    let viewer = {
+        let ok = ok.clone();
+        std::thread::spawn(move || {
+            let out = Command::new("timeout")
+                .args(["60", "ffmpeg", "-hide_banner", "-loglevel", "error"])
+                .args(["-rtsp_transport", "tcp", "-i", &ok, "-t", "15"])
+                .args(["-map", "0:v:0", "-f", "framemd5", "-"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run ffmpeg");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                .count()
+        })
+    };
+    let out_pid = find_child(ctl.proc.pid(), "MistOutRTSP").expect("MistOutRTSP runs");
+    let rss_before = rss_kib(out_pid);
+
+    let bad = format!("rtsp://127.0.0.1:{rtsp}/live+bad");
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\na=control:trackID=1\r\n\
+m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=2\r\n";
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", rtsp)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let reqs = [
+        format!(
+            "ANNOUNCE {bad} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
+        format!("SETUP {bad}/trackID=1 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n"),
+        format!("SETUP {bad}/trackID=2 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;unicast;interleaved=2-3;mode=record\r\n\r\n"),
+        format!("RECORD {bad} RTSP/1.0\r\nCSeq: 4\r\nRange: npt=0.000-\r\n\r\n"),
+    ];
+    let mut session = None;
+    for r in reqs {
+        let r = match &session {
+            Some(id) => r.replacen("\r\n\r\n", &format!("\r\nSession: {id}\r\n\r\n"), 1),
+            None => r,
+        };
+        s.write_all(r.as_bytes()).unwrap();
+        let head = read_head(&mut s);
+        assert!(head.starts_with("RTSP/1.0 200"), "{r}\n→ {head}");
+        if session.is_none() {
+            session = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Session: "))
+                .map(|v| v.split(';').next().unwrap().trim().to_string());
+        }
+    }
+    // 30 000 hostile packets.
+    let mut seed = 0x1234_5678u32;
+    let mut rnd = || {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        seed >> 8
+    };
+    let mut sent = 0usize;
+    for i in 0..30_000u32 {
+        let r = rnd();
+        let audio = r & 1 == 1;
+        let mut p = vec![0x80u8, if audio { 8 } else { 96 }];
+        // Sequence numbers: jumps of up to ±32 768, repeats, and runs.
+        let seq = match r % 5 {
+            0 => rnd() as u16,
+            1 => (i / 3) as u16,
+            _ => i as u16,
+        };
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(rnd().wrapping_mul(90)).to_be_bytes());
+        p.extend_from_slice(&7u32.to_be_bytes());
+        match rnd() % 6 {
+            // Extension bit with a length far beyond the packet.
+            0 => {
+                p[0] |= 0x10;
+                p.extend_from_slice(&[0xBE, 0xDE, 0xFF, 0xFF, 1, 2, 3]);
+            }
+            // 15 CSRCs announced, 2 present.
+            1 => {
+                p[0] |= 0x0F;
+                p.extend_from_slice(&[0; 8]);
+            }
+            // Padding longer than the packet.
+            2 => {
+                p[0] |= 0x20;
+                p.extend_from_slice(&[0x65, 1, 2, 0xFF]);
+            }
+            // FU-A start/middle/end fragments of random types, huge marker-less units.
+            3 => {
+                p.extend_from_slice(&[0x7C, (rnd() as u8) & 0xDF]);
+                p.extend(std::iter::repeat_n(0xAB, 1200));
+            }
+            // STAP-A with lying sizes.
+            4 => p.extend_from_slice(&[0x78, 0xFF, 0xFF, 0x67, 0x00, 0x03, 0x68]),
+            _ => {
+                p.extend(std::iter::repeat_n(rnd() as u8, (rnd() % 1400) as usize));
+                if rnd() % 2 == 0 {
+                    p[1] |= 0x80;
+                }
+            }
+        }
+        let ch = if audio { 2 } else { 0 };
+        let mut frame = vec![b'$', ch];
+        frame.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        frame.extend_from_slice(&p);
+        if s.write_all(&frame).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    // Last, a frame whose length lies.
+    let _ = s.write_all(b"$\x00\xff\xff\x80\x60\x00\x01");
+    drop(s);
+
+    let decoded = viewer.join().unwrap();
+    assert!(sent > 1000, "the hostile publisher was cut after {sent} packets");
+    assert!(
+        decoded >= 250,
+        "the viewer of another stream decoded only {decoded} frames of 15 s"
+    );
+    assert!(
+        std::fs::metadata(format!("/proc/{out_pid}")).is_ok(),
+        "MistOutRTSP died"
+    );
+    let grown = rss_kib(out_pid).saturating_sub(rss_before);
+    assert!(grown < 64 << 10, "MistOutRTSP grew by {grown} KiB");
+}
