@@ -264,10 +264,7 @@ impl Pull {
             }
             return;
         };
-        if self.client.is_udp()
-            && app.udp_packets == 0
-            && now.duration_since(playing) >= UDP_WAIT
-        {
+        if self.client.is_udp() && app.udp_packets == 0 && now.duration_since(playing) >= UDP_WAIT {
             warn!(
                 "{}: no UDP packet in {} s from {}",
                 app.opts.stream,

@@ -43,10 +43,7 @@ impl Cam {
             wait_port(port, Duration::from_secs(15)),
             "the GStreamer camera never listened"
         );
-        Cam {
-            _proc: proc,
-            lines,
-        }
+        Cam { _proc: proc, lines }
     }
 
     fn lines(&self) -> Vec<String> {
@@ -58,9 +55,10 @@ impl Cam {
 fn controller(streams: serde_json::Value) -> (Controller, u16) {
     let rtsp = free_port();
     let ctl = Controller::start_edited(streams, |c| {
-        c["config"]["protocols"].as_array_mut().unwrap().push(
-            serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}),
-        );
+        c["config"]["protocols"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
     });
     assert!(wait_port(rtsp, Duration::from_secs(10)), "no RTSP port");
     (ctl, rtsp)
@@ -137,7 +135,10 @@ fn pulls_a_digest_camera_over_udp_with_keepalives() {
     let streams = probe(&url);
     let v = codec(&streams, "video");
     assert_eq!(v["codec_name"], "h264");
-    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(320), Some(240)));
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(320), Some(240))
+    );
     assert_eq!(codec(&streams, "audio")["codec_name"], "pcm_alaw");
     let video = decode(&url, "0:v:0");
     assert!(video >= 75, "decoded {video} video frames of 4 s");
@@ -208,7 +209,13 @@ fn falls_back_to_tcp_and_keeps_viewers_across_a_camera_restart() {
 
     // A viewer plays along while the camera goes away for 3 s and comes back.
     let mut viewer = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+        ])
         .args(["-i", &url, "-map", "0:v:0", "-f", "framemd5", "-"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -402,7 +409,10 @@ m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=2\r\n";
     drop(s);
 
     let decoded = viewer.join().unwrap();
-    assert!(sent > 1000, "the hostile publisher was cut after {sent} packets");
+    assert!(
+        sent > 1000,
+        "the hostile publisher was cut after {sent} packets"
+    );
     assert!(
         decoded >= 250,
         "the viewer of another stream decoded only {decoded} frames of 15 s"

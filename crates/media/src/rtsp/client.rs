@@ -778,7 +778,10 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
         let mut c = Client::with_udp(url.clone(), "t", vec![(5000, 5001), (5002, 5003)]);
         assert!(c.is_udp());
         describe(&mut c);
-        assert!(matches!(c.poll_event(), Some(ClientEvent::Described { .. })));
+        assert!(matches!(
+            c.poll_event(),
+            Some(ClientEvent::Described { .. })
+        ));
         let o = all_out(&mut c);
         assert!(
             o.contains("Transport: RTP/AVP;unicast;client_port=5000-5001\r\n"),
@@ -808,9 +811,17 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
         c.feed(b"$\x02\x00\x01z$\x00\x00\x01w", t0).unwrap();
         assert!(matches!(
             c.poll_event(),
-            Some(ClientEvent::Packet { index: 1, rtcp: false, .. })
+            Some(ClientEvent::Packet {
+                index: 1,
+                rtcp: false,
+                ..
+            })
         ));
-        assert_eq!(c.poll_event(), None, "channel 0 is not set up: track 0 is on UDP");
+        assert_eq!(
+            c.poll_event(),
+            None,
+            "channel 0 is not set up: track 0 is on UDP"
+        );
 
         // UDP refused: the edge is told to go to TCP.
         let mut c = Client::with_udp(url.clone(), "t", vec![(5000, 5001), (5002, 5003)]);
