@@ -215,19 +215,16 @@ impl Pull {
                 }
                 ClientEvent::Failed(e) => {
                     warn!("{}: {}: {e}", app.opts.stream, app.opts.url);
+                    let auto = app.opts.transport == TransportPref::Auto;
                     match e {
                         ClientError::UdpRefused(_) | ClientError::NoInterleave
-                            if self.client.is_udp() =>
+                            if self.client.is_udp() && auto =>
                         {
-                            if app.opts.transport == TransportPref::Auto {
-                                info!("{}: trying TCP", app.opts.stream);
-                                app.next = Next::Tcp;
-                            }
+                            info!("{}: trying TCP", app.opts.stream);
+                            app.next = Next::Tcp;
                         }
                         ClientError::NeedPorts(n) if n <= MAX_PAIRS => app.next = Next::Pairs(n),
-                        ClientError::NeedPorts(_) if app.opts.transport == TransportPref::Auto => {
-                            app.next = Next::Tcp
-                        }
+                        ClientError::NeedPorts(_) if auto => app.next = Next::Tcp,
                         _ => {}
                     }
                     io.close();

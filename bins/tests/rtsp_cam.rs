@@ -424,3 +424,22 @@ m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=2\r\n";
     let grown = rss_kib(out_pid).saturating_sub(rss_before);
     assert!(grown < 64 << 10, "MistOutRTSP grew by {grown} KiB");
 }
+
+/// AAC as MP4A-LATM (RFC 3016, GStreamer's rtpmp4apay, `cpresent=0` with the StreamMuxConfig in
+/// the SDP) pulled over TCP: the audio decodes as AAC.
+#[test]
+fn pulls_latm_aac_from_gstreamer() {
+    let port = free_port();
+    let _cam = Cam::start(port, &["--audio", "latm"]);
+    let src = format!("rtsp://127.0.0.1:{port}/cam");
+    let (_ctl, rtsp) = controller(serde_json::json!({
+        "cam": {"name": "cam", "source": src, "transport": "tcp"}
+    }));
+    let url = format!("rtsp://127.0.0.1:{rtsp}/cam");
+    let streams = probe(&url);
+    let a = codec(&streams, "audio");
+    assert_eq!(a["codec_name"], "aac");
+    assert_eq!(a["sample_rate"], "44100");
+    let audio = decode(&url, "0:a:0");
+    assert!(audio >= 120, "decoded {audio} AAC frames of 4 s");
+}
