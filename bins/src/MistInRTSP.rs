@@ -11,7 +11,7 @@ use clap::{ArgAction, Parser};
     version,
     disable_version_flag = true,
     args_override_self = true,
-    about = "RTSP pull input of mist-rs: plays rtsp://[user[:pass]@]host[:port]/path (RTP interleaved over TCP, Digest/Basic auth, keep-alive) into a live stream, reconnecting with backoff.",
+    about = "RTSP pull input of mist-rs: plays rtsp://[user[:pass]@]host[:port]/path (RTP over UDP with fallback to interleaved TCP, Digest/Basic auth, keep-alive) into a live stream, reconnecting with backoff while the stream stays up for its timeout.",
     after_help = "Example: MistInRTSP -s cam rtsp://admin:secret@192.168.1.20/stream1\n\
                   Exit codes: 0 clean shutdown, 1 bad URL / loop failure, 2 bad arguments.\n\
                   Environment: MIST_SHM_DIR."
@@ -26,6 +26,13 @@ struct Args {
     /// Live buffer (DVR window) in milliseconds
     #[arg(long = "buffer", default_value_t = 50_000)]
     buffer: u64,
+    /// Stream timeout in milliseconds: no media for this long ends the stream; while the camera
+    /// reconnects within it, the stream stays up for its viewers
+    #[arg(long = "timeout", default_value_t = mist_bins::rtsp_in::DEFAULT_TIMEOUT_MS)]
+    timeout: u64,
+    /// RTP transport: auto (UDP, falling back to interleaved TCP), tcp or udp
+    #[arg(long = "transport", value_enum, default_value_t = mist_bins::rtsp_in::TransportPref::Auto)]
+    transport: mist_bins::rtsp_in::TransportPref,
     /// Debug level 0-10 (3 production, 4 default)
     #[arg(short = 'g', long, default_value_t = 4)]
     debug: u8,
@@ -54,6 +61,8 @@ fn main() {
         // This process is the stream's input: nothing else keeps the buffer, so a lost camera
         // ends the stream and the reconnect starts it again.
         controlled: false,
+        timeout: std::time::Duration::from_millis(args.timeout.max(1)),
+        transport: args.transport,
     };
     if let Err(e) = mist_bins::rtsp_in::run(opts) {
         mist_core::fail!("RTSP pull of {stream}: {e}");

@@ -1,19 +1,42 @@
 //! MistInRTSP: pulls an RTSP camera (`rtsp://[user[:pass]@]host[:port]/path`) into a live stream.
 //!
 //! The protocol is [`mist_media::rtsp::Client`] (sans-IO); here it runs on the connector runtime
-//! over one outgoing TCP connection ([`Runtime::adopt`]), with RTP interleaved on it. The
-//! packets go through the same [`Publisher`] as an RTSP publish into MistOutRTSP. When the camera
-//! goes away the connection is made again, after 1 s, then 2, 4 … up to 30 s.
+//! over one outgoing TCP connection ([`Runtime::adopt`]). Media comes either interleaved on that
+//! connection or over UDP to port pairs this process binds once ([`Runtime::listen_udp`], one
+//! pair per track, RTP through the reorder buffer of the [`Publisher`]).
+//!
+//! * Transport `auto` (the default) asks for UDP first and falls back to TCP for good when the
+//!   server refuses it (SETUP not 200, or it wants TCP) or when no UDP packet arrives within
+//!   [`UDP_WAIT`] of PLAY (a firewall or NAT in between). `tcp` and `udp` force one.
+//! * Keep-alive: GET_PARAMETER (OPTIONS when refused) every half session timeout, by the client.
+//! * When the camera goes away the connection is made again, after 1 s, then 2, 4 … up to 30 s.
+//!   The stream stays up meanwhile (readers wait for more frames) for the stream timeout
+//!   (`--timeout`, stream option `idleTime`); a camera back within it continues the same stream,
+//!   its media time going on from where it stopped. No frame for that long ends the stream; a
+//!   camera coming back later starts it again.
 
 use crate::rtsp_out::publish::Publisher;
-use crate::rtsp_out::register_signals;
+use crate::rtsp_out::{register_signals, UdpPair};
 use mist_connector::{App, ConnId, Ctl, Flow, Io, Limits, ListenerId, Peer, Runtime, Session};
 use mist_core::{error, info, warn};
-use mist_media::rtsp::{Client, ClientEvent, RtspUrl};
-use std::net::ToSocketAddrs;
+use mist_media::rtsp::{Client, ClientError, ClientEvent, RtspUrl};
+use mist_media::sdp::RtpTrack;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How media should reach us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportPref {
+    /// UDP, falling back to interleaved TCP when UDP does not work.
+    Auto,
+    /// Interleaved on the RTSP connection only.
+    Tcp,
+    /// UDP only.
+    Udp,
+}
 
 /// What [`run`] needs.
 #[derive(Debug, Clone)]
@@ -24,13 +47,38 @@ pub struct Options {
     pub dvr_ms: u64,
     /// Whether a controller supervises us (its buffer keeps the stream between reconnects).
     pub controlled: bool,
+    /// No frame for this long ends the stream (it stays up while reconnecting until then).
+    pub timeout: Duration,
+    pub transport: TransportPref,
 }
 
+/// Default stream timeout (ms).
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long TEARDOWN may take on shutdown.
 const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
+/// From the connection to PLAY answered at most.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// A playing camera that sends nothing for this long is gone.
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(20);
+/// After PLAY over UDP, the first packet must come within this, else we go to TCP.
+pub const UDP_WAIT: Duration = Duration::from_secs(4);
+/// UDP port pairs bound at first (video and audio); a camera with more tracks gets more.
+const FIRST_PAIRS: usize = 2;
+const MAX_PAIRS: usize = 16;
+
+/// What the loop does after a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Back off and try again.
+    Retry,
+    /// Try again now over TCP (UDP does not work with this camera).
+    Tcp,
+    /// Try again now with this many UDP port pairs.
+    Pairs(usize),
+}
 
 struct PullApp {
     opts: Options,
@@ -39,11 +87,100 @@ struct PullApp {
     closed: bool,
     played: bool,
     stopping: Option<Instant>,
+    /// The stream being written; it outlives connections (see the module docs).
+    publisher: Option<Publisher>,
+    /// The tracks last described, to start the stream again after it timed out.
+    tracks: Vec<(usize, RtpTrack)>,
+    /// UDP listener → (pair position, is RTCP).
+    udp_listeners: HashMap<ListenerId, (usize, bool)>,
+    udp_pairs: Vec<UdpPair>,
+    /// Media-section index of each pair position in the current session.
+    udp_routes: Vec<Option<usize>>,
+    /// Only the camera's address may send us media.
+    server_ip: Option<IpAddr>,
+    /// UDP packets of the current session.
+    udp_packets: u64,
+    last_media: Instant,
+    /// Set when the writer failed: the connection is closed.
+    failed: bool,
+    next: Next,
+}
+
+impl PullApp {
+    /// One packet for the stream; (re)creates it when it had timed out.
+    fn packet(&mut self, index: usize, rtcp: bool, data: bytes::Bytes, udp: bool) {
+        self.last_media = Instant::now();
+        if self.publisher.is_none() && !rtcp {
+            if self.tracks.is_empty() {
+                return;
+            }
+            match Publisher::new(&self.opts.stream, self.opts.dvr_ms, &self.tracks) {
+                Ok(p) => {
+                    info!("{}: media again, stream started", self.opts.stream);
+                    self.publisher = Some(p)
+                }
+                Err(e) => {
+                    error!("{}: cannot write the stream: {e}", self.opts.stream);
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        if let Some(p) = self.publisher.as_mut() {
+            if let Err(e) = p.packet(index, rtcp, data, udp) {
+                error!("{e}");
+                self.failed = true;
+            }
+        }
+    }
+
+    /// Heartbeats the stream, and ends it once no frame came for the stream timeout.
+    fn keep_stream(&mut self) {
+        let Some(p) = self.publisher.as_mut() else {
+            return;
+        };
+        if p.last_frame.elapsed() < self.opts.timeout {
+            p.heartbeat();
+            return;
+        }
+        info!(
+            "{}: no media for {} ms, stream ended",
+            self.opts.stream,
+            self.opts.timeout.as_millis()
+        );
+        if let Some(p) = self.publisher.take() {
+            p.end(self.opts.controlled);
+        }
+    }
+
+    fn described(&mut self, tracks: Vec<(usize, RtpTrack)>) -> Result<(), String> {
+        if let Some(p) = self.publisher.as_mut() {
+            match p.resume(&tracks) {
+                Ok(()) => info!("{}: source back, stream continues", self.opts.stream),
+                Err(e) => {
+                    warn!("{e}: a new stream starts");
+                    if let Some(p) = self.publisher.take() {
+                        p.end(self.opts.controlled);
+                    }
+                }
+            }
+        }
+        if self.publisher.is_none() {
+            self.publisher = Some(Publisher::new(
+                &self.opts.stream,
+                self.opts.dvr_ms,
+                &tracks,
+            )?);
+        }
+        self.tracks = tracks;
+        Ok(())
+    }
 }
 
 struct Pull {
     client: Client,
-    publisher: Option<Publisher>,
+    connected: Instant,
+    playing: Option<Instant>,
 }
 
 impl Pull {
@@ -55,36 +192,47 @@ impl Pull {
         while let Some(ev) = self.client.poll_event() {
             match ev {
                 ClientEvent::Described { tracks } => {
-                    if let Some(p) = self.publisher.take() {
-                        p.end(app.opts.controlled);
+                    if let Err(e) = app.described(tracks) {
+                        error!("{}: cannot write the stream: {e}", app.opts.stream);
+                        io.close();
+                        return;
                     }
-                    match Publisher::new(&app.opts.stream, app.opts.dvr_ms, &tracks) {
-                        Ok(p) => self.publisher = Some(p),
-                        Err(e) => {
-                            error!("{}: cannot write the stream: {e}", app.opts.stream);
-                            io.close();
-                            return;
-                        }
+                    if self.client.is_udp() {
+                        app.udp_routes = (0..app.udp_pairs.len())
+                            .map(|i| self.client.track_index(i))
+                            .collect();
                     }
                 }
                 ClientEvent::Playing => {
                     app.played = true;
-                    info!("{}: playing {}", app.opts.stream, app.opts.url);
+                    app.last_media = now;
+                    self.playing = Some(now);
+                    let how = if self.client.is_udp() { "UDP" } else { "TCP" };
+                    info!("{}: playing {} over {how}", app.opts.stream, app.opts.url);
                 }
                 ClientEvent::Packet { index, rtcp, data } => {
-                    if let Some(p) = self.publisher.as_mut() {
-                        if let Err(e) = p.packet(index, rtcp, data, false) {
-                            error!("{e}");
-                            io.close();
-                            return;
-                        }
-                    }
+                    app.packet(index, rtcp, data, false);
                 }
                 ClientEvent::Failed(e) => {
                     warn!("{}: {}: {e}", app.opts.stream, app.opts.url);
+                    let auto = app.opts.transport == TransportPref::Auto;
+                    match e {
+                        ClientError::UdpRefused(_) | ClientError::NoInterleave
+                            if self.client.is_udp() && auto =>
+                        {
+                            info!("{}: trying TCP", app.opts.stream);
+                            app.next = Next::Tcp;
+                        }
+                        ClientError::NeedPorts(n) if n <= MAX_PAIRS => app.next = Next::Pairs(n),
+                        ClientError::NeedPorts(_) if auto => app.next = Next::Tcp,
+                        _ => {}
+                    }
                     io.close();
                 }
             }
+        }
+        if app.failed {
+            io.close();
         }
         while let Some(b) = self.client.poll_output() {
             io.write(&b);
@@ -96,6 +244,50 @@ impl Pull {
         let beat = now + HEARTBEAT;
         let at = self.client.next_deadline().map_or(beat, |t| t.min(beat));
         io.set_timer(Some(at));
+    }
+
+    /// Timeouts of the handshake, of media, and of UDP that never came.
+    fn check(&mut self, app: &mut PullApp, io: &mut Io<'_>) {
+        let now = io.now();
+        let Some(playing) = self.playing else {
+            if now.duration_since(self.connected) >= HANDSHAKE_TIMEOUT {
+                warn!(
+                    "{}: {} did not start playing in {} s",
+                    app.opts.stream,
+                    app.opts.url,
+                    HANDSHAKE_TIMEOUT.as_secs()
+                );
+                io.close();
+            }
+            return;
+        };
+        if self.client.is_udp() && app.udp_packets == 0 && now.duration_since(playing) >= UDP_WAIT {
+            warn!(
+                "{}: no UDP packet in {} s from {}",
+                app.opts.stream,
+                UDP_WAIT.as_secs(),
+                app.opts.url
+            );
+            if app.opts.transport == TransportPref::Auto {
+                info!("{}: trying TCP", app.opts.stream);
+                app.next = Next::Tcp;
+            }
+            self.client.teardown();
+            while let Some(b) = self.client.poll_output() {
+                io.write(&b);
+            }
+            io.close();
+            return;
+        }
+        if now.duration_since(app.last_media.max(playing)) >= MEDIA_TIMEOUT {
+            warn!(
+                "{}: no media for {} s from {}",
+                app.opts.stream,
+                MEDIA_TIMEOUT.as_secs(),
+                app.opts.url
+            );
+            io.close();
+        }
     }
 }
 
@@ -111,17 +303,13 @@ impl Session<PullApp> for Pull {
     }
     fn on_timer(&mut self, app: &mut PullApp, io: &mut Io<'_>) {
         self.client.tick(io.now());
-        if let Some(p) = self.publisher.as_mut() {
-            p.heartbeat();
-        }
+        self.check(app, io);
         self.pump(app, io);
     }
     fn on_close(&mut self, app: &mut PullApp, _id: ConnId, peer: Peer) {
         app.closed = true;
-        if let Some(p) = self.publisher.take() {
-            info!("{}: {peer} gone after {} frames", app.opts.stream, p.frames);
-            p.end(app.opts.controlled);
-        }
+        let frames = app.publisher.as_ref().map_or(0, |p| p.frames);
+        info!("{}: {peer} gone ({frames} frames so far)", app.opts.stream);
     }
 }
 
@@ -130,9 +318,31 @@ impl App for PullApp {
     fn accept(&mut self, _: ListenerId, _: Peer, _: Instant) -> Option<Pull> {
         None
     }
+    fn datagram(
+        &mut self,
+        l: ListenerId,
+        data: &[u8],
+        from: SocketAddr,
+        _now: Instant,
+    ) -> Option<Vec<u8>> {
+        let &(pos, rtcp) = self.udp_listeners.get(&l)?;
+        if self.server_ip.is_some_and(|ip| ip != from.ip()) {
+            return None;
+        }
+        let index = self.udp_routes.get(pos).copied().flatten()?;
+        self.udp_packets += 1;
+        self.packet(index, rtcp, bytes::Bytes::copy_from_slice(data), true);
+        None
+    }
     fn turn(&mut self, ctl: &mut Ctl<'_, Self>, now: Instant) -> Flow {
         if self.closed {
             return Flow::Stop;
+        }
+        self.keep_stream();
+        if self.failed {
+            if let Some(id) = self.conn {
+                ctl.close(id);
+            }
         }
         if self.stop.load(Ordering::Relaxed) {
             let since = *self.stopping.get_or_insert_with(|| {
@@ -152,20 +362,74 @@ impl App for PullApp {
 fn limits() -> Limits {
     Limits {
         max_input: 4 << 20,
-        // A camera that sends nothing for this long is gone.
-        idle_timeout: Some(Duration::from_secs(20)),
+        // Over UDP the connection carries only keep-alives: the session checks media itself.
+        idle_timeout: None,
         ..Limits::default()
     }
 }
 
+/// Binds UDP port pairs until there are `n`, each registered with the runtime.
+fn bind_pairs(
+    rt: &mut Runtime<PullApp>,
+    app: &mut PullApp,
+    n: usize,
+    v6: bool,
+) -> std::io::Result<()> {
+    let ip = if v6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
+    while app.udp_pairs.len() < n {
+        let pos = app.udp_pairs.len();
+        let pair = UdpPair::bind(ip, 0)?;
+        for (s, rtcp) in [(&pair.rtp, false), (&pair.rtcp, true)] {
+            s.set_nonblocking(true)?;
+            let _ = socket_buffer(s);
+            let what = if rtcp { "RTCP in" } else { "RTP in" };
+            let l = rt.listen_udp(
+                mist_connector::mio::net::UdpSocket::from_std(s.try_clone()?),
+                what,
+            )?;
+            app.udp_listeners.insert(l, (pos, rtcp));
+        }
+        app.udp_pairs.push(pair);
+    }
+    Ok(())
+}
+
+/// A 4 MiB receive buffer: a keyframe burst of a high-rate camera must not overflow it.
+fn socket_buffer(s: &std::net::UdpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 4 << 20;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a c_int that lives across the call.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Pulls until SIGINT/SIGTERM, reconnecting with backoff. Errors: bad URL, or the loop failed.
-pub fn run(opts: Options) -> std::io::Result<()> {
+pub fn run(mut opts: Options) -> std::io::Result<()> {
     let url = RtspUrl::parse(&opts.url)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    // What the log shows: the URL without its credentials.
+    opts.url = url.url.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let mut rt = Runtime::<PullApp>::new()?;
     rt.set_max_wait(Duration::from_millis(100));
     rt.watch(register_signals(&stop)?, "signals")?;
+    let mut tcp = opts.transport == TransportPref::Tcp;
     let mut app = PullApp {
         opts,
         stop: stop.clone(),
@@ -173,26 +437,60 @@ pub fn run(opts: Options) -> std::io::Result<()> {
         closed: false,
         played: false,
         stopping: None,
+        publisher: None,
+        tracks: Vec::new(),
+        udp_listeners: HashMap::new(),
+        udp_pairs: Vec::new(),
+        udp_routes: Vec::new(),
+        server_ip: None,
+        udp_packets: 0,
+        last_media: Instant::now(),
+        failed: false,
+        next: Next::Retry,
     };
+    let mut pairs = FIRST_PAIRS;
     let mut backoff = Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
-        match connect(&url) {
+        app.next = Next::Retry;
+        match connect_beating(&url, &mut app) {
             Ok(sock) => {
-                let client =
-                    Client::new(url.clone(), concat!("mist-rs/", env!("CARGO_PKG_VERSION")));
+                let peer_addr = sock.peer_addr()?;
+                let mut ports = Vec::new();
+                if !tcp {
+                    match bind_pairs(&mut rt, &mut app, pairs, peer_addr.is_ipv6()) {
+                        Ok(()) => {
+                            ports = app.udp_pairs[..pairs]
+                                .iter()
+                                .map(|p| (p.port, p.port.wrapping_add(1)))
+                                .collect()
+                        }
+                        Err(e) => {
+                            warn!("{}: no UDP ports ({e}); using TCP", app.opts.stream);
+                            tcp = true;
+                        }
+                    }
+                }
+                let ua = concat!("mist-rs/", env!("CARGO_PKG_VERSION"));
                 let pull = Pull {
-                    client,
-                    publisher: None,
+                    client: Client::with_udp(url.clone(), ua, ports),
+                    connected: Instant::now(),
+                    playing: None,
                 };
                 app.closed = false;
                 app.played = false;
+                app.failed = false;
+                app.udp_routes.clear();
+                app.udp_packets = 0;
+                app.server_ip = Some(peer_addr.ip());
                 let _ = sock.set_nodelay(true);
-                let peer = Peer::Tcp(sock.peer_addr()?);
+                let peer = Peer::Tcp(peer_addr);
                 let id = rt.adopt(Box::new(sock), peer, "RTSP pull", limits(), pull)?;
                 // The client speaks first: OPTIONS goes out from on_wake.
                 rt.remote().wake(id);
                 app.conn = Some(id);
                 rt.run(&mut app)?;
+                app.conn = None;
+                app.udp_routes.clear();
                 if app.played {
                     backoff = Duration::from_secs(1);
                 }
@@ -202,6 +500,17 @@ pub fn run(opts: Options) -> std::io::Result<()> {
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        match app.next {
+            Next::Tcp => {
+                tcp = true;
+                continue;
+            }
+            Next::Pairs(n) if n > pairs => {
+                pairs = n;
+                continue;
+            }
+            _ => {}
+        }
         info!(
             "{}: reconnecting in {} s",
             app.opts.stream,
@@ -209,11 +518,41 @@ pub fn run(opts: Options) -> std::io::Result<()> {
         );
         let until = Instant::now() + backoff;
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            app.keep_stream();
             std::thread::sleep(Duration::from_millis(100));
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+    if let Some(p) = app.publisher.take() {
+        p.end(app.opts.controlled);
+    }
     Ok(())
+}
+
+/// Connects on a helper thread while this one keeps the stream's heartbeat.
+fn connect_beating(
+    url: &RtspUrl,
+    app: &mut PullApp,
+) -> std::io::Result<mist_connector::mio::net::TcpStream> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let u = url.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(connect(&u));
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(r) => return r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                app.keep_stream();
+                if app.stop.load(Ordering::Relaxed) {
+                    return Err(std::io::ErrorKind::Interrupted.into());
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(std::io::Error::other("connect thread died"))
+            }
+        }
+    }
 }
 
 fn connect(url: &RtspUrl) -> std::io::Result<mist_connector::mio::net::TcpStream> {
@@ -234,12 +573,14 @@ fn connect(url: &RtspUrl) -> std::io::Result<mist_connector::mio::net::TcpStream
 pub fn capabilities() -> serde_json::Value {
     serde_json::json!({
         "name": "RTSP",
-        "desc": "Pulls a live stream from an RTSP server or IP camera (RTP interleaved over TCP; Digest and Basic authentication from the URL's user:password), reconnecting with backoff.",
+        "desc": "Pulls a live stream from an RTSP server or IP camera (RTP over UDP with fallback to interleaved TCP; Digest and Basic authentication from the URL's user:password; keep-alive), reconnecting with backoff while the stream stays up for its timeout.",
         "source_match": ["rtsp://*"],
         "priority": 9,
         "always_match": true,
         "optional": {
             "DVR": {"name": "Buffer time (ms)", "help": "The live buffer (DVR window) in milliseconds.", "type": "uint", "default": 50000, "option": "--buffer"},
+            "idleTime": {"name": "Source timeout (ms)", "help": "The stream ends after this long without media; while the camera reconnects within it, viewers keep the stream.", "type": "uint", "default": DEFAULT_TIMEOUT_MS, "option": "--timeout"},
+            "transport": {"name": "Transport", "help": "How RTP comes: auto (UDP, falling back to TCP), tcp (interleaved) or udp.", "type": "select", "select": ["auto", "tcp", "udp"], "default": "auto", "option": "--transport"},
             "debug": {"name": "debug", "help": "The debug level at which messages need to be printed.", "type": "debug", "option": "--debug", "short": "g"}
         },
         "codecs": [[["H264", "HEVC"], ["AAC", "MP3", "opus", "ALAW", "ULAW"]]]

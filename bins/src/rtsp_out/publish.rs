@@ -6,6 +6,7 @@ use mist_core::debug;
 use mist_media::rtp::{rtcp, Depacketizer, Packet, ReorderBuffer, Timeline};
 use mist_media::sdp::{RtpTrack, SessionDescription};
 use mist_shm::{StreamWriter, WriterOptions};
+use std::time::Instant;
 
 /// The tracks of an announced SDP we can take, by media-section index (track id = index + 1).
 pub fn announced_tracks(sdp: &[u8]) -> Vec<(usize, RtpTrack)> {
@@ -41,6 +42,14 @@ pub struct Publisher {
     base_wall: Option<u64>,
     pub frames: u64,
     pub bad_packets: u64,
+    /// Added to every media time: where a resumed source ([`Publisher::resume`]) continues.
+    offset_ms: i64,
+    /// The latest media time written.
+    max_ms: i64,
+    /// When the last frame was written (or the publisher made).
+    pub last_frame: Instant,
+    /// The clock of the UDP reorder buffers.
+    created: Instant,
 }
 
 impl Publisher {
@@ -52,18 +61,7 @@ impl Publisher {
     ) -> Result<Publisher, String> {
         let mut writer = StreamWriter::create(stream, WriterOptions { live: true, dvr_ms })
             .map_err(|e| e.to_string())?;
-        let mut inputs = Vec::new();
-        for (index, t) in tracks {
-            writer.set_track(&t.track).map_err(|e| e.to_string())?;
-            inputs.push(Input {
-                index: *index,
-                id: t.track.id,
-                depack: Depacketizer::new(t.encoding),
-                timeline: Timeline::new(t.clock_rate),
-                last_ms: None,
-                reorder: None,
-            });
-        }
+        let inputs = make_inputs(&mut writer, tracks)?;
         Ok(Publisher {
             stream: stream.to_string(),
             writer: Some(writer),
@@ -71,7 +69,34 @@ impl Publisher {
             base_wall: None,
             frames: 0,
             bad_packets: 0,
+            offset_ms: 0,
+            max_ms: 0,
+            last_frame: Instant::now(),
+            created: Instant::now(),
         })
+    }
+
+    /// The source is back (a new RTSP session, with new RTP clocks and maybe new parameter
+    /// sets): the stream goes on without ending. The tracks are set again, depacketisers start
+    /// over, and media time continues from the last frame plus the wall time since. Fails when
+    /// the source now has other tracks (the caller then ends this stream and starts another).
+    pub fn resume(&mut self, tracks: &[(usize, RtpTrack)]) -> Result<(), String> {
+        let mut old: Vec<u32> = self.inputs.iter().map(|i| i.id).collect();
+        let mut new: Vec<u32> = tracks.iter().map(|t| t.1.track.id).collect();
+        old.sort_unstable();
+        new.sort_unstable();
+        if old != new {
+            return Err(format!("{}: the source's tracks changed", self.stream));
+        }
+        let w = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| format!("{}: stream closed", self.stream))?;
+        self.inputs = make_inputs(w, tracks)?;
+        let gap = self.last_frame.elapsed().as_millis().min(3_600_000) as i64;
+        self.offset_ms = self.max_ms + gap.max(1);
+        self.base_wall = None;
+        Ok(())
     }
 
     /// Whether media section `index` was announced with a track we take.
@@ -115,8 +140,10 @@ impl Publisher {
             let r = inp
                 .reorder
                 .get_or_insert_with(|| ReorderBuffer::new(REORDER));
-            r.push(pkt);
-            while let Some(p) = r.pop() {
+            // A gap waits for its packet up to REORDER packets or 500 ms, whichever first.
+            let now_ms = self.created.elapsed().as_millis() as u64;
+            r.push_at(pkt, now_ms);
+            while let Some(p) = r.pop_at(now_ms) {
                 ready.push(p);
             }
         } else {
@@ -138,8 +165,10 @@ impl Publisher {
                 Some(wall) => wall as i64 - *self.base_wall.get_or_insert(wall) as i64,
                 None => rel,
             };
-            let ms = ms.max(inp.last_ms.unwrap_or(i64::MIN)).max(0);
+            let ms = (ms.max(0) + self.offset_ms).max(inp.last_ms.unwrap_or(i64::MIN));
             inp.last_ms = Some(ms);
+            self.max_ms = self.max_ms.max(ms);
+            self.last_frame = Instant::now();
             w.push(inp.id, ms, 0, au.keyframe, &au.data)
                 .map_err(|e| format!("{}: {e}", self.stream))?;
             self.frames += 1;
@@ -164,4 +193,23 @@ impl Publisher {
             }
         }
     }
+}
+
+fn make_inputs(
+    writer: &mut StreamWriter,
+    tracks: &[(usize, RtpTrack)],
+) -> Result<Vec<Input>, String> {
+    let mut inputs = Vec::new();
+    for (index, t) in tracks {
+        writer.set_track(&t.track).map_err(|e| e.to_string())?;
+        inputs.push(Input {
+            index: *index,
+            id: t.track.id,
+            depack: Depacketizer::new(t.encoding),
+            timeline: Timeline::new(t.clock_rate),
+            last_ms: None,
+            reorder: None,
+        });
+    }
+    Ok(inputs)
 }

@@ -1,13 +1,19 @@
 //! An RTSP client that pulls a camera (RFC 2326), sans-IO.
 //!
 //! ```text
-//! OPTIONS ─▶ DESCRIBE (401 ─▶ again with Digest or Basic) ─▶ SETUP per track (interleaved TCP)
-//!        ─▶ PLAY ─▶ keep-alive (GET_PARAMETER, or OPTIONS if refused) every timeout/2 ─▶ TEARDOWN
+//! OPTIONS ─▶ DESCRIBE (401 ─▶ again with Digest or Basic) ─▶ SETUP per track (interleaved TCP,
+//!        or UDP to the edge's port pairs) ─▶ PLAY ─▶ keep-alive (GET_PARAMETER, or OPTIONS if refused) every timeout/2 ─▶ TEARDOWN
 //! ```
 //!
 //! The IO edge hands received bytes to [`Client::feed`], writes what [`Client::poll_output`]
 //! gives, calls [`Client::tick`] at [`Client::next_deadline`] and acts on the
 //! [`ClientEvent`]s: the described tracks, then RTP/RTCP packets by media-section index.
+//!
+//! Over UDP ([`Client::with_udp`]) the edge owns the sockets: track `i` is set up to the `i`th
+//! port pair it gave, and what arrives there belongs to media section [`Client::track_index`]`(i)`.
+//! A server that refuses UDP ([`ClientError::UdpRefused`]) or a camera with more tracks than pairs
+//! ([`ClientError::NeedPorts`]) ends the pull; the edge then tries again over TCP or with more
+//! pairs.
 
 use super::message::{Decoder, Item, Limits, Message, Method, Request, Response};
 use super::transport::{Lower, Transport};
@@ -36,6 +42,10 @@ pub enum ClientError {
     NoTracks(String),
     #[error("the server answered SETUP without interleaved channels")]
     NoInterleave,
+    #[error("SETUP over UDP answered {0}")]
+    UdpRefused(u16),
+    #[error("{0} tracks need as many UDP port pairs")]
+    NeedPorts(usize),
 }
 
 /// The parts of `rtsp://[user[:pass]@]host[:port]/path`.
@@ -172,8 +182,12 @@ pub struct Client {
     base: String,
     /// (media index, control URI) of each track to set up.
     tracks: Vec<(usize, String)>,
-    /// Interleaved channel pairs, by track position.
-    channels: Vec<(u8, u8)>,
+    /// Interleaved channel pairs, by track position (`None`: that track comes over UDP).
+    channels: Vec<Option<(u8, u8)>>,
+    /// UDP mode: the edge's (RTP, RTCP) port pair for each track position.
+    udp_ports: Vec<(u16, u16)>,
+    /// UDP mode: the server's port pairs, by track position, where it named them.
+    server_ports: Vec<Option<(u16, u16)>>,
     session: Option<String>,
     timeout_s: u32,
     keepalive_at: Option<Instant>,
@@ -184,8 +198,15 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `url`; the first request (OPTIONS) is queued.
+    /// A client for `url` that takes media interleaved on the RTSP connection; the first request
+    /// (OPTIONS) is queued.
     pub fn new(url: RtspUrl, user_agent: &str) -> Client {
+        Client::with_udp(url, user_agent, Vec::new())
+    }
+
+    /// A client that asks for media over UDP, track `i` to the edge's port pair `ports[i]`
+    /// (RTP, RTCP). No pairs: interleaved TCP, as [`Client::new`].
+    pub fn with_udp(url: RtspUrl, user_agent: &str, ports: Vec<(u16, u16)>) -> Client {
         let mut c = Client {
             base: url.url.clone(),
             url,
@@ -198,6 +219,8 @@ impl Client {
             nc: 0,
             tracks: Vec::new(),
             channels: Vec::new(),
+            udp_ports: ports,
+            server_ports: Vec::new(),
             session: None,
             timeout_s: DEFAULT_TIMEOUT,
             keepalive_at: None,
@@ -209,6 +232,22 @@ impl Client {
         let u = c.url.url.clone();
         c.send(Method::Options, &u, |_| {});
         c
+    }
+
+    /// Whether media was asked for over UDP.
+    pub fn is_udp(&self) -> bool {
+        !self.udp_ports.is_empty()
+    }
+
+    /// The media-section index of track position `pos` (the `pos`th SETUP, the `pos`th UDP port
+    /// pair).
+    pub fn track_index(&self, pos: usize) -> Option<usize> {
+        self.tracks.get(pos).map(|t| t.0)
+    }
+
+    /// UDP mode: the server's (RTP, RTCP) ports of track position `pos`, if it named them.
+    pub fn server_ports(&self, pos: usize) -> Option<(u16, u16)> {
+        self.server_ports.get(pos).copied().flatten()
     }
 
     /// Whether PLAY was answered and media flows.
@@ -303,8 +342,9 @@ impl Client {
             };
             match item {
                 Item::Interleaved { channel, data } => {
-                    let hit = self.channels.iter().enumerate().find_map(|(i, (a, b))| {
-                        (channel == *a || channel == *b).then_some((i, channel == *b))
+                    let hit = self.channels.iter().enumerate().find_map(|(i, c)| {
+                        let (a, b) = (*c)?;
+                        (channel == a || channel == b).then_some((i, channel == b))
                     });
                     if let Some((i, rtcp)) = hit {
                         if let Some((index, _)) = self.tracks.get(i) {
@@ -372,6 +412,9 @@ impl Client {
                 self.described(&r)?;
             }
             State::Setup(i) => {
+                if r.status != 200 && self.is_udp() {
+                    return Err(ClientError::UdpRefused(r.status));
+                }
                 if r.status != 200 {
                     return Err(status_err(&r));
                 }
@@ -385,13 +428,23 @@ impl Client {
                     .headers
                     .get("Transport")
                     .and_then(|v| Transport::parse_list(v).ok())
-                    .and_then(|l| l.into_iter().next())
-                    .and_then(|t| t.interleaved);
-                let pair = match t {
-                    Some(p) => p,
+                    .and_then(|l| l.into_iter().next());
+                let interleaved = t.as_ref().and_then(|t| t.interleaved);
+                match interleaved {
+                    // Asked for UDP, the server may still choose interleaved TCP.
+                    Some(p) => {
+                        self.channels.push(Some(p));
+                        self.server_ports.push(None);
+                    }
+                    None if self.is_udp() => {
+                        if t.as_ref().is_some_and(|t| t.lower == Lower::Tcp) {
+                            return Err(ClientError::NoInterleave);
+                        }
+                        self.channels.push(None);
+                        self.server_ports.push(t.and_then(|t| t.server_port));
+                    }
                     None => return Err(ClientError::NoInterleave),
-                };
-                self.channels.push(pair);
+                }
                 self.setup_next(i + 1);
             }
             State::Play => {
@@ -480,6 +533,9 @@ impl Client {
                 sdp.media.len()
             )));
         }
+        if self.is_udp() && tracks.len() > self.udp_ports.len() {
+            return Err(ClientError::NeedPorts(tracks.len()));
+        }
         self.events.push_back(ClientEvent::Described { tracks });
         self.setup_next(0);
         Ok(())
@@ -491,9 +547,19 @@ impl Client {
             return;
         };
         self.state = State::Setup(i);
-        let mut t = Transport::new(Lower::Tcp);
-        let ch = (i * 2) as u8;
-        t.interleaved = Some((ch, ch + 1));
+        let t = match self.udp_ports.get(i) {
+            Some(&ports) => {
+                let mut t = Transport::new(Lower::Udp);
+                t.client_port = Some(ports);
+                t
+            }
+            None => {
+                let mut t = Transport::new(Lower::Tcp);
+                let ch = (i * 2).min(254) as u8;
+                t.interleaved = Some((ch, ch + 1));
+                t
+            }
+        };
         let tv = t.to_string();
         self.send(Method::Setup, &uri, |q| q.headers.push("Transport", tv));
     }
@@ -692,6 +758,90 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
         assert!(o.starts_with("TEARDOWN rtsp://127.0.0.1:8554/cam/ "), "{o}");
         assert!(o.contains("Session: s1\r\n"));
         assert_eq!(c.next_deadline(), None);
+    }
+
+    #[test]
+    fn udp_setup_refusal_and_port_shortage() {
+        let t0 = Instant::now();
+        let url = RtspUrl::parse("rtsp://127.0.0.1:8554/cam").unwrap();
+        let describe = |c: &mut Client| {
+            all_out(c);
+            answer(c, t0, "RTSP/1.0 200 OK\r\nCSeq: 1", "");
+            all_out(c);
+            answer(
+                c,
+                t0,
+                "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Base: rtsp://127.0.0.1:8554/cam/",
+                SDP,
+            );
+        };
+        let mut c = Client::with_udp(url.clone(), "t", vec![(5000, 5001), (5002, 5003)]);
+        assert!(c.is_udp());
+        describe(&mut c);
+        assert!(matches!(
+            c.poll_event(),
+            Some(ClientEvent::Described { .. })
+        ));
+        let o = all_out(&mut c);
+        assert!(
+            o.contains("Transport: RTP/AVP;unicast;client_port=5000-5001\r\n"),
+            "{o}"
+        );
+        answer(
+            &mut c,
+            t0,
+            "RTSP/1.0 200 OK\r\nCSeq: 3\r\nSession: s;timeout=30\r\nTransport: RTP/AVP;unicast;client_port=5000-5001;server_port=7000-7001",
+            "",
+        );
+        let o = all_out(&mut c);
+        assert!(o.contains("client_port=5002-5003"), "{o}");
+        // The second track the server puts on the TCP connection anyway.
+        answer(
+            &mut c,
+            t0,
+            "RTSP/1.0 200 OK\r\nCSeq: 4\r\nSession: s\r\nTransport: RTP/AVP/TCP;unicast;interleaved=2-3",
+            "",
+        );
+        assert!(all_out(&mut c).starts_with("PLAY "));
+        answer(&mut c, t0, "RTSP/1.0 200 OK\r\nCSeq: 5\r\nSession: s", "");
+        assert_eq!(c.poll_event(), Some(ClientEvent::Playing));
+        assert_eq!((c.track_index(0), c.track_index(1)), (Some(0), Some(1)));
+        assert_eq!(c.server_ports(0), Some((7000, 7001)));
+        assert_eq!(c.next_deadline(), Some(t0 + Duration::from_secs(15)));
+        c.feed(b"$\x02\x00\x01z$\x00\x00\x01w", t0).unwrap();
+        assert!(matches!(
+            c.poll_event(),
+            Some(ClientEvent::Packet {
+                index: 1,
+                rtcp: false,
+                ..
+            })
+        ));
+        assert_eq!(
+            c.poll_event(),
+            None,
+            "channel 0 is not set up: track 0 is on UDP"
+        );
+
+        // UDP refused: the edge is told to go to TCP.
+        let mut c = Client::with_udp(url.clone(), "t", vec![(5000, 5001), (5002, 5003)]);
+        describe(&mut c);
+        c.poll_event();
+        let r = c.feed(b"RTSP/1.0 461 Unsupported Transport\r\nCSeq: 3\r\n\r\n", t0);
+        assert_eq!(r, Err(ClientError::UdpRefused(461)));
+        // Two tracks, one pair: the edge needs to bind more.
+        let mut c = Client::with_udp(url, "t", vec![(5000, 5001)]);
+        all_out(&mut c);
+        answer(&mut c, t0, "RTSP/1.0 200 OK\r\nCSeq: 1", "");
+        let r = c.feed(
+            format!(
+                "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: {}\r\n\r\n{SDP}",
+                SDP.len()
+            )
+            .as_bytes(),
+            t0,
+        );
+        assert_eq!(r, Err(ClientError::NeedPorts(2)));
     }
 
     #[test]
