@@ -177,7 +177,9 @@ class Mist(Server):
                            "protocols": protocols},
                 "streams": {"live": {"name": "live", "source": "push://"}},
             }, f)
-        env = dict(os.environ, MIST_SHM_DIR=shm)
+        # Its own control socket: a controller already running on the machine (a service, a
+        # test) must not make the benchmark's controller refuse to start.
+        env = dict(os.environ, MIST_SHM_DIR=shm, MIST_CONTROL=os.path.join(work, "control.sock"))
         binary = os.path.join(ROOT, "target", "release", "MistController")
         self.proc = subprocess.Popen([binary, "-c", conf, "-g", os.environ.get("MIST_BENCH_LOG", "2")], env=env,
                                      stdin=subprocess.DEVNULL)

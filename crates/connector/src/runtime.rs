@@ -706,16 +706,14 @@ impl<A: App> Runtime<A> {
                     c.st.input.extend_from_slice(&self.scratch[..n]);
                     got += n;
                 }
-                Err(e) => {
-                    match e.kind() {
-                        ErrorKind::WouldBlock => break,
-                        ErrorKind::Interrupted => {}
-                        _ => {
-                            eof = true;
-                            break;
-                        }
+                Err(e) => match e.kind() {
+                    ErrorKind::WouldBlock => break,
+                    ErrorKind::Interrupted => {}
+                    _ => {
+                        eof = true;
+                        break;
                     }
-                }
+                },
             }
             if c.st.input.len() > limits.max_input {
                 break;
@@ -834,6 +832,7 @@ impl<A: App> Runtime<A> {
             return;
         }
         if c.st.out.is_empty() && !held {
+            c.st.out.release_idle();
             if c.st.closing {
                 self.drop_conn(app, id);
                 return;

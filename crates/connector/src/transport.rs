@@ -76,6 +76,8 @@ impl Stream for mio::net::UnixStream {
 
 /// Most slices handed to one `writev`.
 const MAX_SLICES: usize = 64;
+/// Queue slots kept by an empty queue ([`OutQueue::release_idle`]).
+const IDLE_ITEMS: usize = 64;
 /// Bytes read at once from a file range for a stream without a descriptor.
 const FILE_READ: usize = 256 << 10;
 
@@ -133,6 +135,15 @@ impl OutQueue {
     /// Nothing waits (neither bytes nor file ranges).
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Gives back the room a burst left behind (a viewer's first GOP is a few hundred items)
+    /// once everything is written: thousands of idle-between-frames viewers should not each
+    /// hold a burst-sized ring. Steady fan-out stays below the threshold: no allocation per frame.
+    pub fn release_idle(&mut self) {
+        if self.items.is_empty() && self.items.capacity() > IDLE_ITEMS {
+            self.items = VecDeque::new();
+        }
     }
 
     /// Drops everything queued.
