@@ -3,9 +3,9 @@
 
 use super::boxes::BoxWriter;
 use super::entry::write_entry;
-use super::reader::{check_ms, ms_to_ticks};
 use crate::error::MediaError;
 use crate::frame::{Frame, Track, TrackKind};
+use crate::time::{check_ms, ms_to_ticks};
 
 /// The timescale a writer uses for `t`: its own when set, else the sample rate for audio, else
 /// 90 kHz for video, else 1000.
