@@ -32,7 +32,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use mist_media::mp4::{Movie, Mp4Reader, Need};
 pub use mist_media::remux::MAX_QUEUED;
 use mist_media::remux::{Demux, Event, Input, Interleaver, Probe};
-use mist_media::{Frame, Track};
+use mist_media::Track;
 use mist_shm::{ShmError, StreamBuffer, StreamWriter, WriterOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -492,7 +492,7 @@ fn run_external(
             w.close();
             return end(buf, &opts.stream, EXIT_OK);
         }
-        if !il.ids.contains(&s.track) {
+        if !il.tracks().contains(&s.track) {
             loaded.skipped += 1;
             continue;
         }
