@@ -47,8 +47,11 @@ const WRITE_BUF: usize = 1 << 20;
 /// A container to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
+    /// MPEG-TS.
     Ts,
+    /// FLV.
     Flv,
+    /// MP4 (progressive or fragmented).
     Mp4,
     /// Matroska or WebM.
     Mkv,
@@ -71,7 +74,9 @@ impl Input {
 /// A container to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
+    /// MPEG-TS.
     Ts,
+    /// FLV.
     Flv,
     /// Progressive MP4, moov first.
     Mp4,
@@ -131,9 +136,13 @@ fn ext(p: &Path) -> String {
 /// What a remux did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// The tracks written.
     pub tracks: Vec<Track>,
+    /// Frames written.
     pub frames: u64,
+    /// Bytes read from the input.
     pub bytes_in: u64,
+    /// Bytes written to the output.
     pub bytes_out: u64,
     /// Frames of tracks that were unknown when muxing started, or that the output cannot carry.
     pub frames_dropped: u64,
@@ -273,6 +282,7 @@ impl<W: Write> Sink for Mp4PayloadSink<W> {
 pub struct Demux(Box<dyn Source>);
 
 impl Demux {
+    /// A demuxer of `len` bytes of `input`, in the container `i`.
     pub fn new<R: Read + Seek + 'static>(input: R, len: u64, i: Input) -> Demux {
         Demux::from_reader(Box::new(input), len, i)
     }
@@ -317,6 +327,7 @@ impl Demux {
 pub struct Mux(Box<dyn Sink>);
 
 impl Mux {
+    /// A muxer writing `o` to `out`, with every track up front (the header is written now).
     pub fn new<W: Write + Seek + 'static>(o: Output, tracks: &[Track], out: W) -> io::Result<Mux> {
         make_sink(o, tracks, out).map(Mux)
     }
@@ -333,9 +344,11 @@ impl Mux {
 /// What a demuxer yields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// A track was announced (again: its init data changed).
     Track(Track),
     /// Every track has been announced.
     TracksComplete,
+    /// A frame, in the order the container holds them.
     Frame(Frame),
 }
 

@@ -16,6 +16,7 @@ pub struct Unwrapper {
 }
 
 impl Unwrapper {
+    /// An unwrapper of a `bits`-bit clock (2 to 62 bits).
     pub fn new(bits: u32) -> Unwrapper {
         assert!(bits > 1 && bits < 63);
         Unwrapper {
@@ -25,6 +26,7 @@ impl Unwrapper {
         }
     }
 
+    /// The monotonic value of the next raw clock reading.
     pub fn unwrap(&mut self, raw: u64) -> i64 {
         let range = 1u64 << self.bits;
         let raw = raw & (range - 1);

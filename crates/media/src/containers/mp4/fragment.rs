@@ -33,6 +33,7 @@ pub struct FragmentWriter {
 }
 
 impl FragmentWriter {
+    /// A writer of `tracks` (each needs its init data), or why one of them cannot be written.
     pub fn new(tracks: Vec<Track>, opts: FragmentOptions) -> Result<Self, MediaError> {
         for (i, t) in tracks.iter().enumerate() {
             if tracks[..i].iter().any(|o| o.id == t.id) || t.id == 0 {
@@ -53,6 +54,7 @@ impl FragmentWriter {
         })
     }
 
+    /// The tracks, as given.
     pub fn tracks(&self) -> &[Track] {
         &self.tracks
     }

@@ -37,7 +37,9 @@
 //! Sample entries are built from [`crate::Track`]: avc1+avcC, hvc1+hvcC, av01+av1C, mp4a+esds (from
 //! the AudioSpecificConfig), Opus+dOps (from the OpusHead).
 
+#[allow(missing_docs)] // not every item is documented yet
 pub mod boxes;
+#[allow(missing_docs)] // not every item is documented yet
 pub mod entry;
 pub mod fragment;
 pub mod moof;
@@ -45,10 +47,10 @@ pub mod movie;
 pub mod reader;
 pub mod writer;
 
+pub use crate::time::{ms_to_ticks, ticks_to_ms};
 pub use boxes::{BoxHeader, Boxes};
 pub use fragment::{FragmentOptions, FragmentWriter};
 pub use moof::{demux_segment, parse_moof, FragSample};
-pub use crate::time::{ms_to_ticks, ticks_to_ms};
 pub use movie::{parse_moov, IndexedSample, Limits, Movie, MovieTrack, SampleTable, Samples};
 pub use reader::{read_all, Mp4Reader, Need};
 pub use writer::{Mp4Writer, Patch};

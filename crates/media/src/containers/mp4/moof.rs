@@ -18,10 +18,15 @@ pub const MAX_DEFAULT_TRUN_SAMPLES: usize = 1 << 14;
 pub struct FragSample {
     /// Index into `Movie::tracks`.
     pub track: usize,
+    /// Where the sample's bytes start in the file (or segment).
     pub offset: u64,
+    /// The sample's size in bytes.
     pub size: u32,
+    /// Decode time in track ticks.
     pub dts: i64,
+    /// Composition offset in track ticks.
     pub cts: i32,
+    /// A sync sample.
     pub keyframe: bool,
 }
 
@@ -216,4 +221,3 @@ pub fn demux_segment(
     }
     Ok(frames)
 }
-

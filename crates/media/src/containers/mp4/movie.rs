@@ -11,9 +11,13 @@ use crate::time::ticks_to_ms;
 /// Defaults from `trex` for fragments of one track.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Trex {
+    /// The sample description used by default.
     pub description_index: u32,
+    /// Default sample duration, in track ticks.
     pub duration: u32,
+    /// Default sample size in bytes.
     pub size: u32,
+    /// Default sample flags.
     pub flags: u32,
 }
 
@@ -40,16 +44,22 @@ pub struct SampleTable {
 /// One sample of a progressive file, in track ticks before the edit list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SampleInfo {
+    /// Where the sample's bytes start in the file.
     pub offset: u64,
+    /// The sample's size in bytes.
     pub size: u32,
+    /// Decode time in track ticks.
     pub dts: i64,
+    /// Composition offset in track ticks.
     pub cts: i32,
+    /// A sync sample.
     pub keyframe: bool,
 }
 
 /// A position in a [`SampleTable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
+    /// The sample it points at (0-based).
     pub sample: u32,
     stts_i: usize,
     stts_left: u32,
@@ -63,9 +73,11 @@ pub struct Cursor {
 }
 
 impl SampleTable {
+    /// How many samples the track has.
     pub fn len(&self) -> u32 {
         self.count
     }
+    /// Whether the track has no sample.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -86,6 +98,7 @@ impl SampleTable {
         end.min(self.chunks.len())
     }
 
+    /// Whether sample `n` (0-based) is a sync sample.
     pub fn is_sync(&self, n: u32) -> bool {
         match &self.stss {
             None => true,
@@ -210,6 +223,7 @@ impl SampleTable {
         true
     }
 
+    /// The sample at the cursor.
     pub fn sample(&self, c: &Cursor) -> SampleInfo {
         SampleInfo {
             offset: c.offset,
@@ -252,18 +266,23 @@ impl SampleTable {
 /// One track of a [`Movie`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MovieTrack {
+    /// The track in the media model.
     pub track: Track,
+    /// Its sample entry (`stsd`).
     pub entry: SampleEntry,
+    /// Its sample tables.
     pub table: SampleTable,
     /// Added to track ticks to get presentation-timeline ticks (from the edit list).
     pub shift: i64,
     /// Subtracted from decode times so that no presentation time precedes its decode time when
     /// `ctts` has negative offsets (what ffmpeg does).
     pub dts_shift: i64,
+    /// Defaults for its fragments (`trex`).
     pub trex: Trex,
 }
 
 impl MovieTrack {
+    /// Decode time in ms of a decode time in track ticks (edit list and `ctts` shift applied).
     pub fn dts_ms(&self, ticks: i64) -> i64 {
         ticks_to_ms(
             ticks
@@ -289,8 +308,11 @@ impl MovieTrack {
 /// The parsed `moov`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Movie {
+    /// Ticks per second of the movie's clock (`mvhd`).
     pub timescale: u32,
+    /// Duration in movie ticks.
     pub duration: u64,
+    /// The tracks whose codec is supported.
     pub tracks: Vec<MovieTrack>,
     /// `mvex` present: samples (also) come in `moof` fragments.
     pub fragmented: bool,
@@ -299,9 +321,11 @@ pub struct Movie {
 }
 
 impl Movie {
+    /// The tracks in the media model.
     pub fn tracks(&self) -> Vec<Track> {
         self.tracks.iter().map(|t| t.track.clone()).collect()
     }
+    /// The index in [`Movie::tracks`] of the track with this id.
     pub fn index_of(&self, track_id: u32) -> Option<usize> {
         self.tracks.iter().position(|t| t.track.id == track_id)
     }
@@ -319,11 +343,17 @@ impl Movie {
 /// One sample of a progressive file, with times in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexedSample {
+    /// Track id.
     pub track: u32,
+    /// Where the sample's bytes start in the file.
     pub offset: u64,
+    /// The sample's size in bytes.
     pub size: u32,
+    /// Decode time (ms).
     pub dts: i64,
+    /// Presentation time minus decode time (ms).
     pub pts_offset: i32,
+    /// A sync sample.
     pub keyframe: bool,
 }
 
@@ -554,9 +584,13 @@ fn lang(code: u16) -> String {
 /// Limits a reader applies to what a file claims.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Largest `moov` read, in bytes.
     pub max_moov: u64,
+    /// Largest `moof` read, in bytes.
     pub max_moof: u64,
+    /// Largest sample read, in bytes.
     pub max_sample: u32,
+    /// Most samples a track may have.
     pub max_samples_per_track: u32,
 }
 
@@ -577,6 +611,7 @@ pub fn parse_moov(moov: &[u8]) -> Result<Movie, MediaError> {
     parse_moov_with(moov, &Limits::default())
 }
 
+/// [`parse_moov`] with other [`Limits`].
 pub fn parse_moov_with(moov: &[u8], limits: &Limits) -> Result<Movie, MediaError> {
     let mvhd = find(moov, b"mvhd")?.ok_or_else(|| MediaError::malformed("moov", "no mvhd"))?;
     let mut r = Rd::new(mvhd, "mvhd");

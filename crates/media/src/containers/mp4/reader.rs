@@ -16,7 +16,12 @@ use crate::frame::{Frame, Track, TrackKind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
     /// Call [`Mp4Reader::feed`] with the bytes at `offset..offset + len` of the file.
-    Read { offset: u64, len: u64 },
+    Read {
+        /// Where the bytes start in the file.
+        offset: u64,
+        /// How many.
+        len: u64,
+    },
     /// No more frames.
     Done,
 }
@@ -83,10 +88,12 @@ struct FragSeek {
 }
 
 impl Mp4Reader {
+    /// A reader of a file of `file_len` bytes, with the default [`Limits`].
     pub fn new(file_len: u64) -> Self {
         Self::with_limits(file_len, Limits::default())
     }
 
+    /// A reader of a file of `file_len` bytes.
     pub fn with_limits(file_len: u64, limits: Limits) -> Self {
         Mp4Reader {
             file_len,
