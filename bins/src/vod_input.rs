@@ -575,7 +575,7 @@ fn flush(
         if loaded.frames.is_multiple_of(256) && stop.load(Ordering::Relaxed) {
             return Err(Abort::Stopped);
         }
-        match w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data) {
+        match w.push(&f) {
             Ok(()) => {
                 loaded.frames += 1;
                 loaded.bytes += f.data.len() as u64;

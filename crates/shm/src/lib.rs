@@ -109,6 +109,7 @@ pub use futex::Waiter;
 pub use guard::faults as truncation_faults;
 pub use layout::{MAX_FRAME, MAX_INIT, MAX_SRC_PATH, MAX_TRACKS, USER_SLOTS};
 pub use source::SourceFile;
+pub use users::StreamUser;
 
 use bytes::Bytes;
 use layout::*;
@@ -309,9 +310,15 @@ impl StreamWriter {
     pub fn set_track(&mut self, track: &Track) -> Result<(), ShmError> {
         self.st.set_track(track)
     }
-    /// Appends one frame (the one copy into shared memory), bumps the futex and wakes readers.
-    /// Fails with `WriterAlive` if this writer has been replaced by another.
-    pub fn push(
+    /// Appends one frame (the one copy into shared memory), bumps the futex and wakes readers:
+    /// what a reader's [`ReadEvent::Frame`] gives back. Fails with `WriterAlive` if this writer
+    /// has been replaced by another.
+    pub fn push(&mut self, f: &Frame) -> Result<(), ShmError> {
+        self.st
+            .push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
+    }
+    /// [`push`](Self::push) from the parts of a frame, for a caller that holds no [`Frame`].
+    pub fn push_parts(
         &mut self,
         track: u32,
         dts: i64,
