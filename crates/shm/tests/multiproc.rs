@@ -542,7 +542,8 @@ fn futex_wakes_reader_promptly() {
         let t0 = Instant::now();
         for i in 0..10 {
             std::thread::sleep(Duration::from_millis(50));
-            w.push_parts(1, i * 20, 0, true, &now_us().to_le_bytes()).unwrap();
+            w.push_parts(1, i * 20, 0, true, &now_us().to_le_bytes())
+                .unwrap();
         }
         let l = p.expect("@latency_us", 20);
         // The reader waits with a 30 s timeout: finishing quickly means the futex woke it.
