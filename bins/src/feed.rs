@@ -18,7 +18,7 @@ use crate::http_out::mux::{select, Format, Mux, Out};
 use bytes::Bytes;
 use mist_media::{Frame, Track};
 use mist_net::server::{ConnId, Io};
-use mist_shm::{ReadEvent, ReaderInfo, ShmError, StreamReader};
+use mist_shm::{ReadEvent, ReaderInfo, ShmError, StreamReader, StreamUser};
 use std::time::{Duration, Instant};
 
 /// What [`Source::step`] produced.
@@ -338,7 +338,7 @@ pub struct Feed {
     pub done: bool,
     /// Users-table slots for viewers beyond the first (the source's reader counts as the first),
     /// so the controller's viewer counts see every HTTP viewer, each with its own address.
-    slots: Vec<(ConnId, StreamReader)>,
+    slots: Vec<(ConnId, StreamUser)>,
     /// A VoD feed (one viewer, from the first frame): muxes only while the viewer's unsent
     /// backlog is below [`VOD_BACKLOG`], and goes on when it drains.
     pub vod: bool,
@@ -399,7 +399,7 @@ impl Feed {
                 connector: self.format.connector().into(),
                 host: io.peer(id).map(|a| a.ip().to_string()).unwrap_or_default(),
             };
-            match StreamReader::open(self.src.stream(), info) {
+            match StreamUser::open(self.src.stream(), &info) {
                 Ok(r) => self.slots.push((id, r)),
                 Err(_) => break,
             }

@@ -143,8 +143,7 @@ impl Ingest {
             return Ok(());
         };
         self.frames += 1;
-        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
-            .map_err(|e| format!("{}: push: {e}", self.stream))
+        w.push(f).map_err(|e| format!("{}: push: {e}", self.stream))
     }
 
     /// About twice a second: keeps the writer alive. False when the publisher has sent nothing

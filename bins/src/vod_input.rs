@@ -4,15 +4,16 @@
 //!
 //! * It opens the file and demuxes it with [`mist_media::remux::Demux`] (read in 1 MiB pieces;
 //!   MP4 through a few 2 MiB windows). Frames are held until every track is known (or they span
-//!   [`PROBE_MS`]), as `remux` does; only then is the stream created, so a file that is missing,
-//!   unreadable or not of the input's container never leaves anything in shared memory.
+//!   [`mist_media::remux::PROBE_MS`]) by remux's [`Probe`]; only then is the stream created, so a
+//!   file that is missing, unreadable or not of the input's container never leaves anything in
+//!   shared memory.
 //! * It creates the stream as VoD: [`StreamBuffer::open`] with `live: false` (this process owns the
 //!   stream's lifetime, as MistInBuffer does for a live stream) and [`StreamWriter::create`]; sets
-//!   every track, then pushes every frame **in decode-time order across tracks** (a bounded queue
-//!   per track, [`MAX_QUEUED`] frames in all) with times shifted so that the first is ≥ 0, and
-//!   calls [`StreamWriter::complete`]. Viewers may start while it loads: a VoD reader starts at the
-//!   first frame and waits for more, and gets `Ended` past the last frame once the stream is
-//!   complete.
+//!   every track, then pushes every frame **in decode-time order across tracks** (remux's
+//!   [`Interleaver`]: a bounded queue per track, [`MAX_QUEUED`] frames in all) with times shifted
+//!   so that the first is ≥ 0, and calls [`StreamWriter::complete`]. Viewers may start while it
+//!   loads: a VoD reader starts at the first frame and waits for more, and gets `Ended` past the
+//!   last frame once the stream is complete.
 //! * Then it waits: it heartbeats the writer twice a second and ends the stream (removing its
 //!   files) and exits 0 when no viewer has been connected for the input timeout (`-i SECONDS`,
 //!   stream option `inputtimeout`, default [`DEFAULT_TIMEOUT_S`], counted from the end of the
@@ -29,11 +30,11 @@
 
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use mist_media::mp4::{Movie, Mp4Reader, Need};
-use mist_media::remux::{Demux, Event, Input, PROBE_MS};
-use mist_media::{Frame, Track};
+pub use mist_media::remux::MAX_QUEUED;
+use mist_media::remux::{Demux, Event, Input, Interleaver, Probe};
+use mist_media::Track;
 use mist_shm::{ShmError, StreamBuffer, StreamWriter, WriterOptions};
 use serde_json::json;
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,10 +42,6 @@ use std::time::{Duration, Instant};
 
 /// Seconds without a viewer (after loading) before the stream is ended.
 pub const DEFAULT_TIMEOUT_S: u64 = 30;
-/// At most this many frames wait in the decode-time interleaving queue.
-pub const MAX_QUEUED: usize = 1024;
-/// The probe window also ends at this many held payload bytes.
-const PROBE_MAX_BYTES: usize = 64 << 20;
 
 /// Exit status: the stream ended normally (idle timeout, signal, ended by someone else).
 pub const EXIT_OK: i32 = 0;
@@ -217,57 +214,6 @@ pub fn main(kind: Kind) -> ! {
     std::process::exit(run(&opts, stop))
 }
 
-/// Per-track queues merged by decode time (as `mist_media::remux` interleaves).
-struct Interleaver {
-    ids: Vec<u32>,
-    queues: Vec<VecDeque<Frame>>,
-    queued: usize,
-}
-
-impl Interleaver {
-    fn new(ids: Vec<u32>) -> Interleaver {
-        let queues = vec![VecDeque::new(); ids.len()];
-        Interleaver {
-            ids,
-            queues,
-            queued: 0,
-        }
-    }
-
-    fn add_track(&mut self, id: u32) {
-        if !self.ids.contains(&id) {
-            self.ids.push(id);
-            self.queues.push(VecDeque::new());
-        }
-    }
-
-    /// Queues a frame; false if its track is unknown.
-    fn push(&mut self, f: Frame) -> bool {
-        match self.ids.iter().position(|&id| id == f.track) {
-            Some(i) => {
-                self.queues[i].push_back(f);
-                self.queued += 1;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// The frame with the lowest decode time, once every track has one queued (or the queue is
-    /// full, or `drain`).
-    fn pop(&mut self, drain: bool) -> Option<Frame> {
-        let all = self.queues.iter().all(|q| !q.is_empty());
-        if !(all || drain || self.queued > MAX_QUEUED) {
-            return None;
-        }
-        let i = (0..self.queues.len())
-            .filter(|&i| !self.queues[i].is_empty())
-            .min_by_key(|&i| self.queues[i].front().map(|f| f.dts))?;
-        self.queued -= 1;
-        self.queues[i].pop_front()
-    }
-}
-
 /// Totals of a load, for the log.
 #[derive(Default)]
 struct Loaded {
@@ -320,11 +266,11 @@ fn create_vod(
             return Err(EXIT_STREAM);
         }
     };
-    let mut il = Interleaver::new(Vec::new());
+    let mut il = Interleaver::default();
     for t in tracks {
         set_track(&mut w, &mut il, t, &opts.stream);
     }
-    if il.ids.is_empty() {
+    if il.tracks().is_empty() {
         mist_core::error!("{path}: none of its tracks can be stored");
         let _ = buf.end();
         return Err(EXIT_FORMAT);
@@ -390,24 +336,14 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
     let mut demux = Demux::new(file, len, kind.input());
 
     // Probe: hold frames until every track is known and has a frame, or the window is full.
-    let mut tracks: Vec<Track> = Vec::new();
-    let mut held: Vec<Frame> = Vec::new();
-    let (mut first_dts, mut last_dts) = (None::<i64>, None::<i64>);
-    let mut complete = false;
-    let mut held_bytes = 0usize;
+    let mut probe = Probe::default();
     let mut eof = false;
     loop {
         match demux.next_event() {
-            Ok(Some(Event::Track(t))) => match tracks.iter_mut().find(|o| o.id == t.id) {
-                Some(o) => *o = t,
-                None => tracks.push(t),
-            },
-            Ok(Some(Event::TracksComplete)) => complete = true,
-            Ok(Some(Event::Frame(f))) => {
-                first_dts = Some(first_dts.map_or(f.dts, |d| d.min(f.dts)));
-                last_dts = Some(last_dts.map_or(f.dts, |d| d.max(f.dts)));
-                held_bytes += f.data.len();
-                held.push(f);
+            Ok(Some(ev)) => {
+                if probe.event(ev) {
+                    break;
+                }
             }
             Ok(None) => {
                 eof = true;
@@ -418,15 +354,14 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
                 return EXIT_FORMAT;
             }
         }
-        let span = last_dts.zip(first_dts).map_or(0, |(l, f)| l - f);
-        let all_seen = complete && tracks.iter().all(|t| held.iter().any(|f| f.track == t.id));
-        if all_seen || span >= PROBE_MS || held_bytes >= PROBE_MAX_BYTES {
-            break;
-        }
         if stop.load(Ordering::Relaxed) {
             return EXIT_OK;
         }
     }
+    let shift = probe.shift();
+    let Probe {
+        mut tracks, held, ..
+    } = probe;
     if tracks.is_empty() || !held.iter().any(|f| tracks.iter().any(|t| t.id == f.track)) {
         mist_core::error!(
             "{path}: no playable track found (not a {} file?)",
@@ -434,7 +369,6 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
         );
         return EXIT_FORMAT;
     }
-    let shift = first_dts.map_or(0, |d| (-d).max(0));
 
     let (buf, mut w, mut il) = match create_vod(opts, &tracks, &path) {
         Ok(v) => v,
@@ -558,7 +492,7 @@ fn run_external(
             w.close();
             return end(buf, &opts.stream, EXIT_OK);
         }
-        if !il.ids.contains(&s.track) {
+        if !il.tracks().contains(&s.track) {
             loaded.skipped += 1;
             continue;
         }
@@ -641,7 +575,7 @@ fn flush(
         if loaded.frames.is_multiple_of(256) && stop.load(Ordering::Relaxed) {
             return Err(Abort::Stopped);
         }
-        match w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data) {
+        match w.push(&f) {
             Ok(()) => {
                 loaded.frames += 1;
                 loaded.bytes += f.data.len() as u64;
@@ -772,54 +706,6 @@ fn end(buf: StreamBuffer, stream: &str, code: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-
-    fn frame(track: u32, dts: i64) -> Frame {
-        Frame {
-            track,
-            dts,
-            pts_offset: 0,
-            keyframe: true,
-            data: Bytes::new(),
-        }
-    }
-
-    #[test]
-    fn interleaves_by_decode_time() {
-        let mut il = Interleaver::new(vec![1, 2]);
-        let mut out = Vec::new();
-        for f in [
-            frame(1, 0),
-            frame(1, 40),
-            frame(1, 80),
-            frame(2, 0),
-            frame(2, 23),
-        ] {
-            il.push(f);
-            while let Some(f) = il.pop(false) {
-                out.push((f.track, f.dts));
-            }
-        }
-        while let Some(f) = il.pop(true) {
-            out.push((f.track, f.dts));
-        }
-        assert_eq!(out, vec![(1, 0), (2, 0), (2, 23), (1, 40), (1, 80)]);
-        assert!(!il.push(frame(3, 0)));
-    }
-
-    #[test]
-    fn bounded_queue() {
-        let mut il = Interleaver::new(vec![1, 2]);
-        let mut popped = 0;
-        for i in 0..(MAX_QUEUED as i64 + 10) {
-            il.push(frame(1, i));
-            while il.pop(false).is_some() {
-                popped += 1;
-            }
-        }
-        assert!(il.queued <= MAX_QUEUED + 1);
-        assert!(popped >= 9);
-    }
 
     #[test]
     fn caps() {

@@ -385,8 +385,7 @@ fn requests_wait_until_the_vod_stream_is_complete() {
     }
     let half = frames.len() / 2;
     for f in &frames[..half] {
-        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
-            .unwrap();
+        w.push(f).unwrap();
     }
     let (_srv, port) = http_server();
     let hls = std::thread::spawn(move || get(port, "/hls/vodwait/index.m3u8"));
@@ -397,8 +396,7 @@ fn requests_wait_until_the_vod_stream_is_complete() {
         "answered before the stream was complete"
     );
     for f in &frames[half..] {
-        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
-            .unwrap();
+        w.push(f).unwrap();
     }
     w.complete();
     let (head, master) = hls.join().unwrap();

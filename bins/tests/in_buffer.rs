@@ -94,7 +94,7 @@ fn lifecycle() {
     // 2. A publisher pushes, a viewer watches, the publisher leaves and returns within the timeout.
     let mut w = writer("live");
     for i in 0..20 {
-        w.push(1, i * 20, 0, true, b"aaaa").unwrap();
+        w.push_parts(1, i * 20, 0, true, b"aaaa").unwrap();
     }
     let mut r = StreamReader::open("live", ReaderInfo::default()).unwrap();
     drop(w); // publisher gone (not closed)
@@ -109,7 +109,7 @@ fn lifecycle() {
     let t0 = Instant::now();
     let mut i = 0;
     while t0.elapsed() < Duration::from_millis(2500) {
-        w.push(1, i * 20, 0, true, b"bbbb").unwrap();
+        w.push_parts(1, i * 20, 0, true, b"bbbb").unwrap();
         i += 1;
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -150,7 +150,7 @@ fn lifecycle() {
 
     // 4. Writer first, then buffer; closing the stream ends it at once.
     let mut w = writer("second");
-    w.push(1, 0, 0, true, b"x").unwrap();
+    w.push_parts(1, 0, 0, true, b"x").unwrap();
     let mut b = spawn(&dir, "second", 60_000);
     wait_for(|| stream_status("second").is_ok(), 10);
     std::thread::sleep(Duration::from_millis(300));

@@ -42,7 +42,7 @@ use mist_media::rtmp::{
     end_message, media_message, tracks_message, ServerEvent, ServerSession, OUT_CHUNK_SIZE,
 };
 use mist_media::{Frame, Track};
-use mist_shm::{ReadEvent, ReaderInfo, StreamReader};
+use mist_shm::{ReadEvent, ReaderInfo, StreamReader, StreamUser};
 
 use log::{HIGH, INFO, MEDIUM, WARN};
 
@@ -136,8 +136,8 @@ fn ask_name(a: &Ask) -> &str {
 struct Viewer {
     /// The RTMP stream id it plays on (1 for every client we know: shares the encoding).
     stream_id: u32,
-    /// Users-table slot for statistics (boxed: a reader is large).
-    stats: Option<Box<StreamReader>>,
+    /// Users-table slot for statistics.
+    stats: Option<StreamUser>,
     bytes_out: u64,
     bytes_in: u64,
     stream: String,
@@ -746,15 +746,14 @@ impl Rtmp {
                 },
             );
         }
-        let stats = StreamReader::open(
+        let stats = StreamUser::open(
             &stream,
-            ReaderInfo {
+            &ReaderInfo {
                 connector: "RTMP".into(),
                 host: self.peer.clone(),
             },
         )
-        .ok()
-        .map(Box::new);
+        .ok();
         self.session
             .accept_play(stream_id, &stream)
             .map_err(|e| e.to_string())?;

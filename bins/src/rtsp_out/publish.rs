@@ -169,7 +169,7 @@ impl Publisher {
             inp.last_ms = Some(ms);
             self.max_ms = self.max_ms.max(ms);
             self.last_frame = Instant::now();
-            w.push(inp.id, ms, 0, au.keyframe, &au.data)
+            w.push_parts(inp.id, ms, 0, au.keyframe, &au.data)
                 .map_err(|e| format!("{}: {e}", self.stream))?;
             self.frames += 1;
         }

@@ -136,7 +136,7 @@ impl Ingest {
             let Some((_, w)) = &mut self.open else {
                 return Ok(());
             };
-            match w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data) {
+            match w.push(&f) {
                 Ok(()) => {
                     self.frames += 1;
                     self.bytes += f.data.len() as u64;

@@ -475,8 +475,7 @@ impl ShmPublisher {
                                     .min(Duration::from_millis(100)),
                             );
                         }
-                        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
-                            .expect("push");
+                        w.push(&f).expect("push");
                         if let Some(tx) = ready.take() {
                             let _ = tx.send(());
                         }
@@ -589,8 +588,7 @@ pub fn load_vod(stream: &str, file: &Path) -> VodStream {
     }
     let mut count = std::collections::HashMap::new();
     for f in &frames {
-        w.push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
-            .expect("push");
+        w.push(f).expect("push");
         *count.entry(f.track).or_insert(0) += 1;
     }
     w.complete();

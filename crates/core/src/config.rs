@@ -11,55 +11,72 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+/// Keys of a config object that this model does not name, kept as they were read.
 pub type Extra = Map<String, Value>;
 
+/// The controller's config file (MistServer's layout), as read and written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Config {
+    /// API accounts by user name.
     #[serde(default)]
     pub account: BTreeMap<String, Account>,
+    /// The server-wide settings (`config` key).
     #[serde(default)]
     pub config: ServerConfig,
     /// Stream name → stream config (`source` plus input options).
     #[serde(default)]
     pub streams: Map<String, Value>,
+    /// MistServer's `push_settings` (`wait`, `maxspeed`), kept as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_settings: Option<Value>,
+    /// Automatic pushes, kept as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autopushes: Option<Value>,
+    /// Other keys, kept as they were read.
     #[serde(flatten)]
     pub extra: Extra,
 }
 
+/// An API account.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     /// md5 hex of the password.
     #[serde(default)]
     pub password: String,
+    /// Other keys, kept as they were read.
     #[serde(flatten)]
     pub extra: Extra,
 }
 
+/// The `config` object: controller, protocols, triggers and server-wide options.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerConfig {
+    /// Where the API listens, and its user.
     #[serde(default)]
     pub controller: ControllerConfig,
+    /// The connectors to run.
     #[serde(default)]
     pub protocols: Vec<Protocol>,
     /// Trigger name → handlers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub triggers: BTreeMap<String, Vec<TriggerHandler>>,
+    /// This server's id, as the API reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serverid: Option<String>,
+    /// Log level (MistServer's debug number, 0-10).
     #[serde(
         default,
         deserialize_with = "lenient_u8",
         skip_serializing_if = "Option::is_none"
     )]
     pub debug: Option<u8>,
+    /// Path of the Prometheus endpoint on the API port (none: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<String>,
+    /// Where the access log goes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accesslog: Option<String>,
+    /// The stream played when a requested one does not exist.
     #[serde(
         default,
         rename = "defaultStream",
@@ -70,6 +87,7 @@ pub struct ServerConfig {
     /// of addresses and `addr/prefix` subnets (loopback is always trusted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trustedproxy: Option<Value>,
+    /// Other keys, kept as they were read.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -91,18 +109,23 @@ impl ServerConfig {
     }
 }
 
+/// The API listener and its account.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ControllerConfig {
+    /// API port ([`DEFAULT_API_PORT`] when absent).
     #[serde(
         default,
         deserialize_with = "lenient_u16",
         skip_serializing_if = "Option::is_none"
     )]
     pub port: Option<u16>,
+    /// API interface address ([`DEFAULT_API_INTERFACE`] when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
+    /// The account whose password the API asks for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// Other keys, kept as they were read.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -111,18 +134,22 @@ pub struct ControllerConfig {
 /// capabilities): `port`, `interface`, `pubaddr`, `cert`, `key`, `certbot`, ….
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Protocol {
+    /// The connector's name (`RTMP`, `HTTP`, `HLS` …).
     pub connector: String,
+    /// The connector's own options.
     #[serde(flatten)]
     pub options: Extra,
 }
 
 impl Protocol {
+    /// A connector with no options.
     pub fn new(connector: &str) -> Protocol {
         Protocol {
             connector: connector.to_string(),
             options: Extra::new(),
         }
     }
+    /// The same with option `key` set to `v`.
     pub fn with(mut self, key: &str, v: impl Into<Value>) -> Protocol {
         self.options.insert(key.to_string(), v.into());
         self
@@ -137,12 +164,17 @@ impl Protocol {
 /// array form `[handler, sync, [streams]]` (read, written back as an object).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TriggerHandler {
+    /// A URL (HTTP handler) or an executable path.
     pub handler: String,
+    /// Whether the trigger waits for the handler's answer.
     pub sync: bool,
+    /// The streams it fires for (empty: every stream).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<String>,
+    /// The answer assumed when the handler cannot be reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
+    /// Other keys (`params` …), kept as they were read.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -227,7 +259,9 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     })
 }
 
+/// The API port when the config names none.
 pub const DEFAULT_API_PORT: u16 = 4242;
+/// The API interface when the config names none.
 pub const DEFAULT_API_INTERFACE: &str = "0.0.0.0";
 
 /// The built-in config: API on 127.0.0.1:4242, RTMP on 1935, HTTP on 8080, a `live` stream that
@@ -259,26 +293,37 @@ pub fn default_config() -> Config {
     c
 }
 
+/// Why the config file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The config file.
         path: String,
+        /// What reading it gave.
         source: std::io::Error,
     },
+    /// The file is not a config.
     #[error("{path} is not a valid config: {source}")]
     Parse {
+        /// The config file.
         path: String,
+        /// Where the JSON is wrong.
         source: serde_json::Error,
     },
+    /// The file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The config file.
         path: String,
+        /// What writing it gave.
         source: std::io::Error,
     },
 }
 
 impl Config {
+    /// Parses a config file's text (empty text: the empty config).
     pub fn from_json(text: &str) -> Result<Config, serde_json::Error> {
         // An empty file is an empty config (MistServer writes "{}" for a fresh install).
         if text.trim().is_empty() {
@@ -287,14 +332,17 @@ impl Config {
         serde_json::from_str(text)
     }
 
+    /// The config as a JSON value.
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).expect("config serialises")
     }
 
+    /// A config from a JSON value.
     pub fn from_value(v: Value) -> Result<Config, serde_json::Error> {
         serde_json::from_value(v)
     }
 
+    /// The config as pretty-printed JSON, as it is written to its file.
     pub fn to_json_pretty(&self) -> String {
         serde_json::to_string_pretty(self).expect("config serialises")
     }

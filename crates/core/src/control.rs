@@ -11,8 +11,10 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The environment variable naming the controller's control socket in its children.
 pub const ENV_CONTROL: &str = "MIST_CONTROL";
 
+/// What a child asks the controller over the control socket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
@@ -26,26 +28,36 @@ pub enum Request {
         app: String,
         /// Peer address.
         host: String,
+        /// Connector name (`RTMP`, `RTSP` …).
         connector: String,
         /// Full request URL as the peer sent it.
         url: String,
     },
     /// A connector wants to play a stream: the controller starts its input if needed.
     Play {
+        /// Stream name as requested.
         stream: String,
+        /// Peer address.
         host: String,
+        /// Connector name (`RTMP`, `HLS` …).
         connector: String,
+        /// Full request URL as the peer sent it.
         url: String,
     },
     /// A JSON API command object, exactly as sent to the HTTP API (e.g. `{"config": true}`), from a
     /// local utility such as MistUtilCertbot. Authorised by the socket's file permissions (this
     /// replaces MistServer's unauthenticated local UDP API). The API answer object is returned in
     /// `Response::config`.
-    Api { command: serde_json::Value },
+    Api {
+        /// The API command object.
+        command: serde_json::Value,
+    },
 }
 
+/// The controller's answer to a [`Request`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Response {
+    /// Whether the request is allowed.
     pub ok: bool,
     /// The stream name to use (after wildcard/rewrite rules).
     #[serde(default)]
@@ -58,15 +70,21 @@ pub struct Response {
     pub config: serde_json::Value,
 }
 
+/// Why the controller could not be asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// The environment variable that names the control socket is not set.
     #[error("no controller: {0} is not set")]
     NotSet(&'static str),
+    /// The control socket could not be used.
     #[error("control socket {path}: {source}")]
     Io {
+        /// The socket's path.
         path: String,
+        /// What using it gave.
         source: std::io::Error,
     },
+    /// The answer was not a [`Response`].
     #[error("bad answer from controller: {0}")]
     BadAnswer(String),
 }

@@ -27,9 +27,13 @@ pub struct Verdict {
 /// The request headers the gate reads (all optional).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Headers<'a> {
+    /// `Host`.
     pub host: Option<&'a str>,
+    /// `Origin`.
     pub origin: Option<&'a str>,
+    /// `Referer`.
     pub referer: Option<&'a str>,
+    /// `Sec-Fetch-Site`.
     pub sec_fetch_site: Option<&'a str>,
     /// A JSONP `callback` parameter was given.
     pub jsonp: bool,

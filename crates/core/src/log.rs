@@ -10,22 +10,34 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
+/// A log level, numbered as MistServer's `-g` debug levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum Level {
+    /// FAIL (1): the process cannot go on.
     Fail = 1,
+    /// ERROR (2): something failed.
     Error = 2,
+    /// WARN (3): something is wrong but goes on.
     Warn = 3,
+    /// INFO (4, the default): what happens.
     Info = 4,
+    /// MEDIUM (5): development detail.
     Medium = 5,
+    /// HIGH (6).
     High = 6,
+    /// VERYHIGH (7).
     VeryHigh = 7,
+    /// EXTREME (8).
     Extreme = 8,
+    /// INSANE (9).
     Insane = 9,
+    /// DONTEVEN (10): everything.
     DontEven = 10,
 }
 
 impl Level {
+    /// Every level, lowest number first.
     pub const ALL: [Level; 10] = [
         Level::Fail,
         Level::Error,
@@ -39,6 +51,7 @@ impl Level {
         Level::DontEven,
     ];
 
+    /// The level's name as printed (`INFO`).
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Fail => "FAIL",
@@ -54,6 +67,7 @@ impl Level {
         }
     }
 
+    /// The level's number (1-10).
     pub fn number(self) -> u8 {
         self as u8
     }
@@ -97,14 +111,17 @@ pub fn init(binary: &str, level: u8) {
     set_level(level);
 }
 
+/// Sets the level of this process (above 10: 10).
 pub fn set_level(level: u8) {
     LEVEL.store(level.min(10), Ordering::Relaxed);
 }
 
+/// The level of this process.
 pub fn level() -> u8 {
     LEVEL.load(Ordering::Relaxed)
 }
 
+/// Whether messages of level `l` are printed.
 pub fn enabled(l: Level) -> bool {
     l.number() <= level()
 }
@@ -115,6 +132,7 @@ pub fn set_hook(f: impl Fn(Level, &str) + Send + Sync + 'static) {
     let _ = HOOK.set(Box::new(f));
 }
 
+/// The binary name this process logs as.
 pub fn binary_name() -> &'static str {
     NAME.get().map(String::as_str).unwrap_or("mist")
 }
@@ -163,23 +181,23 @@ pub fn is_journal_stream(journal_stream: &str, dev: u64, ino: u64) -> bool {
 /// `MIST_LOG_SYSTEMD` is set; [`Style::Timestamped`] when stderr is a regular file
 /// (`MistController -L FILE`, `2>>file`); else [`Style::Plain`].
 pub fn detect_style() -> Style {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a stat struct for a valid fd (2) into memory we own.
-    let stat = (unsafe { libc::fstat(2, st.as_mut_ptr()) } == 0)
-        // SAFETY: fstat succeeded, so it initialised the struct.
-        .then(|| unsafe { st.assume_init() });
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    // fstat of stderr, through a duplicate of its descriptor (the same open file).
+    let stat = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| std::fs::File::from(fd).metadata().ok());
     if let (Some(st), Ok(js)) = (stat.as_ref(), std::env::var("JOURNAL_STREAM")) {
-        // Not u64 on every platform.
-        #[allow(clippy::unnecessary_cast)]
-        let (dev, ino) = (st.st_dev as u64, st.st_ino as u64);
-        if is_journal_stream(&js, dev, ino) {
+        if is_journal_stream(&js, st.dev(), st.ino()) {
             return Style::Journal;
         }
     }
     if std::env::var_os("MIST_LOG_SYSTEMD").is_some_and(|v| !v.is_empty() && v != "0") {
         return Style::Journal;
     }
-    if stat.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) {
+    if stat.is_some_and(|st| st.file_type().is_file()) {
         return Style::Timestamped;
     }
     Style::Plain
@@ -194,26 +212,10 @@ pub fn style() -> Style {
 
 /// Local time now as `YYYY-MM-DD HH:MM:SS`.
 pub fn timestamp() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as libc::time_t)
-        .unwrap_or(0);
-    let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
-    // SAFETY: localtime_r reads `now` and fills `tm`, both valid for the call; it is thread-safe.
-    let ok = !unsafe { libc::localtime_r(&now, tm.as_mut_ptr()) }.is_null();
-    // SAFETY: zero-initialised, and filled by localtime_r when it succeeded.
-    let tm = unsafe { tm.assume_init() };
-    if !ok {
-        return "0000-00-00 00:00:00".into();
-    }
+    let t = crate::push::LocalTime::now();
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
 }
 
@@ -272,9 +274,11 @@ pub fn strip_decoration(line: &str) -> &str {
 /// A line parsed from a child's stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedLine {
+    /// The line's level.
     pub level: Level,
     /// The binary name the child gave, if the line had one.
     pub binary: Option<String>,
+    /// The message without level and binary name.
     pub message: String,
 }
 
@@ -320,16 +324,21 @@ pub fn parse_line(line: &str) -> ParsedLine {
     }
 }
 
+/// Logs a message at a [`Level`](crate::log::Level), with `format!` arguments.
 #[macro_export]
 macro_rules! log_at {
     ($lvl:expr, $($arg:tt)*) => { $crate::log::emit($lvl, format_args!($($arg)*)) };
 }
+/// FAIL (1): the process cannot go on.
 #[macro_export]
 macro_rules! fail { ($($arg:tt)*) => { $crate::log_at!($crate::log::Level::Fail, $($arg)*) }; }
+/// ERROR (2): something failed.
 #[macro_export]
 macro_rules! error { ($($arg:tt)*) => { $crate::log_at!($crate::log::Level::Error, $($arg)*) }; }
+/// WARN (3): something is wrong but goes on.
 #[macro_export]
 macro_rules! warn { ($($arg:tt)*) => { $crate::log_at!($crate::log::Level::Warn, $($arg)*) }; }
+/// INFO (4): what happens.
 #[macro_export]
 macro_rules! info { ($($arg:tt)*) => { $crate::log_at!($crate::log::Level::Info, $($arg)*) }; }
 /// MEDIUM (5): development detail.

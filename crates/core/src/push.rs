@@ -3,16 +3,20 @@
 
 use std::collections::BTreeMap;
 
-/// A broken-down local time, as `localtime_r` gives it.
+/// A broken-down local time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalTime {
+    /// The year (2026).
     pub year: i32,
     /// 1–12.
     pub month: u32,
     /// 1–31.
     pub day: u32,
+    /// 0-23.
     pub hour: u32,
+    /// 0-59.
     pub minute: u32,
+    /// 0-60 (a leap second).
     pub second: u32,
     /// 1–7, Monday = 1.
     pub wday: u32,
@@ -21,15 +25,14 @@ pub struct LocalTime {
 }
 
 impl LocalTime {
-    /// The local time of a unix time (seconds).
+    /// The local time of a unix time (seconds), in the system's time zone (`TZ`, else
+    /// `/etc/localtime`, as `localtime_r` reads them); UTC when the zone cannot be read, the epoch
+    /// for a time out of range.
     pub fn from_unix(t: i64) -> LocalTime {
-        let tt = t as libc::time_t;
-        // SAFETY: an all-zero `tm` is a valid value; localtime_r only writes into it and reads
-        // `tt`, both of which live for the call.
-        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-        // SAFETY: as above; the pointers are valid and distinct.
-        let ok = !unsafe { libc::localtime_r(&tt, &mut tm) }.is_null();
-        if !ok {
+        static ZONE: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
+        let zone = ZONE
+            .get_or_init(|| jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC));
+        let Ok(ts) = jiff::Timestamp::from_second(t) else {
             return LocalTime {
                 year: 1970,
                 month: 1,
@@ -40,20 +43,17 @@ impl LocalTime {
                 wday: 4,
                 yday: 1,
             };
-        }
+        };
+        let z = ts.to_zoned(zone.clone());
         LocalTime {
-            year: tm.tm_year + 1900,
-            month: tm.tm_mon as u32 + 1,
-            day: tm.tm_mday as u32,
-            hour: tm.tm_hour as u32,
-            minute: tm.tm_min as u32,
-            second: tm.tm_sec as u32,
-            wday: if tm.tm_wday == 0 {
-                7
-            } else {
-                tm.tm_wday as u32
-            },
-            yday: tm.tm_yday as u32 + 1,
+            year: z.year() as i32,
+            month: z.month() as u32,
+            day: z.day() as u32,
+            hour: z.hour() as u32,
+            minute: z.minute() as u32,
+            second: z.second() as u32,
+            wday: z.weekday().to_monday_one_offset() as u32,
+            yday: z.day_of_year() as u32,
         }
     }
 
@@ -195,19 +195,25 @@ pub fn expand(s: &str, v: &Vars, t: &LocalTime) -> String {
 /// The Mist parameters of a target (INTERFACES §4.4) that recordings use.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PushParams {
+    /// `video`: the video tracks to take (a track selector).
     pub video: Option<String>,
+    /// `audio`: the audio tracks to take (a track selector).
     pub audio: Option<String>,
     /// Media time to start / stop at, ms.
     pub recstart: Option<i64>,
+    /// See `recstart`.
     pub recstop: Option<i64>,
     /// Unix seconds (already made absolute: ≤ 36000 is relative to `now`).
     pub startunix: Option<i64>,
+    /// See `startunix`.
     pub stopunix: Option<i64>,
     /// Seconds to record.
     pub duration: Option<u64>,
     /// Seconds per file, keyframe-aligned.
     pub split: Option<u64>,
+    /// `append`: add to an existing file instead of replacing it.
     pub append: bool,
+    /// `realtime`: send at playback speed instead of as fast as possible.
     pub realtime: bool,
     /// Every parameter as given, for those not modelled here.
     pub all: BTreeMap<String, String>,

@@ -5,7 +5,27 @@
 //! `.webm`.
 //! See `mist_media::remux`. Prints the tracks and counters to stderr unless `-q`.
 
+use std::fs::File;
+use std::io::{self, BufWriter};
 use std::path::Path;
+
+use mist_media::remux::{remux, Input, Output, Stats};
+
+/// Opens the files and remuxes, formats chosen by extension (`frag`: `.mp4` out is fragmented).
+fn remux_path(input: &Path, output: &Path, frag: bool) -> io::Result<Stats> {
+    let unknown = |what: &str, p: &Path| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("unknown {what} type: {}", p.display()),
+        )
+    };
+    let i = Input::from_path(input).ok_or_else(|| unknown("input", input))?;
+    let o = Output::from_path(output, frag).ok_or_else(|| unknown("output", output))?;
+    let file = File::open(input)?;
+    let len = file.metadata()?.len();
+    let out = BufWriter::with_capacity(1 << 20, File::create(output)?);
+    remux(file, len, i, out, o)
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -16,7 +36,7 @@ fn main() {
         eprintln!("usage: remux IN OUT [--frag] [-q]");
         std::process::exit(2);
     }
-    match mist_media::remux::remux_path(Path::new(files[0]), Path::new(files[1]), frag) {
+    match remux_path(Path::new(files[0]), Path::new(files[1]), frag) {
         Ok(s) => {
             if !quiet {
                 for t in &s.tracks {

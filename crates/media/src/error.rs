@@ -8,26 +8,41 @@ pub enum MediaError {
     NeedMore,
     /// The input breaks the format's rules; the string names what.
     #[error("malformed {what}: {detail}")]
-    Malformed { what: &'static str, detail: String },
+    Malformed {
+        /// The structure.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The input is valid but uses something we do not handle.
     #[error("unsupported {what}: {detail}")]
-    Unsupported { what: &'static str, detail: String },
+    Unsupported {
+        /// The structure.
+        what: &'static str,
+        /// What in it is not handled.
+        detail: String,
+    },
     /// A length or count exceeds the bound we accept from a peer.
     #[error("{what} too large: {size} > {limit}")]
     TooLarge {
+        /// The length or count.
         what: &'static str,
+        /// Its value.
         size: u64,
+        /// The bound.
         limit: u64,
     },
 }
 
 impl MediaError {
+    /// [`MediaError::Malformed`].
     pub fn malformed(what: &'static str, detail: impl Into<String>) -> Self {
         MediaError::Malformed {
             what,
             detail: detail.into(),
         }
     }
+    /// [`MediaError::Unsupported`].
     pub fn unsupported(what: &'static str, detail: impl Into<String>) -> Self {
         MediaError::Unsupported {
             what,

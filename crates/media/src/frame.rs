@@ -5,15 +5,25 @@ use bytes::Bytes;
 /// A codec, named as MistServer names it in stream info (`H264`, `AAC`, `opus` …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {
+    /// H.264 / AVC.
     H264,
+    /// H.265 / HEVC.
     Hevc,
+    /// AV1.
     Av1,
+    /// VP8.
     Vp8,
+    /// VP9.
     Vp9,
+    /// AAC.
     Aac,
+    /// MPEG audio (MP3).
     Mp3,
+    /// Opus.
     Opus,
+    /// AC-3.
     Ac3,
+    /// Linear PCM.
     Pcm,
     /// G.711 A-law (RTP payload type 8, `PCMA`).
     Alaw,
@@ -43,6 +53,7 @@ impl Codec {
         }
     }
 
+    /// The codec MistServer names `name` (the inverse of `mist_name`).
     pub fn from_mist_name(name: &str) -> Option<Codec> {
         Some(match name {
             "H264" => Codec::H264,
@@ -62,6 +73,7 @@ impl Codec {
         })
     }
 
+    /// Video, audio or metadata.
     pub fn kind(self) -> TrackKind {
         match self {
             Codec::H264 | Codec::Hevc | Codec::Av1 | Codec::Vp8 | Codec::Vp9 => TrackKind::Video,
@@ -77,14 +89,19 @@ impl Codec {
     }
 }
 
+/// What a track carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TrackKind {
+    /// Pictures.
     Video,
+    /// Sound.
     Audio,
+    /// Timed metadata.
     Meta,
 }
 
 impl TrackKind {
+    /// `video`, `audio` or `meta`, as MistServer's track keys start.
     pub fn as_str(self) -> &'static str {
         match self {
             TrackKind::Video => "video",
@@ -103,17 +120,23 @@ impl TrackKind {
 pub struct Track {
     /// Track id, unique within a stream; starts at 1.
     pub id: u32,
+    /// The codec.
     pub codec: Codec,
+    /// The codec's configuration (see above); empty where it has none.
     pub init: Bytes,
     /// Ticks per second of the track's native clock (90000 for video from TS, the sample rate for
     /// audio). Frame times in the model are always milliseconds; this is kept for muxers that want
     /// the native clock.
     pub timescale: u32,
+    /// Picture width in pixels (video); 0 when unknown.
     pub width: u32,
+    /// Picture height in pixels (video); 0 when unknown.
     pub height: u32,
     /// Frames per 1000 seconds (MistServer's `fpks`); 0 when unknown.
     pub fpks: u32,
+    /// Sample rate in Hz (audio); 0 when unknown.
     pub rate: u32,
+    /// Channels (audio); 0 when unknown.
     pub channels: u32,
     /// Bits per sample for audio (16 for AAC as MistServer reports it); 0 when unknown.
     pub sample_size: u32,
@@ -124,6 +147,7 @@ pub struct Track {
 }
 
 impl Track {
+    /// A track with nothing known beyond its codec (timescale 90000 for video, 1000 otherwise).
     pub fn new(id: u32, codec: Codec) -> Track {
         let timescale = match codec.kind() {
             TrackKind::Video => 90_000,
@@ -145,6 +169,7 @@ impl Track {
         }
     }
 
+    /// Video, audio or metadata.
     pub fn kind(&self) -> TrackKind {
         self.codec.kind()
     }
@@ -158,14 +183,20 @@ impl Track {
 /// reference-counted slice, so handing a frame to many consumers copies nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// The id of its [`Track`].
     pub track: u32,
+    /// Decode time (ms).
     pub dts: i64,
+    /// Presentation time minus decode time (ms).
     pub pts_offset: i32,
+    /// A random access point (for video: a frame a decoder can start at).
     pub keyframe: bool,
+    /// The payload.
     pub data: Bytes,
 }
 
 impl Frame {
+    /// Presentation time (ms).
     pub fn pts(&self) -> i64 {
         self.dts + self.pts_offset as i64
     }

@@ -64,6 +64,7 @@ impl Protocol {
         }
     }
 
+    /// Where the player script ranks this source (higher first).
     pub fn priority(self) -> u32 {
         match self {
             Protocol::Mp4 => 10,
@@ -145,15 +146,20 @@ pub fn url_encode(s: &str) -> String {
 /// One enabled protocol and the base URL it is reachable at (`http://host:8080`, `rtmp://host:1935`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
+    /// The protocol.
     pub protocol: Protocol,
+    /// The base URL the protocol is reachable at.
     pub base_url: String,
 }
 
 /// A track and the media time range the stream has of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackInfo {
+    /// The track.
     pub track: Track,
+    /// Its first media time (ms).
     pub firstms: i64,
+    /// Its last media time (ms).
     pub lastms: i64,
 }
 

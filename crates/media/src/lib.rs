@@ -3,30 +3,41 @@
 //! Every parser here takes bytes and returns frames, events or typed errors; none of them touches a
 //! socket, a file or a clock. Memory a parser allocates is bounded by the bytes it was given, never by a
 //! length field a peer sent.
+//!
+//! The crate's shape:
+//! * the media model and its helpers: [`frame`], [`time`], [`error`], [`info`], [`remux`];
+//! * [`codecs`]: AAC, AV1, H.264, HEVC, MP3, Opus;
+//! * [`containers`]: FLV, MP4/CMAF, MPEG-TS, Matroska/WebM (EBML);
+//! * [`manifests`]: the segment timeline, HLS and DASH;
+//! * protocols: [`rtmp`] (with its AMF0 values), [`rtsp`] with [`sdp`], and [`rtp`].
+//!
+//! Every module is also reachable at the crate root (`mist_media::flv`, `mist_media::h264` …).
 
-pub mod aac;
-pub mod amf0;
-pub mod av1;
-pub mod dash;
-pub mod ebml;
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[allow(missing_docs)] // not every item is documented yet
+pub mod codecs;
+pub mod containers;
 pub mod error;
-pub mod flv;
 pub mod frame;
-pub mod h264;
-pub mod hevc;
-pub mod hls;
 pub mod info;
-pub mod mp3;
-pub mod mp4;
-pub mod mpegts;
-pub mod opus;
+#[allow(missing_docs)] // not every item is documented yet
+pub mod manifests;
 pub mod remux;
+#[allow(missing_docs)] // not every item is documented yet
 pub mod rtmp;
+#[allow(missing_docs)] // not every item is documented yet
 pub mod rtp;
+#[allow(missing_docs)] // not every item is documented yet
 pub mod rtsp;
+#[allow(missing_docs)] // not every item is documented yet
 pub mod sdp;
-pub mod segment;
 pub mod time;
 
+pub use codecs::{aac, av1, h264, hevc, mp3, opus};
+pub use containers::{ebml, flv, mp4, mpegts};
 pub use error::MediaError;
 pub use frame::{Codec, Frame, Track, TrackKind};
+pub use manifests::{dash, hls, segment};
+pub use rtmp::amf0;

@@ -1,7 +1,8 @@
-//! Remuxing between containers: a thin file-I/O driver over the sans-IO demuxers and muxers.
+//! Remuxing between containers: a driver over the sans-IO demuxers and muxers.
 //!
-//! This is the one module of the crate that does I/O: [`remux_file`] reads a file with the demuxer
-//! its [`Input`] names, and writes the tracks and frames with the muxer its [`Output`] names.
+//! [`remux`] reads the bytes of a reader the caller opened with the demuxer its [`Input`] names, and
+//! writes the tracks and frames to a writer the caller opened with the muxer its [`Output`] names.
+//! Opening files is the caller's part (a binary, an example, a test): this module touches no file.
 //!
 //! * Inputs: MPEG-TS, FLV, MP4 (progressive or fragmented), Matroska/WebM.
 //! * Outputs: MPEG-TS, FLV, progressive MP4 (moov first), fragmented MP4 (a fragment at every
@@ -23,8 +24,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -36,19 +36,22 @@ use crate::{ebml, flv, mp4, mpegts, Codec, Frame, MediaError, Track, TrackKind};
 pub const PROBE_MS: i64 = 1500;
 /// The probe window also ends at this many held payload bytes (hostile timestamps must not make
 /// it grow without bound).
-const PROBE_MAX_BYTES: usize = 64 << 20;
+pub const PROBE_MAX_BYTES: usize = 64 << 20;
 /// A fragment is also cut (at any frame) when it holds this many payload bytes.
 const FRAGMENT_MAX_BYTES: usize = 32 << 20;
 /// At most this many frames wait in the interleaving queue.
-const MAX_QUEUED: usize = 1024;
+pub const MAX_QUEUED: usize = 1024;
 const READ_CHUNK: usize = 1 << 20;
 const WRITE_BUF: usize = 1 << 20;
 
 /// A container to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
+    /// MPEG-TS.
     Ts,
+    /// FLV.
     Flv,
+    /// MP4 (progressive or fragmented).
     Mp4,
     /// Matroska or WebM.
     Mkv,
@@ -71,7 +74,9 @@ impl Input {
 /// A container to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
+    /// MPEG-TS.
     Ts,
+    /// FLV.
     Flv,
     /// Progressive MP4, moov first.
     Mp4,
@@ -131,9 +136,13 @@ fn ext(p: &Path) -> String {
 /// What a remux did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// The tracks written.
     pub tracks: Vec<Track>,
+    /// Frames written.
     pub frames: u64,
+    /// Bytes read from the input.
     pub bytes_in: u64,
+    /// Bytes written to the output.
     pub bytes_out: u64,
     /// Frames of tracks that were unknown when muxing started, or that the output cannot carry.
     pub frames_dropped: u64,
@@ -145,31 +154,6 @@ pub struct Stats {
 
 fn media(e: MediaError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
-}
-
-/// Remuxes `input` into `output`, formats chosen by extension (`frag`: `.mp4` out is fragmented).
-pub fn remux_path(input: &Path, output: &Path, frag: bool) -> io::Result<Stats> {
-    let i = Input::from_path(input).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("unknown input type: {}", input.display()),
-        )
-    })?;
-    let o = Output::from_path(output, frag).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("unknown output type: {}", output.display()),
-        )
-    })?;
-    remux_file(input, i, output, o)
-}
-
-/// Remuxes the file `input` (format `i`) into the file `output` (format `o`).
-pub fn remux_file(input: &Path, i: Input, output: &Path, o: Output) -> io::Result<Stats> {
-    let file = File::open(input)?;
-    let len = file.metadata()?.len();
-    let out = BufWriter::with_capacity(WRITE_BUF, File::create(output)?);
-    remux(file, len, i, out, o)
 }
 
 /// Remuxes `len` bytes of `input` (format `i`) into `out` (format `o`). `out` gets large writes;
@@ -298,6 +282,7 @@ impl<W: Write> Sink for Mp4PayloadSink<W> {
 pub struct Demux(Box<dyn Source>);
 
 impl Demux {
+    /// A demuxer of `len` bytes of `input`, in the container `i`.
     pub fn new<R: Read + Seek + 'static>(input: R, len: u64, i: Input) -> Demux {
         Demux::from_reader(Box::new(input), len, i)
     }
@@ -342,6 +327,7 @@ impl Demux {
 pub struct Mux(Box<dyn Sink>);
 
 impl Mux {
+    /// A muxer writing `o` to `out`, with every track up front (the header is written now).
     pub fn new<W: Write + Seek + 'static>(o: Output, tracks: &[Track], out: W) -> io::Result<Mux> {
         make_sink(o, tracks, out).map(Mux)
     }
@@ -358,9 +344,11 @@ impl Mux {
 /// What a demuxer yields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// A track was announced (again: its init data changed).
     Track(Track),
     /// Every track has been announced.
     TracksComplete,
+    /// A frame, in the order the container holds them.
     Frame(Frame),
 }
 
@@ -905,24 +893,96 @@ fn make_sink<W: Write + Seek + 'static>(
     })
 }
 
-/// Per-track queues merged by decode time.
-struct Interleaver {
+/// The start of an input: every event is held until the tracks are known. Over when every track
+/// the input announced has a frame (after it said its track list is complete: MP4, Matroska), or
+/// the held frames span [`PROBE_MS`] or hold [`PROBE_MAX_BYTES`] of payload.
+#[derive(Debug, Default)]
+pub struct Probe {
+    /// The tracks announced so far (announced again: the later one).
+    pub tracks: Vec<Track>,
+    /// The frames read so far, as the demuxer gave them.
+    pub held: Vec<Frame>,
+    first_dts: Option<i64>,
+    last_dts: Option<i64>,
+    complete: bool,
+    held_bytes: usize,
+}
+
+impl Probe {
+    /// Takes one event of the demuxer; true once the probe is over.
+    pub fn event(&mut self, ev: Event) -> bool {
+        match ev {
+            Event::Track(t) => match self.tracks.iter_mut().find(|o| o.id == t.id) {
+                Some(o) => *o = t,
+                None => self.tracks.push(t),
+            },
+            Event::TracksComplete => self.complete = true,
+            Event::Frame(f) => {
+                self.first_dts = Some(self.first_dts.map_or(f.dts, |d| d.min(f.dts)));
+                self.last_dts = Some(self.last_dts.map_or(f.dts, |d| d.max(f.dts)));
+                self.held_bytes += f.data.len();
+                self.held.push(f);
+            }
+        }
+        let span = self.last_dts.zip(self.first_dts).map_or(0, |(l, f)| l - f);
+        // every announced track has a frame (the first decode times are known: Matroska's rebuilt
+        // H.264 times come after the audio's and may be lower), or the window is full
+        let all_seen = self.complete
+            && self
+                .tracks
+                .iter()
+                .all(|t| self.held.iter().any(|f| f.track == t.id));
+        all_seen || span >= PROBE_MS || self.held_bytes >= PROBE_MAX_BYTES
+    }
+
+    /// What to add to every time so that the earliest held decode time is not below 0.
+    pub fn shift(&self) -> i64 {
+        self.first_dts.map_or(0, |d| (-d).max(0))
+    }
+}
+
+/// Per-track queues merged by decode time: a frame comes out once every track has one queued (or
+/// [`MAX_QUEUED`] frames wait in all, or the caller drains), the lowest decode time first.
+#[derive(Debug, Default)]
+pub struct Interleaver {
     ids: Vec<u32>,
     queues: Vec<VecDeque<Frame>>,
     queued: usize,
 }
 
 impl Interleaver {
-    fn push(&mut self, f: Frame) {
-        if let Some(i) = self.ids.iter().position(|&id| id == f.track) {
-            self.queues[i].push_back(f);
-            self.queued += 1;
+    /// An interleaver of the tracks `ids`.
+    pub fn new(ids: impl IntoIterator<Item = u32>) -> Interleaver {
+        let mut il = Interleaver::default();
+        for id in ids {
+            il.add_track(id);
+        }
+        il
+    }
+
+    /// Adds a track (nothing if it is there already).
+    pub fn add_track(&mut self, id: u32) {
+        if !self.ids.contains(&id) {
+            self.ids.push(id);
+            self.queues.push(VecDeque::new());
+        }
+    }
+
+    /// Queues a frame; false (and the frame is dropped) if its track is not one of the interleaver's.
+    pub fn push(&mut self, f: Frame) -> bool {
+        match self.ids.iter().position(|&id| id == f.track) {
+            Some(i) => {
+                self.queues[i].push_back(f);
+                self.queued += 1;
+                true
+            }
+            None => false,
         }
     }
 
     /// The frame with the lowest decode time, once every track has one queued (or the queue is
     /// full, or `drain`).
-    fn pop(&mut self, drain: bool) -> Option<Frame> {
+    pub fn pop(&mut self, drain: bool) -> Option<Frame> {
         let all = self.queues.iter().all(|q| !q.is_empty());
         if !(all || drain || self.queued > MAX_QUEUED) {
             return None;
@@ -933,43 +993,32 @@ impl Interleaver {
         self.queued -= 1;
         self.queues[i].pop_front()
     }
+
+    /// The tracks, in the order they were added.
+    pub fn tracks(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// How many frames wait.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
 }
 
 type MakeSink<'a> = dyn FnMut(&[Track]) -> io::Result<Box<dyn Sink>> + 'a;
 
 fn run(src: &mut dyn Source, o: Output, make: &mut MakeSink<'_>) -> io::Result<Stats> {
     let mut stats = Stats::default();
-    let mut tracks: Vec<Track> = Vec::new();
-    let mut held: Vec<Frame> = Vec::new();
-    let mut first_dts: Option<i64> = None;
-    let mut last_dts: Option<i64> = None;
-    let mut complete = false;
-    let mut held_bytes = 0usize;
-    // probe: hold frames until the tracks are known
+    let mut probe = Probe::default();
     let mut eof = true;
     while let Some(ev) = src.next()? {
-        match ev {
-            Event::Track(t) => match tracks.iter_mut().find(|o| o.id == t.id) {
-                Some(o) => *o = t,
-                None => tracks.push(t),
-            },
-            Event::TracksComplete => complete = true,
-            Event::Frame(f) => {
-                first_dts = Some(first_dts.map_or(f.dts, |d: i64| d.min(f.dts)));
-                last_dts = Some(last_dts.map_or(f.dts, |d: i64| d.max(f.dts)));
-                held_bytes += f.data.len();
-                held.push(f);
-            }
-        }
-        let span = last_dts.zip(first_dts).map_or(0, |(l, f)| l - f);
-        // every announced track has a frame (the first decode times are known: Matroska's rebuilt
-        // H.264 times come after the audio's and may be lower), or the window is full
-        let all_seen = complete && tracks.iter().all(|t| held.iter().any(|f| f.track == t.id));
-        if all_seen || span >= PROBE_MS || held_bytes >= PROBE_MAX_BYTES {
+        if probe.event(ev) {
             eof = false;
             break;
         }
     }
+    let shift = if o == Output::Mp4 { 0 } else { probe.shift() };
+    let Probe { tracks, held, .. } = probe;
     let (carried, dropped): (Vec<Track>, Vec<Track>) =
         tracks.into_iter().partition(|t| o.carries(t.codec));
     let mut tracks = carried;
@@ -995,30 +1044,19 @@ fn run(src: &mut dyn Source, o: Output, make: &mut MakeSink<'_>) -> io::Result<S
             "no track the output can carry",
         ));
     }
-    let shift = if o == Output::Mp4 {
-        0
-    } else {
-        first_dts.map_or(0, |d| (-d).max(0))
-    };
     stats.shift_ms = shift;
     let mut sink = make(&tracks)?;
-    let mut il = Interleaver {
-        ids: tracks.iter().map(|t| t.id).collect(),
-        queues: vec![VecDeque::new(); tracks.len()],
-        queued: 0,
-    };
-    let feed = |f: Frame,
+    let mut il = Interleaver::new(tracks.iter().map(|t| t.id));
+    let feed = |mut f: Frame,
                 il: &mut Interleaver,
                 stats: &mut Stats,
                 sink: &mut Box<dyn Sink>|
      -> io::Result<()> {
-        if !il.ids.contains(&f.track) {
+        f.dts += shift;
+        if !il.push(f) {
             stats.frames_dropped += 1;
             return Ok(());
         }
-        let mut f = f;
-        f.dts += shift;
-        il.push(f);
         while let Some(f) = il.pop(false) {
             stats.frames += 1;
             sink.frame(f)?;
@@ -1051,4 +1089,78 @@ fn run(src: &mut dyn Source, o: Output, make: &mut MakeSink<'_>) -> io::Result<S
     stats.bytes_out = sink.finish()?;
     stats.tracks = tracks;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(track: u32, dts: i64) -> Frame {
+        Frame {
+            track,
+            dts,
+            pts_offset: 0,
+            keyframe: true,
+            data: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn interleaves_by_decode_time() {
+        let mut il = Interleaver::new([1, 2]);
+        let mut out = Vec::new();
+        for f in [
+            frame(1, 0),
+            frame(1, 40),
+            frame(1, 80),
+            frame(2, 0),
+            frame(2, 23),
+        ] {
+            il.push(f);
+            while let Some(f) = il.pop(false) {
+                out.push((f.track, f.dts));
+            }
+        }
+        while let Some(f) = il.pop(true) {
+            out.push((f.track, f.dts));
+        }
+        assert_eq!(out, vec![(1, 0), (2, 0), (2, 23), (1, 40), (1, 80)]);
+        assert!(!il.push(frame(3, 0)));
+        il.add_track(3);
+        assert!(il.push(frame(3, 0)));
+    }
+
+    #[test]
+    fn bounded_queue() {
+        let mut il = Interleaver::new([1, 2]);
+        let mut popped = 0;
+        for i in 0..(MAX_QUEUED as i64 + 10) {
+            il.push(frame(1, i));
+            while il.pop(false).is_some() {
+                popped += 1;
+            }
+        }
+        assert!(il.queued() <= MAX_QUEUED + 1);
+        assert!(popped >= 9);
+    }
+
+    #[test]
+    fn probe_ends_when_every_announced_track_has_a_frame() {
+        let mut p = Probe::default();
+        let t = |id| Track::new(id, Codec::Aac);
+        assert!(!p.event(Event::Track(t(1))));
+        assert!(!p.event(Event::Track(t(2))));
+        assert!(!p.event(Event::TracksComplete));
+        assert!(!p.event(Event::Frame(frame(1, -40))));
+        assert!(p.event(Event::Frame(frame(2, 0))));
+        assert_eq!(p.shift(), 40);
+    }
+
+    #[test]
+    fn probe_ends_at_its_window() {
+        let mut p = Probe::default();
+        assert!(!p.event(Event::Frame(frame(1, 0))));
+        assert!(p.event(Event::Frame(frame(1, PROBE_MS))));
+        assert_eq!(p.shift(), 0);
+    }
 }

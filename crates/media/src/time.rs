@@ -1,4 +1,8 @@
-//! Timestamps that never jump backwards across the wrap-arounds of wire clocks.
+//! Time arithmetic of the media model: timestamps that never jump backwards across the
+//! wrap-arounds of wire clocks, and the conversions between milliseconds (the model's unit) and the
+//! ticks of a container's timescale.
+
+use crate::error::MediaError;
 
 /// Unwraps a wrapping clock of `bits` bits (33 for MPEG-TS, 32 for RTMP) into a monotonic i64.
 ///
@@ -12,6 +16,7 @@ pub struct Unwrapper {
 }
 
 impl Unwrapper {
+    /// An unwrapper of a `bits`-bit clock (2 to 62 bits).
     pub fn new(bits: u32) -> Unwrapper {
         assert!(bits > 1 && bits < 63);
         Unwrapper {
@@ -21,6 +26,7 @@ impl Unwrapper {
         }
     }
 
+    /// The monotonic value of the next raw clock reading.
     pub fn unwrap(&mut self, raw: u64) -> i64 {
         let range = 1u64 << self.bits;
         let raw = raw & (range - 1);
@@ -36,6 +42,38 @@ impl Unwrapper {
         self.last = Some(raw);
         self.epoch + raw as i64
     }
+}
+
+/// Ticks of `timescale` to milliseconds, rounded to nearest (half up).
+pub fn ticks_to_ms(ticks: i64, timescale: u32) -> i64 {
+    let ts = timescale.max(1) as i128;
+    (ticks as i128 * 2000 + ts)
+        .div_euclid(2 * ts)
+        .clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+/// Largest |time| in ms the writers accept (about 8.7 years), so that tick arithmetic at any
+/// 32-bit timescale stays far from overflowing.
+pub const MAX_WRITE_MS: i64 = 1 << 38;
+
+pub(crate) fn check_ms(ms: i64, what: &'static str) -> Result<i64, MediaError> {
+    if ms.unsigned_abs() > MAX_WRITE_MS as u64 {
+        return Err(MediaError::TooLarge {
+            what,
+            size: ms.unsigned_abs(),
+            limit: MAX_WRITE_MS as u64,
+        });
+    }
+    Ok(ms)
+}
+
+/// Milliseconds to ticks of `timescale`, rounded to nearest (half up). Convert absolute times and
+/// take differences afterwards, so durations never drift.
+pub fn ms_to_ticks(ms: i64, timescale: u32) -> i64 {
+    let ts = timescale as i128;
+    (ms as i128 * ts * 2 + 1000)
+        .div_euclid(2000)
+        .clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 #[cfg(test)]

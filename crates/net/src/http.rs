@@ -24,8 +24,10 @@ impl Default for Limits {
     }
 }
 
+/// An HTTP request as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// The method (`GET`, `POST` …).
     pub method: String,
     /// The request target as sent (path and query).
     pub target: String,
@@ -35,7 +37,9 @@ pub struct Request {
     pub query: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
+    /// The headers in the order sent (names as sent).
     pub headers: Vec<(String, String)>,
+    /// The body (empty without one).
     pub body: Vec<u8>,
 }
 
@@ -85,14 +89,19 @@ impl Request {
     }
 }
 
+/// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
+    /// The head is over its limit.
     #[error("request head too large")]
     HeadTooLarge,
+    /// The body is over its limit.
     #[error("request body too large")]
     BodyTooLarge,
+    /// Not HTTP/1.x as this parser reads it.
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// A transfer encoding other than chunked.
     #[error("unsupported transfer encoding")]
     UnsupportedEncoding,
 }
@@ -265,6 +274,7 @@ pub fn parse_query(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The reason phrase of a status code.
 pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
@@ -293,13 +303,18 @@ pub fn reason(status: u16) -> &'static str {
 /// added automatically.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The status code.
     pub status: u16,
+    /// Headers, without `Content-Length` and `Connection`.
     pub headers: Vec<(String, String)>,
+    /// The body.
     pub body: Vec<u8>,
+    /// Whether the connection stays open.
     pub keep_alive: bool,
 }
 
 impl Response {
+    /// An empty response with this status, keep-alive.
     pub fn new(status: u16) -> Response {
         Response {
             status,
@@ -308,14 +323,17 @@ impl Response {
             keep_alive: true,
         }
     }
+    /// Adds a header.
     pub fn header(mut self, k: &str, v: &str) -> Response {
         self.headers.push((k.to_string(), v.to_string()));
         self
     }
+    /// Sets the body.
     pub fn body(mut self, b: impl Into<Vec<u8>>) -> Response {
         self.body = b.into();
         self
     }
+    /// Sets keep-alive.
     pub fn keep_alive(mut self, k: bool) -> Response {
         self.keep_alive = k;
         self
@@ -327,6 +345,7 @@ impl Response {
             .header("Cache-Control", "no-store")
             .body(body)
     }
+    /// A plain-text (UTF-8) answer.
     pub fn text(status: u16, body: &str) -> Response {
         Response::new(status)
             .header("Content-Type", "text/plain; charset=utf-8")
@@ -351,6 +370,7 @@ impl Response {
         h.into_bytes()
     }
 
+    /// Head and body, as sent.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = self.head_bytes();
         b.extend_from_slice(&self.body);

@@ -34,7 +34,7 @@ fn main() {
     )
     .unwrap();
     w.set_track(&Track::new(1, Codec::H264)).unwrap();
-    w.push(1, 0, 0, true, &vec![1; size]).unwrap();
+    w.push_parts(1, 0, 0, true, &vec![1; size]).unwrap();
     let handles: Vec<_> = (0..readers)
         .map(|_| {
             std::thread::spawn(move || {
@@ -60,7 +60,7 @@ fn main() {
     let data = vec![7u8; size];
     let t0 = Instant::now();
     for i in 1..frames as i64 {
-        w.push(1, i * 10, 0, i % 250 == 0, &data).unwrap();
+        w.push_parts(1, i * 10, 0, i % 250 == 0, &data).unwrap();
     }
     let el = t0.elapsed();
     println!(

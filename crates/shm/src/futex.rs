@@ -142,6 +142,7 @@ impl Default for Waiter {
 }
 
 impl Waiter {
+    /// A waiter with its helper thread, watching no stream yet.
     pub fn new() -> Waiter {
         Waiter {
             inner: Arc::new(Inner {
@@ -168,6 +169,7 @@ impl Waiter {
         Ok(())
     }
 
+    /// Stops watching a stream.
     pub fn remove(&self, stream: &str) {
         self.inner
             .entries

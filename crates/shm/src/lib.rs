@@ -79,18 +79,18 @@
 //! * The DVR window set by a running buffer process (MistInBuffer `--dvr`) wins over
 //!   `WriterOptions::dvr_ms`.
 //!
-//! # Differences from the original API contract
+//! # Notes for readers
 //!
-//! * `ShmError::InitTooLarge`, `ShmError::UnknownTrack` and `ShmError::SourcePath` added.
-//! * Added for VoD files: external records (`StreamWriter::set_source_file`, `push_external`),
-//!   `StreamReader::next_record` ([`RecordEvent`], [`FrameRecord`], [`Payload`]) and
-//!   `StreamReader::source_file` ([`SourceFile`]).
-//! * Added: `StreamWriter::detach`, `StreamWriter::evict`, `StreamWriter::epoch`,
-//!   `StreamReader::futex_word`, `keyframes` ([`KeyInfo`]), `position_ms`, `epoch`, `last_error`,
-//!   `name`, [`Waiter`], `WriterOptions: Default`, `ReadEvent: Debug`,
-//!   [`StreamBuffer`] (the buffer process's handle), [`stream_status`], limits as constants.
 //! * `StreamReader::open` on a VoD stream (`live: false`) starts at the first frame (of any
-//!   track: audio before the first video keyframe is not skipped) instead of the newest keyframe.
+//!   track: audio before the first video keyframe is not skipped), on a live stream at the
+//!   newest keyframe.
+//! * Every reader holds a slot in the users table. A viewer served from a reader it shares with
+//!   others (one reader per stream and process, many viewers) takes a [`StreamUser`], so that the
+//!   controller counts it with its own address and byte counts.
+//! * A writer takes what a reader gives: [`StreamWriter::push`] takes a [`Frame`] as
+//!   [`ReadEvent::Frame`] carries it.
+
+#![warn(missing_docs)]
 
 mod futex;
 mod guard;
@@ -109,6 +109,7 @@ pub use futex::Waiter;
 pub use guard::faults as truncation_faults;
 pub use layout::{MAX_FRAME, MAX_INIT, MAX_SRC_PATH, MAX_TRACKS, USER_SLOTS};
 pub use source::SourceFile;
+pub use users::StreamUser;
 
 use bytes::Bytes;
 use layout::*;
@@ -125,32 +126,42 @@ use users::Users;
 /// A writer whose heartbeat is older than this is considered dead.
 pub const WRITER_TIMEOUT_MS: u64 = 2000;
 
+/// What went wrong in shared memory.
 #[derive(Debug, thiserror::Error)]
 pub enum ShmError {
+    /// The stream has no metadata (never created, ended and removed, or replaced).
     #[error("stream {0:?} does not exist")]
     NoStream(String),
+    /// Another live process is the stream's writer (or buffer): its pid.
     #[error("stream {0:?} already has a live writer (pid {1})")]
     WriterAlive(String, u32),
+    /// Every users-table slot is taken by a live process.
     #[error("no free user slot in stream {0:?}")]
     UsersFull(String),
+    /// A frame over [`MAX_FRAME`] bytes.
     #[error("frame too large: {0} bytes")]
     FrameTooLarge(usize),
+    /// More than [`MAX_TRACKS`] tracks.
     #[error("too many tracks")]
     TooManyTracks,
+    /// A segment file that is not what it should be: its path, and what is wrong.
     #[error("corrupt segment {0}: {1}")]
     Corrupt(String, String),
-    /// Added to the contract: init data longer than [`MAX_INIT`].
+    /// Init data longer than [`MAX_INIT`].
     #[error("init data too large: {0} bytes")]
     InitTooLarge(usize),
-    /// Added to the contract: `push` for a track id never given to `set_track`.
+    /// `push` for a track id never given to `set_track`.
     #[error("unknown track {0}")]
     UnknownTrack(u32),
-    /// Added: `push_external` without a source file, or an unusable source file path.
+    /// `push_external` without a source file, or an unusable source file path.
     #[error("source file: {0}")]
     SourcePath(String),
+    /// A file operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// What the operation gave.
         source: std::io::Error,
     },
 }
@@ -214,16 +225,23 @@ pub enum Payload {
     /// In a page: a `Bytes` into the mapping (no copy).
     Inline(Bytes),
     /// `len` bytes at `offset` of the stream's source file ([`StreamReader::source_file`]).
-    External { offset: u64, len: u32 },
+    External {
+        /// Where the payload starts in the source file.
+        offset: u64,
+        /// Its size in bytes.
+        len: u32,
+    },
 }
 
 impl Payload {
+    /// The payload's size in bytes.
     pub fn len(&self) -> usize {
         match self {
             Payload::Inline(b) => b.len(),
             Payload::External { len, .. } => *len as usize,
         }
     }
+    /// Whether the payload is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -232,16 +250,22 @@ impl Payload {
 /// A frame record without its payload read (see [`StreamReader::next_record`]).
 #[derive(Debug, Clone)]
 pub struct FrameRecord {
+    /// The id of the frame's track.
     pub track: u32,
+    /// Decode time (ms).
     pub dts: i64,
+    /// Presentation time minus decode time (ms).
     pub pts_offset: i32,
+    /// A random access point.
     pub keyframe: bool,
+    /// Where the payload is.
     pub payload: Payload,
 }
 
 /// What `StreamReader::next_record` yields.
 #[derive(Debug)]
 pub enum RecordEvent {
+    /// A frame record.
     Record(FrameRecord),
     /// Anything but a frame (`ReadEvent::Frame` never comes here).
     Event(ReadEvent),
@@ -261,32 +285,50 @@ pub struct KeyInfo {
 /// One row of the users table as the controller reads it for statistics.
 #[derive(Debug, Clone)]
 pub struct UserSlot {
+    /// The process that holds the slot.
     pub pid: u32,
+    /// Its connector (`RTMP`, `HLS` …).
     pub connector: String,
+    /// The viewer's address.
     pub host: String,
+    /// Playback position (ms).
     pub position_ms: i64,
+    /// Bytes sent to the viewer.
     pub bytes_down: u64,
+    /// Bytes received from the viewer.
     pub bytes_up: u64,
+    /// Unix time the slot was claimed.
     pub connected_unix: u64,
+    /// Unix time of the last report.
     pub last_active_unix: u64,
 }
 
 /// Summary of a stream for `active_streams` and the controller.
 #[derive(Debug, Clone)]
 pub struct StreamStatus {
+    /// The stream's name.
     pub name: String,
+    /// Live (`false`: VoD).
     pub live: bool,
+    /// The writer's pid (0: none).
     pub writer_pid: u32,
+    /// Whether the writer is alive (pid exists, heartbeat fresh).
     pub writer_alive: bool,
+    /// The writer generation: incremented at every takeover.
     pub epoch: u32,
+    /// The tracks, with measured rates.
     pub tracks: Vec<Track>,
+    /// Oldest frame time kept (ms).
     pub first_ms: i64,
+    /// Newest frame time (ms).
     pub last_ms: i64,
+    /// Ended (closed, or abandoned by its writer).
     pub ended: bool,
     /// VoD with every frame written.
     pub complete: bool,
 }
 
+/// The directory of the segment files: `MIST_SHM_DIR`, else `/dev/shm`.
 pub fn shm_dir() -> std::path::PathBuf {
     std::env::var_os("MIST_SHM_DIR")
         .map(Into::into)
@@ -309,9 +351,15 @@ impl StreamWriter {
     pub fn set_track(&mut self, track: &Track) -> Result<(), ShmError> {
         self.st.set_track(track)
     }
-    /// Appends one frame (the one copy into shared memory), bumps the futex and wakes readers.
-    /// Fails with `WriterAlive` if this writer has been replaced by another.
-    pub fn push(
+    /// Appends one frame (the one copy into shared memory), bumps the futex and wakes readers:
+    /// what a reader's [`ReadEvent::Frame`] gives back. Fails with `WriterAlive` if this writer
+    /// has been replaced by another.
+    pub fn push(&mut self, f: &Frame) -> Result<(), ShmError> {
+        self.st
+            .push(f.track, f.dts, f.pts_offset, f.keyframe, &f.data)
+    }
+    /// [`push`](Self::push) from the parts of a frame, for a caller that holds no [`Frame`].
+    pub fn push_parts(
         &mut self,
         track: u32,
         dts: i64,
@@ -364,6 +412,7 @@ impl StreamWriter {
     pub fn evict(&mut self) {
         self.st.evict()
     }
+    /// This writer's epoch (writer generation).
     pub fn epoch(&self) -> u32 {
         self.st.epoch
     }
@@ -462,9 +511,11 @@ impl StreamReader {
             s.i64(M_LAST_MS).load(Relaxed),
         )
     }
+    /// The epoch (writer generation) the reader is in.
     pub fn epoch(&self) -> u32 {
         self.st.epoch
     }
+    /// The stream's name.
     pub fn name(&self) -> &str {
         &self.st.name
     }
@@ -518,6 +569,7 @@ impl StreamBuffer {
             meta,
         })
     }
+    /// The stream's summary.
     pub fn status(&self) -> StreamStatus {
         status_of(&self.meta)
     }

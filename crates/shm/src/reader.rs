@@ -5,7 +5,7 @@ use crate::meta::{Meta, TrackTable};
 use crate::page::{open_cached, Page, Rec};
 use crate::seg::page_name;
 use crate::source::SourceFile;
-use crate::users::Users;
+use crate::users::StreamUser;
 use crate::{FrameRecord, Payload, ReadEvent, ReaderInfo, RecordEvent, ShmError};
 use bytes::Bytes;
 use mist_media::Frame;
@@ -18,8 +18,7 @@ pub(crate) struct ReaderState {
     pub name: String,
     pub dir: PathBuf,
     pub meta: Arc<Meta>,
-    users: Arc<Users>,
-    slot: usize,
+    user: StreamUser,
     pub table: TrackTable,
     gen: u64,
     pub epoch: u32,
@@ -41,26 +40,16 @@ enum Step {
     Event(ReadEvent),
 }
 
-impl Drop for ReaderState {
-    fn drop(&mut self) {
-        self.users.release(self.slot);
-    }
-}
-
 impl ReaderState {
     pub fn open(stream: &str, info: ReaderInfo) -> Result<ReaderState, ShmError> {
         let dir = crate::shm_dir();
         let meta = crate::open_meta(&dir, stream)?;
-        let users = crate::open_users(&dir, stream, true)?;
-        let slot = users
-            .claim(&info.connector, &info.host)
-            .ok_or_else(|| ShmError::UsersFull(stream.to_owned()))?;
+        let user = StreamUser::open(stream, &info)?;
         let mut r = ReaderState {
             name: stream.to_owned(),
             dir,
             meta,
-            users,
-            slot,
+            user,
             table: TrackTable::default(),
             gen: 0,
             epoch: 0,
@@ -310,7 +299,7 @@ impl ReaderState {
                     Ok(rec) => {
                         self.off = rec.next;
                         self.position_ms = rec.dts;
-                        self.users.set_position(self.slot, rec.dts);
+                        self.user.set_position(rec.dts);
                         return Step::Rec(page, rec);
                     }
                     Err(e) => {
@@ -378,6 +367,6 @@ impl ReaderState {
     }
 
     pub fn report(&mut self, down: u64, up: u64) {
-        self.users.report(self.slot, down, up);
+        self.user.report(down, up);
     }
 }

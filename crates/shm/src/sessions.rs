@@ -57,28 +57,44 @@ pub const LINGER: Duration = Duration::from_secs(5);
 pub struct SessionRow {
     /// Slot index (with `pid` and `first_unix`, identifies one process's part of a session).
     pub slot: usize,
+    /// The process that holds the slot.
     pub pid: u32,
     /// Whether the process is alive (a dead one's row is freed after this read).
     pub alive: bool,
+    /// Session id.
     pub sid: String,
+    /// The stream watched.
     pub stream: String,
+    /// The connector (`HLS`, `RTMP` …).
     pub connector: String,
+    /// The viewer's address.
     pub host: String,
+    /// The viewer's token (`tkn`), if any.
     pub token: String,
+    /// Open connections of the session in this process.
     pub conns: u32,
+    /// Bytes sent.
     pub bytes_down: u64,
+    /// Bytes received.
     pub bytes_up: u64,
+    /// Unix time of the session's first connection in this process.
     pub first_unix: u64,
+    /// Unix time of its last activity.
     pub last_unix: u64,
 }
 
 /// Identity of a session as an output reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionKey {
+    /// Session id.
     pub sid: String,
+    /// The stream watched.
     pub stream: String,
+    /// The connector (`HLS`, `RTMP` …).
     pub connector: String,
+    /// The viewer's address.
     pub host: String,
+    /// The viewer's token (`tkn`), if any.
     pub token: String,
 }
 

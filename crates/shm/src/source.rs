@@ -43,6 +43,7 @@ impl SourceFile {
         self.file.read_exact_at(buf, offset)
     }
 
+    /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -117,9 +117,9 @@ fn write_read_roundtrip() {
     w.set_track(&video(1)).unwrap();
     w.set_track(&audio(2)).unwrap();
     // Video before its first keyframe is dropped.
-    w.push(1, 0, 0, false, b"junk").unwrap();
+    w.push_parts(1, 0, 0, false, b"junk").unwrap();
     for i in 0..100i64 {
-        w.push(
+        w.push_parts(
             1,
             i * 40,
             80,
@@ -127,7 +127,7 @@ fn write_read_roundtrip() {
             &payload(1, i * 40, 1000 + i as usize),
         )
         .unwrap();
-        w.push(2, i * 40 + 3, 0, true, &payload(2, i * 40 + 3, 200))
+        w.push_parts(2, i * 40 + 3, 0, true, &payload(2, i * 40 + 3, 200))
             .unwrap();
     }
     let mut r = StreamReader::open(
@@ -155,7 +155,8 @@ fn write_read_roundtrip() {
     assert_eq!(frames[0].dts, 1000);
     assert_eq!(frames.len(), 150);
     assert!(matches!(r.next(), ReadEvent::Pending));
-    w.push(1, 4000, 0, false, &payload(1, 4000, 10)).unwrap();
+    w.push_parts(1, 4000, 0, false, &payload(1, 4000, 10))
+        .unwrap();
     match r.next() {
         ReadEvent::Frame(f) => assert_eq!(f.dts, 4000),
         e => panic!("{e:?}"),
@@ -194,7 +195,7 @@ fn limits() {
     let name = "unit_limits";
     let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
     assert!(matches!(
-        w.push(1, 0, 0, true, b"x"),
+        w.push_parts(1, 0, 0, true, b"x"),
         Err(ShmError::UnknownTrack(1))
     ));
     for i in 1..=MAX_TRACKS as u32 {
@@ -208,12 +209,12 @@ fn limits() {
     big.init = Bytes::from(vec![0; MAX_INIT + 1]);
     assert!(matches!(w.set_track(&big), Err(ShmError::InitTooLarge(_))));
     assert!(matches!(
-        w.push(1, 0, 0, true, &vec![0; MAX_FRAME + 1]),
+        w.push_parts(1, 0, 0, true, &vec![0; MAX_FRAME + 1]),
         Err(ShmError::FrameTooLarge(_))
     ));
     // A frame larger than the default page capacity gets a page of its own.
     let huge = payload(1, 7, 20 << 20);
-    w.push(1, 7, 0, true, &huge).unwrap();
+    w.push_parts(1, 7, 0, true, &huge).unwrap();
     let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     r.seek_ms(0);
     match r.next() {
@@ -237,7 +238,7 @@ fn eviction_keeps_mapped_pages_valid() {
     )
     .unwrap();
     w.set_track(&video(1)).unwrap();
-    w.push(1, 0, 0, true, &payload(1, 0, 5000)).unwrap();
+    w.push_parts(1, 0, 0, true, &payload(1, 0, 5000)).unwrap();
     let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     let held = match r.next() {
         ReadEvent::Frame(f) => f,
@@ -246,7 +247,7 @@ fn eviction_keeps_mapped_pages_valid() {
     let page0 = shm_dir().join(seg::page_name(name, 0));
     assert!(page0.exists());
     for i in 1..500i64 {
-        w.push(1, i * 40, 0, i % 10 == 0, &payload(1, i * 40, 5000))
+        w.push_parts(1, i * 40, 0, i % 10 == 0, &payload(1, i * 40, 5000))
             .unwrap();
     }
     assert!(!page0.exists(), "page 0 should be evicted");
@@ -282,7 +283,7 @@ fn takeover_in_process() {
     assert_eq!(w.epoch(), 1);
     w.set_track(&video(1)).unwrap();
     for i in 0..10 {
-        w.push(1, i * 40, 0, i == 0, b"abc").unwrap();
+        w.push_parts(1, i * 40, 0, i == 0, b"abc").unwrap();
     }
     let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     assert_eq!(read_all(&mut r).len(), 10);
@@ -294,7 +295,7 @@ fn takeover_in_process() {
     w2.set_track(&video(1)).unwrap();
     assert!(matches!(r.next(), ReadEvent::TracksChanged));
     // The new publisher restarts its clock at 0: times continue after the old epoch.
-    w2.push(1, 0, 0, true, b"new").unwrap();
+    w2.push_parts(1, 0, 0, true, b"new").unwrap();
     match r.next() {
         ReadEvent::Frame(f) => {
             assert_eq!(&f.data[..], b"new");
@@ -386,7 +387,7 @@ fn waiter_wakes_on_push() {
         (r, t0.elapsed())
     });
     std::thread::sleep(Duration::from_millis(100));
-    w.push(1, 0, 0, true, b"a").unwrap();
+    w.push_parts(1, 0, 0, true, b"a").unwrap();
     let (r, el) = t.join().unwrap();
     assert_eq!(r, vec![name.to_string()]);
     assert!(el < Duration::from_secs(5));
@@ -441,8 +442,8 @@ fn keyframes_and_ended_writer() {
     w.set_track(&video(1)).unwrap();
     w.set_track(&audio(2)).unwrap();
     for i in 0..100i64 {
-        w.push(1, i * 40, 0, i % 25 == 0, b"v").unwrap();
-        w.push(2, i * 40, 0, true, b"a").unwrap();
+        w.push_parts(1, i * 40, 0, i % 25 == 0, b"v").unwrap();
+        w.push_parts(2, i * 40, 0, true, b"a").unwrap();
     }
     let r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     let k = r.keyframes(1);
@@ -458,7 +459,7 @@ fn keyframes_and_ended_writer() {
     // Ended under the writer (buffer or remove_stream): push fails with NoStream.
     remove_stream(name).unwrap();
     assert!(matches!(
-        w.push(1, 5000, 0, true, b"v"),
+        w.push_parts(1, 5000, 0, true, b"v"),
         Err(ShmError::NoStream(_))
     ));
     drop(w);
@@ -477,7 +478,7 @@ fn corrupt_pages_and_keys_do_not_panic() {
     let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
     w.set_track(&video(1)).unwrap();
     for i in 0..200i64 {
-        w.push(1, i * 40, 0, i % 10 == 0, &payload(1, i * 40, 3000))
+        w.push_parts(1, i * 40, 0, i % 10 == 0, &payload(1, i * 40, 3000))
             .unwrap();
     }
     let page1 = shm_dir().join(seg::page_name(name, 1));
@@ -525,11 +526,11 @@ fn writer_notices_its_metadata_was_unlinked() {
     let name = "unit_unlinked";
     let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
     w.set_track(&audio(1)).unwrap();
-    w.push(1, 0, 0, true, b"a").unwrap();
+    w.push_parts(1, 0, 0, true, b"a").unwrap();
     std::fs::remove_file(shm_dir().join(seg::meta_name(name))).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     assert!(matches!(
-        w.push(1, 20, 0, true, b"a"),
+        w.push_parts(1, 20, 0, true, b"a"),
         Err(ShmError::NoStream(_))
     ));
     drop(w);
@@ -544,7 +545,7 @@ fn live_start_without_video_key_uses_other_tracks() {
     w.set_track(&video(1)).unwrap();
     w.set_track(&audio(2)).unwrap();
     for i in 0..300i64 {
-        w.push(2, i * 20, 0, true, b"a").unwrap();
+        w.push_parts(2, i * 20, 0, true, b"a").unwrap();
     }
     let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     let f = read_all(&mut r);
@@ -586,7 +587,7 @@ fn buffer_restarts_an_ended_stream() {
     let name = "unit_buffer";
     let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
     w.set_track(&audio(1)).unwrap();
-    w.push(1, 0, 0, true, b"a").unwrap();
+    w.push_parts(1, 0, 0, true, b"a").unwrap();
     w.close();
     assert!(stream_status(name).unwrap().ended);
     let b = StreamBuffer::open(
@@ -625,7 +626,7 @@ fn buffer_restarts_an_ended_stream() {
     assert_eq!(b.viewers(), 1);
     b.end().unwrap();
     assert!(matches!(
-        w.push(1, 0, 0, true, b"a"),
+        w.push_parts(1, 0, 0, true, b"a"),
         Err(ShmError::NoStream(_))
     ));
     assert!(stream_status(name).is_err());
@@ -652,8 +653,8 @@ fn random_metadata_never_panics() {
             w.set_track(&video(1)).unwrap();
             w.set_track(&audio(2)).unwrap();
             for i in 0..60i64 {
-                w.push(1, i * 40, 0, i % 10 == 0, b"vvvv").unwrap();
-                w.push(2, i * 40, 0, true, b"aa").unwrap();
+                w.push_parts(1, i * 40, 0, i % 10 == 0, b"vvvv").unwrap();
+                w.push_parts(2, i * 40, 0, true, b"aa").unwrap();
             }
             w.detach();
         }
@@ -708,7 +709,7 @@ fn random_metadata_never_panics() {
         if let Ok(mut w) = StreamWriter::create(&name, WriterOptions::default()) {
             let _ = w.set_track(&video(1));
             for i in 0..30i64 {
-                let _ = w.push(1, i * 40, 0, i % 10 == 0, b"v");
+                let _ = w.push_parts(1, i * 40, 0, i % 10 == 0, b"v");
             }
         }
         let _ = remove_stream(&name);
@@ -721,7 +722,7 @@ fn odd_generation_does_not_block_readers() {
     let name = "unit_oddgen";
     let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
     w.set_track(&audio(1)).unwrap();
-    w.push(1, 0, 0, true, b"a").unwrap();
+    w.push_parts(1, 0, 0, true, b"a").unwrap();
     let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     // Simulate a writer that died inside the seqlock.
     w.detach();
@@ -760,7 +761,7 @@ fn vod_complete_ends_readers_at_the_end() {
     // 40 s of 1 s GOPs: far past the DVR window, which VoD ignores.
     for i in 0..400 {
         let dts = i * 100;
-        w.push(1, dts, 0, i % 10 == 0, &payload(1, dts, 300))
+        w.push_parts(1, dts, 0, i % 10 == 0, &payload(1, dts, 300))
             .unwrap();
     }
     let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
@@ -806,9 +807,9 @@ fn vod_reader_starts_at_the_first_frame_of_any_track() {
     w.set_track(&video(1)).unwrap();
     w.set_track(&audio(2)).unwrap();
     // Audio (Opus codec delay) decodes before the first video keyframe.
-    w.push(2, 0, 0, true, &payload(2, 0, 100)).unwrap();
-    w.push(1, 7, 0, true, &payload(1, 7, 300)).unwrap();
-    w.push(2, 20, 0, true, &payload(2, 20, 100)).unwrap();
+    w.push_parts(2, 0, 0, true, &payload(2, 0, 100)).unwrap();
+    w.push_parts(1, 7, 0, true, &payload(1, 7, 300)).unwrap();
+    w.push_parts(2, 20, 0, true, &payload(2, 20, 100)).unwrap();
     w.complete();
     let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     let all = read_all(&mut r);
@@ -870,7 +871,7 @@ fn external_records_round_trip_mixed_with_inline() {
         want.push((1u32, dts, 80, key, data.clone()));
         // Inline audio frames between the external video ones.
         let a = payload(2, dts, 200 + i);
-        w.push(2, dts + 1, 0, true, &a).unwrap();
+        w.push_parts(2, dts + 1, 0, true, &a).unwrap();
         want.push((2, dts + 1, 0, true, a));
     }
     assert!(matches!(
@@ -1084,7 +1085,7 @@ fn dvr_bytes_are_capped_with_frozen_timestamps() {
     w.set_track(&video(1)).unwrap();
     let frame = vec![7u8; 1 << 20];
     for _ in 0..100 {
-        w.push(1, 1000, 0, true, &frame).unwrap();
+        w.push_parts(1, 1000, 0, true, &frame).unwrap();
     }
     let pages = std::fs::read_dir(shm_dir())
         .unwrap()
@@ -1134,9 +1135,9 @@ fn dvr_byte_cap_is_inert_below_the_cap_and_never_drops_the_current_page() {
         // 12 s: 300 video frames of 20 KiB, 6 keyframes, audio every 23 ms.
         for i in 0..300i64 {
             let dts = i * 40;
-            w.push(1, dts, 0, i % 50 == 0, &payload(1, dts, 20 << 10))
+            w.push_parts(1, dts, 0, i % 50 == 0, &payload(1, dts, 20 << 10))
                 .unwrap();
-            w.push(2, dts + 1, 0, true, &payload(2, dts + 1, 300))
+            w.push_parts(2, dts + 1, 0, true, &payload(2, dts + 1, 300))
                 .unwrap();
             pushed += 2;
             got.extend(read_all(&mut live));

@@ -2,9 +2,49 @@
 
 use crate::layout::*;
 use crate::seg::{now_ms, pid_alive, Seg};
-use crate::{ShmError, UserSlot};
+use crate::{ReaderInfo, ShmError, UserSlot};
 use std::path::Path;
 use std::sync::atomic::Ordering::*;
+use std::sync::Arc;
+
+/// A slot of this process in a stream's users table, with no reader attached: how a viewer that
+/// shares another's reader (one reader per stream, many viewers) is counted, with its own address
+/// and byte counts. Every [`StreamReader`](crate::StreamReader) holds one too. Freed on drop (and
+/// reclaimed by others once this process is gone).
+pub struct StreamUser {
+    users: Arc<Users>,
+    slot: usize,
+}
+
+impl StreamUser {
+    /// Claims a slot in the users table of an existing stream. Fails with `NoStream` if the
+    /// stream does not exist and `UsersFull` if every slot is taken by a live process.
+    pub fn open(stream: &str, info: &ReaderInfo) -> Result<StreamUser, ShmError> {
+        let dir = crate::shm_dir();
+        crate::open_meta(&dir, stream)?;
+        let users = crate::open_users(&dir, stream, true)?;
+        let slot = users
+            .claim(&info.connector, &info.host)
+            .ok_or_else(|| ShmError::UsersFull(stream.to_owned()))?;
+        Ok(StreamUser { users, slot })
+    }
+
+    /// Sets the playback position shown for this user (ms).
+    pub fn set_position(&mut self, ms: i64) {
+        self.users.set_position(self.slot, ms)
+    }
+
+    /// Sets this user's cumulative byte counts and marks it active now.
+    pub fn report(&mut self, bytes_down: u64, bytes_up: u64) {
+        self.users.report(self.slot, bytes_down, bytes_up)
+    }
+}
+
+impl Drop for StreamUser {
+    fn drop(&mut self) {
+        self.users.release(self.slot);
+    }
+}
 
 pub(crate) struct Users {
     pub seg: Seg,

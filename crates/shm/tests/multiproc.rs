@@ -95,7 +95,7 @@ fn run_role(role: &str) {
             let mut i = 0i64;
             while count == 0 || i < count {
                 let dts = i * fms;
-                w.push(
+                w.push_parts(
                     1,
                     dts,
                     0,
@@ -103,7 +103,7 @@ fn run_role(role: &str) {
                     &frame_bytes(1, dts, size + (i as usize % 500)),
                 )
                 .unwrap();
-                w.push(2, dts + 1, 0, true, &frame_bytes(2, dts + 1, 300))
+                w.push_parts(2, dts + 1, 0, true, &frame_bytes(2, dts + 1, 300))
                     .unwrap();
                 i += 1;
                 if sleep > 0 {
@@ -542,7 +542,8 @@ fn futex_wakes_reader_promptly() {
         let t0 = Instant::now();
         for i in 0..10 {
             std::thread::sleep(Duration::from_millis(50));
-            w.push(1, i * 20, 0, true, &now_us().to_le_bytes()).unwrap();
+            w.push_parts(1, i * 20, 0, true, &now_us().to_le_bytes())
+                .unwrap();
         }
         let l = p.expect("@latency_us", 20);
         // The reader waits with a 30 s timeout: finishing quickly means the futex woke it.

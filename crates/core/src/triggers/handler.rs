@@ -22,23 +22,35 @@ pub const MAX_ANSWER: usize = 1 << 20;
 /// Who is firing: the values of the `MIST_INSTANCE`/`X-Instance` and `MIST_NAME`/`X-Name` fields.
 #[derive(Debug, Clone, Default)]
 pub struct Identity {
+    /// `MIST_INSTANCE` / `X-Instance`.
     pub instance: String,
+    /// `MIST_NAME` / `X-Name`.
     pub name: String,
 }
 
 /// Why a handler gave no answer. Displayed in the single log line a failure produces.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
+    /// The handler could not be started.
     #[error("cannot run: {0}")]
     Spawn(std::io::Error),
+    /// The handler printed more than [`MAX_ANSWER`] bytes.
     #[error("printed more than {MAX_ANSWER} bytes")]
     TooLarge,
+    /// The handler ran too long and was killed.
     #[error("still running after {0:?}, killed")]
     Killed(Duration),
+    /// The handler exited with a failure status.
     #[error("exited with {0}")]
     Exit(std::process::ExitStatus),
+    /// Every HTTP attempt failed.
     #[error("{tries} HTTP attempt(s) failed, last: {last}")]
-    Http { tries: u32, last: String },
+    Http {
+        /// How many attempts were made.
+        tries: u32,
+        /// The last attempt's error.
+        last: String,
+    },
 }
 
 /// Unix milliseconds now.
@@ -176,11 +188,10 @@ pub fn run_exec(
         }
     });
     let read_done = || out.lock().map(|o| o.1).unwrap_or(true);
-    let pid = child.id() as libc::pid_t;
+    let pid = rustix::process::Pid::from_child(&child);
     // The handler runs in its own process group: a timeout stops what it started too.
     let signal_group = |sig| {
-        // SAFETY: kill(2) on the process group of our own child (created by process_group(0)).
-        unsafe { libc::kill(-pid, sig) };
+        let _ = rustix::process::kill_process_group(pid, sig);
     };
     let start = Instant::now();
     let mut termed = false;
@@ -193,11 +204,11 @@ pub fn run_exec(
         }
         let t = start.elapsed();
         if t >= KILL_AFTER && !killed {
-            signal_group(libc::SIGKILL);
+            signal_group(rustix::process::Signal::KILL);
             killed = true;
         }
         if t >= STOP_AFTER && !termed {
-            signal_group(libc::SIGTERM);
+            signal_group(rustix::process::Signal::TERM);
             termed = true;
         }
         if t >= GIVE_UP_AFTER {
@@ -205,13 +216,13 @@ pub fn run_exec(
         }
         if read_done() && !termed {
             // stdout is closed or the cap was hit: a handler flooding us is stopped right away.
-            signal_group(libc::SIGKILL);
+            signal_group(rustix::process::Signal::KILL);
             termed = true;
         }
         std::thread::sleep(Duration::from_millis(5));
     };
     if status.is_none() {
-        signal_group(libc::SIGKILL);
+        signal_group(rustix::process::Signal::KILL);
         // Reap in the background: a process stuck in the kernel must not hold us.
         std::thread::spawn(move || {
             let _ = child.wait();

@@ -213,6 +213,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// No handler ran: allowed, no answer.
     pub const NONE: Outcome = Outcome {
         handled: false,
         ok: true,
@@ -241,10 +242,13 @@ pub fn emit(name: &str, stream: Option<&str>, lines: &[&str]) {
 /// What the controller writes for its children (the file named by `MIST_TRIGGERS`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Shared {
+    /// This server's instance id.
     #[serde(default)]
     pub instance: String,
+    /// This server's name.
     #[serde(default)]
     pub name: String,
+    /// The configured triggers.
     #[serde(default)]
     pub triggers: Triggers,
 }

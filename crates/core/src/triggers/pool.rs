@@ -17,6 +17,7 @@ struct State {
     started: usize,
 }
 
+/// Worker threads that run trigger handlers, in order per stream, with a bounded queue.
 pub struct Pool {
     shared: Arc<(Mutex<State>, Condvar)>,
     workers: usize,
@@ -29,6 +30,7 @@ pub struct Pool {
 pub struct Full(pub usize);
 
 impl Pool {
+    /// A pool of `workers` threads that queues at most `max_queued` jobs.
     pub fn new(workers: usize, max_queued: usize) -> Pool {
         Pool {
             shared: Arc::new((Mutex::new(State::default()), Condvar::new())),

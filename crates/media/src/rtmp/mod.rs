@@ -8,6 +8,7 @@
 //! that depend only on the chunk size and stream id, so a server can encode a frame once and hand the
 //! same bytes to every viewer.
 
+pub mod amf0;
 pub mod chunk;
 pub mod handshake;
 pub mod message;

@@ -271,9 +271,9 @@ impl<'a> Iterator for AdtsIter<'a> {
 mod tests {
     use super::*;
 
-    const STEREO: &[u8] = include_bytes!("../tests/fixtures/aac/sine_44100_stereo.aac");
-    const MONO: &[u8] = include_bytes!("../tests/fixtures/aac/sine_48000_mono.aac");
-    const FLV: &[u8] = include_bytes!("../tests/fixtures/flv/testsrc_320x240_1s.flv");
+    const STEREO: &[u8] = include_bytes!("../../tests/fixtures/aac/sine_44100_stereo.aac");
+    const MONO: &[u8] = include_bytes!("../../tests/fixtures/aac/sine_48000_mono.aac");
+    const FLV: &[u8] = include_bytes!("../../tests/fixtures/flv/testsrc_320x240_1s.flv");
 
     #[test]
     fn adts_frames_of_ffmpeg_files() {

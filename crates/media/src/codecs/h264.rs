@@ -650,8 +650,8 @@ pub fn is_keyframe_annexb(data: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    const CROP: &[u8] = include_bytes!("../tests/fixtures/h264/testsrc_320x180_crop.h264");
-    const FLV: &[u8] = include_bytes!("../tests/fixtures/flv/testsrc_320x240_1s.flv");
+    const CROP: &[u8] = include_bytes!("../../tests/fixtures/h264/testsrc_320x180_crop.h264");
+    const FLV: &[u8] = include_bytes!("../../tests/fixtures/flv/testsrc_320x240_1s.flv");
 
     /// Fuzz find (h264_sps, 2026-11-26): a scaling list delta near i32::MAX overflowed `last + delta`.
     #[test]

@@ -338,7 +338,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    const FLV: &[u8] = include_bytes!("../tests/fixtures/flv/testsrc_320x240_1s.flv");
+    const FLV: &[u8] = include_bytes!("../../tests/fixtures/flv/testsrc_320x240_1s.flv");
 
     #[test]
     fn on_metadata_from_ffmpeg_flv() {

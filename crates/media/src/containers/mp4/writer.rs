@@ -3,9 +3,9 @@
 
 use super::boxes::BoxWriter;
 use super::entry::write_entry;
-use super::reader::{check_ms, ms_to_ticks};
 use crate::error::MediaError;
 use crate::frame::{Frame, Track, TrackKind};
+use crate::time::{check_ms, ms_to_ticks};
 
 /// The timescale a writer uses for `t`: its own when set, else the sample rate for audio, else
 /// 90 kHz for video, else 1000.
@@ -289,7 +289,9 @@ struct TrackState {
 /// Where to write the mdat size once the file is complete (moov-at-end mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Patch {
+    /// Where to write, from the start of the file.
     pub offset: u64,
+    /// What to write there.
     pub bytes: [u8; 8],
 }
 
@@ -316,6 +318,7 @@ pub struct Mp4Writer {
 const MDAT_HEADER: u64 = 16;
 
 impl Mp4Writer {
+    /// A writer of `tracks` (each needs its init data), or why one of them cannot be written.
     pub fn new(tracks: Vec<Track>) -> Result<Self, MediaError> {
         for (i, t) in tracks.iter().enumerate() {
             if tracks[..i].iter().any(|o| o.id == t.id) || t.id == 0 {
@@ -372,6 +375,7 @@ impl Mp4Writer {
         )
     }
 
+    /// [`add`](Self::add) from a frame's parts and payload size.
     pub fn add_sample(
         &mut self,
         track: u32,

@@ -19,7 +19,7 @@
 //!
 //! The index ([`SampleTable`]) keeps the sample tables in their run-length form (stts, ctts, stsc,
 //! chunk offsets, one u32 per sample size, sync sample list): about 10-20 bytes per sample, and a
-//! [`reader::Cursor`] walks it incrementally or jumps to any sample by walking runs.
+//! [`movie::Cursor`] walks it incrementally or jumps to any sample by walking runs.
 //!
 //! Edit lists are applied as ffmpeg applies those it writes (an empty edit delays the track, a
 //! media_time advances it), and negative `ctts` offsets shift decode times down as in ffmpeg, so
@@ -37,16 +37,20 @@
 //! Sample entries are built from [`crate::Track`]: avc1+avcC, hvc1+hvcC, av01+av1C, mp4a+esds (from
 //! the AudioSpecificConfig), Opus+dOps (from the OpusHead).
 
+#[allow(missing_docs)] // not every item is documented yet
 pub mod boxes;
+#[allow(missing_docs)] // not every item is documented yet
 pub mod entry;
 pub mod fragment;
+pub mod moof;
+pub mod movie;
 pub mod reader;
 pub mod writer;
 
+pub use crate::time::{ms_to_ticks, ticks_to_ms};
 pub use boxes::{BoxHeader, Boxes};
-pub use fragment::{demux_segment, parse_moof, FragSample, FragmentOptions, FragmentWriter};
-pub use reader::{
-    ms_to_ticks, parse_moov, read_all, ticks_to_ms, IndexedSample, Limits, Movie, MovieTrack,
-    Mp4Reader, Need, SampleTable, Samples,
-};
+pub use fragment::{FragmentOptions, FragmentWriter};
+pub use moof::{demux_segment, parse_moof, FragSample};
+pub use movie::{parse_moov, IndexedSample, Limits, Movie, MovieTrack, SampleTable, Samples};
+pub use reader::{read_all, Mp4Reader, Need};
 pub use writer::{Mp4Writer, Patch};

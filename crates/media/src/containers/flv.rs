@@ -773,7 +773,7 @@ pub fn metadata_body(tracks: &[Track]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    const FLV: &[u8] = include_bytes!("../tests/fixtures/flv/testsrc_320x240_1s.flv");
+    const FLV: &[u8] = include_bytes!("../../tests/fixtures/flv/testsrc_320x240_1s.flv");
 
     fn demux_all(data: &[u8], chunk: usize) -> Vec<DemuxedTag> {
         let mut d = Demuxer::new();
