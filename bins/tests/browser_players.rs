@@ -111,6 +111,77 @@ fn hls_js_and_dash_js_play_live_in_chromium() {
     }
 }
 
+/// Players joining a live stream about 4 s old, as the first viewers of a stream that just went
+/// live do. Session 18 found dash.js then starting one segment behind the open one and waiting
+/// for each next segment (4 `waiting` events in 12 s, about one run in four): the young MPD's
+/// timeShiftBufferDepth (the few seconds listed so far) capped dash.js's live delay. The players
+/// are started 4 s after the publisher (the browser is up before); their manifest requests wait
+/// until the stream has enough segments. Each must play on without repeated stalls.
+#[test]
+fn players_joining_a_young_live_stream_play_without_stalls() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    ensure_chromium();
+    let modules = ensure_node_modules();
+    let ctl = Controller::start_http(
+        serde_json::json!({}),
+        serde_json::json!([{"connector": "HLS"}, {"connector": "CMAF"}]),
+        None,
+    );
+    let _pub = publish(&ctl.publish_url("live+young"), "640x360", 120);
+    let published = std::time::SystemTime::now();
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let a = ctl.api(&serde_json::json!({"active_streams": true}));
+        if a["active_streams"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s == "live+young"))
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "the RTMP push never became active");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let base = format!("http://127.0.0.1:{}", ctl.http);
+    let urls: Vec<String> = [
+        ("dash", "/cmaf/live+young/index.mpd"),
+        ("hls", "/cmaf/live+young/index.m3u8"),
+        ("hls", "/hls/live+young/index.m3u8"),
+    ]
+    .iter()
+    .map(|(p, path)| format!("{p}={base}{path}"))
+    .collect();
+    let join = published + Duration::from_secs(4);
+    let results = play_js_at(&modules, WATCH_S, &urls, Some(join));
+    let published_ms = published
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    for r in &results {
+        let age = r["joined"].as_f64().unwrap_or(0.0) - published_ms;
+        assert!(
+            (3500.0..5500.0).contains(&age),
+            "the player joined {age} ms after the publisher started, not at about 4 s: {r}"
+        );
+        assert_eq!(r["started"], true, "never started playing: {r}");
+        assert!(
+            r["waiting"].as_u64().is_some_and(|w| w <= 1),
+            "the player stalled more than once: {r}"
+        );
+        assert!(
+            r["advanced"].as_f64().unwrap_or(0.0) >= (WATCH_S - 2) as f64,
+            "currentTime advanced too little in {WATCH_S} s: {r}"
+        );
+        assert!(
+            r["fatal"].as_array().is_some_and(|a| a.is_empty()),
+            "player errors: {r}"
+        );
+        assert!(
+            r["errors"].as_array().is_some_and(|a| a.is_empty()),
+            "non-fatal player errors: {r}"
+        );
+    }
+}
+
 /// A VoD stream (an ffmpeg-made MP4 loaded into shared memory as a VoD input does) played with
 /// hls.js (`/hls/` and `/cmaf/` playlists) and dash.js (static MPD) from MistOutHTTP.
 #[test]

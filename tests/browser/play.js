@@ -7,8 +7,11 @@
 // reports its text once it has some, for pages of streams that are not there or end).
 // Serves a tiny page plus the players' dist files on a local port, opens one page per stream,
 // waits for playback, then watches the first <video>'s currentTime for SECONDS. Prints one JSON
-// line per stream: {player, url, started, advanced, source, text, errors: [...], fatal: [...]}
-// and exits 0 (the Rust test judges the numbers).
+// line per stream: {player, url, started, advanced, waiting, joined, source, text, errors: [...],
+// fatal: [...]} and exits 0 (the Rust test judges the numbers). `waiting`: the video's `waiting`
+// events after it first played (stalls); `joined`: Unix ms at which the player was started.
+// With PLAY_AT (Unix ms) in the environment, the hls/dash players are started at that moment
+// (the browser and pages are ready before), to join a live stream at a chosen age.
 'use strict';
 const http = require('http');
 const fs = require('fs');
@@ -25,11 +28,13 @@ const page = `<!doctype html><html><body>
 <video id="v" muted playsinline width="320"></video>
 <script src="/hls.js"></script><script src="/dash.js"></script>
 <script>
-window.report = { errors: [], fatal: [], started: false };
+window.report = { errors: [], fatal: [], started: false, waiting: 0, joined: 0 };
 const v = document.getElementById('v');
 v.addEventListener('playing', () => { report.started = true; });
+v.addEventListener('waiting', () => { if (report.started) report.waiting += 1; });
 v.addEventListener('error', () => { report.fatal.push('video element: ' + (v.error && v.error.message)); });
 function start(player, url) {
+  report.joined = Date.now();
   if (player === 'hls') {
     const h = new Hls({ liveSyncDurationCount: 3 });
     h.on(Hls.Events.ERROR, (e, d) => {
@@ -121,6 +126,10 @@ const server = http.createServer((req, res) => {
     else if (player === 'embed') await p.goto(`${base}embed?src=${encodeURIComponent(url)}`);
     else await p.goto(url);
     if (process.env.PLAY_DEBUG) await p.evaluate(() => { window.PLAY_DEBUG = true; });
+    if (own && process.env.PLAY_AT) {
+      const wait = Number(process.env.PLAY_AT) - Date.now();
+      if (wait > 0) await p.waitForTimeout(wait);
+    }
     if (own) await p.evaluate(([pl, u]) => start(pl, u), [player, url]);
     if (player === 'offline') {
       const until = Date.now() + 10000;
@@ -141,7 +150,8 @@ const server = http.createServer((req, res) => {
     await p.waitForTimeout(Number(secs) * 1000);
     const r = { ...(await p.evaluate(() => report)), ...(await p.evaluate(video)) };
     await p.close();
-    return { player, url, started: r.started, t0, advanced: r.t - t0, width: r.w, height: r.h,
+    return { player, url, started: r.started, t0, advanced: r.t - t0, waiting: r.waiting,
+      joined: r.joined, width: r.w, height: r.h,
       source: r.source, src: r.src, embedded: r.embedded, text: r.text,
       errors: own ? r.errors : r.errors.concat(warnings), fatal: r.fatal.concat(console_errors) };
   };

@@ -57,7 +57,24 @@ pub fn ensure_node_modules() -> PathBuf {
 /// Runs tests/browser/play.js with these `player=url` jobs, watching each for `secs` seconds;
 /// returns its JSON lines (one per job). Panics when it fails or reports fewer lines.
 pub fn play_js(modules: &Path, secs: u32, jobs: &[String]) -> Vec<serde_json::Value> {
-    let out = Command::new("timeout")
+    play_js_at(modules, secs, jobs, None)
+}
+
+/// [`play_js`], with the hls/dash players started at `at` (the browser is launched before).
+pub fn play_js_at(
+    modules: &Path,
+    secs: u32,
+    jobs: &[String],
+    at: Option<std::time::SystemTime>,
+) -> Vec<serde_json::Value> {
+    let mut cmd = Command::new("timeout");
+    if let Some(at) = at {
+        let ms = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        cmd.env("PLAY_AT", ms.to_string());
+    }
+    let out = cmd
         .arg("120")
         .arg("node")
         .arg(root().join("tests/browser/play.js"))
