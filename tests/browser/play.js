@@ -10,8 +10,10 @@
 // line per stream: {player, url, started, advanced, waiting, joined, source, text, errors: [...],
 // fatal: [...]} and exits 0 (the Rust test judges the numbers). `waiting`: the video's `waiting`
 // events after it first played (stalls); `joined`: Unix ms at which the player was started.
-// With PLAY_AT (Unix ms) in the environment, the hls/dash players are started at that moment
-// (the browser and pages are ready before), to join a live stream at a chosen age.
+// With PLAY_GO=FILE in the environment, the hls/dash players wait: once every page is loaded,
+// FILE.ready is created; the players start at the Unix ms written into FILE (polled; one line per
+// job, the last line for the jobs after it), so a test can start a live stream after the browser
+// is up and join it at chosen ages.
 'use strict';
 const http = require('http');
 const fs = require('fs');
@@ -107,7 +109,7 @@ const server = http.createServer((req, res) => {
       embedded: !!document.querySelector('h1 + div.mistvideo'),
       text: document.body ? document.body.innerText.trim() : '' };
   };
-  const run = async (job) => {
+  const run = async (job, index) => {
     const [player, url] = [job.slice(0, job.indexOf('=')), job.slice(job.indexOf('=') + 1)];
     const p = await ctx.newPage();
     const console_errors = [];
@@ -126,9 +128,9 @@ const server = http.createServer((req, res) => {
     else if (player === 'embed') await p.goto(`${base}embed?src=${encodeURIComponent(url)}`);
     else await p.goto(url);
     if (process.env.PLAY_DEBUG) await p.evaluate(() => { window.PLAY_DEBUG = true; });
-    if (own && process.env.PLAY_AT) {
-      const wait = Number(process.env.PLAY_AT) - Date.now();
-      if (wait > 0) await p.waitForTimeout(wait);
+    if (own && go) {
+      const at = await go(index);
+      if (at - Date.now() > 0) await p.waitForTimeout(at - Date.now());
     }
     if (own) await p.evaluate(([pl, u]) => start(pl, u), [player, url]);
     if (player === 'offline') {
@@ -155,7 +157,27 @@ const server = http.createServer((req, res) => {
       source: r.source, src: r.src, embedded: r.embedded, text: r.text,
       errors: own ? r.errors : r.errors.concat(warnings), fatal: r.fatal.concat(console_errors) };
   };
-  const results = await Promise.all(jobs.map(run));
+  // PLAY_GO: when every own page is loaded, FILE.ready; then the time in FILE.
+  const goFile = process.env.PLAY_GO;
+  const ownJobs = jobs.filter((j) => /^(hls|dash)=/.test(j)).length;
+  let loaded = 0;
+  let goAt = null;
+  const go = goFile && (async (index) => {
+    loaded += 1;
+    if (loaded === ownJobs) fs.writeFileSync(goFile + '.ready', '');
+    goAt = goAt || (async () => {
+      for (;;) {
+        try {
+          const t = fs.readFileSync(goFile, 'utf8').trim().split('\n').map(Number);
+          if (t.length && t.every((x) => x > 0)) return t;
+        } catch (e) { /* not there yet */ }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    const t = await goAt;
+    return t[Math.min(index, t.length - 1)];
+  });
+  const results = await Promise.all(jobs.map((j, i) => run(j, i)));
   for (const r of results) console.log(JSON.stringify(r));
   if (process.env.PLAY_DEBUG) await new Promise((r) => setTimeout(r, 100));
   await ctx.close();
