@@ -153,7 +153,26 @@ fn players_joining_a_young_live_stream_play_without_stalls() {
         .map(|j| published + Duration::from_millis(j.2))
         .collect();
     go.go(&at);
+    // The server's CMAF reader starts with the stream, as for a first viewer that comes early
+    // (its MPD request waits for the manifest).
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let a = ctl.api(&serde_json::json!({"active_streams": true}));
+        if a["active_streams"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s == "live+young"))
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "the RTMP push never became active");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Media time 0 was live a little before this.
+    let active = std::time::SystemTime::now();
+    let port = ctl.http;
+    let early = std::thread::spawn(move || wait_ready(port, "/cmaf/live+young/index.mpd"));
     let results = players.join().expect("play.js");
+    early.join().expect("early MPD request");
     let published_ms = published
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -166,6 +185,24 @@ fn players_joining_a_young_live_stream_play_without_stalls() {
             job.2
         );
         assert_eq!(r["started"], true, "never started playing: {r}");
+        // How far behind the live edge the player plays at the end (media time 0 was live at
+        // `active` or a little before, so this is a lower bound): the suggested presentation
+        // delay is three 2 s segments; a player closer than 5 s waits for each next segment
+        // as soon as a refresh comes late (the defect put dash.js 4 s behind).
+        let active_ms = active
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as f64;
+        let behind = (r["wall"].as_f64().unwrap_or(0.0) - active_ms) / 1000.0
+            - r["t"].as_f64().unwrap_or(0.0);
+        eprintln!(
+            "{} {}: {behind:.1} s behind the live edge",
+            r["player"], job.2
+        );
+        assert!(
+            behind >= 5.0,
+            "the player plays only {behind:.1} s behind the live edge: {r}"
+        );
         assert!(
             r["waiting"].as_u64().is_some_and(|w| w <= 1),
             "the player stalled more than once: {r}"

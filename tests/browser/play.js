@@ -9,7 +9,8 @@
 // waits for playback, then watches the first <video>'s currentTime for SECONDS. Prints one JSON
 // line per stream: {player, url, started, advanced, waiting, joined, source, text, errors: [...],
 // fatal: [...]} and exits 0 (the Rust test judges the numbers). `waiting`: the video's `waiting`
-// events after it first played (stalls); `joined`: Unix ms at which the player was started.
+// events after it first played (stalls); `joined`: Unix ms at which the player was started; `t`
+// and `wall`: the video's final currentTime and the Unix ms it was read at.
 // With PLAY_GO=FILE in the environment, the hls/dash players wait: once every page is loaded,
 // FILE.ready is created; the players start at the Unix ms written into FILE (polled; one line per
 // job, the last line for the jobs after it), so a test can start a live stream after the browser
@@ -104,7 +105,7 @@ const server = http.createServer((req, res) => {
   };
   const video = () => {
     const v = document.querySelector('video');
-    return { t: v ? v.currentTime : 0, w: v ? v.videoWidth : 0, h: v ? v.videoHeight : 0,
+    return { t: v ? v.currentTime : 0, wall: Date.now(), w: v ? v.videoWidth : 0, h: v ? v.videoHeight : 0,
       source: v && v.getAttribute('data-source'), src: v && v.getAttribute('data-url'),
       embedded: !!document.querySelector('h1 + div.mistvideo'),
       text: document.body ? document.body.innerText.trim() : '' };
@@ -153,7 +154,7 @@ const server = http.createServer((req, res) => {
     const r = { ...(await p.evaluate(() => report)), ...(await p.evaluate(video)) };
     await p.close();
     return { player, url, started: r.started, t0, advanced: r.t - t0, waiting: r.waiting,
-      joined: r.joined, width: r.w, height: r.h,
+      joined: r.joined, wall: r.wall, t: r.t, width: r.w, height: r.h,
       source: r.source, src: r.src, embedded: r.embedded, text: r.text,
       errors: own ? r.errors : r.errors.concat(warnings), fatal: r.fatal.concat(console_errors) };
   };

@@ -274,12 +274,7 @@ impl CmafStream {
                     } else {
                         UtcTiming::HttpIso(format!("http://{host}/time"))
                     };
-                    MpdOptions::live(live_options(
-                        tl,
-                        self.avail_start.unwrap_or(now),
-                        now,
-                        utc,
-                    ))
+                    MpdOptions::live(live_options(tl, self.avail_start.unwrap_or(now), now, utc))
                 };
                 return manifest("application/dash+xml", mpd(&self.tracks, tl, &opts));
             }
@@ -364,7 +359,9 @@ fn live_options(tl: &Timeline, avail_start: i64, now: i64, utc: UtcTiming) -> Li
     // Behind the live edge by the open segment, one MPD refresh and a segment of margin: three
     // of the longest segments.
     let delay = (3 * tl.max_duration_ms()).clamp(3 * TARGET_MS as i64, 30_000);
-    let span = tl.span_ms().map_or(0, |(first, last)| (last - first).max(0));
+    let span = tl
+        .span_ms()
+        .map_or(0, |(first, last)| (last - first).max(0));
     LiveOptions {
         availability_start_unix_ms: avail_start,
         publish_unix_ms: now,
@@ -439,7 +436,11 @@ mod tests {
                 s.split(&format!(" {k}=\""))
                     .nth(1)
                     .or_else(|| s.strip_prefix(&format!("{k}=\"")))
-                    .map(|r| r[..r.find('"').expect("quote")].parse::<i64>().expect("int"))
+                    .map(|r| {
+                        r[..r.find('"').expect("quote")]
+                            .parse::<i64>()
+                            .expect("int")
+                    })
             };
             if let Some(x) = get("t") {
                 t = x;
@@ -499,7 +500,10 @@ mod tests {
             assert!(segs.windows(2).all(|w| w[0].1 == w[1].0), "{m}");
             let last_end = segs.last().expect("listed").1;
             assert_eq!(last_end, open, "{m}");
-            assert!(last_end <= edge && edge - last_end <= TARGET_MS as i64, "{m}");
+            assert!(
+                last_end <= edge && edge - last_end <= TARGET_MS as i64,
+                "{m}"
+            );
             let spd = attr_ms(&m, "suggestedPresentationDelay");
             let tsbd = attr_ms(&m, "timeShiftBufferDepth");
             let start = (edge - spd.min(tsbd))
