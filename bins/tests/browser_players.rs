@@ -111,6 +111,117 @@ fn hls_js_and_dash_js_play_live_in_chromium() {
     }
 }
 
+/// Players joining a live stream 4 and 5.5 s old, as the first viewers of a stream that just went
+/// live do. Session 18 found dash.js then starting one segment behind the open one and waiting
+/// for each next segment (4 `waiting` events in 12 s, about one run in four): the young MPD's
+/// timeShiftBufferDepth (the few seconds listed so far) capped dash.js's live delay. The players
+/// are started at those ages (the browser is up before the stream); their manifest requests wait
+/// until the stream has enough segments. Each must play on without repeated stalls.
+#[test]
+fn players_joining_a_young_live_stream_play_without_stalls() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    ensure_chromium();
+    let modules = ensure_node_modules();
+    let ctl = Controller::start_http(
+        serde_json::json!({}),
+        serde_json::json!([{"connector": "HLS"}, {"connector": "CMAF"}]),
+        None,
+    );
+    let base = format!("http://127.0.0.1:{}", ctl.http);
+    // (player, path, stream age in ms when it starts)
+    let jobs = [
+        ("dash", "/cmaf/live+young/index.mpd", 4000),
+        ("dash", "/cmaf/live+young/index.mpd", 5500),
+        ("hls", "/cmaf/live+young/index.m3u8", 4000),
+    ];
+    let urls: Vec<String> = jobs
+        .iter()
+        .map(|(p, path, _)| format!("{p}={base}{path}"))
+        .collect();
+    // The browser first (it takes seconds to start on a busy machine), then the stream.
+    let dir = TempDir::new("young");
+    let go = PlayGo(dir.0.join("go"));
+    let players = {
+        let go = go.0.clone();
+        std::thread::spawn(move || play_js_go(&modules, WATCH_S, &urls, Some(&go)))
+    };
+    go.wait_ready();
+    let _pub = publish(&ctl.publish_url("live+young"), "640x360", 120);
+    let published = std::time::SystemTime::now();
+    let at: Vec<_> = jobs
+        .iter()
+        .map(|j| published + Duration::from_millis(j.2))
+        .collect();
+    go.go(&at);
+    // The server's CMAF reader starts with the stream, as for a first viewer that comes early
+    // (its MPD request waits for the manifest).
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let a = ctl.api(&serde_json::json!({"active_streams": true}));
+        if a["active_streams"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s == "live+young"))
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "the RTMP push never became active");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Media time 0 was live a little before this.
+    let active = std::time::SystemTime::now();
+    let port = ctl.http;
+    let early = std::thread::spawn(move || wait_ready(port, "/cmaf/live+young/index.mpd"));
+    let results = players.join().expect("play.js");
+    early.join().expect("early MPD request");
+    let published_ms = published
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    for (r, job) in results.iter().zip(&jobs) {
+        let age = r["joined"].as_f64().unwrap_or(0.0) - published_ms;
+        assert!(
+            (job.2 as f64 - 300.0..job.2 as f64 + 700.0).contains(&age),
+            "the player joined {age} ms after the publisher started, not at {} ms: {r}",
+            job.2
+        );
+        assert_eq!(r["started"], true, "never started playing: {r}");
+        // How far behind the live edge the player plays at the end (media time 0 was live at
+        // `active` or a little before, so this is a lower bound): the suggested presentation
+        // delay is three 2 s segments; a player closer than 5 s waits for each next segment
+        // as soon as a refresh comes late (the defect put dash.js 4 s behind).
+        let active_ms = active
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as f64;
+        let behind = (r["wall"].as_f64().unwrap_or(0.0) - active_ms) / 1000.0
+            - r["t"].as_f64().unwrap_or(0.0);
+        eprintln!(
+            "{} {}: {behind:.1} s behind the live edge",
+            r["player"], job.2
+        );
+        assert!(
+            behind >= 5.0,
+            "the player plays only {behind:.1} s behind the live edge: {r}"
+        );
+        assert!(
+            r["waiting"].as_u64().is_some_and(|w| w <= 1),
+            "the player stalled more than once: {r}"
+        );
+        assert!(
+            r["advanced"].as_f64().unwrap_or(0.0) >= (WATCH_S - 2) as f64,
+            "currentTime advanced too little in {WATCH_S} s: {r}"
+        );
+        assert!(
+            r["fatal"].as_array().is_some_and(|a| a.is_empty()),
+            "player errors: {r}"
+        );
+        assert!(
+            r["errors"].as_array().is_some_and(|a| a.is_empty()),
+            "non-fatal player errors: {r}"
+        );
+    }
+}
+
 /// A VoD stream (an ffmpeg-made MP4 loaded into shared memory as a VoD input does) played with
 /// hls.js (`/hls/` and `/cmaf/` playlists) and dash.js (static MPD) from MistOutHTTP.
 #[test]

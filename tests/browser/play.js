@@ -7,8 +7,14 @@
 // reports its text once it has some, for pages of streams that are not there or end).
 // Serves a tiny page plus the players' dist files on a local port, opens one page per stream,
 // waits for playback, then watches the first <video>'s currentTime for SECONDS. Prints one JSON
-// line per stream: {player, url, started, advanced, source, text, errors: [...], fatal: [...]}
-// and exits 0 (the Rust test judges the numbers).
+// line per stream: {player, url, started, advanced, waiting, joined, source, text, errors: [...],
+// fatal: [...]} and exits 0 (the Rust test judges the numbers). `waiting`: the video's `waiting`
+// events after it first played (stalls); `joined`: Unix ms at which the player was started; `t`
+// and `wall`: the video's final currentTime and the Unix ms it was read at.
+// With PLAY_GO=FILE in the environment, the hls/dash players wait: once every page is loaded,
+// FILE.ready is created; the players start at the Unix ms written into FILE (polled; one line per
+// job, the last line for the jobs after it), so a test can start a live stream after the browser
+// is up and join it at chosen ages.
 'use strict';
 const http = require('http');
 const fs = require('fs');
@@ -25,11 +31,13 @@ const page = `<!doctype html><html><body>
 <video id="v" muted playsinline width="320"></video>
 <script src="/hls.js"></script><script src="/dash.js"></script>
 <script>
-window.report = { errors: [], fatal: [], started: false };
+window.report = { errors: [], fatal: [], started: false, waiting: 0, joined: 0 };
 const v = document.getElementById('v');
 v.addEventListener('playing', () => { report.started = true; });
+v.addEventListener('waiting', () => { if (report.started) report.waiting += 1; });
 v.addEventListener('error', () => { report.fatal.push('video element: ' + (v.error && v.error.message)); });
 function start(player, url) {
+  report.joined = Date.now();
   if (player === 'hls') {
     const h = new Hls({ liveSyncDurationCount: 3 });
     h.on(Hls.Events.ERROR, (e, d) => {
@@ -97,12 +105,12 @@ const server = http.createServer((req, res) => {
   };
   const video = () => {
     const v = document.querySelector('video');
-    return { t: v ? v.currentTime : 0, w: v ? v.videoWidth : 0, h: v ? v.videoHeight : 0,
+    return { t: v ? v.currentTime : 0, wall: Date.now(), w: v ? v.videoWidth : 0, h: v ? v.videoHeight : 0,
       source: v && v.getAttribute('data-source'), src: v && v.getAttribute('data-url'),
       embedded: !!document.querySelector('h1 + div.mistvideo'),
       text: document.body ? document.body.innerText.trim() : '' };
   };
-  const run = async (job) => {
+  const run = async (job, index) => {
     const [player, url] = [job.slice(0, job.indexOf('=')), job.slice(job.indexOf('=') + 1)];
     const p = await ctx.newPage();
     const console_errors = [];
@@ -121,6 +129,10 @@ const server = http.createServer((req, res) => {
     else if (player === 'embed') await p.goto(`${base}embed?src=${encodeURIComponent(url)}`);
     else await p.goto(url);
     if (process.env.PLAY_DEBUG) await p.evaluate(() => { window.PLAY_DEBUG = true; });
+    if (own && go) {
+      const at = await go(index);
+      if (at - Date.now() > 0) await p.waitForTimeout(at - Date.now());
+    }
     if (own) await p.evaluate(([pl, u]) => start(pl, u), [player, url]);
     if (player === 'offline') {
       const until = Date.now() + 10000;
@@ -141,11 +153,32 @@ const server = http.createServer((req, res) => {
     await p.waitForTimeout(Number(secs) * 1000);
     const r = { ...(await p.evaluate(() => report)), ...(await p.evaluate(video)) };
     await p.close();
-    return { player, url, started: r.started, t0, advanced: r.t - t0, width: r.w, height: r.h,
+    return { player, url, started: r.started, t0, advanced: r.t - t0, waiting: r.waiting,
+      joined: r.joined, wall: r.wall, t: r.t, width: r.w, height: r.h,
       source: r.source, src: r.src, embedded: r.embedded, text: r.text,
       errors: own ? r.errors : r.errors.concat(warnings), fatal: r.fatal.concat(console_errors) };
   };
-  const results = await Promise.all(jobs.map(run));
+  // PLAY_GO: when every own page is loaded, FILE.ready; then the time in FILE.
+  const goFile = process.env.PLAY_GO;
+  const ownJobs = jobs.filter((j) => /^(hls|dash)=/.test(j)).length;
+  let loaded = 0;
+  let goAt = null;
+  const go = goFile && (async (index) => {
+    loaded += 1;
+    if (loaded === ownJobs) fs.writeFileSync(goFile + '.ready', '');
+    goAt = goAt || (async () => {
+      for (;;) {
+        try {
+          const t = fs.readFileSync(goFile, 'utf8').trim().split('\n').map(Number);
+          if (t.length && t.every((x) => x > 0)) return t;
+        } catch (e) { /* not there yet */ }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    const t = await goAt;
+    return t[Math.min(index, t.length - 1)];
+  });
+  const results = await Promise.all(jobs.map((j, i) => run(j, i)));
   for (const r of results) console.log(JSON.stringify(r));
   if (process.env.PLAY_DEBUG) await new Promise((r) => setTimeout(r, 100));
   await ctx.close();

@@ -24,8 +24,12 @@ use std::collections::HashMap;
 const TARGET_MS: u32 = 2000;
 /// Complete segments kept in the manifests (and in the cache): the DVR window.
 const WINDOW: usize = 10;
-/// Complete segments needed before a live manifest is served.
-const MIN_SEGMENTS: usize = 2;
+/// Complete segments needed before a live manifest is served: as many as the suggested
+/// presentation delay spans (three), so that a player joining a young stream can start that far
+/// behind the live edge with all of it buffered (RFC 8216 §6.3.3 asks HLS clients the same: start
+/// three target durations from the end). With two, dash.js joining a stream a few seconds old
+/// played about one segment behind the open one and stalled for each next segment.
+const MIN_SEGMENTS: usize = 3;
 /// Cache-Control of fragments (immutable once muxed) and of manifests.
 const SEGMENT_CACHE: &str = "public, max-age=3600, immutable";
 const MANIFEST_CACHE: &str = "no-cache";
@@ -120,13 +124,7 @@ impl CmafStream {
             inits.insert(t.id, Bytes::from(init));
             writers.push(w);
         }
-        let cfg = TimelineConfig {
-            target_ms: TARGET_MS,
-            audio_target_ms: TARGET_MS,
-            window: Window::Segments(WINDOW),
-            ..TimelineConfig::default()
-        };
-        self.tl = Some(Timeline::new(cfg, &sel));
+        self.tl = Some(Timeline::new(timeline_config(), &sel));
         self.cur = vec![Vec::new(); sel.len()];
         self.writers = writers;
         self.inits = inits;
@@ -242,8 +240,7 @@ impl CmafStream {
 
     fn manifest_ready(&self) -> bool {
         self.tl.as_ref().is_some_and(|tl| {
-            (self.ended && !tl.is_empty())
-                || (tl.len() >= MIN_SEGMENTS && self.avail_start.is_some())
+            (self.ended && !tl.is_empty()) || (live_ready(tl) && self.avail_start.is_some())
         })
     }
 
@@ -277,18 +274,7 @@ impl CmafStream {
                     } else {
                         UtcTiming::HttpIso(format!("http://{host}/time"))
                     };
-                    MpdOptions::live(LiveOptions {
-                        availability_start_unix_ms: self.avail_start.unwrap_or(now),
-                        publish_unix_ms: now,
-                        minimum_update_period_ms: TARGET_MS,
-                        time_shift_buffer_ms: None,
-                        // Behind the live edge by the open segment, one MPD refresh and
-                        // a segment of margin: three of the longest segments.
-                        suggested_presentation_delay_ms: (3 * tl.max_duration_ms())
-                            .clamp(3 * TARGET_MS as i64, 30_000)
-                            as u32,
-                        utc_timing: Some(utc),
-                    })
+                    MpdOptions::live(live_options(tl, self.avail_start.unwrap_or(now), now, utc))
                 };
                 return manifest("application/dash+xml", mpd(&self.tracks, tl, &opts));
             }
@@ -353,6 +339,43 @@ impl CmafStream {
     }
 }
 
+fn timeline_config() -> TimelineConfig {
+    TimelineConfig {
+        target_ms: TARGET_MS,
+        audio_target_ms: TARGET_MS,
+        window: Window::Segments(WINDOW),
+        ..TimelineConfig::default()
+    }
+}
+
+/// Whether a live timeline has enough complete segments for its manifests.
+fn live_ready(tl: &Timeline) -> bool {
+    tl.len() >= MIN_SEGMENTS
+}
+
+/// The live MPD's timing at `now` (Unix ms), for a timeline whose media time 0 was live at
+/// `avail_start` (Unix ms).
+fn live_options(tl: &Timeline, avail_start: i64, now: i64, utc: UtcTiming) -> LiveOptions {
+    // Behind the live edge by the open segment, one MPD refresh and a segment of margin: three
+    // of the longest segments.
+    let delay = (3 * tl.max_duration_ms()).clamp(3 * TARGET_MS as i64, 30_000);
+    let span = tl
+        .span_ms()
+        .map_or(0, |(first, last)| (last - first).max(0));
+    LiveOptions {
+        availability_start_unix_ms: avail_start,
+        publish_unix_ms: now,
+        minimum_update_period_ms: TARGET_MS,
+        // The depth of the DVR window the server keeps, also while a young stream has less:
+        // dash.js caps its live delay (suggestedPresentationDelay, or its own liveDelay) at
+        // timeShiftBufferDepth, so a depth of only the few segments made so far put it about
+        // one segment behind the live edge.
+        time_shift_buffer_ms: Some(span.max(WINDOW as i64 * TARGET_MS as i64).max(delay) as u64),
+        suggested_presentation_delay_ms: delay as u32,
+        utc_timing: Some(utc),
+    }
+}
+
 impl SegmentedStream for CmafStream {
     fn poll(&mut self) {
         self.read()
@@ -362,5 +385,143 @@ impl SegmentedStream for CmafStream {
     }
     fn ended(&self) -> bool {
         self.ended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mist_media::dash::MpdOptions;
+    use mist_media::Codec;
+
+    fn tracks() -> Vec<Track> {
+        let mut v = Track::new(1, Codec::H264);
+        v.init = Bytes::from_static(&[1, 0x64, 0, 0x1f]);
+        v.width = 640;
+        v.height = 360;
+        v.fpks = 25_000;
+        let mut a = Track::new(2, Codec::Aac);
+        a.init = Bytes::from_static(&[0x11, 0x90]);
+        a.rate = 48000;
+        a.channels = 2;
+        vec![v, a]
+    }
+
+    /// `(track, dts, keyframe)` of a 25 fps video track with a keyframe every 2 s and an AAC
+    /// track (1024 samples at 48 kHz), in dts order, for `ms` of media.
+    fn frames(ms: i64) -> Vec<(u32, i64, bool)> {
+        let mut f: Vec<(u32, i64, bool)> = (0..ms / 40).map(|i| (1, i * 40, i % 50 == 0)).collect();
+        f.extend((0..ms * 48 / 1024).map(|i| (2, i * 1024 / 48, true)));
+        f.sort_by_key(|&(t, dts, _)| (dts, t));
+        f
+    }
+
+    /// An MPD duration attribute (`name="PT12.345S"`) in ms.
+    fn attr_ms(m: &str, name: &str) -> i64 {
+        let key = format!(" {name}=\"PT");
+        let i = m.find(&key).unwrap_or_else(|| panic!("no {name}: {m}")) + key.len();
+        let v = &m[i..i + m[i..].find('S').expect("S")];
+        let (s, ms) = v.split_once('.').expect("PTs.mmmS");
+        s.parse::<i64>().expect("s") * 1000 + ms.parse::<i64>().expect("ms")
+    }
+
+    /// `(start, end)` of each segment of the MPD's first SegmentTimeline.
+    fn listed(m: &str) -> Vec<(i64, i64)> {
+        let from = m.find("<SegmentTimeline>").expect("SegmentTimeline");
+        let to = m.find("</SegmentTimeline>").expect("SegmentTimeline end");
+        let mut out = Vec::new();
+        let mut t = 0;
+        for s in m[from..to].split("<S ").skip(1) {
+            let get = |k: &str| {
+                s.split(&format!(" {k}=\""))
+                    .nth(1)
+                    .or_else(|| s.strip_prefix(&format!("{k}=\"")))
+                    .map(|r| {
+                        r[..r.find('"').expect("quote")]
+                            .parse::<i64>()
+                            .expect("int")
+                    })
+            };
+            if let Some(x) = get("t") {
+                t = x;
+            }
+            let d = get("d").expect("d");
+            for _ in 0..=get("r").unwrap_or(0) {
+                out.push((t, t + d));
+                t += d;
+            }
+        }
+        out
+    }
+
+    /// A live stream from its first second on, frames reaching the server in real time (media
+    /// time 0 live at `t0`). Every 100 ms once its manifest is served, the MPD is read as dash.js
+    /// (4.7) reads it to start: at min(suggestedPresentationDelay, timeShiftBufferDepth) behind
+    /// the live edge (now - availabilityStartTime), not before the time-shift window nor the
+    /// first listed segment. A player joining then must have the whole suggested delay between
+    /// it and the live edge and at least two segments listed ahead of it; every listed segment
+    /// must be complete and available by availabilityStartTime. On the old MPD (served at two
+    /// segments, depth = the span listed), a player joining a 4 s old stream started 4 s behind
+    /// the live edge and at 5.9 s with 2.1 s listed ahead.
+    #[test]
+    fn a_player_joining_a_young_live_stream_starts_the_suggested_delay_behind() {
+        let tracks = tracks();
+        let mut tl = Timeline::new(timeline_config(), &tracks);
+        let t0: i64 = 1_700_000_000_000;
+        let frames = frames(40_000);
+        let mut next = 0;
+        let mut first_served = None;
+        for age in (0..40_000).step_by(100) {
+            while next < frames.len() && frames[next].1 <= age {
+                let (track, dts, key) = frames[next];
+                tl.push(track, dts, key, 1000);
+                next += 1;
+            }
+            if !live_ready(&tl) {
+                continue;
+            }
+            first_served.get_or_insert(age);
+            let now = t0 + age;
+            let opts = MpdOptions::live(live_options(&tl, t0, now, UtcTiming::Direct(now)));
+            let m = mpd(&tracks, &tl, &opts);
+            assert!(
+                m.contains(&format!(
+                    "availabilityStartTime=\"{}\"",
+                    mist_media::hls::iso8601(t0)
+                )),
+                "{m}"
+            );
+            let segs = listed(&m);
+            assert_eq!(segs.len(), tl.len(), "{m}");
+            let edge = now - t0;
+            let open = tl.open_segment().expect("open segment").start_ms;
+            // Listed = complete: each ends where the next starts, the last where the open one
+            // starts, so each is available (availabilityStartTime + its end) by now.
+            assert!(segs.windows(2).all(|w| w[0].1 == w[1].0), "{m}");
+            let last_end = segs.last().expect("listed").1;
+            assert_eq!(last_end, open, "{m}");
+            assert!(
+                last_end <= edge && edge - last_end <= TARGET_MS as i64,
+                "{m}"
+            );
+            let spd = attr_ms(&m, "suggestedPresentationDelay");
+            let tsbd = attr_ms(&m, "timeShiftBufferDepth");
+            let start = (edge - spd.min(tsbd))
+                .max(edge - tsbd)
+                .max(0)
+                .max(segs[0].0);
+            assert!(
+                edge - start >= spd,
+                "at {age} ms a player starts {} ms behind the live edge, suggested {spd}: {m}",
+                edge - start
+            );
+            assert!(
+                last_end - start >= 2 * TARGET_MS as i64,
+                "at {age} ms a player starts with {} ms listed ahead: {m}",
+                last_end - start
+            );
+        }
+        // Served as soon as three segments are complete.
+        assert_eq!(first_served, Some(6000));
     }
 }

@@ -57,7 +57,23 @@ pub fn ensure_node_modules() -> PathBuf {
 /// Runs tests/browser/play.js with these `player=url` jobs, watching each for `secs` seconds;
 /// returns its JSON lines (one per job). Panics when it fails or reports fewer lines.
 pub fn play_js(modules: &Path, secs: u32, jobs: &[String]) -> Vec<serde_json::Value> {
-    let out = Command::new("timeout")
+    play_js_go(modules, secs, jobs, None)
+}
+
+/// [`play_js`] whose hls/dash players wait for `go` (play.js `PLAY_GO`): once the browser and
+/// its pages are up, `go`.ready appears; the players start at the Unix ms then written to `go`
+/// (see [`PlayGo`]).
+pub fn play_js_go(
+    modules: &Path,
+    secs: u32,
+    jobs: &[String],
+    go: Option<&Path>,
+) -> Vec<serde_json::Value> {
+    let mut cmd = Command::new("timeout");
+    if let Some(go) = go {
+        cmd.env("PLAY_GO", go);
+    }
+    let out = cmd
         .arg("120")
         .arg("node")
         .arg(root().join("tests/browser/play.js"))
@@ -83,4 +99,37 @@ pub fn play_js(modules: &Path, secs: u32, jobs: &[String]) -> Vec<serde_json::Va
         eprintln!("{r}");
     }
     results
+}
+
+/// The go signal of [`play_js_go`].
+pub struct PlayGo(pub PathBuf);
+
+impl PlayGo {
+    /// Waits (up to 90 s) until play.js has its pages loaded.
+    pub fn wait_ready(&self) {
+        let ready = self.0.with_extension("ready");
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        while !ready.exists() {
+            assert!(
+                std::time::Instant::now() < end,
+                "play.js never loaded its pages"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Starts player `i` at `at[i]` (the last time for the players after it).
+    pub fn go(&self, at: &[std::time::SystemTime]) {
+        let ms: Vec<String> = at
+            .iter()
+            .map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+                    .to_string()
+            })
+            .collect();
+        let tmp = self.0.with_extension("tmp");
+        std::fs::write(&tmp, ms.join("\n")).unwrap();
+        std::fs::rename(&tmp, &self.0).unwrap();
+    }
 }

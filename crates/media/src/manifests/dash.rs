@@ -27,7 +27,10 @@ pub struct LiveOptions {
     /// Unix ms at which this manifest is produced.
     pub publish_unix_ms: i64,
     pub minimum_update_period_ms: u32,
-    /// Defaults to the media time spanned by the timeline's window.
+    /// Defaults to the media time spanned by the timeline's window. Never written below
+    /// `suggested_presentation_delay_ms`: dash.js caps its live delay at timeShiftBufferDepth, so a
+    /// smaller depth (a young stream's few segments) would start players closer to the live edge
+    /// than the suggested delay.
     pub time_shift_buffer_ms: Option<u64>,
     pub suggested_presentation_delay_ms: u32,
     pub utc_timing: Option<UtcTiming>,
@@ -177,7 +180,8 @@ pub fn mpd(tracks: &[Track], tl: &Timeline, opts: &MpdOptions) -> String {
             }
             let tsb = l
                 .time_shift_buffer_ms
-                .unwrap_or((last - first).max(0) as u64);
+                .unwrap_or((last - first).max(0) as u64)
+                .max(l.suggested_presentation_delay_ms as u64);
             let _ = write!(
                 o,
                 " timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\"",
@@ -479,6 +483,34 @@ mod tests {
         let m = mpd(&tracks(), &tl, &o);
         assert!(m.contains("mediaPresentationDuration"));
         assert!(!m.contains("minimumUpdatePeriod"));
+    }
+
+    /// A young stream (4 s of segments) with a 6 s suggested delay: the depth written covers the
+    /// delay, or dash.js would start 4 s behind the live edge.
+    #[test]
+    fn time_shift_depth_covers_the_suggested_delay() {
+        let mut tl = Timeline::new(
+            TimelineConfig {
+                target_ms: 2000,
+                ..Default::default()
+            },
+            &tracks(),
+        );
+        feed(&mut tl, 0, 4100);
+        let o = MpdOptions::live(LiveOptions {
+            availability_start_unix_ms: 1_700_000_000_000,
+            publish_unix_ms: 1_700_000_004_100,
+            minimum_update_period_ms: 2000,
+            time_shift_buffer_ms: None,
+            suggested_presentation_delay_ms: 6000,
+            utc_timing: None,
+        });
+        let m = mpd(&tracks(), &tl, &o);
+        assert!(m.contains("<S t=\"0\" d=\"2000\" r=\"1\"/>"), "{m}");
+        assert!(
+            m.contains("timeShiftBufferDepth=\"PT6.000S\" suggestedPresentationDelay=\"PT6.000S\""),
+            "{m}"
+        );
     }
 
     #[test]
