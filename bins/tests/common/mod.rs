@@ -268,6 +268,41 @@ pub fn publish(url: &str, size: &str, seconds: u32) -> Proc {
     Proc(child)
 }
 
+/// [`publish`] with output options before the URL (e.g. `-tls_verify 1 -ca_file CA`).
+pub fn publish_with(url: &str, size: &str, seconds: u32, output: &[&str]) -> Proc {
+    let mut encoder = vec!["-tune", "zerolatency"];
+    encoder.extend_from_slice(output);
+    let child = testsrc_flv(&["-re"], &encoder, size, seconds, url.as_ref())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg (is it installed? scripts/test installs it)");
+    Proc(child)
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost (`openssl req -x509`, RSA 2048), as
+/// (`fullchain.pem`, `privkey.pem`) in `dir`. The certificate is its own CA file.
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("fullchain.pem"), dir.join("privkey.pem"));
+    let st = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl (scripts/test installs it)");
+    assert!(st.success(), "openssl req -x509 failed");
+    (cert, key)
+}
+
 /// ffprobe's view of a URL's streams (codec_name, width, height, …).
 pub fn probe_streams(url: &str) -> Vec<serde_json::Value> {
     let out = Command::new("timeout")
@@ -295,6 +330,11 @@ pub fn probe_streams(url: &str) -> Vec<serde_json::Value> {
 /// Decodes `url` for `wall` seconds of wall-clock time counted from the first decoded frame (at most
 /// 30 s of start-up before it) and returns the number of video frames decoded and their size as WxH.
 pub fn decode_video_frames(url: &str, wall: Duration) -> (usize, String) {
+    decode_video_frames_with(url, &[], wall)
+}
+
+/// [`decode_video_frames`] with input options before `-i` (e.g. `-tls_verify 1 -ca_file CA`).
+pub fn decode_video_frames_with(url: &str, input: &[&str], wall: Duration) -> (usize, String) {
     // The window starts at the first decoded frame, not at the spawn: ffmpeg's own start-up and
     // probing can take seconds on a loaded machine, and that is not what the tests measure.
     const START_UP: Duration = Duration::from_secs(30);
@@ -303,11 +343,9 @@ pub fn decode_video_frames(url: &str, wall: Duration) -> (usize, String) {
             "-hide_banner",
             "-loglevel",
             "error",
-            "-i",
-            url,
-            "-map",
-            "0:v:0",
         ])
+        .args(input)
+        .args(["-i", url, "-map", "0:v:0"])
         .args(["-f", "framemd5", "-"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
