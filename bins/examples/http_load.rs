@@ -241,10 +241,7 @@ fn main() {
                 args.ca.as_deref().expect("https:// needs --ca FILE"),
             )),
         ),
-        None => (
-            args.url.strip_prefix("http://").expect("http:// URL"),
-            None,
-        ),
+        None => (args.url.strip_prefix("http://").expect("http:// URL"), None),
     };
     let (hostport, path) = rest.split_once('/').expect("http://HOST/PATH");
     let hostport = if hostport.contains(':') {

@@ -97,7 +97,12 @@ fn main() {
         }
     }
     // MistServer passes empty strings for unset options: no certificate at all is plain RTMP.
-    let tls = if args.cert.iter().chain(&args.key).all(|s| s.trim().is_empty()) {
+    let tls = if args
+        .cert
+        .iter()
+        .chain(&args.key)
+        .all(|s| s.trim().is_empty())
+    {
         None
     } else {
         let tls = mist_bins::http_out::https::pairs(&args.cert, &args.key)

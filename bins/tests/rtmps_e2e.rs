@@ -79,7 +79,10 @@ fn rtmps_publish_and_play_beside_plain_rtmp() {
     );
     // Verification really happens: without the CA the self-signed certificate is refused.
     let (ok, _, _) = probe(&play_tls, &["-tls_verify", "1"]);
-    assert!(!ok, "ffprobe accepted the self-signed certificate without its CA");
+    assert!(
+        !ok,
+        "ffprobe accepted the self-signed certificate without its CA"
+    );
     // Plain RTMP to the RTMPS port gets no stream.
     let (ok, streams, _) = probe(&format!("rtmp://127.0.0.1:{tls}/play/live"), &[]);
     assert!(
@@ -96,6 +99,9 @@ fn rtmps_publish_and_play_beside_plain_rtmp() {
     assert!(frames >= 75, "decoded only {frames} frames over rtmps");
     let (frames, size) = plain_viewer.join().unwrap();
     assert_eq!(size, "320x240", "plain RTMP viewer");
-    assert!(frames >= 75, "the plain RTMP viewer decoded only {frames} frames");
+    assert!(
+        frames >= 75,
+        "the plain RTMP viewer decoded only {frames} frames"
+    );
     drop(publisher);
 }

@@ -1,5 +1,5 @@
-//! End to end: an `https://` trigger handler (a python3 `ssl` server with a self-signed
-//! certificate) answers a sync PUSH_REWRITE once the controller trusts its CA through
+//! End to end: an `https://` trigger handler (a python3 `ssl` server with a certificate of a
+//! private CA) answers a sync PUSH_REWRITE once the controller trusts its CA through
 //! `MIST_TLS_CA_FILE`; without it the handshake is refused and the trigger's default is used.
 //!
 //! One test in this file: it sets `MIST_TLS_CA_FILE` in its own environment, which the
@@ -69,7 +69,8 @@ fn hook_log(path: &Path) -> String {
 #[test]
 fn https_trigger_handler_with_a_private_ca() {
     let dir = TempDir::new("trig-https");
-    let (cert, key) = self_signed(dir.path());
+    // A CA and a leaf it signed (webpki refuses a CA certificate as the server's own).
+    let (ca, cert, key) = ca_and_leaf(dir.path());
     let log = dir.path().join("hook.log");
     let port = free_port();
     let _server = Proc(
@@ -97,11 +98,15 @@ fn https_trigger_handler_with_a_private_ca() {
             wait_for_stream(&ctl, "live+fallback"),
             "the default answer of the failed https handler was not used"
         );
-        assert_eq!(hook_log(&log), "", "a request arrived over an untrusted TLS");
+        assert_eq!(
+            hook_log(&log),
+            "",
+            "a request arrived over an untrusted TLS"
+        );
     }
 
     // With the CA in MIST_TLS_CA_FILE: the handler is reached and its answer used.
-    std::env::set_var("MIST_TLS_CA_FILE", &cert);
+    std::env::set_var("MIST_TLS_CA_FILE", &ca);
     let ctl = controller_with_hook(port);
     let _p = publish(&ctl.publish_url("anything"), "320x240", 20);
     assert!(
@@ -115,5 +120,8 @@ fn https_trigger_handler_with_a_private_ca() {
         first.starts_with("/hook PUSH_REWRITE rtmp://127.0.0.1:"),
         "{seen}"
     );
-    assert!(first.ends_with("/live/anything|127.0.0.1|anything"), "{seen}");
+    assert!(
+        first.ends_with("/live/anything|127.0.0.1|anything"),
+        "{seen}"
+    );
 }

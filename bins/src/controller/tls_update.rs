@@ -101,7 +101,10 @@ impl Controller {
             info!(
                 "{} (pid {pid}): new certificate files ({}), loaded without a restart",
                 m.name,
-                new.options.get("cert").map(Value::to_string).unwrap_or_default()
+                new.options
+                    .get("cert")
+                    .map(Value::to_string)
+                    .unwrap_or_default()
             );
             taken.insert(nk.clone());
             m.role = Role::Protocol(nk.clone());
@@ -130,10 +133,7 @@ mod tests {
         assert!(!cert_only_change(&a, &b.clone().with("port", 4434)));
         // TLS switched off (or on): the listener changes kind.
         let plain = Protocol::new("RTMP").with("port", 1935);
-        let tls = plain
-            .clone()
-            .with("cert", "/a.pem")
-            .with("key", "/a.key");
+        let tls = plain.clone().with("cert", "/a.pem").with("key", "/a.key");
         assert!(!cert_only_change(&plain, &tls));
         assert!(!cert_only_change(&tls, &plain));
         assert!(cert_only_change(
@@ -142,9 +142,6 @@ mod tests {
         ));
         // Connectors that do not reload on SIGHUP are restarted.
         let ts = Protocol::new("TSSRT").with("cert", "/a").with("key", "/b");
-        assert!(!cert_only_change(
-            &ts,
-            &ts.clone().with("cert", "/c")
-        ));
+        assert!(!cert_only_change(&ts, &ts.clone().with("cert", "/c")));
     }
 }
