@@ -10,6 +10,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The binaries under test (MIST_BENCH_BIN_DIR overrides, e.g. target/debug for a quick look).
+BIN_DIR = os.environ.get("MIST_BENCH_BIN_DIR") or os.path.join(ROOT, "target", "release")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -178,7 +180,7 @@ class Mist(Server):
                 "streams": {"live": {"name": "live", "source": "push://"}},
             }, f)
         env = dict(os.environ, MIST_SHM_DIR=shm)
-        binary = os.path.join(ROOT, "target", "release", "MistController")
+        binary = os.path.join(BIN_DIR, "MistController")
         self.proc = subprocess.Popen([binary, "-c", conf, "-g", os.environ.get("MIST_BENCH_LOG", "2")], env=env,
                                      stdin=subprocess.DEVNULL)
         wait_port(self.port)
