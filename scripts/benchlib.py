@@ -10,6 +10,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The binaries under test (MIST_BENCH_BIN_DIR overrides, e.g. target/debug for a quick look).
+BIN_DIR = os.environ.get("MIST_BENCH_BIN_DIR") or os.path.join(ROOT, "target", "release")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -180,7 +182,7 @@ class Mist(Server):
         # Its own control socket: a controller already running on the machine (a service, a
         # test) must not make the benchmark's controller refuse to start.
         env = dict(os.environ, MIST_SHM_DIR=shm, MIST_CONTROL=os.path.join(work, "control.sock"))
-        binary = os.path.join(ROOT, "target", "release", "MistController")
+        binary = os.path.join(BIN_DIR, "MistController")
         self.proc = subprocess.Popen([binary, "-c", conf, "-g", os.environ.get("MIST_BENCH_LOG", "2")], env=env,
                                      stdin=subprocess.DEVNULL)
         wait_port(self.port)

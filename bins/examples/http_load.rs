@@ -7,6 +7,9 @@
 //! chunked framing if any, then walks the FLV tags by their headers (no body parsing). A viewer stalls when its media (video tag
 //! timestamps) falls more than `--stall-ms` behind the wall clock (relative to the least lag it had),
 //! or when it never gets a video tag.
+//!
+//! `https://` URLs (scripts/bench-tls) go over rustls, the server certificate checked against
+//! `--ca` (a PEM file); the FLV walk is the same.
 
 #[path = "load_stats/mod.rs"]
 mod load_stats;
@@ -35,6 +38,65 @@ struct Args {
     ramp_ms: u64,
     #[arg(long, default_value_t = 1500)]
     stall_ms: i64,
+    /// https:// URLs: the CA (PEM) that signed the server's certificate.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+}
+
+/// A viewer's connection: plain TCP or TLS over it.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&mut self) -> &mut TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(t) => &mut t.sock,
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(t) => t.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// The TLS client configuration trusting `ca`.
+fn tls_config(ca: &std::path::Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("--ca file") {
+        roots.add(c.expect("--ca PEM")).expect("--ca certificate");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
 
 /// Where a viewer is in the FLV body.
@@ -61,7 +123,7 @@ enum Framing {
 }
 
 struct Viewer {
-    sock: Option<TcpStream>,
+    sock: Option<Conn>,
     out: Vec<u8>,
     framing: Framing,
     parse: Parse,
@@ -172,13 +234,28 @@ impl Viewer {
 
 fn main() {
     let args = Args::parse();
-    let rest = args.url.strip_prefix("http://").expect("http:// URL");
+    let (rest, tls) = match args.url.strip_prefix("https://") {
+        Some(r) => (
+            r,
+            Some(tls_config(
+                args.ca.as_deref().expect("https:// needs --ca FILE"),
+            )),
+        ),
+        None => (args.url.strip_prefix("http://").expect("http:// URL"), None),
+    };
     let (hostport, path) = rest.split_once('/').expect("http://HOST/PATH");
     let hostport = if hostport.contains(':') {
         hostport.to_string()
+    } else if tls.is_some() {
+        format!("{hostport}:443")
     } else {
         format!("{hostport}:80")
     };
+    let host = hostport
+        .rsplit_once(':')
+        .map_or(hostport.as_str(), |(h, _)| h)
+        .trim_matches(['[', ']'])
+        .to_string();
     let addr = hostport
         .to_socket_addrs()
         .expect("resolve")
@@ -214,7 +291,19 @@ fn main() {
                     poll.registry()
                         .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)
                         .expect("register");
-                    v.sock = Some(s);
+                    v.sock = Some(match &tls {
+                        None => Conn::Plain(s),
+                        Some(cfg) => {
+                            let name = rustls::pki_types::ServerName::try_from(host.clone())
+                                .expect("server name");
+                            let mut c = rustls::ClientConnection::new(cfg.clone(), name)
+                                .expect("TLS client");
+                            // Sent once the handshake is done (reads drive the TLS I/O).
+                            c.writer().write_all(&v.out).expect("buffer the request");
+                            v.out.clear();
+                            Conn::Tls(Box::new(rustls::StreamOwned::new(c, s)))
+                        }
+                    });
                 }
                 Err(_) => v.stats.failed = true,
             }
@@ -240,7 +329,8 @@ fn main() {
                     }
                 }
             }
-            if ev.is_readable() {
+            // TLS: every event drives the handshake and the buffered request through `read`.
+            if ev.is_readable() || matches!(v.sock, Some(Conn::Tls(_))) {
                 while let Some(sock) = v.sock.as_mut() {
                     match sock.read(&mut buf) {
                         Ok(0) => {
@@ -265,8 +355,8 @@ fn main() {
                 }
             }
             if !v.lowat && v.stats.playing() {
-                if let Some(sock) = v.sock.as_ref() {
-                    load_stats::set_rcvlowat(sock, load_stats::RCVLOWAT);
+                if let Some(sock) = v.sock.as_mut() {
+                    load_stats::set_rcvlowat(sock.tcp(), load_stats::RCVLOWAT);
                     v.lowat = true;
                 }
             }

@@ -6,6 +6,10 @@
 //! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), after `-j`/`--version`/`--help`, or when a
 //! pushed stream ended; 1 when the listening socket cannot be opened, the event loop fails or a
 //! push fails; 2 on bad command-line arguments.
+//!
+//! RTMPS (`--cert`/`--key`, the protocol entry's `cert`/`key`): the listener speaks TLS and
+//! nothing else, as MistServer's RTMP connector with a certificate; a second RTMP protocol entry
+//! on another port serves plain RTMP beside it.
 
 #[macro_use]
 mod rtmp_server;
@@ -48,6 +52,13 @@ struct Args {
     /// Most connections from one remote address at once (0: no cap)
     #[arg(long = "max-per-ip", default_value_t = rtmp_server::DEFAULT_MAX_PER_IP)]
     max_per_ip: usize,
+    /// RTMPS: certificate chain (PEM, leaf first); repeat, or a JSON list, for several
+    /// certificates chosen by SNI. With --key, this port speaks RTMPS only.
+    #[arg(short = 'C', long = "cert", requires = "key")]
+    cert: Vec<String>,
+    /// RTMPS: private key (PEM) of each certificate, in the same order
+    #[arg(long = "key", requires = "cert")]
+    key: Vec<String>,
     /// Print the capabilities JSON and exit
     #[arg(short = 'j', long)]
     json: bool,
@@ -85,13 +96,47 @@ fn main() {
             }
         }
     }
+    // MistServer passes empty strings for unset options: no certificate at all is plain RTMP.
+    let tls = if args
+        .cert
+        .iter()
+        .chain(&args.key)
+        .all(|s| s.trim().is_empty())
+    {
+        None
+    } else {
+        let tls = mist_bins::http_out::https::pairs(&args.cert, &args.key)
+            .map_err(|e| e.to_string())
+            .and_then(|pairs| {
+                mist_connector::TlsConfigHandle::new(mist_connector::TlsSettings {
+                    pairs,
+                    // RTMP clients offer no ALPN; one that does is not refused.
+                    alpn: Vec::new(),
+                    ..mist_connector::TlsSettings::default()
+                })
+                .map_err(|e| e.to_string())
+            });
+        match tls {
+            Ok(h) => {
+                // New cert/key paths from the controller arrive with SIGHUP.
+                mist_bins::tls_reload::follow_hangups("RTMP", args.port, 1935, h.clone());
+                Some(h)
+            }
+            Err(e) => {
+                log!(FAIL, "RTMPS certificate: {e}");
+                std::process::exit(1);
+            }
+        }
+    };
     let cfg = rtmp_server::Config {
         addr: SocketAddr::new(args.interface, args.port),
         controlled: mist_core::control::socket_path().is_some(),
         merge: std::time::Duration::from_millis(args.merge_ms),
         max_conns: args.max_conns,
         max_per_ip: args.max_per_ip,
+        tls,
     };
+    let cfg_tls = cfg.tls.is_some();
     let mut server = match rtmp_server::Server::bind(cfg) {
         Ok(s) => s,
         Err(e) => {
@@ -106,7 +151,8 @@ fn main() {
     };
     log!(
         INFO,
-        "listening on {}",
+        "listening on {}{}",
+        if cfg_tls { "rtmps://" } else { "" },
         server
             .local_addr()
             .map(|a| a.to_string())

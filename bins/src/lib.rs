@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod record;
 pub mod rtsp_in;
 pub mod rtsp_out;
+pub mod tls_reload;
 pub mod ts_live;
 pub mod util;
 pub mod vod_input;

@@ -1,7 +1,8 @@
 //! End to end: an `HTTPS` protocol entry makes the controller run MistOutHTTPS with the
 //! configured certificate; an RTMP publish by ffmpeg is then fetched with curl (verifying the
 //! certificate) and decoded by ffmpeg over https://, and a plain-HTTP request to the TLS port
-//! is closed without disturbing a TLS viewer.
+//! is closed without disturbing a TLS viewer. Renewed files, and new paths set through the API
+//! or a config reload, are served to new connections by the same process while a viewer plays.
 
 mod common;
 
@@ -9,33 +10,8 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A self-signed certificate for 127.0.0.1 (`openssl req -x509`), as (cert, key).
-fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("fullchain.pem"), dir.join("privkey.pem"));
-    let st = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run openssl (scripts/test installs it)");
-    assert!(st.success(), "openssl req -x509 failed");
-    (cert, key)
-}
 
 fn curl(args: &[&str]) -> (bool, Vec<u8>, String) {
     let out = Command::new("curl")
@@ -158,4 +134,119 @@ fn rtmp_publish_played_over_https() {
     assert!(body.starts_with(b"#EXTM3U"));
     let (ok, _, _) = curl(&["--cacert", old_ca.to_str().unwrap(), &playlist]);
     assert!(!ok, "the old certificate is still served after the renewal");
+
+    // Other paths, through the API (`updateprotocol`) and then a config reload: the same
+    // MistOutHTTPS process serves the new certificate to new connections, and a viewer that
+    // was playing before keeps playing.
+    let pid = child_exact(ctl.proc.pid(), "MistOutHTTPS").expect("MistOutHTTPS runs");
+    let ts = format!("{base}/live+tls.ts");
+    let ca = cert.to_str().unwrap().to_string();
+    let viewer = std::thread::spawn(move || {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "15", "--cacert", &ca, &ts])
+            .output()
+            .expect("run curl")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let https_entry = |ctl: &Controller| {
+        ctl.api(&serde_json::json!({"config": true}))["config"]["protocols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["connector"] == "HTTPS")
+            .cloned()
+            .expect("the HTTPS entry")
+    };
+    let moved = TempDir::new("https-moved");
+    let (api_cert, api_key) = self_signed(moved.path());
+    let old = https_entry(&ctl);
+    let mut new = old.clone();
+    new["cert"] = api_cert.to_str().unwrap().into();
+    new["key"] = api_key.to_str().unwrap().into();
+    new.as_object_mut().unwrap().remove("online");
+    ctl.api(&serde_json::json!({"updateprotocol": [old, new]}));
+    assert!(
+        served_soon(&playlist, &api_cert),
+        "the certificate set through updateprotocol was never served"
+    );
+    assert_eq!(
+        child_exact(ctl.proc.pid(), "MistOutHTTPS"),
+        Some(pid),
+        "MistOutHTTPS was restarted for new certificate paths"
+    );
+
+    let reloaded = TempDir::new("https-reload");
+    let (file_cert, file_key) = self_signed(reloaded.path());
+    let saved = ctl.api(&serde_json::json!({"save": true}));
+    assert_eq!(saved["save"], "OK", "{saved}");
+    let mut conf: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&ctl.config).unwrap()).unwrap();
+    for p in conf["config"]["protocols"].as_array_mut().unwrap() {
+        if p["connector"] == "HTTPS" {
+            p["cert"] = file_cert.to_str().unwrap().into();
+            p["key"] = file_key.to_str().unwrap().into();
+        }
+    }
+    std::fs::write(&ctl.config, serde_json::to_vec(&conf).unwrap()).unwrap();
+    let st = Command::new("kill")
+        .args(["-HUP", &ctl.proc.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(
+        served_soon(&playlist, &file_cert),
+        "the certificate of the reloaded config was never served"
+    );
+    assert_eq!(
+        child_exact(ctl.proc.pid(), "MistOutHTTPS"),
+        Some(pid),
+        "MistOutHTTPS was restarted by the config reload"
+    );
+
+    let out = viewer.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(28),
+        "the viewer playing across the changes: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.len() > 300 * 188 && out.stdout[0] == 0x47,
+        "the viewer playing across the changes got {} bytes of TS",
+        out.stdout.len()
+    );
+}
+
+/// Whether `url` is served with a certificate `ca` verifies, trying for up to 10 s.
+fn served_soon(url: &str, ca: &Path) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if curl(&["--cacert", ca.to_str().unwrap(), url]).0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The child of `parent` whose command name is exactly `name` (`find_child` takes
+/// MistOutHTTP for MistOutHTTPS, a prefix).
+fn child_exact(parent: u32, name: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((left, right)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = left.split_once('(').map(|x| x.1).unwrap_or("");
+        let ppid = right.split_whitespace().nth(1);
+        if comm == name && ppid == Some(&parent.to_string()) {
+            return Some(pid);
+        }
+    }
+    None
 }

@@ -17,6 +17,7 @@ pub mod privs;
 pub mod push;
 pub mod server;
 pub mod sessions;
+pub mod tls_update;
 
 use children::{Role, Spawner, Supervisor};
 use clap::Parser;
@@ -314,6 +315,7 @@ impl Controller {
     /// Starts outputs for configured protocols that are not running, stops those no longer
     /// configured.
     pub fn apply_protocols(&mut self) {
+        self.retarget_certificates();
         let debug = self.debug_level().to_string();
         let wanted: Vec<(String, config::Protocol)> = self
             .cfg

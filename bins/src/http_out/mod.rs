@@ -869,7 +869,16 @@ pub fn run(opts: Options) -> i32 {
                 ..mist_connector::TlsSettings::default()
             };
             match mist_connector::TlsConfigHandle::new(settings) {
-                Ok(h) => Server::bind_tls(addr, cfg, h),
+                Ok(h) => {
+                    // New cert/key paths from the controller arrive with SIGHUP.
+                    crate::tls_reload::follow_hangups(
+                        "HTTPS",
+                        opts.port,
+                        https::DEFAULT_PORT,
+                        h.clone(),
+                    );
+                    Server::bind_tls(addr, cfg, h)
+                }
                 Err(e) => {
                     mist_core::error!("TLS certificate: {e}");
                     return 1;

@@ -79,6 +79,9 @@ pub struct Config {
     pub max_conns: usize,
     /// Connections from one remote address (0: no cap).
     pub max_per_ip: usize,
+    /// RTMPS: the listener speaks TLS with these certificates (the protocol entry's
+    /// `cert`/`key`, as MistServer: that port is then RTMPS only).
+    pub tls: Option<mist_connector::TlsConfigHandle>,
 }
 
 /// Default merge interval of `--merge-ms`.
@@ -822,7 +825,10 @@ impl Server {
         let mut rt = Runtime::new()?;
         let listener = mist_connector::mio::net::TcpListener::bind(cfg.addr)?;
         let addr = listener.local_addr()?;
-        rt.listen_tcp(listener, "RTMP", limits(&cfg))?;
+        match &cfg.tls {
+            Some(tls) => rt.listen_tcp_tls(listener, "RTMPS", limits(&cfg), tls.clone())?,
+            None => rt.listen_tcp(listener, "RTMP", limits(&cfg))?,
+        };
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
@@ -884,7 +890,9 @@ pub fn capabilities() -> serde_json::Value {
             "debug": {"name": "debug", "help": "The debug level at which messages need to be printed.", "type": "debug", "option": "--debug", "short": "g"},
             "merge_ms": {"name": "Merged writes (ms)", "help": "Write media to each viewer at most this often, in milliseconds; 0 writes every frame at once. Larger values cost less CPU per viewer and add up to that much latency.", "type": "uint", "default": DEFAULT_MERGE_MS, "option": "--merge-ms"},
             "max_conns": {"name": "Connection cap", "help": "Most connections to this port at once; more are refused with a log line. 0: no cap.", "type": "uint", "default": DEFAULT_MAX_CONNS, "option": "--max-conns"},
-            "max_per_ip": {"name": "Per-address connection cap", "help": "Most connections from one remote address at once; more are refused with a log line. 0: no cap.", "type": "uint", "default": DEFAULT_MAX_PER_IP, "option": "--max-per-ip"}
+            "max_per_ip": {"name": "Per-address connection cap", "help": "Most connections from one remote address at once; more are refused with a log line. 0: no cap.", "type": "uint", "default": DEFAULT_MAX_PER_IP, "option": "--max-per-ip"},
+            "cert": {"name": "Certificate", "help": "RTMPS: certificate chain file (PEM, leaf first, e.g. certbot's fullchain.pem), or a JSON list of files for several certificates chosen by SNI. With a certificate and key this port speaks RTMPS only (add a second RTMP protocol for plain RTMP). Changed files, or new paths set through the API, are used for new connections without a restart.", "type": "inputlist", "option": "--cert"},
+            "key": {"name": "Key", "help": "RTMPS: private key file (PEM; RSA, ECDSA or Ed25519) of each certificate, in the same order.", "type": "inputlist", "option": "--key"}
         },
         "codecs": [[["H264", "HEVC", "AV1"], ["AAC", "MP3"]]],
         "methods": [{"handler": "rtmp", "type": "flash/10", "hrn": "RTMP", "priority": 7}],

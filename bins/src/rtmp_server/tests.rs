@@ -48,6 +48,7 @@ fn start(max_per_ip: usize) -> Running {
         merge: Duration::from_millis(20),
         max_conns: 0,
         max_per_ip,
+        tls: None,
     })
     .unwrap();
     let addr = server.local_addr().unwrap();

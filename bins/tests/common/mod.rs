@@ -268,6 +268,112 @@ pub fn publish(url: &str, size: &str, seconds: u32) -> Proc {
     Proc(child)
 }
 
+/// [`publish`] with output options before the URL (e.g. `-tls_verify 1 -ca_file CA`).
+pub fn publish_with(url: &str, size: &str, seconds: u32, output: &[&str]) -> Proc {
+    let mut encoder = vec!["-tune", "zerolatency"];
+    encoder.extend_from_slice(output);
+    let child = testsrc_flv(&["-re"], &encoder, size, seconds, url.as_ref())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg (is it installed? scripts/test installs it)");
+    Proc(child)
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost (`openssl req -x509`, RSA 2048), as
+/// (`fullchain.pem`, `privkey.pem`) in `dir`. The certificate is its own CA file.
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("fullchain.pem"), dir.join("privkey.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl (scripts/test installs it)");
+    assert!(st.success(), "openssl req -x509 failed");
+    (cert, key)
+}
+
+/// A private CA and a leaf certificate it signed for 127.0.0.1 and localhost (RSA 2048, with
+/// openssl), as (CA certificate, leaf certificate, leaf key) in `dir`. Unlike [`self_signed`]
+/// (a CA certificate serving as its own leaf), strict verifiers such as webpki accept it.
+pub fn ca_and_leaf(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("run openssl (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let o = |s: &'static str| std::ffi::OsStr::new(s);
+    openssl(&[
+        o("req"),
+        o("-x509"),
+        o("-newkey"),
+        o("rsa:2048"),
+        o("-nodes"),
+        o("-days"),
+        o("2"),
+        o("-subj"),
+        o("/CN=mist-rs test CA"),
+        o("-keyout"),
+        p("ca.key").as_os_str(),
+        o("-out"),
+        p("ca.pem").as_os_str(),
+    ]);
+    openssl(&[
+        o("req"),
+        o("-newkey"),
+        o("rsa:2048"),
+        o("-nodes"),
+        o("-subj"),
+        o("/CN=127.0.0.1"),
+        o("-keyout"),
+        p("leaf.key").as_os_str(),
+        o("-out"),
+        p("leaf.csr").as_os_str(),
+    ]);
+    std::fs::write(
+        p("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(&[
+        o("x509"),
+        o("-req"),
+        o("-days"),
+        o("2"),
+        o("-in"),
+        p("leaf.csr").as_os_str(),
+        o("-CA"),
+        p("ca.pem").as_os_str(),
+        o("-CAkey"),
+        p("ca.key").as_os_str(),
+        o("-CAcreateserial"),
+        o("-extfile"),
+        p("leaf.ext").as_os_str(),
+        o("-out"),
+        p("leaf.pem").as_os_str(),
+    ]);
+    (p("ca.pem"), p("leaf.pem"), p("leaf.key"))
+}
+
 /// ffprobe's view of a URL's streams (codec_name, width, height, …).
 pub fn probe_streams(url: &str) -> Vec<serde_json::Value> {
     let out = Command::new("timeout")
@@ -295,19 +401,18 @@ pub fn probe_streams(url: &str) -> Vec<serde_json::Value> {
 /// Decodes `url` for `wall` seconds of wall-clock time counted from the first decoded frame (at most
 /// 30 s of start-up before it) and returns the number of video frames decoded and their size as WxH.
 pub fn decode_video_frames(url: &str, wall: Duration) -> (usize, String) {
+    decode_video_frames_with(url, &[], wall)
+}
+
+/// [`decode_video_frames`] with input options before `-i` (e.g. `-tls_verify 1 -ca_file CA`).
+pub fn decode_video_frames_with(url: &str, input: &[&str], wall: Duration) -> (usize, String) {
     // The window starts at the first decoded frame, not at the spawn: ffmpeg's own start-up and
     // probing can take seconds on a loaded machine, and that is not what the tests measure.
     const START_UP: Duration = Duration::from_secs(30);
     let mut child = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            url,
-            "-map",
-            "0:v:0",
-        ])
+        .args(["-hide_banner", "-loglevel", "error"])
+        .args(input)
+        .args(["-i", url, "-map", "0:v:0"])
         .args(["-f", "framemd5", "-"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

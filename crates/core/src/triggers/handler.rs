@@ -252,7 +252,8 @@ pub fn run_exec(
     }
 }
 
-/// POSTs the payload to an `http://` or `https://` handler (rustls, system roots) with the
+/// POSTs the payload to an `http://` or `https://` handler (rustls, system roots, plus
+/// `MIST_TLS_CA_FILE`, see [`super::tls`]) with the
 /// `X-Trigger*` headers; up to [`HTTP_TRIES`] attempts of [`HTTP_TIMEOUT`] each, bounded in total
 /// by `budget`. The answer is the body of a 2xx response.
 pub fn run_http(
@@ -272,10 +273,13 @@ pub fn run_http(
             break;
         }
         tries = attempt;
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout(HTTP_TIMEOUT.min(left))
-            .redirects(0)
-            .build();
+            .redirects(0);
+        if let Some(tls) = super::tls::client_config() {
+            agent = agent.tls_config(tls);
+        }
+        let agent = agent.build();
         let now = unix_ms();
         let res = agent
             .post(url)

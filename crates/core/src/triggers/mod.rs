@@ -19,6 +19,7 @@
 
 mod handler;
 pub mod pool;
+pub mod tls;
 pub mod viewers;
 
 pub use handler::{
