@@ -245,7 +245,15 @@ fn tsudp_multicast_push_is_read_by_ffprobe() {
     push_start(&c, "live+mc", &target);
     let url = format!("udp://{group}:{port}?localaddr=127.0.0.1&timeout=10000000");
     let out = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-show_streams", "-of", "json"])
+        .args([
+            "30",
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_streams",
+            "-of",
+            "json",
+        ])
         .arg(&url)
         .output()
         .unwrap();
@@ -262,7 +270,10 @@ fn tsudp_multicast_push_is_read_by_ffprobe() {
             .any(|s| s["codec_name"] == "h264" && s["width"] == 320 && s["height"] == 240),
         "{streams:?}"
     );
-    assert!(streams.iter().any(|s| s["codec_name"] == "aac"), "{streams:?}");
+    assert!(
+        streams.iter().any(|s| s["codec_name"] == "aac"),
+        "{streams:?}"
+    );
     // Frames, not just headers: 4 s copied by an ffmpeg member of the group.
     let file = dir.path().join("mc.ts");
     let mut rx = ffmpeg_receiver(&["-t", "4"], &url, &file);
@@ -406,13 +417,19 @@ fn http_put_push_to_ffmpeg_server() {
     let dead = format!("http://127.0.0.1:{}/x.ts", free_port());
     let v = c.api(&serde_json::json!({"push_start": ["live+put", dead]}));
     assert!(v.get("push_start_error").is_none(), "{v}");
-    wait_for("the failed push in push_list", Duration::from_secs(20), || {
-        push_list(&c).iter().any(|p| {
-            p[2] == dead.as_str()
-                && p[5]["state"] == "error"
-                && p[5]["error"].as_str().is_some_and(|e| e.contains("connect"))
-        })
-    });
+    wait_for(
+        "the failed push in push_list",
+        Duration::from_secs(20),
+        || {
+            push_list(&c).iter().any(|p| {
+                p[2] == dead.as_str()
+                    && p[5]["state"] == "error"
+                    && p[5]["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("connect"))
+            })
+        },
+    );
 }
 
 /// `ts-exec:` and `mkv-exec:` pushes pipe into ffmpeg children (run without a shell: the
@@ -441,9 +458,7 @@ fn exec_pushes_pipe_into_ffmpeg() {
         c.api(&serde_json::json!({"push_stop": [id]}));
     }
     wait_for("the pushes to end", Duration::from_secs(20), || {
-        push_list(&c)
-            .iter()
-            .all(|p| p[5]["state"] != "active")
+        push_list(&c).iter().all(|p| p[5]["state"] != "active")
     });
     for f in files {
         assert!(f.exists(), "{f:?} not written");
@@ -475,7 +490,9 @@ fn push_track_selectors() {
         &format!("tcp://127.0.0.1:{port}?listen=1"),
         &ts,
     );
-    wait_for("the TCP receiver", Duration::from_secs(10), || listening(port));
+    wait_for("the TCP receiver", Duration::from_secs(10), || {
+        listening(port)
+    });
     let target = format!("tstcp://127.0.0.1:{port}?audio=none");
     let id = push_start(&c, "live+sel", &target);
     // RTMP without video.

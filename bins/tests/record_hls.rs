@@ -93,7 +93,14 @@ fn segments(playlist: &str) -> Vec<String> {
 /// ffprobe's duration of a file or playlist.
 fn duration(p: &Path) -> f64 {
     let out = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-show_entries", "format=duration"])
+        .args([
+            "30",
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+        ])
         .args(["-of", "csv=p=0"])
         .arg(p)
         .output()
@@ -113,7 +120,15 @@ fn duration(p: &Path) -> f64 {
 /// frames decoded.
 fn decode(p: &Path) -> (String, u64) {
     let out = Command::new("timeout")
-        .args(["90", "ffmpeg", "-v", "error", "-allowed_extensions", "ALL", "-i"])
+        .args([
+            "90",
+            "ffmpeg",
+            "-v",
+            "error",
+            "-allowed_extensions",
+            "ALL",
+            "-i",
+        ])
         .arg(p)
         .args(["-map", "0:v:0", "-f", "framemd5", "-"])
         .output()
@@ -128,7 +143,14 @@ fn decode(p: &Path) -> (String, u64) {
 /// Codec names and whether the first video packet is a keyframe.
 fn first_video_key(p: &Path) -> (Vec<String>, bool) {
     let out = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-show_entries", "stream=codec_name"])
+        .args([
+            "30",
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+        ])
         .args(["-of", "csv=p=0"])
         .arg(p)
         .output()
@@ -213,8 +235,15 @@ fn hls_recording_plays_and_appends() {
     );
     assert_eq!(record_hls_for(&c, "live+h", &target2, 6), Some(0));
     let text2 = std::fs::read_to_string(&pl).unwrap();
-    assert!(text2.starts_with(&text.replace("#EXT-X-ENDLIST\n", "")), "{text2}");
-    assert_eq!(text2.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text2}");
+    assert!(
+        text2.starts_with(&text.replace("#EXT-X-ENDLIST\n", "")),
+        "{text2}"
+    );
+    assert_eq!(
+        text2.matches("#EXT-X-DISCONTINUITY\n").count(),
+        1,
+        "{text2}"
+    );
     assert_eq!(text2.matches("#EXT-X-ENDLIST").count(), 1, "{text2}");
     assert!(text2.ends_with("#EXT-X-ENDLIST\n"), "{text2}");
     let segs2 = segments(&text2);

@@ -284,7 +284,10 @@ fn output_for(ctl: &Controller, target: &str) -> Option<(String, String)> {
     // (3) A remote http(s)://…/x.EXT: the output of `/*.EXT` files, which writes it with PUT.
     let lower = base.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
-        let ext = base.rsplit_once('.').map(|(_, e)| e).filter(|e| !e.contains('/'))?;
+        let ext = base
+            .rsplit_once('.')
+            .map(|(_, e)| e)
+            .filter(|e| !e.contains('/'))?;
         let want = format!("/*.{}", ext.to_ascii_lowercase());
         for (k, c) in &ctl.caps.connectors {
             let urls = c.get("push_urls").and_then(Value::as_array);

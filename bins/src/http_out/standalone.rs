@@ -205,7 +205,8 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
     }
     // Network targets and commands: `$variables` evaluated, Mist parameters (after the last
     // `?`) taken off; their track selectors win over the command line (INTERFACES §4.3/§4.4).
-    let pushing = target != "-" && (exec_command(&target).is_some() || push_out::is_network_target(&target));
+    let pushing =
+        target != "-" && (exec_command(&target).is_some() || push_out::is_network_target(&target));
     let (target, video, audio) = if pushing {
         let (t, p) = mist_core::push::split_target(&target, unix_now());
         let custom = std::env::var("MIST_VARIABLES")

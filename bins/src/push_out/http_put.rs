@@ -188,7 +188,10 @@ mod tests {
     #[test]
     fn answers() {
         assert_eq!(status_code(b"HTTP/1.1 201 Created\r\n"), Some(Ok(201)));
-        assert_eq!(status_code(b"HTTP/1.0 200 OK\r\nX: y\r\n\r\n"), Some(Ok(200)));
+        assert_eq!(
+            status_code(b"HTTP/1.0 200 OK\r\nX: y\r\n\r\n"),
+            Some(Ok(200))
+        );
         assert_eq!(status_code(b"HTTP/1.1 20"), None);
         assert!(status_code(b"SSH-2.0-x\r\n").unwrap().is_err());
         assert!(status_code(b"HTTP/1.1 abc\r\n").unwrap().is_err());

@@ -201,7 +201,12 @@ pub fn connect(t: &NetTarget, content_type: &str) -> Result<Box<dyn Sink>, Strin
             } else {
                 Box::new(sock)
             };
-            Box::new(http_put::HttpPut::start(conn, path, authority, content_type)?)
+            Box::new(http_put::HttpPut::start(
+                conn,
+                path,
+                authority,
+                content_type,
+            )?)
         }
     })
 }

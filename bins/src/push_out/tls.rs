@@ -16,7 +16,8 @@ pub fn client(mut sock: TcpStream, host: &str) -> Result<TlsStream, String> {
     // A private server's CA, in addition to the Mozilla roots.
     if let Some(f) = std::env::var_os("MIST_TLS_CA_FILE").filter(|f| !f.is_empty()) {
         use rustls::pki_types::pem::PemObject;
-        let bad = |e: &dyn std::fmt::Display| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy());
+        let bad =
+            |e: &dyn std::fmt::Display| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy());
         let certs = rustls::pki_types::CertificateDer::pem_file_iter(&f).map_err(|e| bad(&e))?;
         for c in certs {
             roots.add(c.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;

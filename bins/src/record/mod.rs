@@ -72,9 +72,9 @@ pub fn is_file_target(target: &str) -> bool {
 /// Whether a `.m3u8` target is a segmented HLS recording (it has Mist parameters) rather than
 /// MistOutHLS's live-window mirror of a directory (no parameters).
 pub fn is_hls_recording(target: &str) -> bool {
-    target.rsplit_once('?').is_some_and(|(b, q)| {
-        b.to_ascii_lowercase().ends_with(".m3u8") && !q.is_empty()
-    })
+    target
+        .rsplit_once('?')
+        .is_some_and(|(b, q)| b.to_ascii_lowercase().ends_with(".m3u8") && !q.is_empty())
 }
 
 /// A segmented HLS recording: where its playlist and segments go, and the playlist.
@@ -128,7 +128,8 @@ fn relative(dir: &str, path: &str) -> String {
 }
 
 fn dir_of(path: &str) -> &str {
-    path.rsplit_once('/').map_or("", |(d, _)| if d.is_empty() { "/" } else { d })
+    path.rsplit_once('/')
+        .map_or("", |(d, _)| if d.is_empty() { "/" } else { d })
 }
 
 /// The playlist and segment templates of a segmented recording, or `None` for a plain file:
@@ -540,8 +541,16 @@ pub fn run(a: RecArgs) -> i32 {
             .parent()
             .map_or_else(|| std::path::PathBuf::from("."), |d| d.to_path_buf());
         let opts = playlist::Options {
-            max_entries: tp.all.get("maxEntries").and_then(|v| v.parse().ok()).unwrap_or(0),
-            target_age: tp.all.get("targetAge").and_then(|v| v.parse().ok()).unwrap_or(0),
+            max_entries: tp
+                .all
+                .get("maxEntries")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            target_age: tp
+                .all
+                .get("targetAge")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             endlist: !tp.all.contains_key("noendlist"),
             live: mist_shm::stream_status(&name).is_ok_and(|s| s.live),
             split: p.split.unwrap_or(60),
@@ -867,7 +876,10 @@ mod tests {
         p.insert("m3u8".to_string(), "../list.m3u8".to_string());
         assert_eq!(
             hls_templates("/r/seg/$currentMediaTime.ts", &p),
-            Some(("/r/seg/../list.m3u8".into(), "/r/seg/$currentMediaTime.ts".into()))
+            Some((
+                "/r/seg/../list.m3u8".into(),
+                "/r/seg/$currentMediaTime.ts".into()
+            ))
         );
         p.insert("segment".to_string(), "s/$segmentCounter.ts".to_string());
         assert_eq!(

@@ -212,7 +212,12 @@ impl Playlist {
                 ));
             }
             let d = e.dur_ms.max(0);
-            s.push_str(&format!("#EXTINF:{}.{:03},\n{}\n", d / 1000, d % 1000, e.uri));
+            s.push_str(&format!(
+                "#EXTINF:{}.{:03},\n{}\n",
+                d / 1000,
+                d % 1000,
+                e.uri
+            ));
         }
         if ended && self.opts.endlist {
             s.push_str("#EXT-X-ENDLIST\n");
@@ -252,7 +257,10 @@ mod tests {
             parse_iso8601("2024-01-05T13:45:07+01:00"),
             parse_iso8601("2024-01-05T12:45:07Z")
         );
-        assert_eq!(parse_iso8601("2024-01-05T13:45:07.5Z").map(|m| m % 1000), Some(500));
+        assert_eq!(
+            parse_iso8601("2024-01-05T13:45:07.5Z").map(|m| m % 1000),
+            Some(500)
+        );
         assert!(parse_iso8601("yesterday").is_none());
     }
 
@@ -315,10 +323,7 @@ mod tests {
             p.push(entry(i), now);
         }
         // Entries that started more than 5 s before `now` are gone.
-        assert!(p
-            .entries
-            .iter()
-            .all(|e| now - e.unix_ms <= 5000));
+        assert!(p.entries.iter().all(|e| now - e.unix_ms <= 5000));
         assert_eq!(p.entries.len(), 2);
         assert_eq!(p.media_seq, 4);
     }
@@ -344,7 +349,9 @@ mod tests {
         let mut r = Playlist::resume(&t, o);
         r.push(entry(3), 0);
         assert_eq!(r.disc_seq, 1);
-        assert!(r.render(false).contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
+        assert!(r
+            .render(false)
+            .contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
         assert!(Playlist::resume("garbage", opts()).entries.is_empty());
     }
 }
