@@ -706,16 +706,14 @@ impl<A: App> Runtime<A> {
                     c.st.input.extend_from_slice(&self.scratch[..n]);
                     got += n;
                 }
-                Err(e) => {
-                    match e.kind() {
-                        ErrorKind::WouldBlock => break,
-                        ErrorKind::Interrupted => {}
-                        _ => {
-                            eof = true;
-                            break;
-                        }
+                Err(e) => match e.kind() {
+                    ErrorKind::WouldBlock => break,
+                    ErrorKind::Interrupted => {}
+                    _ => {
+                        eof = true;
+                        break;
                     }
-                }
+                },
             }
             if c.st.input.len() > limits.max_input {
                 break;
