@@ -173,6 +173,8 @@ pub struct Source {
     recheck: bool,
     ended: bool,
     bytes: u64,
+    /// First and last decode time (ms) of the frames muxed.
+    span: Option<(i64, i64)>,
 }
 
 impl Source {
@@ -208,11 +210,23 @@ impl Source {
             recheck: false,
             ended: false,
             bytes: 0,
+            span: None,
         })
     }
 
     pub fn stream(&self) -> &str {
         self.reader.name()
+    }
+
+    /// First and last decode time (ms) of the frames muxed so far; (0, 0) before the first.
+    pub fn media_range(&self) -> (i64, i64) {
+        self.span.unwrap_or((0, 0))
+    }
+
+    /// Milliseconds of media muxed so far.
+    pub fn media_ms(&self) -> i64 {
+        let (a, b) = self.media_range();
+        b - a
     }
 
     /// Counts bytes sent for the users table.
@@ -317,6 +331,8 @@ impl Source {
             return None;
         }
         let main_key = Some(f.track) == self.main && f.keyframe;
+        let span = self.span.get_or_insert((f.dts, f.dts));
+        span.1 = span.1.max(f.dts);
         let out = self.mux.as_mut()?.frame(f, main_key);
         (!out.chunks.is_empty()).then_some(Step::Data(out))
     }

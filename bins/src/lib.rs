@@ -6,6 +6,7 @@ pub mod access;
 pub mod feed;
 pub mod http_out;
 pub mod ingest;
+pub mod push_out;
 pub mod record;
 pub mod rtsp_in;
 pub mod rtsp_out;

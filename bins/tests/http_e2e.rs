@@ -424,12 +424,13 @@ fn standalone_ts_flv_to_stdout_and_mp4_file() {
     let st = child.0.wait().unwrap();
     assert_eq!(st.code(), Some(0));
     assert_h264_aac(&probe_streams(file.to_str().unwrap()), "MistOutMP4 file");
-    // ts-exec:COMMAND pipes the stream into a shell command (here a plain copy to a file),
-    // which gets end of input when the output stops.
+    // ts-exec:COMMAND pipes the stream into a command, run without a shell as MistServer does
+    // (here a shell the command names, copying to a file); it gets end of input when the
+    // output stops.
     let piped = shm().join("piped.ts");
     let child = Command::new(env!("CARGO_BIN_EXE_MistOutTS"))
         .args(["-s", "alone"])
-        .arg(format!("ts-exec:cat > {}", piped.display()))
+        .arg(format!("ts-exec:sh -c 'cat > \"{}\"'", piped.display()))
         .env("MIST_SHM_DIR", shm())
         .env_remove("MIST_CONTROL")
         .spawn()

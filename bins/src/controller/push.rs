@@ -48,6 +48,8 @@ pub struct Push {
     pub backoff: Duration,
     pub done_at: Option<Instant>,
     pub stopping: bool,
+    /// The running process reported why it failed (`recording_end`): kept as the error.
+    pub reported: bool,
 }
 
 type TriggerAnswer = (u64, Option<String>);
@@ -279,6 +281,21 @@ fn output_for(ctl: &Controller, target: &str) -> Option<(String, String)> {
             return Some((format!("MistOut{k}"), target.to_string()));
         }
     }
+    // (3) A remote http(s)://…/x.EXT: the output of `/*.EXT` files, which writes it with PUT.
+    let lower = base.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        let ext = base
+            .rsplit_once('.')
+            .map(|(_, e)| e)
+            .filter(|e| !e.contains('/'))?;
+        let want = format!("/*.{}", ext.to_ascii_lowercase());
+        for (k, c) in &ctl.caps.connectors {
+            let urls = c.get("push_urls").and_then(Value::as_array);
+            if urls.is_some_and(|u| u.iter().any(|p| p.as_str() == Some(want.as_str()))) {
+                return Some((format!("MistOut{k}"), target.to_string()));
+            }
+        }
+    }
     None
 }
 
@@ -433,6 +450,7 @@ fn spawn(ctl: &mut Controller, p: &mut Push) {
             p.started = Instant::now();
             p.state = "active";
             p.retry_at = None;
+            p.reported = false;
         }
         Err(e) => {
             p.state = "error";
@@ -462,6 +480,7 @@ fn new_push(ctl: &mut Controller, stream: &str, target: &str, rule: Option<Strin
         backoff: Duration::ZERO,
         done_at: None,
         stopping: false,
+        reported: false,
     }
 }
 
@@ -614,6 +633,7 @@ pub fn recording_end(ctl: &mut Controller, arg: &Value) {
         }
         if lines.get(10).is_some_and(|c| *c != "0") {
             p.error = lines.get(11).unwrap_or(&"").to_string();
+            p.reported = true;
         }
     }
     // A network push (`network`: true) is no recording: OUTPUT_END only.
@@ -660,7 +680,10 @@ pub fn tick(ctl: &mut Controller) {
             }
             _ => {
                 p.state = "error";
-                p.error = format!("{} {how}", p.target);
+                // The reason the push gave (recording_end) says more than its exit code.
+                if !p.reported {
+                    p.error = format!("{} {how}", p.target);
+                }
                 warn!("push {} of {}: {}", p.id, p.stream, p.error);
             }
         }
@@ -828,6 +851,7 @@ fn new_push_placeholder() -> Push {
         backoff: Duration::ZERO,
         done_at: None,
         stopping: false,
+        reported: false,
     }
 }
 

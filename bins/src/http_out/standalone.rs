@@ -1,14 +1,20 @@
 //! The standalone front end: `MistOutTS -s STREAM -` writes one stream to stdout (or a file)
 //! with the same muxing code MistOutHTTP shares among its viewers.
 //!
-//! Targets: a file, `-` for stdout, or `ts-exec:COMMAND`/`mkv-exec:COMMAND` (the stream goes to
-//! the stdin of `sh -c COMMAND`). A `.webm` file target of MistOutEBML gets the WebM DocType.
+//! Targets: a file, `-` for stdout, `ts-exec:COMMAND`/`mkv-exec:COMMAND` (the stream goes to
+//! the command's stdin; no shell), or a network target of [`crate::push_out`] (`tsudp://`,
+//! `tstcp://`, `http(s)://` PUT). A `.webm` file target of MistOutEBML gets the WebM DocType.
+//! Commands and network targets take `$variables` and Mist parameters after the last `?`
+//! (`video=`/`audio=` track selectors); under a controller they report to `push_list`, and a
+//! network push that ends fires OUTPUT_END.
 //!
 //! Exit codes: 0 the stream ended, the reader went away (EPIPE) or SIGINT/SIGTERM; 1 the stream
-//! does not exist or cannot be muxed in this format; 2 usage error.
+//! does not exist or cannot be muxed in this format, or a network target cannot be reached or
+//! failed; 2 usage error.
 
 use super::mux::Format;
 use super::source::{Source, Step};
+use crate::push_out;
 use clap::{ArgAction, Parser};
 use mist_core::control::{self, Request};
 use serde_json::{json, Value};
@@ -197,6 +203,34 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
             stop,
         });
     }
+    // Network targets and commands: `$variables` evaluated, Mist parameters (after the last
+    // `?`) taken off; their track selectors win over the command line (INTERFACES §4.3/§4.4).
+    let pushing =
+        target != "-" && (exec_command(&target).is_some() || push_out::is_network_target(&target));
+    let (target, video, audio) = if pushing {
+        let (t, p) = mist_core::push::split_target(&target, unix_now());
+        let custom = std::env::var("MIST_VARIABLES")
+            .ok()
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default();
+        let vars = mist_core::push::Vars {
+            stream: &name,
+            custom,
+            ..Default::default()
+        };
+        let t = mist_core::push::expand(&t, &vars, &mist_core::push::LocalTime::now());
+        (t, p.video.or(video), p.audio.or(audio))
+    } else {
+        (target, video, audio)
+    };
+    let network = push_out::parse(&target).transpose();
+    let network = match network {
+        Ok(n) => n,
+        Err(e) => {
+            mist_core::error!("{e}");
+            return 2;
+        }
+    };
     // A .webm target gets the WebM DocType (and only WebM codecs); .mkv stays Matroska.
     let format = match (format, target.rsplit('.').next()) {
         (Format::Mkv, Some(ext)) if ext.eq_ignore_ascii_case("webm") => Format::Webm,
@@ -224,12 +258,40 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    let connector = bin.trim_start_matches("MistOut");
+    let start_unix = unix_now();
+    let started_at = Instant::now();
+    // A network push that ends tells the controller (OUTPUT_END) with the RECORDING_END lines.
+    let network_end = |bytes: u64, code: i32, text: &str, media: (i64, i64)| {
+        if network.is_some() {
+            let payload = crate::record::recording_end_payload(
+                &name,
+                &target,
+                connector,
+                bytes,
+                started_at.elapsed().as_secs(),
+                start_unix,
+                unix_now(),
+                media.0,
+                media.1,
+                code,
+                text,
+            );
+            push_out::report_network_end(&name, &payload, stop.load(Ordering::Relaxed));
+        }
+    };
     let mut child = None;
-    let mut out: Box<dyn Write> = if let Some(cmd) = exec_command(&target) {
-        // ts-exec:/mkv-exec: the stream goes to the command's stdin (run by sh, as MistServer
-        // does); its stdout and stderr stay ours.
-        match std::process::Command::new("/bin/sh")
-            .args(["-c", cmd])
+    let mut out: Box<dyn push_out::Sink> = if let Some(cmd) = exec_command(&target) {
+        // ts-exec:/mkv-exec: the stream goes to the command's stdin. As MistServer does, the
+        // command is split into arguments and run without a shell (`sh -c '…'` for one); its
+        // stdout and stderr stay ours.
+        let args = push_out::split_command(cmd);
+        let Some((prog, rest)) = args.split_first() else {
+            mist_core::error!("{target}: no command");
+            return 2;
+        };
+        match std::process::Command::new(prog)
+            .args(rest)
             .stdin(std::process::Stdio::piped())
             .spawn()
         {
@@ -240,6 +302,15 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
             }
             Err(e) => {
                 mist_core::error!("cannot run {cmd:?}: {e}");
+                return 1;
+            }
+        }
+    } else if let Some(t) = &network {
+        match push_out::connect(t, format.mime()) {
+            Ok(s) => s,
+            Err(e) => {
+                mist_core::error!("stream {name}: push to {target}: {e}");
+                network_end(0, 1, &e, (0, 0));
                 return 1;
             }
         }
@@ -260,8 +331,16 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
             }
         }
     };
+    if network.is_some() {
+        mist_core::info!("stream {name}: pushing to {target}");
+    }
+    if pushing {
+        push_out::report_status(&target, 0, 0);
+    }
     let mut started = false;
     let mut total = 0u64;
+    let mut failure = String::new();
+    let mut last_status = Instant::now();
     let code = loop {
         if stop.load(Ordering::Relaxed) {
             break 0;
@@ -277,7 +356,8 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
             }
             Step::Data(d) => d.chunks,
             Step::Pending => {
-                if out.flush().is_err() {
+                if let Err(e) = out.flush() {
+                    failure = e.to_string();
                     break 0;
                 }
                 src.wait(Duration::from_millis(500));
@@ -286,25 +366,52 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
             Step::Ended => break 0,
             Step::Error(e) => {
                 mist_core::error!("stream {name}: {e}");
+                failure = e;
                 break 1;
             }
         };
-        let mut failed = false;
+        let mut failed = None;
         for c in &chunks {
-            if out.write_all(c).is_err() {
-                failed = true;
+            if let Err(e) = out.write_all(c) {
+                failed = Some(e);
                 break;
             }
             total += c.len() as u64;
         }
-        if failed {
-            break 0; // the reader went away (EPIPE)
+        if let Some(e) = failed {
+            failure = e.to_string();
+            // A network target that fails is an error (retried by the controller); the reader
+            // of stdout or of a command going away (EPIPE) is the end.
+            break 0;
         }
         src.report(total);
+        if pushing && last_status.elapsed() >= Duration::from_secs(5) {
+            last_status = Instant::now();
+            push_out::report_status(&target, total, src.media_ms());
+        }
     };
-    let _ = out.flush();
+    let mut code = code;
+    if failure.is_empty() {
+        if let Err(e) = out.finish() {
+            failure = e.to_string();
+        }
+    }
     drop(out); // closes the command's stdin: its end of input
+    if network.is_some() && !failure.is_empty() && code == 0 {
+        mist_core::error!("stream {name}: push to {target} failed: {failure}");
+        code = 1;
+    }
     mist_core::info!("stream {name}: wrote {total} bytes");
+    network_end(
+        total,
+        code,
+        if failure.is_empty() {
+            "completed"
+        } else {
+            &failure
+        },
+        src.media_range(),
+    );
     if let Some(mut c) = child {
         match c.wait() {
             Ok(st) if !st.success() => {
@@ -315,6 +422,13 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
         }
     }
     code
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// The command of a `ts-exec:COMMAND` or `mkv-exec:COMMAND` target.

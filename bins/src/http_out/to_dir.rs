@@ -12,6 +12,9 @@
 //!   is on disk plays as a finished recording of the window.
 //! * VoD: every segment is written, then the program exits 0.
 //!
+//! A `.m3u8` target with Mist parameters (`/rec/live/index.m3u8?split=6`) is not a mirror but a
+//! segmented recording that keeps its segments ([`crate::record`]).
+//!
 //! Exit codes: 0 the stream ended or SIGINT/SIGTERM; 1 the stream does not exist, cannot be
 //! served in this format, or a file cannot be written; 2 usage error.
 
@@ -269,6 +272,17 @@ pub fn main(bin: &str, kind: &str, caps: Value) -> i32 {
             Ok(s) => s,
             Err(code) => return code,
         };
+    // A .m3u8 target with parameters is a segmented HLS recording (crate::record).
+    if kind == "hls" && crate::record::is_hls_recording(&target) {
+        return crate::record::run(crate::record::RecArgs {
+            bin: bin.to_string(),
+            stream: name,
+            target,
+            params: mist_core::push::PushParams::default(),
+            wait,
+            stop,
+        });
+    }
     let (dir, master, mpd) = layout(&target);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         mist_core::error!("cannot create {}: {e}", dir.display());

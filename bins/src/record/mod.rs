@@ -17,6 +17,16 @@
 //!   is fsync'd.
 //! * `split=N`: a new file at the first keyframe of the main track N seconds after the start of
 //!   the current one, its name from the target with the `$variables` evaluated again.
+//! * Segmented HLS (INTERFACES §4.4): a `.ts` target with `m3u8=PLAYLIST` (MistServer's form:
+//!   the playlist path relative to the target's directory), or a `.m3u8` target with
+//!   parameters (`segment=` names the segments relative to it, default `$segmentCounter.ts`).
+//!   The segment name must hold `$segmentCounter` or `$currentMediaTime` (the segment's start,
+//!   media ms); `split` defaults to 60. After each segment the playlist ([`playlist`]) is
+//!   written whole under a temporary name and renamed into place; `maxEntries`/`targetAge`
+//!   trim it and delete the segments that left (not with `nounlink`); `noendlist` leaves the
+//!   finished playlist open; `append` continues an existing playlist after an
+//!   `#EXT-X-DISCONTINUITY`, else the segments an old playlist at the same path lists are
+//!   deleted first.
 //!
 //! Exit codes: 0 the recording is complete (stream ended, duration/recstop reached, signal);
 //! 1 the stream does not exist, cannot be recorded in this format, or ended before a keyframe;
@@ -24,6 +34,7 @@
 //! I/O error): the file was finalised up to the last complete unit.
 
 pub mod mux;
+pub mod playlist;
 
 use crate::http_out::mux::{main_track, select};
 use mist_core::push::{expand, LocalTime, PushParams, Vars};
@@ -55,7 +66,128 @@ pub fn is_file_target(target: &str) -> bool {
     base != "-"
         && !base.contains("://")
         && !base.contains("-exec:")
-        && Kind::from_path(base).is_some()
+        && (Kind::from_path(base).is_some() || is_hls_recording(target))
+}
+
+/// Whether a `.m3u8` target is a segmented HLS recording (it has Mist parameters) rather than
+/// MistOutHLS's live-window mirror of a directory (no parameters).
+pub fn is_hls_recording(target: &str) -> bool {
+    target
+        .rsplit_once('?')
+        .is_some_and(|(b, q)| b.to_ascii_lowercase().ends_with(".m3u8") && !q.is_empty())
+}
+
+/// A segmented HLS recording: where its playlist and segments go, and the playlist.
+struct Hls {
+    /// The playlist file.
+    path: std::path::PathBuf,
+    /// Its directory: segment URIs are relative to it.
+    dir: std::path::PathBuf,
+    nounlink: bool,
+    list: playlist::Playlist,
+}
+
+/// `rel` against `dir` (an absolute `rel` stays as is).
+fn resolve(dir: &str, rel: &str) -> String {
+    if rel.starts_with('/') || dir.is_empty() {
+        rel.to_string()
+    } else {
+        format!("{}/{rel}", dir.trim_end_matches('/'))
+    }
+}
+
+/// `a/./b/../c` → `a/c` (lexically; `..` above the start stays).
+fn normalize(path: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." if out.last().is_some_and(|l| *l != "..") => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// How a playlist in `dir` refers to `path`: relative when both are absolute or both relative,
+/// else `path` as is.
+fn relative(dir: &str, path: &str) -> String {
+    if dir.starts_with('/') != path.starts_with('/') {
+        return path.to_string();
+    }
+    let (d, p) = (normalize(dir), normalize(path));
+    let common = d.iter().zip(&p).take_while(|(a, b)| a == b).count();
+    if d[common..].contains(&"..") {
+        return path.to_string();
+    }
+    let mut parts: Vec<&str> = vec![".."; d.len() - common];
+    parts.extend(&p[common..]);
+    parts.join("/")
+}
+
+fn dir_of(path: &str) -> &str {
+    path.rsplit_once('/')
+        .map_or("", |(d, _)| if d.is_empty() { "/" } else { d })
+}
+
+/// The playlist and segment templates of a segmented recording, or `None` for a plain file:
+/// `(playlist, segment)`.
+fn hls_templates(
+    base: &str,
+    params: &std::collections::BTreeMap<String, String>,
+) -> Option<(String, String)> {
+    let seg = params.get("segment").filter(|s| !s.is_empty());
+    if base.to_ascii_lowercase().ends_with(".m3u8") {
+        let seg = seg.map_or("$segmentCounter.ts", |s| s.as_str());
+        return Some((base.to_string(), resolve(dir_of(base), seg)));
+    }
+    let pl = params.get("m3u8").filter(|s| !s.is_empty())?;
+    let seg = seg.map_or_else(|| base.to_string(), |s| resolve(dir_of(base), s));
+    Some((resolve(dir_of(base), pl), seg))
+}
+
+impl Hls {
+    /// Lists a closed segment, deletes what trimming removed, writes the playlist.
+    fn add(&mut self, seg_path: &str, dur_ms: i64, unix_ms: i64, ended: bool) {
+        let uri = relative(&self.dir.to_string_lossy(), seg_path);
+        let entry = playlist::Entry {
+            uri,
+            dur_ms,
+            unix_ms,
+            discontinuity: false,
+        };
+        let gone = self.list.push(entry, unix_now() * 1000);
+        if !self.nounlink {
+            self.unlink(&gone);
+        }
+        self.write(ended);
+    }
+
+    /// Deletes segments by their playlist URIs (relative ones only).
+    fn unlink(&self, uris: &[String]) {
+        for u in uris {
+            if u.starts_with('/') || u.contains("://") || u.contains('?') {
+                continue;
+            }
+            let p = self.dir.join(u);
+            match std::fs::remove_file(&p) {
+                Ok(()) => mist_core::debug!("removed segment {}", p.display()),
+                Err(e) => mist_core::warn!("removing segment {}: {e}", p.display()),
+            }
+        }
+    }
+
+    /// Writes the playlist whole under a temporary name and renames it into place.
+    fn write(&self, ended: bool) {
+        let text = self.list.render(ended);
+        let tmp = self.path.with_extension("m3u8.tmp");
+        let r = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = r {
+            mist_core::error!("writing playlist {}: {e}", self.path.display());
+        }
+    }
 }
 
 /// What a recording is told.
@@ -220,6 +352,13 @@ struct Rec {
     last_ms: i64,
     start_unix: i64,
     start: Instant,
+    /// Wall-clock start, unix ms (HLS `#EXT-X-PROGRAM-DATE-TIME`).
+    start_unix_ms: i64,
+    /// Where the media of this file ends: the first frame of the next split file.
+    end_ms: Option<i64>,
+    /// The last main-track frame and the interval before it (the duration of a last frame).
+    prev_main: Option<i64>,
+    gap_ms: i64,
 }
 
 /// Why a file ended.
@@ -316,10 +455,31 @@ pub fn run(a: RecArgs) -> i32 {
     }
     take!(video, audio, recstart, recstop, startunix, stopunix, duration, split);
     p.append |= tp.append;
+    // A segmented HLS recording: segments named by their template, a playlist beside them.
+    let hls_paths = hls_templates(&template, &tp.all);
+    let template = match &hls_paths {
+        Some((_, seg)) => {
+            if !seg.contains("$segmentCounter") && !seg.contains("$currentMediaTime") {
+                mist_core::error!(
+                    "{seg}: a segmented recording needs $segmentCounter or $currentMediaTime in the segment name"
+                );
+                return 2;
+            }
+            if Kind::from_path(seg) != Some(Kind::Ts) {
+                mist_core::error!("{seg}: HLS segments are recorded as .ts");
+                return 2;
+            }
+            p.split = p.split.or(Some(60));
+            seg.clone()
+        }
+        None => template,
+    };
     let Some(kind) = Kind::from_path(&template) else {
         mist_core::error!("{template}: not a recording file extension");
         return 2;
     };
+    // Appending continues the playlist; segments are new files.
+    let append_playlist = hls_paths.is_some() && std::mem::take(&mut p.append);
     if p.append && !kind.appendable() {
         mist_core::warn!("{template}: append is only possible for .ts, .aac and .mp3; overwriting");
         p.append = false;
@@ -366,6 +526,57 @@ pub fn run(a: RecArgs) -> i32 {
             reader.seek_live();
         }
     }
+    // The playlist, now that the stream is known to be live or not.
+    let hls = hls_paths.map(|(pl, _)| {
+        let vars = Vars {
+            stream: &name,
+            custom: std::env::var("MIST_VARIABLES")
+                .ok()
+                .and_then(|v| serde_json::from_str(&v).ok())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let path = std::path::PathBuf::from(expand(&pl, &vars, &LocalTime::now()));
+        let dir = path
+            .parent()
+            .map_or_else(|| std::path::PathBuf::from("."), |d| d.to_path_buf());
+        let opts = playlist::Options {
+            max_entries: tp
+                .all
+                .get("maxEntries")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            target_age: tp
+                .all
+                .get("targetAge")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            endlist: !tp.all.contains_key("noendlist"),
+            live: mist_shm::stream_status(&name).is_ok_and(|s| s.live),
+            split: p.split.unwrap_or(60),
+        };
+        let old = std::fs::read_to_string(&path).ok();
+        let nounlink = tp.all.contains_key("nounlink");
+        let list = match &old {
+            Some(text) if append_playlist => {
+                mist_core::info!("appending to playlist {}", path.display());
+                playlist::Playlist::resume(text, opts)
+            }
+            _ => playlist::Playlist::new(opts),
+        };
+        let h = Hls {
+            path,
+            dir,
+            nounlink,
+            list,
+        };
+        if let (Some(text), false) = (&old, append_playlist) {
+            mist_core::info!("replacing playlist {}", h.path.display());
+            h.unlink(&playlist::Playlist::uris(text));
+        }
+        h
+    });
+    let hls = std::cell::RefCell::new(hls);
     let started = Instant::now();
     let selection = |r: &StreamReader| -> Vec<Track> {
         let table = r.tracks();
@@ -405,6 +616,10 @@ pub fn run(a: RecArgs) -> i32 {
             last_ms,
             start_unix,
             start,
+            start_unix_ms,
+            end_ms,
+            gap_ms,
+            ..
         } = rec;
         let path = out.path.clone();
         let (bytes, text) = match out.close(mux.as_mut(), lost) {
@@ -439,9 +654,20 @@ pub fn run(a: RecArgs) -> i32 {
             text,
         );
         report_end(&name, &payload, a.stop.load(Ordering::Relaxed));
+        if let Some(h) = hls.borrow_mut().as_mut() {
+            let dur = end_ms.unwrap_or(last_ms + gap_ms) - first_ms;
+            h.add(&path, dur, start_unix_ms, end != End::Split);
+        }
     };
-    let open_file = |tracks: &[Track]| -> Result<Rec, i32> {
-        let path = expand(&template, &vars_for(()), &LocalTime::now());
+    let open_file = |tracks: &[Track], start_ms: i64| -> Result<Rec, i32> {
+        let mut vars = vars_for(());
+        if let Some(h) = hls.borrow().as_ref() {
+            vars.custom
+                .insert("segmentCounter".into(), h.list.next_counter().to_string());
+            vars.custom
+                .insert("currentMediaTime".into(), start_ms.to_string());
+        }
+        let path = expand(&template, &vars, &LocalTime::now());
         let mux = mux::for_kind(kind, tracks).map_err(|e| {
             mist_core::error!("stream {name}: cannot record as {}: {e}", format.name());
             1
@@ -459,6 +685,12 @@ pub fn run(a: RecArgs) -> i32 {
             last_ms: 0,
             start_unix: unix_now(),
             start: Instant::now(),
+            start_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            end_ms: None,
+            prev_main: None,
+            gap_ms: 0,
         })
     };
     let limit_ms = p.duration.map(|d| d as i64 * 1000);
@@ -516,7 +748,7 @@ pub fn run(a: RecArgs) -> i32 {
             if !is_main_key(m) {
                 continue;
             }
-            match open_file(&sel) {
+            match open_file(&sel, f.dts) {
                 Ok(mut r) => {
                     let h = r.mux.header();
                     if let Err(e) = r.out.unit(&h) {
@@ -547,9 +779,10 @@ pub fn run(a: RecArgs) -> i32 {
         // Split at the first main keyframe past the split length.
         if let Some(split) = p.split {
             if is_main_key(main) && f.dts - r.first_ms >= split as i64 * 1000 {
-                let old = rec.take().expect("open");
+                let mut old = rec.take().expect("open");
+                old.end_ms = Some(f.dts);
                 finish_file(old, End::Split, false, 0);
-                match open_file(&tracks) {
+                match open_file(&tracks, f.dts) {
                     Ok(mut n) => {
                         let h = n.mux.header();
                         if let Err(e) = n.out.unit(&h) {
@@ -573,6 +806,12 @@ pub fn run(a: RecArgs) -> i32 {
             Ok(()) => {
                 r.mux.committed();
                 r.last_ms = r.last_ms.max(f.dts);
+                if Some(f.track) == main {
+                    if let Some(prev) = r.prev_main.filter(|p| f.dts > *p) {
+                        r.gap_ms = f.dts - prev;
+                    }
+                    r.prev_main = Some(f.dts);
+                }
                 reader.report(r.out.written, 0);
                 if last_status.elapsed() >= STATUS_EVERY {
                     last_status = Instant::now();
@@ -610,6 +849,43 @@ mod tests {
         assert!(!is_file_target("rtmp://h/app/key.flv"));
         assert!(!is_file_target("ts-exec:ffmpeg -i - x.ts"));
         assert!(!is_file_target("/rec/a.txt"));
+        assert!(is_file_target("/rec/index.m3u8?split=6"));
+        assert!(!is_file_target("/rec/index.m3u8"));
+        assert!(is_hls_recording("/rec/$stream/index.m3u8?maxEntries=5"));
+        assert!(!is_hls_recording("/rec/a.ts?m3u8=index.m3u8"));
+    }
+
+    #[test]
+    fn relative_uris() {
+        assert_eq!(relative("/r/x", "/r/x/0.ts"), "0.ts");
+        assert_eq!(relative("/r/seg/..", "/r/seg/0.ts"), "seg/0.ts");
+        assert_eq!(relative("/r/a", "/r/b/0.ts"), "../b/0.ts");
+        assert_eq!(relative("rec", "/abs/0.ts"), "/abs/0.ts");
+        assert_eq!(relative("rec/x", "rec/x/s/1.ts"), "s/1.ts");
+    }
+
+    #[test]
+    fn hls_paths() {
+        let no = std::collections::BTreeMap::new();
+        assert_eq!(hls_templates("/r/a.ts", &no), None);
+        assert_eq!(
+            hls_templates("/r/x/index.m3u8", &no),
+            Some(("/r/x/index.m3u8".into(), "/r/x/$segmentCounter.ts".into()))
+        );
+        let mut p = std::collections::BTreeMap::new();
+        p.insert("m3u8".to_string(), "../list.m3u8".to_string());
+        assert_eq!(
+            hls_templates("/r/seg/$currentMediaTime.ts", &p),
+            Some((
+                "/r/seg/../list.m3u8".into(),
+                "/r/seg/$currentMediaTime.ts".into()
+            ))
+        );
+        p.insert("segment".to_string(), "s/$segmentCounter.ts".to_string());
+        assert_eq!(
+            hls_templates("/r/x.m3u8", &p),
+            Some(("/r/x.m3u8".into(), "/r/s/$segmentCounter.ts".into()))
+        );
     }
 
     #[test]

@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mist_bins::feed::Selection;
+use mist_bins::http_out::mux::Format;
+use mist_bins::push_out::report_status;
 use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
 use mist_media::Track;
 use mist_shm::{ReadEvent, ReaderInfo, ShmError, StreamReader};
@@ -79,59 +82,15 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
 trait Conn: Read + Write + Send {}
 impl<T: Read + Write + Send> Conn for T {}
 
-/// Wraps a connected socket in a TLS client for `host` (Mozilla roots, SNI = host).
-/// The TLS handshake is done here, with the socket's 10 s timeouts, before the short read
-/// timeout of the push loop is set.
-fn tls_client(mut sock: TcpStream, host: &str) -> Result<Box<dyn Conn>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    // A private RTMPS server's CA, in addition to the Mozilla roots.
-    if let Some(f) = std::env::var_os("MIST_TLS_CA_FILE").filter(|f| !f.is_empty()) {
-        use rustls::pki_types::pem::PemObject;
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&f)
-            .map_err(|e| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy()))?;
-        for c in certs {
-            let c = c.map_err(|e| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy()))?;
-            roots
-                .add(c)
-                .map_err(|e| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy()))?;
-        }
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string())
-        .map_err(|e| format!("{host}: {e}"))?;
-    let mut conn =
-        rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| format!("TLS: {e}"))?;
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
+/// Wraps a connected socket in a TLS client for `host` (Mozilla roots, `MIST_TLS_CA_FILE`,
+/// SNI = host). The handshake is done with 10 s timeouts, then the short read timeout of the
+/// push loop is set.
+fn tls_client(sock: TcpStream, host: &str) -> Result<Box<dyn Conn>, String> {
+    let s = mist_bins::push_out::tls::client(sock, host)?;
+    s.sock
+        .set_read_timeout(Some(Duration::from_millis(20)))
         .map_err(|e| e.to_string())?;
-    while conn.is_handshaking() {
-        conn.complete_io(&mut sock)
-            .map_err(|e| format!("TLS handshake with {host}: {e}"))?;
-    }
-    sock.set_read_timeout(Some(Duration::from_millis(20)))
-        .map_err(|e| e.to_string())?;
-    Ok(Box::new(rustls::StreamOwned::new(conn, sock)))
-}
-
-/// Tells the controller (if any) where the push goes and how far it is (`push_list`).
-fn report_status(target: &str, bytes: u64, media_ms: i64) {
-    if mist_core::control::socket_path().is_none() {
-        return;
-    }
-    let req = mist_core::control::Request::Api {
-        command: serde_json::json!({
-            "push_status_update": {
-                "pid": std::process::id(), "target": target, "bytes": bytes, "media_ms": media_ms
-            }
-        }),
-    };
-    let _ = mist_core::control::request(&req, Duration::from_secs(2));
+    Ok(Box::new(s))
 }
 
 /// How often a push tells the controller how far it is.
@@ -198,6 +157,7 @@ pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String>
     let started = Instant::now();
     let mut prog = Progress {
         actual: expand_target(stream, url),
+        sel: target_selection(url),
         ..Default::default()
     };
     let r = push(stream, &stop, &mut prog);
@@ -218,7 +178,7 @@ pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String>
         code,
         &text,
     );
-    report_end(stream, &payload, stop.load(Ordering::Relaxed));
+    mist_bins::push_out::report_network_end(stream, &payload, stop.load(Ordering::Relaxed));
     r
 }
 
@@ -246,30 +206,36 @@ fn expand_target(stream: &str, url: &str) -> String {
     mist_core::push::expand(&template, &vars, &mist_core::push::LocalTime::now())
 }
 
+/// The track selection of a target's Mist parameters (`?video=…&audio=…`, INTERFACES §4.4),
+/// normalised as for RTMP and HTTP viewers.
+fn target_selection(url: &str) -> Selection {
+    let (_, p) = mist_core::push::split_target(url, unix_now());
+    let norm = |v: Option<String>| v.map(|v| mist_bins::http_out::mux::normalize_selector(&v));
+    Selection {
+        video: norm(p.video),
+        audio: norm(p.audio),
+    }
+}
+
+/// The tracks a push sends: all of them, or those its selection picks that RTMP carries.
+fn push_tracks(reader: &StreamReader, sel: &Selection) -> Vec<Track> {
+    if sel.is_default() {
+        reader.tracks()
+    } else {
+        sel.tracks(reader, Format::Flv)
+    }
+}
+
 /// How far a push got.
 #[derive(Default)]
 struct Progress {
+    /// The target's track selection.
+    sel: Selection,
     /// The target being pushed to (variables evaluated, parameters off).
     actual: String,
     sent: u64,
     first_ms: Option<i64>,
     last_ms: i64,
-}
-
-/// Tells the controller that the push ended (`recording_end` with `network`: OUTPUT_END only).
-fn report_end(stream: &str, payload: &str, stopping: bool) {
-    if mist_core::control::socket_path().is_none() {
-        return;
-    }
-    let req = mist_core::control::Request::Api {
-        command: serde_json::json!({
-            "recording_end": {
-                "stream": stream, "payload": payload, "pid": std::process::id(), "network": true
-            }
-        }),
-    };
-    let timeout = Duration::from_millis(if stopping { 500 } else { 5000 });
-    let _ = mist_core::control::request(&req, timeout);
 }
 
 fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(), String> {
@@ -336,7 +302,7 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
     }
     log!(INFO, "pushing {stream} to {url}");
     report_status(url, 0, 0);
-    let mut tracks: Vec<Track> = reader.tracks();
+    let mut tracks: Vec<Track> = push_tracks(&reader, &prog.sel);
     if !tracks.is_empty() {
         link.session
             .send_tracks(&tracks)
@@ -366,7 +332,7 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
                 }
             }
             ReadEvent::TracksChanged | ReadEvent::Restarted => {
-                tracks = reader.tracks();
+                tracks = push_tracks(&reader, &prog.sel);
                 log!(MEDIUM, "{stream}: {} tracks", tracks.len());
                 link.session
                     .send_tracks(&tracks)
@@ -429,6 +395,12 @@ mod tests {
             expand_target("live+a", "rtmp://h/a/k?x=1?"),
             "rtmp://h/a/k?x=1"
         );
+        let s = target_selection("rtmp://h/app/k?video=none&audio=AAC");
+        assert_eq!(
+            (s.video.as_deref(), s.audio.as_deref()),
+            (Some("none"), Some("aac"))
+        );
+        assert!(target_selection("rtmp://h/a/k?x=1?").is_default());
         let t = parse_target("rtmp://10.0.0.1:1940/app/inst/k?x=1").unwrap();
         assert_eq!(
             (t.port, t.app.as_str(), t.key.as_str()),

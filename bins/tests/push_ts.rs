@@ -1,0 +1,527 @@
+//! Pushes of MPEG-TS (and Matroska) to the network and to commands (INTERFACES §4.3):
+//! `tsudp://` unicast and multicast, `tstcp://`, `http://…/x.ts` with PUT, `ts-exec:` and
+//! `mkv-exec:`. ffmpeg publishes into mist-rs over RTMP; the controller (or MistOutTS by hand)
+//! pushes the stream out; ffmpeg/ffprobe receive it as independent peers and judge it. Also the
+//! track selectors of a push target (`?video=…&audio=…`).
+
+mod common;
+
+use common::{free_port, publish, Controller, Proc, TempDir};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < within, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn wait_stream(c: &Controller, stream: &str) {
+    wait_for(&format!("{stream} active"), Duration::from_secs(20), || {
+        let v = c.api(&serde_json::json!({"active_streams": true}));
+        v["active_streams"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s == stream))
+    });
+    // A keyframe or two in the buffer.
+    std::thread::sleep(Duration::from_secs(1));
+}
+
+fn push_list(c: &Controller) -> Vec<serde_json::Value> {
+    c.api(&serde_json::json!({"push_list": true}))["push_list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Starts a push and waits until push_list shows bytes sent; returns its id.
+fn push_start(c: &Controller, stream: &str, target: &str) -> serde_json::Value {
+    let v = c.api(&serde_json::json!({"push_start": [stream, target]}));
+    assert!(v.get("push_start_error").is_none(), "{v}");
+    let mut id = serde_json::Value::Null;
+    wait_for(
+        &format!("bytes to {target} in push_list"),
+        Duration::from_secs(30),
+        || {
+            push_list(c).iter().any(|p| {
+                let hit = p[2] == target && p[5]["bytes"].as_u64().unwrap_or(0) > 0;
+                if hit {
+                    id = p[0].clone();
+                }
+                hit
+            })
+        },
+    );
+    id
+}
+
+/// Waits for a process to exit by itself.
+fn wait_exit(p: &mut Proc, within: Duration) -> Option<i32> {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if let Ok(Some(st)) = p.0.try_wait() {
+            return Some(st.code().unwrap_or(-1));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Packets per codec type in a file, as ffprobe counts them, and the codec names.
+fn packets(file: &Path) -> (u64, u64, Vec<String>) {
+    let out = Command::new("timeout")
+        .args(["30", "ffprobe", "-v", "error", "-count_packets"])
+        .args(["-show_streams", "-of", "json"])
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {file:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (mut video, mut audio, mut codecs) = (0, 0, Vec::new());
+    for s in v["streams"].as_array().cloned().unwrap_or_default() {
+        let n: u64 = s["nb_read_packets"]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        codecs.push(s["codec_name"].as_str().unwrap_or("").to_string());
+        match s["codec_type"].as_str() {
+            Some("video") => video += n,
+            Some("audio") => audio += n,
+            _ => {}
+        }
+    }
+    (video, audio, codecs)
+}
+
+/// ffmpeg decoding a whole file: its errors (empty when it decodes cleanly).
+fn decode_errors(file: &Path) -> String {
+    let out = Command::new("timeout")
+        .args(["60", "ffmpeg", "-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An ffmpeg receiver: reads `input` (with `in_args` before it) and copies it into `out`.
+fn ffmpeg_receiver(in_args: &[&str], input: &str, out: &Path) -> Proc {
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(in_args)
+        .args(["-i", input, "-c", "copy", "-f", "mpegts"])
+        .arg(out)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg (scripts/test installs it)");
+    Proc(child)
+}
+
+/// Whether some socket listens on TCP `port` (from /proc/net/tcp, state 0A).
+fn listening(port: u16) -> bool {
+    let hex = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f).is_ok_and(|t| {
+            t.lines().skip(1).any(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                c.len() > 3 && c[1].ends_with(&hex) && c[3] == "0A"
+            })
+        })
+    })
+}
+
+/// A trigger handler that stores each payload in its own file of `dir`.
+fn collector(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let out = dir.join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    let h = dir.join(format!("{name}.sh"));
+    std::fs::write(&h, format!("#!/bin/sh\ncat > '{}/p.'$$\n", out.display())).unwrap();
+    Command::new("chmod").arg("+x").arg(&h).status().unwrap();
+    (h, out)
+}
+
+fn payloads(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether a multicast datagram sent on `lo` comes back to a member on `lo`.
+fn lo_multicast_works(group: &str) -> bool {
+    let port = free_udp_port();
+    let Ok(rx) = UdpSocket::bind((group, port)) else {
+        return false;
+    };
+    let g: std::net::Ipv4Addr = group.parse().unwrap();
+    if rx
+        .join_multicast_v4(&g, &std::net::Ipv4Addr::LOCALHOST)
+        .is_err()
+    {
+        return false;
+    }
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        let lo = libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        };
+        // SAFETY: IP_MULTICAST_IF with a live in_addr of the size passed, on our own socket.
+        unsafe {
+            libc::setsockopt(
+                tx.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_IF,
+                (&lo as *const libc::in_addr).cast(),
+                std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
+            );
+        }
+    }
+    let _ = tx.set_multicast_loop_v4(true);
+    rx.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let _ = tx.send_to(b"ping", (group, port));
+    let mut b = [0u8; 8];
+    rx.recv(&mut b).is_ok()
+}
+
+fn ensure_lo_multicast(group: &str) {
+    if !lo_multicast_works(group) {
+        // Loopback has no MULTICAST flag by default; as root the test turns it on.
+        let _ = Command::new("ip")
+            .args(["link", "set", "lo", "multicast", "on"])
+            .status();
+        let _ = Command::new("ip")
+            .args(["route", "add", "239.0.0.0/8", "dev", "lo"])
+            .status();
+    }
+    assert!(
+        lo_multicast_works(group),
+        "multicast on lo does not work here (needs `ip link set lo multicast on` as root)"
+    );
+}
+
+/// `ffprobe udp://239.…` (no file in between) reads a `tsudp://` multicast push started with
+/// push_start: H.264 320x240 and AAC. An ffmpeg receiver of the same group then gets frames
+/// of both (at least 1 s: UDP may drop datagrams on a loaded machine).
+#[test]
+fn tsudp_multicast_push_is_read_by_ffprobe() {
+    let _g = serial();
+    let group = "239.1.1.7";
+    ensure_lo_multicast(group);
+    let dir = TempDir::new("pushts-mc");
+    let c = Controller::start(serde_json::json!({}));
+    let _pub = publish(&c.publish_url("live+mc"), "320x240", 60);
+    wait_stream(&c, "live+mc");
+    let port = free_udp_port();
+    let target = format!("tsudp://{group}:{port}/lo");
+    push_start(&c, "live+mc", &target);
+    let url = format!("udp://{group}:{port}?localaddr=127.0.0.1&timeout=10000000");
+    let out = Command::new("timeout")
+        .args([
+            "30",
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_streams",
+            "-of",
+            "json",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let streams = v["streams"].as_array().cloned().unwrap_or_default();
+    assert!(
+        streams
+            .iter()
+            .any(|s| s["codec_name"] == "h264" && s["width"] == 320 && s["height"] == 240),
+        "{streams:?}"
+    );
+    assert!(
+        streams.iter().any(|s| s["codec_name"] == "aac"),
+        "{streams:?}"
+    );
+    // Frames, not just headers: 4 s copied by an ffmpeg member of the group.
+    let file = dir.path().join("mc.ts");
+    let mut rx = ffmpeg_receiver(&["-t", "4"], &url, &file);
+    assert_eq!(wait_exit(&mut rx, Duration::from_secs(40)), Some(0));
+    // UDP may lose datagrams on a loaded machine: at least 1 s of each, not a clean decode.
+    let (video, audio, _) = packets(&file);
+    assert!(video >= 25, "{video} video packets in 4 s");
+    assert!(audio >= 40, "{audio} audio packets in 4 s");
+}
+
+/// `MistOutTS -s STREAM tsudp://127.0.0.1:PORT` by hand (no controller): ffmpeg reading the
+/// unicast port gets video and audio; SIGTERM ends the push with exit 0. With nobody
+/// listening at first, the push goes on (a receiver may come later).
+#[test]
+fn tsudp_unicast_standalone() {
+    let _g = serial();
+    let dir = TempDir::new("pushts-uc");
+    let c = Controller::start(serde_json::json!({}));
+    let _pub = publish(&c.publish_url("live+uc"), "320x240", 60);
+    wait_stream(&c, "live+uc");
+    let port = free_udp_port();
+    let mut push = Proc(
+        Command::new(env!("CARGO_BIN_EXE_MistOutTS"))
+            .args(["-s", "live+uc"])
+            .arg(format!("tsudp://127.0.0.1:{port}"))
+            .env("MIST_SHM_DIR", &c.shm)
+            .env_remove("MIST_CONTROL")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Nobody listens for 2 s: ICMP port unreachable must not end the push.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(push.0.try_wait().unwrap().is_none(), "the push gave up");
+    let file = dir.path().join("uc.ts");
+    let url = format!("udp://127.0.0.1:{port}?timeout=10000000");
+    let mut rx = ffmpeg_receiver(&["-t", "4"], &url, &file);
+    assert_eq!(wait_exit(&mut rx, Duration::from_secs(40)), Some(0));
+    let (video, audio, codecs) = packets(&file);
+    assert!(codecs.contains(&"h264".to_string()), "{codecs:?}");
+    assert!(video >= 75 && audio >= 100, "{video} / {audio}");
+    unsafe { libc::kill(push.pid() as i32, libc::SIGTERM) };
+    assert_eq!(wait_exit(&mut push, Duration::from_secs(10)), Some(0));
+}
+
+/// push_start to `tstcp://` of an ffmpeg TCP listener: push_stop ends the connection cleanly
+/// (the receiver exits by itself), OUTPUT_END (connector TS, exit 0) fires and no
+/// RECORDING_END; the received file has ≥ 3 s of H.264 + AAC that decode without errors.
+#[test]
+fn tstcp_push_to_ffmpeg_listener() {
+    let _g = serial();
+    let dir = TempDir::new("pushts-tcp");
+    let (oh, output_ends) = collector(dir.path(), "output_end");
+    let (rh, rec_ends) = collector(dir.path(), "recording_end");
+    let c = Controller::start(serde_json::json!({}));
+    c.api(&serde_json::json!({"config": {"triggers": {
+        "OUTPUT_END": [{"handler": oh.to_str().unwrap(), "sync": false}],
+        "RECORDING_END": [{"handler": rh.to_str().unwrap(), "sync": false}]
+    }}}));
+    let _pub = publish(&c.publish_url("live+tcp"), "320x240", 60);
+    wait_stream(&c, "live+tcp");
+    let port = free_port();
+    let file = dir.path().join("tcp.ts");
+    let mut rx = ffmpeg_receiver(
+        &["-f", "mpegts"],
+        &format!("tcp://127.0.0.1:{port}?listen=1"),
+        &file,
+    );
+    wait_for("the receiver to listen", Duration::from_secs(10), || {
+        listening(port)
+    });
+    let target = format!("tstcp://127.0.0.1:{port}");
+    let id = push_start(&c, "live+tcp", &target);
+    std::thread::sleep(Duration::from_secs(4));
+    c.api(&serde_json::json!({"push_stop": [id]}));
+    assert_eq!(
+        wait_exit(&mut rx, Duration::from_secs(20)),
+        Some(0),
+        "the receiver did not see the end of the push"
+    );
+    wait_for("OUTPUT_END", Duration::from_secs(20), || {
+        !payloads(&output_ends).is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let p = &payloads(&output_ends)[0];
+    let lines: Vec<&str> = p.split('\n').collect();
+    assert_eq!(lines.len(), 13, "{p:?}");
+    assert_eq!(&lines[..3], &["live+tcp", target.as_str(), "TS"], "{p:?}");
+    assert!(lines[3].parse::<u64>().unwrap() > 10_000, "{p:?}");
+    assert!(lines[7].parse::<u64>().unwrap() >= 3000, "{p:?}");
+    assert_eq!(lines[10], "0", "{p:?}");
+    assert!(payloads(&rec_ends).is_empty());
+    let (video, audio, _) = packets(&file);
+    assert!(video >= 75 && audio >= 100, "{video} / {audio}");
+    assert_eq!(decode_errors(&file), "");
+}
+
+/// push_start to `http://127.0.0.1:PORT/up/live.ts`: an ffmpeg HTTP server taking one PUT
+/// (`-listen 1 -method PUT`) gets the chunked body; push_stop sends the last chunk and the
+/// receiver ends by itself with a file that decodes. A target nobody listens on is an error in
+/// push_list (exit 1), not a crash loop.
+#[test]
+fn http_put_push_to_ffmpeg_server() {
+    let _g = serial();
+    let dir = TempDir::new("pushts-put");
+    let c = Controller::start(serde_json::json!({}));
+    let _pub = publish(&c.publish_url("live+put"), "320x240", 60);
+    wait_stream(&c, "live+put");
+    let port = free_port();
+    let file = dir.path().join("put.ts");
+    let mut rx = ffmpeg_receiver(
+        &["-listen", "1", "-method", "PUT", "-f", "mpegts"],
+        &format!("http://127.0.0.1:{port}/up/live.ts"),
+        &file,
+    );
+    wait_for("the receiver to listen", Duration::from_secs(10), || {
+        listening(port)
+    });
+    let target = format!("http://127.0.0.1:{port}/up/$stream.ts");
+    let id = push_start(&c, "live+put", &target);
+    let l = push_list(&c);
+    let p = l.iter().find(|p| p[0] == id).unwrap();
+    // The variables are evaluated in what push_list shows as written to.
+    assert_eq!(
+        p[3],
+        format!("http://127.0.0.1:{port}/up/live+put.ts"),
+        "{p}"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    c.api(&serde_json::json!({"push_stop": [id]}));
+    assert_eq!(
+        wait_exit(&mut rx, Duration::from_secs(20)),
+        Some(0),
+        "the receiver did not see the end of the body"
+    );
+    let (video, audio, codecs) = packets(&file);
+    assert!(codecs.contains(&"aac".to_string()), "{codecs:?}");
+    assert!(video >= 75 && audio >= 100, "{video} / {audio}");
+    assert_eq!(decode_errors(&file), "");
+    // Nobody at this address: the push ends with an error in push_list.
+    let dead = format!("http://127.0.0.1:{}/x.ts", free_port());
+    let v = c.api(&serde_json::json!({"push_start": ["live+put", dead]}));
+    assert!(v.get("push_start_error").is_none(), "{v}");
+    wait_for(
+        "the failed push in push_list",
+        Duration::from_secs(20),
+        || {
+            push_list(&c).iter().any(|p| {
+                p[2] == dead.as_str()
+                    && p[5]["state"] == "error"
+                    && p[5]["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("connect"))
+            })
+        },
+    );
+}
+
+/// `ts-exec:` and `mkv-exec:` pushes pipe into ffmpeg children (run without a shell: the
+/// quoted path with a space stays one argument); push_stop closes their stdin and they write
+/// files that decode.
+#[test]
+fn exec_pushes_pipe_into_ffmpeg() {
+    let _g = serial();
+    let dir = TempDir::new("pushts-exec");
+    let c = Controller::start(serde_json::json!({}));
+    let _pub = publish(&c.publish_url("live+ex"), "320x240", 60);
+    wait_stream(&c, "live+ex");
+    let mut ids = Vec::new();
+    let mut files = Vec::new();
+    for (scheme, fmt) in [("ts-exec", "mpegts"), ("mkv-exec", "matroska")] {
+        let file = dir.path().join(format!("from {scheme}.ts"));
+        let target = format!(
+            "{scheme}:ffmpeg -hide_banner -loglevel error -y -f {fmt} -i - -c copy -f mpegts '{}'",
+            file.display()
+        );
+        ids.push(push_start(&c, "live+ex", &target));
+        files.push(file);
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    for id in ids {
+        c.api(&serde_json::json!({"push_stop": [id]}));
+    }
+    wait_for("the pushes to end", Duration::from_secs(20), || {
+        push_list(&c).iter().all(|p| p[5]["state"] != "active")
+    });
+    for f in files {
+        assert!(f.exists(), "{f:?} not written");
+        let (video, audio, codecs) = packets(&f);
+        assert!(
+            codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()),
+            "{f:?}: {codecs:?}"
+        );
+        assert!(video >= 75 && audio >= 100, "{f:?}: {video} / {audio}");
+        assert_eq!(decode_errors(&f), "", "{f:?}");
+    }
+}
+
+/// Track selectors on push targets (INTERFACES §4.4, the rules of HTTP and RTMP viewers):
+/// `tstcp://…?audio=none` sends only the video, and an `rtmp://…/app/key?video=none` restream
+/// (to an `ffmpeg -listen 1` RTMP receiver) only the audio.
+#[test]
+fn push_track_selectors() {
+    let _g = serial();
+    let dir = TempDir::new("pushts-sel");
+    let c = Controller::start(serde_json::json!({}));
+    let _pub = publish(&c.publish_url("live+sel"), "320x240", 60);
+    wait_stream(&c, "live+sel");
+    // TS over TCP without audio.
+    let port = free_port();
+    let ts = dir.path().join("video.ts");
+    let mut rx = ffmpeg_receiver(
+        &["-f", "mpegts"],
+        &format!("tcp://127.0.0.1:{port}?listen=1"),
+        &ts,
+    );
+    wait_for("the TCP receiver", Duration::from_secs(10), || {
+        listening(port)
+    });
+    let target = format!("tstcp://127.0.0.1:{port}?audio=none");
+    let id = push_start(&c, "live+sel", &target);
+    // RTMP without video.
+    let rport = free_port();
+    let flv = dir.path().join("audio.flv");
+    let mut rrx = Proc(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-listen", "1"])
+            .args(["-f", "flv", "-i"])
+            .arg(format!("rtmp://127.0.0.1:{rport}/app/key"))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(&flv)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start ffmpeg"),
+    );
+    wait_for("the RTMP receiver", Duration::from_secs(10), || {
+        listening(rport)
+    });
+    let rtarget = format!("rtmp://127.0.0.1:{rport}/app/key?video=none");
+    let rid = push_start(&c, "live+sel", &rtarget);
+    std::thread::sleep(Duration::from_secs(4));
+    c.api(&serde_json::json!({"push_stop": [id, rid]}));
+    assert_eq!(wait_exit(&mut rx, Duration::from_secs(20)), Some(0));
+    assert_eq!(wait_exit(&mut rrx, Duration::from_secs(20)), Some(0));
+    let (video, audio, codecs) = packets(&ts);
+    assert_eq!(codecs, ["h264"], "tstcp ?audio=none");
+    assert!(video >= 75 && audio == 0, "{video} / {audio}");
+    let (video, audio, codecs) = packets(&flv);
+    assert_eq!(codecs, ["aac"], "rtmp ?video=none");
+    assert!(audio >= 100 && video == 0, "{video} / {audio}");
+}
