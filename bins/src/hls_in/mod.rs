@@ -109,6 +109,9 @@ struct Resp {
     result: Result<Vec<u8>, http::FetchError>,
 }
 
+/// An init section: its URL and byte range.
+type MapKey = (String, Option<(u64, u64)>);
+
 /// One media playlist and the state of its segments.
 struct Feed {
     follower: Follower,
@@ -116,7 +119,7 @@ struct Feed {
     next_load: Instant,
     ts: Demuxer,
     /// The init section loaded: (url, range) and its movie, and fMP4 decode times carried on.
-    movie: Option<((String, Option<(u64, u64)>), Movie, Vec<i64>)>,
+    movie: Option<(MapKey, Movie, Vec<i64>)>,
     /// Track id in this playlist's segments → track id of the stream.
     ids: HashMap<u32, u32>,
     /// Media time taken from this playlist (sum of segment durations).
