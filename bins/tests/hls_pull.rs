@@ -324,3 +324,52 @@ fn mistints_pulls_live_ts_over_http() {
     assert!(frames >= 50, "HLS decoded only {frames} frames");
     assert_eq!(codecs(&url(ctl.http, "/tshttp.ts")), vec!["aac", "h264"]);
 }
+
+fn stream_row(ctl: &Controller, stream: &str) -> serde_json::Value {
+    let a = ctl.api(&serde_json::json!({"active_streams": {
+        "fields": ["status", "loss", "health"], "longform": true}}));
+    a["active_streams"][stream].clone()
+}
+
+/// The origin restarts (a new ffmpeg writes the playlist again from sequence 0): the same
+/// MistInHLS follows the new playlist, the stream keeps playing, and the restart shows in the
+/// stream's health.
+#[test]
+fn origin_restart_is_followed_without_ending_the_stream() {
+    let src = TempDir::new("hlssrc-restart");
+    let ff = live_hls(src.path(), &[], &[], "live.m3u8");
+    wait_file(src.path(), "live.m3u8");
+    let (_srv, port) = serve_dir(src.path());
+    let ctl = Controller::start_http(
+        serde_json::json!({"rs": {"name": "rs", "source": url(port, "/live.m3u8")}}),
+        protocols(),
+        None,
+    );
+    let (frames, _) = decode_when_up(&url(ctl.http, "/rs.ts"));
+    assert!(frames >= 50, "before the restart: {frames} frames");
+    let input = find_child(ctl.proc.pid(), "MistInHLS").expect("MistInHLS runs");
+    // Let the sequence grow well past a fresh playlist's, then restart the origin.
+    std::thread::sleep(Duration::from_secs(8));
+    drop(ff);
+    let _ = std::fs::remove_file(src.path().join("live.m3u8"));
+    let _ff2 = live_hls(src.path(), &[], &[], "live.m3u8");
+    wait_file(src.path(), "live.m3u8");
+    let end = Instant::now() + Duration::from_secs(40);
+    let mut row = stream_row(&ctl, "rs");
+    while row["health"]["restarts"].as_u64().unwrap_or(0) == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(500));
+        row = stream_row(&ctl, "rs");
+    }
+    assert!(
+        row["health"]["restarts"].as_u64().unwrap_or(0) >= 1,
+        "no restart seen: {row}"
+    );
+    let (frames, size) = decode_when_up(&url(ctl.http, "/rs.ts"));
+    assert!(frames >= 50, "after the restart: {frames} frames");
+    assert_eq!(size, "320x240");
+    assert_eq!(
+        find_child(ctl.proc.pid(), "MistInHLS"),
+        Some(input),
+        "the input was restarted instead of following the new playlist"
+    );
+}
