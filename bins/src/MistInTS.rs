@@ -1,5 +1,5 @@
 //! MistInTS: MPEG-TS input. A file is served as VoD (`mist_bins::vod_input`); a live source
-//! (`tsudp://`, `tstcp://`, `ts-exec:`, `stream://`, `-` for stdin) is ingested as a live stream
+//! (`tsudp://`, `tstcp://`, `ts-exec:`, `stream://`, `http(s)://`, `-` for stdin) is ingested as a live stream
 //! (`mist_bins::ts_live`).
 
 use clap::{ArgAction, Parser};
@@ -13,14 +13,14 @@ use std::time::Duration;
     name = "MistInTS",
     version,
     disable_version_flag = true,
-    about = "MPEG-TS input: serves a TS file as VoD, or ingests live TS from UDP (unicast or multicast), TCP, a command (ts-exec:), a named pipe (stream://) or stdin (-)"
+    about = "MPEG-TS input: serves a TS file as VoD, or ingests live TS from UDP (unicast or multicast), TCP, a command (ts-exec:), a named pipe (stream://), an HTTP(S) pull (http(s)://…ts) or stdin (-)"
 )]
 struct Args {
     /// Stream name
     #[arg(short = 's', long = "stream")]
     stream: Option<String>,
     /// Source: a .ts file, tsudp://[host:]port[/iface,...], tstcp://host:port, tstcp://:port,
-    /// ts-exec:COMMAND, stream://FIFO or - (stdin)
+    /// ts-exec:COMMAND, stream://FIFO, http(s)://URL (a TS body pulled over HTTP) or - (stdin)
     source: Option<String>,
     /// VoD: seconds without viewers before the stream is ended. Live: seconds the input waits
     /// for its source (at start, and after the stream ended) before it exits
@@ -49,9 +49,18 @@ struct Args {
 /// The `-j` capabilities: the VoD input's, plus the live sources and their options.
 fn capabilities() -> serde_json::Value {
     let mut c = vod_input::capabilities(vod_input::Kind::Ts);
-    c["desc"] = "MPEG-TS input: TS files as VoD; live TS from UDP unicast/multicast (tsudp://[host:]port[/iface,...]), TCP (tstcp://), a command (ts-exec:), a named pipe (stream://) or stdin. Every elementary stream becomes a track.".into();
+    c["desc"] = "MPEG-TS input: TS files as VoD; live TS from UDP unicast/multicast (tsudp://[host:]port[/iface,...]), TCP (tstcp://), a command (ts-exec:), a named pipe (stream://), an HTTP(S) pull (http(s)://…ts) or stdin. Every elementary stream becomes a track.".into();
     if let Some(a) = c["source_match"].as_array_mut() {
-        for p in ["tsudp://*", "tstcp://*", "ts-exec:*", "stream://*"] {
+        for p in [
+            "tsudp://*",
+            "tstcp://*",
+            "ts-exec:*",
+            "stream://*",
+            "http://*.ts",
+            "https://*.ts",
+            "http://*.ts?*",
+            "https://*.ts?*",
+        ] {
             a.push(p.into());
         }
     }

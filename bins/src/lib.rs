@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod feed;
+pub mod hls_in;
 pub mod http_out;
 pub mod ingest;
 pub mod push_out;

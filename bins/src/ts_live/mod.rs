@@ -53,14 +53,24 @@ pub enum Source {
     Pipe(String),
     /// `-`
     Stdin,
+    /// `http(s)://…`: a TS body pulled over HTTP (a live TS endpoint or a file), reconnected
+    /// with back-off when it ends.
+    Http(String),
 }
 
 /// Whether `s` is a live TS source (else MistInTS reads a file).
 pub fn is_live(s: &str) -> bool {
     s == "-"
-        || ["tsudp://", "tstcp://", "ts-exec:", "stream://"]
-            .iter()
-            .any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p))
+        || [
+            "tsudp://",
+            "tstcp://",
+            "ts-exec:",
+            "stream://",
+            "http://",
+            "https://",
+        ]
+        .iter()
+        .any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p))
 }
 
 fn host_port(s: &str) -> Result<(String, u16), String> {
@@ -99,6 +109,8 @@ pub fn parse(s: &str) -> Result<Source, String> {
         Ok(Source::Exec(cmd.to_string()))
     } else if lower.starts_with("stream://") {
         Ok(Source::Pipe(s[9..].to_string()))
+    } else if lower.starts_with("http://") || lower.starts_with("https://") {
+        Ok(Source::Http(s.to_string()))
     } else {
         Err(format!("{s:?} is not a live TS source"))
     }
@@ -606,6 +618,43 @@ fn pipe_from(fd: std::os::fd::OwnedFd) -> std::io::Result<Pipe> {
     Ok(Pipe(r))
 }
 
+/// Starts an HTTP(S) GET of `url` whose body a thread copies into a pipe; returns the pipe's
+/// reading end. The request is made before this returns, so a refused connection or an error
+/// status is reported here (and retried with back-off). The pipe ends when the body ends, the
+/// server stays silent for [`crate::hls_in::http::READ_TIMEOUT`], or the reading end is closed.
+fn http_pull(url: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::io::{Read, Write};
+    let mut body = crate::hls_in::http::Http::new()
+        .open(url)
+        .map_err(|e| std::io::Error::other(format!("{url}: {e}")))?;
+    mist_core::info!("pulling TS from {url}");
+    let (r, mut w) = std::io::pipe()?;
+    let url = url.to_string();
+    std::thread::Builder::new()
+        .name("ts-http".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                match body.read(&mut buf) {
+                    Ok(0) => {
+                        mist_core::info!("{url}: the body ended");
+                        return;
+                    }
+                    Ok(n) => {
+                        if w.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        mist_core::warn!("{url}: {e}");
+                        return;
+                    }
+                }
+            }
+        })?;
+    Ok(std::os::fd::OwnedFd::from(r))
+}
+
 /// Opens (or re-opens) a stream source on the runtime.
 fn open_source(live: &mut Live, rt: &mut Runtime<Live>) -> std::io::Result<()> {
     use std::os::fd::OwnedFd;
@@ -657,6 +706,17 @@ fn open_source(live: &mut Live, rt: &mut Runtime<Live>) -> std::io::Result<()> {
                 Box::new(pipe_from(fd)?),
                 Peer::Unix,
                 "stdin",
+                source_limits(),
+                Conn::Data,
+            )?;
+            live.src_open = true;
+        }
+        Source::Http(url) => {
+            let pipe = http_pull(&url)?;
+            rt.adopt(
+                Box::new(pipe_from(pipe)?),
+                Peer::Unix,
+                "http",
                 source_limits(),
                 Conn::Data,
             )?;

@@ -8,6 +8,8 @@
 //! sequence number), `{start}` (segment start in ms), `{dur}` (segment duration in ms) and `{part}`
 //! (part index within its segment). Unknown placeholders are left as they are.
 
+pub mod pull;
+
 use std::fmt::Write as _;
 
 use crate::error::MediaError;

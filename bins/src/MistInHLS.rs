@@ -1,0 +1,83 @@
+//! MistInHLS: pulls an HLS source (`http(s)://…m3u8`, live or VoD, MPEG-TS or fMP4 segments, a
+//! master playlist's variants and renditions as tracks) into a live stream (`mist_bins::hls_in`).
+//!
+//! Exit codes: 0 after the source ended, nothing came for the input timeout, or SIGINT/SIGTERM;
+//! 1 when the stream cannot be written; 2 on bad arguments.
+
+use clap::{ArgAction, Parser};
+use mist_bins::hls_in;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "MistInHLS",
+    version,
+    disable_version_flag = true,
+    about = "HLS pull input of mist-rs: follows an http(s)://…m3u8 playlist (live or VoD; MPEG-TS or fMP4/CMAF segments; every variant and rendition of a master playlist becomes tracks) into a live stream.",
+    after_help = "Example: MistInHLS -s relay https://origin.example/live/master.m3u8\n\
+                  Exit codes: 0 source ended / input timeout / signal, 1 stream not writable, 2 bad arguments.\n\
+                  Environment: MIST_SHM_DIR."
+)]
+struct Args {
+    /// Stream name to write
+    #[arg(short = 's', long = "stream", required_unless_present = "json")]
+    stream: Option<String>,
+    /// Source: http(s)://…m3u8 (master or media playlist)
+    #[arg(required_unless_present = "json")]
+    source: Option<String>,
+    /// Seconds the input keeps trying while no stream is up before it exits
+    #[arg(short = 'i', long = "inputtimeout", default_value_t = 60)]
+    inputtimeout: u64,
+    /// Milliseconds without media before the stream is ended
+    #[arg(long = "timeout", default_value_t = hls_in::DEFAULT_IDLE_MS)]
+    timeout: u64,
+    /// DVR window in milliseconds
+    #[arg(long = "dvr", default_value_t = hls_in::DEFAULT_DVR_MS)]
+    dvr: u64,
+    /// Debug level (0-10)
+    #[arg(short = 'g', long = "debug", default_value_t = 4)]
+    debug: u8,
+    /// Print the capabilities JSON and exit
+    #[arg(short = 'j', long = "json")]
+    json: bool,
+    /// Print the version and exit
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    version: Option<bool>,
+}
+
+fn main() {
+    let args = Args::parse();
+    if args.json {
+        println!("{}", hls_in::capabilities());
+        return;
+    }
+    mist_core::log::init("MistInHLS", args.debug);
+    let (Some(stream), Some(url)) = (args.stream, args.source) else {
+        std::process::exit(2);
+    };
+    let name = mist_core::names::sanitize(&stream);
+    if !mist_core::names::is_valid(&name) {
+        mist_core::error!("invalid stream name {stream:?}");
+        std::process::exit(2);
+    }
+    let url = url.strip_prefix("hls:").unwrap_or(&url).to_string();
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        mist_core::error!("{url:?}: not an http(s):// playlist URL");
+        std::process::exit(2);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let opts = hls_in::Options {
+        stream: name,
+        url,
+        idle: Duration::from_millis(args.timeout.max(1)),
+        input_timeout: Duration::from_secs(args.inputtimeout),
+        dvr_ms: args.dvr,
+    };
+    std::process::exit(hls_in::run(opts, stop));
+}
