@@ -4,6 +4,8 @@
 //! test script); without ffprobe on PATH the ffprobe comparisons are skipped with a message and
 //! only the self-contained checks run.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -19,17 +21,11 @@ const FIXTURES: [&str; 4] = [
 ];
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/mkv")
-        .join(name)
+    common::fixture("mkv").join(name)
 }
 
 fn have_ffprobe() -> bool {
-    let ok = Command::new("ffprobe")
-        .arg("-version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let ok = common::tool_runs("ffprobe", "-version");
     if !ok {
         eprintln!("ffprobe not found: skipping ffprobe comparisons");
     }

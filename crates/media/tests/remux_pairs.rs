@@ -5,30 +5,14 @@
 //!
 //! Fails (never skips) when ffmpeg/ffprobe are missing: scripts/test installs them.
 
+mod common;
+
+use common::{fixture, require_ffmpeg};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mist_media::remux::{remux_file, Input, Output};
-
-fn require_ffmpeg() {
-    let ok = |b: &str| {
-        Command::new(b)
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    assert!(
-        ok("ffmpeg") && ok("ffprobe"),
-        "ffmpeg/ffprobe not installed (scripts/test installs them)"
-    );
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
 
 fn tmpdir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("mist-remux-pairs-{}", std::process::id()));
