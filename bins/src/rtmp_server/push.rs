@@ -15,11 +15,66 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
-use mist_media::Track;
+use mist_media::{MediaError, Track};
 use mist_shm::{ReadEvent, ReaderInfo, ShmError, StreamReader};
 
 use super::log::{INFO, MEDIUM};
 use super::PLAY_WAIT;
+
+/// Why a push failed (its text goes to the log line and the OUTPUT_END payload).
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("{0}: not an rtmp:// or rtmps:// URL")]
+    NotRtmp(String),
+    #[error("{0}: no application")]
+    NoApplication(String),
+    #[error("{0}: bad port")]
+    BadPort(String),
+    #[error("{0}: no stream key")]
+    NoKey(String),
+    #[error("{0}: needs host, application and stream key")]
+    Incomplete(String),
+    /// `MIST_TLS_CA_FILE` cannot be read or holds no usable certificate.
+    #[error("MIST_TLS_CA_FILE {file}: {reason}")]
+    CaFile { file: String, reason: String },
+    #[error("TLS: {0}")]
+    Tls(rustls::Error),
+    /// The host is not a name or address TLS can check a certificate against.
+    #[error("{host}: {reason}")]
+    ServerName { host: String, reason: String },
+    #[error("TLS handshake with {host}: {source}")]
+    Handshake { host: String, source: io::Error },
+    /// The stream to push cannot be read.
+    #[error("{stream}: {source}")]
+    Stream { stream: String, source: ShmError },
+    #[error("{host}: {source}")]
+    Resolve { host: String, source: io::Error },
+    #[error("{0}: no address")]
+    NoAddress(String),
+    #[error("connect {addr}: {source}")]
+    Connect {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+    /// Setting a socket option failed.
+    #[error("{0}")]
+    Socket(io::Error),
+    #[error("read: {0}")]
+    Read(io::Error),
+    #[error("write: {0}")]
+    Write(io::Error),
+    #[error("target closed the connection")]
+    Closed,
+    #[error("target refused: {0}")]
+    Refused(String),
+    #[error("protocol error from target: {0}")]
+    Protocol(MediaError),
+    #[error("target did not accept the publish within 10 s")]
+    NotAccepted,
+    /// The RTMP session could not encode what it was given.
+    #[error("{0}")]
+    Session(MediaError),
+}
 
 /// An `rtmp://` target split into what the protocol needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,25 +89,25 @@ pub struct Target {
 }
 
 /// Parses `rtmp://host[:port]/app[/more]/key`: the last path part is the stream key, the rest the app.
-pub fn parse_target(url: &str) -> Result<Target, String> {
+pub fn parse_target(url: &str) -> Result<Target, PushError> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("rtmp://") {
         (false, r)
     } else if let Some(r) = url.strip_prefix("rtmps://") {
         (true, r)
     } else {
-        return Err(format!("{url}: not an rtmp:// or rtmps:// URL"));
+        return Err(PushError::NotRtmp(url.into()));
     };
     let default_port = if tls { 443 } else { 1935 };
     let (hostport, path) = rest
         .split_once('/')
-        .ok_or_else(|| format!("{url}: no application"))?;
+        .ok_or_else(|| PushError::NoApplication(url.into()))?;
     let (host, port) = match hostport.rsplit_once(':') {
         _ if hostport.starts_with('[') && hostport.ends_with(']') => {
             (hostport[1..hostport.len() - 1].to_string(), default_port)
         }
         Some((h, p)) => (
             h.trim_matches(|c| c == '[' || c == ']').to_string(),
-            p.parse().map_err(|_| format!("{url}: bad port"))?,
+            p.parse().map_err(|_| PushError::BadPort(url.into()))?,
         ),
         _ => (
             hostport.trim_matches(|c| c == '[' || c == ']').to_string(),
@@ -61,9 +116,9 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
     };
     let (app, key) = path
         .rsplit_once('/')
-        .ok_or_else(|| format!("{url}: no stream key"))?;
+        .ok_or_else(|| PushError::NoKey(url.into()))?;
     if host.is_empty() || app.is_empty() || key.is_empty() {
-        return Err(format!("{url}: needs host, application and stream key"));
+        return Err(PushError::Incomplete(url.into()));
     }
     Ok(Target {
         tc_url: format!("{}://{hostport}/{app}", if tls { "rtmps" } else { "rtmp" }),
@@ -82,40 +137,47 @@ impl<T: Read + Write + Send> Conn for T {}
 /// Wraps a connected socket in a TLS client for `host` (Mozilla roots, SNI = host).
 /// The TLS handshake is done here, with the socket's 10 s timeouts, before the short read
 /// timeout of the push loop is set.
-fn tls_client(mut sock: TcpStream, host: &str) -> Result<Box<dyn Conn>, String> {
+fn tls_client(mut sock: TcpStream, host: &str) -> Result<Box<dyn Conn>, PushError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     // A private RTMPS server's CA, in addition to the Mozilla roots.
     if let Some(f) = std::env::var_os("MIST_TLS_CA_FILE").filter(|f| !f.is_empty()) {
         use rustls::pki_types::pem::PemObject;
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&f)
-            .map_err(|e| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy()))?;
+        let ca = |e: &dyn std::fmt::Display| PushError::CaFile {
+            file: f.to_string_lossy().into_owned(),
+            reason: e.to_string(),
+        };
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&f).map_err(|e| ca(&e))?;
         for c in certs {
-            let c = c.map_err(|e| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy()))?;
-            roots
-                .add(c)
-                .map_err(|e| format!("MIST_TLS_CA_FILE {}: {e}", f.to_string_lossy()))?;
+            let c = c.map_err(|e| ca(&e))?;
+            roots.add(c).map_err(|e| ca(&e))?;
         }
     }
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS: {e}"))?
+    .map_err(PushError::Tls)?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string())
-        .map_err(|e| format!("{host}: {e}"))?;
-    let mut conn =
-        rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| format!("TLS: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
+        PushError::ServerName {
+            host: host.into(),
+            reason: e.to_string(),
+        }
+    })?;
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).map_err(PushError::Tls)?;
     sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
+        .map_err(PushError::Socket)?;
     while conn.is_handshaking() {
         conn.complete_io(&mut sock)
-            .map_err(|e| format!("TLS handshake with {host}: {e}"))?;
+            .map_err(|source| PushError::Handshake {
+                host: host.into(),
+                source,
+            })?;
     }
     sock.set_read_timeout(Some(Duration::from_millis(20)))
-        .map_err(|e| e.to_string())?;
+        .map_err(PushError::Socket)?;
     Ok(Box::new(rustls::StreamOwned::new(conn, sock)))
 }
 
@@ -161,10 +223,10 @@ impl Link {
     }
 
     /// Reads what the server sent (waiting at most the socket's read timeout) and handles it.
-    fn service(&mut self) -> Result<Vec<ClientEvent>, String> {
+    fn service(&mut self) -> Result<Vec<ClientEvent>, PushError> {
         let mut events = Vec::new();
         match self.sock.read(&mut self.buf) {
-            Ok(0) => return Err("target closed the connection".into()),
+            Ok(0) => return Err(PushError::Closed),
             Ok(n) => self.session.feed(&self.buf[..n]),
             Err(e)
                 if matches!(
@@ -173,19 +235,17 @@ impl Link {
                         | io::ErrorKind::TimedOut
                         | io::ErrorKind::Interrupted
                 ) => {}
-            Err(e) => return Err(format!("read: {e}")),
+            Err(e) => return Err(PushError::Read(e)),
         }
         loop {
             match self.session.poll() {
-                Ok(Some(ClientEvent::Refused(why))) => {
-                    return Err(format!("target refused: {why}"))
-                }
+                Ok(Some(ClientEvent::Refused(why))) => return Err(PushError::Refused(why)),
                 Ok(Some(e)) => events.push(e),
                 Ok(None) => break,
-                Err(e) => return Err(format!("protocol error from target: {e}")),
+                Err(e) => return Err(PushError::Protocol(e)),
             }
         }
-        self.flush().map_err(|e| format!("write: {e}"))?;
+        self.flush().map_err(PushError::Write)?;
         Ok(events)
     }
 }
@@ -193,7 +253,7 @@ impl Link {
 /// Runs a push until the stream ends (Ok) or something fails (Err, with the reason).
 /// Then tells the controller (if any) for OUTPUT_END (INTERFACES §5.3 payload; no
 /// RECORDING_END: this is not a file).
-pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String> {
+pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), PushError> {
     let start_unix = unix_now();
     let started = Instant::now();
     let mut prog = Progress {
@@ -203,7 +263,7 @@ pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String>
     let r = push(stream, &stop, &mut prog);
     let (code, text) = match &r {
         Ok(()) => (0, "completed".to_string()),
-        Err(e) => (1, e.clone()),
+        Err(e) => (1, e.to_string()),
     };
     let payload = mist_bins::record::recording_end_payload(
         stream,
@@ -272,7 +332,7 @@ fn report_end(stream: &str, payload: &str, stopping: bool) {
     let _ = mist_core::control::request(&req, timeout);
 }
 
-fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(), String> {
+fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(), PushError> {
     let url = prog.actual.clone();
     let url = url.as_str();
     let target = parse_target(url)?;
@@ -292,21 +352,29 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
             {
                 std::thread::sleep(Duration::from_millis(200))
             }
-            Err(e) => return Err(format!("{stream}: {e}")),
+            Err(source) => {
+                return Err(PushError::Stream {
+                    stream: stream.into(),
+                    source,
+                })
+            }
         }
     };
     let addr = (target.host.as_str(), target.port)
         .to_socket_addrs()
-        .map_err(|e| format!("{}: {e}", target.host))?
+        .map_err(|source| PushError::Resolve {
+            host: target.host.clone(),
+            source,
+        })?
         .next()
-        .ok_or_else(|| format!("{}: no address", target.host))?;
+        .ok_or_else(|| PushError::NoAddress(target.host.clone()))?;
     let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
+        .map_err(|source| PushError::Connect { addr, source })?;
     let _ = sock.set_nodelay(true);
     sock.set_write_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
+        .map_err(PushError::Socket)?;
     sock.set_read_timeout(Some(Duration::from_millis(20)))
-        .map_err(|e| e.to_string())?;
+        .map_err(PushError::Socket)?;
     let sock: Box<dyn Conn> = if target.tls {
         tls_client(sock, &target.host)?
     } else {
@@ -326,11 +394,11 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
         buf: vec![0; 65536],
         sent: 0,
     };
-    link.flush().map_err(|e| format!("write: {e}"))?;
+    link.flush().map_err(PushError::Write)?;
     let t = Instant::now();
     while !link.session.is_ready() {
         if t.elapsed() > Duration::from_secs(10) || stop.load(Ordering::Relaxed) {
-            return Err("target did not accept the publish within 10 s".into());
+            return Err(PushError::NotAccepted);
         }
         link.service()?;
     }
@@ -340,7 +408,7 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
     if !tracks.is_empty() {
         link.session
             .send_tracks(&tracks)
-            .map_err(|e| e.to_string())?;
+            .map_err(PushError::Session)?;
     }
     let mut frames = 0u64;
     let mut bytes_out = 0u64;
@@ -355,14 +423,14 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
                 };
                 link.session
                     .send_frame(track, &f)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(PushError::Session)?;
                 frames += 1;
                 bytes_out += f.data.len() as u64;
                 prog.first_ms.get_or_insert(f.dts);
                 prog.last_ms = prog.last_ms.max(f.dts);
                 // Write in batches of a few hundred KiB while catching up.
                 if link.session_output_len() >= 256 * 1024 {
-                    link.flush().map_err(|e| format!("write: {e}"))?;
+                    link.flush().map_err(PushError::Write)?;
                 }
             }
             ReadEvent::TracksChanged | ReadEvent::Restarted => {
@@ -370,17 +438,17 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
                 log!(MEDIUM, "{stream}: {} tracks", tracks.len());
                 link.session
                     .send_tracks(&tracks)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(PushError::Session)?;
             }
             ReadEvent::Pending => {
-                link.flush().map_err(|e| format!("write: {e}"))?;
+                link.flush().map_err(PushError::Write)?;
                 link.service()?;
                 reader.wait(Duration::from_millis(100));
             }
             ReadEvent::Ended => {
                 log!(INFO, "{stream} ended; {frames} frames pushed to {url}");
-                link.session.close().map_err(|e| e.to_string())?;
-                link.flush().map_err(|e| format!("write: {e}"))?;
+                link.session.close().map_err(PushError::Session)?;
+                link.flush().map_err(PushError::Write)?;
                 prog.sent = link.sent;
                 return Ok(());
             }
