@@ -35,7 +35,7 @@ pub fn ask_with_viewer_triggers(
     let stream = match triggers::viewers::play_rewrite(stream, host, connector, url) {
         Ok(Some(new)) => new,
         Ok(None) => stream.clone(),
-        Err(e) => return refuse(e),
+        Err(e) => return refuse(e.to_string()),
     };
     let asked = Request::Play {
         stream: stream.clone(),
@@ -50,7 +50,7 @@ pub fn ask_with_viewer_triggers(
         }
         let url = format!("{base}{}", resp.stream);
         if let Err(e) = triggers::viewers::admit(&resp.stream, host, connector, &url, "") {
-            return refuse(e);
+            return refuse(e.to_string());
         }
     }
     Ok(resp)

@@ -322,7 +322,7 @@ impl Source {
                 self.held = Some(f);
                 Some(Step::Header(h))
             }
-            Err(e) => Some(Step::Error(e)),
+            Err(e) => Some(Step::Error(e.to_string())),
         }
     }
 

@@ -41,6 +41,15 @@ pub fn push_request(stream: &str, app: &str, host: &str, connector: &str, url: &
     }
 }
 
+/// A write into the stream's shared memory failed (`op`: `set_track` or `push`).
+#[derive(Debug, thiserror::Error)]
+#[error("{stream}: {op}: {source}")]
+pub struct IngestError {
+    pub stream: String,
+    pub op: &'static str,
+    pub source: mist_shm::ShmError,
+}
+
 /// The stream to use and its DVR window (ms), or why not.
 pub type Answer = Result<(String, u64), String>;
 
@@ -112,7 +121,7 @@ impl Ingest {
     }
 
     /// Adds or updates a track (logged). Ignored after an unpublish.
-    pub fn set_track(&mut self, t: &Track) -> Result<(), String> {
+    pub fn set_track(&mut self, t: &Track) -> Result<(), IngestError> {
         let Some(w) = self.writer.as_mut() else {
             return Ok(());
         };
@@ -133,17 +142,24 @@ impl Ingest {
                 t.channels
             ),
         }
-        w.set_track(t)
-            .map_err(|e| format!("{stream}: set_track: {e}"))
+        w.set_track(t).map_err(|source| IngestError {
+            stream: stream.clone(),
+            op: "set_track",
+            source,
+        })
     }
 
     /// Writes a frame. Ignored after an unpublish.
-    pub fn push(&mut self, f: &Frame) -> Result<(), String> {
+    pub fn push(&mut self, f: &Frame) -> Result<(), IngestError> {
         let Some(w) = self.writer.as_mut() else {
             return Ok(());
         };
         self.frames += 1;
-        w.push(f).map_err(|e| format!("{}: push: {e}", self.stream))
+        w.push(f).map_err(|source| IngestError {
+            stream: self.stream.clone(),
+            op: "push",
+            source,
+        })
     }
 
     /// About twice a second: keeps the writer alive. False when the publisher has sent nothing

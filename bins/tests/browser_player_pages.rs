@@ -17,18 +17,6 @@ use std::time::Duration;
 const WATCH_S: u32 = 10;
 
 /// `GET path` → (status line and headers, body).
-fn get(port: u16, path: &str) -> (String, String) {
-    let raw = http_raw(
-        port,
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-        Duration::from_secs(10),
-    );
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (head.to_string(), body.to_string())
-}
-
 #[test]
 fn player_pages_play_live_in_chromium() {
     ensure_chromium();
@@ -78,7 +66,7 @@ fn player_pages_play_live_in_chromium() {
             "no-cache",
         ),
     ] {
-        let (head, body) = get(port, path);
+        let (head, body) = http_get_text(port, path);
         assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
         assert!(
             head.contains(&format!("Content-Type: {ctype}\r\n")),
@@ -95,7 +83,7 @@ fn player_pages_play_live_in_chromium() {
         assert!(!body.is_empty(), "{path}");
     }
     // The info JSON lists the progressive MP4 the player picks, with the '+' kept.
-    let (_, body) = get(port, &format!("/json_{stream}.js"));
+    let (_, body) = http_get_text(port, &format!("/json_{stream}.js"));
     let info: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(
         info["meta"]["tracks"]

@@ -3,141 +3,35 @@
 //!
 //! Most tests copy MistController into a fresh directory, because it finds its children in its own
 //! directory: there the test decides which siblings exist. Where a child must stay up (restart and
-//! SIGTERM tests) a tiny shell stand-in `MistOutFAKE` is used, since the workspace's MistOutRTMP may
-//! still be a stub that exits at once; `real_rtmp_restart` runs the same check against the real
-//! MistOutRTMP and says it skipped when that binary does not stay up.
+//! SIGTERM tests) a tiny shell stand-in `MistOutFAKE` is used. The launcher is
+//! `common::ctl::CtlDir`.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CONTROLLER: &str = env!("CARGO_BIN_EXE_MistController");
+mod common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::ctl::{exchange, md5hex, CtlDir as Ctl, CONTROLLER};
+use common::{alive, free_port, wait_for};
 
-fn md5hex(s: &str) -> String {
-    use md5::{Digest, Md5};
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-struct Ctl {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Ctl {
-    fn bin_dir(&self) -> PathBuf {
-        self.dir.path().join("bin")
-    }
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join("mist.conf")
-    }
-    fn sock(&self) -> PathBuf {
-        self.dir.path().join("control.sock")
-    }
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-}
-
-/// Prepares a directory with `bin/MistController` (a copy) and optional stand-ins.
-/// Spawns `cmd`, retrying while the executable is still open for writing in a process forked by
-/// another test thread (ETXTBSY: the binaries are copied into each test's own directory).
-fn spawn_retrying(cmd: &mut Command) -> std::process::Child {
-    for _ in 0..100 {
-        match cmd.spawn() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            r => return r.unwrap(),
-        }
-    }
-    panic!("executable stayed busy (ETXTBSY)");
-}
-
+/// A directory with `bin/MistController` (a copy) and optional stand-ins.
 fn prepare(config: Option<Value>, standins: &[(&str, &str)]) -> Ctl {
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::create_dir_all(dir.path().join("shm")).unwrap();
-    std::fs::copy(CONTROLLER, bin.join("MistController")).unwrap();
-    for (name, script) in standins {
-        let p = bin.join(name);
-        std::fs::write(&p, script).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let port = free_port();
-    let ctl = Ctl {
-        dir,
-        child: None,
-        port,
-    };
-    if let Some(c) = config {
-        std::fs::write(ctl.config_path(), serde_json::to_vec_pretty(&c).unwrap()).unwrap();
-    }
-    ctl
+    Ctl::with_bin(config.as_ref(), standins)
 }
 
 fn start(ctl: Ctl, args: &[&str]) -> Ctl {
     start_env(ctl, args, &[])
 }
 
-fn start_env(mut ctl: Ctl, args: &[&str], envs: &[(&str, &str)]) -> Ctl {
-    let err = std::fs::File::create(ctl.dir.path().join("stderr.log")).unwrap();
-    let mut cmd = Command::new(ctl.bin_dir().join("MistController"));
-    cmd.args(["-p", &ctl.port.to_string(), "-i", "127.0.0.1"])
-        .args(args)
-        .current_dir(ctl.dir.path())
-        .env("MIST_CONTROL", ctl.sock())
-        .env("MIST_SHM_DIR", ctl.dir.path().join("shm"))
-        .env("MIST_INPUT_WAIT_MS", "1000")
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err);
-    let child = spawn_retrying(&mut cmd);
-    ctl.child = Some(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", ctl.port)).is_err() {
-        if let Some(st) = ctl.child.as_mut().unwrap().try_wait().unwrap() {
-            panic!("controller exited early ({st}): {}", ctl.stderr());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "controller did not start: {}",
-            ctl.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    ctl
-}
-
-impl Drop for Ctl {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            if c.try_wait().ok().flatten().is_none() {
-                unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
-                let _ = c.wait();
-            }
-        }
-    }
+fn start_env(ctl: Ctl, args: &[&str], envs: &[(&str, &str)]) -> Ctl {
+    let mut all = vec![("MIST_INPUT_WAIT_MS", "1000")];
+    all.extend_from_slice(envs);
+    ctl.start(args, &all)
 }
 
 /// One HTTP exchange on an existing connection; returns (status, body).
@@ -157,35 +51,8 @@ fn http(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    conn.write_all(req.as_bytes()).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut r = BufReader::new(conn);
-    let mut status = String::new();
-    r.read_line(&mut status).unwrap();
-    let code: u16 = status
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("0")
-        .parse()
-        .unwrap();
-    let mut len = 0usize;
-    loop {
-        let mut l = String::new();
-        r.read_line(&mut l).unwrap();
-        let l = l.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap();
-            }
-        }
-    }
-    let mut b = vec![0u8; len];
-    r.read_exact(&mut b).unwrap();
-    (code, String::from_utf8(b).unwrap())
+    let a = exchange(conn, req.as_bytes());
+    (a.status, a.body)
 }
 
 fn api_on(conn: &mut TcpStream, cmd: &Value, headers: &[(&str, &str)]) -> Value {
@@ -195,56 +62,15 @@ fn api_on(conn: &mut TcpStream, cmd: &Value, headers: &[(&str, &str)]) -> Value 
 }
 
 fn api(ctl: &Ctl, cmd: &Value) -> Value {
-    let mut c = TcpStream::connect(("127.0.0.1", ctl.port)).unwrap();
-    api_on(&mut c, cmd, &[])
+    api_on(&mut ctl.connect(), cmd, &[])
 }
 
 fn control(ctl: &Ctl, req: &Value) -> Value {
-    let mut s = std::os::unix::net::UnixStream::connect(ctl.sock()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(format!("{req}\n").as_bytes()).unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    serde_json::from_str(&line).unwrap()
+    ctl.control(req)
 }
 
 fn wait_exit(ctl: &mut Ctl, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(st) = ctl.child.as_mut().unwrap().try_wait().unwrap() {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "controller did not exit: {}",
-            ctl.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie still answers kill(0); look at /proc state instead.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    ctl.wait_exit(within)
 }
 
 /// A stand-in output: answers -j with capabilities, otherwise records its pid and args and sleeps.
@@ -533,6 +359,7 @@ fn streams_round_trip_and_save() {
             dir: std::mem::replace(&mut ctl.dir, tempfile::tempdir().unwrap()),
             child: None,
             port: free_port(),
+            term_on_drop: false,
         },
         &["-c", "mist.conf"],
     );

@@ -2,13 +2,14 @@
 //! (its per-address connection cap reached by idle, half-sent requests), the control socket the
 //! children use still answers, and the API refuses further connections with a log line.
 
+mod common;
+
+use common::ctl::CtlDir as Controller;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CONTROLLER: &str = env!("CARGO_BIN_EXE_MistController");
 /// The API listener's caps (bins/src/controller/server.rs): per address and in total.
 const API_PER_IP: usize = 64;
 const API_MAX: usize = 1024;
@@ -41,28 +42,6 @@ fn connect_from(src: u8, port: u16) -> TcpStream {
     }
 }
 
-struct Controller {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Controller {
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-    fn sock(&self) -> std::path::PathBuf {
-        self.dir.path().join("control.sock")
-    }
-}
-
 /// Raises this process's open-file limit (inherited by the controller) so that both ends of
 /// more than [`API_MAX`] connections fit.
 fn raise_fd_limit() {
@@ -88,56 +67,16 @@ fn raise_fd_limit() {
 
 fn start() -> Controller {
     raise_fd_limit();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("shm")).unwrap();
-    std::fs::write(
-        dir.path().join("mist.conf"),
-        json!({"config": {"protocols": []}, "streams": {}}).to_string(),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-    let child = Command::new(CONTROLLER)
-        .args([
-            "-p",
-            &port.to_string(),
-            "-i",
-            "127.0.0.1",
-            "-c",
-            "mist.conf",
-        ])
-        .current_dir(dir.path())
-        .env("MIST_CONTROL", dir.path().join("control.sock"))
-        .env("MIST_SHM_DIR", dir.path().join("shm"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap();
-    let c = Controller { child, dir, port };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() || !c.sock().exists() {
-        assert!(
-            Instant::now() < deadline,
-            "controller did not start: {}",
-            c.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let c = Controller::new(Some(&json!({"config": {"protocols": []}, "streams": {}})))
+        .start(&["-c", "mist.conf"], &[]);
+    common::wait_until("the control socket", Duration::from_secs(20), || {
+        c.sock().exists()
+    });
     c
 }
 
 fn control(c: &Controller, req: &Value) -> Value {
-    let mut s = std::os::unix::net::UnixStream::connect(c.sock()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(format!("{req}\n").as_bytes()).unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    c.control(req)
 }
 
 /// True when the server closes `s` without answering.

@@ -8,19 +8,12 @@ mod common;
 use common::*;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// One shared-memory directory for this test binary (the in-process publisher reads
 /// `MIST_SHM_DIR`).
 fn shm() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("mist-test-cmaf-shm-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        std::env::set_var("MIST_SHM_DIR", &d);
-        d
-    })
+    shared_shm("cmaf")
 }
 
 /// MistOutHTTP alone on a free port.
@@ -30,19 +23,7 @@ fn http_server() -> (Proc, u16) {
 
 /// GET `path`: (status line + headers, body).
 fn get(port: u16, path: &str) -> (String, Vec<u8>) {
-    let raw = http_raw(
-        port,
-        format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
-        Duration::from_secs(20),
-    );
-    let p = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("HTTP answer");
-    (
-        String::from_utf8_lossy(&raw[..p]).into_owned(),
-        raw[p + 4..].to_vec(),
-    )
+    http_get_with(port, path, "", Duration::from_secs(20))
 }
 
 /// `ffmpeg -v error -i URL -t SECS` decoding the first video stream: (frames, WxH, stderr).

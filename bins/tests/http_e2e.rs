@@ -17,13 +17,7 @@ use std::time::{Duration, Instant};
 /// One shared-memory directory for this test binary (the in-process publisher reads
 /// `MIST_SHM_DIR`, so every test uses the same one, with its own stream names).
 fn shm() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("mist-test-http-shm-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        std::env::set_var("MIST_SHM_DIR", &d);
-        d
-    })
+    shared_shm("http")
 }
 
 /// The test video (20 s, 320x240), made once.
@@ -543,19 +537,7 @@ fn under_controller_formats_follow_the_config() {
 }
 
 fn http_get_body(port: u16, path: &str) -> (String, Vec<u8>) {
-    let raw = http_raw(
-        port,
-        format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes(),
-        Duration::from_secs(20),
-    );
-    let p = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("HTTP answer");
-    (
-        String::from_utf8_lossy(&raw[..p]).into_owned(),
-        raw[p + 4..].to_vec(),
-    )
+    http_get_with(port, path, "", Duration::from_secs(20))
 }
 
 #[test]

@@ -13,13 +13,7 @@ use std::time::Duration;
 
 /// One shared-memory directory for this test binary (`load_vod` writes to `MIST_SHM_DIR`).
 fn shm() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("mist-test-vod-shm-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        std::env::set_var("MIST_SHM_DIR", &d);
-        d
-    })
+    shared_shm("vod")
 }
 
 /// The test file, made once: (path, video frames, video duration in s).
@@ -54,33 +48,7 @@ fn http_server() -> (Proc, u16) {
 
 /// One request with extra header lines: (status line + headers, body).
 fn get_with(port: u16, path: &str, extra: &str) -> (String, Vec<u8>) {
-    let raw = http_raw(
-        port,
-        format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra}\r\n"
-        )
-        .as_bytes(),
-        Duration::from_secs(30),
-    );
-    let p = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP answer for {path}"));
-    (
-        String::from_utf8_lossy(&raw[..p]).into_owned(),
-        raw[p + 4..].to_vec(),
-    )
-}
-
-fn get(port: u16, path: &str) -> (String, Vec<u8>) {
-    get_with(port, path, "")
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+    http_get_with(port, path, extra, Duration::from_secs(30))
 }
 
 /// ffprobe's decoded video frame count of a URL or file (decodes everything).
@@ -201,7 +169,7 @@ fn hls_vod_of_external_records_plays() {
 fn hls_vod(name: &str, external: bool) {
     let _v = vod_as(name, external);
     let (_srv, port) = http_server();
-    let (head, master) = get(port, &format!("/hls/{name}/index.m3u8"));
+    let (head, master) = http_get(port, &format!("/hls/{name}/index.m3u8"));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let master = String::from_utf8(master).unwrap();
     assert!(master.contains("BANDWIDTH="), "{master}");
@@ -209,7 +177,7 @@ fn hls_vod(name: &str, external: bool) {
         .lines()
         .find(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
         .expect("a variant");
-    let (head, pl) = get(port, &format!("/hls/{name}/{media_uri}"));
+    let (head, pl) = http_get(port, &format!("/hls/{name}/{media_uri}"));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let pl = String::from_utf8(pl).unwrap();
     assert_vod_playlist(&pl);
@@ -220,7 +188,7 @@ fn hls_vod(name: &str, external: bool) {
         .unwrap()
         .to_string();
     let dir = media_uri.rsplit_once('/').unwrap().0;
-    let (head, seg) = get(port, &format!("/hls/{name}/{dir}/{last}"));
+    let (head, seg) = http_get(port, &format!("/hls/{name}/{dir}/{last}"));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(seg.first(), Some(&0x47), "a TS segment");
     assert_decodes_fully(&url(port, &format!("/hls/{name}/index.m3u8")));
@@ -231,7 +199,7 @@ fn cmaf_vod_is_static_and_plays_as_dash_and_hls() {
     // External records (as MistInMP4 writes them): fragments read their payloads from the file.
     let _v = vod_as("vodcmaf", true);
     let (_srv, port) = http_server();
-    let (head, m) = get(port, "/cmaf/vodcmaf/index.mpd");
+    let (head, m) = http_get(port, "/cmaf/vodcmaf/index.mpd");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let m = String::from_utf8(m).unwrap();
     assert!(m.contains("type=\"static\""), "{m}");
@@ -244,14 +212,14 @@ fn cmaf_vod_is_static_and_plays_as_dash_and_hls() {
         .unwrap_or_else(|| panic!("mediaPresentationDuration in {m}"));
     let dur = media().2;
     assert!((d - dur).abs() <= 0.15, "MPD duration {d} s, file {dur} s");
-    let (_, master) = get(port, "/cmaf/vodcmaf/index.m3u8");
+    let (_, master) = http_get(port, "/cmaf/vodcmaf/index.m3u8");
     let master = String::from_utf8(master).unwrap();
     let video_uri = master
         .lines()
         .find(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
         .expect("a variant")
         .to_string();
-    let (_, pl) = get(port, &format!("/cmaf/vodcmaf/{video_uri}"));
+    let (_, pl) = http_get(port, &format!("/cmaf/vodcmaf/{video_uri}"));
     let pl = String::from_utf8(pl).unwrap();
     assert!(pl.contains("#EXT-X-MAP:URI=\"init.mp4\""), "{pl}");
     assert_vod_playlist(&pl);
@@ -292,7 +260,7 @@ fn progressive_mp4(name: &str, external: bool) {
     let _v = vod_as(name, external);
     let (_srv, port) = http_server();
     let path = format!("/{name}.mp4");
-    let (head, full) = get(port, &path);
+    let (head, full) = http_get(port, &path);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(header(&head, "Accept-Ranges"), Some("bytes"), "{head}");
     let len: usize = header(&head, "Content-Length")
@@ -362,7 +330,7 @@ fn progressive_formats_of_a_vod_end_after_the_whole_file() {
         );
     }
     // The stream info says VoD.
-    let (_, info) = get(port, "/json_vodprog.js");
+    let (_, info) = http_get(port, "/json_vodprog.js");
     let v: serde_json::Value = serde_json::from_slice(&info).unwrap();
     assert_eq!(v["type"], "vod", "{v}");
     assert!(v["meta"].get("live").is_none(), "{v}");
@@ -388,8 +356,8 @@ fn requests_wait_until_the_vod_stream_is_complete() {
         w.push(f).unwrap();
     }
     let (_srv, port) = http_server();
-    let hls = std::thread::spawn(move || get(port, "/hls/vodwait/index.m3u8"));
-    let mp4 = std::thread::spawn(move || get(port, "/vodwait.mp4"));
+    let hls = std::thread::spawn(move || http_get(port, "/hls/vodwait/index.m3u8"));
+    let mp4 = std::thread::spawn(move || http_get(port, "/vodwait.mp4"));
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         !hls.is_finished() && !mp4.is_finished(),
@@ -406,7 +374,7 @@ fn requests_wait_until_the_vod_stream_is_complete() {
         .lines()
         .find(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
         .unwrap();
-    let (_, pl) = get(port, &format!("/hls/vodwait/{uri}"));
+    let (_, pl) = http_get(port, &format!("/hls/vodwait/{uri}"));
     assert_vod_playlist(&String::from_utf8(pl).unwrap());
     let (head, body) = mp4.join().unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");

@@ -1,18 +1,14 @@
 //! MistInBuffer end to end: the real binary with writers and readers from this process.
 
+mod common;
+
+use common::{wait_until, TempDir};
 use mist_media::{Codec, Track};
 use mist_shm::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_MistInBuffer");
-
-fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("mist-inbuffer-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn spawn(dir: &std::path::Path, stream: &str, timeout_ms: u64) -> Child {
     Command::new(BIN)
@@ -33,26 +29,9 @@ fn spawn(dir: &std::path::Path, stream: &str, timeout_ms: u64) -> Child {
         .unwrap()
 }
 
+/// The exit code of `c` once it exits within `secs` (None: still running, or killed by a signal).
 fn wait_exit(c: &mut Child, secs: u64) -> Option<i32> {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if let Some(st) = c.try_wait().unwrap() {
-            return st.code();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-fn wait_for(cond: impl Fn() -> bool, secs: u64) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(secs),
-            "condition not met"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_exit(c, Duration::from_secs(secs)).and_then(|st| st.code())
 }
 
 fn writer(stream: &str) -> StreamWriter {
@@ -81,13 +60,16 @@ fn capabilities_json() {
 /// One test for the lifecycle (the shm directory is set process-wide).
 #[test]
 fn lifecycle() {
-    let dir = tmpdir("life");
+    let tmp = TempDir::new("inbuffer-life");
+    let dir = tmp.path().to_path_buf();
     std::env::set_var("MIST_SHM_DIR", &dir);
     let meta = dir.join("mist-live-meta");
 
     // 1. The buffer creates the stream; a second buffer for it is refused.
     let mut b = spawn(&dir, "live", 1500);
-    wait_for(|| meta.exists(), 10);
+    wait_until("the stream's metadata", Duration::from_secs(10), || {
+        meta.exists()
+    });
     let mut b2 = spawn(&dir, "live", 1500);
     assert_eq!(wait_exit(&mut b2, 10), Some(1));
 
@@ -152,7 +134,9 @@ fn lifecycle() {
     let mut w = writer("second");
     w.push_parts(1, 0, 0, true, b"x").unwrap();
     let mut b = spawn(&dir, "second", 60_000);
-    wait_for(|| stream_status("second").is_ok(), 10);
+    wait_until("stream second", Duration::from_secs(10), || {
+        stream_status("second").is_ok()
+    });
     std::thread::sleep(Duration::from_millis(300));
     assert!(b.try_wait().unwrap().is_none());
     w.close();
@@ -163,10 +147,11 @@ fn lifecycle() {
     let mut b = spawn(&dir, "never", 500);
     assert_eq!(wait_exit(&mut b, 10), Some(0));
     let mut b = spawn(&dir, "term", 60_000);
-    wait_for(|| dir.join("mist-term-meta").exists(), 10);
+    wait_until("stream term", Duration::from_secs(10), || {
+        dir.join("mist-term-meta").exists()
+    });
     // SAFETY: plain kill(2) of our own child.
     unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
     assert_eq!(wait_exit(&mut b, 10), Some(0));
     assert!(!dir.join("mist-term-meta").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }

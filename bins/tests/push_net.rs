@@ -5,35 +5,12 @@
 
 mod common;
 
-use common::{free_port, publish, Controller, Proc, TempDir};
+use common::{
+    files_in, free_port, publish, serial, wait_stream, wait_until, Controller, Proc, TempDir,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn wait_stream(c: &Controller, stream: &str) {
-    wait_for(&format!("{stream} active"), Duration::from_secs(20), || {
-        let v = c.api(&serde_json::json!({"active_streams": true}));
-        v["active_streams"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s == stream))
-    });
-    // A keyframe or two in the buffer.
-    std::thread::sleep(Duration::from_secs(1));
-}
+use std::time::Duration;
 
 /// An independent RTMP receiver: ffmpeg listening on `port`, copying what is published to
 /// `out` (FLV).
@@ -49,7 +26,7 @@ fn receiver(port: u16, out: &Path) -> Proc {
         .expect("start ffmpeg (scripts/test installs it)");
     let p = Proc(child);
     // Not by connecting: `-listen 1` takes one connection only.
-    wait_for("the receiver to listen", Duration::from_secs(10), || {
+    wait_until("the receiver to listen", Duration::from_secs(10), || {
         listening(port)
     });
     p
@@ -70,14 +47,7 @@ fn listening(port: u16) -> bool {
 
 /// Waits for a receiver to exit on its own (the push closed the connection).
 fn wait_exit(p: &mut Proc, within: Duration) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < within {
-        if let Ok(Some(_)) = p.0.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
+    common::wait_exit(&mut p.0, within).is_some()
 }
 
 /// Packets per codec type in a file, as ffprobe counts them.
@@ -126,14 +96,6 @@ fn collector(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (h, out)
 }
 
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 fn push_list(c: &Controller) -> Vec<serde_json::Value> {
     c.api(&serde_json::json!({"push_list": true}))["push_list"]
         .as_array()
@@ -165,7 +127,7 @@ fn push_start_to_ffmpeg_receiver() {
     let target = format!("rtmp://127.0.0.1:{port}/app/key");
     let v = c.api(&serde_json::json!({"push_start": ["live+a", target]}));
     assert!(v.get("push_start_error").is_none(), "{v}");
-    wait_for("bytes in push_list", Duration::from_secs(30), || {
+    wait_until("bytes in push_list", Duration::from_secs(30), || {
         push_list(&c)
             .iter()
             .any(|p| p[2] == target.as_str() && p[5]["bytes"].as_u64().unwrap_or(0) > 0)
@@ -181,7 +143,7 @@ fn push_start_to_ffmpeg_receiver() {
         wait_exit(&mut rx, Duration::from_secs(20)),
         "the receiver did not see the end of the push"
     );
-    wait_for("PUSH_END", Duration::from_secs(20), || {
+    wait_until("PUSH_END", Duration::from_secs(20), || {
         !files_in(&ends).is_empty()
     });
     std::thread::sleep(Duration::from_millis(300));
@@ -193,7 +155,7 @@ fn push_start_to_ffmpeg_receiver() {
     let status: serde_json::Value = serde_json::from_str(lines[5]).unwrap();
     assert_eq!(status["state"], "finished", "{payload:?}");
     // OUTPUT_END (§5.3 lines, each ending in \n), and no RECORDING_END: this is no file.
-    wait_for("OUTPUT_END", Duration::from_secs(20), || {
+    wait_until("OUTPUT_END", Duration::from_secs(20), || {
         !files_in(&output_ends).is_empty()
     });
     std::thread::sleep(Duration::from_millis(300));
@@ -247,7 +209,7 @@ fn auto_push_retries_and_restreams_to_mist() {
             && streams.iter().any(|s| s["codec_name"] == "aac"),
         "{streams:?}"
     );
-    wait_for("bytes to the receiver", Duration::from_secs(30), || {
+    wait_until("bytes to the receiver", Duration::from_secs(30), || {
         push_list(&c)
             .iter()
             .any(|p| p[2] == target.as_str() && p[5]["bytes"].as_u64().unwrap_or(0) > 0)
@@ -256,7 +218,7 @@ fn auto_push_retries_and_restreams_to_mist() {
     // The receiver goes away.
     rx.0.kill().unwrap();
     let _ = rx.0.wait();
-    wait_for("PUSH_END of the lost push", Duration::from_secs(30), || {
+    wait_until("PUSH_END of the lost push", Duration::from_secs(30), || {
         files_in(&ends).iter().any(|f| {
             std::fs::read_to_string(f).is_ok_and(|p| p.contains(&target) && p.contains("error"))
         })
@@ -266,7 +228,7 @@ fn auto_push_retries_and_restreams_to_mist() {
     // The rule retries: a new receiver at the same address gets the stream.
     let second = dir.path().join("second.flv");
     let mut rx2 = receiver(port, &second);
-    wait_for("the retried push", Duration::from_secs(60), || {
+    wait_until("the retried push", Duration::from_secs(60), || {
         push_list(&c).iter().any(|p| {
             p[2] == target.as_str()
                 && p[5]["state"] == "active"

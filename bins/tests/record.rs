@@ -3,16 +3,12 @@
 
 mod common;
 
-use common::{publish, Controller, Proc, TempDir};
+use common::{
+    publish, serial, signal, wait_stream, wait_until, walk_sorted, Controller, Proc, TempDir,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn bin(name: &str) -> &'static str {
     match name {
@@ -34,26 +30,6 @@ fn recorder(c: &Controller, out: &str, stream: &str, target: &str, extra: &[&str
         .env_remove("MIST_CONTROL")
         .stdin(Stdio::null());
     cmd
-}
-
-/// Waits until the controller lists the stream as active (and a second more for a keyframe).
-fn wait_stream(c: &Controller, stream: &str) {
-    let t = Instant::now();
-    loop {
-        let v = c.api(&serde_json::json!({"active_streams": true}));
-        if v["active_streams"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s == stream))
-        {
-            std::thread::sleep(Duration::from_secs(1));
-            return;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{stream} never appeared: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 struct Probe {
@@ -121,41 +97,11 @@ fn probe(file: &Path) -> Probe {
     }
 }
 
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = walk(dir);
-    v.sort();
-    v
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            v.extend(walk(&p));
-        } else {
-            v.push(p);
-        }
-    }
-    v
-}
-
-fn sig(p: &Proc, s: &str) {
-    Command::new("kill")
-        .args([&format!("-{s}"), &p.pid().to_string()])
-        .status()
-        .unwrap();
-}
-
+/// The exit code of a recorder, which must exit within `within`.
 fn wait_exit(p: &mut Proc, within: Duration) -> Option<i32> {
-    let t = Instant::now();
-    loop {
-        if let Some(st) = p.0.try_wait().unwrap() {
-            return st.code();
-        }
-        assert!(t.elapsed() < within, "recorder did not exit");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_exit(&mut p.0, within)
+        .expect("recorder did not exit")
+        .code()
 }
 
 /// Two wildcard streams recorded by every file output to `$wildcard/$datetime.EXT` for 6 s:
@@ -192,7 +138,7 @@ fn duration_recordings_in_every_format() {
             "{out} {stream}"
         );
     }
-    let files = files_in(dir.path());
+    let files = walk_sorted(dir.path());
     assert_eq!(files.len(), 10, "{files:?}");
     for who in ["alice", "bob"] {
         assert_eq!(
@@ -252,7 +198,7 @@ fn split_files_start_at_keyframes() {
                 .unwrap(),
         );
         assert_eq!(wait_exit(&mut p, Duration::from_secs(40)), Some(0));
-        let files = files_in(&dir.path().join(ext));
+        let files = walk_sorted(&dir.path().join(ext));
         assert!(files.len() >= 3, "{ext}: {files:?}");
         let mut prev_end: Option<f64> = None;
         let mut total = 0.0;
@@ -321,7 +267,7 @@ fn signals_leave_playable_files() {
     }
     std::thread::sleep(Duration::from_secs(7));
     for (s, _, _, p) in &procs {
-        sig(p, s);
+        signal(p.pid(), s);
     }
     for (s, ext, target, p) in &mut procs {
         let code = wait_exit(p, Duration::from_secs(20));
@@ -391,15 +337,6 @@ fn file_size_limit_leaves_a_valid_file() {
     }
 }
 
-/// Waits until `f` holds, polling.
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 /// The controller's auto-push rule for `live+` records two wildcard streams to
 /// `$wildcard/$datetime.mkv` (and .ts/.flv/.mp4); push_list shows them with bytes; when the
 /// publishers stop the files are complete and RECORDING_END gets the §5.3 payload lines; the
@@ -456,11 +393,11 @@ fn auto_push_records_wildcard_streams() {
     let a = publish(&c.publish_url("live+alice"), "320x240", 8);
     let b = publish(&c.publish_url("live+bob"), "320x240", 8);
     let started = Instant::now();
-    wait_for("8 pushes", Duration::from_secs(20), || {
+    wait_until("8 pushes", Duration::from_secs(20), || {
         let v = c.api(&serde_json::json!({"push_list": true}));
         v["push_list"].as_array().unwrap().len() == 8
     });
-    wait_for("bytes in push_list", Duration::from_secs(20), || {
+    wait_until("bytes in push_list", Duration::from_secs(20), || {
         let v = c.api(&serde_json::json!({"push_list": true}));
         v["push_list"].as_array().unwrap().iter().all(|p| {
             p[5]["bytes"].as_u64().unwrap_or(0) > 0 && !p[3].as_str().unwrap_or("").is_empty()
@@ -476,12 +413,12 @@ fn auto_push_records_wildcard_streams() {
     }
     drop((a, b));
     // The streams end; every recording finishes and RECORDING_END fires once per file.
-    wait_for("8 RECORDING_END", Duration::from_secs(40), || {
-        files_in(&got).len() == 8
+    wait_until("8 RECORDING_END", Duration::from_secs(40), || {
+        walk_sorted(&got).len() == 8
     });
     std::thread::sleep(Duration::from_millis(500));
     let wall = started.elapsed().as_secs_f64();
-    for f in files_in(&got) {
+    for f in walk_sorted(&got) {
         let rec_end = std::fs::read_to_string(&f).unwrap();
         let lines: Vec<&str> = rec_end.split('\n').collect();
         // 12 lines, each ending with \n (so the split leaves one empty string).
@@ -540,7 +477,7 @@ fn unopenable_target_is_one_error() {
     c.api(&serde_json::json!({"push_settings": {"wait": 2}}));
     c.api(&serde_json::json!({"push_auto_add": ["live+", "/proc/nope/$wildcard.mkv"]}));
     let _a = publish(&c.publish_url("live+x"), "320x240", 20);
-    wait_for("an error in push_list", Duration::from_secs(20), || {
+    wait_until("an error in push_list", Duration::from_secs(20), || {
         let v = c.api(&serde_json::json!({"push_list": true}));
         v["push_list"].as_array().unwrap().iter().any(|p| {
             p[5]["state"] == "error"
@@ -676,7 +613,7 @@ fn push_start_stop_push_end_and_restart() {
     let manual = format!("{}/manual.mkv", dir.path().display());
     let v = c.api(&serde_json::json!({"push_start": ["live+p", manual]}));
     assert!(v.get("push_start_error").is_none(), "{v}");
-    wait_for("two pushes writing", Duration::from_secs(20), || {
+    wait_until("two pushes writing", Duration::from_secs(20), || {
         let v = c.api(&serde_json::json!({"push_list": true}));
         let l = v["push_list"].as_array().unwrap();
         l.len() == 2 && l.iter().all(|p| p[5]["bytes"].as_u64().unwrap_or(0) > 0)
@@ -691,11 +628,11 @@ fn push_start_stop_push_end_and_restart() {
         .unwrap()
         .clone();
     c.api(&serde_json::json!({"push_stop": [m[0].clone()]}));
-    wait_for("PUSH_END", Duration::from_secs(20), || {
-        files_in(&ends).len() == 1
+    wait_until("PUSH_END", Duration::from_secs(20), || {
+        walk_sorted(&ends).len() == 1
     });
     std::thread::sleep(Duration::from_millis(300));
-    let payload = std::fs::read_to_string(&files_in(&ends)[0]).unwrap();
+    let payload = std::fs::read_to_string(&walk_sorted(&ends)[0]).unwrap();
     let lines: Vec<&str> = payload.split('\n').collect();
     assert_eq!(lines.len(), 6, "{payload:?}");
     assert_eq!(lines[0], m[5]["id"].to_string(), "{payload:?}");
@@ -715,7 +652,7 @@ fn push_start_stop_push_end_and_restart() {
 
     // SIGTERM of the controller: the auto recording is finished, the rule is saved.
     c.api(&serde_json::json!({"save": true}));
-    sig(&c.proc, "TERM");
+    signal(c.proc.pid(), "TERM");
     wait_exit(&mut c.proc, Duration::from_secs(30));
     let ts = dir.path().join("auto/p.ts");
     let p = probe(&ts);

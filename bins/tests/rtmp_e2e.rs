@@ -8,18 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn wait_for_stream(ctl: &Controller, name: &str) {
-    let end = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < end {
-        let a = ctl.api(&serde_json::json!({"active_streams": true}));
-        if a["active_streams"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|s| s == name))
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("stream {name} never became active");
+    ctl.wait_active(name, Duration::from_secs(15));
 }
 
 #[test]
@@ -170,11 +159,7 @@ fn killed_rtmp_output_is_restarted_within_a_second() {
 }
 
 fn kill9(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(signal(pid, "9"));
 }
 
 /// A buffer killed with SIGKILL cannot end its stream. While the publisher still sends, the

@@ -1,54 +1,28 @@
 //! MistOutRTMP run alone (no controller, or a fake one): ffmpeg publishes, ffprobe plays (two viewers, one joining
 //! late for the GOP burst), a hostile peer sends garbage meanwhile.
 
+mod common;
+
+use common::{free_port, serial, wait_port, Proc};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+// The ffmpeg tests run one at a time (`common::serial`): several real-time x264 encoders at once
+// on a small machine would make their timing assumptions flaky.
+
+/// Whether `tool -version` runs.
 fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The ffmpeg tests run one at a time: several real-time x264 encoders at once on a small machine
-/// would make their timing assumptions flaky.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    common::tool_runs(tool, "-version")
 }
 
 fn wait_listening(port: u16) {
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "MistOutRTMP did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wait_port(port, Duration::from_secs(10)),
+        "MistOutRTMP did not listen"
+    );
 }
 
 fn probe(url: &str) -> Output {
@@ -84,7 +58,7 @@ fn ffmpeg_publish_ffprobe_play() {
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
-    let server = Killed(
+    let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
             .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-g", "4"])
             .env("MIST_SHM_DIR", &dir)
@@ -116,7 +90,7 @@ fn ffmpeg_publish_ffprobe_play() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let mut publisher = Killed(publisher);
+    let mut publisher = Proc(publisher);
 
     // A hostile peer: a valid C0 then garbage. It must cost only its own connection.
     let mut evil = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -215,7 +189,7 @@ fn controller_decides_push_and_play() {
         });
     }
     let port = free_port();
-    let server = Killed(
+    let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
             .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
             .env("MIST_SHM_DIR", &dir)
@@ -250,10 +224,10 @@ fn controller_decides_push_and_play() {
             .unwrap()
     };
     // Wrong password: refused, ffmpeg fails.
-    let mut wrong = Killed(publish("wrong"));
+    let mut wrong = Proc(publish("wrong"));
     let st = wrong.0.wait().unwrap();
     assert!(!st.success(), "push with a wrong password must fail");
-    let mut good = Killed(publish("secret"));
+    let mut good = Proc(publish("secret"));
     std::thread::sleep(Duration::from_millis(2000));
     let out = Command::new("timeout")
         .args([
@@ -381,7 +355,7 @@ fn slow_viewer_is_disconnected() {
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-slow-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
-    let server = Killed(
+    let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
             .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-g", "5"])
             .env("MIST_SHM_DIR", &dir)
@@ -497,7 +471,7 @@ fn killed_publisher_replaced_while_viewer_watches() {
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-kill-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
-    let server = Killed(
+    let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
             .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
             .env("MIST_SHM_DIR", &dir)
@@ -507,7 +481,7 @@ fn killed_publisher_replaced_while_viewer_watches() {
     );
     wait_listening(port);
     let publish = |size: &str| {
-        Killed(
+        Proc(
             Command::new("ffmpeg")
                 .args([
                     "-hide_banner",
@@ -617,7 +591,7 @@ fn viewer_waits_for_the_publisher() {
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-wait-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
-    let server = Killed(
+    let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
             .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
             .env("MIST_SHM_DIR", &dir)
@@ -649,7 +623,7 @@ fn viewer_waits_for_the_publisher() {
             .unwrap()
     });
     std::thread::sleep(Duration::from_millis(2000));
-    let mut publisher = Killed(
+    let mut publisher = Proc(
         Command::new("ffmpeg")
             .args([
                 "-hide_banner",
@@ -693,7 +667,7 @@ fn many_viewers_get_exactly_the_published_frames() {
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-many-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
-    let server = Killed(
+    let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
             .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
             .env("MIST_SHM_DIR", &dir)
@@ -819,7 +793,7 @@ fn push_to_nginx_rtmp() {
         d = dir.display()
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let _nginx = Killed(
+    let _nginx = Proc(
         Command::new("nginx")
             .arg("-p")
             .arg(&dir)
@@ -831,7 +805,7 @@ fn push_to_nginx_rtmp() {
             .spawn()
             .unwrap(),
     );
-    let server = Killed(
+    let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
             .args(["-p", &pa.to_string(), "-i", "127.0.0.1"])
             .env("MIST_SHM_DIR", &dir)
@@ -841,7 +815,7 @@ fn push_to_nginx_rtmp() {
     );
     wait_listening(pa);
     wait_listening(pn);
-    let mut publisher = Killed(
+    let mut publisher = Proc(
         Command::new("ffmpeg")
             .args([
                 "-hide_banner",
@@ -863,7 +837,7 @@ fn push_to_nginx_rtmp() {
             .unwrap(),
     );
     std::thread::sleep(Duration::from_millis(1500));
-    let mut pusher = Killed(
+    let mut pusher = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
             .args(["-s", "src", &format!("rtmp://127.0.0.1:{pn}/live/dst")])
             .env("MIST_SHM_DIR", &dir)
@@ -950,7 +924,7 @@ fn rtmpdump_records_a_live_stream() {
     let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-rd-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
-    let server = Killed(
+    let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
             .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
             .env("MIST_SHM_DIR", &dir)
@@ -959,7 +933,7 @@ fn rtmpdump_records_a_live_stream() {
             .unwrap(),
     );
     wait_listening(port);
-    let mut publisher = Killed(
+    let mut publisher = Proc(
         Command::new("ffmpeg")
             .args([
                 "-hide_banner",

@@ -30,18 +30,7 @@ fn setup(stream: &str, seconds: u32) -> (Controller, u16, Proc) {
 }
 
 fn wait_for_stream(ctl: &Controller, name: &str) {
-    let end = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < end {
-        let a = ctl.api(&serde_json::json!({"active_streams": true}));
-        if a["active_streams"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|s| s == name))
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("stream {name} never became active");
+    ctl.wait_active(name, Duration::from_secs(15));
 }
 
 fn rtsp_url(port: u16, stream: &str) -> String {

@@ -4,110 +4,23 @@
 mod common;
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CONTROLLER: &str = env!("CARGO_BIN_EXE_MistController");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn md5hex(s: &str) -> String {
-    use md5::{Digest, Md5};
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-struct Ctl {
-    dir: tempfile::TempDir,
-    child: Child,
-    port: u16,
-}
-
-impl Ctl {
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join("mist.conf")
-    }
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Ctl {
-    fn drop(&mut self) {
-        // SIGTERM first: the controller stops the children it started (buffers).
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::ctl::{exchange, md5hex, Answer, CtlDir as Ctl, CONTROLLER};
+use common::free_port;
 
 /// Kills a child process when dropped (also when a test fails half-way).
-struct Guard(Child);
+use common::Proc as Guard;
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts MistController (no children: its directory has no other binaries) with `config`.
+/// Starts MistController (no children: its directory has no other binaries) with `config`;
+/// dropping it sends SIGTERM first (the controller stops the buffers it started).
 fn start(config: Value) -> Ctl {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("shm")).unwrap();
-    std::fs::write(
-        dir.path().join("mist.conf"),
-        serde_json::to_vec_pretty(&config).unwrap(),
-    )
-    .unwrap();
-    let port = free_port();
-    let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-    let child = Command::new(CONTROLLER)
-        .args([
-            "-p",
-            &port.to_string(),
-            "-i",
-            "127.0.0.1",
-            "-c",
-            "mist.conf",
-        ])
-        .current_dir(dir.path())
-        .env("MIST_CONTROL", dir.path().join("control.sock"))
-        .env("MIST_SHM_DIR", dir.path().join("shm"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap();
-    let mut ctl = Ctl { dir, child, port };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(st) = ctl.child.try_wait().unwrap() {
-            panic!("controller exited early ({st}): {}", ctl.stderr());
-        }
-        assert!(Instant::now() < deadline, "no start: {}", ctl.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    ctl
+    let mut ctl = Ctl::new(Some(&config));
+    ctl.term_on_drop = true;
+    ctl.start(&["-c", "mist.conf"], &[])
 }
 
 fn admin_config() -> Value {
@@ -115,63 +28,13 @@ fn admin_config() -> Value {
            "streams": {"live": {"source": "push://"}}})
 }
 
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+trait Challenge {
+    fn is_challenge(&self) -> bool;
 }
 
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
+impl Challenge for Answer {
     fn is_challenge(&self) -> bool {
         self.json()["authorize"]["status"] == "CHALL"
-    }
-}
-
-/// Sends raw request bytes on `conn` and reads one answer.
-fn exchange(conn: &mut TcpStream, raw: &[u8]) -> Answer {
-    conn.write_all(raw).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut r = BufReader::new(conn);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("0")
-        .parse()
-        .unwrap();
-    let mut headers = Vec::new();
-    let mut len = 0usize;
-    loop {
-        let mut l = String::new();
-        r.read_line(&mut l).unwrap();
-        let l = l.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap();
-            }
-            headers.push((k.to_string(), v.trim().to_string()));
-        }
-    }
-    let mut b = vec![0u8; len];
-    r.read_exact(&mut b).unwrap();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&b).into_owned(),
     }
 }
 
@@ -200,7 +63,7 @@ fn api_target(
 }
 
 fn connect(ctl: &Ctl) -> TcpStream {
-    TcpStream::connect(("127.0.0.1", ctl.port)).unwrap()
+    ctl.connect()
 }
 
 fn login_answer(chall: &str, password: &str) -> String {
@@ -339,13 +202,7 @@ fn account_without_password_cannot_log_in() {
 }
 
 fn control(ctl: &Ctl, req: &Value) -> Value {
-    let mut s =
-        std::os::unix::net::UnixStream::connect(ctl.dir.path().join("control.sock")).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(format!("{req}\n").as_bytes()).unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    serde_json::from_str(&line).unwrap()
+    ctl.control(req)
 }
 
 /// A stream name with a line break (from an RTMP publish, an HTTP path or the API) would inject
@@ -395,22 +252,7 @@ fn control_characters_in_stream_names_are_refused() {
 #[test]
 fn control_characters_in_http_stream_paths_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _child = Guard(
-        Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
-            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
-            .env("MIST_SHM_DIR", dir.path())
-            .env_remove("MIST_CONTROL")
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "MistOutHTTP never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (_child, port) = common::http_out(dir.path(), &[]);
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     for path in ["/hls/live+a%0Ab/index.m3u8", "/live+a%0D%0Ab.ts"] {
         let a = exchange(
@@ -453,8 +295,7 @@ fn conflicting_content_lengths_are_refused() {
 fn control_socket_directory_is_ours_and_private() {
     use std::os::unix::fs::PermissionsExt;
     let mut ctl = start(admin_config());
-    let _ = ctl.child.kill();
-    let _ = ctl.child.wait();
+    ctl.kill();
     // A fresh directory is created 0700 (outside /tmp, where the old code used 0750).
     let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let fresh = scratch.path().join("run/sub");

@@ -7,17 +7,10 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 fn shm() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("mist-test-segdir-shm-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        std::env::set_var("MIST_SHM_DIR", &d);
-        d
-    })
+    shared_shm("segdir")
 }
 
 fn run(bin: &str, stream: &str, target: &Path) -> Proc {
@@ -213,21 +206,6 @@ fn usage_and_missing_stream() {
     let v: serde_json::Value = serde_json::from_slice(&caps.stdout).unwrap();
     assert_eq!(v["deps"], "HTTP");
     assert_eq!(v["push_urls"][0], "/*.mpd");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[test]

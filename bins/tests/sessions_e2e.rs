@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,50 +42,16 @@ fn handler(dir: &Path, name: &str) -> String {
 
 /// [`handler`] that then prints `answer`.
 fn handler_answering(dir: &Path, name: &str, answer: &str) -> String {
-    let path = dir.join(format!("{name}.sh"));
-    let log = dir.join(format!("{name}.log"));
-    let body = format!(
-        "#!/bin/sh\np=$(cat)\nprintf '%s\\n%s\\n--\\n' \"$1\" \"$p\" >> '{}'\n{answer}\n",
-        log.display()
-    );
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, body).unwrap();
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::rename(&tmp, &path).unwrap();
-    path.display().to_string()
+    handler_script(dir, name, answer)
 }
 
 /// The records of a handler log: (argv[1], payload lines).
 fn records(dir: &Path, name: &str) -> Vec<(String, Vec<String>)> {
-    let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
-    let mut out = Vec::new();
-    let mut cur: Vec<String> = Vec::new();
-    for l in text.lines() {
-        if l == "--" {
-            if !cur.is_empty() {
-                let name = cur.remove(0);
-                out.push((name, std::mem::take(&mut cur)));
-            }
-        } else {
-            cur.push(l.to_string());
-        }
-    }
-    out
+    handler_records(&std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default())
 }
 
 fn wait_stream(ctl: &Controller, name: &str) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end {
-        let a = ctl.api(&json!({"active_streams": true}));
-        if a["active_streams"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|s| s == name))
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("stream {name} never became active");
+    ctl.wait_active(name, Duration::from_secs(20));
 }
 
 /// A player: ffmpeg decoding `url` for `secs` seconds of media.
@@ -124,22 +89,8 @@ fn clients(ctl: &Controller, stream: &str) -> Vec<Value> {
 }
 
 fn http_get(port: u16, path: &str) -> (u16, String) {
-    let raw = http_raw(
-        port,
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
-        Duration::from_secs(10),
-    );
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = http_get_text(port, path);
+    (status_of(&head), body)
 }
 
 /// Parses Prometheus text with prometheus_client (python3-prometheus-client); returns

@@ -6,69 +6,22 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn active(ctl: &Controller) -> Vec<String> {
-    let a = ctl.api(&serde_json::json!({"active_streams": true}));
-    a["active_streams"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+    ctl.active_streams()
 }
 
 fn wait_for_stream(ctl: &Controller, name: &str) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end {
-        if active(ctl).iter().any(|s| s == name) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "stream {name} never became active (active: {:?})",
-        active(ctl)
-    );
-}
-
-/// Waits until `path` exists and `pred` holds for its text; returns the text.
-fn wait_file(path: &Path, pred: impl Fn(&str) -> bool) -> String {
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        let t = std::fs::read_to_string(path).unwrap_or_default();
-        if pred(&t) {
-            return t;
-        }
-        assert!(
-            Instant::now() < end,
-            "{} never matched; it holds {t:?}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ctl.wait_active(name, Duration::from_secs(20));
 }
 
 /// A handler script: records `argv[1]` and the payload (one record per call, ended by a line
 /// `--`) in `DIR/NAME.log`, then runs `answer` (shell, with the payload in `$p`).
 fn handler(dir: &Path, name: &str, answer: &str) -> String {
-    let path = dir.join(format!("{name}.sh"));
-    let log = dir.join(format!("{name}.log"));
-    let body = format!(
-        "#!/bin/sh\np=$(cat)\nprintf '%s\\n%s\\n--\\n' \"$1\" \"$p\" >> '{}'\n{answer}\n",
-        log.display()
-    );
-    // Written to a temporary name and renamed: never exec a file still open for writing.
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, body).unwrap();
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::rename(&tmp, &path).unwrap();
-    path.display().to_string()
+    handler_script(dir, name, answer)
 }
 
 fn log_of(dir: &Path, name: &str) -> PathBuf {
@@ -77,19 +30,7 @@ fn log_of(dir: &Path, name: &str) -> PathBuf {
 
 /// The records of a handler log: (argv[1], payload lines).
 fn records(text: &str) -> Vec<(String, Vec<String>)> {
-    let mut out = Vec::new();
-    let mut cur: Vec<String> = Vec::new();
-    for l in text.lines() {
-        if l == "--" {
-            if !cur.is_empty() {
-                let name = cur.remove(0);
-                out.push((name, std::mem::take(&mut cur)));
-            }
-        } else {
-            cur.push(l.to_string());
-        }
-    }
-    out
+    handler_records(text)
 }
 
 fn trig(handler: &str, sync: bool) -> serde_json::Value {

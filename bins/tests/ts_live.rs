@@ -38,15 +38,6 @@ fn send_udp(target: &str, size: &str, seconds: u32) -> Proc {
     Proc(child)
 }
 
-/// A free UDP port on loopback.
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Decodes video from `url`, retrying while the input starts (the first request starts
 /// MistInTS; the stream exists once its tracks are known).
 fn decode_when_up(url: &str) -> (usize, String) {
@@ -61,14 +52,7 @@ fn decode_when_up(url: &str) -> (usize, String) {
 }
 
 fn http_get(port: u16, path: &str) -> (String, String) {
-    let raw = http_raw(
-        port,
-        format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes(),
-        Duration::from_secs(20),
-    );
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (h.to_string(), b.to_string())
+    http_get_text(port, path)
 }
 
 fn protocols() -> serde_json::Value {

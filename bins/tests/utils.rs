@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_port, wait_port, Controller, Proc, TempDir};
+use common::{alive, free_port, wait_port, Controller, Proc, TempDir};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -269,12 +269,6 @@ fn shm_files(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn alive(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // A zombie (Z) is dead; it waits for us to reap it.
-    !stat.is_empty() && !stat.contains(") Z ")
 }
 
 #[test]

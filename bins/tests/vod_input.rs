@@ -43,14 +43,9 @@ fn remove_stale_dirs() {
 /// One shared-memory directory for this test binary (the in-process readers use
 /// `MIST_SHM_DIR`); every test uses its own stream names.
 fn shm() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        remove_stale_dirs();
-        let d = std::env::temp_dir().join(format!("mist-test-vodin-shm-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        std::env::set_var("MIST_SHM_DIR", &d);
-        d
-    })
+    static STALE: std::sync::Once = std::sync::Once::new();
+    STALE.call_once(remove_stale_dirs);
+    shared_shm("vodin")
 }
 
 /// The test files, made once: `src.mp4` (6 s testsrc2 + sine, H.264 with B-frames + AAC,
@@ -114,15 +109,9 @@ fn spawn_input(bin: &str, stream: &str, file: &Path, timeout_s: u32) -> Child {
         .expect("start input")
 }
 
+/// The exit code of `c` once it exits within `timeout` (-1: killed by a signal).
 fn wait_exit(c: &mut Child, timeout: Duration) -> Option<i32> {
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if let Some(st) = c.try_wait().unwrap() {
-            return Some(st.code().unwrap_or(-1));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+    common::wait_exit(c, timeout).map(|st| st.code().unwrap_or(-1))
 }
 
 /// The shared-memory files of `stream` in `dir`.

@@ -597,7 +597,7 @@ impl Controller {
                 return Some(refusal(&name, "stream does not accept pushes".into()));
             };
             if let Err(e) = rule.check(&host, &app) {
-                return Some(refusal(&name, e));
+                return Some(refusal(&name, e.to_string()));
             }
         } else if source.starts_with("push://") {
             // Live: known stream; the buffer exists only while someone pushes.

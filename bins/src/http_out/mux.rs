@@ -3,7 +3,24 @@
 //! MistOutFLV, … writing one muxer's output to stdout or a file).
 
 use bytes::Bytes;
-use mist_media::{Codec, Frame, Track, TrackKind};
+use mist_media::{Codec, Frame, MediaError, Track, TrackKind};
+
+/// Why a muxer cannot be made for a set of tracks.
+#[derive(Debug, thiserror::Error)]
+pub enum MuxError {
+    /// The container writer refused the tracks (a codec it cannot carry, bad init data).
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// An audio-only format with no or several audio tracks selected.
+    #[error("{format} carries exactly one audio track ({selected} selected)")]
+    AudioTracks {
+        format: &'static str,
+        selected: usize,
+    },
+    /// An AAC track whose AudioSpecificConfig does not parse (no ADTS header can be made).
+    #[error("AAC track {track}: {source}")]
+    AacConfig { track: u32, source: MediaError },
+}
 
 /// A progressive container format served over HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,7 +136,7 @@ impl Format {
     }
 
     /// A muxer for these tracks (already selected and supported).
-    pub fn muxer(self, tracks: &[Track]) -> Result<Box<dyn Mux>, String> {
+    pub fn muxer(self, tracks: &[Track]) -> Result<Box<dyn Mux>, MuxError> {
         match self {
             Format::Flv => Ok(Box::new(FlvMux::new(tracks))),
             Format::Fmp4 => Ok(Box::new(Fmp4Mux::new(tracks)?)),
@@ -229,11 +246,10 @@ pub struct Fmp4Mux {
 const FRAG_MS: i64 = 1000;
 
 impl Fmp4Mux {
-    pub fn new(tracks: &[Track]) -> Result<Fmp4Mux, String> {
+    pub fn new(tracks: &[Track]) -> Result<Fmp4Mux, MuxError> {
         let opts = mist_media::mp4::FragmentOptions::default();
-        let w = mist_media::mp4::FragmentWriter::new(tracks.to_vec(), opts)
-            .map_err(|e| e.to_string())?;
-        let init = Bytes::from(w.init_segment().map_err(|e| e.to_string())?);
+        let w = mist_media::mp4::FragmentWriter::new(tracks.to_vec(), opts)?;
+        let init = Bytes::from(w.init_segment()?);
         Ok(Fmp4Mux {
             w,
             pending: Vec::new(),
@@ -293,9 +309,9 @@ impl Mux for Fmp4Mux {
 
 // ---- MPEG-TS and Matroska ----
 
-fn ts_muxer(tracks: &[Track]) -> Result<Box<dyn Mux>, String> {
+fn ts_muxer(tracks: &[Track]) -> Result<Box<dyn Mux>, MuxError> {
     use mist_media::mpegts::{Muxer, MuxerOptions};
-    let mut m = Muxer::new(tracks, MuxerOptions::default()).map_err(|e| e.to_string())?;
+    let mut m = Muxer::new(tracks, MuxerOptions::default())?;
     let mut tables = Vec::new();
     m.write_tables(&mut tables);
     Ok(Box::new(TsMux {
@@ -341,7 +357,7 @@ impl Mux for TsMux {
     }
 }
 
-fn ebml_muxer(tracks: &[Track], webm: bool) -> Result<Box<dyn Mux>, String> {
+fn ebml_muxer(tracks: &[Track], webm: bool) -> Result<Box<dyn Mux>, MuxError> {
     use mist_media::ebml::{DocType, WriteMode, Writer, WriterOptions};
     let opts = WriterOptions {
         doc_type: if webm {
@@ -352,7 +368,7 @@ fn ebml_muxer(tracks: &[Track], webm: bool) -> Result<Box<dyn Mux>, String> {
         mode: WriteMode::Live,
         ..WriterOptions::default()
     };
-    let mut w = Writer::new(tracks, opts).map_err(|e| e.to_string())?;
+    let mut w = Writer::new(tracks, opts)?;
     let mut head = Vec::new();
     w.write_header(&mut head);
     Ok(Box::new(EbmlMux {
@@ -391,22 +407,25 @@ impl Mux for EbmlMux {
 
 // ---- audio only: MP3 and AAC (ADTS) ----
 
-fn audio_muxer(format: Format, tracks: &[Track]) -> Result<Box<dyn Mux>, String> {
+fn audio_muxer(format: Format, tracks: &[Track]) -> Result<Box<dyn Mux>, MuxError> {
     let audio: Vec<&Track> = tracks
         .iter()
         .filter(|t| t.kind() == TrackKind::Audio)
         .collect();
     let [t] = audio[..] else {
-        return Err(format!(
-            "{} carries exactly one audio track ({} selected)",
-            format.name(),
-            audio.len()
-        ));
+        return Err(MuxError::AudioTracks {
+            format: format.name(),
+            selected: audio.len(),
+        });
     };
     let adts = match format {
         Format::Aac => Some(
-            mist_media::aac::AudioSpecificConfig::parse(&t.init)
-                .map_err(|e| format!("AAC track {}: {e}", t.id))?,
+            mist_media::aac::AudioSpecificConfig::parse(&t.init).map_err(|source| {
+                MuxError::AacConfig {
+                    track: t.id,
+                    source,
+                }
+            })?,
         ),
         _ => None,
     };

@@ -8,7 +8,7 @@
 //! whole packets, FLV whole tags. Progressive MP4 needs its moov: it is only playable once closed
 //! (`.fmp4` writes self-contained fragments instead).
 
-use crate::http_out::mux::{Format, Mux};
+use crate::http_out::mux::{Format, Mux, MuxError};
 use mist_media::{Frame, Track};
 
 /// One in-place rewrite at an absolute file offset.
@@ -89,7 +89,7 @@ impl Kind {
 }
 
 /// The recording muxer for a kind of file.
-pub fn for_kind(kind: Kind, tracks: &[Track]) -> Result<Box<dyn FileMux>, String> {
+pub fn for_kind(kind: Kind, tracks: &[Track]) -> Result<Box<dyn FileMux>, MuxError> {
     Ok(match kind {
         Kind::Mkv | Kind::Webm => Box::new(MkvRec::new(tracks, kind == Kind::Webm)?),
         Kind::Flv => Box::new(FlvRec::new(tracks)),
@@ -278,7 +278,7 @@ struct MkvRec {
 }
 
 impl MkvRec {
-    fn new(tracks: &[Track], webm: bool) -> Result<MkvRec, String> {
+    fn new(tracks: &[Track], webm: bool) -> Result<MkvRec, MuxError> {
         use mist_media::ebml::{DocType, WriteMode, Writer, WriterOptions};
         let opts = WriterOptions {
             doc_type: if webm {
@@ -289,7 +289,7 @@ impl MkvRec {
             mode: WriteMode::Finalised,
             ..WriterOptions::default()
         };
-        let w = Writer::new(tracks, opts).map_err(|e| e.to_string())?;
+        let w = Writer::new(tracks, opts)?;
         Ok(MkvRec {
             w: Some(w),
             duration_at: 0,
@@ -499,9 +499,9 @@ struct Mp4Rec {
 }
 
 impl Mp4Rec {
-    fn new(tracks: &[Track]) -> Result<Mp4Rec, String> {
+    fn new(tracks: &[Track]) -> Result<Mp4Rec, MuxError> {
         Ok(Mp4Rec {
-            w: mist_media::mp4::Mp4Writer::new(tracks.to_vec()).map_err(|e| e.to_string())?,
+            w: mist_media::mp4::Mp4Writer::new(tracks.to_vec())?,
             pending: None,
             shift: None,
         })

@@ -46,6 +46,30 @@ use mist_shm::{ReadEvent, ReaderInfo, StreamReader, StreamUser};
 
 use log::{HIGH, INFO, MEDIUM, WARN};
 
+/// Why an RTMP connection is closed (its text is the connection's close reason in the log).
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    /// The peer sent bytes the RTMP session cannot parse.
+    #[error("protocol error: {0}")]
+    Protocol(mist_media::MediaError),
+    /// The session could not encode an answer or a frame.
+    #[error("{0}")]
+    Session(mist_media::MediaError),
+    /// A published track or frame could not be written to shared memory.
+    #[error(transparent)]
+    Ingest(#[from] mist_bins::ingest::IngestError),
+    /// A publisher sent nothing for `PUBLISH_IDLE`.
+    #[error("publisher idle")]
+    PublisherIdle,
+    /// No publish or play within `SETUP_TIMEOUT` of connecting.
+    #[error("no publish or play in time")]
+    SetupTimeout,
+    #[error("stream vanished")]
+    StreamVanished,
+    #[error("frame of an unknown track")]
+    UnknownTrack,
+}
+
 /// Unsent bytes a viewer may accumulate before it is disconnected.
 pub const MAX_BACKLOG: usize = 16 << 20;
 /// Largest GOP kept for new viewers; beyond it new viewers wait for the next keyframe.
@@ -409,11 +433,11 @@ impl Session<RtmpApp> for Rtmp {
                 if ingest.tick(now) {
                     Ok(())
                 } else {
-                    Err("publisher idle".into())
+                    Err(ConnError::PublisherIdle)
                 }
             }
             Role::None if !self.waiting && now.duration_since(self.created) > SETUP_TIMEOUT => {
-                Err("no publish or play in time".into())
+                Err(ConnError::SetupTimeout)
             }
             Role::AwaitingStream {
                 stream, stream_id, ..
@@ -495,10 +519,10 @@ impl Rtmp {
     }
 
     /// Ends a call: queues the session's replies, closes on error, arms the tick timer.
-    fn done(&mut self, io: &mut Io<'_>, r: Result<(), String>) {
+    fn done(&mut self, io: &mut Io<'_>, r: Result<(), ConnError>) {
         self.drain(io);
         if let Err(e) = r {
-            self.why = Some(e);
+            self.why = Some(e.to_string());
             io.close();
             return;
         }
@@ -508,7 +532,7 @@ impl Rtmp {
         }
     }
 
-    fn handle_events(&mut self, app: &mut RtmpApp, io: &mut Io<'_>) -> Result<(), String> {
+    fn handle_events(&mut self, app: &mut RtmpApp, io: &mut Io<'_>) -> Result<(), ConnError> {
         loop {
             if self.waiting {
                 // Later events wait for the controller's answer (clients wait for it anyway).
@@ -517,12 +541,12 @@ impl Rtmp {
             let ev = match self.session.poll() {
                 Ok(Some(ev)) => ev,
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(format!("protocol error: {e}")),
+                Err(e) => return Err(ConnError::Protocol(e)),
             };
             match ev {
                 ServerEvent::Connect { app: a, tc_url } => {
                     log!(HIGH, "{} connect app={a:?} tcUrl={tc_url:?}", self.peer);
-                    self.session.accept_connect().map_err(|e| e.to_string())?;
+                    self.session.accept_connect().map_err(ConnError::Session)?;
                 }
                 ServerEvent::Publish {
                     stream_id, name, ..
@@ -560,7 +584,7 @@ impl Rtmp {
 
     /// Starts the decision on a push or play: standalone at once, under a controller off the loop
     /// (the loop goes on serving everyone else; this connection's later events wait).
-    fn decide(&mut self, app: &mut RtmpApp, io: &mut Io<'_>, what: Ask) -> Result<(), String> {
+    fn decide(&mut self, app: &mut RtmpApp, io: &mut Io<'_>, what: Ask) -> Result<(), ConnError> {
         let (stream_id, name) = match &what {
             Ask::Publish { stream_id, name } | Ask::Play { stream_id, name } => {
                 (*stream_id, name.clone())
@@ -577,7 +601,7 @@ impl Rtmp {
                     .session
                     .reject_play(stream_id, "already publishing or playing"),
             }
-            .map_err(|e| e.to_string());
+            .map_err(ConnError::Session);
         }
         #[cfg(test)]
         if name == tests::PANIC_NAME {
@@ -622,7 +646,7 @@ impl Rtmp {
         io: &mut Io<'_>,
         what: Ask,
         answer: Answer,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnError> {
         match what {
             Ask::Publish { stream_id, name } => match answer {
                 Ok((stream, dvr)) if !stream.is_empty() => {
@@ -648,12 +672,12 @@ impl Rtmp {
         stream_id: u32,
         stream: String,
         dvr_ms: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnError> {
         match Ingest::open(&stream, dvr_ms, app.cfg.controlled, io.now()) {
             Ok(ingest) => {
                 self.session
                     .accept_publish(stream_id, &stream)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(ConnError::Session)?;
                 log!(INFO, "{} publishes {stream}", self.peer);
                 self.role = Role::Publisher {
                     stream_id,
@@ -673,7 +697,7 @@ impl Rtmp {
         name: &str,
         why: &str,
         publish: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnError> {
         if publish {
             log!(WARN, "push of {name:?} from {} refused: {why}", self.peer);
             self.session.reject_publish(stream_id, why)
@@ -681,7 +705,7 @@ impl Rtmp {
             log!(WARN, "play of {name:?} by {} refused: {why}", self.peer);
             self.session.reject_play(stream_id, why)
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(ConnError::Session)?;
         self.why = Some(format!("refused: {why}"));
         io.close();
         Ok(())
@@ -693,7 +717,7 @@ impl Rtmp {
         io: &mut Io<'_>,
         stream_id: u32,
         stream: String,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnError> {
         let key = play_key(&stream, &self.sel);
         if app.streams.get(&key).is_some_and(|ps| ps.ended) {
             // The old state only waits for its viewers to drain; a new viewer needs a fresh reader
@@ -759,14 +783,14 @@ impl Rtmp {
         .ok();
         self.session
             .accept_play(stream_id, &stream)
-            .map_err(|e| e.to_string())?;
-        let ps = app.streams.get_mut(&key).ok_or("stream vanished")?;
+            .map_err(ConnError::Session)?;
+        let ps = app.streams.get_mut(&key).ok_or(ConnError::StreamVanished)?;
         let before = io.backlog();
         if !ps.tracks.is_empty() {
             let start = ps.gop.items().first().map_or(0, |(f, _)| f.dts);
             self.session
                 .send_tracks(stream_id, &ps.tracks, start)
-                .map_err(|e| e.to_string())?;
+                .map_err(ConnError::Session)?;
             self.drain(io);
             for (f, enc) in ps.gop.items() {
                 if stream_id == 1 {
@@ -776,10 +800,10 @@ impl Rtmp {
                         .tracks
                         .iter()
                         .find(|t| t.id == f.track)
-                        .ok_or("frame of an unknown track")?;
+                        .ok_or(ConnError::UnknownTrack)?;
                     io.send(
                         media_message(OUT_CHUNK_SIZE, stream_id, track, f)
-                            .map_err(|e| e.to_string())?,
+                            .map_err(ConnError::Session)?,
                     );
                 }
             }

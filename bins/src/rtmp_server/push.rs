@@ -18,11 +18,59 @@ use mist_bins::feed::Selection;
 use mist_bins::http_out::mux::Format;
 use mist_bins::push_out::report_status;
 use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
-use mist_media::Track;
+use mist_media::{MediaError, Track};
 use mist_shm::{ReadEvent, ReaderInfo, ShmError, StreamReader};
 
 use super::log::{INFO, MEDIUM};
 use super::PLAY_WAIT;
+
+/// Why a push failed (its text goes to the log line and the OUTPUT_END payload).
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("{0}: not an rtmp:// or rtmps:// URL")]
+    NotRtmp(String),
+    #[error("{0}: no application")]
+    NoApplication(String),
+    #[error("{0}: bad port")]
+    BadPort(String),
+    #[error("{0}: no stream key")]
+    NoKey(String),
+    #[error("{0}: needs host, application and stream key")]
+    Incomplete(String),
+    /// The TLS client could not be set up or its handshake failed (`push_out::tls`).
+    #[error("{0}")]
+    TlsClient(String),
+    /// The stream to push cannot be read.
+    #[error("{stream}: {source}")]
+    Stream { stream: String, source: ShmError },
+    #[error("{host}: {source}")]
+    Resolve { host: String, source: io::Error },
+    #[error("{0}: no address")]
+    NoAddress(String),
+    #[error("connect {addr}: {source}")]
+    Connect {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+    /// Setting a socket option failed.
+    #[error("{0}")]
+    Socket(io::Error),
+    #[error("read: {0}")]
+    Read(io::Error),
+    #[error("write: {0}")]
+    Write(io::Error),
+    #[error("target closed the connection")]
+    Closed,
+    #[error("target refused: {0}")]
+    Refused(String),
+    #[error("protocol error from target: {0}")]
+    Protocol(MediaError),
+    #[error("target did not accept the publish within 10 s")]
+    NotAccepted,
+    /// The RTMP session could not encode what it was given.
+    #[error("{0}")]
+    Session(MediaError),
+}
 
 /// An `rtmp://` target split into what the protocol needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,25 +85,25 @@ pub struct Target {
 }
 
 /// Parses `rtmp://host[:port]/app[/more]/key`: the last path part is the stream key, the rest the app.
-pub fn parse_target(url: &str) -> Result<Target, String> {
+pub fn parse_target(url: &str) -> Result<Target, PushError> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("rtmp://") {
         (false, r)
     } else if let Some(r) = url.strip_prefix("rtmps://") {
         (true, r)
     } else {
-        return Err(format!("{url}: not an rtmp:// or rtmps:// URL"));
+        return Err(PushError::NotRtmp(url.into()));
     };
     let default_port = if tls { 443 } else { 1935 };
     let (hostport, path) = rest
         .split_once('/')
-        .ok_or_else(|| format!("{url}: no application"))?;
+        .ok_or_else(|| PushError::NoApplication(url.into()))?;
     let (host, port) = match hostport.rsplit_once(':') {
         _ if hostport.starts_with('[') && hostport.ends_with(']') => {
             (hostport[1..hostport.len() - 1].to_string(), default_port)
         }
         Some((h, p)) => (
             h.trim_matches(|c| c == '[' || c == ']').to_string(),
-            p.parse().map_err(|_| format!("{url}: bad port"))?,
+            p.parse().map_err(|_| PushError::BadPort(url.into()))?,
         ),
         _ => (
             hostport.trim_matches(|c| c == '[' || c == ']').to_string(),
@@ -64,9 +112,9 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
     };
     let (app, key) = path
         .rsplit_once('/')
-        .ok_or_else(|| format!("{url}: no stream key"))?;
+        .ok_or_else(|| PushError::NoKey(url.into()))?;
     if host.is_empty() || app.is_empty() || key.is_empty() {
-        return Err(format!("{url}: needs host, application and stream key"));
+        return Err(PushError::Incomplete(url.into()));
     }
     Ok(Target {
         tc_url: format!("{}://{hostport}/{app}", if tls { "rtmps" } else { "rtmp" }),
@@ -85,11 +133,11 @@ impl<T: Read + Write + Send> Conn for T {}
 /// Wraps a connected socket in a TLS client for `host` (Mozilla roots, `MIST_TLS_CA_FILE`,
 /// SNI = host). The handshake is done with 10 s timeouts, then the short read timeout of the
 /// push loop is set.
-fn tls_client(sock: TcpStream, host: &str) -> Result<Box<dyn Conn>, String> {
-    let s = mist_bins::push_out::tls::client(sock, host)?;
+fn tls_client(sock: TcpStream, host: &str) -> Result<Box<dyn Conn>, PushError> {
+    let s = mist_bins::push_out::tls::client(sock, host).map_err(PushError::TlsClient)?;
     s.sock
         .set_read_timeout(Some(Duration::from_millis(20)))
-        .map_err(|e| e.to_string())?;
+        .map_err(PushError::Socket)?;
     Ok(Box::new(s))
 }
 
@@ -120,10 +168,10 @@ impl Link {
     }
 
     /// Reads what the server sent (waiting at most the socket's read timeout) and handles it.
-    fn service(&mut self) -> Result<Vec<ClientEvent>, String> {
+    fn service(&mut self) -> Result<Vec<ClientEvent>, PushError> {
         let mut events = Vec::new();
         match self.sock.read(&mut self.buf) {
-            Ok(0) => return Err("target closed the connection".into()),
+            Ok(0) => return Err(PushError::Closed),
             Ok(n) => self.session.feed(&self.buf[..n]),
             Err(e)
                 if matches!(
@@ -132,19 +180,17 @@ impl Link {
                         | io::ErrorKind::TimedOut
                         | io::ErrorKind::Interrupted
                 ) => {}
-            Err(e) => return Err(format!("read: {e}")),
+            Err(e) => return Err(PushError::Read(e)),
         }
         loop {
             match self.session.poll() {
-                Ok(Some(ClientEvent::Refused(why))) => {
-                    return Err(format!("target refused: {why}"))
-                }
+                Ok(Some(ClientEvent::Refused(why))) => return Err(PushError::Refused(why)),
                 Ok(Some(e)) => events.push(e),
                 Ok(None) => break,
-                Err(e) => return Err(format!("protocol error from target: {e}")),
+                Err(e) => return Err(PushError::Protocol(e)),
             }
         }
-        self.flush().map_err(|e| format!("write: {e}"))?;
+        self.flush().map_err(PushError::Write)?;
         Ok(events)
     }
 }
@@ -152,7 +198,7 @@ impl Link {
 /// Runs a push until the stream ends (Ok) or something fails (Err, with the reason).
 /// Then tells the controller (if any) for OUTPUT_END (INTERFACES §5.3 payload; no
 /// RECORDING_END: this is not a file).
-pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String> {
+pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), PushError> {
     let start_unix = unix_now();
     let started = Instant::now();
     let mut prog = Progress {
@@ -163,7 +209,7 @@ pub fn run(stream: &str, url: &str, stop: Arc<AtomicBool>) -> Result<(), String>
     let r = push(stream, &stop, &mut prog);
     let (code, text) = match &r {
         Ok(()) => (0, "completed".to_string()),
-        Err(e) => (1, e.clone()),
+        Err(e) => (1, e.to_string()),
     };
     let payload = mist_bins::record::recording_end_payload(
         stream,
@@ -238,7 +284,7 @@ struct Progress {
     last_ms: i64,
 }
 
-fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(), String> {
+fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(), PushError> {
     let url = prog.actual.clone();
     let url = url.as_str();
     let target = parse_target(url)?;
@@ -258,21 +304,29 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
             {
                 std::thread::sleep(Duration::from_millis(200))
             }
-            Err(e) => return Err(format!("{stream}: {e}")),
+            Err(source) => {
+                return Err(PushError::Stream {
+                    stream: stream.into(),
+                    source,
+                })
+            }
         }
     };
     let addr = (target.host.as_str(), target.port)
         .to_socket_addrs()
-        .map_err(|e| format!("{}: {e}", target.host))?
+        .map_err(|source| PushError::Resolve {
+            host: target.host.clone(),
+            source,
+        })?
         .next()
-        .ok_or_else(|| format!("{}: no address", target.host))?;
+        .ok_or_else(|| PushError::NoAddress(target.host.clone()))?;
     let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
+        .map_err(|source| PushError::Connect { addr, source })?;
     let _ = sock.set_nodelay(true);
     sock.set_write_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
+        .map_err(PushError::Socket)?;
     sock.set_read_timeout(Some(Duration::from_millis(20)))
-        .map_err(|e| e.to_string())?;
+        .map_err(PushError::Socket)?;
     let sock: Box<dyn Conn> = if target.tls {
         tls_client(sock, &target.host)?
     } else {
@@ -292,11 +346,11 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
         buf: vec![0; 65536],
         sent: 0,
     };
-    link.flush().map_err(|e| format!("write: {e}"))?;
+    link.flush().map_err(PushError::Write)?;
     let t = Instant::now();
     while !link.session.is_ready() {
         if t.elapsed() > Duration::from_secs(10) || stop.load(Ordering::Relaxed) {
-            return Err("target did not accept the publish within 10 s".into());
+            return Err(PushError::NotAccepted);
         }
         link.service()?;
     }
@@ -306,7 +360,7 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
     if !tracks.is_empty() {
         link.session
             .send_tracks(&tracks)
-            .map_err(|e| e.to_string())?;
+            .map_err(PushError::Session)?;
     }
     let mut frames = 0u64;
     let mut bytes_out = 0u64;
@@ -321,14 +375,14 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
                 };
                 link.session
                     .send_frame(track, &f)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(PushError::Session)?;
                 frames += 1;
                 bytes_out += f.data.len() as u64;
                 prog.first_ms.get_or_insert(f.dts);
                 prog.last_ms = prog.last_ms.max(f.dts);
                 // Write in batches of a few hundred KiB while catching up.
                 if link.session_output_len() >= 256 * 1024 {
-                    link.flush().map_err(|e| format!("write: {e}"))?;
+                    link.flush().map_err(PushError::Write)?;
                 }
             }
             ReadEvent::TracksChanged | ReadEvent::Restarted => {
@@ -336,17 +390,17 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
                 log!(MEDIUM, "{stream}: {} tracks", tracks.len());
                 link.session
                     .send_tracks(&tracks)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(PushError::Session)?;
             }
             ReadEvent::Pending => {
-                link.flush().map_err(|e| format!("write: {e}"))?;
+                link.flush().map_err(PushError::Write)?;
                 link.service()?;
                 reader.wait(Duration::from_millis(100));
             }
             ReadEvent::Ended => {
                 log!(INFO, "{stream} ended; {frames} frames pushed to {url}");
-                link.session.close().map_err(|e| e.to_string())?;
-                link.flush().map_err(|e| format!("write: {e}"))?;
+                link.session.close().map_err(PushError::Session)?;
+                link.flush().map_err(PushError::Write)?;
                 prog.sent = link.sent;
                 return Ok(());
             }

@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod ctl;
+mod helpers;
+
+pub use helpers::*;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -113,18 +113,29 @@ impl PushRule {
     }
 
     /// Checks a push from `host` with app name / password part `app`.
-    pub fn check(&self, host: &str, app: &str) -> Result<(), String> {
+    pub fn check(&self, host: &str, app: &str) -> Result<(), PushRefused> {
         if !self.whitelist.is_empty() && !self.whitelist.iter().any(|w| host_matches(w, host)) {
-            return Err(format!("push from {host} not allowed by whitelist"));
+            return Err(PushRefused::NotWhitelisted(host.to_string()));
         }
         if let Some(pw) = &self.password {
             // Constant time: the comparison must not tell a guesser how much of it was right.
             if !constant_time_eq(app.as_bytes(), pw.as_bytes()) {
-                return Err("push password mismatch".to_string());
+                return Err(PushRefused::Password);
             }
         }
         Ok(())
     }
+}
+
+/// Why [`PushRule::check`] refused a push.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushRefused {
+    /// The pushing host matches no whitelist entry.
+    #[error("push from {0} not allowed by whitelist")]
+    NotWhitelisted(String),
+    /// The app name / password part is not the stream's push password.
+    #[error("push password mismatch")]
+    Password,
 }
 
 /// Compares two byte strings in time that depends only on their lengths.

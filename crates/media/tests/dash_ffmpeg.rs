@@ -4,40 +4,18 @@
 //! OUR manifest over ffmpeg's segments with the same frame count as its own manifest.
 //! Fails when ffmpeg/ffprobe are not installed (scripts/test installs them).
 
+mod common;
+
+use common::require_ffmpeg;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bytes::Bytes;
 use mist_media::dash::{self, MpdOptions};
 use mist_media::segment::{Timeline, TimelineConfig};
 use mist_media::{Codec, Track};
 
-/// Panics when ffmpeg or ffprobe is missing: a skipped check would pass silently (scripts/test installs them).
-fn require_ffmpeg() {
-    let ok = |b: &str| {
-        Command::new(b)
-            .arg("-version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    assert!(
-        ok("ffmpeg") && ok("ffprobe"),
-        "ffmpeg/ffprobe not installed (scripts/test installs them)"
-    );
-}
-
 fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
+    common::run_in(dir, args)
 }
 
 fn video_frames(dir: &Path, input: &str) -> u64 {

@@ -4,6 +4,8 @@
 //! test script); without ffprobe on PATH the ffprobe comparisons are skipped with a message and
 //! only the self-contained checks run.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -19,21 +21,12 @@ const FIXTURES: [&str; 4] = [
 ];
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/mkv")
-        .join(name)
+    common::fixture("mkv").join(name)
 }
 
-fn have_ffprobe() -> bool {
-    let ok = Command::new("ffprobe")
-        .arg("-version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("ffprobe not found: skipping ffprobe comparisons");
-    }
-    ok
+/// ffprobe and ffmpeg must run: the comparisons with them fail instead of being skipped.
+fn require_ffprobe() {
+    common::require_ffmpeg();
 }
 
 #[derive(Default, Debug)]
@@ -154,9 +147,7 @@ fn fixtures_parse_in_any_chunking() {
 
 #[test]
 fn fixtures_match_ffprobe() {
-    if !have_ffprobe() {
-        return;
-    }
+    require_ffprobe();
     for name in FIXTURES {
         let path = fixture(name);
         let data = std::fs::read(&path).unwrap();
@@ -183,9 +174,7 @@ fn decode_times_match_ffprobe() {
                 last = f.dts;
             }
         }
-        if !have_ffprobe() {
-            continue;
-        }
+        require_ffprobe();
         let o = Command::new("ffprobe")
             .args([
                 "-v",
@@ -427,7 +416,7 @@ fn ffprobe_duration(path: &Path) -> Option<f64> {
 
 #[test]
 fn write_live_and_finalised() {
-    let ff = have_ffprobe();
+    require_ffprobe();
     for name in ["h264_aac.mkv", "vp9_opus.webm", "hevc_opus.mkv"] {
         let src = demux(&std::fs::read(fixture(name)).unwrap(), 4096).unwrap();
         let dt = src.doc_type.unwrap();
@@ -445,9 +434,6 @@ fn write_live_and_finalised() {
                     "{name}: {:?}",
                     back.duration_ms
                 );
-            }
-            if !ff {
-                continue;
             }
             let ext = if dt == DocType::Webm { "webm" } else { "mkv" };
             let path = tmp(&format!("{name}-{mode:?}.{ext}"));
@@ -504,16 +490,15 @@ fn live_output_readable_while_growing() {
         "all but the 2 frames H.264 decode times wait for"
     );
     // ffmpeg reads the unfinished file too: every packet, no errors.
-    if have_ffprobe() {
-        let path = tmp("growing.mkv");
-        std::fs::write(&path, &out).unwrap();
-        assert_eq!(ffprobe_packets(&path).len(), half);
-        assert_eq!(
-            ffmpeg_errors(&["-i", path.to_str().unwrap(), "-f", "null", "-"]),
-            ""
-        );
-        std::fs::remove_file(&path).ok();
-    }
+    require_ffprobe();
+    let path = tmp("growing.mkv");
+    std::fs::write(&path, &out).unwrap();
+    assert_eq!(ffprobe_packets(&path).len(), half);
+    assert_eq!(
+        ffmpeg_errors(&["-i", path.to_str().unwrap(), "-f", "null", "-"]),
+        ""
+    );
+    std::fs::remove_file(&path).ok();
 }
 
 #[test]

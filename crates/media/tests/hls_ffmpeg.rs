@@ -3,28 +3,15 @@
 //! playlists (media and master) over ffmpeg's segments with the same frame count as its own.
 //! Fails when ffmpeg/ffprobe are not installed (scripts/test installs them).
 
+mod common;
+
+use common::require_ffmpeg;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bytes::Bytes;
 use mist_media::hls::{self, MasterOptions, MediaOptions, Playlist, PlaylistType};
 use mist_media::segment::{Timeline, TimelineConfig};
 use mist_media::{Codec, Track};
-
-/// Panics when ffmpeg or ffprobe is missing: a skipped check would pass silently (scripts/test installs them).
-fn require_ffmpeg() {
-    let ok = |b: &str| {
-        Command::new(b)
-            .arg("-version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    assert!(
-        ok("ffmpeg") && ok("ffprobe"),
-        "ffmpeg/ffprobe not installed (scripts/test installs them)"
-    );
-}
 
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("mist-{tag}-{}", std::process::id()));
@@ -34,16 +21,7 @@ fn tmpdir(tag: &str) -> PathBuf {
 }
 
 fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
+    common::run_in(dir, args)
 }
 
 fn video_frames(dir: &Path, input: &str) -> u64 {

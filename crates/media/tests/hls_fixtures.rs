@@ -1,10 +1,11 @@
 //! The m3u8 parser against playlists ffmpeg wrote (see fixtures/hls/README.md).
 
+mod common;
+
 use mist_media::hls::{parse, MasterPlaylist, MediaPlaylist, Playlist, PlaylistType};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let p = format!("{}/tests/fixtures/hls/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    common::fixture_bytes(&format!("hls/{name}"))
 }
 
 fn media(name: &str) -> MediaPlaylist {

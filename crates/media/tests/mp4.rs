@@ -3,6 +3,8 @@
 //! ffprobe/ffmpeg must be installed (the test script installs them); the expectations are not
 //! committed but captured from ffprobe on each run.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -10,15 +12,11 @@ use mist_media::mp4::{read_all, FragmentOptions, FragmentWriter, Mp4Reader, Mp4W
 use mist_media::{Codec, Frame, MediaError, Track, TrackKind};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/mp4")
-        .join(name)
+    common::fixture("mp4").join(name)
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mist-mp4-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    common::tmp_dir("mp4-test").join(name)
 }
 
 #[derive(Debug, Clone, PartialEq)]

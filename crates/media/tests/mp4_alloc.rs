@@ -2,44 +2,21 @@
 //! tracks the peak while malformed and mutated files are read. (Its own test binary, so that no
 //! other test's allocations count.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod common;
+
+use common::alloc::peak_of;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mist_media::mp4::{demux_segment, parse_moov, read_all};
 
-struct Counting;
-static CUR: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let n = CUR.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-        PEAK.fetch_max(n, Ordering::Relaxed);
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        CUR.fetch_sub(l.size(), Ordering::Relaxed);
-        System.dealloc(p, l)
-    }
-}
-
 #[global_allocator]
-static A: Counting = Counting;
+static A: common::alloc::Counting = common::alloc::Counting;
 
 fn bx(typ: &[u8; 4], body: &[u8]) -> Vec<u8> {
     let mut v = ((body.len() + 8) as u32).to_be_bytes().to_vec();
     v.extend_from_slice(typ);
     v.extend_from_slice(body);
     v
-}
-
-/// Peak bytes allocated while running `f`, above what was live before.
-fn peak_of(f: impl FnOnce()) -> usize {
-    let base = CUR.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    f();
-    PEAK.load(Ordering::Relaxed) - base
 }
 
 #[test]

@@ -4,38 +4,16 @@
 //! clamped to the file, output buffers) plus a small multiple of the input. (Its own test binary, so
 //! that no other test's allocations count.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod common;
+
+use common::alloc::peak_of;
 use std::io::Cursor;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mist_media::remux::{remux, Input, Output};
 
-struct Counting;
-static CUR: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let n = CUR.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-        PEAK.fetch_max(n, Ordering::Relaxed);
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        CUR.fetch_sub(l.size(), Ordering::Relaxed);
-        System.dealloc(p, l)
-    }
-}
-
 #[global_allocator]
-static A: Counting = Counting;
-
-fn peak_of(f: impl FnOnce()) -> usize {
-    let base = CUR.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    f();
-    PEAK.load(Ordering::Relaxed) - base
-}
+static A: common::alloc::Counting = common::alloc::Counting;
 
 struct Rng(u64);
 impl Rng {

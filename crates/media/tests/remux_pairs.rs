@@ -5,24 +5,14 @@
 //!
 //! Fails (never skips) when ffmpeg/ffprobe are missing: scripts/test installs them.
 
+mod common;
+
+use common::{fixture, require_ffmpeg};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mist_media::remux::{remux, Input, Output, Stats};
-
-fn require_ffmpeg() {
-    let ok = |b: &str| {
-        Command::new(b)
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    assert!(
-        ok("ffmpeg") && ok("ffprobe"),
-        "ffmpeg/ffprobe not installed (scripts/test installs them)"
-    );
-}
 
 /// Remuxes the file `input` into the file `output` (the crate touches no file: opening them is ours).
 fn remux_file(input: &Path, i: Input, output: &Path, o: Output) -> std::io::Result<Stats> {
@@ -30,12 +20,6 @@ fn remux_file(input: &Path, i: Input, output: &Path, o: Output) -> std::io::Resu
     let len = file.metadata()?.len();
     let out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(output)?);
     remux(file, len, i, out, o)
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
 }
 
 fn tmpdir() -> PathBuf {

@@ -10,6 +10,8 @@
 //!
 //! ffmpeg must be installed (scripts/test installs it); nothing is skipped without it.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -25,16 +27,11 @@ use mist_media::sdp::{self, RtpEncoding, SessionDescription};
 use mist_media::Codec;
 
 fn fixture(dir: &str, name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(dir)
-        .join(name)
+    common::fixture(dir).join(name)
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mist-rtp-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    common::tmp_dir("rtp-test").join(name)
 }
 
 fn md5_hex(d: &[u8]) -> String {

@@ -9,6 +9,8 @@
 //!   challenge (realm `mist`, nonce `abc123`): OPTIONS, DESCRIBE twice (the second with
 //!   credentials), SETUP, PLAY, each signed for its own URI.
 
+mod common;
+
 use std::path::Path;
 
 use mist_media::rtp::{Depacketizer, Packet};
@@ -20,12 +22,7 @@ use mist_media::sdp::{RtpEncoding, SessionDescription};
 use mist_media::Codec;
 
 fn capture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/rtsp")
-            .join(name),
-    )
-    .unwrap()
+    common::fixture_bytes(&format!("rtsp/{name}"))
 }
 
 /// Every item of a capture, decoded in 7-byte pieces (so every boundary is crossed).

@@ -2,7 +2,10 @@
 //!
 //! The demux comparison uses the ffprobe packet lists captured into `X.csv` when the fixtures were
 //! made, so it needs no ffprobe at run time. The mux round-trip and segment tests run
-//! `ffprobe`/`ffmpeg` on our output; they print a notice and pass when those are not installed.
+//! `ffprobe`/`ffmpeg` on our output and fail when those are not installed (scripts/test installs
+//! them).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,7 +15,7 @@ use mist_media::mpegts::{DemuxEvent, Demuxer};
 use mist_media::{Codec, Frame, Track};
 
 fn fixture(name: &str) -> (Vec<u8>, String) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ts");
+    let dir = common::fixture("ts");
     let ts = std::fs::read(dir.join(format!("{name}.ts"))).unwrap();
     let csv = std::fs::read_to_string(dir.join(format!("{name}.csv"))).unwrap();
     (ts, csv)
@@ -206,28 +209,11 @@ fn ac3_matches_ffprobe() {
 
 // ---- muxing, checked with our demuxer and with ffmpeg/ffprobe ----
 
+use common::require_ffmpeg;
 use mist_media::mpegts::{Muxer, MuxerOptions};
 
-/// Panics when ffmpeg or ffprobe is missing: a skipped check would pass silently (scripts/test installs them).
-fn require_ffmpeg() {
-    let ok = Command::new("ffmpeg")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-        && Command::new("ffprobe")
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "ffmpeg/ffprobe not installed (scripts/test installs them)"
-    );
-}
-
 fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mist-ts-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    common::tmp_dir("ts-test").join(name)
 }
 
 /// `ffmpeg -v error -i FILE -f null -`: returns stderr (empty when the file decodes cleanly).

@@ -15,8 +15,15 @@ pub const ENV_CA_FILE: &str = "MIST_TLS_CA_FILE";
 /// Why `MIST_TLS_CA_FILE` could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CaFileError {
+    /// The file cannot be read, or holds no certificate rustls accepts.
     #[error("{ENV_CA_FILE} {file}: {what}")]
-    Bad { file: String, what: String },
+    Bad {
+        /// The file named by the variable.
+        file: String,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// rustls refused the resulting configuration.
     #[error("TLS configuration: {0}")]
     Config(String),
 }

@@ -62,7 +62,7 @@ pub fn user_new(stream: &str, host: &str, connector: &str, url: &str, token: &st
 }
 
 /// Runs the blocking viewer triggers for a viewer about to play `stream`: CONN_OPEN, USER_NEW
-/// (once per session in 10 minutes), CONN_PLAY. `Err(reason)` refuses the viewer. Blocks on
+/// (once per session in 10 minutes), CONN_PLAY. `Err(trigger)` refuses the viewer. Blocks on
 /// handlers: call it off the event loop.
 pub fn admit(
     stream: &str,
@@ -70,11 +70,11 @@ pub fn admit(
     connector: &str,
     url: &str,
     token: &str,
-) -> Result<String, String> {
+) -> Result<String, Refused> {
     let e = Engine::global();
     let base = [stream, host, connector, url];
     if !e.fire("CONN_OPEN", Some(stream), &base).ok {
-        return Err("refused by the CONN_OPEN trigger".into());
+        return Err(Refused("CONN_OPEN"));
     }
     let sid = session_id(stream, host, connector, token);
     if e.exists("USER_NEW", Some(stream)) {
@@ -83,11 +83,11 @@ pub fn admit(
             None => user_new(stream, host, connector, url, token),
         };
         if !ok {
-            return Err("refused by the USER_NEW trigger".into());
+            return Err(Refused("USER_NEW"));
         }
     }
     if !e.fire("CONN_PLAY", Some(stream), &base).ok {
-        return Err("refused by the CONN_PLAY trigger".into());
+        return Err(Refused("CONN_PLAY"));
     }
     Ok(sid)
 }
@@ -100,7 +100,7 @@ pub fn play_rewrite(
     host: &str,
     connector: &str,
     url: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Refused> {
     let o = Engine::global().fire(
         "PLAY_REWRITE",
         Some(stream),
@@ -112,10 +112,15 @@ pub fn play_rewrite(
     let a = o.answer.unwrap_or_default();
     let name = a.trim();
     if name.is_empty() {
-        return Err("refused by the PLAY_REWRITE trigger".into());
+        return Err(Refused("PLAY_REWRITE"));
     }
     Ok(Some(name.to_string()))
 }
+
+/// A viewer refused by the named blocking trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("refused by the {0} trigger")]
+pub struct Refused(pub &'static str);
 
 /// A viewer admitted by [`admit`] left: CONN_CLOSE (never waits).
 pub fn closed(stream: &str, host: &str, connector: &str, url: &str) {

@@ -657,9 +657,12 @@ mod tests {
     #[test]
     fn huge_scaling_list_delta_is_no_panic() {
         let data = b"\x00\x00\xff\x01\x00\x67\x1e\x2d\x00\x00\x01\x00\x45\x00\x00\x01\x67\x56\x56\x56\x56\x54\x62\x66\xea\x01\x09\x08\x00\x00\x01\x67\x56\x56\x56\x56\x54\x62\x66\xea\x01\x09\x08\x00\x00\x00\x00\xff\xff\xff\x2c\xfd\xff";
-        let _ = Sps::parse(data);
+        // Refused with a typed error, not a panic or an allocation of the delta's size.
+        let r = Sps::parse(data);
+        assert!(matches!(r, Err(MediaError::Malformed { .. })), "{r:?}");
         for n in annexb_nals(data) {
-            let _ = Sps::parse(n);
+            let r = Sps::parse(n);
+            assert!(matches!(r, Err(MediaError::Malformed { .. })), "{r:?}");
         }
     }
 

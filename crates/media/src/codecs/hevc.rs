@@ -404,7 +404,21 @@ mod tests {
     #[test]
     fn hostile_sps_does_not_panic() {
         for len in 0..SPS.len() {
-            let _ = parse_sps(&SPS[..len]);
+            // A cut before the picture size is refused as a malformed SPS; one after it still
+            // gives the right size (the parser reads no further).
+            match parse_sps(&SPS[..len]) {
+                Ok(s) => assert_eq!((s.width, s.height), (320, 240), "cut at {len}"),
+                Err(e) => assert!(
+                    matches!(
+                        e,
+                        MediaError::Malformed {
+                            what: "HEVC SPS",
+                            ..
+                        }
+                    ),
+                    "cut at {len}: {e:?}"
+                ),
+            }
         }
         let mut s = SPS.to_vec();
         for i in 2..s.len() {

@@ -1,0 +1,83 @@
+//! Helpers shared by the media crate's tests: fixtures, scratch files, running ffmpeg/ffprobe
+//! (which must be installed: a test never passes by skipping its check), and a counting
+//! allocator for the allocation-bound tests.
+#![allow(dead_code)]
+
+pub mod alloc;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// `tests/fixtures/REL`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// The bytes of `tests/fixtures/REL`.
+pub fn fixture_bytes(rel: &str) -> Vec<u8> {
+    let p = fixture(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A scratch directory `mist-TAG-PID` in the temporary directory, created (not emptied).
+pub fn tmp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mist-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Whether `tool ARG` runs and exits 0.
+pub fn tool_runs(tool: &str, arg: &str) -> bool {
+    Command::new(tool)
+        .arg(arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Panics with a clear message unless `tool ARG` runs: a skipped check would pass silently
+/// (scripts/test installs every tool the tests use).
+pub fn require_tool(tool: &str, arg: &str) {
+    assert!(
+        tool_runs(tool, arg),
+        "`{tool} {arg}` does not run: {tool} is missing (scripts/test installs it)"
+    );
+}
+
+/// Panics when ffmpeg or ffprobe is missing.
+pub fn require_ffmpeg() {
+    assert!(
+        tool_runs("ffmpeg", "-version") && tool_runs("ffprobe", "-version"),
+        "ffmpeg/ffprobe not installed (scripts/test installs them)"
+    );
+}
+
+/// Runs `args[0] args[1..]` in `dir`: (success, stdout, stderr).
+pub fn run_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run {} ({e}; scripts/test installs it)", args[0]));
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+/// `ffmpeg -nostdin -v error PRE… -i INPUT -f null -`: decodes everything, keeps the output.
+pub fn ffmpeg_decode(input: &Path, pre: &[&str]) -> Output {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error"])
+        .args(pre)
+        .arg("-i")
+        .arg(input)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg (scripts/test installs it)")
+}
