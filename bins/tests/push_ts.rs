@@ -6,36 +6,11 @@
 
 mod common;
 
-use common::{free_port, publish, Controller, Proc, TempDir};
+use common::{free_port, publish, serial, wait_stream, wait_until, Controller, Proc, TempDir};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn wait_stream(c: &Controller, stream: &str) {
-    wait_for(&format!("{stream} active"), Duration::from_secs(20), || {
-        let v = c.api(&serde_json::json!({"active_streams": true}));
-        v["active_streams"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s == stream))
-    });
-    // A keyframe or two in the buffer.
-    std::thread::sleep(Duration::from_secs(1));
-}
 
 fn push_list(c: &Controller) -> Vec<serde_json::Value> {
     c.api(&serde_json::json!({"push_list": true}))["push_list"]
@@ -49,7 +24,7 @@ fn push_start(c: &Controller, stream: &str, target: &str) -> serde_json::Value {
     let v = c.api(&serde_json::json!({"push_start": [stream, target]}));
     assert!(v.get("push_start_error").is_none(), "{v}");
     let mut id = serde_json::Value::Null;
-    wait_for(
+    wait_until(
         &format!("bytes to {target} in push_list"),
         Duration::from_secs(30),
         || {
@@ -342,7 +317,7 @@ fn tstcp_push_to_ffmpeg_listener() {
         &format!("tcp://127.0.0.1:{port}?listen=1"),
         &file,
     );
-    wait_for("the receiver to listen", Duration::from_secs(10), || {
+    wait_until("the receiver to listen", Duration::from_secs(10), || {
         listening(port)
     });
     let target = format!("tstcp://127.0.0.1:{port}");
@@ -354,7 +329,7 @@ fn tstcp_push_to_ffmpeg_listener() {
         Some(0),
         "the receiver did not see the end of the push"
     );
-    wait_for("OUTPUT_END", Duration::from_secs(20), || {
+    wait_until("OUTPUT_END", Duration::from_secs(20), || {
         !payloads(&output_ends).is_empty()
     });
     std::thread::sleep(Duration::from_millis(300));
@@ -389,7 +364,7 @@ fn http_put_push_to_ffmpeg_server() {
         &format!("http://127.0.0.1:{port}/up/live.ts"),
         &file,
     );
-    wait_for("the receiver to listen", Duration::from_secs(10), || {
+    wait_until("the receiver to listen", Duration::from_secs(10), || {
         listening(port)
     });
     let target = format!("http://127.0.0.1:{port}/up/$stream.ts");
@@ -417,7 +392,7 @@ fn http_put_push_to_ffmpeg_server() {
     let dead = format!("http://127.0.0.1:{}/x.ts", free_port());
     let v = c.api(&serde_json::json!({"push_start": ["live+put", dead]}));
     assert!(v.get("push_start_error").is_none(), "{v}");
-    wait_for(
+    wait_until(
         "the failed push in push_list",
         Duration::from_secs(20),
         || {
@@ -457,7 +432,7 @@ fn exec_pushes_pipe_into_ffmpeg() {
     for id in ids {
         c.api(&serde_json::json!({"push_stop": [id]}));
     }
-    wait_for("the pushes to end", Duration::from_secs(20), || {
+    wait_until("the pushes to end", Duration::from_secs(20), || {
         push_list(&c).iter().all(|p| p[5]["state"] != "active")
     });
     for f in files {
@@ -490,7 +465,7 @@ fn push_track_selectors() {
         &format!("tcp://127.0.0.1:{port}?listen=1"),
         &ts,
     );
-    wait_for("the TCP receiver", Duration::from_secs(10), || {
+    wait_until("the TCP receiver", Duration::from_secs(10), || {
         listening(port)
     });
     let target = format!("tstcp://127.0.0.1:{port}?audio=none");
@@ -509,7 +484,7 @@ fn push_track_selectors() {
             .spawn()
             .expect("start ffmpeg"),
     );
-    wait_for("the RTMP receiver", Duration::from_secs(10), || {
+    wait_until("the RTMP receiver", Duration::from_secs(10), || {
         listening(rport)
     });
     let rtarget = format!("rtmp://127.0.0.1:{rport}/app/key?video=none");

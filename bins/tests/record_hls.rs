@@ -5,34 +5,10 @@
 
 mod common;
 
-use common::{publish, Controller, Proc, TempDir};
+use common::{publish, serial, wait_stream, wait_until, Controller, Proc, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn wait_stream(c: &Controller, stream: &str) {
-    wait_for(&format!("{stream} active"), Duration::from_secs(20), || {
-        let v = c.api(&serde_json::json!({"active_streams": true}));
-        v["active_streams"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s == stream))
-    });
-    std::thread::sleep(Duration::from_secs(1));
-}
 
 /// A recorder run by hand in the controller's shm (no controller link).
 fn record(c: &Controller, bin: &str, stream: &str, target: &str, secs: u32) -> Option<i32> {
@@ -282,7 +258,7 @@ fn live_hls_recording_trims_at_max_entries() {
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(0)
     };
-    wait_for("the window to slide", Duration::from_secs(60), || {
+    wait_until("the window to slide", Duration::from_secs(60), || {
         std::fs::read_to_string(&pl).is_ok_and(|t| seq(&t) >= 2)
     });
     let text = std::fs::read_to_string(&pl).unwrap();
@@ -318,7 +294,7 @@ fn live_hls_recording_trims_at_max_entries() {
         .map(|p| p[0].clone())
         .unwrap_or_else(|| panic!("{l}"));
     c.api(&serde_json::json!({"push_stop": [id]}));
-    wait_for("ENDLIST", Duration::from_secs(20), || {
+    wait_until("ENDLIST", Duration::from_secs(20), || {
         std::fs::read_to_string(&pl).is_ok_and(|t| t.ends_with("#EXT-X-ENDLIST\n"))
     });
     let text = std::fs::read_to_string(&pl).unwrap();
