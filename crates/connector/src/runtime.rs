@@ -29,6 +29,8 @@ const READ_CHUNK: usize = 16 << 10;
 /// bytes now and then (RTMP acknowledgements): holding a read-sized buffer for each of thousands
 /// of viewers would cost more memory than the viewer's share of the stream.
 const IDLE_INPUT_CAP: usize = 4 << 10;
+/// Input capacity kept whatever the reads look like (an acknowledgement fits).
+const SMALL_INPUT_CAP: usize = 512;
 
 /// What the application does besides its sessions: makes them, answers datagrams, and does its
 /// own work once per loop turn.
@@ -131,7 +133,7 @@ impl Remote {
 
 /// The application's handle on the connections during [`App::turn`].
 pub struct Ctl<'a, A: App> {
-    conns: &'a mut HashMap<ConnId, Conn<A::Session>>,
+    conns: &'a mut HashMap<ConnId, Box<Conn<A::Session>>>,
     wakes: &'a mut Vec<ConnId>,
     dirty: &'a mut Vec<ConnId>,
     /// The waker ([`Remote`]) woke the loop since the last turn.
@@ -218,7 +220,9 @@ enum Phase {
 pub struct Runtime<A: App> {
     poll: Poll,
     listeners: Vec<Listener>,
-    conns: HashMap<ConnId, Conn<A::Session>>,
+    /// Boxed: a table of thousands of inline connections would grow by powers of two of a
+    /// kilobyte-sized entry, and its empty half would cost more than the connections.
+    conns: HashMap<ConnId, Box<Conn<A::Session>>>,
     next_id: usize,
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     /// Connections to read again this turn (budget hit, output drained).
@@ -374,7 +378,7 @@ impl<A: App> Runtime<A> {
         let _ = l.caps.admit(&Limits::default(), peer.ip());
         self.conns.insert(
             id,
-            Conn {
+            Box::new(Conn {
                 stream,
                 session,
                 st: ConnState::default(),
@@ -385,7 +389,7 @@ impl<A: App> Runtime<A> {
                 partial_since: None,
                 unread: false,
                 had_output: false,
-            },
+            }),
         );
         // Bytes may already wait (a pipe filled before registration): read them this turn.
         self.again.push(id);
@@ -660,7 +664,7 @@ impl<A: App> Runtime<A> {
         }
         self.conns.insert(
             id,
-            Conn {
+            Box::new(Conn {
                 stream,
                 session,
                 st: ConnState::default(),
@@ -671,7 +675,7 @@ impl<A: App> Runtime<A> {
                 partial_since: None,
                 unread: false,
                 had_output: false,
-            },
+            }),
         );
     }
 
@@ -726,7 +730,12 @@ impl<A: App> Runtime<A> {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        if c.st.input.is_empty() && c.st.input.capacity() > IDLE_INPUT_CAP {
+        // A drained input gives back a large buffer, and also a buffer that a burst (an RTMP
+        // handshake) left much larger than what the peer sends now.
+        let cap = c.st.input.capacity();
+        if c.st.input.is_empty()
+            && (cap > IDLE_INPUT_CAP || (cap > SMALL_INPUT_CAP && got * 4 < cap))
+        {
             c.st.input = Vec::new();
         }
         let limits = &self.listeners[c.listener.0].limits;
