@@ -109,6 +109,7 @@ pub use futex::Waiter;
 pub use guard::faults as truncation_faults;
 pub use layout::{MAX_FRAME, MAX_INIT, MAX_SRC_PATH, MAX_TRACKS, USER_SLOTS};
 pub use source::SourceFile;
+pub use writer::{max_dvr_bytes, DEFAULT_MAX_DVR_BYTES};
 pub use users::StreamUser;
 
 use bytes::Bytes;
@@ -564,10 +565,19 @@ impl StreamBuffer {
         }
         s.u32(M_IDLE_MS).store(idle_ms, Relaxed);
         s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
+        // Not set until `set_max_dvr_bytes` (writers use their own cap meanwhile).
+        s.u64(M_DVR_BYTES).store(0, Relaxed);
         Ok(StreamBuffer {
             name: stream.to_owned(),
             meta,
         })
+    }
+    /// The stream's DVR byte cap (stream option `dvr_bytes`; 0 = none): the writer, whichever
+    /// process it is, drops the oldest pages past it even inside the DVR window in time (frozen
+    /// timestamps never leave it). Overrides the writer's own cap (`MIST_DVR_MAX_BYTES`, 1 GiB).
+    pub fn set_max_dvr_bytes(&self, bytes: u64) {
+        let v = if bytes == 0 { u64::MAX } else { bytes };
+        self.meta.seg.u64(M_DVR_BYTES).store(v, Relaxed);
     }
     /// The stream's summary.
     pub fn status(&self) -> StreamStatus {
