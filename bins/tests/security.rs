@@ -469,12 +469,12 @@ fn head_of(conn: &mut TcpStream) -> String {
 /// the stream's reader slots. The same selection spelled differently shares one feed.
 #[test]
 fn distinct_selections_per_stream_are_capped() {
-    let shm = tempfile::tempdir().unwrap();
-    std::env::set_var("MIST_SHM_DIR", shm.path());
-    let flv = shm.path().join("src.flv");
+    let shm = common::shared_shm("security");
+    let media = tempfile::tempdir().unwrap();
+    let flv = media.path().join("src.flv");
     common::make_flv(&flv, "160x120", 20);
     let _publisher = common::ShmPublisher::start("selcap", &flv);
-    let (_http, port) = common::http_out(shm.path(), &[]);
+    let (_http, port) = common::http_out(shm, &[]);
     let get = |q: &str| {
         let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         c.write_all(format!("GET /selcap.ts?{q} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
@@ -493,4 +493,73 @@ fn distinct_selections_per_stream_are_capped() {
     // `audio=0001, 1` is `audio=1`: the existing feed.
     let (_c2, h) = get("audio=0001,%201");
     assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+}
+
+/// Resident memory of a process (VmRSS, KiB).
+fn rss_kib(pid: u32) -> u64 {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    st.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {st}"))
+}
+
+/// Selector flood: 10 000 distinct `?video=`/`?audio=` selectors against one MistOutHTTP leave its
+/// memory bounded. Half go to a VoD stream's progressive MP4 on one keep-alive connection (each a
+/// small Range; plans are keyed by the tracks picked and bounded in number and bytes), half to a
+/// live stream, each on a new connection that is dropped after the answer's head (a feed per
+/// selection while it is watched, at most 16 per stream, freed with its viewer). Unbounded
+/// caches of plans or feeds would grow by hundreds of MiB; the bound allows 64 MiB.
+#[test]
+fn selector_flood_keeps_memory_bounded() {
+    let shm = common::shared_shm("security");
+    let media = tempfile::tempdir().unwrap();
+    let flv = media.path().join("flood.flv");
+    common::make_flv(&flv, "160x120", 120);
+    let mp4 = media.path().join("flood.mp4");
+    common::make_mp4(&mp4, "160x120", 10);
+    let _publisher = common::ShmPublisher::start("flood", &flv);
+    let _vod = common::load_vod_external("floodvod", &mp4);
+    let (http, port) = common::http_out(shm, &[]);
+    let pid = http.pid();
+    let mut keep = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let vod = |c: &mut TcpStream, i: usize| {
+        let raw = format!(
+            "GET /floodvod.mp4?video=1,{i}&audio=ALL,{} HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: bytes=0-99\r\n\r\n",
+            i + 7
+        );
+        let a = exchange(c, raw.as_bytes());
+        assert_eq!(a.status, 206, "selector {i}: {}", a.body);
+    };
+    let live = |i: usize| {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(
+            format!("GET /flood.ts?video=ALL,{i}&audio={} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", i + 3)
+                .as_bytes(),
+        )
+        .unwrap();
+        let h = head_of(&mut c);
+        assert!(
+            h.starts_with("HTTP/1.1 200") || h.starts_with("HTTP/1.1 503"),
+            "selector {i}: {h}"
+        );
+    };
+    // Warm up (first plan, first feeds, allocator arenas), then measure.
+    for i in 0..50 {
+        vod(&mut keep, i);
+        live(i);
+    }
+    let before = rss_kib(pid);
+    for i in 50..5000 {
+        vod(&mut keep, i);
+        live(i);
+    }
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 64 * 1024,
+        "MistOutHTTP grew from {before} KiB to {after} KiB over 10 000 selectors"
+    );
+    // Still serving.
+    vod(&mut keep, 0);
 }
