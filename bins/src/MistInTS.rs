@@ -26,6 +26,9 @@ struct Args {
     /// for its source (at start, and after the stream ended) before it exits
     #[arg(short = 'i', long = "inputtimeout", default_value_t = vod_input::DEFAULT_TIMEOUT_S)]
     inputtimeout: u64,
+    /// VoD: viewers of the stream at once (stream option max_viewers; 0 = as many as there are slots)
+    #[arg(long = "max-viewers", default_value_t = vod_input::DEFAULT_MAX_VIEWERS)]
+    max_viewers: u32,
     /// Live: milliseconds without media before the stream is ended
     #[arg(long = "timeout", default_value_t = ts_live::DEFAULT_IDLE_MS)]
     timeout: u64,
@@ -119,6 +122,7 @@ fn main() {
             stream: name,
             source: source.into(),
             timeout: Duration::from_secs(args.inputtimeout),
+            max_viewers: args.max_viewers,
         };
         std::process::exit(vod_input::run(&opts, stop));
     }

@@ -449,6 +449,62 @@ fn wildcard_children_are_capped() {
     assert_eq!(r["ok"], true, "{r}");
 }
 
+/// Live streams at once are capped (`limits.live_streams`, here 2): the third publisher's stream
+/// gets no buffer, with a log line.
+#[test]
+fn live_streams_are_capped() {
+    let mut cfg = admin_config();
+    cfg["config"]["limits"] = json!({"live_streams": 2});
+    for n in ["one", "two", "three"] {
+        cfg["streams"][n] = json!({"source": "push://"});
+    }
+    let ctl = start(cfg);
+    let push = |name: &str| {
+        control(
+            &ctl,
+            &json!({"cmd": "push", "stream": name, "app": "live", "host": "127.0.0.1",
+                    "connector": "RTMP", "url": format!("rtmp://127.0.0.1/live/{name}")}),
+        )
+    };
+    for n in ["one", "two"] {
+        let r = push(n);
+        assert_eq!(r["ok"], true, "{n}: {r} {}", ctl.stderr());
+    }
+    let r = push("three");
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("limits.live_streams"), "{r}");
+    assert!(ctl.stderr().contains("live stream limit"), "{}", ctl.stderr());
+}
+
+/// Inputs per file stream are capped (`limits.file_inputs`, here 1): `vod+x` of a file stream
+/// would load the same file again; it is refused, with a log line, while `vod` plays.
+#[test]
+fn inputs_per_file_stream_are_capped() {
+    let media = tempfile::tempdir().unwrap();
+    let mp4 = media.path().join("film.mp4");
+    common::make_mp4(&mp4, "160x120", 2);
+    let mut cfg = admin_config();
+    cfg["config"]["limits"] = json!({"file_inputs": 1});
+    cfg["streams"]["vod"] = json!({"source": mp4.to_str().unwrap()});
+    let ctl = start(cfg);
+    let play = |name: &str| {
+        control(
+            &ctl,
+            &json!({"cmd": "play", "stream": name, "host": "127.0.0.1", "connector": "HTTP",
+                    "url": format!("/{name}.mp4")}),
+        )
+    };
+    let r = play("vod");
+    assert_eq!(r["ok"], true, "{r} {}", ctl.stderr());
+    let r = play("vod+again");
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("limits.file_inputs"), "{r}");
+    assert!(ctl.stderr().contains("input limit of file stream vod"), "{}", ctl.stderr());
+    // The running one is still served.
+    let r = play("vod");
+    assert_eq!(r["ok"], true, "{r}");
+}
+
 /// Reads an answer's status line and head only (the body of a live stream never ends).
 fn head_of(conn: &mut TcpStream) -> String {
     conn.set_read_timeout(Some(Duration::from_secs(15)))

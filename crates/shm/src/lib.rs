@@ -139,6 +139,9 @@ pub enum ShmError {
     /// Every users-table slot is taken by a live process.
     #[error("no free user slot in stream {0:?}")]
     UsersFull(String),
+    /// The stream admits no more viewers (its `max_viewers`).
+    #[error("stream {0:?} has its limit of {1} viewers (stream option max_viewers)")]
+    ViewerLimit(String, u32),
     /// A frame over [`MAX_FRAME`] bytes.
     #[error("frame too large: {0} bytes")]
     FrameTooLarge(usize),
@@ -567,6 +570,7 @@ impl StreamBuffer {
         s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
         // Not set until `set_max_dvr_bytes` (writers use their own cap meanwhile).
         s.u64(M_DVR_BYTES).store(0, Relaxed);
+        s.u32(M_MAX_USERS).store(0, Relaxed);
         Ok(StreamBuffer {
             name: stream.to_owned(),
             meta,
@@ -578,6 +582,12 @@ impl StreamBuffer {
     pub fn set_max_dvr_bytes(&self, bytes: u64) {
         let v = if bytes == 0 { u64::MAX } else { bytes };
         self.meta.seg.u64(M_DVR_BYTES).store(v, Relaxed);
+    }
+    /// Viewers (users-table slots: readers and counted viewers) the stream admits at once
+    /// (stream option `max_viewers`; 0 = as many as there are slots, [`USER_SLOTS`]). One more
+    /// gets [`ShmError::ViewerLimit`], logged by its process at most every 10 s.
+    pub fn set_max_viewers(&self, n: u32) {
+        self.meta.seg.u32(M_MAX_USERS).store(n, Relaxed);
     }
     /// The stream's summary.
     pub fn status(&self) -> StreamStatus {
