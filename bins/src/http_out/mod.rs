@@ -404,7 +404,8 @@ impl App {
         };
         // Keyed by the tracks picked, not by how the selectors are spelled.
         let picked = mux::select(&idx.tracks, Format::Fmp4, video.as_deref(), audio.as_deref());
-        let key = (stream.to_string(), picked.iter().map(|t| t.id).collect());
+        let ids: Vec<u32> = picked.iter().map(|t| t.id).collect();
+        let key = (stream.to_string(), ids);
         let now = Instant::now();
         let plan = match self.mp4_plans.get(&key) {
             Some((_, p)) if p.is_of(&idx) => p.clone(),

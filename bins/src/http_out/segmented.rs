@@ -98,7 +98,7 @@ pub fn bound_cache<K: Eq + Copy + std::hash::Hash>(
 ) {
     let mut bytes: usize = cache.values().map(|c| c.bytes.len()).sum();
     while bytes > max && cache.len() > 1 {
-        let Some(oldest) = cache.keys().min_by_key(|k| age(k)).copied() else {
+        let Some(oldest) = cache.keys().min_by_key(|k| age(*k)).copied() else {
             break;
         };
         if let Some(c) = cache.remove(&oldest) {
