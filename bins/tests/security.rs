@@ -815,11 +815,17 @@ fn rtmp_connections_per_address_are_capped() {
     std::fs::create_dir(&shm).unwrap();
     let log = dir.path().join("rtmp.log");
     let (_rtmp, port) = rtmp_out_logged(&shm, &log, &["--max-per-ip", "2"]);
-    let held: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
-        .collect();
+    // The probe connection of rtmp_out_logged must be gone first.
+    std::thread::sleep(Duration::from_millis(500));
+    // Each sends the first handshake byte.
+    let connect = || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(&[3]).unwrap();
+        c
+    };
+    let held: Vec<TcpStream> = (0..2).map(|_| connect()).collect();
     std::thread::sleep(Duration::from_millis(300));
-    let mut third = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut third = connect();
     third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut b = [0u8; 1];
     let closed = match third.read(&mut b) {
@@ -829,8 +835,8 @@ fn rtmp_connections_per_address_are_capped() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
         ),
     };
-    assert!(closed, "the third connection was kept");
     let text = std::fs::read_to_string(&log).unwrap();
+    assert!(closed, "the third connection was kept: {text}");
     assert!(text.contains("per-address cap (2) reached"), "{text}");
     // Once the two leave, a new connection is served.
     drop(held);
