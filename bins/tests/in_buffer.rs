@@ -160,7 +160,15 @@ fn lifecycle() {
     // process: a publisher with frozen timestamps (never leaving the DVR window in time) pushing
     // 64 MiB keeps 3 or 4 pages of 4 MiB under a 16 MiB cap, not 16.
     let mut b = Command::new(BIN)
-        .args(["-s", "capped", "--dvr-bytes", "16777216", "-g", "5", "push://"])
+        .args([
+            "-s",
+            "capped",
+            "--dvr-bytes",
+            "16777216",
+            "-g",
+            "5",
+            "push://",
+        ])
         .env("MIST_SHM_DIR", &dir)
         .stderr(Stdio::piped())
         .spawn()

@@ -483,8 +483,15 @@ fn live_streams_are_capped() {
     }
     let r = push("three");
     assert_eq!(r["ok"], false, "{r}");
-    assert!(r["error"].as_str().unwrap().contains("limits.live_streams"), "{r}");
-    assert!(ctl.stderr().contains("live stream limit"), "{}", ctl.stderr());
+    assert!(
+        r["error"].as_str().unwrap().contains("limits.live_streams"),
+        "{r}"
+    );
+    assert!(
+        ctl.stderr().contains("live stream limit"),
+        "{}",
+        ctl.stderr()
+    );
 }
 
 /// Inputs per file stream are capped (`limits.file_inputs`, here 1): `vod+x` of a file stream
@@ -509,8 +516,15 @@ fn inputs_per_file_stream_are_capped() {
     assert_eq!(r["ok"], true, "{r} {}", ctl.stderr());
     let r = play("vod+again");
     assert_eq!(r["ok"], false, "{r}");
-    assert!(r["error"].as_str().unwrap().contains("limits.file_inputs"), "{r}");
-    assert!(ctl.stderr().contains("input limit of file stream vod"), "{}", ctl.stderr());
+    assert!(
+        r["error"].as_str().unwrap().contains("limits.file_inputs"),
+        "{r}"
+    );
+    assert!(
+        ctl.stderr().contains("input limit of file stream vod"),
+        "{}",
+        ctl.stderr()
+    );
     // The running one is still served.
     let r = play("vod");
     assert_eq!(r["ok"], true, "{r}");
@@ -602,8 +616,11 @@ fn selector_flood_keeps_memory_bounded() {
     let live = |i: usize| {
         let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         c.write_all(
-            format!("GET /flood.ts?video=ALL,{i}&audio={} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", i + 3)
-                .as_bytes(),
+            format!(
+                "GET /flood.ts?video=ALL,{i}&audio={} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                i + 3
+            )
+            .as_bytes(),
         )
         .unwrap();
         let h = head_of(&mut c);
@@ -643,7 +660,10 @@ fn http_out_logged(shm: &std::path::Path, log: &std::path::Path) -> (Guard, u16)
         .spawn()
         .unwrap();
     let g = Guard(child);
-    assert!(common::wait_port(port, Duration::from_secs(10)), "MistOutHTTP never listened");
+    assert!(
+        common::wait_port(port, Duration::from_secs(10)),
+        "MistOutHTTP never listened"
+    );
     (g, port)
 }
 
@@ -700,7 +720,11 @@ fn truncated_pages_do_not_kill_the_output() {
     let pages: Vec<_> = std::fs::read_dir(shm)
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("mist-truncated-p"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("mist-truncated-p")
+        })
         .map(|e| e.path())
         .collect();
     assert!(!pages.is_empty());
@@ -731,7 +755,10 @@ fn truncated_pages_do_not_kill_the_output() {
         .write_all(b"GET /truncated.ts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     let h = head_of(&mut again);
-    assert!(h.starts_with("HTTP/1.1"), "no answer after the truncation: {h:?}");
+    assert!(
+        h.starts_with("HTTP/1.1"),
+        "no answer after the truncation: {h:?}"
+    );
 }
 
 /// MistOutRTMP on `shm` (no controller) with `args`, its stderr into `log`.
@@ -747,17 +774,32 @@ fn rtmp_out_logged(shm: &std::path::Path, log: &std::path::Path, args: &[&str]) 
         .spawn()
         .unwrap();
     let g = Guard(child);
-    assert!(common::wait_port(port, Duration::from_secs(10)), "MistOutRTMP never listened");
+    assert!(
+        common::wait_port(port, Duration::from_secs(10)),
+        "MistOutRTMP never listened"
+    );
     (g, port)
 }
 
 /// Drives a [`mist_media::rtmp::ClientSession`] over a blocking socket until the server refuses,
 /// is ready, or closes; returns what happened.
-fn rtmp_until_answer(port: u16, app: &str, stream: &str, mode: mist_media::rtmp::ClientMode) -> String {
+fn rtmp_until_answer(
+    port: u16,
+    app: &str,
+    stream: &str,
+    mode: mist_media::rtmp::ClientMode,
+) -> String {
     use mist_media::rtmp::{ClientEvent, ClientSession};
     let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let mut s = ClientSession::new(app, &format!("rtmp://127.0.0.1:{port}/{app}"), stream, mode, 7);
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut s = ClientSession::new(
+        app,
+        &format!("rtmp://127.0.0.1:{port}/{app}"),
+        stream,
+        mode,
+        7,
+    );
     let mut buf = vec![0u8; 65536];
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(10) {
@@ -777,7 +819,11 @@ fn rtmp_until_answer(port: u16, app: &str, stream: &str, mode: mist_media::rtmp:
         match sock.read(&mut buf) {
             Ok(0) => return "closed".into(),
             Ok(n) => s.feed(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return "closed".into(),
         }
     }
@@ -802,7 +848,12 @@ fn newline_in_an_rtmp_publish_is_refused() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().all(|n| !n.contains('\n') && !n.contains("a_b")), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains('\n') && !n.contains("a_b")),
+        "{names:?}"
+    );
     assert_eq!(rtmp_until_answer(port, "live", "live+ab", publish), "ready");
 }
 
@@ -826,7 +877,9 @@ fn rtmp_connections_per_address_are_capped() {
     let held: Vec<TcpStream> = (0..2).map(|_| connect()).collect();
     std::thread::sleep(Duration::from_millis(300));
     let mut third = connect();
-    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut b = [0u8; 1];
     let closed = match third.read(&mut b) {
         Ok(n) => n == 0,

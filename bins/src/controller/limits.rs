@@ -157,7 +157,9 @@ mod tests {
         assert!(e.contains("limits.live_streams"), "{e}");
         // A VoD input does not count against live streams, and other file streams are apart.
         assert!(l.check("film", false, running.iter().copied()).is_ok());
-        let e = l.check("vod+y", false, running.iter().copied()).unwrap_err();
+        let e = l
+            .check("vod+y", false, running.iter().copied())
+            .unwrap_err();
         assert!(e.contains("limits.file_inputs"), "{e}");
         // Live children of a base with file inputs are not file inputs.
         let l = Limits::from_config(Some(&json!({"file_inputs": 2})));

@@ -144,7 +144,9 @@ impl HlsStream {
                                     .insert(done, Cached::new("hls", TS, SEGMENT_CACHE, seg));
                             }
                             v.cache.retain(|s, _| tl.get(*s).is_some());
-                            segmented::bound_cache(&mut v.cache, segmented::MAX_CACHE_BYTES, |s| *s as i64);
+                            segmented::bound_cache(&mut v.cache, segmented::MAX_CACHE_BYTES, |s| {
+                                *s as i64
+                            });
                         }
                     }
                     for v in &mut self.variants {
@@ -152,11 +154,7 @@ impl HlsStream {
                             let _ = v.mux.write_frame(&f, &mut v.cur);
                             if v.cur.len() > segmented::MAX_SEGMENT_BYTES {
                                 v.cur = Vec::new();
-                                segmented::log_oversize(
-                                    self.reader.name(),
-                                    "HLS",
-                                    &mut v.oversize,
-                                );
+                                segmented::log_oversize(self.reader.name(), "HLS", &mut v.oversize);
                             }
                         }
                     }

@@ -403,7 +403,12 @@ impl App {
             }
         };
         // Keyed by the tracks picked, not by how the selectors are spelled.
-        let picked = mux::select(&idx.tracks, Format::Fmp4, video.as_deref(), audio.as_deref());
+        let picked = mux::select(
+            &idx.tracks,
+            Format::Fmp4,
+            video.as_deref(),
+            audio.as_deref(),
+        );
         let ids: Vec<u32> = picked.iter().map(|t| t.id).collect();
         let key = (stream.to_string(), ids);
         let now = Instant::now();
@@ -988,7 +993,14 @@ mod bound_tests {
             insert_bounded(&mut big, i, (at, vec![0u8; 1 << 20]), 64, 8 << 20, Vec::len);
             assert!(big.len() <= 8 && big.contains_key(&i), "{}", big.len());
         }
-        insert_bounded(&mut big, 1000, (Instant::now(), vec![0u8; 32 << 20]), 64, 8 << 20, Vec::len);
+        insert_bounded(
+            &mut big,
+            1000,
+            (Instant::now(), vec![0u8; 32 << 20]),
+            64,
+            8 << 20,
+            Vec::len,
+        );
         assert_eq!(big.len(), 1);
         assert_eq!(
             mux::normalize_selector("001,all"),

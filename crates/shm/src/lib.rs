@@ -109,8 +109,8 @@ pub use futex::Waiter;
 pub use guard::faults as truncation_faults;
 pub use layout::{MAX_FRAME, MAX_INIT, MAX_SRC_PATH, MAX_TRACKS, USER_SLOTS};
 pub use source::SourceFile;
-pub use writer::{max_dvr_bytes, DEFAULT_MAX_DVR_BYTES};
 pub use users::StreamUser;
+pub use writer::{max_dvr_bytes, DEFAULT_MAX_DVR_BYTES};
 
 use bytes::Bytes;
 use layout::*;

@@ -1120,9 +1120,10 @@ fn stream_dvr_byte_cap_from_the_buffer_wins() {
             .count()
     };
     let frame = vec![7u8; 1 << 20];
-    for (name, stream_cap, pages_at_most, pages_at_least) in
-        [("dvr-buf-cap", 16u64 << 20, 5usize, 3usize), ("dvr-buf-none", 0, usize::MAX, 12)]
-    {
+    for (name, stream_cap, pages_at_most, pages_at_least) in [
+        ("dvr-buf-cap", 16u64 << 20, 5usize, 3usize),
+        ("dvr-buf-none", 0, usize::MAX, 12),
+    ] {
         let b = StreamBuffer::open(
             name,
             WriterOptions {
@@ -1148,7 +1149,14 @@ fn stream_dvr_byte_cap_from_the_buffer_wins() {
         for _ in 0..64 {
             w.push_parts(1, 1000, 0, true, &frame).unwrap();
         }
-        assert_eq!(w.st.dvr_bytes_cap(), if stream_cap == 0 { u64::MAX } else { stream_cap });
+        assert_eq!(
+            w.st.dvr_bytes_cap(),
+            if stream_cap == 0 {
+                u64::MAX
+            } else {
+                stream_cap
+            }
+        );
         let pages = count_pages(name);
         assert!(
             pages <= pages_at_most && pages >= pages_at_least,
