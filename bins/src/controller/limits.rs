@@ -116,7 +116,7 @@ mod tests {
         names
             .iter()
             .map(|s| Running {
-                stream: *s,
+                stream: s,
                 live: true,
             })
             .collect()
