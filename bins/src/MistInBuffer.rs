@@ -21,6 +21,9 @@ struct Args {
     /// DVR window in ms
     #[arg(long = "dvr", default_value_t = in_buffer::DEFAULT_DVR_MS)]
     dvr: u64,
+    /// DVR bytes kept at most (stream option dvr_bytes; 0 = no limit; default: MIST_DVR_MAX_BYTES, else 1 GiB)
+    #[arg(long = "dvr-bytes")]
+    dvr_bytes: Option<u64>,
     /// Publisher timeout in ms (stream option idleTime)
     #[arg(long = "timeout", alias = "idletime")]
     timeout: Option<u64>,
@@ -61,6 +64,7 @@ fn main() {
         stream,
         source: args.source,
         dvr_ms: args.dvr,
+        dvr_bytes: args.dvr_bytes,
         timeout_ms,
     };
     std::process::exit(in_buffer::run(&opts, stop));

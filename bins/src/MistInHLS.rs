@@ -36,6 +36,10 @@ struct Args {
     /// DVR window in milliseconds
     #[arg(long = "dvr", default_value_t = hls_in::DEFAULT_DVR_MS)]
     dvr: u64,
+    /// DVR bytes kept at most (stream option dvr_bytes; 0 = no limit; default MIST_DVR_MAX_BYTES,
+    /// else 1 GiB)
+    #[arg(long = "dvr-bytes")]
+    dvr_bytes: Option<u64>,
     /// Debug level (0-10)
     #[arg(short = 'g', long = "debug", default_value_t = 4)]
     debug: u8,
@@ -53,6 +57,7 @@ fn main() {
         println!("{}", hls_in::capabilities());
         return;
     }
+    mist_bins::access::apply_dvr_bytes(args.dvr_bytes);
     mist_core::log::init("MistInHLS", args.debug);
     let (Some(stream), Some(url)) = (args.stream, args.source) else {
         std::process::exit(2);

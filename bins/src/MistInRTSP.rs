@@ -26,6 +26,10 @@ struct Args {
     /// Live buffer (DVR window) in milliseconds
     #[arg(long = "buffer", default_value_t = 50_000)]
     buffer: u64,
+    /// DVR bytes kept at most (stream option dvr_bytes; 0 = no limit; default MIST_DVR_MAX_BYTES,
+    /// else 1 GiB)
+    #[arg(long = "dvr-bytes")]
+    dvr_bytes: Option<u64>,
     /// Stream timeout in milliseconds: no media for this long ends the stream; while the camera
     /// reconnects within it, the stream stays up for its viewers
     #[arg(long = "timeout", default_value_t = mist_bins::rtsp_in::DEFAULT_TIMEOUT_MS)]
@@ -50,6 +54,7 @@ fn main() {
         println!("{}", mist_bins::rtsp_in::capabilities());
         return;
     }
+    mist_bins::access::apply_dvr_bytes(args.dvr_bytes);
     mist_core::log::init("MistInRTSP", args.debug);
     let (Some(stream), Some(url)) = (args.stream, args.source) else {
         std::process::exit(2);

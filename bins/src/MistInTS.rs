@@ -26,12 +26,19 @@ struct Args {
     /// for its source (at start, and after the stream ended) before it exits
     #[arg(short = 'i', long = "inputtimeout", default_value_t = vod_input::DEFAULT_TIMEOUT_S)]
     inputtimeout: u64,
+    /// VoD: viewers of the stream at once (stream option max_viewers; 0 = as many as there are slots)
+    #[arg(long = "max-viewers", default_value_t = vod_input::DEFAULT_MAX_VIEWERS)]
+    max_viewers: u32,
     /// Live: milliseconds without media before the stream is ended
     #[arg(long = "timeout", default_value_t = ts_live::DEFAULT_IDLE_MS)]
     timeout: u64,
     /// Live: DVR window in milliseconds
     #[arg(long = "dvr", default_value_t = ts_live::DEFAULT_DVR_MS)]
     dvr: u64,
+    /// Live: DVR bytes kept at most (stream option dvr_bytes; 0 = no limit; default
+    /// MIST_DVR_MAX_BYTES, else 1 GiB)
+    #[arg(long = "dvr-bytes")]
+    dvr_bytes: Option<u64>,
     /// Live ts-exec: when the command is started again after it exits (always, onfail, never)
     #[arg(long = "restart", default_value = "always")]
     restart: ts_live::Restart,
@@ -71,6 +78,7 @@ fn capabilities() -> serde_json::Value {
         "default": ts_live::DEFAULT_DVR_MS,
         "option": "--dvr"
     });
+    c["optional"]["dvr_bytes"] = mist_bins::access::dvr_bytes_capability();
     c["optional"]["idleTime"] = serde_json::json!({
         "name": "Source timeout (ms)",
         "help": "Live sources: the stream ends after this long without media; a source that comes back starts it again.",
@@ -95,6 +103,7 @@ fn main() {
         println!("{}", capabilities());
         std::process::exit(vod_input::EXIT_OK);
     }
+    mist_bins::access::apply_dvr_bytes(args.dvr_bytes);
     mist_core::log::init("MistInTS", args.debug);
     let Some(stream) = args.stream.filter(|s| !s.is_empty()) else {
         mist_core::error!("no stream name given (-s)");
@@ -119,6 +128,7 @@ fn main() {
             stream: name,
             source: source.into(),
             timeout: Duration::from_secs(args.inputtimeout),
+            max_viewers: args.max_viewers,
         };
         std::process::exit(vod_input::run(&opts, stop));
     }

@@ -56,6 +56,27 @@ pub fn ask_with_viewer_triggers(
     Ok(resp)
 }
 
+/// The `dvr_bytes` capability entry (stream option → `--dvr-bytes`) of the live inputs that write
+/// their stream themselves (MistInTS, MistInRTSP, MistInHLS; MistInBuffer has its own).
+pub fn dvr_bytes_capability() -> serde_json::Value {
+    serde_json::json!({
+        "name": "Buffer size (bytes)",
+        "help": "Live: at most this many bytes of the stream are kept for seeking back, whatever the buffer time says (frozen timestamps never leave the buffer time). 0: no limit. Default: 1 GiB (environment MIST_DVR_MAX_BYTES).",
+        "type": "uint",
+        "default": mist_shm::DEFAULT_MAX_DVR_BYTES,
+        "option": "--dvr-bytes"
+    })
+}
+
+/// `--dvr-bytes` of an input that writes its stream itself: the writer takes its DVR byte cap
+/// from `MIST_DVR_MAX_BYTES` when it is created (0 = none). Call at the start of `main`, before
+/// any thread is started.
+pub fn apply_dvr_bytes(bytes: Option<u64>) {
+    if let Some(n) = bytes {
+        std::env::set_var("MIST_DVR_MAX_BYTES", n.to_string());
+    }
+}
+
 /// DVR window when the controller does not say (MistServer's default).
 pub const DEFAULT_DVR_MS: u64 = 50_000;
 

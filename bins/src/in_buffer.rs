@@ -37,6 +37,9 @@ pub struct Options {
     pub stream: String,
     pub source: String,
     pub dvr_ms: u64,
+    /// DVR bytes kept at most (stream option `dvr_bytes`, 0 = none); None: the writer's own cap
+    /// (`MIST_DVR_MAX_BYTES`, else 1 GiB).
+    pub dvr_bytes: Option<u64>,
     /// How long the stream survives without a publisher.
     pub timeout_ms: u64,
 }
@@ -55,6 +58,13 @@ pub fn capabilities() -> serde_json::Value {
                 "type": "uint",
                 "default": DEFAULT_DVR_MS,
                 "option": "--dvr"
+            },
+            "dvr_bytes": {
+                "name": "Buffer size (bytes)",
+                "help": "At most this many bytes of the live stream are kept for seeking back, whatever the buffer time says (a publisher with frozen timestamps never leaves the buffer time). 0: no limit. Default: 1 GiB (environment MIST_DVR_MAX_BYTES).",
+                "type": "uint",
+                "default": mist_shm::DEFAULT_MAX_DVR_BYTES,
+                "option": "--dvr-bytes"
             },
             "idleTime": {
                 "name": "Publisher timeout (ms)",
@@ -102,8 +112,16 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
             return 1;
         }
     };
+    if let Some(bytes) = opts.dvr_bytes {
+        buf.set_max_dvr_bytes(bytes);
+    }
+    let dvr_bytes = match opts.dvr_bytes {
+        Some(0) => "no byte limit".to_string(),
+        Some(n) => format!("at most {n} bytes"),
+        None => "the writer's byte limit".to_string(),
+    };
     mist_core::info!(
-        "buffer for stream {} ready (DVR {} ms, publisher timeout {} ms)",
+        "buffer for stream {} ready (DVR {} ms, {dvr_bytes}, publisher timeout {} ms)",
         opts.stream,
         opts.dvr_ms,
         opts.timeout_ms

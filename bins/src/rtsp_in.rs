@@ -579,6 +579,7 @@ pub fn capabilities() -> serde_json::Value {
         "always_match": true,
         "optional": {
             "DVR": {"name": "Buffer time (ms)", "help": "The live buffer (DVR window) in milliseconds.", "type": "uint", "default": 50000, "option": "--buffer"},
+            "dvr_bytes": crate::access::dvr_bytes_capability(),
             "idleTime": {"name": "Source timeout (ms)", "help": "The stream ends after this long without media; while the camera reconnects within it, viewers keep the stream.", "type": "uint", "default": DEFAULT_TIMEOUT_MS, "option": "--timeout"},
             "transport": {"name": "Transport", "help": "How RTP comes: auto (UDP, falling back to TCP), tcp (interleaved) or udp.", "type": "select", "select": ["auto", "tcp", "udp"], "default": "auto", "option": "--transport"},
             "debug": {"name": "debug", "help": "The debug level at which messages need to be printed.", "type": "debug", "option": "--debug", "short": "g"}

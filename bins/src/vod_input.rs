@@ -42,6 +42,20 @@ use std::time::{Duration, Instant};
 
 /// Seconds without a viewer (after loading) before the stream is ended.
 pub const DEFAULT_TIMEOUT_S: u64 = 30;
+/// Viewers (reader slots) a VoD stream admits at once by default (stream option `max_viewers`;
+/// the users table has [`mist_shm::USER_SLOTS`]).
+pub const DEFAULT_MAX_VIEWERS: u32 = 1000;
+
+/// The capability entry of `max_viewers` (VoD inputs).
+pub fn max_viewers_capability() -> serde_json::Value {
+    json!({
+        "name": "Viewer limit",
+        "help": "Viewers of this VoD stream at once (each holds a reader slot); one more is refused and logged. 0: as many as there are slots (4096).",
+        "type": "uint",
+        "default": DEFAULT_MAX_VIEWERS,
+        "option": "--max-viewers"
+    })
+}
 
 /// Exit status: the stream ended normally (idle timeout, signal, ended by someone else).
 pub const EXIT_OK: i32 = 0;
@@ -139,7 +153,8 @@ pub fn capabilities(kind: Kind) -> serde_json::Value {
                 "default": DEFAULT_TIMEOUT_S,
                 "option": "--inputtimeout",
                 "short": "i"
-            }
+            },
+            "max_viewers": max_viewers_capability()
         }
     })
 }
@@ -155,6 +170,9 @@ struct Args {
     /// Seconds without viewers (after loading) before the stream is ended
     #[arg(short = 'i', long = "inputtimeout", default_value_t = DEFAULT_TIMEOUT_S)]
     inputtimeout: u64,
+    /// Viewers of the stream at once (stream option max_viewers; 0 = as many as there are slots)
+    #[arg(long = "max-viewers", default_value_t = DEFAULT_MAX_VIEWERS)]
+    max_viewers: u32,
     /// Debug level (0-10)
     #[arg(short = 'g', long = "debug", default_value_t = 4)]
     debug: u8,
@@ -174,6 +192,8 @@ pub struct Options {
     pub source: PathBuf,
     /// How long the stream stays without viewers after loading.
     pub timeout: Duration,
+    /// Viewers at once (0: as many as there are slots).
+    pub max_viewers: u32,
 }
 
 /// The whole `main` of an input binary: parses the command line, runs, exits.
@@ -210,6 +230,7 @@ pub fn main(kind: Kind) -> ! {
         stream: name,
         source,
         timeout: Duration::from_secs(args.inputtimeout),
+        max_viewers: args.max_viewers,
     };
     std::process::exit(run(&opts, stop))
 }
@@ -252,6 +273,7 @@ fn create_vod(
 ) -> Result<(StreamBuffer, StreamWriter, Interleaver), i32> {
     let idle_ms = opts.timeout.as_millis().min(u32::MAX as u128) as u32;
     let buf = open_stream(&opts.stream, idle_ms)?;
+    buf.set_max_viewers(opts.max_viewers);
     let mut w = match StreamWriter::create(
         &opts.stream,
         WriterOptions {

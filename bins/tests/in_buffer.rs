@@ -55,6 +55,7 @@ fn capabilities_json() {
     assert_eq!(v["name"], "Buffer");
     assert_eq!(v["source_match"][0], "push://*");
     assert_eq!(v["optional"]["DVR"]["option"], "--dvr");
+    assert_eq!(v["optional"]["dvr_bytes"]["option"], "--dvr-bytes");
 }
 
 /// One test for the lifecycle (the shm directory is set process-wide).
@@ -154,4 +155,42 @@ fn lifecycle() {
     unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
     assert_eq!(wait_exit(&mut b, 10), Some(0));
     assert!(!dir.join("mist-term-meta").exists());
+
+    // 6. The stream's DVR byte cap (`dvr_bytes` → `--dvr-bytes`) binds the writer, another
+    // process: a publisher with frozen timestamps (never leaving the DVR window in time) pushing
+    // 64 MiB keeps 3 or 4 pages of 4 MiB under a 16 MiB cap, not 16.
+    let mut b = Command::new(BIN)
+        .args([
+            "-s",
+            "capped",
+            "--dvr-bytes",
+            "16777216",
+            "-g",
+            "5",
+            "push://",
+        ])
+        .env("MIST_SHM_DIR", &dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("stream capped", Duration::from_secs(10), || {
+        dir.join("mist-capped-meta").exists()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut w = writer("capped");
+    let frame = vec![7u8; 1 << 20];
+    for _ in 0..64 {
+        w.push_parts(1, 1000, 0, true, &frame).unwrap();
+    }
+    let pages = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("mist-capped-p"))
+        .count();
+    assert!((3..=5).contains(&pages), "{pages} pages kept");
+    w.close();
+    assert_eq!(wait_exit(&mut b, 10), Some(0));
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut b.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains("at most 16777216 bytes"), "{log}");
 }

@@ -96,6 +96,17 @@ fn cross_origin_requests_get_no_auto_login() {
         assert!(a.is_challenge(), "{h:?}: {}", a.body);
         assert!(a.json().get("config").is_none(), "{h:?}: {}", a.body);
     }
+    // A cross-origin GET (what an <img> or a link sends) is no different.
+    let a = exchange(
+        &mut c,
+        format!(
+            "GET /api?command=%7B%22config%22%3Atrue%7D HTTP/1.1\r\nHost: {}\r\nOrigin: http://evil.example\r\n\r\n",
+            ctl.host()
+        )
+        .as_bytes(),
+    );
+    assert!(a.is_challenge(), "cross-origin GET: {}", a.body);
+    assert!(!a.body.contains("protocols"), "{}", a.body);
     // DNS rebinding: evil.example resolves to 127.0.0.1; same origin, but not our name.
     let rebound = format!("evil.example:{}", ctl.port);
     let a = api(
@@ -449,6 +460,76 @@ fn wildcard_children_are_capped() {
     assert_eq!(r["ok"], true, "{r}");
 }
 
+/// Live streams at once are capped (`limits.live_streams`, here 2): the third publisher's stream
+/// gets no buffer, with a log line.
+#[test]
+fn live_streams_are_capped() {
+    let mut cfg = admin_config();
+    cfg["config"]["limits"] = json!({"live_streams": 2});
+    for n in ["one", "two", "three"] {
+        cfg["streams"][n] = json!({"source": "push://"});
+    }
+    let ctl = start(cfg);
+    let push = |name: &str| {
+        control(
+            &ctl,
+            &json!({"cmd": "push", "stream": name, "app": "live", "host": "127.0.0.1",
+                    "connector": "RTMP", "url": format!("rtmp://127.0.0.1/live/{name}")}),
+        )
+    };
+    for n in ["one", "two"] {
+        let r = push(n);
+        assert_eq!(r["ok"], true, "{n}: {r} {}", ctl.stderr());
+    }
+    let r = push("three");
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("limits.live_streams"),
+        "{r}"
+    );
+    assert!(
+        ctl.stderr().contains("live stream limit"),
+        "{}",
+        ctl.stderr()
+    );
+}
+
+/// Inputs per file stream are capped (`limits.file_inputs`, here 1): `vod+x` of a file stream
+/// would load the same file again; it is refused, with a log line, while `vod` plays.
+#[test]
+fn inputs_per_file_stream_are_capped() {
+    let media = tempfile::tempdir().unwrap();
+    let mp4 = media.path().join("film.mp4");
+    common::make_mp4(&mp4, "160x120", 2);
+    let mut cfg = admin_config();
+    cfg["config"]["limits"] = json!({"file_inputs": 1});
+    cfg["streams"]["vod"] = json!({"source": mp4.to_str().unwrap()});
+    let ctl = start(cfg);
+    let play = |name: &str| {
+        control(
+            &ctl,
+            &json!({"cmd": "play", "stream": name, "host": "127.0.0.1", "connector": "HTTP",
+                    "url": format!("/{name}.mp4")}),
+        )
+    };
+    let r = play("vod");
+    assert_eq!(r["ok"], true, "{r} {}", ctl.stderr());
+    let r = play("vod+again");
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("limits.file_inputs"),
+        "{r}"
+    );
+    assert!(
+        ctl.stderr().contains("input limit of file stream vod"),
+        "{}",
+        ctl.stderr()
+    );
+    // The running one is still served.
+    let r = play("vod");
+    assert_eq!(r["ok"], true, "{r}");
+}
+
 /// Reads an answer's status line and head only (the body of a live stream never ends).
 fn head_of(conn: &mut TcpStream) -> String {
     conn.set_read_timeout(Some(Duration::from_secs(15)))
@@ -469,12 +550,12 @@ fn head_of(conn: &mut TcpStream) -> String {
 /// the stream's reader slots. The same selection spelled differently shares one feed.
 #[test]
 fn distinct_selections_per_stream_are_capped() {
-    let shm = tempfile::tempdir().unwrap();
-    std::env::set_var("MIST_SHM_DIR", shm.path());
-    let flv = shm.path().join("src.flv");
+    let shm = common::shared_shm("security");
+    let media = tempfile::tempdir().unwrap();
+    let flv = media.path().join("src.flv");
     common::make_flv(&flv, "160x120", 20);
     let _publisher = common::ShmPublisher::start("selcap", &flv);
-    let (_http, port) = common::http_out(shm.path(), &[]);
+    let (_http, port) = common::http_out(shm, &[]);
     let get = |q: &str| {
         let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         c.write_all(format!("GET /selcap.ts?{q} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
@@ -493,4 +574,326 @@ fn distinct_selections_per_stream_are_capped() {
     // `audio=0001, 1` is `audio=1`: the existing feed.
     let (_c2, h) = get("audio=0001,%201");
     assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+}
+
+/// Resident memory of a process (VmRSS, KiB).
+fn rss_kib(pid: u32) -> u64 {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    st.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {st}"))
+}
+
+/// Selector flood: 10 000 distinct `?video=`/`?audio=` selectors against one MistOutHTTP leave its
+/// memory bounded. Half go to a VoD stream's progressive MP4 on one keep-alive connection (each a
+/// small Range; plans are keyed by the tracks picked and bounded in number and bytes), half to a
+/// live stream, each on a new connection that is dropped after the answer's head (a feed per
+/// selection while it is watched, at most 16 per stream, freed with its viewer). Unbounded
+/// caches of plans or feeds would grow by hundreds of MiB; the bound allows 64 MiB.
+#[test]
+fn selector_flood_keeps_memory_bounded() {
+    let shm = common::shared_shm("security");
+    let media = tempfile::tempdir().unwrap();
+    let flv = media.path().join("flood.flv");
+    common::make_flv(&flv, "160x120", 120);
+    let mp4 = media.path().join("flood.mp4");
+    common::make_mp4(&mp4, "160x120", 10);
+    let _publisher = common::ShmPublisher::start("flood", &flv);
+    let _vod = common::load_vod_external("floodvod", &mp4);
+    let (http, port) = common::http_out(shm, &[]);
+    let pid = http.pid();
+    let mut keep = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let vod = |c: &mut TcpStream, i: usize| {
+        let raw = format!(
+            "GET /floodvod.mp4?video=1,{i}&audio=ALL,{} HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: bytes=0-99\r\n\r\n",
+            i + 7
+        );
+        let a = exchange(c, raw.as_bytes());
+        assert_eq!(a.status, 206, "selector {i}: {}", a.body);
+    };
+    let live = |i: usize| {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(
+            format!(
+                "GET /flood.ts?video=ALL,{i}&audio={} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                i + 3
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let h = head_of(&mut c);
+        assert!(
+            h.starts_with("HTTP/1.1 200") || h.starts_with("HTTP/1.1 503"),
+            "selector {i}: {h}"
+        );
+    };
+    // Warm up (first plan, first feeds, allocator arenas), then measure.
+    for i in 0..50 {
+        vod(&mut keep, i);
+        live(i);
+    }
+    let before = rss_kib(pid);
+    for i in 50..5000 {
+        vod(&mut keep, i);
+        live(i);
+    }
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 64 * 1024,
+        "MistOutHTTP grew from {before} KiB to {after} KiB over 10 000 selectors"
+    );
+    // Still serving.
+    vod(&mut keep, 0);
+}
+
+/// MistOutHTTP (no controller) on `shm`, its stderr into `log`.
+fn http_out_logged(shm: &std::path::Path, log: &std::path::Path) -> (Guard, u16) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
+        .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-g", "4"])
+        .env("MIST_SHM_DIR", shm)
+        .env_remove("MIST_CONTROL")
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let g = Guard(child);
+    assert!(
+        common::wait_port(port, Duration::from_secs(10)),
+        "MistOutHTTP never listened"
+    );
+    (g, port)
+}
+
+/// A local user plants a stream's metadata file (owned by another uid) in the shared-memory
+/// directory before the stream exists: a viewer's output refuses it with a log line instead of
+/// reading it, and it is never adopted (still the other user's file, unchanged).
+#[test]
+fn foreign_owned_shm_file_is_refused() {
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "run the tests as root");
+    let dir = tempfile::tempdir().unwrap();
+    let shm = dir.path().join("shm");
+    std::fs::create_dir(&shm).unwrap();
+    let planted = shm.join("mist-planted-meta");
+    std::fs::write(&planted, vec![0u8; 1 << 20]).unwrap();
+    let c = std::ffi::CString::new(planted.to_str().unwrap()).unwrap();
+    // SAFETY: chown(2) of a path we made.
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    let log = dir.path().join("http.log");
+    let (_http, port) = http_out_logged(&shm, &log);
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"GET /planted.ts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let h = head_of(&mut conn);
+    assert!(!h.starts_with("HTTP/1.1 200"), "served a foreign file: {h}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("refusing shared-memory file") && text.contains("owned by uid 65534"),
+        "{text}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(&planted).unwrap();
+    assert_eq!((md.uid(), md.len()), (65534, 1 << 20));
+}
+
+/// Every page file of a live stream is truncated to nothing while MistOutHTTP has them mapped for
+/// a viewer: the process survives (no SIGBUS), and a new viewer is served.
+#[test]
+fn truncated_pages_do_not_kill_the_output() {
+    let shm = common::shared_shm("security");
+    let media = tempfile::tempdir().unwrap();
+    let flv = media.path().join("trunc.flv");
+    common::make_flv(&flv, "160x120", 30);
+    let _publisher = common::ShmPublisher::start("truncated", &flv);
+    let (mut http, port) = common::http_out(shm, &[]);
+    let mut viewer = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    viewer
+        .write_all(b"GET /truncated.ts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let h = head_of(&mut viewer);
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    let mut buf = vec![0u8; 65536];
+    let _ = viewer.read(&mut buf);
+    let pages: Vec<_> = std::fs::read_dir(shm)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("mist-truncated-p")
+        })
+        .map(|e| e.path())
+        .collect();
+    assert!(!pages.is_empty());
+    for p in &pages {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+    // The viewer's reader meets the truncated pages (zeros, nothing that validates).
+    viewer
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        if let Ok(0) = viewer.read(&mut buf) {
+            break;
+        }
+    }
+    assert!(
+        http.0.try_wait().unwrap().is_none(),
+        "MistOutHTTP died after the pages were truncated"
+    );
+    let mut again = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    again
+        .write_all(b"GET /truncated.ts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let h = head_of(&mut again);
+    assert!(
+        h.starts_with("HTTP/1.1"),
+        "no answer after the truncation: {h:?}"
+    );
+}
+
+/// MistOutRTMP on `shm` (no controller) with `args`, its stderr into `log`.
+fn rtmp_out_logged(shm: &std::path::Path, log: &std::path::Path, args: &[&str]) -> (Guard, u16) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
+        .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-g", "4"])
+        .args(args)
+        .env("MIST_SHM_DIR", shm)
+        .env_remove("MIST_CONTROL")
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let g = Guard(child);
+    assert!(
+        common::wait_port(port, Duration::from_secs(10)),
+        "MistOutRTMP never listened"
+    );
+    (g, port)
+}
+
+/// Drives a [`mist_media::rtmp::ClientSession`] over a blocking socket until the server refuses,
+/// is ready, or closes; returns what happened.
+fn rtmp_until_answer(
+    port: u16,
+    app: &str,
+    stream: &str,
+    mode: mist_media::rtmp::ClientMode,
+) -> String {
+    use mist_media::rtmp::{ClientEvent, ClientSession};
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut s = ClientSession::new(
+        app,
+        &format!("rtmp://127.0.0.1:{port}/{app}"),
+        stream,
+        mode,
+        7,
+    );
+    let mut buf = vec![0u8; 65536];
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        loop {
+            match s.poll() {
+                Ok(Some(ClientEvent::Refused(why))) => return format!("refused: {why}"),
+                Ok(Some(ClientEvent::Ready { .. })) => return "ready".into(),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return format!("error: {e}"),
+            }
+        }
+        let out = s.take_output();
+        if !out.is_empty() && sock.write_all(&out).is_err() {
+            return "closed".into();
+        }
+        match sock.read(&mut buf) {
+            Ok(0) => return "closed".into(),
+            Ok(n) => s.feed(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return "closed".into(),
+        }
+    }
+    "no answer".into()
+}
+
+/// An RTMP publish to a name with a line break (the real protocol, not the controller request):
+/// refused, and no shared-memory file of such a name is made. A plain name is accepted, as a
+/// control.
+#[test]
+fn newline_in_an_rtmp_publish_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shm = dir.path().join("shm");
+    std::fs::create_dir(&shm).unwrap();
+    let log = dir.path().join("rtmp.log");
+    let (_rtmp, port) = rtmp_out_logged(&shm, &log, &[]);
+    let publish = mist_media::rtmp::ClientMode::Publish;
+    let r = rtmp_until_answer(port, "live", "live+a\nb", publish);
+    assert!(r.starts_with("refused") || r == "closed", "{r}");
+    let names: Vec<String> = std::fs::read_dir(&shm)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains('\n') && !n.contains("a_b")),
+        "{names:?}"
+    );
+    assert_eq!(rtmp_until_answer(port, "live", "live+ab", publish), "ready");
+}
+
+/// RTMP connections per remote address are capped (`--max-per-ip 2`): the third from 127.0.0.1
+/// is closed at once with a log line; the two others are served.
+#[test]
+fn rtmp_connections_per_address_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let shm = dir.path().join("shm");
+    std::fs::create_dir(&shm).unwrap();
+    let log = dir.path().join("rtmp.log");
+    let (_rtmp, port) = rtmp_out_logged(&shm, &log, &["--max-per-ip", "2"]);
+    // The probe connection of rtmp_out_logged must be gone first.
+    std::thread::sleep(Duration::from_millis(500));
+    // Each sends the first handshake byte.
+    let connect = || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(&[3]).unwrap();
+        c
+    };
+    let held: Vec<TcpStream> = (0..2).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = connect();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    let closed = match third.read(&mut b) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(closed, "the third connection was kept: {text}");
+    assert!(text.contains("per-address cap (2) reached"), "{text}");
+    // Once the two leave, a new connection is served.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let publish = mist_media::rtmp::ClientMode::Publish;
+    assert_eq!(rtmp_until_answer(port, "live", "capped", publish), "ready");
 }

@@ -364,6 +364,39 @@ fn stays_while_watched_then_exits_when_idle() {
     assert!(stream_files(shm(), "vodidle").is_empty());
 }
 
+/// VoD viewers per stream are capped (`max_viewers`, here 2): a third reader is refused with
+/// `ViewerLimit` (logged by the refused viewer's process) while the others go on; a slot freed by a viewer that
+/// left admits the next one.
+#[test]
+fn viewers_per_vod_stream_are_capped() {
+    shm();
+    let mut input = Command::new(MP4)
+        .args(["-s", "vodcap", "-i", "60", "--max-viewers", "2", "-g", "4"])
+        .arg(file("src.mp4"))
+        .env("MIST_SHM_DIR", shm())
+        .env_remove("MIST_CONTROL")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start input");
+    let t0 = Instant::now();
+    while !matches!(mist_shm::stream_status("vodcap"), Ok(s) if s.complete) {
+        assert!(t0.elapsed() < Duration::from_secs(20), "never complete");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let a = StreamReader::open("vodcap", ReaderInfo::default()).unwrap();
+    let _b = StreamReader::open("vodcap", ReaderInfo::default()).unwrap();
+    match StreamReader::open("vodcap", ReaderInfo::default()) {
+        Err(mist_shm::ShmError::ViewerLimit(s, 2)) => assert_eq!(s, "vodcap"),
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a third viewer was admitted"),
+    }
+    drop(a);
+    let _c = StreamReader::open("vodcap", ReaderInfo::default()).expect("a freed slot admits one");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(input.id() as i32, libc::SIGTERM) };
+    assert_eq!(wait_exit(&mut input, Duration::from_secs(10)), Some(0));
+}
+
 #[test]
 fn sigterm_ends_the_stream() {
     shm();
@@ -505,6 +538,7 @@ fn capabilities_json() {
         assert_eq!(v["source_match"][0], first);
         assert!(v["priority"].is_number());
         assert_eq!(v["optional"]["inputtimeout"]["option"], "--inputtimeout");
+        assert_eq!(v["optional"]["max_viewers"]["option"], "--max-viewers");
         let out = Command::new(bin).arg("--help").output().unwrap();
         assert!(out.status.success());
         let out = Command::new(bin).arg("-v").output().unwrap();

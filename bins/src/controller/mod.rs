@@ -435,11 +435,17 @@ impl Controller {
         }
         let limits = limits::Limits::from_config(self.cfg.config.extra.get("limits"));
         let running = self.sup.children.iter().filter(|m| m.running());
+        let sources = &self.input_sources;
         let running = running.filter_map(|m| match &m.role {
-            Role::Input(s) => Some(s.as_str()),
+            Role::Input(s) => Some(limits::Running {
+                stream: s.as_str(),
+                live: sources
+                    .get(s)
+                    .is_some_and(|(src, _)| src.starts_with("push://")),
+            }),
             _ => None,
         });
-        if let Err(e) = limits.check(stream, running) {
+        if let Err(e) = limits.check(stream, source.starts_with("push://"), running) {
             warn!("stream {stream}: not started: {e}");
             return Err(e);
         }

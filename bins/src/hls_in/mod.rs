@@ -77,6 +77,7 @@ pub fn capabilities() -> serde_json::Value {
         "always_match": true,
         "optional": {
             "DVR": {"name": "Buffer time (ms)", "help": "How much of the stream is kept for viewers to seek back in, in milliseconds.", "type": "uint", "default": DEFAULT_DVR_MS, "option": "--dvr"},
+            "dvr_bytes": crate::access::dvr_bytes_capability(),
             "idleTime": {"name": "Source timeout (ms)", "help": "The stream ends after this long without media; segments that come back start it again.", "type": "uint", "default": DEFAULT_IDLE_MS, "option": "--timeout"},
             "inputtimeout": {"name": "Input timeout (s)", "help": "How long the input keeps trying while no stream is up before it exits, in seconds.", "type": "uint", "default": 60, "option": "--inputtimeout", "short": "i"},
             "debug": {"name": "debug", "help": "The debug level at which messages need to be printed.", "type": "debug", "option": "--debug", "short": "g"}

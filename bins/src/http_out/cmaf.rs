@@ -10,7 +10,7 @@
 //! `<track>/<start ms>.m4s` (DASH `$RepresentationID$/$Time$.m4s`).
 
 use super::mux::{main_track, select, Format};
-use super::segmented::{Answer, Cached, SegmentedStream};
+use super::segmented::{self, Answer, Cached, SegmentedStream};
 use bytes::Bytes;
 use mist_media::dash::{mpd, LiveOptions, MpdOptions, UtcTiming};
 use mist_media::hls::{master_playlist, media_playlist, MasterOptions, MediaOptions};
@@ -42,6 +42,9 @@ pub struct CmafStream {
     inits: HashMap<u32, Bytes>,
     /// Frames of the open segment, per track (same order as `tracks`).
     cur: Vec<Vec<Frame>>,
+    /// Payload bytes in `cur`; past MAX_SEGMENT_BYTES the open segment is dropped (`oversize`).
+    cur_bytes: usize,
+    oversize: bool,
     /// Fragments by (track, segment start ms).
     cache: HashMap<(u32, i64), Cached>,
     /// Unix ms of media time 0 (set once, when the reader first caught up with the live edge).
@@ -84,6 +87,8 @@ impl CmafStream {
             writers: Vec::new(),
             inits: HashMap::new(),
             cur: Vec::new(),
+            cur_bytes: 0,
+            oversize: false,
             cache: HashMap::new(),
             avail_start: None,
             newest_dts: None,
@@ -106,6 +111,8 @@ impl CmafStream {
         self.writers.clear();
         self.inits.clear();
         self.cur.clear();
+        self.cur_bytes = 0;
+        self.oversize = false;
         self.cache.clear();
         self.tracks.clear();
     }
@@ -134,6 +141,13 @@ impl CmafStream {
 
     /// Muxes the buffered frames of segment `seq` into one fragment per track.
     fn complete(&mut self, seq: u64) {
+        self.cur_bytes = 0;
+        if std::mem::take(&mut self.oversize) {
+            for c in &mut self.cur {
+                c.clear();
+            }
+            return;
+        }
         let Some(tl) = self.tl.as_ref() else { return };
         let Some(seg) = tl
             .get(seq)
@@ -164,6 +178,7 @@ impl CmafStream {
             }
         }
         self.cache.retain(|(_, s), _| tl.by_start(*s).is_some());
+        segmented::bound_cache(&mut self.cache, segmented::MAX_CACHE_BYTES, |(_, s)| *s);
     }
 
     /// Reads what is new: cuts, muxes and caches fragments. Bounded work per call.
@@ -207,8 +222,17 @@ impl CmafStream {
                         .tl
                         .as_ref()
                         .is_some_and(|tl| tl.open_segment().is_some())
+                        && !self.oversize
                     {
+                        self.cur_bytes += f.data.len();
                         self.cur[i].push(f);
+                        if self.cur_bytes > segmented::MAX_SEGMENT_BYTES {
+                            for c in &mut self.cur {
+                                c.clear();
+                            }
+                            self.cur_bytes = 0;
+                            segmented::log_oversize(self.reader.name(), "CMAF", &mut self.oversize);
+                        }
                     }
                 }
                 ReadEvent::TracksChanged | ReadEvent::Restarted => {

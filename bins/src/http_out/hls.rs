@@ -9,7 +9,7 @@
 //! track ids joined by `_`), `/hls/$/<tracks>/<seq>_<start>.ts` (segments).
 
 use super::mux::{main_track, select, Format};
-use super::segmented::{Answer, Cached, SegmentedStream};
+use super::segmented::{self, Answer, Cached, SegmentedStream};
 use bytes::Bytes;
 use mist_media::hls::{master_playlist, media_playlist, MasterOptions, MediaOptions};
 use mist_media::mpegts::{Muxer, MuxerOptions};
@@ -36,6 +36,8 @@ struct Variant {
     tracks: Vec<u32>,
     mux: Muxer,
     cur: Vec<u8>,
+    /// The open segment outgrew MAX_SEGMENT_BYTES: its frames are dropped until the next cut.
+    oversize: bool,
     cache: HashMap<u64, Cached>,
 }
 
@@ -137,14 +139,23 @@ impl HlsStream {
                         for v in &mut self.variants {
                             v.mux.flush(&mut v.cur);
                             let seg = Bytes::from(std::mem::take(&mut v.cur));
-                            v.cache
-                                .insert(done, Cached::new("hls", TS, SEGMENT_CACHE, seg));
+                            if !std::mem::take(&mut v.oversize) {
+                                v.cache
+                                    .insert(done, Cached::new("hls", TS, SEGMENT_CACHE, seg));
+                            }
                             v.cache.retain(|s, _| tl.get(*s).is_some());
+                            segmented::bound_cache(&mut v.cache, segmented::MAX_CACHE_BYTES, |s| {
+                                *s as i64
+                            });
                         }
                     }
                     for v in &mut self.variants {
-                        if v.tracks.contains(&f.track) {
+                        if v.tracks.contains(&f.track) && !v.oversize {
                             let _ = v.mux.write_frame(&f, &mut v.cur);
+                            if v.cur.len() > segmented::MAX_SEGMENT_BYTES {
+                                v.cur = Vec::new();
+                                segmented::log_oversize(self.reader.name(), "HLS", &mut v.oversize);
+                            }
                         }
                     }
                 }
@@ -159,7 +170,7 @@ impl HlsStream {
                         tl.finish();
                         for v in &mut self.variants {
                             v.mux.flush(&mut v.cur);
-                            if let Some(seq) = open {
+                            if let (Some(seq), false) = (open, v.oversize) {
                                 let seg = Bytes::from(std::mem::take(&mut v.cur));
                                 v.cache
                                     .insert(seq, Cached::new("hls", TS, SEGMENT_CACHE, seg));
@@ -281,6 +292,7 @@ fn variants_of(sel: &[Track]) -> Option<Vec<Variant>> {
             tracks,
             mux,
             cur: Vec::new(),
+            oversize: false,
             cache: HashMap::new(),
         });
     }

@@ -180,8 +180,9 @@ struct Mp4Waiting {
     since: Instant,
 }
 
-/// Progressive MP4 plans of VoD streams by (stream, video, audio), with their last use.
-type Mp4Plans = HashMap<(String, Option<String>, Option<String>), (Instant, Arc<vod::Mp4Plan>)>;
+/// Progressive MP4 plans of VoD streams by (stream, ids of the tracks the selectors pick), with
+/// their last use: selectors spelled differently that pick the same tracks share one plan.
+type Mp4Plans = HashMap<(String, Vec<u32>), (Instant, Arc<vod::Mp4Plan>)>;
 
 /// Live feeds (distinct format and track selections) served at once per stream.
 const MAX_FEEDS_PER_STREAM: usize = 16;
@@ -189,24 +190,34 @@ const MAX_FEEDS_PER_STREAM: usize = 16;
 /// MP4 plans kept at most (each holds a VoD file's sample tables): a peer asking for many distinct
 /// selectors evicts the least recently used plans instead of growing the process.
 const MAX_MP4_PLANS: usize = 64;
+/// …and at most this many bytes of them all together (a plan of a long file holds a few bytes
+/// per frame); the one just made is kept whatever its size.
+const MAX_MP4_PLAN_BYTES: usize = 256 << 20;
 
-/// Inserts into a map of (last use, value), evicting the least recently used entries past `cap`.
+/// Inserts into a map of (last use, value), evicting the least recently used entries past `cap`
+/// entries or past `max_bytes` (`size` of each value) in all; the entry inserted stays.
 fn insert_bounded<K: std::hash::Hash + Eq + Clone, V>(
     map: &mut HashMap<K, (Instant, V)>,
     key: K,
     value: (Instant, V),
     cap: usize,
+    max_bytes: usize,
+    size: impl Fn(&V) -> usize,
 ) {
-    map.insert(key, value);
-    while map.len() > cap.max(1) {
+    map.insert(key.clone(), value);
+    let mut bytes: usize = map.values().map(|(_, v)| size(v)).sum();
+    while map.len() > cap.max(1) || (bytes > max_bytes && map.len() > 1) {
         let Some(oldest) = map
             .iter()
+            .filter(|(k, _)| **k != key)
             .min_by_key(|(_, (t, _))| *t)
             .map(|(k, _)| k.clone())
         else {
             break;
         };
-        map.remove(&oldest);
+        if let Some((_, v)) = map.remove(&oldest) {
+            bytes = bytes.saturating_sub(size(&v));
+        }
     }
 }
 
@@ -391,16 +402,31 @@ impl App {
                 return io.respond_text(id, 503, &format!("stream offline: {e}"))
             }
         };
-        let key = (stream.to_string(), video, audio);
+        // Keyed by the tracks picked, not by how the selectors are spelled.
+        let picked = mux::select(
+            &idx.tracks,
+            Format::Fmp4,
+            video.as_deref(),
+            audio.as_deref(),
+        );
+        let ids: Vec<u32> = picked.iter().map(|t| t.id).collect();
+        let key = (stream.to_string(), ids);
         let now = Instant::now();
         let plan = match self.mp4_plans.get(&key) {
             Some((_, p)) if p.is_of(&idx) => p.clone(),
-            _ => match vod::Mp4Plan::new(idx, key.1.as_deref(), key.2.as_deref()) {
+            _ => match vod::Mp4Plan::new(idx, video.as_deref(), audio.as_deref()) {
                 Ok(p) => Arc::new(p),
                 Err(e) => return io.respond_text(id, 415, &e),
             },
         };
-        insert_bounded(&mut self.mp4_plans, key, (now, plan.clone()), MAX_MP4_PLANS);
+        insert_bounded(
+            &mut self.mp4_plans,
+            key,
+            (now, plan.clone()),
+            MAX_MP4_PLANS,
+            MAX_MP4_PLAN_BYTES,
+            |p| p.heap_bytes(),
+        );
         let r = mist_net::http::Response::new(200).header("Content-Type", "video/mp4");
         let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
         io.respond_body(id, r, Box::new(vod::Mp4Body::new(plan, stream, &host)));
@@ -948,11 +974,34 @@ mod bound_tests {
             let v = mux::normalize_selector(&format!("{i},ALL, {i}"));
             let key = ("vod".to_string(), Some(v), None);
             let at = t0 + std::time::Duration::from_millis(i);
-            insert_bounded(&mut plans, key, (at, vec![0u8; 1024]), MAX_MP4_PLANS);
+            insert_bounded(
+                &mut plans,
+                key,
+                (at, vec![0u8; 1024]),
+                MAX_MP4_PLANS,
+                usize::MAX,
+                Vec::len,
+            );
             assert!(plans.len() <= MAX_MP4_PLANS);
         }
         // The newest survive.
         assert!(plans.contains_key(&("vod".to_string(), Some("9999,all".into()), None)));
+        // A byte budget evicts the oldest past it, never the entry just inserted.
+        let mut big: HashMap<u32, (Instant, Vec<u8>)> = HashMap::new();
+        for i in 0..100u32 {
+            let at = t0 + std::time::Duration::from_millis(i as u64);
+            insert_bounded(&mut big, i, (at, vec![0u8; 1 << 20]), 64, 8 << 20, Vec::len);
+            assert!(big.len() <= 8 && big.contains_key(&i), "{}", big.len());
+        }
+        insert_bounded(
+            &mut big,
+            1000,
+            (Instant::now(), vec![0u8; 32 << 20]),
+            64,
+            8 << 20,
+            Vec::len,
+        );
+        assert_eq!(big.len(), 1);
         assert_eq!(
             mux::normalize_selector("001,all"),
             mux::normalize_selector("1 , ALL,1")

@@ -82,6 +82,41 @@ pub trait SegmentedStream: Send {
     fn ended(&self) -> bool;
 }
 
+/// A live segment growing past this many bytes is not kept (frozen timestamps never close a
+/// segment): its frames are dropped, it is logged, and requests for it get 404.
+pub const MAX_SEGMENT_BYTES: usize = 64 << 20;
+/// Cached live segments of one stream (per HLS variant) hold at most this many bytes; the
+/// oldest go first (a request for one gets 404, as past the playlist window).
+pub const MAX_CACHE_BYTES: usize = 256 << 20;
+
+/// Evicts the oldest entries of a segment cache (smallest `age` of their key: sequence number
+/// or start time) while it holds more than `max` bytes, keeping at least the newest one.
+pub fn bound_cache<K: Eq + Copy + std::hash::Hash>(
+    cache: &mut std::collections::HashMap<K, Cached>,
+    max: usize,
+    age: impl Fn(&K) -> i64,
+) {
+    let mut bytes: usize = cache.values().map(|c| c.bytes.len()).sum();
+    while bytes > max && cache.len() > 1 {
+        let Some(oldest) = cache.keys().min_by_key(|k| age(*k)).copied() else {
+            break;
+        };
+        if let Some(c) = cache.remove(&oldest) {
+            bytes -= c.bytes.len();
+        }
+    }
+}
+
+/// Sets `flag` and logs that a live segment of `stream` outgrew [`MAX_SEGMENT_BYTES`] (once per
+/// segment: the caller clears `flag` at the next cut).
+pub fn log_oversize(stream: &str, what: &str, flag: &mut bool) {
+    if !std::mem::replace(flag, true) {
+        mist_core::warn!(
+            "stream {stream}: {what} segment holds more than {MAX_SEGMENT_BYTES} bytes (timestamps not advancing?); dropping it"
+        );
+    }
+}
+
 /// Whether this build implements `kind`.
 pub fn has(kind: &str) -> bool {
     kind == "hls" || kind == "cmaf"

@@ -784,6 +784,11 @@ impl Mp4Plan {
         self.len
     }
 
+    /// Heap bytes the plan holds (its header and per-frame tables; the index is shared).
+    pub fn heap_bytes(&self) -> usize {
+        self.header.len() + self.frames.capacity() * 4 + self.offsets.capacity() * 8
+    }
+
     /// Whether the plan was made from this index (a rebuilt index needs a new plan).
     pub fn is_of(&self, idx: &Arc<VodIndex>) -> bool {
         Arc::ptr_eq(&self.idx, idx)

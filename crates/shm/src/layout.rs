@@ -57,11 +57,18 @@ pub const M_COMPLETE: usize = M_BYTES + 8; // u32 VoD: every frame of the source
 pub const M_SRC_LEN: usize = 424; // u32
 pub const M_SRC_INO: usize = 432; // u64
 pub const M_SRC_SIZE: usize = 440; // u64
+/// DVR byte cap of the stream (its config's `dvr_bytes`, stored by the buffer process): 0 = not
+/// set (the writer's own cap applies), `u64::MAX` = none.
+pub const M_DVR_BYTES: usize = 448; // u64
+/// Viewers (users-table slots) the stream admits at once (its input's `max_viewers`): 0 = as
+/// many as there are slots.
+pub const M_MAX_USERS: usize = 456; // u32
 pub const M_SRC_PATH: usize = 512; // [u8; MAX_SRC_PATH]
 /// Longest source file path the metadata holds.
 pub const MAX_SRC_PATH: usize = 2048;
 const _: () = assert!(M_COMPLETE + 4 <= M_SRC_LEN);
-const _: () = assert!(M_SRC_SIZE + 8 <= M_SRC_PATH);
+const _: () = assert!(M_SRC_SIZE + 8 <= M_DVR_BYTES);
+const _: () = assert!(M_MAX_USERS + 4 <= M_SRC_PATH);
 const _: () = assert!(M_SRC_PATH + MAX_SRC_PATH <= META_HEADER);
 pub const META_HEADER: usize = 4096;
 

@@ -110,6 +110,7 @@ pub use guard::faults as truncation_faults;
 pub use layout::{MAX_FRAME, MAX_INIT, MAX_SRC_PATH, MAX_TRACKS, USER_SLOTS};
 pub use source::SourceFile;
 pub use users::StreamUser;
+pub use writer::{max_dvr_bytes, DEFAULT_MAX_DVR_BYTES};
 
 use bytes::Bytes;
 use layout::*;
@@ -138,6 +139,9 @@ pub enum ShmError {
     /// Every users-table slot is taken by a live process.
     #[error("no free user slot in stream {0:?}")]
     UsersFull(String),
+    /// The stream admits no more viewers (its `max_viewers`).
+    #[error("stream {0:?} has its limit of {1} viewers (stream option max_viewers)")]
+    ViewerLimit(String, u32),
     /// A frame over [`MAX_FRAME`] bytes.
     #[error("frame too large: {0} bytes")]
     FrameTooLarge(usize),
@@ -564,10 +568,26 @@ impl StreamBuffer {
         }
         s.u32(M_IDLE_MS).store(idle_ms, Relaxed);
         s.u64(M_DVR).store(opts.dvr_ms, Relaxed);
+        // Not set until `set_max_dvr_bytes` (writers use their own cap meanwhile).
+        s.u64(M_DVR_BYTES).store(0, Relaxed);
+        s.u32(M_MAX_USERS).store(0, Relaxed);
         Ok(StreamBuffer {
             name: stream.to_owned(),
             meta,
         })
+    }
+    /// The stream's DVR byte cap (stream option `dvr_bytes`; 0 = none): the writer, whichever
+    /// process it is, drops the oldest pages past it even inside the DVR window in time (frozen
+    /// timestamps never leave it). Overrides the writer's own cap (`MIST_DVR_MAX_BYTES`, 1 GiB).
+    pub fn set_max_dvr_bytes(&self, bytes: u64) {
+        let v = if bytes == 0 { u64::MAX } else { bytes };
+        self.meta.seg.u64(M_DVR_BYTES).store(v, Relaxed);
+    }
+    /// Viewers (users-table slots: readers and counted viewers) the stream admits at once
+    /// (stream option `max_viewers`; 0 = as many as there are slots, [`USER_SLOTS`]). One more
+    /// gets [`ShmError::ViewerLimit`], logged by its process at most every 10 s.
+    pub fn set_max_viewers(&self, n: u32) {
+        self.meta.seg.u32(M_MAX_USERS).store(n, Relaxed);
     }
     /// The stream's summary.
     pub fn status(&self) -> StreamStatus {

@@ -1104,6 +1104,70 @@ fn dvr_bytes_are_capped_with_frozen_timestamps() {
     let _ = remove_stream(name);
 }
 
+/// The stream's own DVR byte cap (`dvr_bytes`, stored by its buffer process) applies to a writer
+/// in another process whatever that writer's own cap says; 0 there means no cap at all.
+#[test]
+fn stream_dvr_byte_cap_from_the_buffer_wins() {
+    setup();
+    let count_pages = |name: &str| {
+        std::fs::read_dir(shm_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with(&format!("mist-{name}-p"))
+            })
+            .count()
+    };
+    let frame = vec![7u8; 1 << 20];
+    for (name, stream_cap, pages_at_most, pages_at_least) in [
+        ("dvr-buf-cap", 16u64 << 20, 5usize, 3usize),
+        ("dvr-buf-none", 0, usize::MAX, 12),
+    ] {
+        let b = StreamBuffer::open(
+            name,
+            WriterOptions {
+                live: true,
+                dvr_ms: 50_000,
+            },
+            5000,
+        )
+        .unwrap();
+        b.set_max_dvr_bytes(stream_cap);
+        let mut w = StreamWriter::create(
+            name,
+            WriterOptions {
+                live: true,
+                dvr_ms: 50_000,
+            },
+        )
+        .unwrap();
+        // The writer's own cap (1 MiB) is overridden by the stream's. Pages close at 4 MiB: a
+        // 16 MiB cap keeps 3 or 4 of them, 1 MiB would keep the current one only, none all 16.
+        w.set_max_dvr_bytes(1 << 20);
+        w.set_track(&video(1)).unwrap();
+        for _ in 0..64 {
+            w.push_parts(1, 1000, 0, true, &frame).unwrap();
+        }
+        assert_eq!(
+            w.st.dvr_bytes_cap(),
+            if stream_cap == 0 {
+                u64::MAX
+            } else {
+                stream_cap
+            }
+        );
+        let pages = count_pages(name);
+        assert!(
+            pages <= pages_at_most && pages >= pages_at_least,
+            "{name}: {pages} page files kept"
+        );
+        drop(w);
+        b.end().unwrap();
+        let _ = remove_stream(name);
+    }
+}
+
 /// The byte cap must be inert for a short stream far below it (issue 10: with a 1 GiB default,
 /// an RTMP push of a few MiB was suspected of losing its pages). A stream shaped like that push
 /// (25 fps video keyed every 2 s, audio, several pages) under a 1 GiB cap keeps every page; a

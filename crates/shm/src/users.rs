@@ -21,11 +21,21 @@ impl StreamUser {
     /// stream does not exist and `UsersFull` if every slot is taken by a live process.
     pub fn open(stream: &str, info: &ReaderInfo) -> Result<StreamUser, ShmError> {
         let dir = crate::shm_dir();
-        crate::open_meta(&dir, stream)?;
+        let meta = crate::open_meta(&dir, stream)?;
         let users = crate::open_users(&dir, stream, true)?;
         let slot = users
             .claim(&info.connector, &info.host)
             .ok_or_else(|| ShmError::UsersFull(stream.to_owned()))?;
+        let max = meta.seg.u32(M_MAX_USERS).load(Relaxed);
+        if max > 0 && users.used_count() > max as usize {
+            // Slots of dead processes do not count: free them and look again.
+            users.reclaim();
+            if users.used_count() > max as usize {
+                users.release(slot);
+                log_viewer_limit(stream, max);
+                return Err(ShmError::ViewerLimit(stream.to_owned(), max));
+            }
+        }
         Ok(StreamUser { users, slot })
     }
 
@@ -43,6 +53,21 @@ impl StreamUser {
 impl Drop for StreamUser {
     fn drop(&mut self) {
         self.users.release(self.slot);
+    }
+}
+
+/// Logs a refused viewer, at most every 10 s per process.
+fn log_viewer_limit(stream: &str, max: u32) {
+    use std::sync::atomic::AtomicU64;
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = now_ms();
+    let last = LAST.load(Relaxed);
+    if now.saturating_sub(last) >= 10_000
+        && LAST.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
+    {
+        eprintln!(
+            "WARN mist-shm: stream {stream}: {max} viewers already (stream option max_viewers); refusing another"
+        );
     }
 }
 
@@ -203,6 +228,13 @@ impl Users {
             }
         }
         out
+    }
+
+    /// Slots in use (or being claimed), whether or not their process lives.
+    pub fn used_count(&self) -> usize {
+        (0..USER_SLOTS)
+            .filter(|&i| self.seg.u32(slot(i) + S_STATE).load(Acquire) != SLOT_FREE)
+            .count()
     }
 
     /// Slots in use by living processes.

@@ -494,6 +494,15 @@ impl WriterState {
         Ok(())
     }
 
+    /// The DVR byte cap in force: the stream's own (`dvr_bytes`, stored in the metadata by its
+    /// buffer process) when set, else this writer's.
+    pub(crate) fn dvr_bytes_cap(&self) -> u64 {
+        match self.meta.seg.u64(M_DVR_BYTES).load(Relaxed) {
+            0 => self.max_dvr_bytes,
+            n => n,
+        }
+    }
+
     fn dvr_ms(&self) -> i64 {
         self.meta.seg.u64(M_DVR).load(Relaxed).min(i64::MAX as u64) as i64
     }
@@ -540,7 +549,8 @@ impl WriterState {
             .filter_map(|id| self.meta.page(id))
             .map(|e| e.bytes)
             .sum();
-        while first < cur && kept > self.max_dvr_bytes {
+        let cap = self.dvr_bytes_cap();
+        while first < cur && kept > cap {
             kept = kept.saturating_sub(self.meta.page(first).map_or(0, |e| e.bytes));
             let _ = std::fs::remove_file(self.dir.join(page_name(&self.name, first)));
             first += 1;
@@ -548,8 +558,8 @@ impl WriterState {
             if !self.dvr_capped {
                 self.dvr_capped = true;
                 eprintln!(
-                    "WARN mist-shm: stream {}: DVR holds more than {} bytes; dropping its oldest pages (MIST_DVR_MAX_BYTES)",
-                    self.name, self.max_dvr_bytes
+                    "WARN mist-shm: stream {}: DVR holds more than {cap} bytes; dropping its oldest pages (stream option dvr_bytes, env MIST_DVR_MAX_BYTES)",
+                    self.name
                 );
             }
         }
