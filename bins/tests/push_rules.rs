@@ -32,7 +32,14 @@ fn pushes(c: &Controller) -> Vec<(String, String, u64)> {
 /// Seconds of media ffprobe finds in `file` (panics when it cannot read it).
 fn duration(file: &Path) -> f64 {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(file)
         .output()
         .expect("ffprobe (scripts/test installs it)");
@@ -96,7 +103,8 @@ fn start_rule_end_rule_inhibit_and_tag_pushes() {
     std::thread::sleep(Duration::from_secs(4));
     let l = pushes(&c);
     assert!(
-        l.iter().all(|(_, st, _)| st != "active" && st != "starting"),
+        l.iter()
+            .all(|(_, st, _)| st != "active" && st != "starting"),
         "{l:?}"
     );
     c.api(&json!({"variable_add": {"name": "onair", "value": "1"}}));

@@ -515,16 +515,48 @@ fn test_ca(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
         assert!(ok.success(), "openssl {args:?}");
     };
     openssl(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA",
-        "-keyout", "ca.key", "-out", "ca.pem",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
     ]);
     openssl(&[
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "key.pem",
-        "-out", "leaf.csr",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
     ]);
     openssl(&[
-        "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "cert.pem",
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "cert.pem",
     ]);
     (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"))
 }
@@ -589,9 +621,11 @@ fn https_put_push_to_tls_server() {
             .spawn()
             .expect("python3 (scripts/test installs it)"),
     );
-    wait_until("the HTTPS server to listen", Duration::from_secs(10), || {
-        listening(port)
-    });
+    wait_until(
+        "the HTTPS server to listen",
+        Duration::from_secs(10),
+        || listening(port),
+    );
     let pusher = |ca: Option<&Path>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_MistOutTS"));
         cmd.args(["-s", "live+tls"])

@@ -358,11 +358,7 @@ fn track_change_mid_hls_recording_is_a_discontinuity() {
     assert_eq!(rec.join().unwrap(), Some(0));
     let pl = out.join("index.m3u8");
     let text = std::fs::read_to_string(&pl).unwrap();
-    assert_eq!(
-        text.matches("#EXT-X-DISCONTINUITY\n").count(),
-        1,
-        "{text}"
-    );
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
     assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
     let at = text.find("#EXT-X-DISCONTINUITY\n").unwrap();
     let (before, after) = (segments(&text[..at]), segments(&text[at..]));
@@ -372,7 +368,10 @@ fn track_change_mid_hls_recording_is_a_discontinuity() {
     }
     for s in &after {
         assert_eq!(video_size(&out.join(s)), (640, 360), "{s}: {text}");
-        assert!(first_video_key(&out.join(s)).1, "{s} does not start with a keyframe");
+        assert!(
+            first_video_key(&out.join(s)).1,
+            "{s} does not start with a keyframe"
+        );
     }
     assert!(duration(&pl) > 6.0, "{text}");
 }

@@ -91,7 +91,9 @@ impl Read for TlsClientStream {
             match self.conn.read_tls(&mut self.tcp) {
                 Ok(0) => {
                     if self.conn.is_handshaking() {
-                        self.fail("TLS: the server closed the connection during the handshake".into());
+                        self.fail(
+                            "TLS: the server closed the connection during the handshake".into(),
+                        );
                     }
                     return Ok(0);
                 }

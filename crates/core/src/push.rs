@@ -307,7 +307,11 @@ pub fn lookup(name: &str, v: &Vars, t: &LocalTime) -> Option<String> {
     if name.is_empty() || name.len() > MAX_NAME {
         return None;
     }
-    let raw = v.custom.get(name).cloned().or_else(|| builtin(name, v, t))?;
+    let raw = v
+        .custom
+        .get(name)
+        .cloned()
+        .or_else(|| builtin(name, v, t))?;
     Some(expand(&raw, v, t))
 }
 
@@ -316,7 +320,7 @@ fn truthy(s: &str) -> bool {
     let s = s.trim().to_ascii_lowercase();
     match s.as_str() {
         "true" | "yes" | "y" | "on" | "t" => true,
-        _ => s.parse::<f64>().is_ok_and(|n| n != 0.0),
+        _ => s.parse::<f64>().is_ok_and(|n| n.abs() > 0.0),
     }
 }
 
@@ -550,7 +554,15 @@ mod tests {
         assert!(inhibited(&inh, "live+bob", &[]));
         assert!(inhibited(&inh, "live+carol", &tags));
         assert!(!inhibited(&inh, "live+carol", &[]));
-        assert!(inhibited(&serde_json::json!({"inhibit": "live+"}), "live+x", &[]));
-        assert!(!inhibited(&serde_json::json!({"inhibit": ""}), "live+x", &[]));
+        assert!(inhibited(
+            &serde_json::json!({"inhibit": "live+"}),
+            "live+x",
+            &[]
+        ));
+        assert!(!inhibited(
+            &serde_json::json!({"inhibit": ""}),
+            "live+x",
+            &[]
+        ));
     }
 }
