@@ -500,3 +500,165 @@ fn push_track_selectors() {
     assert_eq!(codecs, ["aac"], "rtmp ?video=none");
     assert!(audio >= 100 && video == 0, "{video} / {audio}");
 }
+
+/// A private CA and a certificate for `localhost` it signed, in `d`: `(ca.pem, cert.pem,
+/// key.pem)`.
+fn test_ca(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::write(d.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (scripts/test installs it)");
+        assert!(ok.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "cert.pem",
+    ]);
+    (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"))
+}
+
+/// An HTTPS server (python3's http.server in TLS) that takes PUTs with a chunked body and
+/// stores the body of the first complete one in `out` (its path in `out.path`), answering 201.
+/// Handshakes that fail (an untrusted client) are skipped.
+const PUT_SERVER: &str = r#"
+import http.server, os, ssl, sys
+port, cert, key, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_PUT(self):
+        with open(out + ".part", "wb") as f:
+            if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                self.send_response(411); self.send_header("Content-Length", "0"); self.end_headers()
+                return
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                f.write(self.rfile.read(size))
+                self.rfile.readline()
+        with open(out + ".path", "w") as p:
+            p.write(self.path)
+        os.rename(out + ".part", out)
+        self.send_response(201); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+while not os.path.exists(out):
+    srv.handle_request()
+"#;
+
+/// `MistOutTS -s STREAM https://localhost:PORT/up/$stream.ts` against a local TLS server: with
+/// the server's CA unknown the push fails (exit 1, nothing stored); trusted through
+/// MIST_TLS_CA_FILE the chunked PUT arrives whole after SIGTERM (exit 0) and ffprobe reads
+/// the uploaded file: H.264 and AAC, 3 s or more, no decode errors.
+#[test]
+fn https_put_push_to_tls_server() {
+    let _g = serial();
+    let dir = TempDir::new("pushts-https");
+    let (ca, cert, key) = test_ca(dir.path());
+    let c = Controller::start(serde_json::json!({}));
+    let _pub = publish(&c.publish_url("live+tls"), "320x240", 60);
+    wait_stream(&c, "live+tls");
+    let port = free_port();
+    let file = dir.path().join("up.ts");
+    let script = dir.path().join("put_server.py");
+    std::fs::write(&script, PUT_SERVER).unwrap();
+    let _srv = Proc(
+        Command::new("python3")
+            .arg(&script)
+            .arg(port.to_string())
+            .args([&cert, &key, &file])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3 (scripts/test installs it)"),
+    );
+    wait_until(
+        "the HTTPS server to listen",
+        Duration::from_secs(10),
+        || listening(port),
+    );
+    let pusher = |ca: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_MistOutTS"));
+        cmd.args(["-s", "live+tls"])
+            .arg(format!("https://localhost:{port}/up/$stream.ts"))
+            .env("MIST_SHM_DIR", &c.shm)
+            .env_remove("MIST_CONTROL")
+            .env_remove("MIST_TLS_CA_FILE")
+            .stdin(Stdio::null());
+        if let Some(ca) = ca {
+            cmd.env("MIST_TLS_CA_FILE", ca);
+        }
+        Proc(cmd.spawn().unwrap())
+    };
+    // Not trusted: refused, nothing uploaded.
+    let mut bad = pusher(None);
+    assert_eq!(wait_exit(&mut bad, Duration::from_secs(30)), Some(1));
+    assert!(!file.exists());
+    // Trusted through the private CA.
+    let mut push = pusher(Some(&ca));
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(push.0.try_wait().unwrap().is_none(), "the push ended early");
+    unsafe { libc::kill(push.pid() as i32, libc::SIGTERM) };
+    assert_eq!(wait_exit(&mut push, Duration::from_secs(20)), Some(0));
+    wait_until("the upload", Duration::from_secs(10), || file.exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("up.ts.path")).unwrap(),
+        "/up/live+tls.ts"
+    );
+    let (video, audio, codecs) = packets(&file);
+    assert!(
+        codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()),
+        "{codecs:?}"
+    );
+    assert!(video >= 75 && audio >= 100, "{video} / {audio}");
+    assert_eq!(decode_errors(&file), "");
+}

@@ -305,3 +305,73 @@ fn live_hls_recording_trims_at_max_entries() {
     assert!(errors.is_empty(), "{errors}");
     assert!(frames >= 100, "{frames} frames in the last 3 segments");
 }
+
+/// Width and height of the first video stream of a file, as ffprobe sees them.
+fn video_size(p: &Path) -> (u64, u64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=width,height", "-of", "json"])
+        .arg(p)
+        .output()
+        .expect("run ffprobe");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let s = &v["streams"][0];
+    (
+        s["width"].as_u64().unwrap_or(0),
+        s["height"].as_u64().unwrap_or(0),
+    )
+}
+
+/// A new publisher at another resolution takes the stream over while a segmented recording
+/// runs: the segment in progress ends, the next one (of the new resolution) follows one
+/// `#EXT-X-DISCONTINUITY`, the segments before it are of the old resolution, and ffprobe reads
+/// the whole playlist.
+#[test]
+fn track_change_mid_hls_recording_is_a_discontinuity() {
+    let _g = serial();
+    let dir = TempDir::new("rechls-disc");
+    let c = Controller::start(serde_json::json!({}));
+    let mut first = publish(&c.publish_url("live+d"), "320x240", 7);
+    wait_stream(&c, "live+d");
+    let out = dir.path().join("d");
+    let target = format!(
+        "{}/seg_$segmentCounter.ts?m3u8=index.m3u8&split=2",
+        out.display()
+    );
+    let c2 = (c.shm.clone(), target.clone());
+    let rec = std::thread::spawn(move || {
+        let mut p = Proc(
+            Command::new(env!("CARGO_BIN_EXE_MistOutTS"))
+                .args(["-s", "live+d", "--duration", "12"])
+                .arg(&c2.1)
+                .env("MIST_SHM_DIR", &c2.0)
+                .env_remove("MIST_CONTROL")
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        common::wait_exit(&mut p.0, Duration::from_secs(90)).and_then(|s| s.code())
+    });
+    // The first publisher ends; the second takes the stream over within its timeout.
+    assert!(common::wait_exit(&mut first.0, Duration::from_secs(30)).is_some());
+    let _second = publish(&c.publish_url("live+d"), "640x360", 30);
+    assert_eq!(rec.join().unwrap(), Some(0));
+    let pl = out.join("index.m3u8");
+    let text = std::fs::read_to_string(&pl).unwrap();
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+    let at = text.find("#EXT-X-DISCONTINUITY\n").unwrap();
+    let (before, after) = (segments(&text[..at]), segments(&text[at..]));
+    assert!(!before.is_empty() && !after.is_empty(), "{text}");
+    for s in &before {
+        assert_eq!(video_size(&out.join(s)), (320, 240), "{s}: {text}");
+    }
+    for s in &after {
+        assert_eq!(video_size(&out.join(s)), (640, 360), "{s}: {text}");
+        assert!(
+            first_video_key(&out.join(s)).1,
+            "{s} does not start with a keyframe"
+        );
+    }
+    assert!(duration(&pl) > 6.0, "{text}");
+}

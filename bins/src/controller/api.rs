@@ -191,6 +191,15 @@ pub fn handle_from(ctl: &mut Controller, sess: &mut Session, who: &Caller, req: 
             "push_auto_add" => out.extend(super::push::auto_add(ctl, arg)),
             "push_auto_remove" => out.extend(super::push::auto_remove(ctl, arg)),
             "push_status_update" => super::push::status_update(ctl, arg),
+            "variable_list" => {
+                out.insert("variable_list".into(), super::variables::list(ctl));
+            }
+            "variable_add" => {
+                out.insert("variable_list".into(), super::variables::add(ctl, arg));
+            }
+            "variable_remove" => {
+                out.insert("variable_list".into(), super::variables::remove(ctl, arg));
+            }
             "recording_end" => super::push::recording_end(ctl, arg),
             "push_settings" => {
                 if let Some(set) = arg.as_object() {

@@ -18,6 +18,7 @@ pub mod push;
 pub mod server;
 pub mod sessions;
 pub mod tls_update;
+pub mod variables;
 
 use children::{Role, Spawner, Supervisor};
 use clap::Parser;

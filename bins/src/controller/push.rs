@@ -14,10 +14,10 @@
 
 use super::children::{describe_exit, signal, Managed, Role};
 use super::Controller;
-use mist_core::push::rule_matches;
+use mist_core::push::{inhibited, stream_matches};
 use mist_core::{info, warn};
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Longest delay between retries of a failing auto-push.
@@ -299,23 +299,60 @@ fn output_for(ctl: &Controller, target: &str) -> Option<(String, String)> {
     None
 }
 
-/// Custom `$variables` for the push process (`config.variables[name].value`).
-fn variables_env(ctl: &Controller) -> String {
-    let mut m = Map::new();
+/// The custom `$variables` (`config.variables[name].value`).
+fn custom_vars(ctl: &Controller) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
     if let Some(Value::Object(vars)) = ctl.cfg.extra.get("variables") {
         for (k, v) in vars {
             let val = match v {
                 Value::String(s) => Some(s.clone()),
-                Value::Object(o) => o.get("value").and_then(Value::as_str).map(str::to_string),
+                Value::Object(o) => o.get("value").map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }),
                 Value::Array(a) => a.get(1).and_then(Value::as_str).map(str::to_string),
                 _ => None,
             };
             if let Some(val) = val {
-                m.insert(k.clone(), val.into());
+                m.insert(k.clone(), val);
             }
         }
     }
-    Value::Object(m).to_string()
+    m
+}
+
+/// Custom `$variables` for the push process, as JSON (`MIST_VARIABLES`).
+fn variables_env(ctl: &Controller) -> String {
+    serde_json::to_string(&custom_vars(ctl)).unwrap_or_else(|_| "{}".into())
+}
+
+/// The tags of a stream (for `#tag` matchers): the `tags` of its stream config (looked up by
+/// base name), a list or one string.
+fn stream_tags(ctl: &Controller, stream: &str) -> Vec<String> {
+    let base = stream.split('+').next().unwrap_or(stream);
+    match ctl.cfg.streams.get(base).and_then(|c| c.get("tags")) {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Whether an auto-push rule lets its push of `stream` run now (`start_rule`/`end_rule`,
+/// evaluated with that stream's `$variables`).
+fn rule_allows(rule: &Value, stream: &str, custom: &BTreeMap<String, String>) -> bool {
+    if rule.get("start_rule").is_none() && rule.get("end_rule").is_none() {
+        return true;
+    }
+    let vars = mist_core::push::Vars {
+        stream,
+        custom: custom.clone(),
+        ..Default::default()
+    };
+    mist_core::push::rule_allows(rule, &vars, &mist_core::push::LocalTime::now())
 }
 
 impl Pushes {
@@ -494,7 +531,7 @@ fn active_streams(ctl: &Controller) -> Vec<String> {
 }
 
 /// `push_start`: `[stream, target]` or `{stream, target}`; `base+` starts one per active
-/// wildcard stream.
+/// wildcard stream, `#tag` one per active stream with that tag.
 pub fn start(ctl: &mut Controller, arg: &Value) -> Result<(), String> {
     let (stream, target) = match arg {
         Value::Array(a) => (a.first(), a.get(1)),
@@ -507,10 +544,10 @@ pub fn start(ctl: &mut Controller, arg: &Value) -> Result<(), String> {
     ) else {
         return Err("push_start needs a stream and a target".into());
     };
-    let streams: Vec<String> = if stream.ends_with('+') {
+    let streams: Vec<String> = if stream.ends_with('+') || stream.starts_with('#') {
         active_streams(ctl)
             .into_iter()
-            .filter(|s| rule_matches(stream, s))
+            .filter(|s| stream_matches(stream, s, &stream_tags(ctl, s)))
             .collect()
     } else {
         vec![mist_core::names::sanitize(stream)]
@@ -768,10 +805,35 @@ pub fn tick(ctl: &mut Controller) {
             }
         }
     }
+    // Stop pushes whose rule's start_rule no longer holds or whose end_rule holds.
+    let custom = custom_vars(ctl);
+    let mut held = HashSet::new();
+    for p in ctl.pushes.list.iter_mut() {
+        let Some(r) = p.rule.as_ref().and_then(|r| rules.get(r)) else {
+            continue;
+        };
+        if p.stopping || rule_allows(r, &p.stream, &custom) {
+            continue;
+        }
+        held.insert(p.id);
+        p.retry_at = None;
+        if let Some(pid) = p.proc.as_ref().and_then(Managed::pid) {
+            info!(
+                "push {} of {}: the conditions of its rule no longer hold; stopping",
+                p.id, p.stream
+            );
+            p.stopping = true;
+            signal(pid, libc::SIGTERM);
+        } else if p.state != "trigger" {
+            // A push waiting for its retry: gone; the rule starts it again when it holds.
+            p.stopping = true;
+            p.done_at = Some(now);
+        }
+    }
     // Retries that are due.
     let mut due = Vec::new();
     for (i, p) in ctl.pushes.list.iter().enumerate() {
-        if p.proc.is_none() && p.retry_at.is_some_and(|t| t <= now) {
+        if p.proc.is_none() && p.retry_at.is_some_and(|t| t <= now) && !held.contains(&p.id) {
             due.push(i);
         }
     }
@@ -797,13 +859,23 @@ pub fn tick(ctl: &mut Controller) {
             continue;
         }
         let rule_at = ctl.pushes.rule_seen.get(id).copied().unwrap_or(now);
-        for s in active.iter().filter(|s| rule_matches(rs, s)) {
+        let mut matching: Vec<&String> = Vec::new();
+        for s in &active {
+            let tags = stream_tags(ctl, s);
+            if stream_matches(rs, s, &tags) && !inhibited(r, s, &tags) {
+                matching.push(s);
+            }
+        }
+        for s in matching {
             if ctl
                 .pushes
                 .list
                 .iter()
                 .any(|p| p.rule.as_deref() == Some(id) && &p.stream == s)
             {
+                continue;
+            }
+            if !rule_allows(r, s, &custom) {
                 continue;
             }
             // A stream that became active now: at once; one already active: after `wait`.

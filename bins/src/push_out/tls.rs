@@ -8,9 +8,9 @@ use std::time::Duration;
 /// A TLS connection over a TCP socket.
 pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
-/// Wraps a connected socket in a TLS client for `host` (SNI = host) and completes the handshake
-/// with the socket's timeouts set to 10 s. The caller sets the timeouts it wants afterwards.
-pub fn client(mut sock: TcpStream, host: &str) -> Result<TlsStream, String> {
+/// A client connection for `host` (SNI = host), certificates checked against the Mozilla roots
+/// and the CA of `MIST_TLS_CA_FILE`; nothing sent yet.
+pub fn connection(host: &str) -> Result<rustls::ClientConnection, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     // A private server's CA, in addition to the Mozilla roots.
@@ -32,8 +32,14 @@ pub fn client(mut sock: TcpStream, host: &str) -> Result<TlsStream, String> {
     .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| format!("{host}: {e}"))?;
-    let mut conn =
-        rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| format!("TLS: {e}"))?;
+    rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| format!("TLS: {e}"))
+}
+
+/// Wraps a connected socket in a TLS client for `host` ([`connection`]) and completes the
+/// handshake with the socket's timeouts set to 10 s. The caller sets the timeouts it wants
+/// afterwards.
+pub fn client(mut sock: TcpStream, host: &str) -> Result<TlsStream, String> {
+    let mut conn = connection(host)?;
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     sock.set_write_timeout(Some(Duration::from_secs(10)))

@@ -26,7 +26,9 @@
 //!   trim it and delete the segments that left (not with `nounlink`); `noendlist` leaves the
 //!   finished playlist open; `append` continues an existing playlist after an
 //!   `#EXT-X-DISCONTINUITY`, else the segments an old playlist at the same path lists are
-//!   deleted first.
+//!   deleted first. When the stream's tracks change (a new publisher with another codec or
+//!   resolution), the segment in progress ends and the next one follows an
+//!   `#EXT-X-DISCONTINUITY`.
 //!
 //! Exit codes: 0 the recording is complete (stream ended, duration/recstop reached, signal);
 //! 1 the stream does not exist, cannot be recorded in this format, or ended before a keyframe;
@@ -723,6 +725,10 @@ pub fn run(a: RecArgs) -> i32 {
             mist_core::info!("stream {name}: tracks changed; starting a new file");
             if let Some(r) = rec.take() {
                 finish_file(r, End::Split, false, 0);
+            }
+            // A segmented recording: the next segment has other tracks.
+            if let Some(h) = hls.borrow_mut().as_mut() {
+                h.list.mark_discontinuity();
             }
         }
         if p.recstart.is_some_and(|s| f.dts < s) {

@@ -142,6 +142,13 @@ impl Playlist {
         self.media_seq + self.entries.len() as u64
     }
 
+    /// The next segment starts with `#EXT-X-DISCONTINUITY` (the stream's tracks changed: a new
+    /// codec, resolution or track set, which a player must reinitialise its decoders for).
+    /// Marking twice before a segment is listed still gives one tag.
+    pub fn mark_discontinuity(&mut self) {
+        self.next_discontinuity = true;
+    }
+
     /// Lists a finished segment; returns the URIs that trimming removed (at `now_ms`).
     pub fn push(&mut self, mut e: Entry, now_ms: i64) -> Vec<String> {
         e.discontinuity |= std::mem::take(&mut self.next_discontinuity);
@@ -353,5 +360,20 @@ mod tests {
             .render(false)
             .contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
         assert!(Playlist::resume("garbage", opts()).entries.is_empty());
+    }
+
+    #[test]
+    fn track_change_marks_a_discontinuity() {
+        let mut p = Playlist::new(opts());
+        p.push(entry(0), 0);
+        p.mark_discontinuity();
+        p.mark_discontinuity();
+        p.push(entry(1), 0);
+        p.push(entry(2), 0);
+        let t = p.render(true);
+        assert_eq!(t.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{t}");
+        let at = t.find("#EXT-X-DISCONTINUITY\n").unwrap();
+        assert!(t[at..].find("seg1.ts") < t[at..].find("seg2.ts"), "{t}");
+        assert!(!t[..at].contains("seg1.ts"), "{t}");
     }
 }

@@ -3,13 +3,18 @@
 //! and publishes it to another RTMP server, starting at the newest keyframe.
 //!
 //! The protocol is the sans-IO `mist_media::rtmp::ClientSession` (handshake, connect,
-//! releaseStream/FCPublish/createStream, publish, FLV-tagged audio/video); this file is its IO
-//! edge. Under a controller the push reports the target and the bytes sent every 5 s
+//! releaseStream/FCPublish/createStream, publish, FLV-tagged audio/video). It runs as a
+//! [`Session`] on the connector runtime over one outgoing connection ([`Runtime::adopt`]; TLS
+//! by `mist_connector::TlsClientStream`), the event loop of every other connector: frames are
+//! read from shared memory when the stream's futex wakes the loop, up to a backlog of
+//! [`HIGH_WATER`] unsent bytes, and go on when the socket took them.
+//!
+//! Under a controller the push reports the target and the bytes sent every 5 s
 //! (`push_status_update`, shown by `push_list`); a target that cannot be reached or that goes
 //! away ends the push with exit code 1, which the controller retries per its auto-push rules.
 
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +22,7 @@ use std::time::{Duration, Instant};
 use mist_bins::feed::Selection;
 use mist_bins::http_out::mux::Format;
 use mist_bins::push_out::report_status;
+use mist_connector::{App, ConnId, Ctl, Flow, Io, Limits, ListenerId, Peer, Runtime, Session};
 use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
 use mist_media::{MediaError, Track};
 use mist_shm::{ReadEvent, ReaderInfo, ShmError, StreamReader};
@@ -52,13 +58,9 @@ pub enum PushError {
         addr: std::net::SocketAddr,
         source: io::Error,
     },
-    /// Setting a socket option failed.
+    /// Setting a socket option or the event loop failed.
     #[error("{0}")]
     Socket(io::Error),
-    #[error("read: {0}")]
-    Read(io::Error),
-    #[error("write: {0}")]
-    Write(io::Error),
     #[error("target closed the connection")]
     Closed,
     #[error("target refused: {0}")]
@@ -126,75 +128,295 @@ pub fn parse_target(url: &str) -> Result<Target, PushError> {
     })
 }
 
-/// The connection to the target: plain TCP or TLS over it.
-trait Conn: Read + Write + Send {}
-impl<T: Read + Write + Send> Conn for T {}
-
-/// Wraps a connected socket in a TLS client for `host` (Mozilla roots, `MIST_TLS_CA_FILE`,
-/// SNI = host). The handshake is done with 10 s timeouts, then the short read timeout of the
-/// push loop is set.
-fn tls_client(sock: TcpStream, host: &str) -> Result<Box<dyn Conn>, PushError> {
-    let s = mist_bins::push_out::tls::client(sock, host).map_err(PushError::TlsClient)?;
-    s.sock
-        .set_read_timeout(Some(Duration::from_millis(20)))
-        .map_err(PushError::Socket)?;
-    Ok(Box::new(s))
-}
-
 /// How often a push tells the controller how far it is.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// Connecting to the target, and the target accepting the publish, may take this long each.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The session's own clock: setup deadline, statistics, and a read of the stream in case a
+/// wake-up was missed.
+const TICK: Duration = Duration::from_millis(100);
+/// Unsent bytes above which no more frames are read (they wait in shared memory) until the
+/// socket takes what is queued: a catch-up writes in batches of this size.
+const HIGH_WATER: usize = 256 << 10;
+/// Frames read per call before other work gets a go.
+const FRAMES_PER_CALL: usize = 2000;
+/// How long the close (FCUnpublish, deleteStream) may take to leave after a signal.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
-struct Link {
-    sock: Box<dyn Conn>,
-    session: ClientSession,
-    buf: Vec<u8>,
-    /// Bytes written to the target.
-    sent: u64,
+/// The push process on the connector runtime: one connection (adopted), the stop flag, and
+/// what the push achieved.
+struct PushApp {
+    stream: String,
+    stop: Arc<AtomicBool>,
+    conn: Option<ConnId>,
+    /// The connection is gone.
+    closed: bool,
+    /// Since when a signal asked the push to stop.
+    stopping: Option<Instant>,
+    /// How the push ended, once known.
+    outcome: Option<Result<(), PushError>>,
+    prog: Progress,
 }
 
-impl Link {
-    fn session_output_len(&self) -> usize {
-        self.session.pending_output()
+/// The push session: the sans-IO RTMP client ([`ClientSession`]) over the connection, fed
+/// from the stream's shared memory.
+struct Pusher {
+    session: ClientSession,
+    reader: StreamReader,
+    tracks: Vec<Track>,
+    started: bool,
+    ready: bool,
+    /// The session finished (stream ended, stopped, failed): nothing more is read.
+    done: bool,
+    connected: Instant,
+    frames: u64,
+    bytes_out: u64,
+    last_report: Instant,
+    last_status: Instant,
+}
+
+impl Pusher {
+    /// Queues what the RTMP session produced on the connection.
+    fn out(&mut self, app: &mut PushApp, io: &mut Io<'_>) {
+        let b = self.session.take_output();
+        if !b.is_empty() {
+            app.prog.sent += b.len() as u64;
+            io.send(bytes::Bytes::from(b));
+        }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        let out = self.session.take_output();
-        if !out.is_empty() {
-            self.sock.write_all(&out)?;
-            self.sent += out.len() as u64;
-        }
-        self.sock.flush()?;
-        Ok(())
+    /// Ends the push with `r` (the first outcome counts) and closes once the output is out.
+    fn finish(&mut self, app: &mut PushApp, io: &mut Io<'_>, r: Result<(), PushError>) {
+        self.done = true;
+        app.outcome.get_or_insert(r);
+        self.out(app, io);
+        io.close();
     }
 
-    /// Reads what the server sent (waiting at most the socket's read timeout) and handles it.
-    fn service(&mut self) -> Result<Vec<ClientEvent>, PushError> {
-        let mut events = Vec::new();
-        match self.sock.read(&mut self.buf) {
-            Ok(0) => return Err(PushError::Closed),
-            Ok(n) => self.session.feed(&self.buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(PushError::Read(e)),
-        }
+    /// Closes the RTMP session cleanly (FCUnpublish, deleteStream), then the connection.
+    fn close(&mut self, app: &mut PushApp, io: &mut Io<'_>) {
+        let r = if self.ready {
+            self.session.close().map_err(PushError::Session)
+        } else {
+            Ok(())
+        };
+        self.finish(app, io, r);
+    }
+
+    /// What the target said.
+    fn handle(&mut self, app: &mut PushApp, io: &mut Io<'_>) {
         loop {
             match self.session.poll() {
-                Ok(Some(ClientEvent::Refused(why))) => return Err(PushError::Refused(why)),
-                Ok(Some(e)) => events.push(e),
+                Ok(Some(ClientEvent::Refused(why))) => {
+                    return self.finish(app, io, Err(PushError::Refused(why)))
+                }
+                Ok(Some(ClientEvent::Ready { .. })) if !self.ready => self.start(app, io),
+                Ok(Some(_)) => {}
                 Ok(None) => break,
-                Err(e) => return Err(PushError::Protocol(e)),
+                Err(e) => return self.finish(app, io, Err(PushError::Protocol(e))),
+            }
+            if self.done {
+                return;
             }
         }
-        self.flush().map_err(PushError::Write)?;
-        Ok(events)
+    }
+
+    /// The target accepted the publish: the tracks, then the frames from the newest keyframe.
+    fn start(&mut self, app: &mut PushApp, io: &mut Io<'_>) {
+        self.ready = true;
+        log!(INFO, "pushing {} to {}", app.stream, app.prog.actual);
+        status_off_loop(&app.prog.actual, 0, 0);
+        self.tracks = push_tracks(&self.reader, &app.prog.sel);
+        if !self.tracks.is_empty() {
+            if let Err(e) = self.session.send_tracks(&self.tracks) {
+                return self.finish(app, io, Err(PushError::Session(e)));
+            }
+        }
+        self.pump(app, io);
+    }
+
+    /// Reads what the stream has and queues it, until the backlog reaches [`HIGH_WATER`].
+    fn pump(&mut self, app: &mut PushApp, io: &mut Io<'_>) {
+        if self.done || !self.ready {
+            return;
+        }
+        if app.stop.load(Ordering::Relaxed) {
+            log!(
+                INFO,
+                "push of {} to {} stopped by a signal after {} frames",
+                app.stream,
+                app.prog.actual,
+                self.frames
+            );
+            return self.close(app, io);
+        }
+        let stream = app.stream.clone();
+        for _ in 0..FRAMES_PER_CALL {
+            if io.backlog() + self.session.pending_output() >= HIGH_WATER {
+                // Go on once the socket took it.
+                io.notify_drained();
+                break;
+            }
+            match self.reader.next() {
+                ReadEvent::Frame(f) => {
+                    let Some(track) = self.tracks.iter().find(|t| t.id == f.track) else {
+                        continue;
+                    };
+                    if let Err(e) = self.session.send_frame(track, &f) {
+                        return self.finish(app, io, Err(PushError::Session(e)));
+                    }
+                    self.frames += 1;
+                    self.bytes_out += f.data.len() as u64;
+                    app.prog.first_ms.get_or_insert(f.dts);
+                    app.prog.last_ms = app.prog.last_ms.max(f.dts);
+                }
+                ReadEvent::TracksChanged | ReadEvent::Restarted => {
+                    self.tracks = push_tracks(&self.reader, &app.prog.sel);
+                    log!(MEDIUM, "{stream}: {} tracks", self.tracks.len());
+                    if let Err(e) = self.session.send_tracks(&self.tracks) {
+                        return self.finish(app, io, Err(PushError::Session(e)));
+                    }
+                }
+                ReadEvent::Pending => break,
+                ReadEvent::Ended => {
+                    log!(
+                        INFO,
+                        "{stream} ended; {} frames pushed to {}",
+                        self.frames,
+                        app.prog.actual
+                    );
+                    return self.close(app, io);
+                }
+            }
+        }
+        self.out(app, io);
+        let now = io.now();
+        if now.duration_since(self.last_report) >= Duration::from_secs(1) {
+            self.last_report = now;
+            self.reader.report(self.bytes_out, 0);
+        }
+        if now.duration_since(self.last_status) >= STATUS_EVERY {
+            self.last_status = now;
+            let p = &app.prog;
+            status_off_loop(
+                &p.actual,
+                p.sent,
+                p.last_ms - p.first_ms.unwrap_or(p.last_ms),
+            );
+        }
     }
 }
 
+impl Session<PushApp> for Pusher {
+    fn on_read(&mut self, app: &mut PushApp, io: &mut Io<'_>) {
+        self.session.feed(io.input());
+        io.clear_input();
+        if self.done {
+            return;
+        }
+        self.handle(app, io);
+        self.pump(app, io);
+        if !self.done {
+            // Acknowledgements and the answers of the setup.
+            self.out(app, io);
+        }
+    }
+
+    fn on_wake(&mut self, app: &mut PushApp, io: &mut Io<'_>) {
+        if !self.started {
+            // The client speaks first: C0 C1.
+            self.started = true;
+            self.out(app, io);
+            io.set_timer(Some(io.now() + TICK));
+            return;
+        }
+        if app.stop.load(Ordering::Relaxed) && !self.ready && !self.done {
+            return self.finish(app, io, Err(PushError::NotAccepted));
+        }
+        self.pump(app, io);
+    }
+
+    fn on_drained(&mut self, app: &mut PushApp, io: &mut Io<'_>) {
+        self.pump(app, io);
+    }
+
+    fn on_timer(&mut self, app: &mut PushApp, io: &mut Io<'_>) {
+        if self.done {
+            return;
+        }
+        if !self.ready && io.now().duration_since(self.connected) >= SETUP_TIMEOUT {
+            return self.finish(app, io, Err(PushError::NotAccepted));
+        }
+        self.pump(app, io);
+        io.set_timer(Some(io.now() + TICK));
+    }
+
+    fn on_close(&mut self, app: &mut PushApp, _id: ConnId, _peer: Peer) {
+        app.closed = true;
+        app.outcome.get_or_insert(Err(PushError::Closed));
+    }
+}
+
+impl App for PushApp {
+    type Session = Pusher;
+
+    fn accept(&mut self, _: ListenerId, _: Peer, _: Instant) -> Option<Pusher> {
+        None
+    }
+
+    fn turn(&mut self, ctl: &mut Ctl<'_, Self>, now: Instant) -> Flow {
+        if self.closed {
+            return Flow::Stop;
+        }
+        if ctl.woken() {
+            // New media (the shared-memory waiter).
+            if let Some(id) = self.conn {
+                ctl.wake(id);
+            }
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            let since = *self.stopping.get_or_insert_with(|| {
+                if let Some(id) = self.conn {
+                    ctl.wake(id);
+                }
+                now
+            });
+            if now.duration_since(since) >= STOP_WAIT {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+}
+
+/// Tells the controller how far the push is, on a thread of its own (a request to the
+/// controller must not hold up the loop).
+fn status_off_loop(target: &str, bytes: u64, media_ms: i64) {
+    if mist_core::control::socket_path().is_none() {
+        return;
+    }
+    let target = target.to_string();
+    let _ = std::thread::Builder::new()
+        .name("push-status".into())
+        .spawn(move || report_status(&target, bytes, media_ms));
+}
+
+/// The runtime limits of the push connection.
+fn limits() -> Limits {
+    Limits {
+        max_conns: 1,
+        max_per_ip: 1,
+        // Catch-up batches stay far below this; a target that takes nothing for
+        // `write_timeout` is cut first.
+        max_output: 64 << 20,
+        pause_output: 64 << 20,
+        // Everything read is taken at once; a receiver may say nothing for hours.
+        header_timeout: None,
+        idle_timeout: None,
+        write_timeout: Some(SETUP_TIMEOUT),
+        ..Limits::default()
+    }
+}
 /// Runs a push until the stream ends (Ok) or something fails (Err, with the reason).
 /// Then tells the controller (if any) for OUTPUT_END (INTERFACES §5.3 payload; no
 /// RECORDING_END: this is not a file).
@@ -286,16 +508,15 @@ struct Progress {
 
 fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(), PushError> {
     let url = prog.actual.clone();
-    let url = url.as_str();
-    let target = parse_target(url)?;
+    let target = parse_target(&url)?;
     // The stream may not be live yet.
     let started = Instant::now();
-    let mut reader = loop {
+    let reader = loop {
         match StreamReader::open(
             stream,
             ReaderInfo {
                 connector: "RTMP".into(),
-                host: url.into(),
+                host: url.clone(),
             },
         ) {
             Ok(r) => break r,
@@ -320,113 +541,88 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
         })?
         .next()
         .ok_or_else(|| PushError::NoAddress(target.host.clone()))?;
-    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+    let sock = std::net::TcpStream::connect_timeout(&addr, SETUP_TIMEOUT)
         .map_err(|source| PushError::Connect { addr, source })?;
     let _ = sock.set_nodelay(true);
-    sock.set_write_timeout(Some(Duration::from_secs(10)))
-        .map_err(PushError::Socket)?;
-    sock.set_read_timeout(Some(Duration::from_millis(20)))
-        .map_err(PushError::Socket)?;
-    let sock: Box<dyn Conn> = if target.tls {
-        tls_client(sock, &target.host)?
+    sock.set_nonblocking(true).map_err(PushError::Socket)?;
+    let sock = mist_connector::mio::net::TcpStream::from_std(sock);
+    let mut tls_error = None;
+    let conn: Box<dyn mist_connector::Stream> = if target.tls {
+        let c = mist_bins::push_out::tls::connection(&target.host).map_err(PushError::TlsClient)?;
+        let s = mist_connector::TlsClientStream::new(sock, c, Instant::now() + SETUP_TIMEOUT);
+        tls_error = Some(s.error_slot());
+        Box::new(s)
     } else {
         Box::new(sock)
     };
     let seed = std::process::id() as u64 ^ 0x5eed;
-    let session = ClientSession::new(
-        &target.app,
-        &target.tc_url,
-        &target.key,
-        ClientMode::Publish,
-        seed,
-    );
-    let mut link = Link {
-        sock,
-        session,
-        buf: vec![0; 65536],
-        sent: 0,
+    let now = Instant::now();
+    let pusher = Pusher {
+        session: ClientSession::new(
+            &target.app,
+            &target.tc_url,
+            &target.key,
+            ClientMode::Publish,
+            seed,
+        ),
+        reader,
+        tracks: Vec::new(),
+        started: false,
+        ready: false,
+        done: false,
+        connected: now,
+        frames: 0,
+        bytes_out: 0,
+        last_report: now,
+        last_status: now,
     };
-    link.flush().map_err(PushError::Write)?;
-    let t = Instant::now();
-    while !link.session.is_ready() {
-        if t.elapsed() > Duration::from_secs(10) || stop.load(Ordering::Relaxed) {
-            return Err(PushError::NotAccepted);
-        }
-        link.service()?;
-    }
-    log!(INFO, "pushing {stream} to {url}");
-    report_status(url, 0, 0);
-    let mut tracks: Vec<Track> = push_tracks(&reader, &prog.sel);
-    if !tracks.is_empty() {
-        link.session
-            .send_tracks(&tracks)
-            .map_err(PushError::Session)?;
-    }
-    let mut frames = 0u64;
-    let mut bytes_out = 0u64;
-    let mut last_report = Instant::now();
-    let mut last_status = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        prog.sent = link.sent;
-        match reader.next() {
-            ReadEvent::Frame(f) => {
-                let Some(track) = tracks.iter().find(|t| t.id == f.track) else {
-                    continue;
-                };
-                link.session
-                    .send_frame(track, &f)
-                    .map_err(PushError::Session)?;
-                frames += 1;
-                bytes_out += f.data.len() as u64;
-                prog.first_ms.get_or_insert(f.dts);
-                prog.last_ms = prog.last_ms.max(f.dts);
-                // Write in batches of a few hundred KiB while catching up.
-                if link.session_output_len() >= 256 * 1024 {
-                    link.flush().map_err(PushError::Write)?;
+    let mut rt = Runtime::<PushApp>::new().map_err(PushError::Socket)?;
+    rt.set_max_wait(TICK);
+    let id = rt
+        .adopt(conn, Peer::Tcp(addr), "RTMP push", limits(), pusher)
+        .map_err(PushError::Socket)?;
+    rt.remote().wake(id);
+    // New frames wake the loop.
+    let waiter = mist_shm::Waiter::new();
+    let watching = waiter.add(stream).is_ok();
+    let done = Arc::new(AtomicBool::new(false));
+    if watching {
+        let (w, remote, done) = (waiter.clone(), rt.remote(), done.clone());
+        let _ = std::thread::Builder::new()
+            .name("shm-waiter".into())
+            .spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    if !w.wait(Duration::from_millis(500)).is_empty() {
+                        remote.wake_loop();
+                    }
                 }
-            }
-            ReadEvent::TracksChanged | ReadEvent::Restarted => {
-                tracks = push_tracks(&reader, &prog.sel);
-                log!(MEDIUM, "{stream}: {} tracks", tracks.len());
-                link.session
-                    .send_tracks(&tracks)
-                    .map_err(PushError::Session)?;
-            }
-            ReadEvent::Pending => {
-                link.flush().map_err(PushError::Write)?;
-                link.service()?;
-                reader.wait(Duration::from_millis(100));
-            }
-            ReadEvent::Ended => {
-                log!(INFO, "{stream} ended; {frames} frames pushed to {url}");
-                link.session.close().map_err(PushError::Session)?;
-                link.flush().map_err(PushError::Write)?;
-                prog.sent = link.sent;
-                return Ok(());
-            }
-        }
-        if last_report.elapsed() > Duration::from_secs(1) {
-            last_report = Instant::now();
-            reader.report(bytes_out, 0);
-        }
-        if last_status.elapsed() >= STATUS_EVERY {
-            last_status = Instant::now();
-            prog.sent = link.sent;
-            report_status(
-                url,
-                link.sent,
-                prog.last_ms - prog.first_ms.unwrap_or(prog.last_ms),
-            );
-        }
+            });
     }
-    log!(
-        INFO,
-        "push of {stream} to {url} stopped by a signal after {frames} frames"
-    );
-    let _ = link.session.close();
-    let _ = link.flush();
-    prog.sent = link.sent;
-    Ok(())
+    let mut app = PushApp {
+        stream: stream.to_string(),
+        stop: stop.clone(),
+        conn: Some(id),
+        closed: false,
+        stopping: None,
+        outcome: None,
+        prog: std::mem::take(prog),
+    };
+    let r = rt.run(&mut app);
+    done.store(true, Ordering::Relaxed);
+    waiter.kick();
+    drop(rt);
+    *prog = std::mem::take(&mut app.prog);
+    r.map_err(PushError::Socket)?;
+    // The TLS layer knows better why a connection ended than "closed".
+    let tls_why = tls_error.and_then(|s| s.lock().ok().and_then(|mut e| e.take()));
+    match app.outcome {
+        Some(Err(PushError::Closed)) | None if tls_why.is_some() => {
+            Err(PushError::TlsClient(tls_why.unwrap_or_default()))
+        }
+        Some(r) => r,
+        // Stopped by a signal before the session ended.
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

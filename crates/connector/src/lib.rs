@@ -51,6 +51,7 @@ pub mod limits;
 pub mod runtime;
 pub mod session;
 pub mod tls;
+pub mod tls_client;
 pub mod transport;
 
 pub use file::{FileRange, FileSource};
@@ -59,4 +60,5 @@ pub use mio;
 pub use runtime::{App, Ctl, Flow, Remote, Runtime};
 pub use session::{ConnId, Harness, Io, ListenerId, Session};
 pub use tls::{PemPair, TlsConfigHandle, TlsSettings};
+pub use tls_client::TlsClientStream;
 pub use transport::{OutQueue, Peer, Stream};

@@ -291,6 +291,109 @@ pub fn rule_matches(rule: &str, stream: &str) -> bool {
     }
 }
 
+/// Whether `matcher` picks `stream`: the full name, `base+` (every wildcard stream of `base`),
+/// or `#tag` (a stream carrying that tag, INTERFACES §4.1).
+pub fn stream_matches(matcher: &str, stream: &str, tags: &[String]) -> bool {
+    match matcher.strip_prefix('#') {
+        Some(tag) => !tag.is_empty() && tags.iter().any(|t| t == tag),
+        None => rule_matches(matcher, stream),
+    }
+}
+
+/// The value of the variable `name` (custom first, then the built-in ones), expanded;
+/// None when there is no such variable.
+pub fn lookup(name: &str, v: &Vars, t: &LocalTime) -> Option<String> {
+    let name = name.trim_start_matches('$');
+    if name.is_empty() || name.len() > MAX_NAME {
+        return None;
+    }
+    let raw = v
+        .custom
+        .get(name)
+        .cloned()
+        .or_else(|| builtin(name, v, t))?;
+    Some(expand(&raw, v, t))
+}
+
+/// MistServer's truth of a text: `1`, `true`, `yes`, `on` (any case; a non-zero number).
+fn truthy(s: &str) -> bool {
+    let s = s.trim().to_ascii_lowercase();
+    match s.as_str() {
+        "true" | "yes" | "y" | "on" | "t" => true,
+        _ => s.parse::<f64>().is_ok_and(|n| n.abs() > 0.0),
+    }
+}
+
+/// One comparison of an auto-push rule (INTERFACES §3.4 `push_auto_add`): `op` 0 true, 1
+/// false, 2 ==, 3 !=, 10–13 numeric > ≥ < ≤, 20–23 lexical > ≥ < ≤. An unknown operator is
+/// false.
+pub fn check_condition(current: &str, op: i64, value: &str) -> bool {
+    let num = |s: &str| s.trim().parse::<f64>().unwrap_or(0.0);
+    match op {
+        0 => truthy(current),
+        1 => !truthy(current),
+        2 => current == value,
+        3 => current != value,
+        10 => num(current) > num(value),
+        11 => num(current) >= num(value),
+        12 => num(current) < num(value),
+        13 => num(current) <= num(value),
+        20 => current > value,
+        21 => current >= value,
+        22 => current < value,
+        23 => current <= value,
+        _ => false,
+    }
+}
+
+/// What an auto-push rule's `start_rule`/`end_rule` (`[variable, op, value]`) says now: the
+/// variable (without `$`) compared with the value (`$variables` in it expanded). A rule that is
+/// not such an array, or names no variable that exists, is false (as MistServer).
+pub fn rule_holds(rule: &serde_json::Value, v: &Vars, t: &LocalTime) -> bool {
+    let Some(a) = rule.as_array() else {
+        return false;
+    };
+    let (Some(var), Some(op), Some(value)) = (a.first(), a.get(1), a.get(2)) else {
+        return false;
+    };
+    let Some(current) = var.as_str().and_then(|n| lookup(n, v, t)) else {
+        return false;
+    };
+    let op = op
+        .as_i64()
+        .or_else(|| op.as_str().and_then(|s| s.trim().parse().ok()))
+        .unwrap_or(-1);
+    let value = match value {
+        serde_json::Value::String(s) => expand(s, v, t),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    check_condition(&current, op, &value)
+}
+
+/// Whether an auto-push rule (`{stream, target, start_rule?, end_rule?, inhibit?, …}`) lets a
+/// push of `v.stream` (carrying `tags`) run now: not while its `end_rule` holds, only while
+/// its `start_rule` (if any) holds. `inhibit` (a matcher or a list of them: name, `base+`,
+/// `#tag`) only keeps a push from starting: see [`inhibited`].
+pub fn rule_allows(rule: &serde_json::Value, v: &Vars, t: &LocalTime) -> bool {
+    if rule.get("end_rule").is_some_and(|r| rule_holds(r, v, t)) {
+        return false;
+    }
+    rule.get("start_rule").is_none_or(|r| rule_holds(r, v, t))
+}
+
+/// Whether a rule's `inhibit` keeps its push from starting on `stream`.
+pub fn inhibited(rule: &serde_json::Value, stream: &str, tags: &[String]) -> bool {
+    match rule.get("inhibit") {
+        Some(serde_json::Value::String(m)) => !m.is_empty() && stream_matches(m, stream, tags),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .any(|m| !m.is_empty() && stream_matches(m, stream, tags)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,5 +511,58 @@ mod tests {
         assert!(rule_matches("live", "live"));
         assert!(!rule_matches("live", "live+alice"));
         assert!(rule_matches("live+alice", "live+alice"));
+    }
+
+    #[test]
+    fn push_rules() {
+        let mut v = Vars {
+            stream: "live+alice",
+            ..Default::default()
+        };
+        v.custom.insert("onair".into(), "1".into());
+        v.custom.insert("viewers".into(), "12".into());
+        v.custom.insert("who".into(), "$wildcard".into());
+        let tags = vec!["vip".to_string()];
+        assert!(stream_matches("#vip", "x", &tags));
+        assert!(!stream_matches("#", "x", &tags));
+        assert!(stream_matches("live+", "live+alice", &[]));
+        assert!(!stream_matches("#vip", "live+alice", &[]));
+        let r = |j: serde_json::Value| rule_holds(&j, &v, &t());
+        assert!(r(serde_json::json!(["onair", 0, ""])));
+        assert!(!r(serde_json::json!(["onair", 1, ""])));
+        assert!(r(serde_json::json!(["viewers", 10, 9])));
+        assert!(r(serde_json::json!(["viewers", 10, "9"])));
+        assert!(!r(serde_json::json!(["viewers", 12, 9])));
+        assert!(r(serde_json::json!(["viewers", 20, "100"]))); // lexical: "12" > "100"
+        assert!(r(serde_json::json!(["who", 2, "alice"])));
+        assert!(r(serde_json::json!(["$who", 2, "$wildcard"])));
+        assert!(r(serde_json::json!(["wildcard", 3, "bob"])));
+        assert!(!r(serde_json::json!(["nosuch", 1, ""])));
+        assert!(!r(serde_json::json!(["onair", 99, ""])));
+        assert!(!r(serde_json::json!(["onair"])));
+        assert!(!r(serde_json::json!("onair")));
+        let rule = serde_json::json!({"stream": "live+", "target": "/x.mkv",
+            "start_rule": ["onair", 0, ""], "end_rule": ["viewers", 10, 100]});
+        assert!(rule_allows(&rule, &v, &t()));
+        v.custom.insert("viewers".into(), "101".into());
+        assert!(!rule_allows(&rule, &v, &t()));
+        v.custom.insert("viewers".into(), "1".into());
+        v.custom.insert("onair".into(), "no".into());
+        assert!(!rule_allows(&rule, &v, &t()));
+        assert!(rule_allows(&serde_json::json!({}), &v, &t()));
+        let inh = serde_json::json!({"inhibit": ["live+bob", "#vip"]});
+        assert!(inhibited(&inh, "live+bob", &[]));
+        assert!(inhibited(&inh, "live+carol", &tags));
+        assert!(!inhibited(&inh, "live+carol", &[]));
+        assert!(inhibited(
+            &serde_json::json!({"inhibit": "live+"}),
+            "live+x",
+            &[]
+        ));
+        assert!(!inhibited(
+            &serde_json::json!({"inhibit": ""}),
+            "live+x",
+            &[]
+        ));
     }
 }
