@@ -31,25 +31,54 @@ pub enum Verdict<R> {
     Parked,
 }
 
-/// The session token of a request: `tkn` or `sid` parameter, a `tkn`/`sid` cookie, or an
-/// `Authorization: Bearer` token.
+/// The session token of a request, as `tknMode` says (INTERFACES §2.1): bit 1 the `tkn`, `sid`,
+/// `sessId` or `jwt` parameter, bit 2 a `tkn`/`jwt` cookie (`sid` too); `Authorization: Bearer`
+/// always wins.
 pub fn token(req: &HttpRequest) -> String {
-    if let Some(t) = req.query_param("tkn").or_else(|| req.query_param("sid")) {
+    token_with(req, viewers::modes().tkn)
+}
+
+/// [`token`] with an explicit `tknMode`.
+pub fn token_with(req: &HttpRequest, tkn_mode: u8) -> String {
+    use mist_core::triggers::session_modes::{TKN_READ_COOKIE, TKN_READ_PARAM};
+    if let Some(t) = req
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+    {
         return t;
     }
-    if let Some(c) = req.header("cookie") {
-        for kv in c.split(';') {
-            if let Some((k, v)) = kv.trim().split_once('=') {
-                if k == "tkn" || k == "sid" {
-                    return v.to_string();
-                }
+    if tkn_mode & TKN_READ_PARAM != 0 {
+        if let Some(t) = req.query_param("jwt").filter(|t| !t.is_empty()) {
+            return t;
+        }
+        for k in ["tkn", "sid", "sessId"] {
+            if let Some(t) = req.query_param(k).filter(|t| !t.is_empty()) {
+                return t;
             }
         }
     }
-    req.header("authorization")
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string())
-        .unwrap_or_default()
+    if tkn_mode & TKN_READ_COOKIE != 0 {
+        if let Some(c) = req.header("cookie") {
+            let mut found = None;
+            for kv in c.split(';') {
+                if let Some((k, v)) = kv.trim().split_once('=') {
+                    match k {
+                        "jwt" if !v.is_empty() => return v.to_string(),
+                        "tkn" | "sid" if found.is_none() && !v.is_empty() => {
+                            found = Some(v.to_string())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(t) = found {
+                return t;
+            }
+        }
+    }
+    String::new()
 }
 
 impl<R: Send + 'static> Gate<R> {

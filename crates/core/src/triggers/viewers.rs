@@ -9,17 +9,17 @@ use std::time::{Duration, Instant};
 /// How long a USER_NEW answer is reused for the same session.
 pub const USER_NEW_CACHE: Duration = Duration::from_secs(600);
 
-/// A session id as MistServer's default `sessionViewerMode` counts viewers: one per host,
-/// stream, connector and token. 16 hex digits (FNV-1a 64).
+/// The session id of a viewer as MistServer makes it: the SHA-256 (64 hex digits) of the fields
+/// the configured `sessionViewerMode` selects (default 14: stream, address and token; 15 adds
+/// the connector). See [`super::session_modes`].
 pub fn session_id(stream: &str, host: &str, connector: &str, token: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [stream, host, connector, token] {
-        for b in part.bytes().chain(std::iter::once(0)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
+    let mode = Engine::global().config().sessions.viewer;
+    super::session_modes::session_id_with(mode, stream, host, connector, token)
+}
+
+/// The configured session settings of this process.
+pub fn modes() -> super::session_modes::SessionModes {
+    Engine::global().config().sessions
 }
 
 fn cache() -> &'static Mutex<HashMap<String, (Instant, bool)>> {
@@ -131,13 +131,10 @@ pub fn closed(stream: &str, host: &str, connector: &str, url: &str) {
 mod tests {
     #[test]
     fn session_ids() {
+        // No config installed: MistServer's default mode 14 (connector not included).
         let a = super::session_id("s", "1.2.3.4", "RTMP", "");
-        assert_eq!(a.len(), 16);
-        assert_eq!(a, super::session_id("s", "1.2.3.4", "RTMP", ""));
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, super::session_id("s", "1.2.3.4", "HLS", ""));
         assert_ne!(a, super::session_id("s", "1.2.3.4", "RTMP", "t"));
-        assert_ne!(
-            super::session_id("ab", "c", "", ""),
-            super::session_id("a", "bc", "", "")
-        );
     }
 }
