@@ -163,7 +163,8 @@ pub fn handle_from(ctl: &mut Controller, sess: &mut Session, who: &Caller, req: 
             "totals" => {
                 out.insert("totals".into(), totals(ctl, arg));
             }
-            "stop_sessions" | "stop_sessid" | "stop_tag" | "tag_sessid" | "invalidate_sessions" => {
+            "stop_sessions" | "stop_sessid" | "stop_tag" | "tag_sessid" | "invalidate_sessions"
+            | "kill" => {
                 out.insert(cmd.clone(), super::sessions::api(ctl, cmd, arg));
             }
             "log" => {

@@ -25,10 +25,12 @@ pub fn timeout() -> Duration {
 
 const POLL: Duration = Duration::from_secs(1);
 
-/// Connectors whose users-table readers are one per viewer connection (MistOutRTMP's `stats`
-/// readers): the controller makes their sessions from those rows, so the output needs no other
-/// report. (Shared readers, e.g. `RTMP-mux` or MistOutHTTP's feeds, are not viewers.)
-const USERS_AS_SESSIONS: &[&str] = &["RTMP"];
+/// Connectors whose users-table readers are one per viewer connection and that report no
+/// sessions themselves: the controller makes their sessions from those rows. None today:
+/// MistOutRTMP reports its viewers in the sessions table (so that a stopped session's
+/// connections are closed) like MistOutHTTP. (Shared readers, e.g. `RTMP-mux` or MistOutHTTP's
+/// feeds, are not viewers.)
+const USERS_AS_SESSIONS: &[&str] = &[];
 
 /// Session rows made from the users tables of [`USERS_AS_SESSIONS`] connectors. The session id
 /// is the one the output gave USER_NEW (`viewers::session_id`, no token).
@@ -508,6 +510,14 @@ pub fn api(ctl: &mut super::Controller, cmd: &str, arg: &Value) -> Value {
         "stop_sessid" => {
             let ids = strings(arg);
             ctl.sessions.stop(|s| ids.contains(&s.sid))
+        }
+        // mist-rs: a session id or a stream name, or an array of them (every session of a named
+        // stream ends).
+        "kill" => {
+            let what = strings(arg);
+            ctl.sessions.stop(|s| {
+                what.contains(&s.sid) || s.streams().iter().any(|st| what.contains(st))
+            })
         }
         "stop_tag" => {
             let tags = strings(arg);
