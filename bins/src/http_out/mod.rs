@@ -712,14 +712,13 @@ impl App {
 
     /// Continues the requests whose viewer session USER_NEW decided.
     fn check_gate(&mut self, io: &mut Io) {
-        for (p, ok) in self.gate.decided() {
+        for (p, r) in self.gate.decided() {
             if !io.is_open(p.id) {
                 continue;
             }
-            if ok {
-                self.open_stream(io, p.id, p.stream, p.route, &p.target);
-            } else {
-                io.respond_text(p.id, 403, "refused by the USER_NEW trigger");
+            match r {
+                Ok(()) => self.open_stream(io, p.id, p.stream, p.route, &p.target),
+                Err(why) => io.respond_text(p.id, 403, &why.to_string()),
             }
         }
     }
@@ -798,12 +797,6 @@ impl Handler for App {
                     routes::Route::Segmented { kind, .. } => kind.to_ascii_uppercase(),
                     _ => "HTTP".to_string(),
                 };
-                let parked = gate::Parked {
-                    id,
-                    stream: name.clone(),
-                    route: route.clone(),
-                    target: req.target.clone(),
-                };
                 let token = gate::token(&req);
                 if token.is_empty() {
                     self.tokens.remove(&id);
@@ -811,16 +804,32 @@ impl Handler for App {
                     self.tokens.insert(id, token.clone());
                 }
                 self.vs.request(id, &name, &host, &connector, &token);
-                match self
-                    .gate
-                    .check(parked, &host, &connector, &token, self.waker.clone())
-                {
+                // The triggers' URL line: the full URL, as MistServer gives it.
+                let scheme = if self.opts.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                let url = format!(
+                    "{scheme}://{}{}",
+                    req.header("host").unwrap_or("localhost"),
+                    req.target
+                );
+                let parked = gate::Parked {
+                    id,
+                    stream: name.clone(),
+                    route: route.clone(),
+                    target: req.target.clone(),
+                    host,
+                    connector,
+                    token,
+                    url,
+                };
+                match self.gate.check(parked, self.waker.clone()) {
                     gate::Verdict::Pass(route) => {
                         self.open_stream(io, id, name, route, &req.target)
                     }
-                    gate::Verdict::Refuse => {
-                        io.respond_text(id, 403, "refused by the USER_NEW trigger")
-                    }
+                    gate::Verdict::Refuse(why) => io.respond_text(id, 403, &why.to_string()),
                     gate::Verdict::Parked => {}
                 }
             }

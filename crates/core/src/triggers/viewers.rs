@@ -3,7 +3,7 @@
 
 use super::Engine;
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a USER_NEW answer is reused for the same session.
@@ -61,6 +61,87 @@ pub fn user_new(stream: &str, host: &str, connector: &str, url: &str, token: &st
     ok
 }
 
+/// A USER_NEW decision being made: its answer once known.
+type Deciding = Arc<(Mutex<Option<bool>>, Condvar)>;
+
+fn deciding() -> &'static Mutex<HashMap<String, Deciding>> {
+    static D: OnceLock<Mutex<HashMap<String, Deciding>>> = OnceLock::new();
+    D.get_or_init(Default::default)
+}
+
+/// The USER_NEW answer of a session: cached, or decided now. Callers asking for a session whose
+/// decision is under way (an HLS player's parallel first requests) wait for that one: USER_NEW
+/// fires once. Blocks on handlers: call it off the event loop.
+pub fn user_new_once(stream: &str, host: &str, connector: &str, url: &str, token: &str) -> bool {
+    let sid = session_id(stream, host, connector, token);
+    if let Some(ok) = cached(&sid) {
+        return ok;
+    }
+    let (cell, leader) = {
+        let mut d = deciding().lock().unwrap_or_else(|p| p.into_inner());
+        match d.get(&sid) {
+            Some(c) => (c.clone(), false),
+            None => {
+                let c: Deciding = Arc::new((Mutex::new(None), Condvar::new()));
+                d.insert(sid.clone(), c.clone());
+                (c, true)
+            }
+        }
+    };
+    if leader {
+        let ok = user_new(stream, host, connector, url, token);
+        *cell.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(ok);
+        cell.1.notify_all();
+        deciding()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&sid);
+        return ok;
+    }
+    let mut g = cell.0.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        if let Some(ok) = *g {
+            return ok;
+        }
+        g = cell.1.wait(g).unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+/// The blocking viewer triggers a connection still needs before it may play `stream`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steps {
+    /// CONN_OPEN (the connection's first request for the stream).
+    pub open: bool,
+    /// USER_NEW (the session is not decided).
+    pub user_new: bool,
+    /// CONN_PLAY (the connection's first request for the stream).
+    pub play: bool,
+}
+
+/// Runs the `steps` in order (CONN_OPEN, USER_NEW once per session, CONN_PLAY); `Err(trigger)`
+/// refuses the viewer. Blocks on handlers: call it off the event loop.
+pub fn admit_steps(
+    steps: Steps,
+    stream: &str,
+    host: &str,
+    connector: &str,
+    url: &str,
+    token: &str,
+) -> Result<(), Refused> {
+    let e = Engine::global();
+    let base = [stream, host, connector, url];
+    if steps.open && !e.fire("CONN_OPEN", Some(stream), &base).ok {
+        return Err(Refused("CONN_OPEN"));
+    }
+    if steps.user_new && !user_new_once(stream, host, connector, url, token) {
+        return Err(Refused("USER_NEW"));
+    }
+    if steps.play && !e.fire("CONN_PLAY", Some(stream), &base).ok {
+        return Err(Refused("CONN_PLAY"));
+    }
+    Ok(())
+}
+
 /// Runs the blocking viewer triggers for a viewer about to play `stream`: CONN_OPEN, USER_NEW
 /// (once per session in 10 minutes), CONN_PLAY. `Err(trigger)` refuses the viewer. Blocks on
 /// handlers: call it off the event loop.
@@ -78,10 +159,7 @@ pub fn admit(
     }
     let sid = session_id(stream, host, connector, token);
     if e.exists("USER_NEW", Some(stream)) {
-        let ok = match cached(&sid) {
-            Some(ok) => ok,
-            None => user_new(stream, host, connector, url, token),
-        };
+        let ok = user_new_once(stream, host, connector, url, token);
         if !ok {
             return Err(Refused("USER_NEW"));
         }
