@@ -183,7 +183,17 @@ fn hls_and_rtmp_players_are_one_session_each_and_end_once() {
         std::thread::sleep(Duration::from_millis(300));
     };
     let t = ctl.api(&json!({"totals": {"streams": ["live+a"], "fields": ["clients", "upbps"]}}));
-    assert!(t["totals"]["data"][0][0].as_u64() >= Some(2), "{t}");
+    // One row per second of the last ten minutes; the newest counts the two players.
+    let rows = t["totals"]["data"].as_array().unwrap_or_else(|| panic!("{t}"));
+    assert!(rows.last().unwrap()[0].as_u64() >= Some(2), "{t}");
+    // `interval` counts the steps between the rows: [[count, seconds], …].
+    let steps: u64 = t["totals"]["interval"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{t}"))
+        .iter()
+        .map(|i| i[0].as_u64().unwrap())
+        .sum();
+    assert!(rows.len() == 1 || steps + 1 == rows.len() as u64, "{t}");
     let a = ctl.api(
         &json!({"active_streams": {"streams": ["live+a"], "fields": ["viewers", "views", "upbytes"]}}),
     );
