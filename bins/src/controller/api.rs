@@ -562,7 +562,10 @@ fn clients_at(ctl: &Controller, fields: &[String], t: u64, keep: impl Fn(&str, &
     let mut data = Vec::new();
     for (s, n) in ctl.sessions.at(t) {
         let (streams, conns) = (s.streams(), s.connectors());
-        if !streams.iter().any(|st| conns.iter().any(|c| keep(st, c))) {
+        if !streams
+            .iter()
+            .any(|st| conns.iter().any(|c| keep(st.as_str(), c.as_str())))
+        {
             continue;
         }
         let row: Vec<Value> = fields
@@ -689,7 +692,8 @@ fn totals(ctl: &Controller, arg: &Value) -> Value {
         .values()
         .chain(ctl.sessions.recent.iter())
         .filter(|s| {
-            s.streams().iter().any(|x| stream_ok(x)) && s.connectors().iter().any(|c| proto_ok(c))
+            s.streams().iter().any(|x| stream_ok(x.as_str()))
+                && s.connectors().iter().any(|c| proto_ok(c.as_str()))
         })
         .collect();
     let mut data = Vec::new();
@@ -705,7 +709,7 @@ fn totals(ctl: &Controller, arg: &Value) -> Value {
         if snaps.is_empty() && sec.is_none() {
             continue;
         }
-        let inputs = sec.map_or(0, |x| x.inputs.iter().filter(|st| stream_ok(st)).count());
+        let inputs = sec.map_or(0, |x| x.inputs.iter().filter(|st| stream_ok(st.as_str())).count());
         let outputs = sec.map_or(0, |x| {
             x.outputs
                 .iter()
