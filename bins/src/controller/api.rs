@@ -713,7 +713,7 @@ fn totals(ctl: &Controller, arg: &Value) -> Value {
         let outputs = sec.map_or(0, |x| {
             x.outputs
                 .iter()
-                .filter(|(st, c)| stream_ok(st) && proto_ok(c))
+                .filter(|(st, c)| stream_ok(st.as_str()) && proto_ok(c.as_str()))
                 .count()
         });
         let row: Vec<Value> = fields
