@@ -9,7 +9,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Sessions end this many seconds after their last activity in these tests.
 const TIMEOUT: &str = "3";
