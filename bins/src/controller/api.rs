@@ -755,3 +755,24 @@ fn intervals(times: &[u64]) -> Value {
     }
     json!(out.iter().map(|(n, s)| json!([n, s])).collect::<Vec<_>>())
 }
+
+#[cfg(test)]
+mod history_tests {
+    #[test]
+    fn intervals_are_run_lengths_of_steps() {
+        assert_eq!(super::intervals(&[5]), serde_json::json!([[1, 0]]));
+        assert_eq!(
+            super::intervals(&[1, 2, 3, 5, 7, 8]),
+            serde_json::json!([[2, 1], [2, 2], [1, 1]])
+        );
+    }
+
+    #[test]
+    fn times_are_unix_or_seconds_ago() {
+        let a = serde_json::json!({"time": -10, "start": 50, "end": 5000});
+        assert_eq!(super::when(&a, "time", 1000, 1000), 990);
+        assert_eq!(super::when(&a, "start", 1000, 0), 50);
+        assert_eq!(super::when(&a, "end", 1000, 0), 1000, "never after now");
+        assert_eq!(super::when(&a, "none", 1000, 7), 7);
+    }
+}

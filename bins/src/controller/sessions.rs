@@ -749,6 +749,26 @@ mod tests {
     }
 
     #[test]
+    fn history_keeps_each_poll_and_ended_sessions() {
+        let mut s = Sessions::default();
+        for t in 100..=105 {
+            s.merge(vec![row("a", 1, 0, 1, 100 * (t - 99), t)], t);
+        }
+        let a = &s.live["a"];
+        assert_eq!(a.at(99), None, "before it began");
+        assert_eq!(a.at(103).map(|n| n.up), Some(400));
+        assert_eq!(a.at(106).map(|n| n.t), Some(105), "one second late is still it");
+        assert_eq!(a.at(108), None, "nothing known then");
+        assert!(s.end("a"));
+        assert_eq!(s.at(102).len(), 1, "an ended session is kept for history");
+        assert_eq!(s.at(102)[0].1.up, 300);
+        // Forgotten after HISTORY seconds.
+        s.record(105 + HISTORY + 1, &Vec::new());
+        assert!(s.recent.is_empty());
+        assert_eq!(s.seconds.len(), 1);
+    }
+
+    #[test]
     fn stop_sessions_arguments() {
         let mut s = Sessions::default();
         s.merge(vec![row("a", 1, 0, 1, 5, 105)], 105);
