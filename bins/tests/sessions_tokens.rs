@@ -147,11 +147,14 @@ fn a_player_given_a_token_is_one_session_and_its_playlists_carry_it() {
     // player with the same token from the same address joins that session.
     let ts = probe_streams(&url(ctl.http, "/live+t.ts?tkn=abc"));
     assert!(ts.iter().any(|s| s["codec_name"] == "h264"), "{ts:?}");
+    // (One output process reports a session under the connector it first saw, so `clients`
+    // shows the session's HLS row only; USER_NEW below tells that it was the same session.)
     let rows = clients(&ctl, "live+t");
     let abc: Vec<&Value> = rows.iter().filter(|r| r["token"] == "abc").collect();
+    assert!(!abc.is_empty(), "{rows:?}");
     assert!(
-        abc.iter().any(|r| r["protocol"] == "HTTP") && abc.iter().all(|r| r["sessid"] == sid.as_str()),
-        "{rows:?}"
+        abc.iter().all(|r| r["sessid"] == sid.as_str()),
+        "one session: {rows:?}"
     );
     assert_eq!(user_new_of("abc"), 1, "{:?}", records(d, "user_new"));
 
@@ -161,7 +164,10 @@ fn a_player_given_a_token_is_one_session_and_its_playlists_carry_it() {
     assert!(dash.iter().any(|s| s["codec_name"] == "h264"), "{dash:?}");
     assert_eq!(user_new_of("def"), 1, "{:?}", records(d, "user_new"));
     assert_eq!(user_new_of(""), 0, "{:?}", records(d, "user_new"));
-    let rows = clients(&ctl, "live+t");
+    let rows = wait_for("the DASH session in clients", Duration::from_secs(10), || {
+        let rows = clients(&ctl, "live+t");
+        rows.iter().any(|r| r["token"] == "def").then_some(rows)
+    });
     let def: Vec<&Value> = rows.iter().filter(|r| r["token"] == "def").collect();
     assert_eq!(def.len(), 1, "{rows:?}");
     assert_eq!(def[0]["protocol"], "CMAF");
@@ -213,9 +219,15 @@ fn stopped_rtmp_sessions_close_the_players_connection() {
     wait_stream(&ctl, "live+r");
     let rtmp_session = || {
         wait_for("the RTMP player in clients", Duration::from_secs(30), || {
+            // Sessions come from the controller's last read (once a second); until then the
+            // viewer's users-table reader is listed on its own (no session id of 64 digits).
             clients(&ctl, "live+r")
                 .into_iter()
-                .find(|r| r["protocol"] == "RTMP" && r["up"].as_u64() > Some(0))
+                .find(|r| {
+                    r["protocol"] == "RTMP"
+                        && r["up"].as_u64() > Some(0)
+                        && r["sessid"].as_str().is_some_and(|s| s.len() == 64)
+                })
                 .map(|r| r["sessid"].as_str().unwrap().to_string())
         })
     };
@@ -236,7 +248,6 @@ fn stopped_rtmp_sessions_close_the_players_connection() {
     for (n, (cmd, arg)) in stops.into_iter().enumerate() {
         let mut p = player(&ctl.play_url("live+r"), 60);
         let sid = rtmp_session();
-        assert_eq!(sid.len(), 64, "{sid}");
         let first = first_sid.get_or_insert_with(|| sid.clone());
         assert_eq!(&sid, first, "one id for one stream, address and no token");
         let arg = if arg.is_null() { json!(sid) } else { arg };
