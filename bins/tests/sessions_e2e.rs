@@ -184,7 +184,9 @@ fn hls_and_rtmp_players_are_one_session_each_and_end_once() {
     };
     let t = ctl.api(&json!({"totals": {"streams": ["live+a"], "fields": ["clients", "upbps"]}}));
     // One row per second of the last ten minutes; the newest counts the two players.
-    let rows = t["totals"]["data"].as_array().unwrap_or_else(|| panic!("{t}"));
+    let rows = t["totals"]["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{t}"));
     assert!(rows.last().unwrap()[0].as_u64() >= Some(2), "{t}");
     // `interval` counts the steps between the rows: [[count, seconds], …].
     let steps: u64 = t["totals"]["interval"]

@@ -106,7 +106,10 @@ fn a_player_given_a_token_is_one_session_and_its_playlists_carry_it() {
     assert_eq!(rows.len(), 1, "one session, one row: {rows:?}");
     assert_eq!(rows[0]["protocol"], "HLS", "{rows:?}");
     assert_eq!(rows[0]["token"], "abc", "{rows:?}");
-    assert!(rows[0]["up"].as_u64() > Some(20_000), "segments counted: {rows:?}");
+    assert!(
+        rows[0]["up"].as_u64() > Some(20_000),
+        "segments counted: {rows:?}"
+    );
     let sid = rows[0]["sessid"].as_str().unwrap().to_string();
     assert_eq!(sid.len(), 64, "MistServer's session id (SHA-256): {sid}");
     let user_new_of = |token: &str| {
@@ -164,10 +167,14 @@ fn a_player_given_a_token_is_one_session_and_its_playlists_carry_it() {
     assert!(dash.iter().any(|s| s["codec_name"] == "h264"), "{dash:?}");
     assert_eq!(user_new_of("def"), 1, "{:?}", records(d, "user_new"));
     assert_eq!(user_new_of(""), 0, "{:?}", records(d, "user_new"));
-    let rows = wait_for("the DASH session in clients", Duration::from_secs(10), || {
-        let rows = clients(&ctl, "live+t");
-        rows.iter().any(|r| r["token"] == "def").then_some(rows)
-    });
+    let rows = wait_for(
+        "the DASH session in clients",
+        Duration::from_secs(10),
+        || {
+            let rows = clients(&ctl, "live+t");
+            rows.iter().any(|r| r["token"] == "def").then_some(rows)
+        },
+    );
     let def: Vec<&Value> = rows.iter().filter(|r| r["token"] == "def").collect();
     assert_eq!(def.len(), 1, "{rows:?}");
     assert_eq!(def[0]["protocol"], "CMAF");
@@ -218,18 +225,22 @@ fn stopped_rtmp_sessions_close_the_players_connection() {
     let _pub = publish(&ctl.publish_url("live+r"), "320x240", 120);
     wait_stream(&ctl, "live+r");
     let rtmp_session = || {
-        wait_for("the RTMP player in clients", Duration::from_secs(30), || {
-            // Sessions come from the controller's last read (once a second); until then the
-            // viewer's users-table reader is listed on its own (no session id of 64 digits).
-            clients(&ctl, "live+r")
-                .into_iter()
-                .find(|r| {
-                    r["protocol"] == "RTMP"
-                        && r["up"].as_u64() > Some(0)
-                        && r["sessid"].as_str().is_some_and(|s| s.len() == 64)
-                })
-                .map(|r| r["sessid"].as_str().unwrap().to_string())
-        })
+        wait_for(
+            "the RTMP player in clients",
+            Duration::from_secs(30),
+            || {
+                // Sessions come from the controller's last read (once a second); until then the
+                // viewer's users-table reader is listed on its own (no session id of 64 digits).
+                clients(&ctl, "live+r")
+                    .into_iter()
+                    .find(|r| {
+                        r["protocol"] == "RTMP"
+                            && r["up"].as_u64() > Some(0)
+                            && r["sessid"].as_str().is_some_and(|s| s.len() == 64)
+                    })
+                    .map(|r| r["sessid"].as_str().unwrap().to_string())
+            },
+        )
     };
     // RTMP viewers have no token: the three players (one after the other, from one address)
     // have the same session id under mode 14; each is a new session that ends once.
@@ -260,9 +271,11 @@ fn stopped_rtmp_sessions_close_the_players_connection() {
         let st = wait_exit(&mut p.0, Duration::from_secs(30))
             .unwrap_or_else(|| panic!("{cmd}: the player kept playing"));
         assert_ne!(st.code(), Some(124), "{cmd}: the player ran to its timeout");
-        wait_until(&format!("USER_END after {cmd}"), Duration::from_secs(20), || {
-            ends(&sid) > n
-        });
+        wait_until(
+            &format!("USER_END after {cmd}"),
+            Duration::from_secs(20),
+            || ends(&sid) > n,
+        );
     }
     // Each ended once.
     std::thread::sleep(Duration::from_secs(5));
@@ -270,7 +283,10 @@ fn stopped_rtmp_sessions_close_the_players_connection() {
     assert_eq!(ends(&sid), 3, "{:?}", records(d, "user_end"));
     // A player that comes back is a new session and plays.
     let streams = probe_streams(&ctl.play_url("live+r"));
-    assert!(streams.iter().any(|s| s["codec_name"] == "h264"), "{streams:?}");
+    assert!(
+        streams.iter().any(|s| s["codec_name"] == "h264"),
+        "{streams:?}"
+    );
 }
 
 #[test]
@@ -304,9 +320,11 @@ fn http_connection_triggers_fire_with_their_payload() {
             .map(|r| r.1)
             .collect()
     };
-    wait_until("CONN_CLOSE of the HTTP-TS probe", Duration::from_secs(20), || {
-        !of("CONN_CLOSE", "HTTP").is_empty()
-    });
+    wait_until(
+        "CONN_CLOSE of the HTTP-TS probe",
+        Duration::from_secs(20),
+        || !of("CONN_CLOSE", "HTTP").is_empty(),
+    );
     for n in ["CONN_OPEN", "CONN_PLAY", "CONN_CLOSE"] {
         let r = of(n, "HTTP");
         assert_eq!(r.len(), 1, "{n}: {:?}", records(d, "conn"));
@@ -322,7 +340,9 @@ fn http_connection_triggers_fire_with_their_payload() {
     assert_eq!(status_of(&head), 403, "{head}");
     assert!(body.contains("CONN_OPEN"), "{body}");
     let recs = records(d, "conn");
-    assert!(recs.iter().any(|r| r.0 == "CONN_OPEN" && r.1[0] == "live+no"));
+    assert!(recs
+        .iter()
+        .any(|r| r.0 == "CONN_OPEN" && r.1[0] == "live+no"));
     assert!(
         !recs
             .iter()
@@ -334,10 +354,14 @@ fn http_connection_triggers_fire_with_their_payload() {
     // playlists and segments it asks for on it.
     let mut hls = player(&url(ctl.http, "/hls/live+c/index.m3u8"), 6);
     assert!(hls.0.wait().unwrap().success());
-    wait_until("a CONN_CLOSE per HLS connection", Duration::from_secs(20), || {
-        let open = of("CONN_OPEN", "HLS").len();
-        open > 0 && of("CONN_CLOSE", "HLS").len() == open
-    });
+    wait_until(
+        "a CONN_CLOSE per HLS connection",
+        Duration::from_secs(20),
+        || {
+            let open = of("CONN_OPEN", "HLS").len();
+            open > 0 && of("CONN_CLOSE", "HLS").len() == open
+        },
+    );
     let (open, play) = (of("CONN_OPEN", "HLS"), of("CONN_PLAY", "HLS"));
     assert_eq!(open.len(), play.len(), "{:?}", records(d, "conn"));
     for r in open.iter().chain(play.iter()) {
@@ -370,7 +394,9 @@ fn clients_and_totals_answer_for_earlier_seconds() {
             .any(|r| r.1.last() == Some(&sid))
     });
     // Now it is gone, but `time` asks for the second it was seen.
-    assert!(clients(&ctl, "live+h").iter().all(|r| r["sessid"] != sid.as_str()));
+    assert!(clients(&ctl, "live+h")
+        .iter()
+        .all(|r| r["sessid"] != sid.as_str()));
     let (v, rows) = clients_at(&ctl, "live+h", Some(seen));
     assert_eq!(v["clients"]["time"], seen, "{v}");
     let r = rows
@@ -382,7 +408,9 @@ fn clients_and_totals_answer_for_earlier_seconds() {
     assert!(r["up"].as_u64() > Some(0), "{v}");
     // A negative time is seconds ago.
     let ago = now_unix() - seen;
-    let v2 = ctl.api(&json!({"clients": {"streams": ["live+h"], "fields": ["sessid"], "time": -(ago as i64)}}));
+    let v2 = ctl.api(
+        &json!({"clients": {"streams": ["live+h"], "fields": ["sessid"], "time": -(ago as i64)}}),
+    );
     let t2 = v2["clients"]["time"].as_u64().unwrap();
     assert!(t2.abs_diff(seen) <= 2, "{v2}");
 
@@ -391,9 +419,15 @@ fn clients_and_totals_answer_for_earlier_seconds() {
     let tot = &t["totals"];
     let rows = tot["data"].as_array().unwrap_or_else(|| panic!("{t}"));
     assert!(!rows.is_empty() && rows.len() <= 3, "{t}");
-    assert!(tot["start"].as_u64() >= Some(seen - 1) && tot["end"].as_u64() <= Some(seen + 1), "{t}");
+    assert!(
+        tot["start"].as_u64() >= Some(seen - 1) && tot["end"].as_u64() <= Some(seen + 1),
+        "{t}"
+    );
     assert!(rows.iter().any(|r| r[0].as_u64() >= Some(1)), "{t}");
-    assert!(rows.iter().all(|r| r[2] == 1), "the publish is an input: {t}");
+    assert!(
+        rows.iter().all(|r| r[2] == 1),
+        "the publish is an input: {t}"
+    );
     let steps: u64 = tot["interval"]
         .as_array()
         .unwrap_or_else(|| panic!("{t}"))
@@ -403,5 +437,8 @@ fn clients_and_totals_answer_for_earlier_seconds() {
     assert!(rows.len() == 1 || steps + 1 == rows.len() as u64, "{t}");
     // Long before the controller started: nothing is known.
     let t = ctl.api(&json!({"totals": {"start": 1000, "end": 2000}}));
-    assert!(t["totals"]["data"].is_null() && t["totals"]["start"].is_null(), "{t}");
+    assert!(
+        t["totals"]["data"].is_null() && t["totals"]["start"].is_null(),
+        "{t}"
+    );
 }

@@ -532,7 +532,10 @@ fn rtmp_viewer_triggers_play_rewrite_and_user_new_refusal() {
     assert_eq!(l[..5], ["live+open", "127.0.0.1", "", "RTMP", url.as_str()]);
     // MistServer's session id: the SHA-256 of the fields sessionViewerMode selects.
     assert_eq!(l[5].len(), 64, "session id {l:?}");
-    assert!(l[5].bytes().all(|b| b.is_ascii_hexdigit()), "session id {l:?}");
+    assert!(
+        l[5].bytes().all(|b| b.is_ascii_hexdigit()),
+        "session id {l:?}"
+    );
     assert!(urecs.iter().any(|r| r.1[0] == "live+secret"));
 }
 

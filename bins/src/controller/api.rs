@@ -163,7 +163,11 @@ pub fn handle_from(ctl: &mut Controller, sess: &mut Session, who: &Caller, req: 
             "totals" => {
                 out.insert("totals".into(), totals(ctl, arg));
             }
-            "stop_sessions" | "stop_sessid" | "stop_tag" | "tag_sessid" | "invalidate_sessions"
+            "stop_sessions"
+            | "stop_sessid"
+            | "stop_tag"
+            | "tag_sessid"
+            | "invalidate_sessions"
             | "kill" => {
                 out.insert(cmd.clone(), super::sessions::api(ctl, cmd, arg));
             }
@@ -558,7 +562,12 @@ fn when(arg: &Value, key: &str, now: u64, zero: u64) -> u64 {
 
 /// `clients` at an earlier second (`time`): one row per session that existed then (current or
 /// ended since), its names joined with `,` as MistServer lists them, its numbers at that second.
-fn clients_at(ctl: &Controller, fields: &[String], t: u64, keep: impl Fn(&str, &str) -> bool) -> Value {
+fn clients_at(
+    ctl: &Controller,
+    fields: &[String],
+    t: u64,
+    keep: impl Fn(&str, &str) -> bool,
+) -> Value {
     let mut data = Vec::new();
     for (s, n) in ctl.sessions.at(t) {
         let (streams, conns) = (s.streams(), s.connectors());
@@ -680,7 +689,11 @@ fn totals(ctl: &Controller, arg: &Value) -> Value {
     let oldest = now.saturating_sub(super::sessions::HISTORY);
     let start = when(arg, "start", now, oldest).max(oldest);
     let end = when(arg, "end", now, now).max(start);
-    let stream_ok = |st: &str| want_streams.as_ref().is_none_or(|w| w.iter().any(|x| x == st));
+    let stream_ok = |st: &str| {
+        want_streams
+            .as_ref()
+            .is_none_or(|w| w.iter().any(|x| x == st))
+    };
     let proto_ok = |c: &str| {
         want_protos
             .as_ref()
@@ -709,7 +722,9 @@ fn totals(ctl: &Controller, arg: &Value) -> Value {
         if snaps.is_empty() && sec.is_none() {
             continue;
         }
-        let inputs = sec.map_or(0, |x| x.inputs.iter().filter(|st| stream_ok(st.as_str())).count());
+        let inputs = sec.map_or(0, |x| {
+            x.inputs.iter().filter(|st| stream_ok(st.as_str())).count()
+        });
         let outputs = sec.map_or(0, |x| {
             x.outputs
                 .iter()

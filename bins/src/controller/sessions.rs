@@ -632,9 +632,8 @@ pub fn api(ctl: &mut super::Controller, cmd: &str, arg: &Value) -> Value {
         // stream ends).
         "kill" => {
             let what = strings(arg);
-            ctl.sessions.stop(|s| {
-                what.contains(&s.sid) || s.streams().iter().any(|st| what.contains(st))
-            })
+            ctl.sessions
+                .stop(|s| what.contains(&s.sid) || s.streams().iter().any(|st| what.contains(st)))
         }
         "stop_tag" => {
             let tags = strings(arg);
@@ -757,7 +756,11 @@ mod tests {
         let a = &s.live["a"];
         assert_eq!(a.at(99), None, "before it began");
         assert_eq!(a.at(103).map(|n| n.up), Some(400));
-        assert_eq!(a.at(106).map(|n| n.t), Some(105), "one second late is still it");
+        assert_eq!(
+            a.at(106).map(|n| n.t),
+            Some(105),
+            "one second late is still it"
+        );
         assert_eq!(a.at(108), None, "nothing known then");
         assert!(s.end("a"));
         assert_eq!(s.at(102).len(), 1, "an ended session is kept for history");

@@ -25,10 +25,10 @@ fn with_token(url: &str, enc: &str, amp: &str) -> String {
     o.push_str(path);
     match path.split_once('?') {
         Some((_, q))
-            if q
-                .split('&')
-                .any(|kv| matches!(kv.strip_prefix("amp;").unwrap_or(kv), "tkn")
-                    || kv.strip_prefix("amp;").unwrap_or(kv).starts_with("tkn=")) => {}
+            if q.split('&').any(|kv| {
+                matches!(kv.strip_prefix("amp;").unwrap_or(kv), "tkn")
+                    || kv.strip_prefix("amp;").unwrap_or(kv).starts_with("tkn=")
+            }) => {}
         Some((_, q)) if q.is_empty() => {
             o.push_str("tkn=");
             o.push_str(enc);
@@ -123,7 +123,12 @@ pub fn m3u8(body: &str, token: &str) -> String {
 /// segment URLs (`SegmentURL media`, `sourceURL`).
 pub fn mpd(body: &str, token: &str) -> String {
     let enc = encode_token(token);
-    quoted_attrs(body, &["media", "initialization", "sourceURL"], &enc, "&amp;")
+    quoted_attrs(
+        body,
+        &["media", "initialization", "sourceURL"],
+        &enc,
+        "&amp;",
+    )
 }
 
 /// The body to send for a playlist/manifest answer of a request with `token`, when `tknMode`

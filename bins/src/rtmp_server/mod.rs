@@ -357,7 +357,12 @@ impl RtmpApp {
         }
         for (id, v) in &self.viewers {
             if asked.killed.contains(&v.session.0) {
-                log!(INFO, "viewer {} of {}: session stopped by the controller", v.peer, v.stream);
+                log!(
+                    INFO,
+                    "viewer {} of {}: session stopped by the controller",
+                    v.peer,
+                    v.stream
+                );
                 ctl.close(*id);
             }
         }

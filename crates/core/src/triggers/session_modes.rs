@@ -172,7 +172,8 @@ mod tests {
     fn modes_from_config() {
         let m = SessionModes::from_config(&serde_json::Map::new());
         assert_eq!(m, SessionModes::default());
-        let c = serde_json::json!({"sessionViewerMode": 15, "tknMode": "3", "sessionInputMode": 999});
+        let c =
+            serde_json::json!({"sessionViewerMode": 15, "tknMode": "3", "sessionInputMode": 999});
         let m = SessionModes::from_config(c.as_object().unwrap());
         assert_eq!((m.viewer, m.tkn, m.input), (15, 3, 15));
     }
