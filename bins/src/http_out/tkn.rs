@@ -29,7 +29,7 @@ fn with_token(url: &str, enc: &str, amp: &str) -> String {
                 matches!(kv.strip_prefix("amp;").unwrap_or(kv), "tkn")
                     || kv.strip_prefix("amp;").unwrap_or(kv).starts_with("tkn=")
             }) => {}
-        Some((_, q)) if q.is_empty() => {
+        Some((_, "")) => {
             o.push_str("tkn=");
             o.push_str(enc);
         }
