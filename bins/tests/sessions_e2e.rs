@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 const TIMEOUT: &str = "3";
 
 fn start(d: &Path, prometheus: Option<&str>) -> Controller {
+    start_mode(d, prometheus, None)
+}
+
+/// [`start`] with a `sessionViewerMode`.
+fn start_mode(d: &Path, prometheus: Option<&str>, mode: Option<u8>) -> Controller {
     // The controller (and its children) inherit it; every test here sets the same value.
     std::env::set_var("MIST_SESSION_TIMEOUT", TIMEOUT);
     let end = handler(d, "user_end");
@@ -28,6 +33,9 @@ fn start(d: &Path, prometheus: Option<&str>) -> Controller {
             ]});
             if let Some(p) = prometheus {
                 c["config"]["prometheus"] = json!(p);
+            }
+            if let Some(m) = mode {
+                c["config"]["sessionViewerMode"] = json!(m);
             }
         },
     );
@@ -143,7 +151,9 @@ fn parse_metrics(dir: &Path, text: &str) -> Vec<String> {
 fn hls_and_rtmp_players_are_one_session_each_and_end_once() {
     let dir = TempDir::new("sess-e2e");
     let d = dir.path();
-    let ctl = start(d, Some("s3cret"));
+    // Mode 15: the connector is part of the session id, so the two tokenless players from one
+    // address are two sessions (under the default 14 they would be one).
+    let ctl = start_mode(d, Some("s3cret"), Some(15));
     let _pub = publish(&ctl.publish_url("live+a"), "320x240", 90);
     wait_stream(&ctl, "live+a");
     let mut hls = player(&url(ctl.http, "/hls/live+a/index.m3u8"), 8);
@@ -173,7 +183,19 @@ fn hls_and_rtmp_players_are_one_session_each_and_end_once() {
         std::thread::sleep(Duration::from_millis(300));
     };
     let t = ctl.api(&json!({"totals": {"streams": ["live+a"], "fields": ["clients", "upbps"]}}));
-    assert!(t["totals"]["data"][0][0].as_u64() >= Some(2), "{t}");
+    // One row per second of the last ten minutes; the newest counts the two players.
+    let rows = t["totals"]["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(rows.last().unwrap()[0].as_u64() >= Some(2), "{t}");
+    // `interval` counts the steps between the rows: [[count, seconds], …].
+    let steps: u64 = t["totals"]["interval"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{t}"))
+        .iter()
+        .map(|i| i[0].as_u64().unwrap())
+        .sum();
+    assert!(rows.len() == 1 || steps + 1 == rows.len() as u64, "{t}");
     let a = ctl.api(
         &json!({"active_streams": {"streams": ["live+a"], "fields": ["viewers", "views", "upbytes"]}}),
     );

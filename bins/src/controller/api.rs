@@ -163,7 +163,12 @@ pub fn handle_from(ctl: &mut Controller, sess: &mut Session, who: &Caller, req: 
             "totals" => {
                 out.insert("totals".into(), totals(ctl, arg));
             }
-            "stop_sessions" | "stop_sessid" | "stop_tag" | "tag_sessid" | "invalidate_sessions" => {
+            "stop_sessions"
+            | "stop_sessid"
+            | "stop_tag"
+            | "tag_sessid"
+            | "invalidate_sessions"
+            | "kill" => {
                 out.insert(cmd.clone(), super::sessions::api(ctl, cmd, arg));
             }
             "log" => {
@@ -549,10 +554,67 @@ fn str_list(arg: &Value, key: &str) -> Option<Vec<String>> {
     })
 }
 
+/// A `time`/`start`/`end` argument as a unix second: absent or 0 = `zero`, < 0 = that many
+/// seconds ago, otherwise unix time; never after now.
+fn when(arg: &Value, key: &str, now: u64, zero: u64) -> u64 {
+    let v = arg
+        .get(key)
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+        .unwrap_or(0);
+    let t = match v {
+        0 => zero,
+        v if v < 0 => now.saturating_sub(v.unsigned_abs()),
+        v => v as u64,
+    };
+    t.min(now)
+}
+
+/// `clients` at an earlier second (`time`): one row per session that existed then (current or
+/// ended since), its names joined with `,` as MistServer lists them, its numbers at that second.
+fn clients_at(
+    ctl: &Controller,
+    fields: &[String],
+    t: u64,
+    keep: impl Fn(&str, &str) -> bool,
+) -> Value {
+    let mut data = Vec::new();
+    for (s, n) in ctl.sessions.at(t) {
+        let (streams, conns) = (s.streams(), s.connectors());
+        if !streams
+            .iter()
+            .any(|st| conns.iter().any(|c| keep(st.as_str(), c.as_str())))
+        {
+            continue;
+        }
+        let row: Vec<Value> = fields
+            .iter()
+            .map(|f| match f.as_str() {
+                "host" => json!(s.hosts().join(",")),
+                "stream" => json!(streams.join(",")),
+                "protocol" => json!(conns.join(",")),
+                "conntime" => json!(t.saturating_sub(s.first())),
+                "lastactive" => json!(s.last().min(t)),
+                "position" => Value::Null,
+                "down" => json!(n.down),
+                "up" => json!(n.up),
+                "downbps" => json!(n.downbps),
+                "upbps" => json!(n.upbps),
+                "sessid" | "sessId" => json!(s.sid),
+                "tags" => json!(s.tags.iter().collect::<Vec<_>>()),
+                "token" => json!(s.token),
+                "pktcount" | "pktlost" | "pktretransmit" => json!(0),
+                _ => Value::Null,
+            })
+            .collect();
+        data.push(Value::Array(row));
+    }
+    json!({"fields": fields, "data": data, "time": t})
+}
+
 /// `clients`: one row per viewer session and stream/protocol/host it used (the sessions the
 /// outputs report, `controller::sessions`), plus the users-table readers of processes that do
-/// not report sessions. `time` (unix, <0 = seconds ago, 0 = now) is answered with now: no
-/// history is kept.
+/// not report sessions. `time` (unix, <0 = seconds ago, 0 = now) asks for an earlier second of
+/// the last ten minutes ([`clients_at`]).
 fn clients(ctl: &Controller, arg: &Value) -> Value {
     let now = now_unix();
     let default_fields = [
@@ -579,6 +641,10 @@ fn clients(ctl: &Controller, arg: &Value) -> Value {
                 .as_ref()
                 .is_none_or(|w| w.iter().any(|x| x.eq_ignore_ascii_case(proto)))
     };
+    let t = when(arg, "time", now, now);
+    if t + 1 < now {
+        return clients_at(ctl, &fields, t, keep);
+    }
     let mut data = Vec::new();
     for r in ctl.sessions.client_rows() {
         if !keep(r.stream, r.connector) {
@@ -618,7 +684,10 @@ fn clients(ctl: &Controller, arg: &Value) -> Value {
     json!({"fields": fields, "data": data, "time": now})
 }
 
-/// `totals`: the current values (no history is kept: `start` = `end` = now, one interval).
+/// `totals`: one row per second from `start` to `end` (unix, <0 = seconds ago; default the last
+/// ten minutes up to now) for which anything is known, and `interval` = `[[count, seconds]]`, the
+/// run lengths of the steps between them (MistServer's answer). No data: `start`, `end`, `data`
+/// and `interval` are null.
 fn totals(ctl: &Controller, arg: &Value) -> Value {
     let now = now_unix();
     let fields = str_list(arg, "fields")
@@ -626,50 +695,108 @@ fn totals(ctl: &Controller, arg: &Value) -> Value {
         .unwrap_or_else(|| vec!["clients".into(), "downbps".into(), "upbps".into()]);
     let want_streams = str_list(arg, "streams");
     let want_protos = str_list(arg, "protocols");
+    let oldest = now.saturating_sub(super::sessions::HISTORY);
+    let start = when(arg, "start", now, oldest).max(oldest);
+    let end = when(arg, "end", now, now).max(start);
+    let stream_ok = |st: &str| {
+        want_streams
+            .as_ref()
+            .is_none_or(|w| w.iter().any(|x| x == st))
+    };
+    let proto_ok = |c: &str| {
+        want_protos
+            .as_ref()
+            .is_none_or(|w| w.iter().any(|x| x.eq_ignore_ascii_case(c)))
+    };
     let sessions: Vec<&super::sessions::Session> = ctl
         .sessions
         .live
         .values()
+        .chain(ctl.sessions.recent.iter())
         .filter(|s| {
-            want_streams
-                .as_ref()
-                .is_none_or(|w| s.streams().iter().any(|x| w.contains(x)))
-                && want_protos.as_ref().is_none_or(|w| {
-                    s.connectors()
-                        .iter()
-                        .any(|c| w.iter().any(|x| x.eq_ignore_ascii_case(c)))
-                })
+            s.streams().iter().any(|x| stream_ok(x.as_str()))
+                && s.connectors().iter().any(|c| proto_ok(c.as_str()))
         })
         .collect();
-    let users: Vec<(String, mist_shm::UserSlot)> = all_users()
-        .into_iter()
-        .filter(|(st, u)| {
-            !ctl.sessions.reported(u.pid, st)
-                && want_streams.as_ref().is_none_or(|w| w.contains(st))
-                && want_protos
-                    .as_ref()
-                    .is_none_or(|w| w.iter().any(|x| x.eq_ignore_ascii_case(&u.connector)))
-        })
-        .collect();
-    let inputs = ctl
-        .shm_streams()
-        .unwrap_or_default()
-        .iter()
-        .filter(|s| s.writer_alive && want_streams.as_ref().is_none_or(|w| w.contains(&s.name)))
-        .count();
-    let row: Vec<Value> = fields
-        .iter()
-        .map(|f| match f.as_str() {
-            "clients" => json!(sessions.len() + users.len()),
-            "inputs" => json!(inputs),
-            "outputs" => json!(users.len()),
-            "downbps" => json!(sessions.iter().map(|s| s.downbps).sum::<u64>()),
-            "upbps" => json!(sessions.iter().map(|s| s.upbps).sum::<u64>()),
-            "down" => json!(sessions.iter().map(|s| s.down()).sum::<u64>()),
-            "up" => json!(sessions.iter().map(|s| s.up()).sum::<u64>()),
-            "perc_lost" | "perc_retrans" => json!(0),
-            _ => Value::Null,
-        })
-        .collect();
-    json!({"fields": fields, "data": [row], "start": now, "end": now, "interval": [[1, 0]]})
+    let mut data = Vec::new();
+    let mut times = Vec::new();
+    for t in start..=end {
+        let snaps: Vec<super::sessions::Snap> = sessions.iter().filter_map(|s| s.at(t)).collect();
+        let secs = &ctl.sessions.seconds;
+        let sec = secs
+            .partition_point(|x| x.t <= t)
+            .checked_sub(1)
+            .and_then(|i| secs.get(i))
+            .filter(|x| t - x.t < 2);
+        if snaps.is_empty() && sec.is_none() {
+            continue;
+        }
+        let inputs = sec.map_or(0, |x| {
+            x.inputs.iter().filter(|st| stream_ok(st.as_str())).count()
+        });
+        let outputs = sec.map_or(0, |x| {
+            x.outputs
+                .iter()
+                .filter(|(st, c)| stream_ok(st.as_str()) && proto_ok(c.as_str()))
+                .count()
+        });
+        let row: Vec<Value> = fields
+            .iter()
+            .map(|f| match f.as_str() {
+                "clients" => json!(snaps.len() + outputs),
+                "inputs" => json!(inputs),
+                "outputs" => json!(outputs),
+                "downbps" => json!(snaps.iter().map(|n| n.downbps).sum::<u64>()),
+                "upbps" => json!(snaps.iter().map(|n| n.upbps).sum::<u64>()),
+                "down" => json!(snaps.iter().map(|n| n.down).sum::<u64>()),
+                "up" => json!(snaps.iter().map(|n| n.up).sum::<u64>()),
+                "perc_lost" | "perc_retrans" => json!(0),
+                _ => Value::Null,
+            })
+            .collect();
+        data.push(Value::Array(row));
+        times.push(t);
+    }
+    let (Some(first), Some(last)) = (times.first(), times.last()) else {
+        return json!({"fields": fields, "start": null, "end": null, "data": null, "interval": null});
+    };
+    json!({"fields": fields, "data": data, "start": first, "end": last, "interval": intervals(&times)})
+}
+
+/// MistServer's `interval`: `[[count, step], …]`, the run lengths of the steps between
+/// consecutive times; one time alone is `[[1, 0]]`.
+fn intervals(times: &[u64]) -> Value {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for w in times.windows(2) {
+        let step = w[1] - w[0];
+        match out.last_mut() {
+            Some((n, s)) if *s == step => *n += 1,
+            _ => out.push((1, step)),
+        }
+    }
+    if out.is_empty() {
+        out.push((1, 0));
+    }
+    json!(out.iter().map(|(n, s)| json!([n, s])).collect::<Vec<_>>())
+}
+
+#[cfg(test)]
+mod history_tests {
+    #[test]
+    fn intervals_are_run_lengths_of_steps() {
+        assert_eq!(super::intervals(&[5]), serde_json::json!([[1, 0]]));
+        assert_eq!(
+            super::intervals(&[1, 2, 3, 5, 7, 8]),
+            serde_json::json!([[2, 1], [2, 2], [1, 1]])
+        );
+    }
+
+    #[test]
+    fn times_are_unix_or_seconds_ago() {
+        let a = serde_json::json!({"time": -10, "start": 50, "end": 5000});
+        assert_eq!(super::when(&a, "time", 1000, 1000), 990);
+        assert_eq!(super::when(&a, "start", 1000, 0), 50);
+        assert_eq!(super::when(&a, "end", 1000, 0), 1000, "never after now");
+        assert_eq!(super::when(&a, "none", 1000, 7), 7);
+    }
 }

@@ -66,6 +66,9 @@ impl Controller {
             instance: instance_id().to_string(),
             name: self.cfg.config.serverid.clone().unwrap_or_default(),
             triggers: self.cfg.config.triggers.clone(),
+            sessions: mist_core::triggers::session_modes::SessionModes::from_config(
+                &self.cfg.config.extra,
+            ),
         };
         Engine::global().set_config(shared, Some(&triggers_file()));
     }

@@ -25,19 +25,35 @@ pub fn timeout() -> Duration {
 
 const POLL: Duration = Duration::from_secs(1);
 
-/// Connectors whose users-table readers are one per viewer connection (MistOutRTMP's `stats`
-/// readers): the controller makes their sessions from those rows, so the output needs no other
-/// report. (Shared readers, e.g. `RTMP-mux` or MistOutHTTP's feeds, are not viewers.)
-const USERS_AS_SESSIONS: &[&str] = &["RTMP"];
+/// Connectors whose users-table readers are one per viewer connection and that report no
+/// sessions themselves: the controller makes their sessions from those rows. None today:
+/// MistOutRTMP reports its viewers in the sessions table (so that a stopped session's
+/// connections are closed) like MistOutHTTP. (Shared readers, e.g. `RTMP-mux` or MistOutHTTP's
+/// feeds, are not viewers.)
+const USERS_AS_SESSIONS: &[&str] = &[];
 
-/// Session rows made from the users tables of [`USERS_AS_SESSIONS`] connectors. The session id
-/// is the one the output gave USER_NEW (`viewers::session_id`, no token).
-fn users_rows() -> Vec<SessionRow> {
+/// What the users tables held at one poll: per stream, whether its writer is alive, and its
+/// readers.
+type UsersRead = Vec<(String, bool, Vec<mist_shm::UserSlot>)>;
+
+/// Reads every stream's users table.
+fn read_users() -> UsersRead {
     let streams = shm_call(mist_shm::list_streams).unwrap_or_default();
     let mut out = Vec::new();
     for st in streams {
         let name = st.name.clone();
-        for u in shm_call(move || mist_shm::users(&name)).unwrap_or_default() {
+        let users = shm_call(move || mist_shm::users(&name)).unwrap_or_default();
+        out.push((st.name, st.writer_alive, users));
+    }
+    out
+}
+
+/// Session rows made from the users tables of [`USERS_AS_SESSIONS`] connectors. The session id
+/// is the one the output gave USER_NEW (`viewers::session_id`, no token).
+fn users_rows(read: &UsersRead) -> Vec<SessionRow> {
+    let mut out = Vec::new();
+    for (stream, _, users) in read {
+        for u in users {
             if !USERS_AS_SESSIONS.contains(&u.connector.as_str()) {
                 continue;
             }
@@ -50,10 +66,10 @@ fn users_rows() -> Vec<SessionRow> {
                 slot: h as usize | 1 << (usize::BITS - 1),
                 pid: u.pid,
                 alive: true,
-                sid: mist_core::triggers::viewers::session_id(&st.name, &u.host, &u.connector, ""),
-                stream: st.name.clone(),
-                connector: u.connector,
-                host: u.host,
+                sid: mist_core::triggers::viewers::session_id(stream, &u.host, &u.connector, ""),
+                stream: stream.clone(),
+                connector: u.connector.clone(),
+                host: u.host.clone(),
                 token: String::new(),
                 conns: 1,
                 // The users table counts from the output's side: its `down` went to the viewer.
@@ -65,6 +81,30 @@ fn users_rows() -> Vec<SessionRow> {
         }
     }
     out
+}
+
+/// How far back `clients` (`time`) and `totals` (`start`) look, in seconds (MistServer's
+/// `STAT_CUTOFF`).
+pub const HISTORY: u64 = 600;
+
+/// A session's numbers at one poll.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Snap {
+    /// Unix time of the poll.
+    pub t: u64,
+    pub down: u64,
+    pub up: u64,
+    pub downbps: u64,
+    pub upbps: u64,
+}
+
+/// What else `totals` counts, per second: streams with a live input, and readers of processes
+/// that report no sessions (stream, connector).
+#[derive(Debug, Clone, Default)]
+pub struct Second {
+    pub t: u64,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<(String, String)>,
 }
 
 /// One process's part of a session (one row of the table).
@@ -93,6 +133,8 @@ pub struct Session {
     prev: (u64, u64, Instant),
     pub downbps: u64,
     pub upbps: u64,
+    /// Its numbers at each poll of the last [`HISTORY`] seconds.
+    pub hist: std::collections::VecDeque<Snap>,
 }
 
 impl Session {
@@ -138,6 +180,18 @@ impl Session {
         m.values().map(u64::to_string).collect::<Vec<_>>().join(",")
     }
 
+    /// Its numbers at unix second `t`: the last poll at or before `t` (at most 2 s before), if
+    /// the session existed then.
+    pub fn at(&self, t: u64) -> Option<Snap> {
+        if self.first() > t {
+            return None;
+        }
+        // The polls are in time order.
+        let i = self.hist.partition_point(|s| s.t <= t);
+        let s = self.hist.get(i.checked_sub(1)?)?;
+        (t - s.t < 2).then_some(*s)
+    }
+
     /// The 12 lines of USER_END (INTERFACES §5.3).
     pub fn user_end_lines(&self) -> Vec<String> {
         vec![
@@ -176,6 +230,10 @@ pub struct Sessions {
     pub ended_total: BTreeMap<String, u64>,
     /// Bytes (up, down) of the sessions that ended, per stream (for the metrics).
     pub ended_bytes: BTreeMap<String, (u64, u64)>,
+    /// Sessions that ended in the last [`HISTORY`] seconds (for `clients` `time`, `totals`).
+    pub recent: std::collections::VecDeque<Session>,
+    /// Inputs and other readers per second of the last [`HISTORY`] seconds (for `totals`).
+    pub seconds: std::collections::VecDeque<Second>,
 }
 
 impl Sessions {
@@ -186,9 +244,54 @@ impl Sessions {
         }
         self.last_poll = Some(Instant::now());
         let mut rows = shm_call(shm_sessions::rows).unwrap_or_default();
-        rows.extend(users_rows());
+        let users = read_users();
+        rows.extend(users_rows(&users));
         self.merge(rows, now_unix);
         self.expire(now_unix, timeout());
+        self.record(now_unix, &users);
+    }
+
+    /// Keeps this second's inputs and other readers, and forgets what is older than [`HISTORY`].
+    fn record(&mut self, now_unix: u64, users: &UsersRead) {
+        let mut sec = Second {
+            t: now_unix,
+            ..Second::default()
+        };
+        for (stream, writer, list) in users {
+            if *writer {
+                sec.inputs.push(stream.clone());
+            }
+            for u in list {
+                if !self.reported(u.pid, stream) {
+                    sec.outputs.push((stream.clone(), u.connector.clone()));
+                }
+            }
+        }
+        if self.seconds.back().is_some_and(|s| s.t == now_unix) {
+            self.seconds.pop_back();
+        }
+        self.seconds.push_back(sec);
+        let old = now_unix.saturating_sub(HISTORY);
+        while self.seconds.front().is_some_and(|s| s.t < old) {
+            self.seconds.pop_front();
+        }
+        while self.recent.front().is_some_and(|s| s.last() < old) {
+            self.recent.pop_front();
+        }
+        // A bound on memory whatever the churn of sessions.
+        while self.recent.len() > 100_000 {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The sessions (current and recently ended) that existed at unix second `t`, with their
+    /// numbers then.
+    pub fn at(&self, t: u64) -> Vec<(&Session, Snap)> {
+        self.live
+            .values()
+            .chain(self.recent.iter())
+            .filter_map(|s| s.at(t).map(|n| (s, n)))
+            .collect()
     }
 
     fn merge(&mut self, rows: Vec<SessionRow>, now_unix: u64) {
@@ -218,6 +321,7 @@ impl Sessions {
                 prev: (0, 0, Instant::now()),
                 downbps: 0,
                 upbps: 0,
+                hist: Default::default(),
             });
             s.parts.insert(
                 (r.pid, r.slot, r.first_unix),
@@ -247,6 +351,20 @@ impl Sessions {
                 s.downbps = (d.saturating_sub(s.prev.0) as f64 / dt) as u64;
                 s.upbps = (u.saturating_sub(s.prev.1) as f64 / dt) as u64;
                 s.prev = (d, u, Instant::now());
+            }
+            if s.hist.back().is_some_and(|x| x.t >= now_unix) {
+                s.hist.pop_back();
+            }
+            s.hist.push_back(Snap {
+                t: now_unix,
+                down: d,
+                up: u,
+                downbps: s.downbps,
+                upbps: s.upbps,
+            });
+            let old = now_unix.saturating_sub(HISTORY);
+            while s.hist.front().is_some_and(|x| x.t < old) {
+                s.hist.pop_front();
             }
         }
     }
@@ -303,6 +421,7 @@ impl Sessions {
                 stopped,
             },
         );
+        self.recent.push_back(s);
         true
     }
 
@@ -509,6 +628,13 @@ pub fn api(ctl: &mut super::Controller, cmd: &str, arg: &Value) -> Value {
             let ids = strings(arg);
             ctl.sessions.stop(|s| ids.contains(&s.sid))
         }
+        // mist-rs: a session id or a stream name, or an array of them (every session of a named
+        // stream ends).
+        "kill" => {
+            let what = strings(arg);
+            ctl.sessions
+                .stop(|s| what.contains(&s.sid) || s.streams().iter().any(|st| what.contains(st)))
+        }
         "stop_tag" => {
             let tags = strings(arg);
             ctl.sessions
@@ -619,6 +745,30 @@ mod tests {
         s.merge(vec![row("a", 2, 4, 1, 50, 140)], 140);
         assert_eq!(s.live.len(), 1);
         assert_eq!(s.ended_total["live"], 1);
+    }
+
+    #[test]
+    fn history_keeps_each_poll_and_ended_sessions() {
+        let mut s = Sessions::default();
+        for t in 100..=105 {
+            s.merge(vec![row("a", 1, 0, 1, 100 * (t - 99), t)], t);
+        }
+        let a = &s.live["a"];
+        assert_eq!(a.at(99), None, "before it began");
+        assert_eq!(a.at(103).map(|n| n.up), Some(400));
+        assert_eq!(
+            a.at(106).map(|n| n.t),
+            Some(105),
+            "one second late is still it"
+        );
+        assert_eq!(a.at(108), None, "nothing known then");
+        assert!(s.end("a"));
+        assert_eq!(s.at(102).len(), 1, "an ended session is kept for history");
+        assert_eq!(s.at(102)[0].1.up, 300);
+        // Forgotten after HISTORY seconds.
+        s.record(105 + HISTORY + 1, &Vec::new());
+        assert!(s.recent.is_empty());
+        assert_eq!(s.seconds.len(), 1);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod segmented;
 /// Moved to [`crate::feed`] (shared by every connector); the old path stays.
 pub use crate::feed as source;
 pub mod standalone;
+pub mod tkn;
 pub mod to_dir;
 pub mod viewer_sessions;
 pub mod vod;
@@ -245,6 +246,9 @@ pub struct App {
     gate: gate::Gate<routes::Route>,
     /// Viewer sessions reported to the controller (`viewer_sessions.rs`).
     vs: viewer_sessions::ViewerSessions,
+    /// The token of each connection's current stream request (`tkn.rs`: propagated into the
+    /// playlists it gets).
+    tokens: HashMap<ConnId, String>,
 }
 
 /// How long an [`App::active_cached`] answer is reused.
@@ -269,6 +273,7 @@ impl App {
             info_starts: HashMap::new(),
             gate: gate::Gate::new(),
             vs: Default::default(),
+            tokens: HashMap::new(),
         }
     }
 
@@ -500,10 +505,7 @@ impl App {
         self.vs.answered(id, &answer);
         match answer {
             segmented::Answer::Ready { ctype, cache, body } => {
-                let r = mist_net::http::Response::new(200)
-                    .header("Content-Type", ctype)
-                    .header("Cache-Control", cache);
-                io.respond(id, r, body)
+                respond_ready(io, id, ctype, cache, body, self.tokens.get(&id))
             }
             segmented::Answer::Cached(seg) => seg.respond(io, id),
             segmented::Answer::NotFound(m) => io.respond_text(id, 404, &m),
@@ -527,10 +529,7 @@ impl App {
                 self.vs.answered(id, &answer);
                 match answer {
                     segmented::Answer::Ready { ctype, cache, body } => {
-                        let r = mist_net::http::Response::new(200)
-                            .header("Content-Type", ctype)
-                            .header("Cache-Control", cache);
-                        io.respond(id, r, body)
+                        respond_ready(io, id, ctype, cache, body, self.tokens.get(&id))
                     }
                     segmented::Answer::Cached(seg) => seg.respond(io, id),
                     segmented::Answer::NotFound(m) => io.respond_text(id, 404, &m),
@@ -713,14 +712,13 @@ impl App {
 
     /// Continues the requests whose viewer session USER_NEW decided.
     fn check_gate(&mut self, io: &mut Io) {
-        for (p, ok) in self.gate.decided() {
+        for (p, r) in self.gate.decided() {
             if !io.is_open(p.id) {
                 continue;
             }
-            if ok {
-                self.open_stream(io, p.id, p.stream, p.route, &p.target);
-            } else {
-                io.respond_text(p.id, 403, "refused by the USER_NEW trigger");
+            match r {
+                Ok(()) => self.open_stream(io, p.id, p.stream, p.route, &p.target),
+                Err(why) => io.respond_text(p.id, 403, &why.to_string()),
             }
         }
     }
@@ -799,24 +797,39 @@ impl Handler for App {
                     routes::Route::Segmented { kind, .. } => kind.to_ascii_uppercase(),
                     _ => "HTTP".to_string(),
                 };
+                let token = gate::token(&req);
+                if token.is_empty() {
+                    self.tokens.remove(&id);
+                } else {
+                    self.tokens.insert(id, token.clone());
+                }
+                self.vs.request(id, &name, &host, &connector, &token);
+                // The triggers' URL line: the full URL, as MistServer gives it.
+                let scheme = if self.opts.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                let url = format!(
+                    "{scheme}://{}{}",
+                    req.header("host").unwrap_or("localhost"),
+                    req.target
+                );
                 let parked = gate::Parked {
                     id,
                     stream: name.clone(),
                     route: route.clone(),
                     target: req.target.clone(),
+                    host,
+                    connector,
+                    token,
+                    url,
                 };
-                let token = gate::token(&req);
-                self.vs.request(id, &name, &host, &connector, &token);
-                match self
-                    .gate
-                    .check(parked, &host, &connector, &token, self.waker.clone())
-                {
+                match self.gate.check(parked, self.waker.clone()) {
                     gate::Verdict::Pass(route) => {
                         self.open_stream(io, id, name, route, &req.target)
                     }
-                    gate::Verdict::Refuse => {
-                        io.respond_text(id, 403, "refused by the USER_NEW trigger")
-                    }
+                    gate::Verdict::Refuse(why) => io.respond_text(id, 403, &why.to_string()),
                     gate::Verdict::Parked => {}
                 }
             }
@@ -833,6 +846,7 @@ impl Handler for App {
         self.mp4_waiting.retain(|w| w.id != id);
         self.gate.closed(id);
         self.vs.closed(id);
+        self.tokens.remove(&id);
         self.gc(io);
     }
 
@@ -861,6 +875,34 @@ impl Handler for App {
         self.check_waiting(io);
         self.check_mp4_waiting(io);
     }
+}
+
+/// Answers a playlist, manifest or other ready answer; a playlist or manifest of a request with a
+/// token carries it (`tknMode` 4: in its URLs, 8: as a cookie; see `tkn.rs`).
+fn respond_ready(
+    io: &mut Io,
+    id: ConnId,
+    ctype: &'static str,
+    cache: &'static str,
+    body: bytes::Bytes,
+    token: Option<&String>,
+) {
+    let mut r = mist_net::http::Response::new(200)
+        .header("Content-Type", ctype)
+        .header("Cache-Control", cache);
+    let mut body = body;
+    if let Some(t) = token.filter(|t| !t.is_empty()) {
+        if ctype == tkn::M3U8 || ctype == tkn::MPD {
+            let mode = mist_core::triggers::viewers::modes().tkn;
+            if let Some(b) = tkn::propagate(ctype, &body, t, mode) {
+                body = bytes::Bytes::from(b);
+            }
+            if mode & mist_core::triggers::session_modes::TKN_COOKIE != 0 {
+                r = r.header("Set-Cookie", &tkn::cookie(t));
+            }
+        }
+    }
+    io.respond(id, r, body)
 }
 
 /// Runs MistOutHTTP until SIGINT/SIGTERM. Returns the exit code.

@@ -171,6 +171,8 @@ struct Viewer {
     /// The viewer URL of the viewer triggers.
     url: String,
     peer: String,
+    /// Its viewer session (`mist_shm::sessions`): id, and the connection's key there.
+    session: (String, u64),
 }
 
 /// A stream being played by this process: one reader, the current GOP, the viewers. One per
@@ -337,11 +339,31 @@ impl RtmpApp {
         busy
     }
 
-    /// Once a second: the viewers' users-table statistics.
-    fn report(&mut self) {
+    /// Once a second: the viewers' users-table statistics and session counts; closes the viewers
+    /// of sessions the controller stopped (`stop_sessid`, `stop_sessions`, `stop_tag`, `kill`).
+    fn report(&mut self, ctl: &mut Ctl<'_, RtmpApp>) {
         for v in self.viewers.values_mut() {
             if let Some(r) = v.stats.as_mut() {
                 r.report(v.bytes_out, v.bytes_in);
+            }
+            mist_shm::sessions::conn_bytes(v.session.1, v.bytes_in, v.bytes_out);
+        }
+        let asked = mist_shm::sessions::tick();
+        for sid in &asked.invalidated {
+            triggers::viewers::forget(sid);
+        }
+        if asked.killed.is_empty() {
+            return;
+        }
+        for (id, v) in &self.viewers {
+            if asked.killed.contains(&v.session.0) {
+                log!(
+                    INFO,
+                    "viewer {} of {}: session stopped by the controller",
+                    v.peer,
+                    v.stream
+                );
+                ctl.close(*id);
             }
         }
     }
@@ -381,7 +403,7 @@ impl App for RtmpApp {
         }
         if now >= self.next_report {
             self.next_report = now + Duration::from_secs(1);
-            self.report();
+            self.report(ctl);
         }
         Flow::Continue
     }
@@ -481,6 +503,8 @@ impl Session<RtmpApp> for Rtmp {
                 let mut out = 0;
                 if let Some(v) = app.viewers.get(&id) {
                     out = v.bytes_out;
+                    mist_shm::sessions::conn_bytes(v.session.1, v.bytes_in, v.bytes_out);
+                    mist_shm::sessions::conn_close(v.session.1);
                     triggers::viewers::closed(&v.stream, &v.peer, "RTMP", &v.url);
                 }
                 log!(
@@ -819,6 +843,15 @@ impl Rtmp {
             "{}/{stream}",
             self.session.connect.tc_url.trim_end_matches('/')
         );
+        // The viewer's session, as USER_NEW named it (RTMP viewers have no token).
+        let sid = triggers::viewers::session_id(&stream, &self.peer, "RTMP", "");
+        let skey = mist_shm::sessions::conn_open(&mist_shm::sessions::SessionKey {
+            sid: sid.clone(),
+            stream: stream.clone(),
+            connector: "RTMP".into(),
+            host: self.peer.clone(),
+            token: String::new(),
+        });
         app.viewers.insert(
             io.id(),
             Viewer {
@@ -829,6 +862,7 @@ impl Rtmp {
                 stream: stream.clone(),
                 url,
                 peer: self.peer.clone(),
+                session: (sid, skey),
             },
         );
         self.role = Role::Viewer { key };

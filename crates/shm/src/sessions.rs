@@ -158,8 +158,12 @@ impl Table {
     }
 
     fn claim(&self, k: &SessionKey) -> Option<usize> {
+        // Scan from where the last claim of this process ended: a slot just freed is not
+        // reused at once (the controller tells parts of sessions apart by slot and start).
+        static HINT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let from = HINT.load(Relaxed);
         for pass in 0..2 {
-            for i in 0..SLOTS {
+            for i in (from..SLOTS).chain(0..from) {
                 let st = self.seg.u32(slot(i) + S_STATE);
                 if st.load(Relaxed) != FREE {
                     continue;
@@ -170,6 +174,7 @@ impl Table {
                 {
                     self.fill(i, k);
                     st.store(USED, Release);
+                    HINT.store((i + 1) % SLOTS, Relaxed);
                     return Some(i);
                 }
             }
@@ -474,6 +479,10 @@ pub fn tick() -> Asked {
                 let f = t.seg.u32(slot(i) + S_KILL);
                 if f.load(Acquire) & KILL != 0 {
                     asked.killed.push(sid.clone());
+                    // The session is over here: its connections are closed by the caller, and
+                    // a viewer that comes back starts a new one in a new slot.
+                    gone.push(sid.clone());
+                    continue;
                 }
                 if f.load(Acquire) & INVALIDATE != 0 {
                     f.fetch_and(!INVALIDATE, AcqRel);

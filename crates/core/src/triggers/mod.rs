@@ -19,6 +19,7 @@
 
 mod handler;
 pub mod pool;
+pub mod session_modes;
 pub mod tls;
 pub mod viewers;
 
@@ -252,6 +253,9 @@ pub struct Shared {
     /// The configured triggers.
     #[serde(default)]
     pub triggers: Triggers,
+    /// The session settings (`sessionViewerMode`, `tknMode`, …).
+    #[serde(default)]
+    pub sessions: session_modes::SessionModes,
 }
 
 struct FileSource {
@@ -821,6 +825,7 @@ mod engine_tests {
                 instance: "iid1".into(),
                 name: "srv".into(),
                 triggers: Triggers::new(),
+                ..Default::default()
             },
             None,
         );

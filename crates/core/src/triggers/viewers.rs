@@ -3,23 +3,23 @@
 
 use super::Engine;
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a USER_NEW answer is reused for the same session.
 pub const USER_NEW_CACHE: Duration = Duration::from_secs(600);
 
-/// A session id as MistServer's default `sessionViewerMode` counts viewers: one per host,
-/// stream, connector and token. 16 hex digits (FNV-1a 64).
+/// The session id of a viewer as MistServer makes it: the SHA-256 (64 hex digits) of the fields
+/// the configured `sessionViewerMode` selects (default 14: stream, address and token; 15 adds
+/// the connector). See [`super::session_modes`].
 pub fn session_id(stream: &str, host: &str, connector: &str, token: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [stream, host, connector, token] {
-        for b in part.bytes().chain(std::iter::once(0)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
+    let mode = Engine::global().config().sessions.viewer;
+    super::session_modes::session_id_with(mode, stream, host, connector, token)
+}
+
+/// The configured session settings of this process.
+pub fn modes() -> super::session_modes::SessionModes {
+    Engine::global().config().sessions
 }
 
 fn cache() -> &'static Mutex<HashMap<String, (Instant, bool)>> {
@@ -61,6 +61,87 @@ pub fn user_new(stream: &str, host: &str, connector: &str, url: &str, token: &st
     ok
 }
 
+/// A USER_NEW decision being made: its answer once known.
+type Deciding = Arc<(Mutex<Option<bool>>, Condvar)>;
+
+fn deciding() -> &'static Mutex<HashMap<String, Deciding>> {
+    static D: OnceLock<Mutex<HashMap<String, Deciding>>> = OnceLock::new();
+    D.get_or_init(Default::default)
+}
+
+/// The USER_NEW answer of a session: cached, or decided now. Callers asking for a session whose
+/// decision is under way (an HLS player's parallel first requests) wait for that one: USER_NEW
+/// fires once. Blocks on handlers: call it off the event loop.
+pub fn user_new_once(stream: &str, host: &str, connector: &str, url: &str, token: &str) -> bool {
+    let sid = session_id(stream, host, connector, token);
+    if let Some(ok) = cached(&sid) {
+        return ok;
+    }
+    let (cell, leader) = {
+        let mut d = deciding().lock().unwrap_or_else(|p| p.into_inner());
+        match d.get(&sid) {
+            Some(c) => (c.clone(), false),
+            None => {
+                let c: Deciding = Arc::new((Mutex::new(None), Condvar::new()));
+                d.insert(sid.clone(), c.clone());
+                (c, true)
+            }
+        }
+    };
+    if leader {
+        let ok = user_new(stream, host, connector, url, token);
+        *cell.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(ok);
+        cell.1.notify_all();
+        deciding()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&sid);
+        return ok;
+    }
+    let mut g = cell.0.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        if let Some(ok) = *g {
+            return ok;
+        }
+        g = cell.1.wait(g).unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+/// The blocking viewer triggers a connection still needs before it may play `stream`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steps {
+    /// CONN_OPEN (the connection's first request for the stream).
+    pub open: bool,
+    /// USER_NEW (the session is not decided).
+    pub user_new: bool,
+    /// CONN_PLAY (the connection's first request for the stream).
+    pub play: bool,
+}
+
+/// Runs the `steps` in order (CONN_OPEN, USER_NEW once per session, CONN_PLAY); `Err(trigger)`
+/// refuses the viewer. Blocks on handlers: call it off the event loop.
+pub fn admit_steps(
+    steps: Steps,
+    stream: &str,
+    host: &str,
+    connector: &str,
+    url: &str,
+    token: &str,
+) -> Result<(), Refused> {
+    let e = Engine::global();
+    let base = [stream, host, connector, url];
+    if steps.open && !e.fire("CONN_OPEN", Some(stream), &base).ok {
+        return Err(Refused("CONN_OPEN"));
+    }
+    if steps.user_new && !user_new_once(stream, host, connector, url, token) {
+        return Err(Refused("USER_NEW"));
+    }
+    if steps.play && !e.fire("CONN_PLAY", Some(stream), &base).ok {
+        return Err(Refused("CONN_PLAY"));
+    }
+    Ok(())
+}
+
 /// Runs the blocking viewer triggers for a viewer about to play `stream`: CONN_OPEN, USER_NEW
 /// (once per session in 10 minutes), CONN_PLAY. `Err(trigger)` refuses the viewer. Blocks on
 /// handlers: call it off the event loop.
@@ -78,10 +159,7 @@ pub fn admit(
     }
     let sid = session_id(stream, host, connector, token);
     if e.exists("USER_NEW", Some(stream)) {
-        let ok = match cached(&sid) {
-            Some(ok) => ok,
-            None => user_new(stream, host, connector, url, token),
-        };
+        let ok = user_new_once(stream, host, connector, url, token);
         if !ok {
             return Err(Refused("USER_NEW"));
         }
@@ -131,13 +209,10 @@ pub fn closed(stream: &str, host: &str, connector: &str, url: &str) {
 mod tests {
     #[test]
     fn session_ids() {
+        // No config installed: MistServer's default mode 14 (connector not included).
         let a = super::session_id("s", "1.2.3.4", "RTMP", "");
-        assert_eq!(a.len(), 16);
-        assert_eq!(a, super::session_id("s", "1.2.3.4", "RTMP", ""));
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, super::session_id("s", "1.2.3.4", "HLS", ""));
         assert_ne!(a, super::session_id("s", "1.2.3.4", "RTMP", "t"));
-        assert_ne!(
-            super::session_id("ab", "c", "", ""),
-            super::session_id("a", "bc", "", "")
-        );
     }
 }
