@@ -128,13 +128,12 @@ pub fn free_udp_port() -> u16 {
 }
 
 /// One shared-memory directory for this whole test binary (`mist-test-TAG-shm-PID`), also set
-/// as this process's `MIST_SHM_DIR` for the in-process publishers and readers. The first call
-/// names it.
+/// as this process's `MIST_SHM_DIR` for the in-process publishers and readers, removed when the
+/// test binary exits. The first call names it.
 pub fn shared_shm(tag: &str) -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("mist-test-{tag}-shm-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
+        let d = super::binary_dir(&format!("{tag}-shm"));
         std::env::set_var("MIST_SHM_DIR", &d);
         d
     })
