@@ -34,23 +34,9 @@ fn serve_dir(dir: &Path) -> (Proc, u16) {
 /// ffmpeg writing a live HLS of testsrc2 + sine (H.264 + AAC, 1 s segments, 5 in the playlist)
 /// into `dir`; `extra` goes before the output (segment type, variant maps).
 fn live_hls(dir: &Path, inputs_and_maps: &[&str], extra: &[&str], out: &str) -> Proc {
-    let child = Command::new("ffmpeg")
+    let child = ffmpeg_testsrc(&["-re"], "320x240", 120)
         .current_dir(dir)
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-        ])
         .args(inputs_and_maps)
-        .args(["-t", "120"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
         .args(["-f", "hls", "-hls_time", "1", "-hls_list_size", "5"])
         .args(["-hls_flags", "delete_segments"])
         .args(extra)
@@ -190,22 +176,8 @@ fn master_playlist_with_two_variants_gives_two_video_tracks() {
 #[test]
 fn vod_hls_is_pulled_whole_and_then_ends() {
     let src = TempDir::new("hlssrc-vod");
-    let st = Command::new("ffmpeg")
+    let st = ffmpeg_testsrc(&[], "320x240", 8)
         .current_dir(src.path())
-        .args(["-hide_banner", "-loglevel", "error"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t",
-            "8",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
         .args(["-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod"])
         .args(["-hls_segment_type", "fmp4", "vod.m3u8"])
         .status()
@@ -243,21 +215,8 @@ fn vod_hls_is_pulled_whole_and_then_ends() {
 
 /// ffmpeg serving live TS over its own HTTP server (one client) at `port`.
 fn ts_over_http(port: u16) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t",
-            "120",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts"])
+    let child = ffmpeg_testsrc(&["-re"], "320x240", 120)
+        .args(["-f", "mpegts"])
         .args(["-listen", "1", &format!("http://127.0.0.1:{port}/live.ts")])
         .stdin(Stdio::null())
         .spawn()

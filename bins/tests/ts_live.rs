@@ -12,26 +12,8 @@ use std::time::{Duration, Instant};
 
 /// ffmpeg sending testsrc2 + sine (H.264 + AAC) as TS over UDP in real time.
 fn send_udp(target: &str, size: &str, seconds: u32) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={size}:rate=25"),
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac"])
-        .args(["-f", "mpegts", target])
+    let child = ffmpeg_testsrc(&["-re"], size, seconds)
+        .args(["-tune", "zerolatency", "-f", "mpegts", target])
         .stdin(Stdio::null())
         .spawn()
         .expect("start ffmpeg (scripts/test installs it)");
@@ -282,13 +264,8 @@ fn tstcp_listen_and_connect() {
 /// An ffmpeg-made TS file (H.264 + AAC) of `seconds`.
 fn ts_file(dir: &std::path::Path, name: &str, seconds: u32) -> Vec<u8> {
     let path = dir.join(name);
-    let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts"])
+    let st = ffmpeg_testsrc(&["-y"], "160x120", seconds)
+        .args(["-f", "mpegts"])
         .arg(&path)
         .status()
         .expect("run ffmpeg");

@@ -310,6 +310,26 @@ fn testsrc_flv(
     c
 }
 
+/// ffmpeg encoding testsrc2 (`size` at 25 fps) and a 440 Hz sine (48 kHz) for `seconds` as H.264
+/// (ultrafast, a keyframe every second, yuv420p) and AAC. `pre` goes before the inputs (`-re`,
+/// `-y`); the caller adds output options (`-f mpegts`, maps) and the output.
+pub fn ffmpeg_testsrc(pre: &[&str], size: &str, seconds: u32) -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-loglevel", "error"])
+        .args(pre)
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25"),
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac"]);
+    c
+}
+
 /// Publishes testsrc2 + sine as H.264 + AAC to `url` in real time.
 pub fn publish(url: &str, size: &str, seconds: u32) -> Proc {
     let child = testsrc_flv(
