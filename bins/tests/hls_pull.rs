@@ -154,7 +154,12 @@ fn master_playlist_with_two_variants_gives_two_video_tracks() {
         None,
     );
     // The first request starts the input; the master lists both sizes once the stream is up.
-    let master = wait_master(ctl.http, "/hls/multi/index.m3u8", 2, Duration::from_secs(60));
+    let master = wait_master(
+        ctl.http,
+        "/hls/multi/index.m3u8",
+        2,
+        Duration::from_secs(60),
+    );
     assert!(master.contains("RESOLUTION=320x240"), "{master}");
     assert!(master.contains("RESOLUTION=160x120"), "{master}");
     let (v, a, info) = track_counts(ctl.http, "multi");

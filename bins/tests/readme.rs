@@ -68,6 +68,8 @@ enum Ready {
     Stream(&'static str),
     /// The stream's metadata page exists in shared memory.
     Shm(&'static str),
+    /// The stream is active and plays over RTMP with H.264 and AAC.
+    Plays(&'static str),
 }
 
 /// Every README command and what to do with it.
@@ -111,7 +113,7 @@ fn steps() -> HashMap<&'static str, Step> {
         ("MistOutEBML -s live+alice rec.mkv", RunThenStop { file: "rec.mkv" }),
         (
             "MistOutTS -s live+alice 'ts-exec:ffmpeg -v error -i - -c copy -f flv rtmp://example.com/app/key'",
-            Start { ready: Ready::Stream("live+copy") },
+            Start { ready: Ready::Plays("live+copy") },
         ),
         (
             "MistOutHLS -s live+alice /var/www/alice/index.m3u8",
@@ -344,6 +346,18 @@ impl Session {
                     .is_some_and(|l| l.iter().any(|s| s == name))
             }
             Ready::Shm(name) => self.work.join(format!("shm/mist-{name}-meta")).exists(),
+            Ready::Plays(name) => {
+                self.ready(&Ready::Stream(name)) && {
+                    let out = Command::new("timeout")
+                        .args(["20", "ffprobe", "-v", "error", "-show_entries"])
+                        .args(["stream=codec_name", "-of", "csv=p=0"])
+                        .arg(format!("rtmp://127.0.0.1/play/{name}"))
+                        .output()
+                        .expect("run ffprobe");
+                    let codecs = String::from_utf8_lossy(&out.stdout);
+                    codecs.contains("h264") && codecs.contains("aac")
+                }
+            }
         }
     }
 

@@ -125,7 +125,12 @@ fn ts_exec_multivideogen_gives_two_variants_and_two_audio_tracks() {
     );
     let hls = url(ctl.http, "/hls/multi/index.m3u8");
     // The first request starts the input; the master lists both renditions once the stream is up.
-    let master = wait_master(ctl.http, "/hls/multi/index.m3u8", 2, Duration::from_secs(40));
+    let master = wait_master(
+        ctl.http,
+        "/hls/multi/index.m3u8",
+        2,
+        Duration::from_secs(40),
+    );
     assert!(master.contains("RESOLUTION=1280x720"), "{master}");
     assert!(master.contains("RESOLUTION=640x360"), "{master}");
     let audio = master

@@ -16,8 +16,7 @@ use std::path::Path;
 use mist_media::rtp::{Depacketizer, Packet};
 use mist_media::rtsp::{
     Answer, Ask, Authenticator, Decoder, Item, Limits, Message, PlayInfo, Request, RtspError,
-    ServerConfig,
-    ServerSession, SessionEvent, Step,
+    ServerConfig, ServerSession, SessionEvent, Step,
 };
 use mist_media::sdp::{RtpEncoding, SessionDescription};
 use mist_media::Codec;

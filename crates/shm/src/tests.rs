@@ -509,7 +509,10 @@ fn corrupt_pages_and_keys_do_not_panic() {
     assert!(frames.last().is_some_and(|f| f.dts == 199 * 40));
     // The scribbled records: the rest of page 1 skipped, and said so.
     assert!(
-        matches!(r.last_error(), Some(ShmError::CorruptRecord { page: 1, .. })),
+        matches!(
+            r.last_error(),
+            Some(ShmError::CorruptRecord { page: 1, .. })
+        ),
         "{:?}",
         r.last_error()
     );

@@ -909,7 +909,10 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
             t0,
         );
         assert!(
-            matches!(r, Err(ClientError::Protocol(RtspError::BodyTooLarge { .. }))),
+            matches!(
+                r,
+                Err(ClientError::Protocol(RtspError::BodyTooLarge { .. }))
+            ),
             "{r:?}"
         );
         // Random bytes: waited on, taken as interleaved data, or refused as bad RTSP.
@@ -922,10 +925,7 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
                 buf.push((seed >> 16) as u8);
             }
             let r = c.feed(&buf, t0);
-            assert!(
-                matches!(r, Ok(()) | Err(ClientError::Protocol(_))),
-                "{r:?}"
-            );
+            assert!(matches!(r, Ok(()) | Err(ClientError::Protocol(_))), "{r:?}");
         }
     }
 }
