@@ -10,7 +10,6 @@ mod common;
 
 use common::browser::*;
 use common::*;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Seconds each page is watched after it started playing.
@@ -33,20 +32,7 @@ fn player_pages_play_live_in_chromium() {
     let flv = flv.clone();
     let short = dir.path().join("short.flv");
     make_flv(&short, "640x360", 8);
-    let port = free_port();
-    let _srv = Proc(
-        Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
-            .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-g", "3"])
-            .env("MIST_SHM_DIR", &shm)
-            .env_remove("MIST_CONTROL")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start MistOutHTTP"),
-    );
-    assert!(
-        wait_port(port, Duration::from_secs(10)),
-        "MistOutHTTP never listened"
-    );
+    let (_srv, port) = http_out(&shm, &[]);
 
     // The three routes: types, caching, CORS.
     for (path, ctype, cache) in [

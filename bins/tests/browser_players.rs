@@ -11,7 +11,6 @@ mod common;
 
 use common::browser::*;
 use common::*;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Seconds each player is watched after it started playing.
@@ -21,25 +20,9 @@ const WATCH_S: u32 = 12;
 /// real-time feeds and the segment answers (hls.js then reports fragment load errors).
 static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Waits until `path` answers 200.
+/// Waits until `path` answers 200 (30 s at most).
 fn wait_ready(port: u16, path: &str) {
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        let raw = http_raw(
-            port,
-            format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes(),
-            Duration::from_secs(20),
-        );
-        if raw.starts_with(b"HTTP/1.1 200") {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "{path} never became ready: {}",
-            String::from_utf8_lossy(&raw)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_ok(port, path, Duration::from_secs(30));
 }
 
 #[test]
@@ -54,18 +37,7 @@ fn hls_js_and_dash_js_play_live_in_chromium() {
     );
     let _pub = publish(&ctl.publish_url("live+web"), "640x360", 120);
     let published = Instant::now();
-    let end = Instant::now() + Duration::from_secs(15);
-    loop {
-        let a = ctl.api(&serde_json::json!({"active_streams": true}));
-        if a["active_streams"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|s| s == "live+web"))
-        {
-            break;
-        }
-        assert!(Instant::now() < end, "the RTMP push never became active");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ctl.wait_active("live+web", Duration::from_secs(15));
     let port = ctl.http;
     let base = format!("http://127.0.0.1:{port}");
     let jobs = [
@@ -155,18 +127,7 @@ fn players_joining_a_young_live_stream_play_without_stalls() {
     go.go(&at);
     // The server's CMAF reader starts with the stream, as for a first viewer that comes early
     // (its MPD request waits for the manifest).
-    let end = Instant::now() + Duration::from_secs(15);
-    loop {
-        let a = ctl.api(&serde_json::json!({"active_streams": true}));
-        if a["active_streams"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|s| s == "live+young"))
-        {
-            break;
-        }
-        assert!(Instant::now() < end, "the RTMP push never became active");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ctl.wait_active("live+young", Duration::from_secs(15));
     // Media time 0 was live a little before this.
     let active = std::time::SystemTime::now();
     let port = ctl.http;
@@ -236,20 +197,7 @@ fn hls_js_and_dash_js_play_vod_in_chromium() {
     let file = dir.path().join("vod.mp4");
     make_mp4(&file, "640x360", 20);
     let _vod = load_vod("vodweb", &file);
-    let port = free_port();
-    let _srv = Proc(
-        Command::new(env!("CARGO_BIN_EXE_MistOutHTTP"))
-            .args(["-p", &port.to_string(), "-i", "127.0.0.1", "-g", "3"])
-            .env("MIST_SHM_DIR", &shm)
-            .env_remove("MIST_CONTROL")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start MistOutHTTP"),
-    );
-    assert!(
-        wait_port(port, Duration::from_secs(10)),
-        "MistOutHTTP never listened"
-    );
+    let (_srv, port) = http_out(&shm, &[]);
     let base = format!("http://127.0.0.1:{port}");
     let jobs = [
         ("hls", "/hls/vodweb/index.m3u8"),

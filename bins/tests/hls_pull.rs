@@ -34,23 +34,9 @@ fn serve_dir(dir: &Path) -> (Proc, u16) {
 /// ffmpeg writing a live HLS of testsrc2 + sine (H.264 + AAC, 1 s segments, 5 in the playlist)
 /// into `dir`; `extra` goes before the output (segment type, variant maps).
 fn live_hls(dir: &Path, inputs_and_maps: &[&str], extra: &[&str], out: &str) -> Proc {
-    let child = Command::new("ffmpeg")
+    let child = ffmpeg_testsrc(&["-re"], "320x240", 120)
         .current_dir(dir)
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-        ])
         .args(inputs_and_maps)
-        .args(["-t", "120"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
         .args(["-f", "hls", "-hls_time", "1", "-hls_list_size", "5"])
         .args(["-hls_flags", "delete_segments"])
         .args(extra)
@@ -73,27 +59,10 @@ fn wait_file(dir: &Path, file: &str) {
     }
 }
 
-/// Decodes video from `url`, retrying while the input starts (the first request starts it).
+/// Decodes video from `url`, retrying for up to 60 s while the input starts (the first request
+/// starts it).
 fn decode_when_up(url: &str) -> (usize, String) {
-    let t = Instant::now();
-    loop {
-        let (frames, size) = decode_video_frames(url, Duration::from_secs(4));
-        if frames > 0 || t.elapsed() > Duration::from_secs(60) {
-            return (frames, size);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn http_get(port: u16, path: &str) -> (String, String) {
-    let raw = http_raw(
-        port,
-        format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes(),
-        Duration::from_secs(20),
-    );
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (h.to_string(), b.to_string())
+    common::decode_when_up(url, Duration::from_secs(60))
 }
 
 fn protocols() -> serde_json::Value {
@@ -108,15 +77,6 @@ fn codecs(url: &str) -> Vec<String> {
         .collect();
     c.sort();
     c
-}
-
-/// The stream's tracks per type, from `/json_<stream>.js`.
-fn track_counts(ctl: &Controller, stream: &str) -> (usize, usize, String) {
-    let (_, info) = http_get(ctl.http, &format!("/json_{stream}.js"));
-    let v: serde_json::Value = serde_json::from_str(&info).unwrap_or_default();
-    let tracks = v["meta"]["tracks"].as_object().cloned().unwrap_or_default();
-    let count = |ty: &str| tracks.values().filter(|t| t["type"] == ty).count();
-    (count("video"), count("audio"), info)
 }
 
 /// A live HLS with segments of `segment_type` ("mpegts" or "fmp4") plays back from mist-rs over
@@ -147,7 +107,7 @@ fn live_pull(segment_type: &str) {
     let (frames, size) = decode_when_up(&url(ctl.http, "/hls/relay/index.m3u8"));
     assert!(frames >= 50, "HLS decoded only {frames} frames");
     assert_eq!(size, "320x240");
-    let (v, a, info) = track_counts(&ctl, "relay");
+    let (v, a, info) = track_counts(ctl.http, "relay");
     assert_eq!((v, a), (1, 1), "{info}");
 }
 
@@ -194,21 +154,15 @@ fn master_playlist_with_two_variants_gives_two_video_tracks() {
         None,
     );
     // The first request starts the input; the master lists both sizes once the stream is up.
-    let t = Instant::now();
-    let master = loop {
-        let (head, body) = http_get(ctl.http, "/hls/multi/index.m3u8");
-        if head.starts_with("HTTP/1.1 200") && body.matches("#EXT-X-STREAM-INF").count() >= 2 {
-            break body;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "no master playlist with two variants: {head}\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let master = wait_master(
+        ctl.http,
+        "/hls/multi/index.m3u8",
+        2,
+        Duration::from_secs(60),
+    );
     assert!(master.contains("RESOLUTION=320x240"), "{master}");
     assert!(master.contains("RESOLUTION=160x120"), "{master}");
-    let (v, a, info) = track_counts(&ctl, "multi");
+    let (v, a, info) = track_counts(ctl.http, "multi");
     assert_eq!((v, a), (2, 2), "{info}");
     // Each variant decodes at its own size.
     let mut sizes = Vec::new();
@@ -227,22 +181,8 @@ fn master_playlist_with_two_variants_gives_two_video_tracks() {
 #[test]
 fn vod_hls_is_pulled_whole_and_then_ends() {
     let src = TempDir::new("hlssrc-vod");
-    let st = Command::new("ffmpeg")
+    let st = ffmpeg_testsrc(&[], "320x240", 8)
         .current_dir(src.path())
-        .args(["-hide_banner", "-loglevel", "error"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t",
-            "8",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
         .args(["-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod"])
         .args(["-hls_segment_type", "fmp4", "vod.m3u8"])
         .status()
@@ -280,21 +220,8 @@ fn vod_hls_is_pulled_whole_and_then_ends() {
 
 /// ffmpeg serving live TS over its own HTTP server (one client) at `port`.
 fn ts_over_http(port: u16) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t",
-            "120",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts"])
+    let child = ffmpeg_testsrc(&["-re"], "320x240", 120)
+        .args(["-f", "mpegts"])
         .args(["-listen", "1", &format!("http://127.0.0.1:{port}/live.ts")])
         .stdin(Stdio::null())
         .spawn()
@@ -325,12 +252,6 @@ fn mistints_pulls_live_ts_over_http() {
     assert_eq!(codecs(&url(ctl.http, "/tshttp.ts")), vec!["aac", "h264"]);
 }
 
-fn stream_row(ctl: &Controller, stream: &str) -> serde_json::Value {
-    let a = ctl.api(&serde_json::json!({"active_streams": {
-        "fields": ["status", "loss", "health"], "longform": true}}));
-    a["active_streams"][stream].clone()
-}
-
 /// The origin restarts (a new ffmpeg writes the playlist again from sequence 0): the same
 /// MistInHLS follows the new playlist, the stream keeps playing, and the restart shows in the
 /// stream's health.
@@ -354,12 +275,12 @@ fn origin_restart_is_followed_without_ending_the_stream() {
     let _ = std::fs::remove_file(src.path().join("live.m3u8"));
     let _ff2 = live_hls(src.path(), &[], &[], "live.m3u8");
     wait_file(src.path(), "live.m3u8");
-    let end = Instant::now() + Duration::from_secs(40);
-    let mut row = stream_row(&ctl, "rs");
-    while row["health"]["restarts"].as_u64().unwrap_or(0) == 0 && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(500));
-        row = stream_row(&ctl, "rs");
-    }
+    let row = poll_until(
+        Duration::from_secs(40),
+        Duration::from_millis(500),
+        || ctl.stream_row("rs"),
+        |row| row["health"]["restarts"].as_u64().unwrap_or(0) > 0,
+    );
     assert!(
         row["health"]["restarts"].as_u64().unwrap_or(0) >= 1,
         "no restart seen: {row}"

@@ -20,8 +20,7 @@ fn shm() -> &'static PathBuf {
 fn media() -> &'static (PathBuf, usize, f64) {
     static FILE: OnceLock<(PathBuf, usize, f64)> = OnceLock::new();
     FILE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("mist-test-vod-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = binary_dir("vod");
         let p = dir.join("vod.mp4");
         make_mp4(&p, "320x240", 10);
         let frames = count_frames(p.to_str().unwrap());

@@ -138,7 +138,7 @@ fn rtmp_publish_played_over_https() {
     // Other paths, through the API (`updateprotocol`) and then a config reload: the same
     // MistOutHTTPS process serves the new certificate to new connections, and a viewer that
     // was playing before keeps playing.
-    let pid = child_exact(ctl.proc.pid(), "MistOutHTTPS").expect("MistOutHTTPS runs");
+    let pid = find_child(ctl.proc.pid(), "MistOutHTTPS").expect("MistOutHTTPS runs");
     let ts = format!("{base}/live+tls.ts");
     let ca = cert.to_str().unwrap().to_string();
     let viewer = std::thread::spawn(move || {
@@ -170,7 +170,7 @@ fn rtmp_publish_played_over_https() {
         "the certificate set through updateprotocol was never served"
     );
     assert_eq!(
-        child_exact(ctl.proc.pid(), "MistOutHTTPS"),
+        find_child(ctl.proc.pid(), "MistOutHTTPS"),
         Some(pid),
         "MistOutHTTPS was restarted for new certificate paths"
     );
@@ -198,7 +198,7 @@ fn rtmp_publish_played_over_https() {
         "the certificate of the reloaded config was never served"
     );
     assert_eq!(
-        child_exact(ctl.proc.pid(), "MistOutHTTPS"),
+        find_child(ctl.proc.pid(), "MistOutHTTPS"),
         Some(pid),
         "MistOutHTTPS was restarted by the config reload"
     );
@@ -227,26 +227,4 @@ fn served_soon(url: &str, ca: &Path) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     false
-}
-
-/// The child of `parent` whose command name is exactly `name` (`find_child` takes
-/// MistOutHTTP for MistOutHTTPS, a prefix).
-fn child_exact(parent: u32, name: &str) -> Option<u32> {
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((left, right)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let comm = left.split_once('(').map(|x| x.1).unwrap_or("");
-        let ppid = right.split_whitespace().nth(1);
-        if comm == name && ppid == Some(&parent.to_string()) {
-            return Some(pid);
-        }
-    }
-    None
 }

@@ -6,101 +6,16 @@
 mod common;
 
 use common::{
-    files_in, free_port, publish, serial, wait_stream, wait_until, Controller, Proc, TempDir,
+    ca_and_leaf, collector, files_in, free_port, packet_counts, publish, rtmp_receiver, serial,
+    wait_stream, wait_until, Controller, Proc, TempDir,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// An independent RTMP receiver: ffmpeg listening on `port`, copying what is published to
-/// `out` (FLV).
-fn receiver(port: u16, out: &Path) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-listen", "1"])
-        .args(["-f", "flv", "-i"])
-        .arg(format!("rtmp://127.0.0.1:{port}/app/key"))
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(out)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start ffmpeg (scripts/test installs it)");
-    let p = Proc(child);
-    // Not by connecting: `-listen 1` takes one connection only.
-    wait_until("the receiver to listen", Duration::from_secs(10), || {
-        listening(port)
-    });
-    p
-}
-
-/// Whether some socket listens on TCP `port` (from /proc/net/tcp, state 0A).
-fn listening(port: u16) -> bool {
-    let hex = format!(":{port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
-        std::fs::read_to_string(f).is_ok_and(|t| {
-            t.lines().skip(1).any(|l| {
-                let c: Vec<&str> = l.split_whitespace().collect();
-                c.len() > 3 && c[1].ends_with(&hex) && c[3] == "0A"
-            })
-        })
-    })
-}
 
 /// Waits for a receiver to exit on its own (the push closed the connection).
 fn wait_exit(p: &mut Proc, within: Duration) -> bool {
     common::wait_exit(&mut p.0, within).is_some()
-}
-
-/// Packets per codec type in a file, as ffprobe counts them.
-fn packets(file: &Path) -> (u64, u64, Vec<String>) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_packets",
-            "-show_streams",
-            "-of",
-            "json",
-        ])
-        .arg(file)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {file:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (mut video, mut audio, mut codecs) = (0, 0, Vec::new());
-    for s in v["streams"].as_array().cloned().unwrap_or_default() {
-        let n: u64 = s["nb_read_packets"]
-            .as_str()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        codecs.push(s["codec_name"].as_str().unwrap_or("").to_string());
-        match s["codec_type"].as_str() {
-            Some("video") => video += n,
-            Some("audio") => audio += n,
-            _ => {}
-        }
-    }
-    (video, audio, codecs)
-}
-
-/// A trigger handler that stores each payload in its own file of `dir`.
-fn collector(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let out = dir.join(name);
-    std::fs::create_dir_all(&out).unwrap();
-    let h = dir.join(format!("{name}.sh"));
-    std::fs::write(&h, format!("#!/bin/sh\ncat > '{}/p.'$$\n", out.display())).unwrap();
-    Command::new("chmod").arg("+x").arg(&h).status().unwrap();
-    (h, out)
-}
-
-fn push_list(c: &Controller) -> Vec<serde_json::Value> {
-    c.api(&serde_json::json!({"push_list": true}))["push_list"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 /// push_start to `rtmp://…/app/key` of an ffmpeg receiver: push_list shows it with bytes; on
@@ -123,17 +38,17 @@ fn push_start_to_ffmpeg_receiver() {
     wait_stream(&c, "live+a");
     let port = free_port();
     let out = dir.path().join("got.flv");
-    let mut rx = receiver(port, &out);
+    let mut rx = rtmp_receiver(port, &out);
     let target = format!("rtmp://127.0.0.1:{port}/app/key");
     let v = c.api(&serde_json::json!({"push_start": ["live+a", target]}));
     assert!(v.get("push_start_error").is_none(), "{v}");
     wait_until("bytes in push_list", Duration::from_secs(30), || {
-        push_list(&c)
+        c.push_list()
             .iter()
             .any(|p| p[2] == target.as_str() && p[5]["bytes"].as_u64().unwrap_or(0) > 0)
     });
     std::thread::sleep(Duration::from_secs(4));
-    let l = push_list(&c);
+    let l = c.push_list();
     let p = l.iter().find(|p| p[2] == target.as_str()).unwrap().clone();
     assert_eq!(p[1], "live+a");
     assert_eq!(p[3], target.as_str(), "{p}");
@@ -171,7 +86,7 @@ fn push_start_to_ffmpeg_receiver() {
     assert!(lines[7].parse::<u64>().unwrap() >= 3000, "{payload:?}");
     assert_eq!(lines[10], "0", "{payload:?}");
     assert!(files_in(&rec_ends).is_empty());
-    let (video, audio, codecs) = packets(&out);
+    let (video, audio, codecs) = packet_counts(&out);
     assert!(codecs.contains(&"h264".to_string()), "{codecs:?}");
     assert!(codecs.contains(&"aac".to_string()), "{codecs:?}");
     // About 5 s at 30 fps and 44.1/48 kHz AAC.
@@ -195,7 +110,7 @@ fn auto_push_retries_and_restreams_to_mist() {
     let port = free_port();
     let target = format!("rtmp://127.0.0.1:{port}/app/key");
     let first = dir.path().join("first.flv");
-    let mut rx = receiver(port, &first);
+    let mut rx = rtmp_receiver(port, &first);
     c.api(&serde_json::json!({"push_auto_add": {"stream": "live+r", "target": target}}));
     let to_mist = format!("rtmp://127.0.0.1:{}/live/copy", c.rtmp);
     c.api(&serde_json::json!({"push_auto_add": {"stream": "live+r", "target": to_mist}}));
@@ -210,7 +125,7 @@ fn auto_push_retries_and_restreams_to_mist() {
         "{streams:?}"
     );
     wait_until("bytes to the receiver", Duration::from_secs(30), || {
-        push_list(&c)
+        c.push_list()
             .iter()
             .any(|p| p[2] == target.as_str() && p[5]["bytes"].as_u64().unwrap_or(0) > 0)
     });
@@ -223,13 +138,13 @@ fn auto_push_retries_and_restreams_to_mist() {
             std::fs::read_to_string(f).is_ok_and(|p| p.contains(&target) && p.contains("error"))
         })
     });
-    let (video, audio, _) = packets(&first);
+    let (video, audio, _) = packet_counts(&first);
     assert!(video > 0 && audio > 0, "{video} / {audio}");
     // The rule retries: a new receiver at the same address gets the stream.
     let second = dir.path().join("second.flv");
-    let mut rx2 = receiver(port, &second);
+    let mut rx2 = rtmp_receiver(port, &second);
     wait_until("the retried push", Duration::from_secs(60), || {
-        push_list(&c).iter().any(|p| {
+        c.push_list().iter().any(|p| {
             p[2] == target.as_str()
                 && p[5]["state"] == "active"
                 && p[5]["bytes"].as_u64().unwrap_or(0) > 0
@@ -238,7 +153,7 @@ fn auto_push_retries_and_restreams_to_mist() {
     std::thread::sleep(Duration::from_secs(3));
     // Removing the rule ends the push cleanly.
     c.api(&serde_json::json!({"push_auto_remove": ["live+r", target]}));
-    let l = push_list(&c);
+    let l = c.push_list();
     if let Some(p) = l.iter().find(|p| p[2] == target.as_str()) {
         c.api(&serde_json::json!({"push_stop": [p[0].clone()]}));
     }
@@ -246,7 +161,7 @@ fn auto_push_retries_and_restreams_to_mist() {
         wait_exit(&mut rx2, Duration::from_secs(20)),
         "the second receiver did not see the end of the push"
     );
-    let (video, audio, codecs) = packets(&second);
+    let (video, audio, codecs) = packet_counts(&second);
     assert!(codecs.contains(&"h264".to_string()), "{codecs:?}");
     assert!(video >= 30 && audio >= 50, "{video} / {audio}");
 }
@@ -326,62 +241,7 @@ fn rtmps_push_standalone() {
     let _g = serial();
     let dir = TempDir::new("pushnet-tls");
     // A private CA and a certificate it signed for localhost.
-    let d = dir.path();
-    let (ca, cert, key) = (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"));
-    std::fs::write(d.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    let openssl = |args: &[&str]| {
-        let ok = Command::new("openssl")
-            .args(args)
-            .current_dir(d)
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl (scripts/test installs it)");
-        assert!(ok.success(), "openssl {args:?}");
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-        "-out",
-        "cert.pem",
-    ]);
+    let (ca, cert, key) = ca_and_leaf(dir.path());
     let c = Controller::start(serde_json::json!({}));
     let _pub = publish(&c.publish_url("live+t"), "320x240", 60);
     wait_stream(&c, "live+t");
@@ -407,7 +267,7 @@ fn rtmps_push_standalone() {
     // Trusted: the receiver gets the stream.
     let (rx_port, tls_port) = (free_port(), free_port());
     let out = dir.path().join("tls.flv");
-    let mut rx = receiver(rx_port, &out);
+    let mut rx = rtmp_receiver(rx_port, &out);
     let _relay = tls_relay(tls_port, &cert, &key, rx_port);
     let mut p = pusher(tls_port, Some(&ca));
     std::thread::sleep(Duration::from_secs(5));
@@ -422,7 +282,7 @@ fn rtmps_push_standalone() {
         wait_exit(&mut rx, Duration::from_secs(20)),
         "the receiver did not see the end of the push"
     );
-    let (video, audio, codecs) = packets(&out);
+    let (video, audio, codecs) = packet_counts(&out);
     assert!(codecs.contains(&"h264".to_string()), "{codecs:?}");
     assert!(video >= 30 && audio >= 50, "{video} / {audio}");
 }

@@ -6,18 +6,13 @@
 
 mod common;
 
-use common::{free_port, publish, serial, wait_stream, wait_until, Controller, Proc, TempDir};
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use common::{
+    collector, ensure_lo_multicast, free_port, free_udp_port, listening, packet_counts, publish,
+    rtmp_receiver, serial, wait_stream, wait_until, Controller, Proc, TempDir,
+};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn push_list(c: &Controller) -> Vec<serde_json::Value> {
-    c.api(&serde_json::json!({"push_list": true}))["push_list"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
+use std::time::Duration;
 
 /// Starts a push and waits until push_list shows bytes sent; returns its id.
 fn push_start(c: &Controller, stream: &str, target: &str) -> serde_json::Value {
@@ -28,7 +23,7 @@ fn push_start(c: &Controller, stream: &str, target: &str) -> serde_json::Value {
         &format!("bytes to {target} in push_list"),
         Duration::from_secs(30),
         || {
-            push_list(c).iter().any(|p| {
+            c.push_list().iter().any(|p| {
                 let hit = p[2] == target && p[5]["bytes"].as_u64().unwrap_or(0) > 0;
                 if hit {
                     id = p[0].clone();
@@ -40,46 +35,9 @@ fn push_start(c: &Controller, stream: &str, target: &str) -> serde_json::Value {
     id
 }
 
-/// Waits for a process to exit by itself.
+/// Waits for a process to exit by itself: its exit code (-1 for a signal).
 fn wait_exit(p: &mut Proc, within: Duration) -> Option<i32> {
-    let t = Instant::now();
-    while t.elapsed() < within {
-        if let Ok(Some(st)) = p.0.try_wait() {
-            return Some(st.code().unwrap_or(-1));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
-
-/// Packets per codec type in a file, as ffprobe counts them, and the codec names.
-fn packets(file: &Path) -> (u64, u64, Vec<String>) {
-    let out = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-count_packets"])
-        .args(["-show_streams", "-of", "json"])
-        .arg(file)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {file:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (mut video, mut audio, mut codecs) = (0, 0, Vec::new());
-    for s in v["streams"].as_array().cloned().unwrap_or_default() {
-        let n: u64 = s["nb_read_packets"]
-            .as_str()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        codecs.push(s["codec_name"].as_str().unwrap_or("").to_string());
-        match s["codec_type"].as_str() {
-            Some("video") => video += n,
-            Some("audio") => audio += n,
-            _ => {}
-        }
-    }
-    (video, audio, codecs)
+    common::wait_exit(&mut p.0, within).map(|st| st.code().unwrap_or(-1))
 }
 
 /// ffmpeg decoding a whole file: its errors (empty when it decodes cleanly).
@@ -106,29 +64,6 @@ fn ffmpeg_receiver(in_args: &[&str], input: &str, out: &Path) -> Proc {
     Proc(child)
 }
 
-/// Whether some socket listens on TCP `port` (from /proc/net/tcp, state 0A).
-fn listening(port: u16) -> bool {
-    let hex = format!(":{port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
-        std::fs::read_to_string(f).is_ok_and(|t| {
-            t.lines().skip(1).any(|l| {
-                let c: Vec<&str> = l.split_whitespace().collect();
-                c.len() > 3 && c[1].ends_with(&hex) && c[3] == "0A"
-            })
-        })
-    })
-}
-
-/// A trigger handler that stores each payload in its own file of `dir`.
-fn collector(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let out = dir.join(name);
-    std::fs::create_dir_all(&out).unwrap();
-    let h = dir.join(format!("{name}.sh"));
-    std::fs::write(&h, format!("#!/bin/sh\ncat > '{}/p.'$$\n", out.display())).unwrap();
-    Command::new("chmod").arg("+x").arg(&h).status().unwrap();
-    (h, out)
-}
-
 fn payloads(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|r| {
@@ -139,68 +74,6 @@ fn payloads(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Whether a multicast datagram sent on `lo` comes back to a member on `lo`.
-fn lo_multicast_works(group: &str) -> bool {
-    let port = free_udp_port();
-    let Ok(rx) = UdpSocket::bind((group, port)) else {
-        return false;
-    };
-    let g: std::net::Ipv4Addr = group.parse().unwrap();
-    if rx
-        .join_multicast_v4(&g, &std::net::Ipv4Addr::LOCALHOST)
-        .is_err()
-    {
-        return false;
-    }
-    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    {
-        use std::os::fd::AsRawFd;
-        let lo = libc::in_addr {
-            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-        };
-        // SAFETY: IP_MULTICAST_IF with a live in_addr of the size passed, on our own socket.
-        unsafe {
-            libc::setsockopt(
-                tx.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_MULTICAST_IF,
-                (&lo as *const libc::in_addr).cast(),
-                std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
-            );
-        }
-    }
-    let _ = tx.set_multicast_loop_v4(true);
-    rx.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let _ = tx.send_to(b"ping", (group, port));
-    let mut b = [0u8; 8];
-    rx.recv(&mut b).is_ok()
-}
-
-fn ensure_lo_multicast(group: &str) {
-    if !lo_multicast_works(group) {
-        // Loopback has no MULTICAST flag by default; as root the test turns it on.
-        let _ = Command::new("ip")
-            .args(["link", "set", "lo", "multicast", "on"])
-            .status();
-        let _ = Command::new("ip")
-            .args(["route", "add", "239.0.0.0/8", "dev", "lo"])
-            .status();
-    }
-    assert!(
-        lo_multicast_works(group),
-        "multicast on lo does not work here (needs `ip link set lo multicast on` as root)"
-    );
 }
 
 /// `ffprobe udp://239.…` (no file in between) reads a `tsudp://` multicast push started with
@@ -254,7 +127,7 @@ fn tsudp_multicast_push_is_read_by_ffprobe() {
     let mut rx = ffmpeg_receiver(&["-t", "4"], &url, &file);
     assert_eq!(wait_exit(&mut rx, Duration::from_secs(40)), Some(0));
     // UDP may lose datagrams on a loaded machine: at least 1 s of each, not a clean decode.
-    let (video, audio, _) = packets(&file);
+    let (video, audio, _) = packet_counts(&file);
     assert!(video >= 25, "{video} video packets in 4 s");
     assert!(audio >= 40, "{audio} audio packets in 4 s");
 }
@@ -287,7 +160,7 @@ fn tsudp_unicast_standalone() {
     let url = format!("udp://127.0.0.1:{port}?timeout=10000000");
     let mut rx = ffmpeg_receiver(&["-t", "4"], &url, &file);
     assert_eq!(wait_exit(&mut rx, Duration::from_secs(40)), Some(0));
-    let (video, audio, codecs) = packets(&file);
+    let (video, audio, codecs) = packet_counts(&file);
     assert!(codecs.contains(&"h264".to_string()), "{codecs:?}");
     assert!(video >= 75 && audio >= 100, "{video} / {audio}");
     unsafe { libc::kill(push.pid() as i32, libc::SIGTERM) };
@@ -341,7 +214,7 @@ fn tstcp_push_to_ffmpeg_listener() {
     assert!(lines[7].parse::<u64>().unwrap() >= 3000, "{p:?}");
     assert_eq!(lines[10], "0", "{p:?}");
     assert!(payloads(&rec_ends).is_empty());
-    let (video, audio, _) = packets(&file);
+    let (video, audio, _) = packet_counts(&file);
     assert!(video >= 75 && audio >= 100, "{video} / {audio}");
     assert_eq!(decode_errors(&file), "");
 }
@@ -369,7 +242,7 @@ fn http_put_push_to_ffmpeg_server() {
     });
     let target = format!("http://127.0.0.1:{port}/up/$stream.ts");
     let id = push_start(&c, "live+put", &target);
-    let l = push_list(&c);
+    let l = c.push_list();
     let p = l.iter().find(|p| p[0] == id).unwrap();
     // The variables are evaluated in what push_list shows as written to.
     assert_eq!(
@@ -384,7 +257,7 @@ fn http_put_push_to_ffmpeg_server() {
         Some(0),
         "the receiver did not see the end of the body"
     );
-    let (video, audio, codecs) = packets(&file);
+    let (video, audio, codecs) = packet_counts(&file);
     assert!(codecs.contains(&"aac".to_string()), "{codecs:?}");
     assert!(video >= 75 && audio >= 100, "{video} / {audio}");
     assert_eq!(decode_errors(&file), "");
@@ -396,7 +269,7 @@ fn http_put_push_to_ffmpeg_server() {
         "the failed push in push_list",
         Duration::from_secs(20),
         || {
-            push_list(&c).iter().any(|p| {
+            c.push_list().iter().any(|p| {
                 p[2] == dead.as_str()
                     && p[5]["state"] == "error"
                     && p[5]["error"]
@@ -433,11 +306,11 @@ fn exec_pushes_pipe_into_ffmpeg() {
         c.api(&serde_json::json!({"push_stop": [id]}));
     }
     wait_until("the pushes to end", Duration::from_secs(20), || {
-        push_list(&c).iter().all(|p| p[5]["state"] != "active")
+        c.push_list().iter().all(|p| p[5]["state"] != "active")
     });
     for f in files {
         assert!(f.exists(), "{f:?} not written");
-        let (video, audio, codecs) = packets(&f);
+        let (video, audio, codecs) = packet_counts(&f);
         assert!(
             codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()),
             "{f:?}: {codecs:?}"
@@ -473,30 +346,17 @@ fn push_track_selectors() {
     // RTMP without video.
     let rport = free_port();
     let flv = dir.path().join("audio.flv");
-    let mut rrx = Proc(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-listen", "1"])
-            .args(["-f", "flv", "-i"])
-            .arg(format!("rtmp://127.0.0.1:{rport}/app/key"))
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(&flv)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start ffmpeg"),
-    );
-    wait_until("the RTMP receiver", Duration::from_secs(10), || {
-        listening(rport)
-    });
+    let mut rrx = rtmp_receiver(rport, &flv);
     let rtarget = format!("rtmp://127.0.0.1:{rport}/app/key?video=none");
     let rid = push_start(&c, "live+sel", &rtarget);
     std::thread::sleep(Duration::from_secs(4));
     c.api(&serde_json::json!({"push_stop": [id, rid]}));
     assert_eq!(wait_exit(&mut rx, Duration::from_secs(20)), Some(0));
     assert_eq!(wait_exit(&mut rrx, Duration::from_secs(20)), Some(0));
-    let (video, audio, codecs) = packets(&ts);
+    let (video, audio, codecs) = packet_counts(&ts);
     assert_eq!(codecs, ["h264"], "tstcp ?audio=none");
     assert!(video >= 75 && audio == 0, "{video} / {audio}");
-    let (video, audio, codecs) = packets(&flv);
+    let (video, audio, codecs) = packet_counts(&flv);
     assert_eq!(codecs, ["aac"], "rtmp ?video=none");
     assert!(audio >= 100 && video == 0, "{video} / {audio}");
 }

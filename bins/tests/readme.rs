@@ -4,9 +4,13 @@
 //! so the README's fixed ports (API 4242, RTMP 1935, HTTP 8080) are free whatever else runs on the
 //! machine. What differs from a terminal: `ffplay URL` becomes `ffprobe URL` (no display in CI),
 //! paths under `/tmp` and `/var/www` move into a scratch directory, the shared memory and control
-//! socket live there too (`MIST_SHM_DIR`, `MIST_CONTROL`), the release binaries are on `PATH`
-//! (as after `scripts/install`), and commands that run until stopped are started, checked and
-//! stopped. JSON config snippets must parse. Commands that cannot run in CI are in [`steps`] as
+//! socket live there too (`MIST_SHM_DIR`, `MIST_CONTROL`), and commands that run until stopped are
+//! started, checked and stopped. The binaries are this test's own (the debug build cargo made for
+//! it), not a second, release build: they are on `PATH` (as after `scripts/install`), the scratch
+//! directory stands in for the repository root (`scripts/` links to the real one and
+//! `target/release/` to this test's binaries) and a `cargo` stand-in there answers
+//! `cargo build --release` at once, so the README's first command runs as written. JSON config
+//! snippets must parse. Commands that cannot run in CI are in [`steps`] as
 //! `Skip` with the test that covers them instead; a README command missing from [`steps`] fails
 //! this test, so a new README command comes with its check.
 
@@ -22,7 +26,6 @@ use std::time::{Duration, Instant};
 const INSIDE: &str = "MIST_README_NETNS";
 
 #[test]
-#[ignore = "not yet run to the end: its first README command is a full release build, which CI cannot afford; to be pointed at the test's own binaries"]
 fn readme_commands_run() {
     if std::env::var_os(INSIDE).is_some() {
         return run_readme();
@@ -65,6 +68,8 @@ enum Ready {
     Stream(&'static str),
     /// The stream's metadata page exists in shared memory.
     Shm(&'static str),
+    /// The stream is active and plays over RTMP with H.264 and AAC.
+    Plays(&'static str),
 }
 
 /// Every README command and what to do with it.
@@ -105,10 +110,10 @@ fn steps() -> HashMap<&'static str, Step> {
         ("curl http://127.0.0.1:8080/json_live+alice.js", probe("live+alice")),
         ("MistOutTS -s live+alice - | ffprobe -", probe("")),
         ("MistOutMP4 -s live+alice rec.mp4", RunThenStop { file: "rec.mp4" }),
-        ("MistOutEBML -s live+alice rec.webm", RunThenStop { file: "rec.webm" }),
+        ("MistOutEBML -s live+alice rec.mkv", RunThenStop { file: "rec.mkv" }),
         (
             "MistOutTS -s live+alice 'ts-exec:ffmpeg -v error -i - -c copy -f flv rtmp://example.com/app/key'",
-            Start { ready: Ready::Stream("live+copy") },
+            Start { ready: Ready::Plays("live+copy") },
         ),
         (
             "MistOutHLS -s live+alice /var/www/alice/index.m3u8",
@@ -239,8 +244,9 @@ impl Drop for Group {
 }
 
 struct Session {
-    repo: PathBuf,
+    /// The scratch directory: the commands' working directory, standing in for the repository.
     work: PathBuf,
+    /// This test's binaries.
     bin: PathBuf,
     background: Vec<Group>,
 }
@@ -277,8 +283,10 @@ impl Session {
         } else {
             cmd.to_string()
         });
+        // The `cargo` stand-in first, then this test's binaries.
         let path = format!(
-            "{}:{}",
+            "{}:{}:{}",
+            self.work.join("stand-in").display(),
             self.bin.display(),
             std::env::var("PATH").unwrap_or_default()
         );
@@ -286,13 +294,10 @@ impl Session {
             .env("MIST_SHM_DIR", self.work.join("shm"))
             .env_remove("CARGO_TARGET_DIR")
             .stdin(Stdio::null())
+            .current_dir(&self.work)
             .process_group(0);
-        if cmd.contains("MistController") || cmd.starts_with("cargo ") {
-            // Started from the repository, as the README's relative paths expect.
-            c.current_dir(&self.repo)
-                .env("MIST_CONTROL", self.work.join("control.sock"));
-        } else {
-            c.current_dir(&self.work);
+        if cmd.contains("MistController") {
+            c.env("MIST_CONTROL", self.work.join("control.sock"));
         }
         c
     }
@@ -319,11 +324,7 @@ impl Session {
 
     fn start(&mut self, cmd: &str, ready: &Ready) {
         let mut g = Group(self.command(cmd).spawn().unwrap());
-        // The first command builds the release binaries first.
-        let within = match ready {
-            Ready::Api => Duration::from_secs(3600),
-            _ => Duration::from_secs(60),
-        };
+        let within = Duration::from_secs(60);
         let end = Instant::now() + within;
         while !self.ready(ready) {
             if let Ok(Some(st)) = g.0.try_wait() {
@@ -345,6 +346,18 @@ impl Session {
                     .is_some_and(|l| l.iter().any(|s| s == name))
             }
             Ready::Shm(name) => self.work.join(format!("shm/mist-{name}-meta")).exists(),
+            Ready::Plays(name) => {
+                self.ready(&Ready::Stream(name)) && {
+                    let out = Command::new("timeout")
+                        .args(["20", "ffprobe", "-v", "error", "-show_entries"])
+                        .args(["stream=codec_name", "-of", "csv=p=0"])
+                        .arg(format!("rtmp://127.0.0.1/play/{name}"))
+                        .output()
+                        .expect("run ffprobe");
+                    let codecs = String::from_utf8_lossy(&out.stdout);
+                    codecs.contains("h264") && codecs.contains("aac")
+                }
+            }
         }
     }
 
@@ -427,11 +440,20 @@ fn run_readme() {
     for d in ["shm", "tmp", "www"] {
         std::fs::create_dir_all(work.join(d)).unwrap();
     }
+    // The scratch directory as the repository root: the README's relative paths (`scripts/…`,
+    // `./target/release/…`) lead to the real scripts and to this test's own binaries, and
+    // `cargo build --release` is answered by a stand-in (cargo built the binaries for this test).
+    let bin = Path::new(env!("CARGO_BIN_EXE_MistController"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     std::os::unix::fs::symlink(repo.join("scripts"), work.join("scripts")).unwrap();
+    std::fs::create_dir_all(work.join("target")).unwrap();
+    std::os::unix::fs::symlink(&bin, work.join("target/release")).unwrap();
+    stand_in_cargo(&work.join("stand-in"));
     let mut s = Session {
-        repo: repo.to_path_buf(),
         work,
-        bin: repo.join("target/release"),
+        bin,
         background: Vec::new(),
     };
     for item in &items {
@@ -462,4 +484,18 @@ fn run_readme() {
     );
     // Stop in reverse order: the controller (started first) last.
     while s.background.pop().is_some() {}
+}
+
+/// `DIR/cargo`: accepts `cargo build --release` only (any other use fails the command) and
+/// does nothing, the binaries being built already.
+fn stand_in_cargo(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join("cargo");
+    std::fs::write(
+        &p,
+        "#!/bin/sh\n[ \"$*\" = 'build --release' ] || { echo \"readme test: cargo $* not expected\" >&2; exit 2; }\necho 'readme test: binaries built by the test run' >&2\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{free_port, serial, wait_port, Proc};
+use common::{free_port, serial, wait_port, Proc, TempDir};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -55,8 +55,8 @@ fn ffmpeg_publish_ffprobe_play() {
         "ffmpeg/ffprobe not installed (scripts/test installs it)"
     );
     let _serial = serial();
-    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = TempDir::new("rtmp-e2e");
+    let dir: PathBuf = scratch.path().to_path_buf();
     let port = free_port();
     let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
@@ -148,7 +148,6 @@ fn ffmpeg_publish_ffprobe_play() {
         counts[0]
     );
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// With MIST_CONTROL set, MistOutRTMP asks the controller before accepting a push or a play and
@@ -162,8 +161,8 @@ fn controller_decides_push_and_play() {
         "ffmpeg/ffprobe not installed (scripts/test installs it)"
     );
     let _serial = serial();
-    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-ctl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = TempDir::new("rtmp-ctl");
+    let dir: PathBuf = scratch.path().to_path_buf();
     let sock_path = dir.join("control.sock");
     let listener = UnixListener::bind(&sock_path).unwrap();
     let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
@@ -267,7 +266,6 @@ fn controller_decides_push_and_play() {
         .iter()
         .any(|r| r["cmd"] == "play" && r["stream"] == "whatever"));
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -352,8 +350,8 @@ fn slow_viewer_is_disconnected() {
     const FLV: &[u8] =
         include_bytes!("../../crates/media/tests/fixtures/flv/testsrc_320x240_1s.flv");
 
-    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-slow-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = TempDir::new("rtmp-slow");
+    let dir: PathBuf = scratch.path().to_path_buf();
     let port = free_port();
     let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
@@ -456,7 +454,6 @@ fn slow_viewer_is_disconnected() {
         |e| matches!(e, ClientEvent::Track(t) if t.width == 320),
     );
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The publisher is killed mid-stream and a new one (another picture size) takes the same name: a
@@ -468,8 +465,8 @@ fn killed_publisher_replaced_while_viewer_watches() {
         "ffmpeg/ffprobe not installed (scripts/test installs it)"
     );
     let _serial = serial();
-    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-kill-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = TempDir::new("rtmp-kill");
+    let dir: PathBuf = scratch.path().to_path_buf();
     let port = free_port();
     let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
@@ -562,7 +559,6 @@ fn killed_publisher_replaced_while_viewer_watches() {
         &widths[widths.len().saturating_sub(5)..]
     );
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 trait WaitOutput {
@@ -588,8 +584,8 @@ fn viewer_waits_for_the_publisher() {
         "ffmpeg/ffprobe not installed (scripts/test installs it)"
     );
     let _serial = serial();
-    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-wait-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = TempDir::new("rtmp-wait");
+    let dir: PathBuf = scratch.path().to_path_buf();
     let port = free_port();
     let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
@@ -649,7 +645,6 @@ fn viewer_waits_for_the_publisher() {
     );
     assert!(publisher.0.wait().unwrap().success());
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Forty viewers of one stream: each receives, from a keyframe on, exactly the frames that were
@@ -664,8 +659,8 @@ fn many_viewers_get_exactly_the_published_frames() {
     const LOOPS: i64 = 6;
     let _serial = serial();
 
-    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-many-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = TempDir::new("rtmp-many");
+    let dir: PathBuf = scratch.path().to_path_buf();
     let port = free_port();
     let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
@@ -768,7 +763,6 @@ fn many_viewers_get_exactly_the_published_frames() {
         assert_eq!(got.last(), published.iter().rev().find(|f| f.track == 1));
     }
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Push mode against a real third-party server (nginx-rtmp from Debian): ffmpeg publishes into
@@ -783,8 +777,8 @@ fn push_to_nginx_rtmp() {
         "ffmpeg/ffprobe or nginx-rtmp (libnginx-mod-rtmp) not installed (scripts/test installs it)"
     );
     let _serial = serial();
-    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-nginx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = TempDir::new("rtmp-nginx");
+    let dir: PathBuf = scratch.path().to_path_buf();
     let (pa, pn) = (free_port(), free_port());
     let conf = format!(
         "load_module {module};\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
@@ -910,7 +904,6 @@ fn push_to_nginx_rtmp() {
     };
     assert!(status.success(), "pusher exit status {status}");
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// rtmpdump (librtmp, a different client implementation than ffmpeg's) records a live stream.
@@ -921,8 +914,8 @@ fn rtmpdump_records_a_live_stream() {
         "ffmpeg/ffprobe/rtmpdump not installed (scripts/test installs it)"
     );
     let _serial = serial();
-    let dir: PathBuf = std::env::temp_dir().join(format!("mist-rtmp-rd-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = TempDir::new("rtmp-rd");
+    let dir: PathBuf = scratch.path().to_path_buf();
     let port = free_port();
     let server = Proc(
         Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
@@ -997,5 +990,4 @@ fn rtmpdump_records_a_live_stream() {
     assert!(frames >= 50, "only {frames} frames recorded");
     assert!(text.contains("codec_name=aac"));
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,47 +12,18 @@ use std::time::{Duration, Instant};
 
 /// ffmpeg sending testsrc2 + sine (H.264 + AAC) as TS over UDP in real time.
 fn send_udp(target: &str, size: &str, seconds: u32) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={size}:rate=25"),
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac"])
-        .args(["-f", "mpegts", target])
+    let child = ffmpeg_testsrc(&["-re"], size, seconds)
+        .args(["-tune", "zerolatency", "-f", "mpegts", target])
         .stdin(Stdio::null())
         .spawn()
         .expect("start ffmpeg (scripts/test installs it)");
     Proc(child)
 }
 
-/// Decodes video from `url`, retrying while the input starts (the first request starts
-/// MistInTS; the stream exists once its tracks are known).
+/// Decodes video from `url`, retrying for up to 40 s while the input starts (the first request
+/// starts MistInTS; the stream exists once its tracks are known).
 fn decode_when_up(url: &str) -> (usize, String) {
-    let t = Instant::now();
-    loop {
-        let (frames, size) = decode_video_frames(url, Duration::from_secs(4));
-        if frames > 0 || t.elapsed() > Duration::from_secs(40) {
-            return (frames, size);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn http_get(port: u16, path: &str) -> (String, String) {
-    http_get_text(port, path)
+    common::decode_when_up(url, Duration::from_secs(40))
 }
 
 fn protocols() -> serde_json::Value {
@@ -119,60 +90,10 @@ fn udp_unicast_plays_over_http_ts_and_hls_despite_a_flood() {
     assert!(frames >= 50, "HTTP-TS after the flood: {frames} frames");
 }
 
-/// Whether a multicast datagram sent on `lo` comes back to a member on `lo`.
-fn lo_multicast_works(group: &str) -> bool {
-    let port = free_udp_port();
-    let Ok(rx) = UdpSocket::bind((group, port)) else {
-        return false;
-    };
-    let g: std::net::Ipv4Addr = group.parse().unwrap();
-    if rx
-        .join_multicast_v4(&g, &std::net::Ipv4Addr::LOCALHOST)
-        .is_err()
-    {
-        return false;
-    }
-    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    {
-        use std::os::fd::AsRawFd;
-        let lo = libc::in_addr {
-            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-        };
-        // SAFETY: IP_MULTICAST_IF with a live in_addr of the size passed, on our own socket.
-        unsafe {
-            libc::setsockopt(
-                tx.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_MULTICAST_IF,
-                (&lo as *const libc::in_addr).cast(),
-                std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
-            );
-        }
-    }
-    let _ = tx.set_multicast_loop_v4(true);
-    rx.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let _ = tx.send_to(b"ping", (group, port));
-    let mut b = [0u8; 8];
-    rx.recv(&mut b).is_ok()
-}
-
 #[test]
 fn udp_multicast_on_lo_plays_over_hls() {
     let group = "239.1.1.1";
-    if !lo_multicast_works(group) {
-        // Loopback has no MULTICAST flag by default; as root the test turns it on.
-        let _ = Command::new("ip")
-            .args(["link", "set", "lo", "multicast", "on"])
-            .status();
-        let _ = Command::new("ip")
-            .args(["route", "add", "239.0.0.0/8", "dev", "lo"])
-            .status();
-    }
-    assert!(
-        lo_multicast_works(group),
-        "multicast on lo does not work here (needs `ip link set lo multicast on` as root)"
-    );
+    ensure_lo_multicast(group);
     let udp = free_udp_port();
     let ctl = Controller::start_http(
         serde_json::json!({"mc": {"name": "mc", "source": format!("tsudp://{group}:{udp}/lo")}}),
@@ -204,18 +125,12 @@ fn ts_exec_multivideogen_gives_two_variants_and_two_audio_tracks() {
     );
     let hls = url(ctl.http, "/hls/multi/index.m3u8");
     // The first request starts the input; the master lists both renditions once the stream is up.
-    let t = Instant::now();
-    let master = loop {
-        let (head, body) = http_get(ctl.http, "/hls/multi/index.m3u8");
-        if head.starts_with("HTTP/1.1 200") && body.matches("#EXT-X-STREAM-INF").count() >= 2 {
-            break body;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(40),
-            "no master playlist with two variants: {head}\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let master = wait_master(
+        ctl.http,
+        "/hls/multi/index.m3u8",
+        2,
+        Duration::from_secs(40),
+    );
     assert!(master.contains("RESOLUTION=1280x720"), "{master}");
     assert!(master.contains("RESOLUTION=640x360"), "{master}");
     let audio = master
@@ -244,12 +159,8 @@ fn ts_exec_multivideogen_gives_two_variants_and_two_audio_tracks() {
     let (frames, _) = decode_when_up(&hls);
     assert!(frames >= 25);
     // Stream info: two video and two audio tracks.
-    let (_, info) = http_get(ctl.http, "/json_multi.js");
-    let v: serde_json::Value =
-        serde_json::from_str(&info).unwrap_or_else(|e| panic!("{e}: {info}"));
-    let tracks = v["meta"]["tracks"].as_object().cloned().unwrap_or_default();
-    let count = |ty: &str| tracks.values().filter(|t| t["type"] == ty).count();
-    assert_eq!((count("video"), count("audio")), (2, 2), "{info}");
+    let (video, audio, info) = track_counts(ctl.http, "multi");
+    assert_eq!((video, audio), (2, 2), "{info}");
 }
 
 /// MistInTS run by hand; its log lines come through a channel.
@@ -358,13 +269,8 @@ fn tstcp_listen_and_connect() {
 /// An ffmpeg-made TS file (H.264 + AAC) of `seconds`.
 fn ts_file(dir: &std::path::Path, name: &str, seconds: u32) -> Vec<u8> {
     let path = dir.join(name);
-    let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts"])
+    let st = ffmpeg_testsrc(&["-y"], "160x120", seconds)
+        .args(["-f", "mpegts"])
         .arg(&path)
         .status()
         .expect("run ffmpeg");
@@ -419,13 +325,6 @@ fn send_ts_file(
     })
 }
 
-/// `active_streams` longform answer for `stream`.
-fn stream_row(ctl: &Controller, stream: &str) -> serde_json::Value {
-    let a = ctl.api(&serde_json::json!({"active_streams": {
-        "fields": ["status", "loss", "health"], "longform": true}}));
-    a["active_streams"][stream].clone()
-}
-
 #[test]
 fn udp_loss_is_reported_in_active_streams_and_a_clean_feed_shows_none() {
     let dir = TempDir::new("tsloss");
@@ -448,15 +347,15 @@ fn udp_loss_is_reported_in_active_streams_and_a_clean_feed_shows_none() {
     let (frames, _) = decode_when_up(&url(ctl.http, "/clean.ts"));
     assert!(frames >= 25, "clean feed decoded only {frames} frames");
     // Counters are published every half second; wait for some loss to show.
-    let end = Instant::now() + Duration::from_secs(30);
-    let mut row = stream_row(&ctl, "lossy");
-    while row["loss"].as_u64().unwrap_or(0) == 0 && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(500));
-        row = stream_row(&ctl, "lossy");
-    }
+    let row = poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || ctl.stream_row("lossy"),
+        |row| row["loss"].as_u64().unwrap_or(0) > 0,
+    );
     assert!(row["loss"].as_u64().unwrap_or(0) > 0, "lossy: {row}");
     assert!(row["health"]["packets"].as_u64().unwrap_or(0) > 0, "{row}");
-    let row = stream_row(&ctl, "clean");
+    let row = ctl.stream_row("clean");
     assert_eq!(row["loss"], serde_json::json!(0), "clean: {row}");
     assert!(row["health"]["packets"].as_u64().unwrap_or(0) > 0, "{row}");
     assert!(row["health"]["frames"].as_u64().unwrap_or(0) > 0, "{row}");
@@ -495,12 +394,12 @@ fn ts_exec_restarts_are_not_counted_as_loss() {
         }
     }
     // The third run delivers frames: the stream went on across the restarts.
-    let end = Instant::now() + Duration::from_secs(30);
-    let mut h = health_file(dir.path(), "rs");
-    while h.get("frames").copied().unwrap_or(0) < 120 && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(300));
-        h = health_file(dir.path(), "rs");
-    }
+    let h = poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || health_file(dir.path(), "rs"),
+        |h| h.get("frames").copied().unwrap_or(0) >= 120,
+    );
     assert!(h.get("frames").copied().unwrap_or(0) >= 120, "{h:?}");
     assert_eq!(h.get("loss"), Some(&0), "restarts counted as loss: {h:?}");
 }
@@ -535,7 +434,7 @@ fn corrupt_pes_headers_next_to_a_real_source_do_not_stop_playback() {
         "HTTP-TS after the corrupt feed: {frames} frames"
     );
     // MistInTS is still the same process: nothing panicked.
-    let row = stream_row(&ctl, "mix");
+    let row = ctl.stream_row("mix");
     assert_eq!(row["status"], "Online", "{row}");
 }
 
@@ -559,22 +458,22 @@ fn fifo_writer_that_leaves_and_returns_continues_the_stream() {
     wait_line(&rx, "stream ff is live");
     let frames =
         |h: &std::collections::BTreeMap<String, u64>| h.get("frames").copied().unwrap_or(0);
-    let end = Instant::now() + Duration::from_secs(20);
-    let mut first = health_file(dir.path(), "ff");
-    while frames(&first) < 100 && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(300));
-        first = health_file(dir.path(), "ff");
-    }
+    let first = poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(300),
+        || health_file(dir.path(), "ff"),
+        |h| frames(h) >= 100,
+    );
     assert!(frames(&first) >= 100, "first writer: {first:?}");
     // The writer left (closed the FIFO); a new one comes back with more.
     std::thread::sleep(Duration::from_secs(1));
     write(&ts);
-    let end = Instant::now() + Duration::from_secs(20);
-    let mut h = health_file(dir.path(), "ff");
-    while frames(&h) < frames(&first) + 100 && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(300));
-        h = health_file(dir.path(), "ff");
-    }
+    let h = poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(300),
+        || health_file(dir.path(), "ff"),
+        |h| frames(h) >= frames(&first) + 100,
+    );
     assert!(
         frames(&h) >= frames(&first) + 100,
         "second writer: {h:?} after {first:?}"

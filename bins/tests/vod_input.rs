@@ -17,8 +17,8 @@ const TS: &str = env!("CARGO_BIN_EXE_MistInTS");
 const FLV: &str = env!("CARGO_BIN_EXE_MistInFLV");
 const EBML: &str = env!("CARGO_BIN_EXE_MistInEBML");
 
-/// Removes the scratch directories (`mist-test-vodin-*-PID`) of earlier runs whose process is gone:
-/// the shared ones of this binary live as long as the process and cannot be removed on exit.
+/// Removes the scratch directories (`mist-test-vodin-*-PID`) of earlier runs whose process is gone
+/// (killed before it could remove them at exit).
 fn remove_stale_dirs() {
     let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
@@ -55,8 +55,7 @@ fn media() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         remove_stale_dirs();
-        let d = std::env::temp_dir().join(format!("mist-test-vodin-media-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
+        let d = binary_dir("vodin-media");
         let mp4 = d.join("src.mp4");
         let st = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-y"])

@@ -155,7 +155,10 @@ impl Drop for CtlDir {
         if c.try_wait().ok().flatten().is_some() {
             return;
         }
-        if self.term_on_drop {
+        if !self.term_on_drop {
+            // The controller and what it started, before the directory goes.
+            super::stop_tree(c.id(), Duration::from_secs(1));
+        } else {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(10);

@@ -55,8 +55,49 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        remove_dir(&self.0);
     }
+}
+
+/// Removes `dir` and everything in it, retrying a few times while a process that is going away
+/// still adds files (remove_dir_all then fails with "directory not empty").
+pub fn remove_dir(dir: &Path) {
+    for _ in 0..5 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// A scratch directory for the whole test binary, `mist-test-TAG-PID`, created, and removed when
+/// the test binary exits (a static is never dropped; [`remove_at_exit`]).
+pub fn binary_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mist-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    remove_at_exit(&d);
+    d
+}
+
+/// Removes `dir` when this process exits (libtest ends with `exit`, also after a failed test,
+/// which runs the `atexit` handlers). The spawned binaries exec, so they never run it.
+pub fn remove_at_exit(dir: &Path) {
+    static DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    extern "C" fn remove_all() {
+        let dirs = std::mem::take(&mut *DIRS.lock().unwrap_or_else(|p| p.into_inner()));
+        for d in dirs {
+            remove_dir(&d);
+        }
+    }
+    DIRS.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(dir.to_path_buf());
+    HOOK.call_once(|| {
+        // SAFETY: registers a plain function with no arguments, as atexit requires.
+        unsafe { libc::atexit(remove_all) };
+    });
 }
 
 /// A child process killed (and reaped) on drop.
@@ -75,7 +116,9 @@ impl Drop for Proc {
     }
 }
 
-/// A controller on free ports with its own config and shared-memory directory.
+/// A controller on free ports with its own config and shared-memory directory. On drop, the
+/// controller and every process it started are stopped ([`stop_tree`]) before its directory is
+/// removed.
 pub struct Controller {
     pub dir: TempDir,
     pub api: u16,
@@ -204,6 +247,16 @@ impl Controller {
     }
 }
 
+impl Drop for Controller {
+    fn drop(&mut self) {
+        // Before the fields drop: the children would otherwise go on writing into `dir`. (Not
+        // when the test reaped it already: its pid may be another process's now.)
+        if matches!(self.proc.0.try_wait(), Ok(None)) {
+            stop_tree(self.proc.pid(), Duration::from_secs(1));
+        }
+    }
+}
+
 /// POSTs `command` to /api with extra headers; returns the JSON answer.
 pub fn api_call(
     port: u16,
@@ -254,6 +307,26 @@ fn testsrc_flv(
         .args(encoder)
         .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv"])
         .arg(out);
+    c
+}
+
+/// ffmpeg encoding testsrc2 (`size` at 25 fps) and a 440 Hz sine (48 kHz) for `seconds` as H.264
+/// (ultrafast, a keyframe every second, yuv420p) and AAC. `pre` goes before the inputs (`-re`,
+/// `-y`); the caller adds output options (`-f mpegts`, maps) and the output.
+pub fn ffmpeg_testsrc(pre: &[&str], size: &str, seconds: u32) -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-loglevel", "error"])
+        .args(pre)
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25"),
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac"]);
     c
 }
 
@@ -780,10 +853,13 @@ pub fn url(port: u16, path: &str) -> String {
     format!("http://127.0.0.1:{port}{path}")
 }
 
-/// The child of `parent` whose command name `name` starts with (the kernel cuts `comm` to 15
-/// characters).
-pub fn find_child(parent: u32, name: &str) -> Option<u32> {
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+/// The children of `parent` as (pid, command name) (the kernel cuts the name to 15 characters).
+pub fn children(parent: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in rd.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
@@ -799,9 +875,59 @@ pub fn find_child(parent: u32, name: &str) -> Option<u32> {
             .nth(1)
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        if ppid == parent && !comm.is_empty() && name.starts_with(comm) {
-            return Some(pid);
+        if ppid == parent {
+            out.push((pid, comm.to_string()));
         }
     }
-    None
+    out
+}
+
+/// The child of `parent` running the binary `name` (exactly: `MistOutHTTP` does not match
+/// `MistOutHTTPS`; names longer than the kernel's 15 characters are compared on those).
+pub fn find_child(parent: u32, name: &str) -> Option<u32> {
+    let want = name.get(..15).unwrap_or(name);
+    children(parent)
+        .into_iter()
+        .find(|(_, comm)| comm == want)
+        .map(|(pid, _)| pid)
+}
+
+/// Every process under `pid` (children, their children, …).
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for (c, _) in children(p) {
+            if !out.contains(&c) {
+                out.push(c);
+                todo.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Stops `pid` (our child) and every process under it: SIGSTOP so that it starts no more,
+/// SIGTERM to the processes under it (they remove their shared memory), SIGKILL to `pid`, and
+/// after up to `grace` SIGKILL to those still running. `pid` is left for its owner to reap.
+pub fn stop_tree(pid: u32, grace: Duration) {
+    // SAFETY: signals to our own child and to the processes it started (pids read just before).
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let under = descendants(pid);
+    for &p in &under {
+        // SAFETY: as above.
+        unsafe { libc::kill(p as i32, libc::SIGTERM) };
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let end = Instant::now() + grace;
+    while under.iter().any(|&p| alive(p)) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for &p in &under {
+        if alive(p) {
+            // SAFETY: as above.
+            unsafe { libc::kill(p as i32, libc::SIGKILL) };
+        }
+    }
 }

@@ -157,7 +157,9 @@ fn media(e: MediaError) -> io::Error {
 }
 
 /// Remuxes `len` bytes of `input` (format `i`) into `out` (format `o`). `out` gets large writes;
-/// wrap it in a `BufWriter` if it is a file.
+/// wrap it in a `BufWriter` if it is a file. An error about the media (damaged or truncated
+/// input, nothing the output can carry) holds a [`MediaError`] (`io::Error::get_ref`); the others
+/// are the reader's and the writer's own.
 pub fn remux<R: Read + Seek + 'static, W: Write + Seek + 'static>(
     input: R,
     len: u64,
@@ -227,10 +229,10 @@ fn remux_progressive<W: Write + Seek + 'static>(
 }
 
 fn changed() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        "mp4: the input read differently the second time",
-    )
+    media(MediaError::malformed(
+        "input",
+        "it read differently the second time (progressive MP4 output)",
+    ))
 }
 
 /// The MP4 index and the payload sizes of the first pass, shared with its sink.
@@ -555,7 +557,7 @@ impl Mp4Source {
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("mp4: {len} bytes at {offset} past the end"),
+                    MediaError::malformed("mp4", format!("{len} bytes at {offset} past the end")),
                 )
             })?;
         for w in &mut self.windows {
@@ -572,7 +574,7 @@ impl Mp4Source {
         if (n as u64) < len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "mp4: file shrank",
+                MediaError::malformed("mp4", "the file shrank"),
             ));
         }
         v.truncate(n);
@@ -1039,10 +1041,10 @@ fn run(src: &mut dyn Source, o: Output, make: &mut MakeSink<'_>) -> io::Result<S
     }
     stats.tracks_dropped.extend(dropped);
     if tracks.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "no track the output can carry",
-        ));
+        return Err(media(MediaError::unsupported(
+            "tracks",
+            "none the output can carry",
+        )));
     }
     stats.shift_ms = shift;
     let mut sink = make(&tracks)?;

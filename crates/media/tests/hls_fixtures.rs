@@ -3,6 +3,7 @@
 mod common;
 
 use mist_media::hls::{parse, MasterPlaylist, MediaPlaylist, Playlist, PlaylistType};
+use mist_media::MediaError;
 
 fn fixture(name: &str) -> Vec<u8> {
     common::fixture_bytes(&format!("hls/{name}"))
@@ -108,11 +109,21 @@ fn truncations_never_panic() {
         "cmaf_audio.m3u8",
     ] {
         let data = fixture(name);
+        // What is refused is refused as malformed (the fixtures are far below the size limit).
+        let refused = |r: Result<Playlist, MediaError>, what: &str| {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, MediaError::Malformed { what: "m3u8", .. }),
+                    "{name} {what}: {e:?}"
+                );
+            }
+        };
+        assert!(parse(&data[..0]).is_err(), "{name}: empty");
         for n in 0..data.len() {
-            let _ = parse(&data[..n]);
+            refused(parse(&data[..n]), &format!("cut at {n}"));
             let mut flipped = data.clone();
             flipped[n] ^= 0x55;
-            let _ = parse(&flipped);
+            refused(parse(&flipped), &format!("byte {n} flipped"));
         }
     }
 }

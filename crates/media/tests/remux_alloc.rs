@@ -11,6 +11,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use mist_media::remux::{remux, Input, Output};
+use mist_media::MediaError;
 
 #[global_allocator]
 static A: common::alloc::Counting = common::alloc::Counting;
@@ -78,10 +79,30 @@ fn damaged_input_never_panics_and_allocates_in_proportion() {
             for &o in OUTPUTS {
                 let len = data.len() as u64;
                 let d = data.clone();
+                let mut result = None;
                 let peak = peak_of(|| {
-                    let _ = remux(Cursor::new(d), len, input, Cursor::new(Vec::new()), o);
+                    result = Some(remux(
+                        Cursor::new(d),
+                        len,
+                        input,
+                        Cursor::new(Vec::new()),
+                        o,
+                    ));
                 });
                 runs += 1;
+                // In memory, every error is about the media: a MediaError inside; the undamaged
+                // file fails only where the output can carry none of its codecs.
+                if let Some(Err(e)) = &result {
+                    let inner = e.get_ref().and_then(|i| i.downcast_ref::<MediaError>());
+                    assert!(
+                        inner.is_some(),
+                        "{name} round {round} -> {o:?}: untyped error {e:?}"
+                    );
+                    assert!(
+                        round > 0 || matches!(inner, Some(MediaError::Unsupported { .. })),
+                        "{name} -> {o:?}: {e}"
+                    );
+                }
                 // fixed: read buffer (1 MiB), Vec growth of the output and TS/MKV write buffers
                 // (1 MiB + slack each); proportional: frames held, output, copies of the input
                 let bound = (4 << 20) + 8 * data.len();

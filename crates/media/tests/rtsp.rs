@@ -15,8 +15,8 @@ use std::path::Path;
 
 use mist_media::rtp::{Depacketizer, Packet};
 use mist_media::rtsp::{
-    Answer, Ask, Authenticator, Decoder, Item, Limits, Message, PlayInfo, Request, ServerConfig,
-    ServerSession, SessionEvent, Step,
+    Answer, Ask, Authenticator, Decoder, Item, Limits, Message, PlayInfo, Request, RtspError,
+    ServerConfig, ServerSession, SessionEvent, Step,
 };
 use mist_media::sdp::{RtpEncoding, SessionDescription};
 use mist_media::Codec;
@@ -191,7 +191,8 @@ fn hostile_streams_end_in_errors_not_growth() {
     // Huge Content-Length, 10 000 headers, an interleaved frame whose length lies.
     let mut d = Decoder::new(Limits::default());
     d.push(b"ANNOUNCE rtsp://h/x RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 4000000000\r\n\r\n");
-    assert!(d.next_item().is_err());
+    let r = d.next_item();
+    assert!(matches!(r, Err(RtspError::BodyTooLarge { .. })), "{r:?}");
     let mut d = Decoder::new(Limits::default());
     let mut many = b"OPTIONS * RTSP/1.0\r\n".to_vec();
     for i in 0..10_000 {
@@ -200,7 +201,8 @@ fn hostile_streams_end_in_errors_not_growth() {
     let mut failed = false;
     for piece in many.chunks(512) {
         d.push(piece);
-        if d.next_item().is_err() {
+        if let Err(e) = d.next_item() {
+            assert!(matches!(e, RtspError::HeadTooLarge { .. }), "{e:?}");
             failed = true;
             break;
         }

@@ -160,6 +160,27 @@ pub enum ShmError {
     /// `push_external` without a source file, or an unusable source file path.
     #[error("source file: {0}")]
     SourcePath(String),
+    /// A page the stream published is gone (removed by hand); a reader goes on after it.
+    #[error("page {0} missing")]
+    PageMissing(u64),
+    /// A record in a page is not what it should be (a buggy or hostile process wrote over it);
+    /// a reader skips the rest of the page.
+    #[error("page {page}: {detail}")]
+    CorruptRecord {
+        /// The page's id.
+        page: u64,
+        /// What is wrong with the record.
+        detail: String,
+    },
+    /// An external payload could not be read from the stream's source file; a reader skips
+    /// its frame.
+    #[error("frame at {dts} ms skipped: {reason}")]
+    PayloadUnreadable {
+        /// The frame's decode time.
+        dts: i64,
+        /// Why the payload could not be read.
+        reason: String,
+    },
     /// A file operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -525,8 +546,8 @@ impl StreamReader {
     }
     /// The last problem met (corrupt or missing page skipped, external payload unreadable and
     /// its frame skipped), for logging.
-    pub fn last_error(&self) -> Option<&str> {
-        self.st.error.as_deref()
+    pub fn last_error(&self) -> Option<&ShmError> {
+        self.st.error.as_ref()
     }
 }
 

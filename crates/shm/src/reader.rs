@@ -29,7 +29,7 @@ pub(crate) struct ReaderState {
     futex_seen: u32,
     pub position_ms: i64,
     last_check: Option<Instant>,
-    pub error: Option<String>,
+    pub error: Option<ShmError>,
     /// The source file of external records, opened in this epoch.
     src: Option<(u32, Arc<SourceFile>)>,
 }
@@ -66,7 +66,7 @@ impl ReaderState {
         if let Err(e) = r.refresh_tracks() {
             // Unreadable track table (a writer died mid-update): start without tracks; the
             // next writer's table arrives as TracksChanged.
-            r.error = Some(e.to_string());
+            r.error = Some(e);
         }
         if r.meta.live() {
             r.seek_live();
@@ -103,7 +103,7 @@ impl ReaderState {
     fn seek_start(&mut self) {
         self.epoch = self.meta.epoch();
         if let Err(e) = self.refresh_tracks() {
-            self.error = Some(e.to_string());
+            self.error = Some(e);
         }
         self.epoch_start();
     }
@@ -111,7 +111,7 @@ impl ReaderState {
     pub fn seek_live(&mut self) {
         self.epoch = self.meta.epoch();
         if let Err(e) = self.refresh_tracks() {
-            self.error = Some(e.to_string());
+            self.error = Some(e);
         }
         let min = self.min_page();
         // The main track's newest key; if it has none yet (video not keyed), the newest key of
@@ -144,7 +144,7 @@ impl ReaderState {
     pub fn seek_ms(&mut self, ms: i64) {
         self.epoch = self.meta.epoch();
         if let Err(e) = self.refresh_tracks() {
-            self.error = Some(e.to_string());
+            self.error = Some(e);
         }
         let min = self.min_page();
         let keys = self.seek_keys(min);
@@ -176,7 +176,10 @@ impl ReaderState {
                     Ok(b) => b,
                     Err(e) => {
                         // Skip the frame (the position already moved past it).
-                        self.error = Some(format!("frame at {} ms skipped: {e}", rec.dts));
+                        self.error = Some(ShmError::PayloadUnreadable {
+                            dts: rec.dts,
+                            reason: e,
+                        });
                         continue;
                     }
                 },
@@ -246,7 +249,7 @@ impl ReaderState {
                 Err(e) => {
                     // Do not retry this generation on every call.
                     self.gen = gen;
-                    self.error = Some(e.to_string());
+                    self.error = Some(e);
                 }
             }
         }
@@ -276,14 +279,14 @@ impl ReaderState {
                                 if self.page_id < self.meta.first_page() {
                                     continue;
                                 }
-                                self.error = Some(format!("page {} missing", self.page_id));
+                                self.error = Some(ShmError::PageMissing(self.page_id));
                                 self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                                 continue;
                             }
                             return Step::Event(self.pending_or_ended());
                         }
                         Err(e) => {
-                            self.error = Some(e.to_string());
+                            self.error = Some(e);
                             if self.meta.cur_page().is_some_and(|c| self.page_id < c) {
                                 self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                                 continue;
@@ -304,7 +307,10 @@ impl ReaderState {
                     }
                     Err(e) => {
                         // Corrupt page: skip the rest of it.
-                        self.error = Some(format!("page {}: {e}", self.page_id));
+                        self.error = Some(ShmError::CorruptRecord {
+                            page: self.page_id,
+                            detail: e,
+                        });
                         self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                         continue;
                     }

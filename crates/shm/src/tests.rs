@@ -507,6 +507,15 @@ fn corrupt_pages_and_keys_do_not_panic() {
     r.seek_ms(0);
     let frames = read_all(&mut r);
     assert!(frames.last().is_some_and(|f| f.dts == 199 * 40));
+    // The scribbled records: the rest of page 1 skipped, and said so.
+    assert!(
+        matches!(
+            r.last_error(),
+            Some(ShmError::CorruptRecord { page: 1, .. })
+        ),
+        "{:?}",
+        r.last_error()
+    );
     // Garbage in a whole page file: skipped with an error noted.
     std::fs::write(
         shm_dir().join(seg::page_name(name, 2)),
@@ -515,7 +524,11 @@ fn corrupt_pages_and_keys_do_not_panic() {
     .unwrap();
     r.seek_ms(0);
     let _ = read_all(&mut r);
-    assert!(r.last_error().is_some());
+    assert!(
+        matches!(r.last_error(), Some(ShmError::Corrupt(..))),
+        "{:?}",
+        r.last_error()
+    );
     drop(w);
     remove_stream(name).unwrap();
 }
@@ -977,12 +990,20 @@ fn truncated_or_missing_source_file_skips_frames() {
         assert_eq!(&f.data[..], &d[..]);
     }
     assert!(matches!(r.next(), ReadEvent::Ended));
-    assert!(r.last_error().is_some());
+    assert!(
+        matches!(r.last_error(), Some(ShmError::PayloadUnreadable { .. })),
+        "{:?}",
+        r.last_error()
+    );
     // A missing file: every frame skipped, no panic.
     std::fs::remove_file(&path).unwrap();
     let mut r = StreamReader::open(name, ReaderInfo::default()).unwrap();
     assert!(read_all(&mut r).is_empty());
-    assert!(r.last_error().unwrap().contains("skipped"));
+    assert!(
+        matches!(r.last_error(), Some(ShmError::PayloadUnreadable { .. })),
+        "{:?}",
+        r.last_error()
+    );
     assert!(r.source_file().is_err());
     // A different file under the same name is not read (records point into the old one).
     std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();

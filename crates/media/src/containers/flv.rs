@@ -422,6 +422,11 @@ impl TagConverter {
                 VideoBody::SequenceEnd { .. } | VideoBody::Other => {}
             },
             TAG_AUDIO => match parse_audio(&body)? {
+                // An AAC sequence header without its AudioSpecificConfig: ffmpeg's FLV muxer
+                // writes one when the config is known only from the first packet (`-c copy` from
+                // ADTS, e.g. MPEG-TS) and sends the complete one after it; the track waits for
+                // that one (frames before it are dropped, as before any sequence header).
+                AudioBody::SequenceHeader { config, .. } if config.is_empty() => {}
                 AudioBody::SequenceHeader { codec, config } => {
                     let asc = AudioSpecificConfig::parse(&config)?;
                     let mut t = Track::new(AUDIO_TRACK, codec);
@@ -917,6 +922,22 @@ mod tests {
             c.convert(TAG_VIDEO, 0, Bytes::from_static(&[0x27, 1, 0, 0, 0, 0]))
                 .unwrap(),
             Converted::default()
+        );
+        // An empty AAC sequence header (ffmpeg `-c copy` from ADTS) waits for the complete one.
+        let mut c = TagConverter::new();
+        assert_eq!(
+            c.convert(TAG_AUDIO, 0, Bytes::from_static(&[0xAF, 0]))
+                .unwrap(),
+            Converted::default()
+        );
+        let out = c
+            .convert(TAG_AUDIO, 0, Bytes::from_static(&[0xAF, 0, 0x12, 0x10]))
+            .unwrap();
+        assert!(
+            out.track
+                .as_ref()
+                .is_some_and(|t| t.codec == Codec::Aac && t.rate == 44100 && t.channels == 2),
+            "{out:?}"
         );
     }
 }

@@ -1270,13 +1270,23 @@ mod tests {
 
     #[test]
     fn parser_rejects_junk() {
-        assert!(parse(b"").is_err());
-        assert!(parse(b"hello").is_err());
-        assert!(parse(b"#EXTM3U\nseg.ts\n").is_err());
-        assert!(parse(b"#EXTM3U\n#EXTINF:nan,\na.ts\n").is_err());
-        assert!(parse(b"#EXTM3U\n#EXTINF:-1,\na.ts\n").is_err());
-        assert!(parse(b"#EXTM3U\n#EXT-X-STREAM-INF:RESOLUTION=1x1\na.m3u8\n").is_err());
-        assert!(parse(&[b'#', b'E', 0xff]).is_err());
+        let junk: [&[u8]; 7] = [
+            b"",
+            b"hello",
+            b"#EXTM3U\nseg.ts\n",
+            b"#EXTM3U\n#EXTINF:nan,\na.ts\n",
+            b"#EXTM3U\n#EXTINF:-1,\na.ts\n",
+            b"#EXTM3U\n#EXT-X-STREAM-INF:RESOLUTION=1x1\na.m3u8\n",
+            &[b'#', b'E', 0xff],
+        ];
+        for j in junk {
+            let r = parse(j);
+            assert!(
+                matches!(r, Err(MediaError::Malformed { what: "m3u8", .. })),
+                "{:?}: {r:?}",
+                String::from_utf8_lossy(j)
+            );
+        }
         let a = parse_attributes("A=1,B=\"x,y\",C,=3,D=\"unterminated");
         assert_eq!(a[0], ("A".into(), "1".into()));
         assert_eq!(a[1], ("B".into(), "x,y".into()));

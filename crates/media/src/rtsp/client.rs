@@ -898,12 +898,24 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
     fn hostile_bytes_do_not_panic() {
         let t0 = Instant::now();
         let mut c = Client::new(RtspUrl::parse("rtsp://h/c").unwrap(), "t");
-        assert!(c.feed(&[b'x'; 100_000], t0).is_err());
+        let r = c.feed(&[b'x'; 100_000], t0);
+        assert!(
+            matches!(r, Err(ClientError::Protocol(RtspError::LineTooLong { .. }))),
+            "{r:?}"
+        );
         let mut c = Client::new(RtspUrl::parse("rtsp://h/c").unwrap(), "t");
-        let _ = c.feed(
+        let r = c.feed(
             b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\n",
             t0,
         );
+        assert!(
+            matches!(
+                r,
+                Err(ClientError::Protocol(RtspError::BodyTooLarge { .. }))
+            ),
+            "{r:?}"
+        );
+        // Random bytes: waited on, taken as interleaved data, or refused as bad RTSP.
         let mut seed = 7u32;
         for _ in 0..200 {
             let mut c = Client::new(RtspUrl::parse("rtsp://h/c").unwrap(), "t");
@@ -912,7 +924,8 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
                 seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
                 buf.push((seed >> 16) as u8);
             }
-            let _ = c.feed(&buf, t0);
+            let r = c.feed(&buf, t0);
+            assert!(matches!(r, Ok(()) | Err(ClientError::Protocol(_))), "{r:?}");
         }
     }
 }

@@ -657,7 +657,8 @@ mod tests {
             many.push_str(&format!("X-{i}: y\r\n"));
         }
         d.push(many.as_bytes());
-        assert!(d.next_item().is_err());
+        let r = d.next_item();
+        assert!(matches!(r, Err(RtspError::HeadTooLarge { .. })), "{r:?}");
         let mut d = Decoder::new(Limits {
             max_head: 1 << 20,
             ..Limits::default()

@@ -21,11 +21,39 @@ pub fn fixture_bytes(rel: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// A scratch directory `mist-TAG-PID` in the temporary directory, created (not emptied).
+/// A scratch directory `mist-TAG-PID` in the temporary directory, created (not emptied), and
+/// removed when the test binary exits.
 pub fn tmp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("mist-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
+    remove_at_exit(&d);
     d
+}
+
+/// Removes `dir` when this process exits: libtest ends with `exit` (also after a failed test),
+/// which runs the C library's `atexit` handlers; a static is never dropped.
+fn remove_at_exit(dir: &Path) {
+    use std::sync::{Mutex, Once};
+    static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    static HOOK: Once = Once::new();
+    extern "C" {
+        fn atexit(f: extern "C" fn()) -> i32;
+    }
+    extern "C" fn remove_all() {
+        let dirs = std::mem::take(&mut *DIRS.lock().unwrap_or_else(|p| p.into_inner()));
+        for d in dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    let mut dirs = DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    if !dirs.iter().any(|d| d == dir) {
+        dirs.push(dir.to_path_buf());
+    }
+    // SAFETY: the C library's atexit, given a function without arguments that does not unwind
+    // (it ignores every error).
+    HOOK.call_once(|| unsafe {
+        atexit(remove_all);
+    });
 }
 
 /// Whether `tool ARG` runs and exits 0.

@@ -1036,11 +1036,24 @@ mod tests {
                 }
             })
             .collect();
+        let mut events = 0;
         for c in data.chunks(1000) {
             d.push(c);
+            while d.poll().is_some() {
+                events += 1;
+            }
         }
         d.flush();
-        while d.poll().is_some() {}
-        assert!(d.stats().packets > 400);
+        while d.poll().is_some() {
+            events += 1;
+        }
+        let st = d.stats();
+        assert!(st.packets > 400);
+        // No PAT survives its CRC: nothing comes out, and the damage is counted as such.
+        assert_eq!((events, st.frames), (0, 0), "{st:?}");
+        assert!(
+            st.transport_errors > 0 && st.malformed_packets > 0,
+            "{st:?}"
+        );
     }
 }
