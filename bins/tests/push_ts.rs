@@ -7,8 +7,9 @@
 mod common;
 
 use common::{
-    collector, ensure_lo_multicast, free_port, free_udp_port, listening, packet_counts, publish,
-    rtmp_receiver, serial, wait_stream, wait_until, Controller, Proc, TempDir,
+    ca_and_leaf, collector, ensure_lo_multicast, free_port, free_udp_port, listening,
+    packet_counts, publish, rtmp_receiver, serial, wait_stream, wait_until, Controller, Proc,
+    TempDir,
 };
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -361,66 +362,6 @@ fn push_track_selectors() {
     assert!(audio >= 100 && video == 0, "{video} / {audio}");
 }
 
-/// A private CA and a certificate for `localhost` it signed, in `d`: `(ca.pem, cert.pem,
-/// key.pem)`.
-fn test_ca(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    std::fs::write(d.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    let openssl = |args: &[&str]| {
-        let ok = Command::new("openssl")
-            .args(args)
-            .current_dir(d)
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl (scripts/test installs it)");
-        assert!(ok.success(), "openssl {args:?}");
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-        "-out",
-        "cert.pem",
-    ]);
-    (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"))
-}
-
 /// An HTTPS server (python3's http.server in TLS) that takes PUTs with a chunked body and
 /// stores the body of the first complete one in `out` (its path in `out.path`), answering 201.
 /// Handshakes that fail (an untrusted client) are skipped.
@@ -464,7 +405,7 @@ while not os.path.exists(out):
 fn https_put_push_to_tls_server() {
     let _g = serial();
     let dir = TempDir::new("pushts-https");
-    let (ca, cert, key) = test_ca(dir.path());
+    let (ca, cert, key) = ca_and_leaf(dir.path());
     let c = Controller::start(serde_json::json!({}));
     let _pub = publish(&c.publish_url("live+tls"), "320x240", 60);
     wait_stream(&c, "live+tls");
@@ -514,7 +455,7 @@ fn https_put_push_to_tls_server() {
         std::fs::read_to_string(dir.path().join("up.ts.path")).unwrap(),
         "/up/live+tls.ts"
     );
-    let (video, audio, codecs) = packets(&file);
+    let (video, audio, codecs) = packet_counts(&file);
     assert!(
         codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()),
         "{codecs:?}"
