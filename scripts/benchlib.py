@@ -82,14 +82,15 @@ def pss_kib(pids):
     return total
 
 
-def ensure_tools(extra=()):
-    """Installs what is missing; `extra` is (command, Debian package) pairs."""
+def ensure_tools(extra=(), nginx=True):
+    """Installs what is missing; `extra` is (command, Debian package) pairs; `nginx`: nginx with
+    the RTMP module too."""
     missing = [pkg for cmd, pkg in extra if not shutil.which(cmd)]
     if not shutil.which("ffmpeg"):
         missing.append("ffmpeg")
-    if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
+    if nginx and not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
         missing.append("nginx")
-    if not os.path.exists("/usr/lib/nginx/modules/ngx_rtmp_module.so"):
+    if nginx and not os.path.exists("/usr/lib/nginx/modules/ngx_rtmp_module.so"):
         missing.append("libnginx-mod-rtmp")
     if missing:
         log("bench: installing", " ".join(missing))
@@ -160,8 +161,9 @@ rtmp {{
 class Mist(Server):
     name = "mist-rs"
 
-    def __init__(self, work, http=None):
-        """`http`: extra protocol entries; when given, an HTTP listener is added (self.http_port)."""
+    def __init__(self, work, http=None, more=()):
+        """`http`: extra protocol entries; when given, an HTTP listener is added (self.http_port).
+        `more`: more protocol entries (e.g. RTSP)."""
         self.port = free_port()
         api = self.api_port = free_port()
         # Every viewer comes from 127.0.0.1: no per-address cap.
@@ -170,6 +172,7 @@ class Mist(Server):
             self.http_port = free_port()
             protocols.append({"connector": "HTTP", "port": self.http_port, "interface": "127.0.0.1"})
             protocols.extend(http)
+        protocols.extend(more)
         shm = os.path.join(work, "shm")
         os.makedirs(shm, exist_ok=True)
         conf = os.path.join(work, "mist.conf")

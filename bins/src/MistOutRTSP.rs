@@ -28,6 +28,9 @@ struct Args {
     /// First of the two UDP ports (RTP, RTCP) media is sent from; 0 picks a free pair
     #[arg(long = "udp-port", default_value_t = 0)]
     udp_port: u16,
+    /// Most connections from one remote address at once (0: no cap)
+    #[arg(long = "max-per-ip", default_value_t = mist_bins::rtsp_out::DEFAULT_MAX_PER_IP)]
+    max_per_ip: usize,
     /// Debug level 0-10 (3 production, 4 default)
     #[arg(short = 'g', long, default_value_t = 4)]
     debug: u8,
@@ -49,6 +52,7 @@ fn main() {
     let cfg = mist_bins::rtsp_out::Config {
         addr: SocketAddr::new(args.interface, args.port),
         udp_port: args.udp_port,
+        max_per_ip: args.max_per_ip,
     };
     if let Err(e) = mist_bins::rtsp_out::run(cfg) {
         mist_core::fail!("RTSP on {}:{}: {e}", args.interface, args.port);

@@ -9,16 +9,22 @@
 //!   server refuses it (SETUP not 200, or it wants TCP) or when no UDP packet arrives within
 //!   [`UDP_WAIT`] of PLAY (a firewall or NAT in between). `tcp` and `udp` force one.
 //! * Keep-alive: GET_PARAMETER (OPTIONS when refused) every half session timeout, by the client.
-//! * When the camera goes away the connection is made again, after 1 s, then 2, 4 … up to 30 s.
+//! * Over UDP, RTCP receiver reports (RFC 3550: loss, jitter, last sender report) go to the
+//!   camera's RTCP port of each track every [`RR_EVERY`]; its sender reports put the tracks on
+//!   one wallclock timeline.
+//! * When the camera goes away the connection is made again, after 1 s, then 2, 4 … up to 30 s;
+//!   while the stream is still up the wait is at most a quarter of the stream timeout (between
+//!   250 ms and 2 s), so that a camera back within it is found in time.
 //!   The stream stays up meanwhile (readers wait for more frames) for the stream timeout
 //!   (`--timeout`, stream option `idleTime`); a camera back within it continues the same stream,
 //!   its media time going on from where it stopped. No frame for that long ends the stream; a
-//!   camera coming back later starts it again.
+//!   camera coming back later starts it again. The stream is written through the one
+//!   [`crate::ingest::Ingest`] of every publisher (inside the [`Publisher`]).
 
-use crate::rtsp_out::publish::Publisher;
-use crate::rtsp_out::{register_signals, UdpPair};
+use crate::rtsp_out::publish::{PublishError, Publisher};
+use crate::rtsp_out::{register_signals, UdpPair, RR_EVERY};
 use mist_connector::{App, ConnId, Ctl, Flow, Io, Limits, ListenerId, Peer, Runtime, Session};
-use mist_core::{error, info, warn};
+use mist_core::{debug, error, info, warn};
 use mist_media::rtsp::{Client, ClientError, ClientEvent, RtspUrl};
 use mist_media::sdp::RtpTrack;
 use std::collections::HashMap;
@@ -100,6 +106,10 @@ struct PullApp {
     server_ip: Option<IpAddr>,
     /// UDP packets of the current session.
     udp_packets: u64,
+    /// Where receiver reports go, by pair position: the camera's RTCP port of that track.
+    rtcp_dests: Vec<Option<SocketAddr>>,
+    /// When the next receiver reports are due (UDP sessions that play).
+    next_rr: Option<Instant>,
     last_media: Instant,
     /// Set when the writer failed: the connection is closed.
     failed: bool,
@@ -108,13 +118,13 @@ struct PullApp {
 
 impl PullApp {
     /// One packet for the stream; (re)creates it when it had timed out.
-    fn packet(&mut self, index: usize, rtcp: bool, data: bytes::Bytes, udp: bool) {
-        self.last_media = Instant::now();
+    fn packet(&mut self, index: usize, rtcp: bool, data: bytes::Bytes, udp: bool, now: Instant) {
+        self.last_media = now;
         if self.publisher.is_none() && !rtcp {
             if self.tracks.is_empty() {
                 return;
             }
-            match Publisher::new(&self.opts.stream, self.opts.dvr_ms, &self.tracks) {
+            match self.new_publisher(now) {
                 Ok(p) => {
                     info!("{}: media again, stream started", self.opts.stream);
                     self.publisher = Some(p)
@@ -127,20 +137,32 @@ impl PullApp {
             }
         }
         if let Some(p) = self.publisher.as_mut() {
-            if let Err(e) = p.packet(index, rtcp, data, udp) {
+            if let Err(e) = p.packet(index, rtcp, data, udp, now) {
                 error!("{e}");
                 self.failed = true;
             }
         }
     }
 
+    /// The stream's writer (this process is its only input: nothing else keeps the buffer).
+    fn new_publisher(&self, now: Instant) -> Result<Publisher, PublishError> {
+        let o = &self.opts;
+        Publisher::new(
+            &o.stream,
+            o.dvr_ms,
+            o.controlled,
+            o.timeout,
+            &self.tracks,
+            now,
+        )
+    }
+
     /// Heartbeats the stream, and ends it once no frame came for the stream timeout.
-    fn keep_stream(&mut self) {
+    fn keep_stream(&mut self, now: Instant) {
         let Some(p) = self.publisher.as_mut() else {
             return;
         };
-        if p.last_frame.elapsed() < self.opts.timeout {
-            p.heartbeat();
+        if p.tick(now) {
             return;
         }
         info!(
@@ -149,31 +171,56 @@ impl PullApp {
             self.opts.timeout.as_millis()
         );
         if let Some(p) = self.publisher.take() {
-            p.end(self.opts.controlled);
+            p.end();
         }
     }
 
-    fn described(&mut self, tracks: Vec<(usize, RtpTrack)>) -> Result<(), String> {
+    fn described(
+        &mut self,
+        tracks: Vec<(usize, RtpTrack)>,
+        now: Instant,
+    ) -> Result<(), PublishError> {
         if let Some(p) = self.publisher.as_mut() {
-            match p.resume(&tracks) {
+            match p.resume(&tracks, now) {
                 Ok(()) => info!("{}: source back, stream continues", self.opts.stream),
                 Err(e) => {
                     warn!("{e}: a new stream starts");
                     if let Some(p) = self.publisher.take() {
-                        p.end(self.opts.controlled);
+                        p.end();
                     }
                 }
             }
         }
-        if self.publisher.is_none() {
-            self.publisher = Some(Publisher::new(
-                &self.opts.stream,
-                self.opts.dvr_ms,
-                &tracks,
-            )?);
-        }
         self.tracks = tracks;
+        if self.publisher.is_none() {
+            self.publisher = Some(self.new_publisher(now)?);
+        }
         Ok(())
+    }
+
+    /// Over UDP: the receiver reports that are due, each from our RTCP port of its track to the
+    /// camera's.
+    fn send_receiver_reports(&mut self, now: Instant) {
+        if self.next_rr.is_none_or(|t| now < t) {
+            return;
+        }
+        self.next_rr = Some(now + RR_EVERY);
+        let Some(p) = self.publisher.as_mut() else {
+            return;
+        };
+        for (index, pkt) in p.receiver_reports(now) {
+            let Some(pos) = self.udp_routes.iter().position(|r| *r == Some(index)) else {
+                continue;
+            };
+            let (Some(pair), Some(Some(dest))) =
+                (self.udp_pairs.get(pos), self.rtcp_dests.get(pos))
+            else {
+                continue;
+            };
+            if let Err(e) = pair.rtcp.send_to(&pkt, dest) {
+                debug!("{}: receiver report to {dest}: {e}", self.opts.stream);
+            }
+        }
     }
 }
 
@@ -192,7 +239,7 @@ impl Pull {
         while let Some(ev) = self.client.poll_event() {
             match ev {
                 ClientEvent::Described { tracks } => {
-                    if let Err(e) = app.described(tracks) {
+                    if let Err(e) = app.described(tracks, now) {
                         error!("{}: cannot write the stream: {e}", app.opts.stream);
                         io.close();
                         return;
@@ -207,11 +254,22 @@ impl Pull {
                     app.played = true;
                     app.last_media = now;
                     self.playing = Some(now);
+                    if self.client.is_udp() {
+                        let ip = app.server_ip;
+                        app.rtcp_dests = (0..app.udp_pairs.len())
+                            .map(|i| {
+                                let (_, rtcp) = self.client.server_ports(i)?;
+                                Some(SocketAddr::new(ip?, rtcp))
+                            })
+                            .collect();
+                        // The first reports after half the interval (RFC 3550 6.2).
+                        app.next_rr = Some(now + RR_EVERY / 2);
+                    }
                     let how = if self.client.is_udp() { "UDP" } else { "TCP" };
                     info!("{}: playing {} over {how}", app.opts.stream, app.opts.url);
                 }
                 ClientEvent::Packet { index, rtcp, data } => {
-                    app.packet(index, rtcp, data, false);
+                    app.packet(index, rtcp, data, false, now);
                 }
                 ClientEvent::Failed(e) => {
                     warn!("{}: {}: {e}", app.opts.stream, app.opts.url);
@@ -308,7 +366,7 @@ impl Session<PullApp> for Pull {
     }
     fn on_close(&mut self, app: &mut PullApp, _id: ConnId, peer: Peer) {
         app.closed = true;
-        let frames = app.publisher.as_ref().map_or(0, |p| p.frames);
+        let frames = app.publisher.as_ref().map_or(0, |p| p.frames());
         info!("{}: {peer} gone ({frames} frames so far)", app.opts.stream);
     }
 }
@@ -323,7 +381,7 @@ impl App for PullApp {
         l: ListenerId,
         data: &[u8],
         from: SocketAddr,
-        _now: Instant,
+        now: Instant,
     ) -> Option<Vec<u8>> {
         let &(pos, rtcp) = self.udp_listeners.get(&l)?;
         if self.server_ip.is_some_and(|ip| ip != from.ip()) {
@@ -331,14 +389,15 @@ impl App for PullApp {
         }
         let index = self.udp_routes.get(pos).copied().flatten()?;
         self.udp_packets += 1;
-        self.packet(index, rtcp, bytes::Bytes::copy_from_slice(data), true);
+        self.packet(index, rtcp, bytes::Bytes::copy_from_slice(data), true, now);
         None
     }
     fn turn(&mut self, ctl: &mut Ctl<'_, Self>, now: Instant) -> Flow {
         if self.closed {
             return Flow::Stop;
         }
-        self.keep_stream();
+        self.keep_stream(now);
+        self.send_receiver_reports(now);
         if self.failed {
             if let Some(id) = self.conn {
                 ctl.close(id);
@@ -444,6 +503,8 @@ pub fn run(mut opts: Options) -> std::io::Result<()> {
         udp_routes: Vec::new(),
         server_ip: None,
         udp_packets: 0,
+        rtcp_dests: Vec::new(),
+        next_rr: None,
         last_media: Instant::now(),
         failed: false,
         next: Next::Retry,
@@ -481,6 +542,8 @@ pub fn run(mut opts: Options) -> std::io::Result<()> {
                 app.failed = false;
                 app.udp_routes.clear();
                 app.udp_packets = 0;
+                app.rtcp_dests.clear();
+                app.next_rr = None;
                 app.server_ip = Some(peer_addr.ip());
                 let _ = sock.set_nodelay(true);
                 let peer = Peer::Tcp(peer_addr);
@@ -491,6 +554,7 @@ pub fn run(mut opts: Options) -> std::io::Result<()> {
                 rt.run(&mut app)?;
                 app.conn = None;
                 app.udp_routes.clear();
+                app.next_rr = None;
                 if app.played {
                     backoff = Duration::from_secs(1);
                 }
@@ -511,22 +575,33 @@ pub fn run(mut opts: Options) -> std::io::Result<()> {
             }
             _ => {}
         }
+        let wait = if app.publisher.is_some() {
+            backoff.min(up_backoff(app.opts.timeout))
+        } else {
+            backoff
+        };
         info!(
-            "{}: reconnecting in {} s",
+            "{}: reconnecting in {} ms",
             app.opts.stream,
-            backoff.as_secs()
+            wait.as_millis()
         );
-        let until = Instant::now() + backoff;
+        let until = Instant::now() + wait;
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            app.keep_stream();
+            app.keep_stream(Instant::now());
             std::thread::sleep(Duration::from_millis(100));
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     if let Some(p) = app.publisher.take() {
-        p.end(app.opts.controlled);
+        p.end();
     }
     Ok(())
+}
+
+/// The longest wait before a reconnect while the stream is still up: a quarter of the stream
+/// timeout, between 250 ms and 2 s.
+fn up_backoff(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(2))
 }
 
 /// Connects on a helper thread while this one keeps the stream's heartbeat.
@@ -543,7 +618,7 @@ fn connect_beating(
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(r) => return r,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                app.keep_stream();
+                app.keep_stream(Instant::now());
                 if app.stop.load(Ordering::Relaxed) {
                     return Err(std::io::ErrorKind::Interrupted.into());
                 }

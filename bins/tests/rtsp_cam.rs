@@ -161,6 +161,30 @@ fn pulls_a_digest_camera_over_udp_with_keepalives() {
     assert!(keepalives >= 4, "{keepalives} keep-alives: {lines:?}");
 }
 
+/// Over UDP, MistInRTSP sends RTCP receiver reports (RFC 3550) to the camera's RTCP ports: the
+/// camera sees a receiver's RTCP arrive.
+#[test]
+fn sends_receiver_reports_over_udp() {
+    let port = free_port();
+    let cam = Cam::start(port, &["--audio", "pcma"]);
+    let src = format!("rtsp://127.0.0.1:{port}/cam");
+    let (_ctl, rtsp) = controller(serde_json::json!({
+        "rr": {"name": "rr", "source": src, "transport": "udp"}
+    }));
+    // The pull is up once the stream plays.
+    probe(&format!("rtsp://127.0.0.1:{rtsp}/rr"));
+    // The first reports go out half an interval after PLAY, then every 5 s.
+    let end = Instant::now() + Duration::from_secs(20);
+    while !cam.lines().iter().any(|l| l.starts_with("RTCP from ")) {
+        assert!(
+            Instant::now() < end,
+            "no receiver report reached the camera: {:?}",
+            cam.lines()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A wrong password is refused and the pull says so (no stream is made).
 #[test]
 fn a_wrong_digest_password_is_refused() {

@@ -11,7 +11,8 @@
 //!   after its last segment has played out.
 //! * TS segments go through one [`Demuxer`] per playlist, fMP4 segments through
 //!   [`mp4::demux_segment`] against the playlist's `EXT-X-MAP`; one [`Rebase`] keeps every track's
-//!   times monotonic. Frames reach shared memory through the same [`Ingest`] as MistInTS live.
+//!   times monotonic. Frames reach shared memory through the same [`LiveIngest`] as MistInTS
+//!   live (the one [`crate::ingest::Ingest`] of every publisher, behind an interleaver).
 //! * The HTTP requests (one at a time, playlists before segments, the playlist furthest behind
 //!   first) run on a worker thread ([`http::Http`], bounded bodies, timeouts) so that the writer
 //!   keeps its heartbeat while a request is slow.
@@ -20,7 +21,7 @@
 
 pub mod http;
 
-use crate::ts_live::ingest::Ingest;
+use crate::ts_live::ingest::LiveIngest;
 use mist_media::hls::pull::{self, Follower, SegmentJob, SegmentKind};
 use mist_media::hls::{self, Playlist};
 use mist_media::mp4::{self, Movie};
@@ -170,7 +171,7 @@ struct Puller {
     tracks: Vec<Track>,
     next_id: u32,
     rebase: Rebase,
-    ingest: Ingest,
+    ingest: LiveIngest,
     probe: Vec<DemuxEvent>,
     stats: Stats,
     published: Option<(Stats, u64)>,
@@ -185,7 +186,7 @@ struct Puller {
 impl Puller {
     fn new(opts: Options, now: Instant) -> Puller {
         Puller {
-            ingest: Ingest::new(
+            ingest: LiveIngest::new(
                 &opts.stream,
                 opts.dvr_ms,
                 opts.idle.as_millis().min(u32::MAX as u128) as u32,
@@ -577,8 +578,8 @@ impl Puller {
             mist_core::info!(
                 "stream {}: {why}; ending it ({} frames, {} bytes)",
                 self.opts.stream,
-                self.ingest.frames,
-                self.ingest.bytes
+                self.ingest.frames(),
+                self.ingest.bytes()
             );
             self.ingest.end();
             mist_shm::health::remove_input_health(&self.opts.stream);

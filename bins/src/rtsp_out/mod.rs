@@ -15,11 +15,13 @@
 //!   packets since the newest keyframe are kept, so a new viewer starts at once with a decodable
 //!   picture; its `RTP-Info` names their first sequence number and RTP time.
 //! * **Publish**: ANNOUNCE (push acceptance by the controller, `Request::Push`, as for RTMP), SETUP
-//!   over interleaved TCP or UDP (taken only from the client's address and set-up ports), RECORD; RTP is depacketised into the stream's buffer
-//!   ([`publish::Publisher`]).
+//!   over interleaved TCP or UDP (taken only from the client's address and set-up ports), RECORD;
+//!   RTP is depacketised ([`publish::Publisher`]) into the stream's buffer through the one
+//!   [`crate::ingest::Ingest`] of every publisher (its idle, detach and close rules as RTMP's).
 //! * **Sync**: RTP times are the frames' presentation times in the track's clock; RTCP sender
 //!   reports map them to one NTP timeline per stream (at PLAY and every [`SR_EVERY`]), so players
-//!   line audio up with video.
+//!   line audio up with video. A publisher over UDP gets RTCP receiver reports every
+//!   [`RR_EVERY`].
 //! * **Hostile input**: the decoder bounds heads and bodies; a framing error is answered with its
 //!   status and closes that connection with a log line; an interleaved frame on a channel that
 //!   was never set up, or a message or frame left incomplete for [`PARTIAL_TIMEOUT`], closes it
@@ -29,6 +31,7 @@ mod feed;
 pub mod publish;
 
 use crate::access::ask_with_viewer_triggers;
+use crate::ingest;
 use feed::{Out, PlayStream, Viewer};
 use mist_connector::ask::{Asker, Verdict};
 use mist_connector::{App, ConnId, Ctl, Flow, Io, Limits, ListenerId, Peer, Runtime, Session};
@@ -54,6 +57,8 @@ pub const PLAY_WAIT: Duration = Duration::from_secs(10);
 pub const PARTIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Sender reports of a played stream are sent this often.
 pub const SR_EVERY: Duration = Duration::from_secs(2);
+/// Receiver reports to publishers over UDP are sent this often (RFC 3550's minimum interval).
+pub const RR_EVERY: Duration = Duration::from_secs(5);
 /// The session timeout announced (`Session: …;timeout=`); the connection's idle limit is above it.
 pub const SESSION_TIMEOUT: u32 = 60;
 /// A session without a request or packet from the client for this long is closed.
@@ -67,7 +72,12 @@ pub struct Config {
     pub addr: SocketAddr,
     /// First port of the UDP pair (RTP, RTCP = +1); 0 picks a free even pair.
     pub udp_port: u16,
+    /// Connections from one remote address at once (0: no cap).
+    pub max_per_ip: usize,
 }
+
+/// Default of `--max-per-ip` (as RTMP's).
+pub const DEFAULT_MAX_PER_IP: usize = 1_000;
 
 /// Process state shared by all connections.
 pub struct RtspApp {
@@ -90,6 +100,8 @@ pub struct RtspApp {
     stop: Arc<AtomicBool>,
     seed: u64,
     next_stats: Instant,
+    /// When publishers over UDP get their next RTCP receiver reports.
+    next_rr: Instant,
 }
 
 /// The shared server UDP ports: media leaves from them, client RTCP and hole punches arrive.
@@ -274,7 +286,7 @@ impl Conn {
                         return;
                     };
                     if let Some(p) = app.publishers.get_mut(&io.id()) {
-                        if let Err(e) = p.packet(index, is_rtcp, data, false) {
+                        if let Err(e) = p.packet(index, is_rtcp, data, false, io.now()) {
                             warn!("RTSP publish of {}: {e}; connection closed", self.peer);
                             self.close(io);
                             return;
@@ -503,15 +515,14 @@ impl Conn {
                 self.url = req.uri.clone();
                 app.asker.ask_within(
                     io.id(),
-                    Request::Push {
-                        stream: name.clone(),
-                        app: query_param(&path, "pass").unwrap_or_default(),
-                        host: self.host.clone(),
-                        connector: "RTSP".into(),
-                        url: req.uri.clone(),
-                    },
-                    // Blocking push triggers (rewrite, STREAM_PUSH) may take up to 15 s each.
-                    Duration::from_secs(40),
+                    ingest::push_request(
+                        &name,
+                        &query_param(&path, "pass").unwrap_or_default(),
+                        &self.host,
+                        "RTSP",
+                        &req.uri,
+                    ),
+                    ingest::PUSH_TIMEOUT,
                 );
                 self.stage = Stage::AskingPush { name, tracks };
                 io.pause_reading(true);
@@ -523,7 +534,7 @@ impl Conn {
                     .answer(Answer::Record(if ok { Ok(()) } else { Err(455) }));
                 self.reply(io, r);
                 if let (true, Some(p)) = (ok, app.publishers.get(&io.id())) {
-                    info!("{} publishes {} over RTSP", self.peer, p.stream);
+                    info!("{} publishes {} over RTSP", self.peer, p.stream());
                 }
             }
         }
@@ -610,15 +621,11 @@ impl Session<RtspApp> for Conn {
             Stage::Asking { name } => name,
             Stage::AskingPush { name, tracks } => {
                 io.pause_reading(false);
-                let answer = match v {
-                    Verdict::Allow(r) => {
-                        let stream = if r.stream.is_empty() {
-                            sanitize(&name)
-                        } else {
-                            r.stream
-                        };
-                        let dvr = crate::access::dvr_ms(&r.config);
-                        match Publisher::new(&stream, dvr, &tracks) {
+                let answer = match ingest::admitted(&name, v) {
+                    Ok((stream, dvr)) => {
+                        let (controlled, now) = (app.controlled, io.now());
+                        let idle = ingest::PUBLISH_IDLE;
+                        match Publisher::new(&stream, dvr, controlled, idle, &tracks, now) {
                             Ok(p) => {
                                 app.publishers.insert(io.id(), p);
                                 Ok(())
@@ -629,7 +636,7 @@ impl Session<RtspApp> for Conn {
                             }
                         }
                     }
-                    Verdict::Refuse(why) => {
+                    Err(why) => {
                         warn!("push of {name:?} by {} refused: {why}", self.peer);
                         Err(403)
                     }
@@ -643,13 +650,8 @@ impl Session<RtspApp> for Conn {
                 return;
             }
         };
-        match v {
-            Verdict::Allow(r) => {
-                let stream = if r.stream.is_empty() {
-                    sanitize(&name)
-                } else {
-                    r.stream
-                };
+        match ingest::admitted(&name, v) {
+            Ok((stream, _)) => {
                 self.admitted = true;
                 self.stream = Some(stream.clone());
                 self.stage = Stage::Waiting {
@@ -658,7 +660,7 @@ impl Session<RtspApp> for Conn {
                 };
                 self.try_describe(app, io);
             }
-            Verdict::Refuse(why) => {
+            Err(why) => {
                 warn!("play of {name:?} by {} refused: {why}", self.peer);
                 io.pause_reading(false);
                 let r = self.rtsp.answer(Answer::Describe(Err(403)));
@@ -739,6 +741,27 @@ impl RtspApp {
             stop,
             seed,
             next_stats: Instant::now(),
+            next_rr: Instant::now() + RR_EVERY,
+        }
+    }
+
+    /// RTCP receiver reports (RFC 3550) to every publisher over UDP, from the shared RTCP port to
+    /// the RTCP port it set up for each track.
+    fn receiver_reports(&mut self, now: Instant) {
+        let Some(u) = &self.udp else { return };
+        for (id, p) in self.publishers.iter_mut() {
+            for (index, pkt) in p.receiver_reports(now) {
+                let to = self
+                    .udp_routes
+                    .iter()
+                    .find(|(_, r)| **r == (*id, index, true))
+                    .map(|(a, _)| *a);
+                if let Some(to) = to {
+                    if let Err(e) = u.rtcp.send_to(&pkt, to) {
+                        debug!("receiver report to {to}: {e}");
+                    }
+                }
+            }
         }
     }
 
@@ -819,9 +842,11 @@ impl RtspApp {
         if let Some(p) = self.publishers.remove(&id) {
             info!(
                 "publisher of {} left; {} frames, {} bad packets",
-                p.stream, p.frames, p.bad_packets
+                p.stream(),
+                p.frames(),
+                p.bad_packets
             );
-            p.end(self.controlled);
+            p.end();
         }
     }
 
@@ -910,7 +935,8 @@ impl App for RtspApp {
         };
         self.udp_seen.insert(id, now);
         if let Some(p) = self.publishers.get_mut(&id) {
-            if let Err(e) = p.packet(index, is_rtcp, bytes::Bytes::copy_from_slice(data), true) {
+            let data = bytes::Bytes::copy_from_slice(data);
+            if let Err(e) = p.packet(index, is_rtcp, data, true, now) {
                 warn!("RTSP publish from {from}: {e}; connection closed");
                 self.publishers.remove(&id);
                 self.failed.push(id);
@@ -939,9 +965,20 @@ impl App for RtspApp {
             for v in self.viewers.values_mut() {
                 v.report();
             }
-            for p in self.publishers.values_mut() {
-                p.heartbeat();
+            for (id, p) in self.publishers.iter_mut() {
+                if !p.tick(now) {
+                    info!(
+                        "publisher of {} sent nothing for {} s; connection closed",
+                        p.stream(),
+                        ingest::PUBLISH_IDLE.as_secs()
+                    );
+                    self.failed.push(*id);
+                }
             }
+        }
+        if now >= self.next_rr {
+            self.next_rr = now + RR_EVERY;
+            self.receiver_reports(now);
         }
         Flow::Continue
     }
@@ -966,8 +1003,13 @@ pub fn register_signals(stop: &Arc<AtomicBool>) -> std::io::Result<mio::net::Uni
 }
 
 /// Limits of the RTSP listener: a UDP viewer's connection is quiet but for keep-alives.
-fn limits() -> Limits {
+fn limits(max_per_ip: usize) -> Limits {
     Limits {
+        max_per_ip: if max_per_ip == 0 {
+            usize::MAX
+        } else {
+            max_per_ip
+        },
         // Sessions time themselves out (see `Conn::idle_deadline`): UDP packets count as life.
         idle_timeout: None,
         header_timeout: Some(PARTIAL_TIMEOUT),
@@ -984,7 +1026,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
     rt.watch(signals, "signals")?;
     let listener = mio::net::TcpListener::bind(cfg.addr)?;
     let local = listener.local_addr()?;
-    rt.listen_tcp(listener, "RTSP", limits())?;
+    rt.listen_tcp(listener, "RTSP", limits(cfg.max_per_ip))?;
     let udp = match UdpPair::bind(cfg.addr.ip(), cfg.udp_port) {
         Ok(u) => {
             for (s, what) in [(&u.rtp, "RTP"), (&u.rtcp, "RTCP")] {
@@ -1046,6 +1088,7 @@ pub fn capabilities() -> serde_json::Value {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 5554, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
             "udpport": {"name": "UDP port", "help": "First of the two UDP ports (RTP, RTCP) media is sent from; 0 picks a free pair.", "type": "uint", "default": 0, "option": "--udp-port"},
+            "max_per_ip": {"name": "Per-address connection cap", "help": "Most connections from one remote address at once; more are refused with a log line. 0: no cap.", "type": "uint", "default": DEFAULT_MAX_PER_IP, "option": "--max-per-ip"},
             "debug": {"name": "debug", "help": "The debug level at which messages need to be printed.", "type": "debug", "option": "--debug", "short": "g"}
         },
         "codecs": [[["H264", "HEVC"], ["AAC", "MP3", "opus", "ALAW", "ULAW"]]],

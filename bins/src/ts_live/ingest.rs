@@ -1,96 +1,136 @@
-//! The thin adapter from demuxed live frames to a stream in shared memory: this process is the
-//! stream's buffer (owner) and its writer, as MistInBuffer plus a publisher would be. Frames are
-//! interleaved by decode time across tracks (a video PES ends a frame later than the audio next
-//! to it) before they are written.
+//! Demuxed live frames to a stream in shared memory: the one [`crate::ingest::Ingest`] of every
+//! publisher, in its owning form (this process is the stream's buffer and its writer, as
+//! MistInBuffer plus a publisher would be), behind a time-bounded interleaver: frames are put
+//! in decode-time order across tracks (a video PES ends a frame later than the audio next to
+//! it) before they are written.
 
+use crate::ingest::{Ingest, IngestError};
 use mist_media::{Frame, Track};
-use mist_shm::{ShmError, StreamBuffer, StreamWriter, WriterOptions};
 use std::collections::VecDeque;
+use std::time::Instant;
 
 /// Frames held for interleaving at most.
 const MAX_HELD: usize = 512;
 /// Media time held for interleaving at most (a track that stopped does not stall the others).
 const MAX_HELD_MS: i64 = 2_000;
 
-/// A live stream this process owns and writes.
-pub struct Ingest {
+/// Puts frames of several tracks in decode-time order, holding at most [`MAX_HELD`] frames or
+/// [`MAX_HELD_MS`] of media (sans-IO).
+#[derive(Default)]
+pub struct Interleaver {
+    queues: Vec<(u32, VecDeque<Frame>)>,
+    held: usize,
+}
+
+impl Interleaver {
+    /// Frames of track `id` are taken from now on.
+    pub fn add_track(&mut self, id: u32) {
+        if !self.queues.iter().any(|(t, _)| *t == id) {
+            self.queues.push((id, VecDeque::new()));
+        }
+    }
+
+    /// Queues a frame; false when its track was never added (the frame is dropped).
+    pub fn push(&mut self, f: Frame) -> bool {
+        let Some(q) = self.queues.iter_mut().find(|(id, _)| *id == f.track) else {
+            return false;
+        };
+        q.1.push_back(f);
+        self.held += 1;
+        true
+    }
+
+    /// The next frame in decode order, once every track has one queued or the bounds are
+    /// reached (`drain`: whatever is held).
+    pub fn pop(&mut self, drain: bool) -> Option<Frame> {
+        if self.held == 0 {
+            return None;
+        }
+        let all = self.queues.iter().all(|(_, q)| !q.is_empty());
+        let (lo, hi) = self
+            .queues
+            .iter()
+            .filter_map(|(_, q)| Some((q.front()?.dts, q.back()?.dts)))
+            .fold((i64::MAX, i64::MIN), |(a, b), (f, l)| (a.min(f), b.max(l)));
+        if !(all || drain || self.held > MAX_HELD || hi.saturating_sub(lo) > MAX_HELD_MS) {
+            return None;
+        }
+        let i = (0..self.queues.len())
+            .filter(|&i| !self.queues[i].1.is_empty())
+            .min_by_key(|&i| self.queues[i].1.front().map(|f| f.dts))?;
+        let f = self.queues[i].1.pop_front()?;
+        self.held -= 1;
+        Some(f)
+    }
+
+    /// Forgets tracks and frames.
+    pub fn clear(&mut self) {
+        self.queues.clear();
+        self.held = 0;
+    }
+}
+
+/// A live stream this process owns and writes, through the interleaver.
+pub struct LiveIngest {
     stream: String,
     dvr_ms: u64,
     idle_ms: u32,
-    open: Option<(StreamBuffer, StreamWriter)>,
-    queues: Vec<(u32, VecDeque<Frame>)>,
-    held: usize,
-    pub frames: u64,
-    pub bytes: u64,
+    ingest: Option<Ingest>,
+    order: Interleaver,
+    /// Written by the streams this input ran before (the counts of the current one come from
+    /// its [`Ingest`]).
+    frames: u64,
+    bytes: u64,
 }
 
-impl Ingest {
-    pub fn new(stream: &str, dvr_ms: u64, idle_ms: u32) -> Ingest {
-        Ingest {
+impl LiveIngest {
+    pub fn new(stream: &str, dvr_ms: u64, idle_ms: u32) -> LiveIngest {
+        LiveIngest {
             stream: stream.to_string(),
             dvr_ms,
             idle_ms,
-            open: None,
-            queues: Vec::new(),
-            held: 0,
+            ingest: None,
+            order: Interleaver::default(),
             frames: 0,
             bytes: 0,
         }
     }
 
     pub fn is_open(&self) -> bool {
-        self.open.is_some()
+        self.ingest.is_some()
+    }
+
+    /// Frames written (this stream and the ones before it).
+    pub fn frames(&self) -> u64 {
+        self.frames + self.ingest.as_ref().map_or(0, Ingest::frames)
+    }
+
+    /// Payload bytes written (this stream and the ones before it).
+    pub fn bytes(&self) -> u64 {
+        self.bytes + self.ingest.as_ref().map_or(0, Ingest::bytes)
     }
 
     /// Creates the stream (removing what a crashed earlier run left) with `tracks`.
-    pub fn start(&mut self, tracks: &[Track]) -> Result<(), String> {
-        let opts = WriterOptions {
-            live: true,
-            dvr_ms: self.dvr_ms,
-        };
-        let open = || {
-            StreamBuffer::open(&self.stream, opts.clone(), self.idle_ms).map_err(|e| match e {
-                ShmError::WriterAlive(_, pid) => {
-                    format!(
-                        "stream {} is served by another process (pid {pid})",
-                        self.stream
-                    )
-                }
-                e => format!("cannot create stream {}: {e}", self.stream),
-            })
-        };
-        let mut buf = open()?;
-        let st = buf.status();
-        if st.writer_alive {
-            return Err(format!(
-                "stream {} already has a writer (pid {})",
-                self.stream, st.writer_pid
-            ));
-        }
-        if st.epoch != 0 || !st.tracks.is_empty() {
-            let _ = buf.end();
-            buf = open()?;
-        }
-        let w = StreamWriter::create(&self.stream, opts)
-            .map_err(|e| format!("cannot write stream {}: {e}", self.stream))?;
-        self.open = Some((buf, w));
-        self.queues.clear();
-        self.held = 0;
+    pub fn start(&mut self, tracks: &[Track]) -> Result<(), IngestError> {
+        self.end();
+        self.ingest = Some(Ingest::own(
+            &self.stream,
+            self.dvr_ms,
+            self.idle_ms,
+            Instant::now(),
+        )?);
         for t in tracks {
             self.set_track(t);
         }
         Ok(())
     }
 
-    /// Adds or updates a track (new init data mid-stream).
+    /// Adds or updates a track (new init data mid-stream); a track shared memory cannot hold
+    /// is skipped with a log line.
     pub fn set_track(&mut self, t: &Track) {
-        let Some((_, w)) = &mut self.open else { return };
-        match w.set_track(t) {
-            Ok(()) => {
-                if !self.queues.iter().any(|(id, _)| *id == t.id) {
-                    self.queues.push((t.id, VecDeque::new()));
-                }
-            }
+        let Some(ing) = &mut self.ingest else { return };
+        match ing.set_track(t) {
+            Ok(()) => self.order.add_track(t.id),
             Err(e) => mist_core::warn!(
                 "stream {}: track {} ({}) skipped: {e}",
                 self.stream,
@@ -101,94 +141,94 @@ impl Ingest {
     }
 
     /// Queues a frame; writes what the interleaving releases. Err: the stream was taken away.
-    pub fn push(&mut self, f: Frame) -> Result<(), String> {
-        let Some(q) = self.queues.iter_mut().find(|(id, _)| *id == f.track) else {
+    pub fn push(&mut self, f: Frame) -> Result<(), IngestError> {
+        if !self.order.push(f) {
             return Ok(()); // a track shared memory could not hold
-        };
-        q.1.push_back(f);
-        self.held += 1;
+        }
         self.release(false)
     }
 
-    fn release(&mut self, drain: bool) -> Result<(), String> {
-        loop {
-            let all = self.queues.iter().all(|(_, q)| !q.is_empty());
-            let (lo, hi) = self
-                .queues
-                .iter()
-                .filter_map(|(_, q)| Some((q.front()?.dts, q.back()?.dts)))
-                .fold((i64::MAX, i64::MIN), |(a, b), (f, l)| (a.min(f), b.max(l)));
-            if self.held == 0
-                || !(all || drain || self.held > MAX_HELD || hi.saturating_sub(lo) > MAX_HELD_MS)
-            {
-                return Ok(());
-            }
-            let Some(i) = (0..self.queues.len())
-                .filter(|&i| !self.queues[i].1.is_empty())
-                .min_by_key(|&i| self.queues[i].1.front().map(|f| f.dts))
-            else {
-                return Ok(());
-            };
-            let Some(f) = self.queues[i].1.pop_front() else {
-                return Ok(());
-            };
-            self.held -= 1;
-            let Some((_, w)) = &mut self.open else {
-                return Ok(());
-            };
-            match w.push(&f) {
-                Ok(()) => {
-                    self.frames += 1;
-                    self.bytes += f.data.len() as u64;
-                }
-                Err(ShmError::FrameTooLarge(n)) => mist_core::warn!(
-                    "stream {}: frame of {n} bytes (track {}) too large, skipped",
-                    self.stream,
-                    f.track
-                ),
-                Err(e @ ShmError::Io { .. }) => {
-                    // A full tmpfs: drop this frame, keep the stream (DVR eviction frees pages).
-                    mist_core::warn!("stream {}: frame not stored: {e}", self.stream)
-                }
-                Err(e) => return Err(format!("stream {} taken away: {e}", self.stream)),
+    fn release(&mut self, drain: bool) -> Result<(), IngestError> {
+        while let Some(f) = self.order.pop(drain) {
+            if let Some(ing) = &mut self.ingest {
+                ing.push(&f)?;
             }
         }
+        Ok(())
     }
 
     /// Marks the writer alive (twice a second).
     pub fn heartbeat(&mut self) {
-        if let Some((_, w)) = &mut self.open {
-            w.heartbeat();
+        if let Some(ing) = &mut self.ingest {
+            // The input times its source out itself: only the heartbeat is wanted here.
+            let _ = ing.tick(Instant::now());
         }
     }
 
     /// Somebody else ended the stream (the controller stopped it).
     pub fn ended_elsewhere(&self) -> bool {
-        self.open.as_ref().is_some_and(|(b, _)| b.status().ended)
+        self.ingest.as_ref().is_some_and(Ingest::ended_elsewhere)
     }
 
     /// Viewers connected.
     pub fn viewers(&self) -> usize {
-        self.open.as_ref().map_or(0, |(b, _)| b.viewers())
+        self.ingest.as_ref().map_or(0, Ingest::viewers)
     }
 
     /// Writes what is held and ends the stream (viewers see it end; its files are removed).
     pub fn end(&mut self) {
-        let _ = self.release(true);
-        if let Some((buf, w)) = self.open.take() {
-            w.close();
-            match buf.end() {
-                Ok(()) | Err(ShmError::NoStream(_)) => {}
-                Err(e) => mist_core::error!("ending stream {}: {e}", self.stream),
+        if self.ingest.is_some() {
+            if let Err(e) = self.release(true) {
+                mist_core::warn!("{e}");
             }
         }
-        self.queues.clear();
-        self.held = 0;
+        if let Some(mut ing) = self.ingest.take() {
+            self.frames += ing.frames();
+            self.bytes += ing.bytes();
+            ing.unpublish();
+        }
+        self.order.clear();
     }
 }
 
-impl Drop for Ingest {
+impl Drop for LiveIngest {
     fn drop(&mut self) {
         self.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(track: u32, dts: i64) -> Frame {
+        Frame {
+            track,
+            dts,
+            pts_offset: 0,
+            keyframe: false,
+            data: bytes::Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn interleaves_by_decode_time_within_bounds() {
+        let mut il = Interleaver::default();
+        il.add_track(1);
+        il.add_track(2);
+        assert!(il.push(frame(1, 0)));
+        assert!(il.push(frame(1, 40)));
+        assert!(il.pop(false).is_none(), "track 2 has nothing yet");
+        assert!(il.push(frame(2, 10)));
+        let order: Vec<_> = std::iter::from_fn(|| il.pop(false))
+            .map(|f| (f.track, f.dts))
+            .collect();
+        assert_eq!(order, vec![(1, 0), (2, 10)]);
+        // A track that stopped does not hold the others back for more than MAX_HELD_MS.
+        assert!(il.push(frame(1, 40 + MAX_HELD_MS + 1)));
+        assert_eq!(il.pop(false).map(|f| f.dts), Some(40));
+        assert!(!il.push(frame(3, 0)), "unknown track");
+        assert_eq!(il.pop(true).map(|f| f.dts), Some(40 + MAX_HELD_MS + 1));
+        assert!(il.pop(true).is_none());
     }
 }

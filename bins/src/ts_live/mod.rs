@@ -4,7 +4,8 @@
 //! * Sockets and pipes run on the connector runtime ([`mist_connector::Runtime`]): UDP through
 //!   [`App::datagram`], the TCP connection / child pipes / FIFO / stdin as sessions adopted with
 //!   [`Runtime::adopt`]. Demuxing is [`mist_media::mpegts::live::LiveTs`] (sans-IO), frames go
-//!   to shared memory through [`ingest::Ingest`].
+//!   to shared memory through [`ingest::LiveIngest`] (the one [`crate::ingest::Ingest`] of every
+//!   publisher, behind a decode-time interleaver).
 //! * The stream is created once the source's tracks are known (every stream of the PMT, or
 //!   [`PROBE_MS`] of media); every elementary stream becomes a track.
 //! * No frame for the stream timeout (`--timeout` ms, stream option `idleTime`) ends the stream;
@@ -12,11 +13,14 @@
 //!   input timeout while no stream is up ends the process (exit 0).
 //! * `ts-exec:` runs `sh -c COMMAND`, logs its stderr and restarts it (`--restart always`, the
 //!   default; `onfail`; `never`) with a back-off of 1 s doubling to 10 s while it keeps failing.
+//! * A TCP, pipe or `http(s)://` source that closes is opened again with the same back-off, which
+//!   starts over once the source opened well (data came, or the HTTP response). An HTTP pull
+//!   connects on a thread of its own: the event loop never waits for it.
 
 pub mod ingest;
 pub mod udp;
 
-use ingest::Ingest;
+use ingest::LiveIngest;
 use mist_connector::{App, Flow, Io, Limits, ListenerId, Peer, Runtime, Session};
 use mist_media::mpegts::live::{LiveStats, LiveTs};
 use mist_media::mpegts::DemuxEvent;
@@ -33,6 +37,8 @@ pub const PROBE_MS: i64 = 5_000;
 pub const DEFAULT_IDLE_MS: u64 = 10_000;
 /// Default DVR window (ms).
 pub const DEFAULT_DVR_MS: u64 = 50_000;
+/// Longest wait before a failing source is opened again.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Frames held while probing at most.
 const MAX_PROBE_FRAMES: usize = 4096;
 
@@ -192,7 +198,7 @@ impl Session<Live> for Conn {
 pub struct Live {
     opts: Options,
     ts: LiveTs,
-    ingest: Ingest,
+    ingest: LiveIngest,
     /// Events held until the stream is created.
     probe: Vec<DemuxEvent>,
     probe_first: Option<i64>,
@@ -205,6 +211,8 @@ pub struct Live {
     child: Option<Child>,
     child_started: Instant,
     backoff: Duration,
+    /// The source opened well since it was last (re)opened: data came, or an HTTP response.
+    src_good: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     exit: Option<i32>,
     last_hb: Instant,
@@ -219,7 +227,7 @@ impl Live {
     fn new(opts: Options, stop: Arc<AtomicBool>) -> Live {
         let now = Instant::now();
         Live {
-            ingest: Ingest::new(
+            ingest: LiveIngest::new(
                 &opts.stream,
                 opts.dvr_ms,
                 opts.idle.as_millis().min(u32::MAX as u128) as u32,
@@ -235,6 +243,7 @@ impl Live {
             child: None,
             child_started: now,
             backoff: Duration::from_secs(1),
+            src_good: Arc::new(AtomicBool::new(false)),
             stop,
             exit: None,
             last_hb: now,
@@ -247,6 +256,7 @@ impl Live {
 
     fn bytes(&mut self, d: &[u8], now: Instant) {
         self.last_data = now;
+        self.src_good.store(true, Ordering::Relaxed);
         self.ts.push_bytes(d);
         self.drain(now);
     }
@@ -338,11 +348,17 @@ impl Live {
             Source::Stdin => self.stdin_done = true,
             Source::Exec(_) => {} // the child is reaped (and restarted) in `turn`
             _ => {
+                // A source that opened well starts the back-off over; one that keeps failing
+                // is tried less and less often (1 s doubling to 10 s).
+                if self.src_good.swap(false, Ordering::Relaxed) {
+                    self.backoff = Duration::from_secs(1);
+                }
                 mist_core::warn!(
                     "the TS source closed; opening it again in {:?}",
                     self.backoff
                 );
                 self.want_open = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
@@ -352,8 +368,8 @@ impl Live {
             mist_core::info!(
                 "stream {}: {why}; ending it ({} frames, {} bytes)",
                 self.opts.stream,
-                self.ingest.frames,
-                self.ingest.bytes
+                self.ingest.frames(),
+                self.ingest.bytes()
             );
             self.report(true);
             self.ingest.end();
@@ -469,7 +485,7 @@ impl Live {
                 self.backoff
             );
             self.want_open = Some(now + self.backoff);
-            self.backoff = (self.backoff * 2).min(Duration::from_secs(10));
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         } else {
             mist_core::info!("ts-exec child {status}; not restarted (--restart)");
             self.stdin_done = true;
@@ -618,21 +634,28 @@ fn pipe_from(fd: std::os::fd::OwnedFd) -> std::io::Result<Pipe> {
     Ok(Pipe(r))
 }
 
-/// Starts an HTTP(S) GET of `url` whose body a thread copies into a pipe; returns the pipe's
-/// reading end. The request is made before this returns, so a refused connection or an error
-/// status is reported here (and retried with back-off). The pipe ends when the body ends, the
-/// server stays silent for [`crate::hls_in::http::READ_TIMEOUT`], or the reading end is closed.
-fn http_pull(url: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+/// Starts an HTTP(S) GET of `url` on a thread that copies the body into a pipe; returns the
+/// pipe's reading end at once (the event loop never waits for the connection, up to
+/// [`crate::hls_in::http::CONNECT_TIMEOUT`]). A refused connection or an error status is logged
+/// by the thread and ends the pipe (the source is then opened again with back-off); `good` is
+/// set once the response came. The pipe ends when the body ends, the server stays silent for
+/// [`crate::hls_in::http::READ_TIMEOUT`], or the reading end is closed.
+fn http_pull(url: &str, good: Arc<AtomicBool>) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::io::{Read, Write};
-    let mut body = crate::hls_in::http::Http::new()
-        .open(url)
-        .map_err(|e| std::io::Error::other(format!("{url}: {e}")))?;
-    mist_core::info!("pulling TS from {url}");
     let (r, mut w) = std::io::pipe()?;
     let url = url.to_string();
     std::thread::Builder::new()
         .name("ts-http".into())
         .spawn(move || {
+            let mut body = match crate::hls_in::http::Http::new().open(&url) {
+                Ok(b) => b,
+                Err(e) => {
+                    mist_core::warn!("cannot open the TS source: {url}: {e}");
+                    return;
+                }
+            };
+            mist_core::info!("pulling TS from {url}");
+            good.store(true, Ordering::Relaxed);
             let mut buf = vec![0u8; 64 << 10];
             loop {
                 match body.read(&mut buf) {
@@ -712,7 +735,8 @@ fn open_source(live: &mut Live, rt: &mut Runtime<Live>) -> std::io::Result<()> {
             live.src_open = true;
         }
         Source::Http(url) => {
-            let pipe = http_pull(&url)?;
+            live.src_good.store(false, Ordering::Relaxed);
+            let pipe = http_pull(&url, live.src_good.clone())?;
             rt.adopt(
                 Box::new(pipe_from(pipe)?),
                 Peer::Unix,
@@ -822,7 +846,7 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> i32 {
                     break;
                 }
                 live.want_open = Some(Instant::now() + live.backoff);
-                live.backoff = (live.backoff * 2).min(Duration::from_secs(10));
+                live.backoff = (live.backoff * 2).min(MAX_BACKOFF);
             }
         }
         if let Err(e) = rt.run(&mut live) {

@@ -5,7 +5,7 @@
 //! [`Depacketizer::push`] → [`Depacketizer::pull`] gives [`AccessUnit`]s in the track's canonical
 //! form (4-byte length-prefixed NAL units for H.264/HEVC, raw AAC access units, …) stamped with
 //! the RTP time; [`Timeline`] turns RTP times into milliseconds, anchored on RTCP sender reports
-//! when there are any.
+//! when there are any; [`Reception`] keeps the loss and jitter counts of RTCP receiver reports.
 //!
 //! Sending: [`Packetizer::packetize`] turns one frame into packets of at most the given MTU.
 
@@ -15,6 +15,7 @@ mod h26x;
 mod jitter;
 mod packet;
 mod packetizer;
+mod reception;
 pub mod rtcp;
 mod timeline;
 
@@ -22,6 +23,7 @@ pub use depacketizer::{AccessUnit, Depacketizer};
 pub use jitter::ReorderBuffer;
 pub use packet::{Packet, PacketBuilder};
 pub use packetizer::Packetizer;
+pub use reception::Reception;
 pub use timeline::Timeline;
 
 /// What can be wrong with RTP or RTCP input.
