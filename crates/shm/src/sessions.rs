@@ -477,16 +477,16 @@ pub fn tick() -> Asked {
         for (sid, (_, e)) in &l.by_sid {
             if let (Some(i), Some(t)) = (e.slot, l.table.as_ref()) {
                 let f = t.seg.u32(slot(i) + S_KILL);
+                if f.load(Acquire) & INVALIDATE != 0 {
+                    f.fetch_and(!INVALIDATE, AcqRel);
+                    asked.invalidated.push(sid.clone());
+                }
                 if f.load(Acquire) & KILL != 0 {
                     asked.killed.push(sid.clone());
                     // The session is over here: its connections are closed by the caller, and
                     // a viewer that comes back starts a new one in a new slot.
                     gone.push(sid.clone());
                     continue;
-                }
-                if f.load(Acquire) & INVALIDATE != 0 {
-                    f.fetch_and(!INVALIDATE, AcqRel);
-                    asked.invalidated.push(sid.clone());
                 }
             }
             if e.open.is_empty() && e.last.elapsed() >= LINGER {
