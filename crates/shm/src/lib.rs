@@ -110,8 +110,8 @@ pub use guard::faults as truncation_faults;
 pub use layout::{MAX_FRAME, MAX_INIT, MAX_SRC_PATH, MAX_TRACKS, USER_SLOTS};
 pub use source::{SourceError, SourceFile};
 pub use users::StreamUser;
-pub use writer::{max_dvr_bytes, DEFAULT_MAX_DVR_BYTES};
 pub use waiter::Waiter;
+pub use writer::{max_dvr_bytes, DEFAULT_MAX_DVR_BYTES};
 
 use bytes::Bytes;
 use layout::*;
