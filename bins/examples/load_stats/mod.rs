@@ -3,6 +3,9 @@
 //! A viewer stalls when its media falls more than `stall_ms` behind the wall clock (measured from its
 //! first video frame, relative to the least lag it had), or when it never gets a video frame.
 
+// Included by every load generator (`#[path]`); each uses only part of it.
+#![allow(dead_code)]
+
 use mio::net::TcpStream;
 use mio::{Interest, Poll, Token};
 use std::io::{ErrorKind, Write};

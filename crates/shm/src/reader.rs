@@ -178,7 +178,7 @@ impl ReaderState {
                         // Skip the frame (the position already moved past it).
                         self.error = Some(ShmError::PayloadUnreadable {
                             dts: rec.dts,
-                            reason: e,
+                            reason: e.to_string(),
                         });
                         continue;
                     }
@@ -309,7 +309,7 @@ impl ReaderState {
                         // Corrupt page: skip the rest of it.
                         self.error = Some(ShmError::CorruptRecord {
                             page: self.page_id,
-                            detail: e,
+                            detail: e.to_string(),
                         });
                         self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                         continue;
