@@ -17,9 +17,8 @@ mod load_stats;
 use clap::Parser;
 use load_stats::ViewerStats;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll};
 use std::io::{ErrorKind, Read, Write};
-use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -28,16 +27,8 @@ struct Args {
     /// http://HOST:PORT/PATH
     #[arg(long)]
     url: String,
-    #[arg(long, default_value_t = 100)]
-    viewers: usize,
-    /// Seconds to keep the viewers connected.
-    #[arg(long, default_value_t = 15)]
-    duration: u64,
-    /// Milliseconds over which the connections are opened.
-    #[arg(long, default_value_t = 1000)]
-    ramp_ms: u64,
-    #[arg(long, default_value_t = 1500)]
-    stall_ms: i64,
+    #[command(flatten)]
+    load: load_stats::LoadArgs,
     /// https:// URLs: the CA (PEM) that signed the server's certificate.
     #[arg(long)]
     ca: Option<std::path::PathBuf>,
@@ -256,26 +247,21 @@ fn main() {
         .map_or(hostport.as_str(), |(h, _)| h)
         .trim_matches(['[', ']'])
         .to_string();
-    let addr = hostport
-        .to_socket_addrs()
-        .expect("resolve")
-        .next()
-        .expect("address");
+    let addr = load_stats::resolve(&hostport);
     let request = format!("GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n")
         .into_bytes();
 
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(4096);
     let t0 = Instant::now();
-    let end = t0 + Duration::from_secs(args.duration);
-    let mut viewers: Vec<Viewer> = Vec::with_capacity(args.viewers);
+    let load = &args.load;
+    let end = t0 + Duration::from_secs(load.duration);
+    let mut viewers: Vec<Viewer> = Vec::with_capacity(load.viewers);
     let mut buf = vec![0u8; 256 * 1024];
-    let stall_ms = args.stall_ms;
+    let stall_ms = load.stall_ms;
 
     while Instant::now() < end {
-        let due = (t0.elapsed().as_millis() as u64 * args.viewers as u64)
-            .checked_div(args.ramp_ms)
-            .map_or(args.viewers, |n| n.min(args.viewers as u64) as usize);
+        let due = load.due(t0.elapsed());
         while viewers.len() < due {
             let i = viewers.len();
             let mut v = Viewer {
@@ -286,11 +272,8 @@ fn main() {
                 stats: ViewerStats::new(),
                 lowat: false,
             };
-            match TcpStream::connect(addr) {
-                Ok(mut s) => {
-                    poll.registry()
-                        .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)
-                        .expect("register");
+            match load_stats::connect(&poll, addr, i) {
+                Some(s) => {
                     v.sock = Some(match &tls {
                         None => Conn::Plain(s),
                         Some(cfg) => {
@@ -305,7 +288,7 @@ fn main() {
                         }
                     });
                 }
-                Err(_) => v.stats.failed = true,
+                None => v.stats.failed = true,
             }
             viewers.push(v);
         }
@@ -320,12 +303,8 @@ fn main() {
             }
             if !v.out.is_empty() {
                 if let Some(sock) = v.sock.as_mut() {
-                    match sock.write(&v.out) {
-                        Ok(n) => {
-                            v.out.drain(..n);
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(_) => v.stats.failed = true,
+                    if !load_stats::write_out(sock, &mut v.out) {
+                        v.stats.failed = true;
                     }
                 }
             }
@@ -368,9 +347,9 @@ fn main() {
 
     let end_ms = t0.elapsed().as_millis() as i64;
     load_stats::print_report(
-        args.viewers,
+        load.viewers,
         viewers.iter().map(|v| &v.stats),
         end_ms,
-        args.stall_ms,
+        load.stall_ms,
     );
 }

@@ -2,7 +2,8 @@
 
 mod in_buffer;
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
+use mist_bins::util::cli::ProcessArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,24 +31,16 @@ struct Args {
     /// Publisher timeout in seconds (used when --timeout is not given)
     #[arg(short = 'i', long = "inputtimeout")]
     inputtimeout: Option<u64>,
-    /// Debug level (0-10)
-    #[arg(short = 'g', long = "debug", default_value_t = 4)]
-    debug: u8,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
-    version: Option<bool>,
+    #[command(flatten)]
+    common: ProcessArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    if args.json {
-        println!("{}", in_buffer::capabilities());
+    if args.common.printed_json(in_buffer::capabilities) {
         return;
     }
-    in_buffer::set_debug(args.debug);
+    in_buffer::set_debug(args.common.debug);
     let Some(stream) = args.stream.filter(|s| !s.is_empty()) else {
         mist_core::error!("no stream name given (-s)");
         std::process::exit(1);
@@ -56,10 +49,7 @@ fn main() {
         .timeout
         .or(args.inputtimeout.map(|s| s * 1000))
         .unwrap_or(in_buffer::DEFAULT_TIMEOUT_MS);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
+    let stop = mist_bins::util::cli::stop_on_signals();
     let opts = in_buffer::Options {
         stream,
         source: args.source,

@@ -4,10 +4,9 @@
 //! Exit codes: 0 after the source ended, nothing came for the input timeout, or SIGINT/SIGTERM;
 //! 1 when the stream cannot be written; 2 on bad arguments.
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
 use mist_bins::hls_in;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use mist_bins::util::cli::ProcessArgs;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -40,25 +39,17 @@ struct Args {
     /// else 1 GiB)
     #[arg(long = "dvr-bytes")]
     dvr_bytes: Option<u64>,
-    /// Debug level (0-10)
-    #[arg(short = 'g', long = "debug", default_value_t = 4)]
-    debug: u8,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
-    version: Option<bool>,
+    #[command(flatten)]
+    common: ProcessArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    if args.json {
-        println!("{}", hls_in::capabilities());
+    if args.common.printed_json(hls_in::capabilities) {
         return;
     }
     mist_bins::access::apply_dvr_bytes(args.dvr_bytes);
-    mist_core::log::init("MistInHLS", args.debug);
+    mist_core::log::init("MistInHLS", args.common.debug);
     let (Some(stream), Some(url)) = (args.stream, args.source) else {
         std::process::exit(2);
     };
@@ -73,10 +64,7 @@ fn main() {
         mist_core::error!("{url:?}: not an http(s):// playlist URL");
         std::process::exit(2);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
+    let stop = mist_bins::util::cli::stop_on_signals();
     let opts = hls_in::Options {
         stream: name,
         url,

@@ -3,7 +3,8 @@
 //! Exit codes: 0 after SIGINT/SIGTERM or after `-j`/`--version`/`--help`; 1 when the URL is bad
 //! or the event loop fails; 2 on bad arguments.
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
+use mist_bins::util::cli::ProcessArgs;
 
 #[derive(Parser)]
 #[command(
@@ -37,25 +38,17 @@ struct Args {
     /// RTP transport: auto (UDP, falling back to interleaved TCP), tcp or udp
     #[arg(long = "transport", value_enum, default_value_t = mist_bins::rtsp_in::TransportPref::Auto)]
     transport: mist_bins::rtsp_in::TransportPref,
-    /// Debug level 0-10 (3 production, 4 default)
-    #[arg(short = 'g', long, default_value_t = 4)]
-    debug: u8,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long)]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long, action = ArgAction::Version)]
-    version: Option<bool>,
+    #[command(flatten)]
+    common: ProcessArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    if args.json {
-        println!("{}", mist_bins::rtsp_in::capabilities());
+    if args.common.printed_json(mist_bins::rtsp_in::capabilities) {
         return;
     }
     mist_bins::access::apply_dvr_bytes(args.dvr_bytes);
-    mist_core::log::init("MistInRTSP", args.debug);
+    mist_core::log::init("MistInRTSP", args.common.debug);
     let (Some(stream), Some(url)) = (args.stream, args.source) else {
         std::process::exit(2);
     };

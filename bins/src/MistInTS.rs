@@ -2,10 +2,9 @@
 //! (`tsudp://`, `tstcp://`, `ts-exec:`, `stream://`, `http(s)://`, `-` for stdin) is ingested as a live stream
 //! (`mist_bins::ts_live`).
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
+use mist_bins::util::cli::ProcessArgs;
 use mist_bins::{ts_live, vod_input};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -42,15 +41,8 @@ struct Args {
     /// Live ts-exec: when the command is started again after it exits (always, onfail, never)
     #[arg(long = "restart", default_value = "always")]
     restart: ts_live::Restart,
-    /// Debug level (0-10)
-    #[arg(short = 'g', long = "debug", default_value_t = 4)]
-    debug: u8,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
-    version: Option<bool>,
+    #[command(flatten)]
+    common: ProcessArgs,
 }
 
 /// The `-j` capabilities: the VoD input's, plus the live sources and their options.
@@ -99,29 +91,17 @@ fn capabilities() -> serde_json::Value {
 
 fn main() {
     let args = Args::parse();
-    if args.json {
-        println!("{}", capabilities());
+    if args.common.printed_json(capabilities) {
         std::process::exit(vod_input::EXIT_OK);
     }
     mist_bins::access::apply_dvr_bytes(args.dvr_bytes);
-    mist_core::log::init("MistInTS", args.debug);
-    let Some(stream) = args.stream.filter(|s| !s.is_empty()) else {
-        mist_core::error!("no stream name given (-s)");
-        std::process::exit(vod_input::EXIT_USAGE);
-    };
-    let name = mist_core::names::sanitize(&stream);
-    if !mist_core::names::is_valid(&name) {
-        mist_core::error!("invalid stream name {stream:?}");
-        std::process::exit(vod_input::EXIT_USAGE);
-    }
+    mist_core::log::init("MistInTS", args.common.debug);
+    let name = mist_bins::util::cli::stream_arg(args.stream, vod_input::EXIT_USAGE);
     let Some(source) = args.source else {
         mist_core::error!("no source given");
         std::process::exit(vod_input::EXIT_USAGE);
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
+    let stop = mist_bins::util::cli::stop_on_signals();
     if !ts_live::is_live(&source) {
         let opts = vod_input::Options {
             kind: vod_input::Kind::Ts,

@@ -20,12 +20,11 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    if args.common.json {
-        println!("{}", http_out::capabilities());
-        return;
-    }
-    if args.common.version {
-        println!("MistOutHTTP mist-rs {}", env!("CARGO_PKG_VERSION"));
+    if args
+        .common
+        .info
+        .answered_caps("MistOutHTTP", &http_out::capabilities())
+    {
         return;
     }
     mist_core::log::init("MistOutHTTP", args.common.debug);

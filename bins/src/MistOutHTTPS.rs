@@ -27,12 +27,11 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    if args.common.json {
-        println!("{}", http_out::https::capabilities());
-        return;
-    }
-    if args.common.version {
-        println!("MistOutHTTPS mist-rs {}", env!("CARGO_PKG_VERSION"));
+    if args
+        .common
+        .info
+        .answered_caps("MistOutHTTPS", &http_out::https::capabilities())
+    {
         return;
     }
     mist_core::log::init("MistOutHTTPS", args.common.debug);

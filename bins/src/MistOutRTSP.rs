@@ -3,7 +3,8 @@
 //! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM) or after `-j`/`--version`/`--help`;
 //! 1 when the listening socket cannot be opened or the event loop fails; 2 on bad arguments.
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
+use mist_bins::util::cli::ProcessArgs;
 use std::net::{IpAddr, SocketAddr};
 
 #[derive(Parser)]
@@ -31,24 +32,16 @@ struct Args {
     /// Most connections from one remote address at once (0: no cap)
     #[arg(long = "max-per-ip", default_value_t = mist_bins::rtsp_out::DEFAULT_MAX_PER_IP)]
     max_per_ip: usize,
-    /// Debug level 0-10 (3 production, 4 default)
-    #[arg(short = 'g', long, default_value_t = 4)]
-    debug: u8,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long)]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long, action = ArgAction::Version)]
-    version: Option<bool>,
+    #[command(flatten)]
+    common: ProcessArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    if args.json {
-        println!("{}", mist_bins::rtsp_out::capabilities());
+    if args.common.printed_json(mist_bins::rtsp_out::capabilities) {
         return;
     }
-    mist_core::log::init("MistOutRTSP", args.debug);
+    mist_core::log::init("MistOutRTSP", args.common.debug);
     let cfg = mist_bins::rtsp_out::Config {
         addr: SocketAddr::new(args.interface, args.port),
         udp_port: args.udp_port,

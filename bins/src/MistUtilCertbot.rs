@@ -3,7 +3,8 @@
 //!
 //! Exit codes: 0 done; 1 usage (neither hook's environment set) or the hook failed.
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
+use mist_bins::util::cli::InfoArgs;
 use mist_bins::util::{certbot, client::Client};
 use std::path::PathBuf;
 
@@ -24,12 +25,8 @@ struct Args {
     /// Debug level (0-10; 3 prints only problems, which certbot shows as the hook's error output)
     #[arg(short = 'g', long = "debug", default_value_t = 3)]
     debug: u8,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
-    version: bool,
+    #[command(flatten)]
+    info: InfoArgs,
 }
 
 const USAGE: &str = "MistUtilCertbot is run by certbot as a hook, which sets its environment:\n  certbot certonly --manual --preferred-challenges=http --manual-auth-hook MistUtilCertbot --deploy-hook MistUtilCertbot -d example.com\nNeither CERTBOT_TOKEN+CERTBOT_VALIDATION (auth hook) nor RENEWED_LINEAGE (deploy hook) is set.";
@@ -40,15 +37,11 @@ fn env(name: &str) -> Option<String> {
 
 fn main() {
     let args = Args::parse();
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"name": "Certbot", "desc": "certbot auth and deploy hook (CERTBOT_TOKEN/CERTBOT_VALIDATION, RENEWED_LINEAGE)"})
-        );
-        return;
-    }
-    if args.version {
-        println!("MistUtilCertbot mist-rs {}", env!("CARGO_PKG_VERSION"));
+    if args.info.answered(
+        "MistUtilCertbot",
+        "Certbot",
+        "certbot auth and deploy hook (CERTBOT_TOKEN/CERTBOT_VALIDATION, RENEWED_LINEAGE)",
+    ) {
         return;
     }
     mist_core::log::init("MistUtilCertbot", args.debug);

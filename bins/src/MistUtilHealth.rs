@@ -4,7 +4,8 @@
 //! Exit codes: 0 healthy; 1 degraded (the controller does not answer, a listener is not running,
 //! or memory, shared memory or CPU use is over its limit); 2 usage.
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
+use mist_bins::util::cli::InfoArgs;
 use mist_bins::util::health;
 
 #[derive(Parser, Debug)]
@@ -29,25 +30,17 @@ struct Args {
     /// Print nothing; only the exit code tells
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
-    version: bool,
+    #[command(flatten)]
+    info: InfoArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"name": "Health", "desc": "Exit 0 when the server is healthy, 1 when degraded"})
-        );
-        return;
-    }
-    if args.version {
-        println!("MistUtilHealth mist-rs {}", env!("CARGO_PKG_VERSION"));
+    if args.info.answered(
+        "MistUtilHealth",
+        "Health",
+        "Exit 0 when the server is healthy, 1 when degraded",
+    ) {
         return;
     }
     let checks = health::run(

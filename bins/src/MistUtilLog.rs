@@ -1,7 +1,8 @@
 //! MistUtilLog: pretty-prints mist-rs log lines from stdin, or runs a command and turns its
 //! output into log lines (logic in `util/logtool.rs`).
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
+use mist_bins::util::cli::InfoArgs;
 use mist_bins::util::logtool;
 use std::io::IsTerminal;
 
@@ -18,12 +19,8 @@ struct Args {
     /// Colour by level: auto (when stdout is a terminal), always or never
     #[arg(long = "color", default_value = "auto", value_parser = ["auto", "always", "never"])]
     color: String,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
-    version: bool,
+    #[command(flatten)]
+    info: InfoArgs,
     /// Command to run (with its arguments) instead of reading stdin
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -31,15 +28,11 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"name": "Log", "desc": "Pretty-print log lines, or run a command and log its output"})
-        );
-        return;
-    }
-    if args.version {
-        println!("MistUtilLog mist-rs {}", env!("CARGO_PKG_VERSION"));
+    if args.info.answered(
+        "MistUtilLog",
+        "Log",
+        "Pretty-print log lines, or run a command and log its output",
+    ) {
         return;
     }
     if args.command.is_empty() {

@@ -4,7 +4,8 @@
 //! Exit codes: 0 done (also when nothing of the stream was left); 1 a process could not be
 //! signalled; 2 usage.
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
+use mist_bins::util::cli::InfoArgs;
 use mist_bins::util::nuke;
 
 #[derive(Parser, Debug)]
@@ -17,25 +18,17 @@ struct Args {
     /// The stream (full name, e.g. live or live+cam1)
     #[arg(required_unless_present_any = ["json", "version"])]
     stream: Option<String>,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
-    version: bool,
+    #[command(flatten)]
+    info: InfoArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"name": "Nuke", "desc": "Stop a stuck stream's processes and remove its shared memory"})
-        );
-        return;
-    }
-    if args.version {
-        println!("MistUtilNuke mist-rs {}", env!("CARGO_PKG_VERSION"));
+    if args.info.answered(
+        "MistUtilNuke",
+        "Nuke",
+        "Stop a stuck stream's processes and remove its shared memory",
+    ) {
         return;
     }
     let stream = args.stream.unwrap_or_default();

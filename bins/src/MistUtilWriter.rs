@@ -3,7 +3,8 @@
 //! Exit codes: 0 written (the file complete, or the HTTP server answered 2xx); 1 bad or
 //! unsupported URL; 2 the write failed (I/O error, no connection, or an HTTP answer other than 2xx).
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
+use mist_bins::util::cli::InfoArgs;
 use mist_bins::util::writer::{self, Target};
 
 #[derive(Parser, Debug)]
@@ -22,12 +23,8 @@ struct Args {
     /// Debug level (0-10)
     #[arg(short = 'g', long = "debug", default_value_t = 4)]
     debug: u8,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
-    version: bool,
+    #[command(flatten)]
+    info: InfoArgs,
 }
 
 fn main() {
@@ -42,15 +39,11 @@ fn main() {
             });
         }
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"name": "Writer", "desc": "Copy stdin to a file or an HTTP PUT"})
-        );
-        return;
-    }
-    if args.version {
-        println!("MistUtilWriter mist-rs {}", env!("CARGO_PKG_VERSION"));
+    if args.info.answered(
+        "MistUtilWriter",
+        "Writer",
+        "Copy stdin to a file or an HTTP PUT",
+    ) {
         return;
     }
     mist_core::log::init("MistUtilWriter", args.debug);

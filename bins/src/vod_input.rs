@@ -28,7 +28,7 @@
 //! the pages viewers need) is not built. A tmpfs that fills up while loading is a clear error
 //! (exit [`EXIT_SHM`]) and the partial stream is removed.
 
-use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use mist_media::mp4::{Movie, Mp4Reader, Need};
 pub use mist_media::remux::MAX_QUEUED;
 use mist_media::remux::{Demux, Event, Input, Interleaver, Probe};
@@ -173,15 +173,8 @@ struct Args {
     /// Viewers of the stream at once (stream option max_viewers; 0 = as many as there are slots)
     #[arg(long = "max-viewers", default_value_t = DEFAULT_MAX_VIEWERS)]
     max_viewers: u32,
-    /// Debug level (0-10)
-    #[arg(short = 'g', long = "debug", default_value_t = 4)]
-    debug: u8,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
-    version: Option<bool>,
+    #[command(flatten)]
+    common: crate::util::cli::ProcessArgs,
 }
 
 /// What [`run`] needs.
@@ -203,28 +196,16 @@ pub fn main(kind: Kind) -> ! {
         Ok(a) => a,
         Err(e) => e.exit(),
     };
-    if args.json {
-        println!("{}", capabilities(kind));
+    if args.common.printed_json(|| capabilities(kind)) {
         std::process::exit(EXIT_OK);
     }
-    mist_core::log::init(kind.binary(), args.debug);
-    let Some(stream) = args.stream.filter(|s| !s.is_empty()) else {
-        mist_core::error!("no stream name given (-s)");
-        std::process::exit(EXIT_USAGE);
-    };
-    let name = mist_core::names::sanitize(&stream);
-    if !mist_core::names::is_valid(&name) {
-        mist_core::error!("invalid stream name {stream:?}");
-        std::process::exit(EXIT_USAGE);
-    }
+    mist_core::log::init(kind.binary(), args.common.debug);
+    let name = crate::util::cli::stream_arg(args.stream, EXIT_USAGE);
     let Some(source) = args.source else {
         mist_core::error!("no source file given");
         std::process::exit(EXIT_USAGE);
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
+    let stop = crate::util::cli::stop_on_signals();
     let opts = Options {
         kind,
         stream: name,
@@ -241,6 +222,42 @@ struct Loaded {
     frames: u64,
     bytes: u64,
     skipped: u64,
+}
+
+impl Loaded {
+    /// Counts the push of a frame (`frame`: track, decode time, bytes). A frame too large is
+    /// skipped with a warning; a full shared memory (where `what` could not be done) or a stream
+    /// taken away is logged and gives the exit status.
+    fn count(
+        &mut self,
+        pushed: Result<(), ShmError>,
+        (track, dts, bytes): (u32, i64, u64),
+        stream: &str,
+        what: &str,
+    ) -> Result<(), i32> {
+        match pushed {
+            Ok(()) => {
+                self.frames += 1;
+                self.bytes += bytes;
+                Ok(())
+            }
+            Err(ShmError::FrameTooLarge(n)) => {
+                mist_core::warn!(
+                    "stream {stream}: frame of {n} bytes (track {track}, {dts} ms) too large, skipped"
+                );
+                self.skipped += 1;
+                Ok(())
+            }
+            Err(e @ ShmError::Io { .. }) => {
+                mist_core::error!("stream {stream}: cannot {what} in shared memory (full?): {e}");
+                Err(EXIT_SHM)
+            }
+            Err(e) => {
+                mist_core::error!("stream {stream} taken away while loading: {e}");
+                Err(EXIT_STREAM)
+            }
+        }
+    }
 }
 
 /// Why loading stopped early.
@@ -530,40 +547,18 @@ fn run_external(
             );
             break;
         }
-        match w.push_external(
+        let r = w.push_external(
             s.track,
             s.dts + shift,
             s.pts_offset,
             s.keyframe,
             s.offset,
             s.size,
-        ) {
-            Ok(()) => {
-                loaded.frames += 1;
-                loaded.bytes += s.size as u64;
-            }
-            Err(ShmError::FrameTooLarge(n)) => {
-                mist_core::warn!(
-                    "stream {}: frame of {n} bytes (track {}, {} ms) too large, skipped",
-                    opts.stream,
-                    s.track,
-                    s.dts
-                );
-                loaded.skipped += 1;
-            }
-            Err(e @ ShmError::Io { .. }) => {
-                mist_core::error!(
-                    "stream {}: cannot write its index in shared memory (full?): {e}",
-                    opts.stream
-                );
-                w.close();
-                return end(buf, &opts.stream, EXIT_SHM);
-            }
-            Err(e) => {
-                mist_core::error!("stream {} taken away while loading: {e}", opts.stream);
-                w.close();
-                return end(buf, &opts.stream, EXIT_STREAM);
-            }
+        );
+        let frame = (s.track, s.dts, s.size as u64);
+        if let Err(code) = loaded.count(r, frame, &opts.stream, "write its index") {
+            w.close();
+            return end(buf, &opts.stream, code);
         }
     }
     let t = t0.elapsed();
@@ -597,32 +592,10 @@ fn flush(
         if loaded.frames.is_multiple_of(256) && stop.load(Ordering::Relaxed) {
             return Err(Abort::Stopped);
         }
-        match w.push(&f) {
-            Ok(()) => {
-                loaded.frames += 1;
-                loaded.bytes += f.data.len() as u64;
-            }
-            Err(ShmError::FrameTooLarge(n)) => {
-                mist_core::warn!(
-                    "stream {}: frame of {n} bytes (track {}, {} ms) too large, skipped",
-                    opts.stream,
-                    f.track,
-                    f.dts
-                );
-                loaded.skipped += 1;
-            }
-            Err(e @ ShmError::Io { .. }) => {
-                mist_core::error!(
-                    "stream {}: cannot store the file in shared memory (full?): {e}",
-                    opts.stream
-                );
-                return Err(Abort::Exit(EXIT_SHM));
-            }
-            Err(e) => {
-                mist_core::error!("stream {} taken away while loading: {e}", opts.stream);
-                return Err(Abort::Exit(EXIT_STREAM));
-            }
-        }
+        let frame = (f.track, f.dts, f.data.len() as u64);
+        loaded
+            .count(w.push(&f), frame, &opts.stream, "store the file")
+            .map_err(Abort::Exit)?;
     }
     Ok(())
 }

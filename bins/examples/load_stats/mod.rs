@@ -3,8 +3,70 @@
 //! A viewer stalls when its media falls more than `stall_ms` behind the wall clock (measured from its
 //! first video frame, relative to the least lag it had), or when it never gets a video frame.
 
+// Included by every load generator (`#[path]`); each uses only part of it.
+#![allow(dead_code)]
+
+use mio::net::TcpStream;
+use mio::{Interest, Poll, Token};
+use std::io::{ErrorKind, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
+
+/// The options both generators take besides the URL (`#[command(flatten)]`).
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    #[arg(long, default_value_t = 100)]
+    pub viewers: usize,
+    /// Seconds to keep the viewers connected.
+    #[arg(long, default_value_t = 15)]
+    pub duration: u64,
+    /// Milliseconds over which the connections are opened.
+    #[arg(long, default_value_t = 1000)]
+    pub ramp_ms: u64,
+    #[arg(long, default_value_t = 1500)]
+    pub stall_ms: i64,
+}
+
+impl LoadArgs {
+    /// How many viewers are connected `elapsed` into the run: the connections are opened spread
+    /// over the ramp.
+    pub fn due(&self, elapsed: Duration) -> usize {
+        (elapsed.as_millis() as u64 * self.viewers as u64)
+            .checked_div(self.ramp_ms)
+            .map_or(self.viewers, |n| n.min(self.viewers as u64) as usize)
+    }
+}
+
+/// The first address of HOST:PORT.
+pub fn resolve(hostport: &str) -> SocketAddr {
+    hostport
+        .to_socket_addrs()
+        .expect("resolve")
+        .next()
+        .expect("address")
+}
+
+/// Connects viewer `i` and registers it for readable and writable events (token `i`); `None`
+/// when the connection cannot even be started.
+pub fn connect(poll: &Poll, addr: SocketAddr, i: usize) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    poll.registry()
+        .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)
+        .expect("register");
+    Some(s)
+}
+
+/// Writes what `out` holds, as far as the socket takes it. False: the connection failed.
+pub fn write_out(sock: &mut impl Write, out: &mut Vec<u8>) -> bool {
+    match sock.write(out) {
+        Ok(n) => {
+            out.drain(..n);
+            true
+        }
+        Err(e) => e.kind() == ErrorKind::WouldBlock,
+    }
+}
 
 /// Receive low-water mark set once a viewer plays: the kernel wakes the generator when this much is
 /// buffered (a few times a second per viewer) rather than on every message, so the receive work

@@ -2,7 +2,6 @@
 //! HTTPS, the certificates).
 
 use super::Options;
-use clap::ArgAction;
 
 /// Options common to the plain and TLS HTTP connectors (`#[command(flatten)]` into each binary).
 #[derive(clap::Args, Debug)]
@@ -30,12 +29,8 @@ pub struct CommonArgs {
     /// Debug level (0-10)
     #[arg(short = 'g', long = "debug", default_value_t = 4)]
     pub debug: u8,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    pub json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
-    pub version: bool,
+    #[command(flatten)]
+    pub info: crate::util::cli::InfoArgs,
 }
 
 impl CommonArgs {

@@ -17,7 +17,7 @@ use mist_media::hls::{master_playlist, media_playlist, MasterOptions, MediaOptio
 use mist_media::mp4::{FragmentOptions, FragmentWriter};
 use mist_media::segment::{Timeline, TimelineConfig, Window};
 use mist_media::{Frame, Track};
-use mist_shm::{ReadEvent, ReaderInfo, StreamReader};
+use mist_shm::{ReadEvent, StreamReader};
 use std::collections::HashMap;
 
 /// Segment duration target (segments start at main-track keyframes).
@@ -68,18 +68,8 @@ pub fn time_body() -> String {
 
 impl CmafStream {
     pub fn open(stream: &str, host: &str) -> Result<CmafStream, mist_shm::ShmError> {
-        let mut reader = StreamReader::open(
-            stream,
-            ReaderInfo {
-                connector: "CMAF".into(),
-                host: host.into(),
-            },
-        )?;
-        // Start in the DVR window so the first manifest already lists recent segments.
-        let last = mist_shm::stream_status(stream)
-            .map(|s| s.last_ms)
-            .unwrap_or(0);
-        reader.seek_ms(last.saturating_sub((TARGET_MS as i64) * (WINDOW as i64 + 1)));
+        let back_ms = (TARGET_MS as i64) * (WINDOW as i64 + 1);
+        let reader = segmented::open_reader(stream, "CMAF", host, back_ms)?;
         Ok(CmafStream {
             reader,
             tracks: Vec::new(),
@@ -119,18 +109,9 @@ impl CmafStream {
 
     /// Sets up the timeline and one writer per track at a main-track keyframe.
     fn start(&mut self, sel: Vec<Track>) -> bool {
-        let mut writers = Vec::new();
-        let mut inits = HashMap::new();
-        for t in &sel {
-            let Ok(w) = FragmentWriter::new(vec![t.clone()], FragmentOptions::default()) else {
-                return false;
-            };
-            let Ok(init) = w.init_segment() else {
-                return false;
-            };
-            inits.insert(t.id, Bytes::from(init));
-            writers.push(w);
-        }
+        let Ok((writers, inits)) = writers_of(&sel) else {
+            return false;
+        };
         self.tl = Some(Timeline::new(timeline_config(), &sel));
         self.cur = vec![Vec::new(); sel.len()];
         self.writers = writers;
@@ -168,12 +149,7 @@ impl CmafStream {
             // last frame duration (their frames may run a little past the boundary).
             let end_ms = if Some(t.id) == main { end } else { None };
             if let Ok(b) = w.media_segment(&frames, end_ms) {
-                let ctype = if t.kind() == mist_media::TrackKind::Audio {
-                    "audio/mp4"
-                } else {
-                    "video/mp4"
-                };
-                let seg = Cached::new("cmaf", ctype, SEGMENT_CACHE, Bytes::from(b));
+                let seg = Cached::new("cmaf", ctype(t), SEGMENT_CACHE, Bytes::from(b));
                 self.cache.insert((t.id, start), seg);
             }
         }
@@ -272,11 +248,7 @@ impl CmafStream {
     /// absolute UTCTiming URL).
     fn respond(&mut self, rest: &str, host: &str) -> Answer {
         let Some(tl) = self.tl.as_ref() else {
-            return if self.ended {
-                Answer::NotFound("stream ended".into())
-            } else {
-                Answer::Wait
-            };
+            return segmented::not_started(self.ended);
         };
         const M3U8: &str = "application/vnd.apple.mpegurl";
         let manifest = |ctype: &'static str, body: String| Answer::Ready {
@@ -306,9 +278,7 @@ impl CmafStream {
                 if !self.manifest_ready() {
                     return Answer::Wait;
                 }
-                let mut o = MasterOptions::cmaf();
-                // Segment URLs are shared with DASH: `<track>/<start>.m4s`.
-                o.variant_uri = "{track}/index.m3u8".into();
+                let o = master_options();
                 return manifest(M3U8, master_playlist(&self.tracks, tl, &o));
             }
             _ => {}
@@ -328,9 +298,7 @@ impl CmafStream {
                 if !self.manifest_ready() {
                     return Answer::Wait;
                 }
-                let mut o = MediaOptions::cmaf(&[track]);
-                o.segment_uri = "{start}.m4s".into();
-                manifest(M3U8, media_playlist(tl, &o))
+                manifest(M3U8, media_playlist(tl, &media_options(track)))
             }
             "init.mp4" => match self.inits.get(&track) {
                 Some(b) => Answer::Ready {
@@ -361,6 +329,45 @@ impl CmafStream {
             }
         }
     }
+}
+
+/// One fragment writer per track of `sel` (one track per file), and the tracks' init segments
+/// by track id.
+pub fn writers_of(
+    sel: &[Track],
+) -> Result<(Vec<FragmentWriter>, HashMap<u32, Bytes>), mist_media::MediaError> {
+    let mut writers = Vec::new();
+    let mut inits = HashMap::new();
+    for t in sel {
+        let w = FragmentWriter::new(vec![t.clone()], FragmentOptions::default())?;
+        inits.insert(t.id, Bytes::from(w.init_segment()?));
+        writers.push(w);
+    }
+    Ok((writers, inits))
+}
+
+/// The content type of a track's init segment and fragments.
+pub fn ctype(t: &Track) -> &'static str {
+    if t.kind() == mist_media::TrackKind::Audio {
+        "audio/mp4"
+    } else {
+        "video/mp4"
+    }
+}
+
+/// The HLS master playlist's options: media playlists at `<track>/index.m3u8`.
+pub fn master_options() -> MasterOptions {
+    let mut o = MasterOptions::cmaf();
+    // Segment URLs are shared with DASH: `<track>/<start>.m4s`.
+    o.variant_uri = "{track}/index.m3u8".into();
+    o
+}
+
+/// A track's HLS media playlist options: segments at `<start>.m4s`, as in the MPD.
+pub fn media_options(track: u32) -> MediaOptions {
+    let mut o = MediaOptions::cmaf(&[track]);
+    o.segment_uri = "{start}.m4s".into();
+    o
 }
 
 fn timeline_config() -> TimelineConfig {

@@ -15,7 +15,7 @@ use mist_media::hls::{master_playlist, media_playlist, MasterOptions, MediaOptio
 use mist_media::mpegts::{Muxer, MuxerOptions};
 use mist_media::segment::{Timeline, TimelineConfig, Window};
 use mist_media::Track;
-use mist_shm::{ReadEvent, ReaderInfo, StreamReader};
+use mist_shm::{ReadEvent, StreamReader};
 use std::collections::HashMap;
 
 /// Segment duration target (segments start at keyframes, so they hold whole GOPs).
@@ -69,18 +69,8 @@ fn selection(tracks: &[Track]) -> Vec<Track> {
 
 impl HlsStream {
     pub fn open(stream: &str, host: &str) -> Result<HlsStream, mist_shm::ShmError> {
-        let mut reader = StreamReader::open(
-            stream,
-            ReaderInfo {
-                connector: "HLS".into(),
-                host: host.into(),
-            },
-        )?;
-        // Start in the DVR window so the first playlist already lists recent segments.
-        let last = mist_shm::stream_status(stream)
-            .map(|s| s.last_ms)
-            .unwrap_or(0);
-        reader.seek_ms(last.saturating_sub((TARGET_MS as i64) * (WINDOW as i64 + 1)));
+        let back_ms = (TARGET_MS as i64) * (WINDOW as i64 + 1);
+        let reader = segmented::open_reader(stream, "HLS", host, back_ms)?;
         Ok(HlsStream {
             reader,
             tracks: Vec::new(),
@@ -187,11 +177,7 @@ impl HlsStream {
     /// The answer for the path below `/hls/$/`.
     fn respond(&mut self, rest: &str) -> Answer {
         let Some(tl) = self.tl.as_ref() else {
-            return if self.ended {
-                Answer::NotFound("stream ended".into())
-            } else {
-                Answer::Wait
-            };
+            return segmented::not_started(self.ended);
         };
         let ready = self.ended || tl.len() >= MIN_SEGMENTS;
         const PLAYLIST: &str = "application/vnd.apple.mpegurl";
@@ -223,11 +209,7 @@ impl HlsStream {
                 body: Bytes::from(body),
             };
         }
-        let Some(seq) = file
-            .strip_suffix(".ts")
-            .and_then(|f| f.split('_').next())
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
+        let Some(seq) = segment_seq(file) else {
             return Answer::NotFound("no such segment".into());
         };
         if let Some(c) = v.cache.get(&seq) {
@@ -254,25 +236,50 @@ impl SegmentedStream for HlsStream {
     }
 }
 
-/// One variant per video track (with the first audio track), or one audio-only variant; each
-/// with its own TS muxer. `None` when a muxer cannot be made.
-fn variants_of(sel: &[Track]) -> Option<Vec<Variant>> {
+/// The HLS variants of a selection as track groups: every video track with the first audio
+/// track, or the first audio track alone when there is no video (live and VoD alike).
+pub fn variant_groups(sel: &[Track]) -> Vec<Vec<Track>> {
     use mist_media::TrackKind;
     let audio = sel.iter().find(|t| t.kind() == TrackKind::Audio);
     let video: Vec<&Track> = sel
         .iter()
         .filter(|t| t.kind() == TrackKind::Video)
         .collect();
-    let mut groups: Vec<Vec<Track>> = if video.is_empty() {
+    if video.is_empty() {
         audio.map(|a| vec![vec![a.clone()]]).unwrap_or_default()
     } else {
         video
             .iter()
             .map(|v| std::iter::once(*v).chain(audio).cloned().collect())
             .collect()
-    };
+    }
+}
+
+/// A variant's directory in the URLs: its track ids joined by `_`.
+pub fn variant_ids(tracks: &[Track]) -> String {
+    tracks
+        .iter()
+        .map(|t| t.id.to_string())
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+/// The sequence number in a segment's file name (`<seq>_<start>.ts`).
+pub fn segment_seq(file: &str) -> Option<u64> {
+    file.strip_suffix(".ts")
+        .and_then(|f| f.split('_').next())
+        .and_then(|s| s.parse::<u64>().ok())
+}
+
+/// One variant per video track (with the first audio track), or one audio-only variant, and
+/// the further audio tracks as audio-only renditions; each with its own TS muxer. `None` when a
+/// muxer cannot be made.
+fn variants_of(sel: &[Track]) -> Option<Vec<Variant>> {
+    use mist_media::TrackKind;
+    let mut groups = variant_groups(sel);
     // Further audio tracks: audio-only renditions (EXT-X-MEDIA in the master).
-    if !video.is_empty() {
+    if sel.iter().any(|t| t.kind() == TrackKind::Video) {
+        let audio = sel.iter().find(|t| t.kind() == TrackKind::Audio);
         groups.extend(
             sel.iter()
                 .filter(|t| t.kind() == TrackKind::Audio && Some(t.id) != audio.map(|a| a.id))
@@ -282,14 +289,9 @@ fn variants_of(sel: &[Track]) -> Option<Vec<Variant>> {
     let mut out = Vec::new();
     for g in groups {
         let mux = Muxer::new(&g, MuxerOptions::default()).ok()?;
-        let tracks: Vec<u32> = g.iter().map(|t| t.id).collect();
         out.push(Variant {
-            ids: tracks
-                .iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-                .join("_"),
-            tracks,
+            ids: variant_ids(&g),
+            tracks: g.iter().map(|t| t.id).collect(),
             mux,
             cur: Vec::new(),
             oversize: false,

@@ -13,6 +13,7 @@ pub mod https;
 pub mod mux;
 pub mod routes;
 pub mod segmented;
+pub mod segmented_formats;
 /// Moved to [`crate::feed`] (shared by every connector); the old path stays.
 pub use crate::feed as source;
 pub mod standalone;
@@ -29,7 +30,6 @@ use mux::Format;
 use serde_json::{json, Value};
 use source::{Feed, Source};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -421,7 +421,7 @@ impl App {
             Some((_, p)) if p.is_of(&idx) => p.clone(),
             _ => match vod::Mp4Plan::new(idx, video.as_deref(), audio.as_deref()) {
                 Ok(p) => Arc::new(p),
-                Err(e) => return io.respond_text(id, 415, &e),
+                Err(e) => return io.respond_text(id, 415, &e.to_string()),
             },
         };
         insert_bounded(
@@ -482,7 +482,7 @@ impl App {
         }
         if !self.segmented.contains_key(&key) {
             let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
-            match segmented::open(kind, stream, &host) {
+            match segmented_formats::open(kind, stream, &host) {
                 None => return routes::segmented(io, id),
                 Some(Err(e)) => return io.respond_text(id, 503, &format!("stream offline: {e}")),
                 Some(Ok(s)) => {
@@ -988,10 +988,7 @@ pub fn run(opts: Options) -> i32 {
             let _ = waker.wake();
         }
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
+    let stop = crate::util::cli::stop_on_signals();
     match server.run(app, stop) {
         Ok(()) => 0,
         Err(e) => {

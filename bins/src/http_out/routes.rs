@@ -224,7 +224,7 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
             if !enabled.has(connector) {
                 return Route::Error(404, format!("{connector} is not enabled on this server"));
             }
-            if !super::segmented::has(kind) {
+            if !super::segmented_formats::has(kind) {
                 return Route::Error(
                     501,
                     format!("{connector} is not implemented by this build of MistOutHTTP"),
@@ -270,7 +270,7 @@ pub fn route(req: &Request, enabled: &Enabled) -> Route {
     Route::Error(404, "not found".into())
 }
 
-/// The answer for a segmented kind this build does not implement (see `super::segmented`).
+/// The answer for a segmented kind this build does not implement (see `super::segmented_formats`).
 pub fn segmented(io: &mut Io, id: ConnId) {
     io.respond_text(
         id,

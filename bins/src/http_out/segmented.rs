@@ -6,7 +6,7 @@
 //! Formats: `hls` (MPEG-TS segments, hls.rs) and `cmaf` (DASH + fMP4 HLS, cmaf.rs); for VoD
 //! streams both are served from the stream's index (vod.rs), at the same URLs. To add one,
 //! implement [`SegmentedStream`] in a module and add its `kind` (the first URL component) to
-//! [`has`] and [`open`].
+//! `has` and `open` in segmented_formats.rs.
 
 use bytes::Bytes;
 use mist_net::server::ConnId;
@@ -72,6 +72,38 @@ impl Cached {
     }
 }
 
+/// A reader of `stream` for a live segmented format (`connector` in the users table), placed
+/// `back_ms` before the newest frame, in the DVR window, so that the first playlist already lists
+/// recent segments.
+pub fn open_reader(
+    stream: &str,
+    connector: &str,
+    host: &str,
+    back_ms: i64,
+) -> Result<mist_shm::StreamReader, mist_shm::ShmError> {
+    let mut reader = mist_shm::StreamReader::open(
+        stream,
+        mist_shm::ReaderInfo {
+            connector: connector.into(),
+            host: host.into(),
+        },
+    )?;
+    let last = mist_shm::stream_status(stream)
+        .map(|s| s.last_ms)
+        .unwrap_or(0);
+    reader.seek_ms(last.saturating_sub(back_ms));
+    Ok(reader)
+}
+
+/// The answer while a stream has no timeline yet: wait for it, or not found once it ended.
+pub fn not_started(ended: bool) -> Answer {
+    if ended {
+        Answer::NotFound("stream ended".into())
+    } else {
+        Answer::Wait
+    }
+}
+
 /// One stream of one segmented format.
 pub trait SegmentedStream: Send {
     /// Reads what is new from shared memory (never blocks; bounded work).
@@ -114,42 +146,6 @@ pub fn log_oversize(stream: &str, what: &str, flag: &mut bool) {
         mist_core::warn!(
             "stream {stream}: {what} segment holds more than {MAX_SEGMENT_BYTES} bytes (timestamps not advancing?); dropping it"
         );
-    }
-}
-
-/// Whether this build implements `kind`.
-pub fn has(kind: &str) -> bool {
-    kind == "hls" || kind == "cmaf"
-}
-
-/// Opens `kind` for a stream; `None` when this build has no such format.
-pub fn open(
-    kind: &str,
-    stream: &str,
-    host: &str,
-) -> Option<Result<Box<dyn SegmentedStream>, mist_shm::ShmError>> {
-    // A VoD stream is served from its index (vod.rs), a live one from a reader.
-    if super::vod::is_vod(stream) {
-        return match kind {
-            "hls" => Some(Ok(
-                Box::new(super::vod::VodHls::open(stream, host)) as Box<dyn SegmentedStream>
-            )),
-            "cmaf" => Some(Ok(
-                Box::new(super::vod::VodCmaf::open(stream, host)) as Box<dyn SegmentedStream>
-            )),
-            _ => None,
-        };
-    }
-    match kind {
-        "hls" => Some(
-            super::hls::HlsStream::open(stream, host)
-                .map(|h| Box::new(h) as Box<dyn SegmentedStream>),
-        ),
-        "cmaf" => Some(
-            super::cmaf::CmafStream::open(stream, host)
-                .map(|c| Box::new(c) as Box<dyn SegmentedStream>),
-        ),
-        _ => None,
     }
 }
 

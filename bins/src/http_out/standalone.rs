@@ -15,7 +15,8 @@
 use super::mux::Format;
 use super::source::{Source, Step};
 use crate::push_out;
-use clap::{ArgAction, Parser};
+use crate::util::cli::InfoArgs;
+use clap::Parser;
 use mist_core::control::{self, Request};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -43,12 +44,8 @@ struct Args {
     /// Debug level (0-10)
     #[arg(short = 'g', long = "debug", default_value_t = 4)]
     debug: u8,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
-    version: bool,
+    #[command(flatten)]
+    info: InfoArgs,
     /// Recordings: seconds to record (of media time), then finish the file and exit 0
     #[arg(long = "duration")]
     duration: Option<u64>,
@@ -94,8 +91,7 @@ pub(crate) struct Common {
     pub target: Option<String>,
     pub wait: u64,
     pub debug: u8,
-    pub json: bool,
-    pub version: bool,
+    pub info: InfoArgs,
 }
 
 /// A standalone output ready to read its stream.
@@ -111,12 +107,7 @@ pub(crate) struct Started {
 /// for SIGINT/SIGTERM, and (under the controller) asking it to start the stream's input.
 /// `Err(code)`: exit with that code.
 pub(crate) fn start(bin: &str, caps: &Value, a: Common, usage: &str) -> Result<Started, i32> {
-    if a.json {
-        println!("{caps}");
-        return Err(0);
-    }
-    if a.version {
-        println!("{bin} mist-rs {}", env!("CARGO_PKG_VERSION"));
+    if a.info.answered_caps(bin, caps) {
         return Err(0);
     }
     mist_core::log::init(bin, a.debug);
@@ -125,10 +116,7 @@ pub(crate) fn start(bin: &str, caps: &Value, a: Common, usage: &str) -> Result<S
         return Err(2);
     };
     let name = mist_core::names::sanitize(&stream);
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
+    let stop = crate::util::cli::stop_on_signals();
     // The stream may need its input started (controller) or may appear shortly.
     if control::socket_path().is_some() && mist_shm::stream_status(&name).is_err() {
         let req = Request::Play {
@@ -180,8 +168,7 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
         target: args.target,
         wait,
         debug: args.debug,
-        json: args.json,
-        version: args.version,
+        info: args.info,
     };
     let Started { name, target, stop } = match start(
         bin,

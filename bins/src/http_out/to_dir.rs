@@ -19,8 +19,10 @@
 //! served in this format, or a file cannot be written; 2 usage error.
 
 use super::segmented::{self, Answer, SegmentedStream};
+use super::segmented_formats;
 use super::standalone;
-use clap::{ArgAction, Parser};
+use crate::util::cli::InfoArgs;
+use clap::Parser;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -47,12 +49,8 @@ struct Args {
     /// Debug level (0-10)
     #[arg(short = 'g', long = "debug", default_value_t = 4)]
     debug: u8,
-    /// Print the capabilities JSON and exit
-    #[arg(short = 'j', long = "json")]
-    json: bool,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
-    version: bool,
+    #[command(flatten)]
+    info: InfoArgs,
 }
 
 /// The capabilities of a segmented-format binary: served through MistOutHTTP (`deps: "HTTP"`),
@@ -162,18 +160,42 @@ enum Pass {
     Waiting,
 }
 
+/// Why writing a stream's files stopped.
+#[derive(Debug, thiserror::Error)]
+enum DirError {
+    /// The stream answered a listed path with not found: the path and its message.
+    #[error("{0}: {1}")]
+    NotFound(String, String),
+    /// Writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What the write gave.
+        source: std::io::Error,
+    },
+}
+
 impl DirWriter {
-    fn fetch(s: &mut dyn SegmentedStream, rel: &str) -> Result<Option<bytes::Bytes>, String> {
+    fn fetch(s: &mut dyn SegmentedStream, rel: &str) -> Result<Option<bytes::Bytes>, DirError> {
         match s.answer(rel, "") {
             Answer::Ready { body, .. } => Ok(Some(body)),
             Answer::Cached(seg) => Ok(Some(seg.bytes)),
             Answer::Wait => Ok(None),
-            Answer::NotFound(e) => Err(format!("{rel}: {e}")),
+            Answer::NotFound(e) => Err(DirError::NotFound(rel.to_owned(), e)),
         }
     }
 
+    /// Writes `bytes` to `rel` below the directory.
+    fn write(&self, rel: &str, bytes: &[u8]) -> Result<(), DirError> {
+        write_file(&self.dir, rel, bytes).map_err(|source| DirError::Write {
+            path: self.dir.join(rel),
+            source,
+        })
+    }
+
     /// Writes what is new: segments first, then media playlists, then the master (and MPD).
-    fn pass(&mut self, s: &mut dyn SegmentedStream) -> Result<Pass, String> {
+    fn pass(&mut self, s: &mut dyn SegmentedStream) -> Result<Pass, DirError> {
         let Some(master) = Self::fetch(s, "index.m3u8")? else {
             return Ok(Pass::Waiting);
         };
@@ -194,8 +216,7 @@ impl DirWriter {
                 if !self.written.contains_key(&rel) {
                     // Not available any more (left the window while we looked): skip it.
                     if let Some(seg) = Self::fetch(s, &rel).unwrap_or(None) {
-                        write_file(&self.dir, &rel, &seg)
-                            .map_err(|e| format!("{}: {e}", self.dir.join(&rel).display()))?;
+                        self.write(&rel, &seg)?;
                         self.written.insert(rel.clone(), None);
                     }
                 }
@@ -206,19 +227,16 @@ impl DirWriter {
             }
         }
         for (media, text) in new_playlists {
-            write_file(&self.dir, &media, text.as_bytes())
-                .map_err(|e| format!("{}: {e}", self.dir.join(&media).display()))?;
+            self.write(&media, text.as_bytes())?;
             self.playlists.insert(media, text);
         }
         if self.master_body.as_deref() != Some(&master[..]) {
-            write_file(&self.dir, &self.master, &master)
-                .map_err(|e| format!("{}: {e}", self.dir.join(&self.master).display()))?;
+            self.write(&self.master, &master)?;
             self.master_body = Some(master.to_vec());
         }
         if let Some(mpd) = self.mpd.clone() {
             if let Some(body) = Self::fetch(s, "index.mpd")? {
-                write_file(&self.dir, &mpd, &body)
-                    .map_err(|e| format!("{}: {e}", self.dir.join(&mpd).display()))?;
+                self.write(&mpd, &body)?;
             }
         }
         // Segments no playlist lists any more go after LINGER.
@@ -263,8 +281,7 @@ pub fn main(bin: &str, kind: &str, caps: Value) -> i32 {
         target: args.target,
         wait,
         debug: args.debug,
-        json: args.json,
-        version: args.version,
+        info: args.info,
     };
     let usage = "a .m3u8 or .mpd file, or a directory ending in /";
     let standalone::Started { name, target, stop } =
@@ -291,7 +308,7 @@ pub fn main(bin: &str, kind: &str, caps: Value) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(wait);
     let mut s: Box<dyn SegmentedStream> = loop {
         if matches!(mist_shm::stream_status(&name), Ok(st) if !st.ended) {
-            match segmented::open(kind, &name, "local") {
+            match segmented_formats::open(kind, &name, "local") {
                 Some(Ok(s)) => break s,
                 Some(Err(e)) => mist_core::debug!("open {name}: {e}"),
                 None => {

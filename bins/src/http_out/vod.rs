@@ -21,10 +21,11 @@
 
 use super::mux::{select, Format};
 use super::segmented::{Answer, SegmentedStream};
+use super::{cmaf, hls};
 use bytes::Bytes;
 use mist_media::dash::{mpd, MpdOptions};
 use mist_media::hls::{master_playlist, media_playlist, MasterOptions, MediaOptions, PlaylistType};
-use mist_media::mp4::{FragmentOptions, FragmentWriter, Mp4Writer};
+use mist_media::mp4::{FragmentWriter, Mp4Writer};
 use mist_media::mpegts::{Muxer, MuxerOptions};
 use mist_media::segment::{Timeline, TimelineConfig, Window};
 use mist_media::{Frame, Track, TrackKind};
@@ -77,7 +78,35 @@ pub enum VodState {
     /// Not complete yet (the input is still writing): ask again later.
     Wait,
     /// Not a VoD stream, or gone.
-    Failed(String),
+    Failed(VodError),
+}
+
+/// Why a VoD stream cannot be served (from its index, or as a progressive MP4).
+#[derive(Debug, thiserror::Error)]
+pub enum VodError {
+    /// The stream cannot be opened or read.
+    #[error(transparent)]
+    Shm(#[from] mist_shm::ShmError),
+    #[error("not a VoD stream")]
+    NotVod,
+    #[error("stream ended")]
+    Ended,
+    /// The payloads of the stream's external records cannot be read.
+    #[error("source file: {0}")]
+    Source(mist_shm::SourceError),
+    #[error("no track of this stream can be sent in this format")]
+    NoTrack,
+    #[error("the stream has no keyframe to start at")]
+    NoKeyframe,
+    #[error("none of the selected tracks can be sent as MP4")]
+    NoMp4Track,
+    /// The MP4 writer refused the tracks or a sample.
+    #[error(transparent)]
+    Mp4(#[from] mist_media::MediaError),
+    #[error("frame too large")]
+    FrameTooLarge,
+    #[error("too many frames")]
+    TooManyFrames,
 }
 
 struct Loader {
@@ -106,13 +135,13 @@ pub fn is_vod(stream: &str) -> bool {
 pub fn index(stream: &str) -> VodState {
     let st = match mist_shm::stream_status(stream) {
         Ok(s) => s,
-        Err(e) => return VodState::Failed(e.to_string()),
+        Err(e) => return VodState::Failed(e.into()),
     };
     if st.live {
-        return VodState::Failed("not a VoD stream".into());
+        return VodState::Failed(VodError::NotVod);
     }
     if st.ended {
-        return VodState::Failed("stream ended".into());
+        return VodState::Failed(VodError::Ended);
     }
     let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
     // Forget indexes nobody holds any more.
@@ -139,7 +168,7 @@ pub fn index(stream: &str) -> VodState {
                 },
             ) {
                 Ok(r) => r,
-                Err(e) => return VodState::Failed(e.to_string()),
+                Err(e) => return VodState::Failed(e.into()),
             };
             reg.insert(
                 stream.to_string(),
@@ -179,7 +208,7 @@ pub fn index(stream: &str) -> VodState {
                         Ok(f) => Some(f),
                         Err(e) => {
                             reg.remove(stream);
-                            return VodState::Failed(format!("source file: {e}"));
+                            return VodState::Failed(VodError::Source(e));
                         }
                     }
                 } else {
@@ -380,18 +409,16 @@ struct Loaded {
     cut: Cut,
 }
 
-fn load(stream: &str, sel_of: impl Fn(&[Track]) -> Vec<Track>) -> Result<Option<Loaded>, String> {
+fn load(stream: &str, sel_of: impl Fn(&[Track]) -> Vec<Track>) -> Result<Option<Loaded>, VodError> {
     match index(stream) {
         VodState::Wait => Ok(None),
         VodState::Failed(e) => Err(e),
         VodState::Ready(idx) => {
             let sel = sel_of(&idx.tracks);
             if sel.is_empty() {
-                return Err("no track of this stream can be sent in this format".into());
+                return Err(VodError::NoTrack);
             }
-            let cut = idx
-                .cut(&sel)
-                .ok_or_else(|| "the stream has no keyframe to start at".to_string())?;
+            let cut = idx.cut(&sel).ok_or(VodError::NoKeyframe)?;
             Ok(Some(Loaded { idx, sel, cut }))
         }
     }
@@ -475,30 +502,12 @@ impl SegmentedStream for VodHls {
         }
         match load(&self.stream, |t| select(t, Format::Ts, Some("all"), None)) {
             Ok(None) => {}
-            Err(e) => self.failed = Some(e),
+            Err(e) => self.failed = Some(e.to_string()),
             Ok(Some(l)) => {
-                let audio = l.sel.iter().find(|t| t.kind() == TrackKind::Audio);
-                let video: Vec<&Track> = l
-                    .sel
-                    .iter()
-                    .filter(|t| t.kind() == TrackKind::Video)
-                    .collect();
-                let groups: Vec<Vec<Track>> = if video.is_empty() {
-                    audio.map(|a| vec![vec![a.clone()]]).unwrap_or_default()
-                } else {
-                    video
-                        .iter()
-                        .map(|v| std::iter::once(*v).chain(audio).cloned().collect())
-                        .collect()
-                };
-                self.variants = groups
+                self.variants = hls::variant_groups(&l.sel)
                     .into_iter()
                     .map(|g| TsVariant {
-                        ids: g
-                            .iter()
-                            .map(|t| t.id.to_string())
-                            .collect::<Vec<_>>()
-                            .join("_"),
+                        ids: hls::variant_ids(&g),
                         tracks: g,
                         next: None,
                     })
@@ -538,11 +547,7 @@ impl SegmentedStream for VodHls {
                 body: Bytes::from(media_playlist(&l.cut.tl, &o)),
             };
         }
-        let Some(seq) = file
-            .strip_suffix(".ts")
-            .and_then(|f| f.split('_').next())
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
+        let Some(seq) = hls::segment_seq(file) else {
             return Answer::NotFound("no such segment".into());
         };
         match self.segment(v, seq) {
@@ -630,23 +635,15 @@ impl SegmentedStream for VodCmaf {
             select(t, Format::Fmp4, Some("all"), Some("all"))
         }) {
             Ok(None) => {}
-            Err(e) => self.failed = Some(e),
-            Ok(Some(l)) => {
-                for t in &l.sel {
-                    let w = FragmentWriter::new(vec![t.clone()], FragmentOptions::default());
-                    match w.and_then(|w| w.init_segment().map(|i| (w, i))) {
-                        Ok((w, init)) => {
-                            self.inits.insert(t.id, Bytes::from(init));
-                            self.writers.push(w);
-                        }
-                        Err(e) => {
-                            self.failed = Some(e.to_string());
-                            return;
-                        }
-                    }
+            Err(e) => self.failed = Some(e.to_string()),
+            Ok(Some(l)) => match cmaf::writers_of(&l.sel) {
+                Ok((writers, inits)) => {
+                    self.writers = writers;
+                    self.inits = inits;
+                    self.loaded = Some(l);
                 }
-                self.loaded = Some(l);
-            }
+                Err(e) => self.failed = Some(e.to_string()),
+            },
         }
     }
 
@@ -670,8 +667,7 @@ impl SegmentedStream for VodCmaf {
                 )
             }
             "index.m3u8" | "" => {
-                let mut o = MasterOptions::cmaf();
-                o.variant_uri = "{track}/index.m3u8".into();
+                let o = cmaf::master_options();
                 return manifest(M3U8, master_playlist(&l.sel, &l.cut.tl, &o));
             }
             _ => {}
@@ -687,17 +683,16 @@ impl SegmentedStream for VodCmaf {
             return Answer::NotFound("no such track".into());
         };
         let track = l.sel[ti].id;
-        let audio = l.sel[ti].kind() == TrackKind::Audio;
+        let ctype = cmaf::ctype(&l.sel[ti]);
         match file {
             "index.m3u8" => {
-                let mut o = MediaOptions::cmaf(&[track]);
-                o.segment_uri = "{start}.m4s".into();
+                let mut o = cmaf::media_options(track);
                 o.playlist_type = Some(PlaylistType::Vod);
                 manifest(M3U8, media_playlist(&l.cut.tl, &o))
             }
             "init.mp4" => match self.inits.get(&track) {
                 Some(b) => Answer::Ready {
-                    ctype: if audio { "audio/mp4" } else { "video/mp4" },
+                    ctype,
                     cache: SEGMENT_CACHE,
                     body: b.clone(),
                 },
@@ -714,7 +709,7 @@ impl SegmentedStream for VodCmaf {
                 };
                 match self.fragment(ti, seq) {
                     Some(body) => Answer::Ready {
-                        ctype: if audio { "audio/mp4" } else { "video/mp4" },
+                        ctype,
                         cache: SEGMENT_CACHE,
                         body,
                     },
@@ -749,22 +744,21 @@ impl Mp4Plan {
         idx: Arc<VodIndex>,
         video: Option<&str>,
         audio: Option<&str>,
-    ) -> Result<Mp4Plan, String> {
+    ) -> Result<Mp4Plan, VodError> {
         let sel = select(&idx.tracks, Format::Fmp4, video, audio);
         if sel.is_empty() {
-            return Err("none of the selected tracks can be sent as MP4".into());
+            return Err(VodError::NoMp4Track);
         }
-        let mut w = Mp4Writer::new(sel.clone()).map_err(|e| e.to_string())?;
+        let mut w = Mp4Writer::new(sel.clone())?;
         let mut frames = Vec::new();
         for (i, f) in idx.frames.iter().enumerate() {
             if sel.iter().any(|t| t.id == f.track) {
-                let size = u32::try_from(f.len()).map_err(|_| "frame too large".to_string())?;
-                w.add_sample(f.track, f.dts, f.pts_offset, f.keyframe, size)
-                    .map_err(|e| e.to_string())?;
-                frames.push(u32::try_from(i).map_err(|_| "too many frames".to_string())?);
+                let size = u32::try_from(f.len()).map_err(|_| VodError::FrameTooLarge)?;
+                w.add_sample(f.track, f.dts, f.pts_offset, f.keyframe, size)?;
+                frames.push(u32::try_from(i).map_err(|_| VodError::TooManyFrames)?);
             }
         }
-        let header = Bytes::from(w.header_moov_first().map_err(|e| e.to_string())?);
+        let header = Bytes::from(w.header_moov_first()?);
         let mut offsets = Vec::with_capacity(frames.len());
         let mut at = header.len() as u64;
         for &i in &frames {

@@ -51,6 +51,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why a PLAY cannot start (the request is answered 503).
+#[derive(Debug, thiserror::Error)]
+enum PlayError {
+    /// The stream cannot be read.
+    #[error(transparent)]
+    Shm(#[from] mist_shm::ShmError),
+    #[error("stream vanished")]
+    Vanished,
+}
+
 /// How long a DESCRIBE of a stream that is not live yet waits for it.
 pub const PLAY_WAIT: Duration = Duration::from_secs(10);
 /// A message or interleaved frame may stay incomplete this long.
@@ -791,18 +801,18 @@ impl RtspApp {
         key: &str,
         stream: &str,
         setups: &[(usize, u32, Out)],
-    ) -> Result<PlayInfo, String> {
+    ) -> Result<PlayInfo, PlayError> {
         if self.streams.get(key).is_some_and(|p| p.ended) {
             self.streams.remove(key);
         }
         if !self.streams.contains_key(key) {
-            let ps = PlayStream::open(stream, self.seed).map_err(|e| e.to_string())?;
+            let ps = PlayStream::open(stream, self.seed)?;
             if let Err(e) = self.waiter.add(stream) {
                 warn!("{stream}: cannot watch for wake-ups ({e}); polling");
             }
             self.streams.insert(key.to_string(), ps);
         }
-        let ps = self.streams.get_mut(key).ok_or("stream vanished")?;
+        let ps = self.streams.get_mut(key).ok_or(PlayError::Vanished)?;
         ps.pump_pending();
         let rtp_info = setups
             .iter()

@@ -79,17 +79,32 @@ pub fn is_live(s: &str) -> bool {
         .any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p))
 }
 
-fn host_port(s: &str) -> Result<(String, u16), String> {
+/// A live source or option that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// `host:port` whose port is not a number.
+    #[error("bad port in {0:?}")]
+    BadPort(String),
+    #[error("ts-exec: without a command")]
+    ExecWithoutCommand,
+    #[error("{0:?} is not a live TS source")]
+    NotLive(String),
+    /// A `--restart` value other than always, onfail or never.
+    #[error("--restart {0:?}: always, onfail or never")]
+    Restart(String),
+}
+
+fn host_port(s: &str) -> Result<(String, u16), ParseError> {
     let (h, p) = match s.rsplit_once(':') {
         Some((h, p)) => (h.trim_matches(|c| c == '[' || c == ']'), p),
         None => ("", s),
     };
-    let port = p.parse().map_err(|_| format!("bad port in {s:?}"))?;
+    let port = p.parse().map_err(|_| ParseError::BadPort(s.to_owned()))?;
     Ok((h.to_string(), port))
 }
 
 /// Parses a live source.
-pub fn parse(s: &str) -> Result<Source, String> {
+pub fn parse(s: &str) -> Result<Source, ParseError> {
     let lower = s.to_ascii_lowercase();
     if s == "-" {
         Ok(Source::Stdin)
@@ -110,7 +125,7 @@ pub fn parse(s: &str) -> Result<Source, String> {
     } else if lower.starts_with("ts-exec:") {
         let cmd = s[8..].trim();
         if cmd.is_empty() {
-            return Err("ts-exec: without a command".into());
+            return Err(ParseError::ExecWithoutCommand);
         }
         Ok(Source::Exec(cmd.to_string()))
     } else if lower.starts_with("stream://") {
@@ -118,7 +133,7 @@ pub fn parse(s: &str) -> Result<Source, String> {
     } else if lower.starts_with("http://") || lower.starts_with("https://") {
         Ok(Source::Http(s.to_string()))
     } else {
-        Err(format!("{s:?} is not a live TS source"))
+        Err(ParseError::NotLive(s.to_owned()))
     }
 }
 
@@ -131,13 +146,13 @@ pub enum Restart {
 }
 
 impl std::str::FromStr for Restart {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Restart, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Restart, ParseError> {
         match s {
             "" | "always" | "1" | "true" => Ok(Restart::Always),
             "onfail" | "on-failure" => Ok(Restart::OnFail),
             "never" | "0" | "false" => Ok(Restart::Never),
-            _ => Err(format!("--restart {s:?}: always, onfail or never")),
+            _ => Err(ParseError::Restart(s.to_owned())),
         }
     }
 }

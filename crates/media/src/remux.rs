@@ -291,31 +291,10 @@ impl Demux {
 
     fn from_reader(file: Reader, len: u64, i: Input) -> Demux {
         Demux(match i {
-            Input::Ts => Box::new(TsSource {
-                d: mpegts::Demuxer::new(),
-                file,
-                buf: vec![0; READ_CHUNK],
-                eof: false,
-                flushed: false,
-                read: 0,
-            }),
-            Input::Flv => Box::new(FlvSource {
-                d: flv::Demuxer::new(),
-                file,
-                buf: vec![0; READ_CHUNK],
-                eof: false,
-                pending: VecDeque::new(),
-                read: 0,
-            }),
+            Input::Ts => Box::new(Fed::new(mpegts::Demuxer::new(), file)),
+            Input::Flv => Box::new(Fed::new(flv::Demuxer::new(), file)),
             Input::Mp4 => Box::new(Mp4Source::new(file, len)),
-            Input::Mkv => Box::new(MkvSource {
-                d: ebml::Demuxer::new(),
-                file,
-                buf: vec![0; READ_CHUNK],
-                eof: false,
-                pending: VecDeque::new(),
-                read: 0,
-            }),
+            Input::Mkv => Box::new(Fed::new(ebml::Demuxer::new(), file)),
         })
     }
 
@@ -379,143 +358,173 @@ fn read_full(file: &mut Reader, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-struct TsSource {
-    d: mpegts::Demuxer,
+/// The reading side of a demuxer fed in chunks: the file, read [`READ_CHUNK`] bytes at a time.
+struct Chunks {
     file: Reader,
     buf: Vec<u8>,
+    /// The end of the file was read.
     eof: bool,
-    flushed: bool,
+    /// Bytes read so far.
     read: u64,
 }
 
-impl Source for TsSource {
+impl Chunks {
+    fn new(file: Reader) -> Chunks {
+        Chunks {
+            file,
+            buf: vec![0; READ_CHUNK],
+            eof: false,
+            read: 0,
+        }
+    }
+
+    /// The next chunk of the file; `None` at its end (and `eof` from then on).
+    fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
+        let n = read_full(&mut self.file, &mut self.buf)?;
+        self.read += n as u64;
+        if n == 0 {
+            self.eof = true;
+            return Ok(None);
+        }
+        Ok(Some(&self.buf[..n]))
+    }
+}
+
+/// What a demuxer fed in chunks ([`Fed`]) has after one step.
+enum Pulled {
+    /// An event (queued, or passed over): ask again.
+    Event,
+    /// It needs more of the file.
+    Hungry,
+    /// The input ends here, whatever follows (a damaged tail).
+    End,
+}
+
+/// A demuxer fed the file in chunks: TS, FLV and MKV.
+trait ChunkDemux {
+    /// Takes one step: queues what it yields in `out`. `eof`: the whole file was fed.
+    fn pull(&mut self, out: &mut VecDeque<Event>, eof: bool) -> io::Result<Pulled>;
+    /// The next chunk of the file.
+    fn feed(&mut self, chunk: &[u8]);
+    /// The file ended: give up what is held back.
+    fn finish(&mut self);
+}
+
+impl ChunkDemux for mpegts::Demuxer {
+    fn pull(&mut self, out: &mut VecDeque<Event>, _eof: bool) -> io::Result<Pulled> {
+        Ok(match self.poll() {
+            Some(mpegts::DemuxEvent::Track(t)) => {
+                out.push_back(Event::Track(t));
+                Pulled::Event
+            }
+            Some(mpegts::DemuxEvent::Frame(f)) => {
+                out.push_back(Event::Frame(f));
+                Pulled::Event
+            }
+            None => Pulled::Hungry,
+        })
+    }
+    fn feed(&mut self, chunk: &[u8]) {
+        self.push(chunk);
+    }
+    fn finish(&mut self) {
+        self.flush();
+    }
+}
+
+impl ChunkDemux for flv::Demuxer {
+    fn pull(&mut self, out: &mut VecDeque<Event>, eof: bool) -> io::Result<Pulled> {
+        match self.next_tag() {
+            Ok(Some(tag)) => {
+                out.extend(tag.converted.track.map(Event::Track));
+                out.extend(tag.converted.frame.map(Event::Frame));
+                Ok(Pulled::Event)
+            }
+            Ok(None) => Ok(Pulled::Hungry),
+            // A damaged tail (a truncated recording) ends the input; damage before is an error.
+            Err(_) if eof => Ok(Pulled::End),
+            Err(e) => Err(media(e)),
+        }
+    }
+    fn feed(&mut self, chunk: &[u8]) {
+        flv::Demuxer::feed(self, chunk);
+    }
+    fn finish(&mut self) {}
+}
+
+impl ChunkDemux for ebml::Demuxer {
+    fn pull(&mut self, out: &mut VecDeque<Event>, _eof: bool) -> io::Result<Pulled> {
+        Ok(match self.poll().map_err(media)? {
+            Some(ebml::MkvEvent::Tracks(ts)) => {
+                out.extend(ts.into_iter().map(Event::Track));
+                out.push_back(Event::TracksComplete);
+                Pulled::Event
+            }
+            Some(ebml::MkvEvent::Frame(f)) => {
+                out.push_back(Event::Frame(f));
+                Pulled::Event
+            }
+            Some(_) => Pulled::Event,
+            None => Pulled::Hungry,
+        })
+    }
+    fn feed(&mut self, chunk: &[u8]) {
+        self.push(chunk);
+    }
+    fn finish(&mut self) {
+        ebml::Demuxer::finish(self);
+    }
+}
+
+/// A [`Source`] that reads the file in chunks into a [`ChunkDemux`].
+struct Fed<D> {
+    d: D,
+    src: Chunks,
+    pending: VecDeque<Event>,
+    /// `finish` was called (after the end of the file).
+    finished: bool,
+}
+
+impl<D: ChunkDemux> Fed<D> {
+    fn new(d: D, file: Reader) -> Fed<D> {
+        Fed {
+            d,
+            src: Chunks::new(file),
+            pending: VecDeque::new(),
+            finished: false,
+        }
+    }
+}
+
+impl<D: ChunkDemux> Source for Fed<D> {
     fn next(&mut self) -> io::Result<Option<Event>> {
         loop {
-            if let Some(ev) = self.d.poll() {
-                return Ok(Some(match ev {
-                    mpegts::DemuxEvent::Track(t) => Event::Track(t),
-                    mpegts::DemuxEvent::Frame(f) => Event::Frame(f),
-                }));
+            if let Some(ev) = self.pending.pop_front() {
+                return Ok(Some(ev));
             }
-            if self.eof {
-                if self.flushed {
+            match self.d.pull(&mut self.pending, self.src.eof)? {
+                Pulled::Event => continue,
+                Pulled::End => return Ok(None),
+                Pulled::Hungry => {}
+            }
+            if self.src.eof {
+                if self.finished {
                     return Ok(None);
                 }
-                self.d.flush();
-                self.flushed = true;
+                self.d.finish();
+                self.finished = true;
                 continue;
             }
-            let n = read_full(&mut self.file, &mut self.buf)?;
-            self.read += n as u64;
-            if n == 0 {
-                self.eof = true;
-            } else {
-                self.d.push(&self.buf[..n]);
+            if let Some(chunk) = self.src.next_chunk()? {
+                self.d.feed(chunk);
             }
         }
     }
     fn bytes_read(&self) -> u64 {
-        self.read
+        self.src.read
     }
     fn into_reader(self: Box<Self>) -> Reader {
-        self.file
-    }
-}
-
-struct FlvSource {
-    d: flv::Demuxer,
-    file: Reader,
-    buf: Vec<u8>,
-    eof: bool,
-    pending: VecDeque<Event>,
-    read: u64,
-}
-
-impl Source for FlvSource {
-    fn next(&mut self) -> io::Result<Option<Event>> {
-        loop {
-            if let Some(ev) = self.pending.pop_front() {
-                return Ok(Some(ev));
-            }
-            match self.d.next_tag() {
-                Ok(Some(tag)) => {
-                    if let Some(t) = tag.converted.track {
-                        self.pending.push_back(Event::Track(t));
-                    }
-                    if let Some(f) = tag.converted.frame {
-                        self.pending.push_back(Event::Frame(f));
-                    }
-                    continue;
-                }
-                Ok(None) => {}
-                // A damaged tail (a truncated recording) ends the input; damage before is an error.
-                Err(e) if self.eof => {
-                    let _ = e;
-                    return Ok(None);
-                }
-                Err(e) => return Err(media(e)),
-            }
-            if self.eof {
-                return Ok(None);
-            }
-            let n = read_full(&mut self.file, &mut self.buf)?;
-            self.read += n as u64;
-            if n == 0 {
-                self.eof = true;
-            } else {
-                self.d.feed(&self.buf[..n]);
-            }
-        }
-    }
-    fn bytes_read(&self) -> u64 {
-        self.read
-    }
-    fn into_reader(self: Box<Self>) -> Reader {
-        self.file
-    }
-}
-
-struct MkvSource {
-    d: ebml::Demuxer,
-    file: Reader,
-    buf: Vec<u8>,
-    eof: bool,
-    pending: VecDeque<Event>,
-    read: u64,
-}
-
-impl Source for MkvSource {
-    fn next(&mut self) -> io::Result<Option<Event>> {
-        loop {
-            if let Some(ev) = self.pending.pop_front() {
-                return Ok(Some(ev));
-            }
-            match self.d.poll().map_err(media)? {
-                Some(ebml::MkvEvent::Tracks(ts)) => {
-                    self.pending.extend(ts.into_iter().map(Event::Track));
-                    self.pending.push_back(Event::TracksComplete);
-                    continue;
-                }
-                Some(ebml::MkvEvent::Frame(f)) => return Ok(Some(Event::Frame(f))),
-                Some(_) => continue,
-                None if self.eof => return Ok(None),
-                None => {}
-            }
-            let n = read_full(&mut self.file, &mut self.buf)?;
-            self.read += n as u64;
-            if n == 0 {
-                self.eof = true;
-                self.d.finish();
-            } else {
-                self.d.push(&self.buf[..n]);
-            }
-        }
-    }
-    fn bytes_read(&self) -> u64 {
-        self.read
-    }
-    fn into_reader(self: Box<Self>) -> Reader {
-        self.file
+        self.src.file
     }
 }
 

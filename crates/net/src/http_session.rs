@@ -13,11 +13,12 @@
 //! ([`Handler::tick`], [`Handler::wake`]) the runtime's queues directly ([`mist_connector::Ctl`]),
 //! where fan-out writes wait for the merge interval.
 
-use crate::http::{self, HttpError, Limits as HttpLimits, Request, Response};
-use crate::server::{
-    common_headers, find, parse_range, standard_head, Body, ServerConfig, Unsatisfiable, BODY_LOW,
-    BODY_STEP, MERGE_BYTES,
+use crate::body::{
+    common_headers, find, parse_range, standard_head, Body, FileBody, Unsatisfiable, BODY_LOW,
+    BODY_STEP,
 };
+use crate::config::{ServerConfig, MERGE_BYTES};
+use crate::http::{self, HttpError, Limits as HttpLimits, Request, Response};
 use bytes::Bytes;
 use mist_connector::{self as rt, App, Ctl, FileRange, Flow, ListenerId, OutQueue, Peer};
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ pub trait Handler {
     fn request(&mut self, io: &mut Io, id: ConnId, req: Request);
     /// A connection was closed (by the peer, a timeout, a backlog overflow or the server).
     fn closed(&mut self, io: &mut Io, id: ConnId);
-    /// The waker returned by [`crate::server::Server::waker`] was woken.
+    /// The waker returned by the server's `waker()` was woken.
     fn wake(&mut self, _io: &mut Io) {}
     /// Called every [`ServerConfig::tick`].
     fn tick(&mut self, _io: &mut Io) {}
@@ -346,12 +347,12 @@ impl Io<'_> {
         }
     }
 
-    /// Answers with a [`crate::server::FileBody`] made by [`crate::server::FileBody::answer`]:
+    /// Answers with a [`FileBody`] made by [`FileBody::answer`]:
     /// a plain GET on a keep-alive connection gets the stored head and body in one
     /// `sendfile(2)`; anything else (HEAD, Range, closing connections) is answered by
     /// [`respond_body`](Io::respond_body) with the stored answer (a body without one gets a
     /// bare 200).
-    pub fn respond_file(&mut self, id: ConnId, file: crate::server::FileBody) {
+    pub fn respond_file(&mut self, id: ConnId, file: FileBody) {
         let Some(c) = self.st.conns.get_mut(&id) else {
             return;
         };
@@ -654,7 +655,7 @@ impl Io<'_> {
     }
 }
 
-/// The application of a [`crate::server::Server`]: the HTTP state of every connection and the
+/// The application of an HTTP `Server`: the HTTP state of every connection and the
 /// handler.
 pub(crate) struct HttpApp<H> {
     pub(crate) h: H,

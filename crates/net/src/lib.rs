@@ -3,6 +3,8 @@
 
 #![warn(missing_docs)]
 
+pub mod body;
+pub mod config;
 pub mod http;
 pub mod http_session;
 pub mod server;

@@ -103,13 +103,14 @@ mod seg;
 pub mod sessions;
 mod source;
 mod users;
+mod waiter;
 mod writer;
 
-pub use futex::Waiter;
 pub use guard::faults as truncation_faults;
 pub use layout::{MAX_FRAME, MAX_INIT, MAX_SRC_PATH, MAX_TRACKS, USER_SLOTS};
-pub use source::SourceFile;
+pub use source::{SourceError, SourceFile};
 pub use users::StreamUser;
+pub use waiter::Waiter;
 pub use writer::{max_dvr_bytes, DEFAULT_MAX_DVR_BYTES};
 
 use bytes::Bytes;
@@ -490,7 +491,7 @@ impl StreamReader {
     }
     /// The stream's source file (for the payloads of external records), opened once per
     /// process. An error if there is none or it is gone or was replaced.
-    pub fn source_file(&self) -> Result<Arc<SourceFile>, String> {
+    pub fn source_file(&self) -> Result<Arc<SourceFile>, SourceError> {
         source::open_source(&self.st.meta)
     }
     /// The frame payload of the last `next` as a borrowed slice, valid until the next call.

@@ -236,7 +236,7 @@ impl Meta {
             }
             return decode_tracks(&blob)
                 .map(|tracks| (TrackTable { tracks }, g1))
-                .map_err(|e| corrupt(&self.seg.path, e));
+                .map_err(|e| corrupt(&self.seg.path, e.to_string()));
         }
         Err(corrupt(&self.seg.path, "track table never stable"))
     }
@@ -423,23 +423,38 @@ pub(crate) fn encode_tracks(tracks: &[Track]) -> Vec<u8> {
     b
 }
 
-pub(crate) fn decode_tracks(b: &[u8]) -> Result<Vec<Track>, String> {
+/// Why a track table blob cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TrackTableError {
+    #[error("track table truncated")]
+    Truncated,
+    #[error("{0} tracks")]
+    TooManyTracks(usize),
+    #[error("codec name")]
+    CodecName,
+    #[error("unknown codec {0:?}")]
+    UnknownCodec(String),
+    #[error("init data too large")]
+    InitTooLarge,
+}
+
+pub(crate) fn decode_tracks(b: &[u8]) -> Result<Vec<Track>, TrackTableError> {
     struct R<'a>(&'a [u8]);
     impl<'a> R<'a> {
-        fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        fn take(&mut self, n: usize) -> Result<&'a [u8], TrackTableError> {
             if self.0.len() < n {
-                return Err("track table truncated".into());
+                return Err(TrackTableError::Truncated);
             }
             let (a, rest) = self.0.split_at(n);
             self.0 = rest;
             Ok(a)
         }
-        fn u32(&mut self) -> Result<u32, String> {
+        fn u32(&mut self) -> Result<u32, TrackTableError> {
             Ok(u32::from_le_bytes(
                 self.take(4)?.try_into().unwrap_or([0; 4]),
             ))
         }
-        fn u8(&mut self) -> Result<u8, String> {
+        fn u8(&mut self) -> Result<u8, TrackTableError> {
             Ok(self.take(1)?[0])
         }
     }
@@ -449,14 +464,15 @@ pub(crate) fn decode_tracks(b: &[u8]) -> Result<Vec<Track>, String> {
     let mut r = R(b);
     let n = r.u32()? as usize;
     if n > MAX_TRACKS {
-        return Err(format!("{n} tracks"));
+        return Err(TrackTableError::TooManyTracks(n));
     }
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let id = r.u32()?;
         let nl = r.u8()? as usize;
-        let name = std::str::from_utf8(r.take(nl)?).map_err(|_| "codec name")?;
-        let codec = Codec::from_mist_name(name).ok_or_else(|| format!("unknown codec {name:?}"))?;
+        let name = std::str::from_utf8(r.take(nl)?).map_err(|_| TrackTableError::CodecName)?;
+        let codec = Codec::from_mist_name(name)
+            .ok_or_else(|| TrackTableError::UnknownCodec(name.to_owned()))?;
         let mut t = Track::new(id, codec);
         t.timescale = r.u32()?;
         t.width = r.u32()?;
@@ -470,7 +486,7 @@ pub(crate) fn decode_tracks(b: &[u8]) -> Result<Vec<Track>, String> {
         t.lang = String::from_utf8_lossy(r.take(ll)?).into_owned();
         let il = r.u32()? as usize;
         if il > MAX_INIT {
-            return Err("init data too large".into());
+            return Err(TrackTableError::InitTooLarge);
         }
         t.init = Bytes::copy_from_slice(r.take(il)?);
         out.push(t);

@@ -30,6 +30,26 @@ impl AsRef<[u8]> for Payload {
     }
 }
 
+/// Why the record at an offset of a page cannot be read (the reader skips the rest of the page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RecordError {
+    /// The offset is not that of a record inside the committed bytes.
+    #[error("record offset {off} outside committed {committed}")]
+    Outside { off: usize, committed: usize },
+    /// The record header is not inside the published bytes.
+    #[error("record header")]
+    Header,
+    /// A payload length over `MAX_FRAME`.
+    #[error("record length {0}")]
+    Length(usize),
+    /// The record runs past the committed bytes.
+    #[error("record at {off} ends past committed {committed}")]
+    PastCommitted { off: usize, committed: usize },
+    /// The body of an external record is not inside the published bytes.
+    #[error("record body")]
+    Body,
+}
+
 /// One decoded record header.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rec {
@@ -55,32 +75,35 @@ impl Page {
     }
 
     /// Parses the record at `off`, which must be below the committed offset `committed`.
-    pub fn record(&self, off: usize, committed: usize) -> Result<Rec, String> {
+    pub fn record(&self, off: usize, committed: usize) -> Result<Rec, RecordError> {
         if committed > self.seg.len()
             || off < PAGE_HDR
             || off & 7 != 0
             || off.saturating_add(REC_HDR) > committed
         {
-            return Err(format!("record offset {off} outside committed {committed}"));
+            return Err(RecordError::Outside { off, committed });
         }
-        let h = self.seg.published(off, REC_HDR).ok_or("record header")?;
+        let h = self
+            .seg
+            .published(off, REC_HDR)
+            .ok_or(RecordError::Header)?;
         let rd8 = |o: usize| i64::from_ne_bytes(h[o..o + 8].try_into().unwrap_or([0; 8]));
         let rd4 = |o: usize| u32::from_ne_bytes(h[o..o + 4].try_into().unwrap_or([0; 4]));
         let len = rd4(R_LEN) as usize;
         if len > MAX_FRAME {
-            return Err(format!("record length {len}"));
+            return Err(RecordError::Length(len));
         }
         let flags = rd4(R_FLAGS);
         let external = flags & REC_EXT != 0;
         let next = off + rec_size(if external { REC_EXT_BODY } else { len });
         if next > committed {
-            return Err(format!("record at {off} ends past committed {committed}"));
+            return Err(RecordError::PastCommitted { off, committed });
         }
         let ext = if external {
             let b = self
                 .seg
                 .published(off + REC_HDR, REC_EXT_BODY)
-                .ok_or("record body")?;
+                .ok_or(RecordError::Body)?;
             Some(u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
         } else {
             None

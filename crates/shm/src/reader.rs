@@ -4,7 +4,7 @@ use crate::layout::*;
 use crate::meta::{Meta, TrackTable};
 use crate::page::{open_cached, Page, Rec};
 use crate::seg::page_name;
-use crate::source::SourceFile;
+use crate::source::{SourceError, SourceFile};
 use crate::users::StreamUser;
 use crate::{FrameRecord, Payload, ReadEvent, ReaderInfo, RecordEvent, ShmError};
 use bytes::Bytes;
@@ -178,7 +178,7 @@ impl ReaderState {
                         // Skip the frame (the position already moved past it).
                         self.error = Some(ShmError::PayloadUnreadable {
                             dts: rec.dts,
-                            reason: e,
+                            reason: e.to_string(),
                         });
                         continue;
                     }
@@ -217,7 +217,7 @@ impl ReaderState {
 
     /// Reads an external payload from the source file (opened once per epoch; retried while it
     /// cannot be opened).
-    fn read_external(&mut self, offset: u64, len: usize) -> Result<Bytes, String> {
+    fn read_external(&mut self, offset: u64, len: usize) -> Result<Bytes, SourceError> {
         let src = match &self.src {
             Some((e, f)) if *e == self.epoch => f.clone(),
             _ => {
@@ -226,7 +226,7 @@ impl ReaderState {
                 f
             }
         };
-        src.read(offset, len).map_err(|e| e.to_string())
+        src.read(offset, len).map_err(SourceError::Read)
     }
 
     /// The next record (position moved past it) or another event.
@@ -309,7 +309,7 @@ impl ReaderState {
                         // Corrupt page: skip the rest of it.
                         self.error = Some(ShmError::CorruptRecord {
                             page: self.page_id,
-                            detail: e,
+                            detail: e.to_string(),
                         });
                         self.set_pos(self.page_id.saturating_add(1), PAGE_HDR);
                         continue;

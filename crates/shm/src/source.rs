@@ -14,6 +14,28 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::*;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+/// Why a stream's source file cannot be used ([`crate::StreamReader::source_file`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The stream's metadata names no source file.
+    #[error("the stream has no source file")]
+    NoSourceFile,
+    /// The file is not the one the writer recorded (another inode, device or not a file).
+    #[error("{}: replaced since the stream was loaded", .0.display())]
+    Replaced(PathBuf),
+    /// Examining or opening the file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operation gave.
+        source: std::io::Error,
+    },
+    /// Reading a payload failed (the error names the file, the range and the cause).
+    #[error("{0}")]
+    Read(std::io::Error),
+}
+
 /// An open source file, shared by all readers of a process (one descriptor per file).
 #[derive(Debug)]
 pub struct SourceFile {
@@ -103,31 +125,27 @@ fn cache() -> &'static Cache {
 
 /// Opens the stream's source file, sharing one descriptor per file and process. The file must
 /// still be the one the writer recorded (same inode).
-pub(crate) fn open_source(meta: &Meta) -> Result<Arc<SourceFile>, String> {
-    let (path, ino, _) = source_of(meta).ok_or("the stream has no source file")?;
-    let md = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub(crate) fn open_source(meta: &Meta) -> Result<Arc<SourceFile>, SourceError> {
+    let (path, ino, _) = source_of(meta).ok_or(SourceError::NoSourceFile)?;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source: std::io::Error| SourceError::Io { path, source }
+    };
+    let md = std::fs::metadata(&path).map_err(io(&path))?;
     // The recorded inode must match, always (a record without one names no file we trust).
     if md.ino() != ino {
-        return Err(format!(
-            "{}: replaced since the stream was loaded",
-            path.display()
-        ));
+        return Err(SourceError::Replaced(path));
     }
     let key = (path.clone(), md.ino());
     let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
     if let Some(f) = c.get(&key).and_then(Weak::upgrade) {
         return Ok(f);
     }
-    let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let opened = file
-        .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = File::open(&path).map_err(io(&path))?;
+    let opened = file.metadata().map_err(io(&path))?;
     // Checked again on the open file: the name may have been swapped since the stat above.
     if opened.ino() != ino || opened.dev() != md.dev() || !opened.is_file() {
-        return Err(format!(
-            "{}: replaced since the stream was loaded",
-            path.display()
-        ));
+        return Err(SourceError::Replaced(path));
     }
     let f = Arc::new(SourceFile { file, path, ino });
     if c.len() > 64 {

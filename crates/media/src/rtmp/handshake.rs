@@ -52,38 +52,30 @@ fn digest_at(p: &[u8], pos: usize, key: &[u8]) -> [u8; 32] {
     hmac_sha256(key, &[&p[..pos], &p[pos + DIGEST..]])
 }
 
-/// Finds a valid client digest in C1; returns (scheme, digest).
-pub fn find_client_digest(c1: &[u8]) -> Option<(u8, [u8; 32])> {
-    if c1.len() != PACKET {
+/// Finds a digest made with `key` in a 1536-byte packet; returns (scheme, digest).
+fn find_digest(p: &[u8], key: &[u8]) -> Option<(u8, [u8; 32])> {
+    if p.len() != PACKET {
         return None;
     }
-    let k = key(FP_TEXT, false);
     for scheme in [0, 1] {
-        let pos = digest_pos(c1, scheme);
-        if digest_at(c1, pos, &k)[..] == c1[pos..pos + DIGEST] {
+        let pos = digest_pos(p, scheme);
+        if digest_at(p, pos, key)[..] == p[pos..pos + DIGEST] {
             let mut d = [0u8; 32];
-            d.copy_from_slice(&c1[pos..pos + DIGEST]);
+            d.copy_from_slice(&p[pos..pos + DIGEST]);
             return Some((scheme, d));
         }
     }
     None
 }
 
+/// Finds a valid client digest in C1; returns (scheme, digest).
+pub fn find_client_digest(c1: &[u8]) -> Option<(u8, [u8; 32])> {
+    find_digest(c1, &key(FP_TEXT, false))
+}
+
 /// Checks the server digest in S1 (what a client does); returns the scheme.
 pub fn find_server_digest(s1: &[u8]) -> Option<(u8, [u8; 32])> {
-    if s1.len() != PACKET {
-        return None;
-    }
-    let k = key(FMS_TEXT, false);
-    for scheme in [0, 1] {
-        let pos = digest_pos(s1, scheme);
-        if digest_at(s1, pos, &k)[..] == s1[pos..pos + DIGEST] {
-            let mut d = [0u8; 32];
-            d.copy_from_slice(&s1[pos..pos + DIGEST]);
-            return Some((scheme, d));
-        }
-    }
-    None
+    find_digest(s1, &key(FMS_TEXT, false))
 }
 
 /// Checks S2 against the client's own C1 digest (what ffmpeg does when playing).

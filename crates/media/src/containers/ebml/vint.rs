@@ -46,17 +46,19 @@ pub fn read_id(buf: &[u8]) -> Result<Option<(u32, usize)>, MediaError> {
     Ok(Some((id, len)))
 }
 
-/// Reads an element size: `Ok(None)` when more bytes are needed, otherwise the size (`None` for
-/// the unknown size, all value bits set) and its length in bytes.
-pub fn read_size(buf: &[u8]) -> Result<Option<(Option<u64>, usize)>, MediaError> {
+/// Reads a VINT with its length marker stripped: `Ok(None)` when more bytes are needed,
+/// otherwise the value bits and the length in bytes. A first byte of 0 (longer than 8 bytes) is
+/// malformed `what`, with `detail`.
+fn read_vint(
+    buf: &[u8],
+    what: &'static str,
+    detail: &'static str,
+) -> Result<Option<(u64, usize)>, MediaError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
     let Some(len) = vint_len(first) else {
-        return Err(MediaError::malformed(
-            "EBML size",
-            "VINT longer than 8 bytes",
-        ));
+        return Err(MediaError::malformed(what, detail));
     };
     if buf.len() < len {
         return Ok(None);
@@ -65,30 +67,26 @@ pub fn read_size(buf: &[u8]) -> Result<Option<(Option<u64>, usize)>, MediaError>
     for &b in &buf[1..len] {
         v = (v << 8) | b as u64;
     }
-    let all_ones = (1u64 << (7 * len)) - 1;
-    Ok(Some((if v == all_ones { None } else { Some(v) }, len)))
+    Ok(Some((v, len)))
+}
+
+/// Reads an element size: `Ok(None)` when more bytes are needed, otherwise the size (`None` for
+/// the unknown size, all value bits set) and its length in bytes.
+pub fn read_size(buf: &[u8]) -> Result<Option<(Option<u64>, usize)>, MediaError> {
+    let r = read_vint(buf, "EBML size", "VINT longer than 8 bytes")?;
+    Ok(r.map(|(v, len)| {
+        let all_ones = (1u64 << (7 * len)) - 1;
+        (if v == all_ones { None } else { Some(v) }, len)
+    }))
 }
 
 /// Reads a signed VINT (EBML lacing size differences): value minus half the range.
 pub fn read_svint(buf: &[u8]) -> Result<Option<(i64, usize)>, MediaError> {
-    let Some(&first) = buf.first() else {
-        return Ok(None);
-    };
-    let Some(len) = vint_len(first) else {
-        return Err(MediaError::malformed(
-            "EBML signed VINT",
-            "longer than 8 bytes",
-        ));
-    };
-    if buf.len() < len {
-        return Ok(None);
-    }
-    let mut v = (first as u64) & (0xFFu64 >> len);
-    for &b in &buf[1..len] {
-        v = (v << 8) | b as u64;
-    }
-    let bias = (1i64 << (7 * len - 1)) - 1;
-    Ok(Some((v as i64 - bias, len)))
+    let r = read_vint(buf, "EBML signed VINT", "longer than 8 bytes")?;
+    Ok(r.map(|(v, len)| {
+        let bias = (1i64 << (7 * len - 1)) - 1;
+        (v as i64 - bias, len)
+    }))
 }
 
 /// Number of bytes an element ID takes (IDs carry their own marker).
