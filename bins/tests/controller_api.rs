@@ -575,7 +575,23 @@ fn control_socket_push_rules() {
         json!([["192.0.2.9", "secret", "HLS"]]),
         "{v}"
     );
-    assert_eq!(v["totals"]["data"][0][0], 1, "{v}");
+    // totals answers from the controller's once-a-second history: the newest row counts the
+    // viewer once the next poll has seen it.
+    let mut v = v;
+    common::wait_until(
+        "the viewer in the newest totals row",
+        Duration::from_secs(5),
+        || {
+            let newest = v["totals"]["data"]
+                .as_array()
+                .and_then(|rows| rows.last().cloned());
+            if newest.is_some_and(|r| r[0] == 1) {
+                return true;
+            }
+            v = api(&ctl, &json!({"totals": {"fields": ["clients"]}}));
+            false
+        },
+    );
     // Play of a known live stream is fine; of an unknown one is refused.
     let play = |s: &str| {
         control(
