@@ -35,14 +35,24 @@ pub fn fanout(ids: &[ConnId], bytes: u64) {
 pub struct ViewerSessions {
     /// The session of each connection's current request, before it is admitted.
     asked: HashMap<ConnId, SessionKey>,
-    /// Admitted connections: (session id, connection key in `mist_shm::sessions`, bytes sent).
-    open: HashMap<ConnId, (String, u64, u64)>,
+    /// Admitted connections: (session id, connection key in `mist_shm::sessions`, bytes sent,
+    /// the session's key).
+    open: HashMap<ConnId, (String, u64, u64, SessionKey)>,
     last_tick: Option<Instant>,
 }
 
 impl ViewerSessions {
     /// A stream request arrived on `id` (before the viewer gate).
     pub fn request(&mut self, id: ConnId, stream: &str, host: &str, connector: &str, token: &str) {
+        // A keep-alive connection asking for the same session again (a player's next segment)
+        // keeps its session: no new id to hash, no key to copy.
+        if let Some((_, _, _, k)) = self.open.get(&id) {
+            if k.stream == stream && k.host == host && k.connector == connector && k.token == token
+            {
+                self.asked.remove(&id);
+                return;
+            }
+        }
         self.asked.insert(
             id,
             SessionKey {
@@ -60,17 +70,21 @@ impl ViewerSessions {
         let Some(k) = self.asked.remove(&id) else {
             return;
         };
-        if self.open.get(&id).is_some_and(|(sid, _, _)| *sid == k.sid) {
+        if self
+            .open
+            .get(&id)
+            .is_some_and(|(sid, _, _, _)| *sid == k.sid)
+        {
             return;
         }
         self.closed(id);
         let key = sessions::conn_open(&k);
-        self.open.insert(id, (k.sid, key, 0));
+        self.open.insert(id, (k.sid.clone(), key, 0, k));
     }
 
     /// `bytes` of an answer were queued on `id`.
     pub fn sent(&mut self, id: ConnId, bytes: u64) {
-        if let Some((_, key, up)) = self.open.get_mut(&id) {
+        if let Some((_, key, up, _)) = self.open.get_mut(&id) {
             *up += bytes;
             sessions::conn_bytes(*key, 0, *up);
         }
@@ -97,7 +111,7 @@ impl ViewerSessions {
         if let Some(n) = fed {
             self.sent(id, n);
         }
-        if let Some((_, key, _)) = self.open.remove(&id) {
+        if let Some((_, key, _, _)) = self.open.remove(&id) {
             sessions::conn_close(key);
         }
     }
@@ -125,7 +139,7 @@ impl ViewerSessions {
         }
         self.open
             .iter()
-            .filter(|(_, (sid, _, _))| asked.killed.contains(sid))
+            .filter(|(_, (sid, _, _, _))| asked.killed.contains(sid))
             .map(|(id, _)| *id)
             .collect()
     }

@@ -30,8 +30,18 @@ fn cache() -> &'static Mutex<HashMap<String, (Instant, bool)>> {
 /// The cached USER_NEW answer of a session, if still fresh.
 pub fn cached(sid: &str) -> Option<bool> {
     let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
-    c.retain(|_, (t, _)| t.elapsed() < USER_NEW_CACHE);
-    c.get(sid).map(|(_, ok)| *ok)
+    let now = Instant::now();
+    // Expired answers are swept at most once a second: this runs on every stream request, and
+    // a sweep walks every session.
+    static SWEPT: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut swept = SWEPT.lock().unwrap_or_else(|p| p.into_inner());
+    if swept.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+        *swept = Some(now);
+        c.retain(|_, (t, _)| now.duration_since(*t) < USER_NEW_CACHE);
+    }
+    c.get(sid)
+        .filter(|(t, _)| now.duration_since(*t) < USER_NEW_CACHE)
+        .map(|(_, ok)| *ok)
 }
 
 /// Forgets the cached USER_NEW answer of a session (`invalidate_sessions`): its next request
