@@ -16,12 +16,11 @@ mod load_stats;
 use clap::Parser;
 use load_stats::ViewerStats;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll};
 use mist_media::rtp::Timeline;
 use mist_media::rtsp::{Client, ClientEvent, RtspUrl};
 use mist_media::TrackKind;
-use std::io::{ErrorKind, Read, Write};
-use std::net::ToSocketAddrs;
+use std::io::{ErrorKind, Read};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -30,16 +29,8 @@ struct Args {
     /// rtsp://HOST:PORT/STREAM
     #[arg(long)]
     url: String,
-    #[arg(long, default_value_t = 100)]
-    viewers: usize,
-    /// Seconds to keep the viewers connected.
-    #[arg(long, default_value_t = 15)]
-    duration: u64,
-    /// Milliseconds over which the connections are opened.
-    #[arg(long, default_value_t = 1000)]
-    ramp_ms: u64,
-    #[arg(long, default_value_t = 1500)]
-    stall_ms: i64,
+    #[command(flatten)]
+    load: load_stats::LoadArgs,
 }
 
 struct Viewer {
@@ -56,26 +47,21 @@ struct Viewer {
 fn main() {
     let args = Args::parse();
     let url = RtspUrl::parse(&args.url).expect("rtsp://HOST:PORT/STREAM");
-    let addr = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .expect("resolve")
-        .next()
-        .expect("address");
+    let addr = load_stats::resolve((url.host.as_str(), url.port));
     let ua = "mist-rs rtsp_load";
 
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(4096);
     let t0 = Instant::now();
-    let end = t0 + Duration::from_secs(args.duration);
-    let mut viewers: Vec<Viewer> = Vec::with_capacity(args.viewers);
+    let load = &args.load;
+    let end = t0 + Duration::from_secs(load.duration);
+    let mut viewers: Vec<Viewer> = Vec::with_capacity(load.viewers);
     let mut buf = vec![0u8; 256 * 1024];
     let mut next_tick = t0;
 
     while Instant::now() < end {
         // Open the connections spread over the ramp.
-        let due = (t0.elapsed().as_millis() as u64 * args.viewers as u64)
-            .checked_div(args.ramp_ms)
-            .map_or(args.viewers, |n| n.min(args.viewers as u64) as usize);
+        let due = load.due(t0.elapsed());
         while viewers.len() < due {
             let i = viewers.len();
             let mut client = Client::new(url.clone(), ua);
@@ -91,15 +77,8 @@ fn main() {
                 stats: ViewerStats::new(),
                 lowat: false,
             };
-            match TcpStream::connect(addr) {
-                Ok(mut s) => {
-                    poll.registry()
-                        .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)
-                        .expect("register");
-                    v.sock = Some(s);
-                }
-                Err(_) => v.stats.failed = true,
-            }
+            v.sock = load_stats::connect(&poll, addr, i);
+            v.stats.failed = v.sock.is_none();
             viewers.push(v);
         }
 
@@ -161,7 +140,7 @@ fn main() {
                         if *vi == index && data.len() >= 12 && data[1] & 0x80 != 0 {
                             let ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
                             let ms = tl.millis(ts);
-                            v.stats.video_frame(now_ms, ms, args.stall_ms);
+                            v.stats.video_frame(now_ms, ms, load.stall_ms);
                         }
                     }
                     ClientEvent::Failed(_) => v.stats.failed = true,
@@ -173,12 +152,8 @@ fn main() {
             }
             if !v.out.is_empty() {
                 if let Some(sock) = v.sock.as_mut() {
-                    match sock.write(&v.out) {
-                        Ok(n) => {
-                            v.out.drain(..n);
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(_) => v.stats.failed = true,
+                    if !load_stats::write_out(sock, &mut v.out) {
+                        v.stats.failed = true;
                     }
                 }
             }
@@ -197,9 +172,9 @@ fn main() {
     // A viewer whose media stopped arriving before the end also stalled.
     let end_ms = t0.elapsed().as_millis() as i64;
     load_stats::print_report(
-        args.viewers,
+        load.viewers,
         viewers.iter().map(|v| &v.stats),
         end_ms,
-        args.stall_ms,
+        load.stall_ms,
     );
 }

@@ -1,4 +1,4 @@
-//! What `rtmp_load` and `http_load` measure per viewer, and the JSON line they print.
+//! What `rtmp_load`, `http_load` and `rtsp_load` measure per viewer, and the JSON line they print.
 //!
 //! A viewer stalls when its media falls more than `stall_ms` behind the wall clock (measured from its
 //! first video frame, relative to the least lag it had), or when it never gets a video frame.
@@ -13,7 +13,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// The options both generators take besides the URL (`#[command(flatten)]`).
+/// The options every generator takes besides the URL (`#[command(flatten)]`).
 #[derive(clap::Args)]
 pub struct LoadArgs {
     #[arg(long, default_value_t = 100)]
@@ -39,7 +39,7 @@ impl LoadArgs {
 }
 
 /// The first address of HOST:PORT.
-pub fn resolve(hostport: &str) -> SocketAddr {
+pub fn resolve(hostport: impl ToSocketAddrs) -> SocketAddr {
     hostport
         .to_socket_addrs()
         .expect("resolve")
