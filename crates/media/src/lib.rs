@@ -27,11 +27,9 @@ pub mod manifests;
 pub mod remux;
 #[allow(missing_docs)] // not every item is documented yet
 pub mod rtmp;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod rtp;
 #[allow(missing_docs)] // not every item is documented yet
 pub mod rtsp;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod sdp;
 pub mod time;
 
