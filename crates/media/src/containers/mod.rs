@@ -3,8 +3,6 @@
 
 #[allow(missing_docs)] // not every item is documented yet
 pub mod ebml;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod flv;
 pub mod mp4;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod mpegts;
