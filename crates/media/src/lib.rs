@@ -28,7 +28,6 @@ pub mod remux;
 #[allow(missing_docs)] // not every item is documented yet
 pub mod rtmp;
 pub mod rtp;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod rtsp;
 pub mod sdp;
 pub mod time;
