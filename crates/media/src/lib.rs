@@ -25,7 +25,6 @@ pub mod info;
 #[allow(missing_docs)] // not every item is documented yet
 pub mod manifests;
 pub mod remux;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;

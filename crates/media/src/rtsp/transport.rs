@@ -21,8 +21,8 @@ pub struct Transport {
     pub lower: Lower,
     /// `false` for `multicast`.
     pub unicast: bool,
-    /// `destination=`: where a server sends (it must not be a third party's address unless
-    /// allowed: a reflection risk).
+    /// `destination=`: where the client asks the server to send (a server that obeyed any address
+    /// would be a traffic reflector).
     pub destination: Option<String>,
     /// `source=`: where the server sends from.
     pub source: Option<String>,
