@@ -22,7 +22,6 @@ pub mod containers;
 pub mod error;
 pub mod frame;
 pub mod info;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod manifests;
 pub mod remux;
 pub mod rtmp;
