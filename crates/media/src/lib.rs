@@ -16,7 +16,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[allow(missing_docs)] // not every item is documented yet
 pub mod codecs;
 pub mod containers;
 pub mod error;

@@ -24,6 +24,7 @@ pub enum Kind {
 
 /// What the caller knows about a format's elements.
 pub trait Schema {
+    /// How the reader treats element `id`: descend into it, read it whole, or skip it.
     fn kind(&self, id: u32) -> Kind;
     /// The ID of the element's required parent (0 = top level), or `None` if it may appear
     /// anywhere / is not known.
