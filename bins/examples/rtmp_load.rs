@@ -13,11 +13,8 @@ mod load_stats;
 use clap::Parser;
 use load_stats::ViewerStats;
 use mio::net::TcpStream;
-use mio::{Events, Poll};
 use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
 use mist_media::TrackKind;
-use std::io::{ErrorKind, Read};
-use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(about = "RTMP play load generator")]
@@ -52,17 +49,13 @@ fn main() {
     let addr = load_stats::resolve(&hostport);
     let tc_url = format!("rtmp://{hostport}/{app}");
 
-    let mut poll = Poll::new().expect("poll");
-    let mut events = Events::with_capacity(4096);
-    let t0 = Instant::now();
     let load = &args.load;
-    let end = t0 + Duration::from_secs(load.duration);
+    let mut run = load_stats::Run::new(load);
     let mut viewers: Vec<Viewer> = Vec::with_capacity(load.viewers);
-    let mut buf = vec![0u8; 256 * 1024];
 
-    while Instant::now() < end {
+    while run.going() {
         // Open the connections spread over the ramp.
-        let due = load.due(t0.elapsed());
+        let due = load.due(run.t0.elapsed());
         while viewers.len() < due {
             let i = viewers.len();
             let mut session =
@@ -76,36 +69,24 @@ fn main() {
                 stats: ViewerStats::new(),
                 lowat: false,
             };
-            v.sock = load_stats::connect(&poll, addr, i);
+            v.sock = load_stats::connect(&run.poll, addr, i);
             v.stats.failed = v.sock.is_none();
             viewers.push(v);
         }
 
-        poll.poll(&mut events, Some(Duration::from_millis(20)))
-            .expect("poll");
-        let now_ms = t0.elapsed().as_millis() as i64;
-        for ev in events.iter() {
+        run.wait();
+        let now_ms = run.ms();
+        for ev in run.events.iter() {
             let v = &mut viewers[ev.token().0];
             if v.stats.failed {
                 continue;
             }
             if ev.is_readable() {
-                while let Some(sock) = v.sock.as_mut() {
-                    match sock.read(&mut buf) {
-                        Ok(0) => {
-                            v.stats.failed = true;
-                            break;
-                        }
-                        Ok(n) => {
-                            v.stats.bytes += n as u64;
-                            v.session.feed(&buf[..n]);
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            v.stats.failed = true;
-                            break;
-                        }
-                    }
+                if let Some(sock) = v.sock.as_mut() {
+                    load_stats::read_available(sock, &mut run.buf, &mut v.stats, |d, _| {
+                        v.session.feed(d);
+                        true
+                    });
                 }
                 loop {
                     match v.session.poll() {
@@ -126,31 +107,9 @@ fn main() {
                 let more = v.session.take_output();
                 v.out.extend_from_slice(&more);
             }
-            if !v.out.is_empty() {
-                if let Some(sock) = v.sock.as_mut() {
-                    if !load_stats::write_out(sock, &mut v.out) {
-                        v.stats.failed = true;
-                    }
-                }
-            }
-            if !v.lowat && v.stats.playing() {
-                if let Some(sock) = v.sock.as_ref() {
-                    load_stats::set_rcvlowat(sock, load_stats::RCVLOWAT);
-                    v.lowat = true;
-                }
-            }
-            if v.stats.failed {
-                v.sock = None;
-            }
+            load_stats::send(&mut v.sock, &mut v.out, &mut v.stats);
+            load_stats::settle(&mut v.sock, &v.stats, &mut v.lowat);
         }
     }
-
-    // A viewer whose media stopped arriving before the end also stalled.
-    let end_ms = t0.elapsed().as_millis() as i64;
-    load_stats::print_report(
-        load.viewers,
-        viewers.iter().map(|v| &v.stats),
-        end_ms,
-        load.stall_ms,
-    );
+    run.report(load, viewers.iter().map(|v| &v.stats));
 }

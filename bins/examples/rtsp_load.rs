@@ -16,11 +16,9 @@ mod load_stats;
 use clap::Parser;
 use load_stats::ViewerStats;
 use mio::net::TcpStream;
-use mio::{Events, Poll};
 use mist_media::rtp::Timeline;
 use mist_media::rtsp::{Client, ClientEvent, RtspUrl};
 use mist_media::TrackKind;
-use std::io::{ErrorKind, Read};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -50,18 +48,14 @@ fn main() {
     let addr = load_stats::resolve((url.host.as_str(), url.port));
     let ua = "mist-rs rtsp_load";
 
-    let mut poll = Poll::new().expect("poll");
-    let mut events = Events::with_capacity(4096);
-    let t0 = Instant::now();
     let load = &args.load;
-    let end = t0 + Duration::from_secs(load.duration);
+    let mut run = load_stats::Run::new(load);
     let mut viewers: Vec<Viewer> = Vec::with_capacity(load.viewers);
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut next_tick = t0;
+    let mut next_tick = run.t0;
 
-    while Instant::now() < end {
+    while run.going() {
         // Open the connections spread over the ramp.
-        let due = load.due(t0.elapsed());
+        let due = load.due(run.t0.elapsed());
         while viewers.len() < due {
             let i = viewers.len();
             let mut client = Client::new(url.clone(), ua);
@@ -77,16 +71,15 @@ fn main() {
                 stats: ViewerStats::new(),
                 lowat: false,
             };
-            v.sock = load_stats::connect(&poll, addr, i);
+            v.sock = load_stats::connect(&run.poll, addr, i);
             v.stats.failed = v.sock.is_none();
             viewers.push(v);
         }
 
-        poll.poll(&mut events, Some(Duration::from_millis(20)))
-            .expect("poll");
+        run.wait();
         let now = Instant::now();
-        let now_ms = now.duration_since(t0).as_millis() as i64;
-        let mut touched: Vec<usize> = events.iter().map(|e| e.token().0).collect();
+        let now_ms = now.duration_since(run.t0).as_millis() as i64;
+        let mut touched: Vec<usize> = run.events.iter().map(|e| e.token().0).collect();
         if now >= next_tick {
             // Keep-alives: every viewer once a second.
             next_tick = now + Duration::from_secs(1);
@@ -100,25 +93,10 @@ fn main() {
             if v.stats.failed {
                 continue;
             }
-            while let Some(sock) = v.sock.as_mut() {
-                match sock.read(&mut buf) {
-                    Ok(0) => {
-                        v.stats.failed = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        v.stats.bytes += n as u64;
-                        if v.client.feed(&buf[..n], now).is_err() {
-                            v.stats.failed = true;
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        v.stats.failed = true;
-                        break;
-                    }
-                }
+            if let Some(sock) = v.sock.as_mut() {
+                load_stats::read_available(sock, &mut run.buf, &mut v.stats, |d, _| {
+                    v.client.feed(d, now).is_ok()
+                });
             }
             while let Some(ev) = v.client.poll_event() {
                 match ev {
@@ -150,31 +128,9 @@ fn main() {
             while let Some(b) = v.client.poll_output() {
                 v.out.extend_from_slice(&b);
             }
-            if !v.out.is_empty() {
-                if let Some(sock) = v.sock.as_mut() {
-                    if !load_stats::write_out(sock, &mut v.out) {
-                        v.stats.failed = true;
-                    }
-                }
-            }
-            if !v.lowat && v.stats.playing() {
-                if let Some(sock) = v.sock.as_ref() {
-                    load_stats::set_rcvlowat(sock, load_stats::RCVLOWAT);
-                    v.lowat = true;
-                }
-            }
-            if v.stats.failed {
-                v.sock = None;
-            }
+            load_stats::send(&mut v.sock, &mut v.out, &mut v.stats);
+            load_stats::settle(&mut v.sock, &v.stats, &mut v.lowat);
         }
     }
-
-    // A viewer whose media stopped arriving before the end also stalled.
-    let end_ms = t0.elapsed().as_millis() as i64;
-    load_stats::print_report(
-        load.viewers,
-        viewers.iter().map(|v| &v.stats),
-        end_ms,
-        load.stall_ms,
-    );
+    run.report(load, viewers.iter().map(|v| &v.stats));
 }

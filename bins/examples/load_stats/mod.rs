@@ -1,4 +1,6 @@
-//! What `rtmp_load`, `http_load` and `rtsp_load` measure per viewer, and the JSON line they print.
+//! What `rtmp_load`, `http_load` and `rtsp_load` share: the options, the run's event loop and
+//! clock ([`Run`]), reading and writing a viewer's socket, what they measure per viewer, and the
+//! JSON line they print. Each generator keeps only its protocol.
 //!
 //! A viewer stalls when its media falls more than `stall_ms` behind the wall clock (measured from its
 //! first video frame, relative to the least lag it had), or when it never gets a video frame.
@@ -7,8 +9,8 @@
 #![allow(dead_code)]
 
 use mio::net::TcpStream;
-use mio::{Interest, Poll, Token};
-use std::io::{ErrorKind, Write};
+use mio::{Events, Interest, Poll, Token};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -35,6 +37,110 @@ impl LoadArgs {
         (elapsed.as_millis() as u64 * self.viewers as u64)
             .checked_div(self.ramp_ms)
             .map_or(self.viewers, |n| n.min(self.viewers as u64) as usize)
+    }
+}
+
+/// The run: its poll, its clock and the read buffer every viewer shares (one thread, so one
+/// buffer).
+pub struct Run {
+    pub poll: Poll,
+    pub events: Events,
+    pub t0: Instant,
+    end: Instant,
+    pub buf: Vec<u8>,
+}
+
+impl Run {
+    /// A run of `load.duration` seconds from now.
+    pub fn new(load: &LoadArgs) -> Run {
+        let t0 = Instant::now();
+        Run {
+            poll: Poll::new().expect("poll"),
+            events: Events::with_capacity(4096),
+            t0,
+            end: t0 + Duration::from_secs(load.duration),
+            buf: vec![0u8; 256 * 1024],
+        }
+    }
+
+    /// The run's duration is not over.
+    pub fn going(&self) -> bool {
+        Instant::now() < self.end
+    }
+
+    /// Waits for events (20 ms at most, so the ramp and the clock move on).
+    pub fn wait(&mut self) {
+        self.poll
+            .poll(&mut self.events, Some(Duration::from_millis(20)))
+            .expect("poll");
+    }
+
+    /// Milliseconds since the run began.
+    pub fn ms(&self) -> i64 {
+        self.t0.elapsed().as_millis() as i64
+    }
+
+    /// Prints the summary (a viewer whose media stopped arriving before the end also stalled).
+    pub fn report<'a>(&self, load: &LoadArgs, viewers: impl Iterator<Item = &'a ViewerStats>) {
+        print_report(load.viewers, viewers, self.ms(), load.stall_ms);
+    }
+}
+
+/// Reads what `sock` holds until it would block, counting the bytes in `stats` and handing each
+/// chunk (and the stats, for the frames it completes) to `data`. The viewer fails at end of
+/// stream, on an error, or when `data` answers false.
+pub fn read_available(
+    sock: &mut impl Read,
+    buf: &mut [u8],
+    stats: &mut ViewerStats,
+    mut data: impl FnMut(&[u8], &mut ViewerStats) -> bool,
+) {
+    loop {
+        match sock.read(buf) {
+            Ok(0) => {
+                stats.failed = true;
+                return;
+            }
+            Ok(n) => {
+                stats.bytes += n as u64;
+                if !data(&buf[..n], stats) {
+                    stats.failed = true;
+                    return;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(_) => {
+                stats.failed = true;
+                return;
+            }
+        }
+    }
+}
+
+/// Writes what `out` holds (if anything) as far as the socket takes it; the viewer fails if the
+/// connection did.
+pub fn send<S: Write>(sock: &mut Option<S>, out: &mut Vec<u8>, stats: &mut ViewerStats) {
+    if out.is_empty() {
+        return;
+    }
+    if let Some(s) = sock.as_mut() {
+        if !write_out(s, out) {
+            stats.failed = true;
+        }
+    }
+}
+
+/// After a viewer's event: sets `SO_RCVLOWAT` once it plays (`lowat` remembers), and drops the
+/// socket of a viewer that failed.
+pub fn settle<S: AsRawFd>(sock: &mut Option<S>, stats: &ViewerStats, lowat: &mut bool) {
+    if !*lowat && stats.playing() {
+        if let Some(s) = sock.as_ref() {
+            set_rcvlowat(s, RCVLOWAT);
+            *lowat = true;
+        }
+    }
+    if stats.failed {
+        *sock = None;
     }
 }
 
