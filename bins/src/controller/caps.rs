@@ -102,7 +102,7 @@ pub struct Caps {
     /// Binaries found, name → path (also those whose `-j` failed).
     pub binaries: Vec<(String, PathBuf)>,
     /// Binaries whose `-j` failed, with the reason.
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<(String, CapsError)>,
 }
 
 impl Caps {
