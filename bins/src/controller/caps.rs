@@ -102,7 +102,7 @@ pub struct Caps {
     /// Binaries found, name → path (also those whose `-j` failed).
     pub binaries: Vec<(String, PathBuf)>,
     /// Binaries whose `-j` failed, with the reason.
-    pub failed: Vec<(String, CapsError)>,
+    pub failed: Vec<(String, String)>,
 }
 
 impl Caps {
@@ -136,7 +136,7 @@ impl Caps {
                     };
                     map.insert(short.to_string(), v);
                 }
-                Err(e) => caps.failed.push((name, e)),
+                Err(e) => caps.failed.push((name, e.to_string())),
             }
         }
         caps
