@@ -1,4 +1,5 @@
-//! TLS at the transport level: a rustls server connection over a TCP socket, as a [`Stream`].
+//! TLS at the transport level: a rustls server connection over a TCP socket, as a
+//! [`crate::Stream`].
 //!
 //! A TCP listener becomes a TLS listener with [`crate::Runtime::listen_tcp_tls`] and a
 //! [`TlsConfigHandle`]; sessions see the same plaintext [`crate::Io`] either way.
@@ -14,7 +15,7 @@
 //!   other files.
 //! - ALPN `http/1.1` by default, session resumption (stateful cache and tickets).
 //! - A handshake must finish within [`TlsSettings::handshake_timeout`] (the runtime's sweep
-//!   closes it, see [`Stream::deadline`]); a failed handshake is logged with the peer (rate
+//!   closes it, see [`crate::Stream::deadline`]); a failed handshake is logged with the peer (rate
 //!   limited) and the connection closed after the alert.
 //!
 //! The stream itself ([`TlsStream`]) is the transport both sides share, in `tls_stream`.
