@@ -35,8 +35,7 @@ pub struct LiveOptions {
     /// smaller depth (a young stream's few segments) would start players closer to the live edge
     /// than the suggested delay.
     pub time_shift_buffer_ms: Option<u64>,
-    /// How far behind the live edge players start (`suggestedPresentationDelay`): a little more than
-    /// a segment, so the next one is ready when needed.
+    /// How far behind the live edge players start (`suggestedPresentationDelay`).
     pub suggested_presentation_delay_ms: u32,
     /// Where players get the server's clock; without it they trust their own, and a skewed
     /// client clock asks for segments that do not exist yet.

@@ -13,11 +13,11 @@ pub mod csid {
     pub const CONTROL: u32 = 2;
     /// Commands and their replies.
     pub const COMMAND: u32 = 3;
-    /// Audio, apart from video so a large keyframe does not delay audio chunks.
+    /// Audio messages.
     pub const AUDIO: u32 = 4;
     /// Data messages of a stream (`onMetaData`) and its status replies.
     pub const STREAM: u32 = 5;
-    /// Video.
+    /// Video messages.
     pub const VIDEO: u32 = 6;
 }
 
