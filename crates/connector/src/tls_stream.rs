@@ -1,10 +1,10 @@
 //! One TLS transport for both sides: a rustls connection over a non-blocking TCP socket, as a
 //! [`Stream`] whose reads and writes carry plaintext.
 //!
-//! The server side ([`crate::tls::TlsStream`], from a TLS listener) and the client side
-//! ([`crate::TlsClientStream`], for pushes to `rtmps://`) move bytes the same way; they differ
-//! only in where a failure is told (a rate-limited log line naming the peer, or a slot the
-//! session reads after the close). That difference is a [`TlsSide`]; the record pumping,
+//! The server side (`TlsStream` in `tls.rs`, from a TLS listener) and the client side
+//! (`TlsClientStream` in `tls_client.rs`, for pushes to `rtmps://`) move bytes the same way;
+//! they differ only in where a failure is told (a rate-limited log line naming the peer, or a
+//! slot the session reads after the close). That difference is a [`TlsSide`]; the record pumping,
 //! backpressure and close are written once here, so a fix to one side cannot miss the other.
 //!
 //! The handshake runs inside the runtime's reads and writes: records leave on writable events,
