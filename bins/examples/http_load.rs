@@ -15,7 +15,7 @@
 mod load_stats;
 
 use clap::Parser;
-use load_stats::ViewerStats;
+use load_stats::Peer;
 use mio::net::TcpStream;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -113,12 +113,8 @@ enum Framing {
 }
 
 struct Viewer {
-    sock: Option<Conn>,
-    out: Vec<u8>,
+    peer: Peer<Conn>,
     body: Body,
-    stats: ViewerStats,
-    /// SO_RCVLOWAT is set (once the viewer plays).
-    lowat: bool,
 }
 
 /// Where a viewer is in the response.
@@ -261,59 +257,47 @@ fn main() {
     let stall_ms = load.stall_ms;
 
     while run.going() {
-        let due = load.due(run.t0.elapsed());
-        while viewers.len() < due {
-            let i = viewers.len();
-            let mut v = Viewer {
-                sock: None,
-                out: request.clone(),
+        run.open_due(load, addr, &mut viewers, |_, sock| {
+            let mut out = request.clone();
+            let sock = sock.map(|s| match &tls {
+                None => Conn::Plain(s),
+                Some(cfg) => {
+                    let name = rustls::pki_types::ServerName::try_from(host.clone())
+                        .expect("server name");
+                    let mut c =
+                        rustls::ClientConnection::new(cfg.clone(), name).expect("TLS client");
+                    // Sent once the handshake is done (reads drive the TLS I/O).
+                    c.writer().write_all(&out).expect("buffer the request");
+                    out.clear();
+                    Conn::Tls(Box::new(rustls::StreamOwned::new(c, s)))
+                }
+            });
+            Viewer {
+                peer: Peer::new(sock, out),
                 body: Body {
                     framing: Framing::Head(Vec::new()),
                     parse: Parse::FileHeader(13),
                 },
-                stats: ViewerStats::new(),
-                lowat: false,
-            };
-            match load_stats::connect(&run.poll, addr, i) {
-                Some(s) => {
-                    v.sock = Some(match &tls {
-                        None => Conn::Plain(s),
-                        Some(cfg) => {
-                            let name = rustls::pki_types::ServerName::try_from(host.clone())
-                                .expect("server name");
-                            let mut c = rustls::ClientConnection::new(cfg.clone(), name)
-                                .expect("TLS client");
-                            // Sent once the handshake is done (reads drive the TLS I/O).
-                            c.writer().write_all(&v.out).expect("buffer the request");
-                            v.out.clear();
-                            Conn::Tls(Box::new(rustls::StreamOwned::new(c, s)))
-                        }
-                    });
-                }
-                None => v.stats.failed = true,
             }
-            viewers.push(v);
-        }
+        });
 
         run.wait();
         let now_ms = run.ms();
         for ev in run.events.iter() {
             let v = &mut viewers[ev.token().0];
-            if v.stats.failed {
+            if v.peer.stats.failed {
                 continue;
             }
-            load_stats::send(&mut v.sock, &mut v.out, &mut v.stats);
+            v.peer.send();
             // TLS: every event drives the handshake and the buffered request through `read`.
-            if ev.is_readable() || matches!(v.sock, Some(Conn::Tls(_))) {
-                if let Some(sock) = v.sock.as_mut() {
-                    load_stats::read_available(sock, &mut run.buf, &mut v.stats, |d, stats| {
-                        v.body
-                            .feed(d, &mut |ts| stats.video_frame(now_ms, ts, stall_ms))
-                    });
-                }
+            if ev.is_readable() || matches!(v.peer.sock, Some(Conn::Tls(_))) {
+                v.peer.read_available(&mut run.buf, |d, stats| {
+                    v.body
+                        .feed(d, &mut |ts| stats.video_frame(now_ms, ts, stall_ms))
+                });
             }
-            load_stats::settle(&mut v.sock, &v.stats, &mut v.lowat);
+            v.peer.settle();
         }
     }
-    run.report(load, viewers.iter().map(|v| &v.stats));
+    run.report(load, viewers.iter().map(|v| &v.peer.stats));
 }

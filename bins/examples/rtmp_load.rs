@@ -11,7 +11,7 @@
 mod load_stats;
 
 use clap::Parser;
-use load_stats::ViewerStats;
+use load_stats::Peer;
 use mio::net::TcpStream;
 use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
 use mist_media::TrackKind;
@@ -27,13 +27,9 @@ struct Args {
 }
 
 struct Viewer {
-    sock: Option<TcpStream>,
+    peer: Peer<TcpStream>,
     session: ClientSession,
-    out: Vec<u8>,
     video_track: Option<u32>,
-    stats: ViewerStats,
-    /// SO_RCVLOWAT is set (once the viewer plays).
-    lowat: bool,
 }
 
 fn main() {
@@ -55,49 +51,39 @@ fn main() {
 
     while run.going() {
         // Open the connections spread over the ramp.
-        let due = load.due(run.t0.elapsed());
-        while viewers.len() < due {
-            let i = viewers.len();
+        run.open_due(load, addr, &mut viewers, |i, sock| {
             let mut session =
                 ClientSession::new(app, &tc_url, stream, ClientMode::Play, i as u64 + 1);
             let out = session.take_output();
-            let mut v = Viewer {
-                sock: None,
+            Viewer {
+                peer: Peer::new(sock, out),
                 session,
-                out,
                 video_track: None,
-                stats: ViewerStats::new(),
-                lowat: false,
-            };
-            v.sock = load_stats::connect(&run.poll, addr, i);
-            v.stats.failed = v.sock.is_none();
-            viewers.push(v);
-        }
+            }
+        });
 
         run.wait();
         let now_ms = run.ms();
         for ev in run.events.iter() {
             let v = &mut viewers[ev.token().0];
-            if v.stats.failed {
+            if v.peer.stats.failed {
                 continue;
             }
             if ev.is_readable() {
-                if let Some(sock) = v.sock.as_mut() {
-                    load_stats::read_available(sock, &mut run.buf, &mut v.stats, |d, _| {
-                        v.session.feed(d);
-                        true
-                    });
-                }
+                v.peer.read_available(&mut run.buf, |d, _| {
+                    v.session.feed(d);
+                    true
+                });
                 loop {
                     match v.session.poll() {
                         Ok(Some(ClientEvent::Track(t))) if t.kind() == TrackKind::Video => {
                             v.video_track = Some(t.id)
                         }
                         Ok(Some(ClientEvent::Frame(f))) if Some(f.track) == v.video_track => {
-                            v.stats.video_frame(now_ms, f.dts, load.stall_ms);
+                            v.peer.stats.video_frame(now_ms, f.dts, load.stall_ms);
                         }
                         Ok(Some(ClientEvent::Refused(_))) | Err(_) => {
-                            v.stats.failed = true;
+                            v.peer.stats.failed = true;
                             break;
                         }
                         Ok(Some(_)) => {}
@@ -105,11 +91,11 @@ fn main() {
                     }
                 }
                 let more = v.session.take_output();
-                v.out.extend_from_slice(&more);
+                v.peer.out.extend_from_slice(&more);
             }
-            load_stats::send(&mut v.sock, &mut v.out, &mut v.stats);
-            load_stats::settle(&mut v.sock, &v.stats, &mut v.lowat);
+            v.peer.send();
+            v.peer.settle();
         }
     }
-    run.report(load, viewers.iter().map(|v| &v.stats));
+    run.report(load, viewers.iter().map(|v| &v.peer.stats));
 }

@@ -14,7 +14,7 @@
 mod load_stats;
 
 use clap::Parser;
-use load_stats::ViewerStats;
+use load_stats::Peer;
 use mio::net::TcpStream;
 use mist_media::rtp::Timeline;
 use mist_media::rtsp::{Client, ClientEvent, RtspUrl};
@@ -32,14 +32,10 @@ struct Args {
 }
 
 struct Viewer {
-    sock: Option<TcpStream>,
+    peer: Peer<TcpStream>,
     client: Client,
-    out: Vec<u8>,
     /// Media-section index and RTP clock of the video track.
     video: Option<(usize, Timeline)>,
-    stats: ViewerStats,
-    /// SO_RCVLOWAT is set (once the viewer plays).
-    lowat: bool,
 }
 
 fn main() {
@@ -55,26 +51,18 @@ fn main() {
 
     while run.going() {
         // Open the connections spread over the ramp.
-        let due = load.due(run.t0.elapsed());
-        while viewers.len() < due {
-            let i = viewers.len();
+        run.open_due(load, addr, &mut viewers, |_, sock| {
             let mut client = Client::new(url.clone(), ua);
             let mut out = Vec::new();
             while let Some(b) = client.poll_output() {
                 out.extend_from_slice(&b);
             }
-            let mut v = Viewer {
-                sock: None,
+            Viewer {
+                peer: Peer::new(sock, out),
                 client,
-                out,
                 video: None,
-                stats: ViewerStats::new(),
-                lowat: false,
-            };
-            v.sock = load_stats::connect(&run.poll, addr, i);
-            v.stats.failed = v.sock.is_none();
-            viewers.push(v);
-        }
+            }
+        });
 
         run.wait();
         let now = Instant::now();
@@ -83,21 +71,18 @@ fn main() {
         if now >= next_tick {
             // Keep-alives: every viewer once a second.
             next_tick = now + Duration::from_secs(1);
-            for v in viewers.iter_mut().filter(|v| !v.stats.failed) {
+            for v in viewers.iter_mut().filter(|v| !v.peer.stats.failed) {
                 v.client.tick(now);
             }
             touched.extend(0..viewers.len());
         }
         for i in touched {
             let v = &mut viewers[i];
-            if v.stats.failed {
+            if v.peer.stats.failed {
                 continue;
             }
-            if let Some(sock) = v.sock.as_mut() {
-                load_stats::read_available(sock, &mut run.buf, &mut v.stats, |d, _| {
-                    v.client.feed(d, now).is_ok()
-                });
-            }
+            v.peer
+                .read_available(&mut run.buf, |d, _| v.client.feed(d, now).is_ok());
             while let Some(ev) = v.client.poll_event() {
                 match ev {
                     ClientEvent::Described { tracks } => {
@@ -118,19 +103,19 @@ fn main() {
                         if *vi == index && data.len() >= 12 && data[1] & 0x80 != 0 {
                             let ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
                             let ms = tl.millis(ts);
-                            v.stats.video_frame(now_ms, ms, load.stall_ms);
+                            v.peer.stats.video_frame(now_ms, ms, load.stall_ms);
                         }
                     }
-                    ClientEvent::Failed(_) => v.stats.failed = true,
+                    ClientEvent::Failed(_) => v.peer.stats.failed = true,
                     _ => {}
                 }
             }
             while let Some(b) = v.client.poll_output() {
-                v.out.extend_from_slice(&b);
+                v.peer.out.extend_from_slice(&b);
             }
-            load_stats::send(&mut v.sock, &mut v.out, &mut v.stats);
-            load_stats::settle(&mut v.sock, &v.stats, &mut v.lowat);
+            v.peer.send();
+            v.peer.settle();
         }
     }
-    run.report(load, viewers.iter().map(|v| &v.stats));
+    run.report(load, viewers.iter().map(|v| &v.peer.stats));
 }

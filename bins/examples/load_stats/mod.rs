@@ -75,6 +75,23 @@ impl Run {
             .expect("poll");
     }
 
+    /// Opens the viewers due by now (spread over the ramp): each gets a socket connecting to
+    /// `addr` (token: its index; `None` when the connection could not even be started), and
+    /// `new` makes the viewer around it.
+    pub fn open_due<V>(
+        &self,
+        load: &LoadArgs,
+        addr: SocketAddr,
+        viewers: &mut Vec<V>,
+        mut new: impl FnMut(usize, Option<TcpStream>) -> V,
+    ) {
+        let due = load.due(self.t0.elapsed());
+        while viewers.len() < due {
+            let i = viewers.len();
+            viewers.push(new(i, connect(&self.poll, addr, i)));
+        }
+    }
+
     /// Milliseconds since the run began.
     pub fn ms(&self) -> i64 {
         self.t0.elapsed().as_millis() as i64
@@ -86,61 +103,89 @@ impl Run {
     }
 }
 
-/// Reads what `sock` holds until it would block, counting the bytes in `stats` and handing each
-/// chunk (and the stats, for the frames it completes) to `data`. The viewer fails at end of
-/// stream, on an error, or when `data` answers false.
-pub fn read_available(
-    sock: &mut impl Read,
-    buf: &mut [u8],
-    stats: &mut ViewerStats,
-    mut data: impl FnMut(&[u8], &mut ViewerStats) -> bool,
-) {
-    loop {
-        match sock.read(buf) {
-            Ok(0) => {
-                stats.failed = true;
-                return;
-            }
-            Ok(n) => {
-                stats.bytes += n as u64;
-                if !data(&buf[..n], stats) {
+/// What every viewer has besides its protocol: its socket, the bytes waiting to go out, what
+/// it measured, and whether `SO_RCVLOWAT` is set.
+pub struct Peer<S> {
+    pub sock: Option<S>,
+    pub out: Vec<u8>,
+    pub stats: ViewerStats,
+    /// SO_RCVLOWAT is set (once the viewer plays).
+    lowat: bool,
+}
+
+impl<S: Read + Write + AsRawFd> Peer<S> {
+    /// A viewer on `sock` (`None`: the connection could not be started, the viewer failed)
+    /// with `out` to send first.
+    pub fn new(sock: Option<S>, out: Vec<u8>) -> Peer<S> {
+        let mut stats = ViewerStats::new();
+        stats.failed = sock.is_none();
+        Peer {
+            sock,
+            out,
+            stats,
+            lowat: false,
+        }
+    }
+
+    /// Reads what the socket holds until it would block, counting the bytes and handing each
+    /// chunk (and the stats, for the frames it completes) to `data`. The viewer fails at end of
+    /// stream, on an error, or when `data` answers false.
+    pub fn read_available(
+        &mut self,
+        buf: &mut [u8],
+        mut data: impl FnMut(&[u8], &mut ViewerStats) -> bool,
+    ) {
+        let Some(sock) = self.sock.as_mut() else {
+            return;
+        };
+        let stats = &mut self.stats;
+        loop {
+            match sock.read(buf) {
+                Ok(0) => {
+                    stats.failed = true;
+                    return;
+                }
+                Ok(n) => {
+                    stats.bytes += n as u64;
+                    if !data(&buf[..n], stats) {
+                        stats.failed = true;
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => {
                     stats.failed = true;
                     return;
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-            Err(_) => {
-                stats.failed = true;
-                return;
+        }
+    }
+
+    /// Writes what `out` holds (if anything) as far as the socket takes it; the viewer fails if
+    /// the connection did.
+    pub fn send(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        if let Some(s) = self.sock.as_mut() {
+            if !write_out(s, &mut self.out) {
+                self.stats.failed = true;
             }
         }
     }
-}
 
-/// Writes what `out` holds (if anything) as far as the socket takes it; the viewer fails if the
-/// connection did.
-pub fn send<S: Write>(sock: &mut Option<S>, out: &mut Vec<u8>, stats: &mut ViewerStats) {
-    if out.is_empty() {
-        return;
-    }
-    if let Some(s) = sock.as_mut() {
-        if !write_out(s, out) {
-            stats.failed = true;
+    /// After the viewer's event: sets `SO_RCVLOWAT` once it plays, and drops the socket of a
+    /// viewer that failed.
+    pub fn settle(&mut self) {
+        if !self.lowat && self.stats.playing() {
+            if let Some(s) = self.sock.as_ref() {
+                set_rcvlowat(s, RCVLOWAT);
+                self.lowat = true;
+            }
         }
-    }
-}
-
-/// After a viewer's event: sets `SO_RCVLOWAT` once it plays (`lowat` remembers), and drops the
-/// socket of a viewer that failed.
-pub fn settle<S: AsRawFd>(sock: &mut Option<S>, stats: &ViewerStats, lowat: &mut bool) {
-    if !*lowat && stats.playing() {
-        if let Some(s) = sock.as_ref() {
-            set_rcvlowat(s, RCVLOWAT);
-            *lowat = true;
+        if self.stats.failed {
+            self.sock = None;
         }
-    }
-    if stats.failed {
-        *sock = None;
     }
 }
 
