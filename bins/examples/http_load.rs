@@ -262,8 +262,8 @@ fn main() {
             let sock = sock.map(|s| match &tls {
                 None => Conn::Plain(s),
                 Some(cfg) => {
-                    let name = rustls::pki_types::ServerName::try_from(host.clone())
-                        .expect("server name");
+                    let name =
+                        rustls::pki_types::ServerName::try_from(host.clone()).expect("server name");
                     let mut c =
                         rustls::ClientConnection::new(cfg.clone(), name).expect("TLS client");
                     // Sent once the handshake is done (reads drive the TLS I/O).

@@ -357,8 +357,7 @@ fn set_config(ctl: &mut Controller, set: &Map<String, Value>) -> Result<(), SetC
     for (k, v) in set {
         obj.insert(k.clone(), v.clone());
     }
-    let mut new: ServerConfig =
-        serde_json::from_value(cur).map_err(SetConfigError::Invalid)?;
+    let mut new: ServerConfig = serde_json::from_value(cur).map_err(SetConfigError::Invalid)?;
     for p in new.protocols.iter_mut() {
         p.options.remove("online");
     }

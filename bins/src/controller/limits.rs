@@ -56,7 +56,9 @@ pub enum LimitReached {
         limit: usize,
     },
     /// `limits.file_inputs`: inputs of one file stream.
-    #[error("input limit of file stream {base} reached ({limit} running; config limits.file_inputs)")]
+    #[error(
+        "input limit of file stream {base} reached ({limit} running; config limits.file_inputs)"
+    )]
     FileInputs {
         /// The base (file) stream.
         base: String,

@@ -228,7 +228,8 @@ impl<K: Send + 'static> Asker<K> {
             Ok(()) => self.pool.grow(busy),
             Err(TrySendError::Full((k, ..))) | Err(TrySendError::Disconnected((k, ..))) => {
                 self.pool.unreserve();
-                self.ready.push_back((k, Verdict::Refuse(Refusal::QueueFull)));
+                self.ready
+                    .push_back((k, Verdict::Refuse(Refusal::QueueFull)));
             }
         }
     }

@@ -599,7 +599,15 @@ fn make_leaf(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{stem}.crt.pem"));
     let key = dir.join(format!("{stem}.key.pem"));
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
         .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
@@ -712,5 +720,8 @@ fn client_side_echoes_through_a_tls_listener_and_says_why_an_untrusted_one_fails
     let (got, why) = tls_client_echo(srv.addr, &other, "never seen\n");
     assert_eq!(got, "");
     let why = why.expect("the failure's reason in the error slot");
-    assert!(why.starts_with("TLS: ") && why.contains("certificate"), "{why}");
+    assert!(
+        why.starts_with("TLS: ") && why.contains("certificate"),
+        "{why}"
+    );
 }
