@@ -139,6 +139,12 @@ fn make_cert(dir: &Path, stem: &str, cn: &str, names: &[&str], rsa: bool) -> (Pa
     } else {
         c.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
     }
+    openssl_req(&mut c);
+    (cert, key)
+}
+
+/// Runs an `openssl req` command; it must succeed.
+fn openssl_req(c: &mut Command) {
     let out = c
         .output()
         .expect("openssl is needed (scripts/test installs it)");
@@ -147,7 +153,6 @@ fn make_cert(dir: &Path, stem: &str, cn: &str, names: &[&str], rsa: bool) -> (Pa
         "openssl req: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (cert, key)
 }
 
 fn curl(addr: SocketAddr, ca: &Path, path: &str) -> String {
@@ -598,30 +603,24 @@ fn a_flood_of_half_open_handshakes_leaves_viewers_served_and_is_closed() {
 fn make_leaf(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{stem}.crt.pem"));
     let key = dir.join(format!("{stem}.key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is needed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "openssl req: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut c = Command::new("openssl");
+    c.args([
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=localhost",
+    ])
+    .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+    .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+    .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+    .arg("-keyout")
+    .arg(&key)
+    .arg("-out")
+    .arg(&cert);
+    openssl_req(&mut c);
     (cert, key)
 }
 
