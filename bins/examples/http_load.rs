@@ -15,11 +15,10 @@
 mod load_stats;
 
 use clap::Parser;
-use load_stats::ViewerStats;
+use load_stats::Peer;
 use mio::net::TcpStream;
-use mio::{Events, Poll};
-use std::io::{ErrorKind, Read, Write};
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 
 #[derive(Parser)]
 #[command(about = "HTTP-FLV load generator")]
@@ -40,11 +39,11 @@ enum Conn {
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
-impl Conn {
-    fn tcp(&mut self) -> &mut TcpStream {
+impl AsRawFd for Conn {
+    fn as_raw_fd(&self) -> RawFd {
         match self {
-            Conn::Plain(s) => s,
-            Conn::Tls(t) => &mut t.sock,
+            Conn::Plain(s) => s.as_raw_fd(),
+            Conn::Tls(t) => t.sock.as_raw_fd(),
         }
     }
 }
@@ -114,27 +113,28 @@ enum Framing {
 }
 
 struct Viewer {
-    sock: Option<Conn>,
-    out: Vec<u8>,
-    framing: Framing,
-    parse: Parse,
-    stats: ViewerStats,
-    /// SO_RCVLOWAT is set (once the viewer plays).
-    lowat: bool,
+    peer: Peer<Conn>,
+    body: Body,
 }
 
-impl Viewer {
+/// Where a viewer is in the response.
+struct Body {
+    framing: Framing,
+    parse: Parse,
+}
+
+impl Body {
     /// Takes bytes off the socket: strips the HTTP head and chunked framing, passes the body on.
-    fn feed(&mut self, mut data: &[u8], video: &mut impl FnMut(&mut Viewer, i64)) {
-        while !data.is_empty() && !self.stats.failed {
+    /// False: the response is not one to play (not 200, or broken framing).
+    fn feed(&mut self, mut data: &[u8], video: &mut impl FnMut(i64)) -> bool {
+        while !data.is_empty() {
             match &mut self.framing {
                 Framing::Head(h) => {
                     h.extend_from_slice(data);
                     data = &[];
                     if let Some(pos) = h.windows(4).position(|w| w == b"\r\n\r\n") {
                         if !h.starts_with(b"HTTP/1.1 200") && !h.starts_with(b"HTTP/1.0 200") {
-                            self.stats.failed = true;
-                            return;
+                            return false;
                         }
                         let rest = h.split_off(pos + 4);
                         let head = String::from_utf8_lossy(h).to_ascii_lowercase();
@@ -143,10 +143,9 @@ impl Viewer {
                         } else {
                             Framing::Raw
                         };
-                        self.feed(&rest, video);
-                        return;
+                        return self.feed(&rest, video);
                     } else if h.len() > 16384 {
-                        self.stats.failed = true;
+                        return false;
                     }
                 }
                 Framing::Raw => {
@@ -160,7 +159,7 @@ impl Viewer {
                         let text = String::from_utf8_lossy(line);
                         let hex = text.split([';', '\r']).next().unwrap_or("").trim();
                         match usize::from_str_radix(hex, 16) {
-                            Ok(0) | Err(_) => self.stats.failed = true,
+                            Ok(0) | Err(_) => return false,
                             Ok(n) => self.framing = Framing::ChunkData(n),
                         }
                     }
@@ -190,10 +189,11 @@ impl Viewer {
                 }
             }
         }
+        true
     }
 
     /// Walks the FLV body; calls `video(ts)` for each video tag header.
-    fn body(&mut self, mut data: &[u8], video: &mut impl FnMut(&mut Viewer, i64)) {
+    fn body(&mut self, mut data: &[u8], video: &mut impl FnMut(i64)) {
         while !data.is_empty() {
             match &mut self.parse {
                 Parse::FileHeader(left) | Parse::Body(left) => {
@@ -214,7 +214,7 @@ impl Viewer {
                         let is_video = h[0] & 0x1f == 9;
                         self.parse = Parse::Body(size + 4);
                         if is_video && size > 0 {
-                            video(self, ts);
+                            video(ts);
                         }
                     }
                 }
@@ -251,105 +251,53 @@ fn main() {
     let request = format!("GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n")
         .into_bytes();
 
-    let mut poll = Poll::new().expect("poll");
-    let mut events = Events::with_capacity(4096);
-    let t0 = Instant::now();
     let load = &args.load;
-    let end = t0 + Duration::from_secs(load.duration);
+    let mut run = load_stats::Run::new(load);
     let mut viewers: Vec<Viewer> = Vec::with_capacity(load.viewers);
-    let mut buf = vec![0u8; 256 * 1024];
     let stall_ms = load.stall_ms;
 
-    while Instant::now() < end {
-        let due = load.due(t0.elapsed());
-        while viewers.len() < due {
-            let i = viewers.len();
-            let mut v = Viewer {
-                sock: None,
-                out: request.clone(),
-                framing: Framing::Head(Vec::new()),
-                parse: Parse::FileHeader(13),
-                stats: ViewerStats::new(),
-                lowat: false,
-            };
-            match load_stats::connect(&poll, addr, i) {
-                Some(s) => {
-                    v.sock = Some(match &tls {
-                        None => Conn::Plain(s),
-                        Some(cfg) => {
-                            let name = rustls::pki_types::ServerName::try_from(host.clone())
-                                .expect("server name");
-                            let mut c = rustls::ClientConnection::new(cfg.clone(), name)
-                                .expect("TLS client");
-                            // Sent once the handshake is done (reads drive the TLS I/O).
-                            c.writer().write_all(&v.out).expect("buffer the request");
-                            v.out.clear();
-                            Conn::Tls(Box::new(rustls::StreamOwned::new(c, s)))
-                        }
-                    });
+    while run.going() {
+        run.open_due(load, addr, &mut viewers, |_, sock| {
+            let mut out = request.clone();
+            let sock = sock.map(|s| match &tls {
+                None => Conn::Plain(s),
+                Some(cfg) => {
+                    let name =
+                        rustls::pki_types::ServerName::try_from(host.clone()).expect("server name");
+                    let mut c =
+                        rustls::ClientConnection::new(cfg.clone(), name).expect("TLS client");
+                    // Sent once the handshake is done (reads drive the TLS I/O).
+                    c.writer().write_all(&out).expect("buffer the request");
+                    out.clear();
+                    Conn::Tls(Box::new(rustls::StreamOwned::new(c, s)))
                 }
-                None => v.stats.failed = true,
+            });
+            Viewer {
+                peer: Peer::new(sock, out),
+                body: Body {
+                    framing: Framing::Head(Vec::new()),
+                    parse: Parse::FileHeader(13),
+                },
             }
-            viewers.push(v);
-        }
+        });
 
-        poll.poll(&mut events, Some(Duration::from_millis(20)))
-            .expect("poll");
-        let now_ms = t0.elapsed().as_millis() as i64;
-        for ev in events.iter() {
+        run.wait();
+        let now_ms = run.ms();
+        for ev in run.events.iter() {
             let v = &mut viewers[ev.token().0];
-            if v.stats.failed {
+            if v.peer.stats.failed {
                 continue;
             }
-            if !v.out.is_empty() {
-                if let Some(sock) = v.sock.as_mut() {
-                    if !load_stats::write_out(sock, &mut v.out) {
-                        v.stats.failed = true;
-                    }
-                }
-            }
+            v.peer.send();
             // TLS: every event drives the handshake and the buffered request through `read`.
-            if ev.is_readable() || matches!(v.sock, Some(Conn::Tls(_))) {
-                while let Some(sock) = v.sock.as_mut() {
-                    match sock.read(&mut buf) {
-                        Ok(0) => {
-                            v.stats.failed = true;
-                            break;
-                        }
-                        Ok(n) => {
-                            v.stats.bytes += n as u64;
-                            v.feed(&buf[..n], &mut |v, ts| {
-                                v.stats.video_frame(now_ms, ts, stall_ms);
-                            });
-                            if v.stats.failed {
-                                break;
-                            }
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            v.stats.failed = true;
-                            break;
-                        }
-                    }
-                }
+            if ev.is_readable() || matches!(v.peer.sock, Some(Conn::Tls(_))) {
+                v.peer.read_available(&mut run.buf, |d, stats| {
+                    v.body
+                        .feed(d, &mut |ts| stats.video_frame(now_ms, ts, stall_ms))
+                });
             }
-            if !v.lowat && v.stats.playing() {
-                if let Some(sock) = v.sock.as_mut() {
-                    load_stats::set_rcvlowat(sock.tcp(), load_stats::RCVLOWAT);
-                    v.lowat = true;
-                }
-            }
-            if v.stats.failed {
-                v.sock = None;
-            }
+            v.peer.settle();
         }
     }
-
-    let end_ms = t0.elapsed().as_millis() as i64;
-    load_stats::print_report(
-        load.viewers,
-        viewers.iter().map(|v| &v.stats),
-        end_ms,
-        load.stall_ms,
-    );
+    run.report(load, viewers.iter().map(|v| &v.peer.stats));
 }

@@ -11,13 +11,10 @@
 mod load_stats;
 
 use clap::Parser;
-use load_stats::ViewerStats;
+use load_stats::Peer;
 use mio::net::TcpStream;
-use mio::{Events, Poll};
 use mist_media::rtmp::{ClientEvent, ClientMode, ClientSession};
 use mist_media::TrackKind;
-use std::io::{ErrorKind, Read};
-use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(about = "RTMP play load generator")]
@@ -30,13 +27,9 @@ struct Args {
 }
 
 struct Viewer {
-    sock: Option<TcpStream>,
+    peer: Peer<TcpStream>,
     session: ClientSession,
-    out: Vec<u8>,
     video_track: Option<u32>,
-    stats: ViewerStats,
-    /// SO_RCVLOWAT is set (once the viewer plays).
-    lowat: bool,
 }
 
 fn main() {
@@ -52,71 +45,45 @@ fn main() {
     let addr = load_stats::resolve(&hostport);
     let tc_url = format!("rtmp://{hostport}/{app}");
 
-    let mut poll = Poll::new().expect("poll");
-    let mut events = Events::with_capacity(4096);
-    let t0 = Instant::now();
     let load = &args.load;
-    let end = t0 + Duration::from_secs(load.duration);
+    let mut run = load_stats::Run::new(load);
     let mut viewers: Vec<Viewer> = Vec::with_capacity(load.viewers);
-    let mut buf = vec![0u8; 256 * 1024];
 
-    while Instant::now() < end {
+    while run.going() {
         // Open the connections spread over the ramp.
-        let due = load.due(t0.elapsed());
-        while viewers.len() < due {
-            let i = viewers.len();
+        run.open_due(load, addr, &mut viewers, |i, sock| {
             let mut session =
                 ClientSession::new(app, &tc_url, stream, ClientMode::Play, i as u64 + 1);
             let out = session.take_output();
-            let mut v = Viewer {
-                sock: None,
+            Viewer {
+                peer: Peer::new(sock, out),
                 session,
-                out,
                 video_track: None,
-                stats: ViewerStats::new(),
-                lowat: false,
-            };
-            v.sock = load_stats::connect(&poll, addr, i);
-            v.stats.failed = v.sock.is_none();
-            viewers.push(v);
-        }
+            }
+        });
 
-        poll.poll(&mut events, Some(Duration::from_millis(20)))
-            .expect("poll");
-        let now_ms = t0.elapsed().as_millis() as i64;
-        for ev in events.iter() {
+        run.wait();
+        let now_ms = run.ms();
+        for ev in run.events.iter() {
             let v = &mut viewers[ev.token().0];
-            if v.stats.failed {
+            if v.peer.stats.failed {
                 continue;
             }
             if ev.is_readable() {
-                while let Some(sock) = v.sock.as_mut() {
-                    match sock.read(&mut buf) {
-                        Ok(0) => {
-                            v.stats.failed = true;
-                            break;
-                        }
-                        Ok(n) => {
-                            v.stats.bytes += n as u64;
-                            v.session.feed(&buf[..n]);
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            v.stats.failed = true;
-                            break;
-                        }
-                    }
-                }
+                v.peer.read_available(&mut run.buf, |d, _| {
+                    v.session.feed(d);
+                    true
+                });
                 loop {
                     match v.session.poll() {
                         Ok(Some(ClientEvent::Track(t))) if t.kind() == TrackKind::Video => {
                             v.video_track = Some(t.id)
                         }
                         Ok(Some(ClientEvent::Frame(f))) if Some(f.track) == v.video_track => {
-                            v.stats.video_frame(now_ms, f.dts, load.stall_ms);
+                            v.peer.stats.video_frame(now_ms, f.dts, load.stall_ms);
                         }
                         Ok(Some(ClientEvent::Refused(_))) | Err(_) => {
-                            v.stats.failed = true;
+                            v.peer.stats.failed = true;
                             break;
                         }
                         Ok(Some(_)) => {}
@@ -124,33 +91,11 @@ fn main() {
                     }
                 }
                 let more = v.session.take_output();
-                v.out.extend_from_slice(&more);
+                v.peer.out.extend_from_slice(&more);
             }
-            if !v.out.is_empty() {
-                if let Some(sock) = v.sock.as_mut() {
-                    if !load_stats::write_out(sock, &mut v.out) {
-                        v.stats.failed = true;
-                    }
-                }
-            }
-            if !v.lowat && v.stats.playing() {
-                if let Some(sock) = v.sock.as_ref() {
-                    load_stats::set_rcvlowat(sock, load_stats::RCVLOWAT);
-                    v.lowat = true;
-                }
-            }
-            if v.stats.failed {
-                v.sock = None;
-            }
+            v.peer.send();
+            v.peer.settle();
         }
     }
-
-    // A viewer whose media stopped arriving before the end also stalled.
-    let end_ms = t0.elapsed().as_millis() as i64;
-    load_stats::print_report(
-        load.viewers,
-        viewers.iter().map(|v| &v.stats),
-        end_ms,
-        load.stall_ms,
-    );
+    run.report(load, viewers.iter().map(|v| &v.peer.stats));
 }

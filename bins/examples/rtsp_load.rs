@@ -14,14 +14,11 @@
 mod load_stats;
 
 use clap::Parser;
-use load_stats::ViewerStats;
+use load_stats::Peer;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
 use mist_media::rtp::Timeline;
 use mist_media::rtsp::{Client, ClientEvent, RtspUrl};
 use mist_media::TrackKind;
-use std::io::{ErrorKind, Read, Write};
-use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -30,117 +27,62 @@ struct Args {
     /// rtsp://HOST:PORT/STREAM
     #[arg(long)]
     url: String,
-    #[arg(long, default_value_t = 100)]
-    viewers: usize,
-    /// Seconds to keep the viewers connected.
-    #[arg(long, default_value_t = 15)]
-    duration: u64,
-    /// Milliseconds over which the connections are opened.
-    #[arg(long, default_value_t = 1000)]
-    ramp_ms: u64,
-    #[arg(long, default_value_t = 1500)]
-    stall_ms: i64,
+    #[command(flatten)]
+    load: load_stats::LoadArgs,
 }
 
 struct Viewer {
-    sock: Option<TcpStream>,
+    peer: Peer<TcpStream>,
     client: Client,
-    out: Vec<u8>,
     /// Media-section index and RTP clock of the video track.
     video: Option<(usize, Timeline)>,
-    stats: ViewerStats,
-    /// SO_RCVLOWAT is set (once the viewer plays).
-    lowat: bool,
 }
 
 fn main() {
     let args = Args::parse();
     let url = RtspUrl::parse(&args.url).expect("rtsp://HOST:PORT/STREAM");
-    let addr = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .expect("resolve")
-        .next()
-        .expect("address");
+    let addr = load_stats::resolve((url.host.as_str(), url.port));
     let ua = "mist-rs rtsp_load";
 
-    let mut poll = Poll::new().expect("poll");
-    let mut events = Events::with_capacity(4096);
-    let t0 = Instant::now();
-    let end = t0 + Duration::from_secs(args.duration);
-    let mut viewers: Vec<Viewer> = Vec::with_capacity(args.viewers);
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut next_tick = t0;
+    let load = &args.load;
+    let mut run = load_stats::Run::new(load);
+    let mut viewers: Vec<Viewer> = Vec::with_capacity(load.viewers);
+    let mut next_tick = run.t0;
 
-    while Instant::now() < end {
+    while run.going() {
         // Open the connections spread over the ramp.
-        let due = (t0.elapsed().as_millis() as u64 * args.viewers as u64)
-            .checked_div(args.ramp_ms)
-            .map_or(args.viewers, |n| n.min(args.viewers as u64) as usize);
-        while viewers.len() < due {
-            let i = viewers.len();
+        run.open_due(load, addr, &mut viewers, |_, sock| {
             let mut client = Client::new(url.clone(), ua);
             let mut out = Vec::new();
             while let Some(b) = client.poll_output() {
                 out.extend_from_slice(&b);
             }
-            let mut v = Viewer {
-                sock: None,
+            Viewer {
+                peer: Peer::new(sock, out),
                 client,
-                out,
                 video: None,
-                stats: ViewerStats::new(),
-                lowat: false,
-            };
-            match TcpStream::connect(addr) {
-                Ok(mut s) => {
-                    poll.registry()
-                        .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)
-                        .expect("register");
-                    v.sock = Some(s);
-                }
-                Err(_) => v.stats.failed = true,
             }
-            viewers.push(v);
-        }
+        });
 
-        poll.poll(&mut events, Some(Duration::from_millis(20)))
-            .expect("poll");
+        run.wait();
         let now = Instant::now();
-        let now_ms = now.duration_since(t0).as_millis() as i64;
-        let mut touched: Vec<usize> = events.iter().map(|e| e.token().0).collect();
+        let now_ms = now.duration_since(run.t0).as_millis() as i64;
+        let mut touched: Vec<usize> = run.events.iter().map(|e| e.token().0).collect();
         if now >= next_tick {
             // Keep-alives: every viewer once a second.
             next_tick = now + Duration::from_secs(1);
-            for v in viewers.iter_mut().filter(|v| !v.stats.failed) {
+            for v in viewers.iter_mut().filter(|v| !v.peer.stats.failed) {
                 v.client.tick(now);
             }
             touched.extend(0..viewers.len());
         }
         for i in touched {
             let v = &mut viewers[i];
-            if v.stats.failed {
+            if v.peer.stats.failed {
                 continue;
             }
-            while let Some(sock) = v.sock.as_mut() {
-                match sock.read(&mut buf) {
-                    Ok(0) => {
-                        v.stats.failed = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        v.stats.bytes += n as u64;
-                        if v.client.feed(&buf[..n], now).is_err() {
-                            v.stats.failed = true;
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        v.stats.failed = true;
-                        break;
-                    }
-                }
-            }
+            v.peer
+                .read_available(&mut run.buf, |d, _| v.client.feed(d, now).is_ok());
             while let Some(ev) = v.client.poll_event() {
                 match ev {
                     ClientEvent::Described { tracks } => {
@@ -161,45 +103,19 @@ fn main() {
                         if *vi == index && data.len() >= 12 && data[1] & 0x80 != 0 {
                             let ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
                             let ms = tl.millis(ts);
-                            v.stats.video_frame(now_ms, ms, args.stall_ms);
+                            v.peer.stats.video_frame(now_ms, ms, load.stall_ms);
                         }
                     }
-                    ClientEvent::Failed(_) => v.stats.failed = true,
+                    ClientEvent::Failed(_) => v.peer.stats.failed = true,
                     _ => {}
                 }
             }
             while let Some(b) = v.client.poll_output() {
-                v.out.extend_from_slice(&b);
+                v.peer.out.extend_from_slice(&b);
             }
-            if !v.out.is_empty() {
-                if let Some(sock) = v.sock.as_mut() {
-                    match sock.write(&v.out) {
-                        Ok(n) => {
-                            v.out.drain(..n);
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(_) => v.stats.failed = true,
-                    }
-                }
-            }
-            if !v.lowat && v.stats.playing() {
-                if let Some(sock) = v.sock.as_ref() {
-                    load_stats::set_rcvlowat(sock, load_stats::RCVLOWAT);
-                    v.lowat = true;
-                }
-            }
-            if v.stats.failed {
-                v.sock = None;
-            }
+            v.peer.send();
+            v.peer.settle();
         }
     }
-
-    // A viewer whose media stopped arriving before the end also stalled.
-    let end_ms = t0.elapsed().as_millis() as i64;
-    load_stats::print_report(
-        args.viewers,
-        viewers.iter().map(|v| &v.stats),
-        end_ms,
-        args.stall_ms,
-    );
+    run.report(load, viewers.iter().map(|v| &v.peer.stats));
 }

@@ -21,7 +21,7 @@
 //!    detaches: a new publisher may take the name over and readers wait for it. An owning input
 //!    ([`Ingest::own`]) ends the stream whenever it stops writing (its files are removed).
 
-use mist_connector::ask::Verdict;
+use mist_connector::ask::{Refusal, Verdict};
 use mist_core::control::Request;
 use mist_core::names::sanitize;
 use mist_media::{Frame, Track, TrackKind};
@@ -68,8 +68,20 @@ pub enum IngestError {
     Create { stream: String, source: ShmError },
 }
 
+/// Why a publish or a play is not let in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAdmitted {
+    /// The controller refused it, or could not be asked.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// Standalone: the name holds control characters (they would inject lines into logs and
+    /// trigger payloads) or has no base.
+    #[error("invalid stream name")]
+    InvalidName,
+}
+
 /// The stream to use and its DVR window (ms), or why not.
-pub type Answer = Result<(String, u64), String>;
+pub type Answer = Result<(String, u64), NotAdmitted>;
 
 /// What a controller verdict on `asked` (a push or a play) means: the stream the controller
 /// named (the sanitized name asked for when it named none) and its DVR window, or the refusal.
@@ -77,7 +89,7 @@ pub fn admitted(asked: &str, v: Verdict) -> Answer {
     match v {
         Verdict::Allow(r) if r.stream.is_empty() => Ok((sanitize(asked), dvr_ms(&r.config))),
         Verdict::Allow(r) => Ok((r.stream, dvr_ms(&r.config))),
-        Verdict::Refuse(why) => Err(why),
+        Verdict::Refuse(why) => Err(why.into()),
     }
 }
 
@@ -85,7 +97,7 @@ pub fn admitted(asked: &str, v: Verdict) -> Answer {
 pub fn standalone(asked: &str) -> Answer {
     if !mist_core::names::is_valid(asked) {
         // Control characters (or no base): would inject lines into logs and triggers.
-        return Err("invalid stream name".into());
+        return Err(NotAdmitted::InvalidName);
     }
     Ok((sanitize(asked), DEFAULT_DVR_MS))
 }
@@ -438,10 +450,10 @@ mod tests {
             Ok(("live+b".into(), 1234))
         );
         assert_eq!(
-            admitted("x", Verdict::Refuse("no".into())),
-            Err("no".into())
+            admitted("x", Verdict::Refuse(Refusal::Controller("no".into()))),
+            Err(NotAdmitted::Refused(Refusal::Controller("no".into())))
         );
-        assert!(standalone("bad\nname").is_err());
+        assert_eq!(standalone("bad\nname"), Err(NotAdmitted::InvalidName));
         assert_eq!(standalone("ok"), Ok(("ok".into(), DEFAULT_DVR_MS)));
     }
 }

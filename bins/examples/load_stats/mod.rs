@@ -1,4 +1,6 @@
-//! What `rtmp_load` and `http_load` measure per viewer, and the JSON line they print.
+//! What `rtmp_load`, `http_load` and `rtsp_load` share: the options, the run's event loop and
+//! clock ([`Run`]), reading and writing a viewer's socket, what they measure per viewer, and the
+//! JSON line they print. Each generator keeps only its protocol.
 //!
 //! A viewer stalls when its media falls more than `stall_ms` behind the wall clock (measured from its
 //! first video frame, relative to the least lag it had), or when it never gets a video frame.
@@ -7,13 +9,13 @@
 #![allow(dead_code)]
 
 use mio::net::TcpStream;
-use mio::{Interest, Poll, Token};
-use std::io::{ErrorKind, Write};
+use mio::{Events, Interest, Poll, Token};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// The options both generators take besides the URL (`#[command(flatten)]`).
+/// The options every generator takes besides the URL (`#[command(flatten)]`).
 #[derive(clap::Args)]
 pub struct LoadArgs {
     #[arg(long, default_value_t = 100)]
@@ -38,8 +40,157 @@ impl LoadArgs {
     }
 }
 
+/// The run: its poll, its clock and the read buffer every viewer shares (one thread, so one
+/// buffer).
+pub struct Run {
+    pub poll: Poll,
+    pub events: Events,
+    pub t0: Instant,
+    end: Instant,
+    pub buf: Vec<u8>,
+}
+
+impl Run {
+    /// A run of `load.duration` seconds from now.
+    pub fn new(load: &LoadArgs) -> Run {
+        let t0 = Instant::now();
+        Run {
+            poll: Poll::new().expect("poll"),
+            events: Events::with_capacity(4096),
+            t0,
+            end: t0 + Duration::from_secs(load.duration),
+            buf: vec![0u8; 256 * 1024],
+        }
+    }
+
+    /// The run's duration is not over.
+    pub fn going(&self) -> bool {
+        Instant::now() < self.end
+    }
+
+    /// Waits for events (20 ms at most, so the ramp and the clock move on).
+    pub fn wait(&mut self) {
+        self.poll
+            .poll(&mut self.events, Some(Duration::from_millis(20)))
+            .expect("poll");
+    }
+
+    /// Opens the viewers due by now (spread over the ramp): each gets a socket connecting to
+    /// `addr` (token: its index; `None` when the connection could not even be started), and
+    /// `new` makes the viewer around it.
+    pub fn open_due<V>(
+        &self,
+        load: &LoadArgs,
+        addr: SocketAddr,
+        viewers: &mut Vec<V>,
+        mut new: impl FnMut(usize, Option<TcpStream>) -> V,
+    ) {
+        let due = load.due(self.t0.elapsed());
+        while viewers.len() < due {
+            let i = viewers.len();
+            viewers.push(new(i, connect(&self.poll, addr, i)));
+        }
+    }
+
+    /// Milliseconds since the run began.
+    pub fn ms(&self) -> i64 {
+        self.t0.elapsed().as_millis() as i64
+    }
+
+    /// Prints the summary (a viewer whose media stopped arriving before the end also stalled).
+    pub fn report<'a>(&self, load: &LoadArgs, viewers: impl Iterator<Item = &'a ViewerStats>) {
+        print_report(load.viewers, viewers, self.ms(), load.stall_ms);
+    }
+}
+
+/// What every viewer has besides its protocol: its socket, the bytes waiting to go out, what
+/// it measured, and whether `SO_RCVLOWAT` is set.
+pub struct Peer<S> {
+    pub sock: Option<S>,
+    pub out: Vec<u8>,
+    pub stats: ViewerStats,
+    /// SO_RCVLOWAT is set (once the viewer plays).
+    lowat: bool,
+}
+
+impl<S: Read + Write + AsRawFd> Peer<S> {
+    /// A viewer on `sock` (`None`: the connection could not be started, the viewer failed)
+    /// with `out` to send first.
+    pub fn new(sock: Option<S>, out: Vec<u8>) -> Peer<S> {
+        let mut stats = ViewerStats::new();
+        stats.failed = sock.is_none();
+        Peer {
+            sock,
+            out,
+            stats,
+            lowat: false,
+        }
+    }
+
+    /// Reads what the socket holds until it would block, counting the bytes and handing each
+    /// chunk (and the stats, for the frames it completes) to `data`. The viewer fails at end of
+    /// stream, on an error, or when `data` answers false.
+    pub fn read_available(
+        &mut self,
+        buf: &mut [u8],
+        mut data: impl FnMut(&[u8], &mut ViewerStats) -> bool,
+    ) {
+        let Some(sock) = self.sock.as_mut() else {
+            return;
+        };
+        let stats = &mut self.stats;
+        loop {
+            match sock.read(buf) {
+                Ok(0) => {
+                    stats.failed = true;
+                    return;
+                }
+                Ok(n) => {
+                    stats.bytes += n as u64;
+                    if !data(&buf[..n], stats) {
+                        stats.failed = true;
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    stats.failed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes what `out` holds (if anything) as far as the socket takes it; the viewer fails if
+    /// the connection did.
+    pub fn send(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        if let Some(s) = self.sock.as_mut() {
+            if !write_out(s, &mut self.out) {
+                self.stats.failed = true;
+            }
+        }
+    }
+
+    /// After the viewer's event: sets `SO_RCVLOWAT` once it plays, and drops the socket of a
+    /// viewer that failed.
+    pub fn settle(&mut self) {
+        if !self.lowat && self.stats.playing() {
+            if let Some(s) = self.sock.as_ref() {
+                set_rcvlowat(s, RCVLOWAT);
+                self.lowat = true;
+            }
+        }
+        if self.stats.failed {
+            self.sock = None;
+        }
+    }
+}
+
 /// The first address of HOST:PORT.
-pub fn resolve(hostport: &str) -> SocketAddr {
+pub fn resolve(hostport: impl ToSocketAddrs) -> SocketAddr {
     hostport
         .to_socket_addrs()
         .expect("resolve")

@@ -107,7 +107,7 @@ pub fn handle_from(ctl: &mut Controller, sess: &mut Session, who: &Caller, req: 
             "config" => {
                 if let Some(set) = arg.as_object() {
                     if let Err(e) = set_config(ctl, set) {
-                        out.insert("config_error".into(), json!(e));
+                        out.insert("config_error".into(), json!(e.to_string()));
                     }
                 }
                 out.insert("config".into(), ctl.config_answer());
@@ -184,7 +184,7 @@ pub fn handle_from(ctl: &mut Controller, sess: &mut Session, who: &Caller, req: 
             }
             "push_start" => {
                 if let Err(e) = super::push::start(ctl, arg) {
-                    out.insert("push_start_error".into(), json!(e));
+                    out.insert("push_start_error".into(), json!(e.to_string()));
                 }
                 out.insert("push_list".into(), super::push::list(ctl));
             }
@@ -300,7 +300,7 @@ pub fn handle_from(ctl: &mut Controller, sess: &mut Session, who: &Caller, req: 
                         Ok(()) => json!("OK"),
                         Err(e) => {
                             mist_core::error!("save failed: {e}");
-                            json!({"error": e})
+                            json!({"error": e.to_string()})
                         }
                     },
                 );
@@ -340,14 +340,24 @@ fn protocols_changed(ctl: &mut Controller) {
     ctl.apply_protocols();
 }
 
-fn set_config(ctl: &mut Controller, set: &Map<String, Value>) -> Result<(), String> {
-    let mut cur = serde_json::to_value(&ctl.cfg.config).map_err(|e| e.to_string())?;
+/// Why a `config` change sent to the API was not applied (the answer's `config_error`).
+#[derive(Debug, thiserror::Error)]
+pub enum SetConfigError {
+    /// The running config could not be turned into JSON to merge the change into.
+    #[error("{0}")]
+    Current(serde_json::Error),
+    /// The config with the change merged in is not a valid config.
+    #[error("invalid config: {0}")]
+    Invalid(serde_json::Error),
+}
+
+fn set_config(ctl: &mut Controller, set: &Map<String, Value>) -> Result<(), SetConfigError> {
+    let mut cur = serde_json::to_value(&ctl.cfg.config).map_err(SetConfigError::Current)?;
     let obj = cur.as_object_mut().expect("object");
     for (k, v) in set {
         obj.insert(k.clone(), v.clone());
     }
-    let mut new: ServerConfig =
-        serde_json::from_value(cur).map_err(|e| format!("invalid config: {e}"))?;
+    let mut new: ServerConfig = serde_json::from_value(cur).map_err(SetConfigError::Invalid)?;
     for p in new.protocols.iter_mut() {
         p.options.remove("online");
     }

@@ -35,15 +35,32 @@ pub fn find_binaries(dir: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
+/// Why a binary's capabilities could not be read (the binary is then left out, with a log line).
+#[derive(Debug, thiserror::Error)]
+pub enum CapsError {
+    /// It could not be started.
+    #[error("cannot run: {0}")]
+    Run(std::io::Error),
+    /// It did not exit within the time limit (and was killed).
+    #[error("timed out")]
+    Timeout,
+    /// Its output is not JSON (not one of ours, or it failed).
+    #[error("no capabilities JSON (exit {0})")]
+    NotJson(i32),
+    /// Its output is JSON but not an object.
+    #[error("capabilities are not a JSON object")]
+    NotObject,
+}
+
 /// Runs `bin -j` with a timeout and parses its JSON object.
-pub fn query(bin: &Path, timeout: Duration) -> Result<Value, String> {
+pub fn query(bin: &Path, timeout: Duration) -> Result<Value, CapsError> {
     let mut child = Command::new(bin)
         .arg("-j")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot run: {e}"))?;
+        .map_err(CapsError::Run)?;
     let mut stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
         use std::io::Read;
@@ -59,21 +76,17 @@ pub fn query(bin: &Path, timeout: Duration) -> Result<Value, String> {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err("timed out".into());
+                return Err(CapsError::Timeout);
             }
         }
     };
     let out = reader.join().unwrap_or_default();
-    let v: Value = serde_json::from_slice(&out).map_err(|_| {
-        format!(
-            "no capabilities JSON (exit {})",
-            status.code().unwrap_or(-1)
-        )
-    })?;
+    let v: Value = serde_json::from_slice(&out)
+        .map_err(|_| CapsError::NotJson(status.code().unwrap_or(-1)))?;
     if v.is_object() {
         Ok(v)
     } else {
-        Err("capabilities are not a JSON object".into())
+        Err(CapsError::NotObject)
     }
 }
 
@@ -123,7 +136,7 @@ impl Caps {
                     };
                     map.insert(short.to_string(), v);
                 }
-                Err(e) => caps.failed.push((name, e)),
+                Err(e) => caps.failed.push((name, e.to_string())),
             }
         }
         caps

@@ -32,6 +32,41 @@ pub struct Limits {
     pub file_inputs: usize,
 }
 
+/// Which cap refused an input; the text names the config key an operator would raise.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitReached {
+    /// `limits.inputs`: inputs running at once, all streams together.
+    #[error("input limit reached ({limit} running; config limits.inputs)")]
+    Inputs {
+        /// The cap (as many are running).
+        limit: usize,
+    },
+    /// `limits.live_streams`: live buffers running at once.
+    #[error("live stream limit reached ({limit} running; config limits.live_streams)")]
+    LiveStreams {
+        /// The cap.
+        limit: usize,
+    },
+    /// `limits.wildcard_children`: `base+…` streams of one base.
+    #[error("wildcard stream limit of {base} reached ({limit} running; config limits.wildcard_children)")]
+    WildcardChildren {
+        /// The base stream.
+        base: String,
+        /// The cap.
+        limit: usize,
+    },
+    /// `limits.file_inputs`: inputs of one file stream.
+    #[error(
+        "input limit of file stream {base} reached ({limit} running; config limits.file_inputs)"
+    )]
+    FileInputs {
+        /// The base (file) stream.
+        base: String,
+        /// The cap.
+        limit: usize,
+    },
+}
+
 /// A running input as the limits see it: its stream and whether it is live (a `push://` buffer).
 #[derive(Debug, Clone, Copy)]
 pub struct Running<'a> {
@@ -64,7 +99,7 @@ impl Limits {
         stream: &str,
         live: bool,
         running: impl Iterator<Item = Running<'a>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), LimitReached> {
         let base = mist_core::names::base_name(stream);
         let wild = mist_core::names::wildcard(stream).is_some();
         let (mut all, mut lives, mut children, mut of_file) = (0usize, 0usize, 0usize, 0usize);
@@ -80,28 +115,24 @@ impl Limits {
             }
         }
         if self.inputs > 0 && all >= self.inputs {
-            return Err(format!(
-                "input limit reached ({} running; config limits.inputs)",
-                self.inputs
-            ));
+            return Err(LimitReached::Inputs { limit: self.inputs });
         }
         if live && self.live_streams > 0 && lives >= self.live_streams {
-            return Err(format!(
-                "live stream limit reached ({} running; config limits.live_streams)",
-                self.live_streams
-            ));
+            return Err(LimitReached::LiveStreams {
+                limit: self.live_streams,
+            });
         }
         if wild && self.wildcard_children > 0 && children >= self.wildcard_children {
-            return Err(format!(
-                "wildcard stream limit of {base} reached ({} running; config limits.wildcard_children)",
-                self.wildcard_children
-            ));
+            return Err(LimitReached::WildcardChildren {
+                base: base.to_string(),
+                limit: self.wildcard_children,
+            });
         }
         if !live && self.file_inputs > 0 && of_file >= self.file_inputs {
-            return Err(format!(
-                "input limit of file stream {base} reached ({} running; config limits.file_inputs)",
-                self.file_inputs
-            ));
+            return Err(LimitReached::FileInputs {
+                base: base.to_string(),
+                limit: self.file_inputs,
+            });
         }
         Ok(())
     }
@@ -154,13 +185,15 @@ mod tests {
             live: false,
         });
         let e = l.check("c", true, running.iter().copied()).unwrap_err();
-        assert!(e.contains("limits.live_streams"), "{e}");
+        assert_eq!(e, LimitReached::LiveStreams { limit: 2 });
+        assert!(e.to_string().contains("limits.live_streams"), "{e}");
         // A VoD input does not count against live streams, and other file streams are apart.
         assert!(l.check("film", false, running.iter().copied()).is_ok());
         let e = l
             .check("vod+y", false, running.iter().copied())
             .unwrap_err();
-        assert!(e.contains("limits.file_inputs"), "{e}");
+        assert!(matches!(e, LimitReached::FileInputs { .. }), "{e:?}");
+        assert!(e.to_string().contains("limits.file_inputs"), "{e}");
         // Live children of a base with file inputs are not file inputs.
         let l = Limits::from_config(Some(&json!({"file_inputs": 2})));
         assert!(l.check("vod+live", true, running.iter().copied()).is_ok());

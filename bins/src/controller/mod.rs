@@ -189,6 +189,29 @@ pub struct TriggerResult {
     pub rewritten: Option<(mist_core::control::Request, bool)>,
 }
 
+/// Why the input of a stream could not be started; the text goes to the log and, for a
+/// play or push request, back to the connector that asked.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// A resource cap of the config (`limits`) is reached.
+    #[error(transparent)]
+    Limit(#[from] limits::LimitReached),
+    /// No installed MistIn* binary claims the stream's source.
+    #[error("no input accepts source {0}")]
+    NoInput(String),
+    /// The binary that claims it is gone (removed since the capabilities were read).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The binary could not be spawned.
+    #[error("cannot start {name}: {source}")]
+    Start {
+        /// The binary.
+        name: String,
+        /// What spawning it gave.
+        source: std::io::Error,
+    },
+}
+
 fn refusal(stream: &str, error: String) -> mist_core::control::Response {
     warn!("control: refused {stream}: {error}");
     mist_core::control::Response {
@@ -253,10 +276,8 @@ impl Controller {
     }
 
     /// Saves the config file now.
-    pub fn save(&mut self) -> Result<(), String> {
-        self.cfg
-            .save(&self.config_path)
-            .map_err(|e| e.to_string())?;
+    pub fn save(&mut self) -> Result<(), config::ConfigError> {
+        self.cfg.save(&self.config_path)?;
         self.config_mtime = mtime(&self.config_path);
         self.dirty_since = None;
         info!("config saved to {}", self.config_path.display());
@@ -423,13 +444,13 @@ impl Controller {
         shm_call(mist_shm::list_streams)
     }
 
-    /// Makes sure the input for `stream` runs. Returns an error text when it cannot.
+    /// Makes sure the input for `stream` runs, or says why it cannot.
     pub fn ensure_input(
         &mut self,
         stream: &str,
         source: &str,
         stream_cfg: &Value,
-    ) -> Result<(), String> {
+    ) -> Result<(), InputError> {
         let role = Role::Input(stream.to_string());
         if self.sup.find(&role).is_some_and(|m| m.running()) {
             return Ok(());
@@ -448,16 +469,16 @@ impl Controller {
         });
         if let Err(e) = limits.check(stream, source.starts_with("push://"), running) {
             warn!("stream {stream}: not started: {e}");
-            return Err(e);
+            return Err(e.into());
         }
         let (input, input_source) = self
             .caps
             .input_and_source(source)
-            .ok_or_else(|| format!("no input accepts source {source}"))?;
+            .ok_or_else(|| InputError::NoInput(source.to_string()))?;
         let name = format!("MistIn{input}");
         let path = self
             .binary(&name)
-            .ok_or_else(|| format!("{name} not found"))?;
+            .ok_or_else(|| InputError::NotFound(name.clone()))?;
         let mut args = vec!["-g".to_string(), self.debug_level().to_string()];
         if let (Some(obj), Some(c)) = (stream_cfg.as_object(), self.caps.inputs.get(&input)) {
             args.extend(caps::option_args(obj, Some(c)));
@@ -470,7 +491,10 @@ impl Controller {
         let pid = self
             .sup
             .start(&self.spawner, role, &name, path, args, false)
-            .map_err(|e| format!("cannot start {name}: {e}"))?;
+            .map_err(|source| InputError::Start {
+                name: name.clone(),
+                source,
+            })?;
         info!("started {name} (pid {pid}) for stream {stream}");
         self.input_sources
             .insert(stream.to_string(), (source.to_string(), stream_cfg.clone()));
@@ -674,7 +698,7 @@ impl Controller {
         source: String,
     ) -> Option<mist_core::control::Response> {
         if let Err(e) = self.ensure_input(&name, &source, &scfg) {
-            return Some(refusal(&name, e));
+            return Some(refusal(&name, e.to_string()));
         }
         if self.stream_ready(&name) {
             return Some(answer_ok(name, scfg));

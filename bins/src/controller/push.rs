@@ -530,9 +530,17 @@ fn active_streams(ctl: &Controller) -> Vec<String> {
         .collect()
 }
 
+/// Why a `push_start` did nothing (the API answer's `push_start_error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushStartError {
+    /// The argument lacks the stream or the target (or one is not a string).
+    #[error("push_start needs a stream and a target")]
+    Arguments,
+}
+
 /// `push_start`: `[stream, target]` or `{stream, target}`; `base+` starts one per active
 /// wildcard stream, `#tag` one per active stream with that tag.
-pub fn start(ctl: &mut Controller, arg: &Value) -> Result<(), String> {
+pub fn start(ctl: &mut Controller, arg: &Value) -> Result<(), PushStartError> {
     let (stream, target) = match arg {
         Value::Array(a) => (a.first(), a.get(1)),
         Value::Object(o) => (o.get("stream"), o.get("target")),
@@ -542,7 +550,7 @@ pub fn start(ctl: &mut Controller, arg: &Value) -> Result<(), String> {
         stream.and_then(Value::as_str),
         target.and_then(Value::as_str),
     ) else {
-        return Err("push_start needs a stream and a target".into());
+        return Err(PushStartError::Arguments);
     };
     let streams: Vec<String> = if stream.ends_with('+') || stream.starts_with('#') {
         active_streams(ctl)

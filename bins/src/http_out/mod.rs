@@ -158,7 +158,7 @@ struct Waiting {
     route: routes::Route,
     since: Instant,
     /// The controller's answer, once it came: Err = refused (404).
-    answer: Option<Result<(), String>>,
+    answer: Option<Result<(), mist_connector::ask::Refusal>>,
 }
 
 /// The key of a shared feed.

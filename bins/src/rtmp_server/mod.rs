@@ -677,14 +677,14 @@ impl Rtmp {
                     self.start_publish(app, io, stream_id, stream, dvr)
                 }
                 Ok(_) => self.refuse(io, stream_id, &name, "empty stream name", true),
-                Err(why) => self.refuse(io, stream_id, &name, &why, true),
+                Err(why) => self.refuse(io, stream_id, &name, &why.to_string(), true),
             },
             Ask::Play { stream_id, name } => match answer {
                 Ok((stream, _)) if !stream.is_empty() => {
                     self.start_play(app, io, stream_id, stream)
                 }
                 Ok(_) => self.refuse(io, stream_id, &name, "empty stream name", false),
-                Err(why) => self.refuse(io, stream_id, &name, &why, false),
+                Err(why) => self.refuse(io, stream_id, &name, &why.to_string(), false),
             },
         }
     }

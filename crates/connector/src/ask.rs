@@ -31,25 +31,41 @@ pub enum Verdict {
     /// Go ahead; the controller's answer (or a made-up one when standalone).
     Allow(Response),
     /// Refused, with the reason for the log and the peer.
-    Refuse(String),
+    Refuse(Refusal),
+}
+
+/// Why a request was refused. A connector shows it to the peer and logs it; which case it is
+/// matters to an operator reading the log (a rule of theirs, or a controller that is down).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The controller said no (its rules: whitelists, passwords, triggers), for this reason.
+    #[error("{0}")]
+    Controller(String),
+    /// The controller said no without a reason.
+    #[error("refused by the controller")]
+    NoReason,
+    /// The controller is configured but could not be asked, so its rules cannot be checked.
+    /// The [`ControlError`]'s text: the error itself (an `io::Error`) cannot be cloned.
+    #[error("controller unreachable: {0}")]
+    Unreachable(String),
+    /// More requests were waiting than the queue holds.
+    #[error("too many controller requests waiting")]
+    QueueFull,
 }
 
 /// Applies the one policy to a request's result (see the module docs).
 pub fn decide(req: &Request, r: Result<Response, ControlError>) -> Verdict {
     match r {
         Ok(resp) if resp.ok => Verdict::Allow(resp),
-        Ok(resp) => Verdict::Refuse(if resp.error.is_empty() {
-            "refused by the controller".into()
-        } else {
-            resp.error
-        }),
+        Ok(resp) if resp.error.is_empty() => Verdict::Refuse(Refusal::NoReason),
+        Ok(resp) => Verdict::Refuse(Refusal::Controller(resp.error)),
         Err(ControlError::NotSet(_)) => Verdict::Allow(Response {
             ok: true,
             stream: requested_stream(req),
             error: String::new(),
             config: Default::default(),
         }),
-        Err(e) => Verdict::Refuse(format!("controller unreachable: {e}")),
+        Err(e) => Verdict::Refuse(Refusal::Unreachable(e.to_string())),
     }
 }
 
@@ -212,10 +228,8 @@ impl<K: Send + 'static> Asker<K> {
             Ok(()) => self.pool.grow(busy),
             Err(TrySendError::Full((k, ..))) | Err(TrySendError::Disconnected((k, ..))) => {
                 self.pool.unreserve();
-                self.ready.push_back((
-                    k,
-                    Verdict::Refuse("too many controller requests waiting".into()),
-                ));
+                self.ready
+                    .push_back((k, Verdict::Refuse(Refusal::QueueFull)));
             }
         }
     }
@@ -290,7 +304,10 @@ mod tests {
         let mut a = Asker::with(rt.remote().waker(), unreachable, false, 2, 4);
         a.ask(1, play("s1"));
         match drain(&mut a, 1).pop().unwrap().1 {
-            Verdict::Refuse(why) => assert!(why.contains("unreachable"), "{why}"),
+            Verdict::Refuse(why) => {
+                assert!(matches!(why, Refusal::Unreachable(_)), "{why:?}");
+                assert!(why.to_string().contains("unreachable"), "{why}");
+            }
             v => panic!("unreachable must refuse, got {v:?}"),
         }
     }

@@ -52,6 +52,7 @@ pub mod runtime;
 pub mod session;
 pub mod tls;
 pub mod tls_client;
+pub mod tls_stream;
 pub mod transport;
 
 pub use file::{FileRange, FileSource};

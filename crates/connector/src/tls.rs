@@ -1,4 +1,5 @@
-//! TLS at the transport level: a rustls server connection over a TCP socket, as a [`Stream`].
+//! TLS at the transport level: a rustls server connection over a TCP socket, as a
+//! [`crate::Stream`].
 //!
 //! A TCP listener becomes a TLS listener with [`crate::Runtime::listen_tcp_tls`] and a
 //! [`TlsConfigHandle`]; sessions see the same plaintext [`crate::Io`] either way.
@@ -14,19 +15,21 @@
 //!   other files.
 //! - ALPN `http/1.1` by default, session resumption (stateful cache and tickets).
 //! - A handshake must finish within [`TlsSettings::handshake_timeout`] (the runtime's sweep
-//!   closes it, see [`Stream::deadline`]); a failed handshake is logged with the peer (rate
+//!   closes it, see [`crate::Stream::deadline`]); a failed handshake is logged with the peer (rate
 //!   limited) and the connection closed after the alert.
+//!
+//! The stream itself ([`TlsStream`]) is the transport both sides share, in `tls_stream`.
 
-use crate::transport::Stream;
-use mio::event::Source;
+use crate::tls_stream::{TlsSide, TlsTransport};
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
 use mist_core::{debug, warn};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerConnection};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerConfig, ServerConnection, ServerConnectionData,
+};
 use rustls::sign::CertifiedKey;
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -35,9 +38,6 @@ use std::time::{Duration, Instant};
 
 /// Largest PEM file read (a chain of a few certificates is a few KiB).
 const MAX_PEM: u64 = 1 << 20;
-/// TLS records rustls may hold unsent per connection; more makes writes answer `WouldBlock`,
-/// so the runtime's output queue (and its slow-viewer cut) still sees the backlog.
-const TLS_BUFFER: usize = 64 << 10;
 
 /// Why certificates could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -362,18 +362,14 @@ impl TlsConfigHandle {
     /// Starts the server side of a TLS connection over an accepted socket. `name` (the
     /// listener's) and `peer` go into log lines.
     pub fn accept(&self, tcp: TcpStream, peer: SocketAddr, name: &str) -> io::Result<TlsStream> {
-        let mut conn =
-            ServerConnection::new(self.shared.config.clone()).map_err(io::Error::other)?;
-        conn.set_buffer_limit(Some(TLS_BUFFER));
-        Ok(TlsStream {
-            tcp,
-            conn,
+        let conn = ServerConnection::new(self.shared.config.clone()).map_err(io::Error::other)?;
+        let side = ServerSide {
             peer,
             name: name.to_string(),
-            deadline: Instant::now() + self.shared.handshake_timeout,
             shared: self.shared.clone(),
-            failed: false,
-        })
+        };
+        let deadline = Instant::now() + self.shared.handshake_timeout;
+        Ok(TlsTransport::with_side(tcp, conn, deadline, side))
     }
 }
 
@@ -401,17 +397,30 @@ impl Shared {
     }
 }
 
-/// A server-side TLS connection over TCP: reads and writes carry plaintext.
-pub struct TlsStream {
-    tcp: TcpStream,
-    conn: ServerConnection,
+/// The server side of a [`TlsTransport`]: a refused handshake is logged with the listener's
+/// name and the peer, one line a second at most (a flood of garbage must not flood the log);
+/// a protocol error after the handshake is a debug line.
+pub struct ServerSide {
     peer: SocketAddr,
     name: String,
-    deadline: Instant,
     shared: Arc<Shared>,
-    /// The peer sent something that is not TLS (or broke the protocol); the alert is out.
-    failed: bool,
 }
+
+impl TlsSide for ServerSide {
+    type Data = ServerConnectionData;
+    type Conn = ServerConnection;
+
+    fn refused(&mut self, handshaking: bool, e: &rustls::Error) {
+        if handshaking {
+            self.shared.log_failure(&self.name, self.peer, e);
+        } else {
+            debug!("{}: TLS error from {}: {e}; closed", self.name, self.peer);
+        }
+    }
+}
+
+/// A server-side TLS connection over TCP: reads and writes carry plaintext.
+pub type TlsStream = TlsTransport<ServerSide>;
 
 impl TlsStream {
     /// The SNI name the client asked for.
@@ -422,118 +431,5 @@ impl TlsStream {
     /// The ALPN protocol agreed on.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         self.conn.alpn_protocol()
-    }
-
-    /// Writes pending TLS records. `WouldBlock` if some are left.
-    fn push_tls(&mut self) -> io::Result<()> {
-        while self.conn.wants_write() {
-            match self.conn.write_tls(&mut self.tcp) {
-                Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// `push_tls` where `WouldBlock` is fine (the rest leaves on the next writable event).
-    fn push_tls_soft(&mut self) -> io::Result<()> {
-        match self.push_tls() {
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(()),
-            r => r,
-        }
-    }
-}
-
-impl Read for TlsStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.failed {
-            return Ok(0);
-        }
-        loop {
-            match self.conn.reader().read(buf) {
-                Ok(n) => return Ok(n), // 0: close_notify
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-            match self.conn.read_tls(&mut self.tcp) {
-                Ok(0) => return Ok(0),
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            let handshaking = self.conn.is_handshaking();
-            if let Err(e) = self.conn.process_new_packets() {
-                if handshaking {
-                    self.shared.log_failure(&self.name, self.peer, &e);
-                } else {
-                    debug!("{}: TLS error from {}: {e}; closed", self.name, self.peer);
-                }
-                self.failed = true;
-                let _ = self.push_tls(); // the alert
-                return Err(io::Error::new(ErrorKind::InvalidData, e));
-            }
-            self.push_tls_soft()?;
-        }
-    }
-}
-
-impl Write for TlsStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        if self.failed {
-            return Err(ErrorKind::BrokenPipe.into());
-        }
-        // Records from the last call first: until they are out, take nothing new.
-        self.push_tls()?;
-        let n = self.conn.writer().write_vectored(bufs)?;
-        if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
-            return Err(ErrorKind::WouldBlock.into());
-        }
-        self.push_tls_soft()?;
-        Ok(n)
-    }
-
-    /// Writes the records rustls still holds; `WouldBlock` while some are left.
-    fn flush(&mut self) -> io::Result<()> {
-        if self.failed {
-            return Ok(());
-        }
-        self.push_tls()
-    }
-}
-
-impl Source for TlsStream {
-    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
-        self.tcp.register(r, t, i)
-    }
-    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
-        self.tcp.reregister(r, t, i)
-    }
-    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
-        self.tcp.deregister(r)
-    }
-}
-
-impl Stream for TlsStream {
-    /// The close happens on drop, which first sends `close_notify` (needs `&mut`).
-    fn shutdown(&self) {}
-
-    fn deadline(&self) -> Option<Instant> {
-        self.conn.is_handshaking().then_some(self.deadline)
-    }
-}
-
-impl Drop for TlsStream {
-    fn drop(&mut self) {
-        if !self.failed && !self.conn.is_handshaking() {
-            self.conn.send_close_notify();
-            let _ = self.push_tls();
-        }
-        let _ = self.tcp.shutdown(std::net::Shutdown::Both);
     }
 }

@@ -139,6 +139,12 @@ fn make_cert(dir: &Path, stem: &str, cn: &str, names: &[&str], rsa: bool) -> (Pa
     } else {
         c.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
     }
+    openssl_req(&mut c);
+    (cert, key)
+}
+
+/// Runs an `openssl req` command; it must succeed.
+fn openssl_req(c: &mut Command) {
     let out = c
         .output()
         .expect("openssl is needed (scripts/test installs it)");
@@ -147,7 +153,6 @@ fn make_cert(dir: &Path, stem: &str, cn: &str, names: &[&str], rsa: bool) -> (Pa
         "openssl req: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (cert, key)
 }
 
 fn curl(addr: SocketAddr, ca: &Path, path: &str) -> String {
@@ -591,4 +596,131 @@ fn a_flood_of_half_open_handshakes_leaves_viewers_served_and_is_closed() {
         assert!(closed_by_server(s), "half-open handshake {i} not closed");
     }
     assert_eq!(viewer.echo("after"), "after");
+}
+
+/// A self-signed leaf certificate (not a CA: webpki refuses a CA as the end entity) for
+/// `localhost` and 127.0.0.1, ECDSA P-256.
+fn make_leaf(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{stem}.crt.pem"));
+    let key = dir.join(format!("{stem}.key.pem"));
+    let mut c = Command::new("openssl");
+    c.args([
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=localhost",
+    ])
+    .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+    .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+    .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+    .arg("-keyout")
+    .arg(&key)
+    .arg("-out")
+    .arg(&cert);
+    openssl_req(&mut c);
+    (cert, key)
+}
+
+/// A client of the runtime's own: one line out on a [`mist_connector::TlsClientStream`],
+/// what comes back kept; the loop stops at the first whole line or at the close.
+struct LineOut(String);
+
+#[derive(Default)]
+struct Cli {
+    got: Vec<u8>,
+    closed: bool,
+    /// A guard against a hang (not a timing requirement).
+    give_up: Option<Instant>,
+}
+
+impl Session<Cli> for LineOut {
+    fn on_wake(&mut self, _: &mut Cli, io: &mut Io<'_>) {
+        io.write(self.0.as_bytes());
+    }
+    fn on_read(&mut self, app: &mut Cli, io: &mut Io<'_>) {
+        app.got.extend_from_slice(io.input());
+        io.clear_input();
+    }
+    fn on_close(&mut self, app: &mut Cli, _: mist_connector::ConnId, _: Peer) {
+        app.closed = true;
+    }
+}
+
+impl App for Cli {
+    type Session = LineOut;
+    fn accept(&mut self, _: ListenerId, _: Peer, _: Instant) -> Option<LineOut> {
+        None
+    }
+    fn turn(&mut self, _: &mut Ctl<'_, Self>, now: Instant) -> Flow {
+        let done = self.closed || self.got.ends_with(b"\n");
+        if done || self.give_up.is_some_and(|t| now >= t) {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}
+
+/// Sends `line` to `addr` over the client side of the TLS transport, trusting `ca`: what came
+/// back, and the reason of a TLS failure if there was one.
+fn tls_client_echo(addr: SocketAddr, ca: &Path, line: &str) -> (String, Option<String>) {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = mio::net::TcpStream::connect(addr).unwrap();
+    let now = Instant::now();
+    let stream = mist_connector::TlsClientStream::new(tcp, conn, now + Duration::from_secs(30));
+    let why = stream.error_slot();
+    let mut rt = Runtime::<Cli>::new().unwrap();
+    rt.set_max_wait(Duration::from_millis(100));
+    let id = rt
+        .adopt(
+            Box::new(stream),
+            Peer::Tcp(addr),
+            "tls-client",
+            Limits::default(),
+            LineOut(line.to_string()),
+        )
+        .unwrap();
+    rt.remote().wake(id);
+    let mut app = Cli {
+        give_up: Some(now + Duration::from_secs(60)),
+        ..Cli::default()
+    };
+    rt.run(&mut app).unwrap();
+    let why = why.lock().unwrap().take();
+    (String::from_utf8_lossy(&app.got).into_owned(), why)
+}
+
+#[test]
+fn client_side_echoes_through_a_tls_listener_and_says_why_an_untrusted_one_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = make_leaf(dir.path(), "srv");
+    let srv = start(TlsConfigHandle::from_pem_files(&cert, &key).unwrap());
+    // Both sides of the one transport: plaintext queued before the handshake leaves after it.
+    let (got, why) = tls_client_echo(srv.addr, &cert, "over the client side\n");
+    assert_eq!(got, "over the client side\n", "TLS failure: {why:?}");
+    assert_eq!(why, None);
+    // A certificate the client does not trust: nothing comes back, and the slot says why.
+    let (other, _) = make_leaf(dir.path(), "other");
+    let (got, why) = tls_client_echo(srv.addr, &other, "never seen\n");
+    assert_eq!(got, "");
+    let why = why.expect("the failure's reason in the error slot");
+    assert!(
+        why.starts_with("TLS: ") && why.contains("certificate"),
+        "{why}"
+    );
 }

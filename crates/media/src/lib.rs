@@ -16,22 +16,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[allow(missing_docs)] // not every item is documented yet
 pub mod codecs;
 pub mod containers;
 pub mod error;
 pub mod frame;
 pub mod info;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod manifests;
 pub mod remux;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod rtmp;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod rtp;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod rtsp;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod sdp;
 pub mod time;
 

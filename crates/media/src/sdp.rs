@@ -24,13 +24,17 @@ pub const MAX_SDP: usize = 64 * 1024;
 /// A parsed session description.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SessionDescription {
+    /// `o=` as written: kept so an answer or a re-announce can name the same origin.
     pub origin: Option<String>,
+    /// `s=`: the session name, as the sender wrote it (for logs).
     pub name: String,
+    /// Session-level `c=`; a media section without its own inherits it.
     pub connection: Option<String>,
     /// Session-level `a=control`.
     pub control: Option<String>,
     /// Session-level `a=range`.
     pub range: Option<String>,
+    /// The `m=` sections, in order: a track's index is its position here (SETUP refers to it).
     pub media: Vec<MediaDescription>,
 }
 
@@ -42,13 +46,17 @@ pub type RtpMap = (u8, String, u32, Option<u32>);
 pub struct MediaDescription {
     /// `video`, `audio`, `application` …
     pub media: String,
+    /// The `m=` port; 0 for RTSP (the transport is negotiated in SETUP, not here).
     pub port: u16,
+    /// `RTP/AVP`, `RTP/AVPF` …, as written (not checked).
     pub proto: String,
     /// Payload types listed on the `m=` line.
     pub formats: Vec<u8>,
+    /// Section-level `c=`, overriding the session's.
     pub connection: Option<String>,
     /// `b=AS:` in kbit/s.
     pub bandwidth_kbps: Option<u32>,
+    /// `a=control`: the URL (or the part relative to the base) SETUP uses for this track.
     pub control: Option<String>,
     /// `a=rtpmap:` entries: (payload type, encoding name, clock rate, channels).
     pub rtpmap: Vec<RtpMap>,
@@ -61,30 +69,43 @@ pub struct MediaDescription {
 /// How a track's frames travel in RTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RtpEncoding {
+    /// RFC 6184: single NAL units, STAP-A and FU-A.
     H264,
+    /// RFC 7798: single NAL units, AP and FU.
     Hevc,
     /// RFC 3640 with AU headers of `size_length`/`index_length`/`index_delta_length` bits.
     AacGeneric {
+        /// Bits of the AU size in each AU header (13 for AAC-hbr).
         size_length: u8,
+        /// Bits of the AU index of the first AU header (3 for AAC-hbr).
         index_length: u8,
+        /// Bits of the index delta of the following AU headers (3 for AAC-hbr).
         index_delta_length: u8,
     },
     /// RFC 6416 with `cpresent=0` (config out of band).
     AacLatm,
+    /// RFC 7587: one Opus packet per RTP packet, always a 48 kHz clock.
     Opus,
     /// RFC 2250 MPEG audio (payload type 14, 90 kHz).
     Mpa,
+    /// G.711 A-law (static payload type 8, 8 kHz).
     Pcma,
+    /// G.711 µ-law (static payload type 0, 8 kHz).
     Pcmu,
 }
 
 /// A media section understood as a track.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtpTrack {
+    /// The payload type its packets carry.
     pub payload_type: u8,
+    /// The RTP clock (Hz): timestamps are in these units, not the track's.
     pub clock_rate: u32,
+    /// How its frames are split into packets.
     pub encoding: RtpEncoding,
+    /// `a=control` of the section, for SETUP.
     pub control: Option<String>,
+    /// The track as the rest of mist-rs sees it (codec, init data, dimensions or rate).
     pub track: Track,
 }
 
@@ -93,6 +114,9 @@ fn bad(detail: impl Into<String>) -> MediaError {
 }
 
 impl SessionDescription {
+    /// Parses a description (at most [`MAX_SDP`] bytes, [`MAX_MEDIA`] sections): a malformed line
+    /// is an error, a section attribute not parsed here is kept in
+    /// [`MediaDescription::attributes`].
     pub fn parse(data: &[u8]) -> Result<SessionDescription, MediaError> {
         if data.len() > MAX_SDP {
             return Err(MediaError::TooLarge {

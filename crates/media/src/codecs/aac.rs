@@ -8,6 +8,8 @@ pub const SAMPLE_RATES: [u32; 13] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
 ];
 
+/// The index of `rate` in [`SAMPLE_RATES`]; `None` for a rate that needs the explicit 24-bit
+/// form (which ADTS cannot carry).
 pub fn rate_index(rate: u32) -> Option<u8> {
     SAMPLE_RATES
         .iter()
@@ -42,6 +44,8 @@ impl AudioSpecificConfig {
         self.ext_rate.unwrap_or(self.rate)
     }
 
+    /// Parses an AudioSpecificConfig (with explicit SBR/PS signalling); what else follows the
+    /// fields muxers need is ignored.
     pub fn parse(b: &[u8]) -> Result<AudioSpecificConfig, MediaError> {
         let mut r = crate::h264::BitReader::new(b);
         let e = |_| MediaError::malformed("AudioSpecificConfig", "truncated");
@@ -136,7 +140,9 @@ impl AudioSpecificConfig {
 pub struct AdtsHeader {
     /// Audio object type (profile + 1).
     pub object_type: u8,
+    /// Index into [`SAMPLE_RATES`].
     pub rate_index: u8,
+    /// Channel configuration, as in [`AudioSpecificConfig::channel_config`].
     pub channel_config: u8,
     /// Length of the whole frame, header included.
     pub frame_length: usize,
@@ -146,6 +152,7 @@ pub struct AdtsHeader {
     pub blocks: u8,
 }
 
+/// An ADTS header without CRC (9 bytes with one).
 pub const ADTS_HEADER_LEN: usize = 7;
 
 impl AdtsHeader {
@@ -186,6 +193,7 @@ impl AdtsHeader {
         })
     }
 
+    /// The sampling rate the index names.
     pub fn rate(&self) -> u32 {
         SAMPLE_RATES[self.rate_index as usize % SAMPLE_RATES.len()]
     }
@@ -237,6 +245,8 @@ pub struct AdtsIter<'a> {
     failed: bool,
 }
 
+/// Iterates the ADTS frames laid end to end in `data`, as (header, payload) pairs; a broken
+/// header, or a frame running past the end (`NeedMore`), ends the iteration with an error.
 pub fn adts_frames(data: &[u8]) -> AdtsIter<'_> {
     AdtsIter {
         data,

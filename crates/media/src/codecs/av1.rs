@@ -4,14 +4,20 @@
 use crate::h264::BitReader;
 use crate::MediaError;
 
+/// OBU type of the sequence header: what av1C carries and a decoder needs first.
 pub const OBU_SEQUENCE_HEADER: u8 = 1;
+/// OBU type of the temporal delimiter: starts each temporal unit in a raw stream (MP4 and
+/// Matroska samples must not carry it).
 pub const OBU_TEMPORAL_DELIMITER: u8 = 2;
 
 /// One OBU: its type and the whole OBU bytes (header included) plus the payload range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Obu<'a> {
+    /// The OBU type (see the `OBU_*` constants).
     pub obu_type: u8,
+    /// The whole OBU, header included (to copy it as it is).
     pub bytes: &'a [u8],
+    /// The payload after the header and size.
     pub payload: &'a [u8],
 }
 
@@ -67,16 +73,27 @@ pub fn obus(mut data: &[u8]) -> impl Iterator<Item = Obu<'_>> {
 /// What the sequence header tells a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SequenceHeader {
+    /// `seq_profile` (0 Main, 1 High, 2 Professional).
     pub profile: u8,
+    /// `seq_level_idx` of the first operating point.
     pub level_idx: u8,
+    /// `seq_tier` of the first operating point (true: High tier).
     pub tier: bool,
+    /// More than 8 bits per sample.
     pub high_bitdepth: bool,
+    /// 12 bits per sample (with `high_bitdepth`, profile 2).
     pub twelve_bit: bool,
+    /// No chroma planes.
     pub monochrome: bool,
+    /// Chroma subsampled horizontally (4:2:0 and 4:2:2).
     pub subsampling_x: bool,
+    /// Chroma subsampled vertically (4:2:0).
     pub subsampling_y: bool,
+    /// Where chroma samples sit (av1C copies it).
     pub chroma_sample_position: u8,
+    /// `max_frame_width_minus_1` + 1.
     pub width: u32,
+    /// `max_frame_height_minus_1` + 1.
     pub height: u32,
 }
 

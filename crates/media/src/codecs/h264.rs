@@ -8,12 +8,19 @@ use crate::error::MediaError;
 
 /// NAL unit types we care about.
 pub mod nal {
+    /// A slice of a non-IDR picture.
     pub const SLICE: u8 = 1;
+    /// A slice of an IDR picture: decoding can start here (a keyframe).
     pub const IDR: u8 = 5;
+    /// Supplemental enhancement information (captions, timing); not needed to decode.
     pub const SEI: u8 = 6;
+    /// Sequence parameter set: size, profile, level; goes into avcC.
     pub const SPS: u8 = 7;
+    /// Picture parameter set; goes into avcC.
     pub const PPS: u8 = 8;
+    /// Access unit delimiter: MPEG-TS wants one before every access unit, MP4 and FLV none.
     pub const AUD: u8 = 9;
+    /// SPS extension (auxiliary pictures such as alpha).
     pub const SPS_EXT: u8 = 13;
 }
 
@@ -33,6 +40,7 @@ pub struct BitReader<'a> {
 }
 
 impl<'a> BitReader<'a> {
+    /// A reader at the first bit of `data`.
     pub fn new(data: &'a [u8]) -> Self {
         BitReader { data, pos: 0 }
     }
@@ -41,10 +49,12 @@ impl<'a> BitReader<'a> {
         MediaError::malformed("bitstream", "read past end")
     }
 
+    /// Bits not read yet.
     pub fn bits_left(&self) -> usize {
         (self.data.len() * 8).saturating_sub(self.pos)
     }
 
+    /// Reads one bit.
     pub fn read_bit(&mut self) -> Result<u32, MediaError> {
         let byte = *self.data.get(self.pos / 8).ok_or_else(Self::eof)?;
         let bit = (byte >> (7 - (self.pos % 8))) & 1;
@@ -52,6 +62,7 @@ impl<'a> BitReader<'a> {
         Ok(bit as u32)
     }
 
+    /// Reads one bit as a flag.
     pub fn read_flag(&mut self) -> Result<bool, MediaError> {
         Ok(self.read_bit()? == 1)
     }
@@ -74,6 +85,7 @@ impl<'a> BitReader<'a> {
         Ok(v as u32)
     }
 
+    /// Steps over `n` bits (checked like a read).
     pub fn skip_bits(&mut self, n: usize) -> Result<(), MediaError> {
         if n > self.bits_left() {
             return Err(Self::eof());
@@ -132,22 +144,35 @@ pub fn unescape_rbsp(nal: &[u8], out: &mut Vec<u8>) {
 /// What we read from a sequence parameter set.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sps {
+    /// `profile_idc` (66 Baseline, 77 Main, 100 High …).
     pub profile_idc: u8,
+    /// The six constraint_set flags, as the byte after profile_idc (what codec strings carry).
     pub constraint_flags: u8,
+    /// `level_idc` (31 is level 3.1).
     pub level_idc: u8,
+    /// Which SPS this is (PPS refer to it).
     pub sps_id: u32,
+    /// 1 for 4:2:0, 2 for 4:2:2, 3 for 4:4:4 (1 when the profile has no such field).
     pub chroma_format_idc: u32,
+    /// Bits per luma sample.
     pub bit_depth_luma: u32,
+    /// Bits per chroma sample.
     pub bit_depth_chroma: u32,
+    /// Bits of `frame_num` in slice headers.
     pub log2_max_frame_num: u32,
+    /// How picture order is signalled (0, 1 or 2; 2 means no B-frame reordering).
     pub pic_order_cnt_type: u32,
+    /// Reference frames the decoder must keep.
     pub max_num_ref_frames: u32,
+    /// Progressive only (no field or MBAFF coding).
     pub frame_mbs_only: bool,
     /// Display size after cropping.
     pub width: u32,
+    /// Display height after cropping.
     pub height: u32,
     /// VUI timing, when present: frame rate = time_scale / (2 * num_units_in_tick).
     pub num_units_in_tick: u32,
+    /// VUI `time_scale` (see `num_units_in_tick`).
     pub time_scale: u32,
 }
 
@@ -361,18 +386,24 @@ fn parse_vui_timing(r: &mut BitReader) -> Result<(u32, u32), MediaError> {
 /// The AVCDecoderConfigurationRecord (`avcC`), as FLV and MP4 carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AvcC {
+    /// `AVCProfileIndication`.
     pub profile: u8,
+    /// `profile_compatibility` (the constraint flags).
     pub compat: u8,
+    /// `AVCLevelIndication`.
     pub level: u8,
     /// NAL length prefix size in bytes (1, 2 or 4).
     pub length_size: u8,
+    /// The SPS NAL units (without length prefixes).
     pub sps: Vec<Vec<u8>>,
+    /// The PPS NAL units (without length prefixes).
     pub pps: Vec<Vec<u8>>,
     /// Trailing bytes after the PPS list (the high-profile extension), kept as is.
     pub ext: Vec<u8>,
 }
 
 impl AvcC {
+    /// Parses an avcC record; the SPS and PPS lists are bounded by the record's own length.
     pub fn parse(b: &[u8]) -> Result<AvcC, MediaError> {
         let err = |d: &str| MediaError::malformed("avcC", d.to_string());
         if b.len() < 7 {
@@ -523,6 +554,7 @@ pub struct AnnexBIter<'a> {
     pos: usize,
 }
 
+/// The NAL units of an Annex B byte string.
 pub fn annexb_nals(data: &[u8]) -> AnnexBIter<'_> {
     let pos = find_start_code(data, 0)
         .map(|(_, end)| end)
@@ -576,6 +608,8 @@ pub struct LengthIter<'a> {
     failed: bool,
 }
 
+/// The NAL units of a byte string with `length_size`-byte length prefixes (1 to 4; any other
+/// size yields nothing).
 pub fn length_nals(data: &[u8], length_size: usize) -> LengthIter<'_> {
     LengthIter {
         data,

@@ -8,15 +8,25 @@ use crate::h264::{length_nals, unescape_rbsp, BitReader};
 use crate::MediaError;
 use bytes::Bytes;
 
+/// BLA_W_LP: the first IRAP type (16..=23 are random access points).
 pub const NAL_BLA_W_LP: u8 = 16;
+/// CRA: a random access point that leading pictures may reference across.
 pub const NAL_CRA: u8 = 21;
+/// Video parameter set; goes into hvcC.
 pub const NAL_VPS: u8 = 32;
+/// Sequence parameter set; goes into hvcC.
 pub const NAL_SPS: u8 = 33;
+/// Picture parameter set; goes into hvcC.
 pub const NAL_PPS: u8 = 34;
+/// Access unit delimiter.
 pub const NAL_AUD: u8 = 35;
+/// End of sequence.
 pub const NAL_EOS: u8 = 36;
+/// End of bitstream.
 pub const NAL_EOB: u8 = 37;
+/// Filler data.
 pub const NAL_FD: u8 = 38;
+/// Prefix SEI (captions, HDR metadata).
 pub const NAL_SEI_PREFIX: u8 = 39;
 
 /// The NAL unit type (6 bits) of a NAL unit with its 2-byte header; `None` when empty.
@@ -37,21 +47,33 @@ pub fn is_keyframe(frame: &[u8]) -> bool {
 /// What the SPS tells a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sps {
+    /// Which SPS this is (PPS refer to it).
     pub sps_id: u32,
+    /// `general_profile_space` (0 in every stream in use).
     pub profile_space: u8,
+    /// `general_tier_flag` (true: High tier).
     pub tier: bool,
+    /// `general_profile_idc` (1 Main, 2 Main 10 …).
     pub profile_idc: u8,
+    /// `general_profile_compatibility_flags`, bit 31 first (for codec strings).
     pub profile_compatibility: u32,
     /// The 48 bits of general progressive/interlaced/… constraint flags.
     pub constraint_flags: [u8; 6],
+    /// `general_level_idc`: 30 × the level (93 is 3.1).
     pub level_idc: u8,
+    /// Temporal sub-layers (1 to 7).
     pub max_sub_layers: u8,
+    /// `sps_temporal_id_nesting_flag`.
     pub temporal_id_nesting: bool,
+    /// 0 monochrome, 1 for 4:2:0, 2 for 4:2:2, 3 for 4:4:4.
     pub chroma_format_idc: u32,
+    /// Bits per luma sample.
     pub bit_depth_luma: u32,
+    /// Bits per chroma sample.
     pub bit_depth_chroma: u32,
     /// Displayed size (conformance window applied).
     pub width: u32,
+    /// Displayed height (conformance window applied).
     pub height: u32,
 }
 
@@ -168,21 +190,35 @@ pub fn parse_sps(nal_unit: &[u8]) -> Result<Sps, MediaError> {
 /// An HEVCDecoderConfigurationRecord (hvcC), the HEVC `Track::init`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hvcc {
+    /// As in [`Sps::profile_space`].
     pub profile_space: u8,
+    /// As in [`Sps::tier`].
     pub tier: bool,
+    /// As in [`Sps::profile_idc`].
     pub profile_idc: u8,
+    /// As in [`Sps::profile_compatibility`].
     pub profile_compatibility: u32,
+    /// As in [`Sps::constraint_flags`].
     pub constraint_flags: [u8; 6],
+    /// As in [`Sps::level_idc`].
     pub level_idc: u8,
+    /// As in [`Sps::chroma_format_idc`].
     pub chroma_format_idc: u8,
+    /// As in [`Sps::bit_depth_luma`].
     pub bit_depth_luma: u8,
+    /// As in [`Sps::bit_depth_chroma`].
     pub bit_depth_chroma: u8,
+    /// From [`Sps::max_sub_layers`].
     pub num_temporal_layers: u8,
+    /// From [`Sps::temporal_id_nesting`].
     pub temporal_id_nested: bool,
     /// NAL length field size in bytes (1, 2 or 4).
     pub length_size: u8,
+    /// The VPS NAL units (2-byte header included, no length prefix).
     pub vps: Vec<Bytes>,
+    /// The SPS NAL units.
     pub sps: Vec<Bytes>,
+    /// The PPS NAL units.
     pub pps: Vec<Bytes>,
     /// Other arrays (SEI …) as (nal type, units).
     pub other: Vec<(u8, Vec<Bytes>)>,
@@ -223,6 +259,7 @@ impl Hvcc {
         })
     }
 
+    /// Parses an hvcC record; every array is bounded by the record's own length.
     pub fn parse(data: &[u8]) -> Result<Hvcc, MediaError> {
         let short = || MediaError::malformed("hvcC", "truncated");
         if data.len() < 23 {
@@ -285,6 +322,7 @@ impl Hvcc {
         Ok(h)
     }
 
+    /// The record's bytes (what MP4 `hvcC` and FLV sequence headers carry).
     pub fn to_bytes(&self) -> Bytes {
         let mut o = Vec::with_capacity(64);
         o.push(1);

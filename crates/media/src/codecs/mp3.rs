@@ -2,24 +2,34 @@
 
 use crate::MediaError;
 
+/// The MPEG audio version of a frame: it decides the rate and bitrate tables and the samples
+/// per frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
+    /// MPEG-1 (32, 44.1, 48 kHz).
     Mpeg1,
+    /// MPEG-2 low sampling frequencies (16, 22.05, 24 kHz).
     Mpeg2,
+    /// MPEG-2.5, an unofficial extension (8, 11.025, 12 kHz).
     Mpeg25,
 }
 
 /// A parsed 4-byte MPEG audio frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// MPEG version.
     pub version: Version,
     /// 1, 2 or 3.
     pub layer: u8,
+    /// A 16-bit CRC follows the header.
     pub crc: bool,
     /// Bits per second.
     pub bitrate: u32,
+    /// Sampling rate in Hz.
     pub rate: u32,
+    /// The frame has one padding slot (its length alternates to keep the bitrate exact).
     pub padding: bool,
+    /// 1 (mono) or 2.
     pub channels: u32,
     /// Length of the whole frame in bytes, header included.
     pub frame_length: usize,
@@ -27,6 +37,7 @@ pub struct Header {
     pub samples: u32,
 }
 
+/// The length of a frame header.
 pub const HEADER_LEN: usize = 4;
 
 const BITRATES_V1: [[u16; 15]; 3] = [

@@ -6,12 +6,19 @@ use crate::MediaError;
 /// The OpusHead identification header (RFC 7845 section 5.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpusHead {
+    /// Output channels.
     pub channels: u8,
+    /// Samples (at 48 kHz) to drop from the start of the decoded output: the encoder's delay.
     pub pre_skip: u16,
+    /// The sample rate of the original input (informational: Opus always decodes at 48 kHz).
     pub input_rate: u32,
+    /// Gain to apply on output, in Q7.8 dB.
     pub output_gain: i16,
+    /// 0: mono/stereo; 1: Vorbis channel order up to 8 channels; 255: no defined order.
     pub mapping_family: u8,
+    /// Opus streams in each packet (mapping families other than 0).
     pub stream_count: u8,
+    /// How many of those streams are coupled (stereo).
     pub coupled_count: u8,
     /// One entry per channel; empty for mapping family 0.
     pub mapping: Vec<u8>,
@@ -79,6 +86,7 @@ impl OpusHead {
         }
     }
 
+    /// Parses an OpusHead (the track init data: Matroska CodecPrivate, the first Ogg packet).
     pub fn parse(b: &[u8]) -> Result<OpusHead, MediaError> {
         if b.len() < 19 {
             return Err(MediaError::malformed("OpusHead", "shorter than 19 bytes"));
@@ -125,6 +133,7 @@ impl OpusHead {
         Ok(h)
     }
 
+    /// The OpusHead bytes (the form every container's init data is built from).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut o = Vec::with_capacity(21 + self.mapping.len());
         o.extend_from_slice(b"OpusHead");

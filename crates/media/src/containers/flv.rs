@@ -17,15 +17,21 @@ use crate::frame::{Codec, Frame, Track};
 use crate::h264;
 use crate::time::Unwrapper;
 
+/// Tag type of audio (RTMP message type 8 carries the same body).
 pub const TAG_AUDIO: u8 = 8;
+/// Tag type of video (RTMP message type 9).
 pub const TAG_VIDEO: u8 = 9;
+/// Tag type of script data (AMF0 `onMetaData`; RTMP message type 18).
 pub const TAG_SCRIPT: u8 = 18;
 
+/// The file header without the first PreviousTagSize.
 pub const FILE_HEADER_LEN: usize = 9;
+/// Every tag header: type, size, timestamp, stream id.
 pub const TAG_HEADER_LEN: usize = 11;
 
 /// Track ids the converter assigns.
 pub const VIDEO_TRACK: u32 = 1;
+/// Track id the converter gives audio (video is [`VIDEO_TRACK`]): FLV has at most one of each.
 pub const AUDIO_TRACK: u32 = 2;
 
 /// FLV signature + version + flags + header size, then PreviousTagSize0 (13 bytes).
@@ -37,14 +43,19 @@ pub fn file_header(has_audio: bool, has_video: bool) -> [u8; 13] {
 /// The 11-byte tag header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TagHeader {
+    /// [`TAG_AUDIO`], [`TAG_VIDEO`], [`TAG_SCRIPT`], or another type, which converts to nothing.
     pub tag_type: u8,
+    /// The body length that follows the header (24 bits on the wire).
     pub data_size: u32,
     /// 32-bit timestamp (24 bits + extension byte) in ms.
     pub timestamp: u32,
+    /// Always 0 in valid files.
     pub stream_id: u32,
 }
 
 impl TagHeader {
+    /// Parses the first [`TAG_HEADER_LEN`] bytes; `NeedMore` when fewer are there. Encrypted tags
+    /// are refused: nothing here could decode them.
     pub fn parse(b: &[u8]) -> Result<TagHeader, MediaError> {
         if b.len() < TAG_HEADER_LEN {
             return Err(MediaError::NeedMore);
@@ -78,6 +89,8 @@ impl TagHeader {
     }
 }
 
+/// The PreviousTagSize that follows a tag of `body_len` bytes (header included), which players
+/// use to walk backwards.
 pub fn prev_tag_size(body_len: usize) -> [u8; 4] {
     ((body_len + TAG_HEADER_LEN) as u32).to_be_bytes()
 }
@@ -87,17 +100,25 @@ pub fn prev_tag_size(body_len: usize) -> [u8; 4] {
 pub enum VideoBody {
     /// Decoder configuration (avcC, hvcC, av1C, vpcC).
     SequenceHeader {
+        /// The codec the configuration is for.
         codec: Codec,
+        /// The configuration record's bytes, as the track's init data.
         config: Bytes,
     },
     /// Coded frame data: for AVC/HEVC NAL units with length prefixes.
     Frame {
+        /// The codec of the frame.
         codec: Codec,
+        /// A frame a decoder can start at.
         keyframe: bool,
+        /// Composition time offset (ms): presentation minus decode time, for B-frames.
         cts: i32,
+        /// The frame's payload.
         data: Bytes,
     },
+    /// The end of the stream for a decoder (AVC end of sequence): no media.
     SequenceEnd {
+        /// The codec that ended.
         codec: Codec,
     },
     /// Video info/command frames, metadata packets and other things with no media.
@@ -107,14 +128,22 @@ pub enum VideoBody {
 /// What an audio tag body says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AudioBody {
+    /// Decoder configuration (AAC AudioSpecificConfig).
     SequenceHeader {
+        /// The codec the configuration is for.
         codec: Codec,
+        /// The configuration's bytes.
         config: Bytes,
     },
+    /// One coded audio frame.
     Frame {
+        /// The codec of the frame.
         codec: Codec,
+        /// Sample rate from the tag's flags; only a hint for AAC (the configuration is authoritative).
         rate: u32,
+        /// Channels from the tag's flags (1 or 2), again a hint for AAC.
         channels: u32,
+        /// The frame's payload.
         data: Bytes,
     },
 }
@@ -135,6 +164,8 @@ fn fourcc_codec(f: &[u8]) -> Result<Codec, MediaError> {
     })
 }
 
+/// The enhanced-RTMP FourCC of a video codec; `None` for codecs FLV carries by legacy id or
+/// not at all.
 pub fn codec_fourcc(c: Codec) -> Option<&'static [u8; 4]> {
     Some(match c {
         Codec::H264 => b"avc1",
@@ -250,6 +281,7 @@ pub fn parse_video(body: &Bytes) -> Result<VideoBody, MediaError> {
 
 const FLV_RATES: [u32; 4] = [5512, 11025, 22050, 44100];
 
+/// Reads an audio tag body (AAC or MP3; other sound formats are refused as unsupported).
 pub fn parse_audio(body: &Bytes) -> Result<AudioBody, MediaError> {
     let short = || MediaError::malformed("FLV audio", "truncated body");
     let b0 = *body.first().ok_or_else(short)?;
@@ -299,6 +331,7 @@ pub fn parse_audio(body: &Bytes) -> Result<AudioBody, MediaError> {
 pub struct Converted {
     /// A track that is new or whose description changed (new init data): announce it before the frame.
     pub track: Option<Track>,
+    /// The frame the tag carried, stamped with the unwrapped timestamp, on its track.
     pub frame: Option<Frame>,
     /// Script data (`onMetaData` and friends, with `@setDataFrame` removed).
     pub metadata: Option<Vec<Amf0>>,
@@ -321,6 +354,7 @@ impl Default for TagConverter {
 }
 
 impl TagConverter {
+    /// A converter that has seen no tag yet: tracks appear with their first configuration.
     pub fn new() -> TagConverter {
         TagConverter {
             video: None,
@@ -331,12 +365,15 @@ impl TagConverter {
         }
     }
 
+    /// The video track as last described (None before its first configuration).
     pub fn video_track(&self) -> Option<&Track> {
         self.video.as_ref()
     }
+    /// The audio track as last described.
     pub fn audio_track(&self) -> Option<&Track> {
         self.audio.as_ref()
     }
+    /// Every track known so far, video first.
     pub fn tracks(&self) -> impl Iterator<Item = &Track> {
         self.video.iter().chain(self.audio.iter())
     }
@@ -500,7 +537,9 @@ impl AvcC4 {
 pub struct Demuxer {
     buf: BytesMut,
     header_done: bool,
+    /// The file header's audio flag (a hint: many files lie; the tags decide).
     pub has_audio: bool,
+    /// The file header's video flag (a hint, as above).
     pub has_video: bool,
     conv: TagConverter,
 }
@@ -508,20 +547,26 @@ pub struct Demuxer {
 /// One step of the demuxer: the raw tag and what it converted to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DemuxedTag {
+    /// The tag header as read.
     pub header: TagHeader,
+    /// The tag body as read (shared, not copied).
     pub body: Bytes,
+    /// What the body converted to.
     pub converted: Converted,
 }
 
 impl Demuxer {
+    /// A demuxer waiting for the file header.
     pub fn new() -> Demuxer {
         Demuxer::default()
     }
 
+    /// Appends bytes read from the file or connection; [`Demuxer::next_tag`] takes tags out.
     pub fn feed(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
 
+    /// The converter, for the tracks found so far.
     pub fn converter(&self) -> &TagConverter {
         &self.conv
     }
@@ -607,9 +652,11 @@ impl Head {
         self.buf[l..l + b.len()].copy_from_slice(b);
         self.len += b.len() as u8;
     }
+    /// Bytes held.
     pub fn len(&self) -> usize {
         self.len as usize
     }
+    /// Nothing held.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

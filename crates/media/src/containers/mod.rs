@@ -1,10 +1,7 @@
 //! Containers: demuxers and muxers of the file and stream formats (FLV, MP4/CMAF, MPEG-TS,
 //! Matroska/WebM over EBML).
 
-#[allow(missing_docs)] // not every item is documented yet
 pub mod ebml;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod flv;
 pub mod mp4;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod mpegts;

@@ -20,36 +20,48 @@ pub enum UtcTiming {
     Direct(i64),
 }
 
+/// What a live (`dynamic`) MPD needs beyond the timeline: the wall-clock anchors players
+/// compute the live edge from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveOptions {
     /// Unix ms that corresponds to media time 0 of the timeline.
     pub availability_start_unix_ms: i64,
     /// Unix ms at which this manifest is produced.
     pub publish_unix_ms: i64,
+    /// How often players reload the MPD (`minimumUpdatePeriod`).
     pub minimum_update_period_ms: u32,
     /// Defaults to the media time spanned by the timeline's window. Never written below
     /// `suggested_presentation_delay_ms`: dash.js caps its live delay at timeShiftBufferDepth, so a
     /// smaller depth (a young stream's few segments) would start players closer to the live edge
     /// than the suggested delay.
     pub time_shift_buffer_ms: Option<u64>,
+    /// How far behind the live edge players start (`suggestedPresentationDelay`).
     pub suggested_presentation_delay_ms: u32,
+    /// Where players get the server's clock; without it they trust their own, and a skewed
+    /// client clock asks for segments that do not exist yet.
     pub utc_timing: Option<UtcTiming>,
 }
 
+/// Whether the MPD describes a finished presentation or a live one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MpdType {
+    /// A finished presentation (VoD, or a stream that ended): players may seek anywhere.
     Static,
+    /// A live presentation that players reload.
     Dynamic(LiveOptions),
 }
 
+/// How an MPD is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MpdOptions {
+    /// Static (VoD) or dynamic (live).
     pub mpd_type: MpdType,
     /// Initialization template, e.g. `$RepresentationID$/init.mp4`.
     pub init_template: String,
     /// Media template, e.g. `$RepresentationID$/$Time$.m4s` or `chunk-$RepresentationID$-$Number%05d$.m4s`.
     /// With `$Number`, `startNumber` is the sequence number of the first segment in the window.
     pub media_template: String,
+    /// `minBufferTime`: what a player buffers before it starts.
     pub min_buffer_ms: u32,
     /// Optional `BaseURL` element.
     pub base_url: Option<String>,
@@ -58,6 +70,7 @@ pub struct MpdOptions {
 }
 
 impl MpdOptions {
+    /// Options for a VoD MPD with the default templates.
     pub fn vod() -> Self {
         MpdOptions {
             mpd_type: MpdType::Static,
@@ -69,6 +82,7 @@ impl MpdOptions {
         }
     }
 
+    /// Options for a live MPD; the templates are those of [`MpdOptions::vod`].
     pub fn live(live: LiveOptions) -> Self {
         MpdOptions {
             mpd_type: MpdType::Dynamic(live),

@@ -209,6 +209,7 @@ pub(crate) fn fps_text(fpks: u32) -> String {
 // Master playlist
 // ---------------------------------------------------------------------------------------------
 
+/// How audio reaches players of a master playlist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AudioMode {
     /// Audio travels in the variant's segments (MPEG-TS HLS): one variant per video track, carrying
@@ -218,15 +219,19 @@ pub enum AudioMode {
     Renditions,
 }
 
+/// How a master playlist is written.
 #[derive(Debug, Clone)]
 pub struct MasterOptions {
+    /// Muxed audio or renditions.
     pub audio: AudioMode,
     /// Media playlist URI of a variant: `{track}` the video track (the audio track for audio-only),
     /// `{tracks}` all tracks in the variant's segments.
     pub variant_uri: String,
     /// Media playlist URI of an audio rendition: `{track}`.
     pub audio_uri: String,
+    /// The `GROUP-ID` of the audio renditions.
     pub audio_group: String,
+    /// `EXT-X-VERSION` written.
     pub version: u8,
     /// Percent added to payload bitrates for container overhead (TS costs ~5-10 %).
     pub overhead_percent: u32,
@@ -403,12 +408,16 @@ pub fn master_playlist(tracks: &[Track], tl: &Timeline, opts: &MasterOptions) ->
 // Media playlist
 // ---------------------------------------------------------------------------------------------
 
+/// `EXT-X-PLAYLIST-TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlaylistType {
+    /// `VOD`: the playlist will not change.
     Vod,
+    /// `EVENT`: segments are only added, never removed (a recording in progress).
     Event,
 }
 
+/// How a media playlist is written.
 #[derive(Debug, Clone)]
 pub struct MediaOptions {
     /// Tracks carried by this playlist's segments (for `{track}` / `{tracks}`).
@@ -417,6 +426,7 @@ pub struct MediaOptions {
     pub segment_uri: String,
     /// fMP4 init segment URI (EXT-X-MAP); `None` for MPEG-TS.
     pub init_uri: Option<String>,
+    /// `EXT-X-VERSION` written (3 for TS, 7 for fMP4 with EXT-X-MAP).
     pub version: u8,
     /// EXT-X-PLAYLIST-TYPE; VOD also wants a finished timeline (EXT-X-ENDLIST is written whenever
     /// the timeline has ended).
@@ -431,6 +441,7 @@ pub struct MediaOptions {
 }
 
 impl MediaOptions {
+    /// Options for an MPEG-TS playlist of `tracks`.
     pub fn ts(tracks: &[u32]) -> Self {
         MediaOptions {
             tracks: tracks.to_vec(),
@@ -444,6 +455,7 @@ impl MediaOptions {
         }
     }
 
+    /// Options for a CMAF (fMP4) playlist of `tracks`.
     pub fn cmaf(tracks: &[u32]) -> Self {
         MediaOptions {
             tracks: tracks.to_vec(),
@@ -614,87 +626,141 @@ pub const MAX_PLAYLIST_BYTES: usize = 8 << 20;
 /// Most segments, variants or renditions the parser keeps.
 pub const MAX_ENTRIES: usize = 100_000;
 
+/// A parsed playlist (what an HLS input reads from another server).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Playlist {
+    /// Lists variants and renditions: pick one, then load its media playlist.
     Master(MasterPlaylist),
+    /// Lists segments.
     Media(MediaPlaylist),
 }
 
+/// A master (multivariant) playlist.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MasterPlaylist {
+    /// `EXT-X-VERSION`.
     pub version: Option<u32>,
+    /// `EXT-X-INDEPENDENT-SEGMENTS`: every segment starts with a keyframe.
     pub independent_segments: bool,
+    /// `EXT-X-STREAM-INF` entries.
     pub variants: Vec<VariantStream>,
+    /// `EXT-X-MEDIA` entries.
     pub renditions: Vec<Rendition>,
 }
 
+/// One `EXT-X-STREAM-INF` and its URI.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VariantStream {
+    /// The media playlist's URI, as written (relative to the master's).
     pub uri: String,
+    /// `BANDWIDTH`: peak bits per second, what a player chooses by.
     pub bandwidth: u64,
+    /// `AVERAGE-BANDWIDTH`.
     pub average_bandwidth: Option<u64>,
+    /// `CODECS` (RFC 6381 strings, comma-separated).
     pub codecs: Option<String>,
+    /// `RESOLUTION` (width, height).
     pub resolution: Option<(u32, u32)>,
     /// FRAME-RATE in thousandths (fpks).
     pub frame_rate_milli: Option<u32>,
+    /// `AUDIO`: the group of audio renditions to play with it.
     pub audio: Option<String>,
+    /// `VIDEO`: the group of video renditions.
     pub video: Option<String>,
+    /// `SUBTITLES`: the group of subtitle renditions.
     pub subtitles: Option<String>,
 }
 
+/// One `EXT-X-MEDIA`: an alternative rendition (another language, an audio-only playlist).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rendition {
+    /// `TYPE`: `AUDIO`, `VIDEO`, `SUBTITLES` or `CLOSED-CAPTIONS`.
     pub media_type: String,
+    /// `GROUP-ID`, which variants name.
     pub group_id: String,
+    /// `NAME`, for people.
     pub name: String,
+    /// `URI` of its media playlist; none when it is carried in the variant's segments.
     pub uri: Option<String>,
+    /// `LANGUAGE`.
     pub language: Option<String>,
+    /// `DEFAULT=YES`.
     pub default: bool,
+    /// `AUTOSELECT=YES`.
     pub autoselect: bool,
+    /// `CHANNELS` (`2`, `6` …).
     pub channels: Option<String>,
 }
 
+/// A media playlist: the segments of one variant or rendition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MediaPlaylist {
+    /// `EXT-X-VERSION`.
     pub version: Option<u32>,
+    /// `EXT-X-TARGETDURATION` (s): a live playlist is reloaded about this often.
     pub target_duration: u64,
+    /// `EXT-X-MEDIA-SEQUENCE`: the number of the first segment, how a reload finds where it
+    /// left off.
     pub media_sequence: u64,
+    /// `EXT-X-DISCONTINUITY-SEQUENCE`.
     pub discontinuity_sequence: u64,
+    /// `EXT-X-PLAYLIST-TYPE`.
     pub playlist_type: Option<PlaylistType>,
+    /// `EXT-X-ENDLIST`: no segment will be added.
     pub endlist: bool,
+    /// `EXT-X-INDEPENDENT-SEGMENTS`.
     pub independent_segments: bool,
+    /// LL-HLS `EXT-X-PART-INF` `PART-TARGET`, in ms.
     pub part_target_ms: Option<i64>,
+    /// The segments, in order.
     pub segments: Vec<MediaSegment>,
 }
 
+/// `EXT-X-BYTERANGE`: a segment that is part of a larger file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ByteRange {
+    /// Bytes.
     pub length: u64,
+    /// First byte; `None`: right after the previous range of the same file.
     pub offset: Option<u64>,
 }
 
+/// `EXT-X-MAP`: the init segment (fMP4) the following segments need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MapInfo {
+    /// Its URI.
     pub uri: String,
+    /// Its range within the URI's file, if only part of it.
     pub byterange: Option<ByteRange>,
 }
 
+/// An LL-HLS `EXT-X-PART`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartInfo {
+    /// Its URI.
     pub uri: String,
+    /// Its duration, in ms.
     pub duration_ms: i64,
+    /// `INDEPENDENT=YES`: starts with a keyframe, a player may join here.
     pub independent: bool,
 }
 
+/// One segment of a media playlist, with the tags in force for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MediaSegment {
+    /// Its URI, as written.
     pub uri: String,
     /// Sequence number: EXT-X-MEDIA-SEQUENCE plus position.
     pub seq: u64,
+    /// `EXTINF` duration, in ms.
     pub duration_ms: i64,
+    /// `EXTINF` title.
     pub title: String,
+    /// `EXT-X-DISCONTINUITY` before it: timestamps restart, decoders must reset.
     pub discontinuity: bool,
+    /// `EXT-X-PROGRAM-DATE-TIME`, as written.
     pub program_date_time: Option<String>,
+    /// `EXT-X-BYTERANGE`.
     pub byterange: Option<ByteRange>,
     /// The EXT-X-MAP in force for this segment.
     pub map: Option<MapInfo>,

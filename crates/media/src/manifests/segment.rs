@@ -33,12 +33,14 @@ pub enum Window {
     Ms(u64),
 }
 
+/// How a [`Timeline`] cuts segments and how many it keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimelineConfig {
     /// Target segment duration when there is a video track, in ms.
     pub target_ms: u32,
     /// Segment duration for audio-only streams, in ms.
     pub audio_target_ms: u32,
+    /// Which complete segments are kept (the playlist's window).
     pub window: Window,
     /// LL-HLS part duration in ms; `None` disables parts.
     pub part_target_ms: Option<u32>,
@@ -75,10 +77,15 @@ impl TimelineConfig {
 /// What one track contributed to a segment or part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrackSpan {
+    /// The track.
     pub track: u32,
+    /// Its frames in the segment.
     pub frames: u32,
+    /// Their payload bytes (for bitrates in manifests).
     pub bytes: u64,
+    /// Decode time of its first frame (ms).
     pub first_dts: i64,
+    /// Decode time of its last frame (ms).
     pub last_dts: i64,
 }
 
@@ -87,22 +94,28 @@ pub struct TrackSpan {
 pub struct Part {
     /// Index within its segment, from 0.
     pub index: u32,
+    /// Media time the part starts at.
     pub start_ms: i64,
     /// `None` while the part is still being filled.
     pub end_ms: Option<i64>,
     /// The part starts with a main-track keyframe.
     pub independent: bool,
+    /// Payload bytes in the part so far.
     pub bytes: u64,
 }
 
 impl Part {
+    /// Its duration in ms; `None` while it is being filled.
     pub fn duration_ms(&self) -> Option<i64> {
         self.end_ms.map(|e| e.saturating_sub(self.start_ms))
     }
 }
 
+/// A segment: a run of media starting at a main-track keyframe, the same for every output
+/// format, so HLS, DASH and others number and cut alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
+    /// Sequence number: HLS media sequence, DASH `$Number$`.
     pub seq: u64,
     /// Media time of the main-track keyframe the segment starts with.
     pub start_ms: i64,
@@ -111,6 +124,7 @@ pub struct Segment {
     pub end_ms: Option<i64>,
     /// Per track, in order of first appearance.
     pub tracks: Vec<TrackSpan>,
+    /// LL-HLS parts, in order (empty without parts).
     pub parts: Vec<Part>,
     /// The media time jumped before this segment (HLS EXT-X-DISCONTINUITY, a new DASH Period).
     pub discontinuity: bool,
@@ -121,6 +135,7 @@ pub struct Segment {
     pub period: u64,
     /// `presentation_ms` and `start_ms` of the first segment of this segment's period.
     pub period_presentation_ms: i64,
+    /// See `period_presentation_ms`.
     pub period_start_ms: i64,
 }
 
@@ -166,6 +181,7 @@ impl Segment {
         }
     }
 
+    /// Whether the segment is closed (its end is known).
     pub fn is_complete(&self) -> bool {
         self.end_ms.is_some()
     }
@@ -177,6 +193,7 @@ impl Segment {
             .unwrap_or(0)
     }
 
+    /// What track `id` contributed, if anything.
     pub fn track(&self, id: u32) -> Option<&TrackSpan> {
         self.tracks.iter().find(|t| t.track == id)
     }
@@ -224,9 +241,13 @@ impl Segment {
 /// Totals per track over the whole life of the timeline (not only the window).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrackTotals {
+    /// Frames pushed.
     pub frames: u64,
+    /// Payload bytes pushed.
     pub bytes: u64,
+    /// Decode time of the first frame.
     pub first_dts: Option<i64>,
+    /// Decode time of the last frame.
     pub last_dts: Option<i64>,
     /// Last dts step seen (an estimate of the frame duration).
     pub last_step: i64,
@@ -265,6 +286,7 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// A timeline of `tracks` (more may be added as they appear).
     pub fn new(cfg: TimelineConfig, tracks: &[Track]) -> Timeline {
         let mut tl = Timeline {
             next_seq: cfg.first_seq,
@@ -313,14 +335,17 @@ impl Timeline {
         self.tracks.iter().find(|t| t.id == id).map(|t| t.kind)
     }
 
+    /// How it cuts and keeps segments.
     pub fn config(&self) -> &TimelineConfig {
         &self.cfg
     }
 
+    /// The track segments are cut on (first video, else first audio); `None` before any track.
     pub fn main_track(&self) -> Option<u32> {
         self.main
     }
 
+    /// Ids of the tracks known, in order of addition.
     pub fn track_ids(&self) -> Vec<u32> {
         self.tracks.iter().map(|t| t.id).collect()
     }
@@ -347,6 +372,8 @@ impl Timeline {
         tl
     }
 
+    /// Adds a frame: it may close the open segment (a main-track keyframe past the target) and
+    /// open the next.
     pub fn push_frame(&mut self, f: &Frame) {
         let size = u32::try_from(f.data.len()).unwrap_or(u32::MAX);
         self.push(f.track, f.dts, f.keyframe, size);
@@ -539,6 +566,7 @@ impl Timeline {
         }
     }
 
+    /// The stream ended: no segment will be added, manifests can say so (ENDLIST, static MPD).
     pub fn is_ended(&self) -> bool {
         self.ended
     }
@@ -548,10 +576,12 @@ impl Timeline {
         self.done.iter()
     }
 
+    /// Complete segments in the window.
     pub fn len(&self) -> usize {
         self.done.len()
     }
 
+    /// No complete segment in the window.
     pub fn is_empty(&self) -> bool {
         self.done.is_empty()
     }
@@ -636,6 +666,7 @@ impl Timeline {
         (bytes as u128 * 8000 / dur as u128).min(u64::MAX as u128) as u64
     }
 
+    /// Totals of `track` since the timeline began; `None` for a track it does not know.
     pub fn totals(&self, track: u32) -> Option<TrackTotals> {
         self.tracks.iter().find(|t| t.id == track).map(|t| t.totals)
     }

@@ -6,41 +6,69 @@
 
 use crate::error::MediaError;
 
+/// Deepest nesting decoded: each level costs stack, and a peer must not choose how much.
 pub const MAX_DEPTH: usize = 32;
 
+/// The type marker byte that starts every encoded value.
 pub mod marker {
+    /// An IEEE 754 double, big-endian.
     pub const NUMBER: u8 = 0x00;
+    /// One byte, nonzero for true.
     pub const BOOLEAN: u8 = 0x01;
+    /// A UTF-8 string of up to 65535 bytes (16-bit length).
     pub const STRING: u8 = 0x02;
+    /// Properties (short-string key, value) up to the object end marker.
     pub const OBJECT: u8 = 0x03;
+    /// Reserved; not supported.
     pub const MOVIECLIP: u8 = 0x04;
+    /// No value.
     pub const NULL: u8 = 0x05;
+    /// No value (AS3 `undefined`).
     pub const UNDEFINED: u8 = 0x06;
+    /// A reference to an earlier object; not supported (nobody sends it in RTMP).
     pub const REFERENCE: u8 = 0x07;
+    /// A 32-bit count (a hint only) followed by properties, like an object.
     pub const ECMA_ARRAY: u8 = 0x08;
+    /// Ends an object or ECMA array (after an empty key).
     pub const OBJECT_END: u8 = 0x09;
+    /// A 32-bit count followed by that many values.
     pub const STRICT_ARRAY: u8 = 0x0a;
+    /// A double (ms since the epoch) and a 16-bit time zone.
     pub const DATE: u8 = 0x0b;
+    /// A UTF-8 string with a 32-bit length.
     pub const LONG_STRING: u8 = 0x0c;
+    /// A value that cannot be serialised; decoded as undefined.
     pub const UNSUPPORTED: u8 = 0x0d;
+    /// An XML document as a long string.
     pub const XML_DOCUMENT: u8 = 0x0f;
+    /// A class name then properties, like an object.
     pub const TYPED_OBJECT: u8 = 0x10;
+    /// Switch to AMF3 for the next value; not supported.
     pub const AVMPLUS: u8 = 0x11;
 }
 
 /// One AMF0 value. Objects and ECMA arrays keep their key order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Amf0 {
+    /// Every number is a double, also integers such as stream ids and transaction ids.
     Number(f64),
+    /// A boolean.
     Bool(bool),
+    /// A short string (up to 65535 bytes when encoded; longer ones encode as [`Amf0::LongString`]).
     String(String),
+    /// An anonymous object, keys in the order sent (so a value re-encodes to the same bytes).
     Object(Vec<(String, Amf0)>),
+    /// Null (the command object of most replies).
     Null,
+    /// Undefined.
     Undefined,
+    /// An associative array (`onMetaData` is one), in key order.
     EcmaArray(Vec<(String, Amf0)>),
+    /// A dense array.
     StrictArray(Vec<Amf0>),
     /// Milliseconds since the epoch and a time zone (unused by everyone, kept for round trips).
     Date(f64, i16),
+    /// A string with a 32-bit length (what a string longer than 65535 bytes needs).
     LongString(String),
     /// An XML document (a long string with its own marker).
     Xml(String),
@@ -49,14 +77,17 @@ pub enum Amf0 {
 }
 
 impl Amf0 {
+    /// A string value (short or long is chosen when encoding).
     pub fn str(s: impl Into<String>) -> Amf0 {
         Amf0::String(s.into())
     }
 
+    /// An object from (key, value) pairs, in order.
     pub fn object<K: Into<String>>(props: impl IntoIterator<Item = (K, Amf0)>) -> Amf0 {
         Amf0::Object(props.into_iter().map(|(k, v)| (k.into(), v)).collect())
     }
 
+    /// The text of any string kind; `None` for other types.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Amf0::String(s) | Amf0::LongString(s) | Amf0::Xml(s) => Some(s),
@@ -64,6 +95,7 @@ impl Amf0 {
         }
     }
 
+    /// A number, with booleans as 0/1: peers are loose about which they send.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Amf0::Number(n) => Some(*n),
@@ -72,6 +104,7 @@ impl Amf0 {
         }
     }
 
+    /// A boolean, with numbers as nonzero-is-true, for the same reason.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Amf0::Bool(b) => Some(*b),
@@ -146,6 +179,7 @@ impl Amf0 {
         }
     }
 
+    /// The encoded value.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::new();
         self.encode(&mut v);

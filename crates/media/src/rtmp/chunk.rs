@@ -16,6 +16,8 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::MediaError;
 
+/// The chunk size of both directions until a Set Chunk Size says otherwise (small, so a
+/// large message does not hold up others at the start).
 pub const DEFAULT_CHUNK_SIZE: usize = 128;
 /// Largest chunk size we accept from a peer (and use ourselves).
 pub const MAX_CHUNK_SIZE: usize = 1 << 24;
@@ -26,32 +28,52 @@ pub const MAX_CHUNK_STREAMS: usize = 64;
 /// Bytes buffered in unfinished messages across all chunk streams.
 pub const MAX_PENDING: usize = 32 << 20;
 
+/// Message type ids (the `type_id` of a [`RawMessage`]).
 pub mod msg_type {
+    /// Protocol control: the sender's chunk size from now on.
     pub const SET_CHUNK_SIZE: u8 = 1;
+    /// Protocol control: drop the partial message of a chunk stream.
     pub const ABORT: u8 = 2;
+    /// Protocol control: bytes received so far (answers the window).
     pub const ACK: u8 = 3;
+    /// User control events (stream begin, ping …).
     pub const USER_CONTROL: u8 = 4;
+    /// Protocol control: how many bytes may come before an acknowledgement is due.
     pub const WINDOW_ACK_SIZE: u8 = 5;
+    /// Protocol control: the peer asks to limit our output bandwidth.
     pub const SET_PEER_BANDWIDTH: u8 = 6;
+    /// Audio: an FLV audio tag body.
     pub const AUDIO: u8 = 8;
+    /// Video: an FLV video tag body.
     pub const VIDEO: u8 = 9;
+    /// Data message flagged AMF3: one format byte then AMF0 (read like [`DATA_AMF0`]).
     pub const DATA_AMF3: u8 = 15;
+    /// Shared object in AMF3 (not supported).
     pub const SHARED_OBJECT_AMF3: u8 = 16;
+    /// Command in AMF3: one format byte then AMF0 (what Flash sends with objectEncoding 3).
     pub const COMMAND_AMF3: u8 = 17;
+    /// Data message in AMF0 (`@setDataFrame`, `onMetaData`).
     pub const DATA_AMF0: u8 = 18;
+    /// Shared object in AMF0 (not supported).
     pub const SHARED_OBJECT_AMF0: u8 = 19;
+    /// Command in AMF0 (`connect`, `publish`, `play` …).
     pub const COMMAND_AMF0: u8 = 20;
+    /// Several FLV tags in one message (a publisher's are split into their frames).
     pub const AGGREGATE: u8 = 22;
 }
 
 /// A complete message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawMessage {
+    /// The chunk stream it came on: senders use one per kind of traffic.
     pub csid: u32,
     /// 32-bit wrapping timestamp in ms.
     pub timestamp: u32,
+    /// What the payload is (see [`msg_type`]).
     pub type_id: u8,
+    /// The message stream: 0 for connection-level messages, else the id `createStream` gave.
     pub stream_id: u32,
+    /// The message body.
     pub payload: Bytes,
 }
 
@@ -91,6 +113,7 @@ fn u24(b: &[u8]) -> u32 {
 }
 
 impl ChunkDecoder {
+    /// A decoder at the start of a connection (chunk size [`DEFAULT_CHUNK_SIZE`]).
     pub fn new() -> ChunkDecoder {
         ChunkDecoder {
             buf: BytesMut::new(),
@@ -101,6 +124,7 @@ impl ChunkDecoder {
         }
     }
 
+    /// The peer's current chunk size.
     pub fn chunk_size(&self) -> usize {
         self.chunk_size
     }

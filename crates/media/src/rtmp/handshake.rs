@@ -7,7 +7,9 @@
 
 use crate::error::MediaError;
 
+/// The version byte of C0/S0 (3: plain RTMP; 6 would be RTMPE, which is not spoken).
 pub const VERSION: u8 = 3;
+/// The size of C1, C2, S1 and S2.
 pub const PACKET: usize = 1536;
 const DIGEST: usize = 32;
 
@@ -90,9 +92,11 @@ pub fn verify_s2(s2: &[u8], client_digest: &[u8; 32]) -> bool {
 /// A tiny deterministic generator for the filler bytes of S1/S2/C1 (not a secret).
 pub struct Filler(u64);
 impl Filler {
+    /// A generator from `seed` (any value; the low bit is forced so it never sticks at zero).
     pub fn new(seed: u64) -> Filler {
         Filler(seed | 1)
     }
+    /// Fills `buf` with the next bytes.
     pub fn fill(&mut self, buf: &mut [u8]) {
         for b in buf {
             self.0 ^= self.0 << 13;

@@ -9,27 +9,46 @@ use crate::error::MediaError;
 
 /// Chunk stream ids we send on.
 pub mod csid {
+    /// Protocol and user control messages (required by the spec).
     pub const CONTROL: u32 = 2;
+    /// Commands and their replies.
     pub const COMMAND: u32 = 3;
+    /// Audio messages.
     pub const AUDIO: u32 = 4;
+    /// Data messages of a stream (`onMetaData`) and its status replies.
     pub const STREAM: u32 = 5;
+    /// Video messages.
     pub const VIDEO: u32 = 6;
 }
 
 /// User control events (message type 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserControl {
+    /// A message stream begins (sent before a play's media).
     StreamBegin(u32),
+    /// A message stream's playback ended.
     StreamEof(u32),
+    /// No more data on a stream for now.
     StreamDry(u32),
-    SetBufferLength { stream_id: u32, ms: u32 },
+    /// The client tells how long it buffers a stream.
+    SetBufferLength {
+        /// The stream the client plays.
+        stream_id: u32,
+        /// How much it buffers, in ms.
+        ms: u32,
+    },
+    /// The stream is a recording, not live.
     StreamIsRecorded(u32),
+    /// The server checks the client is alive (a timestamp to echo).
     PingRequest(u32),
+    /// The echo of a ping request's timestamp.
     PingResponse(u32),
+    /// An event type not listed here, kept so it can be logged.
     Other(u16),
 }
 
 impl UserControl {
+    /// Parses a user control payload: the event type and its arguments.
     pub fn parse(b: &[u8]) -> Result<UserControl, MediaError> {
         let short = || MediaError::malformed("RTMP user control", "short payload");
         if b.len() < 2 {
@@ -55,6 +74,7 @@ impl UserControl {
         })
     }
 
+    /// The payload bytes of the event.
     pub fn encode(&self) -> Vec<u8> {
         let (ev, a, b) = match *self {
             UserControl::StreamBegin(s) => (0u16, s, None),
@@ -78,13 +98,18 @@ impl UserControl {
 /// An AMF0 command: name, transaction id, command object (often null) and arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {
+    /// The command (`connect`, `createStream`, `publish`, `_result` …).
     pub name: String,
+    /// Matches a reply (`_result`, `_error`) to its request; 0 when no reply is expected.
     pub transaction: f64,
+    /// The command object (connect's properties), usually null for other commands.
     pub object: Amf0,
+    /// The remaining arguments (stream name, type, status objects …).
     pub args: Vec<Amf0>,
 }
 
 impl Command {
+    /// A command to encode.
     pub fn new(name: &str, transaction: f64, object: Amf0, args: Vec<Amf0>) -> Command {
         Command {
             name: name.into(),
@@ -94,6 +119,8 @@ impl Command {
         }
     }
 
+    /// Parses a command from an AMF0 payload; a payload that does not start with a name is an
+    /// error, missing transaction and object are read as 0 and null.
     pub fn parse(payload: &[u8]) -> Result<Command, MediaError> {
         let mut vals = amf0::decode_all(payload)?.into_iter();
         let name = match vals.next() {
@@ -110,6 +137,7 @@ impl Command {
         })
     }
 
+    /// The AMF0 payload of the command.
     pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::new();
         Amf0::str(self.name.clone()).encode(&mut v);
@@ -130,13 +158,21 @@ impl Command {
 /// A parsed message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
+    /// The peer's chunk size from now on (already applied by the chunk decoder).
     SetChunkSize(u32),
+    /// Drop the partial message on this chunk stream (applied by the decoder).
     Abort(u32),
+    /// Bytes the peer received so far.
     Ack(u32),
+    /// A user control event.
     UserControl(UserControl),
+    /// How many bytes the peer may receive before it must acknowledge them.
     WindowAckSize(u32),
+    /// The peer asks to limit what we send.
     SetPeerBandwidth {
+        /// Bytes per window.
         size: u32,
+        /// 0 hard, 1 soft, 2 dynamic (as RTMP defines them).
         limit: u8,
     },
     /// FLV audio tag body.
@@ -145,9 +181,12 @@ pub enum Message {
     Video(Bytes),
     /// Data message (AMF0 values, e.g. `@setDataFrame`, `onMetaData`); `raw` is the AMF0 body.
     Data {
+        /// The decoded values.
         values: Vec<Amf0>,
+        /// The AMF0 bytes as received, to forward without re-encoding.
         raw: Bytes,
     },
+    /// An AMF0 (or AMF0-in-AMF3) command.
     Command(Command),
     /// Aggregate message: a run of FLV tags.
     Aggregate(Bytes),
@@ -163,6 +202,7 @@ fn be32(b: &[u8], what: &'static str) -> Result<u32, MediaError> {
 }
 
 impl Message {
+    /// Parses a message by its type; media payloads are shared, not copied.
     pub fn parse(m: &RawMessage) -> Result<Message, MediaError> {
         let p = &m.payload;
         Ok(match m.type_id {
@@ -230,16 +270,20 @@ pub fn split_aggregate(agg: &Bytes, timestamp: u32) -> Result<Vec<(u8, u32, Byte
 /// Writes messages as chunks into a buffer, with the chunk size the peer was told.
 #[derive(Debug, Clone)]
 pub struct Writer {
+    /// The chunk size the peer was told (by [`Writer::set_chunk_size`]); every message is cut with it.
     pub chunk_size: usize,
 }
 
 impl Writer {
+    /// A writer with the protocol's initial chunk size (128).
     pub fn new() -> Writer {
         Writer {
             chunk_size: super::chunk::DEFAULT_CHUNK_SIZE,
         }
     }
 
+    /// Writes any message (media, usually) cut into chunks: `payload` parts are concatenated, so
+    /// a frame's prefix and its shared bytes need no copy into one buffer first.
     pub fn raw(
         &self,
         out: &mut Vec<u8>,
@@ -271,20 +315,25 @@ impl Writer {
         self.control(out, msg_type::SET_CHUNK_SIZE, &(size as u32).to_be_bytes());
         self.chunk_size = size;
     }
+    /// Acknowledges `received` bytes (due every window).
     pub fn ack(&self, out: &mut Vec<u8>, received: u32) {
         self.control(out, msg_type::ACK, &received.to_be_bytes());
     }
+    /// Tells the peer how many bytes it may receive before acknowledging.
     pub fn window_ack_size(&self, out: &mut Vec<u8>, size: u32) {
         self.control(out, msg_type::WINDOW_ACK_SIZE, &size.to_be_bytes());
     }
+    /// Asks the peer to limit its output (`limit`: 0 hard, 1 soft, 2 dynamic).
     pub fn set_peer_bandwidth(&self, out: &mut Vec<u8>, size: u32, limit: u8) {
         let mut p = size.to_be_bytes().to_vec();
         p.push(limit);
         self.control(out, msg_type::SET_PEER_BANDWIDTH, &p);
     }
+    /// Sends a user control event.
     pub fn user_control(&self, out: &mut Vec<u8>, ev: UserControl) {
         self.control(out, msg_type::USER_CONTROL, &ev.encode());
     }
+    /// Sends a command on chunk stream `csid` of message stream `stream_id`.
     pub fn command(
         &self,
         out: &mut Vec<u8>,
@@ -302,6 +351,7 @@ impl Writer {
             &[&cmd.encode()],
         )
     }
+    /// Sends a data message (AMF0 values, e.g. `onMetaData`) with timestamp `ts`.
     pub fn data(
         &self,
         out: &mut Vec<u8>,

@@ -36,27 +36,36 @@ const HS_C0C1: usize = 1 + handshake::PACKET;
 pub enum ServerEvent {
     /// `connect`: call [`ServerSession::accept_connect`] or [`ServerSession::reject_connect`].
     Connect {
+        /// The application (the first path part of the URL: `live`).
         app: String,
+        /// The URL the client connected to, as it sent it.
         tc_url: String,
     },
     /// `publish`: call [`ServerSession::accept_publish`] or [`ServerSession::reject_publish`].
     Publish {
+        /// The message stream the client publishes on.
         stream_id: u32,
+        /// The stream name (the stream key, with any `?query`).
         name: String,
+        /// `live`, `record` or `append`, as the client asked.
         kind: String,
     },
     /// `play`: call [`ServerSession::accept_play`] or [`ServerSession::reject_play`].
     Play {
+        /// The message stream the client plays on.
         stream_id: u32,
+        /// The stream name asked for (with any `?query`).
         name: String,
     },
     /// A published track appeared or changed.
     Track(Track),
+    /// A published frame, on a track announced before.
     Frame(Frame),
     /// `@setDataFrame`/`onMetaData` from the publisher.
     Metadata(Vec<Amf0>),
     /// `deleteStream`, `closeStream` or `FCUnpublish`: the stream is over.
     StreamClosed {
+        /// The message stream that ended.
         stream_id: u32,
     },
 }
@@ -71,8 +80,11 @@ enum Phase {
 /// What a server session knows about its peer after `connect`.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectInfo {
+    /// The application named in `connect`.
     pub app: String,
+    /// The URL the client says it connected to.
     pub tc_url: String,
+    /// 0 (AMF0) or 3 (AMF3): echoed in the reply, as Flash clients expect.
     pub object_encoding: f64,
 }
 
@@ -85,6 +97,7 @@ pub struct ServerSession {
     out: Vec<u8>,
     events: VecDeque<ServerEvent>,
     seed: u64,
+    /// What the peer's `connect` said (default before it came).
     pub connect: ConnectInfo,
     connect_txn: Option<f64>,
     next_stream: u32,
@@ -133,6 +146,7 @@ impl ServerSession {
         std::mem::take(&mut self.out)
     }
 
+    /// Replies are queued: the edge should write.
     pub fn has_output(&self) -> bool {
         !self.out.is_empty()
     }
@@ -147,6 +161,7 @@ impl ServerSession {
         self.decoder.bytes_in
     }
 
+    /// The tracks a publisher has sent so far.
     pub fn tracks(&self) -> impl Iterator<Item = &Track> {
         self.conv.tracks()
     }
@@ -380,6 +395,8 @@ impl ServerSession {
         Ok(())
     }
 
+    /// Answers `connect` with `NetConnection.Connect.Rejected` and `reason`; the edge closes
+    /// once it is sent.
     pub fn reject_connect(&mut self, reason: &str) -> Result<(), MediaError> {
         let txn = self.connect_txn.unwrap_or(1.0);
         self.writer.command(
@@ -390,6 +407,8 @@ impl ServerSession {
         )
     }
 
+    /// Answers `publish` with Stream Begin and `NetStream.Publish.Start`: media that follows
+    /// comes out as tracks and frames.
     pub fn accept_publish(&mut self, stream_id: u32, name: &str) -> Result<(), MediaError> {
         self.pending_publish = None;
         self.publishing = Some(stream_id);
@@ -404,6 +423,8 @@ impl ServerSession {
             .command(&mut self.out, csid::STREAM, stream_id, &st)
     }
 
+    /// Answers `publish` with `NetStream.Publish.BadName` and `reason` (what OBS and ffmpeg
+    /// show the user).
     pub fn reject_publish(&mut self, stream_id: u32, reason: &str) -> Result<(), MediaError> {
         self.pending_publish = None;
         let st = message::on_status("error", "NetStream.Publish.BadName", reason);
@@ -449,6 +470,7 @@ impl ServerSession {
         )
     }
 
+    /// Answers `play` with `NetStream.Play.StreamNotFound` and `reason`.
     pub fn reject_play(&mut self, stream_id: u32, reason: &str) -> Result<(), MediaError> {
         let st = message::on_status("error", "NetStream.Play.StreamNotFound", reason);
         self.writer
@@ -577,7 +599,9 @@ pub fn media_message(
 /// Publish or play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientMode {
+    /// Send media (pushes to another server).
     Publish,
+    /// Receive media.
     Play,
 }
 
@@ -588,16 +612,23 @@ pub enum ClientEvent {
     Connected,
     /// Publishing may start / playback started.
     Ready {
+        /// The message stream the server created.
         stream_id: u32,
     },
     /// An `onStatus` (level, code, description).
     Status {
+        /// `status`, `warning` or `error`.
         level: String,
+        /// The machine-readable code (`NetStream.Play.Start` …).
         code: String,
+        /// The server's text for people.
         description: String,
     },
+    /// A played track appeared or changed.
     Track(Track),
+    /// A played frame.
     Frame(Frame),
+    /// `onMetaData` of the played stream.
     Metadata(Vec<Amf0>),
     /// The server refused (an `_error` or an error-level status).
     Refused(String),
@@ -612,7 +643,7 @@ enum ClientPhase {
     Ready,
 }
 
-/// A client-side RTMP connection (for tests and the load generator).
+/// A client-side RTMP connection (for pushes to other servers, tests and the load generator).
 pub struct ClientSession {
     phase: ClientPhase,
     mode: ClientMode,
@@ -658,6 +689,7 @@ impl ClientSession {
         }
     }
 
+    /// Bytes received from the server.
     pub fn feed(&mut self, data: &[u8]) {
         match self.phase {
             ClientPhase::S0S1S2 => self.inbuf.extend_from_slice(data),
@@ -665,10 +697,12 @@ impl ClientSession {
         }
     }
 
+    /// Bytes to send to the server.
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.out)
     }
 
+    /// The stream is created and publishing or playing has started.
     pub fn is_ready(&self) -> bool {
         self.phase == ClientPhase::Ready
     }
@@ -678,6 +712,8 @@ impl ClientSession {
         self.out.len()
     }
 
+    /// The next event; `Ok(None)` when more input is needed. An error means the server broke
+    /// the protocol.
     pub fn poll(&mut self) -> Result<Option<ClientEvent>, MediaError> {
         loop {
             if let Some(e) = self.events.pop_front() {
@@ -875,6 +911,7 @@ impl ClientSession {
         queue_tracks(&self.writer, &mut self.out, self.stream_id, tracks, 0)
     }
 
+    /// Queues one frame of `track` while publishing.
     pub fn send_frame(&mut self, track: &Track, frame: &Frame) -> Result<(), MediaError> {
         let m = media_message(self.writer.chunk_size, self.stream_id, track, frame)?;
         self.out.extend_from_slice(&m);

@@ -10,8 +10,11 @@ use std::collections::VecDeque;
 /// One frame out of RTP, in the track's canonical form, at its RTP time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessUnit {
+    /// RTP timestamp of the unit (the track's clock rate); [`super::Timeline`] maps it to ms.
     pub timestamp: u32,
+    /// The unit's payload, in the form the track's muxers take (see the module docs of `rtp`).
     pub data: Bytes,
+    /// A unit a decoder can start at (IDR/IRAP for video; every audio unit).
     pub keyframe: bool,
 }
 
@@ -34,6 +37,7 @@ enum Inner {
 }
 
 impl Depacketizer {
+    /// A depacketiser for `encoding`, as the SDP of the track named it.
     pub fn new(encoding: RtpEncoding) -> Depacketizer {
         Depacketizer(match encoding {
             RtpEncoding::H264 => Inner::H26x(H26xDepacketizer::new(Flavor::H264)),

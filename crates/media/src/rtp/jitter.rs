@@ -29,6 +29,8 @@ pub struct ReorderBuffer {
 }
 
 impl ReorderBuffer {
+    /// A buffer that repairs reordering up to `capacity` packets (clamped to 1..=4096: more would
+    /// only add delay) and skips a gap after 500 ms.
     pub fn new(capacity: usize) -> ReorderBuffer {
         ReorderBuffer {
             capacity: capacity.clamp(1, 4096),
@@ -118,10 +120,12 @@ impl ReorderBuffer {
         Some(p)
     }
 
+    /// Packets held, waiting for a gap before them.
     pub fn len(&self) -> usize {
         self.held.len()
     }
 
+    /// No packet is held.
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
     }

@@ -29,24 +29,37 @@ pub use timeline::Timeline;
 /// What can be wrong with RTP or RTCP input.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum RtpError {
+    /// Shorter than its headers say.
     #[error("RTP/RTCP packet truncated")]
     Truncated,
+    /// Not version 2: usually not RTP at all (a STUN or DTLS packet on a shared port).
     #[error("RTP/RTCP version {0} (only 2 exists)")]
     BadVersion(u8),
+    /// A padding count of 0 or longer than the payload.
     #[error("bad RTP/RTCP padding")]
     BadPadding,
+    /// A payload format's framing is broken (its own headers contradict the packet).
     #[error("malformed {what} payload: {detail}")]
     Malformed {
+        /// The payload format (`H.264`, `AAC` …).
         what: &'static str,
+        /// What is wrong with it.
         detail: &'static str,
     },
+    /// Valid, but a feature of the payload format that is not implemented (e.g. interleaving).
     #[error("unsupported {what}: {detail}")]
     Unsupported {
+        /// The payload format.
         what: &'static str,
+        /// The feature.
         detail: &'static str,
     },
+    /// An access unit grew past [`MAX_ACCESS_UNIT`]; it is dropped rather than allocated.
     #[error("access unit larger than {limit} bytes")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The limit it passed.
+        limit: usize,
+    },
 }
 
 /// Largest access unit a depacketiser assembles; beyond it the unit is dropped.

@@ -6,14 +6,22 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// A parsed RTP packet; `payload` shares the input buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
+    /// Set on the last packet of a video frame (RFC 6184/7798), so a frame is known complete
+    /// without waiting for the next timestamp.
     pub marker: bool,
+    /// Which format of the SDP the payload is in.
     pub payload_type: u8,
+    /// Wraps at 65535; [`super::seq_diff`] compares two across the wrap.
     pub sequence: u16,
+    /// Media time in the track's RTP clock, from a random origin.
     pub timestamp: u32,
+    /// The source: one per sender and track; a change means the sender restarted.
     pub ssrc: u32,
+    /// CSRCs listed (they are skipped: mixers are not supported).
     pub csrc_count: u8,
     /// The header extension (profile id, data), if present; not interpreted.
     pub extension: Option<(u16, Bytes)>,
+    /// What follows the header, without padding.
     pub payload: Bytes,
 }
 
@@ -85,16 +93,22 @@ impl Packet {
 /// Builds packets of one stream: fixed SSRC and payload type, consecutive sequence numbers.
 #[derive(Debug, Clone)]
 pub struct PacketBuilder {
+    /// Put into every packet.
     pub payload_type: u8,
+    /// Put into every packet; a sender picks it at random (RFC 3550), so a restart reads as a
+    /// new source.
     pub ssrc: u32,
     /// The sequence number of the next packet.
     pub sequence: u16,
     /// Packets and payload bytes sent (for RTCP sender reports).
     pub packets: u32,
+    /// Payload bytes sent (headers excluded, as RFC 3550 counts them).
     pub octets: u32,
 }
 
 impl PacketBuilder {
+    /// A builder whose first packet carries `first_sequence` (random for a new stream, RFC 3550
+    /// section 5.1, so a known-plaintext start cannot be assumed).
     pub fn new(payload_type: u8, ssrc: u32, first_sequence: u16) -> PacketBuilder {
         PacketBuilder {
             payload_type: payload_type & 0x7f,

@@ -10,6 +10,7 @@ use bytes::Bytes;
 pub struct Packetizer {
     encoding: RtpEncoding,
     mtu: usize,
+    /// The stream's header fields and counters, public so a sender report can read them.
     pub builder: PacketBuilder,
 }
 

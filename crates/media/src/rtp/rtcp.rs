@@ -6,39 +6,56 @@ use bytes::{BufMut, BytesMut};
 /// One report block (reception statistics about one source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ReportBlock {
+    /// The source the statistics are about.
     pub ssrc: u32,
+    /// Packets lost since the previous report, in 1/256 (RFC 3550 section 6.4.1).
     pub fraction_lost: u8,
     /// 24-bit signed cumulative loss.
     pub cumulative_lost: i32,
+    /// Highest sequence number received, extended with the wrap count in the upper 16 bits.
     pub highest_sequence: u32,
+    /// Interarrival jitter, in RTP clock units.
     pub jitter: u32,
+    /// The middle 32 bits of the NTP time of the last sender report received (0: none yet).
     pub last_sr: u32,
+    /// Time since that sender report, in 1/65536 s: with `last_sr`, the sender can compute the
+    /// round trip.
     pub delay_since_last_sr: u32,
 }
 
 /// A sender report.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SenderReport {
+    /// The sender.
     pub ssrc: u32,
     /// NTP timestamp (seconds since 1900 << 32 | fraction).
     pub ntp: u64,
+    /// The RTP time of the same instant as `ntp`: how a receiver maps RTP time to wall time and
+    /// synchronises tracks.
     pub rtp_time: u32,
+    /// Packets sent so far.
     pub packets: u32,
+    /// Payload bytes sent so far.
     pub octets: u32,
+    /// What the sender itself received (empty for a pure sender).
     pub reports: Vec<ReportBlock>,
 }
 
 /// A receiver report.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReceiverReport {
+    /// The receiver.
     pub ssrc: u32,
+    /// One block per source it receives.
     pub reports: Vec<ReportBlock>,
 }
 
 /// One packet of a compound RTCP datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RtcpPacket {
+    /// Sent by a source that sends media: carries its RTP-to-NTP clock mapping.
     SenderReport(SenderReport),
+    /// Sent by a receiver that sends nothing else.
     ReceiverReport(ReceiverReport),
     /// `BYE` with the SSRCs leaving.
     Bye(Vec<u32>),
@@ -159,6 +176,7 @@ impl SenderReport {
 }
 
 impl ReceiverReport {
+    /// The report as one RTCP packet (at most 31 blocks: the count field has 5 bits).
     pub fn build(&self) -> Vec<u8> {
         let n = self.reports.len().min(31);
         let mut b = BytesMut::with_capacity(8 + n * 24);

@@ -10,7 +10,9 @@ const MAX_AUTH: usize = 4096;
 /// A user name and password from a `Basic` `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BasicCredentials {
+    /// The user name (before the first colon).
     pub user: String,
+    /// The password (everything after the first colon: it may hold colons itself).
     pub password: String,
 }
 
@@ -52,11 +54,16 @@ impl BasicCredentials {
 /// A `WWW-Authenticate: Digest …` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestChallenge {
+    /// The protection space, part of what the client hashes (so it must be echoed exactly).
     pub realm: String,
+    /// The server's one-time value the response is bound to.
     pub nonce: String,
+    /// Opaque data the client must return unchanged.
     pub opaque: Option<String>,
     /// Whether `qop="auth"` is offered.
     pub qop_auth: bool,
+    /// The nonce expired but the credentials were right: retry with the new one, without asking
+    /// the user again.
     pub stale: bool,
 }
 
@@ -156,17 +163,26 @@ impl DigestChallenge {
 /// The fields of a `Digest` `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestCredentials {
+    /// The user the client claims to be.
     pub username: String,
+    /// The realm the client answered (must be the server's).
     pub realm: String,
+    /// The nonce the client answered (must be the server's current one).
     pub nonce: String,
+    /// The URI the client signed (not always the request URI; see [`DigestCredentials::verify`]).
     pub uri: String,
+    /// The 32-hex-digit MD5 response.
     pub response: String,
+    /// `auth` when the client used a qop, which brings `nc` and `cnonce` into the hash.
     pub qop: Option<String>,
+    /// The nonce count (with qop).
     pub nc: Option<String>,
+    /// The client's nonce (with qop).
     pub cnonce: Option<String>,
 }
 
 impl DigestCredentials {
+    /// Parses a `Digest` `Authorization` value; every field needed to verify it must be there.
     pub fn parse(value: &str) -> Result<DigestCredentials, RtspError> {
         let p = digest_params(value)?;
         let get = |k: &str| {
@@ -214,8 +230,11 @@ impl DigestCredentials {
 /// What a server requires of requests, and checks them against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticator {
+    /// The only user let in.
     pub user: String,
+    /// That user's password (the server needs it in clear: Digest hashes it with the nonce).
     pub password: String,
+    /// The realm put into challenges.
     pub realm: String,
     /// The nonce handed out in challenges; the edge makes it unpredictable (it has the randomness).
     pub nonce: String,

@@ -26,24 +26,35 @@ use std::time::{Duration, Instant};
 /// What makes a pull fail.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ClientError {
+    /// Not `rtsp://[user[:pass]@]host[:port]/path`.
     #[error("bad RTSP URL {0:?}")]
     BadUrl(String),
+    /// The server's bytes are not RTSP we can read.
     #[error(transparent)]
     Protocol(#[from] RtspError),
+    /// A request was answered with an error status (other than 401 with credentials to try).
     #[error("{method} answered {status} {reason}")]
     Status {
+        /// The request's method.
         method: String,
+        /// The status code.
         status: u16,
+        /// The reason phrase.
         reason: String,
     },
+    /// 401 again after the credentials were sent: they are wrong (for this user).
     #[error("authentication refused (401) for user {0:?}")]
     Unauthorized(String),
+    /// DESCRIBE gave no section with a codec and payload format we can depacketise.
     #[error("the camera's SDP has no track we can take: {0}")]
     NoTracks(String),
+    /// SETUP over TCP was answered without `interleaved=`: there is no way to tell the channels.
     #[error("the server answered SETUP without interleaved channels")]
     NoInterleave,
+    /// SETUP over UDP was answered with this status (the edge may fall back to TCP).
     #[error("SETUP over UDP answered {0}")]
     UdpRefused(u16),
+    /// UDP was asked for with fewer port pairs than tracks.
     #[error("{0} tracks need as many UDP port pairs")]
     NeedPorts(usize),
 }
@@ -51,15 +62,21 @@ pub enum ClientError {
 /// The parts of `rtsp://[user[:pass]@]host[:port]/path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtspUrl {
+    /// Host name or address (without the brackets of an IPv6 literal).
     pub host: String,
+    /// Port (554 when the URL names none).
     pub port: u16,
     /// The URL without credentials: what requests name.
     pub url: String,
+    /// User from the URL, percent-decoded; sent only when the server asks.
     pub user: Option<String>,
+    /// Password from the URL, percent-decoded.
     pub password: Option<String>,
 }
 
 impl RtspUrl {
+    /// Parses an `rtsp://` URL; credentials are taken out of [`RtspUrl::url`] so they never
+    /// reach a request line or a log.
     pub fn parse(s: &str) -> Result<RtspUrl, ClientError> {
         let bad = || ClientError::BadUrl(s.to_string());
         let rest = s
@@ -135,13 +152,19 @@ fn pct(s: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
     /// DESCRIBE answered: the tracks we take, by media-section index.
-    Described { tracks: Vec<(usize, RtpTrack)> },
+    Described {
+        /// (media-section index, track): the index is what [`ClientEvent::Packet`] names.
+        tracks: Vec<(usize, RtpTrack)>,
+    },
     /// PLAY answered: packets follow.
     Playing,
     /// One RTP (or RTCP) packet of media section `index`.
     Packet {
+        /// Media-section index, as in [`ClientEvent::Described`].
         index: usize,
+        /// An RTCP packet (odd interleaved channel, or the second port) rather than RTP.
         rtcp: bool,
+        /// The packet as received.
         data: Bytes,
     },
     /// The pull cannot go on; the edge closes the connection (and may reconnect).

@@ -4,30 +4,62 @@
 /// stream can no longer be trusted); the others are answered with the status [`RtspError::status`].
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum RtspError {
+    /// A line of the head is longer than the decoder's limit: not a client we can serve.
     #[error("RTSP line longer than {limit} bytes")]
-    LineTooLong { limit: usize },
+    LineTooLong {
+        /// The limit.
+        limit: usize,
+    },
+    /// The whole head is longer than the limit (memory is bounded per connection).
     #[error("RTSP message head longer than {limit} bytes")]
-    HeadTooLarge { limit: usize },
+    HeadTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// More header lines than the limit.
     #[error("more than {limit} RTSP headers")]
-    TooManyHeaders { limit: usize },
+    TooManyHeaders {
+        /// The limit.
+        limit: usize,
+    },
+    /// `Content-Length` larger than the limit: refused before anything is buffered.
     #[error("RTSP body of {size} bytes exceeds the limit of {limit}")]
-    BodyTooLarge { size: u64, limit: usize },
+    BodyTooLarge {
+        /// What the message announced.
+        size: u64,
+        /// The limit.
+        limit: usize,
+    },
+    /// The request or status line is not `METHOD URI RTSP/1.0` / `RTSP/1.0 CODE REASON`.
     #[error("bad RTSP start line: {0:?}")]
     BadStartLine(String),
+    /// Neither `RTSP/1.0` nor `RTSP/2.0` (answered 505).
     #[error("unsupported RTSP version {0:?}")]
     BadVersion(String),
+    /// A header line without a colon, or with a bad name.
     #[error("bad RTSP header line: {0:?}")]
     BadHeader(String),
+    /// `Content-Length` is not a number.
     #[error("bad Content-Length: {0:?}")]
     BadContentLength(String),
+    /// The head is not UTF-8 text.
     #[error("RTSP text is not UTF-8")]
     NotUtf8,
+    /// `CSeq` is missing or not a number: an answer could not be matched to its request.
     #[error("missing or bad CSeq")]
     BadCSeq,
+    /// A `Transport` header this server cannot honour or parse.
     #[error("bad Transport header: {0}")]
     BadTransport(String),
+    /// An `Authorization` or `WWW-Authenticate` header that does not parse.
     #[error("bad {what} authentication header: {detail}")]
-    BadAuth { what: &'static str, detail: String },
+    BadAuth {
+        /// The scheme (`Basic`, `Digest`).
+        what: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A `Range` header that cannot be honoured (answered 457).
     #[error("bad Range header: {0:?}")]
     BadRange(String),
 }

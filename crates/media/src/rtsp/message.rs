@@ -46,6 +46,7 @@ impl Version {
             _ => Err(RtspError::BadVersion(truncate(s))),
         }
     }
+    /// The version as written on the start line.
     pub fn as_str(self) -> &'static str {
         match self {
             Version::V1_0 => "RTSP/1.0",
@@ -57,22 +58,34 @@ impl Version {
 /// An RTSP method.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Method {
+    /// Asks which methods the server has; also used as a keep-alive.
     Options,
+    /// Asks for the SDP of a stream (play).
     Describe,
+    /// Sends the SDP of a stream about to be recorded (publish).
     Announce,
+    /// Sets up the transport of one track.
     Setup,
+    /// Starts (or resumes) the flow of packets to the client.
     Play,
+    /// Stops the flow, keeping the session.
     Pause,
+    /// Starts the flow of packets from the client (publish).
     Record,
+    /// Ends the session.
     Teardown,
+    /// Reads a parameter; with an empty body, the usual keep-alive.
     GetParameter,
+    /// Sets a parameter of the session or the stream.
     SetParameter,
+    /// Server to client: go elsewhere.
     Redirect,
     /// Any other token, kept as sent.
     Other(String),
 }
 
 impl Method {
+    /// A method from its token; unknown tokens are kept, so a server can answer 501 naming them.
     pub fn parse(s: &str) -> Method {
         match s {
             "OPTIONS" => Method::Options,
@@ -89,6 +102,7 @@ impl Method {
             o => Method::Other(o.to_string()),
         }
     }
+    /// The token as written on a request line.
     pub fn as_str(&self) -> &str {
         match self {
             Method::Options => "OPTIONS",
@@ -112,6 +126,7 @@ impl Method {
 pub struct Headers(Vec<(String, String)>);
 
 impl Headers {
+    /// No headers.
     pub fn new() -> Headers {
         Headers(Vec::new())
     }
@@ -138,15 +153,19 @@ impl Headers {
         self.remove(name);
         self.push(name.to_string(), value);
     }
+    /// Removes every header of `name`.
     pub fn remove(&mut self, name: &str) {
         self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
     }
+    /// Every header, in order, as (name, value).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
+    /// Number of header lines.
     pub fn len(&self) -> usize {
         self.0.len()
     }
+    /// No header at all.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -185,15 +204,20 @@ impl Headers {
 /// An RTSP request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// What is asked.
     pub method: Method,
     /// The request URI as sent (`rtsp://host/path/trackID=1`, or `*` for OPTIONS).
     pub uri: String,
+    /// `RTSP/1.0` when built here; as sent when parsed.
     pub version: Version,
+    /// The header fields (`CSeq`, `Session`, `Transport` …).
     pub headers: Headers,
+    /// The body (SDP for ANNOUNCE), `Content-Length` bytes.
     pub body: Bytes,
 }
 
 impl Request {
+    /// A request with its `CSeq` and nothing else (RTSP/1.0, no body).
     pub fn new(method: Method, uri: impl Into<String>, cseq: u32) -> Request {
         let mut headers = Headers::new();
         headers.push("CSeq", cseq.to_string());
@@ -239,10 +263,15 @@ pub fn uri_path(uri: &str) -> &str {
 /// An RTSP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The version of the status line.
     pub version: Version,
+    /// The status code (200, 401, 461 …).
     pub status: u16,
+    /// The reason phrase (for logs only: clients must go by the code).
     pub reason: String,
+    /// The header fields.
     pub headers: Headers,
+    /// The body (SDP for DESCRIBE).
     pub body: Bytes,
 }
 
@@ -334,17 +363,22 @@ pub fn reason(status: u16) -> &'static str {
 /// A request or a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
+    /// A request: what a server reads.
     Request(Request),
+    /// A response: what a client reads.
     Response(Response),
 }
 
 /// One thing read from an RTSP connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
+    /// A request or a response.
     Message(Message),
     /// A `$`-framed binary packet (RFC 2326 section 10.12): RTP or RTCP on `channel`.
     Interleaved {
+        /// The interleaved channel: even for RTP, odd for RTCP by convention, as SETUP agreed.
         channel: u8,
+        /// The packet.
         data: Bytes,
     },
 }
@@ -382,6 +416,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// A decoder bounded by `limits`.
     pub fn new(limits: Limits) -> Decoder {
         Decoder {
             limits,
@@ -389,6 +424,7 @@ impl Decoder {
         }
     }
 
+    /// Appends bytes read from the connection; take what they complete with [`Decoder::next_item`].
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }

@@ -48,9 +48,13 @@ impl Default for ServerConfig {
 /// The protocol state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// Nothing set up yet.
     Init,
+    /// At least one track set up, no media flowing (also after PAUSE).
     Ready,
+    /// Sending media to the client.
     Playing,
+    /// Receiving media from the client.
     Recording,
 }
 
@@ -67,16 +71,32 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ask {
     /// The SDP of the stream at `path` (answer [`Answer::Describe`]).
-    Describe { path: String },
+    Describe {
+        /// The request's path (`/live/cam`): the edge maps it to a stream.
+        path: String,
+    },
     /// A client wants to publish `sdp` to `path` (answer [`Answer::Announce`]): push acceptance.
-    Announce { path: String, sdp: Bytes },
+    Announce {
+        /// The request's path: the stream (and push password part) to publish to.
+        path: String,
+        /// The client's SDP: the tracks it will send.
+        sdp: Bytes,
+    },
     /// Set up media track `track` (index into the SDP's media sections) with `transport`; for
     /// TCP, the interleaved channels are already chosen. The edge fills in what it owns
     /// (`server_port`, `ssrc`) and answers [`Answer::Setup`].
-    Setup { track: usize, transport: Transport },
+    Setup {
+        /// Index of the media section in the SDP.
+        track: usize,
+        /// The transport the client asked for.
+        transport: Transport,
+    },
     /// Start sending from `range` (the raw `Range` header, e.g. `npt=0.000-`); answer
     /// [`Answer::Play`].
-    Play { range: Option<String> },
+    Play {
+        /// The `Range` header as sent, if any.
+        range: Option<String>,
+    },
     /// Start accepting media (answer [`Answer::Record`]).
     Record,
 }
@@ -84,10 +104,15 @@ pub enum Ask {
 /// The edge's decision on an [`Ask`]; `Err(status)` refuses with that status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
+    /// The stream's SDP, or why not (404 unknown, 403 refused …).
     Describe(Result<String, u16>),
+    /// Whether the push is accepted.
     Announce(Result<(), u16>),
+    /// The transport completed with what the edge owns (`server_port`, `ssrc`).
     Setup(Result<Transport, u16>),
+    /// Where playback starts, for the `Range` and `RTP-Info` headers.
     Play(Result<PlayInfo, u16>),
+    /// Whether recording may start.
     Record(Result<(), u16>),
 }
 
@@ -118,6 +143,7 @@ pub enum SessionEvent {
 pub struct SetupTrack {
     /// Index of the media section in the SDP.
     pub index: usize,
+    /// The transport as answered (channels or ports).
     pub transport: Transport,
 }
 
@@ -149,6 +175,7 @@ pub struct ServerSession {
 }
 
 impl ServerSession {
+    /// A session before its first request.
     pub fn new(config: ServerConfig) -> ServerSession {
         ServerSession {
             config,
@@ -163,6 +190,7 @@ impl ServerSession {
         }
     }
 
+    /// Where the session is in the protocol.
     pub fn state(&self) -> State {
         self.state
     }
@@ -172,6 +200,8 @@ impl ServerSession {
         self.announced
     }
 
+    /// Requires authentication (`Some`) or not (`None`) from the next request on, for an edge
+    /// that learns a stream's credentials only once a request named the stream.
     pub fn set_auth(&mut self, auth: Option<Authenticator>) {
         self.config.auth = auth;
     }
@@ -192,6 +222,7 @@ impl ServerSession {
             })
     }
 
+    /// The next thing the edge must act on (after a request was handled or answered).
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
     }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 /// The lower transport of a transport spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lower {
+    /// RTP over UDP, one port pair per track.
     Udp,
     /// Interleaved on the RTSP TCP connection.
     Tcp,
@@ -16,16 +17,26 @@ pub enum Lower {
 pub struct Transport {
     /// `RTP/AVP`, `RTP/AVPF`, `RTP/SAVP` …, without the lower transport.
     pub profile: String,
+    /// UDP or interleaved TCP.
     pub lower: Lower,
     /// `false` for `multicast`.
     pub unicast: bool,
+    /// `destination=`: where the client asks the server to send (a server that obeyed any address
+    /// would be a traffic reflector).
     pub destination: Option<String>,
+    /// `source=`: where the server sends from.
     pub source: Option<String>,
+    /// `interleaved=`: the (RTP, RTCP) channels on the TCP connection.
     pub interleaved: Option<(u8, u8)>,
+    /// `client_port=`: the client's (RTP, RTCP) UDP ports.
     pub client_port: Option<(u16, u16)>,
+    /// `server_port=`: the server's (RTP, RTCP) UDP ports.
     pub server_port: Option<(u16, u16)>,
+    /// `port=`: the multicast (RTP, RTCP) ports.
     pub port: Option<(u16, u16)>,
+    /// `ttl=`: multicast time to live.
     pub ttl: Option<u8>,
+    /// `ssrc=`: the SSRC the sender will use, so a receiver can tell its packets from strays.
     pub ssrc: Option<u32>,
     /// `mode=` (`PLAY`, `RECORD`), upper-cased, quotes removed.
     pub mode: Option<String>,

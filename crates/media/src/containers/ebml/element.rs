@@ -24,6 +24,7 @@ pub enum Kind {
 
 /// What the caller knows about a format's elements.
 pub trait Schema {
+    /// How the reader treats element `id`: descend into it, read it whole, or skip it.
     fn kind(&self, id: u32) -> Kind;
     /// The ID of the element's required parent (0 = top level), or `None` if it may appear
     /// anywhere / is not known.
@@ -48,8 +49,10 @@ impl Default for Limits {
     }
 }
 
+/// The ID and size that start an element, and where it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// The element ID, marker bits included (as in [`super::ids`]).
     pub id: u32,
     /// Payload size, `None` for unknown.
     pub size: Option<u64>,
@@ -66,10 +69,15 @@ impl Header {
     }
 }
 
+/// What the element reader reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A master element opens: its children follow until the matching [`Event::End`].
     Start(Header),
+    /// A leaf element and its whole payload (bounded by [`Limits`]).
     Leaf(Header, Bytes),
+    /// The master with this ID closed (its size ran out, a sibling or parent started, or the
+    /// input ended).
     End(u32),
 }
 
@@ -93,6 +101,7 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// A reader at offset 0, bounded by `limits`.
     pub fn new(limits: Limits) -> Reader {
         Reader {
             buf: BytesMut::new(),
@@ -105,6 +114,7 @@ impl Reader {
         }
     }
 
+    /// Appends input; bytes inside an element being skipped are dropped at once, never buffered.
     pub fn push(&mut self, data: &[u8]) {
         // Discard what is being skipped straight away, so skipped bytes are never buffered.
         let mut data = data;
@@ -132,6 +142,7 @@ impl Reader {
         self.buf.len()
     }
 
+    /// Masters open around the current position.
     pub fn depth(&self) -> usize {
         self.stack.len()
     }

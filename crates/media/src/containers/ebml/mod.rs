@@ -23,12 +23,14 @@ pub use writer::{Finished, Patch, WriteMode, Writer, WriterOptions};
 /// The EBML DocType of a Matroska file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DocType {
+    /// Matroska: any codec with a Matroska codec ID.
     Matroska,
     /// WebM: Matroska restricted to VP8/VP9/AV1 video and Opus/Vorbis audio.
     Webm,
 }
 
 impl DocType {
+    /// The DocType string of the EBML header.
     pub fn as_str(self) -> &'static str {
         match self {
             DocType::Matroska => "matroska",

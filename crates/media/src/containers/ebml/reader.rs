@@ -74,8 +74,11 @@ impl Schema for MkvSchema {
 /// at absolute byte `cluster_offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CuePoint {
+    /// The keyframe's time (ms).
     pub time_ms: i64,
+    /// The track (TrackNumber).
     pub track: u32,
+    /// Absolute byte offset of the Cluster holding the keyframe.
     pub cluster_offset: u64,
     /// Offset of the block inside the Cluster's payload, when given.
     pub relative_position: Option<u64>,
@@ -86,24 +89,32 @@ pub struct CuePoint {
 pub enum MkvEvent {
     /// The EBML header was read.
     Header {
+        /// Matroska or WebM.
         doc_type: DocType,
     },
     /// A Segment starts; offsets in SeekHead and Cues count from `data_offset`.
     Segment {
+        /// Absolute offset of the Segment's payload.
         data_offset: u64,
+        /// Payload size; `None` for a live stream of unknown size.
         size: Option<u64>,
     },
     /// Info was read. `duration_ms` when the file has one.
     Info {
+        /// Nanoseconds per timestamp unit.
         timecode_scale_ns: u64,
+        /// The duration, converted to ms.
         duration_ms: Option<f64>,
     },
     /// Tracks was read (every later `Frame` refers to one of these ids = TrackNumber).
     Tracks(Vec<Track>),
     /// A Cluster starts at this absolute offset.
     Cluster {
+        /// Absolute offset of the Cluster's ID (what Cues point at).
         offset: u64,
     },
+    /// A frame, its times in ms, decode time rebuilt for B-frames (see
+    /// [`Demuxer::set_reorder_depth`]).
     Frame(Frame),
     /// The Cues were read (also kept, see [`Demuxer::cue_points`]).
     Cues(Vec<CuePoint>),
@@ -329,10 +340,12 @@ fn synth_asc(codec_id: &str, rate: u32, channels: u32) -> Bytes {
 }
 
 impl Demuxer {
+    /// A demuxer with the default [`Limits`].
     pub fn new() -> Demuxer {
         Self::with_limits(Limits::default())
     }
 
+    /// A demuxer whose element reader is bounded by `limits`.
     pub fn with_limits(limits: Limits) -> Demuxer {
         Demuxer {
             reader: Reader::new(limits),
@@ -382,10 +395,12 @@ impl Demuxer {
         self.reader.buffered()
     }
 
+    /// The DocType, once the EBML header was read.
     pub fn doc_type(&self) -> Option<DocType> {
         self.doc_type
     }
 
+    /// Nanoseconds per timestamp unit (1 000 000 until Info says otherwise).
     pub fn timecode_scale_ns(&self) -> u64 {
         self.timecode_scale
     }
@@ -415,6 +430,7 @@ impl Demuxer {
         self.seek_head.iter().find(|e| e.0 == CUES).map(|e| e.1)
     }
 
+    /// The Cues read so far (for seeking in a file).
     pub fn cue_points(&self) -> &[CuePoint] {
         &self.cues
     }

@@ -100,6 +100,7 @@ pub fn id_len(id: u32) -> usize {
     }
 }
 
+/// Writes an element ID in its own length (IDs carry their marker bits, unlike sizes).
 pub fn write_id(out: &mut Vec<u8>, id: u32) {
     let n = id_len(id);
     out.extend_from_slice(&id.to_be_bytes()[4 - n..]);

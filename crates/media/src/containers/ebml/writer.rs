@@ -18,15 +18,21 @@ use super::DocType;
 use crate::error::MediaError;
 use crate::frame::{Codec, Frame, Track, TrackKind};
 
+/// Whether the output can be patched afterwards (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
+    /// Nothing is ever rewritten: for outputs read while they grow.
     Live,
+    /// Sizes, Duration and Cues are filled in at the end: for files.
     Finalised,
 }
 
+/// How the muxer writes.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
+    /// Matroska or WebM (the EBML header's DocType; WebM players refuse other codecs).
     pub doc_type: DocType,
+    /// Live or finalised.
     pub mode: WriteMode,
     /// Written as MuxingApp and WritingApp.
     pub app: String,
@@ -51,14 +57,18 @@ impl Default for WriterOptions {
 /// Bytes to write at an absolute output offset, over what was written there before.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Patch {
+    /// Where to write (absolute, from the first byte handed out).
     pub offset: u64,
+    /// What to write there.
     pub bytes: Vec<u8>,
 }
 
 /// What [`Writer::finish`] returns: append `tail`, then apply `patches` (none in live mode).
 #[derive(Debug, Clone, Default)]
 pub struct Finished {
+    /// The last bytes (the open Cluster and, finalised, the Cues).
     pub tail: Vec<u8>,
+    /// Bytes to overwrite afterwards (finalised only).
     pub patches: Vec<Patch>,
     /// Duration written into Info (finalised mode), in milliseconds.
     pub duration_ms: f64,
@@ -83,6 +93,7 @@ struct Cue {
     relative: u64,
 }
 
+/// The muxer: tracks in, then frames, bytes out; see the module docs.
 #[derive(Debug)]
 pub struct Writer {
     opts: WriterOptions,

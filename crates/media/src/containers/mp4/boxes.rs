@@ -5,6 +5,8 @@
 
 use crate::error::MediaError;
 
+/// A box type: four bytes, usually ASCII (`moov`), but not always (`©nam`): compare bytes, not
+/// strings.
 pub type FourCC = [u8; 4];
 
 /// Deepest nesting [`walk`] descends into.
@@ -13,6 +15,7 @@ pub const MAX_DEPTH: usize = 16;
 /// A parsed box header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BoxHeader {
+    /// The box type.
     pub typ: FourCC,
     /// 8, 16 (64-bit largesize), plus 16 for `uuid` boxes.
     pub header_len: u8,
@@ -57,11 +60,14 @@ impl BoxHeader {
         })
     }
 
+    /// The size of the body (after the header); `None` when the box extends to the end of the file.
     pub fn body_len(&self) -> Option<u64> {
         self.size.map(|s| s - self.header_len as u64)
     }
 }
 
+/// A box type for messages: non-printable bytes as `?`, so a hostile file cannot put control
+/// characters into a log line.
 pub fn fourcc_str(t: &FourCC) -> String {
     t.iter()
         .map(|&b| {
@@ -82,6 +88,7 @@ pub struct Boxes<'a> {
 }
 
 impl<'a> Boxes<'a> {
+    /// The boxes of `data` (a file, or the body of a container box).
     pub fn new(data: &'a [u8]) -> Self {
         Boxes { data, done: false }
     }
@@ -199,12 +206,15 @@ pub fn walk(
 /// A checked big-endian reader over a box body.
 #[derive(Debug, Clone)]
 pub struct Rd<'a> {
+    /// The whole body being read.
     pub data: &'a [u8],
+    /// Where the next read starts (bytes into `data`).
     pub pos: usize,
     what: &'static str,
 }
 
 impl<'a> Rd<'a> {
+    /// A reader at the start of `data`; `what` (the box name) goes into its errors.
     pub fn new(data: &'a [u8], what: &'static str) -> Self {
         Rd { data, pos: 0, what }
     }
@@ -214,9 +224,11 @@ impl<'a> Rd<'a> {
             format!("needs {} bytes at {}, has {}", n, self.pos, self.data.len()),
         )
     }
+    /// Bytes left after the cursor.
     pub fn remaining(&self) -> usize {
         self.data.len() - self.pos
     }
+    /// The next `n` bytes, borrowed from the body; an error (not a panic) when fewer are left.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], MediaError> {
         if self.remaining() < n {
             return Err(self.short(n));
@@ -225,30 +237,38 @@ impl<'a> Rd<'a> {
         self.pos += n;
         Ok(s)
     }
+    /// Everything after the cursor (possibly nothing).
     pub fn rest(&mut self) -> &'a [u8] {
         let s = &self.data[self.pos..];
         self.pos = self.data.len();
         s
     }
+    /// Steps over `n` bytes (reserved fields), checked like a read.
     pub fn skip(&mut self, n: usize) -> Result<(), MediaError> {
         self.bytes(n).map(|_| ())
     }
+    /// Reads a byte.
     pub fn u8(&mut self) -> Result<u8, MediaError> {
         Ok(self.bytes(1)?[0])
     }
+    /// Reads a big-endian u16.
     pub fn u16(&mut self) -> Result<u16, MediaError> {
         Ok(u16::from_be_bytes(self.bytes(2)?.try_into().unwrap()))
     }
+    /// Reads a big-endian 24-bit value (full-box flags, some sizes).
     pub fn u24(&mut self) -> Result<u32, MediaError> {
         let b = self.bytes(3)?;
         Ok(((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32)
     }
+    /// Reads a big-endian u32.
     pub fn u32(&mut self) -> Result<u32, MediaError> {
         Ok(u32::from_be_bytes(self.bytes(4)?.try_into().unwrap()))
     }
+    /// Reads a big-endian i32 (signed composition offsets of `trun` version 1).
     pub fn i32(&mut self) -> Result<i32, MediaError> {
         Ok(self.u32()? as i32)
     }
+    /// Reads a big-endian u64 (version 1 times, `co64` offsets).
     pub fn u64(&mut self) -> Result<u64, MediaError> {
         Ok(u64::from_be_bytes(self.bytes(8)?.try_into().unwrap()))
     }
@@ -279,58 +299,74 @@ impl<'a> Rd<'a> {
 /// Writes boxes into a `Vec<u8>`, patching sizes when a box is closed.
 #[derive(Debug, Default)]
 pub struct BoxWriter {
+    /// The bytes written so far: a box still open has a placeholder size.
     pub buf: Vec<u8>,
     open: Vec<usize>,
 }
 
 impl BoxWriter {
+    /// An empty writer.
     pub fn new() -> Self {
         BoxWriter::default()
     }
+    /// Opens a box; its size is written by the matching [`BoxWriter::end`].
     pub fn start(&mut self, typ: &FourCC) {
         self.open.push(self.buf.len());
         self.buf.extend_from_slice(&[0, 0, 0, 0]);
         self.buf.extend_from_slice(typ);
     }
+    /// Opens a full box: the header is followed by its version and 24-bit flags.
     pub fn start_full(&mut self, typ: &FourCC, version: u8, flags: u32) {
         self.start(typ);
         self.u32(((version as u32) << 24) | (flags & 0xFF_FFFF));
     }
+    /// Closes the innermost open box, writing its size (panics if none is open: a writer bug).
     pub fn end(&mut self) {
         let at = self.open.pop().expect("BoxWriter::end without start");
         let size = (self.buf.len() - at) as u32;
         self.buf[at..at + 4].copy_from_slice(&size.to_be_bytes());
     }
+    /// Writes a byte.
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
+    /// Writes a big-endian u16.
     pub fn u16(&mut self, v: u16) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
+    /// Writes the low 24 bits of `v`, big-endian.
     pub fn u24(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_be_bytes()[1..]);
     }
+    /// Writes a big-endian u32.
     pub fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
+    /// Writes a big-endian i32.
     pub fn i32(&mut self, v: i32) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
+    /// Writes a big-endian u64.
     pub fn u64(&mut self, v: u64) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
+    /// Writes bytes as they are.
     pub fn bytes(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);
     }
+    /// Writes `n` zero bytes (reserved fields, empty matrices).
     pub fn zeros(&mut self, n: usize) {
         self.buf.resize(self.buf.len() + n, 0);
     }
+    /// Bytes written so far.
     pub fn len(&self) -> usize {
         self.buf.len()
     }
+    /// Nothing written yet.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
+    /// The bytes; every box must have been closed.
     pub fn into_inner(self) -> Vec<u8> {
         debug_assert!(self.open.is_empty());
         self.buf

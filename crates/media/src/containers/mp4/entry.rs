@@ -9,13 +9,24 @@ use crate::frame::{Codec, Track};
 /// What a sample entry told about its track.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleEntry {
+    /// The entry type as found (`avc1`, `avc3`, `mp4a` …): `avc3`/`hev1` mean the parameter
+    /// sets may also travel in band, not only in `init`.
     pub fourcc: [u8; 4],
+    /// The codec the entry type and its configuration box name.
     pub codec: Codec,
+    /// The codec configuration box's body (`avcC`, `hvcC`, `av1C`, the `esds` AudioSpecificConfig,
+    /// `dOps` …), as the track's init data.
     pub init: Bytes,
+    /// Video: the entry's width in pixels (0 for audio).
     pub width: u32,
+    /// Video: the entry's height in pixels (0 for audio).
     pub height: u32,
+    /// Audio: the sample rate in Hz (0 for video); from the version 2 field when the 16.16 one
+    /// cannot hold it.
     pub rate: u32,
+    /// Audio: channels (0 for video).
     pub channels: u32,
+    /// Audio: bits per sample as the entry states it (usually 16, meaningless for coded audio).
     pub sample_size: u32,
 }
 

@@ -37,9 +37,7 @@
 //! Sample entries are built from [`crate::Track`]: avc1+avcC, hvc1+hvcC, av01+av1C, mp4a+esds (from
 //! the AudioSpecificConfig), Opus+dOps (from the OpusHead).
 
-#[allow(missing_docs)] // not every item is documented yet
 pub mod boxes;
-#[allow(missing_docs)] // not every item is documented yet
 pub mod entry;
 pub mod fragment;
 pub mod moof;

@@ -58,17 +58,22 @@ pub enum DemuxEvent {
     /// A track whose init data is now known. Sent once before its first frame, and again (same
     /// id) if the init data changes mid-stream (new SPS/PPS, new audio config).
     Track(Track),
+    /// A frame of a track announced before.
     Frame(Frame),
 }
 
 /// Counters of what went wrong (and right); none of these stop the demuxer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DemuxStats {
+    /// TS packets read (188 bytes each).
     pub packets: u64,
     /// Times the packet sync was lost, and the garbage bytes skipped to find it again.
     pub sync_losses: u64,
+    /// Garbage bytes skipped while looking for the sync again (counted with `sync_losses`).
     pub bytes_skipped: u64,
+    /// Packets with the transport error indicator set (the sender knew they were damaged).
     pub transport_errors: u64,
+    /// Continuity-counter gaps: each is at least one lost packet.
     pub continuity_errors: u64,
     /// Packets whose adaptation field overruns the packet.
     pub malformed_packets: u64,
@@ -78,6 +83,7 @@ pub struct DemuxStats {
     pub pes_dropped: u64,
     /// Elementary stream data that could not be parsed (bad parameter sets, audio garbage).
     pub es_errors: u64,
+    /// Frames handed out.
     pub frames: u64,
     /// Frames dropped because their track's init data was not known yet.
     pub frames_before_init: u64,
@@ -389,6 +395,7 @@ fn codec_of(s: &PmtStream) -> Option<(Kind, Codec)> {
 }
 
 impl Demuxer {
+    /// A demuxer that knows only the PAT PID: the PMTs and their streams are learned from it.
     pub fn new() -> Demuxer {
         let mut roles = vec![Role::None; 8192];
         roles[PAT_PID as usize] = Role::Pat;
@@ -406,6 +413,7 @@ impl Demuxer {
         }
     }
 
+    /// What went wrong so far; the demuxer never stops on bad input, so this is how to see it.
     pub fn stats(&self) -> &DemuxStats {
         &self.stats
     }

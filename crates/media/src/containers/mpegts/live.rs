@@ -29,6 +29,7 @@ const SPLICE_GAP_MS: i64 = 40;
 /// What a live source did, for logs and stream health.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveStats {
+    /// UDP payloads given.
     pub datagrams: u64,
     /// Datagrams (or parts) that were not whole TS packets, dropped.
     pub bad_datagrams: u64,
@@ -40,6 +41,7 @@ pub struct LiveStats {
     pub continuity_errors: u64,
     /// Time discontinuities turned into continuations.
     pub discontinuities: u64,
+    /// Frames handed out.
     pub frames: u64,
 }
 
@@ -130,6 +132,7 @@ fn rtp_payload(d: &[u8]) -> Option<(u16, &[u8])> {
 }
 
 impl LiveTs {
+    /// A source that has seen nothing yet.
     pub fn new() -> LiveTs {
         LiveTs::default()
     }

@@ -26,13 +26,21 @@ pub const NULL_PID: u16 = 0x1FFF;
 
 /// Stream types (PMT `stream_type`) this crate knows.
 pub mod stream_type {
+    /// MPEG-1 audio (MP3 is layer III of it).
     pub const MPEG1_AUDIO: u8 = 0x03;
+    /// MPEG-2 audio (also carries MP3).
     pub const MPEG2_AUDIO: u8 = 0x04;
+    /// PES private data: Opus (registration `Opus`), AC-3 in DVB, subtitles; the descriptors say which.
     pub const PRIVATE_PES: u8 = 0x06;
+    /// AAC in ADTS frames.
     pub const AAC_ADTS: u8 = 0x0F;
+    /// H.264 / AVC.
     pub const H264: u8 = 0x1B;
+    /// H.265 / HEVC.
     pub const HEVC: u8 = 0x24;
+    /// AC-3 (ATSC).
     pub const AC3: u8 = 0x81;
+    /// E-AC-3 (ATSC).
     pub const EAC3: u8 = 0x87;
 }
 
@@ -42,12 +50,19 @@ pub(crate) const TICKS_PER_MS: i64 = 90;
 /// The fixed 4-byte header of a TS packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketHeader {
+    /// The sender's mark of a damaged packet.
     pub transport_error: bool,
+    /// A PES packet or PSI section starts in this packet.
     pub payload_unit_start: bool,
+    /// Which stream or table the packet belongs to (13 bits).
     pub pid: u16,
+    /// Nonzero: the payload is encrypted and cannot be read.
     pub scrambling: u8,
+    /// An adaptation field (PCR, stuffing, random access flag) follows the header.
     pub has_adaptation: bool,
+    /// Payload follows (the adaptation field may fill a packet).
     pub has_payload: bool,
+    /// 4-bit counter per PID: a gap means lost packets.
     pub continuity_counter: u8,
 }
 

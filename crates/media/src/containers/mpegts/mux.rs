@@ -33,7 +33,9 @@ use crate::{hevc, opus, Codec, Frame, MediaError, Track, TrackKind};
 /// How the muxer lays out the stream.
 #[derive(Debug, Clone)]
 pub struct MuxerOptions {
+    /// `program_number` in the PAT and PMT.
     pub program: u16,
+    /// PID the PMT is sent on.
     pub pmt_pid: u16,
     /// PID of the first track; the others follow in order.
     pub first_pid: u16,

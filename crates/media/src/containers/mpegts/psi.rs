@@ -120,7 +120,9 @@ pub fn parse_pat(sec: &[u8]) -> Result<Vec<(u16, u16)>, MediaError> {
 /// One elementary stream as a PMT lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PmtStream {
+    /// The stream type (see [`super::stream_type`]); with the descriptors, what codec it carries.
     pub stream_type: u8,
+    /// The PID its packets carry.
     pub pid: u16,
     /// The raw ES_info descriptors.
     pub descriptors: Vec<u8>,
@@ -168,11 +170,16 @@ pub fn descriptors(mut data: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
 /// A parsed PMT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pmt {
+    /// The program this PMT describes.
     pub program: u16,
+    /// The PID whose packets carry the program clock (PCR).
     pub pcr_pid: u16,
+    /// The elementary streams, in the PMT's order.
     pub streams: Vec<PmtStream>,
 }
 
+/// Parses a PMT section (its CRC checked). The stream list is bounded by the section's own
+/// length (a 12-bit field), so it needs no limit of its own.
 pub fn parse_pmt(sec: &[u8]) -> Result<Pmt, MediaError> {
     let (table_id, program, body) = parse_long_section(sec)?;
     if table_id != 2 {

@@ -62,6 +62,7 @@ pub struct SegmentJob {
     pub url: String,
     /// Media sequence number.
     pub seq: u64,
+    /// Its `EXTINF` duration, in ms.
     pub duration_ms: i64,
     /// The timeline may not continue from the segment before: an `EXT-X-DISCONTINUITY`, lost
     /// segments before this one, or an origin restart. Demuxer state (continuity counters,
@@ -78,9 +79,11 @@ pub struct SegmentJob {
 /// Counters of a [`Follower`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FollowStats {
+    /// Playlist loads.
     pub loads: u64,
     /// Loads that brought no new segment.
     pub stale_loads: u64,
+    /// Segments handed out to fetch.
     pub segments: u64,
     /// Segments that left the playlist before they were taken.
     pub lost_segments: u64,
