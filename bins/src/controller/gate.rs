@@ -63,11 +63,14 @@ pub fn answer(
     req: &http::Request,
 ) -> http::Response {
     // Who is asking: the peer, or the client a trusted proxy names (mist_core::proxy).
+    // Every occurrence of each header: a proxy may add its own after the client's.
     let xff = req.header_joined("x-forwarded-for");
+    let real = req.header_joined("x-real-ip");
+    let forwarded = req.header_joined("forwarded");
     let fwd = mist_core::proxy::Forwarding {
         x_forwarded_for: xff.as_deref(),
-        x_real_ip: req.header("x-real-ip"),
-        forwarded: req.header("forwarded"),
+        x_real_ip: real.as_deref(),
+        forwarded: forwarded.as_deref(),
     };
     let client = mist_core::proxy::client(
         &peer.ip().to_string(),
