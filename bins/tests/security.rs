@@ -348,6 +348,42 @@ fn two_host_headers_are_refused() {
     assert!(a.json()["config"].is_object(), "{}", a.body);
 }
 
+/// Before login an API connection may buffer 64 KiB only, also when the request comes through a
+/// reverse proxy on this machine (a loopback peer with a forwarding header: someone else's
+/// request); a local request (no forwarding header) may still send a large body.
+#[test]
+fn api_input_before_login_is_small_also_through_a_local_proxy() {
+    let ctl = start(admin_config());
+    let cmd = r#"{"config": true}"#;
+    let big = 200 * 1024;
+    let body = format!("{cmd}{}", " ".repeat(big - cmd.len()));
+    let mut c = connect(&ctl);
+    let head = format!(
+        "POST /api HTTP/1.1\r\nHost: {}\r\nX-Forwarded-For: 203.0.113.8\r\nContent-Length: {big}\r\n\r\n",
+        ctl.host()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    // 100 KiB of the body: more than a request before login may buffer.
+    let _ = c.write_all(&body.as_bytes()[..100 * 1024]);
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 413") && text.contains("before login"),
+        "proxied request: {text:?}"
+    );
+    // The same body from the machine itself (no forwarding header) is read whole.
+    let mut c = connect(&ctl);
+    let raw = format!(
+        "POST /api HTTP/1.1\r\nHost: {}\r\nContent-Length: {big}\r\n\r\n{body}",
+        ctl.host()
+    );
+    let a = exchange(&mut c, raw.as_bytes());
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.json()["config"].is_object(), "{}", a.body);
+}
+
 /// The control socket's directory: created 0700, and one owned by another user is refused (the
 /// controller exits with the bind error code instead of listening where someone else can swap
 /// the socket).
