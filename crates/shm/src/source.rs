@@ -7,9 +7,8 @@
 //! A path stored in shared memory makes readers (outputs, possibly running as another user than
 //! whoever can publish) open a file, so it is honoured only when (docs/security.md):
 //! - the stream is VoD (a live stream never names a source file);
-//! - its writer is alive and was started by this reader's controller (`MIST_CONTROLLER_PID`): a
-//!   child of the controller. Without a controller (tools run by hand), the writer is this
-//!   process, its parent, its child or its sibling;
+//! - its writer is alive and, when the reader runs under a controller (`MIST_CONTROLLER_PID`), was
+//!   started by that controller (is its child);
 //! - the file found at the path has the inode *and* device the writer recorded, checked on the
 //!   opened file (a name swapped for a link to another file is refused).
 
@@ -160,31 +159,24 @@ fn parent_of(pid: u32) -> Option<u32> {
 }
 
 /// Whether a stream written by process `writer` may name a source file for this process to open:
-/// `writer` is alive and a child of `controller` (when this process runs under one), else this
-/// process itself, its parent, its child or its sibling (not under init: every orphan is one).
+/// `writer` is alive, and when this process runs under a controller, it is this process or a child
+/// of that controller. Without a controller (tools run by hand) any living writer will do: the
+/// stream's files are owned by our own uid (checked when they are opened), so its writer runs as
+/// we do and could open the file itself.
 pub(crate) fn writer_trusted(writer: u32, controller: Option<u32>) -> Result<(), &'static str> {
-    let me = std::process::id();
     if writer == 0 || !crate::seg::pid_alive(writer) {
         return Err("its writer is gone");
     }
-    if writer == me {
+    let Some(c) = controller else {
+        return Ok(());
+    };
+    if writer == std::process::id() {
         return Ok(());
     }
-    let Some(parent) = parent_of(writer) else {
-        return Err("its writer is gone");
-    };
-    match controller {
-        Some(c) if parent == c => Ok(()),
+    match parent_of(writer) {
+        Some(parent) if parent == c => Ok(()),
         Some(_) => Err("its writer was not started by the controller"),
-        None => {
-            // SAFETY: getppid cannot fail.
-            let ours = unsafe { libc::getppid() } as u32;
-            if writer == ours || parent == me || (parent == ours && ours > 1) {
-                Ok(())
-            } else {
-                Err("its writer was not started next to this process")
-            }
-        }
+        None => Err("its writer is gone"),
     }
 }
 

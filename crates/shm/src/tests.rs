@@ -1014,8 +1014,8 @@ fn truncated_or_missing_source_file_skips_frames() {
     let _ = std::fs::remove_file(path);
 }
 
-/// A process that is neither this one, nor its parent, child or sibling: a child of a `sh` we
-/// start (the pair is killed on drop).
+/// A process that is not a child of this one: a child of a `sh` we start (the pair is killed on
+/// drop).
 struct Stranger(std::process::Child, u32);
 
 impl Stranger {
@@ -1075,11 +1075,12 @@ fn source_file_is_honoured_only_for_trusted_vod_writers() {
         "a device mismatch was accepted"
     );
     meta.seg.u64(M_SRC_DEV).store(dev, Relaxed);
-    // A writer we did not start (not our child, parent or sibling), and one that is gone.
+    // A writer the controller did not start (a child of another process): refused under a
+    // controller, honoured by a tool run by hand (no controller; same uid as the writer).
     let stranger = Stranger::start();
     let pid = meta.seg.u32(M_WRITER_PID).load(Relaxed);
     meta.seg.u32(M_WRITER_PID).store(stranger.1, Relaxed);
-    for controller in [None, Some(u32::MAX - 1)] {
+    for controller in [Some(u32::MAX - 1), Some(std::process::id())] {
         let e = source::open_source_as(&meta, controller).err();
         assert!(
             matches!(e, Some(SourceError::Untrusted { .. })),
@@ -1087,16 +1088,18 @@ fn source_file_is_honoured_only_for_trusted_vod_writers() {
             stranger.1
         );
     }
+    assert!(source::open_source_as(&meta, None).is_ok());
     // Under the controller that is its parent, it is honoured.
     assert!(source::open_source_as(&meta, Some(stranger.0.id())).is_ok());
+    // A writer that is gone: refused, controller or not.
     drop(stranger);
-    std::thread::sleep(Duration::from_millis(50));
-    let e = source::open_source_as(&meta, None).err();
-    assert!(matches!(e, Some(SourceError::Untrusted { .. })), "{e:?}");
+    for controller in [None, Some(std::process::id())] {
+        let e = source::open_source_as(&meta, controller).err();
+        assert!(matches!(e, Some(SourceError::Untrusted { .. })), "{e:?}");
+    }
     meta.seg.u32(M_WRITER_PID).store(pid, Relaxed);
-    // A child of ours is trusted without a controller; under a controller only as its child.
+    // A child of the controller is trusted; of another process not.
     let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
-    assert!(source::writer_trusted(child.id(), None).is_ok());
     assert!(source::writer_trusted(child.id(), Some(std::process::id())).is_ok());
     assert!(source::writer_trusted(child.id(), Some(u32::MAX - 1)).is_err());
     let _ = child.kill();
