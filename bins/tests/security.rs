@@ -1114,7 +1114,10 @@ fn rtmp_bytes_buffered_while_a_publish_is_decided_are_bounded() {
         }
     }
     let after = rss_kib(rtmp_pid);
-    assert!(!closed, "the flooder was cut while its publish was being decided");
+    assert!(
+        !closed,
+        "the flooder was cut while its publish was being decided"
+    );
     // Socket buffers of one loopback connection hold a few MiB; a server that read the flood
     // would have taken hundreds of MiB in 4 s.
     assert!(
@@ -1128,8 +1131,12 @@ fn rtmp_bytes_buffered_while_a_publish_is_decided_are_bounded() {
     );
     // Everyone else is served meanwhile: another publisher and its viewer.
     let _publisher = common::publish(&ctl.publish_url("other"), "160x120", 30);
-    let (frames, size) = common::decode_video_frames(&ctl.play_url("other"), Duration::from_secs(2));
-    assert!(frames > 10, "{frames} frames of {size} for the other stream's viewer");
+    let (frames, size) =
+        common::decode_video_frames(&ctl.play_url("other"), Duration::from_secs(2));
+    assert!(
+        frames > 10,
+        "{frames} frames of {size} for the other stream's viewer"
+    );
     assert!(
         rss_kib(rtmp_pid) < before + 32 * 1024,
         "MistOutRTMP memory while the flooder waits"

@@ -214,12 +214,16 @@ mod tests {
         assert!(carries_forwarding(
             b"POST /api HTTP/1.1\r\nForwarded: for=1.2.3.4\r\n\r\nbody"
         ));
-        assert!(carries_forwarding(b"GET / HTTP/1.1\r\nX-Real-IP:1.2.3.4\r\n\r\n"));
+        assert!(carries_forwarding(
+            b"GET / HTTP/1.1\r\nX-Real-IP:1.2.3.4\r\n\r\n"
+        ));
         assert!(!carries_forwarding(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
         // In the body, or a longer name: not a forwarding header.
         assert!(!carries_forwarding(
             b"POST / HTTP/1.1\r\nHost: h\r\n\r\nForwarded: for=1.2.3.4\r\n"
         ));
-        assert!(!carries_forwarding(b"GET / HTTP/1.1\r\nForwarded-Foo: x\r\n"));
+        assert!(!carries_forwarding(
+            b"GET / HTTP/1.1\r\nForwarded-Foo: x\r\n"
+        ));
     }
 }

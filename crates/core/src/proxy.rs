@@ -74,9 +74,11 @@ pub fn client(peer: &str, fwd: &Forwarding<'_>, trusted: &[String]) -> Client {
     let forwarded = fwd
         .forwarded
         .map(|f| f.split(',').filter_map(forwarded_for).collect::<Vec<_>>());
-    let xff = fwd
-        .x_forwarded_for
-        .map(|x| x.split(',').map(|h| h.trim().to_string()).collect::<Vec<_>>());
+    let xff = fwd.x_forwarded_for.map(|x| {
+        x.split(',')
+            .map(|h| h.trim().to_string())
+            .collect::<Vec<_>>()
+    });
     let real = fwd.x_real_ip.map(|x| vec![x.trim().to_string()]);
     let mut named: Option<String> = None;
     // (A `Forwarded` without `for=`, say `proto=https` only, names nobody.)

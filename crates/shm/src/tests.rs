@@ -1099,7 +1099,10 @@ fn source_file_is_honoured_only_for_trusted_vod_writers() {
     }
     meta.seg.u32(M_WRITER_PID).store(pid, Relaxed);
     // A child of the controller is trusted; of another process not.
-    let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
     assert!(source::writer_trusted(child.id(), Some(std::process::id())).is_ok());
     assert!(source::writer_trusted(child.id(), Some(u32::MAX - 1)).is_err());
     let _ = child.kill();
