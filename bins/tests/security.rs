@@ -299,6 +299,91 @@ fn conflicting_content_lengths_are_refused() {
     }
 }
 
+/// Two `Host` headers (a local name first, another site second): which one a hop believes decides
+/// auto-authorisation (DNS rebinding) and routing, so the request is refused with 400 and the
+/// connection closed, on the API and on MistOutHTTP (which also refuses two Content-Length).
+#[test]
+fn two_host_headers_are_refused() {
+    let ctl = start(admin_config());
+    let dir = tempfile::tempdir().unwrap();
+    let (_http, http_port) = common::http_out(dir.path(), &[]);
+    let cmd = "command=%7B%22config%22%3Atrue%7D";
+    for (what, port, raw) in [
+        (
+            "API, two Host",
+            ctl.port,
+            format!("GET /api?{cmd} HTTP/1.1\r\nHost: {}\r\nHost: evil.example\r\n\r\n", ctl.host()),
+        ),
+        (
+            "API, two Host, other case and order",
+            ctl.port,
+            format!("GET /api?{cmd} HTTP/1.1\r\nhost: evil.example\r\nX-A: 1\r\nHOST: {}\r\n\r\n", ctl.host()),
+        ),
+        (
+            "MistOutHTTP, two Host",
+            http_port,
+            "GET /live.ts HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n".to_string(),
+        ),
+        (
+            "MistOutHTTP, two Content-Length",
+            http_port,
+            "POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}".to_string(),
+        ),
+    ] {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let a = exchange(&mut c, raw.as_bytes());
+        assert_eq!(a.status, 400, "{what}: {}", a.body);
+        assert!(!a.body.contains("protocols"), "{what}: config given: {}", a.body);
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{what}: more after the 400");
+    }
+    // One Host still works.
+    let mut c = connect(&ctl);
+    let a = exchange(
+        &mut c,
+        format!("GET /api?{cmd} HTTP/1.1\r\nHost: {}\r\n\r\n", ctl.host()).as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.json()["config"].is_object(), "{}", a.body);
+}
+
+/// Before login an API connection may buffer 64 KiB only, also when the request comes through a
+/// reverse proxy on this machine (a loopback peer with a forwarding header: someone else's
+/// request); a local request (no forwarding header) may still send a large body.
+#[test]
+fn api_input_before_login_is_small_also_through_a_local_proxy() {
+    let ctl = start(admin_config());
+    let cmd = r#"{"config": true}"#;
+    let big = 200 * 1024;
+    let body = format!("{cmd}{}", " ".repeat(big - cmd.len()));
+    let mut c = connect(&ctl);
+    let head = format!(
+        "POST /api HTTP/1.1\r\nHost: {}\r\nX-Forwarded-For: 203.0.113.8\r\nContent-Length: {big}\r\n\r\n",
+        ctl.host()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    // 100 KiB of the body: more than a request before login may buffer.
+    let _ = c.write_all(&body.as_bytes()[..100 * 1024]);
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 413") && text.contains("before login"),
+        "proxied request: {text:?}"
+    );
+    // The same body from the machine itself (no forwarding header) is read whole.
+    let mut c = connect(&ctl);
+    let raw = format!(
+        "POST /api HTTP/1.1\r\nHost: {}\r\nContent-Length: {big}\r\n\r\n{body}",
+        ctl.host()
+    );
+    let a = exchange(&mut c, raw.as_bytes());
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.json()["config"].is_object(), "{}", a.body);
+}
+
 /// The control socket's directory: created 0700, and one owned by another user is refused (the
 /// controller exits with the bind error code instead of listening where someone else can swap
 /// the socket).
@@ -896,4 +981,165 @@ fn rtmp_connections_per_address_are_capped() {
     std::thread::sleep(Duration::from_millis(300));
     let publish = mist_media::rtmp::ClientMode::Publish;
     assert_eq!(rtmp_until_answer(port, "live", "capped", publish), "ready");
+}
+
+/// A stream the controller did not start names a source file: here the test process (any process
+/// of the server's uid could) writes a VoD stream with external records into the controller's
+/// shared memory, under a configured live name. The controller's MistOutHTTP does not open the
+/// file the stream names (503 saying why), while a VoD stream the controller started itself from
+/// the same file plays.
+#[test]
+fn source_file_of_a_stream_the_controller_did_not_start_is_not_opened() {
+    let shm = common::shared_shm("security");
+    let media = tempfile::tempdir().unwrap();
+    let mp4 = media.path().join("planted.mp4");
+    common::make_mp4(&mp4, "160x120", 3);
+    let ctl = common::Controller::start_http(
+        json!({"planted": {"source": "push://"},
+               "owned": {"source": mp4.to_str().unwrap(), "inputtimeout": 5}}),
+        json!([{"connector": "MP4"}]),
+        Some(shm.as_path()),
+    );
+    let _planted = common::load_vod_external("planted", &mp4);
+    let (head, body) = common::http_get(ctl.http, "/planted.mp4");
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        !head.starts_with("HTTP/1.1 200") && text.contains("not started by the controller"),
+        "a stream written outside the controller had its source file opened: {head}\n{}",
+        &text[..text.len().min(300)]
+    );
+    let (head, body) = common::http_get(ctl.http, "/owned.mp4");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && body.len() > 10_000,
+        "the controller's own VoD stream: {head}, {} bytes",
+        body.len()
+    );
+}
+
+/// Bytes buffered per RTMP connection while the controller decides a publish: a publisher whose
+/// STREAM_PUSH handler hangs floods valid audio messages. MistOutRTMP reads nothing from that
+/// connection until the answer (at most one read turn, 256 KiB, was taken before), so the flooder
+/// only fills the kernel's socket buffers (TCP backpressure) and MistOutRTMP's memory stays
+/// flat; meanwhile another publisher and its viewer are served.
+#[test]
+fn rtmp_bytes_buffered_while_a_publish_is_decided_are_bounded() {
+    use mist_media::rtmp::{ClientMode, ClientSession};
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("deciding");
+    let handler = scratch.path().join("hang.sh");
+    std::fs::write(
+        &handler,
+        format!(
+            "#!/bin/sh\ntouch '{}'\ncat >/dev/null\nsleep 60\necho true\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&handler, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let h = handler.to_str().unwrap().to_string();
+    let ctl = common::Controller::start_edited(
+        json!({"slow": {"source": "push://"}, "other": {"source": "push://"}}),
+        move |c| {
+            c["config"]["triggers"] =
+                json!({"STREAM_PUSH": [{"handler": h, "sync": true, "streams": ["slow"]}]});
+        },
+    );
+    let rtmp_pid = common::wait_for("MistOutRTMP", Duration::from_secs(10), || {
+        common::find_child(ctl.proc.pid(), "MistOutRTMP")
+    });
+    // Connect and publish `slow` until the hung handler runs.
+    let mut sock = TcpStream::connect(("127.0.0.1", ctl.rtmp)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let url = format!("rtmp://127.0.0.1:{}/live", ctl.rtmp);
+    let mut s = ClientSession::new("live", &url, "slow", ClientMode::Publish, 9);
+    let mut buf = vec![0u8; 65536];
+    let t0 = Instant::now();
+    while !marker.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the STREAM_PUSH handler never ran"
+        );
+        while let Ok(Some(ev)) = s.poll() {
+            assert!(
+                !matches!(ev, mist_media::rtmp::ClientEvent::Ready { .. }),
+                "published before the handler answered"
+            );
+        }
+        let out = s.take_output();
+        if !out.is_empty() {
+            sock.write_all(&out).unwrap();
+        }
+        if let Ok(n) = sock.read(&mut buf) {
+            assert!(n > 0, "closed before the decision");
+            s.feed(&buf[..n]);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_kib(rtmp_pid);
+    // Flood: a Set Chunk Size of 65536, then 60 KB audio messages (AAC raw) on stream 1.
+    let mut flood = vec![2u8, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0];
+    flood.extend_from_slice(&65536u32.to_be_bytes());
+    let mut msg = vec![4u8, 0, 0, 0];
+    let body_len = 60_002usize;
+    msg.extend_from_slice(&(body_len as u32).to_be_bytes()[1..]);
+    msg.push(8);
+    msg.extend_from_slice(&1u32.to_le_bytes());
+    msg.extend_from_slice(&[0xaf, 0x01]);
+    msg.resize(msg.len() + body_len - 2, 0);
+    sock.set_nonblocking(true).unwrap();
+    let mut sent = 0usize;
+    let mut pending: Vec<u8> = flood;
+    let mut off = 0usize;
+    let mut closed = false;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(4) {
+        if off == pending.len() {
+            pending = msg.clone();
+            off = 0;
+        }
+        match sock.write(&pending[off..]) {
+            Ok(n) => {
+                off += n;
+                sent += n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    let after = rss_kib(rtmp_pid);
+    assert!(
+        !closed,
+        "the flooder was cut while its publish was being decided"
+    );
+    // Socket buffers of one loopback connection hold a few MiB; a server that read the flood
+    // would have taken hundreds of MiB in 4 s.
+    assert!(
+        sent < 48 << 20,
+        "MistOutRTMP read {} MiB from a connection whose publish was not decided yet",
+        sent >> 20
+    );
+    assert!(
+        after < before + 16 * 1024,
+        "MistOutRTMP grew from {before} KiB to {after} KiB during the flood"
+    );
+    // Everyone else is served meanwhile: another publisher and its viewer.
+    let _publisher = common::publish(&ctl.publish_url("other"), "160x120", 30);
+    let (frames, size) =
+        common::decode_video_frames(&ctl.play_url("other"), Duration::from_secs(2));
+    assert!(
+        frames > 10,
+        "{frames} frames of {size} for the other stream's viewer"
+    );
+    assert!(
+        rss_kib(rtmp_pid) < before + 32 * 1024,
+        "MistOutRTMP memory while the flooder waits"
+    );
+    drop(sock);
 }

@@ -29,12 +29,24 @@ fuzz_target!(|data: &[u8]| {
     while let Ok(Some((req, used))) = parse_request(rest, &limits) {
         assert!(used > 0 && used <= rest.len());
         rest = &rest[used..];
+        // As bins/src/controller/gate.rs reads them: every occurrence of each header.
         let xff = req.header_joined("x-forwarded-for");
+        let real = req.header_joined("x-real-ip");
+        let forwarded = req.header_joined("forwarded");
         let fwd = Forwarding {
             x_forwarded_for: xff.as_deref(),
-            x_real_ip: req.header("x-real-ip"),
-            forwarded: req.header("forwarded"),
+            x_real_ip: real.as_deref(),
+            forwarded: forwarded.as_deref(),
         };
+        // One Host at most reaches the gate (two are refused with 400 by the parser).
+        assert!(
+            req.headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+                .count()
+                <= 1,
+            "a request with two Host headers was parsed"
+        );
         let who = client(peer, &fwd, &trusted);
         if fwd.present() {
             assert!(!who.local, "forwarded request judged local");

@@ -37,6 +37,22 @@ pub fn api_hosts(ctl: &Controller) -> Vec<String> {
     }
 }
 
+/// True when the (partial) request head in `buf` has a forwarding header line
+/// (`mist_core::proxy::FORWARDING_HEADERS`): a proxy sent it for someone else.
+pub fn carries_forwarding(buf: &[u8]) -> bool {
+    let head = match buf.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(p) => &buf[..p + 2],
+        None => buf,
+    };
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
+        mist_core::proxy::FORWARDING_HEADERS.iter().any(|h| {
+            line.len() > h.len()
+                && line[..h.len()].eq_ignore_ascii_case(h.as_bytes())
+                && line[h.len()] == b':'
+        })
+    })
+}
+
 /// True when an API answer is a login challenge (no data in it).
 fn is_challenge(answer: &Value) -> bool {
     answer
@@ -63,11 +79,14 @@ pub fn answer(
     req: &http::Request,
 ) -> http::Response {
     // Who is asking: the peer, or the client a trusted proxy names (mist_core::proxy).
+    // Every occurrence of each header: a proxy may add its own after the client's.
     let xff = req.header_joined("x-forwarded-for");
+    let real = req.header_joined("x-real-ip");
+    let forwarded = req.header_joined("forwarded");
     let fwd = mist_core::proxy::Forwarding {
         x_forwarded_for: xff.as_deref(),
-        x_real_ip: req.header("x-real-ip"),
-        forwarded: req.header("forwarded"),
+        x_real_ip: real.as_deref(),
+        forwarded: forwarded.as_deref(),
     };
     let client = mist_core::proxy::client(
         &peer.ip().to_string(),
@@ -185,5 +204,26 @@ mod tests {
         };
         let s = redacted(&r);
         assert!(!s.contains("s3cret") && s.contains("live"), "{s}");
+    }
+
+    #[test]
+    fn forwarding_header_lines_are_found_in_partial_heads() {
+        assert!(carries_forwarding(
+            b"POST /api HTTP/1.1\r\nHost: h\r\nx-forwarded-for: 1.2.3.4\r\n"
+        ));
+        assert!(carries_forwarding(
+            b"POST /api HTTP/1.1\r\nForwarded: for=1.2.3.4\r\n\r\nbody"
+        ));
+        assert!(carries_forwarding(
+            b"GET / HTTP/1.1\r\nX-Real-IP:1.2.3.4\r\n\r\n"
+        ));
+        assert!(!carries_forwarding(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        // In the body, or a longer name: not a forwarding header.
+        assert!(!carries_forwarding(
+            b"POST / HTTP/1.1\r\nHost: h\r\n\r\nForwarded: for=1.2.3.4\r\n"
+        ));
+        assert!(!carries_forwarding(
+            b"GET / HTTP/1.1\r\nForwarded-Foo: x\r\n"
+        ));
     }
 }

@@ -540,8 +540,11 @@ fn service_api(ctl: &mut Controller, c: &mut ApiConn, io: &mut Io<'_>) {
                     io.write(http::CONTINUE);
                     c.continued = true;
                 }
-                // Before login a remote peer may only send small requests.
-                let trusted = c.peer.ip().is_loopback() || c.session.has_login();
+                // Before login a remote peer may only send small requests (also through a
+                // proxy on this machine: a forwarded request is not local).
+                let local =
+                    c.peer.ip().is_loopback() && !super::gate::carries_forwarding(io.input());
+                let trusted = local || c.session.has_login();
                 if !trusted && io.input().len() > API_PRELOGIN_MAX {
                     let resp = http::Response::text(413, "request too large before login\n")
                         .keep_alive(false);

@@ -8,7 +8,10 @@
 //! The client address of a forwarded request is read from the right of the forwarding list, skipping
 //! only proxies we trust (loopback and the `trustedproxy` entries): everything left of the first
 //! untrusted hop was written by that hop, that is, by whoever sent the request, and is not believed.
-//! A forwarding header from a peer we do not trust is ignored (the peer is the client).
+//! A forwarding header from a peer we do not trust is ignored (the peer is the client). When a
+//! request carries several kinds (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`) and they name
+//! different clients, one of them came from the client untouched: none is believed, and the
+//! client is the proxy itself.
 
 use crate::names::{host_matches, is_local};
 
@@ -62,30 +65,49 @@ pub fn client(peer: &str, fwd: &Forwarding<'_>, trusted: &[String]) -> Client {
             local: false,
         };
     }
-    // The hops, nearest last: Forwarded's `for=` entries, else X-Forwarded-For, else X-Real-IP.
-    let mut hops: Vec<String> = Vec::new();
-    if let Some(f) = fwd.forwarded {
-        hops.extend(f.split(',').filter_map(forwarded_for));
-    }
-    if hops.is_empty() {
-        if let Some(x) = fwd.x_forwarded_for {
-            hops.extend(x.split(',').map(|h| h.trim().to_string()));
+    // Each header a proxy may have written names a client: the rightmost hop that is not a
+    // trusted proxy. A proxy writes one of them (or several, alike); the others arrive as the
+    // client sent them. So they are believed only when all present agree: a client adding a
+    // `Forwarded` that its proxy passes on untouched (nginx writes X-Forwarded-For only) cannot
+    // choose its address (and with it its failed-login count). When they disagree, the client is
+    // the proxy itself.
+    let forwarded = fwd
+        .forwarded
+        .map(|f| f.split(',').filter_map(forwarded_for).collect::<Vec<_>>());
+    let xff = fwd.x_forwarded_for.map(|x| {
+        x.split(',')
+            .map(|h| h.trim().to_string())
+            .collect::<Vec<_>>()
+    });
+    let real = fwd.x_real_ip.map(|x| vec![x.trim().to_string()]);
+    let mut named: Option<String> = None;
+    // (A `Forwarded` without `for=`, say `proto=https` only, names nobody.)
+    for hops in [forwarded, xff, real]
+        .into_iter()
+        .flatten()
+        .filter(|h| !h.is_empty())
+    {
+        let mut client = None;
+        for hop in hops.iter().rev() {
+            client = Some(hop.as_str());
+            if !is_trusted(hop, trusted) {
+                break;
+            }
         }
-    }
-    if hops.is_empty() {
-        if let Some(x) = fwd.x_real_ip {
-            hops.push(x.trim().to_string());
-        }
-    }
-    let mut client = None;
-    for hop in hops.iter().rev() {
-        client = Some(hop.as_str());
-        if !is_trusted(hop, trusted) {
-            break;
+        let c = clean(client.unwrap_or(peer));
+        match &named {
+            Some(n) if *n != c => {
+                return Client {
+                    host: clean(peer),
+                    local: false,
+                }
+            }
+            Some(_) => {}
+            None => named = Some(c),
         }
     }
     Client {
-        host: clean(client.unwrap_or(peer)),
+        host: named.unwrap_or_else(|| clean(peer)),
         local: false,
     }
 }
@@ -175,6 +197,35 @@ mod tests {
         // Untrusted peer: its header is ignored.
         let c = client("8.8.8.8", &xff("1.2.3.4"), &trusted);
         assert_eq!(c.host, "8.8.8.8");
+        assert!(!c.local);
+    }
+
+    #[test]
+    fn headers_that_disagree_name_the_proxy() {
+        // nginx appends to X-Forwarded-For and passes a client's own Forwarded on untouched.
+        let f = Forwarding {
+            x_forwarded_for: Some("203.0.113.5"),
+            forwarded: Some("for=198.51.100.1"),
+            ..Default::default()
+        };
+        let c = client("127.0.0.1", &f, &[]);
+        assert_eq!(c.host, "127.0.0.1");
+        assert!(!c.local);
+        // A spoofed X-Real-IP next to the proxy's X-Forwarded-For, likewise.
+        let f = Forwarding {
+            x_forwarded_for: Some("1.1.1.1, 203.0.113.5"),
+            x_real_ip: Some("198.51.100.2"),
+            ..Default::default()
+        };
+        assert_eq!(client("127.0.0.1", &f, &[]).host, "127.0.0.1");
+        // Headers that agree (nginx setting X-Real-IP and X-Forwarded-For) name the client.
+        let f = Forwarding {
+            x_forwarded_for: Some("1.1.1.1, 203.0.113.5"),
+            x_real_ip: Some("203.0.113.5"),
+            forwarded: Some("for=203.0.113.5"),
+        };
+        let c = client("127.0.0.1", &f, &[]);
+        assert_eq!(c.host, "203.0.113.5");
         assert!(!c.local);
     }
 

@@ -157,6 +157,16 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usi
             return Err(HttpError::UnsupportedEncoding);
         }
     }
+    // One Host only (RFC 9112 §3.2: a request with two is answered 400): two hops that each
+    // believe another one would disagree on which site (and which auto-authorisation) it is for.
+    if hdrs
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .nth(1)
+        .is_some()
+    {
+        return Err(HttpError::Malformed("more than one Host".into()));
+    }
     // Request smuggling: one Content-Length only, digits only (no sign, no list, no spaces inside),
     // so that every hop agrees where this request ends.
     let mut lengths = hdrs
@@ -434,6 +444,8 @@ mod tests {
             b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello",
             b"POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\nhello",
             b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\nhello",
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nhost: a\r\n\r\n",
         ] {
             assert!(
                 matches!(

@@ -53,7 +53,8 @@ pub const M_FRAMES: usize = M_BLOB_LEN + 8; // u64 frames pushed in total
 pub const M_BYTES: usize = M_FRAMES + 8; // u64 payload bytes pushed in total
 pub const M_COMPLETE: usize = M_BYTES + 8; // u32 VoD: every frame of the source is written
 /// Source file of external frame records (VoD): path length (0 = none; stored last, Release),
-/// its inode and size when it was set, and the path bytes (8-byte words) from M_SRC_PATH.
+/// its inode, size and device (M_SRC_DEV) when it was set, and the path bytes (8-byte words) from
+/// M_SRC_PATH.
 pub const M_SRC_LEN: usize = 424; // u32
 pub const M_SRC_INO: usize = 432; // u64
 pub const M_SRC_SIZE: usize = 440; // u64
@@ -63,12 +64,15 @@ pub const M_DVR_BYTES: usize = 448; // u64
 /// Viewers (users-table slots) the stream admits at once (its input's `max_viewers`): 0 = as
 /// many as there are slots.
 pub const M_MAX_USERS: usize = 456; // u32
+/// Device of the source file (with M_SRC_INO: the file readers may open).
+pub const M_SRC_DEV: usize = 464; // u64
 pub const M_SRC_PATH: usize = 512; // [u8; MAX_SRC_PATH]
 /// Longest source file path the metadata holds.
 pub const MAX_SRC_PATH: usize = 2048;
 const _: () = assert!(M_COMPLETE + 4 <= M_SRC_LEN);
 const _: () = assert!(M_SRC_SIZE + 8 <= M_DVR_BYTES);
-const _: () = assert!(M_MAX_USERS + 4 <= M_SRC_PATH);
+const _: () = assert!(M_MAX_USERS + 4 <= M_SRC_DEV);
+const _: () = assert!(M_SRC_DEV + 8 <= M_SRC_PATH);
 const _: () = assert!(M_SRC_PATH + MAX_SRC_PATH <= META_HEADER);
 pub const META_HEADER: usize = 4096;
 

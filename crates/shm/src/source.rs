@@ -3,6 +3,14 @@
 //!
 //! The file is never mapped: a file truncated while mapped would turn a read into SIGBUS, while
 //! `pread` past its end is a plain short read (an error, the frame is skipped).
+//!
+//! A path stored in shared memory makes readers (outputs, possibly running as another user than
+//! whoever can publish) open a file, so it is honoured only when (docs/security.md):
+//! - the stream is VoD (a live stream never names a source file);
+//! - its writer is alive and, when the reader runs under a controller (`MIST_CONTROLLER_PID`), was
+//!   started by that controller (is its child);
+//! - the file found at the path has the inode *and* device the writer recorded, checked on the
+//!   opened file (a name swapped for a link to another file is refused).
 
 use crate::layout::*;
 use crate::meta::Meta;
@@ -23,6 +31,15 @@ pub enum SourceError {
     /// The file is not the one the writer recorded (another inode, device or not a file).
     #[error("{}: replaced since the stream was loaded", .0.display())]
     Replaced(PathBuf),
+    /// The stream may not name a file for this reader to open (a live stream, or a writer that
+    /// is gone or was not started by this reader's controller).
+    #[error("{}: source file not honoured: {reason}", path.display())]
+    Untrusted {
+        /// The path the stream names.
+        path: PathBuf,
+        /// Why it is not opened.
+        reason: &'static str,
+    },
     /// Examining or opening the file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -41,6 +58,7 @@ pub enum SourceError {
 pub struct SourceFile {
     file: File,
     path: PathBuf,
+    dev: u64,
     ino: u64,
 }
 
@@ -71,7 +89,7 @@ impl SourceFile {
     }
 }
 
-/// The source file recorded in a stream's metadata: (path, inode, size), if any.
+/// The source file recorded in a stream's metadata: (path, device, inode), if any.
 pub(crate) fn source_of(meta: &Meta) -> Option<(PathBuf, u64, u64)> {
     let s = &meta.seg;
     let len = s.u32(M_SRC_LEN).load(Acquire) as usize;
@@ -83,8 +101,8 @@ pub(crate) fn source_of(meta: &Meta) -> Option<(PathBuf, u64, u64)> {
     let path = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
     Some((
         path,
+        s.u64(M_SRC_DEV).load(Relaxed),
         s.u64(M_SRC_INO).load(Relaxed),
-        s.u64(M_SRC_SIZE).load(Relaxed),
     ))
 }
 
@@ -108,6 +126,7 @@ pub(crate) fn set_source(meta: &Meta, path: &Path) -> Result<(), crate::ShmError
     s.write_words(M_SRC_PATH, bytes);
     s.u64(M_SRC_INO).store(md.ino(), Relaxed);
     s.u64(M_SRC_SIZE).store(md.len(), Relaxed);
+    s.u64(M_SRC_DEV).store(md.dev(), Relaxed);
     s.u32(M_SRC_LEN).store(bytes.len() as u32, Release);
     Ok(())
 }
@@ -117,40 +136,108 @@ pub(crate) fn clear_source(meta: &Meta) {
     meta.seg.u32(M_SRC_LEN).store(0, Release);
 }
 
-type Cache = Mutex<HashMap<(PathBuf, u64), Weak<SourceFile>>>;
+type Cache = Mutex<HashMap<(PathBuf, u64, u64), Weak<SourceFile>>>;
 fn cache() -> &'static Cache {
     static C: OnceLock<Cache> = OnceLock::new();
     C.get_or_init(Default::default)
 }
 
-/// Opens the stream's source file, sharing one descriptor per file and process. The file must
-/// still be the one the writer recorded (same inode).
+/// The controller this process runs under (`MIST_CONTROLLER_PID`, set for its children).
+fn controller_pid() -> Option<u32> {
+    std::env::var("MIST_CONTROLLER_PID")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&p| p != 0)
+}
+
+/// The parent of a living process `pid` (from `/proc/PID/stat`).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`: comm may hold spaces and parentheses; the last ')' ends it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether a stream written by process `writer` may name a source file for this process to open:
+/// `writer` is alive, and when this process runs under a controller, it is this process or a child
+/// of that controller. Without a controller (tools run by hand) any living writer will do: the
+/// stream's files are owned by our own uid (checked when they are opened), so its writer runs as
+/// we do and could open the file itself.
+pub(crate) fn writer_trusted(writer: u32, controller: Option<u32>) -> Result<(), &'static str> {
+    if writer == 0 || !crate::seg::pid_alive(writer) {
+        return Err("its writer is gone");
+    }
+    let Some(c) = controller else {
+        return Ok(());
+    };
+    if writer == std::process::id() {
+        return Ok(());
+    }
+    match parent_of(writer) {
+        Some(parent) if parent == c => Ok(()),
+        Some(_) => Err("its writer was not started by the controller"),
+        None => Err("its writer is gone"),
+    }
+}
+
+/// Opens the stream's source file, sharing one descriptor per file and process. The stream must
+/// be VoD with a writer this process trusts ([`writer_trusted`]), and the file must still be the
+/// one the writer recorded (same device and inode, checked again on the opened file).
 pub(crate) fn open_source(meta: &Meta) -> Result<Arc<SourceFile>, SourceError> {
-    let (path, ino, _) = source_of(meta).ok_or(SourceError::NoSourceFile)?;
+    open_source_as(meta, controller_pid())
+}
+
+/// [`open_source`] for a process under `controller`.
+pub(crate) fn open_source_as(
+    meta: &Meta,
+    controller: Option<u32>,
+) -> Result<Arc<SourceFile>, SourceError> {
+    let (path, dev, ino) = source_of(meta).ok_or(SourceError::NoSourceFile)?;
+    if meta.live() {
+        return Err(SourceError::Untrusted {
+            path,
+            reason: "a live stream names no source file",
+        });
+    }
+    if let Err(reason) = writer_trusted(meta.writer_pid(), controller) {
+        return Err(SourceError::Untrusted { path, reason });
+    }
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source: std::io::Error| SourceError::Io { path, source }
     };
     let md = std::fs::metadata(&path).map_err(io(&path))?;
-    // The recorded inode must match, always (a record without one names no file we trust).
-    if md.ino() != ino {
+    // The recorded inode and device must match, always (a record without them names no file we
+    // trust).
+    if md.ino() != ino || md.dev() != dev {
         return Err(SourceError::Replaced(path));
     }
-    let key = (path.clone(), md.ino());
+    let key = (path.clone(), dev, ino);
     let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
     if let Some(f) = c.get(&key).and_then(Weak::upgrade) {
         return Ok(f);
     }
-    let file = File::open(&path).map_err(io(&path))?;
+    // The path is canonical (no links), and a FIFO swapped in must not block the open.
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(io(&path))?;
     let opened = file.metadata().map_err(io(&path))?;
     // Checked again on the open file: the name may have been swapped since the stat above.
-    if opened.ino() != ino || opened.dev() != md.dev() || !opened.is_file() {
+    if opened.ino() != ino || opened.dev() != dev || !opened.is_file() {
         return Err(SourceError::Replaced(path));
     }
-    let f = Arc::new(SourceFile { file, path, ino });
+    let f = Arc::new(SourceFile {
+        file,
+        path,
+        dev,
+        ino,
+    });
     if c.len() > 64 {
         c.retain(|_, w| w.strong_count() > 0);
     }
-    c.insert((f.path.clone(), f.ino), Arc::downgrade(&f));
+    c.insert((f.path.clone(), f.dev, f.ino), Arc::downgrade(&f));
     Ok(f)
 }

@@ -1014,6 +1014,110 @@ fn truncated_or_missing_source_file_skips_frames() {
     let _ = std::fs::remove_file(path);
 }
 
+/// A process that is not a child of this one: a child of a `sh` we start (the pair is killed on
+/// drop).
+struct Stranger(std::process::Child, u32);
+
+impl Stranger {
+    fn start() -> Stranger {
+        use std::io::BufRead;
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 60 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(sh.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let pid = line.trim().parse().unwrap();
+        Stranger(sh, pid)
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of the sleep we started.
+        unsafe { libc::kill(self.1 as i32, libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+/// A source path in shared memory makes readers open a file, so it is honoured only for a VoD
+/// stream whose writer this process trusts (under a controller: a child of that controller), and
+/// only if the file has the device and inode the writer recorded. Neither a live stream nor a
+/// writer started by someone else can make a reader open a path.
+#[test]
+fn source_file_is_honoured_only_for_trusted_vod_writers() {
+    setup();
+    let name = "unit_src_trust";
+    let (path, src) = source_file(name, 10);
+    let mut w = vod_writer(name);
+    w.set_track(&video(1)).unwrap();
+    w.set_source_file(&path).unwrap();
+    for (i, (off, data)) in src.iter().enumerate() {
+        w.push_external(1, i as i64 * 40, 0, i == 0, *off, data.len() as u32)
+            .unwrap();
+    }
+    w.complete();
+    let meta = open_meta(&shm_dir(), name).unwrap();
+    // Our own writer: honoured, with or without a controller.
+    assert!(source::open_source_as(&meta, None).is_ok());
+    assert!(source::open_source_as(&meta, Some(1)).is_ok());
+    // The same file under another device number: refused, not opened.
+    let dev = meta.seg.u64(M_SRC_DEV).load(Relaxed);
+    meta.seg.u64(M_SRC_DEV).store(dev ^ 1, Relaxed);
+    assert!(
+        matches!(
+            source::open_source_as(&meta, None),
+            Err(SourceError::Replaced(_))
+        ),
+        "a device mismatch was accepted"
+    );
+    meta.seg.u64(M_SRC_DEV).store(dev, Relaxed);
+    // A writer the controller did not start (a child of another process): refused under a
+    // controller, honoured by a tool run by hand (no controller; same uid as the writer).
+    let stranger = Stranger::start();
+    let pid = meta.seg.u32(M_WRITER_PID).load(Relaxed);
+    meta.seg.u32(M_WRITER_PID).store(stranger.1, Relaxed);
+    for controller in [Some(u32::MAX - 1), Some(std::process::id())] {
+        let e = source::open_source_as(&meta, controller).err();
+        assert!(
+            matches!(e, Some(SourceError::Untrusted { .. })),
+            "writer {} honoured under {controller:?}: {e:?}",
+            stranger.1
+        );
+    }
+    assert!(source::open_source_as(&meta, None).is_ok());
+    // Under the controller that is its parent, it is honoured.
+    assert!(source::open_source_as(&meta, Some(stranger.0.id())).is_ok());
+    // A writer that is gone: refused, controller or not.
+    drop(stranger);
+    for controller in [None, Some(std::process::id())] {
+        let e = source::open_source_as(&meta, controller).err();
+        assert!(matches!(e, Some(SourceError::Untrusted { .. })), "{e:?}");
+    }
+    meta.seg.u32(M_WRITER_PID).store(pid, Relaxed);
+    // A child of the controller is trusted; of another process not.
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    assert!(source::writer_trusted(child.id(), Some(std::process::id())).is_ok());
+    assert!(source::writer_trusted(child.id(), Some(u32::MAX - 1)).is_err());
+    let _ = child.kill();
+    let _ = child.wait();
+    // A live stream names no source file, whoever writes it.
+    meta.seg.u32(M_LIVE).store(1, Relaxed);
+    let e = source::open_source_as(&meta, None).err();
+    assert!(matches!(e, Some(SourceError::Untrusted { .. })), "{e:?}");
+    meta.seg.u32(M_LIVE).store(0, Relaxed);
+    drop(meta);
+    drop(w);
+    remove_stream(name).unwrap();
+    let _ = std::fs::remove_file(path);
+}
+
 /// A segment file owned by another user (planted in the shared directory) is refused, never
 /// mapped: whoever owns it could change what we read at any time.
 #[test]
