@@ -206,6 +206,11 @@ pub fn handle_from(ctl: &mut Controller, sess: &mut Session, who: &Caller, req: 
                 out.insert("variable_list".into(), super::variables::remove(ctl, arg));
             }
             "recording_end" => super::push::recording_end(ctl, arg),
+            "tag_stream" | "untag_stream" | "stream_tags" => {
+                if let Some(v) = super::stream_tags::api(ctl, cmd, arg) {
+                    out.insert(cmd.clone(), v);
+                }
+            }
             "push_settings" => {
                 if let Some(set) = arg.as_object() {
                     let mut cur = ctl
