@@ -293,6 +293,12 @@ fn tag_stream_tags_are_seen_by_tag_pushes() {
         json!({"live+a": ["cfgtag", "vip"], "live+b": ["cfgtag"]}),
         "{t}"
     );
+    let a = c.api(&json!({"active_streams": {"fields": ["tags"], "longform": true}}));
+    assert_eq!(
+        a["active_streams"]["live+a"]["tags"],
+        json!(["cfgtag", "vip"]),
+        "{a}"
+    );
     let manual = format!("{}/manual/$stream.mkv?duration=3", dir.path().display());
     let v = c.api(&json!({"push_start": ["#vip", manual]}));
     assert!(v.get("push_start_error").is_none(), "{v}");

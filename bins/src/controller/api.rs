@@ -508,6 +508,7 @@ fn active_streams(ctl: &Controller, arg: &Value) -> Value {
                     // Input counters (`mist_shm::health`): `loss` = packets the input saw lost.
                     "loss" => json!(input_health(n).and_then(|h| h.get("loss").copied())),
                     "health" => json!(input_health(n)),
+                    "tags" => json!(super::stream_tags::of(ctl, n)),
                     "source" => json!(names::lookup(&ctl.cfg.streams, n)
                         .and_then(|(_, c)| c.get("source").cloned())),
                     "downbps" | "upbps" | "down" | "up" => {
