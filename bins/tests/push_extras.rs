@@ -28,12 +28,12 @@ fn wait_bytes(c: &Controller, target: &str) {
     );
 }
 
-/// ffprobe reading `url` for 2 s: `codec_name|width|height|nb_read_frames` per stream.
+/// ffprobe reading `url` for 5 s (a player joining nginx waits for the next keyframe): `codec_name|width|height|nb_read_frames` per stream.
 fn probe_frames(url: &str, input: &[&str]) -> String {
     let out = Command::new("timeout")
         .args(["30", "ffprobe", "-v", "error"])
         .args(input)
-        .args(["-read_intervals", "%+2", "-count_frames"])
+        .args(["-read_intervals", "%+5", "-count_frames"])
         .args(["-show_entries", "stream=codec_name,width,height,nb_read_frames"])
         .args(["-of", "compact=p=0"])
         .arg(url)
