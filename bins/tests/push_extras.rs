@@ -28,7 +28,8 @@ fn wait_bytes(c: &Controller, target: &str) {
     );
 }
 
-/// ffprobe reading `url` for 5 s (a player joining nginx waits for the next keyframe): `codec_name|width|height|nb_read_frames` per stream.
+/// ffprobe reading `url` for 5 s (a player joining nginx waits for the next keyframe):
+/// `codec_name|width|height|nb_read_frames` per stream.
 fn probe_frames(url: &str, input: &[&str]) -> String {
     let out = Command::new("timeout")
         .args(["30", "ffprobe", "-v", "error"])
