@@ -628,6 +628,12 @@ pub fn run(a: RecArgs) -> i32 {
             ..
         } = rec;
         let path = out.path.clone();
+        // A muxer that buffers (Matroska) loses its buffered frames with the lost unit: the
+        // payload says what the file holds.
+        let last_ms = match mux.kept_ms() {
+            Some(kept) if lost => last_ms.min(first_ms + kept),
+            _ => last_ms,
+        };
         let (bytes, text) = match out.close(mux.as_mut(), lost) {
             Ok(n) => (
                 n,
