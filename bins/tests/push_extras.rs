@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    free_port, free_udp_port, packet_counts, publish, serial, wait_stream, wait_until,
-    Controller, Proc, TempDir,
+    free_port, free_udp_port, packet_counts, publish, serial, wait_stream, wait_until, Controller,
+    Proc, TempDir,
 };
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -35,7 +35,10 @@ fn probe_frames(url: &str, input: &[&str]) -> String {
         .args(["30", "ffprobe", "-v", "error"])
         .args(input)
         .args(["-read_intervals", "%+5", "-count_frames"])
-        .args(["-show_entries", "stream=codec_name,width,height,nb_read_frames"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+        ])
         .args(["-of", "compact=p=0"])
         .arg(url)
         .output()
@@ -223,11 +226,17 @@ fn variables_from_commands_and_urls_name_recordings() {
         ),
     )
     .unwrap();
-    Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
     let (port, heads) = variable_server(" from-url\n");
     c.api(&json!({"variable_add": ["cmdv", script.to_str().unwrap(), 1]}));
-    c.api(&json!({"variable_add": {"name": "urlv", "target": format!("http://127.0.0.1:{port}/v"),
-        "interval": 0}}));
+    c.api(
+        &json!({"variable_add": {"name": "urlv", "target": format!("http://127.0.0.1:{port}/v"),
+        "interval": 0}}),
+    );
     c.api(&json!({"variable_add": ["nest", "$urlv/$cmdv"]}));
     // The command runs at once and again every second: its value counts up.
     wait_until("cmdv from its command", Duration::from_secs(20), || {
@@ -243,7 +252,8 @@ fn variables_from_commands_and_urls_name_recordings() {
     let head = heads.recv_timeout(Duration::from_secs(5)).unwrap();
     assert!(head.starts_with("POST /v HTTP/1.1\r\n"), "{head}");
     assert!(
-        head.to_ascii_lowercase().contains("x-custom-variable: urlv\r\n"),
+        head.to_ascii_lowercase()
+            .contains("x-custom-variable: urlv\r\n"),
         "{head}"
     );
     // Interval 0: fetched once only.
@@ -256,13 +266,17 @@ fn variables_from_commands_and_urls_name_recordings() {
     let v = c.api(&json!({"push_start": ["live+var", target]}));
     assert!(v.get("push_start_error").is_none(), "{v}");
     let rec = dir.path().join("from-url");
-    wait_until("the recording named by the variables", Duration::from_secs(30), || {
-        common::files_in(&rec).iter().any(|f| {
-            f.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("cmdv-") && n.ends_with(".ts"))
-        }) && c.push_list().iter().all(|p| p[5]["state"] == "finished")
-    });
+    wait_until(
+        "the recording named by the variables",
+        Duration::from_secs(30),
+        || {
+            common::files_in(&rec).iter().any(|f| {
+                f.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("cmdv-") && n.ends_with(".ts"))
+            }) && c.push_list().iter().all(|p| p[5]["state"] == "finished")
+        },
+    );
     let files: Vec<PathBuf> = common::files_in(&rec);
     assert_eq!(files.len(), 1, "{files:?}");
     let (video, audio, _) = packet_counts(&files[0]);

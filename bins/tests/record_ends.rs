@@ -57,7 +57,14 @@ fn decode_errors(file: &Path) -> String {
 /// The container duration ffprobe reports (-1 without one).
 fn duration(file: &Path) -> f64 {
     let out = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-show_entries", "format=duration"])
+        .args([
+            "30",
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+        ])
         .args(["-of", "csv=p=0"])
         .arg(file)
         .output()
@@ -120,7 +127,10 @@ fn split_files_follow_on_without_gap_or_overlap() {
             );
             assert!(decode_errors(&file).is_empty(), "{file:?}");
             let pk = video_packets(&file);
-            assert!(pk.first().is_some_and(|k| k.1), "{file:?} starts without a keyframe");
+            assert!(
+                pk.first().is_some_and(|k| k.1),
+                "{file:?} starts without a keyframe"
+            );
             let mut pts: Vec<f64> = pk.iter().map(|k| k.0).collect();
             pts.sort_by(f64::total_cmp);
             let span = pts.last().unwrap() - pts.first().unwrap() + 0.04;
@@ -140,7 +150,10 @@ fn split_files_follow_on_without_gap_or_overlap() {
             }
             // The container's duration covers the frames (Duration / moov / metadata).
             let d = duration(&file);
-            assert!((d - span).abs() < 0.15, "{file:?}: duration {d}, frames {span}");
+            assert!(
+                (d - span).abs() < 0.15,
+                "{file:?}: duration {d}, frames {span}"
+            );
         }
         let total = (num(&files[2], 9) - num(&files[0], 8)) as f64 / 1000.0;
         assert!((total - 30.0).abs() < 0.5, "{ext}: {total} s in all");
@@ -233,7 +246,10 @@ fn full_disk_ends_with_the_error() {
         let d = duration(&file);
         assert!(d > 1.0, "{file:?}: duration {d}");
         let media = p[7].parse::<f64>().unwrap() / 1000.0;
-        assert!((d - media).abs() < 1.0, "{file:?}: duration {d}, media {media}");
+        assert!(
+            (d - media).abs() < 1.0,
+            "{file:?}: duration {d}, media {media}"
+        );
     }
     wait_until("2 PUSH_END", Duration::from_secs(20), || {
         files_in(&push_ends).len() >= 2
@@ -274,7 +290,16 @@ fn realtime_records_vod_at_playback_speed() {
         .args(["-hide_banner", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50"])
+        .args([
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+        ])
         .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
         .arg(&src)
         .status()
@@ -301,7 +326,10 @@ fn realtime_records_vod_at_playback_speed() {
         assert!(media >= 5500, "{p:?}");
         let file = PathBuf::from(&p[1]);
         assert!(decode_errors(&file).is_empty(), "{file:?}");
-        assert!((duration(&file) - media as f64 / 1000.0).abs() < 0.5, "{p:?}");
+        assert!(
+            (duration(&file) - media as f64 / 1000.0).abs() < 0.5,
+            "{p:?}"
+        );
         if p[1].ends_with("rt.mkv") {
             let secs: u64 = p[4].parse().unwrap();
             let wall = p[6].parse::<u64>().unwrap() - p[5].parse::<u64>().unwrap();

@@ -110,7 +110,8 @@ fn aac_file_and_ts_append() {
     let (v1, a1, _) = packet_counts(&ts);
     assert!(v1 >= 60, "{v1} video packets in 3 s");
     let size1 = std::fs::metadata(&ts).unwrap().len();
-    let v = c.api(&json!({"push_start": ["live+p", format!("{}?duration=3&append", ts.display())]}));
+    let v =
+        c.api(&json!({"push_start": ["live+p", format!("{}?duration=3&append", ts.display())]}));
     assert!(v.get("push_start_error").is_none(), "{v}");
     wait_until("3 RECORDING_END", Duration::from_secs(30), || {
         files_in(&ends).len() >= 3
@@ -121,7 +122,10 @@ fn aac_file_and_ts_append() {
     assert!(size2 > size1 * 3 / 2, "append: {size1} → {size2} bytes");
     let (v2, a2, codecs) = packet_counts(&ts);
     assert!(codecs.contains(&"h264".to_string()), "{codecs:?}");
-    assert!(v2 >= v1 * 2 - 5 && a2 >= a1 * 2 - 10, "{v1}/{a1} then {v2}/{a2}");
+    assert!(
+        v2 >= v1 * 2 - 5 && a2 >= a1 * 2 - 10,
+        "{v1}/{a1} then {v2}/{a2}"
+    );
     assert!(decode_errors(&ts).is_empty(), "{ts:?}");
 }
 
@@ -136,7 +140,16 @@ fn recstart_recstop_cut_a_vod_stream() {
         .args(["-hide_banner", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50"])
+        .args([
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+        ])
         .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
         .arg(&src)
         .status()
@@ -150,7 +163,9 @@ fn recstart_recstop_cut_a_vod_stream() {
         "RECORDING_END": [{"handler": h.to_str().unwrap(), "sync": false}]
     }}}));
     let out = dir.path().join("cut.mkv");
-    let v = c.api(&json!({"push_start": ["vod", format!("{}?recstart=2000&recstop=4000", out.display())]}));
+    let v = c.api(
+        &json!({"push_start": ["vod", format!("{}?recstart=2000&recstop=4000", out.display())]}),
+    );
     assert!(v.get("push_start_error").is_none(), "{v}");
     wait_until("RECORDING_END", Duration::from_secs(40), || {
         !files_in(&ends).is_empty()
@@ -164,7 +179,14 @@ fn recstart_recstop_cut_a_vod_stream() {
     assert!((d - 2.0).abs() < 0.2, "{out:?}: {d} s");
     assert!(decode_errors(&out).is_empty(), "{out:?}");
     let k = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=flags"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=flags",
+        ])
         .args(["-of", "csv=p=0", "-read_intervals", "%+#1"])
         .arg(&out)
         .output()
@@ -188,8 +210,10 @@ fn rule_time_window() {
     wait_stream(&c, "live+w");
     let t0 = now_unix();
     let target = format!("{}/$wildcard-$hour$minute$second.mkv", dir.path().display());
-    c.api(&json!({"push_auto_add": {"stream": "live+w", "target": target,
-        "scheduletime": t0 + 4, "completetime": t0 + 10}}));
+    c.api(
+        &json!({"push_auto_add": {"stream": "live+w", "target": target,
+        "scheduletime": t0 + 4, "completetime": t0 + 10}}),
+    );
     // Before the window: nothing.
     while now_unix() < t0 + 3 {
         assert!(c.push_list().is_empty(), "a push before scheduletime");
