@@ -139,7 +139,7 @@ fn tsrtp_push_is_read_by_ffprobe() {
     // An even port (RTCP would take the next one).
     let port = loop {
         let p = free_udp_port();
-        if p % 2 == 0 && p < 65534 {
+        if p.is_multiple_of(2) && p < 65534 {
             break p;
         }
     };
