@@ -8,9 +8,9 @@ use http_out::mux::Format;
 fn main() {
     let caps = http_out::standalone::capabilities(
         "TS",
-        "MPEG-TS output: MistOutTS -s STREAM - writes the stream to stdout; pushes to tsudp://, tstcp://, http(s):// (PUT) and ts-exec:; /$.ts over HTTP",
+        "MPEG-TS output: MistOutTS -s STREAM - writes the stream to stdout; pushes to tsudp://, tsrtp://, tstcp://, http(s):// (PUT) and ts-exec:; /$.ts over HTTP",
         &["/$.ts"],
-        &["/*.ts", "ts-exec:*", "tsudp://*", "tstcp://*"],
+        &["/*.ts", "ts-exec:*", "tsudp://*", "tsrtp://*", "tstcp://*"],
         Format::Ts,
     );
     std::process::exit(http_out::standalone::main("MistOutTS", Format::Ts, caps));

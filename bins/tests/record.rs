@@ -269,6 +269,8 @@ fn signals_leave_playable_files() {
     for (s, _, _, p) in &procs {
         signal(p.pid(), s);
     }
+    // The last video frame of each SIGTERM'd file, for its SIGKILL'd twin.
+    let mut term_last = std::collections::HashMap::new();
     for (s, ext, target, p) in &mut procs {
         let code = wait_exit(p, Duration::from_secs(20));
         if *s == "TERM" {
@@ -288,9 +290,18 @@ fn signals_leave_playable_files() {
                 "{target}: duration {} last frame {last}",
                 pr.duration
             );
+            term_last.insert(*ext, last);
         } else {
-            // Up to the last flushed second or GOP (keyframes every 2 s).
-            assert!(pr.last_video.unwrap() > 3.0, "{target}");
+            // Up to the last flushed second or GOP (keyframes every 2 s): at most a GOP and a
+            // bit less than the twin that was stopped at the same moment with SIGTERM (TERM
+            // comes first in `procs`).
+            let last = pr.last_video.unwrap();
+            assert!(last > 3.0, "{target}");
+            let term = term_last[&*ext];
+            assert!(
+                last >= term - 2.5,
+                "{target}: last frame at {last} s, the SIGTERM'd file's at {term} s"
+            );
         }
     }
 }

@@ -206,6 +206,11 @@ pub fn handle_from(ctl: &mut Controller, sess: &mut Session, who: &Caller, req: 
                 out.insert("variable_list".into(), super::variables::remove(ctl, arg));
             }
             "recording_end" => super::push::recording_end(ctl, arg),
+            "tag_stream" | "untag_stream" | "stream_tags" => {
+                if let Some(v) = super::stream_tags::api(ctl, cmd, arg) {
+                    out.insert(cmd.clone(), v);
+                }
+            }
             "push_settings" => {
                 if let Some(set) = arg.as_object() {
                     let mut cur = ctl
@@ -513,6 +518,7 @@ fn active_streams(ctl: &Controller, arg: &Value) -> Value {
                     // Input counters (`mist_shm::health`): `loss` = packets the input saw lost.
                     "loss" => json!(input_health(n).and_then(|h| h.get("loss").copied())),
                     "health" => json!(input_health(n)),
+                    "tags" => json!(super::stream_tags::of(ctl, n)),
                     "source" => json!(names::lookup(&ctl.cfg.streams, n)
                         .and_then(|(_, c)| c.get("source").cloned())),
                     "downbps" | "upbps" | "down" | "up" => {

@@ -17,6 +17,7 @@ pub mod privs;
 pub mod push;
 pub mod server;
 pub mod sessions;
+pub mod stream_tags;
 pub mod tls_update;
 pub mod variables;
 

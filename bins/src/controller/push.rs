@@ -69,6 +69,10 @@ pub struct Pushes {
     second: Option<(Instant, u32)>,
     /// When each rule was added (for `wait` on streams already active).
     rule_seen: HashMap<String, Instant>,
+    /// Stream tags given at run time (`tag_stream`).
+    pub tags: super::stream_tags::Tags,
+    /// Custom variables whose value comes from running their target.
+    pub vars: super::variables::Runs,
 }
 
 impl Default for Pushes {
@@ -81,6 +85,8 @@ impl Default for Pushes {
             active: HashMap::new(),
             second: None,
             rule_seen: HashMap::new(),
+            tags: Default::default(),
+            vars: Default::default(),
         }
     }
 }
@@ -326,19 +332,9 @@ fn variables_env(ctl: &Controller) -> String {
     serde_json::to_string(&custom_vars(ctl)).unwrap_or_else(|_| "{}".into())
 }
 
-/// The tags of a stream (for `#tag` matchers): the `tags` of its stream config (looked up by
-/// base name), a list or one string.
+/// The tags of a stream (for `#tag` matchers): its config `tags` and `tag_stream` ones.
 fn stream_tags(ctl: &Controller, stream: &str) -> Vec<String> {
-    let base = stream.split('+').next().unwrap_or(stream);
-    match ctl.cfg.streams.get(base).and_then(|c| c.get("tags")) {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        _ => Vec::new(),
-    }
+    super::stream_tags::of(ctl, stream)
 }
 
 /// Whether an auto-push rule lets its push of `stream` run now (`start_rule`/`end_rule`,
@@ -521,6 +517,11 @@ fn new_push(ctl: &mut Controller, stream: &str, target: &str, rule: Option<Strin
     }
 }
 
+/// The active streams as a set.
+pub fn active_set(ctl: &Controller) -> HashSet<String> {
+    active_streams(ctl).into_iter().collect()
+}
+
 fn active_streams(ctl: &Controller) -> Vec<String> {
     ctl.shm_streams()
         .unwrap_or_default()
@@ -694,6 +695,7 @@ pub fn tick(ctl: &mut Controller) {
     let now = Instant::now();
     let (wait, maxspeed) = settings(ctl);
     trigger_answers(ctl, wait);
+    super::variables::tick(ctl);
     // Reap.
     let mut ended = Vec::new();
     for p in ctl.pushes.list.iter_mut() {
@@ -772,6 +774,7 @@ pub fn tick(ctl: &mut Controller) {
     ctl.pushes.last_scan = Some(now);
     let rules = rules(ctl);
     let active: HashSet<String> = active_streams(ctl).into_iter().collect();
+    ctl.pushes.tags.update(&active);
     let unix = super::now_unix();
     // Rules seen for the first time wait `wait` for streams already active.
     for id in rules.keys() {

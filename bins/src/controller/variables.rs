@@ -2,13 +2,48 @@
 //! `variable_list`): `{name: {target?, interval?, value?, waitTime?}}` in the config, used by
 //! push targets and by the `start_rule`/`end_rule` of auto-push rules.
 //!
-//! A variable with a fixed value is complete here; one with a `target` (a command or URL run
-//! every `interval` seconds for its value) is stored and keeps the `value` it was given, the
-//! target is not run yet.
+//! A variable with a `target` gets its value from running it, as MistServer does: at once when
+//! it is added or changed, then every `interval` seconds (never again with interval 0). An
+//! `http(s)://` target is POSTed to (empty body, `X-Custom-Variable: NAME`) and its 2xx answer
+//! is the value; anything else is a command, split at spaces and run without a shell with
+//! `MIST_CUSTOM_VARIABLE=NAME` in its environment, its stdout the value. Either may take
+//! `waitTime` seconds (default: the interval, at least 1). The value is trimmed and cut to 127
+//! bytes; `lastunix` says when it was fetched. The runs happen off the controller's loop.
 
 use super::Controller;
 use mist_core::{info, warn};
 use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+/// A fetched value is cut to this many bytes.
+const MAX_VALUE: usize = 127;
+
+/// The result of running one variable's target: (name, target, value or error).
+type RunResult = (String, String, Result<String, String>);
+
+/// Variables whose targets are being run.
+pub struct Runs {
+    running: HashSet<String>,
+    tx: Sender<RunResult>,
+    rx: Receiver<RunResult>,
+    last_check: Option<Instant>,
+}
+
+impl Default for Runs {
+    fn default() -> Runs {
+        let (tx, rx) = channel();
+        Runs {
+            running: HashSet::new(),
+            tx,
+            rx,
+            last_check: None,
+        }
+    }
+}
 
 /// Names are cut to this length, as MistServer does.
 const MAX_NAME: usize = 31;
@@ -104,8 +139,17 @@ pub fn add(ctl: &mut Controller, arg: &Value) -> Value {
         *entry = Value::Object(Map::new());
     }
     if let Value::Object(e) = entry {
+        let has_target = fields.iter().any(|(k, _)| *k == "target");
         for (k, v) in fields {
+            // An empty value does not replace the last one fetched (as MistServer).
+            if k == "value" && has_target && v.as_str().is_some_and(str::is_empty) {
+                continue;
+            }
             e.insert(k.into(), v);
+        }
+        if has_target {
+            // Run the (new) target at the next check.
+            e.insert("lastunix".into(), Value::from(0));
         }
     }
     info!("variable {name} updated");
@@ -126,4 +170,174 @@ pub fn remove(ctl: &mut Controller, arg: &Value) -> Value {
         }
     }
     save(ctl, m)
+}
+
+/// Trims a fetched value and cuts it to [`MAX_VALUE`] bytes (at a character boundary).
+fn clean(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut v = text.trim().to_string();
+    if v.len() > MAX_VALUE {
+        let mut end = MAX_VALUE;
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        v.truncate(end);
+    }
+    v
+}
+
+/// Runs one target (blocking, at most `wait`): the value, or why there is none.
+fn run_target(name: &str, target: &str, wait: Duration) -> Result<String, String> {
+    let lower = target.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        let mut agent = ureq::AgentBuilder::new().timeout(wait);
+        if let Some(tls) = mist_core::triggers::tls::client_config() {
+            agent = agent.tls_config(tls);
+        }
+        let resp = agent
+            .build()
+            .post(target)
+            .set("X-Custom-Variable", name)
+            .set("Content-Type", "text/plain")
+            .send_string("")
+            .map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        resp.into_reader()
+            .take(64 * 1024)
+            .read_to_end(&mut body)
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        return Ok(clean(&body));
+    }
+    let args: Vec<&str> = target.split_whitespace().collect();
+    let Some((prog, rest)) = args.split_first() else {
+        return Err("empty command".into());
+    };
+    let mut child = Command::new(prog)
+        .args(rest)
+        .env("MIST_CUSTOM_VARIABLE", name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{prog}: {e}"))?;
+    let Some(mut out) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("no stdout".into());
+    };
+    let (tx, rx) = channel();
+    // Read in a thread of its own: a command that keeps its stdout open is given up on.
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let r = (&mut out).take(64 * 1024).read_to_end(&mut buf);
+        let _ = tx.send(r.map(|_| buf));
+    });
+    let got = rx.recv_timeout(wait);
+    if got.is_err() {
+        let _ = child.kill();
+    }
+    // Reaped in the background: the loop never waits for a stuck process.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    match got {
+        Ok(Ok(buf)) => Ok(clean(&buf)),
+        Ok(Err(e)) => Err(format!("reading its output: {e}")),
+        Err(_) => Err(format!("no answer within {} s", wait.as_secs())),
+    }
+}
+
+/// Takes in the values that came back and, once a second, starts the targets that are due.
+/// Called from the event loop on every turn.
+pub fn tick(ctl: &mut Controller) {
+    let now = super::now_unix();
+    let results: Vec<RunResult> = ctl.pushes.vars.rx.try_iter().collect();
+    if !results.is_empty() {
+        let mut m = stored(ctl);
+        let mut changed = false;
+        for (name, target, res) in results {
+            ctl.pushes.vars.running.remove(&name);
+            let Some(Value::Object(e)) = m.get_mut(&name) else {
+                continue;
+            };
+            // The target changed meanwhile: this answer is for the old one.
+            if e.get("target").and_then(Value::as_str) != Some(target.as_str()) {
+                continue;
+            }
+            e.insert("lastunix".into(), Value::from(now));
+            match res {
+                Ok(v) => {
+                    if e.get("value").and_then(Value::as_str) != Some(v.as_str()) {
+                        info!("variable {name} = {v:?} (from {target})");
+                        e.insert("value".into(), Value::from(v));
+                        changed = true;
+                    }
+                }
+                Err(err) => warn!("variable {name}: {target}: {err}"),
+            }
+        }
+        ctl.cfg.extra.insert("variables".into(), Value::Object(m));
+        // Only a new value is a change worth saving (lastunix alone is not).
+        if changed {
+            ctl.mark_dirty();
+        }
+    }
+    if ctl
+        .pushes
+        .vars
+        .last_check
+        .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+    {
+        return;
+    }
+    ctl.pushes.vars.last_check = Some(Instant::now());
+    let m = stored(ctl);
+    let runs = &mut ctl.pushes.vars;
+    for (name, v) in &m {
+        let Some(target) = v.get("target").and_then(Value::as_str) else {
+            continue;
+        };
+        if target.trim().is_empty() || runs.running.contains(name) {
+            continue;
+        }
+        let num = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0).max(0.0) as u64;
+        let (interval, last) = (num("interval"), num("lastunix"));
+        if last != 0 && (interval == 0 || last + interval > now) {
+            continue;
+        }
+        let wait = match num("waitTime") {
+            0 => interval,
+            w => w,
+        }
+        .max(1);
+        runs.running.insert(name.clone());
+        let (tx, name, target) = (runs.tx.clone(), name.clone(), target.to_string());
+        let waker = ctl.spawner.waker.clone();
+        std::thread::spawn(move || {
+            let r = run_target(&name, &target, Duration::from_secs(wait));
+            let _ = tx.send((name, target, r));
+            let _ = waker.wake();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_trimmed_and_cut() {
+        assert_eq!(clean(b"  on air\n"), "on air");
+        let long = "é".repeat(100);
+        let v = clean(long.as_bytes());
+        assert!(v.len() <= MAX_VALUE && v.chars().all(|c| c == 'é'), "{v}");
+    }
+
+    #[test]
+    fn commands_run_without_a_shell() {
+        let w = Duration::from_secs(5);
+        assert_eq!(run_target("v", "echo a  $HOME", w).unwrap(), "a $HOME");
+        assert!(run_target("v", "/nonexistent/x", w).is_err());
+        assert!(run_target("v", "sleep 5", Duration::from_secs(1)).is_err());
+    }
 }

@@ -194,7 +194,7 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
     // `?`) taken off; their track selectors win over the command line (INTERFACES §4.3/§4.4).
     let pushing =
         target != "-" && (exec_command(&target).is_some() || push_out::is_network_target(&target));
-    let (target, video, audio) = if pushing {
+    let (target, video, audio, realtime) = if pushing {
         let (t, p) = mist_core::push::split_target(&target, unix_now());
         let custom = std::env::var("MIST_VARIABLES")
             .ok()
@@ -206,9 +206,9 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
             ..Default::default()
         };
         let t = mist_core::push::expand(&t, &vars, &mist_core::push::LocalTime::now());
-        (t, p.video.or(video), p.audio.or(audio))
+        (t, p.video.or(video), p.audio.or(audio), p.realtime)
     } else {
-        (target, video, audio)
+        (target, video, audio, false)
     };
     let network = push_out::parse(&target).transpose();
     let network = match network {
@@ -328,6 +328,8 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
     let mut total = 0u64;
     let mut failure = String::new();
     let mut last_status = Instant::now();
+    // `realtime`: when the first data went out.
+    let mut paced: Option<Instant> = None;
     let code = loop {
         if stop.load(Ordering::Relaxed) {
             break 0;
@@ -372,6 +374,18 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
             break 0;
         }
         src.report(total);
+        // `realtime`: no faster than playback speed (a VoD stream is otherwise sent at once).
+        if realtime {
+            let due = *paced.get_or_insert_with(Instant::now)
+                + Duration::from_millis(src.media_ms().max(0) as u64);
+            while !stop.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                std::thread::sleep((due - now).min(Duration::from_millis(100)));
+            }
+        }
         if pushing && last_status.elapsed() >= Duration::from_secs(5) {
             last_status = Instant::now();
             push_out::report_status(&target, total, src.media_ms());

@@ -4,6 +4,8 @@
 //! * `tsudp://HOST:PORT[/IFACE]`: MPEG-TS in datagrams of 7 packets (1316 bytes), unicast or
 //!   multicast (IPv4 or IPv6 group; `IFACE` is the interface multicast leaves by, as an address
 //!   or a name such as `lo`). A receiver that is not there (ICMP port unreachable) is no error.
+//! * `tsrtp://HOST:PORT[/IFACE]`: the same datagrams in RTP packets (payload type 33, MP2T;
+//!   RFC 2250), as `ffplay rtp://HOST:PORT` reads them.
 //! * `tstcp://HOST:PORT`: MPEG-TS over one TCP connection.
 //! * `http://…/x.EXT` and `https://…/x.EXT`: one HTTP/1.1 `PUT` with a chunked body; the answer
 //!   must be 2xx.
@@ -42,6 +44,8 @@ pub enum NetTarget {
         port: u16,
         /// The interface multicast leaves by (address or name).
         iface: Option<String>,
+        /// `tsrtp://`: in RTP packets.
+        rtp: bool,
     },
     Tcp {
         host: String,
@@ -61,7 +65,7 @@ pub enum NetTarget {
 /// Whether a target is one of the network targets of this module (by its scheme).
 pub fn is_network_target(target: &str) -> bool {
     let l = target.get(..8).unwrap_or(target).to_ascii_lowercase();
-    ["tsudp://", "tstcp://", "http://", "https://"]
+    ["tsudp://", "tsrtp://", "tstcp://", "http://", "https://"]
         .iter()
         .any(|p| l.starts_with(p))
 }
@@ -101,13 +105,18 @@ pub fn parse(url: &str) -> Option<Result<NetTarget, String>> {
     let (scheme, rest) = url.split_once("://")?;
     let scheme = scheme.to_ascii_lowercase();
     Some((|| match scheme.as_str() {
-        "tsudp" => {
+        "tsudp" | "tsrtp" => {
             let (hp, iface) = match rest.split_once('/') {
                 Some((hp, i)) => (hp, Some(i).filter(|i| !i.is_empty()).map(str::to_string)),
                 None => (rest, None),
             };
             let (host, port) = host_port(hp, None, url)?;
-            Ok(NetTarget::Udp { host, port, iface })
+            Ok(NetTarget::Udp {
+                host,
+                port,
+                iface,
+                rtp: scheme == "tsrtp",
+            })
         }
         "tstcp" => {
             let hp = rest.trim_end_matches('/');
@@ -181,9 +190,18 @@ impl Sink for TcpSink {
 /// Opens a network target. `content_type`: the MIME type of the output's format (HTTP PUT).
 pub fn connect(t: &NetTarget, content_type: &str) -> Result<Box<dyn Sink>, String> {
     Ok(match t {
-        NetTarget::Udp { host, port, iface } => {
-            Box::new(udp::UdpSink::open(host, *port, iface.as_deref())?)
-        }
+        NetTarget::Udp {
+            host,
+            port,
+            iface,
+            rtp: false,
+        } => Box::new(udp::UdpSink::open(host, *port, iface.as_deref())?),
+        NetTarget::Udp {
+            host,
+            port,
+            iface,
+            rtp: true,
+        } => Box::new(udp::UdpSink::open_rtp(host, *port, iface.as_deref())?),
         NetTarget::Tcp { host, port } => Box::new(TcpSink(io::BufWriter::with_capacity(
             1 << 16,
             tcp(host, *port)?,
@@ -314,7 +332,8 @@ mod tests {
             NetTarget::Udp {
                 host: "239.1.2.3".into(),
                 port: 5000,
-                iface: None
+                iface: None,
+                rtp: false
             }
         );
         assert_eq!(
@@ -322,7 +341,17 @@ mod tests {
             NetTarget::Udp {
                 host: "239.1.2.3".into(),
                 port: 5000,
-                iface: Some("lo".into())
+                iface: Some("lo".into()),
+                rtp: false
+            }
+        );
+        assert_eq!(
+            parse("tsrtp://127.0.0.1:5004").unwrap().unwrap(),
+            NetTarget::Udp {
+                host: "127.0.0.1".into(),
+                port: 5004,
+                iface: None,
+                rtp: true
             }
         );
         assert_eq!(

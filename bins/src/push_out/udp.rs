@@ -1,4 +1,6 @@
-//! `tsudp://` pushes: MPEG-TS in datagrams of 7 packets, unicast or multicast.
+//! `tsudp://` pushes: MPEG-TS in datagrams of 7 packets, unicast or multicast; `tsrtp://` the
+//! same datagrams behind an RTP header (RFC 2250: payload type 33, MP2T, a 90 kHz timestamp of
+//! when the datagram leaves).
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
@@ -7,12 +9,84 @@ use std::os::fd::AsRawFd;
 /// Bytes per datagram: 7 TS packets, as every TS-over-UDP sender and receiver expects.
 pub const DATAGRAM: usize = 7 * 188;
 
+/// The RTP payload type of MPEG-TS (RFC 3551, static).
+pub const PT_MP2T: u8 = 33;
+
+/// The RTP state of a `tsrtp://` push.
+#[derive(Debug, Clone)]
+pub struct Rtp {
+    seq: u16,
+    ssrc: u32,
+    /// The wall clock of timestamp `ts0`.
+    start: std::time::Instant,
+    ts0: u32,
+}
+
+impl Rtp {
+    /// A new RTP sender: random sequence start, timestamp start and SSRC (RFC 3550 §5.1).
+    pub fn new() -> Rtp {
+        let mut r = [0u8; 10];
+        if getrandom(&mut r).is_err() {
+            // Not secret, only distinct: the pid and the clock will do.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+                ^ u64::from(std::process::id()).rotate_left(32);
+            r[..8].copy_from_slice(&t.to_le_bytes());
+            r[8..].copy_from_slice(&(t as u16).rotate_left(7).to_le_bytes());
+        }
+        Rtp {
+            seq: u16::from_le_bytes([r[0], r[1]]),
+            ssrc: u32::from_le_bytes([r[2], r[3], r[4], r[5]]),
+            start: std::time::Instant::now(),
+            ts0: u32::from_le_bytes([r[6], r[7], r[8], r[9]]),
+        }
+    }
+
+    /// The 12-byte header of the next datagram, at `elapsed` since the first.
+    pub fn header(&mut self, elapsed: std::time::Duration) -> [u8; 12] {
+        let ts = self
+            .ts0
+            .wrapping_add((elapsed.as_micros() * 9 / 100) as u32);
+        let mut h = [0u8; 12];
+        h[0] = 0x80; // version 2, no padding, no extension, no CSRC
+        h[1] = PT_MP2T; // marker 0
+        h[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        h[4..8].copy_from_slice(&ts.to_be_bytes());
+        h[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        self.seq = self.seq.wrapping_add(1);
+        h
+    }
+}
+
+impl Default for Rtp {
+    fn default() -> Rtp {
+        Rtp::new()
+    }
+}
+
+/// Random bytes from the kernel.
+fn getrandom(buf: &mut [u8]) -> io::Result<()> {
+    // SAFETY: the kernel writes at most buf.len() bytes into our live buffer.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n == buf.len() as isize {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// A UDP socket connected to the target, sending whole datagrams.
 pub struct UdpSink {
     sock: UdpSocket,
     buf: Vec<u8>,
     /// Datagrams the kernel refused for a moment (ENOBUFS): dropped, as a UDP sender must.
     pub dropped: u64,
+    /// `tsrtp://`: each datagram gets an RTP header.
+    rtp: Option<Rtp>,
+    /// Header and payload of an RTP datagram.
+    packet: Vec<u8>,
 }
 
 /// Sets the interface multicast leaves by: an address (IPv4) or an interface name.
@@ -113,11 +187,31 @@ impl UdpSink {
             sock,
             buf: Vec::with_capacity(DATAGRAM * 8),
             dropped: 0,
+            rtp: None,
+            packet: Vec::new(),
         })
     }
 
+    /// Like [`UdpSink::open`], each datagram in an RTP packet (`tsrtp://`).
+    pub fn open_rtp(host: &str, port: u16, iface: Option<&str>) -> Result<UdpSink, String> {
+        let mut s = UdpSink::open(host, port, iface)?;
+        s.rtp = Some(Rtp::new());
+        s.packet = Vec::with_capacity(12 + DATAGRAM);
+        Ok(s)
+    }
+
     fn send(&mut self, n: usize) -> io::Result<()> {
-        let r = self.sock.send(&self.buf[..n]);
+        let r = match self.rtp.as_mut() {
+            Some(rtp) => {
+                let elapsed = rtp.start.elapsed();
+                let h = rtp.header(elapsed);
+                self.packet.clear();
+                self.packet.extend_from_slice(&h);
+                self.packet.extend_from_slice(&self.buf[..n]);
+                self.sock.send(&self.packet)
+            }
+            None => self.sock.send(&self.buf[..n]),
+        };
         self.buf.drain(..n);
         match r {
             Ok(_) => Ok(()),
@@ -166,5 +260,29 @@ impl super::Sink for UdpSink {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtp_headers() {
+        let mut r = Rtp::new();
+        let (seq, ts0, ssrc) = (r.seq, r.ts0, r.ssrc);
+        let a = r.header(std::time::Duration::ZERO);
+        let b = r.header(std::time::Duration::from_millis(100));
+        assert_eq!(a[0], 0x80);
+        assert_eq!(a[1], 33);
+        assert_eq!(u16::from_be_bytes([a[2], a[3]]), seq);
+        assert_eq!(u16::from_be_bytes([b[2], b[3]]), seq.wrapping_add(1));
+        assert_eq!(u32::from_be_bytes([a[4], a[5], a[6], a[7]]), ts0);
+        // 100 ms at 90 kHz.
+        assert_eq!(
+            u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+            ts0.wrapping_add(9000)
+        );
+        assert_eq!(u32::from_be_bytes([b[8], b[9], b[10], b[11]]), ssrc);
     }
 }

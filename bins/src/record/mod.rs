@@ -364,11 +364,12 @@ struct Rec {
 }
 
 /// Why a file ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum End {
     Done,
     Split,
-    WriteError,
+    /// A write failed: why (as the OS said it, e.g. "No space left on device").
+    WriteError(String),
 }
 
 /// The RECORDING_END payload (INTERFACES §5.3): every line, the last included, ends with `\n`.
@@ -457,6 +458,7 @@ pub fn run(a: RecArgs) -> i32 {
     }
     take!(video, audio, recstart, recstop, startunix, stopunix, duration, split);
     p.append |= tp.append;
+    p.realtime |= tp.realtime;
     // A segmented HLS recording: segments named by their template, a playlist beside them.
     let hls_paths = hls_templates(&template, &tp.all);
     let template = match &hls_paths {
@@ -610,6 +612,8 @@ pub fn run(a: RecArgs) -> i32 {
     let mut code = 0;
     let mut files = 0u32;
     let mut rec_first: Option<i64> = None;
+    // `realtime`: the wall clock and media time of the first frame read.
+    let mut pace: Option<(Instant, i64)> = None;
     let finish_file = |rec: Rec, end: End, lost: bool, code: i32| {
         let Rec {
             out,
@@ -624,18 +628,26 @@ pub fn run(a: RecArgs) -> i32 {
             ..
         } = rec;
         let path = out.path.clone();
+        // A muxer that buffers (Matroska) loses its buffered frames with the lost unit: the
+        // payload says what the file holds.
+        let last_ms = match mux.kept_ms() {
+            Some(kept) if lost => last_ms.min(first_ms + kept),
+            _ => last_ms,
+        };
         let (bytes, text) = match out.close(mux.as_mut(), lost) {
             Ok(n) => (
                 n,
-                match end {
-                    End::WriteError => "write error; finalised to the last complete frame",
-                    End::Split => "split",
-                    End::Done => "completed",
+                match &end {
+                    End::WriteError(e) => {
+                        format!("write error: {e}; finalised to the last complete frame")
+                    }
+                    End::Split => "split".to_string(),
+                    End::Done => "completed".to_string(),
                 },
             ),
             Err(e) => {
                 mist_core::error!("{path}: finishing: {e}");
-                (0, "finishing the file failed")
+                (0, format!("finishing the file failed: {e}"))
             }
         };
         mist_core::info!(
@@ -653,7 +665,7 @@ pub fn run(a: RecArgs) -> i32 {
             first_ms,
             last_ms,
             code,
-            text,
+            &text,
         );
         report_end(&name, &payload, a.stop.load(Ordering::Relaxed));
         if let Some(h) = hls.borrow_mut().as_mut() {
@@ -737,6 +749,18 @@ pub fn run(a: RecArgs) -> i32 {
         if p.recstop.is_some_and(|s| f.dts > s) {
             break;
         }
+        // `realtime`: no faster than playback speed (a VoD stream is otherwise read at once).
+        if p.realtime {
+            let (wall, media) = *pace.get_or_insert((Instant::now(), f.dts));
+            let due = wall + Duration::from_millis((f.dts - media).max(0) as u64);
+            while !a.stop.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                std::thread::sleep((due - now).min(Duration::from_millis(100)));
+            }
+        }
         let is_main_key = |main: Option<u32>| Some(f.track) == main && f.keyframe;
         if rec.is_none() {
             let sel = selection(&reader);
@@ -759,7 +783,7 @@ pub fn run(a: RecArgs) -> i32 {
                     let h = r.mux.header();
                     if let Err(e) = r.out.unit(&h) {
                         mist_core::error!("{}: {e}", r.out.path);
-                        finish_file(r, End::WriteError, true, EXIT_WRITE);
+                        finish_file(r, End::WriteError(e.to_string()), true, EXIT_WRITE);
                         return EXIT_WRITE;
                     }
                     r.mux.committed();
@@ -793,7 +817,7 @@ pub fn run(a: RecArgs) -> i32 {
                         let h = n.mux.header();
                         if let Err(e) = n.out.unit(&h) {
                             mist_core::error!("{}: {e}", n.out.path);
-                            finish_file(n, End::WriteError, true, EXIT_WRITE);
+                            finish_file(n, End::WriteError(e.to_string()), true, EXIT_WRITE);
                             return EXIT_WRITE;
                         }
                         n.mux.committed();
@@ -828,7 +852,7 @@ pub fn run(a: RecArgs) -> i32 {
                 mist_core::error!("{}: write failed: {e}", r.out.path);
                 code = EXIT_WRITE;
                 let r = rec.take().expect("open");
-                finish_file(r, End::WriteError, true, code);
+                finish_file(r, End::WriteError(e.to_string()), true, code);
                 break;
             }
         }

@@ -36,6 +36,12 @@ pub trait FileMux {
     /// The end of the file. `lost`: the last unit handed out did not reach the disk (it was cut
     /// off again).
     fn finish(&mut self, lost: bool) -> Finish;
+    /// When the last units are lost: how much media (ms from the file's first frame) the units
+    /// on disk hold, for a muxer that buffers frames (Matroska Clusters). None: every frame whose
+    /// unit was committed is in the file.
+    fn kept_ms(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// What a recording file is written as, from its extension.
@@ -336,6 +342,10 @@ impl FileMux for MkvRec {
 
     fn committed(&mut self) {
         self.end_committed = self.end_committed.max(self.end_pending);
+    }
+
+    fn kept_ms(&self) -> Option<i64> {
+        Some(self.end_committed)
     }
 
     fn finish(&mut self, lost: bool) -> Finish {

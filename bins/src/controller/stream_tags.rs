@@ -1,0 +1,202 @@
+//! Stream tags set at run time (INTERFACES §3.4 `tag_stream`, `untag_stream`, `stream_tags`):
+//! `#tag` matchers of `push_start`, auto-push rules and their `inhibit` see them beside the
+//! `tags` of the stream's config.
+//!
+//! As in MistServer a tag belongs to a running stream: a tag given to a stream that is not
+//! active waits up to 60 s for it to start, and a stream's tags go when it stops.
+
+use super::Controller;
+use mist_core::info;
+use serde_json::{Map, Value};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// How long a tag for a stream that is not active waits for it.
+const QUEUED_FOR: Duration = Duration::from_secs(60);
+
+/// The run-time tags of streams.
+#[derive(Default)]
+pub struct Tags {
+    /// Tags of active streams (full names).
+    active: HashMap<String, BTreeSet<String>>,
+    /// Tags waiting for their stream to become active: (since, tags).
+    queued: HashMap<String, (Instant, BTreeSet<String>)>,
+}
+
+impl Tags {
+    /// Follows the set of active streams (the push scan, twice a second): queued tags of
+    /// streams that started become theirs, streams that stopped lose their tags.
+    pub fn update(&mut self, active: &HashSet<String>) {
+        let now = Instant::now();
+        self.active.retain(|s, _| active.contains(s));
+        self.queued
+            .retain(|_, (since, _)| now.duration_since(*since) < QUEUED_FOR);
+        let started: Vec<String> = self
+            .queued
+            .keys()
+            .filter(|s| active.contains(*s))
+            .cloned()
+            .collect();
+        for s in started {
+            if let Some((_, t)) = self.queued.remove(&s) {
+                self.active.entry(s).or_default().extend(t);
+            }
+        }
+    }
+
+    /// The run-time tags of `stream`.
+    pub fn of(&self, stream: &str) -> impl Iterator<Item = &String> {
+        self.active.get(stream).into_iter().flatten()
+    }
+
+    fn tag(&mut self, stream: &str, tag: &str, is_active: bool) {
+        if is_active {
+            self.active
+                .entry(stream.to_string())
+                .or_default()
+                .insert(tag.to_string());
+        } else {
+            let q = self
+                .queued
+                .entry(stream.to_string())
+                .or_insert_with(|| (Instant::now(), BTreeSet::new()));
+            q.0 = Instant::now();
+            q.1.insert(tag.to_string());
+        }
+    }
+
+    fn untag(&mut self, stream: &str, tag: &str) {
+        if let Some(t) = self.active.get_mut(stream) {
+            t.remove(tag);
+        }
+        if let Some((_, t)) = self.queued.get_mut(stream) {
+            t.remove(tag);
+        }
+    }
+}
+
+/// `{stream: tag | [tags]}` as (stream, tag) pairs; names sanitised, empty tags dropped.
+fn pairs(arg: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(m) = arg.as_object() else {
+        return out;
+    };
+    for (s, t) in m {
+        let stream = mist_core::names::sanitize(s);
+        if stream.is_empty() {
+            continue;
+        }
+        let tags: Vec<&str> = match t {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for t in tags {
+            let t = t.strip_prefix('#').unwrap_or(t);
+            if !t.is_empty() {
+                out.push((stream.clone(), t.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The tags of a stream: its config `tags` (looked up by base name, a list or one string) and
+/// those given at run time.
+pub fn of(ctl: &Controller, stream: &str) -> Vec<String> {
+    let base = stream.split('+').next().unwrap_or(stream);
+    let mut tags: BTreeSet<String> = match ctl.cfg.streams.get(base).and_then(|c| c.get("tags")) {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(s)) if !s.is_empty() => [s.clone()].into(),
+        _ => BTreeSet::new(),
+    };
+    tags.extend(ctl.pushes.tags.of(stream).cloned());
+    tags.into_iter().collect()
+}
+
+/// `tag_stream`, `untag_stream` (no answer, as MistServer) and `stream_tags` (a name, a list of
+/// names, or anything else for every active stream → `{stream: [tags]}`).
+pub fn api(ctl: &mut Controller, cmd: &str, arg: &Value) -> Option<Value> {
+    match cmd {
+        "tag_stream" => {
+            let active: HashSet<String> = super::push::active_set(ctl);
+            for (s, t) in pairs(arg) {
+                let on = active.contains(&s);
+                info!(
+                    "stream {s}: tagged #{t}{}",
+                    if on { "" } else { " (when it starts)" }
+                );
+                ctl.pushes.tags.tag(&s, &t, on);
+            }
+            None
+        }
+        "untag_stream" => {
+            for (s, t) in pairs(arg) {
+                ctl.pushes.tags.untag(&s, &t);
+            }
+            None
+        }
+        _ => {
+            let names: Vec<String> = match arg {
+                Value::String(s) if !s.is_empty() => vec![mist_core::names::sanitize(s)],
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(mist_core::names::sanitize)
+                    .collect(),
+                _ => {
+                    let mut v: Vec<String> = super::push::active_set(ctl).into_iter().collect();
+                    v.sort();
+                    v
+                }
+            };
+            let mut m = Map::new();
+            for n in names {
+                let t = of(ctl, &n);
+                m.insert(n, Value::from(t));
+            }
+            Some(Value::Object(m))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_tags_wait_for_their_stream() {
+        let mut t = Tags::default();
+        t.tag("live+a", "x", false);
+        assert_eq!(t.of("live+a").count(), 0);
+        let mut active = HashSet::new();
+        t.update(&active);
+        active.insert("live+a".to_string());
+        t.update(&active);
+        assert_eq!(t.of("live+a").collect::<Vec<_>>(), ["x"]);
+        t.untag("live+a", "x");
+        assert_eq!(t.of("live+a").count(), 0);
+        t.tag("live+a", "y", true);
+        t.update(&HashSet::new());
+        assert_eq!(t.of("live+a").count(), 0, "a stopped stream loses its tags");
+    }
+
+    #[test]
+    fn request_forms() {
+        let v = serde_json::json!({"Live+a": "x", "live+b": ["#y", "", "z"], "": "q"});
+        let mut p = pairs(&v);
+        p.sort();
+        assert_eq!(
+            p,
+            [
+                ("live+a".to_string(), "x".to_string()),
+                ("live+b".to_string(), "y".to_string()),
+                ("live+b".to_string(), "z".to_string())
+            ]
+        );
+    }
+}
