@@ -79,6 +79,11 @@ fn install_into_a_destdir_and_upgrade() {
     // The default config is the controller's built-in default.
     assert!(unit.contains("User=mistserver"), "{unit}");
     assert!(root.join("usr/lib/sysusers.d/mistserver.conf").is_file());
+    let modules = std::fs::read_to_string(root.join("usr/lib/modules-load.d/mist-rs.conf")).unwrap();
+    assert!(
+        modules.lines().any(|l| l.trim() == "tls"),
+        "the kTLS module is loaded at boot: {modules}"
+    );
     let conf = root.join("etc/mistserver/mistserver.conf");
     let loaded = mist_core::config::Config::load(&conf).unwrap().unwrap();
     assert_eq!(loaded, mist_core::config::default_config());
