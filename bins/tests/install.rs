@@ -163,3 +163,35 @@ fn every_binary_answers_help_and_version() {
         }
     }
 }
+
+/// `systemd-analyze verify` of the installed unit, with the binary where the unit says (in the
+/// DESTDIR: the unit copy points there) and the installed man pages for its Documentation=.
+#[test]
+fn installed_unit_passes_systemd_analyze_verify() {
+    let dir = TempDir::new("install-verify");
+    let root = dir.path();
+    install(root);
+    let unit = std::fs::read_to_string(root.join("usr/lib/systemd/system/mistserver.service"))
+        .unwrap()
+        .replace(
+            "/usr/bin/MistController",
+            root.join("usr/bin/MistController").to_str().unwrap(),
+        );
+    assert!(unit.contains("WatchdogSec="), "{unit}");
+    let check = root.join("check");
+    std::fs::create_dir_all(&check).unwrap();
+    let path = check.join("mistserver.service");
+    std::fs::write(&path, unit).unwrap();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .env("MANPATH", root.join("usr/share/man"))
+        .output()
+        .expect("systemd-analyze (systemd) is installed; scripts/test installs it");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success() && text.trim().is_empty(), "{text}");
+}
