@@ -265,14 +265,16 @@ mod tests {
     use std::sync::Arc;
 
     /// The suites with a kernel cipher (ECDSA certificate: the ECDHE_ECDSA ones for TLS 1.2).
-    const SUITES: [SupportedCipherSuite; 6] = [
-        cs::TLS13_AES_128_GCM_SHA256,
-        cs::TLS13_AES_256_GCM_SHA384,
-        cs::TLS13_CHACHA20_POLY1305_SHA256,
-        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    ];
+    fn suites() -> [SupportedCipherSuite; 6] {
+        [
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ]
+    }
 
     /// A self-signed ECDSA leaf for `localhost` (no CA, so webpki takes it as its own anchor).
     fn make_cert(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -502,7 +504,7 @@ mod tests {
             ..TlsSettings::default()
         })
         .unwrap();
-        for suite in SUITES {
+        for suite in suites() {
             let mut server = ServerConnection::new(handle.server_config()).unwrap();
             let mut client = ClientConnection::new(
                 Arc::new(client_config(suite, &cert)),

@@ -460,7 +460,9 @@ impl Default for RecordFeed {
 
 impl RecordFeed {
     /// Reads toward the next record; when it is whole, gives it to `conn` and answers its
-    /// length. `Ok(0)`: end of stream. `WouldBlock` while a record is incomplete.
+    /// length. A header that is no TLS record header (a plain-HTTP client, garbage) goes to
+    /// rustls at once, which refuses it. `Ok(0)`: end of stream. `WouldBlock` while a record
+    /// is incomplete.
     fn pump(&mut self, tcp: &mut TcpStream, conn: &mut ServerConnection) -> io::Result<usize> {
         loop {
             let need = if self.have < 5 {
@@ -468,21 +470,18 @@ impl RecordFeed {
             } else {
                 5 + u16::from_be_bytes([self.buf[3], self.buf[4]]) as usize
             };
-            if need > self.buf.len() {
-                return Err(io::Error::new(
-                    ErrorKind::InvalidData,
-                    "TLS record longer than the protocol allows",
-                ));
-            }
-            if self.have >= 5 && self.have == need {
-                let mut rec = &self.buf[..need];
+            let bad = self.have >= 5
+                && (!(20..=24).contains(&self.buf[0]) || self.buf[1] != 3 || need > self.buf.len());
+            if bad || (self.have >= 5 && self.have == need) {
+                let n = self.have;
+                let mut rec = &self.buf[..n];
                 while !rec.is_empty() {
                     if conn.read_tls(&mut rec)? == 0 {
                         return Err(io::Error::other("rustls took no more input"));
                     }
                 }
                 self.have = 0;
-                return Ok(need);
+                return Ok(n);
             }
             match tcp.read(&mut self.buf[self.have..need]) {
                 Ok(0) => return Ok(0),
