@@ -444,18 +444,12 @@ enum Mode {
 /// Reads a TLS connection one whole record at a time, never a byte past it, and hands each
 /// record to rustls: at the switch to kTLS the socket then holds exactly the records the kernel
 /// must decrypt (rustls drops bytes it read but did not process when it gives its keys away).
+/// The buffer grows to the record being read (a half-open handshake costs what its header
+/// announced, as in rustls's own buffer).
+#[derive(Default)]
 struct RecordFeed {
     buf: Vec<u8>,
     have: usize,
-}
-
-impl Default for RecordFeed {
-    fn default() -> Self {
-        RecordFeed {
-            buf: vec![0; MAX_RECORD],
-            have: 0,
-        }
-    }
 }
 
 impl RecordFeed {
@@ -471,7 +465,7 @@ impl RecordFeed {
                 5 + u16::from_be_bytes([self.buf[3], self.buf[4]]) as usize
             };
             let bad = self.have >= 5
-                && (!(20..=24).contains(&self.buf[0]) || self.buf[1] != 3 || need > self.buf.len());
+                && (!(20..=24).contains(&self.buf[0]) || self.buf[1] != 3 || need > MAX_RECORD);
             if bad || (self.have >= 5 && self.have == need) {
                 let n = self.have;
                 let mut rec = &self.buf[..n];
@@ -481,7 +475,13 @@ impl RecordFeed {
                     }
                 }
                 self.have = 0;
+                if self.buf.len() > 4096 {
+                    self.buf = Vec::new();
+                }
                 return Ok(n);
+            }
+            if self.buf.len() < need {
+                self.buf.resize(need, 0);
             }
             match tcp.read(&mut self.buf[self.have..need]) {
                 Ok(0) => return Ok(0),
