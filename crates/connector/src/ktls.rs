@@ -118,6 +118,7 @@ impl CryptoInfo {
         seq: u64,
         secrets: &ConnectionTrafficSecrets,
     ) -> Option<CryptoInfo> {
+        let tls12 = version == ProtocolVersion::TLSv1_2;
         let version = match version {
             ProtocolVersion::TLSv1_2 => TLS_1_2_VERSION,
             ProtocolVersion::TLSv1_3 => TLS_1_3_VERSION,
@@ -129,13 +130,13 @@ impl CryptoInfo {
             // rustls's 12-byte IV is the 4-byte salt then the 8-byte IV of the kernel.
             ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
                 b.extend_from_slice(&CIPHER_AES_GCM_128.to_ne_bytes());
-                b.extend_from_slice(&iv.as_ref()[4..12]);
+                b.extend_from_slice(&gcm_iv(iv.as_ref(), tls12, seq));
                 b.extend_from_slice(key.as_ref());
                 b.extend_from_slice(&iv.as_ref()[..4]);
             }
             ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
                 b.extend_from_slice(&CIPHER_AES_GCM_256.to_ne_bytes());
-                b.extend_from_slice(&iv.as_ref()[4..12]);
+                b.extend_from_slice(&gcm_iv(iv.as_ref(), tls12, seq));
                 b.extend_from_slice(key.as_ref());
                 b.extend_from_slice(&iv.as_ref()[..4]);
             }
@@ -161,6 +162,29 @@ impl Drop for CryptoInfo {
         self.bytes.fill(0);
         std::hint::black_box(&self.bytes);
     }
+}
+
+/// The kernel's 8-byte GCM IV from rustls's 12-byte one (salt, then 8 bytes), for records from
+/// `seq` on.
+///
+/// TLS 1.3: the kernel XORs the sequence number in, as rustls does: the IV as it is.
+///
+/// TLS 1.2: the 8 bytes are the explicit nonce sent in each record, which the kernel *increments*
+/// per record from the value given, while rustls sent `iv XOR seq` for its records `0..seq`
+/// (its Finished at least). Handing over the IV as it is would make the kernel's first record
+/// reuse the nonce of rustls's first one under the same key (AES-GCM's one fatal mistake). Every
+/// `iv XOR s` with `s < seq` lies in `[iv & !mask, iv | mask]` (`mask` below the next power of two
+/// of `seq`), so the kernel starts just past that window: it comes back to it only after 2^64
+/// minus the window's size records.
+fn gcm_iv(iv: &[u8], tls12: bool, seq: u64) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&iv[4..12]);
+    if !tls12 {
+        return out;
+    }
+    let explicit = u64::from_be_bytes(out);
+    let mask = seq.checked_next_power_of_two().map_or(u64::MAX, |p| p - 1);
+    (explicit | mask).wrapping_add(1).to_be_bytes()
 }
 
 fn setsockopt(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, v: &[u8]) -> io::Result<()> {
@@ -458,8 +482,31 @@ mod tests {
         }
     }
 
+    /// TLS 1.2 AES-GCM: the kernel's explicit nonces (its IV, incremented per record) never meet
+    /// the ones rustls used (`iv XOR s` for its records `s < seq`).
+    #[test]
+    fn tls12_gcm_nonces_do_not_repeat_rustls_ones() {
+        for explicit in [0u64, 1, 2, 3, 7, 0x5555, u64::MAX, u64::MAX - 1, 0x8000_0000_0000_0003] {
+            for seq in 0..40u64 {
+                let mut iv = [9u8; 12];
+                iv[4..].copy_from_slice(&explicit.to_be_bytes());
+                let start = u64::from_be_bytes(gcm_iv(&iv, true, seq));
+                let used: Vec<u64> = (0..seq).map(|s| explicit ^ s).collect();
+                for k in 0..1_000u64 {
+                    assert!(
+                        !used.contains(&start.wrapping_add(k)),
+                        "explicit {explicit:#x}, seq {seq}: kernel record {k} reuses a nonce"
+                    );
+                }
+                // TLS 1.3 (and ChaCha20, which has no explicit nonce): the IV as it is.
+                assert_eq!(gcm_iv(&iv, false, seq), explicit.to_be_bytes());
+            }
+        }
+    }
+
     /// Moves TLS bytes from `from` to `to` until neither has more to say.
-    fn pump(client: &mut ClientConnection, server: &mut ServerConnection) {
+    /// What the server sent is appended to `sent`.
+    fn pump(client: &mut ClientConnection, server: &mut ServerConnection, sent: &mut Vec<u8>) {
         for _ in 0..20 {
             let mut moved = false;
             let mut buf = Vec::new();
@@ -480,6 +527,7 @@ mod tests {
             }
             if !buf.is_empty() {
                 moved = true;
+                sent.extend_from_slice(&buf);
                 let mut s = &buf[..];
                 while !s.is_empty() {
                     client.read_tls(&mut s).unwrap();
@@ -490,6 +538,20 @@ mod tests {
                 return;
             }
         }
+    }
+
+    /// The explicit nonces of the encrypted TLS 1.2 records in `wire` (after ChangeCipherSpec).
+    fn explicit_nonces(wire: &[u8]) -> Vec<[u8; 8]> {
+        let (mut out, mut at, mut encrypted) = (Vec::new(), 0, wire.first() == Some(&23));
+        while at + 5 <= wire.len() {
+            let len = u16::from_be_bytes([wire[at + 3], wire[at + 4]]) as usize;
+            if encrypted {
+                out.push(wire[at + 5..at + 13].try_into().unwrap());
+            }
+            encrypted |= wire[at] == 20;
+            at += 5 + len;
+        }
+        out
     }
 
     /// For each protocol version and kernel cipher: after a handshake (and the tickets, and
@@ -511,12 +573,13 @@ mod tests {
                 "localhost".try_into().unwrap(),
             )
             .unwrap();
-            pump(&mut client, &mut server);
+            let mut sent = Vec::new();
+            pump(&mut client, &mut server, &mut sent);
             assert!(!server.is_handshaking() && !client.is_handshaking());
             // Some records through rustls first: the sequence numbers are not zero.
             client.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
             server.writer().write_all(b"HTTP/1.1 200 OK\r\n").unwrap();
-            pump(&mut client, &mut server);
+            pump(&mut client, &mut server, &mut sent);
             let mut got = [0u8; 64];
             let n = server.reader().read(&mut got).unwrap();
             assert_eq!(&got[..n], b"GET / HTTP/1.1\r\n\r\n");
@@ -548,6 +611,14 @@ mod tests {
                 .flat_map(|i| vec![i; 1000 + i as usize])
                 .collect();
             assert_eq!(plain, want, "{suite:?}");
+            // TLS 1.2 AES-GCM: no explicit nonce of the kernel's records was one of rustls's.
+            if tx.explicit {
+                let rustls_nonces = explicit_nonces(&sent);
+                assert!(!rustls_nonces.is_empty(), "{suite:?}");
+                for n in explicit_nonces(&wire) {
+                    assert!(!rustls_nonces.contains(&n), "{suite:?}: nonce {n:x?} reused");
+                }
+            }
 
             client.writer().write_all(b"second request").unwrap();
             let mut rec = Vec::new();
