@@ -437,7 +437,7 @@ enum Mode {
         sni: Option<String>,
         alpn: Option<Vec<u8>>,
     },
-    /// Between the two (only inside [`TlsStream::to_kernel`]).
+    /// Between the two (only inside [`TlsStream::hand_to_kernel`]).
     Moving,
 }
 
@@ -568,7 +568,7 @@ impl TlsStream {
     /// rustls record out, no partial record read. Does nothing when not trying (or not yet);
     /// gives up for this connection (rustls keeps it) when the kernel or the cipher cannot.
     /// Err: the keys left rustls but the kernel refused them; the connection is lost.
-    fn to_kernel(&mut self) -> io::Result<()> {
+    fn hand_to_kernel(&mut self) -> io::Result<()> {
         let Some(feed) = &self.feed else {
             return Ok(());
         };
@@ -636,9 +636,9 @@ impl TlsStream {
         Ok(())
     }
 
-    /// [`TlsStream::to_kernel`], a lost connection marked failed.
+    /// [`TlsStream::hand_to_kernel`], a lost connection marked failed.
     fn try_kernel(&mut self) -> io::Result<()> {
-        self.to_kernel().inspect_err(|e| {
+        self.hand_to_kernel().inspect_err(|e| {
             warn!("{}: kTLS switch of {} failed: {e}; closed", self.name, self.peer);
             self.failed = true;
         })
