@@ -378,6 +378,7 @@ impl TlsConfigHandle {
     }
 
     /// The rustls configuration of this listener.
+    #[cfg(test)]
     pub(crate) fn server_config(&self) -> Arc<ServerConfig> {
         self.shared.config.clone()
     }
