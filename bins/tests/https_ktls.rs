@@ -90,7 +90,11 @@ fn same_bytes(tls: u16, plain: u16, ca: &Path) {
     };
     for path in ["/ktlsvod.flv", "/ktlsvod.mp4", seg_path.as_str()] {
         let want = curl(&url(plain, path), ca);
-        assert!(want.len() > 10_000, "{path}: only {} bytes over HTTP", want.len());
+        assert!(
+            want.len() > 10_000,
+            "{path}: only {} bytes over HTTP",
+            want.len()
+        );
         let got = curl(&format!("https://127.0.0.1:{tls}{path}"), ca);
         assert!(
             got == want,

@@ -79,7 +79,8 @@ fn install_into_a_destdir_and_upgrade() {
     // The default config is the controller's built-in default.
     assert!(unit.contains("User=mistserver"), "{unit}");
     assert!(root.join("usr/lib/sysusers.d/mistserver.conf").is_file());
-    let modules = std::fs::read_to_string(root.join("usr/lib/modules-load.d/mist-rs.conf")).unwrap();
+    let modules =
+        std::fs::read_to_string(root.join("usr/lib/modules-load.d/mist-rs.conf")).unwrap();
     assert!(
         modules.lines().any(|l| l.trim() == "tls"),
         "the kTLS module is loaded at boot: {modules}"

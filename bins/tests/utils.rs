@@ -598,7 +598,10 @@ fn controller_tells_systemd_when_every_listener_listens() {
     };
     assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
     let after = next();
-    assert_eq!(after, "WATCHDOG=1", "pings go on after READY=1 ({pings} before)");
+    assert_eq!(
+        after, "WATCHDOG=1",
+        "pings go on after READY=1 ({pings} before)"
+    );
     assert!(
         msg.contains("STATUS=API and every protocol listening"),
         "{msg}"

@@ -48,7 +48,10 @@ static ENGAGED: AtomicU64 = AtomicU64::new(0);
 /// kTLS is not turned off by `MIST_KTLS` (`0`, `off`, `no`, `false`).
 pub fn allowed_by_env() -> bool {
     !matches!(
-        std::env::var("MIST_KTLS").as_deref().map(str::to_ascii_lowercase).as_deref(),
+        std::env::var("MIST_KTLS")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Ok("0" | "off" | "no" | "false")
     )
 }
@@ -187,7 +190,12 @@ fn gcm_iv(iv: &[u8], tls12: bool, seq: u64) -> [u8; 8] {
     (explicit | mask).wrapping_add(1).to_be_bytes()
 }
 
-fn setsockopt(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, v: &[u8]) -> io::Result<()> {
+fn setsockopt(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: &[u8],
+) -> io::Result<()> {
     // SAFETY: `fd` is an open socket for the call (borrowed); the value pointer and length
     // describe `v`, which outlives the call; the kernel only reads it.
     let r = unsafe {
@@ -224,7 +232,7 @@ pub fn set_rx(fd: BorrowedFd<'_>, info: &CryptoInfo) -> io::Result<()> {
 /// Sends a `close_notify` alert on a socket with kernel TX (best effort: non-blocking).
 pub fn send_close_notify(fd: BorrowedFd<'_>) -> io::Result<()> {
     let alert = [1u8, 0]; // warning, close_notify
-    // u64 words: aligned for a cmsghdr.
+                          // u64 words: aligned for a cmsghdr.
     let mut control = [0u64; 8];
     // SAFETY: a zeroed msghdr is valid. msg_iov points at one iovec over `alert`, msg_control at
     // `control` (64 bytes, 8-aligned, more than CMSG_SPACE(1)); CMSG_FIRSTHDR of that msghdr is
@@ -247,7 +255,11 @@ pub fn send_close_notify(fd: BorrowedFd<'_>) -> io::Result<()> {
         (*cmsg).cmsg_type = TLS_SET_RECORD_TYPE;
         (*cmsg).cmsg_len = libc::CMSG_LEN(1) as _;
         *libc::CMSG_DATA(cmsg) = RECORD_ALERT;
-        libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
     };
     if n < 0 {
         return Err(io::Error::last_os_error());
@@ -314,7 +326,11 @@ mod tests {
             .arg(&cert)
             .output()
             .expect("openssl is needed (scripts/test installs it)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         (cert, key)
     }
 
@@ -486,7 +502,17 @@ mod tests {
     /// the ones rustls used (`iv XOR s` for its records `s < seq`).
     #[test]
     fn tls12_gcm_nonces_do_not_repeat_rustls_ones() {
-        for explicit in [0u64, 1, 2, 3, 7, 0x5555, u64::MAX, u64::MAX - 1, 0x8000_0000_0000_0003] {
+        for explicit in [
+            0u64,
+            1,
+            2,
+            3,
+            7,
+            0x5555,
+            u64::MAX,
+            u64::MAX - 1,
+            0x8000_0000_0000_0003,
+        ] {
             for seq in 0..40u64 {
                 let mut iv = [9u8; 12];
                 iv[4..].copy_from_slice(&explicit.to_be_bytes());
@@ -577,7 +603,10 @@ mod tests {
             pump(&mut client, &mut server, &mut sent);
             assert!(!server.is_handshaking() && !client.is_handshaking());
             // Some records through rustls first: the sequence numbers are not zero.
-            client.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            client
+                .writer()
+                .write_all(b"GET / HTTP/1.1\r\n\r\n")
+                .unwrap();
             server.writer().write_all(b"HTTP/1.1 200 OK\r\n").unwrap();
             pump(&mut client, &mut server, &mut sent);
             let mut got = [0u8; 64];
@@ -607,16 +636,17 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{suite:?}: the client refused kernel records: {e}"));
             let mut plain = Vec::new();
             let _ = client.reader().read_to_end(&mut plain);
-            let want: Vec<u8> = (0..3u8)
-                .flat_map(|i| vec![i; 1000 + i as usize])
-                .collect();
+            let want: Vec<u8> = (0..3u8).flat_map(|i| vec![i; 1000 + i as usize]).collect();
             assert_eq!(plain, want, "{suite:?}");
             // TLS 1.2 AES-GCM: no explicit nonce of the kernel's records was one of rustls's.
             if tx.explicit {
                 let rustls_nonces = explicit_nonces(&sent);
                 assert!(!rustls_nonces.is_empty(), "{suite:?}");
                 for n in explicit_nonces(&wire) {
-                    assert!(!rustls_nonces.contains(&n), "{suite:?}: nonce {n:x?} reused");
+                    assert!(
+                        !rustls_nonces.contains(&n),
+                        "{suite:?}: nonce {n:x?} reused"
+                    );
                 }
             }
 

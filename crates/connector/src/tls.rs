@@ -584,12 +584,17 @@ impl TlsStream {
         if !ktls::worth_trying() {
             return Ok(());
         }
-        let (Some(suite), Some(version)) = (conn.negotiated_cipher_suite(), conn.protocol_version())
+        let (Some(suite), Some(version)) =
+            (conn.negotiated_cipher_suite(), conn.protocol_version())
         else {
             return Ok(());
         };
         if !ktls::suite_supported(suite) {
-            debug!("{}: {:?}: no kernel cipher; TLS stays in rustls", self.name, suite.suite());
+            debug!(
+                "{}: {:?}: no kernel cipher; TLS stays in rustls",
+                self.name,
+                suite.suite()
+            );
             return Ok(());
         }
         // Plaintext rustls decrypted already is read before what the kernel decrypts.
@@ -628,11 +633,19 @@ impl TlsStream {
         if let Err((e, what)) = set {
             // The keys are gone from rustls: this connection cannot go on; later ones stay in
             // userspace.
-            ktls::mark_missing(&format!("setsockopt {what} for {version:?} {:?}: {e}", suite.suite()));
+            ktls::mark_missing(&format!(
+                "setsockopt {what} for {version:?} {:?}: {e}",
+                suite.suite()
+            ));
             return Err(e);
         }
         ktls::mark_engaged(version, suite.suite());
-        debug!("{}: kTLS for {} ({version:?} {:?})", self.name, self.peer, suite.suite());
+        debug!(
+            "{}: kTLS for {} ({version:?} {:?})",
+            self.name,
+            self.peer,
+            suite.suite()
+        );
         self.mode = Mode::Kernel { sni, alpn };
         Ok(())
     }
@@ -640,7 +653,10 @@ impl TlsStream {
     /// [`TlsStream::hand_to_kernel`], a lost connection marked failed.
     fn try_kernel(&mut self) -> io::Result<()> {
         self.hand_to_kernel().inspect_err(|e| {
-            warn!("{}: kTLS switch of {} failed: {e}; closed", self.name, self.peer);
+            warn!(
+                "{}: kTLS switch of {} failed: {e}; closed",
+                self.name, self.peer
+            );
             self.failed = true;
         })
     }

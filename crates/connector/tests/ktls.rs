@@ -5,8 +5,8 @@
 //! (`ktls::forget` makes each connection try) and rustls carries on.
 
 use mist_connector::{
-    ktls, App, Ctl, Flow, Io, Limits, ListenerId, Peer, PemPair, Runtime, Session,
-    TlsConfigHandle, TlsSettings,
+    ktls, App, Ctl, Flow, Io, Limits, ListenerId, Peer, PemPair, Runtime, Session, TlsConfigHandle,
+    TlsSettings,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,7 +69,11 @@ fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
         .arg(&cert)
         .output()
         .expect("openssl is needed (scripts/test installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (cert, key)
 }
 
@@ -119,10 +123,32 @@ fn curl_reads_right_bytes_with_each_version_and_cipher() {
     let cases: [&[&str]; 6] = [
         &["--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_GCM_SHA256"],
         &["--tlsv1.3", "--tls13-ciphers", "TLS_AES_256_GCM_SHA384"],
-        &["--tlsv1.3", "--tls13-ciphers", "TLS_CHACHA20_POLY1305_SHA256"],
-        &["--tlsv1.2", "--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"],
-        &["--tlsv1.2", "--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384"],
-        &["--tlsv1.2", "--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-CHACHA20-POLY1305"],
+        &[
+            "--tlsv1.3",
+            "--tls13-ciphers",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ],
+        &[
+            "--tlsv1.2",
+            "--tls-max",
+            "1.2",
+            "--ciphers",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ],
+        &[
+            "--tlsv1.2",
+            "--tls-max",
+            "1.2",
+            "--ciphers",
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+        ],
+        &[
+            "--tlsv1.2",
+            "--tls-max",
+            "1.2",
+            "--ciphers",
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+        ],
     ];
     for (i, case) in cases.iter().enumerate() {
         ktls::forget();

@@ -71,7 +71,11 @@ fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
         .arg(&cert)
         .output()
         .expect("openssl is needed (scripts/test installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (cert, key)
 }
 
@@ -192,7 +196,10 @@ fn ten_thousand_half_open_handshakes_cost_bounded_memory_and_are_closed() {
     out.read_line(&mut line).unwrap();
     let closed: usize = line.trim().parse().unwrap_or(0);
     let _ = flood.wait();
-    assert_eq!(closed, FLOOD, "half-open handshakes left open by the server");
+    assert_eq!(
+        closed, FLOOD,
+        "half-open handshakes left open by the server"
+    );
     assert_eq!(curl_len(port, &cert, 10), 10);
     stop.store(true, Ordering::Relaxed);
     remote.wake_loop();
