@@ -234,3 +234,84 @@ fn hls_js_and_dash_js_play_vod_in_chromium() {
         );
     }
 }
+
+/// hls.js in Chromium over HTTPS: a VoD stream from MistOutHTTPS (kTLS where the kernel has
+/// it), the self-signed certificate trusted by its key (`--ignore-certificate-errors-spki-list`),
+/// `/hls/` and `/cmaf/` playlists.
+#[test]
+fn hls_js_plays_over_https_in_chromium() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    ensure_chromium();
+    let modules = ensure_node_modules();
+    let dir = TempDir::new("browser-https");
+    let shm = dir.path().join("shm");
+    std::fs::create_dir_all(&shm).unwrap();
+    std::env::set_var("MIST_SHM_DIR", &shm);
+    let file = dir.path().join("vod.mp4");
+    make_mp4(&file, "640x360", 20);
+    let _vod = load_vod("vodtls", &file);
+    let (cert, key) = self_signed(dir.path());
+    let (_srv, port) = http_out(&shm, &[]);
+    let tls_port = free_port();
+    let _tls = Proc(
+        std::process::Command::new(env!("CARGO_BIN_EXE_MistOutHTTPS"))
+            .args(["-p", &tls_port.to_string(), "-i", "127.0.0.1", "-g", "3"])
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .env("MIST_SHM_DIR", &shm)
+            .env_remove("MIST_CONTROL")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start MistOutHTTPS"),
+    );
+    assert!(
+        wait_port(tls_port, Duration::from_secs(10)),
+        "MistOutHTTPS never listened"
+    );
+    // Base64 SHA-256 of the certificate's SubjectPublicKeyInfo, as Chromium wants it.
+    let spki = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            "openssl x509 -pubkey -noout -in \"$1\" | openssl pkey -pubin -outform der \
+             | openssl dgst -sha256 -binary | base64",
+        )
+        .arg("sh")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    let spki = String::from_utf8(spki.stdout).unwrap().trim().to_string();
+    assert_eq!(spki.len(), 44, "SPKI hash: {spki:?}");
+    let jobs = [
+        ("hls", "/hls/vodtls/index.m3u8"),
+        ("hls", "/cmaf/vodtls/index.m3u8"),
+    ];
+    for (_, path) in jobs {
+        wait_ready(port, path);
+    }
+    let base = format!("https://127.0.0.1:{tls_port}");
+    let watch = 8;
+    let urls: Vec<String> = jobs
+        .iter()
+        .map(|(p, path)| format!("{p}={base}{path}"))
+        .collect();
+    let results = play_js_env(&modules, watch, &urls, None, &[("SPKI", &spki)]);
+    for r in &results {
+        assert_eq!(r["started"], true, "never started playing over HTTPS: {r}");
+        assert!(
+            r["advanced"].as_f64().unwrap_or(0.0) >= 5.0,
+            "currentTime advanced too little in {watch} s: {r}"
+        );
+        assert_eq!(
+            (r["width"].as_u64(), r["height"].as_u64()),
+            (Some(640), Some(360)),
+            "{r}"
+        );
+        assert!(
+            r["fatal"].as_array().is_some_and(|a| a.is_empty())
+                && r["errors"].as_array().is_some_and(|a| a.is_empty()),
+            "player errors over HTTPS: {r}"
+        );
+    }
+}

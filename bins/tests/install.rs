@@ -79,6 +79,12 @@ fn install_into_a_destdir_and_upgrade() {
     // The default config is the controller's built-in default.
     assert!(unit.contains("User=mistserver"), "{unit}");
     assert!(root.join("usr/lib/sysusers.d/mistserver.conf").is_file());
+    let modules =
+        std::fs::read_to_string(root.join("usr/lib/modules-load.d/mist-rs.conf")).unwrap();
+    assert!(
+        modules.lines().any(|l| l.trim() == "tls"),
+        "the kTLS module is loaded at boot: {modules}"
+    );
     let conf = root.join("etc/mistserver/mistserver.conf");
     let loaded = mist_core::config::Config::load(&conf).unwrap().unwrap();
     assert_eq!(loaded, mist_core::config::default_config());
@@ -157,4 +163,36 @@ fn every_binary_answers_help_and_version() {
             assert!(!out.trim().is_empty(), "{n} {flag} printed nothing");
         }
     }
+}
+
+/// `systemd-analyze verify` of the installed unit, with the binary where the unit says (in the
+/// DESTDIR: the unit copy points there) and the installed man pages for its Documentation=.
+#[test]
+fn installed_unit_passes_systemd_analyze_verify() {
+    let dir = TempDir::new("install-verify");
+    let root = dir.path();
+    install(root);
+    let unit = std::fs::read_to_string(root.join("usr/lib/systemd/system/mistserver.service"))
+        .unwrap()
+        .replace(
+            "/usr/bin/MistController",
+            root.join("usr/bin/MistController").to_str().unwrap(),
+        );
+    assert!(unit.contains("WatchdogSec="), "{unit}");
+    let check = root.join("check");
+    std::fs::create_dir_all(&check).unwrap();
+    let path = check.join("mistserver.service");
+    std::fs::write(&path, unit).unwrap();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .env("MANPATH", root.join("usr/share/man"))
+        .output()
+        .expect("systemd-analyze (systemd) is installed; scripts/test installs it");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success() && text.trim().is_empty(), "{text}");
 }

@@ -75,6 +75,12 @@ fn debian_package_is_lintian_clean_with_the_install_layout() {
         "{unit}"
     );
     assert!(root.join("usr/lib/sysusers.d/mistserver.conf").is_file());
+    let modules =
+        std::fs::read_to_string(root.join("usr/lib/modules-load.d/mist-rs.conf")).unwrap();
+    assert!(
+        modules.lines().any(|l| l.trim() == "tls"),
+        "the kTLS module is loaded at boot: {modules}"
+    );
     assert!(root.join("usr/share/doc/mist-rs/copyright").is_file());
     // The default config is not a conffile (the server rewrites it): postinst installs it.
     assert!(root.join("usr/share/mist-rs/mistserver.conf").is_file());

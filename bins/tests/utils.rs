@@ -574,15 +574,34 @@ fn controller_tells_systemd_when_every_listener_listens() {
             .env("MIST_CONTROL", d.join("control.sock"))
             .env("MIST_SHM_DIR", d.join("shm"))
             .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "400000")
+            .env_remove("WATCHDOG_PID")
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
     let mut buf = [0u8; 512];
-    let n = sock.recv(&mut buf).expect("no READY=1 within 30 s");
-    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let mut next = || {
+        let n = sock.recv(&mut buf).expect("no notification within 30 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    // Watchdog pings (every 200 ms) come before, and after, READY=1.
+    let mut pings = 0;
+    let msg = loop {
+        let m = next();
+        if m == "WATCHDOG=1" {
+            pings += 1;
+            continue;
+        }
+        break m;
+    };
     assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
+    let after = next();
+    assert_eq!(
+        after, "WATCHDOG=1",
+        "pings go on after READY=1 ({pings} before)"
+    );
     assert!(
         msg.contains("STATUS=API and every protocol listening"),
         "{msg}"

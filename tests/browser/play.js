@@ -89,7 +89,9 @@ const server = http.createServer((req, res) => {
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required'],
+      '--autoplay-policy=no-user-gesture-required',
+      // SPKI: base64 SHA-256 of a test certificate's public key, trusted for https:// media.
+      ...(process.env.SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.SPKI}`] : [])],
   });
   // Pages not written by this script: report playing/error events of any media element
   // (they do not bubble, but the capture phase at window sees them).

@@ -1,6 +1,8 @@
 //! systemd readiness (`Type=notify`): `READY=1` to `$NOTIFY_SOCKET` once the API listens and
 //! every protocol listener the controller started accepts connections (or after [`READY_MAX`],
 //! with a STATUS naming the ones that do not, so a broken protocol does not fail the start).
+//! Under `WatchdogSec=` (`$WATCHDOG_USEC`), `WATCHDOG=1` every half period while the controller's
+//! loop turns: a wedged loop gets the service restarted.
 
 use super::children::Role;
 use super::Controller;
@@ -33,10 +35,22 @@ pub fn sd_notify(msg: &str) -> bool {
     }
 }
 
-/// Tracks whether READY=1 was sent.
+/// Tracks whether READY=1 was sent, and when the watchdog wants its next `WATCHDOG=1`.
 pub struct Readiness {
     done: bool,
     since: Instant,
+    watchdog: Option<Duration>,
+    next_ping: Instant,
+}
+
+/// The watchdog period systemd asks for (`WATCHDOG_USEC`, for this process: `WATCHDOG_PID`
+/// unset or ours), None without one.
+pub fn watchdog_period(usec: Option<&str>, pid: Option<&str>) -> Option<Duration> {
+    if pid.is_some_and(|p| p.trim().parse::<u32>().ok() != Some(std::process::id())) {
+        return None;
+    }
+    let us: u64 = usec?.trim().parse().ok()?;
+    (us > 0).then(|| Duration::from_micros(us))
 }
 
 impl Default for Readiness {
@@ -47,14 +61,32 @@ impl Default for Readiness {
 
 impl Readiness {
     pub fn new() -> Readiness {
+        let socket = std::env::var_os("NOTIFY_SOCKET").is_some_and(|p| !p.is_empty());
+        let watchdog = socket
+            .then(|| {
+                watchdog_period(
+                    std::env::var("WATCHDOG_USEC").ok().as_deref(),
+                    std::env::var("WATCHDOG_PID").ok().as_deref(),
+                )
+            })
+            .flatten();
         Readiness {
-            done: std::env::var_os("NOTIFY_SOCKET").is_none_or(|p| p.is_empty()),
+            done: !socket,
             since: Instant::now(),
+            watchdog,
+            next_ping: Instant::now(),
         }
     }
 
     /// Called from the loop: sends READY=1 once every started listener accepts connections.
     pub fn tick(&mut self, ctl: &Controller) {
+        if let Some(period) = self.watchdog {
+            let now = Instant::now();
+            if now >= self.next_ping {
+                sd_notify("WATCHDOG=1");
+                self.next_ping = now + period / 2;
+            }
+        }
         if self.done {
             return;
         }
@@ -116,4 +148,27 @@ fn waiting_listeners(ctl: &Controller) -> Vec<String> {
                 .then(|| format!("{} on {addr}", p.connector))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::watchdog_period;
+    use std::time::Duration;
+
+    #[test]
+    fn watchdog_period_for_this_process_only() {
+        let me = std::process::id().to_string();
+        assert_eq!(
+            watchdog_period(Some("30000000"), Some(&me)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            watchdog_period(Some("500000"), None),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(watchdog_period(Some("30000000"), Some("1")), None);
+        assert_eq!(watchdog_period(None, None), None);
+        assert_eq!(watchdog_period(Some("0"), None), None);
+        assert_eq!(watchdog_period(Some("x"), None), None);
+    }
 }

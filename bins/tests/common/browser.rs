@@ -69,7 +69,20 @@ pub fn play_js_go(
     jobs: &[String],
     go: Option<&Path>,
 ) -> Vec<serde_json::Value> {
+    play_js_env(modules, secs, jobs, go, &[])
+}
+
+/// [`play_js_go`] with environment variables for play.js (`SPKI`: a certificate key Chromium
+/// trusts).
+pub fn play_js_env(
+    modules: &Path,
+    secs: u32,
+    jobs: &[String],
+    go: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Vec<serde_json::Value> {
     let mut cmd = Command::new("timeout");
+    cmd.envs(env.iter().copied());
     if let Some(go) = go {
         cmd.env("PLAY_GO", go);
     }

@@ -1,5 +1,4 @@
-//! TLS at the transport level: a rustls server connection over a TCP socket, as a
-//! [`crate::Stream`].
+//! TLS at the transport level: a rustls server connection over a TCP socket, as a [`Stream`].
 //!
 //! A TCP listener becomes a TLS listener with [`crate::Runtime::listen_tcp_tls`] and a
 //! [`TlsConfigHandle`]; sessions see the same plaintext [`crate::Io`] either way.
@@ -15,22 +14,28 @@
 //!   other files.
 //! - ALPN `http/1.1` by default, session resumption (stateful cache and tickets).
 //! - A handshake must finish within [`TlsSettings::handshake_timeout`] (the runtime's sweep
-//!   closes it, see [`crate::Stream::deadline`]); a failed handshake is logged with the peer (rate
+//!   closes it, see [`Stream::deadline`]); a failed handshake is logged with the peer (rate
 //!   limited) and the connection closed after the alert.
-//!
-//! The stream itself ([`TlsStream`]) is the transport both sides share, in `tls_stream`.
+//! - kTLS ([`crate::ktls`]): where the kernel offers it, the records of an established connection
+//!   are made by the kernel (rustls hands over the traffic keys once its last handshake record,
+//!   TLS 1.3 tickets included, is out); writes are then plain `writev`/`sendfile(2)`. Until then
+//!   the handshake is read one whole record at a time, so no byte the kernel must decrypt is
+//!   read past. Off with [`TlsSettings::ktls`] or `MIST_KTLS=0`; without kernel support, rustls
+//!   keeps the records.
 
-use crate::tls_stream::{TlsSide, TlsTransport};
+use crate::ktls;
+use crate::transport::Stream;
+use mio::event::Source;
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 use mist_core::{debug, warn};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::{
-    ClientHello, ResolvesServerCert, ServerConfig, ServerConnection, ServerConnectionData,
-};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerConnection};
 use rustls::sign::CertifiedKey;
-use std::io::{self, Read};
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -38,6 +43,11 @@ use std::time::{Duration, Instant};
 
 /// Largest PEM file read (a chain of a few certificates is a few KiB).
 const MAX_PEM: u64 = 1 << 20;
+/// TLS records rustls may hold unsent per connection; more makes writes answer `WouldBlock`,
+/// so the runtime's output queue (and its slow-viewer cut) still sees the backlog.
+const TLS_BUFFER: usize = 64 << 10;
+/// Largest TLS record: header and 2^14 bytes of payload plus what TLS 1.2 allows for expansion.
+const MAX_RECORD: usize = 5 + (1 << 14) + 2048;
 
 /// Why certificates could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +112,9 @@ pub struct TlsSettings {
     pub alpn: Vec<Vec<u8>>,
     /// Longest a handshake may take before the connection is closed.
     pub handshake_timeout: Duration,
+    /// Hand established connections to the kernel's TLS (kTLS) where it has it ([`crate::ktls`];
+    /// `MIST_KTLS=0` in the environment also turns it off).
+    pub ktls: bool,
 }
 
 impl Default for TlsSettings {
@@ -110,6 +123,7 @@ impl Default for TlsSettings {
             pairs: Vec::new(),
             alpn: vec![b"http/1.1".to_vec()],
             handshake_timeout: Duration::from_secs(10),
+            ktls: true,
         }
     }
 }
@@ -283,6 +297,7 @@ struct Shared {
     config: Arc<ServerConfig>,
     resolver: Arc<Resolver>,
     handshake_timeout: Duration,
+    ktls: bool,
     gate: Mutex<LogGate>,
 }
 
@@ -308,6 +323,8 @@ impl TlsConfigHandle {
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         config.alpn_protocols = settings.alpn.clone();
+        // Lets a connection give its keys to the kernel (kTLS); nothing else reads them.
+        config.enable_secret_extraction = true;
         config.ticketer =
             rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
         let h = TlsConfigHandle {
@@ -315,6 +332,7 @@ impl TlsConfigHandle {
                 config: Arc::new(config),
                 resolver,
                 handshake_timeout: settings.handshake_timeout,
+                ktls: settings.ktls,
                 gate: Mutex::new(LogGate::default()),
             }),
         };
@@ -359,17 +377,31 @@ impl TlsConfigHandle {
         self.shared.resolver.refresh(false, true)
     }
 
+    /// The rustls configuration of this listener.
+    #[cfg(test)]
+    pub(crate) fn server_config(&self) -> Arc<ServerConfig> {
+        self.shared.config.clone()
+    }
+
     /// Starts the server side of a TLS connection over an accepted socket. `name` (the
     /// listener's) and `peer` go into log lines.
     pub fn accept(&self, tcp: TcpStream, peer: SocketAddr, name: &str) -> io::Result<TlsStream> {
-        let conn = ServerConnection::new(self.shared.config.clone()).map_err(io::Error::other)?;
-        let side = ServerSide {
+        let mut conn =
+            ServerConnection::new(self.shared.config.clone()).map_err(io::Error::other)?;
+        conn.set_buffer_limit(Some(TLS_BUFFER));
+        let feed = (self.shared.ktls && ktls::worth_trying()).then(RecordFeed::default);
+        Ok(TlsStream {
+            tcp,
+            mode: Mode::User(Box::new(conn)),
+            feed,
+            early: Vec::new(),
+            early_off: 0,
             peer,
             name: name.to_string(),
+            deadline: Instant::now() + self.shared.handshake_timeout,
             shared: self.shared.clone(),
-        };
-        let deadline = Instant::now() + self.shared.handshake_timeout;
-        Ok(TlsTransport::with_side(tcp, conn, deadline, side))
+            failed: false,
+        })
     }
 }
 
@@ -397,39 +429,378 @@ impl Shared {
     }
 }
 
-/// The server side of a [`TlsTransport`]: a refused handshake is logged with the listener's
-/// name and the peer, one line a second at most (a flood of garbage must not flood the log);
-/// a protocol error after the handshake is a debug line.
-pub struct ServerSide {
-    peer: SocketAddr,
-    name: String,
-    shared: Arc<Shared>,
+/// Who makes the records of a connection.
+enum Mode {
+    /// rustls (the handshake, and always without kTLS).
+    User(Box<ServerConnection>),
+    /// The kernel (kTLS): the socket carries plaintext both ways. `sni` and `alpn` as agreed.
+    Kernel {
+        sni: Option<String>,
+        alpn: Option<Vec<u8>>,
+    },
+    /// Between the two (only inside [`TlsStream::hand_to_kernel`]).
+    Moving,
 }
 
-impl TlsSide for ServerSide {
-    type Data = ServerConnectionData;
-    type Conn = ServerConnection;
+/// Reads a TLS connection one whole record at a time, never a byte past it, and hands each
+/// record to rustls: at the switch to kTLS the socket then holds exactly the records the kernel
+/// must decrypt (rustls drops bytes it read but did not process when it gives its keys away).
+/// The buffer grows to the record being read (a half-open handshake costs what its header
+/// announced, as in rustls's own buffer).
+#[derive(Default)]
+struct RecordFeed {
+    buf: Vec<u8>,
+    have: usize,
+}
 
-    fn refused(&mut self, handshaking: bool, e: &rustls::Error) {
-        if handshaking {
-            self.shared.log_failure(&self.name, self.peer, e);
-        } else {
-            debug!("{}: TLS error from {}: {e}; closed", self.name, self.peer);
+impl RecordFeed {
+    /// Reads toward the next record; when it is whole, gives it to `conn` and answers its
+    /// length. A header that is no TLS record header (a plain-HTTP client, garbage) goes to
+    /// rustls at once, which refuses it. `Ok(0)`: end of stream. `WouldBlock` while a record
+    /// is incomplete.
+    fn pump(&mut self, tcp: &mut TcpStream, conn: &mut ServerConnection) -> io::Result<usize> {
+        loop {
+            let need = if self.have < 5 {
+                5
+            } else {
+                5 + u16::from_be_bytes([self.buf[3], self.buf[4]]) as usize
+            };
+            let bad = self.have >= 5
+                && (!(20..=24).contains(&self.buf[0]) || self.buf[1] != 3 || need > MAX_RECORD);
+            if bad || (self.have >= 5 && self.have == need) {
+                let n = self.have;
+                let mut rec = &self.buf[..n];
+                while !rec.is_empty() {
+                    if conn.read_tls(&mut rec)? == 0 {
+                        return Err(io::Error::other("rustls took no more input"));
+                    }
+                }
+                self.have = 0;
+                if self.buf.len() > 4096 {
+                    self.buf = Vec::new();
+                }
+                return Ok(n);
+            }
+            if self.buf.len() < need {
+                self.buf.resize(need, 0);
+            }
+            match tcp.read(&mut self.buf[self.have..need]) {
+                Ok(0) => return Ok(0),
+                Ok(n) => self.have += n,
+                Err(e) => return Err(e),
+            }
         }
     }
 }
 
 /// A server-side TLS connection over TCP: reads and writes carry plaintext.
-pub type TlsStream = TlsTransport<ServerSide>;
+pub struct TlsStream {
+    tcp: TcpStream,
+    mode: Mode,
+    /// Whole-record reads while the switch to kTLS is still to come (None: not trying).
+    feed: Option<RecordFeed>,
+    /// Plaintext rustls had decrypted before the switch to kTLS, read first.
+    early: Vec<u8>,
+    early_off: usize,
+    peer: SocketAddr,
+    name: String,
+    deadline: Instant,
+    shared: Arc<Shared>,
+    /// The peer sent something that is not TLS (or broke the protocol); the alert is out.
+    failed: bool,
+}
 
 impl TlsStream {
     /// The SNI name the client asked for.
     pub fn server_name(&self) -> Option<&str> {
-        self.conn.server_name()
+        match &self.mode {
+            Mode::User(c) => c.server_name(),
+            Mode::Kernel { sni, .. } => sni.as_deref(),
+            Mode::Moving => None,
+        }
     }
 
     /// The ALPN protocol agreed on.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
-        self.conn.alpn_protocol()
+        match &self.mode {
+            Mode::User(c) => c.alpn_protocol(),
+            Mode::Kernel { alpn, .. } => alpn.as_deref(),
+            Mode::Moving => None,
+        }
+    }
+
+    /// The kernel makes this connection's records (kTLS).
+    pub fn is_ktls(&self) -> bool {
+        matches!(self.mode, Mode::Kernel { .. })
+    }
+
+    fn handshaking(&self) -> bool {
+        match &self.mode {
+            Mode::User(c) => c.is_handshaking(),
+            _ => false,
+        }
+    }
+
+    /// Writes pending TLS records. `WouldBlock` if some are left.
+    fn push_tls(&mut self) -> io::Result<()> {
+        let Mode::User(conn) = &mut self.mode else {
+            return Ok(());
+        };
+        while conn.wants_write() {
+            match conn.write_tls(&mut self.tcp) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// `push_tls` where `WouldBlock` is fine (the rest leaves on the next writable event).
+    fn push_tls_soft(&mut self) -> io::Result<()> {
+        match self.push_tls() {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Hands the connection to the kernel when the moment has come: handshake over, every
+    /// rustls record out, no partial record read. Does nothing when not trying (or not yet);
+    /// gives up for this connection (rustls keeps it) when the kernel or the cipher cannot.
+    /// Err: the keys left rustls but the kernel refused them; the connection is lost.
+    fn hand_to_kernel(&mut self) -> io::Result<()> {
+        let Some(feed) = &self.feed else {
+            return Ok(());
+        };
+        let Mode::User(conn) = &mut self.mode else {
+            return Ok(());
+        };
+        if conn.is_handshaking() || conn.wants_write() || feed.have > 0 {
+            return Ok(());
+        }
+        // From here on this connection decides: no more whole-record reads either way.
+        self.feed = None;
+        if !ktls::worth_trying() {
+            return Ok(());
+        }
+        let (Some(suite), Some(version)) =
+            (conn.negotiated_cipher_suite(), conn.protocol_version())
+        else {
+            return Ok(());
+        };
+        if !ktls::suite_supported(suite) {
+            debug!(
+                "{}: {:?}: no kernel cipher; TLS stays in rustls",
+                self.name,
+                suite.suite()
+            );
+            return Ok(());
+        }
+        // Plaintext rustls decrypted already is read before what the kernel decrypts.
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.reader().read(&mut buf) {
+                Ok(0) => return Ok(()), // close_notify came: nothing left to speed up
+                Ok(n) => self.early.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => return Ok(()),
+            }
+        }
+        match ktls::attach(self.tcp.as_fd()) {
+            Ok(()) => {}
+            // The peer is gone already: says nothing about the kernel.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Ok(()),
+            Err(e) => {
+                ktls::mark_missing(&format!("setsockopt TCP_ULP \"tls\": {e}"));
+                return Ok(());
+            }
+        }
+        let sni = conn.server_name().map(str::to_string);
+        let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+        let Mode::User(conn) = std::mem::replace(&mut self.mode, Mode::Moving) else {
+            return Ok(());
+        };
+        let secrets = conn.dangerous_extract_secrets().map_err(io::Error::other)?;
+        let tx = ktls::CryptoInfo::new(version, secrets.tx.0, &secrets.tx.1);
+        let rx = ktls::CryptoInfo::new(version, secrets.rx.0, &secrets.rx.1);
+        let (Some(tx), Some(rx)) = (tx, rx) else {
+            return Err(io::Error::other("kTLS: no kernel structure for the keys"));
+        };
+        let set = ktls::set_tx(self.tcp.as_fd(), &tx)
+            .map_err(|e| (e, "TLS_TX"))
+            .and_then(|()| ktls::set_rx(self.tcp.as_fd(), &rx).map_err(|e| (e, "TLS_RX")));
+        if let Err((e, what)) = set {
+            // The keys are gone from rustls: this connection cannot go on; later ones stay in
+            // userspace.
+            ktls::mark_missing(&format!(
+                "setsockopt {what} for {version:?} {:?}: {e}",
+                suite.suite()
+            ));
+            return Err(e);
+        }
+        ktls::mark_engaged(version, suite.suite());
+        debug!(
+            "{}: kTLS for {} ({version:?} {:?})",
+            self.name,
+            self.peer,
+            suite.suite()
+        );
+        self.mode = Mode::Kernel { sni, alpn };
+        Ok(())
+    }
+
+    /// [`TlsStream::hand_to_kernel`], a lost connection marked failed.
+    fn try_kernel(&mut self) -> io::Result<()> {
+        self.hand_to_kernel().inspect_err(|e| {
+            warn!(
+                "{}: kTLS switch of {} failed: {e}; closed",
+                self.name, self.peer
+            );
+            self.failed = true;
+        })
+    }
+
+    /// A read of the socket after the switch: the kernel's plaintext.
+    fn read_kernel(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tcp.read(buf) {
+            // A record that is not data (close_notify, KeyUpdate): the end, as far as we go.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => Ok(0),
+            Err(e) if e.raw_os_error() == Some(libc::EBADMSG) => {
+                debug!("{}: kTLS: bad record from {}; closed", self.name, self.peer);
+                Err(io::Error::new(ErrorKind::InvalidData, e))
+            }
+            r => r,
+        }
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.failed {
+            return Ok(0);
+        }
+        loop {
+            if self.early_off < self.early.len() {
+                let n = buf.len().min(self.early.len() - self.early_off);
+                buf[..n].copy_from_slice(&self.early[self.early_off..self.early_off + n]);
+                self.early_off += n;
+                if self.early_off == self.early.len() {
+                    self.early = Vec::new();
+                    self.early_off = 0;
+                }
+                return Ok(n);
+            }
+            let conn = match &mut self.mode {
+                Mode::User(conn) => conn,
+                Mode::Kernel { .. } => return self.read_kernel(buf),
+                Mode::Moving => return Ok(0),
+            };
+            match conn.reader().read(buf) {
+                Ok(n) => return Ok(n), // 0: close_notify
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            let got = match &mut self.feed {
+                Some(feed) => feed.pump(&mut self.tcp, conn),
+                None => conn.read_tls(&mut self.tcp),
+            };
+            match got {
+                Ok(0) => return Ok(0),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let handshaking = conn.is_handshaking();
+            if let Err(e) = conn.process_new_packets() {
+                if handshaking {
+                    self.shared.log_failure(&self.name, self.peer, &e);
+                } else {
+                    debug!("{}: TLS error from {}: {e}; closed", self.name, self.peer);
+                }
+                self.failed = true;
+                let _ = self.push_tls(); // the alert
+                return Err(io::Error::new(ErrorKind::InvalidData, e));
+            }
+            self.push_tls_soft()?;
+            self.try_kernel()?;
+        }
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.failed {
+            return Err(ErrorKind::BrokenPipe.into());
+        }
+        // Records from the last call first: until they are out, take nothing new.
+        self.push_tls()?;
+        self.try_kernel()?;
+        let conn = match &mut self.mode {
+            Mode::User(conn) => conn,
+            Mode::Kernel { .. } => return self.tcp.write_vectored(bufs),
+            Mode::Moving => return Err(ErrorKind::BrokenPipe.into()),
+        };
+        let n = conn.writer().write_vectored(bufs)?;
+        if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        self.push_tls_soft()?;
+        Ok(n)
+    }
+
+    /// Writes the records rustls still holds; `WouldBlock` while some are left.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Ok(());
+        }
+        self.push_tls()?;
+        self.try_kernel()
+    }
+}
+
+impl Source for TlsStream {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        self.tcp.register(r, t, i)
+    }
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        self.tcp.reregister(r, t, i)
+    }
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        self.tcp.deregister(r)
+    }
+}
+
+impl Stream for TlsStream {
+    /// The close happens on drop, which first sends `close_notify` (needs `&mut`).
+    fn shutdown(&self) {}
+
+    fn deadline(&self) -> Option<Instant> {
+        self.handshaking().then_some(self.deadline)
+    }
+
+    /// With kTLS the kernel encrypts what `sendfile(2)` sends: file ranges leave from the file.
+    fn send_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.is_ktls().then(|| self.tcp.as_fd())
+    }
+}
+
+impl Drop for TlsStream {
+    fn drop(&mut self) {
+        match &mut self.mode {
+            Mode::User(conn) if !self.failed && !conn.is_handshaking() => {
+                conn.send_close_notify();
+                let _ = self.push_tls();
+            }
+            Mode::Kernel { .. } if !self.failed => {
+                let _ = ktls::send_close_notify(self.tcp.as_fd());
+            }
+            _ => {}
+        }
+        let _ = self.tcp.shutdown(std::net::Shutdown::Both);
     }
 }

@@ -1,11 +1,11 @@
-//! One TLS transport for both sides: a rustls connection over a non-blocking TCP socket, as a
-//! [`Stream`] whose reads and writes carry plaintext.
+//! A TLS transport generic over the rustls side: a rustls connection over a non-blocking TCP
+//! socket, as a [`Stream`] whose reads and writes carry plaintext.
 //!
-//! The server side (`TlsStream` in `tls.rs`, from a TLS listener) and the client side
-//! (`TlsClientStream` in `tls_client.rs`, for pushes to `rtmps://`) move bytes the same way;
-//! they differ only in where a failure is told (a rate-limited log line naming the peer, or a
-//! slot the session reads after the close). That difference is a [`TlsSide`]; the record pumping,
-//! backpressure and close are written once here, so a fix to one side cannot miss the other.
+//! The client side (`TlsClientStream` in `tls_client.rs`, for pushes to `rtmps://`) uses it; a
+//! side differs only in where a failure is told (a log line naming the peer, or a slot the
+//! session reads after the close), which is a [`TlsSide`]. The server side (`TlsStream` in
+//! `tls.rs`) has its own stream since it hands established connections to the kernel (kTLS),
+//! reading the handshake one record at a time; the two were one before kTLS landed.
 //!
 //! The handshake runs inside the runtime's reads and writes: records leave on writable events,
 //! plaintext queued meanwhile is held by rustls until the handshake is over, and a handshake not
