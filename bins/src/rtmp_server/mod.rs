@@ -328,6 +328,7 @@ impl RtmpApp {
                                 if let Ok(b) = end_message(OUT_CHUNK_SIZE, v.stream_id) {
                                     ctl.send(*id, b);
                                 }
+                                triggers::viewers::stopped(&v.stream, &v.peer, "RTMP");
                             }
                             ctl.close(*id);
                         }
@@ -385,7 +386,7 @@ impl App for RtmpApp {
         if self.stop.load(Ordering::Relaxed) {
             log!(INFO, "shutting down, {} connections", ctl.len());
             for v in std::mem::take(&mut self.viewers).into_values() {
-                triggers::viewers::closed(&v.stream, &v.peer, "RTMP", &v.url);
+                mist_bins::conn_close::closed(&v.stream, &v.peer, "RTMP", &v.url);
             }
             return Flow::Stop;
         }
@@ -505,7 +506,7 @@ impl Session<RtmpApp> for Rtmp {
                     out = v.bytes_out;
                     mist_shm::sessions::conn_bytes(v.session.1, v.bytes_in, v.bytes_out);
                     mist_shm::sessions::conn_close(v.session.1);
-                    triggers::viewers::closed(&v.stream, &v.peer, "RTMP", &v.url);
+                    mist_bins::conn_close::closed(&v.stream, &v.peer, "RTMP", &v.url);
                 }
                 log!(
                     MEDIUM,
@@ -852,6 +853,7 @@ impl Rtmp {
             host: self.peer.clone(),
             token: String::new(),
         });
+        mist_bins::conn_close::opened(&stream, &self.peer, "RTMP", &url);
         app.viewers.insert(
             io.id(),
             Viewer {

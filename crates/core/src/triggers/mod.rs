@@ -386,6 +386,43 @@ impl Engine {
         self.emit_with(&c.triggers, name, stream, &payload(lines));
     }
 
+    /// [`Engine::emit`] that runs `first` when the event's turn comes, just before its handlers
+    /// (at once when no handler matches or the queue is full). CONN_CLOSE uses it to take back
+    /// the claim that lets the controller fire it for a process that dies before its turn.
+    pub fn emit_then(
+        &self,
+        name: &str,
+        stream: Option<&str>,
+        lines: &[&str],
+        first: impl FnOnce() + Send + 'static,
+    ) {
+        let c = self.config();
+        let list = handlers(&c.triggers, name, stream);
+        if list.is_empty() {
+            return first();
+        }
+        let key = stream.map_or_else(|| format!("#{name}"), str::to_string);
+        let id = self.identity();
+        let jobs: Vec<TriggerHandler> = list.into_iter().cloned().collect();
+        let (n, p) = (name.to_string(), payload(lines));
+        let first = Arc::new(Mutex::new(Some(first)));
+        let again = first.clone();
+        let r = self.pool.submit(&key, move || {
+            if let Some(f) = again.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                f();
+            }
+            for h in &jobs {
+                run_handler_as(h, &n, &p, &id);
+            }
+        });
+        if let Err(e) = r {
+            crate::warn!("trigger {name}: {e}; event dropped");
+            if let Some(f) = first.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                f();
+            }
+        }
+    }
+
     /// [`Engine::emit`] with an explicit config and payload.
     pub fn emit_with(&self, triggers: &Triggers, name: &str, stream: Option<&str>, payload: &str) {
         let list = handlers(triggers, name, stream);
