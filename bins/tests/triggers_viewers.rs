@@ -326,7 +326,8 @@ fn one_hls_js_player_in_chromium_is_one_user_new() {
 /// The controller's stop triggers and MistInBuffer's LIVE_BANDWIDTH (no other test fires them):
 /// SYSTEM_STOP answered false cancels an API shutdown and is told `signal` on SIGTERM;
 /// OUTPUT_STOP for a deleted protocol and for each protocol left at shutdown; LIVE_BANDWIDTH only for
-/// the handler whose `params` threshold the stream's rate reaches.
+/// the handlers whose `params` threshold the stream's rate reaches, and a blocking one answering
+/// false ends the stream.
 #[test]
 fn system_stop_output_stop_and_live_bandwidth_fire() {
     let _g = serial();
@@ -336,6 +337,7 @@ fn system_stop_output_stop_and_live_bandwidth_fire() {
     let note = handler_script(d, "note", "echo true");
     let keep = handler_script(d, "keep", "echo false");
     let huge = handler_script(d, "huge", "echo true");
+    let cut = handler_script(d, "cut", "echo false");
     let rtsp = free_port();
     let mut ctl = Controller::start_full(
         json!({}),
@@ -348,6 +350,7 @@ fn system_stop_output_stop_and_live_bandwidth_fire() {
                 "LIVE_BANDWIDTH": [
                     {"handler": note, "sync": false, "streams": ["live"], "params": "1000"},
                     {"handler": huge, "sync": false, "streams": [], "params": "1000000000000"},
+                    {"handler": cut, "sync": true, "streams": ["live+cut"], "params": "1000"},
                 ],
             });
         },
@@ -363,6 +366,17 @@ fn system_stop_output_stop_and_live_bandwidth_fire() {
         "bytes/s {p:?}"
     );
     assert!(records(d, "huge").is_empty(), "{:?}", records(d, "huge"));
+    // A blocking handler answering false ends the stream.
+    let _cut = publish(&ctl.publish_url("live+cut"), "320x240", 60);
+    ctl.wait_active("live+cut", Duration::from_secs(20));
+    wait_until(
+        "live+cut ended by LIVE_BANDWIDTH",
+        Duration::from_secs(40),
+        || !ctl.active_streams().iter().any(|s| s == "live+cut"),
+    );
+    let c = payloads(&records(d, "cut"), "LIVE_BANDWIDTH", 0, "live+cut");
+    assert!(!c.is_empty());
+    assert!(ctl.active_streams().iter().any(|s| s == "live+bw"));
 
     let v = ctl.api(&json!({"shutdown": true}));
     assert_eq!(v["shutdown"], "Aborted by SYSTEM_STOP trigger", "{v}");
