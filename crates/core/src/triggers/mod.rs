@@ -840,6 +840,42 @@ mod engine_tests {
     }
 
     #[test]
+    fn emit_then_runs_first_before_the_handlers_or_at_once() {
+        let out = std::env::temp_dir().join(format!("mist-eng-then-{}", std::process::id()));
+        let _ = std::fs::remove_file(&out);
+        let (dir, s) = script(&format!("echo handler >> {}", out.display()), "then");
+        let e = Engine::new();
+        let mut t = Triggers::new();
+        t.insert("CONN_CLOSE".into(), vec![h(&s, false, &["live"], None)]);
+        e.set_config(
+            Shared {
+                triggers: t,
+                ..Default::default()
+            },
+            None,
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let o = out.clone();
+        e.emit_then("CONN_CLOSE", Some("live+a"), &["live+a", "h", "RTMP", "u"], move || {
+            // Runs before the handler: the file has no line of it yet.
+            let had = std::fs::read_to_string(&o).unwrap_or_default();
+            let _ = tx.send(had);
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).as_deref(), Ok(""));
+        assert!(e.flush(Duration::from_secs(10)));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "handler\n");
+        // No handler for this stream: at once, on this thread.
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = flag.clone();
+        e.emit_then("CONN_CLOSE", Some("vod"), &["vod"], move || {
+            f.store(true, Ordering::SeqCst)
+        });
+        assert!(flag.load(Ordering::SeqCst));
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn huge_output_gives_default() {
         let (_d, s) = script("head -c 10000000 /dev/zero | tr '\\0' y; sleep 30", "huge");
         let e = Engine::new();
