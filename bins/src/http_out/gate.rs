@@ -270,7 +270,7 @@ impl<R: Send + 'static> Gate<R> {
         self.orphaned.extend(
             self.pending
                 .iter()
-                .filter(|(_, (p, _))| p.id == id)
+                .filter(|(_, p)| p.id == id)
                 .map(|(job, _)| *job),
         );
         self.rewrites.remove(&id);

@@ -41,9 +41,13 @@ const USED: u32 = 2;
 pub struct OwedClose {
     /// The process that admitted the connection.
     pub pid: u32,
+    /// The stream it played.
     pub stream: String,
+    /// The viewer's address.
     pub peer: String,
+    /// The connector (`RTMP`, `HLS` …).
     pub connector: String,
+    /// The URL of its CONN_OPEN.
     pub url: String,
 }
 
