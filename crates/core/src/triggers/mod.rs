@@ -841,7 +841,7 @@ mod engine_tests {
 
     #[test]
     fn emit_then_runs_first_before_the_handlers_or_at_once() {
-        let out = std::env::temp_dir().join(format!("mist-eng-then-{}", std::process::id()));
+        let out = std::env::temp_dir().join(format!("mist-eng-thenout-{}", std::process::id()));
         let _ = std::fs::remove_file(&out);
         let (dir, s) = script(&format!("echo handler >> {}", out.display()), "then");
         let e = Engine::new();
