@@ -360,15 +360,16 @@ impl Events {
             let bps: u64 = st.tracks.iter().map(|t| u64::from(t.bps)).sum();
             let engine = triggers::Engine::global();
             let cfg = engine.config();
-            let due: Vec<_> = triggers::handlers(&cfg.triggers, "LIVE_BANDWIDTH", Some(&self.stream))
-                .into_iter()
-                .filter(|h| {
-                    triggers::params(h)
-                        .and_then(|p| p.trim().parse::<u64>().ok())
-                        .is_some_and(|l| bps >= l)
-                })
-                .cloned()
-                .collect();
+            let due: Vec<_> =
+                triggers::handlers(&cfg.triggers, "LIVE_BANDWIDTH", Some(&self.stream))
+                    .into_iter()
+                    .filter(|h| {
+                        triggers::params(h)
+                            .and_then(|p| p.trim().parse::<u64>().ok())
+                            .is_some_and(|l| bps >= l)
+                    })
+                    .cloned()
+                    .collect();
             // Blocking handlers run off this loop, one round at a time; a false answer stops
             // the buffer at its next turn.
             if !due.is_empty() && !self.bandwidth_busy.swap(true, Ordering::AcqRel) {

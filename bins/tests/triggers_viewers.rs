@@ -363,7 +363,9 @@ fn system_stop_output_stop_and_live_bandwidth_fire() {
     let _pub = publish(&ctl.publish_url("live+bw"), "320x240", 60);
     ctl.wait_active("live+bw", Duration::from_secs(20));
     let bw = || payloads(&records(d, "note"), "LIVE_BANDWIDTH", 0, "live+bw");
-    wait_until("LIVE_BANDWIDTH", Duration::from_secs(30), || !bw().is_empty());
+    wait_until("LIVE_BANDWIDTH", Duration::from_secs(30), || {
+        !bw().is_empty()
+    });
     let p = &bw()[0];
     assert_eq!(p.len(), 2, "{p:?}");
     assert!(
@@ -391,7 +393,10 @@ fn system_stop_output_stop_and_live_bandwidth_fire() {
     );
     assert!(ctl.active_streams().iter().any(|s| s == "live+bw"));
 
-    assert!(wait_port(rtsp, Duration::from_secs(10)), "MistOutRTSP never listened");
+    assert!(
+        wait_port(rtsp, Duration::from_secs(10)),
+        "MistOutRTSP never listened"
+    );
     ctl.api(&json!({"deleteprotocol": {"connector": "RTSP"}}));
     let stops = |connector: &str| {
         records(d, "note")

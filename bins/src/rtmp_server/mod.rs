@@ -398,8 +398,7 @@ impl App for RtmpApp {
         while let Some(((id, what), verdict)) = self.decisions.take() {
             let asked = self.play_asks.remove(&id);
             let answer = ingest::admitted(ask_name(&what), verdict);
-            if let (Ask::Play { .. }, Some((peer, base)), Ok((stream, _))) =
-                (&what, asked, &answer)
+            if let (Ask::Play { .. }, Some((peer, base)), Ok((stream, _))) = (&what, asked, &answer)
             {
                 // Admitted by the viewer triggers (CONN_OPEN fired): CONN_CLOSE is owed now,
                 // also when the viewer left while it was decided.
@@ -683,7 +682,12 @@ impl Rtmp {
             ),
         };
         if matches!(what, Ask::Play { .. }) {
-            let base = self.session.connect.tc_url.trim_end_matches('/').to_string();
+            let base = self
+                .session
+                .connect
+                .tc_url
+                .trim_end_matches('/')
+                .to_string();
             app.play_asks.insert(io.id(), (self.peer.clone(), base));
         }
         self.waiting = true;

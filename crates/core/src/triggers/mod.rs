@@ -856,11 +856,16 @@ mod engine_tests {
         );
         let (tx, rx) = std::sync::mpsc::channel();
         let o = out.clone();
-        e.emit_then("CONN_CLOSE", Some("live+a"), &["live+a", "h", "RTMP", "u"], move || {
-            // Runs before the handler: the file has no line of it yet.
-            let had = std::fs::read_to_string(&o).unwrap_or_default();
-            let _ = tx.send(had);
-        });
+        e.emit_then(
+            "CONN_CLOSE",
+            Some("live+a"),
+            &["live+a", "h", "RTMP", "u"],
+            move || {
+                // Runs before the handler: the file has no line of it yet.
+                let had = std::fs::read_to_string(&o).unwrap_or_default();
+                let _ = tx.send(had);
+            },
+        );
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).as_deref(), Ok(""));
         assert!(e.flush(Duration::from_secs(10)));
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "handler\n");
