@@ -358,6 +358,8 @@ pub struct Feed {
     /// A VoD feed (one viewer, from the first frame): muxes only while the viewer's unsent
     /// backlog is below [`VOD_BACKLOG`], and goes on when it drains.
     pub vod: bool,
+    /// Viewers that played to the end of the stream (CONN_STOP), for the caller to take.
+    pub stopped: Vec<ConnId>,
 }
 
 /// Unsent bytes a VoD viewer may have queued before its feed pauses.
@@ -375,6 +377,7 @@ impl Feed {
             done: false,
             slots: Vec::new(),
             vod: false,
+            stopped: Vec::new(),
         }
     }
 
@@ -489,6 +492,7 @@ impl Feed {
                 Step::Ended => {
                     for v in std::mem::take(&mut self.viewers) {
                         io.end_stream(v);
+                        self.stopped.push(v);
                     }
                     for (id, _) in std::mem::take(&mut self.waiting) {
                         io.respond_text(id, 503, "stream offline");

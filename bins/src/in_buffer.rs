@@ -14,7 +14,8 @@
 //!   it too.
 //! * It fires the triggers of the stream's life it owns (INTERFACES §5.3, `docs/triggers.md`):
 //!   STREAM_READY (false: the buffer exits), STREAM_BUFFER `FULL`/`DRY`/`RECOVER` with the health
-//!   JSON and `EMPTY` at the end, LIVE_TRACK_LIST when the track set changes, LIVE_BANDWIDTH,
+//!   JSON and `EMPTY` at the end, LIVE_TRACK_LIST when the track set changes, LIVE_BANDWIDTH (a blocking handler's false
+//!   ends the stream),
 //!   STREAM_UNLOAD and STREAM_END.
 
 use mist_core::triggers;
@@ -199,6 +200,13 @@ pub fn run(opts: &Options, stop: Arc<AtomicBool>) -> i32 {
                 ev.buffer(state, &st);
             }
             ev.tracks(&st);
+            if ev.bandwidth_refused() {
+                mist_core::warn!(
+                    "the LIVE_BANDWIDTH trigger refused stream {}: ending it",
+                    opts.stream
+                );
+                return ev.end(buf, "LIVE_BANDWIDTH trigger refused", viewers);
+            }
         } else {
             let since = *gone_since.get_or_insert_with(|| {
                 if had_publisher {
@@ -261,6 +269,10 @@ struct Events {
     viewer_secs: u64,
     last_viewers: (Instant, usize),
     last_bandwidth: Instant,
+    /// A LIVE_BANDWIDTH round is running.
+    bandwidth_busy: Arc<AtomicBool>,
+    /// A LIVE_BANDWIDTH handler answered false.
+    bandwidth_refused: Arc<AtomicBool>,
 }
 
 impl Events {
@@ -272,6 +284,8 @@ impl Events {
             viewer_secs: 0,
             last_viewers: (Instant::now(), 0),
             last_bandwidth: Instant::now(),
+            bandwidth_busy: Arc::default(),
+            bandwidth_refused: Arc::default(),
         }
     }
 
@@ -346,16 +360,47 @@ impl Events {
             let bps: u64 = st.tracks.iter().map(|t| u64::from(t.bps)).sum();
             let engine = triggers::Engine::global();
             let cfg = engine.config();
-            for h in triggers::handlers(&cfg.triggers, "LIVE_BANDWIDTH", Some(&self.stream)) {
-                let limit = triggers::params(h).and_then(|p| p.trim().parse::<u64>().ok());
-                if limit.is_some_and(|l| bps >= l) {
-                    let mut one = triggers::Triggers::new();
-                    one.insert("LIVE_BANDWIDTH".into(), vec![h.clone()]);
-                    let p = triggers::payload(&[&self.stream, &bps.to_string()]);
-                    engine.emit_with(&one, "LIVE_BANDWIDTH", Some(&self.stream), &p);
-                }
+            let due: Vec<_> =
+                triggers::handlers(&cfg.triggers, "LIVE_BANDWIDTH", Some(&self.stream))
+                    .into_iter()
+                    .filter(|h| {
+                        triggers::params(h)
+                            .and_then(|p| p.trim().parse::<u64>().ok())
+                            .is_some_and(|l| bps >= l)
+                    })
+                    .cloned()
+                    .collect();
+            // Blocking handlers run off this loop, one round at a time; a false answer stops
+            // the buffer at its next turn.
+            if !due.is_empty() && !self.bandwidth_busy.swap(true, Ordering::AcqRel) {
+                let mut one = triggers::Triggers::new();
+                one.insert("LIVE_BANDWIDTH".into(), due);
+                let p = triggers::payload(&[&self.stream, &bps.to_string()]);
+                let (stream, busy, refused) = (
+                    self.stream.clone(),
+                    self.bandwidth_busy.clone(),
+                    self.bandwidth_refused.clone(),
+                );
+                std::thread::spawn(move || {
+                    let o = triggers::Engine::global().fire_with(
+                        &one,
+                        "LIVE_BANDWIDTH",
+                        Some(&stream),
+                        &[],
+                        &p,
+                    );
+                    if !o.ok {
+                        refused.store(true, Ordering::Release);
+                    }
+                    busy.store(false, Ordering::Release);
+                });
             }
         }
+    }
+
+    /// A LIVE_BANDWIDTH handler answered false: the buffer must stop.
+    fn bandwidth_refused(&self) -> bool {
+        self.bandwidth_refused.load(Ordering::Acquire)
     }
 
     /// Ends the stream: STREAM_BUFFER `EMPTY`, STREAM_UNLOAD (uncancelable, directly followed by

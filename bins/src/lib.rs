@@ -3,6 +3,7 @@
 //! VoD file input behind MistInMP4, MistInTS, MistInFLV and MistInEBML.
 
 pub mod access;
+pub mod conn_close;
 pub mod feed;
 pub mod hls_in;
 pub mod http_out;

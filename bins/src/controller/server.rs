@@ -357,6 +357,10 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
     super::push::shutdown(&mut ctl, super::STOP_GRACE);
     info!("stopping {} children", ctl.sup.children.len());
     ctl.sup.stop_all(super::STOP_GRACE);
+    // The CONN_CLOSE the stopped outputs still owed, then the queued non-blocking handlers
+    // (SYSTEM_STOP, OUTPUT_STOP, …) run before the controller exits (bounded).
+    shm_call(mist_bins::conn_close::reap);
+    mist_core::triggers::Engine::global().flush(Duration::from_secs(5));
     if let Some(list) = ctl.shm_streams() {
         for s in list {
             let n = s.name.clone();

@@ -3,7 +3,8 @@
 //! session id (an HLS player's many requests, or one session served by several processes),
 //! keeps the byte counts of rows that went away, and ends a session once nothing of it was
 //! active for [`timeout`]: USER_END with its 12 lines, then it is forgotten. A session whose
-//! process died ends the same way (its rows' last counts are kept).
+//! process died ends the same way (its rows' last counts are kept), and the CONN_CLOSE its
+//! connections were owed is fired here (`mist_bins::conn_close`).
 //!
 //! Byte directions follow MistServer: `up` = sent to the viewer, `down` = received from it.
 
@@ -243,6 +244,8 @@ impl Sessions {
             return;
         }
         self.last_poll = Some(Instant::now());
+        // CONN_CLOSE of the viewer connections of outputs that died (issue 11).
+        shm_call(mist_bins::conn_close::reap);
         let mut rows = shm_call(shm_sessions::rows).unwrap_or_default();
         let users = read_users();
         rows.extend(users_rows(&users));

@@ -37,18 +37,33 @@ struct Admitted {
     url: String,
 }
 
+/// What a parked request's thread found: the request, admitted or the refusing trigger, the
+/// stream PLAY_REWRITE named (if it ran and renamed), whether CONN_OPEN was fired.
+struct Decision {
+    job: u64,
+    result: Result<(), Refused>,
+    rewritten: Option<String>,
+    opened: bool,
+}
+
 pub struct Gate<R> {
+    /// Parked requests.
     pending: HashMap<u64, Parked<R>>,
+    /// Parked requests whose connection closed while their handlers ran.
+    orphaned: std::collections::HashSet<u64>,
     next: u64,
-    tx: Sender<(u64, Result<(), Refused>)>,
-    rx: Receiver<(u64, Result<(), Refused>)>,
+    tx: Sender<Decision>,
+    rx: Receiver<Decision>,
     /// Streams each open connection was admitted to.
     admitted: HashMap<ConnId, Vec<Admitted>>,
+    /// PLAY_REWRITE answers per open connection: requested stream → stream played.
+    rewrites: HashMap<ConnId, Vec<(String, String)>>,
 }
 
 /// What to do with a request now.
 pub enum Verdict<R> {
-    Pass(R),
+    /// Serve it now: the stream to play (PLAY_REWRITE may have renamed it) and the route.
+    Pass(String, R),
     Refuse(Refused),
     Parked,
 }
@@ -108,16 +123,19 @@ impl<R: Send + 'static> Gate<R> {
         let (tx, rx) = channel();
         Gate {
             pending: HashMap::new(),
+            orphaned: Default::default(),
             next: 0,
             tx,
             rx,
             admitted: HashMap::new(),
+            rewrites: HashMap::new(),
         }
     }
 
     fn admit(&mut self, p: &Parked<R>) {
         let list = self.admitted.entry(p.id).or_default();
         if !list.iter().any(|a| a.stream == p.stream) {
+            crate::conn_close::opened(&p.stream, &p.host, &p.connector, &p.url);
             list.push(Admitted {
                 stream: p.stream.clone(),
                 host: p.host.clone(),
@@ -128,9 +146,28 @@ impl<R: Send + 'static> Gate<R> {
     }
 
     /// Decides a stream request: at once when no blocking handler must run, else parked until
-    /// [`Gate::decided`] gives it back.
-    pub fn check(&mut self, p: Parked<R>, waker: Option<Arc<mio::Waker>>) -> Verdict<R> {
+    /// [`Gate::decided`] gives it back. PLAY_REWRITE runs first, once per connection and
+    /// requested stream; then CONN_OPEN and CONN_PLAY once per connection and stream, USER_NEW
+    /// once per session.
+    pub fn check(&mut self, mut p: Parked<R>, waker: Option<Arc<mio::Waker>>) -> Verdict<R> {
         let e = Engine::global();
+        let known = self
+            .rewrites
+            .get(&p.id)
+            .and_then(|l| l.iter().find(|(asked, _)| *asked == p.stream))
+            .map(|(_, to)| to.clone());
+        match known {
+            Some(to) => p.stream = to,
+            None if e.exists("PLAY_REWRITE", Some(&p.stream)) => {
+                let done: Vec<String> = self
+                    .admitted
+                    .get(&p.id)
+                    .map(|l| l.iter().map(|a| a.stream.clone()).collect())
+                    .unwrap_or_default();
+                return self.park(p, None, done, waker);
+            }
+            None => {}
+        }
         let stream = Some(p.stream.as_str());
         let fresh = !self
             .admitted
@@ -151,8 +188,20 @@ impl<R: Send + 'static> Gate<R> {
         }
         if !steps.open && !steps.user_new && !steps.play {
             self.admit(&p);
-            return Verdict::Pass(p.route);
+            return Verdict::Pass(p.stream, p.route);
         }
+        self.park(p, Some(steps), Vec::new(), waker)
+    }
+
+    /// Runs the handlers of a request in a thread: `steps`, or (None) PLAY_REWRITE and then the
+    /// steps of the stream it names (`done`: the streams the connection was admitted to).
+    fn park(
+        &mut self,
+        p: Parked<R>,
+        steps: Option<Steps>,
+        done: Vec<String>,
+        waker: Option<Arc<mio::Waker>>,
+    ) -> Verdict<R> {
         let job = self.next;
         self.next += 1;
         let tx = self.tx.clone();
@@ -165,8 +214,16 @@ impl<R: Send + 'static> Gate<R> {
         );
         self.pending.insert(job, p);
         std::thread::spawn(move || {
-            let r = viewers::admit_steps(steps, &stream, &host, &connector, &url, &token);
-            let _ = tx.send((job, r));
+            let d = match steps {
+                Some(steps) => Decision {
+                    job,
+                    result: viewers::admit_steps(steps, &stream, &host, &connector, &url, &token),
+                    rewritten: None,
+                    opened: steps.open,
+                },
+                None => rewrite_then_admit(job, &stream, &host, &connector, &url, &token, &done),
+            };
+            let _ = tx.send(d);
             if let Some(w) = waker {
                 let _ = w.wake();
             }
@@ -174,27 +231,99 @@ impl<R: Send + 'static> Gate<R> {
         Verdict::Parked
     }
 
-    /// Requests whose handlers answered: (request, admitted or the refusing trigger).
+    /// Requests whose handlers answered: (request, admitted or the refusing trigger). A request
+    /// PLAY_REWRITE renamed carries the new stream name.
     pub fn decided(&mut self) -> Vec<(Parked<R>, Result<(), Refused>)> {
         let mut out = Vec::new();
-        while let Ok((job, r)) = self.rx.try_recv() {
-            if let Some(p) = self.pending.remove(&job) {
-                if r.is_ok() {
-                    self.admit(&p);
+        while let Ok(d) = self.rx.try_recv() {
+            let Some(mut p) = self.pending.remove(&d.job) else {
+                continue;
+            };
+            if let Some(to) = d.rewritten {
+                if !self.orphaned.contains(&d.job) {
+                    let l = self.rewrites.entry(p.id).or_default();
+                    if !l.iter().any(|(asked, _)| *asked == p.stream) {
+                        l.push((p.stream.clone(), to.clone()));
+                    }
                 }
-                out.push((p, r));
+                p.stream = to;
             }
+            if self.orphaned.remove(&d.job) {
+                // Its connection is gone: a CONN_OPEN that admitted it still gets its CONN_CLOSE.
+                if d.result.is_ok() && d.opened {
+                    crate::conn_close::closed(&p.stream, &p.host, &p.connector, &p.url);
+                }
+                continue;
+            }
+            if d.result.is_ok() {
+                self.admit(&p);
+            }
+            out.push((p, d.result));
         }
         out
     }
 
-    /// A connection closed: forgets its parked requests; CONN_CLOSE for each stream it was
-    /// admitted to.
+    /// A connection closed: its parked requests are dropped once decided; CONN_CLOSE for each
+    /// stream it was admitted to.
     pub fn closed(&mut self, id: ConnId) {
-        self.pending.retain(|_, p| p.id != id);
+        // Kept until their handlers answer (see `decided`).
+        self.orphaned.extend(
+            self.pending
+                .iter()
+                .filter(|(_, p)| p.id == id)
+                .map(|(job, _)| *job),
+        );
+        self.rewrites.remove(&id);
         for a in self.admitted.remove(&id).unwrap_or_default() {
-            viewers::closed(&a.stream, &a.host, &a.connector, &a.url);
+            crate::conn_close::closed(&a.stream, &a.host, &a.connector, &a.url);
         }
+    }
+}
+
+/// PLAY_REWRITE for an HTTP request (blocking), then the viewer triggers of the stream it names:
+/// CONN_OPEN and CONN_PLAY unless the connection was admitted to that stream (`done`), USER_NEW
+/// unless the session is decided. An empty or invalid answer refuses.
+fn rewrite_then_admit(
+    job: u64,
+    stream: &str,
+    host: &str,
+    connector: &str,
+    url: &str,
+    token: &str,
+    done: &[String],
+) -> Decision {
+    let refused = |r: Refused| Decision {
+        job,
+        result: Err(r),
+        rewritten: None,
+        opened: false,
+    };
+    let to = match viewers::play_rewrite(stream, host, connector, url) {
+        Ok(Some(name)) => {
+            let n = mist_core::names::sanitize(&name);
+            if !mist_core::names::is_valid(&n) {
+                mist_core::warn!(
+                    "PLAY_REWRITE answered {name:?} for {stream} ({host}): not a stream name; refused"
+                );
+                return refused(Refused("PLAY_REWRITE"));
+            }
+            n
+        }
+        Ok(None) => stream.to_string(),
+        Err(r) => return refused(r),
+    };
+    let e = Engine::global();
+    let fresh = !done.contains(&to);
+    let steps = Steps {
+        open: fresh && e.exists("CONN_OPEN", Some(&to)),
+        user_new: e.exists("USER_NEW", Some(&to)),
+        play: fresh && e.exists("CONN_PLAY", Some(&to)),
+    };
+    Decision {
+        job,
+        result: viewers::admit_steps(steps, &to, host, connector, url, token),
+        rewritten: (to != stream).then_some(to),
+        opened: steps.open,
     }
 }
 

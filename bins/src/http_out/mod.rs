@@ -557,8 +557,19 @@ impl App {
         for f in self.feeds.values_mut() {
             f.poll(io);
         }
+        self.conn_stops(io);
         self.poll_segmented(io);
         self.gc(io);
+    }
+
+    /// CONN_STOP for the progressive viewers whose stream ended while they played.
+    fn conn_stops(&mut self, io: &mut Io) {
+        for (k, f) in self.feeds.iter_mut() {
+            for id in std::mem::take(&mut f.stopped) {
+                let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
+                mist_core::triggers::viewers::stopped(&k.stream, &host, "HTTP");
+            }
+        }
     }
 
     fn gc(&mut self, _io: &mut Io) {
@@ -717,7 +728,11 @@ impl App {
                 continue;
             }
             match r {
-                Ok(()) => self.open_stream(io, p.id, p.stream, p.route, &p.target),
+                Ok(()) => {
+                    // PLAY_REWRITE may have renamed the stream: the session is the new one's.
+                    self.vs.rewritten(p.id, &p.stream);
+                    self.open_stream(io, p.id, p.stream, p.route, &p.target)
+                }
                 Err(why) => io.respond_text(p.id, 403, &why.to_string()),
             }
         }
@@ -826,8 +841,11 @@ impl Handler for App {
                     url,
                 };
                 match self.gate.check(parked, self.waker.clone()) {
-                    gate::Verdict::Pass(route) => {
-                        self.open_stream(io, id, name, route, &req.target)
+                    gate::Verdict::Pass(stream, route) => {
+                        if stream != name {
+                            self.vs.rewritten(id, &stream);
+                        }
+                        self.open_stream(io, id, stream, route, &req.target)
                     }
                     gate::Verdict::Refuse(why) => io.respond_text(id, 403, &why.to_string()),
                     gate::Verdict::Parked => {}
@@ -855,6 +873,9 @@ impl Handler for App {
         if let Some(k) = self.conn_feed.get(&id) {
             if let Some(f) = self.feeds.get_mut(k).filter(|f| f.vod) {
                 f.poll(io);
+                if !f.stopped.is_empty() {
+                    self.conn_stops(io);
+                }
             }
         }
     }

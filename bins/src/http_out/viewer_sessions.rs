@@ -65,6 +65,14 @@ impl ViewerSessions {
         );
     }
 
+    /// PLAY_REWRITE renamed the stream of the request on `id`: its session is the new stream's.
+    pub fn rewritten(&mut self, id: ConnId, stream: &str) {
+        if let Some(k) = self.asked.get_mut(&id).filter(|k| k.stream != stream) {
+            k.stream = stream.to_string();
+            k.sid = viewers::session_id(stream, &k.host, &k.connector, &k.token);
+        }
+    }
+
     /// The request on `id` was admitted: the connection counts in its session.
     pub fn admitted(&mut self, id: ConnId) {
         let Some(k) = self.asked.remove(&id) else {

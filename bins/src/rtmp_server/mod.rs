@@ -168,8 +168,6 @@ struct Viewer {
     bytes_out: u64,
     bytes_in: u64,
     stream: String,
-    /// The viewer URL of the viewer triggers.
-    url: String,
     peer: String,
     /// Its viewer session (`mist_shm::sessions`): id, and the connection's key there.
     session: (String, u64),
@@ -229,6 +227,12 @@ pub struct RtmpApp {
     next_pump: Instant,
     busy: bool,
     next_report: Instant,
+    /// Peer and tcUrl of each connection whose play the controller (and the viewer triggers)
+    /// decide.
+    play_asks: HashMap<ConnId, (String, String)>,
+    /// The CONN_CLOSE each connection admitted to play owes (stream, peer, URL): from the
+    /// admission (CONN_OPEN) to the connection's end, whatever happened between.
+    owed: HashMap<ConnId, (String, String, String)>,
 }
 
 impl RtmpApp {
@@ -328,6 +332,7 @@ impl RtmpApp {
                                 if let Ok(b) = end_message(OUT_CHUNK_SIZE, v.stream_id) {
                                     ctl.send(*id, b);
                                 }
+                                triggers::viewers::stopped(&v.stream, &v.peer, "RTMP");
                             }
                             ctl.close(*id);
                         }
@@ -384,16 +389,32 @@ impl App for RtmpApp {
     fn turn(&mut self, ctl: &mut Ctl<'_, Self>, now: Instant) -> Flow {
         if self.stop.load(Ordering::Relaxed) {
             log!(INFO, "shutting down, {} connections", ctl.len());
-            for v in std::mem::take(&mut self.viewers).into_values() {
-                triggers::viewers::closed(&v.stream, &v.peer, "RTMP", &v.url);
+            self.viewers.clear();
+            for (_, (s, p, u)) in std::mem::take(&mut self.owed) {
+                mist_bins::conn_close::closed(&s, &p, "RTMP", &u);
             }
             return Flow::Stop;
         }
         while let Some(((id, what), verdict)) = self.decisions.take() {
+            let asked = self.play_asks.remove(&id);
+            let answer = ingest::admitted(ask_name(&what), verdict);
+            if let (Ask::Play { .. }, Some((peer, base)), Ok((stream, _))) = (&what, asked, &answer)
+            {
+                // Admitted by the viewer triggers (CONN_OPEN fired): CONN_CLOSE is owed now,
+                // also when the viewer left while it was decided.
+                if !stream.is_empty() {
+                    let url = format!("{base}/{stream}");
+                    if ctl.is_open(id) {
+                        mist_bins::conn_close::opened(stream, &peer, "RTMP", &url);
+                        self.owed.insert(id, (stream.clone(), peer, url));
+                    } else {
+                        mist_bins::conn_close::closed(stream, &peer, "RTMP", &url);
+                    }
+                }
+            }
             if !ctl.is_open(id) {
                 continue; // the peer left while the controller decided
             }
-            let answer = ingest::admitted(ask_name(&what), verdict);
             self.answers.insert(id, (what, answer));
             ctl.wake(id);
         }
@@ -486,6 +507,9 @@ impl Session<RtmpApp> for Rtmp {
 
     fn on_close(&mut self, app: &mut RtmpApp, id: ConnId, _peer: Peer) {
         app.answers.remove(&id);
+        if let Some((s, p, u)) = app.owed.remove(&id) {
+            mist_bins::conn_close::closed(&s, &p, "RTMP", &u);
+        }
         let why = self.why.take().unwrap_or_else(|| "closed".into());
         match std::mem::replace(&mut self.role, Role::None) {
             Role::Publisher { ingest, .. } => {
@@ -505,7 +529,6 @@ impl Session<RtmpApp> for Rtmp {
                     out = v.bytes_out;
                     mist_shm::sessions::conn_bytes(v.session.1, v.bytes_in, v.bytes_out);
                     mist_shm::sessions::conn_close(v.session.1);
-                    triggers::viewers::closed(&v.stream, &v.peer, "RTMP", &v.url);
                 }
                 log!(
                     MEDIUM,
@@ -658,6 +681,15 @@ impl Rtmp {
                 Duration::from_secs(10),
             ),
         };
+        if matches!(what, Ask::Play { .. }) {
+            let base = self
+                .session
+                .connect
+                .tc_url
+                .trim_end_matches('/')
+                .to_string();
+            app.play_asks.insert(io.id(), (self.peer.clone(), base));
+        }
         self.waiting = true;
         io.pause_reading(true);
         app.decisions.ask_within((io.id(), what), req, timeout);
@@ -839,10 +871,6 @@ impl Rtmp {
             self.peer,
             ps.gop.items().len()
         );
-        let url = format!(
-            "{}/{stream}",
-            self.session.connect.tc_url.trim_end_matches('/')
-        );
         // The viewer's session, as USER_NEW named it (RTMP viewers have no token).
         let sid = triggers::viewers::session_id(&stream, &self.peer, "RTMP", "");
         let skey = mist_shm::sessions::conn_open(&mist_shm::sessions::SessionKey {
@@ -860,7 +888,6 @@ impl Rtmp {
                 bytes_out: (io.backlog() - before) as u64,
                 bytes_in: self.bytes_in,
                 stream: stream.clone(),
-                url,
                 peer: self.peer.clone(),
                 session: (sid, skey),
             },
@@ -911,6 +938,8 @@ impl Server {
             next_pump: now,
             busy: false,
             next_report: now,
+            play_asks: HashMap::new(),
+            owed: HashMap::new(),
         };
         Ok(Server { rt, app, addr })
     }

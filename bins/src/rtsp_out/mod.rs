@@ -663,6 +663,7 @@ impl Session<RtspApp> for Conn {
         match ingest::admitted(&name, v) {
             Ok((stream, _)) => {
                 self.admitted = true;
+                crate::conn_close::opened(&stream, &self.host, "RTSP", &self.url);
                 self.stream = Some(stream.clone());
                 self.stage = Stage::Waiting {
                     stream,
@@ -721,7 +722,7 @@ impl Session<RtspApp> for Conn {
         app.verdicts.remove(&id);
         if self.admitted {
             if let Some(s) = &self.stream {
-                mist_core::triggers::viewers::closed(s, &self.host, "RTSP", &self.url);
+                crate::conn_close::closed(s, &self.host, "RTSP", &self.url);
             }
         }
         debug!("RTSP connection of {} closed", self.peer);

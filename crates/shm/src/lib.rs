@@ -92,6 +92,7 @@
 
 #![warn(missing_docs)]
 
+pub mod conns;
 mod futex;
 mod guard;
 pub mod health;

@@ -6,7 +6,7 @@ use mist_media::Codec;
 use std::sync::atomic::AtomicBool;
 
 /// All unit tests share one temp directory (the env var is process-wide) and use unique names.
-fn setup() {
+pub(crate) fn setup() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         // Directories of earlier runs whose process is gone.

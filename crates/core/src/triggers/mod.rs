@@ -386,6 +386,43 @@ impl Engine {
         self.emit_with(&c.triggers, name, stream, &payload(lines));
     }
 
+    /// [`Engine::emit`] that runs `first` when the event's turn comes, just before its handlers
+    /// (at once when no handler matches or the queue is full). CONN_CLOSE uses it to take back
+    /// the claim that lets the controller fire it for a process that dies before its turn.
+    pub fn emit_then(
+        &self,
+        name: &str,
+        stream: Option<&str>,
+        lines: &[&str],
+        first: impl FnOnce() + Send + 'static,
+    ) {
+        let c = self.config();
+        let list = handlers(&c.triggers, name, stream);
+        if list.is_empty() {
+            return first();
+        }
+        let key = stream.map_or_else(|| format!("#{name}"), str::to_string);
+        let id = self.identity();
+        let jobs: Vec<TriggerHandler> = list.into_iter().cloned().collect();
+        let (n, p) = (name.to_string(), payload(lines));
+        let first = Arc::new(Mutex::new(Some(first)));
+        let again = first.clone();
+        let r = self.pool.submit(&key, move || {
+            if let Some(f) = again.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                f();
+            }
+            for h in &jobs {
+                run_handler_as(h, &n, &p, &id);
+            }
+        });
+        if let Err(e) = r {
+            crate::warn!("trigger {name}: {e}; event dropped");
+            if let Some(f) = first.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                f();
+            }
+        }
+    }
+
     /// [`Engine::emit`] with an explicit config and payload.
     pub fn emit_with(&self, triggers: &Triggers, name: &str, stream: Option<&str>, payload: &str) {
         let list = handlers(triggers, name, stream);
@@ -800,6 +837,47 @@ mod engine_tests {
                     .is_ok_and(|st| st.contains(") Z "))
         });
         assert!(gone, "the handler's child {pid} survived");
+    }
+
+    #[test]
+    fn emit_then_runs_first_before_the_handlers_or_at_once() {
+        let out = std::env::temp_dir().join(format!("mist-eng-thenout-{}", std::process::id()));
+        let _ = std::fs::remove_file(&out);
+        let (dir, s) = script(&format!("echo handler >> {}", out.display()), "then");
+        let e = Engine::new();
+        let mut t = Triggers::new();
+        t.insert("CONN_CLOSE".into(), vec![h(&s, false, &["live"], None)]);
+        e.set_config(
+            Shared {
+                triggers: t,
+                ..Default::default()
+            },
+            None,
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let o = out.clone();
+        e.emit_then(
+            "CONN_CLOSE",
+            Some("live+a"),
+            &["live+a", "h", "RTMP", "u"],
+            move || {
+                // Runs before the handler: the file has no line of it yet.
+                let had = std::fs::read_to_string(&o).unwrap_or_default();
+                let _ = tx.send(had);
+            },
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).as_deref(), Ok(""));
+        assert!(e.flush(Duration::from_secs(10)));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "handler\n");
+        // No handler for this stream: at once, on this thread.
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = flag.clone();
+        e.emit_then("CONN_CLOSE", Some("vod"), &["vod"], move || {
+            f.store(true, Ordering::SeqCst)
+        });
+        assert!(flag.load(Ordering::SeqCst));
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

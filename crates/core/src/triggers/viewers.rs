@@ -1,5 +1,6 @@
 //! Viewer triggers for the connector serving the viewer (INTERFACES §5.3): CONN_OPEN, USER_NEW
-//! (answer cached per session for 10 minutes), CONN_PLAY before playback, CONN_CLOSE after.
+//! (answer cached per session for 10 minutes), CONN_PLAY before playback, CONN_STOP at the end of
+//! the data, CONN_CLOSE after.
 
 use super::Engine;
 use std::collections::HashMap;
@@ -213,6 +214,12 @@ pub struct Refused(pub &'static str);
 /// A viewer admitted by [`admit`] left: CONN_CLOSE (never waits).
 pub fn closed(stream: &str, host: &str, connector: &str, url: &str) {
     Engine::global().emit("CONN_CLOSE", Some(stream), &[stream, host, connector, url]);
+}
+
+/// An admitted viewer's playback reached the end of the stream's data: CONN_STOP (never waits;
+/// undocumented in MistServer, payload stream, peer, connector and an empty line).
+pub fn stopped(stream: &str, host: &str, connector: &str) {
+    Engine::global().emit("CONN_STOP", Some(stream), &[stream, host, connector, ""]);
 }
 
 #[cfg(test)]
