@@ -468,8 +468,11 @@ impl Io<'_> {
         if n == 0 {
             return;
         }
-        let head = Bytes::from(format!("{n:x}\r\n"));
-        let tail = Bytes::from_static(b"\r\n");
+        // One shared buffer per frame and framing, built on first use: each viewer queues one
+        // item per frame (a chunk header, the pieces and a trailer would be several), so a
+        // merged write stays a few iovecs and a viewer's queue never outgrows its idle size.
+        let mut framed: Option<Bytes> = None;
+        let mut plain: Option<Bytes> = None;
         let merge = self.st.cfg.merge;
         let in_turn = self.sink.in_turn();
         let now = self.st.now;
@@ -483,15 +486,12 @@ impl Io<'_> {
             let Some(q) = self.sink.out(id) else {
                 return false;
             };
-            if chunked {
-                q.push(head.clone());
-            }
-            for b in chunks.iter().filter(|b| !b.is_empty()) {
-                q.push(b.clone());
-            }
-            if chunked {
-                q.push(tail.clone());
-            }
+            let b = if chunked {
+                framed.get_or_insert_with(|| joined(chunks, Some(n)))
+            } else {
+                plain.get_or_insert_with(|| joined(chunks, None))
+            };
+            q.push(b.clone());
             if !in_turn || merge.is_zero() || q.len() >= MERGE_BYTES {
                 self.sink.flush(id);
             } else {
@@ -1028,4 +1028,24 @@ impl<H: Handler> App for HttpApp<H> {
         }
         Some(t)
     }
+}
+
+/// `chunks` as one buffer; with `Some(n)` (their total length) framed as one HTTP/1.1 chunk. A
+/// single unframed piece is shared as it is.
+fn joined(chunks: &[Bytes], chunk_len: Option<usize>) -> Bytes {
+    if chunk_len.is_none() && chunks.len() == 1 {
+        return chunks[0].clone();
+    }
+    let n: usize = chunks.iter().map(Bytes::len).sum();
+    let mut v = Vec::with_capacity(n + 20);
+    if let Some(len) = chunk_len {
+        v.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+    }
+    for c in chunks {
+        v.extend_from_slice(c);
+    }
+    if chunk_len.is_some() {
+        v.extend_from_slice(b"\r\n");
+    }
+    Bytes::from(v)
 }
