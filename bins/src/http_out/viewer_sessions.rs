@@ -35,9 +35,9 @@ pub fn fanout(ids: &[ConnId], bytes: u64) {
 pub struct ViewerSessions {
     /// The session of each connection's current request, before it is admitted.
     asked: HashMap<ConnId, SessionKey>,
-    /// Admitted connections: (session id, connection key in `mist_shm::sessions`, bytes sent,
-    /// the session's key).
-    open: HashMap<ConnId, (String, u64, u64, SessionKey)>,
+    /// Admitted connections: (connection key in `mist_shm::sessions`, bytes sent, the session's
+    /// key, whose `sid` is its id).
+    open: HashMap<ConnId, (u64, u64, SessionKey)>,
     last_tick: Option<Instant>,
 }
 
@@ -46,7 +46,7 @@ impl ViewerSessions {
     pub fn request(&mut self, id: ConnId, stream: &str, host: &str, connector: &str, token: &str) {
         // A keep-alive connection asking for the same session again (a player's next segment)
         // keeps its session: no new id to hash, no key to copy.
-        if let Some((_, _, _, k)) = self.open.get(&id) {
+        if let Some((_, _, k)) = self.open.get(&id) {
             if k.stream == stream && k.host == host && k.connector == connector && k.token == token
             {
                 self.asked.remove(&id);
@@ -81,18 +81,18 @@ impl ViewerSessions {
         if self
             .open
             .get(&id)
-            .is_some_and(|(sid, _, _, _)| *sid == k.sid)
+            .is_some_and(|(_, _, open)| open.sid == k.sid)
         {
             return;
         }
         self.closed(id);
         let key = sessions::conn_open(&k);
-        self.open.insert(id, (k.sid.clone(), key, 0, k));
+        self.open.insert(id, (key, 0, k));
     }
 
     /// `bytes` of an answer were queued on `id`.
     pub fn sent(&mut self, id: ConnId, bytes: u64) {
-        if let Some((_, key, up, _)) = self.open.get_mut(&id) {
+        if let Some((key, up, _)) = self.open.get_mut(&id) {
             *up += bytes;
             sessions::conn_bytes(*key, 0, *up);
         }
@@ -119,7 +119,7 @@ impl ViewerSessions {
         if let Some(n) = fed {
             self.sent(id, n);
         }
-        if let Some((_, key, _, _)) = self.open.remove(&id) {
+        if let Some((key, _, _)) = self.open.remove(&id) {
             sessions::conn_close(key);
         }
     }
@@ -147,7 +147,7 @@ impl ViewerSessions {
         }
         self.open
             .iter()
-            .filter(|(_, (sid, _, _, _))| asked.killed.contains(sid))
+            .filter(|(_, (_, _, k))| asked.killed.contains(&k.sid))
             .map(|(id, _)| *id)
             .collect()
     }
