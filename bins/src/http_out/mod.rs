@@ -249,6 +249,8 @@ pub struct App {
     /// The token of each connection's current stream request (`tkn.rs`: propagated into the
     /// playlists it gets).
     tokens: HashMap<ConnId, String>,
+    /// When [`App::gc`] next drops the waits on streams nobody reads any more.
+    next_watch_gc: Instant,
 }
 
 /// How long an [`App::active_cached`] answer is reused.
@@ -262,6 +264,7 @@ impl App {
             feeds: HashMap::new(),
             segmented: HashMap::new(),
             conn_feed: HashMap::new(),
+            next_watch_gc: Instant::now(),
             waiting: Vec::new(),
             mp4_waiting: Vec::new(),
             mp4_plans: HashMap::new(),
@@ -572,25 +575,42 @@ impl App {
         }
     }
 
+    /// Drops finished and unwatched feeds. It runs on every poll, attach and close, so it must
+    /// not walk every connection: a connection leaves `conn_feed` when it closes (`closed`), and
+    /// only the entries of a dropped feed are swept here. (Checking each entry against its feed's
+    /// viewers and hashing its key made this O(viewers²) per poll: 6 % of MistOutHTTP's samples
+    /// with 200 HTTP-FLV viewers.)
     fn gc(&mut self, _io: &mut Io) {
+        let before = self.feeds.len();
         self.feeds.retain(|_, f| !f.done && !f.is_idle());
-        let live: HashSet<String> = self
+        let dropped = self.feeds.len() != before;
+        if dropped {
+            let feeds = &self.feeds;
+            self.conn_feed.retain(|_, k| feeds.contains_key(k));
+        }
+        // Segmented slots expire in `poll_segmented`; their streams' waits go at most a second
+        // later (a wait on a stream nobody reads costs one wake-up per frame, not more).
+        let now = Instant::now();
+        if !dropped && now < self.next_watch_gc {
+            return;
+        }
+        self.next_watch_gc = now + Duration::from_secs(1);
+        let live: HashSet<&str> = self
             .feeds
             .keys()
-            .map(|k| k.stream.clone())
-            .chain(self.segmented.keys().map(|(_, s)| s.clone()))
+            .map(|k| k.stream.as_str())
+            .chain(self.segmented.keys().map(|(_, s)| s.as_str()))
             .collect();
-        let gone: Vec<String> = self.watched.difference(&live).cloned().collect();
+        let gone: Vec<String> = self
+            .watched
+            .iter()
+            .filter(|s| !live.contains(s.as_str()))
+            .cloned()
+            .collect();
         for s in gone {
             self.waiter.remove(&s);
             self.watched.remove(&s);
         }
-        let feeds = &self.feeds;
-        self.conn_feed.retain(|id, k| {
-            feeds
-                .get(k)
-                .is_some_and(|f| f.viewers.contains(id) || f.waiting.iter().any(|(w, _)| w == id))
-        });
     }
 
     /// Requests waiting for a stream: dispatch, refuse or time out.
