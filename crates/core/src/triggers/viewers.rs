@@ -217,10 +217,16 @@ pub fn closed(stream: &str, host: &str, connector: &str, url: &str) {
 }
 
 /// An admitted viewer's playback reached the end of the stream's data: CONN_STOP (never waits;
-/// undocumented in MistServer, payload stream, peer, connector and an empty line).
+/// undocumented in MistServer, payload stream, peer, connector and an empty line). For the
+/// [`SESSION_CONNECTORS`] the controller fires it when the viewer session ends.
 pub fn stopped(stream: &str, host: &str, connector: &str) {
     Engine::global().emit("CONN_STOP", Some(stream), &[stream, host, connector, ""]);
 }
+
+/// Connectors whose viewer is a session of many HTTP requests (playlists, manifests, segments)
+/// rather than one connection: HLS and CMAF (DASH, HLSv7, Smooth). Their CONN_STOP fires once,
+/// when the viewer session ends.
+pub const SESSION_CONNECTORS: &[&str] = &["HLS", "CMAF"];
 
 #[cfg(test)]
 mod tests {
