@@ -522,7 +522,10 @@ fn rtmp_viewer_triggers_play_rewrite_and_user_new_refusal() {
             .collect();
         assert_eq!(of.len(), count, "{n}: {recs:?}");
         for r in of {
-            assert_eq!(r.1, ["live+secret", "127.0.0.1", "RTMP", secret_url.as_str()]);
+            assert_eq!(
+                r.1,
+                ["live+secret", "127.0.0.1", "RTMP", secret_url.as_str()]
+            );
         }
     }
     let url = format!("rtmp://127.0.0.1:{}/play/live+open", ctl.rtmp);

@@ -317,10 +317,22 @@ fn conn_stop_fires_when_playback_reaches_the_end_of_the_data() {
         assert!(run_client(&args), "{u} did not play to its end");
     }
     let mp4 = url(ctl.http, "/vodstop.mp4");
-    assert!(run_client(&["curl", "-sSf", "-o", "/dev/null", mp4.as_str()]));
+    assert!(run_client(&[
+        "curl",
+        "-sSf",
+        "-o",
+        "/dev/null",
+        mp4.as_str()
+    ]));
     // A client that stops before the end (a Range short of it) reached no end of data.
     assert!(run_client(&[
-        "curl", "-sSf", "-r", "0-9999", "-o", "/dev/null", mp4.as_str()
+        "curl",
+        "-sSf",
+        "-r",
+        "0-9999",
+        "-o",
+        "/dev/null",
+        mp4.as_str()
     ]));
     for mut p in paced {
         // (ffmpeg may call the server closing after the end an error: not asserted.)
@@ -328,11 +340,9 @@ fn conn_stop_fires_when_playback_reaches_the_end_of_the_data() {
     }
     let want = [("HTTP", 3), ("RTMP", 1), ("RTSP", 1), ("HLS", 1)];
     let count = |c: &str| payloads(&records(d, "ev"), "CONN_STOP", 2, c).len();
-    wait_until(
-        "CONN_STOP of every player",
-        Duration::from_secs(20),
-        || want.iter().all(|(c, n)| count(c) >= *n),
-    );
+    wait_until("CONN_STOP of every player", Duration::from_secs(20), || {
+        want.iter().all(|(c, n)| count(c) >= *n)
+    });
     std::thread::sleep(Duration::from_millis(1500));
     let recs = records(d, "ev");
     for (c, n) in want {
@@ -360,7 +370,7 @@ fn rtsp_viewer_leaving_while_decided_gets_its_conn_close() {
     let ev = handler_script(d, "ev", "echo true");
     let slow = handler_script(d, "slow", "sleep 3; echo true");
     let rtsp = free_port();
-    let ctl = Controller::start_full(
+    let _ctl = Controller::start_full(
         json!({"vodr": {"name": "vodr", "source": file.display().to_string()}}),
         Some(json!([{"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}])),
         None,
@@ -375,7 +385,14 @@ fn rtsp_viewer_leaving_while_decided_gets_its_conn_close() {
     assert!(wait_port(rtsp, Duration::from_secs(10)), "no MistOutRTSP");
     let u = format!("rtsp://127.0.0.1:{rtsp}/vodr");
     // Gone after 1.5 s: while USER_NEW (3 s) decides.
-    let probe = ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", u.as_str()];
+    let probe = [
+        "ffprobe",
+        "-v",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        u.as_str(),
+    ];
     let st = Command::new("timeout")
         .arg("1.5")
         .args(probe)
@@ -406,7 +423,10 @@ fn rtsp_viewer_leaving_while_decided_gets_its_conn_close() {
     );
     // A viewer that stays (the session's USER_NEW answer is cached now): its pair as well.
     let streams = probe_streams_rtsp(&u);
-    assert!(streams.iter().any(|s| s["codec_name"] == "h264"), "{streams:?}");
+    assert!(
+        streams.iter().any(|s| s["codec_name"] == "h264"),
+        "{streams:?}"
+    );
     wait_until("the second CONN_CLOSE", Duration::from_secs(20), || {
         of("CONN_CLOSE").len() == 2
     });
@@ -440,8 +460,18 @@ fn man_page_and_docs_list_every_trigger_the_code_fires() {
     let man = std::fs::read_to_string(root.join("man/mistserver.conf.5")).unwrap();
     let docs = std::fs::read_to_string(root.join("docs/triggers.md")).unwrap();
     const FAMILIES: &[&str] = &[
-        "SYSTEM", "OUTPUT", "STREAM", "LIVE", "INPUT", "RTMP", "PUSH", "RECORDING", "CONN",
-        "DEFAULT", "USER", "PLAY",
+        "SYSTEM",
+        "OUTPUT",
+        "STREAM",
+        "LIVE",
+        "INPUT",
+        "RTMP",
+        "PUSH",
+        "RECORDING",
+        "CONN",
+        "DEFAULT",
+        "USER",
+        "PLAY",
     ];
     let mut files = Vec::new();
     let mut dirs = vec![root.join("bins/src"), root.join("crates")];
@@ -477,7 +507,10 @@ fn man_page_and_docs_list_every_trigger_the_code_fires() {
     };
     for n in &names {
         assert!(in_man(n), "{n} is not in man/mistserver.conf.5");
-        assert!(docs.contains(&format!("`{n}`")), "{n} is not in docs/triggers.md");
+        assert!(
+            docs.contains(&format!("`{n}`")),
+            "{n} is not in docs/triggers.md"
+        );
     }
 }
 

@@ -406,10 +406,8 @@ impl Conn {
                     return self.reply(io, r);
                 }
                 self.url = req.uri.clone();
-                app.play_asks.insert(
-                    io.id(),
-                    (name.clone(), self.host.clone(), req.uri.clone()),
-                );
+                app.play_asks
+                    .insert(io.id(), (name.clone(), self.host.clone(), req.uri.clone()));
                 app.asker.ask(
                     io.id(),
                     Request::Play {

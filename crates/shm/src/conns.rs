@@ -303,7 +303,12 @@ mod tests {
         let mine = register("live", "1.2.3.4", "RTMP", "rtmp://h/live/live").unwrap();
         let gone = register("s", "::1", "HLS", &"u".repeat(2000)).unwrap();
         // Pretend the second one belongs to a dead process.
-        let pid_of = |i: usize| segment(i / SLOTS, false).unwrap().seg.u32(slot(i % SLOTS) + S_PID);
+        let pid_of = |i: usize| {
+            segment(i / SLOTS, false)
+                .unwrap()
+                .seg
+                .u32(slot(i % SLOTS) + S_PID)
+        };
         pid_of(gone).store(0, Relaxed);
         let r = reap();
         assert_eq!(r.len(), 1);
@@ -322,7 +327,10 @@ mod tests {
             held.push(register("g", "::1", "HTTP", "http://h/g.ts").expect("a slot"));
         }
         assert_eq!(used(), SLOTS + 1);
-        let beyond = *held.iter().find(|&&i| i >= SLOTS).expect("a slot in segment 1");
+        let beyond = *held
+            .iter()
+            .find(|&&i| i >= SLOTS)
+            .expect("a slot in segment 1");
         assert!(path(1).exists());
         pid_of(beyond).store(0, Relaxed);
         let r = reap();
