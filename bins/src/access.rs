@@ -22,6 +22,7 @@ pub fn ask_with_viewer_triggers(
     else {
         return mist_core::control::request(req, timeout);
     };
+    let asked_name = stream.as_str();
     let refuse = |error: String| {
         Ok(Response {
             ok: false,
@@ -30,8 +31,6 @@ pub fn ask_with_viewer_triggers(
             config: Default::default(),
         })
     };
-    // The play URL without the stream name, to name a rewritten stream's URL.
-    let base = url.strip_suffix(stream.as_str()).unwrap_or(url);
     let stream = match triggers::viewers::play_rewrite(stream, host, connector, url) {
         Ok(Some(new)) => new,
         Ok(None) => stream.clone(),
@@ -41,19 +40,27 @@ pub fn ask_with_viewer_triggers(
         stream: stream.clone(),
         host: host.clone(),
         connector: connector.clone(),
-        url: format!("{base}{stream}"),
+        url: viewer_url(url, asked_name, &stream),
     };
     let mut resp = mist_core::control::request(&asked, timeout)?;
     if resp.ok {
         if resp.stream.is_empty() {
             resp.stream = sanitize(&stream);
         }
-        let url = format!("{base}{}", resp.stream);
+        let url = viewer_url(url, asked_name, &resp.stream);
         if let Err(e) = triggers::viewers::admit(&resp.stream, host, connector, &url, "") {
             return refuse(e.to_string());
         }
     }
     Ok(resp)
+}
+
+/// The URL line of the viewer triggers of a play of `asked` requested with `url` and admitted as
+/// `stream` (PLAY_REWRITE or the controller may rename it): the URL with the asked name at its
+/// end replaced by the stream's. The CONN_CLOSE of a connection repeats its CONN_OPEN's line.
+pub fn viewer_url(url: &str, asked: &str, stream: &str) -> String {
+    let base = url.strip_suffix(asked).unwrap_or(url);
+    format!("{base}{stream}")
 }
 
 /// The `dvr_bytes` capability entry (stream option → `--dvr-bytes`) of the live inputs that write

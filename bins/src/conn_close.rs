@@ -28,9 +28,9 @@ pub fn opened(stream: &str, peer: &str, connector: &str, url: &str) {
         return;
     }
     let Some(slot) = mist_shm::conns::register(stream, peer, connector, url) else {
-        mist_core::warn!(
-            "CONN_CLOSE of {peer} on {stream} is not covered should this process die (connections table full)"
-        );
+        // Still served, and still closed by this process: only a crash of it would lose the
+        // CONN_CLOSE. One line per 10 s, with how many since the last.
+        table_full(peer, stream);
         return;
     };
     owed()
@@ -39,6 +39,24 @@ pub fn opened(stream: &str, peer: &str, connector: &str, url: &str) {
         .entry((stream.into(), peer.into(), connector.into(), url.into()))
         .or_default()
         .push(slot);
+}
+
+/// Logs (at most once per 10 s, counting the others) a connection the `mist_conns` table had
+/// no slot for.
+fn table_full(peer: &str, stream: &str) {
+    use std::time::{Duration, Instant};
+    static LAST: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
+    let mut l = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    l.1 += 1;
+    if l.0.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+        return;
+    }
+    mist_core::warn!(
+        "connections table full ({} connections owe a CONN_CLOSE): CONN_CLOSE of {peer} on {stream} and {} other(s) since the last such line is fired by this process but not covered should it die",
+        mist_shm::conns::MAX_CONNS,
+        l.1 - 1
+    );
+    *l = (Some(Instant::now()), 0);
 }
 
 /// An admitted viewer connection ended: CONN_CLOSE (never waits). Its record is taken back when

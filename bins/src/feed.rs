@@ -358,8 +358,10 @@ pub struct Feed {
     /// A VoD feed (one viewer, from the first frame): muxes only while the viewer's unsent
     /// backlog is below [`VOD_BACKLOG`], and goes on when it drains.
     pub vod: bool,
-    /// Viewers that played to the end of the stream (CONN_STOP), for the caller to take.
-    pub stopped: Vec<ConnId>,
+    /// Viewers that played to the end of the stream, with their address (CONN_STOP), for the
+    /// caller to take. Taken before the feed is dropped: a VoD feed may reach its end in the
+    /// very poll that starts its viewer (a short file fits the socket buffers at once).
+    pub stopped: Vec<(ConnId, String)>,
 }
 
 /// Unsent bytes a VoD viewer may have queued before its feed pauses.
@@ -491,8 +493,9 @@ impl Feed {
                 }
                 Step::Ended => {
                     for v in std::mem::take(&mut self.viewers) {
+                        let host = io.peer(v).map(|a| a.ip().to_string()).unwrap_or_default();
                         io.end_stream(v);
-                        self.stopped.push(v);
+                        self.stopped.push((v, host));
                     }
                     for (id, _) in std::mem::take(&mut self.waiting) {
                         io.respond_text(id, 503, "stream offline");

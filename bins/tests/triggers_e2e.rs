@@ -503,14 +503,31 @@ fn rtmp_viewer_triggers_play_rewrite_and_user_new_refusal() {
                 && r.1 == ["alias", "127.0.0.1", "RTMP", alias_url.as_str()]),
         "{rw:?}"
     );
-    let text = wait_file(&log_of(d, "conn"), |t| {
+    let closes = |t: &str, stream: &str| {
         records(t)
             .iter()
-            .filter(|r| r.0 == "CONN_CLOSE" && r.1[0] == "live+open")
+            .filter(|r| r.0 == "CONN_CLOSE" && r.1[0] == stream)
             .count()
-            == 3
+    };
+    let text = wait_file(&log_of(d, "conn"), |t| {
+        closes(t, "live+open") == 3 && closes(t, "live+secret") == 1
     });
     let recs = records(&text);
+    // The viewer USER_NEW refused after its CONN_OPEN got its CONN_CLOSE (and no CONN_PLAY).
+    let secret_url = format!("rtmp://127.0.0.1:{}/play/live+secret", ctl.rtmp);
+    for (n, count) in [("CONN_OPEN", 1), ("CONN_PLAY", 0), ("CONN_CLOSE", 1)] {
+        let of: Vec<_> = recs
+            .iter()
+            .filter(|r| r.0 == n && r.1[0] == "live+secret")
+            .collect();
+        assert_eq!(of.len(), count, "{n}: {recs:?}");
+        for r in of {
+            assert_eq!(
+                r.1,
+                ["live+secret", "127.0.0.1", "RTMP", secret_url.as_str()]
+            );
+        }
+    }
     let url = format!("rtmp://127.0.0.1:{}/play/live+open", ctl.rtmp);
     for n in ["CONN_OPEN", "CONN_PLAY", "CONN_CLOSE"] {
         let of: Vec<_> = recs

@@ -9,7 +9,7 @@
 //! Byte directions follow MistServer: `up` = sent to the viewer, `down` = received from it.
 
 use super::shm_call;
-use mist_core::triggers::Engine;
+use mist_core::triggers::{viewers, Engine};
 use mist_shm::sessions::{self as shm_sessions, SessionRow};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -406,6 +406,17 @@ impl Sessions {
             lines[5],
             lines[6]
         );
+        // A segmented viewer (HLS, CMAF) plays as long as its session lives: its CONN_STOP,
+        // once per stream, address and connector of the session, before the USER_END.
+        let segmented: BTreeSet<(&str, &str, &str)> = s
+            .parts
+            .values()
+            .filter(|p| viewers::SESSION_CONNECTORS.contains(&p.connector.as_str()))
+            .map(|p| (p.stream.as_str(), p.host.as_str(), p.connector.as_str()))
+            .collect();
+        for (stream, host, connector) in segmented {
+            viewers::stopped(stream, host, connector);
+        }
         Engine::global().emit("USER_END", first_stream.as_deref(), &refs);
         for st in s.streams() {
             *self.ended_total.entry(st).or_default() += 1;

@@ -560,16 +560,15 @@ impl App {
         for f in self.feeds.values_mut() {
             f.poll(io);
         }
-        self.conn_stops(io);
+        self.conn_stops();
         self.poll_segmented(io);
         self.gc(io);
     }
 
     /// CONN_STOP for the progressive viewers whose stream ended while they played.
-    fn conn_stops(&mut self, io: &mut Io) {
+    fn conn_stops(&mut self) {
         for (k, f) in self.feeds.iter_mut() {
-            for id in std::mem::take(&mut f.stopped) {
-                let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
+            for (_, host) in std::mem::take(&mut f.stopped) {
                 mist_core::triggers::viewers::stopped(&k.stream, &host, "HTTP");
             }
         }
@@ -581,6 +580,9 @@ impl App {
     /// viewers and hashing its key made this O(viewers²) per poll: 6 % of MistOutHTTP's samples
     /// with 200 HTTP-FLV viewers.)
     fn gc(&mut self, _io: &mut Io) {
+        // A finished feed's viewers get their CONN_STOP before it goes (every path that polls a
+        // feed ends here: a VoD feed often ends in the poll that started its viewer).
+        self.conn_stops();
         let before = self.feeds.len();
         self.feeds.retain(|_, f| !f.done && !f.is_idle());
         let dropped = self.feeds.len() != before;
@@ -894,7 +896,7 @@ impl Handler for App {
             if let Some(f) = self.feeds.get_mut(k).filter(|f| f.vod) {
                 f.poll(io);
                 if !f.stopped.is_empty() {
-                    self.conn_stops(io);
+                    self.conn_stops();
                 }
             }
         }

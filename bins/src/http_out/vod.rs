@@ -879,6 +879,9 @@ pub struct Mp4Body {
     plan: Arc<Mp4Plan>,
     slot: Option<StreamReader>,
     sent: u64,
+    /// Stream and viewer address of the CONN_STOP due when the answer reaches the file's end;
+    /// `None` once fired.
+    stop: Option<(String, String)>,
 }
 
 impl Mp4Body {
@@ -887,6 +890,7 @@ impl Mp4Body {
             plan,
             slot: slot(stream, "MP4", host),
             sent: 0,
+            stop: Some((stream.to_string(), host.to_string())),
         }
     }
 }
@@ -897,9 +901,18 @@ impl mist_net::server::Body for Mp4Body {
     }
     fn read(&mut self, offset: u64, max: usize) -> Vec<Bytes> {
         let out = self.plan.read(offset, max);
-        self.sent += out.iter().map(|b| b.len() as u64).sum::<u64>();
+        let n = out.iter().map(|b| b.len() as u64).sum::<u64>();
+        self.sent += n;
         if let Some(s) = self.slot.as_mut() {
             s.report(self.sent, 0);
+        }
+        // The last bytes of the file are handed to the viewer: playback reached the end of the
+        // data (CONN_STOP, as a progressive feed's end). A Range answer that stops short of
+        // the end does not.
+        if n > 0 && offset.saturating_add(n) >= self.plan.len() {
+            if let Some((stream, host)) = self.stop.take() {
+                mist_core::triggers::viewers::stopped(&stream, &host, "HTTP");
+            }
         }
         out
     }

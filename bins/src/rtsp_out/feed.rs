@@ -42,6 +42,8 @@ pub struct Viewer {
     /// A users-table slot, so the controller counts this viewer with its address.
     stats: Option<StreamReader>,
     bytes: u64,
+    /// The viewer's address (the CONN_STOP payload).
+    pub host: String,
 }
 
 impl Viewer {
@@ -59,6 +61,7 @@ impl Viewer {
             outs,
             stats,
             bytes: 0,
+            host: host.to_string(),
         }
     }
 

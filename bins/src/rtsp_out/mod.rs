@@ -94,6 +94,13 @@ pub struct RtspApp {
     asker: Asker<ConnId>,
     /// Controller verdicts waiting for their connection's `on_wake`.
     verdicts: HashMap<ConnId, Verdict>,
+    /// Plays being decided (the controller and the viewer triggers): the name asked, the
+    /// viewer's address and the DESCRIBE URL, so that a viewer who left meanwhile still gets
+    /// the CONN_CLOSE its CONN_OPEN owes.
+    play_asks: HashMap<ConnId, (String, String, String)>,
+    /// The CONN_CLOSE each connection admitted to play owes (stream, address, URL): from the
+    /// admission (CONN_OPEN) to the connection's end, whatever happened between.
+    owed: HashMap<ConnId, (String, String, String)>,
     streams: HashMap<String, PlayStream>,
     viewers: HashMap<ConnId, Viewer>,
     publishers: HashMap<ConnId, Publisher>,
@@ -184,8 +191,6 @@ pub struct Conn {
     feed: Option<String>,
     /// When the client last sent anything on the connection.
     last_active: Instant,
-    /// CONN_CLOSE is due when the connection ends.
-    admitted: bool,
     partial_since: Option<Instant>,
     /// The connection closes once its output is written; nothing more is handled.
     closed: bool,
@@ -267,7 +272,6 @@ impl Conn {
             setups: Vec::new(),
             feed: None,
             last_active: now,
-            admitted: false,
             partial_since: None,
             closed: false,
         }
@@ -402,6 +406,8 @@ impl Conn {
                     return self.reply(io, r);
                 }
                 self.url = req.uri.clone();
+                app.play_asks
+                    .insert(io.id(), (name.clone(), self.host.clone(), req.uri.clone()));
                 app.asker.ask(
                     io.id(),
                     Request::Play {
@@ -628,7 +634,10 @@ impl Session<RtspApp> for Conn {
             return;
         };
         let name = match std::mem::replace(&mut self.stage, Stage::Idle) {
-            Stage::Asking { name } => name,
+            Stage::Asking { name } => {
+                app.play_asks.remove(&io.id());
+                name
+            }
             Stage::AskingPush { name, tracks } => {
                 io.pause_reading(false);
                 let answer = match ingest::admitted(&name, v) {
@@ -662,8 +671,11 @@ impl Session<RtspApp> for Conn {
         };
         match ingest::admitted(&name, v) {
             Ok((stream, _)) => {
-                self.admitted = true;
-                crate::conn_close::opened(&stream, &self.host, "RTSP", &self.url);
+                // Admitted by the viewer triggers (CONN_OPEN fired): CONN_CLOSE is owed now.
+                let url = crate::access::viewer_url(&self.url, &name, &stream);
+                crate::conn_close::opened(&stream, &self.host, "RTSP", &url);
+                app.owed
+                    .insert(io.id(), (stream.clone(), self.host.clone(), url));
                 self.stream = Some(stream.clone());
                 self.stage = Stage::Waiting {
                     stream,
@@ -719,11 +731,14 @@ impl Session<RtspApp> for Conn {
         app.udp_seen.remove(&id);
         app.detach(id);
         app.end_publish(id);
-        app.verdicts.remove(&id);
-        if self.admitted {
-            if let Some(s) = &self.stream {
-                crate::conn_close::closed(s, &self.host, "RTSP", &self.url);
-            }
+        // A verdict that came after the peer left, before it was acted on.
+        if let Some(v) = app.verdicts.remove(&id) {
+            app.left_while_decided(id, v);
+        }
+        // (A play still being decided keeps its `play_asks` entry: `turn` settles it when the
+        // verdict comes.)
+        if let Some((s, h, u)) = app.owed.remove(&id) {
+            crate::conn_close::closed(&s, &h, "RTSP", &u);
         }
         debug!("RTSP connection of {} closed", self.peer);
     }
@@ -740,6 +755,8 @@ impl RtspApp {
         RtspApp {
             asker,
             verdicts: HashMap::new(),
+            play_asks: HashMap::new(),
+            owed: HashMap::new(),
             streams: HashMap::new(),
             viewers: HashMap::new(),
             publishers: HashMap::new(),
@@ -753,6 +770,19 @@ impl RtspApp {
             seed,
             next_stats: Instant::now(),
             next_rr: Instant::now() + RR_EVERY,
+        }
+    }
+
+    /// The verdict of a connection that closed before acting on it: a play the viewer triggers
+    /// admitted (CONN_OPEN fired) gets its CONN_CLOSE.
+    fn left_while_decided(&mut self, id: ConnId, v: Verdict) {
+        let Some((name, host, url)) = self.play_asks.remove(&id) else {
+            return; // a push, or no play asked
+        };
+        if let Ok((stream, _)) = ingest::admitted(&name, v) {
+            debug!("{host} left while its play of {stream} was decided");
+            let url = crate::access::viewer_url(&url, &name, &stream);
+            crate::conn_close::closed(&stream, &host, "RTSP", &url);
         }
     }
 
@@ -893,7 +923,10 @@ impl RtspApp {
             if ended {
                 info!("{}: stream ended", ps.name);
                 for id in ps.viewers.drain(..) {
-                    viewers.remove(&id);
+                    // Playback reached the end of the data: CONN_STOP, then the close.
+                    if let Some(v) = viewers.remove(&id) {
+                        mist_core::triggers::viewers::stopped(&ps.name, &v.host, "RTSP");
+                    }
                     ctl.close(id);
                 }
             }
@@ -959,12 +992,20 @@ impl App for RtspApp {
     fn turn(&mut self, ctl: &mut Ctl<'_, Self>, now: Instant) -> Flow {
         if self.stop.load(Ordering::Relaxed) {
             info!("shutting down, {} connections", ctl.len());
+            // The connections are not closed one by one at shutdown: their owed CONN_CLOSEs
+            // are fired here.
+            for (_, (s, h, u)) in std::mem::take(&mut self.owed) {
+                crate::conn_close::closed(&s, &h, "RTSP", &u);
+            }
             return Flow::Stop;
         }
         while let Some((id, v)) = self.asker.take() {
             if ctl.is_open(id) {
                 self.verdicts.insert(id, v);
                 ctl.wake(id);
+            } else {
+                // The viewer left while its play was decided.
+                self.left_while_decided(id, v);
             }
         }
         for id in std::mem::take(&mut self.failed) {

@@ -130,7 +130,8 @@ pub struct Steps {
 }
 
 /// Runs the `steps` in order (CONN_OPEN, USER_NEW once per session, CONN_PLAY); `Err(trigger)`
-/// refuses the viewer. Blocks on handlers: call it off the event loop.
+/// refuses the viewer. A viewer that CONN_OPEN let in and USER_NEW or CONN_PLAY refused gets its
+/// CONN_CLOSE at once (every CONN_OPEN has one). Blocks on handlers: call it off the event loop.
 pub fn admit_steps(
     steps: Steps,
     stream: &str,
@@ -144,18 +145,24 @@ pub fn admit_steps(
     if steps.open && !e.fire("CONN_OPEN", Some(stream), &base).ok {
         return Err(Refused("CONN_OPEN"));
     }
+    let refused = |r: Refused| {
+        if steps.open {
+            closed(stream, host, connector, url);
+        }
+        Err(r)
+    };
     if steps.user_new && !user_new_once(stream, host, connector, url, token) {
-        return Err(Refused("USER_NEW"));
+        return refused(Refused("USER_NEW"));
     }
     if steps.play && !e.fire("CONN_PLAY", Some(stream), &base).ok {
-        return Err(Refused("CONN_PLAY"));
+        return refused(Refused("CONN_PLAY"));
     }
     Ok(())
 }
 
 /// Runs the blocking viewer triggers for a viewer about to play `stream`: CONN_OPEN, USER_NEW
-/// (once per session in 10 minutes), CONN_PLAY. `Err(trigger)` refuses the viewer. Blocks on
-/// handlers: call it off the event loop.
+/// (once per session in 10 minutes), CONN_PLAY. `Err(trigger)` refuses the viewer; one that
+/// CONN_OPEN let in gets its CONN_CLOSE at once. Blocks on handlers: call it off the event loop.
 pub fn admit(
     stream: &str,
     host: &str,
@@ -169,14 +176,22 @@ pub fn admit(
         return Err(Refused("CONN_OPEN"));
     }
     let sid = session_id(stream, host, connector, token);
+    // A CONN_OPEN handler saw this viewer: a refusal now owes it its CONN_CLOSE.
+    let opened = e.exists("CONN_OPEN", Some(stream));
+    let refused = |r: Refused| {
+        if opened {
+            closed(stream, host, connector, url);
+        }
+        Err(r)
+    };
     if e.exists("USER_NEW", Some(stream)) {
         let ok = user_new_once(stream, host, connector, url, token);
         if !ok {
-            return Err(Refused("USER_NEW"));
+            return refused(Refused("USER_NEW"));
         }
     }
     if !e.fire("CONN_PLAY", Some(stream), &base).ok {
-        return Err(Refused("CONN_PLAY"));
+        return refused(Refused("CONN_PLAY"));
     }
     Ok(sid)
 }
@@ -217,10 +232,16 @@ pub fn closed(stream: &str, host: &str, connector: &str, url: &str) {
 }
 
 /// An admitted viewer's playback reached the end of the stream's data: CONN_STOP (never waits;
-/// undocumented in MistServer, payload stream, peer, connector and an empty line).
+/// undocumented in MistServer, payload stream, peer, connector and an empty line). For the
+/// [`SESSION_CONNECTORS`] the controller fires it when the viewer session ends.
 pub fn stopped(stream: &str, host: &str, connector: &str) {
     Engine::global().emit("CONN_STOP", Some(stream), &[stream, host, connector, ""]);
 }
+
+/// Connectors whose viewer is a session of many HTTP requests (playlists, manifests, segments)
+/// rather than one connection: HLS and CMAF (DASH, HLSv7, Smooth). Their CONN_STOP fires once,
+/// when the viewer session ends.
+pub const SESSION_CONNECTORS: &[&str] = &["HLS", "CMAF"];
 
 #[cfg(test)]
 mod tests {
