@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{free_port, wait_port, Proc, TempDir};
+use common::browser::{ensure_chromium, ensure_node_modules, play_js_env};
+use common::{free_port, make_mp4, wait_port, Proc, TempDir};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -114,15 +115,21 @@ fn certbot_gets_a_certificate_through_the_running_server() {
         "pebble never listened"
     );
 
-    // The server: an HTTPS protocol without a certificate, no HTTP listener on port 80.
+    // The server: an HTTPS protocol without a certificate, no HTTP listener on port 80; HLS and
+    // a VoD stream for the browser at the end.
     let api = free_port();
     let https_port = free_port();
+    let vod = d.join("vod.mp4");
+    make_mp4(&vod, "640x360", 12);
     let config = json!({
         "config": {
             "controller": {"port": api, "interface": "127.0.0.1"},
-            "protocols": [{"connector": "HTTPS", "port": https_port}],
+            "protocols": [{"connector": "HTTPS", "port": https_port}, {"connector": "HLS"}],
         },
-        "streams": {"live": {"name": "live", "source": "push://"}},
+        "streams": {
+            "live": {"name": "live", "source": "push://"},
+            "vod": {"name": "vod", "source": vod.to_string_lossy()},
+        },
     });
     let conf = d.join("mistserver.conf");
     std::fs::write(&conf, config.to_string()).unwrap();
@@ -288,4 +295,69 @@ fn certbot_gets_a_certificate_through_the_running_server() {
         .arg("-untrusted")
         .arg(lineage.join("chain.pem"))
         .arg(lineage.join("cert.pem")));
+    hls_js_plays_with_pebbles_root_trusted(d, &d.join("root.pem"), names[1], https_port);
+}
+
+/// hls.js in headless Chromium plays the VoD stream over HTTPS from the certificate certbot just
+/// installed, trusting pebble's root the way a system does: an NSS database (`certutil`) in the
+/// browser's HOME holding the root as a CA, no certificate exception. The name resolves to this
+/// host by Chromium's host rules (pebble-challtestsrv is not the browser's DNS).
+fn hls_js_plays_with_pebbles_root_trusted(d: &Path, root: &Path, name: &str, port: u16) {
+    // curl with the same root first: the playlist is served (MistInMP4 started) before the
+    // browser's clock runs.
+    let url = format!("https://{name}:{port}/hls/vod/index.m3u8");
+    let resolve = format!("{name}:{port}:127.0.0.1");
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "--resolve", &resolve, "--cacert"])
+            .arg(root)
+            .arg(&url)
+            .status()
+            .expect("curl");
+        if out.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{url} never answered 200 with pebble's root trusted"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    ensure_chromium();
+    let modules = ensure_node_modules();
+    let home = d.join("browser-home");
+    let nssdb = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    run(Command::new("certutil").args(["-N", "--empty-password", "-d", &db]));
+    run(Command::new("certutil")
+        .args(["-A", "-d", &db, "-n", "pebble-root", "-t", "C,,", "-i"])
+        .arg(root));
+    let home = home.to_string_lossy().into_owned();
+    let rules = format!("MAP {name} 127.0.0.1");
+    let watch = 6;
+    let results = play_js_env(
+        &modules,
+        watch,
+        &[format!("hls={url}")],
+        None,
+        &[("HOME", &home), ("HOST_RULES", &rules)],
+    );
+    let r = &results[0];
+    assert_eq!(r["started"], true, "never played over HTTPS: {r}");
+    assert!(
+        r["advanced"].as_f64().unwrap_or(0.0) >= 3.0,
+        "currentTime advanced too little in {watch} s: {r}"
+    );
+    assert_eq!(
+        (r["width"].as_u64(), r["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{r}"
+    );
+    assert!(
+        r["fatal"].as_array().is_some_and(|a| a.is_empty())
+            && r["errors"].as_array().is_some_and(|a| a.is_empty()),
+        "player errors over HTTPS: {r}"
+    );
 }

@@ -91,7 +91,9 @@ const server = http.createServer((req, res) => {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--autoplay-policy=no-user-gesture-required',
       // SPKI: base64 SHA-256 of a test certificate's public key, trusted for https:// media.
-      ...(process.env.SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.SPKI}`] : [])],
+      ...(process.env.SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.SPKI}`] : []),
+      // HOST_RULES: names (e.g. of an ACME test certificate) resolved without DNS.
+      ...(process.env.HOST_RULES ? [`--host-resolver-rules=${process.env.HOST_RULES}`] : [])],
   });
   // Pages not written by this script: report playing/error events of any media element
   // (they do not bubble, but the capture phase at window sees them).
