@@ -101,6 +101,7 @@ mod meta;
 mod page;
 mod reader;
 mod seg;
+mod slots;
 pub mod sessions;
 mod source;
 mod users;
