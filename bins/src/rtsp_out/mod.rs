@@ -1035,7 +1035,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
     rt.set_max_wait(Duration::from_millis(50));
     let signals = register_signals(&stop)?;
     rt.watch(signals, "signals")?;
-    let listener = mio::net::TcpListener::bind(cfg.addr)?;
+    let listener = mist_connector::bind_tcp(cfg.addr)?;
     let local = listener.local_addr()?;
     rt.listen_tcp(listener, "RTSP", limits(cfg.max_per_ip))?;
     let udp = match UdpPair::bind(cfg.addr.ip(), cfg.udp_port) {

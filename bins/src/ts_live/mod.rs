@@ -827,15 +827,14 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> i32 {
             }
         },
         Source::Tcp { host, port } if host.is_empty() => {
-            let l = match std::net::TcpListener::bind(("0.0.0.0", *port)) {
+            let any = std::net::SocketAddr::from(([0, 0, 0, 0], *port));
+            let l = match mist_connector::bind_tcp(any) {
                 Ok(l) => l,
                 Err(e) => {
                     mist_core::error!("cannot listen on tcp port {port}: {e}");
                     return 3;
                 }
             };
-            let _ = l.set_nonblocking(true);
-            let l = mist_connector::mio::net::TcpListener::from_std(l);
             if let Err(e) = rt.listen_tcp(l, "tstcp", source_limits()) {
                 mist_core::error!("{e}");
                 return 1;
