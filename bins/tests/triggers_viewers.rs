@@ -23,6 +23,23 @@ fn trig(handler: &str, sync: bool) -> Value {
     json!({"handler": handler, "sync": sync, "streams": [], "default": "true"})
 }
 
+/// A controller with `streams` (besides `live`), the HTTP `protocols` and `triggers`, its HTTP
+/// port listening.
+fn start(streams: Value, protocols: Value, triggers: Value) -> Controller {
+    let ctl = Controller::start_full(streams, Some(protocols), None, |c| {
+        c["config"]["triggers"] = triggers;
+    });
+    assert!(wait_port(ctl.http, Duration::from_secs(10)));
+    ctl
+}
+
+/// ffmpeg publishing `secs` of `size` video to `stream`, which is active when this returns.
+fn live(ctl: &Controller, stream: &str, size: &str, secs: u32) -> Proc {
+    let p = publish(&ctl.publish_url(stream), size, secs);
+    ctl.wait_active(stream, Duration::from_secs(20));
+    p
+}
+
 /// The records of `DIR/NAME.log`: (trigger, payload lines).
 fn records(d: &Path, name: &str) -> Vec<(String, Vec<String>)> {
     handler_records(&std::fs::read_to_string(d.join(format!("{name}.log"))).unwrap_or_default())
@@ -86,22 +103,17 @@ fn killed_outputs_still_get_every_conn_close_and_user_end_once() {
     let dir = TempDir::new("trigv-kill");
     let d = dir.path();
     let ev = handler_script(d, "ev", "echo true");
-    let ctl = Controller::start_full(
+    let ctl = start(
         json!({}),
-        Some(json!([{"connector": "HLS"}, {"connector": "HTTPTS"}])),
-        None,
-        |c| {
-            c["config"]["triggers"] = json!({
-                "CONN_OPEN": [trig(&ev, true)],
-                "CONN_CLOSE": [trig(&ev, false)],
-                "USER_NEW": [trig(&ev, true)],
-                "USER_END": [trig(&ev, false)],
-            });
-        },
+        json!([{"connector": "HLS"}, {"connector": "HTTPTS"}]),
+        json!({
+            "CONN_OPEN": [trig(&ev, true)],
+            "CONN_CLOSE": [trig(&ev, false)],
+            "USER_NEW": [trig(&ev, true)],
+            "USER_END": [trig(&ev, false)],
+        }),
     );
-    assert!(wait_port(ctl.http, Duration::from_secs(10)));
-    let _pub = publish(&ctl.publish_url("live+k"), "320x240", 120);
-    ctl.wait_active("live+k", Duration::from_secs(20));
+    let _pub = live(&ctl, "live+k", "320x240", 120);
     // Three viewers, three sessions (the tokens tell the HTTP ones apart).
     let players = [
         player(&ctl.play_url("live+k")),
@@ -185,21 +197,16 @@ fn play_rewrite_renames_or_refuses_http_players() {
         "case \"$p\" in alias*) printf 'live+open' ;; gone*) ;; *) printf '%s' \"$p\" | head -n 1 ;; esac",
     );
     let conn = handler_script(d, "conn", "echo true");
-    let ctl = Controller::start_full(
+    let ctl = start(
         json!({}),
-        Some(json!([{"connector": "HLS"}, {"connector": "HTTPTS"}])),
-        None,
-        |c| {
-            c["config"]["triggers"] = json!({
-                "PLAY_REWRITE": [trig(&rw, true)],
-                "CONN_OPEN": [trig(&conn, true)],
-                "USER_NEW": [trig(&conn, true)],
-            });
-        },
+        json!([{"connector": "HLS"}, {"connector": "HTTPTS"}]),
+        json!({
+            "PLAY_REWRITE": [trig(&rw, true)],
+            "CONN_OPEN": [trig(&conn, true)],
+            "USER_NEW": [trig(&conn, true)],
+        }),
     );
-    assert!(wait_port(ctl.http, Duration::from_secs(10)));
-    let _pub = publish(&ctl.publish_url("live+open"), "320x240", 90);
-    ctl.wait_active("live+open", Duration::from_secs(20));
+    let _pub = live(&ctl, "live+open", "320x240", 90);
 
     let ts = probe_streams(&url(ctl.http, "/alias.ts"));
     assert!(ts.iter().any(|s| s["codec_name"] == "h264"), "{ts:?}");
@@ -254,15 +261,11 @@ fn conn_stop_fires_when_playback_reaches_the_end_of_the_data() {
     let file = d.join("short.mp4");
     make_mp4(&file, "320x240", 3);
     let ev = handler_script(d, "ev", "");
-    let ctl = Controller::start_full(
+    let ctl = start(
         json!({"vodstop": {"name": "vodstop", "source": file.display().to_string()}}),
-        Some(json!([{"connector": "HTTPTS"}])),
-        None,
-        |c| {
-            c["config"]["triggers"] = json!({"CONN_STOP": [trig(&ev, false)]});
-        },
+        json!([{"connector": "HTTPTS"}]),
+        json!({"CONN_STOP": [trig(&ev, false)]}),
     );
-    assert!(wait_port(ctl.http, Duration::from_secs(10)));
     // Each plays the whole file (3 s of media) and ends with it.
     // HTTP progressive VoD is played but its CONN_STOP is not asserted: since the session-20/21
     // merges it mostly does not fire (the VoD feed's end is not reached with the viewer still
@@ -308,12 +311,12 @@ fn one_hls_js_player_in_chromium_is_one_user_new() {
     let dir = TempDir::new("trigv-hlsjs");
     let d = dir.path();
     let user = handler_script(d, "user", "echo true");
-    let ctl = Controller::start_full(json!({}), Some(json!([{"connector": "HLS"}])), None, |c| {
-        c["config"]["triggers"] = json!({"USER_NEW": [trig(&user, true)]});
-    });
-    assert!(wait_port(ctl.http, Duration::from_secs(10)));
-    let _pub = publish(&ctl.publish_url("live+web"), "640x360", 90);
-    ctl.wait_active("live+web", Duration::from_secs(20));
+    let ctl = start(
+        json!({}),
+        json!([{"connector": "HLS"}]),
+        json!({"USER_NEW": [trig(&user, true)]}),
+    );
+    let _pub = live(&ctl, "live+web", "640x360", 90);
     // No request of ours before the player's: its first one decides the session.
     std::thread::sleep(Duration::from_secs(8));
     let job = format!("hls=http://127.0.0.1:{}/hls/live+web/index.m3u8", ctl.http);
@@ -366,8 +369,7 @@ fn system_stop_output_stop_and_live_bandwidth_fire() {
             });
         },
     );
-    let _pub = publish(&ctl.publish_url("live+bw"), "320x240", 60);
-    ctl.wait_active("live+bw", Duration::from_secs(20));
+    let _pub = live(&ctl, "live+bw", "320x240", 60);
     let bw = || payloads(&records(d, "note"), "LIVE_BANDWIDTH", 0, "live+bw");
     wait_until("LIVE_BANDWIDTH", Duration::from_secs(30), || {
         !bw().is_empty()
@@ -380,8 +382,7 @@ fn system_stop_output_stop_and_live_bandwidth_fire() {
     );
     assert!(records(d, "huge").is_empty(), "{:?}", records(d, "huge"));
     // A blocking handler answering false ends the stream.
-    let _cut = publish(&ctl.publish_url("live+cut"), "320x240", 60);
-    ctl.wait_active("live+cut", Duration::from_secs(20));
+    let _cut = live(&ctl, "live+cut", "320x240", 60);
     wait_until(
         "live+cut ended by LIVE_BANDWIDTH",
         Duration::from_secs(40),

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod ctl;
 mod helpers;
+pub mod recording;
 
 pub use helpers::*;
 
