@@ -53,8 +53,11 @@ pub enum IngestError {
     /// A write into the stream's shared memory failed (`op`: `set_track` or `push`).
     #[error("{stream}: {op}: {source}")]
     Write {
+        /// The stream.
         stream: String,
+        /// What was being done (create, push, …).
         op: &'static str,
+        /// What shared memory said.
         source: ShmError,
     },
     /// An owning input found another process serving the stream.

@@ -13,7 +13,7 @@ pub enum PrivsError {
     NoSuchUser(String),
     #[error("cannot switch to user {0:?}: not started as root")]
     NotRoot(String),
-    #[error("cannot hand {} to {user}: {source}", path.display())]
+    #[error("cannot hand {} to {user}: {source}", .path.display())]
     Hand {
         path: PathBuf,
         user: String,

@@ -30,47 +30,104 @@ use std::time::Duration;
 pub enum PushOutError {
     /// The target URL says `what` wrong (`bad port`, `no host` …).
     #[error("{url}: {what}")]
-    Url { url: String, what: &'static str },
+    Url {
+        /// The target as given.
+        url: String,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+    /// The host name does not resolve.
     #[error("{host}: {source}")]
-    Resolve { host: String, source: io::Error },
+    Resolve {
+        /// The target's host.
+        host: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
+    /// The host name resolves to no address.
     #[error("{0}: no address")]
     NoAddress(String),
+    /// No address of the host took the TCP connection (the last one tried).
     #[error("connect {addr}: {source}")]
-    Connect { addr: SocketAddr, source: io::Error },
+    Connect {
+        /// The address tried last.
+        addr: SocketAddr,
+        /// Why it refused or timed out.
+        source: io::Error,
+    },
     /// A socket option (a timeout) could not be set.
     #[error("{0}")]
     Socket(io::Error),
+    /// No UDP socket could be had.
     #[error("UDP socket: {0}")]
     UdpSocket(io::Error),
+    /// The UDP socket cannot send to the target.
     #[error("UDP to {addr}: {source}")]
-    UdpConnect { addr: SocketAddr, source: io::Error },
+    UdpConnect {
+        /// The target's address.
+        addr: SocketAddr,
+        /// Why connect(2) refused it.
+        source: io::Error,
+    },
     /// The multicast interface of a `tsudp://…/IFACE` target cannot be used: `what` says why.
     #[error("{iface}: {what}")]
-    Interface { iface: String, what: &'static str },
+    Interface {
+        /// The interface as given.
+        iface: String,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+    /// The kernel refused the multicast interface.
     #[error("multicast interface {iface}: {source}")]
-    MulticastInterface { iface: String, source: io::Error },
+    MulticastInterface {
+        /// The interface as given.
+        iface: String,
+        /// Why setsockopt(2) refused it.
+        source: io::Error,
+    },
     /// `MIST_TLS_CA_FILE` cannot be read as PEM certificates.
     #[error("MIST_TLS_CA_FILE {file}: {source}")]
     CaFile {
+        /// The file named by `MIST_TLS_CA_FILE`.
         file: String,
+        /// Why it cannot be read.
         source: rustls::pki_types::pem::Error,
     },
     /// A certificate of `MIST_TLS_CA_FILE` is not a usable trust anchor.
     #[error("MIST_TLS_CA_FILE {file}: {source}")]
-    CaCert { file: String, source: rustls::Error },
+    CaCert {
+        /// The file named by `MIST_TLS_CA_FILE`.
+        file: String,
+        /// Why rustls refused the certificate.
+        source: rustls::Error,
+    },
+    /// rustls refused the client configuration or connection.
     #[error("TLS: {0}")]
     Tls(rustls::Error),
     /// The host is not a name TLS can check a certificate against.
     #[error("{host}: {source}")]
     ServerName {
+        /// The target's host.
         host: String,
+        /// Why it is no server name.
         source: rustls::pki_types::InvalidDnsNameError,
     },
+    /// The TLS handshake failed (a certificate not trusted, a protocol error, a timeout).
     #[error("TLS handshake with {host}: {source}")]
-    Handshake { host: String, source: io::Error },
+    Handshake {
+        /// The target's host.
+        host: String,
+        /// What failed.
+        source: io::Error,
+    },
     /// The head of an HTTP PUT could not be sent.
     #[error("PUT {path}: {source}")]
-    Put { path: String, source: io::Error },
+    Put {
+        /// The path PUT to.
+        path: String,
+        /// Why the write failed.
+        source: io::Error,
+    },
 }
 
 fn bad_url(url: &str, what: &'static str) -> PushOutError {
@@ -95,21 +152,31 @@ impl<W: Write> Sink for io::BufWriter<W> {}
 /// parameters taken off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetTarget {
+    /// `tsudp://` and `tsrtp://`: datagrams to a unicast or multicast address.
     Udp {
+        /// Host name or address (a multicast group).
         host: String,
+        /// Destination port.
         port: u16,
         /// The interface multicast leaves by (address or name).
         iface: Option<String>,
         /// `tsrtp://`: in RTP packets.
         rtp: bool,
     },
+    /// `tstcp://`: one TCP connection.
     Tcp {
+        /// Host name or address.
         host: String,
+        /// Port.
         port: u16,
     },
+    /// `http://` and `https://`: one chunked PUT.
     Http {
+        /// `https://`.
         tls: bool,
+        /// Host name or address (also the TLS server name).
         host: String,
+        /// Port (80 or 443 unless given).
         port: u16,
         /// Path and query, from the first `/`.
         path: String,

@@ -116,8 +116,11 @@ pub struct RtspApp {
 
 /// The shared server UDP ports: media leaves from them, client RTCP and hole punches arrive.
 pub struct UdpPair {
+    /// Where RTP leaves from (the even port).
     pub rtp: UdpSocket,
+    /// Where RTCP leaves from and arrives (the odd port).
     pub rtcp: UdpSocket,
+    /// The RTP port, as SETUP answers name it (`server_port=P-P+1`).
     pub port: u16,
 }
 
@@ -730,6 +733,7 @@ impl Session<RtspApp> for Conn {
 }
 
 impl RtspApp {
+    /// The RTSP server's state: controller requests go through `asker`, UDP media through `udp` (TCP-interleaved only without it), new frames wake it through `waiter`.
     pub fn new(
         asker: Asker<ConnId>,
         udp: Option<UdpPair>,
@@ -999,6 +1003,7 @@ impl App for RtspApp {
     }
 }
 
+/// SIGINT/SIGTERM set `stop` and write to the returned stream, so the event loop wakes to stop.
 pub fn register_signals(stop: &Arc<AtomicBool>) -> std::io::Result<mio::net::UnixStream> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let (rx, tx) = std::os::unix::net::UnixStream::pair()?;

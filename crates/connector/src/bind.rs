@@ -39,16 +39,21 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// How many of `n` clients connecting at once complete their handshake while nobody
-    /// accepts: the listener's queue holds them; the SYNs beyond it are dropped (the clients
-    /// stay in SYN-SENT, waiting for their retry).
+    /// How many of `n` clients connecting at once the listener's queue holds while nobody
+    /// accepts (then taken with `accept`): the SYNs beyond it are dropped, and those clients
+    /// wait for their retry a second later.
     fn queued(l: &TcpListener, n: usize) -> usize {
         let addr = l.local_addr().unwrap();
         let clients: Vec<_> = (0..n)
             .map(|_| mio::net::TcpStream::connect(addr).unwrap())
             .collect();
         std::thread::sleep(Duration::from_millis(500));
-        clients.iter().filter(|c| c.peer_addr().is_ok()).count()
+        let mut got = 0;
+        while l.accept().is_ok() {
+            got += 1;
+        }
+        drop(clients);
+        got
     }
 
     #[test]
@@ -61,9 +66,12 @@ mod tests {
             .unwrap();
         let l = bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
         // The kernel lets a queue hold one more than its backlog.
-        assert_eq!(queued(&l, n), n.min(somaxconn + 1), "somaxconn {somaxconn}");
-        // mio's own bind: 128, the burst waits on SYN retries (so the test tells them apart).
+        let cap = somaxconn.min(BACKLOG as usize) + 1;
+        assert_eq!(queued(&l, n), n.min(cap), "somaxconn {somaxconn}");
+        // mio's own bind (128): most of the burst waits on SYN retries, so the test can tell
+        // the two apart.
         let m = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        assert_eq!(queued(&m, n), 129.min(somaxconn + 1));
+        let small = queued(&m, n);
+        assert!(small < n / 2, "{small} of {n} queued with mio's backlog");
     }
 }
