@@ -47,8 +47,16 @@ fn probe(url: &str) -> Output {
 /// as AAC when `audio`) to `url` in real time, its stdin closed; the caller spawns it.
 fn ffmpeg_push(size: &str, gop: &str, secs: &str, audio: bool, url: &str) -> Command {
     let mut c = Command::new("ffmpeg");
-    c.args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={size}:rate=25"));
+    c.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+    ])
+    .arg(format!("testsrc2=size={size}:rate=25"));
     if audio {
         c.args(["-f", "lavfi", "-i", "sine"]);
     }
@@ -77,7 +85,14 @@ fn rtmp_server(port: u16, dir: &Path) -> Proc {
 fn probe_2s(url: &str, limit: &str, entries: &str) -> Output {
     Command::new("timeout")
         .args([limit, "ffprobe", "-v", "error", "-read_intervals", "%+2"])
-        .args(["-count_frames", "-show_entries", entries, "-of", "compact", url])
+        .args([
+            "-count_frames",
+            "-show_entries",
+            entries,
+            "-of",
+            "compact",
+            url,
+        ])
         .output()
         .unwrap()
 }
@@ -107,9 +122,15 @@ fn ffmpeg_publish_ffprobe_play() {
     );
     wait_listening(port);
 
-    let publisher = ffmpeg_push("640x360", "50", "6", true, &format!("rtmp://127.0.0.1:{port}/live/live+alice"))
-        .spawn()
-        .unwrap();
+    let publisher = ffmpeg_push(
+        "640x360",
+        "50",
+        "6",
+        true,
+        &format!("rtmp://127.0.0.1:{port}/live/live+alice"),
+    )
+    .spawn()
+    .unwrap();
     let mut publisher = Proc(publisher);
 
     // A hostile peer: a valid C0 then garbage. It must cost only its own connection.
@@ -218,10 +239,16 @@ fn controller_decides_push_and_play() {
     );
     wait_listening(port);
     let publish = |app: &str| {
-        ffmpeg_push("320x240", "25", "5", true, &format!("rtmp://127.0.0.1:{port}/{app}/cam1"))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        ffmpeg_push(
+            "320x240",
+            "25",
+            "5",
+            true,
+            &format!("rtmp://127.0.0.1:{port}/{app}/cam1"),
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
     };
     // Wrong password: refused, ffmpeg fails.
     let mut wrong = Proc(publish("wrong"));
@@ -229,7 +256,11 @@ fn controller_decides_push_and_play() {
     assert!(!st.success(), "push with a wrong password must fail");
     let mut good = Proc(publish("secret"));
     std::thread::sleep(Duration::from_millis(2000));
-    let out = probe_2s(&format!("rtmp://127.0.0.1:{port}/play/whatever"), "20", "stream=codec_name,width,height,nb_read_frames");
+    let out = probe_2s(
+        &format!("rtmp://127.0.0.1:{port}/play/whatever"),
+        "20",
+        "stream=codec_name,width,height,nb_read_frames",
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("viewer: {text}");
     assert!(
@@ -455,9 +486,15 @@ fn killed_publisher_replaced_while_viewer_watches() {
     wait_listening(port);
     let publish = |size: &str| {
         Proc(
-            ffmpeg_push(size, "25", "20", false, &format!("rtmp://127.0.0.1:{port}/live/live+k"))
-                .spawn()
-                .unwrap(),
+            ffmpeg_push(
+                size,
+                "25",
+                "20",
+                false,
+                &format!("rtmp://127.0.0.1:{port}/live/live+k"),
+            )
+            .spawn()
+            .unwrap(),
         )
     };
     let url = format!("rtmp://127.0.0.1:{port}/play/live+k");
@@ -540,9 +577,15 @@ fn viewer_waits_for_the_publisher() {
     });
     std::thread::sleep(Duration::from_millis(2000));
     let mut publisher = Proc(
-        ffmpeg_push("320x240", "25", "5", false, &format!("rtmp://127.0.0.1:{port}/live/early"))
-            .spawn()
-            .unwrap(),
+        ffmpeg_push(
+            "320x240",
+            "25",
+            "5",
+            false,
+            &format!("rtmp://127.0.0.1:{port}/live/early"),
+        )
+        .spawn()
+        .unwrap(),
     );
     let out = viewer.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -703,9 +746,15 @@ fn push_to_nginx_rtmp() {
     wait_listening(pa);
     wait_listening(pn);
     let mut publisher = Proc(
-        ffmpeg_push("640x360", "25", "8", true, &format!("rtmp://127.0.0.1:{pa}/live/src"))
-            .spawn()
-            .unwrap(),
+        ffmpeg_push(
+            "640x360",
+            "25",
+            "8",
+            true,
+            &format!("rtmp://127.0.0.1:{pa}/live/src"),
+        )
+        .spawn()
+        .unwrap(),
     );
     std::thread::sleep(Duration::from_millis(1500));
     let mut pusher = Proc(
@@ -716,7 +765,11 @@ fn push_to_nginx_rtmp() {
             .unwrap(),
     );
     std::thread::sleep(Duration::from_millis(2500));
-    let out = probe_2s(&format!("rtmp://127.0.0.1:{pn}/live/dst"), "20", "stream=codec_name,width,height,nb_read_frames");
+    let out = probe_2s(
+        &format!("rtmp://127.0.0.1:{pn}/live/dst"),
+        "20",
+        "stream=codec_name,width,height,nb_read_frames",
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("ffprobe via nginx: {text}");
     assert!(
@@ -779,9 +832,15 @@ fn rtmpdump_records_a_live_stream() {
     let server = rtmp_server(port, &dir);
     wait_listening(port);
     let mut publisher = Proc(
-        ffmpeg_push("320x240", "25", "5", true, &format!("rtmp://127.0.0.1:{port}/live/rd"))
-            .spawn()
-            .unwrap(),
+        ffmpeg_push(
+            "320x240",
+            "25",
+            "5",
+            true,
+            &format!("rtmp://127.0.0.1:{port}/live/rd"),
+        )
+        .spawn()
+        .unwrap(),
     );
     std::thread::sleep(Duration::from_millis(1500));
     let file = dir.join("rd.flv");

@@ -21,7 +21,12 @@ pub enum MuxError {
     },
     /// An AAC track whose AudioSpecificConfig does not parse (no ADTS header can be made).
     #[error("AAC track {track}: {source}")]
-    AacConfig { track: u32, source: MediaError },
+    AacConfig {
+        /// The track's id.
+        track: u32,
+        /// Why the config does not parse.
+        source: MediaError,
+    },
 }
 
 /// A progressive container format served over HTTP.

@@ -26,7 +26,12 @@ pub enum Route {
     /// `/.well-known/acme-challenge/TOKEN`.
     Acme(String),
     /// `/json_$.js` (js = false) or `/info_$.js` (js = true).
-    Info { stream: String, js: bool },
+    Info {
+        /// The stream asked about.
+        stream: String,
+        /// A JavaScript assignment rather than bare JSON.
+        js: bool,
+    },
     /// `/$.ts`, `/$.flv`, `/$.mp4`, `/$.fmp4`, `/$.mkv`, `/$.webm`.
     Progressive {
         /// The stream to play.

@@ -194,11 +194,7 @@ pub fn is_network_target(target: &str) -> bool {
 }
 
 /// `host:port`, `[v6]:port` or (with a default) `host`.
-fn host_port(
-    hp: &str,
-    default: Option<u16>,
-    url: &str,
-) -> Result<(String, u16), PushOutError> {
+fn host_port(hp: &str, default: Option<u16>, url: &str) -> Result<(String, u16), PushOutError> {
     let (host, port) = if let Some(rest) = hp.strip_prefix('[') {
         let (h, after) = rest
             .split_once(']')
@@ -464,8 +460,14 @@ mod tests {
             rtp,
         };
         for (url, want) in [
-            ("tsudp://239.1.2.3:5000", udp("239.1.2.3", 5000, None, false)),
-            ("tsudp://239.1.2.3:5000/lo", udp("239.1.2.3", 5000, Some("lo"), false)),
+            (
+                "tsudp://239.1.2.3:5000",
+                udp("239.1.2.3", 5000, None, false),
+            ),
+            (
+                "tsudp://239.1.2.3:5000/lo",
+                udp("239.1.2.3", 5000, Some("lo"), false),
+            ),
             ("tsrtp://127.0.0.1:5004", udp("127.0.0.1", 5004, None, true)),
         ] {
             assert_eq!(parse(url).unwrap().unwrap(), want, "{url}");

@@ -205,11 +205,7 @@ impl UdpSink {
     }
 
     /// Like [`UdpSink::open`], each datagram in an RTP packet (`tsrtp://`).
-    pub fn open_rtp(
-        host: &str,
-        port: u16,
-        iface: Option<&str>,
-    ) -> Result<UdpSink, PushOutError> {
+    pub fn open_rtp(host: &str, port: u16, iface: Option<&str>) -> Result<UdpSink, PushOutError> {
         let mut s = UdpSink::open(host, port, iface)?;
         s.rtp = Some(Rtp::new());
         s.packet = Vec::with_capacity(12 + DATAGRAM);

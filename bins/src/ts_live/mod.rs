@@ -55,7 +55,12 @@ pub enum Source {
         ifaces: Vec<String>,
     },
     /// `tstcp://host:port` (connect) or `tstcp://:port` (listen for one sender at a time).
-    Tcp { host: String, port: u16 },
+    Tcp {
+        /// The sender to connect to (empty: listen).
+        host: String,
+        /// Its port, or the port to listen on.
+        port: u16,
+    },
     /// `ts-exec:COMMAND`
     Exec(String),
     /// `stream://PATH`: a named pipe.

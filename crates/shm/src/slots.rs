@@ -179,7 +179,9 @@ impl SlotTable {
         for (n, (text, &(off, cap))) in texts.into_iter().zip(strs).enumerate() {
             let t = trunc(text, cap);
             self.seg.write_words(b + off, t);
-            self.seg.u32(b + lens + 4 * n).store(t.len() as u32, Relaxed);
+            self.seg
+                .u32(b + lens + 4 * n)
+                .store(t.len() as u32, Relaxed);
         }
     }
 
