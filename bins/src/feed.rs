@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 pub enum Step {
     /// A (new) start: send these bytes first. Everything before is void.
     Header(Vec<Bytes>),
+    /// Media for the viewers who have the header.
     Data(Out),
     /// Nothing new for now.
     Pending,
@@ -66,7 +67,9 @@ pub fn selected(
 /// reader (and a peer cannot grow a cache with endless spellings).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Selection {
+    /// `?video=` as the viewer asked (`None`: the format's default choice).
     pub video: Option<String>,
+    /// `?audio=` as the viewer asked (`None`: the format's default choice).
     pub audio: Option<String>,
 }
 
@@ -214,6 +217,7 @@ impl Source {
         })
     }
 
+    /// The stream read (its shared-memory name), for log lines and the users table.
     pub fn stream(&self) -> &str {
         self.reader.name()
     }
@@ -345,12 +349,16 @@ pub const START_WAIT: Duration = Duration::from_secs(10);
 
 /// One source shared by every viewer of the same stream, format and track selection.
 pub struct Feed {
+    /// The one reader and muxer of this stream for every viewer of the feed.
     pub src: Source,
     format: Format,
     header: Option<Vec<Bytes>>,
     gop: GopCache<Bytes>,
+    /// Viewers that have the header and get every step.
     pub viewers: Vec<ConnId>,
+    /// Viewers waiting for a start (a keyframe), with when they came: they give up after [`START_WAIT`].
     pub waiting: Vec<(ConnId, Instant)>,
+    /// The source ended: the feed is dropped once its viewers have their bytes.
     pub done: bool,
     /// Users-table slots for viewers beyond the first (the source's reader counts as the first),
     /// so the controller's viewer counts see every HTTP viewer, each with its own address.
@@ -368,6 +376,7 @@ pub struct Feed {
 pub const VOD_BACKLOG: usize = 1 << 20;
 
 impl Feed {
+    /// A feed of `src` muxed as `format`, with no viewer yet.
     pub fn new(src: Source, format: Format) -> Feed {
         Feed {
             src,
@@ -392,6 +401,7 @@ impl Feed {
         }
     }
 
+    /// Forgets a viewer that left, and its users-table slot, so the counts drop at once.
     pub fn detach(&mut self, id: ConnId) {
         self.viewers.retain(|&v| v != id);
         self.waiting.retain(|&(v, _)| v != id);
@@ -427,6 +437,7 @@ impl Feed {
         }
     }
 
+    /// No viewer, playing or waiting: the owner may drop the feed and its reader.
     pub fn is_idle(&self) -> bool {
         self.viewers.is_empty() && self.waiting.is_empty()
     }

@@ -53,19 +53,37 @@ pub enum IngestError {
     /// A write into the stream's shared memory failed (`op`: `set_track` or `push`).
     #[error("{stream}: {op}: {source}")]
     Write {
+        /// The stream.
         stream: String,
+        /// What was being done (create, push, …).
         op: &'static str,
+        /// What shared memory said.
         source: ShmError,
     },
     /// An owning input found another process serving the stream.
     #[error("stream {stream} is served by another process (pid {pid})")]
-    Served { stream: String, pid: u32 },
+    Served {
+        /// The stream.
+        stream: String,
+        /// The process serving it.
+        pid: u32,
+    },
     /// An owning input found a live writer on the stream.
     #[error("stream {stream} already has a writer (pid {pid})")]
-    HasWriter { stream: String, pid: u32 },
+    HasWriter {
+        /// The stream.
+        stream: String,
+        /// The writer's process.
+        pid: u32,
+    },
     /// The stream's shared memory could not be created.
     #[error("cannot create stream {stream}: {source}")]
-    Create { stream: String, source: ShmError },
+    Create {
+        /// The stream.
+        stream: String,
+        /// What shared memory said.
+        source: ShmError,
+    },
 }
 
 /// Why a publish or a play is not let in.

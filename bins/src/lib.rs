@@ -2,6 +2,8 @@
 //! standalone writer behind MistOutHTTP, MistOutTS, MistOutFLV, MistOutMP4 and MistOutEBML; and the
 //! VoD file input behind MistInMP4, MistInTS, MistInFLV and MistInEBML.
 
+#![warn(missing_docs)]
+
 pub mod access;
 pub mod conn_close;
 pub mod feed;

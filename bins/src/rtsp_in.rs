@@ -47,7 +47,9 @@ pub enum TransportPref {
 /// What [`run`] needs.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The stream written.
     pub stream: String,
+    /// The camera's `rtsp://` URL.
     pub url: String,
     /// DVR window of the live buffer.
     pub dvr_ms: u64,
@@ -55,6 +57,7 @@ pub struct Options {
     pub controlled: bool,
     /// No frame for this long ends the stream (it stays up while reconnecting until then).
     pub timeout: Duration,
+    /// UDP or TCP-interleaved media (some cameras and firewalls allow only one).
     pub transport: TransportPref,
 }
 

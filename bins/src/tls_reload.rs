@@ -17,10 +17,18 @@ use std::time::Duration;
 /// Why the new pairs could not be found.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    /// The controller could not be asked.
     #[error("asking the controller for the config: {0}")]
     Control(#[from] control::ControlError),
+    /// This listener's protocol is gone from the config (deleted, or its port changed).
     #[error("no {connector} protocol on port {port} in the config")]
-    NoEntry { connector: String, port: u16 },
+    NoEntry {
+        /// `HTTPS`, `RTMPS` …
+        connector: String,
+        /// The port this process listens on.
+        port: u16,
+    },
+    /// The protocol's certificates and keys do not pair up.
     #[error("{0}")]
     Pairs(#[from] crate::http_out::https::PairsError),
 }

@@ -74,8 +74,11 @@ pub const EXIT_SHM: i32 = 5;
 /// Which container an input binary reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// MP4 and QuickTime (`MistInMP4`).
     Mp4,
+    /// MPEG-TS (`MistInTS`).
     Ts,
+    /// FLV (`MistInFLV`).
     Flv,
     /// Matroska and WebM.
     Ebml,
@@ -92,6 +95,7 @@ impl Kind {
         }
     }
 
+    /// The input binary's name (what the controller starts for the source).
     pub fn binary(self) -> &'static str {
         match self {
             Kind::Mp4 => "MistInMP4",
@@ -101,6 +105,7 @@ impl Kind {
         }
     }
 
+    /// The `source_match` patterns of the binary's `-j` capabilities (the controller picks the input by them).
     pub fn source_match(self) -> &'static [&'static str] {
         match self {
             Kind::Mp4 => &["/*.mp4", "/*.mov", "/*.m4v", "/*.m4a"],
@@ -180,8 +185,11 @@ struct Args {
 /// What [`run`] needs.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The container read.
     pub kind: Kind,
+    /// The stream written.
     pub stream: String,
+    /// The file.
     pub source: PathBuf,
     /// How long the stream stays without viewers after loading.
     pub timeout: Duration,

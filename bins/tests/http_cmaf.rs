@@ -43,19 +43,7 @@ fn decode(url: &str, secs: u32) -> (usize, String, String) {
         .output()
         .expect("run ffmpeg");
     let text = String::from_utf8_lossy(&out.stdout);
-    let frames = text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .count();
-    let size = text
-        .lines()
-        .find(|l| l.starts_with("#dimensions 0:"))
-        .map(|l| {
-            l.trim_start_matches("#dimensions 0:")
-                .trim()
-                .replace(' ', "")
-        })
-        .unwrap_or_default();
+    let (frames, size) = common::framemd5_summary(&text);
     (
         frames,
         size,

@@ -3,10 +3,11 @@
 
 mod common;
 
+use common::recording::{probe, Tmpfs};
 use common::{
     publish, serial, signal, wait_stream, wait_until, walk_sorted, Controller, Proc, TempDir,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,71 +31,6 @@ fn recorder(c: &Controller, out: &str, stream: &str, target: &str, extra: &[&str
         .env_remove("MIST_CONTROL")
         .stdin(Stdio::null());
     cmd
-}
-
-struct Probe {
-    duration: f64,
-    streams: Vec<String>,
-    /// ffmpeg decoding the whole file: stderr at level error.
-    decode_errors: String,
-    /// Pts (s) of the first video frame and whether it is a keyframe.
-    first_video: Option<(f64, bool)>,
-    last_video: Option<f64>,
-}
-
-fn probe(file: &Path) -> Probe {
-    let out = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-of", "json"])
-        .args(["-show_entries", "format=duration:stream=codec_name"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let duration = v["format"]["duration"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(-1.0);
-    let streams = v["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["codec_name"].as_str().unwrap_or("").to_string())
-        .collect();
-    let frames = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
-        .arg(file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&frames.stdout);
-    let mut pk: Vec<(f64, bool)> = text
-        .lines()
-        .filter_map(|l| {
-            let (t, f) = l.split_once(',')?;
-            Some((t.parse().ok()?, f.contains('K')))
-        })
-        .collect();
-    let first_in_file = pk.first().copied();
-    pk.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let dec = Command::new("timeout")
-        .args(["60", "ffmpeg", "-v", "error", "-i"])
-        .arg(file)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    Probe {
-        duration,
-        streams,
-        decode_errors: String::from_utf8_lossy(&dec.stderr).into_owned(),
-        first_video: first_in_file,
-        last_video: pk.last().map(|p| p.0),
-    }
 }
 
 /// The exit code of a recorder, which must exit within `within`.
@@ -511,46 +447,6 @@ fn unopenable_target_is_one_error() {
         .count();
     assert_eq!(errors, 1, "{}", v["log"]);
     assert_eq!(v["push_list"].as_array().unwrap().len(), 1, "{v}");
-}
-
-/// Mounts a 5 MB tmpfs on `dir` (root, or passwordless sudo); unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path) -> Tmpfs {
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-        let mut cmd = if root {
-            Command::new("mount")
-        } else {
-            let mut c = Command::new("sudo");
-            c.args(["-n", "mount"]);
-            c
-        };
-        let st = cmd
-            .args(["-t", "tmpfs", "-o", "size=5m,mode=0777", "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(
-            st.success(),
-            "this test mounts a 5 MB tmpfs: it needs root or passwordless sudo"
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = Command::new("sudo")
-            .args(["-n", "umount"])
-            .arg(&self.0)
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 /// A 5 MB tmpfs filling up mid-recording (ENOSPC): every recorder exits with code 4 and leaves

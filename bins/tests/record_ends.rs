@@ -5,75 +5,10 @@
 
 mod common;
 
+use common::recording::{decode_errors, duration, payloads, video_packets, vod_source, Tmpfs};
 use common::{collector, files_in, publish, serial, wait_stream, wait_until, Controller, TempDir};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
-
-/// One RECORDING_END payload: its 12 lines, checked to each end in `\n`.
-fn payload_lines(file: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(file).unwrap();
-    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
-    assert_eq!(lines.len(), 13, "{text:?}");
-    assert_eq!(lines.pop().as_deref(), Some(""), "{text:?}");
-    lines
-}
-
-/// Every payload in `dir` (complete ones: the handler may still be writing the newest).
-fn payloads(dir: &Path) -> Vec<Vec<String>> {
-    std::thread::sleep(Duration::from_millis(300));
-    files_in(dir).iter().map(|f| payload_lines(f)).collect()
-}
-
-/// Video packets of a file as ffprobe reads them: (pts s, keyframe), in file order.
-fn video_packets(file: &Path) -> Vec<(f64, bool)> {
-    let out = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ffprobe {file:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (t, f) = l.split_once(',')?;
-            Some((t.parse().ok()?, f.contains('K')))
-        })
-        .collect()
-}
-
-/// ffmpeg decoding the whole file: its errors (empty when clean).
-fn decode_errors(file: &Path) -> String {
-    let out = Command::new("timeout")
-        .args(["60", "ffmpeg", "-v", "error", "-i"])
-        .arg(file)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The container duration ffprobe reports (-1 without one).
-fn duration(file: &Path) -> f64 {
-    let out = Command::new("timeout")
-        .args([
-            "30",
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(file)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(-1.0)
-}
 
 /// `?split=10&duration=30` pushes (Matroska, FLV, MP4) of a stream with a keyframe every 2 s:
 /// three files each, every one starting at a keyframe. RECORDING_END says `split` for all but
@@ -157,46 +92,6 @@ fn split_files_follow_on_without_gap_or_overlap() {
         }
         let total = (num(&files[2], 9) - num(&files[0], 8)) as f64 / 1000.0;
         assert!((total - 30.0).abs() < 0.5, "{ext}: {total} s in all");
-    }
-}
-
-/// Mounts a 5 MB tmpfs on `dir` (root, or passwordless sudo); unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path) -> Tmpfs {
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-        let mut cmd = if root {
-            Command::new("mount")
-        } else {
-            let mut c = Command::new("sudo");
-            c.args(["-n", "mount"]);
-            c
-        };
-        let st = cmd
-            .args(["-t", "tmpfs", "-o", "size=5m,mode=0777", "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(
-            st.success(),
-            "this test mounts a 5 MB tmpfs: it needs root or passwordless sudo"
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = Command::new("sudo")
-            .args(["-n", "umount"])
-            .arg(&self.0)
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
@@ -286,25 +181,7 @@ fn realtime_records_vod_at_playback_speed() {
     let _g = serial();
     let dir = TempDir::new("realtime");
     let src = dir.path().join("src.mp4");
-    let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-t",
-            "6",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "50",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
-        .arg(&src)
-        .status()
-        .expect("ffmpeg (scripts/test installs it)");
-    assert!(st.success());
+    vod_source(&src);
     let (h, ends) = collector(dir.path(), "recording_end");
     let c = Controller::start(serde_json::json!({
         "vod": {"name": "vod", "source": src.to_str().unwrap(), "inputtimeout": 30}

@@ -5,12 +5,13 @@
 
 mod common;
 
+use common::recording::{decode_errors, format_probe, payloads, vod_source};
 use common::{
     collector, files_in, packet_counts, publish, serial, wait_stream, wait_until, Controller,
     TempDir,
 };
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,54 +20,6 @@ fn now_unix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// RECORDING_END payloads in `dir`, as lines (without the empty string after the last `\n`).
-fn payloads(dir: &Path) -> Vec<Vec<String>> {
-    std::thread::sleep(Duration::from_millis(300));
-    files_in(dir)
-        .iter()
-        .map(|f| {
-            let t = std::fs::read_to_string(f).unwrap();
-            let mut l: Vec<String> = t.split('\n').map(str::to_string).collect();
-            assert_eq!(l.len(), 13, "{t:?}");
-            l.pop();
-            l
-        })
-        .collect()
-}
-
-/// `format.duration` and the codec names ffprobe finds.
-fn probe(file: &Path) -> (f64, Vec<String>) {
-    let out = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-of", "json"])
-        .args(["-show_entries", "format=duration:stream=codec_name"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ffprobe {file:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let d = v["format"]["duration"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(-1.0);
-    let codecs = v["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["codec_name"].as_str().unwrap_or("").to_string())
-        .collect();
-    (d, codecs)
-}
-
-fn decode_errors(file: &Path) -> String {
-    let out = Command::new("timeout")
-        .args(["60", "ffmpeg", "-v", "error", "-i"])
-        .arg(file)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Waits until push_list has no push left that is not finished or failed.
@@ -103,7 +56,7 @@ fn aac_file_and_ts_append() {
     wait_until("2 RECORDING_END", Duration::from_secs(30), || {
         files_in(&ends).len() >= 2
     });
-    let (d, codecs) = probe(&aac);
+    let (d, codecs) = format_probe(&aac);
     assert_eq!(codecs, ["aac"], "{aac:?}");
     assert!((d - 3.0).abs() < 1.0, "{aac:?}: {d} s");
     assert!(decode_errors(&aac).is_empty(), "{aac:?}");
@@ -136,25 +89,7 @@ fn recstart_recstop_cut_a_vod_stream() {
     let _g = serial();
     let dir = TempDir::new("recstartstop");
     let src = dir.path().join("src.mp4");
-    let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-t",
-            "6",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "50",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
-        .arg(&src)
-        .status()
-        .expect("ffmpeg (scripts/test installs it)");
-    assert!(st.success());
+    vod_source(&src);
     let (h, ends) = collector(dir.path(), "recording_end");
     let c = Controller::start(json!({
         "vod": {"name": "vod", "source": src.to_str().unwrap(), "inputtimeout": 30}
@@ -175,7 +110,7 @@ fn recstart_recstop_cut_a_vod_stream() {
     let (first, last): (i64, i64) = (p[8].parse().unwrap(), p[9].parse().unwrap());
     assert!((2000..2100).contains(&first), "{p:?}");
     assert!((3900..=4000).contains(&last), "{p:?}");
-    let (d, _) = probe(&out);
+    let (d, _) = format_probe(&out);
     assert!((d - 2.0).abs() < 0.2, "{out:?}: {d} s");
     assert!(decode_errors(&out).is_empty(), "{out:?}");
     let k = Command::new("ffprobe")
@@ -240,7 +175,7 @@ fn rule_time_window() {
         .filter(|f| f.extension().is_some_and(|e| e == "mkv"))
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
-    let (d, _) = probe(&files[0]);
+    let (d, _) = format_probe(&files[0]);
     // At most the window (6 s), plus the GOP before its start (a recording of a live stream
     // starts at its newest keyframe, up to 2 s old) and the stop (twice a second scan).
     assert!(d > 2.0 && d <= 9.5, "{:?}: {d} s", files[0]);

@@ -6,7 +6,7 @@ mod common;
 use common::{free_port, serial, wait_port, Proc, TempDir};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,60 @@ fn probe(url: &str) -> Output {
         .unwrap()
 }
 
+/// ffmpeg pushing `secs` s of testsrc2 (`size`, a keyframe every `gop` frames; with a sine
+/// as AAC when `audio`) to `url` in real time, its stdin closed; the caller spawns it.
+fn ffmpeg_push(size: &str, gop: &str, secs: &str, audio: bool, url: &str) -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+    ])
+    .arg(format!("testsrc2=size={size}:rate=25"));
+    if audio {
+        c.args(["-f", "lavfi", "-i", "sine"]);
+    }
+    c.args(["-c:v", "libx264", "-g", gop]);
+    if audio {
+        c.args(["-c:a", "aac"]);
+    }
+    c.args(["-t", secs, "-f", "flv", url]).stdin(Stdio::null());
+    c
+}
+
+/// MistOutRTMP standalone on loopback `port`, its shared memory in `dir`, no controller.
+fn rtmp_server(port: u16, dir: &Path) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
+            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
+            .env("MIST_SHM_DIR", dir)
+            .env_remove("MIST_CONTROL")
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// ffprobe reading the first 2 s of `url` (killed after `limit` s): `entries` of each stream,
+/// one compact line each.
+fn probe_2s(url: &str, limit: &str, entries: &str) -> Output {
+    Command::new("timeout")
+        .args([limit, "ffprobe", "-v", "error", "-read_intervals", "%+2"])
+        .args([
+            "-count_frames",
+            "-show_entries",
+            entries,
+            "-of",
+            "compact",
+            url,
+        ])
+        .output()
+        .unwrap()
+}
+
 fn field(line: &str, key: &str) -> Option<String> {
     line.split('|')
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_string))
@@ -68,28 +122,15 @@ fn ffmpeg_publish_ffprobe_play() {
     );
     wait_listening(port);
 
-    let publisher = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine",
-        ])
-        .args([
-            "-c:v", "libx264", "-g", "50", "-c:a", "aac", "-t", "6", "-f", "flv",
-        ])
-        .arg(format!("rtmp://127.0.0.1:{port}/live/live+alice"))
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let publisher = ffmpeg_push(
+        "640x360",
+        "50",
+        "6",
+        true,
+        &format!("rtmp://127.0.0.1:{port}/live/live+alice"),
+    )
+    .spawn()
+    .unwrap();
     let mut publisher = Proc(publisher);
 
     // A hostile peer: a valid C0 then garbage. It must cost only its own connection.
@@ -198,29 +239,16 @@ fn controller_decides_push_and_play() {
     );
     wait_listening(port);
     let publish = |app: &str| {
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x240:rate=25",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine",
-            ])
-            .args([
-                "-c:v", "libx264", "-g", "25", "-c:a", "aac", "-t", "5", "-f", "flv",
-            ])
-            .arg(format!("rtmp://127.0.0.1:{port}/{app}/cam1"))
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        ffmpeg_push(
+            "320x240",
+            "25",
+            "5",
+            true,
+            &format!("rtmp://127.0.0.1:{port}/{app}/cam1"),
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
     };
     // Wrong password: refused, ffmpeg fails.
     let mut wrong = Proc(publish("wrong"));
@@ -228,25 +256,11 @@ fn controller_decides_push_and_play() {
     assert!(!st.success(), "push with a wrong password must fail");
     let mut good = Proc(publish("secret"));
     std::thread::sleep(Duration::from_millis(2000));
-    let out = Command::new("timeout")
-        .args([
-            "20",
-            "ffprobe",
-            "-v",
-            "error",
-            "-read_intervals",
-            "%+2",
-            "-count_frames",
-        ])
-        .args([
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames",
-            "-of",
-            "compact",
-        ])
-        .arg(format!("rtmp://127.0.0.1:{port}/play/whatever"))
-        .output()
-        .unwrap();
+    let out = probe_2s(
+        &format!("rtmp://127.0.0.1:{port}/play/whatever"),
+        "20",
+        "stream=codec_name,width,height,nb_read_frames",
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("viewer: {text}");
     assert!(
@@ -468,33 +482,19 @@ fn killed_publisher_replaced_while_viewer_watches() {
     let scratch = TempDir::new("rtmp-kill");
     let dir: PathBuf = scratch.path().to_path_buf();
     let port = free_port();
-    let server = Proc(
-        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
-            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
-            .env("MIST_SHM_DIR", &dir)
-            .env_remove("MIST_CONTROL")
-            .spawn()
-            .unwrap(),
-    );
+    let server = rtmp_server(port, &dir);
     wait_listening(port);
     let publish = |size: &str| {
         Proc(
-            Command::new("ffmpeg")
-                .args([
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-re",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                ])
-                .arg(format!("testsrc2=size={size}:rate=25"))
-                .args(["-c:v", "libx264", "-g", "25", "-t", "20", "-f", "flv"])
-                .arg(format!("rtmp://127.0.0.1:{port}/live/live+k"))
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap(),
+            ffmpeg_push(
+                size,
+                "25",
+                "20",
+                false,
+                &format!("rtmp://127.0.0.1:{port}/live/live+k"),
+            )
+            .spawn()
+            .unwrap(),
         )
     };
     let url = format!("rtmp://127.0.0.1:{port}/play/live+k");
@@ -523,25 +523,7 @@ fn killed_publisher_replaced_while_viewer_watches() {
     first.0.wait().unwrap();
     let _second = publish("640x360");
     std::thread::sleep(Duration::from_millis(3500));
-    let late = Command::new("timeout")
-        .args([
-            "20",
-            "ffprobe",
-            "-v",
-            "error",
-            "-read_intervals",
-            "%+2",
-            "-count_frames",
-        ])
-        .args([
-            "-show_entries",
-            "stream=width,height,nb_read_frames",
-            "-of",
-            "compact",
-            &url,
-        ])
-        .output()
-        .unwrap();
+    let late = probe_2s(&url, "20", "stream=width,height,nb_read_frames");
     let text = String::from_utf8_lossy(&late.stdout);
     assert!(
         text.contains("width=640|height=360"),
@@ -587,55 +569,23 @@ fn viewer_waits_for_the_publisher() {
     let scratch = TempDir::new("rtmp-wait");
     let dir: PathBuf = scratch.path().to_path_buf();
     let port = free_port();
-    let server = Proc(
-        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
-            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
-            .env("MIST_SHM_DIR", &dir)
-            .env_remove("MIST_CONTROL")
-            .spawn()
-            .unwrap(),
-    );
+    let server = rtmp_server(port, &dir);
     wait_listening(port);
     let url = format!("rtmp://127.0.0.1:{port}/play/early");
     let viewer = std::thread::spawn(move || {
-        Command::new("timeout")
-            .args([
-                "25",
-                "ffprobe",
-                "-v",
-                "error",
-                "-read_intervals",
-                "%+2",
-                "-count_frames",
-            ])
-            .args([
-                "-show_entries",
-                "stream=codec_name,width,height,nb_read_frames",
-                "-of",
-                "compact",
-                &url,
-            ])
-            .output()
-            .unwrap()
+        probe_2s(&url, "25", "stream=codec_name,width,height,nb_read_frames")
     });
     std::thread::sleep(Duration::from_millis(2000));
     let mut publisher = Proc(
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x240:rate=25",
-            ])
-            .args(["-c:v", "libx264", "-g", "25", "-t", "5", "-f", "flv"])
-            .arg(format!("rtmp://127.0.0.1:{port}/live/early"))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
+        ffmpeg_push(
+            "320x240",
+            "25",
+            "5",
+            false,
+            &format!("rtmp://127.0.0.1:{port}/live/early"),
+        )
+        .spawn()
+        .unwrap(),
     );
     let out = viewer.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -662,14 +612,7 @@ fn many_viewers_get_exactly_the_published_frames() {
     let scratch = TempDir::new("rtmp-many");
     let dir: PathBuf = scratch.path().to_path_buf();
     let port = free_port();
-    let server = Proc(
-        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
-            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
-            .env("MIST_SHM_DIR", &dir)
-            .env_remove("MIST_CONTROL")
-            .spawn()
-            .unwrap(),
-    );
+    let server = rtmp_server(port, &dir);
     wait_listening(port);
 
     // ffmpeg's 1 s of H.264 + AAC, repeated LOOPS times with shifted times.
@@ -799,36 +742,19 @@ fn push_to_nginx_rtmp() {
             .spawn()
             .unwrap(),
     );
-    let server = Proc(
-        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
-            .args(["-p", &pa.to_string(), "-i", "127.0.0.1"])
-            .env("MIST_SHM_DIR", &dir)
-            .env_remove("MIST_CONTROL")
-            .spawn()
-            .unwrap(),
-    );
+    let server = rtmp_server(pa, &dir);
     wait_listening(pa);
     wait_listening(pn);
     let mut publisher = Proc(
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=640x360:rate=25",
-            ])
-            .args([
-                "-f", "lavfi", "-i", "sine", "-c:v", "libx264", "-g", "25", "-c:a", "aac", "-t",
-                "8", "-f", "flv",
-            ])
-            .arg(format!("rtmp://127.0.0.1:{pa}/live/src"))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
+        ffmpeg_push(
+            "640x360",
+            "25",
+            "8",
+            true,
+            &format!("rtmp://127.0.0.1:{pa}/live/src"),
+        )
+        .spawn()
+        .unwrap(),
     );
     std::thread::sleep(Duration::from_millis(1500));
     let mut pusher = Proc(
@@ -839,25 +765,11 @@ fn push_to_nginx_rtmp() {
             .unwrap(),
     );
     std::thread::sleep(Duration::from_millis(2500));
-    let out = Command::new("timeout")
-        .args([
-            "20",
-            "ffprobe",
-            "-v",
-            "error",
-            "-read_intervals",
-            "%+2",
-            "-count_frames",
-        ])
-        .args([
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames",
-            "-of",
-            "compact",
-        ])
-        .arg(format!("rtmp://127.0.0.1:{pn}/live/dst"))
-        .output()
-        .unwrap();
+    let out = probe_2s(
+        &format!("rtmp://127.0.0.1:{pn}/live/dst"),
+        "20",
+        "stream=codec_name,width,height,nb_read_frames",
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("ffprobe via nginx: {text}");
     assert!(
@@ -917,35 +829,18 @@ fn rtmpdump_records_a_live_stream() {
     let scratch = TempDir::new("rtmp-rd");
     let dir: PathBuf = scratch.path().to_path_buf();
     let port = free_port();
-    let server = Proc(
-        Command::new(env!("CARGO_BIN_EXE_MistOutRTMP"))
-            .args(["-p", &port.to_string(), "-i", "127.0.0.1"])
-            .env("MIST_SHM_DIR", &dir)
-            .env_remove("MIST_CONTROL")
-            .spawn()
-            .unwrap(),
-    );
+    let server = rtmp_server(port, &dir);
     wait_listening(port);
     let mut publisher = Proc(
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x240:rate=25",
-            ])
-            .args([
-                "-f", "lavfi", "-i", "sine", "-c:v", "libx264", "-g", "25", "-c:a", "aac", "-t",
-                "5", "-f", "flv",
-            ])
-            .arg(format!("rtmp://127.0.0.1:{port}/live/rd"))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
+        ffmpeg_push(
+            "320x240",
+            "25",
+            "5",
+            true,
+            &format!("rtmp://127.0.0.1:{port}/live/rd"),
+        )
+        .spawn()
+        .unwrap(),
     );
     std::thread::sleep(Duration::from_millis(1500));
     let file = dir.join("rd.flv");

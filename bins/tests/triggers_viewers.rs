@@ -24,6 +24,23 @@ fn trig(handler: &str, sync: bool) -> Value {
     json!({"handler": handler, "sync": sync, "streams": [], "default": "true"})
 }
 
+/// A controller with `streams` (besides `live`), the HTTP `protocols` and `triggers`, its HTTP
+/// port listening.
+fn start(streams: Value, protocols: Value, triggers: Value) -> Controller {
+    let ctl = Controller::start_full(streams, Some(protocols), None, |c| {
+        c["config"]["triggers"] = triggers;
+    });
+    assert!(wait_port(ctl.http, Duration::from_secs(10)));
+    ctl
+}
+
+/// ffmpeg publishing `secs` of `size` video to `stream`, which is active when this returns.
+fn live(ctl: &Controller, stream: &str, size: &str, secs: u32) -> Proc {
+    let p = publish(&ctl.publish_url(stream), size, secs);
+    ctl.wait_active(stream, Duration::from_secs(20));
+    p
+}
+
 /// The records of `DIR/NAME.log`: (trigger, payload lines).
 fn records(d: &Path, name: &str) -> Vec<(String, Vec<String>)> {
     handler_records(&std::fs::read_to_string(d.join(format!("{name}.log"))).unwrap_or_default())
@@ -87,22 +104,17 @@ fn killed_outputs_still_get_every_conn_close_and_user_end_once() {
     let dir = TempDir::new("trigv-kill");
     let d = dir.path();
     let ev = handler_script(d, "ev", "echo true");
-    let ctl = Controller::start_full(
+    let ctl = start(
         json!({}),
-        Some(json!([{"connector": "HLS"}, {"connector": "HTTPTS"}])),
-        None,
-        |c| {
-            c["config"]["triggers"] = json!({
-                "CONN_OPEN": [trig(&ev, true)],
-                "CONN_CLOSE": [trig(&ev, false)],
-                "USER_NEW": [trig(&ev, true)],
-                "USER_END": [trig(&ev, false)],
-            });
-        },
+        json!([{"connector": "HLS"}, {"connector": "HTTPTS"}]),
+        json!({
+            "CONN_OPEN": [trig(&ev, true)],
+            "CONN_CLOSE": [trig(&ev, false)],
+            "USER_NEW": [trig(&ev, true)],
+            "USER_END": [trig(&ev, false)],
+        }),
     );
-    assert!(wait_port(ctl.http, Duration::from_secs(10)));
-    let _pub = publish(&ctl.publish_url("live+k"), "320x240", 120);
-    ctl.wait_active("live+k", Duration::from_secs(20));
+    let _pub = live(&ctl, "live+k", "320x240", 120);
     // Three viewers, three sessions (the tokens tell the HTTP ones apart).
     let players = [
         player(&ctl.play_url("live+k")),
@@ -186,21 +198,16 @@ fn play_rewrite_renames_or_refuses_http_players() {
         "case \"$p\" in alias*) printf 'live+open' ;; gone*) ;; *) printf '%s' \"$p\" | head -n 1 ;; esac",
     );
     let conn = handler_script(d, "conn", "echo true");
-    let ctl = Controller::start_full(
+    let ctl = start(
         json!({}),
-        Some(json!([{"connector": "HLS"}, {"connector": "HTTPTS"}])),
-        None,
-        |c| {
-            c["config"]["triggers"] = json!({
-                "PLAY_REWRITE": [trig(&rw, true)],
-                "CONN_OPEN": [trig(&conn, true)],
-                "USER_NEW": [trig(&conn, true)],
-            });
-        },
+        json!([{"connector": "HLS"}, {"connector": "HTTPTS"}]),
+        json!({
+            "PLAY_REWRITE": [trig(&rw, true)],
+            "CONN_OPEN": [trig(&conn, true)],
+            "USER_NEW": [trig(&conn, true)],
+        }),
     );
-    assert!(wait_port(ctl.http, Duration::from_secs(10)));
-    let _pub = publish(&ctl.publish_url("live+open"), "320x240", 90);
-    ctl.wait_active("live+open", Duration::from_secs(20));
+    let _pub = live(&ctl, "live+open", "320x240", 90);
 
     let ts = probe_streams(&url(ctl.http, "/alias.ts"));
     assert!(ts.iter().any(|s| s["codec_name"] == "h264"), "{ts:?}");
@@ -280,19 +287,15 @@ fn conn_stop_fires_when_playback_reaches_the_end_of_the_data() {
     make_mp4(&file, "320x240", 3);
     let ev = handler_script(d, "ev", "");
     let rtsp = free_port();
-    let ctl = Controller::start_full(
+    let ctl = start(
         json!({"vodstop": {"name": "vodstop", "source": file.display().to_string()}}),
-        Some(json!([
+        json!([
             {"connector": "HTTPTS"}, {"connector": "FLV"}, {"connector": "MP4"},
             {"connector": "HLS"},
             {"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"},
-        ])),
-        None,
-        |c| {
-            c["config"]["triggers"] = json!({"CONN_STOP": [trig(&ev, false)]});
-        },
+        ]),
+        json!({"CONN_STOP": [trig(&ev, false)]}),
     );
-    assert!(wait_port(ctl.http, Duration::from_secs(10)));
     assert!(wait_port(rtsp, Duration::from_secs(10)), "no MistOutRTSP");
     // Real time (RTMP, RTSP: 3 s of media) and an HLS session (it ends TIMEOUT s after its
     // last request) at once; the HTTP progressive players meanwhile, one after the other.
@@ -523,12 +526,12 @@ fn one_hls_js_player_in_chromium_is_one_user_new() {
     let dir = TempDir::new("trigv-hlsjs");
     let d = dir.path();
     let user = handler_script(d, "user", "echo true");
-    let ctl = Controller::start_full(json!({}), Some(json!([{"connector": "HLS"}])), None, |c| {
-        c["config"]["triggers"] = json!({"USER_NEW": [trig(&user, true)]});
-    });
-    assert!(wait_port(ctl.http, Duration::from_secs(10)));
-    let _pub = publish(&ctl.publish_url("live+web"), "640x360", 90);
-    ctl.wait_active("live+web", Duration::from_secs(20));
+    let ctl = start(
+        json!({}),
+        json!([{"connector": "HLS"}]),
+        json!({"USER_NEW": [trig(&user, true)]}),
+    );
+    let _pub = live(&ctl, "live+web", "640x360", 90);
     // No request of ours before the player's: its first one decides the session.
     std::thread::sleep(Duration::from_secs(8));
     let job = format!("hls=http://127.0.0.1:{}/hls/live+web/index.m3u8", ctl.http);
@@ -581,8 +584,7 @@ fn system_stop_output_stop_and_live_bandwidth_fire() {
             });
         },
     );
-    let _pub = publish(&ctl.publish_url("live+bw"), "320x240", 60);
-    ctl.wait_active("live+bw", Duration::from_secs(20));
+    let _pub = live(&ctl, "live+bw", "320x240", 60);
     let bw = || payloads(&records(d, "note"), "LIVE_BANDWIDTH", 0, "live+bw");
     wait_until("LIVE_BANDWIDTH", Duration::from_secs(30), || {
         !bw().is_empty()
@@ -595,8 +597,7 @@ fn system_stop_output_stop_and_live_bandwidth_fire() {
     );
     assert!(records(d, "huge").is_empty(), "{:?}", records(d, "huge"));
     // A blocking handler answering false ends the stream.
-    let _cut = publish(&ctl.publish_url("live+cut"), "320x240", 60);
-    ctl.wait_active("live+cut", Duration::from_secs(20));
+    let _cut = live(&ctl, "live+cut", "320x240", 60);
     wait_until(
         "live+cut ended by LIVE_BANDWIDTH",
         Duration::from_secs(40),

@@ -4,7 +4,29 @@
 //! the children can still connect.
 
 use std::ffi::CString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why the controller could not run as the user it was told to.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivsError {
+    #[error("no such user {0:?}")]
+    NoSuchUser(String),
+    #[error("cannot switch to user {0:?}: not started as root")]
+    NotRoot(String),
+    #[error("cannot hand {} to {user}: {source}", .path.display())]
+    Hand {
+        path: PathBuf,
+        user: String,
+        source: std::io::Error,
+    },
+    #[error("cannot switch to user {user:?}: {source}")]
+    Switch {
+        user: String,
+        source: std::io::Error,
+    },
+    #[error("still root after dropping privileges")]
+    StillRoot,
+}
 
 /// A user's ids, from the password database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,24 +68,26 @@ fn chown(path: &Path, ids: Ids) -> std::io::Result<()> {
 
 /// Drops to `user` when running as root; hands `owned` (the control socket and its directory) to
 /// that user first. Not root: fine when `user` is who we are already, an error otherwise.
-pub fn drop_to(user: &str, owned: &[&Path]) -> Result<(), String> {
-    let ids = lookup(user).ok_or_else(|| format!("no such user {user:?}"))?;
+pub fn drop_to(user: &str, owned: &[&Path]) -> Result<(), PrivsError> {
+    let ids = lookup(user).ok_or_else(|| PrivsError::NoSuchUser(user.to_string()))?;
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 {
         return if euid == ids.uid {
             Ok(())
         } else {
-            Err(format!(
-                "cannot switch to user {user:?}: not started as root"
-            ))
+            Err(PrivsError::NotRoot(user.to_string()))
         };
     }
     if ids.uid == 0 {
         return Ok(());
     }
     for p in owned {
-        chown(p, ids).map_err(|e| format!("cannot hand {} to {user}: {e}", p.display()))?;
+        chown(p, ids).map_err(|source| PrivsError::Hand {
+            path: p.to_path_buf(),
+            user: user.to_string(),
+            source,
+        })?;
     }
     let gid = ids.gid as libc::gid_t;
     // SAFETY: plain system calls with valid arguments (one supplementary group: the user's own).
@@ -71,16 +95,16 @@ pub fn drop_to(user: &str, owned: &[&Path]) -> Result<(), String> {
         libc::setgroups(1, &gid) == 0 && libc::setgid(ids.gid) == 0 && libc::setuid(ids.uid) == 0
     };
     if !ok {
-        return Err(format!(
-            "cannot switch to user {user:?}: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(PrivsError::Switch {
+            user: user.to_string(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     // Must not be able to get root back.
     // SAFETY: plain system calls.
     let regained = unsafe { libc::setuid(0) == 0 || libc::geteuid() == 0 };
     if regained {
-        return Err("still root after dropping privileges".into());
+        return Err(PrivsError::StillRoot);
     }
     Ok(())
 }
@@ -90,7 +114,7 @@ pub fn drop_after_bind(
     opts: &super::Opts,
     cfg: &mist_core::config::Config,
     control: &Path,
-) -> Result<(), String> {
+) -> Result<(), PrivsError> {
     let user = opts
         .username
         .clone()

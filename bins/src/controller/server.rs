@@ -5,7 +5,7 @@
 use super::children::{ChildLine, Event, Role, Spawner, Supervisor};
 use super::{api, caps, paths, push_log, shm_call, Controller, LogRing, Opts};
 use bytes::Bytes;
-use mio::net::{TcpListener, UnixListener};
+use mio::net::UnixListener;
 use mio::Token;
 use mist_connector::{App, ConnId, Ctl, Flow, Io, Limits, ListenerId, Peer, Runtime, Session};
 use mist_core::config::{Config, DEFAULT_API_INTERFACE, DEFAULT_API_PORT};
@@ -206,7 +206,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
             }
         }
     }
-    let api_listener = match TcpListener::bind(addr) {
+    let api_listener = match mist_connector::bind_tcp(addr) {
         Ok(l) => l,
         Err(e) => {
             mist_core::fail!("cannot bind API on {addr}: {e}");

@@ -23,7 +23,30 @@ use std::time::{Duration, Instant};
 const MAX_VALUE: usize = 127;
 
 /// The result of running one variable's target: (name, target, value or error).
-type RunResult = (String, String, Result<String, String>);
+type RunResult = (String, String, Result<String, RunError>);
+
+/// Why a variable's target gave no value (logged with the variable and its target).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Http(Box<ureq::Error>),
+    #[error("reading the answer: {0}")]
+    ReadAnswer(std::io::Error),
+    #[error("empty command")]
+    EmptyCommand,
+    #[error("{prog}: {source}")]
+    Spawn {
+        prog: String,
+        source: std::io::Error,
+    },
+    #[error("no stdout")]
+    NoStdout,
+    #[error("reading its output: {0}")]
+    ReadOutput(std::io::Error),
+    /// The command did not end its output within the wait (seconds).
+    #[error("no answer within {0} s")]
+    Timeout(u64),
+}
 
 /// Variables whose targets are being run.
 pub struct Runs {
@@ -187,7 +210,7 @@ fn clean(raw: &[u8]) -> String {
 }
 
 /// Runs one target (blocking, at most `wait`): the value, or why there is none.
-fn run_target(name: &str, target: &str, wait: Duration) -> Result<String, String> {
+fn run_target(name: &str, target: &str, wait: Duration) -> Result<String, RunError> {
     let lower = target.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
         let mut agent = ureq::AgentBuilder::new().timeout(wait);
@@ -200,17 +223,17 @@ fn run_target(name: &str, target: &str, wait: Duration) -> Result<String, String
             .set("X-Custom-Variable", name)
             .set("Content-Type", "text/plain")
             .send_string("")
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RunError::Http(Box::new(e)))?;
         let mut body = Vec::new();
         resp.into_reader()
             .take(64 * 1024)
             .read_to_end(&mut body)
-            .map_err(|e| format!("reading the answer: {e}"))?;
+            .map_err(RunError::ReadAnswer)?;
         return Ok(clean(&body));
     }
     let args: Vec<&str> = target.split_whitespace().collect();
     let Some((prog, rest)) = args.split_first() else {
-        return Err("empty command".into());
+        return Err(RunError::EmptyCommand);
     };
     let mut child = Command::new(prog)
         .args(rest)
@@ -219,11 +242,14 @@ fn run_target(name: &str, target: &str, wait: Duration) -> Result<String, String
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("{prog}: {e}"))?;
+        .map_err(|source| RunError::Spawn {
+            prog: prog.to_string(),
+            source,
+        })?;
     let Some(mut out) = child.stdout.take() else {
         let _ = child.kill();
         let _ = child.wait();
-        return Err("no stdout".into());
+        return Err(RunError::NoStdout);
     };
     let (tx, rx) = channel();
     // Read in a thread of its own: a command that keeps its stdout open is given up on.
@@ -242,8 +268,8 @@ fn run_target(name: &str, target: &str, wait: Duration) -> Result<String, String
     });
     match got {
         Ok(Ok(buf)) => Ok(clean(&buf)),
-        Ok(Err(e)) => Err(format!("reading its output: {e}")),
-        Err(_) => Err(format!("no answer within {} s", wait.as_secs())),
+        Ok(Err(e)) => Err(RunError::ReadOutput(e)),
+        Err(_) => Err(RunError::Timeout(wait.as_secs())),
     }
 }
 

@@ -9,12 +9,16 @@ use std::time::Duration;
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// The server answered with a status other than 2xx.
     #[error("HTTP status {0}")]
     Status(u16),
+    /// No answer: DNS, connect, TLS or a timeout (ureq's words).
     #[error("{0}")]
     Transport(String),
+    /// More than a playlist or segment may be: a peer must not choose our memory.
     #[error("body larger than {0} bytes")]
     TooLarge(usize),
+    /// The body broke off.
     #[error("reading the body: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -37,6 +41,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Http {
+    /// An agent with the input's timeouts and redirect limit, shared by every fetch.
     pub fn new() -> Http {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(CONNECT_TIMEOUT)

@@ -50,11 +50,15 @@ const MAX_PROBE_FRAMES: usize = 8192;
 /// What [`run`] needs.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The stream the input writes.
     pub stream: String,
     /// The playlist URL (master or media).
     pub url: String,
+    /// How long without media before the stream ends (`--timeout`); segments that come back start it again.
     pub idle: Duration,
+    /// How long with no stream open and nothing from the source before the input exits.
     pub input_timeout: Duration,
+    /// DVR window kept in shared memory (ms).
     pub dvr_ms: u64,
 }
 

@@ -29,6 +29,7 @@ pub struct CommonArgs {
     /// Debug level (0-10)
     #[arg(short = 'g', long = "debug", default_value_t = 4)]
     pub debug: u8,
+    /// `-j` and `-v`: what the controller asks of a connector before it runs one.
     #[command(flatten)]
     pub info: crate::util::cli::InfoArgs,
 }

@@ -34,6 +34,7 @@ const MIN_SEGMENTS: usize = 3;
 const SEGMENT_CACHE: &str = "public, max-age=3600, immutable";
 const MANIFEST_CACHE: &str = "no-cache";
 
+/// A live stream cut into CMAF fragments for `/cmaf/` (HLS and DASH manifests on the same fragments).
 pub struct CmafStream {
     reader: StreamReader,
     tracks: Vec<Track>,
@@ -67,6 +68,7 @@ pub fn time_body() -> String {
 }
 
 impl CmafStream {
+    /// Reads `stream` from shared memory; `host` makes the manifests' absolute URLs.
     pub fn open(stream: &str, host: &str) -> Result<CmafStream, mist_shm::ShmError> {
         let back_ms = (TARGET_MS as i64) * (WINDOW as i64 + 1);
         let reader = segmented::open_reader(stream, "CMAF", host, back_ms)?;

@@ -14,8 +14,11 @@ use std::sync::Arc;
 
 /// A stream request at the gate: what is needed to continue it.
 pub struct Parked<R> {
+    /// The request's connection (its answer goes there).
     pub id: ConnId,
+    /// The stream asked for (before PLAY_REWRITE).
     pub stream: String,
+    /// How to serve it once admitted.
     pub route: R,
     /// The request target (path and query).
     pub target: String,
@@ -46,6 +49,7 @@ struct Decision {
     opened: bool,
 }
 
+/// Runs the viewer triggers (USER_NEW, CONN_OPEN, PLAY_REWRITE) off the loop and parks the requests that wait on them.
 pub struct Gate<R> {
     /// Parked requests.
     pending: HashMap<u64, Parked<R>>,
@@ -64,7 +68,9 @@ pub struct Gate<R> {
 pub enum Verdict<R> {
     /// Serve it now: the stream to play (PLAY_REWRITE may have renamed it) and the route.
     Pass(String, R),
+    /// A trigger refused the viewer: answer 403 with its reason.
     Refuse(Refused),
+    /// Triggers are running: the answer comes from [`Gate::decided`].
     Parked,
 }
 
@@ -119,6 +125,7 @@ pub fn token_with(req: &HttpRequest, tkn_mode: u8) -> String {
 }
 
 impl<R: Send + 'static> Gate<R> {
+    /// A gate with its decision channel and nothing parked.
     pub fn new() -> Gate<R> {
         let (tx, rx) = channel();
         Gate {

@@ -41,6 +41,7 @@ struct Variant {
     cache: HashMap<u64, Cached>,
 }
 
+/// A live stream cut into MPEG-TS segments for `/hls/`, with its master and media playlists.
 pub struct HlsStream {
     reader: StreamReader,
     tracks: Vec<Track>,
@@ -68,6 +69,7 @@ fn selection(tracks: &[Track]) -> Vec<Track> {
 }
 
 impl HlsStream {
+    /// Reads `stream` from shared memory; `host` makes the playlists' absolute URLs.
     pub fn open(stream: &str, host: &str) -> Result<HlsStream, mist_shm::ShmError> {
         let back_ms = (TARGET_MS as i64) * (WINDOW as i64 + 1);
         let reader = segmented::open_reader(stream, "HLS", host, back_ms)?;

@@ -25,10 +25,17 @@ pub fn capabilities() -> Value {
 /// Error of [`pairs`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PairsError {
+    /// HTTPS needs a certificate.
     #[error("no certificate (--cert) given")]
     NoCert,
+    /// Certificates and keys are paired in order, so their counts must match.
     #[error("{certs} certificate(s) but {keys} key(s): give one --key per --cert")]
-    Mismatch { certs: usize, keys: usize },
+    Mismatch {
+        /// `--cert` options given.
+        certs: usize,
+        /// `--key` options given.
+        keys: usize,
+    },
 }
 
 /// Expands `--cert`/`--key` values: each a path, or a JSON list of paths (as the controller

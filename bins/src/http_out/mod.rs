@@ -42,7 +42,9 @@ pub const STREAM_WAIT: Duration = Duration::from_secs(5);
 /// Options of MistOutHTTP.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// TCP port to listen on.
     pub port: u16,
+    /// Address to listen on (`0.0.0.0`: every interface).
     pub interface: String,
     /// `TOKEN:VALIDATION` pairs (space-separated) for `/.well-known/acme-challenge/TOKEN`.
     pub certbot: Option<String>,
@@ -86,9 +88,11 @@ pub struct Enabled(Arc<Mutex<Option<Ports>>>);
 type Ports = HashMap<String, Option<u16>>;
 
 impl Enabled {
+    /// Everything enabled: for a standalone run without a controller to ask.
     pub fn all() -> Enabled {
         Enabled(Arc::new(Mutex::new(None)))
     }
+    /// Only `list` (connector names), as a `--connectors` option gives them.
     pub fn fixed(list: &[String]) -> Enabled {
         Enabled(Arc::new(Mutex::new(Some(
             list.iter().map(|s| (s.trim().to_string(), None)).collect(),
@@ -97,6 +101,7 @@ impl Enabled {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Ports>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
+    /// Whether requests for `connector`'s formats are answered (404 when not).
     pub fn has(&self, connector: &str) -> bool {
         match self.lock().as_ref() {
             None => true,
@@ -222,6 +227,7 @@ fn insert_bounded<K: std::hash::Hash + Eq + Clone, V>(
     }
 }
 
+/// The HTTP output's state: feeds, segmented streams, VoD caches, the trigger gate.
 pub struct App {
     opts: Options,
     enabled: Enabled,
@@ -257,6 +263,7 @@ pub struct App {
 const ACTIVE_TTL: Duration = Duration::from_millis(250);
 
 impl App {
+    /// An output with nothing open yet.
     pub fn new(opts: Options, enabled: Enabled) -> App {
         App {
             opts,

@@ -14,22 +14,33 @@ pub enum MuxError {
     /// An audio-only format with no or several audio tracks selected.
     #[error("{format} carries exactly one audio track ({selected} selected)")]
     AudioTracks {
+        /// The format's name, for the error.
         format: &'static str,
+        /// How many audio tracks the selection has.
         selected: usize,
     },
     /// An AAC track whose AudioSpecificConfig does not parse (no ADTS header can be made).
     #[error("AAC track {track}: {source}")]
-    AacConfig { track: u32, source: MediaError },
+    AacConfig {
+        /// The track's id.
+        track: u32,
+        /// Why the config does not parse.
+        source: MediaError,
+    },
 }
 
 /// A progressive container format served over HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Format {
+    /// MPEG-TS (`.ts`).
     Ts,
+    /// FLV (`.flv`).
     Flv,
     /// Fragmented MP4 (`.mp4` and `.fmp4` of a live stream).
     Fmp4,
+    /// Matroska (`.mkv`).
     Mkv,
+    /// WebM (`.webm`): Matroska with the WebM DocType and only its codecs.
     Webm,
     /// MPEG audio layer III frames as they are (`.mp3`).
     Mp3,
@@ -65,6 +76,7 @@ impl Format {
         }
     }
 
+    /// The Content-Type of an answer in this format.
     pub fn mime(self) -> &'static str {
         match self {
             Format::Ts => "video/mp2t",
@@ -150,6 +162,7 @@ impl Format {
 /// Output of one muxer step.
 #[derive(Debug, Default)]
 pub struct Out {
+    /// Bytes to send, in order (shared: every viewer of a feed gets the same chunks).
     pub chunks: Vec<Bytes>,
     /// The chunks start a point where a new viewer can join (a keyframe of the main track with
     /// whatever the format needs before it).
@@ -174,11 +187,13 @@ pub trait Mux: Send {
 
 // ---- FLV ----
 
+/// FLV tags of a stream's frames (one muxer per feed, shared by its viewers).
 pub struct FlvMux {
     tracks: Vec<Track>,
 }
 
 impl FlvMux {
+    /// A muxer for `tracks` (its header comes first, from [`Mux::header`]).
     pub fn new(tracks: &[Track]) -> FlvMux {
         FlvMux {
             tracks: tracks.to_vec(),
@@ -246,6 +261,7 @@ pub struct Fmp4Mux {
 const FRAG_MS: i64 = 1000;
 
 impl Fmp4Mux {
+    /// A muxer for `tracks`; an error when no track can be carried in MP4.
     pub fn new(tracks: &[Track]) -> Result<Fmp4Mux, MuxError> {
         let opts = mist_media::mp4::FragmentOptions::default();
         let w = mist_media::mp4::FragmentWriter::new(tracks.to_vec(), opts)?;

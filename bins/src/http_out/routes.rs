@@ -6,6 +6,7 @@ use bytes::Bytes;
 use mist_net::http::Request;
 use mist_net::server::{ConnId, Io};
 
+/// What a request asks for, decided from its path alone (before any stream is looked at).
 #[derive(Debug, Clone)]
 pub enum Route {
     /// A complete static answer.
@@ -13,8 +14,11 @@ pub enum Route {
     /// A generated page or script (`/player.js`, `/embed_$.js`, `/$.html`): 200 with its
     /// Content-Type and Cache-Control.
     Page {
+        /// Content-Type.
         ctype: &'static str,
+        /// Cache-Control.
         cache: &'static str,
+        /// The whole body.
         body: Bytes,
     },
     /// An error answer.
@@ -22,27 +26,41 @@ pub enum Route {
     /// `/.well-known/acme-challenge/TOKEN`.
     Acme(String),
     /// `/json_$.js` (js = false) or `/info_$.js` (js = true).
-    Info { stream: String, js: bool },
+    Info {
+        /// The stream asked about.
+        stream: String,
+        /// A JavaScript assignment rather than bare JSON.
+        js: bool,
+    },
     /// `/$.ts`, `/$.flv`, `/$.mp4`, `/$.fmp4`, `/$.mkv`, `/$.webm`.
     Progressive {
+        /// The stream to play.
         stream: String,
+        /// The container, from the extension.
         format: Format,
         /// `.mp4`/`.3gp` (not `.fmp4`): a VoD stream gets a progressive file with its moov first.
         moov: bool,
+        /// `?video=`: the video tracks to send.
         video: Option<String>,
+        /// `?audio=`: the audio tracks to send.
         audio: Option<String>,
     },
     /// `/hls/$/…` and `/cmaf/$/…`: playlists and segments (see [`segmented`]).
     Segmented {
+        /// The stream to play.
         stream: String,
+        /// `hls` or `cmaf`.
         kind: &'static str,
+        /// The path below the stream (playlist, manifest or segment name).
         rest: String,
         /// The Host header (absolute URLs in manifests).
         host: String,
     },
 }
 
+/// `/crossdomain.xml`: Flash players may load from here (MistServer answers the same).
 pub const CROSSDOMAIN: &str = "<?xml version=\"1.0\"?><!DOCTYPE cross-domain-policy SYSTEM \"http://www.adobe.com/xml/dtds/cross-domain-policy.dtd\"><cross-domain-policy><allow-access-from domain=\"*\" /><site-control permitted-cross-domain-policies=\"all\"/></cross-domain-policy>";
+/// `/clientaccesspolicy.xml`: Silverlight players may load from here (MistServer answers the same).
 pub const CLIENTACCESS: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?><access-policy><cross-domain-access><policy><allow-from http-methods=\"*\" http-request-headers=\"*\"><domain uri=\"*\"/></allow-from><grant-to><resource path=\"/\" include-subpaths=\"true\"/></grant-to></policy></cross-domain-access></access-policy>";
 
 /// The player script (`/player.js`), ours: native playback only (see docs/architecture.md).

@@ -19,15 +19,20 @@ pub const IDLE: Duration = Duration::from_secs(30);
 
 /// What a request gets.
 pub enum Answer {
+    /// The playlist, manifest or segment.
     Ready {
+        /// Content-Type.
         ctype: &'static str,
+        /// Cache-Control.
         cache: &'static str,
+        /// The whole body.
         body: Bytes,
     },
     /// A cached segment: MistOutHTTP sends its file with sendfile(2).
     Cached(Cached),
     /// Not available yet (not enough segments, segment being muxed): ask again after `poll`.
     Wait,
+    /// No such playlist or segment (any more): 404 with the reason.
     NotFound(String),
 }
 
@@ -37,7 +42,9 @@ pub enum Answer {
 /// the open(2) and the head). The file is written once, when the segment is cached.
 #[derive(Clone)]
 pub struct Cached {
+    /// The body, shared by every request for it.
     pub bytes: Bytes,
+    /// Content-Type.
     pub ctype: &'static str,
     /// Cache-Control
     pub cache: &'static str,
@@ -46,6 +53,7 @@ pub struct Cached {
 }
 
 impl Cached {
+    /// A cached answer named `name` (the file name sendfile serves it from, when it has one).
     pub fn new(name: &str, ctype: &'static str, cache: &'static str, bytes: Bytes) -> Cached {
         let file =
             mist_net::server::FileBody::answer(name, Cached::response(ctype, cache), &bytes).ok();
@@ -151,8 +159,10 @@ pub fn log_oversize(stream: &str, what: &str, flag: &mut bool) {
 
 /// A segmented stream with the requests waiting on it.
 pub struct Slot {
+    /// The stream's segmenter (HLS or CMAF).
     pub stream: Box<dyn SegmentedStream>,
     /// (connection, path below the stream, Host header, since)
     pub waiting: Vec<(ConnId, String, String, Instant)>,
+    /// The last request for it: idle ones are closed.
     pub last_used: Instant,
 }

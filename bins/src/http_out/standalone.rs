@@ -297,7 +297,7 @@ pub fn main(bin: &str, format: Format, caps: Value) -> i32 {
             Ok(s) => s,
             Err(e) => {
                 mist_core::error!("stream {name}: push to {target}: {e}");
-                network_end(0, 1, &e, (0, 0));
+                network_end(0, 1, &e.to_string(), (0, 0));
                 return 1;
             }
         }

@@ -31,6 +31,7 @@ pub fn fanout(ids: &[ConnId], bytes: u64) {
     }
 }
 
+/// The viewer sessions (`mist_shm::sessions`) of the HTTP output's connections, so the controller counts HTTP viewers as it counts RTMP ones.
 #[derive(Default)]
 pub struct ViewerSessions {
     /// The session of each connection's current request, before it is admitted.
@@ -110,6 +111,7 @@ impl ViewerSessions {
         }
     }
 
+    /// A connection closed: its session's bytes are final and its slot may linger, then go.
     pub fn closed(&mut self, id: ConnId) {
         self.asked.remove(&id);
         let fed = fanned()

@@ -43,17 +43,24 @@ const LOAD_STEP: usize = 50_000;
 /// One frame of a [`VodIndex`]: its metadata and where its payload is.
 #[derive(Debug, Clone)]
 pub struct VodFrame {
+    /// Track id.
     pub track: u32,
+    /// Decode time (ms, shifted: see [`VodIndex::frames`]).
     pub dts: i64,
+    /// Presentation minus decode time (ms).
     pub pts_offset: i32,
+    /// A frame a player can start at.
     pub keyframe: bool,
+    /// The bytes, or where they are in the source file.
     pub payload: Payload,
 }
 
 impl VodFrame {
+    /// Payload bytes: what the frame adds to a segment or an mdat.
     pub fn len(&self) -> usize {
         self.payload.len()
     }
+    /// An empty frame (clippy wants it beside `len`; muxers skip nothing for it).
     pub fn is_empty(&self) -> bool {
         self.payload.is_empty()
     }
@@ -61,6 +68,7 @@ impl VodFrame {
 
 /// Every frame of a complete VoD stream, in stream (decode) order, without external payloads.
 pub struct VodIndex {
+    /// The stream's tracks, as the input wrote them.
     pub tracks: Vec<Track>,
     /// Times are shifted so the earliest is ≥ 0 (as `mist_media::remux` does): fragmented MP4
     /// and MPD times are unsigned.
@@ -69,11 +77,13 @@ pub struct VodIndex {
     pub source: Option<Arc<SourceFile>>,
     /// Earliest and latest frame time (ms).
     pub first_ms: i64,
+    /// Latest frame time (ms).
     pub last_ms: i64,
 }
 
 /// What [`index`] has for a stream.
 pub enum VodState {
+    /// The whole stream is indexed.
     Ready(Arc<VodIndex>),
     /// Not complete yet (the input is still writing): ask again later.
     Wait,
@@ -87,24 +97,31 @@ pub enum VodError {
     /// The stream cannot be opened or read.
     #[error(transparent)]
     Shm(#[from] mist_shm::ShmError),
+    /// The stream is live: its segments come from the live segmenters instead.
     #[error("not a VoD stream")]
     NotVod,
+    /// The stream ended while it was indexed.
     #[error("stream ended")]
     Ended,
     /// The payloads of the stream's external records cannot be read.
     #[error("source file: {0}")]
     Source(mist_shm::SourceError),
+    /// The selection leaves nothing the format can carry.
     #[error("no track of this stream can be sent in this format")]
     NoTrack,
+    /// Nothing to start playing at.
     #[error("the stream has no keyframe to start at")]
     NoKeyframe,
+    /// The selection leaves nothing MP4 can carry.
     #[error("none of the selected tracks can be sent as MP4")]
     NoMp4Track,
     /// The MP4 writer refused the tracks or a sample.
     #[error(transparent)]
     Mp4(#[from] mist_media::MediaError),
+    /// A frame too large for an MP4 sample size (32 bits).
     #[error("frame too large")]
     FrameTooLarge,
+    /// More frames than an MP4 sample table can count (32 bits).
     #[error("too many frames")]
     TooManyFrames,
 }
@@ -255,6 +272,7 @@ fn build(
 
 /// A selection of tracks cut into segments.
 pub struct Cut {
+    /// The segment timeline of the selection (durations for the playlist or MPD).
     pub tl: Timeline,
     /// Frame index ranges (into [`VodIndex::frames`]) of each segment; segment `seq` is
     /// `ranges[seq]`. Frames of other tracks are in the ranges too.
@@ -374,6 +392,7 @@ pub struct ByteLru<K> {
 }
 
 impl<K: PartialEq> ByteLru<K> {
+    /// An empty cache that keeps at most `max` bytes.
     pub fn new(max: usize) -> Self {
         ByteLru {
             items: VecDeque::new(),
@@ -381,6 +400,7 @@ impl<K: PartialEq> ByteLru<K> {
             max,
         }
     }
+    /// The bytes kept for `k`, now the most recently used.
     pub fn get(&mut self, k: &K) -> Option<Bytes> {
         let i = self.items.iter().position(|(x, _)| x == k)?;
         let e = self.items.remove(i)?;
@@ -388,6 +408,7 @@ impl<K: PartialEq> ByteLru<K> {
         self.items.push_back(e);
         Some(b)
     }
+    /// Keeps `b` for `k`, dropping the least recently used beyond the byte bound.
     pub fn put(&mut self, k: K, b: Bytes) {
         self.bytes += b.len();
         self.items.push_back((k, b));
@@ -397,6 +418,7 @@ impl<K: PartialEq> ByteLru<K> {
             }
         }
     }
+    /// Bytes held (for the output's memory accounting).
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -461,6 +483,7 @@ pub struct VodHls {
 }
 
 impl VodHls {
+    /// `/hls/$/…` of VoD stream `stream`; the index is built on the first request. `host` names the viewer in the users table.
     pub fn open(stream: &str, host: &str) -> VodHls {
         VodHls {
             stream: stream.to_string(),
@@ -580,6 +603,7 @@ pub struct VodCmaf {
 }
 
 impl VodCmaf {
+    /// `/cmaf/$/…` of VoD stream `stream`; the index is built on the first request. `host` names the viewer in the users table.
     pub fn open(stream: &str, host: &str) -> VodCmaf {
         VodCmaf {
             stream: stream.to_string(),
@@ -740,6 +764,7 @@ pub struct Mp4Plan {
 }
 
 impl Mp4Plan {
+    /// The plan of the selected tracks (`?video=`/`?audio=`); frames too large or too many for MP4 are an error before any byte is sent.
     pub fn new(
         idx: Arc<VodIndex>,
         video: Option<&str>,
@@ -774,6 +799,7 @@ impl Mp4Plan {
         })
     }
 
+    /// The body's length (the Content-Length, and the end of Range requests).
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -788,6 +814,7 @@ impl Mp4Plan {
         Arc::ptr_eq(&self.idx, idx)
     }
 
+    /// A body of no bytes (clippy wants it beside `len`).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -885,6 +912,7 @@ pub struct Mp4Body {
 }
 
 impl Mp4Body {
+    /// The body of `plan` for viewer `host` of `stream`.
     pub fn new(plan: Arc<Mp4Plan>, stream: &str, host: &str) -> Mp4Body {
         Mp4Body {
             plan,

@@ -46,16 +46,21 @@ pub fn chunk(data: &[u8]) -> Vec<u8> {
 /// The last chunk.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
+/// A response whose first line is no HTTP/1.x status line (the line, trimmed).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not an HTTP answer: {0:?}")]
+pub struct NotHttp(pub String);
+
 /// The status code of a response's first line (`HTTP/1.1 201 Created`), once that line is
 /// complete.
-pub fn status_code(head: &[u8]) -> Option<Result<u16, String>> {
+pub fn status_code(head: &[u8]) -> Option<Result<u16, NotHttp>> {
     let end = head.windows(2).position(|w| w == b"\r\n")?;
     let line = String::from_utf8_lossy(&head[..end]);
     let mut parts = line.splitn(3, ' ');
     let (proto, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     Some(match code.parse::<u16>() {
         Ok(c) if proto.starts_with("HTTP/1.") => Ok(c),
-        _ => Err(format!("not an HTTP answer: {:?}", line.trim())),
+        _ => Err(NotHttp(line.trim().to_string())),
     })
 }
 
@@ -74,10 +79,13 @@ impl HttpPut {
         path: &str,
         authority: &str,
         content_type: &str,
-    ) -> Result<HttpPut, String> {
+    ) -> Result<HttpPut, super::PushOutError> {
         conn.write_all(request_head(path, authority, content_type).as_bytes())
             .and_then(|_| conn.flush())
-            .map_err(|e| format!("PUT {path}: {e}"))?;
+            .map_err(|source| super::PushOutError::Put {
+                path: path.to_string(),
+                source,
+            })?;
         mist_core::info!("PUT {path} to {authority}");
         Ok(HttpPut {
             conn,

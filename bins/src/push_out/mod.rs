@@ -21,8 +21,121 @@ pub mod tls;
 pub mod udp;
 
 use std::io::{self, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
+
+/// Why a network push could not be set up (its text goes to the log line and the OUTPUT_END
+/// payload, so each variant names the URL, host or file it is about).
+#[derive(Debug, thiserror::Error)]
+pub enum PushOutError {
+    /// The target URL says `what` wrong (`bad port`, `no host` …).
+    #[error("{url}: {what}")]
+    Url {
+        /// The target as given.
+        url: String,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+    /// The host name does not resolve.
+    #[error("{host}: {source}")]
+    Resolve {
+        /// The target's host.
+        host: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
+    /// The host name resolves to no address.
+    #[error("{0}: no address")]
+    NoAddress(String),
+    /// No address of the host took the TCP connection (the last one tried).
+    #[error("connect {addr}: {source}")]
+    Connect {
+        /// The address tried last.
+        addr: SocketAddr,
+        /// Why it refused or timed out.
+        source: io::Error,
+    },
+    /// A socket option (a timeout) could not be set.
+    #[error("{0}")]
+    Socket(io::Error),
+    /// No UDP socket could be had.
+    #[error("UDP socket: {0}")]
+    UdpSocket(io::Error),
+    /// The UDP socket cannot send to the target.
+    #[error("UDP to {addr}: {source}")]
+    UdpConnect {
+        /// The target's address.
+        addr: SocketAddr,
+        /// Why connect(2) refused it.
+        source: io::Error,
+    },
+    /// The multicast interface of a `tsudp://…/IFACE` target cannot be used: `what` says why.
+    #[error("{iface}: {what}")]
+    Interface {
+        /// The interface as given.
+        iface: String,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+    /// The kernel refused the multicast interface.
+    #[error("multicast interface {iface}: {source}")]
+    MulticastInterface {
+        /// The interface as given.
+        iface: String,
+        /// Why setsockopt(2) refused it.
+        source: io::Error,
+    },
+    /// `MIST_TLS_CA_FILE` cannot be read as PEM certificates.
+    #[error("MIST_TLS_CA_FILE {file}: {source}")]
+    CaFile {
+        /// The file named by `MIST_TLS_CA_FILE`.
+        file: String,
+        /// Why it cannot be read.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A certificate of `MIST_TLS_CA_FILE` is not a usable trust anchor.
+    #[error("MIST_TLS_CA_FILE {file}: {source}")]
+    CaCert {
+        /// The file named by `MIST_TLS_CA_FILE`.
+        file: String,
+        /// Why rustls refused the certificate.
+        source: rustls::Error,
+    },
+    /// rustls refused the client configuration or connection.
+    #[error("TLS: {0}")]
+    Tls(rustls::Error),
+    /// The host is not a name TLS can check a certificate against.
+    #[error("{host}: {source}")]
+    ServerName {
+        /// The target's host.
+        host: String,
+        /// Why it is no server name.
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    /// The TLS handshake failed (a certificate not trusted, a protocol error, a timeout).
+    #[error("TLS handshake with {host}: {source}")]
+    Handshake {
+        /// The target's host.
+        host: String,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The head of an HTTP PUT could not be sent.
+    #[error("PUT {path}: {source}")]
+    Put {
+        /// The path PUT to.
+        path: String,
+        /// Why the write failed.
+        source: io::Error,
+    },
+}
+
+fn bad_url(url: &str, what: &'static str) -> PushOutError {
+    PushOutError::Url {
+        url: url.to_string(),
+        what,
+    }
+}
 
 /// Where a stream goes, with its output's bytes.
 pub trait Sink: Write {
@@ -39,21 +152,31 @@ impl<W: Write> Sink for io::BufWriter<W> {}
 /// parameters taken off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetTarget {
+    /// `tsudp://` and `tsrtp://`: datagrams to a unicast or multicast address.
     Udp {
+        /// Host name or address (a multicast group).
         host: String,
+        /// Destination port.
         port: u16,
         /// The interface multicast leaves by (address or name).
         iface: Option<String>,
         /// `tsrtp://`: in RTP packets.
         rtp: bool,
     },
+    /// `tstcp://`: one TCP connection.
     Tcp {
+        /// Host name or address.
         host: String,
+        /// Port.
         port: u16,
     },
+    /// `http://` and `https://`: one chunked PUT.
     Http {
+        /// `https://`.
         tls: bool,
+        /// Host name or address (also the TLS server name).
         host: String,
+        /// Port (80 or 443 unless given).
         port: u16,
         /// Path and query, from the first `/`.
         path: String,
@@ -71,11 +194,11 @@ pub fn is_network_target(target: &str) -> bool {
 }
 
 /// `host:port`, `[v6]:port` or (with a default) `host`.
-fn host_port(hp: &str, default: Option<u16>, url: &str) -> Result<(String, u16), String> {
+fn host_port(hp: &str, default: Option<u16>, url: &str) -> Result<(String, u16), PushOutError> {
     let (host, port) = if let Some(rest) = hp.strip_prefix('[') {
         let (h, after) = rest
             .split_once(']')
-            .ok_or_else(|| format!("{url}: bad IPv6 address"))?;
+            .ok_or_else(|| bad_url(url, "bad IPv6 address"))?;
         (h, after.strip_prefix(':'))
     } else {
         match hp.rsplit_once(':') {
@@ -88,17 +211,17 @@ fn host_port(hp: &str, default: Option<u16>, url: &str) -> Result<(String, u16),
             .parse::<u16>()
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| format!("{url}: bad port"))?,
-        None => default.ok_or_else(|| format!("{url}: no port"))?,
+            .ok_or_else(|| bad_url(url, "bad port"))?,
+        None => default.ok_or_else(|| bad_url(url, "no port"))?,
     };
     if host.is_empty() {
-        return Err(format!("{url}: no host"));
+        return Err(bad_url(url, "no host"));
     }
     Ok((host.to_string(), port))
 }
 
 /// Parses a network target; `None` when it is not one.
-pub fn parse(url: &str) -> Option<Result<NetTarget, String>> {
+pub fn parse(url: &str) -> Option<Result<NetTarget, PushOutError>> {
     if !is_network_target(url) {
         return None;
     }
@@ -132,7 +255,7 @@ pub fn parse(url: &str) -> Option<Result<NetTarget, String>> {
             };
             // user:password@ is not supported (it would go in the clear with http).
             if authority.contains('@') {
-                return Err(format!("{url}: credentials in the URL are not supported"));
+                return Err(bad_url(url, "credentials in the URL are not supported"));
             }
             let (host, port) = host_port(authority, Some(if tls { 443 } else { 80 }), url)?;
             Ok(NetTarget::Http {
@@ -147,21 +270,24 @@ pub fn parse(url: &str) -> Option<Result<NetTarget, String>> {
 }
 
 /// Resolves and connects TCP with a 10 s timeout; write timeout 10 s.
-fn tcp(host: &str, port: u16) -> Result<TcpStream, String> {
+fn tcp(host: &str, port: u16) -> Result<TcpStream, PushOutError> {
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| format!("{host}: {e}"))?
+        .map_err(|source| PushOutError::Resolve {
+            host: host.to_string(),
+            source,
+        })?
         .collect();
-    let mut last = format!("{host}: no address");
-    for a in addrs {
-        match TcpStream::connect_timeout(&a, Duration::from_secs(10)) {
+    let mut last = PushOutError::NoAddress(host.to_string());
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
                 s.set_write_timeout(Some(Duration::from_secs(10)))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(PushOutError::Socket)?;
                 return Ok(s);
             }
-            Err(e) => last = format!("connect {a}: {e}"),
+            Err(source) => last = PushOutError::Connect { addr, source },
         }
     }
     Err(last)
@@ -188,7 +314,7 @@ impl Sink for TcpSink {
 }
 
 /// Opens a network target. `content_type`: the MIME type of the output's format (HTTP PUT).
-pub fn connect(t: &NetTarget, content_type: &str) -> Result<Box<dyn Sink>, String> {
+pub fn connect(t: &NetTarget, content_type: &str) -> Result<Box<dyn Sink>, PushOutError> {
     Ok(match t {
         NetTarget::Udp {
             host,
@@ -327,33 +453,25 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(
-            parse("tsudp://239.1.2.3:5000").unwrap().unwrap(),
-            NetTarget::Udp {
-                host: "239.1.2.3".into(),
-                port: 5000,
-                iface: None,
-                rtp: false
-            }
-        );
-        assert_eq!(
-            parse("tsudp://239.1.2.3:5000/lo").unwrap().unwrap(),
-            NetTarget::Udp {
-                host: "239.1.2.3".into(),
-                port: 5000,
-                iface: Some("lo".into()),
-                rtp: false
-            }
-        );
-        assert_eq!(
-            parse("tsrtp://127.0.0.1:5004").unwrap().unwrap(),
-            NetTarget::Udp {
-                host: "127.0.0.1".into(),
-                port: 5004,
-                iface: None,
-                rtp: true
-            }
-        );
+        let udp = |host: &str, port, iface: Option<&str>, rtp| NetTarget::Udp {
+            host: host.into(),
+            port,
+            iface: iface.map(Into::into),
+            rtp,
+        };
+        for (url, want) in [
+            (
+                "tsudp://239.1.2.3:5000",
+                udp("239.1.2.3", 5000, None, false),
+            ),
+            (
+                "tsudp://239.1.2.3:5000/lo",
+                udp("239.1.2.3", 5000, Some("lo"), false),
+            ),
+            ("tsrtp://127.0.0.1:5004", udp("127.0.0.1", 5004, None, true)),
+        ] {
+            assert_eq!(parse(url).unwrap().unwrap(), want, "{url}");
+        }
         assert_eq!(
             parse("TSTCP://[::1]:9000").unwrap().unwrap(),
             NetTarget::Tcp {

@@ -6,6 +6,15 @@ use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
 
+use super::PushOutError;
+
+fn bad_iface(iface: &str, what: &'static str) -> PushOutError {
+    PushOutError::Interface {
+        iface: iface.to_string(),
+        what,
+    }
+}
+
 /// Bytes per datagram: 7 TS packets, as every TS-over-UDP sender and receiver expects.
 pub const DATAGRAM: usize = 7 * 188;
 
@@ -90,7 +99,7 @@ pub struct UdpSink {
 }
 
 /// Sets the interface multicast leaves by: an address (IPv4) or an interface name.
-fn multicast_if(sock: &UdpSocket, group: IpAddr, iface: &str) -> Result<(), String> {
+fn multicast_if(sock: &UdpSocket, group: IpAddr, iface: &str) -> Result<(), PushOutError> {
     let fd = sock.as_raw_fd();
     let r = match (group, iface.parse::<IpAddr>()) {
         (IpAddr::V4(_), Ok(IpAddr::V4(a))) => {
@@ -108,13 +117,13 @@ fn multicast_if(sock: &UdpSocket, group: IpAddr, iface: &str) -> Result<(), Stri
                 )
             }
         }
-        (_, Ok(_)) => return Err(format!("{iface}: give IPv6 interfaces by name")),
+        (_, Ok(_)) => return Err(bad_iface(iface, "give IPv6 interfaces by name")),
         (group, Err(_)) => {
-            let name = std::ffi::CString::new(iface).map_err(|_| format!("{iface}: bad name"))?;
+            let name = std::ffi::CString::new(iface).map_err(|_| bad_iface(iface, "bad name"))?;
             // SAFETY: a NUL-terminated string that lives for the call.
             let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
             if index == 0 {
-                return Err(format!("{iface}: no such interface"));
+                return Err(bad_iface(iface, "no such interface"));
             }
             if group.is_ipv4() {
                 let m = libc::ip_mreqn {
@@ -148,10 +157,10 @@ fn multicast_if(sock: &UdpSocket, group: IpAddr, iface: &str) -> Result<(), Stri
         }
     };
     if r != 0 {
-        return Err(format!(
-            "multicast interface {iface}: {}",
-            io::Error::last_os_error()
-        ));
+        return Err(PushOutError::MulticastInterface {
+            iface: iface.to_string(),
+            source: io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -159,18 +168,21 @@ fn multicast_if(sock: &UdpSocket, group: IpAddr, iface: &str) -> Result<(), Stri
 impl UdpSink {
     /// Resolves `host:port` and connects a UDP socket to it; multicast leaves by `iface` when
     /// given, and loops back to local members.
-    pub fn open(host: &str, port: u16, iface: Option<&str>) -> Result<UdpSink, String> {
+    pub fn open(host: &str, port: u16, iface: Option<&str>) -> Result<UdpSink, PushOutError> {
         let addr: SocketAddr = (host, port)
             .to_socket_addrs()
-            .map_err(|e| format!("{host}: {e}"))?
+            .map_err(|source| PushOutError::Resolve {
+                host: host.to_string(),
+                source,
+            })?
             .next()
-            .ok_or_else(|| format!("{host}: no address"))?;
+            .ok_or_else(|| PushOutError::NoAddress(host.to_string()))?;
         let local: SocketAddr = if addr.is_ipv4() {
             "0.0.0.0:0".parse().expect("literal")
         } else {
             "[::]:0".parse().expect("literal")
         };
-        let sock = UdpSocket::bind(local).map_err(|e| format!("UDP socket: {e}"))?;
+        let sock = UdpSocket::bind(local).map_err(PushOutError::UdpSocket)?;
         if addr.ip().is_multicast() {
             if let Some(i) = iface {
                 multicast_if(&sock, addr.ip(), i)?;
@@ -181,7 +193,7 @@ impl UdpSink {
             };
         }
         sock.connect(addr)
-            .map_err(|e| format!("UDP to {addr}: {e}"))?;
+            .map_err(|source| PushOutError::UdpConnect { addr, source })?;
         mist_core::info!("sending TS over UDP to {addr}");
         Ok(UdpSink {
             sock,
@@ -193,7 +205,7 @@ impl UdpSink {
     }
 
     /// Like [`UdpSink::open`], each datagram in an RTP packet (`tsrtp://`).
-    pub fn open_rtp(host: &str, port: u16, iface: Option<&str>) -> Result<UdpSink, String> {
+    pub fn open_rtp(host: &str, port: u16, iface: Option<&str>) -> Result<UdpSink, PushOutError> {
         let mut s = UdpSink::open(host, port, iface)?;
         s.rtp = Some(Rtp::new());
         s.packet = Vec::with_capacity(12 + DATAGRAM);

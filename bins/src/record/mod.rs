@@ -194,6 +194,7 @@ impl Hls {
 
 /// What a recording is told.
 pub struct RecArgs {
+    /// The recording binary (`MistOutEBML` …): its connector name goes into RECORDING_END.
     pub bin: String,
     /// Sanitised stream name.
     pub stream: String,
@@ -203,6 +204,7 @@ pub struct RecArgs {
     pub params: PushParams,
     /// Seconds to wait for the stream.
     pub wait: u64,
+    /// Set by SIGINT/SIGTERM: the recording finishes its file and ends.
     pub stop: Arc<AtomicBool>,
 }
 

@@ -26,6 +26,7 @@ pub struct Finish {
     pub patches_without_tail: Vec<Patch>,
 }
 
+/// A container written to a file: units appended in order, then a tail and patches (MP4's moov, Matroska's sizes and cues) that make it complete.
 pub trait FileMux {
     /// The file's first unit.
     fn header(&mut self) -> Vec<u8>;
@@ -47,19 +48,26 @@ pub trait FileMux {
 /// What a recording file is written as, from its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Matroska (`.mkv`).
     Mkv,
+    /// WebM (`.webm`).
     Webm,
     /// Progressive MP4, moov at the end.
     Mp4,
     /// Fragmented MP4 (`.fmp4`).
     Fmp4,
+    /// MPEG-TS (`.ts`).
     Ts,
+    /// FLV (`.flv`).
     Flv,
+    /// ADTS AAC, audio only (`.aac`).
     Aac,
+    /// MP3 frames, audio only (`.mp3`).
     Mp3,
 }
 
 impl Kind {
+    /// The container a target's extension asks for; `None` for one no recorder writes.
     pub fn from_path(path: &str) -> Option<Kind> {
         let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
         Some(match ext.as_str() {

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 pub struct Entry {
     /// As written in the playlist (relative to it when the segment is below it).
     pub uri: String,
+    /// Duration (ms), rounded up into `#EXTINF`.
     pub dur_ms: i64,
     /// Wall-clock start, unix ms (`#EXT-X-PROGRAM-DATE-TIME`).
     pub unix_ms: i64,
@@ -42,10 +43,14 @@ pub struct Options {
     pub split: u64,
 }
 
+/// An HLS media playlist kept as a recording writes its segments, rewritten after each one.
 #[derive(Debug, Clone)]
 pub struct Playlist {
+    /// Segments listed, oldest first.
     pub entries: VecDeque<Entry>,
+    /// `#EXT-X-MEDIA-SEQUENCE`: segments dropped from the front so far.
     pub media_seq: u64,
+    /// `#EXT-X-DISCONTINUITY-SEQUENCE`: discontinuities dropped from the front so far.
     pub disc_seq: u64,
     opts: Options,
     /// The next entry starts with a discontinuity (after an append).
@@ -93,6 +98,7 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
 }
 
 impl Playlist {
+    /// An empty playlist with these options.
     pub fn new(opts: Options) -> Playlist {
         Playlist {
             entries: VecDeque::new(),

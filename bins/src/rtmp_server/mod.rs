@@ -908,7 +908,7 @@ pub struct Server {
 impl Server {
     pub fn bind(cfg: Config) -> io::Result<Server> {
         let mut rt = Runtime::new()?;
-        let listener = mist_connector::mio::net::TcpListener::bind(cfg.addr)?;
+        let listener = mist_connector::bind_tcp(cfg.addr)?;
         let addr = listener.local_addr()?;
         match &cfg.tls {
             Some(tls) => rt.listen_tcp_tls(listener, "RTMPS", limits(&cfg), tls.clone())?,

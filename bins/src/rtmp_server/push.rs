@@ -43,7 +43,10 @@ pub enum PushError {
     NoKey(String),
     #[error("{0}: needs host, application and stream key")]
     Incomplete(String),
-    /// The TLS client could not be set up or its handshake failed (`push_out::tls`).
+    /// The TLS client could not be set up (`push_out::tls`).
+    #[error("{0}")]
+    TlsSetup(mist_bins::push_out::PushOutError),
+    /// The TLS handshake or session failed: what the TLS layer said.
     #[error("{0}")]
     TlsClient(String),
     /// The stream to push cannot be read.
@@ -548,7 +551,7 @@ fn push(stream: &str, stop: &Arc<AtomicBool>, prog: &mut Progress) -> Result<(),
     let sock = mist_connector::mio::net::TcpStream::from_std(sock);
     let mut tls_error = None;
     let conn: Box<dyn mist_connector::Stream> = if target.tls {
-        let c = mist_bins::push_out::tls::connection(&target.host).map_err(PushError::TlsClient)?;
+        let c = mist_bins::push_out::tls::connection(&target.host).map_err(PushError::TlsSetup)?;
         let s = mist_connector::TlsClientStream::new(sock, c, Instant::now() + SETUP_TIMEOUT);
         tls_error = Some(s.error_slot());
         Box::new(s)

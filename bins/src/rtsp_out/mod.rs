@@ -123,8 +123,11 @@ pub struct RtspApp {
 
 /// The shared server UDP ports: media leaves from them, client RTCP and hole punches arrive.
 pub struct UdpPair {
+    /// Where RTP leaves from (the even port).
     pub rtp: UdpSocket,
+    /// Where RTCP leaves from and arrives (the odd port).
     pub rtcp: UdpSocket,
+    /// The RTP port, as SETUP answers name it (`server_port=P-P+1`).
     pub port: u16,
 }
 
@@ -745,6 +748,7 @@ impl Session<RtspApp> for Conn {
 }
 
 impl RtspApp {
+    /// The RTSP server's state: controller requests go through `asker`, UDP media through `udp` (TCP-interleaved only without it), new frames wake it through `waiter`.
     pub fn new(
         asker: Asker<ConnId>,
         udp: Option<UdpPair>,
@@ -1040,6 +1044,7 @@ impl App for RtspApp {
     }
 }
 
+/// SIGINT/SIGTERM set `stop` and write to the returned stream, so the event loop wakes to stop.
 pub fn register_signals(stop: &Arc<AtomicBool>) -> std::io::Result<mio::net::UnixStream> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let (rx, tx) = std::os::unix::net::UnixStream::pair()?;
@@ -1076,7 +1081,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
     rt.set_max_wait(Duration::from_millis(50));
     let signals = register_signals(&stop)?;
     rt.watch(signals, "signals")?;
-    let listener = mio::net::TcpListener::bind(cfg.addr)?;
+    let listener = mist_connector::bind_tcp(cfg.addr)?;
     let local = listener.local_addr()?;
     rt.listen_tcp(listener, "RTSP", limits(cfg.max_per_ip))?;
     let udp = match UdpPair::bind(cfg.addr.ip(), cfg.udp_port) {

@@ -43,7 +43,9 @@ pub enum PublishError {
     /// The stream's writer could not be created.
     #[error("{stream}: {source}")]
     Open {
+        /// The stream.
         stream: String,
+        /// What shared memory said.
         source: mist_shm::ShmError,
     },
     /// Writing into the stream failed.
@@ -64,6 +66,7 @@ pub struct Publisher {
     inputs: Vec<Input>,
     /// Wallclock (Unix ms) of media time 0, from the first sender report used.
     base_wall: Option<u64>,
+    /// RTP packets that could not be depacketised (counted for the input's health, not fatal).
     pub bad_packets: u64,
     /// Added to every media time: where a resumed source ([`Publisher::resume`]) continues.
     offset_ms: i64,

@@ -84,6 +84,7 @@ pub struct LiveIngest {
 }
 
 impl LiveIngest {
+    /// A writer of `stream` opened at the first frame, keeping `dvr_ms` and ending after `idle_ms` without frames.
     pub fn new(stream: &str, dvr_ms: u64, idle_ms: u32) -> LiveIngest {
         LiveIngest {
             stream: stream.to_string(),
@@ -96,6 +97,7 @@ impl LiveIngest {
         }
     }
 
+    /// Whether a stream is up (frames came and it has not ended since).
     pub fn is_open(&self) -> bool {
         self.ingest.is_some()
     }

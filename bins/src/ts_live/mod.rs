@@ -47,12 +47,20 @@ const MAX_PROBE_FRAMES: usize = 4096;
 pub enum Source {
     /// `tsudp://[host:]port[/iface,...]`
     Udp {
+        /// Address to listen on (empty: every address).
         host: String,
+        /// UDP port.
         port: u16,
+        /// Interfaces to join a multicast group on (empty: the default one).
         ifaces: Vec<String>,
     },
     /// `tstcp://host:port` (connect) or `tstcp://:port` (listen for one sender at a time).
-    Tcp { host: String, port: u16 },
+    Tcp {
+        /// The sender to connect to (empty: listen).
+        host: String,
+        /// Its port, or the port to listen on.
+        port: u16,
+    },
     /// `ts-exec:COMMAND`
     Exec(String),
     /// `stream://PATH`: a named pipe.
@@ -85,8 +93,10 @@ pub enum ParseError {
     /// `host:port` whose port is not a number.
     #[error("bad port in {0:?}")]
     BadPort(String),
+    /// `ts-exec:` needs the command that writes the TS.
     #[error("ts-exec: without a command")]
     ExecWithoutCommand,
+    /// Not one of the live TS source forms (`tsudp://`, `tstcp://`, `ts-exec:`, `-`).
     #[error("{0:?} is not a live TS source")]
     NotLive(String),
     /// A `--restart` value other than always, onfail or never.
@@ -140,8 +150,11 @@ pub fn parse(s: &str) -> Result<Source, ParseError> {
 /// When a `ts-exec:` child is started again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restart {
+    /// Whenever it ends.
     Always,
+    /// Only when it exits with an error.
     OnFail,
+    /// Never: its end ends the input.
     Never,
 }
 
@@ -160,13 +173,17 @@ impl std::str::FromStr for Restart {
 /// What [`run`] needs.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The stream written.
     pub stream: String,
+    /// Where the TS comes from.
     pub source: Source,
     /// No frame for this long ends the stream.
     pub idle: Duration,
     /// No source data for this long (while no stream is up) ends the process.
     pub input_timeout: Duration,
+    /// DVR window kept in shared memory (ms).
     pub dvr_ms: u64,
+    /// When a `ts-exec:` child is started again.
     pub restart: Restart,
 }
 
@@ -827,15 +844,14 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> i32 {
             }
         },
         Source::Tcp { host, port } if host.is_empty() => {
-            let l = match std::net::TcpListener::bind(("0.0.0.0", *port)) {
+            let any = std::net::SocketAddr::from(([0, 0, 0, 0], *port));
+            let l = match mist_connector::bind_tcp(any) {
                 Ok(l) => l,
                 Err(e) => {
                     mist_core::error!("cannot listen on tcp port {port}: {e}");
                     return 3;
                 }
             };
-            let _ = l.set_nonblocking(true);
-            let l = mist_connector::mio::net::TcpListener::from_std(l);
             if let Err(e) = rt.listen_tcp(l, "tstcp", source_limits()) {
                 mist_core::error!("{e}");
                 return 1;

@@ -15,18 +15,30 @@ pub const MAX_CHALLENGES: usize = 16;
 /// How long the auth hook waits for the listener to serve the challenge.
 pub const SERVE_WAIT: Duration = Duration::from_secs(30);
 
+/// Why the tool stops (its message is what the user reads).
 #[derive(Debug, thiserror::Error)]
 pub enum CertbotError {
+    /// The controller could not be asked.
     #[error("{0}")]
     Client(#[from] ClientError),
+    /// The challenge port is another connector's: HTTP cannot answer it.
     #[error("port {port} belongs to the {connector} connector, not HTTP; free port {port} or change that protocol")]
-    PortTaken { port: u16, connector: String },
+    PortTaken {
+        /// The HTTP port the challenge must be answered on.
+        port: u16,
+        /// The connector that has it.
+        connector: String,
+    },
+    /// The controller has no protocol list to put the certificate in.
     #[error("the controller's config has no protocol list")]
     NoProtocols,
+    /// A file certbot should have written (`RENEWED_LINEAGE/…`).
     #[error("{0} is missing")]
     MissingFile(String),
+    /// The ACME challenge file was not answered over HTTP in time (the order would fail).
     #[error("the challenge was not served on {0} within {1:?}")]
     NotServed(String, Duration),
+    /// The controller answered without the changed protocol.
     #[error("the controller did not take the change: {0}")]
     NotApplied(String),
 }
@@ -34,11 +46,19 @@ pub enum CertbotError {
 /// One change to the protocol list.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Update { old: Value, new: Value },
+    /// An HTTPS protocol gets the new certificate.
+    Update {
+        /// The protocol as configured.
+        old: Value,
+        /// The same with the new certificate and key.
+        new: Value,
+    },
+    /// No HTTPS protocol yet: one is added with the certificate.
     Add(Value),
 }
 
 impl Change {
+    /// The API command that makes this change.
     pub fn command(&self) -> Value {
         match self {
             Change::Update { old, new } => json!({"updateprotocol": [old, new]}),

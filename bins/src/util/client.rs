@@ -20,29 +20,39 @@ use std::time::Duration;
 pub const DEFAULT_API: &str = "127.0.0.1:4242";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why the controller API could not be used (the message names the address tried).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// Nothing answers at the address.
     #[error("cannot reach the controller: {0}")]
     Unreachable(String),
+    /// The address is not `HOST:PORT`.
     #[error("bad API address {0:?}")]
     BadAddress(String),
+    /// The connection broke.
     #[error("controller API: {0}")]
     Io(#[from] std::io::Error),
+    /// The answer is not the JSON the API sends.
     #[error("bad answer from the controller API: {0}")]
     BadAnswer(String),
+    /// The API answered, but not to us: a remote address or a wrong password.
     #[error("the controller API refused us (not a local, authorised caller): {0}")]
     Refused(String),
 }
 
+/// How the utilities reach the controller.
 #[derive(Debug, Clone)]
 pub enum Transport {
+    /// Its control socket (local, no password needed).
     Socket(PathBuf),
+    /// Its HTTP API.
     Http(SocketAddr),
 }
 
 /// A connection description to the local controller's API.
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// The way chosen (the control socket when there is one).
     pub transport: Transport,
 }
 
@@ -94,6 +104,7 @@ impl Client {
         })
     }
 
+    /// The way chosen, for messages (`control socket PATH`, `HTTP API ADDR`).
     pub fn describe(&self) -> String {
         match &self.transport {
             Transport::Socket(p) => format!("control socket {}", p.display()),

@@ -8,8 +8,11 @@ use std::path::Path;
 /// One check's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
+    /// Passed.
     pub ok: bool,
+    /// What was checked (a listener, `memory` …).
     pub what: String,
+    /// What was found, for the report.
     pub detail: String,
 }
 
@@ -26,8 +29,11 @@ impl Check {
 /// Limits in percent; 0 turns a check off.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Used memory (% of total).
     pub mem: f64,
+    /// Used shared memory (% of its filesystem).
     pub shm: f64,
+    /// CPU load (% of all cores).
     pub cpu: f64,
 }
 

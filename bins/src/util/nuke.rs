@@ -10,13 +10,17 @@ use std::time::{Duration, Instant};
 /// Grace between SIGTERM and SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(1);
 
+/// A process as `/proc` shows it: enough to tell a stream's own processes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcInfo {
+    /// Its pid.
     pub pid: i32,
+    /// Its command line.
     pub argv: Vec<String>,
 }
 
 impl ProcInfo {
+    /// The binary's name (`MistInMP4` …), without its path.
     pub fn name(&self) -> String {
         self.argv
             .first()

@@ -12,29 +12,41 @@ pub const EXIT_USAGE: i32 = 1;
 /// Exit code: the write failed (I/O error, connection failure, or an HTTP answer other than 2xx).
 pub const EXIT_FAILED: i32 = 2;
 
+/// Where stdin goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
+    /// A file (`PATH` or `file://PATH`).
     File(PathBuf),
+    /// An HTTP PUT.
     Http {
+        /// Host to connect to.
         host: String,
+        /// Port (80 unless given).
         port: u16,
+        /// Path and query.
         path: String,
     },
 }
 
+/// Why the copy failed (the exit code tells usage from failure).
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
+    /// Not a target the writer knows.
     #[error("unsupported URL {0:?} (a file path, file://PATH or http://HOST[:PORT]/PATH)")]
     Unsupported(String),
+    /// Opening, reading or writing failed: what, and the error.
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    /// The HTTP server refused the PUT.
     #[error("the server answered HTTP {0}")]
     Status(u16),
+    /// The HTTP server's answer is not HTTP.
     #[error("bad answer from the server: {0}")]
     BadAnswer(String),
 }
 
 impl WriterError {
+    /// [`EXIT_USAGE`] or [`EXIT_FAILED`], as the man page lists them.
     pub fn exit_code(&self) -> i32 {
         match self {
             WriterError::Unsupported(_) => EXIT_USAGE,

@@ -146,3 +146,38 @@ impl PlayGo {
         std::fs::rename(&tmp, &self.0).unwrap();
     }
 }
+
+/// `player=URL` jobs for [`play_js`]: each (player, path) on `base`.
+pub fn jobs_at(base: &str, jobs: &[(&str, &str)]) -> Vec<String> {
+    jobs.iter()
+        .map(|(p, path)| format!("{p}={base}{path}"))
+        .collect()
+}
+
+/// A player of play.js reported no error, fatal or not.
+pub fn assert_no_player_errors(r: &serde_json::Value) {
+    assert!(
+        r["fatal"].as_array().is_some_and(|a| a.is_empty()),
+        "player errors: {r}"
+    );
+    assert!(
+        r["errors"].as_array().is_some_and(|a| a.is_empty()),
+        "non-fatal player errors: {r}"
+    );
+}
+
+/// A player of play.js played the 640x360 test picture: it started, its currentTime advanced
+/// at least `advanced` s, and it reported no error.
+pub fn assert_played_640x360(r: &serde_json::Value, advanced: f64) {
+    assert_eq!(r["started"], true, "never started playing: {r}");
+    assert!(
+        r["advanced"].as_f64().unwrap_or(0.0) >= advanced,
+        "currentTime advanced less than {advanced} s: {r}"
+    );
+    assert_eq!(
+        (r["width"].as_u64(), r["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{r}"
+    );
+    assert_no_player_errors(r);
+}

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod ctl;
 mod helpers;
+pub mod recording;
 
 pub use helpers::*;
 
@@ -525,6 +526,13 @@ pub fn decode_video_frames_with(url: &str, input: &[&str], wall: Duration) -> (u
     let _ = child.kill();
     let _ = child.wait();
     let text = reader.join().unwrap();
+    let (frames, size) = framemd5_summary(&text);
+    (frames, size)
+}
+
+/// Frames and the picture size (`WxH`, empty when not said) of ffmpeg's `framemd5` output for
+/// its first stream.
+pub fn framemd5_summary(text: &str) -> (usize, String) {
     let frames = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())

@@ -36,17 +36,19 @@
 //! }
 //!
 //! let mut rt = Runtime::<Counter>::new()?;
-//! let l = mist_connector::mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap())?;
+//! let l = mist_connector::bind_tcp("127.0.0.1:0".parse().unwrap())?;
 //! rt.listen_tcp(l, "linelen", Limits::default())?;
 //! // rt.run(&mut Counter { lines: 0 })?; // until App::turn answers Flow::Stop
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
 #![warn(missing_docs)]
-// `unsafe` only in `ktls` (its system calls), which allows it for itself.
+// `unsafe` only for system calls: in `ktls`, which allows it for itself, and the one listen(2)
+// of `bind`.
 #![deny(unsafe_code)]
 
 pub mod ask;
+pub mod bind;
 pub mod file;
 pub mod ktls;
 pub mod limits;
@@ -57,6 +59,7 @@ pub mod tls_client;
 pub mod tls_stream;
 pub mod transport;
 
+pub use bind::bind_tcp;
 pub use file::{FileRange, FileSource};
 pub use limits::Limits;
 pub use mio;

@@ -4,15 +4,18 @@
 //! counter says so); on one without, the handshake is still read one whole record at a time
 //! (`ktls::forget` makes each connection try) and rustls carries on.
 
+mod common;
+
+use common::{make_cert, pattern, until, TlsServer};
 use mist_connector::{
-    ktls, App, Ctl, Flow, Io, Limits, ListenerId, Peer, PemPair, Runtime, Session, TlsConfigHandle,
+    ktls, App, Ctl, Flow, Io, Limits, ListenerId, Peer, PemPair, Session, TlsConfigHandle,
     TlsSettings,
 };
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// `GET /big/N` answers N pattern bytes (keep-alive).
@@ -35,10 +38,6 @@ impl Session<Srv> for Web {
     }
 }
 
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
-}
-
 struct Srv {
     stop: Arc<AtomicBool>,
 }
@@ -49,32 +48,8 @@ impl App for Srv {
         Some(Web)
     }
     fn turn(&mut self, _: &mut Ctl<'_, Self>, _: Instant) -> Flow {
-        if self.stop.load(Ordering::Relaxed) {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
+        until(&self.stop)
     }
-}
-
-fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=ktls"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is needed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
 }
 
 /// curl fetching `/big/A` then `/big/B` on one connection, with `tls` options.
@@ -99,25 +74,15 @@ fn curl_two(addr: SocketAddr, ca: &Path, a: usize, b: usize, tls: &[&str]) -> Ve
 #[test]
 fn curl_reads_right_bytes_with_each_version_and_cipher() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = make_cert(dir.path());
+    let (cert, key) = make_cert(dir.path(), "k", "ktls", &["localhost"], false);
     let tls = TlsConfigHandle::new(TlsSettings {
         pairs: vec![PemPair::new(&cert, &key)],
         ..TlsSettings::default()
     })
     .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
     let l = mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = l.local_addr().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let s2 = stop.clone();
-    let thread = std::thread::spawn(move || {
-        let mut rt = Runtime::<Srv>::new().unwrap();
-        rt.listen_tcp_tls(l, "ktls-test", Limits::default(), tls)
-            .unwrap();
-        tx.send(rt.remote()).unwrap();
-        rt.run(&mut Srv { stop: s2 }).unwrap();
-    });
-    let remote = rx.recv().unwrap();
+    let srv = TlsServer::start(l, "ktls-test", Limits::default(), tls, |stop| Srv { stop });
+    let addr = srv.addr;
 
     let has = ktls::kernel_has_ktls();
     let cases: [&[&str]; 6] = [
@@ -168,7 +133,5 @@ fn curl_reads_right_bytes_with_each_version_and_cipher() {
             assert_eq!(ktls::engaged(), 0, "no kTLS in this kernel, yet engaged");
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    remote.wake_loop();
-    thread.join().unwrap();
+    srv.stop();
 }

@@ -2,6 +2,9 @@
 //! `openssl req -x509`: a page over HTTPS, ALPN, SNI choice, hot reload of certbot-style
 //! symlinked files with an old connection kept, and bad handshakes closed without harm to others.
 
+mod common;
+
+use common::{make_cert, make_leaf, pattern, until, TlsServer};
 use mist_connector::{
     App, Ctl, Flow, Io, Limits, ListenerId, Peer, PemPair, Runtime, Session, TlsConfigHandle,
     TlsSettings,
@@ -9,9 +12,9 @@ use mist_connector::{
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -54,11 +57,6 @@ impl Session<Srv> for Web {
     }
 }
 
-/// `n` bytes nobody would get by accident.
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
-}
-
 struct Srv {
     stop: Arc<AtomicBool>,
 }
@@ -69,90 +67,17 @@ impl App for Srv {
         Some(Web)
     }
     fn turn(&mut self, _: &mut Ctl<'_, Self>, _: Instant) -> Flow {
-        if self.stop.load(Ordering::Relaxed) {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
+        until(&self.stop)
     }
 }
 
-struct Running {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    remote: mist_connector::Remote,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.remote.wake_loop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn start(tls: TlsConfigHandle) -> Running {
+fn start(tls: TlsConfigHandle) -> TlsServer {
     start_with(tls, Limits::default())
 }
 
-fn start_with(tls: TlsConfigHandle, limits: Limits) -> Running {
-    let stop = Arc::new(AtomicBool::new(false));
+fn start_with(tls: TlsConfigHandle, limits: Limits) -> TlsServer {
     let l = mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = l.local_addr().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let s2 = stop.clone();
-    let thread = std::thread::spawn(move || {
-        let mut rt = Runtime::<Srv>::new().unwrap();
-        rt.listen_tcp_tls(l, "https-test", limits, tls).unwrap();
-        tx.send(rt.remote()).unwrap();
-        rt.run(&mut Srv { stop: s2 }).unwrap();
-    });
-    let remote = rx.recv().unwrap();
-    Running {
-        addr,
-        stop,
-        remote,
-        thread: Some(thread),
-    }
-}
-
-/// A self-signed certificate for `names` (DNS names; 127.0.0.1 is added), `rsa` or ECDSA P-256.
-fn make_cert(dir: &Path, stem: &str, cn: &str, names: &[&str], rsa: bool) -> (PathBuf, PathBuf) {
-    let cert = dir.join(format!("{stem}.crt.pem"));
-    let key = dir.join(format!("{stem}.key.pem"));
-    let mut san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
-    san.push("IP:127.0.0.1".into());
-    let mut c = Command::new("openssl");
-    c.args(["req", "-x509", "-nodes", "-days", "2", "-subj"])
-        .arg(format!("/CN={cn}"))
-        .arg("-addext")
-        .arg(format!("subjectAltName={}", san.join(",")))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert);
-    if rsa {
-        c.args(["-newkey", "rsa:2048"]);
-    } else {
-        c.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
-    }
-    openssl_req(&mut c);
-    (cert, key)
-}
-
-/// Runs an `openssl req` command; it must succeed.
-fn openssl_req(c: &mut Command) {
-    let out = c
-        .output()
-        .expect("openssl is needed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "openssl req: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    TlsServer::start(l, "https-test", limits, tls, |stop| Srv { stop })
 }
 
 fn curl(addr: SocketAddr, ca: &Path, path: &str) -> String {
@@ -463,19 +388,7 @@ fn records_held_while_the_socket_is_full_leave_on_flush() {
     use mist_connector::Stream;
     let dir = tempfile::tempdir().unwrap();
     // rustls (webpki) takes a self-signed leaf as its own trust anchor only when it is no CA.
-    let (cert, key) = (dir.path().join("h.crt"), dir.path().join("h.key"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=held"])
-        .args(["-addext", "subjectAltName=DNS:localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is needed");
-    assert!(out.status.success());
+    let (cert, key) = make_leaf(dir.path(), "held");
     // rustls's own records are the subject here: no kTLS, even where the kernel has it.
     let tls = TlsConfigHandle::new(TlsSettings {
         pairs: vec![PemPair::new(&cert, &key)],
@@ -602,32 +515,6 @@ fn a_flood_of_half_open_handshakes_leaves_viewers_served_and_is_closed() {
         assert!(closed_by_server(s), "half-open handshake {i} not closed");
     }
     assert_eq!(viewer.echo("after"), "after");
-}
-
-/// A self-signed leaf certificate (not a CA: webpki refuses a CA as the end entity) for
-/// `localhost` and 127.0.0.1, ECDSA P-256.
-fn make_leaf(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
-    let cert = dir.join(format!("{stem}.crt.pem"));
-    let key = dir.join(format!("{stem}.key.pem"));
-    let mut c = Command::new("openssl");
-    c.args([
-        "req",
-        "-x509",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=localhost",
-    ])
-    .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-    .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-    .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-    .arg("-keyout")
-    .arg(&key)
-    .arg("-out")
-    .arg(&cert);
-    openssl_req(&mut c);
-    (cert, key)
 }
 
 /// A client of the runtime's own: one line out on a [`mist_connector::TlsClientStream`],

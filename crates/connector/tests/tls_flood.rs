@@ -4,15 +4,17 @@
 //! one of them. The flood comes from a python3 child (its own descriptor limit: the two sides
 //! together would need more descriptors than one process may have here).
 
+mod common;
+
+use common::{make_cert, until, TlsServer};
 use mist_connector::{
-    App, Ctl, Flow, Io, Limits, ListenerId, Peer, PemPair, Runtime, Session, TlsConfigHandle,
-    TlsSettings,
+    App, Ctl, Flow, Io, Limits, ListenerId, Peer, PemPair, Session, TlsConfigHandle, TlsSettings,
 };
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const FLOOD: usize = 10_000;
@@ -51,32 +53,8 @@ impl App for Srv {
         Some(Web)
     }
     fn turn(&mut self, _: &mut Ctl<'_, Self>, _: Instant) -> Flow {
-        if self.stop.load(Ordering::Relaxed) {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
+        until(&self.stop)
     }
-}
-
-fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=flood"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is needed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
 }
 
 fn rss_kib() -> u64 {
@@ -132,7 +110,7 @@ print(closed, flush=True)
 #[test]
 fn ten_thousand_half_open_handshakes_cost_bounded_memory_and_are_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = make_cert(dir.path());
+    let (cert, key) = make_cert(dir.path(), "f", "flood", &["localhost"], false);
     let tls = TlsConfigHandle::new(TlsSettings {
         pairs: vec![PemPair::new(&cert, &key)],
         handshake_timeout: Duration::from_secs(15),
@@ -144,23 +122,13 @@ fn ten_thousand_half_open_handshakes_cost_bounded_memory_and_are_closed() {
         max_per_ip: 2 * FLOOD,
         ..Limits::default()
     };
-    let stop = Arc::new(AtomicBool::new(false));
     let open = Arc::new(AtomicUsize::new(0));
-    let l = mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let port = l.local_addr().unwrap().port();
-    // A backlog for a flood (mio's 128 drops SYNs of a burst: the flood would crawl on retries).
-    use std::os::fd::AsRawFd;
-    // SAFETY: listen(2) on the listener's open descriptor; Linux takes a new backlog this way.
-    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 4096) }, 0);
-    let (tx, rx) = mpsc::channel();
-    let (s2, o2) = (stop.clone(), open.clone());
-    let thread = std::thread::spawn(move || {
-        let mut rt = Runtime::<Srv>::new().unwrap();
-        rt.listen_tcp_tls(l, "flood-test", limits, tls).unwrap();
-        tx.send(rt.remote()).unwrap();
-        rt.run(&mut Srv { stop: s2, open: o2 }).unwrap();
-    });
-    let remote = rx.recv().unwrap();
+    // The runtime's listeners have a backlog for a burst (mio's 128 would drop SYNs of the
+    // flood, which would then crawl on retries).
+    let l = mist_connector::bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let o2 = open.clone();
+    let srv = TlsServer::start(l, "flood-test", limits, tls, |stop| Srv { stop, open: o2 });
+    let port = srv.addr.port();
 
     assert_eq!(curl_len(port, &cert, 100_000), 100_000);
     let before = rss_kib();
@@ -201,7 +169,5 @@ fn ten_thousand_half_open_handshakes_cost_bounded_memory_and_are_closed() {
         "half-open handshakes left open by the server"
     );
     assert_eq!(curl_len(port, &cert, 10), 10);
-    stop.store(true, Ordering::Relaxed);
-    remote.wake_loop();
-    thread.join().unwrap();
+    srv.stop();
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::require_ffmpeg;
+use common::{require_ffmpeg, video_frames};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -16,31 +16,6 @@ use mist_media::{Codec, Track};
 
 fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
     common::run_in(dir, args)
-}
-
-fn video_frames(dir: &Path, input: &str) -> u64 {
-    let (ok, out, err) = run(
-        dir,
-        &[
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            input,
-        ],
-    );
-    assert!(ok, "ffprobe {input}: {err}");
-    out.split_whitespace()
-        .next()
-        .unwrap_or("")
-        .parse()
-        .unwrap_or_else(|_| panic!("frames of {input}: {out:?}"))
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::require_ffmpeg;
+use common::{require_ffmpeg, video_frames};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -22,31 +22,6 @@ fn tmpdir(tag: &str) -> PathBuf {
 
 fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
     common::run_in(dir, args)
-}
-
-fn video_frames(dir: &Path, input: &str) -> u64 {
-    let (ok, out, err) = run(
-        dir,
-        &[
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            input,
-        ],
-    );
-    assert!(ok, "ffprobe {input}: {err}");
-    out.split_whitespace()
-        .next()
-        .unwrap_or("")
-        .parse()
-        .unwrap_or_else(|_| panic!("frame count of {input}: {out:?}"))
 }
 
 /// Packets of `input` as (stream index, dts ms, keyframe, size), with dts relative to the first

@@ -28,7 +28,6 @@ pub use crate::config::{ServerConfig, DEFAULT_MAX_PER_IP, MERGE_BYTES};
 pub use crate::http_session::{ConnId, Handler, Io};
 
 use crate::http_session::HttpApp;
-use mist_connector::mio::net::TcpListener;
 use mist_connector::mio::Waker;
 use mist_connector::{Limits, Runtime};
 use std::io;
@@ -71,7 +70,7 @@ fn limits(cfg: &ServerConfig) -> Limits {
 impl<H: Handler> Server<H> {
     /// Listens on `addr`.
     pub fn bind(addr: SocketAddr, cfg: ServerConfig) -> io::Result<Server<H>> {
-        let listener = TcpListener::bind(addr)?;
+        let listener = mist_connector::bind_tcp(addr)?;
         let addr = listener.local_addr()?;
         let mut rt = Runtime::new()?;
         rt.listen_tcp(listener, "HTTP", limits(&cfg))?;
@@ -85,7 +84,7 @@ impl<H: Handler> Server<H> {
         cfg: ServerConfig,
         tls: mist_connector::TlsConfigHandle,
     ) -> io::Result<Server<H>> {
-        let listener = TcpListener::bind(addr)?;
+        let listener = mist_connector::bind_tcp(addr)?;
         let addr = listener.local_addr()?;
         let mut rt = Runtime::new()?;
         rt.listen_tcp_tls(listener, "HTTPS", limits(&cfg), tls)?;

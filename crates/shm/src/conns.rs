@@ -15,18 +15,11 @@
 //! served and still gets its CONN_CLOSE from its own process, only not from the controller
 //! should that process die (the caller logs it).
 
-use crate::seg::{pid_alive, Seg};
-use crate::ShmError;
-use std::path::PathBuf;
+use crate::slots::{Layout, SlotTable, FREE, S_PID, S_STATE};
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::*;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MISTCONN");
-const VERSION: u32 = 1;
-const H_MAGIC: usize = 0;
-const H_VERSION: usize = 8;
-const H_SLOTS: usize = 12;
-const BASE: usize = 64;
 /// Slots in one segment (admitted viewer connections of all outputs at once, while a CONN_CLOSE
 /// handler is configured).
 pub const SLOTS: usize = 4096;
@@ -35,18 +28,20 @@ pub const SLOTS: usize = 4096;
 pub const MAX_SEGMENTS: usize = 16;
 /// Connections covered at once, all segments together.
 pub const MAX_CONNS: usize = SLOTS * MAX_SEGMENTS;
-const SLOT: usize = 1024;
-const SIZE: usize = BASE + SLOTS * SLOT;
 
-const S_STATE: usize = 0; // u32 FREE, CLAIMING, USED
-const S_PID: usize = 4; // u32
+static LAYOUT: Layout = Layout {
+    name: "mist_conns",
+    magic: u64::from_le_bytes(*b"MISTCONN"),
+    version: 1,
+    slots: SLOTS,
+    slot: 1024,
+    what: "connections",
+};
+
+// After the state and pid (`crate::slots`):
 const S_LENS: usize = 8; // 4 × u32: stream, peer, connector, url
 /// (offset, capacity) of the strings, in the order of `S_LENS`.
 const STRS: [(usize, usize); 4] = [(24, 128), (152, 64), (216, 32), (248, 776)];
-
-const FREE: u32 = 0;
-const CLAIMING: u32 = 1;
-const USED: u32 = 2;
 
 /// The CONN_CLOSE payload of one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,125 +58,27 @@ pub struct OwedClose {
     pub url: String,
 }
 
-/// Segment `n`'s file: `mist_conns`, `mist_conns.1`, …
-fn path(n: usize) -> PathBuf {
-    // Not `mist-…`: the stale-segment cleanup removes orphaned `mist-` files.
-    match n {
-        0 => crate::shm_dir().join("mist_conns"),
-        n => crate::shm_dir().join(format!("mist_conns.{n}")),
-    }
-}
-
-fn slot(i: usize) -> usize {
-    BASE + i * SLOT
-}
-
-fn trunc(s: &str, max: usize) -> &[u8] {
-    let mut n = s.len().min(max);
-    while !s.is_char_boundary(n) {
-        n -= 1;
-    }
-    &s.as_bytes()[..n]
-}
-
+/// One mapped segment and where this process's next claim in it starts.
 struct Table {
-    seg: Seg,
-    /// Where [`Table::claim`] looks first.
-    hint: std::sync::atomic::AtomicUsize,
+    t: SlotTable,
+    hint: AtomicUsize,
 }
 
-impl Table {
-    fn open(n: usize) -> Result<Table, ShmError> {
-        let p = path(n);
-        let seg = Seg::open(&p, SIZE, true)?;
-        if seg.u64(H_MAGIC).load(Acquire) != MAGIC
-            || seg.u32(H_VERSION).load(Relaxed) != VERSION
-            || seg.u32(H_SLOTS).load(Relaxed) as usize != SLOTS
-        {
-            return Err(ShmError::Corrupt(
-                p.display().to_string(),
-                "bad connections header".into(),
-            ));
-        }
-        Ok(Table::of(seg))
-    }
-
-    fn of(seg: Seg) -> Table {
-        Table {
-            seg,
-            hint: Default::default(),
-        }
-    }
-
-    fn create_or_open(n: usize) -> Result<Table, ShmError> {
-        if let Ok(t) = Table::open(n) {
-            return Ok(t);
-        }
-        let p = path(n);
-        let _ = std::fs::create_dir_all(crate::shm_dir());
-        let tmp = crate::tmp_name(&p);
-        let seg = Seg::create(&tmp, SIZE)?;
-        seg.u32(H_VERSION).store(VERSION, Relaxed);
-        seg.u32(H_SLOTS).store(SLOTS as u32, Relaxed);
-        seg.u64(H_MAGIC).store(MAGIC, Release);
-        let r = std::fs::hard_link(&tmp, &p);
-        let _ = std::fs::remove_file(&tmp);
-        match r {
-            Ok(()) => Ok(Table::of(seg.renamed(&p))),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Table::open(n),
-            Err(e) => Err(crate::seg::io_err(&p, e)),
-        }
-    }
-
-    fn claim(&self, texts: [&str; 4]) -> Option<usize> {
-        let from = self.hint.load(Relaxed) % SLOTS;
-        for i in (from..SLOTS).chain(0..from) {
-            let st = self.seg.u32(slot(i) + S_STATE);
-            if st.load(Relaxed) != FREE {
-                continue;
-            }
-            if st
-                .compare_exchange(FREE, CLAIMING, Acquire, Relaxed)
-                .is_ok()
-            {
-                let b = slot(i);
-                self.seg.u32(b + S_PID).store(crate::seg::my_pid(), Relaxed);
-                for (n, (text, (off, cap))) in texts.into_iter().zip(STRS).enumerate() {
-                    let t = trunc(text, cap);
-                    self.seg.write_words(b + off, t);
-                    self.seg
-                        .u32(b + S_LENS + 4 * n)
-                        .store(t.len() as u32, Relaxed);
-                }
-                st.store(USED, Release);
-                self.hint.store((i + 1) % SLOTS, Relaxed);
-                return Some(i);
-            }
-        }
-        None
-    }
-
-    fn read(&self, i: usize) -> OwedClose {
-        let b = slot(i);
-        let s = &self.seg;
-        let mut texts = STRS.into_iter().enumerate().map(|(n, (off, cap))| {
-            let l = (s.u32(b + S_LENS + 4 * n).load(Relaxed) as usize).min(cap);
-            String::from_utf8_lossy(&s.read_words(b + off, l)).into_owned()
-        });
-        let mut next = || texts.next().unwrap_or_default();
-        OwedClose {
-            pid: s.u32(b + S_PID).load(Relaxed),
-            stream: next(),
-            peer: next(),
-            connector: next(),
-            url: next(),
-        }
+fn read(t: &SlotTable, i: usize) -> OwedClose {
+    let b = t.slot(i);
+    let [stream, peer, connector, url] = t.read_strs(b, S_LENS, &STRS);
+    OwedClose {
+        pid: t.seg.u32(b + S_PID).load(Relaxed),
+        stream,
+        peer,
+        connector,
+        url,
     }
 }
 
 /// The segments this process has mapped, in order (a segment is mapped once and kept).
-fn tables() -> &'static std::sync::Mutex<Vec<&'static Table>> {
-    static T: OnceLock<std::sync::Mutex<Vec<&'static Table>>> = OnceLock::new();
+fn tables() -> &'static Mutex<Vec<&'static Table>> {
+    static T: OnceLock<Mutex<Vec<&'static Table>>> = OnceLock::new();
     T.get_or_init(Default::default)
 }
 
@@ -196,13 +93,16 @@ fn segment(n: usize, create: bool) -> Option<&'static Table> {
     while list.len() <= n {
         let i = list.len();
         let t = if create {
-            Table::create_or_open(i)
+            SlotTable::create_or_open_segment(&LAYOUT, i)
         } else {
-            Table::open(i)
+            SlotTable::open_segment(&LAYOUT, i)
         };
         match t {
             // Leaked on purpose: a mapping lives as long as the process.
-            Ok(t) => list.push(Box::leak(Box::new(t))),
+            Ok(t) => list.push(Box::leak(Box::new(Table {
+                t,
+                hint: AtomicUsize::new(0),
+            }))),
             Err(e) => {
                 if create {
                     static TOLD: std::sync::atomic::AtomicBool =
@@ -224,7 +124,7 @@ fn segment(n: usize, create: bool) -> Option<&'static Table> {
 pub fn register(stream: &str, peer: &str, connector: &str, url: &str) -> Option<usize> {
     // The segment of this process's last claim first, then the others it has mapped, and only
     // then the next ones (opened if another process made them, else made).
-    static LAST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static LAST: AtomicUsize = AtomicUsize::new(0);
     let texts = [stream, peer, connector, url];
     let mapped = tables().lock().unwrap_or_else(|p| p.into_inner()).len();
     let last = LAST.load(Relaxed);
@@ -233,8 +133,9 @@ pub fn register(stream: &str, peer: &str, connector: &str, url: &str) -> Option<
         .chain((0..mapped).filter(|&n| n != last))
         .chain(mapped..MAX_SEGMENTS);
     for n in order {
-        let t = segment(n, true)?;
-        if let Some(i) = t.claim(texts) {
+        let seg = segment(n, true)?;
+        let t = &seg.t;
+        if let Some(i) = t.claim(&seg.hint, |b| t.write_strs(b, S_LENS, &STRS, texts)) {
             LAST.store(n, Relaxed);
             return Some(n * SLOTS + i);
         }
@@ -247,14 +148,8 @@ pub fn release(slot_index: usize) {
     if slot_index >= MAX_CONNS {
         return;
     }
-    let Some(t) = segment(slot_index / SLOTS, false) else {
-        return;
-    };
-    let b = slot(slot_index % SLOTS);
-    if t.seg.u32(b + S_STATE).load(Acquire) == USED
-        && t.seg.u32(b + S_PID).load(Relaxed) == crate::seg::my_pid()
-    {
-        t.seg.u32(b + S_STATE).store(FREE, Release);
+    if let Some(seg) = segment(slot_index / SLOTS, false) {
+        seg.t.release(slot_index % SLOTS);
     }
 }
 
@@ -262,9 +157,9 @@ pub fn release(slot_index: usize) {
 pub fn used() -> usize {
     (0..MAX_SEGMENTS)
         .map_while(|n| segment(n, false))
-        .map(|t| {
+        .map(|seg| {
             (0..SLOTS)
-                .filter(|&i| t.seg.u32(slot(i) + S_STATE).load(Relaxed) != FREE)
+                .filter(|&i| seg.t.seg.u32(seg.t.slot(i) + S_STATE).load(Relaxed) != FREE)
                 .count()
         })
         .sum()
@@ -275,20 +170,10 @@ pub fn used() -> usize {
 pub fn reap() -> Vec<OwedClose> {
     let mut out = Vec::new();
     for n in 0..MAX_SEGMENTS {
-        let Some(t) = segment(n, false) else {
+        let Some(seg) = segment(n, false) else {
             break;
         };
-        for i in 0..SLOTS {
-            let b = slot(i);
-            let st = t.seg.u32(b + S_STATE);
-            if st.load(Acquire) != USED || pid_alive(t.seg.u32(b + S_PID).load(Relaxed)) {
-                continue;
-            }
-            if st.compare_exchange(USED, CLAIMING, AcqRel, Relaxed).is_ok() {
-                out.push(t.read(i));
-                st.store(FREE, Release);
-            }
-        }
+        seg.t.reap_dead(|i| out.push(read(&seg.t, i)));
     }
     out
 }
@@ -304,10 +189,8 @@ mod tests {
         let gone = register("s", "::1", "HLS", &"u".repeat(2000)).unwrap();
         // Pretend the second one belongs to a dead process.
         let pid_of = |i: usize| {
-            segment(i / SLOTS, false)
-                .unwrap()
-                .seg
-                .u32(slot(i % SLOTS) + S_PID)
+            let t = &segment(i / SLOTS, false).unwrap().t;
+            t.seg.u32(t.slot(i % SLOTS) + S_PID)
         };
         pid_of(gone).store(0, Relaxed);
         let r = reap();
@@ -331,7 +214,7 @@ mod tests {
             .iter()
             .find(|&&i| i >= SLOTS)
             .expect("a slot in segment 1");
-        assert!(path(1).exists());
+        assert!(LAYOUT.path(1).exists());
         pid_of(beyond).store(0, Relaxed);
         let r = reap();
         assert_eq!(r.len(), 1, "{r:?}");
@@ -344,7 +227,7 @@ mod tests {
         let again: Vec<usize> = (0..SLOTS + 1)
             .map(|_| register("h", "::1", "HTTP", "u").expect("a slot"))
             .collect();
-        assert!(!path(2).exists());
+        assert!(!LAYOUT.path(2).exists());
         for i in again {
             release(i);
         }

@@ -102,6 +102,7 @@ mod page;
 mod reader;
 mod seg;
 pub mod sessions;
+mod slots;
 mod source;
 mod users;
 mod waiter;

@@ -12,27 +12,28 @@
 //! Process side: [`conn_open`], [`conn_bytes`], [`conn_close`] for long connections (RTMP, HTTP
 //! progressive), [`hit`] for one request, [`tick`] now and then. Controller side: [`rows`].
 
-use crate::seg::{now_ms, pid_alive, Seg};
+use crate::seg::{now_ms, pid_alive};
+use crate::slots::{Layout, SlotTable, S_PID, S_STATE, USED};
 use crate::ShmError;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering::*;
+use std::sync::atomic::{AtomicU32, AtomicUsize};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MISTSESS");
-const VERSION: u32 = 1;
-const H_MAGIC: usize = 0;
-const H_VERSION: usize = 8;
-const H_SLOTS: usize = 12;
-const BASE: usize = 64;
 /// Slots in the table (sessions served at once by all outputs).
 pub const SLOTS: usize = 4096;
-const SLOT: usize = 512;
-const SIZE: usize = BASE + SLOTS * SLOT;
 
-const S_STATE: usize = 0; // u32 0 free, 1 being claimed, 2 in use
-const S_PID: usize = 4; // u32
+static LAYOUT: Layout = Layout {
+    name: "mist_sessions",
+    magic: u64::from_le_bytes(*b"MISTSESS"),
+    version: 1,
+    slots: SLOTS,
+    slot: 512,
+    what: "sessions",
+};
+
+// After the state and pid (`crate::slots`):
 const S_CONNS: usize = 8; // u32 open connections of this process in the session
 const S_KILL: usize = 12; // u32 flags set by the controller: KILL (end it), INVALIDATE
 const KILL: u32 = 1;
@@ -44,10 +45,6 @@ const S_LAST: usize = 40; // u64 unix s
 const S_LENS: usize = 48; // 5 × u32: sid, stream, connector, host, token
 /// (offset, capacity) of the strings, in the order of `S_LENS`.
 const STRS: [(usize, usize); 5] = [(72, 64), (136, 128), (264, 32), (296, 64), (360, 128)];
-
-const FREE: u32 = 0;
-const CLAIMING: u32 = 1;
-const USED: u32 = 2;
 
 /// How long a process keeps a session's slot after its last connection in it closed.
 pub const LINGER: Duration = Duration::from_secs(5);
@@ -98,169 +95,78 @@ pub struct SessionKey {
     pub token: String,
 }
 
-struct Table {
-    seg: Seg,
-}
-
-fn path() -> PathBuf {
-    // Not `mist-…`: the stale-segment cleanup removes orphaned `mist-` files.
-    crate::shm_dir().join("mist_sessions")
-}
-
-fn slot(i: usize) -> usize {
-    BASE + i * SLOT
-}
-
-fn trunc(s: &str, max: usize) -> &[u8] {
-    let mut n = s.len().min(max);
-    while !s.is_char_boundary(n) {
-        n -= 1;
-    }
-    &s.as_bytes()[..n]
-}
+struct Table(SlotTable);
 
 impl Table {
     fn open() -> Result<Table, ShmError> {
-        let p = path();
-        let seg = Seg::open(&p, SIZE, true)?;
-        if seg.u64(H_MAGIC).load(Acquire) != MAGIC
-            || seg.u32(H_VERSION).load(Relaxed) != VERSION
-            || seg.u32(H_SLOTS).load(Relaxed) as usize != SLOTS
-        {
-            return Err(ShmError::Corrupt(
-                p.display().to_string(),
-                "bad sessions header".into(),
-            ));
-        }
-        Ok(Table { seg })
+        SlotTable::open(&LAYOUT).map(Table)
     }
 
     fn create_or_open() -> Result<Table, ShmError> {
-        if let Ok(t) = Table::open() {
-            return Ok(t);
-        }
-        let p = path();
-        let _ = std::fs::create_dir_all(crate::shm_dir());
-        let tmp = crate::tmp_name(&p);
-        let seg = Seg::create(&tmp, SIZE)?;
-        seg.u32(H_VERSION).store(VERSION, Relaxed);
-        seg.u32(H_SLOTS).store(SLOTS as u32, Relaxed);
-        seg.u64(H_MAGIC).store(MAGIC, Release);
-        let r = std::fs::hard_link(&tmp, &p);
-        let _ = std::fs::remove_file(&tmp);
-        match r {
-            Ok(()) => Ok(Table {
-                seg: seg.renamed(&p),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Table::open(),
-            Err(e) => Err(crate::seg::io_err(&p, e)),
-        }
+        SlotTable::create_or_open(&LAYOUT).map(Table)
     }
 
     fn claim(&self, k: &SessionKey) -> Option<usize> {
         // Scan from where the last claim of this process ended: a slot just freed is not
         // reused at once (the controller tells parts of sessions apart by slot and start).
-        static HINT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let from = HINT.load(Relaxed);
-        for pass in 0..2 {
-            for i in (from..SLOTS).chain(0..from) {
-                let st = self.seg.u32(slot(i) + S_STATE);
-                if st.load(Relaxed) != FREE {
-                    continue;
-                }
-                if st
-                    .compare_exchange(FREE, CLAIMING, Acquire, Relaxed)
-                    .is_ok()
-                {
-                    self.fill(i, k);
-                    st.store(USED, Release);
-                    HINT.store((i + 1) % SLOTS, Relaxed);
-                    return Some(i);
-                }
-            }
-            if pass == 0 && self.reclaim() == 0 {
-                return None;
-            }
+        static HINT: AtomicUsize = AtomicUsize::new(0);
+        if let Some(i) = self.0.claim(&HINT, |b| self.fill(b, k)) {
+            return Some(i);
         }
-        None
+        if self.reclaim() == 0 {
+            return None;
+        }
+        self.0.claim(&HINT, |b| self.fill(b, k))
     }
 
-    fn fill(&self, i: usize, k: &SessionKey) {
-        let b = slot(i);
-        let s = &self.seg;
+    fn fill(&self, b: usize, k: &SessionKey) {
+        let s = &self.0.seg;
         let now = now_ms() / 1000;
-        s.u32(b + S_PID).store(crate::seg::my_pid(), Relaxed);
         s.u32(b + S_CONNS).store(0, Relaxed);
         s.u32(b + S_KILL).store(0, Relaxed);
         s.u64(b + S_DOWN).store(0, Relaxed);
         s.u64(b + S_UP).store(0, Relaxed);
         s.u64(b + S_FIRST).store(now, Relaxed);
         s.u64(b + S_LAST).store(now, Relaxed);
-        for (n, (text, (off, cap))) in [&k.sid, &k.stream, &k.connector, &k.host, &k.token]
-            .into_iter()
-            .zip(STRS)
-            .enumerate()
-        {
-            let t = trunc(text, cap);
-            s.write_words(b + off, t);
-            s.u32(b + S_LENS + 4 * n).store(t.len() as u32, Relaxed);
-        }
-    }
-
-    fn mine(&self, i: usize) -> bool {
-        self.seg.u32(slot(i) + S_STATE).load(Acquire) == USED
-            && self.seg.u32(slot(i) + S_PID).load(Relaxed) == crate::seg::my_pid()
+        let texts = [&k.sid, &k.stream, &k.connector, &k.host, &k.token];
+        self.0
+            .write_strs(b, S_LENS, &STRS, texts.map(String::as_str));
     }
 
     fn release(&self, i: usize) {
-        if self.mine(i) {
-            self.seg.u32(slot(i) + S_STATE).store(FREE, Release);
-        }
+        self.0.release(i);
     }
 
     fn store(&self, i: usize, conns: u32, down: u64, up: u64, active: bool) {
-        if !self.mine(i) {
+        if !self.0.mine(i) {
             return;
         }
-        let b = slot(i);
-        self.seg.u32(b + S_CONNS).store(conns, Relaxed);
-        self.seg.u64(b + S_DOWN).store(down, Relaxed);
-        self.seg.u64(b + S_UP).store(up, Relaxed);
+        let b = self.0.slot(i);
+        let s = &self.0.seg;
+        s.u32(b + S_CONNS).store(conns, Relaxed);
+        s.u64(b + S_DOWN).store(down, Relaxed);
+        s.u64(b + S_UP).store(up, Relaxed);
         if active {
-            self.seg.u64(b + S_LAST).store(now_ms() / 1000, Relaxed);
+            s.u64(b + S_LAST).store(now_ms() / 1000, Relaxed);
         }
     }
 
     fn reclaim(&self) -> usize {
-        let mut n = 0;
-        for i in 0..SLOTS {
-            let b = slot(i);
-            let st = self.seg.u32(b + S_STATE);
-            if st.load(Acquire) != USED {
-                continue;
-            }
-            if !pid_alive(self.seg.u32(b + S_PID).load(Relaxed))
-                && st.compare_exchange(USED, FREE, AcqRel, Relaxed).is_ok()
-            {
-                n += 1;
-            }
-        }
-        n
+        self.0.reap_dead(|_| {})
+    }
+
+    fn flags(&self, i: usize) -> &AtomicU32 {
+        self.0.seg.u32(self.0.slot(i) + S_KILL)
     }
 
     fn read(&self, i: usize) -> Option<SessionRow> {
-        let b = slot(i);
-        let s = &self.seg;
+        let b = self.0.slot(i);
+        let s = &self.0.seg;
         if s.u32(b + S_STATE).load(Acquire) != USED {
             return None;
         }
         let pid = s.u32(b + S_PID).load(Relaxed);
-        let mut texts = Vec::with_capacity(5);
-        for (n, (off, cap)) in STRS.into_iter().enumerate() {
-            let l = (s.u32(b + S_LENS + 4 * n).load(Relaxed) as usize).min(cap);
-            texts.push(String::from_utf8_lossy(&s.read_words(b + off, l)).into_owned());
-        }
-        let [sid, stream, connector, host, token]: [String; 5] = texts.try_into().ok()?;
+        let [sid, stream, connector, host, token] = self.0.read_strs(b, S_LENS, &STRS);
         let row = SessionRow {
             slot: i,
             pid,
@@ -304,7 +210,7 @@ pub fn kill(sid: &str) -> usize {
     let mut n = 0;
     for i in 0..SLOTS {
         if t.read(i).is_some_and(|r| r.sid == sid) {
-            t.seg.u32(slot(i) + S_KILL).fetch_or(KILL, AcqRel);
+            t.flags(i).fetch_or(KILL, AcqRel);
             n += 1;
         }
     }
@@ -320,7 +226,7 @@ pub fn invalidate(stream: &str) -> usize {
     let mut n = 0;
     for i in 0..SLOTS {
         if t.read(i).is_some_and(|r| r.stream == stream) {
-            t.seg.u32(slot(i) + S_KILL).fetch_or(INVALIDATE, AcqRel);
+            t.flags(i).fetch_or(INVALIDATE, AcqRel);
             n += 1;
         }
     }
@@ -476,7 +382,7 @@ pub fn tick() -> Asked {
         let mut asked = Asked::default();
         for (sid, (_, e)) in &l.by_sid {
             if let (Some(i), Some(t)) = (e.slot, l.table.as_ref()) {
-                let f = t.seg.u32(slot(i) + S_KILL);
+                let f = t.flags(i);
                 if f.load(Acquire) & INVALIDATE != 0 {
                     f.fetch_and(!INVALIDATE, AcqRel);
                     asked.invalidated.push(sid.clone());

@@ -9,42 +9,65 @@ use crate::error::MediaError;
 /// Deepest nesting decoded: each level costs stack, and a peer must not choose how much.
 pub const MAX_DEPTH: usize = 32;
 
-/// The type marker byte that starts every encoded value.
-pub mod marker {
+/// Declares [`Marker`] from one table, byte => type, so that the byte a marker is written as
+/// and the byte it is read from cannot disagree.
+macro_rules! markers {
+    ($($(#[$doc:meta])* $byte:literal => $name:ident,)*) => {
+        /// The type marker byte that starts every encoded value.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum Marker {
+            $($(#[$doc])* $name = $byte,)*
+        }
+
+        impl Marker {
+            /// The marker `b` stands for; `None` for a byte that is no AMF0 type (0x0e, the
+            /// unused record set, and 0x12 up).
+            pub fn from_byte(b: u8) -> Option<Marker> {
+                match b {
+                    $($byte => Some(Marker::$name),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+markers! {
     /// An IEEE 754 double, big-endian.
-    pub const NUMBER: u8 = 0x00;
+    0x00 => Number,
     /// One byte, nonzero for true.
-    pub const BOOLEAN: u8 = 0x01;
+    0x01 => Boolean,
     /// A UTF-8 string of up to 65535 bytes (16-bit length).
-    pub const STRING: u8 = 0x02;
+    0x02 => String,
     /// Properties (short-string key, value) up to the object end marker.
-    pub const OBJECT: u8 = 0x03;
+    0x03 => Object,
     /// Reserved; not supported.
-    pub const MOVIECLIP: u8 = 0x04;
+    0x04 => Movieclip,
     /// No value.
-    pub const NULL: u8 = 0x05;
+    0x05 => Null,
     /// No value (AS3 `undefined`).
-    pub const UNDEFINED: u8 = 0x06;
+    0x06 => Undefined,
     /// A reference to an earlier object; not supported (nobody sends it in RTMP).
-    pub const REFERENCE: u8 = 0x07;
+    0x07 => Reference,
     /// A 32-bit count (a hint only) followed by properties, like an object.
-    pub const ECMA_ARRAY: u8 = 0x08;
+    0x08 => EcmaArray,
     /// Ends an object or ECMA array (after an empty key).
-    pub const OBJECT_END: u8 = 0x09;
+    0x09 => ObjectEnd,
     /// A 32-bit count followed by that many values.
-    pub const STRICT_ARRAY: u8 = 0x0a;
+    0x0a => StrictArray,
     /// A double (ms since the epoch) and a 16-bit time zone.
-    pub const DATE: u8 = 0x0b;
+    0x0b => Date,
     /// A UTF-8 string with a 32-bit length.
-    pub const LONG_STRING: u8 = 0x0c;
+    0x0c => LongString,
     /// A value that cannot be serialised; decoded as undefined.
-    pub const UNSUPPORTED: u8 = 0x0d;
+    0x0d => Unsupported,
     /// An XML document as a long string.
-    pub const XML_DOCUMENT: u8 = 0x0f;
+    0x0f => XmlDocument,
     /// A class name then properties, like an object.
-    pub const TYPED_OBJECT: u8 = 0x10;
+    0x10 => TypedObject,
     /// Switch to AMF3 for the next value; not supported.
-    pub const AVMPLUS: u8 = 0x11;
+    0x11 => Avmplus,
 }
 
 /// One AMF0 value. Objects and ECMA arrays keep their key order.
@@ -131,40 +154,40 @@ impl Amf0 {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Amf0::Number(n) => {
-                out.push(marker::NUMBER);
+                out.push(Marker::Number as u8);
                 out.extend_from_slice(&n.to_be_bytes());
             }
-            Amf0::Bool(b) => out.extend_from_slice(&[marker::BOOLEAN, *b as u8]),
+            Amf0::Bool(b) => out.extend_from_slice(&[Marker::Boolean as u8, *b as u8]),
             Amf0::String(s) if s.len() <= 0xffff => {
-                out.push(marker::STRING);
+                out.push(Marker::String as u8);
                 put_short_str(out, s);
             }
             Amf0::String(s) | Amf0::LongString(s) => {
-                out.push(marker::LONG_STRING);
+                out.push(Marker::LongString as u8);
                 put_long_str(out, s);
             }
             Amf0::Xml(s) => {
-                out.push(marker::XML_DOCUMENT);
+                out.push(Marker::XmlDocument as u8);
                 put_long_str(out, s);
             }
             Amf0::Object(p) => {
-                out.push(marker::OBJECT);
+                out.push(Marker::Object as u8);
                 put_props(out, p);
             }
             Amf0::TypedObject(class, p) => {
-                out.push(marker::TYPED_OBJECT);
+                out.push(Marker::TypedObject as u8);
                 put_short_str(out, class);
                 put_props(out, p);
             }
-            Amf0::Null => out.push(marker::NULL),
-            Amf0::Undefined => out.push(marker::UNDEFINED),
+            Amf0::Null => out.push(Marker::Null as u8),
+            Amf0::Undefined => out.push(Marker::Undefined as u8),
             Amf0::EcmaArray(p) => {
-                out.push(marker::ECMA_ARRAY);
+                out.push(Marker::EcmaArray as u8);
                 out.extend_from_slice(&(p.len().min(u32::MAX as usize) as u32).to_be_bytes());
                 put_props(out, p);
             }
             Amf0::StrictArray(v) => {
-                out.push(marker::STRICT_ARRAY);
+                out.push(Marker::StrictArray as u8);
                 let n = v.len().min(u32::MAX as usize);
                 out.extend_from_slice(&(n as u32).to_be_bytes());
                 for x in &v[..n] {
@@ -172,7 +195,7 @@ impl Amf0 {
                 }
             }
             Amf0::Date(ms, tz) => {
-                out.push(marker::DATE);
+                out.push(Marker::Date as u8);
                 out.extend_from_slice(&ms.to_be_bytes());
                 out.extend_from_slice(&tz.to_be_bytes());
             }
@@ -241,7 +264,7 @@ fn put_props(out: &mut Vec<u8>, p: &[(String, Amf0)]) {
         put_short_str(out, k);
         v.encode(out);
     }
-    out.extend_from_slice(&[0, 0, marker::OBJECT_END]);
+    out.extend_from_slice(&[0, 0, Marker::ObjectEnd as u8]);
 }
 
 struct Reader<'a> {
@@ -293,7 +316,7 @@ impl<'a> Reader<'a> {
         let mut p = Vec::new();
         loop {
             let key = self.short_str()?;
-            if key.is_empty() && self.buf.get(self.pos) == Some(&marker::OBJECT_END) {
+            if key.is_empty() && self.buf.get(self.pos) == Some(&(Marker::ObjectEnd as u8)) {
                 self.pos += 1;
                 return Ok(p);
             }
@@ -311,19 +334,25 @@ impl<'a> Reader<'a> {
             });
         }
         let m = self.u8()?;
-        Ok(match m {
-            marker::NUMBER => Amf0::Number(self.f64()?),
-            marker::BOOLEAN => Amf0::Bool(self.u8()? != 0),
-            marker::STRING => Amf0::String(self.short_str()?),
-            marker::OBJECT => Amf0::Object(self.props(depth)?),
-            marker::NULL => Amf0::Null,
-            marker::UNDEFINED | marker::UNSUPPORTED => Amf0::Undefined,
-            marker::ECMA_ARRAY => {
+        let Some(marker) = Marker::from_byte(m) else {
+            return Err(MediaError::malformed(
+                "AMF0",
+                format!("unknown marker {m:#04x}"),
+            ));
+        };
+        Ok(match marker {
+            Marker::Number => Amf0::Number(self.f64()?),
+            Marker::Boolean => Amf0::Bool(self.u8()? != 0),
+            Marker::String => Amf0::String(self.short_str()?),
+            Marker::Object => Amf0::Object(self.props(depth)?),
+            Marker::Null => Amf0::Null,
+            Marker::Undefined | Marker::Unsupported => Amf0::Undefined,
+            Marker::EcmaArray => {
                 // The count is advisory (many writers get it wrong); the end marker decides.
                 self.u32()?;
                 Amf0::EcmaArray(self.props(depth)?)
             }
-            marker::STRICT_ARRAY => {
+            Marker::StrictArray => {
                 let n = self.u32()? as usize;
                 // Every element takes at least one byte: a count beyond the input is a lie.
                 if n > self.buf.len() - self.pos {
@@ -338,31 +367,25 @@ impl<'a> Reader<'a> {
                 }
                 Amf0::StrictArray(v)
             }
-            marker::DATE => {
+            Marker::Date => {
                 let ms = self.f64()?;
                 let tz = self.u16()? as i16;
                 Amf0::Date(ms, tz)
             }
-            marker::LONG_STRING => Amf0::LongString(self.long_str()?),
-            marker::XML_DOCUMENT => Amf0::Xml(self.long_str()?),
-            marker::TYPED_OBJECT => {
+            Marker::LongString => Amf0::LongString(self.long_str()?),
+            Marker::XmlDocument => Amf0::Xml(self.long_str()?),
+            Marker::TypedObject => {
                 let class = self.short_str()?;
                 Amf0::TypedObject(class, self.props(depth)?)
             }
-            marker::OBJECT_END => {
+            Marker::ObjectEnd => {
                 return Err(MediaError::malformed(
                     "AMF0",
                     "object end outside an object",
                 ))
             }
-            marker::MOVIECLIP | marker::REFERENCE | marker::AVMPLUS => {
+            Marker::Movieclip | Marker::Reference | Marker::Avmplus => {
                 return Err(MediaError::unsupported("AMF0", format!("marker {m:#04x}")))
-            }
-            _ => {
-                return Err(MediaError::malformed(
-                    "AMF0",
-                    format!("unknown marker {m:#04x}"),
-                ))
             }
         })
     }
@@ -430,17 +453,17 @@ mod tests {
         // 40 nested strict arrays of one element.
         let mut deep = Vec::new();
         for _ in 0..40 {
-            deep.extend_from_slice(&[marker::STRICT_ARRAY, 0, 0, 0, 1]);
+            deep.extend_from_slice(&[Marker::StrictArray as u8, 0, 0, 0, 1]);
         }
-        deep.push(marker::NULL);
+        deep.push(Marker::Null as u8);
         assert!(matches!(
             Amf0::decode(&deep),
             Err(MediaError::TooLarge { .. })
         ));
         // A strict array claiming 4 billion elements in 5 bytes.
-        assert!(Amf0::decode(&[marker::STRICT_ARRAY, 0xff, 0xff, 0xff, 0xff, 5]).is_err());
-        assert!(Amf0::decode(&[marker::LONG_STRING, 0xff, 0xff, 0xff, 0xff]).is_err());
-        assert!(Amf0::decode(&[marker::OBJECT_END]).is_err());
+        assert!(Amf0::decode(&[Marker::StrictArray as u8, 0xff, 0xff, 0xff, 0xff, 5]).is_err());
+        assert!(Amf0::decode(&[Marker::LongString as u8, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(Amf0::decode(&[Marker::ObjectEnd as u8]).is_err());
         assert!(Amf0::decode(&[0x42]).is_err());
     }
 }

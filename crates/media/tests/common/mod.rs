@@ -98,6 +98,32 @@ pub fn run_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The video frames ffprobe decodes from `input` (a manifest or file, relative to `dir`).
+pub fn video_frames(dir: &Path, input: &str) -> u64 {
+    let (ok, out, err) = run_in(
+        dir,
+        &[
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            input,
+        ],
+    );
+    assert!(ok, "ffprobe {input}: {err}");
+    out.split_whitespace()
+        .next()
+        .unwrap_or("")
+        .parse()
+        .unwrap_or_else(|_| panic!("frame count of {input}: {out:?}"))
+}
+
 /// `ffmpeg -nostdin -v error PRE… -i INPUT -f null -`: decodes everything, keeps the output.
 pub fn ffmpeg_decode(input: &Path, pre: &[&str]) -> Output {
     Command::new("ffmpeg")
