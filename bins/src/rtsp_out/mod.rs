@@ -6,8 +6,18 @@
 //! edge what only it knows (the SDP of a stream, the transports, where playback starts).
 //!
 //! * **Access**: a DESCRIBE asks the controller (`Request::Play`, through
-//!   [`crate::access::ask_with_viewer_triggers`], the same policy and triggers as RTMP play), off
-//!   the loop on a bounded [`Asker`]; the answer wakes the connection.
+//!   [`crate::access::ask_play`], the same policy as RTMP play), off the loop on a bounded
+//!   [`Asker`]; the answer wakes the connection. Then the stream's credentials are checked (below)
+//!   and only then the viewer triggers run ([`crate::access::admit_play`], on a second asker):
+//!   the same triggers in the same order as RTMP's, none for a client that is answered 401.
+//! * **Credentials** (stream config `rtsp_user`, `rtsp_password`, `rtsp_basic`): a stream that
+//!   names them answers DESCRIBE and ANNOUNCE, and every later request of that session, with 401
+//!   and a Digest challenge (RFC 2617/7616 MD5; Basic too when `rtsp_basic` allows it) until the
+//!   client proves the password ([`mist_media::rtsp::Authenticator`], sans-IO). Each connection
+//!   has its own unpredictable nonce, replaced every [`NONCE_TTL`] (the previous one is answered
+//!   `stale=TRUE`; two nonces at most are kept); wrong credentials are logged with the peer's
+//!   address and [`MAX_AUTH_FAILURES`] of them close the connection. Streams without the keys
+//!   are open as before.
 //! * **Media**: one [`StreamReader`] per played stream per process ([`feed::PlayStream`]); each
 //!   frame is packetised once (one packetiser per track, shared SSRC and sequence numbers) and the
 //!   same packets go to every viewer, over interleaved TCP (a 4-byte `$` header per viewer and
@@ -30,7 +40,7 @@
 mod feed;
 pub mod publish;
 
-use crate::access::ask_with_viewer_triggers;
+use crate::access::{admit_play, admitted_url, ask_play};
 use crate::ingest;
 use feed::{Out, PlayStream, Viewer};
 use mist_connector::ask::{Asker, Verdict};
@@ -39,8 +49,8 @@ use mist_core::control::Request;
 use mist_core::names::sanitize;
 use mist_core::{debug, info, trace, warn};
 use mist_media::rtsp::{
-    Answer, Ask, Decoder, Item, Lower, Message, Method, PlayInfo, ServerConfig, ServerSession,
-    SessionEvent, Step,
+    npt_range, npt_start_ms, Answer, Ask, AuthCheck, Authenticator, Decoder, Item, Lower, Message,
+    Method, PlayInfo, ServerConfig, ServerSession, SessionEvent, Step,
 };
 use mist_media::sdp::RtpTrack;
 use mist_media::Track;
@@ -75,6 +85,63 @@ pub const SESSION_TIMEOUT: u32 = 60;
 pub const IDLE: Duration = Duration::from_secs(SESSION_TIMEOUT as u64 + 30);
 /// Largest RTP packet sent (header included).
 pub const MTU: usize = 1400;
+/// A connection's Digest nonce is replaced this often (answers to the old one are stale).
+pub const NONCE_TTL: Duration = Duration::from_secs(300);
+/// Wrong credentials a connection may send before it is closed.
+pub const MAX_AUTH_FAILURES: u32 = 5;
+/// The realm of Digest and Basic challenges.
+pub const REALM: &str = "mist-rs";
+
+/// The credentials a stream's config asks of RTSP clients (`rtsp_user`, `rtsp_password`,
+/// `rtsp_basic`); `None` when it names neither a user nor a password (an open stream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamAuth {
+    pub user: String,
+    pub password: String,
+    /// Basic accepted besides Digest (the password crosses the network readable).
+    pub basic: bool,
+}
+
+impl StreamAuth {
+    pub fn from_config(config: &serde_json::Value) -> Option<StreamAuth> {
+        let text = |k: &str| match config.get(k) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        let (user, password) = (text("rtsp_user"), text("rtsp_password"));
+        if user.is_empty() && password.is_empty() {
+            return None;
+        }
+        let basic = match config.get("rtsp_basic") {
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::Number(n)) => n.as_u64().is_some_and(|n| n != 0),
+            Some(serde_json::Value::String(s)) => {
+                matches!(s.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+            }
+            _ => false,
+        };
+        Some(StreamAuth {
+            user,
+            password,
+            basic,
+        })
+    }
+}
+
+/// A Digest nonce nobody can guess: 128 bits from the kernel (the process seed mixed with the
+/// clock if the kernel has none to give).
+fn new_nonce(seed: u64) -> String {
+    let mut b = [0u8; 16];
+    if crate::push_out::udp::getrandom(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        b[..8].copy_from_slice(&(seed ^ t).to_le_bytes());
+        b[8..].copy_from_slice(&t.rotate_left(29).to_le_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
 
 /// What the binary configures.
 pub struct Config {
@@ -92,6 +159,9 @@ pub const DEFAULT_MAX_PER_IP: usize = 1_000;
 /// Process state shared by all connections.
 pub struct RtspApp {
     asker: Asker<ConnId>,
+    /// Runs the viewer triggers of a play the controller allowed (and whose credentials, if
+    /// the stream wants some, were right).
+    admit: Asker<ConnId>,
     /// Controller verdicts waiting for their connection's `on_wake`.
     verdicts: HashMap<ConnId, Verdict>,
     streams: HashMap<String, PlayStream>,
@@ -153,6 +223,10 @@ enum Stage {
     Asking {
         name: String,
     },
+    /// Allowed, credentials right: the viewer triggers of `stream` run.
+    Admitting {
+        stream: String,
+    },
     /// The controller was asked whether the ANNOUNCE of `tracks` into `name` is accepted.
     AskingPush {
         name: String,
@@ -189,6 +263,10 @@ pub struct Conn {
     partial_since: Option<Instant>,
     /// The connection closes once its output is written; nothing more is handled.
     closed: bool,
+    /// When the current Digest nonce was made (credentials are required once it is set).
+    nonce_at: Option<Instant>,
+    /// Requests refused for wrong credentials so far.
+    auth_failures: u32,
 }
 
 /// The stream named by an RTSP path: its first segment, percent-decoded, without a query.
@@ -270,6 +348,82 @@ impl Conn {
             admitted: false,
             partial_since: None,
             closed: false,
+            nonce_at: None,
+            auth_failures: 0,
+        }
+    }
+
+    /// Requires `auth` of this session from now on (keeping the nonce already handed out when
+    /// it was required before) and checks the request being decided on. `Some`: the 401 it gets
+    /// instead (logged, counted).
+    fn require(
+        &mut self,
+        app: &RtspApp,
+        io: &mut Io<'_>,
+        auth: &StreamAuth,
+        what: &str,
+    ) -> Option<mist_media::rtsp::Response> {
+        let same = self
+            .rtsp
+            .auth_mut()
+            .is_some_and(|a| a.user == auth.user && a.password == auth.password);
+        if !same || self.nonce_at.is_none() {
+            self.rtsp.set_auth(Some(Authenticator::new(
+                &auth.user,
+                &auth.password,
+                REALM,
+                new_nonce(app.seed),
+                auth.basic,
+            )));
+            self.nonce_at = Some(io.now());
+        }
+        if let Some(a) = self.rtsp.auth_mut() {
+            a.allow_basic = auth.basic;
+        }
+        let r = self.rtsp.recheck_pending()?;
+        self.refused(io, what);
+        Some(r)
+    }
+
+    /// Logs why a request was answered 401 (if it was), and closes a connection that keeps
+    /// sending wrong credentials.
+    fn refused(&mut self, io: &mut Io<'_>, what: &str) {
+        match self.rtsp.take_refusal() {
+            Some(AuthCheck::Refused { user, scheme }) => {
+                self.auth_failures += 1;
+                warn!(
+                    "RTSP {what} from {}: wrong credentials ({scheme}, user {:?}); answered 401",
+                    self.peer,
+                    user.unwrap_or_default()
+                );
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    warn!(
+                        "RTSP from {}: {} wrong credentials; connection closed",
+                        self.peer, self.auth_failures
+                    );
+                    self.close(io);
+                }
+            }
+            Some(AuthCheck::Missing) => {
+                debug!("RTSP {what} from {}: credentials asked for", self.peer)
+            }
+            Some(AuthCheck::Stale) => {
+                debug!("RTSP {what} from {}: nonce expired, a new one given", self.peer)
+            }
+            Some(AuthCheck::Ok) | None => {}
+        }
+    }
+
+    /// Replaces an expired nonce before a request is checked against it.
+    fn expire_nonce(&mut self, app: &RtspApp, now: Instant) {
+        if self
+            .nonce_at
+            .is_some_and(|t| now.duration_since(t) >= NONCE_TTL)
+        {
+            if let Some(a) = self.rtsp.auth_mut() {
+                a.rotate(new_nonce(app.seed));
+                self.nonce_at = Some(now);
+            }
         }
     }
 
@@ -361,9 +515,12 @@ impl Conn {
     fn request(&mut self, app: &mut RtspApp, io: &mut Io<'_>, req: mist_media::rtsp::Request) {
         trace!("{} {} {}", self.peer, req.method.as_str(), req.uri);
         let teardown = req.method == Method::Teardown;
+        self.expire_nonce(app, io.now());
         match self.rtsp.handle(&req) {
             Step::Reply(r) => {
                 self.reply(io, r);
+                let what = format!("{} of {}", req.method.as_str(), stream_of(req.path()));
+                self.refused(io, &what);
                 if teardown {
                     self.close(io);
                 }
@@ -481,7 +638,7 @@ impl Conn {
                 let r = self.rtsp.answer(Answer::Setup(Ok(transport)));
                 self.reply(io, r);
             }
-            Ask::Play { .. } => {
+            Ask::Play { range } => {
                 let Some(stream) = self.stream.clone() else {
                     let r = self.rtsp.answer(Answer::Play(Err(455)));
                     return self.reply(io, r);
@@ -490,7 +647,19 @@ impl Conn {
                     .feed
                     .get_or_insert_with(|| RtspApp::feed_key(&stream, io.id()))
                     .clone();
-                let info = match app.play_info(&key, &stream, &self.setups) {
+                // A VoD feed is this viewer's own: it starts where the Range says. A live
+                // stream's is shared and starts at its newest keyframe, whatever was asked.
+                let own_feed = key != stream;
+                let seek = match range.as_deref().map(npt_start_ms) {
+                    Some(Ok(ms)) if own_feed => ms,
+                    Some(Err(e)) if own_feed => {
+                        warn!("PLAY of {stream} by {}: {e}", self.peer);
+                        let r = self.rtsp.answer(Answer::Play(Err(e.status())));
+                        return self.reply(io, r);
+                    }
+                    _ => None,
+                };
+                let info = match app.play_info(&key, &stream, &self.setups, seek) {
                     Ok(i) => i,
                     Err(why) => {
                         warn!("PLAY of {stream} by {}: {why}", self.peer);
@@ -611,6 +780,17 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// A DESCRIBE refused by the controller or the viewer triggers: 403.
+    fn play_refused(&mut self, app: &mut RtspApp, io: &mut Io<'_>, name: &str, why: &str) {
+        warn!("play of {name:?} by {} refused: {why}", self.peer);
+        io.pause_reading(false);
+        let r = self.rtsp.answer(Answer::Describe(Err(403)));
+        self.reply(io, r);
+        self.process(app, io);
+    }
+}
+
 impl Session<RtspApp> for Conn {
     fn on_read(&mut self, app: &mut RtspApp, io: &mut Io<'_>) {
         if self.closed {
@@ -627,12 +807,64 @@ impl Session<RtspApp> for Conn {
         let Some(v) = app.verdicts.remove(&io.id()) else {
             return;
         };
-        let name = match std::mem::replace(&mut self.stage, Stage::Idle) {
-            Stage::Asking { name } => name,
+        let config = match &v {
+            Verdict::Allow(r) => r.config.clone(),
+            Verdict::Refuse(_) => serde_json::Value::Null,
+        };
+        match std::mem::replace(&mut self.stage, Stage::Idle) {
+            Stage::Asking { name } => match ingest::admitted(&name, v) {
+                Ok((stream, _)) => {
+                    if let Some(auth) = StreamAuth::from_config(&config) {
+                        let what = format!("DESCRIBE of {stream}");
+                        if let Some(r) = self.require(app, io, &auth, &what) {
+                            io.pause_reading(false);
+                            self.reply(io, r);
+                            if !self.closed {
+                                self.process(app, io);
+                            }
+                            return;
+                        }
+                    }
+                    app.admit.ask(
+                        io.id(),
+                        Request::Play {
+                            stream: stream.clone(),
+                            host: self.host.clone(),
+                            connector: "RTSP".into(),
+                            url: admitted_url(&self.url, &name, &stream),
+                        },
+                    );
+                    self.stage = Stage::Admitting { stream };
+                }
+                Err(why) => self.play_refused(app, io, &name, &why.to_string()),
+            },
+            Stage::Admitting { stream } => match v {
+                Verdict::Allow(_) => {
+                    self.admitted = true;
+                    crate::conn_close::opened(&stream, &self.host, "RTSP", &self.url);
+                    self.stream = Some(stream.clone());
+                    self.stage = Stage::Waiting {
+                        stream,
+                        since: io.now(),
+                    };
+                    self.try_describe(app, io);
+                }
+                Verdict::Refuse(why) => self.play_refused(app, io, &stream, &why.to_string()),
+            },
             Stage::AskingPush { name, tracks } => {
                 io.pause_reading(false);
                 let answer = match ingest::admitted(&name, v) {
                     Ok((stream, dvr)) => {
+                        let denied = StreamAuth::from_config(&config).and_then(|auth| {
+                            self.require(app, io, &auth, &format!("ANNOUNCE of {stream}"))
+                        });
+                        if let Some(r) = denied {
+                            self.reply(io, r);
+                            if !self.closed {
+                                self.process(app, io);
+                            }
+                            return;
+                        }
                         let (controlled, now) = (app.controlled, io.now());
                         let idle = ingest::PUBLISH_IDLE;
                         match Publisher::new(&stream, dvr, controlled, idle, &tracks, now) {
@@ -653,31 +885,9 @@ impl Session<RtspApp> for Conn {
                 };
                 let r = self.rtsp.answer(Answer::Announce(answer));
                 self.reply(io, r);
-                return self.process(app, io);
-            }
-            other => {
-                self.stage = other;
-                return;
-            }
-        };
-        match ingest::admitted(&name, v) {
-            Ok((stream, _)) => {
-                self.admitted = true;
-                crate::conn_close::opened(&stream, &self.host, "RTSP", &self.url);
-                self.stream = Some(stream.clone());
-                self.stage = Stage::Waiting {
-                    stream,
-                    since: io.now(),
-                };
-                self.try_describe(app, io);
-            }
-            Err(why) => {
-                warn!("play of {name:?} by {} refused: {why}", self.peer);
-                io.pause_reading(false);
-                let r = self.rtsp.answer(Answer::Describe(Err(403)));
-                self.reply(io, r);
                 self.process(app, io);
             }
+            other => self.stage = other,
         }
     }
 
@@ -732,6 +942,7 @@ impl Session<RtspApp> for Conn {
 impl RtspApp {
     pub fn new(
         asker: Asker<ConnId>,
+        admit: Asker<ConnId>,
         udp: Option<UdpPair>,
         waiter: mist_shm::Waiter,
         stop: Arc<AtomicBool>,
@@ -739,6 +950,7 @@ impl RtspApp {
     ) -> RtspApp {
         RtspApp {
             asker,
+            admit,
             verdicts: HashMap::new(),
             streams: HashMap::new(),
             viewers: HashMap::new(),
@@ -797,16 +1009,25 @@ impl RtspApp {
     }
 
     /// Makes sure feed `key` of `stream` is being read, and says where a PLAY of `setups` starts.
+    /// `seek` (a VoD viewer's own feed only): start at the keyframe at or before that media
+    /// time (ms); the answer's `Range` and `RTP-Info` name that keyframe's time.
     fn play_info(
         &mut self,
         key: &str,
         stream: &str,
         setups: &[(usize, u32, Out)],
+        seek: Option<u64>,
     ) -> Result<PlayInfo, PlayError> {
         if self.streams.get(key).is_some_and(|p| p.ended) {
             self.streams.remove(key);
         }
+        let mut seek = seek;
         if !self.streams.contains_key(key) {
+            // A new feed starts at the very beginning anyway (audio before the first keyframe
+            // included): `npt=0-`, which every first PLAY of ffmpeg says, needs no seek.
+            if seek == Some(0) {
+                seek = None;
+            }
             let ps = PlayStream::open(stream, self.seed)?;
             if let Err(e) = self.waiter.add(stream) {
                 warn!("{stream}: cannot watch for wake-ups ({e}); polling");
@@ -814,7 +1035,24 @@ impl RtspApp {
             self.streams.insert(key.to_string(), ps);
         }
         let ps = self.streams.get_mut(key).ok_or(PlayError::Vanished)?;
+        if let Some(ms) = seek {
+            ps.seek(ms);
+        }
         ps.pump_pending();
+        if let Some(start) = seek.and(ps.seek_start()) {
+            let start = start.max(0);
+            let rtp_info = setups
+                .iter()
+                .filter_map(|(i, t, _)| {
+                    let (seq, _) = ps.start_of(*t)?;
+                    Some((*i, seq, ps.rtp_time_of(*t, start)?))
+                })
+                .collect();
+            return Ok(PlayInfo {
+                range: Some(npt_range(start as u64)),
+                rtp_info,
+            });
+        }
         let rtp_info = setups
             .iter()
             .filter_map(|(i, t, _)| ps.start_of(*t).map(|(seq, ts)| (*i, seq, ts)))
@@ -961,7 +1199,7 @@ impl App for RtspApp {
             info!("shutting down, {} connections", ctl.len());
             return Flow::Stop;
         }
-        while let Some((id, v)) = self.asker.take() {
+        while let Some((id, v)) = self.asker.take().or_else(|| self.admit.take()) {
             if ctl.is_open(id) {
                 self.verdicts.insert(id, v);
                 ctl.wake(id);
@@ -1076,15 +1314,24 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         ^ ((std::process::id() as u64) << 32);
+    let standalone = mist_core::control::socket_path().is_none();
     let asker = Asker::with(
         remote.waker(),
-        Arc::new(ask_with_viewer_triggers),
-        mist_core::control::socket_path().is_none(),
+        Arc::new(ask_play),
+        standalone,
         mist_connector::ask::MAX_IN_FLIGHT,
         256,
     )
     .timeout(Duration::from_secs(10));
-    let mut app = RtspApp::new(asker, udp, waiter, stop.clone(), seed);
+    let admit = Asker::with(
+        remote.waker(),
+        Arc::new(admit_play),
+        standalone,
+        mist_connector::ask::MAX_IN_FLIGHT,
+        256,
+    )
+    .timeout(Duration::from_secs(10));
+    let mut app = RtspApp::new(asker, admit, udp, waiter, stop.clone(), seed);
     let r = rt.run(&mut app);
     stop.store(true, Ordering::Relaxed);
     r
@@ -1094,7 +1341,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
 pub fn capabilities() -> serde_json::Value {
     serde_json::json!({
         "name": "RTSP",
-        "desc": "Real-Time Streaming Protocol: play live streams over RTP, interleaved in the RTSP TCP connection or over UDP unicast, with RTCP sender reports; accepts pushes (ANNOUNCE/RECORD over TCP or UDP).",
+        "desc": "Real-Time Streaming Protocol: play live and VoD streams over RTP, interleaved in the RTSP TCP connection or over UDP unicast, with RTCP sender reports (VoD seeks on PLAY with Range: npt=); accepts pushes (ANNOUNCE/RECORD over TCP or UDP). A stream whose config has rtsp_user and/or rtsp_password requires them of RTSP players and publishers (Digest MD5; rtsp_basic true also accepts Basic).",
         "optional": {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 5554, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
@@ -1132,9 +1379,11 @@ mod tests {
         let rt = Runtime::<RtspApp>::new().unwrap();
         let refuse: mist_connector::ask::Requester =
             Arc::new(|_, _| Err(mist_core::control::ControlError::NotSet("MIST_CONTROL")));
-        let asker = Asker::with(rt.remote().waker(), refuse, true, 1, 4);
+        let asker = Asker::with(rt.remote().waker(), refuse.clone(), true, 1, 4);
+        let admit = Asker::with(rt.remote().waker(), refuse, true, 1, 4);
         let app = RtspApp::new(
             asker,
+            admit,
             None,
             mist_shm::Waiter::new(),
             Arc::new(AtomicBool::new(false)),
