@@ -355,13 +355,12 @@ impl Conn {
 
     /// Requires `auth` of this session from now on (keeping the nonce already handed out when
     /// it was required before) and checks the request being decided on. `Some`: the 401 it gets
-    /// instead (logged, counted).
+    /// instead (to send, then [`Conn::refused`]).
     fn require(
         &mut self,
         app: &RtspApp,
         io: &mut Io<'_>,
         auth: &StreamAuth,
-        what: &str,
     ) -> Option<mist_media::rtsp::Response> {
         let same = self
             .rtsp
@@ -380,9 +379,7 @@ impl Conn {
         if let Some(a) = self.rtsp.auth_mut() {
             a.allow_basic = auth.basic;
         }
-        let r = self.rtsp.recheck_pending()?;
-        self.refused(io, what);
-        Some(r)
+        self.rtsp.recheck_pending()
     }
 
     /// Logs why a request was answered 401 (if it was), and closes a connection that keeps
@@ -519,7 +516,7 @@ impl Conn {
         match self.rtsp.handle(&req) {
             Step::Reply(r) => {
                 self.reply(io, r);
-                let what = format!("{} of {}", req.method.as_str(), stream_of(req.path()));
+                let what = format!("{} of {:?}", req.method.as_str(), stream_of(req.path()));
                 self.refused(io, &what);
                 if teardown {
                     self.close(io);
@@ -815,10 +812,10 @@ impl Session<RtspApp> for Conn {
             Stage::Asking { name } => match ingest::admitted(&name, v) {
                 Ok((stream, _)) => {
                     if let Some(auth) = StreamAuth::from_config(&config) {
-                        let what = format!("DESCRIBE of {stream}");
-                        if let Some(r) = self.require(app, io, &auth, &what) {
+                        if let Some(r) = self.require(app, io, &auth) {
                             io.pause_reading(false);
                             self.reply(io, r);
+                            self.refused(io, &format!("DESCRIBE of {stream:?}"));
                             if !self.closed {
                                 self.process(app, io);
                             }
@@ -855,11 +852,11 @@ impl Session<RtspApp> for Conn {
                 io.pause_reading(false);
                 let answer = match ingest::admitted(&name, v) {
                     Ok((stream, dvr)) => {
-                        let denied = StreamAuth::from_config(&config).and_then(|auth| {
-                            self.require(app, io, &auth, &format!("ANNOUNCE of {stream}"))
-                        });
+                        let denied = StreamAuth::from_config(&config)
+                            .and_then(|auth| self.require(app, io, &auth));
                         if let Some(r) = denied {
                             self.reply(io, r);
+                            self.refused(io, &format!("ANNOUNCE of {stream:?}"));
                             if !self.closed {
                                 self.process(app, io);
                             }
@@ -1459,6 +1456,112 @@ mod tests {
         h.advance(&mut app, t0 + IDLE - Duration::from_secs(1));
         assert!(!h.closing());
         h.advance(&mut app, t0 + IDLE);
+        assert!(h.closing());
+    }
+
+    /// A connection whose controller answers every play and push with a stream config that asks
+    /// for credentials (`config`), the viewer triggers allowing.
+    fn harness_with(config: serde_json::Value) -> (RtspApp, mist_connector::Harness<Conn>) {
+        let rt = Runtime::<RtspApp>::new().unwrap();
+        let allow: mist_connector::ask::Requester = Arc::new(move |req: &Request, _: Duration| {
+            let stream = match req {
+                Request::Play { stream, .. } | Request::Push { stream, .. } => stream.clone(),
+                Request::Api { .. } => String::new(),
+            };
+            Ok(mist_core::control::Response {
+                ok: true,
+                stream,
+                error: String::new(),
+                config: config.clone(),
+            })
+        });
+        let asker = Asker::with(rt.remote().waker(), allow.clone(), false, 1, 4);
+        let admit = Asker::with(rt.remote().waker(), allow, false, 1, 4);
+        let app = RtspApp::new(
+            asker,
+            admit,
+            None,
+            mist_shm::Waiter::new(),
+            Arc::new(AtomicBool::new(false)),
+            7,
+        );
+        let peer = Peer::Tcp("127.0.0.1:5000".parse().unwrap());
+        let h = mist_connector::Harness::new(Conn::new(peer, "abc".into(), Instant::now()), peer);
+        (app, h)
+    }
+
+    /// Waits for the next controller verdict and hands it to the connection, as `turn` does.
+    fn deliver(app: &mut RtspApp, h: &mut mist_connector::Harness<Conn>, now: Instant) -> String {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some((id, v)) = app.asker.take().or_else(|| app.admit.take()) {
+                app.verdicts.insert(id, v);
+                return text(&h.wake(app, now));
+            }
+            assert!(Instant::now() < end, "no verdict");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn challenge_of(out: &str) -> mist_media::rtsp::DigestChallenge {
+        let v = out
+            .lines()
+            .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
+            .unwrap_or_else(|| panic!("no challenge in {out}"));
+        mist_media::rtsp::DigestChallenge::parse(v).unwrap()
+    }
+
+    #[test]
+    fn credentials_of_the_stream_config_and_expiring_nonces() {
+        assert_eq!(StreamAuth::from_config(&serde_json::json!({"source": "x"})), None);
+        assert_eq!(
+            StreamAuth::from_config(&serde_json::json!({"rtsp_password": "p", "rtsp_basic": "1"})),
+            Some(StreamAuth {
+                user: String::new(),
+                password: "p".into(),
+                basic: true
+            })
+        );
+        let (mut app, mut h) =
+            harness_with(serde_json::json!({"rtsp_user": "u", "rtsp_password": "p"}));
+        let t0 = Instant::now();
+        let describe = |cseq: u32, auth: &str| {
+            format!("DESCRIBE rtsp://h/authunit RTSP/1.0\r\nCSeq: {cseq}\r\n{auth}\r\n").into_bytes()
+        };
+        assert_eq!(text(&h.feed(&mut app, &describe(1, ""), t0)), "");
+        let out = deliver(&mut app, &mut h, t0);
+        assert!(out.starts_with("RTSP/1.0 401 "), "{out}");
+        let ch = challenge_of(&out);
+        assert!(!ch.stale && ch.realm == REALM && ch.nonce.len() == 32, "{ch:?}");
+        // A wrong password: refused by the session at once (no question to the controller).
+        let wrong = ch.respond("u", "x", "DESCRIBE", "rtsp://h/authunit", "", 1);
+        let out = text(&h.feed(&mut app, &describe(2, &format!("Authorization: {wrong}\r\n")), t0));
+        assert!(out.starts_with("RTSP/1.0 401 "), "{out}");
+        assert_eq!(h.session.auth_failures, 1);
+        // The right one goes on (controller, then the viewer triggers, then the stream wait).
+        let right = ch.respond("u", "p", "DESCRIBE", "rtsp://h/authunit", "", 1);
+        let out = text(&h.feed(&mut app, &describe(3, &format!("Authorization: {right}\r\n")), t0));
+        assert_eq!(out, "");
+        assert_eq!(deliver(&mut app, &mut h, t0), "");
+        assert!(matches!(h.session.stage, Stage::Admitting { .. }));
+        deliver(&mut app, &mut h, t0);
+        assert!(matches!(h.session.stage, Stage::Waiting { .. }));
+        assert_eq!(h.session.stream.as_deref(), Some("authunit"));
+        // Not live: 404 after the wait; the session keeps its credentials.
+        let out = text(&h.advance(&mut app, t0 + PLAY_WAIT + Duration::from_millis(200)));
+        assert!(out.starts_with("RTSP/1.0 404 "), "{out}");
+        // The nonce expires: the same answer is stale now, with a new nonce.
+        let later = t0 + NONCE_TTL + Duration::from_secs(1);
+        let out = text(&h.feed(&mut app, &describe(4, &format!("Authorization: {right}\r\n")), later));
+        assert!(out.starts_with("RTSP/1.0 401 "), "{out}");
+        let ch2 = challenge_of(&out);
+        assert!(ch2.stale && ch2.nonce != ch.nonce, "{ch2:?}");
+        assert_eq!(h.session.auth_failures, 1, "stale is not a failure");
+        // Wrong credentials again and again close the connection.
+        for i in 1..MAX_AUTH_FAILURES {
+            assert!(!h.closing());
+            h.feed(&mut app, &describe(10 + i, &format!("Authorization: {wrong}\r\n")), later);
+        }
         assert!(h.closing());
     }
 
