@@ -22,7 +22,6 @@ fuzz_target!(|data: &[u8]| {
         password: "p".into(),
         realm: "r".into(),
         nonce: "n".into(),
-        previous_nonce: Some("o".into()),
         allow_basic: sel & 0x40 != 0,
     });
     let mut s = ServerSession::new(ServerConfig {

@@ -14,8 +14,8 @@
 //!   names them answers DESCRIBE and ANNOUNCE, and every later request of that session, with 401
 //!   and a Digest challenge (RFC 2617/7616 MD5; Basic too when `rtsp_basic` allows it) until the
 //!   client proves the password ([`mist_media::rtsp::Authenticator`], sans-IO). Each connection
-//!   has its own unpredictable nonce, replaced every [`NONCE_TTL`] (the previous one is answered
-//!   `stale=TRUE`; two nonces at most are kept); wrong credentials are logged with the peer's
+//!   has its own unpredictable nonce (the only one kept), replaced every [`NONCE_TTL`] (a right
+//!   answer to an old one gets `stale=TRUE`); wrong credentials are logged with the peer's
 //!   address and [`MAX_AUTH_FAILURES`] of them close the connection. Streams without the keys
 //!   are open as before.
 //! * **Media**: one [`StreamReader`] per played stream per process ([`feed::PlayStream`]); each

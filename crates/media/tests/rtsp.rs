@@ -115,7 +115,6 @@ fn ffprobe_digest_play() {
         password: "p".into(),
         realm: "mist".into(),
         nonce: "abc123".into(),
-        previous_nonce: None,
         allow_basic: false,
     };
     let mut s = ServerSession::new(ServerConfig {

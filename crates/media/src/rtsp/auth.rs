@@ -231,9 +231,10 @@ impl DigestCredentials {
 ///
 /// The server needs the password in clear (Digest hashes it with the nonce). Nonces are the
 /// edge's: it makes them unpredictable, and it expires them ([`Authenticator::rotate`]) after
-/// a while; only the current and the one before are kept, so memory stays bounded whatever a
-/// client does. An answer to the previous nonce with the right password is told `stale=TRUE`
-/// (the client retries with the new nonce without asking its user again); it is not let in.
+/// a while; only the current one is kept, so memory stays bounded whatever a client does. An
+/// answer with the right password to any other nonce (an expired one, or one a client made up
+/// before it was challenged) is told `stale=TRUE`: the client retries with the current nonce
+/// without asking its user again. It is never let in.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Authenticator {
     /// The only user let in.
@@ -242,10 +243,8 @@ pub struct Authenticator {
     pub password: String,
     /// The realm put into challenges.
     pub realm: String,
-    /// The nonce handed out in challenges.
+    /// The nonce handed out in challenges (the only one accepted).
     pub nonce: String,
-    /// The nonce before the last [`Authenticator::rotate`]: answers to it are stale.
-    pub previous_nonce: Option<String>,
     /// Whether `Basic` credentials are accepted too (only sensible over trusted links).
     pub allow_basic: bool,
 }
@@ -257,10 +256,10 @@ pub enum AuthCheck {
     Ok,
     /// No `Authorization` header: the usual first request of a client (answered 401).
     Missing,
-    /// The right password, but for the previous nonce (answered 401 with `stale=TRUE`).
+    /// The right password, but for another nonce than the current one (answered 401 with
+    /// `stale=TRUE`).
     Stale,
-    /// Credentials that are wrong, unparsable, of a scheme not allowed, or for another realm
-    /// or an unknown nonce.
+    /// Credentials that are wrong, unparsable, of a scheme not allowed, or for another realm.
     Refused {
         /// The user name the client gave, if it could be read (for the log).
         user: Option<String>,
@@ -277,14 +276,13 @@ impl Authenticator {
             password: password.to_string(),
             realm: realm.to_string(),
             nonce,
-            previous_nonce: None,
             allow_basic,
         }
     }
 
-    /// Replaces the nonce (the old one becomes the previous one, answered as stale).
+    /// Replaces the nonce (answers to the old one are stale from now on).
     pub fn rotate(&mut self, nonce: String) {
-        self.previous_nonce = Some(std::mem::replace(&mut self.nonce, nonce));
+        self.nonce = nonce;
     }
 
     /// Whether the `Authorization` value (if any) of a `method` request is acceptable.
@@ -338,10 +336,8 @@ impl Authenticator {
         }
         if c.nonce == self.nonce {
             AuthCheck::Ok
-        } else if self.previous_nonce.as_deref() == Some(c.nonce.as_str()) {
-            AuthCheck::Stale
         } else {
-            refused(Some(c.username))
+            AuthCheck::Stale
         }
     }
 
@@ -563,7 +559,6 @@ mod tests {
             password: "s3cret".into(),
             realm: "mist".into(),
             nonce: "abcdef".into(),
-            previous_nonce: None,
             allow_basic: false,
         };
         let ch = DigestChallenge::parse(&a.challenges()[0]).unwrap();
@@ -616,10 +611,16 @@ mod tests {
         assert_eq!(ch2.nonce, "n2");
         let new = ch2.respond("cam", "pw", "PLAY", "rtsp://h/s/", "", 2);
         assert_eq!(a.verify("PLAY", Some(&new)), AuthCheck::Ok);
-        // Two rotations later the first nonce is unknown: refused, not stale.
+        // Two rotations later (or a nonce the client made up): still only stale, never in.
         a.rotate("n3".into());
-        assert!(matches!(a.verify("PLAY", Some(&old)), AuthCheck::Refused { .. }));
-        // A wrong password for the previous nonce is refused too (stale needs the right one).
+        assert_eq!(a.verify("PLAY", Some(&old)), AuthCheck::Stale);
+        let made_up = DigestChallenge {
+            nonce: "guess".into(),
+            ..ch2.clone()
+        }
+        .respond("cam", "pw", "PLAY", "rtsp://h/s/", "", 1);
+        assert_eq!(a.verify("PLAY", Some(&made_up)), AuthCheck::Stale);
+        // A wrong password for an old nonce is refused (stale needs the right one).
         let wrong2 = ch2.respond("cam", "x", "PLAY", "rtsp://h/s/", "", 2);
         assert!(matches!(a.verify("PLAY", Some(&wrong2)), AuthCheck::Refused { .. }));
         // Basic when not allowed is refused even with the right password.

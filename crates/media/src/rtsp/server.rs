@@ -649,7 +649,6 @@ mod tests {
             password: "p".into(),
             realm: "r".into(),
             nonce: "n".into(),
-            previous_nonce: None,
             allow_basic: false,
         };
         let mut s = ServerSession::new(ServerConfig {
