@@ -743,7 +743,8 @@ mod tests {
         assert_eq!(s.answer(Answer::Describe(Ok(SDP.into()))).status, 200);
         // The nonce expires: the same answer is now stale, and the challenge says so.
         s.auth_mut().unwrap().rotate("n2".into());
-        let text = format!("SETUP rtsp://h/live/streamid=0 RTSP/1.0\r\nCSeq: 4\r\nAuthorization: {right}\r\nTransport: RTP/AVP/TCP;unicast\r\n\r\n");
+        let old = ch.respond("u", "p", "SETUP", "rtsp://h/live/streamid=0", "", 1);
+        let text = format!("SETUP rtsp://h/live/streamid=0 RTSP/1.0\r\nCSeq: 4\r\nAuthorization: {old}\r\nTransport: RTP/AVP/TCP;unicast\r\n\r\n");
         let Step::Reply(r) = s.handle(&req(&text)) else {
             panic!()
         };
