@@ -206,17 +206,38 @@ fn play_needs_the_password() {
     assert_eq!(r.status, 401);
     let ch = r.all("WWW-Authenticate");
     assert_eq!(ch.len(), 1, "Basic is not offered: {ch:?}");
-    assert!(ch[0].starts_with("Digest ") && ch[0].contains("algorithm=MD5"), "{ch:?}");
+    assert!(
+        ch[0].starts_with("Digest ") && ch[0].contains("algorithm=MD5"),
+        "{ch:?}"
+    );
     let ch = ch[0].to_string();
     assert!(r.body.is_empty() && r.header("Content-Type").is_none());
-    let r = request(&mut s, "DESCRIBE", &uri, 2, &digest(&ch, USER, "wrong", "DESCRIBE", &uri));
+    let r = request(
+        &mut s,
+        "DESCRIBE",
+        &uri,
+        2,
+        &digest(&ch, USER, "wrong", "DESCRIBE", &uri),
+    );
     assert_eq!(r.status, 401);
     assert!(r.body.is_empty(), "a description for a wrong password");
-    let r = request(&mut s, "DESCRIBE", &uri, 3, &digest(&ch, "eve", PASS, "DESCRIBE", &uri));
+    let r = request(
+        &mut s,
+        "DESCRIBE",
+        &uri,
+        3,
+        &digest(&ch, "eve", PASS, "DESCRIBE", &uri),
+    );
     assert_eq!(r.status, 401, "another user with the password");
     let r = request(&mut s, "DESCRIBE", &uri, 4, &basic(USER, PASS));
     assert_eq!(r.status, 401, "Basic where the stream does not allow it");
-    let r = request(&mut s, "DESCRIBE", &uri, 5, &digest(&ch, USER, PASS, "DESCRIBE", &uri));
+    let r = request(
+        &mut s,
+        "DESCRIBE",
+        &uri,
+        5,
+        &digest(&ch, USER, PASS, "DESCRIBE", &uri),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("application/sdp"));
     assert!(String::from_utf8_lossy(&r.body).contains("H264/90000"));
@@ -234,9 +255,9 @@ fn play_needs_the_password() {
 
     // The refusal is in the log with the client's address.
     wait_until("the wrong password logged", Duration::from_secs(5), || {
-        warnings(&ctl)
-            .iter()
-            .any(|l| l.contains("wrong credentials") && l.contains("127.0.0.1") && l.contains("sec"))
+        warnings(&ctl).iter().any(|l| {
+            l.contains("wrong credentials") && l.contains("127.0.0.1") && l.contains("sec")
+        })
     });
 
     // ffprobe: refused without credentials and with a wrong password, plays with the right one.
@@ -266,7 +287,11 @@ fn play_needs_the_password() {
             .args(["30", "gst-launch-1.0", "-q"])
             .arg("rtspsrc")
             .arg(format!("location={uri}"))
-            .args(["protocols=tcp", &format!("user-id={USER}"), &format!("user-pw={pw}")])
+            .args([
+                "protocols=tcp",
+                &format!("user-id={USER}"),
+                &format!("user-pw={pw}"),
+            ])
             .args(["!", "rtph264depay", "!", "h264parse", "!"])
             .args(["fakesink", "num-buffers=25"])
             .stdin(Stdio::null())
@@ -281,7 +306,10 @@ fn play_needs_the_password() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = gst("wrong");
-    assert!(!out.status.success(), "GStreamer played with a wrong password");
+    assert!(
+        !out.status.success(),
+        "GStreamer played with a wrong password"
+    );
 
     // Basic where the stream allows it: offered after Digest, right password plays, wrong not.
     let uri = format!("rtsp://127.0.0.1:{port}/bas");
@@ -315,7 +343,14 @@ fn publish_needs_the_password() {
     }));
     let push = |pass: &str, seconds: u32| {
         ffmpeg_testsrc(&["-re"], "320x240", seconds)
-            .args(["-tune", "zerolatency", "-f", "rtsp", "-rtsp_transport", "tcp"])
+            .args([
+                "-tune",
+                "zerolatency",
+                "-f",
+                "rtsp",
+                "-rtsp_transport",
+                "tcp",
+            ])
             .arg(format!("rtsp://cam:{pass}@127.0.0.1:{port}/pub"))
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
@@ -323,14 +358,21 @@ fn publish_needs_the_password() {
             .expect("run ffmpeg")
     };
     let wrong = push("nope", 3).wait_with_output().unwrap();
-    assert!(!wrong.status.success(), "a push with a wrong password went on");
+    assert!(
+        !wrong.status.success(),
+        "a push with a wrong password went on"
+    );
     let err = String::from_utf8_lossy(&wrong.stderr);
     assert!(err.contains("401"), "{err}");
-    wait_until("the wrong push password logged", Duration::from_secs(5), || {
-        warnings(&ctl).iter().any(|l| {
-            l.contains("wrong credentials") && l.contains("ANNOUNCE") && l.contains("127.0.0.1")
-        })
-    });
+    wait_until(
+        "the wrong push password logged",
+        Duration::from_secs(5),
+        || {
+            warnings(&ctl).iter().any(|l| {
+                l.contains("wrong credentials") && l.contains("ANNOUNCE") && l.contains("127.0.0.1")
+            })
+        },
+    );
     let _good = Proc(push("pw", 30));
     ctl.wait_active("pub", Duration::from_secs(15));
     let streams = probe_streams(&ctl.play_url("pub"));

@@ -420,7 +420,10 @@ fn vod_file_plays_from_the_start() {
     let audio = first[&2];
     assert_eq!(audio.0, aseq, "first audio packet vs RTP-Info");
     let skew = (f64::from(audio.1) - f64::from(atime)) / 44_100.0;
-    assert!((-0.3..0.5).contains(&skew), "audio starts {skew} s off its rtptime");
+    assert!(
+        (-0.3..0.5).contains(&skew),
+        "audio starts {skew} s off its rtptime"
+    );
     // A Range that does not parse is refused; a live-only unit too.
     let (status, _) = range_status(rtsp, "clip", "smpte=0:10:00-");
     assert_eq!(status, 457);
@@ -452,23 +455,24 @@ fn vod_file_plays_from_the_start() {
     );
 }
 
+/// (sequence number, RTP time) of a packet.
+type SeqTime = (u16, u32);
+/// What [`range_play`] saw: the answered start (s), RTP-Info of video and audio, the first
+/// packet by channel.
+type RangePlay = (f64, [SeqTime; 2], std::collections::HashMap<u8, SeqTime>);
+
 /// A hand-written play of `stream` (one video and one audio track) over interleaved TCP with
 /// `Range: {range}`, the video set up on channels 0-1 and the audio on 2-3: the start the
 /// answer's Range names (s), the RTP-Info (seq, rtptime) of video and audio, and the (seq, RTP
 /// time) of the first RTP packet on each RTP channel.
-fn range_play(
-    port: u16,
-    stream: &str,
-    range: &str,
-) -> (
-    f64,
-    [(u16, u32); 2],
-    std::collections::HashMap<u8, (u16, u32)>,
-) {
+fn range_play(port: u16, stream: &str, range: &str) -> RangePlay {
     let uri = rtsp_url(port, stream);
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let (status, _, body) = rtsp_exchange(&mut s, &format!("DESCRIBE {uri} RTSP/1.0\r\nCSeq: 1\r\n\r\n"));
+    let (status, _, body) = rtsp_exchange(
+        &mut s,
+        &format!("DESCRIBE {uri} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
     assert_eq!(status, 200);
     // (kind, control) of each media section.
     let mut sections: Vec<(String, String)> = Vec::new();
@@ -529,7 +533,10 @@ fn range_play(
             }
         }
         let control = url.rsplit('/').next().unwrap();
-        let i = controls.iter().position(|c| c == control).expect("RTP-Info url");
+        let i = controls
+            .iter()
+            .position(|c| c == control)
+            .expect("RTP-Info url");
         info[i] = (seq.unwrap(), time.unwrap());
     }
     let mut first = std::collections::HashMap::new();
@@ -554,7 +561,10 @@ fn range_status(port: u16, stream: &str, range: &str) -> (u16, String) {
     let uri = rtsp_url(port, stream);
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let (status, _, body) = rtsp_exchange(&mut s, &format!("DESCRIBE {uri} RTSP/1.0\r\nCSeq: 1\r\n\r\n"));
+    let (status, _, body) = rtsp_exchange(
+        &mut s,
+        &format!("DESCRIBE {uri} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
     assert_eq!(status, 200);
     let control = body
         .lines()
@@ -566,7 +576,11 @@ fn range_status(port: u16, stream: &str, range: &str) -> (u16, String) {
         &format!("SETUP {uri}/{control} RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"),
     );
     assert_eq!(status, 200, "{head}");
-    let session = header_of(&head, "Session").split(';').next().unwrap().to_string();
+    let session = header_of(&head, "Session")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let (status, head, _) = rtsp_exchange(
         &mut s,
         &format!("PLAY {uri}/ RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\nRange: {range}\r\n\r\n"),

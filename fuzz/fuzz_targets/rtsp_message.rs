@@ -94,8 +94,10 @@ fuzz_target!(|data: &[u8]| {
                         // The server-side check: whatever it says, a refusal's user name is
                         // what the header carried (bounded by the header), never more.
                         let probe = Authenticator::new("u", "p", "r", "n".into(), true);
-                        if let AuthCheck::Refused { user: Some(u), scheme } =
-                            probe.verify(req.method.as_str(), Some(a))
+                        if let AuthCheck::Refused {
+                            user: Some(u),
+                            scheme,
+                        } = probe.verify(req.method.as_str(), Some(a))
                         {
                             assert!(u.len() <= a.len() * 3);
                             assert!(scheme.chars().count() <= 16);

@@ -405,7 +405,10 @@ impl Conn {
                 debug!("RTSP {what} from {}: credentials asked for", self.peer)
             }
             Some(AuthCheck::Stale) => {
-                debug!("RTSP {what} from {}: nonce expired, a new one given", self.peer)
+                debug!(
+                    "RTSP {what} from {}: nonce expired, a new one given",
+                    self.peer
+                )
             }
             Some(AuthCheck::Ok) | None => {}
         }
@@ -1513,7 +1516,10 @@ mod tests {
 
     #[test]
     fn credentials_of_the_stream_config_and_expiring_nonces() {
-        assert_eq!(StreamAuth::from_config(&serde_json::json!({"source": "x"})), None);
+        assert_eq!(
+            StreamAuth::from_config(&serde_json::json!({"source": "x"})),
+            None
+        );
         assert_eq!(
             StreamAuth::from_config(&serde_json::json!({"rtsp_password": "p", "rtsp_basic": "1"})),
             Some(StreamAuth {
@@ -1526,21 +1532,33 @@ mod tests {
             harness_with(serde_json::json!({"rtsp_user": "u", "rtsp_password": "p"}));
         let t0 = Instant::now();
         let describe = |cseq: u32, auth: &str| {
-            format!("DESCRIBE rtsp://h/authunit RTSP/1.0\r\nCSeq: {cseq}\r\n{auth}\r\n").into_bytes()
+            format!("DESCRIBE rtsp://h/authunit RTSP/1.0\r\nCSeq: {cseq}\r\n{auth}\r\n")
+                .into_bytes()
         };
         assert_eq!(text(&h.feed(&mut app, &describe(1, ""), t0)), "");
         let out = deliver(&mut app, &mut h, t0);
         assert!(out.starts_with("RTSP/1.0 401 "), "{out}");
         let ch = challenge_of(&out);
-        assert!(!ch.stale && ch.realm == REALM && ch.nonce.len() == 32, "{ch:?}");
+        assert!(
+            !ch.stale && ch.realm == REALM && ch.nonce.len() == 32,
+            "{ch:?}"
+        );
         // A wrong password: refused by the session at once (no question to the controller).
         let wrong = ch.respond("u", "x", "DESCRIBE", "rtsp://h/authunit", "", 1);
-        let out = text(&h.feed(&mut app, &describe(2, &format!("Authorization: {wrong}\r\n")), t0));
+        let out = text(&h.feed(
+            &mut app,
+            &describe(2, &format!("Authorization: {wrong}\r\n")),
+            t0,
+        ));
         assert!(out.starts_with("RTSP/1.0 401 "), "{out}");
         assert_eq!(h.session.auth_failures, 1);
         // The right one goes on (controller, then the viewer triggers, then the stream wait).
         let right = ch.respond("u", "p", "DESCRIBE", "rtsp://h/authunit", "", 1);
-        let out = text(&h.feed(&mut app, &describe(3, &format!("Authorization: {right}\r\n")), t0));
+        let out = text(&h.feed(
+            &mut app,
+            &describe(3, &format!("Authorization: {right}\r\n")),
+            t0,
+        ));
         assert_eq!(out, "");
         assert_eq!(deliver(&mut app, &mut h, t0), "");
         assert!(matches!(h.session.stage, Stage::Admitting { .. }));
@@ -1552,7 +1570,11 @@ mod tests {
         assert!(out.starts_with("RTSP/1.0 404 "), "{out}");
         // The nonce expires: the same answer is stale now, with a new nonce.
         let later = t0 + NONCE_TTL + Duration::from_secs(1);
-        let out = text(&h.feed(&mut app, &describe(4, &format!("Authorization: {right}\r\n")), later));
+        let out = text(&h.feed(
+            &mut app,
+            &describe(4, &format!("Authorization: {right}\r\n")),
+            later,
+        ));
         assert!(out.starts_with("RTSP/1.0 401 "), "{out}");
         let ch2 = challenge_of(&out);
         assert!(ch2.stale && ch2.nonce != ch.nonce, "{ch2:?}");
@@ -1560,7 +1582,11 @@ mod tests {
         // Wrong credentials again and again close the connection.
         for i in 1..MAX_AUTH_FAILURES {
             assert!(!h.closing());
-            h.feed(&mut app, &describe(10 + i, &format!("Authorization: {wrong}\r\n")), later);
+            h.feed(
+                &mut app,
+                &describe(10 + i, &format!("Authorization: {wrong}\r\n")),
+                later,
+            );
         }
         assert!(h.closing());
     }

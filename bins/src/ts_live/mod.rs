@@ -984,7 +984,11 @@ mod tests {
             Box::new(move || w.store(true, Ordering::SeqCst)),
         )
         .unwrap();
-        assert!(t0.elapsed() < Duration::from_millis(300), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            t0.elapsed()
+        );
         assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
         let (_s, addr) = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
         assert_eq!(addr.port(), port);

@@ -602,7 +602,10 @@ mod tests {
             }
         );
         let other = ch.respond("eve", "pw", "PLAY", "rtsp://h/s/", "", 1);
-        assert!(matches!(a.verify("PLAY", Some(&other)), AuthCheck::Refused { .. }));
+        assert!(matches!(
+            a.verify("PLAY", Some(&other)),
+            AuthCheck::Refused { .. }
+        ));
         // Expired: the right answer to the old nonce is stale, and the challenge says so.
         a.rotate("n2".into());
         assert_eq!(a.verify("PLAY", Some(&old)), AuthCheck::Stale);
@@ -622,14 +625,19 @@ mod tests {
         assert_eq!(a.verify("PLAY", Some(&made_up)), AuthCheck::Stale);
         // A wrong password for an old nonce is refused (stale needs the right one).
         let wrong2 = ch2.respond("cam", "x", "PLAY", "rtsp://h/s/", "", 2);
-        assert!(matches!(a.verify("PLAY", Some(&wrong2)), AuthCheck::Refused { .. }));
+        assert!(matches!(
+            a.verify("PLAY", Some(&wrong2)),
+            AuthCheck::Refused { .. }
+        ));
         // Basic when not allowed is refused even with the right password.
         let basic = BasicCredentials {
             user: "cam".into(),
             password: "pw".into(),
         }
         .header();
-        assert!(matches!(a.verify("PLAY", Some(&basic)), AuthCheck::Refused { scheme, .. } if scheme == "Basic"));
+        assert!(
+            matches!(a.verify("PLAY", Some(&basic)), AuthCheck::Refused { scheme, .. } if scheme == "Basic")
+        );
         assert_eq!(a.challenges().len(), 1);
         a.allow_basic = true;
         assert_eq!(a.verify("PLAY", Some(&basic)), AuthCheck::Ok);

@@ -976,7 +976,12 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
         let url = RtspUrl::parse("rtsp://127.0.0.1/cam").unwrap();
         let mut c = Client::new(url, "t");
         let now = Instant::now();
-        answer(&mut c, now, "RTSP/1.0 200 OK\r\nCSeq: 1\r\nPublic: DESCRIBE, SETUP, PLAY", "");
+        answer(
+            &mut c,
+            now,
+            "RTSP/1.0 200 OK\r\nCSeq: 1\r\nPublic: DESCRIBE, SETUP, PLAY",
+            "",
+        );
         answer(
             &mut c,
             now,

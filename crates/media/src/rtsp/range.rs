@@ -89,7 +89,10 @@ mod tests {
         assert_eq!(npt_start_ms("npt=1.23456789-"), Ok(Some(1_234)));
         assert_eq!(npt_start_ms("npt=now-"), Ok(None));
         assert_eq!(npt_start_ms("npt=-20"), Ok(None));
-        assert_eq!(npt_start_ms("npt=3-;time=19970123T153600Z"), Ok(Some(3_000)));
+        assert_eq!(
+            npt_start_ms("npt=3-;time=19970123T153600Z"),
+            Ok(Some(3_000))
+        );
         for bad in [
             "clock=19961108T142300Z-",
             "smpte=10:07:00-",

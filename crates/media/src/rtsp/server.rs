@@ -732,7 +732,9 @@ mod tests {
             panic!()
         };
         assert_eq!(r.status, 401);
-        assert!(matches!(s.take_refusal(), Some(AuthCheck::Refused { user: Some(u), .. }) if u == "u"));
+        assert!(
+            matches!(s.take_refusal(), Some(AuthCheck::Refused { user: Some(u), .. }) if u == "u")
+        );
         let right = ch.respond("u", "p", "DESCRIBE", "rtsp://h/live", "", 1);
         let text =
             format!("DESCRIBE rtsp://h/live RTSP/1.0\r\nCSeq: 3\r\nAuthorization: {right}\r\n\r\n");
@@ -749,7 +751,11 @@ mod tests {
             panic!()
         };
         assert_eq!(r.status, 401);
-        assert!(r.headers.get("WWW-Authenticate").unwrap().contains("stale=TRUE"));
+        assert!(r
+            .headers
+            .get("WWW-Authenticate")
+            .unwrap()
+            .contains("stale=TRUE"));
         assert_eq!(s.take_refusal(), Some(AuthCheck::Stale));
     }
 
