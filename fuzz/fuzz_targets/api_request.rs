@@ -76,9 +76,7 @@ fuzz_target!(|data: &[u8]| {
         if v.local {
             assert!(!h.jsonp);
             if let (Some(o), Some(host)) = (h.origin, h.host) {
-                assert!(o
-                    .to_ascii_lowercase()
-                    .ends_with(&host.trim().to_ascii_lowercase()));
+                assert!(o.to_ascii_lowercase().ends_with(&host.trim().to_ascii_lowercase()));
             }
         }
         // The command: ?command=, a form body, or a raw JSON body.

@@ -14,17 +14,8 @@ fuzz_target!(|data: &[u8]| {
     }
     // parameter sets cut out of an Annex B stream
     let nals: Vec<&[u8]> = mist_media::h264::annexb_nals(data).collect();
-    let pick = |t: u8| {
-        nals.iter()
-            .copied()
-            .filter(|n| hevc::nal_type(n) == Some(t))
-            .collect::<Vec<_>>()
-    };
-    if let Ok(h) = hevc::Hvcc::from_parameter_sets(
-        &pick(hevc::NAL_VPS),
-        &pick(hevc::NAL_SPS),
-        &pick(hevc::NAL_PPS),
-    ) {
+    let pick = |t: u8| nals.iter().copied().filter(|n| hevc::nal_type(n) == Some(t)).collect::<Vec<_>>();
+    if let Ok(h) = hevc::Hvcc::from_parameter_sets(&pick(hevc::NAL_VPS), &pick(hevc::NAL_SPS), &pick(hevc::NAL_PPS)) {
         let _ = hevc::Hvcc::parse(&h.to_bytes()).expect("built hvcC parses");
     }
 });

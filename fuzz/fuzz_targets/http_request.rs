@@ -10,11 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
     let mut rest = data;
     while let Ok(Some((req, used))) = parse_request(rest, &limits) {
-        assert!(
-            used > 0 && used <= rest.len(),
-            "parser consumed {used} of {}",
-            rest.len()
-        );
+        assert!(used > 0 && used <= rest.len(), "parser consumed {used} of {}", rest.len());
         let _ = req.query_pairs();
         let _ = req.keep_alive();
         if let Some(r) = req.header("range") {

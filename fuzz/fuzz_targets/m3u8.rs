@@ -10,17 +10,11 @@ use mist_media::segment::{Timeline, TimelineConfig, Window};
 use mist_media::{Codec, Track};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(Playlist::Media(m)) = hls::parse(data) else {
-        return;
-    };
+    let Ok(Playlist::Media(m)) = hls::parse(data) else { return };
     let cfg = TimelineConfig {
         target_ms: m.target_duration.clamp(1, 60).saturating_mul(1000) as u32,
         part_target_ms: m.part_target_ms.map(|p| p.clamp(1, 10_000) as u32),
-        window: if m.endlist {
-            Window::Unbounded
-        } else {
-            Window::Segments(5)
-        },
+        window: if m.endlist { Window::Unbounded } else { Window::Segments(5) },
         ..Default::default()
     };
     let tracks = [Track::new(1, Codec::H264), Track::new(2, Codec::Aac)];
@@ -39,12 +33,7 @@ fuzz_target!(|data: &[u8]| {
         tl.finish();
     }
     let mut o = MediaOptions::cmaf(&[1, 2]);
-    o.segment_uri = m
-        .segments
-        .first()
-        .map(|s| s.uri.clone())
-        .unwrap_or_default()
-        + "{seq}";
+    o.segment_uri = m.segments.first().map(|s| s.uri.clone()).unwrap_or_default() + "{seq}";
     o.part_uri = Some("p{seq}.{part}".into());
     o.program_date_time = Some(1_700_000_000_000);
     let text = hls::media_playlist(&tl, &o);

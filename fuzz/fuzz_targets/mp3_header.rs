@@ -8,13 +8,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(h.frame_length >= 4 || h.layer == 1);
     }
     let (frames, rest) = mp3::frames(data);
-    let used: usize = frames
-        .iter()
-        .map(|(h, f)| {
-            assert_eq!(h.frame_length, f.len());
-            f.len()
-        })
-        .sum();
+    let used: usize = frames.iter().map(|(h, f)| {
+        assert_eq!(h.frame_length, f.len());
+        f.len()
+    }).sum();
     assert!(used + rest.len() <= data.len());
     let _ = opus::packet_samples(data);
     if let Ok(h) = opus::OpusHead::parse(data) {

@@ -5,9 +5,7 @@ use libfuzzer_sys::fuzz_target;
 use mist_media::mpegts::{DemuxEvent, Demuxer, Muxer, MuxerOptions};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&chunk_byte, data)) = data.split_first() else {
-        return;
-    };
+    let Some((&chunk_byte, data)) = data.split_first() else { return };
     let chunk = usize::from(chunk_byte) * 7 + 1;
     let mut d = Demuxer::new();
     let mut tracks = std::collections::BTreeMap::new();
@@ -33,10 +31,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let tracks: Vec<_> = tracks.into_values().collect();
-    let opts = MuxerOptions {
-        audio_frames_per_pes: usize::from(chunk_byte % 8) + 1,
-        ..MuxerOptions::default()
-    };
+    let opts = MuxerOptions { audio_frames_per_pes: usize::from(chunk_byte % 8) + 1, ..MuxerOptions::default() };
     if let Ok(mut m) = Muxer::new(&tracks, opts) {
         let mut out = Vec::new();
         m.start_segment(&mut out);

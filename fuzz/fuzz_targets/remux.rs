@@ -9,25 +9,9 @@ use libfuzzer_sys::fuzz_target;
 use mist_media::remux::{remux, Input, Output};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, file)) = data.split_first() else {
-        return;
-    };
+    let Some((&sel, file)) = data.split_first() else { return };
     let i = [Input::Ts, Input::Flv, Input::Mp4, Input::Mkv][(sel & 3) as usize];
-    let o = [
-        Output::Ts,
-        Output::Flv,
-        Output::Mp4,
-        Output::Fmp4,
-        Output::Mkv,
-        Output::Webm,
-        Output::Fmp4,
-        Output::Ts,
-    ][(sel >> 2 & 7) as usize];
-    let _ = remux(
-        Cursor::new(file.to_vec()),
-        file.len() as u64,
-        i,
-        Cursor::new(Vec::new()),
-        o,
-    );
+    let o = [Output::Ts, Output::Flv, Output::Mp4, Output::Fmp4, Output::Mkv, Output::Webm, Output::Fmp4, Output::Ts]
+        [(sel >> 2 & 7) as usize];
+    let _ = remux(Cursor::new(file.to_vec()), file.len() as u64, i, Cursor::new(Vec::new()), o);
 });
