@@ -13,6 +13,38 @@ pub fn ask_with_viewer_triggers(
     req: &Request,
     timeout: Duration,
 ) -> Result<Response, ControlError> {
+    let resp = ask_play(req, timeout)?;
+    let Request::Play {
+        stream,
+        host,
+        connector,
+        url,
+    } = req
+    else {
+        return Ok(resp);
+    };
+    if !resp.ok {
+        return Ok(resp);
+    }
+    let admitted = Request::Play {
+        stream: resp.stream.clone(),
+        host: host.clone(),
+        connector: connector.clone(),
+        url: viewer_url(url, stream, &resp.stream),
+    };
+    let verdict = admit_play(&admitted, timeout)?;
+    if verdict.ok {
+        Ok(resp)
+    } else {
+        Ok(verdict)
+    }
+}
+
+/// The first half of [`ask_with_viewer_triggers`], for a connector that checks something of its
+/// own between the controller's answer and the viewer triggers (MistOutRTSP: the stream's
+/// credentials): PLAY_REWRITE, then the controller's answer (its `stream` always set, its
+/// `config` the stream's). Other requests go to the controller as they are.
+pub fn ask_play(req: &Request, timeout: Duration) -> Result<Response, ControlError> {
     let Request::Play {
         stream,
         host,
@@ -22,37 +54,48 @@ pub fn ask_with_viewer_triggers(
     else {
         return mist_core::control::request(req, timeout);
     };
-    let asked_name = stream.as_str();
-    let refuse = |error: String| {
-        Ok(Response {
-            ok: false,
-            stream: String::new(),
-            error,
-            config: Default::default(),
-        })
-    };
+    // The play URL without the stream name, to name a rewritten stream's URL.
+    let base = url.strip_suffix(stream.as_str()).unwrap_or(url);
     let stream = match triggers::viewers::play_rewrite(stream, host, connector, url) {
         Ok(Some(new)) => new,
         Ok(None) => stream.clone(),
-        Err(e) => return refuse(e.to_string()),
+        Err(e) => return Ok(refusal(e.to_string())),
     };
     let asked = Request::Play {
         stream: stream.clone(),
         host: host.clone(),
         connector: connector.clone(),
-        url: viewer_url(url, asked_name, &stream),
+        url: format!("{base}{stream}"),
     };
     let mut resp = mist_core::control::request(&asked, timeout)?;
-    if resp.ok {
-        if resp.stream.is_empty() {
-            resp.stream = sanitize(&stream);
-        }
-        let url = viewer_url(url, asked_name, &resp.stream);
-        if let Err(e) = triggers::viewers::admit(&resp.stream, host, connector, &url, "") {
-            return refuse(e.to_string());
-        }
+    if resp.ok && resp.stream.is_empty() {
+        resp.stream = sanitize(&stream);
     }
     Ok(resp)
+}
+
+/// The second half of [`ask_with_viewer_triggers`]: the viewer triggers (CONN_OPEN, USER_NEW,
+/// CONN_PLAY) of a play the controller allowed; `req` names the stream the controller named and
+/// its URL ([`viewer_url`]). Nothing is asked of the controller.
+pub fn admit_play(req: &Request, _timeout: Duration) -> Result<Response, ControlError> {
+    let Request::Play {
+        stream,
+        host,
+        connector,
+        url,
+    } = req
+    else {
+        return Ok(refusal("not a play".into()));
+    };
+    if let Err(e) = triggers::viewers::admit(stream, host, connector, url, "") {
+        return Ok(refusal(e.to_string()));
+    }
+    Ok(Response {
+        ok: true,
+        stream: stream.clone(),
+        error: String::new(),
+        config: Default::default(),
+    })
 }
 
 /// The URL line of the viewer triggers of a play of `asked` requested with `url` and admitted as
@@ -61,6 +104,15 @@ pub fn ask_with_viewer_triggers(
 pub fn viewer_url(url: &str, asked: &str, stream: &str) -> String {
     let base = url.strip_suffix(asked).unwrap_or(url);
     format!("{base}{stream}")
+}
+
+fn refusal(error: String) -> Response {
+    Response {
+        ok: false,
+        stream: String::new(),
+        error,
+        config: Default::default(),
+    }
 }
 
 /// The `dvr_bytes` capability entry (stream option → `--dvr-bytes`) of the live inputs that write

@@ -9,9 +9,10 @@
 //!   server refuses it (SETUP not 200, or it wants TCP) or when no UDP packet arrives within
 //!   [`UDP_WAIT`] of PLAY (a firewall or NAT in between). `tcp` and `udp` force one.
 //! * Keep-alive: GET_PARAMETER (OPTIONS when refused) every half session timeout, by the client.
-//! * Over UDP, RTCP receiver reports (RFC 3550: loss, jitter, last sender report) go to the
-//!   camera's RTCP port of each track every [`RR_EVERY`]; its sender reports put the tracks on
-//!   one wallclock timeline.
+//! * RTCP receiver reports (RFC 3550: loss, jitter, last sender report) go to the camera every
+//!   [`RR_EVERY`], for each track: over UDP to its RTCP port, over TCP interleaved on its RTCP
+//!   channel (cameras that count receivers or time sessions out by RTCP see us either way); its
+//!   sender reports put the tracks on one wallclock timeline.
 //! * When the camera goes away the connection is made again, after 1 s, then 2, 4 … up to 30 s;
 //!   while the stream is still up the wait is at most a quarter of the stream timeout (between
 //!   250 ms and 2 s), so that a camera back within it is found in time.
@@ -111,8 +112,11 @@ struct PullApp {
     udp_packets: u64,
     /// Where receiver reports go, by pair position: the camera's RTCP port of that track.
     rtcp_dests: Vec<Option<SocketAddr>>,
-    /// When the next receiver reports are due (UDP sessions that play).
+    /// When the next receiver reports are due (sessions that play).
     next_rr: Option<Instant>,
+    /// Interleaved sessions: receiver reports waiting for the connection to send them (on the
+    /// RTCP channel of their track).
+    tcp_rr: Vec<(usize, Vec<u8>)>,
     last_media: Instant,
     /// Set when the writer failed: the connection is closed.
     failed: bool,
@@ -201,16 +205,21 @@ impl PullApp {
         Ok(())
     }
 
-    /// Over UDP: the receiver reports that are due, each from our RTCP port of its track to the
-    /// camera's.
-    fn send_receiver_reports(&mut self, now: Instant) {
+    /// The receiver reports that are due: over UDP each from our RTCP port of its track to the
+    /// camera's; over TCP handed to the connection (woken), which frames them on the track's
+    /// RTCP channel.
+    fn send_receiver_reports(&mut self, now: Instant) -> bool {
         if self.next_rr.is_none_or(|t| now < t) {
-            return;
+            return false;
         }
         self.next_rr = Some(now + RR_EVERY);
         let Some(p) = self.publisher.as_mut() else {
-            return;
+            return false;
         };
+        if self.udp_routes.is_empty() {
+            self.tcp_rr = p.receiver_reports(now);
+            return !self.tcp_rr.is_empty();
+        }
         for (index, pkt) in p.receiver_reports(now) {
             let Some(pos) = self.udp_routes.iter().position(|r| *r == Some(index)) else {
                 continue;
@@ -224,6 +233,7 @@ impl PullApp {
                 debug!("{}: receiver report to {dest}: {e}", self.opts.stream);
             }
         }
+        false
     }
 }
 
@@ -265,9 +275,9 @@ impl Pull {
                                 Some(SocketAddr::new(ip?, rtcp))
                             })
                             .collect();
-                        // The first reports after half the interval (RFC 3550 6.2).
-                        app.next_rr = Some(now + RR_EVERY / 2);
                     }
+                    // The first reports after half the interval (RFC 3550 6.2).
+                    app.next_rr = Some(now + RR_EVERY / 2);
                     let how = if self.client.is_udp() { "UDP" } else { "TCP" };
                     info!("{}: playing {} over {how}", app.opts.stream, app.opts.url);
                 }
@@ -294,6 +304,13 @@ impl Pull {
         }
         if app.failed {
             io.close();
+        }
+        if self.client.is_playing() {
+            for (index, pkt) in std::mem::take(&mut app.tcp_rr) {
+                if !self.client.send_rtcp(index, &pkt) {
+                    debug!("{}: no RTCP channel for track {index}", app.opts.stream);
+                }
+            }
         }
         while let Some(b) = self.client.poll_output() {
             io.write(&b);
@@ -400,7 +417,11 @@ impl App for PullApp {
             return Flow::Stop;
         }
         self.keep_stream(now);
-        self.send_receiver_reports(now);
+        if self.send_receiver_reports(now) {
+            if let Some(id) = self.conn {
+                ctl.wake(id);
+            }
+        }
         if self.failed {
             if let Some(id) = self.conn {
                 ctl.close(id);
@@ -508,6 +529,7 @@ pub fn run(mut opts: Options) -> std::io::Result<()> {
         udp_packets: 0,
         rtcp_dests: Vec::new(),
         next_rr: None,
+        tcp_rr: Vec::new(),
         last_media: Instant::now(),
         failed: false,
         next: Next::Retry,
@@ -547,6 +569,7 @@ pub fn run(mut opts: Options) -> std::io::Result<()> {
                 app.udp_packets = 0;
                 app.rtcp_dests.clear();
                 app.next_rr = None;
+                app.tcp_rr.clear();
                 app.server_ip = Some(peer_addr.ip());
                 let _ = sock.set_nodelay(true);
                 let peer = Peer::Tcp(peer_addr);

@@ -185,6 +185,36 @@ fn sends_receiver_reports_over_udp() {
     }
 }
 
+/// Over interleaved TCP too, MistInRTSP sends RTCP receiver reports (on each track's RTCP
+/// channel): a camera that takes RTP over TCP only sees a receiver's RTCP arrive.
+#[test]
+fn sends_receiver_reports_over_tcp() {
+    let port = free_port();
+    let cam = Cam::start(port, &["--audio", "pcma", "--tcp-only"]);
+    let src = format!("rtsp://127.0.0.1:{port}/cam");
+    let (_ctl, rtsp) = controller(serde_json::json!({
+        "rrtcp": {"name": "rrtcp", "source": src, "transport": "tcp"}
+    }));
+    probe(&format!("rtsp://127.0.0.1:{rtsp}/rrtcp"));
+    let end = Instant::now() + Duration::from_secs(20);
+    while !cam.lines().iter().any(|l| l.starts_with("RTCP from ")) {
+        assert!(
+            Instant::now() < end,
+            "no receiver report reached the camera over TCP: {:?}",
+            cam.lines()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let lines = cam.lines();
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("SETUP "))
+            .all(|l| l.contains("interleaved=")),
+        "not interleaved: {lines:?}"
+    );
+}
+
 /// A wrong password is refused and the pull says so (no stream is made).
 #[test]
 fn a_wrong_digest_password_is_refused() {

@@ -370,6 +370,8 @@ fn publish_plays(transport: &str) {
     assert!(!status.success(), "push to nosuchstream was accepted");
 }
 
+/// A VoD file plays from its start over TCP and UDP; a PLAY with a Range starts at the keyframe
+/// at or before it (hand-written and ffprobe's seek).
 #[test]
 fn vod_file_plays_from_the_start() {
     let dir = TempDir::new("rtsp-vod");
@@ -401,6 +403,217 @@ fn vod_file_plays_from_the_start() {
             "{transport}: {video} video / {audio} audio frames of 4 s"
         );
     }
+
+    // PLAY with a Range (keyframes every 2 s): playback starts at the keyframe at or before
+    // 5.5 s; the answer's Range names it, and RTP-Info the first packet of each track.
+    let (start, info, first) = range_play(rtsp, "clip", "npt=5.5-");
+    assert!((3.4..=5.5).contains(&start), "Range answered npt={start}");
+    // Set up in SDP order, video first: channels 0 and 2.
+    let (vseq, vtime) = info[0];
+    let video = first[&0];
+    assert_eq!(video, (vseq, vtime), "first video packet vs RTP-Info");
+    assert!(
+        (f64::from(vtime) / 90_000.0 - start).abs() < 0.002,
+        "video rtptime {vtime} is not npt {start}"
+    );
+    let (aseq, atime) = info[1];
+    let audio = first[&2];
+    assert_eq!(audio.0, aseq, "first audio packet vs RTP-Info");
+    let skew = (f64::from(audio.1) - f64::from(atime)) / 44_100.0;
+    assert!(
+        (-0.3..0.5).contains(&skew),
+        "audio starts {skew} s off its rtptime"
+    );
+    // A Range that does not parse is refused; a live-only unit too.
+    let (status, _) = range_status(rtsp, "clip", "smpte=0:10:00-");
+    assert_eq!(status, 457);
+
+    // ffprobe seeking (PAUSE, then PLAY with Range) sees media from the keyframe before 5.5 s
+    // (read to the end: ffprobe 5.1 stops an interval with an end at a first packet without a
+    // time, which its RTP depacketiser gives; those are skipped).
+    let out = Command::new("timeout")
+        .args(["30", "ffprobe", "-v", "error", "-rtsp_transport", "tcp"])
+        .args(["-read_intervals", "5.5%", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0", &url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffprobe");
+    let times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    let first = times.first().copied().unwrap_or_else(|| {
+        panic!(
+            "ffprobe -read_intervals got no packets: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        (start - 0.05..=start + 0.3).contains(&first),
+        "ffprobe's first packet at {first} s, the keyframe at {start} s"
+    );
+}
+
+/// (sequence number, RTP time) of a packet.
+type SeqTime = (u16, u32);
+/// What [`range_play`] saw: the answered start (s), RTP-Info of video and audio, the first
+/// packet by channel.
+type RangePlay = (f64, [SeqTime; 2], std::collections::HashMap<u8, SeqTime>);
+
+/// A hand-written play of `stream` (one video and one audio track) over interleaved TCP with
+/// `Range: {range}`, the video set up on channels 0-1 and the audio on 2-3: the start the
+/// answer's Range names (s), the RTP-Info (seq, rtptime) of video and audio, and the (seq, RTP
+/// time) of the first RTP packet on each RTP channel.
+fn range_play(port: u16, stream: &str, range: &str) -> RangePlay {
+    let uri = rtsp_url(port, stream);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let (status, _, body) = rtsp_exchange(
+        &mut s,
+        &format!("DESCRIBE {uri} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
+    assert_eq!(status, 200);
+    // (kind, control) of each media section.
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for l in body.lines() {
+        if let Some(m) = l.strip_prefix("m=") {
+            sections.push((m.split(' ').next().unwrap().to_string(), String::new()));
+        } else if let (Some(c), Some(last)) = (l.strip_prefix("a=control:"), sections.last_mut()) {
+            last.1 = c.trim().to_string();
+        }
+    }
+    sections.sort_by_key(|(kind, _)| kind != "video");
+    let controls: Vec<String> = sections.into_iter().map(|(_, c)| c).collect();
+    assert_eq!(controls.len(), 2, "{body}");
+    let mut session = String::new();
+    for (i, c) in controls.iter().enumerate() {
+        let extra = if session.is_empty() {
+            String::new()
+        } else {
+            format!("Session: {session}\r\n")
+        };
+        let (status, head, _) = rtsp_exchange(
+            &mut s,
+            &format!(
+                "SETUP {uri}/{c} RTSP/1.0\r\nCSeq: {}\r\n{extra}Transport: RTP/AVP/TCP;unicast;interleaved={}-{}\r\n\r\n",
+                2 + i,
+                2 * i,
+                2 * i + 1
+            ),
+        );
+        assert_eq!(status, 200, "{head}");
+        session = header_of(&head, "Session")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+    }
+    let (status, head, _) = rtsp_exchange(
+        &mut s,
+        &format!("PLAY {uri}/ RTSP/1.0\r\nCSeq: 9\r\nSession: {session}\r\nRange: {range}\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{head}");
+    let answered = header_of(&head, "Range");
+    let start: f64 = answered
+        .strip_prefix("npt=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("Range: {answered}"));
+    let mut info = [(0u16, 0u32); 2];
+    for part in header_of(&head, "RTP-Info").split(',') {
+        let mut url = "";
+        let (mut seq, mut time) = (None, None);
+        for kv in part.trim().split(';') {
+            match kv.split_once('=') {
+                Some(("url", v)) => url = v,
+                Some(("seq", v)) => seq = v.parse().ok(),
+                Some(("rtptime", v)) => time = v.parse().ok(),
+                _ => {}
+            }
+        }
+        let control = url.rsplit('/').next().unwrap();
+        let i = controls
+            .iter()
+            .position(|c| c == control)
+            .expect("RTP-Info url");
+        info[i] = (seq.unwrap(), time.unwrap());
+    }
+    let mut first = std::collections::HashMap::new();
+    while first.len() < 2 {
+        let mut h = [0u8; 4];
+        s.read_exact(&mut h).unwrap();
+        assert_eq!(h[0], b'$', "not an interleaved frame");
+        let mut p = vec![0u8; u16::from_be_bytes([h[2], h[3]]) as usize];
+        s.read_exact(&mut p).unwrap();
+        if h[1] % 2 == 0 && p.len() >= 12 {
+            first.entry(h[1]).or_insert((
+                u16::from_be_bytes([p[2], p[3]]),
+                u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+            ));
+        }
+    }
+    (start, info, first)
+}
+
+/// The status of a PLAY with `Range: {range}` after DESCRIBE and one SETUP.
+fn range_status(port: u16, stream: &str, range: &str) -> (u16, String) {
+    let uri = rtsp_url(port, stream);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let (status, _, body) = rtsp_exchange(
+        &mut s,
+        &format!("DESCRIBE {uri} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
+    assert_eq!(status, 200);
+    let control = body
+        .lines()
+        .find_map(|l| l.strip_prefix("a=control:trackID="))
+        .map(|c| format!("trackID={}", c.trim()))
+        .expect("a track control");
+    let (status, head, _) = rtsp_exchange(
+        &mut s,
+        &format!("SETUP {uri}/{control} RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{head}");
+    let session = header_of(&head, "Session")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, head, _) = rtsp_exchange(
+        &mut s,
+        &format!("PLAY {uri}/ RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\nRange: {range}\r\n\r\n"),
+    );
+    (status, head)
+}
+
+/// Sends `req` and reads the answer: (status, head, body).
+fn rtsp_exchange(s: &mut TcpStream, req: &str) -> (u16, String, String) {
+    s.write_all(req.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).expect("an RTSP answer");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let len: usize = header_of(&head, "Content-Length").parse().unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn header_of<'a>(head: &'a str, name: &str) -> &'a str {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map_or("", |(_, v)| v.trim())
 }
 
 #[test]

@@ -257,10 +257,11 @@ fn tstcp_listen_and_connect() {
     let _ff = send_udp(&format!("tcp://127.0.0.1:{port}"), "160x120", 5);
     let l = wait_line(&rx, "stream tcpl is live");
     assert!(l.contains("H264 160x120") && l.contains("AAC"), "{l}");
-    // Connecting: ffmpeg listens, we connect (and retry until it does).
+    // Connecting: ffmpeg listens, we connect (and retry until it does). By name: the name is
+    // resolved (every address tried) on a thread of its own, off the event loop.
     let port = free_port();
     let _ff = send_udp(&format!("tcp://127.0.0.1:{port}?listen=1"), "160x120", 5);
-    let src = format!("tstcp://127.0.0.1:{port}");
+    let src = format!("tstcp://localhost:{port}");
     let (_p2, rx) = mistints(dir.path(), &["-s", "tcpc", &src]);
     let l = wait_line(&rx, "stream tcpc is live");
     assert!(l.contains("H264 160x120"), "{l}");

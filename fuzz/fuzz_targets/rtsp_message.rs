@@ -6,8 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use mist_media::rtsp::server::PlayInfo;
 use mist_media::rtsp::{
-    Answer, Ask, Authenticator, Decoder, DigestCredentials, Item, Limits, Message, ServerConfig,
-    ServerSession, Step, Transport,
+    npt_range, npt_start_ms, Answer, Ask, AuthCheck, Authenticator, BasicCredentials, Decoder,
+    DigestCredentials, Item, Limits, Message, ServerConfig, ServerSession, Step, Transport,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -90,8 +90,37 @@ fuzz_target!(|data: &[u8]| {
                         if let Ok(c) = DigestCredentials::parse(a) {
                             let _ = c.verify(req.method.as_str(), "p");
                         }
+                        let _ = BasicCredentials::parse(a);
+                        // The server-side check: whatever it says, a refusal's user name is
+                        // what the header carried (bounded by the header), never more.
+                        let probe = Authenticator::new("u", "p", "r", "n".into(), true);
+                        if let AuthCheck::Refused {
+                            user: Some(u),
+                            scheme,
+                        } = probe.verify(req.method.as_str(), Some(a))
+                        {
+                            assert!(u.len() <= a.len() * 3);
+                            assert!(scheme.chars().count() <= 16);
+                        }
                     }
-                    if let Step::Ask(ask) = s.handle(&req) {
+                    for r in req.headers.get_all("Range") {
+                        // A start we read back from what we write is the same start.
+                        if let Ok(Some(ms)) = npt_start_ms(r) {
+                            assert_eq!(npt_start_ms(&npt_range(ms)), Ok(Some(ms)));
+                        }
+                    }
+                    let step = s.handle(&req);
+                    let _ = s.take_refusal();
+                    if let Step::Ask(ask) = step {
+                        if sel & 0x20 != 0 {
+                            // Credentials learned only now (as the edge does for a stream that
+                            // wants them): either a 401 or still pending.
+                            s.set_auth(Some(Authenticator::new("u", "p", "r", "m".into(), false)));
+                            if let Some(r) = s.recheck_pending() {
+                                assert_eq!(r.status, 401);
+                                continue;
+                            }
+                        }
                         let answer = match ask {
                             Ask::Describe { .. } => Answer::Describe(Ok("v=0\r\nm=video 0 RTP/AVP 96\r\na=control:trackID=1\r\nm=audio 0 RTP/AVP 0\r\n".into())),
                             Ask::Announce { .. } => Answer::Announce(Ok(())),

@@ -76,7 +76,7 @@ impl Default for Rtp {
 }
 
 /// Random bytes from the kernel.
-fn getrandom(buf: &mut [u8]) -> io::Result<()> {
+pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
     // SAFETY: the kernel writes at most buf.len() bytes into our live buffer.
     let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
     if n == buf.len() as isize {

@@ -209,6 +209,10 @@ pub struct PlayStream {
     next_sr: Instant,
     idle_since: Option<Instant>,
     pub ended: bool,
+    /// After [`PlayStream::seek`]: waiting for the main track's first keyframe.
+    seeking: bool,
+    /// The presentation time (ms) of the main-track keyframe the last seek landed on.
+    seek_start: Option<i64>,
 }
 
 fn unix_us() -> i64 {
@@ -255,6 +259,8 @@ impl PlayStream {
             next_sr: Instant::now() + SR_EVERY,
             idle_since: Some(Instant::now()),
             ended: false,
+            seeking: false,
+            seek_start: None,
         };
         ps.sync_tracks();
         Ok(ps)
@@ -288,6 +294,33 @@ impl PlayStream {
         }
         let since = *self.idle_since.get_or_insert(now);
         !self.ended && now.duration_since(since) < LINGER
+    }
+
+    /// VoD: goes to the main track's keyframe at or before `ms`; what is sent next starts there
+    /// (paced in real time from there). The packet numbering goes on.
+    pub fn seek(&mut self, ms: u64) {
+        self.reader.seek_ms(ms.min(i64::MAX as u64) as i64);
+        self.clock = None;
+        self.held = None;
+        self.gop.clear();
+        self.gop_bytes = 0;
+        self.gop_ok = false;
+        self.seeking = true;
+        self.seek_start = None;
+        for o in self.outs.values_mut() {
+            // No sender report maps a time of before the seek.
+            o.last = None;
+        }
+    }
+
+    /// Where the last [`PlayStream::seek`] landed (presentation time of its keyframe, ms).
+    pub fn seek_start(&self) -> Option<i64> {
+        self.seek_start
+    }
+
+    /// The RTP time of media time `ms` in `track`'s clock.
+    pub fn rtp_time_of(&self, track: u32, ms: i64) -> Option<u32> {
+        self.outs.get(&track).map(|o| rtp_time(ms, o.clock))
     }
 
     /// Reads what is there without viewers (before a PLAY answer: fills the keyframe cache).
@@ -388,6 +421,10 @@ impl PlayStream {
                         self.base_us = Some(unix_us() - ms.saturating_mul(1000));
                     }
                     if Some(f.track) == self.main && f.keyframe {
+                        if self.seeking {
+                            self.seeking = false;
+                            self.seek_start = Some(ms);
+                        }
                         self.gop.clear();
                         self.gop_bytes = 0;
                         self.gop_ok = true;

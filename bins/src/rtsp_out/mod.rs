@@ -6,8 +6,18 @@
 //! edge what only it knows (the SDP of a stream, the transports, where playback starts).
 //!
 //! * **Access**: a DESCRIBE asks the controller (`Request::Play`, through
-//!   [`crate::access::ask_with_viewer_triggers`], the same policy and triggers as RTMP play), off
-//!   the loop on a bounded [`Asker`]; the answer wakes the connection.
+//!   [`crate::access::ask_play`], the same policy as RTMP play), off the loop on a bounded
+//!   [`Asker`]; the answer wakes the connection. Then the stream's credentials are checked (below)
+//!   and only then the viewer triggers run ([`crate::access::admit_play`], on a second asker):
+//!   the same triggers in the same order as RTMP's, none for a client that is answered 401.
+//! * **Credentials** (stream config `rtsp_user`, `rtsp_password`, `rtsp_basic`): a stream that
+//!   names them answers DESCRIBE and ANNOUNCE, and every later request of that session, with 401
+//!   and a Digest challenge (RFC 2617/7616 MD5; Basic too when `rtsp_basic` allows it) until the
+//!   client proves the password ([`mist_media::rtsp::Authenticator`], sans-IO). Each connection
+//!   has its own unpredictable nonce (the only one kept), replaced every [`NONCE_TTL`] (a right
+//!   answer to an old one gets `stale=TRUE`); wrong credentials are logged with the peer's
+//!   address and [`MAX_AUTH_FAILURES`] of them close the connection. Streams without the keys
+//!   are open as before.
 //! * **Media**: one [`StreamReader`] per played stream per process ([`feed::PlayStream`]); each
 //!   frame is packetised once (one packetiser per track, shared SSRC and sequence numbers) and the
 //!   same packets go to every viewer, over interleaved TCP (a 4-byte `$` header per viewer and
@@ -30,7 +40,7 @@
 mod feed;
 pub mod publish;
 
-use crate::access::ask_with_viewer_triggers;
+use crate::access::{admit_play, ask_play};
 use crate::ingest;
 use feed::{Out, PlayStream, Viewer};
 use mist_connector::ask::{Asker, Verdict};
@@ -39,8 +49,8 @@ use mist_core::control::Request;
 use mist_core::names::sanitize;
 use mist_core::{debug, info, trace, warn};
 use mist_media::rtsp::{
-    Answer, Ask, Decoder, Item, Lower, Message, Method, PlayInfo, ServerConfig, ServerSession,
-    SessionEvent, Step,
+    npt_range, npt_start_ms, Answer, Ask, AuthCheck, Authenticator, Decoder, Item, Lower, Message,
+    Method, PlayInfo, ServerConfig, ServerSession, SessionEvent, Step,
 };
 use mist_media::sdp::RtpTrack;
 use mist_media::Track;
@@ -75,6 +85,66 @@ pub const SESSION_TIMEOUT: u32 = 60;
 pub const IDLE: Duration = Duration::from_secs(SESSION_TIMEOUT as u64 + 30);
 /// Largest RTP packet sent (header included).
 pub const MTU: usize = 1400;
+/// A connection's Digest nonce is replaced this often (answers to the old one are stale).
+pub const NONCE_TTL: Duration = Duration::from_secs(300);
+/// Wrong credentials a connection may send before it is closed.
+pub const MAX_AUTH_FAILURES: u32 = 5;
+/// The realm of Digest and Basic challenges.
+pub const REALM: &str = "mist-rs";
+
+/// The credentials a stream's config asks of RTSP clients (`rtsp_user`, `rtsp_password`,
+/// `rtsp_basic`); `None` when it names neither a user nor a password (an open stream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamAuth {
+    /// `rtsp_user` (empty when only a password is set).
+    pub user: String,
+    /// `rtsp_password` (empty when only a user is set).
+    pub password: String,
+    /// Basic accepted besides Digest (the password crosses the network readable).
+    pub basic: bool,
+}
+
+impl StreamAuth {
+    /// The credentials of a stream from its config as the controller answered it.
+    pub fn from_config(config: &serde_json::Value) -> Option<StreamAuth> {
+        let text = |k: &str| match config.get(k) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        let (user, password) = (text("rtsp_user"), text("rtsp_password"));
+        if user.is_empty() && password.is_empty() {
+            return None;
+        }
+        let basic = match config.get("rtsp_basic") {
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::Number(n)) => n.as_u64().is_some_and(|n| n != 0),
+            Some(serde_json::Value::String(s)) => {
+                matches!(s.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+            }
+            _ => false,
+        };
+        Some(StreamAuth {
+            user,
+            password,
+            basic,
+        })
+    }
+}
+
+/// A Digest nonce nobody can guess: 128 bits from the kernel (the process seed mixed with the
+/// clock if the kernel has none to give).
+fn new_nonce(seed: u64) -> String {
+    let mut b = [0u8; 16];
+    if crate::push_out::udp::getrandom(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        b[..8].copy_from_slice(&(seed ^ t).to_le_bytes());
+        b[8..].copy_from_slice(&t.rotate_left(29).to_le_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
 
 /// What the binary configures.
 pub struct Config {
@@ -92,6 +162,9 @@ pub const DEFAULT_MAX_PER_IP: usize = 1_000;
 /// Process state shared by all connections.
 pub struct RtspApp {
     asker: Asker<ConnId>,
+    /// Runs the viewer triggers of a play the controller allowed (and whose credentials, if
+    /// the stream wants some, were right).
+    admit: Asker<ConnId>,
     /// Controller verdicts waiting for their connection's `on_wake`.
     verdicts: HashMap<ConnId, Verdict>,
     /// Plays being decided (the controller and the viewer triggers): the name asked, the
@@ -163,6 +236,10 @@ enum Stage {
     Asking {
         name: String,
     },
+    /// Allowed, credentials right: the viewer triggers of `stream` run.
+    Admitting {
+        stream: String,
+    },
     /// The controller was asked whether the ANNOUNCE of `tracks` into `name` is accepted.
     AskingPush {
         name: String,
@@ -197,6 +274,10 @@ pub struct Conn {
     partial_since: Option<Instant>,
     /// The connection closes once its output is written; nothing more is handled.
     closed: bool,
+    /// When the current Digest nonce was made (credentials are required once it is set).
+    nonce_at: Option<Instant>,
+    /// Requests refused for wrong credentials so far.
+    auth_failures: u32,
 }
 
 /// The stream named by an RTSP path: its first segment, percent-decoded, without a query.
@@ -277,6 +358,82 @@ impl Conn {
             last_active: now,
             partial_since: None,
             closed: false,
+            nonce_at: None,
+            auth_failures: 0,
+        }
+    }
+
+    /// Requires `auth` of this session from now on (keeping the nonce already handed out when
+    /// it was required before) and checks the request being decided on. `Some`: the 401 it gets
+    /// instead (to send, then [`Conn::refused`]).
+    fn require(
+        &mut self,
+        app: &RtspApp,
+        io: &mut Io<'_>,
+        auth: &StreamAuth,
+    ) -> Option<mist_media::rtsp::Response> {
+        let same = self
+            .rtsp
+            .auth_mut()
+            .is_some_and(|a| a.user == auth.user && a.password == auth.password);
+        if !same || self.nonce_at.is_none() {
+            self.rtsp.set_auth(Some(Authenticator::new(
+                &auth.user,
+                &auth.password,
+                REALM,
+                new_nonce(app.seed),
+                auth.basic,
+            )));
+            self.nonce_at = Some(io.now());
+        }
+        if let Some(a) = self.rtsp.auth_mut() {
+            a.allow_basic = auth.basic;
+        }
+        self.rtsp.recheck_pending()
+    }
+
+    /// Logs why a request was answered 401 (if it was), and closes a connection that keeps
+    /// sending wrong credentials.
+    fn refused(&mut self, io: &mut Io<'_>, what: &str) {
+        match self.rtsp.take_refusal() {
+            Some(AuthCheck::Refused { user, scheme }) => {
+                self.auth_failures += 1;
+                warn!(
+                    "RTSP {what} from {}: wrong credentials ({scheme}, user {:?}); answered 401",
+                    self.peer,
+                    user.unwrap_or_default()
+                );
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    warn!(
+                        "RTSP from {}: {} wrong credentials; connection closed",
+                        self.peer, self.auth_failures
+                    );
+                    self.close(io);
+                }
+            }
+            Some(AuthCheck::Missing) => {
+                debug!("RTSP {what} from {}: credentials asked for", self.peer)
+            }
+            Some(AuthCheck::Stale) => {
+                debug!(
+                    "RTSP {what} from {}: nonce expired, a new one given",
+                    self.peer
+                )
+            }
+            Some(AuthCheck::Ok) | None => {}
+        }
+    }
+
+    /// Replaces an expired nonce before a request is checked against it.
+    fn expire_nonce(&mut self, app: &RtspApp, now: Instant) {
+        if self
+            .nonce_at
+            .is_some_and(|t| now.duration_since(t) >= NONCE_TTL)
+        {
+            if let Some(a) = self.rtsp.auth_mut() {
+                a.rotate(new_nonce(app.seed));
+                self.nonce_at = Some(now);
+            }
         }
     }
 
@@ -368,9 +525,12 @@ impl Conn {
     fn request(&mut self, app: &mut RtspApp, io: &mut Io<'_>, req: mist_media::rtsp::Request) {
         trace!("{} {} {}", self.peer, req.method.as_str(), req.uri);
         let teardown = req.method == Method::Teardown;
+        self.expire_nonce(app, io.now());
         match self.rtsp.handle(&req) {
             Step::Reply(r) => {
                 self.reply(io, r);
+                let what = format!("{} of {:?}", req.method.as_str(), stream_of(req.path()));
+                self.refused(io, &what);
                 if teardown {
                     self.close(io);
                 }
@@ -490,7 +650,7 @@ impl Conn {
                 let r = self.rtsp.answer(Answer::Setup(Ok(transport)));
                 self.reply(io, r);
             }
-            Ask::Play { .. } => {
+            Ask::Play { range } => {
                 let Some(stream) = self.stream.clone() else {
                     let r = self.rtsp.answer(Answer::Play(Err(455)));
                     return self.reply(io, r);
@@ -499,7 +659,19 @@ impl Conn {
                     .feed
                     .get_or_insert_with(|| RtspApp::feed_key(&stream, io.id()))
                     .clone();
-                let info = match app.play_info(&key, &stream, &self.setups) {
+                // A VoD feed is this viewer's own: it starts where the Range says. A live
+                // stream's is shared and starts at its newest keyframe, whatever was asked.
+                let own_feed = key != stream;
+                let seek = match range.as_deref().map(npt_start_ms) {
+                    Some(Ok(ms)) if own_feed => ms,
+                    Some(Err(e)) if own_feed => {
+                        warn!("PLAY of {stream} by {}: {e}", self.peer);
+                        let r = self.rtsp.answer(Answer::Play(Err(e.status())));
+                        return self.reply(io, r);
+                    }
+                    _ => None,
+                };
+                let info = match app.play_info(&key, &stream, &self.setups, seek) {
                     Ok(i) => i,
                     Err(why) => {
                         warn!("PLAY of {stream} by {}: {why}", self.peer);
@@ -620,6 +792,17 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// A DESCRIBE refused by the controller or the viewer triggers: 403.
+    fn play_refused(&mut self, app: &mut RtspApp, io: &mut Io<'_>, name: &str, why: &str) {
+        warn!("play of {name:?} by {} refused: {why}", self.peer);
+        io.pause_reading(false);
+        let r = self.rtsp.answer(Answer::Describe(Err(403)));
+        self.reply(io, r);
+        self.process(app, io);
+    }
+}
+
 impl Session<RtspApp> for Conn {
     fn on_read(&mut self, app: &mut RtspApp, io: &mut Io<'_>) {
         if self.closed {
@@ -636,15 +819,81 @@ impl Session<RtspApp> for Conn {
         let Some(v) = app.verdicts.remove(&io.id()) else {
             return;
         };
-        let name = match std::mem::replace(&mut self.stage, Stage::Idle) {
-            Stage::Asking { name } => {
-                app.play_asks.remove(&io.id());
-                name
+        let config = match &v {
+            Verdict::Allow(r) => r.config.clone(),
+            Verdict::Refuse(_) => serde_json::Value::Null,
+        };
+        match std::mem::replace(&mut self.stage, Stage::Idle) {
+            Stage::Asking { name } => match ingest::admitted(&name, v) {
+                Ok((stream, _)) => {
+                    if let Some(auth) = StreamAuth::from_config(&config) {
+                        if let Some(r) = self.require(app, io, &auth) {
+                            // Refused before the viewer triggers: no CONN_OPEN, none owed.
+                            app.play_asks.remove(&io.id());
+                            io.pause_reading(false);
+                            self.reply(io, r);
+                            self.refused(io, &format!("DESCRIBE of {stream:?}"));
+                            if !self.closed {
+                                self.process(app, io);
+                            }
+                            return;
+                        }
+                    }
+                    let url = crate::access::viewer_url(&self.url, &name, &stream);
+                    // From here the viewer triggers may fire CONN_OPEN: a viewer who leaves
+                    // before their verdict is acted on still gets its CONN_CLOSE.
+                    app.play_asks
+                        .insert(io.id(), (stream.clone(), self.host.clone(), url.clone()));
+                    app.admit.ask(
+                        io.id(),
+                        Request::Play {
+                            stream: stream.clone(),
+                            host: self.host.clone(),
+                            connector: "RTSP".into(),
+                            url,
+                        },
+                    );
+                    self.stage = Stage::Admitting { stream };
+                }
+                Err(why) => {
+                    app.play_asks.remove(&io.id());
+                    self.play_refused(app, io, &name, &why.to_string())
+                }
+            },
+            Stage::Admitting { stream } => {
+                let asked = app.play_asks.remove(&io.id());
+                match v {
+                    Verdict::Allow(_) => {
+                        // Admitted by the viewer triggers (CONN_OPEN fired): CONN_CLOSE is owed
+                        // now.
+                        let url = asked.map(|(_, _, u)| u).unwrap_or_else(|| self.url.clone());
+                        crate::conn_close::opened(&stream, &self.host, "RTSP", &url);
+                        app.owed
+                            .insert(io.id(), (stream.clone(), self.host.clone(), url));
+                        self.stream = Some(stream.clone());
+                        self.stage = Stage::Waiting {
+                            stream,
+                            since: io.now(),
+                        };
+                        self.try_describe(app, io);
+                    }
+                    Verdict::Refuse(why) => self.play_refused(app, io, &stream, &why.to_string()),
+                }
             }
             Stage::AskingPush { name, tracks } => {
                 io.pause_reading(false);
                 let answer = match ingest::admitted(&name, v) {
                     Ok((stream, dvr)) => {
+                        let denied = StreamAuth::from_config(&config)
+                            .and_then(|auth| self.require(app, io, &auth));
+                        if let Some(r) = denied {
+                            self.reply(io, r);
+                            self.refused(io, &format!("ANNOUNCE of {stream:?}"));
+                            if !self.closed {
+                                self.process(app, io);
+                            }
+                            return;
+                        }
                         let (controlled, now) = (app.controlled, io.now());
                         let idle = ingest::PUBLISH_IDLE;
                         match Publisher::new(&stream, dvr, controlled, idle, &tracks, now) {
@@ -665,34 +914,9 @@ impl Session<RtspApp> for Conn {
                 };
                 let r = self.rtsp.answer(Answer::Announce(answer));
                 self.reply(io, r);
-                return self.process(app, io);
-            }
-            other => {
-                self.stage = other;
-                return;
-            }
-        };
-        match ingest::admitted(&name, v) {
-            Ok((stream, _)) => {
-                // Admitted by the viewer triggers (CONN_OPEN fired): CONN_CLOSE is owed now.
-                let url = crate::access::viewer_url(&self.url, &name, &stream);
-                crate::conn_close::opened(&stream, &self.host, "RTSP", &url);
-                app.owed
-                    .insert(io.id(), (stream.clone(), self.host.clone(), url));
-                self.stream = Some(stream.clone());
-                self.stage = Stage::Waiting {
-                    stream,
-                    since: io.now(),
-                };
-                self.try_describe(app, io);
-            }
-            Err(why) => {
-                warn!("play of {name:?} by {} refused: {why}", self.peer);
-                io.pause_reading(false);
-                let r = self.rtsp.answer(Answer::Describe(Err(403)));
-                self.reply(io, r);
                 self.process(app, io);
             }
+            other => self.stage = other,
         }
     }
 
@@ -736,7 +960,12 @@ impl Session<RtspApp> for Conn {
         app.end_publish(id);
         // A verdict that came after the peer left, before it was acted on.
         if let Some(v) = app.verdicts.remove(&id) {
-            app.left_while_decided(id, v);
+            if matches!(self.stage, Stage::Admitting { .. }) {
+                app.left_while_decided(id, v);
+            } else {
+                // The controller's verdict: no viewer trigger ran yet, none owed.
+                app.play_asks.remove(&id);
+            }
         }
         // (A play still being decided keeps its `play_asks` entry: `turn` settles it when the
         // verdict comes.)
@@ -751,6 +980,7 @@ impl RtspApp {
     /// The RTSP server's state: controller requests go through `asker`, UDP media through `udp` (TCP-interleaved only without it), new frames wake it through `waiter`.
     pub fn new(
         asker: Asker<ConnId>,
+        admit: Asker<ConnId>,
         udp: Option<UdpPair>,
         waiter: mist_shm::Waiter,
         stop: Arc<AtomicBool>,
@@ -758,6 +988,7 @@ impl RtspApp {
     ) -> RtspApp {
         RtspApp {
             asker,
+            admit,
             verdicts: HashMap::new(),
             play_asks: HashMap::new(),
             owed: HashMap::new(),
@@ -831,16 +1062,25 @@ impl RtspApp {
     }
 
     /// Makes sure feed `key` of `stream` is being read, and says where a PLAY of `setups` starts.
+    /// `seek` (a VoD viewer's own feed only): start at the keyframe at or before that media
+    /// time (ms); the answer's `Range` and `RTP-Info` name that keyframe's time.
     fn play_info(
         &mut self,
         key: &str,
         stream: &str,
         setups: &[(usize, u32, Out)],
+        seek: Option<u64>,
     ) -> Result<PlayInfo, PlayError> {
         if self.streams.get(key).is_some_and(|p| p.ended) {
             self.streams.remove(key);
         }
+        let mut seek = seek;
         if !self.streams.contains_key(key) {
+            // A new feed starts at the very beginning anyway (audio before the first keyframe
+            // included): `npt=0-`, which every first PLAY of ffmpeg says, needs no seek.
+            if seek == Some(0) {
+                seek = None;
+            }
             let ps = PlayStream::open(stream, self.seed)?;
             if let Err(e) = self.waiter.add(stream) {
                 warn!("{stream}: cannot watch for wake-ups ({e}); polling");
@@ -848,7 +1088,24 @@ impl RtspApp {
             self.streams.insert(key.to_string(), ps);
         }
         let ps = self.streams.get_mut(key).ok_or(PlayError::Vanished)?;
+        if let Some(ms) = seek {
+            ps.seek(ms);
+        }
         ps.pump_pending();
+        if let Some(start) = seek.and(ps.seek_start()) {
+            let start = start.max(0);
+            let rtp_info = setups
+                .iter()
+                .filter_map(|(i, t, _)| {
+                    let (seq, _) = ps.start_of(*t)?;
+                    Some((*i, seq, ps.rtp_time_of(*t, start)?))
+                })
+                .collect();
+            return Ok(PlayInfo {
+                range: Some(npt_range(start as u64)),
+                rtp_info,
+            });
+        }
         let rtp_info = setups
             .iter()
             .filter_map(|(i, t, _)| ps.start_of(*t).map(|(seq, ts)| (*i, seq, ts)))
@@ -1008,7 +1265,16 @@ impl App for RtspApp {
                 self.verdicts.insert(id, v);
                 ctl.wake(id);
             } else {
-                // The viewer left while its play was decided.
+                // Left while the controller decided: no viewer trigger ran, none owed.
+                self.play_asks.remove(&id);
+            }
+        }
+        while let Some((id, v)) = self.admit.take() {
+            if ctl.is_open(id) {
+                self.verdicts.insert(id, v);
+                ctl.wake(id);
+            } else {
+                // The viewer left while the viewer triggers decided its play.
                 self.left_while_decided(id, v);
             }
         }
@@ -1122,15 +1388,24 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         ^ ((std::process::id() as u64) << 32);
+    let standalone = mist_core::control::socket_path().is_none();
     let asker = Asker::with(
         remote.waker(),
-        Arc::new(ask_with_viewer_triggers),
-        mist_core::control::socket_path().is_none(),
+        Arc::new(ask_play),
+        standalone,
         mist_connector::ask::MAX_IN_FLIGHT,
         256,
     )
     .timeout(Duration::from_secs(10));
-    let mut app = RtspApp::new(asker, udp, waiter, stop.clone(), seed);
+    let admit = Asker::with(
+        remote.waker(),
+        Arc::new(admit_play),
+        standalone,
+        mist_connector::ask::MAX_IN_FLIGHT,
+        256,
+    )
+    .timeout(Duration::from_secs(10));
+    let mut app = RtspApp::new(asker, admit, udp, waiter, stop.clone(), seed);
     let r = rt.run(&mut app);
     stop.store(true, Ordering::Relaxed);
     r
@@ -1140,7 +1415,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
 pub fn capabilities() -> serde_json::Value {
     serde_json::json!({
         "name": "RTSP",
-        "desc": "Real-Time Streaming Protocol: play live streams over RTP, interleaved in the RTSP TCP connection or over UDP unicast, with RTCP sender reports; accepts pushes (ANNOUNCE/RECORD over TCP or UDP).",
+        "desc": "Real-Time Streaming Protocol: play live and VoD streams over RTP, interleaved in the RTSP TCP connection or over UDP unicast, with RTCP sender reports (VoD seeks on PLAY with Range: npt=); accepts pushes (ANNOUNCE/RECORD over TCP or UDP). A stream whose config has rtsp_user and/or rtsp_password requires them of RTSP players and publishers (Digest MD5; rtsp_basic true also accepts Basic).",
         "optional": {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 5554, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
@@ -1178,9 +1453,11 @@ mod tests {
         let rt = Runtime::<RtspApp>::new().unwrap();
         let refuse: mist_connector::ask::Requester =
             Arc::new(|_, _| Err(mist_core::control::ControlError::NotSet("MIST_CONTROL")));
-        let asker = Asker::with(rt.remote().waker(), refuse, true, 1, 4);
+        let asker = Asker::with(rt.remote().waker(), refuse.clone(), true, 1, 4);
+        let admit = Asker::with(rt.remote().waker(), refuse, true, 1, 4);
         let app = RtspApp::new(
             asker,
+            admit,
             None,
             mist_shm::Waiter::new(),
             Arc::new(AtomicBool::new(false)),
@@ -1256,6 +1533,135 @@ mod tests {
         h.advance(&mut app, t0 + IDLE - Duration::from_secs(1));
         assert!(!h.closing());
         h.advance(&mut app, t0 + IDLE);
+        assert!(h.closing());
+    }
+
+    /// A connection whose controller answers every play and push with a stream config that asks
+    /// for credentials (`config`), the viewer triggers allowing.
+    fn harness_with(config: serde_json::Value) -> (RtspApp, mist_connector::Harness<Conn>) {
+        let rt = Runtime::<RtspApp>::new().unwrap();
+        let allow: mist_connector::ask::Requester = Arc::new(move |req: &Request, _: Duration| {
+            let stream = match req {
+                Request::Play { stream, .. } | Request::Push { stream, .. } => stream.clone(),
+                Request::Api { .. } => String::new(),
+            };
+            Ok(mist_core::control::Response {
+                ok: true,
+                stream,
+                error: String::new(),
+                config: config.clone(),
+            })
+        });
+        let asker = Asker::with(rt.remote().waker(), allow.clone(), false, 1, 4);
+        let admit = Asker::with(rt.remote().waker(), allow, false, 1, 4);
+        let app = RtspApp::new(
+            asker,
+            admit,
+            None,
+            mist_shm::Waiter::new(),
+            Arc::new(AtomicBool::new(false)),
+            7,
+        );
+        let peer = Peer::Tcp("127.0.0.1:5000".parse().unwrap());
+        let h = mist_connector::Harness::new(Conn::new(peer, "abc".into(), Instant::now()), peer);
+        (app, h)
+    }
+
+    /// Waits for the next controller verdict and hands it to the connection, as `turn` does.
+    fn deliver(app: &mut RtspApp, h: &mut mist_connector::Harness<Conn>, now: Instant) -> String {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some((id, v)) = app.asker.take().or_else(|| app.admit.take()) {
+                app.verdicts.insert(id, v);
+                return text(&h.wake(app, now));
+            }
+            assert!(Instant::now() < end, "no verdict");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn challenge_of(out: &str) -> mist_media::rtsp::DigestChallenge {
+        let v = out
+            .lines()
+            .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
+            .unwrap_or_else(|| panic!("no challenge in {out}"));
+        mist_media::rtsp::DigestChallenge::parse(v).unwrap()
+    }
+
+    #[test]
+    fn credentials_of_the_stream_config_and_expiring_nonces() {
+        assert_eq!(
+            StreamAuth::from_config(&serde_json::json!({"source": "x"})),
+            None
+        );
+        assert_eq!(
+            StreamAuth::from_config(&serde_json::json!({"rtsp_password": "p", "rtsp_basic": "1"})),
+            Some(StreamAuth {
+                user: String::new(),
+                password: "p".into(),
+                basic: true
+            })
+        );
+        let (mut app, mut h) =
+            harness_with(serde_json::json!({"rtsp_user": "u", "rtsp_password": "p"}));
+        let t0 = Instant::now();
+        let describe = |cseq: u32, auth: &str| {
+            format!("DESCRIBE rtsp://h/authunit RTSP/1.0\r\nCSeq: {cseq}\r\n{auth}\r\n")
+                .into_bytes()
+        };
+        assert_eq!(text(&h.feed(&mut app, &describe(1, ""), t0)), "");
+        let out = deliver(&mut app, &mut h, t0);
+        assert!(out.starts_with("RTSP/1.0 401 "), "{out}");
+        let ch = challenge_of(&out);
+        assert!(
+            !ch.stale && ch.realm == REALM && ch.nonce.len() == 32,
+            "{ch:?}"
+        );
+        // A wrong password: refused by the session at once (no question to the controller).
+        let wrong = ch.respond("u", "x", "DESCRIBE", "rtsp://h/authunit", "", 1);
+        let out = text(&h.feed(
+            &mut app,
+            &describe(2, &format!("Authorization: {wrong}\r\n")),
+            t0,
+        ));
+        assert!(out.starts_with("RTSP/1.0 401 "), "{out}");
+        assert_eq!(h.session.auth_failures, 1);
+        // The right one goes on (controller, then the viewer triggers, then the stream wait).
+        let right = ch.respond("u", "p", "DESCRIBE", "rtsp://h/authunit", "", 1);
+        let out = text(&h.feed(
+            &mut app,
+            &describe(3, &format!("Authorization: {right}\r\n")),
+            t0,
+        ));
+        assert_eq!(out, "");
+        assert_eq!(deliver(&mut app, &mut h, t0), "");
+        assert!(matches!(h.session.stage, Stage::Admitting { .. }));
+        deliver(&mut app, &mut h, t0);
+        assert!(matches!(h.session.stage, Stage::Waiting { .. }));
+        assert_eq!(h.session.stream.as_deref(), Some("authunit"));
+        // Not live: 404 after the wait; the session keeps its credentials.
+        let out = text(&h.advance(&mut app, t0 + PLAY_WAIT + Duration::from_millis(200)));
+        assert!(out.starts_with("RTSP/1.0 404 "), "{out}");
+        // The nonce expires: the same answer is stale now, with a new nonce.
+        let later = t0 + NONCE_TTL + Duration::from_secs(1);
+        let out = text(&h.feed(
+            &mut app,
+            &describe(4, &format!("Authorization: {right}\r\n")),
+            later,
+        ));
+        assert!(out.starts_with("RTSP/1.0 401 "), "{out}");
+        let ch2 = challenge_of(&out);
+        assert!(ch2.stale && ch2.nonce != ch.nonce, "{ch2:?}");
+        assert_eq!(h.session.auth_failures, 1, "stale is not a failure");
+        // Wrong credentials again and again close the connection.
+        for i in 1..MAX_AUTH_FAILURES {
+            assert!(!h.closing());
+            h.feed(
+                &mut app,
+                &describe(10 + i, &format!("Authorization: {wrong}\r\n")),
+                later,
+            );
+        }
         assert!(h.closing());
     }
 

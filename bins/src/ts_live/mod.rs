@@ -15,7 +15,8 @@
 //!   default; `onfail`; `never`) with a back-off of 1 s doubling to 10 s while it keeps failing.
 //! * A TCP, pipe or `http(s)://` source that closes is opened again with the same back-off, which
 //!   starts over once the source opened well (data came, or the HTTP response). An HTTP pull
-//!   connects on a thread of its own: the event loop never waits for it.
+//!   connects on a thread of its own, and so does `tstcp://host:port` (name resolution and the
+//!   connect, [`start_connect`]): the event loop never waits for a resolver or a peer.
 
 pub mod ingest;
 pub mod udp;
@@ -28,6 +29,7 @@ use mist_media::Track;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -253,6 +255,51 @@ pub struct Live {
     /// The counters last written as the stream's input health.
     published: Option<LiveStats>,
     stdin_done: bool,
+    /// `tstcp://host:port`: the connect under way on its thread.
+    connecting: Option<Receiver<Connected>>,
+    /// `tstcp://host:port`: a connection made, for `open_source` to adopt.
+    connected: Option<(std::net::TcpStream, SocketAddr)>,
+}
+
+/// What a connect thread hands back.
+pub type Connected = std::io::Result<(std::net::TcpStream, SocketAddr)>;
+
+/// How long one address of a `tstcp://` source may take to accept the connection.
+const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Resolves `host` and connects to `port` on one of its addresses, on a thread of its own;
+/// `wake` runs once the result is in the returned channel (it wakes the event loop). A resolver
+/// that takes its time, or a peer that does not answer, holds only that thread.
+pub fn start_connect(
+    host: &str,
+    port: u16,
+    resolve: fn(&str, u16) -> std::io::Result<Vec<SocketAddr>>,
+    wake: Box<dyn FnOnce() + Send>,
+) -> std::io::Result<Receiver<Connected>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let host = host.to_string();
+    std::thread::Builder::new()
+        .name("tstcp-connect".into())
+        .spawn(move || {
+            let r = resolve(&host, port).and_then(|addrs| {
+                let mut last = std::io::Error::other(format!("{host}: no address"));
+                for a in addrs {
+                    match std::net::TcpStream::connect_timeout(&a, TCP_CONNECT_TIMEOUT) {
+                        Ok(s) => return Ok((s, a)),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            });
+            let _ = tx.send(r);
+            wake();
+        })?;
+    Ok(rx)
+}
+
+/// The system resolver (blocking: only ever called on a connect thread).
+fn system_resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    Ok(std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?.collect())
 }
 
 impl Live {
@@ -283,6 +330,37 @@ impl Live {
             reported: LiveStats::default(),
             published: None,
             stdin_done: false,
+            connecting: None,
+            connected: None,
+        }
+    }
+
+    /// A `tstcp://` connect finished: its connection is adopted at once (the loop returns to
+    /// `run`), a failure is tried again after the back-off.
+    fn poll_connect(&mut self, now: Instant) {
+        let Some(rx) = &self.connecting else {
+            return;
+        };
+        let r = match rx.try_recv() {
+            Ok(r) => r,
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Disconnected) => Err(std::io::Error::other("connect thread died")),
+        };
+        self.connecting = None;
+        match r {
+            Ok((sock, addr)) => {
+                mist_core::info!("connected to the TS source at {addr}");
+                self.connected = Some((sock, addr));
+                self.want_open = Some(now);
+            }
+            Err(e) => {
+                mist_core::warn!(
+                    "cannot open the TS source: {e}; trying again in {:?}",
+                    self.backoff
+                );
+                self.want_open = Some(now + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            }
         }
     }
 
@@ -534,6 +612,7 @@ impl Live {
             return Flow::Stop;
         }
         self.check_child(now);
+        self.poll_connect(now);
         if now.duration_since(self.last_hb) >= Duration::from_millis(500) {
             self.last_hb = now;
             self.ingest.heartbeat();
@@ -719,10 +798,16 @@ fn open_source(live: &mut Live, rt: &mut Runtime<Live>) -> std::io::Result<()> {
             if host.is_empty() {
                 return Ok(()); // listening
             }
-            let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))?
-                .next()
-                .ok_or_else(|| std::io::Error::other(format!("{host}: no address")))?;
-            let s = mist_connector::mio::net::TcpStream::connect(addr)?;
+            let Some((s, addr)) = live.connected.take() else {
+                if live.connecting.is_none() {
+                    let remote = rt.remote();
+                    let wake = Box::new(move || remote.wake_loop());
+                    live.connecting = Some(start_connect(&host, port, system_resolve, wake)?);
+                }
+                return Ok(());
+            };
+            s.set_nonblocking(true)?;
+            let s = mist_connector::mio::net::TcpStream::from_std(s);
             rt.adopt(
                 Box::new(s),
                 Peer::Tcp(addr),
@@ -893,6 +978,51 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A resolver that takes 1.5 s: the caller (the event loop) is back at once, the connection
+    /// comes later through the channel.
+    #[test]
+    fn a_slow_resolver_does_not_hold_the_caller() {
+        fn slow(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+            std::thread::sleep(Duration::from_millis(1500));
+            assert_eq!(host, "slow.example");
+            Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
+        }
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let woken = Arc::new(AtomicBool::new(false));
+        let w = woken.clone();
+        let t0 = Instant::now();
+        let rx = start_connect(
+            "slow.example",
+            port,
+            slow,
+            Box::new(move || w.store(true, Ordering::SeqCst)),
+        )
+        .unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+        let (_s, addr) = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        assert_eq!(addr.port(), port);
+        assert!(t0.elapsed() >= Duration::from_millis(1500));
+        assert!(l.accept().is_ok());
+        // The wake runs after the result is in the channel.
+        let end = Instant::now() + Duration::from_secs(2);
+        while !woken.load(Ordering::SeqCst) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(woken.load(Ordering::SeqCst));
+        // A name that does not resolve is an error in the channel, not a hang of the caller.
+        fn none(_: &str, _: u16) -> std::io::Result<Vec<SocketAddr>> {
+            Ok(Vec::new())
+        }
+        let rx = start_connect("x", 1, none, Box::new(|| {})).unwrap();
+        assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap().is_err());
+    }
 
     #[test]
     fn sources() {

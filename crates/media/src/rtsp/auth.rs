@@ -228,53 +228,133 @@ impl DigestCredentials {
 }
 
 /// What a server requires of requests, and checks them against.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The server needs the password in clear (Digest hashes it with the nonce). Nonces are the
+/// edge's: it makes them unpredictable, and it expires them ([`Authenticator::rotate`]) after
+/// a while; only the current one is kept, so memory stays bounded whatever a client does. An
+/// answer with the right password to any other nonce (an expired one, or one a client made up
+/// before it was challenged) is told `stale=TRUE`: the client retries with the current nonce
+/// without asking its user again. It is never let in.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Authenticator {
     /// The only user let in.
     pub user: String,
-    /// That user's password (the server needs it in clear: Digest hashes it with the nonce).
+    /// That user's password.
     pub password: String,
     /// The realm put into challenges.
     pub realm: String,
-    /// The nonce handed out in challenges; the edge makes it unpredictable (it has the randomness).
+    /// The nonce handed out in challenges (the only one accepted).
     pub nonce: String,
     /// Whether `Basic` credentials are accepted too (only sensible over trusted links).
     pub allow_basic: bool,
 }
 
+/// What [`Authenticator::verify`] found in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthCheck {
+    /// Right credentials, for the current nonce.
+    Ok,
+    /// No `Authorization` header: the usual first request of a client (answered 401).
+    Missing,
+    /// The right password, but for another nonce than the current one (answered 401 with
+    /// `stale=TRUE`).
+    Stale,
+    /// Credentials that are wrong, unparsable, of a scheme not allowed, or for another realm.
+    Refused {
+        /// The user name the client gave, if it could be read (for the log).
+        user: Option<String>,
+        /// The scheme tried (`Digest`, `Basic`, or what the client sent).
+        scheme: String,
+    },
+}
+
 impl Authenticator {
+    /// A server's requirement of `user`/`password`, with a first `nonce`.
+    pub fn new(user: &str, password: &str, realm: &str, nonce: String, allow_basic: bool) -> Self {
+        Authenticator {
+            user: user.to_string(),
+            password: password.to_string(),
+            realm: realm.to_string(),
+            nonce,
+            allow_basic,
+        }
+    }
+
+    /// Replaces the nonce (answers to the old one are stale from now on).
+    pub fn rotate(&mut self, nonce: String) {
+        self.nonce = nonce;
+    }
+
     /// Whether the `Authorization` value (if any) of a `method` request is acceptable.
     pub fn check(&self, method: &str, authorization: Option<&str>) -> bool {
+        self.verify(method, authorization) == AuthCheck::Ok
+    }
+
+    /// What the `Authorization` value (if any) of a `method` request is worth. Secrets are
+    /// compared in constant time (the user name and password of Basic as MD5 digests, so that
+    /// their lengths do not show either; a Digest response is a fixed-length hash).
+    pub fn verify(&self, method: &str, authorization: Option<&str>) -> AuthCheck {
         let Some(v) = authorization else {
-            return false;
+            return AuthCheck::Missing;
         };
         let scheme = v.trim_start().split(' ').next().unwrap_or("");
+        let refused = |user: Option<String>| AuthCheck::Refused {
+            user,
+            scheme: scheme.chars().take(16).collect(),
+        };
         if scheme.eq_ignore_ascii_case("Basic") {
-            return self.allow_basic
-                && BasicCredentials::parse(v).is_ok_and(|c| {
-                    ct_eq(c.user.as_bytes(), self.user.as_bytes())
-                        & ct_eq(c.password.as_bytes(), self.password.as_bytes())
-                });
+            return match BasicCredentials::parse(v) {
+                Ok(c) if self.allow_basic => {
+                    let user_ok = ct_eq(
+                        md5_hex(c.user.as_bytes()).as_bytes(),
+                        md5_hex(self.user.as_bytes()).as_bytes(),
+                    );
+                    let pass_ok = ct_eq(
+                        md5_hex(c.password.as_bytes()).as_bytes(),
+                        md5_hex(self.password.as_bytes()).as_bytes(),
+                    );
+                    if user_ok & pass_ok {
+                        AuthCheck::Ok
+                    } else {
+                        refused(Some(c.user))
+                    }
+                }
+                Ok(c) => refused(Some(c.user)),
+                Err(_) => refused(None),
+            };
         }
-        match DigestCredentials::parse(v) {
-            Ok(c) => {
-                c.username == self.user
-                    && c.realm == self.realm
-                    && c.nonce == self.nonce
-                    && c.verify(method, &self.password)
-            }
-            Err(_) => false,
+        let Ok(c) = DigestCredentials::parse(v) else {
+            return refused(None);
+        };
+        let user_ok = ct_eq(
+            md5_hex(c.username.as_bytes()).as_bytes(),
+            md5_hex(self.user.as_bytes()).as_bytes(),
+        );
+        let right = user_ok & (c.realm == self.realm) & c.verify(method, &self.password);
+        if !right {
+            return refused(Some(c.username));
+        }
+        if c.nonce == self.nonce {
+            AuthCheck::Ok
+        } else {
+            AuthCheck::Stale
         }
     }
 
     /// The `WWW-Authenticate` values of a 401 answer (Digest first, then Basic if allowed).
     pub fn challenges(&self) -> Vec<String> {
+        self.challenges_for(&AuthCheck::Missing)
+    }
+
+    /// The `WWW-Authenticate` values answering a request that `check` found wanting: Digest
+    /// (with `stale=TRUE` for a stale nonce), then Basic if allowed.
+    pub fn challenges_for(&self, check: &AuthCheck) -> Vec<String> {
         let mut v = vec![DigestChallenge {
             realm: self.realm.clone(),
             nonce: self.nonce.clone(),
             opaque: None,
             qop_auth: false,
-            stale: false,
+            stale: *check == AuthCheck::Stale,
         }
         .header()];
         if self.allow_basic {
@@ -503,6 +583,65 @@ mod tests {
                 .password,
             "open sesame"
         );
+    }
+
+    #[test]
+    fn nonces_expire_and_failures_are_told_apart() {
+        let mut a = Authenticator::new("cam", "pw", "mist", "n1".into(), false);
+        let ch = DigestChallenge::parse(&a.challenges()[0]).unwrap();
+        assert!(!ch.stale);
+        let old = ch.respond("cam", "pw", "PLAY", "rtsp://h/s/", "", 1);
+        assert_eq!(a.verify("PLAY", Some(&old)), AuthCheck::Ok);
+        assert_eq!(a.verify("PLAY", None), AuthCheck::Missing);
+        let wrong = ch.respond("cam", "nope", "PLAY", "rtsp://h/s/", "", 1);
+        assert_eq!(
+            a.verify("PLAY", Some(&wrong)),
+            AuthCheck::Refused {
+                user: Some("cam".into()),
+                scheme: "Digest".into()
+            }
+        );
+        let other = ch.respond("eve", "pw", "PLAY", "rtsp://h/s/", "", 1);
+        assert!(matches!(
+            a.verify("PLAY", Some(&other)),
+            AuthCheck::Refused { .. }
+        ));
+        // Expired: the right answer to the old nonce is stale, and the challenge says so.
+        a.rotate("n2".into());
+        assert_eq!(a.verify("PLAY", Some(&old)), AuthCheck::Stale);
+        let ch2 = DigestChallenge::parse(&a.challenges_for(&AuthCheck::Stale)[0]).unwrap();
+        assert!(ch2.stale);
+        assert_eq!(ch2.nonce, "n2");
+        let new = ch2.respond("cam", "pw", "PLAY", "rtsp://h/s/", "", 2);
+        assert_eq!(a.verify("PLAY", Some(&new)), AuthCheck::Ok);
+        // Two rotations later (or a nonce the client made up): still only stale, never in.
+        a.rotate("n3".into());
+        assert_eq!(a.verify("PLAY", Some(&old)), AuthCheck::Stale);
+        let made_up = DigestChallenge {
+            nonce: "guess".into(),
+            ..ch2.clone()
+        }
+        .respond("cam", "pw", "PLAY", "rtsp://h/s/", "", 1);
+        assert_eq!(a.verify("PLAY", Some(&made_up)), AuthCheck::Stale);
+        // A wrong password for an old nonce is refused (stale needs the right one).
+        let wrong2 = ch2.respond("cam", "x", "PLAY", "rtsp://h/s/", "", 2);
+        assert!(matches!(
+            a.verify("PLAY", Some(&wrong2)),
+            AuthCheck::Refused { .. }
+        ));
+        // Basic when not allowed is refused even with the right password.
+        let basic = BasicCredentials {
+            user: "cam".into(),
+            password: "pw".into(),
+        }
+        .header();
+        assert!(
+            matches!(a.verify("PLAY", Some(&basic)), AuthCheck::Refused { scheme, .. } if scheme == "Basic")
+        );
+        assert_eq!(a.challenges().len(), 1);
+        a.allow_basic = true;
+        assert_eq!(a.verify("PLAY", Some(&basic)), AuthCheck::Ok);
+        assert!(a.challenges()[1].starts_with("Basic realm=\"mist\""));
     }
 
     #[test]

@@ -273,6 +273,25 @@ impl Client {
         self.server_ports.get(pos).copied().flatten()
     }
 
+    /// Queues `packet` (RTCP, e.g. a receiver report) for the server on the interleaved RTCP
+    /// channel of media section `index`; false when that track does not come interleaved (or
+    /// the packet is too big for a frame).
+    pub fn send_rtcp(&mut self, index: usize, packet: &[u8]) -> bool {
+        let Some(pos) = self.tracks.iter().position(|t| t.0 == index) else {
+            return false;
+        };
+        let Some(Some((_, ch))) = self.channels.get(pos) else {
+            return false;
+        };
+        match super::message::interleaved_frame(*ch, packet) {
+            Some(f) => {
+                self.out.push_back(f);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether PLAY was answered and media flows.
     pub fn is_playing(&self) -> bool {
         self.state == State::Playing
@@ -950,5 +969,37 @@ WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"",
             let r = c.feed(&buf, t0);
             assert!(matches!(r, Ok(()) | Err(ClientError::Protocol(_))), "{r:?}");
         }
+    }
+
+    #[test]
+    fn rtcp_goes_out_on_the_rtcp_channel_of_its_track() {
+        let url = RtspUrl::parse("rtsp://127.0.0.1/cam").unwrap();
+        let mut c = Client::new(url, "t");
+        let now = Instant::now();
+        answer(
+            &mut c,
+            now,
+            "RTSP/1.0 200 OK\r\nCSeq: 1\r\nPublic: DESCRIBE, SETUP, PLAY",
+            "",
+        );
+        answer(
+            &mut c,
+            now,
+            "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Base: rtsp://127.0.0.1/cam/\r\nContent-Type: application/sdp",
+            SDP,
+        );
+        // The server picks its own channels for the second track.
+        answer(&mut c, now, "RTSP/1.0 200 OK\r\nCSeq: 3\r\nSession: s\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1", "");
+        answer(&mut c, now, "RTSP/1.0 200 OK\r\nCSeq: 4\r\nSession: s\r\nTransport: RTP/AVP/TCP;unicast;interleaved=6-7", "");
+        while c.poll_output().is_some() {}
+        assert!(c.send_rtcp(1, &[0x81, 201, 0, 1, 1, 2, 3, 4]));
+        assert_eq!(
+            c.poll_output().unwrap(),
+            vec![b'$', 7, 0, 8, 0x81, 201, 0, 1, 1, 2, 3, 4]
+        );
+        assert!(c.send_rtcp(0, &[1]));
+        assert_eq!(c.poll_output().unwrap()[..2], [b'$', 1]);
+        assert!(!c.send_rtcp(5, &[1]), "no such track");
+        assert!(!c.send_rtcp(0, &vec![0; 70_000]), "too big for a frame");
     }
 }

@@ -18,12 +18,14 @@ pub mod auth;
 pub mod client;
 mod error;
 pub mod message;
+pub mod range;
 pub mod server;
 pub mod transport;
 
-pub use auth::{Authenticator, BasicCredentials, DigestChallenge, DigestCredentials};
+pub use auth::{AuthCheck, Authenticator, BasicCredentials, DigestChallenge, DigestCredentials};
 pub use client::{Client, ClientError, ClientEvent, RtspUrl};
 pub use error::RtspError;
 pub use message::{Decoder, Headers, Item, Limits, Message, Method, Request, Response, Version};
+pub use range::{npt_range, npt_start_ms};
 pub use server::{Answer, Ask, PlayInfo, ServerConfig, ServerSession, SessionEvent, Step};
 pub use transport::{Lower, Transport};

@@ -13,7 +13,7 @@
 //! [`ServerSession::answer`], which builds the reply. [`ServerSession::poll_event`] then tells the
 //! edge when to start or stop sending or accepting media.
 
-use super::auth::Authenticator;
+use super::auth::{AuthCheck, Authenticator};
 use super::message::{Method, Request, Response, Version};
 use super::transport::{Lower, Transport};
 use crate::sdp::SessionDescription;
@@ -152,6 +152,9 @@ struct Pending {
     cseq: Option<u32>,
     ask: Ask,
     uri: String,
+    /// The request's method and `Authorization`, for [`ServerSession::recheck_pending`].
+    method: String,
+    authorization: Option<String>,
 }
 
 /// Most media sections a session takes from one SDP.
@@ -172,6 +175,8 @@ pub struct ServerSession {
     session_given: bool,
     /// The version of the request being answered (RTSP/2.0 clients get 2.0 answers).
     version: Version,
+    /// Why the last request was answered 401, until the edge takes it (to log it).
+    refused: Option<AuthCheck>,
 }
 
 impl ServerSession {
@@ -187,6 +192,7 @@ impl ServerSession {
             events: VecDeque::new(),
             session_given: false,
             version: Version::V1_0,
+            refused: None,
         }
     }
 
@@ -204,6 +210,43 @@ impl ServerSession {
     /// that learns a stream's credentials only once a request named the stream.
     pub fn set_auth(&mut self, auth: Option<Authenticator>) {
         self.config.auth = auth;
+    }
+
+    /// The credentials required, if any (the edge rotates their nonce through it).
+    pub fn auth_mut(&mut self) -> Option<&mut Authenticator> {
+        self.config.auth.as_mut()
+    }
+
+    /// Why the last 401 was answered (once): the edge logs wrong credentials with the peer.
+    pub fn take_refusal(&mut self) -> Option<AuthCheck> {
+        self.refused.take()
+    }
+
+    /// Checks the request the edge is deciding on against credentials set (with
+    /// [`ServerSession::set_auth`]) only after it was handled, once the edge learned that its
+    /// stream wants them. `None`: acceptable, still pending. `Some`: the 401 to send instead (the
+    /// question is dropped).
+    pub fn recheck_pending(&mut self) -> Option<Response> {
+        let auth = self.config.auth.as_ref()?;
+        let p = self.pending.as_ref()?;
+        let check = auth.verify(&p.method, p.authorization.as_deref());
+        if check == AuthCheck::Ok {
+            return None;
+        }
+        let cseq = p.cseq;
+        self.pending = None;
+        Some(self.unauthorized(check, cseq))
+    }
+
+    fn unauthorized(&mut self, check: AuthCheck, cseq: Option<u32>) -> Response {
+        let mut r = self.reply(401, cseq);
+        if let Some(auth) = &self.config.auth {
+            for c in auth.challenges_for(&check) {
+                r.headers.push("WWW-Authenticate", c);
+            }
+        }
+        self.refused = Some(check);
+        r
     }
 
     /// The tracks set up so far.
@@ -239,12 +282,9 @@ impl ServerSession {
         }
         if req.method != Method::Options {
             if let Some(auth) = &self.config.auth {
-                if !auth.check(req.method.as_str(), req.headers.get("Authorization")) {
-                    let mut r = self.reply(401, cseq);
-                    for c in auth.challenges() {
-                        r.headers.push("WWW-Authenticate", c);
-                    }
-                    return Step::Reply(r);
+                let check = auth.verify(req.method.as_str(), req.headers.get("Authorization"));
+                if check != AuthCheck::Ok {
+                    return Step::Reply(self.unauthorized(check, cseq));
                 }
             }
         }
@@ -342,6 +382,8 @@ impl ServerSession {
             cseq,
             ask: ask.clone(),
             uri: req.uri.clone(),
+            method: req.method.as_str().to_string(),
+            authorization: req.headers.get("Authorization").map(str::to_string),
         });
         Step::Ask(ask)
     }
@@ -663,6 +705,58 @@ mod tests {
         );
         assert_eq!(s.poll_event(), Some(SessionEvent::Play));
         assert_eq!(s.state(), State::Playing);
+    }
+
+    #[test]
+    fn credentials_learned_after_the_request() {
+        // The edge knows a stream wants credentials only after the DESCRIBE named it.
+        let mut s = ServerSession::new(ServerConfig::default());
+        let Step::Ask(Ask::Describe { .. }) =
+            s.handle(&req("DESCRIBE rtsp://h/live RTSP/1.0\r\nCSeq: 1\r\n\r\n"))
+        else {
+            panic!()
+        };
+        s.set_auth(Some(Authenticator::new("u", "p", "r", "n".into(), false)));
+        let r = s.recheck_pending().expect("a 401 instead");
+        assert_eq!((r.status, r.headers.cseq()), (401, Some(1)));
+        assert_eq!(s.take_refusal(), Some(AuthCheck::Missing));
+        assert_eq!(s.take_refusal(), None);
+        // The question was dropped: an answer now is a server error, not a 200.
+        assert_eq!(s.answer(Answer::Describe(Ok(SDP.into()))).status, 500);
+        let ch = crate::rtsp::DigestChallenge::parse(r.headers.get("WWW-Authenticate").unwrap())
+            .unwrap();
+        let wrong = ch.respond("u", "bad", "DESCRIBE", "rtsp://h/live", "", 1);
+        let text =
+            format!("DESCRIBE rtsp://h/live RTSP/1.0\r\nCSeq: 2\r\nAuthorization: {wrong}\r\n\r\n");
+        let Step::Reply(r) = s.handle(&req(&text)) else {
+            panic!()
+        };
+        assert_eq!(r.status, 401);
+        assert!(
+            matches!(s.take_refusal(), Some(AuthCheck::Refused { user: Some(u), .. }) if u == "u")
+        );
+        let right = ch.respond("u", "p", "DESCRIBE", "rtsp://h/live", "", 1);
+        let text =
+            format!("DESCRIBE rtsp://h/live RTSP/1.0\r\nCSeq: 3\r\nAuthorization: {right}\r\n\r\n");
+        let Step::Ask(Ask::Describe { .. }) = s.handle(&req(&text)) else {
+            panic!()
+        };
+        assert_eq!(s.recheck_pending(), None);
+        assert_eq!(s.answer(Answer::Describe(Ok(SDP.into()))).status, 200);
+        // The nonce expires: the same answer is now stale, and the challenge says so.
+        s.auth_mut().unwrap().rotate("n2".into());
+        let old = ch.respond("u", "p", "SETUP", "rtsp://h/live/streamid=0", "", 1);
+        let text = format!("SETUP rtsp://h/live/streamid=0 RTSP/1.0\r\nCSeq: 4\r\nAuthorization: {old}\r\nTransport: RTP/AVP/TCP;unicast\r\n\r\n");
+        let Step::Reply(r) = s.handle(&req(&text)) else {
+            panic!()
+        };
+        assert_eq!(r.status, 401);
+        assert!(r
+            .headers
+            .get("WWW-Authenticate")
+            .unwrap()
+            .contains("stale=TRUE"));
+        assert_eq!(s.take_refusal(), Some(AuthCheck::Stale));
     }
 
     #[test]
