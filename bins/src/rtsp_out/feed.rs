@@ -517,7 +517,10 @@ mod tests {
         // Another channel: its own framing, same packets.
         let f2 = b.framed(2);
         assert_ne!(f2.as_ptr(), f0.as_ptr());
-        assert!(read(&f2).iter().zip(&orig).all(|((c, p), o)| *c == 2 && p == o));
+        assert!(read(&f2)
+            .iter()
+            .zip(&orig)
+            .all(|((c, p), o)| *c == 2 && p == o));
         assert_eq!(b.held_len(), 2 * f0.len());
         b.trim(1);
         assert_eq!(b.held_len(), f0.len());
@@ -542,6 +545,9 @@ mod tests {
         let mut sr = Batch::new(1, vec![Bytes::from_static(&[0x80, 200, 0, 6])]);
         sent.clear();
         v1.send(&mut sr, true, None, &mut |x| sent.push(x));
-        assert_eq!(read(&sent[0]), vec![(1, Bytes::from_static(&[0x80, 200, 0, 6]))]);
+        assert_eq!(
+            read(&sent[0]),
+            vec![(1, Bytes::from_static(&[0x80, 200, 0, 6]))]
+        );
     }
 }
