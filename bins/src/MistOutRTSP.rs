@@ -29,6 +29,10 @@ struct Args {
     /// First of the two UDP ports (RTP, RTCP) media is sent from; 0 picks a free pair
     #[arg(long = "udp-port", default_value_t = 0)]
     udp_port: u16,
+    /// Merged writes: write each interleaved-TCP viewer at most every MS milliseconds (0: every
+    /// frame at once); UDP packets leave at once
+    #[arg(long = "merge-ms", default_value_t = mist_bins::rtsp_out::DEFAULT_MERGE_MS)]
+    merge_ms: u64,
     /// Most connections from one remote address at once (0: no cap)
     #[arg(long = "max-per-ip", default_value_t = mist_bins::rtsp_out::DEFAULT_MAX_PER_IP)]
     max_per_ip: usize,
@@ -46,6 +50,7 @@ fn main() {
         addr: SocketAddr::new(args.interface, args.port),
         udp_port: args.udp_port,
         max_per_ip: args.max_per_ip,
+        merge: std::time::Duration::from_millis(args.merge_ms),
     };
     if let Err(e) = mist_bins::rtsp_out::run(cfg) {
         mist_core::fail!("RTSP on {}:{}: {e}", args.interface, args.port);

@@ -8,13 +8,16 @@ use mist_core::debug;
 use mist_media::rtp::{rtcp, PacketBuilder, Packetizer};
 use mist_media::sdp::SessionDescription;
 use mist_media::{Track, TrackKind};
-use mist_shm::{ReadEvent, ReaderInfo, ShmError, StreamReader};
+use mist_shm::{ReadEvent, ReaderInfo, ShmError, StreamReader, StreamUser};
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// Bytes of packets kept since the newest keyframe; beyond it new viewers wait for the next one.
 const GOP_MAX: usize = 32 << 20;
+/// Framings (interleaved channels) kept per cached frame: players use one pair per track, the
+/// same for all of them; rarer channels are framed again when a viewer joins.
+const GOP_FRAMINGS: usize = 2;
 /// Frames read from one stream per loop turn before others get a go.
 const FRAMES_PER_TURN: usize = 2000;
 /// How far ahead of real time a VoD feed sends.
@@ -22,8 +25,8 @@ const VOD_AHEAD_MS: i64 = 500;
 /// A stream without viewers is dropped after this long (a PLAY may be on its way).
 const LINGER: Duration = Duration::from_secs(5);
 
-/// Hands packets to viewers: (viewers, track, packets, whether they are RTCP).
-pub type Deliver<'a> = dyn FnMut(&[ConnId], u32, &[Bytes], bool) + 'a;
+/// Hands a batch of packets to viewers: (viewers, the batch, whether it is RTCP).
+pub type Deliver<'a> = dyn FnMut(&[ConnId], &mut Batch, bool) + 'a;
 
 /// Where one set-up track's packets go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,13 +37,83 @@ pub enum Out {
     Udp(SocketAddr, SocketAddr),
 }
 
+/// The packets of one frame of a track (or one track's RTCP report): built once per stream and
+/// shared by every viewer. For interleaved viewers they are framed (`$`, channel, length,
+/// packet, for every packet) into one buffer per channel, built on first use: each TCP viewer
+/// queues one shared item per frame, however many packets the frame took, so a merged write
+/// stays a few iovecs and a viewer's output queue stays at its idle size.
+pub struct Batch {
+    pub track: u32,
+    /// The packets (after the first framing: slices of it, no second copy).
+    pkts: Vec<Bytes>,
+    /// The framed packets per channel.
+    framed: Vec<(u8, Bytes)>,
+}
+
+impl Batch {
+    pub fn new(track: u32, pkts: Vec<Bytes>) -> Batch {
+        Batch {
+            track,
+            pkts,
+            framed: Vec::new(),
+        }
+    }
+
+    pub fn packets(&self) -> &[Bytes] {
+        &self.pkts
+    }
+
+    /// Bytes held: the framings, or the packets while there is none.
+    pub fn held_len(&self) -> usize {
+        if self.framed.is_empty() {
+            self.pkts.iter().map(Bytes::len).sum()
+        } else {
+            self.framed.iter().map(|(_, b)| b.len()).sum()
+        }
+    }
+
+    /// Keeps the first `n` framings (others are built again when asked for).
+    fn trim(&mut self, n: usize) {
+        self.framed.truncate(n.max(1));
+    }
+
+    /// The packets framed for interleaved channel `ch`, in one shared buffer.
+    pub fn framed(&mut self, ch: u8) -> Bytes {
+        if let Some((_, b)) = self.framed.iter().find(|(c, _)| *c == ch) {
+            return b.clone();
+        }
+        let first = self.framed.is_empty();
+        let size: usize = self.pkts.iter().map(|p| p.len() + 4).sum();
+        let mut v = Vec::with_capacity(size);
+        let mut at = Vec::with_capacity(self.pkts.len());
+        for p in &self.pkts {
+            // Packets are at most an MTU; a longer one cannot be framed and is left out.
+            let Ok(len) = u16::try_from(p.len()) else {
+                continue;
+            };
+            v.push(b'$');
+            v.push(ch);
+            v.extend_from_slice(&len.to_be_bytes());
+            at.push(v.len()..v.len() + p.len());
+            v.extend_from_slice(p);
+        }
+        let b = Bytes::from(v);
+        if first && at.len() == self.pkts.len() {
+            // The packets become views of the framed buffer: one copy of them is kept.
+            self.pkts = at.into_iter().map(|r| b.slice(r)).collect();
+        }
+        self.framed.push((ch, b.clone()));
+        b
+    }
+}
+
 /// One playing connection.
 pub struct Viewer {
     /// The feed (key of the app's feed table) this viewer is attached to.
     pub feed: String,
     outs: Vec<(u32, Out)>,
     /// A users-table slot, so the controller counts this viewer with its address.
-    stats: Option<StreamReader>,
+    stats: Option<StreamUser>,
     bytes: u64,
     /// The viewer's address (the CONN_STOP payload).
     pub host: String,
@@ -48,9 +121,9 @@ pub struct Viewer {
 
 impl Viewer {
     pub fn new(feed: &str, stream: &str, outs: Vec<(u32, Out)>, host: &str) -> Viewer {
-        let stats = StreamReader::open(
+        let stats = StreamUser::open(
             stream,
-            ReaderInfo {
+            &ReaderInfo {
                 connector: "RTSP".into(),
                 host: host.into(),
             },
@@ -65,44 +138,36 @@ impl Viewer {
         }
     }
 
-    /// Sends `pkts` of `track` (RTP, or RTCP when `rtcp`) the way this viewer set the track up:
-    /// interleaved frames through `tcp`, datagrams from the shared UDP pair. `framed` holds the
-    /// `$`-framed packets per channel, built once and shared by every viewer of that channel.
+    /// Sends `batch` (RTP, or RTCP when `rtcp`) the way this viewer set its track up: the
+    /// batch's shared framed buffer through `tcp`, or datagrams from the shared UDP pair.
     pub fn send(
         &mut self,
-        track: u32,
-        pkts: &[Bytes],
+        batch: &mut Batch,
         rtcp: bool,
         udp: Option<&super::UdpPair>,
-        framed: &mut Framed,
         tcp: &mut dyn FnMut(Bytes),
     ) {
-        for (t, out) in &self.outs {
-            if *t != track {
+        for &(t, out) in &self.outs {
+            if t != batch.track {
                 continue;
             }
-            if let Out::Tcp(a, b) = *out {
-                let ch = if rtcp { b } else { a };
-                for f in framed.get(ch, pkts) {
+            match out {
+                Out::Tcp(a, b) => {
+                    let f = batch.framed(if rtcp { b } else { a });
                     self.bytes += f.len() as u64;
-                    tcp(f.clone());
+                    tcp(f);
                 }
-                continue;
-            }
-            for p in pkts {
-                self.bytes += p.len() as u64;
-                match *out {
-                    Out::Tcp(..) => {}
-                    Out::Udp(to_rtp, to_rtcp) => {
-                        if let Some(u) = udp {
-                            let (s, to): (&UdpSocket, _) = if rtcp {
-                                (&u.rtcp, to_rtcp)
-                            } else {
-                                (&u.rtp, to_rtp)
-                            };
-                            // A full socket buffer drops the packet, as the network would.
-                            let _ = s.send_to(p, to);
-                        }
+                Out::Udp(to_rtp, to_rtcp) => {
+                    let Some(u) = udp else { continue };
+                    let (s, to): (&UdpSocket, _) = if rtcp {
+                        (&u.rtcp, to_rtcp)
+                    } else {
+                        (&u.rtp, to_rtp)
+                    };
+                    for p in batch.packets() {
+                        self.bytes += p.len() as u64;
+                        // A full socket buffer drops the packet, as the network would.
+                        let _ = s.send_to(p, to);
                     }
                 }
             }
@@ -113,31 +178,6 @@ impl Viewer {
         if let Some(s) = &mut self.stats {
             s.report(self.bytes, 0);
         }
-    }
-}
-
-/// Packets framed for interleaving (`$`, channel, length, packet), per channel, built on first
-/// use for one batch of packets.
-#[derive(Default)]
-pub struct Framed(Vec<(u8, Vec<Bytes>)>);
-
-impl Framed {
-    fn get(&mut self, ch: u8, pkts: &[Bytes]) -> &[Bytes] {
-        let i = match self.0.iter().position(|(c, _)| *c == ch) {
-            Some(i) => i,
-            None => {
-                let v = pkts
-                    .iter()
-                    .filter_map(|p| {
-                        let f = mist_media::rtsp::message::interleaved_frame(ch, p)?;
-                        Some(Bytes::from(f))
-                    })
-                    .collect();
-                self.0.push((ch, v));
-                self.0.len() - 1
-            }
-        };
-        &self.0[i].1
     }
 }
 
@@ -199,8 +239,8 @@ pub struct PlayStream {
     reader: StreamReader,
     outs: HashMap<u32, TrackOut>,
     main: Option<u32>,
-    /// Packets since the newest main-track keyframe, by track.
-    gop: Vec<(u32, Vec<Bytes>)>,
+    /// Packets since the newest main-track keyframe, frame by frame (with their framings).
+    gop: Vec<Batch>,
     gop_bytes: usize,
     gop_ok: bool,
     pub viewers: Vec<ConnId>,
@@ -325,7 +365,7 @@ impl PlayStream {
 
     /// Reads what is there without viewers (before a PLAY answer: fills the keyframe cache).
     pub fn pump_pending(&mut self) {
-        let _ = self.pump(Instant::now(), &mut |_, _, _, _| {});
+        let _ = self.pump(Instant::now(), &mut |_, _, _| {});
     }
 
     /// The first sequence number and RTP time a new viewer gets for `track`, if known.
@@ -333,8 +373,8 @@ impl PlayStream {
         if !self.gop_ok {
             return None;
         }
-        let (_, pkts) = self.gop.iter().find(|(t, _)| *t == track)?;
-        let p = pkts.first()?;
+        let b = self.gop.iter().find(|b| b.track == track)?;
+        let p = b.packets().first()?;
         (p.len() >= 8).then(|| {
             (
                 u16::from_be_bytes([p[2], p[3]]),
@@ -344,7 +384,7 @@ impl PlayStream {
     }
 
     /// A sender report (with SDES CNAME) for each track sent so far.
-    fn sender_reports(&self) -> Vec<(u32, Bytes)> {
+    fn sender_reports(&self) -> Vec<Batch> {
         let Some(base) = self.base_us else {
             return Vec::new();
         };
@@ -363,24 +403,28 @@ impl PlayStream {
                 };
                 let mut b = sr.build();
                 b.extend(rtcp::sdes_cname(o.ssrc, "mist-rs"));
-                Some((*id, Bytes::from(b)))
+                Some(Batch::new(*id, vec![Bytes::from(b)]))
             })
             .collect()
     }
 
-    /// Sends a new viewer the sender reports and the packets since the newest keyframe.
+    /// Sends a new viewer the sender reports and the packets since the newest keyframe (their
+    /// framings are kept with them, so viewers joining on the same channels share them too).
     pub fn start_viewer(
-        &self,
+        &mut self,
         v: &mut Viewer,
         udp: Option<&super::UdpPair>,
         tcp: &mut dyn FnMut(Bytes),
     ) {
-        for (track, sr) in self.sender_reports() {
-            v.send(track, &[sr], true, udp, &mut Framed::default(), tcp);
+        for mut sr in self.sender_reports() {
+            v.send(&mut sr, true, udp, tcp);
         }
         if self.gop_ok {
-            for (track, pkts) in &self.gop {
-                v.send(*track, pkts, false, udp, &mut Framed::default(), tcp);
+            for b in &mut self.gop {
+                let before = b.held_len();
+                v.send(b, false, udp, tcp);
+                b.trim(GOP_FRAMINGS);
+                self.gop_bytes = (self.gop_bytes + b.held_len()).saturating_sub(before);
             }
         }
     }
@@ -429,19 +473,18 @@ impl PlayStream {
                         self.gop_bytes = 0;
                         self.gop_ok = true;
                     }
+                    let mut batch = Batch::new(f.track, pkts);
+                    send(&self.viewers, &mut batch, false);
                     if self.gop_ok {
-                        self.gop_bytes += pkts.iter().map(Bytes::len).sum::<usize>();
+                        batch.trim(GOP_FRAMINGS);
+                        self.gop_bytes += batch.held_len();
                         if self.gop_bytes > GOP_MAX {
                             self.gop.clear();
                             self.gop_ok = false;
                         } else {
-                            match self.gop.iter_mut().find(|(t, _)| *t == f.track) {
-                                Some((_, v)) => v.extend(pkts.iter().cloned()),
-                                None => self.gop.push((f.track, pkts.clone())),
-                            }
+                            self.gop.push(batch);
                         }
                     }
-                    send(&self.viewers, f.track, &pkts, false);
                 }
                 ev @ (ReadEvent::TracksChanged | ReadEvent::Restarted) => {
                     self.sync_tracks();
@@ -460,10 +503,91 @@ impl PlayStream {
         }
         if now >= self.next_sr {
             self.next_sr = now + SR_EVERY;
-            for (track, sr) in self.sender_reports() {
-                send(&self.viewers, track, &[sr], true);
+            for mut sr in self.sender_reports() {
+                send(&self.viewers, &mut sr, true);
             }
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mist_media::rtsp::{Decoder, Item};
+
+    fn batch() -> Batch {
+        let pkts = (0..5u8)
+            .map(|i| Bytes::from(vec![0x80, 96, 0, i, 1, 2, 3, 4, 5, 6, 7, 8, i, i, i]))
+            .collect();
+        Batch::new(1, pkts)
+    }
+
+    /// What a player reads from the framed bytes: (channel, packet) per interleaved frame.
+    fn read(b: &[u8]) -> Vec<(u8, Bytes)> {
+        let mut d = Decoder::default();
+        d.push(b);
+        let mut out = Vec::new();
+        while let Some(Item::Interleaved { channel, data }) = d.next_item().unwrap() {
+            out.push((channel, data));
+        }
+        out
+    }
+
+    #[test]
+    fn one_shared_buffer_per_frame_and_channel() {
+        let mut b = batch();
+        let orig: Vec<Bytes> = b.packets().to_vec();
+        let f0 = b.framed(0);
+        // Every viewer on channel 0 gets the same buffer (no copy per viewer).
+        assert_eq!(b.framed(0).as_ptr(), f0.as_ptr());
+        let got = read(&f0);
+        assert_eq!(got.len(), 5);
+        for ((ch, p), o) in got.iter().zip(&orig) {
+            assert_eq!(*ch, 0);
+            assert_eq!(p, o);
+        }
+        // The packets are now views of that buffer: no second copy is kept.
+        let range = f0.as_ptr() as usize..f0.as_ptr() as usize + f0.len();
+        for (p, o) in b.packets().iter().zip(&orig) {
+            assert!(range.contains(&(p.as_ptr() as usize)));
+            assert_eq!(p, o);
+        }
+        assert_eq!(b.held_len(), f0.len());
+        // Another channel: its own framing, same packets.
+        let f2 = b.framed(2);
+        assert_ne!(f2.as_ptr(), f0.as_ptr());
+        assert!(read(&f2)
+            .iter()
+            .zip(&orig)
+            .all(|((c, p), o)| *c == 2 && p == o));
+        assert_eq!(b.held_len(), 2 * f0.len());
+        b.trim(1);
+        assert_eq!(b.held_len(), f0.len());
+        assert_eq!(b.framed(0).as_ptr(), f0.as_ptr());
+    }
+
+    #[test]
+    fn tcp_viewers_share_bytes_and_udp_viewers_get_packets() {
+        let mut b = batch();
+        let mut v1 = Viewer::new("s", "no-such-stream", vec![(1, Out::Tcp(0, 1))], "h");
+        let mut v2 = Viewer::new("s", "no-such-stream", vec![(1, Out::Tcp(0, 1))], "h");
+        let mut other = Viewer::new("s", "no-such-stream", vec![(2, Out::Tcp(0, 1))], "h");
+        let mut sent: Vec<Bytes> = Vec::new();
+        for v in [&mut v1, &mut v2, &mut other] {
+            v.send(&mut b, false, None, &mut |x| sent.push(x));
+        }
+        // One item per viewer of the track, the same buffer for both.
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].as_ptr(), sent[1].as_ptr());
+        assert_eq!(v1.bytes, sent[0].len() as u64);
+        // RTCP goes on the odd channel.
+        let mut sr = Batch::new(1, vec![Bytes::from_static(&[0x80, 200, 0, 6])]);
+        sent.clear();
+        v1.send(&mut sr, true, None, &mut |x| sent.push(x));
+        assert_eq!(
+            read(&sent[0]),
+            vec![(1, Bytes::from_static(&[0x80, 200, 0, 6]))]
+        );
     }
 }

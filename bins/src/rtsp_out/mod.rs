@@ -20,10 +20,12 @@
 //!   are open as before.
 //! * **Media**: one [`StreamReader`] per played stream per process ([`feed::PlayStream`]); each
 //!   frame is packetised once (one packetiser per track, shared SSRC and sequence numbers) and the
-//!   same packets go to every viewer, over interleaved TCP (a 4-byte `$` header per viewer and
-//!   packet, the packet itself shared) or UDP unicast from one shared server port pair. The
-//!   packets since the newest keyframe are kept, so a new viewer starts at once with a decodable
-//!   picture; its `RTP-Info` names their first sequence number and RTP time.
+//!   same packets go to every viewer: over interleaved TCP as one buffer per frame and channel
+//!   (`$` headers and packets joined once, [`feed::Batch`], shared by every viewer on that
+//!   channel, written in merged writes every [`Config::merge`]), or over UDP unicast from one
+//!   shared server port pair as each frame is read. The packets since the newest keyframe are
+//!   kept, so a new viewer starts at once with a decodable picture; its `RTP-Info` names their
+//!   first sequence number and RTP time.
 //! * **Publish**: ANNOUNCE (push acceptance by the controller, `Request::Push`, as for RTMP), SETUP
 //!   over interleaved TCP or UDP (taken only from the client's address and set-up ports), RECORD;
 //!   RTP is depacketised ([`publish::Publisher`]) into the stream's buffer through the one
@@ -154,7 +156,16 @@ pub struct Config {
     pub udp_port: u16,
     /// Connections from one remote address at once (0: no cap).
     pub max_per_ip: usize,
+    /// Merged writes: media for a viewer over interleaved TCP is written at most this often
+    /// (unless [`MERGE_BYTES`] are queued for it; 0: at once), as RTMP and HTTP do. UDP packets
+    /// leave as each frame is read.
+    pub merge: Duration,
 }
+
+/// Default of `--merge-ms` (as RTMP's and HTTP's).
+pub const DEFAULT_MERGE_MS: u64 = 100;
+/// Queued bytes at which a viewer is written without waiting for the merge interval.
+pub const MERGE_BYTES: usize = mist_net::config::MERGE_BYTES;
 
 /// Default of `--max-per-ip` (as RTMP's).
 pub const DEFAULT_MAX_PER_IP: usize = 1_000;
@@ -192,6 +203,11 @@ pub struct RtspApp {
     next_stats: Instant,
     /// When publishers over UDP get their next RTCP receiver reports.
     next_rr: Instant,
+    /// See [`Config::merge`].
+    merge: Duration,
+    /// Viewers with media queued for the merged write, and when it is due.
+    merged: Vec<ConnId>,
+    next_merge: Instant,
 }
 
 /// The shared server UDP ports: media leaves from them, client RTCP and hole punches arrive.
@@ -1005,6 +1021,9 @@ impl RtspApp {
             seed,
             next_stats: Instant::now(),
             next_rr: Instant::now() + RR_EVERY,
+            merge: Duration::from_millis(DEFAULT_MERGE_MS),
+            merged: Vec::new(),
+            next_merge: Instant::now(),
         }
     }
 
@@ -1167,18 +1186,37 @@ impl RtspApp {
             viewers,
             udp,
             waiter,
+            merge,
+            merged,
+            next_merge,
             ..
         } = self;
         let udp = udp.as_ref();
+        let merge = *merge;
         for ps in streams.values_mut() {
-            let ended = ps.pump(now, &mut |ids, track, pkts, rtcp| {
-                let mut framed = feed::Framed::default();
-                for id in ids {
-                    if let Some(v) = viewers.get_mut(id) {
-                        v.send(track, pkts, rtcp, udp, &mut framed, &mut |b| {
-                            ctl.send(*id, b);
-                        });
-                    }
+            let ended = ps.pump(now, &mut |ids, batch, rtcp| {
+                for &id in ids {
+                    let Some(v) = viewers.get_mut(&id) else {
+                        continue;
+                    };
+                    v.send(batch, rtcp, udp, &mut |b| {
+                        if merge.is_zero() {
+                            ctl.send(id, b);
+                            return;
+                        }
+                        // Queued now, written with what follows at the merge deadline.
+                        let Some(q) = ctl.out(id) else { return };
+                        let first = q.is_empty();
+                        q.push(b);
+                        if q.len() >= MERGE_BYTES {
+                            ctl.flush(id);
+                        } else if first {
+                            if merged.is_empty() {
+                                *next_merge = now + merge;
+                            }
+                            merged.push(id);
+                        }
+                    });
                 }
             });
             if ended {
@@ -1282,6 +1320,16 @@ impl App for RtspApp {
             ctl.close(id);
         }
         self.pump(ctl, now);
+        if !self.merged.is_empty() && now >= self.next_merge {
+            let mut ids = std::mem::take(&mut self.merged);
+            ids.sort_unstable();
+            ids.dedup();
+            for &id in &ids {
+                ctl.flush(id);
+            }
+            ids.clear();
+            self.merged = ids;
+        }
         if now >= self.next_stats {
             self.next_stats = now + Duration::from_secs(1);
             for v in self.viewers.values_mut() {
@@ -1306,7 +1354,12 @@ impl App for RtspApp {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.streams.values().map(PlayStream::next_sr).min()
+        let merge = (!self.merged.is_empty()).then_some(self.next_merge);
+        self.streams
+            .values()
+            .map(PlayStream::next_sr)
+            .chain(merge)
+            .min()
     }
 }
 
@@ -1406,6 +1459,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
     )
     .timeout(Duration::from_secs(10));
     let mut app = RtspApp::new(asker, admit, udp, waiter, stop.clone(), seed);
+    app.merge = cfg.merge;
     let r = rt.run(&mut app);
     stop.store(true, Ordering::Relaxed);
     r
@@ -1420,6 +1474,7 @@ pub fn capabilities() -> serde_json::Value {
             "port": {"name": "TCP port", "help": "TCP port to listen on", "type": "uint", "default": 5554, "option": "--port", "short": "p"},
             "interface": {"name": "Interface", "help": "Address to listen on, or 0.0.0.0 for all available interfaces.", "type": "str", "default": "0.0.0.0", "option": "--interface", "short": "i"},
             "udpport": {"name": "UDP port", "help": "First of the two UDP ports (RTP, RTCP) media is sent from; 0 picks a free pair.", "type": "uint", "default": 0, "option": "--udp-port"},
+            "merge_ms": {"name": "Merged writes (ms)", "help": "Write media to each viewer over interleaved TCP at most this often, in milliseconds; 0 writes every frame at once. Larger values cost less CPU per viewer and add up to that much latency. UDP packets leave at once.", "type": "uint", "default": DEFAULT_MERGE_MS, "option": "--merge-ms"},
             "max_per_ip": {"name": "Per-address connection cap", "help": "Most connections from one remote address at once; more are refused with a log line. 0: no cap.", "type": "uint", "default": DEFAULT_MAX_PER_IP, "option": "--max-per-ip"},
             "debug": {"name": "debug", "help": "The debug level at which messages need to be printed.", "type": "debug", "option": "--debug", "short": "g"}
         },
