@@ -445,6 +445,17 @@ impl Controller {
         shm_call(mist_shm::list_streams)
     }
 
+    /// Names of the live streams that have tracks and have not ended: what auto-push rules,
+    /// `push_start` and run-time tags treat as active.
+    pub fn active_streams(&self) -> Vec<String> {
+        self.shm_streams()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.live && !s.ended && !s.tracks.is_empty())
+            .map(|s| s.name)
+            .collect()
+    }
+
     /// Makes sure the input for `stream` runs, or says why it cannot.
     pub fn ensure_input(
         &mut self,

@@ -517,20 +517,6 @@ fn new_push(ctl: &mut Controller, stream: &str, target: &str, rule: Option<Strin
     }
 }
 
-/// The active streams as a set.
-pub fn active_set(ctl: &Controller) -> HashSet<String> {
-    active_streams(ctl).into_iter().collect()
-}
-
-fn active_streams(ctl: &Controller) -> Vec<String> {
-    ctl.shm_streams()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|s| s.live && !s.ended && !s.tracks.is_empty())
-        .map(|s| s.name)
-        .collect()
-}
-
 /// Why a `push_start` did nothing (the API answer's `push_start_error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PushStartError {
@@ -554,7 +540,7 @@ pub fn start(ctl: &mut Controller, arg: &Value) -> Result<(), PushStartError> {
         return Err(PushStartError::Arguments);
     };
     let streams: Vec<String> = if stream.ends_with('+') || stream.starts_with('#') {
-        active_streams(ctl)
+        ctl.active_streams()
             .into_iter()
             .filter(|s| stream_matches(stream, s, &stream_tags(ctl, s)))
             .collect()
@@ -773,7 +759,7 @@ pub fn tick(ctl: &mut Controller) {
     }
     ctl.pushes.last_scan = Some(now);
     let rules = rules(ctl);
-    let active: HashSet<String> = active_streams(ctl).into_iter().collect();
+    let active: HashSet<String> = ctl.active_streams().into_iter().collect();
     ctl.pushes.tags.update(&active);
     let unix = super::now_unix();
     // Rules seen for the first time wait `wait` for streams already active.

@@ -123,7 +123,7 @@ pub fn of(ctl: &Controller, stream: &str) -> Vec<String> {
 pub fn api(ctl: &mut Controller, cmd: &str, arg: &Value) -> Option<Value> {
     match cmd {
         "tag_stream" => {
-            let active: HashSet<String> = super::push::active_set(ctl);
+            let active: HashSet<String> = ctl.active_streams().into_iter().collect();
             for (s, t) in pairs(arg) {
                 let on = active.contains(&s);
                 info!(
@@ -149,7 +149,7 @@ pub fn api(ctl: &mut Controller, cmd: &str, arg: &Value) -> Option<Value> {
                     .map(mist_core::names::sanitize)
                     .collect(),
                 _ => {
-                    let mut v: Vec<String> = super::push::active_set(ctl).into_iter().collect();
+                    let mut v: Vec<String> = ctl.active_streams();
                     v.sort();
                     v
                 }
