@@ -389,12 +389,9 @@ mod tests {
     use mist_core::control::Response;
     use mist_media::Codec;
 
-    /// A shared-memory directory of the test's own, removed when dropped (the variable is
-    /// process-wide: no other unit test of the library touches shared memory).
-    fn shm_dir() -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        std::env::set_var("MIST_SHM_DIR", d.path());
-        d
+    /// The library's test shared-memory directory (see [`crate::test_shm_dir`]).
+    fn shm_dir() {
+        crate::test_shm_dir();
     }
 
     fn ended(stream: &str) -> bool {
@@ -403,7 +400,7 @@ mod tests {
 
     #[test]
     fn publishers_detach_or_close_and_owners_end() {
-        let _dir = shm_dir();
+        shm_dir();
         let t0 = Instant::now();
         let track = Track::new(1, Codec::Aac);
         // Under a controller an unpublish only detaches: the stream goes on for a new publisher.

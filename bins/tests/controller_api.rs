@@ -760,6 +760,24 @@ fn triggers_fire() {
     wait_for("SYSTEM_START handler", Duration::from_secs(5), || {
         tmp.path().join("start.ran").exists().then_some(())
     });
+    // A stream's config alone (MistOutRTSP asks it to check credentials first): the base
+    // stream's for a wildcard name, no trigger fired (STREAM_PUSH would write push.name), no
+    // input started (one would write input.args).
+    let config_of = |stream: &str, push: bool| {
+        control(
+            &ctl,
+            &json!({"cmd": "stream_config", "stream": stream, "push": push}),
+        )
+    };
+    let r = config_of("blocked+cam", true);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["stream"], "blocked+cam", "{r}");
+    assert_eq!(r["config"]["source"], "push://", "{r}");
+    let r = config_of("vod", false);
+    assert_eq!(r["config"]["source"], "/nonexistent/a.mp4", "{r}");
+    assert_eq!(config_of("nosuch", false)["ok"], false);
+    assert!(!tmp.path().join("push.name").exists(), "STREAM_PUSH fired");
+    assert!(!tmp.path().join("input.args").exists(), "an input started");
     let push = |stream: &str| {
         control(
             &ctl,

@@ -3,107 +3,22 @@
 //! with the password and are refused without it or with a wrong one; ffmpeg publishes into a
 //! protected stream with the password and is refused with a wrong one; Basic is taken only where
 //! the stream allows it; a stream without the keys stays open. Hand-written requests check the
-//! 401 answers themselves (challenges, no SDP) and the controller's log the refusal's address.
+//! 401 answers themselves (challenges, no SDP), Digest answers bound to the request URI and
+//! counted (qop=auth), that a 401 starts nothing (no input, no STREAM_LOAD or STREAM_PUSH), and
+//! the controller's log the refusal's address.
 
 mod common;
 
 use common::ctl::md5hex;
+use common::rtsp::{connect, controller, controller_edited, request};
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const USER: &str = "viewer";
 const PASS: &str = "s3cret";
-
-/// A controller with an RTSP listener and `streams`; returns it and the RTSP port.
-fn controller(streams: serde_json::Value) -> (Controller, u16) {
-    let rtsp = free_port();
-    let ctl = Controller::start_edited(streams, |c| {
-        c["config"]["protocols"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
-    });
-    assert!(wait_port(rtsp, Duration::from_secs(10)), "no RTSP port");
-    (ctl, rtsp)
-}
-
-/// One RTSP answer: status, headers, body.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
-/// Reads one answer off `s` (skipping interleaved frames before it).
-fn read_reply(s: &mut TcpStream) -> Reply {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).expect("an RTSP answer");
-        if head.is_empty() && b[0] == b'$' {
-            let mut h = [0u8; 3];
-            s.read_exact(&mut h).unwrap();
-            let mut skip = vec![0u8; u16::from_be_bytes([h[1], h[2]]) as usize];
-            s.read_exact(&mut skip).unwrap();
-            continue;
-        }
-        head.push(b[0]);
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = text.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let len = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0usize);
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn request(s: &mut TcpStream, method: &str, uri: &str, cseq: u32, extra: &str) -> Reply {
-    s.write_all(format!("{method} {uri} RTSP/1.0\r\nCSeq: {cseq}\r\n{extra}\r\n").as_bytes())
-        .unwrap();
-    read_reply(s)
-}
-
-fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s
-}
 
 /// A quoted parameter of a challenge.
 fn param(challenge: &str, key: &str) -> String {
@@ -122,6 +37,16 @@ fn digest(challenge: &str, user: &str, pass: &str, method: &str, uri: &str) -> S
     let ha2 = md5hex(&format!("{method}:{uri}"));
     let response = md5hex(&format!("{ha1}:{nonce}:{ha2}"));
     format!("Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\"\r\n")
+}
+
+/// The same with `qop=auth`, nonce count `nc` and a client nonce (what ffmpeg sends).
+fn digest_qop(challenge: &str, user: &str, pass: &str, method: &str, uri: &str, nc: u32) -> String {
+    let (realm, nonce) = (param(challenge, "realm"), param(challenge, "nonce"));
+    let ha1 = md5hex(&format!("{user}:{realm}:{pass}"));
+    let ha2 = md5hex(&format!("{method}:{uri}"));
+    let (nc, cnonce) = (format!("{nc:08x}"), "0a4f113b");
+    let response = md5hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+    format!("Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", qop=auth, nc={nc}, cnonce=\"{cnonce}\", response=\"{response}\"\r\n")
 }
 
 fn basic(user: &str, pass: &str) -> String {
@@ -144,33 +69,7 @@ fn basic(user: &str, pass: &str) -> String {
 
 /// ffprobe of `url` over TCP: (success, streams, stderr).
 fn ffprobe(url: &str) -> (bool, Vec<serde_json::Value>, String) {
-    let out = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-rtsp_transport", "tcp"])
-        .args(["-show_streams", "-of", "json", url])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ffprobe");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    (
-        out.status.success(),
-        v["streams"].as_array().cloned().unwrap_or_default(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Video frames ffmpeg decodes from 2 s of `url` over `transport`.
-fn decode(url: &str, transport: &str) -> usize {
-    let out = Command::new("timeout")
-        .args(["30", "ffmpeg", "-hide_banner", "-loglevel", "error"])
-        .args(["-rtsp_transport", transport, "-i", url, "-t", "2"])
-        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ffmpeg");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .count()
+    rtsp::ffprobe(url, "tcp")
 }
 
 /// The WARN lines of the controller's log (its children's stderr included).
@@ -253,6 +152,36 @@ fn play_needs_the_password() {
     assert_eq!(r.status, 401, "SETUP without credentials");
     drop(s);
 
+    // Digest answers are bound to the request's URI, and qop=auth answers (offered in the
+    // challenge) are counted: the same one twice is a replay.
+    let mut s = connect(port);
+    let r = request(&mut s, "DESCRIBE", &uri, 1, "");
+    let ch = r.header("WWW-Authenticate").unwrap().to_string();
+    assert!(ch.contains("qop=\"auth\""), "{ch}");
+    let open = format!("rtsp://127.0.0.1:{port}/open");
+    let r = request(
+        &mut s,
+        "DESCRIBE",
+        &uri,
+        2,
+        &digest(&ch, USER, PASS, "DESCRIBE", &open),
+    );
+    assert_eq!(r.status, 401, "an answer signed for another URI");
+    let first = digest_qop(&ch, USER, PASS, "DESCRIBE", &uri, 1);
+    let r = request(&mut s, "DESCRIBE", &uri, 3, &first);
+    assert_eq!(r.status, 200, "qop=auth, nc=1");
+    let r = request(&mut s, "DESCRIBE", &uri, 4, &first);
+    assert_eq!(r.status, 401, "the same nonce count again");
+    let r = request(
+        &mut s,
+        "DESCRIBE",
+        &uri,
+        5,
+        &digest_qop(&ch, USER, PASS, "DESCRIBE", &uri, 2),
+    );
+    assert_eq!(r.status, 200, "qop=auth, nc=2");
+    drop(s);
+
     // The refusal is in the log with the client's address.
     wait_until("the wrong password logged", Duration::from_secs(5), || {
         warnings(&ctl).iter().any(|l| {
@@ -278,7 +207,7 @@ fn play_needs_the_password() {
     );
     // ffmpeg decodes it over TCP and UDP.
     for transport in ["tcp", "udp"] {
-        let frames = decode(&with, transport);
+        let frames = rtsp::decode(&with, transport, "0:v:0", 2);
         assert!(frames >= 40, "{transport}: {frames} frames of 2 s");
     }
     // GStreamer's rtspsrc with user-id / user-pw.
@@ -332,6 +261,111 @@ fn play_needs_the_password() {
     let uri = format!("rtsp://127.0.0.1:{port}/open");
     let r = request(&mut s, "DESCRIBE", &uri, 1, "");
     assert_eq!(r.status, 200, "{:?}", r.headers);
+}
+
+/// Sends an ANNOUNCE of one PCMA track to `uri` with the header lines `auth`.
+fn announce(s: &mut TcpStream, uri: &str, cseq: u32, auth: &str) -> rtsp::Reply {
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 8\r\na=control:trackID=0\r\n";
+    rtsp::exchange(
+        s,
+        &format!(
+            "ANNOUNCE {uri} RTSP/1.0\r\nCSeq: {cseq}\r\n{auth}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
+    )
+}
+
+/// Credentials come first: a DESCRIBE of a protected VoD stream without them (or with a wrong
+/// password) starts no input (no STREAM_LOAD, no MistIn* process), and an ANNOUNCE without
+/// them fires no STREAM_PUSH; with the password both happen (so the checks can fail).
+#[test]
+fn unauthenticated_requests_start_nothing() {
+    let dir = TempDir::new("rtsp-auth-first");
+    let file = dir.path().join("clip.mp4");
+    make_mp4(&file, "320x240", 4);
+    let load = handler_script(dir.path(), "load", "echo true");
+    let push = handler_script(dir.path(), "push", "echo true");
+    let (ctl, port) = controller_edited(
+        serde_json::json!({
+            "secvod": {"name": "secvod", "source": file.to_str().unwrap(), "rtsp_user": USER, "rtsp_password": PASS},
+            "secpub": {"name": "secpub", "source": "push://", "rtsp_user": USER, "rtsp_password": PASS}
+        }),
+        |c| {
+            c["config"]["triggers"] = serde_json::json!({
+                "STREAM_LOAD": [{"handler": load, "sync": true, "streams": ["secvod"]}],
+                "STREAM_PUSH": [{"handler": push, "sync": true, "streams": ["secpub"]}]
+            });
+        },
+    );
+    let fired = |name: &str| {
+        std::fs::read_to_string(dir.path().join(format!("{name}.log")))
+            .map(|t| handler_records(&t).len())
+            .unwrap_or(0)
+    };
+    let inputs = || {
+        children(ctl.proc.pid())
+            .into_iter()
+            .filter(|(_, n)| n.starts_with("MistIn"))
+            .collect::<Vec<_>>()
+    };
+
+    let uri = rtsp::url(port, "secvod");
+    let mut s = connect(port);
+    let r = request(&mut s, "DESCRIBE", &uri, 1, "");
+    assert_eq!(r.status, 401);
+    let ch = r.header("WWW-Authenticate").unwrap().to_string();
+    let r = request(
+        &mut s,
+        "DESCRIBE",
+        &uri,
+        2,
+        &digest(&ch, USER, "wrong", "DESCRIBE", &uri),
+    );
+    assert_eq!(r.status, 401);
+    // The 401s came without the stream being asked for: nothing loaded, no input runs.
+    assert_eq!(
+        fired("load"),
+        0,
+        "STREAM_LOAD fired for a DESCRIBE answered 401"
+    );
+    assert!(
+        inputs().is_empty(),
+        "an input started for a DESCRIBE answered 401: {:?}",
+        inputs()
+    );
+    let r = request(
+        &mut s,
+        "DESCRIBE",
+        &uri,
+        3,
+        &digest(&ch, USER, PASS, "DESCRIBE", &uri),
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(fired("load"), 1, "STREAM_LOAD once the password was right");
+    assert!(!inputs().is_empty(), "no input for the authorised DESCRIBE");
+    drop(s);
+
+    let uri = rtsp::url(port, "secpub");
+    let mut s = connect(port);
+    let r = announce(&mut s, &uri, 1, "");
+    assert_eq!(r.status, 401);
+    let ch = r.header("WWW-Authenticate").unwrap().to_string();
+    let r = announce(
+        &mut s,
+        &uri,
+        2,
+        &digest(&ch, USER, "wrong", "ANNOUNCE", &uri),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        fired("push"),
+        0,
+        "STREAM_PUSH fired for an ANNOUNCE answered 401"
+    );
+    assert!(!ctl.active_streams().iter().any(|n| n == "secpub"));
+    let r = announce(&mut s, &uri, 3, &digest(&ch, USER, PASS, "ANNOUNCE", &uri));
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(fired("push"), 1, "STREAM_PUSH once the password was right");
 }
 
 /// ffmpeg `-f rtsp` with credentials in the URL publishes into a protected stream (Digest on

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::rtsp::controller;
 use common::*;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
@@ -51,39 +52,15 @@ impl Cam {
     }
 }
 
-/// A controller with an RTSP listener for viewers and `streams`.
-fn controller(streams: serde_json::Value) -> (Controller, u16) {
-    let rtsp = free_port();
-    let ctl = Controller::start_edited(streams, |c| {
-        c["config"]["protocols"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
-    });
-    assert!(wait_port(rtsp, Duration::from_secs(10)), "no RTSP port");
-    (ctl, rtsp)
-}
-
 /// ffprobe's streams of an RTSP URL (interleaved TCP), retried while the pull starts.
 fn probe(url: &str) -> Vec<serde_json::Value> {
     let end = Instant::now() + Duration::from_secs(40);
     loop {
-        let out = Command::new("timeout")
-            .args(["20", "ffprobe", "-v", "error", "-rtsp_transport", "tcp"])
-            .args(["-show_streams", "-of", "json", url])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ffprobe");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let streams = v["streams"].as_array().cloned().unwrap_or_default();
+        let (_, streams, err) = rtsp::ffprobe(url, "tcp");
         if streams.len() >= 2 {
             return streams;
         }
-        assert!(
-            Instant::now() < end,
-            "ffprobe {url}: {streams:?} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(Instant::now() < end, "ffprobe {url}: {streams:?} {err}");
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -98,17 +75,7 @@ fn codec(streams: &[serde_json::Value], kind: &str) -> serde_json::Value {
 
 /// Frames of 4 s of `map` (`0:v:0`, `0:a:0`) of `url` decoded by ffmpeg over TCP.
 fn decode(url: &str, map: &str) -> usize {
-    let out = Command::new("timeout")
-        .args(["40", "ffmpeg", "-hide_banner", "-loglevel", "error"])
-        .args(["-rtsp_transport", "tcp", "-i", url, "-t", "4"])
-        .args(["-map", map, "-f", "framemd5", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ffmpeg");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .count()
+    rtsp::decode(url, "tcp", map, 4)
 }
 
 /// Digest auth against gst-rtsp-server, RTP over UDP, keep-alive at half the session timeout,

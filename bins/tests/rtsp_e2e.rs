@@ -1,6 +1,7 @@
 //! End to end: ffmpeg publishes over RTMP into MistController, MistOutRTSP (started by the
 //! controller from its `RTSP` protocol entry) serves the stream; ffprobe, ffmpeg and GStreamer
-//! play it over interleaved TCP and UDP; hostile requests lose their own connection only.
+//! play it over interleaved TCP and UDP; hostile requests lose their own connection only;
+//! ffmpeg publishes over RTSP (TCP and UDP; over TCP it gets receiver reports).
 
 mod common;
 
@@ -13,17 +14,7 @@ use std::time::{Duration, Instant};
 /// A controller with an RTSP protocol entry on a free port, and a 640x360 H.264 + AAC publish
 /// into `live+STREAM` running for `seconds`.
 fn setup(stream: &str, seconds: u32) -> (Controller, u16, Proc) {
-    let rtsp = free_port();
-    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
-        c["config"]["protocols"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
-    });
-    assert!(
-        wait_port(rtsp, Duration::from_secs(10)),
-        "RTSP port never opened (is MistOutRTSP started by the controller?)"
-    );
+    let (ctl, rtsp) = rtsp::controller(serde_json::json!({}));
     let p = publish(&ctl.publish_url(stream), "640x360", seconds);
     wait_for_stream(&ctl, stream);
     (ctl, rtsp, p)
@@ -34,51 +25,26 @@ fn wait_for_stream(ctl: &Controller, name: &str) {
 }
 
 fn rtsp_url(port: u16, stream: &str) -> String {
-    format!("rtsp://127.0.0.1:{port}/{stream}")
+    rtsp::url(port, stream)
 }
 
 /// ffprobe's streams of an RTSP URL over `transport`.
 fn probe(url: &str, transport: &str) -> Vec<serde_json::Value> {
-    let out = Command::new("timeout")
-        .args(["20", "ffprobe", "-v", "error", "-rtsp_transport", transport])
-        .args(["-show_streams", "-of", "json", url])
-        .output()
-        .expect("run ffprobe");
+    let (ok, streams, err) = rtsp::ffprobe(url, transport);
     assert!(
-        out.status.success(),
-        "ffprobe -rtsp_transport {transport} {url} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ok,
+        "ffprobe -rtsp_transport {transport} {url} failed: {err}"
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["streams"].as_array().cloned().unwrap_or_default()
+    streams
 }
 
 /// Decodes 4 s of media of `url` over `transport` with ffmpeg; returns (video frames, audio
 /// frames) decoded.
 fn decode(url: &str, transport: &str) -> (usize, usize) {
-    let out = Command::new("timeout")
-        .args(["40", "ffmpeg", "-hide_banner", "-loglevel", "error"])
-        .args(["-rtsp_transport", transport, "-i", url, "-t", "4"])
-        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ffmpeg");
-    let video = frames(&out.stdout);
-    let out = Command::new("timeout")
-        .args(["40", "ffmpeg", "-hide_banner", "-loglevel", "error"])
-        .args(["-rtsp_transport", transport, "-i", url, "-t", "4"])
-        .args(["-map", "0:a:0", "-f", "framemd5", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ffmpeg");
-    (video, frames(&out.stdout))
-}
-
-fn frames(framemd5: &[u8]) -> usize {
-    String::from_utf8_lossy(framemd5)
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .count()
+    (
+        rtsp::decode(url, transport, "0:v:0", 4),
+        rtsp::decode(url, transport, "0:a:0", 4),
+    )
 }
 
 fn check_tracks(streams: &[serde_json::Value]) {
@@ -118,16 +84,8 @@ fn play_over_tcp_and_udp() {
 
 #[test]
 fn unknown_stream_is_not_found() {
-    let rtsp = free_port();
-    let _ctl = Controller::start_edited(serde_json::json!({}), |c| {
-        c["config"]["protocols"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
-    });
-    assert!(wait_port(rtsp, Duration::from_secs(10)));
-    let mut s = TcpStream::connect(("127.0.0.1", rtsp)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let (_ctl, rtsp) = rtsp::controller(serde_json::json!({}));
+    let mut s = rtsp::connect(rtsp);
     s.write_all(
         format!("DESCRIBE rtsp://127.0.0.1:{rtsp}/nosuchstream RTSP/1.0\r\nCSeq: 2\r\n\r\n")
             .as_bytes(),
@@ -168,8 +126,7 @@ fn gstreamer_plays() {
 
 /// Sends `data` on a new connection and reads until the server closes it (or 30 s pass).
 fn send_and_read_to_close(port: u16, data: &[u8]) -> (Vec<u8>, bool) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut s = rtsp::connect(port);
     // The server may close before it has read everything: a reset is a close too.
     let _ = s.write_all(data);
     let mut got = Vec::new();
@@ -206,7 +163,7 @@ fn hostile_input_closes_only_that_connection() {
                 .stdin(Stdio::null())
                 .output()
                 .expect("run ffmpeg");
-            frames(&out.stdout)
+            rtsp::framemd5_lines(&out.stdout)
         })
     };
     std::thread::sleep(Duration::from_secs(2));
@@ -341,14 +298,7 @@ fn publish_over_udp_plays_over_rtmp_and_rtsp() {
 }
 
 fn publish_plays(transport: &str) {
-    let rtsp = free_port();
-    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
-        c["config"]["protocols"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
-    });
-    assert!(wait_port(rtsp, Duration::from_secs(10)));
+    let (ctl, rtsp) = rtsp::controller(serde_json::json!({}));
     let _pub = publish_rtsp(&rtsp_url(rtsp, "live+pub"), 60, transport);
     wait_for_stream(&ctl, "live+pub");
     check_tracks(&probe_streams(&ctl.play_url("live+pub")));
@@ -370,6 +320,39 @@ fn publish_plays(transport: &str) {
     assert!(!status.success(), "push to nosuchstream was accepted");
 }
 
+/// A publisher over interleaved TCP gets RTCP receiver reports on its tracks' RTCP channels:
+/// ffmpeg's RTSP muxer reads them off the connection and says so at trace level ("skipping RTP
+/// packet len=": it skips whatever arrives interleaved). Nothing else is sent to a publisher
+/// interleaved.
+#[test]
+fn tcp_publisher_gets_receiver_reports() {
+    let (ctl, rtsp) = rtsp::controller(serde_json::json!({}));
+    let dir = TempDir::new("rtsp-rr");
+    let log = dir.path().join("ffmpeg.log");
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "trace", "-re"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=8000"])
+        .args(["-t", "30", "-c:a", "pcm_alaw"])
+        .args(["-f", "rtsp", "-rtsp_transport", "tcp"])
+        .arg(rtsp_url(rtsp, "live+rrtcp"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start ffmpeg");
+    let _pub = Proc(child);
+    wait_for_stream(&ctl, "live+rrtcp");
+    // The first reports go 2.5 s after RECORD, then every 5 s.
+    wait_until(
+        "ffmpeg reading a receiver report",
+        Duration::from_secs(20),
+        || {
+            let text = std::fs::read(&log).unwrap_or_default();
+            String::from_utf8_lossy(&text).contains("skipping RTP packet len=")
+        },
+    );
+}
+
 /// A VoD file plays from its start over TCP and UDP; a PLAY with a Range starts at the keyframe
 /// at or before it (hand-written and ffprobe's seek).
 #[test]
@@ -378,16 +361,9 @@ fn vod_file_plays_from_the_start() {
     let file = dir.path().join("clip.mp4");
     // veryfast: B-frames, so RTP times (presentation) and decode order differ.
     make_mp4(&file, "320x240", 8);
-    let rtsp = free_port();
-    let _ctl = Controller::start_edited(
+    let (_ctl, rtsp) = rtsp::controller(
         serde_json::json!({"clip": {"name": "clip", "source": file.to_str().unwrap()}}),
-        |c| {
-            c["config"]["protocols"].as_array_mut().unwrap().push(
-                serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}),
-            );
-        },
     );
-    assert!(wait_port(rtsp, Duration::from_secs(10)));
     let url = rtsp_url(rtsp, "clip");
     let streams = probe(&url, "tcp");
     assert!(
@@ -467,8 +443,7 @@ type RangePlay = (f64, [SeqTime; 2], std::collections::HashMap<u8, SeqTime>);
 /// time) of the first RTP packet on each RTP channel.
 fn range_play(port: u16, stream: &str, range: &str) -> RangePlay {
     let uri = rtsp_url(port, stream);
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut s = rtsp::connect(port);
     let (status, _, body) = rtsp_exchange(
         &mut s,
         &format!("DESCRIBE {uri} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
@@ -559,8 +534,7 @@ fn range_play(port: u16, stream: &str, range: &str) -> RangePlay {
 /// The status of a PLAY with `Range: {range}` after DESCRIBE and one SETUP.
 fn range_status(port: u16, stream: &str, range: &str) -> (u16, String) {
     let uri = rtsp_url(port, stream);
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut s = rtsp::connect(port);
     let (status, _, body) = rtsp_exchange(
         &mut s,
         &format!("DESCRIBE {uri} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
@@ -590,30 +564,13 @@ fn range_status(port: u16, stream: &str, range: &str) -> (u16, String) {
 
 /// Sends `req` and reads the answer: (status, head, body).
 fn rtsp_exchange(s: &mut TcpStream, req: &str) -> (u16, String, String) {
-    s.write_all(req.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).expect("an RTSP answer");
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let len: usize = header_of(&head, "Content-Length").parse().unwrap_or(0);
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    (status, head, String::from_utf8_lossy(&body).into_owned())
+    let r = rtsp::exchange(s, req);
+    let body = r.text();
+    (r.status, r.head, body)
 }
 
 fn header_of<'a>(head: &'a str, name: &str) -> &'a str {
-    head.lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-        .map_or("", |(_, v)| v.trim())
+    header(head, name).unwrap_or("")
 }
 
 #[test]
@@ -621,8 +578,7 @@ fn udp_flood_does_not_disturb_a_udp_viewer() {
     let (_ctl, port, _pub) = setup("live+flood", 60);
     let url = rtsp_url(port, "live+flood");
     // The server's UDP ports, from a SETUP of our own.
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut s = rtsp::connect(port);
     s.write_all(format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\nSETUP {url}/trackID=1 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;unicast;client_port=40000-40001\r\n\r\n").as_bytes()).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 8192];
@@ -672,14 +628,7 @@ type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a str, &'a str);
 /// play it back over RTSP (packetisers and depacketisers of HEVC, Opus, G.711 and MP3).
 #[test]
 fn hevc_opus_pcma_mp3_round_trip() {
-    let rtsp = free_port();
-    let ctl = Controller::start_edited(serde_json::json!({}), |c| {
-        c["config"]["protocols"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"connector": "RTSP", "port": rtsp, "interface": "127.0.0.1"}));
-    });
-    assert!(wait_port(rtsp, Duration::from_secs(10)));
+    let (ctl, rtsp) = rtsp::controller(serde_json::json!({}));
     let cases: [Case; 3] = [
         (
             "live+hevc",

@@ -84,6 +84,33 @@ impl Controller {
             .map(str::to_string)
     }
 
+    /// The answer to a `StreamConfig` request: the config of the stream a play or push of
+    /// `stream` would find, the push's stream key mapped first. Nothing is started, no trigger
+    /// runs, nothing is logged (a client may name any stream).
+    pub fn stream_config(&self, stream: &str, push: bool) -> Response {
+        let mapped = if push { self.streamkey(stream) } else { None };
+        let name = mist_core::names::sanitize(mapped.as_deref().unwrap_or(stream));
+        let found = if mist_core::names::is_valid(&name) {
+            mist_core::names::lookup(&self.cfg.streams, &name)
+        } else {
+            None
+        };
+        match found {
+            Some((_, config)) => Response {
+                ok: true,
+                stream: name,
+                error: String::new(),
+                config: config.clone(),
+            },
+            None => Response {
+                ok: false,
+                stream: name,
+                error: "stream not configured".into(),
+                config: serde_json::Value::Null,
+            },
+        }
+    }
+
     /// §7.1 steps 1 and 2 for a push request (other requests pass through).
     pub fn resolve_push(&mut self, token: mio::Token, req: Request) -> Resolve {
         let Request::Push {

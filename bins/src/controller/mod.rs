@@ -599,6 +599,9 @@ impl Controller {
                 connector.clone(),
                 url.clone(),
             ),
+            Request::StreamConfig { stream, push } => {
+                return Some(self.stream_config(stream, *push));
+            }
             Request::Api { command } => {
                 let mut sess = api::Session::default();
                 let answer = api::handle(self, &mut sess, "local", true, command);

@@ -5,19 +5,27 @@
 //! requests and `$`-interleaved frames, [`ServerSession`] runs the RTSP state machine and asks this
 //! edge what only it knows (the SDP of a stream, the transports, where playback starts).
 //!
-//! * **Access**: a DESCRIBE asks the controller (`Request::Play`, through
-//!   [`crate::access::ask_play`], the same policy as RTMP play), off the loop on a bounded
-//!   [`Asker`]; the answer wakes the connection. Then the stream's credentials are checked (below)
-//!   and only then the viewer triggers run ([`crate::access::admit_play`], on a second asker):
-//!   the same triggers in the same order as RTMP's, none for a client that is answered 401.
+//! * **Access**: a DESCRIBE or ANNOUNCE first asks the controller for the stream's config
+//!   (`Request::StreamConfig`: no side effect, nothing started, no trigger) and checks the
+//!   stream's credentials (below): a client without them is answered 401 and starts nothing.
+//!   Then a DESCRIBE asks the controller to play (`Request::Play`, through
+//!   [`crate::access::ask_play`], the same policy as RTMP play: PLAY_REWRITE, the input started
+//!   if needed), off the loop on a bounded [`Asker`]; the answer wakes the connection. The
+//!   credentials are checked again against the config of the stream the controller named (a
+//!   rewrite may name another), and only then the viewer triggers run
+//!   ([`crate::access::admit_play`], on a second asker): the same triggers in the same order as
+//!   RTMP's, none for a client that is answered 401. An ANNOUNCE asks for the push acceptance
+//!   (`Request::Push`) once its credentials are right.
 //! * **Credentials** (stream config `rtsp_user`, `rtsp_password`, `rtsp_basic`): a stream that
 //!   names them answers DESCRIBE and ANNOUNCE, and every later request of that session, with 401
-//!   and a Digest challenge (RFC 2617/7616 MD5; Basic too when `rtsp_basic` allows it) until the
-//!   client proves the password ([`mist_media::rtsp::Authenticator`], sans-IO). Each connection
-//!   has its own unpredictable nonce (the only one kept), replaced every [`NONCE_TTL`] (a right
-//!   answer to an old one gets `stale=TRUE`); wrong credentials are logged with the peer's
-//!   address and [`MAX_AUTH_FAILURES`] of them close the connection. Streams without the keys
-//!   are open as before.
+//!   and a Digest challenge (RFC 2617/7616 MD5, `qop="auth"` offered, answers without a qop
+//!   taken too; Basic too when `rtsp_basic` allows it) until the client proves the password
+//!   ([`mist_media::rtsp::Authenticator`], sans-IO). A Digest answer must be signed for the
+//!   request's URI, and a `qop=auth` nonce count must grow. Each connection has its own
+//!   unpredictable nonce (the only one kept), replaced every [`NONCE_TTL`] (a right answer to an
+//!   old one gets `stale=TRUE`, once; the same stale answer again is a replay); wrong or
+//!   replayed credentials are logged with the peer's address and [`MAX_AUTH_FAILURES`] of them
+//!   close the connection. Streams without the keys are open as before.
 //! * **Media**: one [`StreamReader`] per played stream per process ([`feed::PlayStream`]); each
 //!   frame is packetised once (one packetiser per track, shared SSRC and sequence numbers) and the
 //!   same packets go to every viewer: over interleaved TCP as one buffer per frame and channel
@@ -32,8 +40,9 @@
 //!   [`crate::ingest::Ingest`] of every publisher (its idle, detach and close rules as RTMP's).
 //! * **Sync**: RTP times are the frames' presentation times in the track's clock; RTCP sender
 //!   reports map them to one NTP timeline per stream (at PLAY and every [`SR_EVERY`]), so players
-//!   line audio up with video. A publisher over UDP gets RTCP receiver reports every
-//!   [`RR_EVERY`].
+//!   line audio up with video. A publisher gets RTCP receiver reports every [`RR_EVERY`] (the
+//!   first half that after RECORD): over UDP to the RTCP port it set up for each track, over
+//!   interleaved TCP on each track's RTCP channel.
 //! * **Hostile input**: the decoder bounds heads and bodies; a framing error is answered with its
 //!   status and closes that connection with a log line; an interleaved frame on a channel that
 //!   was never set up, or a message or frame left incomplete for [`PARTIAL_TIMEOUT`], closes it
@@ -79,7 +88,8 @@ pub const PLAY_WAIT: Duration = Duration::from_secs(10);
 pub const PARTIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Sender reports of a played stream are sent this often.
 pub const SR_EVERY: Duration = Duration::from_secs(2);
-/// Receiver reports to publishers over UDP are sent this often (RFC 3550's minimum interval).
+/// Receiver reports to publishers are sent this often (RFC 3550's minimum interval; the first
+/// half that after RECORD).
 pub const RR_EVERY: Duration = Duration::from_secs(5);
 /// The session timeout announced (`Session: …;timeout=`); the connection's idle limit is above it.
 pub const SESSION_TIMEOUT: u32 = 60;
@@ -201,8 +211,6 @@ pub struct RtspApp {
     stop: Arc<AtomicBool>,
     seed: u64,
     next_stats: Instant,
-    /// When publishers over UDP get their next RTCP receiver reports.
-    next_rr: Instant,
     /// See [`Config::merge`].
     merge: Duration,
     /// Viewers with media queued for the merged write, and when it is due.
@@ -252,6 +260,13 @@ enum Stage {
     Asking {
         name: String,
     },
+    /// The controller was asked for the config of stream `name` (of a DESCRIBE, or with
+    /// `push` the tracks and push password of an ANNOUNCE), to check its credentials before
+    /// anything is started.
+    Looking {
+        name: String,
+        push: Option<(Vec<(usize, RtpTrack)>, String)>,
+    },
     /// Allowed, credentials right: the viewer triggers of `stream` run.
     Admitting {
         stream: String,
@@ -294,6 +309,8 @@ pub struct Conn {
     nonce_at: Option<Instant>,
     /// Requests refused for wrong credentials so far.
     auth_failures: u32,
+    /// When this connection's publisher gets its next RTCP receiver reports.
+    next_rr: Option<Instant>,
 }
 
 /// The stream named by an RTSP path: its first segment, percent-decoded, without a query.
@@ -376,6 +393,7 @@ impl Conn {
             closed: false,
             nonce_at: None,
             auth_failures: 0,
+            next_rr: None,
         }
     }
 
@@ -418,6 +436,20 @@ impl Conn {
                     "RTSP {what} from {}: wrong credentials ({scheme}, user {:?}); answered 401",
                     self.peer,
                     user.unwrap_or_default()
+                );
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    warn!(
+                        "RTSP from {}: {} wrong credentials; connection closed",
+                        self.peer, self.auth_failures
+                    );
+                    self.close(io);
+                }
+            }
+            Some(AuthCheck::Replayed { user }) => {
+                self.auth_failures += 1;
+                warn!(
+                    "RTSP {what} from {}: replayed credentials (user {user:?}); answered 401",
+                    self.peer
                 );
                 if self.auth_failures >= MAX_AUTH_FAILURES {
                     warn!(
@@ -522,10 +554,15 @@ impl Conn {
             Stage::Waiting { .. } => Some(now + Duration::from_millis(100)),
             _ => None,
         };
-        let at = [partial, retry, self.idle_deadline(app, io.id())]
-            .into_iter()
-            .flatten()
-            .min();
+        let at = [
+            partial,
+            retry,
+            self.idle_deadline(app, io.id()),
+            self.next_rr,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         io.set_timer(at);
     }
 
@@ -585,18 +622,14 @@ impl Conn {
                     return self.reply(io, r);
                 }
                 self.url = req.uri.clone();
-                app.play_asks
-                    .insert(io.id(), (name.clone(), self.host.clone(), req.uri.clone()));
                 app.asker.ask(
                     io.id(),
-                    Request::Play {
+                    Request::StreamConfig {
                         stream: name.clone(),
-                        host: self.host.clone(),
-                        connector: "RTSP".into(),
-                        url: req.uri.clone(),
+                        push: false,
                     },
                 );
-                self.stage = Stage::Asking { name };
+                self.stage = Stage::Looking { name, push: None };
                 io.pause_reading(true);
             }
             Ask::Setup { track, transport } if self.rtsp.is_publishing() => {
@@ -720,18 +753,18 @@ impl Conn {
                     return self.reply(io, r);
                 }
                 self.url = req.uri.clone();
-                app.asker.ask_within(
+                let pass = query_param(&path, "pass").unwrap_or_default();
+                app.asker.ask(
                     io.id(),
-                    ingest::push_request(
-                        &name,
-                        &query_param(&path, "pass").unwrap_or_default(),
-                        &self.host,
-                        "RTSP",
-                        &req.uri,
-                    ),
-                    ingest::PUSH_TIMEOUT,
+                    Request::StreamConfig {
+                        stream: name.clone(),
+                        push: true,
+                    },
                 );
-                self.stage = Stage::AskingPush { name, tracks };
+                self.stage = Stage::Looking {
+                    name,
+                    push: Some((tracks, pass)),
+                };
                 io.pause_reading(true);
             }
             Ask::Record => {
@@ -742,6 +775,7 @@ impl Conn {
                 self.reply(io, r);
                 if let (true, Some(p)) = (ok, app.publishers.get(&io.id())) {
                     info!("{} publishes {} over RTSP", self.peer, p.stream());
+                    self.next_rr = Some(io.now() + RR_EVERY / 2);
                 }
             }
         }
@@ -763,6 +797,7 @@ impl Conn {
                     app.detach(io.id());
                     app.end_publish(io.id());
                     self.setups.clear();
+                    self.next_rr = None;
                 }
                 SessionEvent::Record => {}
             }
@@ -809,6 +844,81 @@ impl Conn {
 }
 
 impl Conn {
+    /// Asks the controller to play `name` (the stream's credentials, if it has any, were
+    /// right): PLAY_REWRITE, the input started if needed.
+    fn ask_play(&mut self, app: &mut RtspApp, io: &mut Io<'_>, name: String) {
+        app.play_asks
+            .insert(io.id(), (name.clone(), self.host.clone(), self.url.clone()));
+        app.asker.ask(
+            io.id(),
+            Request::Play {
+                stream: name.clone(),
+                host: self.host.clone(),
+                connector: "RTSP".into(),
+                url: self.url.clone(),
+            },
+        );
+        self.stage = Stage::Asking { name };
+    }
+
+    /// Asks the controller to accept the push of `tracks` into `name` (the stream's credentials,
+    /// if it has any, were right): stream keys, PUSH_REWRITE, the push rules, STREAM_PUSH.
+    fn ask_push(
+        &mut self,
+        app: &mut RtspApp,
+        io: &mut Io<'_>,
+        name: String,
+        tracks: Vec<(usize, RtpTrack)>,
+        pass: &str,
+    ) {
+        app.asker.ask_within(
+            io.id(),
+            ingest::push_request(&name, pass, &self.host, "RTSP", &self.url),
+            ingest::PUSH_TIMEOUT,
+        );
+        self.stage = Stage::AskingPush { name, tracks };
+    }
+
+    /// Sends the RTCP receiver reports that are due to this connection's publisher: on each
+    /// track's interleaved RTCP channel, or over UDP from the shared RTCP port to the RTCP port
+    /// the track was set up with.
+    fn receiver_reports(&mut self, app: &mut RtspApp, io: &mut Io<'_>) {
+        let now = io.now();
+        if self.next_rr.is_none_or(|t| now < t) {
+            return;
+        }
+        self.next_rr = Some(now + RR_EVERY);
+        let id = io.id();
+        let Some(p) = app.publishers.get_mut(&id) else {
+            return;
+        };
+        for (index, pkt) in p.receiver_reports(now) {
+            let channel = self
+                .rtsp
+                .tracks()
+                .iter()
+                .find(|t| t.index == index && t.transport.lower == Lower::Tcp)
+                .and_then(|t| t.transport.interleaved)
+                .map(|(_, rtcp)| rtcp);
+            if let Some(ch) = channel {
+                if let Some(frame) = mist_media::rtsp::message::interleaved_frame(ch, &pkt) {
+                    io.write(&frame);
+                }
+                continue;
+            }
+            let to = app
+                .udp_routes
+                .iter()
+                .find(|(_, r)| **r == (id, index, true))
+                .map(|(a, _)| *a);
+            if let (Some(u), Some(to)) = (&app.udp, to) {
+                if let Err(e) = u.rtcp.send_to(&pkt, to) {
+                    debug!("receiver report to {to}: {e}");
+                }
+            }
+        }
+    }
+
     /// A DESCRIBE refused by the controller or the viewer triggers: 403.
     fn play_refused(&mut self, app: &mut RtspApp, io: &mut Io<'_>, name: &str, why: &str) {
         warn!("play of {name:?} by {} refused: {why}", self.peer);
@@ -840,6 +950,32 @@ impl Session<RtspApp> for Conn {
             Verdict::Refuse(_) => serde_json::Value::Null,
         };
         match std::mem::replace(&mut self.stage, Stage::Idle) {
+            Stage::Looking { name, push } => {
+                // The stream's own credentials before anything else: a client without them is
+                // answered 401 and starts nothing (no input, no trigger). A stream the
+                // controller does not know (or could not be asked about) goes on to the play
+                // or push request, which decides.
+                if let Some(auth) = StreamAuth::from_config(&config) {
+                    if let Some(r) = self.require(app, io, &auth) {
+                        io.pause_reading(false);
+                        self.reply(io, r);
+                        let what = if push.is_some() {
+                            "ANNOUNCE"
+                        } else {
+                            "DESCRIBE"
+                        };
+                        self.refused(io, &format!("{what} of {name:?}"));
+                        if !self.closed {
+                            self.process(app, io);
+                        }
+                        return;
+                    }
+                }
+                match push {
+                    None => self.ask_play(app, io, name),
+                    Some((tracks, pass)) => self.ask_push(app, io, name, tracks, &pass),
+                }
+            }
             Stage::Asking { name } => match ingest::admitted(&name, v) {
                 Ok((stream, _)) => {
                     if let Some(auth) = StreamAuth::from_config(&config) {
@@ -962,6 +1098,7 @@ impl Session<RtspApp> for Conn {
             self.close(io);
             return;
         }
+        self.receiver_reports(app, io);
         if matches!(self.stage, Stage::Waiting { .. }) {
             self.try_describe(app, io);
         } else {
@@ -1020,7 +1157,6 @@ impl RtspApp {
             stop,
             seed,
             next_stats: Instant::now(),
-            next_rr: Instant::now() + RR_EVERY,
             merge: Duration::from_millis(DEFAULT_MERGE_MS),
             merged: Vec::new(),
             next_merge: Instant::now(),
@@ -1037,26 +1173,6 @@ impl RtspApp {
             debug!("{host} left while its play of {stream} was decided");
             let url = crate::access::viewer_url(&url, &name, &stream);
             crate::conn_close::closed(&stream, &host, "RTSP", &url);
-        }
-    }
-
-    /// RTCP receiver reports (RFC 3550) to every publisher over UDP, from the shared RTCP port to
-    /// the RTCP port it set up for each track.
-    fn receiver_reports(&mut self, now: Instant) {
-        let Some(u) = &self.udp else { return };
-        for (id, p) in self.publishers.iter_mut() {
-            for (index, pkt) in p.receiver_reports(now) {
-                let to = self
-                    .udp_routes
-                    .iter()
-                    .find(|(_, r)| **r == (*id, index, true))
-                    .map(|(a, _)| *a);
-                if let Some(to) = to {
-                    if let Err(e) = u.rtcp.send_to(&pkt, to) {
-                        debug!("receiver report to {to}: {e}");
-                    }
-                }
-            }
         }
     }
 
@@ -1346,10 +1462,6 @@ impl App for RtspApp {
                 }
             }
         }
-        if now >= self.next_rr {
-            self.next_rr = now + RR_EVERY;
-            self.receiver_reports(now);
-        }
         Flow::Continue
     }
 
@@ -1503,13 +1615,17 @@ mod tests {
         assert_eq!(query_param("/s", "pass"), None);
     }
 
-    /// A connection as the runtime would drive it, with a standalone app (no controller).
-    fn harness() -> (RtspApp, mist_connector::Harness<Conn>) {
+    type Asked = Arc<std::sync::Mutex<Vec<Request>>>;
+
+    /// A connection as the runtime would drive it, whose controller questions `requester`
+    /// answers (`standalone`: no controller is configured, every question is allowed).
+    fn harness_on(
+        requester: mist_connector::ask::Requester,
+        standalone: bool,
+    ) -> (RtspApp, mist_connector::Harness<Conn>) {
         let rt = Runtime::<RtspApp>::new().unwrap();
-        let refuse: mist_connector::ask::Requester =
-            Arc::new(|_, _| Err(mist_core::control::ControlError::NotSet("MIST_CONTROL")));
-        let asker = Asker::with(rt.remote().waker(), refuse.clone(), true, 1, 4);
-        let admit = Asker::with(rt.remote().waker(), refuse, true, 1, 4);
+        let asker = Asker::with(rt.remote().waker(), requester.clone(), standalone, 1, 4);
+        let admit = Asker::with(rt.remote().waker(), requester, standalone, 1, 4);
         let app = RtspApp::new(
             asker,
             admit,
@@ -1521,6 +1637,14 @@ mod tests {
         let peer = Peer::Tcp("127.0.0.1:5000".parse().unwrap());
         let h = mist_connector::Harness::new(Conn::new(peer, "abc".into(), Instant::now()), peer);
         (app, h)
+    }
+
+    /// A connection with a standalone app (no controller).
+    fn harness() -> (RtspApp, mist_connector::Harness<Conn>) {
+        harness_on(
+            Arc::new(|_, _| Err(mist_core::control::ControlError::NotSet("MIST_CONTROL"))),
+            true,
+        )
     }
 
     fn text(b: &[u8]) -> String {
@@ -1591,13 +1715,18 @@ mod tests {
         assert!(h.closing());
     }
 
-    /// A connection whose controller answers every play and push with a stream config that asks
-    /// for credentials (`config`), the viewer triggers allowing.
-    fn harness_with(config: serde_json::Value) -> (RtspApp, mist_connector::Harness<Conn>) {
-        let rt = Runtime::<RtspApp>::new().unwrap();
+    /// A connection whose controller answers every question (the stream's config, play, push)
+    /// with a stream config that asks for credentials (`config`), the viewer triggers allowing;
+    /// and the questions it was asked.
+    fn harness_with(config: serde_json::Value) -> (RtspApp, mist_connector::Harness<Conn>, Asked) {
+        let asked = Asked::default();
+        let log = asked.clone();
         let allow: mist_connector::ask::Requester = Arc::new(move |req: &Request, _: Duration| {
+            log.lock().unwrap().push(req.clone());
             let stream = match req {
-                Request::Play { stream, .. } | Request::Push { stream, .. } => stream.clone(),
+                Request::Play { stream, .. }
+                | Request::Push { stream, .. }
+                | Request::StreamConfig { stream, .. } => stream.clone(),
                 Request::Api { .. } => String::new(),
             };
             Ok(mist_core::control::Response {
@@ -1607,19 +1736,8 @@ mod tests {
                 config: config.clone(),
             })
         });
-        let asker = Asker::with(rt.remote().waker(), allow.clone(), false, 1, 4);
-        let admit = Asker::with(rt.remote().waker(), allow, false, 1, 4);
-        let app = RtspApp::new(
-            asker,
-            admit,
-            None,
-            mist_shm::Waiter::new(),
-            Arc::new(AtomicBool::new(false)),
-            7,
-        );
-        let peer = Peer::Tcp("127.0.0.1:5000".parse().unwrap());
-        let h = mist_connector::Harness::new(Conn::new(peer, "abc".into(), Instant::now()), peer);
-        (app, h)
+        let (app, h) = harness_on(allow, false);
+        (app, h, asked)
     }
 
     /// Waits for the next controller verdict and hands it to the connection, as `turn` does.
@@ -1657,7 +1775,7 @@ mod tests {
                 basic: true
             })
         );
-        let (mut app, mut h) =
+        let (mut app, mut h, asked) =
             harness_with(serde_json::json!({"rtsp_user": "u", "rtsp_password": "p"}));
         let t0 = Instant::now();
         let describe = |cseq: u32, auth: &str| {
@@ -1667,7 +1785,18 @@ mod tests {
         assert_eq!(text(&h.feed(&mut app, &describe(1, ""), t0)), "");
         let out = deliver(&mut app, &mut h, t0);
         assert!(out.starts_with("RTSP/1.0 401 "), "{out}");
+        // Refused on the stream's config alone: the controller was not asked to play it (that
+        // would start its input), no viewer trigger ran.
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [Request::StreamConfig {
+                stream: "authunit".into(),
+                push: false
+            }]
+        );
+        assert!(app.play_asks.is_empty() && h.session.stage == Stage::Idle);
         let ch = challenge_of(&out);
+        assert!(ch.qop_auth, "qop=auth offered");
         assert!(
             !ch.stale && ch.realm == REALM && ch.nonce.len() == 32,
             "{ch:?}"
@@ -1681,7 +1810,8 @@ mod tests {
         ));
         assert!(out.starts_with("RTSP/1.0 401 "), "{out}");
         assert_eq!(h.session.auth_failures, 1);
-        // The right one goes on (controller, then the viewer triggers, then the stream wait).
+        // The right one goes on (the stream's config, the controller, then the viewer triggers,
+        // then the stream wait).
         let right = ch.respond("u", "p", "DESCRIBE", "rtsp://h/authunit", "", 1);
         let out = text(&h.feed(
             &mut app,
@@ -1689,6 +1819,9 @@ mod tests {
             t0,
         ));
         assert_eq!(out, "");
+        assert!(matches!(h.session.stage, Stage::Looking { .. }));
+        assert_eq!(deliver(&mut app, &mut h, t0), "");
+        assert!(matches!(h.session.stage, Stage::Asking { .. }));
         assert_eq!(deliver(&mut app, &mut h, t0), "");
         assert!(matches!(h.session.stage, Stage::Admitting { .. }));
         deliver(&mut app, &mut h, t0);
@@ -1718,6 +1851,141 @@ mod tests {
             );
         }
         assert!(h.closing());
+    }
+
+    /// An ANNOUNCE of `sdp` to `path`.
+    fn announce(path: &str, cseq: u32, auth: &str, sdp: &str) -> Vec<u8> {
+        format!(
+            "ANNOUNCE rtsp://h/{path} RTSP/1.0\r\nCSeq: {cseq}\r\n{auth}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+        .into_bytes()
+    }
+
+    const PCMA_SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 8\r\na=control:trackID=0\r\n";
+
+    #[test]
+    fn unauthenticated_announce_asks_for_no_push() {
+        let (mut app, mut h, asked) =
+            harness_with(serde_json::json!({"rtsp_user": "u", "rtsp_password": "p"}));
+        let t0 = Instant::now();
+        assert_eq!(
+            text(&h.feed(&mut app, &announce("pubunit", 1, "", PCMA_SDP), t0)),
+            ""
+        );
+        let out = deliver(&mut app, &mut h, t0);
+        assert!(out.starts_with("RTSP/1.0 401 "), "{out}");
+        // Only the config was asked for: no push request (STREAM_PUSH, the buffer) was made.
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [Request::StreamConfig {
+                stream: "pubunit".into(),
+                push: true
+            }]
+        );
+        assert!(app.publishers.is_empty() && h.session.stage == Stage::Idle);
+        // With the password the push is asked for.
+        let ch = challenge_of(&out);
+        let right = ch.respond("u", "p", "ANNOUNCE", "rtsp://h/pubunit", "c0ffee", 1);
+        let req = announce(
+            "pubunit",
+            2,
+            &format!("Authorization: {right}\r\n"),
+            PCMA_SDP,
+        );
+        assert_eq!(text(&h.feed(&mut app, &req, t0)), "");
+        assert_eq!(deliver(&mut app, &mut h, t0), "");
+        assert!(matches!(h.session.stage, Stage::AskingPush { .. }));
+        let end = Instant::now() + Duration::from_secs(5);
+        let push = loop {
+            if let Some(r) = asked.lock().unwrap().get(2).cloned() {
+                break r;
+            }
+            assert!(Instant::now() < end, "no push asked");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(matches!(push, Request::Push { stream, .. } if stream == "pubunit"));
+    }
+
+    /// One PCMA RTP packet (20 ms) with sequence number `seq` from SSRC `ssrc`.
+    fn pcma(seq: u16, ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 8];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xd5; 160]);
+        p
+    }
+
+    /// The receiver report blocks in the interleaved frames of `out`, by channel.
+    fn reports_in(out: &[u8]) -> Vec<(u8, mist_media::rtp::rtcp::ReportBlock)> {
+        let mut d = Decoder::default();
+        d.push(out);
+        let mut found = Vec::new();
+        while let Ok(Some(item)) = d.next_item() {
+            let Item::Interleaved { channel, data } = item else {
+                continue;
+            };
+            for p in mist_media::rtp::rtcp::parse(&data).unwrap() {
+                if let mist_media::rtp::rtcp::RtcpPacket::ReceiverReport(rr) = p {
+                    found.extend(rr.reports.into_iter().map(|b| (channel, b)));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn tcp_publisher_gets_receiver_reports_on_its_rtcp_channel() {
+        crate::test_shm_dir();
+        let (mut app, mut h) = harness();
+        let t0 = Instant::now();
+        h.feed(&mut app, &announce("rtsp_rr_unit", 1, "", PCMA_SDP), t0);
+        assert_eq!(deliver(&mut app, &mut h, t0), "", "the stream's config");
+        let out = deliver(&mut app, &mut h, t0);
+        assert!(out.starts_with("RTSP/1.0 200 "), "{out}");
+        let out = text(&h.feed(
+            &mut app,
+            b"SETUP rtsp://h/rtsp_rr_unit/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=4-5;mode=record\r\n\r\n",
+            t0,
+        ));
+        assert!(out.starts_with("RTSP/1.0 200 "), "{out}");
+        let out = text(&h.feed(
+            &mut app,
+            b"RECORD rtsp://h/rtsp_rr_unit RTSP/1.0\r\nCSeq: 3\r\n\r\n",
+            t0,
+        ));
+        assert!(out.starts_with("RTSP/1.0 200 "), "{out}");
+        // Nothing is reported before media came.
+        let first = t0 + RR_EVERY / 2;
+        assert_eq!(h.timer(), Some(first));
+        assert!(reports_in(&h.advance(&mut app, first)).is_empty());
+        // 50 packets on the RTP channel, one missing: the next report tells.
+        let mut media = Vec::new();
+        for seq in (0..50u16).filter(|s| *s != 20) {
+            let f = mist_media::rtsp::message::interleaved_frame(4, &pcma(seq, 0x1234_5678));
+            media.extend(f.unwrap());
+        }
+        h.feed(&mut app, &media, first + Duration::from_millis(100));
+        assert!(!h.closing());
+        let next = first + RR_EVERY;
+        assert_eq!(h.timer(), Some(next));
+        let reports = reports_in(&h.advance(&mut app, next));
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        let (channel, block) = reports[0];
+        assert_eq!(channel, 5, "the track's RTCP channel");
+        assert_eq!(block.ssrc, 0x1234_5678);
+        assert_eq!(block.highest_sequence, 49);
+        assert_eq!(block.cumulative_lost, 1);
+        // And every interval after.
+        let out = h.advance(&mut app, next + RR_EVERY);
+        assert_eq!(reports_in(&out).len(), 1);
+        h.feed(
+            &mut app,
+            b"TEARDOWN rtsp://h/rtsp_rr_unit RTSP/1.0\r\nCSeq: 4\r\n\r\n",
+            next + RR_EVERY,
+        );
+        assert!(app.publishers.is_empty());
     }
 
     #[test]

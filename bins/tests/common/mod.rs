@@ -6,6 +6,7 @@ pub mod browser;
 pub mod ctl;
 mod helpers;
 pub mod recording;
+pub mod rtsp;
 
 pub use helpers::*;
 

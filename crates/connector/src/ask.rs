@@ -71,7 +71,9 @@ pub fn decide(req: &Request, r: Result<Response, ControlError>) -> Verdict {
 
 fn requested_stream(req: &Request) -> String {
     match req {
-        Request::Push { stream, .. } | Request::Play { stream, .. } => stream.clone(),
+        Request::Push { stream, .. }
+        | Request::Play { stream, .. }
+        | Request::StreamConfig { stream, .. } => stream.clone(),
         Request::Api { .. } => String::new(),
     }
 }

@@ -44,6 +44,18 @@ pub enum Request {
         /// Full request URL as the peer sent it.
         url: String,
     },
+    /// A connector wants a stream's config before it asks to play or push it (MistOutRTSP checks
+    /// the stream's own credentials first, so that a client without them starts nothing): the
+    /// config a `Play` or `Push` of that name would find (a push's stream key mapped to its
+    /// stream, a wildcard stream's base config) in `Response::config`, and the stream's name in
+    /// `Response::stream`. Nothing is started and no trigger fires; refused when no stream of
+    /// that name is configured.
+    StreamConfig {
+        /// Stream name as requested.
+        stream: String,
+        /// The name is a push's (it may be a stream key).
+        push: bool,
+    },
     /// A JSON API command object, exactly as sent to the HTTP API (e.g. `{"config": true}`), from a
     /// local utility such as MistUtilCertbot. Authorised by the socket's file permissions (this
     /// replaces MistServer's unauthenticated local UDP API). The API answer object is returned in

@@ -1,5 +1,12 @@
-//! RTSP authentication: Basic (RFC 7617) and Digest with MD5 (RFC 2617, as cameras, ffmpeg and
-//! GStreamer implement it: `qop=auth` or no qop).
+//! RTSP authentication: Basic (RFC 7617) and Digest with MD5 (RFC 2617/7616, as cameras, ffmpeg
+//! and GStreamer implement it: `qop=auth` or no qop).
+//!
+//! A server ([`Authenticator`]) offers `qop="auth"` in its challenges, as most servers do, and
+//! takes both kinds of answer: with `qop=auth` (ffmpeg, live555: `cnonce` and a nonce count
+//! `nc` enter the hash, and a count that does not grow is a replay) and without a qop (RFC
+//! 2069's form, which GStreamer's `rtspsrc` sends whatever is offered). Either way the answer's
+//! `uri` must name the request's URI (RFC 7616 section 3.4.6), so a response signed for one
+//! request cannot be replayed on another resource.
 
 use super::RtspError;
 use md5::{Digest as _, Md5};
@@ -99,8 +106,7 @@ impl DigestChallenge {
         })
     }
 
-    /// The `WWW-Authenticate` header value. No qop: what MistServer and most cameras send, and
-    /// what every client answers correctly.
+    /// The `WWW-Authenticate` header value (`qop="auth"` when [`DigestChallenge::qop_auth`]).
     pub fn header(&self) -> String {
         let mut s = format!(
             "Digest realm=\"{}\", nonce=\"{}\"",
@@ -208,8 +214,9 @@ impl DigestCredentials {
         })
     }
 
-    /// Whether the response proves knowledge of `password` for `method` (the URI is the one the
-    /// client signed: clients disagree on whether it is the request URI or the aggregate one).
+    /// Whether the response proves knowledge of `password` for `method` on the `uri` the client
+    /// signed. That this `uri` is the request's is a separate check
+    /// ([`DigestCredentials::uri_matches`]; [`Authenticator::verify_request`] does both).
     pub fn verify(&self, method: &str, password: &str) -> bool {
         let ha1 = md5_hex(format!("{}:{}:{password}", self.username, self.realm).as_bytes());
         let ha2 = md5_hex(format!("{method}:{}", self.uri).as_bytes());
@@ -225,6 +232,53 @@ impl DigestCredentials {
             self.response.to_ascii_lowercase().as_bytes(),
         )
     }
+
+    /// Whether the signed `uri` names `request_uri`, the URI of the request it came with (RFC
+    /// 7616 section 3.4.6). The same string; or, as one may be absolute (`rtsp://host:port/p`)
+    /// and the other a path, or a proxy or NAT may have changed the authority, the same path and
+    /// query. A trailing `/` is not told apart (the aggregate URI of a session is written both
+    /// ways by clients).
+    pub fn uri_matches(&self, request_uri: &str) -> bool {
+        if self.uri == request_uri {
+            return true;
+        }
+        let a = uri_path(&self.uri);
+        let b = uri_path(request_uri);
+        !a.is_empty() && a == b
+    }
+
+    /// The nonce count of a `qop=auth` answer (8 hex digits), if it has a valid one.
+    pub fn nonce_count(&self) -> Option<u32> {
+        let nc = self.nc.as_deref()?;
+        if nc.is_empty() || nc.len() > 8 || !nc.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(nc, 16).ok()
+    }
+}
+
+/// The path and query of a request URI (`rtsp://h:1/a/b?x` gives `/a/b?x`; `/a/b/` gives
+/// `/a/b`; `*` stays `*`), without a trailing `/`.
+fn uri_path(uri: &str) -> &str {
+    let rest = match uri.split_once("://") {
+        Some((scheme, rest))
+            if !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            rest.find('/').map_or("", |i| &rest[i..])
+        }
+        _ => uri,
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let path = path.trim_end_matches('/');
+    match query {
+        // A query keeps its path as written (rare; compared whole).
+        Some(_) => rest,
+        None if path.is_empty() => "/",
+        None => path,
+    }
 }
 
 /// What a server requires of requests, and checks them against.
@@ -234,7 +288,9 @@ impl DigestCredentials {
 /// a while; only the current one is kept, so memory stays bounded whatever a client does. An
 /// answer with the right password to any other nonce (an expired one, or one a client made up
 /// before it was challenged) is told `stale=TRUE`: the client retries with the current nonce
-/// without asking its user again. It is never let in.
+/// without asking its user again. It is never let in. What one connection has seen (the
+/// nonce counts of `qop=auth` answers, the stale nonce it was told about) is kept by the caller
+/// in a [`ReplayGuard`] ([`Authenticator::verify_request`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Authenticator {
     /// The only user let in.
@@ -259,13 +315,33 @@ pub enum AuthCheck {
     /// The right password, but for another nonce than the current one (answered 401 with
     /// `stale=TRUE`).
     Stale,
-    /// Credentials that are wrong, unparsable, of a scheme not allowed, or for another realm.
+    /// Credentials that are wrong, unparsable, of a scheme not allowed, for another realm, or
+    /// (Digest) signed for another URI than the request's.
     Refused {
         /// The user name the client gave, if it could be read (for the log).
         user: Option<String>,
         /// The scheme tried (`Digest`, `Basic`, or what the client sent).
         scheme: String,
     },
+    /// A right Digest answer seen before: a `qop=auth` nonce count that did not grow, or an
+    /// answer to a stale nonce the client was already told is stale. A client does not do that;
+    /// a replay of a captured request does. Answered 401 and counted as a failure.
+    Replayed {
+        /// The user name of the answer (for the log).
+        user: String,
+    },
+}
+
+/// What one connection's answers showed so far, to refuse replays
+/// ([`Authenticator::verify_request`]): bounded (one nonce and one count).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayGuard {
+    /// The nonce `last_nc` is about (the server's current one when it was seen).
+    nonce: String,
+    /// The highest nonce count accepted with `nonce`.
+    last_nc: u32,
+    /// A stale nonce this connection was already told about.
+    stale_told: Option<String>,
 }
 
 impl Authenticator {
@@ -285,14 +361,73 @@ impl Authenticator {
         self.nonce = nonce;
     }
 
-    /// Whether the `Authorization` value (if any) of a `method` request is acceptable.
+    /// Whether the `Authorization` value (if any) of a `method` request is acceptable, by
+    /// [`Authenticator::verify`] (no URI, no replay check).
     pub fn check(&self, method: &str, authorization: Option<&str>) -> bool {
         self.verify(method, authorization) == AuthCheck::Ok
     }
 
-    /// What the `Authorization` value (if any) of a `method` request is worth. Secrets are
-    /// compared in constant time (the user name and password of Basic as MD5 digests, so that
-    /// their lengths do not show either; a Digest response is a fixed-length hash).
+    /// What the `Authorization` value (if any) of a `method` request for `uri` is worth, on a
+    /// connection whose earlier answers `guard` remembers: [`Authenticator::verify`], and for
+    /// Digest the signed `uri` must be the request's ([`DigestCredentials::uri_matches`]), a
+    /// `qop=auth` nonce count must grow (one already used is [`AuthCheck::Replayed`]), and an
+    /// answer to a stale nonce is [`AuthCheck::Stale`] once per nonce, [`AuthCheck::Replayed`]
+    /// after that. Answers without a qop cannot be counted: they are bound to the method, the
+    /// URI and the nonce, which expires.
+    pub fn verify_request(
+        &self,
+        method: &str,
+        uri: &str,
+        authorization: Option<&str>,
+        guard: &mut ReplayGuard,
+    ) -> AuthCheck {
+        let check = self.verify(method, authorization);
+        let Some(v) = authorization else {
+            return check;
+        };
+        let Ok(c) = DigestCredentials::parse(v) else {
+            return check; // Basic, or refused already
+        };
+        if matches!(check, AuthCheck::Refused { .. }) {
+            return check;
+        }
+        if !c.uri_matches(uri) {
+            return AuthCheck::Refused {
+                user: Some(c.username),
+                scheme: "Digest".into(),
+            };
+        }
+        if check == AuthCheck::Stale {
+            if guard.stale_told.as_deref() == Some(c.nonce.as_str()) {
+                return AuthCheck::Replayed { user: c.username };
+            }
+            guard.stale_told = Some(c.nonce);
+            return AuthCheck::Stale;
+        }
+        if c.qop.is_some() {
+            let Some(nc) = c.nonce_count() else {
+                return AuthCheck::Refused {
+                    user: Some(c.username),
+                    scheme: "Digest".into(),
+                };
+            };
+            if guard.nonce != self.nonce {
+                guard.nonce = self.nonce.clone();
+                guard.last_nc = 0;
+            }
+            if nc <= guard.last_nc {
+                return AuthCheck::Replayed { user: c.username };
+            }
+            guard.last_nc = nc;
+        }
+        check
+    }
+
+    /// What the `Authorization` value (if any) of a `method` request is worth, without binding
+    /// the signed URI to the request's or counting nonces ([`Authenticator::verify_request`]
+    /// does both; a server checks requests with it). Secrets are compared in constant time
+    /// (the user name and password of Basic as MD5 digests, so that their lengths do not show
+    /// either; a Digest response is a fixed-length hash).
     pub fn verify(&self, method: &str, authorization: Option<&str>) -> AuthCheck {
         let Some(v) = authorization else {
             return AuthCheck::Missing;
@@ -347,13 +482,13 @@ impl Authenticator {
     }
 
     /// The `WWW-Authenticate` values answering a request that `check` found wanting: Digest
-    /// (with `stale=TRUE` for a stale nonce), then Basic if allowed.
+    /// offering `qop="auth"` (with `stale=TRUE` for a stale nonce), then Basic if allowed.
     pub fn challenges_for(&self, check: &AuthCheck) -> Vec<String> {
         let mut v = vec![DigestChallenge {
             realm: self.realm.clone(),
             nonce: self.nonce.clone(),
             opaque: None,
-            qop_auth: false,
+            qop_auth: true,
             stale: *check == AuthCheck::Stale,
         }
         .header()];
@@ -550,6 +685,126 @@ mod tests {
         assert!(creds.verify("GET", "Circle Of Life"));
         assert!(!creds.verify("GET", "circle of life"));
         assert!(!creds.verify("POST", "Circle Of Life"));
+    }
+
+    #[test]
+    fn rfc7616_md5_example() {
+        // RFC 7616 section 3.9.1, the MD5 response (qop=auth).
+        let creds = DigestCredentials::parse(
+            "Digest username=\"Mufasa\", realm=\"http-auth@example.org\", uri=\"/dir/index.html\", algorithm=MD5, nonce=\"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v\", nc=00000001, cnonce=\"f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ\", qop=auth, response=\"8ca523f5e9506fed4657c9700eebdbec\", opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"",
+        )
+        .unwrap();
+        assert!(creds.verify("GET", "Circle of Life"));
+        assert!(!creds.verify("GET", "Circle Of Life"));
+        assert_eq!(creds.nonce_count(), Some(1));
+        assert!(creds.uri_matches("/dir/index.html"));
+        assert!(creds.uri_matches("http://www.example.org/dir/index.html"));
+        assert!(!creds.uri_matches("/dir/other.html"));
+        // What our client computes for the same challenge is the same.
+        let ch = DigestChallenge {
+            realm: "http-auth@example.org".into(),
+            nonce: "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v".into(),
+            opaque: None,
+            qop_auth: true,
+            stale: false,
+        };
+        let h = ch.respond(
+            "Mufasa",
+            "Circle of Life",
+            "GET",
+            "/dir/index.html",
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+            1,
+        );
+        assert!(
+            h.contains("response=\"8ca523f5e9506fed4657c9700eebdbec\""),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn rfc2069_answer_without_qop() {
+        // RFC 2069 section 2.4 (the form RFC 2617 keeps for clients without qop).
+        let creds = DigestCredentials::parse(
+            "Digest username=\"Mufasa\", realm=\"testrealm@host.com\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", uri=\"/dir/index.html\", response=\"1949323746fe6a43ef61f9606e7febea\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
+        )
+        .unwrap();
+        assert_eq!(creds.qop, None);
+        assert!(creds.verify("GET", "CircleOfLife"));
+        assert!(!creds.verify("GET", "Circle Of Life"));
+        // A server offering qop=auth takes it (GStreamer answers so).
+        let a = Authenticator::new(
+            "Mufasa",
+            "CircleOfLife",
+            "testrealm@host.com",
+            "dcd98b7102dd2f0e8b11d0f600bfb0c093".into(),
+            false,
+        );
+        assert!(DigestChallenge::parse(&a.challenges()[0]).unwrap().qop_auth);
+        let header = "Digest username=\"Mufasa\", realm=\"testrealm@host.com\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", uri=\"/dir/index.html\", response=\"1949323746fe6a43ef61f9606e7febea\"";
+        let mut g = ReplayGuard::default();
+        for _ in 0..2 {
+            assert_eq!(
+                a.verify_request("GET", "/dir/index.html", Some(header), &mut g),
+                AuthCheck::Ok
+            );
+        }
+        assert!(matches!(
+            a.verify_request("GET", "/dir/other.html", Some(header), &mut g),
+            AuthCheck::Refused { .. }
+        ));
+    }
+
+    #[test]
+    fn request_uris_and_counts() {
+        let a = Authenticator::new("cam", "pw", "mist", "n1".into(), false);
+        let ch = DigestChallenge::parse(&a.challenges()[0]).unwrap();
+        let mut g = ReplayGuard::default();
+        let uri = "rtsp://10.0.0.1:554/live";
+        let at = |nc: u32, signed: &str| ch.respond("cam", "pw", "DESCRIBE", signed, "x1", nc);
+        // The URI as written, as a path, with the other trailing slash: the same resource.
+        for (nc, signed) in [(1, uri), (2, "/live"), (3, "rtsp://10.0.0.1:554/live/")] {
+            assert_eq!(
+                a.verify_request("DESCRIBE", uri, Some(&at(nc, signed)), &mut g),
+                AuthCheck::Ok,
+                "{signed}"
+            );
+        }
+        // Another resource, or an older count: no.
+        for (nc, signed) in [(4, "rtsp://10.0.0.1:554/other"), (5, "/live/trackID=1")] {
+            assert!(matches!(
+                a.verify_request("DESCRIBE", uri, Some(&at(nc, signed)), &mut g),
+                AuthCheck::Refused { user: Some(u), .. } if u == "cam"
+            ));
+        }
+        assert_eq!(
+            a.verify_request("DESCRIBE", uri, Some(&at(3, uri)), &mut g),
+            AuthCheck::Replayed { user: "cam".into() }
+        );
+        // Refused answers did not use counts up: 4 goes.
+        assert_eq!(
+            a.verify_request("DESCRIBE", uri, Some(&at(4, uri)), &mut g),
+            AuthCheck::Ok
+        );
+        // A count that is not hex, or a qop without a count: refused.
+        let bad = at(5, uri).replace("nc=00000005", "nc=0000000g");
+        assert!(matches!(
+            a.verify_request("DESCRIBE", uri, Some(&bad), &mut g),
+            AuthCheck::Refused { .. }
+        ));
+        let none = at(5, uri).replace(", nc=00000005", "");
+        assert!(matches!(
+            a.verify_request("DESCRIBE", uri, Some(&none), &mut g),
+            AuthCheck::Refused { .. }
+        ));
+        // Basic and missing credentials are as `verify` says.
+        assert_eq!(
+            a.verify_request("DESCRIBE", uri, None, &mut g),
+            AuthCheck::Missing
+        );
+        assert_eq!(uri_path("*"), "*");
+        assert_eq!(uri_path("rtsp://h"), "/");
+        assert_eq!(uri_path("rtsp://h:1/a/b/?x=1"), "/a/b/?x=1");
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub mod range;
 pub mod server;
 pub mod transport;
 
-pub use auth::{AuthCheck, Authenticator, BasicCredentials, DigestChallenge, DigestCredentials};
+pub use auth::{
+    AuthCheck, Authenticator, BasicCredentials, DigestChallenge, DigestCredentials, ReplayGuard,
+};
 pub use client::{Client, ClientError, ClientEvent, RtspUrl};
 pub use error::RtspError;
 pub use message::{Decoder, Headers, Item, Limits, Message, Method, Request, Response, Version};

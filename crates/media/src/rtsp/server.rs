@@ -13,7 +13,7 @@
 //! [`ServerSession::answer`], which builds the reply. [`ServerSession::poll_event`] then tells the
 //! edge when to start or stop sending or accepting media.
 
-use super::auth::{AuthCheck, Authenticator};
+use super::auth::{AuthCheck, Authenticator, ReplayGuard};
 use super::message::{Method, Request, Response, Version};
 use super::transport::{Lower, Transport};
 use crate::sdp::SessionDescription;
@@ -155,6 +155,8 @@ struct Pending {
     /// The request's method and `Authorization`, for [`ServerSession::recheck_pending`].
     method: String,
     authorization: Option<String>,
+    /// Its credentials were checked and right (against the credentials required now).
+    authorized: bool,
 }
 
 /// Most media sections a session takes from one SDP.
@@ -177,6 +179,8 @@ pub struct ServerSession {
     version: Version,
     /// Why the last request was answered 401, until the edge takes it (to log it).
     refused: Option<AuthCheck>,
+    /// The nonce counts and stale nonces this connection's answers showed.
+    replay: ReplayGuard,
 }
 
 impl ServerSession {
@@ -193,6 +197,7 @@ impl ServerSession {
             session_given: false,
             version: Version::V1_0,
             refused: None,
+            replay: ReplayGuard::default(),
         }
     }
 
@@ -210,6 +215,9 @@ impl ServerSession {
     /// that learns a stream's credentials only once a request named the stream.
     pub fn set_auth(&mut self, auth: Option<Authenticator>) {
         self.config.auth = auth;
+        if let Some(p) = self.pending.as_mut() {
+            p.authorized = false;
+        }
     }
 
     /// The credentials required, if any (the edge rotates their nonce through it).
@@ -225,12 +233,22 @@ impl ServerSession {
     /// Checks the request the edge is deciding on against credentials set (with
     /// [`ServerSession::set_auth`]) only after it was handled, once the edge learned that its
     /// stream wants them. `None`: acceptable, still pending. `Some`: the 401 to send instead (the
-    /// question is dropped).
+    /// question is dropped). A request found right is not checked again (its nonce count would
+    /// look replayed) until other credentials are set.
     pub fn recheck_pending(&mut self) -> Option<Response> {
         let auth = self.config.auth.as_ref()?;
-        let p = self.pending.as_ref()?;
-        let check = auth.verify(&p.method, p.authorization.as_deref());
+        let p = self.pending.as_mut()?;
+        if p.authorized {
+            return None;
+        }
+        let check = auth.verify_request(
+            &p.method,
+            &p.uri,
+            p.authorization.as_deref(),
+            &mut self.replay,
+        );
         if check == AuthCheck::Ok {
+            p.authorized = true;
             return None;
         }
         let cseq = p.cseq;
@@ -280,12 +298,19 @@ impl ServerSession {
             // A pipelining client: the previous request is still with the edge.
             return Step::Reply(self.reply(503, cseq));
         }
+        let mut authorized = false;
         if req.method != Method::Options {
             if let Some(auth) = &self.config.auth {
-                let check = auth.verify(req.method.as_str(), req.headers.get("Authorization"));
+                let check = auth.verify_request(
+                    req.method.as_str(),
+                    &req.uri,
+                    req.headers.get("Authorization"),
+                    &mut self.replay,
+                );
                 if check != AuthCheck::Ok {
                     return Step::Reply(self.unauthorized(check, cseq));
                 }
+                authorized = true;
             }
         }
         if let Some(id) = req.headers.session_id() {
@@ -384,6 +409,7 @@ impl ServerSession {
             uri: req.uri.clone(),
             method: req.method.as_str().to_string(),
             authorization: req.headers.get("Authorization").map(str::to_string),
+            authorized,
         });
         Step::Ask(ask)
     }
@@ -672,7 +698,9 @@ mod tests {
         let r = s.answer(Answer::Describe(Ok(SDP.into())));
         assert_eq!(r.status, 200);
         assert_eq!(r.headers.get("Content-Base"), Some("rtsp://h/live/"));
-        let a = ch.respond("u", "p", "SETUP", "rtsp://h/live/streamid=1", "", 1);
+        // ch offers qop=auth: each answer counts one up.
+        assert!(ch.qop_auth);
+        let a = ch.respond("u", "p", "SETUP", "rtsp://h/live/streamid=1", "c", 2);
         let text = format!("SETUP rtsp://h/live/streamid=1 RTSP/1.0\r\nCSeq: 3\r\nAuthorization: {a}\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n");
         let Step::Ask(Ask::Setup {
             track,
@@ -689,7 +717,7 @@ mod tests {
             .get("Transport")
             .unwrap()
             .contains("server_port=6000-6001"));
-        let a = ch.respond("u", "p", "PLAY", "rtsp://h/live/", "", 1);
+        let a = ch.respond("u", "p", "PLAY", "rtsp://h/live/", "c", 3);
         let text = format!("PLAY rtsp://h/live/ RTSP/1.0\r\nCSeq: 4\r\nAuthorization: {a}\r\nSession: 00000000\r\nRange: npt=0.000-\r\n\r\n");
         let Step::Ask(Ask::Play { range }) = s.handle(&req(&text)) else {
             panic!()
@@ -705,6 +733,69 @@ mod tests {
         );
         assert_eq!(s.poll_event(), Some(SessionEvent::Play));
         assert_eq!(s.state(), State::Playing);
+    }
+
+    #[test]
+    fn digest_answers_are_bound_to_the_uri_and_counted() {
+        let mut s = ServerSession::new(ServerConfig {
+            auth: Some(Authenticator::new("u", "p", "r", "n".into(), false)),
+            ..ServerConfig::default()
+        });
+        let describe = |cseq: u32, auth: &str| {
+            req(&format!(
+                "DESCRIBE rtsp://h/live RTSP/1.0\r\nCSeq: {cseq}\r\nAuthorization: {auth}\r\n\r\n"
+            ))
+        };
+        let status = |step: Step| match step {
+            Step::Reply(r) => r.status,
+            Step::Ask(_) => 0,
+        };
+        let ch =
+            crate::rtsp::DigestChallenge::parse(&s.config.auth.as_ref().unwrap().challenges()[0])
+                .unwrap();
+        assert!(ch.qop_auth, "qop=auth is offered");
+        // Signed for another stream: refused, though the password is right.
+        let other = ch.respond("u", "p", "DESCRIBE", "rtsp://h/other", "c", 1);
+        assert_eq!(status(s.handle(&describe(1, &other))), 401);
+        assert!(matches!(s.take_refusal(), Some(AuthCheck::Refused { .. })));
+        // The same URI written as a path is the same resource.
+        let path = ch.respond("u", "p", "DESCRIBE", "/live", "c", 1);
+        assert_eq!(status(s.handle(&describe(2, &path))), 0);
+        assert_eq!(s.answer(Answer::Describe(Err(404))).status, 404);
+        // The same answer again (nonce count 1 again): a replay.
+        assert_eq!(status(s.handle(&describe(3, &path))), 401);
+        assert!(matches!(
+            s.take_refusal(),
+            Some(AuthCheck::Replayed { user }) if user == "u"
+        ));
+        // The next count goes.
+        let next = ch.respond("u", "p", "DESCRIBE", "rtsp://h/live", "c", 2);
+        assert_eq!(status(s.handle(&describe(4, &next))), 0);
+        assert_eq!(s.answer(Answer::Describe(Err(404))).status, 404);
+        // Without a qop (GStreamer): accepted, again and again (nothing to count).
+        let plain = crate::rtsp::DigestChallenge {
+            qop_auth: false,
+            ..ch.clone()
+        }
+        .respond("u", "p", "DESCRIBE", "rtsp://h/live", "", 0);
+        assert!(!plain.contains("qop"), "{plain}");
+        for cseq in 5..7 {
+            assert_eq!(status(s.handle(&describe(cseq, &plain))), 0);
+            assert_eq!(s.answer(Answer::Describe(Err(404))).status, 404);
+        }
+        // A stale nonce is told once; the same stale answer again is a replay.
+        s.auth_mut().unwrap().rotate("n2".into());
+        assert_eq!(status(s.handle(&describe(7, &plain))), 401);
+        assert_eq!(s.take_refusal(), Some(AuthCheck::Stale));
+        assert_eq!(status(s.handle(&describe(8, &plain))), 401);
+        assert!(matches!(s.take_refusal(), Some(AuthCheck::Replayed { .. })));
+        // The new nonce starts its own count.
+        let ch2 = crate::rtsp::DigestChallenge {
+            nonce: "n2".into(),
+            ..ch
+        };
+        let fresh = ch2.respond("u", "p", "DESCRIBE", "rtsp://h/live", "c", 1);
+        assert_eq!(status(s.handle(&describe(9, &fresh))), 0);
     }
 
     #[test]
