@@ -6,6 +6,44 @@ use mist_core::names::sanitize;
 use mist_core::triggers;
 use std::time::Duration;
 
+/// The fields of a play request.
+struct Play<'a> {
+    stream: &'a str,
+    host: &'a str,
+    connector: &'a str,
+    url: &'a str,
+}
+
+impl<'a> Play<'a> {
+    /// The play in `req`; `None` for other requests.
+    fn of(req: &'a Request) -> Option<Play<'a>> {
+        match req {
+            Request::Play {
+                stream,
+                host,
+                connector,
+                url,
+            } => Some(Play {
+                stream,
+                host,
+                connector,
+                url,
+            }),
+            _ => None,
+        }
+    }
+
+    /// This viewer's play of `stream` at `url`.
+    fn request(&self, stream: &str, url: String) -> Request {
+        Request::Play {
+            stream: stream.to_string(),
+            host: self.host.to_string(),
+            connector: self.connector.to_string(),
+            url,
+        }
+    }
+}
+
 /// The controller request of a publish or play, run on an [`mist_connector::ask::Asker`]
 /// worker. A play also runs the viewer triggers around it: PLAY_REWRITE before (it may rename
 /// the stream or refuse), then CONN_OPEN, USER_NEW and CONN_PLAY once the stream is known.
@@ -14,24 +52,16 @@ pub fn ask_with_viewer_triggers(
     timeout: Duration,
 ) -> Result<Response, ControlError> {
     let resp = ask_play(req, timeout)?;
-    let Request::Play {
-        stream,
-        host,
-        connector,
-        url,
-    } = req
-    else {
+    let Some(play) = Play::of(req) else {
         return Ok(resp);
     };
     if !resp.ok {
         return Ok(resp);
     }
-    let admitted = Request::Play {
-        stream: resp.stream.clone(),
-        host: host.clone(),
-        connector: connector.clone(),
-        url: viewer_url(url, stream, &resp.stream),
-    };
+    let admitted = play.request(
+        &resp.stream,
+        viewer_url(play.url, play.stream, &resp.stream),
+    );
     let verdict = admit_play(&admitted, timeout)?;
     if verdict.ok {
         Ok(resp)
@@ -45,28 +75,16 @@ pub fn ask_with_viewer_triggers(
 /// credentials): PLAY_REWRITE, then the controller's answer (its `stream` always set, its
 /// `config` the stream's). Other requests go to the controller as they are.
 pub fn ask_play(req: &Request, timeout: Duration) -> Result<Response, ControlError> {
-    let Request::Play {
-        stream,
-        host,
-        connector,
-        url,
-    } = req
-    else {
+    let Some(play) = Play::of(req) else {
         return mist_core::control::request(req, timeout);
     };
-    // The play URL without the stream name, to name a rewritten stream's URL.
-    let base = url.strip_suffix(stream.as_str()).unwrap_or(url);
-    let stream = match triggers::viewers::play_rewrite(stream, host, connector, url) {
-        Ok(Some(new)) => new,
-        Ok(None) => stream.clone(),
-        Err(e) => return Ok(refusal(e.to_string())),
-    };
-    let asked = Request::Play {
-        stream: stream.clone(),
-        host: host.clone(),
-        connector: connector.clone(),
-        url: format!("{base}{stream}"),
-    };
+    let stream =
+        match triggers::viewers::play_rewrite(play.stream, play.host, play.connector, play.url) {
+            Ok(Some(new)) => new,
+            Ok(None) => play.stream.to_string(),
+            Err(e) => return Ok(refusal(e.to_string())),
+        };
+    let asked = play.request(&stream, viewer_url(play.url, play.stream, &stream));
     let mut resp = mist_core::control::request(&asked, timeout)?;
     if resp.ok && resp.stream.is_empty() {
         resp.stream = sanitize(&stream);
@@ -78,21 +96,15 @@ pub fn ask_play(req: &Request, timeout: Duration) -> Result<Response, ControlErr
 /// CONN_PLAY) of a play the controller allowed; `req` names the stream the controller named and
 /// its URL ([`viewer_url`]). Nothing is asked of the controller.
 pub fn admit_play(req: &Request, _timeout: Duration) -> Result<Response, ControlError> {
-    let Request::Play {
-        stream,
-        host,
-        connector,
-        url,
-    } = req
-    else {
+    let Some(p) = Play::of(req) else {
         return Ok(refusal("not a play".into()));
     };
-    if let Err(e) = triggers::viewers::admit(stream, host, connector, url, "") {
+    if let Err(e) = triggers::viewers::admit(p.stream, p.host, p.connector, p.url, "") {
         return Ok(refusal(e.to_string()));
     }
     Ok(Response {
         ok: true,
-        stream: stream.clone(),
+        stream: p.stream.to_string(),
         error: String::new(),
         config: Default::default(),
     })

@@ -386,7 +386,6 @@ impl Events {
                         &one,
                         "LIVE_BANDWIDTH",
                         Some(&stream),
-                        &[],
                         &p,
                     );
                     if !o.ok {

@@ -611,3 +611,86 @@ fn http_user_new_once_per_session_and_refusal() {
     );
     assert!(recs.iter().all(|r| r.0 == "USER_NEW" && r.1.len() == 6));
 }
+
+/// `#tag` entries of a handler's `streams` (§5.1): a handler limited to `#vip` fires for a
+/// wildcard stream of a config tagged `vip` (`tags`), for a stream tagged with `tag_stream`
+/// before it started and for one tagged while it plays, and not for an untagged stream; fired by
+/// the controller (STREAM_PUSH), the buffer (STREAM_BUFFER) and the RTMP output (CONN_PLAY).
+#[test]
+fn tag_entries_match_config_and_runtime_tags() {
+    let dir = TempDir::new("trig-tags");
+    let d = dir.path();
+    let vip = handler(d, "vip", "echo true");
+    let all = handler(d, "all", "echo true");
+    let ctl = Controller::start_edited(
+        serde_json::json!({"vip": {"name": "vip", "source": "push://", "tags": ["vip"]}}),
+        |c| {
+            let only_vip =
+                |sync: bool| serde_json::json!({"handler": vip, "sync": sync, "streams": ["#vip"]});
+            // The unrestricted handler runs after the `#vip` one for the same event: once it
+            // has seen an event of a stream, the `#vip` one would have too.
+            c["config"]["triggers"] = serde_json::json!({
+                "STREAM_PUSH": [only_vip(true), trig(&all, true)],
+                "STREAM_BUFFER": [only_vip(false), trig(&all, false)],
+                "CONN_PLAY": [only_vip(true), trig(&all, true)],
+            });
+        },
+    );
+    // Tagged before it starts: the tag waits for the stream.
+    ctl.api(&serde_json::json!({"tag_stream": {"live+b": "vip"}}));
+    let _a = publish(&ctl.publish_url("vip+a"), "320x240", 60);
+    let _b = publish(&ctl.publish_url("live+b"), "320x240", 60);
+    let _c = publish(&ctl.publish_url("live+c"), "320x240", 60);
+    for s in ["vip+a", "live+b", "live+c"] {
+        wait_for_stream(&ctl, s);
+    }
+    let fired = |text: &str, trigger: &str, stream: &str| {
+        records(text).iter().any(|(n, l)| {
+            n == trigger
+                && l.first().is_some_and(|s| s == stream)
+                && (n != "STREAM_BUFFER" || l.get(1).is_some_and(|s| s == "FULL"))
+        })
+    };
+    let seen_by = |name: &str, trigger: &str, streams: &[&str]| {
+        wait_file(&log_of(d, name), |t| {
+            streams.iter().all(|s| fired(t, trigger, s))
+        })
+    };
+    let streams = ["vip+a", "live+b", "live+c"];
+    for trigger in ["STREAM_PUSH", "STREAM_BUFFER"] {
+        seen_by("all", trigger, &streams);
+        let text = seen_by("vip", trigger, &["vip+a", "live+b"]);
+        assert!(!fired(&text, trigger, "live+c"), "{trigger}: {text}");
+    }
+    for s in streams {
+        let st = probe_streams(&ctl.play_url(s));
+        assert!(st.iter().any(|x| x["codec_name"] == "h264"), "{s}: {st:?}");
+    }
+    seen_by("all", "CONN_PLAY", &streams);
+    let text = seen_by("vip", "CONN_PLAY", &["vip+a", "live+b"]);
+    assert!(!fired(&text, "CONN_PLAY", "live+c"), "{text}");
+
+    // Tagged while it plays: the output sees the tag once it re-reads the trigger file (it
+    // checks it twice a second), so a viewer after that fires the handler.
+    ctl.api(&serde_json::json!({"tag_stream": {"live+c": "vip"}}));
+    let tags = ctl.api(&serde_json::json!({"stream_tags": "live+c"}));
+    assert_eq!(
+        tags["stream_tags"]["live+c"],
+        serde_json::json!(["vip"]),
+        "{tags}"
+    );
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = probe_streams(&ctl.play_url("live+c"));
+        assert!(st.iter().any(|x| x["codec_name"] == "h264"), "{st:?}");
+        let text = std::fs::read_to_string(log_of(d, "vip")).unwrap_or_default();
+        if fired(&text, "CONN_PLAY", "live+c") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "CONN_PLAY never fired for live+c tagged at run time: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

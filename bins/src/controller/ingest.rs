@@ -59,8 +59,9 @@ fn split_rtmp_url(url: &str) -> (String, String) {
 }
 
 impl Controller {
-    /// Puts the config's triggers into this process's engine and the children's trigger file
-    /// (only when they changed; cheap to call every loop turn).
+    /// Puts the config's triggers, and the streams' tags when a handler matches on them, into
+    /// this process's engine and the children's trigger file (only when they changed; cheap to
+    /// call every loop turn).
     pub fn sync_triggers(&self) {
         let shared = Shared {
             instance: instance_id().to_string(),
@@ -69,6 +70,7 @@ impl Controller {
             sessions: mist_core::triggers::session_modes::SessionModes::from_config(
                 &self.cfg.config.extra,
             ),
+            tags: super::stream_tags::shared(self),
         };
         Engine::global().set_config(shared, Some(&triggers_file()));
     }

@@ -1,14 +1,16 @@
 //! Stream tags set at run time (INTERFACES §3.4 `tag_stream`, `untag_stream`, `stream_tags`):
-//! `#tag` matchers of `push_start`, auto-push rules and their `inhibit` see them beside the
-//! `tags` of the stream's config.
+//! `#tag` matchers of `push_start`, auto-push rules and their `inhibit`, and the `#tag` entries
+//! of triggers' `streams` lists (§5.1) see them beside the `tags` of the stream's config. The
+//! trigger file shares them with the processes that fire triggers ([`shared`]).
 //!
 //! As in MistServer a tag belongs to a running stream: a tag given to a stream that is not
 //! active waits up to 60 s for it to start, and a stream's tags go when it stops.
 
 use super::Controller;
 use mist_core::info;
+use mist_core::triggers::StreamTags;
 use serde_json::{Map, Value};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// How long a tag for a stream that is not active waits for it.
@@ -21,6 +23,10 @@ pub struct Tags {
     active: HashMap<String, BTreeSet<String>>,
     /// Tags waiting for their stream to become active: (since, tags).
     queued: HashMap<String, (Instant, BTreeSet<String>)>,
+    /// Tags of streams that stopped, kept a while for the triggers of their end (STREAM_END,
+    /// USER_END, CONN_CLOSE …, which may fire after the controller saw the stream go): (since,
+    /// tags). Not the stream's any more for `stream_tags` and pushes.
+    ended: HashMap<String, (Instant, BTreeSet<String>)>,
 }
 
 impl Tags {
@@ -28,7 +34,19 @@ impl Tags {
     /// streams that started become theirs, streams that stopped lose their tags.
     pub fn update(&mut self, active: &HashSet<String>) {
         let now = Instant::now();
-        self.active.retain(|s, _| active.contains(s));
+        let stopped: Vec<String> = self
+            .active
+            .keys()
+            .filter(|s| !active.contains(*s))
+            .cloned()
+            .collect();
+        for s in stopped {
+            if let Some(t) = self.active.remove(&s) {
+                self.ended.insert(s, (now, t));
+            }
+        }
+        self.ended
+            .retain(|s, (since, _)| !active.contains(s) && now.duration_since(*since) < QUEUED_FOR);
         self.queued
             .retain(|_, (since, _)| now.duration_since(*since) < QUEUED_FOR);
         let started: Vec<String> = self
@@ -47,6 +65,21 @@ impl Tags {
     /// The run-time tags of `stream`.
     pub fn of(&self, stream: &str) -> impl Iterator<Item = &String> {
         self.active.get(stream).into_iter().flatten()
+    }
+
+    /// The run-time tags of every stream, active, waiting for it to start (a starting stream's
+    /// first triggers, such as STREAM_PUSH, already see the tags waiting for it) or stopped
+    /// less than a minute ago (the triggers of its end), by full name: what triggers match on.
+    pub fn all(&self) -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, BTreeSet<&String>> = BTreeMap::new();
+        let waiting = self.queued.iter().chain(&self.ended);
+        for (s, t) in self.active.iter().chain(waiting.map(|(s, (_, t))| (s, t))) {
+            m.entry(s.clone()).or_default().extend(t);
+        }
+        m.into_iter()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(s, t)| (s, t.into_iter().cloned().collect()))
+            .collect()
     }
 
     fn tag(&mut self, stream: &str, tag: &str, is_active: bool) {
@@ -69,7 +102,12 @@ impl Tags {
         if let Some(t) = self.active.get_mut(stream) {
             t.remove(tag);
         }
-        if let Some((_, t)) = self.queued.get_mut(stream) {
+        for (_, t) in self
+            .queued
+            .get_mut(stream)
+            .into_iter()
+            .chain(self.ended.get_mut(stream))
+        {
             t.remove(tag);
         }
     }
@@ -101,21 +139,50 @@ fn pairs(arg: &Value) -> Vec<(String, String)> {
     out
 }
 
-/// The tags of a stream: its config `tags` (looked up by base name, a list or one string) and
-/// those given at run time.
-pub fn of(ctl: &Controller, stream: &str) -> Vec<String> {
-    let base = stream.split('+').next().unwrap_or(stream);
-    let mut tags: BTreeSet<String> = match ctl.cfg.streams.get(base).and_then(|c| c.get("tags")) {
+/// The `tags` of a stream config (a list or one string).
+fn config_tags(cfg: &Value) -> BTreeSet<String> {
+    match cfg.get("tags") {
         Some(Value::Array(a)) => a
             .iter()
             .filter_map(Value::as_str)
+            .filter(|t| !t.is_empty())
             .map(str::to_string)
             .collect(),
         Some(Value::String(s)) if !s.is_empty() => [s.clone()].into(),
         _ => BTreeSet::new(),
-    };
+    }
+}
+
+/// The tags of a stream: its config `tags` (looked up by base name) and those given at run time.
+pub fn of(ctl: &Controller, stream: &str) -> Vec<String> {
+    let base = mist_core::names::base_name(stream);
+    let mut tags = ctl
+        .cfg
+        .streams
+        .get(base)
+        .map(config_tags)
+        .unwrap_or_default();
     tags.extend(ctl.pushes.tags.of(stream).cloned());
     tags.into_iter().collect()
+}
+
+/// The streams' tags for the trigger file: config `tags` by config name, run-time tags by full
+/// name (a stream's tags are both, see [`StreamTags::has`]). Empty when no trigger handler has a
+/// `#tag` entry, so that tag changes nobody matches on do not rewrite the file.
+pub fn shared(ctl: &Controller) -> StreamTags {
+    if !mist_core::triggers::uses_tags(&ctl.cfg.config.triggers) {
+        return StreamTags::default();
+    }
+    StreamTags {
+        config: ctl
+            .cfg
+            .streams
+            .iter()
+            .map(|(name, cfg)| (name.clone(), config_tags(cfg).into_iter().collect()))
+            .filter(|(_, t): &(String, Vec<String>)| !t.is_empty())
+            .collect(),
+        runtime: ctl.pushes.tags.all(),
+    }
 }
 
 /// `tag_stream`, `untag_stream` (no answer, as MistServer) and `stream_tags` (a name, a list of
@@ -132,12 +199,15 @@ pub fn api(ctl: &mut Controller, cmd: &str, arg: &Value) -> Option<Value> {
                 );
                 ctl.pushes.tags.tag(&s, &t, on);
             }
+            // Triggers fired from now on see the tags.
+            ctl.sync_triggers();
             None
         }
         "untag_stream" => {
             for (s, t) in pairs(arg) {
                 ctl.pushes.tags.untag(&s, &t);
             }
+            ctl.sync_triggers();
             None
         }
         _ => {
@@ -180,9 +250,22 @@ mod tests {
         assert_eq!(t.of("live+a").collect::<Vec<_>>(), ["x"]);
         t.untag("live+a", "x");
         assert_eq!(t.of("live+a").count(), 0);
+        assert!(t.all().is_empty());
         t.tag("live+a", "y", true);
+        t.tag("live+b", "q", false);
+        t.tag("live+c", "z", true);
+        t.untag("live+c", "z");
+        // The trigger file's view: active and queued tags, streams without tags left out.
+        let all = t.all();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all["live+a"], ["y"]);
+        assert_eq!(all["live+b"], ["q"]);
         t.update(&HashSet::new());
         assert_eq!(t.of("live+a").count(), 0, "a stopped stream loses its tags");
+        // … but the triggers of its end still see them, until it starts again.
+        assert_eq!(t.all()["live+a"], ["y"]);
+        t.update(&active);
+        assert!(!t.all().contains_key("live+a"));
     }
 
     #[test]

@@ -567,8 +567,8 @@ impl App {
         for f in self.feeds.values_mut() {
             f.poll(io);
         }
-        self.conn_stops();
         self.poll_segmented(io);
+        // `gc` fires the CONN_STOPs of the feeds that ended.
         self.gc(io);
     }
 

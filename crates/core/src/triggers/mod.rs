@@ -81,17 +81,26 @@ pub fn payload(lines: &[&str]) -> String {
     lines.join("\n")
 }
 
-/// §5.1 stream matching of one `streams` list: empty = all; an entry matches the full name or
-/// the base name (`live` matches `live+cam`); `#tag` matches a tag of the stream; `!x` negates
-/// (a matching negation excludes); a list of only negations means "all except".
+/// §5.1 stream matching of one `streams` list: empty = all; an entry matches the full name, the
+/// base name (`live` matches `live+cam`) or, ending in `+`, a prefix (`live+` matches
+/// `live+cam`); `#tag` matches a tag of the stream; `!x` negates (a matching negation
+/// excludes); a list of only negations means "all except".
 pub fn stream_matches(list: &[String], stream: &str, tags: &[String]) -> bool {
+    stream_matches_by(list, stream, |t| tags.iter().any(|x| x == t))
+}
+
+/// [`stream_matches`] with the stream's tags given as a lookup, asked only for `#tag` entries
+/// (so a list without one never looks tags up).
+pub fn stream_matches_by(list: &[String], stream: &str, has_tag: impl Fn(&str) -> bool) -> bool {
     if list.is_empty() {
         return true;
     }
     let base = names::base_name(stream);
     let m = |e: &str| match e.strip_prefix('#') {
-        Some(tag) => tags.iter().any(|t| t == tag),
-        None => e == stream || e == base,
+        Some(tag) => !tag.is_empty() && has_tag(tag),
+        None => {
+            e == stream || e == base || (e.ends_with('+') && e.len() > 1 && stream.starts_with(e))
+        }
     };
     let mut positives = false;
     let mut matched = false;
@@ -111,30 +120,79 @@ pub fn stream_matches(list: &[String], stream: &str, tags: &[String]) -> bool {
     !positives || matched
 }
 
-/// Whether a handler applies to `stream` (no `streams` list = all; see [`stream_matches`]). A
-/// `None` stream (global trigger) matches every handler.
-pub fn applies(h: &TriggerHandler, stream: Option<&str>) -> bool {
-    match stream {
-        None => true,
-        Some(s) => stream_matches(&h.streams, s, &[]),
+/// Whether some handler's `streams` list has a `#tag` entry (negated or not): only then does the
+/// controller share the streams' tags with its children.
+pub fn uses_tags(triggers: &Triggers) -> bool {
+    triggers.values().flatten().any(|h| {
+        h.streams
+            .iter()
+            .any(|e| e.trim_start_matches('!').starts_with('#'))
+    })
+}
+
+/// The tags of streams as the controller knows them, for `#tag` entries (§5.1): a stream has the
+/// `tags` of its config (a wildcard stream `live+alice` those of `live`) and the tags given to
+/// it, by its full name, at run time (`tag_stream`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamTags {
+    /// The `tags` of stream configs, by config (base) name.
+    #[serde(default)]
+    pub config: BTreeMap<String, Vec<String>>,
+    /// Tags given at run time, by full stream name.
+    #[serde(default)]
+    pub runtime: BTreeMap<String, Vec<String>>,
+}
+
+impl StreamTags {
+    /// Whether `stream` has `tag`.
+    pub fn has(&self, stream: &str, tag: &str) -> bool {
+        let is = |l: Option<&Vec<String>>| l.is_some_and(|l| l.iter().any(|t| t == tag));
+        is(self.runtime.get(stream)) || is(self.config.get(names::base_name(stream)))
+    }
+
+    /// No stream has a tag.
+    pub fn is_empty(&self) -> bool {
+        self.config.is_empty() && self.runtime.is_empty()
     }
 }
 
-/// The handlers of trigger `name` that apply to `stream` (global triggers ignore the list).
+/// Whether a handler applies to `stream` (no `streams` list = all; see [`stream_matches`];
+/// `#tag` entries see the tags this process knows). A `None` stream (global trigger) matches
+/// every handler.
+pub fn applies(h: &TriggerHandler, stream: Option<&str>) -> bool {
+    match stream {
+        None => true,
+        Some(s) => Engine::global().matches(&h.streams, s),
+    }
+}
+
+/// The handlers of trigger `name` that apply to `stream` (global triggers ignore the list);
+/// `#tag` entries see the tags this process knows (the controller's, shared through the
+/// trigger file).
 pub fn handlers<'a>(
     triggers: &'a Triggers,
     name: &str,
     stream: Option<&str>,
 ) -> Vec<&'a TriggerHandler> {
-    handlers_tagged(triggers, name, stream, &[])
+    Engine::global().handlers_in(triggers, name, stream)
 }
 
-/// [`handlers`] with the stream's tags (for `#tag` entries).
+/// [`handlers`] with the stream's tags given.
 pub fn handlers_tagged<'a>(
     triggers: &'a Triggers,
     name: &str,
     stream: Option<&str>,
     tags: &[String],
+) -> Vec<&'a TriggerHandler> {
+    handlers_by(triggers, name, stream, |t| tags.iter().any(|x| x == t))
+}
+
+/// [`handlers`] with the stream's tags given as a lookup (asked only for `#tag` entries).
+pub fn handlers_by<'a>(
+    triggers: &'a Triggers,
+    name: &str,
+    stream: Option<&str>,
+    has_tag: impl Fn(&str) -> bool,
 ) -> Vec<&'a TriggerHandler> {
     let global = is_global(name);
     triggers
@@ -146,7 +204,7 @@ pub fn handlers_tagged<'a>(
                         && (global
                             || match stream {
                                 None => true,
-                                Some(s) => stream_matches(&h.streams, s, tags),
+                                Some(s) => stream_matches_by(&h.streams, s, &has_tag),
                             })
                 })
                 .collect()
@@ -226,7 +284,7 @@ impl Outcome {
 /// Fires a trigger with an explicit config: sync handlers run in order on this thread, the others
 /// are queued on the global engine's worker pool (per-stream order).
 pub fn fire(triggers: &Triggers, name: &str, stream: Option<&str>, payload: &str) -> Outcome {
-    Engine::global().fire_with(triggers, name, stream, &[], payload)
+    Engine::global().fire_with(triggers, name, stream, payload)
 }
 
 /// Fires a trigger from the global engine's config and waits for its blocking handlers (at most
@@ -256,11 +314,16 @@ pub struct Shared {
     /// The session settings (`sessionViewerMode`, `tknMode`, …).
     #[serde(default)]
     pub sessions: session_modes::SessionModes,
+    /// The streams' tags, for `#tag` entries (empty unless some handler has one).
+    #[serde(default, skip_serializing_if = "StreamTags::is_empty")]
+    pub tags: StreamTags,
 }
 
 struct FileSource {
     path: PathBuf,
-    mtime: Option<SystemTime>,
+    /// The file's (mtime, inode, length) when last read: the controller replaces it by a rename,
+    /// so a new inode tells a change that came within the same mtime tick.
+    stamp: Option<(SystemTime, u64, u64)>,
     checked: Option<Instant>,
 }
 
@@ -295,7 +358,7 @@ impl Engine {
             if let Some(p) = std::env::var_os(ENV_TRIGGERS).filter(|p| !p.is_empty()) {
                 *e.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(FileSource {
                     path: PathBuf::from(p),
-                    mtime: None,
+                    stamp: None,
                     checked: None,
                 });
             }
@@ -335,11 +398,14 @@ impl Engine {
             return;
         }
         src.checked = Some(Instant::now());
-        let m = std::fs::metadata(&src.path).and_then(|m| m.modified()).ok();
-        if m == src.mtime {
+        let m = std::fs::metadata(&src.path).ok().and_then(|m| {
+            use std::os::unix::fs::MetadataExt;
+            Some((m.modified().ok()?, m.ino(), m.len()))
+        });
+        if m == src.stamp {
             return;
         }
-        src.mtime = m;
+        src.stamp = m;
         let parsed = std::fs::read(&src.path)
             .ok()
             .and_then(|b| serde_json::from_slice::<Shared>(&b).ok());
@@ -358,25 +424,38 @@ impl Engine {
 
     /// Whether any handler is configured for this trigger and stream.
     pub fn exists(&self, name: &str, stream: Option<&str>) -> bool {
-        exists(&self.config().triggers, name, stream)
+        !self
+            .handlers_in(&self.config().triggers, name, stream)
+            .is_empty()
+    }
+
+    /// Whether `stream` matches a `streams` list, its `#tag` entries seeing the tags of this
+    /// engine's config.
+    pub fn matches(&self, list: &[String], stream: &str) -> bool {
+        let c = std::cell::OnceCell::new();
+        stream_matches_by(list, stream, |t| {
+            c.get_or_init(|| self.config()).tags.has(stream, t)
+        })
+    }
+
+    /// The handlers of trigger `name` in `triggers` that apply to `stream`, `#tag` entries
+    /// seeing the tags of this engine's config (read only when such an entry is met).
+    pub fn handlers_in<'a>(
+        &self,
+        triggers: &'a Triggers,
+        name: &str,
+        stream: Option<&str>,
+    ) -> Vec<&'a TriggerHandler> {
+        let c = std::cell::OnceCell::new();
+        handlers_by(triggers, name, stream, |t| {
+            stream.is_some_and(|s| c.get_or_init(|| self.config()).tags.has(s, t))
+        })
     }
 
     /// Fires `name` from this engine's config; waits for blocking handlers.
     pub fn fire(&self, name: &str, stream: Option<&str>, lines: &[&str]) -> Outcome {
         let c = self.config();
-        self.fire_with(&c.triggers, name, stream, &[], &payload(lines))
-    }
-
-    /// Fires `name` with the stream's tags (for `#tag` entries); waits for blocking handlers.
-    pub fn fire_tagged(
-        &self,
-        name: &str,
-        stream: Option<&str>,
-        tags: &[String],
-        lines: &[&str],
-    ) -> Outcome {
-        let c = self.config();
-        self.fire_with(&c.triggers, name, stream, tags, &payload(lines))
+        self.fire_with(&c.triggers, name, stream, &payload(lines))
     }
 
     /// Fires `name` without waiting for anything: every handler (sync ones too, their answers
@@ -397,7 +476,7 @@ impl Engine {
         first: impl FnOnce() + Send + 'static,
     ) {
         let c = self.config();
-        let list = handlers(&c.triggers, name, stream);
+        let list = self.handlers_in(&c.triggers, name, stream);
         if list.is_empty() {
             return first();
         }
@@ -425,7 +504,7 @@ impl Engine {
 
     /// [`Engine::emit`] with an explicit config and payload.
     pub fn emit_with(&self, triggers: &Triggers, name: &str, stream: Option<&str>, payload: &str) {
-        let list = handlers(triggers, name, stream);
+        let list = self.handlers_in(triggers, name, stream);
         if list.is_empty() {
             return;
         }
@@ -452,17 +531,17 @@ impl Engine {
         }
     }
 
-    /// Fires with an explicit config: sync handlers run in order on this thread (at most
-    /// [`MAX_WAITERS`] callers at once), the others are queued in per-stream order.
+    /// Fires with an explicit config (`#tag` entries see the tags of this engine's config): sync
+    /// handlers run in order on this thread (at most [`MAX_WAITERS`] callers at once), the others
+    /// are queued in per-stream order.
     pub fn fire_with(
         &self,
         triggers: &Triggers,
         name: &str,
         stream: Option<&str>,
-        tags: &[String],
         payload: &str,
     ) -> Outcome {
-        let list = handlers_tagged(triggers, name, stream, tags);
+        let list = self.handlers_in(triggers, name, stream);
         if list.is_empty() {
             return Outcome::NONE;
         }
@@ -743,6 +822,141 @@ mod engine_tests {
     }
 
     #[test]
+    fn names_prefixes_and_tags() {
+        // A full name, a base name, a `base+` prefix.
+        assert!(stream_matches(&v(&["live+"]), "live+alice", &[]));
+        assert!(!stream_matches(&v(&["live+"]), "live", &[]));
+        assert!(!stream_matches(&v(&["live+"]), "lively+x", &[]));
+        assert!(!stream_matches(&v(&["+"]), "live+x", &[]));
+        assert!(!stream_matches(&v(&["liv"]), "live+x", &[]));
+        assert!(stream_matches(&v(&["x", "live+a"]), "live+a", &[]));
+        // `#` alone names no tag.
+        assert!(!stream_matches(&v(&["#"]), "x", &v(&[""])));
+        // A list without a `#tag` entry never looks tags up.
+        let asked = std::cell::Cell::new(0);
+        let count = |_: &str| {
+            asked.set(asked.get() + 1);
+            true
+        };
+        assert!(stream_matches_by(&v(&["live", "!vod"]), "live+a", count));
+        assert_eq!(asked.get(), 0);
+        assert!(stream_matches_by(&v(&["other", "#vip"]), "live+a", count));
+        assert_eq!(asked.get(), 1);
+
+        let mut tags = StreamTags::default();
+        tags.config.insert("vip".into(), v(&["vip", "gold"]));
+        tags.config.insert("live".into(), v(&["pub"]));
+        tags.runtime.insert("live+b".into(), v(&["vip"]));
+        tags.runtime.insert("live".into(), v(&["baseonly"]));
+        // Config tags by base name: the wildcard streams of `vip` have them.
+        assert!(tags.has("vip", "gold"));
+        assert!(tags.has("vip+a", "vip"));
+        // Run-time tags by full name, beside the base's config tags.
+        assert!(tags.has("live+b", "vip") && tags.has("live+b", "pub"));
+        assert!(!tags.has("live+c", "vip"));
+        assert!(tags.has("live+c", "pub"));
+        // The base stream's run-time tags are its own, not its wildcard streams'.
+        assert!(tags.has("live", "baseonly"));
+        assert!(!tags.has("live+c", "baseonly"));
+
+        let mut t = Triggers::new();
+        t.insert(
+            "STREAM_BUFFER".into(),
+            vec![h("/vip", false, &["#vip"], None)],
+        );
+        t.insert(
+            "CONN_PLAY".into(),
+            vec![h("/notvip", true, &["!#vip"], None)],
+        );
+        t.insert("STREAM_END".into(), vec![h("/any", false, &["live"], None)]);
+        assert!(uses_tags(&t));
+        t.remove("CONN_PLAY");
+        t.remove("STREAM_BUFFER");
+        assert!(!uses_tags(&t));
+        t.insert(
+            "STREAM_BUFFER".into(),
+            vec![h("/vip", false, &["#vip"], None)],
+        );
+        t.insert(
+            "CONN_PLAY".into(),
+            vec![h("/notvip", true, &["!#vip"], None)],
+        );
+
+        // An engine matches with the tags of its config, for explicit trigger lists too.
+        let e = Engine::new();
+        e.set_config(
+            Shared {
+                triggers: t.clone(),
+                tags,
+                ..Default::default()
+            },
+            None,
+        );
+        for (s, vip) in [
+            ("vip", true),
+            ("vip+a", true),
+            ("live+b", true),
+            ("live+c", false),
+            ("live", false),
+        ] {
+            assert_eq!(e.exists("STREAM_BUFFER", Some(s)), vip, "{s}");
+            assert_eq!(
+                e.handlers_in(&t, "STREAM_BUFFER", Some(s)).len(),
+                usize::from(vip),
+                "{s}"
+            );
+            assert_eq!(e.exists("CONN_PLAY", Some(s)), !vip, "{s}");
+            assert_eq!(e.matches(&v(&["#vip"]), s), vip, "{s}");
+        }
+        // Without tags, `#vip` matches nothing.
+        let bare = Engine::new();
+        assert!(!bare.exists("STREAM_BUFFER", Some("vip+a")));
+        assert_eq!(
+            handlers_tagged(&t, "STREAM_BUFFER", Some("x"), &v(&["vip"])).len(),
+            1
+        );
+        assert!(handlers_tagged(&t, "STREAM_BUFFER", Some("x"), &[]).is_empty());
+    }
+
+    #[test]
+    fn a_child_reads_the_tags_from_the_trigger_file() {
+        let d = std::env::temp_dir().join(format!("mist-eng-tagfile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let file = d.join("triggers.json");
+        let mut t = Triggers::new();
+        t.insert(
+            "STREAM_BUFFER".into(),
+            vec![h("/vip", false, &["#vip"], None)],
+        );
+        let mut shared = Shared {
+            triggers: t,
+            ..Default::default()
+        };
+        let controller = Engine::new();
+        controller.set_config(shared.clone(), Some(&file));
+        let child = Engine::new();
+        *child.file.lock().unwrap() = Some(FileSource {
+            path: file.clone(),
+            stamp: None,
+            checked: None,
+        });
+        assert!(!child.exists("STREAM_BUFFER", Some("live+b")));
+        // Tagged at run time: the file is rewritten, the child sees it at its next check.
+        shared.tags.runtime.insert("live+b".into(), v(&["vip"]));
+        assert!(controller.set_config(shared.clone(), Some(&file)));
+        child.file.lock().unwrap().as_mut().unwrap().checked = None;
+        assert!(child.exists("STREAM_BUFFER", Some("live+b")));
+        assert!(!child.exists("STREAM_BUFFER", Some("live+c")));
+        // Another tag instead (likely within the same mtime tick).
+        shared.tags.runtime.insert("live+b".into(), v(&["gold"]));
+        assert!(controller.set_config(shared, Some(&file)));
+        child.file.lock().unwrap().as_mut().unwrap().checked = None;
+        assert!(!child.exists("STREAM_BUFFER", Some("live+b")));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn both_config_forms() {
         let t: Triggers = serde_json::from_str(
             r##"{"STREAM_BUFFER": [["/a", true, ["live", "#vip"]]],
@@ -777,24 +991,24 @@ mod engine_tests {
         let e = Engine::new();
         let mut t = Triggers::new();
         t.insert("PUSH_REWRITE".into(), vec![h(&s, true, &[], Some("x"))]);
-        let o = e.fire_with(&t, "PUSH_REWRITE", None, &[], "a");
+        let o = e.fire_with(&t, "PUSH_REWRITE", None, "a");
         assert_eq!(o.answer.as_deref(), Some(" live+alice\n"));
         assert!(!o.ok);
         // Empty answer = false.
         let (_d2, s2) = script("true", "empty");
         t.insert("STREAM_PUSH".into(), vec![h(&s2, true, &[], None)]);
-        assert!(!e.fire_with(&t, "STREAM_PUSH", Some("s"), &[], "a").ok);
+        assert!(!e.fire_with(&t, "STREAM_PUSH", Some("s"), "a").ok);
         // Async handlers answer their default.
         t.insert(
             "STREAM_PUSH".into(),
             vec![h(&s2, false, &[], Some("false"))],
         );
-        assert!(!e.fire_with(&t, "STREAM_PUSH", Some("s"), &[], "a").ok);
+        assert!(!e.fire_with(&t, "STREAM_PUSH", Some("s"), "a").ok);
         // Nonzero exit without output, not executable, missing: the default.
         let (_d3, s3) = script("exit 3", "fail");
         t.insert("STREAM_PUSH".into(), vec![h(&s3, true, &[], Some("nope"))]);
         assert_eq!(
-            e.fire_with(&t, "STREAM_PUSH", Some("s"), &[], "a")
+            e.fire_with(&t, "STREAM_PUSH", Some("s"), "a")
                 .answer
                 .as_deref(),
             Some("nope")
@@ -806,7 +1020,7 @@ mod engine_tests {
             vec![h(&noexec.display().to_string(), true, &[], Some("nope"))],
         );
         assert_eq!(
-            e.fire_with(&t, "STREAM_PUSH", Some("s"), &[], "a")
+            e.fire_with(&t, "STREAM_PUSH", Some("s"), "a")
                 .answer
                 .as_deref(),
             Some("nope")
@@ -825,7 +1039,7 @@ mod engine_tests {
         let e = Engine::new();
         let mut t = Triggers::new();
         t.insert("STREAM_PUSH".into(), vec![h(&s, true, &[], Some("late"))]);
-        let o = e.fire_with(&t, "STREAM_PUSH", Some("s"), &[], "a");
+        let o = e.fire_with(&t, "STREAM_PUSH", Some("s"), "a");
         assert_eq!(o.answer.as_deref(), Some("late"));
         let pid = std::fs::read_to_string(&marker).unwrap();
         let _ = std::fs::remove_file(&marker);
@@ -886,7 +1100,7 @@ mod engine_tests {
         let e = Engine::new();
         let mut t = Triggers::new();
         t.insert("STREAM_PUSH".into(), vec![h(&s, true, &[], Some("dflt"))]);
-        let o = e.fire_with(&t, "STREAM_PUSH", Some("s"), &[], "a");
+        let o = e.fire_with(&t, "STREAM_PUSH", Some("s"), "a");
         assert_eq!(o.answer.as_deref(), Some("dflt"));
     }
 
@@ -910,7 +1124,7 @@ mod engine_tests {
         let mut t = Triggers::new();
         t.insert("STREAM_PUSH".into(), vec![h(&s, true, &[], None)]);
         assert_eq!(
-            e.fire_with(&t, "STREAM_PUSH", Some("s"), &[], "a")
+            e.fire_with(&t, "STREAM_PUSH", Some("s"), "a")
                 .answer
                 .as_deref(),
             Some("ok\n")
