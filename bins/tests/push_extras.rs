@@ -286,6 +286,57 @@ fn variables_from_commands_and_urls_name_recordings() {
     assert!(variable(&c, "cmdv").is_null());
 }
 
+/// A variable whose command fails (exits 1) is run again even with interval 0, 2 s and then
+/// 4 s later, until it gives a value once; a failed run keeps the value the variable had, and
+/// once it succeeded it is not run again.
+#[test]
+fn failed_variable_command_is_retried_until_it_succeeds() {
+    let _g = serial();
+    let dir = TempDir::new("varretry");
+    let c = Controller::start(json!({}));
+    // Fails twice, then answers: a counter in a file.
+    let script = dir.path().join("flaky.sh");
+    let count = dir.path().join("count");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nn=$(cat '{c}' 2>/dev/null || echo 0); n=$((n+1)); echo $n > '{c}'\n\
+             [ \"$n\" -ge 3 ] || exit 1\necho ready\n",
+            c = count.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let runs = || {
+        std::fs::read_to_string(&count)
+            .ok()
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    c.api(&json!({"variable_add": ["flaky", script.to_str().unwrap(), 0, "before"]}));
+    wait_until("the first run", Duration::from_secs(20), || runs() >= 1);
+    std::thread::sleep(Duration::from_millis(500));
+    if runs() == 1 {
+        assert_eq!(variable(&c, "flaky")["value"], "before", "a failed run");
+    }
+    wait_until(
+        "the value once a run succeeds",
+        Duration::from_secs(40),
+        || variable(&c, "flaky")["value"] == "ready",
+    );
+    assert_eq!(runs(), 3);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        runs(),
+        3,
+        "an interval-0 variable ran again after it got its value"
+    );
+}
+
 /// `tag_stream` gives an active stream a tag (and one that is not active yet when it starts):
 /// `stream_tags` lists them beside the config's `tags`, `push_start` to `#tag` and an
 /// auto-push rule for `#tag` record the tagged streams only; `untag_stream` takes a tag away.

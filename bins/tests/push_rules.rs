@@ -140,3 +140,89 @@ fn start_rule_end_rule_inhibit_and_tag_pushes() {
     let v: Value = c.api(&json!({"variable_list": true}));
     assert_eq!(v["variable_list"]["onair"]["value"], "1", "{v}");
 }
+
+/// The first start of each push target in a log of `(unix time, target)` lines, for the
+/// targets whose file name starts with `group`.
+fn first_starts(log: &Path, group: &str) -> Vec<(f64, String)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut firsts: Vec<(f64, String)> = Vec::new();
+    for l in text.lines() {
+        let Some((t, target)) = l.split_once(' ') else {
+            continue;
+        };
+        let name = target.rsplit('/').next().unwrap_or("");
+        if !name.starts_with(group) || firsts.iter().any(|(_, n)| n == target) {
+            continue;
+        }
+        if let Ok(t) = t.parse() {
+            firsts.push((t, target.to_string()));
+        }
+    }
+    firsts
+}
+
+/// `push_settings.maxspeed` 1: three `push_start`s in a row, then three auto-push rules that
+/// all apply to an active stream at once, start one a second. A PUSH_OUT_START handler (run as
+/// each push starts) logs the time: the first and the last start of each three are more than a
+/// second apart (two windows of one second each lie between them), where without the limit
+/// all three start in the same turn of the controller's loop. The pushes still record.
+#[test]
+fn maxspeed_spreads_push_starts() {
+    let _g = serial();
+    let dir = TempDir::new("maxspeed");
+    let log = dir.path().join("starts");
+    let answer = format!(
+        "t=$(printf '%s\\n' \"$p\" | sed -n 2p); echo \"$(date +%s.%N) $t\" >> '{}'; printf '%s' \"$t\"",
+        log.display()
+    );
+    let h = common::handler_script(dir.path(), "push_out_start", &answer);
+    let c = Controller::start_edited(json!({}), |cfg| {
+        cfg["push_settings"] = json!({"wait": 0, "maxspeed": 1});
+    });
+    c.api(&json!({"config": {"triggers": {
+        "PUSH_OUT_START": [{"handler": h, "sync": true}]
+    }}}));
+    let _p = publish(&c.publish_url("live+ms"), "320x240", 60);
+    wait_stream(&c, "live+ms");
+    let spread = |s: &[(f64, String)]| {
+        let mut t: Vec<f64> = s.iter().map(|x| x.0).collect();
+        t.sort_by(f64::total_cmp);
+        t[t.len() - 1] - t[0]
+    };
+
+    let manual: Vec<String> = (1..=3)
+        .map(|i| format!("{}/m{i}.ts?duration=2", dir.path().display()))
+        .collect();
+    for t in &manual {
+        let v = c.api(&json!({"push_start": ["live+ms", t]}));
+        assert!(v.get("push_start_error").is_none(), "{v}");
+    }
+    wait_until("3 push_start starts", Duration::from_secs(30), || {
+        first_starts(&log, "m").len() == 3
+    });
+    let m = first_starts(&log, "m");
+    assert!(spread(&m) >= 1.0, "push_start over maxspeed: {m:?}");
+    wait_until("the push_start recordings", Duration::from_secs(30), || {
+        c.push_list().iter().all(|p| p[5]["state"] == "finished")
+    });
+    for i in 1..=3 {
+        let f = dir.path().join(format!("m{i}.ts"));
+        assert!(duration(&f) > 0.5, "{f:?}");
+    }
+
+    let rules: Vec<Value> = (1..=3)
+        .map(|i| {
+            json!([
+                "live+ms",
+                format!("{}/a{i}.ts?duration=2", dir.path().display())
+            ])
+        })
+        .collect();
+    let v = c.api(&json!({ "push_auto_add": rules }));
+    assert_eq!(v["auto_push"].as_object().unwrap().len(), 3, "{v}");
+    wait_until("3 auto-push starts", Duration::from_secs(30), || {
+        first_starts(&log, "a").len() == 3
+    });
+    let a = first_starts(&log, "a");
+    assert!(spread(&a) >= 1.0, "auto-pushes over maxspeed: {a:?}");
+}

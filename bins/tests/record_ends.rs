@@ -95,10 +95,12 @@ fn split_files_follow_on_without_gap_or_overlap() {
     }
 }
 
-/// push_start of a stream to a 5 MB tmpfs (.mkv and .mp4 side by side) until it is full:
-/// each recording ends with RECORDING_END code 4 and the OS's error, its byte count the file's
-/// size, the file decodes and has its index; PUSH_END and push_list show the push failed with
-/// that error.
+/// push_start of a stream to a 5 MB tmpfs (.mkv, .mp4 and .fmp4 side by side) until it is
+/// full: each recording ends with RECORDING_END code 4 and the OS's error, its byte count the
+/// file's size, the file decodes and has its index; PUSH_END and push_list show the push failed
+/// with that error, push_list's bytes and media ms those of the file. The media time reported
+/// for `.fmp4` (whose last fragment is lost with the failed write, along with the frames
+/// buffered for it) is that of the fragments on disk: what ffprobe finds in the file.
 #[test]
 fn full_disk_ends_with_the_error() {
     let _g = serial();
@@ -115,15 +117,17 @@ fn full_disk_ends_with_the_error() {
     }}}));
     let _pub = publish(&c.publish_url("live+d"), "640x480", 90);
     wait_stream(&c, "live+d");
-    for ext in ["mkv", "mp4"] {
+    for ext in ["mkv", "mp4", "fmp4"] {
         let target = format!("{}/$wildcard.{ext}", mnt.display());
         let v = c.api(&serde_json::json!({"push_start": ["live+d", target]}));
         assert!(v.get("push_start_error").is_none(), "{v}");
     }
-    wait_until("2 RECORDING_END", Duration::from_secs(80), || {
-        files_in(&ends).len() >= 2
+    wait_until("3 RECORDING_END", Duration::from_secs(80), || {
+        files_in(&ends).len() >= 3
     });
-    for p in payloads(&ends) {
+    let all = payloads(&ends);
+    assert_eq!(all.len(), 3, "{all:?}");
+    for p in all {
         assert_eq!(p[0], "live+d");
         assert_eq!(p[10], "4", "{p:?}");
         assert!(
@@ -145,9 +149,20 @@ fn full_disk_ends_with_the_error() {
             (d - media).abs() < 1.0,
             "{file:?}: duration {d}, media {media}"
         );
+        if p[1].ends_with(".fmp4") {
+            // The video frames in the file span the media time reported (to a frame or two);
+            // counting the frames of the lost fragment would add up to a second.
+            let mut pts: Vec<f64> = video_packets(&file).iter().map(|k| k.0).collect();
+            pts.sort_by(f64::total_cmp);
+            let span = pts.last().unwrap() - pts.first().unwrap() + 0.04;
+            assert!(
+                (span - media).abs() < 0.2,
+                "{file:?}: {span} s of video, RECORDING_END says {media} s"
+            );
+        }
     }
-    wait_until("2 PUSH_END", Duration::from_secs(20), || {
-        files_in(&push_ends).len() >= 2
+    wait_until("3 PUSH_END", Duration::from_secs(20), || {
+        files_in(&push_ends).len() >= 3
     });
     std::thread::sleep(Duration::from_millis(300));
     for f in files_in(&push_ends) {
@@ -164,6 +179,7 @@ fn full_disk_ends_with_the_error() {
         );
     }
     let l = c.push_list();
+    assert_eq!(l.len(), 3, "{l:?}");
     assert!(
         l.iter().all(|p| p[5]["state"] == "error"
             && p[5]["error"]
@@ -171,6 +187,18 @@ fn full_disk_ends_with_the_error() {
                 .is_some_and(|e| e.contains("No space left on device"))),
         "{l:?}"
     );
+    // push_list says what is on disk.
+    for p in &l {
+        let file = PathBuf::from(p[3].as_str().unwrap());
+        assert_eq!(
+            p[5]["bytes"].as_u64(),
+            Some(std::fs::metadata(&file).unwrap().len()),
+            "{p}"
+        );
+        let media = p[5]["media_ms"].as_f64().unwrap() / 1000.0;
+        let d = duration(&file);
+        assert!((d - media).abs() < 1.0, "{p}: duration {d}");
+    }
 }
 
 /// `?realtime` on a VoD stream (a 6 s MP4 file): the recording takes at least the media's

@@ -1,18 +1,19 @@
 //! Recording parameters and rule options of issue 12 end to end (INTERFACES §2 `auto_push`,
-//! §4.4): `.aac` files and `append` to a `.ts`, `recstart`/`recstop` on a VoD stream, an
-//! auto-push rule's `scheduletime`/`completetime` window, and PUSH_OUT_START aborting a push
-//! with an empty answer. ffmpeg publishes, the controller records, ffprobe judges.
+//! §4.4): `.aac` and `.mp3` files and `append` to a `.ts`, `recstart`/`recstop` on a VoD
+//! stream, `startunix`/`stopunix` (absolute and relative), an auto-push rule's
+//! `scheduletime`/`completetime` window, and PUSH_OUT_START aborting a push with an empty
+//! answer. ffmpeg publishes, the controller records, ffprobe judges.
 
 mod common;
 
 use common::recording::{decode_errors, format_probe, payloads, vod_source};
 use common::{
-    collector, files_in, packet_counts, publish, serial, wait_stream, wait_until, Controller,
+    collector, files_in, packet_counts, publish, serial, wait_stream, wait_until, Controller, Proc,
     TempDir,
 };
 use serde_json::json;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn now_unix() -> u64 {
@@ -204,4 +205,158 @@ fn push_out_start_empty_answer_aborts() {
     });
     std::thread::sleep(Duration::from_secs(2));
     assert!(!out.exists());
+}
+
+/// ffmpeg publishing testsrc2 (H.264, a keyframe every second) and a 440 Hz sine as MP3
+/// (libmp3lame, 128 kbit/s CBR) over RTMP for `secs` seconds.
+fn publish_mp3(url: &str, secs: u32) -> Proc {
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &secs.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-g", "25", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            "128k",
+            "-ar",
+            "44100",
+            "-f",
+            "flv",
+        ])
+        .arg(url)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg (scripts/test installs it)");
+    Proc(child)
+}
+
+/// A `.mp3` recording (MistOutMP3: the MPEG audio frames as they are) of a stream published
+/// with MP3 audio over RTMP, `?duration=4`: ffprobe finds one mp3 stream that decodes without
+/// errors, about 38 frames a second, and a duration that is the recording's media time and its
+/// wall time (RECORDING_END's unix start and stop).
+#[test]
+fn mp3_file() {
+    let _g = serial();
+    let dir = TempDir::new("mp3rec");
+    let (h, ends) = collector(dir.path(), "recording_end");
+    let c = Controller::start(json!({}));
+    c.api(&json!({"config": {"triggers": {
+        "RECORDING_END": [{"handler": h.to_str().unwrap(), "sync": false}]
+    }}}));
+    let _pub = publish_mp3(&c.publish_url("live+m"), 40);
+    wait_stream(&c, "live+m");
+    let out = dir.path().join("m.mp3");
+    let v = c.api(&json!({"push_start": ["live+m", format!("{}?duration=4", out.display())]}));
+    assert!(v.get("push_start_error").is_none(), "{v}");
+    wait_until("RECORDING_END", Duration::from_secs(30), || {
+        !files_in(&ends).is_empty()
+    });
+    let p = &payloads(&ends)[0];
+    assert_eq!(p[1], out.to_str().unwrap(), "{p:?}");
+    assert_eq!(p[2], "MP3", "{p:?}");
+    assert_eq!(p[10], "0", "{p:?}");
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().len(),
+        p[3].parse::<u64>().unwrap(),
+        "{p:?}"
+    );
+    let (d, codecs) = format_probe(&out);
+    assert_eq!(codecs, ["mp3"], "{out:?}");
+    assert!(decode_errors(&out).is_empty(), "{out:?}");
+    let media = p[7].parse::<f64>().unwrap() / 1000.0;
+    let wall = p[6].parse::<f64>().unwrap() - p[5].parse::<f64>().unwrap();
+    assert!((d - 4.0).abs() < 0.5, "{out:?}: {d} s");
+    assert!((d - media).abs() < 0.2, "{out:?}: {d} s, media {media} s");
+    // Unix seconds: the wall time is known to a second.
+    assert!(
+        (d - wall).abs() <= 1.5,
+        "{out:?}: {d} s in {wall} s of wall time"
+    );
+    // 1152 samples a frame at 44.1 kHz: 38.3 frames a second.
+    let (_, frames, _) = packet_counts(&out);
+    assert!(
+        (145..=170).contains(&frames),
+        "{frames} mp3 frames in {d} s"
+    );
+}
+
+/// `startunix`/`stopunix` on recording targets (INTERFACES §4.4), in unix seconds
+/// (`startunix=T+3&stopunix=T+7`) and relative to the start of the recorder (values ≤ 36000:
+/// `startunix=3&stopunix=7`). Each recorder waits for its start, records up to its stop (from
+/// the keyframe at or before the start: keyframes are 2 s apart), finishes the file and exits
+/// 0: RECORDING_END code 0 with its unix start and stop in the window, PUSH_END `finished`,
+/// the file 4 to 6 s long.
+#[test]
+fn startunix_stopunix_window() {
+    let _g = serial();
+    let dir = TempDir::new("unixwindow");
+    let (h, ends) = collector(dir.path(), "recording_end");
+    let (ph, push_ends) = collector(dir.path(), "push_end");
+    let c = Controller::start(json!({}));
+    c.api(&json!({"config": {"triggers": {
+        "RECORDING_END": [{"handler": h.to_str().unwrap(), "sync": false}],
+        "PUSH_END": [{"handler": ph.to_str().unwrap(), "sync": false}]
+    }}}));
+    let _pub = publish(&c.publish_url("live+u"), "320x240", 40);
+    wait_stream(&c, "live+u");
+    let t0 = now_unix();
+    let targets = [
+        format!(
+            "{}/abs.mkv?startunix={}&stopunix={}",
+            dir.path().display(),
+            t0 + 3,
+            t0 + 7
+        ),
+        format!("{}/rel.ts?startunix=3&stopunix=7", dir.path().display()),
+    ];
+    for t in &targets {
+        let v = c.api(&json!({"push_start": ["live+u", t]}));
+        assert!(v.get("push_start_error").is_none(), "{v}");
+    }
+    // Nothing is written before the start (t0 + 3 at the earliest).
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !dir.path().join("abs.mkv").exists() && !dir.path().join("rel.ts").exists(),
+        "a file before startunix"
+    );
+    wait_until("2 RECORDING_END", Duration::from_secs(30), || {
+        files_in(&ends).len() >= 2
+    });
+    for p in payloads(&ends) {
+        assert_eq!(p[10], "0", "{p:?}");
+        let (start, stop): (u64, u64) = (p[5].parse().unwrap(), p[6].parse().unwrap());
+        assert!(
+            start >= t0 + 3 && start <= t0 + 6,
+            "started at {start}, t0 {t0}: {p:?}"
+        );
+        assert!(
+            stop >= t0 + 7 && stop <= t0 + 11,
+            "stopped at {stop}, t0 {t0}: {p:?}"
+        );
+        let file = PathBuf::from(&p[1]);
+        assert!(decode_errors(&file).is_empty(), "{file:?}");
+        let (d, _) = format_probe(&file);
+        assert!((3.5..=6.6).contains(&d), "{file:?}: {d} s");
+    }
+    wait_until("2 PUSH_END", Duration::from_secs(20), || {
+        files_in(&push_ends).len() >= 2
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for f in files_in(&push_ends) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let status: serde_json::Value =
+            serde_json::from_str(text.split('\n').nth(5).unwrap()).unwrap();
+        assert_eq!(status["state"], "finished", "{text:?}");
+    }
 }

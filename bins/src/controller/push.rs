@@ -10,7 +10,8 @@
 //! started `push_settings.wait` seconds later. A push whose target cannot be opened (exit code
 //! 3 of the recorders) is one error in the log and in `push_list`, and is retried with a
 //! backoff that starts at `wait` and doubles up to 5 minutes; `maxspeed` bounds the starts per
-//! second.
+//! second: auto-pushes, their retries and `push_start` pushes over that rate wait (state
+//! `waiting` in `push_list`) for a later second.
 
 use super::children::{describe_exit, signal, Managed, Role};
 use super::Controller;
@@ -103,7 +104,12 @@ fn settings(ctl: &Controller) -> (Duration, u32) {
         .and_then(Value::as_f64)
         .unwrap_or(3.0)
         .max(0.0);
-    let maxspeed = s.get("maxspeed").and_then(Value::as_u64).unwrap_or(0) as u32;
+    // A number (MistServer stores an integer) or a numeric string; anything else: no limit.
+    let maxspeed = s
+        .get("maxspeed")
+        .and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()))
+        .filter(|n| n.is_finite() && *n >= 1.0)
+        .map_or(0, |n| n.min(u32::MAX as f64) as u32);
     (Duration::from_secs_f64(wait), maxspeed)
 }
 
@@ -352,11 +358,13 @@ fn rule_allows(rule: &Value, stream: &str, custom: &BTreeMap<String, String>) ->
 }
 
 impl Pushes {
-    fn may_start(&mut self, maxspeed: u32) -> bool {
+    /// `push_settings.maxspeed`: whether one more push may start at `now` (and counts it).
+    /// Starts are counted in windows of one second from the first start of the window; 0 is
+    /// no limit. Auto-pushes, their retries and `push_start` all go through here.
+    fn may_start(&mut self, maxspeed: u32, now: Instant) -> bool {
         if maxspeed == 0 {
             return true;
         }
-        let now = Instant::now();
         let s = self.second.get_or_insert((now, 0));
         if now.duration_since(s.0) >= Duration::from_secs(1) {
             *s = (now, 0);
@@ -547,9 +555,17 @@ pub fn start(ctl: &mut Controller, arg: &Value) -> Result<(), PushStartError> {
     } else {
         vec![mist_core::names::sanitize(stream)]
     };
+    let (_, maxspeed) = settings(ctl);
     for s in streams {
         let mut p = new_push(ctl, &s, target, None);
-        launch(ctl, &mut p);
+        let now = Instant::now();
+        if ctl.pushes.may_start(maxspeed, now) {
+            launch(ctl, &mut p);
+        } else {
+            // Over `maxspeed`: `tick` starts it once the rate allows.
+            p.state = "waiting";
+            p.retry_at = Some(now);
+        }
         ctl.pushes.list.push(p);
     }
     Ok(())
@@ -657,8 +673,13 @@ pub fn recording_end(ctl: &mut Controller, arg: &Value) {
             .iter_mut()
             .find(|p| p.proc.as_ref().and_then(Managed::pid) == Some(pid as u32))
     }) {
+        // What the file holds, as the recorder counted it on disk (a write that failed is
+        // not in it).
         if let Some(b) = lines.get(3).and_then(|b| b.parse().ok()) {
             p.bytes = b;
+        }
+        if let Some(m) = lines.get(7).and_then(|m| m.parse().ok()) {
+            p.media_ms = m;
         }
         if let Some(t) = lines.get(1) {
             p.actual = t.to_string();
@@ -780,6 +801,7 @@ pub fn tick(ctl: &mut Controller) {
     ctl.pushes.list.retain(|p| {
         p.proc.is_some()
             || p.state == "trigger"
+            || (p.state == "waiting" && p.rule.is_none() && !p.stopping)
             || match &p.rule {
                 Some(r) => !p.stopping && rules.contains_key(r) && active.contains(&p.stream),
                 None => p.done_at.is_some_and(|t| {
@@ -827,19 +849,30 @@ pub fn tick(ctl: &mut Controller) {
             p.done_at = Some(now);
         }
     }
-    // Retries that are due.
+    // Retries and pushes waiting for `maxspeed` that are due, those waiting longest first (so
+    // that pushes restarting often cannot keep a new one from its turn).
     let mut due = Vec::new();
     for (i, p) in ctl.pushes.list.iter().enumerate() {
         if p.proc.is_none() && p.retry_at.is_some_and(|t| t <= now) && !held.contains(&p.id) {
             due.push(i);
         }
     }
+    due.sort_by_key(|&i| ctl.pushes.list[i].retry_at);
     for i in due {
-        if !ctl.pushes.may_start(maxspeed) {
+        if !ctl.pushes.may_start(maxspeed, now) {
             break;
         }
         let mut p = std::mem::replace(&mut ctl.pushes.list[i], new_push_placeholder());
+        if p.rule.is_none() {
+            // A `push_start` that waited for `maxspeed`: started once, never retried.
+            p.retry_at = None;
+        }
         launch(ctl, &mut p);
+        if p.rule.is_some() && p.proc.is_none() && p.state != "trigger" {
+            // It could not even start (no output for the target…): back off.
+            p.backoff = (p.backoff * 2).clamp(wait.max(Duration::from_secs(1)), RETRY_MAX);
+            p.retry_at = Some(now + p.backoff);
+        }
         ctl.pushes.list[i] = p;
     }
     // Auto-pushes missing on active streams.
@@ -887,14 +920,18 @@ pub fn tick(ctl: &mut Controller) {
             if !fresh && now.duration_since(since) < wait {
                 continue;
             }
-            if !ctl.pushes.may_start(maxspeed) {
-                return;
-            }
             let mut p = new_push(ctl, s, target, Some(id.clone()));
-            launch(ctl, &mut p);
-            if p.proc.is_none() {
-                p.backoff = wait.max(Duration::from_secs(1));
-                p.retry_at = Some(now + p.backoff);
+            if ctl.pushes.may_start(maxspeed, now) {
+                launch(ctl, &mut p);
+                // (While PUSH_OUT_START runs it is no retry: its answer starts or aborts it.)
+                if p.proc.is_none() && p.state != "trigger" {
+                    p.backoff = wait.max(Duration::from_secs(1));
+                    p.retry_at = Some(now + p.backoff);
+                }
+            } else {
+                // Over `maxspeed`: in the queue of the retries, in the order it came.
+                p.state = "waiting";
+                p.retry_at = Some(now);
             }
             ctl.pushes.list.push(p);
         }
@@ -948,5 +985,32 @@ pub fn shutdown(ctl: &mut Controller, grace: Duration) {
                 Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maxspeed_counts_starts_per_second() {
+        let mut p = Pushes::default();
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        // 0: no limit.
+        assert!((0..100).all(|_| p.may_start(0, t0)));
+        // 2 a second: the third start of a window waits for the next one.
+        assert!(p.may_start(2, ms(0)));
+        assert!(p.may_start(2, ms(10)));
+        assert!(!p.may_start(2, ms(500)));
+        assert!(!p.may_start(2, ms(999)));
+        assert!(p.may_start(2, ms(1000)));
+        assert!(p.may_start(2, ms(1900)));
+        assert!(!p.may_start(2, ms(1999)));
+        assert!(p.may_start(2, ms(2000)));
+        // 1 a second over 3 s: 3 starts.
+        let mut p = Pushes::default();
+        let n = (0..30).filter(|i| p.may_start(1, ms(i * 100))).count();
+        assert_eq!(n, 3);
     }
 }

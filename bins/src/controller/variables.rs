@@ -3,17 +3,20 @@
 //! push targets and by the `start_rule`/`end_rule` of auto-push rules.
 //!
 //! A variable with a `target` gets its value from running it, as MistServer does: at once when
-//! it is added or changed, then every `interval` seconds (never again with interval 0). An
-//! `http(s)://` target is POSTed to (empty body, `X-Custom-Variable: NAME`) and its 2xx answer
-//! is the value; anything else is a command, split at spaces and run without a shell with
-//! `MIST_CUSTOM_VARIABLE=NAME` in its environment, its stdout the value. Either may take
-//! `waitTime` seconds (default: the interval, at least 1). The value is trimmed and cut to 127
-//! bytes; `lastunix` says when it was fetched. The runs happen off the controller's loop.
+//! it is added or changed, then every `interval` seconds (never again with interval 0, once it
+//! gave a value). An `http(s)://` target is POSTed to (empty body, `X-Custom-Variable: NAME`)
+//! and its 2xx answer is the value; anything else is a command, split at spaces and run without
+//! a shell with `MIST_CUSTOM_VARIABLE=NAME` in its environment, its stdout the value (a command
+//! that exits with a failure status gives none). Either may take `waitTime` seconds (default:
+//! the interval, at least 1). The value is trimmed and cut to 127 bytes; `lastunix` says when
+//! it was last run. A run that fails keeps the old value and is retried 2 s later, then after
+//! waits that double up to a minute (or at the next interval, if that comes first), until one
+//! succeeds. The runs happen off the controller's loop.
 
 use super::Controller;
 use mist_core::{info, warn};
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -46,11 +49,31 @@ pub enum RunError {
     /// The command did not end its output within the wait (seconds).
     #[error("no answer within {0} s")]
     Timeout(u64),
+    /// The command exited with a failure status.
+    #[error("{0}")]
+    Failed(std::process::ExitStatus),
+}
+
+/// The first retry of a variable whose run failed, and the longest wait between retries.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The wait before the next retry after a failed run (`prev`: the wait before this one).
+fn next_backoff(prev: Option<Duration>) -> Duration {
+    prev.map_or(RETRY_FIRST, |d| (d * 2).clamp(RETRY_FIRST, RETRY_MAX))
+}
+
+/// Whether a variable's target is to be run now (unix seconds): it never ran (`last` 0), its
+/// interval passed, or a retry after a failure is due.
+fn due(interval: u64, last: u64, now: u64, retry_due: bool) -> bool {
+    last == 0 || retry_due || (interval > 0 && last + interval <= now)
 }
 
 /// Variables whose targets are being run.
 pub struct Runs {
     running: HashSet<String>,
+    /// Variables whose last run failed: when to retry, and the wait that led there.
+    failed: HashMap<String, (Instant, Duration)>,
     tx: Sender<RunResult>,
     rx: Receiver<RunResult>,
     last_check: Option<Instant>,
@@ -61,6 +84,7 @@ impl Default for Runs {
         let (tx, rx) = channel();
         Runs {
             running: HashSet::new(),
+            failed: HashMap::new(),
             tx,
             rx,
             last_check: None,
@@ -173,6 +197,7 @@ pub fn add(ctl: &mut Controller, arg: &Value) -> Value {
         if has_target {
             // Run the (new) target at the next check.
             e.insert("lastunix".into(), Value::from(0));
+            ctl.pushes.vars.failed.remove(&name);
         }
     }
     info!("variable {name} updated");
@@ -258,18 +283,34 @@ fn run_target(name: &str, target: &str, wait: Duration) -> Result<String, RunErr
         let r = (&mut out).take(64 * 1024).read_to_end(&mut buf);
         let _ = tx.send(r.map(|_| buf));
     });
+    let deadline = Instant::now() + wait;
     let got = rx.recv_timeout(wait);
-    if got.is_err() {
+    // Its output ended: how it exits, within what is left of the wait.
+    let status = match got {
+        Ok(Ok(_)) => loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break Some(st),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => break None,
+            }
+        },
+        _ => None,
+    };
+    if status.is_none() {
         let _ = child.kill();
+        // Reaped in the background: the loop never waits for a stuck process.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
     }
-    // Reaped in the background: the loop never waits for a stuck process.
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    });
-    match got {
-        Ok(Ok(buf)) => Ok(clean(&buf)),
-        Ok(Err(e)) => Err(RunError::ReadOutput(e)),
-        Err(_) => Err(RunError::Timeout(wait.as_secs())),
+    match (got, status) {
+        (Ok(Ok(_)), Some(st)) if !st.success() => Err(RunError::Failed(st)),
+        // (A command that closed its stdout but is still running gave its value.)
+        (Ok(Ok(buf)), _) => Ok(clean(&buf)),
+        (Ok(Err(e)), _) => Err(RunError::ReadOutput(e)),
+        (Err(_), _) => Err(RunError::Timeout(wait.as_secs())),
     }
 }
 
@@ -291,15 +332,25 @@ pub fn tick(ctl: &mut Controller) {
                 continue;
             }
             e.insert("lastunix".into(), Value::from(now));
+            let failed = &mut ctl.pushes.vars.failed;
             match res {
                 Ok(v) => {
+                    failed.remove(&name);
                     if e.get("value").and_then(Value::as_str) != Some(v.as_str()) {
                         info!("variable {name} = {v:?} (from {target})");
                         e.insert("value".into(), Value::from(v));
                         changed = true;
                     }
                 }
-                Err(err) => warn!("variable {name}: {target}: {err}"),
+                Err(err) => {
+                    // Kept: the old value. Tried again, whatever the interval.
+                    let wait = next_backoff(failed.get(&name).map(|f| f.1));
+                    warn!(
+                        "variable {name}: {target}: {err}; trying again in {} s",
+                        wait.as_secs()
+                    );
+                    failed.insert(name.clone(), (Instant::now() + wait, wait));
+                }
             }
         }
         ctl.cfg.extra.insert("variables".into(), Value::Object(m));
@@ -319,6 +370,8 @@ pub fn tick(ctl: &mut Controller) {
     ctl.pushes.vars.last_check = Some(Instant::now());
     let m = stored(ctl);
     let runs = &mut ctl.pushes.vars;
+    runs.failed.retain(|name, _| m.contains_key(name));
+    let now_i = Instant::now();
     for (name, v) in &m {
         let Some(target) = v.get("target").and_then(Value::as_str) else {
             continue;
@@ -328,7 +381,8 @@ pub fn tick(ctl: &mut Controller) {
         }
         let num = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0).max(0.0) as u64;
         let (interval, last) = (num("interval"), num("lastunix"));
-        if last != 0 && (interval == 0 || last + interval > now) {
+        let retry_due = runs.failed.get(name).is_some_and(|(at, _)| *at <= now_i);
+        if !due(interval, last, now, retry_due) {
             continue;
         }
         let wait = match num("waitTime") {
@@ -365,5 +419,30 @@ mod tests {
         assert_eq!(run_target("v", "echo a  $HOME", w).unwrap(), "a $HOME");
         assert!(run_target("v", "/nonexistent/x", w).is_err());
         assert!(run_target("v", "sleep 5", Duration::from_secs(1)).is_err());
+        // A failure status is no value (an empty one is).
+        assert!(matches!(
+            run_target("v", "false", w),
+            Err(RunError::Failed(_))
+        ));
+        assert_eq!(run_target("v", "true", w).unwrap(), "");
+    }
+
+    #[test]
+    fn failed_runs_are_retried_with_a_backoff() {
+        // Run when it never ran, or when its interval passed; with 0 only once...
+        assert!(due(0, 0, 100, false));
+        assert!(!due(0, 90, 100, false));
+        assert!(due(10, 90, 100, false));
+        assert!(!due(10, 95, 100, false));
+        // ...unless a retry after a failure is due.
+        assert!(due(0, 90, 100, true));
+        assert!(due(3600, 95, 100, true));
+        // 2 s, doubling, at most a minute.
+        let mut waits = vec![next_backoff(None)];
+        for _ in 0..6 {
+            waits.push(next_backoff(waits.last().copied()));
+        }
+        let secs: Vec<u64> = waits.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [2, 4, 8, 16, 32, 60, 60]);
     }
 }

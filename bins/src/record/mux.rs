@@ -114,6 +114,8 @@ pub fn for_kind(kind: Kind, tracks: &[Track]) -> Result<Box<dyn FileMux>, MuxErr
             pending: 0,
             frags: Vec::new(),
             pending_frags: Vec::new(),
+            end_committed: 0,
+            end_pending: 0,
         }),
         other => Box::new(Stream(other.format().muxer(tracks)?, false, None)),
     })
@@ -163,6 +165,10 @@ struct Fmp4Rec {
     /// (track id, decode time in track ticks, moof offset) of the fragments on disk.
     frags: Vec<(u32, u64, u64)>,
     pending_frags: Vec<(u32, u64, u64)>,
+    /// End (ms from the file's first frame) of the fragments on disk, and of those in the unit
+    /// handed out last: a fragment is handed out with the frame that closes it, and ends there.
+    end_committed: i64,
+    end_pending: i64,
 }
 
 /// (track id, tfdt time) of every `traf` of the `moof`s in `unit`.
@@ -221,6 +227,10 @@ impl FileMux for Fmp4Rec {
     }
     fn frame(&mut self, f: &Frame, main_key: bool) -> Vec<u8> {
         let u = self.s.frame(f, main_key);
+        if !u.is_empty() {
+            // The frames buffered before `f` went out as a fragment that ends at `f`.
+            self.end_pending = f.dts - self.s.2.unwrap_or(f.dts);
+        }
         self.pending_frags = frag_times(&u)
             .into_iter()
             .map(|(i, t, at)| (i, t, self.offset + at))
@@ -231,6 +241,12 @@ impl FileMux for Fmp4Rec {
     fn committed(&mut self) {
         self.offset = self.pending;
         self.frags.append(&mut self.pending_frags);
+        self.end_committed = self.end_committed.max(self.end_pending);
+    }
+
+    fn kept_ms(&self) -> Option<i64> {
+        // The frames buffered for the next fragment are lost with a failed write too.
+        Some(self.end_committed)
     }
     fn finish(&mut self, lost: bool) -> Finish {
         let mut tail = Vec::new();
@@ -682,6 +698,36 @@ mod tests {
         // The lost case still ends with an index of the fragments on disk.
         let file = record(Kind::Fmp4, true);
         assert_eq!(&file[file.len() - 12..file.len() - 8], b"mfro");
+    }
+
+    #[test]
+    fn fmp4_kept_ms_is_the_end_of_the_fragments_on_disk() {
+        let mut m = for_kind(Kind::Fmp4, &tracks()).unwrap();
+        m.header();
+        m.committed();
+        // Frames 23 ms apart from 1000: a fragment is cut at the first frame 1 s into it
+        // (frame 44, at 1012 ms from the first), and handed out with that frame.
+        let mut cut = None;
+        for (i, f) in frames().iter().enumerate() {
+            if !m.frame(f, i == 0).is_empty() {
+                cut.get_or_insert(i);
+            }
+            m.committed();
+        }
+        assert_eq!(cut, Some(44));
+        // Frames 44..49 are still buffered: a failed write now loses them.
+        assert_eq!(m.kept_ms(), Some(44 * 23));
+        // A unit that does not reach the disk does not count.
+        let mut m = for_kind(Kind::Fmp4, &tracks()).unwrap();
+        m.header();
+        m.committed();
+        for (i, f) in frames().iter().take(45).enumerate() {
+            let u = m.frame(f, i == 0);
+            if u.is_empty() {
+                m.committed();
+            }
+        }
+        assert_eq!(m.kept_ms(), Some(0));
     }
 
     #[test]
