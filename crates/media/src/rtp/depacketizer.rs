@@ -104,9 +104,16 @@ impl Depacketizer {
 
 /// RFC 2250 MPEG audio: a 4-byte header (16 bits zero, 16 bits fragment offset), then whole frames
 /// or one fragment of a frame. Timestamps are on a 90 kHz clock.
+///
+/// Whatever a packet's bytes were used for (frames, or bytes before a syncword that are no
+/// frame) leaves the buffer at once: each byte is scanned once, not once per later fragment.
 #[derive(Debug, Default)]
 struct MpaDepacketizer {
+    /// The start of a frame still waiting for its other fragments (or less than a header).
     buf: Vec<u8>,
+    /// Bytes of the current run of fragments dropped from the front of `buf` as no frame: with
+    /// `buf.len()`, the fragment offset the next packet must have.
+    skipped: usize,
     ts: u32,
     last_seq: Option<u16>,
     out: VecDeque<AccessUnit>,
@@ -128,10 +135,12 @@ impl MpaDepacketizer {
         self.last_seq = Some(pkt.sequence);
         if offset == 0 {
             self.buf.clear();
+            self.skipped = 0;
             self.ts = pkt.timestamp;
-        } else if gap || offset != self.buf.len() {
+        } else if gap || offset != self.buf.len() + self.skipped {
             // A fragment whose start we did not get.
             self.buf.clear();
+            self.skipped = 0;
             return Ok(());
         }
         if self.buf.len() + p.len() > MAX_ACCESS_UNIT {
@@ -156,12 +165,66 @@ impl MpaDepacketizer {
                 ts = ts.wrapping_add((h.samples as u64 * 90_000 / h.rate as u64) as u32);
             }
         }
-        let rest_len = rest.len();
-        if !frames.is_empty() {
-            let start = self.buf.len() - rest_len;
-            self.buf.drain(..start);
+        let used = self.buf.len() - rest.len();
+        if frames.is_empty() {
+            // No frame yet: what comes before a possible header is no frame whatever follows.
+            self.skipped += used;
+        } else {
+            self.skipped = 0;
             self.ts = ts;
         }
+        self.buf.drain(..used);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mpa(seq: u16, offset: u16, data: &[u8]) -> Packet {
+        let mut payload = vec![0, 0];
+        payload.extend_from_slice(&offset.to_be_bytes());
+        payload.extend_from_slice(data);
+        Packet {
+            marker: false,
+            payload_type: 14,
+            sequence: seq,
+            timestamp: 9000,
+            ssrc: 1,
+            csrc_count: 0,
+            extension: None,
+            payload: Bytes::from(payload),
+        }
+    }
+
+    /// Fragments without a syncword leave nothing behind (a peer cannot make every packet rescan
+    /// what came before), yet the fragment offsets still count them, and a frame after them in the
+    /// same run comes out.
+    #[test]
+    fn mpa_bytes_without_a_frame_are_not_kept() {
+        let mut d = MpaDepacketizer::default();
+        let mut off = 0u16;
+        for seq in 0..40u16 {
+            d.push(&mpa(seq, off, &[0xFF; 1000])).unwrap();
+            assert!(d.buf.len() < 4, "{} bytes kept", d.buf.len());
+            off += 1000;
+        }
+        // 128 kbit/s, 44.1 kHz MPEG-1 layer III: 417 bytes.
+        let mut frame = vec![0xFF, 0xFB, 0x90, 0x00];
+        frame.resize(417, 0);
+        d.push(&mpa(40, off, &frame)).unwrap();
+        let au = d.out.pop_front().expect("the frame after the junk");
+        assert_eq!(&au.data[..], &frame[..]);
+        assert!(d.buf.is_empty());
+        // A frame split in two fragments, the second at the offset of the first's length.
+        d.push(&mpa(41, 0, &frame[..300])).unwrap();
+        assert!(d.out.is_empty());
+        d.push(&mpa(42, 300, &frame[300..])).unwrap();
+        assert_eq!(&d.out.pop_front().unwrap().data[..], &frame[..]);
+        // A fragment at the wrong offset is dropped, and so is what was waiting.
+        d.push(&mpa(43, 0, &frame[..300])).unwrap();
+        d.push(&mpa(44, 299, &frame[300..])).unwrap();
+        assert!(d.out.is_empty() && d.buf.is_empty());
     }
 }

@@ -91,7 +91,8 @@ impl Transport {
         let bad = |d: &str| RtspError::BadTransport(format!("{d} in {:?}", trunc(spec)));
         let mut parts = spec.split(';');
         let proto = parts.next().unwrap_or("").trim();
-        let mut p = proto.split('/');
+        // Whitespace around the parts is not theirs (it would not be written back).
+        let mut p = proto.split('/').map(str::trim);
         let (a, b, c) = (p.next(), p.next(), p.next());
         let (profile, lower) = match (a, b, c) {
             (Some(a), Some(b), None) => (format!("{a}/{b}"), Lower::Udp),
@@ -292,5 +293,9 @@ mod tests {
         assert_eq!(t.interleaved, Some((0, 1)));
         let t = Transport::parse("RTP/;\";x").unwrap();
         assert_eq!(t.to_string(), "RTP/;unicast;x");
+        // Whitespace around a part of the protocol (fuzzer input: vertical tabs before `/UDP`).
+        let t = Transport::parse("RTP/AVP\x0b\x0b /UDP;unicast;client_port=3680-13681").unwrap();
+        assert_eq!(t.profile, "RTP/AVP");
+        assert_eq!(Transport::parse(&t.to_string()).unwrap(), t);
     }
 }
