@@ -63,14 +63,27 @@ impl Controller {
     /// this process's engine and the children's trigger file (only when they changed; cheap to
     /// call every loop turn).
     pub fn sync_triggers(&self) {
+        let name = self.cfg.config.serverid.as_deref().unwrap_or_default();
+        let sessions =
+            mist_core::triggers::session_modes::SessionModes::from_config(&self.cfg.config.extra);
+        let tags = super::stream_tags::shared(self);
+        // Compared in place: the triggers are cloned only when something changed.
+        let same = Engine::global().config_is(|c| {
+            c.instance == instance_id()
+                && c.name == name
+                && c.triggers == self.cfg.config.triggers
+                && c.sessions == sessions
+                && c.tags == tags
+        });
+        if same {
+            return;
+        }
         let shared = Shared {
             instance: instance_id().to_string(),
-            name: self.cfg.config.serverid.clone().unwrap_or_default(),
+            name: name.to_string(),
             triggers: self.cfg.config.triggers.clone(),
-            sessions: mist_core::triggers::session_modes::SessionModes::from_config(
-                &self.cfg.config.extra,
-            ),
-            tags: super::stream_tags::shared(self),
+            sessions,
+            tags,
         };
         Engine::global().set_config(shared, Some(&triggers_file()));
     }

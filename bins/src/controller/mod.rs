@@ -262,6 +262,67 @@ pub struct Controller {
     pub pushes: push::Pushes,
     /// Viewer sessions across processes (controller::sessions).
     pub sessions: sessions::Sessions,
+    /// The shm mappings read periodically, kept open, and this loop turn's list of streams.
+    pub shm: ShmView,
+}
+
+/// The shared memory the controller reads periodically (the streams' metadata, their users
+/// tables), mapped once and kept open across loop turns (`mist_shm::StreamCache`), and the
+/// list of streams read at most once per turn: the push scan, the tags and the sessions poll of
+/// one turn share it. Outside a turn (API requests) every read lists the streams again.
+#[derive(Default)]
+pub struct ShmView(Mutex<ShmInner>);
+
+#[derive(Default)]
+struct ShmInner {
+    cache: mist_shm::StreamCache,
+    in_turn: bool,
+    turn_list: Option<Vec<mist_shm::StreamStatus>>,
+}
+
+impl ShmView {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ShmInner> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A loop turn starts: the first read of the streams is kept until [`end_turn`].
+    pub fn begin_turn(&self) {
+        let mut g = self.lock();
+        g.in_turn = true;
+        g.turn_list = None;
+    }
+
+    /// The loop turn ended: later reads list the streams again.
+    pub fn end_turn(&self) {
+        let mut g = self.lock();
+        g.in_turn = false;
+        g.turn_list = None;
+    }
+
+    /// Calls `f` with the streams in shared memory (`mist_shm::list_streams`); None when shm is
+    /// unavailable. `f` must not read this view again (it runs under its lock).
+    pub fn with_streams<R>(&self, f: impl FnOnce(&[mist_shm::StreamStatus]) -> R) -> Option<R> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        if inner.in_turn {
+            if inner.turn_list.is_none() {
+                let cache = &mut inner.cache;
+                let list = shm_call(std::panic::AssertUnwindSafe(|| cache.list_streams()))?;
+                inner.turn_list = Some(list);
+            }
+            return Some(f(inner.turn_list.as_deref().unwrap_or_default()));
+        }
+        let cache = &mut inner.cache;
+        let list = shm_call(std::panic::AssertUnwindSafe(|| cache.list_streams()))?;
+        Some(f(&list))
+    }
+
+    /// The users table of `stream` (`mist_shm::users`).
+    pub fn users(&self, stream: &str) -> Vec<mist_shm::UserSlot> {
+        let mut g = self.lock();
+        let cache = &mut g.cache;
+        shm_call(std::panic::AssertUnwindSafe(|| cache.users(stream))).unwrap_or_default()
+    }
 }
 
 impl Controller {
@@ -442,18 +503,20 @@ impl Controller {
 
     /// Names of the streams that exist in shared memory (None when shm is unavailable).
     pub fn shm_streams(&self) -> Option<Vec<mist_shm::StreamStatus>> {
-        shm_call(mist_shm::list_streams)
+        self.shm.with_streams(<[_]>::to_vec)
     }
 
     /// Names of the live streams that have tracks and have not ended: what auto-push rules,
     /// `push_start` and run-time tags treat as active.
     pub fn active_streams(&self) -> Vec<String> {
-        self.shm_streams()
+        self.shm
+            .with_streams(|l| {
+                l.iter()
+                    .filter(|s| s.live && !s.ended && !s.tracks.is_empty())
+                    .map(|s| s.name.clone())
+                    .collect()
+            })
             .unwrap_or_default()
-            .into_iter()
-            .filter(|s| s.live && !s.ended && !s.tracks.is_empty())
-            .map(|s| s.name)
-            .collect()
     }
 
     /// Makes sure the input for `stream` runs, or says why it cannot.
@@ -917,8 +980,7 @@ impl Controller {
         );
         let mut bytes = Vec::new();
         for s in &streams {
-            let n = s.name.clone();
-            let users = shm_call(move || mist_shm::users(&n)).unwrap_or_default();
+            let users = self.shm.users(&s.name);
             let _ = writeln!(
                 o,
                 "mist_viewers{{stream=\"{}\"}} {}",

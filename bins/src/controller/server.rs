@@ -293,6 +293,7 @@ pub fn run(opts: Opts, cfg: Config, config_path: PathBuf, logs: LogRing) -> i32 
         input_sources: HashMap::new(),
         pushes: Default::default(),
         sessions: Default::default(),
+        shm: Default::default(),
     };
     if ctl.apply_account_opt() {
         info!("account from --account set");
@@ -479,8 +480,11 @@ impl App for Server {
                 (_, None) => info!("{name} (pid {pid}) stopped: {how}"),
             }
         }
+        // The periodic scans share one list of the streams (and keep their mappings).
+        ctl.shm.begin_turn();
         super::push::tick(ctl);
-        ctl.sessions.tick(super::now_unix());
+        ctl.sessions.tick(super::now_unix(), &ctl.shm);
+        ctl.shm.end_turn();
         answer_pending(ctl, conns);
         // Config file sync.
         if ctl.write_mode

@@ -37,16 +37,18 @@ const USERS_AS_SESSIONS: &[&str] = &[];
 /// readers.
 type UsersRead = Vec<(String, bool, Vec<mist_shm::UserSlot>)>;
 
-/// Reads every stream's users table.
-fn read_users() -> UsersRead {
-    let streams = shm_call(mist_shm::list_streams).unwrap_or_default();
-    let mut out = Vec::new();
-    for st in streams {
-        let name = st.name.clone();
-        let users = shm_call(move || mist_shm::users(&name)).unwrap_or_default();
-        out.push((st.name, st.writer_alive, users));
-    }
-    out
+/// Reads every stream's users table (through the controller's kept mappings).
+fn read_users(shm: &super::ShmView) -> UsersRead {
+    let streams: Vec<(String, bool)> = shm
+        .with_streams(|l| l.iter().map(|s| (s.name.clone(), s.writer_alive)).collect())
+        .unwrap_or_default();
+    streams
+        .into_iter()
+        .map(|(name, alive)| {
+            let users = shm.users(&name);
+            (name, alive, users)
+        })
+        .collect()
 }
 
 /// Session rows made from the users tables of [`USERS_AS_SESSIONS`] connectors. The session id
@@ -239,7 +241,7 @@ pub struct Sessions {
 
 impl Sessions {
     /// Reads the table (at most once a second) and ends idle sessions.
-    pub fn tick(&mut self, now_unix: u64) {
+    pub fn tick(&mut self, now_unix: u64, shm: &super::ShmView) {
         if self.last_poll.is_some_and(|t| t.elapsed() < POLL) {
             return;
         }
@@ -247,7 +249,7 @@ impl Sessions {
         // CONN_CLOSE of the viewer connections of outputs that died (issue 11).
         shm_call(mist_bins::conn_close::reap);
         let mut rows = shm_call(shm_sessions::rows).unwrap_or_default();
-        let users = read_users();
+        let users = read_users(shm);
         rows.extend(users_rows(&users));
         self.merge(rows, now_unix);
         self.expire(now_unix, timeout());

@@ -817,6 +817,122 @@ pub fn users(stream: &str) -> Vec<UserSlot> {
     }
 }
 
+/// The streams' metadata and users tables of one process's periodic reads (the controller's
+/// scans), mapped once and kept open across calls: a call maps nothing while no file was
+/// replaced. [`list_streams`](Self::list_streams) and [`users`](Self::users) answer as the
+/// free functions of the same names. A file replaced (new inode) is mapped again; the mappings
+/// of streams whose files are gone are dropped at the next `list_streams`.
+#[derive(Default)]
+pub struct StreamCache {
+    dir: PathBuf,
+    /// Metadata by file name, with the inode readdir gave.
+    metas: HashMap<std::ffi::OsString, Arc<Meta>>,
+    /// Users tables by file name.
+    users: HashMap<String, Arc<Users>>,
+    /// Users table file names present at the last `list_streams` (reused buffer).
+    seen_users: std::collections::HashSet<std::ffi::OsString>,
+}
+
+impl StreamCache {
+    /// An empty cache.
+    pub fn new() -> StreamCache {
+        StreamCache::default()
+    }
+
+    fn check_dir(&mut self) -> PathBuf {
+        let dir = shm_dir();
+        if dir != self.dir {
+            self.metas.clear();
+            self.users.clear();
+            self.dir.clone_from(&dir);
+        }
+        dir
+    }
+
+    /// [`list_streams`] through the kept mappings.
+    pub fn list_streams(&mut self) -> Vec<StreamStatus> {
+        use std::os::unix::fs::DirEntryExt;
+        let dir = self.check_dir();
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            self.metas.clear();
+            self.users.clear();
+            return out;
+        };
+        let mut present: std::collections::HashSet<std::ffi::OsString> =
+            std::mem::take(&mut self.seen_users);
+        present.clear();
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(n) = name.to_str() else { continue };
+            let Some(rest) = n.strip_prefix("mist-") else {
+                continue;
+            };
+            if rest.ends_with("-users") {
+                present.insert(name);
+                continue;
+            }
+            if !rest.ends_with("-meta") {
+                continue;
+            }
+            // readdir gives the inode: a replaced file is seen without a stat.
+            let fresh = match self.metas.get(&name) {
+                Some(m) if m.seg.ino == e.ino() => Some(m.clone()),
+                _ => None,
+            };
+            let m = match fresh {
+                Some(m) => m,
+                None => match Meta::open(&e.path()) {
+                    Ok(m) => {
+                        let m = Arc::new(m);
+                        self.metas.insert(name.clone(), m.clone());
+                        m
+                    }
+                    Err(_) => {
+                        self.metas.remove(&name);
+                        continue;
+                    }
+                },
+            };
+            present.insert(name);
+            out.push(status_of(&m));
+        }
+        self.metas.retain(|n, _| present.contains(n));
+        self.users
+            .retain(|n, _| present.contains(std::ffi::OsStr::new(n.as_str())));
+        self.seen_users = present;
+        out
+    }
+
+    /// [`users`] through the kept mappings.
+    pub fn users(&mut self, stream: &str) -> Vec<UserSlot> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.check_dir();
+        let name = seg::users_name(stream);
+        let path = dir.join(&name);
+        let Ok(ino) = std::fs::metadata(&path).map(|m| m.ino()) else {
+            self.users.remove(&name);
+            return Vec::new();
+        };
+        let u = match self.users.get(&name) {
+            Some(u) if u.seg.ino == ino => u.clone(),
+            _ => match Users::open(&path) {
+                Ok(u) => {
+                    let u = Arc::new(u);
+                    self.users.insert(name, u.clone());
+                    u
+                }
+                Err(_) => {
+                    self.users.remove(&name);
+                    return Vec::new();
+                }
+            },
+        };
+        u.reclaim();
+        u.list()
+    }
+}
+
 /// Whether `file` is one of the files of the stream whose sanitised name is `san`.
 fn belongs(file: &str, san: &str) -> bool {
     let Some(rest) = file

@@ -160,6 +160,11 @@ impl Table {
     }
 
     fn read(&self, i: usize) -> Option<SessionRow> {
+        self.read_with(i, &mut pid_alive)
+    }
+
+    /// [`read`](Self::read) asking `alive` whether the slot's process lives.
+    fn read_with(&self, i: usize, alive: &mut impl FnMut(u32) -> bool) -> Option<SessionRow> {
         let b = self.0.slot(i);
         let s = &self.0.seg;
         if s.u32(b + S_STATE).load(Acquire) != USED {
@@ -170,7 +175,7 @@ impl Table {
         let row = SessionRow {
             slot: i,
             pid,
-            alive: pid_alive(pid),
+            alive: alive(pid),
             sid,
             stream,
             connector,
@@ -188,13 +193,47 @@ impl Table {
     }
 }
 
+/// The table as [`rows`] reads it (once a second in the controller): mapped once and kept,
+/// mapped again when the file was replaced (another inode; the kept mapping holds the old
+/// inode, so its number is not reused meanwhile), let go when the file is gone.
+fn polled_table() -> Option<std::sync::Arc<Table>> {
+    use std::os::unix::fs::MetadataExt;
+    static KEPT: Mutex<Option<std::sync::Arc<Table>>> = Mutex::new(None);
+    let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+    let path = LAYOUT.path(0);
+    let Ok(ino) = std::fs::metadata(&path).map(|m| m.ino()) else {
+        *kept = None;
+        return None;
+    };
+    if let Some(t) = kept
+        .as_ref()
+        .filter(|t| t.0.seg.ino == ino && t.0.seg.path == path)
+    {
+        return Some(t.clone());
+    }
+    *kept = Table::open().ok().map(std::sync::Arc::new);
+    kept.clone()
+}
+
 /// Every used slot (for the controller). Slots of dead processes are returned once more, then
 /// freed.
 pub fn rows() -> Vec<SessionRow> {
-    let Ok(t) = Table::open() else {
+    let Some(t) = polled_table() else {
         return Vec::new();
     };
-    let out: Vec<SessionRow> = (0..SLOTS).filter_map(|i| t.read(i)).collect();
+    // One liveness check per process, not per row (an output serves many sessions).
+    let mut checked: Vec<(u32, bool)> = Vec::new();
+    let mut alive = |pid: u32| match checked.iter().find(|(p, _)| *p == pid) {
+        Some(&(_, a)) => a,
+        None => {
+            let a = pid_alive(pid);
+            checked.push((pid, a));
+            a
+        }
+    };
+    let out: Vec<SessionRow> = (0..SLOTS)
+        .filter_map(|i| t.read_with(i, &mut alive))
+        .collect();
     if out.iter().any(|r| !r.alive) {
         t.reclaim();
     }

@@ -1389,3 +1389,58 @@ fn sessions_requests_and_connections_add_up_in_one_row() {
     assert_eq!(a.invalidated, vec!["abc".to_string()]);
     assert!(tick().invalidated.is_empty(), "reported once");
 }
+
+#[test]
+fn stream_cache_keeps_mappings_and_follows_replaced_streams() {
+    setup();
+    let name = "unit_stream_cache";
+    let file: std::ffi::OsString = seg::meta_name(name).into();
+    let mut c = StreamCache::new();
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&video(1)).unwrap();
+    w.push_parts(1, 0, 0, true, b"abc").unwrap();
+    let mut r = StreamReader::open(
+        name,
+        ReaderInfo {
+            connector: "TEST".into(),
+            host: "::2".into(),
+        },
+    )
+    .unwrap();
+    let find = |l: Vec<StreamStatus>| l.into_iter().find(|s| s.name == name);
+    let st = find(c.list_streams()).unwrap();
+    assert!(st.writer_alive && !st.ended);
+    let codecs = |st: &StreamStatus| st.tracks.iter().map(|t| t.codec).collect::<Vec<_>>();
+    assert_eq!(codecs(&st), vec![Codec::H264]);
+    let first = c.metas.get(&file).cloned().unwrap();
+    // Nothing replaced: the same mapping answers, and it sees new data.
+    w.push_parts(1, 40, 0, false, b"def").unwrap();
+    let st = find(c.list_streams()).unwrap();
+    assert!(Arc::ptr_eq(&first, c.metas.get(&file).unwrap()));
+    assert_eq!(st.last_ms, find(list_streams()).unwrap().last_ms);
+    assert_eq!(st.last_ms, 40);
+    let u = c.users(name);
+    assert_eq!((u.len(), u[0].host.as_str()), (1, "::2"));
+    let users_file = seg::users_name(name);
+    let table = c.users.get(&users_file).cloned().unwrap();
+    r.report(77, 1);
+    assert_eq!(c.users(name)[0].bytes_down, 77);
+    assert!(Arc::ptr_eq(&table, c.users.get(&users_file).unwrap()));
+    // Removed: gone from the list, mappings dropped.
+    drop(r);
+    w.close();
+    remove_stream(name).unwrap();
+    assert!(find(c.list_streams()).is_none());
+    assert!(!c.metas.contains_key(&file) && !c.users.contains_key(&users_file));
+    assert!(c.users(name).is_empty());
+    drop((first, table));
+    // Created again (new files): the new stream is read, not the old mapping.
+    let mut w = StreamWriter::create(name, WriterOptions::default()).unwrap();
+    w.set_track(&audio(2)).unwrap();
+    let st = find(c.list_streams()).unwrap();
+    assert_eq!(codecs(&st), vec![Codec::Aac]);
+    assert!(!st.ended);
+    w.close();
+    remove_stream(name).unwrap();
+    assert!(find(c.list_streams()).is_none());
+}

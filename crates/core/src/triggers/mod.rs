@@ -382,6 +382,14 @@ impl Engine {
         true
     }
 
+    /// Whether `same` holds of the config [`set_config`](Self::set_config) would compare with
+    /// (the trigger file is not re-read): lets a caller check its config against the current
+    /// one without building a [`Shared`].
+    pub fn config_is(&self, same: impl FnOnce(&Shared) -> bool) -> bool {
+        let cur = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        same(&cur)
+    }
+
     /// The current config (re-read from the trigger file if it changed).
     pub fn config(&self) -> Arc<Shared> {
         self.refresh();
