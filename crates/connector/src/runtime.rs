@@ -441,14 +441,16 @@ impl<A: App> Runtime<A> {
                     self.flush(app, id, now);
                 }
                 if ev.is_readable() || ev.is_read_closed() {
-                    self.read(app, id, now);
+                    // Once the peer has closed, read on to the end: no later edge reports it.
+                    let greedy = ev.is_read_closed() || ev.is_error();
+                    self.read(app, id, now, greedy);
                 }
             }
             for i in std::mem::take(&mut self.again_listeners) {
                 self.listener_ready(app, i, now);
             }
             for id in std::mem::take(&mut self.again) {
-                self.read(app, id, now);
+                self.read(app, id, now, true);
             }
             if let Ok(mut w) = self.remote.wakes.lock() {
                 self.wakes.append(&mut w);
@@ -679,8 +681,11 @@ impl<A: App> Runtime<A> {
         );
     }
 
-    /// Reads what the budget allows and hands it to the session.
-    fn read(&mut self, app: &mut A, id: ConnId, now: Instant) {
+    /// Reads what the budget allows and hands it to the session. Not `greedy`: called for a
+    /// readable edge, a short read of a plain socket ends the loop (the socket is empty and the
+    /// next bytes or the peer's close raise a new edge). Greedy: reads on to `WouldBlock`,
+    /// for reads not started by an edge (after a pause or the budget) and once the peer closed.
+    fn read(&mut self, app: &mut A, id: ConnId, now: Instant, greedy: bool) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
@@ -709,6 +714,9 @@ impl<A: App> Runtime<A> {
                 Ok(n) => {
                     c.st.input.extend_from_slice(&self.scratch[..n]);
                     got += n;
+                    if !greedy && n < self.scratch.len() && c.stream.short_read_drains() {
+                        break;
+                    }
                 }
                 Err(e) => match e.kind() {
                     ErrorKind::WouldBlock => break,

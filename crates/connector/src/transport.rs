@@ -57,6 +57,13 @@ pub trait Stream: Read + Write + Source + Send {
     fn send_fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
+    /// Whether a read that fills less than the buffer proves the socket empty, so that the
+    /// edge-triggered poll reports the next bytes and the read loop can stop without a last
+    /// read that only answers `WouldBlock` (one system call per request saved). True for
+    /// plain stream sockets; false (the default) where the stream buffers bytes itself (TLS).
+    fn short_read_drains(&self) -> bool {
+        false
+    }
 }
 
 impl Stream for mio::net::TcpStream {
@@ -66,11 +73,17 @@ impl Stream for mio::net::TcpStream {
     fn send_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.as_fd())
     }
+    fn short_read_drains(&self) -> bool {
+        true
+    }
 }
 
 impl Stream for mio::net::UnixStream {
     fn shutdown(&self) {
         let _ = mio::net::UnixStream::shutdown(self, std::net::Shutdown::Both);
+    }
+    fn short_read_drains(&self) -> bool {
+        true
     }
 }
 

@@ -277,6 +277,26 @@ fn an_idle_connection_is_closed() {
     );
 }
 
+/// A read that fills less than the buffer ends the read loop without a last `WouldBlock` read;
+/// the peer's close must still be seen, whether it comes after the bytes were read or with them.
+#[test]
+fn a_peer_closing_after_short_reads_is_seen() {
+    let r = start(Limits::default()); // idle timeout 60 s: only the close can end these
+    let mut later = connect(r.addr);
+    assert_eq!(roundtrip(&mut later, "one\n"), "one\n");
+    later.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(
+        closed_by_server(&mut later),
+        "a close after a short read must be seen"
+    );
+    let mut with = connect(r.addr);
+    with.write_all(b"two\n").unwrap();
+    with.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    with.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"two\n", "answered, then closed");
+}
+
 /// Answers "woken" on each wake-up from another thread.
 struct Wakee;
 

@@ -352,6 +352,17 @@ pub fn pid_alive(pid: u32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// This process's id, asked of the kernel once: `getpid` is a system call (glibc no longer
+/// caches it), and slot ownership checks run per request. Our processes fork only to exec, so
+/// the cached value never outlives the process it names.
 pub fn my_pid() -> u32 {
-    std::process::id()
+    static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    match PID.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
 }
