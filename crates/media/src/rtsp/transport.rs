@@ -119,7 +119,12 @@ impl Transport {
                 continue;
             }
             let (k, v) = match param.split_once('=') {
-                Some((k, v)) => (k, Some(v.trim().trim_matches('"').trim())),
+                // Quotes and whitespace at the ends of a value, in any mix, are not part of
+                // it: `x" "` must read as `x`, as what we write of it reads back.
+                Some((k, v)) => (
+                    k,
+                    Some(v.trim_matches(|c: char| c == '"' || c.is_whitespace())),
+                ),
                 None => (param, None),
             };
             // Quotes are not part of a name (and are dropped when writing one).
@@ -297,5 +302,11 @@ mod tests {
         let t = Transport::parse("RTP/AVP\x0b\x0b /UDP;unicast;client_port=3680-13681").unwrap();
         assert_eq!(t.profile, "RTP/AVP");
         assert_eq!(Transport::parse(&t.to_string()).unwrap(), t);
+        // Quotes, then whitespace, then quotes at a value's end (fuzzer input): the value ends
+        // at its last other character, so writing it and reading that back gives the same text.
+        let t = Transport::parse("RTP/AVP;client_x=1rtsp://h/vod\"\" \"\"\x0c\"\";c").unwrap();
+        assert_eq!(t.other[0].1.as_deref(), Some("1rtsp://h/vod"));
+        let text = t.to_string();
+        assert_eq!(Transport::parse(&text).unwrap().to_string(), text);
     }
 }
