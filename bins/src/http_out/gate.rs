@@ -152,6 +152,28 @@ impl<R: Send + 'static> Gate<R> {
         }
     }
 
+    /// The stream to play when connection `id`, already admitted to `stream` (after the
+    /// PLAY_REWRITE it got for it, if any), asks for it again and no USER_NEW handler applies:
+    /// what [`Gate::check`] would pass without running a handler. `None`: ask [`Gate::check`].
+    pub fn admitted_again(&self, id: ConnId, stream: &str) -> Option<String> {
+        let e = Engine::global();
+        let known = self
+            .rewrites
+            .get(&id)
+            .and_then(|l| l.iter().find(|(asked, _)| asked == stream))
+            .map(|(_, to)| to.as_str());
+        let to = match known {
+            Some(to) => to,
+            None if e.exists("PLAY_REWRITE", Some(stream)) => return None,
+            None => stream,
+        };
+        let admitted = self
+            .admitted
+            .get(&id)
+            .is_some_and(|l| l.iter().any(|a| a.stream == to));
+        (admitted && !e.exists("USER_NEW", Some(to))).then(|| to.to_string())
+    }
+
     /// Decides a stream request: at once when no blocking handler must run, else parked until
     /// [`Gate::decided`] gives it back. PLAY_REWRITE runs first, once per connection and
     /// requested stream; then CONN_OPEN and CONN_PLAY once per connection and stream, USER_NEW
@@ -337,5 +359,40 @@ fn rewrite_then_admit(
 impl<R: Send + 'static> Default for Gate<R> {
     fn default() -> Self {
         Gate::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parked(id: ConnId, stream: &str) -> Parked<()> {
+        Parked {
+            id,
+            stream: stream.to_string(),
+            route: (),
+            target: format!("/hls/{stream}/index.m3u8"),
+            host: "192.0.2.7".to_string(),
+            connector: "HLS".to_string(),
+            token: String::new(),
+            url: format!("http://h/hls/{stream}/index.m3u8"),
+        }
+    }
+
+    /// The keep-alive fast path passes exactly what `check` already admitted on that
+    /// connection (no handlers configured in this process), and nothing after it closed.
+    #[test]
+    fn only_an_admitted_connection_is_admitted_again() {
+        let mut g: Gate<()> = Gate::new();
+        assert_eq!(g.admitted_again(1, "live"), None);
+        match g.check(parked(1, "live"), None) {
+            Verdict::Pass(s, ()) => assert_eq!(s, "live"),
+            _ => panic!("no handler configured: the request passes"),
+        }
+        assert_eq!(g.admitted_again(1, "live").as_deref(), Some("live"));
+        assert_eq!(g.admitted_again(1, "other"), None);
+        assert_eq!(g.admitted_again(2, "live"), None);
+        g.closed(1);
+        assert_eq!(g.admitted_again(1, "live"), None);
     }
 }

@@ -836,12 +836,22 @@ impl Handler for App {
                 if !names::is_valid(&name) {
                     return io.respond_text(id, 404, "stream not found: invalid stream name");
                 }
-                let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
                 let connector = match &route {
-                    routes::Route::Segmented { kind, .. } => kind.to_ascii_uppercase(),
-                    _ => "HTTP".to_string(),
+                    routes::Route::Segmented { kind: "cmaf", .. } => "CMAF",
+                    routes::Route::Segmented { .. } => "HLS",
+                    _ => "HTTP",
                 };
                 let token = gate::token(&req);
+                // A player's next request on its keep-alive connection (the next segment or
+                // playlist of the stream it was admitted to, same session): nothing to decide
+                // again, so none of the gate's per-request strings are built.
+                if self.vs.same_session(id, &name, connector, &token) {
+                    if let Some(stream) = self.gate.admitted_again(id, &name) {
+                        return self.open_stream(io, id, stream, route, &req.target);
+                    }
+                }
+                let host = io.peer(id).map(|p| p.ip().to_string()).unwrap_or_default();
+                let connector = connector.to_string();
                 if token.is_empty() {
                     self.tokens.remove(&id);
                 } else {

@@ -66,6 +66,14 @@ impl ViewerSessions {
         );
     }
 
+    /// Whether a request on `id` for `stream` with `token` belongs to the session the
+    /// connection already counts in (the peer address of a connection does not change).
+    pub fn same_session(&self, id: ConnId, stream: &str, connector: &str, token: &str) -> bool {
+        self.open.get(&id).is_some_and(|(_, _, k)| {
+            k.stream == stream && k.connector == connector && k.token == token
+        }) && !self.asked.contains_key(&id)
+    }
+
     /// PLAY_REWRITE renamed the stream of the request on `id`: its session is the new stream's.
     pub fn rewritten(&mut self, id: ConnId, stream: &str) {
         if let Some(k) = self.asked.get_mut(&id).filter(|k| k.stream != stream) {
