@@ -8,7 +8,6 @@ use mist_core::triggers::viewers::{self, Refused, Steps};
 use mist_core::triggers::Engine;
 use mist_net::http::Request as HttpRequest;
 use mist_net::server::ConnId;
-use std::collections::HashMap;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
@@ -52,16 +51,16 @@ struct Decision {
 /// Runs the viewer triggers (USER_NEW, CONN_OPEN, PLAY_REWRITE) off the loop and parks the requests that wait on them.
 pub struct Gate<R> {
     /// Parked requests.
-    pending: HashMap<u64, Parked<R>>,
+    pending: mist_connector::IdMap<u64, Parked<R>>,
     /// Parked requests whose connection closed while their handlers ran.
     orphaned: std::collections::HashSet<u64>,
     next: u64,
     tx: Sender<Decision>,
     rx: Receiver<Decision>,
     /// Streams each open connection was admitted to.
-    admitted: HashMap<ConnId, Vec<Admitted>>,
+    admitted: mist_connector::IdMap<ConnId, Vec<Admitted>>,
     /// PLAY_REWRITE answers per open connection: requested stream → stream played.
-    rewrites: HashMap<ConnId, Vec<(String, String)>>,
+    rewrites: mist_connector::IdMap<ConnId, Vec<(String, String)>>,
 }
 
 /// What to do with a request now.
@@ -129,13 +128,13 @@ impl<R: Send + 'static> Gate<R> {
     pub fn new() -> Gate<R> {
         let (tx, rx) = channel();
         Gate {
-            pending: HashMap::new(),
+            pending: Default::default(),
             orphaned: Default::default(),
             next: 0,
             tx,
             rx,
-            admitted: HashMap::new(),
-            rewrites: HashMap::new(),
+            admitted: Default::default(),
+            rewrites: Default::default(),
         }
     }
 

@@ -234,7 +234,7 @@ pub struct App {
     feeds: HashMap<FeedKey, Feed>,
     /// Segmented outputs by (kind, stream).
     segmented: HashMap<(String, String), segmented::Slot>,
-    conn_feed: HashMap<ConnId, FeedKey>,
+    conn_feed: mist_connector::IdMap<ConnId, FeedKey>,
     waiting: Vec<Waiting>,
     mp4_waiting: Vec<Mp4Waiting>,
     mp4_plans: Mp4Plans,
@@ -254,7 +254,7 @@ pub struct App {
     vs: viewer_sessions::ViewerSessions,
     /// The token of each connection's current stream request (`tkn.rs`: propagated into the
     /// playlists it gets).
-    tokens: HashMap<ConnId, String>,
+    tokens: mist_connector::IdMap<ConnId, String>,
     /// When [`App::gc`] next drops the waits on streams nobody reads any more.
     next_watch_gc: Instant,
 }
@@ -270,7 +270,7 @@ impl App {
             enabled,
             feeds: HashMap::new(),
             segmented: HashMap::new(),
-            conn_feed: HashMap::new(),
+            conn_feed: Default::default(),
             next_watch_gc: Instant::now(),
             waiting: Vec::new(),
             mp4_waiting: Vec::new(),
@@ -283,7 +283,7 @@ impl App {
             info_starts: HashMap::new(),
             gate: gate::Gate::new(),
             vs: Default::default(),
-            tokens: HashMap::new(),
+            tokens: Default::default(),
         }
     }
 

@@ -35,10 +35,10 @@ pub fn fanout(ids: &[ConnId], bytes: u64) {
 #[derive(Default)]
 pub struct ViewerSessions {
     /// The session of each connection's current request, before it is admitted.
-    asked: HashMap<ConnId, SessionKey>,
+    asked: mist_connector::IdMap<ConnId, SessionKey>,
     /// Admitted connections: (connection key in `mist_shm::sessions`, bytes sent, the session's
     /// key, whose `sid` is its id).
-    open: HashMap<ConnId, (u64, u64, SessionKey)>,
+    open: mist_connector::IdMap<ConnId, (u64, u64, SessionKey)>,
     last_tick: Option<Instant>,
 }
 

@@ -50,6 +50,7 @@
 pub mod ask;
 pub mod bind;
 pub mod file;
+pub mod idmap;
 pub mod ktls;
 pub mod limits;
 pub mod runtime;
@@ -61,6 +62,7 @@ pub mod transport;
 
 pub use bind::bind_tcp;
 pub use file::{FileRange, FileSource};
+pub use idmap::{IdMap, IdSet};
 pub use limits::Limits;
 pub use mio;
 pub use runtime::{App, Ctl, Flow, Remote, Runtime};

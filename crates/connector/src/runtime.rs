@@ -9,7 +9,7 @@ use mio::net::{TcpListener, UdpSocket, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use mist_core::{debug, error, warn};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -133,7 +133,7 @@ impl Remote {
 
 /// The application's handle on the connections during [`App::turn`].
 pub struct Ctl<'a, A: App> {
-    conns: &'a mut HashMap<ConnId, Box<Conn<A::Session>>>,
+    conns: &'a mut crate::IdMap<ConnId, Box<Conn<A::Session>>>,
     wakes: &'a mut Vec<ConnId>,
     dirty: &'a mut Vec<ConnId>,
     /// The waker ([`Remote`]) woke the loop since the last turn.
@@ -222,7 +222,7 @@ pub struct Runtime<A: App> {
     listeners: Vec<Listener>,
     /// Boxed: a table of thousands of inline connections would grow by powers of two of a
     /// kilobyte-sized entry, and its empty half would cost more than the connections.
-    conns: HashMap<ConnId, Box<Conn<A::Session>>>,
+    conns: crate::IdMap<ConnId, Box<Conn<A::Session>>>,
     next_id: usize,
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     /// Connections to read again this turn (budget hit, output drained).
@@ -251,7 +251,7 @@ impl<A: App> Runtime<A> {
         Ok(Runtime {
             poll,
             listeners: Vec::new(),
-            conns: HashMap::new(),
+            conns: crate::IdMap::default(),
             next_id: CONN_BASE,
             timers: BinaryHeap::new(),
             again: Vec::new(),

@@ -21,7 +21,6 @@ use crate::config::{ServerConfig, MERGE_BYTES};
 use crate::http::{self, HttpError, Limits as HttpLimits, Request, Response};
 use bytes::Bytes;
 use mist_connector::{self as rt, App, Ctl, FileRange, Flow, ListenerId, OutQueue, Peer};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,7 +96,7 @@ struct Staged {
 
 /// The HTTP state of every connection.
 pub(crate) struct HttpState {
-    conns: HashMap<ConnId, Conn>,
+    conns: mist_connector::IdMap<ConnId, Conn>,
     pub(crate) cfg: ServerConfig,
     /// Fan-out connections with output waiting for the merge interval, and when it ends.
     merged: Vec<ConnId>,
@@ -125,7 +124,7 @@ trait Sink {
 
 struct SessionSink<'s, 'i> {
     own: Option<&'s mut rt::Io<'i>>,
-    staged: &'s mut HashMap<ConnId, Staged>,
+    staged: &'s mut mist_connector::IdMap<ConnId, Staged>,
 }
 
 impl Sink for SessionSink<'_, '_> {
@@ -660,7 +659,7 @@ impl Io<'_> {
 pub(crate) struct HttpApp<H> {
     pub(crate) h: H,
     pub(crate) st: HttpState,
-    staged: HashMap<ConnId, Staged>,
+    staged: mist_connector::IdMap<ConnId, Staged>,
     next_tick: Instant,
     stop: Arc<AtomicBool>,
 }
@@ -672,13 +671,13 @@ impl<H: Handler> HttpApp<H> {
             h,
             next_tick: now + cfg.tick,
             st: HttpState {
-                conns: HashMap::new(),
+                conns: mist_connector::IdMap::default(),
                 cfg,
                 merged: Vec::new(),
                 next_merge: now,
                 now,
             },
-            staged: HashMap::new(),
+            staged: mist_connector::IdMap::default(),
             stop,
         }
     }
