@@ -4,7 +4,7 @@
 //! chooses. A connection id is never a peer's choice, and an HTTP request looks one up in several
 //! maps (runtime, HTTP layer, sessions, gate), so those maps use one multiply instead.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Fibonacci hashing: the product's bits are mixed enough for hashbrown, which takes the bucket
@@ -37,12 +37,11 @@ impl Hasher for IdHasher {
 
 /// A `HashMap` for keys the process hands out itself ([`ConnId`](crate::ConnId), job numbers).
 pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
-/// A `HashSet` for keys the process hands out itself.
-pub type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn sequential_ids_spread_over_buckets_and_tags() {

@@ -62,7 +62,7 @@ pub mod transport;
 
 pub use bind::bind_tcp;
 pub use file::{FileRange, FileSource};
-pub use idmap::{IdMap, IdSet};
+pub use idmap::IdMap;
 pub use limits::Limits;
 pub use mio;
 pub use runtime::{App, Ctl, Flow, Remote, Runtime};
