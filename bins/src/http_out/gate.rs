@@ -151,17 +151,20 @@ impl<R: Send + 'static> Gate<R> {
         }
     }
 
+    /// What PLAY_REWRITE answered for connection `id` asking for `stream`, if it ran.
+    fn rewritten(&self, id: ConnId, stream: &str) -> Option<&str> {
+        self.rewrites
+            .get(&id)
+            .and_then(|l| l.iter().find(|(asked, _)| asked == stream))
+            .map(|(_, to)| to.as_str())
+    }
+
     /// The stream to play when connection `id`, already admitted to `stream` (after the
     /// PLAY_REWRITE it got for it, if any), asks for it again and no USER_NEW handler applies:
     /// what [`Gate::check`] would pass without running a handler. `None`: ask [`Gate::check`].
     pub fn admitted_again(&self, id: ConnId, stream: &str) -> Option<String> {
         let e = Engine::global();
-        let known = self
-            .rewrites
-            .get(&id)
-            .and_then(|l| l.iter().find(|(asked, _)| asked == stream))
-            .map(|(_, to)| to.as_str());
-        let to = match known {
+        let to = match self.rewritten(id, stream) {
             Some(to) => to,
             None if e.exists("PLAY_REWRITE", Some(stream)) => return None,
             None => stream,
@@ -179,13 +182,8 @@ impl<R: Send + 'static> Gate<R> {
     /// once per session.
     pub fn check(&mut self, mut p: Parked<R>, waker: Option<Arc<mio::Waker>>) -> Verdict<R> {
         let e = Engine::global();
-        let known = self
-            .rewrites
-            .get(&p.id)
-            .and_then(|l| l.iter().find(|(asked, _)| *asked == p.stream))
-            .map(|(_, to)| to.clone());
-        match known {
-            Some(to) => p.stream = to,
+        match self.rewritten(p.id, &p.stream) {
+            Some(to) => p.stream = to.to_string(),
             None if e.exists("PLAY_REWRITE", Some(&p.stream)) => {
                 let done: Vec<String> = self
                     .admitted

@@ -158,7 +158,7 @@ pub fn used() -> usize {
     (0..MAX_SEGMENTS)
         .map_while(|n| segment(n, false))
         .map(|seg| {
-            (0..SLOTS)
+            (0..seg.t.high())
                 .filter(|&i| seg.t.seg.u32(seg.t.slot(i) + S_STATE).load(Relaxed) != FREE)
                 .count()
         })

@@ -231,7 +231,7 @@ pub fn rows() -> Vec<SessionRow> {
             a
         }
     };
-    let out: Vec<SessionRow> = (0..SLOTS)
+    let out: Vec<SessionRow> = (0..t.0.high())
         .filter_map(|i| t.read_with(i, &mut alive))
         .collect();
     if out.iter().any(|r| !r.alive) {
@@ -247,7 +247,7 @@ pub fn kill(sid: &str) -> usize {
         return 0;
     };
     let mut n = 0;
-    for i in 0..SLOTS {
+    for i in 0..t.0.high() {
         if t.read(i).is_some_and(|r| r.sid == sid) {
             t.flags(i).fetch_or(KILL, AcqRel);
             n += 1;
@@ -263,7 +263,7 @@ pub fn invalidate(stream: &str) -> usize {
         return 0;
     };
     let mut n = 0;
-    for i in 0..SLOTS {
+    for i in 0..t.0.high() {
         if t.read(i).is_some_and(|r| r.stream == stream) {
             t.flags(i).fetch_or(INVALIDATE, AcqRel);
             n += 1;
@@ -339,20 +339,23 @@ impl Local {
     }
 
     fn publish(&mut self, sid: &str, active: bool) {
-        let Some((_, e)) = self.by_sid.get_mut(sid) else {
-            return;
-        };
-        if active {
-            e.last = Instant::now();
+        if let Some((_, e)) = self.by_sid.get_mut(sid) {
+            publish(self.table.as_ref(), e, active);
         }
-        let (d, u) = e
-            .open
-            .values()
-            .fold(e.closed, |(d, u), (a, b)| (d + a, u + b));
-        let (slot, conns) = (e.slot, e.open.len() as u32);
-        if let (Some(i), Some(t)) = (slot, self.table.as_ref()) {
-            t.store(i, conns, d, u, active);
-        }
+    }
+}
+
+/// Writes a process's part of a session (`e`) to its slot.
+fn publish(table: Option<&Table>, e: &mut Entry, active: bool) {
+    if active {
+        e.last = Instant::now();
+    }
+    let (d, u) = e
+        .open
+        .values()
+        .fold(e.closed, |(d, u), (a, b)| (d + a, u + b));
+    if let (Some(i), Some(t)) = (e.slot, table) {
+        t.store(i, e.open.len() as u32, d, u, active);
     }
 }
 
@@ -375,15 +378,23 @@ pub fn conn_open(k: &SessionKey) -> u64 {
 /// The bytes a connection received from (`down`) and sent to (`up`) its viewer so far.
 pub fn conn_bytes(key: u64, down: u64, up: u64) {
     with(|l| {
-        let Some(sid) = l.conn_sid.get(&key).cloned() else {
+        // Called for every answer on a kept-alive connection: one lookup by session id, no
+        // copy of it.
+        let Local {
+            table,
+            by_sid,
+            conn_sid,
+            ..
+        } = l;
+        let Some((_, e)) = conn_sid.get(&key).and_then(|sid| by_sid.get_mut(sid)) else {
             return;
         };
-        let Some((_, e)) = l.by_sid.get_mut(&sid) else {
+        let Some(bytes) = e.open.get_mut(&key) else {
             return;
         };
-        let changed = e.open.get(&key) != Some(&(down, up));
-        e.open.insert(key, (down, up));
-        l.publish(&sid, changed);
+        let changed = *bytes != (down, up);
+        *bytes = (down, up);
+        publish(table.as_ref(), e, changed);
     })
 }
 

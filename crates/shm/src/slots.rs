@@ -16,6 +16,11 @@ use std::sync::atomic::Ordering::*;
 const H_MAGIC: usize = 0;
 const H_VERSION: usize = 8;
 const H_SLOTS: usize = 12;
+/// One past the highest slot ever claimed (`u32`). Scans stop there, so the pages of slots never
+/// used are never touched: they stay holes in the file, costing no memory (a 4096-slot table
+/// of 512-byte slots is 2 MiB, and a scan of all of it would make the kernel back every page).
+/// Zero in a table made before this field existed; such a table is scanned whole.
+const H_HIGH: usize = 16;
 const BASE: usize = 64;
 
 /// Offset of a slot's state (`u32`) in the slot.
@@ -123,6 +128,14 @@ impl SlotTable {
         self.layout.slots
     }
 
+    /// One past the highest slot ever claimed: every used slot is below it.
+    pub fn high(&self) -> usize {
+        match self.seg.u32(H_HIGH).load(Acquire) as usize {
+            0 => self.slots(),
+            h => h.min(self.slots()),
+        }
+    }
+
     /// Offset of slot `i` in the segment.
     pub fn slot(&self, i: usize) -> usize {
         BASE + i * self.layout.slot
@@ -144,6 +157,7 @@ impl SlotTable {
                 .is_ok()
             {
                 self.seg.u32(self.slot(i) + S_PID).store(my_pid(), Relaxed);
+                self.seg.u32(H_HIGH).fetch_max(i as u32 + 1, AcqRel);
                 fill(self.slot(i));
                 st.store(USED, Release);
                 hint.store((i + 1) % n, Relaxed);
@@ -171,7 +185,7 @@ impl SlotTable {
     /// it), after `f` read it; returns how many.
     pub fn reap_dead(&self, mut f: impl FnMut(usize)) -> usize {
         let mut n = 0;
-        for i in 0..self.slots() {
+        for i in 0..self.high() {
             let b = self.slot(i);
             let st = self.seg.u32(b + S_STATE);
             if st.load(Acquire) != USED || pid_alive(self.seg.u32(b + S_PID).load(Relaxed)) {
@@ -226,4 +240,46 @@ fn trunc(s: &str, max: usize) -> &[u8] {
         n -= 1;
     }
     &s.as_bytes()[..n]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static TEST: Layout = Layout {
+        name: "mist_slots_unit",
+        magic: u64::from_le_bytes(*b"MISTUNIT"),
+        version: 1,
+        slots: 64,
+        slot: 512,
+        what: "unit",
+    };
+
+    #[test]
+    fn scans_stop_at_the_highest_slot_ever_claimed() {
+        crate::tests::setup();
+        let t = SlotTable::create_or_open(&TEST).unwrap();
+        let hint = AtomicUsize::new(0);
+        assert_eq!(
+            t.seg.u32(H_HIGH).load(Relaxed),
+            0,
+            "a new table has no claims"
+        );
+        let a = t.claim(&hint, |_| {}).unwrap();
+        let b = t.claim(&hint, |_| {}).unwrap();
+        let c = t.claim(&hint, |_| {}).unwrap();
+        assert_eq!((a, b, c), (0, 1, 2));
+        assert_eq!(t.high(), 3);
+        // Freeing does not lower it: a slot above a freed one may still be used.
+        t.release(a);
+        t.release(c);
+        assert_eq!(t.high(), 3);
+        // A dead owner's slot below the mark is found by the reaper.
+        t.seg.u32(t.slot(b) + S_PID).store(0, Relaxed);
+        assert_eq!(t.reap_dead(|_| {}), 1);
+        // A table written before the mark existed (zero there) is scanned whole.
+        t.seg.u32(H_HIGH).store(0, Relaxed);
+        assert_eq!(t.high(), TEST.slots);
+        let _ = std::fs::remove_file(TEST.path(0));
+    }
 }
