@@ -136,6 +136,7 @@ pub const fn rec_size(len: usize) -> usize {
 pub const U_MAGIC: usize = 0; // u64
 pub const U_VERSION: usize = 8; // u32
 pub const U_SLOTS: usize = 12; // u32
+pub const U_HIGH: usize = 16; // u32 high-water mark of claimed slots (crate::slots::high_mark)
 pub const U_BASE: usize = 64;
 pub const SLOT_SIZE: usize = 256;
 pub const S_STATE: usize = 0; // u32 0 free, 1 being claimed, 2 in use

@@ -16,10 +16,7 @@ use std::sync::atomic::Ordering::*;
 const H_MAGIC: usize = 0;
 const H_VERSION: usize = 8;
 const H_SLOTS: usize = 12;
-/// One past the highest slot ever claimed (`u32`). Scans stop there, so the pages of slots never
-/// used are never touched: they stay holes in the file, costing no memory (a 4096-slot table
-/// of 512-byte slots is 2 MiB, and a scan of all of it would make the kernel back every page).
-/// Zero in a table made before this field existed; such a table is scanned whole.
+/// The high-water mark ([`high_mark`]).
 const H_HIGH: usize = 16;
 const BASE: usize = 64;
 
@@ -108,6 +105,7 @@ impl SlotTable {
         let seg = Seg::create(&tmp, layout.size())?;
         seg.u32(H_VERSION).store(layout.version, Relaxed);
         seg.u32(H_SLOTS).store(layout.slots as u32, Relaxed);
+        mark_new(&seg, H_HIGH);
         seg.u64(H_MAGIC).store(layout.magic, Release);
         let r = std::fs::hard_link(&tmp, &p);
         let _ = std::fs::remove_file(&tmp);
@@ -130,10 +128,7 @@ impl SlotTable {
 
     /// One past the highest slot ever claimed: every used slot is below it.
     pub fn high(&self) -> usize {
-        match self.seg.u32(H_HIGH).load(Acquire) as usize {
-            0 => self.slots(),
-            h => h.min(self.slots()),
-        }
+        high_mark(&self.seg, H_HIGH, self.slots())
     }
 
     /// Offset of slot `i` in the segment.
@@ -157,7 +152,7 @@ impl SlotTable {
                 .is_ok()
             {
                 self.seg.u32(self.slot(i) + S_PID).store(my_pid(), Relaxed);
-                self.seg.u32(H_HIGH).fetch_max(i as u32 + 1, AcqRel);
+                mark_claimed(&self.seg, H_HIGH, i);
                 fill(self.slot(i));
                 st.store(USED, Release);
                 hint.store((i + 1) % n, Relaxed);
@@ -234,6 +229,31 @@ impl SlotTable {
     }
 }
 
+// A table's high-water mark: a `u32` in its header, one past the highest slot ever claimed,
+// with TRACKED set. Scans stop there, so the pages of slots never used are never touched and
+// stay holes in the tmpfs file, costing no memory: a scan of a whole table (2 MiB of sessions,
+// 1 MiB of users per stream) would make the kernel back every page of it. A table made before
+// the mark existed has zero there and is scanned whole.
+const TRACKED: u32 = 1 << 31;
+
+/// Sets the mark of a table being made: tracked, nothing claimed.
+pub(crate) fn mark_new(seg: &Seg, off: usize) {
+    seg.u32(off).store(TRACKED, Release);
+}
+
+/// Raises the mark over slot `i`, just claimed.
+pub(crate) fn mark_claimed(seg: &Seg, off: usize, i: usize) {
+    seg.u32(off).fetch_max(TRACKED | (i as u32 + 1), AcqRel);
+}
+
+/// Slots a scan must read: below the mark, or all `slots` of a table without one.
+pub(crate) fn high_mark(seg: &Seg, off: usize, slots: usize) -> usize {
+    match seg.u32(off).load(Acquire) {
+        h if h & TRACKED != 0 => ((h & !TRACKED) as usize).min(slots),
+        _ => slots,
+    }
+}
+
 fn trunc(s: &str, max: usize) -> &[u8] {
     let mut n = s.len().min(max);
     while !s.is_char_boundary(n) {
@@ -260,11 +280,7 @@ mod tests {
         crate::tests::setup();
         let t = SlotTable::create_or_open(&TEST).unwrap();
         let hint = AtomicUsize::new(0);
-        assert_eq!(
-            t.seg.u32(H_HIGH).load(Relaxed),
-            0,
-            "a new table has no claims"
-        );
+        assert_eq!(t.high(), 0, "a new table has no claims");
         let a = t.claim(&hint, |_| {}).unwrap();
         let b = t.claim(&hint, |_| {}).unwrap();
         let c = t.claim(&hint, |_| {}).unwrap();

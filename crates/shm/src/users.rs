@@ -103,6 +103,7 @@ impl Users {
         let seg = Seg::create(&tmp, USERS_SIZE)?;
         seg.u32(U_VERSION).store(VERSION, Relaxed);
         seg.u32(U_SLOTS).store(USER_SLOTS as u32, Relaxed);
+        crate::slots::mark_new(&seg, U_HIGH);
         seg.u64(U_MAGIC).store(MAGIC_USERS, Release);
         let r = std::fs::hard_link(&tmp, path);
         let _ = std::fs::remove_file(&tmp);
@@ -127,6 +128,7 @@ impl Users {
                     .compare_exchange(SLOT_FREE, SLOT_CLAIMING, Acquire, Relaxed)
                     .is_ok()
                 {
+                    crate::slots::mark_claimed(&self.seg, U_HIGH, i);
                     self.fill(i, connector, host);
                     st.store(SLOT_USED, Release);
                     return Some(i);
@@ -157,6 +159,11 @@ impl Users {
         s.u32(b + S_HOST_LEN).store(h.len() as u32, Relaxed);
     }
 
+    /// Slots a scan reads: every used one is below.
+    fn high(&self) -> usize {
+        crate::slots::high_mark(&self.seg, U_HIGH, USER_SLOTS)
+    }
+
     pub fn release(&self, i: usize) {
         let st = self.seg.u32(slot(i) + S_STATE);
         // Only free it if it is still ours (it might have been reclaimed and re-claimed).
@@ -181,7 +188,7 @@ impl Users {
     /// Frees slots of processes that no longer exist; returns how many.
     pub fn reclaim(&self) -> usize {
         let mut n = 0;
-        for i in 0..USER_SLOTS {
+        for i in 0..self.high() {
             let b = slot(i);
             let st = self.seg.u32(b + S_STATE);
             if st.load(Acquire) != SLOT_USED {
@@ -201,7 +208,7 @@ impl Users {
 
     pub fn list(&self) -> Vec<UserSlot> {
         let mut out = Vec::new();
-        for i in 0..USER_SLOTS {
+        for i in 0..self.high() {
             let b = slot(i);
             let s = &self.seg;
             if s.u32(b + S_STATE).load(Acquire) != SLOT_USED {
@@ -232,14 +239,14 @@ impl Users {
 
     /// Slots in use (or being claimed), whether or not their process lives.
     pub fn used_count(&self) -> usize {
-        (0..USER_SLOTS)
+        (0..self.high())
             .filter(|&i| self.seg.u32(slot(i) + S_STATE).load(Acquire) != SLOT_FREE)
             .count()
     }
 
     /// Slots in use by living processes.
     pub fn live_count(&self) -> usize {
-        (0..USER_SLOTS)
+        (0..self.high())
             .filter(|&i| {
                 self.seg.u32(slot(i) + S_STATE).load(Acquire) == SLOT_USED
                     && pid_alive(self.seg.u32(slot(i) + S_PID).load(Relaxed))
