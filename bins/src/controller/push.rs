@@ -436,18 +436,10 @@ fn trigger_answers(ctl: &mut Controller, wait: Duration) {
 /// Starts the process of a push (a new one, or a retry).
 fn spawn(ctl: &mut Controller, p: &mut Push) {
     let Some((bin, target)) = output_for(ctl, p.rewritten.as_deref().unwrap_or(&p.target)) else {
-        p.state = "error";
-        p.error = format!("no output can push to {}", p.target);
-        if p.logs.last() != Some(&p.error) {
-            mist_core::error!("push {} of {}: {}", p.id, p.stream, p.error);
-            p.logs.push(p.error.clone());
-        }
-        return;
+        return failed(p, format!("no output can push to {}", p.target));
     };
     let Some(path) = ctl.binary(&bin) else {
-        p.state = "error";
-        p.error = format!("{bin} not found");
-        return;
+        return failed(p, format!("{bin} not found"));
     };
     let mut m = Managed {
         role: Role::Push(p.id),
@@ -493,12 +485,24 @@ fn spawn(ctl: &mut Controller, p: &mut Push) {
             p.retry_at = None;
             p.reported = false;
         }
-        Err(e) => {
-            p.state = "error";
-            p.error = format!("cannot start {bin}: {e}");
-            mist_core::error!("push {}: {}", p.id, p.error);
+        Err(e) => failed(p, format!("cannot start {bin}: {e}")),
+    }
+}
+
+/// A push whose process could not be started. It stays in `push_list` with its error, as one
+/// whose process failed does: a `push_start` push for [`KEEP_FAILED`], an auto-push until its
+/// retry.
+fn failed(p: &mut Push, error: String) {
+    p.state = "error";
+    p.done_at = Some(Instant::now());
+    if p.logs.last() != Some(&error) {
+        mist_core::error!("push {} of {}: {error}", p.id, p.stream);
+        p.logs.push(error.clone());
+        if p.logs.len() > 50 {
+            p.logs.remove(0);
         }
     }
+    p.error = error;
 }
 
 fn new_push(ctl: &mut Controller, stream: &str, target: &str, rule: Option<String>) -> Push {
@@ -798,17 +802,9 @@ pub fn tick(ctl: &mut Controller) {
         ctl.pushes.active.insert(s.clone(), now);
     }
     // Forget auto-pushes of streams that went away, of removed rules, and old finished ones.
-    ctl.pushes.list.retain(|p| {
-        p.proc.is_some()
-            || p.state == "trigger"
-            || (p.state == "waiting" && p.rule.is_none() && !p.stopping)
-            || match &p.rule {
-                Some(r) => !p.stopping && rules.contains_key(r) && active.contains(&p.stream),
-                None => p.done_at.is_some_and(|t| {
-                    p.state == "error" && !p.stopping && now.duration_since(t) < KEEP_FAILED
-                }),
-            }
-    });
+    ctl.pushes
+        .list
+        .retain(|p| kept(p, |r| rules.contains_key(r), &active, now));
     // Stop pushes past their rule's completetime.
     for p in ctl.pushes.list.iter_mut() {
         let Some(r) = p.rule.as_ref().and_then(|r| rules.get(r)) else {
@@ -938,6 +934,26 @@ pub fn tick(ctl: &mut Controller) {
     }
 }
 
+/// Whether a push stays in the list at a scan: running, waiting for its trigger or its turn, an
+/// auto-push of a rule that still exists on a stream still active, or a `push_start` push that
+/// failed less than [`KEEP_FAILED`] ago.
+fn kept(
+    p: &Push,
+    rule_exists: impl Fn(&str) -> bool,
+    active: &HashSet<String>,
+    now: Instant,
+) -> bool {
+    p.proc.is_some()
+        || p.state == "trigger"
+        || (p.state == "waiting" && p.rule.is_none() && !p.stopping)
+        || match &p.rule {
+            Some(r) => !p.stopping && rule_exists(r) && active.contains(&p.stream),
+            None => p.done_at.is_some_and(|t| {
+                p.state == "error" && !p.stopping && now.duration_since(t) < KEEP_FAILED
+            }),
+        }
+}
+
 fn new_push_placeholder() -> Push {
     Push {
         id: 0,
@@ -1012,5 +1028,33 @@ mod tests {
         let mut p = Pushes::default();
         let n = (0..30).filter(|i| p.may_start(1, ms(i * 100))).count();
         assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn a_push_that_could_not_start_stays_listed_with_its_error() {
+        let active: HashSet<String> = ["live".to_string()].into();
+        let mut p = new_push_placeholder();
+        p.stream = "live".into();
+        failed(&mut p, "MistOutTS not found".into());
+        failed(&mut p, "MistOutTS not found".into());
+        assert_eq!(
+            (p.state, p.error.as_str()),
+            ("error", "MistOutTS not found")
+        );
+        assert_eq!(p.logs, ["MistOutTS not found"], "logged once");
+        let now = Instant::now();
+        assert!(kept(&p, |_| true, &active, now));
+        assert!(!kept(&p, |_| true, &active, now + KEEP_FAILED));
+        // Stopped by push_stop: gone at the next scan.
+        p.stopping = true;
+        assert!(!kept(&p, |_| true, &active, now));
+        // An auto-push stays while its rule and stream do.
+        let mut a = new_push_placeholder();
+        a.stream = "live".into();
+        a.rule = Some("r1".into());
+        failed(&mut a, "cannot start MistOutTS: denied".into());
+        assert!(kept(&a, |r| r == "r1", &active, now + KEEP_FAILED));
+        assert!(!kept(&a, |_| false, &active, now));
+        assert!(!kept(&a, |_| true, &HashSet::new(), now));
     }
 }

@@ -139,18 +139,19 @@ fn pairs(arg: &Value) -> Vec<(String, String)> {
     out
 }
 
-/// The `tags` of a stream config (a list or one string).
+/// The `tags` of a stream config (a list or one string). A tag written as `#tag` is `tag`, as
+/// in `tag_stream`: `#tag` is how trigger and push rules name it, and admins copy it from there.
 fn config_tags(cfg: &Value) -> BTreeSet<String> {
-    match cfg.get("tags") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect(),
-        Some(Value::String(s)) if !s.is_empty() => [s.clone()].into(),
-        _ => BTreeSet::new(),
-    }
+    let tags: Vec<&str> = match cfg.get("tags") {
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(s)) => vec![s.as_str()],
+        _ => Vec::new(),
+    };
+    tags.into_iter()
+        .map(|t| t.strip_prefix('#').unwrap_or(t))
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The tags of a stream: its config `tags` (looked up by base name) and those given at run time.
@@ -266,6 +267,17 @@ mod tests {
         assert_eq!(t.all()["live+a"], ["y"]);
         t.update(&active);
         assert!(!t.all().contains_key("live+a"));
+    }
+
+    #[test]
+    fn config_tags_are_named_with_or_without_the_hash() {
+        let tags = |v: Value| config_tags(&v).into_iter().collect::<Vec<_>>();
+        assert_eq!(
+            tags(serde_json::json!({"tags": ["#vip", "sport", "", "#", "##x"]})),
+            ["#x", "sport", "vip"]
+        );
+        assert_eq!(tags(serde_json::json!({"tags": "#vip"})), ["vip"]);
+        assert!(tags(serde_json::json!({"tags": 5})).is_empty());
     }
 
     #[test]

@@ -414,6 +414,15 @@ impl<A: App> Runtime<A> {
             if pending {
                 wait = Duration::ZERO;
             }
+            // A timer set again (a publisher's tick, re-armed on every message) leaves its old
+            // entry in the heap: drop those before taking the earliest, or the loop would wake
+            // for each of them (once per message of every publisher, for nothing).
+            while let Some(Reverse((t, id))) = self.timers.peek().copied() {
+                if self.conns.get(&id).is_some_and(|c| c.st.timer == Some(t)) {
+                    break;
+                }
+                self.timers.pop();
+            }
             if let Some(Reverse((t, _))) = self.timers.peek() {
                 wait = wait.min(t.saturating_duration_since(now));
             }

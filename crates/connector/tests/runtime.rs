@@ -365,3 +365,91 @@ fn another_thread_wakes_one_connection() {
     remote.wake_loop();
     t.join().unwrap();
 }
+
+/// Re-arms its timer on every byte it reads, as an RTMP publisher's tick does on every message.
+struct Rearm;
+
+impl Session<Counting> for Rearm {
+    fn on_read(&mut self, _: &mut Counting, io: &mut Io<'_>) {
+        io.clear_input();
+        let at = io.now() + Duration::from_millis(400);
+        io.set_timer(Some(at));
+    }
+    fn on_timer(&mut self, app: &mut Counting, _: &mut Io<'_>) {
+        app.fired.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Counting {
+    turns: Arc<std::sync::atomic::AtomicUsize>,
+    fired: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl App for Counting {
+    type Session = Rearm;
+    fn accept(&mut self, _: ListenerId, _: Peer, _: Instant) -> Option<Rearm> {
+        Some(Rearm)
+    }
+    fn turn(&mut self, _: &mut Ctl<'_, Self>, _: Instant) -> Flow {
+        self.turns.fetch_add(1, Ordering::Relaxed);
+        if self.stop.load(Ordering::Relaxed) {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}
+
+#[test]
+fn a_timer_set_again_does_not_wake_the_loop_at_its_old_times() {
+    use std::sync::atomic::AtomicUsize;
+    let stop = Arc::new(AtomicBool::new(false));
+    let turns = Arc::new(AtomicUsize::new(0));
+    let fired = Arc::new(AtomicUsize::new(0));
+    let l = mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().unwrap();
+    let (rtx, rrx) = std::sync::mpsc::channel();
+    let app = Counting {
+        turns: turns.clone(),
+        fired: fired.clone(),
+        stop: stop.clone(),
+    };
+    let t = std::thread::spawn(move || {
+        let mut app = app;
+        let mut rt = Runtime::<Counting>::new().unwrap();
+        rt.listen_tcp(l, "rearm", Limits::default()).unwrap();
+        rtx.send(rt.remote()).unwrap();
+        rt.run(&mut app).unwrap();
+    });
+    let remote = rrx.recv().unwrap();
+    let mut c = connect(addr);
+    c.set_nodelay(true).unwrap();
+    // 30 messages 10 ms apart: the timer moves 30 times, to 400 ms after each.
+    let t0 = Instant::now();
+    for _ in 0..30 {
+        c.write_all(b"x").unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The old times fall between 400 and 700 ms after the first message; count the loop's
+    // turns in most of that span. Without stale entries dropped it turns once for each (25 or
+    // so); with, only for the loop's own 100 ms wait and its 250 ms sweep.
+    let at = |ms| t0 + Duration::from_millis(ms);
+    std::thread::sleep(at(380).saturating_duration_since(Instant::now()));
+    let before = turns.load(Ordering::Relaxed);
+    std::thread::sleep(at(640).saturating_duration_since(Instant::now()));
+    let during = turns.load(Ordering::Relaxed) - before;
+    std::thread::sleep(at(1200).saturating_duration_since(Instant::now()));
+    assert!(
+        during <= 12,
+        "{during} turns in 260 ms of a timer moved 30 times"
+    );
+    assert_eq!(
+        fired.load(Ordering::Relaxed),
+        1,
+        "the timer fires once, at its last time"
+    );
+    stop.store(true, Ordering::Relaxed);
+    remote.wake_loop();
+    t.join().unwrap();
+}
