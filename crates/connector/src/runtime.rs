@@ -417,8 +417,8 @@ impl<A: App> Runtime<A> {
             // A timer set again (a publisher's tick, re-armed on every message) leaves its old
             // entry in the heap: drop those before taking the earliest, or the loop would wake
             // for each of them (once per message of every publisher, for nothing).
-            while let Some(Reverse((t, id))) = self.timers.peek().copied() {
-                if self.conns.get(&id).is_some_and(|c| c.st.timer == Some(t)) {
+            while let Some(&Reverse(entry)) = self.timers.peek() {
+                if self.timer_is_set(entry) {
                     break;
                 }
                 self.timers.pop();
@@ -482,11 +482,7 @@ impl<A: App> Runtime<A> {
                     break;
                 }
                 self.timers.pop();
-                let due = self
-                    .conns
-                    .get_mut(&id)
-                    .is_some_and(|c| c.st.timer == Some(t));
-                if due {
+                if self.timer_is_set((t, id)) {
                     if let Some(c) = self.conns.get_mut(&id) {
                         c.st.timer = None;
                     }
@@ -819,6 +815,12 @@ impl<A: App> Runtime<A> {
             self.again.push(id);
         }
         self.flush(app, id, now);
+    }
+
+    /// Whether a timer heap entry is its connection's timer now (not replaced, not cancelled,
+    /// the connection not gone).
+    fn timer_is_set(&self, (t, id): (Instant, ConnId)) -> bool {
+        self.conns.get(&id).is_some_and(|c| c.st.timer == Some(t))
     }
 
     /// Writes queued output; cuts slow peers; closes when done.
